@@ -1,0 +1,53 @@
+# dripiq campaign engine. `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: help install protos check-protos migrate run test test-unit test-integration test-e2e bench clean
+
+help: ## List every target with what it does
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(UV):
+	@$(PYTHON) tools/bootstrap_uv.py $(TOOLS) $(UV_VERSION)
+
+$(VENV)/.installed: $(UV) uv.lock pyproject.toml libs/common/pyproject.toml services/*/pyproject.toml tools/devtools/pyproject.toml
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+install: $(VENV)/.installed ## Create .venv and install the locked dependencies
+
+protos: $(VENV)/.installed ## Regenerate the Python contracts from protos/
+	$(PY) -m dripiq_devtools.protos
+
+check-protos: $(VENV)/.installed ## Fail when the committed contracts are stale
+	$(PY) -m dripiq_devtools.protos --check
+
+migrate: $(VENV)/.installed ## Apply every service's migrations (DATABASE_URL, or the embedded server under .run/)
+	$(PY) -m dripiq_devtools migrate
+
+run: $(VENV)/.installed ## Run the whole suite: PostgreSQL, NATS, migrations, fake SendGrid, the five processes
+	$(PY) -m dripiq_devtools run
+
+test: $(VENV)/.installed ## Run every test (unit, integration, end-to-end) on real PostgreSQL and NATS
+	$(PY) -m pytest -p no:cacheprovider
+
+test-unit: $(VENV)/.installed ## Run the unit tests only (no servers)
+	$(PY) -m pytest -p no:cacheprovider tests/unit
+
+test-integration: $(VENV)/.installed ## Run the integration tests only
+	$(PY) -m pytest -p no:cacheprovider tests/integration
+
+test-e2e: $(VENV)/.installed ## Run the end-to-end test only
+	$(PY) -m pytest -p no:cacheprovider tests/e2e
+
+clean: ## Remove .venv, the bootstrap tools and local server data under .run/
+	rm -rf $(VENV) $(TOOLS) .run

@@ -1,0 +1,184 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class MessageStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MESSAGE_STATUS_UNSPECIFIED: _ClassVar[MessageStatus]
+    MESSAGE_STATUS_QUEUED: _ClassVar[MessageStatus]
+    MESSAGE_STATUS_SENDING: _ClassVar[MessageStatus]
+    MESSAGE_STATUS_SENT: _ClassVar[MessageStatus]
+    MESSAGE_STATUS_FAILED: _ClassVar[MessageStatus]
+    MESSAGE_STATUS_SUPPRESSED: _ClassVar[MessageStatus]
+    MESSAGE_STATUS_UNKNOWN: _ClassVar[MessageStatus]
+MESSAGE_STATUS_UNSPECIFIED: MessageStatus
+MESSAGE_STATUS_QUEUED: MessageStatus
+MESSAGE_STATUS_SENDING: MessageStatus
+MESSAGE_STATUS_SENT: MessageStatus
+MESSAGE_STATUS_FAILED: MessageStatus
+MESSAGE_STATUS_SUPPRESSED: MessageStatus
+MESSAGE_STATUS_UNKNOWN: MessageStatus
+
+class Message(_message.Message):
+    __slots__ = ("message_id", "tenant_id", "campaign_id", "step_index", "contact_id", "channel", "status", "to_email", "from_email", "subject", "provider", "provider_message_id", "attempt_count", "last_error", "created_at", "sent_at")
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TO_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    FROM_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    message_id: str
+    tenant_id: str
+    campaign_id: str
+    step_index: int
+    contact_id: str
+    channel: str
+    status: MessageStatus
+    to_email: str
+    from_email: str
+    subject: str
+    provider: str
+    provider_message_id: str
+    attempt_count: int
+    last_error: str
+    created_at: _timestamp_pb2.Timestamp
+    sent_at: _timestamp_pb2.Timestamp
+    def __init__(self, message_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., status: _Optional[_Union[MessageStatus, str]] = ..., to_email: _Optional[str] = ..., from_email: _Optional[str] = ..., subject: _Optional[str] = ..., provider: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., attempt_count: _Optional[int] = ..., last_error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetMessageRequest(_message.Message):
+    __slots__ = ("tenant_id", "message_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    message_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ...) -> None: ...
+
+class GetMessageResponse(_message.Message):
+    __slots__ = ("message",)
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    message: Message
+    def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ...) -> None: ...
+
+class SenderIdentity(_message.Message):
+    __slots__ = ("sender_identity_id", "tenant_id", "from_email", "from_name", "verified", "provider_config_id", "created_at")
+    SENDER_IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    FROM_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_CONFIG_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    sender_identity_id: str
+    tenant_id: str
+    from_email: str
+    from_name: str
+    verified: bool
+    provider_config_id: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, sender_identity_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., from_email: _Optional[str] = ..., from_name: _Optional[str] = ..., verified: _Optional[bool] = ..., provider_config_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateSenderIdentityRequest(_message.Message):
+    __slots__ = ("tenant_id", "from_email", "from_name", "provider_config_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    FROM_NAME_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_CONFIG_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    from_email: str
+    from_name: str
+    provider_config_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., from_email: _Optional[str] = ..., from_name: _Optional[str] = ..., provider_config_id: _Optional[str] = ...) -> None: ...
+
+class CreateSenderIdentityResponse(_message.Message):
+    __slots__ = ("sender_identity",)
+    SENDER_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    sender_identity: SenderIdentity
+    def __init__(self, sender_identity: _Optional[_Union[SenderIdentity, _Mapping]] = ...) -> None: ...
+
+class GetSenderIdentityRequest(_message.Message):
+    __slots__ = ("tenant_id", "sender_identity_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    sender_identity_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., sender_identity_id: _Optional[str] = ...) -> None: ...
+
+class GetSenderIdentityResponse(_message.Message):
+    __slots__ = ("sender_identity",)
+    SENDER_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    sender_identity: SenderIdentity
+    def __init__(self, sender_identity: _Optional[_Union[SenderIdentity, _Mapping]] = ...) -> None: ...
+
+class VerifySenderIdentityRequest(_message.Message):
+    __slots__ = ("tenant_id", "sender_identity_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    sender_identity_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., sender_identity_id: _Optional[str] = ...) -> None: ...
+
+class VerifySenderIdentityResponse(_message.Message):
+    __slots__ = ("sender_identity",)
+    SENDER_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    sender_identity: SenderIdentity
+    def __init__(self, sender_identity: _Optional[_Union[SenderIdentity, _Mapping]] = ...) -> None: ...
+
+class Suppression(_message.Message):
+    __slots__ = ("tenant_id", "address", "reason", "created_at")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    address: str
+    reason: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., address: _Optional[str] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AddSuppressionRequest(_message.Message):
+    __slots__ = ("tenant_id", "address", "reason")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    address: str
+    reason: str
+    def __init__(self, tenant_id: _Optional[str] = ..., address: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class AddSuppressionResponse(_message.Message):
+    __slots__ = ("suppression",)
+    SUPPRESSION_FIELD_NUMBER: _ClassVar[int]
+    suppression: Suppression
+    def __init__(self, suppression: _Optional[_Union[Suppression, _Mapping]] = ...) -> None: ...
+
+class CheckSuppressionsRequest(_message.Message):
+    __slots__ = ("tenant_id", "addresses")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    addresses: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant_id: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CheckSuppressionsResponse(_message.Message):
+    __slots__ = ("suppressed",)
+    SUPPRESSED_FIELD_NUMBER: _ClassVar[int]
+    suppressed: _containers.RepeatedCompositeFieldContainer[Suppression]
+    def __init__(self, suppressed: _Optional[_Iterable[_Union[Suppression, _Mapping]]] = ...) -> None: ...

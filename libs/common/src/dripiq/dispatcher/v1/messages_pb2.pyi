@@ -1,0 +1,82 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class OutcomeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTCOME_KIND_UNSPECIFIED: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_SENT: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_FAILED: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_SUPPRESSED: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_DEFERRED: _ClassVar[OutcomeKind]
+OUTCOME_KIND_UNSPECIFIED: OutcomeKind
+OUTCOME_KIND_SENT: OutcomeKind
+OUTCOME_KIND_FAILED: OutcomeKind
+OUTCOME_KIND_SUPPRESSED: OutcomeKind
+OUTCOME_KIND_DEFERRED: OutcomeKind
+
+class SendMessageCommand(_message.Message):
+    __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "to_email", "to_name", "sender_identity_id", "subject", "body_text", "body_html", "categories")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    TO_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    TO_NAME_FIELD_NUMBER: _ClassVar[int]
+    SENDER_IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    BODY_TEXT_FIELD_NUMBER: _ClassVar[int]
+    BODY_HTML_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    message_id: str
+    campaign_id: str
+    step_index: int
+    contact_id: str
+    channel: str
+    to_email: str
+    to_name: str
+    sender_identity_id: str
+    subject: str
+    body_text: str
+    body_html: str
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., to_email: _Optional[str] = ..., to_name: _Optional[str] = ..., sender_identity_id: _Optional[str] = ..., subject: _Optional[str] = ..., body_text: _Optional[str] = ..., body_html: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class MessageOutcome(_message.Message):
+    __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "kind", "provider", "provider_message_id", "rfc_message_id", "reason", "occurred_at")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    RFC_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    message_id: str
+    campaign_id: str
+    step_index: int
+    contact_id: str
+    channel: str
+    kind: OutcomeKind
+    provider: str
+    provider_message_id: str
+    rfc_message_id: str
+    reason: str
+    occurred_at: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., kind: _Optional[_Union[OutcomeKind, str]] = ..., provider: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., rfc_message_id: _Optional[str] = ..., reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

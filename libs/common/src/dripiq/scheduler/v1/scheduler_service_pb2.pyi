@@ -1,0 +1,99 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TimerStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TIMER_STATUS_UNSPECIFIED: _ClassVar[TimerStatus]
+    TIMER_STATUS_ACTIVE: _ClassVar[TimerStatus]
+    TIMER_STATUS_FIRED: _ClassVar[TimerStatus]
+    TIMER_STATUS_CANCELED: _ClassVar[TimerStatus]
+TIMER_STATUS_UNSPECIFIED: TimerStatus
+TIMER_STATUS_ACTIVE: TimerStatus
+TIMER_STATUS_FIRED: TimerStatus
+TIMER_STATUS_CANCELED: TimerStatus
+
+class Timer(_message.Message):
+    __slots__ = ("tenant_id", "key", "group_key", "kind", "fire_at", "target_subject", "payload", "status", "version", "fired_at")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    GROUP_KEY_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    FIRE_AT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    FIRED_AT_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    key: str
+    group_key: str
+    kind: str
+    fire_at: _timestamp_pb2.Timestamp
+    target_subject: str
+    payload: bytes
+    status: TimerStatus
+    version: int
+    fired_at: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., key: _Optional[str] = ..., group_key: _Optional[str] = ..., kind: _Optional[str] = ..., fire_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., target_subject: _Optional[str] = ..., payload: _Optional[bytes] = ..., status: _Optional[_Union[TimerStatus, str]] = ..., version: _Optional[int] = ..., fired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ScheduleTimerRequest(_message.Message):
+    __slots__ = ("timer",)
+    TIMER_FIELD_NUMBER: _ClassVar[int]
+    timer: Timer
+    def __init__(self, timer: _Optional[_Union[Timer, _Mapping]] = ...) -> None: ...
+
+class ScheduleTimerResponse(_message.Message):
+    __slots__ = ("timer",)
+    TIMER_FIELD_NUMBER: _ClassVar[int]
+    timer: Timer
+    def __init__(self, timer: _Optional[_Union[Timer, _Mapping]] = ...) -> None: ...
+
+class CancelTimerRequest(_message.Message):
+    __slots__ = ("tenant_id", "key")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    key: str
+    def __init__(self, tenant_id: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class CancelTimerResponse(_message.Message):
+    __slots__ = ("timer",)
+    TIMER_FIELD_NUMBER: _ClassVar[int]
+    timer: Timer
+    def __init__(self, timer: _Optional[_Union[Timer, _Mapping]] = ...) -> None: ...
+
+class CancelTimersRequest(_message.Message):
+    __slots__ = ("tenant_id", "group_key")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_KEY_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    group_key: str
+    def __init__(self, tenant_id: _Optional[str] = ..., group_key: _Optional[str] = ...) -> None: ...
+
+class CancelTimersResponse(_message.Message):
+    __slots__ = ("canceled_count",)
+    CANCELED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    canceled_count: int
+    def __init__(self, canceled_count: _Optional[int] = ...) -> None: ...
+
+class GetTimerRequest(_message.Message):
+    __slots__ = ("tenant_id", "key")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    key: str
+    def __init__(self, tenant_id: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class GetTimerResponse(_message.Message):
+    __slots__ = ("timer",)
+    TIMER_FIELD_NUMBER: _ClassVar[int]
+    timer: Timer
+    def __init__(self, timer: _Optional[_Union[Timer, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""dripiq scheduler service."""
