@@ -1,0 +1,307 @@
+"""JetStream: the stream contract, idempotent set-up, and durable pull workers.
+
+Streams and subjects are a public contract (docs/streams.md). Work queues use work-queue
+retention and durable pull consumers with max_deliver, a backoff list and a dead-letter
+subject; facts use limits retention so several services and outside readers can consume them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import nats
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+from dripiq_common.errors import PermanentMessageError
+
+log = structlog.get_logger(__name__)
+
+DAY = 24 * 3600
+DEAD_LETTER_PREFIX = "dripiq.dlq"
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: tuple[str, ...]
+    work_queue: bool
+    max_age_seconds: float = 0
+    duplicate_window_seconds: float = 600
+
+    def config(self, replicas: int) -> StreamConfig:
+        return StreamConfig(
+            name=self.name,
+            subjects=list(self.subjects),
+            retention=RetentionPolicy.WORK_QUEUE if self.work_queue else RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=self.max_age_seconds or None,
+            duplicate_window=self.duplicate_window_seconds,
+            num_replicas=replicas,
+        )
+
+
+class Streams:
+    """Every stream of the suite. Subjects end in the tenant id (rule 5)."""
+
+    SCHEDULER_COMMANDS = StreamSpec("SCHEDULER_COMMANDS", ("dripiq.scheduler.cmd.>",), True)
+    PLANNER_TIMERS = StreamSpec("PLANNER_TIMERS", ("dripiq.planner.timer.>",), True)
+    DISPATCHER_SEND = StreamSpec("DISPATCHER_SEND", ("dripiq.dispatcher.send.>",), True)
+    MESSAGE_OUTCOMES = StreamSpec(
+        "MESSAGE_OUTCOMES", ("dripiq.dispatcher.outcome.>",), False, max_age_seconds=30 * DAY
+    )
+    EDGE_WEBHOOKS = StreamSpec("EDGE_WEBHOOKS", ("dripiq.edge.>",), True)
+    ENGAGEMENT = StreamSpec(
+        "ENGAGEMENT", ("dripiq.events.engagement.>",), False, max_age_seconds=30 * DAY
+    )
+    DEAD_LETTERS = StreamSpec(
+        "DEAD_LETTERS", (f"{DEAD_LETTER_PREFIX}.>",), False, max_age_seconds=30 * DAY
+    )
+
+    @classmethod
+    def all(cls) -> list[StreamSpec]:
+        return [v for v in vars(cls).values() if isinstance(v, StreamSpec)]
+
+
+class Subjects:
+    """Subject builders, so no service spells a subject by hand."""
+
+    @staticmethod
+    def scheduler_command(tenant_id: str) -> str:
+        return f"dripiq.scheduler.cmd.{token(tenant_id)}"
+
+    @staticmethod
+    def planner_timer(tenant_id: str) -> str:
+        return f"dripiq.planner.timer.{token(tenant_id)}"
+
+    @staticmethod
+    def dispatcher_send(tenant_id: str) -> str:
+        return f"dripiq.dispatcher.send.{token(tenant_id)}"
+
+    @staticmethod
+    def message_outcome(tenant_id: str) -> str:
+        return f"dripiq.dispatcher.outcome.{token(tenant_id)}"
+
+    @staticmethod
+    def engagement(tenant_id: str, event_type: str) -> str:
+        return f"dripiq.events.engagement.{token(tenant_id)}.{token(event_type)}"
+
+    EDGE_SENDGRID_EVENTS = "dripiq.edge.sendgrid.events"
+    EDGE_SENDGRID_INBOUND = "dripiq.edge.sendgrid.inbound"
+    EDGE_UNSUBSCRIBE = "dripiq.edge.unsubscribe"
+
+
+_SUBJECT_FORBIDDEN = set(" \t\r\n.*>")
+
+
+def token(value: str) -> str:
+    """One subject token. Ids are validated at the API; this guards the bus all the same."""
+    if not value or any(ch in _SUBJECT_FORBIDDEN for ch in value):
+        raise ValueError(f"not usable as a subject token: {value!r}")
+    return value
+
+
+async def connect(url: str, *, name: str) -> NATS:
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats.error", error=str(exc))
+
+    async def on_disconnect() -> None:
+        log.warning("nats.disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats.reconnected")
+
+    return await nats.connect(
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+    )
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    subject: str
+    payload: bytes
+    msg_id: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+async def publish_many(
+    js: JetStreamContext, items: Sequence[Outgoing], *, timeout: float = 10.0
+) -> list[bool]:
+    """Publish without waiting for each ack in turn, then wait for all; True where acked.
+
+    `Nats-Msg-Id` makes a retry of the same item a no-op within the duplicate window.
+    """
+    futures = []
+    for item in items:
+        headers = {**item.headers, "Nats-Msg-Id": item.msg_id}
+        futures.append(await js.publish_async(item.subject, item.payload, headers=headers))
+    results = await asyncio.gather(
+        *(asyncio.wait_for(f, timeout) for f in futures), return_exceptions=True
+    )
+    return [not isinstance(r, BaseException) for r in results]
+
+
+async def ensure_streams(js: JetStreamContext, specs: Sequence[StreamSpec], *, replicas: int = 1) -> None:
+    """Create or update each stream so that start-up is idempotent."""
+    for spec in specs:
+        config = spec.config(replicas)
+        try:
+            await js.stream_info(spec.name)
+        except NotFoundError:
+            await js.add_stream(config)
+            log.info("jetstream.stream_created", stream=spec.name)
+            continue
+        await js.update_stream(config)
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    stream: StreamSpec
+    durable: str
+    filter_subject: str
+    max_deliver: int = 8
+    # Delay before each retry of a failed handler, by delivery count (the last one repeats).
+    retry_delays_seconds: tuple[float, ...] = (1, 5, 15, 60, 300)
+    # A crashed worker's messages come back after this long.
+    ack_wait_seconds: float = 30
+    max_ack_pending: int = 2000
+    deliver_all: bool = True
+
+    def retry_delay(self, delivered: int) -> float:
+        return self.retry_delays_seconds[min(delivered, len(self.retry_delays_seconds)) - 1]
+
+    def config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.durable,
+            name=self.durable,
+            filter_subject=self.filter_subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL if self.deliver_all else DeliverPolicy.NEW,
+            max_deliver=self.max_deliver,
+            ack_wait=self.ack_wait_seconds,
+            max_ack_pending=self.max_ack_pending,
+        )
+
+
+Handler = Callable[[Msg], Awaitable[None]]
+
+
+@dataclass
+class PullWorker:
+    """Fetches from a durable pull consumer and acks each message after its handler returned.
+
+    The handler commits its own transaction; a raised error naks the message with the
+    consumer's retry delay for that delivery. On the last delivery, or for a
+    PermanentMessageError, the message goes to `dripiq.dlq.<stream>.<consumer>` and is
+    terminated, so a poison message never blocks the ones behind it.
+    """
+
+    js: JetStreamContext
+    nc: NATS
+    spec: ConsumerSpec
+    handler: Handler
+    batch_size: int = 100
+    fetch_timeout: float = 1.0
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def setup(self) -> JetStreamContext.PullSubscription:
+        try:
+            await self.js.add_consumer(self.spec.stream.name, self.spec.config())
+        except BadRequestError as exc:
+            log.warning("jetstream.consumer_config_kept", consumer=self.spec.durable, error=str(exc))
+        return await self.js.pull_subscribe_bind(
+            durable=self.spec.durable, stream=self.spec.stream.name
+        )
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        sub = await self.setup()
+        bound = log.bind(consumer=self.spec.durable)
+        bound.info("worker.started")
+        while not self._stopping.is_set():
+            try:
+                msgs = await sub.fetch(self.batch_size, timeout=self.fetch_timeout)
+            except nats.errors.TimeoutError:
+                continue
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
+                break
+            except Exception as exc:
+                bound.warning("worker.fetch_failed", error=str(exc))
+                await asyncio.sleep(1)
+                continue
+            for msg in msgs:
+                await self._handle(msg, bound)
+        bound.info("worker.stopped")
+
+    async def _handle(self, msg: Msg, bound: structlog.stdlib.BoundLogger) -> None:
+        delivered = msg.metadata.num_delivered
+        try:
+            await self.handler(msg)
+        except PermanentMessageError as exc:
+            await self._dead_letter(msg, str(exc), bound)
+            return
+        except Exception as exc:
+            if delivered >= self.spec.max_deliver:
+                await self._dead_letter(msg, repr(exc), bound)
+            else:
+                delay = self.spec.retry_delay(delivered)
+                bound.warning(
+                    "worker.handler_failed", subject=msg.subject, delivered=delivered,
+                    retry_in=delay, error=repr(exc), exc_info=True,
+                )
+                await msg.nak(delay=delay)
+            return
+        await msg.ack()
+
+    async def _dead_letter(self, msg: Msg, reason: str, bound: structlog.stdlib.BoundLogger) -> None:
+        meta = msg.metadata
+        subject = f"{DEAD_LETTER_PREFIX}.{meta.stream}.{meta.consumer}"
+        headers = {
+            "Dripiq-Original-Subject": msg.subject,
+            "Dripiq-Original-Sequence": str(meta.sequence.stream),
+            "Dripiq-Delivered": str(meta.num_delivered),
+            "Dripiq-Error": reason[:1000],
+            "Nats-Msg-Id": f"{meta.stream}:{meta.sequence.stream}",
+        }
+        await self.js.publish(subject, msg.data, headers=headers)
+        await msg.term()
+        bound.error("worker.dead_lettered", subject=msg.subject, dlq=subject, reason=reason)
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard match: `*` is one token, a trailing `>` one or more."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, part in enumerate(p):
+        if part == ">":
+            return len(s) > i
+        if i >= len(s) or (part != "*" and part != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+def stream_for_subject(subject: str) -> StreamSpec | None:
+    return next(
+        (spec for spec in Streams.all() if any(subject_matches(p, subject) for p in spec.subjects)),
+        None,
+    )

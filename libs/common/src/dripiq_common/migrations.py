@@ -1,0 +1,83 @@
+"""Per-schema Alembic: each service migrates only its own schema, with its version table in it.
+
+A service's `migrations/env.py` calls `run_env(metadata)`; operators run
+`python -m dripiq_common.migrations <service>...` (or `make migrate`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+from importlib import resources
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from dripiq_common.db import async_url
+
+SERVICES = ("planner", "dispatcher", "events", "scheduler")
+
+
+def alembic_config(service: str, database_url: str) -> Config:
+    package = f"dripiq_{service}"
+    importlib.import_module(package)
+    config = Config()
+    config.set_main_option("script_location", str(resources.files(package) / "migrations"))
+    config.set_main_option("sqlalchemy.url", async_url(database_url))
+    config.attributes["schema"] = service
+    return config
+
+
+def upgrade(service: str, database_url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(service, database_url), revision)
+
+
+def run_env(metadata: MetaData) -> None:
+    """Body of every service's env.py (online mode only: migrations need a server)."""
+    config = context.config
+    schema = config.attributes.get("schema") or metadata.schema
+    url = config.get_main_option("sqlalchemy.url")
+
+    def migrate(connection) -> None:  # type: ignore[no-untyped-def]
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            version_table_schema=schema,
+            include_schemas=False,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run() -> None:
+        engine = create_async_engine(url)
+        async with engine.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        async with engine.connect() as conn:
+            await conn.run_sync(migrate)
+            await conn.commit()
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Apply service migrations")
+    parser.add_argument("services", nargs="*", default=list(SERVICES), help="default: all")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    parser.add_argument("--revision", default="head")
+    args = parser.parse_args()
+    if not args.database_url:
+        raise SystemExit("DATABASE_URL is not set (or pass --database-url)")
+    for service in args.services:
+        if service not in SERVICES:
+            raise SystemExit(f"unknown service {service!r}; expected one of {', '.join(SERVICES)}")
+        upgrade(service, args.database_url, args.revision)
+        print(f"{service}: migrated to {args.revision}")
+
+
+if __name__ == "__main__":
+    main()

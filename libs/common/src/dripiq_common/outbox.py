@@ -1,0 +1,137 @@
+"""The transactional outbox: a state change and the messages it causes commit together.
+
+Each schema has its own `outbox` table. The relay publishes rows with `Nats-Msg-Id` set to
+`<schema>:<id>` so a crash between PubAck and delete is absorbed by JetStream's dedupe
+window, then deletes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import structlog
+from google.protobuf.message import Message as ProtoMessage
+from nats.js import JetStreamContext
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dripiq_common.jetstream import Outgoing, publish_many
+
+log = structlog.get_logger(__name__)
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, Identity(always=True), primary_key=True),
+        Column("subject", Text, nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("headers", JSONB, nullable=False, server_default="{}"),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    subject: str
+    message: ProtoMessage
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+async def enqueue(conn: AsyncConnection, table: Table, messages: Iterable[OutboxMessage]) -> int:
+    """Write messages into the outbox inside the caller's transaction."""
+    rows = [
+        {"subject": m.subject, "payload": m.message.SerializeToString(), "headers": dict(m.headers)}
+        for m in messages
+    ]
+    if rows:
+        await conn.execute(insert(table), rows)
+    return len(rows)
+
+
+@dataclass
+class OutboxRelay:
+    engine: AsyncEngine
+    js: JetStreamContext
+    table: Table
+    batch_size: int = 500
+    poll_seconds: float = 1.0
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopping: bool = False
+
+    def kick(self) -> None:
+        """Called after a commit that wrote to the outbox, so it goes out without waiting a poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        bound = log.bind(outbox=self.table.schema)
+        while not self._stopping:
+            try:
+                published = await self.relay_once()
+            except Exception as exc:
+                bound.warning("outbox.relay_failed", error=repr(exc))
+                published = 0
+                await asyncio.sleep(self.poll_seconds)
+            if published >= self.batch_size:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+            except TimeoutError:
+                pass
+        # Whatever was committed before the stop still goes out.
+        try:
+            while await self.relay_once() >= self.batch_size:
+                pass
+        except Exception as exc:
+            bound.warning("outbox.final_relay_failed", error=repr(exc))
+
+    async def relay_once(self) -> int:
+        """Publish one batch; rows whose PubAck did not come stay for the next round."""
+        t = self.table
+        async with self.engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(t.c.id, t.c.subject, t.c.payload, t.c.headers)
+                    .order_by(t.c.id)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            acked = await publish_many(
+                self.js,
+                [
+                    Outgoing(row.subject, row.payload, f"{t.schema}:{row.id}", row.headers)
+                    for row in rows
+                ],
+            )
+            done = [row.id for row, ok in zip(rows, acked, strict=True) if ok]
+            failed = len(rows) - len(done)
+            if done:
+                await conn.execute(delete(t).where(t.c.id.in_(done)))
+        if failed:
+            log.warning("outbox.publish_failed", outbox=t.schema, failed=failed)
+        return len(done)

@@ -1,0 +1,127 @@
+"""The life of one service process: connect, serve, run its loops, shut down in order.
+
+Order on SIGTERM/SIGINT: health NOT_SERVING -> stop fetching -> server.stop(grace) ->
+outbox flush -> nc.drain() -> engine.dispose().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dripiq_common import jetstream
+from dripiq_common.clock import Clock, SystemClock
+from dripiq_common.db import create_engine
+from dripiq_common.grpc_server import GrpcServer, Registrar
+from dripiq_common.jetstream import StreamSpec
+from dripiq_common.settings import ServiceSettings
+
+log = structlog.get_logger(__name__)
+
+
+class Loop(Protocol):
+    async def run(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Runtime:
+    """What a service's parts share, connected."""
+
+    name: str
+    settings: ServiceSettings
+    engine: AsyncEngine
+    clock: Clock
+    nc: NATS
+    js: JetStreamContext
+
+
+@dataclass
+class Parts:
+    """What a service brings: gRPC services and the loops that run beside them.
+
+    `fetchers` consume from JetStream and stop first; `loops` (outbox relays, pollers) stop
+    after the gRPC server so that work accepted during the grace period still goes out.
+    """
+
+    service_names: Sequence[str]
+    registrars: Sequence[Registrar]
+    fetchers: Sequence[Loop] = ()
+    loops: Sequence[Loop] = ()
+
+
+async def wait_for_database(engine: AsyncEngine, *, attempts: int = 60) -> None:
+    for attempt in range(1, attempts + 1):
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return
+        except Exception as exc:
+            log.warning("database.unavailable", attempt=attempt, error=str(exc))
+            await asyncio.sleep(min(attempt, 5))
+    raise SystemExit("PostgreSQL did not answer; check DATABASE_URL")
+
+
+async def run_service(
+    *,
+    name: str,
+    settings: ServiceSettings,
+    streams: Sequence[StreamSpec],
+    build: Callable[[Runtime], Parts],
+    clock: Clock | None = None,
+    stop_event: asyncio.Event | None = None,
+) -> None:
+    """Connect to PostgreSQL and NATS, then build the service's parts and serve until stopped.
+
+    The gRPC server starts only once both are connected, so its health service never reports
+    SERVING for a process that cannot do its work.
+    """
+    stop = stop_event or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, application_name=name)
+    await wait_for_database(engine)
+    nc = await jetstream.connect(settings.nats_url, name=name)
+    js = nc.jetstream()
+    await jetstream.ensure_streams(js, streams)
+    rt = Runtime(name=name, settings=settings, engine=engine, clock=clock or SystemClock(), nc=nc, js=js)
+    parts = build(rt)
+    server = GrpcServer(
+        address=settings.grpc_address, service_names=parts.service_names, register=parts.registrars
+    )
+    await server.start()
+    tasks = [asyncio.create_task(p.run(), name=type(p).__name__) for p in [*parts.fetchers, *parts.loops]]
+    await server.serving()
+    log.info("service.serving", grpc=f"{settings.grpc_host}:{server.port}",
+             services=list(parts.service_names))
+
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        if task.done() and task.exception() is not None:
+            log.error("service.loop_crashed", loop=task.get_name(), error=repr(task.exception()))
+    log.info("service.stopping")
+
+    await server.health.enter_graceful_shutdown()
+    for fetcher in parts.fetchers:
+        fetcher.stop()
+    await asyncio.gather(*tasks[: len(parts.fetchers)], return_exceptions=True)
+    await server.stop(settings.shutdown_grace_seconds)
+    for other in parts.loops:
+        other.stop()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    stopped.cancel()
+    await rt.nc.drain()
+    await rt.engine.dispose()
+    log.info("service.stopped")

@@ -1,0 +1,25 @@
+"""gRPC SchedulerService: proto in, TimerService, proto out."""
+
+from __future__ import annotations
+
+from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
+from dripiq.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
+from dripiq_scheduler.service import TimerService
+
+
+class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
+    def __init__(self, timers: TimerService) -> None:
+        self.timers = timers
+
+    async def ScheduleTimer(self, request: pb.ScheduleTimerRequest, context) -> pb.ScheduleTimerResponse:  # type: ignore[no-untyped-def]
+        return pb.ScheduleTimerResponse(timer=await self.timers.schedule(request.timer))
+
+    async def CancelTimer(self, request: pb.CancelTimerRequest, context) -> pb.CancelTimerResponse:  # type: ignore[no-untyped-def]
+        return pb.CancelTimerResponse(timer=await self.timers.cancel(request.tenant_id, request.key))
+
+    async def CancelTimers(self, request: pb.CancelTimersRequest, context) -> pb.CancelTimersResponse:  # type: ignore[no-untyped-def]
+        count = await self.timers.cancel_group(request.tenant_id, request.group_key)
+        return pb.CancelTimersResponse(canceled_count=count)
+
+    async def GetTimer(self, request: pb.GetTimerRequest, context) -> pb.GetTimerResponse:  # type: ignore[no-untyped-def]
+        return pb.GetTimerResponse(timer=await self.timers.get(request.tenant_id, request.key))

@@ -1,0 +1,52 @@
+"""Tables of the `scheduler` schema."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+
+from dripiq_common.outbox import outbox_table
+
+SCHEMA = "scheduler"
+metadata = MetaData(schema=SCHEMA)
+
+# The seed's message_timers, generalized: key is "<message_id>:<trigger_type>" for engagement
+# timeouts and "<campaign_id>:step" for step sends; status active|fired|canceled.
+timers = Table(
+    "timers",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("group_key", Text, nullable=False, server_default=""),
+    Column("kind", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="active"),
+    Column("scheduled_for", DateTime(timezone=True), nullable=False),
+    Column("target_subject", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("fired_at", DateTime(timezone=True)),
+    Column("canceled_at", DateTime(timezone=True)),
+    UniqueConstraint("tenant_id", "key", name="timers_tenant_key_key"),
+    CheckConstraint("status IN ('active', 'fired', 'canceled')", name="timers_status_check"),
+    Index("timers_due_idx", "scheduled_for", postgresql_where=text("status = 'active'")),
+    Index("timers_group_idx", "tenant_id", "group_key", postgresql_where=text("status = 'active'")),
+)
+
+outbox = outbox_table(metadata)
