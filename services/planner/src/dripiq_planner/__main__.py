@@ -1,0 +1,52 @@
+"""python -m dripiq_planner: the planner process."""
+
+from __future__ import annotations
+
+import asyncio
+
+from dripiq.planner.v1 import campaign_service_pb2, campaign_service_pb2_grpc
+from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
+from dripiq_common.logging import configure_logging
+from dripiq_common.outbox import OutboxRelay
+from dripiq_common.service import Parts, Runtime, run_service
+from dripiq_common.settings import load_settings
+from dripiq_planner.campaigns import CampaignService
+from dripiq_planner.handlers import CampaignServicer
+from dripiq_planner.models import outbox
+from dripiq_planner.reactor import Reactor
+from dripiq_planner.settings import PlannerSettings
+
+TIMERS = ConsumerSpec(Streams.PLANNER_TIMERS, "planner-timers", "dripiq.planner.timer.>")
+OUTCOMES = ConsumerSpec(Streams.MESSAGE_OUTCOMES, "planner-outcomes", "dripiq.dispatcher.outcome.>")
+ENGAGEMENT = ConsumerSpec(Streams.ENGAGEMENT, "planner-engagement", "dripiq.events.engagement.>")
+SERVICE_NAME = campaign_service_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name
+
+
+def build(settings: PlannerSettings, rt: Runtime) -> Parts:
+    relay = OutboxRelay(rt.engine, rt.js, outbox, batch_size=settings.outbox_batch_size,
+                        poll_seconds=settings.outbox_poll_seconds)
+    campaigns = CampaignService(rt.engine, rt.clock, on_commit=relay.kick)
+    reactor = Reactor(rt.engine, rt.clock, count_machine_opens=settings.count_machine_opens,
+                      on_commit=relay.kick)
+    servicer = CampaignServicer(campaigns)
+    return Parts(
+        service_names=[SERVICE_NAME],
+        registrars=[lambda server: campaign_service_pb2_grpc.add_CampaignServiceServicer_to_server(servicer, server)],
+        fetchers=[
+            PullWorker(rt.js, rt.nc, TIMERS, lambda msg: reactor.on_timer(msg.data)),
+            PullWorker(rt.js, rt.nc, OUTCOMES, lambda msg: reactor.on_outcome(msg.data)),
+            PullWorker(rt.js, rt.nc, ENGAGEMENT, lambda msg: reactor.on_engagement(msg.data)),
+        ],
+        loops=[relay],
+    )
+
+
+def main() -> None:
+    settings = load_settings(PlannerSettings)
+    configure_logging("planner", log_format=settings.log_format, level=settings.log_level)
+    asyncio.run(run_service(name="planner", settings=settings, streams=Streams.all(),
+                            build=lambda rt: build(settings, rt)))
+
+
+if __name__ == "__main__":
+    main()

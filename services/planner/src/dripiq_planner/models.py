@@ -1,0 +1,137 @@
+"""Tables of the `planner` schema."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from dripiq_common.outbox import outbox_table
+
+SCHEMA = "planner"
+metadata = MetaData(schema=SCHEMA)
+
+contact_campaigns = Table(
+    "contact_campaigns",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("request_id", Text),
+    Column("lead_id", Text, nullable=False),
+    Column("contact_id", Text, nullable=False),
+    Column("product_id", Text, nullable=False),
+    Column("channel", Text, nullable=False, server_default="email"),
+    Column("status", Text, nullable=False, server_default="active"),
+    Column("sender_identity_id", Text, nullable=False, server_default=""),
+    # Facts about lead, contact and product as the calling application sent them.
+    Column("facts_json", JSONB, nullable=False),
+    Column("strategy_json", JSONB, nullable=False),
+    Column("rules_json", JSONB, nullable=False),
+    Column("settings_json", JSONB, nullable=False, server_default="{}"),
+    Column("current_step_index", Integer, nullable=False, server_default="0"),
+    Column("cancel_reason", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("ended_at", DateTime(timezone=True)),
+    CheckConstraint(
+        "status IN ('active', 'paused', 'completed', 'canceled')", name="contact_campaigns_status_check"
+    ),
+    UniqueConstraint("tenant_id", "request_id", name="contact_campaigns_request_key"),
+    # One running campaign per tenant, contact and product.
+    Index(
+        "contact_campaigns_one_running_idx",
+        "tenant_id",
+        "contact_id",
+        "product_id",
+        unique=True,
+        postgresql_where=text("status IN ('active', 'paused')"),
+    ),
+    Index("contact_campaigns_tenant_contact_idx", "tenant_id", "contact_id"),
+    Index("contact_campaigns_tenant_lead_idx", "tenant_id", "lead_id"),
+)
+
+campaign_steps = Table(
+    "campaign_steps",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("campaign_id", Text, ForeignKey("contact_campaigns.id", ondelete="CASCADE"), nullable=False),
+    Column("tenant_id", Text, nullable=False),
+    Column("step_index", Integer, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("timing", Text, nullable=False),
+    Column("relative_delay_seconds", BigInteger, nullable=False),
+    Column("scheduled_at", DateTime(timezone=True)),
+    # Bumped on every (re)schedule; a timer carrying an older version is stale.
+    Column("schedule_version", Integer, nullable=False, server_default="0"),
+    Column("subject", Text, nullable=False, server_default=""),
+    Column("content", Text, nullable=False, server_default=""),
+    Column("call_to_action", Text, nullable=False, server_default=""),
+    Column("message_id", Text),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("campaign_id", "step_index", name="campaign_steps_campaign_step_key"),
+    CheckConstraint(
+        "status IN ('pending', 'scheduled', 'sending', 'sent', 'failed', 'skipped', 'canceled')",
+        name="campaign_steps_status_check",
+    ),
+    Index("campaign_steps_message_idx", "message_id"),
+)
+
+ai_generations = Table(
+    "ai_generations",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("campaign_id", Text),
+    Column("correlation_id", Text, nullable=False),
+    Column("strategist", Text, nullable=False),
+    Column("model", Text, nullable=False, server_default=""),
+    Column("prompt_version", Text, nullable=False, server_default=""),
+    Column("input_json", JSONB, nullable=False),
+    Column("output_json", JSONB),
+    Column("outcome", Text, nullable=False),
+    Column("error", Text, nullable=False, server_default=""),
+    Column("prompt_tokens", Integer, nullable=False, server_default="0"),
+    Column("completion_tokens", Integer, nullable=False, server_default="0"),
+    Column("duration_ms", Integer, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ai_generations_tenant_campaign_idx", "tenant_id", "campaign_id"),
+)
+
+# Every decision the rules engine took, and the idempotency guard for engagement:
+# one decision per message and trigger.
+rule_decisions = Table(
+    "rule_decisions",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("campaign_id", Text, nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("step_index", Integer, nullable=False),
+    Column("trigger", Text, nullable=False),
+    # The engagement event id or timer key that caused it.
+    Column("source", Text, nullable=False),
+    Column("rule_json", JSONB, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("result", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("tenant_id", "message_id", "trigger", name="rule_decisions_message_trigger_key"),
+    Index("rule_decisions_campaign_idx", "tenant_id", "campaign_id"),
+)
+
+outbox = outbox_table(metadata)

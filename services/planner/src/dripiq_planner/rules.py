@@ -1,0 +1,86 @@
+"""The adaptive rules engine's vocabulary: triggers, actions, and the system defaults."""
+
+from __future__ import annotations
+
+import re
+
+from dripiq_common.errors import InvalidArgument
+from dripiq_planner.strategy import CHANNELS, MAX_STEPS, AdaptiveRule, RuleAction, Strategy, pick_in_range
+
+ENGAGEMENT_TRIGGERS = frozenset(
+    {"open", "click", "reply", "auto_reply", "unsubscribe", "bounce", "spamreport", "dropped", "delivered"}
+)
+TIMEOUT_TRIGGER = re.compile(r"^no_(open|click|reply)_(\d{1,4})h$")
+ACTIONS = frozenset(
+    {"schedule_next_step", "skip_to_step", "reschedule_step", "cancel_campaign", "complete_campaign",
+     "pause_campaign"}
+)
+DAY = 86400
+
+# The defaults when a strategy brings no rule for a trigger.
+DEFAULT_RULES: dict[str, RuleAction] = {
+    "open": RuleAction(type="schedule_next_step", payload={"delaySeconds": [DAY, 2 * DAY]}),
+    "click": RuleAction(type="schedule_next_step", payload={"delaySeconds": 3600}),
+    "reply": RuleAction(type="cancel_campaign", payload={"reason": "reply"}),
+    "unsubscribe": RuleAction(type="cancel_campaign", payload={"reason": "unsubscribe"}),
+    "bounce": RuleAction(type="cancel_campaign", payload={"reason": "bounce"}),
+    "spamreport": RuleAction(type="cancel_campaign", payload={"reason": "spamreport"}),
+    "no_open_48h": RuleAction(type="reschedule_step", payload={"delaySeconds": DAY}),
+}
+
+
+def is_trigger(name: str) -> bool:
+    return name in ENGAGEMENT_TRIGGERS or bool(TIMEOUT_TRIGGER.match(name))
+
+
+def timeout_hours(trigger: str) -> tuple[str, int] | None:
+    """("open", 48) for "no_open_48h"."""
+    match = TIMEOUT_TRIGGER.match(trigger)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def validate_rule(rule: AdaptiveRule, *, index: int, step_count: int) -> None:
+    field = f"strategy.adaptiveRules[{index}]"
+    if not is_trigger(rule.trigger):
+        raise InvalidArgument(f"{field}.trigger", f"unknown trigger {rule.trigger!r}")
+    if rule.action.type not in ACTIONS:
+        raise InvalidArgument(f"{field}.action.type", f"unknown action {rule.action.type!r}")
+    if rule.action.type == "skip_to_step":
+        target = rule.action.payload.get("stepIndex")
+        if not isinstance(target, int | float) or not 0 <= int(target) < step_count:
+            raise InvalidArgument(f"{field}.action.payload.stepIndex", f"must be a step index in 0..{step_count - 1}")
+    for key in ("delaySeconds", "resumeAfterSeconds"):
+        value = rule.action.payload.get(key)
+        if value is not None and (not isinstance(value, int | float) or value < 0):
+            raise InvalidArgument(f"{field}.action.payload.{key}", "must be a number of seconds >= 0")
+
+
+def rules_for(strategy_rules: list[AdaptiveRule]) -> dict[str, RuleAction]:
+    """The strategy's rules over the defaults: a strategy may override any trigger."""
+    merged = dict(DEFAULT_RULES)
+    merged.update({rule.trigger: rule.action for rule in strategy_rules})
+    return merged
+
+
+def delay_seconds(action: RuleAction, *, seed: str) -> int:
+    """`delaySeconds` may be a number or a [low, high] range picked per contact."""
+    value = action.payload.get("delaySeconds", 0)
+    if isinstance(value, list):
+        return pick_in_range(int(value[0]), int(value[-1]), seed)
+    return int(value)
+
+
+def validate_strategy(strategy: Strategy) -> None:
+    steps = strategy.outreach_campaign
+    if not 1 <= len(steps) <= MAX_STEPS:
+        raise InvalidArgument("strategy.outreachCampaign", f"needs 1 to {MAX_STEPS} steps, got {len(steps)}")
+    for i, step in enumerate(steps):
+        if step.type not in CHANNELS:
+            raise InvalidArgument(f"strategy.outreachCampaign[{i}].type",
+                                  f"unknown channel {step.type!r}; expected one of {', '.join(CHANNELS)}")
+        if step.type == "email" and not step.subject.strip():
+            raise InvalidArgument(f"strategy.outreachCampaign[{i}].subject", "is required for email")
+        if step.type == "email" and not step.content.strip():
+            raise InvalidArgument(f"strategy.outreachCampaign[{i}].content", "is required for email")
+    for i, rule in enumerate(strategy.adaptive_rules):
+        validate_rule(rule, index=i, step_count=len(steps))

@@ -1,0 +1,141 @@
+"""The strategy contract (as the seed defines its JSON) and how step timings become delays."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dripiq.planner.v1 import campaign_service_pb2 as pb
+from dripiq_common.errors import InvalidArgument
+from google.protobuf import json_format
+
+CHANNELS = ("email", "call", "linkedin")
+MAX_STEPS = 20
+
+
+class Cadence(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    interval: str = ""
+    total_duration: str = Field("", alias="totalDuration")
+
+
+class OutreachStep(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    type: str
+    timing: str
+    subject: str = ""
+    content: str = ""
+    call_to_action: str = Field("", alias="callToAction")
+
+
+class RuleAction(BaseModel):
+    type: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class AdaptiveRule(BaseModel):
+    trigger: str
+    action: RuleAction
+
+
+class Strategy(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    summary: str = ""
+    cadence: Cadence = Field(default_factory=Cadence)
+    outreach_campaign: list[OutreachStep] = Field(alias="outreachCampaign")
+    adaptive_rules: list[AdaptiveRule] = Field(default_factory=list, alias="adaptiveRules")
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, mode="json")
+
+
+def from_proto(strategy: pb.Strategy) -> Strategy:
+    return Strategy(
+        summary=strategy.summary,
+        cadence=Cadence(interval=strategy.cadence.interval, total_duration=strategy.cadence.total_duration),
+        outreach_campaign=[
+            OutreachStep(
+                type=s.type, timing=s.timing, subject=s.subject, content=s.content,
+                call_to_action=s.call_to_action,
+            )
+            for s in strategy.outreach_campaign
+        ],
+        adaptive_rules=[
+            AdaptiveRule(
+                trigger=r.trigger,
+                action=RuleAction(type=r.action.type, payload=json_format.MessageToDict(r.action.payload)),
+            )
+            for r in strategy.adaptive_rules
+        ],
+    )
+
+
+def to_proto(strategy: dict[str, Any]) -> pb.Strategy:
+    model = Strategy.model_validate(strategy)
+    out = pb.Strategy(
+        summary=model.summary,
+        cadence=pb.Cadence(interval=model.cadence.interval, total_duration=model.cadence.total_duration),
+        outreach_campaign=[
+            pb.OutreachStep(type=s.type, timing=s.timing, subject=s.subject, content=s.content,
+                            call_to_action=s.call_to_action)
+            for s in model.outreach_campaign
+        ],
+    )
+    for rule in model.adaptive_rules:
+        proto_rule = out.adaptive_rules.add(trigger=rule.trigger)
+        proto_rule.action.type = rule.action.type
+        proto_rule.action.payload.update(rule.action.payload)
+    return out
+
+
+_DAY = re.compile(r"^day\s+(\d{1,3})$", re.IGNORECASE)
+_SPAN = re.compile(r"^(\d{1,4})(?:\s*-\s*(\d{1,4}))?\s*(h|hours?|d|days?|m|minutes?)$", re.IGNORECASE)
+_ISO = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$", re.IGNORECASE)
+_UNIT_SECONDS = {"h": 3600, "d": 86400, "m": 60}
+
+
+def pick_in_range(low: int, high: int, seed: str) -> int:
+    """A deterministic choice in [low, high] per contact, so replays plan the same campaign."""
+    if high <= low:
+        return low
+    digest = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big")
+    return low + digest % (high - low + 1)
+
+
+def parse_timing(timing: str, *, seed: str) -> tuple[str, int]:
+    """("day", N days since the start) or ("after", seconds after the previous step)."""
+    text = timing.strip()
+    if match := _DAY.match(text):
+        return "day", int(match.group(1)) * 86400
+    if match := _SPAN.match(text):
+        unit = _UNIT_SECONDS[match.group(3)[0].lower()]
+        low = int(match.group(1))
+        high = int(match.group(2) or low)
+        if high < low:
+            raise ValueError(f"range {timing!r} ends before it starts")
+        return "after", pick_in_range(low * unit, high * unit, seed)
+    if (match := _ISO.match(text)) and any(match.groups()):
+        days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+        return "after", days * 86400 + hours * 3600 + minutes * 60 + seconds
+    raise ValueError(f"cannot read timing {timing!r}; use 'Day N', '48h', '2-4 days' or ISO-8601 like 'PT2H'")
+
+
+def relative_delays(strategy: Strategy, *, seed: str) -> list[int]:
+    """Seconds each step waits after the previous one ("Day N" counts from the campaign start)."""
+    delays: list[int] = []
+    elapsed = 0
+    for i, step in enumerate(strategy.outreach_campaign):
+        field = f"strategy.outreachCampaign[{i}].timing"
+        try:
+            kind, seconds = parse_timing(step.timing, seed=f"{seed}:{i}")
+        except ValueError as exc:
+            raise InvalidArgument(field, str(exc)) from None
+        delay = seconds - elapsed if kind == "day" else seconds
+        if delay < 0:
+            raise InvalidArgument(field, f"{step.timing!r} comes before the previous step")
+        delays.append(delay)
+        elapsed += delay
+    return delays

@@ -1,0 +1,234 @@
+"""The whole suite on one machine: PostgreSQL, NATS, migrations, fake SendGrid, five processes.
+
+`make run` calls `main()`; the end-to-end test uses `Suite` with ephemeral ports. Existing
+servers are used instead when DATABASE_URL, NATS_URL or SENDGRID_API_KEY are set.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from dripiq_common import migrations
+from dripiq_devtools.fake_sendgrid import FakeSendGrid, load_or_create_private_key
+from dripiq_devtools.servers import EmbeddedNats, EmbeddedPostgres, free_port
+
+REPO = Path(__file__).resolve().parents[4]
+
+
+@dataclass(frozen=True)
+class Process:
+    name: str
+    module: str
+    port_env: str
+    grpc_services: tuple[str, ...] = ()
+
+
+PROCESSES = (
+    Process("planner", "dripiq_planner", "PLANNER_GRPC_PORT", ("dripiq.planner.v1.CampaignService",)),
+    Process("dispatcher", "dripiq_dispatcher", "DISPATCHER_GRPC_PORT", (
+        "dripiq.dispatcher.v1.DispatcherService", "dripiq.dispatcher.v1.SenderIdentityService",
+        "dripiq.dispatcher.v1.SuppressionService")),
+    Process("events", "dripiq_events", "EVENTS_GRPC_PORT", ("dripiq.events.v1.EventsService",)),
+    Process("scheduler", "dripiq_scheduler", "SCHEDULER_GRPC_PORT", ("dripiq.scheduler.v1.SchedulerService",)),
+    Process("edge", "dripiq_events.edge", "EDGE_PORT"),
+)
+DEFAULT_PORTS = {
+    "PLANNER_GRPC_PORT": 50051, "DISPATCHER_GRPC_PORT": 50052, "EVENTS_GRPC_PORT": 50053,
+    "SCHEDULER_GRPC_PORT": 50054, "EDGE_PORT": 8080, "FAKE_SENDGRID_PORT": 8025,
+    "DRIPIQ_PG_PORT": 55432, "DRIPIQ_NATS_PORT": 4222, "DRIPIQ_NATS_MONITOR_PORT": 8222,
+}
+
+
+@dataclass
+class Suite:
+    run_dir: Path
+    ephemeral_ports: bool = False
+    log_format: str = "console"
+    # Extra environment for the five processes (tests shorten poll intervals with it).
+    extra_env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    children: dict[str, subprocess.Popen] = field(default_factory=dict)
+    postgres: EmbeddedPostgres | None = None
+    nats: EmbeddedNats | None = None
+    log_dir: Path | None = None
+
+    def port(self, name: str) -> int:
+        if name not in self.ports:
+            configured = os.environ.get(name)
+            self.ports[name] = free_port() if self.ephemeral_ports else int(configured or DEFAULT_PORTS[name])
+        return self.ports[name]
+
+    def start(self) -> Suite:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_servers()
+            self._start_processes()
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_servers(self) -> None:
+        env = dict(os.environ) if not self.ephemeral_ports else {
+            k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "NATS_URL", "SENDGRID_"))
+        }
+        database_url = env.get("DATABASE_URL")
+        if not database_url:
+            self.postgres = EmbeddedPostgres(self.run_dir / "postgres", port=self.port("DRIPIQ_PG_PORT")).start()
+            database_url = self.postgres.url
+        for service in migrations.SERVICES:
+            migrations.upgrade(service, database_url)
+        nats_url = env.get("NATS_URL")
+        if not nats_url:
+            self.nats = EmbeddedNats(self.run_dir / "nats", port=self.port("DRIPIQ_NATS_PORT"),
+                                     monitor_port=self.port("DRIPIQ_NATS_MONITOR_PORT")).start()
+            nats_url = self.nats.url
+        secret_file = self.run_dir / "token-secret"
+        if not secret_file.exists():
+            secret_file.write_text(secrets.token_urlsafe(32))
+            secret_file.chmod(0o600)
+        env.update(
+            DATABASE_URL=database_url,
+            NATS_URL=nats_url,
+            LOG_FORMAT=self.log_format,
+            DRIPIQ_TOKEN_SECRET=env.get("DRIPIQ_TOKEN_SECRET") or secret_file.read_text().strip(),
+            PYTHONUNBUFFERED="1",
+        )
+        edge_url = f"http://127.0.0.1:{self.port('EDGE_PORT')}"
+        env.setdefault("DISPATCHER_UNSUBSCRIBE_BASE_URL", f"{edge_url}/u/")
+        for process in PROCESSES:
+            env[process.port_env] = str(self.port(process.port_env))
+        if not env.get("SENDGRID_API_KEY"):
+            key_file = self.run_dir / "fake-sendgrid-key.pem"
+            public_key = FakeSendGrid(private_key_pem=load_or_create_private_key(key_file)).public_key_base64
+            fake_port = self.port("FAKE_SENDGRID_PORT")
+            self._spawn("fake-sendgrid", [sys.executable, "-m", "dripiq_devtools.fake_sendgrid",
+                                          "--port", str(fake_port), "--private-key-file", str(key_file)], env)
+            env["SENDGRID_API_HOST"] = f"http://127.0.0.1:{fake_port}"
+            env["SENDGRID_WEBHOOK_PUBLIC_KEY"] = public_key
+        self.env = {**env, **self.extra_env}
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        output = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            output = open(self.log_dir / f"{name}.log", "ab")
+        self.children[name] = subprocess.Popen(
+            argv, env=env, cwd=REPO, stdout=output, stderr=subprocess.STDOUT if output else None,
+            start_new_session=True,
+        )
+        if output:
+            output.close()
+
+    def _start_processes(self) -> None:
+        for process in PROCESSES:
+            self._spawn(process.name, [sys.executable, "-m", process.module], self.env)
+
+    def _wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        for process in PROCESSES:
+            port = self.port(process.port_env)
+            while not self._ready(process, port):
+                child = self.children[process.name]
+                if child.poll() is not None:
+                    raise RuntimeError(f"{process.name} exited with {child.returncode} during start-up")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{process.name} did not become ready on port {port}")
+                time.sleep(0.1)
+
+    @staticmethod
+    def _ready(process: Process, port: int) -> bool:
+        if not process.grpc_services:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            try:
+                answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+            except grpc.RpcError:
+                return False
+        return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+    def dead_children(self) -> list[str]:
+        return [name for name, child in self.children.items() if child.poll() is not None]
+
+    def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM every process, wait for their graceful shutdown, then the servers."""
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for child in self.children.values():
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if self.nats:
+            self.nats.stop()
+        if self.postgres:
+            self.postgres.stop()
+
+    def summary(self) -> str:
+        lines = ["", "dripiq is running. Ctrl-C stops everything.", ""]
+        for process in PROCESSES:
+            port = self.port(process.port_env)
+            if process.grpc_services:
+                lines.append(f"  {process.name:<11} grpc  127.0.0.1:{port}   {', '.join(process.grpc_services)}")
+        edge = f"http://127.0.0.1:{self.port('EDGE_PORT')}"
+        lines += [
+            f"  {'edge':<11} http  {edge}/webhooks/sendgrid/events   (SendGrid Event Webhook)",
+            f"  {'':<11}       {edge}/webhooks/sendgrid/inbound  (Inbound Parse)",
+            f"  {'':<11}       {edge}/u/<token>                  (one-click unsubscribe)",
+        ]
+        if "fake-sendgrid" in self.children:
+            lines.append(f"  {'sendgrid':<11} fake  {self.env['SENDGRID_API_HOST']}   (GET /_fake/messages)")
+        lines += [
+            f"  {'postgres':<11}       {self.env['DATABASE_URL']}",
+            f"  {'nats':<11}       {self.env['NATS_URL']}",
+            "",
+            f"  Try: grpcurl -plaintext 127.0.0.1:{self.port('PLANNER_GRPC_PORT')} list",
+            "",
+        ]
+        return "\n".join(lines)
+
+
+def main() -> None:
+    suite = Suite(run_dir=REPO / ".run")
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    suite.start()
+    print(suite.summary(), flush=True)
+    failed: list[str] = []
+    try:
+        while not stopping and not failed:
+            failed = suite.dead_children()
+            time.sleep(0.5)
+    finally:
+        if failed:
+            print(f"\n{', '.join(failed)} exited; stopping the suite", file=sys.stderr, flush=True)
+        print("\nstopping...", flush=True)
+        suite.stop()
+    if failed:
+        sys.exit(1)
