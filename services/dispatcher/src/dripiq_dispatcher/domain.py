@@ -1,0 +1,364 @@
+"""Sending rules without I/O: what a send command must hold, what the mail looks like, how a
+provider failure is judged, and which engagement makes an address unsendable."""
+
+from __future__ import annotations
+
+import html
+import json
+import uuid
+import urllib.error
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from python_http_client.exceptions import HTTPError
+from sendgrid.helpers.mail import (
+    Category,
+    CustomArg,
+    From,
+    Header,
+    HtmlContent,
+    Mail,
+    PlainTextContent,
+    ReplyTo,
+    To,
+)
+
+from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
+from dripiq.dispatcher.v1 import messages_pb2
+from dripiq_common import tokens, validation
+from dripiq_common.errors import InvalidArgument
+from dripiq_common.tokens import TokenSigner
+
+PROVIDER = "sendgrid"
+SUPPORTED_CHANNELS = frozenset({"email"})
+# SendGrid accepts at most 10 categories of at most 255 characters each.
+MAX_CATEGORIES = 10
+MAX_CATEGORY_LENGTH = 255
+MAX_ERROR_LENGTH = 2000
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+    UNKNOWN = "unknown"
+
+
+# A message in one of these states is settled for the send pipeline: a redelivered command
+# leaves it alone. `unknown` is settled too: only a webhook (or a person) may move it on.
+SETTLED = frozenset({Status.SENT, Status.FAILED, Status.SUPPRESSED, Status.UNKNOWN})
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A send command that names a tenant and a message id, so it can be recorded."""
+
+    message_id: str
+    tenant_id: str
+    campaign_id: str
+    step_index: int
+    contact_id: str
+    channel: str
+    to_email: str
+    to_name: str
+    sender_identity_id: str
+    subject: str
+    body_text: str
+    body_html: str
+    categories: tuple[str, ...]
+
+
+def new_message(command: messages_pb2.SendMessageCommand) -> NewMessage:
+    """Raises InvalidArgument only for what makes the command unrecordable (tenant, id).
+
+    Everything else is judged by `content_problem` once the row exists, so the planner hears
+    of a bad command as a FAILED outcome instead of it vanishing into the dead-letter stream.
+    """
+    tenant = validation.tenant_id(command.tenant_id)
+    try:
+        # Reply tokens carry the id's 16 bytes, so it has to be a UUID.
+        message_id = str(uuid.UUID(command.message_id))
+    except ValueError:
+        raise InvalidArgument("message_id", f"must be a UUID, got {command.message_id!r}") from None
+    return NewMessage(
+        message_id=message_id,
+        tenant_id=tenant,
+        campaign_id=command.campaign_id,
+        step_index=command.step_index,
+        contact_id=command.contact_id,
+        channel=(command.channel or "email").lower(),
+        to_email=command.to_email.strip(),
+        to_name=command.to_name,
+        sender_identity_id=command.sender_identity_id,
+        subject=command.subject,
+        body_text=command.body_text,
+        body_html=command.body_html,
+        categories=tuple(dict.fromkeys(command.categories)),
+    )
+
+
+def content_problem(message: NewMessage) -> str | None:
+    """Why this message can never be sent as commanded, or None."""
+    if message.channel not in SUPPORTED_CHANNELS:
+        return f"channel {message.channel!r} is not supported by the dispatcher"
+    checks = (
+        lambda: validation.required(message.campaign_id, "campaign_id"),
+        lambda: validation.email(message.to_email, "to_email"),
+        lambda: validation.required(message.sender_identity_id, "sender_identity_id"),
+        lambda: validation.required(message.subject, "subject", max_length=998),
+    )
+    for check in checks:
+        try:
+            check()
+        except InvalidArgument as exc:
+            return f"invalid send command: {exc}"
+    if not message.body_text and not message.body_html:
+        return "invalid send command: body_text or body_html is required"
+    if len(message.categories) > MAX_CATEGORIES:
+        return f"invalid send command: at most {MAX_CATEGORIES} categories"
+    if any(not c or len(c) > MAX_CATEGORY_LENGTH for c in message.categories):
+        return f"invalid send command: categories must be 1-{MAX_CATEGORY_LENGTH} characters"
+    return None
+
+
+@dataclass(frozen=True)
+class Identity:
+    id: str
+    from_email: str
+    from_name: str
+    verified: bool
+
+
+def sendable_identity(identity: Identity | None, sender_identity_id: str) -> Identity | str:
+    """The identity when it may send, else why it may not."""
+    if identity is None:
+        return f"sender identity {sender_identity_id!r} does not exist for this tenant"
+    if not identity.verified:
+        return f"sender identity {identity.id!r} ({identity.from_email}) is not verified"
+    return identity
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    reply_domain: str
+    message_id_domain: str
+    unsubscribe_base_url: str
+
+
+def unsubscribe_url(signer: TokenSigner, settings: MailSettings, message: NewMessage) -> str:
+    return settings.unsubscribe_base_url + signer.unsubscribe_token(message.tenant_id, message.message_id)
+
+
+def with_unsubscribe_text(body: str, url: str) -> str:
+    return f"{body.rstrip()}\n\n--\nUnsubscribe: {url}\n"
+
+
+def with_unsubscribe_html(body: str, url: str) -> str:
+    link = f'<p style="font-size:12px;color:#888"><a href="{html.escape(url, quote=True)}">Unsubscribe</a></p>'
+    closing = body.lower().rfind("</body>")
+    if closing == -1:
+        return body + link
+    return body[:closing] + link + body[closing:]
+
+
+def build_mail(
+    message: NewMessage, identity: Identity, *, signer: TokenSigner, settings: MailSettings
+) -> dict[str, Any]:
+    """The Mail Send body. Every tracking key rides along so webhooks find their message:
+    custom_args for SendGrid's events, our Message-ID and reply-to token for replies."""
+    url = unsubscribe_url(signer, settings, message)
+    mail = Mail(
+        from_email=From(identity.from_email, identity.from_name or None),
+        to_emails=To(message.to_email, message.to_name or None),
+        subject=message.subject,
+        plain_text_content=(
+            PlainTextContent(with_unsubscribe_text(message.body_text, url)) if message.body_text else None
+        ),
+        html_content=HtmlContent(with_unsubscribe_html(message.body_html, url)) if message.body_html else None,
+    )
+    mail.reply_to = ReplyTo(tokens.reply_address(signer, message.message_id, settings.reply_domain))
+    mail.header = [
+        Header("Message-ID", rfc_message_id(message, settings)),
+        Header("List-Unsubscribe", f"<{url}>"),
+        Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+    ]
+    mail.custom_arg = [
+        CustomArg("tenant_id", message.tenant_id),
+        CustomArg("campaign_id", message.campaign_id),
+        CustomArg("step_index", str(message.step_index)),
+        CustomArg("message_id", message.message_id),
+    ]
+    if message.categories:
+        mail.category = [Category(c) for c in message.categories]
+    return mail.get()
+
+
+def rfc_message_id(message: NewMessage, settings: MailSettings) -> str:
+    return tokens.rfc_message_id(message.message_id, settings.message_id_domain)
+
+
+class FailureKind(StrEnum):
+    # The request never reached SendGrid or it refused for now: safe to call again.
+    RETRY = "retry"
+    # SendGrid refused the request as it is: calling again gives the same answer.
+    PERMANENT = "permanent"
+    # The request left and no answer came back: it may have been accepted, so never call again.
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class SendFailure:
+    kind: FailureKind
+    reason: str
+
+
+def classify_failure(exc: BaseException) -> SendFailure:
+    """How a failed provider call leaves the message.
+
+    urllib wraps errors raised while connecting and writing the request in URLError; errors
+    while waiting for or reading the answer (timeouts, resets) come through unwrapped.
+    python_http_client turns every HTTP error answer into its own HTTPError, which is not a
+    URLError, so the order of the checks below does not hide one case behind another.
+    """
+    if isinstance(exc, HTTPError):
+        status = int(exc.status_code)
+        reason = truncate(f"{PROVIDER} {status}: {provider_reason(exc.body)}")
+        transient = status in (408, 429) or status >= 500
+        return SendFailure(FailureKind.RETRY if transient else FailureKind.PERMANENT, reason)
+    if isinstance(exc, urllib.error.URLError):
+        return SendFailure(FailureKind.RETRY, truncate(f"{PROVIDER} unreachable: {exc.reason}"))
+    return SendFailure(
+        FailureKind.UNKNOWN, truncate(f"no answer from {PROVIDER} after the request was sent: {exc!r}")
+    )
+
+
+def provider_reason(body: bytes | str | None) -> str:
+    """SendGrid's `errors` array as one line ("field: message; ..."), or the raw body."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    try:
+        errors = json.loads(text)["errors"]
+        parts = [
+            f"{e['field']}: {e['message']}" if e.get("field") else str(e["message"]) for e in errors
+        ]
+    except (ValueError, KeyError, TypeError):
+        return text.strip() or "no error body"
+    return "; ".join(parts) or "no error message"
+
+
+def truncate(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
+
+
+def retries_left(attempt_count: int, max_attempts: int) -> bool:
+    return attempt_count < max_attempts
+
+
+def outcome(
+    message: NewMessage,
+    kind: messages_pb2.OutcomeKind,
+    *,
+    occurred_at: datetime,
+    reason: str = "",
+    provider_message_id: str = "",
+    rfc_message_id: str = "",
+) -> messages_pb2.MessageOutcome:
+    fact = messages_pb2.MessageOutcome(
+        tenant_id=message.tenant_id,
+        message_id=message.message_id,
+        campaign_id=message.campaign_id,
+        step_index=message.step_index,
+        contact_id=message.contact_id,
+        channel=message.channel,
+        kind=kind,
+        provider=PROVIDER if kind == messages_pb2.OUTCOME_KIND_SENT else "",
+        provider_message_id=provider_message_id,
+        rfc_message_id=rfc_message_id,
+        reason=reason,
+        to_email=message.to_email,
+        subject=message.subject,
+    )
+    fact.occurred_at.FromDatetime(occurred_at)
+    return fact
+
+
+# Engagement that means "never mail this address again" for the tenant.
+SUPPRESSING_EVENTS = frozenset({"unsubscribe", "group_unsubscribe", "spamreport", "bounce"})
+
+
+def suppression_reason(event_type: str, bounce_type: str) -> str | None:
+    """The suppression reason an engagement event calls for, or None.
+
+    The events service puts SendGrid's bounce `type` in `reason`: a `blocked` bounce is a
+    receiving server refusing for now (reputation, content), not a dead address.
+    """
+    if event_type not in SUPPRESSING_EVENTS:
+        return None
+    if event_type == "bounce" and bounce_type != "bounce":
+        return None
+    return event_type
+
+
+def normalize_address(address: str) -> str:
+    return address.strip().lower()
+
+
+MANUAL_REASON = "manual"
+MAX_CHECK_ADDRESSES = 1000
+
+
+_STATUS = {
+    Status.QUEUED: pb.MESSAGE_STATUS_QUEUED,
+    Status.SENDING: pb.MESSAGE_STATUS_SENDING,
+    Status.SENT: pb.MESSAGE_STATUS_SENT,
+    Status.FAILED: pb.MESSAGE_STATUS_FAILED,
+    Status.SUPPRESSED: pb.MESSAGE_STATUS_SUPPRESSED,
+    Status.UNKNOWN: pb.MESSAGE_STATUS_UNKNOWN,
+}
+
+
+def message_to_proto(row: Any) -> pb.Message:
+    message = pb.Message(
+        message_id=row.message_id,
+        tenant_id=row.tenant_id,
+        campaign_id=row.campaign_id,
+        step_index=row.step_index,
+        contact_id=row.contact_id,
+        channel=row.channel,
+        status=_STATUS[Status(row.status)],
+        to_email=row.to_email,
+        from_email=row.from_email or "",
+        subject=row.subject,
+        provider=row.provider or "",
+        provider_message_id=row.provider_message_id or "",
+        attempt_count=row.attempt_count,
+        last_error=row.last_error or "",
+    )
+    message.created_at.FromDatetime(row.created_at)
+    if row.sent_at is not None:
+        message.sent_at.FromDatetime(row.sent_at)
+    return message
+
+
+def identity_to_proto(row: Any) -> pb.SenderIdentity:
+    identity = pb.SenderIdentity(
+        sender_identity_id=row.id,
+        tenant_id=row.tenant_id,
+        from_email=row.from_email,
+        from_name=row.from_name,
+        verified=row.verified,
+        provider_config_id=row.provider_config_id,
+    )
+    identity.created_at.FromDatetime(row.created_at)
+    return identity
+
+
+def suppression_to_proto(row: Any, address: str | None = None) -> pb.Suppression:
+    suppression = pb.Suppression(
+        tenant_id=row.tenant_id, address=address or row.address, reason=row.reason
+    )
+    suppression.created_at.FromDatetime(row.created_at)
+    return suppression

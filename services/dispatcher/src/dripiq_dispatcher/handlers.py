@@ -1,0 +1,45 @@
+"""gRPC DispatcherService, SenderIdentityService and SuppressionService: proto in, service, proto out."""
+
+from __future__ import annotations
+
+from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
+from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
+from dripiq_dispatcher.service import Dispatcher, SenderIdentities, Suppressions
+
+
+class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+
+    async def GetMessage(self, request: pb.GetMessageRequest, context) -> pb.GetMessageResponse:  # type: ignore[no-untyped-def]
+        message = await self.dispatcher.get_message(request.tenant_id, request.message_id)
+        return pb.GetMessageResponse(message=message)
+
+
+class SenderIdentityServicer(pb_grpc.SenderIdentityServiceServicer):
+    def __init__(self, identities: SenderIdentities) -> None:
+        self.identities = identities
+
+    async def CreateSenderIdentity(self, request: pb.CreateSenderIdentityRequest, context) -> pb.CreateSenderIdentityResponse:  # type: ignore[no-untyped-def]
+        return pb.CreateSenderIdentityResponse(sender_identity=await self.identities.create(request))
+
+    async def GetSenderIdentity(self, request: pb.GetSenderIdentityRequest, context) -> pb.GetSenderIdentityResponse:  # type: ignore[no-untyped-def]
+        identity = await self.identities.get(request.tenant_id, request.sender_identity_id)
+        return pb.GetSenderIdentityResponse(sender_identity=identity)
+
+    async def VerifySenderIdentity(self, request: pb.VerifySenderIdentityRequest, context) -> pb.VerifySenderIdentityResponse:  # type: ignore[no-untyped-def]
+        identity = await self.identities.verify(request.tenant_id, request.sender_identity_id)
+        return pb.VerifySenderIdentityResponse(sender_identity=identity)
+
+
+class SuppressionServicer(pb_grpc.SuppressionServiceServicer):
+    def __init__(self, suppressions: Suppressions) -> None:
+        self.suppressions = suppressions
+
+    async def AddSuppression(self, request: pb.AddSuppressionRequest, context) -> pb.AddSuppressionResponse:  # type: ignore[no-untyped-def]
+        suppression = await self.suppressions.add(request.tenant_id, request.address, request.reason)
+        return pb.AddSuppressionResponse(suppression=suppression)
+
+    async def CheckSuppressions(self, request: pb.CheckSuppressionsRequest, context) -> pb.CheckSuppressionsResponse:  # type: ignore[no-untyped-def]
+        suppressed = await self.suppressions.check(request.tenant_id, list(request.addresses))
+        return pb.CheckSuppressionsResponse(suppressed=suppressed)

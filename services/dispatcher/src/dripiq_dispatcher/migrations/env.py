@@ -1,0 +1,4 @@
+from dripiq_common.migrations import run_env
+from dripiq_dispatcher.models import metadata
+
+run_env(metadata)

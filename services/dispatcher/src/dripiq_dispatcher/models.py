@@ -1,0 +1,107 @@
+"""Tables of the `dispatcher` schema."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+
+from dripiq_common.outbox import outbox_table
+
+SCHEMA = "dispatcher"
+metadata = MetaData(schema=SCHEMA)
+
+# One row per message id the planner asked us to send. `sending` is committed before the
+# provider call, so a row found in `sending` means a call may have gone out: it is never
+# repeated and the row waits as `unknown` for a webhook to settle it.
+messages = Table(
+    "messages",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("campaign_id", Text, nullable=False),
+    Column("step_index", Integer, nullable=False),
+    Column("contact_id", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("provider", Text),
+    Column("provider_message_id", Text),
+    Column("idempotency_key", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="queued"),
+    Column("to_email", Text, nullable=False),
+    Column("to_name", Text, nullable=False, server_default=""),
+    Column("from_email", Text),
+    Column("sender_identity_id", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body_text", Text, nullable=False, server_default=""),
+    Column("body_html", Text, nullable=False, server_default=""),
+    Column("rfc_message_id", Text),
+    Column("attempt_count", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True)),
+    UniqueConstraint("idempotency_key", name="messages_idempotency_key_key"),
+    UniqueConstraint("provider", "provider_message_id", name="messages_provider_message_key"),
+    CheckConstraint(
+        "status IN ('queued', 'sending', 'sent', 'failed', 'suppressed', 'unknown')",
+        name="messages_status_check",
+    ),
+    Index("messages_tenant_campaign_idx", "tenant_id", "campaign_id"),
+)
+
+sender_identities = Table(
+    "sender_identities",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("from_email", Text, nullable=False),
+    Column("from_name", Text, nullable=False, server_default=""),
+    Column("verified", Boolean, nullable=False, server_default="false"),
+    # Names the secret holding the provider credentials; never the key itself.
+    Column("provider_config_id", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("tenant_id", "from_email", name="sender_identities_tenant_from_key"),
+)
+
+# Addresses are stored lower-cased so one unique index serves every lookup; the CHECK keeps
+# a writer that forgot from creating a duplicate that lookups would never find.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("address", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("tenant_id", "address", "reason", name="suppressions_tenant_address_reason_key"),
+    CheckConstraint("address = lower(address)", name="suppressions_address_lower_check"),
+)
+
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("per_minute", Integer),
+    Column("per_hour", Integer),
+    Column("per_day", Integer),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "channel", name="rate_limits_pkey"),
+)
+
+outbox = outbox_table(metadata)

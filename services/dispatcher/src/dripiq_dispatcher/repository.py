@@ -1,0 +1,216 @@
+"""Dispatcher storage. Every query is scoped by tenant; writes that a redelivery may repeat
+are upserts on the natural keys, and status changes name the status they expect to leave."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dripiq_dispatcher.domain import Identity, NewMessage, Status
+from dripiq_dispatcher.models import messages, sender_identities, suppressions
+
+
+async def insert_message(conn: AsyncConnection, *, message: NewMessage, now: datetime) -> None:
+    """Record the command once; a redelivery finds the row and inserts nothing."""
+    await conn.execute(
+        insert(messages)
+        .values(
+            message_id=message.message_id,
+            idempotency_key=message.message_id,
+            tenant_id=message.tenant_id,
+            campaign_id=message.campaign_id,
+            step_index=message.step_index,
+            contact_id=message.contact_id,
+            channel=message.channel,
+            status=Status.QUEUED,
+            to_email=message.to_email,
+            to_name=message.to_name,
+            sender_identity_id=message.sender_identity_id,
+            subject=message.subject,
+            body_text=message.body_text,
+            body_html=message.body_html,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=[messages.c.message_id])
+    )
+
+
+async def lock_message(conn: AsyncConnection, *, tenant_id: str, message_id: str) -> Row[Any] | None:
+    """The row, locked until the transaction ends, so two deliveries of one command queue up
+    here instead of both deciding to call the provider."""
+    return (
+        await conn.execute(
+            select(messages.c.status, messages.c.attempt_count)
+            .where(messages.c.tenant_id == tenant_id, messages.c.message_id == message_id)
+            .with_for_update()
+        )
+    ).first()
+
+
+async def get_message(conn: AsyncConnection, *, tenant_id: str, message_id: str) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            select(messages).where(messages.c.tenant_id == tenant_id, messages.c.message_id == message_id)
+        )
+    ).first()
+
+
+async def set_status(
+    conn: AsyncConnection,
+    *,
+    message_id: str,
+    expected: Collection[Status],
+    status: Status,
+    now: datetime,
+    **values: Any,
+) -> bool:
+    """Move the message to `status` if it is still in one of `expected`; False if it was not."""
+    result = await conn.execute(
+        update(messages)
+        .where(messages.c.message_id == message_id, messages.c.status.in_([str(s) for s in expected]))
+        .values(status=status, updated_at=now, **values)
+    )
+    return bool(result.rowcount)
+
+
+async def start_sending(
+    conn: AsyncConnection, *, message_id: str, from_email: str, rfc_message_id: str, now: datetime
+) -> int:
+    """Mark the provider call as under way; returns the attempt number it is."""
+    return (
+        await conn.execute(
+            update(messages)
+            .where(messages.c.message_id == message_id, messages.c.status == Status.QUEUED)
+            .values(
+                status=Status.SENDING,
+                attempt_count=messages.c.attempt_count + 1,
+                from_email=from_email,
+                rfc_message_id=rfc_message_id,
+                last_error=None,
+                updated_at=now,
+            )
+            .returning(messages.c.attempt_count)
+        )
+    ).scalar_one()
+
+
+async def find_identity(conn: AsyncConnection, *, tenant_id: str, identity_id: str) -> Identity | None:
+    row = await get_identity(conn, tenant_id=tenant_id, identity_id=identity_id)
+    if row is None:
+        return None
+    return Identity(id=row.id, from_email=row.from_email, from_name=row.from_name, verified=row.verified)
+
+
+async def get_identity(conn: AsyncConnection, *, tenant_id: str, identity_id: str) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            select(sender_identities).where(
+                sender_identities.c.tenant_id == tenant_id, sender_identities.c.id == identity_id
+            )
+        )
+    ).first()
+
+
+async def create_identity(
+    conn: AsyncConnection,
+    *,
+    identity_id: str,
+    tenant_id: str,
+    from_email: str,
+    from_name: str,
+    provider_config_id: str,
+    now: datetime,
+) -> tuple[Row[Any], bool]:
+    """(row, created): on a duplicate tenant + from_email, the existing row and False."""
+    created = (
+        await conn.execute(
+            insert(sender_identities)
+            .values(
+                id=identity_id,
+                tenant_id=tenant_id,
+                from_email=from_email,
+                from_name=from_name,
+                provider_config_id=provider_config_id,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(constraint="sender_identities_tenant_from_key")
+            .returning(*sender_identities.c)
+        )
+    ).first()
+    if created is not None:
+        return created, True
+    existing = (
+        await conn.execute(
+            select(sender_identities).where(
+                sender_identities.c.tenant_id == tenant_id,
+                sender_identities.c.from_email == from_email,
+            )
+        )
+    ).one()
+    return existing, False
+
+
+async def verify_identity(
+    conn: AsyncConnection, *, tenant_id: str, identity_id: str, now: datetime
+) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            update(sender_identities)
+            .where(sender_identities.c.tenant_id == tenant_id, sender_identities.c.id == identity_id)
+            .values(verified=True, updated_at=now)
+            .returning(*sender_identities.c)
+        )
+    ).first()
+
+
+async def suppression_for(conn: AsyncConnection, *, tenant_id: str, address: str) -> str | None:
+    """Why the address is suppressed for the tenant (the oldest reason), or None."""
+    return (
+        await conn.execute(
+            select(suppressions.c.reason)
+            .where(suppressions.c.tenant_id == tenant_id, suppressions.c.address == address)
+            .order_by(suppressions.c.created_at)
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
+async def add_suppression(
+    conn: AsyncConnection, *, tenant_id: str, address: str, reason: str, source: str, now: datetime
+) -> Row[Any]:
+    """Upsert on (tenant, address, reason): the first suppression of a kind is the one kept."""
+    values = {"tenant_id": tenant_id, "address": address, "reason": reason}
+    created = (
+        await conn.execute(
+            insert(suppressions)
+            .values(**values, source=source, created_at=now)
+            .on_conflict_do_nothing(constraint="suppressions_tenant_address_reason_key")
+            .returning(*suppressions.c)
+        )
+    ).first()
+    if created is not None:
+        return created
+    return (
+        await conn.execute(
+            select(suppressions).where(*(suppressions.c[k] == v for k, v in values.items()))
+        )
+    ).one()
+
+
+async def find_suppressions(
+    conn: AsyncConnection, *, tenant_id: str, addresses: Sequence[str]
+) -> Sequence[Row[Any]]:
+    return (
+        await conn.execute(
+            select(suppressions)
+            .where(suppressions.c.tenant_id == tenant_id, suppressions.c.address.in_(addresses))
+            .order_by(suppressions.c.address, suppressions.c.created_at)
+        )
+    ).all()

@@ -1,0 +1,326 @@
+"""Dispatcher operations shared by the gRPC API and the JetStream consumers.
+
+Sending exactly once: SendGrid has no idempotency key, so the row is the guard. It is locked
+and moved to `sending` in one committed transaction before the provider call; a delivery
+that finds `sending` knows a call may have gone out and parks the message as `unknown`
+instead of calling again. Outcomes go to the outbox in the transaction that settles the row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+from google.protobuf.message import DecodeError
+from google.protobuf.message import Message as ProtoMessage
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
+from dripiq.dispatcher.v1 import messages_pb2
+from dripiq.events.v1 import messages_pb2 as events_pb2
+from dripiq_common import validation
+from dripiq_common.clock import Clock
+from dripiq_common.errors import AlreadyExists, InvalidArgument, NotFound, PermanentMessageError
+from dripiq_common.jetstream import Subjects
+from dripiq_common.outbox import OutboxMessage, enqueue
+from dripiq_common.tokens import TokenSigner
+from dripiq_dispatcher import domain, repository
+from dripiq_dispatcher.domain import FailureKind, NewMessage, SendFailure, Status
+from dripiq_dispatcher.models import outbox
+from dripiq_dispatcher.provider import MailSender
+
+log = structlog.get_logger(__name__)
+
+ProtoT = TypeVar("ProtoT", bound=ProtoMessage)
+
+
+class RetryLater(Exception):
+    """A transient provider failure: the worker naks and JetStream redelivers after its backoff."""
+
+
+def decode(kind: type[ProtoT], data: bytes) -> ProtoT:
+    message = kind()
+    try:
+        message.ParseFromString(data)
+    except DecodeError as exc:
+        raise PermanentMessageError(f"undecodable {kind.__name__}: {exc}") from exc
+    return message
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    mail: dict[str, Any]
+    number: int
+    rfc_message_id: str
+
+
+@dataclass
+class Dispatcher:
+    engine: AsyncEngine
+    clock: Clock
+    sender: MailSender
+    signer: TokenSigner
+    mail_settings: domain.MailSettings
+    max_attempts: int
+    # Wakes the outbox relay after a commit that wrote outcomes, instead of waiting its poll.
+    on_outbox: Callable[[], None] = field(default=lambda: None)
+
+    async def handle_send(self, data: bytes) -> None:
+        """A SendMessageCommand from the planner. Safe to redeliver at any point."""
+        command = decode(messages_pb2.SendMessageCommand, data)
+        try:
+            message = domain.new_message(command)
+        except InvalidArgument as exc:
+            raise PermanentMessageError(f"unrecordable SendMessageCommand: {exc}") from exc
+        with structlog.contextvars.bound_contextvars(
+            tenant_id=message.tenant_id, campaign_id=message.campaign_id, message_id=message.message_id
+        ):
+            await self.send(message)
+
+    async def send(self, message: NewMessage) -> None:
+        async with self.engine.begin() as conn:
+            step = await self._prepare(conn, message)
+        if not isinstance(step, _Attempt):
+            if step is not None:
+                self.on_outbox()
+            return
+        try:
+            provider_message_id = await self.sender.send(step.mail)
+        except Exception as exc:
+            await self._record_failure(message, step, domain.classify_failure(exc))
+            return
+        await self._record_sent(message, step, provider_message_id)
+
+    async def get_message(self, tenant_id: str, message_id: str) -> pb.Message:
+        tenant = validation.tenant_id(tenant_id)
+        validation.required(message_id, "message_id")
+        async with self.engine.connect() as conn:
+            row = await repository.get_message(conn, tenant_id=tenant, message_id=message_id)
+        if row is None:
+            raise NotFound(f"message {message_id!r} not found")
+        return domain.message_to_proto(row)
+
+    async def _prepare(self, conn: AsyncConnection, message: NewMessage) -> _Attempt | Status | None:
+        """Record the message and decide, under its row lock, whether to call the provider.
+
+        Returns the attempt to make, the status it settled the message in (an outcome is in
+        the outbox), or None when a redelivery had nothing left to do.
+        """
+        now = self.clock.now()
+        await repository.insert_message(conn, message=message, now=now)
+        row = await repository.lock_message(conn, tenant_id=message.tenant_id, message_id=message.message_id)
+        if row is None:
+            raise PermanentMessageError("message id is already used by another tenant")
+        status = Status(row.status)
+        if status in domain.SETTLED:
+            log.info("send.redelivered_settled", status=str(status))
+            return None
+        if status == Status.SENDING:
+            # A delivery crashed or timed out during the provider call: it may have gone out.
+            await repository.set_status(
+                conn, message_id=message.message_id, expected=[Status.SENDING], status=Status.UNKNOWN,
+                now=now, last_error="redelivered while a provider call was under way; a webhook settles it",
+            )
+            log.warning("send.found_sending_marked_unknown", attempt_count=row.attempt_count)
+            return None
+
+        problem = domain.content_problem(message)
+        if problem is not None:
+            return await self._settle(conn, message, Status.FAILED, problem)
+        suppressed = await repository.suppression_for(
+            conn, tenant_id=message.tenant_id, address=domain.normalize_address(message.to_email)
+        )
+        if suppressed is not None:
+            return await self._settle(conn, message, Status.SUPPRESSED, f"address suppressed: {suppressed}")
+        identity = domain.sendable_identity(
+            await repository.find_identity(
+                conn, tenant_id=message.tenant_id, identity_id=message.sender_identity_id
+            ),
+            message.sender_identity_id,
+        )
+        if isinstance(identity, str):
+            return await self._settle(conn, message, Status.FAILED, identity)
+
+        mail = domain.build_mail(message, identity, signer=self.signer, settings=self.mail_settings)
+        rfc_message_id = domain.rfc_message_id(message, self.mail_settings)
+        number = await repository.start_sending(
+            conn, message_id=message.message_id, from_email=identity.from_email,
+            rfc_message_id=rfc_message_id, now=now,
+        )
+        return _Attempt(mail=mail, number=number, rfc_message_id=rfc_message_id)
+
+    async def _settle(self, conn: AsyncConnection, message: NewMessage, status: Status, reason: str) -> Status:
+        """Fail or suppress a queued message before any provider call, with its outcome."""
+        now = self.clock.now()
+        await repository.set_status(
+            conn, message_id=message.message_id, expected=[Status.QUEUED], status=status,
+            now=now, last_error=reason,
+        )
+        kind = messages_pb2.OUTCOME_KIND_SUPPRESSED if status == Status.SUPPRESSED else messages_pb2.OUTCOME_KIND_FAILED
+        await self._outcome(conn, domain.outcome(message, kind, occurred_at=now, reason=reason))
+        log.info("send.settled_without_sending", status=str(status), reason=reason)
+        return status
+
+    async def _record_sent(self, message: NewMessage, attempt: _Attempt, provider_message_id: str | None) -> None:
+        now = self.clock.now()
+        async with self.engine.begin() as conn:
+            # `unknown` too: a redelivery may have parked it while this call was still running.
+            moved = await repository.set_status(
+                conn, message_id=message.message_id, expected=[Status.SENDING, Status.UNKNOWN],
+                status=Status.SENT, now=now, provider=domain.PROVIDER,
+                provider_message_id=provider_message_id, sent_at=now, last_error=None,
+            )
+            if moved:
+                await self._outcome(conn, domain.outcome(
+                    message, messages_pb2.OUTCOME_KIND_SENT, occurred_at=now,
+                    provider_message_id=provider_message_id or "", rfc_message_id=attempt.rfc_message_id,
+                ))
+        if not moved:
+            log.error("send.accepted_but_row_moved_on", provider_message_id=provider_message_id)
+            return
+        self.on_outbox()
+        log.info("send.sent", provider_message_id=provider_message_id, attempt=attempt.number)
+
+    async def _record_failure(self, message: NewMessage, attempt: _Attempt, failure: SendFailure) -> None:
+        now = self.clock.now()
+        retry = failure.kind == FailureKind.RETRY and domain.retries_left(attempt.number, self.max_attempts)
+        async with self.engine.begin() as conn:
+            if failure.kind == FailureKind.UNKNOWN:
+                await repository.set_status(
+                    conn, message_id=message.message_id, expected=[Status.SENDING], status=Status.UNKNOWN,
+                    now=now, last_error=failure.reason,
+                )
+                log.error("send.outcome_unknown", reason=failure.reason, attempt=attempt.number)
+                return
+            if retry:
+                moved = await repository.set_status(
+                    conn, message_id=message.message_id, expected=[Status.SENDING], status=Status.QUEUED,
+                    now=now, last_error=failure.reason,
+                )
+            else:
+                reason = failure.reason
+                if failure.kind == FailureKind.RETRY:
+                    reason = domain.truncate(f"gave up after {attempt.number} attempts: {reason}")
+                moved = await repository.set_status(
+                    conn, message_id=message.message_id, expected=[Status.SENDING], status=Status.FAILED,
+                    now=now, last_error=reason,
+                )
+                if moved:
+                    await self._outcome(conn, domain.outcome(
+                        message, messages_pb2.OUTCOME_KIND_FAILED, occurred_at=now, reason=reason
+                    ))
+        if not moved:
+            log.warning("send.failure_after_row_moved_on", reason=failure.reason)
+            return
+        if retry:
+            # Raised after the commit: the row is `queued` again when the redelivery comes.
+            log.warning("send.retrying", reason=failure.reason, attempt=attempt.number)
+            raise RetryLater(failure.reason)
+        self.on_outbox()
+        log.warning("send.failed", reason=failure.reason, attempt=attempt.number)
+
+    async def _outcome(self, conn: AsyncConnection, fact: messages_pb2.MessageOutcome) -> None:
+        await enqueue(conn, outbox, [OutboxMessage(Subjects.message_outcome(fact.tenant_id), fact)])
+
+
+@dataclass
+class SenderIdentities:
+    engine: AsyncEngine
+    clock: Clock
+
+    async def create(self, request: pb.CreateSenderIdentityRequest) -> pb.SenderIdentity:
+        tenant = validation.tenant_id(request.tenant_id)
+        # Stored lower-cased so "Sales@x" and "sales@x" are one identity per tenant.
+        from_email = domain.normalize_address(validation.email(request.from_email.strip(), "from_email"))
+        from_name = _optional(request.from_name, "from_name")
+        provider_config_id = _optional(request.provider_config_id, "provider_config_id")
+        async with self.engine.begin() as conn:
+            row, created = await repository.create_identity(
+                conn, identity_id=str(uuid.uuid4()), tenant_id=tenant, from_email=from_email,
+                from_name=from_name, provider_config_id=provider_config_id, now=self.clock.now(),
+            )
+        if not created:
+            raise AlreadyExists(f"sender identity {row.id} already has from_email {from_email}")
+        return domain.identity_to_proto(row)
+
+    async def get(self, tenant_id: str, identity_id: str) -> pb.SenderIdentity:
+        tenant = validation.tenant_id(tenant_id)
+        validation.required(identity_id, "sender_identity_id")
+        async with self.engine.connect() as conn:
+            row = await repository.get_identity(conn, tenant_id=tenant, identity_id=identity_id)
+        if row is None:
+            raise NotFound(f"sender identity {identity_id!r} not found")
+        return domain.identity_to_proto(row)
+
+    async def verify(self, tenant_id: str, identity_id: str) -> pb.SenderIdentity:
+        tenant = validation.tenant_id(tenant_id)
+        validation.required(identity_id, "sender_identity_id")
+        async with self.engine.begin() as conn:
+            row = await repository.verify_identity(
+                conn, tenant_id=tenant, identity_id=identity_id, now=self.clock.now()
+            )
+        if row is None:
+            raise NotFound(f"sender identity {identity_id!r} not found")
+        return domain.identity_to_proto(row)
+
+
+def _optional(value: str, field: str, *, max_length: int = 256) -> str:
+    if len(value) > max_length:
+        raise InvalidArgument(field, f"must be at most {max_length} characters")
+    return value
+
+
+@dataclass
+class Suppressions:
+    engine: AsyncEngine
+    clock: Clock
+
+    async def add(self, tenant_id: str, address: str, reason: str) -> pb.Suppression:
+        tenant = validation.tenant_id(tenant_id)
+        normalized = domain.normalize_address(validation.email(address.strip(), "address"))
+        why = validation.required(reason.strip().lower() or domain.MANUAL_REASON, "reason", max_length=64)
+        async with self.engine.begin() as conn:
+            row = await repository.add_suppression(
+                conn, tenant_id=tenant, address=normalized, reason=why, source="api", now=self.clock.now()
+            )
+        return domain.suppression_to_proto(row)
+
+    async def check(self, tenant_id: str, addresses: Sequence[str]) -> list[pb.Suppression]:
+        """Every suppression of the given addresses, named as the caller spelled them."""
+        tenant = validation.tenant_id(tenant_id)
+        if len(addresses) > domain.MAX_CHECK_ADDRESSES:
+            raise InvalidArgument("addresses", f"must hold at most {domain.MAX_CHECK_ADDRESSES} addresses")
+        spelled: dict[str, list[str]] = {}
+        for index, address in enumerate(addresses):
+            validation.required(address, f"addresses[{index}]", max_length=320)
+            spellings = spelled.setdefault(domain.normalize_address(address), [])
+            if address not in spellings:
+                spellings.append(address)
+        if not spelled:
+            return []
+        async with self.engine.connect() as conn:
+            rows = await repository.find_suppressions(conn, tenant_id=tenant, addresses=list(spelled))
+        return [domain.suppression_to_proto(row, spelling) for row in rows for spelling in spelled[row.address]]
+
+    async def handle_engagement(self, data: bytes) -> None:
+        """An EngagementEvent fact: unsubscribes, spam reports and hard bounces suppress the
+        address for the tenant. Any other event is acked untouched."""
+        event = decode(events_pb2.EngagementEvent, data)
+        reason = domain.suppression_reason(event.event_type, event.reason)
+        if reason is None:
+            return
+        try:
+            tenant = validation.tenant_id(event.tenant_id)
+            address = domain.normalize_address(validation.email(event.email.strip(), "email"))
+        except InvalidArgument as exc:
+            raise PermanentMessageError(f"engagement event cannot suppress: {exc}") from exc
+        async with self.engine.begin() as conn:
+            await repository.add_suppression(
+                conn, tenant_id=tenant, address=address, reason=reason,
+                source=f"engagement:{event.event_id}", now=self.clock.now(),
+            )
+        log.info("suppression.from_engagement", tenant_id=tenant, reason=reason,
+                 event_id=event.event_id, message_id=event.message_id)

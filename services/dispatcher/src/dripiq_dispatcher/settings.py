@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+
+from dripiq_common.settings import ServiceSettings, settings_config
+
+
+class DispatcherSettings(ServiceSettings):
+    model_config = settings_config("DISPATCHER_")
+
+    grpc_port: int = 50052
+
+    # Suite-wide names: the events service and the edge read the same values.
+    sendgrid_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SENDGRID_API_KEY", "sendgrid_api_key")
+    )
+    sendgrid_api_host: str = Field(
+        default="https://api.sendgrid.com",
+        validation_alias=AliasChoices("SENDGRID_API_HOST", "sendgrid_api_host"),
+    )
+    token_secret: SecretStr = Field(
+        validation_alias=AliasChoices("DRIPIQ_TOKEN_SECRET", "token_secret"),
+        description="HMAC secret for reply and unsubscribe tokens, shared with events and edge",
+    )
+
+    reply_domain: str = "reply.dripiq.localhost"
+    message_id_domain: str = "dripiq.localhost"
+    unsubscribe_base_url: str = "http://127.0.0.1:8080/u/"
+    # Provider calls in flight at once per process; each runs in its own thread.
+    send_concurrency: int = Field(default=32, ge=1)
+    # Provider attempts per message (transient failures only) before it is failed.
+    max_attempts: int = Field(default=5, ge=1)
+    # Must stay well under the send consumer's ack wait (30 s): a call still running when
+    # JetStream redelivers makes the redelivery find `sending` and park the message as unknown.
+    send_timeout_seconds: float = Field(default=20.0, gt=0)
+
+    @field_validator("sendgrid_api_key", mode="before")
+    @classmethod
+    def _empty_key_is_no_key(cls, value: object) -> object:
+        # `SENDGRID_API_KEY=` in an env file means "not set", not "send with an empty key".
+        return None if value == "" else value
+
+    @field_validator("token_secret")
+    @classmethod
+    def _secret_long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value().encode()) < 16:
+            raise ValueError("must be at least 16 bytes")
+        return value

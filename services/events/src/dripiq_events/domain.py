@@ -1,0 +1,376 @@
+"""Engagement rules: what a provider event is, which message it belongs to, what gets published.
+
+No I/O here: the ingest service feeds these functions rows it read and stores what they return.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
+from dripiq.events.v1 import events_service_pb2 as api_pb
+from dripiq.events.v1 import messages_pb2
+from dripiq_common.errors import InvalidArgument, PermanentMessageError
+from dripiq_common.jetstream import Subjects
+from dripiq_common.outbox import OutboxMessage
+
+PROVIDER_SENDGRID = "sendgrid"
+PROVIDER_INBOUND = "sendgrid-inbound"
+PROVIDER_DRIPIQ = "dripiq"
+REJECTED = "rejected"
+REPLY = "reply"
+AUTO_REPLY = "auto_reply"
+UNSUBSCRIBE = "unsubscribe"
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+# Event types become a subject token (dripiq.events.engagement.<tenant>.<type>).
+_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """What we keep of one sent message (a row of outbound_messages)."""
+
+    message_id: str
+    tenant_id: str
+    campaign_id: str
+    step_index: int
+    contact_id: str
+    to_email: str
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """One entry of a SendGrid Event Webhook batch, read but not yet tied to a message."""
+
+    provider_event_id: str
+    event_type: str
+    occurred_at: datetime
+    raw: Any
+    email: str | None = None
+    # Our custom_args, which SendGrid flattens to the top level of each event.
+    tenant_id: str | None = None
+    message_id: str | None = None
+    campaign_id: str | None = None
+    step_index: int | None = None
+    # X-Message-Id of the send: sg_message_id up to its first '.'.
+    provider_message_id: str | None = None
+    machine_open: bool = False
+    url: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A message_events row to store; matched ones are published as engagement."""
+
+    provider: str
+    provider_event_id: str
+    event_type: str
+    occurred_at: datetime
+    matched: bool
+    tenant_id: str | None = None
+    message_id: str | None = None
+    campaign_id: str | None = None
+    step_index: int | None = None
+    contact_id: str | None = None
+    email: str | None = None
+    machine_open: bool = False
+    url: str | None = None
+    reason: str | None = None
+    raw_event: Any = None
+
+    @property
+    def key(self) -> tuple[str, str, datetime]:
+        """The natural key the table dedupes on."""
+        return self.provider, self.provider_event_id, self.occurred_at
+
+
+def parse_event_batch(body: bytes, *, received_at: datetime) -> list[ProviderEvent]:
+    """The events of one batch, each once; a malformed entry becomes a `rejected` event."""
+    try:
+        items = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PermanentMessageError(f"SendGrid batch is not JSON: {exc}") from exc
+    if not isinstance(items, list):
+        raise PermanentMessageError("SendGrid batch is not a JSON array")
+    unique: dict[tuple[str, datetime], ProviderEvent] = {}
+    for item in items:
+        event = parse_event(item, received_at=received_at)
+        unique.setdefault((event.provider_event_id, event.occurred_at), event)
+    return list(unique.values())
+
+
+def parse_event(item: Any, *, received_at: datetime) -> ProviderEvent:
+    event_id = _text(item.get("sg_event_id")) if isinstance(item, dict) else None
+    event_id = event_id or _digest(item)
+    if not isinstance(item, dict):
+        return ProviderEvent(event_id, REJECTED, received_at, item)
+    timestamp, event_type = item.get("timestamp"), item.get("event")
+    if (
+        isinstance(timestamp, bool)
+        or not isinstance(timestamp, int)
+        or not isinstance(event_type, str)
+        or not _EVENT_TYPE.match(event_type)
+    ):
+        return ProviderEvent(event_id, REJECTED, received_at, item)
+    try:
+        occurred_at = datetime.fromtimestamp(timestamp, UTC)
+    except (OverflowError, OSError, ValueError):
+        return ProviderEvent(event_id, REJECTED, received_at, item)
+    sg_message_id = _text(item.get("sg_message_id"))
+    return ProviderEvent(
+        provider_event_id=event_id,
+        event_type=event_type,
+        occurred_at=occurred_at,
+        raw=item,
+        email=_text(item.get("email")),
+        tenant_id=_text(item.get("tenant_id")),
+        message_id=_text(item.get("message_id")),
+        campaign_id=_text(item.get("campaign_id")),
+        step_index=_int(item.get("step_index")),
+        provider_message_id=sg_message_id.split(".", 1)[0] if sg_message_id else None,
+        machine_open=item.get("sg_machine_open") is True,
+        url=_text(item.get("url")),
+        # For bounces SendGrid's `type` tells a hard bounce ("bounce") from a block ("blocked").
+        reason=_text(item.get("type")) if event_type == "bounce" else _text(item.get("reason")),
+    )
+
+
+def correlate(
+    event: ProviderEvent,
+    *,
+    by_message_id: Mapping[str, Outbound],
+    by_provider_id: Mapping[str, Outbound],
+) -> NewEvent:
+    """Tie an event to its message: by our `message_id` custom arg, else by SendGrid's id.
+
+    The custom args alone are enough (the dispatcher may still be waiting for a webhook to
+    prove an uncertain send went out, before we saw its "sent" outcome). When we do know the
+    message, its facts win, and a tenant that disagrees with ours is not trusted.
+    """
+    unmatched = _stored(event, matched=False)
+    if event.event_type == REJECTED:
+        return unmatched
+    if event.message_id:
+        known = by_message_id.get(event.message_id)
+        tenant = event.tenant_id or (known.tenant_id if known else None)
+        if known is not None:
+            return _stored(event, matched=True, outbound=known) if known.tenant_id == tenant else unmatched
+        if tenant and _TENANT.match(tenant):
+            return _stored(event, matched=True, tenant_id=tenant)
+    known = by_provider_id.get(event.provider_message_id or "")
+    if known is not None and event.tenant_id in (None, known.tenant_id):
+        return _stored(event, matched=True, outbound=known)
+    return unmatched
+
+
+def _stored(
+    event: ProviderEvent, *, matched: bool, outbound: Outbound | None = None, tenant_id: str | None = None
+) -> NewEvent:
+    facts: dict[str, Any] = {}
+    if outbound is not None:
+        facts = {
+            "tenant_id": outbound.tenant_id,
+            "message_id": outbound.message_id,
+            "campaign_id": outbound.campaign_id,
+            "step_index": outbound.step_index,
+            "contact_id": outbound.contact_id,
+        }
+    elif matched:
+        facts = {
+            "tenant_id": tenant_id,
+            "message_id": event.message_id,
+            "campaign_id": event.campaign_id,
+            "step_index": event.step_index,
+        }
+    return NewEvent(
+        provider=PROVIDER_SENDGRID,
+        provider_event_id=event.provider_event_id,
+        event_type=event.event_type,
+        occurred_at=event.occurred_at,
+        matched=matched,
+        email=event.email,
+        machine_open=event.machine_open,
+        url=event.url,
+        reason=event.reason,
+        raw_event=scrub(event.raw),
+        **facts,
+    )
+
+
+def reply_event(
+    *, outbound: Outbound, dedupe_key: str, occurred_at: datetime, auto_reason: str | None,
+    raw_event: Any,
+) -> NewEvent:
+    return NewEvent(
+        provider=PROVIDER_INBOUND,
+        provider_event_id=dedupe_key,
+        event_type=AUTO_REPLY if auto_reason else REPLY,
+        occurred_at=occurred_at,
+        matched=True,
+        tenant_id=outbound.tenant_id,
+        message_id=outbound.message_id,
+        campaign_id=outbound.campaign_id,
+        step_index=outbound.step_index,
+        contact_id=outbound.contact_id,
+        email=outbound.to_email,
+        reason=auto_reason,
+        raw_event=raw_event,
+    )
+
+
+def unsubscribe_event(
+    *, tenant_id: str, message_id: str, outbound: Outbound | None, occurred_at: datetime
+) -> NewEvent:
+    """One-click unsubscribes are ours: the signed token proves tenant and message even when
+    the "sent" outcome has not reached us, so they are always matched."""
+    known: dict[str, Any] = {}
+    if outbound is not None:
+        known = {
+            "campaign_id": outbound.campaign_id,
+            "step_index": outbound.step_index,
+            "contact_id": outbound.contact_id,
+            "email": outbound.to_email,
+        }
+    return NewEvent(
+        provider=PROVIDER_DRIPIQ,
+        provider_event_id=unsubscribe_event_id(message_id),
+        event_type=UNSUBSCRIBE,
+        occurred_at=occurred_at,
+        matched=True,
+        tenant_id=tenant_id,
+        message_id=message_id,
+        raw_event={"tenant_id": tenant_id, "message_id": message_id},
+        **known,
+    )
+
+
+def unsubscribe_event_id(message_id: str) -> str:
+    return f"unsub:{message_id}"
+
+
+def engagement(event: NewEvent, *, event_id: int) -> OutboxMessage:
+    """The engagement fact for a newly stored, matched event."""
+    if not event.matched or event.tenant_id is None:
+        raise ValueError("only matched events are published")
+    fact = messages_pb2.EngagementEvent(
+        tenant_id=event.tenant_id,
+        event_id=str(event_id),
+        message_id=event.message_id or "",
+        campaign_id=event.campaign_id or "",
+        step_index=event.step_index or 0,
+        contact_id=event.contact_id or "",
+        event_type=event.event_type,
+        machine_open=event.machine_open,
+        url=event.url or "",
+        email=event.email or "",
+        reason=event.reason or "",
+    )
+    fact.occurred_at.FromDatetime(event.occurred_at)
+    return OutboxMessage(Subjects.engagement(event.tenant_id, event.event_type), fact)
+
+
+def outbound_from_outcome(outcome: dispatcher_pb.MessageOutcome) -> tuple[Outbound, dict[str, Any]]:
+    """A SENT MessageOutcome as our outbound record: the facts, and the extra columns."""
+    for name in ("tenant_id", "message_id"):
+        if not getattr(outcome, name):
+            raise PermanentMessageError(f"MessageOutcome without {name}")
+    if not _TENANT.match(outcome.tenant_id):
+        raise PermanentMessageError(f"MessageOutcome with an invalid tenant_id {outcome.tenant_id!r}")
+    outbound = Outbound(
+        message_id=outcome.message_id,
+        tenant_id=outcome.tenant_id,
+        campaign_id=outcome.campaign_id,
+        step_index=outcome.step_index,
+        contact_id=outcome.contact_id,
+        to_email=outcome.to_email,
+    )
+    extra = {
+        "subject": outcome.subject,
+        "provider_message_id": outcome.provider_message_id or None,
+        "rfc_message_id": outcome.rfc_message_id or None,
+    }
+    return outbound, extra
+
+
+def page_size(value: int) -> int:
+    if value < 0:
+        raise InvalidArgument("page_size", "must not be negative")
+    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def page_token(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"e:{last_id}".encode()).decode().rstrip("=")
+
+
+def after_id(token: str) -> int:
+    """The last id a page token stands for; 0 (before everything) for no token."""
+    if not token:
+        return 0
+    try:
+        decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        prefix, value = decoded.split(":", 1)
+        if prefix == "e" and value.isdigit():
+            return int(value)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise InvalidArgument("page_token", "is not a token from a previous response")
+
+
+def to_proto(row: Any) -> api_pb.MessageEvent:
+    event = api_pb.MessageEvent(
+        event_id=str(row.id),
+        tenant_id=row.tenant_id,
+        message_id=row.message_id or "",
+        campaign_id=row.campaign_id or "",
+        step_index=row.step_index or 0,
+        event_type=row.event_type,
+        provider=row.provider,
+        provider_event_id=row.provider_event_id,
+        machine_open=row.machine_open,
+        url=row.url or "",
+    )
+    event.occurred_at.FromDatetime(row.occurred_at)
+    return event
+
+
+def _text(value: Any) -> str | None:
+    return (scrub(value) or None) if isinstance(value, str) else None
+
+
+def scrub(value: Any) -> Any:
+    """Without NUL characters, which PostgreSQL accepts neither in text nor in jsonb: one
+    such character must not make a whole batch fail forever."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    if isinstance(value, dict):
+        return {scrub(k): scrub(v) for k, v in value.items()}
+    return value
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _digest(value: Any) -> str:
+    """A stable id for an event SendGrid sent without sg_event_id: a replay hashes the same."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,98 @@
+"""Tables of the `events` schema."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from dripiq_common.outbox import outbox_table
+
+SCHEMA = "events"
+metadata = MetaData(schema=SCHEMA)
+
+# Hundreds of millions of rows: range-partitioned by month so old months can be dropped whole.
+# PostgreSQL wants the partition key in every unique constraint; a replayed SendGrid event
+# carries the same timestamp, so (provider, provider_event_id, occurred_at) still dedupes it.
+message_events = Table(
+    "message_events",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), nullable=False),
+    # NULL when the event could not be tied to one of our messages.
+    Column("tenant_id", Text),
+    Column("provider", Text, nullable=False),
+    Column("provider_event_id", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("message_id", Text),
+    Column("campaign_id", Text),
+    Column("step_index", Integer),
+    Column("contact_id", Text),
+    Column("email", Text),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("machine_open", Boolean, nullable=False, server_default="false"),
+    Column("url", Text),
+    Column("reason", Text),
+    Column("matched", Boolean, nullable=False),
+    Column("raw_event", JSONB),
+    PrimaryKeyConstraint("id", "occurred_at", name="message_events_pkey"),
+    UniqueConstraint(
+        "provider", "provider_event_id", "occurred_at", name="message_events_provider_event_key"
+    ),
+    Index("message_events_tenant_message_idx", "tenant_id", "message_id"),
+    postgresql_partition_by="RANGE (occurred_at)",
+)
+
+# Our own copy of what the dispatcher sent, from its "sent" outcomes: enough to tie provider
+# events and replies to a message without asking the dispatcher.
+outbound_messages = Table(
+    "outbound_messages",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("campaign_id", Text, nullable=False),
+    Column("step_index", Integer, nullable=False),
+    Column("contact_id", Text, nullable=False),
+    Column("to_email", Text, nullable=False),
+    Column("subject", Text, nullable=False, server_default=""),
+    Column("provider_message_id", Text),
+    Column("rfc_message_id", Text),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    Index("outbound_messages_provider_message_idx", "provider_message_id"),
+    Index("outbound_messages_rfc_message_idx", "rfc_message_id"),
+)
+
+inbound_emails = Table(
+    "inbound_emails",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("tenant_id", Text),
+    Column("message_id", Text),
+    Column("matched", Boolean, nullable=False),
+    Column("is_auto_reply", Boolean, nullable=False),
+    Column("from_email", Text, nullable=False),
+    Column("to_email", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("text_body", Text, nullable=False),
+    # [[name, value], ...] in received order: headers repeat (Received) and order matters.
+    Column("headers", JSONB, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("dedupe_key", Text, nullable=False),
+    UniqueConstraint("dedupe_key", name="inbound_emails_dedupe_key_key"),
+    Index("inbound_emails_tenant_message_idx", "tenant_id", "message_id"),
+)
+
+outbox = outbox_table(metadata)

@@ -1,0 +1,118 @@
+"""Monthly partitions of events.message_events, created ahead of time without plpgsql.
+
+Rows whose month has no partition land in the DEFAULT partition, so nothing is ever lost.
+But PostgreSQL refuses to create a month's partition while the DEFAULT partition holds rows
+of that month, so months are created well before their first event: by the migration, at
+start-up and then daily. Dropping old months is a plain `DROP TABLE` of one partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dripiq_common.clock import Clock
+from dripiq_events.models import SCHEMA, message_events
+
+log = structlog.get_logger(__name__)
+
+PARENT = f'"{SCHEMA}"."{message_events.name}"'
+DEFAULT_PARTITION_SQL = (
+    f'CREATE TABLE IF NOT EXISTS "{SCHEMA}"."{message_events.name}_default" PARTITION OF {PARENT} DEFAULT'
+)
+# Replicas starting together would race on CREATE TABLE IF NOT EXISTS (it is not atomic
+# against a concurrent create); one transaction-scoped lock makes them take turns.
+_LOCK_KEY = "dripiq.events.message_events.partitions"
+
+
+@dataclass(frozen=True)
+class MonthPartition:
+    name: str
+    start: datetime
+    end: datetime
+
+    def create_sql(self) -> str:
+        # Explicit +00 offsets: the bounds must not depend on the session's TimeZone.
+        return (
+            f'CREATE TABLE IF NOT EXISTS "{SCHEMA}"."{self.name}" PARTITION OF {PARENT} '
+            f"FOR VALUES FROM ('{self.start:%Y-%m-%d} 00:00:00+00') TO ('{self.end:%Y-%m-%d} 00:00:00+00')"
+        )
+
+
+def _month_start(year: int, month: int) -> datetime:
+    year += (month - 1) // 12
+    month = (month - 1) % 12 + 1
+    return datetime(year, month, 1, tzinfo=UTC)
+
+
+def months_to_cover(now: datetime, months_ahead: int) -> list[MonthPartition]:
+    """Last month (late events still arrive for it) through `months_ahead` months after this one."""
+    now = now.astimezone(UTC)
+    months = []
+    for offset in range(-1, months_ahead + 1):
+        start = _month_start(now.year, now.month + offset)
+        end = _month_start(now.year, now.month + offset + 1)
+        months.append(MonthPartition(f"{message_events.name}_{start:%Y_%m}", start, end))
+    return months
+
+
+async def ensure_partitions(conn: AsyncConnection, *, now: datetime, months_ahead: int) -> list[str]:
+    """Create the missing monthly partitions; returns the names it created.
+
+    Each month gets its own savepoint: one month that cannot be created (the DEFAULT
+    partition already holds its rows) is logged and does not stop the others.
+    """
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": _LOCK_KEY})
+    created = []
+    for month in months_to_cover(now, months_ahead):
+        exists = await conn.scalar(
+            text("SELECT to_regclass(:name) IS NOT NULL"), {"name": f"{SCHEMA}.{month.name}"}
+        )
+        if exists:
+            continue
+        try:
+            async with conn.begin_nested():
+                await conn.execute(text(month.create_sql()))
+        except DBAPIError as exc:
+            log.error("partitions.create_failed", partition=month.name, error=str(exc.orig),
+                      hint="move that month's rows out of the DEFAULT partition, then retry")
+            continue
+        created.append(month.name)
+    if created:
+        log.info("partitions.created", partitions=created)
+    return created
+
+
+@dataclass
+class PartitionMaintainer:
+    """Runs ensure_partitions at start-up and then every `interval_seconds`."""
+
+    engine: AsyncEngine
+    clock: Clock
+    months_ahead: int
+    interval_seconds: float = 24 * 3600
+    retry_seconds: float = 60
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            wait = self.interval_seconds
+            try:
+                async with self.engine.begin() as conn:
+                    await ensure_partitions(conn, now=self.clock.now(), months_ahead=self.months_ahead)
+            except Exception as exc:
+                log.warning("partitions.round_failed", error=repr(exc), retry_in=self.retry_seconds)
+                wait = self.retry_seconds
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=wait)
+            except TimeoutError:
+                pass

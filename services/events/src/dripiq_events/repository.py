@@ -1,0 +1,189 @@
+"""Storage of the `events` schema. Keyword-only functions on the caller's connection, so the
+caller decides what commits together (a stored event and its outbox row do)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dripiq_events.domain import NewEvent, Outbound
+from dripiq_events.models import inbound_emails, message_events, outbound_messages
+
+# 17 columns a row: 1,000 rows stay well under PostgreSQL's 65,535 bind parameters.
+_INSERT_CHUNK = 1000
+_OUTBOUND = outbound_messages.c
+
+
+async def upsert_outbound(
+    conn: AsyncConnection, *, outbound: Outbound, subject: str, provider_message_id: str | None,
+    rfc_message_id: str | None, sent_at: datetime,
+) -> None:
+    values = {
+        "message_id": outbound.message_id,
+        "tenant_id": outbound.tenant_id,
+        "campaign_id": outbound.campaign_id,
+        "step_index": outbound.step_index,
+        "contact_id": outbound.contact_id,
+        "to_email": outbound.to_email,
+        "subject": subject,
+        "provider_message_id": provider_message_id,
+        "rfc_message_id": rfc_message_id,
+        "sent_at": sent_at,
+    }
+    stmt = insert(outbound_messages).values(**values)
+    # A later outcome for the same message (e.g. a resend after "unknown") carries newer facts.
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[_OUTBOUND.message_id],
+            set_={k: stmt.excluded[k] for k in values if k not in ("message_id", "tenant_id")},
+            where=_OUTBOUND.tenant_id == stmt.excluded.tenant_id,
+        )
+    )
+
+
+def _outbound(row: Any) -> Outbound:
+    return Outbound(
+        message_id=row.message_id, tenant_id=row.tenant_id, campaign_id=row.campaign_id,
+        step_index=row.step_index, contact_id=row.contact_id, to_email=row.to_email,
+    )
+
+
+_OUTBOUND_COLUMNS = (
+    _OUTBOUND.message_id, _OUTBOUND.tenant_id, _OUTBOUND.campaign_id, _OUTBOUND.step_index,
+    _OUTBOUND.contact_id, _OUTBOUND.to_email, _OUTBOUND.provider_message_id, _OUTBOUND.rfc_message_id,
+)
+
+
+async def outbound_by_message_ids(conn: AsyncConnection, *, message_ids: Iterable[str]) -> dict[str, Outbound]:
+    ids = sorted(set(message_ids))
+    if not ids:
+        return {}
+    rows = await conn.execute(select(*_OUTBOUND_COLUMNS).where(_OUTBOUND.message_id.in_(ids)))
+    return {row.message_id: _outbound(row) for row in rows}
+
+
+async def outbound_by_provider_ids(
+    conn: AsyncConnection, *, provider_message_ids: Iterable[str]
+) -> dict[str, Outbound]:
+    ids = sorted(set(provider_message_ids))
+    if not ids:
+        return {}
+    rows = await conn.execute(select(*_OUTBOUND_COLUMNS).where(_OUTBOUND.provider_message_id.in_(ids)))
+    return {row.provider_message_id: _outbound(row) for row in rows}
+
+
+async def outbound_by_rfc_ids(conn: AsyncConnection, *, rfc_message_ids: Iterable[str]) -> dict[str, Outbound]:
+    ids = sorted(set(rfc_message_ids))
+    if not ids:
+        return {}
+    rows = await conn.execute(select(*_OUTBOUND_COLUMNS).where(_OUTBOUND.rfc_message_id.in_(ids)))
+    return {row.rfc_message_id: _outbound(row) for row in rows}
+
+
+def _event_row(event: NewEvent, received_at: datetime) -> dict[str, Any]:
+    return {
+        "tenant_id": event.tenant_id,
+        "provider": event.provider,
+        "provider_event_id": event.provider_event_id,
+        "event_type": event.event_type,
+        "message_id": event.message_id,
+        "campaign_id": event.campaign_id,
+        "step_index": event.step_index,
+        "contact_id": event.contact_id,
+        "email": event.email,
+        "occurred_at": event.occurred_at,
+        "received_at": received_at,
+        "machine_open": event.machine_open,
+        "url": event.url,
+        "reason": event.reason,
+        "matched": event.matched,
+        "raw_event": event.raw_event,
+    }
+
+
+async def insert_events(
+    conn: AsyncConnection, *, events: Sequence[NewEvent], received_at: datetime
+) -> dict[tuple[str, str, datetime], int]:
+    """Store the events not stored before; returns the new ones' ids by (provider, provider
+    event id, occurred_at). Already stored ones (a replayed batch) are skipped by the unique key."""
+    inserted: dict[tuple[str, str, datetime], int] = {}
+    # One key order for every writer: two workers storing overlapping batches cannot deadlock.
+    events = sorted(events, key=lambda e: (e.provider, e.provider_event_id, e.occurred_at))
+    for start in range(0, len(events), _INSERT_CHUNK):
+        chunk = events[start : start + _INSERT_CHUNK]
+        stmt = (
+            insert(message_events)
+            .values([_event_row(e, received_at) for e in chunk])
+            .on_conflict_do_nothing()
+            .returning(
+                message_events.c.id, message_events.c.provider,
+                message_events.c.provider_event_id, message_events.c.occurred_at,
+            )
+        )
+        for row in await conn.execute(stmt):
+            inserted[(row.provider, row.provider_event_id, row.occurred_at)] = row.id
+    return inserted
+
+
+async def lock(conn: AsyncConnection, *, key: str) -> None:
+    """Serialize concurrent handlers of one key until the transaction ends."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+
+
+async def event_recorded(
+    conn: AsyncConnection, *, tenant_id: str, message_id: str, provider: str, provider_event_id: str
+) -> bool:
+    """For events without a provider timestamp the partitioned unique key cannot dedupe
+    (occurred_at differs per attempt); this looks for the event on the message instead."""
+    found = await conn.scalar(
+        select(message_events.c.id)
+        .where(
+            message_events.c.tenant_id == tenant_id,
+            message_events.c.message_id == message_id,
+            message_events.c.provider == provider,
+            message_events.c.provider_event_id == provider_event_id,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def insert_inbound(
+    conn: AsyncConnection, *, tenant_id: str | None, message_id: str | None, matched: bool,
+    is_auto_reply: bool, from_email: str, to_email: str, subject: str, text_body: str,
+    headers: Sequence[tuple[str, str]], received_at: datetime, dedupe_key: str,
+) -> int | None:
+    """The new row's id, or None when this mail was stored before."""
+    stmt = (
+        insert(inbound_emails)
+        .values(
+            tenant_id=tenant_id, message_id=message_id, matched=matched, is_auto_reply=is_auto_reply,
+            from_email=from_email, to_email=to_email, subject=subject, text_body=text_body,
+            headers=[list(pair) for pair in headers], received_at=received_at, dedupe_key=dedupe_key,
+        )
+        .on_conflict_do_nothing(index_elements=[inbound_emails.c.dedupe_key])
+        .returning(inbound_emails.c.id)
+    )
+    return await conn.scalar(stmt)
+
+
+async def list_events(
+    conn: AsyncConnection, *, tenant_id: str, message_id: str, after_id: int, limit: int
+) -> Sequence[Any]:
+    return (
+        await conn.execute(
+            select(message_events)
+            .where(
+                message_events.c.tenant_id == tenant_id,
+                message_events.c.message_id == message_id,
+                message_events.c.id > after_id,
+            )
+            .order_by(message_events.c.id)
+            .limit(limit)
+        )
+    ).all()

@@ -1,0 +1,225 @@
+"""Events operations: the JetStream consumers' work (ingest) and the gRPC queries.
+
+Each handler commits its rows and their engagement facts in one transaction, and is safe to
+redeliver: natural keys make a second run store and publish nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+from google.protobuf.message import DecodeError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
+from dripiq.events.v1 import events_service_pb2 as api_pb
+from dripiq.events.v1 import messages_pb2
+from dripiq_common import outbox, validation
+from dripiq_common.clock import Clock
+from dripiq_common.errors import InvalidArgument, PermanentMessageError
+from dripiq_common.tokens import TokenSigner, token_from_reply_address
+from dripiq_events import domain, inbound, repository
+from dripiq_events.domain import NewEvent, Outbound
+from dripiq_events.models import outbox as outbox_table
+
+log = structlog.get_logger(__name__)
+
+RawWebhook = messages_pb2.RawWebhook
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one webhook delivery did; a replay shows stored == published == 0."""
+
+    received: int = 0
+    stored: int = 0
+    published: int = 0
+    unmatched: int = 0
+    rejected: int = 0
+
+
+@dataclass
+class EventIngest:
+    engine: AsyncEngine
+    clock: Clock
+    signer: TokenSigner
+    # Wakes the outbox relay after a commit that wrote engagement facts.
+    on_outboxed: Callable[[], None] = field(default=lambda: None)
+
+    async def record_outcome(self, data: bytes) -> bool:
+        """Keep our copy of a sent message; other outcomes are not ours to track. True if kept."""
+        outcome = dispatcher_pb.MessageOutcome()
+        try:
+            outcome.ParseFromString(data)
+        except DecodeError as exc:
+            raise PermanentMessageError(f"undecodable MessageOutcome: {exc}") from exc
+        if outcome.kind != dispatcher_pb.OUTCOME_KIND_SENT:
+            return False
+        outbound, extra = domain.outbound_from_outcome(outcome)
+        sent_at = outcome.occurred_at.ToDatetime(tzinfo=UTC) if outcome.HasField("occurred_at") else self.clock.now()
+        async with self.engine.begin() as conn:
+            await repository.upsert_outbound(conn, outbound=outbound, sent_at=sent_at, **extra)
+        return True
+
+    async def handle_webhook(self, data: bytes) -> IngestResult:
+        raw = RawWebhook()
+        try:
+            raw.ParseFromString(data)
+        except DecodeError as exc:
+            raise PermanentMessageError(f"undecodable RawWebhook: {exc}") from exc
+        received_at = raw.received_at.ToDatetime(tzinfo=UTC) if raw.HasField("received_at") else self.clock.now()
+        if raw.kind == RawWebhook.KIND_SENDGRID_EVENTS:
+            result = await self._sendgrid_events(raw.body, received_at)
+        elif raw.kind == RawWebhook.KIND_SENDGRID_INBOUND:
+            result = await self._inbound(raw.body, raw.content_type, received_at)
+        elif raw.kind == RawWebhook.KIND_UNSUBSCRIBE:
+            result = await self._unsubscribe(dict(raw.fields), received_at)
+        else:
+            raise PermanentMessageError(f"RawWebhook of unknown kind {raw.kind}")
+        if result.published:
+            self.on_outboxed()
+        return result
+
+    async def _sendgrid_events(self, body: bytes, received_at: datetime) -> IngestResult:
+        events = domain.parse_event_batch(body, received_at=received_at)
+        async with self.engine.begin() as conn:
+            by_message_id = await repository.outbound_by_message_ids(
+                conn, message_ids=[e.message_id for e in events if e.message_id]
+            )
+            by_provider_id = await repository.outbound_by_provider_ids(
+                conn, provider_message_ids=[e.provider_message_id for e in events if e.provider_message_id]
+            )
+            rows = [
+                domain.correlate(e, by_message_id=by_message_id, by_provider_id=by_provider_id)
+                for e in events
+            ]
+            stored = await self._store(conn, rows, received_at)
+        rejected = sum(1 for row in rows if row.event_type == domain.REJECTED)
+        result = IngestResult(
+            received=len(rows), stored=stored.stored, published=stored.published,
+            unmatched=stored.unmatched, rejected=rejected,
+        )
+        if rejected:
+            log.warning("events.rejected_events", rejected=rejected, received=len(rows))
+        log.info("events.batch_stored", received=result.received, stored=result.stored,
+                 published=result.published, unmatched=result.unmatched)
+        return result
+
+    async def _inbound(self, body: bytes, content_type: str, received_at: datetime) -> IngestResult:
+        mail = inbound.parse_inbound(body, content_type)
+        auto_reason = inbound.auto_reply_reason(mail)
+        dedupe_key = "sha256:" + hashlib.sha256(body).hexdigest()
+        token_message_id = self._reply_token_message_id(mail.recipient_addresses)
+        async with self.engine.begin() as conn:
+            outbound = await self._replied_message(conn, token_message_id, mail.referenced_message_ids)
+            inbound_id = await repository.insert_inbound(
+                conn,
+                tenant_id=outbound.tenant_id if outbound else None,
+                message_id=outbound.message_id if outbound else token_message_id,
+                matched=outbound is not None,
+                is_auto_reply=auto_reason is not None,
+                from_email=mail.from_email,
+                to_email=", ".join(mail.recipient_addresses),
+                subject=mail.subject,
+                text_body=mail.text,
+                headers=mail.headers,
+                received_at=received_at,
+                dedupe_key=dedupe_key,
+            )
+            if inbound_id is None:
+                return IngestResult(received=1)
+            if outbound is None:
+                log.info("events.inbound_unmatched", inbound_id=inbound_id, token_valid=token_message_id is not None)
+                return IngestResult(received=1, stored=1, unmatched=1)
+            event = domain.reply_event(
+                outbound=outbound, dedupe_key=dedupe_key, occurred_at=received_at, auto_reason=auto_reason,
+                raw_event={"inbound_email_id": inbound_id, "from": mail.from_email, "subject": mail.subject},
+            )
+            stored = await self._store(conn, [event], received_at)
+        log.info("events.reply_stored", tenant_id=outbound.tenant_id, message_id=outbound.message_id,
+                 event_type=event.event_type)
+        return IngestResult(received=1, stored=1, published=stored.published)
+
+    def _reply_token_message_id(self, addresses: Sequence[str]) -> str | None:
+        for address in addresses:
+            token = token_from_reply_address(address)
+            message_id = self.signer.parse_reply_token(token) if token else None
+            if message_id:
+                return message_id
+        return None
+
+    async def _replied_message(
+        self, conn: AsyncConnection, token_message_id: str | None, referenced: Sequence[str]
+    ) -> Outbound | None:
+        """The message a reply answers: the signed reply address first (it survives clients
+        that drop threading headers), else the first of our Message-IDs it references."""
+        if token_message_id:
+            found = await repository.outbound_by_message_ids(conn, message_ids=[token_message_id])
+            if token_message_id in found:
+                return found[token_message_id]
+        by_rfc = await repository.outbound_by_rfc_ids(conn, rfc_message_ids=referenced)
+        return next((by_rfc[ref] for ref in referenced if ref in by_rfc), None)
+
+    async def _unsubscribe(self, fields: dict[str, str], received_at: datetime) -> IngestResult:
+        try:
+            tenant_id = validation.tenant_id(fields.get("tenant_id", ""))
+            message_id = validation.required(fields.get("message_id", ""), "message_id")
+        except InvalidArgument as exc:
+            raise PermanentMessageError(f"invalid unsubscribe: {exc}") from exc
+        event_id = domain.unsubscribe_event_id(message_id)
+        async with self.engine.begin() as conn:
+            # Each click has its own time, so the partitioned unique key would not catch a
+            # second one: look for the first under a lock instead.
+            await repository.lock(conn, key=f"{tenant_id}:{event_id}")
+            if await repository.event_recorded(
+                conn, tenant_id=tenant_id, message_id=message_id,
+                provider=domain.PROVIDER_DRIPIQ, provider_event_id=event_id,
+            ):
+                return IngestResult(received=1)
+            known = (await repository.outbound_by_message_ids(conn, message_ids=[message_id])).get(message_id)
+            event = domain.unsubscribe_event(
+                tenant_id=tenant_id, message_id=message_id, occurred_at=received_at,
+                outbound=known if known and known.tenant_id == tenant_id else None,
+            )
+            stored = await self._store(conn, [event], received_at)
+        log.info("events.unsubscribe_stored", tenant_id=tenant_id, message_id=message_id)
+        return IngestResult(received=1, stored=stored.stored, published=stored.published)
+
+    async def _store(self, conn: AsyncConnection, rows: Sequence[NewEvent], received_at: datetime) -> IngestResult:
+        """Insert what is new and outbox one engagement fact per new matched row, together."""
+        new_ids = await repository.insert_events(conn, events=rows, received_at=received_at)
+        new_rows = [(row, new_ids[row.key]) for row in rows if row.key in new_ids]
+        facts = [domain.engagement(row, event_id=row_id) for row, row_id in new_rows if row.matched]
+        await outbox.enqueue(conn, outbox_table, facts)
+        return IngestResult(
+            received=len(rows),
+            stored=len(new_rows),
+            published=len(facts),
+            unmatched=sum(1 for row, _ in new_rows if not row.matched),
+        )
+
+
+@dataclass
+class EventQuery:
+    engine: AsyncEngine
+
+    async def list_message_events(
+        self, request: api_pb.ListMessageEventsRequest
+    ) -> api_pb.ListMessageEventsResponse:
+        tenant_id = validation.tenant_id(request.tenant_id)
+        message_id = validation.required(request.message_id, "message_id")
+        size = domain.page_size(request.page_size)
+        after_id = domain.after_id(request.page_token)
+        async with self.engine.connect() as conn:
+            rows = await repository.list_events(
+                conn, tenant_id=tenant_id, message_id=message_id, after_id=after_id, limit=size + 1
+            )
+        page = rows[:size]
+        return api_pb.ListMessageEventsResponse(
+            events=[domain.to_proto(row) for row in page],
+            next_page_token=domain.page_token(page[-1].id) if len(rows) > size else "",
+        )

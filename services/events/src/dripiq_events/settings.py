@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+
+from dripiq_common.settings import ServiceSettings, settings_config
+
+TOKEN_SECRET_ALIAS = AliasChoices("DRIPIQ_TOKEN_SECRET", "token_secret")
+
+
+def check_token_secret(value: SecretStr) -> SecretStr:
+    """TokenSigner refuses short secrets; say so at start-up rather than on the first token."""
+    if len(value.get_secret_value().encode()) < 16:
+        raise ValueError("must be at least 16 bytes")
+    return value
+
+
+class EventsSettings(ServiceSettings):
+    model_config = settings_config("EVENTS_")
+
+    grpc_port: int = 50053
+    # Shared with the dispatcher, which signs reply tokens into outgoing mail.
+    token_secret: SecretStr = Field(validation_alias=TOKEN_SECRET_ALIAS)
+    # Monthly message_events partitions kept ready ahead of time, so no event of a coming
+    # month lands in the DEFAULT partition (which would block creating that month later).
+    partition_months_ahead: int = Field(default=3, ge=1, le=24)
+    partition_check_seconds: float = 24 * 3600
+
+    _check_token_secret = field_validator("token_secret")(check_token_secret)
