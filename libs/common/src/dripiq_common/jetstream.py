@@ -8,6 +8,7 @@ subject; facts use limits retention so several services and outside readers can 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -239,19 +240,24 @@ class PullWorker:
         sub = await self.setup()
         bound = log.bind(consumer=self.spec.durable)
         bound.info("worker.started")
-        while not self._stopping.is_set():
-            try:
-                msgs = await sub.fetch(self.batch_size, timeout=self.fetch_timeout)
-            except nats.errors.TimeoutError:
-                continue
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
-                break
-            except Exception as exc:
-                bound.warning("worker.fetch_failed", error=str(exc))
-                await asyncio.sleep(1)
-                continue
-            for msg in msgs:
-                await self._handle(msg, bound)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    msgs = await sub.fetch(self.batch_size, timeout=self.fetch_timeout)
+                except nats.errors.TimeoutError:
+                    continue
+                except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
+                    break
+                except Exception as exc:
+                    bound.warning("worker.fetch_failed", error=str(exc))
+                    await asyncio.sleep(1)
+                    continue
+                for msg in msgs:
+                    await self._handle(msg, bound)
+        finally:
+            # An open pull subscription would hold up nc.drain() at shutdown.
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
         bound.info("worker.stopped")
 
     async def _handle(self, msg: Msg, bound: structlog.stdlib.BoundLogger) -> None:

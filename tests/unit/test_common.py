@@ -1,0 +1,68 @@
+"""The common library's pure parts: tokens, subjects, validation, error mapping."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from google.rpc import code_pb2, error_details_pb2
+
+from dripiq_common import validation
+from dripiq_common.errors import AlreadyExists, InvalidArgument, NotFound
+from dripiq_common.grpc_server import status_for
+from dripiq_common.jetstream import Streams, Subjects, stream_for_subject, subject_matches, token
+from dripiq_common.tokens import TokenSigner, reply_address, token_from_reply_address
+
+SIGNER = TokenSigner(b"0123456789abcdef0123456789abcdef")
+
+
+def test_reply_tokens_round_trip_and_fit_an_address() -> None:
+    message_id = str(uuid.uuid4())
+    address = reply_address(SIGNER, message_id, "reply.example.com")
+    local = address.split("@")[0]
+    assert len(local) <= 64
+    assert SIGNER.parse_reply_token(token_from_reply_address(f"Ada <{address.upper()}>")) == message_id
+
+
+def test_forged_or_foreign_tokens_are_refused() -> None:
+    message_id = str(uuid.uuid4())
+    reply = SIGNER.reply_token(message_id)
+    other = TokenSigner(b"another secret of enough length!")
+    assert other.parse_reply_token(reply) is None
+    assert SIGNER.parse_reply_token(reply[:-1] + ("a" if reply[-1] != "a" else "b")) is None
+    assert SIGNER.parse_reply_token("not base32 !") is None
+    unsub = SIGNER.unsubscribe_token("acme", message_id)
+    assert SIGNER.parse_unsubscribe_token(unsub) == ("acme", message_id)
+    assert other.parse_unsubscribe_token(unsub) is None
+    assert SIGNER.parse_unsubscribe_token("x") is None
+
+
+def test_subjects_and_streams() -> None:
+    assert subject_matches("dripiq.edge.>", "dripiq.edge.sendgrid.events")
+    assert not subject_matches("dripiq.edge.>", "dripiq.edge")
+    assert subject_matches("a.*.c", "a.b.c") and not subject_matches("a.*.c", "a.b.d")
+    assert stream_for_subject(Subjects.planner_timer("acme")) == Streams.PLANNER_TIMERS
+    assert stream_for_subject("nothing.here") is None
+    with pytest.raises(ValueError):
+        token("a.b")
+
+
+def test_validation_names_fields() -> None:
+    with pytest.raises(InvalidArgument) as exc:
+        validation.email("no-at-sign", "contact.email")
+    assert exc.value.field == "contact.email"
+    with pytest.raises(InvalidArgument):
+        validation.tenant_id("has space")
+    assert validation.tenant_id("acme_1-x") == "acme_1-x"
+
+
+def test_status_mapping_carries_the_field() -> None:
+    status = status_for(InvalidArgument("contact.email", "is required"))
+    assert status.code == code_pb2.INVALID_ARGUMENT
+    detail = error_details_pb2.BadRequest()
+    status.details[0].Unpack(detail)
+    assert detail.field_violations[0].field == "contact.email"
+    assert status_for(NotFound("x")).code == code_pb2.NOT_FOUND
+    assert status_for(AlreadyExists("x")).code == code_pb2.ALREADY_EXISTS
+    internal = status_for(RuntimeError("secret detail"))
+    assert internal.code == code_pb2.INTERNAL and "secret" not in internal.message
