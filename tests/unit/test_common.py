@@ -29,7 +29,10 @@ def test_forged_or_foreign_tokens_are_refused() -> None:
     reply = SIGNER.reply_token(message_id)
     other = TokenSigner(b"another secret of enough length!")
     assert other.parse_reply_token(reply) is None
-    assert SIGNER.parse_reply_token(reply[:-1] + ("a" if reply[-1] != "a" else "b")) is None
+    # A middle character: the last one partly carries padding bits that decoding ignores.
+    middle = len(reply) // 2
+    tampered = reply[:middle] + ("a" if reply[middle] != "a" else "b") + reply[middle + 1:]
+    assert SIGNER.parse_reply_token(tampered) is None
     assert SIGNER.parse_reply_token("not base32 !") is None
     unsub = SIGNER.unsubscribe_token("acme", message_id)
     assert SIGNER.parse_unsubscribe_token(unsub) == ("acme", message_id)

@@ -160,25 +160,23 @@ def correlate(
     prove an uncertain send went out, before we saw its "sent" outcome). When we do know the
     message, its facts win, and a tenant that disagrees with ours is not trusted.
     """
-    unmatched = _stored(event, matched=False)
     if event.event_type == REJECTED:
-        return unmatched
+        return _stored(event)
     if event.message_id:
         known = by_message_id.get(event.message_id)
         tenant = event.tenant_id or (known.tenant_id if known else None)
         if known is not None:
-            return _stored(event, matched=True, outbound=known) if known.tenant_id == tenant else unmatched
+            return _stored(event, outbound=known) if known.tenant_id == tenant else _stored(event)
         if tenant and _TENANT.match(tenant):
-            return _stored(event, matched=True, tenant_id=tenant)
+            return _stored(event, tenant_id=tenant)
     known = by_provider_id.get(event.provider_message_id or "")
     if known is not None and event.tenant_id in (None, known.tenant_id):
-        return _stored(event, matched=True, outbound=known)
-    return unmatched
+        return _stored(event, outbound=known)
+    return _stored(event)
 
 
-def _stored(
-    event: ProviderEvent, *, matched: bool, outbound: Outbound | None = None, tenant_id: str | None = None
-) -> NewEvent:
+def _stored(event: ProviderEvent, *, outbound: Outbound | None = None, tenant_id: str | None = None) -> NewEvent:
+    """The row for an event: tied to our record, to its custom args' tenant alone, or unmatched."""
     facts: dict[str, Any] = {}
     if outbound is not None:
         facts = {
@@ -188,7 +186,7 @@ def _stored(
             "step_index": outbound.step_index,
             "contact_id": outbound.contact_id,
         }
-    elif matched:
+    elif tenant_id is not None:
         facts = {
             "tenant_id": tenant_id,
             "message_id": event.message_id,
@@ -200,7 +198,7 @@ def _stored(
         provider_event_id=event.provider_event_id,
         event_type=event.event_type,
         occurred_at=event.occurred_at,
-        matched=matched,
+        matched=bool(facts),
         email=event.email,
         machine_open=event.machine_open,
         url=event.url,
@@ -282,27 +280,37 @@ def engagement(event: NewEvent, *, event_id: int) -> OutboxMessage:
     return OutboxMessage(Subjects.engagement(event.tenant_id, event.event_type), fact)
 
 
-def outbound_from_outcome(outcome: dispatcher_pb.MessageOutcome) -> tuple[Outbound, dict[str, Any]]:
-    """A SENT MessageOutcome as our outbound record: the facts, and the extra columns."""
+@dataclass(frozen=True)
+class SentMessage:
+    """A SENT outcome, as the outbound_messages row that keeps it."""
+
+    outbound: Outbound
+    subject: str
+    provider_message_id: str | None
+    rfc_message_id: str | None
+    sent_at: datetime
+
+
+def sent_message(outcome: dispatcher_pb.MessageOutcome, *, now: datetime) -> SentMessage:
     for name in ("tenant_id", "message_id"):
         if not getattr(outcome, name):
             raise PermanentMessageError(f"MessageOutcome without {name}")
     if not _TENANT.match(outcome.tenant_id):
         raise PermanentMessageError(f"MessageOutcome with an invalid tenant_id {outcome.tenant_id!r}")
-    outbound = Outbound(
-        message_id=outcome.message_id,
-        tenant_id=outcome.tenant_id,
-        campaign_id=outcome.campaign_id,
-        step_index=outcome.step_index,
-        contact_id=outcome.contact_id,
-        to_email=outcome.to_email,
+    return SentMessage(
+        outbound=Outbound(
+            message_id=outcome.message_id,
+            tenant_id=outcome.tenant_id,
+            campaign_id=outcome.campaign_id,
+            step_index=outcome.step_index,
+            contact_id=outcome.contact_id,
+            to_email=outcome.to_email,
+        ),
+        subject=outcome.subject,
+        provider_message_id=outcome.provider_message_id or None,
+        rfc_message_id=outcome.rfc_message_id or None,
+        sent_at=outcome.occurred_at.ToDatetime(tzinfo=UTC) if outcome.HasField("occurred_at") else now,
     )
-    extra = {
-        "subject": outcome.subject,
-        "provider_message_id": outcome.provider_message_id or None,
-        "rfc_message_id": outcome.rfc_message_id or None,
-    }
-    return outbound, extra
 
 
 def page_size(value: int) -> int:

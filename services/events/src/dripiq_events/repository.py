@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dripiq_events.domain import NewEvent, Outbound
+from dripiq_events.domain import NewEvent, Outbound, SentMessage
 from dripiq_events.models import inbound_emails, message_events, outbound_messages
 
 # 17 columns a row: 1,000 rows stay well under PostgreSQL's 65,535 bind parameters.
@@ -19,10 +19,8 @@ _INSERT_CHUNK = 1000
 _OUTBOUND = outbound_messages.c
 
 
-async def upsert_outbound(
-    conn: AsyncConnection, *, outbound: Outbound, subject: str, provider_message_id: str | None,
-    rfc_message_id: str | None, sent_at: datetime,
-) -> None:
+async def upsert_outbound(conn: AsyncConnection, *, sent: SentMessage) -> None:
+    outbound = sent.outbound
     values = {
         "message_id": outbound.message_id,
         "tenant_id": outbound.tenant_id,
@@ -30,10 +28,10 @@ async def upsert_outbound(
         "step_index": outbound.step_index,
         "contact_id": outbound.contact_id,
         "to_email": outbound.to_email,
-        "subject": subject,
-        "provider_message_id": provider_message_id,
-        "rfc_message_id": rfc_message_id,
-        "sent_at": sent_at,
+        "subject": sent.subject,
+        "provider_message_id": sent.provider_message_id,
+        "rfc_message_id": sent.rfc_message_id,
+        "sent_at": sent.sent_at,
     }
     stmt = insert(outbound_messages).values(**values)
     # A later outcome for the same message (e.g. a resend after "unknown") carries newer facts.

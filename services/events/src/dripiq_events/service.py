@@ -59,10 +59,9 @@ class EventIngest:
             raise PermanentMessageError(f"undecodable MessageOutcome: {exc}") from exc
         if outcome.kind != dispatcher_pb.OUTCOME_KIND_SENT:
             return False
-        outbound, extra = domain.outbound_from_outcome(outcome)
-        sent_at = outcome.occurred_at.ToDatetime(tzinfo=UTC) if outcome.HasField("occurred_at") else self.clock.now()
+        sent = domain.sent_message(outcome, now=self.clock.now())
         async with self.engine.begin() as conn:
-            await repository.upsert_outbound(conn, outbound=outbound, sent_at=sent_at, **extra)
+            await repository.upsert_outbound(conn, sent=sent)
         return True
 
     async def handle_webhook(self, data: bytes) -> IngestResult:
@@ -71,7 +70,9 @@ class EventIngest:
             raw.ParseFromString(data)
         except DecodeError as exc:
             raise PermanentMessageError(f"undecodable RawWebhook: {exc}") from exc
-        received_at = raw.received_at.ToDatetime(tzinfo=UTC) if raw.HasField("received_at") else self.clock.now()
+        received_at = (
+            raw.received_at.ToDatetime(tzinfo=UTC) if raw.HasField("received_at") else self.clock.now()
+        )
         if raw.kind == RawWebhook.KIND_SENDGRID_EVENTS:
             result = await self._sendgrid_events(raw.body, received_at)
         elif raw.kind == RawWebhook.KIND_SENDGRID_INBOUND:
@@ -133,7 +134,8 @@ class EventIngest:
             if inbound_id is None:
                 return IngestResult(received=1)
             if outbound is None:
-                log.info("events.inbound_unmatched", inbound_id=inbound_id, token_valid=token_message_id is not None)
+                log.info("events.inbound_unmatched", inbound_id=inbound_id,
+                         token_valid=token_message_id is not None)
                 return IngestResult(received=1, stored=1, unmatched=1)
             event = domain.reply_event(
                 outbound=outbound, dedupe_key=dedupe_key, occurred_at=received_at, auto_reason=auto_reason,
@@ -189,7 +191,9 @@ class EventIngest:
         log.info("events.unsubscribe_stored", tenant_id=tenant_id, message_id=message_id)
         return IngestResult(received=1, stored=stored.stored, published=stored.published)
 
-    async def _store(self, conn: AsyncConnection, rows: Sequence[NewEvent], received_at: datetime) -> IngestResult:
+    async def _store(
+        self, conn: AsyncConnection, rows: Sequence[NewEvent], received_at: datetime
+    ) -> IngestResult:
         """Insert what is new and outbox one engagement fact per new matched row, together."""
         new_ids = await repository.insert_events(conn, events=rows, received_at=received_at)
         new_rows = [(row, new_ids[row.key]) for row in rows if row.key in new_ids]

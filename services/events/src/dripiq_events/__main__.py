@@ -1,0 +1,65 @@
+"""python -m dripiq_events: the events process (gRPC queries, webhook and outcome consumers)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.aio.msg import Msg
+
+from dripiq.events.v1 import events_service_pb2, events_service_pb2_grpc
+from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
+from dripiq_common.logging import configure_logging
+from dripiq_common.outbox import OutboxRelay
+from dripiq_common.service import Parts, Runtime, run_service
+from dripiq_common.settings import load_settings
+from dripiq_common.tokens import TokenSigner
+from dripiq_events.handlers import EventsServicer
+from dripiq_events.models import outbox
+from dripiq_events.partitions import PartitionMaintainer
+from dripiq_events.service import EventIngest, EventQuery
+from dripiq_events.settings import EventsSettings
+
+OUTCOMES = ConsumerSpec(Streams.MESSAGE_OUTCOMES, "events-outcomes", "dripiq.dispatcher.outcome.>")
+WEBHOOKS = ConsumerSpec(Streams.EDGE_WEBHOOKS, "events-webhooks", "dripiq.edge.>")
+SERVICE_NAME = events_service_pb2.DESCRIPTOR.services_by_name["EventsService"].full_name
+
+
+def build(settings: EventsSettings, rt: Runtime) -> Parts:
+    relay = OutboxRelay(rt.engine, rt.js, outbox, batch_size=settings.outbox_batch_size,
+                        poll_seconds=settings.outbox_poll_seconds)
+    signer = TokenSigner(settings.token_secret.get_secret_value().encode())
+    ingest = EventIngest(rt.engine, rt.clock, signer, on_outboxed=relay.kick)
+
+    async def on_outcome(msg: Msg) -> None:
+        await ingest.record_outcome(msg.data)
+
+    async def on_webhook(msg: Msg) -> None:
+        await ingest.handle_webhook(msg.data)
+
+    partitions = PartitionMaintainer(rt.engine, rt.clock, settings.partition_months_ahead,
+                                     interval_seconds=settings.partition_check_seconds)
+    servicer = EventsServicer(EventQuery(rt.engine))
+    return Parts(
+        service_names=[SERVICE_NAME],
+        registrars=[
+            lambda server: events_service_pb2_grpc.add_EventsServiceServicer_to_server(servicer, server)
+        ],
+        fetchers=[
+            PullWorker(rt.js, rt.nc, OUTCOMES, on_outcome),
+            # A SendGrid batch is up to thousands of events: fewer at a time keeps each
+            # fetch well inside the ack wait.
+            PullWorker(rt.js, rt.nc, WEBHOOKS, on_webhook, batch_size=10),
+        ],
+        loops=[relay, partitions],
+    )
+
+
+def main() -> None:
+    settings = load_settings(EventsSettings)
+    configure_logging("events", log_format=settings.log_format, level=settings.log_level)
+    asyncio.run(run_service(name="events", settings=settings, streams=Streams.all(),
+                            build=lambda rt: build(settings, rt)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The HTTP edge: verifies SendGrid webhooks and unsubscribe clicks, and hands them to JetStream."""

@@ -1,0 +1,73 @@
+"""python -m dripiq_events.edge: the HTTP edge process.
+
+Shutdown on SIGTERM/SIGINT: /readyz turns 503, the listener closes, requests in flight finish
+(each waits for its PubAck), then NATS drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+from aiohttp import web
+
+from dripiq_common import jetstream
+from dripiq_common.jetstream import Streams
+from dripiq_common.logging import configure_logging
+from dripiq_common.settings import load_settings
+from dripiq_common.tokens import TokenSigner
+from dripiq_events.edge.app import EVENTS_PATH, INBOUND_PATH, Edge, load_verifier
+from dripiq_events.edge.settings import EdgeSettings
+
+log = structlog.get_logger(__name__)
+
+
+async def serve(settings: EdgeSettings) -> None:
+    try:
+        verifier = load_verifier(settings.sendgrid_webhook_public_key)
+    except ValueError as exc:
+        raise SystemExit(f"EdgeSettings: SENDGRID_WEBHOOK_PUBLIC_KEY: {exc}") from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    nc = await jetstream.connect(settings.nats_url, name="edge")
+    js = nc.jetstream()
+    await jetstream.ensure_streams(js, Streams.all())
+    edge = Edge(
+        js=js, nc=nc, verifier=verifier,
+        signer=TokenSigner(settings.token_secret.get_secret_value().encode()),
+        max_body_bytes=settings.max_body_bytes,
+        signature_tolerance_seconds=settings.signature_tolerance_seconds,
+        publish_timeout_seconds=settings.publish_timeout_seconds,
+    )
+    if edge.body_limit < settings.max_body_bytes:
+        log.warning("edge.body_limit_lowered", max_body_bytes=settings.max_body_bytes,
+                    body_limit=edge.body_limit, nats_max_payload=nc.max_payload,
+                    hint="raise the NATS server's max_payload to accept larger webhook bodies")
+    runner = web.AppRunner(edge.app(), access_log=None, shutdown_timeout=settings.shutdown_grace_seconds)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    base = f"http://{settings.host}:{settings.port}"
+    log.info("edge.serving", event_webhook_url=base + EVENTS_PATH, inbound_parse_url=base + INBOUND_PATH,
+             unsubscribe_url=base + "/u/<token>")
+
+    await stop.wait()
+    log.info("edge.stopping")
+    edge.stopping = True
+    await runner.cleanup()
+    await nc.drain()
+    log.info("edge.stopped")
+
+
+def main() -> None:
+    settings = load_settings(EdgeSettings)
+    configure_logging("edge", log_format=settings.log_format, level=settings.log_level)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

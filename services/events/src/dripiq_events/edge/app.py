@@ -1,0 +1,228 @@
+"""The edge's HTTP endpoints.
+
+Nothing here parses more than it must to decide whether to accept a request: what is
+accepted goes to JetStream as received, and the answer is 2xx only after JetStream has it
+(the PubAck), so SendGrid retries anything we did not durably take.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import html
+import json
+from dataclasses import dataclass, field
+
+import nats.errors
+import structlog
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ec
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from sendgrid.helpers.eventwebhook import EventWebhook
+
+from dripiq.events.v1 import messages_pb2
+from dripiq_common.clock import Clock, SystemClock
+from dripiq_common.jetstream import Subjects
+from dripiq_common.tokens import TokenSigner
+
+log = structlog.get_logger(__name__)
+
+RawWebhook = messages_pb2.RawWebhook
+
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+EVENTS_PATH = "/webhooks/sendgrid/events"
+INBOUND_PATH = "/webhooks/sendgrid/inbound"
+UNSUBSCRIBE_PATH = "/u/{token}"
+# Room for the RawWebhook envelope and headers around a body inside one NATS message.
+ENVELOPE_BYTES = 4096
+_CHUNK = 64 * 1024
+
+
+def load_verifier(public_key: str) -> EventWebhook:
+    """SendGrid's verifier with the key converted once; ValueError when it is not a key."""
+    try:
+        verifier = EventWebhook(public_key.strip())
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise ValueError(f"not a base64 ECDSA public key: {exc}") from exc
+    if not isinstance(verifier.public_key, ec.EllipticCurvePublicKey):
+        raise ValueError("not an ECDSA public key")
+    return verifier
+
+
+def signature_problem(
+    verifier: EventWebhook, *, body: str, signature: str | None, timestamp: str | None,
+    now: float, tolerance_seconds: float,
+) -> str | None:
+    """Why a SendGrid Event Webhook request is not to be trusted, or None when it is."""
+    if not signature or not timestamp:
+        return "missing signature headers"
+    try:
+        signed_at = int(timestamp)
+    except ValueError:
+        return "timestamp is not a number"
+    if abs(now - signed_at) > tolerance_seconds:
+        return "timestamp outside the accepted window"
+    try:
+        valid = verifier.verify_signature(body, signature, timestamp)
+    except (ValueError, binascii.Error):
+        valid = False
+    return None if valid else "signature does not match"
+
+
+@dataclass
+class Edge:
+    js: JetStreamContext
+    nc: NATS
+    verifier: EventWebhook
+    signer: TokenSigner
+    max_body_bytes: int
+    signature_tolerance_seconds: float
+    publish_timeout_seconds: float = 5.0
+    clock: Clock = field(default_factory=SystemClock)
+    # Set at shutdown so that /readyz sends load balancers elsewhere while requests drain.
+    stopping: bool = False
+
+    @property
+    def body_limit(self) -> int:
+        """A body must also fit one NATS message (the server's max_payload, 1 MiB by default)."""
+        return min(self.max_body_bytes, self.nc.max_payload - ENVELOPE_BYTES)
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.body_limit)
+        app.router.add_post(EVENTS_PATH, self.sendgrid_events)
+        app.router.add_post(INBOUND_PATH, self.sendgrid_inbound)
+        app.router.add_get(UNSUBSCRIBE_PATH, self.unsubscribe_page)
+        app.router.add_post(UNSUBSCRIBE_PATH, self.unsubscribe)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        return app
+
+    async def sendgrid_events(self, request: web.Request) -> web.Response:
+        body = await self._read_body(request)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return _json_error(400, "body is not UTF-8")
+        signature = request.headers.get(SIGNATURE_HEADER)
+        problem = signature_problem(
+            self.verifier, body=text, signature=signature,
+            timestamp=request.headers.get(TIMESTAMP_HEADER),
+            now=self.clock.now().timestamp(), tolerance_seconds=self.signature_tolerance_seconds,
+        )
+        if problem is not None:
+            log.warning("edge.webhook_rejected", reason=problem, remote=request.remote)
+            return _json_error(403, problem)
+        try:
+            events = json.loads(text)
+        except ValueError:
+            return _json_error(400, "body is not JSON")
+        if not isinstance(events, list):
+            return _json_error(400, "body is not a JSON array")
+        # A SendGrid retry of the same batch carries the same signature and body.
+        msg_id = hashlib.sha256((signature or "").encode() + body).hexdigest()
+        raw = RawWebhook(kind=RawWebhook.KIND_SENDGRID_EVENTS, body=body)
+        if not await self._publish(Subjects.EDGE_SENDGRID_EVENTS, raw, msg_id):
+            return _json_error(503, "could not queue the batch; retry later")
+        return web.json_response({"accepted": len(events)})
+
+    async def sendgrid_inbound(self, request: web.Request) -> web.Response:
+        if not request.content_type.startswith("multipart/"):
+            return _json_error(400, "expected multipart/form-data")
+        body = await self._read_body(request)
+        if isinstance(body, web.Response):
+            return body
+        raw = RawWebhook(
+            kind=RawWebhook.KIND_SENDGRID_INBOUND, body=body,
+            # With its boundary: the events service cannot split the body without it.
+            content_type=request.headers.get("Content-Type", ""),
+        )
+        msg_id = "inbound:" + hashlib.sha256(body).hexdigest()
+        if not await self._publish(Subjects.EDGE_SENDGRID_INBOUND, raw, msg_id):
+            return _json_error(503, "could not queue the mail; retry later")
+        return web.json_response({"accepted": 1})
+
+    async def unsubscribe_page(self, request: web.Request) -> web.Response:
+        """GET only asks: mail scanners open links, and must not unsubscribe anyone."""
+        if self.signer.parse_unsubscribe_token(request.match_info["token"]) is None:
+            return _page(400, "Link not valid", "This unsubscribe link is not valid or has been damaged.")
+        return _page(
+            200, "Unsubscribe",
+            "Do you want to stop receiving these emails?",
+            form='<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">'
+                 '<button type="submit">Unsubscribe</button></form>',
+        )
+
+    async def unsubscribe(self, request: web.Request) -> web.Response:
+        """RFC 8058 one-click: mail clients POST `List-Unsubscribe=One-Click` without cookies."""
+        parsed = self.signer.parse_unsubscribe_token(request.match_info["token"])
+        if parsed is None:
+            return _page(400, "Link not valid", "This unsubscribe link is not valid or has been damaged.")
+        tenant_id, message_id = parsed
+        raw = RawWebhook(
+            kind=RawWebhook.KIND_UNSUBSCRIBE, fields={"tenant_id": tenant_id, "message_id": message_id}
+        )
+        if not await self._publish(Subjects.EDGE_UNSUBSCRIBE, raw, f"unsub:{message_id}"):
+            return _page(503, "Please try again", "We could not record your request just now. Please try again.")
+        return _page(200, "Unsubscribed", "You are unsubscribed and will not receive these emails again.")
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, _request: web.Request) -> web.Response:
+        if self.stopping or not self.nc.is_connected:
+            return web.json_response({"status": "not ready"}, status=503)
+        return web.json_response({"status": "ready"})
+
+    async def _read_body(self, request: web.Request) -> bytes | web.Response:
+        """The raw body, read up to the limit (also for chunked requests without a length)."""
+        limit = self.body_limit
+        if request.content_length is not None and request.content_length > limit:
+            return _json_error(413, f"body larger than {limit} bytes")
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(_CHUNK):
+            body += chunk
+            if len(body) > limit:
+                return _json_error(413, f"body larger than {limit} bytes")
+        return bytes(body)
+
+    async def _publish(self, subject: str, raw: RawWebhook, msg_id: str) -> bool:
+        """True once JetStream holds the message (a duplicate inside its window counts)."""
+        raw.received_at.FromDatetime(self.clock.now())
+        try:
+            ack = await self.js.publish(
+                subject, raw.SerializeToString(), timeout=self.publish_timeout_seconds,
+                headers={"Nats-Msg-Id": msg_id},
+            )
+        except (nats.errors.Error, OSError) as exc:
+            log.error("edge.publish_failed", subject=subject, error=repr(exc))
+            return False
+        log.info("edge.published", subject=subject, seq=ack.seq, duplicate=bool(ack.duplicate))
+        return True
+
+
+def _json_error(status: int, reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=status)
+
+
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def _page(status: int, title: str, message: str, *, form: str = "") -> web.Response:
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}"
+        "button{font-size:1rem;padding:.5rem 1.25rem}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>{form}</body></html>"
+    )
+    return web.Response(status=status, text=page, content_type="text/html", headers=_SECURITY_HEADERS)

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings
+
+from dripiq_common.settings import settings_config
+from dripiq_events.settings import TOKEN_SECRET_ALIAS, check_token_secret
+
+
+class EdgeSettings(BaseSettings):
+    """The edge has no database: it only needs NATS, SendGrid's key and the token secret."""
+
+    model_config = settings_config("EDGE_")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    # SendGrid's signature does not expire by itself: a captured request could be replayed
+    # later, so the signed timestamp must be this close to our clock, either way.
+    signature_tolerance_seconds: float = Field(default=600, gt=0)
+    publish_timeout_seconds: float = Field(default=5.0, gt=0)
+    shutdown_grace_seconds: float = 10.0
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222", validation_alias=AliasChoices("NATS_URL", "nats_url")
+    )
+    # Base64 DER, exactly as SendGrid shows it under Mail Settings > Signed Event Webhook.
+    sendgrid_webhook_public_key: str = Field(
+        validation_alias=AliasChoices("SENDGRID_WEBHOOK_PUBLIC_KEY", "sendgrid_webhook_public_key")
+    )
+    token_secret: SecretStr = Field(validation_alias=TOKEN_SECRET_ALIAS)
+    log_format: Literal["json", "console"] = Field(
+        default="json", validation_alias=AliasChoices("LOG_FORMAT", "log_format")
+    )
+    log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
+
+    _check_token_secret = field_validator("token_secret")(check_token_secret)

@@ -1,0 +1,17 @@
+"""gRPC EventsService: proto in, EventQuery, proto out."""
+
+from __future__ import annotations
+
+from dripiq.events.v1 import events_service_pb2 as pb
+from dripiq.events.v1 import events_service_pb2_grpc as pb_grpc
+from dripiq_events.service import EventQuery
+
+
+class EventsServicer(pb_grpc.EventsServiceServicer):
+    def __init__(self, query: EventQuery) -> None:
+        self.query = query
+
+    async def ListMessageEvents(  # type: ignore[no-untyped-def]
+        self, request: pb.ListMessageEventsRequest, context
+    ) -> pb.ListMessageEventsResponse:
+        return await self.query.list_message_events(request)

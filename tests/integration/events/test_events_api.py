@@ -1,0 +1,113 @@
+"""EventsService.ListMessageEvents over a real gRPC server, and the monthly partitions."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import grpc
+import pytest
+import pytest_asyncio
+from events_helpers import raw_webhook
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from sqlalchemy import insert, text
+
+from dripiq.events.v1 import events_service_pb2 as pb
+from dripiq.events.v1 import events_service_pb2_grpc as pb_grpc
+from dripiq.events.v1 import messages_pb2
+from dripiq_common.grpc_server import GrpcServer
+from dripiq_devtools.fake_sendgrid import build_event
+from dripiq_events.handlers import EventsServicer
+from dripiq_events.models import message_events
+from dripiq_events.partitions import ensure_partitions
+from dripiq_events.service import EventQuery
+
+
+@pytest_asyncio.fixture
+async def stub(engine):  # type: ignore[no-untyped-def]
+    servicer = EventsServicer(EventQuery(engine))
+    server = GrpcServer(
+        address="127.0.0.1:0", service_names=["dripiq.events.v1.EventsService"],
+        register=[lambda s: pb_grpc.add_EventsServiceServicer_to_server(servicer, s)],
+    )
+    await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield pb_grpc.EventsServiceStub(channel)
+    await server.stop(0)
+
+
+async def test_list_message_events_pages_and_stays_in_its_tenant(ingest, send, stub, tenant_id):
+    sent = await send(tenant_id)
+    events = [build_event(sent.accepted, kind) for kind in ("processed", "delivered", "open", "click", "open")]
+    body = json.dumps(events).encode()
+    await ingest.handle_webhook(raw_webhook(messages_pb2.RawWebhook.KIND_SENDGRID_EVENTS, body=body))
+
+    seen, token, pages = [], "", 0
+    while True:
+        page = await stub.ListMessageEvents(pb.ListMessageEventsRequest(
+            tenant_id=tenant_id, message_id=sent.message_id, page_size=2, page_token=token,
+        ))
+        seen += page.events
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages == 3
+    assert sorted(e.provider_event_id for e in seen) == sorted(e["sg_event_id"] for e in events)
+    assert {e.tenant_id for e in seen} == {tenant_id}
+    assert all(e.provider == "sendgrid" and e.campaign_id == "camp-1" and e.step_index == 2 for e in seen)
+
+    other = await stub.ListMessageEvents(pb.ListMessageEventsRequest(
+        tenant_id="someone-else", message_id=sent.message_id,
+    ))
+    assert list(other.events) == []
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "field"),
+    [
+        ({"message_id": "m"}, "tenant_id"),
+        ({"tenant_id": "t"}, "message_id"),
+        ({"tenant_id": "t", "message_id": "m", "page_size": -1}, "page_size"),
+        ({"tenant_id": "t", "message_id": "m", "page_token": "not-ours"}, "page_token"),
+    ],
+)
+async def test_invalid_requests_name_the_field(stub, request_fields, field):
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stub.ListMessageEvents(pb.ListMessageEventsRequest(**request_fields))
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(exc.value)
+    bad_request = error_details_pb2.BadRequest()
+    status.details[0].Unpack(bad_request)
+    assert bad_request.field_violations[0].field == field
+
+
+async def partitions_of(conn) -> set[str]:  # type: ignore[no-untyped-def]
+    rows = await conn.execute(text(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'events.message_events'::regclass"
+    ))
+    return {r.relname for r in rows}
+
+
+async def test_partitions_are_created_from_last_month_ahead_once(engine):
+    async with engine.begin() as conn:
+        created = await ensure_partitions(conn, now=datetime(2040, 1, 15, tzinfo=UTC), months_ahead=2)
+        again = await ensure_partitions(conn, now=datetime(2040, 1, 15, tzinfo=UTC), months_ahead=2)
+        names = await partitions_of(conn)
+    expected = ["message_events_2039_12", "message_events_2040_01", "message_events_2040_02", "message_events_2040_03"]
+    assert created == expected
+    assert again == []
+    assert set(expected) <= names and "message_events_default" in names
+
+
+async def test_a_month_whose_rows_sit_in_default_is_skipped_not_fatal(engine):
+    early = {
+        "provider": "test", "provider_event_id": "early", "event_type": "open",
+        "occurred_at": datetime(2045, 6, 3, tzinfo=UTC), "matched": False,
+    }
+    async with engine.begin() as conn:
+        await conn.execute(insert(message_events), [early])
+        created = await ensure_partitions(conn, now=datetime(2045, 6, 10, tzinfo=UTC), months_ahead=1)
+    assert created == ["message_events_2045_05", "message_events_2045_07"]

@@ -1,0 +1,195 @@
+"""The HTTP edge in-process on 127.0.0.1, against the shared NATS server.
+
+What the edge published is read back from the EDGE_WEBHOOKS stream itself (no consumer), and
+the same bytes are handed to the events service's handler, as its worker would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from events_helpers import accepted_message, multipart
+
+from dripiq.events.v1 import messages_pb2
+from dripiq_common.jetstream import Subjects
+from dripiq_devtools.fake_sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER, FakeSendGrid, build_event
+from dripiq_events.edge.app import EVENTS_PATH, INBOUND_PATH, Edge, load_verifier
+
+STREAM = "EDGE_WEBHOOKS"
+BODY_LIMIT = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def fake() -> FakeSendGrid:
+    """Signs like SendGrid; no server needed for that."""
+    return FakeSendGrid()
+
+
+@pytest_asyncio.fixture
+async def edge(nats_conn, fake, signer) -> AsyncIterator[tuple[Edge, str]]:  # type: ignore[no-untyped-def]
+    edge = Edge(
+        js=nats_conn.jetstream(), nc=nats_conn, verifier=load_verifier(fake.public_key_base64),
+        signer=signer, max_body_bytes=BODY_LIMIT, signature_tolerance_seconds=600,
+    )
+    runner = web.AppRunner(edge.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield edge, f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
+
+
+async def published(js, subject: str) -> int:  # type: ignore[no-untyped-def]
+    info = await js.stream_info(STREAM, subjects_filter=subject)
+    return (info.state.subjects or {}).get(subject, 0)
+
+
+async def last_raw(js, subject: str) -> tuple[messages_pb2.RawWebhook, dict[str, str]]:  # type: ignore[no-untyped-def]
+    msg = await js.get_last_msg(STREAM, subject)
+    return messages_pb2.RawWebhook.FromString(msg.data), dict(msg.headers or {})
+
+
+async def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict | str]:  # type: ignore[type-arg]
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as response:
+        payload = await response.json() if response.content_type == "application/json" else await response.text()
+        return response.status, payload
+
+
+def events_batch(tenant_id: str) -> list[dict]:  # type: ignore[type-arg]
+    message = accepted_message(tenant_id, str(uuid.uuid4()), f"x{uuid.uuid4().hex[:21]}")
+    return [build_event(message, "delivered"), build_event(message, "open")]
+
+
+async def test_signed_batch_is_published_after_the_puback(edge, fake, js, ingest, tenant_id):
+    _, base = edge
+    before = await published(js, Subjects.EDGE_SENDGRID_EVENTS)
+    body, headers = fake.signed_request(events_batch(tenant_id))
+    assert await post(base + EVENTS_PATH, body, headers) == (200, {"accepted": 2})
+    raw, msg_headers = await last_raw(js, Subjects.EDGE_SENDGRID_EVENTS)
+    assert raw.kind == messages_pb2.RawWebhook.KIND_SENDGRID_EVENTS
+    assert raw.body == body and raw.HasField("received_at")
+    assert msg_headers["Nats-Msg-Id"] == hashlib.sha256(headers[SIGNATURE_HEADER].encode() + body).hexdigest()
+
+    # SendGrid retrying the same batch is answered 200 and dropped by JetStream's dedupe.
+    assert (await post(base + EVENTS_PATH, body, headers))[0] == 200
+    assert await published(js, Subjects.EDGE_SENDGRID_EVENTS) == before + 1
+
+    # What the edge published is exactly what the events worker handles.
+    msg = await js.get_last_msg(STREAM, Subjects.EDGE_SENDGRID_EVENTS)
+    assert (await ingest.handle_webhook(msg.data)).published == 2
+
+
+@pytest.mark.parametrize("tamper", ["unsigned", "other_key", "changed_body", "stale", "future"])
+async def test_untrusted_batches_are_refused_and_not_published(edge, fake, js, tenant_id, tamper):
+    _, base = edge
+    events = events_batch(tenant_id)
+    body, headers = fake.signed_request(events)
+    if tamper == "unsigned":
+        headers = {"Content-Type": "application/json"}
+    elif tamper == "other_key":
+        body, headers = FakeSendGrid().signed_request(events)
+    elif tamper == "changed_body":
+        body = body.replace(b'"delivered"', b'"bounce"')
+    else:
+        skew = -3600 if tamper == "stale" else 3600
+        signer = FakeSendGrid(private_key_pem=fake.private_key_pem, clock=lambda: time.time() + skew)
+        body, headers = signer.signed_request(events)
+    before = await published(js, Subjects.EDGE_SENDGRID_EVENTS)
+    status, payload = await post(base + EVENTS_PATH, body, headers)
+    assert status == 403 and payload["error"]
+    assert await published(js, Subjects.EDGE_SENDGRID_EVENTS) == before
+
+
+async def test_a_signed_body_that_is_not_a_json_array_is_400(edge, fake, js):
+    _, base = edge
+    before = await published(js, Subjects.EDGE_SENDGRID_EVENTS)
+    for body in (b'{"event": "open"}', b"not json"):
+        timestamp = str(int(time.time()))
+        headers = {SIGNATURE_HEADER: fake.sign(body, timestamp), TIMESTAMP_HEADER: timestamp}
+        status, payload = await post(base + EVENTS_PATH, body, headers)
+        assert status == 400 and "JSON" in payload["error"]
+    assert await published(js, Subjects.EDGE_SENDGRID_EVENTS) == before
+
+
+async def test_bodies_over_the_limit_are_413(edge, fake, js):
+    _, base = edge
+    huge = [{"event": "open", "padding": "x" * BODY_LIMIT}]
+    body, headers = fake.signed_request(huge)
+    status, payload = await post(base + EVENTS_PATH, body, headers)
+    assert status == 413 and str(BODY_LIMIT) in payload["error"]
+
+    async def chunked():  # no Content-Length: the limit holds while reading
+        yield b"--b\r\n" + b"x" * BODY_LIMIT
+        yield b"\r\n--b--\r\n"
+
+    async with aiohttp.ClientSession() as session:
+        async with session.post(base + INBOUND_PATH, data=chunked(),
+                                headers={"Content-Type": "multipart/form-data; boundary=b"}) as response:
+            assert response.status == 413
+
+
+async def test_inbound_mail_is_published_with_its_content_type(edge, js):
+    _, base = edge
+    body, content_type = multipart({"text": f"reply {uuid.uuid4()}".encode(), "to": b"reply+abc@mail.test"})
+    assert (await post(base + INBOUND_PATH, body, {"Content-Type": content_type}))[0] == 200
+    raw, headers = await last_raw(js, Subjects.EDGE_SENDGRID_INBOUND)
+    assert (raw.kind, raw.body, raw.content_type) == (messages_pb2.RawWebhook.KIND_SENDGRID_INBOUND, body, content_type)
+    assert headers["Nats-Msg-Id"] == "inbound:" + hashlib.sha256(body).hexdigest()
+
+    status, payload = await post(base + INBOUND_PATH, b'{"not": "multipart"}', {"Content-Type": "application/json"})
+    assert status == 400 and "multipart" in payload["error"]
+
+
+async def test_unsubscribe_page_asks_and_one_click_post_publishes(edge, js, signer, tenant_id):
+    _, base = edge
+    message_id = str(uuid.uuid4())
+    url = f"{base}/u/{signer.unsubscribe_token(tenant_id, message_id)}"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as response:
+            page = await response.text()
+            assert response.status == 200 and '<form method="post">' in page
+            assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
+        before = await published(js, Subjects.EDGE_UNSUBSCRIBE)
+        # RFC 8058: what Gmail and Apple Mail post, without cookies.
+        async with session.post(url, data={"List-Unsubscribe": "One-Click"}) as response:
+            assert response.status == 200 and "unsubscribed" in await response.text()
+    assert await published(js, Subjects.EDGE_UNSUBSCRIBE) == before + 1
+    raw, headers = await last_raw(js, Subjects.EDGE_UNSUBSCRIBE)
+    assert dict(raw.fields) == {"tenant_id": tenant_id, "message_id": message_id}
+    assert headers["Nats-Msg-Id"] == f"unsub:{message_id}"
+
+
+async def test_a_bad_unsubscribe_token_is_400_and_publishes_nothing(edge, js, signer, tenant_id):
+    _, base = edge
+    token = signer.unsubscribe_token(tenant_id, str(uuid.uuid4()))
+    # A changed character inside the token, where every bit counts (unlike the last one).
+    forged = token[:5] + ("B" if token[5] != "B" else "C") + token[6:]
+    before = await published(js, Subjects.EDGE_UNSUBSCRIBE)
+    async with aiohttp.ClientSession() as session:
+        for method in ("GET", "POST"):
+            async with session.request(method, f"{base}/u/{forged}") as response:
+                assert response.status == 400 and "not valid" in await response.text()
+    assert await published(js, Subjects.EDGE_UNSUBSCRIBE) == before
+
+
+async def test_health_and_readiness(edge):
+    state, base = edge
+    async with aiohttp.ClientSession() as session:
+        async with session.get(base + "/healthz") as response:
+            assert response.status == 200
+        async with session.get(base + "/readyz") as response:
+            assert response.status == 200
+        state.stopping = True
+        async with session.get(base + "/readyz") as response:
+            assert response.status == 503
+
+
+def test_a_key_that_is_not_sendgrids_stops_start_up():
+    with pytest.raises(ValueError):
+        load_verifier("bm90IGEga2V5")

@@ -1,0 +1,120 @@
+"""Events rules without I/O: reading SendGrid events, tying them to messages, paging, partitions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from dripiq.events.v1 import messages_pb2
+from dripiq_common.errors import InvalidArgument, PermanentMessageError
+from dripiq_events import domain
+from dripiq_events.domain import Outbound
+from dripiq_events.partitions import months_to_cover
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+KNOWN = Outbound("m-1", "t-1", "camp-1", 3, "contact-1", "ada@example.com")
+
+
+def event(**fields: object) -> dict[str, object]:
+    return {
+        "email": "ada@example.com", "timestamp": 1_900_000_000, "event": "open",
+        "sg_event_id": "ev-1", "sg_message_id": "xmsg.filter0001.1.0", **fields,
+    }
+
+
+def test_custom_args_sit_at_the_top_level_and_step_index_is_a_string():
+    parsed = domain.parse_event(
+        event(tenant_id="t-1", message_id="m-1", campaign_id="camp-1", step_index="3", sg_machine_open=True),
+        received_at=NOW,
+    )
+    assert (parsed.tenant_id, parsed.message_id, parsed.campaign_id, parsed.step_index) == ("t-1", "m-1", "camp-1", 3)
+    assert parsed.provider_message_id == "xmsg"
+    assert parsed.machine_open and parsed.occurred_at == datetime.fromtimestamp(1_900_000_000, UTC)
+
+
+def test_bounce_reason_is_the_bounce_type():
+    bounce = domain.parse_event(event(event="bounce", type="blocked", reason="550 no"), received_at=NOW)
+    dropped = domain.parse_event(event(event="dropped", reason="Bounced Address"), received_at=NOW)
+    assert (bounce.reason, dropped.reason) == ("blocked", "Bounced Address")
+
+
+@pytest.mark.parametrize(
+    "item",
+    [event(timestamp="soon"), event(timestamp=True), event(event=None), event(event="Open.Now"),
+     event(timestamp=10**20), ["a", "list"], None],
+)
+def test_malformed_entries_are_rejected_at_receipt_time(item):
+    parsed = domain.parse_event(item, received_at=NOW)
+    assert (parsed.event_type, parsed.occurred_at) == (domain.REJECTED, NOW)
+    assert domain.correlate(parsed, by_message_id={"m-1": KNOWN}, by_provider_id={}).matched is False
+
+
+def test_entries_without_sg_event_id_get_a_stable_id():
+    first = domain.parse_event(event(sg_event_id=None), received_at=NOW)
+    again = domain.parse_event(event(sg_event_id=None), received_at=NOW)
+    assert first.provider_event_id == again.provider_event_id
+    assert first.provider_event_id.startswith("sha256:")
+
+
+def test_a_batch_lists_each_event_once_and_must_be_an_array():
+    body = b'[{"event":"open","timestamp":1,"sg_event_id":"a"},{"event":"open","timestamp":1,"sg_event_id":"a"}]'
+    assert len(domain.parse_event_batch(body, received_at=NOW)) == 1
+    with pytest.raises(PermanentMessageError):
+        domain.parse_event_batch(b'{"event": "open"}', received_at=NOW)
+
+
+def test_nul_characters_are_dropped_before_they_reach_postgres():
+    parsed = domain.parse_event(event(url="https://x.test/\x00a", extra={"k\x00": ["v\x00"]}), received_at=NOW)
+    stored = domain.correlate(parsed, by_message_id={}, by_provider_id={})
+    assert stored.url == "https://x.test/a"
+    assert stored.raw_event["extra"] == {"k": ["v"]}
+
+
+def test_correlation_prefers_our_record_and_refuses_a_foreign_tenant():
+    by_custom_arg = domain.parse_event(event(tenant_id="t-1", message_id="m-1", campaign_id="other"), received_at=NOW)
+    matched = domain.correlate(by_custom_arg, by_message_id={"m-1": KNOWN}, by_provider_id={})
+    assert (matched.matched, matched.campaign_id, matched.contact_id) == (True, "camp-1", "contact-1")
+
+    foreign = domain.parse_event(event(tenant_id="t-2", message_id="m-1"), received_at=NOW)
+    assert not domain.correlate(foreign, by_message_id={"m-1": KNOWN}, by_provider_id={"xmsg": KNOWN}).matched
+
+
+def test_correlation_falls_back_to_the_provider_message_id():
+    parsed = domain.parse_event(event(), received_at=NOW)
+    matched = domain.correlate(parsed, by_message_id={}, by_provider_id={"xmsg": KNOWN})
+    assert (matched.tenant_id, matched.message_id) == ("t-1", "m-1")
+    assert not domain.correlate(parsed, by_message_id={}, by_provider_id={}).matched
+
+
+def test_engagement_subject_and_fields():
+    parsed = domain.parse_event(event(event="click", url="https://x.test"), received_at=NOW)
+    stored = domain.correlate(parsed, by_message_id={}, by_provider_id={"xmsg": KNOWN})
+    message = domain.engagement(stored, event_id=42)
+    assert message.subject == "dripiq.events.engagement.t-1.click"
+    fact = message.message
+    assert isinstance(fact, messages_pb2.EngagementEvent)
+    assert (fact.event_id, fact.url, fact.step_index, fact.email) == ("42", "https://x.test", 3, "ada@example.com")
+    with pytest.raises(ValueError):
+        domain.engagement(domain.correlate(parsed, by_message_id={}, by_provider_id={}), event_id=1)
+
+
+def test_page_size_and_tokens():
+    assert (domain.page_size(0), domain.page_size(5), domain.page_size(5000)) == (100, 5, 1000)
+    assert domain.after_id(domain.page_token(1234)) == 1234
+    assert domain.after_id("") == 0
+    for bad in ("%%%", "bm9wZQ", domain.page_token(1)[:-1] + "!"):
+        with pytest.raises(InvalidArgument) as exc:
+            domain.after_id(bad)
+        assert exc.value.field == "page_token"
+    with pytest.raises(InvalidArgument):
+        domain.page_size(-1)
+
+
+def test_partitions_cover_last_month_to_months_ahead_across_a_year_end():
+    months = months_to_cover(datetime(2030, 12, 31, 23, 59, tzinfo=UTC), 2)
+    assert [m.name for m in months] == [
+        "message_events_2030_11", "message_events_2030_12", "message_events_2031_01", "message_events_2031_02",
+    ]
+    assert months[1].end == datetime(2031, 1, 1, tzinfo=UTC)
+    assert "FROM ('2030-11-01 00:00:00+00') TO ('2030-12-01 00:00:00+00')" in months[0].create_sql()

@@ -1,0 +1,66 @@
+"""The edge's signature and freshness check, and its start-up settings, without a server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from dripiq_common.settings import load_settings
+from dripiq_devtools.fake_sendgrid import FakeSendGrid
+from dripiq_events.edge.app import load_verifier, signature_problem
+from dripiq_events.edge.settings import EdgeSettings
+
+FAKE = FakeSendGrid()
+VERIFIER = load_verifier(FAKE.public_key_base64)
+BODY = b'[{"event":"open"}]\r\n'
+
+
+def check(body: bytes = BODY, *, signed_at: int | None = None, now: float | None = None, **overrides):  # type: ignore[no-untyped-def]
+    now = time.time() if now is None else now
+    timestamp = str(int(now) if signed_at is None else signed_at)
+    fields = {"signature": FAKE.sign(BODY, timestamp), "timestamp": timestamp, **overrides}
+    return signature_problem(VERIFIER, body=body.decode(), now=now, tolerance_seconds=600, **fields)
+
+
+def test_a_fresh_sendgrid_signature_is_accepted():
+    assert check() is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"signature": None}, "missing signature headers"),
+        ({"timestamp": ""}, "missing signature headers"),
+        ({"timestamp": "soon"}, "timestamp is not a number"),
+        ({"signature": "%%%not base64"}, "signature does not match"),
+        ({"signature": "AAAA"}, "signature does not match"),
+        ({"body": b"[]"}, "signature does not match"),
+    ],
+)
+def test_untrusted_requests_say_why(kwargs, reason):
+    assert check(**kwargs) == reason
+
+
+def test_signatures_outside_the_window_are_refused_either_way():
+    now = time.time()
+    assert check(signed_at=int(now) - 601, now=now) == "timestamp outside the accepted window"
+    assert check(signed_at=int(now) + 601, now=now) == "timestamp outside the accepted window"
+    assert check(signed_at=int(now) - 599, now=now) is None
+
+
+def test_missing_settings_stop_start_up_naming_them(monkeypatch):
+    monkeypatch.delenv("SENDGRID_WEBHOOK_PUBLIC_KEY", raising=False)
+    monkeypatch.setenv("DRIPIQ_TOKEN_SECRET", "short")
+    with pytest.raises(SystemExit) as exc:
+        load_settings(EdgeSettings)
+    assert "SENDGRID_WEBHOOK_PUBLIC_KEY" in str(exc.value) and "DRIPIQ_TOKEN_SECRET" in str(exc.value)
+
+
+def test_settings_come_from_the_suite_wide_names(monkeypatch):
+    monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", FAKE.public_key_base64)
+    monkeypatch.setenv("DRIPIQ_TOKEN_SECRET", "a-long-enough-secret")
+    monkeypatch.setenv("NATS_URL", "nats://10.0.0.1:4222")
+    monkeypatch.setenv("EDGE_PORT", "9090")
+    settings = load_settings(EdgeSettings)
+    assert (settings.nats_url, settings.port, settings.max_body_bytes) == ("nats://10.0.0.1:4222", 9090, 5 * 1024 * 1024)
