@@ -47,8 +47,7 @@ def nats_server(server_root: Path) -> Iterator[EmbeddedNats]:
 @pytest.fixture(scope="session")
 def database_url(postgres: EmbeddedPostgres) -> str:
     for service in migrations.SERVICES:
-        if (Path(__file__).parents[1] / "services" / service / "src" / f"dripiq_{service}" / "migrations").exists():
-            migrations.upgrade(service, postgres.url)
+        migrations.upgrade(service, postgres.url)
     return postgres.url
 
 

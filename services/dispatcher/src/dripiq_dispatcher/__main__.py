@@ -6,7 +6,6 @@ import asyncio
 
 import structlog
 
-from dripiq.dispatcher.v1 import dispatcher_service_pb2, dispatcher_service_pb2_grpc
 from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
 from dripiq_common.logging import configure_logging
 from dripiq_common.outbox import OutboxRelay
@@ -14,7 +13,7 @@ from dripiq_common.service import Parts, Runtime, run_service
 from dripiq_common.settings import load_settings
 from dripiq_common.tokens import TokenSigner
 from dripiq_dispatcher.domain import MailSettings
-from dripiq_dispatcher.handlers import DispatcherServicer, SenderIdentityServicer, SuppressionServicer
+from dripiq_dispatcher.handlers import SERVICE_NAMES, registrars
 from dripiq_dispatcher.models import outbox
 from dripiq_dispatcher.provider import SendGridSender, api_key_for
 from dripiq_dispatcher.service import Dispatcher, SenderIdentities, Suppressions
@@ -22,21 +21,26 @@ from dripiq_dispatcher.settings import DispatcherSettings
 
 SEND = ConsumerSpec(Streams.DISPATCHER_SEND, "dispatcher-send", "dripiq.dispatcher.send.>")
 ENGAGEMENT = ConsumerSpec(Streams.ENGAGEMENT, "dispatcher-engagement", "dripiq.events.engagement.>")
-SERVICE_NAMES = [
-    dispatcher_service_pb2.DESCRIPTOR.services_by_name[name].full_name
-    for name in ("DispatcherService", "SenderIdentityService", "SuppressionService")
-]
 
 log = structlog.get_logger(__name__)
 
 
 def build(settings: DispatcherSettings, sender: SendGridSender, rt: Runtime) -> Parts:
-    relay = OutboxRelay(rt.engine, rt.js, outbox, batch_size=settings.outbox_batch_size,
-                        poll_seconds=settings.outbox_poll_seconds)
+    relay = OutboxRelay(
+        rt.engine,
+        rt.js,
+        outbox,
+        batch_size=settings.outbox_batch_size,
+        poll_seconds=settings.outbox_poll_seconds,
+    )
     dispatcher = Dispatcher(
-        rt.engine, rt.clock, sender,
+        rt.engine,
+        rt.clock,
+        sender,
         TokenSigner(settings.token_secret.get_secret_value().encode()),
-        MailSettings(settings.reply_domain, settings.message_id_domain, settings.unsubscribe_base_url),
+        MailSettings(
+            settings.reply_domain, settings.message_id_domain, settings.unsubscribe_base_url
+        ),
         settings.max_attempts,
         on_outbox=relay.kick,
     )
@@ -48,17 +52,12 @@ def build(settings: DispatcherSettings, sender: SendGridSender, rt: Runtime) -> 
         PullWorker(rt.js, rt.nc, SEND, lambda msg: dispatcher.handle_send(msg.data), batch_size=1)
         for _ in range(settings.send_concurrency)
     ]
-    engagement = PullWorker(rt.js, rt.nc, ENGAGEMENT, lambda msg: suppressions.handle_engagement(msg.data))
-    messages_api = DispatcherServicer(dispatcher)
-    identities_api = SenderIdentityServicer(identities)
-    suppressions_api = SuppressionServicer(suppressions)
+    engagement = PullWorker(
+        rt.js, rt.nc, ENGAGEMENT, lambda msg: suppressions.handle_engagement(msg.data)
+    )
     return Parts(
         service_names=SERVICE_NAMES,
-        registrars=[
-            lambda server: dispatcher_service_pb2_grpc.add_DispatcherServiceServicer_to_server(messages_api, server),
-            lambda server: dispatcher_service_pb2_grpc.add_SenderIdentityServiceServicer_to_server(identities_api, server),
-            lambda server: dispatcher_service_pb2_grpc.add_SuppressionServiceServicer_to_server(suppressions_api, server),
-        ],
+        registrars=registrars(dispatcher, identities, suppressions),
         fetchers=[*send_workers, engagement],
         loops=[relay],
     )
@@ -69,19 +68,31 @@ def main() -> None:
     configure_logging("dispatcher", log_format=settings.log_format, level=settings.log_level)
     if settings.max_attempts >= SEND.max_deliver:
         raise SystemExit(
-            f"DISPATCHER_MAX_ATTEMPTS must be below the send consumer's max_deliver ({SEND.max_deliver}), "
-            "or JetStream dead-letters a message the dispatcher still means to retry"
+            "DISPATCHER_MAX_ATTEMPTS must be below the send consumer's max_deliver "
+            f"({SEND.max_deliver}), or JetStream dead-letters a message still meant to be retried"
         )
     api_key = api_key_for(settings)
     if settings.sendgrid_api_key is None:
-        log.warning("sendgrid.using_local_fake", host=settings.sendgrid_api_host,
-                    hint="SENDGRID_API_KEY is not set: mail goes to this fake SendGrid, not to recipients")
-    sender = SendGridSender(api_key=api_key, host=settings.sendgrid_api_host,
-                            concurrency=settings.send_concurrency,
-                            timeout_seconds=settings.send_timeout_seconds)
+        log.warning(
+            "sendgrid.using_local_fake",
+            host=settings.sendgrid_api_host,
+            hint="SENDGRID_API_KEY is not set: mail goes to this fake SendGrid, not to recipients",
+        )
+    sender = SendGridSender(
+        api_key=api_key,
+        host=settings.sendgrid_api_host,
+        concurrency=settings.send_concurrency,
+        timeout_seconds=settings.send_timeout_seconds,
+    )
     try:
-        asyncio.run(run_service(name="dispatcher", settings=settings, streams=Streams.all(),
-                                build=lambda rt: build(settings, sender, rt)))
+        asyncio.run(
+            run_service(
+                name="dispatcher",
+                settings=settings,
+                streams=Streams.all(),
+                build=lambda rt: build(settings, sender, rt),
+            )
+        )
     finally:
         sender.close()
 

@@ -37,6 +37,9 @@ SUPPORTED_CHANNELS = frozenset({"email"})
 MAX_CATEGORIES = 10
 MAX_CATEGORY_LENGTH = 255
 MAX_ERROR_LENGTH = 2000
+# Reason of a suppression added through the API without one.
+MANUAL_REASON = "manual"
+MAX_CHECK_ADDRESSES = 1000
 
 
 class Status(StrEnum):
@@ -51,6 +54,10 @@ class Status(StrEnum):
 # A message in one of these states is settled for the send pipeline: a redelivered command
 # leaves it alone. `unknown` is settled too: only a webhook (or a person) may move it on.
 SETTLED = frozenset({Status.SENT, Status.FAILED, Status.SUPPRESSED, Status.UNKNOWN})
+# Where a definite answer (accepted, or refused for good) may find its row. Only a `queued`
+# row starts an attempt, so an `unknown` row seen when the answer comes is this attempt's,
+# parked by a redelivery that came while the call was running: the answer settles it.
+IN_FLIGHT = frozenset({Status.SENDING, Status.UNKNOWN})
 
 
 @dataclass(frozen=True)
@@ -150,7 +157,9 @@ class MailSettings:
 
 
 def unsubscribe_url(signer: TokenSigner, settings: MailSettings, message: NewMessage) -> str:
-    return settings.unsubscribe_base_url + signer.unsubscribe_token(message.tenant_id, message.message_id)
+    return settings.unsubscribe_base_url + signer.unsubscribe_token(
+        message.tenant_id, message.message_id
+    )
 
 
 def with_unsubscribe_text(body: str, url: str) -> str:
@@ -158,7 +167,8 @@ def with_unsubscribe_text(body: str, url: str) -> str:
 
 
 def with_unsubscribe_html(body: str, url: str) -> str:
-    link = f'<p style="font-size:12px;color:#888"><a href="{html.escape(url, quote=True)}">Unsubscribe</a></p>'
+    href = html.escape(url, quote=True)
+    link = f'<p style="font-size:12px;color:#888"><a href="{href}">Unsubscribe</a></p>'
     closing = body.lower().rfind("</body>")
     if closing == -1:
         return body + link
@@ -176,9 +186,13 @@ def build_mail(
         to_emails=To(message.to_email, message.to_name or None),
         subject=message.subject,
         plain_text_content=(
-            PlainTextContent(with_unsubscribe_text(message.body_text, url)) if message.body_text else None
+            PlainTextContent(with_unsubscribe_text(message.body_text, url))
+            if message.body_text
+            else None
         ),
-        html_content=HtmlContent(with_unsubscribe_html(message.body_html, url)) if message.body_html else None,
+        html_content=HtmlContent(with_unsubscribe_html(message.body_html, url))
+        if message.body_html
+        else None,
     )
     mail.reply_to = ReplyTo(tokens.reply_address(signer, message.message_id, settings.reply_domain))
     mail.header = [
@@ -232,7 +246,8 @@ def classify_failure(exc: BaseException) -> SendFailure:
     if isinstance(exc, urllib.error.URLError):
         return SendFailure(FailureKind.RETRY, truncate(f"{PROVIDER} unreachable: {exc.reason}"))
     return SendFailure(
-        FailureKind.UNKNOWN, truncate(f"no answer from {PROVIDER} after the request was sent: {exc!r}")
+        FailureKind.UNKNOWN,
+        truncate(f"no answer from {PROVIDER} after the request was sent: {exc!r}"),
     )
 
 
@@ -304,10 +319,6 @@ def suppression_reason(event_type: str, bounce_type: str) -> str | None:
 
 def normalize_address(address: str) -> str:
     return address.strip().lower()
-
-
-MANUAL_REASON = "manual"
-MAX_CHECK_ADDRESSES = 1000
 
 
 _STATUS = {

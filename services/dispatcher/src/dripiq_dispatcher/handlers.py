@@ -1,9 +1,11 @@
-"""gRPC DispatcherService, SenderIdentityService and SuppressionService: proto in, service, proto out."""
+"""gRPC DispatcherService, SenderIdentityService and SuppressionService: proto in, service,
+proto out."""
 
 from __future__ import annotations
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
+from dripiq_common.grpc_server import Registrar
 from dripiq_dispatcher.service import Dispatcher, SenderIdentities, Suppressions
 
 
@@ -20,14 +22,22 @@ class SenderIdentityServicer(pb_grpc.SenderIdentityServiceServicer):
     def __init__(self, identities: SenderIdentities) -> None:
         self.identities = identities
 
-    async def CreateSenderIdentity(self, request: pb.CreateSenderIdentityRequest, context) -> pb.CreateSenderIdentityResponse:  # type: ignore[no-untyped-def]
-        return pb.CreateSenderIdentityResponse(sender_identity=await self.identities.create(request))
+    async def CreateSenderIdentity(
+        self, request: pb.CreateSenderIdentityRequest, context
+    ) -> pb.CreateSenderIdentityResponse:  # type: ignore[no-untyped-def]
+        return pb.CreateSenderIdentityResponse(
+            sender_identity=await self.identities.create(request)
+        )
 
-    async def GetSenderIdentity(self, request: pb.GetSenderIdentityRequest, context) -> pb.GetSenderIdentityResponse:  # type: ignore[no-untyped-def]
+    async def GetSenderIdentity(
+        self, request: pb.GetSenderIdentityRequest, context
+    ) -> pb.GetSenderIdentityResponse:  # type: ignore[no-untyped-def]
         identity = await self.identities.get(request.tenant_id, request.sender_identity_id)
         return pb.GetSenderIdentityResponse(sender_identity=identity)
 
-    async def VerifySenderIdentity(self, request: pb.VerifySenderIdentityRequest, context) -> pb.VerifySenderIdentityResponse:  # type: ignore[no-untyped-def]
+    async def VerifySenderIdentity(
+        self, request: pb.VerifySenderIdentityRequest, context
+    ) -> pb.VerifySenderIdentityResponse:  # type: ignore[no-untyped-def]
         identity = await self.identities.verify(request.tenant_id, request.sender_identity_id)
         return pb.VerifySenderIdentityResponse(sender_identity=identity)
 
@@ -36,10 +46,35 @@ class SuppressionServicer(pb_grpc.SuppressionServiceServicer):
     def __init__(self, suppressions: Suppressions) -> None:
         self.suppressions = suppressions
 
-    async def AddSuppression(self, request: pb.AddSuppressionRequest, context) -> pb.AddSuppressionResponse:  # type: ignore[no-untyped-def]
-        suppression = await self.suppressions.add(request.tenant_id, request.address, request.reason)
+    async def AddSuppression(
+        self, request: pb.AddSuppressionRequest, context
+    ) -> pb.AddSuppressionResponse:  # type: ignore[no-untyped-def]
+        suppression = await self.suppressions.add(
+            request.tenant_id, request.address, request.reason
+        )
         return pb.AddSuppressionResponse(suppression=suppression)
 
-    async def CheckSuppressions(self, request: pb.CheckSuppressionsRequest, context) -> pb.CheckSuppressionsResponse:  # type: ignore[no-untyped-def]
+    async def CheckSuppressions(
+        self, request: pb.CheckSuppressionsRequest, context
+    ) -> pb.CheckSuppressionsResponse:  # type: ignore[no-untyped-def]
         suppressed = await self.suppressions.check(request.tenant_id, list(request.addresses))
         return pb.CheckSuppressionsResponse(suppressed=suppressed)
+
+
+SERVICE_NAMES = [
+    pb.DESCRIPTOR.services_by_name[name].full_name
+    for name in ("DispatcherService", "SenderIdentityService", "SuppressionService")
+]
+
+
+def registrars(
+    dispatcher: Dispatcher, identities: SenderIdentities, suppressions: Suppressions
+) -> list[Registrar]:
+    messages_api = DispatcherServicer(dispatcher)
+    identities_api = SenderIdentityServicer(identities)
+    suppressions_api = SuppressionServicer(suppressions)
+    return [
+        lambda server: pb_grpc.add_DispatcherServiceServicer_to_server(messages_api, server),
+        lambda server: pb_grpc.add_SenderIdentityServiceServicer_to_server(identities_api, server),
+        lambda server: pb_grpc.add_SuppressionServiceServicer_to_server(suppressions_api, server),
+    ]

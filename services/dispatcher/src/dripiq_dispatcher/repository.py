@@ -41,7 +41,9 @@ async def insert_message(conn: AsyncConnection, *, message: NewMessage, now: dat
     )
 
 
-async def lock_message(conn: AsyncConnection, *, tenant_id: str, message_id: str) -> Row[Any] | None:
+async def lock_message(
+    conn: AsyncConnection, *, tenant_id: str, message_id: str
+) -> Row[Any] | None:
     """The row, locked until the transaction ends, so two deliveries of one command queue up
     here instead of both deciding to call the provider."""
     return (
@@ -56,7 +58,9 @@ async def lock_message(conn: AsyncConnection, *, tenant_id: str, message_id: str
 async def get_message(conn: AsyncConnection, *, tenant_id: str, message_id: str) -> Row[Any] | None:
     return (
         await conn.execute(
-            select(messages).where(messages.c.tenant_id == tenant_id, messages.c.message_id == message_id)
+            select(messages).where(
+                messages.c.tenant_id == tenant_id, messages.c.message_id == message_id
+            )
         )
     ).first()
 
@@ -73,7 +77,9 @@ async def set_status(
     """Move the message to `status` if it is still in one of `expected`; False if it was not."""
     result = await conn.execute(
         update(messages)
-        .where(messages.c.message_id == message_id, messages.c.status.in_([str(s) for s in expected]))
+        .where(
+            messages.c.message_id == message_id, messages.c.status.in_([str(s) for s in expected])
+        )
         .values(status=status, updated_at=now, **values)
     )
     return bool(result.rowcount)
@@ -100,14 +106,20 @@ async def start_sending(
     ).scalar_one()
 
 
-async def find_identity(conn: AsyncConnection, *, tenant_id: str, identity_id: str) -> Identity | None:
+async def find_identity(
+    conn: AsyncConnection, *, tenant_id: str, identity_id: str
+) -> Identity | None:
     row = await get_identity(conn, tenant_id=tenant_id, identity_id=identity_id)
     if row is None:
         return None
-    return Identity(id=row.id, from_email=row.from_email, from_name=row.from_name, verified=row.verified)
+    return Identity(
+        id=row.id, from_email=row.from_email, from_name=row.from_name, verified=row.verified
+    )
 
 
-async def get_identity(conn: AsyncConnection, *, tenant_id: str, identity_id: str) -> Row[Any] | None:
+async def get_identity(
+    conn: AsyncConnection, *, tenant_id: str, identity_id: str
+) -> Row[Any] | None:
     return (
         await conn.execute(
             select(sender_identities).where(
@@ -163,7 +175,9 @@ async def verify_identity(
     return (
         await conn.execute(
             update(sender_identities)
-            .where(sender_identities.c.tenant_id == tenant_id, sender_identities.c.id == identity_id)
+            .where(
+                sender_identities.c.tenant_id == tenant_id, sender_identities.c.id == identity_id
+            )
             .values(verified=True, updated_at=now)
             .returning(*sender_identities.c)
         )

@@ -76,7 +76,9 @@ class Dispatcher:
         except InvalidArgument as exc:
             raise PermanentMessageError(f"unrecordable SendMessageCommand: {exc}") from exc
         with structlog.contextvars.bound_contextvars(
-            tenant_id=message.tenant_id, campaign_id=message.campaign_id, message_id=message.message_id
+            tenant_id=message.tenant_id,
+            campaign_id=message.campaign_id,
+            message_id=message.message_id,
         ):
             await self.send(message)
 
@@ -103,7 +105,9 @@ class Dispatcher:
             raise NotFound(f"message {message_id!r} not found")
         return domain.message_to_proto(row)
 
-    async def _prepare(self, conn: AsyncConnection, message: NewMessage) -> _Attempt | Status | None:
+    async def _prepare(
+        self, conn: AsyncConnection, message: NewMessage
+    ) -> _Attempt | Status | None:
         """Record the message and decide, under its row lock, whether to call the provider.
 
         Returns the attempt to make, the status it settled the message in (an outcome is in
@@ -111,7 +115,9 @@ class Dispatcher:
         """
         now = self.clock.now()
         await repository.insert_message(conn, message=message, now=now)
-        row = await repository.lock_message(conn, tenant_id=message.tenant_id, message_id=message.message_id)
+        row = await repository.lock_message(
+            conn, tenant_id=message.tenant_id, message_id=message.message_id
+        )
         if row is None:
             raise PermanentMessageError("message id is already used by another tenant")
         status = Status(row.status)
@@ -121,8 +127,12 @@ class Dispatcher:
         if status == Status.SENDING:
             # A delivery crashed or timed out during the provider call: it may have gone out.
             await repository.set_status(
-                conn, message_id=message.message_id, expected=[Status.SENDING], status=Status.UNKNOWN,
-                now=now, last_error="redelivered while a provider call was under way; a webhook settles it",
+                conn,
+                message_id=message.message_id,
+                expected=[Status.SENDING],
+                status=Status.UNKNOWN,
+                now=now,
+                last_error="redelivered while a provider call was under way; a webhook settles it",
             )
             log.warning("send.found_sending_marked_unknown", attempt_count=row.attempt_count)
             return None
@@ -134,7 +144,9 @@ class Dispatcher:
             conn, tenant_id=message.tenant_id, address=domain.normalize_address(message.to_email)
         )
         if suppressed is not None:
-            return await self._settle(conn, message, Status.SUPPRESSED, f"address suppressed: {suppressed}")
+            return await self._settle(
+                conn, message, Status.SUPPRESSED, f"address suppressed: {suppressed}"
+            )
         identity = domain.sendable_identity(
             await repository.find_identity(
                 conn, tenant_id=message.tenant_id, identity_id=message.sender_identity_id
@@ -147,71 +159,121 @@ class Dispatcher:
         mail = domain.build_mail(message, identity, signer=self.signer, settings=self.mail_settings)
         rfc_message_id = domain.rfc_message_id(message, self.mail_settings)
         number = await repository.start_sending(
-            conn, message_id=message.message_id, from_email=identity.from_email,
-            rfc_message_id=rfc_message_id, now=now,
+            conn,
+            message_id=message.message_id,
+            from_email=identity.from_email,
+            rfc_message_id=rfc_message_id,
+            now=now,
         )
         return _Attempt(mail=mail, number=number, rfc_message_id=rfc_message_id)
 
-    async def _settle(self, conn: AsyncConnection, message: NewMessage, status: Status, reason: str) -> Status:
+    async def _settle(
+        self, conn: AsyncConnection, message: NewMessage, status: Status, reason: str
+    ) -> Status:
         """Fail or suppress a queued message before any provider call, with its outcome."""
         now = self.clock.now()
         await repository.set_status(
-            conn, message_id=message.message_id, expected=[Status.QUEUED], status=status,
-            now=now, last_error=reason,
+            conn,
+            message_id=message.message_id,
+            expected=[Status.QUEUED],
+            status=status,
+            now=now,
+            last_error=reason,
         )
-        kind = messages_pb2.OUTCOME_KIND_SUPPRESSED if status == Status.SUPPRESSED else messages_pb2.OUTCOME_KIND_FAILED
+        kind = (
+            messages_pb2.OUTCOME_KIND_SUPPRESSED
+            if status == Status.SUPPRESSED
+            else messages_pb2.OUTCOME_KIND_FAILED
+        )
         await self._outcome(conn, domain.outcome(message, kind, occurred_at=now, reason=reason))
         log.info("send.settled_without_sending", status=str(status), reason=reason)
         return status
 
-    async def _record_sent(self, message: NewMessage, attempt: _Attempt, provider_message_id: str | None) -> None:
+    async def _record_sent(
+        self, message: NewMessage, attempt: _Attempt, provider_message_id: str | None
+    ) -> None:
         now = self.clock.now()
         async with self.engine.begin() as conn:
-            # `unknown` too: a redelivery may have parked it while this call was still running.
             moved = await repository.set_status(
-                conn, message_id=message.message_id, expected=[Status.SENDING, Status.UNKNOWN],
-                status=Status.SENT, now=now, provider=domain.PROVIDER,
-                provider_message_id=provider_message_id, sent_at=now, last_error=None,
+                conn,
+                message_id=message.message_id,
+                expected=domain.IN_FLIGHT,
+                status=Status.SENT,
+                now=now,
+                provider=domain.PROVIDER,
+                provider_message_id=provider_message_id,
+                sent_at=now,
+                last_error=None,
             )
             if moved:
-                await self._outcome(conn, domain.outcome(
-                    message, messages_pb2.OUTCOME_KIND_SENT, occurred_at=now,
-                    provider_message_id=provider_message_id or "", rfc_message_id=attempt.rfc_message_id,
-                ))
+                await self._outcome(
+                    conn,
+                    domain.outcome(
+                        message,
+                        messages_pb2.OUTCOME_KIND_SENT,
+                        occurred_at=now,
+                        provider_message_id=provider_message_id or "",
+                        rfc_message_id=attempt.rfc_message_id,
+                    ),
+                )
         if not moved:
             log.error("send.accepted_but_row_moved_on", provider_message_id=provider_message_id)
             return
         self.on_outbox()
         log.info("send.sent", provider_message_id=provider_message_id, attempt=attempt.number)
 
-    async def _record_failure(self, message: NewMessage, attempt: _Attempt, failure: SendFailure) -> None:
+    async def _record_failure(
+        self, message: NewMessage, attempt: _Attempt, failure: SendFailure
+    ) -> None:
         now = self.clock.now()
-        retry = failure.kind == FailureKind.RETRY and domain.retries_left(attempt.number, self.max_attempts)
+        retry = failure.kind == FailureKind.RETRY and domain.retries_left(
+            attempt.number, self.max_attempts
+        )
         async with self.engine.begin() as conn:
             if failure.kind == FailureKind.UNKNOWN:
                 await repository.set_status(
-                    conn, message_id=message.message_id, expected=[Status.SENDING], status=Status.UNKNOWN,
-                    now=now, last_error=failure.reason,
+                    conn,
+                    message_id=message.message_id,
+                    expected=[Status.SENDING],
+                    status=Status.UNKNOWN,
+                    now=now,
+                    last_error=failure.reason,
                 )
                 log.error("send.outcome_unknown", reason=failure.reason, attempt=attempt.number)
                 return
             if retry:
+                # Only from `sending`: a row a redelivery parked as `unknown` has no delivery left
+                # to retry it, and `unknown` is where undecided messages wait to be settled.
                 moved = await repository.set_status(
-                    conn, message_id=message.message_id, expected=[Status.SENDING], status=Status.QUEUED,
-                    now=now, last_error=failure.reason,
+                    conn,
+                    message_id=message.message_id,
+                    expected=[Status.SENDING],
+                    status=Status.QUEUED,
+                    now=now,
+                    last_error=failure.reason,
                 )
             else:
                 reason = failure.reason
                 if failure.kind == FailureKind.RETRY:
                     reason = domain.truncate(f"gave up after {attempt.number} attempts: {reason}")
                 moved = await repository.set_status(
-                    conn, message_id=message.message_id, expected=[Status.SENDING], status=Status.FAILED,
-                    now=now, last_error=reason,
+                    conn,
+                    message_id=message.message_id,
+                    expected=domain.IN_FLIGHT,
+                    status=Status.FAILED,
+                    now=now,
+                    last_error=reason,
                 )
                 if moved:
-                    await self._outcome(conn, domain.outcome(
-                        message, messages_pb2.OUTCOME_KIND_FAILED, occurred_at=now, reason=reason
-                    ))
+                    await self._outcome(
+                        conn,
+                        domain.outcome(
+                            message,
+                            messages_pb2.OUTCOME_KIND_FAILED,
+                            occurred_at=now,
+                            reason=reason,
+                        ),
+                    )
         if not moved:
             log.warning("send.failure_after_row_moved_on", reason=failure.reason)
             return
@@ -234,13 +296,20 @@ class SenderIdentities:
     async def create(self, request: pb.CreateSenderIdentityRequest) -> pb.SenderIdentity:
         tenant = validation.tenant_id(request.tenant_id)
         # Stored lower-cased so "Sales@x" and "sales@x" are one identity per tenant.
-        from_email = domain.normalize_address(validation.email(request.from_email.strip(), "from_email"))
+        from_email = domain.normalize_address(
+            validation.email(request.from_email.strip(), "from_email")
+        )
         from_name = _optional(request.from_name, "from_name")
         provider_config_id = _optional(request.provider_config_id, "provider_config_id")
         async with self.engine.begin() as conn:
             row, created = await repository.create_identity(
-                conn, identity_id=str(uuid.uuid4()), tenant_id=tenant, from_email=from_email,
-                from_name=from_name, provider_config_id=provider_config_id, now=self.clock.now(),
+                conn,
+                identity_id=str(uuid.uuid4()),
+                tenant_id=tenant,
+                from_email=from_email,
+                from_name=from_name,
+                provider_config_id=provider_config_id,
+                now=self.clock.now(),
             )
         if not created:
             raise AlreadyExists(f"sender identity {row.id} already has from_email {from_email}")
@@ -281,10 +350,17 @@ class Suppressions:
     async def add(self, tenant_id: str, address: str, reason: str) -> pb.Suppression:
         tenant = validation.tenant_id(tenant_id)
         normalized = domain.normalize_address(validation.email(address.strip(), "address"))
-        why = validation.required(reason.strip().lower() or domain.MANUAL_REASON, "reason", max_length=64)
+        why = validation.required(
+            reason.strip().lower() or domain.MANUAL_REASON, "reason", max_length=64
+        )
         async with self.engine.begin() as conn:
             row = await repository.add_suppression(
-                conn, tenant_id=tenant, address=normalized, reason=why, source="api", now=self.clock.now()
+                conn,
+                tenant_id=tenant,
+                address=normalized,
+                reason=why,
+                source="api",
+                now=self.clock.now(),
             )
         return domain.suppression_to_proto(row)
 
@@ -292,7 +368,9 @@ class Suppressions:
         """Every suppression of the given addresses, named as the caller spelled them."""
         tenant = validation.tenant_id(tenant_id)
         if len(addresses) > domain.MAX_CHECK_ADDRESSES:
-            raise InvalidArgument("addresses", f"must hold at most {domain.MAX_CHECK_ADDRESSES} addresses")
+            raise InvalidArgument(
+                "addresses", f"must hold at most {domain.MAX_CHECK_ADDRESSES} addresses"
+            )
         spelled: dict[str, list[str]] = {}
         for index, address in enumerate(addresses):
             validation.required(address, f"addresses[{index}]", max_length=320)
@@ -302,8 +380,14 @@ class Suppressions:
         if not spelled:
             return []
         async with self.engine.connect() as conn:
-            rows = await repository.find_suppressions(conn, tenant_id=tenant, addresses=list(spelled))
-        return [domain.suppression_to_proto(row, spelling) for row in rows for spelling in spelled[row.address]]
+            rows = await repository.find_suppressions(
+                conn, tenant_id=tenant, addresses=list(spelled)
+            )
+        return [
+            domain.suppression_to_proto(row, spelling)
+            for row in rows
+            for spelling in spelled[row.address]
+        ]
 
     async def handle_engagement(self, data: bytes) -> None:
         """An EngagementEvent fact: unsubscribes, spam reports and hard bounces suppress the
@@ -319,8 +403,17 @@ class Suppressions:
             raise PermanentMessageError(f"engagement event cannot suppress: {exc}") from exc
         async with self.engine.begin() as conn:
             await repository.add_suppression(
-                conn, tenant_id=tenant, address=address, reason=reason,
-                source=f"engagement:{event.event_id}", now=self.clock.now(),
+                conn,
+                tenant_id=tenant,
+                address=address,
+                reason=reason,
+                source=f"engagement:{event.event_id}",
+                now=self.clock.now(),
             )
-        log.info("suppression.from_engagement", tenant_id=tenant, reason=reason,
-                 event_id=event.event_id, message_id=event.message_id)
+        log.info(
+            "suppression.from_engagement",
+            tenant_id=tenant,
+            reason=reason,
+            event_id=event.event_id,
+            message_id=event.message_id,
+        )

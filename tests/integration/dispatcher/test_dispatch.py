@@ -1,0 +1,477 @@
+"""Dispatcher send pipeline on real PostgreSQL and NATS against the fake SendGrid over HTTP.
+
+The handlers are called directly with the bytes JetStream would deliver; "the worker retries"
+is calling the handler again, as a redelivery would. One test runs a real PullWorker on a
+consumer filtered to its own tenant (never the production `...>` consumers: the NATS server
+is shared with the other services' tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
+from dripiq.dispatcher.v1 import messages_pb2
+from dripiq.events.v1 import messages_pb2 as events_pb2
+from dripiq_common.clock import ManualClock
+from dripiq_common.errors import PermanentMessageError
+from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams, Subjects
+from dripiq_common.outbox import OutboxRelay
+from dripiq_common.tokens import TokenSigner, token_from_reply_address
+from dripiq_devtools.fake_sendgrid import AcceptedMessage, FakeSendGrid
+from dripiq_dispatcher import domain, repository
+from dripiq_dispatcher.models import messages, outbox, suppressions
+from dripiq_dispatcher.provider import SendGridSender
+from dripiq_dispatcher.service import Dispatcher, RetryLater, SenderIdentities, Suppressions
+
+T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+SIGNER = TokenSigner(b"integration-test-token-secret")
+MAIL = domain.MailSettings("reply.test", "mid.test", "https://u.test/u/")
+MAX_ATTEMPTS = 3
+
+
+@pytest_asyncio.fixture(scope="module")
+async def fake() -> AsyncIterator[FakeSendGrid]:
+    async with FakeSendGrid() as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="module")
+async def sender(fake: FakeSendGrid) -> AsyncIterator[SendGridSender]:
+    pool = SendGridSender(api_key="SG.test", host=fake.url, concurrency=4, timeout_seconds=5)
+    yield pool
+    pool.close()
+
+
+def new_dispatcher(engine: AsyncEngine, sender: Any, kicks: list[int] | None = None) -> Dispatcher:
+    def kick() -> None:
+        if kicks is not None:
+            kicks.append(1)
+
+    return Dispatcher(engine, ManualClock(T0), sender, SIGNER, MAIL, MAX_ATTEMPTS, on_outbox=kick)
+
+
+@pytest.fixture
+def dispatcher(engine: AsyncEngine, sender: SendGridSender) -> Dispatcher:
+    return new_dispatcher(engine, sender)
+
+
+async def identity(engine: AsyncEngine, tenant_id: str, *, verified: bool = True) -> str:
+    identities = SenderIdentities(engine, ManualClock(T0))
+    created = await identities.create(
+        pb.CreateSenderIdentityRequest(
+            tenant_id=tenant_id,
+            from_email=f"sales-{uuid.uuid4().hex[:6]}@acme.test",
+            from_name="Acme",
+        )
+    )
+    if verified:
+        await identities.verify(tenant_id, created.sender_identity_id)
+    return created.sender_identity_id
+
+
+def command(tenant_id: str, identity_id: str, **overrides: Any) -> messages_pb2.SendMessageCommand:
+    fields: dict[str, Any] = {
+        "tenant_id": tenant_id,
+        "message_id": str(uuid.uuid4()),
+        "campaign_id": "camp-1",
+        "step_index": 1,
+        "contact_id": "contact-1",
+        "channel": "email",
+        "to_email": "ada@example.com",
+        "to_name": "Ada",
+        "sender_identity_id": identity_id,
+        "subject": "Hello Ada",
+        "body_text": "Hi Ada",
+        "body_html": "<p>Hi Ada</p>",
+        "categories": ["campaign"],
+    }
+    fields.update(overrides)
+    return messages_pb2.SendMessageCommand(**fields)
+
+
+def received(fake: FakeSendGrid, message_id: str) -> list[AcceptedMessage]:
+    return [m for m in fake.messages if m.custom_args.get("message_id") == message_id]
+
+
+async def stored(engine: AsyncEngine, message_id: str) -> Any:
+    async with engine.connect() as conn:
+        return (
+            await conn.execute(select(messages).where(messages.c.message_id == message_id))
+        ).one()
+
+
+async def outcomes(engine: AsyncEngine, tenant_id: str) -> list[messages_pb2.MessageOutcome]:
+    async with engine.connect() as conn:
+        payloads = (
+            (
+                await conn.execute(
+                    select(outbox.c.payload)
+                    .where(outbox.c.subject == Subjects.message_outcome(tenant_id))
+                    .order_by(outbox.c.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    return [messages_pb2.MessageOutcome.FromString(p) for p in payloads]
+
+
+async def test_send_calls_sendgrid_once_with_every_tracking_key(engine, fake, sender, tenant_id):
+    kicks: list[int] = []
+    dispatcher = new_dispatcher(engine, sender, kicks)
+    cmd = command(tenant_id, await identity(engine, tenant_id))
+
+    await dispatcher.handle_send(cmd.SerializeToString())
+    await dispatcher.handle_send(cmd.SerializeToString())  # a redelivery
+
+    [mail] = received(fake, cmd.message_id)
+    assert mail.custom_args == {
+        "tenant_id": tenant_id,
+        "campaign_id": "camp-1",
+        "step_index": "1",
+        "message_id": cmd.message_id,
+    }
+    assert mail.to_emails == ["ada@example.com"]
+    assert mail.categories == ["campaign"]
+    token = token_from_reply_address(mail.reply_to or "")
+    assert token is not None and SIGNER.parse_reply_token(token) == cmd.message_id
+    assert mail.headers["Message-ID"] == f"<{cmd.message_id}@mid.test>"
+    assert mail.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    unsubscribe = mail.headers["List-Unsubscribe"].strip("<>").removeprefix("https://u.test/u/")
+    assert SIGNER.parse_unsubscribe_token(unsubscribe) == (tenant_id, cmd.message_id)
+
+    row = await stored(engine, cmd.message_id)
+    assert (row.status, row.provider, row.provider_message_id) == (
+        "sent",
+        "sendgrid",
+        mail.x_message_id,
+    )
+    assert (row.attempt_count, row.sent_at, row.idempotency_key) == (1, T0, cmd.message_id)
+    assert row.rfc_message_id == f"<{cmd.message_id}@mid.test>"
+    assert row.from_email == mail.from_email
+
+    [fact] = await outcomes(engine, tenant_id)
+    assert fact.kind == messages_pb2.OUTCOME_KIND_SENT
+    assert (fact.message_id, fact.provider_message_id, fact.rfc_message_id) == (
+        cmd.message_id,
+        mail.x_message_id,
+        row.rfc_message_id,
+    )
+    assert (fact.to_email, fact.subject, fact.step_index) == ("ada@example.com", "Hello Ada", 1)
+    assert fact.occurred_at.ToDatetime(tzinfo=UTC) == T0
+    assert kicks == [1]
+
+
+async def test_outcome_is_published_by_the_relay(engine, js, dispatcher, tenant_id):
+    cmd = command(tenant_id, await identity(engine, tenant_id))
+    await dispatcher.handle_send(cmd.SerializeToString())
+
+    relay = OutboxRelay(engine, js, outbox)
+    while await relay.relay_once():
+        pass
+
+    msg = await js.get_last_msg("MESSAGE_OUTCOMES", Subjects.message_outcome(tenant_id))
+    fact = messages_pb2.MessageOutcome.FromString(msg.data)
+    assert (fact.message_id, fact.kind) == (cmd.message_id, messages_pb2.OUTCOME_KIND_SENT)
+    assert await outcomes(engine, tenant_id) == []
+
+
+async def test_found_sending_is_never_sent_again(engine, fake, dispatcher, tenant_id):
+    cmd = command(tenant_id, await identity(engine, tenant_id))
+    # A worker that committed `sending` and died during the provider call.
+    async with engine.begin() as conn:
+        await repository.insert_message(conn, message=domain.new_message(cmd), now=T0)
+        await conn.execute(
+            update(messages)
+            .where(messages.c.message_id == cmd.message_id)
+            .values(status="sending", attempt_count=1)
+        )
+
+    await dispatcher.handle_send(cmd.SerializeToString())
+    await dispatcher.handle_send(cmd.SerializeToString())
+
+    assert received(fake, cmd.message_id) == []
+    row = await stored(engine, cmd.message_id)
+    assert (row.status, row.attempt_count) == ("unknown", 1)
+    assert await outcomes(engine, tenant_id) == []
+
+
+async def test_suppressed_address_is_not_sent(engine, fake, dispatcher, tenant_id):
+    await Suppressions(engine, ManualClock(T0)).add(tenant_id, "ADA@Example.com", "")
+    cmd = command(tenant_id, await identity(engine, tenant_id), to_email="ada@EXAMPLE.com")
+
+    await dispatcher.handle_send(cmd.SerializeToString())
+
+    assert received(fake, cmd.message_id) == []
+    row = await stored(engine, cmd.message_id)
+    assert (row.status, row.last_error, row.attempt_count) == (
+        "suppressed",
+        "address suppressed: manual",
+        0,
+    )
+    [fact] = await outcomes(engine, tenant_id)
+    assert (fact.kind, fact.reason) == (
+        messages_pb2.OUTCOME_KIND_SUPPRESSED,
+        "address suppressed: manual",
+    )
+
+
+@pytest.mark.parametrize("case", ["unverified", "missing", "other_tenant"])
+async def test_unusable_identity_fails_naming_why(engine, fake, dispatcher, tenant_id, case):
+    if case == "unverified":
+        identity_id = await identity(engine, tenant_id, verified=False)
+    elif case == "other_tenant":
+        identity_id = await identity(engine, f"{tenant_id}-other")
+    else:
+        identity_id = str(uuid.uuid4())
+    cmd = command(tenant_id, identity_id)
+
+    await dispatcher.handle_send(cmd.SerializeToString())
+
+    assert received(fake, cmd.message_id) == []
+    row = await stored(engine, cmd.message_id)
+    expected = "is not verified" if case == "unverified" else "does not exist for this tenant"
+    assert row.status == "failed" and identity_id in row.last_error and expected in row.last_error
+    [fact] = await outcomes(engine, tenant_id)
+    assert (fact.kind, fact.reason) == (messages_pb2.OUTCOME_KIND_FAILED, row.last_error)
+
+
+async def test_provider_rejection_fails_with_its_message(engine, fake, dispatcher, tenant_id):
+    # Our check lets it through; SendGrid's stricter address rules answer 400.
+    cmd = command(tenant_id, await identity(engine, tenant_id), to_email="ada@exa_mple.com")
+
+    await dispatcher.handle_send(cmd.SerializeToString())
+    await dispatcher.handle_send(cmd.SerializeToString())
+
+    row = await stored(engine, cmd.message_id)
+    assert row.status == "failed"
+    assert (
+        row.last_error
+        == "sendgrid 400: personalizations.0.to.0.email: Does not contain a valid address."
+    )
+    assert row.attempt_count == 1
+    [fact] = await outcomes(engine, tenant_id)
+    assert (fact.kind, fact.reason) == (messages_pb2.OUTCOME_KIND_FAILED, row.last_error)
+
+
+async def test_unavailable_provider_is_retried_then_sent_once(engine, fake, dispatcher, tenant_id):
+    cmd = command(tenant_id, await identity(engine, tenant_id))
+    fake.fail_next(503)
+
+    with pytest.raises(RetryLater):
+        await dispatcher.handle_send(cmd.SerializeToString())
+    row = await stored(engine, cmd.message_id)
+    assert (row.status, row.attempt_count) == ("queued", 1)
+    assert row.last_error == "sendgrid 503: service unavailable"
+
+    await dispatcher.handle_send(cmd.SerializeToString())
+
+    assert len(received(fake, cmd.message_id)) == 1
+    row = await stored(engine, cmd.message_id)
+    assert (row.status, row.attempt_count, row.last_error) == ("sent", 2, None)
+    assert [f.kind for f in await outcomes(engine, tenant_id)] == [messages_pb2.OUTCOME_KIND_SENT]
+
+
+async def test_transient_failures_give_up_after_max_attempts(engine, fake, dispatcher, tenant_id):
+    cmd = command(tenant_id, await identity(engine, tenant_id))
+    fake.fail_next(429, count=MAX_ATTEMPTS)
+
+    for _ in range(MAX_ATTEMPTS - 1):
+        with pytest.raises(RetryLater):
+            await dispatcher.handle_send(cmd.SerializeToString())
+    await dispatcher.handle_send(cmd.SerializeToString())
+    await dispatcher.handle_send(cmd.SerializeToString())
+
+    assert received(fake, cmd.message_id) == []
+    row = await stored(engine, cmd.message_id)
+    assert (row.status, row.attempt_count) == ("failed", MAX_ATTEMPTS)
+    assert (
+        row.last_error == f"gave up after {MAX_ATTEMPTS} attempts: sendgrid 429: too many requests"
+    )
+    [fact] = await outcomes(engine, tenant_id)
+    assert fact.kind == messages_pb2.OUTCOME_KIND_FAILED
+
+
+async def test_unreachable_provider_is_retried(engine, tenant_id):
+    closed = SendGridSender(
+        api_key="SG.test", host="http://127.0.0.1:9", concurrency=1, timeout_seconds=2
+    )
+    try:
+        cmd = command(tenant_id, await identity(engine, tenant_id))
+        with pytest.raises(RetryLater):
+            await new_dispatcher(engine, closed).handle_send(cmd.SerializeToString())
+    finally:
+        closed.close()
+
+    row = await stored(engine, cmd.message_id)
+    assert row.status == "queued" and row.last_error.startswith("sendgrid unreachable:")
+
+
+async def test_timeout_after_the_request_left_is_unknown_and_never_repeated(engine, tenant_id):
+    async with FakeSendGrid(latency_seconds=0.5) as slow:
+        impatient = SendGridSender(
+            api_key="SG.test", host=slow.url, concurrency=1, timeout_seconds=0.1
+        )
+        try:
+            dispatcher = new_dispatcher(engine, impatient)
+            cmd = command(tenant_id, await identity(engine, tenant_id))
+            await dispatcher.handle_send(cmd.SerializeToString())
+            # Answering at once now: a second call would be recorded.
+            slow.latency_seconds = 0
+            await dispatcher.handle_send(cmd.SerializeToString())
+        finally:
+            impatient.close()
+        assert received(slow, cmd.message_id) == []
+
+    row = await stored(engine, cmd.message_id)
+    assert (row.status, row.attempt_count) == ("unknown", 1)
+    assert "after the request was sent" in row.last_error
+    assert await outcomes(engine, tenant_id) == []
+
+
+async def test_answer_settles_a_message_a_redelivery_parked_during_the_call(engine, tenant_id):
+    async with FakeSendGrid(latency_seconds=0.3) as slow:
+        patient = SendGridSender(api_key="SG.test", host=slow.url, concurrency=2, timeout_seconds=5)
+        try:
+            dispatcher = new_dispatcher(engine, patient)
+            cmd = command(tenant_id, await identity(engine, tenant_id))
+            first = asyncio.create_task(dispatcher.handle_send(cmd.SerializeToString()))
+            while (await stored_status(engine, cmd.message_id)) != "sending":
+                await asyncio.sleep(0.01)
+            # JetStream's ack wait ran out during the call and delivered the command again.
+            await dispatcher.handle_send(cmd.SerializeToString())
+            assert await stored_status(engine, cmd.message_id) == "unknown"
+            await first
+        finally:
+            patient.close()
+        [mail] = received(slow, cmd.message_id)
+
+    row = await stored(engine, cmd.message_id)
+    assert (row.status, row.provider_message_id, row.attempt_count) == (
+        "sent",
+        mail.x_message_id,
+        1,
+    )
+    assert [f.kind for f in await outcomes(engine, tenant_id)] == [messages_pb2.OUTCOME_KIND_SENT]
+
+
+async def stored_status(engine: AsyncEngine, message_id: str) -> str | None:
+    async with engine.connect() as conn:
+        return (
+            await conn.execute(select(messages.c.status).where(messages.c.message_id == message_id))
+        ).scalar_one_or_none()
+
+
+async def test_invalid_command_fails_with_an_outcome(engine, fake, dispatcher, tenant_id):
+    cmd = command(tenant_id, await identity(engine, tenant_id), subject="")
+
+    await dispatcher.handle_send(cmd.SerializeToString())
+
+    row = await stored(engine, cmd.message_id)
+    assert row.status == "failed" and "subject" in row.last_error
+    assert [f.kind for f in await outcomes(engine, tenant_id)] == [messages_pb2.OUTCOME_KIND_FAILED]
+
+
+async def test_unusable_bus_messages_are_permanent_errors(engine, dispatcher, tenant_id):
+    suppressions_ = Suppressions(engine, ManualClock(T0))
+    with pytest.raises(PermanentMessageError):
+        await dispatcher.handle_send(b"\xff\xff not a protobuf")
+    with pytest.raises(PermanentMessageError):
+        await dispatcher.handle_send(
+            command(tenant_id, "id", message_id="not-a-uuid").SerializeToString()
+        )
+    with pytest.raises(PermanentMessageError):
+        await suppressions_.handle_engagement(b"\xff\xff")
+    # A message id another tenant already used is never touched from this one.
+    cmd = command(tenant_id, await identity(engine, tenant_id))
+    await dispatcher.handle_send(cmd.SerializeToString())
+    stolen = command(f"{tenant_id}-x", "id", message_id=cmd.message_id)
+    with pytest.raises(PermanentMessageError):
+        await dispatcher.handle_send(stolen.SerializeToString())
+
+
+def engagement(tenant_id: str, event_type: str, email: str, reason: str = "") -> bytes:
+    return events_pb2.EngagementEvent(
+        tenant_id=tenant_id,
+        event_id=str(uuid.uuid4()),
+        message_id=str(uuid.uuid4()),
+        event_type=event_type,
+        email=email,
+        reason=reason,
+    ).SerializeToString()
+
+
+async def suppressed(engine: AsyncEngine, tenant_id: str) -> list[tuple[str, str]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(suppressions.c.address, suppressions.c.reason)
+            .where(suppressions.c.tenant_id == tenant_id)
+            .order_by(suppressions.c.address, suppressions.c.reason)
+        )
+        return [tuple(r) for r in rows]
+
+
+async def test_engagement_turns_lasting_refusals_into_suppressions(engine, tenant_id):
+    handler = Suppressions(engine, ManualClock(T0))
+
+    for data in (
+        engagement(tenant_id, "unsubscribe", "Una@Example.com"),
+        engagement(tenant_id, "unsubscribe", "una@example.com"),  # the same fact again
+        engagement(tenant_id, "group_unsubscribe", "una@example.com"),
+        engagement(tenant_id, "spamreport", "spam@example.com"),
+        engagement(tenant_id, "bounce", "gone@example.com", reason="bounce"),
+        engagement(tenant_id, "bounce", "busy@example.com", reason="blocked"),
+        engagement(tenant_id, "open", "reader@example.com"),
+        engagement(tenant_id, "delivered", "reader@example.com"),
+    ):
+        await handler.handle_engagement(data)
+
+    assert await suppressed(engine, tenant_id) == [
+        ("gone@example.com", "bounce"),
+        ("spam@example.com", "spamreport"),
+        ("una@example.com", "group_unsubscribe"),
+        ("una@example.com", "unsubscribe"),
+    ]
+    assert await suppressed(engine, f"{tenant_id}-other") == []
+
+
+async def test_worker_sends_once_despite_a_duplicate_command(
+    engine, js, nats_conn, fake, dispatcher, tenant_id
+):
+    subject = Subjects.dispatcher_send(tenant_id)
+    spec = ConsumerSpec(Streams.DISPATCHER_SEND, f"test-{tenant_id}", subject)
+    worker = PullWorker(
+        js, nats_conn, spec, lambda msg: dispatcher.handle_send(msg.data), fetch_timeout=0.2
+    )
+    cmd = command(tenant_id, await identity(engine, tenant_id))
+    # Two publishes the stream does not dedupe: as if the planner's relay sent it twice.
+    for n in range(2):
+        await js.publish(
+            subject, cmd.SerializeToString(), headers={"Nats-Msg-Id": f"{cmd.message_id}:{n}"}
+        )
+
+    await js.add_consumer(Streams.DISPATCHER_SEND.name, spec.config())
+    task = asyncio.create_task(worker.run())
+    try:
+        for _ in range(100):
+            info = await js.consumer_info(Streams.DISPATCHER_SEND.name, spec.durable)
+            if info.num_ack_pending == 0 and info.num_pending == 0 and info.delivered.stream_seq:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        worker.stop()
+        await task
+        await js.delete_consumer(Streams.DISPATCHER_SEND.name, spec.durable)
+
+    assert len(received(fake, cmd.message_id)) == 1
+    assert (await stored(engine, cmd.message_id)).status == "sent"
