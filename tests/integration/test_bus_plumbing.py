@@ -72,3 +72,35 @@ async def test_worker_retries_then_acks_and_dead_letters_poison(nats_conn, js, t
     assert last.headers["Dripiq-Original-Subject"] == subject
     assert (await js.consumer_info(TEST_STREAM.name, spec.durable)).num_pending == 0
     await js.delete_consumer(TEST_STREAM.name, spec.durable)
+
+
+async def test_worker_with_concurrency_handles_messages_side_by_side(nats_conn, js, tenant_id):
+    await ensure_streams(js, [TEST_STREAM])
+    subject = f"test.plumbing.parallel.{tenant_id}"
+    spec = ConsumerSpec(TEST_STREAM, f"test-par-{tenant_id}", subject)
+    running, peak, done = 0, 0, 0
+    release = asyncio.Event()
+
+    async def handler(msg) -> None:  # type: ignore[no-untyped-def]
+        nonlocal running, peak, done
+        running += 1
+        peak = max(peak, running)
+        if peak >= 4:
+            release.set()
+        await asyncio.wait_for(release.wait(), 5)
+        running -= 1
+        done += 1
+
+    for i in range(8):
+        await js.publish(subject, str(i).encode())
+    worker = PullWorker(js, nats_conn, spec, handler, batch_size=4, concurrency=4, fetch_timeout=0.2)
+    task = asyncio.create_task(worker.run())
+    for _ in range(100):
+        if done == 8:
+            break
+        await asyncio.sleep(0.05)
+    worker.stop()
+    await asyncio.wait_for(task, 5)
+    assert done == 8 and peak == 4
+    assert (await js.consumer_info(TEST_STREAM.name, spec.durable)).num_pending == 0
+    await js.delete_consumer(TEST_STREAM.name, spec.durable)

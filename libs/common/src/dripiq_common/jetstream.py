@@ -221,6 +221,9 @@ class PullWorker:
     spec: ConsumerSpec
     handler: Handler
     batch_size: int = 100
+    # Messages handled at once. 1 keeps a batch in order; more suits handlers that wait on
+    # the network (provider calls), each message acked on its own as it finishes.
+    concurrency: int = 1
     fetch_timeout: float = 1.0
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -239,11 +242,16 @@ class PullWorker:
     async def run(self) -> None:
         sub = await self.setup()
         bound = log.bind(consumer=self.spec.durable)
-        bound.info("worker.started")
+        bound.info("worker.started", concurrency=self.concurrency)
+        inflight: set[asyncio.Task[None]] = set()
         try:
             while not self._stopping.is_set():
+                free = self.concurrency - len(inflight)
+                if free <= 0:
+                    await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 try:
-                    msgs = await sub.fetch(self.batch_size, timeout=self.fetch_timeout)
+                    msgs = await sub.fetch(min(self.batch_size, free), timeout=self.fetch_timeout)
                 except nats.errors.TimeoutError:
                     continue
                 except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
@@ -252,9 +260,17 @@ class PullWorker:
                     bound.warning("worker.fetch_failed", error=str(exc))
                     await asyncio.sleep(1)
                     continue
+                if self.concurrency == 1:
+                    for msg in msgs:
+                        await self._handle(msg, bound)
+                    continue
                 for msg in msgs:
-                    await self._handle(msg, bound)
+                    task = asyncio.create_task(self._handle(msg, bound))
+                    inflight.add(task)
+                    task.add_done_callback(inflight.discard)
         finally:
+            if inflight:
+                await asyncio.gather(*inflight, return_exceptions=True)
             # An open pull subscription would hold up nc.drain() at shutdown.
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

@@ -46,19 +46,19 @@ def build(settings: DispatcherSettings, sender: SendGridSender, rt: Runtime) -> 
     )
     identities = SenderIdentities(rt.engine, rt.clock)
     suppressions = Suppressions(rt.engine, rt.clock)
-    # PullWorker handles its messages one after another, so one worker per provider call in
-    # flight, each fetching one message: a slow call never holds a batch behind it past ack_wait.
-    send_workers = [
-        PullWorker(rt.js, rt.nc, SEND, lambda msg: dispatcher.handle_send(msg.data), batch_size=1)
-        for _ in range(settings.send_concurrency)
-    ]
+    # Provider calls wait on the network: keep send_concurrency of them in flight, each
+    # message acked as soon as its own call is settled.
+    sends = PullWorker(
+        rt.js, rt.nc, SEND, lambda msg: dispatcher.handle_send(msg.data),
+        batch_size=settings.send_concurrency, concurrency=settings.send_concurrency,
+    )
     engagement = PullWorker(
         rt.js, rt.nc, ENGAGEMENT, lambda msg: suppressions.handle_engagement(msg.data)
     )
     return Parts(
         service_names=SERVICE_NAMES,
         registrars=registrars(dispatcher, identities, suppressions),
-        fetchers=[*send_workers, engagement],
+        fetchers=[sends, engagement],
         loops=[relay],
     )
 
