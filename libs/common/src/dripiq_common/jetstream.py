@@ -11,9 +11,12 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import nats
 import structlog
+from google.protobuf.message import DecodeError
+from google.protobuf.message import Message as ProtoMessage
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -30,6 +33,8 @@ from nats.js.errors import BadRequestError, NotFoundError
 from dripiq_common.errors import PermanentMessageError
 
 log = structlog.get_logger(__name__)
+
+ProtoT = TypeVar("ProtoT", bound=ProtoMessage)
 
 DAY = 24 * 3600
 DEAD_LETTER_PREFIX = "dripiq.dlq"
@@ -208,6 +213,16 @@ class ConsumerSpec:
 
 
 Handler = Callable[[Msg], Awaitable[None]]
+
+
+def decode(kind: type[ProtoT], data: bytes) -> ProtoT:
+    """A bus payload as its protobuf message; one that cannot be decoded never will be."""
+    message = kind()
+    try:
+        message.ParseFromString(data)
+    except DecodeError as exc:
+        raise PermanentMessageError(f"undecodable {kind.__name__}: {exc}") from exc
+    return message
 
 
 @dataclass

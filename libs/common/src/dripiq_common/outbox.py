@@ -7,7 +7,6 @@ window, then deletes them.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -32,6 +31,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dripiq_common.jetstream import Outgoing, publish_many
+from dripiq_common.loops import Poller
 
 log = structlog.get_logger(__name__)
 
@@ -73,39 +73,26 @@ class OutboxRelay:
     table: Table
     batch_size: int = 500
     poll_seconds: float = 1.0
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _stopping: bool = False
+
+    def __post_init__(self) -> None:
+        self._poller = Poller(self.relay_once, full=self.batch_size, poll_seconds=self.poll_seconds,
+                              name=f"outbox:{self.table.schema}")
 
     def kick(self) -> None:
         """Called after a commit that wrote to the outbox, so it goes out without waiting a poll."""
-        self._wake.set()
+        self._poller.wake()
 
     def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
+        self._poller.stop()
 
     async def run(self) -> None:
-        bound = log.bind(outbox=self.table.schema)
-        while not self._stopping:
-            try:
-                published = await self.relay_once()
-            except Exception as exc:
-                bound.warning("outbox.relay_failed", error=repr(exc))
-                published = 0
-                await asyncio.sleep(self.poll_seconds)
-            if published >= self.batch_size:
-                continue
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
-            except TimeoutError:
-                pass
+        await self._poller.run()
         # Whatever was committed before the stop still goes out.
         try:
             while await self.relay_once() >= self.batch_size:
                 pass
         except Exception as exc:
-            bound.warning("outbox.final_relay_failed", error=repr(exc))
+            log.warning("outbox.final_relay_failed", outbox=self.table.schema, error=repr(exc))
 
     async def relay_once(self) -> int:
         """Publish one batch; rows whose PubAck did not come stay for the next round."""

@@ -9,21 +9,24 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from sqlalchemy import text
+from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq_common import jetstream
 from dripiq_common.clock import Clock, SystemClock
 from dripiq_common.db import create_engine
 from dripiq_common.grpc_server import GrpcServer, Registrar
-from dripiq_common.jetstream import StreamSpec
-from dripiq_common.settings import ServiceSettings
+from dripiq_common.jetstream import Streams, StreamSpec
+from dripiq_common.logging import configure_logging
+from dripiq_common.outbox import OutboxRelay
+from dripiq_common.settings import ServiceSettings, load_settings
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +46,10 @@ class Runtime:
     clock: Clock
     nc: NATS
     js: JetStreamContext
+
+    def outbox_relay(self, table: Table) -> OutboxRelay:
+        return OutboxRelay(self.engine, self.js, table, batch_size=self.settings.outbox_batch_size,
+                           poll_seconds=self.settings.outbox_poll_seconds)
 
 
 @dataclass
@@ -125,3 +132,14 @@ async def run_service(
     await rt.nc.drain()
     await rt.engine.dispose()
     log.info("service.stopped")
+
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+
+def serve(name: str, settings_type: type[SettingsT], build: Callable[[SettingsT, Runtime], Parts]) -> None:
+    """A service's `main`: settings once, logging once, then run until SIGTERM/SIGINT."""
+    settings = load_settings(settings_type)
+    configure_logging(name, log_format=settings.log_format, level=settings.log_level)
+    asyncio.run(run_service(name=name, settings=settings, streams=Streams.all(),
+                            build=lambda rt: build(settings, rt)))

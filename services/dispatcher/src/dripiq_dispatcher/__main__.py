@@ -8,7 +8,6 @@ import structlog
 
 from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
 from dripiq_common.logging import configure_logging
-from dripiq_common.outbox import OutboxRelay
 from dripiq_common.service import Parts, Runtime, run_service
 from dripiq_common.settings import load_settings
 from dripiq_common.tokens import TokenSigner
@@ -26,13 +25,7 @@ log = structlog.get_logger(__name__)
 
 
 def build(settings: DispatcherSettings, sender: SendGridSender, rt: Runtime) -> Parts:
-    relay = OutboxRelay(
-        rt.engine,
-        rt.js,
-        outbox,
-        batch_size=settings.outbox_batch_size,
-        poll_seconds=settings.outbox_poll_seconds,
-    )
+    relay = rt.outbox_relay(outbox)
     dispatcher = Dispatcher(
         rt.engine,
         rt.clock,

@@ -11,11 +11,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
-from google.protobuf.message import DecodeError
-from google.protobuf.message import Message as ProtoMessage
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
@@ -24,7 +22,7 @@ from dripiq.events.v1 import messages_pb2 as events_pb2
 from dripiq_common import validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import AlreadyExists, InvalidArgument, NotFound, PermanentMessageError
-from dripiq_common.jetstream import Subjects
+from dripiq_common.jetstream import Subjects, decode
 from dripiq_common.outbox import OutboxMessage, enqueue
 from dripiq_common.tokens import TokenSigner
 from dripiq_dispatcher import domain, repository
@@ -34,20 +32,10 @@ from dripiq_dispatcher.provider import MailSender
 
 log = structlog.get_logger(__name__)
 
-ProtoT = TypeVar("ProtoT", bound=ProtoMessage)
 
 
 class RetryLater(Exception):
     """A transient provider failure: the worker naks and JetStream redelivers after its backoff."""
-
-
-def decode(kind: type[ProtoT], data: bytes) -> ProtoT:
-    message = kind()
-    try:
-        message.ParseFromString(data)
-    except DecodeError as exc:
-        raise PermanentMessageError(f"undecodable {kind.__name__}: {exc}") from exc
-    return message
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 
 from nats.aio.msg import Msg
 
 from dripiq.events.v1 import events_service_pb2, events_service_pb2_grpc
 from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
-from dripiq_common.logging import configure_logging
-from dripiq_common.outbox import OutboxRelay
-from dripiq_common.service import Parts, Runtime, run_service
-from dripiq_common.settings import load_settings
+from dripiq_common.service import Parts, Runtime, serve
 from dripiq_common.tokens import TokenSigner
 from dripiq_events.handlers import EventsServicer
 from dripiq_events.models import outbox
@@ -25,8 +21,7 @@ SERVICE_NAME = events_service_pb2.DESCRIPTOR.services_by_name["EventsService"].f
 
 
 def build(settings: EventsSettings, rt: Runtime) -> Parts:
-    relay = OutboxRelay(rt.engine, rt.js, outbox, batch_size=settings.outbox_batch_size,
-                        poll_seconds=settings.outbox_poll_seconds)
+    relay = rt.outbox_relay(outbox)
     signer = TokenSigner(settings.token_secret.get_secret_value().encode())
     ingest = EventIngest(rt.engine, rt.clock, signer, on_outboxed=relay.kick)
 
@@ -55,10 +50,7 @@ def build(settings: EventsSettings, rt: Runtime) -> Parts:
 
 
 def main() -> None:
-    settings = load_settings(EventsSettings)
-    configure_logging("events", log_format=settings.log_format, level=settings.log_level)
-    asyncio.run(run_service(name="events", settings=settings, streams=Streams.all(),
-                            build=lambda rt: build(settings, rt)))
+    serve("events", EventsSettings, build)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
-from google.protobuf.message import DecodeError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
@@ -21,6 +20,7 @@ from dripiq.events.v1 import messages_pb2
 from dripiq_common import outbox, validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument, PermanentMessageError
+from dripiq_common.jetstream import decode
 from dripiq_common.tokens import TokenSigner, token_from_reply_address
 from dripiq_events import domain, inbound, repository
 from dripiq_events.domain import NewEvent, Outbound
@@ -52,11 +52,7 @@ class EventIngest:
 
     async def record_outcome(self, data: bytes) -> bool:
         """Keep our copy of a sent message; other outcomes are not ours to track. True if kept."""
-        outcome = dispatcher_pb.MessageOutcome()
-        try:
-            outcome.ParseFromString(data)
-        except DecodeError as exc:
-            raise PermanentMessageError(f"undecodable MessageOutcome: {exc}") from exc
+        outcome = decode(dispatcher_pb.MessageOutcome, data)
         if outcome.kind != dispatcher_pb.OUTCOME_KIND_SENT:
             return False
         sent = domain.sent_message(outcome, now=self.clock.now())
@@ -65,11 +61,7 @@ class EventIngest:
         return True
 
     async def handle_webhook(self, data: bytes) -> IngestResult:
-        raw = RawWebhook()
-        try:
-            raw.ParseFromString(data)
-        except DecodeError as exc:
-            raise PermanentMessageError(f"undecodable RawWebhook: {exc}") from exc
+        raw = decode(RawWebhook, data)
         received_at = (
             raw.received_at.ToDatetime(tzinfo=UTC) if raw.HasField("received_at") else self.clock.now()
         )

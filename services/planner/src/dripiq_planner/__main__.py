@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 
 from dripiq.planner.v1 import campaign_service_pb2, campaign_service_pb2_grpc
 from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
-from dripiq_common.logging import configure_logging
-from dripiq_common.outbox import OutboxRelay
-from dripiq_common.service import Parts, Runtime, run_service
-from dripiq_common.settings import load_settings
+from dripiq_common.service import Parts, Runtime, serve
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.handlers import CampaignServicer
 from dripiq_planner.models import outbox
@@ -23,8 +19,7 @@ SERVICE_NAME = campaign_service_pb2.DESCRIPTOR.services_by_name["CampaignService
 
 
 def build(settings: PlannerSettings, rt: Runtime) -> Parts:
-    relay = OutboxRelay(rt.engine, rt.js, outbox, batch_size=settings.outbox_batch_size,
-                        poll_seconds=settings.outbox_poll_seconds)
+    relay = rt.outbox_relay(outbox)
     campaigns = CampaignService(rt.engine, rt.clock, on_commit=relay.kick)
     reactor = Reactor(rt.engine, rt.clock, count_machine_opens=settings.count_machine_opens,
                       on_commit=relay.kick)
@@ -42,10 +37,7 @@ def build(settings: PlannerSettings, rt: Runtime) -> Parts:
 
 
 def main() -> None:
-    settings = load_settings(PlannerSettings)
-    configure_logging("planner", log_format=settings.log_format, level=settings.log_level)
-    asyncio.run(run_service(name="planner", settings=settings, streams=Streams.all(),
-                            build=lambda rt: build(settings, rt)))
+    serve("planner", PlannerSettings, build)
 
 
 if __name__ == "__main__":

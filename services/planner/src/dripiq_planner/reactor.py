@@ -9,10 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
 
 import structlog
-from google.protobuf.message import DecodeError, Message
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -21,7 +19,7 @@ from dripiq.events.v1 import messages_pb2 as events_pb
 from dripiq.planner.v1 import timers_pb2
 from dripiq_common.clock import Clock
 from dripiq_common.errors import PermanentMessageError
-from dripiq_common.jetstream import Subjects
+from dripiq_common.jetstream import Subjects, decode
 from dripiq_common.outbox import OutboxMessage, enqueue
 from dripiq_planner import lifecycle, repository, rules, templates
 from dripiq_planner.models import outbox
@@ -31,18 +29,6 @@ log = structlog.get_logger(__name__)
 
 # Which timeouts an engagement makes moot: an open ends "no open in N h", and so on.
 _SETTLES = {"open": "open", "click": "click", "reply": "reply", "auto_reply": "reply"}
-
-M = TypeVar("M", bound=Message)
-
-
-def decode(message_type: type[M], data: bytes) -> M:
-    message = message_type()
-    try:
-        message.ParseFromString(data)
-    except DecodeError as exc:
-        raise PermanentMessageError(f"undecodable {message_type.__name__}: {exc}") from exc
-    return message
-
 
 def _rules(campaign: Row) -> dict[str, RuleAction]:
     return rules.rules_for([AdaptiveRule.model_validate(r) for r in campaign.rules_json])

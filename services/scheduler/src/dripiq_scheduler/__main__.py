@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 
 from dripiq.scheduler.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
 from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
-from dripiq_common.logging import configure_logging
-from dripiq_common.outbox import OutboxRelay
-from dripiq_common.service import Parts, Runtime, run_service
-from dripiq_common.settings import load_settings
+from dripiq_common.service import Parts, Runtime, serve
 from dripiq_scheduler.firer import Firer
 from dripiq_scheduler.handlers import SchedulerServicer
 from dripiq_scheduler.models import outbox
@@ -25,8 +21,7 @@ def build(settings: SchedulerSettings, rt: Runtime) -> Parts:
                   poll_seconds=settings.poll_seconds, publish_timeout=settings.publish_timeout_seconds)
     timers = TimerService(rt.engine, rt.clock, on_scheduled_due=firer.wake)
     commands = PullWorker(rt.js, rt.nc, COMMANDS, lambda msg: timers.apply_command(msg.data))
-    relay = OutboxRelay(rt.engine, rt.js, outbox, batch_size=settings.outbox_batch_size,
-                        poll_seconds=settings.outbox_poll_seconds)
+    relay = rt.outbox_relay(outbox)
     servicer = SchedulerServicer(timers)
     return Parts(
         service_names=[SERVICE_NAME],
@@ -37,10 +32,7 @@ def build(settings: SchedulerSettings, rt: Runtime) -> Parts:
 
 
 def main() -> None:
-    settings = load_settings(SchedulerSettings)
-    configure_logging("scheduler", log_format=settings.log_format, level=settings.log_level)
-    asyncio.run(run_service(name="scheduler", settings=settings, streams=Streams.all(),
-                            build=lambda rt: build(settings, rt)))
+    serve("scheduler", SchedulerSettings, build)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,7 @@ JetStream drops inside its duplicate window.
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 from nats.js import JetStreamContext
@@ -18,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq_common.clock import Clock
 from dripiq_common.jetstream import Outgoing, publish_many
+from dripiq_common.loops import Poller
 from dripiq_scheduler import domain, repository
 
 log = structlog.get_logger(__name__)
@@ -31,31 +31,19 @@ class Firer:
     batch_size: int = 1000
     poll_seconds: float = 0.2
     publish_timeout: float = 10.0
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _stopping: bool = False
+
+    def __post_init__(self) -> None:
+        self._poller = Poller(self.fire_once, full=self.batch_size, poll_seconds=self.poll_seconds,
+                              name="firer")
 
     def wake(self) -> None:
-        self._wake.set()
+        self._poller.wake()
 
     def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
+        self._poller.stop()
 
     async def run(self) -> None:
-        while not self._stopping:
-            try:
-                fired = await self.fire_once()
-            except Exception as exc:
-                log.warning("firer.round_failed", error=repr(exc))
-                fired = 0
-                await asyncio.sleep(self.poll_seconds * 5)
-            if fired >= self.batch_size:
-                continue
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
-            except TimeoutError:
-                pass
+        await self._poller.run()
 
     async def fire_once(self) -> int:
         now = self.clock.now()

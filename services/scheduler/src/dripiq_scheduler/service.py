@@ -13,6 +13,7 @@ from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq_common import validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument, NotFound, PermanentMessageError
+from dripiq_common.jetstream import decode
 from dripiq_scheduler import domain, repository
 
 log = structlog.get_logger(__name__)
@@ -64,11 +65,7 @@ class TimerService:
 
     async def apply_command(self, data: bytes) -> None:
         """A TimerCommand from another service's outbox. Idempotent: safe to redeliver."""
-        command = commands_pb2.TimerCommand()
-        try:
-            command.ParseFromString(data)
-        except Exception as exc:
-            raise PermanentMessageError(f"undecodable TimerCommand: {exc}") from exc
+        command = decode(commands_pb2.TimerCommand, data)
         kind = command.WhichOneof("command")
         try:
             if kind == "schedule":

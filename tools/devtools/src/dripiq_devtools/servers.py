@@ -116,6 +116,9 @@ class EmbeddedPostgres:
             self._run(pg_bin("pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop", check=False)
 
 
+MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
+
+
 def nats_server_binary() -> str:
     candidate = Path(sys.executable).parent / "nats-server"
     if candidate.exists():
@@ -142,10 +145,13 @@ class EmbeddedNats:
         self.port = self.port or free_port()
         self.monitor_port = self.monitor_port or free_port()
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        # Inbound mail with attachments is larger than NATS's 1 MiB default message size.
+        config = self.store_dir / "nats.conf"
+        config.write_text(f"max_payload: {MAX_PAYLOAD_BYTES}\n")
         log = open(self.log_file or self.store_dir / "nats.log", "ab")
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
-             "-p", str(self.port), "-m", str(self.monitor_port)],
+            [nats_server_binary(), "-c", str(config), "-js", "-sd", str(self.store_dir),
+             "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor_port)],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
