@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install protos check-protos migrate run test test-unit test-integration test-e2e bench clean
+.PHONY: help install protos check-protos lint format migrate run test test-unit test-integration test-e2e clean
 
 help: ## List every target with what it does
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -30,6 +30,14 @@ protos: $(VENV)/.installed ## Regenerate the Python contracts from protos/
 
 check-protos: $(VENV)/.installed ## Fail when the committed contracts are stale
 	$(PY) -m dripiq_devtools.protos --check
+
+lint: $(VENV)/.installed ## Check style and common mistakes (ruff)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(VENV)/.installed ## Format the code and sort imports (ruff)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 migrate: $(VENV)/.installed ## Apply every service's migrations (DATABASE_URL, or the embedded server under .run/)
 	$(PY) -m dripiq_devtools migrate

@@ -19,25 +19,27 @@ async def test_relay_publishes_committed_rows_once_and_deletes_them(engine, js, 
     await ensure_streams(js, [TEST_STREAM])
     subject = f"test.plumbing.relay.{tenant_id}"
     async with engine.begin() as conn:
-        await enqueue(conn, scheduler_outbox, [
-            OutboxMessage(subject, commands_pb2.TimerCommand(tenant_id=tenant_id)) for _ in range(3)
-        ])
+        await enqueue(
+            conn,
+            scheduler_outbox,
+            [OutboxMessage(subject, commands_pb2.TimerCommand(tenant_id=tenant_id)) for _ in range(3)],
+        )
     relay = OutboxRelay(engine, js, scheduler_outbox)
     while await relay.relay_once():
         pass
     info = await js.stream_info(TEST_STREAM.name, subjects_filter=subject)
     assert info.state.subjects[subject] == 3
     async with engine.connect() as conn:
-        left = await conn.scalar(select(func.count()).select_from(scheduler_outbox)
-                                 .where(scheduler_outbox.c.subject == subject))
+        left = await conn.scalar(
+            select(func.count()).select_from(scheduler_outbox).where(scheduler_outbox.c.subject == subject)
+        )
     assert left == 0
 
 
 async def test_worker_retries_then_acks_and_dead_letters_poison(nats_conn, js, tenant_id):
     await ensure_streams(js, [TEST_STREAM])
     subject = f"test.plumbing.work.{tenant_id}"
-    spec = ConsumerSpec(TEST_STREAM, f"test-{tenant_id}", subject, max_deliver=3,
-                        retry_delays_seconds=(0.05,))
+    spec = ConsumerSpec(TEST_STREAM, f"test-{tenant_id}", subject, max_deliver=3, retry_delays_seconds=(0.05,))
     attempts: dict[bytes, int] = {}
     done: list[bytes] = []
 

@@ -110,9 +110,7 @@ async def raw_send(
 
 
 async def test_real_client_send_is_accepted_and_recorded(fake: FakeSendGrid) -> None:
-    mail = Mail(
-        from_email=SENDER, to_emails=RECIPIENT, subject="Hello", html_content="<p>Hi Ada</p>"
-    )
+    mail = Mail(from_email=SENDER, to_emails=RECIPIENT, subject="Hello", html_content="<p>Hi Ada</p>")
     mail.custom_arg = [CustomArg("campaign_id", "camp-1"), CustomArg("contact_id", "top")]
     mail.custom_arg = CustomArg("contact_id", "contact-42", p=0)
     mail.category = Category("onboarding")
@@ -223,9 +221,7 @@ async def test_latency_delays_the_answer() -> None:
     assert elapsed >= 0.045
 
 
-async def test_posted_events_verify_with_sendgrids_helper(
-    fake: FakeSendGrid, receiver: Receiver
-) -> None:
+async def test_posted_events_verify_with_sendgrids_helper(fake: FakeSendGrid, receiver: Receiver) -> None:
     await raw_send(fake, valid_payload())
     event = build_event(fake.messages[0], "open")
 
@@ -247,9 +243,7 @@ def test_sign_matches_what_the_verifier_expects(fake_key: FakeSendGrid) -> None:
 
     signature = fake_key.sign(body, "1600112502")
 
-    assert EventWebhook(fake_key.public_key_base64).verify_signature(
-        body.decode(), signature, "1600112502"
-    )
+    assert EventWebhook(fake_key.public_key_base64).verify_signature(body.decode(), signature, "1600112502")
 
 
 def accepted(**payload_overrides: Any) -> AcceptedMessage:
@@ -302,9 +296,7 @@ def test_personalization_custom_args_win_over_top_level() -> None:
     assert message.custom_args == {"campaign_id": "camp-1", "contact_id": "c-1"}
 
 
-async def test_control_endpoints_let_another_process_drive_the_fake(
-    fake: FakeSendGrid, receiver: Receiver
-) -> None:
+async def test_control_endpoints_let_another_process_drive_the_fake(fake: FakeSendGrid, receiver: Receiver) -> None:
     await raw_send(fake, valid_payload())
     message_id = fake.messages[0].x_message_id
     trigger = {"webhook_url": receiver.url, "x_message_id": message_id, "event": "delivered"}

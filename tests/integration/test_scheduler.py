@@ -24,8 +24,14 @@ async def published_count(js, subject: str) -> int:  # type: ignore[no-untyped-d
 
 
 def timer(tenant_id: str, key: str, fire_at: datetime, payload: bytes = b"p", group: str = "g") -> pb.Timer:
-    t = pb.Timer(tenant_id=tenant_id, key=key, group_key=group, kind="step_due",
-                 target_subject=Subjects.planner_timer(tenant_id), payload=payload)
+    t = pb.Timer(
+        tenant_id=tenant_id,
+        key=key,
+        group_key=group,
+        kind="step_due",
+        target_subject=Subjects.planner_timer(tenant_id),
+        payload=payload,
+    )
     t.fire_at.FromDatetime(fire_at)
     return t
 

@@ -31,7 +31,7 @@ def test_forged_or_foreign_tokens_are_refused() -> None:
     assert other.parse_reply_token(reply) is None
     # A middle character: the last one partly carries padding bits that decoding ignores.
     middle = len(reply) // 2
-    tampered = reply[:middle] + ("a" if reply[middle] != "a" else "b") + reply[middle + 1:]
+    tampered = reply[:middle] + ("a" if reply[middle] != "a" else "b") + reply[middle + 1 :]
     assert SIGNER.parse_reply_token(tampered) is None
     assert SIGNER.parse_reply_token("not base32 !") is None
     unsub = SIGNER.unsubscribe_token("acme", message_id)

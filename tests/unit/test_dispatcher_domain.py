@@ -72,9 +72,7 @@ def test_command_needs_a_tenant_and_a_uuid_message_id() -> None:
         ({"categories": [f"c{i}" for i in range(11)]}, "at most 10 categories"),
     ],
 )
-def test_content_problems_name_what_is_wrong(
-    overrides: dict[str, object], expected: str | None
-) -> None:
+def test_content_problems_name_what_is_wrong(overrides: dict[str, object], expected: str | None) -> None:
     problem = domain.content_problem(domain.new_message(command(**overrides)))
     if expected is None:
         assert problem is None
@@ -116,9 +114,7 @@ def test_mail_carries_every_tracking_key() -> None:
         MESSAGE_ID,
     )
     text, html = mail["content"]
-    assert (
-        text["type"] == "text/plain" and text["value"].startswith("Hi Ada") and url in text["value"]
-    )
+    assert text["type"] == "text/plain" and text["value"].startswith("Hi Ada") and url in text["value"]
     assert html["type"] == "text/html" and html["value"].endswith("</body></html>")
     assert f'href="{url}"' in html["value"]
 
@@ -187,9 +183,7 @@ def test_provider_reason_names_fields() -> None:
         ("delivered", "", None),
     ],
 )
-def test_only_lasting_refusals_suppress(
-    event_type: str, bounce_type: str, reason: str | None
-) -> None:
+def test_only_lasting_refusals_suppress(event_type: str, bounce_type: str, reason: str | None) -> None:
     assert domain.suppression_reason(event_type, bounce_type) == reason
 
 
@@ -224,17 +218,12 @@ def settings(**env: str) -> DispatcherSettings:
 
 
 def test_without_a_key_only_a_local_host_is_allowed() -> None:
-    assert (
-        provider.api_key_for(settings(sendgrid_api_host="http://127.0.0.1:8025"))
-        == provider.PLACEHOLDER_API_KEY
-    )
+    assert provider.api_key_for(settings(sendgrid_api_host="http://127.0.0.1:8025")) == provider.PLACEHOLDER_API_KEY
     assert provider.api_key_for(settings(sendgrid_api_key="SG.real")) == "SG.real"
     with pytest.raises(SystemExit, match="SENDGRID_API_KEY"):
         provider.api_key_for(settings())
     with pytest.raises(SystemExit):
-        provider.api_key_for(
-            settings(sendgrid_api_key="", sendgrid_api_host="https://api.eu.sendgrid.com")
-        )
+        provider.api_key_for(settings(sendgrid_api_key="", sendgrid_api_host="https://api.eu.sendgrid.com"))
 
 
 def test_settings_read_suite_wide_and_prefixed_names(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,8 +18,12 @@ KNOWN = Outbound("m-1", "t-1", "camp-1", 3, "contact-1", "ada@example.com")
 
 def event(**fields: object) -> dict[str, object]:
     return {
-        "email": "ada@example.com", "timestamp": 1_900_000_000, "event": "open",
-        "sg_event_id": "ev-1", "sg_message_id": "xmsg.filter0001.1.0", **fields,
+        "email": "ada@example.com",
+        "timestamp": 1_900_000_000,
+        "event": "open",
+        "sg_event_id": "ev-1",
+        "sg_message_id": "xmsg.filter0001.1.0",
+        **fields,
     }
 
 
@@ -41,8 +45,15 @@ def test_bounce_reason_is_the_bounce_type():
 
 @pytest.mark.parametrize(
     "item",
-    [event(timestamp="soon"), event(timestamp=True), event(event=None), event(event="Open.Now"),
-     event(timestamp=10**20), ["a", "list"], None],
+    [
+        event(timestamp="soon"),
+        event(timestamp=True),
+        event(event=None),
+        event(event="Open.Now"),
+        event(timestamp=10**20),
+        ["a", "list"],
+        None,
+    ],
 )
 def test_malformed_entries_are_rejected_at_receipt_time(item):
     parsed = domain.parse_event(item, received_at=NOW)
@@ -114,7 +125,10 @@ def test_page_size_and_tokens():
 def test_partitions_cover_last_month_to_months_ahead_across_a_year_end():
     months = months_to_cover(datetime(2030, 12, 31, 23, 59, tzinfo=UTC), 2)
     assert [m.name for m in months] == [
-        "message_events_2030_11", "message_events_2030_12", "message_events_2031_01", "message_events_2031_02",
+        "message_events_2030_11",
+        "message_events_2030_12",
+        "message_events_2031_01",
+        "message_events_2031_02",
     ]
     assert months[1].end == datetime(2031, 1, 1, tzinfo=UTC)
     assert "FROM ('2030-11-01 00:00:00+00') TO ('2030-12-01 00:00:00+00')" in months[0].create_sql()

@@ -63,4 +63,8 @@ def test_settings_come_from_the_suite_wide_names(monkeypatch):
     monkeypatch.setenv("NATS_URL", "nats://10.0.0.1:4222")
     monkeypatch.setenv("EDGE_PORT", "9090")
     settings = load_settings(EdgeSettings)
-    assert (settings.nats_url, settings.port, settings.max_body_bytes) == ("nats://10.0.0.1:4222", 9090, 5 * 1024 * 1024)
+    assert (settings.nats_url, settings.port, settings.max_body_bytes) == (
+        "nats://10.0.0.1:4222",
+        9090,
+        5 * 1024 * 1024,
+    )

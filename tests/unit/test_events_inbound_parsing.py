@@ -21,15 +21,17 @@ def mail(subject: str = "Re: Hello", **headers: str) -> InboundMail:
 
 
 def test_default_mode_fields_are_decoded_per_their_charset():
-    body, content_type = multipart({
-        "headers": b"From: Ada <ada@example.com>\r\nIn-Reply-To: <a@x>\r\nReferences: <b@x>\r\n <c@x>\r\n",
-        "from": b"Ada <ada@example.com>",
-        "to": b"Sales <reply+tok@mail.test>, other@example.com",
-        "subject": "Réponse".encode("utf-8"),
-        "text": "Très bien".encode("iso-8859-1"),
-        "charsets": b'{"subject": "UTF-8", "text": "iso-8859-1"}',
-        "attachment1": b"\x00\x01",
-    })
+    body, content_type = multipart(
+        {
+            "headers": b"From: Ada <ada@example.com>\r\nIn-Reply-To: <a@x>\r\nReferences: <b@x>\r\n <c@x>\r\n",
+            "from": b"Ada <ada@example.com>",
+            "to": b"Sales <reply+tok@mail.test>, other@example.com",
+            "subject": "Réponse".encode(),
+            "text": "Très bien".encode("iso-8859-1"),
+            "charsets": b'{"subject": "UTF-8", "text": "iso-8859-1"}',
+            "attachment1": b"\x00\x01",
+        }
+    )
     parsed = parse_inbound(body, content_type)
     assert (parsed.from_email, parsed.subject, parsed.text) == ("ada@example.com", "Réponse", "Très bien")
     assert parsed.recipient_addresses == ["reply+tok@mail.test", "other@example.com"]
@@ -37,12 +39,14 @@ def test_default_mode_fields_are_decoded_per_their_charset():
 
 
 def test_envelope_recipients_win_and_unknown_charsets_do_not_fail():
-    body, content_type = multipart({
-        "to": b"someone@example.com",
-        "envelope": b'{"to": ["reply+tok@mail.test"], "from": "ada@example.com"}',
-        "text": b"caf\xe9",
-        "charsets": b'{"text": "no-such-charset"}',
-    })
+    body, content_type = multipart(
+        {
+            "to": b"someone@example.com",
+            "envelope": b'{"to": ["reply+tok@mail.test"], "from": "ada@example.com"}',
+            "text": b"caf\xe9",
+            "charsets": b'{"text": "no-such-charset"}',
+        }
+    )
     parsed = parse_inbound(body, content_type)
     assert parsed.recipient_addresses == ["reply+tok@mail.test"]
     assert parsed.text == "caf\ufffd"

@@ -62,7 +62,9 @@ def test_strategy_validation_names_the_field() -> None:
         rules.validate_strategy(no_subject)
     assert exc.value.field == "strategy.outreachCampaign[0].subject"
     skip_too_far = steps("Day 0", "Day 2")
-    skip_too_far.adaptive_rules = [AdaptiveRule(trigger="click", action=RuleAction(type="skip_to_step", payload={"stepIndex": 5}))]
+    skip_too_far.adaptive_rules = [
+        AdaptiveRule(trigger="click", action=RuleAction(type="skip_to_step", payload={"stepIndex": 5}))
+    ]
     with pytest.raises(InvalidArgument) as exc:
         rules.validate_strategy(skip_too_far)
     assert exc.value.field == "strategy.adaptiveRules[0].action.payload.stepIndex"
@@ -82,5 +84,9 @@ def test_strategy_rules_override_defaults() -> None:
 
 
 def test_render_fills_known_placeholders_only() -> None:
-    assert templates.render("Hi {{first_name}} at {{ company_name }}{{unknown}}!",
-                            {"first_name": "Ada", "company_name": "Acme"}) == "Hi Ada at Acme!"
+    assert (
+        templates.render(
+            "Hi {{first_name}} at {{ company_name }}{{unknown}}!", {"first_name": "Ada", "company_name": "Acme"}
+        )
+        == "Hi Ada at Acme!"
+    )

@@ -105,9 +105,7 @@ def received(fake: FakeSendGrid, message_id: str) -> list[AcceptedMessage]:
 
 async def stored(engine: AsyncEngine, message_id: str) -> Any:
     async with engine.connect() as conn:
-        return (
-            await conn.execute(select(messages).where(messages.c.message_id == message_id))
-        ).one()
+        return (await conn.execute(select(messages).where(messages.c.message_id == message_id))).one()
 
 
 async def outcomes(engine: AsyncEngine, tenant_id: str) -> list[messages_pb2.MessageOutcome]:
@@ -192,9 +190,7 @@ async def test_found_sending_is_never_sent_again(engine, fake, dispatcher, tenan
     async with engine.begin() as conn:
         await repository.insert_message(conn, message=domain.new_message(cmd), now=T0)
         await conn.execute(
-            update(messages)
-            .where(messages.c.message_id == cmd.message_id)
-            .values(status="sending", attempt_count=1)
+            update(messages).where(messages.c.message_id == cmd.message_id).values(status="sending", attempt_count=1)
         )
 
     await dispatcher.handle_send(cmd.SerializeToString())
@@ -255,10 +251,7 @@ async def test_provider_rejection_fails_with_its_message(engine, fake, dispatche
 
     row = await stored(engine, cmd.message_id)
     assert row.status == "failed"
-    assert (
-        row.last_error
-        == "sendgrid 400: personalizations.0.to.0.email: Does not contain a valid address."
-    )
+    assert row.last_error == "sendgrid 400: personalizations.0.to.0.email: Does not contain a valid address."
     assert row.attempt_count == 1
     [fact] = await outcomes(engine, tenant_id)
     assert (fact.kind, fact.reason) == (messages_pb2.OUTCOME_KIND_FAILED, row.last_error)
@@ -295,17 +288,13 @@ async def test_transient_failures_give_up_after_max_attempts(engine, fake, dispa
     assert received(fake, cmd.message_id) == []
     row = await stored(engine, cmd.message_id)
     assert (row.status, row.attempt_count) == ("failed", MAX_ATTEMPTS)
-    assert (
-        row.last_error == f"gave up after {MAX_ATTEMPTS} attempts: sendgrid 429: too many requests"
-    )
+    assert row.last_error == f"gave up after {MAX_ATTEMPTS} attempts: sendgrid 429: too many requests"
     [fact] = await outcomes(engine, tenant_id)
     assert fact.kind == messages_pb2.OUTCOME_KIND_FAILED
 
 
 async def test_unreachable_provider_is_retried(engine, tenant_id):
-    closed = SendGridSender(
-        api_key="SG.test", host="http://127.0.0.1:9", concurrency=1, timeout_seconds=2
-    )
+    closed = SendGridSender(api_key="SG.test", host="http://127.0.0.1:9", concurrency=1, timeout_seconds=2)
     try:
         cmd = command(tenant_id, await identity(engine, tenant_id))
         with pytest.raises(RetryLater):
@@ -319,9 +308,7 @@ async def test_unreachable_provider_is_retried(engine, tenant_id):
 
 async def test_timeout_after_the_request_left_is_unknown_and_never_repeated(engine, tenant_id):
     async with FakeSendGrid(latency_seconds=0.5) as slow:
-        impatient = SendGridSender(
-            api_key="SG.test", host=slow.url, concurrency=1, timeout_seconds=0.1
-        )
+        impatient = SendGridSender(api_key="SG.test", host=slow.url, concurrency=1, timeout_seconds=0.1)
         try:
             dispatcher = new_dispatcher(engine, impatient)
             cmd = command(tenant_id, await identity(engine, tenant_id))
@@ -346,7 +333,9 @@ async def test_answer_settles_a_message_a_redelivery_parked_during_the_call(engi
             dispatcher = new_dispatcher(engine, patient)
             cmd = command(tenant_id, await identity(engine, tenant_id))
             first = asyncio.create_task(dispatcher.handle_send(cmd.SerializeToString()))
-            while (await stored_status(engine, cmd.message_id)) != "sending":
+            for _ in range(500):
+                if await stored_status(engine, cmd.message_id) == "sending":
+                    break
                 await asyncio.sleep(0.01)
             # JetStream's ack wait ran out during the call and delivered the command again.
             await dispatcher.handle_send(cmd.SerializeToString())
@@ -387,9 +376,7 @@ async def test_unusable_bus_messages_are_permanent_errors(engine, dispatcher, te
     with pytest.raises(PermanentMessageError):
         await dispatcher.handle_send(b"\xff\xff not a protobuf")
     with pytest.raises(PermanentMessageError):
-        await dispatcher.handle_send(
-            command(tenant_id, "id", message_id="not-a-uuid").SerializeToString()
-        )
+        await dispatcher.handle_send(command(tenant_id, "id", message_id="not-a-uuid").SerializeToString())
     with pytest.raises(PermanentMessageError):
         await suppressions_.handle_engagement(b"\xff\xff")
     # A message id another tenant already used is never touched from this one.
@@ -445,20 +432,14 @@ async def test_engagement_turns_lasting_refusals_into_suppressions(engine, tenan
     assert await suppressed(engine, f"{tenant_id}-other") == []
 
 
-async def test_worker_sends_once_despite_a_duplicate_command(
-    engine, js, nats_conn, fake, dispatcher, tenant_id
-):
+async def test_worker_sends_once_despite_a_duplicate_command(engine, js, nats_conn, fake, dispatcher, tenant_id):
     subject = Subjects.dispatcher_send(tenant_id)
     spec = ConsumerSpec(Streams.DISPATCHER_SEND, f"test-{tenant_id}", subject)
-    worker = PullWorker(
-        js, nats_conn, spec, lambda msg: dispatcher.handle_send(msg.data), fetch_timeout=0.2
-    )
+    worker = PullWorker(js, nats_conn, spec, lambda msg: dispatcher.handle_send(msg.data), fetch_timeout=0.2)
     cmd = command(tenant_id, await identity(engine, tenant_id))
     # Two publishes the stream does not dedupe: as if the planner's relay sent it twice.
     for n in range(2):
-        await js.publish(
-            subject, cmd.SerializeToString(), headers={"Nats-Msg-Id": f"{cmd.message_id}:{n}"}
-        )
+        await js.publish(subject, cmd.SerializeToString(), headers={"Nats-Msg-Id": f"{cmd.message_id}:{n}"})
 
     await js.add_consumer(Streams.DISPATCHER_SEND.name, spec.config())
     task = asyncio.create_task(worker.run())

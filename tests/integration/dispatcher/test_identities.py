@@ -54,9 +54,7 @@ async def channel(engine, dispatcher: Dispatcher) -> AsyncIterator[grpc.aio.Chan
     server = GrpcServer(
         address="127.0.0.1:0",
         service_names=SERVICE_NAMES,
-        register=registrars(
-            dispatcher, SenderIdentities(engine, clock), Suppressions(engine, clock)
-        ),
+        register=registrars(dispatcher, SenderIdentities(engine, clock), Suppressions(engine, clock)),
     )
     await server.start()
     await server.serving()
@@ -103,17 +101,13 @@ async def test_identity_is_created_unverified_then_verified(identities, tenant_i
     assert created.created_at.ToDatetime(tzinfo=UTC) == T0
 
     got = await identities.GetSenderIdentity(
-        pb.GetSenderIdentityRequest(
-            tenant_id=tenant_id, sender_identity_id=created.sender_identity_id
-        )
+        pb.GetSenderIdentityRequest(tenant_id=tenant_id, sender_identity_id=created.sender_identity_id)
     )
     assert got.sender_identity == created
 
     for _ in range(2):  # verifying twice is harmless
         verified = await identities.VerifySenderIdentity(
-            pb.VerifySenderIdentityRequest(
-                tenant_id=tenant_id, sender_identity_id=created.sender_identity_id
-            )
+            pb.VerifySenderIdentityRequest(tenant_id=tenant_id, sender_identity_id=created.sender_identity_id)
         )
         assert verified.sender_identity.verified is True
         assert verified.sender_identity.provider_config_id == "sg-main"
@@ -130,18 +124,14 @@ async def test_identity_is_created_unverified_then_verified(identities, tenant_i
 )
 async def test_invalid_identity_names_the_field(identities, tenant, from_email, field):
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await identities.CreateSenderIdentity(
-            pb.CreateSenderIdentityRequest(tenant_id=tenant, from_email=from_email)
-        )
+        await identities.CreateSenderIdentity(pb.CreateSenderIdentityRequest(tenant_id=tenant, from_email=from_email))
 
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in (raised.value.details() or "")
     assert violated_fields(raised.value) == [field]
 
 
-async def test_duplicate_from_email_is_already_exists_naming_the_existing_one(
-    identities, tenant_id
-):
+async def test_duplicate_from_email_is_already_exists_naming_the_existing_one(identities, tenant_id):
     first = (
         await identities.CreateSenderIdentity(
             pb.CreateSenderIdentityRequest(tenant_id=tenant_id, from_email="hello@acme.test")
@@ -172,15 +162,11 @@ async def test_another_tenants_identity_is_not_found(identities, tenant_id):
     for call, request in (
         (
             identities.GetSenderIdentity,
-            pb.GetSenderIdentityRequest(
-                tenant_id=f"{tenant_id}-b", sender_identity_id=created.sender_identity_id
-            ),
+            pb.GetSenderIdentityRequest(tenant_id=f"{tenant_id}-b", sender_identity_id=created.sender_identity_id),
         ),
         (
             identities.VerifySenderIdentity,
-            pb.VerifySenderIdentityRequest(
-                tenant_id=f"{tenant_id}-b", sender_identity_id=created.sender_identity_id
-            ),
+            pb.VerifySenderIdentityRequest(tenant_id=f"{tenant_id}-b", sender_identity_id=created.sender_identity_id),
         ),
         (
             identities.GetSenderIdentity,
@@ -192,18 +178,14 @@ async def test_another_tenants_identity_is_not_found(identities, tenant_id):
         assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
     still = await identities.GetSenderIdentity(
-        pb.GetSenderIdentityRequest(
-            tenant_id=tenant_id, sender_identity_id=created.sender_identity_id
-        )
+        pb.GetSenderIdentityRequest(tenant_id=tenant_id, sender_identity_id=created.sender_identity_id)
     )
     assert still.sender_identity.verified is False
 
 
 async def test_suppressions_are_per_tenant_and_case_blind(suppressions, tenant_id):
     added = (
-        await suppressions.AddSuppression(
-            pb.AddSuppressionRequest(tenant_id=tenant_id, address="Bob@Example.com")
-        )
+        await suppressions.AddSuppression(pb.AddSuppressionRequest(tenant_id=tenant_id, address="Bob@Example.com"))
     ).suppression
     assert (added.address, added.reason) == ("bob@example.com", "manual")
     again = await suppressions.AddSuppression(
@@ -227,25 +209,19 @@ async def test_suppressions_are_per_tenant_and_case_blind(suppressions, tenant_i
     assert list(elsewhere.suppressed) == []
 
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await suppressions.AddSuppression(
-            pb.AddSuppressionRequest(tenant_id=tenant_id, address="bob")
-        )
+        await suppressions.AddSuppression(pb.AddSuppressionRequest(tenant_id=tenant_id, address="bob"))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert violated_fields(raised.value) == ["address"]
 
 
-async def test_get_message_shows_a_sent_message_to_its_tenant_only(
-    channel, identities, dispatcher, tenant_id
-):
+async def test_get_message_shows_a_sent_message_to_its_tenant_only(channel, identities, dispatcher, tenant_id):
     identity = (
         await identities.CreateSenderIdentity(
             pb.CreateSenderIdentityRequest(tenant_id=tenant_id, from_email="news@acme.test")
         )
     ).sender_identity
     await identities.VerifySenderIdentity(
-        pb.VerifySenderIdentityRequest(
-            tenant_id=tenant_id, sender_identity_id=identity.sender_identity_id
-        )
+        pb.VerifySenderIdentityRequest(tenant_id=tenant_id, sender_identity_id=identity.sender_identity_id)
     )
     message_id = str(uuid.uuid4())
     await dispatcher.handle_send(
@@ -264,9 +240,7 @@ async def test_get_message_shows_a_sent_message_to_its_tenant_only(
     )
     messages = pb_grpc.DispatcherServiceStub(channel)
 
-    got = (
-        await messages.GetMessage(pb.GetMessageRequest(tenant_id=tenant_id, message_id=message_id))
-    ).message
+    got = (await messages.GetMessage(pb.GetMessageRequest(tenant_id=tenant_id, message_id=message_id))).message
 
     assert got.status == pb.MESSAGE_STATUS_SENT
     assert (got.campaign_id, got.step_index, got.to_email, got.from_email) == (
@@ -278,7 +252,5 @@ async def test_get_message_shows_a_sent_message_to_its_tenant_only(
     assert got.provider == "sendgrid" and got.provider_message_id and got.attempt_count == 1
     assert got.sent_at.ToDatetime(tzinfo=UTC) == T0
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await messages.GetMessage(
-            pb.GetMessageRequest(tenant_id=f"{tenant_id}-b", message_id=message_id)
-        )
+        await messages.GetMessage(pb.GetMessageRequest(tenant_id=f"{tenant_id}-b", message_id=message_id))
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND

@@ -35,7 +35,10 @@ def send(ingest: EventIngest) -> Callable[..., Awaitable[Sent]]:
     async def _send(tenant_id: str, *, custom_args: bool = True, recorded: bool = True) -> Sent:
         message_id, x_message_id = str(uuid.uuid4()), new_message_id()
         sent = Sent(
-            tenant_id, message_id, x_message_id, rfc_message_id(message_id, MAIL_DOMAIN),
+            tenant_id,
+            message_id,
+            x_message_id,
+            rfc_message_id(message_id, MAIL_DOMAIN),
             accepted_message(tenant_id, message_id, x_message_id, custom_args=custom_args),
         )
         if recorded:

@@ -47,10 +47,18 @@ def accepted_message(
 
 def outcome(sent: Sent, kind: int = dispatcher_pb.OUTCOME_KIND_SENT) -> bytes:
     message = dispatcher_pb.MessageOutcome(
-        tenant_id=sent.tenant_id, message_id=sent.message_id, campaign_id="camp-1", step_index=2,
-        contact_id="contact-1", channel="email", kind=kind, provider="sendgrid",
-        provider_message_id=sent.x_message_id, rfc_message_id=sent.rfc_message_id,
-        to_email=CONTACT_EMAIL, subject="Hello",
+        tenant_id=sent.tenant_id,
+        message_id=sent.message_id,
+        campaign_id="camp-1",
+        step_index=2,
+        contact_id="contact-1",
+        channel="email",
+        kind=kind,
+        provider="sendgrid",
+        provider_message_id=sent.x_message_id,
+        rfc_message_id=sent.rfc_message_id,
+        to_email=CONTACT_EMAIL,
+        subject="Hello",
     )
     message.occurred_at.FromDatetime(T0)
     return message.SerializeToString()

@@ -28,7 +28,8 @@ from dripiq_events.service import EventQuery
 async def stub(engine):  # type: ignore[no-untyped-def]
     servicer = EventsServicer(EventQuery(engine))
     server = GrpcServer(
-        address="127.0.0.1:0", service_names=["dripiq.events.v1.EventsService"],
+        address="127.0.0.1:0",
+        service_names=["dripiq.events.v1.EventsService"],
         register=[lambda s: pb_grpc.add_EventsServiceServicer_to_server(servicer, s)],
     )
     await server.start()
@@ -44,10 +45,15 @@ async def test_list_message_events_pages_and_stays_in_its_tenant(ingest, send, s
     await ingest.handle_webhook(raw_webhook(messages_pb2.RawWebhook.KIND_SENDGRID_EVENTS, body=body))
 
     seen, token, pages = [], "", 0
-    while True:
-        page = await stub.ListMessageEvents(pb.ListMessageEventsRequest(
-            tenant_id=tenant_id, message_id=sent.message_id, page_size=2, page_token=token,
-        ))
+    for _ in range(10):  # bounded: a paging bug must fail, not hang
+        page = await stub.ListMessageEvents(
+            pb.ListMessageEventsRequest(
+                tenant_id=tenant_id,
+                message_id=sent.message_id,
+                page_size=2,
+                page_token=token,
+            )
+        )
         seen += page.events
         pages += 1
         token = page.next_page_token
@@ -58,9 +64,12 @@ async def test_list_message_events_pages_and_stays_in_its_tenant(ingest, send, s
     assert {e.tenant_id for e in seen} == {tenant_id}
     assert all(e.provider == "sendgrid" and e.campaign_id == "camp-1" and e.step_index == 2 for e in seen)
 
-    other = await stub.ListMessageEvents(pb.ListMessageEventsRequest(
-        tenant_id="someone-else", message_id=sent.message_id,
-    ))
+    other = await stub.ListMessageEvents(
+        pb.ListMessageEventsRequest(
+            tenant_id="someone-else",
+            message_id=sent.message_id,
+        )
+    )
     assert list(other.events) == []
 
 
@@ -84,10 +93,12 @@ async def test_invalid_requests_name_the_field(stub, request_fields, field):
 
 
 async def partitions_of(conn) -> set[str]:  # type: ignore[no-untyped-def]
-    rows = await conn.execute(text(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = 'events.message_events'::regclass"
-    ))
+    rows = await conn.execute(
+        text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'events.message_events'::regclass"
+        )
+    )
     return {r.relname for r in rows}
 
 
@@ -104,8 +115,11 @@ async def test_partitions_are_created_from_last_month_ahead_once(engine):
 
 async def test_a_month_whose_rows_sit_in_default_is_skipped_not_fatal(engine):
     early = {
-        "provider": "test", "provider_event_id": "early", "event_type": "open",
-        "occurred_at": datetime(2045, 6, 3, tzinfo=UTC), "matched": False,
+        "provider": "test",
+        "provider_event_id": "early",
+        "event_type": "open",
+        "occurred_at": datetime(2045, 6, 3, tzinfo=UTC),
+        "matched": False,
     }
     async with engine.begin() as conn:
         await conn.execute(insert(message_events), [early])

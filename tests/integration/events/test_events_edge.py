@@ -35,8 +35,12 @@ def fake() -> FakeSendGrid:
 @pytest_asyncio.fixture
 async def edge(nats_conn, fake, signer) -> AsyncIterator[tuple[Edge, str]]:  # type: ignore[no-untyped-def]
     edge = Edge(
-        js=nats_conn.jetstream(), nc=nats_conn, verifier=load_verifier(fake.public_key_base64),
-        signer=signer, max_body_bytes=BODY_LIMIT, signature_tolerance_seconds=600,
+        js=nats_conn.jetstream(),
+        nc=nats_conn,
+        verifier=load_verifier(fake.public_key_base64),
+        signer=signer,
+        max_body_bytes=BODY_LIMIT,
+        signature_tolerance_seconds=600,
     )
     runner = web.AppRunner(edge.app(), access_log=None)
     await runner.setup()
@@ -129,8 +133,9 @@ async def test_bodies_over_the_limit_are_413(edge, fake, js):
         yield b"\r\n--b--\r\n"
 
     async with aiohttp.ClientSession() as session:
-        async with session.post(base + INBOUND_PATH, data=chunked(),
-                                headers={"Content-Type": "multipart/form-data; boundary=b"}) as response:
+        async with session.post(
+            base + INBOUND_PATH, data=chunked(), headers={"Content-Type": "multipart/form-data; boundary=b"}
+        ) as response:
             assert response.status == 413
 
 

@@ -18,15 +18,17 @@ UNSUBSCRIBE = messages_pb2.RawWebhook.KIND_UNSUBSCRIBE
 
 
 def inbound_post(*, to: str, headers: str = "", subject: str = "Re: Hello", text: str = "Sounds good") -> bytes:
-    body, content_type = multipart({
-        "headers": (f"From: Ada <ada@example.com>\r\nTo: {to}\r\nSubject: {subject}\r\n" + headers).encode(),
-        "from": b"Ada <ada@example.com>",
-        "to": to.encode(),
-        "subject": subject.encode(),
-        "text": text.encode("iso-8859-1"),
-        "envelope": json.dumps({"to": [to], "from": "ada@example.com"}).encode(),
-        "charsets": b'{"text": "iso-8859-1", "subject": "UTF-8"}',
-    })
+    body, content_type = multipart(
+        {
+            "headers": (f"From: Ada <ada@example.com>\r\nTo: {to}\r\nSubject: {subject}\r\n" + headers).encode(),
+            "from": b"Ada <ada@example.com>",
+            "to": to.encode(),
+            "subject": subject.encode(),
+            "text": text.encode("iso-8859-1"),
+            "envelope": json.dumps({"to": [to], "from": "ada@example.com"}).encode(),
+            "charsets": b'{"text": "iso-8859-1", "subject": "UTF-8"}',
+        }
+    )
     return raw_webhook(INBOUND, body=body, content_type=content_type)
 
 
@@ -42,11 +44,17 @@ async def test_reply_to_a_token_address_is_a_reply_engagement(engine, ingest, se
     assert (result.stored, result.published) == (1, 1)
     (fact,) = await outboxed(engine, tenant_id, "reply")
     assert (fact.message_id, fact.campaign_id, fact.step_index, fact.contact_id) == (
-        sent.message_id, "camp-1", 2, "contact-1"
+        sent.message_id,
+        "camp-1",
+        2,
+        "contact-1",
     )
     (mail,) = await stored_mail(engine, tenant_id)
     assert (mail.matched, mail.is_auto_reply, mail.message_id, mail.from_email) == (
-        True, False, sent.message_id, "ada@example.com"
+        True,
+        False,
+        sent.message_id,
+        "ada@example.com",
     )
     assert mail.text_body == "Très bien"
     assert ["Subject", "Re: Hello"] in mail.headers
@@ -73,7 +81,8 @@ async def test_out_of_office_is_an_auto_reply(engine, ingest, send, signer, tena
     sent = await send(tenant_id)
     post = inbound_post(
         to=reply_address(signer, sent.message_id, MAIL_DOMAIN),
-        subject="Automatic reply: Hello", headers="Auto-Submitted: auto-replied\r\n",
+        subject="Automatic reply: Hello",
+        headers="Auto-Submitted: auto-replied\r\n",
     )
     await ingest.handle_webhook(post)
     assert await outboxed(engine, tenant_id, "reply") == []
@@ -101,9 +110,7 @@ async def test_unmatched_mail_is_kept_without_an_event(engine, ingest, signer):
     result = await ingest.handle_webhook(post)
     assert (result.stored, result.unmatched, result.published) == (1, 1, 0)
     async with engine.connect() as conn:
-        (mail,) = (await conn.execute(
-            select(inbound_emails).where(inbound_emails.c.to_email == forged)
-        )).all()
+        (mail,) = (await conn.execute(select(inbound_emails).where(inbound_emails.c.to_email == forged))).all()
     assert (mail.matched, mail.tenant_id, mail.message_id) == (False, None, None)
     with pytest.raises(PermanentMessageError):
         await ingest.handle_webhook(raw_webhook(INBOUND, body=b"junk", content_type="text/plain"))

@@ -25,11 +25,14 @@ async def test_sent_outcomes_are_kept_and_other_outcomes_ignored(engine, ingest,
     sent = await send(tenant_id)
     assert not await ingest.record_outcome(outcome(sent, dispatcher_pb.OUTCOME_KIND_FAILED))
     async with engine.connect() as conn:
-        row = (await conn.execute(
-            select(outbound_messages).where(outbound_messages.c.message_id == sent.message_id)
-        )).one()
+        row = (
+            await conn.execute(select(outbound_messages).where(outbound_messages.c.message_id == sent.message_id))
+        ).one()
     assert (row.tenant_id, row.provider_message_id, row.rfc_message_id, row.contact_id) == (
-        tenant_id, sent.x_message_id, sent.rfc_message_id, "contact-1"
+        tenant_id,
+        sent.x_message_id,
+        sent.rfc_message_id,
+        "contact-1",
     )
     with pytest.raises(PermanentMessageError):
         await ingest.record_outcome(b"\xff\xff not a proto")
@@ -69,9 +72,7 @@ async def test_custom_args_match_before_the_sent_outcome_arrives(engine, ingest,
     result = await ingest.handle_webhook(batch([build_event(sent.accepted, "processed")]))
     assert result.published == 1
     (fact,) = await outboxed(engine, tenant_id, "processed")
-    assert (fact.message_id, fact.campaign_id, fact.step_index, fact.contact_id) == (
-        sent.message_id, "camp-1", 2, ""
-    )
+    assert (fact.message_id, fact.campaign_id, fact.step_index, fact.contact_id) == (sent.message_id, "camp-1", 2, "")
 
 
 async def test_events_without_custom_args_match_by_sg_message_id(engine, ingest, send, tenant_id):

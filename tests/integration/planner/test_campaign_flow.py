@@ -31,7 +31,9 @@ def request(tenant_id: str, **overrides) -> pb.CreateCampaignRequest:  # type: i
         strategy=pb.Strategy(
             summary="two steps",
             outreach_campaign=[
-                pb.OutreachStep(type="email", timing="Day 0", subject="Hi {{first_name}}", content="About {{product_name}}"),
+                pb.OutreachStep(
+                    type="email", timing="Day 0", subject="Hi {{first_name}}", content="About {{product_name}}"
+                ),
                 pb.OutreachStep(type="email", timing="Day 3", subject="Following up", content="Again"),
             ],
         ),
@@ -44,10 +46,13 @@ def request(tenant_id: str, **overrides) -> pb.CreateCampaignRequest:  # type: i
 async def drain_outbox(engine, tenant_id: str) -> list[tuple[str, bytes]]:  # type: ignore[no-untyped-def]
     """Take this tenant's outbox rows (what the relay would publish), oldest first."""
     async with engine.begin() as conn:
-        rows = (await conn.execute(
-            select(outbox.c.id, outbox.c.subject, outbox.c.payload)
-            .where(outbox.c.subject.like(f"%.{tenant_id}%")).order_by(outbox.c.id)
-        )).all()
+        rows = (
+            await conn.execute(
+                select(outbox.c.id, outbox.c.subject, outbox.c.payload)
+                .where(outbox.c.subject.like(f"%.{tenant_id}%"))
+                .order_by(outbox.c.id)
+            )
+        ).all()
         await conn.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
     return [(r.subject, r.payload) for r in rows]
 
@@ -96,8 +101,12 @@ async def test_walks_a_campaign_through_send_open_and_reply(engine, tenant_id, c
 
     sent_at = T0 + timedelta(minutes=1)
     outcome = dispatcher_pb.MessageOutcome(
-        tenant_id=tenant_id, message_id=send.message_id, campaign_id=campaign.campaign_id,
-        step_index=0, kind=dispatcher_pb.OUTCOME_KIND_SENT, provider_message_id="x1",
+        tenant_id=tenant_id,
+        message_id=send.message_id,
+        campaign_id=campaign.campaign_id,
+        step_index=0,
+        kind=dispatcher_pb.OUTCOME_KIND_SENT,
+        provider_message_id="x1",
     )
     outcome.occurred_at.FromDatetime(sent_at)
     await reactor.on_outcome(outcome.SerializeToString())
@@ -111,8 +120,12 @@ async def test_walks_a_campaign_through_send_open_and_reply(engine, tenant_id, c
 
     clock.advance(timedelta(hours=2))
     open_event = events_pb.EngagementEvent(
-        tenant_id=tenant_id, event_id="e1", message_id=send.message_id,
-        campaign_id=campaign.campaign_id, step_index=0, event_type="open",
+        tenant_id=tenant_id,
+        event_id="e1",
+        message_id=send.message_id,
+        campaign_id=campaign.campaign_id,
+        step_index=0,
+        event_type="open",
     )
     await reactor.on_engagement(open_event.SerializeToString())
     await reactor.on_engagement(open_event.SerializeToString())
@@ -125,8 +138,12 @@ async def test_walks_a_campaign_through_send_open_and_reply(engine, tenant_id, c
     assert canceled == [f"{send.message_id}:no_open_48h"]
 
     reply = events_pb.EngagementEvent(
-        tenant_id=tenant_id, event_id="e2", message_id=send.message_id,
-        campaign_id=campaign.campaign_id, step_index=0, event_type="reply",
+        tenant_id=tenant_id,
+        event_id="e2",
+        message_id=send.message_id,
+        campaign_id=campaign.campaign_id,
+        step_index=0,
+        event_type="reply",
     )
     await reactor.on_engagement(reply.SerializeToString())
     commands = timer_commands(await drain_outbox(engine, tenant_id))
@@ -144,8 +161,12 @@ async def test_machine_opens_do_not_count(engine, tenant_id, clock):
     campaign = await campaigns.create(request(tenant_id))
     await drain_outbox(engine, tenant_id)
     event = events_pb.EngagementEvent(
-        tenant_id=tenant_id, event_id="m1", message_id="m", campaign_id=campaign.campaign_id,
-        event_type="open", machine_open=True,
+        tenant_id=tenant_id,
+        event_id="m1",
+        message_id="m",
+        campaign_id=campaign.campaign_id,
+        event_type="open",
+        machine_open=True,
     )
     await reactor.on_engagement(event.SerializeToString())
     assert await drain_outbox(engine, tenant_id) == []
@@ -156,7 +177,8 @@ async def test_stale_step_timer_is_ignored(engine, tenant_id, clock):
     campaign = await campaigns.create(request(tenant_id))
     await drain_outbox(engine, tenant_id)
     stale = timers_pb2.PlannerTimer(
-        tenant_id=tenant_id, campaign_id=campaign.campaign_id,
+        tenant_id=tenant_id,
+        campaign_id=campaign.campaign_id,
         step_due=timers_pb2.StepDue(step_index=0, schedule_version=99),
     )
     await reactor.on_timer(stale.SerializeToString())
@@ -182,10 +204,18 @@ async def test_request_id_makes_create_idempotent_and_a_second_campaign_is_refus
         (lambda r: setattr(r, "sender_identity_id", ""), "sender_identity_id"),
         (lambda r: setattr(r.contact, "email", "not-an-email"), "contact.email"),
         (lambda r: setattr(r.contact, "time_zone", "Mars/Base"), "contact.time_zone"),
-        (lambda r: setattr(r.strategy.outreach_campaign[1], "timing", "soonish"), "strategy.outreachCampaign[1].timing"),
+        (
+            lambda r: setattr(r.strategy.outreach_campaign[1], "timing", "soonish"),
+            "strategy.outreachCampaign[1].timing",
+        ),
         (lambda r: setattr(r.strategy.outreach_campaign[0], "type", "fax"), "strategy.outreachCampaign[0].type"),
-        (lambda r: setattr(r.strategy.outreach_campaign[1], "timing", "Day 0") or setattr(
-            r.strategy.outreach_campaign[0], "timing", "Day 2"), "strategy.outreachCampaign[1].timing"),
+        (
+            lambda r: (
+                setattr(r.strategy.outreach_campaign[1], "timing", "Day 0")
+                or setattr(r.strategy.outreach_campaign[0], "timing", "Day 2")
+            ),
+            "strategy.outreachCampaign[1].timing",
+        ),
     ],
 )
 async def test_invalid_requests_name_the_field(engine, tenant_id, clock, mutate, field):

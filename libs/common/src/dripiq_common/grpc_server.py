@@ -41,9 +41,7 @@ def status_for(exc: Exception) -> status_pb2.Status:
                 detail.Pack(
                     error_details_pb2.BadRequest(
                         field_violations=[
-                            error_details_pb2.BadRequest.FieldViolation(
-                                field=exc.field, description=exc.description
-                            )
+                            error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.description)
                         ]
                     )
                 )
@@ -70,8 +68,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             except DomainError as exc:
                 await context.abort_with_status(rpc_status.to_status(status_for(exc)))
             except Exception as exc:
-                log.error("rpc.internal_error", method=method, error=repr(exc),
-                          trace=traceback.format_exc())
+                log.error("rpc.internal_error", method=method, error=repr(exc), trace=traceback.format_exc())
                 await context.abort_with_status(rpc_status.to_status(status_for(exc)))
 
         return grpc.unary_unary_rpc_method_handler(

@@ -66,16 +66,10 @@ class Streams:
     SCHEDULER_COMMANDS = StreamSpec("SCHEDULER_COMMANDS", ("dripiq.scheduler.cmd.>",), True)
     PLANNER_TIMERS = StreamSpec("PLANNER_TIMERS", ("dripiq.planner.timer.>",), True)
     DISPATCHER_SEND = StreamSpec("DISPATCHER_SEND", ("dripiq.dispatcher.send.>",), True)
-    MESSAGE_OUTCOMES = StreamSpec(
-        "MESSAGE_OUTCOMES", ("dripiq.dispatcher.outcome.>",), False, max_age_seconds=30 * DAY
-    )
+    MESSAGE_OUTCOMES = StreamSpec("MESSAGE_OUTCOMES", ("dripiq.dispatcher.outcome.>",), False, max_age_seconds=30 * DAY)
     EDGE_WEBHOOKS = StreamSpec("EDGE_WEBHOOKS", ("dripiq.edge.>",), True)
-    ENGAGEMENT = StreamSpec(
-        "ENGAGEMENT", ("dripiq.events.engagement.>",), False, max_age_seconds=30 * DAY
-    )
-    DEAD_LETTERS = StreamSpec(
-        "DEAD_LETTERS", (f"{DEAD_LETTER_PREFIX}.>",), False, max_age_seconds=30 * DAY
-    )
+    ENGAGEMENT = StreamSpec("ENGAGEMENT", ("dripiq.events.engagement.>",), False, max_age_seconds=30 * DAY)
+    DEAD_LETTERS = StreamSpec("DEAD_LETTERS", (f"{DEAD_LETTER_PREFIX}.>",), False, max_age_seconds=30 * DAY)
 
     @classmethod
     def all(cls) -> list[StreamSpec]:
@@ -153,9 +147,7 @@ class Outgoing:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-async def publish_many(
-    js: JetStreamContext, items: Sequence[Outgoing], *, timeout: float = 10.0
-) -> list[bool]:
+async def publish_many(js: JetStreamContext, items: Sequence[Outgoing], *, ack_timeout: float = 10.0) -> list[bool]:
     """Publish without waiting for each ack in turn, then wait for all; True where acked.
 
     `Nats-Msg-Id` makes a retry of the same item a no-op within the duplicate window.
@@ -164,9 +156,7 @@ async def publish_many(
     for item in items:
         headers = {**item.headers, "Nats-Msg-Id": item.msg_id}
         futures.append(await js.publish_async(item.subject, item.payload, headers=headers))
-    results = await asyncio.gather(
-        *(asyncio.wait_for(f, timeout) for f in futures), return_exceptions=True
-    )
+    results = await asyncio.gather(*(asyncio.wait_for(f, ack_timeout) for f in futures), return_exceptions=True)
     return [not isinstance(r, BaseException) for r in results]
 
 
@@ -251,9 +241,7 @@ class PullWorker:
             await self.js.add_consumer(self.spec.stream.name, self.spec.config())
         except BadRequestError as exc:
             log.warning("jetstream.consumer_config_kept", consumer=self.spec.durable, error=str(exc))
-        return await self.js.pull_subscribe_bind(
-            durable=self.spec.durable, stream=self.spec.stream.name
-        )
+        return await self.js.pull_subscribe_bind(durable=self.spec.durable, stream=self.spec.stream.name)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -308,8 +296,12 @@ class PullWorker:
             else:
                 delay = self.spec.retry_delay(delivered)
                 bound.warning(
-                    "worker.handler_failed", subject=msg.subject, delivered=delivered,
-                    retry_in=delay, error=repr(exc), exc_info=True,
+                    "worker.handler_failed",
+                    subject=msg.subject,
+                    delivered=delivered,
+                    retry_in=delay,
+                    error=repr(exc),
+                    exc_info=True,
                 )
                 await msg.nak(delay=delay)
             return

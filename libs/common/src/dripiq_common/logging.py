@@ -15,9 +15,7 @@ def configure_logging(service: str, *, log_format: str = "json", level: str = "I
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer = (
-        structlog.dev.ConsoleRenderer(colors=False)
-        if log_format == "console"
-        else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer(colors=False) if log_format == "console" else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer]
@@ -29,7 +27,9 @@ def configure_logging(service: str, *, log_format: str = "json", level: str = "I
     )
     structlog.contextvars.bind_contextvars(service=service)
     # Libraries that use the standard logging module end up on the same stream.
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format=f"%(asctime)s {service} %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.WARNING, format=f"%(asctime)s {service} %(name)s %(levelname)s %(message)s"
+    )
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

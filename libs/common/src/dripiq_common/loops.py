@@ -14,8 +14,7 @@ class Poller:
     """Runs `round()` until stopped: again at once while rounds come back full, otherwise after
     `poll_seconds` or as soon as `wake()` is called (after a commit that made work, say)."""
 
-    def __init__(self, round_: Callable[[], Awaitable[int]], *, full: int, poll_seconds: float,
-                 name: str) -> None:
+    def __init__(self, round_: Callable[[], Awaitable[int]], *, full: int, poll_seconds: float, name: str) -> None:
         self._round = round_
         self._full = full
         self._poll_seconds = poll_seconds

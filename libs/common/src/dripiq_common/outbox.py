@@ -58,8 +58,7 @@ class OutboxMessage:
 async def enqueue(conn: AsyncConnection, table: Table, messages: Iterable[OutboxMessage]) -> int:
     """Write messages into the outbox inside the caller's transaction."""
     rows = [
-        {"subject": m.subject, "payload": m.message.SerializeToString(), "headers": dict(m.headers)}
-        for m in messages
+        {"subject": m.subject, "payload": m.message.SerializeToString(), "headers": dict(m.headers)} for m in messages
     ]
     if rows:
         await conn.execute(insert(table), rows)
@@ -75,8 +74,9 @@ class OutboxRelay:
     poll_seconds: float = 1.0
 
     def __post_init__(self) -> None:
-        self._poller = Poller(self.relay_once, full=self.batch_size, poll_seconds=self.poll_seconds,
-                              name=f"outbox:{self.table.schema}")
+        self._poller = Poller(
+            self.relay_once, full=self.batch_size, poll_seconds=self.poll_seconds, name=f"outbox:{self.table.schema}"
+        )
 
     def kick(self) -> None:
         """Called after a commit that wrote to the outbox, so it goes out without waiting a poll."""
@@ -110,10 +110,7 @@ class OutboxRelay:
                 return 0
             acked = await publish_many(
                 self.js,
-                [
-                    Outgoing(row.subject, row.payload, f"{t.schema}:{row.id}", row.headers)
-                    for row in rows
-                ],
+                [Outgoing(row.subject, row.payload, f"{t.schema}:{row.id}", row.headers) for row in rows],
             )
             done = [row.id for row, ok in zip(rows, acked, strict=True) if ok]
             failed = len(rows) - len(done)

@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable, Sequence
-from typing import TypeVar
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import structlog
 from nats.aio.client import Client as NATS
@@ -48,8 +47,13 @@ class Runtime:
     js: JetStreamContext
 
     def outbox_relay(self, table: Table) -> OutboxRelay:
-        return OutboxRelay(self.engine, self.js, table, batch_size=self.settings.outbox_batch_size,
-                           poll_seconds=self.settings.outbox_poll_seconds)
+        return OutboxRelay(
+            self.engine,
+            self.js,
+            table,
+            batch_size=self.settings.outbox_batch_size,
+            poll_seconds=self.settings.outbox_poll_seconds,
+        )
 
 
 @dataclass
@@ -104,14 +108,11 @@ async def run_service(
     await jetstream.ensure_streams(js, streams)
     rt = Runtime(name=name, settings=settings, engine=engine, clock=clock or SystemClock(), nc=nc, js=js)
     parts = build(rt)
-    server = GrpcServer(
-        address=settings.grpc_address, service_names=parts.service_names, register=parts.registrars
-    )
+    server = GrpcServer(address=settings.grpc_address, service_names=parts.service_names, register=parts.registrars)
     await server.start()
     tasks = [asyncio.create_task(p.run(), name=type(p).__name__) for p in [*parts.fetchers, *parts.loops]]
     await server.serving()
-    log.info("service.serving", grpc=f"{settings.grpc_host}:{server.port}",
-             services=list(parts.service_names))
+    log.info("service.serving", grpc=f"{settings.grpc_host}:{server.port}", services=list(parts.service_names))
 
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -141,5 +142,4 @@ def serve(name: str, settings_type: type[SettingsT], build: Callable[[SettingsT,
     """A service's `main`: settings once, logging once, then run until SIGTERM/SIGINT."""
     settings = load_settings(settings_type)
     configure_logging(name, log_format=settings.log_format, level=settings.log_level)
-    asyncio.run(run_service(name=name, settings=settings, streams=Streams.all(),
-                            build=lambda rt: build(settings, rt)))
+    asyncio.run(run_service(name=name, settings=settings, streams=Streams.all(), build=lambda rt: build(settings, rt)))

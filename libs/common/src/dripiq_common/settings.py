@@ -21,9 +21,7 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "database_url"),
         description="PostgreSQL URL, e.g. postgresql://user@127.0.0.1:5432/dripiq",
     )
-    nats_url: str = Field(
-        default="nats://127.0.0.1:4222", validation_alias=AliasChoices("NATS_URL", "nats_url")
-    )
+    nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias=AliasChoices("NATS_URL", "nats_url"))
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
     log_format: Literal["json", "console"] = Field(
@@ -52,7 +50,5 @@ def load_settings(cls: type[SettingsT]) -> SettingsT:
     try:
         return cls()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors())
         raise SystemExit(f"{cls.__name__}: invalid settings: {problems}") from None

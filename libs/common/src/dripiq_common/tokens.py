@@ -75,7 +75,7 @@ def token_from_reply_address(address: str) -> str | None:
     local = addr.split("@", 1)[0].lower()
     if not local.startswith("reply+"):
         return None
-    return local[len("reply+"):]
+    return local[len("reply+") :]
 
 
 def rfc_message_id(message_id: str, domain: str) -> str:

@@ -31,9 +31,7 @@ def build(settings: DispatcherSettings, sender: SendGridSender, rt: Runtime) -> 
         rt.clock,
         sender,
         TokenSigner(settings.token_secret.get_secret_value().encode()),
-        MailSettings(
-            settings.reply_domain, settings.message_id_domain, settings.unsubscribe_base_url
-        ),
+        MailSettings(settings.reply_domain, settings.message_id_domain, settings.unsubscribe_base_url),
         settings.max_attempts,
         on_outbox=relay.kick,
     )
@@ -42,12 +40,14 @@ def build(settings: DispatcherSettings, sender: SendGridSender, rt: Runtime) -> 
     # Provider calls wait on the network: keep send_concurrency of them in flight, each
     # message acked as soon as its own call is settled.
     sends = PullWorker(
-        rt.js, rt.nc, SEND, lambda msg: dispatcher.handle_send(msg.data),
-        batch_size=settings.send_concurrency, concurrency=settings.send_concurrency,
+        rt.js,
+        rt.nc,
+        SEND,
+        lambda msg: dispatcher.handle_send(msg.data),
+        batch_size=settings.send_concurrency,
+        concurrency=settings.send_concurrency,
     )
-    engagement = PullWorker(
-        rt.js, rt.nc, ENGAGEMENT, lambda msg: suppressions.handle_engagement(msg.data)
-    )
+    engagement = PullWorker(rt.js, rt.nc, ENGAGEMENT, lambda msg: suppressions.handle_engagement(msg.data))
     return Parts(
         service_names=SERVICE_NAMES,
         registrars=registrars(dispatcher, identities, suppressions),

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import html
 import json
-import uuid
 import urllib.error
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -157,9 +157,7 @@ class MailSettings:
 
 
 def unsubscribe_url(signer: TokenSigner, settings: MailSettings, message: NewMessage) -> str:
-    return settings.unsubscribe_base_url + signer.unsubscribe_token(
-        message.tenant_id, message.message_id
-    )
+    return settings.unsubscribe_base_url + signer.unsubscribe_token(message.tenant_id, message.message_id)
 
 
 def with_unsubscribe_text(body: str, url: str) -> str:
@@ -186,13 +184,9 @@ def build_mail(
         to_emails=To(message.to_email, message.to_name or None),
         subject=message.subject,
         plain_text_content=(
-            PlainTextContent(with_unsubscribe_text(message.body_text, url))
-            if message.body_text
-            else None
+            PlainTextContent(with_unsubscribe_text(message.body_text, url)) if message.body_text else None
         ),
-        html_content=HtmlContent(with_unsubscribe_html(message.body_html, url))
-        if message.body_html
-        else None,
+        html_content=HtmlContent(with_unsubscribe_html(message.body_html, url)) if message.body_html else None,
     )
     mail.reply_to = ReplyTo(tokens.reply_address(signer, message.message_id, settings.reply_domain))
     mail.header = [
@@ -256,9 +250,7 @@ def provider_reason(body: bytes | str | None) -> str:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
     try:
         errors = json.loads(text)["errors"]
-        parts = [
-            f"{e['field']}: {e['message']}" if e.get("field") else str(e["message"]) for e in errors
-        ]
+        parts = [f"{e['field']}: {e['message']}" if e.get("field") else str(e["message"]) for e in errors]
     except (ValueError, KeyError, TypeError):
         return text.strip() or "no error body"
     return "; ".join(parts) or "no error message"
@@ -368,8 +360,6 @@ def identity_to_proto(row: Any) -> pb.SenderIdentity:
 
 
 def suppression_to_proto(row: Any, address: str | None = None) -> pb.Suppression:
-    suppression = pb.Suppression(
-        tenant_id=row.tenant_id, address=address or row.address, reason=row.reason
-    )
+    suppression = pb.Suppression(tenant_id=row.tenant_id, address=address or row.address, reason=row.reason)
     suppression.created_at.FromDatetime(row.created_at)
     return suppression

@@ -25,13 +25,9 @@ class SenderIdentityServicer(pb_grpc.SenderIdentityServiceServicer):
     async def CreateSenderIdentity(
         self, request: pb.CreateSenderIdentityRequest, context
     ) -> pb.CreateSenderIdentityResponse:  # type: ignore[no-untyped-def]
-        return pb.CreateSenderIdentityResponse(
-            sender_identity=await self.identities.create(request)
-        )
+        return pb.CreateSenderIdentityResponse(sender_identity=await self.identities.create(request))
 
-    async def GetSenderIdentity(
-        self, request: pb.GetSenderIdentityRequest, context
-    ) -> pb.GetSenderIdentityResponse:  # type: ignore[no-untyped-def]
+    async def GetSenderIdentity(self, request: pb.GetSenderIdentityRequest, context) -> pb.GetSenderIdentityResponse:  # type: ignore[no-untyped-def]
         identity = await self.identities.get(request.tenant_id, request.sender_identity_id)
         return pb.GetSenderIdentityResponse(sender_identity=identity)
 
@@ -46,17 +42,11 @@ class SuppressionServicer(pb_grpc.SuppressionServiceServicer):
     def __init__(self, suppressions: Suppressions) -> None:
         self.suppressions = suppressions
 
-    async def AddSuppression(
-        self, request: pb.AddSuppressionRequest, context
-    ) -> pb.AddSuppressionResponse:  # type: ignore[no-untyped-def]
-        suppression = await self.suppressions.add(
-            request.tenant_id, request.address, request.reason
-        )
+    async def AddSuppression(self, request: pb.AddSuppressionRequest, context) -> pb.AddSuppressionResponse:  # type: ignore[no-untyped-def]
+        suppression = await self.suppressions.add(request.tenant_id, request.address, request.reason)
         return pb.AddSuppressionResponse(suppression=suppression)
 
-    async def CheckSuppressions(
-        self, request: pb.CheckSuppressionsRequest, context
-    ) -> pb.CheckSuppressionsResponse:  # type: ignore[no-untyped-def]
+    async def CheckSuppressions(self, request: pb.CheckSuppressionsRequest, context) -> pb.CheckSuppressionsResponse:  # type: ignore[no-untyped-def]
         suppressed = await self.suppressions.check(request.tenant_id, list(request.addresses))
         return pb.CheckSuppressionsResponse(suppressed=suppressed)
 
@@ -67,9 +57,7 @@ SERVICE_NAMES = [
 ]
 
 
-def registrars(
-    dispatcher: Dispatcher, identities: SenderIdentities, suppressions: Suppressions
-) -> list[Registrar]:
+def registrars(dispatcher: Dispatcher, identities: SenderIdentities, suppressions: Suppressions) -> list[Registrar]:
     messages_api = DispatcherServicer(dispatcher)
     identities_api = SenderIdentityServicer(identities)
     suppressions_api = SuppressionServicer(suppressions)

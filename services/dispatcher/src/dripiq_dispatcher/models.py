@@ -88,9 +88,7 @@ suppressions = Table(
     Column("reason", Text, nullable=False),
     Column("source", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    UniqueConstraint(
-        "tenant_id", "address", "reason", name="suppressions_tenant_address_reason_key"
-    ),
+    UniqueConstraint("tenant_id", "address", "reason", name="suppressions_tenant_address_reason_key"),
     CheckConstraint("address = lower(address)", name="suppressions_address_lower_check"),
 )
 

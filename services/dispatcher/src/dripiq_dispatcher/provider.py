@@ -44,9 +44,7 @@ def api_key_for(settings: DispatcherSettings) -> str:
 
 
 class SendGridSender:
-    def __init__(
-        self, *, api_key: str, host: str, concurrency: int, timeout_seconds: float
-    ) -> None:
+    def __init__(self, *, api_key: str, host: str, concurrency: int, timeout_seconds: float) -> None:
         self._api_key = api_key
         self._host = host.rstrip("/")
         self._timeout = timeout_seconds

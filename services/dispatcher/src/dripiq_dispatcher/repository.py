@@ -41,9 +41,7 @@ async def insert_message(conn: AsyncConnection, *, message: NewMessage, now: dat
     )
 
 
-async def lock_message(
-    conn: AsyncConnection, *, tenant_id: str, message_id: str
-) -> Row[Any] | None:
+async def lock_message(conn: AsyncConnection, *, tenant_id: str, message_id: str) -> Row[Any] | None:
     """The row, locked until the transaction ends, so two deliveries of one command queue up
     here instead of both deciding to call the provider."""
     return (
@@ -58,9 +56,7 @@ async def lock_message(
 async def get_message(conn: AsyncConnection, *, tenant_id: str, message_id: str) -> Row[Any] | None:
     return (
         await conn.execute(
-            select(messages).where(
-                messages.c.tenant_id == tenant_id, messages.c.message_id == message_id
-            )
+            select(messages).where(messages.c.tenant_id == tenant_id, messages.c.message_id == message_id)
         )
     ).first()
 
@@ -77,9 +73,7 @@ async def set_status(
     """Move the message to `status` if it is still in one of `expected`; False if it was not."""
     result = await conn.execute(
         update(messages)
-        .where(
-            messages.c.message_id == message_id, messages.c.status.in_([str(s) for s in expected])
-        )
+        .where(messages.c.message_id == message_id, messages.c.status.in_([str(s) for s in expected]))
         .values(status=status, updated_at=now, **values)
     )
     return bool(result.rowcount)
@@ -106,20 +100,14 @@ async def start_sending(
     ).scalar_one()
 
 
-async def find_identity(
-    conn: AsyncConnection, *, tenant_id: str, identity_id: str
-) -> Identity | None:
+async def find_identity(conn: AsyncConnection, *, tenant_id: str, identity_id: str) -> Identity | None:
     row = await get_identity(conn, tenant_id=tenant_id, identity_id=identity_id)
     if row is None:
         return None
-    return Identity(
-        id=row.id, from_email=row.from_email, from_name=row.from_name, verified=row.verified
-    )
+    return Identity(id=row.id, from_email=row.from_email, from_name=row.from_name, verified=row.verified)
 
 
-async def get_identity(
-    conn: AsyncConnection, *, tenant_id: str, identity_id: str
-) -> Row[Any] | None:
+async def get_identity(conn: AsyncConnection, *, tenant_id: str, identity_id: str) -> Row[Any] | None:
     return (
         await conn.execute(
             select(sender_identities).where(
@@ -169,15 +157,11 @@ async def create_identity(
     return existing, False
 
 
-async def verify_identity(
-    conn: AsyncConnection, *, tenant_id: str, identity_id: str, now: datetime
-) -> Row[Any] | None:
+async def verify_identity(conn: AsyncConnection, *, tenant_id: str, identity_id: str, now: datetime) -> Row[Any] | None:
     return (
         await conn.execute(
             update(sender_identities)
-            .where(
-                sender_identities.c.tenant_id == tenant_id, sender_identities.c.id == identity_id
-            )
+            .where(sender_identities.c.tenant_id == tenant_id, sender_identities.c.id == identity_id)
             .values(verified=True, updated_at=now)
             .returning(*sender_identities.c)
         )
@@ -211,16 +195,10 @@ async def add_suppression(
     ).first()
     if created is not None:
         return created
-    return (
-        await conn.execute(
-            select(suppressions).where(*(suppressions.c[k] == v for k, v in values.items()))
-        )
-    ).one()
+    return (await conn.execute(select(suppressions).where(*(suppressions.c[k] == v for k, v in values.items())))).one()
 
 
-async def find_suppressions(
-    conn: AsyncConnection, *, tenant_id: str, addresses: Sequence[str]
-) -> Sequence[Row[Any]]:
+async def find_suppressions(conn: AsyncConnection, *, tenant_id: str, addresses: Sequence[str]) -> Sequence[Row[Any]]:
     return (
         await conn.execute(
             select(suppressions)

@@ -33,7 +33,6 @@ from dripiq_dispatcher.provider import MailSender
 log = structlog.get_logger(__name__)
 
 
-
 class RetryLater(Exception):
     """A transient provider failure: the worker naks and JetStream redelivers after its backoff."""
 
@@ -93,9 +92,7 @@ class Dispatcher:
             raise NotFound(f"message {message_id!r} not found")
         return domain.message_to_proto(row)
 
-    async def _prepare(
-        self, conn: AsyncConnection, message: NewMessage
-    ) -> _Attempt | Status | None:
+    async def _prepare(self, conn: AsyncConnection, message: NewMessage) -> _Attempt | Status | None:
         """Record the message and decide, under its row lock, whether to call the provider.
 
         Returns the attempt to make, the status it settled the message in (an outcome is in
@@ -103,9 +100,7 @@ class Dispatcher:
         """
         now = self.clock.now()
         await repository.insert_message(conn, message=message, now=now)
-        row = await repository.lock_message(
-            conn, tenant_id=message.tenant_id, message_id=message.message_id
-        )
+        row = await repository.lock_message(conn, tenant_id=message.tenant_id, message_id=message.message_id)
         if row is None:
             raise PermanentMessageError("message id is already used by another tenant")
         status = Status(row.status)
@@ -132,13 +127,9 @@ class Dispatcher:
             conn, tenant_id=message.tenant_id, address=domain.normalize_address(message.to_email)
         )
         if suppressed is not None:
-            return await self._settle(
-                conn, message, Status.SUPPRESSED, f"address suppressed: {suppressed}"
-            )
+            return await self._settle(conn, message, Status.SUPPRESSED, f"address suppressed: {suppressed}")
         identity = domain.sendable_identity(
-            await repository.find_identity(
-                conn, tenant_id=message.tenant_id, identity_id=message.sender_identity_id
-            ),
+            await repository.find_identity(conn, tenant_id=message.tenant_id, identity_id=message.sender_identity_id),
             message.sender_identity_id,
         )
         if isinstance(identity, str):
@@ -155,9 +146,7 @@ class Dispatcher:
         )
         return _Attempt(mail=mail, number=number, rfc_message_id=rfc_message_id)
 
-    async def _settle(
-        self, conn: AsyncConnection, message: NewMessage, status: Status, reason: str
-    ) -> Status:
+    async def _settle(self, conn: AsyncConnection, message: NewMessage, status: Status, reason: str) -> Status:
         """Fail or suppress a queued message before any provider call, with its outcome."""
         now = self.clock.now()
         await repository.set_status(
@@ -168,18 +157,12 @@ class Dispatcher:
             now=now,
             last_error=reason,
         )
-        kind = (
-            messages_pb2.OUTCOME_KIND_SUPPRESSED
-            if status == Status.SUPPRESSED
-            else messages_pb2.OUTCOME_KIND_FAILED
-        )
+        kind = messages_pb2.OUTCOME_KIND_SUPPRESSED if status == Status.SUPPRESSED else messages_pb2.OUTCOME_KIND_FAILED
         await self._outcome(conn, domain.outcome(message, kind, occurred_at=now, reason=reason))
         log.info("send.settled_without_sending", status=str(status), reason=reason)
         return status
 
-    async def _record_sent(
-        self, message: NewMessage, attempt: _Attempt, provider_message_id: str | None
-    ) -> None:
+    async def _record_sent(self, message: NewMessage, attempt: _Attempt, provider_message_id: str | None) -> None:
         now = self.clock.now()
         async with self.engine.begin() as conn:
             moved = await repository.set_status(
@@ -210,13 +193,9 @@ class Dispatcher:
         self.on_outbox()
         log.info("send.sent", provider_message_id=provider_message_id, attempt=attempt.number)
 
-    async def _record_failure(
-        self, message: NewMessage, attempt: _Attempt, failure: SendFailure
-    ) -> None:
+    async def _record_failure(self, message: NewMessage, attempt: _Attempt, failure: SendFailure) -> None:
         now = self.clock.now()
-        retry = failure.kind == FailureKind.RETRY and domain.retries_left(
-            attempt.number, self.max_attempts
-        )
+        retry = failure.kind == FailureKind.RETRY and domain.retries_left(attempt.number, self.max_attempts)
         async with self.engine.begin() as conn:
             if failure.kind == FailureKind.UNKNOWN:
                 await repository.set_status(
@@ -284,9 +263,7 @@ class SenderIdentities:
     async def create(self, request: pb.CreateSenderIdentityRequest) -> pb.SenderIdentity:
         tenant = validation.tenant_id(request.tenant_id)
         # Stored lower-cased so "Sales@x" and "sales@x" are one identity per tenant.
-        from_email = domain.normalize_address(
-            validation.email(request.from_email.strip(), "from_email")
-        )
+        from_email = domain.normalize_address(validation.email(request.from_email.strip(), "from_email"))
         from_name = _optional(request.from_name, "from_name")
         provider_config_id = _optional(request.provider_config_id, "provider_config_id")
         async with self.engine.begin() as conn:
@@ -338,9 +315,7 @@ class Suppressions:
     async def add(self, tenant_id: str, address: str, reason: str) -> pb.Suppression:
         tenant = validation.tenant_id(tenant_id)
         normalized = domain.normalize_address(validation.email(address.strip(), "address"))
-        why = validation.required(
-            reason.strip().lower() or domain.MANUAL_REASON, "reason", max_length=64
-        )
+        why = validation.required(reason.strip().lower() or domain.MANUAL_REASON, "reason", max_length=64)
         async with self.engine.begin() as conn:
             row = await repository.add_suppression(
                 conn,
@@ -356,9 +331,7 @@ class Suppressions:
         """Every suppression of the given addresses, named as the caller spelled them."""
         tenant = validation.tenant_id(tenant_id)
         if len(addresses) > domain.MAX_CHECK_ADDRESSES:
-            raise InvalidArgument(
-                "addresses", f"must hold at most {domain.MAX_CHECK_ADDRESSES} addresses"
-            )
+            raise InvalidArgument("addresses", f"must hold at most {domain.MAX_CHECK_ADDRESSES} addresses")
         spelled: dict[str, list[str]] = {}
         for index, address in enumerate(addresses):
             validation.required(address, f"addresses[{index}]", max_length=320)
@@ -368,14 +341,8 @@ class Suppressions:
         if not spelled:
             return []
         async with self.engine.connect() as conn:
-            rows = await repository.find_suppressions(
-                conn, tenant_id=tenant, addresses=list(spelled)
-            )
-        return [
-            domain.suppression_to_proto(row, spelling)
-            for row in rows
-            for spelling in spelled[row.address]
-        ]
+            rows = await repository.find_suppressions(conn, tenant_id=tenant, addresses=list(spelled))
+        return [domain.suppression_to_proto(row, spelling) for row in rows for spelling in spelled[row.address]]
 
     async def handle_engagement(self, data: bytes) -> None:
         """An EngagementEvent fact: unsubscribes, spam reports and hard bounces suppress the

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from nats.aio.msg import Msg
 
 from dripiq.events.v1 import events_service_pb2, events_service_pb2_grpc
@@ -31,14 +30,13 @@ def build(settings: EventsSettings, rt: Runtime) -> Parts:
     async def on_webhook(msg: Msg) -> None:
         await ingest.handle_webhook(msg.data)
 
-    partitions = PartitionMaintainer(rt.engine, rt.clock, settings.partition_months_ahead,
-                                     interval_seconds=settings.partition_check_seconds)
+    partitions = PartitionMaintainer(
+        rt.engine, rt.clock, settings.partition_months_ahead, interval_seconds=settings.partition_check_seconds
+    )
     servicer = EventsServicer(EventQuery(rt.engine))
     return Parts(
         service_names=[SERVICE_NAME],
-        registrars=[
-            lambda server: events_service_pb2_grpc.add_EventsServiceServicer_to_server(servicer, server)
-        ],
+        registrars=[lambda server: events_service_pb2_grpc.add_EventsServiceServicer_to_server(servicer, server)],
         fetchers=[
             PullWorker(rt.js, rt.nc, OUTCOMES, on_outcome),
             # A SendGrid batch is up to thousands of events: fewer at a time keeps each

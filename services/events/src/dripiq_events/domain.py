@@ -209,7 +209,11 @@ def _stored(event: ProviderEvent, *, outbound: Outbound | None = None, tenant_id
 
 
 def reply_event(
-    *, outbound: Outbound, dedupe_key: str, occurred_at: datetime, auto_reason: str | None,
+    *,
+    outbound: Outbound,
+    dedupe_key: str,
+    occurred_at: datetime,
+    auto_reason: str | None,
     raw_event: Any,
 ) -> NewEvent:
     return NewEvent(
@@ -229,9 +233,7 @@ def reply_event(
     )
 
 
-def unsubscribe_event(
-    *, tenant_id: str, message_id: str, outbound: Outbound | None, occurred_at: datetime
-) -> NewEvent:
+def unsubscribe_event(*, tenant_id: str, message_id: str, outbound: Outbound | None, occurred_at: datetime) -> NewEvent:
     """One-click unsubscribes are ours: the signed token proves tenant and message even when
     the "sent" outcome has not reached us, so they are always matched."""
     known: dict[str, Any] = {}

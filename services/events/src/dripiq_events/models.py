@@ -49,9 +49,7 @@ message_events = Table(
     Column("matched", Boolean, nullable=False),
     Column("raw_event", JSONB),
     PrimaryKeyConstraint("id", "occurred_at", name="message_events_pkey"),
-    UniqueConstraint(
-        "provider", "provider_event_id", "occurred_at", name="message_events_provider_event_key"
-    ),
+    UniqueConstraint("provider", "provider_event_id", "occurred_at", name="message_events_provider_event_key"),
     Index("message_events_tenant_message_idx", "tenant_id", "message_id"),
     postgresql_partition_by="RANGE (occurred_at)",
 )

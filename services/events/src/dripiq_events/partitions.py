@@ -71,17 +71,19 @@ async def ensure_partitions(conn: AsyncConnection, *, now: datetime, months_ahea
     await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": _LOCK_KEY})
     created = []
     for month in months_to_cover(now, months_ahead):
-        exists = await conn.scalar(
-            text("SELECT to_regclass(:name) IS NOT NULL"), {"name": f"{SCHEMA}.{month.name}"}
-        )
+        exists = await conn.scalar(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": f"{SCHEMA}.{month.name}"})
         if exists:
             continue
         try:
             async with conn.begin_nested():
                 await conn.execute(text(month.create_sql()))
         except DBAPIError as exc:
-            log.error("partitions.create_failed", partition=month.name, error=str(exc.orig),
-                      hint="move that month's rows out of the DEFAULT partition, then retry")
+            log.error(
+                "partitions.create_failed",
+                partition=month.name,
+                error=str(exc.orig),
+                hint="move that month's rows out of the DEFAULT partition, then retry",
+            )
             continue
         created.append(month.name)
     if created:

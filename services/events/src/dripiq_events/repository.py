@@ -46,14 +46,24 @@ async def upsert_outbound(conn: AsyncConnection, *, sent: SentMessage) -> None:
 
 def _outbound(row: Any) -> Outbound:
     return Outbound(
-        message_id=row.message_id, tenant_id=row.tenant_id, campaign_id=row.campaign_id,
-        step_index=row.step_index, contact_id=row.contact_id, to_email=row.to_email,
+        message_id=row.message_id,
+        tenant_id=row.tenant_id,
+        campaign_id=row.campaign_id,
+        step_index=row.step_index,
+        contact_id=row.contact_id,
+        to_email=row.to_email,
     )
 
 
 _OUTBOUND_COLUMNS = (
-    _OUTBOUND.message_id, _OUTBOUND.tenant_id, _OUTBOUND.campaign_id, _OUTBOUND.step_index,
-    _OUTBOUND.contact_id, _OUTBOUND.to_email, _OUTBOUND.provider_message_id, _OUTBOUND.rfc_message_id,
+    _OUTBOUND.message_id,
+    _OUTBOUND.tenant_id,
+    _OUTBOUND.campaign_id,
+    _OUTBOUND.step_index,
+    _OUTBOUND.contact_id,
+    _OUTBOUND.to_email,
+    _OUTBOUND.provider_message_id,
+    _OUTBOUND.rfc_message_id,
 )
 
 
@@ -119,8 +129,10 @@ async def insert_events(
             .values([_event_row(e, received_at) for e in chunk])
             .on_conflict_do_nothing()
             .returning(
-                message_events.c.id, message_events.c.provider,
-                message_events.c.provider_event_id, message_events.c.occurred_at,
+                message_events.c.id,
+                message_events.c.provider,
+                message_events.c.provider_event_id,
+                message_events.c.occurred_at,
             )
         )
         for row in await conn.execute(stmt):
@@ -152,17 +164,35 @@ async def event_recorded(
 
 
 async def insert_inbound(
-    conn: AsyncConnection, *, tenant_id: str | None, message_id: str | None, matched: bool,
-    is_auto_reply: bool, from_email: str, to_email: str, subject: str, text_body: str,
-    headers: Sequence[tuple[str, str]], received_at: datetime, dedupe_key: str,
+    conn: AsyncConnection,
+    *,
+    tenant_id: str | None,
+    message_id: str | None,
+    matched: bool,
+    is_auto_reply: bool,
+    from_email: str,
+    to_email: str,
+    subject: str,
+    text_body: str,
+    headers: Sequence[tuple[str, str]],
+    received_at: datetime,
+    dedupe_key: str,
 ) -> int | None:
     """The new row's id, or None when this mail was stored before."""
     stmt = (
         insert(inbound_emails)
         .values(
-            tenant_id=tenant_id, message_id=message_id, matched=matched, is_auto_reply=is_auto_reply,
-            from_email=from_email, to_email=to_email, subject=subject, text_body=text_body,
-            headers=[list(pair) for pair in headers], received_at=received_at, dedupe_key=dedupe_key,
+            tenant_id=tenant_id,
+            message_id=message_id,
+            matched=matched,
+            is_auto_reply=is_auto_reply,
+            from_email=from_email,
+            to_email=to_email,
+            subject=subject,
+            text_body=text_body,
+            headers=[list(pair) for pair in headers],
+            received_at=received_at,
+            dedupe_key=dedupe_key,
         )
         .on_conflict_do_nothing(index_elements=[inbound_emails.c.dedupe_key])
         .returning(inbound_emails.c.id)

@@ -62,9 +62,7 @@ class EventIngest:
 
     async def handle_webhook(self, data: bytes) -> IngestResult:
         raw = decode(RawWebhook, data)
-        received_at = (
-            raw.received_at.ToDatetime(tzinfo=UTC) if raw.HasField("received_at") else self.clock.now()
-        )
+        received_at = raw.received_at.ToDatetime(tzinfo=UTC) if raw.HasField("received_at") else self.clock.now()
         if raw.kind == RawWebhook.KIND_SENDGRID_EVENTS:
             result = await self._sendgrid_events(raw.body, received_at)
         elif raw.kind == RawWebhook.KIND_SENDGRID_INBOUND:
@@ -86,20 +84,25 @@ class EventIngest:
             by_provider_id = await repository.outbound_by_provider_ids(
                 conn, provider_message_ids=[e.provider_message_id for e in events if e.provider_message_id]
             )
-            rows = [
-                domain.correlate(e, by_message_id=by_message_id, by_provider_id=by_provider_id)
-                for e in events
-            ]
+            rows = [domain.correlate(e, by_message_id=by_message_id, by_provider_id=by_provider_id) for e in events]
             stored = await self._store(conn, rows, received_at)
         rejected = sum(1 for row in rows if row.event_type == domain.REJECTED)
         result = IngestResult(
-            received=len(rows), stored=stored.stored, published=stored.published,
-            unmatched=stored.unmatched, rejected=rejected,
+            received=len(rows),
+            stored=stored.stored,
+            published=stored.published,
+            unmatched=stored.unmatched,
+            rejected=rejected,
         )
         if rejected:
             log.warning("events.rejected_events", rejected=rejected, received=len(rows))
-        log.info("events.batch_stored", received=result.received, stored=result.stored,
-                 published=result.published, unmatched=result.unmatched)
+        log.info(
+            "events.batch_stored",
+            received=result.received,
+            stored=result.stored,
+            published=result.published,
+            unmatched=result.unmatched,
+        )
         return result
 
     async def _inbound(self, body: bytes, content_type: str, received_at: datetime) -> IngestResult:
@@ -126,16 +129,22 @@ class EventIngest:
             if inbound_id is None:
                 return IngestResult(received=1)
             if outbound is None:
-                log.info("events.inbound_unmatched", inbound_id=inbound_id,
-                         token_valid=token_message_id is not None)
+                log.info("events.inbound_unmatched", inbound_id=inbound_id, token_valid=token_message_id is not None)
                 return IngestResult(received=1, stored=1, unmatched=1)
             event = domain.reply_event(
-                outbound=outbound, dedupe_key=dedupe_key, occurred_at=received_at, auto_reason=auto_reason,
+                outbound=outbound,
+                dedupe_key=dedupe_key,
+                occurred_at=received_at,
+                auto_reason=auto_reason,
                 raw_event={"inbound_email_id": inbound_id, "from": mail.from_email, "subject": mail.subject},
             )
             stored = await self._store(conn, [event], received_at)
-        log.info("events.reply_stored", tenant_id=outbound.tenant_id, message_id=outbound.message_id,
-                 event_type=event.event_type)
+        log.info(
+            "events.reply_stored",
+            tenant_id=outbound.tenant_id,
+            message_id=outbound.message_id,
+            event_type=event.event_type,
+        )
         return IngestResult(received=1, stored=1, published=stored.published)
 
     def _reply_token_message_id(self, addresses: Sequence[str]) -> str | None:
@@ -170,22 +179,25 @@ class EventIngest:
             # second one: look for the first under a lock instead.
             await repository.lock(conn, key=f"{tenant_id}:{event_id}")
             if await repository.event_recorded(
-                conn, tenant_id=tenant_id, message_id=message_id,
-                provider=domain.PROVIDER_DRIPIQ, provider_event_id=event_id,
+                conn,
+                tenant_id=tenant_id,
+                message_id=message_id,
+                provider=domain.PROVIDER_DRIPIQ,
+                provider_event_id=event_id,
             ):
                 return IngestResult(received=1)
             known = (await repository.outbound_by_message_ids(conn, message_ids=[message_id])).get(message_id)
             event = domain.unsubscribe_event(
-                tenant_id=tenant_id, message_id=message_id, occurred_at=received_at,
+                tenant_id=tenant_id,
+                message_id=message_id,
+                occurred_at=received_at,
                 outbound=known if known and known.tenant_id == tenant_id else None,
             )
             stored = await self._store(conn, [event], received_at)
         log.info("events.unsubscribe_stored", tenant_id=tenant_id, message_id=message_id)
         return IngestResult(received=1, stored=stored.stored, published=stored.published)
 
-    async def _store(
-        self, conn: AsyncConnection, rows: Sequence[NewEvent], received_at: datetime
-    ) -> IngestResult:
+    async def _store(self, conn: AsyncConnection, rows: Sequence[NewEvent], received_at: datetime) -> IngestResult:
         """Insert what is new and outbox one engagement fact per new matched row, together."""
         new_ids = await repository.insert_events(conn, events=rows, received_at=received_at)
         new_rows = [(row, new_ids[row.key]) for row in rows if row.key in new_ids]
@@ -203,9 +215,7 @@ class EventIngest:
 class EventQuery:
     engine: AsyncEngine
 
-    async def list_message_events(
-        self, request: api_pb.ListMessageEventsRequest
-    ) -> api_pb.ListMessageEventsResponse:
+    async def list_message_events(self, request: api_pb.ListMessageEventsRequest) -> api_pb.ListMessageEventsResponse:
         tenant_id = validation.tenant_id(request.tenant_id)
         message_id = validation.required(request.message_id, "message_id")
         size = domain.page_size(request.page_size)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from dripiq.planner.v1 import campaign_service_pb2, campaign_service_pb2_grpc
 from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
 from dripiq_common.service import Parts, Runtime, serve
@@ -21,8 +20,7 @@ SERVICE_NAME = campaign_service_pb2.DESCRIPTOR.services_by_name["CampaignService
 def build(settings: PlannerSettings, rt: Runtime) -> Parts:
     relay = rt.outbox_relay(outbox)
     campaigns = CampaignService(rt.engine, rt.clock, on_commit=relay.kick)
-    reactor = Reactor(rt.engine, rt.clock, count_machine_opens=settings.count_machine_opens,
-                      on_commit=relay.kick)
+    reactor = Reactor(rt.engine, rt.clock, count_machine_opens=settings.count_machine_opens, on_commit=relay.kick)
     servicer = CampaignServicer(campaigns)
     return Parts(
         service_names=[SERVICE_NAME],

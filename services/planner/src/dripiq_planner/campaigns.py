@@ -51,7 +51,9 @@ def validate_request(request: pb.CreateCampaignRequest) -> strategy.Strategy:
         try:
             ZoneInfo(request.contact.time_zone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise InvalidArgument("contact.time_zone", f"unknown IANA time zone {request.contact.time_zone!r}") from None
+            raise InvalidArgument(
+                "contact.time_zone", f"unknown IANA time zone {request.contact.time_zone!r}"
+            ) from None
     chosen = strategy.from_proto(request.strategy) if request.HasField("strategy") else templates.template_strategy()
     rules.validate_strategy(chosen)
     return chosen
@@ -117,13 +119,14 @@ class CampaignService:
                 await self._refuse_if_running(conn, request)
             raise
         self.on_commit()
-        log.info("campaign.created", tenant_id=tenant, campaign_id=campaign_id,
-                 steps=len(chosen.outreach_campaign))
+        log.info("campaign.created", tenant_id=tenant, campaign_id=campaign_id, steps=len(chosen.outreach_campaign))
         return await self.get(tenant, campaign_id)
 
     async def _refuse_if_running(self, conn: AsyncConnection, request: pb.CreateCampaignRequest) -> None:
         running = await repository.find_running(
-            conn, tenant_id=request.tenant_id, contact_id=request.contact.contact_id,
+            conn,
+            tenant_id=request.tenant_id,
+            contact_id=request.contact.contact_id,
             product_id=request.product.product_id,
         )
         if running is not None:
@@ -194,14 +197,17 @@ class CampaignService:
         validation.tenant_id(tenant_id)
         validation.required(campaign_id, "campaign_id")
         async with self.engine.begin() as conn:
-            campaign = await repository.get_campaign(conn, tenant_id=tenant_id, campaign_id=campaign_id, for_update=True)
+            campaign = await repository.get_campaign(
+                conn, tenant_id=tenant_id, campaign_id=campaign_id, for_update=True
+            )
             if campaign is None:
                 raise NotFound(f"campaign {campaign_id!r} not found")
             if campaign.status == "canceled":
                 return await self._load(conn, campaign)
             if campaign.status not in repository.RUNNING:
                 raise FailedPrecondition(f"campaign {campaign_id} is {campaign.status}")
-            await lifecycle.end_campaign(conn, campaign=campaign, status="canceled",
-                                         reason=reason or "canceled by request", now=self.clock.now())
+            await lifecycle.end_campaign(
+                conn, campaign=campaign, status="canceled", reason=reason or "canceled by request", now=self.clock.now()
+            )
         self.on_commit()
         return await self.get(tenant_id, campaign_id)

@@ -50,8 +50,13 @@ def _timer_command(tenant_id: str, **command: object) -> OutboxMessage:
 async def schedule_step(conn: AsyncConnection, *, campaign: Row, step: Row, fire_at: datetime, now: datetime) -> None:
     version = step.schedule_version + 1
     await repository.update_step(
-        conn, campaign_id=campaign.id, step_index=step.step_index, now=now,
-        status="scheduled", scheduled_at=fire_at, schedule_version=version,
+        conn,
+        campaign_id=campaign.id,
+        step_index=step.step_index,
+        now=now,
+        status="scheduled",
+        scheduled_at=fire_at,
+        schedule_version=version,
     )
     payload = timers_pb2.PlannerTimer(
         tenant_id=campaign.tenant_id,

@@ -47,9 +47,7 @@ contact_campaigns = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("ended_at", DateTime(timezone=True)),
-    CheckConstraint(
-        "status IN ('active', 'paused', 'completed', 'canceled')", name="contact_campaigns_status_check"
-    ),
+    CheckConstraint("status IN ('active', 'paused', 'completed', 'canceled')", name="contact_campaigns_status_check"),
     UniqueConstraint("tenant_id", "request_id", name="contact_campaigns_request_key"),
     # One running campaign per tenant, contact and product.
     Index(

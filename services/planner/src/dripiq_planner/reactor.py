@@ -30,6 +30,7 @@ log = structlog.get_logger(__name__)
 # Which timeouts an engagement makes moot: an open ends "no open in N h", and so on.
 _SETTLES = {"open": "open", "click": "click", "reply": "reply", "auto_reply": "reply"}
 
+
 def _rules(campaign: Row) -> dict[str, RuleAction]:
     return rules.rules_for([AdaptiveRule.model_validate(r) for r in campaign.rules_json])
 
@@ -55,8 +56,11 @@ class Reactor:
         async with self.engine.begin() as conn:
             campaign = await self._locked(conn, timer.tenant_id, timer.campaign_id)
             if campaign is None or campaign.status != "active":
-                log.info("timer.stale_campaign", campaign_id=timer.campaign_id,
-                         status=campaign.status if campaign else "missing")
+                log.info(
+                    "timer.stale_campaign",
+                    campaign_id=timer.campaign_id,
+                    status=campaign.status if campaign else "missing",
+                )
                 return
             kind = timer.WhichOneof("kind")
             if kind == "step_due":
@@ -75,10 +79,10 @@ class Reactor:
             return
         now = self.clock.now()
         message_id = lifecycle.message_id(campaign.id, step.step_index)
-        await repository.update_step(conn, campaign_id=campaign.id, step_index=step.step_index, now=now,
-                                     status="sending", message_id=message_id)
-        await repository.update_campaign(conn, campaign_id=campaign.id, now=now,
-                                         current_step_index=step.step_index)
+        await repository.update_step(
+            conn, campaign_id=campaign.id, step_index=step.step_index, now=now, status="sending", message_id=message_id
+        )
+        await repository.update_campaign(conn, campaign_id=campaign.id, now=now, current_step_index=step.step_index)
         facts = campaign.facts_json
         body = templates.render(step.content, facts)
         if step.call_to_action:
@@ -98,20 +102,32 @@ class Reactor:
             categories=[f"campaign-step-{step.step_index}"],
         )
         await enqueue(conn, outbox, [OutboxMessage(Subjects.dispatcher_send(campaign.tenant_id), command)])
-        log.info("step.send_requested", tenant_id=campaign.tenant_id, campaign_id=campaign.id,
-                 step_index=step.step_index, message_id=message_id)
+        log.info(
+            "step.send_requested",
+            tenant_id=campaign.tenant_id,
+            campaign_id=campaign.id,
+            step_index=step.step_index,
+            message_id=message_id,
+        )
 
     async def _trigger_due(self, conn: AsyncConnection, campaign: Row, due: timers_pb2.TriggerDue) -> None:
         timeout = rules.timeout_hours(due.trigger)
         if timeout is None:
             raise PermanentMessageError(f"not a timeout trigger: {due.trigger!r}")
         settled_by, _hours = timeout
-        if await repository.has_decision(conn, tenant_id=campaign.tenant_id, message_id=due.message_id,
-                                         triggers=(settled_by,)):
+        if await repository.has_decision(
+            conn, tenant_id=campaign.tenant_id, message_id=due.message_id, triggers=(settled_by,)
+        ):
             log.info("trigger.condition_no_longer_holds", campaign_id=campaign.id, trigger=due.trigger)
             return
-        await self._decide(conn, campaign, message_id=due.message_id, step_index=due.step_index,
-                           trigger=due.trigger, source=lifecycle.trigger_timer_key(due.message_id, due.trigger))
+        await self._decide(
+            conn,
+            campaign,
+            message_id=due.message_id,
+            step_index=due.step_index,
+            trigger=due.trigger,
+            source=lifecycle.trigger_timer_key(due.message_id, due.trigger),
+        )
 
     # -- send outcomes --------------------------------------------------------------------
 
@@ -131,35 +147,56 @@ class Reactor:
                 await self._sent(conn, campaign, steps, step, sent_at, now)
             elif outcome.kind in (dispatcher_pb.OUTCOME_KIND_FAILED, dispatcher_pb.OUTCOME_KIND_SUPPRESSED):
                 status = "failed"
-                reason = ("contact suppressed" if outcome.kind == dispatcher_pb.OUTCOME_KIND_SUPPRESSED
-                          else f"send failed: {outcome.reason}")
-                await repository.update_step(conn, campaign_id=campaign.id, step_index=step.step_index,
-                                             now=now, status=status)
+                reason = (
+                    "contact suppressed"
+                    if outcome.kind == dispatcher_pb.OUTCOME_KIND_SUPPRESSED
+                    else f"send failed: {outcome.reason}"
+                )
+                await repository.update_step(
+                    conn, campaign_id=campaign.id, step_index=step.step_index, now=now, status=status
+                )
                 if campaign.status in repository.RUNNING:
                     await lifecycle.end_campaign(conn, campaign=campaign, status="canceled", reason=reason, now=now)
             else:
                 return
         self.on_commit()
 
-    async def _sent(self, conn: AsyncConnection, campaign: Row, steps: list[Row], step: Row,
-                    sent_at: datetime, now: datetime) -> None:
-        await repository.update_step(conn, campaign_id=campaign.id, step_index=step.step_index, now=now,
-                                     status="sent", sent_at=sent_at)
-        log.info("step.sent", tenant_id=campaign.tenant_id, campaign_id=campaign.id,
-                 step_index=step.step_index, message_id=step.message_id)
+    async def _sent(
+        self, conn: AsyncConnection, campaign: Row, steps: list[Row], step: Row, sent_at: datetime, now: datetime
+    ) -> None:
+        await repository.update_step(
+            conn, campaign_id=campaign.id, step_index=step.step_index, now=now, status="sent", sent_at=sent_at
+        )
+        log.info(
+            "step.sent",
+            tenant_id=campaign.tenant_id,
+            campaign_id=campaign.id,
+            step_index=step.step_index,
+            message_id=step.message_id,
+        )
         if campaign.status != "active":
             return
         following = lifecycle.next_open_step(steps, step.step_index)
         if following is None:
             await lifecycle.end_campaign(conn, campaign=campaign, status="completed", reason="", now=now)
             return
-        await lifecycle.schedule_step(conn, campaign=campaign, step=following,
-                                      fire_at=lifecycle.after(sent_at, following.relative_delay_seconds), now=now)
+        await lifecycle.schedule_step(
+            conn,
+            campaign=campaign,
+            step=following,
+            fire_at=lifecycle.after(sent_at, following.relative_delay_seconds),
+            now=now,
+        )
         for trigger in _timeout_triggers(campaign):
             _kind, hours = rules.timeout_hours(trigger)  # type: ignore[misc]
-            await lifecycle.schedule_trigger(conn, campaign=campaign, message_id_=step.message_id,
-                                             step_index=step.step_index, trigger=trigger,
-                                             fire_at=lifecycle.after(sent_at, hours * 3600))
+            await lifecycle.schedule_trigger(
+                conn,
+                campaign=campaign,
+                message_id_=step.message_id,
+                step_index=step.step_index,
+                trigger=trigger,
+                fire_at=lifecycle.after(sent_at, hours * 3600),
+            )
 
     # -- engagement -----------------------------------------------------------------------
 
@@ -175,21 +212,29 @@ class Reactor:
             if campaign is None:
                 return
             first_time = await self._decide(
-                conn, campaign, message_id=event.message_id, step_index=event.step_index,
-                trigger=event.event_type, source=f"event:{event.event_id}",
+                conn,
+                campaign,
+                message_id=event.message_id,
+                step_index=event.step_index,
+                trigger=event.event_type,
+                source=f"event:{event.event_id}",
             )
             settles = _SETTLES.get(event.event_type)
             if first_time and settles:
                 for trigger in _timeout_triggers(campaign):
                     if rules.timeout_hours(trigger)[0] == settles:  # type: ignore[index]
-                        await lifecycle.cancel_timer(conn, tenant_id=campaign.tenant_id,
-                                                     key=lifecycle.trigger_timer_key(event.message_id, trigger))
+                        await lifecycle.cancel_timer(
+                            conn,
+                            tenant_id=campaign.tenant_id,
+                            key=lifecycle.trigger_timer_key(event.message_id, trigger),
+                        )
         self.on_commit()
 
     # -- rules ----------------------------------------------------------------------------
 
-    async def _decide(self, conn: AsyncConnection, campaign: Row, *, message_id: str, step_index: int,
-                      trigger: str, source: str) -> bool:
+    async def _decide(
+        self, conn: AsyncConnection, campaign: Row, *, message_id: str, step_index: int, trigger: str, source: str
+    ) -> bool:
         """Apply the campaign's rule for a trigger, at most once per message and trigger.
 
         False when this message already had a decision for this trigger.
@@ -197,23 +242,38 @@ class Reactor:
         action = _rules(campaign).get(trigger)
         running = campaign.status in repository.RUNNING
         result = "applied" if action and running else ("no rule" if running else f"campaign {campaign.status}")
-        recorded = await repository.record_decision(conn, values={
-            "tenant_id": campaign.tenant_id, "campaign_id": campaign.id, "message_id": message_id,
-            "step_index": step_index, "trigger": trigger, "source": source,
-            "rule_json": action.model_dump(mode="json") if action else {},
-            "action": action.type if action else "none", "result": result,
-        })
+        recorded = await repository.record_decision(
+            conn,
+            values={
+                "tenant_id": campaign.tenant_id,
+                "campaign_id": campaign.id,
+                "message_id": message_id,
+                "step_index": step_index,
+                "trigger": trigger,
+                "source": source,
+                "rule_json": action.model_dump(mode="json") if action else {},
+                "action": action.type if action else "none",
+                "result": result,
+            },
+        )
         if not recorded:
             log.info("rule.already_applied", campaign_id=campaign.id, message_id=message_id, trigger=trigger)
             return False
         if action is not None and result == "applied":
             await self._apply(conn, campaign, action, step_index=step_index, trigger=trigger)
-            log.info("rule.applied", tenant_id=campaign.tenant_id, campaign_id=campaign.id,
-                     message_id=message_id, trigger=trigger, action=action.type)
+            log.info(
+                "rule.applied",
+                tenant_id=campaign.tenant_id,
+                campaign_id=campaign.id,
+                message_id=message_id,
+                trigger=trigger,
+                action=action.type,
+            )
         return True
 
-    async def _apply(self, conn: AsyncConnection, campaign: Row, action: RuleAction, *, step_index: int,
-                     trigger: str) -> None:
+    async def _apply(
+        self, conn: AsyncConnection, campaign: Row, action: RuleAction, *, step_index: int, trigger: str
+    ) -> None:
         now = self.clock.now()
         seed = f"{campaign.id}:{step_index}:{trigger}"
         if action.type in ("cancel_campaign", "complete_campaign"):
@@ -233,8 +293,7 @@ class Reactor:
             index = int(action.payload["stepIndex"])
             target = next((s for s in steps if s.step_index == index and s.status in ("pending", "scheduled")), None)
             if target is not None:
-                await repository.close_open_steps(conn, campaign_id=campaign.id, status="skipped", now=now,
-                                                  below=index)
+                await repository.close_open_steps(conn, campaign_id=campaign.id, status="skipped", now=now, below=index)
                 fire_at = lifecycle.after(now, rules.delay_seconds(action, seed=seed))
                 await lifecycle.schedule_step(conn, campaign=campaign, step=target, fire_at=fire_at, now=now)
         elif action.type == "reschedule_step":
@@ -245,5 +304,4 @@ class Reactor:
                 await lifecycle.schedule_step(conn, campaign=campaign, step=target, fire_at=fire_at, now=now)
         elif action.type == "pause_campaign":
             await repository.update_campaign(conn, campaign_id=campaign.id, now=now, status="paused")
-            await lifecycle.cancel_timer(conn, tenant_id=campaign.tenant_id,
-                                         key=lifecycle.step_timer_key(campaign.id))
+            await lifecycle.cancel_timer(conn, tenant_id=campaign.tenant_id, key=lifecycle.step_timer_key(campaign.id))

@@ -72,7 +72,9 @@ async def update_campaign(conn: AsyncConnection, *, campaign_id: str, now: datet
     )
 
 
-async def update_step(conn: AsyncConnection, *, campaign_id: str, step_index: int, now: datetime, **values: Any) -> None:
+async def update_step(
+    conn: AsyncConnection, *, campaign_id: str, step_index: int, now: datetime, **values: Any
+) -> None:
     await conn.execute(
         update(campaign_steps)
         .where(campaign_steps.c.campaign_id == campaign_id, campaign_steps.c.step_index == step_index)
@@ -80,8 +82,9 @@ async def update_step(conn: AsyncConnection, *, campaign_id: str, step_index: in
     )
 
 
-async def close_open_steps(conn: AsyncConnection, *, campaign_id: str, status: str, now: datetime,
-                           below: int | None = None) -> None:
+async def close_open_steps(
+    conn: AsyncConnection, *, campaign_id: str, status: str, now: datetime, below: int | None = None
+) -> None:
     """Mark every step not yet sent (optionally only those before `below`) canceled or skipped."""
     query = update(campaign_steps).where(
         campaign_steps.c.campaign_id == campaign_id, campaign_steps.c.status.in_(OPEN_STEP_STATUSES)
@@ -105,10 +108,12 @@ async def record_decision(conn: AsyncConnection, *, values: dict[str, Any]) -> b
 async def has_decision(conn: AsyncConnection, *, tenant_id: str, message_id: str, triggers: tuple[str, ...]) -> bool:
     return (
         await conn.execute(
-            select(rule_decisions.c.id).where(
+            select(rule_decisions.c.id)
+            .where(
                 rule_decisions.c.tenant_id == tenant_id,
                 rule_decisions.c.message_id == message_id,
                 rule_decisions.c.trigger.in_(triggers),
-            ).limit(1)
+            )
+            .limit(1)
         )
     ).first() is not None

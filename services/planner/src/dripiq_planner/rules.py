@@ -12,8 +12,7 @@ ENGAGEMENT_TRIGGERS = frozenset(
 )
 TIMEOUT_TRIGGER = re.compile(r"^no_(open|click|reply)_(\d{1,4})h$")
 ACTIONS = frozenset(
-    {"schedule_next_step", "skip_to_step", "reschedule_step", "cancel_campaign", "complete_campaign",
-     "pause_campaign"}
+    {"schedule_next_step", "skip_to_step", "reschedule_step", "cancel_campaign", "complete_campaign", "pause_campaign"}
 )
 DAY = 86400
 
@@ -76,8 +75,10 @@ def validate_strategy(strategy: Strategy) -> None:
         raise InvalidArgument("strategy.outreachCampaign", f"needs 1 to {MAX_STEPS} steps, got {len(steps)}")
     for i, step in enumerate(steps):
         if step.type not in CHANNELS:
-            raise InvalidArgument(f"strategy.outreachCampaign[{i}].type",
-                                  f"unknown channel {step.type!r}; expected one of {', '.join(CHANNELS)}")
+            raise InvalidArgument(
+                f"strategy.outreachCampaign[{i}].type",
+                f"unknown channel {step.type!r}; expected one of {', '.join(CHANNELS)}",
+            )
         if step.type == "email" and not step.subject.strip():
             raise InvalidArgument(f"strategy.outreachCampaign[{i}].subject", "is required for email")
         if step.type == "email" and not step.content.strip():

@@ -6,11 +6,11 @@ import hashlib
 import re
 from typing import Any
 
+from google.protobuf import json_format
 from pydantic import BaseModel, ConfigDict, Field
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common.errors import InvalidArgument
-from google.protobuf import json_format
 
 CHANNELS = ("email", "call", "linkedin")
 MAX_STEPS = 20
@@ -58,7 +58,10 @@ def from_proto(strategy: pb.Strategy) -> Strategy:
         cadence=Cadence(interval=strategy.cadence.interval, total_duration=strategy.cadence.total_duration),
         outreach_campaign=[
             OutreachStep(
-                type=s.type, timing=s.timing, subject=s.subject, content=s.content,
+                type=s.type,
+                timing=s.timing,
+                subject=s.subject,
+                content=s.content,
                 call_to_action=s.call_to_action,
             )
             for s in strategy.outreach_campaign
@@ -79,8 +82,9 @@ def to_proto(strategy: dict[str, Any]) -> pb.Strategy:
         summary=model.summary,
         cadence=pb.Cadence(interval=model.cadence.interval, total_duration=model.cadence.total_duration),
         outreach_campaign=[
-            pb.OutreachStep(type=s.type, timing=s.timing, subject=s.subject, content=s.content,
-                            call_to_action=s.call_to_action)
+            pb.OutreachStep(
+                type=s.type, timing=s.timing, subject=s.subject, content=s.content, call_to_action=s.call_to_action
+            )
             for s in model.outreach_campaign
         ],
     )

@@ -17,17 +17,23 @@ _INTRO = Strategy(
     summary="Three-touch introduction of {{product_name}} to {{first_name}} at {{company_name}}.",
     outreach_campaign=[
         OutreachStep(
-            type="email", timing="Day 0", subject="{{first_name}}, a quick idea for {{company_name}}",
+            type="email",
+            timing="Day 0",
+            subject="{{first_name}}, a quick idea for {{company_name}}",
             content="Hi {{first_name}},\n\n{{product_description}}\n\nWould it help {{company_name}}?",
             call_to_action="Reply with a good time for a 15-minute call.",
         ),
         OutreachStep(
-            type="email", timing="Day 3", subject="Re: a quick idea for {{company_name}}",
+            type="email",
+            timing="Day 3",
+            subject="Re: a quick idea for {{company_name}}",
             content="Hi {{first_name}},\n\nFollowing up on {{product_name}}: teams like yours use it to save time.",
             call_to_action="Is this worth a short conversation?",
         ),
         OutreachStep(
-            type="email", timing="Day 7", subject="Closing the loop, {{first_name}}",
+            type="email",
+            timing="Day 7",
+            subject="Closing the loop, {{first_name}}",
             content="Hi {{first_name}},\n\nI will not write again about {{product_name}} unless you want me to.",
             call_to_action="Reply 'yes' and I will send details.",
         ),

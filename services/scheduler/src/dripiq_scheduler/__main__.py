@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from dripiq.scheduler.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
 from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
 from dripiq_common.service import Parts, Runtime, serve
@@ -17,8 +16,14 @@ SERVICE_NAME = scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerServi
 
 
 def build(settings: SchedulerSettings, rt: Runtime) -> Parts:
-    firer = Firer(rt.engine, rt.js, rt.clock, batch_size=settings.fire_batch_size,
-                  poll_seconds=settings.poll_seconds, publish_timeout=settings.publish_timeout_seconds)
+    firer = Firer(
+        rt.engine,
+        rt.js,
+        rt.clock,
+        batch_size=settings.fire_batch_size,
+        poll_seconds=settings.poll_seconds,
+        publish_timeout=settings.publish_timeout_seconds,
+    )
     timers = TimerService(rt.engine, rt.clock, on_scheduled_due=firer.wake)
     commands = PullWorker(rt.js, rt.nc, COMMANDS, lambda msg: timers.apply_command(msg.data))
     relay = rt.outbox_relay(outbox)

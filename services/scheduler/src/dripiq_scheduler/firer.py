@@ -33,8 +33,7 @@ class Firer:
     publish_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        self._poller = Poller(self.fire_once, full=self.batch_size, poll_seconds=self.poll_seconds,
-                              name="firer")
+        self._poller = Poller(self.fire_once, full=self.batch_size, poll_seconds=self.poll_seconds, name="firer")
 
     def wake(self) -> None:
         self._poller.wake()
@@ -67,7 +66,7 @@ class Firer:
                     )
                     for row in due
                 ],
-                timeout=self.publish_timeout,
+                ack_timeout=self.publish_timeout,
             )
             fired = [row.id for row, ok in zip(due, acked, strict=True) if ok]
             await repository.mark_fired(conn, ids=fired, now=self.clock.now())

@@ -55,8 +55,9 @@ async def schedule(conn: AsyncConnection, *, timer: NewTimer, now: datetime):  #
             "canceled_at": None,
         },
         where=(
-            func.row(timers.c.scheduled_for, timers.c.target_subject, timers.c.payload)
-            .is_distinct_from(func.row(excluded.scheduled_for, excluded.target_subject, excluded.payload))
+            func.row(timers.c.scheduled_for, timers.c.target_subject, timers.c.payload).is_distinct_from(
+                func.row(excluded.scheduled_for, excluded.target_subject, excluded.payload)
+            )
         ),
     ).returning(*timers.c)
     row = (await conn.execute(stmt)).first()
@@ -64,9 +65,7 @@ async def schedule(conn: AsyncConnection, *, timer: NewTimer, now: datetime):  #
 
 
 async def get(conn: AsyncConnection, *, tenant_id: str, key: str):  # type: ignore[no-untyped-def]
-    return (
-        await conn.execute(select(timers).where(timers.c.tenant_id == tenant_id, timers.c.key == key))
-    ).first()
+    return (await conn.execute(select(timers).where(timers.c.tenant_id == tenant_id, timers.c.key == key))).first()
 
 
 async def cancel(conn: AsyncConnection, *, tenant_id: str, key: str, now: datetime):  # type: ignore[no-untyped-def]
@@ -92,8 +91,14 @@ async def lock_due(conn: AsyncConnection, *, now: datetime, limit: int):  # type
     return (
         await conn.execute(
             select(
-                timers.c.id, timers.c.tenant_id, timers.c.key, timers.c.version, timers.c.kind,
-                timers.c.target_subject, timers.c.payload, timers.c.scheduled_for,
+                timers.c.id,
+                timers.c.tenant_id,
+                timers.c.key,
+                timers.c.version,
+                timers.c.kind,
+                timers.c.target_subject,
+                timers.c.payload,
+                timers.c.scheduled_for,
             )
             .where(timers.c.status == ACTIVE, timers.c.scheduled_for <= now)
             .order_by(timers.c.scheduled_for)

@@ -33,8 +33,12 @@ class TimerService:
             row = await repository.schedule(conn, timer=new, now=now)
         if new.fire_at <= now:
             if domain.lateness_seconds(new.fire_at, now) > 60:
-                log.info("timer.scheduled_in_past_fires_now", tenant_id=new.tenant_id, key=new.key,
-                         fire_at=new.fire_at.isoformat())
+                log.info(
+                    "timer.scheduled_in_past_fires_now",
+                    tenant_id=new.tenant_id,
+                    key=new.key,
+                    fire_at=new.fire_at.isoformat(),
+                )
             self.on_scheduled_due()
         return domain.to_proto(row)
 
@@ -51,8 +55,7 @@ class TimerService:
         tenant = validation.tenant_id(tenant_id)
         validation.required(group_key, "group_key")
         async with self.engine.begin() as conn:
-            return await repository.cancel_group(conn, tenant_id=tenant, group_key=group_key,
-                                                 now=self.clock.now())
+            return await repository.cancel_group(conn, tenant_id=tenant, group_key=group_key, now=self.clock.now())
 
     async def get(self, tenant_id: str, key: str) -> pb.Timer:
         tenant = validation.tenant_id(tenant_id)

@@ -1,8 +1,8 @@
 """dripiq-dev: local development commands.
 
-    python -m dripiq_devtools run                     # the whole suite (make run)
-    python -m dripiq_devtools migrate                 # apply every service's migrations
-    python -m dripiq_devtools revision SERVICE -m MSG # autogenerate a migration on a scratch server
+python -m dripiq_devtools run                     # the whole suite (make run)
+python -m dripiq_devtools migrate                 # apply every service's migrations
+python -m dripiq_devtools revision SERVICE -m MSG # autogenerate a migration on a scratch server
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ def cmd_migrate() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="dripiq-dev", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="dripiq-dev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the whole suite locally")
     sub.add_parser("migrate", help="apply every service's migrations")

@@ -51,9 +51,7 @@ DEFAULT_PORT = 8025
 
 HELP_URL = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
 UNAUTHORIZED_MESSAGE = "The provided authorization grant is invalid, expired, or revoked"
-PERSONALIZATIONS_REQUIRED = (
-    "The personalizations field is required and must have at least one personalization."
-)
+PERSONALIZATIONS_REQUIRED = "The personalizations field is required and must have at least one personalization."
 TO_REQUIRED = (
     "The to array is required for all personalization objects, "
     "and must have at least one email object with a valid email address."
@@ -196,8 +194,10 @@ def _subject_errors(payload: dict[str, Any]) -> list[ApiError]:
     if _has_text(payload.get("subject")) or _has_text(payload.get("template_id")):
         return []
     personalizations = payload.get("personalizations")
-    if isinstance(personalizations, list) and personalizations and all(
-        isinstance(p, dict) and _has_text(p.get("subject")) for p in personalizations
+    if (
+        isinstance(personalizations, list)
+        and personalizations
+        and all(isinstance(p, dict) and _has_text(p.get("subject")) for p in personalizations)
     ):
         return []
     return [api_error(SUBJECT_REQUIRED, "subject")]
@@ -308,8 +308,7 @@ def _recipients(personalization: dict[str, Any]) -> set[str]:
 
 
 _BROWSER = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-    "(KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
 )
 _EVENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "processed": {},
@@ -456,9 +455,7 @@ class FakeSendGrid:
         self.api_key = api_key
         self._clock = clock
         self._private_key = _load_private_key(private_key_pem)
-        self._limiter = (
-            _FixedWindowLimiter(rate_limit_per_second, clock) if rate_limit_per_second else None
-        )
+        self._limiter = _FixedWindowLimiter(rate_limit_per_second, clock) if rate_limit_per_second else None
         self._failures: deque[int] = deque()
         self._runner: web.AppRunner | None = None
         self._host = "127.0.0.1"

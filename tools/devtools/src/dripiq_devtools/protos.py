@@ -1,7 +1,7 @@
 """Generate the Python contracts from protos/, or check that the committed ones are current.
 
-    python -m dripiq_devtools.protos            # regenerate into libs/common/src
-    python -m dripiq_devtools.protos --check    # exit 1 when regenerating would change anything
+python -m dripiq_devtools.protos            # regenerate into libs/common/src
+python -m dripiq_devtools.protos --check    # exit 1 when regenerating would change anything
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -56,7 +55,7 @@ class _RunAs:
     def own(self, path: Path) -> None:
         if self.uid is None:
             return
-        for root, dirs, files in os.walk(path):
+        for root, _dirs, files in os.walk(path):
             os.chown(root, self.uid, self.gid)
             for name in files:
                 os.chown(os.path.join(root, name), self.uid, self.gid)
@@ -80,9 +79,7 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            list(args), check=check, capture_output=True, text=True, cwd="/", **self._run_as.kwargs()
-        )
+        return subprocess.run(list(args), check=check, capture_output=True, text=True, cwd="/", **self._run_as.kwargs())
 
     def start(self) -> EmbeddedPostgres:
         self.port = self.port or free_port()
@@ -90,24 +87,44 @@ class EmbeddedPostgres:
         self._run_as.own(self.data_dir)
         pgdata = self.data_dir / "pgdata"
         if not (pgdata / "PG_VERSION").exists():
-            self._run(pg_bin("initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
-                      "-E", "UTF8", "--no-locale", "--no-sync")
+            self._run(
+                pg_bin("initdb"),
+                "-D",
+                str(pgdata),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            )
         log = self.log_file or self.data_dir / "postgres.log"
         options = (
             f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c max_connections=300 "
             "-c shared_buffers=256MB -c fsync=on -c synchronous_commit=off"
         )
-        started = self._run(pg_bin("pg_ctl"), "-D", str(pgdata), "-l", str(log), "-w", "-t", "60",
-                            "-o", options, "start", check=False)
+        started = self._run(
+            pg_bin("pg_ctl"), "-D", str(pgdata), "-l", str(log), "-w", "-t", "60", "-o", options, "start", check=False
+        )
         if started.returncode != 0:
             tail = log.read_text()[-2000:] if log.exists() else ""
             raise RuntimeError(f"PostgreSQL did not start: {started.stderr}\n{tail}")
-        created = self._run(pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                            "-d", "postgres", "-tAc",
-                            f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'")
+        created = self._run(
+            pg_bin("psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-tAc",
+            f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'",
+        )
         if created.stdout.strip() != "1":
-            self._run(pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                      self.database)
+            self._run(pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", self.database)
         return self
 
     def stop(self) -> None:
@@ -150,9 +167,23 @@ class EmbeddedNats:
         config.write_text(f"max_payload: {MAX_PAYLOAD_BYTES}\n")
         log = open(self.log_file or self.store_dir / "nats.log", "ab")
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-c", str(config), "-js", "-sd", str(self.store_dir),
-             "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor_port)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                nats_server_binary(),
+                "-c",
+                str(config),
+                "-js",
+                "-sd",
+                str(self.store_dir),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-m",
+                str(self.monitor_port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + timeout

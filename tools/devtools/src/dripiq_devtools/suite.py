@@ -36,17 +36,30 @@ class Process:
 
 PROCESSES = (
     Process("planner", "dripiq_planner", "PLANNER_GRPC_PORT", ("dripiq.planner.v1.CampaignService",)),
-    Process("dispatcher", "dripiq_dispatcher", "DISPATCHER_GRPC_PORT", (
-        "dripiq.dispatcher.v1.DispatcherService", "dripiq.dispatcher.v1.SenderIdentityService",
-        "dripiq.dispatcher.v1.SuppressionService")),
+    Process(
+        "dispatcher",
+        "dripiq_dispatcher",
+        "DISPATCHER_GRPC_PORT",
+        (
+            "dripiq.dispatcher.v1.DispatcherService",
+            "dripiq.dispatcher.v1.SenderIdentityService",
+            "dripiq.dispatcher.v1.SuppressionService",
+        ),
+    ),
     Process("events", "dripiq_events", "EVENTS_GRPC_PORT", ("dripiq.events.v1.EventsService",)),
     Process("scheduler", "dripiq_scheduler", "SCHEDULER_GRPC_PORT", ("dripiq.scheduler.v1.SchedulerService",)),
     Process("edge", "dripiq_events.edge", "EDGE_PORT"),
 )
 DEFAULT_PORTS = {
-    "PLANNER_GRPC_PORT": 50051, "DISPATCHER_GRPC_PORT": 50052, "EVENTS_GRPC_PORT": 50053,
-    "SCHEDULER_GRPC_PORT": 50054, "EDGE_PORT": 8080, "FAKE_SENDGRID_PORT": 8025,
-    "DRIPIQ_PG_PORT": 55432, "DRIPIQ_NATS_PORT": 4222, "DRIPIQ_NATS_MONITOR_PORT": 8222,
+    "PLANNER_GRPC_PORT": 50051,
+    "DISPATCHER_GRPC_PORT": 50052,
+    "EVENTS_GRPC_PORT": 50053,
+    "SCHEDULER_GRPC_PORT": 50054,
+    "EDGE_PORT": 8080,
+    "FAKE_SENDGRID_PORT": 8025,
+    "DRIPIQ_PG_PORT": 55432,
+    "DRIPIQ_NATS_PORT": 4222,
+    "DRIPIQ_NATS_MONITOR_PORT": 8222,
 }
 
 
@@ -82,9 +95,11 @@ class Suite:
         return self
 
     def _start_servers(self) -> None:
-        env = dict(os.environ) if not self.ephemeral_ports else {
-            k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "NATS_URL", "SENDGRID_"))
-        }
+        env = (
+            dict(os.environ)
+            if not self.ephemeral_ports
+            else {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "NATS_URL", "SENDGRID_"))}
+        )
         database_url = env.get("DATABASE_URL")
         if not database_url:
             self.postgres = EmbeddedPostgres(self.run_dir / "postgres", port=self.port("DRIPIQ_PG_PORT")).start()
@@ -93,8 +108,11 @@ class Suite:
             migrations.upgrade(service, database_url)
         nats_url = env.get("NATS_URL")
         if not nats_url:
-            self.nats = EmbeddedNats(self.run_dir / "nats", port=self.port("DRIPIQ_NATS_PORT"),
-                                     monitor_port=self.port("DRIPIQ_NATS_MONITOR_PORT")).start()
+            self.nats = EmbeddedNats(
+                self.run_dir / "nats",
+                port=self.port("DRIPIQ_NATS_PORT"),
+                monitor_port=self.port("DRIPIQ_NATS_MONITOR_PORT"),
+            ).start()
             nats_url = self.nats.url
         secret_file = self.run_dir / "token-secret"
         if not secret_file.exists():
@@ -115,8 +133,19 @@ class Suite:
             key_file = self.run_dir / "fake-sendgrid-key.pem"
             public_key = FakeSendGrid(private_key_pem=load_or_create_private_key(key_file)).public_key_base64
             fake_port = self.port("FAKE_SENDGRID_PORT")
-            self._spawn("fake-sendgrid", [sys.executable, "-m", "dripiq_devtools.fake_sendgrid",
-                                          "--port", str(fake_port), "--private-key-file", str(key_file)], env)
+            self._spawn(
+                "fake-sendgrid",
+                [
+                    sys.executable,
+                    "-m",
+                    "dripiq_devtools.fake_sendgrid",
+                    "--port",
+                    str(fake_port),
+                    "--private-key-file",
+                    str(key_file),
+                ],
+                env,
+            )
             env["SENDGRID_API_HOST"] = f"http://127.0.0.1:{fake_port}"
             env["SENDGRID_WEBHOOK_PUBLIC_KEY"] = public_key
         self.env = {**env, **self.extra_env}
@@ -127,7 +156,11 @@ class Suite:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             output = open(self.log_dir / f"{name}.log", "ab")
         self.children[name] = subprocess.Popen(
-            argv, env=env, cwd=REPO, stdout=output, stderr=subprocess.STDOUT if output else None,
+            argv,
+            env=env,
+            cwd=REPO,
+            stdout=output,
+            stderr=subprocess.STDOUT if output else None,
             start_new_session=True,
         )
         if output:

@@ -37,23 +37,33 @@ async def serve(settings: EdgeSettings) -> None:
     js = nc.jetstream()
     await jetstream.ensure_streams(js, Streams.all())
     edge = Edge(
-        js=js, nc=nc, verifier=verifier,
+        js=js,
+        nc=nc,
+        verifier=verifier,
         signer=TokenSigner(settings.token_secret.get_secret_value().encode()),
         max_body_bytes=settings.max_body_bytes,
         signature_tolerance_seconds=settings.signature_tolerance_seconds,
         publish_timeout_seconds=settings.publish_timeout_seconds,
     )
     if edge.body_limit < settings.max_body_bytes:
-        log.warning("edge.body_limit_lowered", max_body_bytes=settings.max_body_bytes,
-                    body_limit=edge.body_limit, nats_max_payload=nc.max_payload,
-                    hint="raise the NATS server's max_payload to accept larger webhook bodies")
+        log.warning(
+            "edge.body_limit_lowered",
+            max_body_bytes=settings.max_body_bytes,
+            body_limit=edge.body_limit,
+            nats_max_payload=nc.max_payload,
+            hint="raise the NATS server's max_payload to accept larger webhook bodies",
+        )
     runner = web.AppRunner(edge.app(), access_log=None, shutdown_timeout=settings.shutdown_grace_seconds)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
     base = f"http://{settings.host}:{settings.port}"
-    log.info("edge.serving", event_webhook_url=base + EVENTS_PATH, inbound_parse_url=base + INBOUND_PATH,
-             unsubscribe_url=base + "/u/<token>")
+    log.info(
+        "edge.serving",
+        event_webhook_url=base + EVENTS_PATH,
+        inbound_parse_url=base + INBOUND_PATH,
+        unsubscribe_url=base + "/u/<token>",
+    )
 
     await stop.wait()
     log.info("edge.stopping")

@@ -52,8 +52,13 @@ def load_verifier(public_key: str) -> EventWebhook:
 
 
 def signature_problem(
-    verifier: EventWebhook, *, body: str, signature: str | None, timestamp: str | None,
-    now: float, tolerance_seconds: float,
+    verifier: EventWebhook,
+    *,
+    body: str,
+    signature: str | None,
+    timestamp: str | None,
+    now: float,
+    tolerance_seconds: float,
 ) -> str | None:
     """Why a SendGrid Event Webhook request is not to be trusted, or None when it is."""
     if not signature or not timestamp:
@@ -109,9 +114,12 @@ class Edge:
             return _json_error(400, "body is not UTF-8")
         signature = request.headers.get(SIGNATURE_HEADER)
         problem = signature_problem(
-            self.verifier, body=text, signature=signature,
+            self.verifier,
+            body=text,
+            signature=signature,
             timestamp=request.headers.get(TIMESTAMP_HEADER),
-            now=self.clock.now().timestamp(), tolerance_seconds=self.signature_tolerance_seconds,
+            now=self.clock.now().timestamp(),
+            tolerance_seconds=self.signature_tolerance_seconds,
         )
         if problem is not None:
             log.warning("edge.webhook_rejected", reason=problem, remote=request.remote)
@@ -136,7 +144,8 @@ class Edge:
         if isinstance(body, web.Response):
             return body
         raw = RawWebhook(
-            kind=RawWebhook.KIND_SENDGRID_INBOUND, body=body,
+            kind=RawWebhook.KIND_SENDGRID_INBOUND,
+            body=body,
             # With its boundary: the events service cannot split the body without it.
             content_type=request.headers.get("Content-Type", ""),
         )
@@ -150,10 +159,11 @@ class Edge:
         if self.signer.parse_unsubscribe_token(request.match_info["token"]) is None:
             return _page(400, "Link not valid", "This unsubscribe link is not valid or has been damaged.")
         return _page(
-            200, "Unsubscribe",
+            200,
+            "Unsubscribe",
             "Do you want to stop receiving these emails?",
             form='<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">'
-                 '<button type="submit">Unsubscribe</button></form>',
+            '<button type="submit">Unsubscribe</button></form>',
         )
 
     async def unsubscribe(self, request: web.Request) -> web.Response:
@@ -162,9 +172,7 @@ class Edge:
         if parsed is None:
             return _page(400, "Link not valid", "This unsubscribe link is not valid or has been damaged.")
         tenant_id, message_id = parsed
-        raw = RawWebhook(
-            kind=RawWebhook.KIND_UNSUBSCRIBE, fields={"tenant_id": tenant_id, "message_id": message_id}
-        )
+        raw = RawWebhook(kind=RawWebhook.KIND_UNSUBSCRIBE, fields={"tenant_id": tenant_id, "message_id": message_id})
         if not await self._publish(Subjects.EDGE_UNSUBSCRIBE, raw, f"unsub:{message_id}"):
             return _page(503, "Please try again", "We could not record your request just now. Please try again.")
         return _page(200, "Unsubscribed", "You are unsubscribed and will not receive these emails again.")
@@ -194,7 +202,9 @@ class Edge:
         raw.received_at.FromDatetime(self.clock.now())
         try:
             ack = await self.js.publish(
-                subject, raw.SerializeToString(), timeout=self.publish_timeout_seconds,
+                subject,
+                raw.SerializeToString(),
+                timeout=self.publish_timeout_seconds,
                 headers={"Nats-Msg-Id": msg_id},
             )
         except (nats.errors.Error, OSError) as exc:
