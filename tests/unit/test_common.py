@@ -69,3 +69,20 @@ def test_status_mapping_carries_the_field() -> None:
     assert status_for(AlreadyExists("x")).code == code_pb2.ALREADY_EXISTS
     internal = status_for(RuntimeError("secret detail"))
     assert internal.code == code_pb2.INTERNAL and "secret" not in internal.message
+
+
+def test_page_sizes_and_tokens() -> None:
+    from dripiq_common import paging
+
+    assert (paging.page_size(0), paging.page_size(5), paging.page_size(5000)) == (100, 5, 1000)
+    assert paging.decode_token(paging.encode_token("2030-01-01T00:00:00+00:00", "m-1"), arity=2) == [
+        "2030-01-01T00:00:00+00:00",
+        "m-1",
+    ]
+    assert paging.decode_token("", arity=1) is None
+    for bad in ("%%%", "bm9wZQ", paging.encode_token(1, 2)):
+        with pytest.raises(InvalidArgument) as exc:
+            paging.decode_token(bad, arity=1)
+        assert exc.value.field == "page_token"
+    with pytest.raises(InvalidArgument):
+        paging.page_size(-1)

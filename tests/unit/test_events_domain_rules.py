@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from dripiq.events.v1 import messages_pb2
-from dripiq_common.errors import InvalidArgument, PermanentMessageError
+from dripiq_common.errors import PermanentMessageError
 from dripiq_events import domain
 from dripiq_events.domain import Outbound
 from dripiq_events.partitions import months_to_cover
@@ -108,18 +108,6 @@ def test_engagement_subject_and_fields():
     assert (fact.event_id, fact.url, fact.step_index, fact.email) == ("42", "https://x.test", 3, "ada@example.com")
     with pytest.raises(ValueError):
         domain.engagement(domain.correlate(parsed, by_message_id={}, by_provider_id={}), event_id=1)
-
-
-def test_page_size_and_tokens():
-    assert (domain.page_size(0), domain.page_size(5), domain.page_size(5000)) == (100, 5, 1000)
-    assert domain.after_id(domain.page_token(1234)) == 1234
-    assert domain.after_id("") == 0
-    for bad in ("%%%", "bm9wZQ", domain.page_token(1)[:-1] + "!"):
-        with pytest.raises(InvalidArgument) as exc:
-            domain.after_id(bad)
-        assert exc.value.field == "page_token"
-    with pytest.raises(InvalidArgument):
-        domain.page_size(-1)
 
 
 def test_partitions_cover_last_month_to_months_ahead_across_a_year_end():

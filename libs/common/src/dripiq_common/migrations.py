@@ -42,12 +42,17 @@ def run_env(metadata: MetaData) -> None:
     schema = config.attributes.get("schema") or metadata.schema
     url = config.get_main_option("sqlalchemy.url")
 
+    def only_this_schema(name, type_, parent_names) -> bool:  # type: ignore[no-untyped-def]
+        # Autogenerate compares this service's schema and nothing else (rule 1).
+        return name == schema if type_ == "schema" else True
+
     def migrate(connection) -> None:  # type: ignore[no-untyped-def]
         context.configure(
             connection=connection,
             target_metadata=metadata,
             version_table_schema=schema,
-            include_schemas=False,
+            include_schemas=True,
+            include_name=only_this_schema,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -323,6 +323,14 @@ _STATUS = {
 }
 
 
+def status_from_proto(value: int) -> Status:
+    """The status a List filter names; INVALID_ARGUMENT for a value this version does not know."""
+    for status, proto in _STATUS.items():
+        if proto == value:
+            return status
+    raise InvalidArgument("status", f"unknown message status {value}")
+
+
 def message_to_proto(row: Any) -> pb.Message:
     message = pb.Message(
         message_id=row.message_id,

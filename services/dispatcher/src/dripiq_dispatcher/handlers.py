@@ -17,6 +17,9 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
         message = await self.dispatcher.get_message(request.tenant_id, request.message_id)
         return pb.GetMessageResponse(message=message)
 
+    async def ListMessages(self, request: pb.ListMessagesRequest, context) -> pb.ListMessagesResponse:  # type: ignore[no-untyped-def]
+        return await self.dispatcher.list_messages(request)
+
 
 class SenderIdentityServicer(pb_grpc.SenderIdentityServiceServicer):
     def __init__(self, identities: SenderIdentities) -> None:

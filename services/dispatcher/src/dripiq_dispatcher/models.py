@@ -60,6 +60,7 @@ messages = Table(
         name="messages_status_check",
     ),
     Index("messages_tenant_campaign_idx", "tenant_id", "campaign_id"),
+    Index("messages_tenant_contact_idx", "tenant_id", "contact_id"),
 )
 
 sender_identities = Table(

@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -59,6 +59,29 @@ async def get_message(conn: AsyncConnection, *, tenant_id: str, message_id: str)
             select(messages).where(messages.c.tenant_id == tenant_id, messages.c.message_id == message_id)
         )
     ).first()
+
+
+async def list_messages(
+    conn: AsyncConnection,
+    *,
+    tenant_id: str,
+    campaign_id: str,
+    contact_id: str,
+    status: Status | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """A tenant's messages in (created_at, message_id) order, after a page's last key."""
+    query = select(messages).where(messages.c.tenant_id == tenant_id)
+    if campaign_id:
+        query = query.where(messages.c.campaign_id == campaign_id)
+    if contact_id:
+        query = query.where(messages.c.contact_id == contact_id)
+    if status is not None:
+        query = query.where(messages.c.status == status.value)
+    if after is not None:
+        query = query.where(tuple_(messages.c.created_at, messages.c.message_id) > tuple_(*after))
+    return (await conn.execute(query.order_by(messages.c.created_at, messages.c.message_id).limit(limit))).all()
 
 
 async def set_status(

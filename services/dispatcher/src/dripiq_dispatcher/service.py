@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq.events.v1 import messages_pb2 as events_pb2
-from dripiq_common import validation
+from dripiq_common import paging, validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import AlreadyExists, InvalidArgument, NotFound, PermanentMessageError
 from dripiq_common.jetstream import Subjects, decode
@@ -91,6 +92,26 @@ class Dispatcher:
         if row is None:
             raise NotFound(f"message {message_id!r} not found")
         return domain.message_to_proto(row)
+
+    async def list_messages(self, request: pb.ListMessagesRequest) -> pb.ListMessagesResponse:
+        tenant = validation.tenant_id(request.tenant_id)
+        size = paging.page_size(request.page_size)
+        key = paging.decode_token(request.page_token, arity=2)
+        after = (datetime.fromisoformat(key[0]), key[1]) if key else None
+        status = domain.status_from_proto(request.status) if request.status else None
+        async with self.engine.connect() as conn:
+            rows = await repository.list_messages(
+                conn,
+                tenant_id=tenant,
+                campaign_id=request.campaign_id,
+                contact_id=request.contact_id,
+                status=status,
+                after=after,
+                limit=size + 1,
+            )
+        page = rows[:size]
+        token = paging.encode_token(page[-1].created_at.isoformat(), page[-1].message_id) if len(rows) > size else ""
+        return pb.ListMessagesResponse(messages=[domain.message_to_proto(r) for r in page], next_page_token=token)
 
     async def _prepare(self, conn: AsyncConnection, message: NewMessage) -> _Attempt | Status | None:
         """Record the message and decide, under its row lock, whether to call the provider.

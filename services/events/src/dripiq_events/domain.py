@@ -5,8 +5,6 @@ No I/O here: the ingest service feeds these functions rows it read and stores wh
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import re
@@ -18,7 +16,7 @@ from typing import Any
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import events_service_pb2 as api_pb
 from dripiq.events.v1 import messages_pb2
-from dripiq_common.errors import InvalidArgument, PermanentMessageError
+from dripiq_common.errors import PermanentMessageError
 from dripiq_common.jetstream import Subjects
 from dripiq_common.outbox import OutboxMessage
 
@@ -30,8 +28,6 @@ REPLY = "reply"
 AUTO_REPLY = "auto_reply"
 UNSUBSCRIBE = "unsubscribe"
 
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
 
 # Event types become a subject token (dripiq.events.engagement.<tenant>.<type>).
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -313,30 +309,6 @@ def sent_message(outcome: dispatcher_pb.MessageOutcome, *, now: datetime) -> Sen
         rfc_message_id=outcome.rfc_message_id or None,
         sent_at=outcome.occurred_at.ToDatetime(tzinfo=UTC) if outcome.HasField("occurred_at") else now,
     )
-
-
-def page_size(value: int) -> int:
-    if value < 0:
-        raise InvalidArgument("page_size", "must not be negative")
-    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
-def page_token(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"e:{last_id}".encode()).decode().rstrip("=")
-
-
-def after_id(token: str) -> int:
-    """The last id a page token stands for; 0 (before everything) for no token."""
-    if not token:
-        return 0
-    try:
-        decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        prefix, value = decoded.split(":", 1)
-        if prefix == "e" and value.isdigit():
-            return int(value)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
-    raise InvalidArgument("page_token", "is not a token from a previous response")
 
 
 def to_proto(row: Any) -> api_pb.MessageEvent:

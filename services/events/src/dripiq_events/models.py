@@ -51,6 +51,7 @@ message_events = Table(
     PrimaryKeyConstraint("id", "occurred_at", name="message_events_pkey"),
     UniqueConstraint("provider", "provider_event_id", "occurred_at", name="message_events_provider_event_key"),
     Index("message_events_tenant_message_idx", "tenant_id", "message_id"),
+    Index("message_events_tenant_campaign_idx", "tenant_id", "campaign_id"),
     postgresql_partition_by="RANGE (occurred_at)",
 )
 

@@ -201,16 +201,20 @@ async def insert_inbound(
 
 
 async def list_events(
-    conn: AsyncConnection, *, tenant_id: str, message_id: str, after_id: int, limit: int
+    conn: AsyncConnection,
+    *,
+    tenant_id: str,
+    message_id: str = "",
+    campaign_id: str = "",
+    after_id: int,
+    limit: int,
 ) -> Sequence[Any]:
+    """One message's or one campaign's events, in the order they were stored."""
+    scope = message_events.c.message_id == message_id if message_id else message_events.c.campaign_id == campaign_id
     return (
         await conn.execute(
             select(message_events)
-            .where(
-                message_events.c.tenant_id == tenant_id,
-                message_events.c.message_id == message_id,
-                message_events.c.id > after_id,
-            )
+            .where(message_events.c.tenant_id == tenant_id, scope, message_events.c.id > after_id)
             .order_by(message_events.c.id)
             .limit(limit)
         )

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import events_service_pb2 as api_pb
 from dripiq.events.v1 import messages_pb2
-from dripiq_common import outbox, validation
+from dripiq_common import outbox, paging, validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument, PermanentMessageError
 from dripiq_common.jetstream import decode
@@ -217,15 +217,22 @@ class EventQuery:
 
     async def list_message_events(self, request: api_pb.ListMessageEventsRequest) -> api_pb.ListMessageEventsResponse:
         tenant_id = validation.tenant_id(request.tenant_id)
-        message_id = validation.required(request.message_id, "message_id")
-        size = domain.page_size(request.page_size)
-        after_id = domain.after_id(request.page_token)
+        if bool(request.message_id) == bool(request.campaign_id):
+            raise InvalidArgument("message_id", "give exactly one of message_id or campaign_id")
+        size = paging.page_size(request.page_size)
+        after = paging.decode_token(request.page_token, arity=1)
+        after_id = int(after[0]) if after else 0
         async with self.engine.connect() as conn:
             rows = await repository.list_events(
-                conn, tenant_id=tenant_id, message_id=message_id, after_id=after_id, limit=size + 1
+                conn,
+                tenant_id=tenant_id,
+                message_id=request.message_id,
+                campaign_id=request.campaign_id,
+                after_id=after_id,
+                limit=size + 1,
             )
         page = rows[:size]
         return api_pb.ListMessageEventsResponse(
             events=[domain.to_proto(row) for row in page],
-            next_page_token=domain.page_token(page[-1].id) if len(rows) > size else "",
+            next_page_token=paging.encode_token(page[-1].id) if len(rows) > size else "",
         )

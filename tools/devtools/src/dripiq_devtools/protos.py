@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import importlib.util
 import sys
 import tempfile
 from importlib import resources
@@ -24,11 +25,14 @@ GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 
 def generate(output_root: Path) -> None:
     well_known = resources.files("grpc_tools") / "_proto"
+    # google/rpc/*.proto ship with googleapis-common-protos, beside their generated modules.
+    googleapis = Path(importlib.util.find_spec("google.rpc.status_pb2").origin).parents[2]
     sources = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
     args = [
         "grpc_tools.protoc",
         f"-I{PROTO_ROOT}",
         f"-I{well_known}",
+        f"-I{googleapis}",
         f"--python_out={output_root}",
         f"--pyi_out={output_root}",
         f"--grpc_python_out={output_root}",

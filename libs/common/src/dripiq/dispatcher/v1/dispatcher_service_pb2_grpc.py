@@ -40,6 +40,11 @@ class DispatcherServiceStub:
                 request_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetMessageRequest.SerializeToString,
                 response_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetMessageResponse.FromString,
                 _registered_method=True)
+        self.ListMessages = channel.unary_unary(
+                '/dripiq.dispatcher.v1.DispatcherService/ListMessages',
+                request_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListMessagesRequest.SerializeToString,
+                response_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListMessagesResponse.FromString,
+                _registered_method=True)
 
 
 class DispatcherServiceServicer:
@@ -52,6 +57,13 @@ class DispatcherServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMessages(self, request, context):
+        """Messages of a tenant, oldest first, filtered by campaign, contact or status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatcherServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +71,11 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     servicer.GetMessage,
                     request_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetMessageRequest.FromString,
                     response_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetMessageResponse.SerializeToString,
+            ),
+            'ListMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMessages,
+                    request_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListMessagesRequest.FromString,
+                    response_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListMessagesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +106,33 @@ class DispatcherService:
             '/dripiq.dispatcher.v1.DispatcherService/GetMessage',
             dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetMessageRequest.SerializeToString,
             dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.dispatcher.v1.DispatcherService/ListMessages',
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListMessagesRequest.SerializeToString,
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListMessagesResponse.FromString,
             options,
             channel_credentials,
             insecure,

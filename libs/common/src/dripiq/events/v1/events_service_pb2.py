@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%dripiq/events/v1/events_service.proto\x12\x10\x64ripiq.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x02\n\x0cMessageEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x04 \x01(\t\x12\x12\n\nstep_index\x18\x05 \x01(\x05\x12\x12\n\nevent_type\x18\x06 \x01(\t\x12\x10\n\x08provider\x18\x07 \x01(\t\x12\x19\n\x11provider_event_id\x18\x08 \x01(\t\x12/\n\x0boccurred_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmachine_open\x18\n \x01(\x08\x12\x0b\n\x03url\x18\x0b \x01(\t\"h\n\x18ListMessageEventsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"d\n\x19ListMessageEventsResponse\x12.\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1e.dripiq.events.v1.MessageEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2}\n\rEventsService\x12l\n\x11ListMessageEvents\x12*.dripiq.events.v1.ListMessageEventsRequest\x1a+.dripiq.events.v1.ListMessageEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%dripiq/events/v1/events_service.proto\x12\x10\x64ripiq.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x02\n\x0cMessageEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x04 \x01(\t\x12\x12\n\nstep_index\x18\x05 \x01(\x05\x12\x12\n\nevent_type\x18\x06 \x01(\t\x12\x10\n\x08provider\x18\x07 \x01(\t\x12\x19\n\x11provider_event_id\x18\x08 \x01(\t\x12/\n\x0boccurred_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmachine_open\x18\n \x01(\x08\x12\x0b\n\x03url\x18\x0b \x01(\t\"}\n\x18ListMessageEventsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x05 \x01(\t\"d\n\x19ListMessageEventsResponse\x12.\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1e.dripiq.events.v1.MessageEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2}\n\rEventsService\x12l\n\x11ListMessageEvents\x12*.dripiq.events.v1.ListMessageEventsRequest\x1a+.dripiq.events.v1.ListMessageEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,9 +35,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MESSAGEEVENT']._serialized_start=93
   _globals['_MESSAGEEVENT']._serialized_end=354
   _globals['_LISTMESSAGEEVENTSREQUEST']._serialized_start=356
-  _globals['_LISTMESSAGEEVENTSREQUEST']._serialized_end=460
-  _globals['_LISTMESSAGEEVENTSRESPONSE']._serialized_start=462
-  _globals['_LISTMESSAGEEVENTSRESPONSE']._serialized_end=562
-  _globals['_EVENTSSERVICE']._serialized_start=564
-  _globals['_EVENTSSERVICE']._serialized_end=689
+  _globals['_LISTMESSAGEEVENTSREQUEST']._serialized_end=481
+  _globals['_LISTMESSAGEEVENTSRESPONSE']._serialized_start=483
+  _globals['_LISTMESSAGEEVENTSRESPONSE']._serialized_end=583
+  _globals['_EVENTSSERVICE']._serialized_start=585
+  _globals['_EVENTSSERVICE']._serialized_end=710
 # @@protoc_insertion_point(module_scope)

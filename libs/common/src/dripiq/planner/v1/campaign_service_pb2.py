@@ -22,53 +22,95 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(dripiq/planner/v1/campaign_service.proto\x12\x11\x64ripiq.planner.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"u\n\x07\x43ontact\x12\x12\n\ncontact_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x12\n\nfirst_name\x18\x03 \x01(\t\x12\x11\n\tlast_name\x18\x04 \x01(\t\x12\r\n\x05title\x18\x05 \x01(\t\x12\x11\n\ttime_zone\x18\x06 \x01(\t\"?\n\x04Lead\x12\x0f\n\x07lead_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ompany_name\x18\x02 \x01(\t\x12\x10\n\x08industry\x18\x03 \x01(\t\"@\n\x07Product\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\xbd\x01\n\x08Strategy\x12\x0f\n\x07summary\x18\x01 \x01(\t\x12+\n\x07\x63\x61\x64\x65nce\x18\x02 \x01(\x0b\x32\x1a.dripiq.planner.v1.Cadence\x12:\n\x11outreach_campaign\x18\x03 \x03(\x0b\x32\x1f.dripiq.planner.v1.OutreachStep\x12\x37\n\x0e\x61\x64\x61ptive_rules\x18\x04 \x03(\x0b\x32\x1f.dripiq.planner.v1.AdaptiveRule\"3\n\x07\x43\x61\x64\x65nce\x12\x10\n\x08interval\x18\x01 \x01(\t\x12\x16\n\x0etotal_duration\x18\x02 \x01(\t\"f\n\x0cOutreachStep\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06timing\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\t\x12\x16\n\x0e\x63\x61ll_to_action\x18\x05 \x01(\t\"N\n\x0c\x41\x64\x61ptiveRule\x12\x0f\n\x07trigger\x18\x01 \x01(\t\x12-\n\x06\x61\x63tion\x18\x02 \x01(\x0b\x32\x1d.dripiq.planner.v1.RuleAction\"D\n\nRuleAction\x12\x0c\n\x04type\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xac\x03\n\x08\x43\x61mpaign\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0f\n\x07lead_id\x18\x03 \x01(\t\x12\x12\n\ncontact_id\x18\x04 \x01(\t\x12\x12\n\nproduct_id\x18\x05 \x01(\t\x12\x31\n\x06status\x18\x06 \x01(\x0e\x32!.dripiq.planner.v1.CampaignStatus\x12\x1a\n\x12sender_identity_id\x18\x07 \x01(\t\x12-\n\x08strategy\x18\x08 \x01(\x0b\x32\x1b.dripiq.planner.v1.Strategy\x12.\n\x05steps\x18\t \x03(\x0b\x32\x1f.dripiq.planner.v1.CampaignStep\x12\x1a\n\x12\x63urrent_step_index\x18\n \x01(\x05\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rcancel_reason\x18\r \x01(\t\"\xaf\x02\n\x0c\x43\x61mpaignStep\x12\x12\n\nstep_index\x18\x01 \x01(\x05\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12-\n\x06status\x18\x03 \x01(\x0e\x32\x1d.dripiq.planner.v1.StepStatus\x12\x1e\n\x16relative_delay_seconds\x18\x04 \x01(\x03\x12\x30\n\x0cscheduled_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x07 \x01(\t\x12\x16\n\x0e\x63\x61ll_to_action\x18\x08 \x01(\t\x12\x12\n\nmessage_id\x18\t \x01(\t\x12+\n\x07sent_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8a\x02\n\x15\x43reateCampaignRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12%\n\x04lead\x18\x03 \x01(\x0b\x32\x17.dripiq.planner.v1.Lead\x12+\n\x07\x63ontact\x18\x04 \x01(\x0b\x32\x1a.dripiq.planner.v1.Contact\x12+\n\x07product\x18\x05 \x01(\x0b\x32\x1a.dripiq.planner.v1.Product\x12-\n\x08strategy\x18\x06 \x01(\x0b\x32\x1b.dripiq.planner.v1.Strategy\x12\x1a\n\x12sender_identity_id\x18\x07 \x01(\t\"G\n\x16\x43reateCampaignResponse\x12-\n\x08\x63\x61mpaign\x18\x01 \x01(\x0b\x32\x1b.dripiq.planner.v1.Campaign\"<\n\x12GetCampaignRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\"D\n\x13GetCampaignResponse\x12-\n\x08\x63\x61mpaign\x18\x01 \x01(\x0b\x32\x1b.dripiq.planner.v1.Campaign\"O\n\x15\x43\x61ncelCampaignRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"G\n\x16\x43\x61ncelCampaignResponse\x12-\n\x08\x63\x61mpaign\x18\x01 \x01(\x0b\x32\x1b.dripiq.planner.v1.Campaign*\xa6\x01\n\x0e\x43\x61mpaignStatus\x12\x1f\n\x1b\x43\x41MPAIGN_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41MPAIGN_STATUS_ACTIVE\x10\x01\x12\x1a\n\x16\x43\x41MPAIGN_STATUS_PAUSED\x10\x02\x12\x1d\n\x19\x43\x41MPAIGN_STATUS_COMPLETED\x10\x03\x12\x1c\n\x18\x43\x41MPAIGN_STATUS_CANCELED\x10\x04*\xd7\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_PENDING\x10\x01\x12\x19\n\x15STEP_STATUS_SCHEDULED\x10\x02\x12\x17\n\x13STEP_STATUS_SENDING\x10\x03\x12\x14\n\x10STEP_STATUS_SENT\x10\x04\x12\x16\n\x12STEP_STATUS_FAILED\x10\x05\x12\x17\n\x13STEP_STATUS_SKIPPED\x10\x06\x12\x18\n\x14STEP_STATUS_CANCELED\x10\x07\x32\xbd\x02\n\x0f\x43\x61mpaignService\x12\x65\n\x0e\x43reateCampaign\x12(.dripiq.planner.v1.CreateCampaignRequest\x1a).dripiq.planner.v1.CreateCampaignResponse\x12\\\n\x0bGetCampaign\x12%.dripiq.planner.v1.GetCampaignRequest\x1a&.dripiq.planner.v1.GetCampaignResponse\x12\x65\n\x0e\x43\x61ncelCampaign\x12(.dripiq.planner.v1.CancelCampaignRequest\x1a).dripiq.planner.v1.CancelCampaignResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(dripiq/planner/v1/campaign_service.proto\x12\x11\x64ripiq.planner.v1\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"D\n\nSendWindow\x12\x10\n\x08weekdays\x18\x01 \x03(\x05\x12\x12\n\nstart_hour\x18\x02 \x01(\x05\x12\x10\n\x08\x65nd_hour\x18\x03 \x01(\x05\"\xab\x01\n\x0eTenantSettings\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x32\n\x0bsend_window\x18\x02 \x01(\x0b\x32\x1d.dripiq.planner.v1.SendWindow\x12\r\n\x05voice\x18\x03 \x01(\t\x12\x12\n\nguidelines\x18\x04 \x01(\t\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"u\n\x07\x43ontact\x12\x12\n\ncontact_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x12\n\nfirst_name\x18\x03 \x01(\t\x12\x11\n\tlast_name\x18\x04 \x01(\t\x12\r\n\x05title\x18\x05 \x01(\t\x12\x11\n\ttime_zone\x18\x06 \x01(\t\"?\n\x04Lead\x12\x0f\n\x07lead_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ompany_name\x18\x02 \x01(\t\x12\x10\n\x08industry\x18\x03 \x01(\t\"@\n\x07Product\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\xbd\x01\n\x08Strategy\x12\x0f\n\x07summary\x18\x01 \x01(\t\x12+\n\x07\x63\x61\x64\x65nce\x18\x02 \x01(\x0b\x32\x1a.dripiq.planner.v1.Cadence\x12:\n\x11outreach_campaign\x18\x03 \x03(\x0b\x32\x1f.dripiq.planner.v1.OutreachStep\x12\x37\n\x0e\x61\x64\x61ptive_rules\x18\x04 \x03(\x0b\x32\x1f.dripiq.planner.v1.AdaptiveRule\"3\n\x07\x43\x61\x64\x65nce\x12\x10\n\x08interval\x18\x01 \x01(\t\x12\x16\n\x0etotal_duration\x18\x02 \x01(\t\"f\n\x0cOutreachStep\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06timing\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\t\x12\x16\n\x0e\x63\x61ll_to_action\x18\x05 \x01(\t\"N\n\x0c\x41\x64\x61ptiveRule\x12\x0f\n\x07trigger\x18\x01 \x01(\t\x12-\n\x06\x61\x63tion\x18\x02 \x01(\x0b\x32\x1d.dripiq.planner.v1.RuleAction\"D\n\nRuleAction\x12\x0c\n\x04type\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x87\x04\n\x08\x43\x61mpaign\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0f\n\x07lead_id\x18\x03 \x01(\t\x12\x12\n\ncontact_id\x18\x04 \x01(\t\x12\x12\n\nproduct_id\x18\x05 \x01(\t\x12\x31\n\x06status\x18\x06 \x01(\x0e\x32!.dripiq.planner.v1.CampaignStatus\x12\x1a\n\x12sender_identity_id\x18\x07 \x01(\t\x12-\n\x08strategy\x18\x08 \x01(\x0b\x32\x1b.dripiq.planner.v1.Strategy\x12.\n\x05steps\x18\t \x03(\x0b\x32\x1f.dripiq.planner.v1.CampaignStep\x12\x1a\n\x12\x63urrent_step_index\x18\n \x01(\x05\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rcancel_reason\x18\r \x01(\t\x12\x12\n\nstrategist\x18\x0e \x01(\t\x12\x11\n\ttime_zone\x18\x0f \x01(\t\x12\x32\n\x0bsend_window\x18\x10 \x01(\x0b\x32\x1d.dripiq.planner.v1.SendWindow\"\xaf\x02\n\x0c\x43\x61mpaignStep\x12\x12\n\nstep_index\x18\x01 \x01(\x05\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12-\n\x06status\x18\x03 \x01(\x0e\x32\x1d.dripiq.planner.v1.StepStatus\x12\x1e\n\x16relative_delay_seconds\x18\x04 \x01(\x03\x12\x30\n\x0cscheduled_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x07 \x01(\t\x12\x16\n\x0e\x63\x61ll_to_action\x18\x08 \x01(\t\x12\x12\n\nmessage_id\x18\t \x01(\t\x12+\n\x07sent_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbe\x02\n\x15\x43reateCampaignRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12%\n\x04lead\x18\x03 \x01(\x0b\x32\x17.dripiq.planner.v1.Lead\x12+\n\x07\x63ontact\x18\x04 \x01(\x0b\x32\x1a.dripiq.planner.v1.Contact\x12+\n\x07product\x18\x05 \x01(\x0b\x32\x1a.dripiq.planner.v1.Product\x12-\n\x08strategy\x18\x06 \x01(\x0b\x32\x1b.dripiq.planner.v1.Strategy\x12\x1a\n\x12sender_identity_id\x18\x07 \x01(\t\x12\x32\n\x0bsend_window\x18\x08 \x01(\x0b\x32\x1d.dripiq.planner.v1.SendWindow\"G\n\x16\x43reateCampaignResponse\x12-\n\x08\x63\x61mpaign\x18\x01 \x01(\x0b\x32\x1b.dripiq.planner.v1.Campaign\"<\n\x12GetCampaignRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\"D\n\x13GetCampaignResponse\x12-\n\x08\x63\x61mpaign\x18\x01 \x01(\x0b\x32\x1b.dripiq.planner.v1.Campaign\"O\n\x15\x43\x61ncelCampaignRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"G\n\x16\x43\x61ncelCampaignResponse\x12-\n\x08\x63\x61mpaign\x18\x01 \x01(\x0b\x32\x1b.dripiq.planner.v1.Campaign\"l\n\x1b\x42\x61tchCreateCampaignsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12:\n\x08requests\x18\x02 \x03(\x0b\x32(.dripiq.planner.v1.CreateCampaignRequest\"]\n\x1c\x42\x61tchCreateCampaignsResponse\x12=\n\x07results\x18\x01 \x03(\x0b\x32,.dripiq.planner.v1.BatchCreateCampaignResult\"{\n\x19\x42\x61tchCreateCampaignResult\x12/\n\x08\x63\x61mpaign\x18\x01 \x01(\x0b\x32\x1b.dripiq.planner.v1.CampaignH\x00\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"\xa8\x01\n\x14ListCampaignsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x31\n\x06status\x18\x04 \x01(\x0e\x32!.dripiq.planner.v1.CampaignStatus\x12\x12\n\ncontact_id\x18\x05 \x01(\t\x12\x0f\n\x07lead_id\x18\x06 \x01(\t\"`\n\x15ListCampaignsResponse\x12.\n\tcampaigns\x18\x01 \x03(\x0b\x32\x1b.dripiq.planner.v1.Campaign\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\\\n\x14PauseCampaignRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\x12\x1c\n\x14resume_after_seconds\x18\x03 \x01(\x03\"F\n\x15PauseCampaignResponse\x12-\n\x08\x63\x61mpaign\x18\x01 \x01(\x0b\x32\x1b.dripiq.planner.v1.Campaign\"?\n\x15ResumeCampaignRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\"G\n\x16ResumeCampaignResponse\x12-\n\x08\x63\x61mpaign\x18\x01 \x01(\x0b\x32\x1b.dripiq.planner.v1.Campaign\"S\n\x16PreviewStrategyRequest\x12\x39\n\x07request\x18\x01 \x01(\x0b\x32(.dripiq.planner.v1.CreateCampaignRequest\"\x8c\x01\n\x17PreviewStrategyResponse\x12-\n\x08strategy\x18\x01 \x01(\x0b\x32\x1b.dripiq.planner.v1.Strategy\x12.\n\x05steps\x18\x02 \x03(\x0b\x32\x1f.dripiq.planner.v1.CampaignStep\x12\x12\n\nstrategist\x18\x03 \x01(\t\"D\n\x1aGetCampaignTimelineRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\"\x7f\n\rTimelineEntry\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x12\n\nstep_index\x18\x03 \x01(\x05\x12\x12\n\nmessage_id\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"\x94\x01\n\x1bGetCampaignTimelineResponse\x12-\n\x08\x63\x61mpaign\x18\x01 \x01(\x0b\x32\x1b.dripiq.planner.v1.Campaign\x12\x31\n\x07\x65ntries\x18\x02 \x03(\x0b\x32 .dripiq.planner.v1.TimelineEntry\x12\x13\n\x0bunavailable\x18\x03 \x03(\t\"-\n\x18GetTenantSettingsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"P\n\x19GetTenantSettingsResponse\x12\x33\n\x08settings\x18\x01 \x01(\x0b\x32!.dripiq.planner.v1.TenantSettings\"\x83\x01\n\x1bUpdateTenantSettingsRequest\x12\x33\n\x08settings\x18\x01 \x01(\x0b\x32!.dripiq.planner.v1.TenantSettings\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"S\n\x1cUpdateTenantSettingsResponse\x12\x33\n\x08settings\x18\x01 \x01(\x0b\x32!.dripiq.planner.v1.TenantSettings*\xa6\x01\n\x0e\x43\x61mpaignStatus\x12\x1f\n\x1b\x43\x41MPAIGN_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41MPAIGN_STATUS_ACTIVE\x10\x01\x12\x1a\n\x16\x43\x41MPAIGN_STATUS_PAUSED\x10\x02\x12\x1d\n\x19\x43\x41MPAIGN_STATUS_COMPLETED\x10\x03\x12\x1c\n\x18\x43\x41MPAIGN_STATUS_CANCELED\x10\x04*\xd7\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_PENDING\x10\x01\x12\x19\n\x15STEP_STATUS_SCHEDULED\x10\x02\x12\x17\n\x13STEP_STATUS_SENDING\x10\x03\x12\x14\n\x10STEP_STATUS_SENT\x10\x04\x12\x16\n\x12STEP_STATUS_FAILED\x10\x05\x12\x17\n\x13STEP_STATUS_SKIPPED\x10\x06\x12\x18\n\x14STEP_STATUS_CANCELED\x10\x07\x32\xae\t\n\x0f\x43\x61mpaignService\x12\x65\n\x0e\x43reateCampaign\x12(.dripiq.planner.v1.CreateCampaignRequest\x1a).dripiq.planner.v1.CreateCampaignResponse\x12\\\n\x0bGetCampaign\x12%.dripiq.planner.v1.GetCampaignRequest\x1a&.dripiq.planner.v1.GetCampaignResponse\x12w\n\x14\x42\x61tchCreateCampaigns\x12..dripiq.planner.v1.BatchCreateCampaignsRequest\x1a/.dripiq.planner.v1.BatchCreateCampaignsResponse\x12\x62\n\rListCampaigns\x12\'.dripiq.planner.v1.ListCampaignsRequest\x1a(.dripiq.planner.v1.ListCampaignsResponse\x12\x62\n\rPauseCampaign\x12\'.dripiq.planner.v1.PauseCampaignRequest\x1a(.dripiq.planner.v1.PauseCampaignResponse\x12\x65\n\x0eResumeCampaign\x12(.dripiq.planner.v1.ResumeCampaignRequest\x1a).dripiq.planner.v1.ResumeCampaignResponse\x12\x65\n\x0e\x43\x61ncelCampaign\x12(.dripiq.planner.v1.CancelCampaignRequest\x1a).dripiq.planner.v1.CancelCampaignResponse\x12h\n\x0fPreviewStrategy\x12).dripiq.planner.v1.PreviewStrategyRequest\x1a*.dripiq.planner.v1.PreviewStrategyResponse\x12t\n\x13GetCampaignTimeline\x12-.dripiq.planner.v1.GetCampaignTimelineRequest\x1a..dripiq.planner.v1.GetCampaignTimelineResponse\x12n\n\x11GetTenantSettings\x12+.dripiq.planner.v1.GetTenantSettingsRequest\x1a,.dripiq.planner.v1.GetTenantSettingsResponse\x12w\n\x14UpdateTenantSettings\x12..dripiq.planner.v1.UpdateTenantSettingsRequest\x1a/.dripiq.planner.v1.UpdateTenantSettingsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dripiq.planner.v1.campaign_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CAMPAIGNSTATUS']._serialized_start=2241
-  _globals['_CAMPAIGNSTATUS']._serialized_end=2407
-  _globals['_STEPSTATUS']._serialized_start=2410
-  _globals['_STEPSTATUS']._serialized_end=2625
-  _globals['_CONTACT']._serialized_start=126
-  _globals['_CONTACT']._serialized_end=243
-  _globals['_LEAD']._serialized_start=245
-  _globals['_LEAD']._serialized_end=308
-  _globals['_PRODUCT']._serialized_start=310
-  _globals['_PRODUCT']._serialized_end=374
-  _globals['_STRATEGY']._serialized_start=377
-  _globals['_STRATEGY']._serialized_end=566
-  _globals['_CADENCE']._serialized_start=568
-  _globals['_CADENCE']._serialized_end=619
-  _globals['_OUTREACHSTEP']._serialized_start=621
-  _globals['_OUTREACHSTEP']._serialized_end=723
-  _globals['_ADAPTIVERULE']._serialized_start=725
-  _globals['_ADAPTIVERULE']._serialized_end=803
-  _globals['_RULEACTION']._serialized_start=805
-  _globals['_RULEACTION']._serialized_end=873
-  _globals['_CAMPAIGN']._serialized_start=876
-  _globals['_CAMPAIGN']._serialized_end=1304
-  _globals['_CAMPAIGNSTEP']._serialized_start=1307
-  _globals['_CAMPAIGNSTEP']._serialized_end=1610
-  _globals['_CREATECAMPAIGNREQUEST']._serialized_start=1613
-  _globals['_CREATECAMPAIGNREQUEST']._serialized_end=1879
-  _globals['_CREATECAMPAIGNRESPONSE']._serialized_start=1881
-  _globals['_CREATECAMPAIGNRESPONSE']._serialized_end=1952
-  _globals['_GETCAMPAIGNREQUEST']._serialized_start=1954
-  _globals['_GETCAMPAIGNREQUEST']._serialized_end=2014
-  _globals['_GETCAMPAIGNRESPONSE']._serialized_start=2016
-  _globals['_GETCAMPAIGNRESPONSE']._serialized_end=2084
-  _globals['_CANCELCAMPAIGNREQUEST']._serialized_start=2086
-  _globals['_CANCELCAMPAIGNREQUEST']._serialized_end=2165
-  _globals['_CANCELCAMPAIGNRESPONSE']._serialized_start=2167
-  _globals['_CANCELCAMPAIGNRESPONSE']._serialized_end=2238
-  _globals['_CAMPAIGNSERVICE']._serialized_start=2628
-  _globals['_CAMPAIGNSERVICE']._serialized_end=2945
+  _globals['_CAMPAIGNSTATUS']._serialized_start=4516
+  _globals['_CAMPAIGNSTATUS']._serialized_end=4682
+  _globals['_STEPSTATUS']._serialized_start=4685
+  _globals['_STEPSTATUS']._serialized_end=4900
+  _globals['_SENDWINDOW']._serialized_start=185
+  _globals['_SENDWINDOW']._serialized_end=253
+  _globals['_TENANTSETTINGS']._serialized_start=256
+  _globals['_TENANTSETTINGS']._serialized_end=427
+  _globals['_CONTACT']._serialized_start=429
+  _globals['_CONTACT']._serialized_end=546
+  _globals['_LEAD']._serialized_start=548
+  _globals['_LEAD']._serialized_end=611
+  _globals['_PRODUCT']._serialized_start=613
+  _globals['_PRODUCT']._serialized_end=677
+  _globals['_STRATEGY']._serialized_start=680
+  _globals['_STRATEGY']._serialized_end=869
+  _globals['_CADENCE']._serialized_start=871
+  _globals['_CADENCE']._serialized_end=922
+  _globals['_OUTREACHSTEP']._serialized_start=924
+  _globals['_OUTREACHSTEP']._serialized_end=1026
+  _globals['_ADAPTIVERULE']._serialized_start=1028
+  _globals['_ADAPTIVERULE']._serialized_end=1106
+  _globals['_RULEACTION']._serialized_start=1108
+  _globals['_RULEACTION']._serialized_end=1176
+  _globals['_CAMPAIGN']._serialized_start=1179
+  _globals['_CAMPAIGN']._serialized_end=1698
+  _globals['_CAMPAIGNSTEP']._serialized_start=1701
+  _globals['_CAMPAIGNSTEP']._serialized_end=2004
+  _globals['_CREATECAMPAIGNREQUEST']._serialized_start=2007
+  _globals['_CREATECAMPAIGNREQUEST']._serialized_end=2325
+  _globals['_CREATECAMPAIGNRESPONSE']._serialized_start=2327
+  _globals['_CREATECAMPAIGNRESPONSE']._serialized_end=2398
+  _globals['_GETCAMPAIGNREQUEST']._serialized_start=2400
+  _globals['_GETCAMPAIGNREQUEST']._serialized_end=2460
+  _globals['_GETCAMPAIGNRESPONSE']._serialized_start=2462
+  _globals['_GETCAMPAIGNRESPONSE']._serialized_end=2530
+  _globals['_CANCELCAMPAIGNREQUEST']._serialized_start=2532
+  _globals['_CANCELCAMPAIGNREQUEST']._serialized_end=2611
+  _globals['_CANCELCAMPAIGNRESPONSE']._serialized_start=2613
+  _globals['_CANCELCAMPAIGNRESPONSE']._serialized_end=2684
+  _globals['_BATCHCREATECAMPAIGNSREQUEST']._serialized_start=2686
+  _globals['_BATCHCREATECAMPAIGNSREQUEST']._serialized_end=2794
+  _globals['_BATCHCREATECAMPAIGNSRESPONSE']._serialized_start=2796
+  _globals['_BATCHCREATECAMPAIGNSRESPONSE']._serialized_end=2889
+  _globals['_BATCHCREATECAMPAIGNRESULT']._serialized_start=2891
+  _globals['_BATCHCREATECAMPAIGNRESULT']._serialized_end=3014
+  _globals['_LISTCAMPAIGNSREQUEST']._serialized_start=3017
+  _globals['_LISTCAMPAIGNSREQUEST']._serialized_end=3185
+  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_start=3187
+  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_end=3283
+  _globals['_PAUSECAMPAIGNREQUEST']._serialized_start=3285
+  _globals['_PAUSECAMPAIGNREQUEST']._serialized_end=3377
+  _globals['_PAUSECAMPAIGNRESPONSE']._serialized_start=3379
+  _globals['_PAUSECAMPAIGNRESPONSE']._serialized_end=3449
+  _globals['_RESUMECAMPAIGNREQUEST']._serialized_start=3451
+  _globals['_RESUMECAMPAIGNREQUEST']._serialized_end=3514
+  _globals['_RESUMECAMPAIGNRESPONSE']._serialized_start=3516
+  _globals['_RESUMECAMPAIGNRESPONSE']._serialized_end=3587
+  _globals['_PREVIEWSTRATEGYREQUEST']._serialized_start=3589
+  _globals['_PREVIEWSTRATEGYREQUEST']._serialized_end=3672
+  _globals['_PREVIEWSTRATEGYRESPONSE']._serialized_start=3675
+  _globals['_PREVIEWSTRATEGYRESPONSE']._serialized_end=3815
+  _globals['_GETCAMPAIGNTIMELINEREQUEST']._serialized_start=3817
+  _globals['_GETCAMPAIGNTIMELINEREQUEST']._serialized_end=3885
+  _globals['_TIMELINEENTRY']._serialized_start=3887
+  _globals['_TIMELINEENTRY']._serialized_end=4014
+  _globals['_GETCAMPAIGNTIMELINERESPONSE']._serialized_start=4017
+  _globals['_GETCAMPAIGNTIMELINERESPONSE']._serialized_end=4165
+  _globals['_GETTENANTSETTINGSREQUEST']._serialized_start=4167
+  _globals['_GETTENANTSETTINGSREQUEST']._serialized_end=4212
+  _globals['_GETTENANTSETTINGSRESPONSE']._serialized_start=4214
+  _globals['_GETTENANTSETTINGSRESPONSE']._serialized_end=4294
+  _globals['_UPDATETENANTSETTINGSREQUEST']._serialized_start=4297
+  _globals['_UPDATETENANTSETTINGSREQUEST']._serialized_end=4428
+  _globals['_UPDATETENANTSETTINGSRESPONSE']._serialized_start=4430
+  _globals['_UPDATETENANTSETTINGSRESPONSE']._serialized_end=4513
+  _globals['_CAMPAIGNSERVICE']._serialized_start=4903
+  _globals['_CAMPAIGNSERVICE']._serialized_end=6101
 # @@protoc_insertion_point(module_scope)

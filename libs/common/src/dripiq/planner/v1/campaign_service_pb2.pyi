@@ -1,7 +1,9 @@
 import datetime
 
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.rpc import status_pb2 as _status_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -42,6 +44,30 @@ STEP_STATUS_SENT: StepStatus
 STEP_STATUS_FAILED: StepStatus
 STEP_STATUS_SKIPPED: StepStatus
 STEP_STATUS_CANCELED: StepStatus
+
+class SendWindow(_message.Message):
+    __slots__ = ("weekdays", "start_hour", "end_hour")
+    WEEKDAYS_FIELD_NUMBER: _ClassVar[int]
+    START_HOUR_FIELD_NUMBER: _ClassVar[int]
+    END_HOUR_FIELD_NUMBER: _ClassVar[int]
+    weekdays: _containers.RepeatedScalarFieldContainer[int]
+    start_hour: int
+    end_hour: int
+    def __init__(self, weekdays: _Optional[_Iterable[int]] = ..., start_hour: _Optional[int] = ..., end_hour: _Optional[int] = ...) -> None: ...
+
+class TenantSettings(_message.Message):
+    __slots__ = ("tenant_id", "send_window", "voice", "guidelines", "update_time")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SEND_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    VOICE_FIELD_NUMBER: _ClassVar[int]
+    GUIDELINES_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    send_window: SendWindow
+    voice: str
+    guidelines: str
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., voice: _Optional[str] = ..., guidelines: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Contact(_message.Message):
     __slots__ = ("contact_id", "email", "first_name", "last_name", "title", "time_zone")
@@ -130,7 +156,7 @@ class RuleAction(_message.Message):
     def __init__(self, type: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Campaign(_message.Message):
-    __slots__ = ("campaign_id", "tenant_id", "lead_id", "contact_id", "product_id", "status", "sender_identity_id", "strategy", "steps", "current_step_index", "created_at", "updated_at", "cancel_reason")
+    __slots__ = ("campaign_id", "tenant_id", "lead_id", "contact_id", "product_id", "status", "sender_identity_id", "strategy", "steps", "current_step_index", "created_at", "updated_at", "cancel_reason", "strategist", "time_zone", "send_window")
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     LEAD_ID_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +170,9 @@ class Campaign(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     CANCEL_REASON_FIELD_NUMBER: _ClassVar[int]
+    STRATEGIST_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    SEND_WINDOW_FIELD_NUMBER: _ClassVar[int]
     campaign_id: str
     tenant_id: str
     lead_id: str
@@ -157,7 +186,10 @@ class Campaign(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     cancel_reason: str
-    def __init__(self, campaign_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., lead_id: _Optional[str] = ..., contact_id: _Optional[str] = ..., product_id: _Optional[str] = ..., status: _Optional[_Union[CampaignStatus, str]] = ..., sender_identity_id: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[CampaignStep, _Mapping]]] = ..., current_step_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_reason: _Optional[str] = ...) -> None: ...
+    strategist: str
+    time_zone: str
+    send_window: SendWindow
+    def __init__(self, campaign_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., lead_id: _Optional[str] = ..., contact_id: _Optional[str] = ..., product_id: _Optional[str] = ..., status: _Optional[_Union[CampaignStatus, str]] = ..., sender_identity_id: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[CampaignStep, _Mapping]]] = ..., current_step_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_reason: _Optional[str] = ..., strategist: _Optional[str] = ..., time_zone: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ...) -> None: ...
 
 class CampaignStep(_message.Message):
     __slots__ = ("step_index", "channel", "status", "relative_delay_seconds", "scheduled_at", "subject", "content", "call_to_action", "message_id", "sent_at")
@@ -184,7 +216,7 @@ class CampaignStep(_message.Message):
     def __init__(self, step_index: _Optional[int] = ..., channel: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., relative_delay_seconds: _Optional[int] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., subject: _Optional[str] = ..., content: _Optional[str] = ..., call_to_action: _Optional[str] = ..., message_id: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateCampaignRequest(_message.Message):
-    __slots__ = ("tenant_id", "request_id", "lead", "contact", "product", "strategy", "sender_identity_id")
+    __slots__ = ("tenant_id", "request_id", "lead", "contact", "product", "strategy", "sender_identity_id", "send_window")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     LEAD_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +224,7 @@ class CreateCampaignRequest(_message.Message):
     PRODUCT_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     SENDER_IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    SEND_WINDOW_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     request_id: str
     lead: Lead
@@ -199,7 +232,8 @@ class CreateCampaignRequest(_message.Message):
     product: Product
     strategy: Strategy
     sender_identity_id: str
-    def __init__(self, tenant_id: _Optional[str] = ..., request_id: _Optional[str] = ..., lead: _Optional[_Union[Lead, _Mapping]] = ..., contact: _Optional[_Union[Contact, _Mapping]] = ..., product: _Optional[_Union[Product, _Mapping]] = ..., strategy: _Optional[_Union[Strategy, _Mapping]] = ..., sender_identity_id: _Optional[str] = ...) -> None: ...
+    send_window: SendWindow
+    def __init__(self, tenant_id: _Optional[str] = ..., request_id: _Optional[str] = ..., lead: _Optional[_Union[Lead, _Mapping]] = ..., contact: _Optional[_Union[Contact, _Mapping]] = ..., product: _Optional[_Union[Product, _Mapping]] = ..., strategy: _Optional[_Union[Strategy, _Mapping]] = ..., sender_identity_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ...) -> None: ...
 
 class CreateCampaignResponse(_message.Message):
     __slots__ = ("campaign",)
@@ -236,3 +270,153 @@ class CancelCampaignResponse(_message.Message):
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     campaign: Campaign
     def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...
+
+class BatchCreateCampaignsRequest(_message.Message):
+    __slots__ = ("tenant_id", "requests")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    requests: _containers.RepeatedCompositeFieldContainer[CreateCampaignRequest]
+    def __init__(self, tenant_id: _Optional[str] = ..., requests: _Optional[_Iterable[_Union[CreateCampaignRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchCreateCampaignsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[BatchCreateCampaignResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[BatchCreateCampaignResult, _Mapping]]] = ...) -> None: ...
+
+class BatchCreateCampaignResult(_message.Message):
+    __slots__ = ("campaign", "error")
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    campaign: Campaign
+    error: _status_pb2.Status
+    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
+
+class ListCampaignsRequest(_message.Message):
+    __slots__ = ("tenant_id", "page_size", "page_token", "status", "contact_id", "lead_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
+    LEAD_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    page_size: int
+    page_token: str
+    status: CampaignStatus
+    contact_id: str
+    lead_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., status: _Optional[_Union[CampaignStatus, str]] = ..., contact_id: _Optional[str] = ..., lead_id: _Optional[str] = ...) -> None: ...
+
+class ListCampaignsResponse(_message.Message):
+    __slots__ = ("campaigns", "next_page_token")
+    CAMPAIGNS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    campaigns: _containers.RepeatedCompositeFieldContainer[Campaign]
+    next_page_token: str
+    def __init__(self, campaigns: _Optional[_Iterable[_Union[Campaign, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class PauseCampaignRequest(_message.Message):
+    __slots__ = ("tenant_id", "campaign_id", "resume_after_seconds")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    RESUME_AFTER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    campaign_id: str
+    resume_after_seconds: int
+    def __init__(self, tenant_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., resume_after_seconds: _Optional[int] = ...) -> None: ...
+
+class PauseCampaignResponse(_message.Message):
+    __slots__ = ("campaign",)
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    campaign: Campaign
+    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...
+
+class ResumeCampaignRequest(_message.Message):
+    __slots__ = ("tenant_id", "campaign_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    campaign_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., campaign_id: _Optional[str] = ...) -> None: ...
+
+class ResumeCampaignResponse(_message.Message):
+    __slots__ = ("campaign",)
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    campaign: Campaign
+    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...
+
+class PreviewStrategyRequest(_message.Message):
+    __slots__ = ("request",)
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    request: CreateCampaignRequest
+    def __init__(self, request: _Optional[_Union[CreateCampaignRequest, _Mapping]] = ...) -> None: ...
+
+class PreviewStrategyResponse(_message.Message):
+    __slots__ = ("strategy", "steps", "strategist")
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    STRATEGIST_FIELD_NUMBER: _ClassVar[int]
+    strategy: Strategy
+    steps: _containers.RepeatedCompositeFieldContainer[CampaignStep]
+    strategist: str
+    def __init__(self, strategy: _Optional[_Union[Strategy, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[CampaignStep, _Mapping]]] = ..., strategist: _Optional[str] = ...) -> None: ...
+
+class GetCampaignTimelineRequest(_message.Message):
+    __slots__ = ("tenant_id", "campaign_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    campaign_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., campaign_id: _Optional[str] = ...) -> None: ...
+
+class TimelineEntry(_message.Message):
+    __slots__ = ("time", "kind", "step_index", "message_id", "detail")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    kind: str
+    step_index: int
+    message_id: str
+    detail: str
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., step_index: _Optional[int] = ..., message_id: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class GetCampaignTimelineResponse(_message.Message):
+    __slots__ = ("campaign", "entries", "unavailable")
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    campaign: Campaign
+    entries: _containers.RepeatedCompositeFieldContainer[TimelineEntry]
+    unavailable: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ..., entries: _Optional[_Iterable[_Union[TimelineEntry, _Mapping]]] = ..., unavailable: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetTenantSettingsRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class GetTenantSettingsResponse(_message.Message):
+    __slots__ = ("settings",)
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    settings: TenantSettings
+    def __init__(self, settings: _Optional[_Union[TenantSettings, _Mapping]] = ...) -> None: ...
+
+class UpdateTenantSettingsRequest(_message.Message):
+    __slots__ = ("settings", "update_mask")
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    settings: TenantSettings
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, settings: _Optional[_Union[TenantSettings, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class UpdateTenantSettingsResponse(_message.Message):
+    __slots__ = ("settings",)
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    settings: TenantSettings
+    def __init__(self, settings: _Optional[_Union[TenantSettings, _Mapping]] = ...) -> None: ...

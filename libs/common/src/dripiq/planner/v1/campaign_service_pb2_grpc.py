@@ -45,10 +45,50 @@ class CampaignServiceStub:
                 request_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetCampaignRequest.SerializeToString,
                 response_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetCampaignResponse.FromString,
                 _registered_method=True)
+        self.BatchCreateCampaigns = channel.unary_unary(
+                '/dripiq.planner.v1.CampaignService/BatchCreateCampaigns',
+                request_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.BatchCreateCampaignsRequest.SerializeToString,
+                response_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.BatchCreateCampaignsResponse.FromString,
+                _registered_method=True)
+        self.ListCampaigns = channel.unary_unary(
+                '/dripiq.planner.v1.CampaignService/ListCampaigns',
+                request_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.ListCampaignsRequest.SerializeToString,
+                response_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.ListCampaignsResponse.FromString,
+                _registered_method=True)
+        self.PauseCampaign = channel.unary_unary(
+                '/dripiq.planner.v1.CampaignService/PauseCampaign',
+                request_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.PauseCampaignRequest.SerializeToString,
+                response_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.PauseCampaignResponse.FromString,
+                _registered_method=True)
+        self.ResumeCampaign = channel.unary_unary(
+                '/dripiq.planner.v1.CampaignService/ResumeCampaign',
+                request_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.ResumeCampaignRequest.SerializeToString,
+                response_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.ResumeCampaignResponse.FromString,
+                _registered_method=True)
         self.CancelCampaign = channel.unary_unary(
                 '/dripiq.planner.v1.CampaignService/CancelCampaign',
                 request_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.CancelCampaignRequest.SerializeToString,
                 response_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.CancelCampaignResponse.FromString,
+                _registered_method=True)
+        self.PreviewStrategy = channel.unary_unary(
+                '/dripiq.planner.v1.CampaignService/PreviewStrategy',
+                request_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.PreviewStrategyRequest.SerializeToString,
+                response_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.PreviewStrategyResponse.FromString,
+                _registered_method=True)
+        self.GetCampaignTimeline = channel.unary_unary(
+                '/dripiq.planner.v1.CampaignService/GetCampaignTimeline',
+                request_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetCampaignTimelineRequest.SerializeToString,
+                response_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetCampaignTimelineResponse.FromString,
+                _registered_method=True)
+        self.GetTenantSettings = channel.unary_unary(
+                '/dripiq.planner.v1.CampaignService/GetTenantSettings',
+                request_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetTenantSettingsRequest.SerializeToString,
+                response_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetTenantSettingsResponse.FromString,
+                _registered_method=True)
+        self.UpdateTenantSettings = channel.unary_unary(
+                '/dripiq.planner.v1.CampaignService/UpdateTenantSettings',
+                request_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateTenantSettingsRequest.SerializeToString,
+                response_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateTenantSettingsResponse.FromString,
                 _registered_method=True)
 
 
@@ -70,9 +110,64 @@ class CampaignServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchCreateCampaigns(self, request, context):
+        """Creates up to 1,000 campaigns of one tenant; each item succeeds or fails on its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCampaigns(self, request, context):
+        """Lists a tenant's campaigns, newest first, filtered by status, contact or lead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseCampaign(self, request, context):
+        """Stops sending until resumed (or until resume_after_seconds, when given).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeCampaign(self, request, context):
+        """Reschedules the remaining steps from now, inside the send window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CancelCampaign(self, request, context):
         """Cancels a campaign and every timer it holds.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PreviewStrategy(self, request, context):
+        """Plans a strategy and its schedule without storing anything.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCampaignTimeline(self, request, context):
+        """Steps, messages and engagement events of one campaign, merged in time order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTenantSettings(self, request, context):
+        """The tenant's defaults: send window, voice and guidelines for the strategist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTenantSettings(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -90,10 +185,50 @@ def add_CampaignServiceServicer_to_server(servicer, server):
                     request_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetCampaignRequest.FromString,
                     response_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetCampaignResponse.SerializeToString,
             ),
+            'BatchCreateCampaigns': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreateCampaigns,
+                    request_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.BatchCreateCampaignsRequest.FromString,
+                    response_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.BatchCreateCampaignsResponse.SerializeToString,
+            ),
+            'ListCampaigns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCampaigns,
+                    request_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.ListCampaignsRequest.FromString,
+                    response_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.ListCampaignsResponse.SerializeToString,
+            ),
+            'PauseCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseCampaign,
+                    request_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.PauseCampaignRequest.FromString,
+                    response_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.PauseCampaignResponse.SerializeToString,
+            ),
+            'ResumeCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeCampaign,
+                    request_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.ResumeCampaignRequest.FromString,
+                    response_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.ResumeCampaignResponse.SerializeToString,
+            ),
             'CancelCampaign': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelCampaign,
                     request_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.CancelCampaignRequest.FromString,
                     response_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.CancelCampaignResponse.SerializeToString,
+            ),
+            'PreviewStrategy': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewStrategy,
+                    request_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.PreviewStrategyRequest.FromString,
+                    response_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.PreviewStrategyResponse.SerializeToString,
+            ),
+            'GetCampaignTimeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCampaignTimeline,
+                    request_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetCampaignTimelineRequest.FromString,
+                    response_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetCampaignTimelineResponse.SerializeToString,
+            ),
+            'GetTenantSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTenantSettings,
+                    request_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetTenantSettingsRequest.FromString,
+                    response_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetTenantSettingsResponse.SerializeToString,
+            ),
+            'UpdateTenantSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTenantSettings,
+                    request_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateTenantSettingsRequest.FromString,
+                    response_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateTenantSettingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -162,6 +297,114 @@ class CampaignService:
             _registered_method=True)
 
     @staticmethod
+    def BatchCreateCampaigns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.planner.v1.CampaignService/BatchCreateCampaigns',
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.BatchCreateCampaignsRequest.SerializeToString,
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.BatchCreateCampaignsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCampaigns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.planner.v1.CampaignService/ListCampaigns',
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.ListCampaignsRequest.SerializeToString,
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.ListCampaignsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.planner.v1.CampaignService/PauseCampaign',
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.PauseCampaignRequest.SerializeToString,
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.PauseCampaignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.planner.v1.CampaignService/ResumeCampaign',
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.ResumeCampaignRequest.SerializeToString,
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.ResumeCampaignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CancelCampaign(request,
             target,
             options=(),
@@ -178,6 +421,114 @@ class CampaignService:
             '/dripiq.planner.v1.CampaignService/CancelCampaign',
             dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.CancelCampaignRequest.SerializeToString,
             dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.CancelCampaignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewStrategy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.planner.v1.CampaignService/PreviewStrategy',
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.PreviewStrategyRequest.SerializeToString,
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.PreviewStrategyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCampaignTimeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.planner.v1.CampaignService/GetCampaignTimeline',
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetCampaignTimelineRequest.SerializeToString,
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetCampaignTimelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTenantSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.planner.v1.CampaignService/GetTenantSettings',
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetTenantSettingsRequest.SerializeToString,
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetTenantSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTenantSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.planner.v1.CampaignService/UpdateTenantSettings',
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateTenantSettingsRequest.SerializeToString,
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateTenantSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x64ripiq/planner/v1/timers.proto\x12\x11\x64ripiq.planner.v1\"\xa4\x01\n\x0cPlannerTimer\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\x12.\n\x08step_due\x18\x03 \x01(\x0b\x32\x1a.dripiq.planner.v1.StepDueH\x00\x12\x34\n\x0btrigger_due\x18\x04 \x01(\x0b\x32\x1d.dripiq.planner.v1.TriggerDueH\x00\x42\x06\n\x04kind\"7\n\x07StepDue\x12\x12\n\nstep_index\x18\x01 \x01(\x05\x12\x18\n\x10schedule_version\x18\x02 \x01(\x05\"E\n\nTriggerDue\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x12\n\nstep_index\x18\x02 \x01(\x05\x12\x0f\n\x07trigger\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x64ripiq/planner/v1/timers.proto\x12\x11\x64ripiq.planner.v1\"\xd8\x01\n\x0cPlannerTimer\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\x12.\n\x08step_due\x18\x03 \x01(\x0b\x32\x1a.dripiq.planner.v1.StepDueH\x00\x12\x34\n\x0btrigger_due\x18\x04 \x01(\x0b\x32\x1d.dripiq.planner.v1.TriggerDueH\x00\x12\x32\n\nresume_due\x18\x05 \x01(\x0b\x32\x1c.dripiq.planner.v1.ResumeDueH\x00\x42\x06\n\x04kind\"7\n\x07StepDue\x12\x12\n\nstep_index\x18\x01 \x01(\x05\x12\x18\n\x10schedule_version\x18\x02 \x01(\x05\"E\n\nTriggerDue\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x12\n\nstep_index\x18\x02 \x01(\x05\x12\x0f\n\x07trigger\x18\x03 \x01(\t\"\"\n\tResumeDue\x12\x15\n\rpause_version\x18\x01 \x01(\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,9 +32,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dripiq.planner.v1.timers_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PLANNERTIMER']._serialized_start=54
-  _globals['_PLANNERTIMER']._serialized_end=218
-  _globals['_STEPDUE']._serialized_start=220
-  _globals['_STEPDUE']._serialized_end=275
-  _globals['_TRIGGERDUE']._serialized_start=277
-  _globals['_TRIGGERDUE']._serialized_end=346
+  _globals['_PLANNERTIMER']._serialized_end=270
+  _globals['_STEPDUE']._serialized_start=272
+  _globals['_STEPDUE']._serialized_end=327
+  _globals['_TRIGGERDUE']._serialized_start=329
+  _globals['_TRIGGERDUE']._serialized_end=398
+  _globals['_RESUMEDUE']._serialized_start=400
+  _globals['_RESUMEDUE']._serialized_end=434
 # @@protoc_insertion_point(module_scope)
