@@ -103,3 +103,15 @@ async def test_cancel_group(engine, tenant_id):
     await timers.schedule(timer(tenant_id, "other", T0 + timedelta(hours=1), group="campaign:2"))
     assert await timers.cancel_group(tenant_id, "campaign:1") == 3
     assert (await timers.get(tenant_id, "other")).status == pb.TIMER_STATUS_ACTIVE
+
+
+async def test_a_batch_command_schedules_many_timers_in_one_go(engine, tenant_id):
+    timers = TimerService(engine, ManualClock(T0))
+    batch = [timer(tenant_id, f"b{i}", T0 + timedelta(minutes=i)) for i in range(5)]
+    batch.append(timer(tenant_id, "b0", T0 + timedelta(hours=9)))  # the same key again: last wins
+    command = commands_pb2.TimerCommand(tenant_id=tenant_id, schedule_batch=commands_pb2.TimerBatch(timers=batch))
+    await timers.apply_command(command.SerializeToString())
+    await timers.apply_command(command.SerializeToString())  # redelivered: nothing changes
+    first = await timers.get(tenant_id, "b0")
+    assert (first.version, first.fire_at.ToDatetime(tzinfo=UTC)) == (1, T0 + timedelta(hours=9))
+    assert (await timers.get(tenant_id, "b4")).status == pb.TIMER_STATUS_ACTIVE

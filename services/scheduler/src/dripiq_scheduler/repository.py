@@ -26,21 +26,12 @@ class NewTimer:
     payload: bytes
 
 
-async def schedule(conn: AsyncConnection, *, timer: NewTimer, now: datetime):  # type: ignore[no-untyped-def]
+def _upsert(rows: list[dict], now: datetime):  # type: ignore[no-untyped-def]
     """Upsert by (tenant, key). Same content: no-op, whatever the status (a redelivered command
     never re-arms a fired or canceled timer). New content: re-arms it and bumps the version."""
-    values = {
-        "tenant_id": timer.tenant_id,
-        "key": timer.key,
-        "group_key": timer.group_key,
-        "kind": timer.kind,
-        "scheduled_for": timer.fire_at,
-        "target_subject": timer.target_subject,
-        "payload": timer.payload,
-    }
-    stmt = insert(timers).values(**values)
+    stmt = insert(timers).values(rows)
     excluded = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         constraint="timers_tenant_key_key",
         set_={
             "group_key": excluded.group_key,
@@ -59,9 +50,33 @@ async def schedule(conn: AsyncConnection, *, timer: NewTimer, now: datetime):  #
                 func.row(excluded.scheduled_for, excluded.target_subject, excluded.payload)
             )
         ),
-    ).returning(*timers.c)
-    row = (await conn.execute(stmt)).first()
+    )
+
+
+def _values(timer: NewTimer) -> dict:  # type: ignore[type-arg]
+    return {
+        "tenant_id": timer.tenant_id,
+        "key": timer.key,
+        "group_key": timer.group_key,
+        "kind": timer.kind,
+        "scheduled_for": timer.fire_at,
+        "target_subject": timer.target_subject,
+        "payload": timer.payload,
+    }
+
+
+async def schedule(conn: AsyncConnection, *, timer: NewTimer, now: datetime):  # type: ignore[no-untyped-def]
+    row = (await conn.execute(_upsert([_values(timer)], now).returning(*timers.c))).first()
     return row or await get(conn, tenant_id=timer.tenant_id, key=timer.key)
+
+
+async def schedule_many(conn: AsyncConnection, *, batch: list[NewTimer], now: datetime) -> None:
+    """One statement for many timers; a key given twice keeps its last content."""
+    latest = {(t.tenant_id, t.key): t for t in batch}
+    # Sorted, so two replicas upserting overlapping keys lock rows in the same order.
+    rows = [_values(latest[k]) for k in sorted(latest)]
+    for start in range(0, len(rows), 1000):
+        await conn.execute(_upsert(rows[start : start + 1000], now))
 
 
 async def get(conn: AsyncConnection, *, tenant_id: str, key: str):  # type: ignore[no-untyped-def]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -42,6 +42,16 @@ class TimerService:
             self.on_scheduled_due()
         return domain.to_proto(row)
 
+    async def schedule_many(self, batch: Sequence[pb.Timer]) -> int:
+        """Schedule many timers in one transaction; all are valid or none is stored."""
+        news = [domain.new_timer(timer, f"timers[{i}]") for i, timer in enumerate(batch)]
+        now = self.clock.now()
+        async with self.engine.begin() as conn:
+            await repository.schedule_many(conn, batch=news, now=now)
+        if any(new.fire_at <= now for new in news):
+            self.on_scheduled_due()
+        return len(news)
+
     async def cancel(self, tenant_id: str, key: str) -> pb.Timer:
         tenant = validation.tenant_id(tenant_id)
         validation.required(key, "key")
@@ -73,6 +83,8 @@ class TimerService:
         try:
             if kind == "schedule":
                 await self.schedule(command.schedule)
+            elif kind == "schedule_batch":
+                await self.schedule_many(command.schedule_batch.timers)
             elif kind == "cancel":
                 try:
                     await self.cancel(command.cancel.tenant_id, command.cancel.key)
