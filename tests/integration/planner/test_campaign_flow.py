@@ -17,6 +17,8 @@ from dripiq_common.errors import AlreadyExists, InvalidArgument, NotFound
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.models import outbox
 from dripiq_planner.reactor import Reactor
+from dripiq_planner.strategist.template_strategist import TemplateStrategist
+from dripiq_planner.windows import MAX_JITTER_SECONDS
 
 T0 = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
 
@@ -28,6 +30,7 @@ def request(tenant_id: str, **overrides) -> pb.CreateCampaignRequest:  # type: i
         contact=pb.Contact(contact_id="contact-1", email="ada@example.com", first_name="Ada"),
         product=pb.Product(product_id="product-1", name="Widget"),
         sender_identity_id="sender-1",
+        send_window=ALWAYS,
         strategy=pb.Strategy(
             summary="two steps",
             outreach_campaign=[
@@ -58,13 +61,28 @@ async def drain_outbox(engine, tenant_id: str) -> list[tuple[str, bytes]]:  # ty
 
 
 def timer_commands(rows: list[tuple[str, bytes]]) -> list[commands_pb2.TimerCommand]:
+    """Scheduler commands, a batch of timers unrolled into one schedule command each."""
     out = []
     for subject, payload in rows:
         if subject.startswith("dripiq.scheduler.cmd."):
             command = commands_pb2.TimerCommand()
             command.ParseFromString(payload)
-            out.append(command)
+            if command.HasField("schedule_batch"):
+                out += [
+                    commands_pb2.TimerCommand(tenant_id=command.tenant_id, schedule=t)
+                    for t in command.schedule_batch.timers
+                ]
+            else:
+                out.append(command)
     return out
+
+
+def within_jitter(actual, due: datetime) -> bool:  # type: ignore[no-untyped-def]
+    moment = actual.ToDatetime(tzinfo=UTC)
+    return due <= moment < due + timedelta(seconds=MAX_JITTER_SECONDS)
+
+
+ALWAYS = pb.SendWindow(weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24)
 
 
 def send_commands(rows: list[tuple[str, bytes]]) -> list[dispatcher_pb.SendMessageCommand]:
@@ -83,14 +101,14 @@ def clock() -> ManualClock:
 
 
 async def test_walks_a_campaign_through_send_open_and_reply(engine, tenant_id, clock):
-    campaigns, reactor = CampaignService(engine, clock), Reactor(engine, clock)
+    campaigns, reactor = CampaignService(engine, clock, TemplateStrategist()), Reactor(engine, clock)
     campaign = await campaigns.create(request(tenant_id))
     assert campaign.status == pb.CAMPAIGN_STATUS_ACTIVE
     assert [s.relative_delay_seconds for s in campaign.steps] == [0, 3 * 86400]
 
     [schedule] = timer_commands(await drain_outbox(engine, tenant_id))
     assert schedule.schedule.key == f"{campaign.campaign_id}:step"
-    assert schedule.schedule.fire_at.ToDatetime(tzinfo=UTC) == T0
+    assert within_jitter(schedule.schedule.fire_at, T0)
 
     # The scheduler fires the step-0 timer (twice: JetStream is at-least-once).
     await reactor.on_timer(schedule.schedule.payload)
@@ -113,7 +131,7 @@ async def test_walks_a_campaign_through_send_open_and_reply(engine, tenant_id, c
     await reactor.on_outcome(outcome.SerializeToString())
     commands = timer_commands(await drain_outbox(engine, tenant_id))
     by_kind = {c.schedule.kind: c.schedule for c in commands}
-    assert by_kind["step_due"].fire_at.ToDatetime(tzinfo=UTC) == sent_at + timedelta(days=3)
+    assert within_jitter(by_kind["step_due"].fire_at, sent_at + timedelta(days=3))
     assert by_kind["no_open_48h"].key == f"{send.message_id}:no_open_48h"
     assert by_kind["no_open_48h"].fire_at.ToDatetime(tzinfo=UTC) == sent_at + timedelta(hours=48)
     assert len(commands) == 2
@@ -134,7 +152,7 @@ async def test_walks_a_campaign_through_send_open_and_reply(engine, tenant_id, c
     canceled = [c.cancel.key for c in commands if c.HasField("cancel")]
     assert len(rescheduled) == 1, "a redelivered open applies once"
     fire_at = rescheduled[0].fire_at.ToDatetime(tzinfo=UTC)
-    assert clock.now() + timedelta(days=1) <= fire_at <= clock.now() + timedelta(days=2)
+    assert clock.now() + timedelta(days=1) <= fire_at <= clock.now() + timedelta(days=2, seconds=MAX_JITTER_SECONDS)
     assert canceled == [f"{send.message_id}:no_open_48h"]
 
     reply = events_pb.EngagementEvent(
@@ -157,7 +175,7 @@ async def test_walks_a_campaign_through_send_open_and_reply(engine, tenant_id, c
 
 
 async def test_machine_opens_do_not_count(engine, tenant_id, clock):
-    campaigns, reactor = CampaignService(engine, clock), Reactor(engine, clock)
+    campaigns, reactor = CampaignService(engine, clock, TemplateStrategist()), Reactor(engine, clock)
     campaign = await campaigns.create(request(tenant_id))
     await drain_outbox(engine, tenant_id)
     event = events_pb.EngagementEvent(
@@ -173,7 +191,7 @@ async def test_machine_opens_do_not_count(engine, tenant_id, clock):
 
 
 async def test_stale_step_timer_is_ignored(engine, tenant_id, clock):
-    campaigns, reactor = CampaignService(engine, clock), Reactor(engine, clock)
+    campaigns, reactor = CampaignService(engine, clock, TemplateStrategist()), Reactor(engine, clock)
     campaign = await campaigns.create(request(tenant_id))
     await drain_outbox(engine, tenant_id)
     stale = timers_pb2.PlannerTimer(
@@ -186,7 +204,7 @@ async def test_stale_step_timer_is_ignored(engine, tenant_id, clock):
 
 
 async def test_request_id_makes_create_idempotent_and_a_second_campaign_is_refused(engine, tenant_id, clock):
-    campaigns = CampaignService(engine, clock)
+    campaigns = CampaignService(engine, clock, TemplateStrategist())
     first = await campaigns.create(request(tenant_id, request_id="r-1"))
     again = await campaigns.create(request(tenant_id, request_id="r-1"))
     assert again.campaign_id == first.campaign_id
@@ -222,5 +240,5 @@ async def test_invalid_requests_name_the_field(engine, tenant_id, clock, mutate,
     req = request(tenant_id)
     mutate(req)
     with pytest.raises(InvalidArgument) as exc:
-        await CampaignService(engine, clock).create(req)
+        await CampaignService(engine, clock, TemplateStrategist()).create(req)
     assert exc.value.field == field

@@ -8,8 +8,10 @@ from dripiq_common.service import Parts, Runtime, serve
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.handlers import CampaignServicer
 from dripiq_planner.models import outbox
+from dripiq_planner.owners import Owners
 from dripiq_planner.reactor import Reactor
 from dripiq_planner.settings import PlannerSettings
+from dripiq_planner.strategist.factory import build_strategist
 
 TIMERS = ConsumerSpec(Streams.PLANNER_TIMERS, "planner-timers", "dripiq.planner.timer.>")
 OUTCOMES = ConsumerSpec(Streams.MESSAGE_OUTCOMES, "planner-outcomes", "dripiq.dispatcher.outcome.>")
@@ -19,7 +21,8 @@ SERVICE_NAME = campaign_service_pb2.DESCRIPTOR.services_by_name["CampaignService
 
 def build(settings: PlannerSettings, rt: Runtime) -> Parts:
     relay = rt.outbox_relay(outbox)
-    campaigns = CampaignService(rt.engine, rt.clock, on_commit=relay.kick)
+    owners = Owners(settings.dispatcher_address, settings.events_address, settings.owners_timeout_seconds)
+    campaigns = CampaignService(rt.engine, rt.clock, build_strategist(settings), owners=owners, on_commit=relay.kick)
     reactor = Reactor(rt.engine, rt.clock, count_machine_opens=settings.count_machine_opens, on_commit=relay.kick)
     servicer = CampaignServicer(campaigns)
     return Parts(

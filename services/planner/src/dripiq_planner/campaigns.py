@@ -1,10 +1,18 @@
-"""CampaignService operations: create, read and cancel campaigns."""
+"""CampaignService operations: plan, create (one or a batch), read, pause, resume, cancel.
+
+A single create is a batch of one, so both share every check: validation, the strategist,
+the suppression check, request_id idempotency and the one-running-campaign rule.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
@@ -12,13 +20,20 @@ from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dispatcher_pb
 from dripiq.planner.v1 import campaign_service_pb2 as pb
-from dripiq_common import validation
+from dripiq_common import paging, validation
 from dripiq_common.clock import Clock
-from dripiq_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from dripiq_planner import lifecycle, repository, rules, strategy, templates
+from dripiq_common.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound
+from dripiq_common.grpc_server import status_for
+from dripiq_common.outbox import enqueue
+from dripiq_planner import lifecycle, repository, rules, strategy, templates, windows
+from dripiq_planner.owners import Owners
+from dripiq_planner.strategist import Generation, PlanningFacts, Strategist
 
 log = structlog.get_logger(__name__)
+
+MAX_BATCH = 1000
 
 _CAMPAIGN_STATUS = {
     "active": pb.CAMPAIGN_STATUS_ACTIVE,
@@ -26,6 +41,7 @@ _CAMPAIGN_STATUS = {
     "completed": pb.CAMPAIGN_STATUS_COMPLETED,
     "canceled": pb.CAMPAIGN_STATUS_CANCELED,
 }
+_STATUS_NAMES = {v: k for k, v in _CAMPAIGN_STATUS.items()}
 _STEP_STATUS = {
     "pending": pb.STEP_STATUS_PENDING,
     "scheduled": pb.STEP_STATUS_SCHEDULED,
@@ -37,7 +53,36 @@ _STEP_STATUS = {
 }
 
 
-def validate_request(request: pb.CreateCampaignRequest) -> strategy.Strategy:
+@dataclass(frozen=True)
+class TenantDefaults:
+    window: windows.SendWindow = windows.DEFAULT_WINDOW
+    voice: str = ""
+    guidelines: str = ""
+
+    @classmethod
+    def from_row(cls, row: Row | None) -> TenantDefaults:
+        if row is None:
+            return cls()
+        window = windows.SendWindow.from_json(row.send_window_json) if row.send_window_json else windows.DEFAULT_WINDOW
+        return cls(window=window, voice=row.voice, guidelines=row.guidelines)
+
+
+@dataclass
+class Draft:
+    """One campaign planned and not stored yet; has what `lifecycle` needs of a campaign."""
+
+    id: str
+    tenant_id: str
+    request: pb.CreateCampaignRequest
+    strategy: strategy.Strategy
+    strategist: str
+    generations: list[Generation]
+    delays: list[int]
+    settings_json: dict[str, Any]
+    facts: dict[str, str]
+
+
+def validate_request(request: pb.CreateCampaignRequest) -> None:
     validation.tenant_id(request.tenant_id)
     if len(request.request_id) > 128:
         raise InvalidArgument("request_id", "must be at most 128 characters")
@@ -54,12 +99,28 @@ def validate_request(request: pb.CreateCampaignRequest) -> strategy.Strategy:
             raise InvalidArgument(
                 "contact.time_zone", f"unknown IANA time zone {request.contact.time_zone!r}"
             ) from None
-    chosen = strategy.from_proto(request.strategy) if request.HasField("strategy") else templates.template_strategy()
-    rules.validate_strategy(chosen)
-    return chosen
 
 
-def to_proto(campaign: Row, steps: list[Row]) -> pb.Campaign:
+def _step_proto(step: Any) -> pb.CampaignStep:
+    item = pb.CampaignStep(
+        step_index=step.step_index,
+        channel=step.channel,
+        status=_STEP_STATUS[step.status],
+        relative_delay_seconds=step.relative_delay_seconds,
+        subject=step.subject,
+        content=step.content,
+        call_to_action=step.call_to_action,
+        message_id=step.message_id or "",
+    )
+    if step.scheduled_at:
+        item.scheduled_at.FromDatetime(step.scheduled_at)
+    if step.sent_at:
+        item.sent_at.FromDatetime(step.sent_at)
+    return item
+
+
+def to_proto(campaign: Any, steps: Sequence[Any], *, with_strategy: bool = True) -> pb.Campaign:
+    settings = campaign.settings_json
     out = pb.Campaign(
         campaign_id=campaign.id,
         tenant_id=campaign.tenant_id,
@@ -68,121 +129,278 @@ def to_proto(campaign: Row, steps: list[Row]) -> pb.Campaign:
         product_id=campaign.product_id,
         status=_CAMPAIGN_STATUS[campaign.status],
         sender_identity_id=campaign.sender_identity_id,
-        strategy=strategy.to_proto(campaign.strategy_json),
         current_step_index=campaign.current_step_index,
         cancel_reason=campaign.cancel_reason,
+        strategist=campaign.strategist,
+        time_zone=settings.get("time_zone", "UTC"),
+        send_window=windows.SendWindow.from_json(settings["send_window"]).to_proto(),
+        steps=[_step_proto(step) for step in steps],
     )
+    if with_strategy:
+        out.strategy.CopyFrom(strategy.to_proto(campaign.strategy_json))
     out.created_at.FromDatetime(campaign.created_at)
     out.updated_at.FromDatetime(campaign.updated_at)
-    for step in steps:
-        item = out.steps.add(
-            step_index=step.step_index,
-            channel=step.channel,
-            status=_STEP_STATUS[step.status],
-            relative_delay_seconds=step.relative_delay_seconds,
-            subject=step.subject,
-            content=step.content,
-            call_to_action=step.call_to_action,
-            message_id=step.message_id or "",
-        )
-        if step.scheduled_at:
-            item.scheduled_at.FromDatetime(step.scheduled_at)
-        if step.sent_at:
-            item.sent_at.FromDatetime(step.sent_at)
     return out
+
+
+def _generation_row(generation: Generation, *, tenant_id: str, campaign_id: str | None) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant_id,
+        "campaign_id": campaign_id,
+        "correlation_id": generation.correlation_id,
+        "strategist": generation.strategist,
+        "model": generation.model,
+        "prompt_version": generation.prompt_version,
+        "input_json": generation.input_json,
+        "output_json": generation.output_json,
+        "outcome": generation.outcome,
+        "error": generation.error,
+        "prompt_tokens": generation.prompt_tokens,
+        "completion_tokens": generation.completion_tokens,
+        "duration_ms": generation.duration_ms,
+    }
 
 
 @dataclass
 class CampaignService:
     engine: AsyncEngine
     clock: Clock
+    strategist: Strategist
+    owners: Owners | None = None
     on_commit: Callable[[], None] = field(default=lambda: None)
 
-    async def create(self, request: pb.CreateCampaignRequest) -> pb.Campaign:
-        chosen = validate_request(request)
-        tenant = request.tenant_id
-        if request.request_id:
-            async with self.engine.connect() as conn:
-                existing = await repository.find_by_request(conn, tenant_id=tenant, request_id=request.request_id)
-                if existing is not None:
-                    return await self._load(conn, existing)
-        try:
-            async with self.engine.begin() as conn:
-                campaign_id = await self._insert(conn, request, chosen)
-        except IntegrityError:
-            # Lost a race with a concurrent create: answer as if we had arrived second.
-            async with self.engine.connect() as conn:
-                if request.request_id:
-                    existing = await repository.find_by_request(conn, tenant_id=tenant, request_id=request.request_id)
-                    if existing is not None:
-                        return await self._load(conn, existing)
-                await self._refuse_if_running(conn, request)
-            raise
-        self.on_commit()
-        log.info("campaign.created", tenant_id=tenant, campaign_id=campaign_id, steps=len(chosen.outreach_campaign))
-        return await self.get(tenant, campaign_id)
+    # -- planning -------------------------------------------------------------------------
 
-    async def _refuse_if_running(self, conn: AsyncConnection, request: pb.CreateCampaignRequest) -> None:
-        running = await repository.find_running(
-            conn,
-            tenant_id=request.tenant_id,
-            contact_id=request.contact.contact_id,
-            product_id=request.product.product_id,
-        )
-        if running is not None:
-            raise AlreadyExists(
-                f"campaign {running.id} is already running for contact {request.contact.contact_id!r} "
-                f"and product {request.product.product_id!r}"
-            )
+    async def _defaults(self, tenant_id: str) -> TenantDefaults:
+        async with self.engine.connect() as conn:
+            return TenantDefaults.from_row(await repository.get_tenant_settings(conn, tenant_id=tenant_id))
 
-    async def _insert(self, conn: AsyncConnection, request: pb.CreateCampaignRequest, chosen: strategy.Strategy) -> str:
-        await self._refuse_if_running(conn, request)
-        now = self.clock.now()
-        campaign_id = str(uuid.uuid4())
-        delays = strategy.relative_delays(chosen, seed=f"{request.tenant_id}:{request.contact.contact_id}")
+    async def _draft(self, request: pb.CreateCampaignRequest, defaults: TenantDefaults) -> Draft:
+        validate_request(request)
+        window = windows.from_proto(request.send_window, "send_window") or defaults.window
         facts = templates.facts_of(request.contact, request.lead, request.product)
-        await repository.insert_campaign(
+        campaign_id = str(uuid.uuid4())
+        generations: list[Generation] = []
+        if request.HasField("strategy"):
+            chosen, strategist = strategy.from_proto(request.strategy), "request"
+        else:
+            planned = await self.strategist.plan(
+                PlanningFacts(
+                    tenant_id=request.tenant_id,
+                    correlation_id=request.request_id or campaign_id,
+                    contact={k: facts[k] for k in ("first_name", "last_name", "title", "email") if facts[k]},
+                    lead={k: facts[k] for k in ("company_name", "industry") if facts[k]},
+                    product={
+                        k: v
+                        for k, v in (("name", facts["product_name"]), ("description", facts["product_description"]))
+                        if v
+                    },
+                    voice=defaults.voice,
+                    guidelines=defaults.guidelines,
+                )
+            )
+            chosen, strategist = planned.strategy, planned.generation.strategist
+            generations = [*planned.earlier, planned.generation]
+        rules.validate_strategy(chosen)
+        return Draft(
+            id=campaign_id,
+            tenant_id=request.tenant_id,
+            request=request,
+            strategy=chosen,
+            strategist=strategist,
+            generations=generations,
+            delays=strategy.relative_delays(chosen, seed=f"{request.tenant_id}:{request.contact.contact_id}"),
+            settings_json={"time_zone": request.contact.time_zone or "UTC", "send_window": window.to_json()},
+            facts=facts,
+        )
+
+    async def _drafts(self, requests: Sequence[pb.CreateCampaignRequest], tenant_id: str) -> list[Draft | DomainError]:
+        defaults = await self._defaults(tenant_id)
+
+        async def one(request: pb.CreateCampaignRequest) -> Draft | DomainError:
+            try:
+                return await self._draft(request, defaults)
+            except DomainError as exc:
+                return exc
+
+        drafts = list(await asyncio.gather(*(one(r) for r in requests)))
+        if self.owners is not None:
+            emails = sorted({d.request.contact.email.lower() for d in drafts if isinstance(d, Draft)})
+            suppressed = await self.owners.suppressed(tenant_id, emails) or {}
+            for i, draft in enumerate(drafts):
+                if isinstance(draft, Draft) and (reason := suppressed.get(draft.request.contact.email.lower())):
+                    drafts[i] = FailedPrecondition(
+                        f"contact.email {draft.request.contact.email} is suppressed ({reason})"
+                    )
+        return drafts
+
+    # -- create ---------------------------------------------------------------------------
+
+    async def create(self, request: pb.CreateCampaignRequest) -> pb.Campaign:
+        [result] = await self._create_many(request.tenant_id, [request])
+        if isinstance(result, DomainError):
+            raise result
+        return result
+
+    async def batch_create(self, request: pb.BatchCreateCampaignsRequest) -> pb.BatchCreateCampaignsResponse:
+        tenant = validation.tenant_id(request.tenant_id)
+        if not 1 <= len(request.requests) <= MAX_BATCH:
+            raise InvalidArgument("requests", f"needs 1 to {MAX_BATCH} items, got {len(request.requests)}")
+        items = []
+        for item in request.requests:
+            if item.tenant_id not in ("", tenant):
+                raise InvalidArgument("requests.tenant_id", "must be empty or the batch's tenant_id")
+            copy = pb.CreateCampaignRequest()
+            copy.CopyFrom(item)
+            copy.tenant_id = tenant
+            items.append(copy)
+        results = await self._create_many(tenant, items)
+        return pb.BatchCreateCampaignsResponse(
+            results=[
+                pb.BatchCreateCampaignResult(error=status_for(r))
+                if isinstance(r, DomainError)
+                else pb.BatchCreateCampaignResult(campaign=r)
+                for r in results
+            ]
+        )
+
+    async def _create_many(
+        self, tenant_id: str, requests: Sequence[pb.CreateCampaignRequest]
+    ) -> list[pb.Campaign | DomainError]:
+        validation.tenant_id(tenant_id)
+        results: list[pb.Campaign | DomainError | Draft] = list(await self._drafts(requests, tenant_id))
+        for attempt in range(3):
+            try:
+                async with self.engine.begin() as conn:
+                    stored = await self._store(conn, tenant_id, results)
+                break
+            except IntegrityError:
+                # A concurrent create won a race for a request_id or a contact: look again.
+                if attempt == 2:
+                    raise
+        self.on_commit()
+        created = [r for r in stored if isinstance(r, pb.Campaign)]
+        if created:
+            log.info("campaigns.created", tenant_id=tenant_id, count=len(created))
+        return stored
+
+    async def _store(
+        self, conn: AsyncConnection, tenant_id: str, items: list[pb.Campaign | DomainError | Draft]
+    ) -> list[pb.Campaign | DomainError]:
+        drafts = [d for d in items if isinstance(d, Draft)]
+        existing = await repository.find_by_requests(
+            conn, tenant_id=tenant_id, request_ids=[d.request.request_id for d in drafts if d.request.request_id]
+        )
+        running = await repository.find_running_many(
             conn,
-            values={
-                "id": campaign_id,
-                "tenant_id": request.tenant_id,
+            tenant_id=tenant_id,
+            pairs=sorted({(d.request.contact.contact_id, d.request.product.product_id) for d in drafts}),
+        )
+        out: list[Any] = []
+        fresh: list[tuple[int, Draft]] = []
+        # A request_id seen earlier in this batch answers with that item's campaign.
+        same_request: dict[int, int] = {}
+        first_for_request: dict[str, int] = {}
+        for position, item in enumerate(items):
+            out.append(item)
+            if not isinstance(item, Draft):
+                continue
+            request = item.request
+            if request.request_id in existing:
+                out[position] = await self._load(conn, existing[request.request_id])
+                continue
+            if request.request_id in first_for_request:
+                same_request[position] = first_for_request[request.request_id]
+                continue
+            pair = (request.contact.contact_id, request.product.product_id)
+            if pair in running:
+                out[position] = AlreadyExists(
+                    f"campaign {running[pair]} is already running for contact {pair[0]!r} and product {pair[1]!r}"
+                )
+                continue
+            running[pair] = item.id
+            if request.request_id:
+                first_for_request[request.request_id] = position
+            fresh.append((position, item))
+        protos = await self._insert(conn, [draft for _, draft in fresh], self.clock.now())
+        for (position, _), proto in zip(fresh, protos, strict=True):
+            out[position] = proto
+        for position, first in same_request.items():
+            out[position] = out[first]
+        return out
+
+    async def _insert(self, conn: AsyncConnection, drafts: list[Draft], now: datetime) -> list[pb.Campaign]:
+        if not drafts:
+            return []
+        campaigns, steps, generations, timers, protos = [], [], [], [], []
+        for draft in drafts:
+            request = draft.request
+            campaign = {
+                "id": draft.id,
+                "tenant_id": draft.tenant_id,
                 "request_id": request.request_id or None,
                 "lead_id": request.lead.lead_id,
                 "contact_id": request.contact.contact_id,
                 "product_id": request.product.product_id,
                 "sender_identity_id": request.sender_identity_id,
-                "facts_json": facts,
-                "strategy_json": chosen.to_json(),
-                "rules_json": [rule.model_dump(mode="json") for rule in chosen.adaptive_rules],
-                "settings_json": {"time_zone": request.contact.time_zone or "UTC"},
+                "facts_json": draft.facts,
+                "strategy_json": draft.strategy.to_json(),
+                "rules_json": [rule.model_dump(mode="json") for rule in draft.strategy.adaptive_rules],
+                "settings_json": draft.settings_json,
+                "strategist": draft.strategist,
+                "status": "active",
+                "current_step_index": 0,
+                "cancel_reason": "",
                 "created_at": now,
                 "updated_at": now,
-            },
-            steps=[
+            }
+            first_at = lifecycle.place(draft, lifecycle.after(now, draft.delays[0]), 0, planned_from=now)
+            draft_steps = [
                 {
-                    "campaign_id": campaign_id,
-                    "tenant_id": request.tenant_id,
+                    "campaign_id": draft.id,
+                    "tenant_id": draft.tenant_id,
                     "step_index": i,
                     "channel": step.type,
                     "timing": step.timing,
-                    "relative_delay_seconds": delays[i],
+                    "relative_delay_seconds": draft.delays[i],
                     "subject": step.subject,
                     "content": step.content,
                     "call_to_action": step.call_to_action,
+                    "status": "scheduled" if i == 0 else "pending",
+                    "scheduled_at": first_at if i == 0 else None,
+                    "schedule_version": 1 if i == 0 else 0,
                     "updated_at": now,
                 }
-                for i, step in enumerate(chosen.outreach_campaign)
-            ],
-        )
-        campaign = await repository.get_campaign(conn, tenant_id=request.tenant_id, campaign_id=campaign_id)
-        first = (await repository.get_steps(conn, campaign_id=campaign_id))[0]
-        await lifecycle.schedule_step(
-            conn, campaign=campaign, step=first, fire_at=lifecycle.after(now, delays[0]), now=now
-        )
-        return campaign_id
+                for i, step in enumerate(draft.strategy.outreach_campaign)
+            ]
+            campaigns.append(campaign)
+            steps += draft_steps
+            generations += [
+                _generation_row(g, tenant_id=draft.tenant_id, campaign_id=draft.id) for g in draft.generations
+            ]
+            timers.append(lifecycle.step_timer(draft, step_index=0, version=1, fire_at=first_at))
+            protos.append(
+                to_proto(
+                    SimpleNamespace(**campaign),
+                    [SimpleNamespace(message_id=None, sent_at=None, **s) for s in draft_steps],
+                )
+            )
+        await repository.insert_campaigns(conn, campaigns=campaigns, steps=steps, generations=generations)
+        await enqueue(conn, lifecycle.outbox, [lifecycle.timer_commands(drafts[0].tenant_id, timers)])
+        return protos
+
+    # -- read -----------------------------------------------------------------------------
 
     async def _load(self, conn: AsyncConnection, campaign: Row) -> pb.Campaign:
         return to_proto(campaign, await repository.get_steps(conn, campaign_id=campaign.id))
+
+    async def _locked(self, conn: AsyncConnection, tenant_id: str, campaign_id: str) -> Row:
+        validation.tenant_id(tenant_id)
+        validation.required(campaign_id, "campaign_id")
+        campaign = await repository.get_campaign(conn, tenant_id=tenant_id, campaign_id=campaign_id, for_update=True)
+        if campaign is None:
+            raise NotFound(f"campaign {campaign_id!r} not found")
+        return campaign
 
     async def get(self, tenant_id: str, campaign_id: str) -> pb.Campaign:
         validation.tenant_id(tenant_id)
@@ -193,21 +411,194 @@ class CampaignService:
                 raise NotFound(f"campaign {campaign_id!r} not found")
             return await self._load(conn, campaign)
 
-    async def cancel(self, tenant_id: str, campaign_id: str, reason: str) -> pb.Campaign:
-        validation.tenant_id(tenant_id)
-        validation.required(campaign_id, "campaign_id")
+    async def list(self, request: pb.ListCampaignsRequest) -> pb.ListCampaignsResponse:
+        tenant = validation.tenant_id(request.tenant_id)
+        size = paging.page_size(request.page_size)
+        key = paging.decode_token(request.page_token, arity=2)
+        if request.status and request.status not in _STATUS_NAMES:
+            raise InvalidArgument("status", f"unknown campaign status {request.status}")
+        async with self.engine.connect() as conn:
+            rows = await repository.list_campaigns(
+                conn,
+                tenant_id=tenant,
+                status=_STATUS_NAMES.get(request.status),
+                contact_id=request.contact_id,
+                lead_id=request.lead_id,
+                before=(datetime.fromisoformat(key[0]), key[1]) if key else None,
+                limit=size + 1,
+            )
+        page = rows[:size]
+        token = paging.encode_token(page[-1].created_at.isoformat(), page[-1].id) if len(rows) > size else ""
+        return pb.ListCampaignsResponse(
+            campaigns=[to_proto(row, [], with_strategy=False) for row in page], next_page_token=token
+        )
+
+    # -- change ---------------------------------------------------------------------------
+
+    async def pause(self, tenant_id: str, campaign_id: str, resume_after_seconds: int) -> pb.Campaign:
+        if resume_after_seconds < 0:
+            raise InvalidArgument("resume_after_seconds", "must not be negative")
         async with self.engine.begin() as conn:
-            campaign = await repository.get_campaign(
-                conn, tenant_id=tenant_id, campaign_id=campaign_id, for_update=True
-            )
-            if campaign is None:
-                raise NotFound(f"campaign {campaign_id!r} not found")
-            if campaign.status == "canceled":
-                return await self._load(conn, campaign)
-            if campaign.status not in repository.RUNNING:
+            campaign = await self._locked(conn, tenant_id, campaign_id)
+            if campaign.status == "active":
+                await lifecycle.pause(
+                    conn, campaign=campaign, resume_after_seconds=resume_after_seconds, now=self.clock.now()
+                )
+            elif campaign.status != "paused":
                 raise FailedPrecondition(f"campaign {campaign_id} is {campaign.status}")
-            await lifecycle.end_campaign(
-                conn, campaign=campaign, status="canceled", reason=reason or "canceled by request", now=self.clock.now()
-            )
         self.on_commit()
         return await self.get(tenant_id, campaign_id)
+
+    async def resume(self, tenant_id: str, campaign_id: str) -> pb.Campaign:
+        async with self.engine.begin() as conn:
+            campaign = await self._locked(conn, tenant_id, campaign_id)
+            if campaign.status == "paused":
+                await lifecycle.resume(conn, campaign=campaign, now=self.clock.now())
+            elif campaign.status != "active":
+                raise FailedPrecondition(f"campaign {campaign_id} is {campaign.status}")
+        self.on_commit()
+        return await self.get(tenant_id, campaign_id)
+
+    async def cancel(self, tenant_id: str, campaign_id: str, reason: str) -> pb.Campaign:
+        async with self.engine.begin() as conn:
+            campaign = await self._locked(conn, tenant_id, campaign_id)
+            if campaign.status in repository.RUNNING:
+                await lifecycle.end_campaign(
+                    conn,
+                    campaign=campaign,
+                    status="canceled",
+                    reason=reason or "canceled by request",
+                    now=self.clock.now(),
+                )
+            elif campaign.status != "canceled":
+                raise FailedPrecondition(f"campaign {campaign_id} is {campaign.status}")
+        self.on_commit()
+        return await self.get(tenant_id, campaign_id)
+
+    # -- preview and timeline -------------------------------------------------------------
+
+    async def preview(self, request: pb.PreviewStrategyRequest) -> pb.PreviewStrategyResponse:
+        [draft] = await self._drafts([request.request], request.request.tenant_id)
+        if isinstance(draft, DomainError):
+            raise draft
+        if draft.generations:
+            # Not a campaign, but still a strategist call: every call is audited.
+            async with self.engine.begin() as conn:
+                await repository.insert_generations(
+                    conn,
+                    generations=[
+                        _generation_row(g, tenant_id=draft.tenant_id, campaign_id=None) for g in draft.generations
+                    ],
+                )
+        due = self.clock.now()
+        steps = []
+        for i, step in enumerate(draft.strategy.outreach_campaign):
+            due = lifecycle.place(draft, lifecycle.after(due, draft.delays[i]), i, planned_from=due)
+            item = pb.CampaignStep(
+                step_index=i,
+                channel=step.type,
+                status=pb.STEP_STATUS_PENDING,
+                relative_delay_seconds=draft.delays[i],
+                subject=step.subject,
+                content=step.content,
+                call_to_action=step.call_to_action,
+            )
+            item.scheduled_at.FromDatetime(due)
+            steps.append(item)
+        return pb.PreviewStrategyResponse(
+            strategy=strategy.to_proto(draft.strategy.to_json()), steps=steps, strategist=draft.strategist
+        )
+
+    async def timeline(self, tenant_id: str, campaign_id: str) -> pb.GetCampaignTimelineResponse:
+        campaign = await self.get(tenant_id, campaign_id)
+        async with self.engine.connect() as conn:
+            decisions = await repository.get_decisions(conn, tenant_id=tenant_id, campaign_id=campaign_id)
+        entries: list[pb.TimelineEntry] = []
+
+        def entry(when: Any, kind: str, step_index: int, message_id: str, detail: str) -> None:
+            item = pb.TimelineEntry(kind=kind, step_index=step_index, message_id=message_id, detail=detail)
+            if isinstance(when, datetime):
+                item.time.FromDatetime(when)
+            else:
+                item.time.CopyFrom(when)
+            entries.append(item)
+
+        for step in campaign.steps:
+            if step.HasField("scheduled_at"):
+                entry(
+                    step.scheduled_at,
+                    "step_scheduled",
+                    step.step_index,
+                    step.message_id,
+                    pb.StepStatus.Name(step.status),
+                )
+        for decision in decisions:
+            entry(
+                decision.created_at,
+                "decision",
+                decision.step_index,
+                decision.message_id,
+                f"{decision.trigger} -> {decision.action}: {decision.result}",
+            )
+        unavailable = []
+        if self.owners is not None:
+            messages, events = await asyncio.gather(
+                self.owners.campaign_messages(tenant_id, campaign_id),
+                self.owners.campaign_events(tenant_id, campaign_id),
+                return_exceptions=True,
+            )
+            if isinstance(messages, BaseException):
+                unavailable.append("dispatcher")
+            else:
+                for message in messages:
+                    when = message.sent_at if message.HasField("sent_at") else message.created_at
+                    detail = dispatcher_pb.MessageStatus.Name(message.status)
+                    entry(when, "message", message.step_index, message.message_id, detail)
+            if isinstance(events, BaseException):
+                unavailable.append("events")
+            else:
+                for event in events:
+                    entry(event.occurred_at, "event", event.step_index, event.message_id, event.event_type)
+        entries.sort(key=lambda e: (e.time.seconds, e.time.nanos))
+        return pb.GetCampaignTimelineResponse(campaign=campaign, entries=entries, unavailable=unavailable)
+
+    # -- tenant settings ------------------------------------------------------------------
+
+    async def tenant_settings(self, tenant_id: str) -> pb.TenantSettings:
+        tenant = validation.tenant_id(tenant_id)
+        async with self.engine.connect() as conn:
+            row = await repository.get_tenant_settings(conn, tenant_id=tenant)
+        return _settings_proto(tenant, row)
+
+    async def update_tenant_settings(self, request: pb.UpdateTenantSettingsRequest) -> pb.TenantSettings:
+        settings = request.settings
+        tenant = validation.tenant_id(settings.tenant_id, "settings.tenant_id")
+        paths = set(request.update_mask.paths) or {"send_window", "voice", "guidelines"}
+        unknown = paths - {"send_window", "voice", "guidelines"}
+        if unknown:
+            raise InvalidArgument("update_mask", f"cannot update {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {"updated_at": self.clock.now()}
+        if "send_window" in paths:
+            window = windows.from_proto(settings.send_window, "settings.send_window")
+            values["send_window_json"] = window.to_json() if window else None
+        for name in ("voice", "guidelines"):
+            if name in paths:
+                if len(getattr(settings, name)) > 2000:
+                    raise InvalidArgument(f"settings.{name}", "must be at most 2,000 characters")
+                values[name] = getattr(settings, name)
+        async with self.engine.begin() as conn:
+            row = await repository.upsert_tenant_settings(conn, tenant_id=tenant, values=values)
+        return _settings_proto(tenant, row)
+
+
+def _settings_proto(tenant_id: str, row: Row | None) -> pb.TenantSettings:
+    defaults = TenantDefaults.from_row(row)
+    out = pb.TenantSettings(
+        tenant_id=tenant_id,
+        send_window=defaults.window.to_proto(),
+        voice=defaults.voice,
+        guidelines=defaults.guidelines,
+    )
+    if row is not None:
+        out.update_time.FromDatetime(row.updated_at)
+    return out

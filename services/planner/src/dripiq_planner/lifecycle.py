@@ -1,14 +1,17 @@
 """State changes of a campaign and the timer commands they cause, committed together.
 
-Every function runs inside the caller's transaction and writes its commands to the planner's
-outbox, so a campaign never changes without the scheduler hearing of it (and vice versa).
+Every async function runs inside the caller's transaction and writes its commands to the
+planner's outbox, so a campaign never changes without the scheduler hearing of it.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
+from google.protobuf.message import Message
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,11 +19,19 @@ from dripiq.planner.v1 import timers_pb2
 from dripiq.scheduler.v1 import commands_pb2, scheduler_service_pb2
 from dripiq_common.jetstream import Subjects
 from dripiq_common.outbox import OutboxMessage, enqueue
-from dripiq_planner import repository
+from dripiq_planner import repository, windows
 from dripiq_planner.models import outbox
 
 MESSAGE_NAMESPACE = uuid.UUID("7b0c7f5e-1d7a-4c55-9d0e-6f4a3c2b1a00")
 STRATEGY_GENERATION = 1
+
+
+class CampaignLike(Protocol):
+    """What timers need of a campaign: a stored row, or one about to be inserted."""
+
+    id: str
+    tenant_id: str
+    settings_json: dict[str, Any]
 
 
 def message_id(campaign_id: str, step_index: int, generation: int = STRATEGY_GENERATION) -> str:
@@ -33,6 +44,10 @@ def step_timer_key(campaign_id: str) -> str:
     return f"{campaign_id}:step"
 
 
+def resume_timer_key(campaign_id: str) -> str:
+    return f"{campaign_id}:resume"
+
+
 def trigger_timer_key(message_id_: str, trigger: str) -> str:
     return f"{message_id_}:{trigger}"
 
@@ -41,13 +56,61 @@ def campaign_group(campaign_id: str) -> str:
     return f"campaign:{campaign_id}"
 
 
-def _timer_command(tenant_id: str, **command: object) -> OutboxMessage:
+def after(moment: datetime, seconds: int) -> datetime:
+    return moment + timedelta(seconds=seconds)
+
+
+def place(campaign: CampaignLike, due: datetime, step_index: int, *, planned_from: datetime) -> datetime:
+    """When a step due at `due` goes out: inside the campaign's send window, jittered by how
+    far ahead of `planned_from` it is."""
+    settings = campaign.settings_json
+    window = windows.SendWindow.from_json(settings["send_window"])
+    spread = windows.spread_for(int((due - planned_from).total_seconds()))
+    return windows.place(
+        due, window, ZoneInfo(settings["time_zone"]), seed=f"{campaign.id}:{step_index}", spread=spread
+    )
+
+
+def _timer(
+    campaign: CampaignLike, *, key: str, kind: str, fire_at: datetime, payload: Message
+) -> scheduler_service_pb2.Timer:
+    timer = scheduler_service_pb2.Timer(
+        tenant_id=campaign.tenant_id,
+        key=key,
+        group_key=campaign_group(campaign.id),
+        kind=kind,
+        target_subject=Subjects.planner_timer(campaign.tenant_id),
+        payload=payload.SerializeToString(),
+    )
+    timer.fire_at.FromDatetime(fire_at)
+    return timer
+
+
+def step_timer(
+    campaign: CampaignLike, *, step_index: int, version: int, fire_at: datetime
+) -> scheduler_service_pb2.Timer:
+    payload = timers_pb2.PlannerTimer(
+        tenant_id=campaign.tenant_id,
+        campaign_id=campaign.id,
+        step_due=timers_pb2.StepDue(step_index=step_index, schedule_version=version),
+    )
+    return _timer(campaign, key=step_timer_key(campaign.id), kind="step_due", fire_at=fire_at, payload=payload)
+
+
+def timer_commands(tenant_id: str, batch: list[scheduler_service_pb2.Timer]) -> OutboxMessage:
+    """Many timers of one tenant as one command: one outbox row and one upsert."""
+    return _command(tenant_id, schedule_batch=commands_pb2.TimerBatch(timers=batch))
+
+
+def _command(tenant_id: str, **command: object) -> OutboxMessage:
     return OutboxMessage(
         Subjects.scheduler_command(tenant_id), commands_pb2.TimerCommand(tenant_id=tenant_id, **command)
     )
 
 
-async def schedule_step(conn: AsyncConnection, *, campaign: Row, step: Row, fire_at: datetime, now: datetime) -> None:
+async def schedule_step(conn: AsyncConnection, *, campaign: Row, step: Row, due: datetime, now: datetime) -> datetime:
+    """(Re)arm the campaign's step timer for `step`, placed in its send window."""
+    fire_at = place(campaign, due, step.step_index, planned_from=now)
     version = step.schedule_version + 1
     await repository.update_step(
         conn,
@@ -58,21 +121,9 @@ async def schedule_step(conn: AsyncConnection, *, campaign: Row, step: Row, fire
         scheduled_at=fire_at,
         schedule_version=version,
     )
-    payload = timers_pb2.PlannerTimer(
-        tenant_id=campaign.tenant_id,
-        campaign_id=campaign.id,
-        step_due=timers_pb2.StepDue(step_index=step.step_index, schedule_version=version),
-    )
-    timer = scheduler_service_pb2.Timer(
-        tenant_id=campaign.tenant_id,
-        key=step_timer_key(campaign.id),
-        group_key=campaign_group(campaign.id),
-        kind="step_due",
-        target_subject=Subjects.planner_timer(campaign.tenant_id),
-        payload=payload.SerializeToString(),
-    )
-    timer.fire_at.FromDatetime(fire_at)
-    await enqueue(conn, outbox, [_timer_command(campaign.tenant_id, schedule=timer)])
+    timer = step_timer(campaign, step_index=step.step_index, version=version, fire_at=fire_at)
+    await enqueue(conn, outbox, [_command(campaign.tenant_id, schedule=timer)])
+    return fire_at
 
 
 async def schedule_trigger(
@@ -83,21 +134,15 @@ async def schedule_trigger(
         campaign_id=campaign.id,
         trigger_due=timers_pb2.TriggerDue(message_id=message_id_, step_index=step_index, trigger=trigger),
     )
-    timer = scheduler_service_pb2.Timer(
-        tenant_id=campaign.tenant_id,
-        key=trigger_timer_key(message_id_, trigger),
-        group_key=campaign_group(campaign.id),
-        kind=trigger,
-        target_subject=Subjects.planner_timer(campaign.tenant_id),
-        payload=payload.SerializeToString(),
+    timer = _timer(
+        campaign, key=trigger_timer_key(message_id_, trigger), kind=trigger, fire_at=fire_at, payload=payload
     )
-    timer.fire_at.FromDatetime(fire_at)
-    await enqueue(conn, outbox, [_timer_command(campaign.tenant_id, schedule=timer)])
+    await enqueue(conn, outbox, [_command(campaign.tenant_id, schedule=timer)])
 
 
 async def cancel_timer(conn: AsyncConnection, *, tenant_id: str, key: str) -> None:
     request = scheduler_service_pb2.CancelTimerRequest(tenant_id=tenant_id, key=key)
-    await enqueue(conn, outbox, [_timer_command(tenant_id, cancel=request)])
+    await enqueue(conn, outbox, [_command(tenant_id, cancel=request)])
 
 
 async def end_campaign(conn: AsyncConnection, *, campaign: Row, status: str, reason: str, now: datetime) -> None:
@@ -109,12 +154,47 @@ async def end_campaign(conn: AsyncConnection, *, campaign: Row, status: str, rea
     request = scheduler_service_pb2.CancelTimersRequest(
         tenant_id=campaign.tenant_id, group_key=campaign_group(campaign.id)
     )
-    await enqueue(conn, outbox, [_timer_command(campaign.tenant_id, cancel_group=request)])
+    await enqueue(conn, outbox, [_command(campaign.tenant_id, cancel_group=request)])
 
 
-def next_open_step(steps: list[Row], after: int) -> Row | None:
-    return next((s for s in steps if s.step_index > after and s.status in ("pending", "scheduled")), None)
+async def pause(conn: AsyncConnection, *, campaign: Row, resume_after_seconds: int, now: datetime) -> None:
+    """Stop the step timer; with `resume_after_seconds`, arm a timer that resumes by itself."""
+    version = campaign.pause_version + 1
+    await repository.update_campaign(conn, campaign_id=campaign.id, now=now, status="paused", pause_version=version)
+    await cancel_timer(conn, tenant_id=campaign.tenant_id, key=step_timer_key(campaign.id))
+    if resume_after_seconds > 0:
+        payload = timers_pb2.PlannerTimer(
+            tenant_id=campaign.tenant_id,
+            campaign_id=campaign.id,
+            resume_due=timers_pb2.ResumeDue(pause_version=version),
+        )
+        timer = _timer(
+            campaign,
+            key=resume_timer_key(campaign.id),
+            kind="resume",
+            fire_at=after(now, resume_after_seconds),
+            payload=payload,
+        )
+        await enqueue(conn, outbox, [_command(campaign.tenant_id, schedule=timer)])
 
 
-def after(moment: datetime, seconds: int) -> datetime:
-    return moment + timedelta(seconds=seconds)
+async def resume(conn: AsyncConnection, *, campaign: Row, now: datetime) -> None:
+    """Active again: the next open step goes out no earlier than planned, and not before now."""
+    await repository.update_campaign(
+        conn, campaign_id=campaign.id, now=now, status="active", pause_version=campaign.pause_version + 1
+    )
+    steps = await repository.get_steps(conn, campaign_id=campaign.id)
+    if any(s.status == "sending" for s in steps):
+        return  # its outcome schedules the next step, now that the campaign is active
+    upcoming = next((s for s in steps if s.status in ("pending", "scheduled")), None)
+    if upcoming is None:
+        return
+    if upcoming.status == "scheduled" and upcoming.scheduled_at is not None:
+        due = max(upcoming.scheduled_at, now)
+    else:
+        due = after(now, upcoming.relative_delay_seconds)
+    await schedule_step(conn, campaign=campaign, step=upcoming, due=due, now=now)
+
+
+def next_open_step(steps: list[Row], after_index: int) -> Row | None:
+    return next((s for s in steps if s.step_index > after_index and s.status in ("pending", "scheduled")), None)

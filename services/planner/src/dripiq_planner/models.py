@@ -43,6 +43,10 @@ contact_campaigns = Table(
     Column("rules_json", JSONB, nullable=False),
     Column("settings_json", JSONB, nullable=False, server_default="{}"),
     Column("current_step_index", Integer, nullable=False, server_default="0"),
+    # "openai", "template" or "request": who wrote the strategy.
+    Column("strategist", Text, nullable=False, server_default="request"),
+    # Bumped on every pause and resume; a resume timer of an older pause is stale.
+    Column("pause_version", Integer, nullable=False, server_default="0"),
     Column("cancel_reason", Text, nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -60,6 +64,18 @@ contact_campaigns = Table(
     ),
     Index("contact_campaigns_tenant_contact_idx", "tenant_id", "contact_id"),
     Index("contact_campaigns_tenant_lead_idx", "tenant_id", "lead_id"),
+    Index("contact_campaigns_tenant_created_idx", "tenant_id", "created_at", "id"),
+)
+
+# A tenant's defaults; a tenant without a row gets the planner's built-in defaults.
+tenant_settings = Table(
+    "tenant_settings",
+    metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("send_window_json", JSONB),
+    Column("voice", Text, nullable=False, server_default=""),
+    Column("guidelines", Text, nullable=False, server_default=""),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 campaign_steps = Table(

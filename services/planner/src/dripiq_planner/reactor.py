@@ -55,7 +55,8 @@ class Reactor:
         timer = decode(timers_pb2.PlannerTimer, data)
         async with self.engine.begin() as conn:
             campaign = await self._locked(conn, timer.tenant_id, timer.campaign_id)
-            if campaign is None or campaign.status != "active":
+            expected = "paused" if timer.WhichOneof("kind") == "resume_due" else "active"
+            if campaign is None or campaign.status != expected:
                 log.info(
                     "timer.stale_campaign",
                     campaign_id=timer.campaign_id,
@@ -67,6 +68,8 @@ class Reactor:
                 await self._step_due(conn, campaign, timer.step_due)
             elif kind == "trigger_due":
                 await self._trigger_due(conn, campaign, timer.trigger_due)
+            elif kind == "resume_due":
+                await self._resume_due(conn, campaign, timer.resume_due)
             else:
                 raise PermanentMessageError("PlannerTimer without a kind")
         self.on_commit()
@@ -109,6 +112,13 @@ class Reactor:
             step_index=step.step_index,
             message_id=message_id,
         )
+
+    async def _resume_due(self, conn: AsyncConnection, campaign: Row, due: timers_pb2.ResumeDue) -> None:
+        if due.pause_version != campaign.pause_version:
+            log.info("timer.stale_resume", campaign_id=campaign.id)
+            return
+        await lifecycle.resume(conn, campaign=campaign, now=self.clock.now())
+        log.info("campaign.resumed", tenant_id=campaign.tenant_id, campaign_id=campaign.id, by="timer")
 
     async def _trigger_due(self, conn: AsyncConnection, campaign: Row, due: timers_pb2.TriggerDue) -> None:
         timeout = rules.timeout_hours(due.trigger)
@@ -184,7 +194,7 @@ class Reactor:
             conn,
             campaign=campaign,
             step=following,
-            fire_at=lifecycle.after(sent_at, following.relative_delay_seconds),
+            due=lifecycle.after(sent_at, following.relative_delay_seconds),
             now=now,
         )
         for trigger in _timeout_triggers(campaign):
@@ -204,7 +214,10 @@ class Reactor:
         event = decode(events_pb.EngagementEvent, data)
         if not event.campaign_id or not event.message_id:
             return
-        if event.event_type == "open" and event.machine_open and not self.count_machine_opens:
+        trigger = rules.trigger_for(event.event_type, event.reason)
+        if trigger is None:
+            return
+        if trigger == "open" and event.machine_open and not self.count_machine_opens:
             log.info("engagement.machine_open_ignored", message_id=event.message_id)
             return
         async with self.engine.begin() as conn:
@@ -216,10 +229,10 @@ class Reactor:
                 campaign,
                 message_id=event.message_id,
                 step_index=event.step_index,
-                trigger=event.event_type,
+                trigger=trigger,
                 source=f"event:{event.event_id}",
             )
-            settles = _SETTLES.get(event.event_type)
+            settles = _SETTLES.get(trigger)
             if first_time and settles:
                 for trigger in _timeout_triggers(campaign):
                     if rules.timeout_hours(trigger)[0] == settles:  # type: ignore[index]
@@ -283,25 +296,20 @@ class Reactor:
             return
         if campaign.status != "active":
             return
+        if action.type == "pause_campaign":
+            resume_after = int(action.payload.get("resumeAfterSeconds") or 0)
+            await lifecycle.pause(conn, campaign=campaign, resume_after_seconds=resume_after, now=now)
+            return
         steps = await repository.get_steps(conn, campaign_id=campaign.id)
-        if action.type == "schedule_next_step":
-            target = lifecycle.next_open_step(steps, step_index)
-            if target is not None:
-                fire_at = lifecycle.after(now, rules.delay_seconds(action, seed=seed))
-                await lifecycle.schedule_step(conn, campaign=campaign, step=target, fire_at=fire_at, now=now)
-        elif action.type == "skip_to_step":
+        delay = rules.delay_seconds(action, seed=seed)
+        target = lifecycle.next_open_step(steps, step_index)
+        due = lifecycle.after(now, delay)
+        if action.type == "skip_to_step":
             index = int(action.payload["stepIndex"])
             target = next((s for s in steps if s.step_index == index and s.status in ("pending", "scheduled")), None)
             if target is not None:
                 await repository.close_open_steps(conn, campaign_id=campaign.id, status="skipped", now=now, below=index)
-                fire_at = lifecycle.after(now, rules.delay_seconds(action, seed=seed))
-                await lifecycle.schedule_step(conn, campaign=campaign, step=target, fire_at=fire_at, now=now)
-        elif action.type == "reschedule_step":
-            target = lifecycle.next_open_step(steps, step_index)
-            if target is not None:
-                base = target.scheduled_at or now
-                fire_at = lifecycle.after(base, rules.delay_seconds(action, seed=seed))
-                await lifecycle.schedule_step(conn, campaign=campaign, step=target, fire_at=fire_at, now=now)
-        elif action.type == "pause_campaign":
-            await repository.update_campaign(conn, campaign_id=campaign.id, now=now, status="paused")
-            await lifecycle.cancel_timer(conn, tenant_id=campaign.tenant_id, key=lifecycle.step_timer_key(campaign.id))
+        elif action.type == "reschedule_step" and target is not None:
+            due = lifecycle.after(target.scheduled_at or now, delay)
+        if target is not None:
+            await lifecycle.schedule_step(conn, campaign=campaign, step=target, due=due, now=now)

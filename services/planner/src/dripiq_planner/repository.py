@@ -5,19 +5,33 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dripiq_planner.models import campaign_steps, contact_campaigns, rule_decisions
+from dripiq_planner.models import ai_generations, campaign_steps, contact_campaigns, rule_decisions, tenant_settings
 
 RUNNING = ("active", "paused")
 OPEN_STEP_STATUSES = ("pending", "scheduled")
 
 
-async def insert_campaign(conn: AsyncConnection, *, values: dict[str, Any], steps: list[dict[str, Any]]) -> None:
-    await conn.execute(insert(contact_campaigns).values(**values))
+async def insert_campaigns(
+    conn: AsyncConnection,
+    *,
+    campaigns: list[dict[str, Any]],
+    steps: list[dict[str, Any]],
+    generations: list[dict[str, Any]],
+) -> None:
+    """Many campaigns in three statements; the caller has refused duplicates already."""
+    await conn.execute(insert(contact_campaigns), campaigns)
     await conn.execute(insert(campaign_steps), steps)
+    if generations:
+        await conn.execute(insert(ai_generations), generations)
+
+
+async def insert_generations(conn: AsyncConnection, *, generations: list[dict[str, Any]]) -> None:
+    if generations:
+        await conn.execute(insert(ai_generations), generations)
 
 
 async def get_campaign(
@@ -31,14 +45,81 @@ async def get_campaign(
     return (await conn.execute(query)).first()
 
 
-async def find_by_request(conn: AsyncConnection, *, tenant_id: str, request_id: str) -> Row | None:
-    return (
+async def find_by_requests(conn: AsyncConnection, *, tenant_id: str, request_ids: list[str]) -> dict[str, Row]:
+    if not request_ids:
+        return {}
+    rows = (
         await conn.execute(
             select(contact_campaigns).where(
-                contact_campaigns.c.tenant_id == tenant_id, contact_campaigns.c.request_id == request_id
+                contact_campaigns.c.tenant_id == tenant_id, contact_campaigns.c.request_id.in_(request_ids)
             )
         )
-    ).first()
+    ).all()
+    return {row.request_id: row for row in rows}
+
+
+async def find_running_many(
+    conn: AsyncConnection, *, tenant_id: str, pairs: list[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """(contact_id, product_id) -> id of the campaign already running for it."""
+    if not pairs:
+        return {}
+    rows = (
+        await conn.execute(
+            select(contact_campaigns.c.id, contact_campaigns.c.contact_id, contact_campaigns.c.product_id).where(
+                contact_campaigns.c.tenant_id == tenant_id,
+                contact_campaigns.c.status.in_(RUNNING),
+                tuple_(contact_campaigns.c.contact_id, contact_campaigns.c.product_id).in_(pairs),
+            )
+        )
+    ).all()
+    return {(row.contact_id, row.product_id): row.id for row in rows}
+
+
+async def list_campaigns(
+    conn: AsyncConnection,
+    *,
+    tenant_id: str,
+    status: str | None,
+    contact_id: str,
+    lead_id: str,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Row]:
+    """Newest first, keyed by (created_at, id) so pages stay stable while campaigns are added."""
+    query = select(contact_campaigns).where(contact_campaigns.c.tenant_id == tenant_id)
+    if status:
+        query = query.where(contact_campaigns.c.status == status)
+    if contact_id:
+        query = query.where(contact_campaigns.c.contact_id == contact_id)
+    if lead_id:
+        query = query.where(contact_campaigns.c.lead_id == lead_id)
+    if before is not None:
+        query = query.where(tuple_(contact_campaigns.c.created_at, contact_campaigns.c.id) < tuple_(*before))
+    order = (contact_campaigns.c.created_at.desc(), contact_campaigns.c.id.desc())
+    return list((await conn.execute(query.order_by(*order).limit(limit))).all())
+
+
+async def get_decisions(conn: AsyncConnection, *, tenant_id: str, campaign_id: str) -> list[Row]:
+    return list(
+        (
+            await conn.execute(
+                select(rule_decisions)
+                .where(rule_decisions.c.tenant_id == tenant_id, rule_decisions.c.campaign_id == campaign_id)
+                .order_by(rule_decisions.c.id)
+            )
+        ).all()
+    )
+
+
+async def get_tenant_settings(conn: AsyncConnection, *, tenant_id: str) -> Row | None:
+    return (await conn.execute(select(tenant_settings).where(tenant_settings.c.tenant_id == tenant_id))).first()
+
+
+async def upsert_tenant_settings(conn: AsyncConnection, *, tenant_id: str, values: dict[str, Any]) -> Row:
+    stmt = insert(tenant_settings).values(tenant_id=tenant_id, **values)
+    stmt = stmt.on_conflict_do_update(index_elements=[tenant_settings.c.tenant_id], set_=values)
+    return (await conn.execute(stmt.returning(*tenant_settings.c))).one()
 
 
 async def find_running(conn: AsyncConnection, *, tenant_id: str, contact_id: str, product_id: str) -> Row | None:

@@ -28,6 +28,15 @@ DEFAULT_RULES: dict[str, RuleAction] = {
 }
 
 
+def trigger_for(event_type: str, reason: str = "") -> str | None:
+    """The rules trigger an engagement event stands for, or None when it stands for none."""
+    if event_type == "bounce" and reason == "blocked":
+        return None  # a soft bounce: the address still exists
+    if event_type == "group_unsubscribe":
+        return "unsubscribe"
+    return event_type if event_type in ENGAGEMENT_TRIGGERS else None
+
+
 def is_trigger(name: str) -> bool:
     return name in ENGAGEMENT_TRIGGERS or bool(TIMEOUT_TRIGGER.match(name))
 

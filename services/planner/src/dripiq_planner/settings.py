@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pydantic import AliasChoices, Field, SecretStr
+
 from dripiq_common.settings import ServiceSettings, settings_config
 
 
@@ -9,3 +11,23 @@ class PlannerSettings(ServiceSettings):
     grpc_port: int = 50051
     # SendGrid flags opens by mail privacy proxies; they say nothing about a person.
     count_machine_opens: bool = False
+    # The services the planner asks: suppressions (dispatcher) and, for timelines, messages
+    # (dispatcher) and engagement events (events).
+    dispatcher_address: str = "127.0.0.1:50052"
+    events_address: str = "127.0.0.1:50053"
+    owners_timeout_seconds: float = 5.0
+
+    # The names every OpenAI client and tool reads; either one turns the AI strategist on
+    # (the base URL alone for OpenAI-compatible servers that need no key).
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
+    )
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
+    )
+    ai_model: str = "gpt-4o-mini"
+    # Per HTTP attempt; the client retries 429, 5xx and timeouts itself up to ai_max_retries.
+    ai_timeout_seconds: float = 30.0
+    ai_max_retries: int = 3
+    # Requests in flight to the model at once, per planner process.
+    ai_concurrency: int = Field(default=8, ge=1)

@@ -127,6 +127,8 @@ class Suite:
         )
         edge_url = f"http://127.0.0.1:{self.port('EDGE_PORT')}"
         env.setdefault("DISPATCHER_UNSUBSCRIBE_BASE_URL", f"{edge_url}/u/")
+        env["PLANNER_DISPATCHER_ADDRESS"] = f"127.0.0.1:{self.port('DISPATCHER_GRPC_PORT')}"
+        env["PLANNER_EVENTS_ADDRESS"] = f"127.0.0.1:{self.port('EVENTS_GRPC_PORT')}"
         for process in PROCESSES:
             env[process.port_env] = str(self.port(process.port_env))
         if not env.get("SENDGRID_API_KEY"):

@@ -1,0 +1,83 @@
+"""gRPC clients for what the planner asks of other services (rule 1: their data, their API)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import grpc
+import structlog
+
+from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dpb
+from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc
+from dripiq.events.v1 import events_service_pb2 as epb
+from dripiq.events.v1 import events_service_pb2_grpc as epb_grpc
+
+log = structlog.get_logger(__name__)
+
+MAX_TIMELINE_PAGES = 20
+
+
+@dataclass
+class Owners:
+    dispatcher_address: str
+    events_address: str
+    timeout_seconds: float = 5.0
+    _channels: list[grpc.aio.Channel] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        dispatcher = grpc.aio.insecure_channel(self.dispatcher_address)
+        events = grpc.aio.insecure_channel(self.events_address)
+        self._channels = [dispatcher, events]
+        self.suppressions = dpb_grpc.SuppressionServiceStub(dispatcher)
+        self.messages = dpb_grpc.DispatcherServiceStub(dispatcher)
+        self.events = epb_grpc.EventsServiceStub(events)
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+
+    async def suppressed(self, tenant_id: str, addresses: list[str]) -> dict[str, str] | None:
+        """Address -> reason for the suppressed ones; None when the dispatcher did not answer.
+
+        The dispatcher checks again at send time, so planning goes on without the answer.
+        """
+        if not addresses:
+            return {}
+        try:
+            answer = await self.suppressions.CheckSuppressions(
+                dpb.CheckSuppressionsRequest(tenant_id=tenant_id, addresses=addresses), timeout=self.timeout_seconds
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.warning("planner.suppression_check_unavailable", tenant_id=tenant_id, code=exc.code().name)
+            return None
+        return {s.address.lower(): s.reason for s in answer.suppressed}
+
+    async def campaign_messages(self, tenant_id: str, campaign_id: str) -> list[dpb.Message]:
+        out: list[dpb.Message] = []
+        token = ""
+        for _ in range(MAX_TIMELINE_PAGES):
+            page = await self.messages.ListMessages(
+                dpb.ListMessagesRequest(tenant_id=tenant_id, campaign_id=campaign_id, page_size=1000, page_token=token),
+                timeout=self.timeout_seconds,
+            )
+            out += page.messages
+            token = page.next_page_token
+            if not token:
+                break
+        return out
+
+    async def campaign_events(self, tenant_id: str, campaign_id: str) -> list[epb.MessageEvent]:
+        out: list[epb.MessageEvent] = []
+        token = ""
+        for _ in range(MAX_TIMELINE_PAGES):
+            page = await self.events.ListMessageEvents(
+                epb.ListMessageEventsRequest(
+                    tenant_id=tenant_id, campaign_id=campaign_id, page_size=1000, page_token=token
+                ),
+                timeout=self.timeout_seconds,
+            )
+            out += page.events
+            token = page.next_page_token
+            if not token:
+                break
+        return out

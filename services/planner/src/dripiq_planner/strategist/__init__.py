@@ -1,0 +1,68 @@
+"""Strategists turn the facts of one request into a strategy.
+
+The planner depends only on this interface: `OpenAIStrategist` (any OpenAI-compatible server)
+when OPENAI_API_KEY or OPENAI_BASE_URL is set, else `TemplateStrategist`. Either way the
+result carries a `Generation`, the audit record stored in `planner.ai_generations`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dripiq_planner.strategy import Strategy
+
+
+@dataclass(frozen=True)
+class PlanningFacts:
+    """Everything a strategist may use, and nothing else: it must not invent facts."""
+
+    tenant_id: str
+    correlation_id: str
+    contact: dict[str, str]
+    lead: dict[str, str]
+    product: dict[str, str]
+    # The tenant's voice ("warm, brief, no jargon") and guidelines ("never promise pricing").
+    voice: str = ""
+    guidelines: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "contact": self.contact,
+            "lead": self.lead,
+            "product": self.product,
+            "voice": self.voice,
+            "guidelines": self.guidelines,
+        }
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One strategist call, as audited in planner.ai_generations."""
+
+    strategist: str  # "openai" or "template"
+    correlation_id: str
+    input_json: dict[str, Any]
+    output_json: dict[str, Any] | None
+    # "ok", "repaired" (valid after one repair), "fallback" (AI failed, template used), "template"
+    outcome: str
+    model: str = ""
+    prompt_version: str = ""
+    error: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    duration_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Planned:
+    strategy: Strategy
+    generation: Generation
+    # Extra audit records, e.g. the failed AI attempt behind a template fallback.
+    earlier: tuple[Generation, ...] = field(default=())
+
+
+class Strategist(Protocol):
+    name: str
+
+    async def plan(self, facts: PlanningFacts) -> Planned: ...

@@ -1,0 +1,52 @@
+"""Which strategist the planner runs, decided once at start-up and said out loud."""
+
+from __future__ import annotations
+
+import structlog
+from openai import AsyncOpenAI
+
+from dripiq_planner.settings import PlannerSettings
+from dripiq_planner.strategist import Strategist
+from dripiq_planner.strategist.openai_strategist import OpenAIStrategist
+from dripiq_planner.strategist.template_strategist import TemplateStrategist
+
+log = structlog.get_logger(__name__)
+
+# The client refuses to start without a key; OpenAI-compatible servers reached through
+# OPENAI_BASE_URL alone (a local model server, the fake) ignore what it sends.
+KEYLESS = "no-key"
+
+
+def build_strategist(settings: PlannerSettings) -> Strategist:
+    template = TemplateStrategist()
+    api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
+    base_url = settings.openai_base_url or None
+    if not api_key and not base_url:
+        log.info(
+            "strategist.selected",
+            strategist=template.name,
+            reason="neither OPENAI_API_KEY nor OPENAI_BASE_URL is set: strategies come from the built-in templates",
+        )
+        return template
+    client = AsyncOpenAI(
+        api_key=api_key or KEYLESS,
+        base_url=base_url,
+        timeout=settings.ai_timeout_seconds,
+        max_retries=settings.ai_max_retries,
+    )
+    log.info(
+        "strategist.selected",
+        strategist=OpenAIStrategist.name,
+        reason=_reason(api_key, base_url),
+        model=settings.ai_model,
+        api_host=client.base_url.host,
+        fallback=template.name,
+    )
+    return OpenAIStrategist(
+        client=client, model=settings.ai_model, fallback=template, concurrency=settings.ai_concurrency
+    )
+
+
+def _reason(api_key: str, base_url: str | None) -> str:
+    names = [name for name, value in (("OPENAI_API_KEY", api_key), ("OPENAI_BASE_URL", base_url)) if value]
+    return f"{' and '.join(names)} set"

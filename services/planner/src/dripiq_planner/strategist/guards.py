@@ -1,0 +1,92 @@
+"""Checks every strategy passes before it is stored, whoever wrote it.
+
+A model can answer with well-formed JSON that is still unfit to send: a `{{first_name}}` it
+expected someone else to fill, a subject no inbox shows whole, a step with nothing to ask.
+Field paths are relative to the strategy JSON (`outreachCampaign[1].subject`) because that is
+the document the model wrote and is asked to repair.
+"""
+
+from __future__ import annotations
+
+import re
+
+from dripiq_common.errors import InvalidArgument
+from dripiq_planner import rules
+from dripiq_planner.strategy import Strategy, relative_delays
+
+MAX_SUBJECT_CHARS = 120
+MAX_BODY_CHARS = 5000
+
+# Template syntax and the fill-in-the-blank tokens writers and models leave behind.
+_PLACEHOLDERS = re.compile(
+    r"""
+      \{\{[^{}]*\}\}                          # {{first_name}}
+    | \{[A-Za-z_][\w ]{0,40}\}                # {first_name}
+    | \[[A-Za-z][\w .'/-]{0,40}\](?!\()       # [First Name], but not a [markdown](link)
+    | <[A-Za-z_][\w .-]{0,40}>                # <company>
+    | \b[Xx]{3,}\b                            # XXX
+    """,
+    re.VERBOSE,
+)
+
+
+class GuardViolation(ValueError):
+    """One problem with a strategy, at `field` (a path into the strategy JSON)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def find_placeholders(text: str) -> list[str]:
+    return [match.group(0) for match in _PLACEHOLDERS.finditer(text)]
+
+
+def violations(strategy: Strategy) -> list[GuardViolation]:
+    """Every problem found, so one repair request can name them all."""
+    found = [problem for i in range(len(strategy.outreach_campaign)) for problem in _step_violations(strategy, i)]
+    found.extend(_contract_violations(strategy))
+    return found
+
+
+def check(strategy: Strategy) -> None:
+    """Raise the first problem: for strategies that must already be right, like templates."""
+    if found := violations(strategy):
+        raise found[0]
+
+
+def _step_violations(strategy: Strategy, index: int) -> list[GuardViolation]:
+    step = strategy.outreach_campaign[index]
+    path = f"outreachCampaign[{index}]"
+    found: list[GuardViolation] = []
+    if step.type == "email" and len(step.subject) > MAX_SUBJECT_CHARS:
+        found.append(
+            GuardViolation(f"{path}.subject", f"is {len(step.subject)} characters; at most {MAX_SUBJECT_CHARS}")
+        )
+    if len(step.content) > MAX_BODY_CHARS:
+        found.append(GuardViolation(f"{path}.content", f"is {len(step.content)} characters; at most {MAX_BODY_CHARS}"))
+    if not step.call_to_action.strip():
+        found.append(GuardViolation(f"{path}.callToAction", "is empty; every step needs a call to action"))
+    for name, text in (("subject", step.subject), ("content", step.content), ("callToAction", step.call_to_action)):
+        if tokens := find_placeholders(text):
+            quoted = ", ".join(repr(t) for t in tokens)
+            found.append(
+                GuardViolation(f"{path}.{name}", f"has unresolved placeholders {quoted}; write the final text")
+            )
+    return found
+
+
+def _contract_violations(strategy: Strategy) -> list[GuardViolation]:
+    """What the planner itself would refuse when storing the campaign (it stops at the first)."""
+    found: list[GuardViolation] = []
+    for check_contract in (rules.validate_strategy, _check_timings):
+        try:
+            check_contract(strategy)
+        except InvalidArgument as exc:
+            found.append(GuardViolation(exc.field.removeprefix("strategy."), exc.description))
+    return found
+
+
+def _check_timings(strategy: Strategy) -> None:
+    relative_delays(strategy, seed="guard")

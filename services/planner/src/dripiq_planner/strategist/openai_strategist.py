@@ -1,0 +1,307 @@
+"""The AI strategist: one chat completion per contact, constrained to the strategy's JSON schema.
+
+Structured outputs make the answer parse; they cannot make it true or sendable, so every answer
+also passes the guards. A failing answer gets one repair turn that names its problems; after
+that, or when the API keeps failing beyond the client's own retries, the template strategist
+answers instead and the failed attempts are kept for the audit trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import structlog
+from openai import APIError, AsyncOpenAI
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+from openai.types.shared_params import ResponseFormatJSONSchema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
+
+from dripiq_planner.rules import ACTIONS
+from dripiq_planner.strategist import Generation, Planned, PlanningFacts, Strategist
+from dripiq_planner.strategist.guards import violations
+from dripiq_planner.strategist.prompts import PROMPT_VERSION, system_prompt
+from dripiq_planner.strategy import CHANNELS, AdaptiveRule, Cadence, OutreachStep, RuleAction, Strategy
+
+log = structlog.get_logger(__name__)
+
+STRATEGIST_NAME = "openai"
+
+
+class _Answer(BaseModel):
+    """The strict-mode shape of an answer: every key present, no others (OpenAI's rules)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# The strategy's payload is a free-form object, which strict mode cannot express; these are the
+# fields the actions read. The docstring below is the description the model sees.
+class AnswerPayload(_Answer):
+    """Set the fields the action uses; null the others."""
+
+    delay_seconds: int | None = Field(alias="delaySeconds")
+    step_index: int | None = Field(alias="stepIndex")
+    resume_after_seconds: int | None = Field(alias="resumeAfterSeconds")
+    reason: str | None
+
+
+class AnswerAction(_Answer):
+    type: str = Field(json_schema_extra={"enum": sorted(ACTIONS)})
+    payload: AnswerPayload
+
+
+class AnswerRule(_Answer):
+    trigger: str = Field(description="an engagement trigger, or a timeout such as no_open_48h")
+    action: AnswerAction
+
+
+class AnswerStep(_Answer):
+    type: str = Field(json_schema_extra={"enum": list(CHANNELS)})
+    timing: str = Field(description='"Day N", counted from the campaign start')
+    subject: str
+    content: str
+    call_to_action: str = Field(alias="callToAction")
+
+
+class AnswerCadence(_Answer):
+    interval: str
+    total_duration: str = Field(alias="totalDuration")
+
+
+class AnswerStrategy(_Answer):
+    summary: str
+    cadence: AnswerCadence
+    outreach_campaign: list[AnswerStep] = Field(alias="outreachCampaign")
+    adaptive_rules: list[AnswerRule] = Field(alias="adaptiveRules")
+
+    def to_strategy(self) -> Strategy:
+        return Strategy(
+            summary=self.summary,
+            cadence=Cadence(interval=self.cadence.interval, total_duration=self.cadence.total_duration),
+            outreach_campaign=[OutreachStep.model_validate(step.model_dump()) for step in self.outreach_campaign],
+            adaptive_rules=[
+                AdaptiveRule(
+                    trigger=rule.trigger,
+                    action=RuleAction(
+                        type=rule.action.type,
+                        payload=rule.action.payload.model_dump(by_alias=True, exclude_none=True),
+                    ),
+                )
+                for rule in self.adaptive_rules
+            ],
+        )
+
+
+def strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema in the subset strict mode accepts: references inlined, every
+    object closed (`additionalProperties: false`) with all its properties required, no
+    titles or defaults."""
+    schema = model.model_json_schema(by_alias=True)
+    definitions = schema.pop("$defs", {})
+    return _strict(schema, definitions)
+
+
+def _strict(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
+    if ref := node.get("$ref"):
+        return _strict(definitions[ref.rsplit("/", 1)[-1]], definitions)
+    out = {key: value for key, value in node.items() if key not in ("title", "default")}
+    if "properties" in out:
+        out["properties"] = {name: _strict(sub, definitions) for name, sub in out["properties"].items()}
+        out["required"] = list(out["properties"])
+        out["additionalProperties"] = False
+    if "items" in out:
+        out["items"] = _strict(out["items"], definitions)
+    if "anyOf" in out:
+        out["anyOf"] = [_strict(sub, definitions) for sub in out["anyOf"]]
+    return out
+
+
+RESPONSE_FORMAT: ResponseFormatJSONSchema = {
+    "type": "json_schema",
+    "json_schema": {"name": "outreach_strategy", "strict": True, "schema": strict_json_schema(AnswerStrategy)},
+}
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One request to the model and what came of it."""
+
+    input_json: dict[str, Any]
+    model: str
+    duration_ms: int
+    # The model's text; None when the API itself failed.
+    answer: str | None = None
+    strategy: Strategy | None = None
+    problems: tuple[str, ...] = ()
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def generation(self, facts: PlanningFacts, outcome: str) -> Generation:
+        return Generation(
+            strategist=STRATEGIST_NAME,
+            correlation_id=facts.correlation_id,
+            input_json=self.input_json,
+            output_json=self.strategy.to_json() if self.strategy else _as_json(self.answer),
+            outcome=outcome,
+            model=self.model,
+            prompt_version=PROMPT_VERSION,
+            error="; ".join(self.problems),
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            duration_ms=self.duration_ms,
+        )
+
+
+def _as_json(answer: str | None) -> dict[str, Any] | None:
+    """A failed answer as stored for audit: the JSON object it was, else its raw text."""
+    if answer is None:
+        return None
+    try:
+        parsed = json.loads(answer)
+    except ValueError:
+        parsed = None
+    return parsed if isinstance(parsed, dict) else {"raw": answer}
+
+
+class OpenAIStrategist:
+    """Plans with any OpenAI-compatible chat completions server.
+
+    `client` carries the timeout and retry policy (429, 5xx and timeouts are retried by the
+    client); `concurrency` bounds the requests in flight from this process.
+    """
+
+    name = STRATEGIST_NAME
+
+    def __init__(self, *, client: AsyncOpenAI, model: str, fallback: Strategist, concurrency: int = 8) -> None:
+        self._client = client
+        self._model = model
+        self._fallback = fallback
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def plan(self, facts: PlanningFacts) -> Planned:
+        messages: list[ChatCompletionMessageParam] = [
+            {"role": "system", "content": system_prompt(PROMPT_VERSION)},
+            # Exactly the facts, nothing the planner knows beyond them: the model may use only these.
+            {"role": "user", "content": json.dumps(facts.as_json(), ensure_ascii=False)},
+        ]
+        first = await self._attempt(messages, input_json={"facts": facts.as_json()})
+        if first.strategy is not None:
+            return self._planned(facts, first.strategy, first.generation(facts, "ok"))
+        if first.answer is None:
+            return await self._fall_back(facts, [first])
+        log.info("strategist.repair_requested", correlation_id=facts.correlation_id, problems=list(first.problems))
+        repair: list[ChatCompletionMessageParam] = [
+            *messages,
+            {"role": "assistant", "content": first.answer},
+            {"role": "user", "content": repair_request(first.problems)},
+        ]
+        second = await self._attempt(repair, input_json={"facts": facts.as_json(), "problems": list(first.problems)})
+        if second.strategy is not None:
+            failed = first.generation(facts, "failed")
+            return self._planned(facts, second.strategy, second.generation(facts, "repaired"), earlier=(failed,))
+        return await self._fall_back(facts, [first, second])
+
+    async def _attempt(self, messages: list[ChatCompletionMessageParam], *, input_json: dict[str, Any]) -> _Attempt:
+        started = time.perf_counter()
+        try:
+            async with self._slots:
+                completion = await self._client.chat.completions.create(
+                    model=self._model, messages=messages, response_format=RESPONSE_FORMAT
+                )
+        except APIError as exc:
+            return _Attempt(input_json, self._model, _elapsed_ms(started), problems=(_describe(exc),))
+        answer, strategy, problems = read_answer(completion)
+        usage = completion.usage
+        return _Attempt(
+            input_json,
+            completion.model or self._model,
+            _elapsed_ms(started),
+            answer=answer,
+            strategy=strategy,
+            problems=tuple(problems),
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+        )
+
+    def _planned(
+        self, facts: PlanningFacts, strategy: Strategy, generation: Generation, earlier: tuple[Generation, ...] = ()
+    ) -> Planned:
+        log.info(
+            "strategist.planned",
+            strategist=STRATEGIST_NAME,
+            outcome=generation.outcome,
+            tenant_id=facts.tenant_id,
+            correlation_id=facts.correlation_id,
+            model=generation.model,
+            prompt_tokens=generation.prompt_tokens,
+            completion_tokens=generation.completion_tokens,
+            duration_ms=generation.duration_ms,
+        )
+        return Planned(strategy=strategy, generation=generation, earlier=earlier)
+
+    async def _fall_back(self, facts: PlanningFacts, attempts: list[_Attempt]) -> Planned:
+        error = "; ".join(attempts[-1].problems)
+        log.warning(
+            "strategist.fallback",
+            tenant_id=facts.tenant_id,
+            correlation_id=facts.correlation_id,
+            fallback=self._fallback.name,
+            attempts=len(attempts),
+            error=error,
+        )
+        planned = await self._fallback.plan(facts)
+        generation = replace(planned.generation, outcome="fallback", error=f"AI strategy failed: {error}")
+        failed = tuple(attempt.generation(facts, "failed") for attempt in attempts)
+        return Planned(strategy=planned.strategy, generation=generation, earlier=(*failed, *planned.earlier))
+
+
+def read_answer(completion: ChatCompletion) -> tuple[str, Strategy | None, list[str]]:
+    """The model's text, the strategy if it is usable, and every problem that makes it not."""
+    if not completion.choices:
+        return "", None, ["the answer has no choices"]
+    choice = completion.choices[0]
+    if choice.message.refusal:
+        return choice.message.refusal, None, [f"the model refused: {choice.message.refusal}"]
+    answer = choice.message.content or ""
+    if choice.finish_reason == "length":
+        return answer, None, ["the answer was cut off at the token limit; write shorter messages"]
+    try:
+        parsed = AnswerStrategy.model_validate_json(answer)
+    except ValidationError as exc:
+        return answer, None, [_schema_problem(error) for error in exc.errors()]
+    strategy = parsed.to_strategy()
+    problems = [str(violation) for violation in violations(strategy)]
+    return answer, (None if problems else strategy), problems
+
+
+def repair_request(problems: tuple[str, ...]) -> str:
+    listed = "\n".join(f"- {problem}" for problem in problems)
+    return (
+        "Your answer cannot be used as it is:\n"
+        f"{listed}\n\n"
+        "Write the complete strategy again with these problems fixed, following the same "
+        "instructions and using only the same facts. Answer with the JSON object only."
+    )
+
+
+def _schema_problem(error: ErrorDetails) -> str:
+    if error["type"] == "json_invalid":
+        return f"the answer is not valid JSON: {error['msg']}"
+    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
+    return f"{path or 'answer'}: {error['msg']}"
+
+
+def _describe(exc: APIError) -> str:
+    """Why the API gave no answer, after the client's own retries."""
+    return f"{type(exc).__name__}: {exc.message}"
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
