@@ -17,7 +17,7 @@ DESCRIPTION = "Beacon watches your deploys and names the change that broke produ
 
 def facts(
     *,
-    contact_id: str = "c-1",
+    email: str = "ada@acme.example",
     contact: dict[str, str] | None = None,
     lead: dict[str, str] | None = None,
     product: dict[str, str] | None = None,
@@ -25,11 +25,11 @@ def facts(
     return PlanningFacts(
         tenant_id="t-1",
         correlation_id="corr-1",
-        contact={"contact_id": contact_id, "first_name": "Ada", "title": "VP Engineering"}
+        contact={"first_name": "Ada", "last_name": "Lovelace", "title": "VP Engineering", "email": email}
         if contact is None
         else contact,
-        lead={"lead_id": "l-1", "company_name": "Acme Analytics", "industry": "fintech"} if lead is None else lead,
-        product={"product_id": "p-1", "name": "Beacon", "description": DESCRIPTION} if product is None else product,
+        lead={"company_name": "Acme Analytics", "industry": "fintech"} if lead is None else lead,
+        product={"name": "Beacon", "description": DESCRIPTION} if product is None else product,
     )
 
 
@@ -52,7 +52,8 @@ async def test_the_same_contact_always_gets_the_same_strategy() -> None:
 
 async def test_contacts_are_spread_over_the_library() -> None:
     chosen = {
-        (await TemplateStrategist().plan(facts(contact_id=f"c-{i}"))).generation.prompt_version for i in range(40)
+        (await TemplateStrategist().plan(facts(email=f"person-{i}@acme.example"))).generation.prompt_version
+        for i in range(40)
     }
     assert chosen == {sequence.name for sequence in LIBRARY}
 
@@ -105,7 +106,7 @@ def test_missing_facts_leave_no_gaps(sequence: Sequence) -> None:
 async def test_bad_data_is_left_out_rather_than_sent() -> None:
     planned = await TemplateStrategist().plan(
         facts(
-            contact={"contact_id": "c-1", "first_name": "[First Name]"},
+            contact={"first_name": "[First Name]", "email": "ada@acme.example"},
             lead={"company_name": "A" * 200},
             product={"name": "{{product}}", "description": "word " * 400},
         )

@@ -2,97 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import pytest
-from sqlalchemy import delete, select
+from helpers import T0, drain_outbox, request, send_commands, timer_commands, within_jitter
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import messages_pb2 as events_pb
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import timers_pb2
-from dripiq.scheduler.v1 import commands_pb2
 from dripiq_common.clock import ManualClock
 from dripiq_common.errors import AlreadyExists, InvalidArgument, NotFound
 from dripiq_planner.campaigns import CampaignService
-from dripiq_planner.models import outbox
 from dripiq_planner.reactor import Reactor
 from dripiq_planner.strategist.template_strategist import TemplateStrategist
 from dripiq_planner.windows import MAX_JITTER_SECONDS
-
-T0 = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
-
-
-def request(tenant_id: str, **overrides) -> pb.CreateCampaignRequest:  # type: ignore[no-untyped-def]
-    req = pb.CreateCampaignRequest(
-        tenant_id=tenant_id,
-        lead=pb.Lead(lead_id="lead-1", company_name="Acme"),
-        contact=pb.Contact(contact_id="contact-1", email="ada@example.com", first_name="Ada"),
-        product=pb.Product(product_id="product-1", name="Widget"),
-        sender_identity_id="sender-1",
-        send_window=ALWAYS,
-        strategy=pb.Strategy(
-            summary="two steps",
-            outreach_campaign=[
-                pb.OutreachStep(
-                    type="email", timing="Day 0", subject="Hi {{first_name}}", content="About {{product_name}}"
-                ),
-                pb.OutreachStep(type="email", timing="Day 3", subject="Following up", content="Again"),
-            ],
-        ),
-    )
-    for key, value in overrides.items():
-        setattr(req, key, value)
-    return req
-
-
-async def drain_outbox(engine, tenant_id: str) -> list[tuple[str, bytes]]:  # type: ignore[no-untyped-def]
-    """Take this tenant's outbox rows (what the relay would publish), oldest first."""
-    async with engine.begin() as conn:
-        rows = (
-            await conn.execute(
-                select(outbox.c.id, outbox.c.subject, outbox.c.payload)
-                .where(outbox.c.subject.like(f"%.{tenant_id}%"))
-                .order_by(outbox.c.id)
-            )
-        ).all()
-        await conn.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
-    return [(r.subject, r.payload) for r in rows]
-
-
-def timer_commands(rows: list[tuple[str, bytes]]) -> list[commands_pb2.TimerCommand]:
-    """Scheduler commands, a batch of timers unrolled into one schedule command each."""
-    out = []
-    for subject, payload in rows:
-        if subject.startswith("dripiq.scheduler.cmd."):
-            command = commands_pb2.TimerCommand()
-            command.ParseFromString(payload)
-            if command.HasField("schedule_batch"):
-                out += [
-                    commands_pb2.TimerCommand(tenant_id=command.tenant_id, schedule=t)
-                    for t in command.schedule_batch.timers
-                ]
-            else:
-                out.append(command)
-    return out
-
-
-def within_jitter(actual, due: datetime) -> bool:  # type: ignore[no-untyped-def]
-    moment = actual.ToDatetime(tzinfo=UTC)
-    return due <= moment < due + timedelta(seconds=MAX_JITTER_SECONDS)
-
-
-ALWAYS = pb.SendWindow(weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24)
-
-
-def send_commands(rows: list[tuple[str, bytes]]) -> list[dispatcher_pb.SendMessageCommand]:
-    out = []
-    for subject, payload in rows:
-        if subject.startswith("dripiq.dispatcher.send."):
-            command = dispatcher_pb.SendMessageCommand()
-            command.ParseFromString(payload)
-            out.append(command)
-    return out
 
 
 @pytest.fixture

@@ -37,9 +37,9 @@ MAX_RETRIES = 1
 FACTS = PlanningFacts(
     tenant_id="t-ai",
     correlation_id="corr-42",
-    contact={"contact_id": "c-1", "first_name": "Ada", "title": "VP Engineering"},
-    lead={"lead_id": "l-1", "company_name": "Acme Analytics", "industry": "fintech"},
-    product={"product_id": "p-1", "name": "Beacon", "description": "Beacon names the change that broke production."},
+    contact={"first_name": "Ada", "title": "VP Engineering", "email": "ada@acme.example"},
+    lead={"company_name": "Acme Analytics", "industry": "fintech"},
+    product={"name": "Beacon", "description": "Beacon names the change that broke production."},
     voice="warm, brief, no jargon",
     guidelines="never promise pricing",
 )

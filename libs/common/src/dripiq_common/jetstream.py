@@ -233,6 +233,9 @@ class PullWorker:
     # Messages handled at once. 1 keeps a batch in order; more suits handlers that wait on
     # the network (provider calls), each message acked on its own as it finishes.
     concurrency: int = 1
+    # Handles a whole fetched batch in one go (one transaction); when it fails, each message
+    # is retried alone through `handler`, so one bad message cannot hold the others back.
+    batch_handler: Callable[[list[Msg]], Awaitable[None]] | None = None
     fetch_timeout: float = 1.0
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -258,7 +261,9 @@ class PullWorker:
                     await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 try:
-                    msgs = await sub.fetch(min(self.batch_size, free), timeout=self.fetch_timeout)
+                    # In order (concurrency 1), a whole batch; side by side, only as many as fit.
+                    wanted = self.batch_size if self.concurrency == 1 else min(self.batch_size, free)
+                    msgs = await sub.fetch(wanted, timeout=self.fetch_timeout)
                 except nats.errors.TimeoutError:
                     continue
                 except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
@@ -266,6 +271,8 @@ class PullWorker:
                 except Exception as exc:
                     bound.warning("worker.fetch_failed", error=str(exc))
                     await asyncio.sleep(1)
+                    continue
+                if self.batch_handler is not None and len(msgs) > 1 and await self._handle_batch(msgs, bound):
                     continue
                 if self.concurrency == 1:
                     for msg in msgs:
@@ -282,6 +289,16 @@ class PullWorker:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         bound.info("worker.stopped")
+
+    async def _handle_batch(self, msgs: list[Msg], bound: structlog.stdlib.BoundLogger) -> bool:
+        try:
+            await self.batch_handler(msgs)  # type: ignore[misc]
+        except Exception as exc:
+            bound.warning("worker.batch_failed_retrying_one_by_one", size=len(msgs), error=repr(exc))
+            return False
+        for msg in msgs:
+            await msg.ack()
+        return True
 
     async def _handle(self, msg: Msg, bound: structlog.stdlib.BoundLogger) -> None:
         delivered = msg.metadata.num_delivered

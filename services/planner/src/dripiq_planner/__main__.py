@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from dripiq.planner.v1 import campaign_service_pb2, campaign_service_pb2_grpc
 from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
 from dripiq_common.service import Parts, Runtime, serve
@@ -19,6 +21,18 @@ ENGAGEMENT = ConsumerSpec(Streams.ENGAGEMENT, "planner-engagement", "dripiq.even
 SERVICE_NAME = campaign_service_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name
 
 
+def batched(rt: Runtime, spec: ConsumerSpec, handle: Callable[[list[bytes]], Awaitable[None]]) -> PullWorker:
+    """A consumer that hands the reactor whole batches: one transaction for up to 500 messages."""
+    return PullWorker(
+        rt.js,
+        rt.nc,
+        spec,
+        lambda msg: handle([msg.data]),
+        batch_size=500,
+        batch_handler=lambda msgs: handle([m.data for m in msgs]),
+    )
+
+
 def build(settings: PlannerSettings, rt: Runtime) -> Parts:
     relay = rt.outbox_relay(outbox)
     owners = Owners(settings.dispatcher_address, settings.events_address, settings.owners_timeout_seconds)
@@ -28,10 +42,16 @@ def build(settings: PlannerSettings, rt: Runtime) -> Parts:
     return Parts(
         service_names=[SERVICE_NAME],
         registrars=[lambda server: campaign_service_pb2_grpc.add_CampaignServiceServicer_to_server(servicer, server)],
+        # Two fetchers per consumer: one handles its batch while the other fetches the next.
+        # Campaigns are locked in id order, so they cannot deadlock on a shared campaign.
         fetchers=[
-            PullWorker(rt.js, rt.nc, TIMERS, lambda msg: reactor.on_timer(msg.data)),
-            PullWorker(rt.js, rt.nc, OUTCOMES, lambda msg: reactor.on_outcome(msg.data)),
-            PullWorker(rt.js, rt.nc, ENGAGEMENT, lambda msg: reactor.on_engagement(msg.data)),
+            batched(rt, spec, handle)
+            for spec, handle in (
+                (TIMERS, reactor.on_timers),
+                (OUTCOMES, reactor.on_outcomes),
+                (ENGAGEMENT, reactor.on_engagements),
+            )
+            for _ in range(settings.workers_per_consumer)
         ],
         loops=[relay],
     )

@@ -27,7 +27,8 @@ from dripiq_common.clock import Clock
 from dripiq_common.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound
 from dripiq_common.grpc_server import status_for
 from dripiq_common.outbox import enqueue
-from dripiq_planner import lifecycle, repository, rules, strategy, templates, windows
+from dripiq_planner import lifecycle, repository, rules, state, strategy, templates, windows
+from dripiq_planner.models import outbox
 from dripiq_planner.owners import Owners
 from dripiq_planner.strategist import Generation, PlanningFacts, Strategist
 
@@ -143,8 +144,11 @@ def to_proto(campaign: Any, steps: Sequence[Any], *, with_strategy: bool = True)
     return out
 
 
-def _generation_row(generation: Generation, *, tenant_id: str, campaign_id: str | None) -> dict[str, Any]:
+def _generation_row(
+    generation: Generation, *, tenant_id: str, campaign_id: str | None, now: datetime
+) -> dict[str, Any]:
     return {
+        "created_at": now,
         "tenant_id": tenant_id,
         "campaign_id": campaign_id,
         "correlation_id": generation.correlation_id,
@@ -188,7 +192,7 @@ class CampaignService:
                 PlanningFacts(
                     tenant_id=request.tenant_id,
                     correlation_id=request.request_id or campaign_id,
-                    contact={k: facts[k] for k in ("first_name", "last_name", "title", "email") if facts[k]},
+                    contact={k: facts[k] for k in ("first_name", "last_name", "title") if facts[k]},
                     lead={k: facts[k] for k in ("company_name", "industry") if facts[k]},
                     product={
                         k: v
@@ -376,7 +380,7 @@ class CampaignService:
             campaigns.append(campaign)
             steps += draft_steps
             generations += [
-                _generation_row(g, tenant_id=draft.tenant_id, campaign_id=draft.id) for g in draft.generations
+                _generation_row(g, tenant_id=draft.tenant_id, campaign_id=draft.id, now=now) for g in draft.generations
             ]
             timers.append(lifecycle.step_timer(draft, step_index=0, version=1, fire_at=first_at))
             protos.append(
@@ -386,7 +390,7 @@ class CampaignService:
                 )
             )
         await repository.insert_campaigns(conn, campaigns=campaigns, steps=steps, generations=generations)
-        await enqueue(conn, lifecycle.outbox, [lifecycle.timer_commands(drafts[0].tenant_id, timers)])
+        await enqueue(conn, outbox, [lifecycle.timer_commands(drafts[0].tenant_id, timers)])
         return protos
 
     # -- read -----------------------------------------------------------------------------
@@ -394,13 +398,23 @@ class CampaignService:
     async def _load(self, conn: AsyncConnection, campaign: Row) -> pb.Campaign:
         return to_proto(campaign, await repository.get_steps(conn, campaign_id=campaign.id))
 
-    async def _locked(self, conn: AsyncConnection, tenant_id: str, campaign_id: str) -> Row:
+    async def _change(
+        self, tenant_id: str, campaign_id: str, change: Callable[[state.CampaignState, state.UnitOfWork], None]
+    ) -> pb.Campaign:
+        """Lock one campaign, let `change` act on it, write it back with what it caused."""
         validation.tenant_id(tenant_id)
         validation.required(campaign_id, "campaign_id")
-        campaign = await repository.get_campaign(conn, tenant_id=tenant_id, campaign_id=campaign_id, for_update=True)
-        if campaign is None:
-            raise NotFound(f"campaign {campaign_id!r} not found")
-        return campaign
+        async with self.engine.begin() as conn:
+            campaigns = await state.load(conn, [(tenant_id, campaign_id)])
+            campaign = campaigns.get((tenant_id, campaign_id))
+            if campaign is None:
+                raise NotFound(f"campaign {campaign_id!r} not found")
+            work = state.UnitOfWork(now=self.clock.now())
+            change(campaign, work)
+            await state.flush(conn, [campaign], work)
+        if work.outbox:
+            self.on_commit()
+        return await self.get(tenant_id, campaign_id)
 
     async def get(self, tenant_id: str, campaign_id: str) -> pb.Campaign:
         validation.tenant_id(tenant_id)
@@ -438,42 +452,32 @@ class CampaignService:
     async def pause(self, tenant_id: str, campaign_id: str, resume_after_seconds: int) -> pb.Campaign:
         if resume_after_seconds < 0:
             raise InvalidArgument("resume_after_seconds", "must not be negative")
-        async with self.engine.begin() as conn:
-            campaign = await self._locked(conn, tenant_id, campaign_id)
+
+        def change(campaign: state.CampaignState, work: state.UnitOfWork) -> None:
             if campaign.status == "active":
-                await lifecycle.pause(
-                    conn, campaign=campaign, resume_after_seconds=resume_after_seconds, now=self.clock.now()
-                )
+                lifecycle.pause(work, campaign, resume_after_seconds=resume_after_seconds)
             elif campaign.status != "paused":
                 raise FailedPrecondition(f"campaign {campaign_id} is {campaign.status}")
-        self.on_commit()
-        return await self.get(tenant_id, campaign_id)
+
+        return await self._change(tenant_id, campaign_id, change)
 
     async def resume(self, tenant_id: str, campaign_id: str) -> pb.Campaign:
-        async with self.engine.begin() as conn:
-            campaign = await self._locked(conn, tenant_id, campaign_id)
+        def change(campaign: state.CampaignState, work: state.UnitOfWork) -> None:
             if campaign.status == "paused":
-                await lifecycle.resume(conn, campaign=campaign, now=self.clock.now())
+                lifecycle.resume(work, campaign)
             elif campaign.status != "active":
                 raise FailedPrecondition(f"campaign {campaign_id} is {campaign.status}")
-        self.on_commit()
-        return await self.get(tenant_id, campaign_id)
+
+        return await self._change(tenant_id, campaign_id, change)
 
     async def cancel(self, tenant_id: str, campaign_id: str, reason: str) -> pb.Campaign:
-        async with self.engine.begin() as conn:
-            campaign = await self._locked(conn, tenant_id, campaign_id)
-            if campaign.status in repository.RUNNING:
-                await lifecycle.end_campaign(
-                    conn,
-                    campaign=campaign,
-                    status="canceled",
-                    reason=reason or "canceled by request",
-                    now=self.clock.now(),
-                )
+        def change(campaign: state.CampaignState, work: state.UnitOfWork) -> None:
+            if campaign.status in state.RUNNING:
+                lifecycle.end_campaign(work, campaign, status="canceled", reason=reason or "canceled by request")
             elif campaign.status != "canceled":
                 raise FailedPrecondition(f"campaign {campaign_id} is {campaign.status}")
-        self.on_commit()
-        return await self.get(tenant_id, campaign_id)
+
+        return await self._change(tenant_id, campaign_id, change)
 
     # -- preview and timeline -------------------------------------------------------------
 
@@ -487,7 +491,8 @@ class CampaignService:
                 await repository.insert_generations(
                     conn,
                     generations=[
-                        _generation_row(g, tenant_id=draft.tenant_id, campaign_id=None) for g in draft.generations
+                        _generation_row(g, tenant_id=draft.tenant_id, campaign_id=None, now=self.clock.now())
+                        for g in draft.generations
                     ],
                 )
         due = self.clock.now()
@@ -552,8 +557,13 @@ class CampaignService:
             else:
                 for message in messages:
                     when = message.sent_at if message.HasField("sent_at") else message.created_at
+                    failed = message.status in (
+                        dispatcher_pb.MESSAGE_STATUS_FAILED,
+                        dispatcher_pb.MESSAGE_STATUS_SUPPRESSED,
+                    )
+                    kind = "message_failed" if failed else "message_sent"
                     detail = dispatcher_pb.MessageStatus.Name(message.status)
-                    entry(when, "message", message.step_index, message.message_id, detail)
+                    entry(when, kind, message.step_index, message.message_id, detail)
             if isinstance(events, BaseException):
                 unavailable.append("events")
             else:

@@ -12,15 +12,13 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from google.protobuf.message import Message
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dripiq.planner.v1 import timers_pb2
 from dripiq.scheduler.v1 import commands_pb2, scheduler_service_pb2
 from dripiq_common.jetstream import Subjects
-from dripiq_common.outbox import OutboxMessage, enqueue
-from dripiq_planner import repository, windows
-from dripiq_planner.models import outbox
+from dripiq_common.outbox import OutboxMessage
+from dripiq_planner import windows
+from dripiq_planner.state import OPEN_STEP_STATUSES, CampaignState, StepState, UnitOfWork
 
 MESSAGE_NAMESPACE = uuid.UUID("7b0c7f5e-1d7a-4c55-9d0e-6f4a3c2b1a00")
 STRATEGY_GENERATION = 1
@@ -108,26 +106,18 @@ def _command(tenant_id: str, **command: object) -> OutboxMessage:
     )
 
 
-async def schedule_step(conn: AsyncConnection, *, campaign: Row, step: Row, due: datetime, now: datetime) -> datetime:
+def schedule_step(work: UnitOfWork, campaign: CampaignState, step: StepState, *, due: datetime) -> datetime:
     """(Re)arm the campaign's step timer for `step`, placed in its send window."""
-    fire_at = place(campaign, due, step.step_index, planned_from=now)
+    fire_at = place(campaign, due, step.step_index, planned_from=work.now)
     version = step.schedule_version + 1
-    await repository.update_step(
-        conn,
-        campaign_id=campaign.id,
-        step_index=step.step_index,
-        now=now,
-        status="scheduled",
-        scheduled_at=fire_at,
-        schedule_version=version,
-    )
+    step.set(status="scheduled", scheduled_at=fire_at, schedule_version=version)
     timer = step_timer(campaign, step_index=step.step_index, version=version, fire_at=fire_at)
-    await enqueue(conn, outbox, [_command(campaign.tenant_id, schedule=timer)])
+    work.send(_command(campaign.tenant_id, schedule=timer))
     return fire_at
 
 
-async def schedule_trigger(
-    conn: AsyncConnection, *, campaign: Row, message_id_: str, step_index: int, trigger: str, fire_at: datetime
+def schedule_trigger(
+    work: UnitOfWork, campaign: CampaignState, *, message_id_: str, step_index: int, trigger: str, fire_at: datetime
 ) -> None:
     payload = timers_pb2.PlannerTimer(
         tenant_id=campaign.tenant_id,
@@ -137,31 +127,31 @@ async def schedule_trigger(
     timer = _timer(
         campaign, key=trigger_timer_key(message_id_, trigger), kind=trigger, fire_at=fire_at, payload=payload
     )
-    await enqueue(conn, outbox, [_command(campaign.tenant_id, schedule=timer)])
+    work.send(_command(campaign.tenant_id, schedule=timer))
 
 
-async def cancel_timer(conn: AsyncConnection, *, tenant_id: str, key: str) -> None:
+def cancel_timer(work: UnitOfWork, *, tenant_id: str, key: str) -> None:
     request = scheduler_service_pb2.CancelTimerRequest(tenant_id=tenant_id, key=key)
-    await enqueue(conn, outbox, [_command(tenant_id, cancel=request)])
+    work.send(_command(tenant_id, cancel=request))
 
 
-async def end_campaign(conn: AsyncConnection, *, campaign: Row, status: str, reason: str, now: datetime) -> None:
+def end_campaign(work: UnitOfWork, campaign: CampaignState, *, status: str, reason: str) -> None:
     """Complete or cancel: the remaining steps close and every timer of the campaign goes."""
-    await repository.update_campaign(
-        conn, campaign_id=campaign.id, now=now, status=status, cancel_reason=reason, ended_at=now
-    )
-    await repository.close_open_steps(conn, campaign_id=campaign.id, status="canceled", now=now)
+    campaign.set(status=status, cancel_reason=reason, ended_at=work.now)
+    for step in campaign.steps:
+        if step.status in OPEN_STEP_STATUSES:
+            step.set(status="canceled")
     request = scheduler_service_pb2.CancelTimersRequest(
         tenant_id=campaign.tenant_id, group_key=campaign_group(campaign.id)
     )
-    await enqueue(conn, outbox, [_command(campaign.tenant_id, cancel_group=request)])
+    work.send(_command(campaign.tenant_id, cancel_group=request))
 
 
-async def pause(conn: AsyncConnection, *, campaign: Row, resume_after_seconds: int, now: datetime) -> None:
+def pause(work: UnitOfWork, campaign: CampaignState, *, resume_after_seconds: int) -> None:
     """Stop the step timer; with `resume_after_seconds`, arm a timer that resumes by itself."""
     version = campaign.pause_version + 1
-    await repository.update_campaign(conn, campaign_id=campaign.id, now=now, status="paused", pause_version=version)
-    await cancel_timer(conn, tenant_id=campaign.tenant_id, key=step_timer_key(campaign.id))
+    campaign.set(status="paused", pause_version=version)
+    cancel_timer(work, tenant_id=campaign.tenant_id, key=step_timer_key(campaign.id))
     if resume_after_seconds > 0:
         payload = timers_pb2.PlannerTimer(
             tenant_id=campaign.tenant_id,
@@ -172,29 +162,22 @@ async def pause(conn: AsyncConnection, *, campaign: Row, resume_after_seconds: i
             campaign,
             key=resume_timer_key(campaign.id),
             kind="resume",
-            fire_at=after(now, resume_after_seconds),
+            fire_at=after(work.now, resume_after_seconds),
             payload=payload,
         )
-        await enqueue(conn, outbox, [_command(campaign.tenant_id, schedule=timer)])
+        work.send(_command(campaign.tenant_id, schedule=timer))
 
 
-async def resume(conn: AsyncConnection, *, campaign: Row, now: datetime) -> None:
+def resume(work: UnitOfWork, campaign: CampaignState) -> None:
     """Active again: the next open step goes out no earlier than planned, and not before now."""
-    await repository.update_campaign(
-        conn, campaign_id=campaign.id, now=now, status="active", pause_version=campaign.pause_version + 1
-    )
-    steps = await repository.get_steps(conn, campaign_id=campaign.id)
-    if any(s.status == "sending" for s in steps):
+    campaign.set(status="active", pause_version=campaign.pause_version + 1)
+    if any(s.status == "sending" for s in campaign.steps):
         return  # its outcome schedules the next step, now that the campaign is active
-    upcoming = next((s for s in steps if s.status in ("pending", "scheduled")), None)
+    upcoming = campaign.first_open_step()
     if upcoming is None:
         return
     if upcoming.status == "scheduled" and upcoming.scheduled_at is not None:
-        due = max(upcoming.scheduled_at, now)
+        due = max(upcoming.scheduled_at, work.now)
     else:
-        due = after(now, upcoming.relative_delay_seconds)
-    await schedule_step(conn, campaign=campaign, step=upcoming, due=due, now=now)
-
-
-def next_open_step(steps: list[Row], after_index: int) -> Row | None:
-    return next((s for s in steps if s.step_index > after_index and s.status in ("pending", "scheduled")), None)
+        due = after(work.now, upcoming.relative_delay_seconds)
+    schedule_step(work, campaign, upcoming, due=due)

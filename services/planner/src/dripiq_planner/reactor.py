@@ -1,18 +1,18 @@
-"""What the planner does when a timer fires, a send has an outcome, or engagement arrives.
+"""What the planner does when timers fire, sends have outcomes, or engagement arrives.
 
-Each handler runs in one transaction with the campaign row locked, re-checks state before it
-acts (a stale timer or a redelivered fact changes nothing), and outboxes what it causes.
+Each handler takes a batch: one transaction locks the campaigns it touches, re-checks their
+state before acting (a stale timer or a redelivered fact changes nothing), applies the changes
+in memory in arrival order, and writes them back with what they cause in the outbox.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 
 import structlog
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import messages_pb2 as events_pb
@@ -20,22 +20,33 @@ from dripiq.planner.v1 import timers_pb2
 from dripiq_common.clock import Clock
 from dripiq_common.errors import PermanentMessageError
 from dripiq_common.jetstream import Subjects, decode
-from dripiq_common.outbox import OutboxMessage, enqueue
-from dripiq_planner import lifecycle, repository, rules, templates
-from dripiq_planner.models import outbox
+from dripiq_common.outbox import OutboxMessage
+from dripiq_planner import lifecycle, rules, state, templates
+from dripiq_planner.state import RUNNING, CampaignState, UnitOfWork
 from dripiq_planner.strategy import AdaptiveRule, RuleAction
 
 log = structlog.get_logger(__name__)
 
-# Which timeouts an engagement makes moot: an open ends "no open in N h", and so on.
-_SETTLES = {"open": "open", "click": "click", "reply": "reply", "auto_reply": "reply"}
+# Which timeouts an engagement makes moot: an open ends "no open in N h", a click proves an
+# open too (images may have been blocked), an automatic reply still answers "no reply".
+_SETTLES = {"open": ("open",), "click": ("click", "open"), "reply": ("reply",), "auto_reply": ("reply",)}
 
 
-def _rules(campaign: Row) -> dict[str, RuleAction]:
-    return rules.rules_for([AdaptiveRule.model_validate(r) for r in campaign.rules_json])
+def _settled_by(kind: str) -> tuple[str, ...]:
+    """The engagement triggers that settle a timeout of this kind ("open" for no_open_48h)."""
+    return tuple(trigger for trigger, kinds in _SETTLES.items() if kind in kinds)
 
 
-def _timeout_triggers(campaign: Row) -> list[str]:
+def _rules(campaign: CampaignState) -> dict[str, RuleAction]:
+    """The campaign's rules over the defaults, parsed once per campaign per batch."""
+    cached = campaign.__dict__.get("parsed_rules")
+    if cached is None:
+        cached = rules.rules_for([AdaptiveRule.model_validate(r) for r in campaign.rules_json])
+        campaign.__dict__["parsed_rules"] = cached
+    return cached
+
+
+def _timeout_triggers(campaign: CampaignState) -> list[str]:
     return [t for t in _rules(campaign) if rules.timeout_hours(t)]
 
 
@@ -46,46 +57,71 @@ class Reactor:
     count_machine_opens: bool = False
     on_commit: Callable[[], None] = field(default=lambda: None)
 
-    async def _locked(self, conn: AsyncConnection, tenant_id: str, campaign_id: str) -> Row | None:
-        return await repository.get_campaign(conn, tenant_id=tenant_id, campaign_id=campaign_id, for_update=True)
+    async def _run(
+        self,
+        keys: list[tuple[str, str]],
+        apply: Callable[[dict, UnitOfWork, set], None],
+        decision_keys: list[tuple[str, str, str]] = (),
+    ) -> None:  # type: ignore[assignment]
+        """Lock and load the campaigns, let `apply` change them, write it all back."""
+        if not keys:
+            return
+        async with self.engine.begin() as conn:
+            campaigns = await state.load(conn, keys)
+            already = await state.decided(conn, list(decision_keys))
+            work = UnitOfWork(now=self.clock.now())
+            apply(campaigns, work, already)
+            await state.flush(conn, list(campaigns.values()), work)
+        if work.outbox:
+            self.on_commit()
 
     # -- timers ---------------------------------------------------------------------------
 
     async def on_timer(self, data: bytes) -> None:
-        timer = decode(timers_pb2.PlannerTimer, data)
-        async with self.engine.begin() as conn:
-            campaign = await self._locked(conn, timer.tenant_id, timer.campaign_id)
-            expected = "paused" if timer.WhichOneof("kind") == "resume_due" else "active"
-            if campaign is None or campaign.status != expected:
-                log.info(
-                    "timer.stale_campaign",
-                    campaign_id=timer.campaign_id,
-                    status=campaign.status if campaign else "missing",
-                )
-                return
-            kind = timer.WhichOneof("kind")
-            if kind == "step_due":
-                await self._step_due(conn, campaign, timer.step_due)
-            elif kind == "trigger_due":
-                await self._trigger_due(conn, campaign, timer.trigger_due)
-            elif kind == "resume_due":
-                await self._resume_due(conn, campaign, timer.resume_due)
-            else:
-                raise PermanentMessageError("PlannerTimer without a kind")
-        self.on_commit()
+        await self.on_timers([data])
 
-    async def _step_due(self, conn: AsyncConnection, campaign: Row, due: timers_pb2.StepDue) -> None:
-        steps = await repository.get_steps(conn, campaign_id=campaign.id)
-        step = next((s for s in steps if s.step_index == due.step_index), None)
+    async def on_timers(self, batch: Sequence[bytes]) -> None:
+        timers = [decode(timers_pb2.PlannerTimer, data) for data in batch]
+        for timer in timers:
+            if timer.WhichOneof("kind") is None:
+                raise PermanentMessageError("PlannerTimer without a kind")
+
+        def apply(campaigns: dict, work: UnitOfWork, already: set) -> None:
+            for timer in timers:
+                campaign = campaigns.get((timer.tenant_id, timer.campaign_id))
+                kind = timer.WhichOneof("kind")
+                expected = "paused" if kind == "resume_due" else "active"
+                if campaign is None or campaign.status != expected:
+                    log.info(
+                        "timer.stale_campaign",
+                        campaign_id=timer.campaign_id,
+                        kind=kind,
+                        status=campaign.status if campaign else "missing",
+                    )
+                elif kind == "step_due":
+                    self._step_due(work, campaign, timer.step_due)
+                elif kind == "trigger_due":
+                    self._trigger_due(work, campaign, timer.trigger_due, already)
+                else:
+                    self._resume_due(work, campaign, timer.resume_due)
+
+        keys = [(t.tenant_id, t.campaign_id) for t in timers]
+        decision_keys = [
+            (t.tenant_id, t.trigger_due.message_id, settled)
+            for t in timers
+            if t.HasField("trigger_due") and (timeout := rules.timeout_hours(t.trigger_due.trigger))
+            for settled in (*_settled_by(timeout[0]), t.trigger_due.trigger)
+        ]
+        await self._run(keys, apply, decision_keys)
+
+    def _step_due(self, work: UnitOfWork, campaign: CampaignState, due: timers_pb2.StepDue) -> None:
+        step = campaign.step(due.step_index)
         if step is None or step.status != "scheduled" or step.schedule_version != due.schedule_version:
             log.info("timer.stale_step", campaign_id=campaign.id, step_index=due.step_index)
             return
-        now = self.clock.now()
         message_id = lifecycle.message_id(campaign.id, step.step_index)
-        await repository.update_step(
-            conn, campaign_id=campaign.id, step_index=step.step_index, now=now, status="sending", message_id=message_id
-        )
-        await repository.update_campaign(conn, campaign_id=campaign.id, now=now, current_step_index=step.step_index)
+        step.set(status="sending", message_id=message_id)
+        campaign.set(current_step_index=step.step_index)
         facts = campaign.facts_json
         body = templates.render(step.content, facts)
         if step.call_to_action:
@@ -104,7 +140,7 @@ class Reactor:
             body_text=body,
             categories=[f"campaign-step-{step.step_index}"],
         )
-        await enqueue(conn, outbox, [OutboxMessage(Subjects.dispatcher_send(campaign.tenant_id), command)])
+        work.send(OutboxMessage(Subjects.dispatcher_send(campaign.tenant_id), command))
         log.info(
             "step.send_requested",
             tenant_id=campaign.tenant_id,
@@ -113,26 +149,25 @@ class Reactor:
             message_id=message_id,
         )
 
-    async def _resume_due(self, conn: AsyncConnection, campaign: Row, due: timers_pb2.ResumeDue) -> None:
+    def _resume_due(self, work: UnitOfWork, campaign: CampaignState, due: timers_pb2.ResumeDue) -> None:
         if due.pause_version != campaign.pause_version:
             log.info("timer.stale_resume", campaign_id=campaign.id)
             return
-        await lifecycle.resume(conn, campaign=campaign, now=self.clock.now())
+        lifecycle.resume(work, campaign)
         log.info("campaign.resumed", tenant_id=campaign.tenant_id, campaign_id=campaign.id, by="timer")
 
-    async def _trigger_due(self, conn: AsyncConnection, campaign: Row, due: timers_pb2.TriggerDue) -> None:
+    def _trigger_due(self, work: UnitOfWork, campaign: CampaignState, due: timers_pb2.TriggerDue, already: set) -> None:
         timeout = rules.timeout_hours(due.trigger)
         if timeout is None:
-            raise PermanentMessageError(f"not a timeout trigger: {due.trigger!r}")
-        settled_by, _hours = timeout
-        if await repository.has_decision(
-            conn, tenant_id=campaign.tenant_id, message_id=due.message_id, triggers=(settled_by,)
-        ):
+            log.error("timer.not_a_timeout_trigger", trigger=due.trigger)
+            return
+        if any((campaign.tenant_id, due.message_id, t) in already for t in _settled_by(timeout[0])):
             log.info("trigger.condition_no_longer_holds", campaign_id=campaign.id, trigger=due.trigger)
             return
-        await self._decide(
-            conn,
+        self._decide(
+            work,
             campaign,
+            already,
             message_id=due.message_id,
             step_index=due.step_index,
             trigger=due.trigger,
@@ -142,41 +177,33 @@ class Reactor:
     # -- send outcomes --------------------------------------------------------------------
 
     async def on_outcome(self, data: bytes) -> None:
-        outcome = decode(dispatcher_pb.MessageOutcome, data)
-        async with self.engine.begin() as conn:
-            campaign = await self._locked(conn, outcome.tenant_id, outcome.campaign_id)
-            if campaign is None:
-                return
-            steps = await repository.get_steps(conn, campaign_id=campaign.id)
-            step = next((s for s in steps if s.message_id == outcome.message_id), None)
-            if step is None or step.status != "sending":
-                return
-            now = self.clock.now()
-            if outcome.kind == dispatcher_pb.OUTCOME_KIND_SENT:
-                sent_at = outcome.occurred_at.ToDatetime(tzinfo=UTC) if outcome.HasField("occurred_at") else now
-                await self._sent(conn, campaign, steps, step, sent_at, now)
-            elif outcome.kind in (dispatcher_pb.OUTCOME_KIND_FAILED, dispatcher_pb.OUTCOME_KIND_SUPPRESSED):
-                status = "failed"
-                reason = (
-                    "contact suppressed"
-                    if outcome.kind == dispatcher_pb.OUTCOME_KIND_SUPPRESSED
-                    else f"send failed: {outcome.reason}"
-                )
-                await repository.update_step(
-                    conn, campaign_id=campaign.id, step_index=step.step_index, now=now, status=status
-                )
-                if campaign.status in repository.RUNNING:
-                    await lifecycle.end_campaign(conn, campaign=campaign, status="canceled", reason=reason, now=now)
-            else:
-                return
-        self.on_commit()
+        await self.on_outcomes([data])
 
-    async def _sent(
-        self, conn: AsyncConnection, campaign: Row, steps: list[Row], step: Row, sent_at: datetime, now: datetime
-    ) -> None:
-        await repository.update_step(
-            conn, campaign_id=campaign.id, step_index=step.step_index, now=now, status="sent", sent_at=sent_at
-        )
+    async def on_outcomes(self, batch: Sequence[bytes]) -> None:
+        outcomes = [decode(dispatcher_pb.MessageOutcome, data) for data in batch]
+
+        def apply(campaigns: dict, work: UnitOfWork, already: set) -> None:
+            for outcome in outcomes:
+                campaign = campaigns.get((outcome.tenant_id, outcome.campaign_id))
+                step = campaign.step_for_message(outcome.message_id) if campaign else None
+                if campaign is None or step is None or step.status != "sending":
+                    continue
+                if outcome.kind == dispatcher_pb.OUTCOME_KIND_SENT:
+                    sent_at = (
+                        outcome.occurred_at.ToDatetime(tzinfo=UTC) if outcome.HasField("occurred_at") else work.now
+                    )
+                    self._sent(work, campaign, step, sent_at)
+                elif outcome.kind in (dispatcher_pb.OUTCOME_KIND_FAILED, dispatcher_pb.OUTCOME_KIND_SUPPRESSED):
+                    suppressed = outcome.kind == dispatcher_pb.OUTCOME_KIND_SUPPRESSED
+                    step.set(status="failed")
+                    if campaign.status in RUNNING:
+                        reason = "contact suppressed" if suppressed else f"send failed: {outcome.reason}"
+                        lifecycle.end_campaign(work, campaign, status="canceled", reason=reason)
+
+        await self._run([(o.tenant_id, o.campaign_id) for o in outcomes], apply)
+
+    def _sent(self, work: UnitOfWork, campaign: CampaignState, step, sent_at) -> None:  # type: ignore[no-untyped-def]
+        step.set(status="sent", sent_at=sent_at)
         log.info(
             "step.sent",
             tenant_id=campaign.tenant_id,
@@ -186,22 +213,18 @@ class Reactor:
         )
         if campaign.status != "active":
             return
-        following = lifecycle.next_open_step(steps, step.step_index)
+        following = campaign.next_open_step(step.step_index)
         if following is None:
-            await lifecycle.end_campaign(conn, campaign=campaign, status="completed", reason="", now=now)
+            lifecycle.end_campaign(work, campaign, status="completed", reason="")
             return
-        await lifecycle.schedule_step(
-            conn,
-            campaign=campaign,
-            step=following,
-            due=lifecycle.after(sent_at, following.relative_delay_seconds),
-            now=now,
+        lifecycle.schedule_step(
+            work, campaign, following, due=lifecycle.after(sent_at, following.relative_delay_seconds)
         )
         for trigger in _timeout_triggers(campaign):
             _kind, hours = rules.timeout_hours(trigger)  # type: ignore[misc]
-            await lifecycle.schedule_trigger(
-                conn,
-                campaign=campaign,
+            lifecycle.schedule_trigger(
+                work,
+                campaign,
                 message_id_=step.message_id,
                 step_index=step.step_index,
                 trigger=trigger,
@@ -211,53 +234,78 @@ class Reactor:
     # -- engagement -----------------------------------------------------------------------
 
     async def on_engagement(self, data: bytes) -> None:
-        event = decode(events_pb.EngagementEvent, data)
-        if not event.campaign_id or not event.message_id:
-            return
-        trigger = rules.trigger_for(event.event_type, event.reason)
-        if trigger is None:
-            return
-        if trigger == "open" and event.machine_open and not self.count_machine_opens:
-            log.info("engagement.machine_open_ignored", message_id=event.message_id)
-            return
-        async with self.engine.begin() as conn:
-            campaign = await self._locked(conn, event.tenant_id, event.campaign_id)
-            if campaign is None:
-                return
-            first_time = await self._decide(
-                conn,
-                campaign,
-                message_id=event.message_id,
-                step_index=event.step_index,
-                trigger=trigger,
-                source=f"event:{event.event_id}",
-            )
-            settles = _SETTLES.get(trigger)
-            if first_time and settles:
-                for trigger in _timeout_triggers(campaign):
-                    if rules.timeout_hours(trigger)[0] == settles:  # type: ignore[index]
-                        await lifecycle.cancel_timer(
-                            conn,
-                            tenant_id=campaign.tenant_id,
-                            key=lifecycle.trigger_timer_key(event.message_id, trigger),
-                        )
-        self.on_commit()
+        await self.on_engagements([data])
+
+    async def on_engagements(self, batch: Sequence[bytes]) -> None:
+        facts = []
+        for data in batch:
+            event = decode(events_pb.EngagementEvent, data)
+            trigger = rules.trigger_for(event.event_type, event.reason)
+            if not event.campaign_id or not event.message_id or trigger is None:
+                continue
+            if trigger == "open" and event.machine_open and not self.count_machine_opens:
+                log.info("engagement.machine_open_ignored", message_id=event.message_id)
+                continue
+            facts.append((event, trigger))
+
+        def apply(campaigns: dict, work: UnitOfWork, already: set) -> None:
+            for event, trigger in facts:
+                campaign = campaigns.get((event.tenant_id, event.campaign_id))
+                if campaign is None:
+                    continue
+                first_time = self._decide(
+                    work,
+                    campaign,
+                    already,
+                    message_id=event.message_id,
+                    step_index=event.step_index,
+                    trigger=trigger,
+                    source=f"event:{event.event_id}",
+                )
+                settles = _SETTLES.get(trigger, ())
+                if first_time and settles:
+                    for timeout in _timeout_triggers(campaign):
+                        if rules.timeout_hours(timeout)[0] in settles:  # type: ignore[index]
+                            lifecycle.cancel_timer(
+                                work,
+                                tenant_id=campaign.tenant_id,
+                                key=lifecycle.trigger_timer_key(event.message_id, timeout),
+                            )
+
+        keys = [(e.tenant_id, e.campaign_id) for e, _ in facts]
+        await self._run(keys, apply, [(e.tenant_id, e.message_id, t) for e, t in facts])
 
     # -- rules ----------------------------------------------------------------------------
 
-    async def _decide(
-        self, conn: AsyncConnection, campaign: Row, *, message_id: str, step_index: int, trigger: str, source: str
+    def _decide(
+        self,
+        work: UnitOfWork,
+        campaign: CampaignState,
+        already: set,
+        *,
+        message_id: str,
+        step_index: int,
+        trigger: str,
+        source: str,
     ) -> bool:
         """Apply the campaign's rule for a trigger, at most once per message and trigger.
 
         False when this message already had a decision for this trigger.
         """
+        key = (campaign.tenant_id, message_id, trigger)
+        if key in already:
+            log.info("rule.already_applied", campaign_id=campaign.id, message_id=message_id, trigger=trigger)
+            return False
+        already.add(key)
         action = _rules(campaign).get(trigger)
-        running = campaign.status in repository.RUNNING
-        result = "applied" if action and running else ("no rule" if running else f"campaign {campaign.status}")
-        recorded = await repository.record_decision(
-            conn,
-            values={
+        ends = action is not None and action.type in ("cancel_campaign", "complete_campaign")
+        if campaign.status == "active" or (campaign.status == "paused" and ends):
+            result = "applied" if action else "no rule"
+        else:
+            # A paused campaign keeps its plan: only what would end it applies.
+            result = f"campaign {campaign.status}"
+        work.decisions.append(
+            {
                 "tenant_id": campaign.tenant_id,
                 "campaign_id": campaign.id,
                 "message_id": message_id,
@@ -267,13 +315,11 @@ class Reactor:
                 "rule_json": action.model_dump(mode="json") if action else {},
                 "action": action.type if action else "none",
                 "result": result,
-            },
+                "created_at": work.now,
+            }
         )
-        if not recorded:
-            log.info("rule.already_applied", campaign_id=campaign.id, message_id=message_id, trigger=trigger)
-            return False
         if action is not None and result == "applied":
-            await self._apply(conn, campaign, action, step_index=step_index, trigger=trigger)
+            self._apply(work, campaign, action, step_index=step_index, trigger=trigger)
             log.info(
                 "rule.applied",
                 tenant_id=campaign.tenant_id,
@@ -284,32 +330,30 @@ class Reactor:
             )
         return True
 
-    async def _apply(
-        self, conn: AsyncConnection, campaign: Row, action: RuleAction, *, step_index: int, trigger: str
+    def _apply(
+        self, work: UnitOfWork, campaign: CampaignState, action: RuleAction, *, step_index: int, trigger: str
     ) -> None:
-        now = self.clock.now()
-        seed = f"{campaign.id}:{step_index}:{trigger}"
         if action.type in ("cancel_campaign", "complete_campaign"):
             status = "canceled" if action.type == "cancel_campaign" else "completed"
-            reason = str(action.payload.get("reason") or trigger)
-            await lifecycle.end_campaign(conn, campaign=campaign, status=status, reason=reason, now=now)
+            lifecycle.end_campaign(work, campaign, status=status, reason=str(action.payload.get("reason") or trigger))
             return
         if campaign.status != "active":
             return
         if action.type == "pause_campaign":
-            resume_after = int(action.payload.get("resumeAfterSeconds") or 0)
-            await lifecycle.pause(conn, campaign=campaign, resume_after_seconds=resume_after, now=now)
+            lifecycle.pause(work, campaign, resume_after_seconds=int(action.payload.get("resumeAfterSeconds") or 0))
             return
-        steps = await repository.get_steps(conn, campaign_id=campaign.id)
-        delay = rules.delay_seconds(action, seed=seed)
-        target = lifecycle.next_open_step(steps, step_index)
-        due = lifecycle.after(now, delay)
+        delay = rules.delay_seconds(action, seed=f"{campaign.id}:{step_index}:{trigger}")
+        target = campaign.next_open_step(step_index)
+        due = lifecycle.after(work.now, delay)
         if action.type == "skip_to_step":
             index = int(action.payload["stepIndex"])
-            target = next((s for s in steps if s.step_index == index and s.status in ("pending", "scheduled")), None)
-            if target is not None:
-                await repository.close_open_steps(conn, campaign_id=campaign.id, status="skipped", now=now, below=index)
+            target = campaign.step(index)
+            if target is None or target.status not in state.OPEN_STEP_STATUSES:
+                return
+            for step in campaign.steps:
+                if step.step_index < index and step.status in state.OPEN_STEP_STATUSES:
+                    step.set(status="skipped")
         elif action.type == "reschedule_step" and target is not None:
-            due = lifecycle.after(target.scheduled_at or now, delay)
+            due = lifecycle.after(target.scheduled_at or work.now, delay)
         if target is not None:
-            await lifecycle.schedule_step(conn, campaign=campaign, step=target, due=due, now=now)
+            lifecycle.schedule_step(work, campaign, target, due=due)

@@ -5,14 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, tuple_, update
+from sqlalchemy import Row, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dripiq_planner.models import ai_generations, campaign_steps, contact_campaigns, rule_decisions, tenant_settings
-
-RUNNING = ("active", "paused")
-OPEN_STEP_STATUSES = ("pending", "scheduled")
+from dripiq_planner.state import RUNNING
 
 
 async def insert_campaigns(
@@ -122,19 +120,6 @@ async def upsert_tenant_settings(conn: AsyncConnection, *, tenant_id: str, value
     return (await conn.execute(stmt.returning(*tenant_settings.c))).one()
 
 
-async def find_running(conn: AsyncConnection, *, tenant_id: str, contact_id: str, product_id: str) -> Row | None:
-    return (
-        await conn.execute(
-            select(contact_campaigns.c.id).where(
-                contact_campaigns.c.tenant_id == tenant_id,
-                contact_campaigns.c.contact_id == contact_id,
-                contact_campaigns.c.product_id == product_id,
-                contact_campaigns.c.status.in_(RUNNING),
-            )
-        )
-    ).first()
-
-
 async def get_steps(conn: AsyncConnection, *, campaign_id: str) -> list[Row]:
     return list(
         (
@@ -145,56 +130,3 @@ async def get_steps(conn: AsyncConnection, *, campaign_id: str) -> list[Row]:
             )
         ).all()
     )
-
-
-async def update_campaign(conn: AsyncConnection, *, campaign_id: str, now: datetime, **values: Any) -> None:
-    await conn.execute(
-        update(contact_campaigns).where(contact_campaigns.c.id == campaign_id).values(updated_at=now, **values)
-    )
-
-
-async def update_step(
-    conn: AsyncConnection, *, campaign_id: str, step_index: int, now: datetime, **values: Any
-) -> None:
-    await conn.execute(
-        update(campaign_steps)
-        .where(campaign_steps.c.campaign_id == campaign_id, campaign_steps.c.step_index == step_index)
-        .values(updated_at=now, **values)
-    )
-
-
-async def close_open_steps(
-    conn: AsyncConnection, *, campaign_id: str, status: str, now: datetime, below: int | None = None
-) -> None:
-    """Mark every step not yet sent (optionally only those before `below`) canceled or skipped."""
-    query = update(campaign_steps).where(
-        campaign_steps.c.campaign_id == campaign_id, campaign_steps.c.status.in_(OPEN_STEP_STATUSES)
-    )
-    if below is not None:
-        query = query.where(campaign_steps.c.step_index < below)
-    await conn.execute(query.values(status=status, updated_at=now))
-
-
-async def record_decision(conn: AsyncConnection, *, values: dict[str, Any]) -> bool:
-    """False when this message already had a decision for this trigger (a redelivery)."""
-    result = await conn.execute(
-        insert(rule_decisions)
-        .values(**values)
-        .on_conflict_do_nothing(constraint="rule_decisions_message_trigger_key")
-        .returning(rule_decisions.c.id)
-    )
-    return result.first() is not None
-
-
-async def has_decision(conn: AsyncConnection, *, tenant_id: str, message_id: str, triggers: tuple[str, ...]) -> bool:
-    return (
-        await conn.execute(
-            select(rule_decisions.c.id)
-            .where(
-                rule_decisions.c.tenant_id == tenant_id,
-                rule_decisions.c.message_id == message_id,
-                rule_decisions.c.trigger.in_(triggers),
-            )
-            .limit(1)
-        )
-    ).first() is not None

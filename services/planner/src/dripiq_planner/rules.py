@@ -59,8 +59,19 @@ def validate_rule(rule: AdaptiveRule, *, index: int, step_count: int) -> None:
             raise InvalidArgument(f"{field}.action.payload.stepIndex", f"must be a step index in 0..{step_count - 1}")
     for key in ("delaySeconds", "resumeAfterSeconds"):
         value = rule.action.payload.get(key)
-        if value is not None and (not isinstance(value, int | float) or value < 0):
-            raise InvalidArgument(f"{field}.action.payload.{key}", "must be a number of seconds >= 0")
+        if value is not None and not _is_seconds(value, allow_range=key == "delaySeconds"):
+            raise InvalidArgument(
+                f"{field}.action.payload.{key}", "must be seconds >= 0 (delaySeconds may be a [low, high] range)"
+            )
+
+
+def _is_seconds(value: object, *, allow_range: bool) -> bool:
+    def seconds(v: object) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+
+    if allow_range and isinstance(value, list):
+        return len(value) == 2 and all(seconds(v) for v in value) and value[0] <= value[1]
+    return seconds(value)
 
 
 def rules_for(strategy_rules: list[AdaptiveRule]) -> dict[str, RuleAction]:

@@ -11,6 +11,8 @@ class PlannerSettings(ServiceSettings):
     grpc_port: int = 50051
     # SendGrid flags opens by mail privacy proxies; they say nothing about a person.
     count_machine_opens: bool = False
+    # Fetchers per JetStream consumer in this process (replicas add more).
+    workers_per_consumer: int = Field(default=2, ge=1)
     # The services the planner asks: suppressions (dispatcher) and, for timelines, messages
     # (dispatcher) and engagement events (events).
     dispatcher_address: str = "127.0.0.1:50052"

@@ -25,7 +25,14 @@ def build(settings: SchedulerSettings, rt: Runtime) -> Parts:
         publish_timeout=settings.publish_timeout_seconds,
     )
     timers = TimerService(rt.engine, rt.clock, on_scheduled_due=firer.wake)
-    commands = PullWorker(rt.js, rt.nc, COMMANDS, lambda msg: timers.apply_command(msg.data))
+    commands = PullWorker(
+        rt.js,
+        rt.nc,
+        COMMANDS,
+        lambda msg: timers.apply_command(msg.data),
+        batch_size=500,
+        batch_handler=lambda msgs: timers.apply_commands([m.data for m in msgs]),
+    )
     relay = rt.outbox_relay(outbox)
     servicer = SchedulerServicer(timers)
     return Parts(

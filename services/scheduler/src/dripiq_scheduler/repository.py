@@ -92,6 +92,15 @@ async def cancel(conn: AsyncConnection, *, tenant_id: str, key: str, now: dateti
     return await get(conn, tenant_id=tenant_id, key=key)
 
 
+async def cancel_many(conn: AsyncConnection, *, tenant_id: str, keys: list[str], now: datetime) -> int:
+    result = await conn.execute(
+        update(timers)
+        .where(timers.c.tenant_id == tenant_id, timers.c.key.in_(sorted(set(keys))), timers.c.status == ACTIVE)
+        .values(status=CANCELED, canceled_at=now, updated_at=now)
+    )
+    return result.rowcount or 0
+
+
 async def cancel_group(conn: AsyncConnection, *, tenant_id: str, group_key: str, now: datetime) -> int:
     result = await conn.execute(
         update(timers)

@@ -77,22 +77,60 @@ class TimerService:
         return domain.to_proto(row)
 
     async def apply_command(self, data: bytes) -> None:
-        """A TimerCommand from another service's outbox. Idempotent: safe to redeliver."""
-        command = decode(commands_pb2.TimerCommand, data)
-        kind = command.WhichOneof("command")
+        await self.apply_commands([data])
+
+    async def apply_commands(self, batch: Sequence[bytes]) -> None:
+        """TimerCommands from other services' outboxes, applied in order in one transaction.
+
+        Idempotent: a redelivered batch changes nothing. An invalid command can never succeed,
+        so it is a PermanentMessageError (dead-lettered) rather than a retry.
+        """
+        ops: list[tuple[str, object]] = []
+        for data in batch:
+            ops += _flatten(decode(commands_pb2.TimerCommand, data))
+        steps: list[tuple[str, object]] = []
         try:
-            if kind == "schedule":
-                await self.schedule(command.schedule)
-            elif kind == "schedule_batch":
-                await self.schedule_many(command.schedule_batch.timers)
-            elif kind == "cancel":
-                try:
-                    await self.cancel(command.cancel.tenant_id, command.cancel.key)
-                except NotFound:
-                    log.info("timer.cancel_unknown_key", key=command.cancel.key)
-            elif kind == "cancel_group":
-                await self.cancel_group(command.cancel_group.tenant_id, command.cancel_group.group_key)
-            else:
-                raise PermanentMessageError("TimerCommand without a command")
+            for kind, op in ops:
+                if kind == "schedule":
+                    steps.append((kind, domain.new_timer(op)))  # type: ignore[arg-type]
+                else:
+                    validation.tenant_id(op.tenant_id)  # type: ignore[attr-defined]
+                    steps.append((kind, op))
         except InvalidArgument as exc:
             raise PermanentMessageError(f"invalid TimerCommand: {exc}") from exc
+        now = self.clock.now()
+        async with self.engine.begin() as conn:
+            for kind, group in _runs(steps):
+                if kind == "schedule":
+                    await repository.schedule_many(conn, batch=group, now=now)  # type: ignore[arg-type]
+                elif kind == "cancel":
+                    for tenant_id in {op.tenant_id for op in group}:  # type: ignore[attr-defined]
+                        keys = [op.key for op in group if op.tenant_id == tenant_id]  # type: ignore[attr-defined]
+                        await repository.cancel_many(conn, tenant_id=tenant_id, keys=keys, now=now)
+                else:
+                    for op in group:
+                        await repository.cancel_group(conn, tenant_id=op.tenant_id, group_key=op.group_key, now=now)  # type: ignore[attr-defined]
+        if any(kind == "schedule" and new.fire_at <= now for kind, new in steps):  # type: ignore[attr-defined]
+            self.on_scheduled_due()
+
+
+def _flatten(command: commands_pb2.TimerCommand) -> list[tuple[str, object]]:
+    kind = command.WhichOneof("command")
+    if kind == "ops":
+        return [op for inner in command.ops.commands for op in _flatten(inner)]
+    if kind == "schedule_batch":
+        return [("schedule", timer) for timer in command.schedule_batch.timers]
+    if kind is None:
+        raise PermanentMessageError("TimerCommand without a command")
+    return [(kind, getattr(command, kind))]
+
+
+def _runs(steps: list[tuple[str, object]]) -> list[tuple[str, list[object]]]:
+    """Consecutive operations of one kind, so each run is one statement (order is kept)."""
+    runs: list[tuple[str, list[object]]] = []
+    for kind, op in steps:
+        if runs and runs[-1][0] == kind:
+            runs[-1][1].append(op)
+        else:
+            runs.append((kind, [op]))
+    return runs

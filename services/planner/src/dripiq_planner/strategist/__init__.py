@@ -44,7 +44,8 @@ class Generation:
     correlation_id: str
     input_json: dict[str, Any]
     output_json: dict[str, Any] | None
-    # "ok", "repaired" (valid after one repair), "fallback" (AI failed, template used), "template"
+    # "ok", "repaired" (valid after one repair), "fallback" (AI failed, template used), "template",
+    # or "failed": an AI attempt that was not used, kept in Planned.earlier with its error.
     outcome: str
     model: str = ""
     prompt_version: str = ""

@@ -8,6 +8,7 @@ nothing beyond the product's own name and description.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -224,8 +225,12 @@ LIBRARY: tuple[Sequence, ...] = (
 
 
 def choose_sequence(facts: PlanningFacts) -> Sequence:
-    """Spread contacts over the library, the same sequence every time for the same contact."""
-    seed = ":".join((facts.tenant_id, facts.contact.get("contact_id", ""), facts.product.get("product_id", "")))
+    """Spread contacts over the library, the same sequence every time for the same contact.
+
+    The seed is every contact, lead and product fact, whichever the caller sends (ids included
+    or not), so two contacts differ as long as anything about them does.
+    """
+    seed = json.dumps([facts.tenant_id, facts.contact, facts.lead, facts.product], sort_keys=True)
     return LIBRARY[pick_in_range(0, len(LIBRARY) - 1, seed)]
 
 

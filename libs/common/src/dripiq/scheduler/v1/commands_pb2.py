@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from dripiq.scheduler.v1 import scheduler_service_pb2 as dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"dripiq/scheduler/v1/commands.proto\x12\x13\x64ripiq.scheduler.v1\x1a+dripiq/scheduler/v1/scheduler_service.proto\"\x94\x02\n\x0cTimerCommand\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12.\n\x08schedule\x18\x02 \x01(\x0b\x32\x1a.dripiq.scheduler.v1.TimerH\x00\x12\x39\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\'.dripiq.scheduler.v1.CancelTimerRequestH\x00\x12@\n\x0c\x63\x61ncel_group\x18\x04 \x01(\x0b\x32(.dripiq.scheduler.v1.CancelTimersRequestH\x00\x12\x39\n\x0eschedule_batch\x18\x05 \x01(\x0b\x32\x1f.dripiq.scheduler.v1.TimerBatchH\x00\x42\t\n\x07\x63ommand\"8\n\nTimerBatch\x12*\n\x06timers\x18\x01 \x03(\x0b\x32\x1a.dripiq.scheduler.v1.Timerb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"dripiq/scheduler/v1/commands.proto\x12\x13\x64ripiq.scheduler.v1\x1a+dripiq/scheduler/v1/scheduler_service.proto\"\xc2\x02\n\x0cTimerCommand\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12.\n\x08schedule\x18\x02 \x01(\x0b\x32\x1a.dripiq.scheduler.v1.TimerH\x00\x12\x39\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\'.dripiq.scheduler.v1.CancelTimerRequestH\x00\x12@\n\x0c\x63\x61ncel_group\x18\x04 \x01(\x0b\x32(.dripiq.scheduler.v1.CancelTimersRequestH\x00\x12\x39\n\x0eschedule_batch\x18\x05 \x01(\x0b\x32\x1f.dripiq.scheduler.v1.TimerBatchH\x00\x12,\n\x03ops\x18\x06 \x01(\x0b\x32\x1d.dripiq.scheduler.v1.TimerOpsH\x00\x42\t\n\x07\x63ommand\"?\n\x08TimerOps\x12\x33\n\x08\x63ommands\x18\x01 \x03(\x0b\x32!.dripiq.scheduler.v1.TimerCommand\"8\n\nTimerBatch\x12*\n\x06timers\x18\x01 \x03(\x0b\x32\x1a.dripiq.scheduler.v1.Timerb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dripiq.scheduler.v1.command
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TIMERCOMMAND']._serialized_start=105
-  _globals['_TIMERCOMMAND']._serialized_end=381
-  _globals['_TIMERBATCH']._serialized_start=383
-  _globals['_TIMERBATCH']._serialized_end=439
+  _globals['_TIMERCOMMAND']._serialized_end=427
+  _globals['_TIMEROPS']._serialized_start=429
+  _globals['_TIMEROPS']._serialized_end=492
+  _globals['_TIMERBATCH']._serialized_start=494
+  _globals['_TIMERBATCH']._serialized_end=550
 # @@protoc_insertion_point(module_scope)

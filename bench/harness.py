@@ -1,0 +1,101 @@
+"""What every benchmark shares: the whole suite on this machine, and ways to watch it.
+
+Benchmarks start the same processes as `make run` (ephemeral ports, temporary data), drive
+them over gRPC or JetStream, and print their figures. Every loop is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+from dripiq_devtools.suite import Suite
+
+
+@contextlib.contextmanager
+def running_suite(**extra_env: str) -> Iterator[Suite]:
+    root = Path(tempfile.mkdtemp(prefix="dripiq-bench-"))
+    suite = Suite(
+        run_dir=root / "run",
+        ephemeral_ports=True,
+        log_format="json",
+        log_dir=root / "logs",
+        extra_env={"LOG_LEVEL": "WARNING", **extra_env},
+    )
+    try:
+        suite.start()
+        yield suite
+    finally:
+        suite.stop()
+        if os.environ.get("BENCH_KEEP_LOGS"):
+            print(f"logs kept in {root / 'logs'}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+async def wait_for_count(dsn: str, query: str, target: int, *, limit_seconds: float) -> tuple[int, float]:
+    """Poll a count until it reaches target; (count, seconds waited). Bounded by limit_seconds."""
+    started = time.perf_counter()
+    conn = await asyncpg.connect(dsn)
+    try:
+        count = 0
+        while time.perf_counter() - started < limit_seconds:
+            count = await conn.fetchval(query)
+            if count >= target:
+                break
+            await asyncio.sleep(0.05)
+        return count, time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children that have exited, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(v) for v in fields[11:15]) / ticks
+
+
+def postgres_cpu_seconds() -> float:
+    """Every postgres process on this machine that runs as the embedded server's user."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    total += cpu_seconds(int(entry.name))
+            except OSError:
+                continue
+    return total
+
+
+def cpu_snapshot(suite: Suite) -> dict[str, float]:
+    snapshot = {name: cpu_seconds(child.pid) for name, child in suite.children.items()}
+    snapshot["postgres"] = postgres_cpu_seconds()
+    if suite.nats and suite.nats.process:
+        snapshot["nats"] = cpu_seconds(suite.nats.process.pid)
+    return snapshot
+
+
+def cpu_report(before: dict[str, float], after: dict[str, float], seconds: float) -> str:
+    """CPU used by each process over a run, as a share of one core."""
+    parts = [
+        f"{name} {100 * (after[name] - before.get(name, 0)) / seconds:.0f}%"
+        for name in sorted(after, key=lambda n: before.get(n, 0) - after[n])
+        if after[name] - before.get(name, 0) > 0.05
+    ]
+    return "CPU (% of one core): " + ", ".join(parts)
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d}"
