@@ -22,13 +22,13 @@ SERVICE_NAME = campaign_service_pb2.DESCRIPTOR.services_by_name["CampaignService
 
 
 def batched(rt: Runtime, spec: ConsumerSpec, handle: Callable[[list[bytes]], Awaitable[None]]) -> PullWorker:
-    """A consumer that hands the reactor whole batches: one transaction for up to 500 messages."""
+    """A consumer that hands the reactor whole batches: one transaction for up to 1,000 messages."""
     return PullWorker(
         rt.js,
         rt.nc,
         spec,
         lambda msg: handle([msg.data]),
-        batch_size=500,
+        batch_size=1000,
         batch_handler=lambda msgs: handle([m.data for m in msgs]),
     )
 

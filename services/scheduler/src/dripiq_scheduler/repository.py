@@ -26,10 +26,11 @@ class NewTimer:
     payload: bytes
 
 
-def _upsert(rows: list[dict], now: datetime):  # type: ignore[no-untyped-def]
+def _upsert(now: datetime):  # type: ignore[no-untyped-def]
     """Upsert by (tenant, key). Same content: no-op, whatever the status (a redelivered command
-    never re-arms a fired or canceled timer). New content: re-arms it and bumps the version."""
-    stmt = insert(timers).values(rows)
+    never re-arms a fired or canceled timer). New content: re-arms it and bumps the version.
+    Executed with a list of rows: one compiled statement, sent as an executemany."""
+    stmt = insert(timers)
     excluded = stmt.excluded
     return stmt.on_conflict_do_update(
         constraint="timers_tenant_key_key",
@@ -66,7 +67,7 @@ def _values(timer: NewTimer) -> dict:  # type: ignore[type-arg]
 
 
 async def schedule(conn: AsyncConnection, *, timer: NewTimer, now: datetime):  # type: ignore[no-untyped-def]
-    row = (await conn.execute(_upsert([_values(timer)], now).returning(*timers.c))).first()
+    row = (await conn.execute(_upsert(now).values(_values(timer)).returning(*timers.c))).first()
     return row or await get(conn, tenant_id=timer.tenant_id, key=timer.key)
 
 
@@ -74,9 +75,7 @@ async def schedule_many(conn: AsyncConnection, *, batch: list[NewTimer], now: da
     """One statement for many timers; a key given twice keeps its last content."""
     latest = {(t.tenant_id, t.key): t for t in batch}
     # Sorted, so two replicas upserting overlapping keys lock rows in the same order.
-    rows = [_values(latest[k]) for k in sorted(latest)]
-    for start in range(0, len(rows), 1000):
-        await conn.execute(_upsert(rows[start : start + 1000], now))
+    await conn.execute(_upsert(now), [_values(latest[k]) for k in sorted(latest)])
 
 
 async def get(conn: AsyncConnection, *, tenant_id: str, key: str):  # type: ignore[no-untyped-def]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dripiq.scheduler.v1 import commands_pb2
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
@@ -15,6 +16,7 @@ from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument, NotFound, PermanentMessageError
 from dripiq_common.jetstream import decode
 from dripiq_scheduler import domain, repository
+from dripiq_scheduler.repository import NewTimer
 
 log = structlog.get_logger(__name__)
 
@@ -100,16 +102,7 @@ class TimerService:
             raise PermanentMessageError(f"invalid TimerCommand: {exc}") from exc
         now = self.clock.now()
         async with self.engine.begin() as conn:
-            for kind, group in _runs(steps):
-                if kind == "schedule":
-                    await repository.schedule_many(conn, batch=group, now=now)  # type: ignore[arg-type]
-                elif kind == "cancel":
-                    for tenant_id in {op.tenant_id for op in group}:  # type: ignore[attr-defined]
-                        keys = [op.key for op in group if op.tenant_id == tenant_id]  # type: ignore[attr-defined]
-                        await repository.cancel_many(conn, tenant_id=tenant_id, keys=keys, now=now)
-                else:
-                    for op in group:
-                        await repository.cancel_group(conn, tenant_id=op.tenant_id, group_key=op.group_key, now=now)  # type: ignore[attr-defined]
+            await _apply_in_order(conn, steps, now)
         if any(kind == "schedule" and new.fire_at <= now for kind, new in steps):  # type: ignore[attr-defined]
             self.on_scheduled_due()
 
@@ -125,12 +118,40 @@ def _flatten(command: commands_pb2.TimerCommand) -> list[tuple[str, object]]:
     return [(kind, getattr(command, kind))]
 
 
-def _runs(steps: list[tuple[str, object]]) -> list[tuple[str, list[object]]]:
-    """Consecutive operations of one kind, so each run is one statement (order is kept)."""
-    runs: list[tuple[str, list[object]]] = []
+async def _apply_in_order(conn: AsyncConnection, steps: list[tuple[str, object]], now: datetime) -> None:
+    """Apply the operations as if one by one, in as few statements as that allows.
+
+    Operations on different keys commute, so schedules and cancels gather into one statement
+    each until a cancel meets a gathered schedule of its key, or the other way round (or a
+    whole group is canceled, whose keys are unknown here); then what was gathered is written
+    first, keeping the order.
+    """
+    schedules: dict[tuple[str, str], NewTimer] = {}
+    cancels: dict[tuple[str, str], None] = {}
+
+    async def write() -> None:
+        if schedules:
+            await repository.schedule_many(conn, batch=list(schedules.values()), now=now)
+        for tenant_id in {tenant for tenant, _ in cancels}:
+            keys = [key for tenant, key in cancels if tenant == tenant_id]
+            await repository.cancel_many(conn, tenant_id=tenant_id, keys=keys, now=now)
+        schedules.clear()
+        cancels.clear()
+
     for kind, op in steps:
-        if runs and runs[-1][0] == kind:
-            runs[-1][1].append(op)
+        if kind == "cancel_group":
+            await write()
+            await repository.cancel_group(conn, tenant_id=op.tenant_id, group_key=op.group_key, now=now)  # type: ignore[attr-defined]
+            continue
+        key = (op.tenant_id, op.key)  # type: ignore[attr-defined]
+        if kind == "schedule":
+            if key in cancels:
+                await write()
+            # A later schedule of the same key replaces an earlier one: replaying the
+            # command then re-applies only the final content, which is a no-op.
+            schedules[key] = op  # type: ignore[assignment]
         else:
-            runs.append((kind, [op]))
-    return runs
+            if key in schedules:
+                await write()
+            cancels[key] = None
+    await write()
