@@ -57,6 +57,7 @@ DEFAULT_PORTS = {
     "SCHEDULER_GRPC_PORT": 50054,
     "EDGE_PORT": 8080,
     "FAKE_SENDGRID_PORT": 8025,
+    "FAKE_OPENAI_PORT": 8026,
     "DRIPIQ_PG_PORT": 55432,
     "DRIPIQ_NATS_PORT": 4222,
     "DRIPIQ_NATS_MONITOR_PORT": 8222,
@@ -68,6 +69,8 @@ class Suite:
     run_dir: Path
     ephemeral_ports: bool = False
     log_format: str = "console"
+    # Start the local OpenAI-compatible fake and point the planner at it (no key needed).
+    fake_openai: bool = False
     # Extra environment for the five processes (tests shorten poll intervals with it).
     extra_env: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
@@ -150,6 +153,10 @@ class Suite:
             )
             env["SENDGRID_API_HOST"] = f"http://127.0.0.1:{fake_port}"
             env["SENDGRID_WEBHOOK_PUBLIC_KEY"] = public_key
+        if self.fake_openai and not (env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL")):
+            port = self.port("FAKE_OPENAI_PORT")
+            self._spawn("fake-openai", [sys.executable, "-m", "dripiq_devtools.fake_openai", "--port", str(port)], env)
+            env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{port}/v1"
         self.env = {**env, **self.extra_env}
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
@@ -233,6 +240,8 @@ class Suite:
         ]
         if "fake-sendgrid" in self.children:
             lines.append(f"  {'sendgrid':<11} fake  {self.env['SENDGRID_API_HOST']}   (GET /_fake/messages)")
+        if "fake-openai" in self.children:
+            lines.append(f"  {'openai':<11} fake  {self.env['OPENAI_BASE_URL']}   (GET /_fake/requests)")
         lines += [
             f"  {'postgres':<11}       {self.env['DATABASE_URL']}",
             f"  {'nats':<11}       {self.env['NATS_URL']}",
@@ -244,7 +253,7 @@ class Suite:
 
 
 def main() -> None:
-    suite = Suite(run_dir=REPO / ".run")
+    suite = Suite(run_dir=REPO / ".run", fake_openai=os.environ.get("DRIPIQ_FAKE_OPENAI") == "1")
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:

@@ -1,0 +1,40 @@
+"""One running suite for every end-to-end test: all five processes as their own OS processes,
+with the fake SendGrid and the fake OpenAI-compatible server, as `make run` starts them."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dripiq_devtools.suite import Suite
+
+
+@pytest.fixture(scope="session")
+def suite() -> Iterator[Suite]:
+    root = Path(tempfile.mkdtemp(prefix="dripiq-e2e-"))
+    running = Suite(
+        run_dir=root / "run",
+        ephemeral_ports=True,
+        log_format="json",
+        log_dir=root / "logs",
+        fake_openai=True,
+        extra_env={
+            "SCHEDULER_POLL_SECONDS": "0.1",
+            "PLANNER_OUTBOX_POLL_SECONDS": "0.2",
+            "DISPATCHER_OUTBOX_POLL_SECONDS": "0.2",
+            "EVENTS_OUTBOX_POLL_SECONDS": "0.2",
+        },
+    )
+    try:
+        running.start()
+    except BaseException:
+        for log in sorted((root / "logs").glob("*.log")):
+            print(f"--- {log.name}\n{log.read_text()[-4000:]}")
+        raise
+    yield running
+    running.stop()
+    shutil.rmtree(root, ignore_errors=True)
