@@ -160,6 +160,16 @@ async def publish_many(js: JetStreamContext, items: Sequence[Outgoing], *, ack_t
     return [not isinstance(r, BaseException) for r in results]
 
 
+async def drain(nc: NATS, *, grace_seconds: float = 10.0) -> None:
+    """Drain at shutdown, but never hang on a server that is gone: then just close."""
+    try:
+        await asyncio.wait_for(nc.drain(), timeout=grace_seconds)
+    except Exception as exc:
+        log.warning("nats.drain_incomplete", error=repr(exc))
+        with contextlib.suppress(Exception):
+            await nc.close()
+
+
 async def ensure_streams(js: JetStreamContext, specs: Sequence[StreamSpec], *, replicas: int = 1) -> None:
     """Create or update each stream so that start-up is idempotent."""
     for spec in specs:

@@ -130,7 +130,7 @@ async def run_service(
         other.stop()
     await asyncio.gather(*tasks, return_exceptions=True)
     stopped.cancel()
-    await rt.nc.drain()
+    await jetstream.drain(rt.nc, grace_seconds=settings.shutdown_grace_seconds)
     await rt.engine.dispose()
     log.info("service.stopped")
 

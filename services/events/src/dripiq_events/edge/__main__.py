@@ -69,7 +69,7 @@ async def serve(settings: EdgeSettings) -> None:
     log.info("edge.stopping")
     edge.stopping = True
     await runner.cleanup()
-    await nc.drain()
+    await jetstream.drain(nc, grace_seconds=settings.shutdown_grace_seconds)
     log.info("edge.stopped")
 
 
