@@ -1,10 +1,11 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -97,3 +98,57 @@ class GetTimerResponse(_message.Message):
     TIMER_FIELD_NUMBER: _ClassVar[int]
     timer: Timer
     def __init__(self, timer: _Optional[_Union[Timer, _Mapping]] = ...) -> None: ...
+
+class BatchScheduleTimersRequest(_message.Message):
+    __slots__ = ("tenant_id", "timers")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMERS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    timers: _containers.RepeatedCompositeFieldContainer[Timer]
+    def __init__(self, tenant_id: _Optional[str] = ..., timers: _Optional[_Iterable[_Union[Timer, _Mapping]]] = ...) -> None: ...
+
+class BatchScheduleTimersResponse(_message.Message):
+    __slots__ = ("scheduled_count",)
+    SCHEDULED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    scheduled_count: int
+    def __init__(self, scheduled_count: _Optional[int] = ...) -> None: ...
+
+class BatchCancelTimersRequest(_message.Message):
+    __slots__ = ("tenant_id", "keys")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant_id: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BatchCancelTimersResponse(_message.Message):
+    __slots__ = ("canceled_count",)
+    CANCELED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    canceled_count: int
+    def __init__(self, canceled_count: _Optional[int] = ...) -> None: ...
+
+class ListTimersRequest(_message.Message):
+    __slots__ = ("tenant_id", "status", "group_key", "fire_after", "fire_before", "page_size", "page_token")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_KEY_FIELD_NUMBER: _ClassVar[int]
+    FIRE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    FIRE_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    status: TimerStatus
+    group_key: str
+    fire_after: _timestamp_pb2.Timestamp
+    fire_before: _timestamp_pb2.Timestamp
+    page_size: int
+    page_token: str
+    def __init__(self, tenant_id: _Optional[str] = ..., status: _Optional[_Union[TimerStatus, str]] = ..., group_key: _Optional[str] = ..., fire_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fire_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListTimersResponse(_message.Message):
+    __slots__ = ("timers", "next_page_token")
+    TIMERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    timers: _containers.RepeatedCompositeFieldContainer[Timer]
+    next_page_token: str
+    def __init__(self, timers: _Optional[_Iterable[_Union[Timer, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -55,6 +55,21 @@ class SchedulerServiceStub:
                 request_serializer=dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.GetTimerRequest.SerializeToString,
                 response_deserializer=dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.GetTimerResponse.FromString,
                 _registered_method=True)
+        self.BatchScheduleTimers = channel.unary_unary(
+                '/dripiq.scheduler.v1.SchedulerService/BatchScheduleTimers',
+                request_serializer=dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.BatchScheduleTimersRequest.SerializeToString,
+                response_deserializer=dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.BatchScheduleTimersResponse.FromString,
+                _registered_method=True)
+        self.BatchCancelTimers = channel.unary_unary(
+                '/dripiq.scheduler.v1.SchedulerService/BatchCancelTimers',
+                request_serializer=dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.BatchCancelTimersRequest.SerializeToString,
+                response_deserializer=dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.BatchCancelTimersResponse.FromString,
+                _registered_method=True)
+        self.ListTimers = channel.unary_unary(
+                '/dripiq.scheduler.v1.SchedulerService/ListTimers',
+                request_serializer=dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.ListTimersRequest.SerializeToString,
+                response_deserializer=dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.ListTimersResponse.FromString,
+                _registered_method=True)
 
 
 class SchedulerServiceServicer:
@@ -90,6 +105,28 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchScheduleTimers(self, request, context):
+        """Schedules up to 10,000 timers of one tenant in one transaction, with ScheduleTimer's
+        semantics for each; all are valid or none is stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchCancelTimers(self, request, context):
+        """Cancels up to 10,000 timers of one tenant by key; unknown keys are ignored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTimers(self, request, context):
+        """Lists a tenant's timers by status, group and fire time, in fire-time order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +149,21 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.GetTimer,
                     request_deserializer=dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.GetTimerRequest.FromString,
                     response_serializer=dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.GetTimerResponse.SerializeToString,
+            ),
+            'BatchScheduleTimers': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchScheduleTimers,
+                    request_deserializer=dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.BatchScheduleTimersRequest.FromString,
+                    response_serializer=dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.BatchScheduleTimersResponse.SerializeToString,
+            ),
+            'BatchCancelTimers': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCancelTimers,
+                    request_deserializer=dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.BatchCancelTimersRequest.FromString,
+                    response_serializer=dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.BatchCancelTimersResponse.SerializeToString,
+            ),
+            'ListTimers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTimers,
+                    request_deserializer=dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.ListTimersRequest.FromString,
+                    response_serializer=dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.ListTimersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +275,87 @@ class SchedulerService:
             '/dripiq.scheduler.v1.SchedulerService/GetTimer',
             dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.GetTimerRequest.SerializeToString,
             dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.GetTimerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchScheduleTimers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.scheduler.v1.SchedulerService/BatchScheduleTimers',
+            dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.BatchScheduleTimersRequest.SerializeToString,
+            dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.BatchScheduleTimersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCancelTimers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.scheduler.v1.SchedulerService/BatchCancelTimers',
+            dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.BatchCancelTimersRequest.SerializeToString,
+            dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.BatchCancelTimersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTimers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.scheduler.v1.SchedulerService/ListTimers',
+            dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.ListTimersRequest.SerializeToString,
+            dripiq_dot_scheduler_dot_v1_dot_scheduler__service__pb2.ListTimersResponse.FromString,
             options,
             channel_credentials,
             insecure,
