@@ -30,7 +30,6 @@ import json
 import math
 import re
 import secrets
-import signal
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -39,6 +38,8 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+
+from dripiq_devtools.local_server import LocalHttpServer
 
 CHAT_COMPLETIONS_PATH = "/v1/chat/completions"
 DEFAULT_PORT = 8026
@@ -257,7 +258,7 @@ def _tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
 
 
-class FakeOpenAI:
+class FakeOpenAI(LocalHttpServer):
     """The fake server. Use `async with FakeOpenAI() as fake:` or `await fake.start()` / `stop()`.
 
     `api_key` set means only that key is accepted; otherwise any bearer token is.
@@ -275,20 +276,12 @@ class FakeOpenAI:
         self.latency_seconds = latency_seconds
         self.retry_after_seconds = retry_after_seconds
         self._behaviours: deque[str] = deque()
-        self._runner: web.AppRunner | None = None
-        self._host = "127.0.0.1"
-        self._port: int | None = None
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeOpenAI is not started")
-        return self._port
+        super().__init__()
 
     @property
     def url(self) -> str:
         """The base URL to give the client (OPENAI_BASE_URL); it appends /chat/completions."""
-        return f"http://{self._host}:{self.port}/v1"
+        return f"{self.base_url}/v1"
 
     def queue(self, *behaviours: str) -> None:
         """How the next requests are answered, in order; "valid" once they run out."""
@@ -308,33 +301,6 @@ class FakeOpenAI:
         app.router.add_post("/_fake/behaviours", self._handle_queue)
         app.router.add_route("*", "/v1/{tail:.*}", self._handle_unknown_api)
         return app
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Listen on host:port; port 0 picks a free one, readable afterwards as `.port`."""
-        runner = web.AppRunner(self.build_app(), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._host = host
-        self._port = int(runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        self._runner = None
-        self._port = None
-
-    async def __aenter__(self) -> FakeOpenAI:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     def _auth_error(self, request: web.Request) -> web.Response | None:
         match = _BEARER.match(request.headers.get("Authorization", ""))
@@ -468,16 +434,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 async def _serve(args: argparse.Namespace) -> None:
     fake = FakeOpenAI(api_key=args.api_key, latency_seconds=args.latency, retry_after_seconds=args.retry_after)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await fake.start(args.host, args.port)
-    print(f"fake OpenAI listening on {fake.url} (set OPENAI_BASE_URL={fake.url})", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await fake.stop()
+
+    def announce() -> None:
+        print(f"fake OpenAI listening on {fake.url} (set OPENAI_BASE_URL={fake.url})", flush=True)
+
+    await fake.serve_until_signal(args.host, args.port, announce=announce)
 
 
 def main(argv: list[str] | None = None) -> int:

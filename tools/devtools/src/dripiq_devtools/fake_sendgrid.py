@@ -26,7 +26,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import string
 import time
 from collections import deque
@@ -41,6 +40,8 @@ import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from dripiq_devtools.local_server import LocalHttpServer
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -434,7 +435,7 @@ def _server_error_body(status: int) -> list[ApiError]:
     return [{"field": None, "message": HTTPStatus(status).phrase.lower(), "help": None}]
 
 
-class FakeSendGrid:
+class FakeSendGrid(LocalHttpServer):
     """The fake server: Mail Send, recorded messages, and signed Event Webhook posts.
 
     Use `async with FakeSendGrid() as fake:` or `await fake.start()` / `await fake.stop()`.
@@ -457,9 +458,7 @@ class FakeSendGrid:
         self._private_key = _load_private_key(private_key_pem)
         self._limiter = _FixedWindowLimiter(rate_limit_per_second, clock) if rate_limit_per_second else None
         self._failures: deque[int] = deque()
-        self._runner: web.AppRunner | None = None
-        self._host = "127.0.0.1"
-        self._port: int | None = None
+        super().__init__()
 
     @property
     def public_key_base64(self) -> str:
@@ -478,15 +477,9 @@ class FakeSendGrid:
         )
 
     @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeSendGrid is not started")
-        return self._port
-
-    @property
     def url(self) -> str:
         """The `host` to give SendGridAPIClient (it appends /v3/...)."""
-        return f"http://{self._host}:{self.port}"
+        return self.base_url
 
     def fail_next(self, status: int, count: int = 1) -> None:
         """Make the next `count` authorized sends answer `status` instead of being processed."""
@@ -536,33 +529,6 @@ class FakeSendGrid:
         app.router.add_get("/_fake/public-key", self._handle_public_key)
         app.router.add_route("*", "/v3/{tail:.*}", self._handle_unknown_api)
         return app
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Listen on host:port; port 0 picks a free one, readable afterwards as `.port`."""
-        runner = web.AppRunner(self.build_app(), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._host = host
-        self._port = int(runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        self._runner = None
-        self._port = None
-
-    async def __aenter__(self) -> FakeSendGrid:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     def _authorized(self, request: web.Request) -> bool:
         match = _BEARER.match(request.headers.get("Authorization", ""))
@@ -698,17 +664,12 @@ async def _serve(args: argparse.Namespace) -> None:
         rate_limit_per_second=args.rate_limit,
         api_key=args.api_key,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await fake.start(args.host, args.port)
-    print(f"fake SendGrid listening on {fake.url}", flush=True)
-    print(f"event webhook public key: {fake.public_key_base64}", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await fake.stop()
+
+    def announce() -> None:
+        print(f"fake SendGrid listening on {fake.url}", flush=True)
+        print(f"event webhook public key: {fake.public_key_base64}", flush=True)
+
+    await fake.serve_until_signal(args.host, args.port, announce=announce)
 
 
 def main(argv: list[str] | None = None) -> int:
