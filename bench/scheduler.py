@@ -31,13 +31,13 @@ from pathlib import Path
 import asyncpg
 import grpc
 import nats
+from harness import machine
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
 from dripiq_common import jetstream, migrations
 from dripiq_devtools.servers import EmbeddedNats, EmbeddedPostgres, free_port
-from harness import machine
 
 TENANT = "bench-timers"
 SUBJECT = f"dripiq.planner.timer.{TENANT}"
@@ -70,8 +70,9 @@ def scheduler_stack():  # type: ignore[no-untyped-def]
             "SCHEDULER_POLL_SECONDS": "0.05",
         }
         log = open(root / "scheduler.log", "wb")
-        process = subprocess.Popen([sys.executable, "-m", "dripiq_scheduler"], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dripiq_scheduler"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 60
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             while time.monotonic() < deadline:
@@ -92,8 +93,7 @@ def scheduler_stack():  # type: ignore[no-untyped-def]
 
 
 def timer(key: str, fire_at: datetime, group: str = "bench") -> pb.Timer:
-    t = pb.Timer(tenant_id=TENANT, key=key, group_key=group, kind="bench", target_subject=SUBJECT,
-                 payload=b"p" * 64)
+    t = pb.Timer(tenant_id=TENANT, key=key, group_key=group, kind="bench", target_subject=SUBJECT, payload=b"p" * 64)
     t.fire_at.FromDatetime(fire_at)
     return t
 
@@ -109,8 +109,9 @@ async def schedule_all(port: int, timers: list[pb.Timer], callers: int = 2) -> f
             stub = pb_grpc.SchedulerServiceStub(ch)
             while not queue.empty():
                 batch = queue.get_nowait()
-                await stub.BatchScheduleTimers(pb.BatchScheduleTimersRequest(tenant_id=TENANT, timers=batch),
-                                               timeout=300)
+                await stub.BatchScheduleTimers(
+                    pb.BatchScheduleTimersRequest(tenant_id=TENANT, timers=batch), timeout=300
+                )
 
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(callers)))
@@ -129,8 +130,9 @@ async def cancel_all(port: int, keys: list[str], callers: int = 2) -> float:
             stub = pb_grpc.SchedulerServiceStub(ch)
             while not queue.empty():
                 batch = queue.get_nowait()
-                answer = await stub.BatchCancelTimers(pb.BatchCancelTimersRequest(tenant_id=TENANT, keys=batch),
-                                                      timeout=300)
+                answer = await stub.BatchCancelTimers(
+                    pb.BatchCancelTimersRequest(tenant_id=TENANT, keys=batch), timeout=300
+                )
                 canceled += answer.canceled_count
 
     started = time.perf_counter()
@@ -145,10 +147,16 @@ async def collect(nats_url: str, expected: int, limit_seconds: float) -> list[fl
     js = nc.jetstream()
     await jetstream.ensure_streams(js, jetstream.Streams.all())
     durable = f"bench-{int(time.time() * 1000)}"
-    await js.add_consumer("PLANNER_TIMERS", ConsumerConfig(durable_name=durable, filter_subject=SUBJECT,
-                                                           ack_policy=AckPolicy.EXPLICIT,
-                                                           deliver_policy=DeliverPolicy.ALL,
-                                                           max_ack_pending=100_000))
+    await js.add_consumer(
+        "PLANNER_TIMERS",
+        ConsumerConfig(
+            durable_name=durable,
+            filter_subject=SUBJECT,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            max_ack_pending=100_000,
+        ),
+    )
     sub = await js.pull_subscribe_bind(durable=durable, stream="PLANNER_TIMERS")
     lateness: list[float] = []
     keys: set[str] = set()
@@ -206,7 +214,10 @@ async def bulk_pending(pg_url: str, count: int) -> float:
                SELECT $1, 'pending-' || g, 'campaign:' || (g / 10), 'step_due',
                       now() + interval '365 days' + (g % 86400) * interval '1 second', $2, '\\x00'::bytea
                FROM generate_series($3::bigint, $4::bigint) AS g""",
-            TENANT, SUBJECT, start, start + size - 1,
+            TENANT,
+            SUBJECT,
+            start,
+            start + size - 1,
         )
     await conn.execute("ANALYZE scheduler.timers")
     seconds = time.perf_counter() - started
@@ -250,14 +261,20 @@ def main() -> None:
     print(f"  schedule {r['schedule_per_s']:,.0f} timers/s (BatchScheduleTimers, {BATCH:,} a call, 2 callers)")
     print(f"  cancel   {r['cancel_per_s']:,.0f} timers/s (BatchCancelTimers, {BATCH:,} keys a call, 2 callers)")
     print(f"  fire     {r['fire_per_s']:,.0f} timers/s ({args.n:,} due in the same second, onto JetStream)")
-    print(f"  steady {args.steady_rate}/s for {args.steady_seconds}s: lateness p50 {s['p50'] * 1000:.0f} ms, "
-          f"p99 {s['p99'] * 1000:.0f} ms, max {s['max'] * 1000:.0f} ms ({s['fired']:,} fired)")
-    print(f"  scheduler RSS: {r['rss_start_mib']:.0f} MiB at start, {r['rss_after_work_mib']:.0f} MiB after the runs",
-          end="")
+    print(
+        f"  steady {args.steady_rate}/s for {args.steady_seconds}s: lateness p50 {s['p50'] * 1000:.0f} ms, "
+        f"p99 {s['p99'] * 1000:.0f} ms, max {s['max'] * 1000:.0f} ms ({s['fired']:,} fired)"
+    )
+    print(
+        f"  scheduler RSS: {r['rss_start_mib']:.0f} MiB at start, {r['rss_after_work_mib']:.0f} MiB after the runs",
+        end="",
+    )
     if args.pending:
-        print(f", {r['rss_with_pending_mib']:.0f} MiB with {args.pending:,} pending "
-              f"(loaded in {r['pending_load_seconds']:.0f} s); fire with them pending: "
-              f"{r['fire_per_s_with_pending']:,.0f} timers/s")
+        print(
+            f", {r['rss_with_pending_mib']:.0f} MiB with {args.pending:,} pending "
+            f"(loaded in {r['pending_load_seconds']:.0f} s); fire with them pending: "
+            f"{r['fire_per_s_with_pending']:,.0f} timers/s"
+        )
     else:
         print()
     if args.peers_n:
@@ -266,17 +283,23 @@ def main() -> None:
 
         peers = run_peers(args.peers_n, 10.0, args.peers_n)
         print(f"peers, N={args.peers_n:,}, delays spread over 10 s:")
-        ours = {"enqueue_per_s": r["schedule_per_s"], "cancel_per_s": r["cancel_per_s"],
-                "fire_per_s": r["fire_per_s"], "lateness_p99": s["p99"]}
+        ours = {
+            "enqueue_per_s": r["schedule_per_s"],
+            "cancel_per_s": r["cancel_per_s"],
+            "fire_per_s": r["fire_per_s"],
+            "lateness_p99": s["p99"],
+        }
         for name, figures in peers.items():
             ratios = []
             for metric in ("enqueue_per_s", "fire_per_s", "cancel_per_s"):
                 if figures.get(metric):
                     ratios.append(f"{metric} {ours[metric] / figures[metric]:.2f}x")
             if figures.get("lateness_p99"):
-                ratios.append(f"lateness_p99 {figures['lateness_p99'] / max(ours['lateness_p99'], 1e-6):.2f}x better"
-                              if figures["lateness_p99"] > ours["lateness_p99"]
-                              else f"lateness_p99 {ours['lateness_p99'] / figures['lateness_p99']:.2f}x worse")
+                ratios.append(
+                    f"lateness_p99 {figures['lateness_p99'] / max(ours['lateness_p99'], 1e-6):.2f}x better"
+                    if figures["lateness_p99"] > ours["lateness_p99"]
+                    else f"lateness_p99 {ours['lateness_p99'] / figures['lateness_p99']:.2f}x worse"
+                )
             print(f"  {name}: {figures}")
             print(f"    dripiq vs {name}: {', '.join(ratios)}")
 

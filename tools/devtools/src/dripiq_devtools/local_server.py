@@ -4,8 +4,8 @@ stopped by tests or run as a process until SIGTERM."""
 from __future__ import annotations
 
 import asyncio
-from abc import ABC, abstractmethod
 import signal
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Self
 
