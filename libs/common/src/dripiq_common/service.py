@@ -24,6 +24,7 @@ from dripiq_common.db import create_engine
 from dripiq_common.grpc_server import GrpcServer, Registrar
 from dripiq_common.jetstream import Streams, StreamSpec
 from dripiq_common.logging import configure_logging
+from dripiq_common.metrics import start_exporter, stop_exporter
 from dripiq_common.outbox import OutboxRelay
 from dripiq_common.settings import ServiceSettings, load_settings
 
@@ -110,6 +111,7 @@ async def run_service(
     parts = build(rt)
     server = GrpcServer(address=settings.grpc_address, service_names=parts.service_names, register=parts.registrars)
     await server.start()
+    exporter = start_exporter(host=settings.metrics_host, port=settings.metrics_port)
     tasks = [asyncio.create_task(p.run(), name=type(p).__name__) for p in [*parts.fetchers, *parts.loops]]
     await server.serving()
     log.info("service.serving", grpc=f"{settings.grpc_host}:{server.port}", services=list(parts.service_names))
@@ -132,6 +134,7 @@ async def run_service(
     stopped.cancel()
     await jetstream.drain(rt.nc, grace_seconds=settings.shutdown_grace_seconds)
     await rt.engine.dispose()
+    await asyncio.to_thread(stop_exporter, exporter)
     log.info("service.stopped")
 
 

@@ -32,6 +32,9 @@ class ServiceSettings(BaseSettings):
     db_pool_size: int = 10
     outbox_poll_seconds: float = 1.0
     outbox_batch_size: int = 500
+    # Prometheus exporter (/metrics); 0 turns it off. Each service sets its own default port.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=0, ge=0, le=65535)
 
     @property
     def grpc_address(self) -> str:

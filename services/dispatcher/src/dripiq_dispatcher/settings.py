@@ -9,6 +9,7 @@ class DispatcherSettings(ServiceSettings):
     model_config = settings_config("DISPATCHER_")
 
     grpc_port: int = 50052
+    metrics_port: int = 9102
 
     # Suite-wide names: the events service and the edge read the same values.
     sendgrid_api_key: SecretStr | None = Field(

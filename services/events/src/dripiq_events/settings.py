@@ -18,6 +18,7 @@ class EventsSettings(ServiceSettings):
     model_config = settings_config("EVENTS_")
 
     grpc_port: int = 50053
+    metrics_port: int = 9103
     # Shared with the dispatcher, which signs reply tokens into outgoing mail.
     token_secret: SecretStr = Field(validation_alias=TOKEN_SECRET_ALIAS)
     # Monthly message_events partitions kept ready ahead of time, so no event of a coming

@@ -9,6 +9,7 @@ class PlannerSettings(ServiceSettings):
     model_config = settings_config("PLANNER_")
 
     grpc_port: int = 50051
+    metrics_port: int = 9101
     # SendGrid flags opens by mail privacy proxies; they say nothing about a person.
     count_machine_opens: bool = False
     # Fetchers per JetStream consumer in this process (replicas add more).

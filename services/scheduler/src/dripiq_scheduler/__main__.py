@@ -5,9 +5,12 @@ from __future__ import annotations
 from dripiq.scheduler.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
 from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
 from dripiq_common.service import Parts, Runtime, serve
+from dripiq_scheduler.domain import Overdue, OverduePolicy
 from dripiq_scheduler.firer import Firer
 from dripiq_scheduler.handlers import SchedulerServicer
+from dripiq_scheduler.metrics import PendingGauge
 from dripiq_scheduler.models import outbox
+from dripiq_scheduler.pruner import Pruner
 from dripiq_scheduler.service import TimerService
 from dripiq_scheduler.settings import SchedulerSettings
 
@@ -23,6 +26,21 @@ def build(settings: SchedulerSettings, rt: Runtime) -> Parts:
         batch_size=settings.fire_batch_size,
         poll_seconds=settings.poll_seconds,
         publish_timeout=settings.publish_timeout_seconds,
+        overdue=Overdue(
+            policy=OverduePolicy(settings.overdue_policy),
+            limit_seconds=settings.overdue_limit_seconds,
+            spread_seconds=settings.overdue_spread_seconds,
+        ),
+    )
+    pruner = Pruner(
+        rt.engine,
+        rt.clock,
+        retention_seconds=settings.retention_seconds,
+        batch_size=settings.prune_batch_size,
+        poll_seconds=settings.prune_poll_seconds,
+    )
+    pending = PendingGauge(
+        rt.engine, refresh_seconds=settings.pending_refresh_seconds, exact_up_to=settings.pending_exact_up_to
     )
     timers = TimerService(rt.engine, rt.clock, on_scheduled_due=firer.wake)
     commands = PullWorker(
@@ -39,7 +57,7 @@ def build(settings: SchedulerSettings, rt: Runtime) -> Parts:
         service_names=[SERVICE_NAME],
         registrars=[lambda server: scheduler_service_pb2_grpc.add_SchedulerServiceServicer_to_server(servicer, server)],
         fetchers=[commands],
-        loops=[firer, relay],
+        loops=[firer, relay, pruner, pending],
     )
 
 

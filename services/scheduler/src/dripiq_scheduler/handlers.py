@@ -23,3 +23,16 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
 
     async def GetTimer(self, request: pb.GetTimerRequest, context) -> pb.GetTimerResponse:  # type: ignore[no-untyped-def]
         return pb.GetTimerResponse(timer=await self.timers.get(request.tenant_id, request.key))
+
+    async def BatchScheduleTimers(
+        self, request: pb.BatchScheduleTimersRequest, context
+    ) -> pb.BatchScheduleTimersResponse:  # type: ignore[no-untyped-def]
+        count = await self.timers.batch_schedule(request.tenant_id, request.timers)
+        return pb.BatchScheduleTimersResponse(scheduled_count=count)
+
+    async def BatchCancelTimers(self, request: pb.BatchCancelTimersRequest, context) -> pb.BatchCancelTimersResponse:  # type: ignore[no-untyped-def]
+        count = await self.timers.batch_cancel(request.tenant_id, request.keys)
+        return pb.BatchCancelTimersResponse(canceled_count=count)
+
+    async def ListTimers(self, request: pb.ListTimersRequest, context) -> pb.ListTimersResponse:  # type: ignore[no-untyped-def]
+        return await self.timers.list_timers(request)

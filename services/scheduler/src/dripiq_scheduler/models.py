@@ -43,10 +43,16 @@ timers = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("fired_at", DateTime(timezone=True)),
     Column("canceled_at", DateTime(timezone=True)),
+    # Why the scheduler canceled a timer itself (the overdue policy); NULL for callers' cancels.
+    Column("cancel_reason", Text),
     UniqueConstraint("tenant_id", "key", name="timers_tenant_key_key"),
     CheckConstraint("status IN ('active', 'fired', 'canceled')", name="timers_status_check"),
     Index("timers_due_idx", "scheduled_for", postgresql_where=text("status = 'active'")),
     Index("timers_group_idx", "tenant_id", "group_key", postgresql_where=text("status = 'active'")),
+    # ListTimers: a tenant's timers in (scheduled_for, id) order, whatever their status.
+    Index("timers_tenant_schedule_idx", "tenant_id", "scheduled_for", "id"),
+    # The pruner: finished timers by age, without touching the active ones.
+    Index("timers_done_idx", "updated_at", postgresql_where=text("status <> 'active'")),
 )
 
 outbox = outbox_table(metadata)

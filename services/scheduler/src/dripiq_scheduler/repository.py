@@ -3,10 +3,12 @@ number of replicas can fire without stepping on each other."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, any_, bindparam, delete, func, literal, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -45,6 +47,7 @@ def _upsert(now: datetime):  # type: ignore[no-untyped-def]
             "updated_at": now,
             "fired_at": None,
             "canceled_at": None,
+            "cancel_reason": None,
         },
         where=(
             func.row(timers.c.scheduled_for, timers.c.target_subject, timers.c.payload).is_distinct_from(
@@ -54,8 +57,12 @@ def _upsert(now: datetime):  # type: ignore[no-untyped-def]
     )
 
 
-def _values(timer: NewTimer) -> dict:  # type: ignore[type-arg]
+def _values(timer: NewTimer, now: datetime) -> dict:  # type: ignore[type-arg]
+    # created_at/updated_at from the service's clock, not the server's: the firer measures
+    # how long a timer has been due from updated_at, and tests drive that clock.
     return {
+        "created_at": now,
+        "updated_at": now,
         "tenant_id": timer.tenant_id,
         "key": timer.key,
         "group_key": timer.group_key,
@@ -67,7 +74,7 @@ def _values(timer: NewTimer) -> dict:  # type: ignore[type-arg]
 
 
 async def schedule(conn: AsyncConnection, *, timer: NewTimer, now: datetime):  # type: ignore[no-untyped-def]
-    row = (await conn.execute(_upsert(now).values(_values(timer)).returning(*timers.c))).first()
+    row = (await conn.execute(_upsert(now).values(_values(timer, now)).returning(*timers.c))).first()
     return row or await get(conn, tenant_id=timer.tenant_id, key=timer.key)
 
 
@@ -75,7 +82,7 @@ async def schedule_many(conn: AsyncConnection, *, batch: list[NewTimer], now: da
     """One statement for many timers; a key given twice keeps its last content."""
     latest = {(t.tenant_id, t.key): t for t in batch}
     # Sorted, so two replicas upserting overlapping keys lock rows in the same order.
-    await conn.execute(_upsert(now), [_values(latest[k]) for k in sorted(latest)])
+    await conn.execute(_upsert(now), [_values(latest[k], now) for k in sorted(latest)])
 
 
 async def get(conn: AsyncConnection, *, tenant_id: str, key: str):  # type: ignore[no-untyped-def]
@@ -91,7 +98,7 @@ async def cancel(conn: AsyncConnection, *, tenant_id: str, key: str, now: dateti
     return await get(conn, tenant_id=tenant_id, key=key)
 
 
-async def cancel_many(conn: AsyncConnection, *, tenant_id: str, keys: list[str], now: datetime) -> int:
+async def cancel_many(conn: AsyncConnection, *, tenant_id: str, keys: Sequence[str], now: datetime) -> int:
     result = await conn.execute(
         update(timers)
         .where(timers.c.tenant_id == tenant_id, timers.c.key.in_(sorted(set(keys))), timers.c.status == ACTIVE)
@@ -109,6 +116,35 @@ async def cancel_group(conn: AsyncConnection, *, tenant_id: str, group_key: str,
     return result.rowcount or 0
 
 
+async def list_timers(
+    conn: AsyncConnection,
+    *,
+    tenant_id: str,
+    status: str | None,
+    group_key: str,
+    fire_after: datetime | None,
+    fire_before: datetime | None,
+    after: tuple[datetime, int] | None,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """A tenant's timers in (scheduled_for, id) order, after a page's last key.
+
+    fire_after is inclusive, fire_before exclusive, so adjacent windows never overlap.
+    """
+    query = select(timers).where(timers.c.tenant_id == tenant_id)
+    if status is not None:
+        query = query.where(timers.c.status == status)
+    if group_key:
+        query = query.where(timers.c.group_key == group_key)
+    if fire_after is not None:
+        query = query.where(timers.c.scheduled_for >= fire_after)
+    if fire_before is not None:
+        query = query.where(timers.c.scheduled_for < fire_before)
+    if after is not None:
+        query = query.where(tuple_(timers.c.scheduled_for, timers.c.id) > tuple_(*after))
+    return (await conn.execute(query.order_by(timers.c.scheduled_for, timers.c.id).limit(limit))).all()
+
+
 async def lock_due(conn: AsyncConnection, *, now: datetime, limit: int):  # type: ignore[no-untyped-def]
     """Due timers in due order, locked for this transaction; others skip them."""
     return (
@@ -122,6 +158,7 @@ async def lock_due(conn: AsyncConnection, *, now: datetime, limit: int):  # type
                 timers.c.target_subject,
                 timers.c.payload,
                 timers.c.scheduled_for,
+                timers.c.updated_at,
             )
             .where(timers.c.status == ACTIVE, timers.c.scheduled_for <= now)
             .order_by(timers.c.scheduled_for)
@@ -136,3 +173,65 @@ async def mark_fired(conn: AsyncConnection, *, ids: list[int], now: datetime) ->
         await conn.execute(
             update(timers).where(timers.c.id.in_(ids)).values(status=FIRED, fired_at=now, updated_at=now)
         )
+
+
+async def cancel_overdue(conn: AsyncConnection, *, ids: Sequence[int], reason: str, now: datetime) -> None:
+    """The overdue policy's drop: the rows are locked by the caller's firing round."""
+    if ids:
+        await conn.execute(
+            update(timers)
+            .where(timers.c.id.in_(ids))
+            .values(status=CANCELED, canceled_at=now, updated_at=now, cancel_reason=reason)
+        )
+
+
+async def reschedule_overdue(conn: AsyncConnection, *, moves: Sequence[tuple[int, datetime]], now: datetime) -> None:
+    """The overdue policy's delay: each locked row gets its new time and a new version (so the
+    message it fires with is a new one on the bus). One statement, sent as an executemany."""
+    if moves:
+        await conn.execute(
+            update(timers)
+            .where(timers.c.id == bindparam("move_id"))
+            .values(scheduled_for=bindparam("move_to"), version=timers.c.version + 1, updated_at=now),
+            [{"move_id": row_id, "move_to": at} for row_id, at in moves],
+        )
+
+
+async def prune(conn: AsyncConnection, *, before: datetime, limit: int) -> int:
+    """Delete up to `limit` fired or canceled timers last changed before `before`.
+
+    Rows another transaction holds are skipped, not waited for, so pruning never queues
+    behind (or holds up) a firing round or an upsert re-arming a finished timer.
+    `id = ANY(ARRAY(subquery))` rather than `id IN (subquery)`: the planner may turn IN into
+    a hash join over the whole table; an array of ids is always looked up by primary key.
+    """
+    doomed = (
+        select(timers.c.id)
+        .where(timers.c.status != ACTIVE, timers.c.updated_at < before)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    result = await conn.execute(delete(timers).where(timers.c.id == any_(func.array(doomed))))
+    return result.rowcount or 0
+
+
+async def estimate_active(conn: AsyncConnection, *, exact_up_to: int) -> int:
+    """Active timers: counted exactly up to `exact_up_to`, estimated above it.
+
+    A full count(*) reads the whole partial due index (seconds at 10M rows, every refresh),
+    so the count stops at the cap; beyond it the answer is the planner's row estimate for that
+    index (pg_class.reltuples, kept by autovacuum/ANALYZE), never less than the cap.
+    """
+    capped = select(literal(1)).where(timers.c.status == ACTIVE).limit(exact_up_to).subquery()
+    counted = (await conn.execute(select(func.count()).select_from(capped))).scalar_one()
+    if counted < exact_up_to:
+        return int(counted)
+    estimate = (
+        await conn.execute(
+            text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:index)"),
+            {"index": f"{timers.schema}.timers_due_idx"},
+        )
+    ).scalar()
+    # reltuples is -1 before the first VACUUM/ANALYZE of the table.
+    return max(exact_up_to, int(estimate or 0))

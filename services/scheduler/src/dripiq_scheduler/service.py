@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dripiq.scheduler.v1 import commands_pb2
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
-from dripiq_common import validation
+from dripiq_common import paging, validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument, NotFound, PermanentMessageError
 from dripiq_common.jetstream import decode
@@ -19,6 +19,10 @@ from dripiq_scheduler import domain, repository
 from dripiq_scheduler.repository import NewTimer
 
 log = structlog.get_logger(__name__)
+
+MAX_BATCH = 10_000
+# A timer stored this long after its fire_at is worth a line in the log: it fires at once.
+PAST_DUE_LOG_SECONDS = 60
 
 
 @dataclass
@@ -33,26 +37,89 @@ class TimerService:
         now = self.clock.now()
         async with self.engine.begin() as conn:
             row = await repository.schedule(conn, timer=new, now=now)
-        if new.fire_at <= now:
-            if domain.lateness_seconds(new.fire_at, now) > 60:
-                log.info(
-                    "timer.scheduled_in_past_fires_now",
-                    tenant_id=new.tenant_id,
-                    key=new.key,
-                    fire_at=new.fire_at.isoformat(),
-                )
-            self.on_scheduled_due()
+        self._stored([new], now)
         return domain.to_proto(row)
 
     async def schedule_many(self, batch: Sequence[pb.Timer]) -> int:
-        """Schedule many timers in one transaction; all are valid or none is stored."""
+        """Schedule many timers in one transaction; all are valid or none is stored.
+
+        Returns how many distinct timers the batch holds (a key given twice keeps its last
+        content)."""
         news = [domain.new_timer(timer, f"timers[{i}]") for i, timer in enumerate(batch)]
         now = self.clock.now()
         async with self.engine.begin() as conn:
             await repository.schedule_many(conn, batch=news, now=now)
-        if any(new.fire_at <= now for new in news):
-            self.on_scheduled_due()
-        return len(news)
+        self._stored(news, now)
+        return len({(new.tenant_id, new.key) for new in news})
+
+    async def batch_schedule(self, tenant_id: str, batch: Sequence[pb.Timer]) -> int:
+        """BatchScheduleTimers: one tenant's timers, each tenant_id empty or the batch's."""
+        tenant = validation.tenant_id(tenant_id)
+        _check_batch_size(len(batch), "timers")
+        timers: list[pb.Timer] = []
+        for i, timer in enumerate(batch):
+            if timer.tenant_id not in ("", tenant):
+                raise InvalidArgument(f"timers[{i}].tenant_id", "must be empty or the batch's tenant_id")
+            copy = pb.Timer()
+            copy.CopyFrom(timer)
+            copy.tenant_id = tenant
+            timers.append(copy)
+        return await self.schedule_many(timers)
+
+    async def batch_cancel(self, tenant_id: str, keys: Sequence[str]) -> int:
+        """BatchCancelTimers: how many of the keys were active timers and are canceled now."""
+        tenant = validation.tenant_id(tenant_id)
+        _check_batch_size(len(keys), "keys")
+        for i, key in enumerate(keys):
+            validation.required(key, f"keys[{i}]", max_length=200)
+        async with self.engine.begin() as conn:
+            return await repository.cancel_many(conn, tenant_id=tenant, keys=keys, now=self.clock.now())
+
+    async def list_timers(self, request: pb.ListTimersRequest) -> pb.ListTimersResponse:
+        tenant = validation.tenant_id(request.tenant_id)
+        status = domain.status_filter(request.status)
+        fire_after = request.fire_after.ToDatetime(tzinfo=UTC) if request.HasField("fire_after") else None
+        fire_before = request.fire_before.ToDatetime(tzinfo=UTC) if request.HasField("fire_before") else None
+        if fire_after is not None and fire_before is not None and fire_before <= fire_after:
+            raise InvalidArgument("fire_before", "must be later than fire_after")
+        size = paging.page_size(request.page_size)
+        after = _page_key(paging.decode_token(request.page_token, arity=2))
+        async with self.engine.connect() as conn:
+            rows = await repository.list_timers(
+                conn,
+                tenant_id=tenant,
+                status=status,
+                group_key=request.group_key,
+                fire_after=fire_after,
+                fire_before=fire_before,
+                after=after,
+                limit=size + 1,
+            )
+        page = rows[:size]
+        token = paging.encode_token(page[-1].scheduled_for.isoformat(), page[-1].id) if len(rows) > size else ""
+        return pb.ListTimersResponse(timers=[domain.to_proto(row) for row in page], next_page_token=token)
+
+    def _stored(self, news: Sequence[NewTimer], now: datetime) -> None:
+        """After a commit: wake the firer for timers already due, and say so for late ones."""
+        due = [new for new in news if new.fire_at <= now]
+        if not due:
+            return
+        late = [new for new in due if domain.lateness_seconds(new.fire_at, now) > PAST_DUE_LOG_SECONDS]
+        if len(late) == 1:
+            log.info(
+                "timer.scheduled_in_past_fires_now",
+                tenant_id=late[0].tenant_id,
+                key=late[0].key,
+                fire_at=late[0].fire_at.isoformat(),
+            )
+        elif late:
+            log.info(
+                "timer.scheduled_in_past_fires_now",
+                count=len(late),
+                tenant_ids=sorted({new.tenant_id for new in late})[:10],
+                earliest_fire_at=min(new.fire_at for new in late).isoformat(),
+            )
+        self.on_scheduled_due()
 
     async def cancel(self, tenant_id: str, key: str) -> pb.Timer:
         tenant = validation.tenant_id(tenant_id)
@@ -103,8 +170,21 @@ class TimerService:
         now = self.clock.now()
         async with self.engine.begin() as conn:
             await _apply_in_order(conn, steps, now)
-        if any(kind == "schedule" and new.fire_at <= now for kind, new in steps):  # type: ignore[attr-defined]
-            self.on_scheduled_due()
+        self._stored([new for kind, new in steps if kind == "schedule"], now)  # type: ignore[misc]
+
+
+def _check_batch_size(size: int, field: str) -> None:
+    if not 1 <= size <= MAX_BATCH:
+        raise InvalidArgument(field, f"needs 1 to {MAX_BATCH} items, got {size}")
+
+
+def _page_key(key: list[object] | None) -> tuple[datetime, int] | None:
+    if key is None:
+        return None
+    try:
+        return datetime.fromisoformat(str(key[0])), int(key[1])  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise InvalidArgument("page_token", "is not a token from a previous response") from None
 
 
 def _flatten(command: commands_pb2.TimerCommand) -> list[tuple[str, object]]:

@@ -134,6 +134,9 @@ class Suite:
         env["PLANNER_EVENTS_ADDRESS"] = f"127.0.0.1:{self.port('EVENTS_GRPC_PORT')}"
         for process in PROCESSES:
             env[process.port_env] = str(self.port(process.port_env))
+            if process.grpc_services and self.ephemeral_ports:
+                # Another suite on this machine (make run, a benchmark) holds the default ones.
+                env[f"{process.name.upper()}_METRICS_PORT"] = str(free_port())
         if not env.get("SENDGRID_API_KEY"):
             key_file = self.run_dir / "fake-sendgrid-key.pem"
             public_key = FakeSendGrid(private_key_pem=load_or_create_private_key(key_file)).public_key_base64
