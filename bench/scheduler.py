@@ -68,6 +68,7 @@ def scheduler_stack():  # type: ignore[no-untyped-def]
             "SCHEDULER_METRICS_PORT": "0",
             "LOG_LEVEL": "WARNING",
             "SCHEDULER_POLL_SECONDS": "0.05",
+            **{k: v for k, v in os.environ.items() if k.startswith("SCHEDULER_")},
         }
         log = open(root / "scheduler.log", "wb")
         process = subprocess.Popen(
@@ -141,7 +142,7 @@ async def cancel_all(port: int, keys: list[str], callers: int = 2) -> float:
     return len(keys) / (time.perf_counter() - started)
 
 
-async def collect(nats_url: str, expected: int, limit_seconds: float) -> list[float]:
+async def collect(nats_url: str, expected: int, limit_seconds: float, prefix: str) -> list[float]:
     """Read what fired off the stream; lateness = stream time - fire_at, seconds. Bounded."""
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
@@ -164,13 +165,16 @@ async def collect(nats_url: str, expected: int, limit_seconds: float) -> list[fl
     while len(lateness) < expected and time.monotonic() < deadline:
         try:
             msgs = await sub.fetch(5000, timeout=1)
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, TimeoutError):
             continue
         for msg in msgs:
+            await msg.ack()
+            if not msg.headers["Dripiq-Timer-Key"].startswith(prefix):
+                continue
             fire_at = datetime.fromisoformat(msg.headers["Dripiq-Fire-At"])
             lateness.append((msg.metadata.timestamp - fire_at).total_seconds())
             keys.add(msg.headers["Dripiq-Timer-Key"])
-            await msg.ack()
+    await nc.flush()  # every ack reaches the server before the consumer goes
     await sub.unsubscribe()
     await js.delete_consumer("PLANNER_TIMERS", durable)
     await nc.close()
@@ -187,7 +191,7 @@ async def fire_burst(stack: dict, n: int) -> dict:
     due = datetime.now(UTC) + timedelta(seconds=max(5, n / 20000))
     await schedule_all(stack["port"], [timer(f"burst-{i}", due) for i in range(n)])
     wait = (due - datetime.now(UTC)).total_seconds()
-    lateness = await collect(stack["nats"].url, n, limit_seconds=wait + 600)
+    lateness = await collect(stack["nats"].url, n, limit_seconds=wait + 600, prefix="burst-")
     fired_in = max(lateness)  # the last one's distance from the common fire time
     return {"fired": len(lateness), "fire_per_s": len(lateness) / max(fired_in, 1e-6)}
 
@@ -198,7 +202,7 @@ async def steady(stack: dict, rate: int, seconds: int) -> dict:
     timers = [timer(f"steady-{i}", start + timedelta(seconds=i / rate)) for i in range(n)]
     await schedule_all(stack["port"], timers)
     wait = (start - datetime.now(UTC)).total_seconds() + seconds
-    lateness = await collect(stack["nats"].url, n, limit_seconds=wait + 300)
+    lateness = await collect(stack["nats"].url, n, limit_seconds=wait + 300, prefix="steady-")
     return {"fired": len(lateness), "p50": pct(lateness, 0.5), "p99": pct(lateness, 0.99), "max": max(lateness)}
 
 
@@ -225,24 +229,25 @@ async def bulk_pending(pg_url: str, count: int) -> float:
     return seconds
 
 
-async def run(args: argparse.Namespace) -> dict:
-    results: dict = {}
+def run(args: argparse.Namespace) -> dict:
     with scheduler_stack() as stack:
-        pid = stack["pid"]
-        results["rss_start_mib"] = rss_mib(pid)
-        far = datetime.now(UTC) + timedelta(days=30)
-        keys = [f"sched-{i}" for i in range(args.n)]
-        results["schedule_per_s"] = await schedule_all(stack["port"], [timer(k, far) for k in keys])
-        results["cancel_per_s"] = await cancel_all(stack["port"], keys)
-        burst = await fire_burst(stack, args.n)
-        results["fire_per_s"] = burst["fire_per_s"]
-        results["steady"] = await steady(stack, args.steady_rate, args.steady_seconds)
-        results["rss_after_work_mib"] = rss_mib(pid)
-        if args.pending:
-            results["pending_load_seconds"] = await bulk_pending(stack["pg"].url, args.pending)
-            more = await fire_burst(stack, min(args.n, 50_000))
-            results["fire_per_s_with_pending"] = more["fire_per_s"]
-            results["rss_with_pending_mib"] = rss_mib(pid)
+        return asyncio.run(measure(stack, args))
+
+
+async def measure(stack: dict, args: argparse.Namespace) -> dict:
+    pid = stack["pid"]
+    results: dict = {"rss_start_mib": rss_mib(pid)}
+    far = datetime.now(UTC) + timedelta(days=30)
+    keys = [f"sched-{i}" for i in range(args.n)]
+    results["schedule_per_s"] = await schedule_all(stack["port"], [timer(k, far) for k in keys])
+    results["cancel_per_s"] = await cancel_all(stack["port"], keys)
+    results["fire_per_s"] = (await fire_burst(stack, args.n))["fire_per_s"]
+    results["steady"] = await steady(stack, args.steady_rate, args.steady_seconds)
+    results["rss_after_work_mib"] = rss_mib(pid)
+    if args.pending:
+        results["pending_load_seconds"] = await bulk_pending(stack["pg"].url, args.pending)
+        results["fire_per_s_with_pending"] = (await fire_burst(stack, min(args.n, 50_000)))["fire_per_s"]
+        results["rss_with_pending_mib"] = rss_mib(pid)
     return results
 
 
@@ -255,7 +260,7 @@ def main() -> None:
     parser.add_argument("--peers-n", type=int, default=100_000)
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    r = asyncio.run(run(args))
+    r = run(args)
     s = r["steady"]
     print(f"dripiq scheduler, N={args.n}:")
     print(f"  schedule {r['schedule_per_s']:,.0f} timers/s (BatchScheduleTimers, {BATCH:,} a call, 2 callers)")

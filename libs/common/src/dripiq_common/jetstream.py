@@ -274,7 +274,7 @@ class PullWorker:
                     # In order (concurrency 1), a whole batch; side by side, only as many as fit.
                     wanted = self.batch_size if self.concurrency == 1 else min(self.batch_size, free)
                     msgs = await sub.fetch(wanted, timeout=self.fetch_timeout)
-                except nats.errors.TimeoutError:
+                except (nats.errors.TimeoutError, TimeoutError):
                     continue
                 except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
                     break
