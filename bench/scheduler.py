@@ -206,6 +206,44 @@ async def steady(stack: dict, rate: int, seconds: int) -> dict:
     return {"fired": len(lateness), "p50": pct(lateness, 0.5), "p99": pct(lateness, 0.99), "max": max(lateness)}
 
 
+GOLDEN = (5**0.5 - 1) / 2
+
+
+async def spread_run(stack: dict, n: int, spread: float) -> dict:
+    """The peers' workload: N timers, delay i = spread * frac(i * golden ratio) from when each
+    batch is sent, scheduled as fast as the API takes them while earlier ones fall due."""
+    started = time.perf_counter()
+    first_due = datetime.now(UTC)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{stack['port']}") as ch:
+        stub = pb_grpc.SchedulerServiceStub(ch)
+        for start in range(0, n, BATCH):
+            now = datetime.now(UTC)
+            batch = [
+                timer(f"spread-{i}", now + timedelta(seconds=spread * ((i * GOLDEN) % 1)))
+                for i in range(start, min(n, start + BATCH))
+            ]
+            await stub.BatchScheduleTimers(pb.BatchScheduleTimersRequest(tenant_id=TENANT, timers=batch), timeout=300)
+    enqueue_per_s = n / (time.perf_counter() - started)
+    lateness = await collect(stack["nats"].url, n, limit_seconds=spread + 300, prefix="spread-")
+    last = max(datetime.now(UTC) - first_due, timedelta(seconds=spread)).total_seconds()
+    return {
+        "enqueue_per_s": enqueue_per_s,
+        "fire_per_s": len(lateness) / last,
+        "lateness_p50_ms": pct(lateness, 0.5) * 1000,
+        "lateness_p99_ms": pct(lateness, 0.99) * 1000,
+        "lateness_max_ms": max(lateness) * 1000,
+        "fired": len(lateness),
+    }
+
+
+async def table_bytes(pg_url: str) -> int:
+    conn = await asyncpg.connect(pg_url)
+    try:
+        return int(await conn.fetchval("SELECT pg_total_relation_size('scheduler.timers')"))
+    finally:
+        await conn.close()
+
+
 async def bulk_pending(pg_url: str, count: int) -> float:
     """Store `count` pending timers a year out straight in SQL: fast, and the same rows the
     API writes (this measures holding them, not writing them)."""
@@ -243,9 +281,13 @@ async def measure(stack: dict, args: argparse.Namespace) -> dict:
     results["cancel_per_s"] = await cancel_all(stack["port"], keys)
     results["fire_per_s"] = (await fire_burst(stack, args.n))["fire_per_s"]
     results["steady"] = await steady(stack, args.steady_rate, args.steady_seconds)
+    if args.peers_n:
+        results["spread"] = await spread_run(stack, args.peers_n, args.spread)
     results["rss_after_work_mib"] = rss_mib(pid)
     if args.pending:
+        before = await table_bytes(stack["pg"].url)
         results["pending_load_seconds"] = await bulk_pending(stack["pg"].url, args.pending)
+        results["bytes_per_pending"] = (await table_bytes(stack["pg"].url) - before) / args.pending
         results["fire_per_s_with_pending"] = (await fire_burst(stack, min(args.n, 50_000)))["fire_per_s"]
         results["rss_with_pending_mib"] = rss_mib(pid)
     return results
@@ -258,6 +300,7 @@ def main() -> None:
     parser.add_argument("--steady-rate", type=int, default=5000)
     parser.add_argument("--steady-seconds", type=int, default=60)
     parser.add_argument("--peers-n", type=int, default=100_000)
+    parser.add_argument("--spread", type=float, default=10.0)
     args = parser.parse_args()
     print(f"machine: {machine()}")
     r = run(args)
@@ -283,30 +326,19 @@ def main() -> None:
     else:
         print()
     if args.peers_n:
-        sys.path.insert(0, str(Path(__file__).parent / "peers"))
-        from run_peers import run_peers  # noqa: PLC0415  (installs and starts the peers only when asked)
+        sys.path.insert(0, str(Path(__file__).parent))
+        from peers.run_peers import format_ratios, format_table, run_peers  # noqa: PLC0415
 
-        peers = run_peers(args.peers_n, 10.0, args.peers_n)
-        print(f"peers, N={args.peers_n:,}, delays spread over 10 s:")
-        ours = {
-            "enqueue_per_s": r["schedule_per_s"],
-            "cancel_per_s": r["cancel_per_s"],
-            "fire_per_s": r["fire_per_s"],
-            "lateness_p99": s["p99"],
-        }
-        for name, figures in peers.items():
-            ratios = []
-            for metric in ("enqueue_per_s", "fire_per_s", "cancel_per_s"):
-                if figures.get(metric):
-                    ratios.append(f"{metric} {ours[metric] / figures[metric]:.2f}x")
-            if figures.get("lateness_p99"):
-                ratios.append(
-                    f"lateness_p99 {figures['lateness_p99'] / max(ours['lateness_p99'], 1e-6):.2f}x better"
-                    if figures["lateness_p99"] > ours["lateness_p99"]
-                    else f"lateness_p99 {ours['lateness_p99'] / figures['lateness_p99']:.2f}x worse"
-                )
-            print(f"  {name}: {figures}")
-            print(f"    dripiq vs {name}: {', '.join(ratios)}")
+        spread = r["spread"]
+        ours = {**spread, "cancel_per_s": r["cancel_per_s"], "bytes_per_pending": r.get("bytes_per_pending")}
+        print(
+            f"same workload as the peers (N={args.peers_n:,}, delays spread over {args.spread:g} s): "
+            f"enqueue {spread['enqueue_per_s']:,.0f}/s, fire {spread['fire_per_s']:,.0f}/s, "
+            f"lateness p50 {spread['lateness_p50_ms']:.0f} ms, p99 {spread['lateness_p99_ms']:.0f} ms"
+        )
+        peers = run_peers(args.peers_n, args.spread, args.peers_n)
+        print(format_table(peers))
+        print(format_ratios(ours, peers))
 
 
 if __name__ == "__main__":
