@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import importlib.metadata
 import json
-import resource
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -75,7 +74,12 @@ async def redis_memory(pool: ArqRedis) -> dict[str, int]:
 
 
 def client_rss_peak() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    """This process's own peak (VmHWM). Not getrusage's ru_maxrss: Linux carries that across
+    fork and exec, so it reports the parent's peak when the parent was larger."""
+    for line in open("/proc/self/status").read().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 async def in_batches(n: int, batch: int, op: Callable[[int], Awaitable[Any]]) -> list[Any]:

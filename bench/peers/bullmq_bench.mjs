@@ -6,8 +6,16 @@
 // Prints one JSON line on stdout. Same workload and output as arq_bench.py, so run_peers.py
 // can put them side by side. Every wait has a deadline; a watchdog ends the process if the
 // whole run overshoots --timeout.
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { parseArgs } from "node:util";
+
+// This process's own peak (VmHWM). Not resourceUsage().maxRSS: Linux carries ru_maxrss across
+// fork and exec, so it reports the parent's peak when the parent was larger.
+function ownPeakRss() {
+  const line = readFileSync("/proc/self/status", "utf8").split("\n").find((l) => l.startsWith("VmHWM:"));
+  return line ? Number(line.split(/\s+/)[1]) * 1024 : 0;
+}
 
 // bullmq lives in ./node/node_modules, next to this file, not in the project.
 const require = createRequire(new URL("./node/package.json", import.meta.url));
@@ -98,7 +106,7 @@ async function fire() {
   while (seen.size < N && Date.now() < deadline) await sleep(20);
 
   await worker.close();
-  const rssPeak = process.resourceUsage().maxRSS * 1024;
+  const rssPeak = ownPeakRss();
   await queue.close();
   lateness.sort((x, y) => x - y);
   return {
@@ -141,7 +149,7 @@ async function cancel() {
   }
   const cancelS = (performance.now() - started) / 1000;
   const left = await queue.getDelayedCount();
-  const rssPeak = process.resourceUsage().maxRSS * 1024;
+  const rssPeak = ownPeakRss();
   await queue.close();
   return {
     peer: "bullmq",

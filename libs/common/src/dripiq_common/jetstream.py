@@ -48,14 +48,14 @@ class StreamSpec:
     max_age_seconds: float = 0
     duplicate_window_seconds: float = 600
 
-    def config(self, replicas: int) -> StreamConfig:
+    def config(self, replicas: int, duplicate_window_seconds: float | None = None) -> StreamConfig:
         return StreamConfig(
             name=self.name,
             subjects=list(self.subjects),
             retention=RetentionPolicy.WORK_QUEUE if self.work_queue else RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=self.max_age_seconds or None,
-            duplicate_window=self.duplicate_window_seconds,
+            duplicate_window=duplicate_window_seconds or self.duplicate_window_seconds,
             num_replicas=replicas,
         )
 
@@ -170,10 +170,20 @@ async def drain(nc: NATS, *, grace_seconds: float = 10.0) -> None:
             await nc.close()
 
 
-async def ensure_streams(js: JetStreamContext, specs: Sequence[StreamSpec], *, replicas: int = 1) -> None:
-    """Create or update each stream so that start-up is idempotent."""
+async def ensure_streams(
+    js: JetStreamContext,
+    specs: Sequence[StreamSpec],
+    *,
+    replicas: int = 1,
+    duplicate_window_seconds: float | None = None,
+) -> None:
+    """Create or update each stream so that start-up is idempotent.
+
+    The duplicate window must outlast the worst stall between a publish and the commit that
+    records it (a relay or firer that dies in between publishes again with the same id).
+    """
     for spec in specs:
-        config = spec.config(replicas)
+        config = spec.config(replicas, duplicate_window_seconds)
         try:
             await js.stream_info(spec.name)
         except NotFoundError:

@@ -106,7 +106,12 @@ async def run_service(
     await wait_for_database(engine)
     nc = await jetstream.connect(settings.nats_url, name=name)
     js = nc.jetstream()
-    await jetstream.ensure_streams(js, streams)
+    await jetstream.ensure_streams(
+        js,
+        streams,
+        replicas=settings.jetstream_replicas,
+        duplicate_window_seconds=settings.jetstream_duplicate_window_seconds,
+    )
     rt = Runtime(name=name, settings=settings, engine=engine, clock=clock or SystemClock(), nc=nc, js=js)
     parts = build(rt)
     server = GrpcServer(address=settings.grpc_address, service_names=parts.service_names, register=parts.registrars)

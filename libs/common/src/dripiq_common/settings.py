@@ -29,6 +29,14 @@ class ServiceSettings(BaseSettings):
     )
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
     shutdown_grace_seconds: float = 10.0
+    # Stream settings every process applies the same way (suite-wide names, one value for all).
+    jetstream_replicas: int = Field(
+        default=1, validation_alias=AliasChoices("JETSTREAM_REPLICAS", "jetstream_replicas")
+    )
+    jetstream_duplicate_window_seconds: float = Field(
+        default=600,
+        validation_alias=AliasChoices("JETSTREAM_DUPLICATE_WINDOW_SECONDS", "jetstream_duplicate_window_seconds"),
+    )
     db_pool_size: int = 10
     outbox_poll_seconds: float = 1.0
     outbox_batch_size: int = 500

@@ -35,7 +35,12 @@ async def serve(settings: EdgeSettings) -> None:
 
     nc = await jetstream.connect(settings.nats_url, name="edge")
     js = nc.jetstream()
-    await jetstream.ensure_streams(js, Streams.all())
+    await jetstream.ensure_streams(
+        js,
+        Streams.all(),
+        replicas=settings.jetstream_replicas,
+        duplicate_window_seconds=settings.jetstream_duplicate_window_seconds,
+    )
     edge = Edge(
         js=js,
         nc=nc,

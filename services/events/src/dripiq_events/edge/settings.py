@@ -23,6 +23,13 @@ class EdgeSettings(BaseSettings):
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
     shutdown_grace_seconds: float = 10.0
     nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias=AliasChoices("NATS_URL", "nats_url"))
+    jetstream_replicas: int = Field(
+        default=1, validation_alias=AliasChoices("JETSTREAM_REPLICAS", "jetstream_replicas")
+    )
+    jetstream_duplicate_window_seconds: float = Field(
+        default=600,
+        validation_alias=AliasChoices("JETSTREAM_DUPLICATE_WINDOW_SECONDS", "jetstream_duplicate_window_seconds"),
+    )
     # Base64 DER, exactly as SendGrid shows it under Mail Settings > Signed Event Webhook.
     sendgrid_webhook_public_key: str = Field(
         validation_alias=AliasChoices("SENDGRID_WEBHOOK_PUBLIC_KEY", "sendgrid_webhook_public_key")
