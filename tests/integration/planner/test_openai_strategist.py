@@ -182,6 +182,20 @@ async def test_server_errors_beyond_the_retries_fall_back(fake: FakeOpenAI, stra
     assert len(fake.requests) == MAX_RETRIES + 1
 
 
+async def test_a_model_slower_than_the_deadline_gets_the_template(fake: FakeOpenAI) -> None:
+    fake.latency_seconds = 1.0
+    planner = OpenAIStrategist(
+        client=client_for(fake), model=MODEL, fallback=TemplateStrategist(), deadline_seconds=0.2
+    )
+    planned = await planner.plan(FACTS)
+    await planner.aclose()
+
+    assert (planned.generation.strategist, planned.generation.outcome) == ("template", "fallback")
+    assert planned.strategy.to_json() == await template_plan()
+    [late] = planned.earlier
+    assert late.outcome == "failed" and "no usable answer within 0.2 s" in late.error
+
+
 async def test_a_rejected_key_falls_back_without_retrying() -> None:
     async with FakeOpenAI(api_key="sk-right") as fake:
         planner = OpenAIStrategist(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -69,6 +69,8 @@ class Parts:
     registrars: Sequence[Registrar]
     fetchers: Sequence[Loop] = ()
     loops: Sequence[Loop] = ()
+    # Closed last, after NATS and before the engine: clients the parts opened (HTTP, gRPC).
+    closers: Sequence[Callable[[], Awaitable[None]]] = ()
 
 
 async def wait_for_database(engine: AsyncEngine, *, attempts: int = 60) -> None:
@@ -138,6 +140,11 @@ async def run_service(
     await asyncio.gather(*tasks, return_exceptions=True)
     stopped.cancel()
     await jetstream.drain(rt.nc, grace_seconds=settings.shutdown_grace_seconds)
+    for close in parts.closers:
+        try:
+            await close()
+        except Exception as exc:
+            log.warning("service.close_failed", error=repr(exc))
     await rt.engine.dispose()
     await asyncio.to_thread(stop_exporter, exporter)
     log.info("service.stopped")

@@ -36,7 +36,8 @@ def batched(rt: Runtime, spec: ConsumerSpec, handle: Callable[[list[bytes]], Awa
 def build(settings: PlannerSettings, rt: Runtime) -> Parts:
     relay = rt.outbox_relay(outbox)
     owners = Owners(settings.dispatcher_address, settings.events_address, settings.owners_timeout_seconds)
-    campaigns = CampaignService(rt.engine, rt.clock, build_strategist(settings), owners=owners, on_commit=relay.kick)
+    strategist = build_strategist(settings)
+    campaigns = CampaignService(rt.engine, rt.clock, strategist, owners=owners, on_commit=relay.kick)
     reactor = Reactor(rt.engine, rt.clock, count_machine_opens=settings.count_machine_opens, on_commit=relay.kick)
     servicer = CampaignServicer(campaigns)
     return Parts(
@@ -54,6 +55,7 @@ def build(settings: PlannerSettings, rt: Runtime) -> Parts:
             for _ in range(settings.workers_per_consumer)
         ],
         loops=[relay],
+        closers=[owners.close, strategist.aclose],
     )
 
 

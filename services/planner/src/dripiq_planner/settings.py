@@ -32,5 +32,8 @@ class PlannerSettings(ServiceSettings):
     # Per HTTP attempt; the client retries 429, 5xx and timeouts itself up to ai_max_retries.
     ai_timeout_seconds: float = 30.0
     ai_max_retries: int = 3
+    # However the retries and the repair turn go, a campaign gets a strategy within this long
+    # (the template's, past it).
+    ai_plan_deadline_seconds: float = Field(default=60.0, gt=0)
     # Requests in flight to the model at once, per planner process.
     ai_concurrency: int = Field(default=8, ge=1)

@@ -67,3 +67,6 @@ class Strategist(Protocol):
     name: str
 
     async def plan(self, facts: PlanningFacts) -> Planned: ...
+
+    async def aclose(self) -> None:
+        """Release what the strategist holds (an HTTP client); called at shutdown."""

@@ -43,7 +43,11 @@ def build_strategist(settings: PlannerSettings) -> Strategist:
         fallback=template.name,
     )
     return OpenAIStrategist(
-        client=client, model=settings.ai_model, fallback=template, concurrency=settings.ai_concurrency
+        client=client,
+        model=settings.ai_model,
+        fallback=template,
+        concurrency=settings.ai_concurrency,
+        deadline_seconds=settings.ai_plan_deadline_seconds,
     )
 
 

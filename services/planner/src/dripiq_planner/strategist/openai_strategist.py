@@ -176,16 +176,39 @@ class OpenAIStrategist:
 
     name = STRATEGIST_NAME
 
-    def __init__(self, *, client: AsyncOpenAI, model: str, fallback: Strategist, concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        *,
+        client: AsyncOpenAI,
+        model: str,
+        fallback: Strategist,
+        concurrency: int = 8,
+        deadline_seconds: float = 60.0,
+    ) -> None:
         self._client = client
         self._model = model
         self._fallback = fallback
         self._slots = asyncio.Semaphore(concurrency)
+        self._deadline = deadline_seconds
 
     async def aclose(self) -> None:
         await self._client.close()
 
     async def plan(self, facts: PlanningFacts) -> Planned:
+        """A strategy within the deadline, whatever the model does: past it, the template's."""
+        try:
+            async with asyncio.timeout(self._deadline):
+                return await self._plan_with_model(facts)
+        except TimeoutError:
+            late = _Attempt(
+                {"facts": facts.as_json()},
+                self._model,
+                int(self._deadline * 1000),
+                problems=(f"no usable answer within {self._deadline:g} s",),
+            )
+            return await self._fall_back(facts, [late])
+
+    async def _plan_with_model(self, facts: PlanningFacts) -> Planned:
         messages: list[ChatCompletionMessageParam] = [
             {"role": "system", "content": system_prompt(PROMPT_VERSION)},
             # Exactly the facts, nothing the planner knows beyond them: the model may use only these.

@@ -237,6 +237,9 @@ def choose_sequence(facts: PlanningFacts) -> Sequence:
 class TemplateStrategist:
     name = STRATEGIST_NAME
 
+    async def aclose(self) -> None:
+        """Holds nothing."""
+
     async def plan(self, facts: PlanningFacts) -> Planned:
         sequence = choose_sequence(facts)
         strategy = sequence.render(ContactFacts.of(facts))
