@@ -40,12 +40,6 @@ MAX_ATTEMPTS = 3
 
 
 @pytest_asyncio.fixture(scope="module")
-async def fake() -> AsyncIterator[FakeSendGrid]:
-    async with FakeSendGrid() as server:
-        yield server
-
-
-@pytest_asyncio.fixture(scope="module")
 async def sender(fake: FakeSendGrid) -> AsyncIterator[SendGridSender]:
     pool = SendGridSender(api_key="SG.test", host=fake.url, concurrency=4, timeout_seconds=5)
     yield pool

@@ -9,7 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from dripiq_common.errors import InvalidArgument
 
-_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Deliberately plain: one @, a dot in the domain, no spaces. Deliverability is the provider's job.
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 
@@ -17,7 +17,7 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 def tenant_id(value: str, field: str = "tenant_id") -> str:
     if not value:
         raise InvalidArgument(field, "is required")
-    if not _TENANT.match(value):
+    if not TENANT.match(value):
         raise InvalidArgument(field, "must be 1-64 letters, digits, '_' or '-'")
     return value
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import structlog
+from nats.aio.msg import Msg
 
 from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
 from dripiq_common.logging import configure_logging
+from dripiq_common.loops import Poller
 from dripiq_common.service import Parts, Runtime, run_service
 from dripiq_common.settings import load_settings
 from dripiq_common.tokens import TokenSigner
@@ -47,12 +49,24 @@ def build(settings: DispatcherSettings, sender: SendGridSender, rt: Runtime) -> 
         batch_size=settings.send_concurrency,
         concurrency=settings.send_concurrency,
     )
-    engagement = PullWorker(rt.js, rt.nc, ENGAGEMENT, lambda msg: suppressions.handle_engagement(msg.data))
+    unknown_sweep = Poller(
+        lambda: dispatcher.fail_overdue_unknown(deadline_seconds=settings.unknown_deadline_seconds),
+        full=1000,
+        poll_seconds=settings.unknown_sweep_seconds,
+        name="unknown-deadline",
+    )
+
+    async def on_engagement(msg: Msg) -> None:
+        # Both are idempotent, so a redelivery after either one committed changes nothing.
+        await dispatcher.settle_unknown(msg.data)
+        await suppressions.handle_engagement(msg.data)
+
+    engagement = PullWorker(rt.js, rt.nc, ENGAGEMENT, on_engagement)
     return Parts(
         service_names=SERVICE_NAMES,
         registrars=registrars(dispatcher, identities, suppressions),
         fetchers=[sends, engagement],
-        loops=[relay],
+        loops=[relay, unknown_sweep],
     )
 
 

@@ -264,6 +264,34 @@ def retries_left(attempt_count: int, max_attempts: int) -> bool:
     return attempt_count < max_attempts
 
 
+def outcome_for_row(
+    row: Any,
+    kind: messages_pb2.OutcomeKind,
+    *,
+    occurred_at: datetime,
+    reason: str = "",
+    provider_message_id: str = "",
+) -> messages_pb2.MessageOutcome:
+    """The outcome of a stored message (settled later than its send command)."""
+    fact = messages_pb2.MessageOutcome(
+        tenant_id=row.tenant_id,
+        message_id=row.message_id,
+        campaign_id=row.campaign_id,
+        step_index=row.step_index,
+        contact_id=row.contact_id,
+        channel=row.channel,
+        kind=kind,
+        provider=PROVIDER if kind == messages_pb2.OUTCOME_KIND_SENT else "",
+        provider_message_id=provider_message_id,
+        rfc_message_id=row.rfc_message_id or "",
+        reason=reason,
+        to_email=row.to_email,
+        subject=row.subject,
+    )
+    fact.occurred_at.FromDatetime(occurred_at)
+    return fact
+
+
 def outcome(
     message: NewMessage,
     kind: messages_pb2.OutcomeKind,

@@ -53,6 +53,42 @@ async def lock_message(conn: AsyncConnection, *, tenant_id: str, message_id: str
     ).first()
 
 
+async def lock_unknown(conn: AsyncConnection, *, tenant_id: str, message_id: str) -> Row[Any] | None:
+    """The message if it waits as `unknown`, locked; None otherwise."""
+    return (
+        await conn.execute(
+            select(messages)
+            .where(
+                messages.c.tenant_id == tenant_id,
+                messages.c.message_id == message_id,
+                messages.c.status == Status.UNKNOWN.value,
+            )
+            .with_for_update()
+        )
+    ).first()
+
+
+async def fail_overdue_unknown(
+    conn: AsyncConnection, *, older_than: datetime, now: datetime, reason: str, limit: int
+) -> Sequence[Row[Any]]:
+    """Mark `unknown` messages nobody proved sent by `older_than` failed; the rows moved."""
+    stale = (
+        select(messages.c.message_id)
+        .where(messages.c.status == Status.UNKNOWN.value, messages.c.updated_at < older_than)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    return (
+        await conn.execute(
+            update(messages)
+            .where(messages.c.message_id.in_(stale))
+            .values(status=Status.FAILED.value, last_error=reason, updated_at=now)
+            .returning(*messages.c)
+        )
+    ).all()
+
+
 async def get_message(conn: AsyncConnection, *, tenant_id: str, message_id: str) -> Row[Any] | None:
     return (
         await conn.execute(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -271,6 +271,54 @@ class Dispatcher:
             raise RetryLater(failure.reason)
         self.on_outbox()
         log.warning("send.failed", reason=failure.reason, attempt=attempt.number)
+
+    async def settle_unknown(self, data: bytes) -> None:
+        """An EngagementEvent fact: any provider event for a message proves the provider took it: an `unknown` send
+        (the call may or may not have gone out) becomes `sent`, and the planner hears so."""
+        event = decode(events_pb2.EngagementEvent, data)
+        if not event.message_id or not validation.TENANT.match(event.tenant_id):
+            return
+        async with self.engine.begin() as conn:
+            row = await repository.lock_unknown(conn, tenant_id=event.tenant_id, message_id=event.message_id)
+            if row is None:
+                return
+            sent_at = event.occurred_at.ToDatetime(tzinfo=UTC) if event.HasField("occurred_at") else self.clock.now()
+            provider_message_id = event.provider_message_id or row.provider_message_id or ""
+            await repository.set_status(
+                conn,
+                message_id=row.message_id,
+                expected=[Status.UNKNOWN],
+                status=Status.SENT,
+                now=self.clock.now(),
+                provider=domain.PROVIDER,
+                provider_message_id=provider_message_id or None,
+                sent_at=sent_at,
+                last_error=None,
+            )
+            fact = domain.outcome_for_row(
+                row, messages_pb2.OUTCOME_KIND_SENT, occurred_at=sent_at, provider_message_id=provider_message_id
+            )
+            await self._outcome(conn, fact)
+        self.on_outbox()
+        log.info("send.unknown_settled_by_event", message_id=row.message_id, event_type=event.event_type)
+
+    async def fail_overdue_unknown(self, *, deadline_seconds: float, limit: int = 1000) -> int:
+        """Messages no provider event proved sent within the deadline: failed, for a person to
+        review (the provider may still have them; sending again could send twice)."""
+        now = self.clock.now()
+        reason = f"no provider event proved this send within {deadline_seconds:g} s; review before resending"
+        async with self.engine.begin() as conn:
+            rows = await repository.fail_overdue_unknown(
+                conn, older_than=now - timedelta(seconds=deadline_seconds), now=now, reason=reason, limit=limit
+            )
+            for row in rows:
+                await self._outcome(
+                    conn, domain.outcome_for_row(row, messages_pb2.OUTCOME_KIND_FAILED, occurred_at=now, reason=reason)
+                )
+        if rows:
+            self.on_outbox()
+            log.warning("send.unknown_failed_after_deadline", count=len(rows))
+        return len(rows)
 
     async def _outcome(self, conn: AsyncConnection, fact: messages_pb2.MessageOutcome) -> None:
         await enqueue(conn, outbox, [OutboxMessage(Subjects.message_outcome(fact.tenant_id), fact)])

@@ -34,6 +34,10 @@ class DispatcherSettings(ServiceSettings):
     # Must stay well under the send consumer's ack wait (30 s): a call still running when
     # JetStream redelivers makes the redelivery find `sending` and park the message as unknown.
     send_timeout_seconds: float = Field(default=20.0, gt=0)
+    # An `unknown` send (the provider may or may not have it) waits this long for a provider
+    # event to prove it went out, then fails for a person to review.
+    unknown_deadline_seconds: float = Field(default=2 * 3600, gt=0)
+    unknown_sweep_seconds: float = Field(default=60, gt=0)
 
     @field_validator("sendgrid_api_key", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ from typing import Any
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import events_service_pb2 as api_pb
 from dripiq.events.v1 import messages_pb2
+from dripiq_common import validation
 from dripiq_common.errors import PermanentMessageError
 from dripiq_common.jetstream import Subjects
 from dripiq_common.outbox import OutboxMessage
@@ -31,7 +32,6 @@ UNSUBSCRIBE = "unsubscribe"
 
 # Event types become a subject token (dripiq.events.engagement.<tenant>.<type>).
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,8 @@ class NewEvent:
     url: str | None = None
     reason: str | None = None
     raw_event: Any = None
+    # Carried to the engagement fact (the dispatcher settles an `unknown` send with it).
+    provider_message_id: str | None = None
 
     @property
     def key(self) -> tuple[str, str, datetime]:
@@ -163,7 +165,7 @@ def correlate(
         tenant = event.tenant_id or (known.tenant_id if known else None)
         if known is not None:
             return _stored(event, outbound=known) if known.tenant_id == tenant else _stored(event)
-        if tenant and _TENANT.match(tenant):
+        if tenant and validation.TENANT.match(tenant):
             return _stored(event, tenant_id=tenant)
     known = by_provider_id.get(event.provider_message_id or "")
     if known is not None and event.tenant_id in (None, known.tenant_id):
@@ -195,6 +197,7 @@ def _stored(event: ProviderEvent, *, outbound: Outbound | None = None, tenant_id
         event_type=event.event_type,
         occurred_at=event.occurred_at,
         matched=bool(facts),
+        provider_message_id=event.provider_message_id,
         email=event.email,
         machine_open=event.machine_open,
         url=event.url,
@@ -273,6 +276,7 @@ def engagement(event: NewEvent, *, event_id: int) -> OutboxMessage:
         url=event.url or "",
         email=event.email or "",
         reason=event.reason or "",
+        provider_message_id=event.provider_message_id or "",
     )
     fact.occurred_at.FromDatetime(event.occurred_at)
     return OutboxMessage(Subjects.engagement(event.tenant_id, event.event_type), fact)
@@ -293,7 +297,7 @@ def sent_message(outcome: dispatcher_pb.MessageOutcome, *, now: datetime) -> Sen
     for name in ("tenant_id", "message_id"):
         if not getattr(outcome, name):
             raise PermanentMessageError(f"MessageOutcome without {name}")
-    if not _TENANT.match(outcome.tenant_id):
+    if not validation.TENANT.match(outcome.tenant_id):
         raise PermanentMessageError(f"MessageOutcome with an invalid tenant_id {outcome.tenant_id!r}")
     return SentMessage(
         outbound=Outbound(
