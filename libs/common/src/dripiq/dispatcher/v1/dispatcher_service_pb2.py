@@ -22,56 +22,81 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-dripiq/dispatcher/v1/dispatcher_service.proto\x12\x14\x64ripiq.dispatcher.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x03\n\x07Message\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12\x12\n\nstep_index\x18\x04 \x01(\x05\x12\x12\n\ncontact_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12\x33\n\x06status\x18\x07 \x01(\x0e\x32#.dripiq.dispatcher.v1.MessageStatus\x12\x10\n\x08to_email\x18\x08 \x01(\t\x12\x12\n\nfrom_email\x18\t \x01(\t\x12\x0f\n\x07subject\x18\n \x01(\t\x12\x10\n\x08provider\x18\x0b \x01(\t\x12\x1b\n\x13provider_message_id\x18\x0c \x01(\t\x12\x15\n\rattempt_count\x18\r \x01(\x05\x12\x12\n\nlast_error\x18\x0e \x01(\t\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x11GetMessageRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\"D\n\x12GetMessageResponse\x12.\n\x07message\x18\x01 \x01(\x0b\x32\x1d.dripiq.dispatcher.v1.Message\"\xad\x01\n\x13ListMessagesRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\x12\x12\n\ncontact_id\x18\x03 \x01(\t\x12\x33\n\x06status\x18\x04 \x01(\x0e\x32#.dripiq.dispatcher.v1.MessageStatus\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"`\n\x14ListMessagesResponse\x12/\n\x08messages\x18\x01 \x03(\x0b\x32\x1d.dripiq.dispatcher.v1.Message\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc4\x01\n\x0eSenderIdentity\x12\x1a\n\x12sender_identity_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\nfrom_email\x18\x03 \x01(\t\x12\x11\n\tfrom_name\x18\x04 \x01(\t\x12\x10\n\x08verified\x18\x05 \x01(\x08\x12\x1a\n\x12provider_config_id\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\x1b\x43reateSenderIdentityRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nfrom_email\x18\x02 \x01(\t\x12\x11\n\tfrom_name\x18\x03 \x01(\t\x12\x1a\n\x12provider_config_id\x18\x04 \x01(\t\"]\n\x1c\x43reateSenderIdentityResponse\x12=\n\x0fsender_identity\x18\x01 \x01(\x0b\x32$.dripiq.dispatcher.v1.SenderIdentity\"I\n\x18GetSenderIdentityRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x1a\n\x12sender_identity_id\x18\x02 \x01(\t\"Z\n\x19GetSenderIdentityResponse\x12=\n\x0fsender_identity\x18\x01 \x01(\x0b\x32$.dripiq.dispatcher.v1.SenderIdentity\"L\n\x1bVerifySenderIdentityRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x1a\n\x12sender_identity_id\x18\x02 \x01(\t\"]\n\x1cVerifySenderIdentityResponse\x12=\n\x0fsender_identity\x18\x01 \x01(\x0b\x32$.dripiq.dispatcher.v1.SenderIdentity\"q\n\x0bSuppression\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x15\x41\x64\x64SuppressionRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"P\n\x16\x41\x64\x64SuppressionResponse\x12\x36\n\x0bsuppression\x18\x01 \x01(\x0b\x32!.dripiq.dispatcher.v1.Suppression\"@\n\x18\x43heckSuppressionsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\taddresses\x18\x02 \x03(\t\"R\n\x19\x43heckSuppressionsResponse\x12\x35\n\nsuppressed\x18\x01 \x03(\x0b\x32!.dripiq.dispatcher.v1.Suppression*\xd5\x01\n\rMessageStatus\x12\x1e\n\x1aMESSAGE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15MESSAGE_STATUS_QUEUED\x10\x01\x12\x1a\n\x16MESSAGE_STATUS_SENDING\x10\x02\x12\x17\n\x13MESSAGE_STATUS_SENT\x10\x03\x12\x19\n\x15MESSAGE_STATUS_FAILED\x10\x04\x12\x1d\n\x19MESSAGE_STATUS_SUPPRESSED\x10\x05\x12\x1a\n\x16MESSAGE_STATUS_UNKNOWN\x10\x06\x32\xdb\x01\n\x11\x44ispatcherService\x12_\n\nGetMessage\x12\'.dripiq.dispatcher.v1.GetMessageRequest\x1a(.dripiq.dispatcher.v1.GetMessageResponse\x12\x65\n\x0cListMessages\x12).dripiq.dispatcher.v1.ListMessagesRequest\x1a*.dripiq.dispatcher.v1.ListMessagesResponse2\x8b\x03\n\x15SenderIdentityService\x12}\n\x14\x43reateSenderIdentity\x12\x31.dripiq.dispatcher.v1.CreateSenderIdentityRequest\x1a\x32.dripiq.dispatcher.v1.CreateSenderIdentityResponse\x12t\n\x11GetSenderIdentity\x12..dripiq.dispatcher.v1.GetSenderIdentityRequest\x1a/.dripiq.dispatcher.v1.GetSenderIdentityResponse\x12}\n\x14VerifySenderIdentity\x12\x31.dripiq.dispatcher.v1.VerifySenderIdentityRequest\x1a\x32.dripiq.dispatcher.v1.VerifySenderIdentityResponse2\xf7\x01\n\x12SuppressionService\x12k\n\x0e\x41\x64\x64Suppression\x12+.dripiq.dispatcher.v1.AddSuppressionRequest\x1a,.dripiq.dispatcher.v1.AddSuppressionResponse\x12t\n\x11\x43heckSuppressions\x12..dripiq.dispatcher.v1.CheckSuppressionsRequest\x1a/.dripiq.dispatcher.v1.CheckSuppressionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-dripiq/dispatcher/v1/dispatcher_service.proto\x12\x14\x64ripiq.dispatcher.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x03\n\x07Message\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12\x12\n\nstep_index\x18\x04 \x01(\x05\x12\x12\n\ncontact_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12\x33\n\x06status\x18\x07 \x01(\x0e\x32#.dripiq.dispatcher.v1.MessageStatus\x12\x10\n\x08to_email\x18\x08 \x01(\t\x12\x12\n\nfrom_email\x18\t \x01(\t\x12\x0f\n\x07subject\x18\n \x01(\t\x12\x10\n\x08provider\x18\x0b \x01(\t\x12\x1b\n\x13provider_message_id\x18\x0c \x01(\t\x12\x15\n\rattempt_count\x18\r \x01(\x05\x12\x12\n\nlast_error\x18\x0e \x01(\t\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x11GetMessageRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\"D\n\x12GetMessageResponse\x12.\n\x07message\x18\x01 \x01(\x0b\x32\x1d.dripiq.dispatcher.v1.Message\"\xad\x01\n\x13ListMessagesRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\x12\x12\n\ncontact_id\x18\x03 \x01(\t\x12\x33\n\x06status\x18\x04 \x01(\x0e\x32#.dripiq.dispatcher.v1.MessageStatus\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"`\n\x14ListMessagesResponse\x12/\n\x08messages\x18\x01 \x03(\x0b\x32\x1d.dripiq.dispatcher.v1.Message\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc4\x01\n\x0eSenderIdentity\x12\x1a\n\x12sender_identity_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\nfrom_email\x18\x03 \x01(\t\x12\x11\n\tfrom_name\x18\x04 \x01(\t\x12\x10\n\x08verified\x18\x05 \x01(\x08\x12\x1a\n\x12provider_config_id\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\x1b\x43reateSenderIdentityRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nfrom_email\x18\x02 \x01(\t\x12\x11\n\tfrom_name\x18\x03 \x01(\t\x12\x1a\n\x12provider_config_id\x18\x04 \x01(\t\"]\n\x1c\x43reateSenderIdentityResponse\x12=\n\x0fsender_identity\x18\x01 \x01(\x0b\x32$.dripiq.dispatcher.v1.SenderIdentity\"I\n\x18GetSenderIdentityRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x1a\n\x12sender_identity_id\x18\x02 \x01(\t\"Z\n\x19GetSenderIdentityResponse\x12=\n\x0fsender_identity\x18\x01 \x01(\x0b\x32$.dripiq.dispatcher.v1.SenderIdentity\"L\n\x1bVerifySenderIdentityRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x1a\n\x12sender_identity_id\x18\x02 \x01(\t\"]\n\x1cVerifySenderIdentityResponse\x12=\n\x0fsender_identity\x18\x01 \x01(\x0b\x32$.dripiq.dispatcher.v1.SenderIdentity\"q\n\x0bSuppression\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x15\x41\x64\x64SuppressionRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"P\n\x16\x41\x64\x64SuppressionResponse\x12\x36\n\x0bsuppression\x18\x01 \x01(\x0b\x32!.dripiq.dispatcher.v1.Suppression\"@\n\x18\x43heckSuppressionsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\taddresses\x18\x02 \x03(\t\"R\n\x19\x43heckSuppressionsResponse\x12\x35\n\nsuppressed\x18\x01 \x03(\x0b\x32!.dripiq.dispatcher.v1.Suppression\"W\n\x1bListSenderIdentitiesRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"x\n\x1cListSenderIdentitiesResponse\x12?\n\x11sender_identities\x18\x01 \x03(\x0b\x32$.dripiq.dispatcher.v1.SenderIdentity\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8d\x01\n\x1bUpdateSenderIdentityRequest\x12=\n\x0fsender_identity\x18\x01 \x01(\x0b\x32$.dripiq.dispatcher.v1.SenderIdentity\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"]\n\x1cUpdateSenderIdentityResponse\x12=\n\x0fsender_identity\x18\x01 \x01(\x0b\x32$.dripiq.dispatcher.v1.SenderIdentity\"L\n\x1b\x44\x65leteSenderIdentityRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x1a\n\x12sender_identity_id\x18\x02 \x01(\t\"\x1e\n\x1c\x44\x65leteSenderIdentityResponse\"N\n\x18RemoveSuppressionRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"2\n\x19RemoveSuppressionResponse\x12\x15\n\rremoved_count\x18\x01 \x01(\x05\"c\n\x17ListSuppressionsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"l\n\x18ListSuppressionsResponse\x12\x37\n\x0csuppressions\x18\x01 \x03(\x0b\x32!.dripiq.dispatcher.v1.Suppression\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"g\n\x19ImportSuppressionsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x37\n\x0csuppressions\x18\x02 \x03(\x0b\x32!.dripiq.dispatcher.v1.Suppression\"F\n\x1aImportSuppressionsResponse\x12\x16\n\x0eimported_count\x18\x01 \x01(\x05\x12\x10\n\x08rejected\x18\x02 \x03(\t*\xd5\x01\n\rMessageStatus\x12\x1e\n\x1aMESSAGE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15MESSAGE_STATUS_QUEUED\x10\x01\x12\x1a\n\x16MESSAGE_STATUS_SENDING\x10\x02\x12\x17\n\x13MESSAGE_STATUS_SENT\x10\x03\x12\x19\n\x15MESSAGE_STATUS_FAILED\x10\x04\x12\x1d\n\x19MESSAGE_STATUS_SUPPRESSED\x10\x05\x12\x1a\n\x16MESSAGE_STATUS_UNKNOWN\x10\x06\x32\xdb\x01\n\x11\x44ispatcherService\x12_\n\nGetMessage\x12\'.dripiq.dispatcher.v1.GetMessageRequest\x1a(.dripiq.dispatcher.v1.GetMessageResponse\x12\x65\n\x0cListMessages\x12).dripiq.dispatcher.v1.ListMessagesRequest\x1a*.dripiq.dispatcher.v1.ListMessagesResponse2\x88\x06\n\x15SenderIdentityService\x12}\n\x14\x43reateSenderIdentity\x12\x31.dripiq.dispatcher.v1.CreateSenderIdentityRequest\x1a\x32.dripiq.dispatcher.v1.CreateSenderIdentityResponse\x12t\n\x11GetSenderIdentity\x12..dripiq.dispatcher.v1.GetSenderIdentityRequest\x1a/.dripiq.dispatcher.v1.GetSenderIdentityResponse\x12}\n\x14VerifySenderIdentity\x12\x31.dripiq.dispatcher.v1.VerifySenderIdentityRequest\x1a\x32.dripiq.dispatcher.v1.VerifySenderIdentityResponse\x12}\n\x14ListSenderIdentities\x12\x31.dripiq.dispatcher.v1.ListSenderIdentitiesRequest\x1a\x32.dripiq.dispatcher.v1.ListSenderIdentitiesResponse\x12}\n\x14UpdateSenderIdentity\x12\x31.dripiq.dispatcher.v1.UpdateSenderIdentityRequest\x1a\x32.dripiq.dispatcher.v1.UpdateSenderIdentityResponse\x12}\n\x14\x44\x65leteSenderIdentity\x12\x31.dripiq.dispatcher.v1.DeleteSenderIdentityRequest\x1a\x32.dripiq.dispatcher.v1.DeleteSenderIdentityResponse2\xd9\x04\n\x12SuppressionService\x12k\n\x0e\x41\x64\x64Suppression\x12+.dripiq.dispatcher.v1.AddSuppressionRequest\x1a,.dripiq.dispatcher.v1.AddSuppressionResponse\x12t\n\x11\x43heckSuppressions\x12..dripiq.dispatcher.v1.CheckSuppressionsRequest\x1a/.dripiq.dispatcher.v1.CheckSuppressionsResponse\x12t\n\x11RemoveSuppression\x12..dripiq.dispatcher.v1.RemoveSuppressionRequest\x1a/.dripiq.dispatcher.v1.RemoveSuppressionResponse\x12q\n\x10ListSuppressions\x12-.dripiq.dispatcher.v1.ListSuppressionsRequest\x1a..dripiq.dispatcher.v1.ListSuppressionsResponse\x12w\n\x12ImportSuppressions\x12/.dripiq.dispatcher.v1.ImportSuppressionsRequest\x1a\x30.dripiq.dispatcher.v1.ImportSuppressionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dripiq.dispatcher.v1.dispatcher_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MESSAGESTATUS']._serialized_start=2104
-  _globals['_MESSAGESTATUS']._serialized_end=2317
-  _globals['_MESSAGE']._serialized_start=105
-  _globals['_MESSAGE']._serialized_end=522
-  _globals['_GETMESSAGEREQUEST']._serialized_start=524
-  _globals['_GETMESSAGEREQUEST']._serialized_end=582
-  _globals['_GETMESSAGERESPONSE']._serialized_start=584
-  _globals['_GETMESSAGERESPONSE']._serialized_end=652
-  _globals['_LISTMESSAGESREQUEST']._serialized_start=655
-  _globals['_LISTMESSAGESREQUEST']._serialized_end=828
-  _globals['_LISTMESSAGESRESPONSE']._serialized_start=830
-  _globals['_LISTMESSAGESRESPONSE']._serialized_end=926
-  _globals['_SENDERIDENTITY']._serialized_start=929
-  _globals['_SENDERIDENTITY']._serialized_end=1125
-  _globals['_CREATESENDERIDENTITYREQUEST']._serialized_start=1127
-  _globals['_CREATESENDERIDENTITYREQUEST']._serialized_end=1242
-  _globals['_CREATESENDERIDENTITYRESPONSE']._serialized_start=1244
-  _globals['_CREATESENDERIDENTITYRESPONSE']._serialized_end=1337
-  _globals['_GETSENDERIDENTITYREQUEST']._serialized_start=1339
-  _globals['_GETSENDERIDENTITYREQUEST']._serialized_end=1412
-  _globals['_GETSENDERIDENTITYRESPONSE']._serialized_start=1414
-  _globals['_GETSENDERIDENTITYRESPONSE']._serialized_end=1504
-  _globals['_VERIFYSENDERIDENTITYREQUEST']._serialized_start=1506
-  _globals['_VERIFYSENDERIDENTITYREQUEST']._serialized_end=1582
-  _globals['_VERIFYSENDERIDENTITYRESPONSE']._serialized_start=1584
-  _globals['_VERIFYSENDERIDENTITYRESPONSE']._serialized_end=1677
-  _globals['_SUPPRESSION']._serialized_start=1679
-  _globals['_SUPPRESSION']._serialized_end=1792
-  _globals['_ADDSUPPRESSIONREQUEST']._serialized_start=1794
-  _globals['_ADDSUPPRESSIONREQUEST']._serialized_end=1869
-  _globals['_ADDSUPPRESSIONRESPONSE']._serialized_start=1871
-  _globals['_ADDSUPPRESSIONRESPONSE']._serialized_end=1951
-  _globals['_CHECKSUPPRESSIONSREQUEST']._serialized_start=1953
-  _globals['_CHECKSUPPRESSIONSREQUEST']._serialized_end=2017
-  _globals['_CHECKSUPPRESSIONSRESPONSE']._serialized_start=2019
-  _globals['_CHECKSUPPRESSIONSRESPONSE']._serialized_end=2101
-  _globals['_DISPATCHERSERVICE']._serialized_start=2320
-  _globals['_DISPATCHERSERVICE']._serialized_end=2539
-  _globals['_SENDERIDENTITYSERVICE']._serialized_start=2542
-  _globals['_SENDERIDENTITYSERVICE']._serialized_end=2937
-  _globals['_SUPPRESSIONSERVICE']._serialized_start=2940
-  _globals['_SUPPRESSIONSERVICE']._serialized_end=3187
+  _globals['_MESSAGESTATUS']._serialized_start=3218
+  _globals['_MESSAGESTATUS']._serialized_end=3431
+  _globals['_MESSAGE']._serialized_start=139
+  _globals['_MESSAGE']._serialized_end=556
+  _globals['_GETMESSAGEREQUEST']._serialized_start=558
+  _globals['_GETMESSAGEREQUEST']._serialized_end=616
+  _globals['_GETMESSAGERESPONSE']._serialized_start=618
+  _globals['_GETMESSAGERESPONSE']._serialized_end=686
+  _globals['_LISTMESSAGESREQUEST']._serialized_start=689
+  _globals['_LISTMESSAGESREQUEST']._serialized_end=862
+  _globals['_LISTMESSAGESRESPONSE']._serialized_start=864
+  _globals['_LISTMESSAGESRESPONSE']._serialized_end=960
+  _globals['_SENDERIDENTITY']._serialized_start=963
+  _globals['_SENDERIDENTITY']._serialized_end=1159
+  _globals['_CREATESENDERIDENTITYREQUEST']._serialized_start=1161
+  _globals['_CREATESENDERIDENTITYREQUEST']._serialized_end=1276
+  _globals['_CREATESENDERIDENTITYRESPONSE']._serialized_start=1278
+  _globals['_CREATESENDERIDENTITYRESPONSE']._serialized_end=1371
+  _globals['_GETSENDERIDENTITYREQUEST']._serialized_start=1373
+  _globals['_GETSENDERIDENTITYREQUEST']._serialized_end=1446
+  _globals['_GETSENDERIDENTITYRESPONSE']._serialized_start=1448
+  _globals['_GETSENDERIDENTITYRESPONSE']._serialized_end=1538
+  _globals['_VERIFYSENDERIDENTITYREQUEST']._serialized_start=1540
+  _globals['_VERIFYSENDERIDENTITYREQUEST']._serialized_end=1616
+  _globals['_VERIFYSENDERIDENTITYRESPONSE']._serialized_start=1618
+  _globals['_VERIFYSENDERIDENTITYRESPONSE']._serialized_end=1711
+  _globals['_SUPPRESSION']._serialized_start=1713
+  _globals['_SUPPRESSION']._serialized_end=1826
+  _globals['_ADDSUPPRESSIONREQUEST']._serialized_start=1828
+  _globals['_ADDSUPPRESSIONREQUEST']._serialized_end=1903
+  _globals['_ADDSUPPRESSIONRESPONSE']._serialized_start=1905
+  _globals['_ADDSUPPRESSIONRESPONSE']._serialized_end=1985
+  _globals['_CHECKSUPPRESSIONSREQUEST']._serialized_start=1987
+  _globals['_CHECKSUPPRESSIONSREQUEST']._serialized_end=2051
+  _globals['_CHECKSUPPRESSIONSRESPONSE']._serialized_start=2053
+  _globals['_CHECKSUPPRESSIONSRESPONSE']._serialized_end=2135
+  _globals['_LISTSENDERIDENTITIESREQUEST']._serialized_start=2137
+  _globals['_LISTSENDERIDENTITIESREQUEST']._serialized_end=2224
+  _globals['_LISTSENDERIDENTITIESRESPONSE']._serialized_start=2226
+  _globals['_LISTSENDERIDENTITIESRESPONSE']._serialized_end=2346
+  _globals['_UPDATESENDERIDENTITYREQUEST']._serialized_start=2349
+  _globals['_UPDATESENDERIDENTITYREQUEST']._serialized_end=2490
+  _globals['_UPDATESENDERIDENTITYRESPONSE']._serialized_start=2492
+  _globals['_UPDATESENDERIDENTITYRESPONSE']._serialized_end=2585
+  _globals['_DELETESENDERIDENTITYREQUEST']._serialized_start=2587
+  _globals['_DELETESENDERIDENTITYREQUEST']._serialized_end=2663
+  _globals['_DELETESENDERIDENTITYRESPONSE']._serialized_start=2665
+  _globals['_DELETESENDERIDENTITYRESPONSE']._serialized_end=2695
+  _globals['_REMOVESUPPRESSIONREQUEST']._serialized_start=2697
+  _globals['_REMOVESUPPRESSIONREQUEST']._serialized_end=2775
+  _globals['_REMOVESUPPRESSIONRESPONSE']._serialized_start=2777
+  _globals['_REMOVESUPPRESSIONRESPONSE']._serialized_end=2827
+  _globals['_LISTSUPPRESSIONSREQUEST']._serialized_start=2829
+  _globals['_LISTSUPPRESSIONSREQUEST']._serialized_end=2928
+  _globals['_LISTSUPPRESSIONSRESPONSE']._serialized_start=2930
+  _globals['_LISTSUPPRESSIONSRESPONSE']._serialized_end=3038
+  _globals['_IMPORTSUPPRESSIONSREQUEST']._serialized_start=3040
+  _globals['_IMPORTSUPPRESSIONSREQUEST']._serialized_end=3143
+  _globals['_IMPORTSUPPRESSIONSRESPONSE']._serialized_start=3145
+  _globals['_IMPORTSUPPRESSIONSRESPONSE']._serialized_end=3215
+  _globals['_DISPATCHERSERVICE']._serialized_start=3434
+  _globals['_DISPATCHERSERVICE']._serialized_end=3653
+  _globals['_SENDERIDENTITYSERVICE']._serialized_start=3656
+  _globals['_SENDERIDENTITYSERVICE']._serialized_end=4432
+  _globals['_SUPPRESSIONSERVICE']._serialized_start=4435
+  _globals['_SUPPRESSIONSERVICE']._serialized_end=5036
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -206,3 +207,99 @@ class CheckSuppressionsResponse(_message.Message):
     SUPPRESSED_FIELD_NUMBER: _ClassVar[int]
     suppressed: _containers.RepeatedCompositeFieldContainer[Suppression]
     def __init__(self, suppressed: _Optional[_Iterable[_Union[Suppression, _Mapping]]] = ...) -> None: ...
+
+class ListSenderIdentitiesRequest(_message.Message):
+    __slots__ = ("tenant_id", "page_size", "page_token")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, tenant_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListSenderIdentitiesResponse(_message.Message):
+    __slots__ = ("sender_identities", "next_page_token")
+    SENDER_IDENTITIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    sender_identities: _containers.RepeatedCompositeFieldContainer[SenderIdentity]
+    next_page_token: str
+    def __init__(self, sender_identities: _Optional[_Iterable[_Union[SenderIdentity, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateSenderIdentityRequest(_message.Message):
+    __slots__ = ("sender_identity", "update_mask")
+    SENDER_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    sender_identity: SenderIdentity
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, sender_identity: _Optional[_Union[SenderIdentity, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class UpdateSenderIdentityResponse(_message.Message):
+    __slots__ = ("sender_identity",)
+    SENDER_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    sender_identity: SenderIdentity
+    def __init__(self, sender_identity: _Optional[_Union[SenderIdentity, _Mapping]] = ...) -> None: ...
+
+class DeleteSenderIdentityRequest(_message.Message):
+    __slots__ = ("tenant_id", "sender_identity_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    sender_identity_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., sender_identity_id: _Optional[str] = ...) -> None: ...
+
+class DeleteSenderIdentityResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RemoveSuppressionRequest(_message.Message):
+    __slots__ = ("tenant_id", "address", "reason")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    address: str
+    reason: str
+    def __init__(self, tenant_id: _Optional[str] = ..., address: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RemoveSuppressionResponse(_message.Message):
+    __slots__ = ("removed_count",)
+    REMOVED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    removed_count: int
+    def __init__(self, removed_count: _Optional[int] = ...) -> None: ...
+
+class ListSuppressionsRequest(_message.Message):
+    __slots__ = ("tenant_id", "reason", "page_size", "page_token")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    reason: str
+    page_size: int
+    page_token: str
+    def __init__(self, tenant_id: _Optional[str] = ..., reason: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListSuppressionsResponse(_message.Message):
+    __slots__ = ("suppressions", "next_page_token")
+    SUPPRESSIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    suppressions: _containers.RepeatedCompositeFieldContainer[Suppression]
+    next_page_token: str
+    def __init__(self, suppressions: _Optional[_Iterable[_Union[Suppression, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ImportSuppressionsRequest(_message.Message):
+    __slots__ = ("tenant_id", "suppressions")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSIONS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    suppressions: _containers.RepeatedCompositeFieldContainer[Suppression]
+    def __init__(self, tenant_id: _Optional[str] = ..., suppressions: _Optional[_Iterable[_Union[Suppression, _Mapping]]] = ...) -> None: ...
+
+class ImportSuppressionsResponse(_message.Message):
+    __slots__ = ("imported_count", "rejected")
+    IMPORTED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    imported_count: int
+    rejected: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, imported_count: _Optional[int] = ..., rejected: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -169,6 +169,21 @@ class SenderIdentityServiceStub:
                 request_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.VerifySenderIdentityRequest.SerializeToString,
                 response_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.VerifySenderIdentityResponse.FromString,
                 _registered_method=True)
+        self.ListSenderIdentities = channel.unary_unary(
+                '/dripiq.dispatcher.v1.SenderIdentityService/ListSenderIdentities',
+                request_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListSenderIdentitiesRequest.SerializeToString,
+                response_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListSenderIdentitiesResponse.FromString,
+                _registered_method=True)
+        self.UpdateSenderIdentity = channel.unary_unary(
+                '/dripiq.dispatcher.v1.SenderIdentityService/UpdateSenderIdentity',
+                request_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.UpdateSenderIdentityRequest.SerializeToString,
+                response_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.UpdateSenderIdentityResponse.FromString,
+                _registered_method=True)
+        self.DeleteSenderIdentity = channel.unary_unary(
+                '/dripiq.dispatcher.v1.SenderIdentityService/DeleteSenderIdentity',
+                request_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.DeleteSenderIdentityRequest.SerializeToString,
+                response_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.DeleteSenderIdentityResponse.FromString,
+                _registered_method=True)
 
 
 class SenderIdentityServiceServicer:
@@ -194,6 +209,25 @@ class SenderIdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSenderIdentities(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSenderIdentity(self, request, context):
+        """Changes from_name or provider_config_id (update_mask); a new from_email is a new identity.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSenderIdentity(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SenderIdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -211,6 +245,21 @@ def add_SenderIdentityServiceServicer_to_server(servicer, server):
                     servicer.VerifySenderIdentity,
                     request_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.VerifySenderIdentityRequest.FromString,
                     response_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.VerifySenderIdentityResponse.SerializeToString,
+            ),
+            'ListSenderIdentities': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSenderIdentities,
+                    request_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListSenderIdentitiesRequest.FromString,
+                    response_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListSenderIdentitiesResponse.SerializeToString,
+            ),
+            'UpdateSenderIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSenderIdentity,
+                    request_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.UpdateSenderIdentityRequest.FromString,
+                    response_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.UpdateSenderIdentityResponse.SerializeToString,
+            ),
+            'DeleteSenderIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSenderIdentity,
+                    request_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.DeleteSenderIdentityRequest.FromString,
+                    response_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.DeleteSenderIdentityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -305,6 +354,87 @@ class SenderIdentityService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def ListSenderIdentities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.dispatcher.v1.SenderIdentityService/ListSenderIdentities',
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListSenderIdentitiesRequest.SerializeToString,
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListSenderIdentitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSenderIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.dispatcher.v1.SenderIdentityService/UpdateSenderIdentity',
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.UpdateSenderIdentityRequest.SerializeToString,
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.UpdateSenderIdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSenderIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.dispatcher.v1.SenderIdentityService/DeleteSenderIdentity',
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.DeleteSenderIdentityRequest.SerializeToString,
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.DeleteSenderIdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class SuppressionServiceStub:
     """SuppressionService holds the addresses a tenant must never send to.
@@ -326,6 +456,21 @@ class SuppressionServiceStub:
                 request_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CheckSuppressionsRequest.SerializeToString,
                 response_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CheckSuppressionsResponse.FromString,
                 _registered_method=True)
+        self.RemoveSuppression = channel.unary_unary(
+                '/dripiq.dispatcher.v1.SuppressionService/RemoveSuppression',
+                request_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.RemoveSuppressionRequest.SerializeToString,
+                response_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.RemoveSuppressionResponse.FromString,
+                _registered_method=True)
+        self.ListSuppressions = channel.unary_unary(
+                '/dripiq.dispatcher.v1.SuppressionService/ListSuppressions',
+                request_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListSuppressionsRequest.SerializeToString,
+                response_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListSuppressionsResponse.FromString,
+                _registered_method=True)
+        self.ImportSuppressions = channel.unary_unary(
+                '/dripiq.dispatcher.v1.SuppressionService/ImportSuppressions',
+                request_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ImportSuppressionsRequest.SerializeToString,
+                response_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ImportSuppressionsResponse.FromString,
+                _registered_method=True)
 
 
 class SuppressionServiceServicer:
@@ -344,6 +489,26 @@ class SuppressionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RemoveSuppression(self, request, context):
+        """Removes an address's suppressions (one reason, or all when reason is empty).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSuppressions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportSuppressions(self, request, context):
+        """Adds up to 10,000 suppressions at once; invalid addresses are reported, not fatal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SuppressionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -356,6 +521,21 @@ def add_SuppressionServiceServicer_to_server(servicer, server):
                     servicer.CheckSuppressions,
                     request_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CheckSuppressionsRequest.FromString,
                     response_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CheckSuppressionsResponse.SerializeToString,
+            ),
+            'RemoveSuppression': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSuppression,
+                    request_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.RemoveSuppressionRequest.FromString,
+                    response_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.RemoveSuppressionResponse.SerializeToString,
+            ),
+            'ListSuppressions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSuppressions,
+                    request_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListSuppressionsRequest.FromString,
+                    response_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListSuppressionsResponse.SerializeToString,
+            ),
+            'ImportSuppressions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportSuppressions,
+                    request_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ImportSuppressionsRequest.FromString,
+                    response_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ImportSuppressionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -413,6 +593,87 @@ class SuppressionService:
             '/dripiq.dispatcher.v1.SuppressionService/CheckSuppressions',
             dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CheckSuppressionsRequest.SerializeToString,
             dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CheckSuppressionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSuppression(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.dispatcher.v1.SuppressionService/RemoveSuppression',
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.RemoveSuppressionRequest.SerializeToString,
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.RemoveSuppressionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSuppressions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.dispatcher.v1.SuppressionService/ListSuppressions',
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListSuppressionsRequest.SerializeToString,
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListSuppressionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportSuppressions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.dispatcher.v1.SuppressionService/ImportSuppressions',
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ImportSuppressionsRequest.SerializeToString,
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ImportSuppressionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
