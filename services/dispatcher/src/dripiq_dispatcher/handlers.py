@@ -40,6 +40,22 @@ class SenderIdentityServicer(pb_grpc.SenderIdentityServiceServicer):
         identity = await self.identities.verify(request.tenant_id, request.sender_identity_id)
         return pb.VerifySenderIdentityResponse(sender_identity=identity)
 
+    async def ListSenderIdentities(
+        self, request: pb.ListSenderIdentitiesRequest, context
+    ) -> pb.ListSenderIdentitiesResponse:  # type: ignore[no-untyped-def]
+        return await self.identities.list_page(request)
+
+    async def UpdateSenderIdentity(
+        self, request: pb.UpdateSenderIdentityRequest, context
+    ) -> pb.UpdateSenderIdentityResponse:  # type: ignore[no-untyped-def]
+        return pb.UpdateSenderIdentityResponse(sender_identity=await self.identities.update(request))
+
+    async def DeleteSenderIdentity(
+        self, request: pb.DeleteSenderIdentityRequest, context
+    ) -> pb.DeleteSenderIdentityResponse:  # type: ignore[no-untyped-def]
+        await self.identities.delete(request.tenant_id, request.sender_identity_id)
+        return pb.DeleteSenderIdentityResponse()
+
 
 class SuppressionServicer(pb_grpc.SuppressionServiceServicer):
     def __init__(self, suppressions: Suppressions) -> None:
@@ -52,6 +68,16 @@ class SuppressionServicer(pb_grpc.SuppressionServiceServicer):
     async def CheckSuppressions(self, request: pb.CheckSuppressionsRequest, context) -> pb.CheckSuppressionsResponse:  # type: ignore[no-untyped-def]
         suppressed = await self.suppressions.check(request.tenant_id, list(request.addresses))
         return pb.CheckSuppressionsResponse(suppressed=suppressed)
+
+    async def RemoveSuppression(self, request: pb.RemoveSuppressionRequest, context) -> pb.RemoveSuppressionResponse:  # type: ignore[no-untyped-def]
+        removed = await self.suppressions.remove(request.tenant_id, request.address, request.reason)
+        return pb.RemoveSuppressionResponse(removed_count=removed)
+
+    async def ListSuppressions(self, request: pb.ListSuppressionsRequest, context) -> pb.ListSuppressionsResponse:  # type: ignore[no-untyped-def]
+        return await self.suppressions.list_page(request)
+
+    async def ImportSuppressions(self, request: pb.ImportSuppressionsRequest, context) -> pb.ImportSuppressionsResponse:  # type: ignore[no-untyped-def]
+        return await self.suppressions.import_many(request)
 
 
 SERVICE_NAMES = [

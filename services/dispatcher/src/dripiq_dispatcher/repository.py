@@ -7,8 +7,8 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import DateTime, Row, Text, bindparam, delete, func, literal, select, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dripiq_dispatcher.domain import Identity, NewMessage, Status
@@ -265,3 +265,95 @@ async def find_suppressions(conn: AsyncConnection, *, tenant_id: str, addresses:
             .order_by(suppressions.c.address, suppressions.c.created_at)
         )
     ).all()
+
+
+async def list_identities(
+    conn: AsyncConnection, *, tenant_id: str, after: tuple[datetime, str] | None, limit: int
+) -> Sequence[Row[Any]]:
+    """A tenant's sender identities in (created_at, id) order, after a page's last key."""
+    query = select(sender_identities).where(sender_identities.c.tenant_id == tenant_id)
+    if after is not None:
+        query = query.where(tuple_(sender_identities.c.created_at, sender_identities.c.id) > tuple_(*after))
+    order = (sender_identities.c.created_at, sender_identities.c.id)
+    return (await conn.execute(query.order_by(*order).limit(limit))).all()
+
+
+async def update_identity(
+    conn: AsyncConnection, *, tenant_id: str, identity_id: str, values: dict[str, Any], now: datetime
+) -> Row[Any] | None:
+    """The updated row, or None when the tenant has no such identity."""
+    return (
+        await conn.execute(
+            update(sender_identities)
+            .where(sender_identities.c.tenant_id == tenant_id, sender_identities.c.id == identity_id)
+            .values(**values, updated_at=now)
+            .returning(*sender_identities.c)
+        )
+    ).first()
+
+
+async def delete_identity(conn: AsyncConnection, *, tenant_id: str, identity_id: str) -> bool:
+    """False when the tenant has no such identity. Messages keep the id they were sent with."""
+    result = await conn.execute(
+        delete(sender_identities).where(
+            sender_identities.c.tenant_id == tenant_id, sender_identities.c.id == identity_id
+        )
+    )
+    return bool(result.rowcount)
+
+
+async def remove_suppressions(conn: AsyncConnection, *, tenant_id: str, address: str, reason: str | None) -> int:
+    """Delete an address's suppressions, of one reason or (None) all; how many went."""
+    query = delete(suppressions).where(suppressions.c.tenant_id == tenant_id, suppressions.c.address == address)
+    if reason is not None:
+        query = query.where(suppressions.c.reason == reason)
+    return len((await conn.execute(query.returning(suppressions.c.id))).all())
+
+
+async def list_suppressions(
+    conn: AsyncConnection, *, tenant_id: str, reason: str | None, after: tuple[datetime, int] | None, limit: int
+) -> Sequence[Row[Any]]:
+    """A tenant's suppressions in (created_at, id) order, after a page's last key."""
+    query = select(suppressions).where(suppressions.c.tenant_id == tenant_id)
+    if reason is not None:
+        query = query.where(suppressions.c.reason == reason)
+    if after is not None:
+        query = query.where(tuple_(suppressions.c.created_at, suppressions.c.id) > tuple_(*after))
+    return (await conn.execute(query.order_by(suppressions.c.created_at, suppressions.c.id).limit(limit))).all()
+
+
+async def import_suppressions(
+    conn: AsyncConnection,
+    *,
+    tenant_id: str,
+    items: Sequence[tuple[str, str]],
+    source: str,
+    now: datetime,
+) -> int:
+    """Insert (address, reason) pairs in one statement, skipping those already there; how many
+    were inserted. The pairs travel as two arrays, so the statement has a handful of parameters
+    however many rows it carries."""
+    if not items:
+        return 0
+    pairs = (
+        func.unnest(
+            bindparam("addresses", [a for a, _ in items], type_=ARRAY(Text)),
+            bindparam("reasons", [r for _, r in items], type_=ARRAY(Text)),
+        )
+        .table_valued("address", "reason")
+        .render_derived()
+    )
+    rows = select(
+        literal(tenant_id, Text),
+        pairs.c.address,
+        pairs.c.reason,
+        literal(source, Text),
+        literal(now, DateTime(timezone=True)),
+    ).select_from(pairs)
+    query = (
+        insert(suppressions)
+        .from_select(["tenant_id", "address", "reason", "source", "created_at"], rows)
+        .on_conflict_do_nothing(constraint="suppressions_tenant_address_reason_key")
+        .returning(suppressions.c.id)
+    )
+    return len((await conn.execute(query)).all())

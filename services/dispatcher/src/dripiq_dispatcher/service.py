@@ -334,7 +334,7 @@ class SenderIdentities:
         # Stored lower-cased so "Sales@x" and "sales@x" are one identity per tenant.
         from_email = domain.normalize_address(validation.email(request.from_email.strip(), "from_email"))
         from_name = _optional(request.from_name, "from_name")
-        provider_config_id = _optional(request.provider_config_id, "provider_config_id")
+        provider_config_id = _provider_config_id(request.provider_config_id, "provider_config_id")
         async with self.engine.begin() as conn:
             row, created = await repository.create_identity(
                 conn,
@@ -368,6 +368,77 @@ class SenderIdentities:
         if row is None:
             raise NotFound(f"sender identity {identity_id!r} not found")
         return domain.identity_to_proto(row)
+
+    async def list_page(self, request: pb.ListSenderIdentitiesRequest) -> pb.ListSenderIdentitiesResponse:
+        tenant = validation.tenant_id(request.tenant_id)
+        size = paging.page_size(request.page_size)
+        after = _page_key(request.page_token, str)
+        async with self.engine.connect() as conn:
+            rows = await repository.list_identities(conn, tenant_id=tenant, after=after, limit=size + 1)
+        page = rows[:size]
+        token = paging.encode_token(page[-1].created_at.isoformat(), page[-1].id) if len(rows) > size else ""
+        return pb.ListSenderIdentitiesResponse(
+            sender_identities=[domain.identity_to_proto(r) for r in page], next_page_token=token
+        )
+
+    async def update(self, request: pb.UpdateSenderIdentityRequest) -> pb.SenderIdentity:
+        """Changes from_name and/or provider_config_id; from_email never changes."""
+        given = request.sender_identity
+        tenant = validation.tenant_id(given.tenant_id, "sender_identity.tenant_id")
+        identity_id = validation.required(given.sender_identity_id, "sender_identity.sender_identity_id")
+        paths = set(request.update_mask.paths) or set(UPDATABLE_IDENTITY_FIELDS)
+        unknown = paths - set(UPDATABLE_IDENTITY_FIELDS)
+        if unknown:
+            raise InvalidArgument("update_mask", f"cannot update {', '.join(sorted(unknown))}")
+        values: dict[str, str] = {}
+        if "from_name" in paths:
+            values["from_name"] = _optional(given.from_name, "sender_identity.from_name")
+        if "provider_config_id" in paths:
+            values["provider_config_id"] = _provider_config_id(
+                given.provider_config_id, "sender_identity.provider_config_id"
+            )
+        async with self.engine.begin() as conn:
+            row = await repository.update_identity(
+                conn, tenant_id=tenant, identity_id=identity_id, values=values, now=self.clock.now()
+            )
+        if row is None:
+            raise NotFound(f"sender identity {identity_id!r} not found")
+        return domain.identity_to_proto(row)
+
+    async def delete(self, tenant_id: str, identity_id: str) -> None:
+        """Messages sent with the identity keep its id (there is no foreign key)."""
+        tenant = validation.tenant_id(tenant_id)
+        validation.required(identity_id, "sender_identity_id")
+        async with self.engine.begin() as conn:
+            deleted = await repository.delete_identity(conn, tenant_id=tenant, identity_id=identity_id)
+        if not deleted:
+            raise NotFound(f"sender identity {identity_id!r} not found")
+
+
+UPDATABLE_IDENTITY_FIELDS = ("from_name", "provider_config_id")
+MAX_IMPORT_SUPPRESSIONS = 10_000
+# SendGrid API keys start with this; provider_config_id must name a secret, never hold a key.
+_SENDGRID_KEY_PREFIX = "SG."
+
+
+def _provider_config_id(value: str, field: str) -> str:
+    if value.strip().startswith(_SENDGRID_KEY_PREFIX):
+        # The value is not echoed: it may be a live key.
+        raise InvalidArgument(field, "must name the secret holding the provider key, not be the key itself")
+    return _optional(value, field)
+
+
+def _page_key(token: str, id_type: type) -> tuple[datetime, Any] | None:
+    """The (created_at, id) key a page token stands for; None for the first page."""
+    key = paging.decode_token(token, arity=2)
+    if key is None:
+        return None
+    try:
+        if not isinstance(key[1], id_type) or isinstance(key[1], bool):
+            raise TypeError
+        return datetime.fromisoformat(key[0]), key[1]
+    except (TypeError, ValueError):
+        raise InvalidArgument("page_token", "is not a token from a previous response") from None
 
 
 def _optional(value: str, field: str, *, max_length: int = 256) -> str:
@@ -412,6 +483,59 @@ class Suppressions:
         async with self.engine.connect() as conn:
             rows = await repository.find_suppressions(conn, tenant_id=tenant, addresses=list(spelled))
         return [domain.suppression_to_proto(row, spelling) for row in rows for spelling in spelled[row.address]]
+
+    async def remove(self, tenant_id: str, address: str, reason: str) -> int:
+        """Removes the address's suppressions of `reason`, or all of them when it is empty."""
+        tenant = validation.tenant_id(tenant_id)
+        normalized = domain.normalize_address(validation.email(address.strip(), "address"))
+        why = reason.strip().lower() or None
+        async with self.engine.begin() as conn:
+            removed = await repository.remove_suppressions(conn, tenant_id=tenant, address=normalized, reason=why)
+        log.info("suppression.removed", tenant_id=tenant, reason=why, removed=removed)
+        return removed
+
+    async def list_page(self, request: pb.ListSuppressionsRequest) -> pb.ListSuppressionsResponse:
+        tenant = validation.tenant_id(request.tenant_id)
+        size = paging.page_size(request.page_size)
+        after = _page_key(request.page_token, int)
+        reason = request.reason.strip().lower() or None
+        async with self.engine.connect() as conn:
+            rows = await repository.list_suppressions(
+                conn, tenant_id=tenant, reason=reason, after=after, limit=size + 1
+            )
+        page = rows[:size]
+        token = paging.encode_token(page[-1].created_at.isoformat(), page[-1].id) if len(rows) > size else ""
+        return pb.ListSuppressionsResponse(
+            suppressions=[domain.suppression_to_proto(r) for r in page], next_page_token=token
+        )
+
+    async def import_many(self, request: pb.ImportSuppressionsRequest) -> pb.ImportSuppressionsResponse:
+        """Valid items go in with one statement; invalid ones are reported and skipped."""
+        tenant = validation.tenant_id(request.tenant_id)
+        if len(request.suppressions) > MAX_IMPORT_SUPPRESSIONS:
+            raise InvalidArgument("suppressions", f"must hold at most {MAX_IMPORT_SUPPRESSIONS:,} items")
+        items: dict[tuple[str, str], None] = {}
+        rejected: list[str] = []
+        for index, item in enumerate(request.suppressions):
+            if item.tenant_id and item.tenant_id != tenant:
+                raise InvalidArgument(f"suppressions[{index}].tenant_id", "must be empty or the request's tenant_id")
+            try:
+                address = domain.normalize_address(
+                    validation.email(item.address.strip(), f"suppressions[{index}].address")
+                )
+                reason = validation.required(
+                    item.reason.strip().lower() or domain.MANUAL_REASON, f"suppressions[{index}].reason", max_length=64
+                )
+            except InvalidArgument as exc:
+                rejected.append(str(exc))
+                continue
+            items[(address, reason)] = None
+        async with self.engine.begin() as conn:
+            imported = await repository.import_suppressions(
+                conn, tenant_id=tenant, items=list(items), source="import", now=self.clock.now()
+            )
+        log.info("suppression.imported", tenant_id=tenant, imported=imported, rejected=len(rejected))
+        return pb.ImportSuppressionsResponse(imported_count=imported, rejected=rejected)
 
     async def handle_engagement(self, data: bytes) -> None:
         """An EngagementEvent fact: unsubscribes, spam reports and hard bounces suppress the
