@@ -453,6 +453,8 @@ class FakeSendGrid(LocalHttpServer):
     ) -> None:
         self.messages: list[AcceptedMessage] = []
         self.latency_seconds = latency_seconds
+        # Every mail-send request that arrived, answered yet or not.
+        self.requests_received = 0
         self.api_key = api_key
         self._clock = clock
         self._private_key = _load_private_key(private_key_pem)
@@ -526,6 +528,7 @@ class FakeSendGrid(LocalHttpServer):
         app.router.add_delete("/_fake/messages", self._handle_clear_messages)
         app.router.add_post("/_fake/events", self._handle_trigger_event)
         app.router.add_post("/_fake/failures", self._handle_inject_failures)
+        app.router.add_post("/_fake/latency", self._handle_set_latency)
         app.router.add_get("/_fake/public-key", self._handle_public_key)
         app.router.add_route("*", "/v3/{tail:.*}", self._handle_unknown_api)
         return app
@@ -557,6 +560,13 @@ class FakeSendGrid(LocalHttpServer):
         return _errors_response(status, _server_error_body(status))
 
     async def _handle_mail_send(self, request: web.Request) -> web.Response:
+        # Like the real API, a request that arrived whole is processed even if its sender
+        # hangs up (or dies) before the answer: the send happened, the answer was lost.
+        raw = await request.read()
+        self.requests_received += 1
+        return await asyncio.shield(self._answer_mail_send(request, raw))
+
+    async def _answer_mail_send(self, request: web.Request, raw: bytes) -> web.Response:
         if self.latency_seconds > 0:
             await asyncio.sleep(self.latency_seconds)
         if not self._authorized(request):
@@ -565,7 +575,7 @@ class FakeSendGrid(LocalHttpServer):
             return self._too_many_requests()
         if self._failures:
             return self._injected_failure(self._failures.popleft())
-        return self._accept(await request.read())
+        return self._accept(raw)
 
     def _accept(self, raw: bytes) -> web.Response:
         try:
@@ -581,7 +591,9 @@ class FakeSendGrid(LocalHttpServer):
         return web.Response(status=HTTPStatus.ACCEPTED, headers=headers)
 
     async def _handle_list_messages(self, _request: web.Request) -> web.Response:
-        return web.json_response({"messages": [m.to_json() for m in self.messages]})
+        return web.json_response(
+            {"messages": [m.to_json() for m in self.messages], "requests_received": self.requests_received}
+        )
 
     async def _handle_clear_messages(self, _request: web.Request) -> web.Response:
         cleared = len(self.messages)
@@ -605,6 +617,14 @@ class FakeSendGrid(LocalHttpServer):
         except ValueError:
             return _control_error(HTTPStatus.BAD_REQUEST, f"unknown HTTP status {status}")
         return web.json_response({"pending": len(self._failures)})
+
+    async def _handle_set_latency(self, request: web.Request) -> web.Response:
+        """Slow every answer from now on, e.g. to catch a sender in the middle of a call."""
+        seconds = (await _json_object(request)).get("seconds")
+        if not isinstance(seconds, int | float) or not 0 <= seconds <= 60:
+            return _control_error(HTTPStatus.BAD_REQUEST, "expected seconds between 0 and 60")
+        self.latency_seconds = float(seconds)
+        return web.json_response({"latency_seconds": self.latency_seconds})
 
     async def _handle_trigger_event(self, request: web.Request) -> web.Response:
         spec = await _json_object(request)

@@ -209,6 +209,21 @@ class Suite:
                 return False
         return answer.status == health_pb2.HealthCheckResponse.SERVING
 
+    def kill(self, name: str) -> None:
+        """SIGKILL one process, as a crash would: no graceful shutdown, nothing flushed."""
+        child = self.children[name]
+        child.kill()
+        child.wait(10)
+
+    def restart(self, name: str) -> None:
+        process = next(p for p in PROCESSES if p.name == name)
+        self._spawn(process.name, [sys.executable, "-m", process.module], self.env)
+        deadline = time.monotonic() + 60
+        while not self._ready(process, self.port(process.port_env)):
+            if time.monotonic() > deadline or self.children[name].poll() is not None:
+                raise RuntimeError(f"{name} did not come back")
+            time.sleep(0.1)
+
     def dead_children(self) -> list[str]:
         return [name for name, child in self.children.items() if child.poll() is not None]
 
