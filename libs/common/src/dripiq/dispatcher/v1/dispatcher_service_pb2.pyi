@@ -28,6 +28,46 @@ MESSAGE_STATUS_FAILED: MessageStatus
 MESSAGE_STATUS_SUPPRESSED: MessageStatus
 MESSAGE_STATUS_UNKNOWN: MessageStatus
 
+class RateLimit(_message.Message):
+    __slots__ = ("tenant_id", "channel", "per_minute", "per_hour", "per_day")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    PER_HOUR_FIELD_NUMBER: _ClassVar[int]
+    PER_DAY_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    channel: str
+    per_minute: int
+    per_hour: int
+    per_day: int
+    def __init__(self, tenant_id: _Optional[str] = ..., channel: _Optional[str] = ..., per_minute: _Optional[int] = ..., per_hour: _Optional[int] = ..., per_day: _Optional[int] = ...) -> None: ...
+
+class SetRateLimitRequest(_message.Message):
+    __slots__ = ("rate_limit",)
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    rate_limit: RateLimit
+    def __init__(self, rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
+
+class SetRateLimitResponse(_message.Message):
+    __slots__ = ("rate_limit",)
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    rate_limit: RateLimit
+    def __init__(self, rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
+
+class GetRateLimitRequest(_message.Message):
+    __slots__ = ("tenant_id", "channel")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    channel: str
+    def __init__(self, tenant_id: _Optional[str] = ..., channel: _Optional[str] = ...) -> None: ...
+
+class GetRateLimitResponse(_message.Message):
+    __slots__ = ("rate_limit",)
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    rate_limit: RateLimit
+    def __init__(self, rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
+
 class Message(_message.Message):
     __slots__ = ("message_id", "tenant_id", "campaign_id", "step_index", "contact_id", "channel", "status", "to_email", "from_email", "subject", "provider", "provider_message_id", "attempt_count", "last_error", "created_at", "sent_at")
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -103,13 +143,15 @@ class ListMessagesResponse(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class SenderIdentity(_message.Message):
-    __slots__ = ("sender_identity_id", "tenant_id", "from_email", "from_name", "verified", "provider_config_id", "created_at")
+    __slots__ = ("sender_identity_id", "tenant_id", "from_email", "from_name", "verified", "provider_config_id", "per_minute", "per_day", "created_at")
     SENDER_IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_EMAIL_FIELD_NUMBER: _ClassVar[int]
     FROM_NAME_FIELD_NUMBER: _ClassVar[int]
     VERIFIED_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_CONFIG_ID_FIELD_NUMBER: _ClassVar[int]
+    PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    PER_DAY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     sender_identity_id: str
     tenant_id: str
@@ -117,8 +159,10 @@ class SenderIdentity(_message.Message):
     from_name: str
     verified: bool
     provider_config_id: str
+    per_minute: int
+    per_day: int
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, sender_identity_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., from_email: _Optional[str] = ..., from_name: _Optional[str] = ..., verified: _Optional[bool] = ..., provider_config_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, sender_identity_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., from_email: _Optional[str] = ..., from_name: _Optional[str] = ..., verified: _Optional[bool] = ..., provider_config_id: _Optional[str] = ..., per_minute: _Optional[int] = ..., per_day: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateSenderIdentityRequest(_message.Message):
     __slots__ = ("tenant_id", "from_email", "from_name", "provider_config_id")

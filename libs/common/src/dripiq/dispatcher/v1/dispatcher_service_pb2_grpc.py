@@ -45,6 +45,16 @@ class DispatcherServiceStub:
                 request_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListMessagesRequest.SerializeToString,
                 response_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListMessagesResponse.FromString,
                 _registered_method=True)
+        self.SetRateLimit = channel.unary_unary(
+                '/dripiq.dispatcher.v1.DispatcherService/SetRateLimit',
+                request_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.SetRateLimitRequest.SerializeToString,
+                response_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.SetRateLimitResponse.FromString,
+                _registered_method=True)
+        self.GetRateLimit = channel.unary_unary(
+                '/dripiq.dispatcher.v1.DispatcherService/GetRateLimit',
+                request_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetRateLimitRequest.SerializeToString,
+                response_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetRateLimitResponse.FromString,
+                _registered_method=True)
 
 
 class DispatcherServiceServicer:
@@ -64,6 +74,19 @@ class DispatcherServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetRateLimit(self, request, context):
+        """A tenant's send budget per channel; sends past it are deferred, never dropped.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRateLimit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatcherServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +99,16 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     servicer.ListMessages,
                     request_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListMessagesRequest.FromString,
                     response_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListMessagesResponse.SerializeToString,
+            ),
+            'SetRateLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRateLimit,
+                    request_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.SetRateLimitRequest.FromString,
+                    response_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.SetRateLimitResponse.SerializeToString,
+            ),
+            'GetRateLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRateLimit,
+                    request_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetRateLimitRequest.FromString,
+                    response_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetRateLimitResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +166,60 @@ class DispatcherService:
             '/dripiq.dispatcher.v1.DispatcherService/ListMessages',
             dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListMessagesRequest.SerializeToString,
             dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRateLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.dispatcher.v1.DispatcherService/SetRateLimit',
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.SetRateLimitRequest.SerializeToString,
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.SetRateLimitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRateLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.dispatcher.v1.DispatcherService/GetRateLimit',
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetRateLimitRequest.SerializeToString,
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetRateLimitResponse.FromString,
             options,
             channel_credentials,
             insecure,
