@@ -3,12 +3,13 @@ provider failure is judged, and which engagement makes an address unsendable."""
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import urllib.error
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -108,6 +109,25 @@ def new_message(command: messages_pb2.SendMessageCommand) -> NewMessage:
     )
 
 
+def send_command(message: NewMessage) -> messages_pb2.SendMessageCommand:
+    """The command a recorded message came from, as `new_message` reads it."""
+    return messages_pb2.SendMessageCommand(
+        message_id=message.message_id,
+        tenant_id=message.tenant_id,
+        campaign_id=message.campaign_id,
+        step_index=message.step_index,
+        contact_id=message.contact_id,
+        channel=message.channel,
+        to_email=message.to_email,
+        to_name=message.to_name,
+        sender_identity_id=message.sender_identity_id,
+        subject=message.subject,
+        body_text=message.body_text,
+        body_html=message.body_html,
+        categories=list(message.categories),
+    )
+
+
 def content_problem(message: NewMessage) -> str | None:
     """Why this message can never be sent as commanded, or None."""
     if message.channel not in SUPPORTED_CHANNELS:
@@ -138,6 +158,8 @@ class Identity:
     from_email: str
     from_name: str
     verified: bool
+    per_minute: int = 0
+    per_day: int = 0
 
 
 def sendable_identity(identity: Identity | None, sender_identity_id: str) -> Identity | str:
@@ -390,6 +412,8 @@ def identity_to_proto(row: Any) -> pb.SenderIdentity:
         from_name=row.from_name,
         verified=row.verified,
         provider_config_id=row.provider_config_id,
+        per_minute=row.per_minute,
+        per_day=row.per_day,
     )
     identity.created_at.FromDatetime(row.created_at)
     return identity
@@ -399,3 +423,65 @@ def suppression_to_proto(row: Any, address: str | None = None) -> pb.Suppression
     suppression = pb.Suppression(tenant_id=row.tenant_id, address=address or row.address, reason=row.reason)
     suppression.created_at.FromDatetime(row.created_at)
     return suppression
+
+
+# Fixed windows a budget counts in, by name.
+WINDOWS: dict[str, timedelta] = {
+    "minute": timedelta(minutes=1),
+    "hour": timedelta(hours=1),
+    "day": timedelta(days=1),
+}
+# A deferred message returns after its window ends plus up to this share of the window
+# (at most MAX_DEFER_JITTER), spread by message id so a deferred burst does not return at once.
+DEFER_JITTER_SHARE = 0.1
+MAX_DEFER_JITTER = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One window's limit on one scope."""
+
+    scope: str
+    window: str
+    limit: int
+
+
+def tenant_scope(tenant_id: str, channel: str) -> str:
+    return f"tenant:{tenant_id}:{channel}"
+
+
+def identity_scope(identity_id: str) -> str:
+    return f"identity:{identity_id}"
+
+
+def budgets(*, tenant_id: str, channel: str, tenant_limits: dict[str, int], identity: Identity) -> list[Budget]:
+    """The budgets a send must fit in (a limit of 0 is none), longest windows first, so a
+    deferral waits for the window that is really the bottleneck."""
+    found = [Budget(tenant_scope(tenant_id, channel), w, n) for w, n in tenant_limits.items() if n > 0]
+    found += [
+        Budget(identity_scope(identity.id), w, n)
+        for w, n in (("minute", identity.per_minute), ("day", identity.per_day))
+        if n > 0
+    ]
+    return sorted(found, key=lambda b: WINDOWS[b.window], reverse=True)
+
+
+def window_start(window: str, now: datetime) -> datetime:
+    if window == "minute":
+        return now.replace(second=0, microsecond=0)
+    if window == "hour":
+        return now.replace(minute=0, second=0, microsecond=0)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def window_end(window: str, now: datetime) -> datetime:
+    return window_start(window, now) + WINDOWS[window]
+
+
+def defer_until(window: str, now: datetime, message_id: str) -> datetime:
+    """When a message deferred by a full window comes back: the window's end plus a jitter
+    fixed by the message id."""
+    span = min(WINDOWS[window] * DEFER_JITTER_SHARE, MAX_DEFER_JITTER)
+    fraction = int.from_bytes(hashlib.sha256(message_id.encode()).digest()[:4], "big") / 2**32
+    jitter = timedelta(milliseconds=int(span.total_seconds() * 1000 * fraction))
+    return window_end(window, now) + jitter

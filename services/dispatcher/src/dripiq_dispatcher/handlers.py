@@ -20,6 +20,13 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
     async def ListMessages(self, request: pb.ListMessagesRequest, context) -> pb.ListMessagesResponse:  # type: ignore[no-untyped-def]
         return await self.dispatcher.list_messages(request)
 
+    async def SetRateLimit(self, request: pb.SetRateLimitRequest, context) -> pb.SetRateLimitResponse:  # type: ignore[no-untyped-def]
+        return pb.SetRateLimitResponse(rate_limit=await self.dispatcher.set_rate_limit(request.rate_limit))
+
+    async def GetRateLimit(self, request: pb.GetRateLimitRequest, context) -> pb.GetRateLimitResponse:  # type: ignore[no-untyped-def]
+        limit = await self.dispatcher.get_rate_limit(request.tenant_id, request.channel)
+        return pb.GetRateLimitResponse(rate_limit=limit)
+
 
 class SenderIdentityServicer(pb_grpc.SenderIdentityServiceServicer):
     def __init__(self, identities: SenderIdentities) -> None:

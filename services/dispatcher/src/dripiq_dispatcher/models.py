@@ -73,6 +73,9 @@ sender_identities = Table(
     Column("verified", Boolean, nullable=False, server_default="false"),
     # Names the secret holding the provider credentials; never the key itself.
     Column("provider_config_id", Text, nullable=False, server_default=""),
+    # The mailbox's own send caps (0: none), on top of the tenant's rate limit.
+    Column("per_minute", Integer, nullable=False, server_default="0"),
+    Column("per_day", Integer, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("tenant_id", "from_email", name="sender_identities_tenant_from_key"),
@@ -103,6 +106,18 @@ rate_limits = Table(
     Column("per_day", Integer),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("tenant_id", "channel", name="rate_limits_pkey"),
+)
+
+# Sends admitted per fixed window, shared by every replica. `scope` is
+# `tenant:<tenant_id>:<channel>` or `identity:<identity_id>`; `window` is minute, hour or day.
+rate_counters = Table(
+    "rate_counters",
+    metadata,
+    Column("scope", Text, nullable=False),
+    Column("window", Text, nullable=False),
+    Column("window_start", DateTime(timezone=True), nullable=False),
+    Column("used", Integer, nullable=False),
+    PrimaryKeyConstraint("scope", "window", "window_start", name="rate_counters_pkey"),
 )
 
 outbox = outbox_table(metadata)

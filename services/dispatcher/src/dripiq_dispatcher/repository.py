@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dripiq_dispatcher.domain import Identity, NewMessage, Status
-from dripiq_dispatcher.models import messages, sender_identities, suppressions
+from dripiq_dispatcher.models import messages, rate_counters, rate_limits, sender_identities, suppressions
 
 
 async def insert_message(conn: AsyncConnection, *, message: NewMessage, now: datetime) -> None:
@@ -163,7 +163,14 @@ async def find_identity(conn: AsyncConnection, *, tenant_id: str, identity_id: s
     row = await get_identity(conn, tenant_id=tenant_id, identity_id=identity_id)
     if row is None:
         return None
-    return Identity(id=row.id, from_email=row.from_email, from_name=row.from_name, verified=row.verified)
+    return Identity(
+        id=row.id,
+        from_email=row.from_email,
+        from_name=row.from_name,
+        verified=row.verified,
+        per_minute=row.per_minute,
+        per_day=row.per_day,
+    )
 
 
 async def get_identity(conn: AsyncConnection, *, tenant_id: str, identity_id: str) -> Row[Any] | None:
@@ -357,3 +364,41 @@ async def import_suppressions(
         .returning(suppressions.c.id)
     )
     return len((await conn.execute(query)).all())
+
+
+async def get_rate_limit(conn: AsyncConnection, *, tenant_id: str, channel: str) -> dict[str, int]:
+    """The tenant's limits on the channel by window name; 0 (none) where unset."""
+    row = (
+        await conn.execute(
+            select(rate_limits.c.per_minute, rate_limits.c.per_hour, rate_limits.c.per_day).where(
+                rate_limits.c.tenant_id == tenant_id, rate_limits.c.channel == channel
+            )
+        )
+    ).first()
+    if row is None:
+        return {"minute": 0, "hour": 0, "day": 0}
+    return {"minute": row.per_minute or 0, "hour": row.per_hour or 0, "day": row.per_day or 0}
+
+
+async def set_rate_limit(
+    conn: AsyncConnection, *, tenant_id: str, channel: str, limits: dict[str, int], now: datetime
+) -> None:
+    values = {"per_minute": limits["minute"], "per_hour": limits["hour"], "per_day": limits["day"]}
+    await conn.execute(
+        insert(rate_limits)
+        .values(tenant_id=tenant_id, channel=channel, updated_at=now, **values)
+        .on_conflict_do_update(constraint="rate_limits_pkey", set_={**values, "updated_at": now})
+    )
+
+
+async def consume_budget(conn: AsyncConnection, *, scope: str, window: str, window_start: datetime, limit: int) -> bool:
+    """Take one send from the window's budget if any is left. The counter row stays locked
+    until the transaction ends, so replicas admitting concurrently queue up here."""
+    query = insert(rate_counters).values(scope=scope, window=window, window_start=window_start, used=1)
+    query = query.on_conflict_do_update(
+        constraint="rate_counters_pkey",
+        set_={"used": rate_counters.c.used + 1},
+        where=rate_counters.c.used < limit,
+    ).returning(rate_counters.c.used)
+    used = (await conn.execute(query)).scalar_one_or_none()
+    return used is not None and used <= limit

@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq.events.v1 import messages_pb2 as events_pb2
+from dripiq.scheduler.v1 import commands_pb2 as scheduler_commands_pb2
+from dripiq.scheduler.v1 import scheduler_service_pb2 as scheduler_pb2
 from dripiq_common import paging, validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import AlreadyExists, InvalidArgument, NotFound, PermanentMessageError
@@ -68,11 +70,13 @@ class Dispatcher:
             campaign_id=message.campaign_id,
             message_id=message.message_id,
         ):
-            await self.send(message)
+            await self.send(message, data)
 
-    async def send(self, message: NewMessage) -> None:
+    async def send(self, message: NewMessage, command: bytes | None = None) -> None:
+        """`command` is the SendMessageCommand as delivered; a deferral schedules it to come
+        back. Without it, the command is rebuilt from the message."""
         async with self.engine.begin() as conn:
-            step = await self._prepare(conn, message)
+            step = await self._prepare(conn, message, command)
         if not isinstance(step, _Attempt):
             if step is not None:
                 self.on_outbox()
@@ -113,7 +117,9 @@ class Dispatcher:
         token = paging.encode_token(page[-1].created_at.isoformat(), page[-1].message_id) if len(rows) > size else ""
         return pb.ListMessagesResponse(messages=[domain.message_to_proto(r) for r in page], next_page_token=token)
 
-    async def _prepare(self, conn: AsyncConnection, message: NewMessage) -> _Attempt | Status | None:
+    async def _prepare(
+        self, conn: AsyncConnection, message: NewMessage, command: bytes | None = None
+    ) -> _Attempt | Status | None:
         """Record the message and decide, under its row lock, whether to call the provider.
 
         Returns the attempt to make, the status it settled the message in (an outcome is in
@@ -155,6 +161,9 @@ class Dispatcher:
         )
         if isinstance(identity, str):
             return await self._settle(conn, message, Status.FAILED, identity)
+        full = await self._admit(conn, message, identity, now)
+        if full is not None:
+            return await self._defer(conn, message, command, full, now)
 
         mail = domain.build_mail(message, identity, signer=self.signer, settings=self.mail_settings)
         rfc_message_id = domain.rfc_message_id(message, self.mail_settings)
@@ -166,6 +175,96 @@ class Dispatcher:
             now=now,
         )
         return _Attempt(mail=mail, number=number, rfc_message_id=rfc_message_id)
+
+    async def _admit(
+        self, conn: AsyncConnection, message: NewMessage, identity: domain.Identity, now: datetime
+    ) -> domain.Budget | None:
+        """Take one send from every budget the message falls under, or from none: the first
+        full budget is returned and what was taken before it is given back (a savepoint)."""
+        tenant_limits = await repository.get_rate_limit(conn, tenant_id=message.tenant_id, channel=message.channel)
+        needed = domain.budgets(
+            tenant_id=message.tenant_id, channel=message.channel, tenant_limits=tenant_limits, identity=identity
+        )
+        if not needed:
+            return None
+        savepoint = await conn.begin_nested()
+        for budget in needed:
+            taken = await repository.consume_budget(
+                conn,
+                scope=budget.scope,
+                window=budget.window,
+                window_start=domain.window_start(budget.window, now),
+                limit=budget.limit,
+            )
+            if not taken:
+                await savepoint.rollback()
+                return budget
+        await savepoint.commit()
+        return None
+
+    async def _defer(
+        self, conn: AsyncConnection, message: NewMessage, command: bytes | None, full: domain.Budget, now: datetime
+    ) -> Status:
+        """Leave the message `queued` and have the scheduler send its command again once the
+        full window has passed: nothing waits in memory and the delivery is acked."""
+        until = domain.window_end(full.window, now)
+        reason = f"deferred: {full.scope} {full.window} budget spent until {until.isoformat()}"
+        await repository.set_status(
+            conn,
+            message_id=message.message_id,
+            expected=[Status.QUEUED],
+            status=Status.QUEUED,
+            now=now,
+            last_error=reason,
+        )
+        await self._outcome(
+            conn, domain.outcome(message, messages_pb2.OUTCOME_KIND_DEFERRED, occurred_at=now, reason=reason)
+        )
+        timer = scheduler_pb2.Timer(
+            tenant_id=message.tenant_id,
+            key=f"{message.message_id}:deferred",
+            group_key=f"message:{message.message_id}",
+            kind="send_deferred",
+            target_subject=Subjects.dispatcher_send(message.tenant_id),
+            payload=command if command is not None else domain.send_command(message).SerializeToString(),
+        )
+        timer.fire_at.FromDatetime(domain.defer_until(full.window, now, message.message_id))
+        await enqueue(
+            conn,
+            outbox,
+            [
+                OutboxMessage(
+                    Subjects.scheduler_command(message.tenant_id),
+                    scheduler_commands_pb2.TimerCommand(tenant_id=message.tenant_id, schedule=timer),
+                )
+            ],
+        )
+        log.info("send.deferred", scope=full.scope, window=full.window, until=until.isoformat())
+        return Status.QUEUED
+
+    async def set_rate_limit(self, given: pb.RateLimit) -> pb.RateLimit:
+        tenant = validation.tenant_id(given.tenant_id, "rate_limit.tenant_id")
+        channel = _rate_limit_channel(given.channel, "rate_limit.channel")
+        limits: dict[str, int] = {}
+        for window in domain.WINDOWS:
+            value = getattr(given, f"per_{window}")
+            if value < 0:
+                raise InvalidArgument(f"rate_limit.per_{window}", "must not be negative (0 means no limit)")
+            limits[window] = value
+        async with self.engine.begin() as conn:
+            await repository.set_rate_limit(
+                conn, tenant_id=tenant, channel=channel, limits=limits, now=self.clock.now()
+            )
+        log.info("rate_limit.set", tenant_id=tenant, channel=channel, **limits)
+        return _rate_limit_proto(tenant, channel, limits)
+
+    async def get_rate_limit(self, tenant_id: str, channel: str) -> pb.RateLimit:
+        """An unset limit reads as zeros (no limit)."""
+        tenant = validation.tenant_id(tenant_id)
+        checked = _rate_limit_channel(channel, "channel")
+        async with self.engine.connect() as conn:
+            limits = await repository.get_rate_limit(conn, tenant_id=tenant, channel=checked)
+        return _rate_limit_proto(tenant, checked, limits)
 
     async def _settle(self, conn: AsyncConnection, message: NewMessage, status: Status, reason: str) -> Status:
         """Fail or suppress a queued message before any provider call, with its outcome."""
@@ -324,6 +423,23 @@ class Dispatcher:
         await enqueue(conn, outbox, [OutboxMessage(Subjects.message_outcome(fact.tenant_id), fact)])
 
 
+def _rate_limit_channel(value: str, field: str) -> str:
+    channel = value.strip().lower()
+    if channel not in domain.SUPPORTED_CHANNELS:
+        raise InvalidArgument(field, f"must be one of {', '.join(sorted(domain.SUPPORTED_CHANNELS))}")
+    return channel
+
+
+def _rate_limit_proto(tenant_id: str, channel: str, limits: dict[str, int]) -> pb.RateLimit:
+    return pb.RateLimit(
+        tenant_id=tenant_id,
+        channel=channel,
+        per_minute=limits["minute"],
+        per_hour=limits["hour"],
+        per_day=limits["day"],
+    )
+
+
 @dataclass
 class SenderIdentities:
     engine: AsyncEngine
@@ -386,17 +502,23 @@ class SenderIdentities:
         given = request.sender_identity
         tenant = validation.tenant_id(given.tenant_id, "sender_identity.tenant_id")
         identity_id = validation.required(given.sender_identity_id, "sender_identity.sender_identity_id")
-        paths = set(request.update_mask.paths) or set(UPDATABLE_IDENTITY_FIELDS)
+        paths = set(request.update_mask.paths) or set(DEFAULT_IDENTITY_FIELDS)
         unknown = paths - set(UPDATABLE_IDENTITY_FIELDS)
         if unknown:
             raise InvalidArgument("update_mask", f"cannot update {', '.join(sorted(unknown))}")
-        values: dict[str, str] = {}
+        values: dict[str, str | int] = {}
         if "from_name" in paths:
             values["from_name"] = _optional(given.from_name, "sender_identity.from_name")
         if "provider_config_id" in paths:
             values["provider_config_id"] = _provider_config_id(
                 given.provider_config_id, "sender_identity.provider_config_id"
             )
+        for cap in ("per_minute", "per_day"):
+            if cap in paths:
+                value = getattr(given, cap)
+                if value < 0:
+                    raise InvalidArgument(f"sender_identity.{cap}", "must not be negative (0 means no cap)")
+                values[cap] = value
         async with self.engine.begin() as conn:
             row = await repository.update_identity(
                 conn, tenant_id=tenant, identity_id=identity_id, values=values, now=self.clock.now()
@@ -415,7 +537,9 @@ class SenderIdentities:
             raise NotFound(f"sender identity {identity_id!r} not found")
 
 
-UPDATABLE_IDENTITY_FIELDS = ("from_name", "provider_config_id")
+# An empty update_mask updates the fields as before the caps existed; caps are set by naming them.
+DEFAULT_IDENTITY_FIELDS = ("from_name", "provider_config_id")
+UPDATABLE_IDENTITY_FIELDS = (*DEFAULT_IDENTITY_FIELDS, "per_minute", "per_day")
 MAX_IMPORT_SUPPRESSIONS = 10_000
 # SendGrid API keys start with this; provider_config_id must name a secret, never hold a key.
 _SENDGRID_KEY_PREFIX = "SG."
