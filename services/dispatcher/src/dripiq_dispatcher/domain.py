@@ -295,27 +295,18 @@ def outcome_for_row(
     provider_message_id: str = "",
 ) -> messages_pb2.MessageOutcome:
     """The outcome of a stored message (settled later than its send command)."""
-    fact = messages_pb2.MessageOutcome(
-        tenant_id=row.tenant_id,
-        message_id=row.message_id,
-        campaign_id=row.campaign_id,
-        step_index=row.step_index,
-        contact_id=row.contact_id,
-        channel=row.channel,
-        kind=kind,
-        provider=PROVIDER if kind == messages_pb2.OUTCOME_KIND_SENT else "",
+    return outcome(
+        row,
+        kind,
+        occurred_at=occurred_at,
+        reason=reason,
         provider_message_id=provider_message_id,
         rfc_message_id=row.rfc_message_id or "",
-        reason=reason,
-        to_email=row.to_email,
-        subject=row.subject,
     )
-    fact.occurred_at.FromDatetime(occurred_at)
-    return fact
 
 
 def outcome(
-    message: NewMessage,
+    message: NewMessage | Any,
     kind: messages_pb2.OutcomeKind,
     *,
     occurred_at: datetime,
