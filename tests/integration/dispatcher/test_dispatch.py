@@ -3,7 +3,8 @@
 The handlers are called directly with the bytes JetStream would deliver; "the worker retries"
 is calling the handler again, as a redelivery would. One test runs a real PullWorker on a
 consumer filtered to its own tenant (never the production `...>` consumers: the NATS server
-is shared with the other services' tests).
+is shared with the other services' tests). Every test runs once per transport: the
+sendgrid library on a thread pool, and aiohttp on the event loop.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dripiq_common.tokens import TokenSigner, token_from_reply_address
 from dripiq_devtools.fake_sendgrid import AcceptedMessage, FakeSendGrid
 from dripiq_dispatcher import domain, repository
 from dripiq_dispatcher.models import messages, outbox, suppressions
-from dripiq_dispatcher.provider import SendGridSender
+from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender, SendGridSender
 from dripiq_dispatcher.service import Dispatcher, RetryLater, SenderIdentities, Suppressions
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -39,11 +40,21 @@ MAIL = domain.MailSettings("reply.test", "mid.test", "https://u.test/u/")
 MAX_ATTEMPTS = 3
 
 
+@pytest.fixture(scope="module", params=["executor", "async"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def new_sender(transport: str, host: str, *, concurrency: int, timeout_seconds: float) -> MailSender:
+    kind = SendGridSender if transport == "executor" else AsyncSendGridSender
+    return kind(api_key="SG.test", host=host, concurrency=concurrency, timeout_seconds=timeout_seconds)
+
+
 @pytest_asyncio.fixture(scope="module")
-async def sender(fake: FakeSendGrid) -> AsyncIterator[SendGridSender]:
-    pool = SendGridSender(api_key="SG.test", host=fake.url, concurrency=4, timeout_seconds=5)
+async def sender(fake: FakeSendGrid, transport: str) -> AsyncIterator[MailSender]:
+    pool = new_sender(transport, fake.url, concurrency=4, timeout_seconds=5)
     yield pool
-    pool.close()
+    await pool.aclose()
 
 
 def new_dispatcher(engine: AsyncEngine, sender: Any, kicks: list[int] | None = None) -> Dispatcher:
@@ -55,7 +66,7 @@ def new_dispatcher(engine: AsyncEngine, sender: Any, kicks: list[int] | None = N
 
 
 @pytest.fixture
-def dispatcher(engine: AsyncEngine, sender: SendGridSender) -> Dispatcher:
+def dispatcher(engine: AsyncEngine, sender: MailSender) -> Dispatcher:
     return new_dispatcher(engine, sender)
 
 
@@ -287,22 +298,22 @@ async def test_transient_failures_give_up_after_max_attempts(engine, fake, dispa
     assert fact.kind == messages_pb2.OUTCOME_KIND_FAILED
 
 
-async def test_unreachable_provider_is_retried(engine, tenant_id):
-    closed = SendGridSender(api_key="SG.test", host="http://127.0.0.1:9", concurrency=1, timeout_seconds=2)
+async def test_unreachable_provider_is_retried(engine, tenant_id, transport):
+    closed = new_sender(transport, "http://127.0.0.1:9", concurrency=1, timeout_seconds=2)
     try:
         cmd = command(tenant_id, await identity(engine, tenant_id))
         with pytest.raises(RetryLater):
             await new_dispatcher(engine, closed).handle_send(cmd.SerializeToString())
     finally:
-        closed.close()
+        await closed.aclose()
 
     row = await stored(engine, cmd.message_id)
     assert row.status == "queued" and row.last_error.startswith("sendgrid unreachable:")
 
 
-async def test_timeout_after_the_request_left_is_unknown_and_never_repeated(engine, tenant_id):
+async def test_timeout_after_the_request_left_is_unknown_and_never_repeated(engine, tenant_id, transport):
     async with FakeSendGrid(latency_seconds=0.5) as slow:
-        impatient = SendGridSender(api_key="SG.test", host=slow.url, concurrency=1, timeout_seconds=0.1)
+        impatient = new_sender(transport, slow.url, concurrency=1, timeout_seconds=0.1)
         try:
             dispatcher = new_dispatcher(engine, impatient)
             cmd = command(tenant_id, await identity(engine, tenant_id))
@@ -311,7 +322,7 @@ async def test_timeout_after_the_request_left_is_unknown_and_never_repeated(engi
             slow.latency_seconds = 0
             await dispatcher.handle_send(cmd.SerializeToString())
         finally:
-            impatient.close()
+            await impatient.aclose()
         assert received(slow, cmd.message_id) == []
 
     row = await stored(engine, cmd.message_id)
@@ -320,9 +331,9 @@ async def test_timeout_after_the_request_left_is_unknown_and_never_repeated(engi
     assert await outcomes(engine, tenant_id) == []
 
 
-async def test_answer_settles_a_message_a_redelivery_parked_during_the_call(engine, tenant_id):
+async def test_answer_settles_a_message_a_redelivery_parked_during_the_call(engine, tenant_id, transport):
     async with FakeSendGrid(latency_seconds=0.3) as slow:
-        patient = SendGridSender(api_key="SG.test", host=slow.url, concurrency=2, timeout_seconds=5)
+        patient = new_sender(transport, slow.url, concurrency=2, timeout_seconds=5)
         try:
             dispatcher = new_dispatcher(engine, patient)
             cmd = command(tenant_id, await identity(engine, tenant_id))
@@ -336,7 +347,7 @@ async def test_answer_settles_a_message_a_redelivery_parked_during_the_call(engi
             assert await stored_status(engine, cmd.message_id) == "unknown"
             await first
         finally:
-            patient.close()
+            await patient.aclose()
         [mail] = received(slow, cmd.message_id)
 
     row = await stored(engine, cmd.message_id)

@@ -16,7 +16,7 @@ from dripiq_common.tokens import TokenSigner
 from dripiq_dispatcher.domain import MailSettings
 from dripiq_dispatcher.handlers import SERVICE_NAMES, registrars
 from dripiq_dispatcher.models import outbox
-from dripiq_dispatcher.provider import SendGridSender, api_key_for
+from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender, SendGridSender, api_key_for
 from dripiq_dispatcher.service import Dispatcher, SenderIdentities, Suppressions
 from dripiq_dispatcher.settings import DispatcherSettings
 
@@ -26,7 +26,7 @@ ENGAGEMENT = ConsumerSpec(Streams.ENGAGEMENT, "dispatcher-engagement", "dripiq.e
 log = structlog.get_logger(__name__)
 
 
-def build(settings: DispatcherSettings, sender: SendGridSender, rt: Runtime) -> Parts:
+def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Parts:
     relay = rt.outbox_relay(outbox)
     dispatcher = Dispatcher(
         rt.engine,
@@ -46,8 +46,8 @@ def build(settings: DispatcherSettings, sender: SendGridSender, rt: Runtime) -> 
         rt.nc,
         SEND,
         lambda msg: dispatcher.handle_send(msg.data),
-        batch_size=settings.send_concurrency,
-        concurrency=settings.send_concurrency,
+        batch_size=settings.sends_in_flight,
+        concurrency=settings.sends_in_flight,
     )
     unknown_sweep = Poller(
         lambda: dispatcher.fail_overdue_unknown(deadline_seconds=settings.unknown_deadline_seconds),
@@ -85,23 +85,38 @@ def main() -> None:
             host=settings.sendgrid_api_host,
             hint="SENDGRID_API_KEY is not set: mail goes to this fake SendGrid, not to recipients",
         )
-    sender = SendGridSender(
+    asyncio.run(serve(settings, api_key))
+
+
+def new_sender(settings: DispatcherSettings, api_key: str) -> MailSender:
+    if settings.transport == "executor":
+        return SendGridSender(
+            api_key=api_key,
+            host=settings.sendgrid_api_host,
+            concurrency=settings.sends_in_flight,
+            timeout_seconds=settings.send_timeout_seconds,
+        )
+    return AsyncSendGridSender(
         api_key=api_key,
         host=settings.sendgrid_api_host,
-        concurrency=settings.send_concurrency,
+        concurrency=settings.sends_in_flight,
         timeout_seconds=settings.send_timeout_seconds,
+        connect_timeout_seconds=settings.connect_timeout_seconds,
     )
+
+
+async def serve(settings: DispatcherSettings, api_key: str) -> None:
+    # Made and closed on the service's own loop: the aiohttp session belongs to it.
+    sender = new_sender(settings, api_key)
     try:
-        asyncio.run(
-            run_service(
-                name="dispatcher",
-                settings=settings,
-                streams=Streams.all(),
-                build=lambda rt: build(settings, sender, rt),
-            )
+        await run_service(
+            name="dispatcher",
+            settings=settings,
+            streams=Streams.all(),
+            build=lambda rt: build(settings, sender, rt),
         )
     finally:
-        sender.close()
+        await sender.aclose()
 
 
 if __name__ == "__main__":

@@ -1,30 +1,50 @@
-"""SendGrid behind an async face.
+"""SendGrid behind an async face, two ways.
 
-The `sendgrid` client is synchronous (urllib), so calls run on a bounded thread pool and the
-event loop keeps serving gRPC and acking JetStream while requests are in flight. Each thread
-keeps its own client: python_http_client mutates request headers per call.
+`AsyncSendGridSender` (the default transport) posts the Mail Send JSON with aiohttp over a
+pool of keep-alive connections, on the event loop itself. `SendGridSender` runs the `sendgrid`
+library's synchronous (urllib) client on a bounded thread pool; each thread keeps its own
+client, since python_http_client mutates request headers per call.
+
+Both fail the same way, so `domain.classify_failure` judges them alike: python_http_client's
+HTTPError for an error answer, urllib's URLError when the request never left (nothing can
+have been sent), anything else (a timeout, a reset) when it may have been accepted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+import urllib.error
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
+import aiohttp
+from python_http_client.exceptions import HTTPError, err_dict
 from sendgrid import SendGridAPIClient
+from sendgrid import __version__ as sendgrid_version
 
 from dripiq_dispatcher.settings import DispatcherSettings
 
 MESSAGE_ID_HEADER = "X-Message-Id"
 # Sent to a local fake that accepts any bearer token; SendGrid itself would answer 401.
 PLACEHOLDER_API_KEY = "SG.dripiq-local-fake"
+MAIL_SEND_PATH = "/v3/mail/send"
+USER_AGENT = f"sendgrid/{sendgrid_version};python"
+# Idle pooled connections are dropped well before a server would close them (aiohttp's
+# server waits 75 s): a POST written onto a connection the server just closed cannot be told
+# apart from one it received, and would park its message as unknown.
+KEEPALIVE_SECONDS = 15.0
 
 
 class MailSender(Protocol):
     async def send(self, mail: dict[str, Any]) -> str | None:
         """Hand one Mail Send body to the provider; its message id, when it gave one."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections or threads; called once, on the loop that sent."""
         ...
 
 
@@ -58,6 +78,9 @@ class SendGridSender:
     def close(self) -> None:
         self._executor.shutdown(wait=True)
 
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
     def _send_blocking(self, mail: dict[str, Any]) -> str | None:
         response = self._client().send(mail)
         message_id = response.headers.get(MESSAGE_ID_HEADER)
@@ -71,3 +94,65 @@ class SendGridSender:
             client.client.timeout = self._timeout
             self._local.client = client
         return client
+
+
+class AsyncSendGridSender:
+    """The Mail Send call on the event loop: one aiohttp session, at most `concurrency`
+    keep-alive connections. Sends the same headers and JSON the `sendgrid` client would."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        host: str,
+        concurrency: int,
+        timeout_seconds: float,
+        connect_timeout_seconds: float = 5.0,
+    ) -> None:
+        self._url = host.rstrip("/") + MAIL_SEND_PATH
+        self._concurrency = concurrency
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
+        # sock_connect alone bounds connecting, so its expiry is known to be before the request
+        # left; total bounds the whole call. No `connect`: it would also count the wait for a
+        # pooled connection, which the worker's concurrency (= the pool size) keeps at zero.
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeout_seconds, sock_connect=min(connect_timeout_seconds, timeout_seconds)
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._concurrency, limit_per_host=self._concurrency, keepalive_timeout=KEEPALIVE_SECONDS
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, headers=self._headers, auto_decompress=False
+            )
+        return self._session
+
+    async def send(self, mail: dict[str, Any]) -> str | None:
+        body = json.dumps(mail).encode("utf-8")
+        try:
+            async with self._client().post(self._url, data=body, allow_redirects=False) as response:
+                payload = await response.read()
+                status = response.status
+                if not 200 <= status < 300:
+                    error = err_dict.get(status, HTTPError)
+                    raise error(status, response.reason or "", payload, dict(response.headers))
+                message_id = response.headers.get(MESSAGE_ID_HEADER)
+                return str(message_id) if message_id else None
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # Never connected: nothing was sent, as urllib's URLError means on the sync path.
+            raise urllib.error.URLError(exc) from exc
+        except aiohttp.SocketTimeoutError as exc:
+            raise TimeoutError(f"no answer within {self._timeout.total} s: {exc}") from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 
 from dripiq_common.settings import ServiceSettings, settings_config
@@ -27,8 +29,15 @@ class DispatcherSettings(ServiceSettings):
     reply_domain: str = "reply.dripiq.localhost"
     message_id_domain: str = "dripiq.localhost"
     unsubscribe_base_url: str = "http://127.0.0.1:8080/u/"
-    # Provider calls in flight at once per process; each runs in its own thread.
-    send_concurrency: int = Field(default=32, ge=1)
+    # How provider calls leave: "async" posts with aiohttp on the event loop over keep-alive
+    # connections; "executor" runs the sendgrid library's blocking client on a thread pool.
+    transport: Literal["async", "executor"] = "async"
+    # Provider calls in flight at once per process (one pooled connection each).
+    send_concurrency: int = Field(default=256, ge=1)
+    # The executor transport's thread pool; it keeps min(send_concurrency, this) calls in flight.
+    executor_threads: int = Field(default=64, ge=1)
+    # Connecting must finish within this (a failure then is known not to have sent anything).
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
     # Provider attempts per message (transient failures only) before it is failed.
     max_attempts: int = Field(default=5, ge=1)
     # Must stay well under the send consumer's ack wait (30 s): a call still running when
@@ -38,6 +47,12 @@ class DispatcherSettings(ServiceSettings):
     # event to prove it went out, then fails for a person to review.
     unknown_deadline_seconds: float = Field(default=2 * 3600, gt=0)
     unknown_sweep_seconds: float = Field(default=60, gt=0)
+
+    @property
+    def sends_in_flight(self) -> int:
+        if self.transport == "executor":
+            return min(self.send_concurrency, self.executor_threads)
+        return self.send_concurrency
 
     @field_validator("sendgrid_api_key", mode="before")
     @classmethod

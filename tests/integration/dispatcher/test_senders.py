@@ -1,0 +1,88 @@
+"""Both transports against the fake SendGrid on 127.0.0.1: same body on the wire, same
+answers, and failures that `classify_failure` judges alike. No database or NATS needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dripiq_devtools.fake_sendgrid import FakeSendGrid
+from dripiq_dispatcher import domain
+from dripiq_dispatcher.domain import FailureKind
+from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender, SendGridSender
+
+MAIL: dict[str, Any] = {
+    "from": {"email": "sender@example.com", "name": "Sender"},
+    "personalizations": [{"to": [{"email": "lead@example.com"}], "custom_args": {"message_id": "m-1"}}],
+    "subject": "Hello",
+    "content": [{"type": "text/plain", "value": "Hi there"}],
+    "headers": {"Message-ID": "<m-1@mid.test>"},
+}
+
+
+def new_sender(transport: str, host: str, timeout_seconds: float = 5) -> MailSender:
+    kind = SendGridSender if transport == "executor" else AsyncSendGridSender
+    return kind(api_key="SG.test", host=host, concurrency=2, timeout_seconds=timeout_seconds)
+
+
+async def failure(sender: MailSender, mail: dict[str, Any]) -> domain.SendFailure:
+    try:
+        await sender.send(mail)
+    except Exception as exc:  # noqa: BLE001 - whatever the transport raised is what is judged
+        return domain.classify_failure(exc)
+    finally:
+        await sender.aclose()
+    raise AssertionError("the send succeeded")
+
+
+@pytest.fixture(params=["executor", "async"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def test_accepted_mail_returns_the_message_id_and_arrives_as_built(fake, transport):
+    fake.clear()
+    sender = new_sender(transport, fake.url)
+    try:
+        message_id = await sender.send(MAIL)
+    finally:
+        await sender.aclose()
+    [accepted] = fake.messages
+    assert message_id == accepted.x_message_id
+    assert accepted.payload == MAIL
+
+
+async def test_rejected_mail_is_permanent_with_the_providers_message(fake, transport):
+    got = await failure(new_sender(transport, fake.url), {**MAIL, "subject": ""})
+    assert got.kind == FailureKind.PERMANENT
+    assert got.reason.startswith("sendgrid 400: subject:")
+
+
+async def test_unavailable_provider_is_retried(fake, transport):
+    fake.fail_next(503)
+    got = await failure(new_sender(transport, fake.url), MAIL)
+    assert got.kind == FailureKind.RETRY and got.reason.startswith("sendgrid 503:")
+
+
+async def test_refused_connection_is_retried(transport):
+    got = await failure(new_sender(transport, "http://127.0.0.1:9"), MAIL)
+    assert got.kind == FailureKind.RETRY and got.reason.startswith("sendgrid unreachable:")
+
+
+async def test_timeout_after_the_request_left_is_unknown(transport):
+    async with FakeSendGrid(latency_seconds=0.5) as slow:
+        got = await failure(new_sender(transport, slow.url, timeout_seconds=0.1), MAIL)
+        assert slow.requests_received == 1
+    assert got.kind == FailureKind.UNKNOWN and "after the request was sent" in got.reason
+
+
+async def test_async_sender_reuses_its_connections(fake):
+    sender = AsyncSendGridSender(api_key="SG.test", host=fake.url, concurrency=2, timeout_seconds=5)
+    try:
+        for _ in range(5):
+            await sender.send(MAIL)
+        connector = sender._client().connector
+        assert connector is not None and len(connector._conns) == 1  # noqa: SLF001 - one idle keep-alive
+    finally:
+        await sender.aclose()
