@@ -227,3 +227,26 @@ async def test_get_rate_limit_names_the_bad_field(api, tenant_id):
             await api.GetRateLimit(request)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert violated_fields(caught.value) == [field]
+
+
+async def test_a_provider_429_comes_back_when_its_budget_resets(engine, tenant_id):
+    """SendGrid's X-RateLimit-Reset says when: the send goes back through the scheduler for
+    then, instead of spending deliveries on the consumer's backoff."""
+    async with FakeSendGrid(clock=lambda: T0.timestamp() + 60) as limited:
+        limited.fail_next(429)
+        provider = SendGridSender(api_key="SG.test", host=limited.url, concurrency=2, timeout_seconds=5)
+        try:
+            dispatcher = new_dispatcher(engine, provider)
+            cmd = command(tenant_id, await identity(engine, tenant_id))
+            await dispatcher.handle_send(cmd.SerializeToString())  # no RetryLater: the delivery is acked
+        finally:
+            await provider.aclose()
+
+    row = await stored(engine, cmd.message_id)
+    assert row.status == "queued" and row.attempt_count == 1
+    [deferred] = [f for f in await outcomes(engine, tenant_id) if f.message_id == cmd.message_id]
+    assert deferred.kind == messages_pb2.OUTCOME_KIND_DEFERRED and "provider rate limit" in deferred.reason
+    [timer] = [c.schedule for c in await timer_commands(engine, tenant_id) if c.schedule.key.startswith(cmd.message_id)]
+    reset = T0 + timedelta(seconds=61)
+    assert reset <= timer.fire_at.ToDatetime(tzinfo=UTC) < reset + timedelta(seconds=30)
+    assert timer.payload == cmd.SerializeToString()

@@ -9,7 +9,7 @@ import json
 import urllib.error
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -244,6 +244,8 @@ class FailureKind(StrEnum):
 class SendFailure:
     kind: FailureKind
     reason: str
+    # When the provider said to come back (429 with X-RateLimit-Reset); None: use the backoff.
+    retry_at: datetime | None = None
 
 
 def classify_failure(exc: BaseException) -> SendFailure:
@@ -258,13 +260,26 @@ def classify_failure(exc: BaseException) -> SendFailure:
         status = int(exc.status_code)
         reason = truncate(f"{PROVIDER} {status}: {provider_reason(exc.body)}")
         transient = status in (408, 429) or status >= 500
-        return SendFailure(FailureKind.RETRY if transient else FailureKind.PERMANENT, reason)
+        retry_at = rate_limit_reset(exc.headers) if status == 429 else None
+        return SendFailure(FailureKind.RETRY if transient else FailureKind.PERMANENT, reason, retry_at)
     if isinstance(exc, urllib.error.URLError):
         return SendFailure(FailureKind.RETRY, truncate(f"{PROVIDER} unreachable: {exc.reason}"))
     return SendFailure(
         FailureKind.UNKNOWN,
         truncate(f"no answer from {PROVIDER} after the request was sent: {exc!r}"),
     )
+
+
+def rate_limit_reset(headers: Any) -> datetime | None:
+    """SendGrid's X-RateLimit-Reset (unix seconds) as a time, from either sender's headers."""
+    found = None
+    for name, value in headers.items() if headers is not None else ():
+        if str(name).lower() == "x-ratelimit-reset":
+            found = value
+    try:
+        return datetime.fromtimestamp(int(str(found).strip()), UTC) if found is not None else None
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def provider_reason(body: bytes | str | None) -> str:
@@ -472,7 +487,10 @@ def window_end(window: str, now: datetime) -> datetime:
 def defer_until(window: str, now: datetime, message_id: str) -> datetime:
     """When a message deferred by a full window comes back: the window's end plus a jitter
     fixed by the message id."""
-    span = min(WINDOWS[window] * DEFER_JITTER_SHARE, MAX_DEFER_JITTER)
+    return window_end(window, now) + jitter(message_id, min(WINDOWS[window] * DEFER_JITTER_SHARE, MAX_DEFER_JITTER))
+
+
+def jitter(message_id: str, span: timedelta) -> timedelta:
+    """A share of `span` fixed by the message id, so a deferred burst does not return at once."""
     fraction = int.from_bytes(hashlib.sha256(message_id.encode()).digest()[:4], "big") / 2**32
-    jitter = timedelta(milliseconds=int(span.total_seconds() * 1000 * fraction))
-    return window_end(window, now) + jitter
+    return timedelta(milliseconds=int(span.total_seconds() * 1000 * fraction))

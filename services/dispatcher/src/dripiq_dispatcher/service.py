@@ -84,7 +84,7 @@ class Dispatcher:
         try:
             provider_message_id = await self.sender.send(step.mail)
         except Exception as exc:
-            await self._record_failure(message, step, domain.classify_failure(exc))
+            await self._record_failure(message, step, domain.classify_failure(exc), command)
             return
         await self._record_sent(message, step, provider_message_id)
 
@@ -217,6 +217,22 @@ class Dispatcher:
             now=now,
             last_error=reason,
         )
+        fire_at = domain.defer_until(full.window, now, message.message_id)
+        await self._come_back(conn, message, command, fire_at=fire_at, reason=reason, now=now)
+        log.info("send.deferred", scope=full.scope, window=full.window, until=until.isoformat())
+        return Status.QUEUED
+
+    async def _come_back(
+        self,
+        conn: AsyncConnection,
+        message: NewMessage,
+        command: bytes | None,
+        *,
+        fire_at: datetime,
+        reason: str,
+        now: datetime,
+    ) -> None:
+        """A DEFERRED outcome, and a scheduler timer that delivers the send command again."""
         await self._outcome(
             conn, domain.outcome(message, messages_pb2.OUTCOME_KIND_DEFERRED, occurred_at=now, reason=reason)
         )
@@ -228,7 +244,7 @@ class Dispatcher:
             target_subject=Subjects.dispatcher_send(message.tenant_id),
             payload=command if command is not None else domain.send_command(message).SerializeToString(),
         )
-        timer.fire_at.FromDatetime(domain.defer_until(full.window, now, message.message_id))
+        timer.fire_at.FromDatetime(fire_at)
         await enqueue(
             conn,
             outbox,
@@ -239,8 +255,6 @@ class Dispatcher:
                 )
             ],
         )
-        log.info("send.deferred", scope=full.scope, window=full.window, until=until.isoformat())
-        return Status.QUEUED
 
     async def set_rate_limit(self, given: pb.RateLimit) -> pb.RateLimit:
         tenant = validation.tenant_id(given.tenant_id, "rate_limit.tenant_id")
@@ -313,7 +327,9 @@ class Dispatcher:
         self.on_outbox()
         log.info("send.sent", provider_message_id=provider_message_id, attempt=attempt.number)
 
-    async def _record_failure(self, message: NewMessage, attempt: _Attempt, failure: SendFailure) -> None:
+    async def _record_failure(
+        self, message: NewMessage, attempt: _Attempt, failure: SendFailure, command: bytes | None = None
+    ) -> None:
         now = self.clock.now()
         retry = failure.kind == FailureKind.RETRY and domain.retries_left(attempt.number, self.max_attempts)
         async with self.engine.begin() as conn:
@@ -339,6 +355,13 @@ class Dispatcher:
                     now=now,
                     last_error=failure.reason,
                 )
+                if moved and failure.retry_at is not None and failure.retry_at > now:
+                    # The provider said when its budget returns: come back then, through the
+                    # scheduler, instead of spending deliveries on the consumer's backoff.
+                    reason = f"deferred: provider rate limit until {failure.retry_at.isoformat()}"
+                    fire_at = failure.retry_at + domain.jitter(message.message_id, timedelta(seconds=30))
+                    await self._come_back(conn, message, command, fire_at=fire_at, reason=reason, now=now)
+                    retry = False
             else:
                 reason = failure.reason
                 if failure.kind == FailureKind.RETRY:
@@ -369,6 +392,13 @@ class Dispatcher:
             log.warning("send.retrying", reason=failure.reason, attempt=attempt.number)
             raise RetryLater(failure.reason)
         self.on_outbox()
+        if (
+            failure.retry_at is not None
+            and failure.kind == FailureKind.RETRY
+            and domain.retries_left(attempt.number, self.max_attempts)
+        ):
+            log.warning("send.deferred_by_provider", until=failure.retry_at.isoformat(), attempt=attempt.number)
+            return
         log.warning("send.failed", reason=failure.reason, attempt=attempt.number)
 
     async def settle_unknown(self, data: bytes) -> None:
