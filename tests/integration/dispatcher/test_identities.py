@@ -10,20 +10,17 @@ from datetime import UTC, datetime
 import grpc
 import pytest
 import pytest_asyncio
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+from grpc_support import dispatcher_api, violated_fields
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common.clock import ManualClock
-from dripiq_common.grpc_server import GrpcServer
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher import domain
-from dripiq_dispatcher.handlers import SERVICE_NAMES, registrars
 from dripiq_dispatcher.provider import SendGridSender
-from dripiq_dispatcher.service import Dispatcher, SenderIdentities, Suppressions
+from dripiq_dispatcher.service import Dispatcher
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -50,17 +47,8 @@ async def dispatcher(engine, fake: FakeSendGrid) -> AsyncIterator[Dispatcher]:
 
 @pytest_asyncio.fixture(scope="module")
 async def channel(engine, dispatcher: Dispatcher) -> AsyncIterator[grpc.aio.Channel]:
-    clock = ManualClock(T0)
-    server = GrpcServer(
-        address="127.0.0.1:0",
-        service_names=SERVICE_NAMES,
-        register=registrars(dispatcher, SenderIdentities(engine, clock), Suppressions(engine, clock)),
-    )
-    await server.start()
-    await server.serving()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as chan:
+    async with dispatcher_api(engine, dispatcher, ManualClock(T0)) as chan:
         yield chan
-    await server.stop(0)
 
 
 @pytest.fixture
@@ -71,14 +59,6 @@ def identities(channel: grpc.aio.Channel) -> pb_grpc.SenderIdentityServiceStub:
 @pytest.fixture
 def suppressions(channel: grpc.aio.Channel) -> pb_grpc.SuppressionServiceStub:
     return pb_grpc.SuppressionServiceStub(channel)
-
-
-def violated_fields(error: grpc.aio.AioRpcError) -> list[str]:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    bad_request = error_details_pb2.BadRequest()
-    assert status.details[0].Unpack(bad_request)
-    return [v.field for v in bad_request.field_violations]
 
 
 async def test_identity_is_created_unverified_then_verified(identities, tenant_id):

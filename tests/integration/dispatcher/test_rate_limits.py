@@ -11,23 +11,21 @@ import grpc
 import pytest
 import pytest_asyncio
 from google.protobuf.field_mask_pb2 import FieldMask
+from grpc_support import dispatcher_api, violated_fields
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from test_dispatch import T0, command, identity, new_dispatcher, outcomes, received, stored
-from test_identities import violated_fields
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq.scheduler.v1 import commands_pb2
 from dripiq_common.clock import ManualClock
-from dripiq_common.grpc_server import GrpcServer
 from dripiq_common.jetstream import Subjects
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
-from dripiq_dispatcher.handlers import SERVICE_NAMES, registrars
 from dripiq_dispatcher.models import outbox
 from dripiq_dispatcher.provider import SendGridSender
-from dripiq_dispatcher.service import Dispatcher, SenderIdentities, Suppressions
+from dripiq_dispatcher.service import Dispatcher, SenderIdentities
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -172,16 +170,8 @@ async def test_full_tenant_window_gives_back_what_it_took(engine, fake, sender, 
 async def api(engine, sender: SendGridSender) -> AsyncIterator[pb_grpc.DispatcherServiceStub]:
     clock = ManualClock(T0)
     dispatcher = Dispatcher(engine, clock, sender, None, None, 3)  # type: ignore[arg-type]
-    server = GrpcServer(
-        address="127.0.0.1:0",
-        service_names=SERVICE_NAMES,
-        register=registrars(dispatcher, SenderIdentities(engine, clock), Suppressions(engine, clock)),
-    )
-    await server.start()
-    await server.serving()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as chan:
+    async with dispatcher_api(engine, dispatcher, clock) as chan:
         yield pb_grpc.DispatcherServiceStub(chan)
-    await server.stop(0)
 
 
 async def test_set_and_get_rate_limit(api, tenant_id):

@@ -500,9 +500,7 @@ class SenderIdentities:
         validation.required(identity_id, "sender_identity_id")
         async with self.engine.connect() as conn:
             row = await repository.get_identity(conn, tenant_id=tenant, identity_id=identity_id)
-        if row is None:
-            raise NotFound(f"sender identity {identity_id!r} not found")
-        return domain.identity_to_proto(row)
+        return _identity_found(row, identity_id)
 
     async def verify(self, tenant_id: str, identity_id: str) -> pb.SenderIdentity:
         tenant = validation.tenant_id(tenant_id)
@@ -511,9 +509,7 @@ class SenderIdentities:
             row = await repository.verify_identity(
                 conn, tenant_id=tenant, identity_id=identity_id, now=self.clock.now()
             )
-        if row is None:
-            raise NotFound(f"sender identity {identity_id!r} not found")
-        return domain.identity_to_proto(row)
+        return _identity_found(row, identity_id)
 
     async def list_page(self, request: pb.ListSenderIdentitiesRequest) -> pb.ListSenderIdentitiesResponse:
         tenant = validation.tenant_id(request.tenant_id)
@@ -553,9 +549,7 @@ class SenderIdentities:
             row = await repository.update_identity(
                 conn, tenant_id=tenant, identity_id=identity_id, values=values, now=self.clock.now()
             )
-        if row is None:
-            raise NotFound(f"sender identity {identity_id!r} not found")
-        return domain.identity_to_proto(row)
+        return _identity_found(row, identity_id)
 
     async def delete(self, tenant_id: str, identity_id: str) -> None:
         """Messages sent with the identity keep its id (there is no foreign key)."""
@@ -565,6 +559,13 @@ class SenderIdentities:
             deleted = await repository.delete_identity(conn, tenant_id=tenant, identity_id=identity_id)
         if not deleted:
             raise NotFound(f"sender identity {identity_id!r} not found")
+
+
+def _identity_found(row: Any, identity_id: str) -> pb.SenderIdentity:
+    """The identity as answered, or NOT_FOUND (also for another tenant's id)."""
+    if row is None:
+        raise NotFound(f"sender identity {identity_id!r} not found")
+    return domain.identity_to_proto(row)
 
 
 # An empty update_mask updates the fields as before the caps existed; caps are set by naming them.

@@ -1,0 +1,41 @@
+"""The dispatcher's gRPC services served in-process on 127.0.0.1, for the API tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dripiq_common.clock import Clock
+from dripiq_common.grpc_server import GrpcServer
+from dripiq_dispatcher.handlers import SERVICE_NAMES, registrars
+from dripiq_dispatcher.service import Dispatcher, SenderIdentities, Suppressions
+
+
+@asynccontextmanager
+async def dispatcher_api(engine: AsyncEngine, dispatcher: Dispatcher, clock: Clock) -> AsyncIterator[grpc.aio.Channel]:
+    server = GrpcServer(
+        address="127.0.0.1:0",
+        service_names=SERVICE_NAMES,
+        register=registrars(dispatcher, SenderIdentities(engine, clock), Suppressions(engine, clock)),
+    )
+    await server.start()
+    await server.serving()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            yield channel
+    finally:
+        await server.stop(0)
+
+
+def violated_fields(error: grpc.aio.AioRpcError) -> list[str]:
+    """The fields an INVALID_ARGUMENT's google.rpc.BadRequest detail names."""
+    status = rpc_status.from_call(error)
+    assert status is not None
+    bad_request = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad_request)
+    return [v.field for v in bad_request.field_violations]
