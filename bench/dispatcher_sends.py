@@ -21,7 +21,7 @@ from pathlib import Path
 import aiohttp
 import grpc
 import nats
-from harness import cpu_report, cpu_snapshot, machine, running_suite, wait_for_count
+from harness import cpu_report, cpu_snapshot, machine, publish_all, running_suite, wait_for_count
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
@@ -85,14 +85,7 @@ async def run(suite, transport: str, total: int) -> None:  # type: ignore[no-unt
     subject = Subjects.dispatcher_send(TENANT)
     before = cpu_snapshot(suite)
     started = time.perf_counter()
-    pending = []
-    for n in range(total):
-        msg_id = f"bench-{n}"
-        pending.append(await js.publish_async(subject, command(n, identity_id), headers={"Nats-Msg-Id": msg_id}))
-        if len(pending) >= 2000:
-            await asyncio.gather(*pending)
-            pending.clear()
-    await asyncio.gather(*pending)
+    await publish_all(js, subject, ((f"bench-{n}", command(n, identity_id)) for n in range(total)))
     published = time.perf_counter() - started
     await nc.close()
     count, waited = await wait_for_count(

@@ -13,12 +13,13 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 
+from dripiq_common.jetstream import Outgoing, publish_many
 from dripiq_devtools.suite import Suite
 
 
@@ -57,6 +58,20 @@ async def wait_for_count(dsn: str, query: str, target: int, *, limit_seconds: fl
         return count, time.perf_counter() - started
     finally:
         await conn.close()
+
+
+async def publish_all(js, subject: str, payloads: Iterable[tuple[str, bytes]], *, chunk: int = 2000) -> int:  # type: ignore[no-untyped-def]
+    """Publish (msg id, payload) pairs as fast as JetStream acks them, `chunk` in flight at once."""
+    batch: list[Outgoing] = []
+    count = 0
+    for msg_id, payload in payloads:
+        batch.append(Outgoing(subject, payload, msg_id))
+        if len(batch) >= chunk:
+            count += sum(await publish_many(js, batch))
+            batch.clear()
+    if batch:
+        count += sum(await publish_many(js, batch))
+    return count
 
 
 def cpu_seconds(pid: int) -> float:

@@ -17,7 +17,7 @@ import time
 
 import grpc
 import nats
-from harness import cpu_report, cpu_snapshot, machine, running_suite, wait_for_count
+from harness import cpu_report, cpu_snapshot, machine, publish_all, running_suite, wait_for_count
 from planner_batch_create import FIVE_STEPS, requests
 
 from dripiq.events.v1 import messages_pb2 as events_pb
@@ -50,21 +50,21 @@ async def run(suite, total: int) -> None:  # type: ignore[no-untyped-def]
     subject = Subjects.engagement(TENANT, "open")
     before = cpu_snapshot(suite)
     started = time.perf_counter()
-    pending = []
-    for n, campaign_id in enumerate(campaign_ids):
-        fact = events_pb.EngagementEvent(
-            tenant_id=TENANT,
-            event_id=f"bench-{n}",
-            message_id=lifecycle.message_id(campaign_id, 0),
-            campaign_id=campaign_id,
-            step_index=0,
-            event_type="open",
+    facts = (
+        (
+            f"bench-{n}",
+            events_pb.EngagementEvent(
+                tenant_id=TENANT,
+                event_id=f"bench-{n}",
+                message_id=lifecycle.message_id(campaign_id, 0),
+                campaign_id=campaign_id,
+                step_index=0,
+                event_type="open",
+            ).SerializeToString(),
         )
-        pending.append(await js.publish_async(subject, fact.SerializeToString(), headers={"Nats-Msg-Id": f"bench-{n}"}))
-        if len(pending) >= 2000:
-            await asyncio.gather(*pending)
-            pending.clear()
-    await asyncio.gather(*pending)
+        for n, campaign_id in enumerate(campaign_ids)
+    )
+    await publish_all(js, subject, facts)
     published = time.perf_counter() - started
     await nc.close()
     count, waited = await wait_for_count(
