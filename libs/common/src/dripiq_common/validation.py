@@ -42,11 +42,3 @@ def timestamp(value: Timestamp, field: str, *, present: bool) -> datetime:
     if not present:
         raise InvalidArgument(field, "is required")
     return value.ToDatetime(tzinfo=UTC)
-
-
-def to_timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts

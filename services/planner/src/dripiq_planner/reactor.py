@@ -61,8 +61,8 @@ class Reactor:
         self,
         keys: list[tuple[str, str]],
         apply: Callable[[dict, UnitOfWork, set], None],
-        decision_keys: list[tuple[str, str, str]] = (),
-    ) -> None:  # type: ignore[assignment]
+        decision_keys: Sequence[tuple[str, str, str]] = (),
+    ) -> None:
         """Lock and load the campaigns, let `apply` change them, write it all back."""
         if not keys:
             return
