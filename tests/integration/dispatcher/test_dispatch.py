@@ -193,7 +193,7 @@ async def test_found_sending_is_never_sent_again(engine, fake, dispatcher, tenan
     cmd = command(tenant_id, await identity(engine, tenant_id))
     # A worker that committed `sending` and died during the provider call.
     async with engine.begin() as conn:
-        await repository.insert_message(conn, message=domain.new_message(cmd), now=T0)
+        await repository.insert_messages(conn, batch=[domain.new_message(cmd)], now=T0)
         await conn.execute(
             update(messages).where(messages.c.message_id == cmd.message_id).values(status="sending", attempt_count=1)
         )

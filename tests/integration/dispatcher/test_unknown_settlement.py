@@ -18,7 +18,7 @@ async def parked_unknown(engine, tenant_id):  # type: ignore[no-untyped-def]
     """A send whose provider call may have gone out: a delivery found it `sending`."""
     cmd = command(tenant_id, await identity(engine, tenant_id))
     async with engine.begin() as conn:
-        await repository.insert_message(conn, message=domain.new_message(cmd), now=T0)
+        await repository.insert_messages(conn, batch=[domain.new_message(cmd)], now=T0)
         await conn.execute(
             update(messages)
             .where(messages.c.message_id == cmd.message_id)

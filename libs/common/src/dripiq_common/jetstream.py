@@ -254,11 +254,14 @@ class PullWorker:
     handler: Handler
     batch_size: int = 100
     # Messages handled at once. 1 keeps a batch in order; more suits handlers that wait on
-    # the network (provider calls), each message acked on its own as it finishes.
+    # the network (provider calls), each message acked on its own as it finishes. With a
+    # batch_handler it is the number of whole batches handled at once.
     concurrency: int = 1
-    # Handles a whole fetched batch in one go (one transaction); when it fails, each message
-    # is retried alone through `handler`, so one bad message cannot hold the others back.
-    batch_handler: Callable[[list[Msg]], Awaitable[None]] | None = None
+    # Handles a whole fetched batch in one go (one transaction). It returns None when every
+    # message is done, or one entry per message: None to ack it, or the error it failed with,
+    # judged as the single handler's would be. When it raises, each message is retried alone
+    # through `handler`, so one bad message cannot hold the others back.
+    batch_handler: Callable[[list[Msg]], Awaitable[Sequence[BaseException | None] | None]] | None = None
     fetch_timeout: float = 1.0
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -284,9 +287,12 @@ class PullWorker:
                     await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 try:
-                    # In order (concurrency 1), a whole batch; side by side, only as many as fit.
-                    wanted = self.batch_size if self.concurrency == 1 else min(self.batch_size, free)
-                    msgs = await sub.fetch(wanted, timeout=self.fetch_timeout)
+                    # A whole batch for a batch handler or in order (concurrency 1); single
+                    # messages side by side, only as many as fit.
+                    whole = self.batch_handler is not None or self.concurrency == 1
+                    msgs = await sub.fetch(
+                        self.batch_size if whole else min(self.batch_size, free), timeout=self.fetch_timeout
+                    )
                 except (nats.errors.TimeoutError, TimeoutError):
                     continue
                 except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
@@ -295,16 +301,13 @@ class PullWorker:
                     bound.warning("worker.fetch_failed", error=str(exc))
                     await asyncio.sleep(1)
                     continue
-                if self.batch_handler is not None and len(msgs) > 1 and await self._handle_batch(msgs, bound):
-                    continue
-                if self.concurrency == 1:
+                if self.batch_handler is not None and self.concurrency > 1:
+                    self._spawn(inflight, self._handle_fetched(msgs, bound))
+                elif self.batch_handler is not None or self.concurrency == 1:
+                    await self._handle_fetched(msgs, bound)
+                else:
                     for msg in msgs:
-                        await self._handle(msg, bound)
-                    continue
-                for msg in msgs:
-                    task = asyncio.create_task(self._handle(msg, bound))
-                    inflight.add(task)
-                    task.add_done_callback(inflight.discard)
+                        self._spawn(inflight, self._handle(msg, bound))
         finally:
             if inflight:
                 await asyncio.gather(*inflight, return_exceptions=True)
@@ -313,39 +316,57 @@ class PullWorker:
                 await sub.unsubscribe()
         bound.info("worker.stopped")
 
+    @staticmethod
+    def _spawn(inflight: set[asyncio.Task[None]], work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        inflight.add(task)
+        task.add_done_callback(inflight.discard)
+
+    async def _handle_fetched(self, msgs: list[Msg], bound: structlog.stdlib.BoundLogger) -> None:
+        if self.batch_handler is not None and len(msgs) > 1 and await self._handle_batch(msgs, bound):
+            return
+        for msg in msgs:
+            await self._handle(msg, bound)
+
     async def _handle_batch(self, msgs: list[Msg], bound: structlog.stdlib.BoundLogger) -> bool:
         try:
-            await self.batch_handler(msgs)  # type: ignore[misc]
+            results = await self.batch_handler(msgs)  # type: ignore[misc]
         except Exception as exc:
             bound.warning("worker.batch_failed_retrying_one_by_one", size=len(msgs), error=repr(exc))
             return False
-        for msg in msgs:
-            await msg.ack()
+        for msg, error in zip(msgs, results or [None] * len(msgs), strict=True):
+            await self._settle(msg, error, bound)
         return True
 
     async def _handle(self, msg: Msg, bound: structlog.stdlib.BoundLogger) -> None:
-        delivered = msg.metadata.num_delivered
         try:
             await self.handler(msg)
-        except PermanentMessageError as exc:
-            await self._dead_letter(msg, str(exc), bound)
-            return
         except Exception as exc:
-            if delivered >= self.spec.max_deliver:
-                await self._dead_letter(msg, repr(exc), bound)
-            else:
-                delay = self.spec.retry_delay(delivered)
-                bound.warning(
-                    "worker.handler_failed",
-                    subject=msg.subject,
-                    delivered=delivered,
-                    retry_in=delay,
-                    error=repr(exc),
-                    exc_info=True,
-                )
-                await msg.nak(delay=delay)
+            await self._settle(msg, exc, bound)
             return
         await msg.ack()
+
+    async def _settle(self, msg: Msg, error: BaseException | None, bound: structlog.stdlib.BoundLogger) -> None:
+        """Ack a handled message; dead-letter or nak one that failed."""
+        if error is None:
+            await msg.ack()
+            return
+        delivered = msg.metadata.num_delivered
+        if isinstance(error, PermanentMessageError):
+            await self._dead_letter(msg, str(error), bound)
+        elif delivered >= self.spec.max_deliver:
+            await self._dead_letter(msg, repr(error), bound)
+        else:
+            delay = self.spec.retry_delay(delivered)
+            bound.warning(
+                "worker.handler_failed",
+                subject=msg.subject,
+                delivered=delivered,
+                retry_in=delay,
+                error=repr(error),
+                exc_info=error,
+            )
+            await msg.nak(delay=delay)
 
     async def _dead_letter(self, msg: Msg, reason: str, bound: structlog.stdlib.BoundLogger) -> None:
         meta = msg.metadata

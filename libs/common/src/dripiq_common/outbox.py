@@ -7,6 +7,7 @@ window, then deletes them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -24,13 +25,14 @@ from sqlalchemy import (
     Text,
     delete,
     func,
-    insert,
     select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dripiq_common.jetstream import Outgoing, publish_many
+from dripiq.scheduler.v1 import commands_pb2
+from dripiq_common import bulk
+from dripiq_common.jetstream import Outgoing, Subjects, publish_many
 from dripiq_common.loops import Poller
 
 log = structlog.get_logger(__name__)
@@ -56,13 +58,35 @@ class OutboxMessage:
 
 
 async def enqueue(conn: AsyncConnection, table: Table, messages: Iterable[OutboxMessage]) -> int:
-    """Write messages into the outbox inside the caller's transaction."""
+    """Write messages into the outbox inside the caller's transaction, in one statement."""
     rows = [
-        {"subject": m.subject, "payload": m.message.SerializeToString(), "headers": dict(m.headers)} for m in messages
+        {"subject": m.subject, "payload": m.message.SerializeToString(), "headers": json.dumps(dict(m.headers))}
+        for m in messages
     ]
-    if rows:
-        await conn.execute(insert(table), rows)
+    await bulk.insert_rows(conn, table, rows, casts={"headers": "text"})
     return len(rows)
+
+
+def coalesce_timer_commands(messages: list[OutboxMessage]) -> list[OutboxMessage]:
+    """One scheduler command per tenant carrying all its timer commands in order; the rest as is.
+
+    The scheduler applies a command's ops in one transaction, so a batch that schedules or
+    cancels hundreds of timers costs it one message per tenant, not hundreds."""
+    timer_ops: dict[str, list[commands_pb2.TimerCommand]] = {}
+    others: list[OutboxMessage] = []
+    for message in messages:
+        if isinstance(message.message, commands_pb2.TimerCommand):
+            timer_ops.setdefault(message.message.tenant_id, []).append(message.message)
+        else:
+            others.append(message)
+    for tenant_id, ops in timer_ops.items():
+        command = (
+            ops[0]
+            if len(ops) == 1
+            else commands_pb2.TimerCommand(tenant_id=tenant_id, ops=commands_pb2.TimerOps(commands=ops))
+        )
+        others.append(OutboxMessage(Subjects.scheduler_command(tenant_id), command))
+    return others
 
 
 @dataclass

@@ -39,15 +39,17 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
     )
     identities = SenderIdentities(rt.engine, rt.clock)
     suppressions = Suppressions(rt.engine, rt.clock)
-    # Provider calls wait on the network: keep send_concurrency of them in flight, each
-    # message acked as soon as its own call is settled.
+    # Commands come in batches, each admitted and settled in one transaction with its
+    # provider calls side by side; several batches are in flight so one waiting on the
+    # provider never idles the database, and their calls together never exceed the pool.
     sends = PullWorker(
         rt.js,
         rt.nc,
         SEND,
         lambda msg: dispatcher.handle_send(msg.data),
-        batch_size=settings.sends_in_flight,
-        concurrency=settings.sends_in_flight,
+        batch_size=settings.send_batch_size,
+        concurrency=settings.send_batches_in_flight,
+        batch_handler=lambda msgs: dispatcher.handle_sends([m.data for m in msgs]),
     )
     unknown_sweep = Poller(
         lambda: dispatcher.fail_overdue_unknown(deadline_seconds=settings.unknown_deadline_seconds),

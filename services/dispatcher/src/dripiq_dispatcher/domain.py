@@ -109,25 +109,6 @@ def new_message(command: messages_pb2.SendMessageCommand) -> NewMessage:
     )
 
 
-def send_command(message: NewMessage) -> messages_pb2.SendMessageCommand:
-    """The command a recorded message came from, as `new_message` reads it."""
-    return messages_pb2.SendMessageCommand(
-        message_id=message.message_id,
-        tenant_id=message.tenant_id,
-        campaign_id=message.campaign_id,
-        step_index=message.step_index,
-        contact_id=message.contact_id,
-        channel=message.channel,
-        to_email=message.to_email,
-        to_name=message.to_name,
-        sender_identity_id=message.sender_identity_id,
-        subject=message.subject,
-        body_text=message.body_text,
-        body_html=message.body_html,
-        categories=list(message.categories),
-    )
-
-
 def content_problem(message: NewMessage) -> str | None:
     """Why this message can never be sent as commanded, or None."""
     if message.channel not in SUPPORTED_CHANNELS:

@@ -11,46 +11,54 @@ from sqlalchemy import DateTime, Row, Text, bindparam, delete, func, literal, se
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dripiq_common import bulk
 from dripiq_dispatcher.domain import Identity, NewMessage, Status
 from dripiq_dispatcher.models import messages, rate_counters, rate_limits, sender_identities, suppressions
 
 
-async def insert_message(conn: AsyncConnection, *, message: NewMessage, now: datetime) -> None:
-    """Record the command once; a redelivery finds the row and inserts nothing."""
-    await conn.execute(
-        insert(messages)
-        .values(
-            message_id=message.message_id,
-            idempotency_key=message.message_id,
-            tenant_id=message.tenant_id,
-            campaign_id=message.campaign_id,
-            step_index=message.step_index,
-            contact_id=message.contact_id,
-            channel=message.channel,
-            status=Status.QUEUED,
-            to_email=message.to_email,
-            to_name=message.to_name,
-            sender_identity_id=message.sender_identity_id,
-            subject=message.subject,
-            body_text=message.body_text,
-            body_html=message.body_html,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=[messages.c.message_id])
-    )
+async def insert_messages(conn: AsyncConnection, *, batch: Sequence[NewMessage], now: datetime) -> None:
+    """Record the commands once; a redelivered one finds its row and inserts nothing."""
+    rows = [
+        {
+            "message_id": m.message_id,
+            "idempotency_key": m.message_id,
+            "tenant_id": m.tenant_id,
+            "campaign_id": m.campaign_id,
+            "step_index": m.step_index,
+            "contact_id": m.contact_id,
+            "channel": m.channel,
+            "status": Status.QUEUED.value,
+            "to_email": m.to_email,
+            "to_name": m.to_name,
+            "sender_identity_id": m.sender_identity_id,
+            "subject": m.subject,
+            "body_text": m.body_text,
+            "body_html": m.body_html,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for m in batch
+    ]
+    await bulk.insert_rows(conn, messages, rows, suffix="ON CONFLICT (message_id) DO NOTHING")
 
 
-async def lock_message(conn: AsyncConnection, *, tenant_id: str, message_id: str) -> Row[Any] | None:
-    """The row, locked until the transaction ends, so two deliveries of one command queue up
-    here instead of both deciding to call the provider."""
-    return (
-        await conn.execute(
-            select(messages.c.status, messages.c.attempt_count)
-            .where(messages.c.tenant_id == tenant_id, messages.c.message_id == message_id)
-            .with_for_update()
-        )
-    ).first()
+_LOCK_MESSAGES = (
+    "SELECT message_id, tenant_id, status, attempt_count FROM dispatcher.messages "
+    "WHERE message_id = ANY($1::text[]) ORDER BY message_id FOR UPDATE"
+)
+
+
+async def lock_messages(conn: AsyncConnection, *, message_ids: Collection[str]) -> dict[str, Any]:
+    """The rows by message id, locked until the transaction ends (in id order, so batches
+    never deadlock), so two deliveries of one command queue up here instead of both
+    deciding to call the provider."""
+    rows = await (await bulk.driver(conn)).fetch(_LOCK_MESSAGES, sorted(message_ids))
+    return {row["message_id"]: row for row in rows}
+
+
+async def update_messages(conn: AsyncConnection, *, changes: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """Apply (message_id, column values) changes to rows the caller holds locked."""
+    await bulk.update_rows(conn, messages, changes, key="message_id")
 
 
 async def lock_unknown(conn: AsyncConnection, *, tenant_id: str, message_id: str) -> Row[Any] | None:
@@ -138,39 +146,29 @@ async def set_status(
     return bool(result.rowcount)
 
 
-async def start_sending(
-    conn: AsyncConnection, *, message_id: str, from_email: str, rfc_message_id: str, now: datetime
-) -> int:
-    """Mark the provider call as under way; returns the attempt number it is."""
-    return (
-        await conn.execute(
-            update(messages)
-            .where(messages.c.message_id == message_id, messages.c.status == Status.QUEUED)
-            .values(
-                status=Status.SENDING,
-                attempt_count=messages.c.attempt_count + 1,
-                from_email=from_email,
-                rfc_message_id=rfc_message_id,
-                last_error=None,
-                updated_at=now,
-            )
-            .returning(messages.c.attempt_count)
+_IDENTITIES = (
+    "SELECT id, tenant_id, from_email, from_name, verified, per_minute, per_day "
+    "FROM dispatcher.sender_identities WHERE id = ANY($1::text[])"
+)
+
+
+async def identities(conn: AsyncConnection, *, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], Identity]:
+    """Sender identities by (tenant_id, identity id); another tenant's id is not found."""
+    if not keys:
+        return {}
+    rows = await (await bulk.driver(conn)).fetch(_IDENTITIES, sorted({i for _, i in keys}))
+    found = {
+        (row["tenant_id"], row["id"]): Identity(
+            id=row["id"],
+            from_email=row["from_email"],
+            from_name=row["from_name"],
+            verified=row["verified"],
+            per_minute=row["per_minute"],
+            per_day=row["per_day"],
         )
-    ).scalar_one()
-
-
-async def find_identity(conn: AsyncConnection, *, tenant_id: str, identity_id: str) -> Identity | None:
-    row = await get_identity(conn, tenant_id=tenant_id, identity_id=identity_id)
-    if row is None:
-        return None
-    return Identity(
-        id=row.id,
-        from_email=row.from_email,
-        from_name=row.from_name,
-        verified=row.verified,
-        per_minute=row.per_minute,
-        per_day=row.per_day,
-    )
+        for row in rows
+    }
+    return {key: identity for key, identity in found.items() if key in keys}
 
 
 async def get_identity(conn: AsyncConnection, *, tenant_id: str, identity_id: str) -> Row[Any] | None:
@@ -234,16 +232,23 @@ async def verify_identity(conn: AsyncConnection, *, tenant_id: str, identity_id:
     ).first()
 
 
-async def suppression_for(conn: AsyncConnection, *, tenant_id: str, address: str) -> str | None:
-    """Why the address is suppressed for the tenant (the oldest reason), or None."""
-    return (
-        await conn.execute(
-            select(suppressions.c.reason)
-            .where(suppressions.c.tenant_id == tenant_id, suppressions.c.address == address)
-            .order_by(suppressions.c.created_at)
-            .limit(1)
-        )
-    ).scalar_one_or_none()
+_SUPPRESSION_REASONS = (
+    "SELECT DISTINCT ON (s.tenant_id, s.address) s.tenant_id, s.address, s.reason "
+    "FROM dispatcher.suppressions AS s JOIN unnest($1::text[], $2::text[]) AS v(tenant_id, address) "
+    "ON s.tenant_id = v.tenant_id AND s.address = v.address ORDER BY s.tenant_id, s.address, s.created_at"
+)
+
+
+async def suppression_reasons(
+    conn: AsyncConnection, *, keys: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """Why each suppressed (tenant_id, address) is suppressed (its oldest reason); the
+    others are absent. Addresses are the normalized ones."""
+    if not keys:
+        return {}
+    ordered = sorted(keys)
+    rows = await (await bulk.driver(conn)).fetch(_SUPPRESSION_REASONS, [t for t, _ in ordered], [a for _, a in ordered])
+    return {(row["tenant_id"], row["address"]): row["reason"] for row in rows}
 
 
 async def add_suppression(
@@ -391,14 +396,84 @@ async def set_rate_limit(
     )
 
 
-async def consume_budget(conn: AsyncConnection, *, scope: str, window: str, window_start: datetime, limit: int) -> bool:
-    """Take one send from the window's budget if any is left. The counter row stays locked
-    until the transaction ends, so replicas admitting concurrently queue up here."""
-    query = insert(rate_counters).values(scope=scope, window=window, window_start=window_start, used=1)
-    query = query.on_conflict_do_update(
-        constraint="rate_counters_pkey",
-        set_={"used": rate_counters.c.used + 1},
-        where=rate_counters.c.used < limit,
-    ).returning(rate_counters.c.used)
-    used = (await conn.execute(query)).scalar_one_or_none()
-    return used is not None and used <= limit
+_RATE_LIMITS = (
+    "SELECT r.tenant_id, r.channel, r.per_minute, r.per_hour, r.per_day FROM dispatcher.rate_limits AS r "
+    "JOIN unnest($1::text[], $2::text[]) AS v(tenant_id, channel) "
+    "ON r.tenant_id = v.tenant_id AND r.channel = v.channel"
+)
+
+
+async def rate_limits_for(
+    conn: AsyncConnection, *, keys: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, int]]:
+    """Limits by (tenant_id, channel) and window name; 0 (none) where unset."""
+    limits = {key: {"minute": 0, "hour": 0, "day": 0} for key in keys}
+    if not keys:
+        return limits
+    ordered = sorted(keys)
+    rows = await (await bulk.driver(conn)).fetch(_RATE_LIMITS, [t for t, _ in ordered], [c for _, c in ordered])
+    for row in rows:
+        limits[(row["tenant_id"], row["channel"])] = {
+            "minute": row["per_minute"] or 0,
+            "hour": row["per_hour"] or 0,
+            "day": row["per_day"] or 0,
+        }
+    return limits
+
+
+# (scope, window, window_start): one budget's counter.
+CounterKey = tuple[str, str, datetime]
+
+_CREATE_COUNTERS = (
+    'INSERT INTO dispatcher.rate_counters (scope, "window", window_start, used) '
+    "SELECT scope, w, ws, 0 FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS v(scope, w, ws) "
+    "ON CONFLICT ON CONSTRAINT rate_counters_pkey DO NOTHING"
+)
+_LOCK_COUNTERS = (
+    'SELECT c.scope, c."window", c.window_start, c.used FROM dispatcher.rate_counters AS c '
+    "JOIN unnest($1::text[], $2::text[], $3::timestamptz[]) AS v(scope, w, ws) "
+    'ON c.scope = v.scope AND c."window" = v.w AND c.window_start = v.ws '
+    'ORDER BY c.scope, c."window", c.window_start FOR UPDATE OF c'
+)
+_SET_COUNTERS = (
+    "UPDATE dispatcher.rate_counters AS c SET used = v.used "
+    "FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[]) AS v(scope, w, ws, used) "
+    'WHERE c.scope = v.scope AND c."window" = v.w AND c.window_start = v.ws'
+)
+
+
+async def lock_counters(conn: AsyncConnection, *, keys: Collection[CounterKey]) -> dict[CounterKey, int]:
+    """Sends used so far in each budget window, the counters locked until the transaction
+    ends (in key order, so replicas admitting at once queue up instead of deadlocking)."""
+    ordered = sorted(keys)
+    arrays = [[k[0] for k in ordered], [k[1] for k in ordered], [k[2] for k in ordered]]
+    db = await bulk.driver(conn)
+    await db.execute(_CREATE_COUNTERS, *arrays)
+    rows = await db.fetch(_LOCK_COUNTERS, *arrays)
+    return {(row["scope"], row["window"], row["window_start"]): row["used"] for row in rows}
+
+
+async def set_counters(conn: AsyncConnection, *, used: dict[CounterKey, int]) -> None:
+    """Write back counters taken with `lock_counters` in the same transaction."""
+    ordered = sorted(used)
+    await (await bulk.driver(conn)).execute(
+        _SET_COUNTERS,
+        [k[0] for k in ordered],
+        [k[1] for k in ordered],
+        [k[2] for k in ordered],
+        [used[k] for k in ordered],
+    )
+
+
+async def prune_counters(conn: AsyncConnection, *, ended_before: datetime, limit: int) -> int:
+    """Delete up to `limit` counters of windows that started before `ended_before`; how many."""
+    stale = (
+        select(rate_counters.c.scope, rate_counters.c.window, rate_counters.c.window_start)
+        .where(rate_counters.c.window_start < ended_before)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    query = delete(rate_counters).where(
+        tuple_(rate_counters.c.scope, rate_counters.c.window, rate_counters.c.window_start).in_(stale)
+    )
+    return int((await conn.execute(query)).rowcount)

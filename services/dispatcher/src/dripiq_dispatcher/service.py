@@ -8,6 +8,7 @@ instead of calling again. Outcomes go to the outbox in the transaction that sett
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from dripiq_common import paging, validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import AlreadyExists, InvalidArgument, NotFound, PermanentMessageError
 from dripiq_common.jetstream import Subjects, decode
-from dripiq_common.outbox import OutboxMessage, enqueue
+from dripiq_common.outbox import OutboxMessage, coalesce_timer_commands, enqueue
 from dripiq_common.tokens import TokenSigner
 from dripiq_dispatcher import domain, repository
 from dripiq_dispatcher.domain import FailureKind, NewMessage, SendFailure, Status
@@ -40,11 +41,48 @@ class RetryLater(Exception):
     """A transient provider failure: the worker naks and JetStream redelivers after its backoff."""
 
 
+@dataclass
+class _Item:
+    """One send command of a batch, followed from its bytes to its settlement."""
+
+    index: int
+    message: NewMessage
+    command: bytes
+    identity: domain.Identity | None = None
+    attempt: int = 0
+    rfc_message_id: str = ""
+
+    @property
+    def ids(self) -> dict[str, str]:
+        m = self.message
+        return {"tenant_id": m.tenant_id, "campaign_id": m.campaign_id, "message_id": m.message_id}
+
+
 @dataclass(frozen=True)
-class _Attempt:
-    mail: dict[str, Any]
-    number: int
-    rfc_message_id: str
+class _Answer:
+    """What one provider call came to: the provider's message id, or how it failed."""
+
+    provider_message_id: str | None = None
+    failure: SendFailure | None = None
+
+
+@dataclass
+class _Work:
+    """The row changes and outbox messages of one transaction, written at its end."""
+
+    now: datetime
+    changes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    outbox: list[OutboxMessage] = field(default_factory=list)
+
+    def change(self, item: _Item, **values: Any) -> None:
+        self.changes.append((item.message.message_id, {**values, "updated_at": self.now}))
+
+    def outcome(self, fact: messages_pb2.MessageOutcome) -> None:
+        self.outbox.append(OutboxMessage(Subjects.message_outcome(fact.tenant_id), fact))
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        await repository.update_messages(conn, changes=self.changes)
+        await enqueue(conn, outbox, coalesce_timer_commands(self.outbox))
 
 
 @dataclass
@@ -59,34 +97,49 @@ class Dispatcher:
     on_outbox: Callable[[], None] = field(default=lambda: None)
 
     async def handle_send(self, data: bytes) -> None:
-        """A SendMessageCommand from the planner. Safe to redeliver at any point."""
-        command = decode(messages_pb2.SendMessageCommand, data)
-        try:
-            message = domain.new_message(command)
-        except InvalidArgument as exc:
-            raise PermanentMessageError(f"unrecordable SendMessageCommand: {exc}") from exc
-        with structlog.contextvars.bound_contextvars(
-            tenant_id=message.tenant_id,
-            campaign_id=message.campaign_id,
-            message_id=message.message_id,
-        ):
-            await self.send(message, data)
+        """One SendMessageCommand from the planner. Safe to redeliver at any point."""
+        [error] = await self.handle_sends([data])
+        if error is not None:
+            raise error
 
-    async def send(self, message: NewMessage, command: bytes | None = None) -> None:
-        """`command` is the SendMessageCommand as delivered; a deferral schedules it to come
-        back. Without it, the command is rebuilt from the message."""
+    async def handle_sends(self, batch: Sequence[bytes]) -> list[Exception | None]:
+        """SendMessageCommands, each safe to redeliver at any point: admitted in one
+        transaction, sent side by side, settled in one transaction.
+
+        One entry per command: None when its delivery is done (ack), else the error it fails
+        with: RetryLater to come back after JetStream's backoff, PermanentMessageError for a
+        command that cannot even be recorded.
+        """
+        results: list[Exception | None] = [None] * len(batch)
+        items: dict[str, _Item] = {}
+        for index, data in enumerate(batch):
+            try:
+                message = domain.new_message(decode(messages_pb2.SendMessageCommand, data))
+            except InvalidArgument as exc:
+                results[index] = PermanentMessageError(f"unrecordable SendMessageCommand: {exc}")
+                continue
+            except PermanentMessageError as exc:
+                results[index] = exc
+                continue
+            # One message id twice in a batch is one send: the copy is acked with the first.
+            items.setdefault(message.message_id, _Item(index, message, data))
+        if not items:
+            return results
+        admission = _Work(self.clock.now())
         async with self.engine.begin() as conn:
-            step = await self._prepare(conn, message, command)
-        if not isinstance(step, _Attempt):
-            if step is not None:
-                self.on_outbox()
-            return
-        try:
-            provider_message_id = await self.sender.send(step.mail)
-        except Exception as exc:
-            await self._record_failure(message, step, domain.classify_failure(exc), command)
-            return
-        await self._record_sent(message, step, provider_message_id)
+            calls = await self._admit(conn, list(items.values()), admission, results)
+            await admission.flush(conn)
+        outboxed = bool(admission.outbox)
+        if calls:
+            answers = await asyncio.gather(*(self._call(item) for item in calls))
+            settlement = _Work(self.clock.now())
+            async with self.engine.begin() as conn:
+                await self._settle_calls(conn, calls, answers, settlement, results)
+                await settlement.flush(conn)
+            outboxed = outboxed or bool(settlement.outbox)
+        if outboxed:
+            self.on_outbox()
+        return results
 
     async def get_message(self, tenant_id: str, message_id: str) -> pb.Message:
         tenant = validation.tenant_id(tenant_id)
@@ -117,144 +170,241 @@ class Dispatcher:
         token = paging.encode_token(page[-1].created_at.isoformat(), page[-1].message_id) if len(rows) > size else ""
         return pb.ListMessagesResponse(messages=[domain.message_to_proto(r) for r in page], next_page_token=token)
 
-    async def _prepare(
-        self, conn: AsyncConnection, message: NewMessage, command: bytes | None = None
-    ) -> _Attempt | Status | None:
-        """Record the message and decide, under its row lock, whether to call the provider.
-
-        Returns the attempt to make, the status it settled the message in (an outcome is in
-        the outbox), or None when a redelivery had nothing left to do.
-        """
-        now = self.clock.now()
-        await repository.insert_message(conn, message=message, now=now)
-        row = await repository.lock_message(conn, tenant_id=message.tenant_id, message_id=message.message_id)
-        if row is None:
-            raise PermanentMessageError("message id is already used by another tenant")
-        status = Status(row.status)
-        if status in domain.SETTLED:
-            log.info("send.redelivered_settled", status=str(status))
-            return None
-        if status == Status.SENDING:
-            # A delivery crashed or timed out during the provider call: it may have gone out.
-            await repository.set_status(
-                conn,
-                message_id=message.message_id,
-                expected=[Status.SENDING],
-                status=Status.UNKNOWN,
-                now=now,
-                last_error="redelivered while a provider call was under way; a webhook settles it",
-            )
-            log.warning("send.found_sending_marked_unknown", attempt_count=row.attempt_count)
-            return None
-
-        problem = domain.content_problem(message)
-        if problem is not None:
-            return await self._settle(conn, message, Status.FAILED, problem)
-        suppressed = await repository.suppression_for(
-            conn, tenant_id=message.tenant_id, address=domain.normalize_address(message.to_email)
-        )
-        if suppressed is not None:
-            return await self._settle(conn, message, Status.SUPPRESSED, f"address suppressed: {suppressed}")
-        identity = domain.sendable_identity(
-            await repository.find_identity(conn, tenant_id=message.tenant_id, identity_id=message.sender_identity_id),
-            message.sender_identity_id,
-        )
-        if isinstance(identity, str):
-            return await self._settle(conn, message, Status.FAILED, identity)
-        full = await self._admit(conn, message, identity, now)
-        if full is not None:
-            return await self._defer(conn, message, command, full, now)
-
-        mail = domain.build_mail(message, identity, signer=self.signer, settings=self.mail_settings)
-        rfc_message_id = domain.rfc_message_id(message, self.mail_settings)
-        number = await repository.start_sending(
-            conn,
-            message_id=message.message_id,
-            from_email=identity.from_email,
-            rfc_message_id=rfc_message_id,
-            now=now,
-        )
-        return _Attempt(mail=mail, number=number, rfc_message_id=rfc_message_id)
-
     async def _admit(
-        self, conn: AsyncConnection, message: NewMessage, identity: domain.Identity, now: datetime
-    ) -> domain.Budget | None:
-        """Take one send from every budget the message falls under, or from none: the first
-        full budget is returned and what was taken before it is given back (a savepoint)."""
-        tenant_limits = await repository.get_rate_limit(conn, tenant_id=message.tenant_id, channel=message.channel)
-        needed = domain.budgets(
-            tenant_id=message.tenant_id, channel=message.channel, tenant_limits=tenant_limits, identity=identity
-        )
-        if not needed:
-            return None
-        savepoint = await conn.begin_nested()
-        for budget in needed:
-            taken = await repository.consume_budget(
-                conn,
-                scope=budget.scope,
-                window=budget.window,
-                window_start=domain.window_start(budget.window, now),
-                limit=budget.limit,
+        self, conn: AsyncConnection, items: list[_Item], work: _Work, results: list[Exception | None]
+    ) -> list[_Item]:
+        """Record the commands and decide, under their row locks, which ones call the
+        provider: those are moved to `sending` and returned. The others are settled (their
+        outcomes outboxed), deferred, or were redeliveries with nothing left to do."""
+        await repository.insert_messages(conn, batch=[i.message for i in items], now=work.now)
+        rows = await repository.lock_messages(conn, message_ids=[i.message.message_id for i in items])
+        queued: list[_Item] = []
+        for item in items:
+            row = rows[item.message.message_id]
+            status = Status(row["status"])
+            if row["tenant_id"] != item.message.tenant_id:
+                results[item.index] = PermanentMessageError("message id is already used by another tenant")
+            elif status in domain.SETTLED:
+                log.info("send.redelivered_settled", status=str(status), **item.ids)
+            elif status == Status.SENDING:
+                # A delivery crashed or timed out during the provider call: it may have gone out.
+                work.change(
+                    item,
+                    status=Status.UNKNOWN.value,
+                    last_error="redelivered while a provider call was under way; a webhook settles it",
+                )
+                log.warning("send.found_sending_marked_unknown", attempt_count=row["attempt_count"], **item.ids)
+            else:
+                item.attempt = row["attempt_count"]
+                queued.append(item)
+        candidates = await self._sendable(conn, queued, work)
+        admitted = await self._take_budgets(conn, candidates, work)
+        for item in admitted:
+            assert item.identity is not None
+            item.attempt += 1
+            item.rfc_message_id = domain.rfc_message_id(item.message, self.mail_settings)
+            work.change(
+                item,
+                status=Status.SENDING.value,
+                attempt_count=item.attempt,
+                from_email=item.identity.from_email,
+                rfc_message_id=item.rfc_message_id,
+                last_error=None,
             )
-            if not taken:
-                await savepoint.rollback()
-                return budget
-        await savepoint.commit()
-        return None
+        return admitted
 
-    async def _defer(
-        self, conn: AsyncConnection, message: NewMessage, command: bytes | None, full: domain.Budget, now: datetime
-    ) -> Status:
+    async def _sendable(self, conn: AsyncConnection, items: list[_Item], work: _Work) -> list[_Item]:
+        """The queued messages that may be sent now, each with its identity; the others are
+        failed or suppressed with their outcomes."""
+        fine: list[_Item] = []
+        for item in items:
+            problem = domain.content_problem(item.message)
+            if problem is None:
+                fine.append(item)
+            else:
+                self._settle(item, Status.FAILED, problem, work)
+        address = {i.message.message_id: domain.normalize_address(i.message.to_email) for i in fine}
+        suppressed = await repository.suppression_reasons(
+            conn, keys={(i.message.tenant_id, address[i.message.message_id]) for i in fine}
+        )
+        found = await repository.identities(
+            conn, keys={(i.message.tenant_id, i.message.sender_identity_id) for i in fine}
+        )
+        sendable: list[_Item] = []
+        for item in fine:
+            m = item.message
+            reason = suppressed.get((m.tenant_id, address[m.message_id]))
+            if reason is not None:
+                self._settle(item, Status.SUPPRESSED, f"address suppressed: {reason}", work)
+                continue
+            identity = domain.sendable_identity(found.get((m.tenant_id, m.sender_identity_id)), m.sender_identity_id)
+            if isinstance(identity, str):
+                self._settle(item, Status.FAILED, identity, work)
+                continue
+            item.identity = identity
+            sendable.append(item)
+        return sendable
+
+    async def _take_budgets(self, conn: AsyncConnection, items: list[_Item], work: _Work) -> list[_Item]:
+        """Take one send from every budget each message falls under, in batch order, or from
+        none: a message that finds one of its budgets spent is deferred and takes nothing.
+        The counters stay locked until the transaction ends, so replicas agree."""
+        limits = await repository.rate_limits_for(conn, keys={(i.message.tenant_id, i.message.channel) for i in items})
+        needs = {
+            item.message.message_id: [
+                (budget, (budget.scope, budget.window, domain.window_start(budget.window, work.now)))
+                for budget in domain.budgets(
+                    tenant_id=item.message.tenant_id,
+                    channel=item.message.channel,
+                    tenant_limits=limits[(item.message.tenant_id, item.message.channel)],
+                    identity=item.identity,  # type: ignore[arg-type]
+                )
+            ]
+            for item in items
+        }
+        keys = {key for budgets in needs.values() for _, key in budgets}
+        if not keys:
+            return items
+        used = await repository.lock_counters(conn, keys=keys)
+        admitted: list[_Item] = []
+        for item in items:
+            budgets = needs[item.message.message_id]
+            full = next((budget for budget, key in budgets if used[key] >= budget.limit), None)
+            if full is not None:
+                self._defer(item, full, work)
+                continue
+            for _, key in budgets:
+                used[key] += 1
+            admitted.append(item)
+        await repository.set_counters(conn, used=used)
+        return admitted
+
+    def _defer(self, item: _Item, full: domain.Budget, work: _Work) -> None:
         """Leave the message `queued` and have the scheduler send its command again once the
         full window has passed: nothing waits in memory and the delivery is acked."""
-        until = domain.window_end(full.window, now)
+        until = domain.window_end(full.window, work.now)
         reason = f"deferred: {full.scope} {full.window} budget spent until {until.isoformat()}"
-        await repository.set_status(
-            conn,
-            message_id=message.message_id,
-            expected=[Status.QUEUED],
-            status=Status.QUEUED,
-            now=now,
-            last_error=reason,
-        )
-        fire_at = domain.defer_until(full.window, now, message.message_id)
-        await self._come_back(conn, message, command, fire_at=fire_at, reason=reason, now=now)
-        log.info("send.deferred", scope=full.scope, window=full.window, until=until.isoformat())
-        return Status.QUEUED
+        work.change(item, status=Status.QUEUED.value, last_error=reason)
+        fire_at = domain.defer_until(full.window, work.now, item.message.message_id)
+        self._come_back(item, fire_at=fire_at, reason=reason, work=work)
+        log.info("send.deferred", scope=full.scope, window=full.window, until=until.isoformat(), **item.ids)
 
-    async def _come_back(
-        self,
-        conn: AsyncConnection,
-        message: NewMessage,
-        command: bytes | None,
-        *,
-        fire_at: datetime,
-        reason: str,
-        now: datetime,
-    ) -> None:
+    def _come_back(self, item: _Item, *, fire_at: datetime, reason: str, work: _Work) -> None:
         """A DEFERRED outcome, and a scheduler timer that delivers the send command again."""
-        await self._outcome(
-            conn, domain.outcome(message, messages_pb2.OUTCOME_KIND_DEFERRED, occurred_at=now, reason=reason)
-        )
+        message = item.message
+        work.outcome(domain.outcome(message, messages_pb2.OUTCOME_KIND_DEFERRED, occurred_at=work.now, reason=reason))
         timer = scheduler_pb2.Timer(
             tenant_id=message.tenant_id,
             key=f"{message.message_id}:deferred",
             group_key=f"message:{message.message_id}",
             kind="send_deferred",
             target_subject=Subjects.dispatcher_send(message.tenant_id),
-            payload=command if command is not None else domain.send_command(message).SerializeToString(),
+            payload=item.command,
         )
         timer.fire_at.FromDatetime(fire_at)
-        await enqueue(
-            conn,
-            outbox,
-            [
-                OutboxMessage(
-                    Subjects.scheduler_command(message.tenant_id),
-                    scheduler_commands_pb2.TimerCommand(tenant_id=message.tenant_id, schedule=timer),
-                )
-            ],
+        work.outbox.append(
+            OutboxMessage(
+                Subjects.scheduler_command(message.tenant_id),
+                scheduler_commands_pb2.TimerCommand(tenant_id=message.tenant_id, schedule=timer),
+            )
         )
+
+    def _settle(self, item: _Item, status: Status, reason: str, work: _Work) -> None:
+        """Fail or suppress a queued message before any provider call, with its outcome."""
+        work.change(item, status=status.value, last_error=reason)
+        kind = messages_pb2.OUTCOME_KIND_SUPPRESSED if status == Status.SUPPRESSED else messages_pb2.OUTCOME_KIND_FAILED
+        work.outcome(domain.outcome(item.message, kind, occurred_at=work.now, reason=reason))
+        log.info("send.settled_without_sending", status=str(status), reason=reason, **item.ids)
+
+    async def _call(self, item: _Item) -> _Answer:
+        assert item.identity is not None
+        mail = domain.build_mail(item.message, item.identity, signer=self.signer, settings=self.mail_settings)
+        try:
+            return _Answer(provider_message_id=await self.sender.send(mail))
+        except Exception as exc:
+            return _Answer(failure=domain.classify_failure(exc))
+
+    async def _settle_calls(
+        self,
+        conn: AsyncConnection,
+        calls: list[_Item],
+        answers: Sequence[_Answer],
+        work: _Work,
+        results: list[Exception | None],
+    ) -> None:
+        """Record what each provider call came to, under the rows' locks again: a row a
+        redelivery moved on while the call ran is only settled where the answer still applies."""
+        rows = await repository.lock_messages(conn, message_ids=[i.message.message_id for i in calls])
+        sent = 0
+        for item, answer in zip(calls, answers, strict=True):
+            status = Status(rows[item.message.message_id]["status"])
+            if answer.failure is None:
+                if status not in domain.IN_FLIGHT:
+                    log.error(
+                        "send.accepted_but_row_moved_on", provider_message_id=answer.provider_message_id, **item.ids
+                    )
+                    continue
+                work.change(
+                    item,
+                    status=Status.SENT.value,
+                    provider=domain.PROVIDER,
+                    provider_message_id=answer.provider_message_id,
+                    sent_at=work.now,
+                    last_error=None,
+                )
+                work.outcome(
+                    domain.outcome(
+                        item.message,
+                        messages_pb2.OUTCOME_KIND_SENT,
+                        occurred_at=work.now,
+                        provider_message_id=answer.provider_message_id or "",
+                        rfc_message_id=item.rfc_message_id,
+                    )
+                )
+                sent += 1
+                continue
+            results[item.index] = self._settle_failure(item, answer.failure, status, work)
+        log.debug("send.batch_settled", calls=len(calls), sent=sent)
+
+    def _settle_failure(self, item: _Item, failure: SendFailure, status: Status, work: _Work) -> Exception | None:
+        """Record a failed call; RetryLater when the delivery is to come back after a backoff."""
+        if failure.kind == FailureKind.UNKNOWN:
+            if status == Status.SENDING:
+                work.change(item, status=Status.UNKNOWN.value, last_error=failure.reason)
+                log.error("send.outcome_unknown", reason=failure.reason, attempt=item.attempt, **item.ids)
+            return None
+        if failure.kind == FailureKind.RETRY and domain.retries_left(item.attempt, self.max_attempts):
+            # Only from `sending`: a row a redelivery parked as `unknown` has no delivery left
+            # to retry it, and `unknown` is where undecided messages wait to be settled.
+            if status != Status.SENDING:
+                log.warning("send.failure_after_row_moved_on", reason=failure.reason, **item.ids)
+                return None
+            work.change(item, status=Status.QUEUED.value, last_error=failure.reason)
+            if failure.retry_at is not None and failure.retry_at > work.now:
+                # The provider said when its budget returns: come back then, through the
+                # scheduler, instead of spending deliveries on the consumer's backoff.
+                reason = f"deferred: provider rate limit until {failure.retry_at.isoformat()}"
+                fire_at = failure.retry_at + domain.jitter(item.message.message_id, timedelta(seconds=30))
+                self._come_back(item, fire_at=fire_at, reason=reason, work=work)
+                log.warning(
+                    "send.deferred_by_provider", until=failure.retry_at.isoformat(), attempt=item.attempt, **item.ids
+                )
+                return None
+            # The row is `queued` again by the time JetStream redelivers the command.
+            log.warning("send.retrying", reason=failure.reason, attempt=item.attempt, **item.ids)
+            return RetryLater(failure.reason)
+        reason = failure.reason
+        if failure.kind == FailureKind.RETRY:
+            reason = domain.truncate(f"gave up after {item.attempt} attempts: {reason}")
+        if status not in domain.IN_FLIGHT:
+            log.warning("send.failure_after_row_moved_on", reason=failure.reason, **item.ids)
+            return None
+        work.change(item, status=Status.FAILED.value, last_error=reason)
+        work.outcome(
+            domain.outcome(item.message, messages_pb2.OUTCOME_KIND_FAILED, occurred_at=work.now, reason=reason)
+        )
+        log.warning("send.failed", reason=failure.reason, attempt=item.attempt, **item.ids)
+        return None
 
     async def set_rate_limit(self, given: pb.RateLimit) -> pb.RateLimit:
         tenant = validation.tenant_id(given.tenant_id, "rate_limit.tenant_id")
@@ -279,127 +429,6 @@ class Dispatcher:
         async with self.engine.connect() as conn:
             limits = await repository.get_rate_limit(conn, tenant_id=tenant, channel=checked)
         return _rate_limit_proto(tenant, checked, limits)
-
-    async def _settle(self, conn: AsyncConnection, message: NewMessage, status: Status, reason: str) -> Status:
-        """Fail or suppress a queued message before any provider call, with its outcome."""
-        now = self.clock.now()
-        await repository.set_status(
-            conn,
-            message_id=message.message_id,
-            expected=[Status.QUEUED],
-            status=status,
-            now=now,
-            last_error=reason,
-        )
-        kind = messages_pb2.OUTCOME_KIND_SUPPRESSED if status == Status.SUPPRESSED else messages_pb2.OUTCOME_KIND_FAILED
-        await self._outcome(conn, domain.outcome(message, kind, occurred_at=now, reason=reason))
-        log.info("send.settled_without_sending", status=str(status), reason=reason)
-        return status
-
-    async def _record_sent(self, message: NewMessage, attempt: _Attempt, provider_message_id: str | None) -> None:
-        now = self.clock.now()
-        async with self.engine.begin() as conn:
-            moved = await repository.set_status(
-                conn,
-                message_id=message.message_id,
-                expected=domain.IN_FLIGHT,
-                status=Status.SENT,
-                now=now,
-                provider=domain.PROVIDER,
-                provider_message_id=provider_message_id,
-                sent_at=now,
-                last_error=None,
-            )
-            if moved:
-                await self._outcome(
-                    conn,
-                    domain.outcome(
-                        message,
-                        messages_pb2.OUTCOME_KIND_SENT,
-                        occurred_at=now,
-                        provider_message_id=provider_message_id or "",
-                        rfc_message_id=attempt.rfc_message_id,
-                    ),
-                )
-        if not moved:
-            log.error("send.accepted_but_row_moved_on", provider_message_id=provider_message_id)
-            return
-        self.on_outbox()
-        log.info("send.sent", provider_message_id=provider_message_id, attempt=attempt.number)
-
-    async def _record_failure(
-        self, message: NewMessage, attempt: _Attempt, failure: SendFailure, command: bytes | None = None
-    ) -> None:
-        now = self.clock.now()
-        retry = failure.kind == FailureKind.RETRY and domain.retries_left(attempt.number, self.max_attempts)
-        async with self.engine.begin() as conn:
-            if failure.kind == FailureKind.UNKNOWN:
-                await repository.set_status(
-                    conn,
-                    message_id=message.message_id,
-                    expected=[Status.SENDING],
-                    status=Status.UNKNOWN,
-                    now=now,
-                    last_error=failure.reason,
-                )
-                log.error("send.outcome_unknown", reason=failure.reason, attempt=attempt.number)
-                return
-            if retry:
-                # Only from `sending`: a row a redelivery parked as `unknown` has no delivery left
-                # to retry it, and `unknown` is where undecided messages wait to be settled.
-                moved = await repository.set_status(
-                    conn,
-                    message_id=message.message_id,
-                    expected=[Status.SENDING],
-                    status=Status.QUEUED,
-                    now=now,
-                    last_error=failure.reason,
-                )
-                if moved and failure.retry_at is not None and failure.retry_at > now:
-                    # The provider said when its budget returns: come back then, through the
-                    # scheduler, instead of spending deliveries on the consumer's backoff.
-                    reason = f"deferred: provider rate limit until {failure.retry_at.isoformat()}"
-                    fire_at = failure.retry_at + domain.jitter(message.message_id, timedelta(seconds=30))
-                    await self._come_back(conn, message, command, fire_at=fire_at, reason=reason, now=now)
-                    retry = False
-            else:
-                reason = failure.reason
-                if failure.kind == FailureKind.RETRY:
-                    reason = domain.truncate(f"gave up after {attempt.number} attempts: {reason}")
-                moved = await repository.set_status(
-                    conn,
-                    message_id=message.message_id,
-                    expected=domain.IN_FLIGHT,
-                    status=Status.FAILED,
-                    now=now,
-                    last_error=reason,
-                )
-                if moved:
-                    await self._outcome(
-                        conn,
-                        domain.outcome(
-                            message,
-                            messages_pb2.OUTCOME_KIND_FAILED,
-                            occurred_at=now,
-                            reason=reason,
-                        ),
-                    )
-        if not moved:
-            log.warning("send.failure_after_row_moved_on", reason=failure.reason)
-            return
-        if retry:
-            # Raised after the commit: the row is `queued` again when the redelivery comes.
-            log.warning("send.retrying", reason=failure.reason, attempt=attempt.number)
-            raise RetryLater(failure.reason)
-        self.on_outbox()
-        if (
-            failure.retry_at is not None
-            and failure.kind == FailureKind.RETRY
-            and domain.retries_left(attempt.number, self.max_attempts)
-        ):
-            log.warning("send.deferred_by_provider", until=failure.retry_at.isoformat(), attempt=attempt.number)
-            return
-        log.warning("send.failed", reason=failure.reason, attempt=attempt.number)
 
     async def settle_unknown(self, data: bytes) -> None:
         """An EngagementEvent fact: any provider event for a message proves the provider took it: an `unknown` send

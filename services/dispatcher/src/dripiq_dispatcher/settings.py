@@ -33,7 +33,9 @@ class DispatcherSettings(ServiceSettings):
     # connections; "executor" runs the sendgrid library's blocking client on a thread pool.
     transport: Literal["async", "executor"] = "async"
     # Provider calls in flight at once per process (one pooled connection each).
-    send_concurrency: int = Field(default=256, ge=1)
+    send_concurrency: int = Field(default=512, ge=1)
+    # Command batches handled at once; each holds up to sends_in_flight / this commands.
+    send_batches_in_flight: int = Field(default=4, ge=1)
     # The executor transport's thread pool; it keeps min(send_concurrency, this) calls in flight.
     executor_threads: int = Field(default=64, ge=1)
     # Connecting must finish within this (a failure then is known not to have sent anything).
@@ -53,6 +55,10 @@ class DispatcherSettings(ServiceSettings):
         if self.transport == "executor":
             return min(self.send_concurrency, self.executor_threads)
         return self.send_concurrency
+
+    @property
+    def send_batch_size(self) -> int:
+        return max(1, self.sends_in_flight // self.send_batches_in_flight)
 
     @field_validator("sendgrid_api_key", mode="before")
     @classmethod

@@ -27,6 +27,9 @@ def build(settings: EventsSettings, rt: Runtime) -> Parts:
     async def on_outcome(msg: Msg) -> None:
         await ingest.record_outcome(msg.data)
 
+    async def on_outcomes(msgs: list[Msg]) -> None:
+        await ingest.record_outcomes([m.data for m in msgs])
+
     async def on_webhook(msg: Msg) -> None:
         await ingest.handle_webhook(msg.data)
 
@@ -38,7 +41,14 @@ def build(settings: EventsSettings, rt: Runtime) -> Parts:
         service_names=[SERVICE_NAME],
         registrars=[lambda server: events_service_pb2_grpc.add_EventsServiceServicer_to_server(servicer, server)],
         fetchers=[
-            PullWorker(rt.js, rt.nc, OUTCOMES, on_outcome),
+            PullWorker(
+                rt.js,
+                rt.nc,
+                OUTCOMES,
+                on_outcome,
+                batch_size=500,
+                batch_handler=on_outcomes,
+            ),
             # A SendGrid batch is up to thousands of events: fewer at a time keeps each
             # fetch well inside the ack wait.
             PullWorker(rt.js, rt.nc, WEBHOOKS, on_webhook, batch_size=10),

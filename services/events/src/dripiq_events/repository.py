@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dripiq_common import bulk
 from dripiq_events.domain import NewEvent, Outbound, SentMessage
 from dripiq_events.models import inbound_emails, message_events, outbound_messages
 
@@ -19,28 +20,45 @@ _INSERT_CHUNK = 1000
 _OUTBOUND = outbound_messages.c
 
 
-async def upsert_outbound(conn: AsyncConnection, *, sent: SentMessage) -> None:
-    outbound = sent.outbound
-    values = {
-        "message_id": outbound.message_id,
-        "tenant_id": outbound.tenant_id,
-        "campaign_id": outbound.campaign_id,
-        "step_index": outbound.step_index,
-        "contact_id": outbound.contact_id,
-        "to_email": outbound.to_email,
-        "subject": sent.subject,
-        "provider_message_id": sent.provider_message_id,
-        "rfc_message_id": sent.rfc_message_id,
-        "sent_at": sent.sent_at,
-    }
-    stmt = insert(outbound_messages).values(**values)
-    # A later outcome for the same message (e.g. a resend after "unknown") carries newer facts.
-    await conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[_OUTBOUND.message_id],
-            set_={k: stmt.excluded[k] for k in values if k not in ("message_id", "tenant_id")},
-            where=_OUTBOUND.tenant_id == stmt.excluded.tenant_id,
-        )
+_OUTBOUND_FACTS = (
+    "campaign_id",
+    "step_index",
+    "contact_id",
+    "to_email",
+    "subject",
+    "provider_message_id",
+    "rfc_message_id",
+    "sent_at",
+)
+
+
+async def upsert_outbound(conn: AsyncConnection, *, sent: Sequence[SentMessage]) -> None:
+    """Keep sent messages in one statement. A later outcome for the same message (e.g. a
+    resend after "unknown") carries newer facts; within one call, the last one wins."""
+    latest = {s.outbound.message_id: s for s in sent}
+    rows = [
+        {
+            "message_id": s.outbound.message_id,
+            "tenant_id": s.outbound.tenant_id,
+            "campaign_id": s.outbound.campaign_id,
+            "step_index": s.outbound.step_index,
+            "contact_id": s.outbound.contact_id,
+            "to_email": s.outbound.to_email,
+            "subject": s.subject,
+            "provider_message_id": s.provider_message_id,
+            "rfc_message_id": s.rfc_message_id,
+            "sent_at": s.sent_at,
+        }
+        for s in latest.values()
+    ]
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _OUTBOUND_FACTS)
+    await bulk.insert_rows(
+        conn,
+        outbound_messages,
+        rows,
+        suffix=(
+            f"ON CONFLICT (message_id) DO UPDATE SET {updates} WHERE outbound_messages.tenant_id = excluded.tenant_id"
+        ),
     )
 
 

@@ -52,13 +52,22 @@ class EventIngest:
 
     async def record_outcome(self, data: bytes) -> bool:
         """Keep our copy of a sent message; other outcomes are not ours to track. True if kept."""
-        outcome = decode(dispatcher_pb.MessageOutcome, data)
-        if outcome.kind != dispatcher_pb.OUTCOME_KIND_SENT:
-            return False
-        sent = domain.sent_message(outcome, now=self.clock.now())
-        async with self.engine.begin() as conn:
-            await repository.upsert_outbound(conn, sent=sent)
-        return True
+        return await self.record_outcomes([data]) == 1
+
+    async def record_outcomes(self, batch: Sequence[bytes]) -> int:
+        """Keep our copies of the sent messages among the outcomes, in one statement; how many.
+        An undecodable or incomplete outcome raises PermanentMessageError (a batch that raises
+        is retried one outcome at a time, so only that one is dead-lettered)."""
+        now = self.clock.now()
+        sent = []
+        for data in batch:
+            outcome = decode(dispatcher_pb.MessageOutcome, data)
+            if outcome.kind == dispatcher_pb.OUTCOME_KIND_SENT:
+                sent.append(domain.sent_message(outcome, now=now))
+        if sent:
+            async with self.engine.begin() as conn:
+                await repository.upsert_outbound(conn, sent=sent)
+        return len(sent)
 
     async def handle_webhook(self, data: bytes) -> IngestResult:
         raw = decode(RawWebhook, data)

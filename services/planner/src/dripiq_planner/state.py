@@ -3,7 +3,7 @@
 The reactor handles a whole batch of timers, outcomes or engagement facts at once: it locks
 the campaigns they touch (in id order, so concurrent workers never deadlock), loads their
 steps, applies every change in memory, and `flush` writes the changed columns, the rule
-decisions and the outbox messages with one executemany each. That is what lets one planner
+decisions and the outbox messages with one statement each (dripiq_common.bulk). That is what lets one planner
 apply thousands of facts a second instead of paying a round trip per column.
 """
 
@@ -14,13 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dripiq.scheduler.v1 import commands_pb2
-from dripiq_common.jetstream import Subjects
-from dripiq_common.outbox import OutboxMessage, enqueue
+from dripiq_common import bulk
+from dripiq_common.outbox import OutboxMessage, coalesce_timer_commands, enqueue
 from dripiq_planner.models import campaign_steps, contact_campaigns, outbox, rule_decisions
 
 OPEN_STEP_STATUSES = ("pending", "scheduled")
@@ -90,16 +87,6 @@ class UnitOfWork:
         self.outbox.append(message)
 
 
-async def _driver(conn: AsyncConnection):  # type: ignore[no-untyped-def]
-    """The asyncpg connection under `conn`, inside the same transaction.
-
-    The reactor's hot path speaks to it directly: arrays as single parameters (one prepared
-    statement however long the batch, no thousands of literals to parse) and records without
-    a result-object layer cost a fraction of the Core path at thousands of facts a second.
-    """
-    return (await conn.get_raw_connection()).driver_connection
-
-
 _CAMPAIGN_SELECT = (
     f"SELECT {', '.join(c.name for c in _LOADED_COLUMNS)} FROM planner.contact_campaigns "
     "WHERE id = ANY($1::text[]) AND tenant_id = ANY($2::text[]) ORDER BY id"
@@ -121,7 +108,7 @@ async def load(
     if not keys:
         return {}
     wanted = set(keys)
-    driver = await _driver(conn)
+    driver = await bulk.driver(conn)
     query = _CAMPAIGN_SELECT + (" FOR UPDATE" if lock else "")
     found = await driver.fetch(query, sorted({c for _, c in wanted}), sorted({t for t, _ in wanted}))
     rows = [dict(r) for r in found if (r["tenant_id"], r["id"]) in wanted]
@@ -141,7 +128,7 @@ async def decided(conn: AsyncConnection, keys: list[tuple[str, str, str]]) -> se
     if not keys:
         return set()
     wanted = set(keys)
-    rows = await (await _driver(conn)).fetch(
+    rows = await (await bulk.driver(conn)).fetch(
         _DECIDED_SELECT, sorted({m for _, m, _ in wanted}), sorted({t for t, _, _ in wanted})
     )
     return {key for key in (tuple(row) for row in rows) if key in wanted}
@@ -149,43 +136,21 @@ async def decided(conn: AsyncConnection, keys: list[tuple[str, str, str]]) -> se
 
 async def flush(conn: AsyncConnection, campaigns: list[CampaignState], work: UnitOfWork) -> None:
     """Write what changed: one UPDATE ... FROM unnest(...) per table and set of changed columns."""
-    driver = await _driver(conn)
-    await _update_changed(
-        driver, contact_campaigns, [(c.id, c.changed, {"updated_at": work.now}) for c in campaigns if c.changed]
+    await bulk.update_rows(
+        conn, contact_campaigns, [(c.id, {**c.changed, "updated_at": work.now}) for c in campaigns if c.changed]
     )
-    await _update_changed(
-        driver,
+    await bulk.update_rows(
+        conn,
         campaign_steps,
-        [(s.id, s.changed, {"updated_at": work.now}) for c in campaigns for s in c.steps if s.changed],
+        [(s.id, {**s.changed, "updated_at": work.now}) for c in campaigns for s in c.steps if s.changed],
     )
     if work.decisions:
-        await _insert_decisions(driver, work.decisions)
-    await enqueue(conn, outbox, _coalesced(work.outbox))
+        await _insert_decisions(conn, work.decisions)
+    await enqueue(conn, outbox, coalesce_timer_commands(work.outbox))
     for campaign in campaigns:
         campaign.changed.clear()
         for step in campaign.steps:
             step.changed.clear()
-
-
-def _pg_type(table: Table, column: str) -> str:
-    return table.c[column].type.compile(dialect=postgresql.dialect())
-
-
-async def _update_changed(driver, table: Table, items) -> None:  # type: ignore[no-untyped-def]
-    groups: dict[tuple[str, ...], list[tuple[Any, dict[str, Any]]]] = {}
-    for key, changed, extra in items:
-        values = {**changed, **extra}
-        groups.setdefault(tuple(sorted(values)), []).append((key, values))
-    for columns, rows in groups.items():
-        names = ["id", *columns]
-        arrays = [[key for key, _ in rows], *[[values[c] for _, values in rows] for c in columns]]
-        unnest = ", ".join(f"${i + 1}::{_pg_type(table, name)}[]" for i, name in enumerate(names))
-        assignments = ", ".join(f"{c} = v.{c}" for c in columns)
-        await driver.execute(
-            f"UPDATE {table.schema}.{table.name} AS t SET {assignments} "
-            f"FROM unnest({unnest}) AS v({', '.join(names)}) WHERE t.id = v.id",
-            *arrays,
-        )
 
 
 _DECISION_COLUMNS = (
@@ -202,34 +167,12 @@ _DECISION_COLUMNS = (
 )
 
 
-async def _insert_decisions(driver, decisions: list[dict[str, Any]]) -> None:  # type: ignore[no-untyped-def]
-    # jsonb travels as text and is cast in SQL: asyncpg has no element codec for jsonb[].
-    types = ["text" if c == "rule_json" else _pg_type(rule_decisions, c) for c in _DECISION_COLUMNS]
-    unnest = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
-    selected = ", ".join(f"{c}::jsonb" if c == "rule_json" else c for c in _DECISION_COLUMNS)
-    arrays = [[json.dumps(d[c]) if c == "rule_json" else d[c] for d in decisions] for c in _DECISION_COLUMNS]
-    await driver.execute(
-        f"INSERT INTO planner.rule_decisions ({', '.join(_DECISION_COLUMNS)}) "
-        f"SELECT {selected} FROM unnest({unnest}) AS v({', '.join(_DECISION_COLUMNS)}) "
-        "ON CONFLICT ON CONSTRAINT rule_decisions_message_trigger_key DO NOTHING",
-        *arrays,
+async def _insert_decisions(conn: AsyncConnection, decisions: list[dict[str, Any]]) -> None:
+    rows = [{c: json.dumps(d[c]) if c == "rule_json" else d[c] for c in _DECISION_COLUMNS} for d in decisions]
+    await bulk.insert_rows(
+        conn,
+        rule_decisions,
+        rows,
+        casts={"rule_json": "text"},
+        suffix="ON CONFLICT ON CONSTRAINT rule_decisions_message_trigger_key DO NOTHING",
     )
-
-
-def _coalesced(messages: list[OutboxMessage]) -> list[OutboxMessage]:
-    """One scheduler command per tenant carrying all its timer commands in order; the rest as is."""
-    timer_ops: dict[str, list[commands_pb2.TimerCommand]] = {}
-    others: list[OutboxMessage] = []
-    for message in messages:
-        if isinstance(message.message, commands_pb2.TimerCommand):
-            timer_ops.setdefault(message.message.tenant_id, []).append(message.message)
-        else:
-            others.append(message)
-    for tenant_id, ops in timer_ops.items():
-        command = (
-            ops[0]
-            if len(ops) == 1
-            else commands_pb2.TimerCommand(tenant_id=tenant_id, ops=commands_pb2.TimerOps(commands=ops))
-        )
-        others.append(OutboxMessage(Subjects.scheduler_command(tenant_id), command))
-    return others
