@@ -44,7 +44,9 @@ def running_suite(**extra_env: str) -> Iterator[Suite]:
             shutil.rmtree(root, ignore_errors=True)
 
 
-async def wait_for_count(dsn: str, query: str, target: int, *, limit_seconds: float) -> tuple[int, float]:
+async def wait_for_count(
+    dsn: str, query: str, target: int, *, limit_seconds: float, poll_seconds: float = 0.05
+) -> tuple[int, float]:
     """Poll a count until it reaches target; (count, seconds waited). Bounded by limit_seconds."""
     started = time.perf_counter()
     conn = await asyncpg.connect(dsn)
@@ -54,7 +56,7 @@ async def wait_for_count(dsn: str, query: str, target: int, *, limit_seconds: fl
             count = await conn.fetchval(query)
             if count >= target:
                 break
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(poll_seconds)
         return count, time.perf_counter() - started
     finally:
         await conn.close()

@@ -106,3 +106,104 @@ async def test_worker_with_concurrency_handles_messages_side_by_side(nats_conn, 
     assert done == 8 and peak == 4
     assert (await js.consumer_info(TEST_STREAM.name, spec.durable)).num_pending == 0
     await js.delete_consumer(TEST_STREAM.name, spec.durable)
+
+
+async def test_batch_handler_results_ack_retry_or_dead_letter_each_message(nats_conn, js, tenant_id):
+    await ensure_streams(js, [TEST_STREAM])
+    subject = f"test.plumbing.batch.{tenant_id}"
+    spec = ConsumerSpec(TEST_STREAM, f"test-batch-{tenant_id}", subject, max_deliver=3, retry_delays_seconds=(0.05,))
+    batches: list[list[bytes]] = []
+    deliveries: dict[bytes, int] = {}
+
+    async def batch_handler(msgs):  # type: ignore[no-untyped-def]
+        batches.append([m.data for m in msgs])
+        for msg in msgs:
+            deliveries[msg.data] = deliveries.get(msg.data, 0) + 1
+        results = {
+            b"ok": None,
+            b"flaky": RuntimeError("transient") if deliveries[b"flaky"] == 1 else None,
+            b"poison": PermanentMessageError("cannot decode"),
+        }
+        return [results[m.data] for m in msgs]
+
+    async def handler(msg) -> None:  # type: ignore[no-untyped-def]
+        # A fetch of one message goes to the single handler: the redelivered one.
+        deliveries[msg.data] = deliveries.get(msg.data, 0) + 1
+        if msg.data != b"flaky":
+            raise AssertionError(f"{msg.data!r} came back")
+
+    for payload in (b"ok", b"flaky", b"poison"):
+        await js.publish(subject, payload)
+    worker = PullWorker(js, nats_conn, spec, handler, batch_handler=batch_handler, fetch_timeout=0.2)
+    task = asyncio.create_task(worker.run())
+    try:
+        for _ in range(100):
+            if deliveries.get(b"flaky", 0) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # time for anything else to come back
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 5)
+
+    assert batches[0] == [b"ok", b"flaky", b"poison"]
+    assert deliveries == {b"ok": 1, b"flaky": 2, b"poison": 1}
+    dlq = f"dripiq.dlq.{TEST_STREAM.name}.{spec.durable}"
+    info = await js.stream_info("DEAD_LETTERS", subjects_filter=dlq)
+    assert info.state.subjects[dlq] == 1
+    dead = await js.get_last_msg("DEAD_LETTERS", dlq)
+    assert dead.data == b"poison"
+    assert (dead.headers["Dripiq-Original-Subject"], dead.headers["Dripiq-Error"]) == (subject, "cannot decode")
+    consumer = await js.consumer_info(TEST_STREAM.name, spec.durable)
+    assert (consumer.num_pending, consumer.num_ack_pending) == (0, 0)
+    # Work-queue retention: every message was acked or terminated, so none is left.
+    assert subject not in ((await js.stream_info(TEST_STREAM.name, subjects_filter=subject)).state.subjects or {})
+    await js.delete_consumer(TEST_STREAM.name, spec.durable)
+
+
+async def test_batch_handler_with_concurrency_handles_whole_batches_side_by_side(nats_conn, js, tenant_id):
+    await ensure_streams(js, [TEST_STREAM])
+    subject = f"test.plumbing.batches.{tenant_id}"
+    spec = ConsumerSpec(TEST_STREAM, f"test-batches-{tenant_id}", subject)
+    running, peak = 0, 0
+    batches: list[list[bytes]] = []
+    singles: list[bytes] = []
+    both = asyncio.Event()
+
+    async def batch_handler(msgs):  # type: ignore[no-untyped-def]
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        if running >= 2:
+            both.set()
+        try:
+            # Bounded: a worker handling one batch at a time fails the test instead of hanging it.
+            await asyncio.wait_for(both.wait(), 5)
+        finally:
+            running -= 1
+        batches.append([m.data for m in msgs])
+        return [None] * len(msgs)
+
+    async def handler(msg) -> None:  # type: ignore[no-untyped-def]
+        singles.append(msg.data)
+
+    for i in range(4):
+        await js.publish(subject, str(i).encode())
+    worker = PullWorker(
+        js, nats_conn, spec, handler, batch_size=2, concurrency=2, batch_handler=batch_handler, fetch_timeout=0.2
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        for _ in range(100):
+            if len(batches) + len(singles) >= 2 and sum(map(len, batches)) + len(singles) == 4:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 5)
+
+    assert peak == 2 and singles == []
+    assert sorted(batches) == [[b"0", b"1"], [b"2", b"3"]]
+    consumer = await js.consumer_info(TEST_STREAM.name, spec.durable)
+    assert (consumer.num_pending, consumer.num_ack_pending) == (0, 0)
+    await js.delete_consumer(TEST_STREAM.name, spec.durable)

@@ -68,7 +68,10 @@ def test_command_needs_a_tenant_and_a_uuid_message_id() -> None:
         ({"to_email": "not-an-address"}, "to_email"),
         ({"subject": ""}, "subject"),
         ({"body_text": "", "body_html": ""}, "body_text or body_html"),
-        ({"channel": "linkedin"}, "channel 'linkedin' is not supported"),
+        ({"channel": "sms"}, "channel 'sms' is not one the dispatcher handles (call, email, linkedin)"),
+        ({"channel": "linkedin"}, None),
+        ({"channel": "call", "subject": "", "body_text": ""}, "invalid task command: subject"),
+        ({"channel": "call", "to_email": "nobody"}, "invalid task command: to_email"),
         ({"categories": [f"c{i}" for i in range(11)]}, "at most 10 categories"),
     ],
 )

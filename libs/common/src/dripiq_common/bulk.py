@@ -17,8 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 async def driver(conn: AsyncConnection) -> Any:
-    """The asyncpg connection under `conn`, inside the same transaction."""
-    return (await conn.get_raw_connection()).driver_connection
+    """The asyncpg connection under `conn`, inside the same transaction.
+
+    SQLAlchemy's asyncpg adapter opens the transaction with the first statement it runs
+    itself; a statement sent straight to asyncpg before that would run in autocommit, its
+    row locks gone at once. So the transaction is opened here when it is not yet."""
+    db = (await conn.get_raw_connection()).driver_connection
+    if not db.is_in_transaction():
+        await conn.exec_driver_sql("SELECT 1")
+    return db
 
 
 def pg_type(table: Table, column: str) -> str:
@@ -26,10 +33,15 @@ def pg_type(table: Table, column: str) -> str:
     return table.c[column].type.compile(dialect=postgresql.dialect())
 
 
+def quoted(name: str) -> str:
+    """A column name as an identifier, safe for reserved words such as `window`."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def unnest(types: Sequence[str], names: Sequence[str], *, first: int = 1) -> str:
     """`unnest($1::t1[], $2::t2[], ...) AS v(n1, n2, ...)`, parameters numbered from `first`."""
     arrays = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(types))
-    return f"unnest({arrays}) AS v({', '.join(names)})"
+    return f"unnest({arrays}) AS v({', '.join(quoted(n) for n in names)})"
 
 
 def columns_of(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[list[Any]]:
@@ -53,9 +65,9 @@ async def insert_rows(
     names = list(rows[0])
     casts = casts or {}
     types = [casts.get(n, pg_type(table, n)) for n in names]
-    selected = ", ".join(f"{n}::{pg_type(table, n)}" if n in casts else n for n in names)
+    selected = ", ".join(f"{quoted(n)}::{pg_type(table, n)}" if n in casts else quoted(n) for n in names)
     query = (
-        f"INSERT INTO {table.schema}.{table.name} ({', '.join(names)}) "
+        f"INSERT INTO {table.schema}.{table.name} ({', '.join(quoted(n) for n in names)}) "
         f"SELECT {selected} FROM {unnest(types, names)} {suffix}"
     )
     db = await driver(conn)
@@ -79,9 +91,9 @@ async def update_rows(
     for columns, members in groups.items():
         names = [key, *columns]
         arrays = [[k for k, _ in members], *[[values[c] for _, values in members] for c in columns]]
-        assignments = ", ".join(f"{c} = v.{c}" for c in columns)
+        assignments = ", ".join(f"{quoted(c)} = v.{quoted(c)}" for c in columns)
         await db.execute(
             f"UPDATE {table.schema}.{table.name} AS t SET {assignments} "
-            f"FROM {unnest([pg_type(table, n) for n in names], names)} WHERE t.{key} = v.{key}",
+            f"FROM {unnest([pg_type(table, n) for n in names], names)} WHERE t.{quoted(key)} = v.{quoted(key)}",
             *arrays,
         )

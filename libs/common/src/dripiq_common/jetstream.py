@@ -68,6 +68,8 @@ class Streams:
     PLANNER_TIMERS = StreamSpec("PLANNER_TIMERS", ("dripiq.planner.timer.>",), True)
     DISPATCHER_SEND = StreamSpec("DISPATCHER_SEND", ("dripiq.dispatcher.send.>",), True)
     MESSAGE_OUTCOMES = StreamSpec("MESSAGE_OUTCOMES", ("dripiq.dispatcher.outcome.>",), False, max_age_seconds=30 * DAY)
+    # Call and LinkedIn tasks for the applications where people perform them.
+    DISPATCHER_TASKS = StreamSpec("DISPATCHER_TASKS", ("dripiq.dispatcher.task.>",), False, max_age_seconds=30 * DAY)
     EDGE_WEBHOOKS = StreamSpec("EDGE_WEBHOOKS", ("dripiq.edge.>",), True)
     ENGAGEMENT = StreamSpec("ENGAGEMENT", ("dripiq.events.engagement.>",), False, max_age_seconds=30 * DAY)
     DEAD_LETTERS = StreamSpec("DEAD_LETTERS", (f"{DEAD_LETTER_PREFIX}.>",), False, max_age_seconds=30 * DAY)
@@ -97,6 +99,10 @@ class Subjects:
     @staticmethod
     def message_outcome(tenant_id: str) -> str:
         return f"dripiq.dispatcher.outcome.{token(tenant_id)}"
+
+    @staticmethod
+    def dispatcher_task(tenant_id: str) -> str:
+        return f"dripiq.dispatcher.task.{token(tenant_id)}"
 
     @staticmethod
     def engagement(tenant_id: str, event_type: str) -> str:
@@ -331,6 +337,8 @@ class PullWorker:
     async def _handle_batch(self, msgs: list[Msg], bound: structlog.stdlib.BoundLogger) -> bool:
         try:
             results = await self.batch_handler(msgs)  # type: ignore[misc]
+            if results is not None and len(results) != len(msgs):
+                raise RuntimeError(f"batch handler answered {len(results)} results for {len(msgs)} messages")
         except Exception as exc:
             bound.warning("worker.batch_failed_retrying_one_by_one", size=len(msgs), error=repr(exc))
             return False

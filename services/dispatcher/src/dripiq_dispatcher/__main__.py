@@ -17,7 +17,7 @@ from dripiq_dispatcher.domain import MailSettings
 from dripiq_dispatcher.handlers import SERVICE_NAMES, registrars
 from dripiq_dispatcher.models import outbox
 from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender, SendGridSender, api_key_for
-from dripiq_dispatcher.service import Dispatcher, SenderIdentities, Suppressions
+from dripiq_dispatcher.service import PRUNE_BATCH, Dispatcher, SenderIdentities, Suppressions
 from dripiq_dispatcher.settings import DispatcherSettings
 
 SEND = ConsumerSpec(Streams.DISPATCHER_SEND, "dispatcher-send", "dripiq.dispatcher.send.>")
@@ -58,6 +58,13 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
         name="unknown-deadline",
     )
 
+    counter_pruner = Poller(
+        dispatcher.prune_rate_counters,
+        full=PRUNE_BATCH,
+        poll_seconds=settings.counter_prune_seconds,
+        name="rate-counters",
+    )
+
     async def on_engagement(msg: Msg) -> None:
         # Both are idempotent, so a redelivery after either one committed changes nothing.
         await dispatcher.settle_unknown(msg.data)
@@ -68,7 +75,7 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
         service_names=SERVICE_NAMES,
         registrars=registrars(dispatcher, identities, suppressions),
         fetchers=[sends, engagement],
-        loops=[relay, unknown_sweep],
+        loops=[relay, unknown_sweep, counter_pruner],
     )
 
 

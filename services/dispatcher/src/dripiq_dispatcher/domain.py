@@ -28,12 +28,18 @@ from sendgrid.helpers.mail import (
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import messages_pb2
+from dripiq.events.v1 import messages_pb2 as events_pb2
 from dripiq_common import tokens, validation
 from dripiq_common.errors import InvalidArgument
 from dripiq_common.tokens import TokenSigner
 
 PROVIDER = "sendgrid"
-SUPPORTED_CHANNELS = frozenset({"email"})
+EMAIL = "email"
+# Channels whose steps a person performs: the dispatcher opens a task instead of sending.
+TASK_CHANNELS = frozenset({"call", "linkedin"})
+# Channels with send budgets (SetRateLimit).
+SUPPORTED_CHANNELS = frozenset({EMAIL})
+MAX_TASK_NOTES = 4000
 # SendGrid accepts at most 10 categories of at most 255 characters each.
 MAX_CATEGORIES = 10
 MAX_CATEGORY_LENGTH = 255
@@ -50,11 +56,14 @@ class Status(StrEnum):
     FAILED = "failed"
     SUPPRESSED = "suppressed"
     UNKNOWN = "unknown"
+    TASK_OPEN = "task_open"
+    TASK_DONE = "task_done"
 
 
 # A message in one of these states is settled for the send pipeline: a redelivered command
-# leaves it alone. `unknown` is settled too: only a webhook (or a person) may move it on.
-SETTLED = frozenset({Status.SENT, Status.FAILED, Status.SUPPRESSED, Status.UNKNOWN})
+# leaves it alone. `unknown` is settled too: only a webhook (or a person) may move it on, as
+# only CompleteTask moves an open task on.
+SETTLED = frozenset({Status.SENT, Status.FAILED, Status.SUPPRESSED, Status.UNKNOWN, Status.TASK_OPEN, Status.TASK_DONE})
 # Where a definite answer (accepted, or refused for good) may find its row. Only a `queued`
 # row starts an attempt, so an `unknown` row seen when the answer comes is this attempt's,
 # parked by a redelivery that came while the call was running: the answer settles it.
@@ -109,10 +118,17 @@ def new_message(command: messages_pb2.SendMessageCommand) -> NewMessage:
     )
 
 
+def is_task(message: NewMessage) -> bool:
+    return message.channel in TASK_CHANNELS
+
+
 def content_problem(message: NewMessage) -> str | None:
-    """Why this message can never be sent as commanded, or None."""
-    if message.channel not in SUPPORTED_CHANNELS:
-        return f"channel {message.channel!r} is not supported by the dispatcher"
+    """Why this message can never be sent (or its task opened) as commanded, or None."""
+    if is_task(message):
+        return _task_problem(message)
+    if message.channel != EMAIL:
+        handled = ", ".join(sorted({EMAIL, *TASK_CHANNELS}))
+        return f"invalid send command: channel {message.channel!r} is not one the dispatcher handles ({handled})"
     checks = (
         lambda: validation.required(message.campaign_id, "campaign_id"),
         lambda: validation.email(message.to_email, "to_email"),
@@ -131,6 +147,73 @@ def content_problem(message: NewMessage) -> str | None:
     if any(not c or len(c) > MAX_CATEGORY_LENGTH for c in message.categories):
         return f"invalid send command: categories must be 1-{MAX_CATEGORY_LENGTH} characters"
     return None
+
+
+def _task_problem(message: NewMessage) -> str | None:
+    try:
+        validation.required(message.campaign_id, "campaign_id")
+        validation.email(message.to_email, "to_email")
+        validation.required(message.subject or message.body_text, "subject", max_length=998)
+    except InvalidArgument as exc:
+        return f"invalid task command: {exc}"
+    return None
+
+
+def task_created(message: NewMessage, *, now: datetime) -> messages_pb2.TaskCreated:
+    fact = messages_pb2.TaskCreated(
+        tenant_id=message.tenant_id,
+        message_id=message.message_id,
+        campaign_id=message.campaign_id,
+        step_index=message.step_index,
+        contact_id=message.contact_id,
+        channel=message.channel,
+        to_email=message.to_email,
+        to_name=message.to_name,
+        title=message.subject,
+        instructions=message.body_text,
+    )
+    fact.created_at.FromDatetime(now)
+    return fact
+
+
+# TaskOutcome as stored, and the engagement event a person's report stands for.
+TASK_OUTCOMES = {
+    pb.TASK_OUTCOME_DONE: "done",
+    pb.TASK_OUTCOME_NO_ANSWER: "no_answer",
+    pb.TASK_OUTCOME_REPLIED: "replied",
+    pb.TASK_OUTCOME_DECLINED: "declined",
+    pb.TASK_OUTCOME_SKIPPED: "skipped",
+}
+TASK_ENGAGEMENT = {"replied": "reply", "declined": "unsubscribe"}
+
+
+def task_outcome(value: int) -> str:
+    """The stored name of a CompleteTask outcome; INVALID_ARGUMENT for none or an unknown one."""
+    if value not in TASK_OUTCOMES:
+        names = ", ".join(pb.TaskOutcome.Name(v) for v in TASK_OUTCOMES)
+        raise InvalidArgument("outcome", f"must be one of {names}")
+    return TASK_OUTCOMES[value]
+
+
+def task_engagement(row: Any, outcome_name: str, *, occurred_at: datetime) -> events_pb2.EngagementEvent | None:
+    """The engagement fact a completed task stands for (a reply or an unsubscribe), or None."""
+    event_type = TASK_ENGAGEMENT.get(outcome_name)
+    if event_type is None:
+        return None
+    event = events_pb2.EngagementEvent(
+        tenant_id=row.tenant_id,
+        # One completion per task: the id is stable, so the fact is published once.
+        event_id=f"task:{row.message_id}",
+        message_id=row.message_id,
+        campaign_id=row.campaign_id,
+        step_index=row.step_index,
+        contact_id=row.contact_id,
+        event_type=event_type,
+        email=row.to_email,
+        reason=f"{row.channel} task: {outcome_name}",
+    )
+    event.occurred_at.FromDatetime(occurred_at)
+    return event
 
 
 @dataclass(frozen=True)
@@ -318,7 +401,7 @@ def outcome(
         contact_id=message.contact_id,
         channel=message.channel,
         kind=kind,
-        provider=PROVIDER if kind == messages_pb2.OUTCOME_KIND_SENT else "",
+        provider=PROVIDER if kind == messages_pb2.OUTCOME_KIND_SENT and message.channel == EMAIL else "",
         provider_message_id=provider_message_id,
         rfc_message_id=rfc_message_id,
         reason=reason,
@@ -357,7 +440,10 @@ _STATUS = {
     Status.FAILED: pb.MESSAGE_STATUS_FAILED,
     Status.SUPPRESSED: pb.MESSAGE_STATUS_SUPPRESSED,
     Status.UNKNOWN: pb.MESSAGE_STATUS_UNKNOWN,
+    Status.TASK_OPEN: pb.MESSAGE_STATUS_TASK_OPEN,
+    Status.TASK_DONE: pb.MESSAGE_STATUS_TASK_DONE,
 }
+_TASK_OUTCOME_VALUES = {name: value for value, name in TASK_OUTCOMES.items()}
 
 
 def status_from_proto(value: int) -> Status:
@@ -384,6 +470,8 @@ def message_to_proto(row: Any) -> pb.Message:
         provider_message_id=row.provider_message_id or "",
         attempt_count=row.attempt_count,
         last_error=row.last_error or "",
+        task_outcome=_TASK_OUTCOME_VALUES.get(row.task_outcome or "", pb.TASK_OUTCOME_UNSPECIFIED),
+        task_notes=row.task_notes or "",
     )
     message.created_at.FromDatetime(row.created_at)
     if row.sent_at is not None:
@@ -422,6 +510,9 @@ WINDOWS: dict[str, timedelta] = {
 # (at most MAX_DEFER_JITTER), spread by message id so a deferred burst does not return at once.
 DEFER_JITTER_SHARE = 0.1
 MAX_DEFER_JITTER = timedelta(minutes=1)
+# Counters are kept this long after their window started: past the longest window, so no
+# admission can still be counting in them.
+COUNTER_RETENTION = timedelta(days=2)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,9 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
         limit = await self.dispatcher.get_rate_limit(request.tenant_id, request.channel)
         return pb.GetRateLimitResponse(rate_limit=limit)
 
+    async def CompleteTask(self, request: pb.CompleteTaskRequest, context) -> pb.CompleteTaskResponse:  # type: ignore[no-untyped-def]
+        return pb.CompleteTaskResponse(message=await self.dispatcher.complete_task(request))
+
 
 class SenderIdentityServicer(pb_grpc.SenderIdentityServiceServicer):
     def __init__(self, identities: SenderIdentities) -> None:

@@ -53,10 +53,13 @@ messages = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("sent_at", DateTime(timezone=True)),
+    # Call and LinkedIn tasks: what the person reported through CompleteTask.
+    Column("task_outcome", Text),
+    Column("task_notes", Text),
     UniqueConstraint("idempotency_key", name="messages_idempotency_key_key"),
     UniqueConstraint("provider", "provider_message_id", name="messages_provider_message_key"),
     CheckConstraint(
-        "status IN ('queued', 'sending', 'sent', 'failed', 'suppressed', 'unknown')",
+        "status IN ('queued', 'sending', 'sent', 'failed', 'suppressed', 'unknown', 'task_open', 'task_done')",
         name="messages_status_check",
     ),
     Index("messages_tenant_campaign_idx", "tenant_id", "campaign_id"),

@@ -37,7 +37,9 @@ async def insert_messages(conn: AsyncConnection, *, batch: Sequence[NewMessage],
             "created_at": now,
             "updated_at": now,
         }
-        for m in batch
+        # In id order, as the rows are then locked: two batches holding the same new ids
+        # wait for each other in one order instead of deadlocking.
+        for m in sorted(batch, key=lambda m: m.message_id)
     ]
     await bulk.insert_rows(conn, messages, rows, suffix="ON CONFLICT (message_id) DO NOTHING")
 
@@ -97,12 +99,9 @@ async def fail_overdue_unknown(
     ).all()
 
 
-async def get_message(conn: AsyncConnection, *, tenant_id: str, message_id: str) -> Row[Any] | None:
-    return (
-        await conn.execute(
-            select(messages).where(messages.c.tenant_id == tenant_id, messages.c.message_id == message_id)
-        )
-    ).first()
+async def get_message(conn: AsyncConnection, *, tenant_id: str, message_id: str, lock: bool = False) -> Row[Any] | None:
+    query = select(messages).where(messages.c.tenant_id == tenant_id, messages.c.message_id == message_id)
+    return (await conn.execute(query.with_for_update() if lock else query)).first()
 
 
 async def list_messages(
@@ -189,6 +188,7 @@ async def create_identity(
     from_email: str,
     from_name: str,
     provider_config_id: str,
+    caps: dict[str, int],
     now: datetime,
 ) -> tuple[Row[Any], bool]:
     """(row, created): on a duplicate tenant + from_email, the existing row and False."""
@@ -201,6 +201,7 @@ async def create_identity(
                 from_email=from_email,
                 from_name=from_name,
                 provider_config_id=provider_config_id,
+                **caps,
                 created_at=now,
                 updated_at=now,
             )

@@ -25,7 +25,7 @@ from dripiq.scheduler.v1 import commands_pb2 as scheduler_commands_pb2
 from dripiq.scheduler.v1 import scheduler_service_pb2 as scheduler_pb2
 from dripiq_common import paging, validation
 from dripiq_common.clock import Clock
-from dripiq_common.errors import AlreadyExists, InvalidArgument, NotFound, PermanentMessageError
+from dripiq_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermanentMessageError
 from dripiq_common.jetstream import Subjects, decode
 from dripiq_common.outbox import OutboxMessage, coalesce_timer_commands, enqueue
 from dripiq_common.tokens import TokenSigner
@@ -35,6 +35,9 @@ from dripiq_dispatcher.models import outbox
 from dripiq_dispatcher.provider import MailSender
 
 log = structlog.get_logger(__name__)
+
+# Rate-limit counters deleted per round of the pruner.
+PRUNE_BATCH = 5000
 
 
 class RetryLater(Exception):
@@ -111,7 +114,7 @@ class Dispatcher:
         command that cannot even be recorded.
         """
         results: list[Exception | None] = [None] * len(batch)
-        items: dict[str, _Item] = {}
+        items: dict[tuple[str, str], _Item] = {}
         for index, data in enumerate(batch):
             try:
                 message = domain.new_message(decode(messages_pb2.SendMessageCommand, data))
@@ -121,8 +124,9 @@ class Dispatcher:
             except PermanentMessageError as exc:
                 results[index] = exc
                 continue
-            # One message id twice in a batch is one send: the copy is acked with the first.
-            items.setdefault(message.message_id, _Item(index, message, data))
+            # One command twice in a batch is one send: the copy is acked with the first. The
+            # same id from another tenant stays apart, to be refused once the row is found.
+            items.setdefault((message.tenant_id, message.message_id), _Item(index, message, data))
         if not items:
             return results
         admission = _Work(self.clock.now())
@@ -228,7 +232,8 @@ class Dispatcher:
             conn, keys={(i.message.tenant_id, address[i.message.message_id]) for i in fine}
         )
         found = await repository.identities(
-            conn, keys={(i.message.tenant_id, i.message.sender_identity_id) for i in fine}
+            conn,
+            keys={(i.message.tenant_id, i.message.sender_identity_id) for i in fine if not domain.is_task(i.message)},
         )
         sendable: list[_Item] = []
         for item in fine:
@@ -236,6 +241,9 @@ class Dispatcher:
             reason = suppressed.get((m.tenant_id, address[m.message_id]))
             if reason is not None:
                 self._settle(item, Status.SUPPRESSED, f"address suppressed: {reason}", work)
+                continue
+            if domain.is_task(m):
+                self._open_task(item, work)
                 continue
             identity = domain.sendable_identity(found.get((m.tenant_id, m.sender_identity_id)), m.sender_identity_id)
             if isinstance(identity, str):
@@ -308,6 +316,64 @@ class Dispatcher:
                 scheduler_commands_pb2.TimerCommand(tenant_id=message.tenant_id, schedule=timer),
             )
         )
+
+    def _open_task(self, item: _Item, work: _Work) -> None:
+        """A call or LinkedIn step: a task for a person, announced to the applications that
+        show tasks. The step is done when CompleteTask reports it."""
+        work.change(item, status=Status.TASK_OPEN.value, last_error=None)
+        work.outbox.append(
+            OutboxMessage(
+                Subjects.dispatcher_task(item.message.tenant_id), domain.task_created(item.message, now=work.now)
+            )
+        )
+        log.info("task.opened", channel=item.message.channel, **item.ids)
+
+    async def complete_task(self, request: pb.CompleteTaskRequest) -> pb.Message:
+        """Record a task's outcome: the step counts as done (a SENT outcome at completed_at),
+        and a reply or a decline is published as engagement for the campaign's rules."""
+        tenant = validation.tenant_id(request.tenant_id)
+        message_id = validation.required(request.message_id, "message_id")
+        outcome_name = domain.task_outcome(request.outcome)
+        notes = _optional(request.notes, "notes", max_length=domain.MAX_TASK_NOTES)
+        now = self.clock.now()
+        completed_at = request.completed_at.ToDatetime(tzinfo=UTC) if request.HasField("completed_at") else now
+        if completed_at > now + COMPLETED_AT_SKEW:
+            raise InvalidArgument("completed_at", "must not be in the future")
+        async with self.engine.begin() as conn:
+            row = await repository.get_message(conn, tenant_id=tenant, message_id=message_id, lock=True)
+            if row is None:
+                raise NotFound(f"message {message_id!r} not found")
+            if row.status == Status.TASK_DONE and row.task_outcome == outcome_name:
+                return domain.message_to_proto(row)
+            if row.status == Status.TASK_DONE:
+                raise FailedPrecondition(f"task {message_id!r} was already completed as {row.task_outcome!r}")
+            if row.status != Status.TASK_OPEN:
+                raise FailedPrecondition(f"message {message_id!r} is not an open task (it is {row.status!r})")
+            await repository.set_status(
+                conn,
+                message_id=message_id,
+                expected=[Status.TASK_OPEN],
+                status=Status.TASK_DONE,
+                now=now,
+                task_outcome=outcome_name,
+                task_notes=notes or None,
+                sent_at=completed_at,
+            )
+            await self._outcome(
+                conn,
+                domain.outcome_for_row(
+                    row, messages_pb2.OUTCOME_KIND_SENT, occurred_at=completed_at, reason=f"task {outcome_name}"
+                ),
+            )
+            engagement = domain.task_engagement(row, outcome_name, occurred_at=completed_at)
+            if engagement is not None:
+                await enqueue(
+                    conn, outbox, [OutboxMessage(Subjects.engagement(tenant, engagement.event_type), engagement)]
+                )
+            updated = await repository.get_message(conn, tenant_id=tenant, message_id=message_id)
+        self.on_outbox()
+        log.info("task.completed", tenant_id=tenant, message_id=message_id, outcome=outcome_name)
+        return domain.message_to_proto(updated)
 
     def _settle(self, item: _Item, status: Status, reason: str, work: _Work) -> None:
         """Fail or suppress a queued message before any provider call, with its outcome."""
@@ -478,8 +544,21 @@ class Dispatcher:
             log.warning("send.unknown_failed_after_deadline", count=len(rows))
         return len(rows)
 
+    async def prune_rate_counters(self, *, limit: int = PRUNE_BATCH) -> int:
+        """Delete counters of windows long over (nothing reads them again); how many went."""
+        ended_before = self.clock.now() - domain.COUNTER_RETENTION
+        async with self.engine.begin() as conn:
+            pruned = await repository.prune_counters(conn, ended_before=ended_before, limit=limit)
+        if pruned:
+            log.info("rate_counters.pruned", count=pruned)
+        return pruned
+
     async def _outcome(self, conn: AsyncConnection, fact: messages_pb2.MessageOutcome) -> None:
         await enqueue(conn, outbox, [OutboxMessage(Subjects.message_outcome(fact.tenant_id), fact)])
+
+
+# A completion time may run this far ahead of our clock (the reporting device's clock).
+COMPLETED_AT_SKEW = timedelta(minutes=5)
 
 
 def _rate_limit_channel(value: str, field: str) -> str:
@@ -510,6 +589,7 @@ class SenderIdentities:
         from_email = domain.normalize_address(validation.email(request.from_email.strip(), "from_email"))
         from_name = _optional(request.from_name, "from_name")
         provider_config_id = _provider_config_id(request.provider_config_id, "provider_config_id")
+        caps = {cap: _cap(getattr(request, cap), cap) for cap in MAILBOX_CAPS}
         async with self.engine.begin() as conn:
             row, created = await repository.create_identity(
                 conn,
@@ -518,6 +598,7 @@ class SenderIdentities:
                 from_email=from_email,
                 from_name=from_name,
                 provider_config_id=provider_config_id,
+                caps=caps,
                 now=self.clock.now(),
             )
         if not created:
@@ -568,12 +649,9 @@ class SenderIdentities:
             values["provider_config_id"] = _provider_config_id(
                 given.provider_config_id, "sender_identity.provider_config_id"
             )
-        for cap in ("per_minute", "per_day"):
+        for cap in MAILBOX_CAPS:
             if cap in paths:
-                value = getattr(given, cap)
-                if value < 0:
-                    raise InvalidArgument(f"sender_identity.{cap}", "must not be negative (0 means no cap)")
-                values[cap] = value
+                values[cap] = _cap(getattr(given, cap), f"sender_identity.{cap}")
         async with self.engine.begin() as conn:
             row = await repository.update_identity(
                 conn, tenant_id=tenant, identity_id=identity_id, values=values, now=self.clock.now()
@@ -599,7 +677,8 @@ def _identity_found(row: Any, identity_id: str) -> pb.SenderIdentity:
 
 # An empty update_mask updates the fields as before the caps existed; caps are set by naming them.
 DEFAULT_IDENTITY_FIELDS = ("from_name", "provider_config_id")
-UPDATABLE_IDENTITY_FIELDS = (*DEFAULT_IDENTITY_FIELDS, "per_minute", "per_day")
+MAILBOX_CAPS = ("per_minute", "per_day")
+UPDATABLE_IDENTITY_FIELDS = (*DEFAULT_IDENTITY_FIELDS, *MAILBOX_CAPS)
 MAX_IMPORT_SUPPRESSIONS = 10_000
 # SendGrid API keys start with this; provider_config_id must name a secret, never hold a key.
 _SENDGRID_KEY_PREFIX = "SG."
@@ -610,6 +689,12 @@ def _provider_config_id(value: str, field: str) -> str:
         # The value is not echoed: it may be a live key.
         raise InvalidArgument(field, "must name the secret holding the provider key, not be the key itself")
     return _optional(value, field)
+
+
+def _cap(value: int, field: str) -> int:
+    if value < 0:
+        raise InvalidArgument(field, "must not be negative (0 means no cap)")
+    return value
 
 
 def _page_key(token: str, id_type: type) -> tuple[datetime, Any] | None:

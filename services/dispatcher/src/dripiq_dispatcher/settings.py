@@ -49,6 +49,8 @@ class DispatcherSettings(ServiceSettings):
     # event to prove it went out, then fails for a person to review.
     unknown_deadline_seconds: float = Field(default=2 * 3600, gt=0)
     unknown_sweep_seconds: float = Field(default=60, gt=0)
+    # How often rate-limit counters of windows long over are deleted.
+    counter_prune_seconds: float = Field(default=300, gt=0)
 
     @property
     def sends_in_flight(self) -> int:

@@ -525,6 +525,7 @@ class FakeSendGrid(LocalHttpServer):
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post(MAIL_SEND_PATH, self._handle_mail_send)
         app.router.add_get("/_fake/messages", self._handle_list_messages)
+        app.router.add_get("/_fake/stats", self._handle_stats)
         app.router.add_delete("/_fake/messages", self._handle_clear_messages)
         app.router.add_post("/_fake/events", self._handle_trigger_event)
         app.router.add_post("/_fake/failures", self._handle_inject_failures)
@@ -593,6 +594,17 @@ class FakeSendGrid(LocalHttpServer):
     async def _handle_list_messages(self, _request: web.Request) -> web.Response:
         return web.json_response(
             {"messages": [m.to_json() for m in self.messages], "requests_received": self.requests_received}
+        )
+
+    async def _handle_stats(self, _request: web.Request) -> web.Response:
+        """Counts without the messages, for runs too large to list."""
+        distinct = {m.custom_args.get("message_id") for m in self.messages}
+        return web.json_response(
+            {
+                "requests_received": self.requests_received,
+                "accepted": len(self.messages),
+                "distinct_message_ids": len(distinct - {None}),
+            }
         )
 
     async def _handle_clear_messages(self, _request: web.Request) -> web.Response:

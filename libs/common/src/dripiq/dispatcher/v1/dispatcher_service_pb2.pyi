@@ -11,6 +11,15 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class TaskOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_OUTCOME_UNSPECIFIED: _ClassVar[TaskOutcome]
+    TASK_OUTCOME_DONE: _ClassVar[TaskOutcome]
+    TASK_OUTCOME_NO_ANSWER: _ClassVar[TaskOutcome]
+    TASK_OUTCOME_REPLIED: _ClassVar[TaskOutcome]
+    TASK_OUTCOME_DECLINED: _ClassVar[TaskOutcome]
+    TASK_OUTCOME_SKIPPED: _ClassVar[TaskOutcome]
+
 class MessageStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MESSAGE_STATUS_UNSPECIFIED: _ClassVar[MessageStatus]
@@ -20,6 +29,14 @@ class MessageStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MESSAGE_STATUS_FAILED: _ClassVar[MessageStatus]
     MESSAGE_STATUS_SUPPRESSED: _ClassVar[MessageStatus]
     MESSAGE_STATUS_UNKNOWN: _ClassVar[MessageStatus]
+    MESSAGE_STATUS_TASK_OPEN: _ClassVar[MessageStatus]
+    MESSAGE_STATUS_TASK_DONE: _ClassVar[MessageStatus]
+TASK_OUTCOME_UNSPECIFIED: TaskOutcome
+TASK_OUTCOME_DONE: TaskOutcome
+TASK_OUTCOME_NO_ANSWER: TaskOutcome
+TASK_OUTCOME_REPLIED: TaskOutcome
+TASK_OUTCOME_DECLINED: TaskOutcome
+TASK_OUTCOME_SKIPPED: TaskOutcome
 MESSAGE_STATUS_UNSPECIFIED: MessageStatus
 MESSAGE_STATUS_QUEUED: MessageStatus
 MESSAGE_STATUS_SENDING: MessageStatus
@@ -27,6 +44,28 @@ MESSAGE_STATUS_SENT: MessageStatus
 MESSAGE_STATUS_FAILED: MessageStatus
 MESSAGE_STATUS_SUPPRESSED: MessageStatus
 MESSAGE_STATUS_UNKNOWN: MessageStatus
+MESSAGE_STATUS_TASK_OPEN: MessageStatus
+MESSAGE_STATUS_TASK_DONE: MessageStatus
+
+class CompleteTaskRequest(_message.Message):
+    __slots__ = ("tenant_id", "message_id", "outcome", "notes", "completed_at")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    message_id: str
+    outcome: TaskOutcome
+    notes: str
+    completed_at: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., outcome: _Optional[_Union[TaskOutcome, str]] = ..., notes: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CompleteTaskResponse(_message.Message):
+    __slots__ = ("message",)
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    message: Message
+    def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ...) -> None: ...
 
 class RateLimit(_message.Message):
     __slots__ = ("tenant_id", "channel", "per_minute", "per_hour", "per_day")
@@ -69,7 +108,7 @@ class GetRateLimitResponse(_message.Message):
     def __init__(self, rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
 
 class Message(_message.Message):
-    __slots__ = ("message_id", "tenant_id", "campaign_id", "step_index", "contact_id", "channel", "status", "to_email", "from_email", "subject", "provider", "provider_message_id", "attempt_count", "last_error", "created_at", "sent_at")
+    __slots__ = ("message_id", "tenant_id", "campaign_id", "step_index", "contact_id", "channel", "status", "to_email", "from_email", "subject", "provider", "provider_message_id", "attempt_count", "last_error", "created_at", "sent_at", "task_outcome", "task_notes")
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +125,8 @@ class Message(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    TASK_OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    TASK_NOTES_FIELD_NUMBER: _ClassVar[int]
     message_id: str
     tenant_id: str
     campaign_id: str
@@ -102,7 +143,9 @@ class Message(_message.Message):
     last_error: str
     created_at: _timestamp_pb2.Timestamp
     sent_at: _timestamp_pb2.Timestamp
-    def __init__(self, message_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., status: _Optional[_Union[MessageStatus, str]] = ..., to_email: _Optional[str] = ..., from_email: _Optional[str] = ..., subject: _Optional[str] = ..., provider: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., attempt_count: _Optional[int] = ..., last_error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    task_outcome: TaskOutcome
+    task_notes: str
+    def __init__(self, message_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., status: _Optional[_Union[MessageStatus, str]] = ..., to_email: _Optional[str] = ..., from_email: _Optional[str] = ..., subject: _Optional[str] = ..., provider: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., attempt_count: _Optional[int] = ..., last_error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_outcome: _Optional[_Union[TaskOutcome, str]] = ..., task_notes: _Optional[str] = ...) -> None: ...
 
 class GetMessageRequest(_message.Message):
     __slots__ = ("tenant_id", "message_id")
@@ -165,16 +208,20 @@ class SenderIdentity(_message.Message):
     def __init__(self, sender_identity_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., from_email: _Optional[str] = ..., from_name: _Optional[str] = ..., verified: _Optional[bool] = ..., provider_config_id: _Optional[str] = ..., per_minute: _Optional[int] = ..., per_day: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateSenderIdentityRequest(_message.Message):
-    __slots__ = ("tenant_id", "from_email", "from_name", "provider_config_id")
+    __slots__ = ("tenant_id", "from_email", "from_name", "provider_config_id", "per_minute", "per_day")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_EMAIL_FIELD_NUMBER: _ClassVar[int]
     FROM_NAME_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_CONFIG_ID_FIELD_NUMBER: _ClassVar[int]
+    PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    PER_DAY_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     from_email: str
     from_name: str
     provider_config_id: str
-    def __init__(self, tenant_id: _Optional[str] = ..., from_email: _Optional[str] = ..., from_name: _Optional[str] = ..., provider_config_id: _Optional[str] = ...) -> None: ...
+    per_minute: int
+    per_day: int
+    def __init__(self, tenant_id: _Optional[str] = ..., from_email: _Optional[str] = ..., from_name: _Optional[str] = ..., provider_config_id: _Optional[str] = ..., per_minute: _Optional[int] = ..., per_day: _Optional[int] = ...) -> None: ...
 
 class CreateSenderIdentityResponse(_message.Message):
     __slots__ = ("sender_identity",)

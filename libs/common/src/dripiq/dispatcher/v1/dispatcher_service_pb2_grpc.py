@@ -55,6 +55,11 @@ class DispatcherServiceStub:
                 request_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetRateLimitRequest.SerializeToString,
                 response_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetRateLimitResponse.FromString,
                 _registered_method=True)
+        self.CompleteTask = channel.unary_unary(
+                '/dripiq.dispatcher.v1.DispatcherService/CompleteTask',
+                request_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CompleteTaskRequest.SerializeToString,
+                response_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CompleteTaskResponse.FromString,
+                _registered_method=True)
 
 
 class DispatcherServiceServicer:
@@ -87,6 +92,15 @@ class DispatcherServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompleteTask(self, request, context):
+        """Records what became of a call or LinkedIn task (a message in MESSAGE_STATUS_TASK_OPEN):
+        the step counts as done, and a reply or a decline is published as engagement. Repeating
+        the same completion is a no-op; a different one is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatcherServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +123,11 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     servicer.GetRateLimit,
                     request_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetRateLimitRequest.FromString,
                     response_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetRateLimitResponse.SerializeToString,
+            ),
+            'CompleteTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteTask,
+                    request_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CompleteTaskRequest.FromString,
+                    response_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CompleteTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +239,33 @@ class DispatcherService:
             '/dripiq.dispatcher.v1.DispatcherService/GetRateLimit',
             dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetRateLimitRequest.SerializeToString,
             dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetRateLimitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.dispatcher.v1.DispatcherService/CompleteTask',
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CompleteTaskRequest.SerializeToString,
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CompleteTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

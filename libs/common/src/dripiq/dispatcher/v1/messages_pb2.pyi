@@ -84,3 +84,29 @@ class MessageOutcome(_message.Message):
     to_email: str
     subject: str
     def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., kind: _Optional[_Union[OutcomeKind, str]] = ..., provider: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., rfc_message_id: _Optional[str] = ..., reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., to_email: _Optional[str] = ..., subject: _Optional[str] = ...) -> None: ...
+
+class TaskCreated(_message.Message):
+    __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "to_email", "to_name", "title", "instructions", "created_at")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    TO_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    TO_NAME_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    message_id: str
+    campaign_id: str
+    step_index: int
+    contact_id: str
+    channel: str
+    to_email: str
+    to_name: str
+    title: str
+    instructions: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., to_email: _Optional[str] = ..., to_name: _Optional[str] = ..., title: _Optional[str] = ..., instructions: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

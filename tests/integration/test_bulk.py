@@ -1,0 +1,49 @@
+"""Array statements straight to asyncpg run inside the caller's SQLAlchemy transaction."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from dripiq_common import bulk
+from dripiq_dispatcher.models import rate_counters
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+class Abort(Exception):
+    pass
+
+
+async def test_a_first_statement_through_the_driver_is_rolled_back_with_the_transaction(engine):
+    scope = f"test:{uuid.uuid4()}"
+
+    with pytest.raises(Abort):
+        async with engine.begin() as conn:
+            await bulk.insert_rows(
+                conn, rate_counters, [{"scope": scope, "window": "minute", "window_start": T0, "used": 1}]
+            )
+            assert (await bulk.driver(conn)).is_in_transaction()
+            raise Abort
+
+    async with engine.connect() as conn:
+        count = await conn.scalar(select(func.count()).where(rate_counters.c.scope == scope))
+    assert count == 0
+
+
+async def test_rows_go_in_and_change_in_one_statement_each(engine):
+    scopes = [f"test:{uuid.uuid4()}" for _ in range(3)]
+    async with engine.begin() as conn:
+        await bulk.insert_rows(
+            conn, rate_counters, [{"scope": s, "window": "day", "window_start": T0, "used": 0} for s in scopes]
+        )
+        await bulk.update_rows(conn, rate_counters, [(s, {"used": n}) for n, s in enumerate(scopes)], key="scope")
+
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(rate_counters.c.scope, rate_counters.c.used).where(rate_counters.c.scope.in_(scopes))
+        )
+        assert dict(rows.all()) == {s: n for n, s in enumerate(scopes)}
