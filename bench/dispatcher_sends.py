@@ -5,10 +5,12 @@
 Runs the whole suite once per transport (DISPATCHER_TRANSPORT), slows the fake SendGrid to
 50 ms per answer, creates one verified sender identity, publishes N SendMessageCommands (one
 tenant, unique message ids) onto `dripiq.dispatcher.send.<tenant>` as fast as JetStream takes
-them (while the dispatcher works), and measures from the first publish until N messages are
-`sent` in dispatcher.messages (each one: command consumed, 202 from the fake, `sent` committed
-with its outcome outboxed). Every --sample-seconds it prints the sends/s of the last interval
-and the dispatcher's RSS, so a long run (--n 1000000) shows whether rate and memory hold.
+them (while the dispatcher works), and measures from the first publish until the SENT outcome
+of every message has been published (each one: command consumed, 202 from the fake, `sent`
+committed, outcome relayed), watched with a plain NATS subscription so the tables are not
+queried under load. Every --sample-seconds it prints the sends/s of the last interval and the
+dispatcher's RSS, so a long run (--n 1000000) shows whether rate and memory hold. At the end it
+checks the rows and the fake's count of requests (duplicates).
 Duplicates are the fake's Mail Send requests beyond N (every send is accepted, none retried).
 """
 
@@ -22,7 +24,6 @@ import uuid
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import grpc
 import nats
 from harness import cpu_report, cpu_snapshot, machine, publish_all, running_suite, wait_for_count
@@ -37,11 +38,14 @@ LATENCY_SECONDS = 0.05
 SENT_QUERY = f"SELECT count(*) FROM dispatcher.messages WHERE tenant_id = '{TENANT}' AND status = 'sent'"
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def rss_mib(pids: list[int]) -> float:
+    """The largest RSS among the processes, in MiB."""
+    largest = 0.0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                largest = max(largest, int(line.split()[1]) / 1024)
+    return largest
 
 
 async def verified_identity(address: str) -> str:
@@ -76,62 +80,81 @@ def command(n: int, identity_id: str) -> bytes:
     ).SerializeToString()
 
 
-async def sample(dsn: str, pid: int, every: float, into: list[tuple[float, int, float]]) -> None:
+class SentOutcomes:
+    """Counts SENT outcome facts as the dispatcher's outbox publishes them: the end of the
+    pipeline the target names, observed without querying the tables under load."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.facts = 0
+        self.done = asyncio.Event()
+        self.target = 0
+
+    async def on_msg(self, msg) -> None:  # type: ignore[no-untyped-def]
+        outcome = messages_pb2.MessageOutcome.FromString(msg.data)
+        if outcome.kind == messages_pb2.OUTCOME_KIND_SENT:
+            self.facts += 1
+            self.ids.add(outcome.message_id)
+            if len(self.ids) >= self.target:
+                self.done.set()
+
+
+async def sample(sent: SentOutcomes, pid: list[int], every: float, into: list[tuple[float, int, float]]) -> None:
     """(seconds, sent so far, dispatcher RSS MiB) every `every` seconds until cancelled."""
-    conn = await asyncpg.connect(dsn)
     started = time.perf_counter()
-    try:
-        while True:
-            await asyncio.sleep(every)
-            sent = await conn.fetchval(SENT_QUERY)
-            into.append((time.perf_counter() - started, sent, rss_mib(pid)))
-    finally:
-        await conn.close()
+    while True:
+        await asyncio.sleep(every)
+        into.append((time.perf_counter() - started, len(sent.ids), rss_mib(pid)))
 
 
 async def run(suite, transport: str, total: int, sample_seconds: float) -> None:  # type: ignore[no-untyped-def]
     fake_url = suite.env["SENDGRID_API_HOST"]
-    dsn = suite.env["DATABASE_URL"]
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{fake_url}/_fake/latency", json={"seconds": LATENCY_SECONDS}) as answer:
             answer.raise_for_status()
     identity_id = await verified_identity(f"127.0.0.1:{suite.port('DISPATCHER_GRPC_PORT')}")
-    pid = suite.children["dispatcher"].pid
+    pid = [c.pid for name, c in suite.children.items() if name.split("-")[0] == "dispatcher"]
     rss_start = rss_mib(pid)
 
-    nc = await nats.connect(suite.env["NATS_URL"])
+    nc = await nats.connect(suite.env["NATS_URL"], pending_size=256 * 1024 * 1024)
     js = nc.jetstream()
-    subject = Subjects.dispatcher_send(TENANT)
+    sent = SentOutcomes()
+    sent.target = total
+    await nc.subscribe(Subjects.message_outcome(TENANT), cb=sent.on_msg, pending_msgs_limit=10_000_000)
     samples: list[tuple[float, int, float]] = []
-    sampler = asyncio.create_task(sample(dsn, pid, sample_seconds, samples))
+    sampler = asyncio.create_task(sample(sent, pid, sample_seconds, samples))
     before = cpu_snapshot(suite)
+    started = time.perf_counter()
     # Published while the dispatcher works, so a long run measures sending, not a backlog.
-    publishing = asyncio.create_task(
-        publish_all(js, subject, ((f"bench-{n}", command(n, identity_id)) for n in range(total)))
+    published = await publish_all(
+        js, Subjects.dispatcher_send(TENANT), ((f"bench-{n}", command(n, identity_id)) for n in range(total))
     )
-    count, waited = await wait_for_count(
-        dsn, SENT_QUERY, total, limit_seconds=max(120, total / 200), poll_seconds=0.05 if total <= 100_000 else 1.0
-    )
-    await publishing
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(sent.done.wait(), timeout=max(120, total / 200))
+    waited = time.perf_counter() - started
+    cpu = cpu_report(before, cpu_snapshot(suite), waited)
     sampler.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sampler
     await nc.close()
-    cpu = cpu_report(before, cpu_snapshot(suite), waited)
     rss_end = rss_mib(pid)
+    rows, _ = await wait_for_count(suite.env["DATABASE_URL"], SENT_QUERY, total, limit_seconds=30)
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{fake_url}/_fake/stats") as answer:
             stats = await answer.json()
     requests_received = stats["requests_received"]
     print(f"[{transport}] {cpu}")
-    for (t0, n0, _), (t1, n1, rss) in zip(samples, samples[1:], strict=False):
+    for (t0, n0, _), (t1, n1, rss) in zip([(0.0, 0, rss_start), *samples], samples, strict=False):
         print(
-            f"[{transport}]   {t1:6.0f} s: {n1:>9} sent, {(n1 - n0) / (t1 - t0):6.0f} sends/s, dispatcher RSS {rss:.0f} MiB"
+            f"[{transport}]   {t1:6.0f} s: {n1:>9} sent, {(n1 - n0) / (t1 - t0):6.0f} sends/s, largest dispatcher RSS {rss:.0f} MiB"
         )
+    count = len(sent.ids)
     print(
-        f"[{transport}] {count} sent in {waited:.1f} s from the first publish: {count / waited:.0f} sends/s end to end; "
+        f"[{transport}] {published} commands published; {count} SENT outcomes published in {waited:.1f} s from the "
+        f"first publish: {count / waited:.0f} sends/s end to end; {rows} rows `sent`; "
         f"fake received {requests_received} requests ({stats['distinct_message_ids']} distinct message ids), "
-        f"duplicates {requests_received - total}; dispatcher RSS {rss_start:.0f} MiB -> {rss_end:.0f} MiB"
+        f"duplicates {requests_received - total}, outcome facts beyond one per message {sent.facts - count}; "
+        f"largest dispatcher RSS {rss_start:.0f} MiB -> {rss_end:.0f} MiB"
         + (f" (max {max(r for _, _, r in samples):.0f} MiB)" if samples else "")
     )
 
@@ -141,10 +164,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--transport", choices=["async", "executor", "both"], default="both")
     parser.add_argument("--sample-seconds", type=float, default=10.0, help="progress and RSS every so often")
+    parser.add_argument("--replicas", type=int, default=1, help="dispatcher processes sharing the stream")
     args = parser.parse_args()
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; dispatcher replicas: {args.replicas}")
     for transport in ["async", "executor"] if args.transport == "both" else [args.transport]:
-        with running_suite(DISPATCHER_TRANSPORT=transport) as suite:
+        with running_suite({"dispatcher": args.replicas}, DISPATCHER_TRANSPORT=transport) as suite:
             asyncio.run(run(suite, transport, args.n, args.sample_seconds))
 
 

@@ -24,7 +24,7 @@ from dripiq_devtools.suite import Suite
 
 
 @contextlib.contextmanager
-def running_suite(**extra_env: str) -> Iterator[Suite]:
+def running_suite(replicas: dict[str, int] | None = None, **extra_env: str) -> Iterator[Suite]:
     root = Path(tempfile.mkdtemp(prefix="dripiq-bench-"))
     suite = Suite(
         run_dir=root / "run",
@@ -32,6 +32,7 @@ def running_suite(**extra_env: str) -> Iterator[Suite]:
         log_format="json",
         log_dir=root / "logs",
         extra_env={"LOG_LEVEL": "WARNING", **extra_env},
+        replicas=replicas or {},
     )
     try:
         suite.start()
@@ -101,7 +102,20 @@ def cpu_snapshot(suite: Suite) -> dict[str, float]:
     snapshot["postgres"] = postgres_cpu_seconds()
     if suite.nats and suite.nats.process:
         snapshot["nats"] = cpu_seconds(suite.nats.process.pid)
+    snapshot["bench"] = cpu_seconds(os.getpid())
+    snapshot[MACHINE] = machine_busy_seconds()
     return snapshot
+
+
+# The whole machine's busy CPU in a snapshot: every process, the kernel's network work included.
+MACHINE = "machine"
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent not idle since boot (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_report(before: dict[str, float], after: dict[str, float], seconds: float) -> str:
@@ -109,9 +123,10 @@ def cpu_report(before: dict[str, float], after: dict[str, float], seconds: float
     parts = [
         f"{name} {100 * (after[name] - before.get(name, 0)) / seconds:.0f}%"
         for name in sorted(after, key=lambda n: before.get(n, 0) - after[n])
-        if after[name] - before.get(name, 0) > 0.05
+        if name != MACHINE and after[name] - before.get(name, 0) > 0.05
     ]
-    return "CPU (% of one core): " + ", ".join(parts)
+    busy = 100 * (after[MACHINE] - before[MACHINE]) / seconds
+    return f"CPU (% of one core): {', '.join(parts)}; whole machine {busy:.0f}% of {100 * (os.cpu_count() or 1)}%"
 
 
 def machine() -> str:

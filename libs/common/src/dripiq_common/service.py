@@ -7,12 +7,15 @@ outbox flush -> nc.drain() -> engine.dispose().
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
+import uvloop
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from sqlalchemy import Table, text
@@ -153,8 +156,22 @@ async def run_service(
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
+GC_THRESHOLD_GEN0 = int(os.environ.get("DRIPIQ_GC_GEN0", "50000"))
+
+
+def run_process(main: Coroutine[Any, Any, None]) -> None:
+    """Run a process's main coroutine on uvloop: the services spend most of their CPU in the
+    event loop (sockets, timers, task switches), which uvloop does in C."""
+    # Start-up objects (modules, descriptors, settings) are never garbage: keep the collector
+    # from scanning them again, and let it run less often under a steady allocation rate.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD_GEN0, 50, 100)
+    uvloop.run(main)
+
+
 def serve(name: str, settings_type: type[SettingsT], build: Callable[[SettingsT, Runtime], Parts]) -> None:
     """A service's `main`: settings once, logging once, then run until SIGTERM/SIGINT."""
     settings = load_settings(settings_type)
     configure_logging(name, log_format=settings.log_format, level=settings.log_level)
-    asyncio.run(run_service(name=name, settings=settings, streams=Streams.all(), build=lambda rt: build(settings, rt)))
+    run_process(run_service(name=name, settings=settings, streams=Streams.all(), build=lambda rt: build(settings, rt)))

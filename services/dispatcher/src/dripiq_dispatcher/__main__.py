@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import structlog
 from nats.aio.msg import Msg
 
 from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
 from dripiq_common.logging import configure_logging
 from dripiq_common.loops import Poller
-from dripiq_common.service import Parts, Runtime, run_service
+from dripiq_common.service import Parts, Runtime, run_process, run_service
 from dripiq_common.settings import load_settings
 from dripiq_common.tokens import TokenSigner
 from dripiq_dispatcher.domain import MailSettings
@@ -94,7 +92,7 @@ def main() -> None:
             host=settings.sendgrid_api_host,
             hint="SENDGRID_API_KEY is not set: mail goes to this fake SendGrid, not to recipients",
         )
-    asyncio.run(serve(settings, api_key))
+    run_process(serve(settings, api_key))
 
 
 def new_sender(settings: DispatcherSettings, api_key: str) -> MailSender:

@@ -274,7 +274,10 @@ def build_mail(
         ),
         html_content=HtmlContent(with_unsubscribe_html(message.body_html, url)) if message.body_html else None,
     )
-    mail.reply_to = ReplyTo(tokens.reply_address(signer, message.message_id, settings.reply_domain))
+    # Named like the sender, so replies look addressed to them (and the helper need not parse).
+    mail.reply_to = ReplyTo(
+        tokens.reply_address(signer, message.message_id, settings.reply_domain), identity.from_name or None
+    )
     mail.header = [
         Header("Message-ID", rfc_message_id(message, settings)),
         Header("List-Unsubscribe", f"<{url}>"),

@@ -247,9 +247,14 @@ async def suppression_reasons(
     others are absent. Addresses are the normalized ones."""
     if not keys:
         return {}
-    ordered = sorted(keys)
-    rows = await (await bulk.driver(conn)).fetch(_SUPPRESSION_REASONS, [t for t, _ in ordered], [a for _, a in ordered])
+    rows = await _fetch_by_pairs(conn, _SUPPRESSION_REASONS, keys)
     return {(row["tenant_id"], row["address"]): row["reason"] for row in rows}
+
+
+async def _fetch_by_pairs(conn: AsyncConnection, query: str, keys: Collection[tuple[str, str]]) -> list[Any]:
+    """The rows of a query joined to `unnest($1::text[], $2::text[])`: the keys' two halves."""
+    ordered = sorted(keys)
+    return list(await (await bulk.driver(conn)).fetch(query, [a for a, _ in ordered], [b for _, b in ordered]))
 
 
 async def add_suppression(
@@ -411,9 +416,7 @@ async def rate_limits_for(
     limits = {key: {"minute": 0, "hour": 0, "day": 0} for key in keys}
     if not keys:
         return limits
-    ordered = sorted(keys)
-    rows = await (await bulk.driver(conn)).fetch(_RATE_LIMITS, [t for t, _ in ordered], [c for _, c in ordered])
-    for row in rows:
+    for row in await _fetch_by_pairs(conn, _RATE_LIMITS, keys):
         limits[(row["tenant_id"], row["channel"])] = {
             "minute": row["per_minute"] or 0,
             "hour": row["per_hour"] or 0,

@@ -9,6 +9,7 @@ instead of calling again. Outcomes go to the outbox in the transaction that sett
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -129,13 +130,17 @@ class Dispatcher:
             items.setdefault((message.tenant_id, message.message_id), _Item(index, message, data))
         if not items:
             return results
+        started = time.perf_counter()
         admission = _Work(self.clock.now())
         async with self.engine.begin() as conn:
             calls = await self._admit(conn, list(items.values()), admission, results)
             await admission.flush(conn)
+        admitted = time.perf_counter()
         outboxed = bool(admission.outbox)
+        called = admitted
         if calls:
             answers = await asyncio.gather(*(self._call(item) for item in calls))
+            called = time.perf_counter()
             settlement = _Work(self.clock.now())
             async with self.engine.begin() as conn:
                 await self._settle_calls(conn, calls, answers, settlement, results)
@@ -143,6 +148,14 @@ class Dispatcher:
             outboxed = outboxed or bool(settlement.outbox)
         if outboxed:
             self.on_outbox()
+        log.debug(
+            "send.batch",
+            commands=len(batch),
+            calls=len(calls),
+            admit_ms=round((admitted - started) * 1000, 1),
+            calls_ms=round((called - admitted) * 1000, 1),
+            settle_ms=round((time.perf_counter() - called) * 1000, 1),
+        )
         return results
 
     async def get_message(self, tenant_id: str, message_id: str) -> pb.Message:
@@ -401,7 +414,6 @@ class Dispatcher:
         """Record what each provider call came to, under the rows' locks again: a row a
         redelivery moved on while the call ran is only settled where the answer still applies."""
         rows = await repository.lock_messages(conn, message_ids=[i.message.message_id for i in calls])
-        sent = 0
         for item, answer in zip(calls, answers, strict=True):
             status = Status(rows[item.message.message_id]["status"])
             if answer.failure is None:
@@ -427,10 +439,8 @@ class Dispatcher:
                         rfc_message_id=item.rfc_message_id,
                     )
                 )
-                sent += 1
                 continue
             results[item.index] = self._settle_failure(item, answer.failure, status, work)
-        log.debug("send.batch_settled", calls=len(calls), sent=sent)
 
     def _settle_failure(self, item: _Item, failure: SendFailure, status: Status, work: _Work) -> Exception | None:
         """Record a failed call; RetryLater when the delivery is to come back after a backoff."""

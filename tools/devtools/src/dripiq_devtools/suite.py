@@ -73,6 +73,9 @@ class Suite:
     fake_openai: bool = False
     # Extra environment for the five processes (tests shorten poll intervals with it).
     extra_env: dict[str, str] = field(default_factory=dict)
+    # More than one process of a service, e.g. {"dispatcher": 2}: the others are named
+    # "dispatcher-2", ... and listen on ports of their own; all share the database and streams.
+    replicas: dict[str, int] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     children: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -178,20 +181,36 @@ class Suite:
         if output:
             output.close()
 
-    def _start_processes(self) -> None:
+    def _instances(self) -> list[tuple[str, Process, str]]:
+        """(child name, process, port variable) of every process to run, replicas included."""
+        found = []
         for process in PROCESSES:
-            self._spawn(process.name, [sys.executable, "-m", process.module], self.env)
+            found.append((process.name, process, process.port_env))
+            for n in range(2, self.replicas.get(process.name, 1) + 1):
+                found.append((f"{process.name}-{n}", process, f"{process.port_env}#{n}"))
+        return found
+
+    def _start_processes(self) -> None:
+        for name, process, port_env in self._instances():
+            env = self.env
+            if name != process.name:
+                env = {
+                    **self.env,
+                    process.port_env: str(self.ports.setdefault(port_env, free_port())),
+                    f"{process.name.upper()}_METRICS_PORT": str(free_port()),
+                }
+            self._spawn(name, [sys.executable, "-m", process.module], env)
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        for process in PROCESSES:
-            port = self.port(process.port_env)
+        for name, process, port_env in self._instances():
+            port = self.port(port_env)
             while not self._ready(process, port):
-                child = self.children[process.name]
+                child = self.children[name]
                 if child.poll() is not None:
-                    raise RuntimeError(f"{process.name} exited with {child.returncode} during start-up")
+                    raise RuntimeError(f"{name} exited with {child.returncode} during start-up")
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"{process.name} did not become ready on port {port}")
+                    raise RuntimeError(f"{name} did not become ready on port {port}")
                 time.sleep(0.1)
 
     @staticmethod

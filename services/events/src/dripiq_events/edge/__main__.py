@@ -15,6 +15,7 @@ from aiohttp import web
 from dripiq_common import jetstream
 from dripiq_common.jetstream import Streams
 from dripiq_common.logging import configure_logging
+from dripiq_common.service import run_process
 from dripiq_common.settings import load_settings
 from dripiq_common.tokens import TokenSigner
 from dripiq_events.edge.app import EVENTS_PATH, INBOUND_PATH, Edge, load_verifier
@@ -81,7 +82,7 @@ async def serve(settings: EdgeSettings) -> None:
 def main() -> None:
     settings = load_settings(EdgeSettings)
     configure_logging("edge", log_format=settings.log_format, level=settings.log_level)
-    asyncio.run(serve(settings))
+    run_process(serve(settings))
 
 
 if __name__ == "__main__":
