@@ -132,7 +132,7 @@ async def run(suite, transport: str, total: int, sample_seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(sent.done.wait(), timeout=max(120, total / 200))
     waited = time.perf_counter() - started
-    cpu = cpu_report(before, cpu_snapshot(suite), waited)
+    cpu = cpu_report(before, cpu_snapshot(suite))
     sampler.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sampler

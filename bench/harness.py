@@ -104,11 +104,13 @@ def cpu_snapshot(suite: Suite) -> dict[str, float]:
         snapshot["nats"] = cpu_seconds(suite.nats.process.pid)
     snapshot["bench"] = cpu_seconds(os.getpid())
     snapshot[MACHINE] = machine_busy_seconds()
+    snapshot[TAKEN_AT] = time.perf_counter()
     return snapshot
 
 
 # The whole machine's busy CPU in a snapshot: every process, the kernel's network work included.
 MACHINE = "machine"
+TAKEN_AT = "taken_at"
 
 
 def machine_busy_seconds() -> float:
@@ -118,12 +120,13 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_report(before: dict[str, float], after: dict[str, float], seconds: float) -> str:
-    """CPU used by each process over a run, as a share of one core."""
+def cpu_report(before: dict[str, float], after: dict[str, float]) -> str:
+    """CPU used by each process between two snapshots, as a share of one core."""
+    seconds = after[TAKEN_AT] - before[TAKEN_AT]
     parts = [
         f"{name} {100 * (after[name] - before.get(name, 0)) / seconds:.0f}%"
         for name in sorted(after, key=lambda n: before.get(n, 0) - after[n])
-        if name != MACHINE and after[name] - before.get(name, 0) > 0.05
+        if name not in (MACHINE, TAKEN_AT) and after[name] - before.get(name, 0) > 0.05
     ]
     busy = 100 * (after[MACHINE] - before[MACHINE]) / seconds
     return f"CPU (% of one core): {', '.join(parts)}; whole machine {busy:.0f}% of {100 * (os.cpu_count() or 1)}%"

@@ -12,6 +12,7 @@ from dripiq.events.v1 import messages_pb2 as events_pb2
 from dripiq_common.clock import ManualClock
 from dripiq_dispatcher import domain, repository
 from dripiq_dispatcher.models import messages
+from dripiq_dispatcher.service import Suppressions
 
 
 async def parked_unknown(engine, tenant_id):  # type: ignore[no-untyped-def]
@@ -83,3 +84,25 @@ async def test_without_evidence_an_unknown_send_fails_after_the_deadline(engine,
     assert row.status == "failed" and "review before resending" in row.last_error
     [fact] = [f for f in await outcomes(engine, tenant_id) if f.message_id == cmd.message_id]
     assert fact.kind == messages_pb2.OUTCOME_KIND_FAILED
+
+
+async def test_a_batch_of_engagement_settles_its_unknown_sends_and_suppresses_in_one_go(engine, tenant_id):
+    dispatcher = new_dispatcher(engine, sender=None)
+    parked = [await parked_unknown(engine, tenant_id) for _ in range(2)]
+    batch = [
+        events_pb2.EngagementEvent.FromString(event(tenant_id, parked[0].message_id, "open")),
+        events_pb2.EngagementEvent.FromString(event(tenant_id, "not-ours")),
+        events_pb2.EngagementEvent.FromString(event("someone-else", parked[1].message_id)),
+        events_pb2.EngagementEvent.FromString(event(tenant_id, parked[1].message_id, "spamreport")),
+    ]
+    for fact in batch:
+        fact.provider_message_id = f"SG-{fact.message_id}-{fact.event_type}"
+
+    assert await dispatcher.settle_unknown_events(batch) == 2
+    await Suppressions(engine, ManualClock(T0)).handle_engagements(batch)
+
+    assert [(await stored(engine, c.message_id)).status for c in parked] == ["sent", "sent"]
+    assert sorted(f.message_id for f in await outcomes(engine, tenant_id)) == sorted(c.message_id for c in parked)
+    [suppressed] = await Suppressions(engine, ManualClock(T0)).check(tenant_id, ["ada@example.com"])
+    assert suppressed.reason == "spamreport"
+    assert await dispatcher.settle_unknown_events(batch) == 0  # redelivered: nothing more

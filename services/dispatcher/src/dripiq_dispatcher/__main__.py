@@ -5,7 +5,8 @@ from __future__ import annotations
 import structlog
 from nats.aio.msg import Msg
 
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
+from dripiq.events.v1.messages_pb2 import EngagementEvent
+from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams, decode
 from dripiq_common.logging import configure_logging
 from dripiq_common.loops import Poller
 from dripiq_common.service import Parts, Runtime, run_process, run_service
@@ -64,11 +65,15 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
     )
 
     async def on_engagement(msg: Msg) -> None:
-        # Both are idempotent, so a redelivery after either one committed changes nothing.
-        await dispatcher.settle_unknown(msg.data)
-        await suppressions.handle_engagement(msg.data)
+        await on_engagements([msg])
 
-    engagement = PullWorker(rt.js, rt.nc, ENGAGEMENT, on_engagement)
+    async def on_engagements(msgs: list[Msg]) -> None:
+        # Both are idempotent, so a redelivery after either one committed changes nothing.
+        events = [decode(EngagementEvent, m.data) for m in msgs]
+        await dispatcher.settle_unknown_events(events)
+        await suppressions.handle_engagements(events)
+
+    engagement = PullWorker(rt.js, rt.nc, ENGAGEMENT, on_engagement, batch_size=500, batch_handler=on_engagements)
     return Parts(
         service_names=SERVICE_NAMES,
         registrars=registrars(dispatcher, identities, suppressions),

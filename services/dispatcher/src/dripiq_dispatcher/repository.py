@@ -63,19 +63,16 @@ async def update_messages(conn: AsyncConnection, *, changes: Sequence[tuple[str,
     await bulk.update_rows(conn, messages, changes, key="message_id")
 
 
-async def lock_unknown(conn: AsyncConnection, *, tenant_id: str, message_id: str) -> Row[Any] | None:
-    """The message if it waits as `unknown`, locked; None otherwise."""
+async def lock_unknown(conn: AsyncConnection, *, message_ids: Collection[str]) -> Sequence[Row[Any]]:
+    """Those of the messages that wait as `unknown`, locked (in id order)."""
     return (
         await conn.execute(
             select(messages)
-            .where(
-                messages.c.tenant_id == tenant_id,
-                messages.c.message_id == message_id,
-                messages.c.status == Status.UNKNOWN.value,
-            )
+            .where(messages.c.message_id.in_(sorted(message_ids)), messages.c.status == Status.UNKNOWN.value)
+            .order_by(messages.c.message_id)
             .with_for_update()
         )
-    ).first()
+    ).all()
 
 
 async def fail_overdue_unknown(

@@ -507,34 +507,44 @@ class Dispatcher:
         return _rate_limit_proto(tenant, checked, limits)
 
     async def settle_unknown(self, data: bytes) -> None:
-        """An EngagementEvent fact: any provider event for a message proves the provider took it: an `unknown` send
-        (the call may or may not have gone out) becomes `sent`, and the planner hears so."""
-        event = decode(events_pb2.EngagementEvent, data)
-        if not event.message_id or not validation.TENANT.match(event.tenant_id):
-            return
+        await self.settle_unknown_events([decode(events_pb2.EngagementEvent, data)])
+
+    async def settle_unknown_events(self, events: Sequence[events_pb2.EngagementEvent]) -> int:
+        """EngagementEvent facts: any provider event for a message proves the provider took it:
+        an `unknown` send (the call may or may not have gone out) becomes `sent`, and the
+        planner hears so. One statement finds the batch's unknown messages (nearly always none)."""
+        wanted = {
+            (e.tenant_id, e.message_id): e for e in events if e.message_id and validation.TENANT.match(e.tenant_id)
+        }
+        if not wanted:
+            return 0
+        now = self.clock.now()
         async with self.engine.begin() as conn:
-            row = await repository.lock_unknown(conn, tenant_id=event.tenant_id, message_id=event.message_id)
-            if row is None:
-                return
-            sent_at = event.occurred_at.ToDatetime(tzinfo=UTC) if event.HasField("occurred_at") else self.clock.now()
-            provider_message_id = event.provider_message_id or row.provider_message_id or ""
-            await repository.set_status(
-                conn,
-                message_id=row.message_id,
-                expected=[Status.UNKNOWN],
-                status=Status.SENT,
-                now=self.clock.now(),
-                provider=domain.PROVIDER,
-                provider_message_id=provider_message_id or None,
-                sent_at=sent_at,
-                last_error=None,
-            )
-            fact = domain.outcome_for_row(
-                row, messages_pb2.OUTCOME_KIND_SENT, occurred_at=sent_at, provider_message_id=provider_message_id
-            )
-            await self._outcome(conn, fact)
-        self.on_outbox()
-        log.info("send.unknown_settled_by_event", message_id=row.message_id, event_type=event.event_type)
+            rows = await repository.lock_unknown(conn, message_ids={m for _, m in wanted})
+            settled = [row for row in rows if (row.tenant_id, row.message_id) in wanted]
+            for row in settled:
+                event = wanted[(row.tenant_id, row.message_id)]
+                sent_at = event.occurred_at.ToDatetime(tzinfo=UTC) if event.HasField("occurred_at") else now
+                provider_message_id = event.provider_message_id or row.provider_message_id or ""
+                await repository.set_status(
+                    conn,
+                    message_id=row.message_id,
+                    expected=[Status.UNKNOWN],
+                    status=Status.SENT,
+                    now=now,
+                    provider=domain.PROVIDER,
+                    provider_message_id=provider_message_id or None,
+                    sent_at=sent_at,
+                    last_error=None,
+                )
+                fact = domain.outcome_for_row(
+                    row, messages_pb2.OUTCOME_KIND_SENT, occurred_at=sent_at, provider_message_id=provider_message_id
+                )
+                await self._outcome(conn, fact)
+                log.info("send.unknown_settled_by_event", message_id=row.message_id, event_type=event.event_type)
+        if settled:
+            self.on_outbox()
+        return len(settled)
 
     async def fail_overdue_unknown(self, *, deadline_seconds: float, limit: int = 1000) -> int:
         """Messages no provider event proved sent within the deadline: failed, for a person to
@@ -817,30 +827,39 @@ class Suppressions:
         return pb.ImportSuppressionsResponse(imported_count=imported, rejected=rejected)
 
     async def handle_engagement(self, data: bytes) -> None:
-        """An EngagementEvent fact: unsubscribes, spam reports and hard bounces suppress the
-        address for the tenant. Any other event is acked untouched."""
-        event = decode(events_pb2.EngagementEvent, data)
-        reason = domain.suppression_reason(event.event_type, event.reason)
-        if reason is None:
+        await self.handle_engagements([decode(events_pb2.EngagementEvent, data)])
+
+    async def handle_engagements(self, events: Sequence[events_pb2.EngagementEvent]) -> None:
+        """EngagementEvent facts: unsubscribes, spam reports and hard bounces suppress the
+        address for the tenant, all in one transaction. Any other event is passed over."""
+        suppressing: list[tuple[events_pb2.EngagementEvent, str, str, str]] = []
+        for event in events:
+            reason = domain.suppression_reason(event.event_type, event.reason)
+            if reason is None:
+                continue
+            try:
+                tenant = validation.tenant_id(event.tenant_id)
+                address = domain.normalize_address(validation.email(event.email.strip(), "email"))
+            except InvalidArgument as exc:
+                raise PermanentMessageError(f"engagement event cannot suppress: {exc}") from exc
+            suppressing.append((event, tenant, address, reason))
+        if not suppressing:
             return
-        try:
-            tenant = validation.tenant_id(event.tenant_id)
-            address = domain.normalize_address(validation.email(event.email.strip(), "email"))
-        except InvalidArgument as exc:
-            raise PermanentMessageError(f"engagement event cannot suppress: {exc}") from exc
         async with self.engine.begin() as conn:
-            await repository.add_suppression(
-                conn,
+            for event, tenant, address, reason in suppressing:
+                await repository.add_suppression(
+                    conn,
+                    tenant_id=tenant,
+                    address=address,
+                    reason=reason,
+                    source=f"engagement:{event.event_id}",
+                    now=self.clock.now(),
+                )
+        for event, tenant, _, reason in suppressing:
+            log.info(
+                "suppression.from_engagement",
                 tenant_id=tenant,
-                address=address,
                 reason=reason,
-                source=f"engagement:{event.event_id}",
-                now=self.clock.now(),
+                event_id=event.event_id,
+                message_id=event.message_id,
             )
-        log.info(
-            "suppression.from_engagement",
-            tenant_id=tenant,
-            reason=reason,
-            event_id=event.event_id,
-            message_id=event.message_id,
-        )
