@@ -11,7 +11,7 @@ import pytest_asyncio
 from events_helpers import raw_webhook
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select, text
 
 from dripiq.events.v1 import events_service_pb2 as pb
 from dripiq.events.v1 import events_service_pb2_grpc as pb_grpc
@@ -20,7 +20,7 @@ from dripiq_common.grpc_server import GrpcServer
 from dripiq_devtools.fake_sendgrid import build_event
 from dripiq_events.handlers import EventsServicer
 from dripiq_events.models import message_events
-from dripiq_events.partitions import ensure_partitions
+from dripiq_events.partitions import compact_raw_events, drop_expired_partitions, ensure_partitions, retention_cutoff
 from dripiq_events.service import EventQuery
 
 
@@ -125,3 +125,42 @@ async def test_a_month_whose_rows_sit_in_default_is_skipped_not_fatal(engine):
         await conn.execute(insert(message_events), [early])
         created = await ensure_partitions(conn, now=datetime(2045, 6, 10, tzinfo=UTC), months_ahead=1)
     assert created == ["message_events_2045_05", "message_events_2045_07"]
+
+
+async def test_months_past_retention_are_dropped_whole_and_raw_events_compacted(engine):
+    async with engine.begin() as conn:
+        await ensure_partitions(conn, now=datetime(2001, 2, 15, tzinfo=UTC), months_ahead=1)
+    events = [
+        {
+            "provider": "test",
+            "provider_event_id": f"retention-{day}",
+            "event_type": "delivered",
+            "occurred_at": datetime(2001, 3, day, tzinfo=UTC),
+            "matched": False,
+            "raw_event": {"event": "delivered", "day": day},
+        }
+        for day in (5, 20)
+    ]
+    async with engine.begin() as conn:
+        await conn.execute(insert(message_events), events)
+
+    compacted = await compact_raw_events(engine, before=datetime(2001, 3, 10, tzinfo=UTC), limit=1000)
+    async with engine.connect() as conn:
+        raw = dict(
+            (
+                await conn.execute(
+                    select(message_events.c.provider_event_id, message_events.c.raw_event).where(
+                        message_events.c.provider_event_id.like("retention-%")
+                    )
+                )
+            ).all()
+        )
+    assert compacted == 1
+    assert raw == {"retention-5": None, "retention-20": {"event": "delivered", "day": 20}}
+
+    async with engine.begin() as conn:
+        dropped = await drop_expired_partitions(conn, now=datetime(2002, 3, 10, tzinfo=UTC), retention_months=12)
+        names = await partitions_of(conn)
+    assert dropped == ["message_events_2001_01", "message_events_2001_02"]
+    assert "message_events_2001_03" in names and "message_events_default" in names
+    assert retention_cutoff(datetime(2002, 3, 10, tzinfo=UTC), 12) == datetime(2001, 3, 1, tzinfo=UTC)

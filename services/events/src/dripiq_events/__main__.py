@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from nats.aio.msg import Msg
 
 from dripiq.events.v1 import events_service_pb2, events_service_pb2_grpc
 from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
-from dripiq_common.service import Parts, Runtime, serve
+from dripiq_common.loops import Poller
+from dripiq_common.service import Loop, Parts, Runtime, serve
 from dripiq_common.tokens import TokenSigner
 from dripiq_events.handlers import EventsServicer
 from dripiq_events.models import outbox
-from dripiq_events.partitions import PartitionMaintainer
+from dripiq_events.partitions import PartitionMaintainer, compact_raw_events
 from dripiq_events.service import EventIngest, EventQuery
 from dripiq_events.settings import EventsSettings
 
@@ -34,8 +37,23 @@ def build(settings: EventsSettings, rt: Runtime) -> Parts:
         await ingest.handle_webhook(msg.data)
 
     partitions = PartitionMaintainer(
-        rt.engine, rt.clock, settings.partition_months_ahead, interval_seconds=settings.partition_check_seconds
+        rt.engine,
+        rt.clock,
+        settings.partition_months_ahead,
+        interval_seconds=settings.partition_check_seconds,
+        retention_months=settings.retention_months,
     )
+    loops: list[Loop] = [relay, partitions]
+    if settings.raw_event_retention_days:
+        age = timedelta(days=settings.raw_event_retention_days)
+        loops.append(
+            Poller(
+                lambda: compact_raw_events(rt.engine, before=rt.clock.now() - age, limit=settings.compaction_batch),
+                full=settings.compaction_batch,
+                poll_seconds=settings.compaction_poll_seconds,
+                name="raw-event-compaction",
+            )
+        )
     servicer = EventsServicer(EventQuery(rt.engine))
     return Parts(
         service_names=[SERVICE_NAME],
@@ -53,7 +71,7 @@ def build(settings: EventsSettings, rt: Runtime) -> Parts:
             # fetch well inside the ack wait.
             PullWorker(rt.js, rt.nc, WEBHOOKS, on_webhook, batch_size=10),
         ],
-        loops=[relay, partitions],
+        loops=loops,
     )
 
 

@@ -1,14 +1,18 @@
-"""Monthly partitions of events.message_events, created ahead of time without plpgsql.
+"""Monthly partitions of events.message_events: created ahead, dropped past retention, and
+their raw payloads compacted after a while, all without plpgsql.
 
 Rows whose month has no partition land in the DEFAULT partition, so nothing is ever lost.
 But PostgreSQL refuses to create a month's partition while the DEFAULT partition holds rows
 of that month, so months are created well before their first event: by the migration, at
-start-up and then daily. Dropping old months is a plain `DROP TABLE` of one partition.
+start-up and then daily. Dropping a month past retention is a `DROP TABLE` of its partition:
+no row-by-row delete, no bloat. The provider's raw event (`raw_event`) is kept for a while for
+investigations, then set to NULL in small batches; the parsed columns stay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -91,14 +95,63 @@ async def ensure_partitions(conn: AsyncConnection, *, now: datetime, months_ahea
     return created
 
 
+_PARTITIONS_SQL = (
+    "SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid "
+    "JOIN pg_class AS p ON p.oid = i.inhparent JOIN pg_namespace AS n ON n.oid = p.relnamespace "
+    "WHERE n.nspname = :schema AND p.relname = :parent"
+)
+_MONTH_NAME = re.compile(rf"^{message_events.name}_(\d{{4}})_(\d{{2}})$")
+
+
+def retention_cutoff(now: datetime, retention_months: int) -> datetime:
+    """The start of the oldest month kept: `retention_months` whole months before this one."""
+    now = now.astimezone(UTC)
+    return _month_start(now.year, now.month - retention_months)
+
+
+async def drop_expired_partitions(conn: AsyncConnection, *, now: datetime, retention_months: int) -> list[str]:
+    """Drop the monthly partitions that end on or before the retention cutoff; their names."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": _LOCK_KEY})
+    cutoff = retention_cutoff(now, retention_months)
+    names = (await conn.execute(text(_PARTITIONS_SQL), {"schema": SCHEMA, "parent": message_events.name})).scalars()
+    dropped = []
+    for name in sorted(names):
+        match = _MONTH_NAME.match(name)
+        if match is None:
+            continue  # the DEFAULT partition
+        if _month_start(int(match.group(1)), int(match.group(2)) + 1) <= cutoff:
+            await conn.execute(text(f'DROP TABLE "{SCHEMA}"."{name}"'))
+            dropped.append(name)
+    if dropped:
+        log.info("partitions.dropped", partitions=dropped, cutoff=cutoff.isoformat())
+    return dropped
+
+
+_COMPACT_SQL = (
+    f"UPDATE {PARENT} AS e SET raw_event = NULL FROM ("
+    f"SELECT id, occurred_at FROM {PARENT} WHERE occurred_at < :before AND raw_event IS NOT NULL LIMIT :limit"
+    ") AS old WHERE e.id = old.id AND e.occurred_at = old.occurred_at"
+)
+
+
+async def compact_raw_events(engine: AsyncEngine, *, before: datetime, limit: int) -> int:
+    """Drop the raw payload of up to `limit` events that happened before `before`; how many."""
+    async with engine.begin() as conn:
+        result = await conn.execute(text(_COMPACT_SQL), {"before": before, "limit": limit})
+    return int(result.rowcount)
+
+
 @dataclass
 class PartitionMaintainer:
-    """Runs ensure_partitions at start-up and then every `interval_seconds`."""
+    """Runs ensure_partitions (and, with a retention, drop_expired_partitions) at start-up and
+    then every `interval_seconds`."""
 
     engine: AsyncEngine
     clock: Clock
     months_ahead: int
     interval_seconds: float = 24 * 3600
+    # Whole months of events kept before the current one; 0 keeps every month.
+    retention_months: int = 0
     retry_seconds: float = 60
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -111,6 +164,11 @@ class PartitionMaintainer:
             try:
                 async with self.engine.begin() as conn:
                     await ensure_partitions(conn, now=self.clock.now(), months_ahead=self.months_ahead)
+                if self.retention_months:
+                    async with self.engine.begin() as conn:
+                        await drop_expired_partitions(
+                            conn, now=self.clock.now(), retention_months=self.retention_months
+                        )
             except Exception as exc:
                 log.warning("partitions.round_failed", error=repr(exc), retry_in=self.retry_seconds)
                 wait = self.retry_seconds

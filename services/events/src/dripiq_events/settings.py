@@ -25,5 +25,13 @@ class EventsSettings(ServiceSettings):
     # month lands in the DEFAULT partition (which would block creating that month later).
     partition_months_ahead: int = Field(default=3, ge=1, le=24)
     partition_check_seconds: float = 24 * 3600
+    # Whole months of message_events kept before the current month; older monthly partitions
+    # are dropped. 0 keeps everything.
+    retention_months: int = Field(default=13, ge=0)
+    # The provider's raw event is kept this long for investigations, then set to NULL (the
+    # parsed columns stay). 0 keeps it forever.
+    raw_event_retention_days: int = Field(default=30, ge=0)
+    compaction_batch: int = Field(default=5000, ge=1)
+    compaction_poll_seconds: float = Field(default=3600, gt=0)
 
     _check_token_secret = field_validator("token_secret")(check_token_secret)
