@@ -127,6 +127,28 @@ async def test_a_month_whose_rows_sit_in_default_is_skipped_not_fatal(engine):
     assert created == ["message_events_2045_05", "message_events_2045_07"]
 
 
+@pytest.mark.parametrize("rpc", ["GetCampaignStats", "GetStepFunnel"])
+@pytest.mark.parametrize(
+    ("request_fields", "field"), [({"campaign_id": "c"}, "tenant_id"), ({"tenant_id": "t"}, "campaign_id")]
+)
+async def test_stats_requests_name_the_missing_field(stub, rpc, request_fields, field):
+    request = getattr(pb, f"{rpc}Request")(**request_fields)
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await getattr(stub, rpc)(request)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (exc.value.details() or "")
+
+
+async def test_step_funnel_over_grpc(ingest, send, stub, tenant_id):
+    sent = await send(tenant_id)
+    body = json.dumps([build_event(sent.accepted, "delivered")]).encode()
+    await ingest.handle_webhook(raw_webhook(messages_pb2.RawWebhook.KIND_SENDGRID_EVENTS, body=body))
+
+    funnel = await stub.GetStepFunnel(pb.GetStepFunnelRequest(tenant_id=tenant_id, campaign_id="camp-1"))
+
+    assert [(s.step_index, s.counts.sent, s.counts.delivered) for s in funnel.steps] == [(2, 1, 1)]
+
+
 async def test_months_past_retention_are_dropped_whole_and_raw_events_compacted(engine):
     async with engine.begin() as conn:
         await ensure_partitions(conn, now=datetime(2001, 2, 15, tzinfo=UTC), months_ahead=1)

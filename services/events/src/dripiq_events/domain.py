@@ -360,3 +360,54 @@ def _digest(value: Any) -> str:
     """A stable id for an event SendGrid sent without sg_event_id: a replay hashes the same."""
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# Rollups (events.step_stats): metrics counted once per message, with the bit that records in
+# outbound_messages.seen that the message already counted; and metrics counted per event.
+UNIQUE_METRICS = {
+    "delivered": 1 << 0,
+    "unique_human_opens": 1 << 1,
+    "machine_opens": 1 << 2,
+    "unique_clicks": 1 << 3,
+    "replies": 1 << 4,
+    "auto_replies": 1 << 5,
+    "bounces": 1 << 6,
+    "unsubscribes": 1 << 7,
+    "spam_reports": 1 << 8,
+}
+SENT_METRIC = "sent"
+_ROLLUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "delivered": (("delivered",), ()),
+    "click": (("unique_clicks",), ("click_events",)),
+    REPLY: (("replies",), ()),
+    AUTO_REPLY: (("auto_replies",), ()),
+    "bounce": (("bounces",), ()),
+    UNSUBSCRIBE: (("unsubscribes",), ()),
+    "group_unsubscribe": (("unsubscribes",), ()),
+    "spamreport": (("spam_reports",), ()),
+}
+
+
+def rollup_metrics(event: NewEvent) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(metrics the event counts once for its message, metrics it counts as an event)."""
+    if event.event_type == "open":
+        return (("machine_opens",), ()) if event.machine_open else (("unique_human_opens",), ("human_open_events",))
+    return _ROLLUPS.get(event.event_type, ((), ()))
+
+
+def counts_to_proto(values: dict[str, int]) -> api_pb.EngagementCounts:
+    """Rollup values by metric name as the API's counts (absent metrics are zero)."""
+    return api_pb.EngagementCounts(
+        sent=values.get(SENT_METRIC, 0),
+        delivered=values.get("delivered", 0),
+        unique_human_opens=values.get("unique_human_opens", 0),
+        machine_opens=values.get("machine_opens", 0),
+        human_open_events=values.get("human_open_events", 0),
+        unique_clicks=values.get("unique_clicks", 0),
+        click_events=values.get("click_events", 0),
+        replies=values.get("replies", 0),
+        auto_replies=values.get("auto_replies", 0),
+        bounces=values.get("bounces", 0),
+        unsubscribes=values.get("unsubscribes", 0),
+        spam_reports=values.get("spam_reports", 0),
+    )

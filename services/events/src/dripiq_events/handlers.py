@@ -15,3 +15,13 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         self, request: pb.ListMessageEventsRequest, context
     ) -> pb.ListMessageEventsResponse:
         return await self.query.list_message_events(request)
+
+    async def GetCampaignStats(  # type: ignore[no-untyped-def]
+        self, request: pb.GetCampaignStatsRequest, context
+    ) -> pb.GetCampaignStatsResponse:
+        return await self.query.campaign_stats(request.tenant_id, request.campaign_id)
+
+    async def GetStepFunnel(  # type: ignore[no-untyped-def]
+        self, request: pb.GetStepFunnelRequest, context
+    ) -> pb.GetStepFunnelResponse:
+        return await self.query.step_funnel(request.tenant_id, request.campaign_id)

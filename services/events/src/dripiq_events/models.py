@@ -70,8 +70,24 @@ outbound_messages = Table(
     Column("provider_message_id", Text),
     Column("rfc_message_id", Text),
     Column("sent_at", DateTime(timezone=True), nullable=False),
+    # Bits of domain.UNIQUE_METRICS this message has already counted in step_stats.
+    Column("seen", Integer, nullable=False, server_default="0"),
     Index("outbound_messages_provider_message_idx", "provider_message_id"),
     Index("outbound_messages_rfc_message_idx", "rfc_message_id"),
+)
+
+# Per campaign step and metric, a counter kept up to date in the transaction that stores each
+# event (and each sent outcome): GetCampaignStats and GetStepFunnel read these few rows, never
+# the events themselves.
+step_stats = Table(
+    "step_stats",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("campaign_id", Text, nullable=False),
+    Column("step_index", Integer, nullable=False),
+    Column("metric", Text, nullable=False),
+    Column("value", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "campaign_id", "step_index", "metric", name="step_stats_pkey"),
 )
 
 inbound_emails = Table(

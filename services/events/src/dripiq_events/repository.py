@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dripiq_common import bulk
 from dripiq_events.domain import NewEvent, Outbound, SentMessage
-from dripiq_events.models import inbound_emails, message_events, outbound_messages
+from dripiq_events.models import inbound_emails, message_events, outbound_messages, step_stats
 
 # 17 columns a row: 1,000 rows stay well under PostgreSQL's 65,535 bind parameters.
 _INSERT_CHUNK = 1000
@@ -32,9 +32,10 @@ _OUTBOUND_FACTS = (
 )
 
 
-async def upsert_outbound(conn: AsyncConnection, *, sent: Sequence[SentMessage]) -> None:
-    """Keep sent messages in one statement. A later outcome for the same message (e.g. a
-    resend after "unknown") carries newer facts; within one call, the last one wins."""
+async def upsert_outbound(conn: AsyncConnection, *, sent: Sequence[SentMessage]) -> list[SentMessage]:
+    """Keep sent messages in one statement; the ones not kept before. A later outcome for the
+    same message (e.g. a resend after "unknown") carries newer facts; within one call, the last
+    one wins."""
     latest = {s.outbound.message_id: s for s in sent}
     rows = [
         {
@@ -52,14 +53,69 @@ async def upsert_outbound(conn: AsyncConnection, *, sent: Sequence[SentMessage])
         for s in latest.values()
     ]
     updates = ", ".join(f"{c} = excluded.{c}" for c in _OUTBOUND_FACTS)
-    await bulk.insert_rows(
+    returned = await bulk.insert_rows(
         conn,
         outbound_messages,
-        rows,
+        sorted(rows, key=lambda r: r["message_id"]),
         suffix=(
-            f"ON CONFLICT (message_id) DO UPDATE SET {updates} WHERE outbound_messages.tenant_id = excluded.tenant_id"
+            f"ON CONFLICT (message_id) DO UPDATE SET {updates} "
+            "WHERE outbound_messages.tenant_id = excluded.tenant_id "
+            # xmax is 0 on a row this statement inserted, not on one it updated.
+            "RETURNING message_id, (xmax = 0) AS inserted"
         ),
     )
+    inserted = {row["message_id"] for row in returned if row["inserted"]}
+    return [s for s in latest.values() if s.outbound.message_id in inserted]
+
+
+_LOCK_SEEN = (
+    "SELECT message_id, seen FROM events.outbound_messages "
+    "WHERE message_id = ANY($1::text[]) ORDER BY message_id FOR UPDATE"
+)
+
+
+async def lock_seen(conn: AsyncConnection, *, message_ids: Iterable[str]) -> dict[str, int]:
+    """The rollup bits each known message has counted, locked (in id order) until commit."""
+    rows = await (await bulk.driver(conn)).fetch(_LOCK_SEEN, sorted(set(message_ids)))
+    return {row["message_id"]: row["seen"] for row in rows}
+
+
+async def set_seen(conn: AsyncConnection, *, seen: dict[str, int]) -> None:
+    await bulk.update_rows(conn, outbound_messages, [(m, {"seen": bits}) for m, bits in seen.items()], key="message_id")
+
+
+# (tenant_id, campaign_id, step_index, metric)
+RollupKey = tuple[str, str, int, str]
+
+
+async def add_to_rollups(conn: AsyncConnection, *, increments: dict[RollupKey, int]) -> None:
+    """Add to the step counters in one statement, in key order (concurrent writers queue up
+    on the same rows instead of deadlocking)."""
+    if not increments:
+        return
+    rows = [
+        {"tenant_id": t, "campaign_id": c, "step_index": i, "metric": m, "value": increments[(t, c, i, m)]}
+        for t, c, i, m in sorted(increments)
+    ]
+    await bulk.insert_rows(
+        conn,
+        step_stats,
+        rows,
+        suffix="ON CONFLICT ON CONSTRAINT step_stats_pkey DO UPDATE SET value = step_stats.value + excluded.value",
+    )
+
+
+async def rollups(conn: AsyncConnection, *, tenant_id: str, campaign_id: str) -> dict[int, dict[str, int]]:
+    """A campaign's counters by step index and metric."""
+    rows = await conn.execute(
+        select(step_stats.c.step_index, step_stats.c.metric, step_stats.c.value).where(
+            step_stats.c.tenant_id == tenant_id, step_stats.c.campaign_id == campaign_id
+        )
+    )
+    steps: dict[int, dict[str, int]] = {}
+    for step_index, metric, value in rows:
+        steps.setdefault(step_index, {})[metric] = value
+    return steps
 
 
 def _outbound(row: Any) -> Outbound:

@@ -7,6 +7,7 @@ redeliver: natural keys make a second run store and publish nothing.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,7 +67,12 @@ class EventIngest:
                 sent.append(domain.sent_message(outcome, now=now))
         if sent:
             async with self.engine.begin() as conn:
-                await repository.upsert_outbound(conn, sent=sent)
+                first_time = await repository.upsert_outbound(conn, sent=sent)
+                increments: Counter[repository.RollupKey] = Counter(
+                    (s.outbound.tenant_id, s.outbound.campaign_id, s.outbound.step_index, domain.SENT_METRIC)
+                    for s in first_time
+                )
+                await repository.add_to_rollups(conn, increments=increments)
         return len(sent)
 
     async def handle_webhook(self, data: bytes) -> IngestResult:
@@ -212,6 +218,7 @@ class EventIngest:
         new_rows = [(row, new_ids[row.key]) for row in rows if row.key in new_ids]
         facts = [domain.engagement(row, event_id=row_id) for row, row_id in new_rows if row.matched]
         await outbox.enqueue(conn, outbox_table, facts)
+        await self._roll_up(conn, [row for row, _ in new_rows if row.matched])
         return IngestResult(
             received=len(rows),
             stored=len(new_rows),
@@ -219,10 +226,58 @@ class EventIngest:
             unmatched=sum(1 for row, _ in new_rows if not row.matched),
         )
 
+    async def _roll_up(self, conn: AsyncConnection, rows: Sequence[NewEvent]) -> None:
+        """Count newly stored events into their steps' rollups, each once-per-message metric
+        only the first time its message reaches it (tracked in outbound_messages.seen)."""
+        counted = [r for r in rows if r.tenant_id and r.campaign_id and r.message_id and r.step_index is not None]
+        if not counted:
+            return
+        seen = await repository.lock_seen(
+            conn, message_ids=[str(r.message_id) for r in counted if domain.rollup_metrics(r)[0]]
+        )
+        now_seen = dict(seen)
+        increments: Counter[repository.RollupKey] = Counter()
+        for row in counted:
+            unique, per_event = domain.rollup_metrics(row)
+            step = (str(row.tenant_id), str(row.campaign_id), int(row.step_index or 0))
+            message_id = str(row.message_id)
+            for metric in per_event:
+                increments[(*step, metric)] += 1
+            for metric in unique:
+                bit = domain.UNIQUE_METRICS[metric]
+                if message_id in now_seen and not now_seen[message_id] & bit:
+                    now_seen[message_id] |= bit
+                    increments[(*step, metric)] += 1
+        await repository.set_seen(conn, seen={m: bits for m, bits in now_seen.items() if bits != seen[m]})
+        await repository.add_to_rollups(conn, increments=increments)
+
 
 @dataclass
 class EventQuery:
     engine: AsyncEngine
+
+    async def step_funnel(self, tenant_id: str, campaign_id: str) -> api_pb.GetStepFunnelResponse:
+        tenant = validation.tenant_id(tenant_id)
+        campaign = validation.required(campaign_id, "campaign_id")
+        async with self.engine.connect() as conn:
+            steps = await repository.rollups(conn, tenant_id=tenant, campaign_id=campaign)
+        return api_pb.GetStepFunnelResponse(
+            campaign_id=campaign,
+            steps=[
+                api_pb.StepCounts(step_index=index, counts=domain.counts_to_proto(values))
+                for index, values in sorted(steps.items())
+            ],
+        )
+
+    async def campaign_stats(self, tenant_id: str, campaign_id: str) -> api_pb.GetCampaignStatsResponse:
+        tenant = validation.tenant_id(tenant_id)
+        campaign = validation.required(campaign_id, "campaign_id")
+        async with self.engine.connect() as conn:
+            steps = await repository.rollups(conn, tenant_id=tenant, campaign_id=campaign)
+        totals: Counter[str] = Counter()
+        for values in steps.values():
+            totals.update(values)
+        return api_pb.GetCampaignStatsResponse(campaign_id=campaign, totals=domain.counts_to_proto(totals))
 
     async def list_message_events(self, request: api_pb.ListMessageEventsRequest) -> api_pb.ListMessageEventsResponse:
         tenant_id = validation.tenant_id(request.tenant_id)

@@ -9,6 +9,74 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class EngagementCounts(_message.Message):
+    __slots__ = ("sent", "delivered", "unique_human_opens", "machine_opens", "human_open_events", "unique_clicks", "click_events", "replies", "auto_replies", "bounces", "unsubscribes", "spam_reports")
+    SENT_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_HUMAN_OPENS_FIELD_NUMBER: _ClassVar[int]
+    MACHINE_OPENS_FIELD_NUMBER: _ClassVar[int]
+    HUMAN_OPEN_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_CLICKS_FIELD_NUMBER: _ClassVar[int]
+    CLICK_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    REPLIES_FIELD_NUMBER: _ClassVar[int]
+    AUTO_REPLIES_FIELD_NUMBER: _ClassVar[int]
+    BOUNCES_FIELD_NUMBER: _ClassVar[int]
+    UNSUBSCRIBES_FIELD_NUMBER: _ClassVar[int]
+    SPAM_REPORTS_FIELD_NUMBER: _ClassVar[int]
+    sent: int
+    delivered: int
+    unique_human_opens: int
+    machine_opens: int
+    human_open_events: int
+    unique_clicks: int
+    click_events: int
+    replies: int
+    auto_replies: int
+    bounces: int
+    unsubscribes: int
+    spam_reports: int
+    def __init__(self, sent: _Optional[int] = ..., delivered: _Optional[int] = ..., unique_human_opens: _Optional[int] = ..., machine_opens: _Optional[int] = ..., human_open_events: _Optional[int] = ..., unique_clicks: _Optional[int] = ..., click_events: _Optional[int] = ..., replies: _Optional[int] = ..., auto_replies: _Optional[int] = ..., bounces: _Optional[int] = ..., unsubscribes: _Optional[int] = ..., spam_reports: _Optional[int] = ...) -> None: ...
+
+class StepCounts(_message.Message):
+    __slots__ = ("step_index", "counts")
+    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    step_index: int
+    counts: EngagementCounts
+    def __init__(self, step_index: _Optional[int] = ..., counts: _Optional[_Union[EngagementCounts, _Mapping]] = ...) -> None: ...
+
+class GetCampaignStatsRequest(_message.Message):
+    __slots__ = ("tenant_id", "campaign_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    campaign_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., campaign_id: _Optional[str] = ...) -> None: ...
+
+class GetCampaignStatsResponse(_message.Message):
+    __slots__ = ("campaign_id", "totals")
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    campaign_id: str
+    totals: EngagementCounts
+    def __init__(self, campaign_id: _Optional[str] = ..., totals: _Optional[_Union[EngagementCounts, _Mapping]] = ...) -> None: ...
+
+class GetStepFunnelRequest(_message.Message):
+    __slots__ = ("tenant_id", "campaign_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    campaign_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., campaign_id: _Optional[str] = ...) -> None: ...
+
+class GetStepFunnelResponse(_message.Message):
+    __slots__ = ("campaign_id", "steps")
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    campaign_id: str
+    steps: _containers.RepeatedCompositeFieldContainer[StepCounts]
+    def __init__(self, campaign_id: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[StepCounts, _Mapping]]] = ...) -> None: ...
+
 class MessageEvent(_message.Message):
     __slots__ = ("event_id", "tenant_id", "message_id", "campaign_id", "step_index", "event_type", "provider", "provider_event_id", "occurred_at", "machine_open", "url")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]

@@ -40,6 +40,16 @@ class EventsServiceStub:
                 request_serializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.ListMessageEventsRequest.SerializeToString,
                 response_deserializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.ListMessageEventsResponse.FromString,
                 _registered_method=True)
+        self.GetCampaignStats = channel.unary_unary(
+                '/dripiq.events.v1.EventsService/GetCampaignStats',
+                request_serializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetCampaignStatsRequest.SerializeToString,
+                response_deserializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetCampaignStatsResponse.FromString,
+                _registered_method=True)
+        self.GetStepFunnel = channel.unary_unary(
+                '/dripiq.events.v1.EventsService/GetStepFunnel',
+                request_serializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetStepFunnelRequest.SerializeToString,
+                response_deserializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetStepFunnelResponse.FromString,
+                _registered_method=True)
 
 
 class EventsServiceServicer:
@@ -52,6 +62,20 @@ class EventsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCampaignStats(self, request, context):
+        """A campaign's totals over all its steps, from rollups kept as events are stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStepFunnel(self, request, context):
+        """The same counts per step, in step order: where contacts drop off.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +83,16 @@ def add_EventsServiceServicer_to_server(servicer, server):
                     servicer.ListMessageEvents,
                     request_deserializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.ListMessageEventsRequest.FromString,
                     response_serializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.ListMessageEventsResponse.SerializeToString,
+            ),
+            'GetCampaignStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCampaignStats,
+                    request_deserializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetCampaignStatsRequest.FromString,
+                    response_serializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetCampaignStatsResponse.SerializeToString,
+            ),
+            'GetStepFunnel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStepFunnel,
+                    request_deserializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetStepFunnelRequest.FromString,
+                    response_serializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetStepFunnelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +123,60 @@ class EventsService:
             '/dripiq.events.v1.EventsService/ListMessageEvents',
             dripiq_dot_events_dot_v1_dot_events__service__pb2.ListMessageEventsRequest.SerializeToString,
             dripiq_dot_events_dot_v1_dot_events__service__pb2.ListMessageEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCampaignStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.events.v1.EventsService/GetCampaignStats',
+            dripiq_dot_events_dot_v1_dot_events__service__pb2.GetCampaignStatsRequest.SerializeToString,
+            dripiq_dot_events_dot_v1_dot_events__service__pb2.GetCampaignStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStepFunnel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.events.v1.EventsService/GetStepFunnel',
+            dripiq_dot_events_dot_v1_dot_events__service__pb2.GetStepFunnelRequest.SerializeToString,
+            dripiq_dot_events_dot_v1_dot_events__service__pb2.GetStepFunnelResponse.FromString,
             options,
             channel_credentials,
             insecure,

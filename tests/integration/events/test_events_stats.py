@@ -1,0 +1,86 @@
+"""Rollups: GetCampaignStats and GetStepFunnel answer from counters kept as events are stored.
+
+Each test has its own tenant, so its campaign's counters start at zero."""
+
+from __future__ import annotations
+
+import json
+
+from events_helpers import outcome, raw_webhook
+
+from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
+from dripiq.events.v1 import events_service_pb2 as api_pb
+from dripiq.events.v1 import messages_pb2
+from dripiq_devtools.fake_sendgrid import build_event
+from dripiq_events.service import EventQuery
+
+EVENTS = messages_pb2.RawWebhook.KIND_SENDGRID_EVENTS
+
+
+def batch(events: list) -> bytes:  # type: ignore[type-arg]
+    return raw_webhook(EVENTS, body=json.dumps(events).encode() + b"\r\n")
+
+
+def event(sent, kind: str, n: int, **extra):  # type: ignore[no-untyped-def]
+    return build_event(sent.accepted, kind, sg_event_id=f"{sent.message_id}-{kind}-{n}", **extra)
+
+
+async def test_counts_are_kept_per_step_unique_per_message_and_never_twice(engine, ingest, send, tenant_id):
+    a, b, c = [await send(tenant_id) for _ in range(3)]
+    await ingest.record_outcome(outcome(a))  # a redelivered outcome is not a second send
+    events = [
+        event(a, "delivered", 1),
+        event(a, "open", 1),
+        event(a, "open", 2),
+        event(a, "open", 3, sg_machine_open=True),
+        event(a, "click", 1, url="https://example.com/1"),
+        event(a, "click", 2, url="https://example.com/2"),
+        event(b, "delivered", 1),
+        event(b, "open", 1, sg_machine_open=True),
+        event(b, "bounce", 1, type="blocked"),
+        event(c, "unsubscribe", 1),
+        event(c, "spamreport", 1),
+        event(c, "group_unsubscribe", 1),
+    ]
+    await ingest.handle_webhook(batch(events))
+    await ingest.handle_webhook(batch(events))  # a replayed batch counts nothing
+    await ingest.handle_webhook(batch([event(a, "open", 4)]))  # later: one more open event, same opener
+
+    funnel = await EventQuery(engine).step_funnel(tenant_id, "camp-1")
+
+    assert [s.step_index for s in funnel.steps] == [2]
+    assert funnel.steps[0].counts == api_pb.EngagementCounts(
+        sent=3,
+        delivered=2,
+        unique_human_opens=1,
+        machine_opens=2,
+        human_open_events=3,
+        unique_clicks=1,
+        click_events=2,
+        bounces=1,
+        unsubscribes=1,
+        spam_reports=1,
+    )
+
+
+async def test_campaign_stats_add_up_the_steps(engine, ingest, send, tenant_id):
+    later = await send(tenant_id)
+    first = await send(tenant_id, recorded=False)
+    as_step_0 = dispatcher_pb.MessageOutcome.FromString(outcome(first))
+    as_step_0.step_index = 0
+    await ingest.record_outcome(as_step_0.SerializeToString())
+    await ingest.handle_webhook(
+        batch([event(first, "delivered", 1), event(later, "delivered", 1), event(later, "open", 1)])
+    )
+
+    query = EventQuery(engine)
+    funnel = await query.step_funnel(tenant_id, "camp-1")
+    stats = await query.campaign_stats(tenant_id, "camp-1")
+
+    assert [(s.step_index, s.counts.sent, s.counts.delivered, s.counts.unique_human_opens) for s in funnel.steps] == [
+        (0, 1, 1, 0),
+        (2, 1, 1, 1),
+    ]
+    assert (stats.totals.sent, stats.totals.delivered, stats.totals.unique_human_opens) == (2, 2, 1)
+    assert (await query.campaign_stats(tenant_id, "no-such-campaign")).totals == api_pb.EngagementCounts()
+    assert (await query.campaign_stats("someone-else", "camp-1")).totals == api_pb.EngagementCounts()
