@@ -6,10 +6,13 @@ the same bytes are handed to the events service's handler, as its worker would.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
@@ -18,9 +21,10 @@ from aiohttp import web
 from events_helpers import accepted_message, multipart
 
 from dripiq.events.v1 import messages_pb2
+from dripiq_common.clock import ManualClock
 from dripiq_common.jetstream import Subjects
 from dripiq_devtools.fake_sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER, FakeSendGrid, build_event
-from dripiq_events.edge.app import EVENTS_PATH, INBOUND_PATH, Edge, load_verifier
+from dripiq_events.edge.app import EVENTS_PATH, INBOUND_PATH, TOKEN_PATH, Edge, OAuthClient, load_verifier
 
 STREAM = "EDGE_WEBHOOKS"
 BODY_LIMIT = 64 * 1024
@@ -198,3 +202,97 @@ async def test_health_and_readiness(edge):
 def test_a_key_that_is_not_sendgrids_stops_start_up():
     with pytest.raises(ValueError):
         load_verifier("bm90IGEga2V5")
+
+
+OAUTH = OAuthClient("sendgrid-webhook", "s3cret-client-secret", token_ttl_seconds=60)
+
+
+@pytest_asyncio.fixture
+async def oauth_edge(nats_conn, fake, signer) -> AsyncIterator[tuple[Edge, str]]:  # type: ignore[no-untyped-def]
+    """The edge with SendGrid's OAuth on, and the signature no longer required."""
+    edge = Edge(
+        js=nats_conn.jetstream(),
+        nc=nats_conn,
+        verifier=load_verifier(fake.public_key_base64),
+        signer=signer,
+        max_body_bytes=BODY_LIMIT,
+        signature_tolerance_seconds=600,
+        clock=ManualClock(datetime.now(UTC)),
+        oauth=OAUTH,
+        require_signature=False,
+    )
+    runner = web.AppRunner(edge.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield edge, f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
+
+
+async def token(base: str, **form: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    async with aiohttp.ClientSession() as session, session.post(base + TOKEN_PATH, data=form) as response:
+        return response.status, await response.json()
+
+
+async def test_sendgrid_gets_a_token_with_client_credentials_and_sends_it(oauth_edge, js, tenant_id):
+    edge, base = oauth_edge
+    assert await token(base, grant_type="password", client_id=OAUTH.client_id, client_secret=OAUTH.client_secret) == (
+        400,
+        {"error": "unsupported_grant_type"},
+    )
+    assert (await token(base, grant_type="client_credentials", client_id=OAUTH.client_id, client_secret="nope")) == (
+        401,
+        {"error": "invalid_client"},
+    )
+    credentials = base64.b64encode(f"{OAUTH.client_id}:{OAUTH.client_secret}".encode()).decode()
+    basic = {"Authorization": f"Basic {credentials}"}
+    async with aiohttp.ClientSession() as session:
+        form = {"grant_type": "client_credentials"}
+        async with session.post(base + TOKEN_PATH, data=form, headers=basic) as answer:
+            assert answer.status == 200
+            issued = await answer.json()
+    assert (issued["token_type"], issued["expires_in"]) == ("Bearer", 60)
+
+    body = json.dumps(events_batch(tenant_id)).encode()
+    before = await published(js, Subjects.EDGE_SENDGRID_EVENTS)
+    status, payload = await post(base + EVENTS_PATH, body, {"Content-Type": "application/json"})
+    assert status == 401 and payload == {"error": "missing bearer token"}
+    bearer = {"Authorization": f"Bearer {issued['access_token']}"}
+    assert await post(base + EVENTS_PATH, body, bearer) == (200, {"accepted": 2})
+    assert await published(js, Subjects.EDGE_SENDGRID_EVENTS) == before + 1
+
+    edge.clock.advance(timedelta(seconds=61))
+    status, payload = await post(base + EVENTS_PATH, body, bearer)
+    assert status == 401 and payload == {"error": "bearer token not valid or expired"}
+    forged = {"Authorization": "Bearer " + issued["access_token"][:-2] + "xx"}
+    assert (await post(base + EVENTS_PATH, body, forged))[0] == 401
+
+
+async def test_with_oauth_besides_the_signature_both_are_needed(edge, fake, tenant_id):
+    plain, base = edge
+    plain.oauth = OAUTH
+    try:
+        status, issued = await token(
+            base, grant_type="client_credentials", client_id=OAUTH.client_id, client_secret=OAUTH.client_secret
+        )
+        assert status == 200
+        body, headers = fake.signed_request(events_batch(tenant_id))
+        assert (await post(base + EVENTS_PATH, body, headers))[0] == 401
+        unsigned = {"Authorization": f"Bearer {issued['access_token']}"}
+        assert (await post(base + EVENTS_PATH, body, unsigned))[0] == 403
+        both = {**headers, **unsigned}
+        assert (await post(base + EVENTS_PATH, body, both))[0] == 200
+    finally:
+        plain.oauth = None
+
+
+async def test_metrics_count_requests_by_route_and_status(edge, fake, tenant_id):
+    _, base = edge
+    body, headers = fake.signed_request(events_batch(tenant_id))
+    await post(base + EVENTS_PATH, body, headers)
+    await post(base + EVENTS_PATH, body, {"Content-Type": "application/json"})
+    async with aiohttp.ClientSession() as session, session.get(base + "/metrics") as answer:
+        assert answer.status == 200
+        text = await answer.text()
+    assert 'dripiq_edge_requests_total{route="/webhooks/sendgrid/events",status="200"}' in text
+    assert 'dripiq_edge_requests_total{route="/webhooks/sendgrid/events",status="403"}' in text
+    assert "dripiq_edge_events_accepted_total" in text and "dripiq_edge_publish_seconds_bucket" in text

@@ -14,6 +14,7 @@ import uuid
 
 _REPLY_MAC_BYTES = 8
 _UNSUB_MAC_BYTES = 16
+_ACCESS_MAC_BYTES = 16
 
 
 class TokenSigner:
@@ -63,6 +64,25 @@ class TokenSigner:
         except (UnicodeDecodeError, ValueError):
             return None
         return tenant_id, message_id
+
+    def access_token(self, client_id: str, expires_at: int) -> str:
+        """An OAuth bearer token for `client_id`, valid until `expires_at` (unix seconds)."""
+        body = f"{client_id}|{expires_at}".encode()
+        return base64.urlsafe_b64encode(body + self._mac(b"access", body, _ACCESS_MAC_BYTES)).decode().rstrip("=")
+
+    def parse_access_token(self, token: str, *, now: float) -> str | None:
+        """The client id of a bearer token we issued and that has not expired, else None."""
+        try:
+            data = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            body, mac = data[:-_ACCESS_MAC_BYTES], data[-_ACCESS_MAC_BYTES:]
+            if len(data) <= _ACCESS_MAC_BYTES or not hmac.compare_digest(
+                mac, self._mac(b"access", body, _ACCESS_MAC_BYTES)
+            ):
+                return None
+            client_id, expires_at = body.decode().rsplit("|", 1)
+            return client_id if int(expires_at) > now else None
+        except (ValueError, TypeError, UnicodeDecodeError):
+            return None
 
 
 def reply_address(signer: TokenSigner, message_id: str, domain: str) -> str:

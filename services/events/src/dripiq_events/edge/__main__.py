@@ -18,7 +18,7 @@ from dripiq_common.logging import configure_logging
 from dripiq_common.service import run_process
 from dripiq_common.settings import load_settings
 from dripiq_common.tokens import TokenSigner
-from dripiq_events.edge.app import EVENTS_PATH, INBOUND_PATH, Edge, load_verifier
+from dripiq_events.edge.app import EVENTS_PATH, INBOUND_PATH, Edge, OAuthClient, load_verifier
 from dripiq_events.edge.settings import EdgeSettings
 
 log = structlog.get_logger(__name__)
@@ -50,6 +50,16 @@ async def serve(settings: EdgeSettings) -> None:
         max_body_bytes=settings.max_body_bytes,
         signature_tolerance_seconds=settings.signature_tolerance_seconds,
         publish_timeout_seconds=settings.publish_timeout_seconds,
+        oauth=(
+            OAuthClient(
+                settings.oauth_client_id,
+                settings.oauth_client_secret.get_secret_value(),
+                settings.oauth_token_ttl_seconds,
+            )
+            if settings.oauth_client_id and settings.oauth_client_secret
+            else None
+        ),
+        require_signature=settings.require_signature,
     )
     if edge.body_limit < settings.max_body_bytes:
         log.warning(

@@ -7,10 +7,14 @@ accepted goes to JetStream as received, and the answer is 2xx only after JetStre
 
 from __future__ import annotations
 
+import base64
 import binascii
 import hashlib
+import hmac
 import html
 import json
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import nats.errors
@@ -19,6 +23,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sendgrid.helpers.eventwebhook import EventWebhook
 
 from dripiq.events.v1 import messages_pb2
@@ -35,9 +40,30 @@ TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 EVENTS_PATH = "/webhooks/sendgrid/events"
 INBOUND_PATH = "/webhooks/sendgrid/inbound"
 UNSUBSCRIBE_PATH = "/u/{token}"
+TOKEN_PATH = "/oauth/token"
 # Room for the RawWebhook envelope and headers around a body inside one NATS message.
 ENVELOPE_BYTES = 4096
 _CHUNK = 64 * 1024
+
+
+REQUESTS = Counter("dripiq_edge_requests", "HTTP requests answered, by route and status", ["route", "status"])
+EVENTS_ACCEPTED = Counter("dripiq_edge_events_accepted", "SendGrid events in batches queued on JetStream")
+REJECTED = Counter("dripiq_edge_rejected", "Requests refused, by reason", ["reason"])
+PUBLISH_SECONDS = Histogram(
+    "dripiq_edge_publish_seconds",
+    "From publish to PubAck",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+@dataclass(frozen=True)
+class OAuthClient:
+    """SendGrid's Event Webhook OAuth (client credentials): SendGrid asks TOKEN_PATH for a
+    token with these credentials, then sends it as a bearer token with every batch."""
+
+    client_id: str
+    client_secret: str
+    token_ttl_seconds: int = 3600
 
 
 def load_verifier(public_key: str) -> EventWebhook:
@@ -86,6 +112,10 @@ class Edge:
     signature_tolerance_seconds: float
     publish_timeout_seconds: float = 5.0
     clock: Clock = field(default_factory=SystemClock)
+    # With OAuth, every Event Webhook batch must carry a bearer token we issued; the signature
+    # is then checked too unless require_signature is off ("instead of or besides").
+    oauth: OAuthClient | None = None
+    require_signature: bool = True
     # Set at shutdown so that /readyz sends load balancers elsewhere while requests drain.
     stopping: bool = False
 
@@ -95,8 +125,10 @@ class Edge:
         return min(self.max_body_bytes, self.nc.max_payload - ENVELOPE_BYTES)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.body_limit)
+        app = web.Application(client_max_size=self.body_limit, middlewares=[_count_requests])
         app.router.add_post(EVENTS_PATH, self.sendgrid_events)
+        app.router.add_post(TOKEN_PATH, self.oauth_token)
+        app.router.add_get("/metrics", self.metrics)
         app.router.add_post(INBOUND_PATH, self.sendgrid_inbound)
         app.router.add_get(UNSUBSCRIBE_PATH, self.unsubscribe_page)
         app.router.add_post(UNSUBSCRIBE_PATH, self.unsubscribe)
@@ -112,18 +144,28 @@ class Edge:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             return _json_error(400, "body is not UTF-8")
+        if self.oauth is not None:
+            problem = self._bearer_problem(request.headers.get("Authorization", ""))
+            if problem is not None:
+                REJECTED.labels("bearer").inc()
+                log.warning("edge.webhook_rejected", reason=problem, remote=request.remote)
+                return web.json_response(
+                    {"error": problem}, status=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+                )
         signature = request.headers.get(SIGNATURE_HEADER)
-        problem = signature_problem(
-            self.verifier,
-            body=text,
-            signature=signature,
-            timestamp=request.headers.get(TIMESTAMP_HEADER),
-            now=self.clock.now().timestamp(),
-            tolerance_seconds=self.signature_tolerance_seconds,
-        )
-        if problem is not None:
-            log.warning("edge.webhook_rejected", reason=problem, remote=request.remote)
-            return _json_error(403, problem)
+        if self.require_signature:
+            problem = signature_problem(
+                self.verifier,
+                body=text,
+                signature=signature,
+                timestamp=request.headers.get(TIMESTAMP_HEADER),
+                now=self.clock.now().timestamp(),
+                tolerance_seconds=self.signature_tolerance_seconds,
+            )
+            if problem is not None:
+                REJECTED.labels("signature").inc()
+                log.warning("edge.webhook_rejected", reason=problem, remote=request.remote)
+                return _json_error(403, problem)
         try:
             events = json.loads(text)
         except ValueError:
@@ -135,7 +177,47 @@ class Edge:
         raw = RawWebhook(kind=RawWebhook.KIND_SENDGRID_EVENTS, body=body)
         if not await self._publish(Subjects.EDGE_SENDGRID_EVENTS, raw, msg_id):
             return _json_error(503, "could not queue the batch; retry later")
+        EVENTS_ACCEPTED.inc(len(events))
         return web.json_response({"accepted": len(events)})
+
+    async def oauth_token(self, request: web.Request) -> web.Response:
+        """OAuth 2.0 client credentials (RFC 6749 4.4), the flow SendGrid uses: the client
+        authenticates with HTTP Basic or with form fields, and gets a bearer token."""
+        if self.oauth is None:
+            return _json_error(404, "OAuth is not configured")
+        form = await request.post()
+        if form.get("grant_type") != "client_credentials":
+            return _oauth_error(400, "unsupported_grant_type")
+        client_id, client_secret = _client_credentials(request.headers.get("Authorization", ""), form)
+        if not (
+            hmac.compare_digest(client_id.encode(), self.oauth.client_id.encode())
+            and hmac.compare_digest(client_secret.encode(), self.oauth.client_secret.encode())
+        ):
+            REJECTED.labels("client_credentials").inc()
+            return _oauth_error(401, "invalid_client")
+        expires_at = int(self.clock.now().timestamp()) + self.oauth.token_ttl_seconds
+        return web.json_response(
+            {
+                "access_token": self.signer.access_token(client_id, expires_at),
+                "token_type": "Bearer",
+                "expires_in": self.oauth.token_ttl_seconds,
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    def _bearer_problem(self, authorization: str) -> str | None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return "missing bearer token"
+        client_id = self.signer.parse_access_token(token.strip(), now=self.clock.now().timestamp())
+        if client_id is None or self.oauth is None or client_id != self.oauth.client_id:
+            return "bearer token not valid or expired"
+        return None
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest())
+        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        return response
 
     async def sendgrid_inbound(self, request: web.Request) -> web.Response:
         if not request.content_type.startswith("multipart/"):
@@ -200,6 +282,7 @@ class Edge:
     async def _publish(self, subject: str, raw: RawWebhook, msg_id: str) -> bool:
         """True once JetStream holds the message (a duplicate inside its window counts)."""
         raw.received_at.FromDatetime(self.clock.now())
+        started = time.perf_counter()
         try:
             ack = await self.js.publish(
                 subject,
@@ -210,8 +293,40 @@ class Edge:
         except (nats.errors.Error, OSError) as exc:
             log.error("edge.publish_failed", subject=subject, error=repr(exc))
             return False
+        PUBLISH_SECONDS.observe(time.perf_counter() - started)
         log.info("edge.published", subject=subject, seq=ack.seq, duplicate=bool(ack.duplicate))
         return True
+
+
+@web.middleware
+async def _count_requests(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        REQUESTS.labels(route, str(exc.status)).inc()
+        raise
+    REQUESTS.labels(route, str(response.status)).inc()
+    return response
+
+
+def _client_credentials(authorization: str, form: object) -> tuple[str, str]:
+    """(client_id, client_secret) from HTTP Basic, else from the form; empty when absent."""
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            client_id, _, client_secret = base64.b64decode(encoded.strip()).decode().partition(":")
+            return client_id, client_secret
+        except (ValueError, UnicodeDecodeError):
+            return "", ""
+    get = getattr(form, "get", lambda _key, default="": default)
+    return str(get("client_id", "")), str(get("client_secret", ""))
+
+
+def _oauth_error(status: int, error: str) -> web.Response:
+    return web.json_response({"error": error}, status=status, headers={"Cache-Control": "no-store"})
 
 
 def _json_error(status: int, reason: str) -> web.Response:

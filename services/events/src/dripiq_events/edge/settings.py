@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings
 
 from dripiq_common.settings import settings_config
@@ -35,9 +35,24 @@ class EdgeSettings(BaseSettings):
         validation_alias=AliasChoices("SENDGRID_WEBHOOK_PUBLIC_KEY", "sendgrid_webhook_public_key")
     )
     token_secret: SecretStr = Field(validation_alias=TOKEN_SECRET_ALIAS)
+    # SendGrid's Event Webhook OAuth: give SendGrid this client id and secret and
+    # <edge>/oauth/token as the token URL; batches must then carry a token we issued.
+    oauth_client_id: str | None = None
+    oauth_client_secret: SecretStr | None = None
+    oauth_token_ttl_seconds: int = Field(default=3600, gt=0)
+    # With OAuth on, the signature may be dropped ("instead of"); without OAuth it is required.
+    require_signature: bool = True
     log_format: Literal["json", "console"] = Field(
         default="json", validation_alias=AliasChoices("LOG_FORMAT", "log_format")
     )
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
 
     _check_token_secret = field_validator("token_secret")(check_token_secret)
+
+    @model_validator(mode="after")
+    def _oauth_complete(self) -> EdgeSettings:
+        if (self.oauth_client_id is None) != (self.oauth_client_secret is None):
+            raise ValueError("EDGE_OAUTH_CLIENT_ID and EDGE_OAUTH_CLIENT_SECRET go together")
+        if not self.require_signature and self.oauth_client_id is None:
+            raise ValueError("EDGE_REQUIRE_SIGNATURE=false needs OAuth (EDGE_OAUTH_CLIENT_ID/SECRET)")
+        return self
