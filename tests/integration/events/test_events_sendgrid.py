@@ -118,3 +118,15 @@ async def test_undecodable_or_non_array_payloads_are_permanent_errors(ingest):
         await ingest.handle_webhook(raw_webhook(EVENTS, body=b'{"event": "open"}'))
     with pytest.raises(PermanentMessageError):
         await ingest.handle_webhook(raw_webhook(0))
+
+
+async def test_a_nul_character_in_an_event_does_not_fail_its_batch(engine, ingest, send, tenant_id):
+    sent = await send(tenant_id)
+    events = [
+        build_event(sent.accepted, "click", url="https://example.com/\x00x", note={"k\x00": ["v\x00"]}),
+        build_event(sent.accepted, "delivered"),
+    ]
+    result = await ingest.handle_webhook(batch(events))
+    assert (result.stored, result.published) == (2, 2)
+    [click] = [r for r in await events_of(engine, tenant_id=tenant_id) if r.event_type == "click"]
+    assert click.url == "https://example.com/x"

@@ -3,6 +3,7 @@ caller decides what commits together (a stored event and its outbox row do)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -15,8 +16,6 @@ from dripiq_common import bulk
 from dripiq_events.domain import NewEvent, Outbound, SentMessage
 from dripiq_events.models import inbound_emails, message_events, outbound_messages, step_stats
 
-# 17 columns a row: 1,000 rows stay well under PostgreSQL's 65,535 bind parameters.
-_INSERT_CHUNK = 1000
 _OUTBOUND = outbound_messages.c
 
 
@@ -193,25 +192,20 @@ async def insert_events(
 ) -> dict[tuple[str, str, datetime], int]:
     """Store the events not stored before; returns the new ones' ids by (provider, provider
     event id, occurred_at). Already stored ones (a replayed batch) are skipped by the unique key."""
-    inserted: dict[tuple[str, str, datetime], int] = {}
     # One key order for every writer: two workers storing overlapping batches cannot deadlock.
     events = sorted(events, key=lambda e: (e.provider, e.provider_event_id, e.occurred_at))
-    for start in range(0, len(events), _INSERT_CHUNK):
-        chunk = events[start : start + _INSERT_CHUNK]
-        stmt = (
-            insert(message_events)
-            .values([_event_row(e, received_at) for e in chunk])
-            .on_conflict_do_nothing()
-            .returning(
-                message_events.c.id,
-                message_events.c.provider,
-                message_events.c.provider_event_id,
-                message_events.c.occurred_at,
-            )
-        )
-        for row in await conn.execute(stmt):
-            inserted[(row.provider, row.provider_event_id, row.occurred_at)] = row.id
-    return inserted
+    rows = [_event_row(e, received_at) for e in events]
+    for row in rows:
+        # jsonb travels as text (asyncpg has no jsonb[] codec); None stays SQL NULL.
+        row["raw_event"] = None if row["raw_event"] is None else json.dumps(row["raw_event"])
+    returned = await bulk.insert_rows(
+        conn,
+        message_events,
+        rows,
+        casts={"raw_event": "text"},
+        suffix="ON CONFLICT DO NOTHING RETURNING id, provider, provider_event_id, occurred_at",
+    )
+    return {(r["provider"], r["provider_event_id"], r["occurred_at"]): r["id"] for r in returned}
 
 
 async def lock(conn: AsyncConnection, *, key: str) -> None:
