@@ -149,7 +149,7 @@ async def test_inbound_mail_is_published_with_its_content_type(edge, js):
     assert (await post(base + INBOUND_PATH, body, {"Content-Type": content_type}))[0] == 200
     raw, headers = await last_raw(js, Subjects.EDGE_SENDGRID_INBOUND)
     assert (raw.kind, raw.body, raw.content_type) == (messages_pb2.RawWebhook.KIND_SENDGRID_INBOUND, body, content_type)
-    assert headers["Nats-Msg-Id"] == "inbound:" + hashlib.sha256(body).hexdigest()
+    assert headers["Nats-Msg-Id"] == "inbound:" + hashlib.sha256(content_type.encode() + b"\n" + body).hexdigest()
 
     status, payload = await post(base + INBOUND_PATH, b'{"not": "multipart"}', {"Content-Type": "application/json"})
     assert status == 400 and "multipart" in payload["error"]

@@ -67,9 +67,16 @@ def build(settings: EventsSettings, rt: Runtime) -> Parts:
                 batch_size=500,
                 batch_handler=on_outcomes,
             ),
-            # A SendGrid batch is up to thousands of events: fewer at a time keeps each
-            # fetch well inside the ack wait.
-            PullWorker(rt.js, rt.nc, WEBHOOKS, on_webhook, batch_size=10),
+            # A SendGrid batch is up to thousands of events, each stored in its own transaction;
+            # several side by side keep the database busy while one waits on it.
+            PullWorker(
+                rt.js,
+                rt.nc,
+                WEBHOOKS,
+                on_webhook,
+                batch_size=settings.webhook_concurrency,
+                concurrency=settings.webhook_concurrency,
+            ),
         ],
         loops=loops,
     )

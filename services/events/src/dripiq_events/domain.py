@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,7 +32,13 @@ UNSUBSCRIBE = "unsubscribe"
 
 
 # Event types become a subject token (dripiq.events.engagement.<tenant>.<type>).
-_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,39}")
+# Ids go into indexes (a btree row holds at most ~2.7 kB): ours are far shorter, so a longer
+# custom arg is not ours, and a longer event id is hashed.
+MAX_ID_LENGTH = 255
+# Nesting kept in a stored raw event; deeper values are replaced by a marker.
+MAX_RAW_DEPTH = 32
+STEP_INDEX_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -95,10 +102,30 @@ class NewEvent:
         return self.provider, self.provider_event_id, self.occurred_at
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:40]}")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_json(body: bytes | str) -> Any:
+    """Strict JSON: NaN, Infinity and numbers too large for a double are refused (PostgreSQL's
+    jsonb refuses them too), and nesting too deep to parse is ValueError like any bad body."""
+    try:
+        return json.loads(body, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def parse_event_batch(body: bytes, *, received_at: datetime) -> list[ProviderEvent]:
     """The events of one batch, each once; a malformed entry becomes a `rejected` event."""
     try:
-        items = json.loads(body)
+        items = loads_json(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PermanentMessageError(f"SendGrid batch is not JSON: {exc}") from exc
     if not isinstance(items, list):
@@ -111,8 +138,10 @@ def parse_event_batch(body: bytes, *, received_at: datetime) -> list[ProviderEve
 
 
 def parse_event(item: Any, *, received_at: datetime) -> ProviderEvent:
+    item = scrub(item)
     event_id = _text(item.get("sg_event_id")) if isinstance(item, dict) else None
-    event_id = event_id or _digest(item)
+    # An id too long to index is hashed: a replay still hashes the same.
+    event_id = (_digest(event_id) if len(event_id) > MAX_ID_LENGTH else event_id) if event_id else _digest(item)
     if not isinstance(item, dict):
         return ProviderEvent(event_id, REJECTED, received_at, item)
     timestamp, event_type = item.get("timestamp"), item.get("event")
@@ -120,7 +149,7 @@ def parse_event(item: Any, *, received_at: datetime) -> ProviderEvent:
         isinstance(timestamp, bool)
         or not isinstance(timestamp, int)
         or not isinstance(event_type, str)
-        or not _EVENT_TYPE.match(event_type)
+        or not _EVENT_TYPE.fullmatch(event_type)
     ):
         return ProviderEvent(event_id, REJECTED, received_at, item)
     try:
@@ -134,9 +163,9 @@ def parse_event(item: Any, *, received_at: datetime) -> ProviderEvent:
         occurred_at=occurred_at,
         raw=item,
         email=_text(item.get("email")),
-        tenant_id=_text(item.get("tenant_id")),
-        message_id=_text(item.get("message_id")),
-        campaign_id=_text(item.get("campaign_id")),
+        tenant_id=_id(item.get("tenant_id")),
+        message_id=_id(item.get("message_id")),
+        campaign_id=_id(item.get("campaign_id")),
         step_index=_int(item.get("step_index")),
         provider_message_id=sg_message_id.split(".", 1)[0] if sg_message_id else None,
         machine_open=item.get("sg_machine_open") is True,
@@ -202,7 +231,7 @@ def _stored(event: ProviderEvent, *, outbound: Outbound | None = None, tenant_id
         machine_open=event.machine_open,
         url=event.url,
         reason=event.reason,
-        raw_event=scrub(event.raw),
+        raw_event=event.raw,
         **facts,
     )
 
@@ -336,23 +365,39 @@ def _text(value: Any) -> str | None:
     return (scrub(value) or None) if isinstance(value, str) else None
 
 
-def scrub(value: Any) -> Any:
-    """Without NUL characters, which PostgreSQL accepts neither in text nor in jsonb: one
-    such character must not make a whole batch fail forever."""
+def _id(value: Any) -> str | None:
+    text = _text(value)
+    return text if text is not None and len(text) <= MAX_ID_LENGTH else None
+
+
+def scrub(value: Any, depth: int = 0) -> Any:
+    """What PostgreSQL can store: no NUL characters (refused in text and jsonb) and no lone
+    surrogates (not UTF-8), nesting cut at MAX_RAW_DEPTH. One such value must not make a whole
+    batch fail forever."""
     if isinstance(value, str):
-        return value.replace("\x00", "")
+        if "\x00" in value:
+            value = value.replace("\x00", "")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+        return value
+    if isinstance(value, list | dict) and depth >= MAX_RAW_DEPTH:
+        return "<nested too deeply>"
     if isinstance(value, list):
-        return [scrub(v) for v in value]
+        return [scrub(v, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {scrub(k): scrub(v) for k, v in value.items()}
+        return {scrub(k, depth + 1): scrub(v, depth + 1) for k, v in value.items()}
     return value
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
+    """A step index: a small non-negative integer, or a string of ASCII digits that is one."""
+    if isinstance(value, str):
+        digits = value.strip()
+        value = int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 5 else None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < STEP_INDEX_LIMIT:
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
     return None
 
 

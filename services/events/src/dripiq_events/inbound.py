@@ -121,16 +121,18 @@ def _form_fields(body: bytes, content_type: str) -> dict[str, bytes]:
 
 
 def _decode(raw: bytes, charset: str) -> str:
+    """The field in its declared charset; UTF-8 when that charset is unknown or cannot decode
+    (a name SendGrid passes on from the sender's mail may be anything)."""
     try:
         return raw.decode(charset, errors="replace")
-    except LookupError:
+    except (LookupError, UnicodeError, ValueError):
         return raw.decode("utf-8", errors="replace")
 
 
 def _json_object(raw: bytes) -> dict:  # type: ignore[type-arg]
     try:
         value = json.loads(raw.decode("utf-8", errors="replace")) if raw else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 

@@ -32,6 +32,8 @@ class EventsSettings(ServiceSettings):
     # parsed columns stay). 0 keeps it forever.
     raw_event_retention_days: int = Field(default=30, ge=0)
     compaction_batch: int = Field(default=5000, ge=1)
+    # Webhook posts (SendGrid batches of up to thousands of events) stored at once.
+    webhook_concurrency: int = Field(default=4, ge=1)
     compaction_poll_seconds: float = Field(default=3600, gt=0)
 
     _check_token_secret = field_validator("token_secret")(check_token_secret)

@@ -12,7 +12,6 @@ import binascii
 import hashlib
 import hmac
 import html
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from dripiq.events.v1 import messages_pb2
 from dripiq_common.clock import Clock, SystemClock
 from dripiq_common.jetstream import Subjects
 from dripiq_common.tokens import TokenSigner
+from dripiq_events.domain import loads_json
 
 log = structlog.get_logger(__name__)
 
@@ -167,9 +167,9 @@ class Edge:
                 log.warning("edge.webhook_rejected", reason=problem, remote=request.remote)
                 return _json_error(403, problem)
         try:
-            events = json.loads(text)
-        except ValueError:
-            return _json_error(400, "body is not JSON")
+            events = loads_json(text)
+        except ValueError as exc:
+            return _json_error(400, f"body is not JSON: {exc}")
         if not isinstance(events, list):
             return _json_error(400, "body is not a JSON array")
         # A SendGrid retry of the same batch carries the same signature and body.
@@ -231,7 +231,8 @@ class Edge:
             # With its boundary: the events service cannot split the body without it.
             content_type=request.headers.get("Content-Type", ""),
         )
-        msg_id = "inbound:" + hashlib.sha256(body).hexdigest()
+        # The Content-Type carries the boundary: the same bytes under another one are another post.
+        msg_id = "inbound:" + hashlib.sha256(raw.content_type.encode("utf-8", "replace") + b"\n" + body).hexdigest()
         if not await self._publish(Subjects.EDGE_SENDGRID_INBOUND, raw, msg_id):
             return _json_error(503, "could not queue the mail; retry later")
         return web.json_response({"accepted": 1})

@@ -1,0 +1,422 @@
+"""Events ingested per second end to end: signed SendGrid batches posted to the edge until their
+engagement facts are published, and a replay of the same batches that must add nothing.
+
+    .venv/bin/python bench/events_ingest.py [--batches 200] [--concurrency 8] [--messages 50000]
+
+Runs the whole suite (the edge, the events service and everything else on the same cores).
+First the events service learns the messages: one SENT `MessageOutcome` per message is
+published onto `dripiq.dispatcher.outcome.<tenant>` (its `events-outcomes` consumer keeps them
+in `events.outbound_messages`), and the benchmark waits until the table holds them all. Then
+it builds --batches Event Webhook batches of 1,000 events each (delivered, open, some of them
+machine opens, click, bounce) shaped as `fake_sendgrid.build_event` shapes them: custom args at
+the top level, `sg_message_id` the send's X-Message-Id plus SendGrid's filter suffix, a unique
+`sg_event_id` each. Every batch is signed with the suite's fake SendGrid key just before it is
+posted (the edge only takes timestamps inside its tolerance), by --concurrency posters at once
+(as fast as the edge answers, or paced with --rate). The clock runs from the first POST until
+the engagement fact of every event has been published, watched with a plain NATS subscription
+on `dripiq.events.engagement.<tenant>.>` so no table is queried under load. Each POST's latency
+is recorded (the edge answers once JetStream holds the batch).
+
+Then the same batches are posted again, re-signed with a fresh timestamp (so the edge's own
+dedupe on signature + body does not catch them and the events service sees every event a second
+time); once its webhook consumer has nothing pending, the rows and facts must not have grown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import itertools
+import math
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import asyncpg
+import nats
+from harness import (
+    MACHINE,
+    TAKEN_AT,
+    cpu_report,
+    cpu_snapshot,
+    machine,
+    publish_all,
+    running_suite,
+    wait_for_count,
+)
+
+from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
+from dripiq.events.v1 import messages_pb2 as events_pb
+from dripiq_common.jetstream import Streams, Subjects
+from dripiq_devtools.fake_sendgrid import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    AcceptedMessage,
+    FakeSendGrid,
+    build_event,
+    new_message_id,
+)
+from dripiq_events.edge.app import EVENTS_PATH
+
+TENANT = "bench-events"
+BATCH = 1000
+WEBHOOK_CONSUMER = "events-webhooks"
+# Of every 20 events: 9 delivered, 7 opens (a third of them machine opens), 3 clicks, 1 bounce.
+MIX = ("delivered",) * 9 + ("open",) * 7 + ("click",) * 3 + ("bounce",)
+POST_ATTEMPTS = 5
+ROWS_QUERY = "SELECT count(*) FROM events.message_events WHERE tenant_id = $1"
+UNMATCHED_QUERY = "SELECT count(*) FROM events.message_events WHERE NOT matched"
+OUTBOX_QUERY = "SELECT count(*) FROM events.outbox"
+
+
+@dataclass(frozen=True)
+class Message:
+    message_id: str
+    x_message_id: str
+    campaign_id: str
+    step_index: int
+    contact_id: str
+    to_email: str
+
+
+def messages(total: int) -> list[Message]:
+    return [
+        Message(
+            message_id=str(uuid.UUID(int=m + 1)),
+            x_message_id=new_message_id(),
+            campaign_id=f"camp-{m % 1000}",
+            step_index=m % 5,
+            contact_id=f"contact-{m}",
+            to_email=f"lead{m}@example.com",
+        )
+        for m in range(total)
+    ]
+
+
+def sent_outcome(message: Message) -> bytes:
+    outcome = dispatcher_pb.MessageOutcome(
+        tenant_id=TENANT,
+        message_id=message.message_id,
+        campaign_id=message.campaign_id,
+        step_index=message.step_index,
+        contact_id=message.contact_id,
+        channel="email",
+        kind=dispatcher_pb.OUTCOME_KIND_SENT,
+        provider="sendgrid",
+        provider_message_id=message.x_message_id,
+        rfc_message_id=f"<{message.message_id}@mail.bench.test>",
+        to_email=message.to_email,
+        subject="Hello",
+    )
+    outcome.occurred_at.FromDatetime(datetime.now(UTC))
+    return outcome.SerializeToString()
+
+
+def accepted(message: Message) -> AcceptedMessage:
+    """The send as the fake would have recorded it: what build_event takes custom args from."""
+    payload = {
+        "personalizations": [{"to": [{"email": message.to_email}]}],
+        "custom_args": {
+            "tenant_id": TENANT,
+            "campaign_id": message.campaign_id,
+            "step_index": str(message.step_index),
+            "message_id": message.message_id,
+        },
+        "categories": ["campaign"],
+    }
+    return AcceptedMessage(message.x_message_id, payload, datetime.now(UTC))
+
+
+def build_batches(sent: list[Message], count: int, fake: FakeSendGrid) -> tuple[list[bytes], Counter[str]]:
+    """`count` bodies of BATCH events each, byte for byte as SendGrid posts them (signed later)."""
+    rng = random.Random(20261128)
+    now = int(time.time())
+    known = [accepted(m) for m in sent]
+    bodies: list[bytes] = []
+    kinds: Counter[str] = Counter()
+    for b in range(count):
+        events: list[dict[str, Any]] = []
+        for n in range(b * BATCH, (b + 1) * BATCH):
+            message = known[rng.randrange(len(known))]
+            kind = MIX[rng.randrange(len(MIX))]
+            extra: dict[str, Any] = {
+                # Within the last hour, as SendGrid's batches are; replays carry the same one.
+                "timestamp": now - rng.randrange(3600),
+                "sg_event_id": base64.urlsafe_b64encode(f"{kind}-{n}-{message.x_message_id}".encode())
+                .decode()
+                .rstrip("="),
+            }
+            if kind == "open":
+                extra["sg_machine_open"] = n % 3 == 0
+            elif kind == "click":
+                extra["url"] = f"https://example.com/pricing?p={n % 50}"
+            events.append(build_event(message, kind, **extra))
+            kinds[kind] += 1
+        body, _ = fake.signed_request(events)
+        bodies.append(body)
+    return bodies, kinds
+
+
+class EngagementFacts:
+    """Counts engagement facts as the events outbox publishes them (core NATS, no consumer)."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.facts = 0
+        self.by_type: Counter[str] = Counter()
+        self.target = 0
+        self.done = asyncio.Event()
+
+    async def on_msg(self, msg) -> None:  # type: ignore[no-untyped-def]
+        fact = events_pb.EngagementEvent.FromString(msg.data)
+        self.facts += 1
+        self.by_type[fact.event_type] += 1
+        self.ids.add(fact.event_id)
+        if len(self.ids) >= self.target:
+            self.done.set()
+
+
+@dataclass
+class Posts:
+    """What the posters saw: one latency per answered POST, statuses, and when they ran."""
+
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    failed_batches: int = 0
+    started: float = 0.0
+    finished: float = 0.0
+
+
+async def post_all(url: str, fake: FakeSendGrid, bodies: list[bytes], concurrency: int, rate: float) -> Posts:
+    """Post every body once (retrying a non-2xx answer a few times, as SendGrid would), each
+    signed just before it leaves. `rate` > 0 paces the batches to that many events/s."""
+    posts = Posts()
+    next_index = itertools.count()
+    interval = BATCH / rate if rate > 0 else 0.0
+
+    async def poster(http: aiohttp.ClientSession) -> None:
+        while (i := next(next_index)) < len(bodies):
+            if interval:
+                await asyncio.sleep(max(0.0, posts.started + i * interval - time.perf_counter()))
+            body = bodies[i]
+            for attempt in range(POST_ATTEMPTS):
+                timestamp = str(int(time.time()))
+                headers = {
+                    "Content-Type": "application/json",
+                    "User-Agent": "SendGrid Event API",
+                    SIGNATURE_HEADER: fake.sign(body, timestamp),
+                    TIMESTAMP_HEADER: timestamp,
+                }
+                sent_at = time.perf_counter()
+                try:
+                    async with http.post(url, data=body, headers=headers) as answer:
+                        await answer.read()
+                        status = answer.status
+                except (aiohttp.ClientError, TimeoutError):
+                    status = 0
+                posts.latencies.append(time.perf_counter() - sent_at)
+                posts.statuses[status] += 1
+                if 200 <= status < 300:
+                    break
+                await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
+            else:
+                posts.failed_batches += 1
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        posts.started = time.perf_counter()
+        await asyncio.gather(*(poster(http) for _ in range(concurrency)))
+        posts.finished = time.perf_counter()
+    return posts
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Nearest rank: the smallest value with at least `share` of the values at or below it."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def latency_line(posts: Posts) -> str:
+    ms = [1000 * v for v in posts.latencies]
+    if not ms:
+        return "no POST answered"
+    statuses = ", ".join(f"{status or 'error'}: {n}" for status, n in sorted(posts.statuses.items()))
+    return (
+        f"edge POST latency per {BATCH:,}-event batch: p50 {percentile(ms, 0.5):.0f} ms, "
+        f"p99 {percentile(ms, 0.99):.0f} ms, max {max(ms):.0f} ms over {len(ms)} POSTs ({statuses}); "
+        f"batches given up after {POST_ATTEMPTS} attempts: {posts.failed_batches}"
+    )
+
+
+async def webhooks_drained(js, *, limit_seconds: float) -> tuple[bool, float]:  # type: ignore[no-untyped-def]
+    """Wait until the events service's webhook consumer has every posted batch handled and acked."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit_seconds:
+        info = await js.consumer_info(Streams.EDGE_WEBHOOKS.name, WEBHOOK_CONSUMER)
+        if info.num_pending == 0 and info.num_ack_pending == 0:
+            return True, time.perf_counter() - started
+        await asyncio.sleep(0.1)
+    return False, time.perf_counter() - started
+
+
+async def counts(dsn: str) -> tuple[int, int, int]:
+    """(rows of the tenant, unmatched rows of anyone, engagement facts still in the outbox)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return (
+            await conn.fetchval(ROWS_QUERY, TENANT),
+            await conn.fetchval(UNMATCHED_QUERY),
+            await conn.fetchval(OUTBOX_QUERY),
+        )
+    finally:
+        await conn.close()
+
+
+def outside_processes(before: dict[str, float], after: dict[str, float]) -> float:
+    """The machine's busy CPU not spent by the suite's processes or the benchmark (the kernel's
+    own work, anything else running here), as a share of one core: a shared machine shows here."""
+    named = sum(after[k] - before.get(k, 0) for k in after if k not in (MACHINE, TAKEN_AT))
+    return 100 * (after[MACHINE] - before[MACHINE] - named) / (after[TAKEN_AT] - before[TAKEN_AT])
+
+
+async def sample(facts: EngagementFacts, every: float, into: list[tuple[float, int]]) -> None:
+    """(seconds, facts so far) every `every` seconds until cancelled."""
+    started = time.perf_counter()
+    while True:
+        await asyncio.sleep(every)
+        into.append((time.perf_counter() - started, len(facts.ids)))
+
+
+async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+    dsn = suite.env["DATABASE_URL"]
+    total = args.batches * BATCH
+    fake = FakeSendGrid(private_key_pem=(suite.run_dir / "fake-sendgrid-key.pem").read_bytes())
+    if fake.public_key_base64 != suite.env["SENDGRID_WEBHOOK_PUBLIC_KEY"]:
+        raise RuntimeError("the fake's key file does not match the edge's configured public key")
+    url = f"http://127.0.0.1:{suite.port('EDGE_PORT')}{EVENTS_PATH}"
+
+    nc = await nats.connect(suite.env["NATS_URL"], pending_size=256 * 1024 * 1024)
+    js = nc.jetstream()
+
+    # The messages the events arrive for, known to the events service as the dispatcher's outcomes.
+    sent = messages(args.messages)
+    started = time.perf_counter()
+    await publish_all(js, Subjects.message_outcome(TENANT), ((f"sent-{m.message_id}", sent_outcome(m)) for m in sent))
+    known, _ = await wait_for_count(
+        dsn,
+        f"SELECT count(*) FROM events.outbound_messages WHERE tenant_id = '{TENANT}'",
+        args.messages,
+        limit_seconds=max(120, args.messages / 200),
+        poll_seconds=0.5,
+    )
+    print(
+        f"{known:,} of {args.messages:,} sent messages known to the events service in {time.perf_counter() - started:.1f} s"
+    )
+    if known < args.messages:
+        print("not every message arrived: events for the missing ones are correlated by their custom args alone")
+
+    started = time.perf_counter()
+    bodies, kinds = build_batches(sent, args.batches, fake)
+    sizes = [len(b) for b in bodies]
+    print(
+        f"{args.batches} batches of {BATCH:,} events built in {time.perf_counter() - started:.1f} s "
+        f"({', '.join(f'{k} {v:,}' for k, v in kinds.most_common())}); "
+        f"body {min(sizes) / 1024:.0f}–{max(sizes) / 1024:.0f} KiB"
+    )
+
+    facts = EngagementFacts()
+    facts.target = total
+    await nc.subscribe(
+        f"dripiq.events.engagement.{TENANT}.>",
+        cb=facts.on_msg,
+        pending_msgs_limit=10_000_000,
+        pending_bytes_limit=1024 * 1024 * 1024,
+    )
+    samples: list[tuple[float, int]] = []
+    sampler = asyncio.create_task(sample(facts, args.sample_seconds, samples))
+    before = cpu_snapshot(suite)
+    started = time.perf_counter()
+    posts = await post_all(url, fake, bodies, args.concurrency, args.rate)
+    posted = posts.finished - started
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(facts.done.wait(), timeout=args.timeout)
+    waited = time.perf_counter() - started
+    after = cpu_snapshot(suite)
+    cpu = f"{cpu_report(before, after)}; outside these processes {outside_processes(before, after):.0f}%"
+    sampler.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sampler
+    published = len(facts.ids)
+    if published < total:
+        print(f"timed out after {args.timeout:.0f} s with {published:,} of {total:,} engagement facts published")
+    drained, _ = await webhooks_drained(js, limit_seconds=60)
+    await asyncio.sleep(args.settle_seconds)
+    rows, unmatched, outboxed = await counts(dsn)
+
+    print(cpu)
+    for (t0, n0), (t1, n1) in zip([(0.0, 0), *samples], samples, strict=False):
+        print(f"  {t1:6.1f} s: {n1:>9,} facts published, {(n1 - n0) / (t1 - t0):8,.0f} events/s")
+    print(
+        f"{total:,} events in {args.batches} signed batches posted by {args.concurrency} posters"
+        + (f" paced at {args.rate:,.0f} events/s" if args.rate > 0 else " as fast as the edge answered")
+        + f" in {posted:.1f} s ({total / posted:,.0f} events/s accepted by the edge)"
+    )
+    print(latency_line(posts))
+    print(
+        f"end to end (first POST -> last engagement fact published): {published:,} facts in {waited:.1f} s, "
+        f"{published / waited:,.0f} events/s"
+    )
+    print(
+        f"stored: {rows:,} rows in events.message_events for the tenant (unmatched anywhere: {unmatched:,}); "
+        f"engagement facts {facts.facts:,} ({published:,} distinct, "
+        f"{', '.join(f'{k} {v:,}' for k, v in facts.by_type.most_common())}); "
+        f"outbox left {outboxed:,}; webhook consumer drained: {drained}"
+    )
+
+    # Replay: the same events again, freshly signed. Nothing may be stored or published twice.
+    facts_before = facts.facts
+    started = time.perf_counter()
+    replay = await post_all(url, fake, bodies, args.concurrency, args.rate)
+    drained, _ = await webhooks_drained(js, limit_seconds=args.timeout)
+    replayed = time.perf_counter() - started
+    await asyncio.sleep(args.settle_seconds)
+    rows_after, unmatched_after, outboxed_after = await counts(dsn)
+    print(
+        f"replay: {total:,} events posted again in {replay.finished - replay.started:.1f} s, all handled "
+        f"(webhook consumer drained: {drained}) {replayed:.1f} s after the first POST "
+        f"({total / replayed:,.0f} events/s); {latency_line(replay)}"
+    )
+    print(
+        f"replay added {rows_after - rows:,} rows ({unmatched_after - unmatched:,} unmatched) and "
+        f"{facts.facts - facts_before:,} engagement facts; outbox left {outboxed_after:,}"
+    )
+    await nc.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", type=int, default=200, help=f"signed batches of {BATCH:,} events")
+    parser.add_argument("--concurrency", type=int, default=8, help="POSTs in flight at once")
+    parser.add_argument("--messages", type=int, default=50_000, help="sent messages the events belong to")
+    parser.add_argument("--rate", type=float, default=0.0, help="offered events/s (0: as fast as the edge answers)")
+    parser.add_argument("--sample-seconds", type=float, default=5.0, help="progress every so often")
+    parser.add_argument("--settle-seconds", type=float, default=3.0, help="wait for late facts before counting")
+    parser.add_argument("--timeout", type=float, help="seconds to wait for every fact (default: scales with N)")
+    args = parser.parse_args()
+    if args.timeout is None:
+        args.timeout = max(120.0, args.batches * BATCH / 500)
+    print(f"machine: {machine()}")
+    with running_suite() as suite:
+        asyncio.run(run(suite, args))
+
+
+if __name__ == "__main__":
+    main()
