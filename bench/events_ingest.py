@@ -40,6 +40,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import grpc
 import nats
 from harness import (
     MACHINE,
@@ -53,6 +54,8 @@ from harness import (
 )
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
+from dripiq.events.v1 import events_service_pb2 as events_api
+from dripiq.events.v1 import events_service_pb2_grpc as events_grpc
 from dripiq.events.v1 import messages_pb2 as events_pb
 from dripiq_common.jetstream import Streams, Subjects
 from dripiq_devtools.fake_sendgrid import (
@@ -86,12 +89,12 @@ class Message:
     to_email: str
 
 
-def messages(total: int) -> list[Message]:
+def messages(total: int, campaigns: int) -> list[Message]:
     return [
         Message(
             message_id=str(uuid.UUID(int=m + 1)),
             x_message_id=new_message_id(),
-            campaign_id=f"camp-{m % 1000}",
+            campaign_id=f"camp-{m % campaigns}",
             step_index=m % 5,
             contact_id=f"contact-{m}",
             to_email=f"lead{m}@example.com",
@@ -307,7 +310,7 @@ async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyp
     js = nc.jetstream()
 
     # The messages the events arrive for, known to the events service as the dispatcher's outcomes.
-    sent = messages(args.messages)
+    sent = messages(args.messages, args.campaigns)
     started = time.perf_counter()
     await publish_all(js, Subjects.message_outcome(TENANT), ((f"sent-{m.message_id}", sent_outcome(m)) for m in sent))
     known, _ = await wait_for_count(
@@ -399,6 +402,39 @@ async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyp
         f"{facts.facts - facts_before:,} engagement facts; outbox left {outboxed_after:,}"
     )
     await nc.close()
+    await time_step_funnel(suite, dsn)
+
+
+async def time_step_funnel(suite, dsn: str, calls: int = 200) -> None:  # type: ignore[no-untyped-def]
+    """GetStepFunnel over gRPC for the campaign with the most stored events, `calls` times."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        campaign_id, events = await conn.fetchrow(
+            "SELECT campaign_id, count(*) FROM events.message_events WHERE tenant_id = $1 "
+            "GROUP BY campaign_id ORDER BY count(*) DESC LIMIT 1",
+            TENANT,
+        )
+    finally:
+        await conn.close()
+    request = events_api.GetStepFunnelRequest(tenant_id=TENANT, campaign_id=campaign_id)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{suite.port('EVENTS_GRPC_PORT')}") as channel:
+        stub = events_grpc.EventsServiceStub(channel)
+        funnel = await stub.GetStepFunnel(request, timeout=10)
+        seconds = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            await stub.GetStepFunnel(request, timeout=10)
+            seconds.append(time.perf_counter() - started)
+    seconds.sort()
+    total = Counter[str]()
+    for step in funnel.steps:
+        total.update({"sent": step.counts.sent, "delivered": step.counts.delivered, "clicks": step.counts.click_events})
+        total.update({"human opens": step.counts.human_open_events, "bounces": step.counts.bounces})
+    print(
+        f"GetStepFunnel for {campaign_id} ({events:,} stored events; {len(funnel.steps)} steps; "
+        f"{', '.join(f'{k} {v:,}' for k, v in total.items())}): p50 {seconds[len(seconds) // 2] * 1000:.1f} ms, "
+        f"p99 {seconds[int(len(seconds) * 0.99) - 1] * 1000:.1f} ms over {calls} calls"
+    )
 
 
 def main() -> None:
@@ -406,6 +442,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=200, help=f"signed batches of {BATCH:,} events")
     parser.add_argument("--concurrency", type=int, default=8, help="POSTs in flight at once")
     parser.add_argument("--messages", type=int, default=50_000, help="sent messages the events belong to")
+    parser.add_argument("--campaigns", type=int, default=1000, help="campaigns the messages belong to")
     parser.add_argument("--rate", type=float, default=0.0, help="offered events/s (0: as fast as the edge answers)")
     parser.add_argument("--sample-seconds", type=float, default=5.0, help="progress every so often")
     parser.add_argument("--settle-seconds", type=float, default=3.0, help="wait for late facts before counting")

@@ -117,53 +117,43 @@ async def rollups(conn: AsyncConnection, *, tenant_id: str, campaign_id: str) ->
     return steps
 
 
-def _outbound(row: Any) -> Outbound:
-    return Outbound(
-        message_id=row.message_id,
-        tenant_id=row.tenant_id,
-        campaign_id=row.campaign_id,
-        step_index=row.step_index,
-        contact_id=row.contact_id,
-        to_email=row.to_email,
-    )
-
-
-_OUTBOUND_COLUMNS = (
-    _OUTBOUND.message_id,
-    _OUTBOUND.tenant_id,
-    _OUTBOUND.campaign_id,
-    _OUTBOUND.step_index,
-    _OUTBOUND.contact_id,
-    _OUTBOUND.to_email,
-    _OUTBOUND.provider_message_id,
-    _OUTBOUND.rfc_message_id,
+_OUTBOUND_SELECT = (
+    "SELECT message_id, tenant_id, campaign_id, step_index, contact_id, to_email, provider_message_id, "
+    "rfc_message_id FROM events.outbound_messages WHERE {column} = ANY($1::text[])"
 )
 
 
-async def outbound_by_message_ids(conn: AsyncConnection, *, message_ids: Iterable[str]) -> dict[str, Outbound]:
-    ids = sorted(set(message_ids))
-    if not ids:
+async def _outbound_by(conn: AsyncConnection, column: str, ids: Iterable[str]) -> dict[str, Outbound]:
+    """Known sent messages by one of their ids (one array parameter, however many ids)."""
+    wanted = sorted(set(ids))
+    if not wanted:
         return {}
-    rows = await conn.execute(select(*_OUTBOUND_COLUMNS).where(_OUTBOUND.message_id.in_(ids)))
-    return {row.message_id: _outbound(row) for row in rows}
+    rows = await (await bulk.driver(conn)).fetch(_OUTBOUND_SELECT.format(column=column), wanted)
+    return {
+        row[column]: Outbound(
+            message_id=row["message_id"],
+            tenant_id=row["tenant_id"],
+            campaign_id=row["campaign_id"],
+            step_index=row["step_index"],
+            contact_id=row["contact_id"],
+            to_email=row["to_email"],
+        )
+        for row in rows
+    }
+
+
+async def outbound_by_message_ids(conn: AsyncConnection, *, message_ids: Iterable[str]) -> dict[str, Outbound]:
+    return await _outbound_by(conn, "message_id", message_ids)
 
 
 async def outbound_by_provider_ids(
     conn: AsyncConnection, *, provider_message_ids: Iterable[str]
 ) -> dict[str, Outbound]:
-    ids = sorted(set(provider_message_ids))
-    if not ids:
-        return {}
-    rows = await conn.execute(select(*_OUTBOUND_COLUMNS).where(_OUTBOUND.provider_message_id.in_(ids)))
-    return {row.provider_message_id: _outbound(row) for row in rows}
+    return await _outbound_by(conn, "provider_message_id", provider_message_ids)
 
 
 async def outbound_by_rfc_ids(conn: AsyncConnection, *, rfc_message_ids: Iterable[str]) -> dict[str, Outbound]:
-    ids = sorted(set(rfc_message_ids))
-    if not ids:
-        return {}
-    rows = await conn.execute(select(*_OUTBOUND_COLUMNS).where(_OUTBOUND.rfc_message_id.in_(ids)))
-    return {row.rfc_message_id: _outbound(row) for row in rows}
+    return await _outbound_by(conn, "rfc_message_id", rfc_message_ids)
 
 
 def _event_row(event: NewEvent, received_at: datetime) -> dict[str, Any]:
