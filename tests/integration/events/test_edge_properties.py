@@ -378,16 +378,7 @@ async def test_huge_strings_are_413_or_stored(h, items, huge, keys):
 @PROPERTY
 @given(garbage=st.lists(ITEMS, max_size=6), position=st.integers(0, 6), kind=EVENT_NAMES.filter(bool))
 async def test_a_good_event_is_kept_whatever_garbage_shares_its_batch(h, garbage, position, kind):
-    tenant_id = f"t-{uuid.uuid4().hex[:12]}"
-    message_id, x_message_id = str(uuid.uuid4()), f"x{uuid.uuid4().hex[:21]}"
-    sent = Sent(
-        tenant_id,
-        message_id,
-        x_message_id,
-        rfc_message_id(message_id, MAIL_DOMAIN),
-        accepted_message(tenant_id, message_id, x_message_id),
-    )
-    assert await h.ingest.record_outcome(outcome(sent))
+    sent = await recorded_message(h)
     event_type = kind if _EVENT_TYPE.fullmatch(kind) else "open"
     good = build_event(sent.accepted, event_type)
     items = [*garbage[:position], good, *garbage[position:]]
@@ -396,8 +387,8 @@ async def test_a_good_event_is_kept_whatever_garbage_shares_its_batch(h, garbage
     if len(body) > BODY_LIMIT:
         return
     assert result is not None and result.published >= 1
-    (fact,) = await outboxed(h.engine, tenant_id, event_type)
-    assert (fact.message_id, fact.campaign_id, fact.step_index) == (message_id, "camp-1", 2)
+    (fact,) = await outboxed(h.engine, sent.tenant_id, event_type)
+    assert (fact.message_id, fact.campaign_id, fact.step_index) == (sent.message_id, "camp-1", 2)
 
 
 PRINTABLE = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=120)

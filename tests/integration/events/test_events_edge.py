@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -36,21 +37,33 @@ def fake() -> FakeSendGrid:
     return FakeSendGrid()
 
 
-@pytest_asyncio.fixture
-async def edge(nats_conn, fake, signer) -> AsyncIterator[tuple[Edge, str]]:  # type: ignore[no-untyped-def]
-    edge = Edge(
+@asynccontextmanager
+async def serving(edge: Edge) -> AsyncIterator[tuple[Edge, str]]:
+    runner = web.AppRunner(edge.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield edge, f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+def new_edge(nats_conn, fake, signer, **options) -> Edge:  # type: ignore[no-untyped-def]
+    return Edge(
         js=nats_conn.jetstream(),
         nc=nats_conn,
         verifier=load_verifier(fake.public_key_base64),
         signer=signer,
         max_body_bytes=BODY_LIMIT,
         signature_tolerance_seconds=600,
+        **options,
     )
-    runner = web.AppRunner(edge.app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield edge, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def edge(nats_conn, fake, signer) -> AsyncIterator[tuple[Edge, str]]:  # type: ignore[no-untyped-def]
+    async with serving(new_edge(nats_conn, fake, signer)) as served:
+        yield served
 
 
 async def published(js, subject: str) -> int:  # type: ignore[no-untyped-def]
@@ -210,22 +223,9 @@ OAUTH = OAuthClient("sendgrid-webhook", "s3cret-client-secret", token_ttl_second
 @pytest_asyncio.fixture
 async def oauth_edge(nats_conn, fake, signer) -> AsyncIterator[tuple[Edge, str]]:  # type: ignore[no-untyped-def]
     """The edge with SendGrid's OAuth on, and the signature no longer required."""
-    edge = Edge(
-        js=nats_conn.jetstream(),
-        nc=nats_conn,
-        verifier=load_verifier(fake.public_key_base64),
-        signer=signer,
-        max_body_bytes=BODY_LIMIT,
-        signature_tolerance_seconds=600,
-        clock=ManualClock(datetime.now(UTC)),
-        oauth=OAUTH,
-        require_signature=False,
-    )
-    runner = web.AppRunner(edge.app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield edge, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    clock = ManualClock(datetime.now(UTC))
+    async with serving(new_edge(nats_conn, fake, signer, clock=clock, oauth=OAUTH, require_signature=False)) as served:
+        yield served
 
 
 async def token(base: str, **form: str) -> tuple[int, dict]:  # type: ignore[type-arg]
