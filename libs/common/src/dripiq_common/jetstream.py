@@ -165,8 +165,13 @@ async def publish_many(js: JetStreamContext, items: Sequence[Outgoing], *, ack_t
     for item in items:
         headers = {**item.headers, "Nats-Msg-Id": item.msg_id}
         futures.append(await js.publish_async(item.subject, item.payload, headers=headers))
-    results = await asyncio.gather(*(asyncio.wait_for(f, ack_timeout) for f in futures), return_exceptions=True)
-    return [not isinstance(r, BaseException) for r in results]
+    if not futures:
+        return []
+    # One wait for all the acks: a timer and a task per message would cost more than the publish.
+    done, pending = await asyncio.wait(futures, timeout=ack_timeout)
+    for future in pending:
+        future.cancel()
+    return [f in done and not f.cancelled() and f.exception() is None for f in futures]
 
 
 async def drain(nc: NATS, *, grace_seconds: float = 10.0) -> None:
