@@ -53,7 +53,9 @@ class Outbound:
     to_email: str
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and these are
+# built once per event at thousands a second. Nothing changes them after construction.
+@dataclass(slots=True)
 class ProviderEvent:
     """One entry of a SendGrid Event Webhook batch, read but not yet tied to a message."""
 
@@ -74,7 +76,7 @@ class ProviderEvent:
     reason: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class NewEvent:
     """A message_events row to store; matched ones are published as engagement."""
 
