@@ -96,8 +96,14 @@ class EventIngest:
             by_message_id = await repository.outbound_by_message_ids(
                 conn, message_ids=[e.message_id for e in events if e.message_id]
             )
+            # SendGrid's id is only asked for where our own message_id did not find the message.
             by_provider_id = await repository.outbound_by_provider_ids(
-                conn, provider_message_ids=[e.provider_message_id for e in events if e.provider_message_id]
+                conn,
+                provider_message_ids=[
+                    e.provider_message_id
+                    for e in events
+                    if e.provider_message_id and (e.message_id is None or e.message_id not in by_message_id)
+                ],
             )
             rows = [domain.correlate(e, by_message_id=by_message_id, by_provider_id=by_provider_id) for e in events]
             stored = await self._store(conn, rows, received_at)
