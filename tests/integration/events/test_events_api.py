@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 
 import grpc
@@ -20,7 +21,13 @@ from dripiq_common.grpc_server import GrpcServer
 from dripiq_devtools.fake_sendgrid import build_event
 from dripiq_events.handlers import EventsServicer
 from dripiq_events.models import message_events
-from dripiq_events.partitions import compact_raw_events, drop_expired_partitions, ensure_partitions, retention_cutoff
+from dripiq_events.partitions import (
+    compact_raw_events,
+    drop_expired_partitions,
+    ensure_partitions,
+    prune_default_partition,
+    retention_cutoff,
+)
 from dripiq_events.service import EventQuery
 
 
@@ -186,3 +193,36 @@ async def test_months_past_retention_are_dropped_whole_and_raw_events_compacted(
     assert dropped == ["message_events_2001_01", "message_events_2001_02"]
     assert "message_events_2001_03" in names and "message_events_default" in names
     assert retention_cutoff(datetime(2002, 3, 10, tzinfo=UTC), 12) == datetime(2001, 3, 1, tzinfo=UTC)
+
+
+async def test_old_rows_in_the_default_partition_are_pruned_too(engine):
+    def row(name: str, occurred_at: datetime) -> dict:  # type: ignore[type-arg]
+        return {
+            "provider": "test",
+            "provider_event_id": name,
+            "event_type": "open",
+            "occurred_at": occurred_at,
+            "matched": False,
+        }
+
+    old, recent = f"default-old-{uuid.uuid4()}", f"default-recent-{uuid.uuid4()}"
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(message_events),
+            [row(old, datetime(1999, 6, 1, tzinfo=UTC)), row(recent, datetime(2050, 6, 15, tzinfo=UTC))],
+        )
+
+    while await prune_default_partition(engine, before=datetime(2000, 1, 1, tzinfo=UTC), limit=100) == 100:
+        pass
+
+    async with engine.connect() as conn:
+        kept = set(
+            (
+                await conn.execute(
+                    select(message_events.c.provider_event_id).where(
+                        message_events.c.provider_event_id.in_([old, recent])
+                    )
+                )
+            ).scalars()
+        )
+    assert kept == {recent}

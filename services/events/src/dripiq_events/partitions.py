@@ -100,6 +100,8 @@ _PARTITIONS_SQL = (
     "JOIN pg_class AS p ON p.oid = i.inhparent JOIN pg_namespace AS n ON n.oid = p.relnamespace "
     "WHERE n.nspname = :schema AND p.relname = :parent"
 )
+PRUNE_BATCH = 5000
+MAX_PRUNE_ROUNDS = 1000
 _MONTH_NAME = re.compile(rf"^{message_events.name}_(\d{{4}})_(\d{{2}})$")
 
 
@@ -125,6 +127,21 @@ async def drop_expired_partitions(conn: AsyncConnection, *, now: datetime, reten
     if dropped:
         log.info("partitions.dropped", partitions=dropped, cutoff=cutoff.isoformat())
     return dropped
+
+
+_PRUNE_DEFAULT_SQL = (
+    f'DELETE FROM "{SCHEMA}"."{message_events.name}_default" AS e USING ('
+    f'SELECT id, occurred_at FROM "{SCHEMA}"."{message_events.name}_default" WHERE occurred_at < :before LIMIT :limit'
+    ") AS old WHERE e.id = old.id AND e.occurred_at = old.occurred_at"
+)
+
+
+async def prune_default_partition(engine: AsyncEngine, *, before: datetime, limit: int = PRUNE_BATCH) -> int:
+    """Delete events older than the retention cutoff that sit in the DEFAULT partition (months
+    that had no partition of their own), `limit` at a time; how many."""
+    async with engine.begin() as conn:
+        result = await conn.execute(text(_PRUNE_DEFAULT_SQL), {"before": before, "limit": limit})
+    return int(result.rowcount)
 
 
 _COMPACT_SQL = (
@@ -169,6 +186,10 @@ class PartitionMaintainer:
                         await drop_expired_partitions(
                             conn, now=self.clock.now(), retention_months=self.retention_months
                         )
+                    cutoff = retention_cutoff(self.clock.now(), self.retention_months)
+                    for _ in range(MAX_PRUNE_ROUNDS):  # bounded; the next daily round goes on
+                        if await prune_default_partition(self.engine, before=cutoff) < PRUNE_BATCH:
+                            break
             except Exception as exc:
                 log.warning("partitions.round_failed", error=repr(exc), retry_in=self.retry_seconds)
                 wait = self.retry_seconds
