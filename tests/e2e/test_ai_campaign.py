@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import grpc
 from support import ALWAYS, channel, eventually, http_json, post_event, post_reply, sent_mail, sql, verified_sender
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
@@ -25,8 +26,18 @@ def fire_now(suite: Suite, key: str) -> None:
     payload with a new fire time is a new version, fired at once."""
     with channel(suite, "SCHEDULER_GRPC_PORT") as ch:
         scheduler = spb_grpc.SchedulerServiceStub(ch)
-        timer = scheduler.GetTimer(spb.GetTimerRequest(tenant_id=TENANT, key=key), timeout=10).timer
-        assert timer.status == spb.TIMER_STATUS_ACTIVE
+
+        def active() -> spb.Timer | None:
+            # The planner's outbox reaches the scheduler a moment after the step is marked sent.
+            try:
+                timer = scheduler.GetTimer(spb.GetTimerRequest(tenant_id=TENANT, key=key), timeout=10).timer
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                return None
+            return timer if timer.status == spb.TIMER_STATUS_ACTIVE else None
+
+        timer = eventually(active, what=f"timer {key} held by the scheduler")
         timer.fire_at.FromDatetime(datetime.now(UTC))
         scheduler.ScheduleTimer(spb.ScheduleTimerRequest(timer=timer), timeout=10)
 
