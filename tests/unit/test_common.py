@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 
 import pytest
@@ -11,6 +13,7 @@ from dripiq_common import validation
 from dripiq_common.errors import AlreadyExists, InvalidArgument, NotFound
 from dripiq_common.grpc_server import status_for
 from dripiq_common.jetstream import Streams, Subjects, stream_for_subject, subject_matches, token
+from dripiq_common.service import finish
 from dripiq_common.tokens import TokenSigner, reply_address, token_from_reply_address
 
 SIGNER = TokenSigner(b"0123456789abcdef0123456789abcdef")
@@ -86,3 +89,22 @@ def test_page_sizes_and_tokens() -> None:
         assert exc.value.field == "page_token"
     with pytest.raises(InvalidArgument):
         paging.page_size(-1)
+
+
+async def test_shutdown_cancels_what_outlives_its_grace() -> None:
+    finished = asyncio.Event()
+
+    async def prompt() -> None:
+        finished.set()
+
+    async def stuck() -> None:
+        await asyncio.Event().wait()  # a handler waiting on a server that is gone
+
+    tasks = [asyncio.create_task(prompt()), asyncio.create_task(stuck())]
+    started = time.monotonic()
+
+    await finish(tasks, grace_seconds=0.2, what="test")
+
+    assert time.monotonic() - started < 5
+    assert finished.is_set() and tasks[0].exception() is None
+    assert tasks[1].cancelled()

@@ -319,6 +319,11 @@ class PullWorker:
                 else:
                     for msg in msgs:
                         self._spawn(inflight, self._handle(msg, bound))
+        except asyncio.CancelledError:
+            # Shutdown ran out of grace: what was not acked comes back to another worker.
+            for task in inflight:
+                task.cancel()
+            raise
         finally:
             if inflight:
                 await asyncio.gather(*inflight, return_exceptions=True)

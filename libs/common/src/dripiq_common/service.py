@@ -136,11 +136,11 @@ async def run_service(
     await server.health.enter_graceful_shutdown()
     for fetcher in parts.fetchers:
         fetcher.stop()
-    await asyncio.gather(*tasks[: len(parts.fetchers)], return_exceptions=True)
+    await finish(tasks[: len(parts.fetchers)], grace_seconds=settings.shutdown_grace_seconds, what="fetchers")
     await server.stop(settings.shutdown_grace_seconds)
     for other in parts.loops:
         other.stop()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await finish(tasks, grace_seconds=settings.shutdown_grace_seconds, what="loops")
     stopped.cancel()
     await jetstream.drain(rt.nc, grace_seconds=settings.shutdown_grace_seconds)
     for close in parts.closers:
@@ -151,6 +151,20 @@ async def run_service(
     await rt.engine.dispose()
     await asyncio.to_thread(stop_exporter, exporter)
     log.info("service.stopped")
+
+
+async def finish(tasks: Sequence[asyncio.Task[None]], *, grace_seconds: float, what: str) -> None:
+    """Let the tasks end within the grace, then cancel the rest: a handler stuck on a database
+    or a provider that is gone must not hold the process past its termination grace. What a
+    cancelled handler had not acked is redelivered, and every handler is safe to repeat."""
+    if not tasks:
+        return
+    _, late = await asyncio.wait(tasks, timeout=grace_seconds)
+    if late:
+        log.warning("service.shutdown_cancelled", what=what, tasks=sorted(t.get_name() for t in late))
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
