@@ -99,12 +99,12 @@ class SentOutcomes:
                 self.done.set()
 
 
-async def sample(sent: SentOutcomes, pid: list[int], every: float, into: list[tuple[float, int, float]]) -> None:
+async def sample(sent: SentOutcomes, pids: list[int], every: float, into: list[tuple[float, int, float]]) -> None:
     """(seconds, sent so far, dispatcher RSS MiB) every `every` seconds until cancelled."""
     started = time.perf_counter()
     while True:
         await asyncio.sleep(every)
-        into.append((time.perf_counter() - started, len(sent.ids), rss_mib(pid)))
+        into.append((time.perf_counter() - started, len(sent.ids), rss_mib(pids)))
 
 
 async def run(suite, transport: str, total: int, sample_seconds: float) -> None:  # type: ignore[no-untyped-def]
@@ -113,8 +113,8 @@ async def run(suite, transport: str, total: int, sample_seconds: float) -> None:
         async with http.post(f"{fake_url}/_fake/latency", json={"seconds": LATENCY_SECONDS}) as answer:
             answer.raise_for_status()
     identity_id = await verified_identity(f"127.0.0.1:{suite.port('DISPATCHER_GRPC_PORT')}")
-    pid = [c.pid for name, c in suite.children.items() if name.split("-")[0] == "dispatcher"]
-    rss_start = rss_mib(pid)
+    pids = [c.pid for name, c in suite.children.items() if name.split("-")[0] == "dispatcher"]
+    rss_start = rss_mib(pids)
 
     nc = await nats.connect(suite.env["NATS_URL"], pending_size=256 * 1024 * 1024)
     js = nc.jetstream()
@@ -122,7 +122,7 @@ async def run(suite, transport: str, total: int, sample_seconds: float) -> None:
     sent.target = total
     await nc.subscribe(Subjects.message_outcome(TENANT), cb=sent.on_msg, pending_msgs_limit=10_000_000)
     samples: list[tuple[float, int, float]] = []
-    sampler = asyncio.create_task(sample(sent, pid, sample_seconds, samples))
+    sampler = asyncio.create_task(sample(sent, pids, sample_seconds, samples))
     before = cpu_snapshot(suite)
     started = time.perf_counter()
     # Published while the dispatcher works, so a long run measures sending, not a backlog.
@@ -137,7 +137,7 @@ async def run(suite, transport: str, total: int, sample_seconds: float) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await sampler
     await nc.close()
-    rss_end = rss_mib(pid)
+    rss_end = rss_mib(pids)
     rows, _ = await wait_for_count(suite.env["DATABASE_URL"], SENT_QUERY, total, limit_seconds=30)
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{fake_url}/_fake/stats") as answer:

@@ -376,16 +376,7 @@ async def import_suppressions(
 
 async def get_rate_limit(conn: AsyncConnection, *, tenant_id: str, channel: str) -> dict[str, int]:
     """The tenant's limits on the channel by window name; 0 (none) where unset."""
-    row = (
-        await conn.execute(
-            select(rate_limits.c.per_minute, rate_limits.c.per_hour, rate_limits.c.per_day).where(
-                rate_limits.c.tenant_id == tenant_id, rate_limits.c.channel == channel
-            )
-        )
-    ).first()
-    if row is None:
-        return {"minute": 0, "hour": 0, "day": 0}
-    return {"minute": row.per_minute or 0, "hour": row.per_hour or 0, "day": row.per_day or 0}
+    return (await rate_limits_for(conn, keys={(tenant_id, channel)}))[(tenant_id, channel)]
 
 
 async def set_rate_limit(

@@ -364,7 +364,8 @@ def to_proto(row: Any) -> api_pb.MessageEvent:
 
 
 def _text(value: Any) -> str | None:
-    return (scrub(value) or None) if isinstance(value, str) else None
+    """A string field of an entry parse_event has scrubbed already."""
+    return (value or None) if isinstance(value, str) else None
 
 
 def _id(value: Any) -> str | None:

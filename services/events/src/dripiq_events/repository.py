@@ -16,9 +16,6 @@ from dripiq_common import bulk
 from dripiq_events.domain import NewEvent, Outbound, SentMessage
 from dripiq_events.models import inbound_emails, message_events, outbound_messages, step_stats
 
-_OUTBOUND = outbound_messages.c
-
-
 _OUTBOUND_FACTS = (
     "campaign_id",
     "step_index",

@@ -235,16 +235,19 @@ class EventIngest:
     async def _roll_up(self, conn: AsyncConnection, rows: Sequence[NewEvent]) -> None:
         """Count newly stored events into their steps' rollups, each once-per-message metric
         only the first time its message reaches it (tracked in outbound_messages.seen)."""
-        counted = [r for r in rows if r.tenant_id and r.campaign_id and r.message_id and r.step_index is not None]
+        counted = [
+            (row, *domain.rollup_metrics(row))
+            for row in rows
+            if row.tenant_id and row.campaign_id and row.message_id and row.step_index is not None
+        ]
         if not counted:
             return
         seen = await repository.lock_seen(
-            conn, message_ids=[str(r.message_id) for r in counted if domain.rollup_metrics(r)[0]]
+            conn, message_ids=[str(row.message_id) for row, unique, _ in counted if unique]
         )
         now_seen = dict(seen)
         increments: Counter[repository.RollupKey] = Counter()
-        for row in counted:
-            unique, per_event = domain.rollup_metrics(row)
+        for row, unique, per_event in counted:
             step = (str(row.tenant_id), str(row.campaign_id), int(row.step_index or 0))
             message_id = str(row.message_id)
             for metric in per_event:

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import html
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import nats.errors
@@ -313,7 +313,7 @@ async def _count_requests(
     return response
 
 
-def _client_credentials(authorization: str, form: object) -> tuple[str, str]:
+def _client_credentials(authorization: str, form: Mapping[str, object]) -> tuple[str, str]:
     """(client_id, client_secret) from HTTP Basic, else from the form; empty when absent."""
     scheme, _, encoded = authorization.partition(" ")
     if scheme.lower() == "basic":
@@ -322,8 +322,7 @@ def _client_credentials(authorization: str, form: object) -> tuple[str, str]:
             return client_id, client_secret
         except (ValueError, UnicodeDecodeError):
             return "", ""
-    get = getattr(form, "get", lambda _key, default="": default)
-    return str(get("client_id", "")), str(get("client_secret", ""))
+    return str(form.get("client_id", "")), str(form.get("client_secret", ""))
 
 
 def _oauth_error(status: int, error: str) -> web.Response:
