@@ -178,10 +178,10 @@ class EngagementFacts:
         self.done = asyncio.Event()
 
     async def on_msg(self, msg) -> None:  # type: ignore[no-untyped-def]
-        fact = events_pb.EngagementEvent.FromString(msg.data)
-        self.facts += 1
-        self.by_type[fact.event_type] += 1
-        self.ids.add(fact.event_id)
+        for fact in events_pb.EngagementBatch.FromString(msg.data).events:
+            self.facts += 1
+            self.by_type[fact.event_type] += 1
+            self.ids.add(fact.event_id)
         if len(self.ids) >= self.target:
             self.done.set()
 

@@ -1,10 +1,12 @@
 """Rules applied per second: engagement facts with a backlog, through the planner's consumer.
 
-    .venv/bin/python bench/planner_rules.py [--facts 20000]
+    .venv/bin/python bench/planner_rules.py [--facts 20000] [--per-message 350]
 
 Runs the whole suite, creates one campaign per fact (5 steps, the first a day out so nothing
 fires), publishes one `open` engagement fact per campaign onto the ENGAGEMENT stream as fast
-as JetStream takes them, and measures until the planner has recorded a decision for each.
+as JetStream takes them, `--per-message` facts to an EngagementBatch (the opens of one
+1,000-event webhook delivery are about 350), and measures until the planner has recorded a
+decision for each.
 The default open rule reschedules the next step, so each fact is a full rule application:
 campaign locked, decision recorded, step re-armed, timer command outboxed.
 """
@@ -42,7 +44,7 @@ async def create(address: str, total: int) -> list[str]:
     return ids
 
 
-async def run(suite, total: int) -> None:  # type: ignore[no-untyped-def]
+async def run(suite, total: int, per_message: int) -> None:  # type: ignore[no-untyped-def]
     assert FIVE_STEPS.outreach_campaign[0].timing == "Day 1"
     campaign_ids = await create(f"127.0.0.1:{suite.port('PLANNER_GRPC_PORT')}", total)
     nc = await nats.connect(suite.env["NATS_URL"])
@@ -50,21 +52,22 @@ async def run(suite, total: int) -> None:  # type: ignore[no-untyped-def]
     subject = Subjects.engagement(TENANT, "open")
     before = cpu_snapshot(suite)
     started = time.perf_counter()
-    facts = (
-        (
-            f"bench-{n}",
-            events_pb.EngagementEvent(
-                tenant_id=TENANT,
-                event_id=f"bench-{n}",
-                message_id=lifecycle.message_id(campaign_id, 0),
-                campaign_id=campaign_id,
-                step_index=0,
-                event_type="open",
-            ).SerializeToString(),
+    facts = [
+        events_pb.EngagementEvent(
+            tenant_id=TENANT,
+            event_id=f"bench-{n}",
+            message_id=lifecycle.message_id(campaign_id, 0),
+            campaign_id=campaign_id,
+            step_index=0,
+            event_type="open",
         )
         for n, campaign_id in enumerate(campaign_ids)
+    ]
+    batches = (
+        (f"bench-{n}", events_pb.EngagementBatch(events=facts[n : n + per_message]).SerializeToString())
+        for n in range(0, len(facts), per_message)
     )
-    await publish_all(js, subject, facts)
+    await publish_all(js, subject, batches)
     published = time.perf_counter() - started
     await nc.close()
     count, _ = await wait_for_count(
@@ -85,10 +88,11 @@ async def run(suite, total: int) -> None:  # type: ignore[no-untyped-def]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--facts", type=int, default=20000)
+    parser.add_argument("--per-message", type=int, default=350, help="facts per EngagementBatch message")
     args = parser.parse_args()
     with running_suite() as suite:
         print(f"machine: {machine()}")
-        asyncio.run(run(suite, args.facts))
+        asyncio.run(run(suite, args.facts, args.per_message))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from dripiq_devtools.suite import Suite
 
 
 @pytest.fixture(scope="session")
-def suite() -> Iterator[Suite]:
+def suite(request: pytest.FixtureRequest) -> Iterator[Suite]:
     root = Path(tempfile.mkdtemp(prefix="dripiq-e2e-"))
     running = Suite(
         run_dir=root / "run",
@@ -37,4 +37,8 @@ def suite() -> Iterator[Suite]:
         raise
     yield running
     running.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    if request.session.testsfailed:
+        # The processes' logs are what tells a flaky end-to-end failure apart.
+        print(f"\ne2e suite logs kept in {root / 'logs'}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from dripiq.events.v1 import messages_pb2
+from dripiq_common import engagement
 from dripiq_common.errors import PermanentMessageError
 from dripiq_events import domain
 from dripiq_events.domain import Outbound
@@ -101,11 +102,13 @@ def test_correlation_falls_back_to_the_provider_message_id():
 def test_engagement_subject_and_fields():
     parsed = domain.parse_event(event(event="click", url="https://x.test"), received_at=NOW)
     stored = domain.correlate(parsed, by_message_id={}, by_provider_id={"xmsg": KNOWN})
-    message = domain.engagement(stored, event_id=42)
-    assert message.subject == "dripiq.events.engagement.t-1.click"
-    fact = message.message
-    assert isinstance(fact, messages_pb2.EngagementEvent)
+    fact = domain.engagement(stored, event_id=42)
     assert (fact.event_id, fact.url, fact.step_index, fact.email) == ("42", "https://x.test", 3, "ada@example.com")
+    assert fact.occurred_at.ToDatetime(tzinfo=UTC) == parsed.occurred_at
+    [message] = engagement.outbox_messages([fact])
+    assert message.subject == "dripiq.events.engagement.t-1.click"
+    assert isinstance(message.message, messages_pb2.EngagementBatch)
+    assert list(message.message.events) == [fact]
     with pytest.raises(ValueError):
         domain.engagement(domain.correlate(parsed, by_message_id={}, by_provider_id={}), event_id=1)
 

@@ -392,7 +392,7 @@ async def test_unusable_bus_messages_are_permanent_errors(engine, dispatcher, te
         await dispatcher.handle_send(stolen.SerializeToString())
 
 
-def engagement(tenant_id: str, event_type: str, email: str, reason: str = "") -> bytes:
+def engagement(tenant_id: str, event_type: str, email: str, reason: str = "") -> events_pb2.EngagementEvent:
     return events_pb2.EngagementEvent(
         tenant_id=tenant_id,
         event_id=str(uuid.uuid4()),
@@ -400,7 +400,7 @@ def engagement(tenant_id: str, event_type: str, email: str, reason: str = "") ->
         event_type=event_type,
         email=email,
         reason=reason,
-    ).SerializeToString()
+    )
 
 
 async def suppressed(engine: AsyncEngine, tenant_id: str) -> list[tuple[str, str]]:
@@ -416,7 +416,7 @@ async def suppressed(engine: AsyncEngine, tenant_id: str) -> list[tuple[str, str
 async def test_engagement_turns_lasting_refusals_into_suppressions(engine, tenant_id):
     handler = Suppressions(engine, ManualClock(T0))
 
-    for data in (
+    facts = [
         engagement(tenant_id, "unsubscribe", "Una@Example.com"),
         engagement(tenant_id, "unsubscribe", "una@example.com"),  # the same fact again
         engagement(tenant_id, "group_unsubscribe", "una@example.com"),
@@ -425,8 +425,13 @@ async def test_engagement_turns_lasting_refusals_into_suppressions(engine, tenan
         engagement(tenant_id, "bounce", "busy@example.com", reason="blocked"),
         engagement(tenant_id, "open", "reader@example.com"),
         engagement(tenant_id, "delivered", "reader@example.com"),
-    ):
-        await handler.handle_engagement(data)
+        # Without an address it can suppress nothing; the facts batched with it still count.
+        engagement(tenant_id, "unsubscribe", ""),
+    ]
+    # One batch as the events service publishes them, then each fact alone again.
+    await handler.handle_engagement(events_pb2.EngagementBatch(events=facts).SerializeToString())
+    for fact in facts:
+        await handler.handle_engagement(events_pb2.EngagementBatch(events=[fact]).SerializeToString())
 
     assert await suppressed(engine, tenant_id) == [
         ("gone@example.com", "bounce"),

@@ -143,7 +143,8 @@ async def test_completing_a_task_records_it_and_publishes_a_reply(engine, dispat
         "task replied",
     )
     assert outcome.occurred_at.ToDatetime() == performed.replace(tzinfo=None)
-    [reply] = await published(engine, Subjects.engagement(tenant_id, "reply"), events_pb2.EngagementEvent)
+    [batch] = await published(engine, Subjects.engagement(tenant_id, "reply"), events_pb2.EngagementBatch)
+    [reply] = batch.events
     assert (reply.event_id, reply.message_id, reply.campaign_id, reply.step_index, reply.email) == (
         f"task:{cmd.message_id}",
         cmd.message_id,
@@ -176,9 +177,10 @@ async def test_a_declined_task_becomes_an_unsubscribe_and_a_done_one_no_engageme
         timeout=10,
     )
 
-    [unsubscribe] = await published(engine, Subjects.engagement(tenant_id, "unsubscribe"), events_pb2.EngagementEvent)
+    [batch] = await published(engine, Subjects.engagement(tenant_id, "unsubscribe"), events_pb2.EngagementBatch)
+    [unsubscribe] = batch.events
     assert unsubscribe.message_id == declined.message_id
-    assert await published(engine, Subjects.engagement(tenant_id, "reply"), events_pb2.EngagementEvent) == []
+    assert await published(engine, Subjects.engagement(tenant_id, "reply"), events_pb2.EngagementBatch) == []
     outcomes = await published(engine, Subjects.message_outcome(tenant_id), messages_pb2.MessageOutcome)
     assert [(o.message_id, o.kind) for o in outcomes] == [
         (declined.message_id, messages_pb2.OUTCOME_KIND_SENT),
@@ -186,7 +188,7 @@ async def test_a_declined_task_becomes_an_unsubscribe_and_a_done_one_no_engageme
     ]
     # The dispatcher's own engagement consumer then suppresses the address, as for an email
     # unsubscribe: the next task for the contact is suppressed.
-    await Suppressions(engine, ManualClock(T0)).handle_engagement(unsubscribe.SerializeToString())
+    await Suppressions(engine, ManualClock(T0)).handle_engagement(batch.SerializeToString())
     later = task_command(tenant_id, message_id=str(uuid.uuid4()))
     await dispatcher.handle_send(later.SerializeToString())
     assert (await stored(engine, later.message_id)).status == "suppressed"

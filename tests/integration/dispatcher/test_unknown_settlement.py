@@ -29,6 +29,7 @@ async def parked_unknown(engine, tenant_id):  # type: ignore[no-untyped-def]
 
 
 def event(tenant_id: str, message_id: str, event_type: str = "delivered") -> bytes:
+    """One fact in an EngagementBatch, as it travels."""
     fact = events_pb2.EngagementEvent(
         tenant_id=tenant_id,
         event_id="e1",
@@ -40,7 +41,7 @@ def event(tenant_id: str, message_id: str, event_type: str = "delivered") -> byt
         provider_message_id="SGID123",
     )
     fact.occurred_at.FromDatetime(T0 + timedelta(seconds=5))
-    return fact.SerializeToString()
+    return events_pb2.EngagementBatch(events=[fact]).SerializeToString()
 
 
 async def test_a_provider_event_proves_an_unknown_send_went_out(engine, fake, tenant_id):
@@ -86,14 +87,19 @@ async def test_without_evidence_an_unknown_send_fails_after_the_deadline(engine,
     assert fact.kind == messages_pb2.OUTCOME_KIND_FAILED
 
 
+def fact_of(data: bytes) -> events_pb2.EngagementEvent:
+    [fact] = events_pb2.EngagementBatch.FromString(data).events
+    return fact
+
+
 async def test_a_batch_of_engagement_settles_its_unknown_sends_and_suppresses_in_one_go(engine, tenant_id):
     dispatcher = new_dispatcher(engine, sender=None)
     parked = [await parked_unknown(engine, tenant_id) for _ in range(2)]
     batch = [
-        events_pb2.EngagementEvent.FromString(event(tenant_id, parked[0].message_id, "open")),
-        events_pb2.EngagementEvent.FromString(event(tenant_id, "not-ours")),
-        events_pb2.EngagementEvent.FromString(event("someone-else", parked[1].message_id)),
-        events_pb2.EngagementEvent.FromString(event(tenant_id, parked[1].message_id, "spamreport")),
+        fact_of(event(tenant_id, parked[0].message_id, "open")),
+        fact_of(event(tenant_id, "not-ours")),
+        fact_of(event("someone-else", parked[1].message_id)),
+        fact_of(event(tenant_id, parked[1].message_id, "spamreport")),
     ]
     for fact in batch:
         fact.provider_message_id = f"SG-{fact.message_id}-{fact.event_type}"

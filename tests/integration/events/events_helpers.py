@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
@@ -98,14 +98,15 @@ async def outboxed(engine: AsyncEngine, tenant_id: str, event_type: str) -> list
                 .order_by(outbox.c.id)
             )
         ).all()
-    return [messages_pb2.EngagementEvent.FromString(p) for p in payloads]
+    return [fact for p in payloads for fact in messages_pb2.EngagementBatch.FromString(p).events]
 
 
 async def outbox_count(engine: AsyncEngine, tenant_id: str) -> int:
+    """Engagement facts waiting in the outbox for one tenant, whatever their batches."""
     async with engine.connect() as conn:
-        return int(
-            await conn.scalar(
-                select(func.count()).where(outbox.c.subject.like(f"dripiq.events.engagement.{tenant_id}.%"))
+        payloads = (
+            await conn.scalars(
+                select(outbox.c.payload).where(outbox.c.subject.like(f"dripiq.events.engagement.{tenant_id}.%"))
             )
-            or 0
-        )
+        ).all()
+    return sum(len(messages_pb2.EngagementBatch.FromString(p).events) for p in payloads)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from events_helpers import MAIL_DOMAIN, T0, events_of, multipart, outboxed, raw_webhook
+from events_helpers import MAIL_DOMAIN, T0, events_of, multipart, outboxed, outcome, raw_webhook
 from sqlalchemy import select
 
 from dripiq.events.v1 import messages_pb2
 from dripiq_common.errors import PermanentMessageError
 from dripiq_common.tokens import reply_address
 from dripiq_events.models import inbound_emails
+from dripiq_events.service import AwaitingOutcome
 
 INBOUND = messages_pb2.RawWebhook.KIND_SENDGRID_INBOUND
 UNSUBSCRIBE = messages_pb2.RawWebhook.KIND_UNSUBSCRIBE
@@ -64,6 +65,28 @@ async def test_reply_to_a_token_address_is_a_reply_engagement(engine, ingest, se
     # SendGrid retrying the same post stores and publishes nothing more.
     assert (await ingest.handle_webhook(post)).stored == 0
     assert len(await outboxed(engine, tenant_id, "reply")) == 1
+
+
+async def test_a_reply_before_its_sent_outcome_waits_for_it(engine, ingest, send, signer, tenant_id):
+    sent = await send(tenant_id, recorded=False)
+    post = inbound_post(to=reply_address(signer, sent.message_id, MAIL_DOMAIN))
+
+    with pytest.raises(AwaitingOutcome):
+        await ingest.handle_webhook(post, last_attempt=False)
+    assert await stored_mail(engine, tenant_id) == []
+
+    # The SENT outcome arrives; the redelivered reply is matched and published.
+    assert await ingest.record_outcome(outcome(sent))
+    assert (await ingest.handle_webhook(post, last_attempt=False)).published == 1
+    (fact,) = await outboxed(engine, tenant_id, "reply")
+    assert fact.message_id == sent.message_id
+
+
+async def test_a_reply_whose_outcome_never_comes_is_kept_unmatched_on_the_last_attempt(ingest, send, signer, tenant_id):
+    sent = await send(tenant_id, recorded=False)
+    post = inbound_post(to=reply_address(signer, sent.message_id, MAIL_DOMAIN))
+    result = await ingest.handle_webhook(post, last_attempt=True)
+    assert (result.stored, result.unmatched, result.published) == (1, 1, 0)
 
 
 async def test_reply_threaded_by_in_reply_to(engine, ingest, send, tenant_id):

@@ -257,7 +257,7 @@ def engagement(
     )
     if occurred_at is not None:
         event.occurred_at.FromDatetime(occurred_at)
-    return event.SerializeToString()
+    return events_pb.EngagementBatch(events=[event]).SerializeToString()
 
 
 # -- walking a campaign ---------------------------------------------------------------------

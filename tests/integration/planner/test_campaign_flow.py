@@ -69,8 +69,8 @@ async def test_walks_a_campaign_through_send_open_and_reply(engine, tenant_id, c
         step_index=0,
         event_type="open",
     )
-    await reactor.on_engagement(open_event.SerializeToString())
-    await reactor.on_engagement(open_event.SerializeToString())
+    await reactor.on_engagement(events_pb.EngagementBatch(events=[open_event]).SerializeToString())
+    await reactor.on_engagement(events_pb.EngagementBatch(events=[open_event]).SerializeToString())
     commands = timer_commands(await drain_outbox(engine, tenant_id))
     rescheduled = [c.schedule for c in commands if c.HasField("schedule")]
     canceled = [c.cancel.key for c in commands if c.HasField("cancel")]
@@ -87,7 +87,7 @@ async def test_walks_a_campaign_through_send_open_and_reply(engine, tenant_id, c
         step_index=0,
         event_type="reply",
     )
-    await reactor.on_engagement(reply.SerializeToString())
+    await reactor.on_engagement(events_pb.EngagementBatch(events=[reply]).SerializeToString())
     commands = timer_commands(await drain_outbox(engine, tenant_id))
     assert [c.cancel_group.group_key for c in commands if c.HasField("cancel_group")] == [
         f"campaign:{campaign.campaign_id}"
@@ -110,7 +110,7 @@ async def test_machine_opens_do_not_count(engine, tenant_id, clock):
         event_type="open",
         machine_open=True,
     )
-    await reactor.on_engagement(event.SerializeToString())
+    await reactor.on_engagement(events_pb.EngagementBatch(events=[event]).SerializeToString())
     assert await drain_outbox(engine, tenant_id) == []
 
 

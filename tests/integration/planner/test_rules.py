@@ -39,6 +39,7 @@ from helpers import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
+from dripiq.events.v1 import messages_pb2 as events_pb
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import timers_pb2
 from dripiq_common.clock import ManualClock
@@ -123,6 +124,23 @@ async def test_open_by_default_schedules_the_next_step_in_one_to_two_days(engine
     assert canceled_keys(commands) == [s.key("no_open_48h")]
     step = (await step_rows(engine, s.campaign_id))[1]
     assert (step.status, step.scheduled_at) == ("scheduled", at(timer.fire_at))
+
+
+async def test_one_message_carries_the_facts_of_many_campaigns(engine, campaigns, reactor, clock, tenant_id):
+    first = await walk(engine, campaigns, reactor, clock, tenant_id)
+    other = pb.Product(product_id="product-2", name="Gadget")
+    second = await sent(engine, reactor, clock, tenant_id, await start(campaigns, tenant_id, product=other))
+    await drain_outbox(engine, tenant_id)
+    facts = [
+        fact
+        for data in (first.event("open"), second.event("open"), first.event("open"))
+        for fact in events_pb.EngagementBatch.FromString(data).events
+    ]
+
+    await reactor.on_engagement(events_pb.EngagementBatch(events=facts).SerializeToString())
+
+    timers = schedules(timer_commands(await drain_outbox(engine, tenant_id)))
+    assert sorted(t.key for t in timers) == sorted([f"{first.campaign_id}:step", f"{second.campaign_id}:step"])
 
 
 async def test_click_by_default_schedules_the_next_step_soon(engine, campaigns, reactor, clock, tenant_id):

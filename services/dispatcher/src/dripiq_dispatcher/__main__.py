@@ -5,8 +5,8 @@ from __future__ import annotations
 import structlog
 from nats.aio.msg import Msg
 
-from dripiq.events.v1.messages_pb2 import EngagementEvent
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams, decode
+from dripiq_common import engagement
+from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
 from dripiq_common.logging import configure_logging
 from dripiq_common.loops import Poller
 from dripiq_common.service import Parts, Runtime, run_process, run_service
@@ -69,15 +69,17 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
 
     async def on_engagements(msgs: list[Msg]) -> None:
         # Both are idempotent, so a redelivery after either one committed changes nothing.
-        events = [decode(EngagementEvent, m.data) for m in msgs]
+        events = engagement.read_all(m.data for m in msgs)
         await dispatcher.settle_unknown_events(events)
         await suppressions.handle_engagements(events)
 
-    engagement = PullWorker(rt.js, rt.nc, ENGAGEMENT, on_engagement, batch_size=500, batch_handler=on_engagements)
+    engagements = PullWorker(
+        rt.js, rt.nc, ENGAGEMENT, on_engagement, batch_size=engagement.READ_BATCH, batch_handler=on_engagements
+    )
     return Parts(
         service_names=SERVICE_NAMES,
         registrars=registrars(dispatcher, identities, suppressions),
-        fetchers=[sends, engagement],
+        fetchers=[sends, engagements],
         loops=[relay, unknown_sweep, counter_pruner],
     )
 

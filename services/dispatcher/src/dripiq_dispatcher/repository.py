@@ -469,3 +469,15 @@ async def prune_counters(conn: AsyncConnection, *, ended_before: datetime, limit
         tuple_(rate_counters.c.scope, rate_counters.c.window, rate_counters.c.window_start).in_(stale)
     )
     return int((await conn.execute(query)).rowcount)
+
+
+async def add_suppressions(conn: AsyncConnection, *, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert suppressions in one statement; where (tenant, address, reason) is suppressed
+    already, the first one is kept. Rows go in key order, so two writers cannot deadlock."""
+    ordered = sorted(rows, key=lambda r: (r["tenant_id"], r["address"], r["reason"]))
+    await bulk.insert_rows(
+        conn,
+        suppressions,
+        ordered,
+        suffix="ON CONFLICT ON CONSTRAINT suppressions_tenant_address_reason_key DO NOTHING",
+    )

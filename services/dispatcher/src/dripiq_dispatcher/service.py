@@ -24,7 +24,7 @@ from dripiq.dispatcher.v1 import messages_pb2
 from dripiq.events.v1 import messages_pb2 as events_pb2
 from dripiq.scheduler.v1 import commands_pb2 as scheduler_commands_pb2
 from dripiq.scheduler.v1 import scheduler_service_pb2 as scheduler_pb2
-from dripiq_common import paging, validation
+from dripiq_common import engagement, paging, validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermanentMessageError
 from dripiq_common.jetstream import Subjects, decode
@@ -378,11 +378,9 @@ class Dispatcher:
                     row, messages_pb2.OUTCOME_KIND_SENT, occurred_at=completed_at, reason=f"task {outcome_name}"
                 ),
             )
-            engagement = domain.task_engagement(row, outcome_name, occurred_at=completed_at)
-            if engagement is not None:
-                await enqueue(
-                    conn, outbox, [OutboxMessage(Subjects.engagement(tenant, engagement.event_type), engagement)]
-                )
+            fact = domain.task_engagement(row, outcome_name, occurred_at=completed_at)
+            if fact is not None:
+                await enqueue(conn, outbox, engagement.outbox_messages([fact]))
             updated = await repository.get_message(conn, tenant_id=tenant, message_id=message_id)
         self.on_outbox()
         log.info("task.completed", tenant_id=tenant, message_id=message_id, outcome=outcome_name)
@@ -507,7 +505,7 @@ class Dispatcher:
         return _rate_limit_proto(tenant, checked, limits)
 
     async def settle_unknown(self, data: bytes) -> None:
-        await self.settle_unknown_events([decode(events_pb2.EngagementEvent, data)])
+        await self.settle_unknown_events(engagement.read(data))
 
     async def settle_unknown_events(self, events: Sequence[events_pb2.EngagementEvent]) -> int:
         """EngagementEvent facts: any provider event for a message proves the provider took it:
@@ -827,11 +825,13 @@ class Suppressions:
         return pb.ImportSuppressionsResponse(imported_count=imported, rejected=rejected)
 
     async def handle_engagement(self, data: bytes) -> None:
-        await self.handle_engagements([decode(events_pb2.EngagementEvent, data)])
+        await self.handle_engagements(engagement.read(data))
 
     async def handle_engagements(self, events: Sequence[events_pb2.EngagementEvent]) -> None:
         """EngagementEvent facts: unsubscribes, spam reports and hard bounces suppress the
-        address for the tenant, all in one transaction. Any other event is passed over."""
+        address for the tenant, all in one statement. Any other event is passed over, and so
+        is a fact that cannot suppress (no valid address): it never will, and the facts
+        batched with it must not wait on it."""
         suppressing: list[tuple[events_pb2.EngagementEvent, str, str, str]] = []
         for event in events:
             reason = domain.suppression_reason(event.event_type, event.reason)
@@ -841,20 +841,31 @@ class Suppressions:
                 tenant = validation.tenant_id(event.tenant_id)
                 address = domain.normalize_address(validation.email(event.email.strip(), "email"))
             except InvalidArgument as exc:
-                raise PermanentMessageError(f"engagement event cannot suppress: {exc}") from exc
+                log.warning(
+                    "suppression.engagement_unusable",
+                    event_id=event.event_id,
+                    event_type=event.event_type,
+                    message_id=event.message_id,
+                    error=str(exc),
+                )
+                continue
             suppressing.append((event, tenant, address, reason))
         if not suppressing:
             return
         async with self.engine.begin() as conn:
-            for event, tenant, address, reason in suppressing:
-                await repository.add_suppression(
-                    conn,
-                    tenant_id=tenant,
-                    address=address,
-                    reason=reason,
-                    source=f"engagement:{event.event_id}",
-                    now=self.clock.now(),
-                )
+            await repository.add_suppressions(
+                conn,
+                rows=[
+                    {
+                        "tenant_id": tenant,
+                        "address": address,
+                        "reason": reason,
+                        "source": f"engagement:{event.event_id}",
+                        "created_at": self.clock.now(),
+                    }
+                    for event, tenant, address, reason in suppressing
+                ],
+            )
         for event, tenant, _, reason in suppressing:
             log.info(
                 "suppression.from_engagement",

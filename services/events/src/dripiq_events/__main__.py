@@ -34,7 +34,9 @@ def build(settings: EventsSettings, rt: Runtime) -> Parts:
         await ingest.record_outcomes([m.data for m in msgs])
 
     async def on_webhook(msg: Msg) -> None:
-        await ingest.handle_webhook(msg.data)
+        # A reply that came before its message's SENT outcome waits through the retries, and
+        # is stored as unmatched on the last one rather than dead-lettered.
+        await ingest.handle_webhook(msg.data, last_attempt=msg.metadata.num_delivered >= WEBHOOKS.max_deliver - 1)
 
     partitions = PartitionMaintainer(
         rt.engine,

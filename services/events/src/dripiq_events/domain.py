@@ -5,6 +5,7 @@ No I/O here: the ingest service feeds these functions rows it read and stores wh
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
 import math
@@ -14,13 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import events_service_pb2 as api_pb
 from dripiq.events.v1 import messages_pb2
 from dripiq_common import validation
 from dripiq_common.errors import PermanentMessageError
-from dripiq_common.jetstream import Subjects
-from dripiq_common.outbox import OutboxMessage
 
 PROVIDER_SENDGRID = "sendgrid"
 PROVIDER_INBOUND = "sendgrid-inbound"
@@ -291,11 +292,12 @@ def unsubscribe_event_id(message_id: str) -> str:
     return f"unsub:{message_id}"
 
 
-def engagement(event: NewEvent, *, event_id: int) -> OutboxMessage:
+def engagement(event: NewEvent, *, event_id: int) -> messages_pb2.EngagementEvent:
     """The engagement fact for a newly stored, matched event."""
     if not event.matched or event.tenant_id is None:
         raise ValueError("only matched events are published")
-    fact = messages_pb2.EngagementEvent(
+    occurred = event.occurred_at
+    return messages_pb2.EngagementEvent(
         tenant_id=event.tenant_id,
         event_id=str(event_id),
         message_id=event.message_id or "",
@@ -303,14 +305,13 @@ def engagement(event: NewEvent, *, event_id: int) -> OutboxMessage:
         step_index=event.step_index or 0,
         contact_id=event.contact_id or "",
         event_type=event.event_type,
+        occurred_at=Timestamp(seconds=calendar.timegm(occurred.utctimetuple()), nanos=occurred.microsecond * 1000),
         machine_open=event.machine_open,
         url=event.url or "",
         email=event.email or "",
         reason=event.reason or "",
         provider_message_id=event.provider_message_id or "",
     )
-    fact.occurred_at.FromDatetime(event.occurred_at)
-    return OutboxMessage(Subjects.engagement(event.tenant_id, event.event_type), fact)
 
 
 @dataclass(frozen=True)

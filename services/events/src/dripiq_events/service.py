@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import events_service_pb2 as api_pb
 from dripiq.events.v1 import messages_pb2
-from dripiq_common import outbox, paging, validation
+from dripiq_common import engagement, outbox, paging, validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument, PermanentMessageError
 from dripiq_common.jetstream import decode
@@ -30,6 +30,10 @@ from dripiq_events.models import outbox as outbox_table
 log = structlog.get_logger(__name__)
 
 RawWebhook = messages_pb2.RawWebhook
+
+
+class AwaitingOutcome(Exception):
+    """A reply names one of our messages whose SENT outcome has not reached us yet."""
 
 
 @dataclass(frozen=True)
@@ -75,13 +79,15 @@ class EventIngest:
                 await repository.add_to_rollups(conn, increments=increments)
         return len(sent)
 
-    async def handle_webhook(self, data: bytes) -> IngestResult:
+    async def handle_webhook(self, data: bytes, *, last_attempt: bool = True) -> IngestResult:
+        """Store what one edge delivery carried. Before its `last_attempt`, a reply to a
+        message we have not heard was sent raises AwaitingOutcome, to be tried again later."""
         raw = decode(RawWebhook, data)
         received_at = raw.received_at.ToDatetime(tzinfo=UTC) if raw.HasField("received_at") else self.clock.now()
         if raw.kind == RawWebhook.KIND_SENDGRID_EVENTS:
             result = await self._sendgrid_events(raw.body, received_at)
         elif raw.kind == RawWebhook.KIND_SENDGRID_INBOUND:
-            result = await self._inbound(raw.body, raw.content_type, received_at)
+            result = await self._inbound(raw.body, raw.content_type, received_at, last_attempt=last_attempt)
         elif raw.kind == RawWebhook.KIND_UNSUBSCRIBE:
             result = await self._unsubscribe(dict(raw.fields), received_at)
         else:
@@ -126,13 +132,19 @@ class EventIngest:
         )
         return result
 
-    async def _inbound(self, body: bytes, content_type: str, received_at: datetime) -> IngestResult:
+    async def _inbound(
+        self, body: bytes, content_type: str, received_at: datetime, *, last_attempt: bool
+    ) -> IngestResult:
         mail = inbound.parse_inbound(body, content_type)
         auto_reason = inbound.auto_reply_reason(mail)
         dedupe_key = "sha256:" + hashlib.sha256(body).hexdigest()
         token_message_id = self._reply_token_message_id(mail.recipient_addresses)
         async with self.engine.begin() as conn:
             outbound = await self._replied_message(conn, token_message_id, mail.referenced_message_ids)
+            if outbound is None and token_message_id and not last_attempt:
+                # Our signed reply address proves the message was sent; its SENT outcome can
+                # reach us after a quick reply does.
+                raise AwaitingOutcome(f"reply to message {token_message_id} before its sent outcome")
             inbound_id = await repository.insert_inbound(
                 conn,
                 tenant_id=outbound.tenant_id if outbound else None,
@@ -219,11 +231,12 @@ class EventIngest:
         return IngestResult(received=1, stored=stored.stored, published=stored.published)
 
     async def _store(self, conn: AsyncConnection, rows: Sequence[NewEvent], received_at: datetime) -> IngestResult:
-        """Insert what is new and outbox one engagement fact per new matched row, together."""
+        """Insert what is new and outbox one engagement fact per new matched row, together
+        (batched by tenant and type, docs/decisions/0014)."""
         new_ids = await repository.insert_events(conn, events=rows, received_at=received_at)
         new_rows = [(row, new_ids[row.key]) for row in rows if row.key in new_ids]
         facts = [domain.engagement(row, event_id=row_id) for row, row_id in new_rows if row.matched]
-        await outbox.enqueue(conn, outbox_table, facts)
+        await outbox.enqueue(conn, outbox_table, engagement.outbox_messages(facts))
         await self._roll_up(conn, [row for row, _ in new_rows if row.matched])
         return IngestResult(
             received=len(rows),

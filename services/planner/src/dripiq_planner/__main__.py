@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from dripiq.planner.v1 import campaign_service_pb2, campaign_service_pb2_grpc
+from dripiq_common import engagement
 from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
 from dripiq_common.service import Parts, Runtime, serve
 from dripiq_planner.campaigns import CampaignService
@@ -21,14 +22,16 @@ ENGAGEMENT = ConsumerSpec(Streams.ENGAGEMENT, "planner-engagement", "dripiq.even
 SERVICE_NAME = campaign_service_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name
 
 
-def batched(rt: Runtime, spec: ConsumerSpec, handle: Callable[[list[bytes]], Awaitable[None]]) -> PullWorker:
+def batched(
+    rt: Runtime, spec: ConsumerSpec, handle: Callable[[list[bytes]], Awaitable[None]], batch_size: int = 1000
+) -> PullWorker:
     """A consumer that hands the reactor whole batches: one transaction for up to 1,000 messages."""
     return PullWorker(
         rt.js,
         rt.nc,
         spec,
         lambda msg: handle([msg.data]),
-        batch_size=1000,
+        batch_size=batch_size,
         batch_handler=lambda msgs: handle([m.data for m in msgs]),
     )
 
@@ -46,11 +49,12 @@ def build(settings: PlannerSettings, rt: Runtime) -> Parts:
         # Two fetchers per consumer: one handles its batch while the other fetches the next.
         # Campaigns are locked in id order, so they cannot deadlock on a shared campaign.
         fetchers=[
-            batched(rt, spec, handle)
-            for spec, handle in (
-                (TIMERS, reactor.on_timers),
-                (OUTCOMES, reactor.on_outcomes),
-                (ENGAGEMENT, reactor.on_engagements),
+            batched(rt, spec, handle, batch_size)
+            for spec, handle, batch_size in (
+                (TIMERS, reactor.on_timers, 1000),
+                (OUTCOMES, reactor.on_outcomes, 1000),
+                # Each message carries up to a webhook delivery's facts (EngagementBatch).
+                (ENGAGEMENT, reactor.on_engagements, engagement.READ_BATCH),
             )
             for _ in range(settings.workers_per_consumer)
         ],

@@ -15,8 +15,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
-from dripiq.events.v1 import messages_pb2 as events_pb
 from dripiq.planner.v1 import timers_pb2
+from dripiq_common import engagement
 from dripiq_common.clock import Clock
 from dripiq_common.errors import PermanentMessageError
 from dripiq_common.jetstream import Subjects, decode
@@ -238,8 +238,7 @@ class Reactor:
 
     async def on_engagements(self, batch: Sequence[bytes]) -> None:
         facts = []
-        for data in batch:
-            event = decode(events_pb.EngagementEvent, data)
+        for event in engagement.read_all(batch):
             trigger = rules.trigger_for(event.event_type, event.reason)
             if not event.campaign_id or not event.message_id or trigger is None:
                 continue

@@ -1,0 +1,58 @@
+"""Engagement facts on the bus: EngagementBatch messages on dripiq.events.engagement.<tenant>.<type>.
+
+Facts travel in batches (docs/decisions/0014): at hundreds of millions of events, a NATS
+message, PubAck, delivery and ack per event would cost every process on the path more than
+storing the event does. A batch holds one tenant's facts of one type, so the subjects still
+say whose and what they are, and a reader may filter on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from dripiq.events.v1.messages_pb2 import EngagementBatch, EngagementEvent
+from dripiq_common.jetstream import Subjects, decode
+from dripiq_common.outbox import OutboxMessage
+
+# Well under NATS's default 1 MiB payload limit, whatever the URLs and reasons carry.
+MAX_BATCH_BYTES = 256 * 1024
+# Messages a reader fetches at once: each may hold a thousand facts.
+READ_BATCH = 16
+
+
+def outbox_messages(facts: Iterable[EngagementEvent]) -> list[OutboxMessage]:
+    """The facts grouped by tenant and type, in order, one EngagementBatch per group (split
+    when a group would pass MAX_BATCH_BYTES)."""
+    groups: dict[tuple[str, str], list[EngagementEvent]] = {}
+    for fact in facts:
+        groups.setdefault((fact.tenant_id, fact.event_type), []).append(fact)
+    messages: list[OutboxMessage] = []
+    for (tenant_id, event_type), members in groups.items():
+        subject = Subjects.engagement(tenant_id, event_type)
+        for chunk in _chunks(members):
+            messages.append(OutboxMessage(subject, EngagementBatch(events=chunk)))
+    return messages
+
+
+def _chunks(facts: Sequence[EngagementEvent]) -> Iterable[list[EngagementEvent]]:
+    chunk: list[EngagementEvent] = []
+    size = 0
+    for fact in facts:
+        # A repeated field adds a tag and a length to each entry: 8 bytes covers both.
+        entry = fact.ByteSize() + 8
+        if chunk and size + entry > MAX_BATCH_BYTES:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(fact)
+        size += entry
+    if chunk:
+        yield chunk
+
+
+def read(data: bytes) -> list[EngagementEvent]:
+    """The facts of one message; an undecodable one raises PermanentMessageError."""
+    return list(decode(EngagementBatch, data).events)
+
+
+def read_all(batch: Iterable[bytes]) -> list[EngagementEvent]:
+    return [fact for data in batch for fact in read(data)]
