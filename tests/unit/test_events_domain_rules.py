@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dripiq.events.v1 import messages_pb2
 from dripiq_common import engagement
@@ -123,3 +126,34 @@ def test_partitions_cover_last_month_to_months_ahead_across_a_year_end():
     ]
     assert months[1].end == datetime(2031, 1, 1, tzinfo=UTC)
     assert "FROM ('2030-11-01 00:00:00+00') TO ('2030-12-01 00:00:00+00')" in months[0].create_sql()
+
+
+# NUL, lone surrogates and characters JSON escapes or not, besides whatever hypothesis picks.
+_awkward = st.text(st.sampled_from(["a", "\x00", "\ud800", "\udc00", "é", "😀", "\\"]) | st.characters(), max_size=12)
+_json_scalars = st.none() | st.booleans() | st.integers() | _awkward
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    items=st.lists(
+        st.fixed_dictionaries(
+            {"event": st.sampled_from(["open", "click"]), "timestamp": st.integers(0, 2**33)},
+            optional={"email": _awkward, "extra": _json_values, "sg_event_id": _awkward},
+        ),
+        max_size=5,
+    ),
+    ensure_ascii=st.booleans(),
+)
+def test_the_clean_body_shortcut_parses_exactly_as_scrubbing_every_entry(items, ensure_ascii):
+    # Text with NUL and lone surrogates included: the shortcut must notice them in the body.
+    body = json.dumps(items, ensure_ascii=ensure_ascii).encode("utf-8", "surrogatepass")
+    shortcut = domain.parse_event_batch(body, received_at=NOW)
+    scrubbed = [domain.parse_event(item, received_at=NOW) for item in domain.loads_json(body)]
+    unique = {(e.provider_event_id, e.occurred_at): e for e in reversed(scrubbed)}
+    assert shortcut == [unique[(e.provider_event_id, e.occurred_at)] for e in shortcut]
+    assert len(shortcut) == len(unique)

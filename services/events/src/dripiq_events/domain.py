@@ -39,6 +39,10 @@ _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,39}")
 MAX_ID_LENGTH = 255
 # Nesting kept in a stored raw event; deeper values are replaced by a marker.
 MAX_RAW_DEPTH = 32
+# What in a JSON body can make a string PostgreSQL refuses: an escaped NUL, an escaped
+# surrogate (a pair is fine, but telling pairs apart is scrub's job), or a raw one (the json
+# module decodes bytes with surrogatepass). A body without any needs no string scrubbed.
+_UNSTORABLE = re.compile(rb"\\u0000|\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 STEP_INDEX_LIMIT = 10_000
 
 
@@ -133,15 +137,20 @@ def parse_event_batch(body: bytes, *, received_at: datetime) -> list[ProviderEve
         raise PermanentMessageError(f"SendGrid batch is not JSON: {exc}") from exc
     if not isinstance(items, list):
         raise PermanentMessageError("SendGrid batch is not a JSON array")
+    # Most bodies have no NUL and no surrogate anywhere: then only nesting needs scrubbing.
+    clean = (b"\\u" not in body and b"\xed" not in body) or _UNSTORABLE.search(body) is None
     unique: dict[tuple[str, datetime], ProviderEvent] = {}
     for item in items:
-        event = parse_event(item, received_at=received_at)
+        event = parse_event(item, received_at=received_at, clean_strings=clean)
         unique.setdefault((event.provider_event_id, event.occurred_at), event)
     return list(unique.values())
 
 
-def parse_event(item: Any, *, received_at: datetime) -> ProviderEvent:
-    item = scrub(item)
+def parse_event(item: Any, *, received_at: datetime, clean_strings: bool = False) -> ProviderEvent:
+    """One entry of a batch; `clean_strings` when the body is known to hold no string that
+    scrub() would change, so a flat entry is kept as it is."""
+    if not (clean_strings and isinstance(item, dict) and _flat(item)):
+        item = scrub(item)
     event_id = _text(item.get("sg_event_id")) if isinstance(item, dict) else None
     # An id too long to index is hashed: a replay still hashes the same.
     event_id = (_digest(event_id) if len(event_id) > MAX_ID_LENGTH else event_id) if event_id else _digest(item)
@@ -393,6 +402,14 @@ def scrub(value: Any, depth: int = 0) -> Any:
     if isinstance(value, dict):
         return {scrub(k, depth + 1): scrub(v, depth + 1) for k, v in value.items()}
     return value
+
+
+def _flat(item: dict[str, Any]) -> bool:
+    """No value deeper than a list of scalars (SendGrid's `category`)."""
+    for value in item.values():
+        if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, list | dict) for v in value)):
+            return False
+    return True
 
 
 def _int(value: Any) -> int | None:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -174,6 +175,13 @@ def _event_row(event: NewEvent, received_at: datetime) -> dict[str, Any]:
     }
 
 
+def _json_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # an integer past 64 bits, which jsonb keeps as a numeric
+        return json.dumps(value)
+
+
 async def insert_events(
     conn: AsyncConnection, *, events: Sequence[NewEvent], received_at: datetime
 ) -> dict[tuple[str, str, datetime], int]:
@@ -184,7 +192,7 @@ async def insert_events(
     rows = [_event_row(e, received_at) for e in events]
     for row in rows:
         # jsonb travels as text (asyncpg has no jsonb[] codec); None stays SQL NULL.
-        row["raw_event"] = None if row["raw_event"] is None else json.dumps(row["raw_event"])
+        row["raw_event"] = None if row["raw_event"] is None else _json_text(row["raw_event"])
     returned = await bulk.insert_rows(
         conn,
         message_events,
