@@ -447,11 +447,16 @@ def main() -> None:
     parser.add_argument("--sample-seconds", type=float, default=5.0, help="progress every so often")
     parser.add_argument("--settle-seconds", type=float, default=3.0, help="wait for late facts before counting")
     parser.add_argument("--timeout", type=float, help="seconds to wait for every fact (default: scales with N)")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for the suite's processes"
+    )
+    parser.add_argument("--replicas", type=int, default=1, help="events processes sharing the webhook consumer")
     args = parser.parse_args()
     if args.timeout is None:
         args.timeout = max(120.0, args.batches * BATCH / 500)
     print(f"machine: {machine()}")
-    with running_suite() as suite:
+    env = dict(item.split("=", 1) for item in args.env)
+    with running_suite({"events": args.replicas}, **env) as suite:
         asyncio.run(run(suite, args))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -10,6 +11,7 @@ from sqlalchemy import func, select
 
 from dripiq_common import bulk
 from dripiq_dispatcher.models import rate_counters
+from dripiq_events.models import message_events
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -47,3 +49,33 @@ async def test_rows_go_in_and_change_in_one_statement_each(engine):
             select(rate_counters.c.scope, rate_counters.c.used).where(rate_counters.c.scope.in_(scopes))
         )
         assert dict(rows.all()) == {s: n for n, s in enumerate(scopes)}
+
+
+async def test_records_go_in_as_one_array_of_the_table_row_type(engine):
+    """Columns left out get their defaults; RETURNING and ON CONFLICT work as with insert_rows;
+    jsonb and NULLs travel inside the records."""
+    key = f"bulk-{uuid.uuid4()}"
+    rows = [
+        {
+            "provider": "test",
+            "provider_event_id": f"{key}-{n}",
+            "event_type": "open",
+            "occurred_at": T0,
+            "matched": False,
+            "tenant_id": None,
+            "raw_event": json.dumps({"n": n, "text": 'é"quoted"'}),
+        }
+        for n in range(3)
+    ]
+    suffix = "ON CONFLICT DO NOTHING RETURNING provider_event_id, received_at, machine_open"
+    async with engine.begin() as conn:
+        first = await bulk.insert_records(conn, message_events, rows, suffix=suffix)
+        again = await bulk.insert_records(conn, message_events, rows, suffix=suffix)
+    assert sorted(r["provider_event_id"] for r in first) == [f"{key}-{n}" for n in range(3)]
+    assert all(r["received_at"] is not None and r["machine_open"] is False for r in first)
+    assert again == []
+    async with engine.connect() as conn:
+        stored = await conn.execute(
+            select(message_events.c.raw_event).where(message_events.c.provider_event_id == f"{key}-1")
+        )
+        assert stored.scalar_one() == {"n": 1, "text": 'é"quoted"'}

@@ -77,6 +77,48 @@ async def insert_rows(
     return []
 
 
+_ROW_TYPES: dict[str, tuple[str, ...]] = {}
+
+
+async def _row_type(db: Any, qualified: str) -> tuple[str, ...]:
+    """The table's columns in its row type's order (as created, whatever the model says)."""
+    if qualified not in _ROW_TYPES:
+        names = await db.fetch(
+            "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "
+            "AND NOT attisdropped ORDER BY attnum",
+            qualified,
+        )
+        _ROW_TYPES[qualified] = tuple(r["attname"] for r in names)
+    return _ROW_TYPES[qualified]
+
+
+async def insert_records(
+    conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], *, suffix: str = ""
+) -> list[Any]:
+    """Like insert_rows, but the rows travel as one array of the table's own row type.
+
+    For wide rows this is much cheaper to encode: asyncpg checks every element of an array
+    parameter for nesting, so sixteen column arrays of a thousand values cost sixteen thousand
+    checks, and one array of a thousand records a thousand. Columns a row leaves out are NULL
+    in the record and not inserted, so their defaults apply."""
+    if not rows:
+        return []
+    qualified = f"{table.schema}.{table.name}"
+    db = await driver(conn)
+    order = await _row_type(db, qualified)
+    names = list(rows[0])
+    records = [tuple(row.get(name) for name in order) for row in rows]
+    columns = ", ".join(quoted(n) for n in names)
+    query = (
+        f"INSERT INTO {qualified} ({columns}) SELECT {', '.join('v.' + quoted(n) for n in names)} "
+        f"FROM unnest($1::{qualified}[]) AS v {suffix}"
+    )
+    if "RETURNING" in suffix.upper():
+        return list(await db.fetch(query, records))
+    await db.execute(query, records)
+    return []
+
+
 async def update_rows(
     conn: AsyncConnection, table: Table, rows: Iterable[tuple[Any, dict[str, Any]]], *, key: str = "id"
 ) -> None:

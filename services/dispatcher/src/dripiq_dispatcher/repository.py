@@ -64,13 +64,22 @@ async def update_messages(conn: AsyncConnection, *, changes: Sequence[tuple[str,
 
 
 async def lock_unknown(conn: AsyncConnection, *, message_ids: Collection[str]) -> Sequence[Row[Any]]:
-    """Those of the messages that wait as `unknown`, locked (in id order)."""
+    """Those of the messages that wait as `unknown`, locked (in id order). The ids travel as
+    one array: an engagement batch names thousands of messages, and nearly never one of these."""
+    db = await bulk.driver(conn)
+    locked = await db.fetch(
+        "SELECT message_id FROM dispatcher.messages WHERE message_id = ANY($1::text[]) AND status = $2 "
+        "ORDER BY message_id FOR UPDATE",
+        sorted(message_ids),
+        Status.UNKNOWN.value,
+    )
+    if not locked:
+        return []
     return (
         await conn.execute(
             select(messages)
-            .where(messages.c.message_id.in_(sorted(message_ids)), messages.c.status == Status.UNKNOWN.value)
+            .where(messages.c.message_id.in_([r["message_id"] for r in locked]))
             .order_by(messages.c.message_id)
-            .with_for_update()
         )
     ).all()
 

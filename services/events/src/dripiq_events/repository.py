@@ -191,13 +191,12 @@ async def insert_events(
     events = sorted(events, key=lambda e: (e.provider, e.provider_event_id, e.occurred_at))
     rows = [_event_row(e, received_at) for e in events]
     for row in rows:
-        # jsonb travels as text (asyncpg has no jsonb[] codec); None stays SQL NULL.
+        # asyncpg takes jsonb as its text; None stays SQL NULL.
         row["raw_event"] = None if row["raw_event"] is None else _json_text(row["raw_event"])
-    returned = await bulk.insert_rows(
+    returned = await bulk.insert_records(
         conn,
         message_events,
         rows,
-        casts={"raw_event": "text"},
         suffix="ON CONFLICT DO NOTHING RETURNING id, provider, provider_event_id, occurred_at",
     )
     return {(r["provider"], r["provider_event_id"], r["occurred_at"]): r["id"] for r in returned}
