@@ -157,3 +157,18 @@ def test_the_clean_body_shortcut_parses_exactly_as_scrubbing_every_entry(items, 
     unique = {(e.provider_event_id, e.occurred_at): e for e in reversed(scrubbed)}
     assert shortcut == [unique[(e.provider_event_id, e.occurred_at)] for e in shortcut]
     assert len(shortcut) == len(unique)
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 11, 28, 6, 52, 7, 999999, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=UTC),
+        datetime(1970, 1, 1, tzinfo=UTC),
+    ],
+)
+def test_engagement_keeps_the_moment_to_the_microsecond(moment):
+    reply = domain.reply_event(
+        outbound=KNOWN, dedupe_key="sha256:x", occurred_at=moment, auto_reason=None, raw_event={}
+    )
+    assert domain.engagement(reply, event_id=1).occurred_at.ToDatetime(tzinfo=UTC) == moment

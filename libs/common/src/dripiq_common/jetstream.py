@@ -298,12 +298,11 @@ class PullWorker:
                     await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 try:
-                    # A whole batch for a batch handler or in order (concurrency 1); single
-                    # messages side by side, only as many as fit.
+                    # A whole batch for a batch handler or in order (concurrency 1). Single
+                    # messages side by side are fetched one at a time: a fetch of several
+                    # waits for all of them (up to fetch_timeout) before the first is handled.
                     whole = self.batch_handler is not None or self.concurrency == 1
-                    msgs = await sub.fetch(
-                        self.batch_size if whole else min(self.batch_size, free), timeout=self.fetch_timeout
-                    )
+                    msgs = await sub.fetch(self.batch_size if whole else 1, timeout=self.fetch_timeout)
                 except (nats.errors.TimeoutError, TimeoutError):
                     continue
                 except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):

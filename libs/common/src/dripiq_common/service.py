@@ -170,7 +170,7 @@ async def finish(tasks: Sequence[asyncio.Task[None]], *, grace_seconds: float, w
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
-GC_THRESHOLD_GEN0 = int(os.environ.get("DRIPIQ_GC_GEN0", "50000"))
+GC_THRESHOLD_GEN0 = int(os.environ.get("DRIPIQ_GC_GEN0", "500000"))
 
 
 def run_process(main: Coroutine[Any, Any, None]) -> None:

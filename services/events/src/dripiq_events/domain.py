@@ -5,7 +5,6 @@ No I/O here: the ingest service feeds these functions rows it read and stores wh
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import json
 import math
@@ -314,7 +313,7 @@ def engagement(event: NewEvent, *, event_id: int) -> messages_pb2.EngagementEven
         step_index=event.step_index or 0,
         contact_id=event.contact_id or "",
         event_type=event.event_type,
-        occurred_at=Timestamp(seconds=calendar.timegm(occurred.utctimetuple()), nanos=occurred.microsecond * 1000),
+        occurred_at=Timestamp(seconds=math.floor(occurred.timestamp()), nanos=occurred.microsecond * 1000),
         machine_open=event.machine_open,
         url=event.url or "",
         email=event.email or "",
@@ -454,11 +453,11 @@ _ROLLUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-def rollup_metrics(event: NewEvent) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(metrics the event counts once for its message, metrics it counts as an event)."""
-    if event.event_type == "open":
-        return (("machine_opens",), ()) if event.machine_open else (("unique_human_opens",), ("human_open_events",))
-    return _ROLLUPS.get(event.event_type, ((), ()))
+def rollup_metrics(event_type: str, machine_open: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(metrics an event counts once for its message, metrics it counts as an event)."""
+    if event_type == "open":
+        return (("machine_opens",), ()) if machine_open else (("unique_human_opens",), ("human_open_events",))
+    return _ROLLUPS.get(event_type, ((), ()))
 
 
 def counts_to_proto(values: dict[str, int]) -> api_pb.EngagementCounts:

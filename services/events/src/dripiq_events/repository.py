@@ -65,20 +65,33 @@ async def upsert_outbound(conn: AsyncConnection, *, sent: Sequence[SentMessage])
     return [s for s in latest.values() if s.outbound.message_id in inserted]
 
 
-_LOCK_SEEN = (
-    "SELECT message_id, seen FROM events.outbound_messages "
-    "WHERE message_id = ANY($1::text[]) ORDER BY message_id FOR UPDATE"
+# Locks the known messages (in id order), sets the wanted bits where one is missing, and
+# answers the bits each had before, in one statement (RETURNING cannot give old values on
+# PostgreSQL before 18).
+_ADD_SEEN = """
+WITH wanted AS (SELECT * FROM unnest($1::text[], $2::integer[]) AS w(message_id, bits)),
+before AS (
+    SELECT o.message_id, o.seen FROM events.outbound_messages o JOIN wanted w USING (message_id)
+    ORDER BY o.message_id FOR UPDATE OF o
+),
+changed AS (
+    UPDATE events.outbound_messages o SET seen = b.seen | w.bits
+    FROM before b JOIN wanted w USING (message_id)
+    WHERE o.message_id = b.message_id AND b.seen | w.bits <> b.seen
 )
+SELECT message_id, seen FROM before
+"""
 
 
-async def lock_seen(conn: AsyncConnection, *, message_ids: Iterable[str]) -> dict[str, int]:
-    """The rollup bits each known message has counted, locked (in id order) until commit."""
-    rows = await (await bulk.driver(conn)).fetch(_LOCK_SEEN, sorted(set(message_ids)))
+async def add_seen(conn: AsyncConnection, *, wanted: dict[str, int]) -> dict[str, int]:
+    """Record the rollup bits each message reached; the bits the known ones had counted
+    before (a message we never heard was sent is absent). The rows stay locked until commit,
+    so a concurrent batch counts a first time only once."""
+    if not wanted:
+        return {}
+    ids = sorted(wanted)
+    rows = await (await bulk.driver(conn)).fetch(_ADD_SEEN, ids, [wanted[m] for m in ids])
     return {row["message_id"]: row["seen"] for row in rows}
-
-
-async def set_seen(conn: AsyncConnection, *, seen: dict[str, int]) -> None:
-    await bulk.update_rows(conn, outbound_messages, [(m, {"seen": bits}) for m, bits in seen.items()], key="message_id")
 
 
 # (tenant_id, campaign_id, step_index, metric)

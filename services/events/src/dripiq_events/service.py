@@ -248,29 +248,28 @@ class EventIngest:
     async def _roll_up(self, conn: AsyncConnection, rows: Sequence[NewEvent]) -> None:
         """Count newly stored events into their steps' rollups, each once-per-message metric
         only the first time its message reaches it (tracked in outbound_messages.seen)."""
-        counted = [
-            (row, *domain.rollup_metrics(row))
-            for row in rows
-            if row.tenant_id and row.campaign_id and row.message_id and row.step_index is not None
-        ]
-        if not counted:
-            return
-        seen = await repository.lock_seen(
-            conn, message_ids=[str(row.message_id) for row, unique, _ in counted if unique]
-        )
-        now_seen = dict(seen)
         increments: Counter[repository.RollupKey] = Counter()
-        for row, unique, per_event in counted:
-            step = (str(row.tenant_id), str(row.campaign_id), int(row.step_index or 0))
-            message_id = str(row.message_id)
+        wanted: dict[str, int] = {}
+        step_of: dict[str, tuple[str, str, int]] = {}
+        for row in rows:
+            if not (row.tenant_id and row.campaign_id and row.message_id and row.step_index is not None):
+                continue
+            step = (row.tenant_id, row.campaign_id, row.step_index)
+            unique, per_event = domain.rollup_metrics(row.event_type, row.machine_open)
             for metric in per_event:
                 increments[(*step, metric)] += 1
-            for metric in unique:
-                bit = domain.UNIQUE_METRICS[metric]
-                if message_id in now_seen and not now_seen[message_id] & bit:
-                    now_seen[message_id] |= bit
-                    increments[(*step, metric)] += 1
-        await repository.set_seen(conn, seen={m: bits for m, bits in now_seen.items() if bits != seen[m]})
+            if unique:
+                bits = wanted.get(row.message_id, 0)
+                for metric in unique:
+                    bits |= domain.UNIQUE_METRICS[metric]
+                wanted[row.message_id] = bits
+                step_of[row.message_id] = step
+        before = await repository.add_seen(conn, wanted=wanted)
+        for message_id, old in before.items():
+            new = wanted[message_id] & ~old
+            for metric, bit in domain.UNIQUE_METRICS.items():
+                if new & bit:
+                    increments[(*step_of[message_id], metric)] += 1
         await repository.add_to_rollups(conn, increments=increments)
 
 
