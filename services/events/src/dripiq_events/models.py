@@ -48,8 +48,9 @@ message_events = Table(
     Column("reason", Text),
     Column("matched", Boolean, nullable=False),
     Column("raw_event", JSONB),
-    PrimaryKeyConstraint("id", "occurred_at", name="message_events_pkey"),
-    UniqueConstraint("provider", "provider_event_id", "occurred_at", name="message_events_provider_event_key"),
+    # The natural key dedupes (docs/decisions/0007); `id` is the stored event's handle for
+    # facts and paging, unique by its identity, with no index of its own.
+    PrimaryKeyConstraint("provider", "provider_event_id", "occurred_at", name="message_events_pkey"),
     Index("message_events_tenant_message_idx", "tenant_id", "message_id"),
     Index("message_events_tenant_campaign_idx", "tenant_id", "campaign_id"),
     postgresql_partition_by="RANGE (occurred_at)",

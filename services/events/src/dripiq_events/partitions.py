@@ -146,8 +146,10 @@ async def prune_default_partition(engine: AsyncEngine, *, before: datetime, limi
 
 _COMPACT_SQL = (
     f"UPDATE {PARENT} AS e SET raw_event = NULL FROM ("
-    f"SELECT id, occurred_at FROM {PARENT} WHERE occurred_at < :before AND raw_event IS NOT NULL LIMIT :limit"
-    ") AS old WHERE e.id = old.id AND e.occurred_at = old.occurred_at"
+    f"SELECT provider, provider_event_id, occurred_at FROM {PARENT} "
+    "WHERE occurred_at < :before AND raw_event IS NOT NULL LIMIT :limit"
+    ") AS old WHERE e.provider = old.provider AND e.provider_event_id = old.provider_event_id "
+    "AND e.occurred_at = old.occurred_at"
 )
 
 
