@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from dripiq.scheduler.v1 import commands_pb2
@@ -73,6 +74,12 @@ async def test_worker_retries_then_acks_and_dead_letters_poison(nats_conn, js, t
     last = await js.get_last_msg("DEAD_LETTERS", dlq)
     assert last.headers["Dripiq-Original-Subject"] == subject
     assert (await js.consumer_info(TEST_STREAM.name, spec.durable)).num_pending == 0
+    # What an operator sees: dripiq_worker_messages_total by consumer and result.
+    counts = {
+        result: REGISTRY.get_sample_value("dripiq_worker_messages_total", {"consumer": spec.durable, "result": result})
+        for result in ("acked", "retried", "dead_lettered")
+    }
+    assert counts == {"acked": 2, "retried": 3, "dead_lettered": 2}
     await js.delete_consumer(TEST_STREAM.name, spec.durable)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -207,11 +208,20 @@ async def test_found_sending_is_never_sent_again(engine, fake, dispatcher, tenan
     assert await outcomes(engine, tenant_id) == []
 
 
+def outcome_count(kind: str) -> float:
+    return REGISTRY.get_sample_value("dripiq_dispatcher_outcomes_total", {"kind": kind, "channel": "email"}) or 0
+
+
 async def test_suppressed_address_is_not_sent(engine, fake, dispatcher, tenant_id):
     await Suppressions(engine, ManualClock(T0)).add(tenant_id, "ADA@Example.com", "")
     cmd = command(tenant_id, await identity(engine, tenant_id), to_email="ada@EXAMPLE.com")
+    sent = command(tenant_id, await identity(engine, tenant_id), to_email="grace@example.com")
+    before = outcome_count("suppressed"), outcome_count("sent")
 
     await dispatcher.handle_send(cmd.SerializeToString())
+    await dispatcher.handle_send(sent.SerializeToString())
+    # What an operator sees: dripiq_dispatcher_outcomes_total by kind and channel.
+    assert (outcome_count("suppressed"), outcome_count("sent")) == (before[0] + 1, before[1] + 1)
 
     assert received(fake, cmd.message_id) == []
     row = await stored(engine, cmd.message_id)
@@ -220,7 +230,7 @@ async def test_suppressed_address_is_not_sent(engine, fake, dispatcher, tenant_i
         "address suppressed: manual",
         0,
     )
-    [fact] = await outcomes(engine, tenant_id)
+    [fact] = [f for f in await outcomes(engine, tenant_id) if f.message_id == cmd.message_id]
     assert (fact.kind, fact.reason) == (
         messages_pb2.OUTCOME_KIND_SUPPRESSED,
         "address suppressed: manual",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from events_helpers import outcome, raw_webhook
+from prometheus_client import REGISTRY
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import events_service_pb2 as api_pb
@@ -15,6 +16,7 @@ from dripiq_devtools.fake_sendgrid import build_event
 from dripiq_events.service import EventQuery
 
 EVENTS = messages_pb2.RawWebhook.KIND_SENDGRID_EVENTS
+RESULTS = ("stored", "unmatched", "duplicate")
 
 
 def batch(events: list) -> bytes:  # type: ignore[type-arg]
@@ -42,8 +44,12 @@ async def test_counts_are_kept_per_step_unique_per_message_and_never_twice(engin
         event(c, "spamreport", 1),
         event(c, "group_unsubscribe", 1),
     ]
+    received = {r: REGISTRY.get_sample_value("dripiq_events_received_total", {"result": r}) or 0 for r in RESULTS}
     await ingest.handle_webhook(batch(events))
     await ingest.handle_webhook(batch(events))  # a replayed batch counts nothing
+    # What an operator sees: dripiq_events_received_total by result.
+    after = {r: REGISTRY.get_sample_value("dripiq_events_received_total", {"result": r}) or 0 for r in RESULTS}
+    assert {r: after[r] - received[r] for r in RESULTS} == {"stored": 12, "unmatched": 0, "duplicate": 12}
     await ingest.handle_webhook(batch([event(a, "open", 4)]))  # later: one more open event, same opener
 
     funnel = await EventQuery(engine).step_funnel(tenant_id, "camp-1")

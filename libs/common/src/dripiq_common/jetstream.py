@@ -30,6 +30,7 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.errors import BadRequestError, NotFoundError
+from prometheus_client import Counter
 
 from dripiq_common.errors import PermanentMessageError
 
@@ -238,6 +239,12 @@ class ConsumerSpec:
 
 Handler = Callable[[Msg], Awaitable[None]]
 
+WORKER_MESSAGES = Counter(
+    "dripiq_worker_messages",
+    "Messages a JetStream consumer's worker finished with, by result (acked, retried, dead_lettered)",
+    ["consumer", "result"],
+)
+
 
 def decode(kind: type[ProtoT], data: bytes) -> ProtoT:
     """A bus payload as its protobuf message; one that cannot be decoded never will be."""
@@ -361,12 +368,16 @@ class PullWorker:
         except Exception as exc:
             await self._settle(msg, exc, bound)
             return
+        await self._ack(msg)
+
+    async def _ack(self, msg: Msg) -> None:
         await msg.ack()
+        WORKER_MESSAGES.labels(consumer=self.spec.durable, result="acked").inc()
 
     async def _settle(self, msg: Msg, error: BaseException | None, bound: structlog.stdlib.BoundLogger) -> None:
         """Ack a handled message; dead-letter or nak one that failed."""
         if error is None:
-            await msg.ack()
+            await self._ack(msg)
             return
         delivered = msg.metadata.num_delivered
         if isinstance(error, PermanentMessageError):
@@ -384,6 +395,7 @@ class PullWorker:
                 exc_info=error,
             )
             await msg.nak(delay=delay)
+            WORKER_MESSAGES.labels(consumer=self.spec.durable, result="retried").inc()
 
     async def _dead_letter(self, msg: Msg, reason: str, bound: structlog.stdlib.BoundLogger) -> None:
         meta = msg.metadata
@@ -397,6 +409,7 @@ class PullWorker:
         }
         await self.js.publish(subject, msg.data, headers=headers)
         await msg.term()
+        WORKER_MESSAGES.labels(consumer=meta.consumer, result="dead_lettered").inc()
         bound.error("worker.dead_lettered", subject=msg.subject, dlq=subject, reason=reason)
 
 

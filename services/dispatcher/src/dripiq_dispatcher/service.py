@@ -30,7 +30,7 @@ from dripiq_common.errors import AlreadyExists, FailedPrecondition, InvalidArgum
 from dripiq_common.jetstream import Subjects, decode
 from dripiq_common.outbox import OutboxMessage, coalesce_timer_commands, enqueue
 from dripiq_common.tokens import TokenSigner
-from dripiq_dispatcher import domain, repository
+from dripiq_dispatcher import domain, metrics, repository
 from dripiq_dispatcher.domain import FailureKind, NewMessage, SendFailure, Status
 from dripiq_dispatcher.models import outbox
 from dripiq_dispatcher.provider import MailSender
@@ -135,6 +135,7 @@ class Dispatcher:
         async with self.engine.begin() as conn:
             calls = await self._admit(conn, list(items.values()), admission, results)
             await admission.flush(conn)
+        metrics.count_outcomes(admission.outbox)
         admitted = time.perf_counter()
         outboxed = bool(admission.outbox)
         called = admitted
@@ -145,6 +146,7 @@ class Dispatcher:
             async with self.engine.begin() as conn:
                 await self._settle_calls(conn, calls, answers, settlement, results)
                 await settlement.flush(conn)
+            metrics.count_outcomes(settlement.outbox)
             outboxed = outboxed or bool(settlement.outbox)
         if outboxed:
             self.on_outbox()
@@ -572,7 +574,10 @@ class Dispatcher:
         return pruned
 
     async def _outcome(self, conn: AsyncConnection, fact: messages_pb2.MessageOutcome) -> None:
-        await enqueue(conn, outbox, [OutboxMessage(Subjects.message_outcome(fact.tenant_id), fact)])
+        message = OutboxMessage(Subjects.message_outcome(fact.tenant_id), fact)
+        await enqueue(conn, outbox, [message])
+        # Counted as written: these rarer paths (tasks, late settlements) seldom roll back.
+        metrics.count_outcomes([message])
 
 
 # A completion time may run this far ahead of our clock (the reporting device's clock).

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import prometheus_client
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -34,6 +35,26 @@ RawWebhook = messages_pb2.RawWebhook
 
 class AwaitingOutcome(Exception):
     """A reply names one of our messages whose SENT outcome has not reached us yet."""
+
+
+EVENTS = prometheus_client.Counter(
+    "dripiq_events_received",
+    "Events from webhook deliveries by what became of them: stored (new, tied to one of our "
+    "messages), unmatched (new, tied to none), duplicate (stored before); rejected (malformed, "
+    "stored as such) counts again those of the others that were malformed",
+    ["result"],
+)
+
+
+def count_events(result: IngestResult) -> None:
+    for name, value in (
+        ("stored", result.stored - result.unmatched),
+        ("unmatched", result.unmatched),
+        ("duplicate", result.received - result.stored),
+        ("rejected", result.rejected),
+    ):
+        if value > 0:
+            EVENTS.labels(result=name).inc(value)
 
 
 @dataclass(frozen=True)
@@ -94,6 +115,7 @@ class EventIngest:
             raise PermanentMessageError(f"RawWebhook of unknown kind {raw.kind}")
         if result.published:
             self.on_outboxed()
+        count_events(result)
         return result
 
     async def _sendgrid_events(self, body: bytes, received_at: datetime) -> IngestResult:
