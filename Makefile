@@ -10,8 +10,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+IMAGE_REGISTRY ?= dripiq
+IMAGE_TAG ?= dev
+IMAGES := planner dispatcher events edge scheduler
 
-.PHONY: help install protos check-protos lint format migrate run test test-unit test-integration test-e2e clean
+.PHONY: help install protos check-protos lint format migrate run test test-unit test-integration test-e2e images clean
 
 help: ## List every target with what it does
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -56,6 +59,14 @@ test-integration: $(VENV)/.installed ## Run the integration tests only
 
 test-e2e: $(VENV)/.installed ## Run the end-to-end test only
 	$(PY) -m pytest -p no:cacheprovider tests/e2e
+
+images: ## Build one container image per process with docker: IMAGE_REGISTRY/<process>:IMAGE_TAG
+	$(if $(shell command -v docker),,$(error make images needs the docker command, which is not on PATH))
+	$(if $(shell docker info >/dev/null 2>&1 && echo up),,$(error make images needs a running Docker engine, and `docker info` reaches none))
+	for image in $(IMAGES); do \
+		docker build --file deploy/docker/Dockerfile --target $$image --build-arg UV_VERSION=$(UV_VERSION) \
+			--tag $(IMAGE_REGISTRY)/$$image:$(IMAGE_TAG) . || exit 1; \
+	done
 
 clean: ## Remove .venv, the bootstrap tools and local server data under .run/
 	rm -rf $(VENV) $(TOOLS) .run
