@@ -1,0 +1,218 @@
+"""deploy/k8s: every kustomization renders with kustomize (kubectl's), every rendered object
+validates offline against the Kubernetes API schemas (kubernetes-validate, strict: unknown
+fields fail) or, for KEDA and CloudNativePG objects, against tests/unit/k8s_schemas, and
+every process runs hardened, probed and described as the deploy docs say."""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+KUBECTL = Path(sys.executable).parent / "kubectl"
+KUBERNETES_VERSION = "1.33.0"
+SCHEMAS = Path(__file__).parent / "k8s_schemas"
+CUSTOM = {
+    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject-keda.sh-v1alpha1.json",
+    ("postgresql.cnpg.io/v1", "Cluster"): "cluster-postgresql.cnpg.io-v1.json",
+    ("postgresql.cnpg.io/v1", "Pooler"): "pooler-postgresql.cnpg.io-v1.json",
+}
+KUSTOMIZATIONS = [
+    "base",
+    "base/migrations",
+    "overlays/dev",
+    "overlays/dev/migrations",
+    "overlays/prod",
+    "overlays/prod/migrations",
+    "deps/postgres",
+]
+SERVICE_OVERLAYS = ["base", "overlays/dev", "overlays/prod"]
+# Process -> (port name, port): the gRPC ones answer the standard health service.
+PROCESSES = {
+    "dripiq-planner": ("grpc", 50051),
+    "dripiq-dispatcher": ("grpc", 50052),
+    "dripiq-events": ("grpc", 50053),
+    "dripiq-scheduler": ("grpc", 50054),
+    "dripiq-edge": ("http", 8080),
+}
+SCALED_ON_LAG = {"dripiq-planner", "dripiq-dispatcher", "dripiq-events"}
+# The processes' own shutdown grace (ServiceSettings.shutdown_grace_seconds, EdgeSettings).
+SHUTDOWN_GRACE_SECONDS = 10
+
+
+@functools.cache
+def render(kustomization: str) -> tuple[dict[str, Any], ...]:
+    result = subprocess.run(
+        [str(KUBECTL), "kustomize", str(K8S / kustomization)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, f"kustomize {kustomization}: {result.stderr}"
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def of_kind(kustomization: str, kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in render(kustomization) if doc["kind"] == kind}
+
+
+@functools.cache
+def custom_schema(name: str) -> dict[str, Any]:
+    return json.loads((SCHEMAS / name).read_text())
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_every_rendered_object_validates(kustomization):
+    docs = render(kustomization)
+    assert docs, f"{kustomization} rendered nothing"
+    for doc in docs:
+        where = f"{kustomization}: {doc['kind']}/{doc['metadata']['name']}"
+        custom = CUSTOM.get((doc["apiVersion"], doc["kind"]))
+        if custom:
+            errors = sorted(jsonschema.Draft202012Validator(custom_schema(custom)).iter_errors(doc), key=str)
+            assert not errors, f"{where}: {[f'{list(e.path)}: {e.message}' for e in errors]}"
+        else:
+            try:
+                kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+            except kubernetes_validate.utils.ValidationError as exc:
+                pytest.fail(f"{where}: {exc.message} at {list(exc.path)}")
+
+
+def test_a_bad_object_is_caught():
+    """The checks above can fail: a misspelt field and a wrong type are both refused."""
+    deployment = dict(of_kind("base", "Deployment")["dripiq-planner"])
+    with pytest.raises(kubernetes_validate.utils.ValidationError):
+        kubernetes_validate.validate({**deployment, "spec": {**deployment["spec"], "replica": 2}}, "1.33.0", True)
+    scaled = of_kind("base", "ScaledObject")["dripiq-planner"]
+    broken = {**scaled, "spec": {**scaled["spec"], "maxReplicaCount": "many"}}
+    assert list(
+        jsonschema.Draft202012Validator(custom_schema(CUSTOM[("keda.sh/v1alpha1", "ScaledObject")])).iter_errors(broken)
+    )
+
+
+@pytest.mark.parametrize("kustomization", SERVICE_OVERLAYS)
+@pytest.mark.parametrize("name", sorted(PROCESSES))
+def test_each_process_runs_hardened_probed_and_bounded(kustomization, name):
+    deployment = of_kind(kustomization, "Deployment")[name]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    port_name, port = PROCESSES[name]
+
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert pod["terminationGracePeriodSeconds"] > SHUTDOWN_GRACE_SECONDS
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert pod["serviceAccountName"] == name
+    assert name in of_kind(kustomization, "ServiceAccount")
+    assert {"name": port_name, "containerPort": port} in container["ports"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        if port_name == "grpc":
+            assert container[probe]["grpc"] == {"port": port}, f"{name} {probe}: native gRPC probe on its port"
+        else:
+            assert container[probe]["httpGet"]["port"] == "http"
+    service = of_kind(kustomization, "Service")[name]
+    assert port_name in {p["name"] for p in service["spec"]["ports"]}
+    assert service["spec"]["selector"].items() <= deployment["spec"]["selector"]["matchLabels"].items()
+    pdb = of_kind(kustomization, "PodDisruptionBudget")[name]
+    assert (
+        pdb["spec"]["selector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+
+@pytest.mark.parametrize("kustomization", SERVICE_OVERLAYS)
+def test_scaling_on_consumer_lag_and_cpu(kustomization):
+    scaled = of_kind(kustomization, "ScaledObject")
+    assert set(scaled) == SCALED_ON_LAG
+    for name, obj in scaled.items():
+        assert obj["spec"]["scaleTargetRef"]["name"] == name
+        assert {t["type"] for t in obj["spec"]["triggers"]} == {"nats-jetstream"}
+    consumers = {t["metadata"]["consumer"] for obj in scaled.values() for t in obj["spec"]["triggers"]}
+    assert {"dispatcher-send", "planner-engagement", "events-webhooks"} <= consumers
+    [hpa] = of_kind(kustomization, "HorizontalPodAutoscaler").values()
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "dripiq-edge"
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+
+
+def test_secrets_are_referenced_never_written():
+    for kustomization in KUSTOMIZATIONS:
+        assert not of_kind(kustomization, "Secret"), f"{kustomization} must only refer to Secrets"
+    env = {
+        e["name"]: e.get("valueFrom", {}).get("secretKeyRef", {}).get("name")
+        for d in of_kind("base", "Deployment").values()
+        for e in d["spec"]["template"]["spec"]["containers"][0].get("env", [])
+    }
+    assert env["SENDGRID_API_KEY"] == "dripiq-sendgrid"
+    assert env["OPENAI_API_KEY"] == "dripiq-openai"
+    assert env["SENDGRID_WEBHOOK_PUBLIC_KEY"] == "dripiq-sendgrid"
+    for name in ("planner", "dispatcher", "events", "scheduler"):
+        container = of_kind("base", "Deployment")[f"dripiq-{name}"]["spec"]["template"]["spec"]["containers"][0]
+        refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e}
+        assert f"dripiq-db-{name}" in refs and not {f"dripiq-db-{o}" for o in PROCESSES if o != name} & refs
+
+
+def test_one_role_per_service_owning_only_its_schema():
+    [cluster] = of_kind("deps/postgres", "Cluster").values()
+    roles = {r["name"]: r["passwordSecret"]["name"] for r in cluster["spec"]["managed"]["roles"]}
+    assert roles == {s: f"dripiq-db-{s}" for s in ("planner", "dispatcher", "events", "scheduler")}
+    sql = cluster["spec"]["bootstrap"]["initdb"]["postInitApplicationSQL"]
+    for service in roles:
+        assert f"CREATE SCHEMA {service} AUTHORIZATION {service}" in sql
+    [pooler] = of_kind("deps/postgres", "Pooler").values()
+    config = of_kind("base", "ConfigMap")["dripiq-config"]["data"]
+    assert pooler["metadata"]["name"] == config["DB_HOST"]
+    assert f"{cluster['metadata']['name']}-rw" == config["DB_MIGRATION_HOST"]
+
+
+@pytest.mark.parametrize("kustomization", ["base/migrations", "overlays/prod/migrations"])
+def test_migrations_run_as_a_job_per_service(kustomization):
+    jobs = of_kind(kustomization, "Job")
+    assert set(jobs) == {f"dripiq-migrate-{s}" for s in ("planner", "dispatcher", "events", "scheduler")}
+    for name, job in jobs.items():
+        service = name.removeprefix("dripiq-migrate-")
+        [container] = job["spec"]["template"]["spec"]["containers"]
+        assert container["command"][-2:] == ["dripiq_common.migrations", service]
+        assert container["image"].rsplit(":", 1)[0].endswith(f"dripiq/{service}")
+        assert job["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_only_the_edge_takes_traffic_from_outside_the_namespace():
+    policies = of_kind("base", "NetworkPolicy")
+    deny = policies["dripiq-default-deny"]["spec"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    for name, policy in policies.items():
+        for rule in policy["spec"].get("ingress", []):
+            sources = rule.get("from")
+            if name == "dripiq-edge-public":
+                assert sources is None, "the edge is reachable from anywhere"
+                continue
+            assert sources, f"{name}: an ingress rule without sources admits everyone"
+            for source in sources:
+                outside = "namespaceSelector" in source or "ipBlock" in source
+                metrics_only = {p["port"] for p in rule["ports"]} <= {"metrics", "http"}
+                assert not outside or metrics_only, f"{name}: only metrics may be scraped from outside"
+
+
+def test_prod_runs_spread_replicas_with_three_stream_replicas():
+    for name, deployment in of_kind("overlays/prod", "Deployment").items():
+        assert deployment["spec"]["replicas"] >= 2, name
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["affinity"]["podAntiAffinity"], name
+        assert pod["topologySpreadConstraints"], name
+    assert of_kind("overlays/prod", "ConfigMap")["dripiq-config"]["data"]["JETSTREAM_REPLICAS"] == "3"
+    for obj in of_kind("overlays/prod", "ScaledObject").values():
+        assert obj["spec"]["minReplicaCount"] >= 2
+    dev = of_kind("overlays/dev", "Deployment")
+    assert all(d["spec"]["replicas"] == 1 for d in dev.values())
+    assert of_kind("overlays/dev", "ConfigMap")["dripiq-config"]["data"]["JETSTREAM_REPLICAS"] == "1"
