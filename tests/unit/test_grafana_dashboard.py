@@ -1,0 +1,229 @@
+"""The Grafana dashboard in deploy/grafana against the metrics the processes really export.
+
+Every metric a query names must be registered by one of the five processes, or be listed
+below as coming from an exporter outside this repository. Renaming a metric, a stream, an
+edge route or an outcome kind fails here instead of leaving a panel blank; a new dripiq_
+metric fails here until a panel shows it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from dripiq.dispatcher.v1 import messages_pb2
+from dripiq_common.jetstream import Streams
+from dripiq_events.edge.app import Edge
+
+DASHBOARD_PATH = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dripiq-dashboard.json"
+
+# Each process's entry module: importing it registers every metric that process serves.
+PROCESS_MODULES = (
+    "dripiq_planner.__main__",
+    "dripiq_dispatcher.__main__",
+    "dripiq_events.__main__",
+    "dripiq_scheduler.__main__",
+    "dripiq_events.edge.__main__",
+)
+
+# Series the dashboard reads that no code in this repository exports.
+EXTERNAL_METRICS = {
+    # Written by Prometheus itself for every scrape target.
+    "up",
+    # prometheus-nats-exporter with -jsz=all -prefix=nats, as the NATS Helm chart runs it beside
+    # each server. Gauges; several servers may report the same stream or consumer.
+    "nats_consumer_num_pending",
+    "nats_consumer_num_ack_pending",
+    "nats_consumer_num_redelivered",
+    "nats_stream_total_messages",
+    "nats_stream_last_seq",
+}
+
+# The series names prometheus_client writes for a metric family, by its type.
+SERIES_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "gaugehistogram": ("_bucket", "_gcount", "_gsum"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "info": ("_info",),
+}
+
+LABEL_LISTS = ("by", "without", "on", "ignoring", "group_left", "group_right")
+PROMQL_KEYWORDS = {*LABEL_LISTS, "bool", "and", "or", "unless", "offset", "inf", "nan"}
+STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+MATCHER = re.compile(r'([a-zA-Z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+LABEL_VALUES = re.compile(r"label_values\((.+),\s*[a-zA-Z_]\w*\)")
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+
+
+def load_dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD_PATH.read_text())
+
+
+def all_panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Top-level panels and those folded inside collapsed rows."""
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def queries(dashboard: dict[str, Any]) -> list[str]:
+    """Every PromQL expression: panel targets and the selectors of query variables."""
+    exprs = [target["expr"] for panel in all_panels(dashboard) for target in panel.get("targets", [])]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            match = LABEL_VALUES.fullmatch(variable["query"]["query"])
+            assert match, f"variable {variable['name']}: expected label_values(<selector>, <label>)"
+            exprs.append(match.group(1))
+    return exprs
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects: what is left once strings, dashboard
+    variables, label matchers, ranges, label lists, functions and keywords are taken out."""
+    text = STRING.sub('""', expr)
+    text = re.sub(r"\$\{?\w+\}?", "", text)
+    text = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", text)
+    text = re.sub(rf"\b(?:{'|'.join(LABEL_LISTS)})\s*\([^)]*\)", "", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w.])[a-zA-Z_:][\w:]*", text):
+        is_call = text[match.end() :].lstrip().startswith("(")
+        if not is_call and match.group().lower() not in PROMQL_KEYWORDS:
+            names.add(match.group())
+    return names
+
+
+def used_metrics() -> set[str]:
+    return set().union(*(metric_names(expr) for expr in queries(load_dashboard())))
+
+
+def exported_series() -> dict[str, set[str]]:
+    """Series names by metric family, for everything the processes register at import.
+
+    Names come from each family's type as well as its samples: a labelled metric has no
+    sample until its first label values are used.
+    """
+    for name in PROCESS_MODULES:
+        importlib.import_module(name)
+    series: dict[str, set[str]] = {}
+    for family in REGISTRY.collect():
+        names = {family.name + suffix for suffix in SERIES_SUFFIXES.get(family.type, ("",))}
+        series[family.name] = names | {sample.name for sample in family.samples}
+    return series
+
+
+def edge_routes() -> set[str]:
+    # A stand-in connection: building the routes only reads the server's max_payload.
+    edge = Edge(
+        js=None,  # type: ignore[arg-type]
+        nc=SimpleNamespace(max_payload=1 << 20),  # type: ignore[arg-type]
+        verifier=None,  # type: ignore[arg-type]
+        signer=None,  # type: ignore[arg-type]
+        max_body_bytes=1 << 20,
+        signature_tolerance_seconds=600,
+    )
+    # The edge counts a request that matched no route under "unmatched".
+    return {resource.canonical for resource in edge.app().router.resources()} | {"unmatched"}
+
+
+def stream_names() -> set[str]:
+    return {spec.name for spec in Streams.all()}
+
+
+def outcome_kinds() -> set[str]:
+    return {name.removeprefix("OUTCOME_KIND_").lower() for name in messages_pb2.OutcomeKind.keys()}
+
+
+# The labels whose values queries spell out, with where the code keeps those values.
+SPELLED_LABELS: dict[str, Callable[[], set[str]]] = {
+    "stream_name": stream_names,
+    "route": edge_routes,
+    "kind": outcome_kinds,
+}
+
+
+def test_metric_names_are_read_from_selectors_only() -> None:
+    expr = (
+        'histogram_quantile(0.99, sum by (le, route) (rate(a_seconds_bucket{job=~"$job", x="b_total"}[$__rate_interval])))'
+        " / on (job) group_left ignoring (le) sum without (instance) (c_total offset 5m) > bool 1e3"
+    )
+    assert metric_names(expr) == {"a_seconds_bucket", "c_total"}
+    assert metric_names("up") == {"up"}
+
+
+def test_the_dashboard_has_a_grafana_shape() -> None:
+    dashboard = load_dashboard()
+    assert dashboard["title"] and dashboard["uid"]
+    assert dashboard["schemaVersion"] >= 36
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    for variable in variables.values():
+        if variable["type"] == "query":
+            assert variable["datasource"] == DATASOURCE, variable["name"]
+
+    panels = list(all_panels(dashboard))
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids)), "panel ids repeat"
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["w"] > 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        if panel["type"] == "row":
+            continue
+        assert panel["title"] and panel["description"], panel["id"]
+        assert panel["datasource"] == DATASOURCE, panel["title"]
+        assert panel["fieldConfig"]["defaults"]["unit"], panel["title"]
+        assert panel["targets"], panel["title"]
+        ref_ids = [target["refId"] for target in panel["targets"]]
+        assert len(ref_ids) == len(set(ref_ids)), panel["title"]
+        for target in panel["targets"]:
+            assert target["expr"].strip(), panel["title"]
+            assert target["datasource"] == DATASOURCE, panel["title"]
+
+
+def test_panels_do_not_overlap() -> None:
+    cells: dict[tuple[int, int], str] = {}
+    for panel in load_dashboard()["panels"]:
+        grid = panel["gridPos"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
+                cells[(x, y)] = panel["title"]
+
+
+def test_every_metric_a_query_names_is_exported() -> None:
+    ours = set().union(*exported_series().values())
+    used = used_metrics()
+    assert not EXTERNAL_METRICS & ours, "an external metric is exported here; drop it from EXTERNAL_METRICS"
+    assert sorted(used - ours - EXTERNAL_METRICS) == []
+    assert sorted(EXTERNAL_METRICS - used) == [], "EXTERNAL_METRICS lists metrics no query uses"
+
+
+def test_every_dripiq_metric_has_a_panel() -> None:
+    used = used_metrics()
+    missing = [
+        family for family, names in exported_series().items() if family.startswith("dripiq_") and not names & used
+    ]
+    assert sorted(missing) == []
+
+
+@pytest.mark.parametrize("label", sorted(SPELLED_LABELS))
+def test_label_values_spelled_out_in_queries_exist(label: str) -> None:
+    known = SPELLED_LABELS[label]()
+    spelled = {
+        value
+        for expr in queries(load_dashboard())
+        for name, _, pattern in MATCHER.findall(expr)
+        if name == label and "$" not in pattern
+        for value in pattern.split("|")
+    }
+    assert spelled, f"no query spells out a {label}"
+    assert sorted(spelled - known) == []
