@@ -12,6 +12,7 @@ import pytest_asyncio
 from events_helpers import raw_webhook
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from prometheus_client import REGISTRY
 from sqlalchemy import insert, select, text
 
 from dripiq.events.v1 import events_service_pb2 as pb
@@ -226,3 +227,20 @@ async def test_old_rows_in_the_default_partition_are_pruned_too(engine):
             ).scalars()
         )
     assert kept == {recent}
+
+
+async def test_every_rpc_is_counted_and_timed_by_method_and_code(stub, tenant_id):
+    labels = {"grpc_service": "dripiq.events.v1.EventsService", "grpc_method": "GetStepFunnel"}
+
+    def handled(code: str) -> float:
+        return REGISTRY.get_sample_value("dripiq_grpc_server_handled_total", {**labels, "grpc_code": code}) or 0
+
+    def timed() -> float:
+        return REGISTRY.get_sample_value("dripiq_grpc_server_handling_seconds_count", labels) or 0
+
+    before = handled("OK"), handled("INVALID_ARGUMENT"), timed()
+    await stub.GetStepFunnel(pb.GetStepFunnelRequest(tenant_id=tenant_id, campaign_id="camp-1"))
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.GetStepFunnel(pb.GetStepFunnelRequest(tenant_id=tenant_id, campaign_id=""))
+
+    assert (handled("OK"), handled("INVALID_ARGUMENT"), timed()) == (before[0] + 1, before[1] + 1, before[2] + 2)

@@ -1,7 +1,9 @@
-"""grpc.aio server bootstrap: the error-mapping interceptor, health and reflection."""
+"""grpc.aio server bootstrap: the error-mapping interceptor (which also counts and times every
+RPC), health and reflection."""
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Callable, Sequence
 
@@ -12,6 +14,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
+from prometheus_client import Counter, Histogram
 
 from dripiq_common.errors import (
     AlreadyExists,
@@ -22,6 +25,18 @@ from dripiq_common.errors import (
 )
 
 log = structlog.get_logger(__name__)
+
+RPCS = Counter(
+    "dripiq_grpc_server_handled",
+    "RPCs answered, by service, method and status code",
+    ["grpc_service", "grpc_method", "grpc_code"],
+)
+RPC_SECONDS = Histogram(
+    "dripiq_grpc_server_handling_seconds",
+    "Time to answer an RPC, by service and method",
+    ["grpc_service", "grpc_method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 
 _CODES: list[tuple[type[DomainError], int]] = [
     (InvalidArgument, code_pb2.INVALID_ARGUMENT),
@@ -51,7 +66,8 @@ def status_for(exc: Exception) -> status_pb2.Status:
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
-    """The one place that turns domain errors into gRPC status codes."""
+    """The one place that turns domain errors into gRPC status codes, and counts and times
+    every RPC by the code it ended with."""
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = await continuation(handler_call_details)
@@ -59,17 +75,30 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             return handler
         inner = handler.unary_unary
         method = handler_call_details.method
+        service_name, _, method_name = method.lstrip("/").partition("/")
 
         async def mapped(request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+            started = time.perf_counter()
+            code = "OK"
             try:
                 return await inner(request, context)
             except grpc.aio.AbortError:
+                aborted = context.code()
+                code = aborted.name if isinstance(aborted, grpc.StatusCode) else "UNKNOWN"
                 raise
             except DomainError as exc:
-                await context.abort_with_status(rpc_status.to_status(status_for(exc)))
+                status = status_for(exc)
+                code = code_pb2.Code.Name(status.code)
+                await context.abort_with_status(rpc_status.to_status(status))
             except Exception as exc:
+                code = "INTERNAL"
                 log.error("rpc.internal_error", method=method, error=repr(exc), trace=traceback.format_exc())
                 await context.abort_with_status(rpc_status.to_status(status_for(exc)))
+            finally:
+                RPCS.labels(grpc_service=service_name, grpc_method=method_name, grpc_code=code).inc()
+                RPC_SECONDS.labels(grpc_service=service_name, grpc_method=method_name).observe(
+                    time.perf_counter() - started
+                )
 
         return grpc.unary_unary_rpc_method_handler(
             mapped,
