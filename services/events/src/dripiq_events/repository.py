@@ -65,13 +65,16 @@ async def upsert_outbound(conn: AsyncConnection, *, sent: Sequence[SentMessage])
     return [s for s in latest.values() if s.outbound.message_id in inserted]
 
 
-# Locks the known messages (in id order), sets the wanted bits where one is missing, and
-# answers the bits each had before, in one statement (RETURNING cannot give old values on
-# PostgreSQL before 18).
+# Locks the known messages that miss one of their wanted bits (in id order), sets those bits,
+# and answers the bits each had before, in one statement (RETURNING cannot give old values on
+# PostgreSQL before 18). A message that has every wanted bit already is only read: the lock
+# re-checks the condition on the newest row version, so one completed by a concurrent delivery
+# is left out, and nothing is counted twice.
 _ADD_SEEN = """
 WITH wanted AS (SELECT * FROM unnest($1::text[], $2::integer[]) AS w(message_id, bits)),
 before AS (
     SELECT o.message_id, o.seen FROM events.outbound_messages o JOIN wanted w USING (message_id)
+    WHERE o.seen | w.bits <> o.seen
     ORDER BY o.message_id FOR UPDATE OF o
 ),
 changed AS (
@@ -84,9 +87,9 @@ SELECT message_id, seen FROM before
 
 
 async def add_seen(conn: AsyncConnection, *, wanted: dict[str, int]) -> dict[str, int]:
-    """Record the rollup bits each message reached; the bits the known ones had counted
-    before (a message we never heard was sent is absent). The rows stay locked until commit,
-    so a concurrent batch counts a first time only once."""
+    """Record the rollup bits each message reached; the bits had before by the known messages
+    that reached a new one (the others, and messages we never heard were sent, are absent).
+    Those rows stay locked until commit, so a concurrent batch counts a first time only once."""
     if not wanted:
         return {}
     ids = sorted(wanted)
