@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
@@ -121,7 +122,15 @@ def _no_constant(name: str) -> Any:
 
 def loads_json(body: bytes | str) -> Any:
     """Strict JSON: NaN, Infinity and numbers too large for a double are refused (PostgreSQL's
-    jsonb refuses them too), and nesting too deep to parse is ValueError like any bad body."""
+    jsonb refuses them too), and nesting too deep to parse is ValueError like any bad body.
+
+    orjson parses first (a webhook batch several times faster); what it refuses (lone
+    surrogates, deep nesting, out-of-range numbers) gets the json module's verdict. An integer
+    past 64 bits comes back from orjson as a float."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(body, parse_float=_finite, parse_constant=_no_constant)
     except RecursionError:
