@@ -26,10 +26,14 @@ async def test_relay_publishes_committed_rows_once_and_deletes_them(engine, js, 
             [OutboxMessage(subject, commands_pb2.TimerCommand(tenant_id=tenant_id)) for _ in range(3)],
         )
     relay = OutboxRelay(engine, js, scheduler_outbox)
+    published = REGISTRY.get_sample_value("dripiq_outbox_published_total", {"outbox": "scheduler"}) or 0
     while await relay.relay_once():
         pass
     info = await js.stream_info(TEST_STREAM.name, subjects_filter=subject)
     assert info.state.subjects[subject] == 3
+    # What an operator sees: messages relayed, and nothing left waiting.
+    assert REGISTRY.get_sample_value("dripiq_outbox_published_total", {"outbox": "scheduler"}) >= published + 3
+    assert REGISTRY.get_sample_value("dripiq_outbox_oldest_age_seconds", {"outbox": "scheduler"}) == 0
     async with engine.connect() as conn:
         left = await conn.scalar(
             select(func.count()).select_from(scheduler_outbox).where(scheduler_outbox.c.subject == subject)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import structlog
 from google.protobuf.message import Message as ProtoMessage
 from nats.js import JetStreamContext
+from prometheus_client import Counter, Gauge
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -36,6 +37,13 @@ from dripiq_common.jetstream import Outgoing, Subjects, publish_many
 from dripiq_common.loops import Poller
 
 log = structlog.get_logger(__name__)
+
+PUBLISHED = Counter("dripiq_outbox_published", "Outbox messages published and deleted, by outbox", ["outbox"])
+OLDEST_AGE = Gauge(
+    "dripiq_outbox_oldest_age_seconds",
+    "Age of the oldest message still waiting in the outbox after the last relay round (0 when empty)",
+    ["outbox"],
+)
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -131,6 +139,7 @@ class OutboxRelay:
                 )
             ).all()
             if not rows:
+                await self._measure_backlog(conn)
                 return 0
             acked = await publish_many(
                 self.js,
@@ -140,6 +149,17 @@ class OutboxRelay:
             failed = len(rows) - len(done)
             if done:
                 await conn.execute(delete(t).where(t.c.id.in_(done)))
+        PUBLISHED.labels(outbox=t.schema).inc(len(done))
         if failed:
             log.warning("outbox.publish_failed", outbox=t.schema, failed=failed)
+        if len(done) < self.batch_size:
+            async with self.engine.connect() as conn:
+                await self._measure_backlog(conn)
         return len(done)
+
+    async def _measure_backlog(self, conn: AsyncConnection) -> None:
+        """The oldest waiting message's age, after a round that found less than a batch (what
+        remains is rows another relay holds, or that JetStream did not ack)."""
+        t = self.table
+        oldest = (await conn.execute(select(t.c.created_at, func.now()).order_by(t.c.id).limit(1))).first()
+        OLDEST_AGE.labels(outbox=t.schema).set((oldest[1] - oldest[0]).total_seconds() if oldest else 0)
