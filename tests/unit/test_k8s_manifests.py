@@ -216,3 +216,39 @@ def test_prod_runs_spread_replicas_with_three_stream_replicas():
     dev = of_kind("overlays/dev", "Deployment")
     assert all(d["spec"]["replicas"] == 1 for d in dev.values())
     assert of_kind("overlays/dev", "ConfigMap")["dripiq-config"]["data"]["JETSTREAM_REPLICAS"] == "1"
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels and In / NotIn / Exists / DoesNotExist)."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for rule in selector.get("matchExpressions", []):
+        key, op, values = rule["key"], rule["operator"], rule.get("values", [])
+        present = key in labels
+        if (
+            (op == "In" and labels.get(key) not in values)
+            or (op == "NotIn" and labels.get(key) in values)
+            or (op == "Exists" and not present)
+            or (op == "DoesNotExist" and present)
+        ):
+            return False
+    return True
+
+
+def pod_labels() -> dict[str, dict[str, str]]:
+    """The pods' labels of every process and migration Job, as rendered."""
+    workloads = {**of_kind("overlays/prod", "Deployment"), **of_kind("overlays/prod/migrations", "Job")}
+    return {name: w["spec"]["template"]["metadata"]["labels"] for name, w in workloads.items()}
+
+
+def test_every_network_policy_selects_pods_and_every_pod_reaches_dns_and_nats():
+    pods = pod_labels()
+    policies = of_kind("overlays/prod", "NetworkPolicy")
+    for name, policy in policies.items():
+        selected = [pod for pod, labels in pods.items() if selects(policy["spec"]["podSelector"], labels)]
+        assert selected, f"{name} selects no pod: its rules would never apply"
+    dns_nats = policies["dripiq-egress-dns-nats"]["spec"]["podSelector"]
+    postgres = policies["dripiq-egress-postgres"]["spec"]["podSelector"]
+    for pod, labels in pods.items():
+        assert selects(dns_nats, labels), f"{pod} could not resolve names or reach NATS"
+        assert selects(postgres, labels) == (pod != "dripiq-edge"), f"{pod}: PostgreSQL for all but the edge"
