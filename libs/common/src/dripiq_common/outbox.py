@@ -8,6 +8,7 @@ window, then deletes them.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -41,9 +42,10 @@ log = structlog.get_logger(__name__)
 PUBLISHED = Counter("dripiq_outbox_published", "Outbox messages published and deleted, by outbox", ["outbox"])
 OLDEST_AGE = Gauge(
     "dripiq_outbox_oldest_age_seconds",
-    "Age of the oldest message still waiting in the outbox after the last relay round (0 when empty)",
+    "Age of the oldest message waiting in the outbox, measured in relay rounds at most every 5 s (0 when empty)",
     ["outbox"],
 )
+BACKLOG_EVERY_SECONDS = 5.0
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -104,6 +106,7 @@ class OutboxRelay:
     table: Table
     batch_size: int = 500
     poll_seconds: float = 1.0
+    _next_measure: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         self._poller = Poller(
@@ -129,6 +132,7 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Publish one batch; rows whose PubAck did not come stay for the next round."""
         t = self.table
+        done: list[int] = []
         async with self.engine.begin() as conn:
             rows = (
                 await conn.execute(
@@ -138,28 +142,27 @@ class OutboxRelay:
                     .with_for_update(skip_locked=True)
                 )
             ).all()
-            if not rows:
-                await self._measure_backlog(conn)
-                return 0
-            acked = await publish_many(
-                self.js,
-                [Outgoing(row.subject, row.payload, f"{t.schema}:{row.id}", row.headers) for row in rows],
-            )
-            done = [row.id for row, ok in zip(rows, acked, strict=True) if ok]
-            failed = len(rows) - len(done)
-            if done:
-                await conn.execute(delete(t).where(t.c.id.in_(done)))
+            if rows:
+                acked = await publish_many(
+                    self.js,
+                    [Outgoing(row.subject, row.payload, f"{t.schema}:{row.id}", row.headers) for row in rows],
+                )
+                done = [row.id for row, ok in zip(rows, acked, strict=True) if ok]
+                if done:
+                    await conn.execute(delete(t).where(t.c.id.in_(done)))
+            await self._measure_backlog(conn)
         PUBLISHED.labels(outbox=t.schema).inc(len(done))
-        if failed:
-            log.warning("outbox.publish_failed", outbox=t.schema, failed=failed)
-        if len(done) < self.batch_size:
-            async with self.engine.connect() as conn:
-                await self._measure_backlog(conn)
+        if len(rows) > len(done):
+            log.warning("outbox.publish_failed", outbox=t.schema, failed=len(rows) - len(done))
         return len(done)
 
     async def _measure_backlog(self, conn: AsyncConnection) -> None:
-        """The oldest waiting message's age, after a round that found less than a batch (what
-        remains is rows another relay holds, or that JetStream did not ack)."""
+        """The oldest message still waiting once this round's are deleted: at most every
+        BACKLOG_EVERY_SECONDS, so a relay kicked after every commit adds no query per round."""
+        now = time.monotonic()
+        if now < self._next_measure:
+            return
+        self._next_measure = now + BACKLOG_EVERY_SECONDS
         t = self.table
         oldest = (await conn.execute(select(t.c.created_at, func.now()).order_by(t.c.id).limit(1))).first()
         OLDEST_AGE.labels(outbox=t.schema).set((oldest[1] - oldest[0]).total_seconds() if oldest else 0)
