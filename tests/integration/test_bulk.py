@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Column, Integer, MetaData, Table, Text, func, select
 
 from dripiq_common import bulk
 from dripiq_dispatcher.models import rate_counters
@@ -79,3 +79,33 @@ async def test_records_go_in_as_one_array_of_the_table_row_type(engine):
             select(message_events.c.raw_event).where(message_events.c.provider_event_id == f"{key}-1")
         )
         assert stored.scalar_one() == {"n": 1, "text": 'é"quoted"'}
+
+
+async def test_records_go_in_again_after_the_table_gains_a_column(engine):
+    name = f"bulk_probe_{uuid.uuid4().hex[:8]}"
+    probe = Table(name, MetaData(), Column("id", Integer), Column("note", Text), schema="public")
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql(f"CREATE TABLE public.{name} (id integer, note text)")
+
+    async def insert(conn, n: int) -> bool:  # type: ignore[no-untyped-def]
+        try:
+            async with conn.begin():
+                await bulk.insert_records(conn, probe, [{"id": n, "note": "row"}])
+        except Exception:
+            return False
+        return True
+
+    # Two pooled connections that both wrote records of the old shape.
+    async with engine.connect() as first, engine.connect() as second:
+        assert await insert(first, 1) and await insert(second, 2)
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(f"ALTER TABLE public.{name} ADD COLUMN extra text DEFAULT 'x'")
+        # The first batch after the change may fail, as a redelivered one would be retried;
+        # from then on every connection writes the new shape.
+        await insert(first, 3)
+        assert await insert(second, 4), "a connection that did not see the failure reloads too"
+        assert await insert(first, 5)
+    async with engine.begin() as conn:
+        rows = (await conn.exec_driver_sql(f"SELECT id, extra FROM public.{name} ORDER BY id")).all()
+        await conn.exec_driver_sql(f"DROP TABLE public.{name}")
+    assert {(1, "x"), (2, "x"), (4, "x"), (5, "x")} <= {tuple(r) for r in rows}

@@ -8,6 +8,7 @@ pipeline, every outbox) write through here; everything else stays on SQLAlchemy 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -78,6 +79,10 @@ async def insert_rows(
 
 
 _ROW_TYPES: dict[str, tuple[str, ...]] = {}
+# Bumped when a record insert fails: every pooled connection then forgets the row types it
+# decoded before its next record insert (asyncpg keeps them per connection).
+_schema_generation = 0
+_reloaded_at: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 async def _row_type(db: Any, qualified: str) -> tuple[str, ...]:
@@ -100,11 +105,19 @@ async def insert_records(
     For wide rows this is much cheaper to encode: asyncpg checks every element of an array
     parameter for nesting, so sixteen column arrays of a thousand values cost sixteen thousand
     checks, and one array of a thousand records a thousand. Columns a row leaves out are NULL
-    in the record and not inserted, so their defaults apply."""
+    in the record and not inserted, so their defaults apply.
+
+    The row type's column order is read once per process. When a statement fails it is read
+    again, and every connection reloads its row types, so after a migration changes the
+    table's columns the retried batch goes in."""
     if not rows:
         return []
+    global _schema_generation
     qualified = f"{table.schema}.{table.name}"
     db = await driver(conn)
+    if _reloaded_at.get(db, 0) < _schema_generation:
+        await db.reload_schema_state()
+        _reloaded_at[db] = _schema_generation
     order = await _row_type(db, qualified)
     names = list(rows[0])
     records = [tuple(row.get(name) for name in order) for row in rows]
@@ -113,9 +126,16 @@ async def insert_records(
         f"INSERT INTO {qualified} ({columns}) SELECT {', '.join('v.' + quoted(n) for n in names)} "
         f"FROM unnest($1::{qualified}[]) AS v {suffix}"
     )
-    if "RETURNING" in suffix.upper():
-        return list(await db.fetch(query, records))
-    await db.execute(query, records)
+    try:
+        if "RETURNING" in suffix.upper():
+            return list(await db.fetch(query, records))
+        await db.execute(query, records)
+    except Exception:
+        # The table may have changed: read its columns again, and let every connection
+        # forget the row type it decoded, before the batch is tried again.
+        _ROW_TYPES.clear()
+        _schema_generation += 1
+        raise
     return []
 
 
