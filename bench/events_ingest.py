@@ -283,6 +283,34 @@ async def counts(dsn: str) -> tuple[int, int, int]:
         await conn.close()
 
 
+TABLE_WRITES_QUERY = """
+SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del
+FROM pg_stat_user_tables WHERE schemaname = 'events' AND n_tup_ins + n_tup_upd + n_tup_del > 0
+ORDER BY n_tup_ins + n_tup_upd + n_tup_del DESC
+"""
+
+
+async def table_writes(dsn: str) -> dict[str, tuple[int, int, int, int]]:
+    """Rows inserted, updated, updated in place (HOT: no index touched) and deleted, by table."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(TABLE_WRITES_QUERY)
+    finally:
+        await conn.close()
+    return {r["relname"]: (r["n_tup_ins"], r["n_tup_upd"], r["n_tup_hot_upd"], r["n_tup_del"]) for r in rows}
+
+
+def writes_line(before: dict[str, tuple[int, int, int, int]], after: dict[str, tuple[int, int, int, int]]) -> str:
+    parts = []
+    for table, (ins, upd, hot, dele) in after.items():
+        b_ins, b_upd, b_hot, b_del = before.get(table, (0, 0, 0, 0))
+        ins, upd, hot, dele = ins - b_ins, upd - b_upd, hot - b_hot, dele - b_del
+        if ins or upd or dele:
+            hot_share = f" ({100 * hot / upd:.0f}% in place)" if upd else ""
+            parts.append(f"{table} +{ins:,} ins, {upd:,} upd{hot_share}, {dele:,} del")
+    return "table writes (statistics, may lag by a second): " + ("; ".join(parts) or "none")
+
+
 def outside_processes(before: dict[str, float], after: dict[str, float]) -> float:
     """The machine's busy CPU not spent by the suite's processes or the benchmark (the kernel's
     own work, anything else running here), as a share of one core: a shared machine shows here."""
@@ -345,6 +373,7 @@ async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyp
     )
     samples: list[tuple[float, int]] = []
     sampler = asyncio.create_task(sample(facts, args.sample_seconds, samples))
+    writes_before = await table_writes(dsn)
     before = cpu_snapshot(suite)
     started = time.perf_counter()
     posts = await post_all(url, fake, bodies, args.concurrency, args.rate)
@@ -363,8 +392,10 @@ async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyp
     drained, _ = await webhooks_drained(js, limit_seconds=60)
     await asyncio.sleep(args.settle_seconds)
     rows, unmatched, outboxed = await counts(dsn)
+    writes_after = await table_writes(dsn)
 
     print(cpu)
+    print(writes_line(writes_before, writes_after))
     for (t0, n0), (t1, n1) in zip([(0.0, 0), *samples], samples, strict=False):
         print(f"  {t1:6.1f} s: {n1:>9,} facts published, {(n1 - n0) / (t1 - t0):8,.0f} events/s")
     print(
