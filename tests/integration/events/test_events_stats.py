@@ -4,6 +4,7 @@ Each test has its own tenant, so its campaign's counters start at zero."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from events_helpers import outcome, raw_webhook
@@ -90,3 +91,34 @@ async def test_campaign_stats_add_up_the_steps(engine, ingest, send, tenant_id):
     assert (stats.totals.sent, stats.totals.delivered, stats.totals.unique_human_opens) == (2, 2, 1)
     assert (await query.campaign_stats(tenant_id, "no-such-campaign")).totals == api_pb.EngagementCounts()
     assert (await query.campaign_stats("someone-else", "camp-1")).totals == api_pb.EngagementCounts()
+
+
+async def test_concurrent_deliveries_count_each_first_time_once(engine, ingest, send, tenant_id):
+    # Eight deliveries at once, each with events of every message in its own order: they lock
+    # the same messages at the same moment, and every first time must be counted exactly once.
+    sent = [await send(tenant_id) for _ in range(30)]
+    deliveries, clicked = [], set()
+    for d in range(8):
+        order = sent[d:] + sent[:d] if d % 2 else list(reversed(sent))
+        clicked.update(s.message_id for s in order[: 10 + d])
+        deliveries.append(
+            batch(
+                [event(s, "delivered", d) for s in order]
+                + [event(s, "open", d, sg_machine_open=d % 3 == 0) for s in order]
+                + [event(s, "click", d, url="https://example.com/") for s in order[: 10 + d]]
+            )
+        )
+
+    await asyncio.gather(*(ingest.handle_webhook(body) for body in deliveries))
+
+    counts = (await EventQuery(engine).step_funnel(tenant_id, "camp-1")).steps[0].counts
+    human_open_deliveries = sum(1 for d in range(8) if d % 3)
+    assert counts == api_pb.EngagementCounts(
+        sent=30,
+        delivered=30,
+        unique_human_opens=30,
+        machine_opens=30,
+        human_open_events=30 * human_open_deliveries,
+        unique_clicks=len(clicked),
+        click_events=sum(10 + d for d in range(8)),
+    )

@@ -17,7 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON, JSONB
 
 from dripiq_common.outbox import outbox_table
 
@@ -47,7 +47,9 @@ message_events = Table(
     Column("url", Text),
     Column("reason", Text),
     Column("matched", Boolean, nullable=False),
-    Column("raw_event", JSONB),
+    # The provider's event as text checked to be JSON (json, not jsonb: nothing queries inside
+    # it, and jsonb's conversion cost every insert); NULL once compacted.
+    Column("raw_event", JSON),
     # The natural key dedupes (docs/decisions/0007); `id` is the stored event's handle for
     # facts and paging, unique by its identity, with no index of its own.
     PrimaryKeyConstraint("provider", "provider_event_id", "occurred_at", name="message_events_pkey"),
@@ -73,6 +75,9 @@ outbound_messages = Table(
     Column("sent_at", DateTime(timezone=True), nullable=False),
     # Bits of domain.UNIQUE_METRICS this message has already counted in step_stats.
     Column("seen", Integer, nullable=False, server_default="0"),
+    # The bits the latest change of `seen` added: what that statement's RETURNING reads, since
+    # RETURNING sees only new values before PostgreSQL 18.
+    Column("seen_added", Integer, nullable=False, server_default="0"),
     Index("outbound_messages_provider_message_idx", "provider_message_id"),
     Index("outbound_messages_rfc_message_idx", "rfc_message_id"),
 )

@@ -65,36 +65,31 @@ async def upsert_outbound(conn: AsyncConnection, *, sent: Sequence[SentMessage])
     return [s for s in latest.values() if s.outbound.message_id in inserted]
 
 
-# Locks the known messages that miss one of their wanted bits (in id order), sets those bits,
-# and answers the bits each had before, in one statement (RETURNING cannot give old values on
-# PostgreSQL before 18). A message that has every wanted bit already is only read: the lock
-# re-checks the condition on the newest row version, so one completed by a concurrent delivery
-# is left out, and nothing is counted twice.
+# Sets the wanted bits each known message lacks, and answers the bits it added, in one
+# statement: in SET, `o.seen` is the value before the update, so `seen_added` records what this
+# statement added and RETURNING reads it. Messages that have every wanted bit already are only
+# read, not written or locked. The rows are visited in message-id order (the sorted list drives
+# the join), so concurrent deliveries lock shared messages in the same order. A row changed by
+# a concurrent delivery is re-read at its newest version before it is updated (READ COMMITTED),
+# so a bit that delivery added is not counted twice.
 _ADD_SEEN = """
-WITH wanted AS (SELECT * FROM unnest($1::text[], $2::integer[]) AS w(message_id, bits)),
-before AS (
-    SELECT o.message_id, o.seen FROM events.outbound_messages o JOIN wanted w USING (message_id)
-    WHERE o.seen | w.bits <> o.seen
-    ORDER BY o.message_id FOR UPDATE OF o
-),
-changed AS (
-    UPDATE events.outbound_messages o SET seen = b.seen | w.bits
-    FROM before b JOIN wanted w USING (message_id)
-    WHERE o.message_id = b.message_id AND b.seen | w.bits <> b.seen
-)
-SELECT message_id, seen FROM before
+UPDATE events.outbound_messages o SET seen = o.seen | w.bits, seen_added = w.bits & ~o.seen
+FROM (SELECT * FROM unnest($1::text[], $2::integer[]) AS u(message_id, bits) ORDER BY message_id) w
+WHERE o.message_id = w.message_id AND o.seen | w.bits <> o.seen
+RETURNING o.message_id, o.seen_added
 """
 
 
 async def add_seen(conn: AsyncConnection, *, wanted: dict[str, int]) -> dict[str, int]:
-    """Record the rollup bits each message reached; the bits had before by the known messages
-    that reached a new one (the others, and messages we never heard were sent, are absent).
-    Those rows stay locked until commit, so a concurrent batch counts a first time only once."""
+    """Record the rollup bits each message reached; the bits newly added, for the known
+    messages that reached one they lacked (the others, and messages we never heard were sent,
+    are absent). Those rows stay locked until commit, so a concurrent batch counts a first
+    time only once."""
     if not wanted:
         return {}
     ids = sorted(wanted)
     rows = await (await bulk.driver(conn)).fetch(_ADD_SEEN, ids, [wanted[m] for m in ids])
-    return {row["message_id"]: row["seen"] for row in rows}
+    return {row["message_id"]: row["seen_added"] for row in rows}
 
 
 # (tenant_id, campaign_id, step_index, metric)

@@ -286,9 +286,8 @@ class EventIngest:
                     bits |= domain.UNIQUE_METRICS[metric]
                 wanted[row.message_id] = bits
                 step_of[row.message_id] = step
-        before = await repository.add_seen(conn, wanted=wanted)
-        for message_id, old in before.items():
-            new = wanted[message_id] & ~old
+        added = await repository.add_seen(conn, wanted=wanted)
+        for message_id, new in added.items():
             for metric, bit in domain.UNIQUE_METRICS.items():
                 if new & bit:
                     increments[(*step_of[message_id], metric)] += 1
