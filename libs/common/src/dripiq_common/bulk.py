@@ -120,7 +120,7 @@ async def insert_records(
         _reloaded_at[db] = _schema_generation
     order = await _row_type(db, qualified)
     names = list(rows[0])
-    records = [tuple(row.get(name) for name in order) for row in rows]
+    records = [tuple(map(row.get, order)) for row in rows]
     columns = ", ".join(quoted(n) for n in names)
     query = (
         f"INSERT INTO {qualified} ({columns}) SELECT {', '.join('v.' + quoted(n) for n in names)} "

@@ -26,27 +26,21 @@ def outbox_messages(facts: Iterable[EngagementEvent]) -> list[OutboxMessage]:
     groups: dict[tuple[str, str], list[EngagementEvent]] = {}
     for fact in facts:
         groups.setdefault((fact.tenant_id, fact.event_type), []).append(fact)
-    messages: list[OutboxMessage] = []
-    for (tenant_id, event_type), members in groups.items():
-        subject = Subjects.engagement(tenant_id, event_type)
-        for chunk in _chunks(members):
-            messages.append(OutboxMessage(subject, EngagementBatch(events=chunk)))
-    return messages
+    return [
+        OutboxMessage(Subjects.engagement(tenant_id, event_type), batch)
+        for (tenant_id, event_type), members in groups.items()
+        for batch in _batches(members)
+    ]
 
 
-def _chunks(facts: Sequence[EngagementEvent]) -> Iterable[list[EngagementEvent]]:
-    chunk: list[EngagementEvent] = []
-    size = 0
-    for fact in facts:
-        # A repeated field adds a tag and a length to each entry: 8 bytes covers both.
-        entry = fact.ByteSize() + 8
-        if chunk and size + entry > MAX_BATCH_BYTES:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(fact)
-        size += entry
-    if chunk:
-        yield chunk
+def _batches(facts: Sequence[EngagementEvent]) -> list[EngagementBatch]:
+    """One batch of the facts, or halves of them (and so on) while a batch would pass
+    MAX_BATCH_BYTES. Sizing the whole batch at once is one serialisation, not one per fact."""
+    batch = EngagementBatch(events=facts)
+    if len(facts) == 1 or batch.ByteSize() <= MAX_BATCH_BYTES:
+        return [batch]
+    half = len(facts) // 2
+    return _batches(facts[:half]) + _batches(facts[half:])
 
 
 def read(data: bytes) -> list[EngagementEvent]:
