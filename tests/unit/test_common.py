@@ -8,11 +8,13 @@ import uuid
 
 import pytest
 from google.rpc import code_pb2, error_details_pb2
+from prometheus_client import REGISTRY
 
 from dripiq_common import validation
 from dripiq_common.errors import AlreadyExists, InvalidArgument, NotFound
 from dripiq_common.grpc_server import status_for
 from dripiq_common.jetstream import Streams, Subjects, stream_for_subject, subject_matches, token
+from dripiq_common.loops import Poller
 from dripiq_common.service import finish
 from dripiq_common.tokens import TokenSigner, reply_address, token_from_reply_address
 
@@ -108,3 +110,28 @@ async def test_shutdown_cancels_what_outlives_its_grace() -> None:
     assert time.monotonic() - started < 5
     assert finished.is_set() and tasks[0].exception() is None
     assert tasks[1].cancelled()
+
+
+async def test_a_loop_counts_failed_rounds_and_keeps_going() -> None:
+    name = f"test-loop-{uuid.uuid4().hex[:8]}"
+    outcomes = iter([RuntimeError("database gone"), 0, 0])
+    rounds = 0
+
+    async def round_() -> int:
+        nonlocal rounds
+        rounds += 1
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        if rounds == 3:
+            poller.stop()
+        return outcome
+
+    poller = Poller(round_, full=10, poll_seconds=0.01, name=name)
+    before = time.time()
+    await asyncio.wait_for(poller.run(), timeout=5)
+
+    assert rounds == 3
+    assert REGISTRY.get_sample_value("dripiq_loop_rounds_total", {"loop": name, "result": "failed"}) == 1
+    assert REGISTRY.get_sample_value("dripiq_loop_rounds_total", {"loop": name, "result": "ok"}) == 2
+    assert REGISTRY.get_sample_value("dripiq_loop_last_ok_timestamp_seconds", {"loop": name}) >= int(before)

@@ -272,9 +272,14 @@ async def test_provider_rejection_fails_with_its_message(engine, fake, dispatche
     assert (fact.kind, fact.reason) == (messages_pb2.OUTCOME_KIND_FAILED, row.last_error)
 
 
+def provider_calls(result: str) -> float:
+    return REGISTRY.get_sample_value("dripiq_dispatcher_provider_call_seconds_count", {"result": result}) or 0.0
+
+
 async def test_unavailable_provider_is_retried_then_sent_once(engine, fake, dispatcher, tenant_id):
     cmd = command(tenant_id, await identity(engine, tenant_id))
     fake.fail_next(503)
+    calls = {r: provider_calls(r) for r in ("retry", "accepted", "permanent", "unknown")}
 
     with pytest.raises(RetryLater):
         await dispatcher.handle_send(cmd.SerializeToString())
@@ -288,6 +293,8 @@ async def test_unavailable_provider_is_retried_then_sent_once(engine, fake, disp
     row = await stored(engine, cmd.message_id)
     assert (row.status, row.attempt_count, row.last_error) == ("sent", 2, None)
     assert [f.kind for f in await outcomes(engine, tenant_id)] == [messages_pb2.OUTCOME_KIND_SENT]
+    # Operators see each call's time by result (dripiq_dispatcher_provider_call_seconds).
+    assert {r: provider_calls(r) - calls[r] for r in calls} == {"retry": 1, "accepted": 1, "permanent": 0, "unknown": 0}
 
 
 async def test_transient_failures_give_up_after_max_attempts(engine, fake, dispatcher, tenant_id):

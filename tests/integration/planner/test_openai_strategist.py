@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from openai import AsyncOpenAI, BadRequestError
+from prometheus_client import REGISTRY
 
 from dripiq_devtools.fake_openai import (
     INVALID,
@@ -262,3 +263,34 @@ async def test_the_fake_rejects_a_schema_strict_mode_would_reject(fake: FakeOpen
         await client.close()
     assert raised.value.param == "response_format"
     assert "'additionalProperties' is required to be supplied and to be false" in raised.value.message
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_calls_tokens_and_outcomes_are_counted_for_operators(
+    fake: FakeOpenAI, strategist: OpenAIStrategist
+) -> None:
+    calls = {r: sample("dripiq_planner_ai_call_seconds_count", result=r) for r in ("usable", "unusable", "error")}
+    outcomes = {o: sample("dripiq_planner_ai_strategies_total", outcome=o) for o in ("ok", "repaired", "fallback")}
+    prompt_tokens = sample("dripiq_planner_ai_tokens_total", kind="prompt")
+    fake.queue(MALFORMED, VALID, *[SERVER_ERROR] * (MAX_RETRIES + 1))
+
+    repaired = await strategist.plan(FACTS)
+    fallback = await strategist.plan(FACTS)
+
+    assert (repaired.generation.outcome, fallback.generation.outcome) == ("repaired", "fallback")
+    # The client's own retry of a server error is inside one call.
+    assert {r: sample("dripiq_planner_ai_call_seconds_count", result=r) - calls[r] for r in calls} == {
+        "usable": 1,
+        "unusable": 1,
+        "error": 1,
+    }
+    assert {o: sample("dripiq_planner_ai_strategies_total", outcome=o) - outcomes[o] for o in outcomes} == {
+        "ok": 0,
+        "repaired": 1,
+        "fallback": 1,
+    }
+    used = repaired.generation.prompt_tokens + repaired.earlier[0].prompt_tokens
+    assert used > 0 and sample("dripiq_planner_ai_tokens_total", kind="prompt") - prompt_tokens == used

@@ -56,8 +56,8 @@ def timer(tenant_id: str, key: str, fire_at: datetime) -> pb.Timer:
     return t
 
 
-def metric(name: str) -> float:
-    return REGISTRY.get_sample_value(name) or 0.0
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def stream_messages(js, stream: str, subject: str) -> list[Any]:  # type: ignore[no-untyped-def]
@@ -290,6 +290,9 @@ async def test_nats_outage_loses_and_duplicates_nothing(db, tmp_path: Path, tena
         keys = [f"k{i}" for i in range(5)]
         await timers.schedule_many([timer(tenant_id, key, T0) for key in keys])
 
+        connection = {
+            e: metric("dripiq_nats_connection_events_total", event=e) for e in ("disconnected", "reconnected")
+        }
         nats.stop()
         failures = metric("dripiq_scheduler_publish_failures_total")
         firer = Firer(db, js, clock, publish_timeout=0.5)
@@ -309,6 +312,11 @@ async def test_nats_outage_loses_and_duplicates_nothing(db, tmp_path: Path, tena
             return set((await statuses(db, tenant_id)).values()) == {"fired"}
 
         await eventually(connected)
+        # Operators see the outage as one disconnect and one reconnect of this connection.
+        assert {e: metric("dripiq_nats_connection_events_total", event=e) - connection[e] for e in connection} == {
+            "disconnected": 1,
+            "reconnected": 1,
+        }
         await eventually(everything_fired)
         subject = Subjects.planner_timer(tenant_id)
         info = await js.stream_info("PLANNER_TIMERS", subjects_filter=subject)

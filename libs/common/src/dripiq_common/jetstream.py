@@ -124,17 +124,27 @@ def token(value: str) -> str:
     return value
 
 
+NATS_CONNECTION_EVENTS = Counter(
+    "dripiq_nats_connection_events",
+    "What happened to the process's NATS connection: disconnected, reconnected, error",
+    ["event"],
+)
+
+
 async def connect(url: str, *, name: str) -> NATS:
     nc = NATS()
 
     async def on_error(exc: Exception) -> None:
+        NATS_CONNECTION_EVENTS.labels(event="error").inc()
         log.warning("nats.error", error=str(exc))
 
     async def on_disconnect() -> None:
         if not (nc.is_closed or nc.is_draining):
+            NATS_CONNECTION_EVENTS.labels(event="disconnected").inc()
             log.warning("nats.disconnected")
 
     async def on_reconnect() -> None:
+        NATS_CONNECTION_EVENTS.labels(event="reconnected").inc()
         log.info("nats.reconnected")
 
     await nc.connect(

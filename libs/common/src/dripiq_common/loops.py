@@ -6,8 +6,18 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import structlog
+from prometheus_client import Counter, Gauge
 
 log = structlog.get_logger(__name__)
+
+ROUNDS = Counter(
+    "dripiq_loop_rounds", "Rounds of a background loop, by loop and result (ok, failed)", ["loop", "result"]
+)
+LAST_OK = Gauge(
+    "dripiq_loop_last_ok_timestamp_seconds",
+    "When a background loop last finished a round without an error (unix seconds)",
+    ["loop"],
+)
 
 
 class Poller:
@@ -34,9 +44,13 @@ class Poller:
             try:
                 done = await self._round()
             except Exception as exc:
+                ROUNDS.labels(loop=self._name, result="failed").inc()
                 log.warning("loop.round_failed", loop=self._name, error=repr(exc))
                 done = 0
                 await asyncio.sleep(self._poll_seconds)
+            else:
+                ROUNDS.labels(loop=self._name, result="ok").inc()
+                LAST_OK.labels(loop=self._name).set_to_current_time()
             if done >= self._full:
                 continue
             self._wake.clear()

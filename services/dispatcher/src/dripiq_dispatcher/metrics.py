@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common.outbox import OutboxMessage
@@ -13,6 +13,15 @@ OUTCOMES = Counter(
     "dripiq_dispatcher_outcomes",
     "Message outcomes committed, by kind (sent, failed, suppressed, deferred) and channel",
     ["kind", "channel"],
+)
+
+
+PROVIDER_CALL_SECONDS = Histogram(
+    "dripiq_dispatcher_provider_call_seconds",
+    "Time of one SendGrid Mail Send call, by result: accepted, or how it failed (retry, "
+    "permanent, unknown: no answer after the request left)",
+    ["result"],
+    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 
 

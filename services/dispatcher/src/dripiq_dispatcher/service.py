@@ -398,10 +398,14 @@ class Dispatcher:
     async def _call(self, item: _Item) -> _Answer:
         assert item.identity is not None
         mail = domain.build_mail(item.message, item.identity, signer=self.signer, settings=self.mail_settings)
+        started = time.perf_counter()
         try:
-            return _Answer(provider_message_id=await self.sender.send(mail))
+            answer = _Answer(provider_message_id=await self.sender.send(mail))
         except Exception as exc:
-            return _Answer(failure=domain.classify_failure(exc))
+            answer = _Answer(failure=domain.classify_failure(exc))
+        result = "accepted" if answer.failure is None else answer.failure.kind.value
+        metrics.PROVIDER_CALL_SECONDS.labels(result=result).observe(time.perf_counter() - started)
+        return answer
 
     async def _settle_calls(
         self,

@@ -18,6 +18,7 @@ import structlog
 from openai import APIError, AsyncOpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
+from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -28,6 +29,23 @@ from dripiq_planner.strategist.prompts import PROMPT_VERSION, system_prompt
 from dripiq_planner.strategy import CHANNELS, AdaptiveRule, Cadence, OutreachStep, RuleAction, Strategy
 
 log = structlog.get_logger(__name__)
+
+AI_CALL_SECONDS = Histogram(
+    "dripiq_planner_ai_call_seconds",
+    "Time of one chat completion call (not the wait for a free slot), by result: usable "
+    "(a strategy that passed validation), unusable (an answer that did not), error (no answer)",
+    ["result"],
+    buckets=(0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0),
+)
+AI_TOKENS = Counter(
+    "dripiq_planner_ai_tokens", "Tokens the AI model reported using, by kind (prompt, completion)", ["kind"]
+)
+STRATEGIES = Counter(
+    "dripiq_planner_ai_strategies",
+    "Strategies the AI strategist returned, by outcome: ok (its first answer), repaired "
+    "(after one repair request), fallback (the fallback strategist's, after the AI failed)",
+    ["outcome"],
+)
 
 STRATEGIST_NAME = "openai"
 
@@ -235,13 +253,22 @@ class OpenAIStrategist:
         started = time.perf_counter()
         try:
             async with self._slots:
-                completion = await self._client.chat.completions.create(
-                    model=self._model, messages=messages, response_format=RESPONSE_FORMAT
-                )
+                called = time.perf_counter()
+                try:
+                    completion = await self._client.chat.completions.create(
+                        model=self._model, messages=messages, response_format=RESPONSE_FORMAT
+                    )
+                finally:
+                    call_seconds = time.perf_counter() - called
         except APIError as exc:
+            AI_CALL_SECONDS.labels(result="error").observe(call_seconds)
             return _Attempt(input_json, self._model, _elapsed_ms(started), problems=(_describe(exc),))
         answer, strategy, problems = read_answer(completion)
+        AI_CALL_SECONDS.labels(result="usable" if strategy is not None else "unusable").observe(call_seconds)
         usage = completion.usage
+        if usage:
+            AI_TOKENS.labels(kind="prompt").inc(usage.prompt_tokens)
+            AI_TOKENS.labels(kind="completion").inc(usage.completion_tokens)
         return _Attempt(
             input_json,
             completion.model or self._model,
@@ -256,6 +283,7 @@ class OpenAIStrategist:
     def _planned(
         self, facts: PlanningFacts, strategy: Strategy, generation: Generation, earlier: tuple[Generation, ...] = ()
     ) -> Planned:
+        STRATEGIES.labels(outcome=generation.outcome).inc()
         log.info(
             "strategist.planned",
             strategist=STRATEGIST_NAME,
@@ -280,6 +308,7 @@ class OpenAIStrategist:
             error=error,
         )
         planned = await self._fallback.plan(facts)
+        STRATEGIES.labels(outcome="fallback").inc()
         generation = replace(planned.generation, outcome="fallback", error=f"AI strategy failed: {error}")
         failed = tuple(attempt.generation(facts, "failed") for attempt in attempts)
         return Planned(strategy=planned.strategy, generation=generation, earlier=(*failed, *planned.earlier))
