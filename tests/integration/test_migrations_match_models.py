@@ -3,9 +3,13 @@ and writes through the models meets the columns, types and indexes it expects.""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import uuid
 
+import asyncpg
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
@@ -58,3 +62,33 @@ async def test_events_ingest_storage(engine):
         )
     # An engagement batch lives for milliseconds: compressing it only costs CPU.
     assert storage == "e"
+
+
+async def test_every_migration_goes_down_and_up_again(postgres, database_url):
+    """An operator can roll a service back to an empty schema and forward again (its own
+    database here, so the shared test schema is never touched)."""
+    name = f"migrations_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = database_url.rsplit("/", 1)[0] + f"/{name}"
+    check = await asyncpg.connect(url)
+    try:
+        for service in migrations.SERVICES:
+            await asyncio.to_thread(migrations.upgrade, service, url)
+            await asyncio.to_thread(command.downgrade, migrations.alembic_config(service, url), "base")
+            left = await check.fetchval(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename <> 'alembic_version'", service
+            )
+            assert left == 0, f"{service}: tables left after downgrading to base"
+            await asyncio.to_thread(migrations.upgrade, service, url)
+            assert await check.fetchval(f'SELECT count(*) FROM "{service}".alembic_version') == 1
+    finally:
+        await check.close()
+        admin = await asyncpg.connect(database_url)
+        try:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
