@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
@@ -18,11 +19,13 @@ from sqlalchemy import insert, select, text
 from dripiq.events.v1 import events_service_pb2 as pb
 from dripiq.events.v1 import events_service_pb2_grpc as pb_grpc
 from dripiq.events.v1 import messages_pb2
+from dripiq_common.clock import ManualClock
 from dripiq_common.grpc_server import GrpcServer
 from dripiq_devtools.fake_sendgrid import build_event
 from dripiq_events.handlers import EventsServicer
 from dripiq_events.models import message_events
 from dripiq_events.partitions import (
+    PartitionMaintainer,
     compact_raw_events,
     drop_expired_partitions,
     ensure_partitions,
@@ -119,6 +122,20 @@ async def test_partitions_are_created_from_last_month_ahead_once(engine):
     assert created == expected
     assert again == []
     assert set(expected) <= names and "message_events_default" in names
+
+
+async def test_the_maintainer_counts_its_rounds_for_operators(engine):
+    ok = REGISTRY.get_sample_value("dripiq_loop_rounds_total", {"loop": "partitions", "result": "ok"}) or 0
+    maintainer = PartitionMaintainer(engine, ManualClock(datetime(2040, 1, 15, tzinfo=UTC)), 2, interval_seconds=60)
+    running = asyncio.create_task(maintainer.run())
+    for _ in range(100):
+        if (REGISTRY.get_sample_value("dripiq_loop_rounds_total", {"loop": "partitions", "result": "ok"}) or 0) > ok:
+            break
+        await asyncio.sleep(0.05)
+    maintainer.stop()
+    await asyncio.wait_for(running, timeout=5)
+    assert REGISTRY.get_sample_value("dripiq_loop_rounds_total", {"loop": "partitions", "result": "ok"}) == ok + 1
+    assert REGISTRY.get_sample_value("dripiq_loop_last_ok_timestamp_seconds", {"loop": "partitions"}) > 0
 
 
 async def test_a_month_whose_rows_sit_in_default_is_skipped_not_fatal(engine):

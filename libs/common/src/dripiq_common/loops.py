@@ -20,6 +20,13 @@ LAST_OK = Gauge(
 )
 
 
+def count_round(loop: str, *, ok: bool) -> None:
+    """Count one round of a background loop (Poller does; other loops call this)."""
+    ROUNDS.labels(loop=loop, result="ok" if ok else "failed").inc()
+    if ok:
+        LAST_OK.labels(loop=loop).set_to_current_time()
+
+
 class Poller:
     """Runs `round()` until stopped: again at once while rounds come back full, otherwise after
     `poll_seconds` or as soon as `wake()` is called (after a commit that made work, say)."""
@@ -44,13 +51,12 @@ class Poller:
             try:
                 done = await self._round()
             except Exception as exc:
-                ROUNDS.labels(loop=self._name, result="failed").inc()
+                count_round(self._name, ok=False)
                 log.warning("loop.round_failed", loop=self._name, error=repr(exc))
                 done = 0
                 await asyncio.sleep(self._poll_seconds)
             else:
-                ROUNDS.labels(loop=self._name, result="ok").inc()
-                LAST_OK.labels(loop=self._name).set_to_current_time()
+                count_round(self._name, ok=True)
             if done >= self._full:
                 continue
             self._wake.clear()

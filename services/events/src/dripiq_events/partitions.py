@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dripiq_common.clock import Clock
+from dripiq_common.loops import count_round
 from dripiq_events.models import SCHEMA, message_events
 
 log = structlog.get_logger(__name__)
@@ -100,6 +101,7 @@ _PARTITIONS_SQL = (
     "JOIN pg_class AS p ON p.oid = i.inhparent JOIN pg_namespace AS n ON n.oid = p.relnamespace "
     "WHERE n.nspname = :schema AND p.relname = :parent"
 )
+LOOP_NAME = "partitions"
 PRUNE_BATCH = 5000
 MAX_PRUNE_ROUNDS = 1000
 _MONTH_NAME = re.compile(rf"^{message_events.name}_(\d{{4}})_(\d{{2}})$")
@@ -193,8 +195,11 @@ class PartitionMaintainer:
                         if await prune_default_partition(self.engine, before=cutoff) < PRUNE_BATCH:
                             break
             except Exception as exc:
+                count_round(LOOP_NAME, ok=False)
                 log.warning("partitions.round_failed", error=repr(exc), retry_in=self.retry_seconds)
                 wait = self.retry_seconds
+            else:
+                count_round(LOOP_NAME, ok=True)
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=wait)
             except TimeoutError:
