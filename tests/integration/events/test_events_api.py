@@ -23,13 +23,14 @@ from dripiq_common.clock import ManualClock
 from dripiq_common.grpc_server import GrpcServer
 from dripiq_devtools.fake_sendgrid import build_event
 from dripiq_events.handlers import EventsServicer
-from dripiq_events.models import message_events
+from dripiq_events.models import message_events, outbound_messages
 from dripiq_events.partitions import (
     PartitionMaintainer,
     compact_raw_events,
     drop_expired_partitions,
     ensure_partitions,
     prune_default_partition,
+    prune_outbound,
     retention_cutoff,
 )
 from dripiq_events.service import EventQuery
@@ -261,3 +262,35 @@ async def test_every_rpc_is_counted_and_timed_by_method_and_code(stub, tenant_id
         await stub.GetStepFunnel(pb.GetStepFunnelRequest(tenant_id=tenant_id, campaign_id=""))
 
     assert (handled("OK"), handled("INVALID_ARGUMENT"), timed()) == (before[0] + 1, before[1] + 1, before[2] + 2)
+
+
+async def test_copies_of_messages_sent_before_retention_are_deleted_oldest_first(engine, tenant_id):
+    def sent(n: int, at: datetime) -> dict:  # type: ignore[type-arg]
+        return {
+            "message_id": f"{tenant_id}-m{n}",
+            "tenant_id": tenant_id,
+            "campaign_id": "camp-1",
+            "step_index": 0,
+            "contact_id": f"c{n}",
+            "to_email": f"lead{n}@example.com",
+            "sent_at": at,
+        }
+
+    old = [sent(n, datetime(1998, 1 + n, 1, tzinfo=UTC)) for n in range(3)]
+    async with engine.begin() as conn:
+        await conn.execute(insert(outbound_messages), [*old, sent(9, datetime(2030, 1, 1, tzinfo=UTC))])
+
+    before = datetime(1999, 1, 1, tzinfo=UTC)
+    # Other tests keep no copies sent before 1999, so the counts are this test's own.
+    assert await prune_outbound(engine, before=before, limit=2) == 2
+    async with engine.connect() as conn:
+        left = set(
+            (
+                await conn.execute(
+                    select(outbound_messages.c.message_id).where(outbound_messages.c.tenant_id == tenant_id)
+                )
+            ).scalars()
+        )
+    assert left == {f"{tenant_id}-m2", f"{tenant_id}-m9"}  # the two oldest went first
+    assert await prune_outbound(engine, before=before, limit=2) == 1
+    assert await prune_outbound(engine, before=before, limit=2) == 0

@@ -13,7 +13,7 @@ from dripiq_common.service import Loop, Parts, Runtime, serve
 from dripiq_common.tokens import TokenSigner
 from dripiq_events.handlers import EventsServicer
 from dripiq_events.models import outbox
-from dripiq_events.partitions import PartitionMaintainer, compact_raw_events
+from dripiq_events.partitions import PartitionMaintainer, compact_raw_events, prune_outbound, retention_cutoff
 from dripiq_events.service import EventIngest, EventQuery
 from dripiq_events.settings import EventsSettings
 
@@ -46,6 +46,20 @@ def build(settings: EventsSettings, rt: Runtime) -> Parts:
         retention_months=settings.retention_months,
     )
     loops: list[Loop] = [relay, partitions]
+    if settings.retention_months:
+        # Our copy of a sent message goes when the month it was sent in is dropped.
+        loops.append(
+            Poller(
+                lambda: prune_outbound(
+                    rt.engine,
+                    before=retention_cutoff(rt.clock.now(), settings.retention_months),
+                    limit=settings.compaction_batch,
+                ),
+                full=settings.compaction_batch,
+                poll_seconds=settings.compaction_poll_seconds,
+                name="outbound-retention",
+            )
+        )
     if settings.raw_event_retention_days:
         age = timedelta(days=settings.raw_event_retention_days)
         loops.append(

@@ -80,6 +80,8 @@ outbound_messages = Table(
     Column("seen_added", Integer, nullable=False, server_default="0"),
     Index("outbound_messages_provider_message_idx", "provider_message_id"),
     Index("outbound_messages_rfc_message_idx", "rfc_message_id"),
+    # Copies older than the events' retention are deleted by age, a batch at a time.
+    Index("outbound_messages_sent_at_idx", "sent_at"),
 )
 
 # Per campaign step and metric, a counter kept up to date in the transaction that stores each

@@ -162,6 +162,20 @@ async def compact_raw_events(engine: AsyncEngine, *, before: datetime, limit: in
     return int(result.rowcount)
 
 
+_PRUNE_OUTBOUND_SQL = (
+    f'DELETE FROM "{SCHEMA}".outbound_messages WHERE message_id IN ('
+    f'SELECT message_id FROM "{SCHEMA}".outbound_messages WHERE sent_at < :before ORDER BY sent_at LIMIT :limit)'
+)
+
+
+async def prune_outbound(engine: AsyncEngine, *, before: datetime, limit: int) -> int:
+    """Delete up to `limit` of our copies of messages sent before `before` (oldest first): their
+    events are past retention too, so nothing left needs them to correlate; how many."""
+    async with engine.begin() as conn:
+        result = await conn.execute(text(_PRUNE_OUTBOUND_SQL), {"before": before, "limit": limit})
+    return int(result.rowcount)
+
+
 @dataclass
 class PartitionMaintainer:
     """Runs ensure_partitions (and, with a retention, drop_expired_partitions) at start-up and
