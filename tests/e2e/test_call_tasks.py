@@ -8,6 +8,8 @@ from support import ALWAYS, channel, eventually, verified_sender
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dpb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc
+from dripiq.events.v1 import events_service_pb2 as epb
+from dripiq.events.v1 import events_service_pb2_grpc as epb_grpc
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_devtools.suite import Suite
@@ -86,6 +88,24 @@ def test_a_call_step_becomes_a_task_whose_report_drives_the_campaign(suite: Suit
             what="campaign canceled by the reported reply",
         )
         assert stopped.cancel_reason == "reply"
+        # The events service stores the reported reply as the task's event and counts it.
+        with channel(suite, "EVENTS_GRPC_PORT") as ech:
+            events = epb_grpc.EventsServiceStub(ech)
+            listed = eventually(
+                lambda: (
+                    events.ListMessageEvents(
+                        epb.ListMessageEventsRequest(tenant_id=TENANT, message_id=task.message_id), timeout=10
+                    ).events
+                ),
+                what="the reported reply stored by the events service",
+            )
+            assert [(e.event_type, e.provider, e.provider_event_id) for e in listed] == [
+                ("reply", "dripiq", f"task:{task.message_id}")
+            ]
+            totals = events.GetCampaignStats(
+                epb.GetCampaignStatsRequest(tenant_id=TENANT, campaign_id=replied_id), timeout=10
+            ).totals
+            assert (totals.sent, totals.replies) == (1, 1)
 
         try:
             messages.CompleteTask(dpb.CompleteTaskRequest(tenant_id=TENANT, message_id=task.message_id), timeout=10)

@@ -136,11 +136,12 @@ async def test_completing_a_task_records_it_and_publishes_a_reply(engine, dispat
     assert answer.message.sent_at.ToDatetime() == performed.replace(tzinfo=None)
     assert again.message == answer.message
     [outcome] = await published(engine, Subjects.message_outcome(tenant_id), messages_pb2.MessageOutcome)
-    assert (outcome.kind, outcome.channel, outcome.provider, outcome.reason) == (
+    assert (outcome.kind, outcome.channel, outcome.provider, outcome.reason, outcome.task_outcome) == (
         messages_pb2.OUTCOME_KIND_SENT,
         "linkedin",
         "",
         "task replied",
+        "replied",
     )
     assert outcome.occurred_at.ToDatetime() == performed.replace(tzinfo=None)
     [batch] = await published(engine, Subjects.engagement(tenant_id, "reply"), events_pb2.EngagementBatch)

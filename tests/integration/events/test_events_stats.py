@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from events_helpers import outcome, raw_webhook
+from events_helpers import events_of, outbox_count, outcome, raw_webhook
 from prometheus_client import REGISTRY
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
@@ -122,3 +122,28 @@ async def test_concurrent_deliveries_count_each_first_time_once(engine, ingest, 
         unique_clicks=len(clicked),
         click_events=sum(10 + d for d in range(8)),
     )
+
+
+async def test_a_task_reported_as_replied_or_declined_is_stored_and_counted_not_republished(
+    engine, ingest, send, tenant_id
+):
+    replied, declined, no_answer = [await send(tenant_id, recorded=False) for _ in range(3)]
+
+    def task_done(sent, reported: str) -> bytes:  # type: ignore[no-untyped-def]
+        message = dispatcher_pb.MessageOutcome.FromString(outcome(sent))
+        message.channel, message.provider, message.task_outcome = "linkedin", "", reported
+        return message.SerializeToString()
+
+    batch = [task_done(replied, "replied"), task_done(declined, "declined"), task_done(no_answer, "no_answer")]
+    assert await ingest.record_outcomes(batch) == 3
+    assert await ingest.record_outcomes(batch) == 3  # redelivered: nothing stored or counted twice
+
+    stored = await events_of(engine, tenant_id=tenant_id)
+    assert [(e.provider, e.provider_event_id, e.event_type, e.message_id, e.reason) for e in stored] == [
+        ("dripiq", f"task:{replied.message_id}", "reply", replied.message_id, "linkedin task: replied"),
+        ("dripiq", f"task:{declined.message_id}", "unsubscribe", declined.message_id, "linkedin task: declined"),
+    ]
+    # The dispatcher published these facts when the task was completed; they go out once.
+    assert await outbox_count(engine, tenant_id) == 0
+    counts = (await EventQuery(engine).step_funnel(tenant_id, "camp-1")).steps[0].counts
+    assert counts == api_pb.EngagementCounts(sent=3, replies=1, unsubscribes=1)

@@ -14,6 +14,17 @@ from dripiq.events.v1.messages_pb2 import EngagementBatch, EngagementEvent
 from dripiq_common.jetstream import Subjects, decode
 from dripiq_common.outbox import OutboxMessage
 
+# A completed task's reported outcome (MessageOutcome.task_outcome) that is engagement, and the
+# event type it stands for. The dispatcher publishes the fact; the events service stores it.
+TASK_ENGAGEMENT = {"replied": "reply", "declined": "unsubscribe"}
+
+
+def task_event_id(message_id: str) -> str:
+    """The engagement fact's event_id of a completed task (one completion per task), which is
+    also the stored event's provider_event_id."""
+    return f"task:{message_id}"
+
+
 # Well under NATS's default 1 MiB payload limit, whatever the URLs and reasons carry.
 MAX_BATCH_BYTES = 256 * 1024
 # Messages a reader fetches at once: each may hold a thousand facts.

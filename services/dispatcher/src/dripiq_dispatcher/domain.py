@@ -29,7 +29,7 @@ from sendgrid.helpers.mail import (
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq.events.v1 import messages_pb2 as events_pb2
-from dripiq_common import tokens, validation
+from dripiq_common import engagement, tokens, validation
 from dripiq_common.errors import InvalidArgument
 from dripiq_common.tokens import TokenSigner
 
@@ -176,7 +176,7 @@ def task_created(message: NewMessage, *, now: datetime) -> messages_pb2.TaskCrea
     return fact
 
 
-# TaskOutcome as stored, and the engagement event a person's report stands for.
+# TaskOutcome as stored (engagement.TASK_ENGAGEMENT: the ones that are engagement).
 TASK_OUTCOMES = {
     pb.TASK_OUTCOME_DONE: "done",
     pb.TASK_OUTCOME_NO_ANSWER: "no_answer",
@@ -184,7 +184,6 @@ TASK_OUTCOMES = {
     pb.TASK_OUTCOME_DECLINED: "declined",
     pb.TASK_OUTCOME_SKIPPED: "skipped",
 }
-TASK_ENGAGEMENT = {"replied": "reply", "declined": "unsubscribe"}
 
 
 def task_outcome(value: int) -> str:
@@ -197,13 +196,13 @@ def task_outcome(value: int) -> str:
 
 def task_engagement(row: Any, outcome_name: str, *, occurred_at: datetime) -> events_pb2.EngagementEvent | None:
     """The engagement fact a completed task stands for (a reply or an unsubscribe), or None."""
-    event_type = TASK_ENGAGEMENT.get(outcome_name)
+    event_type = engagement.TASK_ENGAGEMENT.get(outcome_name)
     if event_type is None:
         return None
     event = events_pb2.EngagementEvent(
         tenant_id=row.tenant_id,
         # One completion per task: the id is stable, so the fact is published once.
-        event_id=f"task:{row.message_id}",
+        event_id=engagement.task_event_id(row.message_id),
         message_id=row.message_id,
         campaign_id=row.campaign_id,
         step_index=row.step_index,
@@ -375,9 +374,10 @@ def outcome_for_row(
     occurred_at: datetime,
     reason: str = "",
     provider_message_id: str = "",
+    task_outcome: str = "",
 ) -> messages_pb2.MessageOutcome:
     """The outcome of a stored message (settled later than its send command)."""
-    return outcome(
+    fact = outcome(
         row,
         kind,
         occurred_at=occurred_at,
@@ -385,6 +385,8 @@ def outcome_for_row(
         provider_message_id=provider_message_id,
         rfc_message_id=row.rfc_message_id or "",
     )
+    fact.task_outcome = task_outcome
+    return fact
 
 
 def outcome(

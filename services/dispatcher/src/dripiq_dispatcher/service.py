@@ -377,7 +377,11 @@ class Dispatcher:
             await self._outcome(
                 conn,
                 domain.outcome_for_row(
-                    row, messages_pb2.OUTCOME_KIND_SENT, occurred_at=completed_at, reason=f"task {outcome_name}"
+                    row,
+                    messages_pb2.OUTCOME_KIND_SENT,
+                    occurred_at=completed_at,
+                    reason=f"task {outcome_name}",
+                    task_outcome=outcome_name,
                 ),
             )
             fact = domain.task_engagement(row, outcome_name, occurred_at=completed_at)

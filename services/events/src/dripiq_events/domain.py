@@ -20,6 +20,7 @@ from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import events_service_pb2 as api_pb
 from dripiq.events.v1 import messages_pb2
 from dripiq_common import validation
+from dripiq_common.engagement import TASK_ENGAGEMENT, task_event_id
 from dripiq_common.errors import PermanentMessageError
 
 PROVIDER_SENDGRID = "sendgrid"
@@ -296,6 +297,31 @@ def unsubscribe_event(*, tenant_id: str, message_id: str, outbound: Outbound | N
         message_id=message_id,
         raw_event={"tenant_id": tenant_id, "message_id": message_id},
         **known,
+    )
+
+
+def task_event(outcome: dispatcher_pb.MessageOutcome, sent: SentMessage) -> NewEvent | None:
+    """The event a completed task's report stands for (a reply or a decline), or None. Its
+    engagement fact was published by the dispatcher with the same id, so it is stored and
+    counted here, never published again."""
+    event_type = TASK_ENGAGEMENT.get(outcome.task_outcome)
+    if event_type is None:
+        return None
+    known = sent.outbound
+    return NewEvent(
+        provider=PROVIDER_DRIPIQ,
+        provider_event_id=task_event_id(known.message_id),
+        event_type=event_type,
+        occurred_at=sent.sent_at,
+        matched=True,
+        tenant_id=known.tenant_id,
+        message_id=known.message_id,
+        campaign_id=known.campaign_id,
+        step_index=known.step_index,
+        contact_id=known.contact_id,
+        email=known.to_email or None,
+        reason=f"{outcome.channel} task: {outcome.task_outcome}",
+        raw_event={"channel": outcome.channel, "task_outcome": outcome.task_outcome},
     )
 
 

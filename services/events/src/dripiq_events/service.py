@@ -82,14 +82,20 @@ class EventIngest:
 
     async def record_outcomes(self, batch: Sequence[bytes]) -> int:
         """Keep our copies of the sent messages among the outcomes, in one statement; how many.
-        An undecodable or incomplete outcome raises PermanentMessageError (a batch that raises
-        is retried one outcome at a time, so only that one is dead-lettered)."""
+        A completed task reported as replied or declined is also stored as that message's event
+        and counted (its fact was published by the dispatcher). An undecodable or incomplete
+        outcome raises PermanentMessageError (a batch that raises is retried one outcome at a
+        time, so only that one is dead-lettered)."""
         now = self.clock.now()
         sent = []
+        task_events = []
         for data in batch:
             outcome = decode(dispatcher_pb.MessageOutcome, data)
             if outcome.kind == dispatcher_pb.OUTCOME_KIND_SENT:
-                sent.append(domain.sent_message(outcome, now=now))
+                message = domain.sent_message(outcome, now=now)
+                sent.append(message)
+                if (event := domain.task_event(outcome, message)) is not None:
+                    task_events.append(event)
         if sent:
             async with self.engine.begin() as conn:
                 first_time = await repository.upsert_outbound(conn, sent=sent)
@@ -98,6 +104,9 @@ class EventIngest:
                     for s in first_time
                 )
                 await repository.add_to_rollups(conn, increments=increments)
+                if task_events:
+                    new_ids = await repository.insert_events(conn, events=task_events, received_at=now)
+                    await self._roll_up(conn, [e for e in task_events if e.key in new_ids])
         return len(sent)
 
     async def handle_webhook(self, data: bytes, *, last_attempt: bool = True) -> IngestResult:

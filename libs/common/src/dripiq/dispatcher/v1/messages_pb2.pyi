@@ -54,7 +54,7 @@ class SendMessageCommand(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., to_email: _Optional[str] = ..., to_name: _Optional[str] = ..., sender_identity_id: _Optional[str] = ..., subject: _Optional[str] = ..., body_text: _Optional[str] = ..., body_html: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class MessageOutcome(_message.Message):
-    __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "kind", "provider", "provider_message_id", "rfc_message_id", "reason", "occurred_at", "to_email", "subject")
+    __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "kind", "provider", "provider_message_id", "rfc_message_id", "reason", "occurred_at", "to_email", "subject", "task_outcome")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,7 @@ class MessageOutcome(_message.Message):
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
     TO_EMAIL_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    TASK_OUTCOME_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     message_id: str
     campaign_id: str
@@ -83,7 +84,8 @@ class MessageOutcome(_message.Message):
     occurred_at: _timestamp_pb2.Timestamp
     to_email: str
     subject: str
-    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., kind: _Optional[_Union[OutcomeKind, str]] = ..., provider: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., rfc_message_id: _Optional[str] = ..., reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., to_email: _Optional[str] = ..., subject: _Optional[str] = ...) -> None: ...
+    task_outcome: str
+    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., kind: _Optional[_Union[OutcomeKind, str]] = ..., provider: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., rfc_message_id: _Optional[str] = ..., reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., to_email: _Optional[str] = ..., subject: _Optional[str] = ..., task_outcome: _Optional[str] = ...) -> None: ...
 
 class TaskCreated(_message.Message):
     __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "to_email", "to_name", "title", "instructions", "created_at")
