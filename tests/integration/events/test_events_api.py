@@ -85,11 +85,52 @@ async def test_list_message_events_pages_and_stays_in_its_tenant(ingest, send, s
     assert list(other.events) == []
 
 
+async def test_a_tenants_events_are_listed_over_a_time_range(ingest, send, stub, tenant_id):
+    a, b = await send(tenant_id), await send(tenant_id)
+    base = 1_900_000_000  # 2030-03-17
+    events = [
+        build_event(a.accepted, "delivered", timestamp=base),
+        build_event(b.accepted, "delivered", timestamp=base + 60),
+        build_event(a.accepted, "open", timestamp=base + 120),
+        build_event(b.accepted, "open", timestamp=base + 180),
+        build_event(a.accepted, "click", timestamp=base + 3600),
+    ]
+    body = json.dumps(events).encode()
+    await ingest.handle_webhook(raw_webhook(messages_pb2.RawWebhook.KIND_SENDGRID_EVENTS, body=body))
+    window = {"occurred_after": {"seconds": base + 60}, "occurred_before": {"seconds": base + 3600}}
+
+    seen, token = [], ""
+    for _ in range(10):  # bounded: a paging bug must fail, not hang
+        page = await stub.ListMessageEvents(
+            pb.ListMessageEventsRequest(tenant_id=tenant_id, page_size=2, page_token=token, **window)
+        )
+        seen += page.events
+        token = page.next_page_token
+        if not token:
+            break
+    assert sorted((e.occurred_at.seconds - base, e.event_type) for e in seen) == [
+        (60, "delivered"),
+        (120, "open"),
+        (180, "open"),
+    ]
+    # The same range narrows one message's events; another tenant sees none of them.
+    one = await stub.ListMessageEvents(
+        pb.ListMessageEventsRequest(tenant_id=tenant_id, message_id=a.message_id, **window)
+    )
+    assert [e.event_type for e in one.events] == ["open"]
+    other = await stub.ListMessageEvents(pb.ListMessageEventsRequest(tenant_id="someone-else", **window))
+    assert list(other.events) == []
+
+
 @pytest.mark.parametrize(
     ("request_fields", "field"),
     [
         ({"message_id": "m"}, "tenant_id"),
-        ({"tenant_id": "t"}, "message_id"),
+        ({"tenant_id": "t"}, "occurred_after"),
+        ({"tenant_id": "t", "occurred_after": {"seconds": 10}}, "occurred_before"),
+        ({"tenant_id": "t", "occurred_after": {"seconds": 10}, "occurred_before": {"seconds": 10}}, "occurred_before"),
+        ({"tenant_id": "t", "message_id": "m", "campaign_id": "c"}, "campaign_id"),
+        ({"tenant_id": "t", "campaign_id": "c", "occurred_after": {"seconds": 10**12}}, "occurred_after"),
         ({"tenant_id": "t", "message_id": "m", "page_size": -1}, "page_size"),
         ({"tenant_id": "t", "message_id": "m", "page_token": "not-ours"}, "page_token"),
     ],

@@ -55,6 +55,9 @@ message_events = Table(
     PrimaryKeyConstraint("provider", "provider_event_id", "occurred_at", name="message_events_pkey"),
     Index("message_events_tenant_message_idx", "tenant_id", "message_id"),
     Index("message_events_tenant_campaign_idx", "tenant_id", "campaign_id"),
+    # A tenant's events in a time range, paged by id (block summaries: almost free to keep).
+    Index("message_events_occurred_at_brin", "occurred_at", postgresql_using="brin"),
+    Index("message_events_id_brin", "id", postgresql_using="brin"),
     postgresql_partition_by="RANGE (occurred_at)",
 )
 

@@ -279,16 +279,20 @@ async def list_events(
     tenant_id: str,
     message_id: str = "",
     campaign_id: str = "",
+    occurred_after: datetime | None = None,
+    occurred_before: datetime | None = None,
     after_id: int,
     limit: int,
 ) -> Sequence[Any]:
-    """One message's or one campaign's events, in the order they were stored."""
-    scope = message_events.c.message_id == message_id if message_id else message_events.c.campaign_id == campaign_id
-    return (
-        await conn.execute(
-            select(message_events)
-            .where(message_events.c.tenant_id == tenant_id, scope, message_events.c.id > after_id)
-            .order_by(message_events.c.id)
-            .limit(limit)
-        )
-    ).all()
+    """A tenant's events in the order they were stored: one message's, one campaign's, or all
+    of them; each narrowed to [occurred_after, occurred_before) when given."""
+    where = [message_events.c.tenant_id == tenant_id, message_events.c.id > after_id]
+    if message_id:
+        where.append(message_events.c.message_id == message_id)
+    if campaign_id:
+        where.append(message_events.c.campaign_id == campaign_id)
+    if occurred_after is not None:
+        where.append(message_events.c.occurred_at >= occurred_after)
+    if occurred_before is not None:
+        where.append(message_events.c.occurred_at < occurred_before)
+    return (await conn.execute(select(message_events).where(*where).order_by(message_events.c.id).limit(limit))).all()

@@ -332,8 +332,17 @@ class EventQuery:
 
     async def list_message_events(self, request: api_pb.ListMessageEventsRequest) -> api_pb.ListMessageEventsResponse:
         tenant_id = validation.tenant_id(request.tenant_id)
-        if bool(request.message_id) == bool(request.campaign_id):
-            raise InvalidArgument("message_id", "give exactly one of message_id or campaign_id")
+        if request.message_id and request.campaign_id:
+            raise InvalidArgument("campaign_id", "give at most one of message_id or campaign_id")
+        occurred_after = _bound(request, "occurred_after")
+        occurred_before = _bound(request, "occurred_before")
+        if not (request.message_id or request.campaign_id):
+            # A whole tenant is only listed over a time range: it may hold hundreds of millions.
+            for name, bound in (("occurred_after", occurred_after), ("occurred_before", occurred_before)):
+                if bound is None:
+                    raise InvalidArgument(name, "required when neither message_id nor campaign_id is given")
+        if occurred_after is not None and occurred_before is not None and occurred_before <= occurred_after:
+            raise InvalidArgument("occurred_before", "must be later than occurred_after")
         size = paging.page_size(request.page_size)
         after = paging.decode_token(request.page_token, arity=1)
         after_id = int(after[0]) if after else 0
@@ -343,6 +352,8 @@ class EventQuery:
                 tenant_id=tenant_id,
                 message_id=request.message_id,
                 campaign_id=request.campaign_id,
+                occurred_after=occurred_after,
+                occurred_before=occurred_before,
                 after_id=after_id,
                 limit=size + 1,
             )
@@ -351,3 +362,13 @@ class EventQuery:
             events=[domain.to_proto(row) for row in page],
             next_page_token=paging.encode_token(page[-1].id) if len(rows) > size else "",
         )
+
+
+def _bound(request: api_pb.ListMessageEventsRequest, name: str) -> datetime | None:
+    """A time bound of the request, if set; INVALID_ARGUMENT naming it if it cannot be one."""
+    if not request.HasField(name):
+        return None
+    try:
+        return getattr(request, name).ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise InvalidArgument(name, f"not a valid time: {exc}") from None
