@@ -172,3 +172,20 @@ def test_engagement_keeps_the_moment_to_the_microsecond(moment):
         outbound=KNOWN, dedupe_key="sha256:x", occurred_at=moment, auto_reason=None, raw_event={}
     )
     assert domain.engagement(reply, event_id=1).occurred_at.ToDatetime(tzinfo=UTC) == moment
+
+
+@pytest.mark.parametrize("depth", range(domain.MAX_RAW_DEPTH - 2, domain.MAX_RAW_DEPTH + 3))
+@pytest.mark.parametrize("container", ["dict", "list"])
+def test_the_clean_body_shortcut_cuts_nesting_where_scrubbing_does(depth, container):
+    nested: object = "leaf"
+    for _ in range(depth):
+        nested = {"k": nested} if container == "dict" else [nested]
+    item = {"event": "click", "timestamp": 1_900_000_000, "sg_event_id": "deep", "url_offset": nested}
+    body = json.dumps([item]).encode()
+
+    [shortcut] = domain.parse_event_batch(body, received_at=NOW)
+
+    assert shortcut == domain.parse_event(json.loads(body)[0], received_at=NOW)
+    # The entry itself is depth 0, so its value sits at depth 1 and `depth` more levels below.
+    cut = depth + 1 > domain.MAX_RAW_DEPTH
+    assert ("<nested too deeply>" in json.dumps(shortcut.raw)) == cut
