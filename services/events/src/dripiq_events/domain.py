@@ -259,20 +259,28 @@ def reply_event(
     auto_reason: str | None,
     raw_event: Any,
 ) -> NewEvent:
-    return NewEvent(
+    return _of_message(
+        outbound,
         provider=PROVIDER_INBOUND,
         provider_event_id=dedupe_key,
         event_type=AUTO_REPLY if auto_reason else REPLY,
         occurred_at=occurred_at,
+        reason=auto_reason,
+        raw_event=raw_event,
+    )
+
+
+def _of_message(outbound: Outbound, **fields: Any) -> NewEvent:
+    """A matched event that we tie to one of our messages ourselves: its facts are our copy's."""
+    return NewEvent(
         matched=True,
         tenant_id=outbound.tenant_id,
         message_id=outbound.message_id,
         campaign_id=outbound.campaign_id,
         step_index=outbound.step_index,
         contact_id=outbound.contact_id,
-        email=outbound.to_email,
-        reason=auto_reason,
-        raw_event=raw_event,
+        email=outbound.to_email or None,
+        **fields,
     )
 
 
@@ -307,19 +315,12 @@ def task_event(outcome: dispatcher_pb.MessageOutcome, sent: SentMessage) -> NewE
     event_type = TASK_ENGAGEMENT.get(outcome.task_outcome)
     if event_type is None:
         return None
-    known = sent.outbound
-    return NewEvent(
+    return _of_message(
+        sent.outbound,
         provider=PROVIDER_DRIPIQ,
-        provider_event_id=task_event_id(known.message_id),
+        provider_event_id=task_event_id(sent.outbound.message_id),
         event_type=event_type,
         occurred_at=sent.sent_at,
-        matched=True,
-        tenant_id=known.tenant_id,
-        message_id=known.message_id,
-        campaign_id=known.campaign_id,
-        step_index=known.step_index,
-        contact_id=known.contact_id,
-        email=known.to_email or None,
         reason=f"{outcome.channel} task: {outcome.task_outcome}",
         raw_event={"channel": outcome.channel, "task_outcome": outcome.task_outcome},
     )
