@@ -410,7 +410,10 @@ class PullWorker:
     async def _dead_letter(self, msg: Msg, reason: str, bound: structlog.stdlib.BoundLogger) -> None:
         meta = msg.metadata
         subject = f"{DEAD_LETTER_PREFIX}.{meta.stream}.{meta.consumer}"
+        # The original headers travel along, so a replay (dripiq_common.deadletters) restores them.
+        original = {k: v for k, v in (msg.headers or {}).items() if not k.lower().startswith("nats-")}
         headers = {
+            **original,
             "Dripiq-Original-Subject": msg.subject,
             "Dripiq-Original-Sequence": str(meta.sequence.stream),
             "Dripiq-Delivered": str(meta.num_delivered),

@@ -1,0 +1,80 @@
+"""The operators' dead-letter tool against real NATS: a message a consumer gave up on is
+listed with why, replayed onto its subject with its headers once the cause is fixed, and
+handled by the same consumer; or dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+
+from dripiq_common import deadletters
+from dripiq_common.errors import PermanentMessageError
+from dripiq_common.jetstream import ConsumerSpec, PullWorker, StreamSpec, ensure_streams
+
+TEST_STREAM = StreamSpec("TEST_DEAD_LETTERS", ("test.deadletters.>",), work_queue=True)
+
+
+async def eventually(check, what: str) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(200):  # bounded: 10 s
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} did not happen within 10 s")
+
+
+def cli(*argv: str) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert deadletters.main(list(argv)) == 0
+    return out.getvalue()
+
+
+async def test_a_dead_letter_is_listed_replayed_with_its_headers_and_handled(nats_conn, js, nats_url, tenant_id):
+    await ensure_streams(js, [TEST_STREAM])
+    subject = f"test.deadletters.{tenant_id}"
+    durable = f"test-dlq-{tenant_id}"
+    spec = ConsumerSpec(TEST_STREAM, durable, subject, max_deliver=3, retry_delays_seconds=(0.05,))
+    fixed = False
+    handled: list[tuple[bytes, dict[str, str]]] = []
+
+    async def handler(msg) -> None:  # type: ignore[no-untyped-def]
+        if not fixed:
+            raise PermanentMessageError("no handler for this version")
+        handled.append((msg.data, dict(msg.headers or {})))
+
+    await js.publish(subject, b"first", headers={"Dripiq-Timer-Key": "k-1"})
+    await js.publish(subject, b"second")
+    worker = PullWorker(js, nats_conn, spec, handler, fetch_timeout=0.2)
+    task = asyncio.create_task(worker.run())
+    try:
+
+        async def both_dead() -> bool:
+            return len(await deadletters.dead_letters(js, consumer=durable)) == 2
+
+        await eventually(both_dead, "two dead letters")
+        first, second = await deadletters.dead_letters(js, consumer=durable)
+        assert (first.data, first.original_subject, first.error) == (b"first", subject, "no handler for this version")
+        assert (first.stream, first.consumer, first.delivered) == (TEST_STREAM.name, durable, "1")
+        listed = await asyncio.to_thread(cli, "--nats-url", nats_url, "list", "--consumer", durable)
+        assert f"{TEST_STREAM.name}/{durable}  {subject}" in listed and "2 dead letter(s)" in listed
+
+        fixed = True
+        await deadletters.replay(js, first)
+
+        async def replayed() -> bool:
+            return bool(handled)
+
+        await eventually(replayed, "the replayed message handled")
+        [(data, headers)] = handled
+        assert data == b"first"
+        assert headers["Dripiq-Timer-Key"] == "k-1"
+        assert headers[deadletters.REPLAYED_FROM] == str(first.sequence)
+
+        dropped = await asyncio.to_thread(cli, "--nats-url", nats_url, "drop", str(second.sequence))
+        assert f"dropped {second.sequence}" in dropped
+        assert await deadletters.dead_letters(js, consumer=durable) == []
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 5)
+        await js.delete_consumer(TEST_STREAM.name, durable)
