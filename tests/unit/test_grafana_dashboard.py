@@ -1,4 +1,5 @@
-"""The Grafana dashboard in deploy/grafana against the metrics the processes really export.
+"""The Grafana dashboard in deploy/grafana and the alerting rules in deploy/k8s/monitoring
+against the metrics the processes really export.
 
 Every metric a query names must be registered by one of the five processes, or be listed
 below as coming from an exporter outside this repository. Renaming a metric, a stream, an
@@ -17,6 +18,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import REGISTRY
 
 from dripiq.dispatcher.v1 import messages_pb2
@@ -24,6 +26,7 @@ from dripiq_common.jetstream import Streams
 from dripiq_events.edge.app import Edge
 
 DASHBOARD_PATH = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dripiq-dashboard.json"
+ALERTS_PATH = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "monitoring" / "alerts.yaml"
 
 # Each process's entry module: importing it registers every metric that process serves.
 PROCESS_MODULES = (
@@ -86,6 +89,15 @@ def queries(dashboard: dict[str, Any]) -> list[str]:
     return exprs
 
 
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for group in yaml.safe_load(ALERTS_PATH.read_text())["spec"]["groups"] for rule in group["rules"]]
+
+
+def all_exprs() -> list[str]:
+    """Every PromQL expression the dashboard and the alerting rules evaluate."""
+    return queries(load_dashboard()) + [str(rule["expr"]) for rule in alert_rules()]
+
+
 def metric_names(expr: str) -> set[str]:
     """The metric names a PromQL expression selects: what is left once strings, dashboard
     variables, label matchers, ranges, label lists, functions and keywords are taken out."""
@@ -101,8 +113,8 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
-def used_metrics() -> set[str]:
-    return set().union(*(metric_names(expr) for expr in queries(load_dashboard())))
+def used_metrics(exprs: list[str] | None = None) -> set[str]:
+    return set().union(*(metric_names(expr) for expr in (all_exprs() if exprs is None else exprs)))
 
 
 def exported_series() -> dict[str, set[str]]:
@@ -208,7 +220,7 @@ def test_every_metric_a_query_names_is_exported() -> None:
 
 
 def test_every_dripiq_metric_has_a_panel() -> None:
-    used = used_metrics()
+    used = used_metrics(queries(load_dashboard()))
     missing = [
         family for family, names in exported_series().items() if family.startswith("dripiq_") and not names & used
     ]
@@ -220,10 +232,22 @@ def test_label_values_spelled_out_in_queries_exist(label: str) -> None:
     known = SPELLED_LABELS[label]()
     spelled = {
         value
-        for expr in queries(load_dashboard())
+        for expr in all_exprs()
         for name, _, pattern in MATCHER.findall(expr)
         if name == label and "$" not in pattern
         for value in pattern.split("|")
     }
     assert spelled, f"no query spells out a {label}"
     assert sorted(spelled - known) == []
+
+
+def test_alerts_say_how_bad_and_what_to_look_at() -> None:
+    rules = alert_rules()
+    names = [rule["alert"] for rule in rules]
+    assert len(names) == len(set(names)), "alert names repeat"
+    for rule in rules:
+        assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"]
+        # Our own series are scoped to the suite's namespace, as the overlays deploy it.
+        for selector in re.findall(r"(dripiq_\w+)\{([^}]*)\}", str(rule["expr"])):
+            assert 'namespace="dripiq"' in selector[1], f"{rule['alert']}: {selector[0]} not scoped"

@@ -26,6 +26,7 @@ CUSTOM = {
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject-keda.sh-v1alpha1.json",
     ("postgresql.cnpg.io/v1", "Cluster"): "cluster-postgresql.cnpg.io-v1.json",
     ("postgresql.cnpg.io/v1", "Pooler"): "pooler-postgresql.cnpg.io-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring.coreos.com-v1.json",
 }
 KUSTOMIZATIONS = [
     "base",
@@ -35,6 +36,7 @@ KUSTOMIZATIONS = [
     "overlays/prod",
     "overlays/prod/migrations",
     "deps/postgres",
+    "monitoring",
 ]
 SERVICE_OVERLAYS = ["base", "overlays/dev", "overlays/prod"]
 # Process -> (port name, port): the gRPC ones answer the standard health service.
