@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import promql_parser
 import pytest
 import yaml
 from prometheus_client import REGISTRY
@@ -160,6 +161,20 @@ SPELLED_LABELS: dict[str, Callable[[], set[str]]] = {
     "route": edge_routes,
     "kind": outcome_kinds,
 }
+
+
+# Grafana's interval variables, as Prometheus would see them once Grafana filled them in.
+GRAFANA_INTERVALS = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
+
+
+def test_every_expression_is_valid_promql() -> None:
+    for expr in all_exprs():
+        for variable, value in GRAFANA_INTERVALS.items():
+            expr = expr.replace(variable, value)
+        try:
+            promql_parser.parse(expr)
+        except ValueError as exc:
+            pytest.fail(f"{expr}: {exc}")
 
 
 def test_metric_names_are_read_from_selectors_only() -> None:
