@@ -2,6 +2,7 @@
 engagement facts are published, and a replay of the same batches that must add nothing.
 
     .venv/bin/python bench/events_ingest.py [--batches 200] [--concurrency 8] [--messages 50000]
+    .venv/bin/python bench/events_ingest.py --rate 20000 --batches 1000   # paced: does it keep up?
 
 Runs the whole suite (the edge, the events service and everything else on the same cores).
 First the events service learns the messages: one SENT `MessageOutcome` per message is
@@ -15,7 +16,10 @@ posted (the edge only takes timestamps inside its tolerance), by --concurrency p
 (as fast as the edge answers, or paced with --rate). The clock runs from the first POST until
 the engagement fact of every event has been published, watched with a plain NATS subscription
 on `dripiq.events.engagement.<tenant>.>` so no table is queried under load. Each POST's latency
-is recorded (the edge answers once JetStream holds the batch).
+is recorded (the edge answers once JetStream holds the batch). A paced run also prints how far
+behind the offer the last fact was published: a run that keeps up ends one delivery's latency
+after the offer, so "behind the offer" (not the rate, which that latency caps just under the
+offer) tells whether the rate is sustained.
 
 Then the same batches are posted again, re-signed with a fresh timestamp (so the edge's own
 dedupe on signature + body does not catch them and the events service sees every event a second
