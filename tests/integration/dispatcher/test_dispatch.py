@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -457,6 +457,48 @@ async def test_engagement_turns_lasting_refusals_into_suppressions(engine, tenan
         ("una@example.com", "unsubscribe"),
     ]
     assert await suppressed(engine, f"{tenant_id}-other") == []
+
+
+def at(fact: events_pb2.EngagementEvent, when: datetime) -> events_pb2.EngagementEvent:
+    fact.occurred_at.FromDatetime(when)
+    return fact
+
+
+async def test_a_group_resubscribe_lifts_only_an_earlier_group_unsubscribe(engine, tenant_id):
+    handler = Suppressions(engine, ManualClock(T0))
+    hour = timedelta(hours=1)
+    await handler.handle_engagements(
+        [
+            at(engagement(tenant_id, "group_unsubscribe", "back@example.com"), T0),
+            at(engagement(tenant_id, "group_unsubscribe", "later@example.com"), T0 + 2 * hour),
+            at(engagement(tenant_id, "group_unsubscribe", "also@example.com"), T0),
+            at(engagement(tenant_id, "unsubscribe", "also@example.com"), T0),
+        ]
+    )
+
+    await handler.handle_engagements(
+        [
+            at(engagement(tenant_id, "group_resubscribe", "Back@Example.com"), T0 + hour),
+            # Resubscribed before it unsubscribed again: the later unsubscribe stands.
+            at(engagement(tenant_id, "group_resubscribe", "later@example.com"), T0 + hour),
+            # A group resubscribe takes back the group unsubscribe, not a plain unsubscribe.
+            at(engagement(tenant_id, "group_resubscribe", "also@example.com"), T0 + hour),
+            at(engagement(tenant_id, "group_resubscribe", "never@example.com"), T0 + hour),
+        ]
+    )
+
+    assert await suppressed(engine, tenant_id) == [
+        ("also@example.com", "unsubscribe"),
+        ("later@example.com", "group_unsubscribe"),
+    ]
+    # An unsubscribe and a later resubscribe delivered together end resubscribed.
+    await handler.handle_engagements(
+        [
+            at(engagement(tenant_id, "group_resubscribe", "both@example.com"), T0 + hour),
+            at(engagement(tenant_id, "group_unsubscribe", "both@example.com"), T0),
+        ]
+    )
+    assert ("both@example.com", "group_unsubscribe") not in await suppressed(engine, tenant_id)
 
 
 async def test_worker_sends_once_despite_a_duplicate_command(engine, js, nats_conn, fake, dispatcher, tenant_id):

@@ -419,6 +419,9 @@ def outcome(
 
 # Engagement that means "never mail this address again" for the tenant.
 SUPPRESSING_EVENTS = frozenset({"unsubscribe", "group_unsubscribe", "spamreport", "bounce"})
+# Engagement that takes back an earlier one: a contact who resubscribes to the SendGrid
+# unsubscribe group lifts the suppression its group unsubscribe made (no other).
+LIFTING_EVENTS = {"group_resubscribe": "group_unsubscribe"}
 
 
 def suppression_reason(event_type: str, bounce_type: str) -> str | None:

@@ -334,6 +334,22 @@ async def remove_suppressions(conn: AsyncConnection, *, tenant_id: str, address:
     return len((await conn.execute(query.returning(suppressions.c.id))).all())
 
 
+async def lift_suppressions(
+    conn: AsyncConnection, *, lifts: Sequence[tuple[str, str, str, datetime]]
+) -> list[tuple[str, str]]:
+    """Delete, per (tenant, address, reason, until), that suppression if it began at or before
+    `until`; the (tenant, address) pairs that lost one."""
+    if not lifts:
+        return []
+    rows = await (await bulk.driver(conn)).fetch(
+        "DELETE FROM dispatcher.suppressions s USING unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) "
+        "AS l(tenant_id, address, reason, until) WHERE s.tenant_id = l.tenant_id AND s.address = l.address "
+        "AND s.reason = l.reason AND s.created_at <= l.until RETURNING s.tenant_id, s.address",
+        *(list(column) for column in zip(*sorted(lifts), strict=True)),
+    )
+    return [(row["tenant_id"], row["address"]) for row in rows]
+
+
 async def list_suppressions(
     conn: AsyncConnection, *, tenant_id: str, reason: str | None, after: tuple[datetime, int] | None, limit: int
 ) -> Sequence[Row[Any]]:

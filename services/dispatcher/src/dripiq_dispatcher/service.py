@@ -842,13 +842,16 @@ class Suppressions:
 
     async def handle_engagements(self, events: Sequence[events_pb2.EngagementEvent]) -> None:
         """EngagementEvent facts: unsubscribes, spam reports and hard bounces suppress the
-        address for the tenant, all in one statement. Any other event is passed over, and so
-        is a fact that cannot suppress (no valid address): it never will, and the facts
-        batched with it must not wait on it."""
-        suppressing: list[tuple[events_pb2.EngagementEvent, str, str, str]] = []
+        address for the tenant, and a group resubscribe lifts a group unsubscribe that came
+        before it, all in one transaction. A suppression is dated by its event. Any other event
+        is passed over, and so is a fact that names no valid address: it never will, and the
+        facts batched with it must not wait on it."""
+        suppressing: list[tuple[events_pb2.EngagementEvent, str, str, str, datetime]] = []
+        lifting: list[tuple[str, str, str, datetime]] = []
         for event in events:
             reason = domain.suppression_reason(event.event_type, event.reason)
-            if reason is None:
+            lifted = domain.LIFTING_EVENTS.get(event.event_type)
+            if reason is None and lifted is None:
                 continue
             try:
                 tenant = validation.tenant_id(event.tenant_id)
@@ -862,24 +865,32 @@ class Suppressions:
                     error=str(exc),
                 )
                 continue
-            suppressing.append((event, tenant, address, reason))
-        if not suppressing:
+            at = event.occurred_at.ToDatetime(tzinfo=UTC) if event.HasField("occurred_at") else self.clock.now()
+            if reason is not None:
+                suppressing.append((event, tenant, address, reason, at))
+            elif lifted is not None:
+                lifting.append((tenant, address, lifted, at))
+        if not (suppressing or lifting):
             return
         async with self.engine.begin() as conn:
-            await repository.add_suppressions(
-                conn,
-                rows=[
-                    {
-                        "tenant_id": tenant,
-                        "address": address,
-                        "reason": reason,
-                        "source": f"engagement:{event.event_id}",
-                        "created_at": self.clock.now(),
-                    }
-                    for event, tenant, address, reason in suppressing
-                ],
-            )
-        for event, tenant, _, reason in suppressing:
+            if suppressing:
+                await repository.add_suppressions(
+                    conn,
+                    rows=[
+                        {
+                            "tenant_id": tenant,
+                            "address": address,
+                            "reason": reason,
+                            "source": f"engagement:{event.event_id}",
+                            "created_at": at,
+                        }
+                        for event, tenant, address, reason, at in suppressing
+                    ],
+                )
+            # After the inserts: a batch holding both an unsubscribe and a later resubscribe
+            # ends resubscribed.
+            lifted_for = await repository.lift_suppressions(conn, lifts=lifting)
+        for event, tenant, _, reason, _ in suppressing:
             log.info(
                 "suppression.from_engagement",
                 tenant_id=tenant,
@@ -887,3 +898,5 @@ class Suppressions:
                 event_id=event.event_id,
                 message_id=event.message_id,
             )
+        for tenant, _ in lifted_for:
+            log.info("suppression.lifted_by_resubscribe", tenant_id=tenant)
