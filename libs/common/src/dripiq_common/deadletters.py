@@ -176,7 +176,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     dropping.add_argument("sequences", nargs="+", type=int, metavar="SEQ")
     args = parser.parse_args(argv)
     if args.command == "replay" and bool(args.sequences) == bool(args.all):
-        parser.error("replay takes sequence numbers or --all, not both")
+        parser.error("replay takes either sequence numbers or --all")
     return args
 
 
