@@ -28,16 +28,20 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from dripiq_common import jetstream
-from dripiq_common.jetstream import DEAD_LETTER_PREFIX, Streams
+from dripiq_common.jetstream import (
+    DEAD_LETTER_PREFIX,
+    DELIVERED_HEADER,
+    ERROR_HEADER,
+    ORIGINAL_SEQUENCE_HEADER,
+    ORIGINAL_SUBJECT_HEADER,
+    Streams,
+    own_headers,
+)
 
 STREAM = Streams.DEAD_LETTERS.name
-ORIGINAL_SUBJECT = "Dripiq-Original-Subject"
-ORIGINAL_SEQUENCE = "Dripiq-Original-Sequence"
-DELIVERED = "Dripiq-Delivered"
-ERROR = "Dripiq-Error"
 REPLAYED_FROM = "Dripiq-Replayed-From"
 # Written for the dead letter itself, not carried back to the original subject.
-_DEAD_LETTER_HEADERS = frozenset({ORIGINAL_SUBJECT, ORIGINAL_SEQUENCE, DELIVERED, ERROR})
+_DEAD_LETTER_HEADERS = frozenset({ORIGINAL_SUBJECT_HEADER, ORIGINAL_SEQUENCE_HEADER, DELIVERED_HEADER, ERROR_HEADER})
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,7 @@ class DeadLetter:
     def replay_headers(self) -> dict[str, str]:
         """The original headers, a new dedupe id (a second replay of this dead letter inside
         the duplicate window is dropped by JetStream) and where the message came back from."""
-        kept = {
-            k: v for k, v in self.headers.items() if k not in _DEAD_LETTER_HEADERS and not k.lower().startswith("nats-")
-        }
+        kept = {k: v for k, v in own_headers(self.headers).items() if k not in _DEAD_LETTER_HEADERS}
         return {**kept, "Nats-Msg-Id": f"dlq-replay:{self.sequence}", REPLAYED_FROM: str(self.sequence)}
 
 
@@ -72,9 +74,9 @@ def _dead_letter(raw) -> DeadLetter:  # type: ignore[no-untyped-def]
         sequence=raw.seq,
         stream=stream,
         consumer=consumer,
-        original_subject=headers.get(ORIGINAL_SUBJECT, ""),
-        error=headers.get(ERROR, ""),
-        delivered=headers.get(DELIVERED, ""),
+        original_subject=headers.get(ORIGINAL_SUBJECT_HEADER, ""),
+        error=headers.get(ERROR_HEADER, ""),
+        delivered=headers.get(DELIVERED_HEADER, ""),
         at=raw.time,
         data=raw.data or b"",
         headers=headers,

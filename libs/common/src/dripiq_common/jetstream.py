@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -40,6 +40,16 @@ ProtoT = TypeVar("ProtoT", bound=ProtoMessage)
 
 DAY = 24 * 3600
 DEAD_LETTER_PREFIX = "dripiq.dlq"
+# What a dead letter carries besides the original payload and headers.
+ORIGINAL_SUBJECT_HEADER = "Dripiq-Original-Subject"
+ORIGINAL_SEQUENCE_HEADER = "Dripiq-Original-Sequence"
+DELIVERED_HEADER = "Dripiq-Delivered"
+ERROR_HEADER = "Dripiq-Error"
+
+
+def own_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """A message's headers without the server's `Nats-*` ones (dedupe ids and the like)."""
+    return {k: v for k, v in (headers or {}).items() if not k.lower().startswith("nats-")}
 
 
 @dataclass(frozen=True)
@@ -410,14 +420,13 @@ class PullWorker:
     async def _dead_letter(self, msg: Msg, reason: str, bound: structlog.stdlib.BoundLogger) -> None:
         meta = msg.metadata
         subject = f"{DEAD_LETTER_PREFIX}.{meta.stream}.{meta.consumer}"
-        # The original headers travel along, so a replay (dripiq_common.deadletters) restores them.
-        original = {k: v for k, v in (msg.headers or {}).items() if not k.lower().startswith("nats-")}
         headers = {
-            **original,
-            "Dripiq-Original-Subject": msg.subject,
-            "Dripiq-Original-Sequence": str(meta.sequence.stream),
-            "Dripiq-Delivered": str(meta.num_delivered),
-            "Dripiq-Error": reason[:1000],
+            # The original headers travel along, so a replay (dripiq_common.deadletters) restores them.
+            **own_headers(msg.headers),
+            ORIGINAL_SUBJECT_HEADER: msg.subject,
+            ORIGINAL_SEQUENCE_HEADER: str(meta.sequence.stream),
+            DELIVERED_HEADER: str(meta.num_delivered),
+            ERROR_HEADER: reason[:1000],
             "Nats-Msg-Id": f"{meta.stream}:{meta.sequence.stream}",
         }
         await self.js.publish(subject, msg.data, headers=headers)

@@ -68,10 +68,11 @@ async def upsert_outbound(conn: AsyncConnection, *, sent: Sequence[SentMessage])
 # Sets the wanted bits each known message lacks, and answers the bits it added, in one
 # statement: in SET, `o.seen` is the value before the update, so `seen_added` records what this
 # statement added and RETURNING reads it. Messages that have every wanted bit already are only
-# read, not written or locked. The rows are visited in message-id order (the sorted list drives
-# the join), so concurrent deliveries lock shared messages in the same order. A row changed by
-# a concurrent delivery is re-read at its newest version before it is updated (READ COMMITTED),
-# so a bit that delivery added is not counted twice.
+# read, not written or locked. The sorted list drives the join, so concurrent deliveries lock
+# shared messages in message-id order; PostgreSQL does not promise that order for every plan,
+# and were it to lock otherwise, a deadlock would fail one delivery for a redelivery, never
+# count twice. A row changed by a concurrent delivery is re-read at its newest version before
+# it is updated (READ COMMITTED), so a bit that delivery added is not counted twice.
 _ADD_SEEN = """
 UPDATE events.outbound_messages o SET seen = o.seen | w.bits, seen_added = w.bits & ~o.seen
 FROM (SELECT * FROM unnest($1::text[], $2::integer[]) AS u(message_id, bits) ORDER BY message_id) w
