@@ -29,6 +29,7 @@ def running_suite(replicas: dict[str, int] | None = None, **extra_env: str) -> I
     suite = Suite(
         run_dir=root / "run",
         ephemeral_ports=True,
+        temporary_data=True,
         log_format="json",
         log_dir=root / "logs",
         extra_env={"LOG_LEVEL": "WARNING", **extra_env},

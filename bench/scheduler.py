@@ -54,7 +54,7 @@ def rss_mib(pid: int) -> float:
 @contextmanager
 def scheduler_stack():  # type: ignore[no-untyped-def]
     root = Path(tempfile.mkdtemp(prefix="dripiq-bench-sched-"))
-    pg = EmbeddedPostgres(root / "pg").start()
+    pg = EmbeddedPostgres(root / "pg", temporary=True).start()
     nats_server = EmbeddedNats(root / "nats").start()
     process = None
     try:

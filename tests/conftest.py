@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq_common import jetstream, migrations
 from dripiq_common.db import create_engine
-from dripiq_devtools.servers import EmbeddedNats, EmbeddedPostgres
+from dripiq_devtools.servers import EmbeddedNats, EmbeddedPostgres, SetupError
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +32,11 @@ def server_root() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def postgres(server_root: Path) -> Iterator[EmbeddedPostgres]:
-    pg = EmbeddedPostgres(server_root / "postgres").start()
+    try:
+        pg = EmbeddedPostgres(server_root / "postgres", temporary=True).start()
+    except SetupError as exc:
+        # One line that says what to do, instead of an error for every test that needs a database.
+        pytest.exit(f"PostgreSQL cannot start for the tests: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
     yield pg
     pg.stop()
 

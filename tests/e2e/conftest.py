@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import USER_ACCOUNT
 
 from dripiq_devtools.suite import Suite
 
@@ -19,9 +20,11 @@ def suite(request: pytest.FixtureRequest) -> Iterator[Suite]:
     running = Suite(
         run_dir=root / "run",
         ephemeral_ports=True,
+        temporary_data=True,
         log_format="json",
         log_dir=root / "logs",
         fake_openai=True,
+        user_env={"SENDGRID_WEBHOOK_PUBLIC_KEY": USER_ACCOUNT.public_key_base64},
         extra_env={
             "SCHEDULER_POLL_SECONDS": "0.1",
             "PLANNER_OUTBOX_POLL_SECONDS": "0.2",

@@ -14,10 +14,15 @@ import grpc
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dpb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc
 from dripiq.planner.v1 import campaign_service_pb2 as pb
+from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_devtools.servers import pg_bin
 from dripiq_devtools.suite import Suite
 
 T = TypeVar("T")
+
+# The key pair of a real SendGrid account, whose verification key a user sets to receive its
+# webhooks while `make run` sends to the fake.
+USER_ACCOUNT = FakeSendGrid()
 
 # Any day, any hour: a test must not wait for office hours.
 ALWAYS = pb.SendWindow(weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24)

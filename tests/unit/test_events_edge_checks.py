@@ -8,11 +8,11 @@ import pytest
 
 from dripiq_common.settings import load_settings
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
-from dripiq_events.edge.app import load_verifier, signature_problem
+from dripiq_events.edge.app import load_verifiers, signature_problem
 from dripiq_events.edge.settings import EdgeSettings
 
 FAKE = FakeSendGrid()
-VERIFIER = load_verifier(FAKE.public_key_base64)
+VERIFIERS = load_verifiers(FAKE.public_key_base64)
 BODY = b'[{"event":"open"}]\r\n'
 
 
@@ -20,7 +20,7 @@ def check(body: bytes = BODY, *, signed_at: int | None = None, now: float | None
     now = time.time() if now is None else now
     timestamp = str(int(now) if signed_at is None else signed_at)
     fields = {"signature": FAKE.sign(BODY, timestamp), "timestamp": timestamp, **overrides}
-    return signature_problem(VERIFIER, body=body.decode(), now=now, tolerance_seconds=600, **fields)
+    return signature_problem(VERIFIERS, body=body.decode(), now=now, tolerance_seconds=600, **fields)
 
 
 def test_a_fresh_sendgrid_signature_is_accepted():
@@ -40,6 +40,36 @@ def test_a_fresh_sendgrid_signature_is_accepted():
 )
 def test_untrusted_requests_say_why(kwargs, reason):
     assert check(**kwargs) == reason
+
+
+def test_every_configured_key_is_accepted_and_no_other():
+    """A real account's key beside the fake's (make run), or the old and new key during a rotation."""
+    other = FakeSendGrid()
+    both = load_verifiers(f" {other.public_key_base64} , {FAKE.public_key_base64},")
+    now = time.time()
+    timestamp = str(int(now))
+    for signer in (FAKE, other):
+        signature = signer.sign(BODY, timestamp)
+        assert (
+            signature_problem(
+                both, body=BODY.decode(), signature=signature, timestamp=timestamp, now=now, tolerance_seconds=600
+            )
+            is None
+        )
+    stranger = FakeSendGrid().sign(BODY, timestamp)
+    assert (
+        signature_problem(
+            both, body=BODY.decode(), signature=stranger, timestamp=timestamp, now=now, tolerance_seconds=600
+        )
+        == "signature does not match"
+    )
+
+
+def test_a_bad_key_among_several_is_named():
+    with pytest.raises(ValueError, match="key 2 of 2"):
+        load_verifiers(f"{FAKE.public_key_base64},bm90IGEga2V5")
+    with pytest.raises(ValueError, match="no key"):
+        load_verifiers(" , ")
 
 
 def test_signatures_outside_the_window_are_refused_either_way():

@@ -138,7 +138,7 @@ def edge_routes() -> set[str]:
     edge = Edge(
         js=None,  # type: ignore[arg-type]
         nc=SimpleNamespace(max_payload=1 << 20),  # type: ignore[arg-type]
-        verifier=None,  # type: ignore[arg-type]
+        verifiers=(),  # type: ignore[arg-type]
         signer=None,  # type: ignore[arg-type]
         max_body_bytes=1 << 20,
         signature_tolerance_seconds=600,

@@ -44,7 +44,7 @@ from dripiq_common.errors import PermanentMessageError
 from dripiq_common.tokens import TokenSigner, rfc_message_id
 from dripiq_devtools.fake_sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER, FakeSendGrid, build_event
 from dripiq_events.domain import loads_json
-from dripiq_events.edge.app import EVENTS_PATH, INBOUND_PATH, Edge, load_verifier
+from dripiq_events.edge.app import EVENTS_PATH, INBOUND_PATH, Edge, load_verifiers
 from dripiq_events.models import inbound_emails, message_events
 from dripiq_events.service import EventIngest, IngestResult
 
@@ -136,7 +136,7 @@ async def h(nats_conn, engine) -> AsyncIterator[Harness]:  # type: ignore[no-unt
     edge = Edge(
         js=recorder,  # type: ignore[arg-type]
         nc=nats_conn,
-        verifier=load_verifier(fake.public_key_base64),
+        verifiers=load_verifiers(fake.public_key_base64),
         signer=signer,
         max_body_bytes=BODY_LIMIT,
         signature_tolerance_seconds=600,

@@ -25,7 +25,15 @@ from dripiq.events.v1 import messages_pb2
 from dripiq_common.clock import ManualClock
 from dripiq_common.jetstream import Subjects
 from dripiq_devtools.fake_sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER, FakeSendGrid, build_event
-from dripiq_events.edge.app import EVENTS_PATH, INBOUND_PATH, TOKEN_PATH, Edge, OAuthClient, load_verifier
+from dripiq_events.edge.app import (
+    EVENTS_PATH,
+    INBOUND_PATH,
+    TOKEN_PATH,
+    Edge,
+    OAuthClient,
+    load_verifier,
+    load_verifiers,
+)
 
 STREAM = "EDGE_WEBHOOKS"
 BODY_LIMIT = 64 * 1024
@@ -52,7 +60,7 @@ def new_edge(nats_conn, fake, signer, **options) -> Edge:  # type: ignore[no-unt
     return Edge(
         js=nats_conn.jetstream(),
         nc=nats_conn,
-        verifier=load_verifier(fake.public_key_base64),
+        verifiers=load_verifiers(fake.public_key_base64),
         signer=signer,
         max_body_bytes=BODY_LIMIT,
         signature_tolerance_seconds=600,

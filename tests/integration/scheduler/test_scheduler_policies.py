@@ -329,7 +329,7 @@ async def test_nats_outage_loses_and_duplicates_nothing(db, tmp_path: Path, tena
 
 
 async def test_postgres_restart_is_survived(js, tmp_path: Path, tenant_id):
-    pg = await asyncio.to_thread(EmbeddedPostgres(tmp_path / "pg").start)
+    pg = await asyncio.to_thread(EmbeddedPostgres(tmp_path / "pg", temporary=True).start)
     own = None
     try:
         await asyncio.to_thread(migrations.upgrade, "scheduler", pg.url)

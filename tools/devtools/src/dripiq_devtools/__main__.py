@@ -23,7 +23,7 @@ RUN_DIR = REPO / ".run"
 
 def cmd_revision(service: str, message: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        pg = EmbeddedPostgres(Path(tmp) / "pg").start()
+        pg = EmbeddedPostgres(Path(tmp) / "pg", temporary=True).start()
         try:
             config = migrations.alembic_config(service, pg.url)
             config.set_main_option(

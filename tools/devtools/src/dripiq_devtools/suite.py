@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dripiq_common import migrations
 from dripiq_devtools.fake_sendgrid import FakeSendGrid, load_or_create_private_key
-from dripiq_devtools.servers import EmbeddedNats, EmbeddedPostgres, free_port
+from dripiq_devtools.servers import EmbeddedNats, EmbeddedPostgres, SetupError, free_port
 
 REPO = Path(__file__).resolve().parents[4]
 
@@ -71,6 +71,11 @@ class Suite:
     log_format: str = "console"
     # Start the local OpenAI-compatible fake and point the planner at it (no key needed).
     fake_openai: bool = False
+    # Remove the PostgreSQL cluster when stopped (tests and benchmarks); `make run` keeps it.
+    temporary_data: bool = False
+    # The user's own settings, as `make run` finds them in its environment. A suite on ephemeral
+    # ports ignores the caller's DATABASE_URL, NATS_URL and SENDGRID_*; a test gives them here.
+    user_env: dict[str, str] = field(default_factory=dict)
     # Extra environment for the five processes (tests shorten poll intervals with it).
     extra_env: dict[str, str] = field(default_factory=dict)
     # More than one process of a service, e.g. {"dispatcher": 2}: the others are named
@@ -82,6 +87,7 @@ class Suite:
     postgres: EmbeddedPostgres | None = None
     nats: EmbeddedNats | None = None
     log_dir: Path | None = None
+    fake_webhook_key: str | None = None
 
     def port(self, name: str) -> int:
         if name not in self.ports:
@@ -90,7 +96,10 @@ class Suite:
         return self.ports[name]
 
     def start(self) -> Suite:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SetupError(f"cannot create {self.run_dir}: {exc.strerror}") from None
         try:
             self._start_servers()
             self._start_processes()
@@ -105,10 +114,15 @@ class Suite:
             dict(os.environ)
             if not self.ephemeral_ports
             else {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "NATS_URL", "SENDGRID_"))}
-        )
+        ) | self.user_env
         database_url = env.get("DATABASE_URL")
         if not database_url:
-            self.postgres = EmbeddedPostgres(self.run_dir / "postgres", port=self.port("DRIPIQ_PG_PORT")).start()
+            try:
+                self.postgres = EmbeddedPostgres(
+                    self.run_dir / "postgres", port=self.port("DRIPIQ_PG_PORT"), temporary=self.temporary_data
+                ).start()
+            except SetupError as exc:
+                raise SetupError(f"{exc} (or set DATABASE_URL to a server of your own)") from None
             database_url = self.postgres.url
         for service in migrations.SERVICES:
             migrations.upgrade(service, database_url)
@@ -140,7 +154,7 @@ class Suite:
             if process.grpc_services and self.ephemeral_ports:
                 # Another suite on this machine (make run, a benchmark) holds the default ones.
                 env[f"{process.name.upper()}_METRICS_PORT"] = str(free_port())
-        if not env.get("SENDGRID_API_KEY"):
+        if not (env.get("SENDGRID_API_KEY") or env.get("SENDGRID_API_HOST")):
             key_file = self.run_dir / "fake-sendgrid-key.pem"
             public_key = FakeSendGrid(private_key_pem=load_or_create_private_key(key_file)).public_key_base64
             fake_port = self.port("FAKE_SENDGRID_PORT")
@@ -158,7 +172,16 @@ class Suite:
                 env,
             )
             env["SENDGRID_API_HOST"] = f"http://127.0.0.1:{fake_port}"
-            env["SENDGRID_WEBHOOK_PUBLIC_KEY"] = public_key
+            # A key the user set (a real account's, to receive its webhooks) stays valid beside the fake's.
+            env["SENDGRID_WEBHOOK_PUBLIC_KEY"] = ",".join(
+                key for key in (env.get("SENDGRID_WEBHOOK_PUBLIC_KEY", "").strip(), public_key) if key
+            )
+            self.fake_webhook_key = public_key
+        elif not env.get("SENDGRID_WEBHOOK_PUBLIC_KEY"):
+            raise SetupError(
+                "SENDGRID_API_KEY or SENDGRID_API_HOST is set, so webhooks come from that SendGrid, not the fake: "
+                "set SENDGRID_WEBHOOK_PUBLIC_KEY to its verification key (Mail Settings > Signed Event Webhook)"
+            )
         if self.fake_openai and not (env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL")):
             port = self.port("FAKE_OPENAI_PORT")
             self._spawn("fake-openai", [sys.executable, "-m", "dripiq_devtools.fake_openai", "--port", str(port)], env)
@@ -263,6 +286,22 @@ class Suite:
         if self.postgres:
             self.postgres.stop()
 
+    def _sendgrid_summary(self) -> list[str]:
+        """Which SendGrid the dispatcher sends to, and whose keys the edge accepts webhooks signed with."""
+        host = self.env.get("SENDGRID_API_HOST") or "https://api.sendgrid.com"
+        if "fake-sendgrid" in self.children:
+            lines = [f"  {'sendgrid':<11} fake  {host}   (GET /_fake/messages; no SENDGRID_API_KEY)"]
+        elif self.env.get("SENDGRID_API_KEY"):
+            lines = [f"  {'sendgrid':<11} real  {host}   (SENDGRID_API_KEY is set: mail really goes out)"]
+        else:
+            lines = [f"  {'sendgrid':<11}       {host}   (SENDGRID_API_HOST)"]
+        keys = []
+        for key in self.env["SENDGRID_WEBHOOK_PUBLIC_KEY"].split(","):
+            whose = "the fake's" if key == self.fake_webhook_key else "SENDGRID_WEBHOOK_PUBLIC_KEY"
+            keys.append(f"{whose} (...{key.strip()[-8:]})")
+        lines.append(f"  {'':<11}       webhooks verified with {' and '.join(keys)}")
+        return lines
+
     def summary(self) -> str:
         lines = ["", "dripiq is running. Ctrl-C stops everything.", ""]
         for process in PROCESSES:
@@ -275,8 +314,7 @@ class Suite:
             f"  {'':<11}       {edge}/webhooks/sendgrid/inbound  (Inbound Parse)",
             f"  {'':<11}       {edge}/u/<token>                  (one-click unsubscribe)",
         ]
-        if "fake-sendgrid" in self.children:
-            lines.append(f"  {'sendgrid':<11} fake  {self.env['SENDGRID_API_HOST']}   (GET /_fake/messages)")
+        lines += self._sendgrid_summary()
         if "fake-openai" in self.children:
             lines.append(f"  {'openai':<11} fake  {self.env['OPENAI_BASE_URL']}   (GET /_fake/requests)")
         lines += [
@@ -299,7 +337,10 @@ def main() -> None:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    suite.start()
+    try:
+        suite.start()
+    except SetupError as exc:
+        sys.exit(f"make run: {exc}")
     print(suite.summary(), flush=True)
     failed: list[str] = []
     try:

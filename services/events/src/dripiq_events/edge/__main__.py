@@ -18,7 +18,7 @@ from dripiq_common.logging import configure_logging
 from dripiq_common.service import run_process
 from dripiq_common.settings import load_settings
 from dripiq_common.tokens import TokenSigner
-from dripiq_events.edge.app import EVENTS_PATH, INBOUND_PATH, Edge, OAuthClient, load_verifier
+from dripiq_events.edge.app import EVENTS_PATH, INBOUND_PATH, Edge, OAuthClient, load_verifiers
 from dripiq_events.edge.settings import EdgeSettings
 
 log = structlog.get_logger(__name__)
@@ -26,7 +26,7 @@ log = structlog.get_logger(__name__)
 
 async def serve(settings: EdgeSettings) -> None:
     try:
-        verifier = load_verifier(settings.sendgrid_webhook_public_key)
+        verifiers = load_verifiers(settings.sendgrid_webhook_public_key)
     except ValueError as exc:
         raise SystemExit(f"EdgeSettings: SENDGRID_WEBHOOK_PUBLIC_KEY: {exc}") from None
     stop = asyncio.Event()
@@ -45,7 +45,7 @@ async def serve(settings: EdgeSettings) -> None:
     edge = Edge(
         js=js,
         nc=nc,
-        verifier=verifier,
+        verifiers=verifiers,
         signer=TokenSigner(settings.token_secret.get_secret_value().encode()),
         max_body_bytes=settings.max_body_bytes,
         signature_tolerance_seconds=settings.signature_tolerance_seconds,

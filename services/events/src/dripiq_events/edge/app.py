@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import html
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import nats.errors
@@ -77,8 +77,22 @@ def load_verifier(public_key: str) -> EventWebhook:
     return verifier
 
 
+def load_verifiers(public_keys: str) -> tuple[EventWebhook, ...]:
+    """One verifier per comma-separated key (two during a key rotation); ValueError naming the bad one."""
+    keys = [key.strip() for key in public_keys.split(",") if key.strip()]
+    if not keys:
+        raise ValueError("no key given")
+    verifiers = []
+    for n, key in enumerate(keys, 1):
+        try:
+            verifiers.append(load_verifier(key))
+        except ValueError as exc:
+            raise ValueError(f"key {n} of {len(keys)}: {exc}") from None
+    return tuple(verifiers)
+
+
 def signature_problem(
-    verifier: EventWebhook,
+    verifiers: Sequence[EventWebhook],
     *,
     body: str,
     signature: str | None,
@@ -95,18 +109,21 @@ def signature_problem(
         return "timestamp is not a number"
     if abs(now - signed_at) > tolerance_seconds:
         return "timestamp outside the accepted window"
-    try:
-        valid = verifier.verify_signature(body, signature, timestamp)
-    except (ValueError, binascii.Error):
-        valid = False
-    return None if valid else "signature does not match"
+    for verifier in verifiers:
+        try:
+            if verifier.verify_signature(body, signature, timestamp):
+                return None
+        except (ValueError, binascii.Error):
+            pass
+    return "signature does not match"
 
 
 @dataclass
 class Edge:
     js: JetStreamContext
     nc: NATS
-    verifier: EventWebhook
+    # Every key SendGrid may sign with: the account's, and during a rotation the next one too.
+    verifiers: Sequence[EventWebhook]
     signer: TokenSigner
     max_body_bytes: int
     signature_tolerance_seconds: float
@@ -155,7 +172,7 @@ class Edge:
         signature = request.headers.get(SIGNATURE_HEADER)
         if self.require_signature:
             problem = signature_problem(
-                self.verifier,
+                self.verifiers,
                 body=text,
                 signature=signature,
                 timestamp=request.headers.get(TIMESTAMP_HEADER),

@@ -30,7 +30,8 @@ class EdgeSettings(BaseSettings):
         default=600,
         validation_alias=AliasChoices("JETSTREAM_DUPLICATE_WINDOW_SECONDS", "jetstream_duplicate_window_seconds"),
     )
-    # Base64 DER, exactly as SendGrid shows it under Mail Settings > Signed Event Webhook.
+    # Base64 DER, exactly as SendGrid shows it under Mail Settings > Signed Event Webhook; several
+    # keys separated by commas are all accepted (a key rotation, or a real account beside the fake).
     sendgrid_webhook_public_key: str = Field(
         validation_alias=AliasChoices("SENDGRID_WEBHOOK_PUBLIC_KEY", "sendgrid_webhook_public_key")
     )
