@@ -96,13 +96,15 @@ def test_mail_carries_every_tracking_key() -> None:
     mail = domain.build_mail(message, IDENTITY, signer=SIGNER, settings=MAIL)
 
     assert mail["from"] == {"email": "sales@acme.test", "name": "Acme Sales"}
-    assert mail["personalizations"] == [{"to": [{"email": "Ada@Example.com", "name": "Ada"}]}]
-    assert mail["custom_args"] == {
+    [personalization] = mail["personalizations"]
+    assert personalization["to"] == [{"email": "Ada@Example.com", "name": "Ada"}]
+    assert personalization["custom_args"] == {
         "tenant_id": "t-1",
         "campaign_id": "camp-1",
         "step_index": "2",
         "message_id": MESSAGE_ID,
     }
+    assert "custom_args" not in mail, "SendGrid's schema types only the personalization's as an object"
     assert mail["categories"] == ["onboarding"]
     token = token_from_reply_address(mail["reply_to"]["email"])
     assert mail["reply_to"]["email"].endswith("@reply.test")
@@ -110,6 +112,7 @@ def test_mail_carries_every_tracking_key() -> None:
     headers = mail["headers"]
     assert headers["Message-ID"] == f"<{MESSAGE_ID}@mid.test>"
     assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "In-Reply-To" not in headers and "References" not in headers
     url = headers["List-Unsubscribe"].strip("<>")
     assert url.startswith("https://u.test/u/")
     assert SIGNER.parse_unsubscribe_token(url.removeprefix("https://u.test/u/")) == (
@@ -119,17 +122,98 @@ def test_mail_carries_every_tracking_key() -> None:
     text, html = mail["content"]
     assert text["type"] == "text/plain" and text["value"].startswith("Hi Ada") and url in text["value"]
     assert html["type"] == "text/html" and html["value"].endswith("</body></html>")
-    assert f'href="{url}"' in html["value"]
+    assert f'<a clicktracking="off" href="{url}">Unsubscribe</a>' in html["value"]
 
 
-def test_html_only_mail_has_no_text_part() -> None:
-    message = domain.new_message(command(body_text="", body_html="<p>Hi</p>", categories=[]))
+def test_every_email_is_multipart_with_html_rendered_from_its_text() -> None:
+    body = (
+        "Hi **Ada**,\n\nSee https://acme.test/demo or [the page](https://acme.test/p).\n<script>alert(1)</script>\nSam"
+    )
+    message = domain.new_message(command(body_text=body, body_html=""))
+
+    text, html = domain.build_mail(message, IDENTITY, signer=SIGNER, settings=MAIL)["content"]
+
+    assert text["value"].startswith(body), "the text part is what the step says, readable as it is"
+    assert "<strong>Ada</strong>" in html["value"]
+    assert '<a href="https://acme.test/demo" rel="noopener noreferrer">https://acme.test/demo</a>' in html["value"]
+    assert '<a href="https://acme.test/p" rel="noopener noreferrer">the page</a>' in html["value"]
+    assert "<script>" not in html["value"] and "&lt;script&gt;alert(1)&lt;/script&gt;" in html["value"]
+    assert "<br>\nSam" in html["value"], "line breaks stay line breaks"
+
+
+def test_html_only_mail_gets_a_readable_text_part_and_is_cleaned() -> None:
+    given = '<p onclick="x()">Hi <b>Ada</b></p><script>steal()</script><p><a href="javascript:x()">j</a></p>'
+    message = domain.new_message(command(body_text="", body_html=given, categories=[]))
 
     mail = domain.build_mail(message, IDENTITY, signer=SIGNER, settings=MAIL)
 
-    assert [c["type"] for c in mail["content"]] == ["text/html"]
-    assert mail["content"][0]["value"].startswith("<p>Hi</p><p")
+    text, html = mail["content"]
+    assert [text["type"], html["type"]] == ["text/plain", "text/html"]
+    assert text["value"].startswith("Hi Ada\nj")
+    assert "onclick" not in html["value"] and "steal" not in html["value"] and "javascript" not in html["value"]
+    assert "<p>Hi <b>Ada</b></p>" in html["value"]
     assert "categories" not in mail
+
+
+def test_tracking_is_set_explicitly_and_follows_the_tenant() -> None:
+    tracked = domain.build_mail(domain.new_message(command()), IDENTITY, signer=SIGNER, settings=MAIL)
+    assert tracked["tracking_settings"] == {
+        "open_tracking": {"enable": True},
+        "click_tracking": {"enable": True, "enable_text": False},
+        "subscription_tracking": {"enable": False},
+    }
+    private = domain.new_message(command(tracking=messages_pb2.Tracking(opens=False, clicks=False)))
+    settings = domain.MailSettings("reply.test", "mid.test", "https://u.test/u/", click_tracking_text=True)
+    untracked = domain.build_mail(private, IDENTITY, signer=SIGNER, settings=settings)
+    assert untracked["tracking_settings"]["open_tracking"] == {"enable": False}
+    assert untracked["tracking_settings"]["click_tracking"] == {"enable": False, "enable_text": False}
+    with_text = domain.build_mail(domain.new_message(command()), IDENTITY, signer=SIGNER, settings=settings)
+    assert with_text["tracking_settings"]["click_tracking"] == {"enable": True, "enable_text": True}
+
+
+def test_the_sent_outcome_says_why_opens_or_clicks_cannot_arrive() -> None:
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    sent = messages_pb2.OUTCOME_KIND_SENT
+    tracked = domain.outcome(domain.new_message(command()), sent, occurred_at=now)
+    assert (tracked.opens_untracked_reason, tracked.clicks_untracked_reason) == ("", "")
+    private = domain.new_message(command(tracking=messages_pb2.Tracking(opens=False, clicks=True)))
+    fact = domain.outcome(private, sent, occurred_at=now)
+    assert fact.opens_untracked_reason == "open tracking is off for this tenant" and not fact.clicks_untracked_reason
+    task = domain.outcome(domain.new_message(command(channel="call")), sent, occurred_at=now)
+    assert task.opens_untracked_reason == "a call task has no opens"
+
+
+def test_a_threaded_follow_up_points_at_the_earlier_emails() -> None:
+    earlier = ["11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"]
+    message = domain.new_message(command(subject="Re: Hello", thread_message_ids=earlier))
+
+    headers = domain.build_mail(message, IDENTITY, signer=SIGNER, settings=MAIL)["headers"]
+
+    assert headers["In-Reply-To"] == f"<{earlier[1]}@mid.test>"
+    assert headers["References"] == f"<{earlier[0]}@mid.test> <{earlier[1]}@mid.test>"
+    assert headers["Message-ID"] == f"<{MESSAGE_ID}@mid.test>"
+
+
+def test_the_footer_carries_the_postal_address_and_real_sendgrid_requires_one() -> None:
+    address = "Acme Inc.\n1 Main Street\nSpringfield, IL 62701, USA"
+    message = domain.new_message(command(postal_address=address))
+    text, html = domain.build_mail(message, IDENTITY, signer=SIGNER, settings=MAIL)["content"]
+    assert address in text["value"]
+    assert "Acme Inc.<br>1 Main Street<br>Springfield, IL 62701, USA" in html["value"]
+    strict = domain.MailSettings("reply.test", "mid.test", "https://u.test/u/", require_postal_address=True)
+    assert domain.mail_problem(message, strict) is None
+    problem = domain.mail_problem(domain.new_message(command()), strict)
+    assert problem is not None and "postal address" in problem and "UpdateTenantSettings" in problem
+    assert domain.mail_problem(domain.new_message(command()), MAIL) is None, "a local fake needs none"
+    assert domain.mail_problem(domain.new_message(command(channel="call")), strict) is None
+
+
+def test_real_sendgrid_requires_a_postal_address_unless_told_otherwise(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("SENDGRID_API_KEY", raising=False)
+    monkeypatch.delenv("DISPATCHER_REQUIRE_POSTAL_ADDRESS", raising=False)
+    assert not settings().requires_postal_address
+    assert settings(sendgrid_api_key="SG.real").requires_postal_address
+    assert not settings(sendgrid_api_key="SG.real", require_postal_address=False).requires_postal_address
 
 
 @pytest.mark.parametrize(

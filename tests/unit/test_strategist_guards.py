@@ -152,7 +152,14 @@ def _answer(**strategy_overrides: Any) -> dict[str, Any]:
         "summary": "Introduce Beacon to Ada.",
         "cadence": {"interval": "3 days", "totalDuration": "7 days"},
         "outreachCampaign": [
-            {"type": "email", "timing": f"Day {d}", "subject": "Beacon", "content": "Hi Ada,", "callToAction": "Call?"}
+            {
+                "type": "email",
+                "timing": f"Day {d}",
+                "subject": "Beacon",
+                "content": "Hi Ada,",
+                "callToAction": "Call?",
+                "thread": None,
+            }
             for d in (0, 3, 7)
         ],
         "adaptiveRules": [{"trigger": "click", "action": {"type": "skip_to_step", "payload": payload}}],

@@ -32,7 +32,13 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
         rt.clock,
         sender,
         TokenSigner(settings.token_secret.get_secret_value().encode()),
-        MailSettings(settings.reply_domain, settings.message_id_domain, settings.unsubscribe_base_url),
+        MailSettings(
+            settings.reply_domain,
+            settings.message_id_domain,
+            settings.unsubscribe_base_url,
+            click_tracking_text=settings.click_tracking_text,
+            require_postal_address=settings.requires_postal_address,
+        ),
         settings.max_attempts,
         on_outbox=relay.kick,
     )

@@ -4,7 +4,6 @@ provider failure is judged, and which engagement makes an address unsendable."""
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import urllib.error
 import uuid
@@ -14,17 +13,6 @@ from enum import StrEnum
 from typing import Any
 
 from python_http_client.exceptions import HTTPError
-from sendgrid.helpers.mail import (
-    Category,
-    CustomArg,
-    From,
-    Header,
-    HtmlContent,
-    Mail,
-    PlainTextContent,
-    ReplyTo,
-    To,
-)
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import messages_pb2
@@ -32,6 +20,7 @@ from dripiq.events.v1 import messages_pb2 as events_pb2
 from dripiq_common import engagement, tokens, validation
 from dripiq_common.errors import InvalidArgument
 from dripiq_common.tokens import TokenSigner
+from dripiq_dispatcher import rendering
 
 PROVIDER = "sendgrid"
 EMAIL = "email"
@@ -87,6 +76,11 @@ class NewMessage:
     body_text: str
     body_html: str
     categories: tuple[str, ...]
+    postal_address: str = ""
+    track_opens: bool = True
+    track_clicks: bool = True
+    # Our ids of the earlier emails of this thread, oldest first.
+    thread_message_ids: tuple[str, ...] = ()
 
 
 def new_message(command: messages_pb2.SendMessageCommand) -> NewMessage:
@@ -115,6 +109,10 @@ def new_message(command: messages_pb2.SendMessageCommand) -> NewMessage:
         body_text=command.body_text,
         body_html=command.body_html,
         categories=tuple(dict.fromkeys(command.categories)),
+        postal_address=command.postal_address.strip(),
+        track_opens=command.tracking.opens if command.HasField("tracking") else True,
+        track_clicks=command.tracking.clicks if command.HasField("tracking") else True,
+        thread_message_ids=tuple(command.thread_message_ids),
     )
 
 
@@ -239,58 +237,99 @@ class MailSettings:
     reply_domain: str
     message_id_domain: str
     unsubscribe_base_url: str
+    # SendGrid rewrites links in the text part too (they then look like tracking links).
+    click_tracking_text: bool = False
+    # CAN-SPAM: mail to the real SendGrid must carry the sender's postal address.
+    require_postal_address: bool = False
 
 
 def unsubscribe_url(signer: TokenSigner, settings: MailSettings, message: NewMessage) -> str:
     return settings.unsubscribe_base_url + signer.unsubscribe_token(message.tenant_id, message.message_id)
 
 
-def with_unsubscribe_text(body: str, url: str) -> str:
-    return f"{body.rstrip()}\n\n--\nUnsubscribe: {url}\n"
+def mail_problem(message: NewMessage, settings: MailSettings) -> str | None:
+    """Why this email may not go out through this dispatcher's SendGrid, or None."""
+    if settings.require_postal_address and not message.postal_address and not is_task(message):
+        return (
+            "the tenant has no postal address, which every commercial email must carry (CAN-SPAM): "
+            "set it with CampaignService/UpdateTenantSettings (postal_address)"
+        )
+    return None
 
 
-def with_unsubscribe_html(body: str, url: str) -> str:
-    href = html.escape(url, quote=True)
-    link = f'<p style="font-size:12px;color:#888"><a href="{href}">Unsubscribe</a></p>'
-    closing = body.lower().rfind("</body>")
-    if closing == -1:
-        return body + link
-    return body[:closing] + link + body[closing:]
+def opens_untracked_reason(message: NewMessage | Any) -> str:
+    """Why SendGrid cannot report this message's opens; empty when it can (every email has HTML)."""
+    if message.channel != EMAIL:
+        return f"a {message.channel} task has no opens"
+    return "" if message.track_opens else "open tracking is off for this tenant"
+
+
+def clicks_untracked_reason(message: NewMessage | Any) -> str:
+    if message.channel != EMAIL:
+        return f"a {message.channel} task has no clicks"
+    return "" if message.track_clicks else "click tracking is off for this tenant"
+
+
+def _address(email: str, name: str) -> dict[str, str]:
+    return {"email": email, "name": name} if name else {"email": email}
 
 
 def build_mail(
     message: NewMessage, identity: Identity, *, signer: TokenSigner, settings: MailSettings
 ) -> dict[str, Any]:
-    """The Mail Send body. Every tracking key rides along so webhooks find their message:
-    custom_args for SendGrid's events, our Message-ID and reply-to token for replies."""
+    """The Mail Send body: multipart/alternative with tracking set explicitly. Every tracking
+    key rides along so webhooks find their message: custom_args for SendGrid's events (on the
+    personalization, where SendGrid's published schema types them as an object), our
+    Message-ID and reply-to token for replies."""
     url = unsubscribe_url(signer, settings, message)
-    mail = Mail(
-        from_email=From(identity.from_email, identity.from_name or None),
-        to_emails=To(message.to_email, message.to_name or None),
-        subject=message.subject,
-        plain_text_content=(
-            PlainTextContent(with_unsubscribe_text(message.body_text, url)) if message.body_text else None
+    footer = rendering.Footer(unsubscribe_url=url, postal_address=message.postal_address)
+    text = message.body_text or rendering.plain_text(message.body_html)
+    body = rendering.clean_html(message.body_html) if message.body_html else rendering.html_body(message.body_text)
+    headers = {
+        "Message-ID": rfc_message_id(message, settings),
+        "List-Unsubscribe": f"<{url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    if message.thread_message_ids:
+        thread = [tokens.rfc_message_id(m, settings.message_id_domain) for m in message.thread_message_ids]
+        headers["In-Reply-To"] = thread[-1]
+        headers["References"] = " ".join(thread)
+    mail: dict[str, Any] = {
+        "personalizations": [
+            {
+                "to": [_address(message.to_email, message.to_name)],
+                "custom_args": {
+                    "tenant_id": message.tenant_id,
+                    "campaign_id": message.campaign_id,
+                    "step_index": str(message.step_index),
+                    "message_id": message.message_id,
+                },
+            }
+        ],
+        "from": _address(identity.from_email, identity.from_name),
+        # Named like the sender, so replies look addressed to them.
+        "reply_to": _address(
+            tokens.reply_address(signer, message.message_id, settings.reply_domain), identity.from_name
         ),
-        html_content=HtmlContent(with_unsubscribe_html(message.body_html, url)) if message.body_html else None,
-    )
-    # Named like the sender, so replies look addressed to them (and the helper need not parse).
-    mail.reply_to = ReplyTo(
-        tokens.reply_address(signer, message.message_id, settings.reply_domain), identity.from_name or None
-    )
-    mail.header = [
-        Header("Message-ID", rfc_message_id(message, settings)),
-        Header("List-Unsubscribe", f"<{url}>"),
-        Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-    ]
-    mail.custom_arg = [
-        CustomArg("tenant_id", message.tenant_id),
-        CustomArg("campaign_id", message.campaign_id),
-        CustomArg("step_index", str(message.step_index)),
-        CustomArg("message_id", message.message_id),
-    ]
+        "subject": message.subject,
+        "content": [
+            {"type": "text/plain", "value": rendering.text_part(text, footer)},
+            {"type": "text/html", "value": rendering.html_part(body, footer)},
+        ],
+        "headers": headers,
+        "tracking_settings": {
+            "open_tracking": {"enable": message.track_opens},
+            "click_tracking": {
+                "enable": message.track_clicks,
+                "enable_text": message.track_clicks and settings.click_tracking_text,
+            },
+            # Unsubscribes are ours (List-Unsubscribe, the footer link): SendGrid adds no link of its own.
+            "subscription_tracking": {"enable": False},
+        },
+    }
     if message.categories:
-        mail.category = [Category(c) for c in message.categories]
-    return mail.get()
+        mail["categories"] = list(message.categories)
+    return mail
 
 
 def rfc_message_id(message: NewMessage, settings: MailSettings) -> str:
@@ -413,6 +452,9 @@ def outcome(
         to_email=message.to_email,
         subject=message.subject,
     )
+    if kind == messages_pb2.OUTCOME_KIND_SENT:
+        fact.opens_untracked_reason = opens_untracked_reason(message)
+        fact.clicks_untracked_reason = clicks_untracked_reason(message)
     fact.occurred_at.FromDatetime(occurred_at)
     return fact
 

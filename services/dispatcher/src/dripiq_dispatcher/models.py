@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    true,
 )
 
 from dripiq_common.outbox import outbox_table
@@ -56,6 +57,9 @@ messages = Table(
     # Call and LinkedIn tasks: what the person reported through CompleteTask.
     Column("task_outcome", Text),
     Column("task_notes", Text),
+    # What the email asked SendGrid to track (the tenant's privacy switches when it was sent).
+    Column("track_opens", Boolean, nullable=False, server_default=true()),
+    Column("track_clicks", Boolean, nullable=False, server_default=true()),
     UniqueConstraint("idempotency_key", name="messages_idempotency_key_key"),
     UniqueConstraint("provider", "provider_message_id", name="messages_provider_message_key"),
     CheckConstraint(

@@ -34,6 +34,8 @@ async def insert_messages(conn: AsyncConnection, *, batch: Sequence[NewMessage],
             "subject": m.subject,
             "body_text": m.body_text,
             "body_html": m.body_html,
+            "track_opens": m.track_opens,
+            "track_clicks": m.track_clicks,
             "created_at": now,
             "updated_at": now,
         }

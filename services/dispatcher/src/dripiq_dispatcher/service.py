@@ -237,7 +237,7 @@ class Dispatcher:
         failed or suppressed with their outcomes."""
         fine: list[_Item] = []
         for item in items:
-            problem = domain.content_problem(item.message)
+            problem = domain.content_problem(item.message) or domain.mail_problem(item.message, self.mail_settings)
             if problem is None:
                 fine.append(item)
             else:

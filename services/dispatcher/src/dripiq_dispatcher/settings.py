@@ -29,6 +29,11 @@ class DispatcherSettings(ServiceSettings):
     reply_domain: str = "reply.dripiq.localhost"
     message_id_domain: str = "dripiq.localhost"
     unsubscribe_base_url: str = "http://127.0.0.1:8080/u/"
+    # Click tracking also rewrites the links of the text part (SendGrid's `enable_text`).
+    click_tracking_text: bool = False
+    # Fail an email whose tenant has no postal address (CAN-SPAM). Unset: required exactly when
+    # sending to the real SendGrid (SENDGRID_API_KEY set), not to a local fake.
+    require_postal_address: bool | None = None
     # How provider calls leave: "async" posts with aiohttp on the event loop over keep-alive
     # connections; "executor" runs the sendgrid library's blocking client on a thread pool.
     transport: Literal["async", "executor"] = "async"
@@ -51,6 +56,12 @@ class DispatcherSettings(ServiceSettings):
     unknown_sweep_seconds: float = Field(default=60, gt=0)
     # How often rate-limit counters of windows long over are deleted.
     counter_prune_seconds: float = Field(default=300, gt=0)
+
+    @property
+    def requires_postal_address(self) -> bool:
+        if self.require_postal_address is not None:
+            return self.require_postal_address
+        return self.sendgrid_api_key is not None
 
     @property
     def sends_in_flight(self) -> int:

@@ -31,6 +31,7 @@ from dripiq_planner import lifecycle, repository, rules, state, strategy, templa
 from dripiq_planner.models import outbox
 from dripiq_planner.owners import Owners
 from dripiq_planner.strategist import Generation, PlanningFacts, Strategist
+from dripiq_planner.tenants import MAX_POSTAL_ADDRESS, SETTINGS_FIELDS, TenantDefaults
 
 log = structlog.get_logger(__name__)
 
@@ -52,20 +53,6 @@ _STEP_STATUS = {
     "skipped": pb.STEP_STATUS_SKIPPED,
     "canceled": pb.STEP_STATUS_CANCELED,
 }
-
-
-@dataclass(frozen=True)
-class TenantDefaults:
-    window: windows.SendWindow = windows.DEFAULT_WINDOW
-    voice: str = ""
-    guidelines: str = ""
-
-    @classmethod
-    def from_row(cls, row: Row | None) -> TenantDefaults:
-        if row is None:
-            return cls()
-        window = windows.SendWindow.from_json(row.send_window_json) if row.send_window_json else windows.DEFAULT_WINDOW
-        return cls(window=window, voice=row.voice, guidelines=row.guidelines)
 
 
 @dataclass
@@ -112,6 +99,7 @@ def _step_proto(step: Any) -> pb.CampaignStep:
         content=step.content,
         call_to_action=step.call_to_action,
         message_id=step.message_id or "",
+        thread=step.thread,
     )
     if step.scheduled_at:
         item.scheduled_at.FromDatetime(step.scheduled_at)
@@ -359,6 +347,7 @@ class CampaignService:
                 "updated_at": now,
             }
             first_at = lifecycle.place(draft, lifecycle.after(now, draft.delays[0]), 0, planned_from=now)
+            threads = strategy.threaded(draft.strategy.outreach_campaign)
             draft_steps = [
                 {
                     "campaign_id": draft.id,
@@ -370,6 +359,7 @@ class CampaignService:
                     "subject": step.subject,
                     "content": step.content,
                     "call_to_action": step.call_to_action,
+                    "thread": threads[i],
                     "status": "scheduled" if i == 0 else "pending",
                     "scheduled_at": first_at if i == 0 else None,
                     "schedule_version": 1 if i == 0 else 0,
@@ -583,8 +573,8 @@ class CampaignService:
     async def update_tenant_settings(self, request: pb.UpdateTenantSettingsRequest) -> pb.TenantSettings:
         settings = request.settings
         tenant = validation.tenant_id(settings.tenant_id, "settings.tenant_id")
-        paths = set(request.update_mask.paths) or {"send_window", "voice", "guidelines"}
-        unknown = paths - {"send_window", "voice", "guidelines"}
+        paths = set(request.update_mask.paths) or set(SETTINGS_FIELDS)
+        unknown = paths - set(SETTINGS_FIELDS)
         if unknown:
             raise InvalidArgument("update_mask", f"cannot update {', '.join(sorted(unknown))}")
         values: dict[str, Any] = {"updated_at": self.clock.now()}
@@ -596,6 +586,19 @@ class CampaignService:
                 if len(getattr(settings, name)) > 2000:
                     raise InvalidArgument(f"settings.{name}", "must be at most 2,000 characters")
                 values[name] = getattr(settings, name)
+        if "postal_address" in paths:
+            address = settings.postal_address.strip()
+            if len(address) > MAX_POSTAL_ADDRESS:
+                raise InvalidArgument("settings.postal_address", f"must be at most {MAX_POSTAL_ADDRESS} characters")
+            if address and len(address) < 10:
+                raise InvalidArgument(
+                    "settings.postal_address", "must be a whole postal address (street, city, country)"
+                )
+            values["postal_address"] = address
+        for name in ("open_tracking", "click_tracking"):
+            if name in paths:
+                # Unset means on, as for a tenant that never chose.
+                values[name] = getattr(settings, name) if settings.HasField(name) else True
         async with self.engine.begin() as conn:
             row = await repository.upsert_tenant_settings(conn, tenant_id=tenant, values=values)
         return _settings_proto(tenant, row)
@@ -608,6 +611,9 @@ def _settings_proto(tenant_id: str, row: Row | None) -> pb.TenantSettings:
         send_window=defaults.window.to_proto(),
         voice=defaults.voice,
         guidelines=defaults.guidelines,
+        postal_address=defaults.postal_address,
+        open_tracking=defaults.open_tracking,
+        click_tracking=defaults.click_tracking,
     )
     if row is not None:
         out.update_time.FromDatetime(row.updated_at)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -15,8 +16,10 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -76,6 +79,11 @@ tenant_settings = Table(
     Column("voice", Text, nullable=False, server_default=""),
     Column("guidelines", Text, nullable=False, server_default=""),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Printed in every email's footer (CAN-SPAM).
+    Column("postal_address", Text, nullable=False, server_default=""),
+    # Privacy switches: whether SendGrid tracks opens and clicks of this tenant's mail.
+    Column("open_tracking", Boolean, nullable=False, server_default=true()),
+    Column("click_tracking", Boolean, nullable=False, server_default=true()),
 )
 
 campaign_steps = Table(
@@ -98,6 +106,8 @@ campaign_steps = Table(
     Column("message_id", Text),
     Column("sent_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # An email that continues the previous email's thread (In-Reply-To, "Re: <subject>").
+    Column("thread", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("campaign_id", "step_index", name="campaign_steps_campaign_step_key"),
     CheckConstraint(
         "status IN ('pending', 'scheduled', 'sending', 'sent', 'failed', 'skipped', 'canceled')",

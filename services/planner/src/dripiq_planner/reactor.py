@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,9 +21,10 @@ from dripiq_common.clock import Clock
 from dripiq_common.errors import PermanentMessageError
 from dripiq_common.jetstream import Subjects, decode
 from dripiq_common.outbox import OutboxMessage
-from dripiq_planner import lifecycle, rules, state, templates
-from dripiq_planner.state import RUNNING, CampaignState, UnitOfWork
+from dripiq_planner import lifecycle, repository, rules, state, templates
+from dripiq_planner.state import RUNNING, CampaignState, StepState, UnitOfWork
 from dripiq_planner.strategy import AdaptiveRule, RuleAction
+from dripiq_planner.tenants import TenantDefaults
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +86,12 @@ class Reactor:
         for timer in timers:
             if timer.WhichOneof("kind") is None:
                 raise PermanentMessageError("PlannerTimer without a kind")
+        # What every send carries of its tenant's settings (postal address, tracking), read once a batch.
+        sending = {t.tenant_id for t in timers if t.HasField("step_due")}
+        tenants: dict[str, TenantDefaults] = {}
+        if sending:
+            async with self.engine.connect() as conn:
+                tenants = await repository.tenant_defaults(conn, tenant_ids=sending)
 
         def apply(campaigns: dict, work: UnitOfWork, already: set) -> None:
             for timer in timers:
@@ -99,7 +106,7 @@ class Reactor:
                         status=campaign.status if campaign else "missing",
                     )
                 elif kind == "step_due":
-                    self._step_due(work, campaign, timer.step_due)
+                    self._step_due(work, campaign, timer.step_due, tenants[campaign.tenant_id])
                 elif kind == "trigger_due":
                     self._trigger_due(work, campaign, timer.trigger_due, already)
                 else:
@@ -114,7 +121,9 @@ class Reactor:
         ]
         await self._run(keys, apply, decision_keys)
 
-    def _step_due(self, work: UnitOfWork, campaign: CampaignState, due: timers_pb2.StepDue) -> None:
+    def _step_due(
+        self, work: UnitOfWork, campaign: CampaignState, due: timers_pb2.StepDue, tenant: TenantDefaults
+    ) -> None:
         step = campaign.step(due.step_index)
         if step is None or step.status != "scheduled" or step.schedule_version != due.schedule_version:
             log.info("timer.stale_step", campaign_id=campaign.id, step_index=due.step_index)
@@ -126,6 +135,7 @@ class Reactor:
         body = templates.render(step.content, facts)
         if step.call_to_action:
             body = f"{body}\n\n{templates.render(step.call_to_action, facts)}"
+        subject, thread = self._thread(campaign, step)
         command = dispatcher_pb.SendMessageCommand(
             tenant_id=campaign.tenant_id,
             message_id=message_id,
@@ -136,9 +146,12 @@ class Reactor:
             to_email=facts["email"],
             to_name=" ".join(p for p in (facts.get("first_name"), facts.get("last_name")) if p),
             sender_identity_id=campaign.sender_identity_id,
-            subject=templates.render(step.subject, facts),
+            subject=subject,
             body_text=body,
             categories=[f"campaign-step-{step.step_index}"],
+            postal_address=tenant.postal_address,
+            tracking=tenant.tracking(),
+            thread_message_ids=thread,
         )
         work.send(OutboxMessage(Subjects.dispatcher_send(campaign.tenant_id), command))
         log.info(
@@ -148,6 +161,28 @@ class Reactor:
             step_index=step.step_index,
             message_id=message_id,
         )
+
+    @staticmethod
+    def _thread(campaign: CampaignState, step: StepState) -> tuple[str, list[str]]:
+        """The step's subject, and our ids of the emails it replies to (oldest first).
+
+        A threaded step follows the sent emails back to the one that started the thread and
+        takes "Re: <its subject>"; with none of them sent (all skipped), it starts a thread with
+        that subject itself.
+        """
+        facts = campaign.facts_json
+        if not step.thread:
+            return templates.render(step.subject, facts), []
+        chain: list[str] = []
+        root = step
+        for earlier in reversed([s for s in campaign.steps if s.step_index < step.step_index and s.channel == "email"]):
+            if earlier.status == "sent" and earlier.message_id:
+                chain.append(earlier.message_id)
+            root = earlier
+            if not earlier.thread:
+                break
+        subject = templates.render(root.subject, facts)
+        return (f"Re: {subject}" if chain else subject), list(reversed(chain))
 
     def _resume_due(self, work: UnitOfWork, campaign: CampaignState, due: timers_pb2.ResumeDue) -> None:
         if due.pause_version != campaign.pause_version:
@@ -192,7 +227,8 @@ class Reactor:
                     sent_at = (
                         outcome.occurred_at.ToDatetime(tzinfo=UTC) if outcome.HasField("occurred_at") else work.now
                     )
-                    self._sent(work, campaign, step, sent_at)
+                    untracked = {"open": outcome.opens_untracked_reason, "click": outcome.clicks_untracked_reason}
+                    self._sent(work, campaign, step, sent_at, untracked)
                 elif outcome.kind in (dispatcher_pb.OUTCOME_KIND_FAILED, dispatcher_pb.OUTCOME_KIND_SUPPRESSED):
                     suppressed = outcome.kind == dispatcher_pb.OUTCOME_KIND_SUPPRESSED
                     step.set(status="failed")
@@ -202,7 +238,11 @@ class Reactor:
 
         await self._run([(o.tenant_id, o.campaign_id) for o in outcomes], apply)
 
-    def _sent(self, work: UnitOfWork, campaign: CampaignState, step, sent_at) -> None:  # type: ignore[no-untyped-def]
+    def _sent(
+        self, work: UnitOfWork, campaign: CampaignState, step: StepState, sent_at: datetime, untracked: dict[str, str]
+    ) -> None:
+        """Schedule what follows a sent step. A timeout on engagement SendGrid cannot report
+        (opens with open tracking off) is not armed: it would fire for every contact."""
         step.set(status="sent", sent_at=sent_at)
         log.info(
             "step.sent",
@@ -221,7 +261,19 @@ class Reactor:
             work, campaign, following, due=lifecycle.after(sent_at, following.relative_delay_seconds)
         )
         for trigger in _timeout_triggers(campaign):
-            _kind, hours = rules.timeout_hours(trigger)  # type: ignore[misc]
+            kind, hours = rules.timeout_hours(trigger)  # type: ignore[misc]
+            if untracked.get(kind):
+                work.decide(
+                    campaign,
+                    message_id=step.message_id,
+                    step_index=step.step_index,
+                    trigger=trigger,
+                    source="sent",
+                    rule_json={},
+                    action="none",
+                    result=f"not armed: {untracked[kind]}",
+                )
+                continue
             lifecycle.schedule_trigger(
                 work,
                 campaign,
@@ -303,19 +355,15 @@ class Reactor:
         else:
             # A paused campaign keeps its plan: only what would end it applies.
             result = f"campaign {campaign.status}"
-        work.decisions.append(
-            {
-                "tenant_id": campaign.tenant_id,
-                "campaign_id": campaign.id,
-                "message_id": message_id,
-                "step_index": step_index,
-                "trigger": trigger,
-                "source": source,
-                "rule_json": action.model_dump(mode="json") if action else {},
-                "action": action.type if action else "none",
-                "result": result,
-                "created_at": work.now,
-            }
+        work.decide(
+            campaign,
+            message_id=message_id,
+            step_index=step_index,
+            trigger=trigger,
+            source=source,
+            rule_json=action.model_dump(mode="json") if action else {},
+            action=action.type if action else "none",
+            result=result,
         )
         if action is not None and result == "applied":
             self._apply(work, campaign, action, step_index=step_index, trigger=trigger)

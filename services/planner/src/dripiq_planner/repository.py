@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dripiq_planner.models import ai_generations, campaign_steps, contact_campaigns, rule_decisions, tenant_settings
 from dripiq_planner.state import RUNNING
+from dripiq_planner.tenants import TenantDefaults
 
 
 async def insert_campaigns(
@@ -112,6 +114,13 @@ async def get_decisions(conn: AsyncConnection, *, tenant_id: str, campaign_id: s
 
 async def get_tenant_settings(conn: AsyncConnection, *, tenant_id: str) -> Row | None:
     return (await conn.execute(select(tenant_settings).where(tenant_settings.c.tenant_id == tenant_id))).first()
+
+
+async def tenant_defaults(conn: AsyncConnection, *, tenant_ids: Collection[str]) -> dict[str, TenantDefaults]:
+    """Each tenant's settings, the built-in defaults for a tenant without a row."""
+    rows = (await conn.execute(select(tenant_settings).where(tenant_settings.c.tenant_id.in_(list(tenant_ids))))).all()
+    found = {row.tenant_id: TenantDefaults.from_row(row) for row in rows}
+    return {tenant: found.get(tenant, TenantDefaults()) for tenant in tenant_ids}
 
 
 async def upsert_tenant_settings(conn: AsyncConnection, *, tenant_id: str, values: dict[str, Any]) -> Row:

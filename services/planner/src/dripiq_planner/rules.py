@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from dripiq_common.errors import InvalidArgument
-from dripiq_planner.strategy import CHANNELS, MAX_STEPS, AdaptiveRule, RuleAction, Strategy, pick_in_range
+from dripiq_planner.strategy import CHANNELS, MAX_STEPS, AdaptiveRule, RuleAction, Strategy, pick_in_range, threaded
 
 ENGAGEMENT_TRIGGERS = frozenset(
     {"open", "click", "reply", "auto_reply", "unsubscribe", "bounce", "spamreport", "dropped", "delivered"}
@@ -93,14 +93,23 @@ def validate_strategy(strategy: Strategy) -> None:
     steps = strategy.outreach_campaign
     if not 1 <= len(steps) <= MAX_STEPS:
         raise InvalidArgument("strategy.outreachCampaign", f"needs 1 to {MAX_STEPS} steps, got {len(steps)}")
+    threads = threaded(steps)
     for i, step in enumerate(steps):
         if step.type not in CHANNELS:
             raise InvalidArgument(
                 f"strategy.outreachCampaign[{i}].type",
                 f"unknown channel {step.type!r}; expected one of {', '.join(CHANNELS)}",
             )
-        if step.type == "email" and not step.subject.strip():
-            raise InvalidArgument(f"strategy.outreachCampaign[{i}].subject", "is required for email")
+        if step.thread and not threads[i]:
+            raise InvalidArgument(
+                f"strategy.outreachCampaign[{i}].thread",
+                "only an email step after an earlier email can continue its thread",
+            )
+        if step.type == "email" and not step.subject.strip() and not threads[i]:
+            raise InvalidArgument(
+                f"strategy.outreachCampaign[{i}].subject",
+                "is required for an email that starts a thread (a follow-up without one continues the previous email's)",
+            )
         if step.type == "email" and not step.content.strip():
             raise InvalidArgument(f"strategy.outreachCampaign[{i}].content", "is required for email")
     for i, rule in enumerate(strategy.adaptive_rules):

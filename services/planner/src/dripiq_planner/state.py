@@ -86,6 +86,34 @@ class UnitOfWork:
     def send(self, message: OutboxMessage) -> None:
         self.outbox.append(message)
 
+    def decide(
+        self,
+        campaign: CampaignState,
+        *,
+        message_id: str,
+        step_index: int,
+        trigger: str,
+        source: str,
+        rule_json: dict[str, Any],
+        action: str,
+        result: str,
+    ) -> None:
+        """Record what a trigger came to for one message (at most once: a later one is dropped)."""
+        self.decisions.append(
+            {
+                "tenant_id": campaign.tenant_id,
+                "campaign_id": campaign.id,
+                "message_id": message_id,
+                "step_index": step_index,
+                "trigger": trigger,
+                "source": source,
+                "rule_json": rule_json,
+                "action": action,
+                "result": result,
+                "created_at": self.now,
+            }
+        )
+
 
 _CAMPAIGN_SELECT = (
     f"SELECT {', '.join(c.name for c in _LOADED_COLUMNS)} FROM planner.contact_campaigns "

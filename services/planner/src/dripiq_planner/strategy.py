@@ -29,6 +29,8 @@ class OutreachStep(BaseModel):
     subject: str = ""
     content: str = ""
     call_to_action: str = Field("", alias="callToAction")
+    # Continue the previous email's thread; None: exactly when the step has no subject.
+    thread: bool | None = None
 
 
 class RuleAction(BaseModel):
@@ -63,6 +65,7 @@ def from_proto(strategy: pb.Strategy) -> Strategy:
                 subject=s.subject,
                 content=s.content,
                 call_to_action=s.call_to_action,
+                thread=s.thread if s.HasField("thread") else None,
             )
             for s in strategy.outreach_campaign
         ],
@@ -83,7 +86,12 @@ def to_proto(strategy: dict[str, Any]) -> pb.Strategy:
         cadence=pb.Cadence(interval=model.cadence.interval, total_duration=model.cadence.total_duration),
         outreach_campaign=[
             pb.OutreachStep(
-                type=s.type, timing=s.timing, subject=s.subject, content=s.content, call_to_action=s.call_to_action
+                type=s.type,
+                timing=s.timing,
+                subject=s.subject,
+                content=s.content,
+                call_to_action=s.call_to_action,
+                thread=s.thread,
             )
             for s in model.outreach_campaign
         ],
@@ -92,6 +100,18 @@ def to_proto(strategy: dict[str, Any]) -> pb.Strategy:
         proto_rule = out.adaptive_rules.add(trigger=rule.trigger)
         proto_rule.action.type = rule.action.type
         proto_rule.action.payload.update(rule.action.payload)
+    return out
+
+
+def threaded(steps: list[OutreachStep]) -> list[bool]:
+    """Whether each step continues the previous email's thread: an email that asks to (or,
+    asking nothing, has no subject of its own) and has an earlier email to follow."""
+    out: list[bool] = []
+    earlier_email = False
+    for step in steps:
+        wants = step.thread if step.thread is not None else not step.subject.strip()
+        out.append(step.type == "email" and wants and earlier_email)
+        earlier_email = earlier_email or step.type == "email"
     return out
 
 

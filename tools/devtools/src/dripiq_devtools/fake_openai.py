@@ -155,9 +155,10 @@ def valid_strategy(facts: dict[str, Any]) -> dict[str, Any]:
             _step("Day 0", f"{product} for {company}", f"{greeting}\n\n{description or product}", "Open to a call?"),
             _step(
                 "Day 3",
-                f"Re: {product} for {company}",
+                "",
                 f"{greeting}\n\nFollowing up on my note about {product}.",
                 "Would a 15-minute call this week work?",
+                thread=True,
             ),
             _step(
                 "Day 7",
@@ -186,8 +187,17 @@ def invalid_strategy(facts: dict[str, Any]) -> dict[str, Any]:
     return strategy
 
 
-def _step(timing: str, subject: str, content: str, call_to_action: str) -> dict[str, str]:
-    return {"type": "email", "timing": timing, "subject": subject, "content": content, "callToAction": call_to_action}
+def _step(
+    timing: str, subject: str, content: str, call_to_action: str, *, thread: bool | None = None
+) -> dict[str, Any]:
+    return {
+        "type": "email",
+        "timing": timing,
+        "subject": subject,
+        "content": content,
+        "callToAction": call_to_action,
+        "thread": thread,
+    }
 
 
 def strict_schema_problem(schema: Any, context: tuple[str, ...] = ()) -> str | None:

@@ -80,9 +80,13 @@ class AnswerRule(_Answer):
 class AnswerStep(_Answer):
     type: str = Field(json_schema_extra={"enum": list(CHANNELS)})
     timing: str = Field(description='"Day N", counted from the campaign start')
-    subject: str
+    subject: str = Field(description="empty for a follow-up email that continues the previous email's thread")
     content: str
     call_to_action: str = Field(alias="callToAction")
+    thread: bool | None = Field(
+        description="true: reply in the previous email's thread (In-Reply-To, 'Re: <its subject>'); "
+        "null: only when the subject is empty"
+    )
 
 
 class AnswerCadence(_Answer):

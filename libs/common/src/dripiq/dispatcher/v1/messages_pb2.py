@@ -25,19 +25,21 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#dripiq/dispatcher/v1/messages.proto\x12\x14\x64ripiq.dispatcher.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x02\n\x12SendMessageCommand\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12\x12\n\nstep_index\x18\x04 \x01(\x05\x12\x12\n\ncontact_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12\x10\n\x08to_email\x18\x07 \x01(\t\x12\x0f\n\x07to_name\x18\x08 \x01(\t\x12\x1a\n\x12sender_identity_id\x18\t \x01(\t\x12\x0f\n\x07subject\x18\n \x01(\t\x12\x11\n\tbody_text\x18\x0b \x01(\t\x12\x11\n\tbody_html\x18\x0c \x01(\t\x12\x12\n\ncategories\x18\r \x03(\t\"\xf7\x02\n\x0eMessageOutcome\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12\x12\n\nstep_index\x18\x04 \x01(\x05\x12\x12\n\ncontact_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12/\n\x04kind\x18\x07 \x01(\x0e\x32!.dripiq.dispatcher.v1.OutcomeKind\x12\x10\n\x08provider\x18\x08 \x01(\t\x12\x1b\n\x13provider_message_id\x18\t \x01(\t\x12\x16\n\x0erfc_message_id\x18\n \x01(\t\x12\x0e\n\x06reason\x18\x0b \x01(\t\x12/\n\x0boccurred_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08to_email\x18\r \x01(\t\x12\x0f\n\x07subject\x18\x0e \x01(\t\x12\x14\n\x0ctask_outcome\x18\x0f \x01(\t\"\xfa\x01\n\x0bTaskCreated\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12\x12\n\nstep_index\x18\x04 \x01(\x05\x12\x12\n\ncontact_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12\x10\n\x08to_email\x18\x07 \x01(\t\x12\x0f\n\x07to_name\x18\x08 \x01(\t\x12\r\n\x05title\x18\t \x01(\t\x12\x14\n\x0cinstructions\x18\n \x01(\t\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x93\x01\n\x0bOutcomeKind\x12\x1c\n\x18OUTCOME_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_KIND_SENT\x10\x01\x12\x17\n\x13OUTCOME_KIND_FAILED\x10\x02\x12\x1b\n\x17OUTCOME_KIND_SUPPRESSED\x10\x03\x12\x19\n\x15OUTCOME_KIND_DEFERRED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#dripiq/dispatcher/v1/messages.proto\x12\x14\x64ripiq.dispatcher.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\x02\n\x12SendMessageCommand\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12\x12\n\nstep_index\x18\x04 \x01(\x05\x12\x12\n\ncontact_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12\x10\n\x08to_email\x18\x07 \x01(\t\x12\x0f\n\x07to_name\x18\x08 \x01(\t\x12\x1a\n\x12sender_identity_id\x18\t \x01(\t\x12\x0f\n\x07subject\x18\n \x01(\t\x12\x11\n\tbody_text\x18\x0b \x01(\t\x12\x11\n\tbody_html\x18\x0c \x01(\t\x12\x12\n\ncategories\x18\r \x03(\t\x12\x16\n\x0epostal_address\x18\x0e \x01(\t\x12\x30\n\x08tracking\x18\x0f \x01(\x0b\x32\x1e.dripiq.dispatcher.v1.Tracking\x12\x1a\n\x12thread_message_ids\x18\x10 \x03(\t\")\n\x08Tracking\x12\r\n\x05opens\x18\x01 \x01(\x08\x12\x0e\n\x06\x63licks\x18\x02 \x01(\x08\"\xb8\x03\n\x0eMessageOutcome\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12\x12\n\nstep_index\x18\x04 \x01(\x05\x12\x12\n\ncontact_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12/\n\x04kind\x18\x07 \x01(\x0e\x32!.dripiq.dispatcher.v1.OutcomeKind\x12\x10\n\x08provider\x18\x08 \x01(\t\x12\x1b\n\x13provider_message_id\x18\t \x01(\t\x12\x16\n\x0erfc_message_id\x18\n \x01(\t\x12\x0e\n\x06reason\x18\x0b \x01(\t\x12/\n\x0boccurred_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08to_email\x18\r \x01(\t\x12\x0f\n\x07subject\x18\x0e \x01(\t\x12\x14\n\x0ctask_outcome\x18\x0f \x01(\t\x12\x1e\n\x16opens_untracked_reason\x18\x10 \x01(\t\x12\x1f\n\x17\x63licks_untracked_reason\x18\x11 \x01(\t\"\xfa\x01\n\x0bTaskCreated\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12\x12\n\nstep_index\x18\x04 \x01(\x05\x12\x12\n\ncontact_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12\x10\n\x08to_email\x18\x07 \x01(\t\x12\x0f\n\x07to_name\x18\x08 \x01(\t\x12\r\n\x05title\x18\t \x01(\t\x12\x14\n\x0cinstructions\x18\n \x01(\t\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x93\x01\n\x0bOutcomeKind\x12\x1c\n\x18OUTCOME_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_KIND_SENT\x10\x01\x12\x17\n\x13OUTCOME_KIND_FAILED\x10\x02\x12\x1b\n\x17OUTCOME_KIND_SUPPRESSED\x10\x03\x12\x19\n\x15OUTCOME_KIND_DEFERRED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dripiq.dispatcher.v1.messages_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OUTCOMEKIND']._serialized_start=1004
-  _globals['_OUTCOMEKIND']._serialized_end=1151
+  _globals['_OUTCOMEKIND']._serialized_start=1214
+  _globals['_OUTCOMEKIND']._serialized_end=1361
   _globals['_SENDMESSAGECOMMAND']._serialized_start=95
-  _globals['_SENDMESSAGECOMMAND']._serialized_end=370
-  _globals['_MESSAGEOUTCOME']._serialized_start=373
-  _globals['_MESSAGEOUTCOME']._serialized_end=748
-  _globals['_TASKCREATED']._serialized_start=751
-  _globals['_TASKCREATED']._serialized_end=1001
+  _globals['_SENDMESSAGECOMMAND']._serialized_end=472
+  _globals['_TRACKING']._serialized_start=474
+  _globals['_TRACKING']._serialized_end=515
+  _globals['_MESSAGEOUTCOME']._serialized_start=518
+  _globals['_MESSAGEOUTCOME']._serialized_end=958
+  _globals['_TASKCREATED']._serialized_start=961
+  _globals['_TASKCREATED']._serialized_end=1211
 # @@protoc_insertion_point(module_scope)

@@ -24,7 +24,7 @@ OUTCOME_KIND_SUPPRESSED: OutcomeKind
 OUTCOME_KIND_DEFERRED: OutcomeKind
 
 class SendMessageCommand(_message.Message):
-    __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "to_email", "to_name", "sender_identity_id", "subject", "body_text", "body_html", "categories")
+    __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "to_email", "to_name", "sender_identity_id", "subject", "body_text", "body_html", "categories", "postal_address", "tracking", "thread_message_ids")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,9 @@ class SendMessageCommand(_message.Message):
     BODY_TEXT_FIELD_NUMBER: _ClassVar[int]
     BODY_HTML_FIELD_NUMBER: _ClassVar[int]
     CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    POSTAL_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    TRACKING_FIELD_NUMBER: _ClassVar[int]
+    THREAD_MESSAGE_IDS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     message_id: str
     campaign_id: str
@@ -51,10 +54,21 @@ class SendMessageCommand(_message.Message):
     body_text: str
     body_html: str
     categories: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., to_email: _Optional[str] = ..., to_name: _Optional[str] = ..., sender_identity_id: _Optional[str] = ..., subject: _Optional[str] = ..., body_text: _Optional[str] = ..., body_html: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ...) -> None: ...
+    postal_address: str
+    tracking: Tracking
+    thread_message_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., to_email: _Optional[str] = ..., to_name: _Optional[str] = ..., sender_identity_id: _Optional[str] = ..., subject: _Optional[str] = ..., body_text: _Optional[str] = ..., body_html: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., postal_address: _Optional[str] = ..., tracking: _Optional[_Union[Tracking, _Mapping]] = ..., thread_message_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Tracking(_message.Message):
+    __slots__ = ("opens", "clicks")
+    OPENS_FIELD_NUMBER: _ClassVar[int]
+    CLICKS_FIELD_NUMBER: _ClassVar[int]
+    opens: bool
+    clicks: bool
+    def __init__(self, opens: _Optional[bool] = ..., clicks: _Optional[bool] = ...) -> None: ...
 
 class MessageOutcome(_message.Message):
-    __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "kind", "provider", "provider_message_id", "rfc_message_id", "reason", "occurred_at", "to_email", "subject", "task_outcome")
+    __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "kind", "provider", "provider_message_id", "rfc_message_id", "reason", "occurred_at", "to_email", "subject", "task_outcome", "opens_untracked_reason", "clicks_untracked_reason")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +84,8 @@ class MessageOutcome(_message.Message):
     TO_EMAIL_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     TASK_OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    OPENS_UNTRACKED_REASON_FIELD_NUMBER: _ClassVar[int]
+    CLICKS_UNTRACKED_REASON_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     message_id: str
     campaign_id: str
@@ -85,7 +101,9 @@ class MessageOutcome(_message.Message):
     to_email: str
     subject: str
     task_outcome: str
-    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., kind: _Optional[_Union[OutcomeKind, str]] = ..., provider: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., rfc_message_id: _Optional[str] = ..., reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., to_email: _Optional[str] = ..., subject: _Optional[str] = ..., task_outcome: _Optional[str] = ...) -> None: ...
+    opens_untracked_reason: str
+    clicks_untracked_reason: str
+    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., kind: _Optional[_Union[OutcomeKind, str]] = ..., provider: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., rfc_message_id: _Optional[str] = ..., reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., to_email: _Optional[str] = ..., subject: _Optional[str] = ..., task_outcome: _Optional[str] = ..., opens_untracked_reason: _Optional[str] = ..., clicks_untracked_reason: _Optional[str] = ...) -> None: ...
 
 class TaskCreated(_message.Message):
     __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "to_email", "to_name", "title", "instructions", "created_at")

@@ -56,18 +56,24 @@ class SendWindow(_message.Message):
     def __init__(self, weekdays: _Optional[_Iterable[int]] = ..., start_hour: _Optional[int] = ..., end_hour: _Optional[int] = ...) -> None: ...
 
 class TenantSettings(_message.Message):
-    __slots__ = ("tenant_id", "send_window", "voice", "guidelines", "update_time")
+    __slots__ = ("tenant_id", "send_window", "voice", "guidelines", "update_time", "postal_address", "open_tracking", "click_tracking")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     SEND_WINDOW_FIELD_NUMBER: _ClassVar[int]
     VOICE_FIELD_NUMBER: _ClassVar[int]
     GUIDELINES_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    POSTAL_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_TRACKING_FIELD_NUMBER: _ClassVar[int]
+    CLICK_TRACKING_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     send_window: SendWindow
     voice: str
     guidelines: str
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, tenant_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., voice: _Optional[str] = ..., guidelines: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    postal_address: str
+    open_tracking: bool
+    click_tracking: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., voice: _Optional[str] = ..., guidelines: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., postal_address: _Optional[str] = ..., open_tracking: _Optional[bool] = ..., click_tracking: _Optional[bool] = ...) -> None: ...
 
 class Contact(_message.Message):
     __slots__ = ("contact_id", "email", "first_name", "last_name", "title", "time_zone")
@@ -126,18 +132,20 @@ class Cadence(_message.Message):
     def __init__(self, interval: _Optional[str] = ..., total_duration: _Optional[str] = ...) -> None: ...
 
 class OutreachStep(_message.Message):
-    __slots__ = ("type", "timing", "subject", "content", "call_to_action")
+    __slots__ = ("type", "timing", "subject", "content", "call_to_action", "thread")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     CALL_TO_ACTION_FIELD_NUMBER: _ClassVar[int]
+    THREAD_FIELD_NUMBER: _ClassVar[int]
     type: str
     timing: str
     subject: str
     content: str
     call_to_action: str
-    def __init__(self, type: _Optional[str] = ..., timing: _Optional[str] = ..., subject: _Optional[str] = ..., content: _Optional[str] = ..., call_to_action: _Optional[str] = ...) -> None: ...
+    thread: bool
+    def __init__(self, type: _Optional[str] = ..., timing: _Optional[str] = ..., subject: _Optional[str] = ..., content: _Optional[str] = ..., call_to_action: _Optional[str] = ..., thread: _Optional[bool] = ...) -> None: ...
 
 class AdaptiveRule(_message.Message):
     __slots__ = ("trigger", "action")
@@ -192,7 +200,7 @@ class Campaign(_message.Message):
     def __init__(self, campaign_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., lead_id: _Optional[str] = ..., contact_id: _Optional[str] = ..., product_id: _Optional[str] = ..., status: _Optional[_Union[CampaignStatus, str]] = ..., sender_identity_id: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[CampaignStep, _Mapping]]] = ..., current_step_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_reason: _Optional[str] = ..., strategist: _Optional[str] = ..., time_zone: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ...) -> None: ...
 
 class CampaignStep(_message.Message):
-    __slots__ = ("step_index", "channel", "status", "relative_delay_seconds", "scheduled_at", "subject", "content", "call_to_action", "message_id", "sent_at")
+    __slots__ = ("step_index", "channel", "status", "relative_delay_seconds", "scheduled_at", "subject", "content", "call_to_action", "message_id", "sent_at", "thread")
     STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +211,7 @@ class CampaignStep(_message.Message):
     CALL_TO_ACTION_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    THREAD_FIELD_NUMBER: _ClassVar[int]
     step_index: int
     channel: str
     status: StepStatus
@@ -213,7 +222,8 @@ class CampaignStep(_message.Message):
     call_to_action: str
     message_id: str
     sent_at: _timestamp_pb2.Timestamp
-    def __init__(self, step_index: _Optional[int] = ..., channel: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., relative_delay_seconds: _Optional[int] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., subject: _Optional[str] = ..., content: _Optional[str] = ..., call_to_action: _Optional[str] = ..., message_id: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    thread: bool
+    def __init__(self, step_index: _Optional[int] = ..., channel: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., relative_delay_seconds: _Optional[int] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., subject: _Optional[str] = ..., content: _Optional[str] = ..., call_to_action: _Optional[str] = ..., message_id: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., thread: _Optional[bool] = ...) -> None: ...
 
 class CreateCampaignRequest(_message.Message):
     __slots__ = ("tenant_id", "request_id", "lead", "contact", "product", "strategy", "sender_identity_id", "send_window")
