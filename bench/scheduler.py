@@ -89,7 +89,7 @@ def scheduler_stack():  # type: ignore[no-untyped-def]
             process.terminate()
             process.wait(30)
         nats_server.stop()
-        pg.stop()
+        pg.close()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -38,7 +38,7 @@ def postgres(server_root: Path) -> Iterator[EmbeddedPostgres]:
         # One line that says what to do, instead of an error for every test that needs a database.
         pytest.exit(f"PostgreSQL cannot start for the tests: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
     yield pg
-    pg.stop()
+    pg.close()
 
 
 @pytest.fixture(scope="session")

@@ -82,7 +82,7 @@ def test_postgres_starts_from_a_clone_only_its_owner_can_enter(private_clone: Pa
             assert psql(again, "SELECT n FROM kept") == "42"
             assert again.cluster_dir == pg.cluster_dir
         finally:
-            again.stop()
+            again.close()
         assert modes_up_from(private) == before
         if home is not None:
             st = home.stat()
@@ -104,8 +104,8 @@ def test_two_data_folders_get_two_clusters(tmp_path: Path):
         psql(first, "CREATE TABLE only_in_a (n int)")
         assert psql(second, "SELECT count(*) FROM pg_tables WHERE tablename = 'only_in_a'") == "0"
     finally:
-        first.stop()
-        second.stop()
+        first.close()
+        second.close()
 
 
 @root_only

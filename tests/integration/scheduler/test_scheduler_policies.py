@@ -380,4 +380,4 @@ async def test_postgres_restart_is_survived(js, tmp_path: Path, tenant_id):
     finally:
         if own is not None:
             await own.dispose()
-        await asyncio.to_thread(pg.stop)
+        await asyncio.to_thread(pg.close)

@@ -34,7 +34,7 @@ def cmd_revision(service: str, message: str) -> None:
             rev_id = f"{len(list(versions.glob('*.py'))) + 1:04d}"
             command.revision(config, message=message, autogenerate=True, rev_id=rev_id)
         finally:
-            pg.stop()
+            pg.close()
 
 
 def cmd_migrate() -> None:

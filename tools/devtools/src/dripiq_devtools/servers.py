@@ -186,7 +186,7 @@ class EmbeddedPostgres:
 
     As an ordinary user the cluster is data_dir itself. As root it lives in the unprivileged
     user's private folder (see the module's docstring), under a name derived from data_dir, so the
-    same data_dir always finds the same cluster. `temporary` clusters are removed when stopped.
+    same data_dir always finds the same cluster. `close` removes a `temporary` cluster.
     """
 
     data_dir: Path
@@ -277,12 +277,17 @@ class EmbeddedPostgres:
         return self
 
     def stop(self) -> None:
+        """Stop the server; its data stays, so `start` brings it back as it was."""
         if self.cluster_dir is None:
             return
         pgdata = self.cluster_dir / "pgdata"
         if (pgdata / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(pgdata), "-m", "fast", "-w", "stop", check=False)
-        if self.temporary:
+
+    def close(self) -> None:
+        """Stop for good: a temporary cluster is removed too."""
+        self.stop()
+        if self.temporary and self.cluster_dir is not None:
             shutil.rmtree(self.cluster_dir, ignore_errors=True)
 
 

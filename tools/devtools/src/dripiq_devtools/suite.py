@@ -284,7 +284,7 @@ class Suite:
         if self.nats:
             self.nats.stop()
         if self.postgres:
-            self.postgres.stop()
+            self.postgres.close()
 
     def _sendgrid_summary(self) -> list[str]:
         """Which SendGrid the dispatcher sends to, and whose keys the edge accepts webhooks signed with."""
