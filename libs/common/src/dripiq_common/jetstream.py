@@ -78,6 +78,8 @@ class Streams:
     SCHEDULER_COMMANDS = StreamSpec("SCHEDULER_COMMANDS", ("dripiq.scheduler.cmd.>",), True)
     PLANNER_TIMERS = StreamSpec("PLANNER_TIMERS", ("dripiq.planner.timer.>",), True)
     DISPATCHER_SEND = StreamSpec("DISPATCHER_SEND", ("dripiq.dispatcher.send.>",), True)
+    # People's replies, to be forwarded to the mailbox behind the identity that was answered.
+    DISPATCHER_FORWARD = StreamSpec("DISPATCHER_FORWARD", ("dripiq.dispatcher.forward.>",), True)
     MESSAGE_OUTCOMES = StreamSpec("MESSAGE_OUTCOMES", ("dripiq.dispatcher.outcome.>",), False, max_age_seconds=30 * DAY)
     # Call and LinkedIn tasks for the applications where people perform them.
     DISPATCHER_TASKS = StreamSpec("DISPATCHER_TASKS", ("dripiq.dispatcher.task.>",), False, max_age_seconds=30 * DAY)
@@ -106,6 +108,10 @@ class Subjects:
     @staticmethod
     def dispatcher_send(tenant_id: str) -> str:
         return f"dripiq.dispatcher.send.{token(tenant_id)}"
+
+    @staticmethod
+    def dispatcher_forward(tenant_id: str) -> str:
+        return f"dripiq.dispatcher.forward.{token(tenant_id)}"
 
     @staticmethod
     def message_outcome(tenant_id: str) -> str:

@@ -47,6 +47,38 @@ MESSAGE_STATUS_UNKNOWN: MessageStatus
 MESSAGE_STATUS_TASK_OPEN: MessageStatus
 MESSAGE_STATUS_TASK_DONE: MessageStatus
 
+class ReplyForwarding(_message.Message):
+    __slots__ = ("tenant_id", "catch_all")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CATCH_ALL_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    catch_all: str
+    def __init__(self, tenant_id: _Optional[str] = ..., catch_all: _Optional[str] = ...) -> None: ...
+
+class SetReplyForwardingRequest(_message.Message):
+    __slots__ = ("reply_forwarding",)
+    REPLY_FORWARDING_FIELD_NUMBER: _ClassVar[int]
+    reply_forwarding: ReplyForwarding
+    def __init__(self, reply_forwarding: _Optional[_Union[ReplyForwarding, _Mapping]] = ...) -> None: ...
+
+class SetReplyForwardingResponse(_message.Message):
+    __slots__ = ("reply_forwarding",)
+    REPLY_FORWARDING_FIELD_NUMBER: _ClassVar[int]
+    reply_forwarding: ReplyForwarding
+    def __init__(self, reply_forwarding: _Optional[_Union[ReplyForwarding, _Mapping]] = ...) -> None: ...
+
+class GetReplyForwardingRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class GetReplyForwardingResponse(_message.Message):
+    __slots__ = ("reply_forwarding",)
+    REPLY_FORWARDING_FIELD_NUMBER: _ClassVar[int]
+    reply_forwarding: ReplyForwarding
+    def __init__(self, reply_forwarding: _Optional[_Union[ReplyForwarding, _Mapping]] = ...) -> None: ...
+
 class CompleteTaskRequest(_message.Message):
     __slots__ = ("tenant_id", "message_id", "outcome", "notes", "completed_at")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -186,7 +218,7 @@ class ListMessagesResponse(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class SenderIdentity(_message.Message):
-    __slots__ = ("sender_identity_id", "tenant_id", "from_email", "from_name", "verified", "provider_config_id", "per_minute", "per_day", "created_at")
+    __slots__ = ("sender_identity_id", "tenant_id", "from_email", "from_name", "verified", "provider_config_id", "per_minute", "per_day", "created_at", "forward_to")
     SENDER_IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_EMAIL_FIELD_NUMBER: _ClassVar[int]
@@ -196,6 +228,7 @@ class SenderIdentity(_message.Message):
     PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
     PER_DAY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FORWARD_TO_FIELD_NUMBER: _ClassVar[int]
     sender_identity_id: str
     tenant_id: str
     from_email: str
@@ -205,23 +238,26 @@ class SenderIdentity(_message.Message):
     per_minute: int
     per_day: int
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, sender_identity_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., from_email: _Optional[str] = ..., from_name: _Optional[str] = ..., verified: _Optional[bool] = ..., provider_config_id: _Optional[str] = ..., per_minute: _Optional[int] = ..., per_day: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    forward_to: str
+    def __init__(self, sender_identity_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., from_email: _Optional[str] = ..., from_name: _Optional[str] = ..., verified: _Optional[bool] = ..., provider_config_id: _Optional[str] = ..., per_minute: _Optional[int] = ..., per_day: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., forward_to: _Optional[str] = ...) -> None: ...
 
 class CreateSenderIdentityRequest(_message.Message):
-    __slots__ = ("tenant_id", "from_email", "from_name", "provider_config_id", "per_minute", "per_day")
+    __slots__ = ("tenant_id", "from_email", "from_name", "provider_config_id", "per_minute", "per_day", "forward_to")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_EMAIL_FIELD_NUMBER: _ClassVar[int]
     FROM_NAME_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_CONFIG_ID_FIELD_NUMBER: _ClassVar[int]
     PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
     PER_DAY_FIELD_NUMBER: _ClassVar[int]
+    FORWARD_TO_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     from_email: str
     from_name: str
     provider_config_id: str
     per_minute: int
     per_day: int
-    def __init__(self, tenant_id: _Optional[str] = ..., from_email: _Optional[str] = ..., from_name: _Optional[str] = ..., provider_config_id: _Optional[str] = ..., per_minute: _Optional[int] = ..., per_day: _Optional[int] = ...) -> None: ...
+    forward_to: str
+    def __init__(self, tenant_id: _Optional[str] = ..., from_email: _Optional[str] = ..., from_name: _Optional[str] = ..., provider_config_id: _Optional[str] = ..., per_minute: _Optional[int] = ..., per_day: _Optional[int] = ..., forward_to: _Optional[str] = ...) -> None: ...
 
 class CreateSenderIdentityResponse(_message.Message):
     __slots__ = ("sender_identity",)

@@ -60,6 +60,16 @@ class DispatcherServiceStub:
                 request_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CompleteTaskRequest.SerializeToString,
                 response_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CompleteTaskResponse.FromString,
                 _registered_method=True)
+        self.SetReplyForwarding = channel.unary_unary(
+                '/dripiq.dispatcher.v1.DispatcherService/SetReplyForwarding',
+                request_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.SetReplyForwardingRequest.SerializeToString,
+                response_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.SetReplyForwardingResponse.FromString,
+                _registered_method=True)
+        self.GetReplyForwarding = channel.unary_unary(
+                '/dripiq.dispatcher.v1.DispatcherService/GetReplyForwarding',
+                request_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetReplyForwardingRequest.SerializeToString,
+                response_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetReplyForwardingResponse.FromString,
+                _registered_method=True)
 
 
 class DispatcherServiceServicer:
@@ -101,6 +111,19 @@ class DispatcherServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetReplyForwarding(self, request, context):
+        """Where a tenant's replies go when the identity that sent the email has no forward_to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReplyForwarding(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatcherServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +151,16 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     servicer.CompleteTask,
                     request_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CompleteTaskRequest.FromString,
                     response_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CompleteTaskResponse.SerializeToString,
+            ),
+            'SetReplyForwarding': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetReplyForwarding,
+                    request_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.SetReplyForwardingRequest.FromString,
+                    response_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.SetReplyForwardingResponse.SerializeToString,
+            ),
+            'GetReplyForwarding': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReplyForwarding,
+                    request_deserializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetReplyForwardingRequest.FromString,
+                    response_serializer=dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetReplyForwardingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +299,60 @@ class DispatcherService:
             '/dripiq.dispatcher.v1.DispatcherService/CompleteTask',
             dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CompleteTaskRequest.SerializeToString,
             dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CompleteTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetReplyForwarding(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.dispatcher.v1.DispatcherService/SetReplyForwarding',
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.SetReplyForwardingRequest.SerializeToString,
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.SetReplyForwardingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReplyForwarding(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.dispatcher.v1.DispatcherService/GetReplyForwarding',
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetReplyForwardingRequest.SerializeToString,
+            dripiq_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetReplyForwardingResponse.FromString,
             options,
             channel_credentials,
             insecure,

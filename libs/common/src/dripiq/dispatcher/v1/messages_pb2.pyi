@@ -59,6 +59,30 @@ class SendMessageCommand(_message.Message):
     thread_message_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., to_email: _Optional[str] = ..., to_name: _Optional[str] = ..., sender_identity_id: _Optional[str] = ..., subject: _Optional[str] = ..., body_text: _Optional[str] = ..., body_html: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., postal_address: _Optional[str] = ..., tracking: _Optional[_Union[Tracking, _Mapping]] = ..., thread_message_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class ForwardReplyCommand(_message.Message):
+    __slots__ = ("tenant_id", "inbound_id", "message_id", "campaign_id", "from_email", "subject", "text", "html", "received_at", "reply_class")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    INBOUND_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    HTML_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
+    REPLY_CLASS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    inbound_id: str
+    message_id: str
+    campaign_id: str
+    from_email: str
+    subject: str
+    text: str
+    html: str
+    received_at: _timestamp_pb2.Timestamp
+    reply_class: str
+    def __init__(self, tenant_id: _Optional[str] = ..., inbound_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., from_email: _Optional[str] = ..., subject: _Optional[str] = ..., text: _Optional[str] = ..., html: _Optional[str] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_class: _Optional[str] = ...) -> None: ...
+
 class Tracking(_message.Message):
     __slots__ = ("opens", "clicks")
     OPENS_FIELD_NUMBER: _ClassVar[int]

@@ -25,31 +25,41 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%dripiq/events/v1/events_service.proto\x12\x10\x64ripiq.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\x02\n\x10\x45ngagementCounts\x12\x0c\n\x04sent\x18\x01 \x01(\x03\x12\x11\n\tdelivered\x18\x02 \x01(\x03\x12\x1a\n\x12unique_human_opens\x18\x03 \x01(\x03\x12\x15\n\rmachine_opens\x18\x04 \x01(\x03\x12\x19\n\x11human_open_events\x18\x05 \x01(\x03\x12\x15\n\runique_clicks\x18\x06 \x01(\x03\x12\x14\n\x0c\x63lick_events\x18\x07 \x01(\x03\x12\x0f\n\x07replies\x18\x08 \x01(\x03\x12\x14\n\x0c\x61uto_replies\x18\t \x01(\x03\x12\x0f\n\x07\x62ounces\x18\n \x01(\x03\x12\x14\n\x0cunsubscribes\x18\x0b \x01(\x03\x12\x14\n\x0cspam_reports\x18\x0c \x01(\x03\"T\n\nStepCounts\x12\x12\n\nstep_index\x18\x01 \x01(\x05\x12\x32\n\x06\x63ounts\x18\x02 \x01(\x0b\x32\".dripiq.events.v1.EngagementCounts\"A\n\x17GetCampaignStatsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\"c\n\x18GetCampaignStatsResponse\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x32\n\x06totals\x18\x02 \x01(\x0b\x32\".dripiq.events.v1.EngagementCounts\">\n\x14GetStepFunnelRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\"Y\n\x15GetStepFunnelResponse\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12+\n\x05steps\x18\x02 \x03(\x0b\x32\x1c.dripiq.events.v1.StepCounts\"\x85\x02\n\x0cMessageEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x04 \x01(\t\x12\x12\n\nstep_index\x18\x05 \x01(\x05\x12\x12\n\nevent_type\x18\x06 \x01(\t\x12\x10\n\x08provider\x18\x07 \x01(\t\x12\x19\n\x11provider_event_id\x18\x08 \x01(\t\x12/\n\x0boccurred_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmachine_open\x18\n \x01(\x08\x12\x0b\n\x03url\x18\x0b \x01(\t\"\xe6\x01\n\x18ListMessageEventsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x05 \x01(\t\x12\x32\n\x0eoccurred_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0foccurred_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x19ListMessageEventsResponse\x12.\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1e.dripiq.events.v1.MessageEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xca\x02\n\rEventsService\x12l\n\x11ListMessageEvents\x12*.dripiq.events.v1.ListMessageEventsRequest\x1a+.dripiq.events.v1.ListMessageEventsResponse\x12i\n\x10GetCampaignStats\x12).dripiq.events.v1.GetCampaignStatsRequest\x1a*.dripiq.events.v1.GetCampaignStatsResponse\x12`\n\rGetStepFunnel\x12&.dripiq.events.v1.GetStepFunnelRequest\x1a\'.dripiq.events.v1.GetStepFunnelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%dripiq/events/v1/events_service.proto\x12\x10\x64ripiq.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x02\n\x0eInboundMessage\x12\x12\n\ninbound_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\nfrom_email\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x0c\n\x04html\x18\x06 \x01(\t\x12/\n\x0breceived_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63\x61mpaign_id\x18\x08 \x01(\t\x12\x12\n\nstep_index\x18\t \x01(\x05\x12\x12\n\nmessage_id\x18\n \x01(\t\x12\x0c\n\x04kind\x18\x0b \x01(\t\x12\x16\n\x0e\x63lassification\x18\x0c \x01(\t\x12\x15\n\rclassified_by\x18\r \x01(\t\x12\x13\n\x0breturn_date\x18\x0e \x01(\t\x12\x0f\n\x07snippet\x18\x0f \x01(\t\"k\n\x1aListInboundMessagesRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x04 \x01(\t\"j\n\x1bListInboundMessagesResponse\x12\x32\n\x08messages\x18\x01 \x03(\x0b\x32 .dripiq.events.v1.InboundMessage\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x18GetInboundMessageRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\ninbound_id\x18\x02 \x01(\t\"N\n\x19GetInboundMessageResponse\x12\x31\n\x07message\x18\x01 \x01(\x0b\x32 .dripiq.events.v1.InboundMessage\"\x92\x02\n\x10\x45ngagementCounts\x12\x0c\n\x04sent\x18\x01 \x01(\x03\x12\x11\n\tdelivered\x18\x02 \x01(\x03\x12\x1a\n\x12unique_human_opens\x18\x03 \x01(\x03\x12\x15\n\rmachine_opens\x18\x04 \x01(\x03\x12\x19\n\x11human_open_events\x18\x05 \x01(\x03\x12\x15\n\runique_clicks\x18\x06 \x01(\x03\x12\x14\n\x0c\x63lick_events\x18\x07 \x01(\x03\x12\x0f\n\x07replies\x18\x08 \x01(\x03\x12\x14\n\x0c\x61uto_replies\x18\t \x01(\x03\x12\x0f\n\x07\x62ounces\x18\n \x01(\x03\x12\x14\n\x0cunsubscribes\x18\x0b \x01(\x03\x12\x14\n\x0cspam_reports\x18\x0c \x01(\x03\"T\n\nStepCounts\x12\x12\n\nstep_index\x18\x01 \x01(\x05\x12\x32\n\x06\x63ounts\x18\x02 \x01(\x0b\x32\".dripiq.events.v1.EngagementCounts\"A\n\x17GetCampaignStatsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\"c\n\x18GetCampaignStatsResponse\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x32\n\x06totals\x18\x02 \x01(\x0b\x32\".dripiq.events.v1.EngagementCounts\">\n\x14GetStepFunnelRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\"Y\n\x15GetStepFunnelResponse\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12+\n\x05steps\x18\x02 \x03(\x0b\x32\x1c.dripiq.events.v1.StepCounts\"\x85\x02\n\x0cMessageEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x04 \x01(\t\x12\x12\n\nstep_index\x18\x05 \x01(\x05\x12\x12\n\nevent_type\x18\x06 \x01(\t\x12\x10\n\x08provider\x18\x07 \x01(\t\x12\x19\n\x11provider_event_id\x18\x08 \x01(\t\x12/\n\x0boccurred_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmachine_open\x18\n \x01(\x08\x12\x0b\n\x03url\x18\x0b \x01(\t\"\xe6\x01\n\x18ListMessageEventsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x05 \x01(\t\x12\x32\n\x0eoccurred_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0foccurred_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x19ListMessageEventsResponse\x12.\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1e.dripiq.events.v1.MessageEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xac\x04\n\rEventsService\x12l\n\x11ListMessageEvents\x12*.dripiq.events.v1.ListMessageEventsRequest\x1a+.dripiq.events.v1.ListMessageEventsResponse\x12i\n\x10GetCampaignStats\x12).dripiq.events.v1.GetCampaignStatsRequest\x1a*.dripiq.events.v1.GetCampaignStatsResponse\x12`\n\rGetStepFunnel\x12&.dripiq.events.v1.GetStepFunnelRequest\x1a\'.dripiq.events.v1.GetStepFunnelResponse\x12r\n\x13ListInboundMessages\x12,.dripiq.events.v1.ListInboundMessagesRequest\x1a-.dripiq.events.v1.ListInboundMessagesResponse\x12l\n\x11GetInboundMessage\x12*.dripiq.events.v1.GetInboundMessageRequest\x1a+.dripiq.events.v1.GetInboundMessageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dripiq.events.v1.events_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENGAGEMENTCOUNTS']._serialized_start=93
-  _globals['_ENGAGEMENTCOUNTS']._serialized_end=367
-  _globals['_STEPCOUNTS']._serialized_start=369
-  _globals['_STEPCOUNTS']._serialized_end=453
-  _globals['_GETCAMPAIGNSTATSREQUEST']._serialized_start=455
-  _globals['_GETCAMPAIGNSTATSREQUEST']._serialized_end=520
-  _globals['_GETCAMPAIGNSTATSRESPONSE']._serialized_start=522
-  _globals['_GETCAMPAIGNSTATSRESPONSE']._serialized_end=621
-  _globals['_GETSTEPFUNNELREQUEST']._serialized_start=623
-  _globals['_GETSTEPFUNNELREQUEST']._serialized_end=685
-  _globals['_GETSTEPFUNNELRESPONSE']._serialized_start=687
-  _globals['_GETSTEPFUNNELRESPONSE']._serialized_end=776
-  _globals['_MESSAGEEVENT']._serialized_start=779
-  _globals['_MESSAGEEVENT']._serialized_end=1040
-  _globals['_LISTMESSAGEEVENTSREQUEST']._serialized_start=1043
-  _globals['_LISTMESSAGEEVENTSREQUEST']._serialized_end=1273
-  _globals['_LISTMESSAGEEVENTSRESPONSE']._serialized_start=1275
-  _globals['_LISTMESSAGEEVENTSRESPONSE']._serialized_end=1375
-  _globals['_EVENTSSERVICE']._serialized_start=1378
-  _globals['_EVENTSSERVICE']._serialized_end=1708
+  _globals['_INBOUNDMESSAGE']._serialized_start=93
+  _globals['_INBOUNDMESSAGE']._serialized_end=422
+  _globals['_LISTINBOUNDMESSAGESREQUEST']._serialized_start=424
+  _globals['_LISTINBOUNDMESSAGESREQUEST']._serialized_end=531
+  _globals['_LISTINBOUNDMESSAGESRESPONSE']._serialized_start=533
+  _globals['_LISTINBOUNDMESSAGESRESPONSE']._serialized_end=639
+  _globals['_GETINBOUNDMESSAGEREQUEST']._serialized_start=641
+  _globals['_GETINBOUNDMESSAGEREQUEST']._serialized_end=706
+  _globals['_GETINBOUNDMESSAGERESPONSE']._serialized_start=708
+  _globals['_GETINBOUNDMESSAGERESPONSE']._serialized_end=786
+  _globals['_ENGAGEMENTCOUNTS']._serialized_start=789
+  _globals['_ENGAGEMENTCOUNTS']._serialized_end=1063
+  _globals['_STEPCOUNTS']._serialized_start=1065
+  _globals['_STEPCOUNTS']._serialized_end=1149
+  _globals['_GETCAMPAIGNSTATSREQUEST']._serialized_start=1151
+  _globals['_GETCAMPAIGNSTATSREQUEST']._serialized_end=1216
+  _globals['_GETCAMPAIGNSTATSRESPONSE']._serialized_start=1218
+  _globals['_GETCAMPAIGNSTATSRESPONSE']._serialized_end=1317
+  _globals['_GETSTEPFUNNELREQUEST']._serialized_start=1319
+  _globals['_GETSTEPFUNNELREQUEST']._serialized_end=1381
+  _globals['_GETSTEPFUNNELRESPONSE']._serialized_start=1383
+  _globals['_GETSTEPFUNNELRESPONSE']._serialized_end=1472
+  _globals['_MESSAGEEVENT']._serialized_start=1475
+  _globals['_MESSAGEEVENT']._serialized_end=1736
+  _globals['_LISTMESSAGEEVENTSREQUEST']._serialized_start=1739
+  _globals['_LISTMESSAGEEVENTSREQUEST']._serialized_end=1969
+  _globals['_LISTMESSAGEEVENTSRESPONSE']._serialized_start=1971
+  _globals['_LISTMESSAGEEVENTSRESPONSE']._serialized_end=2071
+  _globals['_EVENTSSERVICE']._serialized_start=2074
+  _globals['_EVENTSSERVICE']._serialized_end=2630
 # @@protoc_insertion_point(module_scope)

@@ -9,6 +9,74 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class InboundMessage(_message.Message):
+    __slots__ = ("inbound_id", "tenant_id", "from_email", "subject", "text", "html", "received_at", "campaign_id", "step_index", "message_id", "kind", "classification", "classified_by", "return_date", "snippet")
+    INBOUND_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    HTML_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIED_BY_FIELD_NUMBER: _ClassVar[int]
+    RETURN_DATE_FIELD_NUMBER: _ClassVar[int]
+    SNIPPET_FIELD_NUMBER: _ClassVar[int]
+    inbound_id: str
+    tenant_id: str
+    from_email: str
+    subject: str
+    text: str
+    html: str
+    received_at: _timestamp_pb2.Timestamp
+    campaign_id: str
+    step_index: int
+    message_id: str
+    kind: str
+    classification: str
+    classified_by: str
+    return_date: str
+    snippet: str
+    def __init__(self, inbound_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., from_email: _Optional[str] = ..., subject: _Optional[str] = ..., text: _Optional[str] = ..., html: _Optional[str] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., message_id: _Optional[str] = ..., kind: _Optional[str] = ..., classification: _Optional[str] = ..., classified_by: _Optional[str] = ..., return_date: _Optional[str] = ..., snippet: _Optional[str] = ...) -> None: ...
+
+class ListInboundMessagesRequest(_message.Message):
+    __slots__ = ("tenant_id", "page_size", "page_token", "campaign_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    page_size: int
+    page_token: str
+    campaign_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., campaign_id: _Optional[str] = ...) -> None: ...
+
+class ListInboundMessagesResponse(_message.Message):
+    __slots__ = ("messages", "next_page_token")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[InboundMessage]
+    next_page_token: str
+    def __init__(self, messages: _Optional[_Iterable[_Union[InboundMessage, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetInboundMessageRequest(_message.Message):
+    __slots__ = ("tenant_id", "inbound_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    INBOUND_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    inbound_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., inbound_id: _Optional[str] = ...) -> None: ...
+
+class GetInboundMessageResponse(_message.Message):
+    __slots__ = ("message",)
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    message: InboundMessage
+    def __init__(self, message: _Optional[_Union[InboundMessage, _Mapping]] = ...) -> None: ...
+
 class EngagementCounts(_message.Message):
     __slots__ = ("sent", "delivered", "unique_human_opens", "machine_opens", "human_open_events", "unique_clicks", "click_events", "replies", "auto_replies", "bounces", "unsubscribes", "spam_reports")
     SENT_FIELD_NUMBER: _ClassVar[int]

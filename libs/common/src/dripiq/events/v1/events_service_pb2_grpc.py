@@ -50,6 +50,16 @@ class EventsServiceStub:
                 request_serializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetStepFunnelRequest.SerializeToString,
                 response_deserializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetStepFunnelResponse.FromString,
                 _registered_method=True)
+        self.ListInboundMessages = channel.unary_unary(
+                '/dripiq.events.v1.EventsService/ListInboundMessages',
+                request_serializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.ListInboundMessagesRequest.SerializeToString,
+                response_deserializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.ListInboundMessagesResponse.FromString,
+                _registered_method=True)
+        self.GetInboundMessage = channel.unary_unary(
+                '/dripiq.events.v1.EventsService/GetInboundMessage',
+                request_serializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetInboundMessageRequest.SerializeToString,
+                response_deserializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetInboundMessageResponse.FromString,
+                _registered_method=True)
 
 
 class EventsServiceServicer:
@@ -76,6 +86,19 @@ class EventsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListInboundMessages(self, request, context):
+        """Replies to a tenant's emails, newest first: what people wrote back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInboundMessage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +116,16 @@ def add_EventsServiceServicer_to_server(servicer, server):
                     servicer.GetStepFunnel,
                     request_deserializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetStepFunnelRequest.FromString,
                     response_serializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetStepFunnelResponse.SerializeToString,
+            ),
+            'ListInboundMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInboundMessages,
+                    request_deserializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.ListInboundMessagesRequest.FromString,
+                    response_serializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.ListInboundMessagesResponse.SerializeToString,
+            ),
+            'GetInboundMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInboundMessage,
+                    request_deserializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetInboundMessageRequest.FromString,
+                    response_serializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetInboundMessageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -177,6 +210,60 @@ class EventsService:
             '/dripiq.events.v1.EventsService/GetStepFunnel',
             dripiq_dot_events_dot_v1_dot_events__service__pb2.GetStepFunnelRequest.SerializeToString,
             dripiq_dot_events_dot_v1_dot_events__service__pb2.GetStepFunnelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInboundMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.events.v1.EventsService/ListInboundMessages',
+            dripiq_dot_events_dot_v1_dot_events__service__pb2.ListInboundMessagesRequest.SerializeToString,
+            dripiq_dot_events_dot_v1_dot_events__service__pb2.ListInboundMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInboundMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.events.v1.EventsService/GetInboundMessage',
+            dripiq_dot_events_dot_v1_dot_events__service__pb2.GetInboundMessageRequest.SerializeToString,
+            dripiq_dot_events_dot_v1_dot_events__service__pb2.GetInboundMessageResponse.FromString,
             options,
             channel_credentials,
             insecure,

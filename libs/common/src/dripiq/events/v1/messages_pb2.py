@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x64ripiq/events/v1/messages.proto\x12\x10\x64ripiq.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x02\n\nRawWebhook\x12/\n\x04kind\x18\x01 \x01(\x0e\x32!.dripiq.events.v1.RawWebhook.Kind\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12/\n\x0breceived_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x06\x66ields\x18\x05 \x03(\x0b\x32(.dripiq.events.v1.RawWebhook.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"g\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14KIND_SENDGRID_EVENTS\x10\x01\x12\x19\n\x15KIND_SENDGRID_INBOUND\x10\x02\x12\x14\n\x10KIND_UNSUBSCRIBE\x10\x03\"\xab\x02\n\x0f\x45ngagementEvent\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x04 \x01(\t\x12\x12\n\nstep_index\x18\x05 \x01(\x05\x12\x12\n\ncontact_id\x18\x06 \x01(\t\x12\x12\n\nevent_type\x18\x07 \x01(\t\x12/\n\x0boccurred_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmachine_open\x18\t \x01(\x08\x12\x0b\n\x03url\x18\n \x01(\t\x12\r\n\x05\x65mail\x18\x0b \x01(\t\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12\x1b\n\x13provider_message_id\x18\r \x01(\t\"D\n\x0f\x45ngagementBatch\x12\x31\n\x06\x65vents\x18\x01 \x03(\x0b\x32!.dripiq.events.v1.EngagementEventb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x64ripiq/events/v1/messages.proto\x12\x10\x64ripiq.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x02\n\nRawWebhook\x12/\n\x04kind\x18\x01 \x01(\x0e\x32!.dripiq.events.v1.RawWebhook.Kind\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12/\n\x0breceived_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x06\x66ields\x18\x05 \x03(\x0b\x32(.dripiq.events.v1.RawWebhook.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"g\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14KIND_SENDGRID_EVENTS\x10\x01\x12\x19\n\x15KIND_SENDGRID_INBOUND\x10\x02\x12\x14\n\x10KIND_UNSUBSCRIBE\x10\x03\"\xfa\x02\n\x0f\x45ngagementEvent\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x04 \x01(\t\x12\x12\n\nstep_index\x18\x05 \x01(\x05\x12\x12\n\ncontact_id\x18\x06 \x01(\t\x12\x12\n\nevent_type\x18\x07 \x01(\t\x12/\n\x0boccurred_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmachine_open\x18\t \x01(\x08\x12\x0b\n\x03url\x18\n \x01(\t\x12\r\n\x05\x65mail\x18\x0b \x01(\t\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12\x1b\n\x13provider_message_id\x18\r \x01(\t\x12\x13\n\x0breply_class\x18\x0e \x01(\t\x12\x0f\n\x07snippet\x18\x0f \x01(\t\x12\x13\n\x0breturn_date\x18\x10 \x01(\t\x12\x12\n\ninbound_id\x18\x11 \x01(\t\"D\n\x0f\x45ngagementBatch\x12\x31\n\x06\x65vents\x18\x01 \x03(\x0b\x32!.dripiq.events.v1.EngagementEventb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,7 +41,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RAWWEBHOOK_KIND']._serialized_start=340
   _globals['_RAWWEBHOOK_KIND']._serialized_end=443
   _globals['_ENGAGEMENTEVENT']._serialized_start=446
-  _globals['_ENGAGEMENTEVENT']._serialized_end=745
-  _globals['_ENGAGEMENTBATCH']._serialized_start=747
-  _globals['_ENGAGEMENTBATCH']._serialized_end=815
+  _globals['_ENGAGEMENTEVENT']._serialized_end=824
+  _globals['_ENGAGEMENTBATCH']._serialized_start=826
+  _globals['_ENGAGEMENTBATCH']._serialized_end=894
 # @@protoc_insertion_point(module_scope)

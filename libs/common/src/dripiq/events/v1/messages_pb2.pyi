@@ -42,7 +42,7 @@ class RawWebhook(_message.Message):
     def __init__(self, kind: _Optional[_Union[RawWebhook.Kind, str]] = ..., body: _Optional[bytes] = ..., content_type: _Optional[str] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class EngagementEvent(_message.Message):
-    __slots__ = ("tenant_id", "event_id", "message_id", "campaign_id", "step_index", "contact_id", "event_type", "occurred_at", "machine_open", "url", "email", "reason", "provider_message_id")
+    __slots__ = ("tenant_id", "event_id", "message_id", "campaign_id", "step_index", "contact_id", "event_type", "occurred_at", "machine_open", "url", "email", "reason", "provider_message_id", "reply_class", "snippet", "return_date", "inbound_id")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,10 @@ class EngagementEvent(_message.Message):
     EMAIL_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLY_CLASS_FIELD_NUMBER: _ClassVar[int]
+    SNIPPET_FIELD_NUMBER: _ClassVar[int]
+    RETURN_DATE_FIELD_NUMBER: _ClassVar[int]
+    INBOUND_ID_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     event_id: str
     message_id: str
@@ -69,7 +73,11 @@ class EngagementEvent(_message.Message):
     email: str
     reason: str
     provider_message_id: str
-    def __init__(self, tenant_id: _Optional[str] = ..., event_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., event_type: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., machine_open: _Optional[bool] = ..., url: _Optional[str] = ..., email: _Optional[str] = ..., reason: _Optional[str] = ..., provider_message_id: _Optional[str] = ...) -> None: ...
+    reply_class: str
+    snippet: str
+    return_date: str
+    inbound_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., event_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., event_type: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., machine_open: _Optional[bool] = ..., url: _Optional[str] = ..., email: _Optional[str] = ..., reason: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., reply_class: _Optional[str] = ..., snippet: _Optional[str] = ..., return_date: _Optional[str] = ..., inbound_id: _Optional[str] = ...) -> None: ...
 
 class EngagementBatch(_message.Message):
     __slots__ = ("events",)
