@@ -41,7 +41,13 @@ def build(settings: PlannerSettings, rt: Runtime) -> Parts:
     owners = Owners(settings.dispatcher_address, settings.events_address, settings.owners_timeout_seconds)
     strategist = build_strategist(settings)
     campaigns = CampaignService(rt.engine, rt.clock, strategist, owners=owners, on_commit=relay.kick)
-    reactor = Reactor(rt.engine, rt.clock, count_machine_opens=settings.count_machine_opens, on_commit=relay.kick)
+    reactor = Reactor(
+        rt.engine,
+        rt.clock,
+        count_machine_opens=settings.count_machine_opens,
+        max_auto_reply_pause_days=settings.max_auto_reply_pause_days,
+        on_commit=relay.kick,
+    )
     servicer = CampaignServicer(campaigns)
     return Parts(
         service_names=[SERVICE_NAME],

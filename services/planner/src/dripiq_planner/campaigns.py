@@ -31,7 +31,13 @@ from dripiq_planner import lifecycle, repository, rules, state, strategy, templa
 from dripiq_planner.models import outbox
 from dripiq_planner.owners import Owners
 from dripiq_planner.strategist import Generation, PlanningFacts, Strategist
-from dripiq_planner.tenants import MAX_POSTAL_ADDRESS, SETTINGS_FIELDS, TenantDefaults
+from dripiq_planner.tenants import (
+    DEFAULT_AUTO_REPLY_PAUSE_DAYS,
+    MAX_AUTO_REPLY_PAUSE_DAYS,
+    MAX_POSTAL_ADDRESS,
+    SETTINGS_FIELDS,
+    TenantDefaults,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -595,6 +601,13 @@ class CampaignService:
                     "settings.postal_address", "must be a whole postal address (street, city, country)"
                 )
             values["postal_address"] = address
+        if "auto_reply_pause_days" in paths:
+            days = settings.auto_reply_pause_days or DEFAULT_AUTO_REPLY_PAUSE_DAYS
+            if not 1 <= days <= MAX_AUTO_REPLY_PAUSE_DAYS:
+                raise InvalidArgument(
+                    "settings.auto_reply_pause_days", f"must be 1 to {MAX_AUTO_REPLY_PAUSE_DAYS} days (0: the default)"
+                )
+            values["auto_reply_pause_days"] = days
         for name in ("open_tracking", "click_tracking"):
             if name in paths:
                 # Unset means on, as for a tenant that never chose.
@@ -614,6 +627,7 @@ def _settings_proto(tenant_id: str, row: Row | None) -> pb.TenantSettings:
         postal_address=defaults.postal_address,
         open_tracking=defaults.open_tracking,
         click_tracking=defaults.click_tracking,
+        auto_reply_pause_days=defaults.auto_reply_pause_days,
     )
     if row is not None:
         out.update_time.FromDatetime(row.updated_at)

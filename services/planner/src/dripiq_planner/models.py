@@ -84,6 +84,8 @@ tenant_settings = Table(
     # Privacy switches: whether SendGrid tracks opens and clicks of this tenant's mail.
     Column("open_tracking", Boolean, nullable=False, server_default=true()),
     Column("click_tracking", Boolean, nullable=False, server_default=true()),
+    # How long an out-of-office reply that names no return date pauses a campaign.
+    Column("auto_reply_pause_days", Integer, nullable=False, server_default="7"),
 )
 
 campaign_steps = Table(

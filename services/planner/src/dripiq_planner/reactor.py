@@ -15,13 +15,14 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
+from dripiq.events.v1.messages_pb2 import EngagementEvent
 from dripiq.planner.v1 import timers_pb2
 from dripiq_common import engagement
 from dripiq_common.clock import Clock
 from dripiq_common.errors import PermanentMessageError
 from dripiq_common.jetstream import Subjects, decode
 from dripiq_common.outbox import OutboxMessage
-from dripiq_planner import lifecycle, repository, rules, state, templates
+from dripiq_planner import autoreply, lifecycle, repository, rules, state, templates
 from dripiq_planner.state import RUNNING, CampaignState, StepState, UnitOfWork
 from dripiq_planner.strategy import AdaptiveRule, RuleAction
 from dripiq_planner.tenants import TenantDefaults
@@ -56,6 +57,8 @@ class Reactor:
     engine: AsyncEngine
     clock: Clock
     count_machine_opens: bool = False
+    # An out-of-office reply never pauses a campaign longer than this.
+    max_auto_reply_pause_days: int = 30
     on_commit: Callable[[], None] = field(default=lambda: None)
 
     async def _run(
@@ -87,11 +90,7 @@ class Reactor:
             if timer.WhichOneof("kind") is None:
                 raise PermanentMessageError("PlannerTimer without a kind")
         # What every send carries of its tenant's settings (postal address, tracking), read once a batch.
-        sending = {t.tenant_id for t in timers if t.HasField("step_due")}
-        tenants: dict[str, TenantDefaults] = {}
-        if sending:
-            async with self.engine.connect() as conn:
-                tenants = await repository.tenant_defaults(conn, tenant_ids=sending)
+        tenants = await self._tenants({t.tenant_id for t in timers if t.HasField("step_due")})
 
         def apply(campaigns: dict, work: UnitOfWork, already: set) -> None:
             for timer in timers:
@@ -298,12 +297,16 @@ class Reactor:
                 log.info("engagement.machine_open_ignored", message_id=event.message_id)
                 continue
             facts.append((event, trigger))
+        tenants = await self._tenants({e.tenant_id for e, t in facts if t == "auto_reply"})
 
         def apply(campaigns: dict, work: UnitOfWork, already: set) -> None:
-            for event, trigger in facts:
+            for event, base_trigger in facts:
                 campaign = campaigns.get((event.tenant_id, event.campaign_id))
                 if campaign is None:
                     continue
+                # A classified reply answers to its class's rule when the campaign has one.
+                by_class = rules.class_trigger(event.reply_class) if base_trigger == "reply" else None
+                trigger = by_class if by_class and by_class in _rules(campaign) else base_trigger
                 first_time = self._decide(
                     work,
                     campaign,
@@ -312,8 +315,10 @@ class Reactor:
                     step_index=event.step_index,
                     trigger=trigger,
                     source=f"event:{event.event_id}",
+                    event=event,
+                    tenant=tenants.get(event.tenant_id),
                 )
-                settles = _SETTLES.get(trigger, ())
+                settles = _SETTLES.get(base_trigger, ())
                 if first_time and settles:
                     for timeout in _timeout_triggers(campaign):
                         if rules.timeout_hours(timeout)[0] in settles:  # type: ignore[index]
@@ -324,7 +329,20 @@ class Reactor:
                             )
 
         keys = [(e.tenant_id, e.campaign_id) for e, _ in facts]
-        await self._run(keys, apply, [(e.tenant_id, e.message_id, t) for e, t in facts])
+        decision_keys = [(e.tenant_id, e.message_id, t) for e, t in facts]
+        decision_keys += [
+            (e.tenant_id, e.message_id, by_class)
+            for e, t in facts
+            if t == "reply" and (by_class := rules.class_trigger(e.reply_class))
+        ]
+        await self._run(keys, apply, decision_keys)
+
+    async def _tenants(self, tenant_ids: set[str]) -> dict[str, TenantDefaults]:
+        """These tenants' settings, read once for a batch that needs them."""
+        if not tenant_ids:
+            return {}
+        async with self.engine.connect() as conn:
+            return await repository.tenant_defaults(conn, tenant_ids=tenant_ids)
 
     # -- rules ----------------------------------------------------------------------------
 
@@ -338,6 +356,8 @@ class Reactor:
         step_index: int,
         trigger: str,
         source: str,
+        event: EngagementEvent | None = None,
+        tenant: TenantDefaults | None = None,
     ) -> bool:
         """Apply the campaign's rule for a trigger, at most once per message and trigger.
 
@@ -355,6 +375,20 @@ class Reactor:
         else:
             # A paused campaign keeps its plan: only what would end it applies.
             result = f"campaign {campaign.status}"
+        if action is not None and result == "applied":
+            detail = self._apply(
+                work, campaign, action, step_index=step_index, trigger=trigger, event=event, tenant=tenant
+            )
+            result = f"applied: {detail}" if detail else result
+            log.info(
+                "rule.applied",
+                tenant_id=campaign.tenant_id,
+                campaign_id=campaign.id,
+                message_id=message_id,
+                trigger=trigger,
+                action=action.type,
+                detail=detail,
+            )
         work.decide(
             campaign,
             message_id=message_id,
@@ -365,30 +399,31 @@ class Reactor:
             action=action.type if action else "none",
             result=result,
         )
-        if action is not None and result == "applied":
-            self._apply(work, campaign, action, step_index=step_index, trigger=trigger)
-            log.info(
-                "rule.applied",
-                tenant_id=campaign.tenant_id,
-                campaign_id=campaign.id,
-                message_id=message_id,
-                trigger=trigger,
-                action=action.type,
-            )
         return True
 
     def _apply(
-        self, work: UnitOfWork, campaign: CampaignState, action: RuleAction, *, step_index: int, trigger: str
-    ) -> None:
+        self,
+        work: UnitOfWork,
+        campaign: CampaignState,
+        action: RuleAction,
+        *,
+        step_index: int,
+        trigger: str,
+        event: EngagementEvent | None,
+        tenant: TenantDefaults | None,
+    ) -> str:
+        """Carry out one rule's action; what it came to, when there is more to say than its name."""
         if action.type in ("cancel_campaign", "complete_campaign"):
             status = "canceled" if action.type == "cancel_campaign" else "completed"
             lifecycle.end_campaign(work, campaign, status=status, reason=str(action.payload.get("reason") or trigger))
-            return
+            return ""
         if campaign.status != "active":
-            return
+            return ""
         if action.type == "pause_campaign":
+            if action.payload.get("resumeOnReturnDate"):
+                return self._pause_until_back(work, campaign, event, tenant or TenantDefaults())
             lifecycle.pause(work, campaign, resume_after_seconds=int(action.payload.get("resumeAfterSeconds") or 0))
-            return
+            return ""
         delay = rules.delay_seconds(action, seed=f"{campaign.id}:{step_index}:{trigger}")
         target = campaign.next_open_step(step_index)
         due = lifecycle.after(work.now, delay)
@@ -404,3 +439,20 @@ class Reactor:
             due = lifecycle.after(target.scheduled_at or work.now, delay)
         if target is not None:
             lifecycle.schedule_step(work, campaign, target, due=due)
+        return ""
+
+    def _pause_until_back(
+        self, work: UnitOfWork, campaign: CampaignState, event: EngagementEvent | None, tenant: TenantDefaults
+    ) -> str:
+        """Pause for an out-of-office reply: until the start of its return day in the contact's
+        time zone, or for the tenant's default without a date; never longer than the cap."""
+        plan = autoreply.pause_plan(
+            return_date=event.return_date if event is not None else "",
+            time_zone=campaign.settings_json.get("time_zone") or "UTC",
+            now=work.now,
+            default_days=tenant.auto_reply_pause_days,
+            max_days=self.max_auto_reply_pause_days,
+        )
+        if plan.resume_after_seconds > 0:
+            lifecycle.pause(work, campaign, resume_after_seconds=plan.resume_after_seconds)
+        return plan.detail

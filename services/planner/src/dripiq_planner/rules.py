@@ -11,6 +11,9 @@ ENGAGEMENT_TRIGGERS = frozenset(
     {"open", "click", "reply", "auto_reply", "unsubscribe", "bounce", "spamreport", "dropped", "delivered"}
 )
 TIMEOUT_TRIGGER = re.compile(r"^no_(open|click|reply)_(\d{1,4})h$")
+# What a person's reply says (the events service classifies it): "reply:not_interested".
+REPLY_CLASSES = ("interested", "not_interested", "referral", "unsubscribe_request", "question", "other")
+CLASS_TRIGGER = re.compile(rf"^reply:({'|'.join(REPLY_CLASSES)})$")
 ACTIONS = frozenset(
     {"schedule_next_step", "skip_to_step", "reschedule_step", "cancel_campaign", "complete_campaign", "pause_campaign"}
 )
@@ -24,6 +27,10 @@ DEFAULT_RULES: dict[str, RuleAction] = {
     "unsubscribe": RuleAction(type="cancel_campaign", payload={"reason": "unsubscribe"}),
     "bounce": RuleAction(type="cancel_campaign", payload={"reason": "bounce"}),
     "spamreport": RuleAction(type="cancel_campaign", payload={"reason": "spamreport"}),
+    # The dispatcher suppresses the address too; the campaign stops whatever its reply rule says.
+    "reply:unsubscribe_request": RuleAction(type="cancel_campaign", payload={"reason": "unsubscribe request by reply"}),
+    # Out of office: wait until they are back (the date the auto-reply gives, else the tenant's default).
+    "auto_reply": RuleAction(type="pause_campaign", payload={"resumeOnReturnDate": True}),
     "no_open_48h": RuleAction(type="reschedule_step", payload={"delaySeconds": DAY}),
 }
 
@@ -38,7 +45,13 @@ def trigger_for(event_type: str, reason: str = "") -> str | None:
 
 
 def is_trigger(name: str) -> bool:
-    return name in ENGAGEMENT_TRIGGERS or bool(TIMEOUT_TRIGGER.match(name))
+    return name in ENGAGEMENT_TRIGGERS or bool(TIMEOUT_TRIGGER.match(name) or CLASS_TRIGGER.match(name))
+
+
+def class_trigger(reply_class: str) -> str | None:
+    """ "reply:<class>" for a classified reply, None for an unknown or missing class."""
+    trigger = f"reply:{reply_class}"
+    return trigger if CLASS_TRIGGER.match(trigger) else None
 
 
 def timeout_hours(trigger: str) -> tuple[str, int] | None:

@@ -12,6 +12,8 @@ class PlannerSettings(ServiceSettings):
     metrics_port: int = 9101
     # SendGrid flags opens by mail privacy proxies; they say nothing about a person.
     count_machine_opens: bool = False
+    # An out-of-office reply pauses a campaign until the return date it gives, but never longer.
+    max_auto_reply_pause_days: int = Field(default=30, ge=1, le=365)
     # Fetchers per JetStream consumer in this process (replicas add more).
     workers_per_consumer: int = Field(default=2, ge=1)
     # The services the planner asks: suppressions (dispatcher) and, for timelines, messages

@@ -9,6 +9,9 @@ from sqlalchemy import Row
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq_planner import windows
 
+DEFAULT_AUTO_REPLY_PAUSE_DAYS = 7
+MAX_AUTO_REPLY_PAUSE_DAYS = 90
+
 
 @dataclass(frozen=True)
 class TenantDefaults:
@@ -18,6 +21,7 @@ class TenantDefaults:
     postal_address: str = ""
     open_tracking: bool = True
     click_tracking: bool = True
+    auto_reply_pause_days: int = DEFAULT_AUTO_REPLY_PAUSE_DAYS
 
     @classmethod
     def from_row(cls, row: Row | None) -> TenantDefaults:
@@ -31,11 +35,20 @@ class TenantDefaults:
             postal_address=row.postal_address,
             open_tracking=row.open_tracking,
             click_tracking=row.click_tracking,
+            auto_reply_pause_days=row.auto_reply_pause_days,
         )
 
     def tracking(self) -> dispatcher_pb.Tracking:
         return dispatcher_pb.Tracking(opens=self.open_tracking, clicks=self.click_tracking)
 
 
-SETTINGS_FIELDS = ("send_window", "voice", "guidelines", "postal_address", "open_tracking", "click_tracking")
+SETTINGS_FIELDS = (
+    "send_window",
+    "voice",
+    "guidelines",
+    "postal_address",
+    "open_tracking",
+    "click_tracking",
+    "auto_reply_pause_days",
+)
 MAX_POSTAL_ADDRESS = 500

@@ -56,7 +56,7 @@ class SendWindow(_message.Message):
     def __init__(self, weekdays: _Optional[_Iterable[int]] = ..., start_hour: _Optional[int] = ..., end_hour: _Optional[int] = ...) -> None: ...
 
 class TenantSettings(_message.Message):
-    __slots__ = ("tenant_id", "send_window", "voice", "guidelines", "update_time", "postal_address", "open_tracking", "click_tracking")
+    __slots__ = ("tenant_id", "send_window", "voice", "guidelines", "update_time", "postal_address", "open_tracking", "click_tracking", "auto_reply_pause_days")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     SEND_WINDOW_FIELD_NUMBER: _ClassVar[int]
     VOICE_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +65,7 @@ class TenantSettings(_message.Message):
     POSTAL_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     OPEN_TRACKING_FIELD_NUMBER: _ClassVar[int]
     CLICK_TRACKING_FIELD_NUMBER: _ClassVar[int]
+    AUTO_REPLY_PAUSE_DAYS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     send_window: SendWindow
     voice: str
@@ -73,7 +74,8 @@ class TenantSettings(_message.Message):
     postal_address: str
     open_tracking: bool
     click_tracking: bool
-    def __init__(self, tenant_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., voice: _Optional[str] = ..., guidelines: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., postal_address: _Optional[str] = ..., open_tracking: _Optional[bool] = ..., click_tracking: _Optional[bool] = ...) -> None: ...
+    auto_reply_pause_days: int
+    def __init__(self, tenant_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., voice: _Optional[str] = ..., guidelines: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., postal_address: _Optional[str] = ..., open_tracking: _Optional[bool] = ..., click_tracking: _Optional[bool] = ..., auto_reply_pause_days: _Optional[int] = ...) -> None: ...
 
 class Contact(_message.Message):
     __slots__ = ("contact_id", "email", "first_name", "last_name", "title", "time_zone")

@@ -1,4 +1,4 @@
-"""tenants' postal address and tracking switches; threaded follow-up steps
+"""tenants' postal address, tracking switches and auto-reply pause; threaded follow-up steps
 
 Revision ID: 0003
 Revises: 0002
@@ -26,11 +26,16 @@ def upgrade() -> None:
             schema="planner",
         )
     op.add_column(
+        "tenant_settings",
+        sa.Column("auto_reply_pause_days", sa.Integer(), nullable=False, server_default="7"),
+        schema="planner",
+    )
+    op.add_column(
         "campaign_steps", sa.Column("thread", sa.Boolean(), nullable=False, server_default=sa.false()), schema="planner"
     )
 
 
 def downgrade() -> None:
     op.drop_column("campaign_steps", "thread", schema="planner")
-    for name in ("click_tracking", "open_tracking", "postal_address"):
+    for name in ("auto_reply_pause_days", "click_tracking", "open_tracking", "postal_address"):
         op.drop_column("tenant_settings", name, schema="planner")
