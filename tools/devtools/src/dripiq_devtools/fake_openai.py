@@ -1,14 +1,25 @@
 """A local stand-in for the OpenAI Chat Completions API, answering like a model that follows
-the planner's strategy prompt.
+the planner's strategy prompt or the events service's reply classification prompt.
 
 Development and the tests point the real `openai` client at it with `OPENAI_BASE_URL=fake.url`.
-It answers with OpenAI's bodies, headers and error objects, records every authorized request,
-and by default writes a valid strategy built deterministically from the facts in the first
-user message. Tests script what comes next with `queue(...)`:
+It answers with OpenAI's bodies, headers and error objects and records every authorized request.
+What it writes depends on the request's `response_format.json_schema.name`:
 
-    "valid"         a strategy that passes the planner's schema and guards
+- "reply_classification": {"reply_class", "confidence", "reason"}, the class read from the
+  user messages by its own keyword rules (`reply_class_of`), within the schema's enum;
+- anything else (the strategist's "outreach_strategy", or no response format): a strategy built
+  deterministically from the facts in the first user message.
+
+Tests script what comes next with `queue(...)`:
+
+    "valid"         a strategy that passes the planner's schema and guards; a classification
     "malformed"     text that is not JSON
-    "invalid"       JSON in the schema's shape that fails the guards (unknown channel, placeholder)
+    "invalid"       a strategy in the schema's shape that fails the guards (unknown channel,
+                    placeholder); for a classification, the same as "off_schema"
+    "off_schema"    JSON outside the requested schema (strict mode never sends it; a server that
+                    does not enforce schemas might)
+    "refusal"       a refusal (`message.refusal` set, no content), as strict mode reports one
+    "truncated"     the answer cut off at the token limit (finish_reason "length")
     "rate_limited"  429 with retry-after headers and OpenAI's rate-limit error
     "server_error"  500 with OpenAI's server error
     anything else   sent verbatim as the message content
@@ -50,8 +61,50 @@ MALFORMED = "malformed"
 INVALID = "invalid"
 RATE_LIMITED = "rate_limited"
 SERVER_ERROR = "server_error"
+OFF_SCHEMA = "off_schema"
+REFUSAL = "refusal"
+TRUNCATED = "truncated"
 # What a model that ignored the response format might say: prose, then JSON cut short.
 MALFORMED_ANSWER = 'Here is the strategy you asked for: {"summary": "An introduction'
+MALFORMED_CLASSIFICATION_ANSWER = 'The reply reads as {"reply_class": "inter'
+REFUSAL_MESSAGE = "I'm sorry, I can't help with that request."
+
+REPLY_CLASSIFICATION_SCHEMA = "reply_classification"
+# The classes a reply classification answer may name, when the request's schema lists none.
+REPLY_CLASSES = ("interested", "not_interested", "referral", "unsubscribe_request", "question", "other")
+# The fake's own reading of a reply, first match wins: a stand-in for a model, so it shares no
+# code with the service it answers. Plain substrings of the lower-cased user messages.
+REPLY_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "unsubscribe_request",
+        (
+            "unsubscribe",
+            "remove me",
+            "take me off",
+            "stop emailing",
+            "stop contacting",
+            "do not contact",
+            "don't contact",
+            "do not email",
+            "don't email",
+        ),
+    ),
+    ("not_interested", ("not interested", "no thanks", "no thank you", "not a fit", "not for us", "we'll pass")),
+    (
+        "referral",
+        (
+            "reach out to",
+            "talk to my colleague",
+            "contact my colleague",
+            "better person",
+            "the right person",
+            "in charge of",
+            "forwarding this to",
+        ),
+    ),
+    ("interested", ("interested", "let's talk", "let's chat", "book a", "schedule", "set up a call", "demo")),
+    ("question", ("?",)),
+)
 
 NO_KEY_MESSAGE = (
     "You didn't provide an API key. You need to provide your API key in an Authorization header using "
@@ -110,6 +163,11 @@ class RecordedRequest:
     def response_format(self) -> dict[str, Any] | None:
         return self.body.get("response_format")
 
+    @property
+    def schema_name(self) -> str | None:
+        """The response format's json_schema name: which kind of answer was asked for."""
+        return _schema(self.body)[0]
+
     def to_json(self) -> dict[str, Any]:
         return {"received_at": self.received_at.isoformat(), "body": self.body}
 
@@ -134,6 +192,64 @@ def facts_of(body: dict[str, Any]) -> dict[str, Any]:
             if isinstance(facts, dict):
                 return facts
     return {}
+
+
+def _schema(body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The requested json_schema's name and schema; (None, {}) without one."""
+    response_format = body.get("response_format")
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
+        return None, {}
+    spec = response_format.get("json_schema")
+    if not isinstance(spec, dict):
+        return None, {}
+    name, schema = spec.get("name"), spec.get("schema")
+    return (name if isinstance(name, str) else None), (schema if isinstance(schema, dict) else {})
+
+
+def reply_class_of(text: str) -> tuple[str, str]:
+    """The class the fake gives a reply and the keyword that decided it ("" for other)."""
+    lowered = text.lower()
+    for reply_class, keywords in REPLY_KEYWORDS:
+        for keyword in keywords:
+            if keyword in lowered:
+                return reply_class, keyword
+    return "other", ""
+
+
+def reply_classification(body: dict[str, Any]) -> dict[str, Any]:
+    """What a model following a reply classification prompt could answer: the keyword rules'
+    class, read from the user messages only (the system prompt defines every class), kept
+    within the enum the request's schema allows, as strict mode would."""
+    user_text = "\n".join(
+        _text(m.get("content")) for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"
+    )
+    reply_class, keyword = reply_class_of(user_text)
+    allowed = _allowed_classes(_schema(body)[1])
+    if reply_class not in allowed:
+        reply_class, keyword = ("other" if "other" in allowed else allowed[0]), ""
+    reason = f"The reply says '{keyword}'." if keyword else "Nothing in the reply matches a more specific class."
+    return {"reply_class": reply_class, "confidence": 0.9 if keyword else 0.5, "reason": reason}
+
+
+def _allowed_classes(schema: dict[str, Any]) -> list[str]:
+    prop = (schema.get("properties") or {}).get("reply_class")
+    enum = prop.get("enum") if isinstance(prop, dict) else None
+    if isinstance(enum, list) and enum and all(isinstance(value, str) for value in enum):
+        return enum
+    return list(REPLY_CLASSES)
+
+
+def off_schema_classification() -> dict[str, Any]:
+    """Parses, but breaks the schema: a class no enum has, a confidence above 1, an extra key."""
+    return {"reply_class": "maybe_later", "confidence": 1.7, "reason": "Unsure.", "sentiment": "neutral"}
+
+
+def off_schema_strategy(facts: dict[str, Any]) -> dict[str, Any]:
+    """A strategy without its adaptive rules and with a key the schema does not have."""
+    strategy = valid_strategy(facts)
+    del strategy["adaptiveRules"]
+    strategy["notes"] = "written without the schema"
+    return strategy
 
 
 def _field(facts: dict[str, Any], section: str, name: str) -> str:
@@ -348,14 +464,29 @@ class FakeOpenAI(LocalHttpServer):
             return self._rate_limited(body["model"])
         if behaviour == SERVER_ERROR:
             return _error(HTTPStatus.INTERNAL_SERVER_ERROR, error_body(SERVER_ERROR_MESSAGE, "server_error"))
-        return self._completion(body, self._content(behaviour, facts_of(body)))
+        if behaviour == REFUSAL:
+            return self._completion(body, None, refusal=REFUSAL_MESSAGE)
+        if behaviour == TRUNCATED:
+            content = self._content(VALID, body)
+            return self._completion(body, content[: len(content) // 2], finish_reason="length")
+        return self._completion(body, self._content(behaviour, body))
 
     @staticmethod
-    def _content(behaviour: str, facts: dict[str, Any]) -> str:
+    def _content(behaviour: str, body: dict[str, Any]) -> str:
+        if _schema(body)[0] == REPLY_CLASSIFICATION_SCHEMA:
+            if behaviour == VALID:
+                return json.dumps(reply_classification(body))
+            if behaviour in (INVALID, OFF_SCHEMA):
+                return json.dumps(off_schema_classification())
+            if behaviour == MALFORMED:
+                return MALFORMED_CLASSIFICATION_ANSWER
+            return behaviour
         if behaviour == VALID:
-            return json.dumps(valid_strategy(facts))
+            return json.dumps(valid_strategy(facts_of(body)))
         if behaviour == INVALID:
-            return json.dumps(invalid_strategy(facts))
+            return json.dumps(invalid_strategy(facts_of(body)))
+        if behaviour == OFF_SCHEMA:
+            return json.dumps(off_schema_strategy(facts_of(body)))
         if behaviour == MALFORMED:
             return MALFORMED_ANSWER
         return behaviour
@@ -376,9 +507,11 @@ class FakeOpenAI(LocalHttpServer):
         )
 
     @staticmethod
-    def _completion(body: dict[str, Any], content: str) -> web.Response:
+    def _completion(
+        body: dict[str, Any], content: str | None, *, refusal: str | None = None, finish_reason: str = "stop"
+    ) -> web.Response:
         prompt_tokens = sum(_tokens(_text(m.get("content"))) for m in body["messages"] if isinstance(m, dict))
-        completion_tokens = _tokens(content)
+        completion_tokens = _tokens(content if content is not None else refusal or "")
         completion = {
             "id": f"chatcmpl-{secrets.token_urlsafe(21)}",
             "object": "chat.completion",
@@ -387,9 +520,9 @@ class FakeOpenAI(LocalHttpServer):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": content, "refusal": None, "annotations": []},
+                    "message": {"role": "assistant", "content": content, "refusal": refusal, "annotations": []},
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": finish_reason,
                 }
             ],
             "usage": {
@@ -432,7 +565,8 @@ class FakeOpenAI(LocalHttpServer):
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m dripiq_devtools.fake_openai",
-        description="Local fake of OpenAI's Chat Completions API that answers with planner strategies.",
+        description="Local fake of OpenAI's Chat Completions API that answers with planner strategies "
+        "and reply classifications.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")

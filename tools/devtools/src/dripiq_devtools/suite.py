@@ -76,6 +76,9 @@ class Suite:
     # The user's own settings, as `make run` finds them in its environment. A suite on ephemeral
     # ports ignores the caller's DATABASE_URL, NATS_URL and SENDGRID_*; a test gives them here.
     user_env: dict[str, str] = field(default_factory=dict)
+    # Seconds after which the fake SendGrid posts `processed` and `delivered` for what it
+    # accepted, to the edge, as SendGrid does by itself; 0 posts none.
+    fake_auto_events_delay: float = 1.0
     # Extra environment for the five processes (tests shorten poll intervals with it).
     extra_env: dict[str, str] = field(default_factory=dict)
     # More than one process of a service, e.g. {"dispatcher": 2}: the others are named
@@ -168,6 +171,12 @@ class Suite:
                     str(fake_port),
                     "--private-key-file",
                     str(key_file),
+                    *(
+                        ["--webhook-url", f"{edge_url}/webhooks/sendgrid/events"]
+                        + ["--auto-events-delay", str(self.fake_auto_events_delay)]
+                        if self.fake_auto_events_delay > 0
+                        else []
+                    ),
                 ],
                 env,
             )
@@ -291,6 +300,8 @@ class Suite:
         host = self.env.get("SENDGRID_API_HOST") or "https://api.sendgrid.com"
         if "fake-sendgrid" in self.children:
             lines = [f"  {'sendgrid':<11} fake  {host}   (GET /_fake/messages; no SENDGRID_API_KEY)"]
+            if self.fake_auto_events_delay > 0:
+                lines.append(f"  {'':<11}       posts processed and delivered to the edge by itself")
         elif self.env.get("SENDGRID_API_KEY"):
             lines = [f"  {'sendgrid':<11} real  {host}   (SENDGRID_API_KEY is set: mail really goes out)"]
         else:
