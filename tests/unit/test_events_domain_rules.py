@@ -169,7 +169,12 @@ def test_the_clean_body_shortcut_parses_exactly_as_scrubbing_every_entry(items, 
 )
 def test_engagement_keeps_the_moment_to_the_microsecond(moment):
     reply = domain.reply_event(
-        outbound=KNOWN, dedupe_key="sha256:x", occurred_at=moment, auto_reason=None, raw_event={}
+        outbound=KNOWN,
+        dedupe_key="sha256:x",
+        occurred_at=moment,
+        auto_reason=None,
+        raw_event={},
+        reply=domain.ReplyFacts(inbound_id=1, snippet="Sounds good"),
     )
     assert domain.engagement(reply, event_id=1).occurred_at.ToDatetime(tzinfo=UTC) == moment
 

@@ -11,10 +11,12 @@ from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
 from dripiq_common.loops import Poller
 from dripiq_common.service import Loop, Parts, Runtime, serve
 from dripiq_common.tokens import TokenSigner
+from dripiq_events import autoreply_dates
+from dripiq_events.ai_classifier import build_classifier
 from dripiq_events.handlers import EventsServicer
 from dripiq_events.models import outbox
 from dripiq_events.partitions import PartitionMaintainer, compact_raw_events, prune_outbound, retention_cutoff
-from dripiq_events.service import EventIngest, EventQuery
+from dripiq_events.service import EventIngest, EventQuery, prune_unmatched_inbound
 from dripiq_events.settings import EventsSettings
 
 OUTCOMES = ConsumerSpec(Streams.MESSAGE_OUTCOMES, "events-outcomes", "dripiq.dispatcher.outcome.>")
@@ -25,7 +27,10 @@ SERVICE_NAME = events_service_pb2.DESCRIPTOR.services_by_name["EventsService"].f
 def build(settings: EventsSettings, rt: Runtime) -> Parts:
     relay = rt.outbox_relay(outbox)
     signer = TokenSigner(settings.token_secret.get_secret_value().encode())
-    ingest = EventIngest(rt.engine, rt.clock, signer, on_outboxed=relay.kick)
+    classifier = build_classifier(settings)
+    # The date parser's language data loads now rather than on the first auto-reply it reads.
+    autoreply_dates.warm_up()
+    ingest = EventIngest(rt.engine, rt.clock, signer, on_outboxed=relay.kick, classifier=classifier)
 
     async def on_outcome(msg: Msg) -> None:
         await ingest.record_outcome(msg.data)
@@ -70,6 +75,18 @@ def build(settings: EventsSettings, rt: Runtime) -> Parts:
                 name="raw-event-compaction",
             )
         )
+    if settings.unmatched_inbound_retention_days:
+        kept = timedelta(days=settings.unmatched_inbound_retention_days)
+        loops.append(
+            Poller(
+                lambda: prune_unmatched_inbound(
+                    rt.engine, before=rt.clock.now() - kept, limit=settings.compaction_batch
+                ),
+                full=settings.compaction_batch,
+                poll_seconds=settings.compaction_poll_seconds,
+                name="unmatched-inbound-retention",
+            )
+        )
     servicer = EventsServicer(EventQuery(rt.engine))
     return Parts(
         service_names=[SERVICE_NAME],
@@ -95,6 +112,7 @@ def build(settings: EventsSettings, rt: Runtime) -> Parts:
             ),
         ],
         loops=loops,
+        closers=[classifier.aclose],
     )
 
 

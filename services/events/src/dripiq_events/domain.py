@@ -11,8 +11,8 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -22,6 +22,11 @@ from dripiq.events.v1 import messages_pb2
 from dripiq_common import validation
 from dripiq_common.engagement import TASK_ENGAGEMENT, task_event_id
 from dripiq_common.errors import PermanentMessageError
+from dripiq_events import reply_text
+from dripiq_events.classification import Classification
+
+if TYPE_CHECKING:
+    from dripiq_events.inbound import InboundMail
 
 PROVIDER_SENDGRID = "sendgrid"
 PROVIDER_INBOUND = "sendgrid-inbound"
@@ -82,6 +87,16 @@ class ProviderEvent:
 
 
 @dataclass(slots=True)
+class ReplyFacts:
+    """What the engagement fact of a reply tells its readers besides the event itself."""
+
+    inbound_id: int
+    snippet: str
+    reply_class: str = ""
+    return_date: date | None = None
+
+
+@dataclass(slots=True)
 class NewEvent:
     """A message_events row to store; matched ones are published as engagement."""
 
@@ -102,6 +117,8 @@ class NewEvent:
     raw_event: Any = None
     # Carried to the engagement fact (the dispatcher settles an `unknown` send with it).
     provider_message_id: str | None = None
+    # Replies only: carried to the engagement fact.
+    reply: ReplyFacts | None = None
 
     @property
     def key(self) -> tuple[str, str, datetime]:
@@ -258,6 +275,7 @@ def reply_event(
     occurred_at: datetime,
     auto_reason: str | None,
     raw_event: Any,
+    reply: ReplyFacts,
 ) -> NewEvent:
     return _of_message(
         outbound,
@@ -267,6 +285,7 @@ def reply_event(
         occurred_at=occurred_at,
         reason=auto_reason,
         raw_event=raw_event,
+        reply=reply,
     )
 
 
@@ -326,6 +345,93 @@ def task_event(outcome: dispatcher_pb.MessageOutcome, sent: SentMessage) -> NewE
     )
 
 
+@dataclass(frozen=True)
+class ReplyReading:
+    """What reading a reply found: a person's reply's class, an auto-reply's return date."""
+
+    classification: Classification | None = None
+    return_date: date | None = None
+
+    @property
+    def generations(self) -> list[dict[str, Any]]:
+        return self.classification.generations if self.classification else []
+
+
+def inbound_row(
+    mail: InboundMail,
+    *,
+    outbound: Outbound | None,
+    message_id: str | None,
+    auto_reason: str | None,
+    reading: ReplyReading,
+    received_at: datetime,
+    dedupe_key: str,
+) -> dict[str, Any]:
+    """The inbound_emails row of one received mail, matched or not."""
+    text = mail.text or reply_text.plain_text(mail.html)
+    classification = reading.classification
+    return {
+        "tenant_id": outbound.tenant_id if outbound else None,
+        "message_id": message_id,
+        "campaign_id": outbound.campaign_id if outbound else None,
+        "step_index": outbound.step_index if outbound else None,
+        "matched": outbound is not None,
+        "is_auto_reply": auto_reason is not None,
+        "from_email": mail.from_email,
+        "to_email": ", ".join(mail.recipient_addresses),
+        "subject": mail.subject,
+        "text_body": mail.text,
+        "html_body": reply_text.sanitized_html(mail.html) if mail.html else "",
+        "snippet": reply_text.snippet(text),
+        "classification": classification.reply_class.value if classification else None,
+        "classified_by": classification.classified_by if classification else None,
+        "return_date": reading.return_date,
+        "headers": [list(pair) for pair in mail.headers],
+        "received_at": received_at,
+        "dedupe_key": dedupe_key,
+    }
+
+
+def forward_command(
+    outbound: Outbound, *, inbound_id: int, row: dict[str, Any], received_at: datetime
+) -> dispatcher_pb.ForwardReplyCommand:
+    """What the dispatcher needs to forward a person's reply to the salesperson behind it."""
+    command = dispatcher_pb.ForwardReplyCommand(
+        tenant_id=outbound.tenant_id,
+        inbound_id=str(inbound_id),
+        message_id=outbound.message_id,
+        campaign_id=outbound.campaign_id,
+        from_email=row["from_email"],
+        subject=row["subject"],
+        text=row["text_body"] or reply_text.plain_text(row["html_body"]),
+        html=row["html_body"],
+        reply_class=row["classification"] or "",
+    )
+    command.received_at.FromDatetime(received_at)
+    return command
+
+
+def inbound_to_proto(row: Any) -> api_pb.InboundMessage:
+    message = api_pb.InboundMessage(
+        inbound_id=str(row.id),
+        tenant_id=row.tenant_id or "",
+        from_email=row.from_email,
+        subject=row.subject,
+        text=row.text_body,
+        html=row.html_body,
+        campaign_id=row.campaign_id or "",
+        step_index=row.step_index or 0,
+        message_id=row.message_id or "",
+        kind=AUTO_REPLY if row.is_auto_reply else REPLY,
+        classification=row.classification or "",
+        classified_by=row.classified_by or "",
+        return_date=row.return_date.isoformat() if row.return_date else "",
+        snippet=row.snippet,
+    )
+    message.received_at.FromDatetime(row.received_at)
+    return message
+
+
 def unsubscribe_event_id(message_id: str) -> str:
     return f"unsub:{message_id}"
 
@@ -355,6 +461,12 @@ def engagement(event: NewEvent, *, event_id: int) -> messages_pb2.EngagementEven
         fact.url = event.url
     if event.reason:
         fact.reason = event.reason
+    if event.reply is not None:
+        fact.inbound_id = str(event.reply.inbound_id)
+        fact.snippet = event.reply.snippet
+        fact.reply_class = event.reply.reply_class
+        if event.reply.return_date is not None:
+            fact.return_date = event.reply.return_date.isoformat()
     return fact
 
 

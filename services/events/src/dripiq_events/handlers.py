@@ -25,3 +25,13 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         self, request: pb.GetStepFunnelRequest, context
     ) -> pb.GetStepFunnelResponse:
         return await self.query.step_funnel(request.tenant_id, request.campaign_id)
+
+    async def ListInboundMessages(  # type: ignore[no-untyped-def]
+        self, request: pb.ListInboundMessagesRequest, context
+    ) -> pb.ListInboundMessagesResponse:
+        return await self.query.list_inbound(request)
+
+    async def GetInboundMessage(  # type: ignore[no-untyped-def]
+        self, request: pb.GetInboundMessageRequest, context
+    ) -> pb.GetInboundMessageResponse:
+        return pb.GetInboundMessageResponse(message=await self.query.get_inbound(request.tenant_id, request.inbound_id))

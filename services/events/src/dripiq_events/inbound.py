@@ -9,16 +9,17 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser, Parser
-from email.utils import getaddresses, parseaddr
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from dripiq_common.errors import PermanentMessageError
 from dripiq_events.domain import scrub
 
 # The form fields we use; attachments (attachment1..N) and spam reports are not kept.
-_FIELDS = {"headers", "text", "from", "to", "subject", "envelope", "charsets", "email"}
+_FIELDS = {"headers", "text", "html", "from", "to", "subject", "envelope", "charsets", "email"}
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 _AUTO_SUBJECT = re.compile(
     r"^\s*(?:out of (?:the )?office|automatic reply|auto(?:matic)?[- ]?(?:reply|response)|autorespon)",
@@ -27,6 +28,8 @@ _AUTO_SUBJECT = re.compile(
 # RFC 3834 and the de-facto markers Exchange, Gmail and most ticketing tools set.
 _AUTO_PRECEDENCE = {"auto_reply", "bulk", "junk"}
 _AUTO_FLAG_HEADERS = ("X-Autoreply", "X-Autorespond")
+# A Date header further than this from the arrival is a wrong clock, not a slow delivery.
+_DATE_TRUST = timedelta(days=3)
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class InboundMail:
     subject: str
     text: str
     headers: tuple[tuple[str, str], ...]
+    # The HTML part as sent: never shown before reply_text.sanitized_html has cleaned it.
+    html: str = ""
 
     def header(self, name: str) -> str | None:
         wanted = name.lower()
@@ -48,6 +53,17 @@ class InboundMail:
         if self.envelope_to:
             return list(self.envelope_to)
         return [address for _, address in getaddresses([self.to]) if address]
+
+    def sent_at(self, *, received_at: datetime) -> datetime:
+        """When its author sent it, in their own UTC offset (its Date header), or received_at
+        when the header is missing, unreadable or implausibly far from when it arrived."""
+        try:
+            sent = parsedate_to_datetime(self.header("Date") or "")
+        except (TypeError, ValueError, IndexError):
+            return received_at
+        if sent.tzinfo is None or abs(sent - received_at) > _DATE_TRUST:
+            return received_at
+        return sent
 
     @property
     def referenced_message_ids(self) -> list[str]:
@@ -71,13 +87,15 @@ def parse_inbound(body: bytes, content_type: str) -> InboundMail:
     if "email" in fields:
         message = BytesParser(policy=policy.default).parsebytes(fields["email"])
         headers = _header_pairs(message)
-        text = _plain_text(message)
+        text = _body(message, "plain")
+        html = _body(message, "html")
         subject = field("subject") or str(message.get("Subject", ""))
         sender = field("from") or str(message.get("From", ""))
         to = field("to") or str(message.get("To", ""))
     else:
         headers = _header_pairs(Parser(policy=policy.default).parsestr(field("headers"), headersonly=True))
         text, subject, sender, to = field("text"), field("subject"), field("from"), field("to")
+        html = field("html")
     return InboundMail(
         from_email=scrub(parseaddr(sender)[1] or sender),
         to=scrub(to),
@@ -85,6 +103,7 @@ def parse_inbound(body: bytes, content_type: str) -> InboundMail:
         subject=scrub(subject),
         text=scrub(text),
         headers=tuple((scrub(name), scrub(value)) for name, value in headers),
+        html=scrub(html),
     )
 
 
@@ -154,8 +173,8 @@ def _unfold(value: str) -> str:
     return re.sub(r"\r?\n[ \t]+", " ", value).strip()
 
 
-def _plain_text(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain",))
+def _body(message: EmailMessage, subtype: str) -> str:
+    part = message.get_body(preferencelist=(subtype,))
     if part is None:
         return ""
     try:

@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Identity,
     Index,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSON, JSONB
 
@@ -117,8 +119,42 @@ inbound_emails = Table(
     Column("headers", JSONB, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("dedupe_key", Text, nullable=False),
+    # The HTML part made safe to show, and the first words the person wrote.
+    Column("html_body", Text, nullable=False, server_default=""),
+    Column("snippet", Text, nullable=False, server_default=""),
+    # A person's reply: its class and whether the AI model or the rules gave it.
+    Column("classification", Text),
+    Column("classified_by", Text),
+    # An automatic reply: the day its author says they are back.
+    Column("return_date", Date),
+    Column("campaign_id", Text),
+    Column("step_index", Integer),
     UniqueConstraint("dedupe_key", name="inbound_emails_dedupe_key_key"),
     Index("inbound_emails_tenant_message_idx", "tenant_id", "message_id"),
+    Index("inbound_emails_tenant_id_idx", "tenant_id", "id"),
+    Index("inbound_emails_tenant_campaign_idx", "tenant_id", "campaign_id", "id"),
+    Index("inbound_emails_unmatched_received_idx", "received_at", postgresql_where=text("NOT matched")),
+)
+
+# Every AI call the events service makes (reply classification), as the planner audits strategies.
+ai_generations = Table(
+    "ai_generations",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("inbound_id", BigInteger),
+    Column("purpose", Text, nullable=False),
+    Column("model", Text, nullable=False, server_default=""),
+    Column("prompt_version", Text, nullable=False, server_default=""),
+    Column("input_json", JSONB, nullable=False),
+    Column("output_json", JSONB),
+    Column("outcome", Text, nullable=False),
+    Column("error", Text, nullable=False, server_default=""),
+    Column("prompt_tokens", Integer, nullable=False, server_default="0"),
+    Column("completion_tokens", Integer, nullable=False, server_default="0"),
+    Column("duration_ms", Integer, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ai_generations_tenant_created_idx", "tenant_id", "created_at"),
 )
 
 outbox = outbox_table(metadata)

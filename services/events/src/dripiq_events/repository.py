@@ -9,13 +9,13 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dripiq_common import bulk
 from dripiq_events.domain import NewEvent, Outbound, SentMessage
-from dripiq_events.models import inbound_emails, message_events, outbound_messages, step_stats
+from dripiq_events.models import ai_generations, inbound_emails, message_events, outbound_messages, step_stats
 
 _OUTBOUND_FACTS = (
     "campaign_id",
@@ -237,41 +237,56 @@ async def event_recorded(
     return found is not None
 
 
-async def insert_inbound(
-    conn: AsyncConnection,
-    *,
-    tenant_id: str | None,
-    message_id: str | None,
-    matched: bool,
-    is_auto_reply: bool,
-    from_email: str,
-    to_email: str,
-    subject: str,
-    text_body: str,
-    headers: Sequence[tuple[str, str]],
-    received_at: datetime,
-    dedupe_key: str,
-) -> int | None:
-    """The new row's id, or None when this mail was stored before."""
+async def insert_inbound(conn: AsyncConnection, *, values: dict[str, Any]) -> int | None:
+    """The new row's id, or None when this mail was stored before (same dedupe_key)."""
     stmt = (
         insert(inbound_emails)
-        .values(
-            tenant_id=tenant_id,
-            message_id=message_id,
-            matched=matched,
-            is_auto_reply=is_auto_reply,
-            from_email=from_email,
-            to_email=to_email,
-            subject=subject,
-            text_body=text_body,
-            headers=[list(pair) for pair in headers],
-            received_at=received_at,
-            dedupe_key=dedupe_key,
-        )
+        .values(**values)
         .on_conflict_do_nothing(index_elements=[inbound_emails.c.dedupe_key])
         .returning(inbound_emails.c.id)
     )
     return await conn.scalar(stmt)
+
+
+async def inbound_stored(conn: AsyncConnection, *, dedupe_key: str) -> bool:
+    return await conn.scalar(select(inbound_emails.c.id).where(inbound_emails.c.dedupe_key == dedupe_key)) is not None
+
+
+async def insert_generations(conn: AsyncConnection, *, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(insert(ai_generations), list(rows))
+
+
+async def get_inbound(conn: AsyncConnection, *, tenant_id: str, inbound_id: int) -> Any:
+    query = select(inbound_emails).where(inbound_emails.c.tenant_id == tenant_id, inbound_emails.c.id == inbound_id)
+    return (await conn.execute(query)).first()
+
+
+async def list_inbound(
+    conn: AsyncConnection, *, tenant_id: str, campaign_id: str = "", before_id: int | None, limit: int
+) -> Sequence[Any]:
+    """A tenant's replies, newest first; one campaign's when campaign_id is given."""
+    where = [inbound_emails.c.tenant_id == tenant_id]
+    if campaign_id:
+        where.append(inbound_emails.c.campaign_id == campaign_id)
+    if before_id is not None:
+        where.append(inbound_emails.c.id < before_id)
+    query = select(inbound_emails).where(*where).order_by(inbound_emails.c.id.desc()).limit(limit)
+    return (await conn.execute(query)).all()
+
+
+async def delete_unmatched_inbound(conn: AsyncConnection, *, received_before: datetime, limit: int) -> int:
+    """Delete the oldest unmatched inbound mail received before the cutoff, a batch at a time."""
+    oldest = (
+        select(inbound_emails.c.id)
+        .where(~inbound_emails.c.matched, inbound_emails.c.received_at < received_before)
+        .order_by(inbound_emails.c.received_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    result = await conn.execute(delete(inbound_emails).where(inbound_emails.c.id.in_(oldest)))
+    return result.rowcount or 0
 
 
 async def list_events(

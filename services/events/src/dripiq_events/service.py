@@ -21,10 +21,12 @@ from dripiq.events.v1 import events_service_pb2 as api_pb
 from dripiq.events.v1 import messages_pb2
 from dripiq_common import engagement, outbox, paging, validation
 from dripiq_common.clock import Clock
-from dripiq_common.errors import InvalidArgument, PermanentMessageError
-from dripiq_common.jetstream import decode
+from dripiq_common.errors import InvalidArgument, NotFound, PermanentMessageError
+from dripiq_common.jetstream import Subjects, decode
+from dripiq_common.outbox import OutboxMessage
 from dripiq_common.tokens import TokenSigner, token_from_reply_address
-from dripiq_events import domain, inbound, repository
+from dripiq_events import autoreply_dates, domain, inbound, reply_text, repository
+from dripiq_events.classification import ReplyClassifier, RuleClassifier
 from dripiq_events.domain import NewEvent, Outbound
 from dripiq_events.models import outbox as outbox_table
 
@@ -73,6 +75,7 @@ class EventIngest:
     engine: AsyncEngine
     clock: Clock
     signer: TokenSigner
+    classifier: ReplyClassifier = field(default_factory=RuleClassifier)
     # Wakes the outbox relay after a commit that wrote engagement facts.
     on_outboxed: Callable[[], None] = field(default=lambda: None)
 
@@ -166,50 +169,86 @@ class EventIngest:
     async def _inbound(
         self, body: bytes, content_type: str, received_at: datetime, *, last_attempt: bool
     ) -> IngestResult:
+        """One reply: matched to the message it answers, read (classified, or its return date
+        found), stored once, published, and, from a person, forwarded to one.
+
+        The match is read in a first short transaction and the reply is classified outside any
+        (an AI call takes seconds); the second transaction stores it, its engagement fact and the
+        forward command together. A redelivery finds the stored reply and does nothing."""
         mail = inbound.parse_inbound(body, content_type)
         auto_reason = inbound.auto_reply_reason(mail)
         dedupe_key = "sha256:" + hashlib.sha256(body).hexdigest()
         token_message_id = self._reply_token_message_id(mail.recipient_addresses)
-        async with self.engine.begin() as conn:
+        async with self.engine.connect() as conn:
+            if await repository.inbound_stored(conn, dedupe_key=dedupe_key):
+                return IngestResult(received=1)
             outbound = await self._replied_message(conn, token_message_id, mail.referenced_message_ids)
-            if outbound is None and token_message_id and not last_attempt:
-                # Our signed reply address proves the message was sent; its SENT outcome can
-                # reach us after a quick reply does.
-                raise AwaitingOutcome(f"reply to message {token_message_id} before its sent outcome")
-            inbound_id = await repository.insert_inbound(
-                conn,
-                tenant_id=outbound.tenant_id if outbound else None,
-                message_id=outbound.message_id if outbound else token_message_id,
-                matched=outbound is not None,
-                is_auto_reply=auto_reason is not None,
-                from_email=mail.from_email,
-                to_email=", ".join(mail.recipient_addresses),
-                subject=mail.subject,
-                text_body=mail.text,
-                headers=mail.headers,
-                received_at=received_at,
-                dedupe_key=dedupe_key,
-            )
+        if outbound is None and token_message_id and not last_attempt:
+            # Our signed reply address proves the message was sent; its SENT outcome can
+            # reach us after a quick reply does.
+            raise AwaitingOutcome(f"reply to message {token_message_id} before its sent outcome")
+        reading = await self._read(mail, outbound, auto_reason, received_at)
+        row = domain.inbound_row(
+            mail,
+            outbound=outbound,
+            message_id=outbound.message_id if outbound else token_message_id,
+            auto_reason=auto_reason,
+            reading=reading,
+            received_at=received_at,
+            dedupe_key=dedupe_key,
+        )
+        async with self.engine.begin() as conn:
+            inbound_id = await repository.insert_inbound(conn, values=row)
             if inbound_id is None:
                 return IngestResult(received=1)
             if outbound is None:
                 log.info("events.inbound_unmatched", inbound_id=inbound_id, token_valid=token_message_id is not None)
                 return IngestResult(received=1, stored=1, unmatched=1)
+            await repository.insert_generations(
+                conn,
+                rows=[{**g, "tenant_id": outbound.tenant_id, "inbound_id": inbound_id} for g in reading.generations],
+            )
             event = domain.reply_event(
                 outbound=outbound,
                 dedupe_key=dedupe_key,
                 occurred_at=received_at,
                 auto_reason=auto_reason,
                 raw_event={"inbound_email_id": inbound_id, "from": mail.from_email, "subject": mail.subject},
+                reply=domain.ReplyFacts(
+                    inbound_id=inbound_id,
+                    snippet=row["snippet"],
+                    reply_class=row["classification"] or "",
+                    return_date=row["return_date"],
+                ),
             )
             stored = await self._store(conn, [event], received_at)
+            if auto_reason is None:
+                forward = domain.forward_command(outbound, inbound_id=inbound_id, row=row, received_at=received_at)
+                await outbox.enqueue(
+                    conn, outbox_table, [OutboxMessage(Subjects.dispatcher_forward(outbound.tenant_id), forward)]
+                )
         log.info(
             "events.reply_stored",
             tenant_id=outbound.tenant_id,
             message_id=outbound.message_id,
             event_type=event.event_type,
+            reply_class=row["classification"],
+            return_date=str(row["return_date"] or ""),
         )
         return IngestResult(received=1, stored=1, published=stored.published)
+
+    async def _read(
+        self, mail: inbound.InboundMail, outbound: Outbound | None, auto_reason: str | None, received_at: datetime
+    ) -> domain.ReplyReading:
+        """What the reply says: an auto-reply's return date, a person's reply's class."""
+        if auto_reason is not None:
+            sent_at = mail.sent_at(received_at=received_at)
+            return domain.ReplyReading(return_date=autoreply_dates.return_date(mail.text, received_at=sent_at))
+        if outbound is None:
+            return domain.ReplyReading()
+        text = mail.text or reply_text.plain_text(mail.html)
+        classified = await self.classifier.classify(tenant_id=outbound.tenant_id, subject=mail.subject, text=text)
+        return domain.ReplyReading(classification=classified)
 
     def _reply_token_message_id(self, addresses: Sequence[str]) -> str | None:
         for address in addresses:
@@ -303,6 +342,13 @@ class EventIngest:
         await repository.add_to_rollups(conn, increments=increments)
 
 
+async def prune_unmatched_inbound(engine: AsyncEngine, *, before: datetime, limit: int) -> int:
+    """Delete up to `limit` of the oldest unmatched inbound mails received before `before`:
+    mail nobody could tie to a tenant is kept only for operators to look at, and not forever."""
+    async with engine.begin() as conn:
+        return await repository.delete_unmatched_inbound(conn, received_before=before, limit=limit)
+
+
 @dataclass
 class EventQuery:
     engine: AsyncEngine
@@ -362,6 +408,36 @@ class EventQuery:
             events=[domain.to_proto(row) for row in page],
             next_page_token=paging.encode_token(page[-1].id) if len(rows) > size else "",
         )
+
+    async def list_inbound(self, request: api_pb.ListInboundMessagesRequest) -> api_pb.ListInboundMessagesResponse:
+        tenant_id = validation.tenant_id(request.tenant_id)
+        size = paging.page_size(request.page_size)
+        before = paging.decode_token(request.page_token, arity=1)
+        async with self.engine.connect() as conn:
+            rows = await repository.list_inbound(
+                conn,
+                tenant_id=tenant_id,
+                campaign_id=request.campaign_id,
+                before_id=int(before[0]) if before else None,
+                limit=size + 1,
+            )
+        page = rows[:size]
+        return api_pb.ListInboundMessagesResponse(
+            messages=[domain.inbound_to_proto(row) for row in page],
+            next_page_token=paging.encode_token(page[-1].id) if len(rows) > size else "",
+        )
+
+    async def get_inbound(self, tenant_id: str, inbound_id: str) -> api_pb.InboundMessage:
+        tenant = validation.tenant_id(tenant_id)
+        try:
+            wanted = int(validation.required(inbound_id, "inbound_id"))
+        except ValueError:
+            raise InvalidArgument("inbound_id", f"must be a number, got {inbound_id!r}") from None
+        async with self.engine.connect() as conn:
+            row = await repository.get_inbound(conn, tenant_id=tenant, inbound_id=wanted)
+        if row is None:
+            raise NotFound(f"inbound message {inbound_id!r} not found")
+        return domain.inbound_to_proto(row)
 
 
 def _bound(request: api_pb.ListMessageEventsRequest, name: str) -> datetime | None:

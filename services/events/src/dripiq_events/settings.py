@@ -35,5 +35,25 @@ class EventsSettings(ServiceSettings):
     # Webhook posts (SendGrid batches of up to thousands of events) stored at once.
     webhook_concurrency: int = Field(default=4, ge=1)
     compaction_poll_seconds: float = Field(default=3600, gt=0)
+    # Inbound mail tied to none of our messages (no tenant can read it) is deleted after this
+    # many days. 0 keeps it forever.
+    unmatched_inbound_retention_days: int = Field(default=30, ge=0)
 
     _check_token_secret = field_validator("token_secret")(check_token_secret)
+
+    # The names every OpenAI client and tool reads; either one turns the AI reply classifier on
+    # (the base URL alone for OpenAI-compatible servers that need no key).
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
+    )
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
+    )
+    ai_model: str = "gpt-4o-mini"
+    # Per HTTP attempt; the client retries 429, 5xx and timeouts itself up to ai_max_retries.
+    ai_timeout_seconds: float = Field(default=20.0, gt=0)
+    ai_max_retries: int = Field(default=2, ge=0)
+    # However the retries go, a reply gets a class within this long (the rules', past it).
+    ai_classify_deadline_seconds: float = Field(default=30.0, gt=0)
+    # Requests in flight to the model at once, per events process.
+    ai_concurrency: int = Field(default=8, ge=1)
