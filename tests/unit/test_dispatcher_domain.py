@@ -261,6 +261,7 @@ def test_provider_reason_names_fields() -> None:
 @pytest.mark.parametrize(
     ("event_type", "bounce_type", "reason"),
     [
+        ("reply", "", None),
         ("unsubscribe", "", "unsubscribe"),
         ("group_unsubscribe", "", "group_unsubscribe"),
         ("spamreport", "", "spamreport"),
@@ -272,6 +273,16 @@ def test_provider_reason_names_fields() -> None:
 )
 def test_only_lasting_refusals_suppress(event_type: str, bounce_type: str, reason: str | None) -> None:
     assert domain.suppression_reason(event_type, bounce_type) == reason
+
+
+@pytest.mark.parametrize(
+    ("reply_class", "reason"),
+    [("unsubscribe_request", "unsubscribe_request"), ("not_interested", None), ("interested", None), ("", None)],
+)
+def test_a_reply_asking_off_the_list_suppresses(reply_class: str, reason: str | None) -> None:
+    assert domain.suppression_reason("reply", "", reply_class) == reason
+    # Only a reply carries a class; any other event keeps its own rule.
+    assert domain.suppression_reason("open", "", reply_class) is None
 
 
 def test_outcome_carries_what_the_planner_needs() -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq_common.clock import Clock
 from dripiq_common.grpc_server import GrpcServer
+from dripiq_dispatcher.forwarding import ReplyForwardingSettings
 from dripiq_dispatcher.handlers import SERVICE_NAMES, registrars
 from dripiq_dispatcher.service import Dispatcher, SenderIdentities, Suppressions
 
@@ -21,7 +22,12 @@ async def dispatcher_api(engine: AsyncEngine, dispatcher: Dispatcher, clock: Clo
     server = GrpcServer(
         address="127.0.0.1:0",
         service_names=SERVICE_NAMES,
-        register=registrars(dispatcher, SenderIdentities(engine, clock), Suppressions(engine, clock)),
+        register=registrars(
+            dispatcher,
+            SenderIdentities(engine, clock),
+            Suppressions(engine, clock),
+            ReplyForwardingSettings(engine, clock),
+        ),
     )
     await server.start()
     await server.serving()

@@ -409,7 +409,9 @@ async def test_unusable_bus_messages_are_permanent_errors(engine, dispatcher, te
         await dispatcher.handle_send(stolen.SerializeToString())
 
 
-def engagement(tenant_id: str, event_type: str, email: str, reason: str = "") -> events_pb2.EngagementEvent:
+def engagement(
+    tenant_id: str, event_type: str, email: str, reason: str = "", reply_class: str = ""
+) -> events_pb2.EngagementEvent:
     return events_pb2.EngagementEvent(
         tenant_id=tenant_id,
         event_id=str(uuid.uuid4()),
@@ -417,6 +419,7 @@ def engagement(tenant_id: str, event_type: str, email: str, reason: str = "") ->
         event_type=event_type,
         email=email,
         reason=reason,
+        reply_class=reply_class,
     )
 
 
@@ -442,6 +445,9 @@ async def test_engagement_turns_lasting_refusals_into_suppressions(engine, tenan
         engagement(tenant_id, "bounce", "busy@example.com", reason="blocked"),
         engagement(tenant_id, "open", "reader@example.com"),
         engagement(tenant_id, "delivered", "reader@example.com"),
+        # "Please take me off your list", in words: suppressed; an interested reply is not.
+        engagement(tenant_id, "reply", "Done@Example.com", reply_class="unsubscribe_request"),
+        engagement(tenant_id, "reply", "keen@example.com", reply_class="interested"),
         # Without an address it can suppress nothing; the facts batched with it still count.
         engagement(tenant_id, "unsubscribe", ""),
     ]
@@ -451,6 +457,7 @@ async def test_engagement_turns_lasting_refusals_into_suppressions(engine, tenan
         await handler.handle_engagement(events_pb2.EngagementBatch(events=[fact]).SerializeToString())
 
     assert await suppressed(engine, tenant_id) == [
+        ("done@example.com", "unsubscribe_request"),
         ("gone@example.com", "bounce"),
         ("spam@example.com", "spamreport"),
         ("una@example.com", "group_unsubscribe"),

@@ -13,6 +13,7 @@ from dripiq_common.service import Parts, Runtime, run_process, run_service
 from dripiq_common.settings import load_settings
 from dripiq_common.tokens import TokenSigner
 from dripiq_dispatcher.domain import MailSettings
+from dripiq_dispatcher.forwarding import ReplyForwarder, ReplyForwardingSettings
 from dripiq_dispatcher.handlers import SERVICE_NAMES, registrars
 from dripiq_dispatcher.models import outbox
 from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender, SendGridSender, api_key_for
@@ -21,6 +22,9 @@ from dripiq_dispatcher.settings import DispatcherSettings
 
 SEND = ConsumerSpec(Streams.DISPATCHER_SEND, "dispatcher-send", "dripiq.dispatcher.send.>")
 ENGAGEMENT = ConsumerSpec(Streams.ENGAGEMENT, "dispatcher-engagement", "dripiq.events.engagement.>")
+FORWARD = ConsumerSpec(Streams.DISPATCHER_FORWARD, "dispatcher-forward", Streams.DISPATCHER_FORWARD.subjects[0])
+# Consumers whose handlers count provider attempts against DISPATCHER_MAX_ATTEMPTS.
+ATTEMPTING = (SEND, FORWARD)
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +48,8 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
     )
     identities = SenderIdentities(rt.engine, rt.clock)
     suppressions = Suppressions(rt.engine, rt.clock)
+    forwarding = ReplyForwardingSettings(rt.engine, rt.clock)
+    forwarder = ReplyForwarder(rt.engine, rt.clock, sender, settings.max_attempts)
     # Commands come in batches, each admitted and settled in one transaction with its
     # provider calls side by side; several batches are in flight so one waiting on the
     # provider never idles the database, and their calls together never exceed the pool.
@@ -55,6 +61,15 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
         batch_size=settings.send_batch_size,
         concurrency=settings.send_batches_in_flight,
         batch_handler=lambda msgs: dispatcher.handle_sends([m.data for m in msgs]),
+    )
+    # Replies are few: each command on its own (no batches), several side by side since each
+    # waits on one provider call.
+    forwards = PullWorker(
+        rt.js,
+        rt.nc,
+        FORWARD,
+        lambda msg: forwarder.handle(msg.data, subject=msg.subject),
+        concurrency=settings.forward_concurrency,
     )
     unknown_sweep = Poller(
         lambda: dispatcher.fail_overdue_unknown(deadline_seconds=settings.unknown_deadline_seconds),
@@ -84,8 +99,8 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
     )
     return Parts(
         service_names=SERVICE_NAMES,
-        registrars=registrars(dispatcher, identities, suppressions),
-        fetchers=[sends, engagements],
+        registrars=registrars(dispatcher, identities, suppressions, forwarding),
+        fetchers=[sends, engagements, forwards],
         loops=[relay, unknown_sweep, counter_pruner],
     )
 
@@ -93,10 +108,11 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
 def main() -> None:
     settings = load_settings(DispatcherSettings)
     configure_logging("dispatcher", log_format=settings.log_format, level=settings.log_level)
-    if settings.max_attempts >= SEND.max_deliver:
+    max_deliver = min(spec.max_deliver for spec in ATTEMPTING)
+    if settings.max_attempts >= max_deliver:
         raise SystemExit(
-            "DISPATCHER_MAX_ATTEMPTS must be below the send consumer's max_deliver "
-            f"({SEND.max_deliver}), or JetStream dead-letters a message still meant to be retried"
+            "DISPATCHER_MAX_ATTEMPTS must be below the send and forward consumers' max_deliver "
+            f"({max_deliver}), or JetStream dead-letters a message still meant to be retried"
         )
     api_key = api_key_for(settings)
     if settings.sendgrid_api_key is None:

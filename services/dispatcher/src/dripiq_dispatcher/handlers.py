@@ -6,12 +6,14 @@ from __future__ import annotations
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from dripiq_common.grpc_server import Registrar
+from dripiq_dispatcher.forwarding import ReplyForwardingSettings
 from dripiq_dispatcher.service import Dispatcher, SenderIdentities, Suppressions
 
 
 class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, forwarding: ReplyForwardingSettings) -> None:
         self.dispatcher = dispatcher
+        self.forwarding = forwarding
 
     async def GetMessage(self, request: pb.GetMessageRequest, context) -> pb.GetMessageResponse:  # type: ignore[no-untyped-def]
         message = await self.dispatcher.get_message(request.tenant_id, request.message_id)
@@ -29,6 +31,12 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
 
     async def CompleteTask(self, request: pb.CompleteTaskRequest, context) -> pb.CompleteTaskResponse:  # type: ignore[no-untyped-def]
         return pb.CompleteTaskResponse(message=await self.dispatcher.complete_task(request))
+
+    async def SetReplyForwarding(self, request: pb.SetReplyForwardingRequest, context) -> pb.SetReplyForwardingResponse:  # type: ignore[no-untyped-def]
+        return pb.SetReplyForwardingResponse(reply_forwarding=await self.forwarding.set(request.reply_forwarding))
+
+    async def GetReplyForwarding(self, request: pb.GetReplyForwardingRequest, context) -> pb.GetReplyForwardingResponse:  # type: ignore[no-untyped-def]
+        return pb.GetReplyForwardingResponse(reply_forwarding=await self.forwarding.get(request.tenant_id))
 
 
 class SenderIdentityServicer(pb_grpc.SenderIdentityServiceServicer):
@@ -96,8 +104,13 @@ SERVICE_NAMES = [
 ]
 
 
-def registrars(dispatcher: Dispatcher, identities: SenderIdentities, suppressions: Suppressions) -> list[Registrar]:
-    messages_api = DispatcherServicer(dispatcher)
+def registrars(
+    dispatcher: Dispatcher,
+    identities: SenderIdentities,
+    suppressions: Suppressions,
+    forwarding: ReplyForwardingSettings,
+) -> list[Registrar]:
+    messages_api = DispatcherServicer(dispatcher, forwarding)
     identities_api = SenderIdentityServicer(identities)
     suppressions_api = SuppressionServicer(suppressions)
     return [

@@ -15,6 +15,13 @@ OUTCOMES = Counter(
     ["kind", "channel"],
 )
 
+REPLY_FORWARDS = Counter(
+    "dripiq_dispatcher_reply_forwards",
+    "Replies forwarded to a person, by what a delivery of the forward command came to: sent, "
+    "failed, unknown (a call may have gone out; never repeated), unroutable (nowhere to send "
+    "it), retried (a transient failure, back after JetStream's backoff)",
+    ["result"],
+)
 
 PROVIDER_CALL_SECONDS = Histogram(
     "dripiq_dispatcher_provider_call_seconds",

@@ -85,6 +85,9 @@ sender_identities = Table(
     Column("per_day", Integer, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The mailbox of the person behind the identity, where replies to its emails are forwarded;
+    # empty: the tenant's catch-all (reply_forwarding), if any.
+    Column("forward_to", Text, nullable=False, server_default=""),
     UniqueConstraint("tenant_id", "from_email", name="sender_identities_tenant_from_key"),
 )
 
@@ -125,6 +128,46 @@ rate_counters = Table(
     Column("window_start", DateTime(timezone=True), nullable=False),
     Column("used", Integer, nullable=False),
     PrimaryKeyConstraint("scope", "window", "window_start", name="rate_counters_pkey"),
+)
+
+# Per tenant: where replies go when the identity that was answered has no forward_to.
+reply_forwarding = Table(
+    "reply_forwarding",
+    metadata,
+    Column("tenant_id", Text, primary_key=True),
+    # Empty: no catch-all (SetReplyForwarding with an empty address clears it).
+    Column("catch_all", Text, nullable=False, server_default=""),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# One row per stored inbound reply (the events service's inbound_id) we were asked to forward,
+# guarded like a send: `sending` is committed before the provider call, so a row found in
+# `sending` means a call may have gone out; it is never repeated and the row becomes `unknown`.
+# `queued` is a forward not yet attempted, or waiting for JetStream to redeliver it after a
+# transient failure.
+reply_forwards = Table(
+    "reply_forwards",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("inbound_id", Text, nullable=False),
+    # Our message the reply answers.
+    Column("message_id", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="queued"),
+    Column("sender_identity_id", Text),
+    Column("from_email", Text),
+    Column("to_email", Text),
+    Column("provider", Text),
+    Column("provider_message_id", Text),
+    Column("attempt_count", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("tenant_id", "inbound_id", name="reply_forwards_pkey"),
+    CheckConstraint(
+        "status IN ('queued', 'sending', 'sent', 'failed', 'unknown', 'unroutable')",
+        name="reply_forwards_status_check",
+    ),
 )
 
 outbox = outbox_table(metadata)

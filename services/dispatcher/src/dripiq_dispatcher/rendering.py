@@ -107,3 +107,18 @@ def html_part(body: str, footer: Footer) -> str:
     parts = [f"{address}<br>" if address else "", f'<a clicktracking="off" href="{href}">Unsubscribe</a>']
     block = f'<p style="margin-top:24px;font-size:12px;color:#888">{"".join(parts)}</p>'
     return _DOCUMENT.format(body=body, footer=block)
+
+
+def document(body: str) -> str:
+    """A whole HTML document around `body`, without a footer (mail to our own users)."""
+    return _DOCUMENT.format(body=body, footer="")
+
+
+def quote_text(text: str) -> str:
+    """Text quoted the way mail clients quote: each line prefixed with "> " (">" when blank)."""
+    return "\n".join(f"> {line}" if line.strip() else ">" for line in text.strip("\n").splitlines())
+
+
+def text_as_html(text: str) -> str:
+    """Plain text shown as written in HTML: escaped, its line breaks kept, nothing interpreted."""
+    return "<br>\n".join(html.escape(line) for line in text.strip("\n").splitlines())

@@ -621,6 +621,7 @@ class SenderIdentities:
         from_name = _optional(request.from_name, "from_name")
         provider_config_id = _provider_config_id(request.provider_config_id, "provider_config_id")
         caps = {cap: _cap(getattr(request, cap), cap) for cap in MAILBOX_CAPS}
+        forward_to = domain.optional_address(request.forward_to, "forward_to")
         async with self.engine.begin() as conn:
             row, created = await repository.create_identity(
                 conn,
@@ -630,6 +631,7 @@ class SenderIdentities:
                 from_name=from_name,
                 provider_config_id=provider_config_id,
                 caps=caps,
+                forward_to=forward_to,
                 now=self.clock.now(),
             )
         if not created:
@@ -665,7 +667,8 @@ class SenderIdentities:
         )
 
     async def update(self, request: pb.UpdateSenderIdentityRequest) -> pb.SenderIdentity:
-        """Changes from_name and/or provider_config_id; from_email never changes."""
+        """Changes the fields the update_mask names (an empty one: from_name and
+        provider_config_id, as before the other fields existed); from_email never changes."""
         given = request.sender_identity
         tenant = validation.tenant_id(given.tenant_id, "sender_identity.tenant_id")
         identity_id = validation.required(given.sender_identity_id, "sender_identity.sender_identity_id")
@@ -683,6 +686,8 @@ class SenderIdentities:
         for cap in MAILBOX_CAPS:
             if cap in paths:
                 values[cap] = _cap(getattr(given, cap), f"sender_identity.{cap}")
+        if "forward_to" in paths:
+            values["forward_to"] = domain.optional_address(given.forward_to, "sender_identity.forward_to")
         async with self.engine.begin() as conn:
             row = await repository.update_identity(
                 conn, tenant_id=tenant, identity_id=identity_id, values=values, now=self.clock.now()
@@ -706,10 +711,11 @@ def _identity_found(row: Any, identity_id: str) -> pb.SenderIdentity:
     return domain.identity_to_proto(row)
 
 
-# An empty update_mask updates the fields as before the caps existed; caps are set by naming them.
+# An empty update_mask updates the fields as before the caps existed; caps and forward_to are
+# set by naming them, so a caller that knows nothing of them never clears them.
 DEFAULT_IDENTITY_FIELDS = ("from_name", "provider_config_id")
 MAILBOX_CAPS = ("per_minute", "per_day")
-UPDATABLE_IDENTITY_FIELDS = (*DEFAULT_IDENTITY_FIELDS, *MAILBOX_CAPS)
+UPDATABLE_IDENTITY_FIELDS = (*DEFAULT_IDENTITY_FIELDS, *MAILBOX_CAPS, "forward_to")
 MAX_IMPORT_SUPPRESSIONS = 10_000
 # SendGrid API keys start with this; provider_config_id must name a secret, never hold a key.
 _SENDGRID_KEY_PREFIX = "SG."
@@ -841,15 +847,15 @@ class Suppressions:
         await self.handle_engagements(engagement.read(data))
 
     async def handle_engagements(self, events: Sequence[events_pb2.EngagementEvent]) -> None:
-        """EngagementEvent facts: unsubscribes, spam reports and hard bounces suppress the
-        address for the tenant, and a group resubscribe lifts a group unsubscribe that came
+        """EngagementEvent facts: unsubscribes, spam reports, hard bounces and replies asking
+        to be taken off the list suppress the address for the tenant, and a group resubscribe lifts a group unsubscribe that came
         before it, all in one transaction. A suppression is dated by its event. Any other event
         is passed over, and so is a fact that names no valid address: it never will, and the
         facts batched with it must not wait on it."""
         suppressing: list[tuple[events_pb2.EngagementEvent, str, str, str, datetime]] = []
         lifting: list[tuple[str, str, str, datetime]] = []
         for event in events:
-            reason = domain.suppression_reason(event.event_type, event.reason)
+            reason = domain.suppression_reason(event.event_type, event.reason, event.reply_class)
             lifted = domain.LIFTING_EVENTS.get(event.event_type)
             if reason is None and lifted is None:
                 continue

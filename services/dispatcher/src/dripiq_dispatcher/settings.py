@@ -54,6 +54,8 @@ class DispatcherSettings(ServiceSettings):
     # event to prove it went out, then fails for a person to review.
     unknown_deadline_seconds: float = Field(default=2 * 3600, gt=0)
     unknown_sweep_seconds: float = Field(default=60, gt=0)
+    # Reply forwards handled at once (each one provider call).
+    forward_concurrency: int = Field(default=8, ge=1)
     # How often rate-limit counters of windows long over are deleted.
     counter_prune_seconds: float = Field(default=300, gt=0)
 
