@@ -54,7 +54,11 @@ def test_an_ai_planned_campaign_reacts_to_timeout_open_click_and_reply(suite: Su
                 contact=pb.Contact(
                     contact_id="c-9", email="peter@initech.example", first_name="Peter", time_zone="America/Chicago"
                 ),
-                product=pb.Product(product_id="p-9", name="TPS Autopilot", description="Files TPS reports for you."),
+                product=pb.Product(
+                    product_id="p-9",
+                    name="TPS Autopilot",
+                    description="Files TPS reports for you: https://tps.example/autopilot",
+                ),
                 sender_identity_id=sender,
                 send_window=ALWAYS,
             ),

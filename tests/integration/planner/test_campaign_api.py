@@ -52,6 +52,7 @@ from dripiq_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from dripiq_common.grpc_server import GrpcServer, Registrar
 from dripiq_common.tokens import TokenSigner
 from dripiq_dispatcher import domain as dispatcher_domain
+from dripiq_dispatcher.forwarding import ReplyForwardingSettings
 from dripiq_dispatcher.handlers import DispatcherServicer, SuppressionServicer
 from dripiq_dispatcher.models import outbox as dispatcher_outbox
 from dripiq_dispatcher.service import Dispatcher, SenderIdentities, Suppressions
@@ -135,7 +136,7 @@ def owner_services(engine: AsyncEngine, clock: ManualClock, *, events: bool = Tr
         dispatcher_domain.MailSettings("reply.test", "mid.test", "https://u.test/u/"),
         3,
     )
-    messages_api = DispatcherServicer(dispatcher)
+    messages_api = DispatcherServicer(dispatcher, ReplyForwardingSettings(engine, clock))
     suppressions_api = SuppressionServicer(Suppressions(engine, clock))
     names = ["dripiq.dispatcher.v1.DispatcherService", "dripiq.dispatcher.v1.SuppressionService"]
     register: list[Registrar] = [
