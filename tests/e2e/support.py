@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
@@ -14,6 +16,8 @@ import grpc
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dpb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc
 from dripiq.planner.v1 import campaign_service_pb2 as pb
+from dripiq.scheduler.v1 import scheduler_service_pb2 as spb
+from dripiq.scheduler.v1 import scheduler_service_pb2_grpc as spb_grpc
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_devtools.servers import pg_bin
 from dripiq_devtools.suite import Suite
@@ -61,11 +65,14 @@ def channel(suite: Suite, port_env: str) -> grpc.Channel:
     return grpc.insecure_channel(f"127.0.0.1:{suite.port(port_env)}")
 
 
-def verified_sender(suite: Suite, tenant_id: str, from_email: str) -> str:
+def verified_sender(suite: Suite, tenant_id: str, from_email: str, *, forward_to: str = "") -> str:
     with channel(suite, "DISPATCHER_GRPC_PORT") as ch:
         identities = dpb_grpc.SenderIdentityServiceStub(ch)
         identity = identities.CreateSenderIdentity(
-            dpb.CreateSenderIdentityRequest(tenant_id=tenant_id, from_email=from_email, from_name="Sales"), timeout=10
+            dpb.CreateSenderIdentityRequest(
+                tenant_id=tenant_id, from_email=from_email, from_name="Sales", forward_to=forward_to
+            ),
+            timeout=10,
         ).sender_identity
         identities.VerifySenderIdentity(
             dpb.VerifySenderIdentityRequest(tenant_id=tenant_id, sender_identity_id=identity.sender_identity_id),
@@ -91,26 +98,74 @@ def sent_mail(suite: Suite, campaign_id: str, step_index: int) -> dict[str, Any]
     return found[0]
 
 
-def post_event(suite: Suite, mail: dict[str, Any], event: str) -> None:
-    """The fake SendGrid posts a signed Event Webhook batch to the edge, as SendGrid would."""
+def trigger_event(
+    suite: Suite, mail: dict[str, Any], event: str, extra: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
+    """Ask the fake SendGrid for one engagement event on a message it accepted: (200, what it
+    posted to the edge), or (409, why) for an open or click SendGrid could not have tracked."""
     edge = f"http://127.0.0.1:{suite.port('EDGE_PORT')}"
-    posted = http_json(
-        f"{suite.env['SENDGRID_API_HOST']}/_fake/events",
-        {"webhook_url": f"{edge}/webhooks/sendgrid/events", "x_message_id": mail["x_message_id"], "event": event},
-    )
-    assert posted["status"] == 200, posted
+    payload = {"webhook_url": f"{edge}/webhooks/sendgrid/events", "x_message_id": mail["x_message_id"], "event": event}
+    if extra:
+        payload["extra"] = extra
+    try:
+        return 200, http_json(f"{suite.env['SENDGRID_API_HOST']}/_fake/events", payload)
+    except urllib.error.HTTPError as refused:
+        with refused:
+            return refused.code, json.loads(refused.read())
 
 
-def post_reply(suite: Suite, mail: dict[str, Any], sender: str, text: str) -> None:
+def post_event(suite: Suite, mail: dict[str, Any], event: str, extra: dict[str, Any] | None = None) -> None:
+    """The fake SendGrid posts a signed Event Webhook batch to the edge, as SendGrid would."""
+    status, posted = trigger_event(suite, mail, event, extra)
+    assert status == 200 and posted["status"] == 200, posted
+
+
+def fire_now(suite: Suite, tenant_id: str, key: str) -> None:
+    """Move a pending timer to now through the scheduler's API, as an operator may: the same
+    payload with a new fire time is a new version, fired at once."""
+    timer = active_timer(suite, tenant_id, key)
+    timer.fire_at.FromDatetime(datetime.now(UTC))
+    with channel(suite, "SCHEDULER_GRPC_PORT") as ch:
+        spb_grpc.SchedulerServiceStub(ch).ScheduleTimer(spb.ScheduleTimerRequest(timer=timer), timeout=10)
+
+
+def active_timer(suite: Suite, tenant_id: str, key: str) -> spb.Timer:
+    """The scheduler's active timer under this key, once the planner's outbox got it there."""
+    with channel(suite, "SCHEDULER_GRPC_PORT") as ch:
+        scheduler = spb_grpc.SchedulerServiceStub(ch)
+
+        def active() -> spb.Timer | None:
+            try:
+                timer = scheduler.GetTimer(spb.GetTimerRequest(tenant_id=tenant_id, key=key), timeout=10).timer
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                return None
+            return timer if timer.status == spb.TIMER_STATUS_ACTIVE else None
+
+        return eventually(active, what=f"timer {key} held by the scheduler")
+
+
+def post_reply(
+    suite: Suite,
+    mail: dict[str, Any],
+    sender: str,
+    text: str,
+    *,
+    subject: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
     """An Inbound Parse post of a reply to the reply-to address that carries the token."""
     reply_to = mail["reply_to"]
+    subject = subject if subject is not None else f"Re: {mail['subject']}"
+    extra_headers = "".join(f"{name}: {value}\n" for name, value in (headers or {}).items())
     fields = {
         "to": reply_to,
         "from": sender,
-        "subject": f"Re: {mail['subject']}",
+        "subject": subject,
         "text": text,
         "envelope": json.dumps({"to": [reply_to], "from": sender}),
-        "headers": f"From: {sender}\nTo: {reply_to}\nSubject: Re: {mail['subject']}\n",
+        "headers": f"From: {sender}\nTo: {reply_to}\nSubject: {subject}\n{extra_headers}",
         "charsets": json.dumps({"to": "UTF-8", "text": "UTF-8", "subject": "UTF-8", "from": "UTF-8"}),
     }
     boundary = "xYzZY"

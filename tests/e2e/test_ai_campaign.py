@@ -9,37 +9,24 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import grpc
-from support import ALWAYS, channel, eventually, http_json, post_event, post_reply, sent_mail, sql, verified_sender
+from support import (
+    ALWAYS,
+    channel,
+    eventually,
+    fire_now,
+    http_json,
+    post_event,
+    post_reply,
+    sent_mail,
+    sql,
+    verified_sender,
+)
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
-from dripiq.scheduler.v1 import scheduler_service_pb2 as spb
-from dripiq.scheduler.v1 import scheduler_service_pb2_grpc as spb_grpc
 from dripiq_devtools.suite import Suite
 
 TENANT = "globex-ai"
-
-
-def fire_now(suite: Suite, key: str) -> None:
-    """Move a pending timer to now through the scheduler's API, as an operator may: the same
-    payload with a new fire time is a new version, fired at once."""
-    with channel(suite, "SCHEDULER_GRPC_PORT") as ch:
-        scheduler = spb_grpc.SchedulerServiceStub(ch)
-
-        def active() -> spb.Timer | None:
-            # The planner's outbox reaches the scheduler a moment after the step is marked sent.
-            try:
-                timer = scheduler.GetTimer(spb.GetTimerRequest(tenant_id=TENANT, key=key), timeout=10).timer
-            except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.NOT_FOUND:
-                    raise
-                return None
-            return timer if timer.status == spb.TIMER_STATUS_ACTIVE else None
-
-        timer = eventually(active, what=f"timer {key} held by the scheduler")
-        timer.fire_at.FromDatetime(datetime.now(UTC))
-        scheduler.ScheduleTimer(spb.ScheduleTimerRequest(timer=timer), timeout=10)
 
 
 def test_an_ai_planned_campaign_reacts_to_timeout_open_click_and_reply(suite: Suite) -> None:
@@ -86,7 +73,7 @@ def test_an_ai_planned_campaign_reacts_to_timeout_open_click_and_reply(suite: Su
         step1_at = planned.steps[1].scheduled_at.ToDatetime(tzinfo=UTC)
 
         # No open in 48 h: the timeout fires (moved to now), finds no open, bumps step 1 by a day.
-        fire_now(suite, f"{message_id}:no_open_48h")
+        fire_now(suite, TENANT, f"{message_id}:no_open_48h")
         bumped = eventually(
             lambda: (c := campaign()).steps[1].scheduled_at.ToDatetime(tzinfo=UTC) != step1_at and c,
             what="no-open timeout applied",

@@ -6,13 +6,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-DAY = 86400
-
 
 @dataclass(frozen=True)
 class PausePlan:
-    # 0: no pause (the contact is back already).
-    resume_after_seconds: int
+    # When the campaign resumes by itself; None: no pause (the contact is back already).
+    resume_at: datetime | None
     # What the timeline says about it.
     detail: str
 
@@ -22,19 +20,18 @@ def pause_plan(*, return_date: str, time_zone: str, now: datetime, default_days:
     one; else the default; capped at max_days either way."""
     found = _date(return_date)
     if found is None:
-        seconds = default_days * DAY
+        resume_at = now + timedelta(days=default_days)
         detail = f"paused {default_days} days (no return date in the auto-reply)"
     else:
-        back = datetime.combine(found, time.min, tzinfo=ZoneInfo(time_zone))
-        seconds = int((back - now).total_seconds())
-        if seconds <= 0:
-            return PausePlan(0, f"not paused: back on {found.isoformat()}, the date in the auto-reply")
+        # The very start of that day there, not a rounded number of seconds from now.
+        resume_at = datetime.combine(found, time.min, tzinfo=ZoneInfo(time_zone))
+        if resume_at <= now:
+            return PausePlan(None, f"not paused: back on {found.isoformat()}, the date in the auto-reply")
         detail = f"paused until {found.isoformat()} (the return date in the auto-reply)"
-    cap = max_days * DAY
-    if seconds > cap:
-        until = (now + timedelta(seconds=cap)).date().isoformat()
-        return PausePlan(cap, f"{detail}, capped at {max_days} days: until {until}")
-    return PausePlan(seconds, detail)
+    cap = now + timedelta(days=max_days)
+    if resume_at > cap:
+        return PausePlan(cap, f"{detail}, capped at {max_days} days: until {cap.date().isoformat()}")
+    return PausePlan(resume_at, detail)
 
 
 def _date(text: str) -> date | None:

@@ -451,7 +451,7 @@ class CampaignService:
 
         def change(campaign: state.CampaignState, work: state.UnitOfWork) -> None:
             if campaign.status == "active":
-                lifecycle.pause(work, campaign, resume_after_seconds=resume_after_seconds)
+                lifecycle.pause(work, campaign, resume_at=lifecycle.resume_after(work.now, resume_after_seconds))
             elif campaign.status != "paused":
                 raise FailedPrecondition(f"campaign {campaign_id} is {campaign.status}")
 

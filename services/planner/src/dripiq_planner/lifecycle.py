@@ -58,6 +58,11 @@ def after(moment: datetime, seconds: int) -> datetime:
     return moment + timedelta(seconds=seconds)
 
 
+def resume_after(moment: datetime, seconds: int | None) -> datetime | None:
+    """When a pause of `seconds` from `moment` ends by itself; None (0 or unset): it does not."""
+    return after(moment, int(seconds)) if seconds and int(seconds) > 0 else None
+
+
 def place(campaign: CampaignLike, due: datetime, step_index: int, *, planned_from: datetime) -> datetime:
     """When a step due at `due` goes out: inside the campaign's send window, jittered by how
     far ahead of `planned_from` it is."""
@@ -147,12 +152,12 @@ def end_campaign(work: UnitOfWork, campaign: CampaignState, *, status: str, reas
     work.send(_command(campaign.tenant_id, cancel_group=request))
 
 
-def pause(work: UnitOfWork, campaign: CampaignState, *, resume_after_seconds: int) -> None:
-    """Stop the step timer; with `resume_after_seconds`, arm a timer that resumes by itself."""
+def pause(work: UnitOfWork, campaign: CampaignState, *, resume_at: datetime | None) -> None:
+    """Stop the step timer; with `resume_at`, arm a timer that resumes by itself then."""
     version = campaign.pause_version + 1
     campaign.set(status="paused", pause_version=version)
     cancel_timer(work, tenant_id=campaign.tenant_id, key=step_timer_key(campaign.id))
-    if resume_after_seconds > 0:
+    if resume_at is not None:
         payload = timers_pb2.PlannerTimer(
             tenant_id=campaign.tenant_id,
             campaign_id=campaign.id,
@@ -162,7 +167,7 @@ def pause(work: UnitOfWork, campaign: CampaignState, *, resume_after_seconds: in
             campaign,
             key=resume_timer_key(campaign.id),
             kind="resume",
-            fire_at=after(work.now, resume_after_seconds),
+            fire_at=resume_at,
             payload=payload,
         )
         work.send(_command(campaign.tenant_id, schedule=timer))

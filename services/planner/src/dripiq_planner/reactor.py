@@ -422,7 +422,9 @@ class Reactor:
         if action.type == "pause_campaign":
             if action.payload.get("resumeOnReturnDate"):
                 return self._pause_until_back(work, campaign, event, tenant or TenantDefaults())
-            lifecycle.pause(work, campaign, resume_after_seconds=int(action.payload.get("resumeAfterSeconds") or 0))
+            lifecycle.pause(
+                work, campaign, resume_at=lifecycle.resume_after(work.now, action.payload.get("resumeAfterSeconds"))
+            )
             return ""
         delay = rules.delay_seconds(action, seed=f"{campaign.id}:{step_index}:{trigger}")
         target = campaign.next_open_step(step_index)
@@ -453,6 +455,6 @@ class Reactor:
             default_days=tenant.auto_reply_pause_days,
             max_days=self.max_auto_reply_pause_days,
         )
-        if plan.resume_after_seconds > 0:
-            lifecycle.pause(work, campaign, resume_after_seconds=plan.resume_after_seconds)
+        if plan.resume_at is not None:
+            lifecycle.pause(work, campaign, resume_at=plan.resume_at)
         return plan.detail
