@@ -18,7 +18,7 @@ from python_http_client.exceptions import (
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common.errors import InvalidArgument
 from dripiq_common.tokens import TokenSigner, token_from_reply_address
-from dripiq_dispatcher import domain, provider
+from dripiq_dispatcher import domain, provider, rendering
 from dripiq_dispatcher.domain import FailureKind, Identity
 from dripiq_dispatcher.settings import DispatcherSettings
 
@@ -139,6 +139,17 @@ def test_every_email_is_multipart_with_html_rendered_from_its_text() -> None:
     assert '<a href="https://acme.test/p" rel="noopener noreferrer">the page</a>' in html["value"]
     assert "<script>" not in html["value"] and "&lt;script&gt;alert(1)&lt;/script&gt;" in html["value"]
     assert "<br>\nSam" in html["value"], "line breaks stay line breaks"
+
+
+def test_rendering_keeps_lists_code_and_tags_as_written() -> None:
+    body = "Three things:\n- one\n- two <b>bold?</b>\n\n```\nkeep  this\n```\n\nSee <https://acme.test/x>."
+
+    html = rendering.html_body(body)
+
+    assert "<p>Three things:</p>\n<ul>\n<li>one</li>\n<li>two &lt;b&gt;bold?&lt;/b&gt;</li>\n</ul>" in html
+    # (A typed line break is two trailing spaces to Markdown: inside code they are invisible.)
+    assert "<pre><code>keep  this" in html and "```" not in html
+    assert '<a href="https://acme.test/x" rel="noopener noreferrer">https://acme.test/x</a>.' in html
 
 
 def test_html_only_mail_gets_a_readable_text_part_and_is_cleaned() -> None:
