@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
@@ -55,7 +56,14 @@ def mail_send_schema_errors(payload: Any) -> list[str]:
 
 
 def mail_send_schema_violations(payload: Any) -> list[SchemaViolation]:
-    """The same, as values to act on: what failed, where, against which limit."""
+    """The same, as values to act on: what failed, where, against which limit.
+
+    A body is first checked in Rust (jsonschema-rs, tens of microseconds); only a body it finds
+    wrong is walked again by jsonschema for the violations. The Rust check is the stricter of
+    the two (it checks `email` as an address, jsonschema only for an '@'), so a body it passes
+    has no violation either way."""
+    if _fast_validator().is_valid(payload):
+        return []
     return [_violation(error) for error in _validator().iter_errors(payload)]
 
 
@@ -75,8 +83,21 @@ def _violation(error: ValidationError) -> SchemaViolation:
 
 
 @cache
+def _spec() -> dict[str, Any]:
+    return json.loads(SPEC_PATH.read_text(encoding="utf-8"))
+
+
+@cache
+def _fast_validator() -> jsonschema_rs.Draft202012Validator:
+    # The whole spec as one schema document whose root is a reference to the body's schema:
+    # the OpenAPI keys around it are not JSON Schema keywords and are ignored.
+    document = {**_spec(), "$ref": _mail_send_body_pointer(_spec())}
+    return jsonschema_rs.Draft202012Validator(document, validate_formats=True)
+
+
+@cache
 def _validator() -> Draft202012Validator:
-    spec = json.loads(SPEC_PATH.read_text(encoding="utf-8"))
+    spec = _spec()
     registry = Registry().with_resource(_SPEC_URI, DRAFT202012.create_resource(spec))
     return Draft202012Validator(
         {"$ref": f"{_SPEC_URI}{_mail_send_body_pointer(spec)}"},
