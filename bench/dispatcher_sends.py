@@ -4,7 +4,8 @@
 
 Runs the whole suite once per transport (DISPATCHER_TRANSPORT), slows the fake SendGrid to
 50 ms per answer, creates one verified sender identity, publishes N SendMessageCommands (one
-tenant, unique message ids) onto `dripiq.dispatcher.send.<tenant>` as fast as JetStream takes
+tenant, unique message ids, each a text-only step of the usual length with a link, so every
+send renders and sanitizes its HTML part) onto `dripiq.dispatcher.send.<tenant>` as fast as JetStream takes
 them (while the dispatcher works), and measures from the first publish until the SENT outcome
 of every message has been published (each one: command consumed, 202 from the fake, `sent`
 committed, outcome relayed), watched with a plain NATS subscription so the tables are not
@@ -35,6 +36,18 @@ from dripiq_common.jetstream import Subjects
 
 TENANT = "bench-sends"
 LATENCY_SECONDS = 0.05
+# An AI-written step of the usual length: paragraphs, a list, emphasis, a link to track.
+BODY = (
+    "Hi Lead {n},\n\n"
+    "I noticed Initech files **hundreds of TPS reports** a week, and that every one needs a cover sheet.\n\n"
+    "TPS Autopilot does three things for teams like yours:\n\n"
+    "- fills the cover sheet from the report itself\n"
+    "- routes it to the right manager, once\n"
+    "- keeps an audit trail for the memo nobody reads\n\n"
+    "Teams save about *six hours a week*. A two-minute tour: https://tps.example/autopilot?lead={n}\n\n"
+    "Would a 15-minute call on Thursday work?\n\n"
+    "Best,\nAcme Sales"
+)
 SENT_QUERY = f"SELECT count(*) FROM dispatcher.messages WHERE tenant_id = '{TENANT}' AND status = 'sent'"
 
 
@@ -73,9 +86,9 @@ def command(n: int, identity_id: str) -> bytes:
         to_email=f"lead{n}@example.com",
         to_name="Lead",
         sender_identity_id=identity_id,
-        subject="Hello",
-        body_text="Hi there",
-        body_html="<p>Hi there</p>",
+        subject=f"TPS Autopilot for Initech {n % 97}",
+        # As a strategist writes a step: text only, so the dispatcher renders the HTML part.
+        body_text=BODY.format(n=n),
         categories=["campaign"],
     ).SerializeToString()
 

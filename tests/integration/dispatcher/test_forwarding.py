@@ -465,6 +465,44 @@ async def test_unusable_commands_are_permanent_errors(engine, forwarder, tenant_
     assert await forward_row(engine, tenant_id, cmd.inbound_id) is None
 
 
+async def test_a_reply_naming_no_tenant_takes_the_tenant_of_its_message(engine, fake, sender, forwarder, tenant_id):
+    """The events service had no record of the message the signed reply address names: the
+    command names no tenant, and the dispatcher routes it as the message's own tenant's."""
+    identity_id = await new_identity(engine, tenant_id)
+    await ReplyForwardingSettings(engine, ManualClock(T0)).set(
+        pb.ReplyForwarding(tenant_id=tenant_id, catch_all="inbox@acme-corp.test")
+    )
+    message_id = await sent_email(engine, sender, tenant_id, identity_id)
+    cmd = reply("", message_id, campaign_id="")
+
+    await forwarder.handle(cmd.SerializeToString(), subject=Subjects.DISPATCHER_FORWARD_BY_MESSAGE)
+    await forwarder.handle(cmd.SerializeToString(), subject=Subjects.DISPATCHER_FORWARD_BY_MESSAGE)
+
+    [mail] = forwards(fake, cmd.inbound_id)
+    assert mail.to_emails == ["inbox@acme-corp.test"]
+    assert mail.custom_args["tenant_id"] == tenant_id
+    assert "step 2 of campaign camp-7" in content(mail, "text/plain")
+    assert (await forward_row(engine, tenant_id, cmd.inbound_id)).status == "sent"
+
+
+async def test_a_reply_naming_no_tenant_and_no_known_message_is_dropped(engine, fake, forwarder, tenant_id):
+    cmd = reply("", str(uuid.uuid4()))
+    requests, unroutable = fake.requests_received, forwarded("unroutable")
+
+    await forwarder.handle(cmd.SerializeToString(), subject=Subjects.DISPATCHER_FORWARD_BY_MESSAGE)
+
+    assert fake.requests_received == requests
+    assert forwarded("unroutable") == unroutable + 1
+    # Only the by-message subject may leave the tenant to the dispatcher.
+    with pytest.raises(PermanentMessageError):
+        await forwarder.handle(cmd.SerializeToString(), subject=Subjects.dispatcher_forward(tenant_id))
+    # And on it, a command naming a tenant is not trusted (any tenant could name another's).
+    with pytest.raises(PermanentMessageError):
+        await forwarder.handle(
+            reply(tenant_id, cmd.message_id).SerializeToString(), subject=Subjects.DISPATCHER_FORWARD_BY_MESSAGE
+        )
+
+
 async def test_worker_forwards_once_despite_a_duplicate_command(
     engine, js, nats_conn, fake, sender, forwarder, tenant_id
 ):

@@ -101,6 +101,15 @@ async def outboxed(engine: AsyncEngine, tenant_id: str, event_type: str) -> list
     return [fact for p in payloads for fact in messages_pb2.EngagementBatch.FromString(p).events]
 
 
+async def forward_commands(engine: AsyncEngine, subject: str) -> list[dispatcher_pb.ForwardReplyCommand]:
+    """Commands to forward a reply waiting in the outbox on one subject."""
+    async with engine.connect() as conn:
+        payloads = (
+            await conn.scalars(select(outbox.c.payload).where(outbox.c.subject == subject).order_by(outbox.c.id))
+        ).all()
+    return [dispatcher_pb.ForwardReplyCommand.FromString(p) for p in payloads]
+
+
 async def outbox_count(engine: AsyncEngine, tenant_id: str) -> int:
     """Engagement facts waiting in the outbox for one tenant, whatever their batches."""
     async with engine.connect() as conn:

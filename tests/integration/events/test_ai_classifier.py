@@ -34,6 +34,7 @@ from dripiq_devtools.fake_openai import (
     reply_classification,
     strict_schema_problem,
 )
+from dripiq_events import __main__ as events_main
 from dripiq_events import repository
 from dripiq_events.ai_classifier import (
     PROMPT_VERSION,
@@ -308,8 +309,17 @@ def test_without_key_or_base_url_the_rules_classify(monkeypatch: pytest.MonkeyPa
 
     assert (configured.openai_api_key, configured.openai_base_url) == (None, None)
     assert (configured.ai_model, configured.ai_timeout_seconds, configured.ai_max_retries) == ("gpt-4o-mini", 20, 2)
-    assert (configured.ai_classify_deadline_seconds, configured.ai_concurrency) == (30, 8)
+    assert (configured.ai_classify_deadline_seconds, configured.ai_concurrency) == (20, 8)
     assert isinstance(build_classifier(configured), RuleClassifier)
+
+
+def test_a_deadline_past_the_webhook_ack_wait_stops_the_process_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Classified past the ack wait, a reply would be delivered again while the model is still
+    asked about it: the events process refuses such a deadline before it serves."""
+    configured = settings(monkeypatch, EVENTS_AI_CLASSIFY_DEADLINE_SECONDS="28")
+
+    with pytest.raises(SystemExit, match="EVENTS_AI_CLASSIFY_DEADLINE_SECONDS must be at most 25"):
+        events_main.build(configured, None)  # type: ignore[arg-type]
 
 
 async def test_the_base_url_alone_selects_the_ai_classifier(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:

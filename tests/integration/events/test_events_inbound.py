@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from events_helpers import MAIL_DOMAIN, T0, events_of, multipart, outboxed, outcome, raw_webhook
+from events_helpers import MAIL_DOMAIN, T0, events_of, forward_commands, multipart, outboxed, outcome, raw_webhook
 from sqlalchemy import select
 
 from dripiq.events.v1 import messages_pb2
 from dripiq_common.errors import PermanentMessageError
+from dripiq_common.jetstream import Subjects
 from dripiq_common.tokens import reply_address
 from dripiq_events.models import inbound_emails
 from dripiq_events.service import AwaitingOutcome
@@ -82,11 +83,55 @@ async def test_a_reply_before_its_sent_outcome_waits_for_it(engine, ingest, send
     assert fact.message_id == sent.message_id
 
 
-async def test_a_reply_whose_outcome_never_comes_is_kept_unmatched_on_the_last_attempt(ingest, send, signer, tenant_id):
+async def test_a_reply_whose_outcome_never_comes_is_kept_unmatched_on_the_last_attempt(
+    engine, ingest, send, signer, tenant_id
+):
     sent = await send(tenant_id, recorded=False)
     post = inbound_post(to=reply_address(signer, sent.message_id, MAIL_DOMAIN))
     result = await ingest.handle_webhook(post, last_attempt=True)
     assert (result.stored, result.unmatched, result.published) == (1, 1, 0)
+
+    # Its signed address still names the message: the dispatcher, which knows whose message it
+    # is, forwards it to a person. The command names no tenant; nothing is published by tenant.
+    [command] = [
+        c
+        for c in await forward_commands(engine, Subjects.DISPATCHER_FORWARD_BY_MESSAGE)
+        if c.message_id == sent.message_id
+    ]
+    assert (command.tenant_id, command.campaign_id, command.from_email, command.text) == (
+        "",
+        "",
+        "ada@example.com",
+        "Sounds good",
+    )
+    async with engine.connect() as conn:
+        (mail,) = (
+            await conn.execute(select(inbound_emails).where(inbound_emails.c.message_id == sent.message_id))
+        ).all()
+    assert (mail.matched, command.inbound_id) == (False, str(mail.id))
+    assert await forward_commands(engine, Subjects.dispatcher_forward(tenant_id)) == []
+
+
+async def test_a_persons_reply_is_forwarded_and_an_automatic_one_is_not(engine, ingest, send, signer, tenant_id):
+    human, automatic = await send(tenant_id), await send(tenant_id)
+    await ingest.handle_webhook(inbound_post(to=reply_address(signer, human.message_id, MAIL_DOMAIN)))
+    await ingest.handle_webhook(
+        inbound_post(
+            to=reply_address(signer, automatic.message_id, MAIL_DOMAIN),
+            subject="Automatic reply: Hello",
+            headers="Auto-Submitted: auto-replied\r\n",
+        )
+    )
+
+    [command] = await forward_commands(engine, Subjects.dispatcher_forward(tenant_id))
+    (mail,) = [m for m in await stored_mail(engine, tenant_id) if not m.is_auto_reply]
+    assert (command.tenant_id, command.message_id, command.campaign_id, command.inbound_id) == (
+        tenant_id,
+        human.message_id,
+        "camp-1",
+        str(mail.id),
+    )
+    assert (command.subject, command.text, command.reply_class) == ("Re: Hello", "Sounds good", mail.classification)
 
 
 async def test_reply_threaded_by_in_reply_to(engine, ingest, send, tenant_id):
@@ -135,6 +180,10 @@ async def test_unmatched_mail_is_kept_without_an_event(engine, ingest, signer):
     async with engine.connect() as conn:
         (mail,) = (await conn.execute(select(inbound_emails).where(inbound_emails.c.to_email == forged))).all()
     assert (mail.matched, mail.tenant_id, mail.message_id) == (False, None, None)
+    # No valid signed address, no known thread: nobody's to forward.
+    assert not [
+        c for c in await forward_commands(engine, Subjects.DISPATCHER_FORWARD_BY_MESSAGE) if c.subject == "Who is this?"
+    ]
     with pytest.raises(PermanentMessageError):
         await ingest.handle_webhook(raw_webhook(INBOUND, body=b"junk", content_type="text/plain"))
 

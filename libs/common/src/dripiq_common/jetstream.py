@@ -113,6 +113,11 @@ class Subjects:
     def dispatcher_forward(tenant_id: str) -> str:
         return f"dripiq.dispatcher.forward.{token(tenant_id)}"
 
+    # A reply whose tenant only the dispatcher can tell, from the message its signed reply
+    # address names (the events service has no record of it): the command names no tenant.
+    # Two tokens, so it never collides with a tenant's own subject.
+    DISPATCHER_FORWARD_BY_MESSAGE = "dripiq.dispatcher.forward.by-message.reply"
+
     @staticmethod
     def message_outcome(tenant_id: str) -> str:
         return f"dripiq.dispatcher.outcome.{token(tenant_id)}"

@@ -80,9 +80,13 @@ class ReplyForwarder:
         """One ForwardReplyCommand from the events service. Safe to redeliver at any point.
 
         `subject` is the one it was delivered on: a payload whose tenant is not the subject's
-        is never trusted (dead-lettered). Raises RetryLater after a transient failure.
+        is never trusted (dead-lettered). A command without a tenant, on the by-message subject,
+        takes the tenant of the message it names; naming a message of no tenant, it is dropped
+        (there is nowhere to record it). Raises RetryLater after a transient failure.
         """
-        reply = _read(data, subject)
+        reply = await self._read(data, subject)
+        if reply is None:
+            return
         ids = {"tenant_id": reply.tenant_id, "inbound_id": reply.inbound_id, "message_id": reply.message_id}
         call = await self._admit(reply, ids)
         if call is None:
@@ -224,10 +228,24 @@ class ReplyForwarder:
         if retry is not None:
             raise retry
 
+    async def _read(self, data: bytes, subject: str | None) -> Reply | None:
+        """The command as a Reply, its tenant found from its message when it names none; None
+        when no tenant has that message."""
+        command = decode(messages_pb2.ForwardReplyCommand, data)
+        if command.tenant_id or subject not in (None, Subjects.DISPATCHER_FORWARD_BY_MESSAGE):
+            return _reply(command, subject)
+        async with self.engine.connect() as conn:
+            tenant = await repository.message_tenant(conn, message_id=command.message_id)
+        if tenant is None:
+            log.warning("forward.message_of_no_tenant", inbound_id=command.inbound_id, message_id=command.message_id)
+            metrics.REPLY_FORWARDS.labels(result="unroutable").inc()
+            return None
+        command.tenant_id = tenant
+        return _reply(command, Subjects.dispatcher_forward(tenant) if subject else None)
 
-def _read(data: bytes, subject: str | None) -> Reply:
+
+def _reply(command: messages_pb2.ForwardReplyCommand, subject: str | None) -> Reply:
     """The command as a Reply, or PermanentMessageError for one that can never be recorded."""
-    command = decode(messages_pb2.ForwardReplyCommand, data)
     try:
         reply = domain.reply_to_forward(command)
     except InvalidArgument as exc:

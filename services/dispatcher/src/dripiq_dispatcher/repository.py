@@ -591,6 +591,11 @@ async def get_forward(conn: AsyncConnection, *, tenant_id: str, inbound_id: str)
     ).first()
 
 
+async def message_tenant(conn: AsyncConnection, *, message_id: str) -> str | None:
+    """The tenant whose message this is (message ids are unique across tenants), or None."""
+    return await conn.scalar(select(messages.c.tenant_id).where(messages.c.message_id == message_id))
+
+
 async def forward_parts(
     conn: AsyncConnection, *, tenant_id: str, message_id: str
 ) -> tuple[AnsweredMessage | None, Identity | None, str]:

@@ -24,7 +24,17 @@ WEBHOOKS = ConsumerSpec(Streams.EDGE_WEBHOOKS, "events-webhooks", "dripiq.edge.>
 SERVICE_NAME = events_service_pb2.DESCRIPTOR.services_by_name["EventsService"].full_name
 
 
+# What handling a reply takes besides classifying it (parse, match, store), at most.
+HANDLING_MARGIN_SECONDS = 5.0
+
+
 def build(settings: EventsSettings, rt: Runtime) -> Parts:
+    if settings.ai_classify_deadline_seconds > WEBHOOKS.ack_wait_seconds - HANDLING_MARGIN_SECONDS:
+        raise SystemExit(
+            f"EVENTS_AI_CLASSIFY_DEADLINE_SECONDS must be at most {WEBHOOKS.ack_wait_seconds - HANDLING_MARGIN_SECONDS:g} "
+            f"(the webhook consumer's ack wait of {WEBHOOKS.ack_wait_seconds:g} s less a margin), or a reply "
+            "still being classified is delivered again"
+        )
     relay = rt.outbox_relay(outbox)
     signer = TokenSigner(settings.token_secret.get_secret_value().encode())
     classifier = build_classifier(settings)

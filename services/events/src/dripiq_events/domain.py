@@ -393,14 +393,16 @@ def inbound_row(
 
 
 def forward_command(
-    outbound: Outbound, *, inbound_id: int, row: dict[str, Any], received_at: datetime
+    outbound: Outbound | None, *, message_id: str, inbound_id: int, row: dict[str, Any], received_at: datetime
 ) -> dispatcher_pb.ForwardReplyCommand:
-    """What the dispatcher needs to forward a person's reply to the salesperson behind it."""
+    """What the dispatcher needs to forward a person's reply to the salesperson behind it.
+    Without our record of the message (`outbound` None) it names no tenant or campaign: the
+    dispatcher finds them from `message_id`, which the signed reply address proved."""
     command = dispatcher_pb.ForwardReplyCommand(
-        tenant_id=outbound.tenant_id,
+        tenant_id=outbound.tenant_id if outbound else "",
         inbound_id=str(inbound_id),
-        message_id=outbound.message_id,
-        campaign_id=outbound.campaign_id,
+        message_id=message_id,
+        campaign_id=outbound.campaign_id if outbound else "",
         from_email=row["from_email"],
         subject=row["subject"],
         text=row["text_body"] or reply_text.plain_text(row["html_body"]),

@@ -202,7 +202,22 @@ class EventIngest:
             if inbound_id is None:
                 return IngestResult(received=1)
             if outbound is None:
-                log.info("events.inbound_unmatched", inbound_id=inbound_id, token_valid=token_message_id is not None)
+                # Only a signed reply address names a message; a person's reply to it still
+                # reaches someone: the dispatcher knows whose message it is.
+                forwarded = token_message_id is not None and auto_reason is None
+                if forwarded:
+                    forward = domain.forward_command(
+                        None, message_id=token_message_id, inbound_id=inbound_id, row=row, received_at=received_at
+                    )
+                    await outbox.enqueue(
+                        conn, outbox_table, [OutboxMessage(Subjects.DISPATCHER_FORWARD_BY_MESSAGE, forward)]
+                    )
+                log.info(
+                    "events.inbound_unmatched",
+                    inbound_id=inbound_id,
+                    token_valid=token_message_id is not None,
+                    forwarded=forwarded,
+                )
                 return IngestResult(received=1, stored=1, unmatched=1)
             await repository.insert_generations(
                 conn,
@@ -223,7 +238,9 @@ class EventIngest:
             )
             stored = await self._store(conn, [event], received_at)
             if auto_reason is None:
-                forward = domain.forward_command(outbound, inbound_id=inbound_id, row=row, received_at=received_at)
+                forward = domain.forward_command(
+                    outbound, message_id=outbound.message_id, inbound_id=inbound_id, row=row, received_at=received_at
+                )
                 await outbox.enqueue(
                     conn, outbox_table, [OutboxMessage(Subjects.dispatcher_forward(outbound.tenant_id), forward)]
                 )

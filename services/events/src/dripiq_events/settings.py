@@ -54,6 +54,8 @@ class EventsSettings(ServiceSettings):
     ai_timeout_seconds: float = Field(default=20.0, gt=0)
     ai_max_retries: int = Field(default=2, ge=0)
     # However the retries go, a reply gets a class within this long (the rules', past it).
-    ai_classify_deadline_seconds: float = Field(default=30.0, gt=0)
+    # Well inside the webhook consumer's ack wait (30 s), or JetStream would redeliver the
+    # reply while it is being classified and the model would be asked twice.
+    ai_classify_deadline_seconds: float = Field(default=20.0, gt=0)
     # Requests in flight to the model at once, per events process.
     ai_concurrency: int = Field(default=8, ge=1)
