@@ -182,6 +182,19 @@ def test_tracked_multipart_mail_reports_engagement_and_threads_its_follow_up(sui
     status, refused = trigger_event(suite, first, "click", {"url": "https://elsewhere.example/"})
     assert status == 409, refused
 
+    # The planner moved step 1 for the open and for the click, in whichever order they came;
+    # a timer moved before the scheduler has the last of those would be moved again by it.
+    eventually(
+        lambda: {"open", "click"} <= {d.split(" ->")[0] for d in decisions(suite, tenant, cid)},
+        what="the open and click rules applied",
+    )
+    eventually(
+        lambda: (
+            active_timer(suite, tenant, f"{cid}:step").fire_at == campaign(suite, tenant, cid).steps[1].scheduled_at
+        ),
+        what="the scheduler holding step 1 where the planner put it",
+    )
+
     # The follow-up has no subject of its own: it continues the thread.
     fire_now(suite, tenant, f"{cid}:step")
     follow_up = sent_mail(suite, cid, 1)

@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSON, JSONB
 
+from dripiq_common.ai_audit import ai_call_columns
 from dripiq_common.outbox import outbox_table
 
 SCHEMA = "events"
@@ -144,16 +145,7 @@ ai_generations = Table(
     Column("tenant_id", Text, nullable=False),
     Column("inbound_id", BigInteger),
     Column("purpose", Text, nullable=False),
-    Column("model", Text, nullable=False, server_default=""),
-    Column("prompt_version", Text, nullable=False, server_default=""),
-    Column("input_json", JSONB, nullable=False),
-    Column("output_json", JSONB),
-    Column("outcome", Text, nullable=False),
-    Column("error", Text, nullable=False, server_default=""),
-    Column("prompt_tokens", Integer, nullable=False, server_default="0"),
-    Column("completion_tokens", Integer, nullable=False, server_default="0"),
-    Column("duration_ms", Integer, nullable=False, server_default="0"),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    *ai_call_columns(),
     Index("ai_generations_tenant_created_idx", "tenant_id", "created_at"),
 )
 
