@@ -176,7 +176,7 @@ async def test_rate_limit_admits_a_batch_up_to_the_budget(engine, fake, sender, 
         assert (timer.tenant_id, timer.kind, timer.group_key) == (
             tenant_id,
             "send_deferred",
-            f"message:{cmd.message_id}",
+            f"campaign:{cmd.campaign_id}",
         )
         assert timer.target_subject == Subjects.dispatcher_send(tenant_id)
         assert timer.payload == cmd.SerializeToString()

@@ -88,7 +88,7 @@ async def test_tenant_budget_defers_the_rest_and_never_delays_another_tenant(eng
         timer = cmd.schedule
         message_id = timer.key.removesuffix(":deferred")
         assert cmd.tenant_id == timer.tenant_id == tenant_id
-        assert timer.group_key == f"message:{message_id}"
+        assert timer.group_key == "campaign:camp-1"  # ending the campaign cancels it
         assert timer.kind == "send_deferred"
         assert timer.target_subject == Subjects.dispatcher_send(tenant_id)
         assert T0 + timedelta(minutes=1) <= timer.fire_at.ToDatetime(tzinfo=UTC) < T0 + timedelta(minutes=2)

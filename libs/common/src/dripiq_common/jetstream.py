@@ -83,6 +83,9 @@ class Streams:
     MESSAGE_OUTCOMES = StreamSpec("MESSAGE_OUTCOMES", ("dripiq.dispatcher.outcome.>",), False, max_age_seconds=30 * DAY)
     # Call and LinkedIn tasks for the applications where people perform them.
     DISPATCHER_TASKS = StreamSpec("DISPATCHER_TASKS", ("dripiq.dispatcher.task.>",), False, max_age_seconds=30 * DAY)
+    # Each campaign's status as the planner committed it: the dispatcher sends nothing for a
+    # campaign that is not active.
+    CAMPAIGN_STATUS = StreamSpec("CAMPAIGN_STATUS", ("dripiq.planner.campaign.>",), False, max_age_seconds=30 * DAY)
     EDGE_WEBHOOKS = StreamSpec("EDGE_WEBHOOKS", ("dripiq.edge.>",), True)
     ENGAGEMENT = StreamSpec("ENGAGEMENT", ("dripiq.events.engagement.>",), False, max_age_seconds=30 * DAY)
     DEAD_LETTERS = StreamSpec("DEAD_LETTERS", (f"{DEAD_LETTER_PREFIX}.>",), False, max_age_seconds=30 * DAY)
@@ -104,6 +107,10 @@ class Subjects:
     @staticmethod
     def planner_timer(tenant_id: str) -> str:
         return f"dripiq.planner.timer.{token(tenant_id)}"
+
+    @staticmethod
+    def campaign_status(tenant_id: str) -> str:
+        return f"dripiq.planner.campaign.{token(tenant_id)}"
 
     @staticmethod
     def dispatcher_send(tenant_id: str) -> str:

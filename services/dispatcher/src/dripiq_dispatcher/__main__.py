@@ -12,6 +12,7 @@ from dripiq_common.loops import Poller
 from dripiq_common.service import Parts, Runtime, run_process, run_service
 from dripiq_common.settings import load_settings
 from dripiq_common.tokens import TokenSigner
+from dripiq_dispatcher.campaigns import CampaignStates
 from dripiq_dispatcher.domain import MailSettings
 from dripiq_dispatcher.forwarding import ReplyForwarder, ReplyForwardingSettings
 from dripiq_dispatcher.handlers import SERVICE_NAMES, registrars
@@ -23,6 +24,8 @@ from dripiq_dispatcher.settings import DispatcherSettings
 SEND = ConsumerSpec(Streams.DISPATCHER_SEND, "dispatcher-send", "dripiq.dispatcher.send.>")
 ENGAGEMENT = ConsumerSpec(Streams.ENGAGEMENT, "dispatcher-engagement", "dripiq.events.engagement.>")
 FORWARD = ConsumerSpec(Streams.DISPATCHER_FORWARD, "dispatcher-forward", Streams.DISPATCHER_FORWARD.subjects[0])
+CAMPAIGNS = ConsumerSpec(Streams.CAMPAIGN_STATUS, "dispatcher-campaigns", Streams.CAMPAIGN_STATUS.subjects[0])
+CAMPAIGN_STATES_BATCH = 500
 # Consumers whose handlers count provider attempts against DISPATCHER_MAX_ATTEMPTS.
 ATTEMPTING = (SEND, FORWARD)
 
@@ -97,10 +100,24 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
     engagements = PullWorker(
         rt.js, rt.nc, ENGAGEMENT, on_engagement, batch_size=engagement.READ_BATCH, batch_handler=on_engagements
     )
+    # Which campaigns have stopped: idempotent (the highest version wins), so batches are safe.
+    states = CampaignStates(rt.engine, rt.clock)
+
+    async def on_campaign_states(msgs: list[Msg]) -> None:
+        await states.handle([m.data for m in msgs])
+
+    campaigns = PullWorker(
+        rt.js,
+        rt.nc,
+        CAMPAIGNS,
+        lambda msg: on_campaign_states([msg]),
+        batch_size=CAMPAIGN_STATES_BATCH,
+        batch_handler=on_campaign_states,
+    )
     return Parts(
         service_names=SERVICE_NAMES,
         registrars=registrars(dispatcher, identities, suppressions, forwarding),
-        fetchers=[sends, engagements, forwards],
+        fetchers=[sends, engagements, forwards, campaigns],
         loops=[relay, unknown_sweep, counter_pruner],
     )
 

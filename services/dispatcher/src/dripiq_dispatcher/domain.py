@@ -49,6 +49,8 @@ class Status(StrEnum):
     UNKNOWN = "unknown"
     TASK_OPEN = "task_open"
     TASK_DONE = "task_done"
+    # Not sent: its campaign had stopped. Not settled: a later command (resumed) sends it.
+    WITHHELD = "withheld"
 
 
 # A message in one of these states is settled for the send pipeline: a redelivered command
@@ -681,6 +683,7 @@ _STATUS = {
     Status.UNKNOWN: pb.MESSAGE_STATUS_UNKNOWN,
     Status.TASK_OPEN: pb.MESSAGE_STATUS_TASK_OPEN,
     Status.TASK_DONE: pb.MESSAGE_STATUS_TASK_DONE,
+    Status.WITHHELD: pb.MESSAGE_STATUS_WITHHELD,
 }
 _TASK_OUTCOME_VALUES = {name: value for value, name in TASK_OUTCOMES.items()}
 

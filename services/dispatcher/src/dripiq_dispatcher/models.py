@@ -63,7 +63,8 @@ messages = Table(
     UniqueConstraint("idempotency_key", name="messages_idempotency_key_key"),
     UniqueConstraint("provider", "provider_message_id", name="messages_provider_message_key"),
     CheckConstraint(
-        "status IN ('queued', 'sending', 'sent', 'failed', 'suppressed', 'unknown', 'task_open', 'task_done')",
+        "status IN ('queued', 'sending', 'sent', 'failed', 'suppressed', 'unknown', 'task_open', 'task_done', "
+        "'withheld')",
         name="messages_status_check",
     ),
     Index("messages_tenant_campaign_idx", "tenant_id", "campaign_id"),
@@ -168,6 +169,21 @@ reply_forwards = Table(
         "status IN ('queued', 'sending', 'sent', 'failed', 'unknown', 'unroutable')",
         name="reply_forwards_status_check",
     ),
+)
+
+# Our copy of each stopped campaign's status, from the planner's CampaignStatusChanged facts:
+# a command of a campaign whose row says anything but `active` is withheld, not sent. A
+# campaign with no row has never stopped. Only the highest version is kept.
+campaign_states = Table(
+    "campaign_states",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("campaign_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "campaign_id", name="campaign_states_pkey"),
 )
 
 outbox = outbox_table(metadata)

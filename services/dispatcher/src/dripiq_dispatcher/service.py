@@ -234,9 +234,16 @@ class Dispatcher:
 
     async def _sendable(self, conn: AsyncConnection, items: list[_Item], work: _Work) -> list[_Item]:
         """The queued messages that may be sent now, each with its identity; the others are
-        failed or suppressed with their outcomes."""
+        withheld (their campaign stopped), failed or suppressed, with their outcomes."""
+        stopped = await repository.stopped_campaigns(
+            conn, keys={(i.message.tenant_id, i.message.campaign_id) for i in items if i.message.campaign_id}
+        )
         fine: list[_Item] = []
         for item in items:
+            state = stopped.get((item.message.tenant_id, item.message.campaign_id))
+            if state is not None:
+                self._withhold(item, state, work)
+                continue
             problem = domain.content_problem(item.message) or domain.mail_problem(item.message, self.mail_settings)
             if problem is None:
                 fine.append(item)
@@ -319,7 +326,9 @@ class Dispatcher:
         timer = scheduler_pb2.Timer(
             tenant_id=message.tenant_id,
             key=f"{message.message_id}:deferred",
-            group_key=f"message:{message.message_id}",
+            # In the campaign's group (every send names one), so ending the campaign cancels it
+            # with the campaign's other timers.
+            group_key=f"campaign:{message.campaign_id}",
             kind="send_deferred",
             target_subject=Subjects.dispatcher_send(message.tenant_id),
             payload=item.command,
@@ -391,6 +400,17 @@ class Dispatcher:
         self.on_outbox()
         log.info("task.completed", tenant_id=tenant, message_id=message_id, outcome=outcome_name)
         return domain.message_to_proto(updated)
+
+    def _withhold(self, item: _Item, state: tuple[str, str], work: _Work) -> None:
+        """Its campaign stopped: nothing goes out, and the planner hears so (a resumed campaign
+        sends the same message id again, which finds this row and is admitted)."""
+        status, why = state
+        reason = f"campaign {status}" + (f": {why}" if why else "")
+        work.change(item, status=Status.WITHHELD.value, last_error=reason)
+        work.outcome(
+            domain.outcome(item.message, messages_pb2.OUTCOME_KIND_WITHHELD, occurred_at=work.now, reason=reason)
+        )
+        log.info("send.withheld", campaign_status=status, **item.ids)
 
     def _settle(self, item: _Item, status: Status, reason: str, work: _Work) -> None:
         """Fail or suppress a queued message before any provider call, with its outcome."""

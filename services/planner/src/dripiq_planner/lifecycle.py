@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from google.protobuf.message import Message
 
-from dripiq.planner.v1 import timers_pb2
+from dripiq.planner.v1 import facts_pb2, timers_pb2
 from dripiq.scheduler.v1 import commands_pb2, scheduler_service_pb2
 from dripiq_common.jetstream import Subjects
 from dripiq_common.outbox import OutboxMessage
@@ -140,9 +140,24 @@ def cancel_timer(work: UnitOfWork, *, tenant_id: str, key: str) -> None:
     work.send(_command(tenant_id, cancel=request))
 
 
+def set_status(work: UnitOfWork, campaign: CampaignState, status: str, *, reason: str = "", **values: Any) -> int:
+    """Change the campaign's status and tell the dispatcher (CampaignStatusChanged), in the
+    same transaction: it sends nothing for a campaign that is not active. The version grows
+    with every change, so the newest status wins wherever the facts arrive out of order (it
+    also makes the resume timer of an earlier pause stale). Returns the new version."""
+    version = campaign.pause_version + 1
+    campaign.set(status=status, pause_version=version, **values)
+    fact = facts_pb2.CampaignStatusChanged(
+        tenant_id=campaign.tenant_id, campaign_id=campaign.id, status=status, version=version, reason=reason
+    )
+    fact.occurred_at.FromDatetime(work.now)
+    work.send(OutboxMessage(Subjects.campaign_status(campaign.tenant_id), fact))
+    return version
+
+
 def end_campaign(work: UnitOfWork, campaign: CampaignState, *, status: str, reason: str) -> None:
     """Complete or cancel: the remaining steps close and every timer of the campaign goes."""
-    campaign.set(status=status, cancel_reason=reason, ended_at=work.now)
+    set_status(work, campaign, status, reason=reason, cancel_reason=reason, ended_at=work.now)
     for step in campaign.steps:
         if step.status in OPEN_STEP_STATUSES:
             step.set(status="canceled")
@@ -154,8 +169,7 @@ def end_campaign(work: UnitOfWork, campaign: CampaignState, *, status: str, reas
 
 def pause(work: UnitOfWork, campaign: CampaignState, *, resume_at: datetime | None) -> None:
     """Stop the step timer; with `resume_at`, arm a timer that resumes by itself then."""
-    version = campaign.pause_version + 1
-    campaign.set(status="paused", pause_version=version)
+    version = set_status(work, campaign, "paused")
     cancel_timer(work, tenant_id=campaign.tenant_id, key=step_timer_key(campaign.id))
     if resume_at is not None:
         payload = timers_pb2.PlannerTimer(
@@ -175,7 +189,7 @@ def pause(work: UnitOfWork, campaign: CampaignState, *, resume_at: datetime | No
 
 def resume(work: UnitOfWork, campaign: CampaignState) -> None:
     """Active again: the next open step goes out no earlier than planned, and not before now."""
-    campaign.set(status="active", pause_version=campaign.pause_version + 1)
+    set_status(work, campaign, "active")
     if any(s.status == "sending" for s in campaign.steps):
         return  # its outcome schedules the next step, now that the campaign is active
     upcoming = campaign.first_open_step()

@@ -49,7 +49,8 @@ contact_campaigns = Table(
     Column("current_step_index", Integer, nullable=False, server_default="0"),
     # "openai", "template" or "request": who wrote the strategy.
     Column("strategist", Text, nullable=False, server_default="request"),
-    # Bumped on every pause and resume; a resume timer of an older pause is stale.
+    # Bumped on every change of status (CampaignStatusChanged.version); a resume timer of an
+    # older pause is stale.
     Column("pause_version", Integer, nullable=False, server_default="0"),
     Column("cancel_reason", Text, nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

@@ -31,6 +31,8 @@ log = structlog.get_logger(__name__)
 
 # Which timeouts an engagement makes moot: an open ends "no open in N h", a click proves an
 # open too (images may have been blocked), an automatic reply still answers "no reply".
+# A step the dispatcher withheld while the campaign was resuming goes out again this long after.
+WITHHELD_RETRY_SECONDS = 60
 _SETTLES = {"open": ("open",), "click": ("click", "open"), "reply": ("reply",), "auto_reply": ("reply",)}
 
 
@@ -228,6 +230,8 @@ class Reactor:
                     )
                     untracked = {"open": outcome.opens_untracked_reason, "click": outcome.clicks_untracked_reason}
                     self._sent(work, campaign, step, sent_at, untracked)
+                elif outcome.kind == dispatcher_pb.OUTCOME_KIND_WITHHELD:
+                    self._withheld(work, campaign, step)
                 elif outcome.kind in (dispatcher_pb.OUTCOME_KIND_FAILED, dispatcher_pb.OUTCOME_KIND_SUPPRESSED):
                     suppressed = outcome.kind == dispatcher_pb.OUTCOME_KIND_SUPPRESSED
                     step.set(status="failed")
@@ -236,6 +240,18 @@ class Reactor:
                         lifecycle.end_campaign(work, campaign, status="canceled", reason=reason)
 
         await self._run([(o.tenant_id, o.campaign_id) for o in outcomes], apply)
+
+    def _withheld(self, work: UnitOfWork, campaign: CampaignState, step: StepState) -> None:
+        """The dispatcher did not send the step: the campaign had stopped when the command came.
+        Ended, the step closes; paused, it waits for the resume, which sends it (same message
+        id); active again by now (resumed before the dispatcher heard), it goes out shortly."""
+        log.info("step.withheld", tenant_id=campaign.tenant_id, campaign_id=campaign.id, step_index=step.step_index)
+        if campaign.status == "active":
+            lifecycle.schedule_step(work, campaign, step, due=lifecycle.after(work.now, WITHHELD_RETRY_SECONDS))
+        elif campaign.status in RUNNING:
+            step.set(status="scheduled", scheduled_at=step.scheduled_at or work.now)
+        else:
+            step.set(status="canceled")
 
     def _sent(
         self, work: UnitOfWork, campaign: CampaignState, step: StepState, sent_at: datetime, untracked: dict[str, str]

@@ -31,6 +31,7 @@ class MessageStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MESSAGE_STATUS_UNKNOWN: _ClassVar[MessageStatus]
     MESSAGE_STATUS_TASK_OPEN: _ClassVar[MessageStatus]
     MESSAGE_STATUS_TASK_DONE: _ClassVar[MessageStatus]
+    MESSAGE_STATUS_WITHHELD: _ClassVar[MessageStatus]
 TASK_OUTCOME_UNSPECIFIED: TaskOutcome
 TASK_OUTCOME_DONE: TaskOutcome
 TASK_OUTCOME_NO_ANSWER: TaskOutcome
@@ -46,6 +47,7 @@ MESSAGE_STATUS_SUPPRESSED: MessageStatus
 MESSAGE_STATUS_UNKNOWN: MessageStatus
 MESSAGE_STATUS_TASK_OPEN: MessageStatus
 MESSAGE_STATUS_TASK_DONE: MessageStatus
+MESSAGE_STATUS_WITHHELD: MessageStatus
 
 class ReplyForwarding(_message.Message):
     __slots__ = ("tenant_id", "catch_all")
