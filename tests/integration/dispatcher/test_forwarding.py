@@ -76,7 +76,7 @@ async def new_identity(engine: AsyncEngine, tenant_id: str, *, forward_to: str =
 
 async def sent_email(engine: AsyncEngine, sender: MailSender, tenant_id: str, identity_id: str) -> str:
     """A campaign email sent through the send pipeline; its message id."""
-    dispatcher = Dispatcher(engine, ManualClock(T0), sender, SIGNER, MAIL, MAX_ATTEMPTS)
+    dispatcher = Dispatcher(engine, ManualClock(T0), sender, SIGNER, MAIL, domain.RetryPolicy())
     command = messages_pb2.SendMessageCommand(
         tenant_id=tenant_id,
         message_id=str(uuid.uuid4()),
@@ -562,7 +562,7 @@ def test_forward_subject_is_one_line_and_never_doubled(given, expected):
 
 @pytest_asyncio.fixture(scope="module")
 async def channel(engine, sender: MailSender) -> AsyncIterator[grpc.aio.Channel]:
-    dispatcher = Dispatcher(engine, ManualClock(T0), sender, SIGNER, MAIL, MAX_ATTEMPTS)
+    dispatcher = Dispatcher(engine, ManualClock(T0), sender, SIGNER, MAIL, domain.RetryPolicy())
     async with dispatcher_api(engine, dispatcher, ManualClock(T0)) as chan:
         yield chan
 

@@ -40,7 +40,7 @@ async def dispatcher(engine, fake: FakeSendGrid) -> AsyncIterator[Dispatcher]:
         sender,
         TokenSigner(b"integration-test-token-secret"),
         domain.MailSettings("reply.test", "mid.test", "https://u.test/u/"),
-        max_attempts=3,
+        retry=domain.RetryPolicy(),
     )
     sender.close()
 

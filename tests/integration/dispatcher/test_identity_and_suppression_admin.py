@@ -39,7 +39,7 @@ async def channel(engine, fake: FakeSendGrid, clock: ManualClock) -> AsyncIterat
         sender,
         TokenSigner(b"integration-test-token-secret"),
         domain.MailSettings("reply.test", "mid.test", "https://u.test/u/"),
-        max_attempts=3,
+        retry=domain.RetryPolicy(),
     )
     async with dispatcher_api(engine, dispatcher, clock) as chan:
         yield chan

@@ -23,6 +23,7 @@ from dripiq.scheduler.v1 import commands_pb2
 from dripiq_common.clock import ManualClock
 from dripiq_common.jetstream import Subjects
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
+from dripiq_dispatcher.domain import RetryPolicy
 from dripiq_dispatcher.models import outbox
 from dripiq_dispatcher.provider import SendGridSender
 from dripiq_dispatcher.service import Dispatcher, SenderIdentities
@@ -169,7 +170,7 @@ async def test_full_tenant_window_gives_back_what_it_took(engine, fake, sender, 
 @pytest_asyncio.fixture(scope="module")
 async def api(engine, sender: SendGridSender) -> AsyncIterator[pb_grpc.DispatcherServiceStub]:
     clock = ManualClock(T0)
-    dispatcher = Dispatcher(engine, clock, sender, None, None, 3)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(engine, clock, sender, None, None, RetryPolicy())  # type: ignore[arg-type]
     async with dispatcher_api(engine, dispatcher, clock) as chan:
         yield pb_grpc.DispatcherServiceStub(chan)
 

@@ -41,7 +41,7 @@ def clock() -> ManualClock:
 @pytest_asyncio.fixture
 async def dispatcher(engine: AsyncEngine, fake: FakeSendGrid, clock: ManualClock) -> AsyncIterator[Dispatcher]:
     sender = AsyncSendGridSender(api_key="SG.test", host=fake.url, concurrency=4, timeout_seconds=5)
-    yield Dispatcher(engine, clock, sender, SIGNER, MAIL, max_attempts=3)
+    yield Dispatcher(engine, clock, sender, SIGNER, MAIL, retry=domain.RetryPolicy())
     await sender.aclose()
 
 

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import update
-from test_dispatch import T0, command, identity, new_dispatcher, outcomes, received, stored
+from sqlalchemy import delete, select, update
+from test_dispatch import T0, command, identity, new_dispatcher, new_sender, outcomes, received, stored
 
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq.events.v1 import messages_pb2 as events_pb2
 from dripiq_common.clock import ManualClock
+from dripiq_common.jetstream import Subjects
 from dripiq_dispatcher import domain, repository
-from dripiq_dispatcher.models import messages
+from dripiq_dispatcher.models import messages, outbox, provider_watermark
 from dripiq_dispatcher.service import Suppressions
 
 
-async def parked_unknown(engine, tenant_id):  # type: ignore[no-untyped-def]
+async def parked_unknown(engine, tenant_id, **overrides):  # type: ignore[no-untyped-def]
     """A send whose provider call may have gone out: a delivery found it `sending`."""
-    cmd = command(tenant_id, await identity(engine, tenant_id))
+    cmd = command(tenant_id, await identity(engine, tenant_id), **overrides)
     async with engine.begin() as conn:
         await repository.insert_messages(conn, batch=[domain.new_message(cmd)], now=T0)
         await conn.execute(
@@ -70,21 +71,101 @@ async def test_an_event_from_another_tenant_settles_nothing(engine, tenant_id):
     assert (await stored(engine, cmd.message_id)).status == "unknown"
 
 
-async def test_without_evidence_an_unknown_send_fails_after_the_deadline(engine, tenant_id):
+RESEND_AFTER = timedelta(minutes=5)
+DEADLINE = timedelta(hours=2)
+
+
+async def reported_until(engine, at):  # type: ignore[no-untyped-def]
+    """SendGrid's delivery events have reached us up to `at` (and no further)."""
+    async with engine.begin() as conn:
+        await conn.execute(delete(provider_watermark))
+        if at is not None:
+            await repository.advance_watermark(conn, newest_event_at=at)
+
+
+async def resolve(engine, at):  # type: ignore[no-untyped-def]
+    dispatcher = new_dispatcher(engine, sender=None)
+    dispatcher.clock = ManualClock(at)
+    while await dispatcher.resolve_unknown(resend_after=RESEND_AFTER, deadline=DEADLINE):
+        pass  # other tests' unknown sends too: the sweep is for the whole database
+
+
+async def resent_commands(engine, tenant_id):  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        payloads = (
+            await conn.scalars(select(outbox.c.payload).where(outbox.c.subject == Subjects.dispatcher_send(tenant_id)))
+        ).all()
+    return [messages_pb2.SendMessageCommand.FromString(p) for p in payloads]
+
+
+async def test_an_unknown_send_sendgrid_reported_past_is_sent_again_as_it_was(engine, fake, tenant_id):
+    cmd = await parked_unknown(
+        engine,
+        tenant_id,
+        postal_address="1 Main St",
+        thread_message_ids=["0b9b5a43-3b7e-4d55-9f6c-4a1f2f3e1a01"],
+        tracking=messages_pb2.Tracking(opens=False, clicks=True),
+        send_window=messages_pb2.ContactWindow(weekdays=[1, 2, 3], start_hour=8, end_hour=18, time_zone="Asia/Tokyo"),
+    )
+    # SendGrid's reports reach only 4 minutes past ours: too soon to say it never got it.
+    await reported_until(engine, T0 + timedelta(minutes=4))
+    await resolve(engine, T0 + timedelta(minutes=10))
+    assert (await stored(engine, cmd.message_id)).status == "unknown"
+    assert await resent_commands(engine, tenant_id) == []
+
+    # They reach past ours by more than the margin, and none was ours: it never reached SendGrid.
+    await reported_until(engine, T0 + timedelta(minutes=6))
+    await resolve(engine, T0 + timedelta(minutes=10))
+
+    row = await stored(engine, cmd.message_id)
+    assert (row.status, row.last_error.startswith("sent again: no provider event")) == ("queued", True)
+    [again] = await resent_commands(engine, tenant_id)
+    assert again == cmd, "the same command, byte for byte what the planner sent"
+    # Through the send stream it is admitted like any command and sent once.
+    dispatcher = new_dispatcher(engine, fake_sender := new_sender_for(fake))
+    try:
+        await dispatcher.handle_send(again.SerializeToString())
+    finally:
+        await fake_sender.aclose()
+    assert len(received(fake, cmd.message_id)) == 1
+    assert (await stored(engine, cmd.message_id)).status == "sent"
+
+
+async def test_while_sendgrids_reports_lag_nothing_is_resent_and_past_the_deadline_it_fails(engine, tenant_id):
     cmd = await parked_unknown(engine, tenant_id)
-    early = new_dispatcher(engine, sender=None)
-    early.clock = ManualClock(T0 + timedelta(minutes=30))
-    await early.fail_overdue_unknown(deadline_seconds=3600)
+    await reported_until(engine, None)
+    await resolve(engine, T0 + timedelta(minutes=30))
     assert (await stored(engine, cmd.message_id)).status == "unknown"
 
-    late = new_dispatcher(engine, sender=None)
-    late.clock = ManualClock(T0 + timedelta(hours=2))
-    while await late.fail_overdue_unknown(deadline_seconds=3600):
-        pass
+    await reported_until(engine, T0 + timedelta(minutes=1))
+    await resolve(engine, T0 + DEADLINE)
     row = await stored(engine, cmd.message_id)
     assert row.status == "failed" and "review before resending" in row.last_error
     [fact] = [f for f in await outcomes(engine, tenant_id) if f.message_id == cmd.message_id]
-    assert fact.kind == messages_pb2.OUTCOME_KIND_FAILED
+    # Not the message's own fault: its campaign waits for a person rather than ending.
+    assert (fact.kind, fact.permanent) == (messages_pb2.OUTCOME_KIND_FAILED, False)
+    assert await resent_commands(engine, tenant_id) == []
+
+
+async def test_delivery_events_move_the_watermark_and_others_do_not(engine, tenant_id):
+    await reported_until(engine, None)
+    dispatcher = new_dispatcher(engine, sender=None)
+    dispatcher.clock = ManualClock(T0 + timedelta(hours=1))
+    await dispatcher.settle_unknown(event(tenant_id, "m-1", "open"))
+    async with engine.connect() as conn:
+        assert await repository.watermark(conn) is None
+    await dispatcher.settle_unknown(event(tenant_id, "m-1", "processed"))
+    async with engine.connect() as conn:
+        assert await repository.watermark(conn) == T0 + timedelta(seconds=5)
+    # An event dated ahead of our clock moves it no further than now; an older one not at all.
+    dispatcher.clock = ManualClock(T0 + timedelta(seconds=3))
+    await dispatcher.settle_unknown(event(tenant_id, "m-1", "delivered"))
+    async with engine.connect() as conn:
+        assert await repository.watermark(conn) == T0 + timedelta(seconds=5)
+
+
+def new_sender_for(fake):  # type: ignore[no-untyped-def]
+    return new_sender("async", fake.url, concurrency=2, timeout_seconds=5)
 
 
 def fact_of(data: bytes) -> events_pb2.EngagementEvent:

@@ -110,6 +110,19 @@ async def forward_commands(engine: AsyncEngine, subject: str) -> list[dispatcher
     return [dispatcher_pb.ForwardReplyCommand.FromString(p) for p in payloads]
 
 
+async def suppress_commands(engine: AsyncEngine, tenant_id: str) -> list[dispatcher_pb.SuppressByMessageCommand]:
+    """Commands asking the dispatcher to suppress a message's address, waiting in the outbox."""
+    async with engine.connect() as conn:
+        payloads = (
+            await conn.scalars(
+                select(outbox.c.payload)
+                .where(outbox.c.subject == Subjects.dispatcher_suppress(tenant_id))
+                .order_by(outbox.c.id)
+            )
+        ).all()
+    return [dispatcher_pb.SuppressByMessageCommand.FromString(p) for p in payloads]
+
+
 async def outbox_count(engine: AsyncEngine, tenant_id: str) -> int:
     """Engagement facts waiting in the outbox for one tenant, whatever their batches."""
     async with engine.connect() as conn:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
+import html
 import json
 import time
 import uuid
@@ -19,11 +21,12 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from events_helpers import accepted_message, multipart
+from events_helpers import SECRET, accepted_message, multipart
 
 from dripiq.events.v1 import messages_pb2
 from dripiq_common.clock import ManualClock
 from dripiq_common.jetstream import Subjects
+from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER, FakeSendGrid, build_event
 from dripiq_events.edge.app import (
     EVENTS_PATH,
@@ -206,6 +209,61 @@ async def test_a_bad_unsubscribe_token_is_400_and_publishes_nothing(edge, js, si
             async with session.request(method, f"{base}/u/{forged}") as response:
                 assert response.status == 400 and "not valid" in await response.text()
     assert await published(js, Subjects.EDGE_UNSUBSCRIBE) == before
+
+
+async def unsubscribe_post(base: str, token: str) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{base}/u/{token}", data={"List-Unsubscribe": "One-Click"}) as response,
+    ):
+        return response.status, await response.text()
+
+
+async def test_a_refused_unsubscribe_link_says_why_and_publishes_nothing(edge, js, signer, tenant_id):
+    _, base = edge
+    message_id = str(uuid.uuid4())
+    token = signer.unsubscribe_token(tenant_id, message_id)
+    middle = len(token) // 2
+    cases = {
+        # Signed with a secret this edge does not hold (retired from the previous list).
+        TokenSigner(b"a secret retired long ago, 32 bytes").unsubscribe_token(tenant_id, message_id): (
+            403,
+            "the key it was signed with has been retired",
+        ),
+        token[:middle] + ("B" if token[middle] != "B" else "C") + token[middle + 1 :]: (
+            400,
+            "its signature does not match",
+        ),
+        token[:-7]: (400, "not valid or has been damaged"),
+        # Ours, but naming a tenant nobody could record: refused here rather than dead-lettered later.
+        signer.unsubscribe_token("bad tenant!", message_id): (400, "tenant_id: must be"),
+    }
+    before = await published(js, Subjects.EDGE_UNSUBSCRIBE)
+    for bad, (status, why) in cases.items():
+        got, page = await unsubscribe_post(base, bad)
+        assert (got, why in html.unescape(page)) == (status, True), page
+        assert "unsubscribed" not in page and "reply to one of them" in page
+    assert await published(js, Subjects.EDGE_UNSUBSCRIBE) == before
+
+
+async def test_links_in_mail_sent_before_a_rotation_still_unsubscribe(nats_conn, fake, signer, js, tenant_id):
+    """The secret that signed them is listed as previous; links from before key ids too."""
+    old_link = signer.unsubscribe_token(tenant_id, str(uuid.uuid4()))
+    pre_key_id_body = f"{tenant_id}|{uuid.uuid4()}".encode()
+    pre_key_id_link = (
+        base64.urlsafe_b64encode(
+            pre_key_id_body + hmac.new(SECRET, b"unsubscribe\0" + pre_key_id_body, hashlib.sha256).digest()[:16]
+        )
+        .decode()
+        .rstrip("=")
+    )
+    rotated = TokenSigner(b"this year's token secret: 32 bytes", [SECRET])
+    async with serving(new_edge(nats_conn, fake, rotated)) as (_, base):
+        for link in (old_link, pre_key_id_link, rotated.unsubscribe_token(tenant_id, str(uuid.uuid4()))):
+            before = await published(js, Subjects.EDGE_UNSUBSCRIBE)
+            status, page = await unsubscribe_post(base, link)
+            assert status == 200 and "unsubscribed" in page
+            assert await published(js, Subjects.EDGE_UNSUBSCRIBE) == before + 1
 
 
 async def test_health_and_readiness(edge):

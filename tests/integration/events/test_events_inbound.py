@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from events_helpers import MAIL_DOMAIN, T0, events_of, forward_commands, multipart, outboxed, outcome, raw_webhook
+from events_helpers import (
+    MAIL_DOMAIN,
+    T0,
+    events_of,
+    forward_commands,
+    multipart,
+    outboxed,
+    outcome,
+    raw_webhook,
+    suppress_commands,
+)
 from sqlalchemy import select
 
 from dripiq.events.v1 import messages_pb2
@@ -197,6 +207,29 @@ async def test_unsubscribe_is_stored_once_with_the_address(engine, ingest, send,
     assert (fact.message_id, fact.email, fact.contact_id) == (sent.message_id, "ada@example.com", "contact-1")
     (event,) = await events_of(engine, tenant_id=tenant_id, event_type="unsubscribe")
     assert (event.provider, event.provider_event_id) == ("dripiq", f"unsub:{sent.message_id}")
+    # The fact names the address: the dispatcher suppresses it from there, nothing else is asked.
+    assert await suppress_commands(engine, tenant_id) == []
+
+
+@pytest.mark.parametrize("why", ["never recorded", "another tenant's"])
+async def test_unsubscribe_without_our_copy_asks_the_dispatcher_to_suppress(engine, ingest, send, tenant_id, why):
+    """Past retention, or before the SENT outcome came: the signed link still proves tenant and
+    message, and the dispatcher, which keeps every message, finds the address."""
+    if why == "never recorded":
+        sent = await send(tenant_id, recorded=False)
+        tenant = tenant_id
+    else:
+        # A copy under another tenant is no copy of this tenant's message.
+        sent = await send(tenant_id)
+        tenant = f"{tenant_id}-x"
+    click = raw_webhook(UNSUBSCRIBE, tenant_id=tenant, message_id=sent.message_id)
+    assert (await ingest.handle_webhook(click)).published == 2
+    assert (await ingest.handle_webhook(click)).published == 0
+    (command,) = await suppress_commands(engine, tenant)
+    assert (command.tenant_id, command.message_id, command.reason) == (tenant, sent.message_id, "unsubscribe")
+    assert command.occurred_at.ToDatetime(tzinfo=T0.tzinfo) == T0
+    (fact,) = await outboxed(engine, tenant, "unsubscribe")
+    assert (fact.message_id, fact.email) == (sent.message_id, "")
 
 
 async def test_unsubscribe_fields_are_validated(ingest):
@@ -204,3 +237,5 @@ async def test_unsubscribe_fields_are_validated(ingest):
         await ingest.handle_webhook(raw_webhook(UNSUBSCRIBE, tenant_id="bad tenant!", message_id="m"))
     with pytest.raises(PermanentMessageError):
         await ingest.handle_webhook(raw_webhook(UNSUBSCRIBE, tenant_id="t-1"))
+    with pytest.raises(PermanentMessageError):
+        await ingest.handle_webhook(raw_webhook(UNSUBSCRIBE, tenant_id="t-1", message_id="m" * 300))

@@ -214,8 +214,10 @@ def outcome(
     kind: int = dispatcher_pb.OUTCOME_KIND_SENT,
     occurred_at: datetime | None = None,
     reason: str = "",
+    permanent: bool = False,
 ) -> bytes:
     fact = dispatcher_pb.MessageOutcome(
+        permanent=permanent,
         tenant_id=send.tenant_id,
         message_id=send.message_id,
         campaign_id=send.campaign_id,

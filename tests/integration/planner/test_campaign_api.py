@@ -134,7 +134,7 @@ def owner_services(engine: AsyncEngine, clock: ManualClock, *, events: bool = Tr
         StubSender(),
         TokenSigner(b"planner-api-test-secret"),
         dispatcher_domain.MailSettings("reply.test", "mid.test", "https://u.test/u/"),
-        3,
+        dispatcher_domain.RetryPolicy(),
     )
     messages_api = DispatcherServicer(dispatcher, ReplyForwardingSettings(engine, clock))
     suppressions_api = SuppressionServicer(Suppressions(engine, clock))
@@ -641,7 +641,7 @@ async def _sent_through_the_dispatcher(engine, clock, tenant_id, campaigns, reac
         StubSender(),
         TokenSigner(b"planner-api-test-secret"),
         dispatcher_domain.MailSettings("reply.test", "mid.test", "https://u.test/u/"),
-        3,
+        dispatcher_domain.RetryPolicy(),
     )
     clock.advance(timedelta(minutes=1))
     await dispatcher.handle_send(send)

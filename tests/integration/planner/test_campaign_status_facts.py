@@ -11,6 +11,7 @@ import pytest
 from helpers import (
     T0,
     campaign_row,
+    canceled_keys,
     drain_outbox,
     engagement,
     fire_step,
@@ -26,8 +27,10 @@ from helpers import (
 )
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
+from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import facts_pb2
 from dripiq_common.clock import ManualClock
+from dripiq_common.errors import FailedPrecondition
 from dripiq_common.jetstream import Subjects
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.reactor import WITHHELD_RETRY_SECONDS, Reactor
@@ -149,3 +152,71 @@ async def test_an_engagement_of_another_campaign_changes_nothing_here(engine, ca
     await reactor.on_engagement(engagement(tenant_id, "other-campaign", "m-1", 0, "reply"))
     assert status_facts(await drain_outbox(engine, tenant_id), tenant_id) == []
     assert (await campaign_row(engine, cid)).status == "active"
+
+
+# -- a failure that is not the message's own: the campaign waits for a person ------------------
+
+
+async def test_a_passing_failure_holds_the_campaign_for_a_person_then_retry_sends_a_new_message(
+    engine, campaigns, reactor, clock, tenant_id
+):
+    cid = await created(engine, campaigns, tenant_id)
+    await sent(engine, reactor, clock, tenant_id, cid)
+    follow_up = await fire_step(engine, reactor, clock, tenant_id, cid)
+    reason = "gave up after 14 attempts over 6:00:00: sendgrid 503: service unavailable"
+
+    await reactor.on_outcome(outcome(follow_up, kind=dispatcher_pb.OUTCOME_KIND_FAILED, reason=reason))
+    await reactor.on_outcome(outcome(follow_up, kind=dispatcher_pb.OUTCOME_KIND_FAILED, reason=reason))
+
+    row = await campaign_row(engine, cid)
+    assert (row.status, row.attention_reason, row.cancel_reason) == ("needs_attention", f"step 1 failed: {reason}", "")
+    shown = await campaigns.get(tenant_id, cid)
+    assert (shown.status, shown.attention_reason) == (pb.CAMPAIGN_STATUS_NEEDS_ATTENTION, f"step 1 failed: {reason}")
+    rows = await drain_outbox(engine, tenant_id)
+    [fact] = status_facts(rows, tenant_id)
+    assert (fact.status, fact.reason) == ("needs_attention", f"step 1 failed: {reason}")
+    assert canceled_keys(timer_commands(rows)) == [f"{cid}:step"]
+    assert {s.step_index: s.status for s in await step_rows(engine, cid)} == {0: "sent", 1: "failed", 2: "pending"}
+
+    # Only a campaign that needs attention has a step to retry.
+    other = await created(engine, campaigns, f"{tenant_id}-b")
+    with pytest.raises(FailedPrecondition):
+        await campaigns.retry_step(f"{tenant_id}-b", other)
+
+    clock.advance(timedelta(hours=7))
+    retried = await campaigns.retry_step(tenant_id, cid)
+    assert (retried.status, retried.attention_reason) == (pb.CAMPAIGN_STATUS_ACTIVE, "")
+    [timer] = [t for t in schedules(timer_commands(await drain_outbox(engine, tenant_id))) if t.kind == "step_due"]
+    assert timer.fire_at.ToDatetime().replace(tzinfo=T0.tzinfo) - clock.now() < timedelta(minutes=15)
+    [step] = [s for s in await step_rows(engine, cid) if s.step_index == 1]
+    await reactor.on_timer(step_timer(tenant_id, cid, 1, step.schedule_version))
+    [again] = send_commands(await drain_outbox(engine, tenant_id))
+    # A new message id: the dispatcher settled the first as failed and would not send it again.
+    assert again.message_id != follow_up.message_id and again.step_index == 1
+
+    # A late outcome of the first attempt finds no step of its own.
+    await reactor.on_outcome(outcome(follow_up, kind=dispatcher_pb.OUTCOME_KIND_SENT))
+    assert {s.step_index: s.status for s in await step_rows(engine, cid)}[1] == "sending"
+
+
+async def test_resume_retries_too_and_a_reply_still_ends_a_campaign_that_needs_attention(
+    engine, campaigns, reactor, clock, tenant_id
+):
+    cid = await created(engine, campaigns, tenant_id)
+    await sent(engine, reactor, clock, tenant_id, cid)
+    follow_up = await fire_step(engine, reactor, clock, tenant_id, cid)
+    await reactor.on_outcome(outcome(follow_up, kind=dispatcher_pb.OUTCOME_KIND_FAILED, reason="sendgrid 401"))
+    assert (await campaign_row(engine, cid)).status == "needs_attention"
+
+    resumed = await campaigns.resume(tenant_id, cid)
+    assert resumed.status == pb.CAMPAIGN_STATUS_ACTIVE
+    [step] = [s for s in await step_rows(engine, cid) if s.step_index == 1]
+    assert (step.status, step.message_id != follow_up.message_id) == ("scheduled", True)
+
+    other = await created(engine, campaigns, f"{tenant_id}-b")
+    other_first = await sent(engine, reactor, clock, f"{tenant_id}-b", other)
+    other_follow_up = await fire_step(engine, reactor, clock, f"{tenant_id}-b", other)
+    await reactor.on_outcome(outcome(other_follow_up, kind=dispatcher_pb.OUTCOME_KIND_FAILED, reason="sendgrid 401"))
+    await reactor.on_engagement(other_first.event("reply"))
+    row = await campaign_row(engine, other)
+    assert (row.status, row.cancel_reason) == ("canceled", "reply")

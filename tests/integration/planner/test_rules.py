@@ -737,10 +737,12 @@ async def test_rule_driven_reschedules_land_inside_the_send_window(
     ],
 )
 async def test_a_failed_send_cancels_the_campaign(engine, campaigns, reactor, clock, tenant_id, kind, reason):
+    """Only a failure the message itself can never get past: a suppressed contact, or one the
+    dispatcher calls permanent (an invalid address, a sender that may not send)."""
     campaign_id = await start(campaigns, tenant_id)
     send = await fire_step(engine, reactor, clock, tenant_id, campaign_id)
 
-    failed = outcome(send, kind=kind, occurred_at=clock.now(), reason="403 sender not verified")
+    failed = outcome(send, kind=kind, occurred_at=clock.now(), reason="403 sender not verified", permanent=True)
     await reactor.on_outcome(failed)
     await reactor.on_outcome(failed)
 

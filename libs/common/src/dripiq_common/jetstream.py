@@ -80,6 +80,8 @@ class Streams:
     DISPATCHER_SEND = StreamSpec("DISPATCHER_SEND", ("dripiq.dispatcher.send.>",), True)
     # People's replies, to be forwarded to the mailbox behind the identity that was answered.
     DISPATCHER_FORWARD = StreamSpec("DISPATCHER_FORWARD", ("dripiq.dispatcher.forward.>",), True)
+    # Addresses to suppress that only the dispatcher can resolve, from the message they were sent.
+    DISPATCHER_SUPPRESS = StreamSpec("DISPATCHER_SUPPRESS", ("dripiq.dispatcher.suppress.>",), True)
     MESSAGE_OUTCOMES = StreamSpec("MESSAGE_OUTCOMES", ("dripiq.dispatcher.outcome.>",), False, max_age_seconds=30 * DAY)
     # Call and LinkedIn tasks for the applications where people perform them.
     DISPATCHER_TASKS = StreamSpec("DISPATCHER_TASKS", ("dripiq.dispatcher.task.>",), False, max_age_seconds=30 * DAY)
@@ -124,6 +126,10 @@ class Subjects:
     # address names (the events service has no record of it): the command names no tenant.
     # Two tokens, so it never collides with a tenant's own subject.
     DISPATCHER_FORWARD_BY_MESSAGE = "dripiq.dispatcher.forward.by-message.reply"
+
+    @staticmethod
+    def dispatcher_suppress(tenant_id: str) -> str:
+        return f"dripiq.dispatcher.suppress.{token(tenant_id)}"
 
     @staticmethod
     def message_outcome(tenant_id: str) -> str:
@@ -319,6 +325,9 @@ class PullWorker:
     # through `handler`, so one bad message cannot hold the others back.
     batch_handler: Callable[[list[Msg]], Awaitable[Sequence[BaseException | None] | None]] | None = None
     fetch_timeout: float = 1.0
+    # Seconds to wait before the next fetch (0: fetch now), asked before each one: a circuit
+    # breaker holds the worker while what its handlers call is down. Waits end at stop().
+    hold: Callable[[], float] | None = None
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def setup(self) -> JetStreamContext.PullSubscription:
@@ -341,6 +350,10 @@ class PullWorker:
                 free = self.concurrency - len(inflight)
                 if free <= 0:
                     await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                if self.hold is not None and (wait := self.hold()) > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), timeout=min(wait, 1.0))
                     continue
                 try:
                     # A whole batch for a batch handler or in order (concurrency 1). Single

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from typing import Literal, TypeVar
 
-from pydantic import AliasChoices, Field, ValidationError
+import structlog
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dripiq_common.tokens import MIN_SECRET_BYTES, TokenSigner, parse_secrets
+
+log = structlog.get_logger(__name__)
 
 
 class ServiceSettings(BaseSettings):
@@ -47,6 +52,54 @@ class ServiceSettings(BaseSettings):
     @property
     def grpc_address(self) -> str:
         return f"{self.grpc_host}:{self.grpc_port}"
+
+
+class TokenSecrets(BaseSettings):
+    """The secrets that sign reply, unsubscribe and OAuth access tokens, for every process that
+    signs or verifies them (dispatcher, events, edge; suite-wide names, one value for all).
+
+    To rotate, move the current secret to the front of the previous list and set a new current
+    one, on every process; remove a previous secret once the mail that carries it may go
+    unanswered (docs/decisions/0018).
+    """
+
+    token_secret: SecretStr = Field(
+        validation_alias=AliasChoices("DRIPIQ_TOKEN_SECRET", "token_secret"),
+        description="Signs new tokens; verifies them too",
+    )
+    token_previous_secrets: SecretStr = Field(
+        default=SecretStr(""),
+        validation_alias=AliasChoices("DRIPIQ_TOKEN_PREVIOUS_SECRETS", "token_previous_secrets"),
+        description="Comma-separated secrets whose tokens are still accepted, none of them used to sign",
+    )
+
+    @field_validator("token_secret")
+    @classmethod
+    def _secret_long_enough(cls, value: SecretStr) -> SecretStr:
+        # TokenSigner refuses short secrets; say so at start-up rather than on the first token.
+        if len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes")
+        return value
+
+    @field_validator("token_previous_secrets")
+    @classmethod
+    def _previous_long_enough(cls, value: SecretStr) -> SecretStr:
+        for n, secret in enumerate(parse_secrets(value.get_secret_value()), 1):
+            if len(secret) < MIN_SECRET_BYTES:
+                # Never echoed: it is a secret. A comma inside a secret shows up here too.
+                raise ValueError(f"secret {n} is shorter than {MIN_SECRET_BYTES} bytes (secrets cannot hold commas)")
+        return value
+
+    def token_signer(self) -> TokenSigner:
+        signer = TokenSigner(
+            self.token_secret.get_secret_value().encode(),
+            parse_secrets(self.token_previous_secrets.get_secret_value()),
+        )
+        current, previous = signer.key_ids
+        # Every process must log the same ids: a process with another current key signs links
+        # the others refuse.
+        log.info("tokens.keys", current_key_id=current, previous_key_ids=list(previous))
+        return signer
 
 
 def settings_config(prefix: str) -> SettingsConfigDict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import structlog
 from nats.aio.msg import Msg
 
@@ -11,11 +13,12 @@ from dripiq_common.logging import configure_logging
 from dripiq_common.loops import Poller
 from dripiq_common.service import Parts, Runtime, run_process, run_service
 from dripiq_common.settings import load_settings
-from dripiq_common.tokens import TokenSigner
+from dripiq_dispatcher.breaker import ProviderBreaker
 from dripiq_dispatcher.campaigns import CampaignStates
 from dripiq_dispatcher.domain import MailSettings
 from dripiq_dispatcher.forwarding import ReplyForwarder, ReplyForwardingSettings
 from dripiq_dispatcher.handlers import SERVICE_NAMES, registrars
+from dripiq_dispatcher.message_suppressions import MessageSuppressions
 from dripiq_dispatcher.models import outbox
 from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender, SendGridSender, api_key_for
 from dripiq_dispatcher.service import PRUNE_BATCH, Dispatcher, SenderIdentities, Suppressions
@@ -24,21 +27,28 @@ from dripiq_dispatcher.settings import DispatcherSettings
 SEND = ConsumerSpec(Streams.DISPATCHER_SEND, "dispatcher-send", "dripiq.dispatcher.send.>")
 ENGAGEMENT = ConsumerSpec(Streams.ENGAGEMENT, "dispatcher-engagement", "dripiq.events.engagement.>")
 FORWARD = ConsumerSpec(Streams.DISPATCHER_FORWARD, "dispatcher-forward", Streams.DISPATCHER_FORWARD.subjects[0])
+SUPPRESS = ConsumerSpec(Streams.DISPATCHER_SUPPRESS, "dispatcher-suppress", Streams.DISPATCHER_SUPPRESS.subjects[0])
 CAMPAIGNS = ConsumerSpec(Streams.CAMPAIGN_STATUS, "dispatcher-campaigns", Streams.CAMPAIGN_STATUS.subjects[0])
 CAMPAIGN_STATES_BATCH = 500
-# Consumers whose handlers count provider attempts against DISPATCHER_MAX_ATTEMPTS.
-ATTEMPTING = (SEND, FORWARD)
+# Consumers whose handlers count provider attempts against DISPATCHER_MAX_ATTEMPTS (a send
+# comes back through the scheduler instead, until DISPATCHER_RETRY_HORIZON_SECONDS).
+ATTEMPTING = (FORWARD,)
 
 log = structlog.get_logger(__name__)
 
 
 def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Parts:
     relay = rt.outbox_relay(outbox)
+    breaker = ProviderBreaker(
+        threshold=settings.breaker_threshold,
+        cooldown=settings.breaker_cooldown_seconds,
+        max_cooldown=settings.breaker_max_cooldown_seconds,
+    )
     dispatcher = Dispatcher(
         rt.engine,
         rt.clock,
         sender,
-        TokenSigner(settings.token_secret.get_secret_value().encode()),
+        settings.token_signer(),
         MailSettings(
             settings.reply_domain,
             settings.message_id_domain,
@@ -46,8 +56,9 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
             click_tracking_text=settings.click_tracking_text,
             require_postal_address=settings.requires_postal_address,
         ),
-        settings.max_attempts,
+        settings.retry_policy,
         on_outbox=relay.kick,
+        breaker=breaker,
     )
     identities = SenderIdentities(rt.engine, rt.clock)
     suppressions = Suppressions(rt.engine, rt.clock)
@@ -64,6 +75,7 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
         batch_size=settings.send_batch_size,
         concurrency=settings.send_batches_in_flight,
         batch_handler=lambda msgs: dispatcher.handle_sends([m.data for m in msgs]),
+        hold=breaker.hold,
     )
     # Replies are few: each command on its own (no batches), several side by side since each
     # waits on one provider call.
@@ -74,11 +86,19 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
         lambda msg: forwarder.handle(msg.data, subject=msg.subject),
         concurrency=settings.forward_concurrency,
     )
+    # Unsubscribes the events service could not tie to an address: few, one at a time.
+    message_suppressions = MessageSuppressions(rt.engine, rt.clock)
+    suppress = PullWorker(
+        rt.js, rt.nc, SUPPRESS, lambda msg: message_suppressions.handle(msg.data, subject=msg.subject)
+    )
     unknown_sweep = Poller(
-        lambda: dispatcher.fail_overdue_unknown(deadline_seconds=settings.unknown_deadline_seconds),
+        lambda: dispatcher.resolve_unknown(
+            resend_after=timedelta(seconds=settings.unknown_resend_after_seconds),
+            deadline=timedelta(seconds=settings.unknown_deadline_seconds),
+        ),
         full=1000,
         poll_seconds=settings.unknown_sweep_seconds,
-        name="unknown-deadline",
+        name="unknown-resolution",
     )
 
     counter_pruner = Poller(
@@ -117,7 +137,7 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
     return Parts(
         service_names=SERVICE_NAMES,
         registrars=registrars(dispatcher, identities, suppressions, forwarding),
-        fetchers=[sends, engagements, forwards, campaigns],
+        fetchers=[sends, engagements, forwards, campaigns, suppress],
         loops=[relay, unknown_sweep, counter_pruner],
     )
 
@@ -128,7 +148,7 @@ def main() -> None:
     max_deliver = min(spec.max_deliver for spec in ATTEMPTING)
     if settings.max_attempts >= max_deliver:
         raise SystemExit(
-            "DISPATCHER_MAX_ATTEMPTS must be below the send and forward consumers' max_deliver "
+            "DISPATCHER_MAX_ATTEMPTS must be below the forward consumer's max_deliver "
             f"({max_deliver}), or JetStream dead-letters a message still meant to be retried"
         )
     api_key = api_key_for(settings)

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from python_http_client.exceptions import HTTPError
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq.events.v1 import messages_pb2 as events_pb2
-from dripiq_common import engagement, tokens, validation
+from dripiq_common import engagement, tokens, validation, windows
 from dripiq_common.errors import InvalidArgument
 from dripiq_common.tokens import TokenSigner
 from dripiq_dispatcher import rendering
@@ -85,6 +86,53 @@ class NewMessage:
     track_clicks: bool = True
     # Our ids of the earlier emails of this thread, oldest first.
     thread_message_ids: tuple[str, ...] = ()
+    # When the contact may be mailed, in their zone; None: whenever.
+    window: ContactWindow | None = None
+
+
+@dataclass(frozen=True)
+class ContactWindow:
+    window: windows.SendWindow
+    time_zone: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.window.to_json(), "time_zone": self.time_zone}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> ContactWindow | None:
+        return cls(windows.SendWindow.from_json(data), data["time_zone"]) if data else None
+
+    def to_proto(self) -> messages_pb2.ContactWindow:
+        w = self.window
+        return messages_pb2.ContactWindow(
+            weekdays=sorted(w.weekdays), start_hour=w.start_hour, end_hour=w.end_hour, time_zone=self.time_zone
+        )
+
+
+def contact_window(given: messages_pb2.ContactWindow) -> ContactWindow | None:
+    """The command's window, or None when it gives none or one that cannot be placed in (a
+    deferred send then comes back whenever, as before windows travelled)."""
+    if not given.weekdays or not 0 <= given.start_hour < given.end_hour <= 24:
+        return None
+    if not set(given.weekdays) <= set(range(1, 8)):
+        return None
+    try:
+        ZoneInfo(given.time_zone or "UTC")
+    except (ValueError, ZoneInfoNotFoundError):
+        return None
+    return ContactWindow(
+        windows.SendWindow(frozenset(given.weekdays), given.start_hour, given.end_hour), given.time_zone or "UTC"
+    )
+
+
+def in_window(message: NewMessage, due: datetime) -> datetime:
+    """`due`, or the first moment after it the contact's send window allows (with the same
+    spread at an opening the planner gives, fixed by the message id)."""
+    if message.window is None:
+        return due
+    return windows.place(
+        due, message.window.window, ZoneInfo(message.window.time_zone), seed=message.message_id, spread=0
+    )
 
 
 def new_message(command: messages_pb2.SendMessageCommand) -> NewMessage:
@@ -117,6 +165,7 @@ def new_message(command: messages_pb2.SendMessageCommand) -> NewMessage:
         track_opens=command.tracking.opens if command.HasField("tracking") else True,
         track_clicks=command.tracking.clicks if command.HasField("tracking") else True,
         thread_message_ids=tuple(command.thread_message_ids),
+        window=contact_window(command.send_window) if command.HasField("send_window") else None,
     )
 
 
@@ -529,6 +578,12 @@ class SendFailure:
     reason: str
     # When the provider said to come back (429 with X-RateLimit-Reset); None: use the backoff.
     retry_at: datetime | None = None
+    # The provider's HTTP status, when it answered.
+    status: int | None = None
+
+
+# Failures that say SendGrid is not answering (it may be down), not that it refused the message.
+PASSING_FAILURES = frozenset({FailureKind.RETRY, FailureKind.UNKNOWN})
 
 
 def classify_failure(exc: BaseException) -> SendFailure:
@@ -544,7 +599,7 @@ def classify_failure(exc: BaseException) -> SendFailure:
         reason = truncate(f"{PROVIDER} {status}: {provider_reason(exc.body)}")
         transient = status in (408, 429) or status >= 500
         retry_at = rate_limit_reset(exc.headers) if status == 429 else None
-        return SendFailure(FailureKind.RETRY if transient else FailureKind.PERMANENT, reason, retry_at)
+        return SendFailure(FailureKind.RETRY if transient else FailureKind.PERMANENT, reason, retry_at, status)
     if isinstance(exc, urllib.error.URLError):
         return SendFailure(FailureKind.RETRY, truncate(f"{PROVIDER} unreachable: {exc.reason}"))
     return SendFailure(
@@ -584,6 +639,65 @@ def retries_left(attempt_count: int, max_attempts: int) -> bool:
     return attempt_count < max_attempts
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a send that failed for a passing reason (5xx, 429, a connection that never opened)
+    comes back: through a scheduler timer, after a backoff that doubles from `base` up to
+    `cap`, until the message is `horizon` old. An outage of minutes or hours ends no campaign."""
+
+    horizon: timedelta = timedelta(hours=6)
+    base: timedelta = timedelta(seconds=30)
+    cap: timedelta = timedelta(minutes=30)
+
+    def next_attempt(
+        self, *, attempt: int, first_at: datetime, now: datetime, message_id: str, not_before: datetime | None = None
+    ) -> datetime | None:
+        """When attempt `attempt + 1` is made, jittered by the message id; None past the horizon.
+        `not_before` is what the provider asked for (a 429's reset time)."""
+        backoff = min(self.cap, self.base * 2 ** max(0, attempt - 1))
+        at = max(now + backoff, not_before or now) + jitter(message_id, backoff / 4)
+        return at if at - first_at <= self.horizon else None
+
+
+# A provider refusal the message cannot get past: a bad request (address, content) or a sender
+# SendGrid will not send for. A 401 is our account's key, not the message's.
+_PERMANENT_STATUSES = frozenset({400, 403, 413})
+
+
+def failure_is_permanent(failure: SendFailure) -> bool:
+    """Whether a PERMANENT provider failure is the message's own (its campaign ends) rather than
+    ours (a bad API key: the campaign waits for a person)."""
+    return failure.kind == FailureKind.PERMANENT and failure.status in _PERMANENT_STATUSES
+
+
+# SendGrid's delivery events: it posts `processed` for every message it accepts, then one of the
+# others. Their times say how far SendGrid's reports have reached.
+DELIVERY_EVENTS = frozenset({"processed", "delivered", "deferred", "bounce", "dropped"})
+
+
+def command_from_row(row: Any) -> messages_pb2.SendMessageCommand:
+    """The send command a stored message came from, to send it again as it was."""
+    return messages_pb2.SendMessageCommand(
+        tenant_id=row.tenant_id,
+        message_id=row.message_id,
+        campaign_id=row.campaign_id,
+        step_index=row.step_index,
+        contact_id=row.contact_id,
+        channel=row.channel,
+        to_email=row.to_email,
+        to_name=row.to_name,
+        sender_identity_id=row.sender_identity_id,
+        subject=row.subject,
+        body_text=row.body_text,
+        body_html=row.body_html,
+        categories=list(row.categories),
+        postal_address=row.postal_address,
+        tracking=messages_pb2.Tracking(opens=row.track_opens, clicks=row.track_clicks),
+        thread_message_ids=list(row.thread_message_ids),
+        send_window=window.to_proto() if (window := ContactWindow.from_json(row.send_window)) else None,
+    )
+
+
 def outcome_for_row(
     row: Any,
     kind: messages_pb2.OutcomeKind,
@@ -614,8 +728,10 @@ def outcome(
     reason: str = "",
     provider_message_id: str = "",
     rfc_message_id: str = "",
+    permanent: bool = False,
 ) -> messages_pb2.MessageOutcome:
     fact = messages_pb2.MessageOutcome(
+        permanent=permanent,
         tenant_id=message.tenant_id,
         message_id=message.message_id,
         campaign_id=message.campaign_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common.outbox import OutboxMessage
@@ -39,3 +39,19 @@ def count_outcomes(messages: Iterable[OutboxMessage]) -> None:
         if isinstance(fact, messages_pb2.MessageOutcome):
             kind = messages_pb2.OutcomeKind.Name(fact.kind).removeprefix("OUTCOME_KIND_").lower()
             OUTCOMES.labels(kind=kind, channel=fact.channel or "email").inc()
+
+
+UNKNOWN_RESOLVED = Counter(
+    "dripiq_dispatcher_unknown_resolved",
+    "Sends left unknown (the call may have gone out) settled without a provider event: resent "
+    "(SendGrid's reports went past them without one) or failed (its reports lagged past the deadline)",
+    ["result"],
+)
+BREAKER_OPEN = Gauge(
+    "dripiq_dispatcher_provider_breaker_open",
+    "1 while the send worker has stopped taking sends because SendGrid keeps failing (open or probing), else 0",
+)
+BREAKER_OPENINGS = Counter(
+    "dripiq_dispatcher_provider_breaker_openings",
+    "Times the send worker stopped taking sends after SendGrid failed for a passing reason many times in a row",
+)

@@ -13,12 +13,14 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     Table,
     Text,
     UniqueConstraint,
     func,
     true,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from dripiq_common.outbox import outbox_table
 
@@ -60,6 +62,12 @@ messages = Table(
     # What the email asked SendGrid to track (the tenant's privacy switches when it was sent).
     Column("track_opens", Boolean, nullable=False, server_default=true()),
     Column("track_clicks", Boolean, nullable=False, server_default=true()),
+    # The rest of what the send command carried, so an unconfirmed send can be sent again as it was.
+    Column("postal_address", Text, nullable=False, server_default=""),
+    Column("categories", JSONB, nullable=False, server_default="[]"),
+    Column("thread_message_ids", JSONB, nullable=False, server_default="[]"),
+    # {"weekdays", "start_hour", "end_hour", "time_zone"}, or null: whenever.
+    Column("send_window", JSONB),
     UniqueConstraint("idempotency_key", name="messages_idempotency_key_key"),
     UniqueConstraint("provider", "provider_message_id", name="messages_provider_message_key"),
     CheckConstraint(
@@ -184,6 +192,18 @@ campaign_states = Table(
     Column("reason", Text, nullable=False, server_default=""),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("tenant_id", "campaign_id", name="campaign_states_pkey"),
+)
+
+# One row: the newest time SendGrid says it handled a message (its `processed`, `delivered`,
+# `deferred`, `bounce` and `dropped` events, as the events service relays them). A send left
+# `unknown` with no event of its own although events from later than it have come is taken to
+# have never reached SendGrid, and is sent again.
+provider_watermark = Table(
+    "provider_watermark",
+    metadata,
+    Column("id", SmallInteger, primary_key=True),
+    Column("newest_event_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("id = 1", name="provider_watermark_one_row"),
 )
 
 outbox = outbox_table(metadata)

@@ -3,6 +3,7 @@ are upserts on the natural keys, and status changes name the status they expect 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,7 @@ from dripiq_dispatcher.domain import AnsweredMessage, ForwardStatus, Identity, N
 from dripiq_dispatcher.models import (
     campaign_states,
     messages,
+    provider_watermark,
     rate_counters,
     rate_limits,
     reply_forwarding,
@@ -45,6 +47,10 @@ async def insert_messages(conn: AsyncConnection, *, batch: Sequence[NewMessage],
             "body_html": m.body_html,
             "track_opens": m.track_opens,
             "track_clicks": m.track_clicks,
+            "postal_address": m.postal_address,
+            "categories": json.dumps(list(m.categories)),
+            "thread_message_ids": json.dumps(list(m.thread_message_ids)),
+            "send_window": json.dumps(m.window.to_json()) if m.window else None,
             "created_at": now,
             "updated_at": now,
         }
@@ -52,11 +58,17 @@ async def insert_messages(conn: AsyncConnection, *, batch: Sequence[NewMessage],
         # wait for each other in one order instead of deadlocking.
         for m in sorted(batch, key=lambda m: m.message_id)
     ]
-    await bulk.insert_rows(conn, messages, rows, suffix="ON CONFLICT (message_id) DO NOTHING")
+    await bulk.insert_rows(
+        conn,
+        messages,
+        rows,
+        suffix="ON CONFLICT (message_id) DO NOTHING",
+        casts={"categories": "text", "thread_message_ids": "text", "send_window": "text"},
+    )
 
 
 _LOCK_MESSAGES = (
-    "SELECT message_id, tenant_id, status, attempt_count FROM dispatcher.messages "
+    "SELECT message_id, tenant_id, status, attempt_count, created_at FROM dispatcher.messages "
     "WHERE message_id = ANY($1::text[]) ORDER BY message_id FOR UPDATE"
 )
 
@@ -95,25 +107,36 @@ async def lock_unknown(conn: AsyncConnection, *, message_ids: Collection[str]) -
     ).all()
 
 
-async def fail_overdue_unknown(
-    conn: AsyncConnection, *, older_than: datetime, now: datetime, reason: str, limit: int
-) -> Sequence[Row[Any]]:
-    """Mark `unknown` messages nobody proved sent by `older_than` failed; the rows moved."""
-    stale = (
-        select(messages.c.message_id)
-        .where(messages.c.status == Status.UNKNOWN.value, messages.c.updated_at < older_than)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
+async def lock_unconfirmed(conn: AsyncConnection, *, older_than: datetime, limit: int) -> Sequence[Row[Any]]:
+    """`unknown` messages that have waited since before `older_than`, oldest first, locked
+    (rows another sweep holds are skipped)."""
     return (
         await conn.execute(
-            update(messages)
-            .where(messages.c.message_id.in_(stale))
-            .values(status=Status.FAILED.value, last_error=reason, updated_at=now)
-            .returning(*messages.c)
+            select(messages)
+            .where(messages.c.status == Status.UNKNOWN.value, messages.c.updated_at < older_than)
+            .order_by(messages.c.updated_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
         )
     ).all()
+
+
+async def advance_watermark(conn: AsyncConnection, *, newest_event_at: datetime) -> None:
+    """Keep the newest delivery event time seen (never moves back). Only a newer time locks
+    the row, so engagement batches of every replica do not queue up on it."""
+    moved = await conn.execute(
+        update(provider_watermark)
+        .where(provider_watermark.c.id == 1, provider_watermark.c.newest_event_at < newest_event_at)
+        .values(newest_event_at=newest_event_at)
+    )
+    if moved.rowcount == 0:
+        await conn.execute(
+            insert(provider_watermark).values(id=1, newest_event_at=newest_event_at).on_conflict_do_nothing()
+        )
+
+
+async def watermark(conn: AsyncConnection) -> datetime | None:
+    return await conn.scalar(select(provider_watermark.c.newest_event_at).where(provider_watermark.c.id == 1))
 
 
 async def get_message(conn: AsyncConnection, *, tenant_id: str, message_id: str, lock: bool = False) -> Row[Any] | None:

@@ -31,6 +31,7 @@ from dripiq_common.jetstream import Subjects, decode
 from dripiq_common.outbox import OutboxMessage, coalesce_timer_commands, enqueue
 from dripiq_common.tokens import TokenSigner
 from dripiq_dispatcher import domain, metrics, repository
+from dripiq_dispatcher.breaker import ProviderBreaker
 from dripiq_dispatcher.domain import FailureKind, NewMessage, SendFailure, Status
 from dripiq_dispatcher.models import outbox
 from dripiq_dispatcher.provider import MailSender
@@ -55,6 +56,8 @@ class _Item:
     identity: domain.Identity | None = None
     attempt: int = 0
     rfc_message_id: str = ""
+    # When the message was first recorded: retries stop at the policy's horizon from here.
+    first_at: datetime | None = None
 
     @property
     def ids(self) -> dict[str, str]:
@@ -96,9 +99,12 @@ class Dispatcher:
     sender: MailSender
     signer: TokenSigner
     mail_settings: domain.MailSettings
-    max_attempts: int
+    # How a send that failed for a passing reason comes back, and for how long.
+    retry: domain.RetryPolicy
     # Wakes the outbox relay after a commit that wrote outcomes, instead of waiting its poll.
     on_outbox: Callable[[], None] = field(default=lambda: None)
+    # Told what every batch's provider calls came to; it holds the send worker while SendGrid is down.
+    breaker: ProviderBreaker | None = None
 
     async def handle_send(self, data: bytes) -> None:
         """One SendMessageCommand from the planner. Safe to redeliver at any point."""
@@ -142,6 +148,9 @@ class Dispatcher:
         if calls:
             answers = await asyncio.gather(*(self._call(item) for item in calls))
             called = time.perf_counter()
+            if self.breaker is not None:
+                passing = sum(1 for a in answers if a.failure is not None and a.failure.kind in domain.PASSING_FAILURES)
+                self.breaker.record(answered=len(answers) - passing, failed=passing)
             settlement = _Work(self.clock.now())
             async with self.engine.begin() as conn:
                 await self._settle_calls(conn, calls, answers, settlement, results)
@@ -215,6 +224,7 @@ class Dispatcher:
                 log.warning("send.found_sending_marked_unknown", attempt_count=row["attempt_count"], **item.ids)
             else:
                 item.attempt = row["attempt_count"]
+                item.first_at = row["created_at"]
                 queued.append(item)
         candidates = await self._sendable(conn, queued, work)
         admitted = await self._take_budgets(conn, candidates, work)
@@ -244,11 +254,14 @@ class Dispatcher:
             if state is not None:
                 self._withhold(item, state, work)
                 continue
-            problem = domain.content_problem(item.message) or domain.mail_problem(item.message, self.mail_settings)
-            if problem is None:
-                fine.append(item)
-            else:
+            # A bad message can never go out (its campaign ends); a tenant setting missing
+            # (the postal address) is for a person to fix (its campaign waits).
+            if (problem := domain.content_problem(item.message)) is not None:
+                self._settle(item, Status.FAILED, problem, work, permanent=True)
+            elif (problem := domain.mail_problem(item.message, self.mail_settings)) is not None:
                 self._settle(item, Status.FAILED, problem, work)
+            else:
+                fine.append(item)
         address = {i.message.message_id: domain.normalize_address(i.message.to_email) for i in fine}
         suppressed = await repository.suppression_reasons(
             conn, keys={(i.message.tenant_id, address[i.message.message_id]) for i in fine}
@@ -269,7 +282,7 @@ class Dispatcher:
                 continue
             identity = domain.sendable_identity(found.get((m.tenant_id, m.sender_identity_id)), m.sender_identity_id)
             if isinstance(identity, str):
-                self._settle(item, Status.FAILED, identity, work)
+                self._settle(item, Status.FAILED, identity, work, permanent=True)
                 continue
             item.identity = identity
             sendable.append(item)
@@ -315,7 +328,7 @@ class Dispatcher:
         until = domain.window_end(full.window, work.now)
         reason = f"deferred: {full.scope} {full.window} budget spent until {until.isoformat()}"
         work.change(item, status=Status.QUEUED.value, last_error=reason)
-        fire_at = domain.defer_until(full.window, work.now, item.message.message_id)
+        fire_at = domain.in_window(item.message, domain.defer_until(full.window, work.now, item.message.message_id))
         self._come_back(item, fire_at=fire_at, reason=reason, work=work)
         log.info("send.deferred", scope=full.scope, window=full.window, until=until.isoformat(), **item.ids)
 
@@ -412,11 +425,11 @@ class Dispatcher:
         )
         log.info("send.withheld", campaign_status=status, **item.ids)
 
-    def _settle(self, item: _Item, status: Status, reason: str, work: _Work) -> None:
+    def _settle(self, item: _Item, status: Status, reason: str, work: _Work, *, permanent: bool = False) -> None:
         """Fail or suppress a queued message before any provider call, with its outcome."""
         work.change(item, status=status.value, last_error=reason)
         kind = messages_pb2.OUTCOME_KIND_SUPPRESSED if status == Status.SUPPRESSED else messages_pb2.OUTCOME_KIND_FAILED
-        work.outcome(domain.outcome(item.message, kind, occurred_at=work.now, reason=reason))
+        work.outcome(domain.outcome(item.message, kind, occurred_at=work.now, reason=reason, permanent=permanent))
         log.info("send.settled_without_sending", status=str(status), reason=reason, **item.ids)
 
     async def _call(self, item: _Item) -> _Answer:
@@ -471,43 +484,53 @@ class Dispatcher:
             results[item.index] = self._settle_failure(item, answer.failure, status, work)
 
     def _settle_failure(self, item: _Item, failure: SendFailure, status: Status, work: _Work) -> Exception | None:
-        """Record a failed call; RetryLater when the delivery is to come back after a backoff."""
+        """Record a failed call. A passing failure (5xx, 429, a connection that never opened)
+        comes back through a scheduler timer with a growing backoff until the retry horizon;
+        nothing waits on JetStream's redelivery. Returns no error: the delivery is done."""
         if failure.kind == FailureKind.UNKNOWN:
             if status == Status.SENDING:
                 work.change(item, status=Status.UNKNOWN.value, last_error=failure.reason)
                 log.error("send.outcome_unknown", reason=failure.reason, attempt=item.attempt, **item.ids)
             return None
-        if failure.kind == FailureKind.RETRY and domain.retries_left(item.attempt, self.max_attempts):
-            # Only from `sending`: a row a redelivery parked as `unknown` has no delivery left
-            # to retry it, and `unknown` is where undecided messages wait to be settled.
-            if status != Status.SENDING:
-                log.warning("send.failure_after_row_moved_on", reason=failure.reason, **item.ids)
-                return None
-            work.change(item, status=Status.QUEUED.value, last_error=failure.reason)
-            if failure.retry_at is not None and failure.retry_at > work.now:
-                # The provider said when its budget returns: come back then, through the
-                # scheduler, instead of spending deliveries on the consumer's backoff.
-                reason = f"deferred: provider rate limit until {failure.retry_at.isoformat()}"
-                fire_at = failure.retry_at + domain.jitter(item.message.message_id, timedelta(seconds=30))
-                self._come_back(item, fire_at=fire_at, reason=reason, work=work)
-                log.warning(
-                    "send.deferred_by_provider", until=failure.retry_at.isoformat(), attempt=item.attempt, **item.ids
-                )
-                return None
-            # The row is `queued` again by the time JetStream redelivers the command.
-            log.warning("send.retrying", reason=failure.reason, attempt=item.attempt, **item.ids)
-            return RetryLater(failure.reason)
-        reason = failure.reason
-        if failure.kind == FailureKind.RETRY:
-            reason = domain.truncate(f"gave up after {item.attempt} attempts: {reason}")
-        if status not in domain.IN_FLIGHT:
+        if status != Status.SENDING and not (failure.kind == FailureKind.PERMANENT and status in domain.IN_FLIGHT):
+            # A row a redelivery parked as `unknown` keeps waiting there for a provider event.
             log.warning("send.failure_after_row_moved_on", reason=failure.reason, **item.ids)
             return None
+        if failure.kind == FailureKind.RETRY:
+            come_back = self.retry.next_attempt(
+                attempt=item.attempt,
+                first_at=item.first_at or work.now,
+                now=work.now,
+                message_id=item.message.message_id,
+                not_before=failure.retry_at,
+            )
+            if come_back is not None:
+                come_back = domain.in_window(item.message, come_back)
+                work.change(item, status=Status.QUEUED.value, last_error=failure.reason)
+                reason = (
+                    f"deferred: provider rate limit until {failure.retry_at.isoformat()}"
+                    if failure.retry_at is not None and failure.retry_at > work.now
+                    else f"deferred: retrying at {come_back.isoformat()} after {failure.reason}"
+                )
+                self._come_back(item, fire_at=come_back, reason=reason, work=work)
+                log.warning(
+                    "send.retrying", reason=failure.reason, attempt=item.attempt, at=come_back.isoformat(), **item.ids
+                )
+                return None
+        reason = failure.reason
+        if failure.kind == FailureKind.RETRY:
+            reason = domain.truncate(
+                f"gave up after {item.attempt} attempts over {self.retry.horizon} (DISPATCHER_RETRY_HORIZON_SECONDS): "
+                f"{reason}"
+            )
+        permanent = domain.failure_is_permanent(failure)
         work.change(item, status=Status.FAILED.value, last_error=reason)
         work.outcome(
-            domain.outcome(item.message, messages_pb2.OUTCOME_KIND_FAILED, occurred_at=work.now, reason=reason)
+            domain.outcome(
+                item.message, messages_pb2.OUTCOME_KIND_FAILED, occurred_at=work.now, reason=reason, permanent=permanent
+            )
         )
-        log.warning("send.failed", reason=failure.reason, attempt=item.attempt, **item.ids)
+        log.warning("send.failed", reason=failure.reason, attempt=item.attempt, permanent=permanent, **item.ids)
         return None
 
     async def set_rate_limit(self, given: pb.RateLimit) -> pb.RateLimit:
@@ -544,10 +567,19 @@ class Dispatcher:
         wanted = {
             (e.tenant_id, e.message_id): e for e in events if e.message_id and validation.TENANT.match(e.tenant_id)
         }
+        reported = [
+            e.occurred_at.ToDatetime(tzinfo=UTC)
+            for e in events
+            if e.event_type in domain.DELIVERY_EVENTS and e.HasField("occurred_at")
+        ]
         if not wanted:
             return 0
         now = self.clock.now()
         async with self.engine.begin() as conn:
+            if reported:
+                # How far SendGrid's reports have reached: unconfirmed sends older than this by
+                # a margin never reached it (resolve_unknown).
+                await repository.advance_watermark(conn, newest_event_at=min(max(reported), now))
             rows = await repository.lock_unknown(conn, message_ids={m for _, m in wanted})
             settled = [row for row in rows if (row.tenant_id, row.message_id) in wanted]
             for row in settled:
@@ -574,23 +606,61 @@ class Dispatcher:
             self.on_outbox()
         return len(settled)
 
-    async def fail_overdue_unknown(self, *, deadline_seconds: float, limit: int = 1000) -> int:
-        """Messages no provider event proved sent within the deadline: failed, for a person to
-        review (the provider may still have them; sending again could send twice)."""
+    async def resolve_unknown(self, *, resend_after: timedelta, deadline: timedelta, limit: int = 1000) -> int:
+        """Settle `unknown` sends no provider event has settled yet (how many moved).
+
+        SendGrid posts `processed` for every message it accepts. Once its delivery events for
+        messages it handled `resend_after` past the moment ours went unknown have reached us,
+        and none for ours, ours never reached it: it is sent again, as it was (the same message
+        id and command, through the send stream, so a stopped campaign withholds it). While
+        SendGrid's reports lag that far (the edge down, events behind), nothing is resent; past
+        `deadline` the send fails for a person to review (its campaign waits, it does not end).
+        """
         now = self.clock.now()
-        reason = f"no provider event proved this send within {deadline_seconds:g} s; review before resending"
+        resent: list[Any] = []
+        failed: list[Any] = []
         async with self.engine.begin() as conn:
-            rows = await repository.fail_overdue_unknown(
-                conn, older_than=now - timedelta(seconds=deadline_seconds), now=now, reason=reason, limit=limit
-            )
+            rows = await repository.lock_unconfirmed(conn, older_than=now - resend_after, limit=limit)
+            if not rows:
+                return 0
+            reported_until = await repository.watermark(conn)
             for row in rows:
+                if reported_until is not None and reported_until >= row.updated_at + resend_after:
+                    resent.append(row)
+                elif now - row.updated_at >= deadline:
+                    failed.append(row)
+            resend_reason = (
+                f"sent again: no provider event for it, while SendGrid reported messages it handled "
+                f"{resend_after} after it"
+            )
+            await repository.update_messages(
+                conn,
+                changes=[(r.message_id, {"status": Status.QUEUED.value, "last_error": resend_reason}) for r in resent],
+            )
+            await enqueue(
+                conn,
+                outbox,
+                [OutboxMessage(Subjects.dispatcher_send(r.tenant_id), domain.command_from_row(r)) for r in resent],
+            )
+            fail_reason = (
+                f"no provider event proved this send within {deadline} while SendGrid's reports lagged; "
+                "review before resending (RetryStep sends it again)"
+            )
+            await repository.update_messages(
+                conn,
+                changes=[(r.message_id, {"status": Status.FAILED.value, "last_error": fail_reason}) for r in failed],
+            )
+            for row in failed:
                 await self._outcome(
-                    conn, domain.outcome_for_row(row, messages_pb2.OUTCOME_KIND_FAILED, occurred_at=now, reason=reason)
+                    conn,
+                    domain.outcome_for_row(row, messages_pb2.OUTCOME_KIND_FAILED, occurred_at=now, reason=fail_reason),
                 )
-        if rows:
+        if resent or failed:
             self.on_outbox()
-            log.warning("send.unknown_failed_after_deadline", count=len(rows))
-        return len(rows)
+            log.warning("send.unknown_resolved", resent=len(resent), failed=len(failed))
+            metrics.UNKNOWN_RESOLVED.labels(result="resent").inc(len(resent))
+            metrics.UNKNOWN_RESOLVED.labels(result="failed").inc(len(failed))
+        return len(resent) + len(failed)
 
     async def prune_rate_counters(self, *, limit: int = PRUNE_BATCH) -> int:
         """Delete counters of windows long over (nothing reads them again); how many went."""

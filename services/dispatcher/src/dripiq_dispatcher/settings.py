@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 
-from dripiq_common.settings import ServiceSettings, settings_config
+from dripiq_common.settings import ServiceSettings, TokenSecrets, settings_config
+from dripiq_dispatcher.domain import RetryPolicy
 
 
-class DispatcherSettings(ServiceSettings):
+class DispatcherSettings(TokenSecrets, ServiceSettings):
+    """The token secrets (TokenSecrets) sign reply and unsubscribe tokens; the events service
+    and the edge verify them with the same ones."""
+
     model_config = settings_config("DISPATCHER_")
 
     grpc_port: int = 50052
@@ -20,10 +25,6 @@ class DispatcherSettings(ServiceSettings):
     sendgrid_api_host: str = Field(
         default="https://api.sendgrid.com",
         validation_alias=AliasChoices("SENDGRID_API_HOST", "sendgrid_api_host"),
-    )
-    token_secret: SecretStr = Field(
-        validation_alias=AliasChoices("DRIPIQ_TOKEN_SECRET", "token_secret"),
-        description="HMAC secret for reply and unsubscribe tokens, shared with events and edge",
     )
 
     reply_domain: str = "reply.dripiq.localhost"
@@ -45,19 +46,42 @@ class DispatcherSettings(ServiceSettings):
     executor_threads: int = Field(default=64, ge=1)
     # Connecting must finish within this (a failure then is known not to have sent anything).
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
-    # Provider attempts per message (transient failures only) before it is failed.
+    # Provider attempts per reply forward (transient failures only) before it is failed.
     max_attempts: int = Field(default=5, ge=1)
+    # A send that failed for a passing reason (5xx, 429, no connection) comes back through a
+    # scheduler timer, the wait doubling from the base to the cap, until the message is this
+    # old: only then does it fail (and its campaign waits for a person, it does not end).
+    retry_horizon_seconds: float = Field(default=6 * 3600, gt=0)
+    retry_backoff_seconds: float = Field(default=30, gt=0)
+    retry_backoff_max_seconds: float = Field(default=1800, gt=0)
+    # After this many provider calls in a row failed for a passing reason, the send worker stops
+    # fetching for a cool-down (doubling up to the max), then probes with one batch.
+    breaker_threshold: int = Field(default=50, ge=1)
+    breaker_cooldown_seconds: float = Field(default=5, gt=0)
+    breaker_max_cooldown_seconds: float = Field(default=300, gt=0)
     # Must stay well under the send consumer's ack wait (30 s): a call still running when
     # JetStream redelivers makes the redelivery find `sending` and park the message as unknown.
     send_timeout_seconds: float = Field(default=20.0, gt=0)
-    # An `unknown` send (the provider may or may not have it) waits this long for a provider
-    # event to prove it went out, then fails for a person to review.
+    # An `unknown` send (the call may have gone out) is settled by its own provider event. With
+    # none, once SendGrid's events for messages it handled this long after ours have come, ours
+    # never reached it and is sent again (the Event Webhook must include `processed`).
+    unknown_resend_after_seconds: float = Field(default=300, gt=0)
+    # While SendGrid's reports lag behind (edge down, events late), nothing is resent; after
+    # this long the send fails for a person to review (its campaign needs attention).
     unknown_deadline_seconds: float = Field(default=2 * 3600, gt=0)
     unknown_sweep_seconds: float = Field(default=60, gt=0)
     # Reply forwards handled at once (each one provider call).
     forward_concurrency: int = Field(default=8, ge=1)
     # How often rate-limit counters of windows long over are deleted.
     counter_prune_seconds: float = Field(default=300, gt=0)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            horizon=timedelta(seconds=self.retry_horizon_seconds),
+            base=timedelta(seconds=self.retry_backoff_seconds),
+            cap=timedelta(seconds=self.retry_backoff_max_seconds),
+        )
 
     @property
     def requires_postal_address(self) -> bool:
@@ -80,10 +104,3 @@ class DispatcherSettings(ServiceSettings):
     def _empty_key_is_no_key(cls, value: object) -> object:
         # `SENDGRID_API_KEY=` in an env file means "not set", not "send with an empty key".
         return None if value == "" else value
-
-    @field_validator("token_secret")
-    @classmethod
-    def _secret_long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value().encode()) < 16:
-            raise ValueError("must be at least 16 bytes")
-        return value

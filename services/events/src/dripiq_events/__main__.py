@@ -10,7 +10,6 @@ from dripiq.events.v1 import events_service_pb2, events_service_pb2_grpc
 from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
 from dripiq_common.loops import Poller
 from dripiq_common.service import Loop, Parts, Runtime, serve
-from dripiq_common.tokens import TokenSigner
 from dripiq_events import autoreply_dates
 from dripiq_events.ai_classifier import build_classifier
 from dripiq_events.handlers import EventsServicer
@@ -36,7 +35,7 @@ def build(settings: EventsSettings, rt: Runtime) -> Parts:
             "still being classified is delivered again"
         )
     relay = rt.outbox_relay(outbox)
-    signer = TokenSigner(settings.token_secret.get_secret_value().encode())
+    signer = settings.token_signer()
     classifier = build_classifier(settings)
     # The date parser's language data loads now rather than on the first auto-reply it reads.
     autoreply_dates.warm_up()

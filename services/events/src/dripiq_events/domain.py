@@ -327,6 +327,28 @@ def unsubscribe_event(*, tenant_id: str, message_id: str, outbound: Outbound | N
     )
 
 
+def unsubscribe_request(tenant_id: str, message_id: str) -> tuple[str, str]:
+    """The tenant and message a signed unsubscribe names, or InvalidArgument for one that could
+    never be recorded. The edge asks this before it answers, so it never says "unsubscribed" for
+    a request the events service would dead-letter."""
+    return validation.tenant_id(tenant_id), validation.required(message_id, "message_id", max_length=MAX_ID_LENGTH)
+
+
+def needs_address(outbound: Outbound | None) -> bool:
+    """Whether an unsubscribe must ask the dispatcher for the address: without our record of
+    the message, its engagement fact names none, and nobody would suppress it."""
+    return outbound is None or not outbound.to_email
+
+
+def suppress_by_message(
+    *, tenant_id: str, message_id: str, occurred_at: datetime
+) -> dispatcher_pb.SuppressByMessageCommand:
+    """The dispatcher keeps every message's address: it suppresses the one this message went to."""
+    command = dispatcher_pb.SuppressByMessageCommand(tenant_id=tenant_id, message_id=message_id, reason=UNSUBSCRIBE)
+    command.occurred_at.FromDatetime(occurred_at)
+    return command
+
+
 def task_event(outcome: dispatcher_pb.MessageOutcome, sent: SentMessage) -> NewEvent | None:
     """The event a completed task's report stands for (a reply or a decline), or None. Its
     engagement fact was published by the dispatcher with the same id, so it is stored and

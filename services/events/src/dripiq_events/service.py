@@ -288,9 +288,14 @@ class EventIngest:
         return next((by_rfc[ref] for ref in referenced if ref in by_rfc), None)
 
     async def _unsubscribe(self, fields: dict[str, str], received_at: datetime) -> IngestResult:
+        """A one-click unsubscribe the edge took (its signed token named tenant and message):
+        stored once, published, and the address suppressed. Without our record of the message,
+        the same transaction asks the dispatcher, which keeps every message's address, to
+        suppress it: the request is honoured whatever we still know."""
         try:
-            tenant_id = validation.tenant_id(fields.get("tenant_id", ""))
-            message_id = validation.required(fields.get("message_id", ""), "message_id")
+            tenant_id, message_id = domain.unsubscribe_request(
+                fields.get("tenant_id", ""), fields.get("message_id", "")
+            )
         except InvalidArgument as exc:
             raise PermanentMessageError(f"invalid unsubscribe: {exc}") from exc
         event_id = domain.unsubscribe_event_id(message_id)
@@ -307,15 +312,22 @@ class EventIngest:
             ):
                 return IngestResult(received=1)
             known = (await repository.outbound_by_message_ids(conn, message_ids=[message_id])).get(message_id)
+            outbound = known if known and known.tenant_id == tenant_id else None
             event = domain.unsubscribe_event(
-                tenant_id=tenant_id,
-                message_id=message_id,
-                occurred_at=received_at,
-                outbound=known if known and known.tenant_id == tenant_id else None,
+                tenant_id=tenant_id, message_id=message_id, occurred_at=received_at, outbound=outbound
             )
             stored = await self._store(conn, [event], received_at)
-        log.info("events.unsubscribe_stored", tenant_id=tenant_id, message_id=message_id)
-        return IngestResult(received=1, stored=stored.stored, published=stored.published)
+            by_message = domain.needs_address(outbound)
+            if by_message:
+                command = domain.suppress_by_message(
+                    tenant_id=tenant_id, message_id=message_id, occurred_at=received_at
+                )
+                await outbox.enqueue(
+                    conn, outbox_table, [OutboxMessage(Subjects.dispatcher_suppress(tenant_id), command)]
+                )
+        log.info("events.unsubscribe_stored", tenant_id=tenant_id, message_id=message_id, by_message=by_message)
+        # `published` counts the command too: it wakes the relay.
+        return IngestResult(received=1, stored=stored.stored, published=stored.published + by_message)
 
     async def _store(self, conn: AsyncConnection, rows: Sequence[NewEvent], received_at: datetime) -> IngestResult:
         """Insert what is new and outbox one engagement fact per new matched row, together

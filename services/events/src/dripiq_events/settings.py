@@ -1,26 +1,18 @@
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr
 
-from dripiq_common.settings import ServiceSettings, settings_config
-
-TOKEN_SECRET_ALIAS = AliasChoices("DRIPIQ_TOKEN_SECRET", "token_secret")
+from dripiq_common.settings import ServiceSettings, TokenSecrets, settings_config
 
 
-def check_token_secret(value: SecretStr) -> SecretStr:
-    """TokenSigner refuses short secrets; say so at start-up rather than on the first token."""
-    if len(value.get_secret_value().encode()) < 16:
-        raise ValueError("must be at least 16 bytes")
-    return value
+class EventsSettings(TokenSecrets, ServiceSettings):
+    """The token secrets (TokenSecrets) are shared with the dispatcher, which signs reply
+    tokens into outgoing mail."""
 
-
-class EventsSettings(ServiceSettings):
     model_config = settings_config("EVENTS_")
 
     grpc_port: int = 50053
     metrics_port: int = 9103
-    # Shared with the dispatcher, which signs reply tokens into outgoing mail.
-    token_secret: SecretStr = Field(validation_alias=TOKEN_SECRET_ALIAS)
     # Monthly message_events partitions kept ready ahead of time, so no event of a coming
     # month lands in the DEFAULT partition (which would block creating that month later).
     partition_months_ahead: int = Field(default=3, ge=1, le=24)
@@ -38,8 +30,6 @@ class EventsSettings(ServiceSettings):
     # Inbound mail tied to none of our messages (no tenant can read it) is deleted after this
     # many days. 0 keeps it forever.
     unmatched_inbound_retention_days: int = Field(default=30, ge=0)
-
-    _check_token_secret = field_validator("token_secret")(check_token_secret)
 
     # The names every OpenAI client and tool reads; either one turns the AI reply classifier on
     # (the base URL alone for OpenAI-compatible servers that need no key).

@@ -46,6 +46,7 @@ MAX_BATCH = 1000
 _CAMPAIGN_STATUS = {
     "active": pb.CAMPAIGN_STATUS_ACTIVE,
     "paused": pb.CAMPAIGN_STATUS_PAUSED,
+    "needs_attention": pb.CAMPAIGN_STATUS_NEEDS_ATTENTION,
     "completed": pb.CAMPAIGN_STATUS_COMPLETED,
     "canceled": pb.CAMPAIGN_STATUS_CANCELED,
 }
@@ -126,9 +127,10 @@ def to_proto(campaign: Any, steps: Sequence[Any], *, with_strategy: bool = True)
         sender_identity_id=campaign.sender_identity_id,
         current_step_index=campaign.current_step_index,
         cancel_reason=campaign.cancel_reason,
+        attention_reason=campaign.attention_reason,
         strategist=campaign.strategist,
         time_zone=settings.get("time_zone", "UTC"),
-        send_window=windows.SendWindow.from_json(settings["send_window"]).to_proto(),
+        send_window=windows.to_proto(windows.SendWindow.from_json(settings["send_window"])),
         steps=[_step_proto(step) for step in steps],
     )
     if with_strategy:
@@ -349,6 +351,7 @@ class CampaignService:
                 "status": "active",
                 "current_step_index": 0,
                 "cancel_reason": "",
+                "attention_reason": "",
                 "created_at": now,
                 "updated_at": now,
             }
@@ -458,11 +461,27 @@ class CampaignService:
         return await self._change(tenant_id, campaign_id, change)
 
     async def resume(self, tenant_id: str, campaign_id: str) -> pb.Campaign:
+        """A paused campaign goes on; one that needs attention retries its failed step."""
+
         def change(campaign: state.CampaignState, work: state.UnitOfWork) -> None:
             if campaign.status == "paused":
                 lifecycle.resume(work, campaign)
+            elif campaign.status == "needs_attention":
+                lifecycle.retry_failed(work, campaign)
             elif campaign.status != "active":
                 raise FailedPrecondition(f"campaign {campaign_id} is {campaign.status}")
+
+        return await self._change(tenant_id, campaign_id, change)
+
+    async def retry_step(self, tenant_id: str, campaign_id: str) -> pb.Campaign:
+        """The failed step of a campaign that needs attention goes out again (a new message id)."""
+
+        def change(campaign: state.CampaignState, work: state.UnitOfWork) -> None:
+            if campaign.status != "needs_attention":
+                raise FailedPrecondition(
+                    f"campaign {campaign_id} is {campaign.status}: only a campaign that needs attention has a step to retry"
+                )
+            lifecycle.retry_failed(work, campaign)
 
         return await self._change(tenant_id, campaign_id, change)
 
@@ -621,7 +640,7 @@ def _settings_proto(tenant_id: str, row: Row | None) -> pb.TenantSettings:
     defaults = TenantDefaults.from_row(row)
     out = pb.TenantSettings(
         tenant_id=tenant_id,
-        send_window=defaults.window.to_proto(),
+        send_window=windows.to_proto(defaults.window),
         voice=defaults.voice,
         guidelines=defaults.guidelines,
         postal_address=defaults.postal_address,

@@ -32,6 +32,9 @@ class CampaignServicer(pb_grpc.CampaignServiceServicer):
     async def ResumeCampaign(self, request: pb.ResumeCampaignRequest, context) -> pb.ResumeCampaignResponse:  # type: ignore[no-untyped-def]
         return pb.ResumeCampaignResponse(campaign=await self.campaigns.resume(request.tenant_id, request.campaign_id))
 
+    async def RetryStep(self, request: pb.RetryStepRequest, context) -> pb.RetryStepResponse:  # type: ignore[no-untyped-def]
+        return pb.RetryStepResponse(campaign=await self.campaigns.retry_step(request.tenant_id, request.campaign_id))
+
     async def CancelCampaign(self, request: pb.CancelCampaignRequest, context) -> pb.CancelCampaignResponse:  # type: ignore[no-untyped-def]
         campaign = await self.campaigns.cancel(request.tenant_id, request.campaign_id, request.reason)
         return pb.CancelCampaignResponse(campaign=campaign)

@@ -37,6 +37,12 @@ def message_id(campaign_id: str, step_index: int, generation: int = STRATEGY_GEN
     return str(uuid.uuid5(MESSAGE_NAMESPACE, f"{campaign_id}:{step_index}:{generation}"))
 
 
+def retry_message_id(previous: str) -> str:
+    """The id a failed step is sent again under: new (the dispatcher has settled the old one
+    as failed) and deterministic (a retried RetryStep call makes no third message)."""
+    return str(uuid.uuid5(MESSAGE_NAMESPACE, f"{previous}:retry"))
+
+
 def step_timer_key(campaign_id: str) -> str:
     # Schedule-next: a campaign holds at most one step timer, re-armed for each next step.
     return f"{campaign_id}:step"
@@ -187,9 +193,26 @@ def pause(work: UnitOfWork, campaign: CampaignState, *, resume_at: datetime | No
         work.send(_command(campaign.tenant_id, schedule=timer))
 
 
+def needs_attention(work: UnitOfWork, campaign: CampaignState, *, reason: str) -> None:
+    """A send failed for a reason outside the message: hold the campaign (no step timer) until
+    a person retries the step or resumes it. Rules that end a campaign still apply."""
+    set_status(work, campaign, "needs_attention", reason=reason, attention_reason=reason)
+    cancel_timer(work, tenant_id=campaign.tenant_id, key=step_timer_key(campaign.id))
+
+
+def retry_failed(work: UnitOfWork, campaign: CampaignState) -> None:
+    """Out of needs_attention: each failed step is open again under a new message id, and the
+    campaign resumes (the first open step goes out now)."""
+    for step in campaign.steps:
+        if step.status == "failed" and step.message_id:
+            # Due now: the resume below sends it at once (in the send window).
+            step.set(status="scheduled", message_id=retry_message_id(step.message_id), scheduled_at=work.now)
+    resume(work, campaign)
+
+
 def resume(work: UnitOfWork, campaign: CampaignState) -> None:
     """Active again: the next open step goes out no earlier than planned, and not before now."""
-    set_status(work, campaign, "active")
+    set_status(work, campaign, "active", attention_reason="")
     if any(s.status == "sending" for s in campaign.steps):
         return  # its outcome schedules the next step, now that the campaign is active
     upcoming = campaign.first_open_step()

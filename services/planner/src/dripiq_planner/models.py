@@ -56,7 +56,12 @@ contact_campaigns = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("ended_at", DateTime(timezone=True)),
-    CheckConstraint("status IN ('active', 'paused', 'completed', 'canceled')", name="contact_campaigns_status_check"),
+    # Why it waits for a person (needs_attention): a send that failed for a reason outside it.
+    Column("attention_reason", Text, nullable=False, server_default=""),
+    CheckConstraint(
+        "status IN ('active', 'paused', 'needs_attention', 'completed', 'canceled')",
+        name="contact_campaigns_status_check",
+    ),
     UniqueConstraint("tenant_id", "request_id", name="contact_campaigns_request_key"),
     # One running campaign per tenant, contact and product.
     Index(
@@ -65,7 +70,7 @@ contact_campaigns = Table(
         "contact_id",
         "product_id",
         unique=True,
-        postgresql_where=text("status IN ('active', 'paused')"),
+        postgresql_where=text("status IN ('active', 'paused', 'needs_attention')"),
     ),
     Index("contact_campaigns_tenant_contact_idx", "tenant_id", "contact_id"),
     Index("contact_campaigns_tenant_lead_idx", "tenant_id", "lead_id"),

@@ -23,14 +23,27 @@ from dripiq_common.errors import PermanentMessageError
 from dripiq_common.jetstream import Subjects, decode
 from dripiq_common.outbox import OutboxMessage
 from dripiq_planner import autoreply, lifecycle, repository, rules, state, templates
-from dripiq_planner.state import RUNNING, CampaignState, StepState, UnitOfWork
+from dripiq_planner.state import HELD, RUNNING, CampaignState, StepState, UnitOfWork
 from dripiq_planner.strategy import AdaptiveRule, RuleAction
 from dripiq_planner.tenants import TenantDefaults
 
 log = structlog.get_logger(__name__)
 
+
 # Which timeouts an engagement makes moot: an open ends "no open in N h", a click proves an
 # open too (images may have been blocked), an automatic reply still answers "no reply".
+def _contact_window(campaign: CampaignState) -> dispatcher_pb.ContactWindow:
+    """The campaign's send window and zone, for the sends the dispatcher has to defer."""
+    settings = campaign.settings_json
+    window = settings["send_window"]
+    return dispatcher_pb.ContactWindow(
+        weekdays=window["weekdays"],
+        start_hour=window["start_hour"],
+        end_hour=window["end_hour"],
+        time_zone=settings.get("time_zone") or "UTC",
+    )
+
+
 # A step the dispatcher withheld while the campaign was resuming goes out again this long after.
 WITHHELD_RETRY_SECONDS = 60
 _SETTLES = {"open": ("open",), "click": ("click", "open"), "reply": ("reply",), "auto_reply": ("reply",)}
@@ -129,7 +142,9 @@ class Reactor:
         if step is None or step.status != "scheduled" or step.schedule_version != due.schedule_version:
             log.info("timer.stale_step", campaign_id=campaign.id, step_index=due.step_index)
             return
-        message_id = lifecycle.message_id(campaign.id, step.step_index)
+        # A step sent before keeps its id (withheld, then resumed: the dispatcher admits it
+        # again); a retried one carries its new id.
+        message_id = step.message_id or lifecycle.message_id(campaign.id, step.step_index)
         step.set(status="sending", message_id=message_id)
         campaign.set(current_step_index=step.step_index)
         facts = campaign.facts_json
@@ -153,6 +168,7 @@ class Reactor:
             postal_address=tenant.postal_address,
             tracking=tenant.tracking(),
             thread_message_ids=thread,
+            send_window=_contact_window(campaign),
         )
         work.send(OutboxMessage(Subjects.dispatcher_send(campaign.tenant_id), command))
         log.info(
@@ -233,13 +249,34 @@ class Reactor:
                 elif outcome.kind == dispatcher_pb.OUTCOME_KIND_WITHHELD:
                     self._withheld(work, campaign, step)
                 elif outcome.kind in (dispatcher_pb.OUTCOME_KIND_FAILED, dispatcher_pb.OUTCOME_KIND_SUPPRESSED):
-                    suppressed = outcome.kind == dispatcher_pb.OUTCOME_KIND_SUPPRESSED
-                    step.set(status="failed")
-                    if campaign.status in RUNNING:
-                        reason = "contact suppressed" if suppressed else f"send failed: {outcome.reason}"
-                        lifecycle.end_campaign(work, campaign, status="canceled", reason=reason)
+                    self._failed(work, campaign, step, outcome)
 
         await self._run([(o.tenant_id, o.campaign_id) for o in outcomes], apply)
+
+    def _failed(
+        self, work: UnitOfWork, campaign: CampaignState, step: StepState, outcome: dispatcher_pb.MessageOutcome
+    ) -> None:
+        """Only what the message itself can never get past ends the campaign (a suppressed
+        contact, an invalid address or content, a sender identity that may not send). Any other
+        failure (the provider down past the retry horizon, our account, a send nothing
+        confirmed) holds it for a person: needs_attention, then RetryStep or ResumeCampaign."""
+        step.set(status="failed")
+        if campaign.status not in RUNNING:
+            return
+        if outcome.kind == dispatcher_pb.OUTCOME_KIND_SUPPRESSED:
+            lifecycle.end_campaign(work, campaign, status="canceled", reason="contact suppressed")
+        elif outcome.permanent:
+            lifecycle.end_campaign(work, campaign, status="canceled", reason=f"send failed: {outcome.reason}")
+        else:
+            lifecycle.needs_attention(work, campaign, reason=f"step {step.step_index} failed: {outcome.reason}")
+        log.warning(
+            "step.failed",
+            tenant_id=campaign.tenant_id,
+            campaign_id=campaign.id,
+            step_index=step.step_index,
+            campaign_status=campaign.status,
+            reason=outcome.reason,
+        )
 
     def _withheld(self, work: UnitOfWork, campaign: CampaignState, step: StepState) -> None:
         """The dispatcher did not send the step: the campaign had stopped when the command came.
@@ -248,7 +285,7 @@ class Reactor:
         log.info("step.withheld", tenant_id=campaign.tenant_id, campaign_id=campaign.id, step_index=step.step_index)
         if campaign.status == "active":
             lifecycle.schedule_step(work, campaign, step, due=lifecycle.after(work.now, WITHHELD_RETRY_SECONDS))
-        elif campaign.status in RUNNING:
+        elif campaign.status in HELD:
             step.set(status="scheduled", scheduled_at=step.scheduled_at or work.now)
         else:
             step.set(status="canceled")
@@ -386,7 +423,7 @@ class Reactor:
         already.add(key)
         action = _rules(campaign).get(trigger)
         ends = action is not None and action.type in ("cancel_campaign", "complete_campaign")
-        if campaign.status == "active" or (campaign.status == "paused" and ends):
+        if campaign.status == "active" or (campaign.status in HELD and ends):
             result = "applied" if action else "no rule"
         else:
             # A paused campaign keeps its plan: only what would end it applies.

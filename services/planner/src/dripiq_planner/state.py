@@ -21,7 +21,9 @@ from dripiq_common.outbox import OutboxMessage, coalesce_timer_commands, enqueue
 from dripiq_planner.models import campaign_steps, contact_campaigns, outbox, rule_decisions
 
 OPEN_STEP_STATUSES = ("pending", "scheduled")
-RUNNING = ("active", "paused")
+# Not ended: a campaign waiting for a person (needs_attention) is held like a paused one.
+RUNNING = ("active", "paused", "needs_attention")
+HELD = ("paused", "needs_attention")
 
 _STEP_COLUMNS = {c.name for c in campaign_steps.c}
 _CAMPAIGN_COLUMNS = {c.name for c in contact_campaigns.c}

@@ -1,49 +1,32 @@
-"""Send windows: when a step may go out, in the contact's own time zone.
-
-A step due outside its window moves to the window's next opening. Placed times get a small
-deterministic jitter so that thousands of contacts planned alike do not all fire in the same
-second: up to 1% of how far ahead the step was planned (nothing for "now", at most 15
-minutes), and up to 15 minutes after a window opening, where everything waiting would meet. Local times are resolved with zoneinfo, so DST changes move openings with the
-wall clock (09:00 stays 09:00) and a wall time that does not exist (a spring-forward gap)
-resolves to the first instant after it.
-"""
+"""Send windows as the planner's API gives them (dripiq_common.windows does the placing)."""
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo
-
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common.errors import InvalidArgument
+from dripiq_common.windows import (
+    DEFAULT_WINDOW,
+    MAX_JITTER_SECONDS,
+    SendWindow,
+    jitter_seconds,
+    place,
+    spread_for,
+)
 
-MAX_JITTER_SECONDS = 15 * 60
-
-
-@dataclass(frozen=True)
-class SendWindow:
-    weekdays: frozenset[int]  # ISO: 1 = Monday ... 7 = Sunday
-    start_hour: int
-    end_hour: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"weekdays": sorted(self.weekdays), "start_hour": self.start_hour, "end_hour": self.end_hour}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SendWindow:
-        return cls(frozenset(data["weekdays"]), int(data["start_hour"]), int(data["end_hour"]))
-
-    def to_proto(self) -> pb.SendWindow:
-        return pb.SendWindow(weekdays=sorted(self.weekdays), start_hour=self.start_hour, end_hour=self.end_hour)
-
-    def allows(self, local: datetime) -> bool:
-        return local.isoweekday() in self.weekdays and self.start_hour <= local.hour < self.end_hour
+__all__ = [
+    "DEFAULT_WINDOW",
+    "MAX_JITTER_SECONDS",
+    "SendWindow",
+    "from_proto",
+    "jitter_seconds",
+    "place",
+    "spread_for",
+    "to_proto",
+]
 
 
-# Business hours on weekdays: the default when neither the request nor the tenant says.
-DEFAULT_WINDOW = SendWindow(frozenset({1, 2, 3, 4, 5}), 9, 17)
+def to_proto(window: SendWindow) -> pb.SendWindow:
+    return pb.SendWindow(weekdays=sorted(window.weekdays), start_hour=window.start_hour, end_hour=window.end_hour)
 
 
 def from_proto(window: pb.SendWindow, field: str) -> SendWindow | None:
@@ -56,46 +39,3 @@ def from_proto(window: pb.SendWindow, field: str) -> SendWindow | None:
     if not 0 <= window.start_hour < window.end_hour <= 24:
         raise InvalidArgument(f"{field}.start_hour", "needs 0 <= start_hour < end_hour <= 24")
     return SendWindow(weekdays, window.start_hour, window.end_hour)
-
-
-def jitter_seconds(seed: str, spread: int = MAX_JITTER_SECONDS) -> int:
-    if spread <= 0:
-        return 0
-    return int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4], "big") % spread
-
-
-def spread_for(delay_seconds: int) -> int:
-    """How much jitter a step planned `delay_seconds` ahead may take."""
-    return min(MAX_JITTER_SECONDS, max(0, delay_seconds) // 100)
-
-
-def _wall_time(day: date, hour: int, zone: ZoneInfo) -> datetime:
-    """`hour:00` local on `day` as an aware UTC time; inside a DST gap, the gap's end."""
-    if hour == 24:
-        return _wall_time(day + timedelta(days=1), 0, zone)
-    # fold=0 (PEP 495): a wall time inside a spring-forward gap takes the offset from before
-    # the change, which lands on the first instant after the gap; an ambiguous fall-back time
-    # takes its first occurrence.
-    return datetime.combine(day, time(hour), tzinfo=zone).astimezone(UTC)
-
-
-def place(
-    due: datetime, window: SendWindow, zone: ZoneInfo, *, seed: str, spread: int = MAX_JITTER_SECONDS
-) -> datetime:
-    """The first instant at or after `due` (+ jitter within `spread`) the window allows, in UTC."""
-    candidate = due.astimezone(UTC) + timedelta(seconds=jitter_seconds(seed, spread))
-    if window.allows(candidate.astimezone(zone)):
-        return candidate
-    local_day = candidate.astimezone(zone).date()
-    for offset in range(0, 15):
-        day = local_day + timedelta(days=offset)
-        if day.isoweekday() not in window.weekdays:
-            continue
-        opening = _wall_time(day, window.start_hour, zone)
-        closing = _wall_time(day, window.end_hour, zone)
-        if candidate < opening:
-            # Spread the contacts that all wait for this opening over its first minutes.
-            return min(opening + timedelta(seconds=jitter_seconds(seed)), closing - timedelta(seconds=1))
-        if candidate < closing:
-            return candidate
-    raise ValueError(f"send window {window} never opens")

@@ -1069,6 +1069,10 @@ class FakeSendGrid(LocalHttpServer):
         """Make the next `count` authorized sends answer `status` instead of being processed."""
         self._failures.extend([HTTPStatus(status)] * count)
 
+    def clear_failures(self) -> None:
+        """Forget the failures `fail_next` queued and not yet answered."""
+        self._failures.clear()
+
     def clear(self) -> None:
         self.messages.clear()
 

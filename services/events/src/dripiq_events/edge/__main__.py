@@ -17,7 +17,6 @@ from dripiq_common.jetstream import Streams
 from dripiq_common.logging import configure_logging
 from dripiq_common.service import run_process
 from dripiq_common.settings import load_settings
-from dripiq_common.tokens import TokenSigner
 from dripiq_events.edge.app import EVENTS_PATH, INBOUND_PATH, Edge, OAuthClient, load_verifiers
 from dripiq_events.edge.settings import EdgeSettings
 
@@ -46,7 +45,7 @@ async def serve(settings: EdgeSettings) -> None:
         js=js,
         nc=nc,
         verifiers=verifiers,
-        signer=TokenSigner(settings.token_secret.get_secret_value().encode()),
+        signer=settings.token_signer(),
         max_body_bytes=settings.max_body_bytes,
         signature_tolerance_seconds=settings.signature_tolerance_seconds,
         publish_timeout_seconds=settings.publish_timeout_seconds,

@@ -27,9 +27,10 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 
 from dripiq.events.v1 import messages_pb2
 from dripiq_common.clock import Clock, SystemClock
+from dripiq_common.errors import InvalidArgument
 from dripiq_common.jetstream import Subjects
-from dripiq_common.tokens import TokenSigner
-from dripiq_events.domain import loads_json
+from dripiq_common.tokens import InvalidToken, TokenProblem, TokenSigner
+from dripiq_events.domain import loads_json, unsubscribe_request
 
 log = structlog.get_logger(__name__)
 
@@ -256,8 +257,9 @@ class Edge:
 
     async def unsubscribe_page(self, request: web.Request) -> web.Response:
         """GET only asks: mail scanners open links, and must not unsubscribe anyone."""
-        if self.signer.parse_unsubscribe_token(request.match_info["token"]) is None:
-            return _page(400, "Link not valid", "This unsubscribe link is not valid or has been damaged.")
+        target = self._unsubscribe_target(request.match_info["token"])
+        if isinstance(target, web.Response):
+            return target
         return _page(
             200,
             "Unsubscribe",
@@ -267,15 +269,33 @@ class Edge:
         )
 
     async def unsubscribe(self, request: web.Request) -> web.Response:
-        """RFC 8058 one-click: mail clients POST `List-Unsubscribe=One-Click` without cookies."""
-        parsed = self.signer.parse_unsubscribe_token(request.match_info["token"])
-        if parsed is None:
-            return _page(400, "Link not valid", "This unsubscribe link is not valid or has been damaged.")
-        tenant_id, message_id = parsed
+        """RFC 8058 one-click: mail clients POST `List-Unsubscribe=One-Click` without cookies.
+
+        "Unsubscribed" only for a link we signed, naming a tenant and message the events service
+        can record, once JetStream holds the request: from there it is honoured, with or without
+        the events service's record of the message (the dispatcher resolves the address)."""
+        target = self._unsubscribe_target(request.match_info["token"])
+        if isinstance(target, web.Response):
+            return target
+        tenant_id, message_id = target
         raw = RawWebhook(kind=RawWebhook.KIND_UNSUBSCRIBE, fields={"tenant_id": tenant_id, "message_id": message_id})
         if not await self._publish(Subjects.EDGE_UNSUBSCRIBE, raw, f"unsub:{message_id}"):
             return _page(503, "Please try again", "We could not record your request just now. Please try again.")
         return _page(200, "Unsubscribed", "You are unsubscribed and will not receive these emails again.")
+
+    def _unsubscribe_target(self, token: str) -> tuple[str, str] | web.Response:
+        """(tenant_id, message_id) of a link that can be honoured, else the page saying why not."""
+        try:
+            return unsubscribe_request(*self.signer.read_unsubscribe_token(token))
+        except InvalidToken as exc:
+            REJECTED.labels(f"unsubscribe_{exc.problem}").inc()
+            log.info("edge.unsubscribe_refused", problem=str(exc.problem), detail=exc.detail)
+            return _refused_link(exc.problem)
+        except InvalidArgument as exc:
+            # Signed by us, yet naming what could never be recorded.
+            REJECTED.labels("unsubscribe_unusable").inc()
+            log.warning("edge.unsubscribe_refused", problem="unusable", detail=str(exc))
+            return _page(400, "Link not valid", f"This unsubscribe link cannot be used ({exc}). {_OTHER_WAY}")
 
     async def healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -344,6 +364,30 @@ def _client_credentials(authorization: str, form: Mapping[str, object]) -> tuple
 
 def _oauth_error(status: int, error: str) -> web.Response:
     return web.json_response({"error": error}, status=status, headers={"Cache-Control": "no-store"})
+
+
+_OTHER_WAY = "To stop these emails, reply to one of them and ask to be removed."
+
+
+def _refused_link(problem: TokenProblem) -> web.Response:
+    """The page for an unsubscribe link we refuse, saying why."""
+    if problem == TokenProblem.UNKNOWN_KEY:
+        return _page(
+            403,
+            "Link expired",
+            "This unsubscribe link is no longer accepted: the key it was signed with has been retired "
+            f"(or the link was damaged). Use the link in a more recent email from us. {_OTHER_WAY}",
+        )
+    why = {
+        TokenProblem.MALFORMED: "it is incomplete or altered",
+        TokenProblem.BAD_SIGNATURE: "its signature does not match",
+    }.get(problem, str(problem))
+    return _page(
+        400,
+        "Link not valid",
+        f"This unsubscribe link is not valid or has been damaged: {why}. Copy the whole link from the "
+        f"email, or open it from there again. {_OTHER_WAY}",
+    )
 
 
 def _json_error(status: int, reason: str) -> web.Response:

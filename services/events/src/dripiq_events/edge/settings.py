@@ -2,15 +2,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 
-from dripiq_common.settings import settings_config
-from dripiq_events.settings import TOKEN_SECRET_ALIAS, check_token_secret
+from dripiq_common.settings import TokenSecrets, settings_config
 
 
-class EdgeSettings(BaseSettings):
-    """The edge has no database: it only needs NATS, SendGrid's key and the token secret."""
+class EdgeSettings(TokenSecrets):
+    """The edge has no database: it only needs NATS, SendGrid's key and the token secrets."""
 
     model_config = settings_config("EDGE_")
 
@@ -35,7 +33,6 @@ class EdgeSettings(BaseSettings):
     sendgrid_webhook_public_key: str = Field(
         validation_alias=AliasChoices("SENDGRID_WEBHOOK_PUBLIC_KEY", "sendgrid_webhook_public_key")
     )
-    token_secret: SecretStr = Field(validation_alias=TOKEN_SECRET_ALIAS)
     # SendGrid's Event Webhook OAuth: give SendGrid this client id and secret and
     # <edge>/oauth/token as the token URL; batches must then carry a token we issued.
     oauth_client_id: str | None = None
@@ -47,8 +44,6 @@ class EdgeSettings(BaseSettings):
         default="json", validation_alias=AliasChoices("LOG_FORMAT", "log_format")
     )
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
-
-    _check_token_secret = field_validator("token_secret")(check_token_secret)
 
     @model_validator(mode="after")
     def _oauth_complete(self) -> EdgeSettings:

@@ -26,7 +26,7 @@ OUTCOME_KIND_DEFERRED: OutcomeKind
 OUTCOME_KIND_WITHHELD: OutcomeKind
 
 class SendMessageCommand(_message.Message):
-    __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "to_email", "to_name", "sender_identity_id", "subject", "body_text", "body_html", "categories", "postal_address", "tracking", "thread_message_ids")
+    __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "to_email", "to_name", "sender_identity_id", "subject", "body_text", "body_html", "categories", "postal_address", "tracking", "thread_message_ids", "send_window")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,7 @@ class SendMessageCommand(_message.Message):
     POSTAL_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     TRACKING_FIELD_NUMBER: _ClassVar[int]
     THREAD_MESSAGE_IDS_FIELD_NUMBER: _ClassVar[int]
+    SEND_WINDOW_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     message_id: str
     campaign_id: str
@@ -59,7 +60,20 @@ class SendMessageCommand(_message.Message):
     postal_address: str
     tracking: Tracking
     thread_message_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., to_email: _Optional[str] = ..., to_name: _Optional[str] = ..., sender_identity_id: _Optional[str] = ..., subject: _Optional[str] = ..., body_text: _Optional[str] = ..., body_html: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., postal_address: _Optional[str] = ..., tracking: _Optional[_Union[Tracking, _Mapping]] = ..., thread_message_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    send_window: ContactWindow
+    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., to_email: _Optional[str] = ..., to_name: _Optional[str] = ..., sender_identity_id: _Optional[str] = ..., subject: _Optional[str] = ..., body_text: _Optional[str] = ..., body_html: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., postal_address: _Optional[str] = ..., tracking: _Optional[_Union[Tracking, _Mapping]] = ..., thread_message_ids: _Optional[_Iterable[str]] = ..., send_window: _Optional[_Union[ContactWindow, _Mapping]] = ...) -> None: ...
+
+class ContactWindow(_message.Message):
+    __slots__ = ("weekdays", "start_hour", "end_hour", "time_zone")
+    WEEKDAYS_FIELD_NUMBER: _ClassVar[int]
+    START_HOUR_FIELD_NUMBER: _ClassVar[int]
+    END_HOUR_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    weekdays: _containers.RepeatedScalarFieldContainer[int]
+    start_hour: int
+    end_hour: int
+    time_zone: str
+    def __init__(self, weekdays: _Optional[_Iterable[int]] = ..., start_hour: _Optional[int] = ..., end_hour: _Optional[int] = ..., time_zone: _Optional[str] = ...) -> None: ...
 
 class ForwardReplyCommand(_message.Message):
     __slots__ = ("tenant_id", "inbound_id", "message_id", "campaign_id", "from_email", "subject", "text", "html", "received_at", "reply_class")
@@ -85,6 +99,18 @@ class ForwardReplyCommand(_message.Message):
     reply_class: str
     def __init__(self, tenant_id: _Optional[str] = ..., inbound_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., from_email: _Optional[str] = ..., subject: _Optional[str] = ..., text: _Optional[str] = ..., html: _Optional[str] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_class: _Optional[str] = ...) -> None: ...
 
+class SuppressByMessageCommand(_message.Message):
+    __slots__ = ("tenant_id", "message_id", "reason", "occurred_at")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    message_id: str
+    reason: str
+    occurred_at: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class Tracking(_message.Message):
     __slots__ = ("opens", "clicks")
     OPENS_FIELD_NUMBER: _ClassVar[int]
@@ -94,7 +120,7 @@ class Tracking(_message.Message):
     def __init__(self, opens: _Optional[bool] = ..., clicks: _Optional[bool] = ...) -> None: ...
 
 class MessageOutcome(_message.Message):
-    __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "kind", "provider", "provider_message_id", "rfc_message_id", "reason", "occurred_at", "to_email", "subject", "task_outcome", "opens_untracked_reason", "clicks_untracked_reason")
+    __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "kind", "provider", "provider_message_id", "rfc_message_id", "reason", "occurred_at", "to_email", "subject", "task_outcome", "opens_untracked_reason", "clicks_untracked_reason", "permanent")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +138,7 @@ class MessageOutcome(_message.Message):
     TASK_OUTCOME_FIELD_NUMBER: _ClassVar[int]
     OPENS_UNTRACKED_REASON_FIELD_NUMBER: _ClassVar[int]
     CLICKS_UNTRACKED_REASON_FIELD_NUMBER: _ClassVar[int]
+    PERMANENT_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     message_id: str
     campaign_id: str
@@ -129,7 +156,8 @@ class MessageOutcome(_message.Message):
     task_outcome: str
     opens_untracked_reason: str
     clicks_untracked_reason: str
-    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., kind: _Optional[_Union[OutcomeKind, str]] = ..., provider: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., rfc_message_id: _Optional[str] = ..., reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., to_email: _Optional[str] = ..., subject: _Optional[str] = ..., task_outcome: _Optional[str] = ..., opens_untracked_reason: _Optional[str] = ..., clicks_untracked_reason: _Optional[str] = ...) -> None: ...
+    permanent: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., kind: _Optional[_Union[OutcomeKind, str]] = ..., provider: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., rfc_message_id: _Optional[str] = ..., reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., to_email: _Optional[str] = ..., subject: _Optional[str] = ..., task_outcome: _Optional[str] = ..., opens_untracked_reason: _Optional[str] = ..., clicks_untracked_reason: _Optional[str] = ..., permanent: _Optional[bool] = ...) -> None: ...
 
 class TaskCreated(_message.Message):
     __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "to_email", "to_name", "title", "instructions", "created_at")

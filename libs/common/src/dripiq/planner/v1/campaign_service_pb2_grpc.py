@@ -70,6 +70,11 @@ class CampaignServiceStub:
                 request_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.CancelCampaignRequest.SerializeToString,
                 response_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.CancelCampaignResponse.FromString,
                 _registered_method=True)
+        self.RetryStep = channel.unary_unary(
+                '/dripiq.planner.v1.CampaignService/RetryStep',
+                request_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.RetryStepRequest.SerializeToString,
+                response_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.RetryStepResponse.FromString,
+                _registered_method=True)
         self.PreviewStrategy = channel.unary_unary(
                 '/dripiq.planner.v1.CampaignService/PreviewStrategy',
                 request_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.PreviewStrategyRequest.SerializeToString,
@@ -145,6 +150,14 @@ class CampaignServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryStep(self, request, context):
+        """Sends the failed step of a campaign that needs attention again (a new message id) and
+        makes it active. The same as ResumeCampaign on such a campaign.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PreviewStrategy(self, request, context):
         """Plans a strategy and its schedule without storing anything.
         """
@@ -209,6 +222,11 @@ def add_CampaignServiceServicer_to_server(servicer, server):
                     servicer.CancelCampaign,
                     request_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.CancelCampaignRequest.FromString,
                     response_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.CancelCampaignResponse.SerializeToString,
+            ),
+            'RetryStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryStep,
+                    request_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.RetryStepRequest.FromString,
+                    response_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.RetryStepResponse.SerializeToString,
             ),
             'PreviewStrategy': grpc.unary_unary_rpc_method_handler(
                     servicer.PreviewStrategy,
@@ -421,6 +439,33 @@ class CampaignService:
             '/dripiq.planner.v1.CampaignService/CancelCampaign',
             dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.CancelCampaignRequest.SerializeToString,
             dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.CancelCampaignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.planner.v1.CampaignService/RetryStep',
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.RetryStepRequest.SerializeToString,
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.RetryStepResponse.FromString,
             options,
             channel_credentials,
             insecure,
