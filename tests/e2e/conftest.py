@@ -30,6 +30,12 @@ def suite(request: pytest.FixtureRequest) -> Iterator[Suite]:
             "PLANNER_OUTBOX_POLL_SECONDS": "0.2",
             "DISPATCHER_OUTBOX_POLL_SECONDS": "0.2",
             "EVENTS_OUTBOX_POLL_SECONDS": "0.2",
+            # Faults compressed from hours to seconds (they change nothing while all is well).
+            "DISPATCHER_RETRY_BACKOFF_SECONDS": "1",
+            "DISPATCHER_RETRY_BACKOFF_MAX_SECONDS": "2",
+            "DISPATCHER_BREAKER_THRESHOLD": "5",
+            "DISPATCHER_BREAKER_COOLDOWN_SECONDS": "0.5",
+            "DISPATCHER_BREAKER_MAX_COOLDOWN_SECONDS": "2",
         },
     )
     try:

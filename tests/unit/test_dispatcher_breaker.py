@@ -39,8 +39,10 @@ def test_after_the_cool_down_one_probe_goes_and_the_others_wait_for_it() -> None
     b.record(answered=0, failed=10)
     clock.t += 5
 
-    assert b.hold() == 0.0  # the probe
+    assert b.hold() == 0.0
     assert b.state == BreakerState.HALF_OPEN
+    assert b.hold() == 0.0, "fetching goes on while no batch has anything to probe with"
+    b.calling()  # a batch starts its calls: the probe
     assert 0 < b.hold() <= 1.0  # everyone else waits for its answer
 
     # It failed too: open again, for twice as long, then capped.
@@ -48,12 +50,14 @@ def test_after_the_cool_down_one_probe_goes_and_the_others_wait_for_it() -> None
     assert (b.state, b.hold()) == (BreakerState.OPEN, 10.0)
     clock.t += 10
     assert b.hold() == 0.0
+    b.calling()
     b.record(answered=0, failed=1)
     assert b.hold() == 12.0
 
     # SendGrid answers the next probe: closed, and the cool-down starts over next time.
     clock.t += 12
     assert b.hold() == 0.0
+    b.calling()
     b.record(answered=1, failed=0)
     assert (b.state, b.hold()) == (BreakerState.CLOSED, 0.0)
     b.record(answered=0, failed=10)
@@ -66,6 +70,7 @@ def test_a_probe_that_never_reports_frees_the_next_one() -> None:
     b.record(answered=0, failed=10)
     clock.t += 5
     assert b.hold() == 0.0
+    b.calling()
     clock.t += 29
     assert b.hold() > 0
     clock.t += 1

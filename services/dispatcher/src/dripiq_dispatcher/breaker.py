@@ -34,7 +34,7 @@ class ProviderBreaker:
     threshold: int = 50
     cooldown: float = 5.0
     max_cooldown: float = 300.0
-    # A probe batch that never reports (the stream was empty) frees the next one after this.
+    # A probe whose answer never comes (its process stopped mid-call) frees the next after this.
     probe_timeout: float = 30.0
     now: Callable[[], float] = time.monotonic
     state: BreakerState = BreakerState.CLOSED
@@ -44,7 +44,9 @@ class ProviderBreaker:
     _probe_since: float | None = field(default=None)
 
     def hold(self) -> float:
-        """Seconds the send worker should wait before its next fetch; 0: fetch now."""
+        """Seconds the send worker should wait before its next fetch; 0: fetch now. Half open,
+        fetches go on (an empty stream has nothing to probe with) until a batch starts its
+        calls: the others then wait for that probe's answer."""
         if self.state == BreakerState.CLOSED:
             return 0.0
         now = self.now()
@@ -52,11 +54,15 @@ class ProviderBreaker:
             if now < self._until:
                 return self._until - now
             self._set(BreakerState.HALF_OPEN)
-        if self._probe_since is None or now - self._probe_since >= self.probe_timeout:
-            self._probe_since = now
             log.info("provider_breaker.probing")
+        if self._probe_since is None or now - self._probe_since >= self.probe_timeout:
             return 0.0
         return min(1.0, self.probe_timeout - (now - self._probe_since))
+
+    def calling(self) -> None:
+        """A batch is about to call the provider: half open, it is the probe."""
+        if self.state == BreakerState.HALF_OPEN and self._probe_since is None:
+            self._probe_since = self.now()
 
     def record(self, *, answered: int, failed: int) -> None:
         """What a batch's provider calls came to: `answered` got an answer from SendGrid (any

@@ -146,6 +146,8 @@ class Dispatcher:
         outboxed = bool(admission.outbox)
         called = admitted
         if calls:
+            if self.breaker is not None:
+                self.breaker.calling()
             answers = await asyncio.gather(*(self._call(item) for item in calls))
             called = time.perf_counter()
             if self.breaker is not None:

@@ -1,0 +1,76 @@
+"""A SendGrid outage longer than the old retry budget ends no campaign: every step goes out once
+when it is back. On the suite as `make run` starts it, with the retry waits compressed."""
+
+from __future__ import annotations
+
+from support import ALWAYS, channel, eventually, http_json, sql, verified_sender
+
+from dripiq.planner.v1 import campaign_service_pb2 as pb
+from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
+from dripiq_devtools.suite import Suite
+
+TENANT = "e2e-outage"
+CAMPAIGNS = 3
+# The old budget was five attempts a message; these failures give every message more than that.
+FAILURES = 45
+
+
+def three_steps() -> pb.Strategy:
+    return pb.Strategy(
+        summary="three emails seconds apart",
+        outreach_campaign=[
+            pb.OutreachStep(type="email", timing=timing, subject=f"Step {i}", content=f"Body {i}")
+            for i, timing in enumerate(["Day 0", "PT3S", "PT3S"])
+        ],
+    )
+
+
+def test_an_outage_longer_than_the_old_retry_budget_ends_no_campaign(suite: Suite) -> None:
+    fake = suite.env["SENDGRID_API_HOST"]
+    sender = verified_sender(suite, TENANT, "hello@outage.example")
+    assert http_json(f"{fake}/_fake/failures", {"status": 503, "count": FAILURES})
+    with channel(suite, "PLANNER_GRPC_PORT") as ch:
+        campaigns = pb_grpc.CampaignServiceStub(ch)
+        ids = [
+            campaigns.CreateCampaign(
+                pb.CreateCampaignRequest(
+                    tenant_id=TENANT,
+                    request_id=f"outage-{n}",
+                    lead=pb.Lead(lead_id=f"lead-{n}", company_name="Initech"),
+                    contact=pb.Contact(contact_id=f"c-{n}", email=f"peter{n}@outage.example", first_name="Peter"),
+                    product=pb.Product(product_id="tps", name="TPS Autopilot"),
+                    sender_identity_id=sender,
+                    send_window=ALWAYS,
+                    strategy=three_steps(),
+                ),
+                timeout=30,
+            ).campaign.campaign_id
+            for n in range(CAMPAIGNS)
+        ]
+
+        def statuses() -> list[int]:
+            return [
+                campaigns.GetCampaign(
+                    pb.GetCampaignRequest(tenant_id=TENANT, campaign_id=c), timeout=10
+                ).campaign.status
+                for c in ids
+            ]
+
+        eventually(
+            lambda: all(s == pb.CAMPAIGN_STATUS_COMPLETED for s in statuses()),
+            what="every campaign completed once SendGrid answered again",
+            timeout=120,
+        )
+
+    sent = [
+        m["custom_args"]["message_id"]
+        for m in http_json(f"{fake}/_fake/messages")["messages"]
+        if m["custom_args"].get("campaign_id") in ids
+    ]
+    assert len(sent) == len(set(sent)) == CAMPAIGNS * 3, "each step once"
+    # The outage really outlasted the old budget of five attempts for some messages.
+    [[most]] = sql(suite, f"SELECT max(attempt_count) FROM dispatcher.messages WHERE tenant_id = '{TENANT}'")
+    assert int(most) > 5
+    assert sql(
+        suite, f"SELECT count(*) FROM dispatcher.messages WHERE tenant_id = '{TENANT}' AND status <> 'sent'"
+    ) == [["0"]]
