@@ -36,6 +36,8 @@ def suite(request: pytest.FixtureRequest) -> Iterator[Suite]:
             "DISPATCHER_BREAKER_THRESHOLD": "5",
             "DISPATCHER_BREAKER_COOLDOWN_SECONDS": "0.5",
             "DISPATCHER_BREAKER_MAX_COOLDOWN_SECONDS": "2",
+            "DISPATCHER_UNKNOWN_RESEND_AFTER_SECONDS": "3",
+            "DISPATCHER_UNKNOWN_SWEEP_SECONDS": "1",
         },
     )
     try:

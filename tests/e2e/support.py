@@ -50,6 +50,19 @@ def http_json(url: str, payload: dict | None = None) -> Any:
         return json.loads(response.read())
 
 
+def log_events(suite: Suite, process: str) -> list[dict[str, Any]]:
+    """What a process of the suite logged (JSON lines), every run of it."""
+    assert suite.log_dir is not None
+    path = suite.log_dir / f"{process}.log"
+    events = []
+    for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    return events
+
+
 def sql(suite: Suite, query: str) -> list[list[str]]:
     """Read rows with psql, the operator's tool, so the test touches no service's code."""
     out = subprocess.run(

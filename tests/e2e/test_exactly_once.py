@@ -2,13 +2,14 @@
 
 The fake SendGrid holds its answer; the dispatcher is SIGKILLed after it committed `sending`
 and while the request is at the provider. When JetStream redelivers the send command to the
-restarted dispatcher, it finds `sending`, never calls again, and parks the message as
-`unknown`; the provider's own delivery event then proves the send and settles it as `sent`.
+restarted dispatcher, it never calls again; the provider's own `processed` event proves the
+send and settles it as `sent`, whether it comes before that delivery or after it parked the
+message as `unknown`.
 """
 
 from __future__ import annotations
 
-from support import ALWAYS, channel, eventually, http_json, post_event, sent_mail, sql, verified_sender
+from support import ALWAYS, channel, eventually, http_json, log_events, sent_mail, sql, verified_sender
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
@@ -58,21 +59,31 @@ def test_a_dispatcher_killed_mid_call_never_sends_twice(suite: Suite) -> None:
         http_json(f"{fake}/_fake/latency", {"seconds": 0})
     suite.restart("dispatcher")
 
-    # JetStream redelivers the unacked command after its ack wait (30 s).
-    eventually(
-        lambda: sql(suite, f"SELECT status FROM dispatcher.messages WHERE campaign_id = '{cid}'") == [["unknown"]],
-        what="the redelivered command parks the message as unknown",
-        timeout=60,
-    )
+    # SendGrid's own `processed` event (the fake posts it by itself) settles the send, whether
+    # it comes before JetStream delivers the command again (after its 30 s ack wait) or after
+    # that delivery parked the message as unknown: the call is never repeated.
     mail = sent_mail(suite, cid, 0)  # exactly one request reached the provider
-    post_event(suite, mail, "delivered")
     eventually(
         lambda: (
             sql(suite, f"SELECT status, provider_message_id FROM dispatcher.messages WHERE campaign_id = '{cid}'")
             == [["sent", mail["x_message_id"]]]
         ),
-        what="the delivery event settles the send",
+        what="SendGrid's event settles the send",
+        timeout=60,
     )
+    # JetStream delivers the command again to the restarted dispatcher: it finds the message
+    # settled (or `sending`, then parks it) and calls nobody.
+    message_id = mail["custom_args"]["message_id"]
+    eventually(
+        lambda: any(
+            e.get("message_id") == message_id
+            and e.get("event") in ("send.redelivered_settled", "send.found_sending_marked_unknown")
+            for e in log_events(suite, "dispatcher")
+        ),
+        what="the command delivered again after the restart",
+        timeout=60,
+    )
+    assert sent_mail(suite, cid, 0)["x_message_id"] == mail["x_message_id"]
     with channel(suite, "PLANNER_GRPC_PORT") as ch:
         campaigns = pb_grpc.CampaignServiceStub(ch)
         eventually(

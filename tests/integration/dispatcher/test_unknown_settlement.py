@@ -193,3 +193,22 @@ async def test_a_batch_of_engagement_settles_its_unknown_sends_and_suppresses_in
     [suppressed] = await Suppressions(engine, ManualClock(T0)).check(tenant_id, ["ada@example.com"])
     assert suppressed.reason == "spamreport"
     assert await dispatcher.settle_unknown_events(batch) == 0  # redelivered: nothing more
+
+
+async def test_an_event_that_comes_while_the_row_is_still_sending_settles_it(engine, tenant_id):
+    """A process died mid-call: its rows stay `sending` until JetStream delivers the command
+    again (the ack wait), and SendGrid's `processed` can come first. It must not be lost, or the
+    send would later look unconfirmed and go out twice."""
+    cmd = await parked_unknown(engine, tenant_id)
+    async with engine.begin() as conn:
+        await conn.execute(update(messages).where(messages.c.message_id == cmd.message_id).values(status="sending"))
+    dispatcher = new_dispatcher(engine, sender=None)
+
+    fact = fact_of(event(tenant_id, cmd.message_id, "processed"))
+    fact.provider_message_id = f"SG-{cmd.message_id}"
+    await dispatcher.settle_unknown_events([fact])
+    # The command delivered again finds it settled and calls nobody.
+    await dispatcher.handle_send(cmd.SerializeToString())
+
+    row = await stored(engine, cmd.message_id)
+    assert (row.status, row.provider_message_id, row.attempt_count) == ("sent", f"SG-{cmd.message_id}", 1)

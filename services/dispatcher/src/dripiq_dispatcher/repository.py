@@ -87,14 +87,16 @@ async def update_messages(conn: AsyncConnection, *, changes: Sequence[tuple[str,
 
 
 async def lock_unknown(conn: AsyncConnection, *, message_ids: Collection[str]) -> Sequence[Row[Any]]:
-    """Those of the messages that wait as `unknown`, locked (in id order). The ids travel as
-    one array: an engagement batch names thousands of messages, and nearly never one of these."""
+    """Those of the messages whose call may have gone out (`unknown`, or still `sending`: a
+    process that died mid-call leaves that until the command is delivered again, and SendGrid's
+    event can come first), locked (in id order). The ids travel as one array: an engagement
+    batch names thousands of messages, and nearly never one of these."""
     db = await bulk.driver(conn)
     locked = await db.fetch(
-        "SELECT message_id FROM dispatcher.messages WHERE message_id = ANY($1::text[]) AND status = $2 "
+        "SELECT message_id FROM dispatcher.messages WHERE message_id = ANY($1::text[]) AND status = ANY($2::text[]) "
         "ORDER BY message_id FOR UPDATE",
         sorted(message_ids),
-        Status.UNKNOWN.value,
+        [Status.UNKNOWN.value, Status.SENDING.value],
     )
     if not locked:
         return []

@@ -460,6 +460,12 @@ class Dispatcher:
         for item, answer in zip(calls, answers, strict=True):
             status = Status(rows[item.message.message_id]["status"])
             if answer.failure is None:
+                if status == Status.SENT:
+                    # SendGrid's own event for it came first (settle_unknown_events).
+                    log.info(
+                        "send.accepted_after_its_event", provider_message_id=answer.provider_message_id, **item.ids
+                    )
+                    continue
                 if status not in domain.IN_FLIGHT:
                     log.error(
                         "send.accepted_but_row_moved_on", provider_message_id=answer.provider_message_id, **item.ids
@@ -563,9 +569,11 @@ class Dispatcher:
         await self.settle_unknown_events(engagement.read(data))
 
     async def settle_unknown_events(self, events: Sequence[events_pb2.EngagementEvent]) -> int:
-        """EngagementEvent facts: any provider event for a message proves the provider took it:
-        an `unknown` send (the call may or may not have gone out) becomes `sent`, and the
-        planner hears so. One statement finds the batch's unknown messages (nearly always none)."""
+        """EngagementEvent facts: any event for a message proves the provider took it: a send
+        whose call may have gone out (`unknown`, or `sending` left by a process that died
+        mid-call) becomes `sent`, and the planner hears so. One statement finds the batch's
+        such messages (nearly always none). Delivery events also move the watermark that lets
+        `resolve_unknown` resend what SendGrid never got."""
         wanted = {
             (e.tenant_id, e.message_id): e for e in events if e.message_id and validation.TENANT.match(e.tenant_id)
         }
@@ -591,7 +599,7 @@ class Dispatcher:
                 await repository.set_status(
                     conn,
                     message_id=row.message_id,
-                    expected=[Status.UNKNOWN],
+                    expected=[Status.UNKNOWN, Status.SENDING],
                     status=Status.SENT,
                     now=now,
                     provider=domain.PROVIDER,
