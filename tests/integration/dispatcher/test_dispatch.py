@@ -425,6 +425,8 @@ async def test_timeout_after_the_request_left_is_unknown_and_never_repeated(engi
     row = await stored(engine, cmd.message_id)
     assert (row.status, row.attempt_count) == ("unknown", 1)
     assert "after the request was sent" in row.last_error
+    # Kept while unknown, to be sent again as it was should SendGrid never have got it.
+    assert row.unconfirmed_command == cmd.SerializeToString()
     assert await outcomes(engine, tenant_id) == []
 
 

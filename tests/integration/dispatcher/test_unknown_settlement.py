@@ -24,7 +24,13 @@ async def parked_unknown(engine, tenant_id, **overrides):  # type: ignore[no-unt
         await conn.execute(
             update(messages)
             .where(messages.c.message_id == cmd.message_id)
-            .values(status="unknown", attempt_count=1, updated_at=T0, rfc_message_id="<m@x>")
+            .values(
+                status="unknown",
+                attempt_count=1,
+                updated_at=T0,
+                rfc_message_id="<m@x>",
+                unconfirmed_command=cmd.SerializeToString(),
+            )
         )
     return cmd
 
@@ -53,7 +59,7 @@ async def test_a_provider_event_proves_an_unknown_send_went_out(engine, fake, te
     await dispatcher.settle_unknown(event(tenant_id, cmd.message_id))  # redelivered: nothing more
 
     row = await stored(engine, cmd.message_id)
-    assert (row.status, row.provider_message_id) == ("sent", "SGID123")
+    assert (row.status, row.provider_message_id, row.unconfirmed_command) == ("sent", "SGID123", None)
     assert row.sent_at == T0 + timedelta(seconds=5)
     [fact] = await outcomes(engine, tenant_id)
     assert (fact.kind, fact.provider_message_id, fact.rfc_message_id) == (
@@ -119,6 +125,7 @@ async def test_an_unknown_send_sendgrid_reported_past_is_sent_again_as_it_was(en
 
     row = await stored(engine, cmd.message_id)
     assert (row.status, row.last_error.startswith("sent again: no provider event")) == ("queued", True)
+    assert row.unconfirmed_command is None
     [again] = await resent_commands(engine, tenant_id)
     assert again == cmd, "the same command, byte for byte what the planner sent"
     # Through the send stream it is admitted like any command and sent once.

@@ -95,19 +95,6 @@ class ContactWindow:
     window: windows.SendWindow
     time_zone: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {**self.window.to_json(), "time_zone": self.time_zone}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> ContactWindow | None:
-        return cls(windows.SendWindow.from_json(data), data["time_zone"]) if data else None
-
-    def to_proto(self) -> messages_pb2.ContactWindow:
-        w = self.window
-        return messages_pb2.ContactWindow(
-            weekdays=sorted(w.weekdays), start_hour=w.start_hour, end_hour=w.end_hour, time_zone=self.time_zone
-        )
-
 
 def contact_window(given: messages_pb2.ContactWindow) -> ContactWindow | None:
     """The command's window, or None when it gives none or one that cannot be placed in (a
@@ -673,29 +660,6 @@ def failure_is_permanent(failure: SendFailure) -> bool:
 # SendGrid's delivery events: it posts `processed` for every message it accepts, then one of the
 # others. Their times say how far SendGrid's reports have reached.
 DELIVERY_EVENTS = frozenset({"processed", "delivered", "deferred", "bounce", "dropped"})
-
-
-def command_from_row(row: Any) -> messages_pb2.SendMessageCommand:
-    """The send command a stored message came from, to send it again as it was."""
-    return messages_pb2.SendMessageCommand(
-        tenant_id=row.tenant_id,
-        message_id=row.message_id,
-        campaign_id=row.campaign_id,
-        step_index=row.step_index,
-        contact_id=row.contact_id,
-        channel=row.channel,
-        to_email=row.to_email,
-        to_name=row.to_name,
-        sender_identity_id=row.sender_identity_id,
-        subject=row.subject,
-        body_text=row.body_text,
-        body_html=row.body_html,
-        categories=list(row.categories),
-        postal_address=row.postal_address,
-        tracking=messages_pb2.Tracking(opens=row.track_opens, clicks=row.track_clicks),
-        thread_message_ids=list(row.thread_message_ids),
-        send_window=window.to_proto() if (window := ContactWindow.from_json(row.send_window)) else None,
-    )
 
 
 def outcome_for_row(

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     SmallInteger,
@@ -20,7 +21,6 @@ from sqlalchemy import (
     func,
     true,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 
 from dripiq_common.outbox import outbox_table
 
@@ -62,12 +62,9 @@ messages = Table(
     # What the email asked SendGrid to track (the tenant's privacy switches when it was sent).
     Column("track_opens", Boolean, nullable=False, server_default=true()),
     Column("track_clicks", Boolean, nullable=False, server_default=true()),
-    # The rest of what the send command carried, so an unconfirmed send can be sent again as it was.
-    Column("postal_address", Text, nullable=False, server_default=""),
-    Column("categories", JSONB, nullable=False, server_default="[]"),
-    Column("thread_message_ids", JSONB, nullable=False, server_default="[]"),
-    # {"weekdays", "start_hour", "end_hour", "time_zone"}, or null: whenever.
-    Column("send_window", JSONB),
+    # The send command's bytes, kept only while the message is `unknown`: what it is sent again
+    # as, should SendGrid's reports show it never got it. Null on every other row.
+    Column("unconfirmed_command", LargeBinary),
     UniqueConstraint("idempotency_key", name="messages_idempotency_key_key"),
     UniqueConstraint("provider", "provider_message_id", name="messages_provider_message_key"),
     CheckConstraint(

@@ -3,7 +3,6 @@ are upserts on the natural keys, and status changes name the status they expect 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
@@ -47,10 +46,6 @@ async def insert_messages(conn: AsyncConnection, *, batch: Sequence[NewMessage],
             "body_html": m.body_html,
             "track_opens": m.track_opens,
             "track_clicks": m.track_clicks,
-            "postal_address": m.postal_address,
-            "categories": json.dumps(list(m.categories)),
-            "thread_message_ids": json.dumps(list(m.thread_message_ids)),
-            "send_window": json.dumps(m.window.to_json()) if m.window else None,
             "created_at": now,
             "updated_at": now,
         }
@@ -58,13 +53,7 @@ async def insert_messages(conn: AsyncConnection, *, batch: Sequence[NewMessage],
         # wait for each other in one order instead of deadlocking.
         for m in sorted(batch, key=lambda m: m.message_id)
     ]
-    await bulk.insert_rows(
-        conn,
-        messages,
-        rows,
-        suffix="ON CONFLICT (message_id) DO NOTHING",
-        casts={"categories": "text", "thread_message_ids": "text", "send_window": "text"},
-    )
+    await bulk.insert_rows(conn, messages, rows, suffix="ON CONFLICT (message_id) DO NOTHING")
 
 
 _LOCK_MESSAGES = (

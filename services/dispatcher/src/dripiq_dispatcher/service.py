@@ -222,6 +222,7 @@ class Dispatcher:
                     item,
                     status=Status.UNKNOWN.value,
                     last_error="redelivered while a provider call was under way; a webhook settles it",
+                    unconfirmed_command=item.command,
                 )
                 log.warning("send.found_sending_marked_unknown", attempt_count=row["attempt_count"], **item.ids)
             else:
@@ -497,7 +498,9 @@ class Dispatcher:
         nothing waits on JetStream's redelivery. Returns no error: the delivery is done."""
         if failure.kind == FailureKind.UNKNOWN:
             if status == Status.SENDING:
-                work.change(item, status=Status.UNKNOWN.value, last_error=failure.reason)
+                work.change(
+                    item, status=Status.UNKNOWN.value, last_error=failure.reason, unconfirmed_command=item.command
+                )
                 log.error("send.outcome_unknown", reason=failure.reason, attempt=item.attempt, **item.ids)
             return None
         if status != Status.SENDING and not (failure.kind == FailureKind.PERMANENT and status in domain.IN_FLIGHT):
@@ -606,6 +609,7 @@ class Dispatcher:
                     provider_message_id=provider_message_id or None,
                     sent_at=sent_at,
                     last_error=None,
+                    unconfirmed_command=None,
                 )
                 fact = domain.outcome_for_row(
                     row, messages_pb2.OUTCOME_KIND_SENT, occurred_at=sent_at, provider_message_id=provider_message_id
@@ -635,7 +639,8 @@ class Dispatcher:
                 return 0
             reported_until = await repository.watermark(conn)
             for row in rows:
-                if reported_until is not None and reported_until >= row.updated_at + resend_after:
+                resendable = row.unconfirmed_command is not None
+                if resendable and reported_until is not None and reported_until >= row.updated_at + resend_after:
                     resent.append(row)
                 elif now - row.updated_at >= deadline:
                     failed.append(row)
@@ -645,12 +650,25 @@ class Dispatcher:
             )
             await repository.update_messages(
                 conn,
-                changes=[(r.message_id, {"status": Status.QUEUED.value, "last_error": resend_reason}) for r in resent],
+                changes=[
+                    (
+                        r.message_id,
+                        {"status": Status.QUEUED.value, "last_error": resend_reason, "unconfirmed_command": None},
+                    )
+                    for r in resent
+                ],
             )
+            # The command as the planner sent it, byte for byte.
             await enqueue(
                 conn,
                 outbox,
-                [OutboxMessage(Subjects.dispatcher_send(r.tenant_id), domain.command_from_row(r)) for r in resent],
+                [
+                    OutboxMessage(
+                        Subjects.dispatcher_send(r.tenant_id),
+                        messages_pb2.SendMessageCommand.FromString(r.unconfirmed_command),
+                    )
+                    for r in resent
+                ],
             )
             fail_reason = (
                 f"no provider event proved this send within {deadline} while SendGrid's reports lagged; "
@@ -658,7 +676,13 @@ class Dispatcher:
             )
             await repository.update_messages(
                 conn,
-                changes=[(r.message_id, {"status": Status.FAILED.value, "last_error": fail_reason}) for r in failed],
+                changes=[
+                    (
+                        r.message_id,
+                        {"status": Status.FAILED.value, "last_error": fail_reason, "unconfirmed_command": None},
+                    )
+                    for r in failed
+                ],
             )
             for row in failed:
                 await self._outcome(
