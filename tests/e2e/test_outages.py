@@ -28,6 +28,31 @@ def three_steps() -> pb.Strategy:
     )
 
 
+def all_completed(suite: Suite, tenant: str, ids: list[str], *, what: str) -> None:
+    with channel(suite, "PLANNER_GRPC_PORT") as ch:
+        campaigns = pb_grpc.CampaignServiceStub(ch)
+        eventually(
+            lambda: all(
+                campaigns.GetCampaign(
+                    pb.GetCampaignRequest(tenant_id=tenant, campaign_id=c), timeout=10
+                ).campaign.status
+                == pb.CAMPAIGN_STATUS_COMPLETED
+                for c in ids
+            ),
+            what=what,
+            timeout=120,
+        )
+
+
+def message_ids_at_sendgrid(suite: Suite, campaign_ids: list[str]) -> list[str]:
+    """The message id of every request SendGrid accepted for these campaigns (repeats included)."""
+    return [
+        m["custom_args"]["message_id"]
+        for m in http_json(f"{suite.env['SENDGRID_API_HOST']}/_fake/messages")["messages"]
+        if m["custom_args"].get("campaign_id") in campaign_ids
+    ]
+
+
 def test_an_outage_longer_than_the_old_retry_budget_ends_no_campaign(suite: Suite) -> None:
     fake = suite.env["SENDGRID_API_HOST"]
     sender = verified_sender(suite, TENANT, "hello@outage.example")
@@ -51,25 +76,9 @@ def test_an_outage_longer_than_the_old_retry_budget_ends_no_campaign(suite: Suit
             for n in range(CAMPAIGNS)
         ]
 
-        def statuses() -> list[int]:
-            return [
-                campaigns.GetCampaign(
-                    pb.GetCampaignRequest(tenant_id=TENANT, campaign_id=c), timeout=10
-                ).campaign.status
-                for c in ids
-            ]
+        all_completed(suite, TENANT, ids, what="every campaign completed once SendGrid answered again")
 
-        eventually(
-            lambda: all(s == pb.CAMPAIGN_STATUS_COMPLETED for s in statuses()),
-            what="every campaign completed once SendGrid answered again",
-            timeout=120,
-        )
-
-    sent = [
-        m["custom_args"]["message_id"]
-        for m in http_json(f"{fake}/_fake/messages")["messages"]
-        if m["custom_args"].get("campaign_id") in ids
-    ]
+    sent = message_ids_at_sendgrid(suite, ids)
     assert len(sent) == len(set(sent)) == CAMPAIGNS * 3, "each step once"
     # The outage really outlasted the old budget of five attempts for some messages.
     [[most]] = sql(suite, f"SELECT max(attempt_count) FROM dispatcher.messages WHERE tenant_id = '{TENANT}'")
@@ -127,22 +136,6 @@ def test_a_dispatcher_killed_mid_batch_strands_no_send_and_sends_none_twice(suit
         http_json(f"{fake}/_fake/latency", {"seconds": 0})
     suite.restart("dispatcher")
 
-    with channel(suite, "PLANNER_GRPC_PORT") as ch:
-        campaigns = pb_grpc.CampaignServiceStub(ch)
-        eventually(
-            lambda: all(
-                campaigns.GetCampaign(
-                    pb.GetCampaignRequest(tenant_id=tenant, campaign_id=c), timeout=10
-                ).campaign.status
-                == pb.CAMPAIGN_STATUS_COMPLETED
-                for c in ids
-            ),
-            what="every campaign completed: no send left stranded",
-            timeout=90,
-        )
-    sent = [
-        m["custom_args"]["message_id"]
-        for m in http_json(f"{fake}/_fake/messages")["messages"]
-        if m["custom_args"].get("campaign_id") in ids
-    ]
+    all_completed(suite, tenant, ids, what="every campaign completed: no send left stranded")
+    sent = message_ids_at_sendgrid(suite, ids)
     assert len(sent) == len(set(sent)) == BATCH * 2, "each step once"
