@@ -6,7 +6,9 @@ import asyncio
 import time
 import uuid
 
+import asyncpg
 import pytest
+import sqlalchemy.exc
 from google.rpc import code_pb2, error_details_pb2
 from prometheus_client import REGISTRY
 
@@ -135,3 +137,21 @@ async def test_a_loop_counts_failed_rounds_and_keeps_going() -> None:
     assert REGISTRY.get_sample_value("dripiq_loop_rounds_total", {"loop": name, "result": "failed"}) == 1
     assert REGISTRY.get_sample_value("dripiq_loop_rounds_total", {"loop": name, "result": "ok"}) == 2
     assert REGISTRY.get_sample_value("dripiq_loop_last_ok_timestamp_seconds", {"loop": name}) >= int(before)
+
+
+def test_a_database_that_cannot_be_reached_is_unavailable_not_internal() -> None:
+    """A caller may retry UNAVAILABLE; INTERNAL says we have a bug."""
+    refused = ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+    assert status_for(refused).code == code_pb2.UNAVAILABLE
+    shutting_down = asyncpg.exceptions.CannotConnectNowError("the database system is shutting down")
+    wrapped = sqlalchemy.exc.DBAPIError("SELECT 1", {}, shutting_down)
+    assert status_for(wrapped).code == code_pb2.UNAVAILABLE
+    try:
+        try:
+            raise refused
+        except OSError as exc:
+            raise RuntimeError("checkout failed") from exc
+    except RuntimeError as chained:
+        assert status_for(chained).code == code_pb2.UNAVAILABLE
+    assert status_for(ValueError("a bug")).code == code_pb2.INTERNAL
+    assert status_for(KeyError("campaign")).message == "internal error"

@@ -7,7 +7,9 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
+import asyncpg
 import grpc
+import sqlalchemy.exc
 import structlog
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -62,7 +64,36 @@ def status_for(exc: Exception) -> status_pb2.Status:
                 )
                 status.details.append(detail)
             return status
+    if _unreachable(exc):
+        # The caller may try again: nothing it asked for was done or half done.
+        return status_pb2.Status(code=code_pb2.UNAVAILABLE, message="a backing service is unreachable; try again")
     return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
+
+
+# What a lost or refused database connection raises (asyncpg's own, or the socket's), possibly
+# wrapped by SQLAlchemy.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether `exc` is a backing service (PostgreSQL) being unreachable, not a bug."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _CONNECTION_ERRORS):
+            return True
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
+            return True
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
+    return False
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
@@ -91,9 +122,13 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 code = code_pb2.Code.Name(status.code)
                 await context.abort_with_status(rpc_status.to_status(status))
             except Exception as exc:
-                code = "INTERNAL"
-                log.error("rpc.internal_error", method=method, error=repr(exc), trace=traceback.format_exc())
-                await context.abort_with_status(rpc_status.to_status(status_for(exc)))
+                status = status_for(exc)
+                code = code_pb2.Code.Name(status.code)
+                if status.code == code_pb2.UNAVAILABLE:
+                    log.warning("rpc.unavailable", method=method, error=repr(exc))
+                else:
+                    log.error("rpc.internal_error", method=method, error=repr(exc), trace=traceback.format_exc())
+                await context.abort_with_status(rpc_status.to_status(status))
             finally:
                 RPCS.labels(grpc_service=service_name, grpc_method=method_name, grpc_code=code).inc()
                 RPC_SECONDS.labels(grpc_service=service_name, grpc_method=method_name).observe(
