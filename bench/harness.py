@@ -24,7 +24,9 @@ from dripiq_devtools.suite import Suite
 
 
 @contextlib.contextmanager
-def running_suite(replicas: dict[str, int] | None = None, **extra_env: str) -> Iterator[Suite]:
+def running_suite(
+    replicas: dict[str, int] | None = None, *, fake_auto_events_delay: float = 0, **extra_env: str
+) -> Iterator[Suite]:
     root = Path(tempfile.mkdtemp(prefix="dripiq-bench-"))
     suite = Suite(
         run_dir=root / "run",
@@ -36,7 +38,8 @@ def running_suite(replicas: dict[str, int] | None = None, **extra_env: str) -> I
         replicas=replicas or {},
         # Benchmarks drive and measure one path each; SendGrid's own processed and delivered
         # posts (on in `make run`) would load the events path of a run that does not measure it.
-        fake_auto_events_delay=0,
+        # A benchmark of the whole path (bench/chaos.py) turns them on.
+        fake_auto_events_delay=fake_auto_events_delay,
     )
     try:
         suite.start()

@@ -278,6 +278,32 @@ class Suite:
     def dead_children(self) -> list[str]:
         return [name for name, child in self.children.items() if child.poll() is not None]
 
+    def stop_nats(self) -> None:
+        """Stop the suite's own NATS server; its JetStream store stays for `start_nats`."""
+        self._own_nats().stop()
+
+    def start_nats(self) -> None:
+        """Start the suite's NATS server again: same ports, same store, so the same streams."""
+        self._own_nats().start()
+
+    def stop_postgres(self) -> None:
+        """Stop the suite's own PostgreSQL (a fast shutdown); its data stays for `start_postgres`."""
+        self._own_postgres().stop()
+
+    def start_postgres(self) -> None:
+        """Start the suite's PostgreSQL again on the same port from the same data folder."""
+        self._own_postgres().start()
+
+    def _own_nats(self) -> EmbeddedNats:
+        if self.nats is None:
+            raise RuntimeError("NATS is not the suite's own (NATS_URL names another server)")
+        return self.nats
+
+    def _own_postgres(self) -> EmbeddedPostgres:
+        if self.postgres is None:
+            raise RuntimeError("PostgreSQL is not the suite's own (DATABASE_URL names another server)")
+        return self.postgres
+
     def stop(self, grace: float = 20.0) -> None:
         """SIGTERM every process, wait for their graceful shutdown, then the servers."""
         for child in self.children.values():
