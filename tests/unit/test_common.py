@@ -79,18 +79,44 @@ def test_status_mapping_carries_the_field() -> None:
 
 
 def test_page_sizes_and_tokens() -> None:
+    from datetime import UTC, datetime
+
     from dripiq_common import paging
 
     assert (paging.page_size(0), paging.page_size(5), paging.page_size(5000)) == (100, 5, 1000)
-    assert paging.decode_token(paging.encode_token("2030-01-01T00:00:00+00:00", "m-1"), arity=2) == [
-        "2030-01-01T00:00:00+00:00",
-        "m-1",
-    ]
-    assert paging.decode_token("", arity=1) is None
-    for bad in ("%%%", "bm9wZQ", paging.encode_token(1, 2)):
-        with pytest.raises(InvalidArgument) as exc:
-            paging.decode_token(bad, arity=1)
-        assert exc.value.field == "page_token"
+    moment = datetime(2030, 1, 1, tzinfo=UTC)
+    assert paging.decode_token(paging.encode_token(moment, "m-1"), datetime, str) == (moment, "m-1")
+    assert paging.decode_token(paging.encode_token(moment.isoformat(), 7), datetime, int) == (moment, 7)
+    assert paging.decode_token("", int) is None
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "%%%",
+        "bm9wZQ",  # base64 of "nope"
+        "WzEsMl0",  # [1,2]: the wrong number of parts
+        "WyJ5ZXN0ZXJkYXkiLCJtLTEiXQ",  # ["yesterday","m-1"]: not a time
+        "WyIyMDMwLTAxLTAxVDAwOjAwOjAwIiwibS0xIl0",  # a time without a zone
+        "WyIyMDMwLTAxLTAxVDAwOjAwOjAwKzAwOjAwIiw3XQ",  # [time, 7] where an id string is due
+        "WyIyMDMwLTAxLTAxVDAwOjAwOjAwKzAwOjAwIix0cnVlXQ",  # [time, true]
+        "eyJhIjoxfQ",  # {"a":1}
+    ],
+)
+def test_a_malformed_page_token_is_invalid_argument_naming_it(token: str) -> None:
+    """However a token is broken, it never reaches a query (it was INTERNAL when it did)."""
+    from datetime import datetime
+
+    from dripiq_common import paging
+
+    with pytest.raises(InvalidArgument) as exc:
+        paging.decode_token(token, datetime, str)
+    assert exc.value.field == "page_token"
+
+
+def test_page_size_is_never_negative() -> None:
+    from dripiq_common import paging
+
     with pytest.raises(InvalidArgument):
         paging.page_size(-1)
 

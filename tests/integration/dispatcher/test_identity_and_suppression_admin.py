@@ -117,6 +117,8 @@ async def test_list_identities_pages_through_every_row_once_and_only_the_tenants
         (pb.ListSenderIdentitiesRequest(), "tenant_id"),
         (pb.ListSenderIdentitiesRequest(tenant_id="t-ok", page_size=-1), "page_size"),
         (pb.ListSenderIdentitiesRequest(tenant_id="t-ok", page_token="garbage"), "page_token"),
+        # ["yesterday", "m-1"]: the right shape, no time in it (it was INTERNAL once).
+        (pb.ListSenderIdentitiesRequest(tenant_id="t-ok", page_token="WyJ5ZXN0ZXJkYXkiLCJtLTEiXQ"), "page_token"),
     ],
 )
 async def test_list_identities_rejects_bad_input(identities, request_, field):

@@ -133,6 +133,8 @@ async def test_a_tenants_events_are_listed_over_a_time_range(ingest, send, stub,
         ({"tenant_id": "t", "campaign_id": "c", "occurred_after": {"seconds": 10**12}}, "occurred_after"),
         ({"tenant_id": "t", "message_id": "m", "page_size": -1}, "page_size"),
         ({"tenant_id": "t", "message_id": "m", "page_token": "not-ours"}, "page_token"),
+        # ["x"]: the right shape, no event id in it (it was INTERNAL once).
+        ({"tenant_id": "t", "message_id": "m", "page_token": "WyJ4Il0"}, "page_token"),
     ],
 )
 async def test_invalid_requests_name_the_field(stub, request_fields, field):

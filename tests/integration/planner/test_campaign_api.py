@@ -351,7 +351,9 @@ async def test_list_campaigns_newest_first_filtered_and_paged(engine, campaigns,
     assert seen == newest_first
     assert pages == 3
 
-    for bad in ("garbage!", "W10", "WyJhIl0"):  # not base64 JSON; an empty list; a list of one
+    # Not base64 JSON; an empty list; a list of one; ["yesterday", "m-1"]: the right shape with
+    # no time in it (it reached the query and answered INTERNAL).
+    for bad in ("garbage!", "W10", "WyJhIl0", "WyJ5ZXN0ZXJkYXkiLCJtLTEiXQ"):
         with pytest.raises(InvalidArgument) as exc:
             await campaigns.list(pb.ListCampaignsRequest(tenant_id=tenant_id, page_token=bad))
         assert exc.value.field == "page_token"

@@ -183,8 +183,7 @@ class Dispatcher:
     async def list_messages(self, request: pb.ListMessagesRequest) -> pb.ListMessagesResponse:
         tenant = validation.tenant_id(request.tenant_id)
         size = paging.page_size(request.page_size)
-        key = paging.decode_token(request.page_token, arity=2)
-        after = (datetime.fromisoformat(key[0]), key[1]) if key else None
+        after = paging.decode_token(request.page_token, datetime, str)
         status = domain.status_from_proto(request.status) if request.status else None
         async with self.engine.connect() as conn:
             rows = await repository.list_messages(
@@ -781,7 +780,7 @@ class SenderIdentities:
     async def list_page(self, request: pb.ListSenderIdentitiesRequest) -> pb.ListSenderIdentitiesResponse:
         tenant = validation.tenant_id(request.tenant_id)
         size = paging.page_size(request.page_size)
-        after = _page_key(request.page_token, str)
+        after = paging.decode_token(request.page_token, datetime, str)
         async with self.engine.connect() as conn:
             rows = await repository.list_identities(conn, tenant_id=tenant, after=after, limit=size + 1)
         page = rows[:size]
@@ -858,19 +857,6 @@ def _cap(value: int, field: str) -> int:
     return value
 
 
-def _page_key(token: str, id_type: type) -> tuple[datetime, Any] | None:
-    """The (created_at, id) key a page token stands for; None for the first page."""
-    key = paging.decode_token(token, arity=2)
-    if key is None:
-        return None
-    try:
-        if not isinstance(key[1], id_type) or isinstance(key[1], bool):
-            raise TypeError
-        return datetime.fromisoformat(key[0]), key[1]
-    except (TypeError, ValueError):
-        raise InvalidArgument("page_token", "is not a token from a previous response") from None
-
-
 def _optional(value: str, field: str, *, max_length: int = 256) -> str:
     if len(value) > max_length:
         raise InvalidArgument(field, f"must be at most {max_length} characters")
@@ -927,7 +913,7 @@ class Suppressions:
     async def list_page(self, request: pb.ListSuppressionsRequest) -> pb.ListSuppressionsResponse:
         tenant = validation.tenant_id(request.tenant_id)
         size = paging.page_size(request.page_size)
-        after = _page_key(request.page_token, int)
+        after = paging.decode_token(request.page_token, datetime, int)
         reason = request.reason.strip().lower() or None
         async with self.engine.connect() as conn:
             rows = await repository.list_suppressions(

@@ -419,8 +419,8 @@ class EventQuery:
         if occurred_after is not None and occurred_before is not None and occurred_before <= occurred_after:
             raise InvalidArgument("occurred_before", "must be later than occurred_after")
         size = paging.page_size(request.page_size)
-        after = paging.decode_token(request.page_token, arity=1)
-        after_id = int(after[0]) if after else 0
+        after = paging.decode_token(request.page_token, int)
+        after_id = after[0] if after else 0
         async with self.engine.connect() as conn:
             rows = await repository.list_events(
                 conn,
@@ -441,13 +441,13 @@ class EventQuery:
     async def list_inbound(self, request: api_pb.ListInboundMessagesRequest) -> api_pb.ListInboundMessagesResponse:
         tenant_id = validation.tenant_id(request.tenant_id)
         size = paging.page_size(request.page_size)
-        before = paging.decode_token(request.page_token, arity=1)
+        before = paging.decode_token(request.page_token, int)
         async with self.engine.connect() as conn:
             rows = await repository.list_inbound(
                 conn,
                 tenant_id=tenant_id,
                 campaign_id=request.campaign_id,
-                before_id=int(before[0]) if before else None,
+                before_id=before[0] if before else None,
                 limit=size + 1,
             )
         page = rows[:size]

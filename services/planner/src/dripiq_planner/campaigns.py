@@ -427,7 +427,7 @@ class CampaignService:
     async def list(self, request: pb.ListCampaignsRequest) -> pb.ListCampaignsResponse:
         tenant = validation.tenant_id(request.tenant_id)
         size = paging.page_size(request.page_size)
-        key = paging.decode_token(request.page_token, arity=2)
+        before = paging.decode_token(request.page_token, datetime, str)
         if request.status and request.status not in _STATUS_NAMES:
             raise InvalidArgument("status", f"unknown campaign status {request.status}")
         async with self.engine.connect() as conn:
@@ -437,7 +437,7 @@ class CampaignService:
                 status=_STATUS_NAMES.get(request.status),
                 contact_id=request.contact_id,
                 lead_id=request.lead_id,
-                before=(datetime.fromisoformat(key[0]), key[1]) if key else None,
+                before=before,
                 limit=size + 1,
             )
         page = rows[:size]

@@ -83,7 +83,7 @@ class TimerService:
         if fire_after is not None and fire_before is not None and fire_before <= fire_after:
             raise InvalidArgument("fire_before", "must be later than fire_after")
         size = paging.page_size(request.page_size)
-        after = _page_key(paging.decode_token(request.page_token, arity=2))
+        after = paging.decode_token(request.page_token, datetime, int)
         async with self.engine.connect() as conn:
             rows = await repository.list_timers(
                 conn,
@@ -176,15 +176,6 @@ class TimerService:
 def _check_batch_size(size: int, field: str) -> None:
     if not 1 <= size <= MAX_BATCH:
         raise InvalidArgument(field, f"needs 1 to {MAX_BATCH} items, got {size}")
-
-
-def _page_key(key: list[object] | None) -> tuple[datetime, int] | None:
-    if key is None:
-        return None
-    try:
-        return datetime.fromisoformat(str(key[0])), int(key[1])  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise InvalidArgument("page_token", "is not a token from a previous response") from None
 
 
 def _flatten(command: commands_pb2.TimerCommand) -> list[tuple[str, object]]:
