@@ -14,7 +14,7 @@ IMAGE_REGISTRY ?= dripiq
 IMAGE_TAG ?= dev
 IMAGES := planner dispatcher events edge scheduler
 
-.PHONY: help install protos check-protos lint format migrate run test test-unit test-integration test-e2e images clean
+.PHONY: help install protos check-protos lint typecheck format migrate run test test-unit test-integration test-e2e images clean
 
 help: ## List every target with what it does
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -34,9 +34,13 @@ protos: $(VENV)/.installed ## Regenerate the Python contracts from protos/
 check-protos: $(VENV)/.installed ## Fail when the committed contracts are stale
 	$(PY) -m dripiq_devtools.protos --check
 
-lint: $(VENV)/.installed ## Check style and common mistakes (ruff)
+lint: $(VENV)/.installed ## Check style, common mistakes and types (ruff, mypy)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(MAKE) --no-print-directory typecheck
+
+typecheck: $(VENV)/.installed ## Check types (mypy with pydantic's plugin; the packages under src/)
+	$(PY) -m mypy
 
 format: $(VENV)/.installed ## Format the code and sort imports (ruff)
 	$(PY) -m ruff check --fix .

@@ -24,6 +24,8 @@ async def driver(conn: AsyncConnection) -> Any:
     itself; a statement sent straight to asyncpg before that would run in autocommit, its
     row locks gone at once. So the transaction is opened here when it is not yet."""
     db = (await conn.get_raw_connection()).driver_connection
+    if db is None:
+        raise RuntimeError("the connection has no driver connection under it")
     if not db.is_in_transaction():
         await conn.exec_driver_sql("SELECT 1")
     return db

@@ -67,7 +67,7 @@ def _filter(consumer: str | None) -> str:
     return f"{DEAD_LETTER_PREFIX}.*.{consumer}" if consumer else f"{DEAD_LETTER_PREFIX}.>"
 
 
-def _dead_letter(raw) -> DeadLetter:  # type: ignore[no-untyped-def]
+def _dead_letter(raw) -> DeadLetter:
     headers = dict(raw.headers or {})
     _, _, stream, consumer = (raw.subject.split(".", 3) + ["", "", "", ""])[:4]
     return DeadLetter(
@@ -93,6 +93,8 @@ async def dead_letters(js: JetStreamContext, *, consumer: str | None = None, lim
         except NotFoundError:
             break
         found.append(_dead_letter(raw))
+        if raw.seq is None:
+            break
         sequence = raw.seq + 1
     return found
 

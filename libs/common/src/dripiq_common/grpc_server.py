@@ -100,7 +100,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     """The one place that turns domain errors into gRPC status codes, and counts and times
     every RPC by the code it ended with."""
 
-    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+    async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
@@ -108,7 +108,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         service_name, _, method_name = method.lstrip("/").partition("/")
 
-        async def mapped(request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+        async def mapped(request, context: grpc.aio.ServicerContext):
             started = time.perf_counter()
             code = "OK"
             try:

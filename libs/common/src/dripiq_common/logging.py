@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import structlog
 
@@ -17,10 +18,11 @@ def configure_logging(service: str, *, log_format: str = "json", level: str = "I
     renderer = (
         structlog.dev.ConsoleRenderer(colors=False) if log_format == "console" else structlog.processors.JSONRenderer()
     )
+    processors: list[Any] = (
+        [*shared, structlog.processors.format_exc_info, renderer] if log_format != "console" else [*shared, renderer]
+    )
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer]
-        if log_format != "console"
-        else [*shared, renderer],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,

@@ -41,12 +41,14 @@ def run_env(metadata: MetaData) -> None:
     config = context.config
     schema = config.attributes.get("schema") or metadata.schema
     url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("alembic config has no sqlalchemy.url")
 
-    def only_this_schema(name, type_, parent_names) -> bool:  # type: ignore[no-untyped-def]
+    def only_this_schema(name, type_, parent_names) -> bool:
         # Autogenerate compares this service's schema and nothing else (rule 1).
         return name == schema if type_ == "schema" else True
 
-    def migrate(connection) -> None:  # type: ignore[no-untyped-def]
+    def migrate(connection) -> None:
         context.configure(
             connection=connection,
             target_metadata=metadata,

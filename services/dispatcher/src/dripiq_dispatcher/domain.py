@@ -215,7 +215,7 @@ def task_created(message: NewMessage, *, now: datetime) -> messages_pb2.TaskCrea
 
 
 # TaskOutcome as stored (engagement.TASK_ENGAGEMENT: the ones that are engagement).
-TASK_OUTCOMES = {
+TASK_OUTCOMES: dict[int, str] = {
     pb.TASK_OUTCOME_DONE: "done",
     pb.TASK_OUTCOME_NO_ANSWER: "no_answer",
     pb.TASK_OUTCOME_REPLIED: "replied",
@@ -765,7 +765,8 @@ _STATUS = {
     Status.TASK_DONE: pb.MESSAGE_STATUS_TASK_DONE,
     Status.WITHHELD: pb.MESSAGE_STATUS_WITHHELD,
 }
-_TASK_OUTCOME_VALUES = {name: value for value, name in TASK_OUTCOMES.items()}
+# Stored outcome -> the enum value's name, which the message constructor takes as the value.
+_TASK_OUTCOME_NAMES = {name: pb.TaskOutcome.Name(value) for value, name in TASK_OUTCOMES.items()}
 
 
 def status_from_proto(value: int) -> Status:
@@ -792,7 +793,7 @@ def message_to_proto(row: Any) -> pb.Message:
         provider_message_id=row.provider_message_id or "",
         attempt_count=row.attempt_count,
         last_error=row.last_error or "",
-        task_outcome=_TASK_OUTCOME_VALUES.get(row.task_outcome or "", pb.TASK_OUTCOME_UNSPECIFIED),
+        task_outcome=_TASK_OUTCOME_NAMES.get(row.task_outcome or "", "TASK_OUTCOME_UNSPECIFIED"),
         task_notes=row.task_notes or "",
     )
     message.created_at.FromDatetime(row.created_at)

@@ -15,27 +15,27 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
         self.dispatcher = dispatcher
         self.forwarding = forwarding
 
-    async def GetMessage(self, request: pb.GetMessageRequest, context) -> pb.GetMessageResponse:  # type: ignore[no-untyped-def]
+    async def GetMessage(self, request: pb.GetMessageRequest, context) -> pb.GetMessageResponse:
         message = await self.dispatcher.get_message(request.tenant_id, request.message_id)
         return pb.GetMessageResponse(message=message)
 
-    async def ListMessages(self, request: pb.ListMessagesRequest, context) -> pb.ListMessagesResponse:  # type: ignore[no-untyped-def]
+    async def ListMessages(self, request: pb.ListMessagesRequest, context) -> pb.ListMessagesResponse:
         return await self.dispatcher.list_messages(request)
 
-    async def SetRateLimit(self, request: pb.SetRateLimitRequest, context) -> pb.SetRateLimitResponse:  # type: ignore[no-untyped-def]
+    async def SetRateLimit(self, request: pb.SetRateLimitRequest, context) -> pb.SetRateLimitResponse:
         return pb.SetRateLimitResponse(rate_limit=await self.dispatcher.set_rate_limit(request.rate_limit))
 
-    async def GetRateLimit(self, request: pb.GetRateLimitRequest, context) -> pb.GetRateLimitResponse:  # type: ignore[no-untyped-def]
+    async def GetRateLimit(self, request: pb.GetRateLimitRequest, context) -> pb.GetRateLimitResponse:
         limit = await self.dispatcher.get_rate_limit(request.tenant_id, request.channel)
         return pb.GetRateLimitResponse(rate_limit=limit)
 
-    async def CompleteTask(self, request: pb.CompleteTaskRequest, context) -> pb.CompleteTaskResponse:  # type: ignore[no-untyped-def]
+    async def CompleteTask(self, request: pb.CompleteTaskRequest, context) -> pb.CompleteTaskResponse:
         return pb.CompleteTaskResponse(message=await self.dispatcher.complete_task(request))
 
-    async def SetReplyForwarding(self, request: pb.SetReplyForwardingRequest, context) -> pb.SetReplyForwardingResponse:  # type: ignore[no-untyped-def]
+    async def SetReplyForwarding(self, request: pb.SetReplyForwardingRequest, context) -> pb.SetReplyForwardingResponse:
         return pb.SetReplyForwardingResponse(reply_forwarding=await self.forwarding.set(request.reply_forwarding))
 
-    async def GetReplyForwarding(self, request: pb.GetReplyForwardingRequest, context) -> pb.GetReplyForwardingResponse:  # type: ignore[no-untyped-def]
+    async def GetReplyForwarding(self, request: pb.GetReplyForwardingRequest, context) -> pb.GetReplyForwardingResponse:
         return pb.GetReplyForwardingResponse(reply_forwarding=await self.forwarding.get(request.tenant_id))
 
 
@@ -45,32 +45,32 @@ class SenderIdentityServicer(pb_grpc.SenderIdentityServiceServicer):
 
     async def CreateSenderIdentity(
         self, request: pb.CreateSenderIdentityRequest, context
-    ) -> pb.CreateSenderIdentityResponse:  # type: ignore[no-untyped-def]
+    ) -> pb.CreateSenderIdentityResponse:
         return pb.CreateSenderIdentityResponse(sender_identity=await self.identities.create(request))
 
-    async def GetSenderIdentity(self, request: pb.GetSenderIdentityRequest, context) -> pb.GetSenderIdentityResponse:  # type: ignore[no-untyped-def]
+    async def GetSenderIdentity(self, request: pb.GetSenderIdentityRequest, context) -> pb.GetSenderIdentityResponse:
         identity = await self.identities.get(request.tenant_id, request.sender_identity_id)
         return pb.GetSenderIdentityResponse(sender_identity=identity)
 
     async def VerifySenderIdentity(
         self, request: pb.VerifySenderIdentityRequest, context
-    ) -> pb.VerifySenderIdentityResponse:  # type: ignore[no-untyped-def]
+    ) -> pb.VerifySenderIdentityResponse:
         identity = await self.identities.verify(request.tenant_id, request.sender_identity_id)
         return pb.VerifySenderIdentityResponse(sender_identity=identity)
 
     async def ListSenderIdentities(
         self, request: pb.ListSenderIdentitiesRequest, context
-    ) -> pb.ListSenderIdentitiesResponse:  # type: ignore[no-untyped-def]
+    ) -> pb.ListSenderIdentitiesResponse:
         return await self.identities.list_page(request)
 
     async def UpdateSenderIdentity(
         self, request: pb.UpdateSenderIdentityRequest, context
-    ) -> pb.UpdateSenderIdentityResponse:  # type: ignore[no-untyped-def]
+    ) -> pb.UpdateSenderIdentityResponse:
         return pb.UpdateSenderIdentityResponse(sender_identity=await self.identities.update(request))
 
     async def DeleteSenderIdentity(
         self, request: pb.DeleteSenderIdentityRequest, context
-    ) -> pb.DeleteSenderIdentityResponse:  # type: ignore[no-untyped-def]
+    ) -> pb.DeleteSenderIdentityResponse:
         await self.identities.delete(request.tenant_id, request.sender_identity_id)
         return pb.DeleteSenderIdentityResponse()
 
@@ -79,22 +79,22 @@ class SuppressionServicer(pb_grpc.SuppressionServiceServicer):
     def __init__(self, suppressions: Suppressions) -> None:
         self.suppressions = suppressions
 
-    async def AddSuppression(self, request: pb.AddSuppressionRequest, context) -> pb.AddSuppressionResponse:  # type: ignore[no-untyped-def]
+    async def AddSuppression(self, request: pb.AddSuppressionRequest, context) -> pb.AddSuppressionResponse:
         suppression = await self.suppressions.add(request.tenant_id, request.address, request.reason)
         return pb.AddSuppressionResponse(suppression=suppression)
 
-    async def CheckSuppressions(self, request: pb.CheckSuppressionsRequest, context) -> pb.CheckSuppressionsResponse:  # type: ignore[no-untyped-def]
+    async def CheckSuppressions(self, request: pb.CheckSuppressionsRequest, context) -> pb.CheckSuppressionsResponse:
         suppressed = await self.suppressions.check(request.tenant_id, list(request.addresses))
         return pb.CheckSuppressionsResponse(suppressed=suppressed)
 
-    async def RemoveSuppression(self, request: pb.RemoveSuppressionRequest, context) -> pb.RemoveSuppressionResponse:  # type: ignore[no-untyped-def]
+    async def RemoveSuppression(self, request: pb.RemoveSuppressionRequest, context) -> pb.RemoveSuppressionResponse:
         removed = await self.suppressions.remove(request.tenant_id, request.address, request.reason)
         return pb.RemoveSuppressionResponse(removed_count=removed)
 
-    async def ListSuppressions(self, request: pb.ListSuppressionsRequest, context) -> pb.ListSuppressionsResponse:  # type: ignore[no-untyped-def]
+    async def ListSuppressions(self, request: pb.ListSuppressionsRequest, context) -> pb.ListSuppressionsResponse:
         return await self.suppressions.list_page(request)
 
-    async def ImportSuppressions(self, request: pb.ImportSuppressionsRequest, context) -> pb.ImportSuppressionsResponse:  # type: ignore[no-untyped-def]
+    async def ImportSuppressions(self, request: pb.ImportSuppressionsRequest, context) -> pb.ImportSuppressionsResponse:
         return await self.suppressions.import_many(request)
 
 

@@ -11,27 +11,19 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
     def __init__(self, query: EventQuery) -> None:
         self.query = query
 
-    async def ListMessageEvents(  # type: ignore[no-untyped-def]
-        self, request: pb.ListMessageEventsRequest, context
-    ) -> pb.ListMessageEventsResponse:
+    async def ListMessageEvents(self, request: pb.ListMessageEventsRequest, context) -> pb.ListMessageEventsResponse:
         return await self.query.list_message_events(request)
 
-    async def GetCampaignStats(  # type: ignore[no-untyped-def]
-        self, request: pb.GetCampaignStatsRequest, context
-    ) -> pb.GetCampaignStatsResponse:
+    async def GetCampaignStats(self, request: pb.GetCampaignStatsRequest, context) -> pb.GetCampaignStatsResponse:
         return await self.query.campaign_stats(request.tenant_id, request.campaign_id)
 
-    async def GetStepFunnel(  # type: ignore[no-untyped-def]
-        self, request: pb.GetStepFunnelRequest, context
-    ) -> pb.GetStepFunnelResponse:
+    async def GetStepFunnel(self, request: pb.GetStepFunnelRequest, context) -> pb.GetStepFunnelResponse:
         return await self.query.step_funnel(request.tenant_id, request.campaign_id)
 
-    async def ListInboundMessages(  # type: ignore[no-untyped-def]
+    async def ListInboundMessages(
         self, request: pb.ListInboundMessagesRequest, context
     ) -> pb.ListInboundMessagesResponse:
         return await self.query.list_inbound(request)
 
-    async def GetInboundMessage(  # type: ignore[no-untyped-def]
-        self, request: pb.GetInboundMessageRequest, context
-    ) -> pb.GetInboundMessageResponse:
+    async def GetInboundMessage(self, request: pb.GetInboundMessageRequest, context) -> pb.GetInboundMessageResponse:
         return pb.GetInboundMessageResponse(message=await self.query.get_inbound(request.tenant_id, request.inbound_id))

@@ -148,7 +148,7 @@ def _decode(raw: bytes, charset: str) -> str:
         return raw.decode("utf-8", errors="replace")
 
 
-def _json_object(raw: bytes) -> dict:  # type: ignore[type-arg]
+def _json_object(raw: bytes) -> dict:
     try:
         value = json.loads(raw.decode("utf-8", errors="replace")) if raw else {}
     except (ValueError, RecursionError):

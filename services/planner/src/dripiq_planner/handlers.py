@@ -11,46 +11,46 @@ class CampaignServicer(pb_grpc.CampaignServiceServicer):
     def __init__(self, campaigns: CampaignService) -> None:
         self.campaigns = campaigns
 
-    async def CreateCampaign(self, request: pb.CreateCampaignRequest, context) -> pb.CreateCampaignResponse:  # type: ignore[no-untyped-def]
+    async def CreateCampaign(self, request: pb.CreateCampaignRequest, context) -> pb.CreateCampaignResponse:
         return pb.CreateCampaignResponse(campaign=await self.campaigns.create(request))
 
     async def BatchCreateCampaigns(
         self, request: pb.BatchCreateCampaignsRequest, context
-    ) -> pb.BatchCreateCampaignsResponse:  # type: ignore[no-untyped-def]
+    ) -> pb.BatchCreateCampaignsResponse:
         return await self.campaigns.batch_create(request)
 
-    async def GetCampaign(self, request: pb.GetCampaignRequest, context) -> pb.GetCampaignResponse:  # type: ignore[no-untyped-def]
+    async def GetCampaign(self, request: pb.GetCampaignRequest, context) -> pb.GetCampaignResponse:
         return pb.GetCampaignResponse(campaign=await self.campaigns.get(request.tenant_id, request.campaign_id))
 
-    async def ListCampaigns(self, request: pb.ListCampaignsRequest, context) -> pb.ListCampaignsResponse:  # type: ignore[no-untyped-def]
+    async def ListCampaigns(self, request: pb.ListCampaignsRequest, context) -> pb.ListCampaignsResponse:
         return await self.campaigns.list(request)
 
-    async def PauseCampaign(self, request: pb.PauseCampaignRequest, context) -> pb.PauseCampaignResponse:  # type: ignore[no-untyped-def]
+    async def PauseCampaign(self, request: pb.PauseCampaignRequest, context) -> pb.PauseCampaignResponse:
         campaign = await self.campaigns.pause(request.tenant_id, request.campaign_id, request.resume_after_seconds)
         return pb.PauseCampaignResponse(campaign=campaign)
 
-    async def ResumeCampaign(self, request: pb.ResumeCampaignRequest, context) -> pb.ResumeCampaignResponse:  # type: ignore[no-untyped-def]
+    async def ResumeCampaign(self, request: pb.ResumeCampaignRequest, context) -> pb.ResumeCampaignResponse:
         return pb.ResumeCampaignResponse(campaign=await self.campaigns.resume(request.tenant_id, request.campaign_id))
 
-    async def RetryStep(self, request: pb.RetryStepRequest, context) -> pb.RetryStepResponse:  # type: ignore[no-untyped-def]
+    async def RetryStep(self, request: pb.RetryStepRequest, context) -> pb.RetryStepResponse:
         return pb.RetryStepResponse(campaign=await self.campaigns.retry_step(request.tenant_id, request.campaign_id))
 
-    async def CancelCampaign(self, request: pb.CancelCampaignRequest, context) -> pb.CancelCampaignResponse:  # type: ignore[no-untyped-def]
+    async def CancelCampaign(self, request: pb.CancelCampaignRequest, context) -> pb.CancelCampaignResponse:
         campaign = await self.campaigns.cancel(request.tenant_id, request.campaign_id, request.reason)
         return pb.CancelCampaignResponse(campaign=campaign)
 
-    async def PreviewStrategy(self, request: pb.PreviewStrategyRequest, context) -> pb.PreviewStrategyResponse:  # type: ignore[no-untyped-def]
+    async def PreviewStrategy(self, request: pb.PreviewStrategyRequest, context) -> pb.PreviewStrategyResponse:
         return await self.campaigns.preview(request)
 
     async def GetCampaignTimeline(
         self, request: pb.GetCampaignTimelineRequest, context
-    ) -> pb.GetCampaignTimelineResponse:  # type: ignore[no-untyped-def]
+    ) -> pb.GetCampaignTimelineResponse:
         return await self.campaigns.timeline(request.tenant_id, request.campaign_id)
 
-    async def GetTenantSettings(self, request: pb.GetTenantSettingsRequest, context) -> pb.GetTenantSettingsResponse:  # type: ignore[no-untyped-def]
+    async def GetTenantSettings(self, request: pb.GetTenantSettingsRequest, context) -> pb.GetTenantSettingsResponse:
         return pb.GetTenantSettingsResponse(settings=await self.campaigns.tenant_settings(request.tenant_id))
 
     async def UpdateTenantSettings(
         self, request: pb.UpdateTenantSettingsRequest, context
-    ) -> pb.UpdateTenantSettingsResponse:  # type: ignore[no-untyped-def]
+    ) -> pb.UpdateTenantSettingsResponse:
         return pb.UpdateTenantSettingsResponse(settings=await self.campaigns.update_tenant_settings(request))

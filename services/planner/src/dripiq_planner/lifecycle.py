@@ -111,7 +111,7 @@ def timer_commands(tenant_id: str, batch: list[scheduler_service_pb2.Timer]) -> 
     return _command(tenant_id, schedule_batch=commands_pb2.TimerBatch(timers=batch))
 
 
-def _command(tenant_id: str, **command: object) -> OutboxMessage:
+def _command(tenant_id: str, **command: Any) -> OutboxMessage:
     return OutboxMessage(
         Subjects.scheduler_command(tenant_id), commands_pb2.TimerCommand(tenant_id=tenant_id, **command)
     )

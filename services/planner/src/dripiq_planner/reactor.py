@@ -486,7 +486,7 @@ class Reactor:
             index = int(action.payload["stepIndex"])
             target = campaign.step(index)
             if target is None or target.status not in state.OPEN_STEP_STATUSES:
-                return
+                return ""
             for step in campaign.steps:
                 if step.step_index < index and step.status in state.OPEN_STEP_STATUSES:
                     step.set(status="skipped")

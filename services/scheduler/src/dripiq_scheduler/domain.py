@@ -54,7 +54,7 @@ _STATUS = {
     "fired": pb.TIMER_STATUS_FIRED,
     "canceled": pb.TIMER_STATUS_CANCELED,
 }
-_STATUS_NAMES = {v: k for k, v in _STATUS.items()}
+_STATUS_NAMES: dict[int, str] = {v: k for k, v in _STATUS.items()}
 
 
 def status_filter(value: int) -> str | None:
@@ -66,7 +66,7 @@ def status_filter(value: int) -> str | None:
     return _STATUS_NAMES[value]
 
 
-def to_proto(row) -> pb.Timer:  # type: ignore[no-untyped-def]
+def to_proto(row) -> pb.Timer:
     timer = pb.Timer(
         tenant_id=row.tenant_id,
         key=row.key,

@@ -11,28 +11,28 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
     def __init__(self, timers: TimerService) -> None:
         self.timers = timers
 
-    async def ScheduleTimer(self, request: pb.ScheduleTimerRequest, context) -> pb.ScheduleTimerResponse:  # type: ignore[no-untyped-def]
+    async def ScheduleTimer(self, request: pb.ScheduleTimerRequest, context) -> pb.ScheduleTimerResponse:
         return pb.ScheduleTimerResponse(timer=await self.timers.schedule(request.timer))
 
-    async def CancelTimer(self, request: pb.CancelTimerRequest, context) -> pb.CancelTimerResponse:  # type: ignore[no-untyped-def]
+    async def CancelTimer(self, request: pb.CancelTimerRequest, context) -> pb.CancelTimerResponse:
         return pb.CancelTimerResponse(timer=await self.timers.cancel(request.tenant_id, request.key))
 
-    async def CancelTimers(self, request: pb.CancelTimersRequest, context) -> pb.CancelTimersResponse:  # type: ignore[no-untyped-def]
+    async def CancelTimers(self, request: pb.CancelTimersRequest, context) -> pb.CancelTimersResponse:
         count = await self.timers.cancel_group(request.tenant_id, request.group_key)
         return pb.CancelTimersResponse(canceled_count=count)
 
-    async def GetTimer(self, request: pb.GetTimerRequest, context) -> pb.GetTimerResponse:  # type: ignore[no-untyped-def]
+    async def GetTimer(self, request: pb.GetTimerRequest, context) -> pb.GetTimerResponse:
         return pb.GetTimerResponse(timer=await self.timers.get(request.tenant_id, request.key))
 
     async def BatchScheduleTimers(
         self, request: pb.BatchScheduleTimersRequest, context
-    ) -> pb.BatchScheduleTimersResponse:  # type: ignore[no-untyped-def]
+    ) -> pb.BatchScheduleTimersResponse:
         count = await self.timers.batch_schedule(request.tenant_id, request.timers)
         return pb.BatchScheduleTimersResponse(scheduled_count=count)
 
-    async def BatchCancelTimers(self, request: pb.BatchCancelTimersRequest, context) -> pb.BatchCancelTimersResponse:  # type: ignore[no-untyped-def]
+    async def BatchCancelTimers(self, request: pb.BatchCancelTimersRequest, context) -> pb.BatchCancelTimersResponse:
         count = await self.timers.batch_cancel(request.tenant_id, request.keys)
         return pb.BatchCancelTimersResponse(canceled_count=count)
 
-    async def ListTimers(self, request: pb.ListTimersRequest, context) -> pb.ListTimersResponse:  # type: ignore[no-untyped-def]
+    async def ListTimers(self, request: pb.ListTimersRequest, context) -> pb.ListTimersResponse:
         return await self.timers.list_timers(request)

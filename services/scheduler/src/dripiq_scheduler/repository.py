@@ -28,7 +28,7 @@ class NewTimer:
     payload: bytes
 
 
-def _upsert(now: datetime):  # type: ignore[no-untyped-def]
+def _upsert(now: datetime):
     """Upsert by (tenant, key). Same content: no-op, whatever the status (a redelivered command
     never re-arms a fired or canceled timer). New content: re-arms it and bumps the version.
     Executed with a list of rows: one compiled statement, sent as an executemany."""
@@ -57,7 +57,7 @@ def _upsert(now: datetime):  # type: ignore[no-untyped-def]
     )
 
 
-def _values(timer: NewTimer, now: datetime) -> dict:  # type: ignore[type-arg]
+def _values(timer: NewTimer, now: datetime) -> dict:
     # created_at/updated_at from the service's clock, not the server's: the firer measures
     # how long a timer has been due from updated_at, and tests drive that clock.
     return {
@@ -73,7 +73,7 @@ def _values(timer: NewTimer, now: datetime) -> dict:  # type: ignore[type-arg]
     }
 
 
-async def schedule(conn: AsyncConnection, *, timer: NewTimer, now: datetime):  # type: ignore[no-untyped-def]
+async def schedule(conn: AsyncConnection, *, timer: NewTimer, now: datetime):
     row = (await conn.execute(_upsert(now).values(_values(timer, now)).returning(*timers.c))).first()
     return row or await get(conn, tenant_id=timer.tenant_id, key=timer.key)
 
@@ -85,11 +85,11 @@ async def schedule_many(conn: AsyncConnection, *, batch: list[NewTimer], now: da
     await conn.execute(_upsert(now), [_values(latest[k], now) for k in sorted(latest)])
 
 
-async def get(conn: AsyncConnection, *, tenant_id: str, key: str):  # type: ignore[no-untyped-def]
+async def get(conn: AsyncConnection, *, tenant_id: str, key: str):
     return (await conn.execute(select(timers).where(timers.c.tenant_id == tenant_id, timers.c.key == key))).first()
 
 
-async def cancel(conn: AsyncConnection, *, tenant_id: str, key: str, now: datetime):  # type: ignore[no-untyped-def]
+async def cancel(conn: AsyncConnection, *, tenant_id: str, key: str, now: datetime):
     await conn.execute(
         update(timers)
         .where(timers.c.tenant_id == tenant_id, timers.c.key == key, timers.c.status == ACTIVE)
@@ -145,7 +145,7 @@ async def list_timers(
     return (await conn.execute(query.order_by(timers.c.scheduled_for, timers.c.id).limit(limit))).all()
 
 
-async def lock_due(conn: AsyncConnection, *, now: datetime, limit: int):  # type: ignore[no-untyped-def]
+async def lock_due(conn: AsyncConnection, *, now: datetime, limit: int):
     """Due timers in due order, locked for this transaction; others skip them."""
     return (
         await conn.execute(

@@ -26,11 +26,10 @@ def cmd_revision(service: str, message: str) -> None:
         pg = EmbeddedPostgres(Path(tmp) / "pg", temporary=True).start()
         try:
             config = migrations.alembic_config(service, pg.url)
-            config.set_main_option(
-                "script_location", str(REPO / "services" / service / "src" / f"dripiq_{service}" / "migrations")
-            )
+            location = REPO / "services" / service / "src" / f"dripiq_{service}" / "migrations"
+            config.set_main_option("script_location", str(location))
             command.upgrade(config, "head")
-            versions = Path(config.get_main_option("script_location")) / "versions"
+            versions = location / "versions"
             rev_id = f"{len(list(versions.glob('*.py'))) + 1:04d}"
             command.revision(config, message=message, autogenerate=True, rev_id=rev_id)
         finally:

@@ -1255,7 +1255,14 @@ class FakeSendGrid(LocalHttpServer):
         spec = await _json_object(request)
         webhook_url, x_message_id, event = (spec.get(k) for k in _TRIGGER_FIELDS)
         extra = spec.get("extra") or {}
-        if not all(isinstance(v, str) and v for v in (webhook_url, x_message_id, event)):
+        if not (
+            isinstance(webhook_url, str)
+            and webhook_url
+            and isinstance(x_message_id, str)
+            and x_message_id
+            and isinstance(event, str)
+            and event
+        ):
             required = ", ".join(_TRIGGER_FIELDS)
             return _control_error(HTTPStatus.BAD_REQUEST, f"{required} are required")
         if not isinstance(extra, dict):

@@ -26,7 +26,10 @@ GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 def generate(output_root: Path) -> None:
     well_known = resources.files("grpc_tools") / "_proto"
     # google/rpc/*.proto ship with googleapis-common-protos, beside their generated modules.
-    googleapis = Path(importlib.util.find_spec("google.rpc.status_pb2").origin).parents[2]
+    status_spec = importlib.util.find_spec("google.rpc.status_pb2")
+    if status_spec is None or status_spec.origin is None:
+        raise SystemExit("googleapis-common-protos is not installed (google.rpc.status_pb2 not found)")
+    googleapis = Path(status_spec.origin).parents[2]
     sources = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
     args = [
         "grpc_tools.protoc",

@@ -77,7 +77,8 @@ def _violation(error: ValidationError) -> SchemaViolation:
     value = error.instance
     if error.validator == "required":
         # jsonschema reports a missing property at its parent; the property is the one it names.
-        missing = [name for name in error.validator_value if error.message == f"{name!r} is a required property"]
+        names = error.validator_value if isinstance(error.validator_value, list) else []
+        missing = [name for name in names if error.message == f"{name!r} is a required property"]
         path, value = (*path, *missing[:1]), None
     return SchemaViolation(path, str(error.validator), error.validator_value, value, error.message)
 

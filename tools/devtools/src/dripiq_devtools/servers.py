@@ -146,7 +146,7 @@ class _RunAs:
     def own(self, path: Path) -> None:
         """A folder the suite made for PostgreSQL: that user's, mode 0700."""
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if self.uid is not None:
+        if self.uid is not None and self.gid is not None:
             os.chown(path, self.uid, self.gid)
 
 

@@ -69,7 +69,7 @@ class AnswerPayload(_Answer):
 
 
 class AnswerAction(_Answer):
-    type: str = Field(json_schema_extra={"enum": sorted(ACTIONS)})
+    type: str = Field(json_schema_extra={"enum": list(sorted(ACTIONS))})
     payload: AnswerPayload
 
 
