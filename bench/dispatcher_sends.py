@@ -1,8 +1,8 @@
 """Sends per second end to end: commands on JetStream to `sent` rows, the fake answering in 50 ms.
 
-    .venv/bin/python bench/dispatcher_sends.py [--n 100000] [--transport async|executor|both]
+    .venv/bin/python bench/dispatcher_sends.py [--n 100000]
 
-Runs the whole suite once per transport (DISPATCHER_TRANSPORT), slows the fake SendGrid to
+Runs the whole suite, slows the fake SendGrid to
 50 ms per answer, creates one verified sender identity, publishes N SendMessageCommands (one
 tenant, unique message ids, each a text-only step of the usual length with a link, so every
 send renders and sanitizes its HTML part) onto `dripiq.dispatcher.send.<tenant>` as fast as JetStream takes
@@ -175,14 +175,14 @@ async def run(suite, transport: str, total: int, sample_seconds: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--transport", choices=["async", "executor", "both"], default="both")
+    # The only transport since the thread-pool one went; accepted so recorded commands still run.
+    parser.add_argument("--transport", choices=["async"], default="async")
     parser.add_argument("--sample-seconds", type=float, default=10.0, help="progress and RSS every so often")
     parser.add_argument("--replicas", type=int, default=1, help="dispatcher processes sharing the stream")
     args = parser.parse_args()
     print(f"machine: {machine()}; dispatcher replicas: {args.replicas}")
-    for transport in ["async", "executor"] if args.transport == "both" else [args.transport]:
-        with running_suite({"dispatcher": args.replicas}, DISPATCHER_TRANSPORT=transport) as suite:
-            asyncio.run(run(suite, transport, args.n, args.sample_seconds))
+    with running_suite({"dispatcher": args.replicas}) as suite:
+        asyncio.run(run(suite, args.transport, args.n, args.sample_seconds))
 
 
 if __name__ == "__main__":

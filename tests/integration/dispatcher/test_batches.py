@@ -2,8 +2,7 @@
 
 `handle_sends` is called directly with the bytes of a fetched JetStream batch and answers one
 entry per command: None to ack it, or the error its delivery fails with. "The worker retries"
-is calling it again with the same bytes, as a redelivery would. Every test runs once per
-transport: the sendgrid library on a thread pool, and aiohttp on the event loop.
+is calling it again with the same bytes, as a redelivery would.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
 
-import pytest
 import pytest_asyncio
 from test_dispatch import T0, command, identity, new_dispatcher, new_sender, outcomes, received, stored
 from test_rate_limits import sent_ids, timer_commands
@@ -30,14 +28,9 @@ SENT = messages_pb2.OUTCOME_KIND_SENT
 DEFERRED = messages_pb2.OUTCOME_KIND_DEFERRED
 
 
-@pytest.fixture(scope="module", params=["executor", "async"])
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest_asyncio.fixture(scope="module")
-async def sender(fake: FakeSendGrid, transport: str) -> AsyncIterator[MailSender]:
-    pool = new_sender(transport, fake.url, concurrency=4, timeout_seconds=5)
+async def sender(fake: FakeSendGrid) -> AsyncIterator[MailSender]:
+    pool = new_sender(fake.url, concurrency=4, timeout_seconds=5)
     yield pool
     await pool.aclose()
 

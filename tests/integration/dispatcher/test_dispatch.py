@@ -3,8 +3,7 @@
 The handlers are called directly with the bytes JetStream would deliver; "the worker retries"
 is calling the handler again, as a redelivery would. One test runs a real PullWorker on a
 consumer filtered to its own tenant (never the production `...>` consumers: the NATS server
-is shared with the other services' tests). Every test runs once per transport: the
-sendgrid library on a thread pool, and aiohttp on the event loop.
+is shared with the other services' tests).
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from dripiq_common.tokens import TokenSigner, token_from_reply_address
 from dripiq_devtools.fake_sendgrid import AcceptedMessage, FakeSendGrid
 from dripiq_dispatcher import domain, repository
 from dripiq_dispatcher.models import messages, outbox, suppressions
-from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender, SendGridSender
+from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender
 from dripiq_dispatcher.service import Dispatcher, SenderIdentities, Suppressions
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -44,19 +43,13 @@ MAIL = domain.MailSettings("reply.test", "mid.test", "https://u.test/u/")
 RETRY = domain.RetryPolicy(horizon=timedelta(minutes=10), base=timedelta(seconds=30), cap=timedelta(minutes=2))
 
 
-@pytest.fixture(scope="module", params=["executor", "async"])
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-def new_sender(transport: str, host: str, *, concurrency: int, timeout_seconds: float) -> MailSender:
-    kind = SendGridSender if transport == "executor" else AsyncSendGridSender
-    return kind(api_key="SG.test", host=host, concurrency=concurrency, timeout_seconds=timeout_seconds)
+def new_sender(host: str, *, concurrency: int, timeout_seconds: float) -> MailSender:
+    return AsyncSendGridSender(api_key="SG.test", host=host, concurrency=concurrency, timeout_seconds=timeout_seconds)
 
 
 @pytest_asyncio.fixture(scope="module")
-async def sender(fake: FakeSendGrid, transport: str) -> AsyncIterator[MailSender]:
-    pool = new_sender(transport, fake.url, concurrency=4, timeout_seconds=5)
+async def sender(fake: FakeSendGrid) -> AsyncIterator[MailSender]:
+    pool = new_sender(fake.url, concurrency=4, timeout_seconds=5)
     yield pool
     await pool.aclose()
 
@@ -395,8 +388,8 @@ async def test_a_provider_refusal_of_the_message_is_permanent_and_of_our_key_is_
     )
 
 
-async def test_unreachable_provider_is_retried(engine, tenant_id, transport):
-    closed = new_sender(transport, "http://127.0.0.1:9", concurrency=1, timeout_seconds=2)
+async def test_unreachable_provider_is_retried(engine, tenant_id):
+    closed = new_sender("http://127.0.0.1:9", concurrency=1, timeout_seconds=2)
     try:
         cmd = command(tenant_id, await identity(engine, tenant_id))
         await new_dispatcher(engine, closed).handle_send(cmd.SerializeToString())
@@ -408,9 +401,9 @@ async def test_unreachable_provider_is_retried(engine, tenant_id, transport):
     assert len(await deferred_timers(engine, tenant_id, cmd.message_id)) == 1
 
 
-async def test_timeout_after_the_request_left_is_unknown_and_never_repeated(engine, tenant_id, transport):
+async def test_timeout_after_the_request_left_is_unknown_and_never_repeated(engine, tenant_id):
     async with FakeSendGrid(latency_seconds=0.5) as slow:
-        impatient = new_sender(transport, slow.url, concurrency=1, timeout_seconds=0.1)
+        impatient = new_sender(slow.url, concurrency=1, timeout_seconds=0.1)
         try:
             dispatcher = new_dispatcher(engine, impatient)
             cmd = command(tenant_id, await identity(engine, tenant_id))
@@ -430,9 +423,9 @@ async def test_timeout_after_the_request_left_is_unknown_and_never_repeated(engi
     assert await outcomes(engine, tenant_id) == []
 
 
-async def test_answer_settles_a_message_a_redelivery_parked_during_the_call(engine, tenant_id, transport):
+async def test_answer_settles_a_message_a_redelivery_parked_during_the_call(engine, tenant_id):
     async with FakeSendGrid(latency_seconds=0.3) as slow:
-        patient = new_sender(transport, slow.url, concurrency=2, timeout_seconds=5)
+        patient = new_sender(slow.url, concurrency=2, timeout_seconds=5)
         try:
             dispatcher = new_dispatcher(engine, patient)
             cmd = command(tenant_id, await identity(engine, tenant_id))

@@ -19,7 +19,7 @@ from dripiq_common.clock import ManualClock
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher import domain
-from dripiq_dispatcher.provider import SendGridSender
+from dripiq_dispatcher.provider import AsyncSendGridSender
 from dripiq_dispatcher.service import Dispatcher
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -33,7 +33,7 @@ async def fake() -> AsyncIterator[FakeSendGrid]:
 
 @pytest_asyncio.fixture(scope="module")
 async def dispatcher(engine, fake: FakeSendGrid) -> AsyncIterator[Dispatcher]:
-    sender = SendGridSender(api_key="SG.test", host=fake.url, concurrency=2, timeout_seconds=5)
+    sender = AsyncSendGridSender(api_key="SG.test", host=fake.url, concurrency=2, timeout_seconds=5)
     yield Dispatcher(
         engine,
         ManualClock(T0),
@@ -42,7 +42,7 @@ async def dispatcher(engine, fake: FakeSendGrid) -> AsyncIterator[Dispatcher]:
         domain.MailSettings("reply.test", "mid.test", "https://u.test/u/"),
         retry=domain.RetryPolicy(),
     )
-    sender.close()
+    await sender.aclose()
 
 
 @pytest_asyncio.fixture(scope="module")

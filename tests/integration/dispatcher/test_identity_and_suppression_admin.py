@@ -19,7 +19,7 @@ from dripiq_common.clock import ManualClock
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher import domain
-from dripiq_dispatcher.provider import SendGridSender
+from dripiq_dispatcher.provider import AsyncSendGridSender
 from dripiq_dispatcher.service import Dispatcher
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -32,7 +32,7 @@ def clock() -> ManualClock:
 
 @pytest_asyncio.fixture(scope="module")
 async def channel(engine, fake: FakeSendGrid, clock: ManualClock) -> AsyncIterator[grpc.aio.Channel]:
-    sender = SendGridSender(api_key="SG.test", host=fake.url, concurrency=1, timeout_seconds=5)
+    sender = AsyncSendGridSender(api_key="SG.test", host=fake.url, concurrency=1, timeout_seconds=5)
     dispatcher = Dispatcher(
         engine,
         clock,
@@ -43,7 +43,7 @@ async def channel(engine, fake: FakeSendGrid, clock: ManualClock) -> AsyncIterat
     )
     async with dispatcher_api(engine, dispatcher, clock) as chan:
         yield chan
-    sender.close()
+    await sender.aclose()
 
 
 @pytest.fixture

@@ -25,15 +25,15 @@ from dripiq_common.jetstream import Subjects
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher.domain import RetryPolicy
 from dripiq_dispatcher.models import outbox
-from dripiq_dispatcher.provider import SendGridSender
+from dripiq_dispatcher.provider import AsyncSendGridSender
 from dripiq_dispatcher.service import Dispatcher, SenderIdentities
 
 
 @pytest_asyncio.fixture(scope="module")
-async def sender(fake: FakeSendGrid) -> AsyncIterator[SendGridSender]:
-    pool = SendGridSender(api_key="SG.test", host=fake.url, concurrency=4, timeout_seconds=5)
+async def sender(fake: FakeSendGrid) -> AsyncIterator[AsyncSendGridSender]:
+    pool = AsyncSendGridSender(api_key="SG.test", host=fake.url, concurrency=4, timeout_seconds=5)
     yield pool
-    pool.close()
+    await pool.aclose()
 
 
 async def timer_commands(engine: AsyncEngine, tenant_id: str) -> list[commands_pb2.TimerCommand]:
@@ -168,7 +168,7 @@ async def test_full_tenant_window_gives_back_what_it_took(engine, fake, sender, 
 
 
 @pytest_asyncio.fixture(scope="module")
-async def api(engine, sender: SendGridSender) -> AsyncIterator[pb_grpc.DispatcherServiceStub]:
+async def api(engine, sender: AsyncSendGridSender) -> AsyncIterator[pb_grpc.DispatcherServiceStub]:
     clock = ManualClock(T0)
     dispatcher = Dispatcher(engine, clock, sender, None, None, RetryPolicy())  # type: ignore[arg-type]
     async with dispatcher_api(engine, dispatcher, clock) as chan:
@@ -225,7 +225,7 @@ async def test_a_provider_429_comes_back_when_its_budget_resets(engine, tenant_i
     then, instead of spending deliveries on the consumer's backoff."""
     async with FakeSendGrid(clock=lambda: T0.timestamp() + 60) as limited:
         limited.fail_next(429)
-        provider = SendGridSender(api_key="SG.test", host=limited.url, concurrency=2, timeout_seconds=5)
+        provider = AsyncSendGridSender(api_key="SG.test", host=limited.url, concurrency=2, timeout_seconds=5)
         try:
             dispatcher = new_dispatcher(engine, provider)
             cmd = command(tenant_id, await identity(engine, tenant_id))

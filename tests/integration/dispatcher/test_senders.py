@@ -1,16 +1,14 @@
-"""Both transports against the fake SendGrid on 127.0.0.1: same body on the wire, same
-answers, and failures that `classify_failure` judges alike. No database or NATS needed."""
+"""The SendGrid transport against the fake SendGrid on 127.0.0.1: the body on the wire, the
+answers, and failures as `classify_failure` judges them. No database or NATS needed."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher import domain
 from dripiq_dispatcher.domain import FailureKind
-from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender, SendGridSender
+from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender
 
 MAIL: dict[str, Any] = {
     "from": {"email": "sender@example.com", "name": "Sender"},
@@ -21,9 +19,8 @@ MAIL: dict[str, Any] = {
 }
 
 
-def new_sender(transport: str, host: str, timeout_seconds: float = 5) -> MailSender:
-    kind = SendGridSender if transport == "executor" else AsyncSendGridSender
-    return kind(api_key="SG.test", host=host, concurrency=2, timeout_seconds=timeout_seconds)
+def new_sender(host: str, timeout_seconds: float = 5) -> MailSender:
+    return AsyncSendGridSender(api_key="SG.test", host=host, concurrency=2, timeout_seconds=timeout_seconds)
 
 
 async def failure(sender: MailSender, mail: dict[str, Any]) -> domain.SendFailure:
@@ -36,14 +33,9 @@ async def failure(sender: MailSender, mail: dict[str, Any]) -> domain.SendFailur
     raise AssertionError("the send succeeded")
 
 
-@pytest.fixture(params=["executor", "async"])
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-async def test_accepted_mail_returns_the_message_id_and_arrives_as_built(fake, transport):
+async def test_accepted_mail_returns_the_message_id_and_arrives_as_built(fake):
     fake.clear()
-    sender = new_sender(transport, fake.url)
+    sender = new_sender(fake.url)
     try:
         message_id = await sender.send(MAIL)
     finally:
@@ -53,26 +45,26 @@ async def test_accepted_mail_returns_the_message_id_and_arrives_as_built(fake, t
     assert accepted.payload == MAIL
 
 
-async def test_rejected_mail_is_permanent_with_the_providers_message(fake, transport):
-    got = await failure(new_sender(transport, fake.url), {**MAIL, "subject": ""})
+async def test_rejected_mail_is_permanent_with_the_providers_message(fake):
+    got = await failure(new_sender(fake.url), {**MAIL, "subject": ""})
     assert got.kind == FailureKind.PERMANENT
     assert got.reason.startswith("sendgrid 400: subject:")
 
 
-async def test_unavailable_provider_is_retried(fake, transport):
+async def test_unavailable_provider_is_retried(fake):
     fake.fail_next(503)
-    got = await failure(new_sender(transport, fake.url), MAIL)
+    got = await failure(new_sender(fake.url), MAIL)
     assert got.kind == FailureKind.RETRY and got.reason.startswith("sendgrid 503:")
 
 
-async def test_refused_connection_is_retried(transport):
-    got = await failure(new_sender(transport, "http://127.0.0.1:9"), MAIL)
+async def test_refused_connection_is_retried():
+    got = await failure(new_sender("http://127.0.0.1:9"), MAIL)
     assert got.kind == FailureKind.RETRY and got.reason.startswith("sendgrid unreachable:")
 
 
-async def test_timeout_after_the_request_left_is_unknown(transport):
+async def test_timeout_after_the_request_left_is_unknown():
     async with FakeSendGrid(latency_seconds=0.5) as slow:
-        got = await failure(new_sender(transport, slow.url, timeout_seconds=0.1), MAIL)
+        got = await failure(new_sender(slow.url, timeout_seconds=0.1), MAIL)
         assert slow.requests_received == 1
     assert got.kind == FailureKind.UNKNOWN and "after the request was sent" in got.reason
 

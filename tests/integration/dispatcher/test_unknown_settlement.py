@@ -172,7 +172,7 @@ async def test_delivery_events_move_the_watermark_and_others_do_not(engine, tena
 
 
 def new_sender_for(fake):  # type: ignore[no-untyped-def]
-    return new_sender("async", fake.url, concurrency=2, timeout_seconds=5)
+    return new_sender(fake.url, concurrency=2, timeout_seconds=5)
 
 
 def fact_of(data: bytes) -> events_pb2.EngagementEvent:

@@ -20,7 +20,7 @@ from dripiq_dispatcher.forwarding import ReplyForwarder, ReplyForwardingSettings
 from dripiq_dispatcher.handlers import SERVICE_NAMES, registrars
 from dripiq_dispatcher.message_suppressions import MessageSuppressions
 from dripiq_dispatcher.models import outbox
-from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender, SendGridSender, api_key_for
+from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender, api_key_for
 from dripiq_dispatcher.service import PRUNE_BATCH, Dispatcher, SenderIdentities, Suppressions
 from dripiq_dispatcher.settings import DispatcherSettings
 
@@ -162,13 +162,6 @@ def main() -> None:
 
 
 def new_sender(settings: DispatcherSettings, api_key: str) -> MailSender:
-    if settings.transport == "executor":
-        return SendGridSender(
-            api_key=api_key,
-            host=settings.sendgrid_api_host,
-            concurrency=settings.sends_in_flight,
-            timeout_seconds=settings.send_timeout_seconds,
-        )
     return AsyncSendGridSender(
         api_key=api_key,
         host=settings.sendgrid_api_host,

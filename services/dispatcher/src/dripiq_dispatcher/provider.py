@@ -1,28 +1,24 @@
-"""SendGrid behind an async face, two ways.
+"""SendGrid behind an async face.
 
-`AsyncSendGridSender` (the default transport) posts the Mail Send JSON with aiohttp over a
-pool of keep-alive connections, on the event loop itself. `SendGridSender` runs the `sendgrid`
-library's synchronous (urllib) client on a bounded thread pool; each thread keeps its own
-client, since python_http_client mutates request headers per call.
+`AsyncSendGridSender` posts the Mail Send JSON with aiohttp over a pool of keep-alive
+connections, on the event loop itself (the `sendgrid` library's own client, on a thread pool,
+sent about a quarter as fast and is gone: one transport, tested once).
 
-Both fail the same way, so `domain.classify_failure` judges them alike: python_http_client's
-HTTPError for an error answer, urllib's URLError when the request never left (nothing can
-have been sent), anything else (a timeout, a reset) when it may have been accepted.
+It fails the way the `sendgrid` library does, so `domain.classify_failure` judges it as it
+would: python_http_client's HTTPError for an error answer, urllib's URLError when the request
+never left (nothing can have been sent), anything else (a timeout, a reset) when it may have
+been accepted.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import urllib.error
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import aiohttp
 from python_http_client.exceptions import HTTPError, err_dict
-from sendgrid import SendGridAPIClient
 from sendgrid import __version__ as sendgrid_version
 
 from dripiq_dispatcher.settings import DispatcherSettings
@@ -61,39 +57,6 @@ def api_key_for(settings: DispatcherSettings) -> str:
             "local fake (python -m dripiq_devtools.fake_sendgrid)"
         )
     return PLACEHOLDER_API_KEY
-
-
-class SendGridSender:
-    def __init__(self, *, api_key: str, host: str, concurrency: int, timeout_seconds: float) -> None:
-        self._api_key = api_key
-        self._host = host.rstrip("/")
-        self._timeout = timeout_seconds
-        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sendgrid")
-        self._local = threading.local()
-
-    async def send(self, mail: dict[str, Any]) -> str | None:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._send_blocking, mail)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
-
-    async def aclose(self) -> None:
-        await asyncio.to_thread(self.close)
-
-    def _send_blocking(self, mail: dict[str, Any]) -> str | None:
-        response = self._client().send(mail)
-        message_id = response.headers.get(MESSAGE_ID_HEADER)
-        return str(message_id) if message_id else None
-
-    def _client(self) -> SendGridAPIClient:
-        client: SendGridAPIClient | None = getattr(self._local, "client", None)
-        if client is None:
-            client = SendGridAPIClient(self._api_key, host=self._host)
-            # Without a timeout urllib waits forever on a silent connection.
-            client.client.timeout = self._timeout
-            self._local.client = client
-        return client
 
 
 class AsyncSendGridSender:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 
@@ -35,15 +34,10 @@ class DispatcherSettings(TokenSecrets, ServiceSettings):
     # Fail an email whose tenant has no postal address (CAN-SPAM). Unset: required exactly when
     # sending to the real SendGrid (SENDGRID_API_KEY set), not to a local fake.
     require_postal_address: bool | None = None
-    # How provider calls leave: "async" posts with aiohttp on the event loop over keep-alive
-    # connections; "executor" runs the sendgrid library's blocking client on a thread pool.
-    transport: Literal["async", "executor"] = "async"
     # Provider calls in flight at once per process (one pooled connection each).
     send_concurrency: int = Field(default=512, ge=1)
     # Command batches handled at once; each holds up to sends_in_flight / this commands.
     send_batches_in_flight: int = Field(default=4, ge=1)
-    # The executor transport's thread pool; it keeps min(send_concurrency, this) calls in flight.
-    executor_threads: int = Field(default=64, ge=1)
     # Connecting must finish within this (a failure then is known not to have sent anything).
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     # Provider attempts per reply forward (transient failures only) before it is failed.
@@ -91,8 +85,6 @@ class DispatcherSettings(TokenSecrets, ServiceSettings):
 
     @property
     def sends_in_flight(self) -> int:
-        if self.transport == "executor":
-            return min(self.send_concurrency, self.executor_threads)
         return self.send_concurrency
 
     @property
