@@ -14,7 +14,7 @@ IMAGE_REGISTRY ?= dripiq
 IMAGE_TAG ?= dev
 IMAGES := planner dispatcher events edge scheduler
 
-.PHONY: help install protos check-protos lint typecheck format migrate run test test-unit test-integration test-e2e images clean
+.PHONY: help install protos check-protos lint typecheck format migrate run test test-unit test-deploy test-integration test-e2e images clean
 
 help: ## List every target with what it does
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ test: $(VENV)/.installed ## Run every test (unit, integration, end-to-end) on re
 
 test-unit: $(VENV)/.installed ## Run the unit tests only (no servers)
 	$(PY) -m pytest -p no:cacheprovider tests/unit
+
+test-deploy: $(VENV)/.installed ## Check the Kubernetes manifests, the dashboard and the images (no servers)
+	$(PY) -m pytest -p no:cacheprovider tests/deploy
 
 test-integration: $(VENV)/.installed ## Run the integration tests only
 	$(PY) -m pytest -p no:cacheprovider tests/integration

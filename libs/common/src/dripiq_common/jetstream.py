@@ -12,7 +12,7 @@ import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nats
 import structlog
@@ -264,6 +264,12 @@ class ConsumerSpec:
     ack_wait_seconds: float = 30
     max_ack_pending: int = 2000
     deliver_all: bool = True
+
+    @classmethod
+    def whole(cls, stream: StreamSpec, durable: str, **options: Any) -> ConsumerSpec:
+        """A consumer of everything on `stream` (its one subject pattern, every tenant)."""
+        [subject] = stream.subjects
+        return cls(stream, durable, subject, **options)
 
     def retry_delay(self, delivered: int) -> float:
         return self.retry_delays_seconds[min(delivered, len(self.retry_delays_seconds)) - 1]

@@ -24,11 +24,11 @@ from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender, api_key_
 from dripiq_dispatcher.service import PRUNE_BATCH, Dispatcher, SenderIdentities, Suppressions
 from dripiq_dispatcher.settings import DispatcherSettings
 
-SEND = ConsumerSpec(Streams.DISPATCHER_SEND, "dispatcher-send", "dripiq.dispatcher.send.>")
-ENGAGEMENT = ConsumerSpec(Streams.ENGAGEMENT, "dispatcher-engagement", "dripiq.events.engagement.>")
-FORWARD = ConsumerSpec(Streams.DISPATCHER_FORWARD, "dispatcher-forward", Streams.DISPATCHER_FORWARD.subjects[0])
-SUPPRESS = ConsumerSpec(Streams.DISPATCHER_SUPPRESS, "dispatcher-suppress", Streams.DISPATCHER_SUPPRESS.subjects[0])
-CAMPAIGNS = ConsumerSpec(Streams.CAMPAIGN_STATUS, "dispatcher-campaigns", Streams.CAMPAIGN_STATUS.subjects[0])
+SEND = ConsumerSpec.whole(Streams.DISPATCHER_SEND, "dispatcher-send")
+ENGAGEMENT = ConsumerSpec.whole(Streams.ENGAGEMENT, "dispatcher-engagement")
+FORWARD = ConsumerSpec.whole(Streams.DISPATCHER_FORWARD, "dispatcher-forward")
+SUPPRESS = ConsumerSpec.whole(Streams.DISPATCHER_SUPPRESS, "dispatcher-suppress")
+CAMPAIGNS = ConsumerSpec.whole(Streams.CAMPAIGN_STATUS, "dispatcher-campaigns")
 CAMPAIGN_STATES_BATCH = 500
 # Consumers whose handlers count provider attempts against DISPATCHER_MAX_ATTEMPTS (a send
 # comes back through the scheduler instead, until DISPATCHER_RETRY_HORIZON_SECONDS).

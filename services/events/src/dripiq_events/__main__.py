@@ -18,8 +18,8 @@ from dripiq_events.partitions import PartitionMaintainer, compact_raw_events, pr
 from dripiq_events.service import EventIngest, EventQuery, prune_unmatched_inbound
 from dripiq_events.settings import EventsSettings
 
-OUTCOMES = ConsumerSpec(Streams.MESSAGE_OUTCOMES, "events-outcomes", "dripiq.dispatcher.outcome.>")
-WEBHOOKS = ConsumerSpec(Streams.EDGE_WEBHOOKS, "events-webhooks", "dripiq.edge.>")
+OUTCOMES = ConsumerSpec.whole(Streams.MESSAGE_OUTCOMES, "events-outcomes")
+WEBHOOKS = ConsumerSpec.whole(Streams.EDGE_WEBHOOKS, "events-webhooks")
 SERVICE_NAME = events_service_pb2.DESCRIPTOR.services_by_name["EventsService"].full_name
 
 

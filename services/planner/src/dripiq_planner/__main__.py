@@ -16,9 +16,9 @@ from dripiq_planner.reactor import Reactor
 from dripiq_planner.settings import PlannerSettings
 from dripiq_planner.strategist.factory import build_strategist
 
-TIMERS = ConsumerSpec(Streams.PLANNER_TIMERS, "planner-timers", "dripiq.planner.timer.>")
-OUTCOMES = ConsumerSpec(Streams.MESSAGE_OUTCOMES, "planner-outcomes", "dripiq.dispatcher.outcome.>")
-ENGAGEMENT = ConsumerSpec(Streams.ENGAGEMENT, "planner-engagement", "dripiq.events.engagement.>")
+TIMERS = ConsumerSpec.whole(Streams.PLANNER_TIMERS, "planner-timers")
+OUTCOMES = ConsumerSpec.whole(Streams.MESSAGE_OUTCOMES, "planner-outcomes")
+ENGAGEMENT = ConsumerSpec.whole(Streams.ENGAGEMENT, "planner-engagement")
 SERVICE_NAME = campaign_service_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name
 
 

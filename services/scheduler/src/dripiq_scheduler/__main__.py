@@ -14,7 +14,7 @@ from dripiq_scheduler.pruner import Pruner
 from dripiq_scheduler.service import TimerService
 from dripiq_scheduler.settings import SchedulerSettings
 
-COMMANDS = ConsumerSpec(Streams.SCHEDULER_COMMANDS, "scheduler-commands", "dripiq.scheduler.cmd.>")
+COMMANDS = ConsumerSpec.whole(Streams.SCHEDULER_COMMANDS, "scheduler-commands")
 SERVICE_NAME = scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
 
 

@@ -1,6 +1,6 @@
 """deploy/k8s: every kustomization renders with kustomize (kubectl's), every rendered object
 validates offline against the Kubernetes API schemas (kubernetes-validate, strict: unknown
-fields fail) or, for KEDA and CloudNativePG objects, against tests/unit/k8s_schemas, and
+fields fail) or, for KEDA and CloudNativePG objects, against tests/deploy/k8s_schemas, and
 every process runs hardened, probed and described as the deploy docs say."""
 
 from __future__ import annotations
