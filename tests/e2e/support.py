@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
+from waiting import eventually_blocking as eventually
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dpb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc
@@ -30,17 +29,6 @@ USER_ACCOUNT = FakeSendGrid()
 
 # Any day, any hour: a test must not wait for office hours.
 ALWAYS = pb.SendWindow(weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24)
-
-
-def eventually(probe: Callable[[], T | None], *, what: str, timeout: float = 30.0) -> T:
-    """Poll until probe returns something truthy; bounded, and says what it waited for."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = probe()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for: {what}")
 
 
 def http_json(url: str, payload: dict | None = None) -> Any:

@@ -8,19 +8,13 @@ import asyncio
 import contextlib
 import io
 
+from waiting import eventually
+
 from dripiq_common import deadletters
 from dripiq_common.errors import PermanentMessageError
 from dripiq_common.jetstream import ConsumerSpec, PullWorker, StreamSpec, ensure_streams
 
 TEST_STREAM = StreamSpec("TEST_DEAD_LETTERS", ("test.deadletters.>",), work_queue=True)
-
-
-async def eventually(check, what: str) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(200):  # bounded: 10 s
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within 10 s")
 
 
 def cli(*argv: str) -> str:

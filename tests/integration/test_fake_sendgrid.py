@@ -13,7 +13,7 @@ import signal
 import stat
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +41,7 @@ from sendgrid.helpers.mail import (
     SubscriptionTracking,
     TrackingSettings,
 )
+from waiting import eventually
 
 from dripiq_devtools.fake_sendgrid import (
     ASM_GROUP_NOT_INTEGER,
@@ -887,13 +888,6 @@ async def test_listed_messages_say_what_sendgrid_could_track(fake: FakeSendGrid)
     assert listed["tracked_links"] == [link.to_json() for link in HTML_LINKS]
 
 
-async def eventually(condition: Callable[[], bool], timeout_seconds: float = 20) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_seconds
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "the condition did not hold in time"
-        await asyncio.sleep(0.01)
-
-
 async def stats(fake: FakeSendGrid) -> dict[str, Any]:
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{fake.url}/_fake/stats") as resp:
@@ -937,7 +931,7 @@ async def test_many_events_arrive_in_batches_of_at_most_1000_in_order(receiver: 
     async with posting_by_itself(receiver) as fake:
         for half in (readers[:600], readers[600:]):
             await raw_send(fake, valid_payload(personalizations=[{"to": half}]))
-        await eventually(lambda: len(receiver.events) == 2400)
+        await eventually(lambda: len(receiver.events) == 2400, seconds=20)
 
     sizes = [len(batch) for batch in batches(receiver)]
     assert max(sizes) <= 1000 and len(sizes) >= 4

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +21,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from waiting import eventually
 
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common.clock import ManualClock
@@ -109,14 +110,6 @@ async def suppress_worker(js, nats_conn, handler: MessageSuppressions, tenant_id
         worker.stop()
         await task
         await js.delete_consumer(Streams.DISPATCHER_SUPPRESS.name, spec.durable)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, seconds: float = 10) -> None:
-    for _ in range(int(seconds / 0.05)):
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("did not happen in time")
 
 
 async def publish_outboxed(engine: AsyncEngine, js, subject: str) -> int:  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from sqlalchemy import text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
+from waiting import eventually
 
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq_common import jetstream, migrations
@@ -70,14 +71,6 @@ async def stream_messages(js, stream: str, subject: str) -> list[Any]:  # type: 
             return found
         found.append(msg)
         seq = msg.seq + 1
-
-
-async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
-    for _ in range(200):
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met within 10 s")
 
 
 async def fire_all(firer: Firer) -> int:
