@@ -6,6 +6,7 @@ import asyncio
 
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
+from waiting import eventually
 
 from dripiq.scheduler.v1 import commands_pb2
 from dripiq_common.errors import PermanentMessageError
@@ -41,6 +42,16 @@ async def test_relay_publishes_committed_rows_once_and_deletes_them(engine, js, 
     assert left == 0
 
 
+async def all_settled(js, spec: ConsumerSpec) -> bool:  # type: ignore[no-untyped-def]
+    info = await js.consumer_info(spec.stream.name, spec.durable)
+    return (
+        info.num_pending == 0
+        and info.num_ack_pending == 0
+        and info.num_redelivered == 0
+        or (info.num_pending == 0 and info.num_ack_pending == 0)
+    )
+
+
 async def test_worker_retries_then_acks_and_dead_letters_poison(nats_conn, js, tenant_id):
     await ensure_streams(js, [TEST_STREAM])
     subject = f"test.plumbing.work.{tenant_id}"
@@ -62,11 +73,11 @@ async def test_worker_retries_then_acks_and_dead_letters_poison(nats_conn, js, t
         await js.publish(subject, payload)
     worker = PullWorker(js, nats_conn, spec, handler, fetch_timeout=0.2)
     task = asyncio.create_task(worker.run())
-    for _ in range(100):
-        if attempts.get(b"always-fails", 0) >= 3 and b"flaky" in done:
-            break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.3)
+    await eventually(
+        lambda: attempts.get(b"always-fails", 0) >= 3 and b"flaky" in done, "the retries and the dead letters"
+    )
+    # Nothing left to deliver: every message acked or terminated, none waiting or in flight.
+    await eventually(lambda: all_settled(js, spec), "the consumer settled")
     worker.stop()
     await asyncio.wait_for(task, 5)
 
@@ -148,11 +159,9 @@ async def test_batch_handler_results_ack_retry_or_dead_letter_each_message(nats_
     worker = PullWorker(js, nats_conn, spec, handler, batch_handler=batch_handler, fetch_timeout=0.2)
     task = asyncio.create_task(worker.run())
     try:
-        for _ in range(100):
-            if deliveries.get(b"flaky", 0) >= 2:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)  # time for anything else to come back
+        await eventually(lambda: deliveries.get(b"flaky", 0) >= 2, "the flaky message delivered again")
+        # Then nothing else can come back: every message acked or terminated.
+        await eventually(lambda: all_settled(js, spec), "the consumer settled")
     finally:
         worker.stop()
         await asyncio.wait_for(task, 5)
