@@ -14,7 +14,7 @@ IMAGE_REGISTRY ?= dripiq
 IMAGE_TAG ?= dev
 IMAGES := planner dispatcher events edge scheduler
 
-.PHONY: help install protos check-protos lint typecheck format migrate run test test-unit test-deploy test-integration test-e2e images clean
+.PHONY: help install protos check-protos lint lint-protos typecheck format migrate run test test-unit test-deploy test-integration test-e2e images clean
 
 help: ## List every target with what it does
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -34,13 +34,30 @@ protos: $(VENV)/.installed ## Regenerate the Python contracts from protos/
 check-protos: $(VENV)/.installed ## Fail when the committed contracts are stale
 	$(PY) -m dripiq_devtools.protos --check
 
-lint: $(VENV)/.installed ## Check style, common mistakes and types (ruff, mypy)
+lint: $(VENV)/.installed ## Check style, common mistakes, types and protos/ (ruff, mypy, buf)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(MAKE) --no-print-directory typecheck
+	$(MAKE) --no-print-directory lint-protos
 
 typecheck: $(VENV)/.installed ## Check types (mypy with pydantic's plugin; the packages under src/)
 	$(PY) -m mypy
+
+# buf breaking reads the previous commit's protos/ from a scratch workspace holding this buf.yaml
+# and a link to .venv: a bare git input (.git#ref=HEAD~1,subdir=protos) has no
+# google/rpc/status.proto to import.
+lint-protos: $(VENV)/.installed ## Lint protos/ (buf: STANDARD, COMMENTS) and check them for breaking changes against HEAD~1
+	$(VENV)/bin/buf lint protos
+	@set -o pipefail; \
+	if ! git rev-parse --verify --quiet 'HEAD~1^{commit}' >/dev/null 2>&1; then \
+		echo "lint-protos: no HEAD~1 in this clone (single-commit checkout), buf breaking skipped"; \
+	else \
+		against=$$(mktemp -d) && trap 'rm -rf "$$against"' EXIT && \
+		git archive HEAD~1 protos | tar -x -C "$$against" && \
+		cp buf.yaml "$$against/" && ln -s "$(CURDIR)/$(VENV)" "$$against/$(VENV)" && \
+		echo "$(VENV)/bin/buf breaking protos --against HEAD~1:protos" && \
+		$(VENV)/bin/buf breaking protos --against "$$against/protos"; \
+	fi
 
 format: $(VENV)/.installed ## Format the code and sort imports (ruff)
 	$(PY) -m ruff check --fix .

@@ -77,7 +77,8 @@ class DispatcherServiceServicer:
     """
 
     def GetMessage(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Returns one message; NOT_FOUND when the tenant has no such message.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -97,7 +98,8 @@ class DispatcherServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetRateLimit(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Returns a tenant's send budget for one channel; one never set reads as zeros (no limit).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -119,7 +121,8 @@ class DispatcherServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetReplyForwarding(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Returns the tenant's catch-all for replies; one never set reads as empty.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -411,39 +414,45 @@ class SenderIdentityServiceServicer:
     """
 
     def CreateSenderIdentity(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Creates an unverified identity; ALREADY_EXISTS when the tenant has one with that from_email.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetSenderIdentity(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Returns one identity; NOT_FOUND when the tenant has no such identity.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def VerifySenderIdentity(self, request, context):
-        """Marks an identity verified once the provider confirmed it.
+        """Marks an identity verified once the provider confirmed it; the dispatcher takes the
+        caller's word and does not ask SendGrid. Only verified identities send.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListSenderIdentities(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Lists a tenant's identities, oldest first.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateSenderIdentity(self, request, context):
-        """Changes from_name or provider_config_id (update_mask); a new from_email is a new identity.
+        """Changes the fields update_mask names (from_name, provider_config_id, the caps, forward_to);
+        a new from_email is a new identity. NOT_FOUND when the tenant has no such identity.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteSenderIdentity(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Deletes an identity; messages sent from it keep its id. NOT_FOUND when there is none.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -698,13 +707,16 @@ class SuppressionServiceServicer:
     """
 
     def AddSuppression(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Suppresses an address for the tenant; adding the same address and reason again returns
+        the first suppression.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CheckSuppressions(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Which of up to 1,000 addresses are suppressed for the tenant, and why.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -717,7 +729,8 @@ class SuppressionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListSuppressions(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Lists a tenant's suppressions, oldest first, optionally of one reason.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

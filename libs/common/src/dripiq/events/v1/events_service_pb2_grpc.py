@@ -67,7 +67,8 @@ class EventsServiceServicer:
     """
 
     def ListMessageEvents(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A tenant's stored events: one message's, one campaign's, or all of them over a time range.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -94,7 +95,8 @@ class EventsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetInboundMessage(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Returns one stored reply; NOT_FOUND when the tenant has no such reply.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

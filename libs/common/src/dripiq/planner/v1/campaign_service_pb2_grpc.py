@@ -102,7 +102,9 @@ class CampaignServiceServicer:
     """
 
     def CreateCampaign(self, request, context):
-        """Creates a campaign for one contact. Idempotent by request_id.
+        """Creates a campaign for one contact. Idempotent by request_id. ALREADY_EXISTS while the
+        contact has a running campaign for the same product; FAILED_PRECONDITION when the
+        dispatcher reports the contact's address suppressed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -180,7 +182,8 @@ class CampaignServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateTenantSettings(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Changes the tenant's settings named in update_mask and returns all of them.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
