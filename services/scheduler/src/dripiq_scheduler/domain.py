@@ -13,6 +13,7 @@ from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq_common import validation
 from dripiq_common.errors import InvalidArgument
 from dripiq_common.jetstream import Streams, stream_for_subject
+from dripiq_scheduler.models import TimerStatus
 from dripiq_scheduler.repository import NewTimer
 
 # Timers may only target work queues that exist for due work.
@@ -50,9 +51,9 @@ def dedupe_id(tenant_id: str, key: str, version: int) -> str:
 
 
 _STATUS = {
-    "active": pb.TIMER_STATUS_ACTIVE,
-    "fired": pb.TIMER_STATUS_FIRED,
-    "canceled": pb.TIMER_STATUS_CANCELED,
+    TimerStatus.ACTIVE: pb.TIMER_STATUS_ACTIVE,
+    TimerStatus.FIRED: pb.TIMER_STATUS_FIRED,
+    TimerStatus.CANCELED: pb.TIMER_STATUS_CANCELED,
 }
 _STATUS_NAMES: dict[int, str] = {v: k for k, v in _STATUS.items()}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -20,6 +22,15 @@ from sqlalchemy import (
 )
 
 from dripiq_common.outbox import outbox_table
+
+
+class TimerStatus(StrEnum):
+    """A timer row's `status` (the table's check constraint lists the same three)."""
+
+    ACTIVE = "active"
+    FIRED = "fired"
+    CANCELED = "canceled"
+
 
 SCHEMA = "scheduler"
 metadata = MetaData(schema=SCHEMA)

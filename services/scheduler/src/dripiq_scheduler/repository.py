@@ -12,9 +12,7 @@ from sqlalchemy import Row, any_, bindparam, delete, func, literal, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dripiq_scheduler.models import timers
-
-ACTIVE, FIRED, CANCELED = "active", "fired", "canceled"
+from dripiq_scheduler.models import TimerStatus, timers
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ def _upsert(now: datetime):
             "scheduled_for": excluded.scheduled_for,
             "target_subject": excluded.target_subject,
             "payload": excluded.payload,
-            "status": ACTIVE,
+            "status": TimerStatus.ACTIVE,
             "version": timers.c.version + 1,
             "updated_at": now,
             "fired_at": None,
@@ -92,8 +90,8 @@ async def get(conn: AsyncConnection, *, tenant_id: str, key: str):
 async def cancel(conn: AsyncConnection, *, tenant_id: str, key: str, now: datetime):
     await conn.execute(
         update(timers)
-        .where(timers.c.tenant_id == tenant_id, timers.c.key == key, timers.c.status == ACTIVE)
-        .values(status=CANCELED, canceled_at=now, updated_at=now)
+        .where(timers.c.tenant_id == tenant_id, timers.c.key == key, timers.c.status == TimerStatus.ACTIVE)
+        .values(status=TimerStatus.CANCELED, canceled_at=now, updated_at=now)
     )
     return await get(conn, tenant_id=tenant_id, key=key)
 
@@ -101,8 +99,10 @@ async def cancel(conn: AsyncConnection, *, tenant_id: str, key: str, now: dateti
 async def cancel_many(conn: AsyncConnection, *, tenant_id: str, keys: Sequence[str], now: datetime) -> int:
     result = await conn.execute(
         update(timers)
-        .where(timers.c.tenant_id == tenant_id, timers.c.key.in_(sorted(set(keys))), timers.c.status == ACTIVE)
-        .values(status=CANCELED, canceled_at=now, updated_at=now)
+        .where(
+            timers.c.tenant_id == tenant_id, timers.c.key.in_(sorted(set(keys))), timers.c.status == TimerStatus.ACTIVE
+        )
+        .values(status=TimerStatus.CANCELED, canceled_at=now, updated_at=now)
     )
     return result.rowcount or 0
 
@@ -110,8 +110,8 @@ async def cancel_many(conn: AsyncConnection, *, tenant_id: str, keys: Sequence[s
 async def cancel_group(conn: AsyncConnection, *, tenant_id: str, group_key: str, now: datetime) -> int:
     result = await conn.execute(
         update(timers)
-        .where(timers.c.tenant_id == tenant_id, timers.c.group_key == group_key, timers.c.status == ACTIVE)
-        .values(status=CANCELED, canceled_at=now, updated_at=now)
+        .where(timers.c.tenant_id == tenant_id, timers.c.group_key == group_key, timers.c.status == TimerStatus.ACTIVE)
+        .values(status=TimerStatus.CANCELED, canceled_at=now, updated_at=now)
     )
     return result.rowcount or 0
 
@@ -160,7 +160,7 @@ async def lock_due(conn: AsyncConnection, *, now: datetime, limit: int):
                 timers.c.scheduled_for,
                 timers.c.updated_at,
             )
-            .where(timers.c.status == ACTIVE, timers.c.scheduled_for <= now)
+            .where(timers.c.status == TimerStatus.ACTIVE, timers.c.scheduled_for <= now)
             .order_by(timers.c.scheduled_for)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -171,7 +171,7 @@ async def lock_due(conn: AsyncConnection, *, now: datetime, limit: int):
 async def mark_fired(conn: AsyncConnection, *, ids: list[int], now: datetime) -> None:
     if ids:
         await conn.execute(
-            update(timers).where(timers.c.id.in_(ids)).values(status=FIRED, fired_at=now, updated_at=now)
+            update(timers).where(timers.c.id.in_(ids)).values(status=TimerStatus.FIRED, fired_at=now, updated_at=now)
         )
 
 
@@ -181,7 +181,7 @@ async def cancel_overdue(conn: AsyncConnection, *, ids: Sequence[int], reason: s
         await conn.execute(
             update(timers)
             .where(timers.c.id.in_(ids))
-            .values(status=CANCELED, canceled_at=now, updated_at=now, cancel_reason=reason)
+            .values(status=TimerStatus.CANCELED, canceled_at=now, updated_at=now, cancel_reason=reason)
         )
 
 
@@ -207,7 +207,7 @@ async def prune(conn: AsyncConnection, *, before: datetime, limit: int) -> int:
     """
     doomed = (
         select(timers.c.id)
-        .where(timers.c.status != ACTIVE, timers.c.updated_at < before)
+        .where(timers.c.status != TimerStatus.ACTIVE, timers.c.updated_at < before)
         .limit(limit)
         .with_for_update(skip_locked=True)
         .scalar_subquery()
@@ -223,7 +223,7 @@ async def estimate_active(conn: AsyncConnection, *, exact_up_to: int) -> int:
     so the count stops at the cap; beyond it the answer is the planner's row estimate for that
     index (pg_class.reltuples, kept by autovacuum/ANALYZE), never less than the cap.
     """
-    capped = select(literal(1)).where(timers.c.status == ACTIVE).limit(exact_up_to).subquery()
+    capped = select(literal(1)).where(timers.c.status == TimerStatus.ACTIVE).limit(exact_up_to).subquery()
     counted = (await conn.execute(select(func.count()).select_from(capped))).scalar_one()
     if counted < exact_up_to:
         return int(counted)
