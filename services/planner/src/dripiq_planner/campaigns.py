@@ -30,6 +30,7 @@ from dripiq_common.outbox import enqueue
 from dripiq_planner import lifecycle, repository, rules, state, strategy, templates, windows
 from dripiq_planner.models import outbox
 from dripiq_planner.owners import Owners
+from dripiq_planner.state import CampaignStatus, StepStatus
 from dripiq_planner.strategist import Generation, PlanningFacts, Strategist
 from dripiq_planner.tenants import (
     DEFAULT_AUTO_REPLY_PAUSE_DAYS,
@@ -44,21 +45,21 @@ log = structlog.get_logger(__name__)
 MAX_BATCH = 1000
 
 _CAMPAIGN_STATUS = {
-    "active": pb.CAMPAIGN_STATUS_ACTIVE,
-    "paused": pb.CAMPAIGN_STATUS_PAUSED,
-    "needs_attention": pb.CAMPAIGN_STATUS_NEEDS_ATTENTION,
-    "completed": pb.CAMPAIGN_STATUS_COMPLETED,
-    "canceled": pb.CAMPAIGN_STATUS_CANCELED,
+    CampaignStatus.ACTIVE: pb.CAMPAIGN_STATUS_ACTIVE,
+    CampaignStatus.PAUSED: pb.CAMPAIGN_STATUS_PAUSED,
+    CampaignStatus.NEEDS_ATTENTION: pb.CAMPAIGN_STATUS_NEEDS_ATTENTION,
+    CampaignStatus.COMPLETED: pb.CAMPAIGN_STATUS_COMPLETED,
+    CampaignStatus.CANCELED: pb.CAMPAIGN_STATUS_CANCELED,
 }
 _STATUS_NAMES = {v: k for k, v in _CAMPAIGN_STATUS.items()}
 _STEP_STATUS = {
-    "pending": pb.STEP_STATUS_PENDING,
-    "scheduled": pb.STEP_STATUS_SCHEDULED,
-    "sending": pb.STEP_STATUS_SENDING,
-    "sent": pb.STEP_STATUS_SENT,
-    "failed": pb.STEP_STATUS_FAILED,
-    "skipped": pb.STEP_STATUS_SKIPPED,
-    "canceled": pb.STEP_STATUS_CANCELED,
+    StepStatus.PENDING: pb.STEP_STATUS_PENDING,
+    StepStatus.SCHEDULED: pb.STEP_STATUS_SCHEDULED,
+    StepStatus.SENDING: pb.STEP_STATUS_SENDING,
+    StepStatus.SENT: pb.STEP_STATUS_SENT,
+    StepStatus.FAILED: pb.STEP_STATUS_FAILED,
+    StepStatus.SKIPPED: pb.STEP_STATUS_SKIPPED,
+    StepStatus.CANCELED: pb.STEP_STATUS_CANCELED,
 }
 
 
@@ -348,7 +349,7 @@ class CampaignService:
                 "rules_json": [rule.model_dump(mode="json") for rule in draft.strategy.adaptive_rules],
                 "settings_json": draft.settings_json,
                 "strategist": draft.strategist,
-                "status": "active",
+                "status": CampaignStatus.ACTIVE.value,
                 "current_step_index": 0,
                 "cancel_reason": "",
                 "attention_reason": "",
@@ -369,7 +370,7 @@ class CampaignService:
                     "content": step.content,
                     "call_to_action": step.call_to_action,
                     "thread": threads[i],
-                    "status": "scheduled" if i == 0 else "pending",
+                    "status": (StepStatus.SCHEDULED if i == 0 else StepStatus.PENDING).value,
                     "scheduled_at": first_at if i == 0 else None,
                     "schedule_version": 1 if i == 0 else 0,
                     "updated_at": now,
@@ -453,9 +454,9 @@ class CampaignService:
             raise InvalidArgument("resume_after_seconds", "must not be negative")
 
         def change(campaign: state.CampaignState, work: state.UnitOfWork) -> None:
-            if campaign.status == "active":
+            if campaign.status == CampaignStatus.ACTIVE:
                 lifecycle.pause(work, campaign, resume_at=lifecycle.resume_after(work.now, resume_after_seconds))
-            elif campaign.status != "paused":
+            elif campaign.status != CampaignStatus.PAUSED:
                 raise FailedPrecondition(f"campaign {campaign_id} is {campaign.status}")
 
         return await self._change(tenant_id, campaign_id, change)
@@ -464,11 +465,11 @@ class CampaignService:
         """A paused campaign goes on; one that needs attention retries its failed step."""
 
         def change(campaign: state.CampaignState, work: state.UnitOfWork) -> None:
-            if campaign.status == "paused":
+            if campaign.status == CampaignStatus.PAUSED:
                 lifecycle.resume(work, campaign)
-            elif campaign.status == "needs_attention":
+            elif campaign.status == CampaignStatus.NEEDS_ATTENTION:
                 lifecycle.retry_failed(work, campaign)
-            elif campaign.status != "active":
+            elif campaign.status != CampaignStatus.ACTIVE:
                 raise FailedPrecondition(f"campaign {campaign_id} is {campaign.status}")
 
         return await self._change(tenant_id, campaign_id, change)
@@ -477,7 +478,7 @@ class CampaignService:
         """The failed step of a campaign that needs attention goes out again (a new message id)."""
 
         def change(campaign: state.CampaignState, work: state.UnitOfWork) -> None:
-            if campaign.status != "needs_attention":
+            if campaign.status != CampaignStatus.NEEDS_ATTENTION:
                 raise FailedPrecondition(
                     f"campaign {campaign_id} is {campaign.status}: only a campaign that needs attention has a step to retry"
                 )
@@ -488,8 +489,10 @@ class CampaignService:
     async def cancel(self, tenant_id: str, campaign_id: str, reason: str) -> pb.Campaign:
         def change(campaign: state.CampaignState, work: state.UnitOfWork) -> None:
             if campaign.status in state.RUNNING:
-                lifecycle.end_campaign(work, campaign, status="canceled", reason=reason or "canceled by request")
-            elif campaign.status != "canceled":
+                lifecycle.end_campaign(
+                    work, campaign, status=CampaignStatus.CANCELED, reason=reason or "canceled by request"
+                )
+            elif campaign.status != CampaignStatus.CANCELED:
                 raise FailedPrecondition(f"campaign {campaign_id} is {campaign.status}")
 
         return await self._change(tenant_id, campaign_id, change)

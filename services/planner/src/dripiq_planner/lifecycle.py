@@ -18,7 +18,7 @@ from dripiq.scheduler.v1 import commands_pb2, scheduler_service_pb2
 from dripiq_common.jetstream import Subjects
 from dripiq_common.outbox import OutboxMessage
 from dripiq_planner import windows
-from dripiq_planner.state import OPEN_STEP_STATUSES, CampaignState, StepState, UnitOfWork
+from dripiq_planner.state import OPEN_STEP_STATUSES, CampaignState, CampaignStatus, StepState, StepStatus, UnitOfWork
 
 MESSAGE_NAMESPACE = uuid.UUID("7b0c7f5e-1d7a-4c55-9d0e-6f4a3c2b1a00")
 STRATEGY_GENERATION = 1
@@ -121,7 +121,7 @@ def schedule_step(work: UnitOfWork, campaign: CampaignState, step: StepState, *,
     """(Re)arm the campaign's step timer for `step`, placed in its send window."""
     fire_at = place(campaign, due, step.step_index, planned_from=work.now)
     version = step.schedule_version + 1
-    step.set(status="scheduled", scheduled_at=fire_at, schedule_version=version)
+    step.set(status=StepStatus.SCHEDULED, scheduled_at=fire_at, schedule_version=version)
     timer = step_timer(campaign, step_index=step.step_index, version=version, fire_at=fire_at)
     work.send(_command(campaign.tenant_id, schedule=timer))
     return fire_at
@@ -166,7 +166,7 @@ def end_campaign(work: UnitOfWork, campaign: CampaignState, *, status: str, reas
     set_status(work, campaign, status, reason=reason, cancel_reason=reason, ended_at=work.now)
     for step in campaign.steps:
         if step.status in OPEN_STEP_STATUSES:
-            step.set(status="canceled")
+            step.set(status=StepStatus.CANCELED)
     request = scheduler_service_pb2.CancelTimersRequest(
         tenant_id=campaign.tenant_id, group_key=campaign_group(campaign.id)
     )
@@ -175,7 +175,7 @@ def end_campaign(work: UnitOfWork, campaign: CampaignState, *, status: str, reas
 
 def pause(work: UnitOfWork, campaign: CampaignState, *, resume_at: datetime | None) -> None:
     """Stop the step timer; with `resume_at`, arm a timer that resumes by itself then."""
-    version = set_status(work, campaign, "paused")
+    version = set_status(work, campaign, CampaignStatus.PAUSED)
     cancel_timer(work, tenant_id=campaign.tenant_id, key=step_timer_key(campaign.id))
     if resume_at is not None:
         payload = timers_pb2.PlannerTimer(
@@ -196,7 +196,7 @@ def pause(work: UnitOfWork, campaign: CampaignState, *, resume_at: datetime | No
 def needs_attention(work: UnitOfWork, campaign: CampaignState, *, reason: str) -> None:
     """A send failed for a reason outside the message: hold the campaign (no step timer) until
     a person retries the step or resumes it. Rules that end a campaign still apply."""
-    set_status(work, campaign, "needs_attention", reason=reason, attention_reason=reason)
+    set_status(work, campaign, CampaignStatus.NEEDS_ATTENTION, reason=reason, attention_reason=reason)
     cancel_timer(work, tenant_id=campaign.tenant_id, key=step_timer_key(campaign.id))
 
 
@@ -204,21 +204,21 @@ def retry_failed(work: UnitOfWork, campaign: CampaignState) -> None:
     """Out of needs_attention: each failed step is open again under a new message id, and the
     campaign resumes (the first open step goes out now)."""
     for step in campaign.steps:
-        if step.status == "failed" and step.message_id:
+        if step.status == StepStatus.FAILED and step.message_id:
             # Due now: the resume below sends it at once (in the send window).
-            step.set(status="scheduled", message_id=retry_message_id(step.message_id), scheduled_at=work.now)
+            step.set(status=StepStatus.SCHEDULED, message_id=retry_message_id(step.message_id), scheduled_at=work.now)
     resume(work, campaign)
 
 
 def resume(work: UnitOfWork, campaign: CampaignState) -> None:
     """Active again: the next open step goes out no earlier than planned, and not before now."""
-    set_status(work, campaign, "active", attention_reason="")
-    if any(s.status == "sending" for s in campaign.steps):
+    set_status(work, campaign, CampaignStatus.ACTIVE, attention_reason="")
+    if any(s.status == StepStatus.SENDING for s in campaign.steps):
         return  # its outcome schedules the next step, now that the campaign is active
     upcoming = campaign.first_open_step()
     if upcoming is None:
         return
-    if upcoming.status == "scheduled" and upcoming.scheduled_at is not None:
+    if upcoming.status == StepStatus.SCHEDULED and upcoming.scheduled_at is not None:
         due = max(upcoming.scheduled_at, work.now)
     else:
         due = after(work.now, upcoming.relative_delay_seconds)

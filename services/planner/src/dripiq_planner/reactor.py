@@ -23,7 +23,7 @@ from dripiq_common.errors import PermanentMessageError
 from dripiq_common.jetstream import Subjects, decode
 from dripiq_common.outbox import OutboxMessage
 from dripiq_planner import autoreply, lifecycle, repository, rules, state, templates
-from dripiq_planner.state import HELD, RUNNING, CampaignState, StepState, UnitOfWork
+from dripiq_planner.state import HELD, RUNNING, CampaignState, CampaignStatus, StepState, StepStatus, UnitOfWork
 from dripiq_planner.strategy import AdaptiveRule, RuleAction
 from dripiq_planner.tenants import TenantDefaults
 
@@ -111,7 +111,7 @@ class Reactor:
             for timer in timers:
                 campaign = campaigns.get((timer.tenant_id, timer.campaign_id))
                 kind = timer.WhichOneof("kind")
-                expected = "paused" if kind == "resume_due" else "active"
+                expected = CampaignStatus.PAUSED if kind == "resume_due" else CampaignStatus.ACTIVE
                 if campaign is None or campaign.status != expected:
                     log.info(
                         "timer.stale_campaign",
@@ -139,13 +139,13 @@ class Reactor:
         self, work: UnitOfWork, campaign: CampaignState, due: timers_pb2.StepDue, tenant: TenantDefaults
     ) -> None:
         step = campaign.step(due.step_index)
-        if step is None or step.status != "scheduled" or step.schedule_version != due.schedule_version:
+        if step is None or step.status != StepStatus.SCHEDULED or step.schedule_version != due.schedule_version:
             log.info("timer.stale_step", campaign_id=campaign.id, step_index=due.step_index)
             return
         # A step sent before keeps its id (withheld, then resumed: the dispatcher admits it
         # again); a retried one carries its new id.
         message_id = step.message_id or lifecycle.message_id(campaign.id, step.step_index)
-        step.set(status="sending", message_id=message_id)
+        step.set(status=StepStatus.SENDING, message_id=message_id)
         campaign.set(current_step_index=step.step_index)
         facts = campaign.facts_json
         body = templates.render(step.content, facts)
@@ -193,7 +193,7 @@ class Reactor:
         chain: list[str] = []
         root = step
         for earlier in reversed([s for s in campaign.steps if s.step_index < step.step_index and s.channel == "email"]):
-            if earlier.status == "sent" and earlier.message_id:
+            if earlier.status == StepStatus.SENT and earlier.message_id:
                 chain.append(earlier.message_id)
             root = earlier
             if not earlier.thread:
@@ -238,7 +238,7 @@ class Reactor:
             for outcome in outcomes:
                 campaign = campaigns.get((outcome.tenant_id, outcome.campaign_id))
                 step = campaign.step_for_message(outcome.message_id) if campaign else None
-                if campaign is None or step is None or step.status != "sending":
+                if campaign is None or step is None or step.status != StepStatus.SENDING:
                     continue
                 if outcome.kind == dispatcher_pb.OUTCOME_KIND_SENT:
                     sent_at = (
@@ -260,13 +260,15 @@ class Reactor:
         contact, an invalid address or content, a sender identity that may not send). Any other
         failure (the provider down past the retry horizon, our account, a send nothing
         confirmed) holds it for a person: needs_attention, then RetryStep or ResumeCampaign."""
-        step.set(status="failed")
+        step.set(status=StepStatus.FAILED)
         if campaign.status not in RUNNING:
             return
         if outcome.kind == dispatcher_pb.OUTCOME_KIND_SUPPRESSED:
-            lifecycle.end_campaign(work, campaign, status="canceled", reason="contact suppressed")
+            lifecycle.end_campaign(work, campaign, status=CampaignStatus.CANCELED, reason="contact suppressed")
         elif outcome.permanent:
-            lifecycle.end_campaign(work, campaign, status="canceled", reason=f"send failed: {outcome.reason}")
+            lifecycle.end_campaign(
+                work, campaign, status=CampaignStatus.CANCELED, reason=f"send failed: {outcome.reason}"
+            )
         else:
             lifecycle.needs_attention(work, campaign, reason=f"step {step.step_index} failed: {outcome.reason}")
         log.warning(
@@ -283,19 +285,19 @@ class Reactor:
         Ended, the step closes; paused, it waits for the resume, which sends it (same message
         id); active again by now (resumed before the dispatcher heard), it goes out shortly."""
         log.info("step.withheld", tenant_id=campaign.tenant_id, campaign_id=campaign.id, step_index=step.step_index)
-        if campaign.status == "active":
+        if campaign.status == CampaignStatus.ACTIVE:
             lifecycle.schedule_step(work, campaign, step, due=lifecycle.after(work.now, WITHHELD_RETRY_SECONDS))
         elif campaign.status in HELD:
-            step.set(status="scheduled", scheduled_at=step.scheduled_at or work.now)
+            step.set(status=StepStatus.SCHEDULED, scheduled_at=step.scheduled_at or work.now)
         else:
-            step.set(status="canceled")
+            step.set(status=StepStatus.CANCELED)
 
     def _sent(
         self, work: UnitOfWork, campaign: CampaignState, step: StepState, sent_at: datetime, untracked: dict[str, str]
     ) -> None:
         """Schedule what follows a sent step. A timeout on engagement SendGrid cannot report
         (opens with open tracking off) is not armed: it would fire for every contact."""
-        step.set(status="sent", sent_at=sent_at)
+        step.set(status=StepStatus.SENT, sent_at=sent_at)
         log.info(
             "step.sent",
             tenant_id=campaign.tenant_id,
@@ -303,11 +305,11 @@ class Reactor:
             step_index=step.step_index,
             message_id=step.message_id,
         )
-        if campaign.status != "active":
+        if campaign.status != CampaignStatus.ACTIVE:
             return
         following = campaign.next_open_step(step.step_index)
         if following is None:
-            lifecycle.end_campaign(work, campaign, status="completed", reason="")
+            lifecycle.end_campaign(work, campaign, status=CampaignStatus.COMPLETED, reason="")
             return
         lifecycle.schedule_step(
             work, campaign, following, due=lifecycle.after(sent_at, following.relative_delay_seconds)
@@ -423,7 +425,7 @@ class Reactor:
         already.add(key)
         action = _rules(campaign).get(trigger)
         ends = action is not None and action.type in ("cancel_campaign", "complete_campaign")
-        if campaign.status == "active" or (campaign.status in HELD and ends):
+        if campaign.status == CampaignStatus.ACTIVE or (campaign.status in HELD and ends):
             result = "applied" if action else "no rule"
         else:
             # A paused campaign keeps its plan: only what would end it applies.
@@ -467,10 +469,10 @@ class Reactor:
     ) -> str:
         """Carry out one rule's action; what it came to, when there is more to say than its name."""
         if action.type in ("cancel_campaign", "complete_campaign"):
-            status = "canceled" if action.type == "cancel_campaign" else "completed"
+            status = CampaignStatus.CANCELED if action.type == "cancel_campaign" else CampaignStatus.COMPLETED
             lifecycle.end_campaign(work, campaign, status=status, reason=str(action.payload.get("reason") or trigger))
             return ""
-        if campaign.status != "active":
+        if campaign.status != CampaignStatus.ACTIVE:
             return ""
         if action.type == "pause_campaign":
             if action.payload.get("resumeOnReturnDate"):
@@ -489,7 +491,7 @@ class Reactor:
                 return ""
             for step in campaign.steps:
                 if step.step_index < index and step.status in state.OPEN_STEP_STATUSES:
-                    step.set(status="skipped")
+                    step.set(status=StepStatus.SKIPPED)
         elif action.type == "reschedule_step" and target is not None:
             due = lifecycle.after(target.scheduled_at or work.now, delay)
         if target is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,10 +21,34 @@ from dripiq_common import bulk
 from dripiq_common.outbox import OutboxMessage, coalesce_timer_commands, enqueue
 from dripiq_planner.models import campaign_steps, contact_campaigns, outbox, rule_decisions
 
-OPEN_STEP_STATUSES = ("pending", "scheduled")
+
+class CampaignStatus(StrEnum):
+    """A campaign's `status` (the table's check constraint lists the same)."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    # A send failed for a reason outside the message: held until a person retries or resumes.
+    NEEDS_ATTENTION = "needs_attention"
+    COMPLETED = "completed"
+    CANCELED = "canceled"
+
+
+class StepStatus(StrEnum):
+    """A campaign step's `status`."""
+
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELED = "canceled"
+
+
+OPEN_STEP_STATUSES = (StepStatus.PENDING, StepStatus.SCHEDULED)
 # Not ended: a campaign waiting for a person (needs_attention) is held like a paused one.
-RUNNING = ("active", "paused", "needs_attention")
-HELD = ("paused", "needs_attention")
+RUNNING = (CampaignStatus.ACTIVE, CampaignStatus.PAUSED, CampaignStatus.NEEDS_ATTENTION)
+HELD = (CampaignStatus.PAUSED, CampaignStatus.NEEDS_ATTENTION)
 
 _STEP_COLUMNS = {c.name for c in campaign_steps.c}
 _CAMPAIGN_COLUMNS = {c.name for c in contact_campaigns.c}
