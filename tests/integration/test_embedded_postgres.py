@@ -142,7 +142,15 @@ def test_a_planted_link_in_place_of_the_private_folder_is_refused(private_clone:
 def test_make_test_stops_at_once_with_one_line_when_postgres_cannot_start():
     env = {**os.environ, "DRIPIQ_PG_USER": "dripiq-no-such-user"}
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "tests/integration/scheduler/test_scheduler_firing.py"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "tests/integration/scheduler/test_scheduler_firing.py",
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,

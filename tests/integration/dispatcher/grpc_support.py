@@ -14,7 +14,9 @@ from dripiq_common.clock import Clock
 from dripiq_common.grpc_server import GrpcServer
 from dripiq_dispatcher.forwarding import ReplyForwardingSettings
 from dripiq_dispatcher.handlers import SERVICE_NAMES, registrars
-from dripiq_dispatcher.service import Dispatcher, SenderIdentities, Suppressions
+from dripiq_dispatcher.identities import SenderIdentities
+from dripiq_dispatcher.service import Dispatcher
+from dripiq_dispatcher.suppressions import Suppressions
 
 
 @asynccontextmanager

@@ -22,7 +22,7 @@ from dripiq_common.errors import PermanentMessageError
 from dripiq_common.jetstream import Subjects
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher.provider import MailSender
-from dripiq_dispatcher.service import Suppressions
+from dripiq_dispatcher.suppressions import Suppressions
 
 SENT = messages_pb2.OUTCOME_KIND_SENT
 DEFERRED = messages_pb2.OUTCOME_KIND_DEFERRED

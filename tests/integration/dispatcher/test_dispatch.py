@@ -32,9 +32,11 @@ from dripiq_common.outbox import OutboxRelay
 from dripiq_common.tokens import TokenSigner, token_from_reply_address
 from dripiq_devtools.fake_sendgrid import AcceptedMessage, FakeSendGrid
 from dripiq_dispatcher import domain, repository
+from dripiq_dispatcher.identities import SenderIdentities
 from dripiq_dispatcher.models import messages, outbox, suppressions
 from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender
-from dripiq_dispatcher.service import Dispatcher, SenderIdentities, Suppressions
+from dripiq_dispatcher.service import Dispatcher
+from dripiq_dispatcher.suppressions import Suppressions
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 SIGNER = TokenSigner(b"integration-test-token-secret")

@@ -32,8 +32,9 @@ from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import AcceptedMessage, FakeSendGrid
 from dripiq_dispatcher import domain, repository
 from dripiq_dispatcher.forwarding import ReplyForwarder, ReplyForwardingSettings
+from dripiq_dispatcher.identities import SenderIdentities
 from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender
-from dripiq_dispatcher.service import Dispatcher, RetryLater, SenderIdentities
+from dripiq_dispatcher.service import Dispatcher, RetryLater
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 RECEIVED = datetime(2030, 1, 2, 9, 30, tzinfo=UTC)

@@ -24,9 +24,10 @@ from dripiq_common.clock import ManualClock
 from dripiq_common.jetstream import Subjects
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher.domain import RetryPolicy
+from dripiq_dispatcher.identities import SenderIdentities
 from dripiq_dispatcher.models import outbox
 from dripiq_dispatcher.provider import AsyncSendGridSender
-from dripiq_dispatcher.service import Dispatcher, SenderIdentities
+from dripiq_dispatcher.service import Dispatcher
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -28,7 +28,8 @@ from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher import domain
 from dripiq_dispatcher.models import outbox, rate_counters
 from dripiq_dispatcher.provider import AsyncSendGridSender
-from dripiq_dispatcher.service import Dispatcher, Suppressions
+from dripiq_dispatcher.service import Dispatcher
+from dripiq_dispatcher.suppressions import Suppressions
 
 MAIL = domain.MailSettings("reply.test", "mid.test", "https://u.test/u/")
 

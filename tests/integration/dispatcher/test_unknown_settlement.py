@@ -13,7 +13,7 @@ from dripiq_common.clock import ManualClock
 from dripiq_common.jetstream import Subjects
 from dripiq_dispatcher import domain, repository
 from dripiq_dispatcher.models import messages, outbox, provider_watermark
-from dripiq_dispatcher.service import Suppressions
+from dripiq_dispatcher.suppressions import Suppressions
 
 
 async def parked_unknown(engine, tenant_id, **overrides):  # type: ignore[no-untyped-def]

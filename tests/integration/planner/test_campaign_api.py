@@ -54,8 +54,10 @@ from dripiq_common.tokens import TokenSigner
 from dripiq_dispatcher import domain as dispatcher_domain
 from dripiq_dispatcher.forwarding import ReplyForwardingSettings
 from dripiq_dispatcher.handlers import DispatcherServicer, SuppressionServicer
+from dripiq_dispatcher.identities import SenderIdentities
 from dripiq_dispatcher.models import outbox as dispatcher_outbox
-from dripiq_dispatcher.service import Dispatcher, SenderIdentities, Suppressions
+from dripiq_dispatcher.service import Dispatcher
+from dripiq_dispatcher.suppressions import Suppressions
 from dripiq_events.handlers import EventsServicer
 from dripiq_events.service import EventQuery
 from dripiq_planner.campaigns import MAX_BATCH, CampaignService

@@ -30,6 +30,13 @@ def required(value: str, field: str, *, max_length: int = 256) -> str:
     return value
 
 
+def optional(value: str, field: str, *, max_length: int = 256) -> str:
+    """May be empty; never longer than `max_length`."""
+    if len(value) > max_length:
+        raise InvalidArgument(field, f"must be at most {max_length} characters")
+    return value
+
+
 def email(value: str, field: str) -> str:
     if not value:
         raise InvalidArgument(field, "is required")

@@ -18,11 +18,13 @@ from dripiq_dispatcher.campaigns import CampaignStates
 from dripiq_dispatcher.domain import MailSettings
 from dripiq_dispatcher.forwarding import ReplyForwarder, ReplyForwardingSettings
 from dripiq_dispatcher.handlers import SERVICE_NAMES, registrars
+from dripiq_dispatcher.identities import SenderIdentities
 from dripiq_dispatcher.message_suppressions import MessageSuppressions
 from dripiq_dispatcher.models import outbox
 from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender, api_key_for
-from dripiq_dispatcher.service import PRUNE_BATCH, Dispatcher, SenderIdentities, Suppressions
+from dripiq_dispatcher.service import PRUNE_BATCH, Dispatcher
 from dripiq_dispatcher.settings import DispatcherSettings
+from dripiq_dispatcher.suppressions import Suppressions
 
 SEND = ConsumerSpec.whole(Streams.DISPATCHER_SEND, "dispatcher-send")
 ENGAGEMENT = ConsumerSpec.whole(Streams.ENGAGEMENT, "dispatcher-engagement")

@@ -7,7 +7,9 @@ from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from dripiq_common.grpc_server import Registrar
 from dripiq_dispatcher.forwarding import ReplyForwardingSettings
-from dripiq_dispatcher.service import Dispatcher, SenderIdentities, Suppressions
+from dripiq_dispatcher.identities import SenderIdentities
+from dripiq_dispatcher.service import Dispatcher
+from dripiq_dispatcher.suppressions import Suppressions
 
 
 class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
