@@ -22,7 +22,8 @@ from dripiq_dispatcher.identities import SenderIdentities
 from dripiq_dispatcher.message_suppressions import MessageSuppressions
 from dripiq_dispatcher.models import outbox
 from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender, api_key_for
-from dripiq_dispatcher.service import PRUNE_BATCH, Dispatcher
+from dripiq_dispatcher.rate_limits import PRUNE_BATCH
+from dripiq_dispatcher.service import Dispatcher
 from dripiq_dispatcher.settings import DispatcherSettings
 from dripiq_dispatcher.suppressions import Suppressions
 

@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import messages_pb2
-from dripiq.events.v1 import messages_pb2 as events_pb2
 from dripiq.scheduler.v1 import commands_pb2 as scheduler_commands_pb2
 from dripiq.scheduler.v1 import scheduler_service_pb2 as scheduler_pb2
 from dripiq_common import engagement, paging, validation
@@ -33,12 +32,12 @@ from dripiq_dispatcher import domain, metrics, repository
 from dripiq_dispatcher.breaker import ProviderBreaker
 from dripiq_dispatcher.domain import FailureKind, NewMessage, SendFailure, Status
 from dripiq_dispatcher.models import outbox
+from dripiq_dispatcher.outcomes import enqueue_outcome
 from dripiq_dispatcher.provider import MailSender
+from dripiq_dispatcher.rate_limits import RateLimitsMixin
+from dripiq_dispatcher.unconfirmed import UnconfirmedSendsMixin
 
 log = structlog.get_logger(__name__)
-
-# Rate-limit counters deleted per round of the pruner.
-PRUNE_BATCH = 5000
 
 
 class RetryLater(Exception):
@@ -92,7 +91,7 @@ class _Work:
 
 
 @dataclass
-class Dispatcher:
+class Dispatcher(RateLimitsMixin, UnconfirmedSendsMixin):
     engine: AsyncEngine
     clock: Clock
     sender: MailSender
@@ -542,190 +541,9 @@ class Dispatcher:
         log.warning("send.failed", reason=failure.reason, attempt=item.attempt, permanent=permanent, **item.ids)
         return None
 
-    async def set_rate_limit(self, given: pb.RateLimit) -> pb.RateLimit:
-        tenant = validation.tenant_id(given.tenant_id, "rate_limit.tenant_id")
-        channel = _rate_limit_channel(given.channel, "rate_limit.channel")
-        limits: dict[str, int] = {}
-        for window in domain.WINDOWS:
-            value = getattr(given, f"per_{window}")
-            if value < 0:
-                raise InvalidArgument(f"rate_limit.per_{window}", "must not be negative (0 means no limit)")
-            limits[window] = value
-        async with self.engine.begin() as conn:
-            await repository.set_rate_limit(
-                conn, tenant_id=tenant, channel=channel, limits=limits, now=self.clock.now()
-            )
-        log.info("rate_limit.set", tenant_id=tenant, channel=channel, **limits)
-        return _rate_limit_proto(tenant, channel, limits)
-
-    async def get_rate_limit(self, tenant_id: str, channel: str) -> pb.RateLimit:
-        """An unset limit reads as zeros (no limit)."""
-        tenant = validation.tenant_id(tenant_id)
-        checked = _rate_limit_channel(channel, "channel")
-        async with self.engine.connect() as conn:
-            limits = await repository.get_rate_limit(conn, tenant_id=tenant, channel=checked)
-        return _rate_limit_proto(tenant, checked, limits)
-
-    async def settle_unknown(self, data: bytes) -> None:
-        await self.settle_unknown_events(engagement.read(data))
-
-    async def settle_unknown_events(self, events: Sequence[events_pb2.EngagementEvent]) -> int:
-        """EngagementEvent facts: any event for a message proves the provider took it: a send
-        whose call may have gone out (`unknown`, or `sending` left by a process that died
-        mid-call) becomes `sent`, and the planner hears so. One statement finds the batch's
-        such messages (nearly always none). Delivery events also move the watermark that lets
-        `resolve_unknown` resend what SendGrid never got."""
-        wanted = {
-            (e.tenant_id, e.message_id): e for e in events if e.message_id and validation.TENANT.match(e.tenant_id)
-        }
-        reported = [
-            e.occurred_at.ToDatetime(tzinfo=UTC)
-            for e in events
-            if e.event_type in domain.DELIVERY_EVENTS and e.HasField("occurred_at")
-        ]
-        if not wanted:
-            return 0
-        now = self.clock.now()
-        async with self.engine.begin() as conn:
-            if reported:
-                # How far SendGrid's reports have reached: unconfirmed sends older than this by
-                # a margin never reached it (resolve_unknown).
-                await repository.advance_watermark(conn, newest_event_at=min(max(reported), now))
-            rows = await repository.lock_unknown(conn, message_ids={m for _, m in wanted})
-            settled = [row for row in rows if (row.tenant_id, row.message_id) in wanted]
-            for row in settled:
-                event = wanted[(row.tenant_id, row.message_id)]
-                sent_at = event.occurred_at.ToDatetime(tzinfo=UTC) if event.HasField("occurred_at") else now
-                provider_message_id = event.provider_message_id or row.provider_message_id or ""
-                await repository.set_status(
-                    conn,
-                    message_id=row.message_id,
-                    expected=[Status.UNKNOWN, Status.SENDING],
-                    status=Status.SENT,
-                    now=now,
-                    provider=domain.PROVIDER,
-                    provider_message_id=provider_message_id or None,
-                    sent_at=sent_at,
-                    last_error=None,
-                    unconfirmed_command=None,
-                )
-                fact = domain.outcome_for_row(
-                    row, messages_pb2.OUTCOME_KIND_SENT, occurred_at=sent_at, provider_message_id=provider_message_id
-                )
-                await self._outcome(conn, fact)
-                log.info("send.unknown_settled_by_event", message_id=row.message_id, event_type=event.event_type)
-        if settled:
-            self.on_outbox()
-        return len(settled)
-
-    async def resolve_unknown(self, *, resend_after: timedelta, deadline: timedelta, limit: int = 1000) -> int:
-        """Settle `unknown` sends no provider event has settled yet (how many moved).
-
-        SendGrid posts `processed` for every message it accepts. Once its delivery events for
-        messages it handled `resend_after` past the moment ours went unknown have reached us,
-        and none for ours, ours never reached it: it is sent again, as it was (the same message
-        id and command, through the send stream, so a stopped campaign withholds it). While
-        SendGrid's reports lag that far (the edge down, events behind), nothing is resent; past
-        `deadline` the send fails for a person to review (its campaign waits, it does not end).
-        """
-        now = self.clock.now()
-        resent: list[Any] = []
-        failed: list[Any] = []
-        async with self.engine.begin() as conn:
-            rows = await repository.lock_unconfirmed(conn, older_than=now - resend_after, limit=limit)
-            if not rows:
-                return 0
-            reported_until = await repository.watermark(conn)
-            for row in rows:
-                resendable = row.unconfirmed_command is not None
-                if resendable and reported_until is not None and reported_until >= row.updated_at + resend_after:
-                    resent.append(row)
-                elif now - row.updated_at >= deadline:
-                    failed.append(row)
-            resend_reason = (
-                f"sent again: no provider event for it, while SendGrid reported messages it handled "
-                f"{resend_after} after it"
-            )
-            await repository.update_messages(
-                conn,
-                changes=[
-                    (
-                        r.message_id,
-                        {"status": Status.QUEUED.value, "last_error": resend_reason, "unconfirmed_command": None},
-                    )
-                    for r in resent
-                ],
-            )
-            # The command as the planner sent it, byte for byte.
-            await enqueue(
-                conn,
-                outbox,
-                [
-                    OutboxMessage(
-                        Subjects.dispatcher_send(r.tenant_id),
-                        messages_pb2.SendMessageCommand.FromString(r.unconfirmed_command),
-                    )
-                    for r in resent
-                ],
-            )
-            fail_reason = (
-                f"no provider event proved this send within {deadline} while SendGrid's reports lagged; "
-                "review before resending (RetryStep sends it again)"
-            )
-            await repository.update_messages(
-                conn,
-                changes=[
-                    (
-                        r.message_id,
-                        {"status": Status.FAILED.value, "last_error": fail_reason, "unconfirmed_command": None},
-                    )
-                    for r in failed
-                ],
-            )
-            for row in failed:
-                await self._outcome(
-                    conn,
-                    domain.outcome_for_row(row, messages_pb2.OUTCOME_KIND_FAILED, occurred_at=now, reason=fail_reason),
-                )
-        if resent or failed:
-            self.on_outbox()
-            log.warning("send.unknown_resolved", resent=len(resent), failed=len(failed))
-            metrics.UNKNOWN_RESOLVED.labels(result="resent").inc(len(resent))
-            metrics.UNKNOWN_RESOLVED.labels(result="failed").inc(len(failed))
-        return len(resent) + len(failed)
-
-    async def prune_rate_counters(self, *, limit: int = PRUNE_BATCH) -> int:
-        """Delete counters of windows long over (nothing reads them again); how many went."""
-        ended_before = self.clock.now() - domain.COUNTER_RETENTION
-        async with self.engine.begin() as conn:
-            pruned = await repository.prune_counters(conn, ended_before=ended_before, limit=limit)
-        if pruned:
-            log.info("rate_counters.pruned", count=pruned)
-        return pruned
-
     async def _outcome(self, conn: AsyncConnection, fact: messages_pb2.MessageOutcome) -> None:
-        message = OutboxMessage(Subjects.message_outcome(fact.tenant_id), fact)
-        await enqueue(conn, outbox, [message])
-        # Counted as written: these rarer paths (tasks, late settlements) seldom roll back.
-        metrics.count_outcomes([message])
+        await enqueue_outcome(conn, fact)
 
 
 # A completion time may run this far ahead of our clock (the reporting device's clock).
 COMPLETED_AT_SKEW = timedelta(minutes=5)
-
-
-def _rate_limit_channel(value: str, field: str) -> str:
-    channel = value.strip().lower()
-    if channel not in domain.SUPPORTED_CHANNELS:
-        raise InvalidArgument(field, f"must be one of {', '.join(sorted(domain.SUPPORTED_CHANNELS))}")
-    return channel
-
-
-def _rate_limit_proto(tenant_id: str, channel: str, limits: dict[str, int]) -> pb.RateLimit:
-    return pb.RateLimit(
-        tenant_id=tenant_id,
-        channel=channel,
-        per_minute=limits["minute"],
-        per_hour=limits["hour"],
-        per_day=limits["day"],
-    )
