@@ -20,7 +20,6 @@ from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dispatcher_pb
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common import paging, validation
 from dripiq_common.clock import Clock
@@ -32,13 +31,11 @@ from dripiq_planner.models import outbox
 from dripiq_planner.owners import Owners
 from dripiq_planner.state import CampaignStatus, StepStatus
 from dripiq_planner.strategist import Generation, PlanningFacts, Strategist
+from dripiq_planner.tenant_settings import TenantSettingsMixin
 from dripiq_planner.tenants import (
-    DEFAULT_AUTO_REPLY_PAUSE_DAYS,
-    MAX_AUTO_REPLY_PAUSE_DAYS,
-    MAX_POSTAL_ADDRESS,
-    SETTINGS_FIELDS,
     TenantDefaults,
 )
+from dripiq_planner.timeline import TimelineMixin
 
 log = structlog.get_logger(__name__)
 
@@ -163,7 +160,7 @@ def _generation_row(
 
 
 @dataclass
-class CampaignService:
+class CampaignService(TimelineMixin, TenantSettingsMixin):
     engine: AsyncEngine
     clock: Clock
     strategist: Strategist
@@ -497,7 +494,7 @@ class CampaignService:
 
         return await self._change(tenant_id, campaign_id, change)
 
-    # -- preview and timeline -------------------------------------------------------------
+    # -- preview ----------------------------------------------------------------------------
 
     async def preview(self, request: pb.PreviewStrategyRequest) -> pb.PreviewStrategyResponse:
         [draft] = await self._drafts([request.request], request.request.tenant_id)
@@ -531,126 +528,3 @@ class CampaignService:
         return pb.PreviewStrategyResponse(
             strategy=strategy.to_proto(draft.strategy.to_json()), steps=steps, strategist=draft.strategist
         )
-
-    async def timeline(self, tenant_id: str, campaign_id: str) -> pb.GetCampaignTimelineResponse:
-        campaign = await self.get(tenant_id, campaign_id)
-        async with self.engine.connect() as conn:
-            decisions = await repository.get_decisions(conn, tenant_id=tenant_id, campaign_id=campaign_id)
-        entries: list[pb.TimelineEntry] = []
-
-        def entry(when: Any, kind: str, step_index: int, message_id: str, detail: str) -> None:
-            item = pb.TimelineEntry(kind=kind, step_index=step_index, message_id=message_id, detail=detail)
-            if isinstance(when, datetime):
-                item.time.FromDatetime(when)
-            else:
-                item.time.CopyFrom(when)
-            entries.append(item)
-
-        for step in campaign.steps:
-            if step.HasField("scheduled_at"):
-                entry(
-                    step.scheduled_at,
-                    "step_scheduled",
-                    step.step_index,
-                    step.message_id,
-                    pb.StepStatus.Name(step.status),
-                )
-        for decision in decisions:
-            entry(
-                decision.created_at,
-                "decision",
-                decision.step_index,
-                decision.message_id,
-                f"{decision.trigger} -> {decision.action}: {decision.result}",
-            )
-        unavailable = []
-        if self.owners is not None:
-            messages, events = await asyncio.gather(
-                self.owners.campaign_messages(tenant_id, campaign_id),
-                self.owners.campaign_events(tenant_id, campaign_id),
-                return_exceptions=True,
-            )
-            if isinstance(messages, BaseException):
-                unavailable.append("dispatcher")
-            else:
-                for message in messages:
-                    when = message.sent_at if message.HasField("sent_at") else message.created_at
-                    failed = message.status in (
-                        dispatcher_pb.MESSAGE_STATUS_FAILED,
-                        dispatcher_pb.MESSAGE_STATUS_SUPPRESSED,
-                    )
-                    kind = "message_failed" if failed else "message_sent"
-                    detail = dispatcher_pb.MessageStatus.Name(message.status)
-                    entry(when, kind, message.step_index, message.message_id, detail)
-            if isinstance(events, BaseException):
-                unavailable.append("events")
-            else:
-                for event in events:
-                    entry(event.occurred_at, "event", event.step_index, event.message_id, event.event_type)
-        entries.sort(key=lambda e: (e.time.seconds, e.time.nanos))
-        return pb.GetCampaignTimelineResponse(campaign=campaign, entries=entries, unavailable=unavailable)
-
-    # -- tenant settings ------------------------------------------------------------------
-
-    async def tenant_settings(self, tenant_id: str) -> pb.TenantSettings:
-        tenant = validation.tenant_id(tenant_id)
-        async with self.engine.connect() as conn:
-            row = await repository.get_tenant_settings(conn, tenant_id=tenant)
-        return _settings_proto(tenant, row)
-
-    async def update_tenant_settings(self, request: pb.UpdateTenantSettingsRequest) -> pb.TenantSettings:
-        settings = request.settings
-        tenant = validation.tenant_id(settings.tenant_id, "settings.tenant_id")
-        paths = set(request.update_mask.paths) or set(SETTINGS_FIELDS)
-        unknown = paths - set(SETTINGS_FIELDS)
-        if unknown:
-            raise InvalidArgument("update_mask", f"cannot update {', '.join(sorted(unknown))}")
-        values: dict[str, Any] = {"updated_at": self.clock.now()}
-        if "send_window" in paths:
-            window = windows.from_proto(settings.send_window, "settings.send_window")
-            values["send_window_json"] = window.to_json() if window else None
-        for name in ("voice", "guidelines"):
-            if name in paths:
-                if len(getattr(settings, name)) > 2000:
-                    raise InvalidArgument(f"settings.{name}", "must be at most 2,000 characters")
-                values[name] = getattr(settings, name)
-        if "postal_address" in paths:
-            address = settings.postal_address.strip()
-            if len(address) > MAX_POSTAL_ADDRESS:
-                raise InvalidArgument("settings.postal_address", f"must be at most {MAX_POSTAL_ADDRESS} characters")
-            if address and len(address) < 10:
-                raise InvalidArgument(
-                    "settings.postal_address", "must be a whole postal address (street, city, country)"
-                )
-            values["postal_address"] = address
-        if "auto_reply_pause_days" in paths:
-            days = settings.auto_reply_pause_days or DEFAULT_AUTO_REPLY_PAUSE_DAYS
-            if not 1 <= days <= MAX_AUTO_REPLY_PAUSE_DAYS:
-                raise InvalidArgument(
-                    "settings.auto_reply_pause_days", f"must be 1 to {MAX_AUTO_REPLY_PAUSE_DAYS} days (0: the default)"
-                )
-            values["auto_reply_pause_days"] = days
-        for name in ("open_tracking", "click_tracking"):
-            if name in paths:
-                # Unset means on, as for a tenant that never chose.
-                values[name] = getattr(settings, name) if settings.HasField(name) else True
-        async with self.engine.begin() as conn:
-            row = await repository.upsert_tenant_settings(conn, tenant_id=tenant, values=values)
-        return _settings_proto(tenant, row)
-
-
-def _settings_proto(tenant_id: str, row: Row | None) -> pb.TenantSettings:
-    defaults = TenantDefaults.from_row(row)
-    out = pb.TenantSettings(
-        tenant_id=tenant_id,
-        send_window=windows.to_proto(defaults.window),
-        voice=defaults.voice,
-        guidelines=defaults.guidelines,
-        postal_address=defaults.postal_address,
-        open_tracking=defaults.open_tracking,
-        click_tracking=defaults.click_tracking,
-        auto_reply_pause_days=defaults.auto_reply_pause_days,
-    )
-    if row is not None:
-        out.update_time.FromDatetime(row.updated_at)
-    return out
