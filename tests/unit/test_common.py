@@ -181,3 +181,16 @@ def test_a_database_that_cannot_be_reached_is_unavailable_not_internal() -> None
         assert status_for(chained).code == code_pb2.UNAVAILABLE
     assert status_for(ValueError("a bug")).code == code_pb2.INTERNAL
     assert status_for(KeyError("campaign")).message == "internal error"
+
+
+def test_seeded_spread_is_fixed_by_its_seed_and_in_range() -> None:
+    import hashlib
+
+    from dripiq_common.seeded import seeded_fraction, seeded_int
+
+    digest = hashlib.sha256(b"campaign-1:2").digest()
+    assert seeded_int("campaign-1:2", 8) == int.from_bytes(digest[:8], "big")
+    assert seeded_int("campaign-1:2", 4) == int.from_bytes(digest[:4], "big")
+    assert seeded_fraction("campaign-1:2") == int.from_bytes(digest[:4], "big") / 2**32
+    shares = [seeded_fraction(f"m-{n}") for n in range(1000)]
+    assert all(0 <= share < 1 for share in shares) and len(set(shares)) > 990

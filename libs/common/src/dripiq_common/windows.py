@@ -13,11 +13,12 @@ resolves to the first instant after it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from dripiq_common.seeded import seeded_int
 
 MAX_JITTER_SECONDS = 15 * 60
 
@@ -46,7 +47,7 @@ DEFAULT_WINDOW = SendWindow(frozenset({1, 2, 3, 4, 5}), 9, 17)
 def jitter_seconds(seed: str, spread: int = MAX_JITTER_SECONDS) -> int:
     if spread <= 0:
         return 0
-    return int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4], "big") % spread
+    return seeded_int(seed, 4) % spread
 
 
 def spread_for(delay_seconds: int) -> int:

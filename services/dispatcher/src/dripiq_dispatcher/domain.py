@@ -3,7 +3,6 @@ provider failure is judged, and which engagement makes an address unsendable."""
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import re
@@ -22,6 +21,7 @@ from dripiq.dispatcher.v1 import messages_pb2
 from dripiq.events.v1 import messages_pb2 as events_pb2
 from dripiq_common import engagement, tokens, validation, windows
 from dripiq_common.errors import InvalidArgument
+from dripiq_common.seeded import seeded_fraction
 from dripiq_common.tokens import TokenSigner
 from dripiq_dispatcher import rendering
 
@@ -888,5 +888,4 @@ def defer_until(window: str, now: datetime, message_id: str) -> datetime:
 
 def jitter(message_id: str, span: timedelta) -> timedelta:
     """A share of `span` fixed by the message id, so a deferred burst does not return at once."""
-    fraction = int.from_bytes(hashlib.sha256(message_id.encode()).digest()[:4], "big") / 2**32
-    return timedelta(milliseconds=int(span.total_seconds() * 1000 * fraction))
+    return timedelta(milliseconds=int(span.total_seconds() * 1000 * seeded_fraction(message_id)))

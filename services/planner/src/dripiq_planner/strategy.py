@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
@@ -11,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common.errors import InvalidArgument
+from dripiq_common.seeded import seeded_int
 
 CHANNELS = ("email", "call", "linkedin")
 MAX_STEPS = 20
@@ -125,8 +125,7 @@ def pick_in_range(low: int, high: int, seed: str) -> int:
     """A deterministic choice in [low, high] per contact, so replays plan the same campaign."""
     if high <= low:
         return low
-    digest = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big")
-    return low + digest % (high - low + 1)
+    return low + seeded_int(seed, 8) % (high - low + 1)
 
 
 def parse_timing(timing: str, *, seed: str) -> tuple[str, int]:
