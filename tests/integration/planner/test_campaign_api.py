@@ -326,7 +326,7 @@ async def test_list_campaigns_newest_first_filtered_and_paged(engine, campaigns,
     newest_first = [*same_time, *reversed(created)]
 
     async def ids(**fields: Any) -> list[str]:
-        page = await campaigns.list(pb.ListCampaignsRequest(tenant_id=tenant_id, **fields))
+        page = await campaigns.list_campaigns(pb.ListCampaignsRequest(tenant_id=tenant_id, **fields))
         assert not page.next_page_token
         assert all(not c.HasField("strategy") for c in page.campaigns)
         return [c.campaign_id for c in page.campaigns]
@@ -339,12 +339,12 @@ async def test_list_campaigns_newest_first_filtered_and_paged(engine, campaigns,
     assert await ids(contact_id="c2") == [created[2]]
     assert await ids(lead_id="lead-b") == [created[3], created[1]]
     assert await ids(lead_id="lead-b", status=pb.CAMPAIGN_STATUS_PAUSED) == [created[3]]
-    other_page = await campaigns.list(pb.ListCampaignsRequest(tenant_id=f"{tenant_id}-other"))
+    other_page = await campaigns.list_campaigns(pb.ListCampaignsRequest(tenant_id=f"{tenant_id}-other"))
     assert [c.campaign_id for c in other_page.campaigns] == [other.campaign_id]
 
     seen, token, pages = [], "", 0
     for _ in range(10):  # bounded: a paging bug must fail, not hang
-        page = await campaigns.list(pb.ListCampaignsRequest(tenant_id=tenant_id, page_size=3, page_token=token))
+        page = await campaigns.list_campaigns(pb.ListCampaignsRequest(tenant_id=tenant_id, page_size=3, page_token=token))
         seen += [c.campaign_id for c in page.campaigns]
         pages += 1
         token = page.next_page_token
@@ -357,7 +357,7 @@ async def test_list_campaigns_newest_first_filtered_and_paged(engine, campaigns,
     # no time in it (it reached the query and answered INTERNAL).
     for bad in ("garbage!", "W10", "WyJhIl0", "WyJ5ZXN0ZXJkYXkiLCJtLTEiXQ"):
         with pytest.raises(InvalidArgument) as exc:
-            await campaigns.list(pb.ListCampaignsRequest(tenant_id=tenant_id, page_token=bad))
+            await campaigns.list_campaigns(pb.ListCampaignsRequest(tenant_id=tenant_id, page_token=bad))
         assert exc.value.field == "page_token"
 
 

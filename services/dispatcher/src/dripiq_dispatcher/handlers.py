@@ -63,7 +63,7 @@ class SenderIdentityServicer(pb_grpc.SenderIdentityServiceServicer):
     async def ListSenderIdentities(
         self, request: pb.ListSenderIdentitiesRequest, context
     ) -> pb.ListSenderIdentitiesResponse:
-        return await self.identities.list_page(request)
+        return await self.identities.list_sender_identities(request)
 
     async def UpdateSenderIdentity(
         self, request: pb.UpdateSenderIdentityRequest, context
@@ -94,7 +94,7 @@ class SuppressionServicer(pb_grpc.SuppressionServiceServicer):
         return pb.RemoveSuppressionResponse(removed_count=removed)
 
     async def ListSuppressions(self, request: pb.ListSuppressionsRequest, context) -> pb.ListSuppressionsResponse:
-        return await self.suppressions.list_page(request)
+        return await self.suppressions.list_suppressions(request)
 
     async def ImportSuppressions(self, request: pb.ImportSuppressionsRequest, context) -> pb.ImportSuppressionsResponse:
         return await self.suppressions.import_many(request)

@@ -65,7 +65,7 @@ class SenderIdentities:
             )
         return _identity_found(row, identity_id)
 
-    async def list_page(self, request: pb.ListSenderIdentitiesRequest) -> pb.ListSenderIdentitiesResponse:
+    async def list_sender_identities(self, request: pb.ListSenderIdentitiesRequest) -> pb.ListSenderIdentitiesResponse:
         tenant = validation.tenant_id(request.tenant_id)
         size = paging.page_size(request.page_size)
         after = paging.decode_token(request.page_token, datetime, str)

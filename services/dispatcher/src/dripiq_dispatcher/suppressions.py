@@ -69,7 +69,7 @@ class Suppressions:
         log.info("suppression.removed", tenant_id=tenant, reason=why, removed=removed)
         return removed
 
-    async def list_page(self, request: pb.ListSuppressionsRequest) -> pb.ListSuppressionsResponse:
+    async def list_suppressions(self, request: pb.ListSuppressionsRequest) -> pb.ListSuppressionsResponse:
         tenant = validation.tenant_id(request.tenant_id)
         size = paging.page_size(request.page_size)
         after = paging.decode_token(request.page_token, datetime, int)

@@ -23,7 +23,7 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
     async def ListInboundMessages(
         self, request: pb.ListInboundMessagesRequest, context
     ) -> pb.ListInboundMessagesResponse:
-        return await self.query.list_inbound(request)
+        return await self.query.list_inbound_messages(request)
 
     async def GetInboundMessage(self, request: pb.GetInboundMessageRequest, context) -> pb.GetInboundMessageResponse:
         return pb.GetInboundMessageResponse(message=await self.query.get_inbound(request.tenant_id, request.inbound_id))

@@ -422,7 +422,7 @@ class CampaignService(TimelineMixin, TenantSettingsMixin):
                 raise NotFound(f"campaign {campaign_id!r} not found")
             return await self._load(conn, campaign)
 
-    async def list(self, request: pb.ListCampaignsRequest) -> pb.ListCampaignsResponse:
+    async def list_campaigns(self, request: pb.ListCampaignsRequest) -> pb.ListCampaignsResponse:
         tenant = validation.tenant_id(request.tenant_id)
         size = paging.page_size(request.page_size)
         before = paging.decode_token(request.page_token, datetime, str)

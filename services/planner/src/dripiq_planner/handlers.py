@@ -23,7 +23,7 @@ class CampaignServicer(pb_grpc.CampaignServiceServicer):
         return pb.GetCampaignResponse(campaign=await self.campaigns.get(request.tenant_id, request.campaign_id))
 
     async def ListCampaigns(self, request: pb.ListCampaignsRequest, context) -> pb.ListCampaignsResponse:
-        return await self.campaigns.list(request)
+        return await self.campaigns.list_campaigns(request)
 
     async def PauseCampaign(self, request: pb.PauseCampaignRequest, context) -> pb.PauseCampaignResponse:
         campaign = await self.campaigns.pause(request.tenant_id, request.campaign_id, request.resume_after_seconds)
