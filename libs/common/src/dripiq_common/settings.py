@@ -17,18 +17,12 @@ from dripiq_common.tokens import MIN_SECRET_BYTES, TokenSigner, parse_secrets
 log = structlog.get_logger(__name__)
 
 
-class ServiceSettings(BaseSettings):
-    """Fields every gRPC service has. Subclasses set `model_config = settings_config("X_")`."""
+class ProcessSettings(BaseSettings):
+    """Fields every process has, the edge included: NATS, logging, shutdown, stream settings."""
 
     model_config = SettingsConfigDict(extra="ignore")
 
-    database_url: str = Field(
-        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
-        description="PostgreSQL URL, e.g. postgresql://user@127.0.0.1:5432/dripiq",
-    )
     nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias=AliasChoices("NATS_URL", "nats_url"))
-    grpc_host: str = "127.0.0.1"
-    grpc_port: int = 50051
     log_format: Literal["json", "console"] = Field(
         default="json", validation_alias=AliasChoices("LOG_FORMAT", "log_format")
     )
@@ -42,6 +36,17 @@ class ServiceSettings(BaseSettings):
         default=600,
         validation_alias=AliasChoices("JETSTREAM_DUPLICATE_WINDOW_SECONDS", "jetstream_duplicate_window_seconds"),
     )
+
+
+class ServiceSettings(ProcessSettings):
+    """Fields every gRPC service has besides. Subclasses set `model_config = settings_config("X_")`."""
+
+    database_url: str = Field(
+        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+        description="PostgreSQL URL, e.g. postgresql://user@127.0.0.1:5432/dripiq",
+    )
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
     db_pool_size: int = 10
     outbox_poll_seconds: float = 1.0
     outbox_batch_size: int = 500

@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 
-from dripiq_common.settings import TokenSecrets, settings_config
+from dripiq_common.settings import ProcessSettings, TokenSecrets, settings_config
 
 
-class EdgeSettings(TokenSecrets):
+class EdgeSettings(TokenSecrets, ProcessSettings):
     """The edge has no database: it only needs NATS, SendGrid's key and the token secrets."""
 
     model_config = settings_config("EDGE_")
@@ -19,15 +17,6 @@ class EdgeSettings(TokenSecrets):
     # later, so the signed timestamp must be this close to our clock, either way.
     signature_tolerance_seconds: float = Field(default=600, gt=0)
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
-    shutdown_grace_seconds: float = 10.0
-    nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias=AliasChoices("NATS_URL", "nats_url"))
-    jetstream_replicas: int = Field(
-        default=1, validation_alias=AliasChoices("JETSTREAM_REPLICAS", "jetstream_replicas")
-    )
-    jetstream_duplicate_window_seconds: float = Field(
-        default=600,
-        validation_alias=AliasChoices("JETSTREAM_DUPLICATE_WINDOW_SECONDS", "jetstream_duplicate_window_seconds"),
-    )
     # Base64 DER, exactly as SendGrid shows it under Mail Settings > Signed Event Webhook; several
     # keys separated by commas are all accepted (a key rotation, or a real account beside the fake).
     sendgrid_webhook_public_key: str = Field(
@@ -40,10 +29,6 @@ class EdgeSettings(TokenSecrets):
     oauth_token_ttl_seconds: int = Field(default=3600, gt=0)
     # With OAuth on, the signature may be dropped ("instead of"); without OAuth it is required.
     require_signature: bool = True
-    log_format: Literal["json", "console"] = Field(
-        default="json", validation_alias=AliasChoices("LOG_FORMAT", "log_format")
-    )
-    log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
 
     @model_validator(mode="after")
     def _oauth_complete(self) -> EdgeSettings:
