@@ -344,7 +344,9 @@ async def test_list_campaigns_newest_first_filtered_and_paged(engine, campaigns,
 
     seen, token, pages = [], "", 0
     for _ in range(10):  # bounded: a paging bug must fail, not hang
-        page = await campaigns.list_campaigns(pb.ListCampaignsRequest(tenant_id=tenant_id, page_size=3, page_token=token))
+        page = await campaigns.list_campaigns(
+            pb.ListCampaignsRequest(tenant_id=tenant_id, page_size=3, page_token=token)
+        )
         seen += [c.campaign_id for c in page.campaigns]
         pages += 1
         token = page.next_page_token

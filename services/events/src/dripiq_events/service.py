@@ -438,7 +438,9 @@ class EventQuery:
             next_page_token=paging.encode_token(page[-1].id) if len(rows) > size else "",
         )
 
-    async def list_inbound_messages(self, request: api_pb.ListInboundMessagesRequest) -> api_pb.ListInboundMessagesResponse:
+    async def list_inbound_messages(
+        self, request: api_pb.ListInboundMessagesRequest
+    ) -> api_pb.ListInboundMessagesResponse:
         tenant_id = validation.tenant_id(request.tenant_id)
         size = paging.page_size(request.page_size)
         before = paging.decode_token(request.page_token, int)
