@@ -219,3 +219,18 @@ async def test_an_event_that_comes_while_the_row_is_still_sending_settles_it(eng
 
     row = await stored(engine, cmd.message_id)
     assert (row.status, row.provider_message_id, row.attempt_count) == ("sent", f"SG-{cmd.message_id}", 1)
+
+
+async def test_the_sweep_reads_unknown_rows_through_their_partial_index(engine):
+    """Run every minute over a table of tens of millions of rows: it must be able to use the
+    partial index of `unknown` rows (sequential scans off, to ask whether it can)."""
+    from sqlalchemy import text
+    from sqlalchemy.dialects import postgresql
+
+    query = repository.unconfirmed_query(older_than=T0, limit=10)
+    sql_text = query.compile(dialect=postgresql.asyncpg.dialect(), compile_kwargs={"literal_binds": True})
+    async with engine.begin() as conn:
+        await conn.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = [row[0] for row in await conn.execute(text(f"EXPLAIN {sql_text}"))]
+
+    assert any("messages_unknown_idx" in line for line in plan), plan

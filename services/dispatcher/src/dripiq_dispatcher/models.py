@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
     true,
 )
 
@@ -74,6 +75,9 @@ messages = Table(
     ),
     Index("messages_tenant_campaign_idx", "tenant_id", "campaign_id"),
     Index("messages_tenant_contact_idx", "tenant_id", "contact_id"),
+    # The unconfirmed-send sweep (every minute): the few `unknown` rows, oldest first, without
+    # reading the tens of millions of others.
+    Index("messages_unknown_idx", "updated_at", postgresql_where=text("status = 'unknown'")),
 )
 
 sender_identities = Table(

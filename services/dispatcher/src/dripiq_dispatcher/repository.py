@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Row, Text, bindparam, delete, func, literal, select, tuple_, update
+from sqlalchemy import DateTime, Row, Select, Text, bindparam, delete, func, literal, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -98,18 +98,22 @@ async def lock_unknown(conn: AsyncConnection, *, message_ids: Collection[str]) -
     ).all()
 
 
-async def lock_unconfirmed(conn: AsyncConnection, *, older_than: datetime, limit: int) -> Sequence[Row[Any]]:
+def unconfirmed_query(*, older_than: datetime, limit: int) -> Select[Any]:
     """`unknown` messages that have waited since before `older_than`, oldest first, locked
     (rows another sweep holds are skipped)."""
     return (
-        await conn.execute(
-            select(messages)
-            .where(messages.c.status == Status.UNKNOWN.value, messages.c.updated_at < older_than)
-            .order_by(messages.c.updated_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
+        select(messages)
+        # The status as a literal, not a parameter: it is what lets PostgreSQL use the partial
+        # index messages_unknown_idx whatever plan it caches.
+        .where(text("dispatcher.messages.status = 'unknown'"), messages.c.updated_at < older_than)
+        .order_by(messages.c.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
+async def lock_unconfirmed(conn: AsyncConnection, *, older_than: datetime, limit: int) -> Sequence[Row[Any]]:
+    return (await conn.execute(unconfirmed_query(older_than=older_than, limit=limit))).all()
 
 
 async def advance_watermark(conn: AsyncConnection, *, newest_event_at: datetime) -> None:
