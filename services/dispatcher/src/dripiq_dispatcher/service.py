@@ -396,7 +396,7 @@ class Dispatcher(RateLimitsMixin, UnconfirmedSendsMixin):
                 task_notes=notes or None,
                 sent_at=completed_at,
             )
-            await self._outcome(
+            await enqueue_outcome(
                 conn,
                 domain.outcome_for_row(
                     row,
@@ -540,9 +540,6 @@ class Dispatcher(RateLimitsMixin, UnconfirmedSendsMixin):
         )
         log.warning("send.failed", reason=failure.reason, attempt=item.attempt, permanent=permanent, **item.ids)
         return None
-
-    async def _outcome(self, conn: AsyncConnection, fact: messages_pb2.MessageOutcome) -> None:
-        await enqueue_outcome(conn, fact)
 
 
 # A completion time may run this far ahead of our clock (the reporting device's clock).

@@ -4,7 +4,7 @@ for review past the deadline (docs/decisions/0019)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -30,8 +30,7 @@ class UnconfirmedSendsMixin:
 
     engine: AsyncEngine
     clock: Clock
-
-    def on_outbox(self) -> None: ...
+    on_outbox: Callable[[], None]
 
     async def settle_unknown(self, data: bytes) -> None:
         await self.settle_unknown_events(engagement.read(data))

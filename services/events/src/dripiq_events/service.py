@@ -205,7 +205,7 @@ class EventIngest:
                 # Only a signed reply address names a message; a person's reply to it still
                 # reaches someone: the dispatcher knows whose message it is.
                 forwarded = token_message_id is not None and auto_reason is None
-                if token_message_id is not None and auto_reason is None:
+                if forwarded and token_message_id is not None:
                     forward = domain.forward_command(
                         None, message_id=token_message_id, inbound_id=inbound_id, row=row, received_at=received_at
                     )

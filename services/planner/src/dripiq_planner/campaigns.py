@@ -26,7 +26,7 @@ from dripiq_common.clock import Clock
 from dripiq_common.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound
 from dripiq_common.grpc_server import status_for
 from dripiq_common.outbox import enqueue
-from dripiq_planner import lifecycle, repository, rules, state, strategy, templates, windows
+from dripiq_planner import lifecycle, repository, rules, state, strategy, templates, timeline, windows
 from dripiq_planner.models import outbox
 from dripiq_planner.owners import Owners
 from dripiq_planner.state import CampaignStatus, StepStatus
@@ -35,7 +35,6 @@ from dripiq_planner.tenant_settings import TenantSettingsMixin
 from dripiq_planner.tenants import (
     TenantDefaults,
 )
-from dripiq_planner.timeline import TimelineMixin
 
 log = structlog.get_logger(__name__)
 
@@ -160,7 +159,7 @@ def _generation_row(
 
 
 @dataclass
-class CampaignService(TimelineMixin, TenantSettingsMixin):
+class CampaignService(TenantSettingsMixin):
     engine: AsyncEngine
     clock: Clock
     strategist: Strategist
@@ -493,6 +492,9 @@ class CampaignService(TimelineMixin, TenantSettingsMixin):
                 raise FailedPrecondition(f"campaign {campaign_id} is {campaign.status}")
 
         return await self._change(tenant_id, campaign_id, change)
+
+    async def timeline(self, tenant_id: str, campaign_id: str) -> pb.GetCampaignTimelineResponse:
+        return await timeline.timeline(self.engine, self.owners, await self.get(tenant_id, campaign_id))
 
     # -- preview ----------------------------------------------------------------------------
 

@@ -15,69 +15,62 @@ from dripiq_planner import repository
 from dripiq_planner.owners import Owners
 
 
-class TimelineMixin:
-    """Part of the CampaignService: its engine, the owners it asks, and `get`."""
+async def timeline(engine: AsyncEngine, owners: Owners | None, campaign: pb.Campaign) -> pb.GetCampaignTimelineResponse:
+    """The campaign's steps, its rule decisions and, asked of their owners, its messages and
+    engagement events, in time order; `unavailable` names an owner that did not answer."""
+    tenant_id, campaign_id = campaign.tenant_id, campaign.campaign_id
+    async with engine.connect() as conn:
+        decisions = await repository.get_decisions(conn, tenant_id=tenant_id, campaign_id=campaign_id)
+    entries: list[pb.TimelineEntry] = []
 
-    engine: AsyncEngine
-    owners: Owners | None
+    def entry(when: Any, kind: str, step_index: int, message_id: str, detail: str) -> None:
+        item = pb.TimelineEntry(kind=kind, step_index=step_index, message_id=message_id, detail=detail)
+        if isinstance(when, datetime):
+            item.time.FromDatetime(when)
+        else:
+            item.time.CopyFrom(when)
+        entries.append(item)
 
-    async def get(self, tenant_id: str, campaign_id: str) -> pb.Campaign:
-        raise NotImplementedError
-
-    async def timeline(self, tenant_id: str, campaign_id: str) -> pb.GetCampaignTimelineResponse:
-        campaign = await self.get(tenant_id, campaign_id)
-        async with self.engine.connect() as conn:
-            decisions = await repository.get_decisions(conn, tenant_id=tenant_id, campaign_id=campaign_id)
-        entries: list[pb.TimelineEntry] = []
-
-        def entry(when: Any, kind: str, step_index: int, message_id: str, detail: str) -> None:
-            item = pb.TimelineEntry(kind=kind, step_index=step_index, message_id=message_id, detail=detail)
-            if isinstance(when, datetime):
-                item.time.FromDatetime(when)
-            else:
-                item.time.CopyFrom(when)
-            entries.append(item)
-
-        for step in campaign.steps:
-            if step.HasField("scheduled_at"):
-                entry(
-                    step.scheduled_at,
-                    "step_scheduled",
-                    step.step_index,
-                    step.message_id,
-                    pb.StepStatus.Name(step.status),
-                )
-        for decision in decisions:
+    for step in campaign.steps:
+        if step.HasField("scheduled_at"):
             entry(
-                decision.created_at,
-                "decision",
-                decision.step_index,
-                decision.message_id,
-                f"{decision.trigger} -> {decision.action}: {decision.result}",
+                step.scheduled_at,
+                "step_scheduled",
+                step.step_index,
+                step.message_id,
+                pb.StepStatus.Name(step.status),
             )
-        unavailable = []
-        if self.owners is not None:
-            messages, events = await asyncio.gather(
-                self.owners.campaign_messages(tenant_id, campaign_id),
-                self.owners.campaign_events(tenant_id, campaign_id),
-                return_exceptions=True,
-            )
-            if isinstance(messages, BaseException):
-                unavailable.append("dispatcher")
-            else:
-                for message in messages:
-                    when = message.sent_at if message.HasField("sent_at") else message.created_at
-                    failed = message.status in (
-                        dispatcher_pb.MESSAGE_STATUS_FAILED,
-                        dispatcher_pb.MESSAGE_STATUS_SUPPRESSED,
-                    )
-                    kind = "message_failed" if failed else "message_sent"
-                    detail = dispatcher_pb.MessageStatus.Name(message.status)
-                    entry(when, kind, message.step_index, message.message_id, detail)
-            if isinstance(events, BaseException):
-                unavailable.append("events")
-            else:
-                for event in events:
-                    entry(event.occurred_at, "event", event.step_index, event.message_id, event.event_type)
-        entries.sort(key=lambda e: (e.time.seconds, e.time.nanos))
-        return pb.GetCampaignTimelineResponse(campaign=campaign, entries=entries, unavailable=unavailable)
+    for decision in decisions:
+        entry(
+            decision.created_at,
+            "decision",
+            decision.step_index,
+            decision.message_id,
+            f"{decision.trigger} -> {decision.action}: {decision.result}",
+        )
+    unavailable = []
+    if owners is not None:
+        messages, events = await asyncio.gather(
+            owners.campaign_messages(tenant_id, campaign_id),
+            owners.campaign_events(tenant_id, campaign_id),
+            return_exceptions=True,
+        )
+        if isinstance(messages, BaseException):
+            unavailable.append("dispatcher")
+        else:
+            for message in messages:
+                when = message.sent_at if message.HasField("sent_at") else message.created_at
+                failed = message.status in (
+                    dispatcher_pb.MESSAGE_STATUS_FAILED,
+                    dispatcher_pb.MESSAGE_STATUS_SUPPRESSED,
+                )
+                kind = "message_failed" if failed else "message_sent"
+                detail = dispatcher_pb.MessageStatus.Name(message.status)
+                entry(when, kind, message.step_index, message.message_id, detail)
+        if isinstance(events, BaseException):
+            unavailable.append("events")
+        else:
+            for event in events:
+                entry(event.occurred_at, "event", event.step_index, event.message_id, event.event_type)
+    entries.sort(key=lambda e: (e.time.seconds, e.time.nanos))
+    return pb.GetCampaignTimelineResponse(campaign=campaign, entries=entries, unavailable=unavailable)
