@@ -18,12 +18,13 @@ from python_http_client.exceptions import (
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common.errors import InvalidArgument
 from dripiq_common.tokens import TokenSigner, token_from_reply_address
-from dripiq_dispatcher import domain, provider, rendering
-from dripiq_dispatcher.domain import FailureKind, Identity
+from dripiq_dispatcher import campaign_mail, convert, domain, failures, outcomes, provider, rendering, suppressions
+from dripiq_dispatcher.campaign_mail import Identity
+from dripiq_dispatcher.failures import FailureKind
 from dripiq_dispatcher.settings import DispatcherSettings
 
 SIGNER = TokenSigner(b"unit-test-secret-0123456789")
-MAIL = domain.MailSettings("reply.test", "mid.test", "https://u.test/u/")
+MAIL = campaign_mail.MailSettings("reply.test", "mid.test", "https://u.test/u/")
 MESSAGE_ID = "7b0c1f4e-3f55-4a43-9a59-0d4f0f3b9a10"
 IDENTITY = Identity(id="id-1", from_email="sales@acme.test", from_name="Acme Sales", verified=True)
 
@@ -54,10 +55,10 @@ def http_error(kind: type[HTTPError], status: int, body: object) -> HTTPError:
 
 def test_command_needs_a_tenant_and_a_uuid_message_id() -> None:
     with pytest.raises(InvalidArgument) as raised:
-        domain.new_message(command(message_id="campaign-1-step-2"))
+        convert.new_message(command(message_id="campaign-1-step-2"))
     assert raised.value.field == "message_id"
     with pytest.raises(InvalidArgument) as raised:
-        domain.new_message(command(tenant_id="no spaces"))
+        convert.new_message(command(tenant_id="no spaces"))
     assert raised.value.field == "tenant_id"
 
 
@@ -76,7 +77,7 @@ def test_command_needs_a_tenant_and_a_uuid_message_id() -> None:
     ],
 )
 def test_content_problems_name_what_is_wrong(overrides: dict[str, object], expected: str | None) -> None:
-    problem = domain.content_problem(domain.new_message(command(**overrides)))
+    problem = domain.content_problem(convert.new_message(command(**overrides)))
     if expected is None:
         assert problem is None
     else:
@@ -84,16 +85,16 @@ def test_content_problems_name_what_is_wrong(overrides: dict[str, object], expec
 
 
 def test_identity_must_exist_and_be_verified() -> None:
-    assert "does not exist" in str(domain.sendable_identity(None, "id-9"))
+    assert "does not exist" in str(campaign_mail.sendable_identity(None, "id-9"))
     unverified = Identity(id="id-1", from_email="x@acme.test", from_name="", verified=False)
-    assert "is not verified" in str(domain.sendable_identity(unverified, "id-1"))
-    assert domain.sendable_identity(IDENTITY, "id-1") is IDENTITY
+    assert "is not verified" in str(campaign_mail.sendable_identity(unverified, "id-1"))
+    assert campaign_mail.sendable_identity(IDENTITY, "id-1") is IDENTITY
 
 
 def test_mail_carries_every_tracking_key() -> None:
-    message = domain.new_message(command())
+    message = convert.new_message(command())
 
-    mail = domain.build_mail(message, IDENTITY, signer=SIGNER, settings=MAIL)
+    mail = campaign_mail.build_mail(message, IDENTITY, signer=SIGNER, settings=MAIL)
 
     assert mail["from"] == {"email": "sales@acme.test", "name": "Acme Sales"}
     [personalization] = mail["personalizations"]
@@ -129,9 +130,9 @@ def test_every_email_is_multipart_with_html_rendered_from_its_text() -> None:
     body = (
         "Hi **Ada**,\n\nSee https://acme.test/demo or [the page](https://acme.test/p).\n<script>alert(1)</script>\nSam"
     )
-    message = domain.new_message(command(body_text=body, body_html=""))
+    message = convert.new_message(command(body_text=body, body_html=""))
 
-    text, html = domain.build_mail(message, IDENTITY, signer=SIGNER, settings=MAIL)["content"]
+    text, html = campaign_mail.build_mail(message, IDENTITY, signer=SIGNER, settings=MAIL)["content"]
 
     assert text["value"].startswith(body), "the text part is what the step says, readable as it is"
     assert "<strong>Ada</strong>" in html["value"]
@@ -154,9 +155,9 @@ def test_rendering_keeps_lists_code_and_tags_as_written() -> None:
 
 def test_html_only_mail_gets_a_readable_text_part_and_is_cleaned() -> None:
     given = '<p onclick="x()">Hi <b>Ada</b></p><script>steal()</script><p><a href="javascript:x()">j</a></p>'
-    message = domain.new_message(command(body_text="", body_html=given, categories=[]))
+    message = convert.new_message(command(body_text="", body_html=given, categories=[]))
 
-    mail = domain.build_mail(message, IDENTITY, signer=SIGNER, settings=MAIL)
+    mail = campaign_mail.build_mail(message, IDENTITY, signer=SIGNER, settings=MAIL)
 
     text, html = mail["content"]
     assert [text["type"], html["type"]] == ["text/plain", "text/html"]
@@ -167,38 +168,38 @@ def test_html_only_mail_gets_a_readable_text_part_and_is_cleaned() -> None:
 
 
 def test_tracking_is_set_explicitly_and_follows_the_tenant() -> None:
-    tracked = domain.build_mail(domain.new_message(command()), IDENTITY, signer=SIGNER, settings=MAIL)
+    tracked = campaign_mail.build_mail(convert.new_message(command()), IDENTITY, signer=SIGNER, settings=MAIL)
     assert tracked["tracking_settings"] == {
         "open_tracking": {"enable": True},
         "click_tracking": {"enable": True, "enable_text": False},
         "subscription_tracking": {"enable": False},
     }
-    private = domain.new_message(command(tracking=messages_pb2.Tracking(opens=False, clicks=False)))
-    settings = domain.MailSettings("reply.test", "mid.test", "https://u.test/u/", click_tracking_text=True)
-    untracked = domain.build_mail(private, IDENTITY, signer=SIGNER, settings=settings)
+    private = convert.new_message(command(tracking=messages_pb2.Tracking(opens=False, clicks=False)))
+    settings = campaign_mail.MailSettings("reply.test", "mid.test", "https://u.test/u/", click_tracking_text=True)
+    untracked = campaign_mail.build_mail(private, IDENTITY, signer=SIGNER, settings=settings)
     assert untracked["tracking_settings"]["open_tracking"] == {"enable": False}
     assert untracked["tracking_settings"]["click_tracking"] == {"enable": False, "enable_text": False}
-    with_text = domain.build_mail(domain.new_message(command()), IDENTITY, signer=SIGNER, settings=settings)
+    with_text = campaign_mail.build_mail(convert.new_message(command()), IDENTITY, signer=SIGNER, settings=settings)
     assert with_text["tracking_settings"]["click_tracking"] == {"enable": True, "enable_text": True}
 
 
 def test_the_sent_outcome_says_why_opens_or_clicks_cannot_arrive() -> None:
     now = datetime(2026, 12, 2, tzinfo=UTC)
     sent = messages_pb2.OUTCOME_KIND_SENT
-    tracked = domain.outcome(domain.new_message(command()), sent, occurred_at=now)
+    tracked = outcomes.outcome(convert.new_message(command()), sent, occurred_at=now)
     assert (tracked.opens_untracked_reason, tracked.clicks_untracked_reason) == ("", "")
-    private = domain.new_message(command(tracking=messages_pb2.Tracking(opens=False, clicks=True)))
-    fact = domain.outcome(private, sent, occurred_at=now)
+    private = convert.new_message(command(tracking=messages_pb2.Tracking(opens=False, clicks=True)))
+    fact = outcomes.outcome(private, sent, occurred_at=now)
     assert fact.opens_untracked_reason == "open tracking is off for this tenant" and not fact.clicks_untracked_reason
-    task = domain.outcome(domain.new_message(command(channel="call")), sent, occurred_at=now)
+    task = outcomes.outcome(convert.new_message(command(channel="call")), sent, occurred_at=now)
     assert task.opens_untracked_reason == "a call task has no opens"
 
 
 def test_a_threaded_follow_up_points_at_the_earlier_emails() -> None:
     earlier = ["11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"]
-    message = domain.new_message(command(subject="Re: Hello", thread_message_ids=earlier))
+    message = convert.new_message(command(subject="Re: Hello", thread_message_ids=earlier))
 
-    headers = domain.build_mail(message, IDENTITY, signer=SIGNER, settings=MAIL)["headers"]
+    headers = campaign_mail.build_mail(message, IDENTITY, signer=SIGNER, settings=MAIL)["headers"]
 
     assert headers["In-Reply-To"] == f"<{earlier[1]}@mid.test>"
     assert headers["References"] == f"<{earlier[0]}@mid.test> <{earlier[1]}@mid.test>"
@@ -207,16 +208,16 @@ def test_a_threaded_follow_up_points_at_the_earlier_emails() -> None:
 
 def test_the_footer_carries_the_postal_address_and_real_sendgrid_requires_one() -> None:
     address = "Acme Inc.\n1 Main Street\nSpringfield, IL 62701, USA"
-    message = domain.new_message(command(postal_address=address))
-    text, html = domain.build_mail(message, IDENTITY, signer=SIGNER, settings=MAIL)["content"]
+    message = convert.new_message(command(postal_address=address))
+    text, html = campaign_mail.build_mail(message, IDENTITY, signer=SIGNER, settings=MAIL)["content"]
     assert address in text["value"]
     assert "Acme Inc.<br>1 Main Street<br>Springfield, IL 62701, USA" in html["value"]
-    strict = domain.MailSettings("reply.test", "mid.test", "https://u.test/u/", require_postal_address=True)
-    assert domain.mail_problem(message, strict) is None
-    problem = domain.mail_problem(domain.new_message(command()), strict)
+    strict = campaign_mail.MailSettings("reply.test", "mid.test", "https://u.test/u/", require_postal_address=True)
+    assert campaign_mail.mail_problem(message, strict) is None
+    problem = campaign_mail.mail_problem(convert.new_message(command()), strict)
     assert problem is not None and "postal address" in problem and "UpdateTenantSettings" in problem
-    assert domain.mail_problem(domain.new_message(command()), MAIL) is None, "a local fake needs none"
-    assert domain.mail_problem(domain.new_message(command(channel="call")), strict) is None
+    assert campaign_mail.mail_problem(convert.new_message(command()), MAIL) is None, "a local fake needs none"
+    assert campaign_mail.mail_problem(convert.new_message(command(channel="call")), strict) is None
 
 
 def test_real_sendgrid_requires_a_postal_address_unless_told_otherwise(monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -254,7 +255,7 @@ def test_real_sendgrid_requires_a_postal_address_unless_told_otherwise(monkeypat
 def test_failures_are_judged_by_whether_the_request_may_have_been_accepted(
     exc: BaseException, kind: FailureKind
 ) -> None:
-    assert domain.classify_failure(exc).kind == kind
+    assert failures.classify_failure(exc).kind == kind
 
 
 def test_provider_reason_names_fields() -> None:
@@ -264,9 +265,9 @@ def test_provider_reason_names_fields() -> None:
             {"message": "Bad Request", "field": None},
         ]
     }
-    failure = domain.classify_failure(http_error(BadRequestsError, 400, body))
+    failure = failures.classify_failure(http_error(BadRequestsError, 400, body))
     assert failure.reason == "sendgrid 400: subject: The subject is required.; Bad Request"
-    assert domain.provider_reason(b"<html>gateway</html>") == "<html>gateway</html>"
+    assert failures.provider_reason(b"<html>gateway</html>") == "<html>gateway</html>"
 
 
 @pytest.mark.parametrize(
@@ -283,7 +284,7 @@ def test_provider_reason_names_fields() -> None:
     ],
 )
 def test_only_lasting_refusals_suppress(event_type: str, bounce_type: str, reason: str | None) -> None:
-    assert domain.suppression_reason(event_type, bounce_type) == reason
+    assert suppressions.suppression_reason(event_type, bounce_type) == reason
 
 
 @pytest.mark.parametrize(
@@ -291,16 +292,16 @@ def test_only_lasting_refusals_suppress(event_type: str, bounce_type: str, reaso
     [("unsubscribe_request", "unsubscribe_request"), ("not_interested", None), ("interested", None), ("", None)],
 )
 def test_a_reply_asking_off_the_list_suppresses(reply_class: str, reason: str | None) -> None:
-    assert domain.suppression_reason("reply", "", reply_class) == reason
+    assert suppressions.suppression_reason("reply", "", reply_class) == reason
     # Only a reply carries a class; any other event keeps its own rule.
-    assert domain.suppression_reason("open", "", reply_class) is None
+    assert suppressions.suppression_reason("open", "", reply_class) is None
 
 
 def test_outcome_carries_what_the_planner_needs() -> None:
-    message = domain.new_message(command())
+    message = convert.new_message(command())
     at = datetime(2030, 1, 1, tzinfo=UTC)
 
-    fact = domain.outcome(
+    fact = outcomes.outcome(
         message,
         messages_pb2.OUTCOME_KIND_SENT,
         occurred_at=at,

@@ -18,11 +18,12 @@ import pytest
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.sendgrid_schema import mail_send_schema_errors
-from dripiq_dispatcher import domain
-from dripiq_dispatcher.domain import AnsweredMessage, ForwardRoute, Identity
+from dripiq_dispatcher import campaign_mail, convert, domain, forward_mail
+from dripiq_dispatcher.campaign_mail import Identity
+from dripiq_dispatcher.forward_mail import AnsweredMessage, ForwardRoute
 
 SIGNER = TokenSigner(b"unit-test-secret-0123456789")
-MAIL = domain.MailSettings("reply.test", "mid.test", "https://u.test/u/", click_tracking_text=True)
+MAIL = campaign_mail.MailSettings("reply.test", "mid.test", "https://u.test/u/", click_tracking_text=True)
 IDENTITY = Identity(id="id-1", from_email="sales@acme.test", from_name="Acme Sales", verified=True)
 UNNAMED = Identity(id="id-2", from_email="noname@acme.test", from_name="", verified=True)
 MESSAGE_ID = "7b0c1f4e-3f55-4a43-9a59-0d4f0f3b9a10"
@@ -63,10 +64,10 @@ CAMPAIGN_MAIL = {
 @pytest.mark.parametrize("overrides", list(CAMPAIGN_MAIL.values()), ids=list(CAMPAIGN_MAIL))
 @pytest.mark.parametrize("identity", [IDENTITY, UNNAMED], ids=["named sender", "unnamed sender"])
 def test_campaign_mail_validates_against_sendgrids_schema(overrides: dict[str, object], identity: Identity) -> None:
-    message = domain.new_message(command(**overrides))
+    message = convert.new_message(command(**overrides))
     assert domain.content_problem(message) is None
 
-    body = domain.build_mail(message, identity, signer=SIGNER, settings=MAIL)
+    body = campaign_mail.build_mail(message, identity, signer=SIGNER, settings=MAIL)
 
     assert mail_send_schema_errors(as_sent(body)) == []
     # multipart/alternative as SendGrid wants it: text/plain first, then text/html.
@@ -74,7 +75,7 @@ def test_campaign_mail_validates_against_sendgrids_schema(overrides: dict[str, o
 
 
 def test_a_forwarded_reply_validates_against_sendgrids_schema() -> None:
-    reply = domain.reply_to_forward(
+    reply = convert.reply_to_forward(
         messages_pb2.ForwardReplyCommand(
             tenant_id="t-1",
             inbound_id="42",
@@ -88,7 +89,7 @@ def test_a_forwarded_reply_validates_against_sendgrids_schema() -> None:
     )
     answered = AnsweredMessage(MESSAGE_ID, "camp-1", 0, "Files TPS reports for you", "ada@example.com", "Ada", "id-1")
 
-    body = domain.build_forward(reply, answered, ForwardRoute(IDENTITY, "rep@acme.test"))
+    body = forward_mail.build_forward(reply, answered, ForwardRoute(IDENTITY, "rep@acme.test"))
 
     assert mail_send_schema_errors(as_sent(body)) == []
 
@@ -96,7 +97,7 @@ def test_a_forwarded_reply_validates_against_sendgrids_schema() -> None:
 def test_the_schema_check_can_fail_on_a_dispatcher_body() -> None:
     """The check above is not vacuous: a body the dispatcher built, broken as a bug would break
     it, is refused by the schema with the path named."""
-    body = as_sent(domain.build_mail(domain.new_message(command()), IDENTITY, signer=SIGNER, settings=MAIL))
+    body = as_sent(campaign_mail.build_mail(convert.new_message(command()), IDENTITY, signer=SIGNER, settings=MAIL))
     body["personalizations"][0]["to"][0]["email"] = "nobody"
     body["tracking_settings"]["open_tracking"]["enable"] = "yes"
 

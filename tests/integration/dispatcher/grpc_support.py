@@ -15,20 +15,26 @@ from dripiq_common.grpc_server import GrpcServer
 from dripiq_dispatcher.forwarding import ReplyForwardingSettings
 from dripiq_dispatcher.handlers import SERVICE_NAMES, registrars
 from dripiq_dispatcher.identities import SenderIdentities
-from dripiq_dispatcher.service import Dispatcher
+from dripiq_dispatcher.messages import Messages
+from dripiq_dispatcher.rate_limits import RateLimits
+from dripiq_dispatcher.sending import Sends
 from dripiq_dispatcher.suppressions import Suppressions
+from dripiq_dispatcher.tasks import Tasks
 
 
 @asynccontextmanager
-async def dispatcher_api(engine: AsyncEngine, dispatcher: Dispatcher, clock: Clock) -> AsyncIterator[grpc.aio.Channel]:
+async def dispatcher_api(engine: AsyncEngine, dispatcher: Sends, clock: Clock) -> AsyncIterator[grpc.aio.Channel]:
+    """The API beside `dispatcher`: its tasks wake the same outbox relay."""
     server = GrpcServer(
         address="127.0.0.1:0",
         service_names=SERVICE_NAMES,
         register=registrars(
-            dispatcher,
-            SenderIdentities(engine, clock),
-            Suppressions(engine, clock),
-            ReplyForwardingSettings(engine, clock),
+            messages=Messages(engine),
+            rate_limits=RateLimits(engine, clock),
+            tasks=Tasks(engine, clock, on_outbox=dispatcher.on_outbox),
+            identities=SenderIdentities(engine, clock),
+            suppressions=Suppressions(engine, clock),
+            forwarding=ReplyForwardingSettings(engine, clock),
         ),
     )
     await server.start()

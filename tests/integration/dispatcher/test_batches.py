@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
 
 import pytest_asyncio
-from test_dispatch import T0, command, identity, new_dispatcher, new_sender, outcomes, received, stored
+from test_dispatch import T0, command, identity, new_dispatcher, new_sender, outcomes, rate_limits_of, received, stored
 from test_rate_limits import sent_ids, timer_commands
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
@@ -142,7 +142,7 @@ async def test_rate_limit_admits_a_batch_up_to_the_budget(engine, fake, sender, 
     other = f"{tenant_id}-b"
     dispatcher = new_dispatcher(engine, sender)
     for tenant in (tenant_id, other):
-        await dispatcher.set_rate_limit(pb.RateLimit(tenant_id=tenant, channel="email", per_minute=3))
+        await rate_limits_of(dispatcher).set_rate_limit(pb.RateLimit(tenant_id=tenant, channel="email", per_minute=3))
     cmds = [command(tenant_id, await identity(engine, tenant_id)) for _ in range(5)]
     ids = [c.message_id for c in cmds]
     # The copy of the first command takes no budget of its own.

@@ -1,4 +1,4 @@
-"""Dispatcher send pipeline on real PostgreSQL and NATS against the fake SendGrid over HTTP.
+"""The send pipeline on real PostgreSQL and NATS against the fake SendGrid over HTTP.
 
 The handlers are called directly with the bytes JetStream would deliver; "the worker retries"
 is calling the handler again, as a redelivery would. One test runs a real PullWorker on a
@@ -31,18 +31,20 @@ from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams, Subjects
 from dripiq_common.outbox import OutboxRelay
 from dripiq_common.tokens import TokenSigner, token_from_reply_address
 from dripiq_devtools.fake_sendgrid import AcceptedMessage, FakeSendGrid
-from dripiq_dispatcher import domain, repository
+from dripiq_dispatcher import campaign_mail, convert, failures, repository
 from dripiq_dispatcher.identities import SenderIdentities
 from dripiq_dispatcher.models import messages, outbox, suppressions
 from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender
-from dripiq_dispatcher.service import Dispatcher
+from dripiq_dispatcher.rate_limits import RateLimits
+from dripiq_dispatcher.sending import Sends
 from dripiq_dispatcher.suppressions import Suppressions
+from dripiq_dispatcher.unconfirmed import UnconfirmedSends
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 SIGNER = TokenSigner(b"integration-test-token-secret")
-MAIL = domain.MailSettings("reply.test", "mid.test", "https://u.test/u/")
+MAIL = campaign_mail.MailSettings("reply.test", "mid.test", "https://u.test/u/")
 # Compressed: a real deployment retries for hours (DISPATCHER_RETRY_HORIZON_SECONDS).
-RETRY = domain.RetryPolicy(horizon=timedelta(minutes=10), base=timedelta(seconds=30), cap=timedelta(minutes=2))
+RETRY = failures.RetryPolicy(horizon=timedelta(minutes=10), base=timedelta(seconds=30), cap=timedelta(minutes=2))
 
 
 def new_sender(host: str, *, concurrency: int, timeout_seconds: float) -> MailSender:
@@ -56,16 +58,26 @@ async def sender(fake: FakeSendGrid) -> AsyncIterator[MailSender]:
     await pool.aclose()
 
 
-def new_dispatcher(engine: AsyncEngine, sender: Any, kicks: list[int] | None = None) -> Dispatcher:
+def new_dispatcher(engine: AsyncEngine, sender: Any, kicks: list[int] | None = None) -> Sends:
     def kick() -> None:
         if kicks is not None:
             kicks.append(1)
 
-    return Dispatcher(engine, ManualClock(T0), sender, SIGNER, MAIL, RETRY, on_outbox=kick)
+    return Sends(engine, ManualClock(T0), sender, SIGNER, MAIL, RETRY, on_outbox=kick)
+
+
+def rate_limits_of(dispatcher: Sends) -> RateLimits:
+    """The budgets API on the send path's database and clock."""
+    return RateLimits(dispatcher.engine, dispatcher.clock)
+
+
+def unconfirmed_of(dispatcher: Sends) -> UnconfirmedSends:
+    """The settlement of unknown sends beside the send path, waking the same outbox relay."""
+    return UnconfirmedSends(dispatcher.engine, dispatcher.clock, on_outbox=dispatcher.on_outbox)
 
 
 @pytest.fixture
-def dispatcher(engine: AsyncEngine, sender: MailSender) -> Dispatcher:
+def dispatcher(engine: AsyncEngine, sender: MailSender) -> Sends:
     return new_dispatcher(engine, sender)
 
 
@@ -192,7 +204,7 @@ async def test_found_sending_is_never_sent_again(engine, fake, dispatcher, tenan
     cmd = command(tenant_id, await identity(engine, tenant_id))
     # A worker that committed `sending` and died during the provider call.
     async with engine.begin() as conn:
-        await repository.insert_messages(conn, batch=[domain.new_message(cmd)], now=T0)
+        await repository.messages.insert_messages(conn, batch=[convert.new_message(cmd)], now=T0)
         await conn.execute(
             update(messages).where(messages.c.message_id == cmd.message_id).values(status="sending", attempt_count=1)
         )

@@ -30,16 +30,17 @@ from dripiq_common.errors import PermanentMessageError
 from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams, Subjects
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import AcceptedMessage, FakeSendGrid
-from dripiq_dispatcher import domain, repository
+from dripiq_dispatcher import campaign_mail, domain, failures, forward_mail, repository
+from dripiq_dispatcher.failures import RetryLater
 from dripiq_dispatcher.forwarding import ReplyForwarder, ReplyForwardingSettings
 from dripiq_dispatcher.identities import SenderIdentities
 from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender
-from dripiq_dispatcher.service import Dispatcher, RetryLater
+from dripiq_dispatcher.sending import Sends
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 RECEIVED = datetime(2030, 1, 2, 9, 30, tzinfo=UTC)
 SIGNER = TokenSigner(b"integration-test-token-secret")
-MAIL = domain.MailSettings("reply.test", "mid.test", "https://u.test/u/")
+MAIL = campaign_mail.MailSettings("reply.test", "mid.test", "https://u.test/u/")
 MAX_ATTEMPTS = 3
 
 
@@ -77,7 +78,7 @@ async def new_identity(engine: AsyncEngine, tenant_id: str, *, forward_to: str =
 
 async def sent_email(engine: AsyncEngine, sender: MailSender, tenant_id: str, identity_id: str) -> str:
     """A campaign email sent through the send pipeline; its message id."""
-    dispatcher = Dispatcher(engine, ManualClock(T0), sender, SIGNER, MAIL, domain.RetryPolicy())
+    dispatcher = Sends(engine, ManualClock(T0), sender, SIGNER, MAIL, failures.RetryPolicy())
     command = messages_pb2.SendMessageCommand(
         tenant_id=tenant_id,
         message_id=str(uuid.uuid4()),
@@ -129,7 +130,7 @@ def content(mail: AcceptedMessage, kind: str) -> str:
 
 async def forward_row(engine: AsyncEngine, tenant_id: str, inbound_id: str) -> Any:
     async with engine.connect() as conn:
-        return await repository.get_forward(conn, tenant_id=tenant_id, inbound_id=inbound_id)
+        return await repository.forwards.get_forward(conn, tenant_id=tenant_id, inbound_id=inbound_id)
 
 
 def forwarded(result: str) -> float:
@@ -291,7 +292,7 @@ async def test_a_message_naming_another_tenants_identity_is_unroutable(engine, f
         categories=(),
     )
     async with engine.begin() as conn:
-        await repository.insert_messages(conn, batch=[message], now=T0)
+        await repository.messages.insert_messages(conn, batch=[message], now=T0)
     cmd = reply(tenant_id, message.message_id)
 
     await forwarder.handle(cmd.SerializeToString())
@@ -305,7 +306,7 @@ async def test_an_unverified_identity_forwards_nothing(engine, fake, sender, for
     identity_id = await new_identity(engine, tenant_id, forward_to="sam@acme-corp.test")
     message_id = await sent_email(engine, sender, tenant_id, identity_id)
     async with engine.begin() as conn:
-        await repository.update_identity(
+        await repository.identities.update_identity(
             conn, tenant_id=tenant_id, identity_id=identity_id, values={"verified": False}, now=T0
         )
     cmd = reply(tenant_id, message_id)
@@ -323,8 +324,8 @@ async def test_found_sending_is_never_forwarded_again_and_becomes_unknown(engine
     # A worker that committed `sending` and died during the provider call.
     key = {"tenant_id": tenant_id, "inbound_id": cmd.inbound_id}
     async with engine.begin() as conn:
-        await repository.insert_forward(conn, **key, message_id=cmd.message_id, now=T0)
-        await repository.update_forward(conn, **key, now=T0, status="sending", attempt_count=1)
+        await repository.forwards.insert_forward(conn, **key, message_id=cmd.message_id, now=T0)
+        await repository.forwards.update_forward(conn, **key, now=T0, status="sending", attempt_count=1)
     before = forwarded("unknown")
 
     await forwarder.handle(cmd.SerializeToString())
@@ -555,7 +556,7 @@ async def test_worker_forwards_once_despite_a_duplicate_command(
     ],
 )
 def test_forward_subject_is_one_line_and_never_doubled(given, expected):
-    assert domain.forward_subject(given) == expected
+    assert forward_mail.forward_subject(given) == expected
 
 
 # -- the APIs: forward_to on identities, the tenant's catch-all ---------------------------------
@@ -563,7 +564,7 @@ def test_forward_subject_is_one_line_and_never_doubled(given, expected):
 
 @pytest_asyncio.fixture(scope="module")
 async def channel(engine, sender: MailSender) -> AsyncIterator[grpc.aio.Channel]:
-    dispatcher = Dispatcher(engine, ManualClock(T0), sender, SIGNER, MAIL, domain.RetryPolicy())
+    dispatcher = Sends(engine, ManualClock(T0), sender, SIGNER, MAIL, failures.RetryPolicy())
     async with dispatcher_api(engine, dispatcher, ManualClock(T0)) as chan:
         yield chan
 

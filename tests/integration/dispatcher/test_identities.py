@@ -18,9 +18,9 @@ from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common.clock import ManualClock
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
-from dripiq_dispatcher import domain
+from dripiq_dispatcher import campaign_mail, failures
 from dripiq_dispatcher.provider import AsyncSendGridSender
-from dripiq_dispatcher.service import Dispatcher
+from dripiq_dispatcher.sending import Sends
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -32,21 +32,21 @@ async def fake() -> AsyncIterator[FakeSendGrid]:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def dispatcher(engine, fake: FakeSendGrid) -> AsyncIterator[Dispatcher]:
+async def dispatcher(engine, fake: FakeSendGrid) -> AsyncIterator[Sends]:
     sender = AsyncSendGridSender(api_key="SG.test", host=fake.url, concurrency=2, timeout_seconds=5)
-    yield Dispatcher(
+    yield Sends(
         engine,
         ManualClock(T0),
         sender,
         TokenSigner(b"integration-test-token-secret"),
-        domain.MailSettings("reply.test", "mid.test", "https://u.test/u/"),
-        retry=domain.RetryPolicy(),
+        campaign_mail.MailSettings("reply.test", "mid.test", "https://u.test/u/"),
+        retry=failures.RetryPolicy(),
     )
     await sender.aclose()
 
 
 @pytest_asyncio.fixture(scope="module")
-async def channel(engine, dispatcher: Dispatcher) -> AsyncIterator[grpc.aio.Channel]:
+async def channel(engine, dispatcher: Sends) -> AsyncIterator[grpc.aio.Channel]:
     async with dispatcher_api(engine, dispatcher, ManualClock(T0)) as chan:
         yield chan
 

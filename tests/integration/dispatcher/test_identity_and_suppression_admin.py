@@ -18,9 +18,9 @@ from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from dripiq_common.clock import ManualClock
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
-from dripiq_dispatcher import domain
+from dripiq_dispatcher import campaign_mail, failures
 from dripiq_dispatcher.provider import AsyncSendGridSender
-from dripiq_dispatcher.service import Dispatcher
+from dripiq_dispatcher.sending import Sends
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -33,13 +33,13 @@ def clock() -> ManualClock:
 @pytest_asyncio.fixture(scope="module")
 async def channel(engine, fake: FakeSendGrid, clock: ManualClock) -> AsyncIterator[grpc.aio.Channel]:
     sender = AsyncSendGridSender(api_key="SG.test", host=fake.url, concurrency=1, timeout_seconds=5)
-    dispatcher = Dispatcher(
+    dispatcher = Sends(
         engine,
         clock,
         sender,
         TokenSigner(b"integration-test-token-secret"),
-        domain.MailSettings("reply.test", "mid.test", "https://u.test/u/"),
-        retry=domain.RetryPolicy(),
+        campaign_mail.MailSettings("reply.test", "mid.test", "https://u.test/u/"),
+        retry=failures.RetryPolicy(),
     )
     async with dispatcher_api(engine, dispatcher, clock) as chan:
         yield chan

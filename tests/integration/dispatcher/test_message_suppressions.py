@@ -29,10 +29,10 @@ from dripiq_common.errors import PermanentMessageError
 from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams, Subjects
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
-from dripiq_dispatcher import domain, repository
+from dripiq_dispatcher import convert, repository
+from dripiq_dispatcher.failures import RetryLater
 from dripiq_dispatcher.message_suppressions import MessageSuppressions
 from dripiq_dispatcher.models import suppressions
-from dripiq_dispatcher.service import RetryLater
 from dripiq_events.edge.app import Edge, load_verifiers
 from dripiq_events.models import outbox as events_outbox
 from dripiq_events.service import EventIngest
@@ -62,7 +62,7 @@ async def known_message(engine: AsyncEngine, tenant_id: str, message_id: str, to
         body_text="Hi",
     )
     async with engine.begin() as conn:
-        await repository.insert_messages(conn, batch=[domain.new_message(command)], now=T0)
+        await repository.messages.insert_messages(conn, batch=[convert.new_message(command)], now=T0)
 
 
 def command(tenant_id: str, message_id: str, **overrides: Any) -> messages_pb2.SuppressByMessageCommand:

@@ -14,7 +14,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from grpc_support import dispatcher_api, violated_fields
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
-from test_dispatch import T0, command, identity, new_dispatcher, outcomes, received, stored
+from test_dispatch import T0, command, identity, new_dispatcher, outcomes, rate_limits_of, received, stored
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
@@ -23,11 +23,11 @@ from dripiq.scheduler.v1 import commands_pb2
 from dripiq_common.clock import ManualClock
 from dripiq_common.jetstream import Subjects
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
-from dripiq_dispatcher.domain import RetryPolicy
+from dripiq_dispatcher.failures import RetryPolicy
 from dripiq_dispatcher.identities import SenderIdentities
 from dripiq_dispatcher.models import outbox
 from dripiq_dispatcher.provider import AsyncSendGridSender
-from dripiq_dispatcher.service import Dispatcher
+from dripiq_dispatcher.sending import Sends
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -60,7 +60,7 @@ def sent_ids(fake: FakeSendGrid, ids: list[str]) -> list[str]:
 async def test_tenant_budget_defers_the_rest_and_never_delays_another_tenant(engine, fake, sender, tenant_id):
     other = f"{tenant_id}-b"
     limited = new_dispatcher(engine, sender)
-    await limited.set_rate_limit(pb.RateLimit(tenant_id=tenant_id, channel="email", per_minute=3))
+    await rate_limits_of(limited).set_rate_limit(pb.RateLimit(tenant_id=tenant_id, channel="email", per_minute=3))
     a_identity, b_identity = await identity(engine, tenant_id), await identity(engine, other)
     a_cmds = [command(tenant_id, a_identity) for _ in range(10)]
     b_cmds = [command(other, b_identity) for _ in range(10)]
@@ -146,7 +146,7 @@ async def test_mailbox_cap_applies_across_campaigns(engine, fake, sender, tenant
 async def test_full_tenant_window_gives_back_what_it_took(engine, fake, sender, tenant_id):
     """A send refused by one budget does not use up another: the mailbox's budget stays whole."""
     dispatcher = new_dispatcher(engine, sender)
-    await dispatcher.set_rate_limit(pb.RateLimit(tenant_id=tenant_id, channel="email", per_day=1))
+    await rate_limits_of(dispatcher).set_rate_limit(pb.RateLimit(tenant_id=tenant_id, channel="email", per_day=1))
     mailbox = await identity(engine, tenant_id)
     await SenderIdentities(engine, ManualClock(T0)).update(
         pb.UpdateSenderIdentityRequest(
@@ -161,7 +161,7 @@ async def test_full_tenant_window_gives_back_what_it_took(engine, fake, sender, 
     assert "day budget spent" in (await stored(engine, cmds[2].message_id)).last_error
 
     # The tenant's day is raised: the mailbox still has its second send of the minute.
-    await dispatcher.set_rate_limit(pb.RateLimit(tenant_id=tenant_id, channel="email", per_day=10))
+    await rate_limits_of(dispatcher).set_rate_limit(pb.RateLimit(tenant_id=tenant_id, channel="email", per_day=10))
     await dispatcher.handle_send(cmds[1].SerializeToString())
     await dispatcher.handle_send(cmds[2].SerializeToString())
     assert sent_ids(fake, [c.message_id for c in cmds]) == [cmds[0].message_id, cmds[1].message_id]
@@ -171,7 +171,7 @@ async def test_full_tenant_window_gives_back_what_it_took(engine, fake, sender, 
 @pytest_asyncio.fixture(scope="module")
 async def api(engine, sender: AsyncSendGridSender) -> AsyncIterator[pb_grpc.DispatcherServiceStub]:
     clock = ManualClock(T0)
-    dispatcher = Dispatcher(engine, clock, sender, None, None, RetryPolicy())  # type: ignore[arg-type]
+    dispatcher = Sends(engine, clock, sender, None, None, RetryPolicy())  # type: ignore[arg-type]
     async with dispatcher_api(engine, dispatcher, clock) as chan:
         yield pb_grpc.DispatcherServiceStub(chan)
 

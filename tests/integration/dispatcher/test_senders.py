@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
-from dripiq_dispatcher import domain
-from dripiq_dispatcher.domain import FailureKind
+from dripiq_dispatcher import failures
+from dripiq_dispatcher.failures import FailureKind
 from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender
 
 MAIL: dict[str, Any] = {
@@ -23,11 +23,11 @@ def new_sender(host: str, timeout_seconds: float = 5) -> MailSender:
     return AsyncSendGridSender(api_key="SG.test", host=host, concurrency=2, timeout_seconds=timeout_seconds)
 
 
-async def failure(sender: MailSender, mail: dict[str, Any]) -> domain.SendFailure:
+async def failure(sender: MailSender, mail: dict[str, Any]) -> failures.SendFailure:
     try:
         await sender.send(mail)
     except Exception as exc:  # noqa: BLE001 - whatever the transport raised is what is judged
-        return domain.classify_failure(exc)
+        return failures.classify_failure(exc)
     finally:
         await sender.aclose()
     raise AssertionError("the send succeeded")

@@ -16,7 +16,7 @@ import pytest_asyncio
 from grpc_support import dispatcher_api, violated_fields
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
-from test_dispatch import SIGNER, T0, command, identity, received, stored
+from test_dispatch import SIGNER, T0, command, identity, rate_limits_of, received, stored
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
@@ -25,13 +25,13 @@ from dripiq.events.v1 import messages_pb2 as events_pb2
 from dripiq_common.clock import ManualClock
 from dripiq_common.jetstream import Subjects
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
-from dripiq_dispatcher import domain
+from dripiq_dispatcher import budgets, campaign_mail, failures
 from dripiq_dispatcher.models import outbox, rate_counters
 from dripiq_dispatcher.provider import AsyncSendGridSender
-from dripiq_dispatcher.service import Dispatcher
+from dripiq_dispatcher.sending import Sends
 from dripiq_dispatcher.suppressions import Suppressions
 
-MAIL = domain.MailSettings("reply.test", "mid.test", "https://u.test/u/")
+MAIL = campaign_mail.MailSettings("reply.test", "mid.test", "https://u.test/u/")
 
 
 @pytest.fixture
@@ -40,14 +40,14 @@ def clock() -> ManualClock:
 
 
 @pytest_asyncio.fixture
-async def dispatcher(engine: AsyncEngine, fake: FakeSendGrid, clock: ManualClock) -> AsyncIterator[Dispatcher]:
+async def dispatcher(engine: AsyncEngine, fake: FakeSendGrid, clock: ManualClock) -> AsyncIterator[Sends]:
     sender = AsyncSendGridSender(api_key="SG.test", host=fake.url, concurrency=4, timeout_seconds=5)
-    yield Dispatcher(engine, clock, sender, SIGNER, MAIL, retry=domain.RetryPolicy())
+    yield Sends(engine, clock, sender, SIGNER, MAIL, retry=failures.RetryPolicy())
     await sender.aclose()
 
 
 @pytest_asyncio.fixture
-async def api(engine: AsyncEngine, dispatcher: Dispatcher, clock: ManualClock) -> AsyncIterator[grpc.aio.Channel]:
+async def api(engine: AsyncEngine, dispatcher: Sends, clock: ManualClock) -> AsyncIterator[grpc.aio.Channel]:
     async with dispatcher_api(engine, dispatcher, clock) as channel:
         yield channel
 
@@ -254,10 +254,12 @@ async def test_mailbox_caps_can_be_given_at_creation(api, tenant_id):
 
 
 async def test_counters_of_windows_long_over_are_pruned(engine, dispatcher, clock, tenant_id):
-    await dispatcher.set_rate_limit(pb.RateLimit(tenant_id=tenant_id, channel="email", per_minute=100, per_day=1000))
+    await rate_limits_of(dispatcher).set_rate_limit(
+        pb.RateLimit(tenant_id=tenant_id, channel="email", per_minute=100, per_day=1000)
+    )
     cmd = command(tenant_id, await identity(engine, tenant_id))
     await dispatcher.handle_send(cmd.SerializeToString())
-    scope = domain.tenant_scope(tenant_id, "email")
+    scope = budgets.tenant_scope(tenant_id, "email")
 
     async def windows() -> set[str]:
         async with engine.connect() as conn:
@@ -266,9 +268,9 @@ async def test_counters_of_windows_long_over_are_pruned(engine, dispatcher, cloc
 
     assert await windows() == {"minute", "day"}
     clock.advance(timedelta(days=1))
-    await dispatcher.prune_rate_counters()
+    await rate_limits_of(dispatcher).prune_rate_counters()
     assert await windows() == {"minute", "day"}  # kept past the longest window
     clock.advance(timedelta(days=2))
-    while await dispatcher.prune_rate_counters():
+    while await rate_limits_of(dispatcher).prune_rate_counters():
         pass
     assert await windows() == set()

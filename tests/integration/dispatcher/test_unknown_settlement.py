@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import delete, select, update
-from test_dispatch import T0, command, identity, new_dispatcher, new_sender, outcomes, received, stored
+from test_dispatch import T0, command, identity, new_dispatcher, new_sender, outcomes, received, stored, unconfirmed_of
 
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq.events.v1 import messages_pb2 as events_pb2
 from dripiq_common.clock import ManualClock
 from dripiq_common.jetstream import Subjects
-from dripiq_dispatcher import domain, repository
+from dripiq_dispatcher import convert, repository
 from dripiq_dispatcher.models import messages, outbox, provider_watermark
 from dripiq_dispatcher.suppressions import Suppressions
 
@@ -20,7 +20,7 @@ async def parked_unknown(engine, tenant_id, **overrides):  # type: ignore[no-unt
     """A send whose provider call may have gone out: a delivery found it `sending`."""
     cmd = command(tenant_id, await identity(engine, tenant_id), **overrides)
     async with engine.begin() as conn:
-        await repository.insert_messages(conn, batch=[domain.new_message(cmd)], now=T0)
+        await repository.messages.insert_messages(conn, batch=[convert.new_message(cmd)], now=T0)
         await conn.execute(
             update(messages)
             .where(messages.c.message_id == cmd.message_id)
@@ -55,8 +55,8 @@ async def test_a_provider_event_proves_an_unknown_send_went_out(engine, fake, te
     dispatcher = new_dispatcher(engine, sender=None)
     cmd = await parked_unknown(engine, tenant_id)
 
-    await dispatcher.settle_unknown(event(tenant_id, cmd.message_id))
-    await dispatcher.settle_unknown(event(tenant_id, cmd.message_id))  # redelivered: nothing more
+    await unconfirmed_of(dispatcher).settle_unknown(event(tenant_id, cmd.message_id))
+    await unconfirmed_of(dispatcher).settle_unknown(event(tenant_id, cmd.message_id))  # redelivered: nothing more
 
     row = await stored(engine, cmd.message_id)
     assert (row.status, row.provider_message_id, row.unconfirmed_command) == ("sent", "SGID123", None)
@@ -73,7 +73,7 @@ async def test_a_provider_event_proves_an_unknown_send_went_out(engine, fake, te
 async def test_an_event_from_another_tenant_settles_nothing(engine, tenant_id):
     dispatcher = new_dispatcher(engine, sender=None)
     cmd = await parked_unknown(engine, tenant_id)
-    await dispatcher.settle_unknown(event("someone-else", cmd.message_id))
+    await unconfirmed_of(dispatcher).settle_unknown(event("someone-else", cmd.message_id))
     assert (await stored(engine, cmd.message_id)).status == "unknown"
 
 
@@ -86,13 +86,13 @@ async def reported_until(engine, at):  # type: ignore[no-untyped-def]
     async with engine.begin() as conn:
         await conn.execute(delete(provider_watermark))
         if at is not None:
-            await repository.advance_watermark(conn, newest_event_at=at)
+            await repository.messages.advance_watermark(conn, newest_event_at=at)
 
 
 async def resolve(engine, at):  # type: ignore[no-untyped-def]
     dispatcher = new_dispatcher(engine, sender=None)
     dispatcher.clock = ManualClock(at)
-    while await dispatcher.resolve_unknown(resend_after=RESEND_AFTER, deadline=DEADLINE):
+    while await unconfirmed_of(dispatcher).resolve_unknown(resend_after=RESEND_AFTER, deadline=DEADLINE):
         pass  # other tests' unknown sends too: the sweep is for the whole database
 
 
@@ -158,17 +158,17 @@ async def test_delivery_events_move_the_watermark_and_others_do_not(engine, tena
     await reported_until(engine, None)
     dispatcher = new_dispatcher(engine, sender=None)
     dispatcher.clock = ManualClock(T0 + timedelta(hours=1))
-    await dispatcher.settle_unknown(event(tenant_id, "m-1", "open"))
+    await unconfirmed_of(dispatcher).settle_unknown(event(tenant_id, "m-1", "open"))
     async with engine.connect() as conn:
-        assert await repository.watermark(conn) is None
-    await dispatcher.settle_unknown(event(tenant_id, "m-1", "processed"))
+        assert await repository.messages.watermark(conn) is None
+    await unconfirmed_of(dispatcher).settle_unknown(event(tenant_id, "m-1", "processed"))
     async with engine.connect() as conn:
-        assert await repository.watermark(conn) == T0 + timedelta(seconds=5)
+        assert await repository.messages.watermark(conn) == T0 + timedelta(seconds=5)
     # An event dated ahead of our clock moves it no further than now; an older one not at all.
     dispatcher.clock = ManualClock(T0 + timedelta(seconds=3))
-    await dispatcher.settle_unknown(event(tenant_id, "m-1", "delivered"))
+    await unconfirmed_of(dispatcher).settle_unknown(event(tenant_id, "m-1", "delivered"))
     async with engine.connect() as conn:
-        assert await repository.watermark(conn) == T0 + timedelta(seconds=5)
+        assert await repository.messages.watermark(conn) == T0 + timedelta(seconds=5)
 
 
 def new_sender_for(fake):  # type: ignore[no-untyped-def]
@@ -192,14 +192,14 @@ async def test_a_batch_of_engagement_settles_its_unknown_sends_and_suppresses_in
     for fact in batch:
         fact.provider_message_id = f"SG-{fact.message_id}-{fact.event_type}"
 
-    assert await dispatcher.settle_unknown_events(batch) == 2
+    assert await unconfirmed_of(dispatcher).settle_unknown_events(batch) == 2
     await Suppressions(engine, ManualClock(T0)).handle_engagements(batch)
 
     assert [(await stored(engine, c.message_id)).status for c in parked] == ["sent", "sent"]
     assert sorted(f.message_id for f in await outcomes(engine, tenant_id)) == sorted(c.message_id for c in parked)
     [suppressed] = await Suppressions(engine, ManualClock(T0)).check(tenant_id, ["ada@example.com"])
     assert suppressed.reason == "spamreport"
-    assert await dispatcher.settle_unknown_events(batch) == 0  # redelivered: nothing more
+    assert await unconfirmed_of(dispatcher).settle_unknown_events(batch) == 0  # redelivered: nothing more
 
 
 async def test_an_event_that_comes_while_the_row_is_still_sending_settles_it(engine, tenant_id):
@@ -213,7 +213,7 @@ async def test_an_event_that_comes_while_the_row_is_still_sending_settles_it(eng
 
     fact = fact_of(event(tenant_id, cmd.message_id, "processed"))
     fact.provider_message_id = f"SG-{cmd.message_id}"
-    await dispatcher.settle_unknown_events([fact])
+    await unconfirmed_of(dispatcher).settle_unknown_events([fact])
     # The command delivered again finds it settled and calls nobody.
     await dispatcher.handle_send(cmd.SerializeToString())
 
@@ -227,7 +227,7 @@ async def test_the_sweep_reads_unknown_rows_through_their_partial_index(engine):
     from sqlalchemy import text
     from sqlalchemy.dialects import postgresql
 
-    query = repository.unconfirmed_query(older_than=T0, limit=10)
+    query = repository.messages.unconfirmed_query(older_than=T0, limit=10)
     sql_text = query.compile(dialect=postgresql.asyncpg.dialect(), compile_kwargs={"literal_binds": True})
     async with engine.begin() as conn:
         await conn.execute(text("SET LOCAL enable_seqscan = off"))

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest_asyncio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
-from test_dispatch import T0, command, identity, new_dispatcher, outcomes, received, stored
+from test_dispatch import T0, command, identity, new_dispatcher, outcomes, rate_limits_of, received, stored
 from test_rate_limits import timer_commands
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
@@ -23,6 +23,7 @@ from dripiq.planner.v1 import facts_pb2
 from dripiq_common.clock import ManualClock
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher.campaigns import CampaignStates
+from dripiq_dispatcher.messages import Messages
 from dripiq_dispatcher.models import campaign_states, messages
 from dripiq_dispatcher.provider import AsyncSendGridSender
 
@@ -77,7 +78,9 @@ async def test_a_command_queued_before_the_cancel_is_withheld_not_sent(engine, f
     [fact] = [f for f in await outcomes(engine, tenant_id) if f.message_id == cmd.message_id]
     assert (fact.kind, fact.reason) == (messages_pb2.OUTCOME_KIND_WITHHELD, "campaign canceled: reply")
     # The API says so too.
-    assert (await dispatcher.get_message(tenant_id, cmd.message_id)).status == pb.MESSAGE_STATUS_WITHHELD
+    assert (
+        await Messages(dispatcher.engine).get_message(tenant_id, cmd.message_id)
+    ).status == pb.MESSAGE_STATUS_WITHHELD
     # A redelivery is judged again, and withheld again.
     await dispatcher.handle_send(cmd.SerializeToString())
     assert received(fake, cmd.message_id) == []
@@ -141,7 +144,7 @@ async def test_a_deferred_send_belongs_to_its_campaign_and_is_withheld_when_it_c
     engine, fake, sender, tenant_id
 ):
     dispatcher, states = new_dispatcher(engine, sender), CampaignStates(engine, ManualClock(T0))
-    await dispatcher.set_rate_limit(pb.RateLimit(tenant_id=tenant_id, channel="email", per_minute=1))
+    await rate_limits_of(dispatcher).set_rate_limit(pb.RateLimit(tenant_id=tenant_id, channel="email", per_minute=1))
     ident = await identity(engine, tenant_id)
     first, deferred = (command(tenant_id, ident, campaign_id="camp-deferred") for _ in range(2))
     await dispatcher.handle_sends([first.SerializeToString(), deferred.SerializeToString()])

@@ -51,13 +51,16 @@ from dripiq_common.clock import ManualClock
 from dripiq_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from dripiq_common.grpc_server import GrpcServer, Registrar
 from dripiq_common.tokens import TokenSigner
-from dripiq_dispatcher import domain as dispatcher_domain
+from dripiq_dispatcher import campaign_mail, failures
 from dripiq_dispatcher.forwarding import ReplyForwardingSettings
 from dripiq_dispatcher.handlers import DispatcherServicer, SuppressionServicer
 from dripiq_dispatcher.identities import SenderIdentities
+from dripiq_dispatcher.messages import Messages
 from dripiq_dispatcher.models import outbox as dispatcher_outbox
-from dripiq_dispatcher.service import Dispatcher
+from dripiq_dispatcher.rate_limits import RateLimits
+from dripiq_dispatcher.sending import Sends
 from dripiq_dispatcher.suppressions import Suppressions
+from dripiq_dispatcher.tasks import Tasks
 from dripiq_events.handlers import EventsServicer
 from dripiq_events.service import EventQuery
 from dripiq_planner.campaigns import MAX_BATCH, CampaignService
@@ -130,15 +133,9 @@ async def serve(names: Sequence[str], register: Sequence[Registrar]) -> AsyncIte
 
 def owner_services(engine: AsyncEngine, clock: ManualClock, *, events: bool = True) -> tuple[list, list]:
     """The real dispatcher (messages, suppressions) and events query servicers."""
-    dispatcher = Dispatcher(
-        engine,
-        clock,
-        StubSender(),
-        TokenSigner(b"planner-api-test-secret"),
-        dispatcher_domain.MailSettings("reply.test", "mid.test", "https://u.test/u/"),
-        dispatcher_domain.RetryPolicy(),
+    messages_api = DispatcherServicer(
+        Messages(engine), RateLimits(engine, clock), Tasks(engine, clock), ReplyForwardingSettings(engine, clock)
     )
-    messages_api = DispatcherServicer(dispatcher, ReplyForwardingSettings(engine, clock))
     suppressions_api = SuppressionServicer(Suppressions(engine, clock))
     names = ["dripiq.dispatcher.v1.DispatcherService", "dripiq.dispatcher.v1.SuppressionService"]
     register: list[Registrar] = [
@@ -641,13 +638,13 @@ async def _sent_through_the_dispatcher(engine, clock, tenant_id, campaigns, reac
         ).SerializeToString()
     )
     [(_, send)] = [r for r in await drain_outbox(engine, tenant_id) if r[0].startswith("dripiq.dispatcher.send.")]
-    dispatcher = Dispatcher(
+    dispatcher = Sends(
         engine,
         clock,
         StubSender(),
         TokenSigner(b"planner-api-test-secret"),
-        dispatcher_domain.MailSettings("reply.test", "mid.test", "https://u.test/u/"),
-        dispatcher_domain.RetryPolicy(),
+        campaign_mail.MailSettings("reply.test", "mid.test", "https://u.test/u/"),
+        failures.RetryPolicy(),
     )
     clock.advance(timedelta(minutes=1))
     await dispatcher.handle_send(send)

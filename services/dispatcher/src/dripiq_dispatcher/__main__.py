@@ -14,18 +14,21 @@ from dripiq_common.loops import Poller
 from dripiq_common.service import Parts, Runtime, run_process, run_service
 from dripiq_common.settings import load_settings
 from dripiq_dispatcher.breaker import ProviderBreaker
+from dripiq_dispatcher.campaign_mail import MailSettings
 from dripiq_dispatcher.campaigns import CampaignStates
-from dripiq_dispatcher.domain import MailSettings
 from dripiq_dispatcher.forwarding import ReplyForwarder, ReplyForwardingSettings
 from dripiq_dispatcher.handlers import SERVICE_NAMES, registrars
 from dripiq_dispatcher.identities import SenderIdentities
 from dripiq_dispatcher.message_suppressions import MessageSuppressions
+from dripiq_dispatcher.messages import Messages
 from dripiq_dispatcher.models import outbox
 from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender, api_key_for
-from dripiq_dispatcher.rate_limits import PRUNE_BATCH
-from dripiq_dispatcher.service import Dispatcher
+from dripiq_dispatcher.rate_limits import PRUNE_BATCH, RateLimits
+from dripiq_dispatcher.sending import Sends
 from dripiq_dispatcher.settings import DispatcherSettings
 from dripiq_dispatcher.suppressions import Suppressions
+from dripiq_dispatcher.tasks import Tasks
+from dripiq_dispatcher.unconfirmed import UnconfirmedSends
 
 SEND = ConsumerSpec.whole(Streams.DISPATCHER_SEND, "dispatcher-send")
 ENGAGEMENT = ConsumerSpec.whole(Streams.ENGAGEMENT, "dispatcher-engagement")
@@ -47,7 +50,7 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
         cooldown=settings.breaker_cooldown_seconds,
         max_cooldown=settings.breaker_max_cooldown_seconds,
     )
-    dispatcher = Dispatcher(
+    dispatcher = Sends(
         rt.engine,
         rt.clock,
         sender,
@@ -63,6 +66,8 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
         on_outbox=relay.kick,
         breaker=breaker,
     )
+    unconfirmed = UnconfirmedSends(rt.engine, rt.clock, on_outbox=relay.kick)
+    rate_limits = RateLimits(rt.engine, rt.clock)
     identities = SenderIdentities(rt.engine, rt.clock)
     suppressions = Suppressions(rt.engine, rt.clock)
     forwarding = ReplyForwardingSettings(rt.engine, rt.clock)
@@ -95,7 +100,7 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
         rt.js, rt.nc, SUPPRESS, lambda msg: message_suppressions.handle(msg.data, subject=msg.subject)
     )
     unknown_sweep = Poller(
-        lambda: dispatcher.resolve_unknown(
+        lambda: unconfirmed.resolve_unknown(
             resend_after=timedelta(seconds=settings.unknown_resend_after_seconds),
             deadline=timedelta(seconds=settings.unknown_deadline_seconds),
         ),
@@ -105,7 +110,7 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
     )
 
     counter_pruner = Poller(
-        dispatcher.prune_rate_counters,
+        rate_limits.prune_rate_counters,
         full=PRUNE_BATCH,
         poll_seconds=settings.counter_prune_seconds,
         name="rate-counters",
@@ -117,7 +122,7 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
     async def on_engagements(msgs: list[Msg]) -> None:
         # Both are idempotent, so a redelivery after either one committed changes nothing.
         events = engagement.read_all(m.data for m in msgs)
-        await dispatcher.settle_unknown_events(events)
+        await unconfirmed.settle_unknown_events(events)
         await suppressions.handle_engagements(events)
 
     engagements = PullWorker(
@@ -139,7 +144,14 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
     )
     return Parts(
         service_names=SERVICE_NAMES,
-        registrars=registrars(dispatcher, identities, suppressions, forwarding),
+        registrars=registrars(
+            messages=Messages(rt.engine),
+            rate_limits=rate_limits,
+            tasks=Tasks(rt.engine, rt.clock, on_outbox=relay.kick),
+            identities=identities,
+            suppressions=suppressions,
+            forwarding=forwarding,
+        ),
         fetchers=[sends, engagements, forwards, campaigns, suppress],
         loops=[relay, unknown_sweep, counter_pruner],
     )

@@ -66,6 +66,6 @@ class CampaignStates:
             for (tenant, campaign), fact in sorted(newest.items())
         ]
         async with self.engine.begin() as conn:
-            changed = await repository.record_campaign_states(conn, rows=rows)
+            changed = await repository.campaign_states.record_campaign_states(conn, rows=rows)
         log.info("campaign_state.recorded", facts=len(batch), changed=changed)
         return changed

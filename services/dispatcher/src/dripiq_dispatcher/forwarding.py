@@ -27,10 +27,10 @@ from dripiq_common import validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument, PermanentMessageError
 from dripiq_common.jetstream import Subjects, decode
-from dripiq_dispatcher import domain, metrics, repository
-from dripiq_dispatcher.domain import FailureKind, ForwardStatus, Reply, SendFailure
+from dripiq_dispatcher import convert, domain, failures, forward_mail, metrics, repository
+from dripiq_dispatcher.failures import FailureKind, RetryLater, SendFailure
+from dripiq_dispatcher.forward_mail import ForwardStatus, Reply
 from dripiq_dispatcher.provider import MailSender
-from dripiq_dispatcher.service import RetryLater
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +47,7 @@ class ReplyForwardingSettings:
         tenant = validation.tenant_id(given.tenant_id, "reply_forwarding.tenant_id")
         catch_all = domain.optional_address(given.catch_all, "reply_forwarding.catch_all")
         async with self.engine.begin() as conn:
-            await repository.set_catch_all(conn, tenant_id=tenant, catch_all=catch_all, now=self.clock.now())
+            await repository.forwards.set_catch_all(conn, tenant_id=tenant, catch_all=catch_all, now=self.clock.now())
         log.info("reply_forwarding.set", tenant_id=tenant, has_catch_all=bool(catch_all))
         return pb.ReplyForwarding(tenant_id=tenant, catch_all=catch_all)
 
@@ -55,7 +55,7 @@ class ReplyForwardingSettings:
         """A tenant that never set one reads as an empty catch_all."""
         tenant = validation.tenant_id(tenant_id)
         async with self.engine.connect() as conn:
-            catch_all = await repository.get_catch_all(conn, tenant_id=tenant)
+            catch_all = await repository.forwards.get_catch_all(conn, tenant_id=tenant)
         return pb.ReplyForwarding(tenant_id=tenant, catch_all=catch_all)
 
 
@@ -97,7 +97,7 @@ class ReplyForwarder:
         try:
             provider_message_id = await self.sender.send(call.mail)
         except Exception as exc:
-            failure = domain.classify_failure(exc)
+            failure = failures.classify_failure(exc)
         result = "accepted" if failure is None else failure.kind.value
         metrics.PROVIDER_CALL_SECONDS.labels(result=result).observe(time.perf_counter() - started)
         await self._settle(reply, call, provider_message_id, failure, ids)
@@ -111,43 +111,43 @@ class ReplyForwarder:
         result: str | None = None
         call: _Call | None = None
         async with self.engine.begin() as conn:
-            await repository.insert_forward(conn, **key, message_id=reply.message_id, now=now)
-            row = await repository.lock_forward(conn, **key)
+            await repository.forwards.insert_forward(conn, **key, message_id=reply.message_id, now=now)
+            row = await repository.forwards.lock_forward(conn, **key)
             status = ForwardStatus(row.status)
-            if status in domain.FORWARD_SETTLED:
+            if status in forward_mail.FORWARD_SETTLED:
                 log.info("forward.redelivered_settled", status=str(status), **ids)
                 return None
             if status == ForwardStatus.SENDING:
                 # A delivery crashed or timed out during the provider call: it may have gone out.
                 reason = "redelivered while a provider call was under way; it may have been forwarded"
-                await repository.update_forward(
+                await repository.forwards.update_forward(
                     conn, **key, now=now, status=ForwardStatus.UNKNOWN.value, last_error=reason
                 )
                 log.warning("forward.found_sending_marked_unknown", attempt_count=row.attempt_count, **ids)
                 result = "unknown"
-            elif (problem := domain.reply_problem(reply)) is not None:
-                await repository.update_forward(
+            elif (problem := forward_mail.reply_problem(reply)) is not None:
+                await repository.forwards.update_forward(
                     conn, **key, now=now, status=ForwardStatus.FAILED.value, last_error=problem
                 )
                 log.warning("forward.invalid", reason=problem, **ids)
                 result = "failed"
             else:
-                message, identity, catch_all = await repository.forward_parts(
+                message, identity, catch_all = await repository.forwards.forward_parts(
                     conn, tenant_id=reply.tenant_id, message_id=reply.message_id
                 )
-                route = domain.forward_route(
+                route = forward_mail.forward_route(
                     message_id=reply.message_id, message=message, identity=identity, catch_all=catch_all
                 )
                 if isinstance(route, str):
-                    await repository.update_forward(
+                    await repository.forwards.update_forward(
                         conn, **key, now=now, status=ForwardStatus.UNROUTABLE.value, last_error=route
                     )
                     log.info("forward.unroutable", reason=route, **ids)
                     result = "unroutable"
                 else:
                     assert message is not None
-                    call = _Call(row.attempt_count + 1, domain.build_forward(reply, message, route))
-                    await repository.update_forward(
+                    call = _Call(row.attempt_count + 1, forward_mail.build_forward(reply, message, route))
+                    await repository.forwards.update_forward(
                         conn,
                         **key,
                         now=now,
@@ -177,10 +177,10 @@ class ReplyForwarder:
         result: str | None = None
         retry: RetryLater | None = None
         async with self.engine.begin() as conn:
-            status = ForwardStatus((await repository.lock_forward(conn, **key)).status)
+            status = ForwardStatus((await repository.forwards.lock_forward(conn, **key)).status)
             values: dict[str, Any] = {}
             if failure is None:
-                if status in domain.FORWARD_IN_FLIGHT:
+                if status in forward_mail.FORWARD_IN_FLIGHT:
                     values = {
                         "status": ForwardStatus.SENT.value,
                         "provider": domain.PROVIDER,
@@ -200,7 +200,7 @@ class ReplyForwarder:
             elif (
                 failure.kind == FailureKind.RETRY
                 and status == ForwardStatus.SENDING
-                and domain.retries_left(call.attempt, self.max_attempts)
+                and failures.retries_left(call.attempt, self.max_attempts)
             ):
                 # `queued` again by the time JetStream redelivers the command. A provider rate
                 # limit's reset time is not waited for: forwards are few, the backoff serves.
@@ -208,21 +208,21 @@ class ReplyForwarder:
                 result = "retried"
                 retry = RetryLater(failure.reason)
                 log.warning("forward.retrying", reason=failure.reason, attempt=call.attempt, **ids)
-            elif status in domain.FORWARD_IN_FLIGHT:
+            elif status in forward_mail.FORWARD_IN_FLIGHT:
                 reason = failure.reason
                 if failure.kind == FailureKind.RETRY and status == ForwardStatus.SENDING:
-                    reason = domain.truncate(f"gave up after {call.attempt} attempts: {reason}")
+                    reason = failures.truncate(f"gave up after {call.attempt} attempts: {reason}")
                 elif failure.kind == FailureKind.RETRY:
                     # A redelivery parked it as unknown during the call; the answer says nothing
                     # was sent, and no delivery is left to try again.
-                    reason = domain.truncate(f"not forwarded: {reason}")
+                    reason = failures.truncate(f"not forwarded: {reason}")
                 values = {"status": ForwardStatus.FAILED.value, "last_error": reason}
                 result = "failed"
                 log.warning("forward.failed", reason=failure.reason, attempt=call.attempt, **ids)
             else:
                 log.warning("forward.failure_after_row_moved_on", reason=failure.reason, **ids)
             if values:
-                await repository.update_forward(conn, **key, now=now, **values)
+                await repository.forwards.update_forward(conn, **key, now=now, **values)
         if result is not None:
             metrics.REPLY_FORWARDS.labels(result=result).inc()
         if retry is not None:
@@ -235,7 +235,7 @@ class ReplyForwarder:
         if command.tenant_id or subject not in (None, Subjects.DISPATCHER_FORWARD_BY_MESSAGE):
             return _reply(command, subject)
         async with self.engine.connect() as conn:
-            tenant = await repository.message_tenant(conn, message_id=command.message_id)
+            tenant = await repository.messages.message_tenant(conn, message_id=command.message_id)
         if tenant is None:
             log.warning("forward.message_of_no_tenant", inbound_id=command.inbound_id, message_id=command.message_id)
             metrics.REPLY_FORWARDS.labels(result="unroutable").inc()
@@ -247,7 +247,7 @@ class ReplyForwarder:
 def _reply(command: messages_pb2.ForwardReplyCommand, subject: str | None) -> Reply:
     """The command as a Reply, or PermanentMessageError for one that can never be recorded."""
     try:
-        reply = domain.reply_to_forward(command)
+        reply = convert.reply_to_forward(command)
     except InvalidArgument as exc:
         raise PermanentMessageError(f"unrecordable ForwardReplyCommand: {exc}") from None
     if subject is not None and subject != Subjects.dispatcher_forward(reply.tenant_id):

@@ -8,31 +8,37 @@ from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from dripiq_common.grpc_server import Registrar
 from dripiq_dispatcher.forwarding import ReplyForwardingSettings
 from dripiq_dispatcher.identities import SenderIdentities
-from dripiq_dispatcher.service import Dispatcher
+from dripiq_dispatcher.messages import Messages
+from dripiq_dispatcher.rate_limits import RateLimits
 from dripiq_dispatcher.suppressions import Suppressions
+from dripiq_dispatcher.tasks import Tasks
 
 
 class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
-    def __init__(self, dispatcher: Dispatcher, forwarding: ReplyForwardingSettings) -> None:
-        self.dispatcher = dispatcher
+    def __init__(
+        self, messages: Messages, rate_limits: RateLimits, tasks: Tasks, forwarding: ReplyForwardingSettings
+    ) -> None:
+        self.messages = messages
+        self.rate_limits = rate_limits
+        self.tasks = tasks
         self.forwarding = forwarding
 
     async def GetMessage(self, request: pb.GetMessageRequest, context) -> pb.GetMessageResponse:
-        message = await self.dispatcher.get_message(request.tenant_id, request.message_id)
+        message = await self.messages.get_message(request.tenant_id, request.message_id)
         return pb.GetMessageResponse(message=message)
 
     async def ListMessages(self, request: pb.ListMessagesRequest, context) -> pb.ListMessagesResponse:
-        return await self.dispatcher.list_messages(request)
+        return await self.messages.list_messages(request)
 
     async def SetRateLimit(self, request: pb.SetRateLimitRequest, context) -> pb.SetRateLimitResponse:
-        return pb.SetRateLimitResponse(rate_limit=await self.dispatcher.set_rate_limit(request.rate_limit))
+        return pb.SetRateLimitResponse(rate_limit=await self.rate_limits.set_rate_limit(request.rate_limit))
 
     async def GetRateLimit(self, request: pb.GetRateLimitRequest, context) -> pb.GetRateLimitResponse:
-        limit = await self.dispatcher.get_rate_limit(request.tenant_id, request.channel)
+        limit = await self.rate_limits.get_rate_limit(request.tenant_id, request.channel)
         return pb.GetRateLimitResponse(rate_limit=limit)
 
     async def CompleteTask(self, request: pb.CompleteTaskRequest, context) -> pb.CompleteTaskResponse:
-        return pb.CompleteTaskResponse(message=await self.dispatcher.complete_task(request))
+        return pb.CompleteTaskResponse(message=await self.tasks.complete_task(request))
 
     async def SetReplyForwarding(self, request: pb.SetReplyForwardingRequest, context) -> pb.SetReplyForwardingResponse:
         return pb.SetReplyForwardingResponse(reply_forwarding=await self.forwarding.set(request.reply_forwarding))
@@ -107,12 +113,15 @@ SERVICE_NAMES = [
 
 
 def registrars(
-    dispatcher: Dispatcher,
+    *,
+    messages: Messages,
+    rate_limits: RateLimits,
+    tasks: Tasks,
     identities: SenderIdentities,
     suppressions: Suppressions,
     forwarding: ReplyForwardingSettings,
 ) -> list[Registrar]:
-    messages_api = DispatcherServicer(dispatcher, forwarding)
+    messages_api = DispatcherServicer(messages, rate_limits, tasks, forwarding)
     identities_api = SenderIdentityServicer(identities)
     suppressions_api = SuppressionServicer(suppressions)
     return [

@@ -15,7 +15,7 @@ from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq_common import paging, validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import AlreadyExists, InvalidArgument, NotFound
-from dripiq_dispatcher import domain, repository
+from dripiq_dispatcher import convert, domain, repository
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +34,7 @@ class SenderIdentities:
         caps = {cap: _cap(getattr(request, cap), cap) for cap in MAILBOX_CAPS}
         forward_to = domain.optional_address(request.forward_to, "forward_to")
         async with self.engine.begin() as conn:
-            row, created = await repository.create_identity(
+            row, created = await repository.identities.create_identity(
                 conn,
                 identity_id=str(uuid.uuid4()),
                 tenant_id=tenant,
@@ -47,20 +47,20 @@ class SenderIdentities:
             )
         if not created:
             raise AlreadyExists(f"sender identity {row.id} already has from_email {from_email}")
-        return domain.identity_to_proto(row)
+        return convert.identity_to_proto(row)
 
     async def get(self, tenant_id: str, identity_id: str) -> pb.SenderIdentity:
         tenant = validation.tenant_id(tenant_id)
         validation.required(identity_id, "sender_identity_id")
         async with self.engine.connect() as conn:
-            row = await repository.get_identity(conn, tenant_id=tenant, identity_id=identity_id)
+            row = await repository.identities.get_identity(conn, tenant_id=tenant, identity_id=identity_id)
         return _identity_found(row, identity_id)
 
     async def verify(self, tenant_id: str, identity_id: str) -> pb.SenderIdentity:
         tenant = validation.tenant_id(tenant_id)
         validation.required(identity_id, "sender_identity_id")
         async with self.engine.begin() as conn:
-            row = await repository.verify_identity(
+            row = await repository.identities.verify_identity(
                 conn, tenant_id=tenant, identity_id=identity_id, now=self.clock.now()
             )
         return _identity_found(row, identity_id)
@@ -70,11 +70,11 @@ class SenderIdentities:
         size = paging.page_size(request.page_size)
         after = paging.decode_token(request.page_token, datetime, str)
         async with self.engine.connect() as conn:
-            rows = await repository.list_identities(conn, tenant_id=tenant, after=after, limit=size + 1)
+            rows = await repository.identities.list_identities(conn, tenant_id=tenant, after=after, limit=size + 1)
         page = rows[:size]
         token = paging.encode_token(page[-1].created_at.isoformat(), page[-1].id) if len(rows) > size else ""
         return pb.ListSenderIdentitiesResponse(
-            sender_identities=[domain.identity_to_proto(r) for r in page], next_page_token=token
+            sender_identities=[convert.identity_to_proto(r) for r in page], next_page_token=token
         )
 
     async def update(self, request: pb.UpdateSenderIdentityRequest) -> pb.SenderIdentity:
@@ -100,7 +100,7 @@ class SenderIdentities:
         if "forward_to" in paths:
             values["forward_to"] = domain.optional_address(given.forward_to, "sender_identity.forward_to")
         async with self.engine.begin() as conn:
-            row = await repository.update_identity(
+            row = await repository.identities.update_identity(
                 conn, tenant_id=tenant, identity_id=identity_id, values=values, now=self.clock.now()
             )
         return _identity_found(row, identity_id)
@@ -110,7 +110,7 @@ class SenderIdentities:
         tenant = validation.tenant_id(tenant_id)
         validation.required(identity_id, "sender_identity_id")
         async with self.engine.begin() as conn:
-            deleted = await repository.delete_identity(conn, tenant_id=tenant, identity_id=identity_id)
+            deleted = await repository.identities.delete_identity(conn, tenant_id=tenant, identity_id=identity_id)
         if not deleted:
             raise NotFound(f"sender identity {identity_id!r} not found")
 
@@ -119,7 +119,7 @@ def _identity_found(row: Any, identity_id: str) -> pb.SenderIdentity:
     """The identity as answered, or NOT_FOUND (also for another tenant's id)."""
     if row is None:
         raise NotFound(f"sender identity {identity_id!r} not found")
-    return domain.identity_to_proto(row)
+    return convert.identity_to_proto(row)
 
 
 # An empty update_mask updates the fields as before the caps existed; caps and forward_to are

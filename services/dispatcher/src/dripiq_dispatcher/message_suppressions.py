@@ -22,7 +22,7 @@ from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument, PermanentMessageError
 from dripiq_common.jetstream import Subjects, decode
 from dripiq_dispatcher import domain, repository
-from dripiq_dispatcher.service import RetryLater
+from dripiq_dispatcher.failures import RetryLater
 
 log = structlog.get_logger(__name__)
 
@@ -53,9 +53,9 @@ class MessageSuppressions:
         at = command.occurred_at.ToDatetime(tzinfo=UTC) if command.HasField("occurred_at") else self.clock.now()
         ids = {"tenant_id": tenant, "message_id": message_id, "reason": reason}
         async with self.engine.begin() as conn:
-            row = await repository.get_message(conn, tenant_id=tenant, message_id=message_id)
+            row = await repository.messages.get_message(conn, tenant_id=tenant, message_id=message_id)
             if row is None:
-                owner = await repository.message_tenant(conn, message_id=message_id)
+                owner = await repository.messages.message_tenant(conn, message_id=message_id)
             else:
                 owner = tenant
                 try:
@@ -65,7 +65,7 @@ class MessageSuppressions:
                     # suppress, now or later.
                     log.warning("suppression.by_message_no_address", **ids)
                     return
-                await repository.add_suppressions(
+                await repository.suppressions.add_suppressions(
                     conn,
                     rows=[
                         {

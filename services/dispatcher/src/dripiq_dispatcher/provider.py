@@ -4,7 +4,7 @@
 connections, on the event loop itself (the `sendgrid` library's own client, on a thread pool,
 sent about a quarter as fast and is gone: one transport, tested once).
 
-It fails the way the `sendgrid` library does, so `domain.classify_failure` judges it as it
+It fails the way the `sendgrid` library does, so `failures.classify_failure` judges it as it
 would: python_http_client's HTTPError for an error answer, urllib's URLError when the request
 never left (nothing can have been sent), anything else (a timeout, a reset) when it may have
 been accepted.

@@ -1,7 +1,9 @@
 """Send budgets per tenant and channel: the API that sets and reads them, and the pruning of
-counters of windows long over. Admission takes from them (service.Dispatcher._take_budgets)."""
+counters of windows long over. Admission takes from them (admission.Admission)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -10,7 +12,7 @@ from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq_common import validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument
-from dripiq_dispatcher import domain, repository
+from dripiq_dispatcher import budgets, domain, repository
 
 log = structlog.get_logger(__name__)
 
@@ -18,9 +20,8 @@ log = structlog.get_logger(__name__)
 PRUNE_BATCH = 5000
 
 
-class RateLimitsMixin:
-    """Part of the Dispatcher: its engine and clock."""
-
+@dataclass(frozen=True)
+class RateLimits:
     engine: AsyncEngine
     clock: Clock
 
@@ -28,13 +29,13 @@ class RateLimitsMixin:
         tenant = validation.tenant_id(given.tenant_id, "rate_limit.tenant_id")
         channel = _rate_limit_channel(given.channel, "rate_limit.channel")
         limits: dict[str, int] = {}
-        for window in domain.WINDOWS:
+        for window in budgets.WINDOWS:
             value = getattr(given, f"per_{window}")
             if value < 0:
                 raise InvalidArgument(f"rate_limit.per_{window}", "must not be negative (0 means no limit)")
             limits[window] = value
         async with self.engine.begin() as conn:
-            await repository.set_rate_limit(
+            await repository.rate_limits.set_rate_limit(
                 conn, tenant_id=tenant, channel=channel, limits=limits, now=self.clock.now()
             )
         log.info("rate_limit.set", tenant_id=tenant, channel=channel, **limits)
@@ -45,14 +46,14 @@ class RateLimitsMixin:
         tenant = validation.tenant_id(tenant_id)
         checked = _rate_limit_channel(channel, "channel")
         async with self.engine.connect() as conn:
-            limits = await repository.get_rate_limit(conn, tenant_id=tenant, channel=checked)
+            limits = await repository.rate_limits.get_rate_limit(conn, tenant_id=tenant, channel=checked)
         return _rate_limit_proto(tenant, checked, limits)
 
     async def prune_rate_counters(self, *, limit: int = PRUNE_BATCH) -> int:
         """Delete counters of windows long over (nothing reads them again); how many went."""
-        ended_before = self.clock.now() - domain.COUNTER_RETENTION
+        ended_before = self.clock.now() - budgets.COUNTER_RETENTION
         async with self.engine.begin() as conn:
-            pruned = await repository.prune_counters(conn, ended_before=ended_before, limit=limit)
+            pruned = await repository.rate_limits.prune_counters(conn, ended_before=ended_before, limit=limit)
         if pruned:
             log.info("rate_counters.pruned", count=pruned)
         return pruned

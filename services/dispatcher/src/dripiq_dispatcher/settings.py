@@ -5,7 +5,7 @@ from datetime import timedelta
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 
 from dripiq_common.settings import ServiceSettings, TokenSecrets, settings_config
-from dripiq_dispatcher.domain import RetryPolicy
+from dripiq_dispatcher.failures import RetryPolicy
 
 
 class DispatcherSettings(TokenSecrets, ServiceSettings):

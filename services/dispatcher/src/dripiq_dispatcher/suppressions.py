@@ -15,11 +15,14 @@ from dripiq.events.v1 import messages_pb2 as events_pb2
 from dripiq_common import engagement, paging, validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument
-from dripiq_dispatcher import domain, repository
+from dripiq_dispatcher import convert, domain, repository
 
 log = structlog.get_logger(__name__)
 
 MAX_IMPORT_SUPPRESSIONS = 10_000
+MAX_CHECK_ADDRESSES = 1000
+# Reason of a suppression added through the API without one.
+MANUAL_REASON = "manual"
 
 
 @dataclass
@@ -30,9 +33,9 @@ class Suppressions:
     async def add(self, tenant_id: str, address: str, reason: str) -> pb.Suppression:
         tenant = validation.tenant_id(tenant_id)
         normalized = domain.normalize_address(validation.email(address.strip(), "address"))
-        why = validation.required(reason.strip().lower() or domain.MANUAL_REASON, "reason", max_length=64)
+        why = validation.required(reason.strip().lower() or MANUAL_REASON, "reason", max_length=64)
         async with self.engine.begin() as conn:
-            row = await repository.add_suppression(
+            row = await repository.suppressions.add_suppression(
                 conn,
                 tenant_id=tenant,
                 address=normalized,
@@ -40,13 +43,13 @@ class Suppressions:
                 source="api",
                 now=self.clock.now(),
             )
-        return domain.suppression_to_proto(row)
+        return convert.suppression_to_proto(row)
 
     async def check(self, tenant_id: str, addresses: Sequence[str]) -> list[pb.Suppression]:
         """Every suppression of the given addresses, named as the caller spelled them."""
         tenant = validation.tenant_id(tenant_id)
-        if len(addresses) > domain.MAX_CHECK_ADDRESSES:
-            raise InvalidArgument("addresses", f"must hold at most {domain.MAX_CHECK_ADDRESSES} addresses")
+        if len(addresses) > MAX_CHECK_ADDRESSES:
+            raise InvalidArgument("addresses", f"must hold at most {MAX_CHECK_ADDRESSES} addresses")
         spelled: dict[str, list[str]] = {}
         for index, address in enumerate(addresses):
             validation.required(address, f"addresses[{index}]", max_length=320)
@@ -56,8 +59,8 @@ class Suppressions:
         if not spelled:
             return []
         async with self.engine.connect() as conn:
-            rows = await repository.find_suppressions(conn, tenant_id=tenant, addresses=list(spelled))
-        return [domain.suppression_to_proto(row, spelling) for row in rows for spelling in spelled[row.address]]
+            rows = await repository.suppressions.find_suppressions(conn, tenant_id=tenant, addresses=list(spelled))
+        return [convert.suppression_to_proto(row, spelling) for row in rows for spelling in spelled[row.address]]
 
     async def remove(self, tenant_id: str, address: str, reason: str) -> int:
         """Removes the address's suppressions of `reason`, or all of them when it is empty."""
@@ -65,7 +68,9 @@ class Suppressions:
         normalized = domain.normalize_address(validation.email(address.strip(), "address"))
         why = reason.strip().lower() or None
         async with self.engine.begin() as conn:
-            removed = await repository.remove_suppressions(conn, tenant_id=tenant, address=normalized, reason=why)
+            removed = await repository.suppressions.remove_suppressions(
+                conn, tenant_id=tenant, address=normalized, reason=why
+            )
         log.info("suppression.removed", tenant_id=tenant, reason=why, removed=removed)
         return removed
 
@@ -75,13 +80,13 @@ class Suppressions:
         after = paging.decode_token(request.page_token, datetime, int)
         reason = request.reason.strip().lower() or None
         async with self.engine.connect() as conn:
-            rows = await repository.list_suppressions(
+            rows = await repository.suppressions.list_suppressions(
                 conn, tenant_id=tenant, reason=reason, after=after, limit=size + 1
             )
         page = rows[:size]
         token = paging.encode_token(page[-1].created_at.isoformat(), page[-1].id) if len(rows) > size else ""
         return pb.ListSuppressionsResponse(
-            suppressions=[domain.suppression_to_proto(r) for r in page], next_page_token=token
+            suppressions=[convert.suppression_to_proto(r) for r in page], next_page_token=token
         )
 
     async def import_many(self, request: pb.ImportSuppressionsRequest) -> pb.ImportSuppressionsResponse:
@@ -99,14 +104,14 @@ class Suppressions:
                     validation.email(item.address.strip(), f"suppressions[{index}].address")
                 )
                 reason = validation.required(
-                    item.reason.strip().lower() or domain.MANUAL_REASON, f"suppressions[{index}].reason", max_length=64
+                    item.reason.strip().lower() or MANUAL_REASON, f"suppressions[{index}].reason", max_length=64
                 )
             except InvalidArgument as exc:
                 rejected.append(str(exc))
                 continue
             items[(address, reason)] = None
         async with self.engine.begin() as conn:
-            imported = await repository.import_suppressions(
+            imported = await repository.suppressions.import_suppressions(
                 conn, tenant_id=tenant, items=list(items), source="import", now=self.clock.now()
             )
         log.info("suppression.imported", tenant_id=tenant, imported=imported, rejected=len(rejected))
@@ -124,8 +129,8 @@ class Suppressions:
         suppressing: list[tuple[events_pb2.EngagementEvent, str, str, str, datetime]] = []
         lifting: list[tuple[str, str, str, datetime]] = []
         for event in events:
-            reason = domain.suppression_reason(event.event_type, event.reason, event.reply_class)
-            lifted = domain.LIFTING_EVENTS.get(event.event_type)
+            reason = suppression_reason(event.event_type, event.reason, event.reply_class)
+            lifted = LIFTING_EVENTS.get(event.event_type)
             if reason is None and lifted is None:
                 continue
             try:
@@ -149,7 +154,7 @@ class Suppressions:
             return
         async with self.engine.begin() as conn:
             if suppressing:
-                await repository.add_suppressions(
+                await repository.suppressions.add_suppressions(
                     conn,
                     rows=[
                         {
@@ -164,7 +169,7 @@ class Suppressions:
                 )
             # After the inserts: a batch holding both an unsubscribe and a later resubscribe
             # ends resubscribed.
-            lifted_for = await repository.lift_suppressions(conn, lifts=lifting)
+            lifted_for = await repository.suppressions.lift_suppressions(conn, lifts=lifting)
         for event, tenant, _, reason, _ in suppressing:
             log.info(
                 "suppression.from_engagement",
@@ -175,3 +180,33 @@ class Suppressions:
             )
         for tenant, _ in lifted_for:
             log.info("suppression.lifted_by_resubscribe", tenant_id=tenant)
+
+
+# Engagement that means "never mail this address again" for the tenant.
+SUPPRESSING_EVENTS = frozenset({"unsubscribe", "group_unsubscribe", "spamreport", "bounce"})
+
+
+# Engagement that takes back an earlier one: a contact who resubscribes to the SendGrid
+# unsubscribe group lifts the suppression its group unsubscribe made (no other).
+LIFTING_EVENTS = {"group_resubscribe": "group_unsubscribe"}
+
+
+# A person's reply that asks, in words, to be taken off the list ("please remove me"): the
+# events service classifies it and the address is suppressed as for a link unsubscribe.
+UNSUBSCRIBE_REPLY_CLASS = "unsubscribe_request"
+
+
+def suppression_reason(event_type: str, bounce_type: str, reply_class: str = "") -> str | None:
+    """The suppression reason an engagement event calls for, or None.
+
+    The events service puts SendGrid's bounce `type` in `reason`: a `blocked` bounce is a
+    receiving server refusing for now (reputation, content), not a dead address. A reply
+    classified as an unsubscribe request suppresses with reason `unsubscribe_request`.
+    """
+    if event_type == "reply" and reply_class == UNSUBSCRIBE_REPLY_CLASS:
+        return UNSUBSCRIBE_REPLY_CLASS
+    if event_type not in SUPPRESSING_EVENTS:
+        return None
+    if event_type == "bounce" and bounce_type != "bounce":
+        return None
+    return event_type

@@ -5,6 +5,7 @@ for review past the deadline (docs/decisions/0019)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ from dripiq_common import engagement, validation
 from dripiq_common.clock import Clock
 from dripiq_common.jetstream import Subjects
 from dripiq_common.outbox import OutboxMessage, enqueue
-from dripiq_dispatcher import domain, metrics, repository
+from dripiq_dispatcher import domain, metrics, outcomes, repository
 from dripiq_dispatcher.domain import Status
 from dripiq_dispatcher.models import outbox
 from dripiq_dispatcher.outcomes import enqueue_outcome
@@ -25,12 +26,12 @@ from dripiq_dispatcher.outcomes import enqueue_outcome
 log = structlog.get_logger(__name__)
 
 
-class UnconfirmedSendsMixin:
-    """Part of the Dispatcher: its engine, clock and outbox wake-up."""
-
+@dataclass
+class UnconfirmedSends:
     engine: AsyncEngine
     clock: Clock
-    on_outbox: Callable[[], None]
+    # Wakes the outbox relay after a commit that wrote outcomes, instead of waiting its poll.
+    on_outbox: Callable[[], None] = field(default=lambda: None)
 
     async def settle_unknown(self, data: bytes) -> None:
         await self.settle_unknown_events(engagement.read(data))
@@ -47,7 +48,7 @@ class UnconfirmedSendsMixin:
         reported = [
             e.occurred_at.ToDatetime(tzinfo=UTC)
             for e in events
-            if e.event_type in domain.DELIVERY_EVENTS and e.HasField("occurred_at")
+            if e.event_type in outcomes.DELIVERY_EVENTS and e.HasField("occurred_at")
         ]
         if not wanted:
             return 0
@@ -56,14 +57,14 @@ class UnconfirmedSendsMixin:
             if reported:
                 # How far SendGrid's reports have reached: unconfirmed sends older than this by
                 # a margin never reached it (resolve_unknown).
-                await repository.advance_watermark(conn, newest_event_at=min(max(reported), now))
-            rows = await repository.lock_unknown(conn, message_ids={m for _, m in wanted})
+                await repository.messages.advance_watermark(conn, newest_event_at=min(max(reported), now))
+            rows = await repository.messages.lock_unknown(conn, message_ids={m for _, m in wanted})
             settled = [row for row in rows if (row.tenant_id, row.message_id) in wanted]
             for row in settled:
                 event = wanted[(row.tenant_id, row.message_id)]
                 sent_at = event.occurred_at.ToDatetime(tzinfo=UTC) if event.HasField("occurred_at") else now
                 provider_message_id = event.provider_message_id or row.provider_message_id or ""
-                await repository.set_status(
+                await repository.messages.set_status(
                     conn,
                     message_id=row.message_id,
                     expected=[Status.UNKNOWN, Status.SENDING],
@@ -75,7 +76,7 @@ class UnconfirmedSendsMixin:
                     last_error=None,
                     unconfirmed_command=None,
                 )
-                fact = domain.outcome_for_row(
+                fact = outcomes.outcome_for_row(
                     row, messages_pb2.OUTCOME_KIND_SENT, occurred_at=sent_at, provider_message_id=provider_message_id
                 )
                 await enqueue_outcome(conn, fact)
@@ -98,10 +99,10 @@ class UnconfirmedSendsMixin:
         resent: list[Any] = []
         failed: list[Any] = []
         async with self.engine.begin() as conn:
-            rows = await repository.lock_unconfirmed(conn, older_than=now - resend_after, limit=limit)
+            rows = await repository.messages.lock_unconfirmed(conn, older_than=now - resend_after, limit=limit)
             if not rows:
                 return 0
-            reported_until = await repository.watermark(conn)
+            reported_until = await repository.messages.watermark(conn)
             for row in rows:
                 resendable = row.unconfirmed_command is not None
                 if resendable and reported_until is not None and reported_until >= row.updated_at + resend_after:
@@ -112,7 +113,7 @@ class UnconfirmedSendsMixin:
                 f"sent again: no provider event for it, while SendGrid reported messages it handled "
                 f"{resend_after} after it"
             )
-            await repository.update_messages(
+            await repository.messages.update_messages(
                 conn,
                 changes=[
                     (
@@ -138,7 +139,7 @@ class UnconfirmedSendsMixin:
                 f"no provider event proved this send within {deadline} while SendGrid's reports lagged; "
                 "review before resending (RetryStep sends it again)"
             )
-            await repository.update_messages(
+            await repository.messages.update_messages(
                 conn,
                 changes=[
                     (
@@ -151,7 +152,9 @@ class UnconfirmedSendsMixin:
             for row in failed:
                 await enqueue_outcome(
                     conn,
-                    domain.outcome_for_row(row, messages_pb2.OUTCOME_KIND_FAILED, occurred_at=now, reason=fail_reason),
+                    outcomes.outcome_for_row(
+                        row, messages_pb2.OUTCOME_KIND_FAILED, occurred_at=now, reason=fail_reason
+                    ),
                 )
         if resent or failed:
             self.on_outbox()
