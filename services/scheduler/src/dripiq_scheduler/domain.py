@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -13,6 +12,7 @@ from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq_common import validation
 from dripiq_common.errors import InvalidArgument
 from dripiq_common.jetstream import Streams, stream_for_subject
+from dripiq_common.seeded import seeded_fraction
 from dripiq_scheduler.models import TimerStatus
 from dripiq_scheduler.repository import NewTimer
 
@@ -146,8 +146,7 @@ def overdue_seconds(timer: DueTimer, now: datetime) -> float:
 
 def jitter_seconds(tenant_id: str, key: str, version: int, spread_seconds: float) -> float:
     """A delay in [0, spread) that is the same for the same timer version on every replica."""
-    digest = hashlib.blake2b(f"{tenant_id}\0{key}\0{version}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64 * spread_seconds
+    return seeded_fraction(f"{tenant_id}\0{key}\0{version}", nbytes=8) * spread_seconds
 
 
 def sort_due(rows: Sequence[DueT], *, now: datetime, overdue: Overdue) -> Round[DueT]:
