@@ -228,7 +228,7 @@ UNUSABLE: list[tuple[str, str, dict[str, Any] | None]] = [
     (OFF_SCHEMA, "reply_class: Input should be", off_schema_classification()),
     (MALFORMED, "the answer is not valid JSON", {"raw": MALFORMED_CLASSIFICATION_ANSWER}),
     (REFUSAL, f"the model refused: {REFUSAL_MESSAGE}", {"raw": REFUSAL_MESSAGE}),
-    (TRUNCATED, "finish_reason 'length', not 'stop'", None),
+    (TRUNCATED, "cut off at the token limit", None),
 ]
 
 

@@ -9,20 +9,19 @@ keyword rules answer instead and the failed attempt is kept for the audit trail.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from openai import APIError, AsyncOpenAI
+from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_core import ErrorDetails
 
+from dripiq_common import chat
 from dripiq_common.json_schema import strict_json_schema
 from dripiq_events.classification import AI, RULES, Classification, ReplyClassifier, RuleClassifier
 from dripiq_events.reply_classes import ReplyClass, classify_by_rules
@@ -143,7 +142,7 @@ class _Attempt:
             "model": self.model,
             "prompt_version": PROMPT_VERSION,
             "input_json": self.input_json,
-            "output_json": self.parsed.model_dump(mode="json") if self.parsed else _as_json(self.answer),
+            "output_json": self.parsed.model_dump(mode="json") if self.parsed else chat.audit_json(self.answer),
             "outcome": self.outcome,
             "error": self.error,
             "prompt_tokens": self.prompt_tokens,
@@ -163,13 +162,13 @@ class AiReplyClassifier:
     def __init__(
         self, *, client: AsyncOpenAI, model: str, concurrency: int = 8, deadline_seconds: float = 30.0
     ) -> None:
-        self._client = client
-        self._model = model
-        self._slots = asyncio.Semaphore(concurrency)
+        self._chat = chat.Chat(
+            client=client, model=model, concurrency=concurrency, call_seconds=AI_CALL_SECONDS, tokens=AI_TOKENS
+        )
         self._deadline = deadline_seconds
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._chat.aclose()
 
     async def classify(self, *, tenant_id: str, subject: str, text: str) -> Classification:
         shown = model_input(subject, text)
@@ -180,15 +179,17 @@ class AiReplyClassifier:
         except TimeoutError:
             attempt = _Attempt(
                 shown,
-                self._model,
-                _elapsed_ms(started),
+                self._chat.model,
+                chat.elapsed_ms(started),
                 "error",
                 error=f"no answer within the {self._deadline:g} s deadline",
             )
         except Exception as exc:
             # Storing the reply must not depend on the model: anything unforeseen falls back too.
             log.exception("events.reply_classifier_failed", tenant_id=tenant_id)
-            attempt = _Attempt(shown, self._model, _elapsed_ms(started), "error", error=f"{type(exc).__name__}: {exc}")
+            attempt = _Attempt(
+                shown, self._chat.model, chat.elapsed_ms(started), "error", error=f"{type(exc).__name__}: {exc}"
+            )
         if attempt.parsed is not None:
             classification = Classification(attempt.parsed.reply_class, AI, [attempt.generation()])
             log.info(
@@ -214,86 +215,33 @@ class AiReplyClassifier:
         return classification
 
     async def _attempt(self, shown: dict[str, str]) -> _Attempt:
-        started = time.perf_counter()
-        async with self._slots:
-            called = time.perf_counter()
-            try:
-                completion = await self._client.chat.completions.create(
-                    model=self._model, messages=messages_for(shown), response_format=RESPONSE_FORMAT
-                )
-            except APIError as exc:
-                AI_CALL_SECONDS.labels(result="error").observe(time.perf_counter() - called)
-                return _Attempt(shown, self._model, _elapsed_ms(started), "error", error=_describe(exc))
-            except asyncio.CancelledError:
-                # The deadline cut the call short (or the process is stopping): no answer either.
-                AI_CALL_SECONDS.labels(result="error").observe(time.perf_counter() - called)
-                raise
-            call_seconds = time.perf_counter() - called
-        answer, parsed, problem = read_answer(completion)
-        AI_CALL_SECONDS.labels(result="usable" if parsed is not None else "unusable").observe(call_seconds)
-        usage = completion.usage
-        if usage:
-            AI_TOKENS.labels(kind="prompt").inc(usage.prompt_tokens)
-            AI_TOKENS.labels(kind="completion").inc(usage.completion_tokens)
+        call = await self._chat.complete(messages_for(shown), RESPONSE_FORMAT)
+        if call.completion is None:
+            return _Attempt(shown, call.model, call.duration_ms, "error", error=call.error)
+        answer, parsed, problem = read_answer(call.completion)
+        self._chat.judged(call, usable=parsed is not None)
         return _Attempt(
             shown,
-            completion.model or self._model,
-            _elapsed_ms(started),
+            call.model,
+            call.duration_ms,
             "ok" if parsed is not None else "unusable",
             answer=answer,
             parsed=parsed,
             error=problem,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
+            prompt_tokens=call.prompt_tokens,
+            completion_tokens=call.completion_tokens,
         )
 
 
 def read_answer(completion: ChatCompletion) -> tuple[str, ReplyAnswer | None, str]:
     """The model's text, the answer if it is usable, and why it is not ("" when it is)."""
-    if not completion.choices:
-        return "", None, "the answer has no choices"
-    choice = completion.choices[0]
-    if choice.message.refusal:
-        return choice.message.refusal, None, f"the model refused: {choice.message.refusal}"
-    answer = choice.message.content or ""
-    if choice.finish_reason != "stop":
-        return answer, None, f"the answer ended with finish_reason {choice.finish_reason!r}, not 'stop'"
+    answer, problem = chat.answer_text(completion)
+    if problem:
+        return answer, None, problem
     try:
         return answer, ReplyAnswer.model_validate_json(answer), ""
     except ValidationError as exc:
-        return answer, None, "; ".join(_schema_problem(error) for error in exc.errors())
-
-
-def _schema_problem(error: ErrorDetails) -> str:
-    if error["type"] == "json_invalid":
-        return f"the answer is not valid JSON: {error['msg']}"
-    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
-    return f"{path or 'answer'}: {error['msg']}"
-
-
-def _as_json(answer: str | None) -> dict[str, Any] | None:
-    """A failed answer as stored for audit: the JSON object it was, else its raw text."""
-    if answer is None:
-        return None
-    try:
-        parsed = json.loads(answer)
-    except ValueError:
-        parsed = None
-    return parsed if isinstance(parsed, dict) else {"raw": answer}
-
-
-def _describe(exc: APIError) -> str:
-    """Why the API gave no answer, after the client's own retries."""
-    return f"{type(exc).__name__}: {exc.message}"
-
-
-def _elapsed_ms(started: float) -> int:
-    return int((time.perf_counter() - started) * 1000)
-
-
-# The client refuses to start without a key; OpenAI-compatible servers reached through
-# OPENAI_BASE_URL alone (a local model server, the fake) ignore what it sends.
-KEYLESS = "no-key"
+        return answer, None, "; ".join(chat.schema_problem(error) for error in exc.errors())
 
 
 def build_classifier(settings: EventsSettings) -> ReplyClassifier:
@@ -302,14 +250,13 @@ def build_classifier(settings: EventsSettings) -> ReplyClassifier:
     base_url = settings.openai_base_url or None
     if not api_key and not base_url:
         return RuleClassifier()
-    client = AsyncOpenAI(
-        api_key=api_key or KEYLESS,
-        base_url=base_url,
-        timeout=settings.ai_timeout_seconds,
-        max_retries=settings.ai_max_retries,
-    )
     return AiReplyClassifier(
-        client=client,
+        client=chat.client(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=settings.ai_timeout_seconds,
+            max_retries=settings.ai_max_retries,
+        ),
         model=settings.ai_model,
         concurrency=settings.ai_concurrency,
         deadline_seconds=settings.ai_classify_deadline_seconds,

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import structlog
-from openai import AsyncOpenAI
 
+from dripiq_common import chat
 from dripiq_planner.settings import PlannerSettings
 from dripiq_planner.strategist import Strategist
 from dripiq_planner.strategist.openai_strategist import OpenAIStrategist
 from dripiq_planner.strategist.template_strategist import TemplateStrategist
 
 log = structlog.get_logger(__name__)
-
-# The client refuses to start without a key; OpenAI-compatible servers reached through
-# OPENAI_BASE_URL alone (a local model server, the fake) ignore what it sends.
-KEYLESS = "no-key"
 
 
 def build_strategist(settings: PlannerSettings) -> Strategist:
@@ -28,8 +24,8 @@ def build_strategist(settings: PlannerSettings) -> Strategist:
             reason="neither OPENAI_API_KEY nor OPENAI_BASE_URL is set: strategies come from the built-in templates",
         )
         return template
-    client = AsyncOpenAI(
-        api_key=api_key or KEYLESS,
+    client = chat.client(
+        api_key=api_key,
         base_url=base_url,
         timeout=settings.ai_timeout_seconds,
         max_retries=settings.ai_max_retries,

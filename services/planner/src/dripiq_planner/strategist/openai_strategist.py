@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
-from openai import APIError, AsyncOpenAI
+from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import ErrorDetails
 
+from dripiq_common import chat
 from dripiq_common.json_schema import strict_json_schema
 from dripiq_planner.rules import ACTIONS
 from dripiq_planner.strategist import Generation, Planned, PlanningFacts, Strategist
@@ -144,7 +143,7 @@ class _Attempt:
             strategist=STRATEGIST_NAME,
             correlation_id=facts.correlation_id,
             input_json=self.input_json,
-            output_json=self.strategy.to_json() if self.strategy else _as_json(self.answer),
+            output_json=self.strategy.to_json() if self.strategy else chat.audit_json(self.answer),
             outcome=outcome,
             model=self.model,
             prompt_version=PROMPT_VERSION,
@@ -153,17 +152,6 @@ class _Attempt:
             completion_tokens=self.completion_tokens,
             duration_ms=self.duration_ms,
         )
-
-
-def _as_json(answer: str | None) -> dict[str, Any] | None:
-    """A failed answer as stored for audit: the JSON object it was, else its raw text."""
-    if answer is None:
-        return None
-    try:
-        parsed = json.loads(answer)
-    except ValueError:
-        parsed = None
-    return parsed if isinstance(parsed, dict) else {"raw": answer}
 
 
 class OpenAIStrategist:
@@ -184,14 +172,14 @@ class OpenAIStrategist:
         concurrency: int = 8,
         deadline_seconds: float = 60.0,
     ) -> None:
-        self._client = client
-        self._model = model
+        self._chat = chat.Chat(
+            client=client, model=model, concurrency=concurrency, call_seconds=AI_CALL_SECONDS, tokens=AI_TOKENS
+        )
         self._fallback = fallback
-        self._slots = asyncio.Semaphore(concurrency)
         self._deadline = deadline_seconds
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._chat.aclose()
 
     async def plan(self, facts: PlanningFacts) -> Planned:
         """A strategy within the deadline, whatever the model does: past it, the template's."""
@@ -201,7 +189,7 @@ class OpenAIStrategist:
         except TimeoutError:
             late = _Attempt(
                 {"facts": facts.as_json()},
-                self._model,
+                self._chat.model,
                 int(self._deadline * 1000),
                 problems=(f"no usable answer within {self._deadline:g} s",),
             )
@@ -231,34 +219,20 @@ class OpenAIStrategist:
         return await self._fall_back(facts, [first, second])
 
     async def _attempt(self, messages: list[ChatCompletionMessageParam], *, input_json: dict[str, Any]) -> _Attempt:
-        started = time.perf_counter()
-        try:
-            async with self._slots:
-                called = time.perf_counter()
-                try:
-                    completion = await self._client.chat.completions.create(
-                        model=self._model, messages=messages, response_format=RESPONSE_FORMAT
-                    )
-                finally:
-                    call_seconds = time.perf_counter() - called
-        except APIError as exc:
-            AI_CALL_SECONDS.labels(result="error").observe(call_seconds)
-            return _Attempt(input_json, self._model, _elapsed_ms(started), problems=(_describe(exc),))
-        answer, strategy, problems = read_answer(completion)
-        AI_CALL_SECONDS.labels(result="usable" if strategy is not None else "unusable").observe(call_seconds)
-        usage = completion.usage
-        if usage:
-            AI_TOKENS.labels(kind="prompt").inc(usage.prompt_tokens)
-            AI_TOKENS.labels(kind="completion").inc(usage.completion_tokens)
+        call = await self._chat.complete(messages, RESPONSE_FORMAT)
+        if call.completion is None:
+            return _Attempt(input_json, call.model, call.duration_ms, problems=(call.error,))
+        answer, strategy, problems = read_answer(call.completion)
+        self._chat.judged(call, usable=strategy is not None)
         return _Attempt(
             input_json,
-            completion.model or self._model,
-            _elapsed_ms(started),
+            call.model,
+            call.duration_ms,
             answer=answer,
             strategy=strategy,
             problems=tuple(problems),
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
+            prompt_tokens=call.prompt_tokens,
+            completion_tokens=call.completion_tokens,
         )
 
     def _planned(
@@ -297,18 +271,15 @@ class OpenAIStrategist:
 
 def read_answer(completion: ChatCompletion) -> tuple[str, Strategy | None, list[str]]:
     """The model's text, the strategy if it is usable, and every problem that makes it not."""
-    if not completion.choices:
-        return "", None, ["the answer has no choices"]
-    choice = completion.choices[0]
-    if choice.message.refusal:
-        return choice.message.refusal, None, [f"the model refused: {choice.message.refusal}"]
-    answer = choice.message.content or ""
-    if choice.finish_reason == "length":
-        return answer, None, ["the answer was cut off at the token limit; write shorter messages"]
+    answer, problem = chat.answer_text(
+        completion, cut_off="the answer was cut off at the token limit; write shorter messages"
+    )
+    if problem:
+        return answer, None, [problem]
     try:
         parsed = AnswerStrategy.model_validate_json(answer)
     except ValidationError as exc:
-        return answer, None, [_schema_problem(error) for error in exc.errors()]
+        return answer, None, [chat.schema_problem(error) for error in exc.errors()]
     strategy = parsed.to_strategy()
     problems = [str(violation) for violation in violations(strategy)]
     return answer, (None if problems else strategy), problems
@@ -322,19 +293,3 @@ def repair_request(problems: tuple[str, ...]) -> str:
         "Write the complete strategy again with these problems fixed, following the same "
         "instructions and using only the same facts. Answer with the JSON object only."
     )
-
-
-def _schema_problem(error: ErrorDetails) -> str:
-    if error["type"] == "json_invalid":
-        return f"the answer is not valid JSON: {error['msg']}"
-    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
-    return f"{path or 'answer'}: {error['msg']}"
-
-
-def _describe(exc: APIError) -> str:
-    """Why the API gave no answer, after the client's own retries."""
-    return f"{type(exc).__name__}: {exc.message}"
-
-
-def _elapsed_ms(started: float) -> int:
-    return int((time.perf_counter() - started) * 1000)
