@@ -44,6 +44,17 @@ from sendgrid.helpers.mail import (
 from waiting import eventually
 
 from dripiq_devtools.fake_sendgrid import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    AcceptedMessage,
+    FakeSendGrid,
+    TrackedLink,
+    UnreportableEvent,
+    build_event,
+    build_reportable_event,
+    load_or_create_private_key,
+)
+from dripiq_devtools.fake_sendgrid.errors import (
     ASM_GROUP_NOT_INTEGER,
     CATEGORIES_NOT_STRINGS,
     CATEGORY_NOT_ASCII,
@@ -58,20 +69,11 @@ from dripiq_devtools.fake_sendgrid import (
     REPLY_TO_EXCLUSIVE,
     SEND_AT_NOT_INTEGER,
     SEND_AT_TOO_FAR,
-    SIGNATURE_HEADER,
     SUBJECT_EMPTY,
-    TIMESTAMP_HEADER,
     TOO_MANY_CATEGORIES,
     TOO_MANY_PERSONALIZATIONS,
     TOO_MANY_RECIPIENTS,
     UNAUTHORIZED_MESSAGE,
-    AcceptedMessage,
-    FakeSendGrid,
-    TrackedLink,
-    UnreportableEvent,
-    build_event,
-    build_reportable_event,
-    load_or_create_private_key,
 )
 from dripiq_devtools.sendgrid_schema import is_known_erratum, mail_send_schema_errors, mail_send_schema_violations
 
