@@ -4,7 +4,7 @@ list or forget messages, read counts, post one event, queue failures, slow the a
     GET    /_fake/messages    {"messages": [...], "requests_received"} every accepted message
     DELETE /_fake/messages    forget them
     GET    /_fake/stats       {"requests_received", "accepted", "distinct_message_ids",
-                              "events_posted", "events_pending"}
+                              "events_posted", "events_pending", "failed_posts"}
     POST   /_fake/events      {"webhook_url", "x_message_id", "event", "extra"}
                               -> {"status": <webhook's HTTP status>, "event": {...}}; 409 for an
                               open or click SendGrid could not have tracked (a click takes
@@ -53,6 +53,7 @@ class ControlEndpoints:
                 "distinct_message_ids": len(distinct - {None}),
                 "events_posted": fake.events_posted,
                 "events_pending": fake.events_pending,
+                "failed_posts": fake.failed_posts,
             }
         )
 

@@ -46,6 +46,8 @@ class WebhookOutbox:
         self._queue: deque[QueuedEvent] = deque()
         self._refusals = 0
         self._retry_at = 0.0
+        # Every refused or unreachable post, consecutive or not: proof the outbox kept trying.
+        self.failed_posts = 0
 
     @property
     def pending(self) -> int:
@@ -73,6 +75,7 @@ class WebhookOutbox:
         while due > 0:
             batch = list(itertools.islice(self._queue, min(due, MAX_EVENTS_PER_POST)))
             if not await self._taken([queued.event for queued in batch]):
+                self.failed_posts += 1
                 self._refusals += 1
                 wait = self._interval_seconds * 2 ** min(self._refusals - 1, 16)
                 self._retry_at = loop.time() + min(wait, MAX_RETRY_WAIT_SECONDS)

@@ -30,6 +30,8 @@ from dripiq_devtools.local_server import LocalHttpServer
 MESSAGE_ID_HEADER = "X-Message-Id"
 MAIL_SEND_PATH = "/v3/mail/send"
 MAX_REQUEST_BYTES = 30 * 1024 * 1024
+# Names the task that posts automatic events, so a stop can be seen to have ended it.
+OUTBOX_TASK_NAME = "fake-sendgrid-webhook-outbox"
 
 _BEARER = re.compile(r"^Bearer\s+(\S+)\s*$", re.IGNORECASE)
 
@@ -139,6 +141,11 @@ class FakeSendGrid(LocalHttpServer):
         """Automatic events not yet taken by the webhook."""
         return self._outbox.pending if self._outbox else 0
 
+    @property
+    def failed_posts(self) -> int:
+        """Posts of automatic events the webhook refused or could not be reached for."""
+        return self._outbox.failed_posts if self._outbox else 0
+
     def build_app(self) -> web.Application:
         control = ControlEndpoints(self)
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
@@ -156,7 +163,7 @@ class FakeSendGrid(LocalHttpServer):
 
     async def _posting_events_automatically(self, _app: web.Application) -> AsyncIterator[None]:
         """While the app runs (aiohttp's background-task idiom), flush the outbox on its timer."""
-        task = asyncio.create_task(self._outbox.run()) if self._outbox else None
+        task = asyncio.create_task(self._outbox.run(), name=OUTBOX_TASK_NAME) if self._outbox else None
         yield
         if task is not None:
             task.cancel()
