@@ -30,10 +30,10 @@ Options (`FakeSendGrid(...)` / command line, see `__main__`):
     account_open_tracking, account_click_tracking
                                            the account's tracking, for requests that say nothing
 
-Modules, one job each: `validation` (what Mail Send refuses) in `errors`' words; `messages` and
-`tracking` (an accepted message and what SendGrid could track in it); `events` (webhook entries);
-`signing` and `outbox` (the Signed Event Webhook and the automatic events); `server` and
-`control` (the app); `__main__` (the command line).
+Its modules: `validation` (what Mail Send refuses, in the words of `errors`), `messages` and
+`tracking` (an accepted message and what SendGrid could track in it), `events` (webhook entries),
+`signing` and `outbox` (the Signed Event Webhook and the events that arrive by themselves),
+`server` and `control` (the app and its /_fake/ endpoints), `__main__` (the command line).
 """
 
 from dripiq_devtools.fake_sendgrid.events import UnreportableEvent, build_event, build_reportable_event
