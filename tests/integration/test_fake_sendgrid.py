@@ -44,6 +44,17 @@ from sendgrid.helpers.mail import (
 from waiting import eventually
 
 from dripiq_devtools.fake_sendgrid import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    AcceptedMessage,
+    FakeSendGrid,
+    TrackedLink,
+    UnreportableEvent,
+    build_event,
+    build_reportable_event,
+    load_or_create_private_key,
+)
+from dripiq_devtools.fake_sendgrid.errors import (
     ASM_GROUP_NOT_INTEGER,
     CATEGORIES_NOT_STRINGS,
     CATEGORY_NOT_ASCII,
@@ -58,21 +69,13 @@ from dripiq_devtools.fake_sendgrid import (
     REPLY_TO_EXCLUSIVE,
     SEND_AT_NOT_INTEGER,
     SEND_AT_TOO_FAR,
-    SIGNATURE_HEADER,
     SUBJECT_EMPTY,
-    TIMESTAMP_HEADER,
     TOO_MANY_CATEGORIES,
     TOO_MANY_PERSONALIZATIONS,
     TOO_MANY_RECIPIENTS,
     UNAUTHORIZED_MESSAGE,
-    AcceptedMessage,
-    FakeSendGrid,
-    TrackedLink,
-    UnreportableEvent,
-    build_event,
-    build_reportable_event,
-    load_or_create_private_key,
 )
+from dripiq_devtools.fake_sendgrid.server import OUTBOX_TASK_NAME
 from dripiq_devtools.sendgrid_schema import is_known_erratum, mail_send_schema_errors, mail_send_schema_violations
 
 API_KEY = "SG.local-test-key"
@@ -958,7 +961,7 @@ async def test_a_refused_batch_is_posted_again_later(receiver: Receiver) -> None
     refused, again, delivered = batches(receiver)
     assert again == refused and [e["event"] for e in refused] == ["processed"]
     assert [e["event"] for e in delivered] == ["delivered"]
-    assert (counts["events_posted"], counts["events_pending"]) == (2, 0)
+    assert (counts["events_posted"], counts["events_pending"], counts["failed_posts"]) == (2, 0, 1)
 
 
 @pytest.mark.parametrize(("webhook", "delay_seconds", "queued"), [(False, 0.05, 0), (True, 0, 0), (True, 60, 2)])
@@ -978,17 +981,24 @@ async def test_nothing_is_queued_to_arrive_by_itself_when_off(
 
 
 async def test_events_wait_while_the_webhook_is_unreachable_and_stopping_is_clean() -> None:
+    """Two failed posts prove the fake tried, kept the events and tried again; a stop then ends
+    the posting task instead of leaving it retrying."""
     async with FakeSendGrid() as gone:
         closed_url = f"{gone.url}/webhooks/sendgrid"
     fake = FakeSendGrid(webhook_url=closed_url, auto_events_delay_seconds=0.05)
     await fake.start()
     await raw_send(fake, valid_payload())
-    await asyncio.sleep(0.3)
-    counts = await stats(fake)
 
-    await asyncio.wait_for(fake.stop(), timeout=5)
+    async def retried() -> dict[str, Any] | None:
+        counts = await stats(fake)
+        return counts if counts["failed_posts"] >= 2 else None
+
+    counts = await eventually(retried, "a second failed post to the unreachable webhook")
+    [posting] = [task for task in asyncio.all_tasks() if task.get_name() == OUTBOX_TASK_NAME]
+    await fake.stop()
 
     assert (counts["events_posted"], counts["events_pending"]) == (0, 2)
+    assert posting.cancelled()
 
 
 def test_private_key_file_is_created_private_and_reused(tmp_path: Path) -> None:

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from dripiq_devtools.fake_openai import (
+from dripiq_devtools.fake_openai.replies import (
     REPLY_CLASSES,
     off_schema_classification,
     reply_class_of,
     reply_classification,
-    strict_schema_problem,
 )
+from dripiq_devtools.fake_openai.validation import strict_schema_problem
 from dripiq_events.ai_classifier import RESPONSE_FORMAT, ReplyAnswer
 from dripiq_events.reply_classes import ReplyClass
 

@@ -21,19 +21,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq_devtools.fake_openai import (
     MALFORMED,
-    MALFORMED_CLASSIFICATION_ANSWER,
     OFF_SCHEMA,
     RATE_LIMITED,
     REFUSAL,
-    REFUSAL_MESSAGE,
     SERVER_ERROR,
     TRUNCATED,
     VALID,
     FakeOpenAI,
+)
+from dripiq_devtools.fake_openai.replies import (
+    MALFORMED_CLASSIFICATION_ANSWER,
+    REFUSAL_MESSAGE,
     off_schema_classification,
     reply_classification,
-    strict_schema_problem,
 )
+from dripiq_devtools.fake_openai.validation import strict_schema_problem
 from dripiq_events import __main__ as events_main
 from dripiq_events import repository
 from dripiq_events.ai_classifier import (

@@ -19,12 +19,12 @@ from prometheus_client import REGISTRY
 from dripiq_devtools.fake_openai import (
     INVALID,
     MALFORMED,
-    MALFORMED_ANSWER,
     RATE_LIMITED,
     SERVER_ERROR,
     VALID,
     FakeOpenAI,
 )
+from dripiq_devtools.fake_openai.replies import MALFORMED_ANSWER
 from dripiq_planner.settings import PlannerSettings
 from dripiq_planner.strategist import PlanningFacts
 from dripiq_planner.strategist.factory import build_strategist

@@ -1,0 +1,126 @@
+"""The fake's own endpoints, under /_fake/, for tests and other processes to inspect and drive it:
+list or forget messages, read counts, post one event, queue failures, slow the answers.
+
+    GET    /_fake/messages    {"messages": [...], "requests_received"} every accepted message
+    DELETE /_fake/messages    forget them
+    GET    /_fake/stats       {"requests_received", "accepted", "distinct_message_ids",
+                              "events_posted", "events_pending", "failed_posts"}
+    POST   /_fake/events      {"webhook_url", "x_message_id", "event", "extra"}
+                              -> {"status": <webhook's HTTP status>, "event": {...}}; 409 for an
+                              open or click SendGrid could not have tracked (a click takes
+                              extra.url, one of the message's tracked links; default: the first)
+    POST   /_fake/failures    {"status", "count"}: the next sends answer with that status
+    POST   /_fake/latency     {"seconds"}: slow every answer from now on
+    GET    /_fake/public-key  {"public_key": <base64 DER SubjectPublicKeyInfo>}
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from dripiq_devtools.fake_sendgrid.events import UnreportableEvent, build_reportable_event
+
+if TYPE_CHECKING:
+    from dripiq_devtools.fake_sendgrid.server import FakeSendGrid
+
+_TRIGGER_FIELDS = ("webhook_url", "x_message_id", "event")
+
+
+class ControlEndpoints:
+    """The /_fake/* handlers over one fake; the fake's app routes to them."""
+
+    def __init__(self, fake: FakeSendGrid) -> None:
+        self._fake = fake
+
+    async def list_messages(self, _request: web.Request) -> web.Response:
+        fake = self._fake
+        return web.json_response(
+            {"messages": [m.to_json() for m in fake.messages], "requests_received": fake.requests_received}
+        )
+
+    async def stats(self, _request: web.Request) -> web.Response:
+        """Counts without the messages, for runs too large to list."""
+        fake = self._fake
+        distinct = {m.custom_args.get("message_id") for m in fake.messages}
+        return web.json_response(
+            {
+                "requests_received": fake.requests_received,
+                "accepted": len(fake.messages),
+                "distinct_message_ids": len(distinct - {None}),
+                "events_posted": fake.events_posted,
+                "events_pending": fake.events_pending,
+                "failed_posts": fake.failed_posts,
+            }
+        )
+
+    async def clear_messages(self, _request: web.Request) -> web.Response:
+        cleared = len(self._fake.messages)
+        self._fake.clear()
+        return web.json_response({"cleared": cleared})
+
+    async def public_key(self, _request: web.Request) -> web.Response:
+        return web.json_response({"public_key": self._fake.public_key_base64})
+
+    async def inject_failures(self, request: web.Request) -> web.Response:
+        spec = await _json_object(request)
+        status, count = spec.get("status"), spec.get("count", 1)
+        if not isinstance(status, int) or not isinstance(count, int) or count < 1:
+            return _control_error(HTTPStatus.BAD_REQUEST, "expected status and count >= 1")
+        try:
+            self._fake.fail_next(status, count)
+        except ValueError:
+            return _control_error(HTTPStatus.BAD_REQUEST, f"unknown HTTP status {status}")
+        return web.json_response({"pending": self._fake.failures_pending})
+
+    async def set_latency(self, request: web.Request) -> web.Response:
+        """Slow every answer from now on, e.g. to catch a sender in the middle of a call."""
+        seconds = (await _json_object(request)).get("seconds")
+        if not isinstance(seconds, int | float) or not 0 <= seconds <= 60:
+            return _control_error(HTTPStatus.BAD_REQUEST, "expected seconds between 0 and 60")
+        self._fake.latency_seconds = float(seconds)
+        return web.json_response({"latency_seconds": self._fake.latency_seconds})
+
+    async def trigger_event(self, request: web.Request) -> web.Response:
+        spec = await _json_object(request)
+        webhook_url, x_message_id, event = (spec.get(k) for k in _TRIGGER_FIELDS)
+        extra = spec.get("extra") or {}
+        if not (
+            isinstance(webhook_url, str)
+            and webhook_url
+            and isinstance(x_message_id, str)
+            and x_message_id
+            and isinstance(event, str)
+            and event
+        ):
+            required = ", ".join(_TRIGGER_FIELDS)
+            return _control_error(HTTPStatus.BAD_REQUEST, f"{required} are required")
+        if not isinstance(extra, dict):
+            return _control_error(HTTPStatus.BAD_REQUEST, "extra must be an object")
+        message = self._fake.find(x_message_id)
+        if message is None:
+            return _control_error(HTTPStatus.NOT_FOUND, f"no accepted message {x_message_id}")
+        try:
+            built = build_reportable_event(message, event, **extra)
+        except UnreportableEvent as exc:
+            return _control_error(HTTPStatus.CONFLICT, str(exc))
+        try:
+            status = await self._fake.post_events(webhook_url, [built])
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return _control_error(HTTPStatus.BAD_GATEWAY, f"webhook unreachable: {exc!r}")
+        return web.json_response({"status": status, "event": built})
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        spec = await request.json()
+    except ValueError:
+        return {}
+    return spec if isinstance(spec, dict) else {}
+
+
+def _control_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
