@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 from test_dispatch import command, identity, new_dispatcher, received, stored
+from waiting import eventually
 
 from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams, Subjects
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
@@ -50,27 +51,27 @@ async def test_an_outage_stops_the_worker_fetching_and_a_probe_resumes_it(
     await js.add_consumer(Streams.DISPATCHER_SEND.name, spec.config())
     task = asyncio.create_task(worker.run())
     try:
-        for _ in range(200):
-            if breaker.state == BreakerState.OPEN:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: breaker.state == BreakerState.OPEN, "the breaker opened")
         failed_before_open = fake.requests_received - requests
         # Open: a few batches at most were tried (4 failures in a row open it; batches of 2).
-        assert breaker.state == BreakerState.OPEN and failed_before_open <= 6
-        # Probes come every cool-down, one batch each, while SendGrid stays down.
-        await asyncio.sleep(1.5)
+        assert failed_before_open <= 6
+        # While SendGrid stays down, each cool-down lets one batch out as a probe, whose
+        # failure opens the breaker again: two failed probes, then count what they sent.
+        await eventually(lambda: breaker.openings >= 3, "two probes failed", seconds=30)
+        probes = breaker.openings - 1
         probed = fake.requests_received - requests - failed_before_open
-        assert 1 <= probed <= 6, probed
+        assert 1 <= probed <= 2 * (probes + 1), (probes, probed)
         info = await js.consumer_info(Streams.DISPATCHER_SEND.name, spec.durable)
         assert info.num_pending >= 20 - failed_before_open - probed - 2, "the rest waits on the stream"
 
         # SendGrid is back: the next probe is answered, the breaker closes, the stream drains.
         fake.clear_failures()
-        for _ in range(300):
+
+        async def drained() -> bool:
             info = await js.consumer_info(Streams.DISPATCHER_SEND.name, spec.durable)
-            if info.num_pending == 0 and info.num_ack_pending == 0:
-                break
-            await asyncio.sleep(0.05)
+            return info.num_pending == 0 and info.num_ack_pending == 0
+
+        await eventually(drained, "the stream drained after SendGrid came back", seconds=30)
     finally:
         fake.clear_failures()
         worker.stop()

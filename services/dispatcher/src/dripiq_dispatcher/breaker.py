@@ -43,6 +43,11 @@ class ProviderBreaker:
     _until: float = 0.0
     _probe_since: float | None = field(default=None)
 
+    @property
+    def openings(self) -> int:
+        """Times it opened since it last closed: the first opening, then one per failed probe."""
+        return self._openings
+
     def hold(self) -> float:
         """Seconds the send worker should wait before its next fetch; 0: fetch now. Half open,
         fetches go on (an empty stream has nothing to probe with) until a batch starts its
