@@ -20,6 +20,7 @@ import pytest_asyncio
 from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from waiting import eventually
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import messages_pb2
@@ -444,10 +445,11 @@ async def test_answer_settles_a_message_a_redelivery_parked_during_the_call(engi
             dispatcher = new_dispatcher(engine, patient)
             cmd = command(tenant_id, await identity(engine, tenant_id))
             first = asyncio.create_task(dispatcher.handle_send(cmd.SerializeToString()))
-            for _ in range(500):
-                if await stored_status(engine, cmd.message_id) == "sending":
-                    break
-                await asyncio.sleep(0.01)
+
+            async def calling() -> bool:
+                return await stored_status(engine, cmd.message_id) == "sending"
+
+            await eventually(calling, "the provider call under way", every=0.01)
             # JetStream's ack wait ran out during the call and delivered the command again.
             await dispatcher.handle_send(cmd.SerializeToString())
             assert await stored_status(engine, cmd.message_id) == "unknown"
@@ -609,11 +611,12 @@ async def test_worker_sends_once_despite_a_duplicate_command(engine, js, nats_co
     await js.add_consumer(Streams.DISPATCHER_SEND.name, spec.config())
     task = asyncio.create_task(worker.run())
     try:
-        for _ in range(100):
+
+        async def drained() -> bool:
             info = await js.consumer_info(Streams.DISPATCHER_SEND.name, spec.durable)
-            if info.num_ack_pending == 0 and info.num_pending == 0 and info.delivered.stream_seq:
-                break
-            await asyncio.sleep(0.05)
+            return info.num_ack_pending == 0 and info.num_pending == 0 and bool(info.delivered.stream_seq)
+
+        await eventually(drained, "both copies delivered and acked")
     finally:
         worker.stop()
         await task

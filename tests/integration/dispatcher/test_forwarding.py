@@ -21,6 +21,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from grpc_support import dispatcher_api, violated_fields
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
+from waiting import eventually
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
@@ -346,11 +347,12 @@ async def test_answer_settles_a_forward_a_redelivery_parked_during_the_call(engi
         try:
             forwarder = ReplyForwarder(engine, ManualClock(T0), patient, MAX_ATTEMPTS)
             first = asyncio.create_task(forwarder.handle(cmd.SerializeToString()))
-            for _ in range(500):
+
+            async def calling() -> bool:
                 row = await forward_row(engine, tenant_id, cmd.inbound_id)
-                if row is not None and row.status == "sending":
-                    break
-                await asyncio.sleep(0.01)
+                return row is not None and row.status == "sending"
+
+            await eventually(calling, "the forward's provider call under way", every=0.01)
             # JetStream's ack wait ran out during the call and delivered the command again.
             await forwarder.handle(cmd.SerializeToString())
             assert (await forward_row(engine, tenant_id, cmd.inbound_id)).status == "unknown"
@@ -527,11 +529,12 @@ async def test_worker_forwards_once_despite_a_duplicate_command(
     await js.add_consumer(Streams.DISPATCHER_FORWARD.name, spec.config())
     task = asyncio.create_task(worker.run())
     try:
-        for _ in range(100):
+
+        async def drained() -> bool:
             info = await js.consumer_info(Streams.DISPATCHER_FORWARD.name, spec.durable)
-            if info.num_ack_pending == 0 and info.num_pending == 0 and info.delivered.stream_seq:
-                break
-            await asyncio.sleep(0.05)
+            return info.num_ack_pending == 0 and info.num_pending == 0 and bool(info.delivered.stream_seq)
+
+        await eventually(drained, "both copies delivered and acked")
     finally:
         worker.stop()
         await task

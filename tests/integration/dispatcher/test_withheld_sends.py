@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from test_dispatch import T0, command, identity, new_dispatcher, outcomes, rate_limits_of, received, stored
 from test_rate_limits import timer_commands
+from waiting import eventually
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import messages_pb2
@@ -176,12 +177,11 @@ async def test_a_stop_during_a_batch_holds_every_command_admitted_after_it(engin
     try:
         in_flight = asyncio.create_task(dispatcher.handle_sends([c.SerializeToString() for c in early]))
         # The stop arrives while the early batch waits on the provider.
-        for _ in range(200):
-            if all([(await stored_or_none(engine, c.message_id)) == "sending" for c in early]):
-                break
-            await asyncio.sleep(0.01)
-        else:
-            raise AssertionError("the early batch was never admitted")
+
+        async def admitted() -> bool:
+            return all([(await stored_or_none(engine, c.message_id)) == "sending" for c in early])
+
+        await eventually(admitted, "the early batch admitted", every=0.01)
         await states.handle([status_fact(tenant_id, "camp-race", "canceled", 1, "reply")])
         await dispatcher.handle_sends([c.SerializeToString() for c in late])
         await in_flight

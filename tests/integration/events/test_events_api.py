@@ -15,6 +15,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 from sqlalchemy import insert, select, text
+from waiting import eventually
 
 from dripiq.events.v1 import events_service_pb2 as pb
 from dripiq.events.v1 import events_service_pb2_grpc as pb_grpc
@@ -172,10 +173,12 @@ async def test_the_maintainer_counts_its_rounds_for_operators(engine):
     ok = REGISTRY.get_sample_value("dripiq_loop_rounds_total", {"loop": "partitions", "result": "ok"}) or 0
     maintainer = PartitionMaintainer(engine, ManualClock(datetime(2040, 1, 15, tzinfo=UTC)), 2, interval_seconds=60)
     running = asyncio.create_task(maintainer.run())
-    for _ in range(100):
-        if (REGISTRY.get_sample_value("dripiq_loop_rounds_total", {"loop": "partitions", "result": "ok"}) or 0) > ok:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(
+        lambda: (
+            (REGISTRY.get_sample_value("dripiq_loop_rounds_total", {"loop": "partitions", "result": "ok"}) or 0) > ok
+        ),
+        "a partition round counted",
+    )
     maintainer.stop()
     await asyncio.wait_for(running, timeout=5)
     assert REGISTRY.get_sample_value("dripiq_loop_rounds_total", {"loop": "partitions", "result": "ok"}) == ok + 1
