@@ -15,6 +15,7 @@ from dripiq_common.errors import PermanentMessageError
 from dripiq_events import domain
 from dripiq_events.domain import Outbound
 from dripiq_events.partitions import months_to_cover
+from dripiq_events.storable import MAX_RAW_DEPTH, loads_json
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 KNOWN = Outbound("m-1", "t-1", "camp-1", 3, "contact-1", "ada@example.com")
@@ -153,7 +154,7 @@ def test_the_clean_body_shortcut_parses_exactly_as_scrubbing_every_entry(items, 
     # Text with NUL and lone surrogates included: the shortcut must notice them in the body.
     body = json.dumps(items, ensure_ascii=ensure_ascii).encode("utf-8", "surrogatepass")
     shortcut = domain.parse_event_batch(body, received_at=NOW)
-    scrubbed = [domain.parse_event(item, received_at=NOW) for item in domain.loads_json(body)]
+    scrubbed = [domain.parse_event(item, received_at=NOW) for item in loads_json(body)]
     unique = {(e.provider_event_id, e.occurred_at): e for e in reversed(scrubbed)}
     assert shortcut == [unique[(e.provider_event_id, e.occurred_at)] for e in shortcut]
     assert len(shortcut) == len(unique)
@@ -179,7 +180,7 @@ def test_engagement_keeps_the_moment_to_the_microsecond(moment):
     assert domain.engagement(reply, event_id=1).occurred_at.ToDatetime(tzinfo=UTC) == moment
 
 
-@pytest.mark.parametrize("depth", range(domain.MAX_RAW_DEPTH - 2, domain.MAX_RAW_DEPTH + 3))
+@pytest.mark.parametrize("depth", range(MAX_RAW_DEPTH - 2, MAX_RAW_DEPTH + 3))
 @pytest.mark.parametrize("container", ["dict", "list"])
 def test_the_clean_body_shortcut_cuts_nesting_where_scrubbing_does(depth, container):
     nested: object = "leaf"
@@ -192,5 +193,5 @@ def test_the_clean_body_shortcut_cuts_nesting_where_scrubbing_does(depth, contai
 
     assert shortcut == domain.parse_event(json.loads(body)[0], received_at=NOW)
     # The entry itself is depth 0, so its value sits at depth 1 and `depth` more levels below.
-    cut = depth + 1 > domain.MAX_RAW_DEPTH
+    cut = depth + 1 > MAX_RAW_DEPTH
     assert ("<nested too deeply>" in json.dumps(shortcut.raw)) == cut

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import events_service_pb2 as api_pb
 from dripiq.events.v1 import messages_pb2
@@ -24,6 +22,7 @@ from dripiq_common.engagement import TASK_ENGAGEMENT, task_event_id
 from dripiq_common.errors import PermanentMessageError
 from dripiq_events import reply_text
 from dripiq_events.classification import Classification
+from dripiq_events.storable import loads_json, nesting_fits, scrub, strings_storable
 
 if TYPE_CHECKING:
     from dripiq_events.inbound import InboundMail
@@ -42,12 +41,6 @@ _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,39}")
 # Ids go into indexes (a btree row holds at most ~2.7 kB): ours are far shorter, so a longer
 # custom arg is not ours, and a longer event id is hashed.
 MAX_ID_LENGTH = 255
-# Nesting kept in a stored raw event; deeper values are replaced by a marker.
-MAX_RAW_DEPTH = 32
-# What in a JSON body can make a string PostgreSQL refuses: an escaped NUL, an escaped
-# surrogate (a pair is fine, but telling pairs apart is scrub's job), or a raw one (the json
-# module decodes bytes with surrogatepass). A body without any needs no string scrubbed.
-_UNSTORABLE = re.compile(rb"\\u0000|\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 STEP_INDEX_LIMIT = 10_000
 
 
@@ -126,34 +119,6 @@ class NewEvent:
         return self.provider, self.provider_event_id, self.occurred_at
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number out of range: {text[:40]}")
-    return value
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def loads_json(body: bytes | str) -> Any:
-    """Strict JSON: NaN, Infinity and numbers too large for a double are refused (PostgreSQL's
-    jsonb refuses them too), and nesting too deep to parse is ValueError like any bad body.
-
-    orjson parses first (a webhook batch several times faster); what it refuses (lone
-    surrogates, deep nesting, out-of-range numbers) gets the json module's verdict. An integer
-    past 64 bits comes back from orjson as a float."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(body, parse_float=_finite, parse_constant=_no_constant)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-
-
 def parse_event_batch(body: bytes, *, received_at: datetime) -> list[ProviderEvent]:
     """The events of one batch, each once; a malformed entry becomes a `rejected` event."""
     try:
@@ -162,8 +127,7 @@ def parse_event_batch(body: bytes, *, received_at: datetime) -> list[ProviderEve
         raise PermanentMessageError(f"SendGrid batch is not JSON: {exc}") from exc
     if not isinstance(items, list):
         raise PermanentMessageError("SendGrid batch is not a JSON array")
-    # Most bodies have no NUL and no surrogate anywhere: then only nesting needs scrubbing.
-    clean = (b"\\u" not in body and b"\xed" not in body) or _UNSTORABLE.search(body) is None
+    clean = strings_storable(body)
     unique: dict[tuple[str, datetime], ProviderEvent] = {}
     for item in items:
         event = parse_event(item, received_at=received_at, clean_strings=clean)
@@ -174,7 +138,7 @@ def parse_event_batch(body: bytes, *, received_at: datetime) -> list[ProviderEve
 def parse_event(item: Any, *, received_at: datetime, clean_strings: bool = False) -> ProviderEvent:
     """One entry of a batch; `clean_strings` when the body is known to hold no string that
     scrub() would change, so a flat entry is kept as it is."""
-    if not (clean_strings and type(item) is dict and _fits(item, 0)):
+    if not (clean_strings and type(item) is dict and nesting_fits(item, 0)):
         item = scrub(item)
     event_id = _text(item.get("sg_event_id")) if isinstance(item, dict) else None
     # An id too long to index is hashed: a replay still hashes the same.
@@ -552,35 +516,6 @@ def _text(value: Any) -> str | None:
 def _id(value: Any) -> str | None:
     text = _text(value)
     return text if text is not None and len(text) <= MAX_ID_LENGTH else None
-
-
-def scrub(value: Any, depth: int = 0) -> Any:
-    """What PostgreSQL can store: no NUL characters (refused in text and jsonb) and no lone
-    surrogates (not UTF-8), nesting cut at MAX_RAW_DEPTH. One such value must not make a whole
-    batch fail forever."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            value = value.replace("\x00", "")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            value = value.encode("utf-8", "replace").decode("utf-8")
-        return value
-    if isinstance(value, list | dict) and depth >= MAX_RAW_DEPTH:
-        return "<nested too deeply>"
-    if isinstance(value, list):
-        return [scrub(v, depth + 1) for v in value]
-    if isinstance(value, dict):
-        return {scrub(k, depth + 1): scrub(v, depth + 1) for k, v in value.items()}
-    return value
-
-
-def _fits(value: dict[str, Any] | list[Any], depth: int) -> bool:
-    """No container in `value` (itself at `depth`) so deep that scrub() would cut it."""
-    for child in value.values() if type(value) is dict else value:
-        if (type(child) is dict or type(child) is list) and (depth + 1 >= MAX_RAW_DEPTH or not _fits(child, depth + 1)):
-            return False
-    return True
 
 
 def _int(value: Any) -> int | None:
