@@ -25,7 +25,7 @@ from dripiq_common.errors import InvalidArgument, NotFound, PermanentMessageErro
 from dripiq_common.jetstream import Subjects, decode
 from dripiq_common.outbox import OutboxMessage
 from dripiq_common.tokens import TokenSigner, token_from_reply_address
-from dripiq_events import autoreply_dates, domain, inbound, reply_text, repository
+from dripiq_events import autoreply_dates, domain, inbound, reply_text, repository, sendgrid_events
 from dripiq_events.classification import ReplyClassifier, RuleClassifier
 from dripiq_events.domain import NewEvent, Outbound
 from dripiq_events.models import outbox as outbox_table
@@ -131,7 +131,7 @@ class EventIngest:
         return result
 
     async def _sendgrid_events(self, body: bytes, received_at: datetime) -> IngestResult:
-        events = domain.parse_event_batch(body, received_at=received_at)
+        events = sendgrid_events.parse_event_batch(body, received_at=received_at)
         async with self.engine.begin() as conn:
             by_message_id = await repository.outbound_by_message_ids(
                 conn, message_ids=[e.message_id for e in events if e.message_id]
