@@ -13,6 +13,7 @@ from dripiq.events.v1 import messages_pb2
 from dripiq_common import engagement
 from dripiq_common.errors import PermanentMessageError
 from dripiq_events import domain
+from dripiq_events.correlation import correlate
 from dripiq_events.domain import Outbound
 from dripiq_events.partitions import months_to_cover
 from dripiq_events.sendgrid_events import parse_event, parse_event_batch
@@ -64,7 +65,7 @@ def test_bounce_reason_is_the_bounce_type():
 def test_malformed_entries_are_rejected_at_receipt_time(item):
     parsed = parse_event(item, received_at=NOW)
     assert (parsed.event_type, parsed.occurred_at) == (domain.REJECTED, NOW)
-    assert domain.correlate(parsed, by_message_id={"m-1": KNOWN}, by_provider_id={}).matched is False
+    assert correlate(parsed, by_message_id={"m-1": KNOWN}, by_provider_id={}).matched is False
 
 
 def test_entries_without_sg_event_id_get_a_stable_id():
@@ -83,30 +84,30 @@ def test_a_batch_lists_each_event_once_and_must_be_an_array():
 
 def test_nul_characters_are_dropped_before_they_reach_postgres():
     parsed = parse_event(event(url="https://x.test/\x00a", extra={"k\x00": ["v\x00"]}), received_at=NOW)
-    stored = domain.correlate(parsed, by_message_id={}, by_provider_id={})
+    stored = correlate(parsed, by_message_id={}, by_provider_id={})
     assert stored.url == "https://x.test/a"
     assert stored.raw_event["extra"] == {"k": ["v"]}
 
 
 def test_correlation_prefers_our_record_and_refuses_a_foreign_tenant():
     by_custom_arg = parse_event(event(tenant_id="t-1", message_id="m-1", campaign_id="other"), received_at=NOW)
-    matched = domain.correlate(by_custom_arg, by_message_id={"m-1": KNOWN}, by_provider_id={})
+    matched = correlate(by_custom_arg, by_message_id={"m-1": KNOWN}, by_provider_id={})
     assert (matched.matched, matched.campaign_id, matched.contact_id) == (True, "camp-1", "contact-1")
 
     foreign = parse_event(event(tenant_id="t-2", message_id="m-1"), received_at=NOW)
-    assert not domain.correlate(foreign, by_message_id={"m-1": KNOWN}, by_provider_id={"xmsg": KNOWN}).matched
+    assert not correlate(foreign, by_message_id={"m-1": KNOWN}, by_provider_id={"xmsg": KNOWN}).matched
 
 
 def test_correlation_falls_back_to_the_provider_message_id():
     parsed = parse_event(event(), received_at=NOW)
-    matched = domain.correlate(parsed, by_message_id={}, by_provider_id={"xmsg": KNOWN})
+    matched = correlate(parsed, by_message_id={}, by_provider_id={"xmsg": KNOWN})
     assert (matched.tenant_id, matched.message_id) == ("t-1", "m-1")
-    assert not domain.correlate(parsed, by_message_id={}, by_provider_id={}).matched
+    assert not correlate(parsed, by_message_id={}, by_provider_id={}).matched
 
 
 def test_engagement_subject_and_fields():
     parsed = parse_event(event(event="click", url="https://x.test"), received_at=NOW)
-    stored = domain.correlate(parsed, by_message_id={}, by_provider_id={"xmsg": KNOWN})
+    stored = correlate(parsed, by_message_id={}, by_provider_id={"xmsg": KNOWN})
     fact = domain.engagement(stored, event_id=42)
     assert (fact.event_id, fact.url, fact.step_index, fact.email) == ("42", "https://x.test", 3, "ada@example.com")
     assert fact.occurred_at.ToDatetime(tzinfo=UTC) == parsed.occurred_at
@@ -115,7 +116,7 @@ def test_engagement_subject_and_fields():
     assert isinstance(message.message, messages_pb2.EngagementBatch)
     assert list(message.message.events) == [fact]
     with pytest.raises(ValueError):
-        domain.engagement(domain.correlate(parsed, by_message_id={}, by_provider_id={}), event_id=1)
+        domain.engagement(correlate(parsed, by_message_id={}, by_provider_id={}), event_id=1)
 
 
 def test_partitions_cover_last_month_to_months_ahead_across_a_year_end():

@@ -6,7 +6,6 @@ No I/O here: the ingest service feeds these functions rows it read and stores wh
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,6 @@ from dripiq_events.classification import Classification
 
 if TYPE_CHECKING:
     from dripiq_events.inbound import InboundMail
-    from dripiq_events.sendgrid_events import ProviderEvent
 
 PROVIDER_SENDGRID = "sendgrid"
 PROVIDER_INBOUND = "sendgrid-inbound"
@@ -88,62 +86,6 @@ class NewEvent:
     def key(self) -> tuple[str, str, datetime]:
         """The natural key the table dedupes on."""
         return self.provider, self.provider_event_id, self.occurred_at
-
-
-def correlate(
-    event: ProviderEvent,
-    *,
-    by_message_id: Mapping[str, Outbound],
-    by_provider_id: Mapping[str, Outbound],
-) -> NewEvent:
-    """Tie an event to its message: by our `message_id` custom arg, else by SendGrid's id.
-
-    The custom args alone are enough (the dispatcher may still be waiting for a webhook to
-    prove an uncertain send went out, before we saw its "sent" outcome). When we do know the
-    message, its facts win, and a tenant that disagrees with ours is not trusted.
-    """
-    if event.event_type == REJECTED:
-        return _stored(event)
-    if event.message_id:
-        known = by_message_id.get(event.message_id)
-        tenant = event.tenant_id or (known.tenant_id if known else None)
-        if known is not None:
-            return _stored(event, outbound=known) if known.tenant_id == tenant else _stored(event)
-        if tenant and validation.TENANT.match(tenant):
-            return _stored(event, tenant_id=tenant)
-    known = by_provider_id.get(event.provider_message_id or "")
-    if known is not None and event.tenant_id in (None, known.tenant_id):
-        return _stored(event, outbound=known)
-    return _stored(event)
-
-
-def _stored(event: ProviderEvent, *, outbound: Outbound | None = None, tenant_id: str | None = None) -> NewEvent:
-    """The row for an event: tied to our record, to its custom args' tenant alone, or unmatched."""
-    row = NewEvent(
-        provider=PROVIDER_SENDGRID,
-        provider_event_id=event.provider_event_id,
-        event_type=event.event_type,
-        occurred_at=event.occurred_at,
-        matched=outbound is not None or tenant_id is not None,
-        provider_message_id=event.provider_message_id,
-        email=event.email,
-        machine_open=event.machine_open,
-        url=event.url,
-        reason=event.reason,
-        raw_event=event.raw,
-    )
-    if outbound is not None:
-        row.tenant_id = outbound.tenant_id
-        row.message_id = outbound.message_id
-        row.campaign_id = outbound.campaign_id
-        row.step_index = outbound.step_index
-        row.contact_id = outbound.contact_id
-    elif tenant_id is not None:
-        row.tenant_id = tenant_id
-        row.message_id = event.message_id
-        row.campaign_id = event.campaign_id
-        row.step_index = event.step_index
-    return row
 
 
 def reply_event(

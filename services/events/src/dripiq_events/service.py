@@ -24,8 +24,8 @@ from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument, NotFound, PermanentMessageError
 from dripiq_common.jetstream import Subjects, decode
 from dripiq_common.outbox import OutboxMessage
-from dripiq_common.tokens import TokenSigner, token_from_reply_address
-from dripiq_events import autoreply_dates, domain, inbound, reply_text, repository, sendgrid_events
+from dripiq_common.tokens import TokenSigner
+from dripiq_events import autoreply_dates, correlation, domain, inbound, reply_text, repository, sendgrid_events
 from dripiq_events.classification import ReplyClassifier, RuleClassifier
 from dripiq_events.domain import NewEvent, Outbound
 from dripiq_events.models import outbox as outbox_table
@@ -133,19 +133,7 @@ class EventIngest:
     async def _sendgrid_events(self, body: bytes, received_at: datetime) -> IngestResult:
         events = sendgrid_events.parse_event_batch(body, received_at=received_at)
         async with self.engine.begin() as conn:
-            by_message_id = await repository.outbound_by_message_ids(
-                conn, message_ids=[e.message_id for e in events if e.message_id]
-            )
-            # SendGrid's id is only asked for where our own message_id did not find the message.
-            by_provider_id = await repository.outbound_by_provider_ids(
-                conn,
-                provider_message_ids=[
-                    e.provider_message_id
-                    for e in events
-                    if e.provider_message_id and (e.message_id is None or e.message_id not in by_message_id)
-                ],
-            )
-            rows = [domain.correlate(e, by_message_id=by_message_id, by_provider_id=by_provider_id) for e in events]
+            rows = await correlation.correlate_batch(conn, events)
             stored = await self._store(conn, rows, received_at)
         rejected = sum(1 for row in rows if row.event_type == domain.REJECTED)
         result = IngestResult(
@@ -178,11 +166,11 @@ class EventIngest:
         mail = inbound.parse_inbound(body, content_type)
         auto_reason = inbound.auto_reply_reason(mail)
         dedupe_key = "sha256:" + hashlib.sha256(body).hexdigest()
-        token_message_id = self._reply_token_message_id(mail.recipient_addresses)
+        token_message_id = correlation.reply_token_message_id(self.signer, mail.recipient_addresses)
         async with self.engine.connect() as conn:
             if await repository.inbound_stored(conn, dedupe_key=dedupe_key):
                 return IngestResult(received=1)
-            outbound = await self._replied_message(conn, token_message_id, mail.referenced_message_ids)
+            outbound = await correlation.replied_message(conn, token_message_id, mail.referenced_message_ids)
         if outbound is None and token_message_id and not last_attempt:
             # Our signed reply address proves the message was sent; its SENT outcome can
             # reach us after a quick reply does.
@@ -266,26 +254,6 @@ class EventIngest:
         text = mail.text or reply_text.plain_text(mail.html)
         classified = await self.classifier.classify(tenant_id=outbound.tenant_id, subject=mail.subject, text=text)
         return domain.ReplyReading(classification=classified)
-
-    def _reply_token_message_id(self, addresses: Sequence[str]) -> str | None:
-        for address in addresses:
-            token = token_from_reply_address(address)
-            message_id = self.signer.parse_reply_token(token) if token else None
-            if message_id:
-                return message_id
-        return None
-
-    async def _replied_message(
-        self, conn: AsyncConnection, token_message_id: str | None, referenced: Sequence[str]
-    ) -> Outbound | None:
-        """The message a reply answers: the signed reply address first (it survives clients
-        that drop threading headers), else the first of our Message-IDs it references."""
-        if token_message_id:
-            found = await repository.outbound_by_message_ids(conn, message_ids=[token_message_id])
-            if token_message_id in found:
-                return found[token_message_id]
-        by_rfc = await repository.outbound_by_rfc_ids(conn, rfc_message_ids=referenced)
-        return next((by_rfc[ref] for ref in referenced if ref in by_rfc), None)
 
     async def _unsubscribe(self, fields: dict[str, str], received_at: datetime) -> IngestResult:
         """A one-click unsubscribe the edge took (its signed token named tenant and message):
