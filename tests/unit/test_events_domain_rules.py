@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from dripiq.events.v1 import messages_pb2
 from dripiq_common import engagement
 from dripiq_common.errors import PermanentMessageError
-from dripiq_events import domain
+from dripiq_events import convert, domain
 from dripiq_events.correlation import correlate
 from dripiq_events.domain import Outbound
 from dripiq_events.partitions import months_to_cover
@@ -108,7 +108,7 @@ def test_correlation_falls_back_to_the_provider_message_id():
 def test_engagement_subject_and_fields():
     parsed = parse_event(event(event="click", url="https://x.test"), received_at=NOW)
     stored = correlate(parsed, by_message_id={}, by_provider_id={"xmsg": KNOWN})
-    fact = domain.engagement(stored, event_id=42)
+    fact = convert.engagement_event(stored, event_id=42)
     assert (fact.event_id, fact.url, fact.step_index, fact.email) == ("42", "https://x.test", 3, "ada@example.com")
     assert fact.occurred_at.ToDatetime(tzinfo=UTC) == parsed.occurred_at
     [message] = engagement.outbox_messages([fact])
@@ -116,7 +116,7 @@ def test_engagement_subject_and_fields():
     assert isinstance(message.message, messages_pb2.EngagementBatch)
     assert list(message.message.events) == [fact]
     with pytest.raises(ValueError):
-        domain.engagement(correlate(parsed, by_message_id={}, by_provider_id={}), event_id=1)
+        convert.engagement_event(correlate(parsed, by_message_id={}, by_provider_id={}), event_id=1)
 
 
 def test_partitions_cover_last_month_to_months_ahead_across_a_year_end():
@@ -179,7 +179,7 @@ def test_engagement_keeps_the_moment_to_the_microsecond(moment):
         raw_event={},
         reply=domain.ReplyFacts(inbound_id=1, snippet="Sounds good"),
     )
-    assert domain.engagement(reply, event_id=1).occurred_at.ToDatetime(tzinfo=UTC) == moment
+    assert convert.engagement_event(reply, event_id=1).occurred_at.ToDatetime(tzinfo=UTC) == moment
 
 
 @pytest.mark.parametrize("depth", range(MAX_RAW_DEPTH - 2, MAX_RAW_DEPTH + 3))

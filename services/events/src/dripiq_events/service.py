@@ -25,7 +25,16 @@ from dripiq_common.errors import InvalidArgument, NotFound, PermanentMessageErro
 from dripiq_common.jetstream import Subjects, decode
 from dripiq_common.outbox import OutboxMessage
 from dripiq_common.tokens import TokenSigner
-from dripiq_events import autoreply_dates, correlation, domain, inbound, reply_text, repository, sendgrid_events
+from dripiq_events import (
+    autoreply_dates,
+    convert,
+    correlation,
+    domain,
+    inbound,
+    reply_text,
+    repository,
+    sendgrid_events,
+)
 from dripiq_events.classification import ReplyClassifier, RuleClassifier
 from dripiq_events.domain import NewEvent, Outbound
 from dripiq_events.models import outbox as outbox_table
@@ -95,9 +104,10 @@ class EventIngest:
         for data in batch:
             outcome = decode(dispatcher_pb.MessageOutcome, data)
             if outcome.kind == dispatcher_pb.OUTCOME_KIND_SENT:
-                message = domain.sent_message(outcome, now=now)
+                message = convert.sent_message(outcome, now=now)
                 sent.append(message)
-                if (event := domain.task_event(outcome, message)) is not None:
+                event = domain.task_event(message, channel=outcome.channel, task_outcome=outcome.task_outcome)
+                if event is not None:
                     task_events.append(event)
         if sent:
             async with self.engine.begin() as conn:
@@ -194,7 +204,7 @@ class EventIngest:
                 # reaches someone: the dispatcher knows whose message it is.
                 forwarded = token_message_id is not None and auto_reason is None
                 if forwarded and token_message_id is not None:
-                    forward = domain.forward_command(
+                    forward = convert.forward_reply_command(
                         None, message_id=token_message_id, inbound_id=inbound_id, row=row, received_at=received_at
                     )
                     await outbox.enqueue(
@@ -226,7 +236,7 @@ class EventIngest:
             )
             stored = await self._store(conn, [event], received_at)
             if auto_reason is None:
-                forward = domain.forward_command(
+                forward = convert.forward_reply_command(
                     outbound, message_id=outbound.message_id, inbound_id=inbound_id, row=row, received_at=received_at
                 )
                 await outbox.enqueue(
@@ -287,7 +297,7 @@ class EventIngest:
             stored = await self._store(conn, [event], received_at)
             by_message = domain.needs_address(outbound)
             if by_message:
-                command = domain.suppress_by_message(
+                command = convert.suppress_by_message_command(
                     tenant_id=tenant_id, message_id=message_id, occurred_at=received_at
                 )
                 await outbox.enqueue(
@@ -302,7 +312,7 @@ class EventIngest:
         (batched by tenant and type, docs/decisions/0014)."""
         new_ids = await repository.insert_events(conn, events=rows, received_at=received_at)
         new_rows = [(row, new_ids[row.key]) for row in rows if row.key in new_ids]
-        facts = [domain.engagement(row, event_id=row_id) for row, row_id in new_rows if row.matched]
+        facts = [convert.engagement_event(row, event_id=row_id) for row, row_id in new_rows if row.matched]
         await outbox.enqueue(conn, outbox_table, engagement.outbox_messages(facts))
         await self._roll_up(conn, [row for row, _ in new_rows if row.matched])
         return IngestResult(
@@ -358,7 +368,7 @@ class EventQuery:
         return api_pb.GetStepFunnelResponse(
             campaign_id=campaign,
             steps=[
-                api_pb.StepCounts(step_index=index, counts=domain.counts_to_proto(values))
+                api_pb.StepCounts(step_index=index, counts=convert.engagement_counts(values))
                 for index, values in sorted(steps.items())
             ],
         )
@@ -371,7 +381,7 @@ class EventQuery:
         totals: Counter[str] = Counter()
         for values in steps.values():
             totals.update(values)
-        return api_pb.GetCampaignStatsResponse(campaign_id=campaign, totals=domain.counts_to_proto(totals))
+        return api_pb.GetCampaignStatsResponse(campaign_id=campaign, totals=convert.engagement_counts(totals))
 
     async def list_message_events(self, request: api_pb.ListMessageEventsRequest) -> api_pb.ListMessageEventsResponse:
         tenant_id = validation.tenant_id(request.tenant_id)
@@ -402,7 +412,7 @@ class EventQuery:
             )
         page = rows[:size]
         return api_pb.ListMessageEventsResponse(
-            events=[domain.to_proto(row) for row in page],
+            events=[convert.message_event(row) for row in page],
             next_page_token=paging.encode_token(page[-1].id) if len(rows) > size else "",
         )
 
@@ -422,7 +432,7 @@ class EventQuery:
             )
         page = rows[:size]
         return api_pb.ListInboundMessagesResponse(
-            messages=[domain.inbound_to_proto(row) for row in page],
+            messages=[convert.inbound_message(row) for row in page],
             next_page_token=paging.encode_token(page[-1].id) if len(rows) > size else "",
         )
 
@@ -436,7 +446,7 @@ class EventQuery:
             row = await repository.get_inbound(conn, tenant_id=tenant, inbound_id=wanted)
         if row is None:
             raise NotFound(f"inbound message {inbound_id!r} not found")
-        return domain.inbound_to_proto(row)
+        return convert.inbound_message(row)
 
 
 def _bound(request: api_pb.ListMessageEventsRequest, name: str) -> datetime | None:
