@@ -14,7 +14,8 @@ from dripiq.events.v1 import messages_pb2
 from dripiq_common import validation
 from dripiq_common.errors import PermanentMessageError
 from dripiq_events import reply_text
-from dripiq_events.domain import AUTO_REPLY, REPLY, SENT_METRIC, UNSUBSCRIBE, NewEvent, Outbound, SentMessage
+from dripiq_events.domain import AUTO_REPLY, REPLY, UNSUBSCRIBE, NewEvent, Outbound, SentMessage
+from dripiq_events.rollups import SENT_METRIC
 
 
 def sent_message(outcome: dispatcher_pb.MessageOutcome, *, now: datetime) -> SentMessage:

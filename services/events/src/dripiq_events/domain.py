@@ -235,36 +235,3 @@ class SentMessage:
     provider_message_id: str | None
     rfc_message_id: str | None
     sent_at: datetime
-
-
-# Rollups (events.step_stats): metrics counted once per message, with the bit that records in
-# outbound_messages.seen that the message already counted; and metrics counted per event.
-UNIQUE_METRICS = {
-    "delivered": 1 << 0,
-    "unique_human_opens": 1 << 1,
-    "machine_opens": 1 << 2,
-    "unique_clicks": 1 << 3,
-    "replies": 1 << 4,
-    "auto_replies": 1 << 5,
-    "bounces": 1 << 6,
-    "unsubscribes": 1 << 7,
-    "spam_reports": 1 << 8,
-}
-SENT_METRIC = "sent"
-_ROLLUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "delivered": (("delivered",), ()),
-    "click": (("unique_clicks",), ("click_events",)),
-    REPLY: (("replies",), ()),
-    AUTO_REPLY: (("auto_replies",), ()),
-    "bounce": (("bounces",), ()),
-    UNSUBSCRIBE: (("unsubscribes",), ()),
-    "group_unsubscribe": (("unsubscribes",), ()),
-    "spamreport": (("spam_reports",), ()),
-}
-
-
-def rollup_metrics(event_type: str, machine_open: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(metrics an event counts once for its message, metrics it counts as an event)."""
-    if event_type == "open":
-        return (("machine_opens",), ()) if machine_open else (("unique_human_opens",), ("human_open_events",))
-    return _ROLLUPS.get(event_type, ((), ()))

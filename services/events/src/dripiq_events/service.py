@@ -33,6 +33,7 @@ from dripiq_events import (
     inbound,
     reply_text,
     repository,
+    rollups,
     sendgrid_events,
 )
 from dripiq_events.classification import ReplyClassifier, RuleClassifier
@@ -112,14 +113,10 @@ class EventIngest:
         if sent:
             async with self.engine.begin() as conn:
                 first_time = await repository.upsert_outbound(conn, sent=sent)
-                increments: Counter[repository.RollupKey] = Counter(
-                    (s.outbound.tenant_id, s.outbound.campaign_id, s.outbound.step_index, domain.SENT_METRIC)
-                    for s in first_time
-                )
-                await repository.add_to_rollups(conn, increments=increments)
+                await rollups.count_sent(conn, first_time)
                 if task_events:
                     new_ids = await repository.insert_events(conn, events=task_events, received_at=now)
-                    await self._roll_up(conn, [e for e in task_events if e.key in new_ids])
+                    await rollups.roll_up(conn, [e for e in task_events if e.key in new_ids])
         return len(sent)
 
     async def handle_webhook(self, data: bytes, *, last_attempt: bool = True) -> IngestResult:
@@ -314,39 +311,13 @@ class EventIngest:
         new_rows = [(row, new_ids[row.key]) for row in rows if row.key in new_ids]
         facts = [convert.engagement_event(row, event_id=row_id) for row, row_id in new_rows if row.matched]
         await outbox.enqueue(conn, outbox_table, engagement.outbox_messages(facts))
-        await self._roll_up(conn, [row for row, _ in new_rows if row.matched])
+        await rollups.roll_up(conn, [row for row, _ in new_rows if row.matched])
         return IngestResult(
             received=len(rows),
             stored=len(new_rows),
             published=len(facts),
             unmatched=sum(1 for row, _ in new_rows if not row.matched),
         )
-
-    async def _roll_up(self, conn: AsyncConnection, rows: Sequence[NewEvent]) -> None:
-        """Count newly stored events into their steps' rollups, each once-per-message metric
-        only the first time its message reaches it (tracked in outbound_messages.seen)."""
-        increments: Counter[repository.RollupKey] = Counter()
-        wanted: dict[str, int] = {}
-        step_of: dict[str, tuple[str, str, int]] = {}
-        for row in rows:
-            if not (row.tenant_id and row.campaign_id and row.message_id and row.step_index is not None):
-                continue
-            step = (row.tenant_id, row.campaign_id, row.step_index)
-            unique, per_event = domain.rollup_metrics(row.event_type, row.machine_open)
-            for metric in per_event:
-                increments[(*step, metric)] += 1
-            if unique:
-                bits = wanted.get(row.message_id, 0)
-                for metric in unique:
-                    bits |= domain.UNIQUE_METRICS[metric]
-                wanted[row.message_id] = bits
-                step_of[row.message_id] = step
-        added = await repository.add_seen(conn, wanted=wanted)
-        for message_id, new in added.items():
-            for metric, bit in domain.UNIQUE_METRICS.items():
-                if new & bit:
-                    increments[(*step_of[message_id], metric)] += 1
-        await repository.add_to_rollups(conn, increments=increments)
 
 
 async def prune_unmatched_inbound(engine: AsyncEngine, *, before: datetime, limit: int) -> int:
