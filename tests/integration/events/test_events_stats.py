@@ -14,7 +14,7 @@ from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import events_service_pb2 as api_pb
 from dripiq.events.v1 import messages_pb2
 from dripiq_devtools.fake_sendgrid import build_event
-from dripiq_events.service import EventQuery
+from dripiq_events.queries import EventQuery
 
 EVENTS = messages_pb2.RawWebhook.KIND_SENDGRID_EVENTS
 RESULTS = ("stored", "unmatched", "duplicate")

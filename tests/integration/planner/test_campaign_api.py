@@ -59,7 +59,7 @@ from dripiq_dispatcher.models import outbox as dispatcher_outbox
 from dripiq_dispatcher.service import Dispatcher
 from dripiq_dispatcher.suppressions import Suppressions
 from dripiq_events.handlers import EventsServicer
-from dripiq_events.service import EventQuery
+from dripiq_events.queries import EventQuery
 from dripiq_planner.campaigns import MAX_BATCH, CampaignService
 from dripiq_planner.handlers import CampaignServicer
 from dripiq_planner.models import ai_generations, campaign_steps, contact_campaigns

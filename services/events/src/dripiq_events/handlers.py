@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dripiq.events.v1 import events_service_pb2 as pb
 from dripiq.events.v1 import events_service_pb2_grpc as pb_grpc
-from dripiq_events.service import EventQuery
+from dripiq_events.queries import EventQuery
 
 
 class EventsServicer(pb_grpc.EventsServiceServicer):
