@@ -9,15 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dripiq_common import validation
 from dripiq_common.engagement import TASK_ENGAGEMENT, task_event_id
-from dripiq_events import reply_text
-from dripiq_events.classification import Classification
-
-if TYPE_CHECKING:
-    from dripiq_events.inbound import InboundMail
 
 PROVIDER_SENDGRID = "sendgrid"
 PROVIDER_INBOUND = "sendgrid-inbound"
@@ -43,6 +38,17 @@ class Outbound:
     step_index: int
     contact_id: str
     to_email: str
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """A SENT outcome, as the outbound_messages row that keeps it."""
+
+    outbound: Outbound
+    subject: str
+    provider_message_id: str | None
+    rfc_message_id: str | None
+    sent_at: datetime
 
 
 @dataclass(slots=True)
@@ -120,6 +126,10 @@ def _of_message(outbound: Outbound, **fields: Any) -> NewEvent:
     )
 
 
+def unsubscribe_event_id(message_id: str) -> str:
+    return f"unsub:{message_id}"
+
+
 def unsubscribe_event(*, tenant_id: str, message_id: str, outbound: Outbound | None, occurred_at: datetime) -> NewEvent:
     """One-click unsubscribes are ours: the signed token proves tenant and message even when
     the "sent" outcome has not reached us, so they are always matched."""
@@ -173,65 +183,3 @@ def task_event(sent: SentMessage, *, channel: str, task_outcome: str) -> NewEven
         reason=f"{channel} task: {task_outcome}",
         raw_event={"channel": channel, "task_outcome": task_outcome},
     )
-
-
-@dataclass(frozen=True)
-class ReplyReading:
-    """What reading a reply found: a person's reply's class, an auto-reply's return date."""
-
-    classification: Classification | None = None
-    return_date: date | None = None
-
-    @property
-    def generations(self) -> list[dict[str, Any]]:
-        return self.classification.generations if self.classification else []
-
-
-def inbound_row(
-    mail: InboundMail,
-    *,
-    outbound: Outbound | None,
-    message_id: str | None,
-    auto_reason: str | None,
-    reading: ReplyReading,
-    received_at: datetime,
-    dedupe_key: str,
-) -> dict[str, Any]:
-    """The inbound_emails row of one received mail, matched or not."""
-    text = mail.text or reply_text.plain_text(mail.html)
-    classification = reading.classification
-    return {
-        "tenant_id": outbound.tenant_id if outbound else None,
-        "message_id": message_id,
-        "campaign_id": outbound.campaign_id if outbound else None,
-        "step_index": outbound.step_index if outbound else None,
-        "matched": outbound is not None,
-        "is_auto_reply": auto_reason is not None,
-        "from_email": mail.from_email,
-        "to_email": ", ".join(mail.recipient_addresses),
-        "subject": mail.subject,
-        "text_body": mail.text,
-        "html_body": reply_text.sanitized_html(mail.html) if mail.html else "",
-        "snippet": reply_text.snippet(text),
-        "classification": classification.reply_class.value if classification else None,
-        "classified_by": classification.classified_by if classification else None,
-        "return_date": reading.return_date,
-        "headers": [list(pair) for pair in mail.headers],
-        "received_at": received_at,
-        "dedupe_key": dedupe_key,
-    }
-
-
-def unsubscribe_event_id(message_id: str) -> str:
-    return f"unsub:{message_id}"
-
-
-@dataclass(frozen=True)
-class SentMessage:
-    """A SENT outcome, as the outbound_messages row that keeps it."""
-
-    outbound: Outbound
-    subject: str
-    provider_message_id: str | None
-    rfc_message_id: str | None
-    sent_at: datetime
