@@ -1,10 +1,12 @@
-"""Proto <-> domain for the events service, in one place: what arrives on the bus read into
-domain values, and domain values written as bus facts, dispatcher commands and API messages.
+"""Proto <-> domain for the events service, in one place: outcomes from the bus and the API's
+requests read into plain values, and domain values written as engagement facts, dispatcher
+commands and the API's answers.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,9 +14,10 @@ from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import events_service_pb2 as api_pb
 from dripiq.events.v1 import messages_pb2
 from dripiq_common import validation
-from dripiq_common.errors import PermanentMessageError
+from dripiq_common.errors import InvalidArgument, PermanentMessageError
 from dripiq_events import reply_text
 from dripiq_events.domain import AUTO_REPLY, REPLY, UNSUBSCRIBE, NewEvent, Outbound, SentMessage
+from dripiq_events.queries import Page
 from dripiq_events.rollups import SENT_METRIC
 
 
@@ -40,6 +43,16 @@ def sent_message(outcome: dispatcher_pb.MessageOutcome, *, now: datetime) -> Sen
         rfc_message_id=outcome.rfc_message_id or None,
         sent_at=outcome.occurred_at.ToDatetime(tzinfo=UTC) if outcome.HasField("occurred_at") else now,
     )
+
+
+def time_bound(request: api_pb.ListMessageEventsRequest, name: str) -> datetime | None:
+    """A time bound of the request, if set; INVALID_ARGUMENT naming it if it cannot be one."""
+    if not request.HasField(name):
+        return None
+    try:
+        return getattr(request, name).ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise InvalidArgument(name, f"not a valid time: {exc}") from None
 
 
 def engagement_event(event: NewEvent, *, event_id: int) -> messages_pb2.EngagementEvent:
@@ -146,7 +159,7 @@ def inbound_message(row: Any) -> api_pb.InboundMessage:
     return message
 
 
-def engagement_counts(values: dict[str, int]) -> api_pb.EngagementCounts:
+def engagement_counts(values: Mapping[str, int]) -> api_pb.EngagementCounts:
     """Rollup values by metric name as the API's counts (absent metrics are zero)."""
     return api_pb.EngagementCounts(
         sent=values.get(SENT_METRIC, 0),
@@ -162,3 +175,29 @@ def engagement_counts(values: dict[str, int]) -> api_pb.EngagementCounts:
         unsubscribes=values.get("unsubscribes", 0),
         spam_reports=values.get("spam_reports", 0),
     )
+
+
+def message_events_response(page: Page) -> api_pb.ListMessageEventsResponse:
+    return api_pb.ListMessageEventsResponse(
+        events=[message_event(row) for row in page.rows], next_page_token=page.next_page_token
+    )
+
+
+def inbound_messages_response(page: Page) -> api_pb.ListInboundMessagesResponse:
+    return api_pb.ListInboundMessagesResponse(
+        messages=[inbound_message(row) for row in page.rows], next_page_token=page.next_page_token
+    )
+
+
+def step_funnel_response(campaign_id: str, steps: Mapping[int, Mapping[str, int]]) -> api_pb.GetStepFunnelResponse:
+    return api_pb.GetStepFunnelResponse(
+        campaign_id=campaign_id,
+        steps=[
+            api_pb.StepCounts(step_index=index, counts=engagement_counts(values))
+            for index, values in sorted(steps.items())
+        ],
+    )
+
+
+def campaign_stats_response(campaign_id: str, totals: Mapping[str, int]) -> api_pb.GetCampaignStatsResponse:
+    return api_pb.GetCampaignStatsResponse(campaign_id=campaign_id, totals=engagement_counts(totals))
