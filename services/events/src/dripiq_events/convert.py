@@ -45,6 +45,11 @@ def sent_message(outcome: dispatcher_pb.MessageOutcome, *, now: datetime) -> Sen
     )
 
 
+def received_at(raw: messages_pb2.RawWebhook, *, now: datetime) -> datetime:
+    """When the edge took the request; `now` for one that does not say."""
+    return raw.received_at.ToDatetime(tzinfo=UTC) if raw.HasField("received_at") else now
+
+
 def time_bound(request: api_pb.ListMessageEventsRequest, name: str) -> datetime | None:
     """A time bound of the request, if set; INVALID_ARGUMENT naming it if it cannot be one."""
     if not request.HasField(name):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import prometheus_client
 import structlog
@@ -102,7 +102,7 @@ class EventIngest:
         """Store what one edge delivery carried. Before its `last_attempt`, a reply to a
         message we have not heard was sent raises AwaitingOutcome, to be tried again later."""
         raw = decode(RawWebhook, data)
-        received_at = raw.received_at.ToDatetime(tzinfo=UTC) if raw.HasField("received_at") else self.clock.now()
+        received_at = convert.received_at(raw, now=self.clock.now())
         if raw.kind == RawWebhook.KIND_SENDGRID_EVENTS:
             result = await self._sendgrid_events(raw.body, received_at)
         elif raw.kind == RawWebhook.KIND_SENDGRID_INBOUND:
