@@ -12,9 +12,12 @@ from hypothesis import strategies as st
 from dripiq.events.v1 import messages_pb2
 from dripiq_common import engagement
 from dripiq_common.errors import PermanentMessageError
-from dripiq_events import domain
+from dripiq_events import convert, domain
+from dripiq_events.correlation import correlate
 from dripiq_events.domain import Outbound
 from dripiq_events.partitions import months_to_cover
+from dripiq_events.sendgrid_events import parse_event, parse_event_batch
+from dripiq_events.storable import MAX_RAW_DEPTH, loads_json
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 KNOWN = Outbound("m-1", "t-1", "camp-1", 3, "contact-1", "ada@example.com")
@@ -32,7 +35,7 @@ def event(**fields: object) -> dict[str, object]:
 
 
 def test_custom_args_sit_at_the_top_level_and_step_index_is_a_string():
-    parsed = domain.parse_event(
+    parsed = parse_event(
         event(tenant_id="t-1", message_id="m-1", campaign_id="camp-1", step_index="3", sg_machine_open=True),
         received_at=NOW,
     )
@@ -42,8 +45,8 @@ def test_custom_args_sit_at_the_top_level_and_step_index_is_a_string():
 
 
 def test_bounce_reason_is_the_bounce_type():
-    bounce = domain.parse_event(event(event="bounce", type="blocked", reason="550 no"), received_at=NOW)
-    dropped = domain.parse_event(event(event="dropped", reason="Bounced Address"), received_at=NOW)
+    bounce = parse_event(event(event="bounce", type="blocked", reason="550 no"), received_at=NOW)
+    dropped = parse_event(event(event="dropped", reason="Bounced Address"), received_at=NOW)
     assert (bounce.reason, dropped.reason) == ("blocked", "Bounced Address")
 
 
@@ -60,52 +63,52 @@ def test_bounce_reason_is_the_bounce_type():
     ],
 )
 def test_malformed_entries_are_rejected_at_receipt_time(item):
-    parsed = domain.parse_event(item, received_at=NOW)
+    parsed = parse_event(item, received_at=NOW)
     assert (parsed.event_type, parsed.occurred_at) == (domain.REJECTED, NOW)
-    assert domain.correlate(parsed, by_message_id={"m-1": KNOWN}, by_provider_id={}).matched is False
+    assert correlate(parsed, by_message_id={"m-1": KNOWN}, by_provider_id={}).matched is False
 
 
 def test_entries_without_sg_event_id_get_a_stable_id():
-    first = domain.parse_event(event(sg_event_id=None), received_at=NOW)
-    again = domain.parse_event(event(sg_event_id=None), received_at=NOW)
+    first = parse_event(event(sg_event_id=None), received_at=NOW)
+    again = parse_event(event(sg_event_id=None), received_at=NOW)
     assert first.provider_event_id == again.provider_event_id
     assert first.provider_event_id.startswith("sha256:")
 
 
 def test_a_batch_lists_each_event_once_and_must_be_an_array():
     body = b'[{"event":"open","timestamp":1,"sg_event_id":"a"},{"event":"open","timestamp":1,"sg_event_id":"a"}]'
-    assert len(domain.parse_event_batch(body, received_at=NOW)) == 1
+    assert len(parse_event_batch(body, received_at=NOW)) == 1
     with pytest.raises(PermanentMessageError):
-        domain.parse_event_batch(b'{"event": "open"}', received_at=NOW)
+        parse_event_batch(b'{"event": "open"}', received_at=NOW)
 
 
 def test_nul_characters_are_dropped_before_they_reach_postgres():
-    parsed = domain.parse_event(event(url="https://x.test/\x00a", extra={"k\x00": ["v\x00"]}), received_at=NOW)
-    stored = domain.correlate(parsed, by_message_id={}, by_provider_id={})
+    parsed = parse_event(event(url="https://x.test/\x00a", extra={"k\x00": ["v\x00"]}), received_at=NOW)
+    stored = correlate(parsed, by_message_id={}, by_provider_id={})
     assert stored.url == "https://x.test/a"
     assert stored.raw_event["extra"] == {"k": ["v"]}
 
 
 def test_correlation_prefers_our_record_and_refuses_a_foreign_tenant():
-    by_custom_arg = domain.parse_event(event(tenant_id="t-1", message_id="m-1", campaign_id="other"), received_at=NOW)
-    matched = domain.correlate(by_custom_arg, by_message_id={"m-1": KNOWN}, by_provider_id={})
+    by_custom_arg = parse_event(event(tenant_id="t-1", message_id="m-1", campaign_id="other"), received_at=NOW)
+    matched = correlate(by_custom_arg, by_message_id={"m-1": KNOWN}, by_provider_id={})
     assert (matched.matched, matched.campaign_id, matched.contact_id) == (True, "camp-1", "contact-1")
 
-    foreign = domain.parse_event(event(tenant_id="t-2", message_id="m-1"), received_at=NOW)
-    assert not domain.correlate(foreign, by_message_id={"m-1": KNOWN}, by_provider_id={"xmsg": KNOWN}).matched
+    foreign = parse_event(event(tenant_id="t-2", message_id="m-1"), received_at=NOW)
+    assert not correlate(foreign, by_message_id={"m-1": KNOWN}, by_provider_id={"xmsg": KNOWN}).matched
 
 
 def test_correlation_falls_back_to_the_provider_message_id():
-    parsed = domain.parse_event(event(), received_at=NOW)
-    matched = domain.correlate(parsed, by_message_id={}, by_provider_id={"xmsg": KNOWN})
+    parsed = parse_event(event(), received_at=NOW)
+    matched = correlate(parsed, by_message_id={}, by_provider_id={"xmsg": KNOWN})
     assert (matched.tenant_id, matched.message_id) == ("t-1", "m-1")
-    assert not domain.correlate(parsed, by_message_id={}, by_provider_id={}).matched
+    assert not correlate(parsed, by_message_id={}, by_provider_id={}).matched
 
 
 def test_engagement_subject_and_fields():
-    parsed = domain.parse_event(event(event="click", url="https://x.test"), received_at=NOW)
-    stored = domain.correlate(parsed, by_message_id={}, by_provider_id={"xmsg": KNOWN})
-    fact = domain.engagement(stored, event_id=42)
+    parsed = parse_event(event(event="click", url="https://x.test"), received_at=NOW)
+    stored = correlate(parsed, by_message_id={}, by_provider_id={"xmsg": KNOWN})
+    fact = convert.engagement_event(stored, event_id=42)
     assert (fact.event_id, fact.url, fact.step_index, fact.email) == ("42", "https://x.test", 3, "ada@example.com")
     assert fact.occurred_at.ToDatetime(tzinfo=UTC) == parsed.occurred_at
     [message] = engagement.outbox_messages([fact])
@@ -113,7 +116,7 @@ def test_engagement_subject_and_fields():
     assert isinstance(message.message, messages_pb2.EngagementBatch)
     assert list(message.message.events) == [fact]
     with pytest.raises(ValueError):
-        domain.engagement(domain.correlate(parsed, by_message_id={}, by_provider_id={}), event_id=1)
+        convert.engagement_event(correlate(parsed, by_message_id={}, by_provider_id={}), event_id=1)
 
 
 def test_partitions_cover_last_month_to_months_ahead_across_a_year_end():
@@ -152,8 +155,8 @@ _json_values = st.recursive(
 def test_the_clean_body_shortcut_parses_exactly_as_scrubbing_every_entry(items, ensure_ascii):
     # Text with NUL and lone surrogates included: the shortcut must notice them in the body.
     body = json.dumps(items, ensure_ascii=ensure_ascii).encode("utf-8", "surrogatepass")
-    shortcut = domain.parse_event_batch(body, received_at=NOW)
-    scrubbed = [domain.parse_event(item, received_at=NOW) for item in domain.loads_json(body)]
+    shortcut = parse_event_batch(body, received_at=NOW)
+    scrubbed = [parse_event(item, received_at=NOW) for item in loads_json(body)]
     unique = {(e.provider_event_id, e.occurred_at): e for e in reversed(scrubbed)}
     assert shortcut == [unique[(e.provider_event_id, e.occurred_at)] for e in shortcut]
     assert len(shortcut) == len(unique)
@@ -176,10 +179,10 @@ def test_engagement_keeps_the_moment_to_the_microsecond(moment):
         raw_event={},
         reply=domain.ReplyFacts(inbound_id=1, snippet="Sounds good"),
     )
-    assert domain.engagement(reply, event_id=1).occurred_at.ToDatetime(tzinfo=UTC) == moment
+    assert convert.engagement_event(reply, event_id=1).occurred_at.ToDatetime(tzinfo=UTC) == moment
 
 
-@pytest.mark.parametrize("depth", range(domain.MAX_RAW_DEPTH - 2, domain.MAX_RAW_DEPTH + 3))
+@pytest.mark.parametrize("depth", range(MAX_RAW_DEPTH - 2, MAX_RAW_DEPTH + 3))
 @pytest.mark.parametrize("container", ["dict", "list"])
 def test_the_clean_body_shortcut_cuts_nesting_where_scrubbing_does(depth, container):
     nested: object = "leaf"
@@ -188,9 +191,9 @@ def test_the_clean_body_shortcut_cuts_nesting_where_scrubbing_does(depth, contai
     item = {"event": "click", "timestamp": 1_900_000_000, "sg_event_id": "deep", "url_offset": nested}
     body = json.dumps([item]).encode()
 
-    [shortcut] = domain.parse_event_batch(body, received_at=NOW)
+    [shortcut] = parse_event_batch(body, received_at=NOW)
 
-    assert shortcut == domain.parse_event(json.loads(body)[0], received_at=NOW)
+    assert shortcut == parse_event(json.loads(body)[0], received_at=NOW)
     # The entry itself is depth 0, so its value sits at depth 1 and `depth` more levels below.
-    cut = depth + 1 > domain.MAX_RAW_DEPTH
+    cut = depth + 1 > MAX_RAW_DEPTH
     assert ("<nested too deeply>" in json.dumps(shortcut.raw)) == cut

@@ -34,8 +34,8 @@ from dripiq_dispatcher.failures import RetryLater
 from dripiq_dispatcher.message_suppressions import MessageSuppressions
 from dripiq_dispatcher.models import suppressions
 from dripiq_events.edge.app import Edge, load_verifiers
+from dripiq_events.ingest import EventIngest
 from dripiq_events.models import outbox as events_outbox
-from dripiq_events.service import EventIngest
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 CLICKED = datetime(2030, 3, 4, 8, 15, tzinfo=UTC)

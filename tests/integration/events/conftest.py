@@ -15,7 +15,7 @@ from events_helpers import MAIL_DOMAIN, SECRET, T0, Sent, accepted_message, outc
 from dripiq_common.clock import ManualClock
 from dripiq_common.tokens import TokenSigner, rfc_message_id
 from dripiq_devtools.fake_sendgrid import new_message_id
-from dripiq_events.service import EventIngest
+from dripiq_events.ingest import EventIngest
 
 
 @pytest.fixture

@@ -43,10 +43,11 @@ from dripiq_common.clock import ManualClock
 from dripiq_common.errors import PermanentMessageError
 from dripiq_common.tokens import TokenSigner, rfc_message_id
 from dripiq_devtools.fake_sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER, FakeSendGrid, build_event
-from dripiq_events.domain import loads_json
 from dripiq_events.edge.app import EVENTS_PATH, INBOUND_PATH, Edge, load_verifiers
+from dripiq_events.ingest import EventIngest
 from dripiq_events.models import inbound_emails, message_events
-from dripiq_events.service import EventIngest, IngestResult
+from dripiq_events.storable import loads_json
+from dripiq_events.storing import IngestResult
 
 STREAM = "EDGE_WEBHOOKS"
 # Room for the 100k-character strings below; still under NATS' 1 MiB max_payload.

@@ -34,7 +34,7 @@ from dripiq_events.partitions import (
     prune_outbound,
     retention_cutoff,
 )
-from dripiq_events.service import EventQuery
+from dripiq_events.queries import EventQuery
 
 
 @pytest_asyncio.fixture

@@ -23,7 +23,7 @@ from dripiq_common.errors import PermanentMessageError
 from dripiq_common.jetstream import Subjects
 from dripiq_common.tokens import reply_address
 from dripiq_events.models import inbound_emails
-from dripiq_events.service import AwaitingOutcome
+from dripiq_events.replies import AwaitingOutcome
 
 INBOUND = messages_pb2.RawWebhook.KIND_SENDGRID_INBOUND
 UNSUBSCRIBE = messages_pb2.RawWebhook.KIND_UNSUBSCRIBE

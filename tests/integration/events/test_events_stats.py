@@ -9,12 +9,14 @@ import json
 
 from events_helpers import events_of, outbox_count, outcome, raw_webhook
 from prometheus_client import REGISTRY
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import events_service_pb2 as api_pb
 from dripiq.events.v1 import messages_pb2
 from dripiq_devtools.fake_sendgrid import build_event
-from dripiq_events.service import EventQuery
+from dripiq_events.handlers import EventsServicer
+from dripiq_events.queries import EventQuery
 
 EVENTS = messages_pb2.RawWebhook.KIND_SENDGRID_EVENTS
 RESULTS = ("stored", "unmatched", "duplicate")
@@ -26,6 +28,16 @@ def batch(events: list) -> bytes:  # type: ignore[type-arg]
 
 def event(sent, kind: str, n: int, **extra):  # type: ignore[no-untyped-def]
     return build_event(sent.accepted, kind, sg_event_id=f"{sent.message_id}-{kind}-{n}", **extra)
+
+
+async def step_funnel(engine: AsyncEngine, tenant_id: str, campaign_id: str) -> api_pb.GetStepFunnelResponse:
+    request = api_pb.GetStepFunnelRequest(tenant_id=tenant_id, campaign_id=campaign_id)
+    return await EventsServicer(EventQuery(engine)).GetStepFunnel(request, None)
+
+
+async def campaign_stats(engine: AsyncEngine, tenant_id: str, campaign_id: str) -> api_pb.GetCampaignStatsResponse:
+    request = api_pb.GetCampaignStatsRequest(tenant_id=tenant_id, campaign_id=campaign_id)
+    return await EventsServicer(EventQuery(engine)).GetCampaignStats(request, None)
 
 
 async def test_counts_are_kept_per_step_unique_per_message_and_never_twice(engine, ingest, send, tenant_id):
@@ -53,7 +65,7 @@ async def test_counts_are_kept_per_step_unique_per_message_and_never_twice(engin
     assert {r: after[r] - received[r] for r in RESULTS} == {"stored": 12, "unmatched": 0, "duplicate": 12}
     await ingest.handle_webhook(batch([event(a, "open", 4)]))  # later: one more open event, same opener
 
-    funnel = await EventQuery(engine).step_funnel(tenant_id, "camp-1")
+    funnel = await step_funnel(engine, tenant_id, "camp-1")
 
     assert [s.step_index for s in funnel.steps] == [2]
     assert funnel.steps[0].counts == api_pb.EngagementCounts(
@@ -80,17 +92,16 @@ async def test_campaign_stats_add_up_the_steps(engine, ingest, send, tenant_id):
         batch([event(first, "delivered", 1), event(later, "delivered", 1), event(later, "open", 1)])
     )
 
-    query = EventQuery(engine)
-    funnel = await query.step_funnel(tenant_id, "camp-1")
-    stats = await query.campaign_stats(tenant_id, "camp-1")
+    funnel = await step_funnel(engine, tenant_id, "camp-1")
+    stats = await campaign_stats(engine, tenant_id, "camp-1")
 
     assert [(s.step_index, s.counts.sent, s.counts.delivered, s.counts.unique_human_opens) for s in funnel.steps] == [
         (0, 1, 1, 0),
         (2, 1, 1, 1),
     ]
     assert (stats.totals.sent, stats.totals.delivered, stats.totals.unique_human_opens) == (2, 2, 1)
-    assert (await query.campaign_stats(tenant_id, "no-such-campaign")).totals == api_pb.EngagementCounts()
-    assert (await query.campaign_stats("someone-else", "camp-1")).totals == api_pb.EngagementCounts()
+    assert (await campaign_stats(engine, tenant_id, "no-such-campaign")).totals == api_pb.EngagementCounts()
+    assert (await campaign_stats(engine, "someone-else", "camp-1")).totals == api_pb.EngagementCounts()
 
 
 async def test_concurrent_deliveries_count_each_first_time_once(engine, ingest, send, tenant_id):
@@ -111,7 +122,7 @@ async def test_concurrent_deliveries_count_each_first_time_once(engine, ingest, 
 
     await asyncio.gather(*(ingest.handle_webhook(body) for body in deliveries))
 
-    counts = (await EventQuery(engine).step_funnel(tenant_id, "camp-1")).steps[0].counts
+    counts = (await step_funnel(engine, tenant_id, "camp-1")).steps[0].counts
     human_open_deliveries = sum(1 for d in range(8) if d % 3)
     assert counts == api_pb.EngagementCounts(
         sent=30,
@@ -146,5 +157,5 @@ async def test_a_task_reported_as_replied_or_declined_is_stored_and_counted_not_
     assert len(stored) == 2
     # The dispatcher published these facts when the task was completed; they go out once.
     assert await outbox_count(engine, tenant_id) == 0
-    counts = (await EventQuery(engine).step_funnel(tenant_id, "camp-1")).steps[0].counts
+    counts = (await step_funnel(engine, tenant_id, "camp-1")).steps[0].counts
     assert counts == api_pb.EngagementCounts(sent=3, replies=1, unsubscribes=1)

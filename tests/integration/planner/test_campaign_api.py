@@ -62,7 +62,7 @@ from dripiq_dispatcher.sending import Sends
 from dripiq_dispatcher.suppressions import Suppressions
 from dripiq_dispatcher.tasks import Tasks
 from dripiq_events.handlers import EventsServicer
-from dripiq_events.service import EventQuery
+from dripiq_events.queries import EventQuery
 from dripiq_planner.campaigns import MAX_BATCH, CampaignService
 from dripiq_planner.handlers import CampaignServicer
 from dripiq_planner.models import ai_generations, campaign_steps, contact_campaigns

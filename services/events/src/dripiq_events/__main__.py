@@ -13,9 +13,11 @@ from dripiq_common.service import Loop, Parts, Runtime, serve
 from dripiq_events import autoreply_dates
 from dripiq_events.ai_classifier import build_classifier
 from dripiq_events.handlers import EventsServicer
+from dripiq_events.ingest import EventIngest
 from dripiq_events.models import outbox
 from dripiq_events.partitions import PartitionMaintainer, compact_raw_events, prune_outbound, retention_cutoff
-from dripiq_events.service import EventIngest, EventQuery, prune_unmatched_inbound
+from dripiq_events.queries import EventQuery
+from dripiq_events.replies import prune_unmatched_inbound
 from dripiq_events.settings import EventsSettings
 
 OUTCOMES = ConsumerSpec.whole(Streams.MESSAGE_OUTCOMES, "events-outcomes")

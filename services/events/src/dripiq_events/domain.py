@@ -1,32 +1,18 @@
-"""Engagement rules: what a provider event is, which message it belongs to, what gets published.
+"""The events service's domain: the event rows it stores, its copy of a sent message, and the
+events it makes itself (replies, one-click unsubscribes, completed tasks).
 
-No I/O here: the ingest service feeds these functions rows it read and stores what they return.
+No I/O and no protobuf here: the ingest side feeds these functions what it read and stores what
+they return; convert.py turns them into messages.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import date, datetime
+from typing import Any
 
-import orjson
-
-from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
-from dripiq.events.v1 import events_service_pb2 as api_pb
-from dripiq.events.v1 import messages_pb2
 from dripiq_common import validation
 from dripiq_common.engagement import TASK_ENGAGEMENT, task_event_id
-from dripiq_common.errors import PermanentMessageError
-from dripiq_events import reply_text
-from dripiq_events.classification import Classification
-
-if TYPE_CHECKING:
-    from dripiq_events.inbound import InboundMail
 
 PROVIDER_SENDGRID = "sendgrid"
 PROVIDER_INBOUND = "sendgrid-inbound"
@@ -37,18 +23,9 @@ AUTO_REPLY = "auto_reply"
 UNSUBSCRIBE = "unsubscribe"
 
 
-# Event types become a subject token (dripiq.events.engagement.<tenant>.<type>).
-_EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,39}")
 # Ids go into indexes (a btree row holds at most ~2.7 kB): ours are far shorter, so a longer
 # custom arg is not ours, and a longer event id is hashed.
 MAX_ID_LENGTH = 255
-# Nesting kept in a stored raw event; deeper values are replaced by a marker.
-MAX_RAW_DEPTH = 32
-# What in a JSON body can make a string PostgreSQL refuses: an escaped NUL, an escaped
-# surrogate (a pair is fine, but telling pairs apart is scrub's job), or a raw one (the json
-# module decodes bytes with surrogatepass). A body without any needs no string scrubbed.
-_UNSTORABLE = re.compile(rb"\\u0000|\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
-STEP_INDEX_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -63,27 +40,15 @@ class Outbound:
     to_email: str
 
 
-# Not frozen: a frozen dataclass sets each field through object.__setattr__, and these are
-# built once per event at thousands a second. Nothing changes them after construction.
-@dataclass(slots=True)
-class ProviderEvent:
-    """One entry of a SendGrid Event Webhook batch, read but not yet tied to a message."""
+@dataclass(frozen=True)
+class SentMessage:
+    """A SENT outcome, as the outbound_messages row that keeps it."""
 
-    provider_event_id: str
-    event_type: str
-    occurred_at: datetime
-    raw: Any
-    email: str | None = None
-    # Our custom_args, which SendGrid flattens to the top level of each event.
-    tenant_id: str | None = None
-    message_id: str | None = None
-    campaign_id: str | None = None
-    step_index: int | None = None
-    # X-Message-Id of the send: sg_message_id up to its first '.'.
-    provider_message_id: str | None = None
-    machine_open: bool = False
-    url: str | None = None
-    reason: str | None = None
+    outbound: Outbound
+    subject: str
+    provider_message_id: str | None
+    rfc_message_id: str | None
+    sent_at: datetime
 
 
 @dataclass(slots=True)
@@ -126,148 +91,6 @@ class NewEvent:
         return self.provider, self.provider_event_id, self.occurred_at
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number out of range: {text[:40]}")
-    return value
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def loads_json(body: bytes | str) -> Any:
-    """Strict JSON: NaN, Infinity and numbers too large for a double are refused (PostgreSQL's
-    jsonb refuses them too), and nesting too deep to parse is ValueError like any bad body.
-
-    orjson parses first (a webhook batch several times faster); what it refuses (lone
-    surrogates, deep nesting, out-of-range numbers) gets the json module's verdict. An integer
-    past 64 bits comes back from orjson as a float."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(body, parse_float=_finite, parse_constant=_no_constant)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-
-
-def parse_event_batch(body: bytes, *, received_at: datetime) -> list[ProviderEvent]:
-    """The events of one batch, each once; a malformed entry becomes a `rejected` event."""
-    try:
-        items = loads_json(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PermanentMessageError(f"SendGrid batch is not JSON: {exc}") from exc
-    if not isinstance(items, list):
-        raise PermanentMessageError("SendGrid batch is not a JSON array")
-    # Most bodies have no NUL and no surrogate anywhere: then only nesting needs scrubbing.
-    clean = (b"\\u" not in body and b"\xed" not in body) or _UNSTORABLE.search(body) is None
-    unique: dict[tuple[str, datetime], ProviderEvent] = {}
-    for item in items:
-        event = parse_event(item, received_at=received_at, clean_strings=clean)
-        unique.setdefault((event.provider_event_id, event.occurred_at), event)
-    return list(unique.values())
-
-
-def parse_event(item: Any, *, received_at: datetime, clean_strings: bool = False) -> ProviderEvent:
-    """One entry of a batch; `clean_strings` when the body is known to hold no string that
-    scrub() would change, so a flat entry is kept as it is."""
-    if not (clean_strings and type(item) is dict and _fits(item, 0)):
-        item = scrub(item)
-    event_id = _text(item.get("sg_event_id")) if isinstance(item, dict) else None
-    # An id too long to index is hashed: a replay still hashes the same.
-    event_id = (_digest(event_id) if len(event_id) > MAX_ID_LENGTH else event_id) if event_id else _digest(item)
-    if not isinstance(item, dict):
-        return ProviderEvent(event_id, REJECTED, received_at, item)
-    timestamp, event_type = item.get("timestamp"), item.get("event")
-    if (
-        isinstance(timestamp, bool)
-        or not isinstance(timestamp, int)
-        or not isinstance(event_type, str)
-        or not _EVENT_TYPE.fullmatch(event_type)
-    ):
-        return ProviderEvent(event_id, REJECTED, received_at, item)
-    try:
-        occurred_at = datetime.fromtimestamp(timestamp, UTC)
-    except (OverflowError, OSError, ValueError):
-        return ProviderEvent(event_id, REJECTED, received_at, item)
-    sg_message_id = _text(item.get("sg_message_id"))
-    return ProviderEvent(
-        provider_event_id=event_id,
-        event_type=event_type,
-        occurred_at=occurred_at,
-        raw=item,
-        email=_text(item.get("email")),
-        tenant_id=_id(item.get("tenant_id")),
-        message_id=_id(item.get("message_id")),
-        campaign_id=_id(item.get("campaign_id")),
-        step_index=_int(item.get("step_index")),
-        provider_message_id=sg_message_id.split(".", 1)[0] if sg_message_id else None,
-        machine_open=item.get("sg_machine_open") is True,
-        url=_text(item.get("url")),
-        # For bounces SendGrid's `type` tells a hard bounce ("bounce") from a block ("blocked").
-        reason=_text(item.get("type")) if event_type == "bounce" else _text(item.get("reason")),
-    )
-
-
-def correlate(
-    event: ProviderEvent,
-    *,
-    by_message_id: Mapping[str, Outbound],
-    by_provider_id: Mapping[str, Outbound],
-) -> NewEvent:
-    """Tie an event to its message: by our `message_id` custom arg, else by SendGrid's id.
-
-    The custom args alone are enough (the dispatcher may still be waiting for a webhook to
-    prove an uncertain send went out, before we saw its "sent" outcome). When we do know the
-    message, its facts win, and a tenant that disagrees with ours is not trusted.
-    """
-    if event.event_type == REJECTED:
-        return _stored(event)
-    if event.message_id:
-        known = by_message_id.get(event.message_id)
-        tenant = event.tenant_id or (known.tenant_id if known else None)
-        if known is not None:
-            return _stored(event, outbound=known) if known.tenant_id == tenant else _stored(event)
-        if tenant and validation.TENANT.match(tenant):
-            return _stored(event, tenant_id=tenant)
-    known = by_provider_id.get(event.provider_message_id or "")
-    if known is not None and event.tenant_id in (None, known.tenant_id):
-        return _stored(event, outbound=known)
-    return _stored(event)
-
-
-def _stored(event: ProviderEvent, *, outbound: Outbound | None = None, tenant_id: str | None = None) -> NewEvent:
-    """The row for an event: tied to our record, to its custom args' tenant alone, or unmatched."""
-    row = NewEvent(
-        provider=PROVIDER_SENDGRID,
-        provider_event_id=event.provider_event_id,
-        event_type=event.event_type,
-        occurred_at=event.occurred_at,
-        matched=outbound is not None or tenant_id is not None,
-        provider_message_id=event.provider_message_id,
-        email=event.email,
-        machine_open=event.machine_open,
-        url=event.url,
-        reason=event.reason,
-        raw_event=event.raw,
-    )
-    if outbound is not None:
-        row.tenant_id = outbound.tenant_id
-        row.message_id = outbound.message_id
-        row.campaign_id = outbound.campaign_id
-        row.step_index = outbound.step_index
-        row.contact_id = outbound.contact_id
-    elif tenant_id is not None:
-        row.tenant_id = tenant_id
-        row.message_id = event.message_id
-        row.campaign_id = event.campaign_id
-        row.step_index = event.step_index
-    return row
-
-
 def reply_event(
     *,
     outbound: Outbound,
@@ -301,6 +124,10 @@ def _of_message(outbound: Outbound, **fields: Any) -> NewEvent:
         email=outbound.to_email or None,
         **fields,
     )
+
+
+def unsubscribe_event_id(message_id: str) -> str:
+    return f"unsub:{message_id}"
 
 
 def unsubscribe_event(*, tenant_id: str, message_id: str, outbound: Outbound | None, occurred_at: datetime) -> NewEvent:
@@ -340,20 +167,11 @@ def needs_address(outbound: Outbound | None) -> bool:
     return outbound is None or not outbound.to_email
 
 
-def suppress_by_message(
-    *, tenant_id: str, message_id: str, occurred_at: datetime
-) -> dispatcher_pb.SuppressByMessageCommand:
-    """The dispatcher keeps every message's address: it suppresses the one this message went to."""
-    command = dispatcher_pb.SuppressByMessageCommand(tenant_id=tenant_id, message_id=message_id, reason=UNSUBSCRIBE)
-    command.occurred_at.FromDatetime(occurred_at)
-    return command
-
-
-def task_event(outcome: dispatcher_pb.MessageOutcome, sent: SentMessage) -> NewEvent | None:
+def task_event(sent: SentMessage, *, channel: str, task_outcome: str) -> NewEvent | None:
     """The event a completed task's report stands for (a reply or a decline), or None. Its
     engagement fact was published by the dispatcher with the same id, so it is stored and
     counted here, never published again."""
-    event_type = TASK_ENGAGEMENT.get(outcome.task_outcome)
+    event_type = TASK_ENGAGEMENT.get(task_outcome)
     if event_type is None:
         return None
     return _of_message(
@@ -362,289 +180,6 @@ def task_event(outcome: dispatcher_pb.MessageOutcome, sent: SentMessage) -> NewE
         provider_event_id=task_event_id(sent.outbound.message_id),
         event_type=event_type,
         occurred_at=sent.sent_at,
-        reason=f"{outcome.channel} task: {outcome.task_outcome}",
-        raw_event={"channel": outcome.channel, "task_outcome": outcome.task_outcome},
-    )
-
-
-@dataclass(frozen=True)
-class ReplyReading:
-    """What reading a reply found: a person's reply's class, an auto-reply's return date."""
-
-    classification: Classification | None = None
-    return_date: date | None = None
-
-    @property
-    def generations(self) -> list[dict[str, Any]]:
-        return self.classification.generations if self.classification else []
-
-
-def inbound_row(
-    mail: InboundMail,
-    *,
-    outbound: Outbound | None,
-    message_id: str | None,
-    auto_reason: str | None,
-    reading: ReplyReading,
-    received_at: datetime,
-    dedupe_key: str,
-) -> dict[str, Any]:
-    """The inbound_emails row of one received mail, matched or not."""
-    text = mail.text or reply_text.plain_text(mail.html)
-    classification = reading.classification
-    return {
-        "tenant_id": outbound.tenant_id if outbound else None,
-        "message_id": message_id,
-        "campaign_id": outbound.campaign_id if outbound else None,
-        "step_index": outbound.step_index if outbound else None,
-        "matched": outbound is not None,
-        "is_auto_reply": auto_reason is not None,
-        "from_email": mail.from_email,
-        "to_email": ", ".join(mail.recipient_addresses),
-        "subject": mail.subject,
-        "text_body": mail.text,
-        "html_body": reply_text.sanitized_html(mail.html) if mail.html else "",
-        "snippet": reply_text.snippet(text),
-        "classification": classification.reply_class.value if classification else None,
-        "classified_by": classification.classified_by if classification else None,
-        "return_date": reading.return_date,
-        "headers": [list(pair) for pair in mail.headers],
-        "received_at": received_at,
-        "dedupe_key": dedupe_key,
-    }
-
-
-def forward_command(
-    outbound: Outbound | None, *, message_id: str, inbound_id: int, row: dict[str, Any], received_at: datetime
-) -> dispatcher_pb.ForwardReplyCommand:
-    """What the dispatcher needs to forward a person's reply to the salesperson behind it.
-    Without our record of the message (`outbound` None) it names no tenant or campaign: the
-    dispatcher finds them from `message_id`, which the signed reply address proved."""
-    command = dispatcher_pb.ForwardReplyCommand(
-        tenant_id=outbound.tenant_id if outbound else "",
-        inbound_id=str(inbound_id),
-        message_id=message_id,
-        campaign_id=outbound.campaign_id if outbound else "",
-        from_email=row["from_email"],
-        subject=row["subject"],
-        text=row["text_body"] or reply_text.plain_text(row["html_body"]),
-        html=row["html_body"],
-        reply_class=row["classification"] or "",
-    )
-    command.received_at.FromDatetime(received_at)
-    return command
-
-
-def inbound_to_proto(row: Any) -> api_pb.InboundMessage:
-    message = api_pb.InboundMessage(
-        inbound_id=str(row.id),
-        tenant_id=row.tenant_id or "",
-        from_email=row.from_email,
-        subject=row.subject,
-        text=row.text_body,
-        html=row.html_body,
-        campaign_id=row.campaign_id or "",
-        step_index=row.step_index or 0,
-        message_id=row.message_id or "",
-        kind=AUTO_REPLY if row.is_auto_reply else REPLY,
-        classification=row.classification or "",
-        classified_by=row.classified_by or "",
-        return_date=row.return_date.isoformat() if row.return_date else "",
-        snippet=row.snippet,
-    )
-    message.received_at.FromDatetime(row.received_at)
-    return message
-
-
-def unsubscribe_event_id(message_id: str) -> str:
-    return f"unsub:{message_id}"
-
-
-def engagement(event: NewEvent, *, event_id: int) -> messages_pb2.EngagementEvent:
-    """The engagement fact for a newly stored, matched event."""
-    if not event.matched or event.tenant_id is None:
-        raise ValueError("only matched events are published")
-    occurred = event.occurred_at
-    # Fields left at their defaults are not passed, and the timestamp goes in as a dict: both
-    # cost less than setting them (thousands of facts a second).
-    fact = messages_pb2.EngagementEvent(
-        tenant_id=event.tenant_id,
-        event_id=str(event_id),
-        message_id=event.message_id or "",
-        campaign_id=event.campaign_id or "",
-        step_index=event.step_index or 0,
-        contact_id=event.contact_id or "",
-        event_type=event.event_type,
-        email=event.email or "",
-        provider_message_id=event.provider_message_id or "",
-        occurred_at={"seconds": math.floor(occurred.timestamp()), "nanos": occurred.microsecond * 1000},
-    )
-    if event.machine_open:
-        fact.machine_open = True
-    if event.url:
-        fact.url = event.url
-    if event.reason:
-        fact.reason = event.reason
-    if event.reply is not None:
-        fact.inbound_id = str(event.reply.inbound_id)
-        fact.snippet = event.reply.snippet
-        fact.reply_class = event.reply.reply_class
-        if event.reply.return_date is not None:
-            fact.return_date = event.reply.return_date.isoformat()
-    return fact
-
-
-@dataclass(frozen=True)
-class SentMessage:
-    """A SENT outcome, as the outbound_messages row that keeps it."""
-
-    outbound: Outbound
-    subject: str
-    provider_message_id: str | None
-    rfc_message_id: str | None
-    sent_at: datetime
-
-
-def sent_message(outcome: dispatcher_pb.MessageOutcome, *, now: datetime) -> SentMessage:
-    for name in ("tenant_id", "message_id"):
-        if not getattr(outcome, name):
-            raise PermanentMessageError(f"MessageOutcome without {name}")
-    if not validation.TENANT.match(outcome.tenant_id):
-        raise PermanentMessageError(f"MessageOutcome with an invalid tenant_id {outcome.tenant_id!r}")
-    return SentMessage(
-        outbound=Outbound(
-            message_id=outcome.message_id,
-            tenant_id=outcome.tenant_id,
-            campaign_id=outcome.campaign_id,
-            step_index=outcome.step_index,
-            contact_id=outcome.contact_id,
-            to_email=outcome.to_email,
-        ),
-        subject=outcome.subject,
-        provider_message_id=outcome.provider_message_id or None,
-        rfc_message_id=outcome.rfc_message_id or None,
-        sent_at=outcome.occurred_at.ToDatetime(tzinfo=UTC) if outcome.HasField("occurred_at") else now,
-    )
-
-
-def to_proto(row: Any) -> api_pb.MessageEvent:
-    event = api_pb.MessageEvent(
-        event_id=str(row.id),
-        tenant_id=row.tenant_id,
-        message_id=row.message_id or "",
-        campaign_id=row.campaign_id or "",
-        step_index=row.step_index or 0,
-        event_type=row.event_type,
-        provider=row.provider,
-        provider_event_id=row.provider_event_id,
-        machine_open=row.machine_open,
-        url=row.url or "",
-    )
-    event.occurred_at.FromDatetime(row.occurred_at)
-    return event
-
-
-def _text(value: Any) -> str | None:
-    """A string field of an entry parse_event has scrubbed already."""
-    return (value or None) if isinstance(value, str) else None
-
-
-def _id(value: Any) -> str | None:
-    text = _text(value)
-    return text if text is not None and len(text) <= MAX_ID_LENGTH else None
-
-
-def scrub(value: Any, depth: int = 0) -> Any:
-    """What PostgreSQL can store: no NUL characters (refused in text and jsonb) and no lone
-    surrogates (not UTF-8), nesting cut at MAX_RAW_DEPTH. One such value must not make a whole
-    batch fail forever."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            value = value.replace("\x00", "")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            value = value.encode("utf-8", "replace").decode("utf-8")
-        return value
-    if isinstance(value, list | dict) and depth >= MAX_RAW_DEPTH:
-        return "<nested too deeply>"
-    if isinstance(value, list):
-        return [scrub(v, depth + 1) for v in value]
-    if isinstance(value, dict):
-        return {scrub(k, depth + 1): scrub(v, depth + 1) for k, v in value.items()}
-    return value
-
-
-def _fits(value: dict[str, Any] | list[Any], depth: int) -> bool:
-    """No container in `value` (itself at `depth`) so deep that scrub() would cut it."""
-    for child in value.values() if type(value) is dict else value:
-        if (type(child) is dict or type(child) is list) and (depth + 1 >= MAX_RAW_DEPTH or not _fits(child, depth + 1)):
-            return False
-    return True
-
-
-def _int(value: Any) -> int | None:
-    """A step index: a small non-negative integer, or a string of ASCII digits that is one."""
-    if isinstance(value, str):
-        digits = value.strip()
-        value = int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 5 else None
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < STEP_INDEX_LIMIT:
-        return value
-    return None
-
-
-def _digest(value: Any) -> str:
-    """A stable id for an event SendGrid sent without sg_event_id: a replay hashes the same."""
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
-
-
-# Rollups (events.step_stats): metrics counted once per message, with the bit that records in
-# outbound_messages.seen that the message already counted; and metrics counted per event.
-UNIQUE_METRICS = {
-    "delivered": 1 << 0,
-    "unique_human_opens": 1 << 1,
-    "machine_opens": 1 << 2,
-    "unique_clicks": 1 << 3,
-    "replies": 1 << 4,
-    "auto_replies": 1 << 5,
-    "bounces": 1 << 6,
-    "unsubscribes": 1 << 7,
-    "spam_reports": 1 << 8,
-}
-SENT_METRIC = "sent"
-_ROLLUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "delivered": (("delivered",), ()),
-    "click": (("unique_clicks",), ("click_events",)),
-    REPLY: (("replies",), ()),
-    AUTO_REPLY: (("auto_replies",), ()),
-    "bounce": (("bounces",), ()),
-    UNSUBSCRIBE: (("unsubscribes",), ()),
-    "group_unsubscribe": (("unsubscribes",), ()),
-    "spamreport": (("spam_reports",), ()),
-}
-
-
-def rollup_metrics(event_type: str, machine_open: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(metrics an event counts once for its message, metrics it counts as an event)."""
-    if event_type == "open":
-        return (("machine_opens",), ()) if machine_open else (("unique_human_opens",), ("human_open_events",))
-    return _ROLLUPS.get(event_type, ((), ()))
-
-
-def counts_to_proto(values: dict[str, int]) -> api_pb.EngagementCounts:
-    """Rollup values by metric name as the API's counts (absent metrics are zero)."""
-    return api_pb.EngagementCounts(
-        sent=values.get(SENT_METRIC, 0),
-        delivered=values.get("delivered", 0),
-        unique_human_opens=values.get("unique_human_opens", 0),
-        machine_opens=values.get("machine_opens", 0),
-        human_open_events=values.get("human_open_events", 0),
-        unique_clicks=values.get("unique_clicks", 0),
-        click_events=values.get("click_events", 0),
-        replies=values.get("replies", 0),
-        auto_replies=values.get("auto_replies", 0),
-        bounces=values.get("bounces", 0),
-        unsubscribes=values.get("unsubscribes", 0),
-        spam_reports=values.get("spam_reports", 0),
+        reason=f"{channel} task: {task_outcome}",
+        raw_event={"channel": channel, "task_outcome": task_outcome},
     )

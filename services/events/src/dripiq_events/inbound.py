@@ -16,7 +16,7 @@ from email.parser import BytesParser, Parser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from dripiq_common.errors import PermanentMessageError
-from dripiq_events.domain import scrub
+from dripiq_events.storable import scrub
 
 # The form fields we use; attachments (attachment1..N) and spam reports are not kept.
 _FIELDS = {"headers", "text", "html", "from", "to", "subject", "envelope", "charsets", "email"}

@@ -79,7 +79,7 @@ outbound_messages = Table(
     Column("provider_message_id", Text),
     Column("rfc_message_id", Text),
     Column("sent_at", DateTime(timezone=True), nullable=False),
-    # Bits of domain.UNIQUE_METRICS this message has already counted in step_stats.
+    # Bits of rollups.UNIQUE_METRICS this message has already counted in step_stats.
     Column("seen", Integer, nullable=False, server_default="0"),
     # The bits the latest change of `seen` added: what that statement's RETURNING reads, since
     # RETURNING sees only new values before PostgreSQL 18.

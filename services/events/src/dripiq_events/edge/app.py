@@ -30,7 +30,8 @@ from dripiq_common.clock import Clock, SystemClock
 from dripiq_common.errors import InvalidArgument
 from dripiq_common.jetstream import Subjects
 from dripiq_common.tokens import InvalidToken, TokenProblem, TokenSigner
-from dripiq_events.domain import loads_json, unsubscribe_request
+from dripiq_events.domain import unsubscribe_request
+from dripiq_events.storable import loads_json
 
 log = structlog.get_logger(__name__)
 

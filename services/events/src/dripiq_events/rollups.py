@@ -1,0 +1,85 @@
+"""Rollups: each step's engagement counters (events.step_stats), kept as events are stored.
+
+A metric counted once per message (a unique open, the first click) is counted only the first
+time its message reaches it, which outbound_messages.seen records bit by bit; the others count
+every event. Counters are added on the caller's connection, in the transaction that stores the
+events they count, so a redelivery counts nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dripiq_events import repository
+from dripiq_events.domain import AUTO_REPLY, REPLY, UNSUBSCRIBE, NewEvent, SentMessage
+
+# Metrics counted once per message, each with the bit of outbound_messages.seen that records the
+# message already counted in it.
+UNIQUE_METRICS = {
+    "delivered": 1 << 0,
+    "unique_human_opens": 1 << 1,
+    "machine_opens": 1 << 2,
+    "unique_clicks": 1 << 3,
+    "replies": 1 << 4,
+    "auto_replies": 1 << 5,
+    "bounces": 1 << 6,
+    "unsubscribes": 1 << 7,
+    "spam_reports": 1 << 8,
+}
+SENT_METRIC = "sent"
+# By event type: (metrics counted once per message, metrics counted per event).
+_ROLLUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "delivered": (("delivered",), ()),
+    "click": (("unique_clicks",), ("click_events",)),
+    REPLY: (("replies",), ()),
+    AUTO_REPLY: (("auto_replies",), ()),
+    "bounce": (("bounces",), ()),
+    UNSUBSCRIBE: (("unsubscribes",), ()),
+    "group_unsubscribe": (("unsubscribes",), ()),
+    "spamreport": (("spam_reports",), ()),
+}
+
+
+def rollup_metrics(event_type: str, machine_open: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(metrics an event counts once for its message, metrics it counts as an event)."""
+    if event_type == "open":
+        return (("machine_opens",), ()) if machine_open else (("unique_human_opens",), ("human_open_events",))
+    return _ROLLUPS.get(event_type, ((), ()))
+
+
+async def count_sent(conn: AsyncConnection, first_time: Sequence[SentMessage]) -> None:
+    """Count messages kept for the first time as sent, each in its step."""
+    increments: Counter[repository.RollupKey] = Counter(
+        (s.outbound.tenant_id, s.outbound.campaign_id, s.outbound.step_index, SENT_METRIC) for s in first_time
+    )
+    await repository.add_to_rollups(conn, increments=increments)
+
+
+async def roll_up(conn: AsyncConnection, rows: Sequence[NewEvent]) -> None:
+    """Count newly stored events into their steps' rollups, each once-per-message metric
+    only the first time its message reaches it (tracked in outbound_messages.seen)."""
+    increments: Counter[repository.RollupKey] = Counter()
+    wanted: dict[str, int] = {}
+    step_of: dict[str, tuple[str, str, int]] = {}
+    for row in rows:
+        if not (row.tenant_id and row.campaign_id and row.message_id and row.step_index is not None):
+            continue
+        step = (row.tenant_id, row.campaign_id, row.step_index)
+        unique, per_event = rollup_metrics(row.event_type, row.machine_open)
+        for metric in per_event:
+            increments[(*step, metric)] += 1
+        if unique:
+            bits = wanted.get(row.message_id, 0)
+            for metric in unique:
+                bits |= UNIQUE_METRICS[metric]
+            wanted[row.message_id] = bits
+            step_of[row.message_id] = step
+    added = await repository.add_seen(conn, wanted=wanted)
+    for message_id, new in added.items():
+        for metric, bit in UNIQUE_METRICS.items():
+            if new & bit:
+                increments[(*step_of[message_id], metric)] += 1
+    await repository.add_to_rollups(conn, increments=increments)
