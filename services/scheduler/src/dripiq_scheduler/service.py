@@ -15,7 +15,7 @@ from dripiq_common import paging, validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument, NotFound, PermanentMessageError
 from dripiq_common.jetstream import decode
-from dripiq_scheduler import domain, repository
+from dripiq_scheduler import convert, domain, repository
 from dripiq_scheduler.repository import NewTimer
 
 log = structlog.get_logger(__name__)
@@ -33,19 +33,19 @@ class TimerService:
     on_scheduled_due: Callable[[], None] = field(default=lambda: None)
 
     async def schedule(self, timer: pb.Timer) -> pb.Timer:
-        new = domain.new_timer(timer)
+        new = convert.new_timer(timer)
         now = self.clock.now()
         async with self.engine.begin() as conn:
             row = await repository.schedule(conn, timer=new, now=now)
         self._stored([new], now)
-        return domain.to_proto(row)
+        return convert.to_proto(row)
 
     async def schedule_many(self, batch: Sequence[pb.Timer]) -> int:
         """Schedule many timers in one transaction; all are valid or none is stored.
 
         Returns how many distinct timers the batch holds (a key given twice keeps its last
         content)."""
-        news = [domain.new_timer(timer, f"timers[{i}]") for i, timer in enumerate(batch)]
+        news = [convert.new_timer(timer, f"timers[{i}]") for i, timer in enumerate(batch)]
         now = self.clock.now()
         async with self.engine.begin() as conn:
             await repository.schedule_many(conn, batch=news, now=now)
@@ -77,7 +77,7 @@ class TimerService:
 
     async def list_timers(self, request: pb.ListTimersRequest) -> pb.ListTimersResponse:
         tenant = validation.tenant_id(request.tenant_id)
-        status = domain.status_filter(request.status)
+        status = convert.status_filter(request.status)
         fire_after = request.fire_after.ToDatetime(tzinfo=UTC) if request.HasField("fire_after") else None
         fire_before = request.fire_before.ToDatetime(tzinfo=UTC) if request.HasField("fire_before") else None
         if fire_after is not None and fire_before is not None and fire_before <= fire_after:
@@ -97,7 +97,7 @@ class TimerService:
             )
         page = rows[:size]
         token = paging.encode_token(page[-1].scheduled_for.isoformat(), page[-1].id) if len(rows) > size else ""
-        return pb.ListTimersResponse(timers=[domain.to_proto(row) for row in page], next_page_token=token)
+        return pb.ListTimersResponse(timers=[convert.to_proto(row) for row in page], next_page_token=token)
 
     def _stored(self, news: Sequence[NewTimer], now: datetime) -> None:
         """After a commit: wake the firer for timers already due, and say so for late ones."""
@@ -128,7 +128,7 @@ class TimerService:
             row = await repository.cancel(conn, tenant_id=tenant, key=key, now=self.clock.now())
         if row is None:
             raise NotFound(f"timer {key!r} not found")
-        return domain.to_proto(row)
+        return convert.to_proto(row)
 
     async def cancel_group(self, tenant_id: str, group_key: str) -> int:
         tenant = validation.tenant_id(tenant_id)
@@ -143,7 +143,7 @@ class TimerService:
             row = await repository.get(conn, tenant_id=tenant, key=key)
         if row is None:
             raise NotFound(f"timer {key!r} not found")
-        return domain.to_proto(row)
+        return convert.to_proto(row)
 
     async def apply_command(self, data: bytes) -> None:
         await self.apply_commands([data])
@@ -161,7 +161,7 @@ class TimerService:
         try:
             for kind, op in ops:
                 if kind == "schedule":
-                    steps.append((kind, domain.new_timer(op)))  # type: ignore[arg-type]
+                    steps.append((kind, convert.new_timer(op)))  # type: ignore[arg-type]
                 else:
                     validation.tenant_id(op.tenant_id)  # type: ignore[attr-defined]
                     steps.append((kind, op))
