@@ -63,8 +63,8 @@ format: $(VENV)/.installed ## Format the code and sort imports (ruff)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-migrate: $(VENV)/.installed ## Apply every service's migrations (DATABASE_URL, or the embedded server under .run/)
-	$(PY) -m dripiq_devtools migrate
+migrate: $(VENV)/.installed ## Apply every service's migrations to DATABASE_URL (make run migrates its own server)
+	$(PY) -m dripiq_common.migrations
 
 run: $(VENV)/.installed ## Run the whole suite: PostgreSQL, NATS, migrations, fake SendGrid, the five processes
 	$(PY) -m dripiq_devtools run

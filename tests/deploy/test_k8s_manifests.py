@@ -6,7 +6,10 @@ every process runs hardened, probed and described as the deploy docs say."""
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +53,8 @@ PROCESSES = {
 SCALED_ON_LAG = {"dripiq-planner", "dripiq-dispatcher", "dripiq-events"}
 # The processes' own shutdown grace (ServiceSettings.shutdown_grace_seconds, EdgeSettings).
 SHUTDOWN_GRACE_SECONDS = 10
+# The one command that applies migrations, in the images and from a clone (make migrate).
+MIGRATIONS_MODULE = "dripiq_common.migrations"
 
 
 @functools.cache
@@ -183,10 +188,23 @@ def test_migrations_run_as_a_job_per_service(kustomization):
     for name, job in jobs.items():
         service = name.removeprefix("dripiq-migrate-")
         [container] = job["spec"]["template"]["spec"]["containers"]
-        assert container["command"][-2:] == ["dripiq_common.migrations", service]
+        # The image's venv python (tests/deploy/test_images.py), which holds dripiq-common.
+        assert container["command"] == ["/opt/venv/bin/python", "-m", MIGRATIONS_MODULE, service]
         assert container["image"].rsplit(":", 1)[0].endswith(f"dripiq/{service}")
         assert job["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_make_migrate_runs_the_command_the_jobs_run():
+    """One way to apply migrations: the common library's module, which every image holds (dev
+    tools are in none), is what the Jobs run and what `make migrate` runs from the clone."""
+    spec = importlib.util.find_spec(MIGRATIONS_MODULE)
+    assert spec is not None and spec.origin is not None
+    assert Path(spec.origin).is_relative_to(ROOT / "libs" / "common" / "src")
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = re.search(r"^migrate:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+    assert recipe, "the Makefile has no migrate target"
+    assert [shlex.split(line) for line in recipe[1].splitlines()] == [["$(PY)", "-m", MIGRATIONS_MODULE]]
 
 
 def test_only_the_edge_takes_traffic_from_outside_the_namespace():

@@ -11,11 +11,38 @@ from pathlib import Path
 import pytest
 from support import USER_ACCOUNT
 
+from dripiq_devtools.server_source import ServerSource, start_nats, start_postgres
+from dripiq_devtools.servers import SetupError
 from dripiq_devtools.suite import Suite
 
 
 @pytest.fixture(scope="session")
-def suite(request: pytest.FixtureRequest) -> Iterator[Suite]:
+def suite_servers(server_source: ServerSource, server_root: Path) -> Iterator[dict[str, str]]:
+    """The suite's DATABASE_URL and NATS_URL when they come from containers: a PostgreSQL and a
+    NATS of its own, apart from the integration tests' ones, as the embedded suite has. Embedded,
+    there is nothing to give: the suite starts its own as `make run` does, and migrates either way."""
+    if server_source is ServerSource.EMBEDDED:
+        yield {}
+        return
+    try:
+        pg = start_postgres(server_source, server_root / "e2e-postgres")
+    except SetupError as exc:
+        pytest.exit(f"PostgreSQL cannot start for the tests: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
+    try:
+        nats = start_nats(server_source, server_root / "e2e-nats")
+    except SetupError as exc:
+        pg.close()
+        pytest.exit(f"NATS cannot start for the tests: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
+    except BaseException:
+        pg.close()
+        raise
+    yield {"DATABASE_URL": pg.url, "NATS_URL": nats.url}
+    nats.stop()
+    pg.close()
+
+
+@pytest.fixture(scope="session")
+def suite(request: pytest.FixtureRequest, suite_servers: dict[str, str]) -> Iterator[Suite]:
     root = Path(tempfile.mkdtemp(prefix="dripiq-e2e-"))
     running = Suite(
         run_dir=root / "run",
@@ -24,7 +51,7 @@ def suite(request: pytest.FixtureRequest) -> Iterator[Suite]:
         log_format="json",
         log_dir=root / "logs",
         fake_openai=True,
-        user_env={"SENDGRID_WEBHOOK_PUBLIC_KEY": USER_ACCOUNT.public_key_base64},
+        user_env={"SENDGRID_WEBHOOK_PUBLIC_KEY": USER_ACCOUNT.public_key_base64, **suite_servers},
         extra_env={
             "SCHEDULER_POLL_SECONDS": "0.1",
             "PLANNER_OUTBOX_POLL_SECONDS": "0.2",

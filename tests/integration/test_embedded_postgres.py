@@ -140,7 +140,7 @@ def test_a_planted_link_in_place_of_the_private_folder_is_refused(private_clone:
 
 @root_only
 def test_make_test_stops_at_once_with_one_line_when_postgres_cannot_start():
-    env = {**os.environ, "DRIPIQ_PG_USER": "dripiq-no-such-user"}
+    env = {**os.environ, "DRIPIQ_PG_USER": "dripiq-no-such-user", "DRIPIQ_TEST_SERVERS": "embedded"}
     done = subprocess.run(
         [
             sys.executable,

@@ -1,4 +1,4 @@
-"""The common library's pure parts: tokens, subjects, validation, error mapping."""
+"""The common library's pure parts: tokens, subjects, validation, error mapping, the migrations command's arguments."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sqlalchemy.exc
 from google.rpc import code_pb2, error_details_pb2
 from prometheus_client import REGISTRY
 
-from dripiq_common import validation
+from dripiq_common import migrations, validation
 from dripiq_common.errors import AlreadyExists, InvalidArgument, NotFound
 from dripiq_common.grpc_server import status_for
 from dripiq_common.jetstream import Streams, Subjects, stream_for_subject, subject_matches, token
@@ -194,3 +194,23 @@ def test_seeded_spread_is_fixed_by_its_seed_and_in_range() -> None:
     assert seeded_fraction("campaign-1:2") == int.from_bytes(digest[:4], "big") / 2**32
     shares = [seeded_fraction(f"m-{n}") for n in range(1000)]
     assert all(0 <= share < 1 for share in shares) and len(set(shares)) > 990
+
+
+def test_the_migrations_command_names_an_unknown_service_before_touching_a_database(monkeypatch) -> None:
+    monkeypatch.setattr(migrations, "upgrade", lambda *args: pytest.fail("migrated despite a bad argument"))
+    with pytest.raises(SystemExit, match="unknown service 'billing'; expected one of planner, dispatcher"):
+        migrations.main(["planner", "billing", "--database-url", "postgresql://nowhere/dripiq"])
+
+
+def test_the_migrations_command_needs_a_database_url(monkeypatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with pytest.raises(SystemExit, match="DATABASE_URL is not set"):
+        migrations.main(["planner"])
+
+
+def test_the_migrations_command_applies_every_service_by_default_in_order(monkeypatch) -> None:
+    applied = []
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db.example/dripiq")
+    monkeypatch.setattr(migrations, "upgrade", lambda *args: applied.append(args))
+    migrations.main([])
+    assert applied == [(service, "postgresql://db.example/dripiq", "head") for service in migrations.SERVICES]

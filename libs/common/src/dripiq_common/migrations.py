@@ -1,7 +1,9 @@
 """Per-schema Alembic: each service migrates only its own schema, with its version table in it.
 
-A service's `migrations/env.py` calls `run_env(metadata)`; operators run
-`python -m dripiq_common.migrations <service>...` (or `make migrate`).
+A service's `migrations/env.py` calls `run_env(metadata)`. `python -m dripiq_common.migrations
+[SERVICE...]` is the one command that applies migrations: `make migrate` runs it from .venv, and
+the migration Jobs run it in each service's image (which holds this library and no dev tools).
+Code that migrates a server it started (`make run`, the tests) calls `upgrade`.
 """
 
 from __future__ import annotations
@@ -71,17 +73,20 @@ def run_env(metadata: MetaData) -> None:
     asyncio.run(run())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Apply service migrations")
-    parser.add_argument("services", nargs="*", default=list(SERVICES), help="default: all")
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m dripiq_common.migrations", description="Apply service migrations to DATABASE_URL"
+    )
+    parser.add_argument("services", nargs="*", default=list(SERVICES), help=f"default: all ({', '.join(SERVICES)})")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"), help="default: $DATABASE_URL")
     parser.add_argument("--revision", default="head")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    unknown = [service for service in args.services if service not in SERVICES]
+    if unknown:
+        raise SystemExit(f"unknown service {unknown[0]!r}; expected one of {', '.join(SERVICES)}")
     if not args.database_url:
         raise SystemExit("DATABASE_URL is not set (or pass --database-url)")
     for service in args.services:
-        if service not in SERVICES:
-            raise SystemExit(f"unknown service {service!r}; expected one of {', '.join(SERVICES)}")
         upgrade(service, args.database_url, args.revision)
         print(f"{service}: migrated to {args.revision}")
 

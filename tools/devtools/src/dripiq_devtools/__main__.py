@@ -1,14 +1,15 @@
 """dripiq-dev: local development commands.
 
 python -m dripiq_devtools run                     # the whole suite (make run)
-python -m dripiq_devtools migrate                 # apply every service's migrations
 python -m dripiq_devtools revision SERVICE -m MSG # autogenerate a migration on a scratch server
+
+Migrations are applied by `python -m dripiq_common.migrations` (make migrate), the command the
+migration Jobs run in the images; `run` applies them to its own server at start.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
 
@@ -18,7 +19,6 @@ from dripiq_common import migrations
 from dripiq_devtools.servers import EmbeddedPostgres
 
 REPO = Path(__file__).resolve().parents[4]
-RUN_DIR = REPO / ".run"
 
 
 def cmd_revision(service: str, message: str) -> None:
@@ -36,28 +36,12 @@ def cmd_revision(service: str, message: str) -> None:
             pg.close()
 
 
-def cmd_migrate() -> None:
-    url = os.environ.get("DATABASE_URL")
-    pg = None
-    if not url:
-        pg = EmbeddedPostgres(RUN_DIR / "postgres", port=int(os.environ.get("DRIPIQ_PG_PORT", "55432"))).start()
-        url = pg.url
-    try:
-        for service in migrations.SERVICES:
-            migrations.upgrade(service, url)
-            print(f"{service}: migrated")
-    finally:
-        if pg:
-            pg.stop()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="dripiq-dev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the whole suite locally")
-    sub.add_parser("migrate", help="apply every service's migrations")
     rev = sub.add_parser("revision", help="autogenerate a migration for one service")
     rev.add_argument("service", choices=migrations.SERVICES)
     rev.add_argument("-m", "--message", required=True)
@@ -66,8 +50,6 @@ def main() -> None:
         from dripiq_devtools.suite import main as run_suite
 
         run_suite()
-    elif args.command == "migrate":
-        cmd_migrate()
     else:
         cmd_revision(args.service, args.message)
 

@@ -10,6 +10,10 @@ as root, PostgreSQL's binaries and clusters live in a private folder of that use
 system temporary directory, named after the clone's virtual environment: two clones never share
 one, and a second `make run` of the same clone finds its data again. As an ordinary user nothing
 moves: PostgreSQL runs as that user, from the clone.
+
+What a server needs once it runs (PostgreSQL's settings and the `dripiq` database, NATS's
+configuration and its readiness check) is in functions of its own here, which the containers
+the tests may use instead (containers.py) share.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +59,33 @@ def pg_install() -> Path:
 def pg_bin(name: str) -> str:
     """A PostgreSQL client program (psql, pg_dump...) to run as ourselves."""
     return str(pg_install() / "bin" / name)
+
+
+# Every PostgreSQL of ours runs with these, embedded or in a container (`-c name=value`).
+POSTGRES_SETTINGS = {
+    "max_connections": "300",
+    "shared_buffers": "256MB",
+    "fsync": "on",
+    "synchronous_commit": "off",
+}
+
+
+def postgres_url(port: int, database: str) -> str:
+    """The superuser's URL on 127.0.0.1 (trust authentication, so no password)."""
+    return f"postgresql://postgres@127.0.0.1:{port}/{database}"
+
+
+def create_database(port: int, database: str) -> None:
+    """Create `database` on the server at 127.0.0.1:port unless it exists (the superuser, trust)."""
+    server = ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
+    found = subprocess.run(
+        [pg_bin("psql"), *server, "-d", "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{database}'"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    if found.stdout.strip() != "1":
+        subprocess.run([pg_bin("createdb"), *server, database], check=True, capture_output=True, text=True)
 
 
 def _can_enter(path: Path, uid: int, gids: set[int]) -> bool:
@@ -200,7 +232,7 @@ class EmbeddedPostgres:
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+        return postgres_url(self.port, self.database)
 
     @property
     def log_file(self) -> Path:
@@ -249,31 +281,15 @@ class EmbeddedPostgres:
             self._run(
                 "initdb", "-D", str(pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"
             )
-        options = (
-            f"-h 127.0.0.1 -p {self.port} -k {self.cluster_dir} -c max_connections=300 "
-            "-c shared_buffers=256MB -c fsync=on -c synchronous_commit=off"
-        )
+        settings = " ".join(f"-c {name}={value}" for name, value in POSTGRES_SETTINGS.items())
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.cluster_dir} {settings}"
         started = self._run(
             "pg_ctl", "-D", str(pgdata), "-l", str(self.log_file), "-w", "-t", "60", "-o", options, "start", check=False
         )
         if started.returncode != 0:
             tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
             raise RuntimeError(f"PostgreSQL did not start: {started.stderr}\n{tail}")
-        created = self._run(
-            "psql",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-tAc",
-            f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'",
-        )
-        if created.stdout.strip() != "1":
-            self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", self.database)
+        create_database(self.port, self.database)
         return self
 
     def stop(self) -> None:
@@ -292,6 +308,38 @@ class EmbeddedPostgres:
 
 
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
+# 200 once the server runs with JetStream enabled (on the monitoring port).
+NATS_READY_PATH = "/healthz?js-enabled-only=true"
+
+
+def nats_config() -> str:
+    """The configuration file every NATS server of ours runs with (flags give ports and store)."""
+    # Inbound mail with attachments is larger than NATS's 1 MiB default message size.
+    return f"max_payload: {MAX_PAYLOAD_BYTES}\n"
+
+
+def nats_url(port: int) -> str:
+    return f"nats://127.0.0.1:{port}"
+
+
+def wait_for_nats(monitor_port: int, timeout: float, gone: Callable[[], str | None]) -> None:
+    """Return once the server at 127.0.0.1:monitor_port says JetStream is enabled.
+
+    `gone` says why the server cannot answer any more (it exited), or None while it runs.
+    """
+    deadline = time.monotonic() + timeout
+    health = f"http://127.0.0.1:{monitor_port}{NATS_READY_PATH}"
+    while time.monotonic() < deadline:
+        why = gone()
+        if why is not None:
+            raise RuntimeError(why)
+        try:
+            with urllib.request.urlopen(health, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("nats-server did not become ready")
 
 
 def nats_server_binary() -> str:
@@ -314,15 +362,14 @@ class EmbeddedNats:
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return nats_url(self.port)
 
     def start(self, timeout: float = 15.0) -> EmbeddedNats:
         self.port = self.port or free_port()
         self.monitor_port = self.monitor_port or free_port()
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        # Inbound mail with attachments is larger than NATS's 1 MiB default message size.
         config = self.store_dir / "nats.conf"
-        config.write_text(f"max_payload: {MAX_PAYLOAD_BYTES}\n")
+        config.write_text(nats_config())
         log = open(self.log_file or self.store_dir / "nats.log", "ab")
         self.process = subprocess.Popen(
             [
@@ -344,19 +391,17 @@ class EmbeddedNats:
             start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        health = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nats-server exited with {self.process.returncode}")
-            try:
-                with urllib.request.urlopen(health, timeout=1) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("nats-server did not become ready")
+        process = self.process
+        try:
+            wait_for_nats(
+                self.monitor_port,
+                timeout,
+                lambda: None if process.poll() is None else f"nats-server exited with {process.returncode}",
+            )
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
