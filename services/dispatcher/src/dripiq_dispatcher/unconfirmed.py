@@ -1,6 +1,6 @@
 """Sends whose call may have gone out (`unknown`, or `sending` left by a process that died):
 settled by SendGrid's own events, sent again once its reports pass them without one, or failed
-for review past the deadline (docs/decisions/0019)."""
+for review past the deadline (docs/decisions/0028)."""
 
 from __future__ import annotations
 
