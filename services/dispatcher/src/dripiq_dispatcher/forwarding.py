@@ -2,7 +2,7 @@
 the mailbox behind the identity that sent the email (its forward_to), else to the tenant's
 catch-all; with neither it is recorded as unroutable and nothing is sent.
 
-Exactly once, as for sends (service.py): SendGrid has no idempotency key, so the
+Exactly once, as for sends (sending.py): SendGrid has no idempotency key, so the
 `reply_forwards` row, one per (tenant, inbound reply), is the guard. It is locked and moved to
 `sending` in a committed transaction before the provider call; a delivery that finds `sending`
 knows a call may have gone out and parks the forward as `unknown` instead of calling again.
