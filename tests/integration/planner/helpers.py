@@ -23,9 +23,9 @@ from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import timers_pb2
 from dripiq.scheduler.v1 import commands_pb2, scheduler_service_pb2
 from dripiq_common.clock import ManualClock
+from dripiq_common.windows import MAX_JITTER_SECONDS
 from dripiq_planner.models import campaign_steps, contact_campaigns, outbox, rule_decisions
 from dripiq_planner.reactor import Reactor
-from dripiq_planner.windows import MAX_JITTER_SECONDS
 
 # A Monday, 09:00 UTC.
 T0 = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)

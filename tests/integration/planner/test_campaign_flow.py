@@ -13,10 +13,10 @@ from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import timers_pb2
 from dripiq_common.clock import ManualClock
 from dripiq_common.errors import AlreadyExists, InvalidArgument, NotFound
+from dripiq_common.windows import MAX_JITTER_SECONDS
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.reactor import Reactor
 from dripiq_planner.strategist.template_strategist import TemplateStrategist
-from dripiq_planner.windows import MAX_JITTER_SECONDS
 
 
 @pytest.fixture

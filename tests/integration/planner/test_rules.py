@@ -43,10 +43,10 @@ from dripiq.events.v1 import messages_pb2 as events_pb
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import timers_pb2
 from dripiq_common.clock import ManualClock
+from dripiq_common.windows import MAX_JITTER_SECONDS
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.reactor import Reactor
 from dripiq_planner.strategist.template_strategist import TemplateStrategist
-from dripiq_planner.windows import MAX_JITTER_SECONDS
 
 HOUR = timedelta(hours=1)
 JITTER = timedelta(seconds=MAX_JITTER_SECONDS)

@@ -26,7 +26,7 @@ from dripiq_common.clock import Clock
 from dripiq_common.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound
 from dripiq_common.grpc_server import status_for
 from dripiq_common.outbox import enqueue
-from dripiq_planner import lifecycle, repository, rules, state, strategy, templates, timeline, windows
+from dripiq_planner import convert, lifecycle, repository, rules, state, strategy, templates, timeline
 from dripiq_planner.models import outbox
 from dripiq_planner.owners import Owners
 from dripiq_planner.state import CampaignStatus, StepStatus
@@ -39,24 +39,6 @@ from dripiq_planner.tenants import (
 log = structlog.get_logger(__name__)
 
 MAX_BATCH = 1000
-
-_CAMPAIGN_STATUS = {
-    CampaignStatus.ACTIVE: pb.CAMPAIGN_STATUS_ACTIVE,
-    CampaignStatus.PAUSED: pb.CAMPAIGN_STATUS_PAUSED,
-    CampaignStatus.NEEDS_ATTENTION: pb.CAMPAIGN_STATUS_NEEDS_ATTENTION,
-    CampaignStatus.COMPLETED: pb.CAMPAIGN_STATUS_COMPLETED,
-    CampaignStatus.CANCELED: pb.CAMPAIGN_STATUS_CANCELED,
-}
-_STATUS_NAMES = {v: k for k, v in _CAMPAIGN_STATUS.items()}
-_STEP_STATUS = {
-    StepStatus.PENDING: pb.STEP_STATUS_PENDING,
-    StepStatus.SCHEDULED: pb.STEP_STATUS_SCHEDULED,
-    StepStatus.SENDING: pb.STEP_STATUS_SENDING,
-    StepStatus.SENT: pb.STEP_STATUS_SENT,
-    StepStatus.FAILED: pb.STEP_STATUS_FAILED,
-    StepStatus.SKIPPED: pb.STEP_STATUS_SKIPPED,
-    StepStatus.CANCELED: pb.STEP_STATUS_CANCELED,
-}
 
 
 @dataclass
@@ -91,50 +73,6 @@ def validate_request(request: pb.CreateCampaignRequest) -> None:
             raise InvalidArgument(
                 "contact.time_zone", f"unknown IANA time zone {request.contact.time_zone!r}"
             ) from None
-
-
-def _step_proto(step: Any) -> pb.CampaignStep:
-    item = pb.CampaignStep(
-        step_index=step.step_index,
-        channel=step.channel,
-        status=_STEP_STATUS[step.status],
-        relative_delay_seconds=step.relative_delay_seconds,
-        subject=step.subject,
-        content=step.content,
-        call_to_action=step.call_to_action,
-        message_id=step.message_id or "",
-        thread=step.thread,
-    )
-    if step.scheduled_at:
-        item.scheduled_at.FromDatetime(step.scheduled_at)
-    if step.sent_at:
-        item.sent_at.FromDatetime(step.sent_at)
-    return item
-
-
-def to_proto(campaign: Any, steps: Sequence[Any], *, with_strategy: bool = True) -> pb.Campaign:
-    settings = campaign.settings_json
-    out = pb.Campaign(
-        campaign_id=campaign.id,
-        tenant_id=campaign.tenant_id,
-        lead_id=campaign.lead_id,
-        contact_id=campaign.contact_id,
-        product_id=campaign.product_id,
-        status=_CAMPAIGN_STATUS[campaign.status],
-        sender_identity_id=campaign.sender_identity_id,
-        current_step_index=campaign.current_step_index,
-        cancel_reason=campaign.cancel_reason,
-        attention_reason=campaign.attention_reason,
-        strategist=campaign.strategist,
-        time_zone=settings.get("time_zone", "UTC"),
-        send_window=windows.to_proto(windows.SendWindow.from_json(settings["send_window"])),
-        steps=[_step_proto(step) for step in steps],
-    )
-    if with_strategy:
-        out.strategy.CopyFrom(strategy.to_proto(campaign.strategy_json))
-    out.created_at.FromDatetime(campaign.created_at)
-    out.updated_at.FromDatetime(campaign.updated_at)
-    return out
 
 
 def _generation_row(
@@ -174,12 +112,12 @@ class CampaignService(TenantSettingsMixin):
 
     async def _draft(self, request: pb.CreateCampaignRequest, defaults: TenantDefaults) -> Draft:
         validate_request(request)
-        window = windows.from_proto(request.send_window, "send_window") or defaults.window
+        window = convert.window_from_proto(request.send_window, "send_window") or defaults.window
         facts = templates.facts_of(request.contact, request.lead, request.product)
         campaign_id = str(uuid.uuid4())
         generations: list[Generation] = []
         if request.HasField("strategy"):
-            chosen, strategist = strategy.from_proto(request.strategy), "request"
+            chosen, strategist = convert.strategy_from_proto(request.strategy), "request"
         else:
             planned = await self.strategist.plan(
                 PlanningFacts(
@@ -380,7 +318,7 @@ class CampaignService(TenantSettingsMixin):
             ]
             timers.append(lifecycle.step_timer(draft, step_index=0, version=1, fire_at=first_at))
             protos.append(
-                to_proto(
+                convert.campaign_to_proto(
                     SimpleNamespace(**campaign),
                     [SimpleNamespace(message_id=None, sent_at=None, **s) for s in draft_steps],
                 )
@@ -392,7 +330,7 @@ class CampaignService(TenantSettingsMixin):
     # -- read -----------------------------------------------------------------------------
 
     async def _load(self, conn: AsyncConnection, campaign: Row) -> pb.Campaign:
-        return to_proto(campaign, await repository.get_steps(conn, campaign_id=campaign.id))
+        return convert.campaign_to_proto(campaign, await repository.get_steps(conn, campaign_id=campaign.id))
 
     async def _change(
         self, tenant_id: str, campaign_id: str, change: Callable[[state.CampaignState, state.UnitOfWork], None]
@@ -425,13 +363,12 @@ class CampaignService(TenantSettingsMixin):
         tenant = validation.tenant_id(request.tenant_id)
         size = paging.page_size(request.page_size)
         before = paging.decode_token(request.page_token, datetime, str)
-        if request.status and request.status not in _STATUS_NAMES:
-            raise InvalidArgument("status", f"unknown campaign status {request.status}")
+        status = convert.status_filter(request.status)
         async with self.engine.connect() as conn:
             rows = await repository.list_campaigns(
                 conn,
                 tenant_id=tenant,
-                status=_STATUS_NAMES.get(request.status),
+                status=status,
                 contact_id=request.contact_id,
                 lead_id=request.lead_id,
                 before=before,
@@ -440,7 +377,7 @@ class CampaignService(TenantSettingsMixin):
         page = rows[:size]
         token = paging.encode_token(page[-1].created_at.isoformat(), page[-1].id) if len(rows) > size else ""
         return pb.ListCampaignsResponse(
-            campaigns=[to_proto(row, [], with_strategy=False) for row in page], next_page_token=token
+            campaigns=[convert.campaign_to_proto(row, [], with_strategy=False) for row in page], next_page_token=token
         )
 
     # -- change ---------------------------------------------------------------------------
@@ -528,5 +465,5 @@ class CampaignService(TenantSettingsMixin):
             item.scheduled_at.FromDatetime(due)
             steps.append(item)
         return pb.PreviewStrategyResponse(
-            strategy=strategy.to_proto(draft.strategy.to_json()), steps=steps, strategist=draft.strategist
+            strategy=convert.strategy_to_proto(draft.strategy.to_json()), steps=steps, strategist=draft.strategist
         )
