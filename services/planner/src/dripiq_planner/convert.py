@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from google.protobuf import json_format
 from sqlalchemy import Row
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
-from dripiq_common.errors import InvalidArgument
+from dripiq_common import validation
+from dripiq_common.errors import DomainError, InvalidArgument
+from dripiq_common.grpc_server import status_for
 from dripiq_common.windows import DEFAULT_WINDOW, SendWindow
+from dripiq_planner.planning import CampaignRequest, Draft
 from dripiq_planner.state import CampaignStatus, StepStatus
 from dripiq_planner.strategy import AdaptiveRule, Cadence, OutreachStep, RuleAction, Strategy
 from dripiq_planner.tenants import TenantDefaults
@@ -32,6 +37,97 @@ _STEP_STATUS = {
     StepStatus.SKIPPED: pb.STEP_STATUS_SKIPPED,
     StepStatus.CANCELED: pb.STEP_STATUS_CANCELED,
 }
+
+
+def campaign_request(request: pb.CreateCampaignRequest) -> CampaignRequest:
+    """A create request read and checked; InvalidArgument names the first bad field."""
+    validation.tenant_id(request.tenant_id)
+    if len(request.request_id) > 128:
+        raise InvalidArgument("request_id", "must be at most 128 characters")
+    validation.required(request.contact.contact_id, "contact.contact_id", max_length=128)
+    validation.email(request.contact.email, "contact.email")
+    validation.required(request.lead.lead_id, "lead.lead_id", max_length=128)
+    validation.required(request.product.product_id, "product.product_id", max_length=128)
+    # Checked again at send time by the dispatcher, which owns identities and their verification.
+    validation.required(request.sender_identity_id, "sender_identity_id", max_length=128)
+    if request.contact.time_zone:
+        try:
+            ZoneInfo(request.contact.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidArgument(
+                "contact.time_zone", f"unknown IANA time zone {request.contact.time_zone!r}"
+            ) from None
+    window = window_from_proto(request.send_window, "send_window")
+    contact, lead, product = request.contact, request.lead, request.product
+    return CampaignRequest(
+        tenant_id=request.tenant_id,
+        request_id=request.request_id,
+        lead_id=lead.lead_id,
+        contact_id=contact.contact_id,
+        email=contact.email,
+        product_id=product.product_id,
+        sender_identity_id=request.sender_identity_id,
+        time_zone=contact.time_zone,
+        window=window,
+        strategy=strategy_from_proto(request.strategy) if request.HasField("strategy") else None,
+        facts={
+            "contact_id": contact.contact_id,
+            "email": contact.email,
+            "first_name": contact.first_name,
+            "last_name": contact.last_name,
+            "title": contact.title,
+            "time_zone": contact.time_zone,
+            "lead_id": lead.lead_id,
+            "company_name": lead.company_name,
+            "industry": lead.industry,
+            "product_id": product.product_id,
+            "product_name": product.name,
+            "product_description": product.description,
+        },
+    )
+
+
+def campaign_requests(requests: Sequence[pb.CreateCampaignRequest]) -> list[CampaignRequest | DomainError]:
+    """Each request read on its own: one that cannot be read is its error, the others go on."""
+    out: list[CampaignRequest | DomainError] = []
+    for request in requests:
+        try:
+            out.append(campaign_request(request))
+        except DomainError as exc:
+            out.append(exc)
+    return out
+
+
+def batch_results_to_proto(results: Sequence[pb.Campaign | DomainError]) -> pb.BatchCreateCampaignsResponse:
+    """Each item's campaign, or its error as the google.rpc.Status a single create would give."""
+    return pb.BatchCreateCampaignsResponse(
+        results=[
+            pb.BatchCreateCampaignResult(error=status_for(r))
+            if isinstance(r, DomainError)
+            else pb.BatchCreateCampaignResult(campaign=r)
+            for r in results
+        ]
+    )
+
+
+def preview_to_proto(draft: Draft, times: Sequence[datetime]) -> pb.PreviewStrategyResponse:
+    """A planned campaign's strategy and its steps at the times they would go out."""
+    steps = []
+    for i, (step, due) in enumerate(zip(draft.strategy.outreach_campaign, times, strict=True)):
+        item = pb.CampaignStep(
+            step_index=i,
+            channel=step.type,
+            status=pb.STEP_STATUS_PENDING,
+            relative_delay_seconds=draft.delays[i],
+            subject=step.subject,
+            content=step.content,
+            call_to_action=step.call_to_action,
+        )
+        item.scheduled_at.FromDatetime(due)
+        steps.append(item)
+    return pb.PreviewStrategyResponse(
+        strategy=strategy_to_proto(draft.strategy.to_json()), steps=steps, strategist=draft.strategist
+    )
 
 
 def status_filter(status: pb.CampaignStatus) -> CampaignStatus | None:

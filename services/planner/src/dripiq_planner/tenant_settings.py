@@ -1,8 +1,9 @@
-"""A tenant's settings: its default send window, the strategist's voice and guidelines, its
-postal address, its tracking switches and its out-of-office pause."""
+"""Reading and updating a tenant's settings: its default send window, the strategist's voice
+and guidelines, its postal address, its tracking switches and its out-of-office pause."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,19 +21,18 @@ from dripiq_planner.tenants import (
 )
 
 
-class TenantSettingsMixin:
-    """Part of the CampaignService: its engine and clock."""
-
+@dataclass
+class TenantSettingsService:
     engine: AsyncEngine
     clock: Clock
 
-    async def tenant_settings(self, tenant_id: str) -> pb.TenantSettings:
+    async def get(self, tenant_id: str) -> pb.TenantSettings:
         tenant = validation.tenant_id(tenant_id)
         async with self.engine.connect() as conn:
             row = await repository.get_tenant_settings(conn, tenant_id=tenant)
         return convert.tenant_settings_to_proto(tenant, row)
 
-    async def update_tenant_settings(self, request: pb.UpdateTenantSettingsRequest) -> pb.TenantSettings:
+    async def update(self, request: pb.UpdateTenantSettingsRequest) -> pb.TenantSettings:
         settings = request.settings
         tenant = validation.tenant_id(settings.tenant_id, "settings.tenant_id")
         paths = set(request.update_mask.paths) or set(SETTINGS_FIELDS)
