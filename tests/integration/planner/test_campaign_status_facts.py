@@ -35,7 +35,8 @@ from dripiq_common.errors import FailedPrecondition
 from dripiq_common.jetstream import Subjects
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.creating import CampaignCreator
-from dripiq_planner.reactor import WITHHELD_RETRY_SECONDS, Reactor
+from dripiq_planner.outcomes import WITHHELD_RETRY_SECONDS
+from dripiq_planner.reactor import Reactor
 
 
 @pytest.fixture
