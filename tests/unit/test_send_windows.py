@@ -9,15 +9,15 @@ import pytest
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common.errors import InvalidArgument
-from dripiq_planner.windows import (
+from dripiq_common.windows import (
     DEFAULT_WINDOW,
     MAX_JITTER_SECONDS,
     SendWindow,
-    from_proto,
     jitter_seconds,
     place,
     spread_for,
 )
+from dripiq_planner.convert import window_from_proto
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -72,13 +72,13 @@ def test_jitter_spreads_contacts_and_is_deterministic() -> None:
 
 
 def test_windows_from_requests_name_their_field() -> None:
-    assert from_proto(pb.SendWindow(), "send_window") is None
-    assert from_proto(pb.SendWindow(weekdays=[6, 7], start_hour=10, end_hour=12), "w") == SendWindow(
+    assert window_from_proto(pb.SendWindow(), "send_window") is None
+    assert window_from_proto(pb.SendWindow(weekdays=[6, 7], start_hour=10, end_hour=12), "w") == SendWindow(
         frozenset({6, 7}), 10, 12
     )
     with pytest.raises(InvalidArgument) as exc:
-        from_proto(pb.SendWindow(weekdays=[0], start_hour=9, end_hour=17), "send_window")
+        window_from_proto(pb.SendWindow(weekdays=[0], start_hour=9, end_hour=17), "send_window")
     assert exc.value.field == "send_window.weekdays"
     with pytest.raises(InvalidArgument) as exc:
-        from_proto(pb.SendWindow(start_hour=18, end_hour=9), "send_window")
+        window_from_proto(pb.SendWindow(start_hour=18, end_hour=9), "send_window")
     assert exc.value.field == "send_window.start_hour"

@@ -22,10 +22,14 @@ from dripiq.events.v1 import messages_pb2 as events_pb
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import timers_pb2
 from dripiq.scheduler.v1 import commands_pb2, scheduler_service_pb2
-from dripiq_common.clock import ManualClock
+from dripiq_common.clock import Clock, ManualClock
+from dripiq_common.windows import MAX_JITTER_SECONDS
+from dripiq_planner.creating import CampaignCreator
 from dripiq_planner.models import campaign_steps, contact_campaigns, outbox, rule_decisions
+from dripiq_planner.owners import Owners
+from dripiq_planner.planning import Planner
 from dripiq_planner.reactor import Reactor
-from dripiq_planner.windows import MAX_JITTER_SECONDS
+from dripiq_planner.strategist.template_strategist import TemplateStrategist
 
 # A Monday, 09:00 UTC.
 T0 = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
@@ -33,6 +37,11 @@ DAY = timedelta(days=1)
 
 ALWAYS = pb.SendWindow(weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24)
 BUSINESS_HOURS = pb.SendWindow(weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17)
+
+
+def campaign_creator(engine: AsyncEngine, clock: Clock, owners: Owners | None = None) -> CampaignCreator:
+    """Creates campaigns as the planner does, planned by the template strategist."""
+    return CampaignCreator(engine, clock, Planner(engine, TemplateStrategist(), owners))
 
 
 # -- requests -------------------------------------------------------------------------------

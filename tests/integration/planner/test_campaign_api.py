@@ -26,6 +26,7 @@ from helpers import (
     DAY,
     T0,
     at,
+    campaign_creator,
     decisions,
     drain_outbox,
     engagement,
@@ -63,12 +64,16 @@ from dripiq_dispatcher.suppressions import Suppressions
 from dripiq_dispatcher.tasks import Tasks
 from dripiq_events.handlers import EventsServicer
 from dripiq_events.queries import EventQuery
-from dripiq_planner.campaigns import MAX_BATCH, CampaignService
+from dripiq_planner.campaigns import CampaignService
+from dripiq_planner.creating import MAX_BATCH, CampaignCreator
 from dripiq_planner.handlers import CampaignServicer
 from dripiq_planner.models import ai_generations, campaign_steps, contact_campaigns
 from dripiq_planner.owners import Owners
+from dripiq_planner.planning import Planner
+from dripiq_planner.preview import StrategyPreview
 from dripiq_planner.reactor import Reactor
 from dripiq_planner.strategist.template_strategist import TemplateStrategist
+from dripiq_planner.tenant_settings import TenantSettingsService
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -80,7 +85,22 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def campaigns(engine: AsyncEngine, clock: ManualClock) -> CampaignService:
-    return CampaignService(engine, clock, TemplateStrategist())
+    return CampaignService(engine, clock)
+
+
+@pytest.fixture
+def creator(engine: AsyncEngine, clock: ManualClock) -> CampaignCreator:
+    return campaign_creator(engine, clock)
+
+
+@pytest.fixture
+def strategy_preview(engine: AsyncEngine, clock: ManualClock) -> StrategyPreview:
+    return StrategyPreview(engine, clock, Planner(engine, TemplateStrategist()))
+
+
+@pytest.fixture
+def tenant_settings(engine: AsyncEngine, clock: ManualClock) -> TenantSettingsService:
+    return TenantSettingsService(engine, clock)
 
 
 def item(contact_id: str, **overrides: Any) -> pb.CreateCampaignRequest:
@@ -163,7 +183,7 @@ class StubSender:
 # -- batch create ---------------------------------------------------------------------------
 
 
-async def test_batch_create_reports_each_item_and_outboxes_one_timer_batch(engine, campaigns, tenant_id):
+async def test_batch_create_reports_each_item_and_outboxes_one_timer_batch(engine, creator, tenant_id):
     batch = pb.BatchCreateCampaignsRequest(
         tenant_id=tenant_id,
         requests=[
@@ -176,7 +196,7 @@ async def test_batch_create_reports_each_item_and_outboxes_one_timer_batch(engin
         ],
     )
 
-    response = await campaigns.batch_create(batch)
+    response = await creator.batch_create(batch)
 
     results = response.results
     assert [r.WhichOneof("result") for r in results] == [
@@ -208,7 +228,7 @@ async def test_batch_create_reports_each_item_and_outboxes_one_timer_batch(engin
         assert within_jitter(timer.fire_at, T0)
 
     # The whole batch again: request ids answer with their campaigns, nothing new is planned.
-    again = await campaigns.batch_create(batch)
+    again = await creator.batch_create(batch)
     assert again.results[0].campaign.campaign_id == first.campaign_id
     assert again.results[1].campaign.campaign_id == results[1].campaign.campaign_id
     assert [r.error.code for r in again.results[2:5]] == [
@@ -229,20 +249,24 @@ async def test_batch_create_reports_each_item_and_outboxes_one_timer_batch(engin
         (2, "someone-else", "requests.tenant_id"),
     ],
 )
-async def test_batch_create_refuses_a_bad_batch_whole(engine, campaigns, tenant_id, size, tenant_of_item, field):
+async def test_batch_create_refuses_a_bad_batch_whole(engine, creator, tenant_id, size, tenant_of_item, field):
     batch = pb.BatchCreateCampaignsRequest(
         tenant_id=tenant_id,
         requests=[item(f"c{i}", tenant_id=tenant_of_item) for i in range(size)],
     )
     with pytest.raises(InvalidArgument) as exc:
-        await campaigns.batch_create(batch)
+        await creator.batch_create(batch)
     assert exc.value.field == field
     assert await count_campaigns(engine, tenant_id) == 0
     assert await drain_outbox(engine, tenant_id) == []
 
 
-async def test_api_errors_map_to_grpc_status_codes_naming_the_field(engine, campaigns, tenant_id):
-    servicer = CampaignServicer(campaigns)
+async def test_api_errors_map_to_grpc_status_codes_naming_the_field(
+    engine, campaigns, creator, strategy_preview, tenant_settings, tenant_id
+):
+    servicer = CampaignServicer(
+        creator=creator, campaigns=campaigns, preview=strategy_preview, tenant_settings=tenant_settings
+    )
     async with (
         serve(
             ["dripiq.planner.v1.CampaignService"],
@@ -278,11 +302,11 @@ async def test_api_errors_map_to_grpc_status_codes_naming_the_field(engine, camp
 # -- the template strategist ----------------------------------------------------------------
 
 
-async def test_create_without_a_strategy_uses_the_template_strategist(engine, campaigns, tenant_id):
+async def test_create_without_a_strategy_uses_the_template_strategist(engine, creator, tenant_id):
     req = request(tenant_id)
     req.ClearField("strategy")
 
-    campaign = await campaigns.create(req)
+    campaign = await creator.create(req)
 
     assert campaign.strategist == "template"
     assert len(campaign.steps) == len(campaign.strategy.outreach_campaign) >= 1
@@ -304,21 +328,21 @@ async def test_create_without_a_strategy_uses_the_template_strategist(engine, ca
 # -- list -----------------------------------------------------------------------------------
 
 
-async def test_list_campaigns_newest_first_filtered_and_paged(engine, campaigns, clock, tenant_id):
+async def test_list_campaigns_newest_first_filtered_and_paged(engine, creator, campaigns, clock, tenant_id):
     created = []
     for i in range(5):
         clock.advance(timedelta(minutes=1))
         lead = pb.Lead(lead_id="lead-a" if i % 2 == 0 else "lead-b", company_name="Acme")
-        created.append((await campaigns.create(item(f"c{i}", tenant_id=tenant_id, lead=lead))).campaign_id)
+        created.append((await creator.create(item(f"c{i}", tenant_id=tenant_id, lead=lead))).campaign_id)
     clock.advance(timedelta(minutes=1))
-    batch = await campaigns.batch_create(
+    batch = await creator.batch_create(
         pb.BatchCreateCampaignsRequest(tenant_id=tenant_id, requests=[item(f"b{i}") for i in range(3)])
     )
     same_time = sorted((r.campaign.campaign_id for r in batch.results), reverse=True)
     await campaigns.cancel(tenant_id, created[1], "test")
     await campaigns.pause(tenant_id, created[3], 0)
     # Another tenant's campaign, created last, never shows.
-    other = await campaigns.create(item("c0", tenant_id=f"{tenant_id}-other"))
+    other = await creator.create(item("c0", tenant_id=f"{tenant_id}-other"))
 
     newest_first = [*same_time, *reversed(created)]
 
@@ -363,8 +387,8 @@ async def test_list_campaigns_newest_first_filtered_and_paged(engine, campaigns,
 # -- pause, resume, cancel ------------------------------------------------------------------
 
 
-async def test_pause_is_idempotent_and_cancels_the_step_timer(engine, campaigns, tenant_id):
-    campaign = await campaigns.create(request(tenant_id))
+async def test_pause_is_idempotent_and_cancels_the_step_timer(engine, creator, campaigns, tenant_id):
+    campaign = await creator.create(request(tenant_id))
     await drain_outbox(engine, tenant_id)
 
     paused = await campaigns.pause(tenant_id, campaign.campaign_id, 0)
@@ -382,9 +406,11 @@ async def test_pause_is_idempotent_and_cancels_the_step_timer(engine, campaigns,
     assert exc.value.field == "resume_after_seconds"
 
 
-async def test_resume_reschedules_the_next_step_from_now_inside_the_window(engine, campaigns, clock, tenant_id):
+async def test_resume_reschedules_the_next_step_from_now_inside_the_window(
+    engine, creator, campaigns, clock, tenant_id
+):
     contact = pb.Contact(contact_id="c-ny", email="ny@example.com", time_zone="America/New_York")
-    campaign = await campaigns.create(request(tenant_id, contact=contact, send_window=BUSINESS_HOURS))
+    campaign = await creator.create(request(tenant_id, contact=contact, send_window=BUSINESS_HOURS))
     first_at = at(campaign.steps[0].scheduled_at)
     assert inside_business_hours(first_at)  # Monday 09:00 New York, after T0 (04:00 there)
     await campaigns.pause(tenant_id, campaign.campaign_id, 0)
@@ -414,8 +440,8 @@ async def test_resume_reschedules_the_next_step_from_now_inside_the_window(engin
     assert await drain_outbox(engine, tenant_id) == []
 
 
-async def test_resume_keeps_a_planned_time_that_is_still_ahead(engine, campaigns, clock, tenant_id):
-    campaign = await campaigns.create(request(tenant_id))
+async def test_resume_keeps_a_planned_time_that_is_still_ahead(engine, creator, campaigns, clock, tenant_id):
+    campaign = await creator.create(request(tenant_id))
     reactor = Reactor(engine, clock)
     await sent(engine, reactor, clock, tenant_id, campaign.campaign_id)
     planned = (await step_rows(engine, campaign.campaign_id))[1].scheduled_at
@@ -427,8 +453,8 @@ async def test_resume_keeps_a_planned_time_that_is_still_ahead(engine, campaigns
     assert planned <= at(resumed.steps[1].scheduled_at) < planned + timedelta(minutes=15)
 
 
-async def test_cancel_twice_is_fine_and_a_canceled_campaign_cannot_resume(engine, campaigns, tenant_id):
-    campaign = await campaigns.create(request(tenant_id))
+async def test_cancel_twice_is_fine_and_a_canceled_campaign_cannot_resume(engine, creator, campaigns, tenant_id):
+    campaign = await creator.create(request(tenant_id))
     await drain_outbox(engine, tenant_id)
 
     canceled = await campaigns.cancel(tenant_id, campaign.campaign_id, "lost interest")
@@ -446,11 +472,11 @@ async def test_cancel_twice_is_fine_and_a_canceled_campaign_cannot_resume(engine
     with pytest.raises(FailedPrecondition):
         await campaigns.pause(tenant_id, campaign.campaign_id, 0)
     # A new campaign for the same contact and product may start now.
-    assert (await campaigns.create(request(tenant_id))).status == pb.CAMPAIGN_STATUS_ACTIVE
+    assert (await creator.create(request(tenant_id))).status == pb.CAMPAIGN_STATUS_ACTIVE
 
 
-async def test_another_tenants_campaign_is_not_found(engine, campaigns, tenant_id):
-    campaign = await campaigns.create(request(tenant_id))
+async def test_another_tenants_campaign_is_not_found(engine, creator, campaigns, tenant_id):
+    campaign = await creator.create(request(tenant_id))
     await drain_outbox(engine, tenant_id)
     other = f"{tenant_id}-other"
 
@@ -472,9 +498,9 @@ async def test_another_tenants_campaign_is_not_found(engine, campaigns, tenant_i
 # -- preview --------------------------------------------------------------------------------
 
 
-async def test_preview_stores_no_campaign_and_shows_the_schedule(engine, campaigns, clock, tenant_id):
+async def test_preview_stores_no_campaign_and_shows_the_schedule(engine, strategy_preview, clock, tenant_id):
     contact = pb.Contact(contact_id="c-ny", email="ny@example.com", time_zone="America/New_York")
-    preview = await campaigns.preview(
+    preview = await strategy_preview.preview(
         pb.PreviewStrategyRequest(
             request=request(
                 tenant_id, contact=contact, send_window=BUSINESS_HOURS, strategy=strategy("Day 0", "Day 3", "48h")
@@ -493,7 +519,7 @@ async def test_preview_stores_no_campaign_and_shows_the_schedule(engine, campaig
 
     templated = request(tenant_id)
     templated.ClearField("strategy")
-    assert (await campaigns.preview(pb.PreviewStrategyRequest(request=templated))).strategist == "template"
+    assert (await strategy_preview.preview(pb.PreviewStrategyRequest(request=templated))).strategist == "template"
 
     assert await count_campaigns(engine, tenant_id) == 0
     async with engine.connect() as conn:
@@ -502,22 +528,22 @@ async def test_preview_stores_no_campaign_and_shows_the_schedule(engine, campaig
     assert await drain_outbox(engine, tenant_id) == []
 
 
-async def test_preview_with_a_bad_timing_names_the_step(campaigns, tenant_id):
+async def test_preview_with_a_bad_timing_names_the_step(strategy_preview, tenant_id):
     bad = strategy("Day 0", "Day 3", "whenever")
     with pytest.raises(InvalidArgument) as exc:
-        await campaigns.preview(pb.PreviewStrategyRequest(request=request(tenant_id, strategy=bad)))
+        await strategy_preview.preview(pb.PreviewStrategyRequest(request=request(tenant_id, strategy=bad)))
     assert exc.value.field == "strategy.outreachCampaign[2].timing"
 
 
 # -- tenant settings ------------------------------------------------------------------------
 
 
-async def test_tenant_settings_update_mask_and_default_window(engine, campaigns, tenant_id):
-    defaults = await campaigns.tenant_settings(tenant_id)
+async def test_tenant_settings_update_mask_and_default_window(engine, tenant_settings, creator, tenant_id):
+    defaults = await tenant_settings.get(tenant_id)
     assert defaults.send_window == BUSINESS_HOURS and not defaults.HasField("update_time")
 
     window = pb.SendWindow(weekdays=[2, 4], start_hour=10, end_hour=12)
-    full = await campaigns.update_tenant_settings(
+    full = await tenant_settings.update(
         pb.UpdateTenantSettingsRequest(
             settings=pb.TenantSettings(tenant_id=tenant_id, send_window=window, voice="warm", guidelines="no pricing")
         )
@@ -525,23 +551,23 @@ async def test_tenant_settings_update_mask_and_default_window(engine, campaigns,
     assert (full.send_window, full.voice, full.guidelines) == (window, "warm", "no pricing")
     assert at(full.update_time) == T0
 
-    only_voice = await campaigns.update_tenant_settings(
+    only_voice = await tenant_settings.update(
         pb.UpdateTenantSettingsRequest(
             settings=pb.TenantSettings(tenant_id=tenant_id, send_window=ALWAYS, voice="brief", guidelines="other"),
             update_mask=field_mask_pb2.FieldMask(paths=["voice"]),
         )
     )
     assert (only_voice.send_window, only_voice.voice, only_voice.guidelines) == (window, "brief", "no pricing")
-    assert await campaigns.tenant_settings(tenant_id) == only_voice
+    assert await tenant_settings.get(tenant_id) == only_voice
 
     # A request without a window gets the tenant's; one with a window keeps its own.
     without = request(tenant_id)
     without.ClearField("send_window")
-    campaign = await campaigns.create(without)
+    campaign = await creator.create(without)
     assert campaign.send_window == window
     first = at(campaign.steps[0].scheduled_at)
     assert first.isoweekday() in (2, 4) and 10 <= first.hour < 12  # UTC contact
-    own = await campaigns.create(item("c-own", tenant_id=tenant_id, send_window=ALWAYS))
+    own = await creator.create(item("c-own", tenant_id=tenant_id, send_window=ALWAYS))
     assert own.send_window == ALWAYS
 
 
@@ -554,15 +580,15 @@ async def test_tenant_settings_update_mask_and_default_window(engine, campaigns,
         (pb.TenantSettings(voice="x"), ["tone"], "update_mask"),
     ],
 )
-async def test_bad_tenant_settings_name_the_field(campaigns, tenant_id, settings, mask, field):
+async def test_bad_tenant_settings_name_the_field(tenant_settings, tenant_id, settings, mask, field):
     settings.tenant_id = tenant_id
     with pytest.raises(InvalidArgument) as exc:
-        await campaigns.update_tenant_settings(
+        await tenant_settings.update(
             pb.UpdateTenantSettingsRequest(settings=settings, update_mask=field_mask_pb2.FieldMask(paths=mask))
         )
     expected = field if field == "update_mask" else f"settings.send_window.{field}"
     assert exc.value.field == expected
-    assert not (await campaigns.tenant_settings(tenant_id)).HasField("update_time")
+    assert not (await tenant_settings.get(tenant_id)).HasField("update_time")
 
 
 # -- suppressed contacts --------------------------------------------------------------------
@@ -575,17 +601,17 @@ async def test_suppressed_contacts_are_refused_at_plan_time(engine, clock, tenan
             dpb.AddSuppressionRequest(tenant_id=tenant_id, address="Ada@Example.com", reason="unsubscribe")
         )
         owners = Owners(dispatcher_address=address, events_address=f"127.0.0.1:{unused_port()}", timeout_seconds=5)
-        campaigns = CampaignService(engine, clock, TemplateStrategist(), owners=owners)
+        creator = campaign_creator(engine, clock, owners)
         try:
             with pytest.raises(FailedPrecondition) as exc:
-                await campaigns.create(request(tenant_id))
+                await creator.create(request(tenant_id))
             assert "suppressed" in str(exc.value)
             assert await count_campaigns(engine, tenant_id) == 0
             assert await drain_outbox(engine, tenant_id) == []
 
             # In a batch the suppressed item fails alone; an address the tenant has not
             # suppressed (even another tenant's suppressed one) goes ahead.
-            response = await campaigns.batch_create(
+            response = await creator.batch_create(
                 pb.BatchCreateCampaignsRequest(
                     tenant_id=tenant_id,
                     requests=[
@@ -597,7 +623,7 @@ async def test_suppressed_contacts_are_refused_at_plan_time(engine, clock, tenan
             assert response.results[0].error.code == code_pb2.FAILED_PRECONDITION
             assert "suppressed" in response.results[0].error.message
             assert response.results[1].campaign.status == pb.CAMPAIGN_STATUS_ACTIVE
-            other = await campaigns.create(request(f"{tenant_id}-other"))
+            other = await creator.create(request(f"{tenant_id}-other"))
             assert other.status == pb.CAMPAIGN_STATUS_ACTIVE
         finally:
             await owners.close()
@@ -606,9 +632,9 @@ async def test_suppressed_contacts_are_refused_at_plan_time(engine, clock, tenan
 async def test_create_goes_ahead_when_the_dispatcher_does_not_answer(engine, clock, tenant_id):
     nobody = f"127.0.0.1:{unused_port()}"
     owners = Owners(dispatcher_address=nobody, events_address=nobody, timeout_seconds=2)
-    campaigns = CampaignService(engine, clock, TemplateStrategist(), owners=owners)
+    creator = campaign_creator(engine, clock, owners)
     try:
-        campaign = await campaigns.create(request(tenant_id))
+        campaign = await creator.create(request(tenant_id))
     finally:
         await owners.close()
     assert campaign.status == pb.CAMPAIGN_STATUS_ACTIVE
@@ -618,7 +644,7 @@ async def test_create_goes_ahead_when_the_dispatcher_does_not_answer(engine, clo
 # -- timeline -------------------------------------------------------------------------------
 
 
-async def _sent_through_the_dispatcher(engine, clock, tenant_id, campaigns, reactor) -> pb.Campaign:  # type: ignore[no-untyped-def]
+async def _sent_through_the_dispatcher(engine, clock, tenant_id, reactor) -> pb.Campaign:  # type: ignore[no-untyped-def]
     """A campaign whose step 0 went out through the real dispatcher (to a stub provider) and
     was opened two hours later."""
     identities = SenderIdentities(engine, clock)
@@ -626,7 +652,9 @@ async def _sent_through_the_dispatcher(engine, clock, tenant_id, campaigns, reac
         dpb.CreateSenderIdentityRequest(tenant_id=tenant_id, from_email="sales@acme.test", from_name="Acme")
     )
     await identities.verify(tenant_id, identity.sender_identity_id)
-    campaign = await campaigns.create(request(tenant_id, sender_identity_id=identity.sender_identity_id))
+    campaign = await campaign_creator(engine, clock).create(
+        request(tenant_id, sender_identity_id=identity.sender_identity_id)
+    )
     await drain_outbox(engine, tenant_id)
 
     step = (await step_rows(engine, campaign.campaign_id))[0]
@@ -671,9 +699,9 @@ async def test_timeline_merges_steps_messages_and_decisions_in_time_order(engine
     names, register = owner_services(engine, clock)
     async with serve(names, register) as address:
         owners = Owners(dispatcher_address=address, events_address=address, timeout_seconds=5)
-        campaigns = CampaignService(engine, clock, TemplateStrategist(), owners=owners)
+        campaigns = CampaignService(engine, clock, owners=owners)
         try:
-            campaign = await _sent_through_the_dispatcher(engine, clock, tenant_id, campaigns, Reactor(engine, clock))
+            campaign = await _sent_through_the_dispatcher(engine, clock, tenant_id, Reactor(engine, clock))
             timeline = await campaigns.timeline(tenant_id, campaign.campaign_id)
         finally:
             await owners.close()
@@ -695,9 +723,9 @@ async def _timeline(engine, clock, tenant_id) -> tuple[pb.GetCampaignTimelineRes
     names, register = owner_services(engine, clock)
     async with serve(names, register) as address:
         owners = Owners(dispatcher_address=address, events_address=address, timeout_seconds=5)
-        campaigns = CampaignService(engine, clock, TemplateStrategist(), owners=owners)
+        campaigns = CampaignService(engine, clock, owners=owners)
         try:
-            campaign = await _sent_through_the_dispatcher(engine, clock, tenant_id, campaigns, Reactor(engine, clock))
+            campaign = await _sent_through_the_dispatcher(engine, clock, tenant_id, Reactor(engine, clock))
             opened_at = clock.now()
             return await campaigns.timeline(tenant_id, campaign.campaign_id), opened_at
         finally:
@@ -737,9 +765,9 @@ async def test_timeline_without_the_events_service_says_so(engine, clock, tenant
     names, register = owner_services(engine, clock, events=False)
     async with serve(names, register) as address:
         owners = Owners(dispatcher_address=address, events_address=f"127.0.0.1:{unused_port()}", timeout_seconds=2)
-        campaigns = CampaignService(engine, clock, TemplateStrategist(), owners=owners)
+        campaigns = CampaignService(engine, clock, owners=owners)
         try:
-            campaign = await _sent_through_the_dispatcher(engine, clock, tenant_id, campaigns, Reactor(engine, clock))
+            campaign = await _sent_through_the_dispatcher(engine, clock, tenant_id, Reactor(engine, clock))
             timeline = await campaigns.timeline(tenant_id, campaign.campaign_id)
         finally:
             await owners.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, timedelta
 
 import pytest
-from helpers import T0, drain_outbox, request, send_commands, timer_commands, within_jitter
+from helpers import T0, campaign_creator, drain_outbox, request, send_commands, timer_commands, within_jitter
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import messages_pb2 as events_pb
@@ -13,10 +13,9 @@ from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import timers_pb2
 from dripiq_common.clock import ManualClock
 from dripiq_common.errors import AlreadyExists, InvalidArgument, NotFound
+from dripiq_common.windows import MAX_JITTER_SECONDS
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.reactor import Reactor
-from dripiq_planner.strategist.template_strategist import TemplateStrategist
-from dripiq_planner.windows import MAX_JITTER_SECONDS
 
 
 @pytest.fixture
@@ -25,8 +24,12 @@ def clock() -> ManualClock:
 
 
 async def test_walks_a_campaign_through_send_open_and_reply(engine, tenant_id, clock):
-    campaigns, reactor = CampaignService(engine, clock, TemplateStrategist()), Reactor(engine, clock)
-    campaign = await campaigns.create(request(tenant_id))
+    creator, campaigns, reactor = (
+        campaign_creator(engine, clock),
+        CampaignService(engine, clock),
+        Reactor(engine, clock),
+    )
+    campaign = await creator.create(request(tenant_id))
     assert campaign.status == pb.CAMPAIGN_STATUS_ACTIVE
     assert [s.relative_delay_seconds for s in campaign.steps] == [0, 3 * 86400]
 
@@ -99,8 +102,8 @@ async def test_walks_a_campaign_through_send_open_and_reply(engine, tenant_id, c
 
 
 async def test_machine_opens_do_not_count(engine, tenant_id, clock):
-    campaigns, reactor = CampaignService(engine, clock, TemplateStrategist()), Reactor(engine, clock)
-    campaign = await campaigns.create(request(tenant_id))
+    creator, reactor = campaign_creator(engine, clock), Reactor(engine, clock)
+    campaign = await creator.create(request(tenant_id))
     await drain_outbox(engine, tenant_id)
     event = events_pb.EngagementEvent(
         tenant_id=tenant_id,
@@ -115,8 +118,8 @@ async def test_machine_opens_do_not_count(engine, tenant_id, clock):
 
 
 async def test_stale_step_timer_is_ignored(engine, tenant_id, clock):
-    campaigns, reactor = CampaignService(engine, clock, TemplateStrategist()), Reactor(engine, clock)
-    campaign = await campaigns.create(request(tenant_id))
+    creator, reactor = campaign_creator(engine, clock), Reactor(engine, clock)
+    campaign = await creator.create(request(tenant_id))
     await drain_outbox(engine, tenant_id)
     stale = timers_pb2.PlannerTimer(
         tenant_id=tenant_id,
@@ -128,12 +131,12 @@ async def test_stale_step_timer_is_ignored(engine, tenant_id, clock):
 
 
 async def test_request_id_makes_create_idempotent_and_a_second_campaign_is_refused(engine, tenant_id, clock):
-    campaigns = CampaignService(engine, clock, TemplateStrategist())
-    first = await campaigns.create(request(tenant_id, request_id="r-1"))
-    again = await campaigns.create(request(tenant_id, request_id="r-1"))
+    creator, campaigns = campaign_creator(engine, clock), CampaignService(engine, clock)
+    first = await creator.create(request(tenant_id, request_id="r-1"))
+    again = await creator.create(request(tenant_id, request_id="r-1"))
     assert again.campaign_id == first.campaign_id
     with pytest.raises(AlreadyExists) as exc:
-        await campaigns.create(request(tenant_id, request_id="r-2"))
+        await creator.create(request(tenant_id, request_id="r-2"))
     assert first.campaign_id in str(exc.value)
     with pytest.raises(NotFound):
         await campaigns.get("another-tenant", first.campaign_id)
@@ -164,5 +167,5 @@ async def test_invalid_requests_name_the_field(engine, tenant_id, clock, mutate,
     req = request(tenant_id)
     mutate(req)
     with pytest.raises(InvalidArgument) as exc:
-        await CampaignService(engine, clock, TemplateStrategist()).create(req)
+        await campaign_creator(engine, clock).create(req)
     assert exc.value.field == field

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from helpers import (
     T0,
+    campaign_creator,
     campaign_row,
     canceled_keys,
     drain_outbox,
@@ -33,8 +34,9 @@ from dripiq_common.clock import ManualClock
 from dripiq_common.errors import FailedPrecondition
 from dripiq_common.jetstream import Subjects
 from dripiq_planner.campaigns import CampaignService
-from dripiq_planner.reactor import WITHHELD_RETRY_SECONDS, Reactor
-from dripiq_planner.strategist.template_strategist import TemplateStrategist
+from dripiq_planner.creating import CampaignCreator
+from dripiq_planner.outcomes import WITHHELD_RETRY_SECONDS
+from dripiq_planner.reactor import Reactor
 
 
 @pytest.fixture
@@ -44,7 +46,12 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def campaigns(engine, clock) -> CampaignService:  # type: ignore[no-untyped-def]
-    return CampaignService(engine, clock, TemplateStrategist())
+    return CampaignService(engine, clock)
+
+
+@pytest.fixture
+def creator(engine, clock) -> CampaignCreator:  # type: ignore[no-untyped-def]
+    return campaign_creator(engine, clock)
 
 
 @pytest.fixture
@@ -60,14 +67,14 @@ def status_facts(rows: list[tuple[str, bytes]], tenant_id: str) -> list[facts_pb
     ]
 
 
-async def created(engine, campaigns, tenant_id: str) -> str:  # type: ignore[no-untyped-def]
-    campaign = await campaigns.create(request(tenant_id, strategy=strategy("Day 0", "Day 3", "Day 6")))
+async def created(engine, creator, tenant_id: str) -> str:  # type: ignore[no-untyped-def]
+    campaign = await creator.create(request(tenant_id, strategy=strategy("Day 0", "Day 3", "Day 6")))
     await drain_outbox(engine, tenant_id)
     return campaign.campaign_id
 
 
-async def test_every_change_of_status_is_published_with_a_growing_version(engine, campaigns, clock, tenant_id):
-    cid = await created(engine, campaigns, tenant_id)
+async def test_every_change_of_status_is_published_with_a_growing_version(engine, creator, campaigns, clock, tenant_id):
+    cid = await created(engine, creator, tenant_id)
 
     await campaigns.pause(tenant_id, cid, 0)
     paused = status_facts(await drain_outbox(engine, tenant_id), tenant_id)
@@ -86,9 +93,9 @@ async def test_every_change_of_status_is_published_with_a_growing_version(engine
 
 
 async def test_a_reply_between_the_timer_and_the_send_closes_the_withheld_step(
-    engine, campaigns, reactor, clock, tenant_id
+    engine, creator, reactor, clock, tenant_id
 ):
-    cid = await created(engine, campaigns, tenant_id)
+    cid = await created(engine, creator, tenant_id)
     first = await sent(engine, reactor, clock, tenant_id, cid)
     # Step 1's timer fires: its command is on its way to the dispatcher...
     follow_up = await fire_step(engine, reactor, clock, tenant_id, cid)
@@ -106,9 +113,9 @@ async def test_a_reply_between_the_timer_and_the_send_closes_the_withheld_step(
 
 
 async def test_a_step_withheld_while_paused_goes_out_with_the_same_message_id_on_resume(
-    engine, campaigns, reactor, clock, tenant_id
+    engine, creator, campaigns, reactor, clock, tenant_id
 ):
-    cid = await created(engine, campaigns, tenant_id)
+    cid = await created(engine, creator, tenant_id)
     await sent(engine, reactor, clock, tenant_id, cid)
     follow_up = await fire_step(engine, reactor, clock, tenant_id, cid)
     await campaigns.pause(tenant_id, cid, 0)
@@ -129,9 +136,9 @@ async def test_a_step_withheld_while_paused_goes_out_with_the_same_message_id_on
 
 
 async def test_a_step_withheld_after_the_campaign_resumed_goes_out_shortly(
-    engine, campaigns, reactor, clock, tenant_id
+    engine, creator, campaigns, reactor, clock, tenant_id
 ):
-    cid = await created(engine, campaigns, tenant_id)
+    cid = await created(engine, creator, tenant_id)
     await sent(engine, reactor, clock, tenant_id, cid)
     follow_up = await fire_step(engine, reactor, clock, tenant_id, cid)
     # Paused and resumed at once; the dispatcher judged the command between the two facts.
@@ -147,8 +154,8 @@ async def test_a_step_withheld_after_the_campaign_resumed_goes_out_shortly(
     assert (await campaign_row(engine, cid)).status == "active"
 
 
-async def test_an_engagement_of_another_campaign_changes_nothing_here(engine, campaigns, reactor, tenant_id):
-    cid = await created(engine, campaigns, tenant_id)
+async def test_an_engagement_of_another_campaign_changes_nothing_here(engine, creator, reactor, tenant_id):
+    cid = await created(engine, creator, tenant_id)
     await reactor.on_engagement(engagement(tenant_id, "other-campaign", "m-1", 0, "reply"))
     assert status_facts(await drain_outbox(engine, tenant_id), tenant_id) == []
     assert (await campaign_row(engine, cid)).status == "active"
@@ -158,9 +165,9 @@ async def test_an_engagement_of_another_campaign_changes_nothing_here(engine, ca
 
 
 async def test_a_passing_failure_holds_the_campaign_for_a_person_then_retry_sends_a_new_message(
-    engine, campaigns, reactor, clock, tenant_id
+    engine, creator, campaigns, reactor, clock, tenant_id
 ):
-    cid = await created(engine, campaigns, tenant_id)
+    cid = await created(engine, creator, tenant_id)
     await sent(engine, reactor, clock, tenant_id, cid)
     follow_up = await fire_step(engine, reactor, clock, tenant_id, cid)
     reason = "gave up after 14 attempts over 6:00:00: sendgrid 503: service unavailable"
@@ -179,7 +186,7 @@ async def test_a_passing_failure_holds_the_campaign_for_a_person_then_retry_send
     assert {s.step_index: s.status for s in await step_rows(engine, cid)} == {0: "sent", 1: "failed", 2: "pending"}
 
     # Only a campaign that needs attention has a step to retry.
-    other = await created(engine, campaigns, f"{tenant_id}-b")
+    other = await created(engine, creator, f"{tenant_id}-b")
     with pytest.raises(FailedPrecondition):
         await campaigns.retry_step(f"{tenant_id}-b", other)
 
@@ -200,9 +207,9 @@ async def test_a_passing_failure_holds_the_campaign_for_a_person_then_retry_send
 
 
 async def test_resume_retries_too_and_a_reply_still_ends_a_campaign_that_needs_attention(
-    engine, campaigns, reactor, clock, tenant_id
+    engine, creator, campaigns, reactor, clock, tenant_id
 ):
-    cid = await created(engine, campaigns, tenant_id)
+    cid = await created(engine, creator, tenant_id)
     await sent(engine, reactor, clock, tenant_id, cid)
     follow_up = await fire_step(engine, reactor, clock, tenant_id, cid)
     await reactor.on_outcome(outcome(follow_up, kind=dispatcher_pb.OUTCOME_KIND_FAILED, reason="sendgrid 401"))
@@ -213,7 +220,7 @@ async def test_resume_retries_too_and_a_reply_still_ends_a_campaign_that_needs_a
     [step] = [s for s in await step_rows(engine, cid) if s.step_index == 1]
     assert (step.status, step.message_id != follow_up.message_id) == ("scheduled", True)
 
-    other = await created(engine, campaigns, f"{tenant_id}-b")
+    other = await created(engine, creator, f"{tenant_id}-b")
     other_first = await sent(engine, reactor, clock, f"{tenant_id}-b", other)
     other_follow_up = await fire_step(engine, reactor, clock, f"{tenant_id}-b", other)
     await reactor.on_outcome(outcome(other_follow_up, kind=dispatcher_pb.OUTCOME_KIND_FAILED, reason="sendgrid 401"))

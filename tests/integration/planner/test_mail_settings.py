@@ -10,6 +10,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from helpers import (
     T0,
     by_kind,
+    campaign_creator,
     decisions,
     drain_outbox,
     fire_step,
@@ -26,9 +27,10 @@ from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common.clock import ManualClock
 from dripiq_common.errors import InvalidArgument
 from dripiq_planner.campaigns import CampaignService
+from dripiq_planner.creating import CampaignCreator
 from dripiq_planner.models import campaign_steps
 from dripiq_planner.reactor import Reactor
-from dripiq_planner.strategist.template_strategist import TemplateStrategist
+from dripiq_planner.tenant_settings import TenantSettingsService
 
 ADDRESS = "Acme Inc.\n1 Main Street\nSpringfield, IL 62701, USA"
 
@@ -40,7 +42,17 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def campaigns(engine, clock) -> CampaignService:  # type: ignore[no-untyped-def]
-    return CampaignService(engine, clock, TemplateStrategist())
+    return CampaignService(engine, clock)
+
+
+@pytest.fixture
+def creator(engine, clock) -> CampaignCreator:  # type: ignore[no-untyped-def]
+    return campaign_creator(engine, clock)
+
+
+@pytest.fixture
+def tenant_settings(engine, clock) -> TenantSettingsService:  # type: ignore[no-untyped-def]
+    return TenantSettingsService(engine, clock)
 
 
 @pytest.fixture
@@ -48,8 +60,10 @@ def reactor(engine, clock) -> Reactor:  # type: ignore[no-untyped-def]
     return Reactor(engine, clock)
 
 
-async def update(campaigns: CampaignService, tenant_id: str, *paths: str, **fields: object) -> pb.TenantSettings:
-    return await campaigns.update_tenant_settings(
+async def update(
+    tenant_settings: TenantSettingsService, tenant_id: str, *paths: str, **fields: object
+) -> pb.TenantSettings:
+    return await tenant_settings.update(
         pb.UpdateTenantSettingsRequest(
             settings=pb.TenantSettings(tenant_id=tenant_id, **fields),  # type: ignore[arg-type]
             update_mask=FieldMask(paths=list(paths)),
@@ -61,28 +75,28 @@ def email(timing: str, subject: str, content: str, **extra: object) -> pb.Outrea
     return pb.OutreachStep(type="email", timing=timing, subject=subject, content=content, **extra)  # type: ignore[arg-type]
 
 
-async def create(campaigns: CampaignService, tenant_id: str, *steps: pb.OutreachStep) -> str:
-    created = await campaigns.create(request(tenant_id, strategy=pb.Strategy(outreach_campaign=list(steps))))
-    await drain_outbox(campaigns.engine, tenant_id)
+async def create(creator: CampaignCreator, tenant_id: str, *steps: pb.OutreachStep) -> str:
+    created = await creator.create(request(tenant_id, strategy=pb.Strategy(outreach_campaign=list(steps))))
+    await drain_outbox(creator.engine, tenant_id)
     return created.campaign_id
 
 
 # -- tenant settings --------------------------------------------------------------------------
 
 
-async def test_a_new_tenant_tracks_opens_and_clicks_and_has_no_postal_address(campaigns, tenant_id):
-    settings = await campaigns.tenant_settings(tenant_id)
+async def test_a_new_tenant_tracks_opens_and_clicks_and_has_no_postal_address(tenant_settings, tenant_id):
+    settings = await tenant_settings.get(tenant_id)
     assert (settings.postal_address, settings.open_tracking, settings.click_tracking) == ("", True, True)
     assert settings.HasField("open_tracking") and settings.HasField("click_tracking")
 
 
-async def test_postal_address_and_tracking_are_updated_by_mask(campaigns, tenant_id):
+async def test_postal_address_and_tracking_are_updated_by_mask(tenant_settings, tenant_id):
     updated = await update(
-        campaigns, tenant_id, "postal_address", "open_tracking", postal_address=ADDRESS, open_tracking=False
+        tenant_settings, tenant_id, "postal_address", "open_tracking", postal_address=ADDRESS, open_tracking=False
     )
     assert (updated.postal_address, updated.open_tracking, updated.click_tracking) == (ADDRESS, False, True)
     # A path left out of the mask is left alone; an unset switch in the mask means on.
-    again = await update(campaigns, tenant_id, "open_tracking", "voice", voice="brief")
+    again = await update(tenant_settings, tenant_id, "open_tracking", "voice", voice="brief")
     assert (again.postal_address, again.open_tracking, again.voice) == (ADDRESS, True, "brief")
 
 
@@ -90,25 +104,25 @@ async def test_postal_address_and_tracking_are_updated_by_mask(campaigns, tenant
     ("fields", "message"),
     [({"postal_address": "x" * 501}, "at most 500"), ({"postal_address": "Main St"}, "whole postal address")],
 )
-async def test_a_bad_postal_address_is_invalid_argument_naming_it(campaigns, tenant_id, fields, message):
+async def test_a_bad_postal_address_is_invalid_argument_naming_it(tenant_settings, tenant_id, fields, message):
     with pytest.raises(InvalidArgument) as raised:
-        await update(campaigns, tenant_id, "postal_address", **fields)
+        await update(tenant_settings, tenant_id, "postal_address", **fields)
     assert raised.value.field == "settings.postal_address" and message in str(raised.value)
-    assert (await campaigns.tenant_settings(tenant_id)).postal_address == "", "nothing was stored"
+    assert (await tenant_settings.get(tenant_id)).postal_address == "", "nothing was stored"
 
 
 async def test_every_send_carries_the_tenants_settings_as_they_are_when_it_goes_out(
-    engine, campaigns, reactor, clock, tenant_id
+    engine, tenant_settings, creator, reactor, clock, tenant_id
 ):
     campaign_id = await create(
-        campaigns, tenant_id, email("Day 0", "Hello {{first_name}}", "Hi"), email("Day 3", "Later", "Again")
+        creator, tenant_id, email("Day 0", "Hello {{first_name}}", "Hi"), email("Day 3", "Later", "Again")
     )
     first = await fire_step(engine, reactor, clock, tenant_id, campaign_id)
     assert first.postal_address == "" and first.tracking == dispatcher_pb.Tracking(opens=True, clicks=True)
     await reactor.on_outcome(outcome(first, occurred_at=clock.now()))
     # The tenant turns tracking off and sets its address while the campaign runs.
     await update(
-        campaigns, tenant_id, "postal_address", "open_tracking", "click_tracking", postal_address=ADDRESS,
+        tenant_settings, tenant_id, "postal_address", "open_tracking", "click_tracking", postal_address=ADDRESS,
         open_tracking=False, click_tracking=False,
     )  # fmt: skip
     second = await fire_step(engine, reactor, clock, tenant_id, campaign_id)
@@ -120,9 +134,9 @@ async def test_every_send_carries_the_tenants_settings_as_they_are_when_it_goes_
 
 
 async def test_no_open_timeout_is_not_armed_when_opens_cannot_be_tracked_and_the_timeline_says_why(
-    engine, campaigns, reactor, clock, tenant_id
+    engine, creator, campaigns, reactor, clock, tenant_id
 ):
-    campaign_id = await create(campaigns, tenant_id, email("Day 0", "Hello", "Hi"), email("Day 3", "Later", "Again"))
+    campaign_id = await create(creator, tenant_id, email("Day 0", "Hello", "Hi"), email("Day 3", "Later", "Again"))
     send = await fire_step(engine, reactor, clock, tenant_id, campaign_id)
     fact = dispatcher_pb.MessageOutcome.FromString(outcome(send, occurred_at=clock.now()))
     fact.opens_untracked_reason = "open tracking is off for this tenant"
@@ -146,8 +160,8 @@ async def test_no_open_timeout_is_not_armed_when_opens_cannot_be_tracked_and_the
     assert len(await decisions(engine, tenant_id, campaign_id)) == 1
 
 
-async def test_with_opens_tracked_the_no_open_timeout_is_armed(engine, campaigns, reactor, clock, tenant_id):
-    campaign_id = await create(campaigns, tenant_id, email("Day 0", "Hello", "Hi"), email("Day 3", "Later", "Again"))
+async def test_with_opens_tracked_the_no_open_timeout_is_armed(engine, creator, reactor, clock, tenant_id):
+    campaign_id = await create(creator, tenant_id, email("Day 0", "Hello", "Hi"), email("Day 3", "Later", "Again"))
     step = await sent(engine, reactor, clock, tenant_id, campaign_id)
     assert "no_open_48h" in by_kind(step.commands)
     assert await decisions(engine, tenant_id, campaign_id) == []
@@ -156,9 +170,11 @@ async def test_with_opens_tracked_the_no_open_timeout_is_armed(engine, campaigns
 # -- threads -------------------------------------------------------------------------------------
 
 
-async def test_a_follow_up_without_a_subject_continues_the_thread(engine, campaigns, reactor, clock, tenant_id):
+async def test_a_follow_up_without_a_subject_continues_the_thread(
+    engine, creator, campaigns, reactor, clock, tenant_id
+):
     campaign_id = await create(
-        campaigns,
+        creator,
         tenant_id,
         email("Day 0", "Widget for {{company_name}}", "Hi {{first_name}}"),
         email("Day 3", "", "Following up"),
@@ -183,9 +199,9 @@ async def test_a_follow_up_without_a_subject_continues_the_thread(engine, campai
 
 
 async def test_a_thread_whose_earlier_emails_were_skipped_starts_with_the_first_subject(
-    engine, campaigns, reactor, clock, tenant_id
+    engine, creator, reactor, clock, tenant_id
 ):
-    campaign_id = await create(campaigns, tenant_id, email("Day 0", "Widget", "Hi"), email("Day 3", "", "Following up"))
+    campaign_id = await create(creator, tenant_id, email("Day 0", "Widget", "Hi"), email("Day 3", "", "Following up"))
     async with engine.begin() as conn:
         # As a skip_to_step rule would leave it: step 0 skipped, step 1 armed.
         await conn.execute(
@@ -217,7 +233,7 @@ async def test_a_thread_whose_earlier_emails_were_skipped_starts_with_the_first_
         ),
     ],
 )
-async def test_a_thread_that_cannot_be_is_invalid_argument_naming_the_field(campaigns, tenant_id, steps, field):
+async def test_a_thread_that_cannot_be_is_invalid_argument_naming_the_field(creator, tenant_id, steps, field):
     with pytest.raises(InvalidArgument) as raised:
-        await campaigns.create(request(tenant_id, strategy=pb.Strategy(outreach_campaign=list(steps))))
+        await creator.create(request(tenant_id, strategy=pb.Strategy(outreach_campaign=list(steps))))
     assert raised.value.field == field

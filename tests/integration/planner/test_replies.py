@@ -12,6 +12,7 @@ from helpers import (
     T0,
     at,
     by_kind,
+    campaign_creator,
     campaign_row,
     decisions,
     drain_outbox,
@@ -27,8 +28,9 @@ from dripiq.planner.v1 import timers_pb2
 from dripiq_common.clock import ManualClock
 from dripiq_common.errors import InvalidArgument
 from dripiq_planner.campaigns import CampaignService
+from dripiq_planner.creating import CampaignCreator
 from dripiq_planner.reactor import Reactor
-from dripiq_planner.strategist.template_strategist import TemplateStrategist
+from dripiq_planner.tenant_settings import TenantSettingsService
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -40,7 +42,17 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def campaigns(engine, clock) -> CampaignService:  # type: ignore[no-untyped-def]
-    return CampaignService(engine, clock, TemplateStrategist())
+    return CampaignService(engine, clock)
+
+
+@pytest.fixture
+def creator(engine, clock) -> CampaignCreator:  # type: ignore[no-untyped-def]
+    return campaign_creator(engine, clock)
+
+
+@pytest.fixture
+def tenant_settings(engine, clock) -> TenantSettingsService:  # type: ignore[no-untyped-def]
+    return TenantSettingsService(engine, clock)
 
 
 @pytest.fixture
@@ -48,8 +60,8 @@ def reactor(engine, clock) -> Reactor:  # type: ignore[no-untyped-def]
     return Reactor(engine, clock, max_auto_reply_pause_days=30)
 
 
-async def first_sent(engine, campaigns, reactor, clock, tenant_id, *rules: pb.AdaptiveRule):  # type: ignore[no-untyped-def]
-    created = await campaigns.create(
+async def first_sent(engine, creator, reactor, clock, tenant_id, *rules: pb.AdaptiveRule):  # type: ignore[no-untyped-def]
+    created = await creator.create(
         request(
             tenant_id,
             strategy=strategy("Day 0", "Day 3", "Day 6", rules=rules),
@@ -65,8 +77,8 @@ async def first_sent(engine, campaigns, reactor, clock, tenant_id, *rules: pb.Ad
 # -- classes of replies ------------------------------------------------------------------------
 
 
-async def test_an_unsubscribe_request_by_reply_cancels_by_default(engine, campaigns, reactor, clock, tenant_id):
-    s = await first_sent(engine, campaigns, reactor, clock, tenant_id)
+async def test_an_unsubscribe_request_by_reply_cancels_by_default(engine, creator, reactor, clock, tenant_id):
+    s = await first_sent(engine, creator, reactor, clock, tenant_id)
     await reactor.on_engagement(s.event("reply", reply_class="unsubscribe_request", snippet="please remove me"))
 
     campaign = await campaign_row(engine, s.campaign_id)
@@ -80,23 +92,23 @@ async def test_an_unsubscribe_request_by_reply_cancels_by_default(engine, campai
 
 
 async def test_a_class_rule_applies_and_a_class_without_one_falls_back_to_the_reply_rule(
-    engine, campaigns, reactor, clock, tenant_id
+    engine, creator, reactor, clock, tenant_id
 ):
     s = await first_sent(
-        engine, campaigns, reactor, clock, tenant_id, rule("reply:interested", "complete_campaign", reason="interested")
+        engine, creator, reactor, clock, tenant_id, rule("reply:interested", "complete_campaign", reason="interested")
     )
     await reactor.on_engagement(s.event("reply", reply_class="interested"))
     campaign = await campaign_row(engine, s.campaign_id)
     assert (campaign.status, campaign.cancel_reason) == ("completed", "interested")
 
-    other = await first_sent(engine, campaigns, reactor, clock, f"{tenant_id}-b")
+    other = await first_sent(engine, creator, reactor, clock, f"{tenant_id}-b")
     await reactor.on_engagement(other.event("reply", reply_class="question"))
     [decision] = await decisions(engine, f"{tenant_id}-b", other.campaign_id)
     assert (decision.trigger, decision.action) == ("reply", "cancel_campaign")
 
 
-async def test_a_redelivered_classified_reply_applies_once(engine, campaigns, reactor, clock, tenant_id):
-    s = await first_sent(engine, campaigns, reactor, clock, tenant_id, rule("reply:question", "schedule_next_step"))
+async def test_a_redelivered_classified_reply_applies_once(engine, creator, reactor, clock, tenant_id):
+    s = await first_sent(engine, creator, reactor, clock, tenant_id, rule("reply:question", "schedule_next_step"))
     fact = s.event("reply", reply_class="question", event_id="ev-q")
     await reactor.on_engagement(fact)
     await drain_outbox(engine, tenant_id)
@@ -106,9 +118,9 @@ async def test_a_redelivered_classified_reply_applies_once(engine, campaigns, re
 
 
 @pytest.mark.parametrize("trigger", ["reply:maybe", "reply:", "reply:Interested"])
-async def test_an_unknown_reply_class_trigger_is_invalid_argument(campaigns, tenant_id, trigger):
+async def test_an_unknown_reply_class_trigger_is_invalid_argument(creator, tenant_id, trigger):
     with pytest.raises(InvalidArgument) as raised:
-        await campaigns.create(request(tenant_id, strategy=strategy("Day 0", rules=[rule(trigger, "cancel_campaign")])))
+        await creator.create(request(tenant_id, strategy=strategy("Day 0", rules=[rule(trigger, "cancel_campaign")])))
     assert raised.value.field == "strategy.adaptiveRules[0].trigger"
 
 
@@ -120,9 +132,9 @@ def resume_timer(rows):  # type: ignore[no-untyped-def]
 
 
 async def test_an_auto_reply_pauses_until_the_return_date_in_the_contacts_time_zone(
-    engine, campaigns, reactor, clock, tenant_id
+    engine, creator, campaigns, reactor, clock, tenant_id
 ):
-    s = await first_sent(engine, campaigns, reactor, clock, tenant_id)
+    s = await first_sent(engine, creator, reactor, clock, tenant_id)
     back = (clock.now() + timedelta(days=9)).date()
     await reactor.on_engagement(s.event("auto_reply", return_date=back.isoformat(), event_id="ooo-1"))
 
@@ -149,15 +161,15 @@ def pb_resume(tenant_id: str, campaign_id: str, *, version: int) -> bytes:
 
 
 async def test_an_auto_reply_without_a_date_pauses_for_the_tenants_default(
-    engine, campaigns, reactor, clock, tenant_id
+    engine, tenant_settings, creator, reactor, clock, tenant_id
 ):
-    await campaigns.update_tenant_settings(
+    await tenant_settings.update(
         pb.UpdateTenantSettingsRequest(
             settings=pb.TenantSettings(tenant_id=tenant_id, auto_reply_pause_days=3),
             update_mask=FieldMask(paths=["auto_reply_pause_days"]),
         )
     )
-    s = await first_sent(engine, campaigns, reactor, clock, tenant_id)
+    s = await first_sent(engine, creator, reactor, clock, tenant_id)
     await reactor.on_engagement(s.event("auto_reply"))
 
     timer = resume_timer(await drain_outbox(engine, tenant_id))
@@ -166,14 +178,14 @@ async def test_an_auto_reply_without_a_date_pauses_for_the_tenants_default(
     assert decision.result == "applied: paused 3 days (no return date in the auto-reply)"
 
 
-async def test_a_new_tenant_pauses_seven_days_without_a_date(engine, campaigns, reactor, clock, tenant_id):
-    s = await first_sent(engine, campaigns, reactor, clock, tenant_id)
+async def test_a_new_tenant_pauses_seven_days_without_a_date(engine, creator, reactor, clock, tenant_id):
+    s = await first_sent(engine, creator, reactor, clock, tenant_id)
     await reactor.on_engagement(s.event("auto_reply"))
     assert at(resume_timer(await drain_outbox(engine, tenant_id)).fire_at) == clock.now() + timedelta(days=7)
 
 
-async def test_a_far_return_date_is_capped(engine, campaigns, reactor, clock, tenant_id):
-    s = await first_sent(engine, campaigns, reactor, clock, tenant_id)
+async def test_a_far_return_date_is_capped(engine, creator, reactor, clock, tenant_id):
+    s = await first_sent(engine, creator, reactor, clock, tenant_id)
     back = (clock.now() + timedelta(days=80)).date()
     await reactor.on_engagement(s.event("auto_reply", return_date=back.isoformat()))
 
@@ -182,8 +194,8 @@ async def test_a_far_return_date_is_capped(engine, campaigns, reactor, clock, te
     assert "capped at 30 days" in decision.result
 
 
-async def test_an_auto_reply_saying_they_are_back_today_does_not_pause(engine, campaigns, reactor, clock, tenant_id):
-    s = await first_sent(engine, campaigns, reactor, clock, tenant_id)
+async def test_an_auto_reply_saying_they_are_back_today_does_not_pause(engine, creator, reactor, clock, tenant_id):
+    s = await first_sent(engine, creator, reactor, clock, tenant_id)
     today = clock.now().astimezone(PARIS).date()
     await reactor.on_engagement(s.event("auto_reply", return_date=today.isoformat()))
 
@@ -194,9 +206,9 @@ async def test_an_auto_reply_saying_they_are_back_today_does_not_pause(engine, c
 
 
 @pytest.mark.parametrize("days", [-1, 91])
-async def test_a_bad_default_pause_is_invalid_argument(campaigns, tenant_id, days):
+async def test_a_bad_default_pause_is_invalid_argument(tenant_settings, tenant_id, days):
     with pytest.raises(InvalidArgument) as raised:
-        await campaigns.update_tenant_settings(
+        await tenant_settings.update(
             pb.UpdateTenantSettingsRequest(
                 settings=pb.TenantSettings(tenant_id=tenant_id, auto_reply_pause_days=days),
                 update_mask=FieldMask(paths=["auto_reply_pause_days"]),

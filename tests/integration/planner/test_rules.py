@@ -17,6 +17,7 @@ from helpers import (
     Sent,
     at,
     by_kind,
+    campaign_creator,
     campaign_row,
     canceled_groups,
     canceled_keys,
@@ -43,10 +44,10 @@ from dripiq.events.v1 import messages_pb2 as events_pb
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import timers_pb2
 from dripiq_common.clock import ManualClock
+from dripiq_common.windows import MAX_JITTER_SECONDS
 from dripiq_planner.campaigns import CampaignService
+from dripiq_planner.creating import CampaignCreator
 from dripiq_planner.reactor import Reactor
-from dripiq_planner.strategist.template_strategist import TemplateStrategist
-from dripiq_planner.windows import MAX_JITTER_SECONDS
 
 HOUR = timedelta(hours=1)
 JITTER = timedelta(seconds=MAX_JITTER_SECONDS)
@@ -60,7 +61,12 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def campaigns(engine: AsyncEngine, clock: ManualClock) -> CampaignService:
-    return CampaignService(engine, clock, TemplateStrategist())
+    return CampaignService(engine, clock)
+
+
+@pytest.fixture
+def creator(engine: AsyncEngine, clock: ManualClock) -> CampaignCreator:
+    return campaign_creator(engine, clock)
 
 
 @pytest.fixture
@@ -69,15 +75,15 @@ def reactor(engine: AsyncEngine, clock: ManualClock) -> Reactor:
 
 
 async def start(
-    campaigns: CampaignService,
+    creator: CampaignCreator,
     tenant_id: str,
     *rules: pb.AdaptiveRule,
     timings: tuple[str, ...] = THREE_STEPS,
     **overrides: object,
 ) -> str:
     """Create a campaign (three steps by default) with these rules; its outbox is drained."""
-    created = await campaigns.create(request(tenant_id, strategy=strategy(*timings, rules=rules), **overrides))
-    await drain_outbox(campaigns.engine, tenant_id)
+    created = await creator.create(request(tenant_id, strategy=strategy(*timings, rules=rules), **overrides))
+    await drain_outbox(creator.engine, tenant_id)
     return created.campaign_id
 
 
@@ -98,10 +104,10 @@ def step_due_of(timer) -> timers_pb2.StepDue:  # type: ignore[no-untyped-def]
 
 
 async def walk(
-    engine: AsyncEngine, campaigns: CampaignService, reactor: Reactor, clock: ManualClock, tenant_id: str, *rules
+    engine: AsyncEngine, creator: CampaignCreator, reactor: Reactor, clock: ManualClock, tenant_id: str, *rules
 ) -> Sent:
     """A three-step campaign with these rules, step 0 sent, an hour later."""
-    campaign_id = await start(campaigns, tenant_id, *rules)
+    campaign_id = await start(creator, tenant_id, *rules)
     step = await sent(engine, reactor, clock, tenant_id, campaign_id)
     clock.advance(HOUR)
     return step
@@ -110,8 +116,8 @@ async def walk(
 # -- engagement triggers with their default rules -------------------------------------------
 
 
-async def test_open_by_default_schedules_the_next_step_in_one_to_two_days(engine, campaigns, reactor, clock, tenant_id):
-    s = await walk(engine, campaigns, reactor, clock, tenant_id)
+async def test_open_by_default_schedules_the_next_step_in_one_to_two_days(engine, creator, reactor, clock, tenant_id):
+    s = await walk(engine, creator, reactor, clock, tenant_id)
     before = (await step_rows(engine, s.campaign_id))[1]
 
     await reactor.on_engagement(s.event("open"))
@@ -126,10 +132,10 @@ async def test_open_by_default_schedules_the_next_step_in_one_to_two_days(engine
     assert (step.status, step.scheduled_at) == ("scheduled", at(timer.fire_at))
 
 
-async def test_one_message_carries_the_facts_of_many_campaigns(engine, campaigns, reactor, clock, tenant_id):
-    first = await walk(engine, campaigns, reactor, clock, tenant_id)
+async def test_one_message_carries_the_facts_of_many_campaigns(engine, creator, reactor, clock, tenant_id):
+    first = await walk(engine, creator, reactor, clock, tenant_id)
     other = pb.Product(product_id="product-2", name="Gadget")
-    second = await sent(engine, reactor, clock, tenant_id, await start(campaigns, tenant_id, product=other))
+    second = await sent(engine, reactor, clock, tenant_id, await start(creator, tenant_id, product=other))
     await drain_outbox(engine, tenant_id)
     facts = [
         fact
@@ -143,8 +149,8 @@ async def test_one_message_carries_the_facts_of_many_campaigns(engine, campaigns
     assert sorted(t.key for t in timers) == sorted([f"{first.campaign_id}:step", f"{second.campaign_id}:step"])
 
 
-async def test_click_by_default_schedules_the_next_step_soon(engine, campaigns, reactor, clock, tenant_id):
-    s = await walk(engine, campaigns, reactor, clock, tenant_id)
+async def test_click_by_default_schedules_the_next_step_soon(engine, creator, reactor, clock, tenant_id):
+    s = await walk(engine, creator, reactor, clock, tenant_id)
 
     await reactor.on_engagement(s.event("click", url="https://acme.test/pricing"))
 
@@ -168,9 +174,9 @@ async def test_click_by_default_schedules_the_next_step_soon(engine, campaigns, 
     ],
 )
 async def test_terminal_engagement_cancels_the_campaign_by_default(
-    engine, campaigns, reactor, clock, tenant_id, event_type, fields, trigger
+    engine, creator, campaigns, reactor, clock, tenant_id, event_type, fields, trigger
 ):
-    s = await walk(engine, campaigns, reactor, clock, tenant_id)
+    s = await walk(engine, creator, reactor, clock, tenant_id)
 
     await reactor.on_engagement(s.event(event_type, **fields))
 
@@ -194,9 +200,9 @@ async def test_terminal_engagement_cancels_the_campaign_by_default(
     ],
 )
 async def test_engagement_that_stands_for_no_trigger_changes_nothing(
-    engine, campaigns, reactor, clock, tenant_id, event_type, fields
+    engine, creator, reactor, clock, tenant_id, event_type, fields
 ):
-    s = await walk(engine, campaigns, reactor, clock, tenant_id)
+    s = await walk(engine, creator, reactor, clock, tenant_id)
     before = await snapshot(engine, s.campaign_id)
 
     await reactor.on_engagement(s.event(event_type, **fields))
@@ -208,9 +214,9 @@ async def test_engagement_that_stands_for_no_trigger_changes_nothing(
 
 @pytest.mark.parametrize("event_type", ["delivered", "dropped"])
 async def test_trigger_without_a_default_rule_is_recorded_and_changes_nothing(
-    engine, campaigns, reactor, clock, tenant_id, event_type
+    engine, creator, reactor, clock, tenant_id, event_type
 ):
-    s = await walk(engine, campaigns, reactor, clock, tenant_id)
+    s = await walk(engine, creator, reactor, clock, tenant_id)
     before = await snapshot(engine, s.campaign_id)
 
     await reactor.on_engagement(s.event(event_type, event_id="e-1"))
@@ -242,10 +248,10 @@ async def test_trigger_without_a_default_rule_is_recorded_and_changes_nothing(
     ],
 )
 async def test_a_strategy_rule_for_a_trigger_applies(
-    engine, campaigns, reactor, clock, tenant_id, event_type, fields, trigger
+    engine, creator, campaigns, reactor, clock, tenant_id, event_type, fields, trigger
 ):
     """The strategy's rule wins over the default (or applies where there is none)."""
-    s = await walk(engine, campaigns, reactor, clock, tenant_id, rule(trigger, "complete_campaign", reason="done"))
+    s = await walk(engine, creator, reactor, clock, tenant_id, rule(trigger, "complete_campaign", reason="done"))
 
     await reactor.on_engagement(s.event(event_type, **fields))
 
@@ -269,9 +275,9 @@ TIMEOUTS = [
 
 @pytest.mark.parametrize(("waited_for", "settled_by", "extra"), TIMEOUTS)
 async def test_timeout_timer_is_scheduled_after_a_send(
-    engine, campaigns, reactor, clock, tenant_id, waited_for, settled_by, extra
+    engine, creator, reactor, clock, tenant_id, waited_for, settled_by, extra
 ):
-    campaign_id = await start(campaigns, tenant_id, rule(waited_for, "reschedule_step", delaySeconds=3600), *extra)
+    campaign_id = await start(creator, tenant_id, rule(waited_for, "reschedule_step", delaySeconds=3600), *extra)
     s = await sent(engine, reactor, clock, tenant_id, campaign_id)
 
     timers = by_kind(s.commands)
@@ -293,9 +299,9 @@ async def test_timeout_timer_is_scheduled_after_a_send(
 
 @pytest.mark.parametrize(("waited_for", "settled_by", "extra"), TIMEOUTS)
 async def test_timeout_that_fires_without_engagement_applies_its_rule(
-    engine, campaigns, reactor, clock, tenant_id, waited_for, settled_by, extra
+    engine, creator, reactor, clock, tenant_id, waited_for, settled_by, extra
 ):
-    campaign_id = await start(campaigns, tenant_id, rule(waited_for, "reschedule_step", delaySeconds=3600), *extra)
+    campaign_id = await start(creator, tenant_id, rule(waited_for, "reschedule_step", delaySeconds=3600), *extra)
     s = await sent(engine, reactor, clock, tenant_id, campaign_id)
     timer = by_kind(s.commands)[waited_for]
     planned = (await step_rows(engine, campaign_id))[1].scheduled_at
@@ -317,10 +323,10 @@ async def test_timeout_that_fires_without_engagement_applies_its_rule(
 
 @pytest.mark.parametrize(("waited_for", "settled_by", "extra"), TIMEOUTS)
 async def test_engagement_cancels_the_timeouts_it_settles_and_a_late_timer_does_nothing(
-    engine, campaigns, reactor, clock, tenant_id, waited_for, settled_by, extra
+    engine, creator, reactor, clock, tenant_id, waited_for, settled_by, extra
 ):
     all_timeouts = [rule(t, "cancel_campaign") for t in ("no_open_24h", "no_click_72h", "no_reply_96h")]
-    campaign_id = await start(campaigns, tenant_id, *all_timeouts, *extra)
+    campaign_id = await start(creator, tenant_id, *all_timeouts, *extra)
     s = await sent(engine, reactor, clock, tenant_id, campaign_id)
     clock.advance(HOUR)
 
@@ -343,11 +349,11 @@ async def test_engagement_cancels_the_timeouts_it_settles_and_a_late_timer_does_
     assert [d.trigger for d in await decisions(engine, tenant_id, campaign_id)] == [settled_by]
 
 
-async def test_auto_reply_settles_no_reply_timeouts(engine, campaigns, reactor, clock, tenant_id):
+async def test_auto_reply_settles_no_reply_timeouts(engine, creator, reactor, clock, tenant_id):
     """An auto-reply cancels the no_reply timer; one that fires anyway must agree and stand down.
     (Here the strategy keeps the campaign running on an auto-reply instead of the default pause.)"""
     campaign_id = await start(
-        campaigns, tenant_id, rule("no_reply_96h", "cancel_campaign"), rule("auto_reply", "schedule_next_step")
+        creator, tenant_id, rule("no_reply_96h", "cancel_campaign"), rule("auto_reply", "schedule_next_step")
     )
     s = await sent(engine, reactor, clock, tenant_id, campaign_id)
     clock.advance(HOUR)
@@ -363,8 +369,8 @@ async def test_auto_reply_settles_no_reply_timeouts(engine, campaigns, reactor, 
     assert [d.trigger for d in await decisions(engine, tenant_id, campaign_id)] == ["auto_reply"]
 
 
-async def test_no_open_48h_by_default_bumps_the_next_step_by_a_day(engine, campaigns, reactor, clock, tenant_id):
-    campaign_id = await start(campaigns, tenant_id)
+async def test_no_open_48h_by_default_bumps_the_next_step_by_a_day(engine, creator, reactor, clock, tenant_id):
+    campaign_id = await start(creator, tenant_id)
     s = await sent(engine, reactor, clock, tenant_id, campaign_id)
     planned = (await step_rows(engine, campaign_id))[1].scheduled_at
     timer = by_kind(s.commands)["no_open_48h"]
@@ -379,8 +385,8 @@ async def test_no_open_48h_by_default_bumps_the_next_step_by_a_day(engine, campa
     assert (decision.trigger, decision.action, decision.result) == ("no_open_48h", "reschedule_step", "applied")
 
 
-async def test_no_open_timer_after_an_open_does_nothing(engine, campaigns, reactor, clock, tenant_id):
-    campaign_id = await start(campaigns, tenant_id)
+async def test_no_open_timer_after_an_open_does_nothing(engine, creator, reactor, clock, tenant_id):
+    campaign_id = await start(creator, tenant_id)
     s = await sent(engine, reactor, clock, tenant_id, campaign_id)
     clock.advance(HOUR)
     await reactor.on_engagement(s.event("open"))
@@ -398,8 +404,8 @@ async def test_no_open_timer_after_an_open_does_nothing(engine, campaigns, react
 # -- actions --------------------------------------------------------------------------------
 
 
-async def test_schedule_next_step_action(engine, campaigns, reactor, clock, tenant_id):
-    s = await walk(engine, campaigns, reactor, clock, tenant_id, rule("click", "schedule_next_step", delaySeconds=7200))
+async def test_schedule_next_step_action(engine, creator, reactor, clock, tenant_id):
+    s = await walk(engine, creator, reactor, clock, tenant_id, rule("click", "schedule_next_step", delaySeconds=7200))
 
     await reactor.on_engagement(s.event("click"))
 
@@ -409,8 +415,8 @@ async def test_schedule_next_step_action(engine, campaigns, reactor, clock, tena
     assert await statuses(engine, s.campaign_id) == ("active", ["sent", "scheduled", "pending"])
 
 
-async def test_skip_to_step_action(engine, campaigns, reactor, clock, tenant_id):
-    s = await walk(engine, campaigns, reactor, clock, tenant_id, rule("click", "skip_to_step", stepIndex=2))
+async def test_skip_to_step_action(engine, creator, reactor, clock, tenant_id):
+    s = await walk(engine, creator, reactor, clock, tenant_id, rule("click", "skip_to_step", stepIndex=2))
     old = (await step_rows(engine, s.campaign_id))[1]
 
     await reactor.on_engagement(s.event("click"))
@@ -428,8 +434,8 @@ async def test_skip_to_step_action(engine, campaigns, reactor, clock, tenant_id)
     assert send.step_index == 2
 
 
-async def test_reschedule_step_action_counts_from_the_current_schedule(engine, campaigns, reactor, clock, tenant_id):
-    s = await walk(engine, campaigns, reactor, clock, tenant_id, rule("open", "reschedule_step", delaySeconds=7200))
+async def test_reschedule_step_action_counts_from_the_current_schedule(engine, creator, reactor, clock, tenant_id):
+    s = await walk(engine, creator, reactor, clock, tenant_id, rule("open", "reschedule_step", delaySeconds=7200))
     planned = (await step_rows(engine, s.campaign_id))[1].scheduled_at
 
     await reactor.on_engagement(s.event("open"))
@@ -440,8 +446,8 @@ async def test_reschedule_step_action_counts_from_the_current_schedule(engine, c
 
 
 @pytest.mark.parametrize(("action", "status"), [("cancel_campaign", "canceled"), ("complete_campaign", "completed")])
-async def test_ending_actions(engine, campaigns, reactor, clock, tenant_id, action, status):
-    s = await walk(engine, campaigns, reactor, clock, tenant_id, rule("click", action))
+async def test_ending_actions(engine, creator, reactor, clock, tenant_id, action, status):
+    s = await walk(engine, creator, reactor, clock, tenant_id, rule("click", action))
 
     await reactor.on_engagement(s.event("click"))
 
@@ -456,10 +462,8 @@ async def test_ending_actions(engine, campaigns, reactor, clock, tenant_id, acti
     assert await drain_outbox(engine, tenant_id) == []
 
 
-async def test_pause_campaign_action_and_its_resume_timer(engine, campaigns, reactor, clock, tenant_id):
-    s = await walk(
-        engine, campaigns, reactor, clock, tenant_id, rule("click", "pause_campaign", resumeAfterSeconds=3600)
-    )
+async def test_pause_campaign_action_and_its_resume_timer(engine, creator, reactor, clock, tenant_id):
+    s = await walk(engine, creator, reactor, clock, tenant_id, rule("click", "pause_campaign", resumeAfterSeconds=3600))
     step = (await step_rows(engine, s.campaign_id))[1]
 
     await reactor.on_engagement(s.event("click"))
@@ -491,10 +495,8 @@ async def test_pause_campaign_action_and_its_resume_timer(engine, campaigns, rea
     assert send.step_index == 1
 
 
-async def test_a_resume_timer_from_an_older_pause_does_nothing(engine, campaigns, reactor, clock, tenant_id):
-    s = await walk(
-        engine, campaigns, reactor, clock, tenant_id, rule("click", "pause_campaign", resumeAfterSeconds=3600)
-    )
+async def test_a_resume_timer_from_an_older_pause_does_nothing(engine, creator, campaigns, reactor, clock, tenant_id):
+    s = await walk(engine, creator, reactor, clock, tenant_id, rule("click", "pause_campaign", resumeAfterSeconds=3600))
     await reactor.on_engagement(s.event("click"))
     [old_resume] = schedules(timer_commands(await drain_outbox(engine, tenant_id)))
 
@@ -515,9 +517,9 @@ async def test_a_resume_timer_from_an_older_pause_does_nothing(engine, campaigns
 
 
 @pytest.mark.parametrize("count_machine_opens", [False, True])
-async def test_machine_opens_count_only_when_configured(engine, campaigns, clock, tenant_id, count_machine_opens):
+async def test_machine_opens_count_only_when_configured(engine, creator, clock, tenant_id, count_machine_opens):
     reactor = Reactor(engine, clock, count_machine_opens=count_machine_opens)
-    s = await walk(engine, campaigns, reactor, clock, tenant_id)
+    s = await walk(engine, creator, reactor, clock, tenant_id)
 
     await reactor.on_engagement(s.event("open", machine_open=True))
 
@@ -546,8 +548,8 @@ async def _twice(engine: AsyncEngine, tenant_id: str, campaign_id: str, handle) 
     return first
 
 
-async def test_redelivered_step_timer_sends_once(engine, campaigns, reactor, clock, tenant_id):
-    campaign_id = await start(campaigns, tenant_id)
+async def test_redelivered_step_timer_sends_once(engine, creator, reactor, clock, tenant_id):
+    campaign_id = await start(creator, tenant_id)
     step = (await step_rows(engine, campaign_id))[0]
     payload = step_timer(tenant_id, campaign_id, 0, step.schedule_version)
 
@@ -556,8 +558,8 @@ async def test_redelivered_step_timer_sends_once(engine, campaigns, reactor, clo
     assert [s.step_index for s in send_commands(first)] == [0]
 
 
-async def test_redelivered_sent_outcome_schedules_once(engine, campaigns, reactor, clock, tenant_id):
-    campaign_id = await start(campaigns, tenant_id)
+async def test_redelivered_sent_outcome_schedules_once(engine, creator, reactor, clock, tenant_id):
+    campaign_id = await start(creator, tenant_id)
     s = await sent(engine, reactor, clock, tenant_id, campaign_id)
 
     # Already delivered once inside `sent`: a redelivery changes nothing.
@@ -569,8 +571,8 @@ async def test_redelivered_sent_outcome_schedules_once(engine, campaigns, reacto
     assert len(s.commands) == 2
 
 
-async def test_redelivered_engagement_applies_once(engine, campaigns, reactor, clock, tenant_id):
-    s = await walk(engine, campaigns, reactor, clock, tenant_id)
+async def test_redelivered_engagement_applies_once(engine, creator, reactor, clock, tenant_id):
+    s = await walk(engine, creator, reactor, clock, tenant_id)
     event = s.event("open", event_id="e-1")
 
     first = await _twice(engine, tenant_id, s.campaign_id, lambda: reactor.on_engagement(event))
@@ -584,8 +586,8 @@ async def test_redelivered_engagement_applies_once(engine, campaigns, reactor, c
     assert [(d.trigger, d.source) for d in await decisions(engine, tenant_id)] == [("open", "event:e-1")]
 
 
-async def test_redelivered_trigger_timer_applies_once(engine, campaigns, reactor, clock, tenant_id):
-    campaign_id = await start(campaigns, tenant_id)
+async def test_redelivered_trigger_timer_applies_once(engine, creator, reactor, clock, tenant_id):
+    campaign_id = await start(creator, tenant_id)
     s = await sent(engine, reactor, clock, tenant_id, campaign_id)
     clock.advance(timedelta(hours=48))
 
@@ -595,8 +597,8 @@ async def test_redelivered_trigger_timer_applies_once(engine, campaigns, reactor
     assert len(await decisions(engine, tenant_id)) == 1
 
 
-async def test_redelivered_resume_timer_resumes_once(engine, campaigns, reactor, clock, tenant_id):
-    campaign_id = await start(campaigns, tenant_id)
+async def test_redelivered_resume_timer_resumes_once(engine, creator, campaigns, reactor, clock, tenant_id):
+    campaign_id = await start(creator, tenant_id)
     await campaigns.pause(tenant_id, campaign_id, 600)
     [resume] = schedules(timer_commands(await drain_outbox(engine, tenant_id)))
     clock.advance(timedelta(minutes=10))
@@ -607,8 +609,8 @@ async def test_redelivered_resume_timer_resumes_once(engine, campaigns, reactor,
     assert (await campaign_row(engine, campaign_id)).status == "active"
 
 
-async def test_step_timer_of_an_older_schedule_version_is_ignored(engine, campaigns, reactor, clock, tenant_id):
-    s = await walk(engine, campaigns, reactor, clock, tenant_id)
+async def test_step_timer_of_an_older_schedule_version_is_ignored(engine, creator, reactor, clock, tenant_id):
+    s = await walk(engine, creator, reactor, clock, tenant_id)
     older = (await step_rows(engine, s.campaign_id))[1]
     await reactor.on_engagement(s.event("open"))  # re-arms step 1 with a newer version
     await drain_outbox(engine, tenant_id)
@@ -622,9 +624,9 @@ async def test_step_timer_of_an_older_schedule_version_is_ignored(engine, campai
 
 @pytest.mark.parametrize("ended_by", ["cancel", "pause"])
 async def test_step_timer_of_a_canceled_or_paused_campaign_does_nothing(
-    engine, campaigns, reactor, clock, tenant_id, ended_by
+    engine, creator, campaigns, reactor, clock, tenant_id, ended_by
 ):
-    campaign_id = await start(campaigns, tenant_id)
+    campaign_id = await start(creator, tenant_id)
     step = (await step_rows(engine, campaign_id))[0]
     if ended_by == "cancel":
         await campaigns.cancel(tenant_id, campaign_id, "test")
@@ -642,8 +644,8 @@ async def test_step_timer_of_a_canceled_or_paused_campaign_does_nothing(
 # -- the decision log -----------------------------------------------------------------------
 
 
-async def test_every_decision_is_recorded(engine, campaigns, reactor, clock, tenant_id):
-    campaign_id = await start(campaigns, tenant_id, rule("no_click_72h", "schedule_next_step", delaySeconds=60))
+async def test_every_decision_is_recorded(engine, creator, reactor, clock, tenant_id):
+    campaign_id = await start(creator, tenant_id, rule("no_click_72h", "schedule_next_step", delaySeconds=60))
     s = await sent(engine, reactor, clock, tenant_id, campaign_id)
 
     clock.advance(HOUR)
@@ -696,10 +698,10 @@ async def test_rule_driven_reschedules_land_inside_the_send_window(
     engine, reactor, tenant_id, event_type, rules, earliest
 ):
     clock = ManualClock(FRIDAY_MORNING)
-    campaigns = CampaignService(engine, clock, TemplateStrategist())
+    creator = campaign_creator(engine, clock)
     reactor = Reactor(engine, clock)
     contact = pb.Contact(contact_id="c-ny", email="ny@example.com", first_name="Ny", time_zone="America/New_York")
-    created = await campaigns.create(
+    created = await creator.create(
         request(tenant_id, contact=contact, send_window=BUSINESS_HOURS, strategy=strategy(*THREE_STEPS, rules=rules))
     )
     assert created.time_zone == "America/New_York"
@@ -736,10 +738,10 @@ async def test_rule_driven_reschedules_land_inside_the_send_window(
         (dispatcher_pb.OUTCOME_KIND_FAILED, "send failed: 403 sender not verified"),
     ],
 )
-async def test_a_failed_send_cancels_the_campaign(engine, campaigns, reactor, clock, tenant_id, kind, reason):
+async def test_a_failed_send_cancels_the_campaign(engine, creator, reactor, clock, tenant_id, kind, reason):
     """Only a failure the message itself can never get past: a suppressed contact, or one the
     dispatcher calls permanent (an invalid address, a sender that may not send)."""
-    campaign_id = await start(campaigns, tenant_id)
+    campaign_id = await start(creator, tenant_id)
     send = await fire_step(engine, reactor, clock, tenant_id, campaign_id)
 
     failed = outcome(send, kind=kind, occurred_at=clock.now(), reason="403 sender not verified", permanent=True)
@@ -752,8 +754,8 @@ async def test_a_failed_send_cancels_the_campaign(engine, campaigns, reactor, cl
     assert (await campaign_row(engine, campaign_id)).cancel_reason == reason
 
 
-async def test_the_last_step_sent_completes_the_campaign(engine, campaigns, reactor, clock, tenant_id):
-    campaign_id = await start(campaigns, tenant_id, timings=("Day 0",))
+async def test_the_last_step_sent_completes_the_campaign(engine, creator, reactor, clock, tenant_id):
+    campaign_id = await start(creator, tenant_id, timings=("Day 0",))
 
     s = await sent(engine, reactor, clock, tenant_id, campaign_id)
 
@@ -767,8 +769,8 @@ async def test_the_last_step_sent_completes_the_campaign(engine, campaigns, reac
     assert (decision.trigger, decision.result) == ("reply", "campaign completed")
 
 
-async def test_handlers_never_touch_another_tenants_campaign(engine, campaigns, reactor, clock, tenant_id):
-    s = await walk(engine, campaigns, reactor, clock, tenant_id)
+async def test_handlers_never_touch_another_tenants_campaign(engine, creator, reactor, clock, tenant_id):
+    s = await walk(engine, creator, reactor, clock, tenant_id)
     other = f"{tenant_id}-other"
     before = await snapshot(engine, s.campaign_id)
     step = (await step_rows(engine, s.campaign_id))[1]

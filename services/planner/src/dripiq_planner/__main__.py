@@ -9,12 +9,16 @@ from dripiq_common import engagement
 from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
 from dripiq_common.service import Parts, Runtime, serve
 from dripiq_planner.campaigns import CampaignService
+from dripiq_planner.creating import CampaignCreator
 from dripiq_planner.handlers import CampaignServicer
 from dripiq_planner.models import outbox
 from dripiq_planner.owners import Owners
+from dripiq_planner.planning import Planner
+from dripiq_planner.preview import StrategyPreview
 from dripiq_planner.reactor import Reactor
 from dripiq_planner.settings import PlannerSettings
 from dripiq_planner.strategist.factory import build_strategist
+from dripiq_planner.tenant_settings import TenantSettingsService
 
 TIMERS = ConsumerSpec.whole(Streams.PLANNER_TIMERS, "planner-timers")
 OUTCOMES = ConsumerSpec.whole(Streams.MESSAGE_OUTCOMES, "planner-outcomes")
@@ -40,7 +44,7 @@ def build(settings: PlannerSettings, rt: Runtime) -> Parts:
     relay = rt.outbox_relay(outbox)
     owners = Owners(settings.dispatcher_address, settings.events_address, settings.owners_timeout_seconds)
     strategist = build_strategist(settings)
-    campaigns = CampaignService(rt.engine, rt.clock, strategist, owners=owners, on_commit=relay.kick)
+    planner = Planner(rt.engine, strategist, owners=owners)
     reactor = Reactor(
         rt.engine,
         rt.clock,
@@ -48,7 +52,12 @@ def build(settings: PlannerSettings, rt: Runtime) -> Parts:
         max_auto_reply_pause_days=settings.max_auto_reply_pause_days,
         on_commit=relay.kick,
     )
-    servicer = CampaignServicer(campaigns)
+    servicer = CampaignServicer(
+        creator=CampaignCreator(rt.engine, rt.clock, planner, on_commit=relay.kick),
+        campaigns=CampaignService(rt.engine, rt.clock, owners=owners, on_commit=relay.kick),
+        preview=StrategyPreview(rt.engine, rt.clock, planner),
+        tenant_settings=TenantSettingsService(rt.engine, rt.clock),
+    )
     return Parts(
         service_names=[SERVICE_NAME],
         registrars=[lambda server: campaign_service_pb2_grpc.add_CampaignServiceServicer_to_server(servicer, server)],

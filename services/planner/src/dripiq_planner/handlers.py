@@ -1,23 +1,36 @@
-"""gRPC CampaignService: proto in, CampaignService, proto out."""
+"""gRPC CampaignService: each method hands its request to the use case that answers it."""
 
 from __future__ import annotations
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_planner.campaigns import CampaignService
+from dripiq_planner.creating import CampaignCreator
+from dripiq_planner.preview import StrategyPreview
+from dripiq_planner.tenant_settings import TenantSettingsService
 
 
 class CampaignServicer(pb_grpc.CampaignServiceServicer):
-    def __init__(self, campaigns: CampaignService) -> None:
+    def __init__(
+        self,
+        *,
+        creator: CampaignCreator,
+        campaigns: CampaignService,
+        preview: StrategyPreview,
+        tenant_settings: TenantSettingsService,
+    ) -> None:
+        self.creator = creator
         self.campaigns = campaigns
+        self.preview = preview
+        self.tenant_settings = tenant_settings
 
     async def CreateCampaign(self, request: pb.CreateCampaignRequest, context) -> pb.CreateCampaignResponse:
-        return pb.CreateCampaignResponse(campaign=await self.campaigns.create(request))
+        return pb.CreateCampaignResponse(campaign=await self.creator.create(request))
 
     async def BatchCreateCampaigns(
         self, request: pb.BatchCreateCampaignsRequest, context
     ) -> pb.BatchCreateCampaignsResponse:
-        return await self.campaigns.batch_create(request)
+        return await self.creator.batch_create(request)
 
     async def GetCampaign(self, request: pb.GetCampaignRequest, context) -> pb.GetCampaignResponse:
         return pb.GetCampaignResponse(campaign=await self.campaigns.get(request.tenant_id, request.campaign_id))
@@ -40,7 +53,7 @@ class CampaignServicer(pb_grpc.CampaignServiceServicer):
         return pb.CancelCampaignResponse(campaign=campaign)
 
     async def PreviewStrategy(self, request: pb.PreviewStrategyRequest, context) -> pb.PreviewStrategyResponse:
-        return await self.campaigns.preview(request)
+        return await self.preview.preview(request)
 
     async def GetCampaignTimeline(
         self, request: pb.GetCampaignTimelineRequest, context
@@ -48,9 +61,9 @@ class CampaignServicer(pb_grpc.CampaignServiceServicer):
         return await self.campaigns.timeline(request.tenant_id, request.campaign_id)
 
     async def GetTenantSettings(self, request: pb.GetTenantSettingsRequest, context) -> pb.GetTenantSettingsResponse:
-        return pb.GetTenantSettingsResponse(settings=await self.campaigns.tenant_settings(request.tenant_id))
+        return pb.GetTenantSettingsResponse(settings=await self.tenant_settings.get(request.tenant_id))
 
     async def UpdateTenantSettings(
         self, request: pb.UpdateTenantSettingsRequest, context
     ) -> pb.UpdateTenantSettingsResponse:
-        return pb.UpdateTenantSettingsResponse(settings=await self.campaigns.update_tenant_settings(request))
+        return pb.UpdateTenantSettingsResponse(settings=await self.tenant_settings.update(request))

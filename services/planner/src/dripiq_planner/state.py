@@ -45,6 +45,10 @@ class StepStatus(StrEnum):
     CANCELED = "canceled"
 
 
+# A campaign is named by (tenant_id, campaign_id); a rule decision by (tenant_id, message_id, trigger).
+CampaignKey = tuple[str, str]
+DecisionKey = tuple[str, str, str]
+
 OPEN_STEP_STATUSES = (StepStatus.PENDING, StepStatus.SCHEDULED)
 # Not ended: a campaign waiting for a person (needs_attention) is held like a paused one.
 RUNNING = (CampaignStatus.ACTIVE, CampaignStatus.PAUSED, CampaignStatus.NEEDS_ATTENTION)
@@ -157,8 +161,8 @@ _DECIDED_SELECT = (
 
 
 async def load(
-    conn: AsyncConnection, keys: list[tuple[str, str]], *, lock: bool = True
-) -> dict[tuple[str, str], CampaignState]:
+    conn: AsyncConnection, keys: list[CampaignKey], *, lock: bool = True
+) -> dict[CampaignKey, CampaignState]:
     """The campaigns named by (tenant_id, campaign_id) with their steps; missing ones absent."""
     if not keys:
         return {}
@@ -175,7 +179,7 @@ async def load(
     return {(r["tenant_id"], r["id"]): CampaignState(r, steps.get(r["id"], [])) for r in rows}
 
 
-async def decided(conn: AsyncConnection, keys: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+async def decided(conn: AsyncConnection, keys: list[DecisionKey]) -> set[DecisionKey]:
     """Which (tenant_id, message_id, trigger) already have a decision.
 
     Race-free because every writer of decisions holds the campaign's row lock.

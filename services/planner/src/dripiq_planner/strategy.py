@@ -5,10 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from google.protobuf import json_format
 from pydantic import BaseModel, ConfigDict, Field
 
-from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common.errors import InvalidArgument
 from dripiq_common.seeded import seeded_int
 
@@ -52,55 +50,6 @@ class Strategy(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, mode="json")
-
-
-def from_proto(strategy: pb.Strategy) -> Strategy:
-    return Strategy(
-        summary=strategy.summary,
-        cadence=Cadence(interval=strategy.cadence.interval, total_duration=strategy.cadence.total_duration),
-        outreach_campaign=[
-            OutreachStep(
-                type=s.type,
-                timing=s.timing,
-                subject=s.subject,
-                content=s.content,
-                call_to_action=s.call_to_action,
-                thread=s.thread if s.HasField("thread") else None,
-            )
-            for s in strategy.outreach_campaign
-        ],
-        adaptive_rules=[
-            AdaptiveRule(
-                trigger=r.trigger,
-                action=RuleAction(type=r.action.type, payload=json_format.MessageToDict(r.action.payload)),
-            )
-            for r in strategy.adaptive_rules
-        ],
-    )
-
-
-def to_proto(strategy: dict[str, Any]) -> pb.Strategy:
-    model = Strategy.model_validate(strategy)
-    out = pb.Strategy(
-        summary=model.summary,
-        cadence=pb.Cadence(interval=model.cadence.interval, total_duration=model.cadence.total_duration),
-        outreach_campaign=[
-            pb.OutreachStep(
-                type=s.type,
-                timing=s.timing,
-                subject=s.subject,
-                content=s.content,
-                call_to_action=s.call_to_action,
-                thread=s.thread,
-            )
-            for s in model.outreach_campaign
-        ],
-    )
-    for rule in model.adaptive_rules:
-        proto_rule = out.adaptive_rules.add(trigger=rule.trigger)
-        proto_rule.action.type = rule.action.type
-        proto_rule.action.payload.update(rule.action.payload)
-    return out
 
 
 def threaded(steps: list[OutreachStep]) -> list[bool]:

@@ -14,20 +14,3 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 def render(text: str, facts: dict[str, Any]) -> str:
     """Fill {{field}} placeholders from the request's facts; an unknown one renders empty."""
     return _PLACEHOLDER.sub(lambda m: str(facts.get(m.group(1)) or ""), text)
-
-
-def facts_of(contact: Any, lead: Any, product: Any) -> dict[str, str]:
-    return {
-        "contact_id": contact.contact_id,
-        "email": contact.email,
-        "first_name": contact.first_name,
-        "last_name": contact.last_name,
-        "title": contact.title,
-        "time_zone": contact.time_zone,
-        "lead_id": lead.lead_id,
-        "company_name": lead.company_name,
-        "industry": lead.industry,
-        "product_id": product.product_id,
-        "product_name": product.name,
-        "product_description": product.description,
-    }

@@ -1,40 +1,38 @@
-"""A tenant's settings: its default send window, the strategist's voice and guidelines, its
-postal address, its tracking switches and its out-of-office pause."""
+"""Reading and updating a tenant's settings: its default send window, the strategist's voice
+and guidelines, its postal address, its tracking switches and its out-of-office pause."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common import validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument
-from dripiq_planner import repository, windows
+from dripiq_planner import convert, repository
 from dripiq_planner.tenants import (
     DEFAULT_AUTO_REPLY_PAUSE_DAYS,
     MAX_AUTO_REPLY_PAUSE_DAYS,
     MAX_POSTAL_ADDRESS,
     SETTINGS_FIELDS,
-    TenantDefaults,
 )
 
 
-class TenantSettingsMixin:
-    """Part of the CampaignService: its engine and clock."""
-
+@dataclass
+class TenantSettingsService:
     engine: AsyncEngine
     clock: Clock
 
-    async def tenant_settings(self, tenant_id: str) -> pb.TenantSettings:
+    async def get(self, tenant_id: str) -> pb.TenantSettings:
         tenant = validation.tenant_id(tenant_id)
         async with self.engine.connect() as conn:
             row = await repository.get_tenant_settings(conn, tenant_id=tenant)
-        return _settings_proto(tenant, row)
+        return convert.tenant_settings_to_proto(tenant, row)
 
-    async def update_tenant_settings(self, request: pb.UpdateTenantSettingsRequest) -> pb.TenantSettings:
+    async def update(self, request: pb.UpdateTenantSettingsRequest) -> pb.TenantSettings:
         settings = request.settings
         tenant = validation.tenant_id(settings.tenant_id, "settings.tenant_id")
         paths = set(request.update_mask.paths) or set(SETTINGS_FIELDS)
@@ -43,7 +41,7 @@ class TenantSettingsMixin:
             raise InvalidArgument("update_mask", f"cannot update {', '.join(sorted(unknown))}")
         values: dict[str, Any] = {"updated_at": self.clock.now()}
         if "send_window" in paths:
-            window = windows.from_proto(settings.send_window, "settings.send_window")
+            window = convert.window_from_proto(settings.send_window, "settings.send_window")
             values["send_window_json"] = window.to_json() if window else None
         for name in ("voice", "guidelines"):
             if name in paths:
@@ -72,21 +70,4 @@ class TenantSettingsMixin:
                 values[name] = getattr(settings, name) if settings.HasField(name) else True
         async with self.engine.begin() as conn:
             row = await repository.upsert_tenant_settings(conn, tenant_id=tenant, values=values)
-        return _settings_proto(tenant, row)
-
-
-def _settings_proto(tenant_id: str, row: Row | None) -> pb.TenantSettings:
-    defaults = TenantDefaults.from_row(row)
-    out = pb.TenantSettings(
-        tenant_id=tenant_id,
-        send_window=windows.to_proto(defaults.window),
-        voice=defaults.voice,
-        guidelines=defaults.guidelines,
-        postal_address=defaults.postal_address,
-        open_tracking=defaults.open_tracking,
-        click_tracking=defaults.click_tracking,
-        auto_reply_pause_days=defaults.auto_reply_pause_days,
-    )
-    if row is not None:
-        out.update_time.FromDatetime(row.updated_at)
-    return out
+        return convert.tenant_settings_to_proto(tenant, row)

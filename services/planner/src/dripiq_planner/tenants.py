@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Row
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
-from dripiq_planner import windows
+from dripiq_common import windows
 
 DEFAULT_AUTO_REPLY_PAUSE_DAYS = 7
 MAX_AUTO_REPLY_PAUSE_DAYS = 90

@@ -1,0 +1,188 @@
+"""Creating campaigns, one or a batch: planned drafts stored with their steps, their strategist
+calls and the timer of their first step, in one transaction.
+
+A single create is a batch of one, so both share every check: the planning, request_id
+idempotency and the one-running-campaign rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dripiq.planner.v1 import campaign_service_pb2 as pb
+from dripiq_common import validation
+from dripiq_common.clock import Clock
+from dripiq_common.errors import AlreadyExists, DomainError, InvalidArgument
+from dripiq_common.outbox import enqueue
+from dripiq_planner import convert, lifecycle, repository, strategy
+from dripiq_planner.models import outbox
+from dripiq_planner.planning import Draft, Planner
+from dripiq_planner.state import CampaignStatus, StepStatus
+
+log = structlog.get_logger(__name__)
+
+MAX_BATCH = 1000
+
+
+@dataclass
+class CampaignCreator:
+    engine: AsyncEngine
+    clock: Clock
+    planner: Planner
+    on_commit: Callable[[], None] = field(default=lambda: None)
+
+    async def create(self, request: pb.CreateCampaignRequest) -> pb.Campaign:
+        [result] = await self._create_many(request.tenant_id, [request])
+        if isinstance(result, DomainError):
+            raise result
+        return result
+
+    async def batch_create(self, request: pb.BatchCreateCampaignsRequest) -> pb.BatchCreateCampaignsResponse:
+        tenant = validation.tenant_id(request.tenant_id)
+        if not 1 <= len(request.requests) <= MAX_BATCH:
+            raise InvalidArgument("requests", f"needs 1 to {MAX_BATCH} items, got {len(request.requests)}")
+        items = []
+        for item in request.requests:
+            if item.tenant_id not in ("", tenant):
+                raise InvalidArgument("requests.tenant_id", "must be empty or the batch's tenant_id")
+            copy = pb.CreateCampaignRequest()
+            copy.CopyFrom(item)
+            copy.tenant_id = tenant
+            items.append(copy)
+        return convert.batch_results_to_proto(await self._create_many(tenant, items))
+
+    async def _create_many(
+        self, tenant_id: str, requests: Sequence[pb.CreateCampaignRequest]
+    ) -> list[pb.Campaign | DomainError]:
+        validation.tenant_id(tenant_id)
+        planned = await self.planner.drafts(tenant_id, convert.campaign_requests(requests))
+        results: list[pb.Campaign | DomainError | Draft] = list(planned)
+        for attempt in range(3):
+            try:
+                async with self.engine.begin() as conn:
+                    stored = await self._store(conn, tenant_id, results)
+                break
+            except IntegrityError:
+                # A concurrent create won a race for a request_id or a contact: look again.
+                if attempt == 2:
+                    raise
+        self.on_commit()
+        created = [r for r in stored if isinstance(r, pb.Campaign)]
+        if created:
+            log.info("campaigns.created", tenant_id=tenant_id, count=len(created))
+        return stored
+
+    async def _store(
+        self, conn: AsyncConnection, tenant_id: str, items: list[pb.Campaign | DomainError | Draft]
+    ) -> list[pb.Campaign | DomainError]:
+        drafts = [d for d in items if isinstance(d, Draft)]
+        existing = await repository.find_by_requests(
+            conn, tenant_id=tenant_id, request_ids=[d.request.request_id for d in drafts if d.request.request_id]
+        )
+        running = await repository.find_running_many(
+            conn,
+            tenant_id=tenant_id,
+            pairs=sorted({(d.request.contact_id, d.request.product_id) for d in drafts}),
+        )
+        out: list[Any] = []
+        fresh: list[tuple[int, Draft]] = []
+        # A request_id seen earlier in this batch answers with that item's campaign.
+        same_request: dict[int, int] = {}
+        first_for_request: dict[str, int] = {}
+        for position, item in enumerate(items):
+            out.append(item)
+            if not isinstance(item, Draft):
+                continue
+            request = item.request
+            if request.request_id in existing:
+                row = existing[request.request_id]
+                out[position] = convert.campaign_to_proto(row, await repository.get_steps(conn, campaign_id=row.id))
+                continue
+            if request.request_id in first_for_request:
+                same_request[position] = first_for_request[request.request_id]
+                continue
+            pair = (request.contact_id, request.product_id)
+            if pair in running:
+                out[position] = AlreadyExists(
+                    f"campaign {running[pair]} is already running for contact {pair[0]!r} and product {pair[1]!r}"
+                )
+                continue
+            running[pair] = item.id
+            if request.request_id:
+                first_for_request[request.request_id] = position
+            fresh.append((position, item))
+        protos = await self._insert(conn, [draft for _, draft in fresh], self.clock.now())
+        for (position, _), proto in zip(fresh, protos, strict=True):
+            out[position] = proto
+        for position, first in same_request.items():
+            out[position] = out[first]
+        return out
+
+    async def _insert(self, conn: AsyncConnection, drafts: list[Draft], now: datetime) -> list[pb.Campaign]:
+        if not drafts:
+            return []
+        campaigns, steps, generations, timers, protos = [], [], [], [], []
+        for draft in drafts:
+            request = draft.request
+            campaign = {
+                "id": draft.id,
+                "tenant_id": draft.tenant_id,
+                "request_id": request.request_id or None,
+                "lead_id": request.lead_id,
+                "contact_id": request.contact_id,
+                "product_id": request.product_id,
+                "sender_identity_id": request.sender_identity_id,
+                "facts_json": request.facts,
+                "strategy_json": draft.strategy.to_json(),
+                "rules_json": [rule.model_dump(mode="json") for rule in draft.strategy.adaptive_rules],
+                "settings_json": draft.settings_json,
+                "strategist": draft.strategist,
+                "status": CampaignStatus.ACTIVE.value,
+                "current_step_index": 0,
+                "cancel_reason": "",
+                "attention_reason": "",
+                "created_at": now,
+                "updated_at": now,
+            }
+            first_at = lifecycle.place(draft, lifecycle.after(now, draft.delays[0]), 0, planned_from=now)
+            threads = strategy.threaded(draft.strategy.outreach_campaign)
+            draft_steps = [
+                {
+                    "campaign_id": draft.id,
+                    "tenant_id": draft.tenant_id,
+                    "step_index": i,
+                    "channel": step.type,
+                    "timing": step.timing,
+                    "relative_delay_seconds": draft.delays[i],
+                    "subject": step.subject,
+                    "content": step.content,
+                    "call_to_action": step.call_to_action,
+                    "thread": threads[i],
+                    "status": (StepStatus.SCHEDULED if i == 0 else StepStatus.PENDING).value,
+                    "scheduled_at": first_at if i == 0 else None,
+                    "schedule_version": 1 if i == 0 else 0,
+                    "updated_at": now,
+                }
+                for i, step in enumerate(draft.strategy.outreach_campaign)
+            ]
+            campaigns.append(campaign)
+            steps += draft_steps
+            generations += draft.generation_rows(campaign_id=draft.id, now=now)
+            timers.append(lifecycle.step_timer(draft, step_index=0, version=1, fire_at=first_at))
+            protos.append(
+                convert.campaign_to_proto(
+                    SimpleNamespace(**campaign),
+                    [SimpleNamespace(message_id=None, sent_at=None, **s) for s in draft_steps],
+                )
+            )
+        await repository.insert_campaigns(conn, campaigns=campaigns, steps=steps, generations=generations)
+        await enqueue(conn, outbox, [lifecycle.timer_commands(drafts[0].tenant_id, timers)])
+        return protos
