@@ -9,8 +9,10 @@ from sqlalchemy import func, select
 from waiting import eventually
 
 from dripiq.scheduler.v1 import commands_pb2
+from dripiq_common.bus.client import ensure_streams
+from dripiq_common.bus.contract import ConsumerSpec, StreamSpec
+from dripiq_common.bus.worker import PullWorker
 from dripiq_common.errors import PermanentMessageError
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, StreamSpec, ensure_streams
 from dripiq_common.outbox import OutboxMessage, OutboxRelay, enqueue
 from dripiq_scheduler.models import outbox as scheduler_outbox
 

@@ -11,8 +11,10 @@ import io
 from waiting import eventually
 
 from dripiq_common import deadletters
+from dripiq_common.bus.client import ensure_streams
+from dripiq_common.bus.contract import ConsumerSpec, StreamSpec
+from dripiq_common.bus.worker import PullWorker
 from dripiq_common.errors import PermanentMessageError
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, StreamSpec, ensure_streams
 
 TEST_STREAM = StreamSpec("TEST_DEAD_LETTERS", ("test.deadletters.>",), work_queue=True)
 

@@ -25,9 +25,10 @@ from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq.events.v1 import messages_pb2 as events_pb2
 from dripiq.scheduler.v1 import commands_pb2
+from dripiq_common.bus.contract import ConsumerSpec, Streams, Subjects
+from dripiq_common.bus.worker import PullWorker
 from dripiq_common.clock import ManualClock
 from dripiq_common.errors import PermanentMessageError
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams, Subjects
 from dripiq_common.outbox import OutboxRelay
 from dripiq_common.tokens import TokenSigner, token_from_reply_address
 from dripiq_devtools.fake_sendgrid import AcceptedMessage, FakeSendGrid

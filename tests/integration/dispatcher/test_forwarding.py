@@ -25,9 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from dripiq.dispatcher.v1 import messages_pb2
+from dripiq_common.bus.contract import ConsumerSpec, Streams, Subjects
+from dripiq_common.bus.worker import PullWorker
 from dripiq_common.clock import ManualClock
 from dripiq_common.errors import PermanentMessageError
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams, Subjects
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import AcceptedMessage, FakeSendGrid
 from dripiq_dispatcher import domain, repository

@@ -24,9 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from waiting import eventually
 
 from dripiq.dispatcher.v1 import messages_pb2
+from dripiq_common.bus.contract import ConsumerSpec, Streams, Subjects
+from dripiq_common.bus.worker import PullWorker
 from dripiq_common.clock import ManualClock
 from dripiq_common.errors import PermanentMessageError
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams, Subjects
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher import domain, repository

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 from test_dispatch import command, identity, new_dispatcher, received, stored
 
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams, Subjects
+from dripiq_common.bus.contract import ConsumerSpec, Streams, Subjects
+from dripiq_common.bus.worker import PullWorker
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher.breaker import BreakerState, ProviderBreaker
 from dripiq_dispatcher.provider import AsyncSendGridSender

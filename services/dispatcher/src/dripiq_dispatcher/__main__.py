@@ -8,7 +8,8 @@ import structlog
 from nats.aio.msg import Msg
 
 from dripiq_common import engagement
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
+from dripiq_common.bus.contract import ConsumerSpec, Streams
+from dripiq_common.bus.worker import PullWorker
 from dripiq_common.logging import configure_logging
 from dripiq_common.loops import Poller
 from dripiq_common.service import Parts, Runtime, run_process, run_service

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dripiq.dispatcher.v1 import messages_pb2
-from dripiq_common.jetstream import Subjects
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.outbox import OutboxMessage, enqueue
 from dripiq_dispatcher import metrics
 from dripiq_dispatcher.models import outbox

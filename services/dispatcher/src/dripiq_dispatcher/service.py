@@ -23,9 +23,9 @@ from dripiq.dispatcher.v1 import messages_pb2
 from dripiq.scheduler.v1 import commands_pb2 as scheduler_commands_pb2
 from dripiq.scheduler.v1 import scheduler_service_pb2 as scheduler_pb2
 from dripiq_common import engagement, paging, validation
+from dripiq_common.bus.contract import Subjects, decode
 from dripiq_common.clock import Clock
 from dripiq_common.errors import FailedPrecondition, InvalidArgument, NotFound, PermanentMessageError
-from dripiq_common.jetstream import Subjects, decode
 from dripiq_common.outbox import OutboxMessage, coalesce_timer_commands, enqueue
 from dripiq_common.tokens import TokenSigner
 from dripiq_dispatcher import domain, metrics, repository

@@ -7,7 +7,8 @@ from datetime import timedelta
 from nats.aio.msg import Msg
 
 from dripiq.events.v1 import events_service_pb2, events_service_pb2_grpc
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
+from dripiq_common.bus.contract import ConsumerSpec, Streams
+from dripiq_common.bus.worker import PullWorker
 from dripiq_common.loops import Poller
 from dripiq_common.service import Loop, Parts, Runtime, serve
 from dripiq_events import autoreply_dates

@@ -20,9 +20,9 @@ from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import events_service_pb2 as api_pb
 from dripiq.events.v1 import messages_pb2
 from dripiq_common import engagement, outbox, paging, validation
+from dripiq_common.bus.contract import Subjects, decode
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument, NotFound, PermanentMessageError
-from dripiq_common.jetstream import Subjects, decode
 from dripiq_common.outbox import OutboxMessage
 from dripiq_common.tokens import TokenSigner, token_from_reply_address
 from dripiq_events import autoreply_dates, domain, inbound, reply_text, repository

@@ -6,7 +6,8 @@ from collections.abc import Awaitable, Callable
 
 from dripiq.planner.v1 import campaign_service_pb2, campaign_service_pb2_grpc
 from dripiq_common import engagement
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
+from dripiq_common.bus.contract import ConsumerSpec, Streams
+from dripiq_common.bus.worker import PullWorker
 from dripiq_common.service import Parts, Runtime, serve
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.handlers import CampaignServicer

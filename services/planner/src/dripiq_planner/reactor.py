@@ -18,9 +18,9 @@ from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1.messages_pb2 import EngagementEvent
 from dripiq.planner.v1 import timers_pb2
 from dripiq_common import engagement
+from dripiq_common.bus.contract import Subjects, decode
 from dripiq_common.clock import Clock
 from dripiq_common.errors import PermanentMessageError
-from dripiq_common.jetstream import Subjects, decode
 from dripiq_common.outbox import OutboxMessage
 from dripiq_planner import autoreply, lifecycle, repository, rules, state, templates
 from dripiq_planner.state import HELD, RUNNING, CampaignState, CampaignStatus, StepState, StepStatus, UnitOfWork

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dripiq.scheduler.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
+from dripiq_common.bus.contract import ConsumerSpec, Streams
+from dripiq_common.bus.worker import PullWorker
 from dripiq_common.service import Parts, Runtime, serve
 from dripiq_scheduler.domain import Overdue, OverduePolicy
 from dripiq_scheduler.firer import Firer

@@ -11,8 +11,8 @@ from typing import Generic, Protocol, TypeVar
 
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq_common import validation
+from dripiq_common.bus.contract import Streams, stream_for_subject
 from dripiq_common.errors import InvalidArgument
-from dripiq_common.jetstream import Streams, stream_for_subject
 from dripiq_scheduler.models import TimerStatus
 from dripiq_scheduler.repository import NewTimer
 
