@@ -589,7 +589,9 @@ async def test_a_group_resubscribe_lifts_only_an_earlier_group_unsubscribe(engin
 async def test_worker_sends_once_despite_a_duplicate_command(engine, js, nats_conn, fake, dispatcher, tenant_id):
     subject = Subjects.dispatcher_send(tenant_id)
     spec = ConsumerSpec(Streams.DISPATCHER_SEND, f"test-{tenant_id}", subject)
-    worker = PullWorker(js, nats_conn, spec, lambda msg: dispatcher.handle_send(msg.data), fetch_timeout=0.2)
+    worker = PullWorker(
+        js, nats_conn, spec, lambda msgs: dispatcher.handle_sends([m.data for m in msgs]), fetch_timeout=0.2
+    )
     cmd = command(tenant_id, await identity(engine, tenant_id))
     # Two publishes the stream does not dedupe: as if the planner's relay sent it twice.
     for n in range(2):

@@ -25,7 +25,7 @@ from waiting import eventually
 
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common.bus.contract import ConsumerSpec, Streams, Subjects
-from dripiq_common.bus.worker import PullWorker
+from dripiq_common.bus.worker import PullWorker, per_message
 from dripiq_common.clock import ManualClock
 from dripiq_common.errors import PermanentMessageError
 from dripiq_common.tokens import TokenSigner
@@ -101,7 +101,7 @@ async def suppress_worker(js, nats_conn, handler: MessageSuppressions, tenant_id
         retry_delays_seconds=(0.1,),
     )
     worker = PullWorker(
-        js, nats_conn, spec, lambda msg: handler.handle(msg.data, subject=msg.subject), fetch_timeout=0.2
+        js, nats_conn, spec, per_message(lambda msg: handler.handle(msg.data, subject=msg.subject)), fetch_timeout=0.2
     )
     await js.add_consumer(Streams.DISPATCHER_SUPPRESS.name, spec.config())
     task = asyncio.create_task(worker.run())

@@ -35,9 +35,8 @@ async def test_an_outage_stops_the_worker_fetching_and_a_probe_resumes_it(
         js,
         nats_conn,
         spec,
-        lambda msg: dispatcher.handle_send(msg.data),
+        lambda msgs: dispatcher.handle_sends([m.data for m in msgs]),
         batch_size=2,
-        batch_handler=lambda msgs: dispatcher.handle_sends([m.data for m in msgs]),
         fetch_timeout=0.2,
         hold=breaker.hold,
     )

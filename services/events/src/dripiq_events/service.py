@@ -87,8 +87,8 @@ class EventIngest:
         """Keep our copies of the sent messages among the outcomes, in one statement; how many.
         A completed task reported as replied or declined is also stored as that message's event
         and counted (its fact was published by the dispatcher). An undecodable or incomplete
-        outcome raises PermanentMessageError (a batch that raises is retried one outcome at a
-        time, so only that one is dead-lettered)."""
+        outcome raises PermanentMessageError (a batch that raises is split until that outcome
+        is alone, so only that one is dead-lettered)."""
         now = self.clock.now()
         sent = []
         task_events = []

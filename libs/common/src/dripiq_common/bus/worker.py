@@ -1,5 +1,5 @@
-"""Durable pull workers: fetch from a consumer, hand messages to a handler, then ack, retry
-or dead-letter each one."""
+"""Durable pull workers: fetch a batch from a consumer, hand it to the consumer's batch handler,
+then ack, retry or dead-letter each message by the handler's answer for it."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ from dripiq_common.errors import PermanentMessageError
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[Msg], Awaitable[None]]
+# One answer per message of the batch, in its order: None when the message is done, else the
+# error it failed with.
+BatchHandler = Callable[[list[Msg]], Awaitable[Sequence[Exception | None]]]
 
 WORKER_MESSAGES = Counter(
     "dripiq_worker_messages",
@@ -38,35 +40,76 @@ WORKER_MESSAGES = Counter(
 )
 
 
+def per_message(handle: Callable[[Msg], Awaitable[object]]) -> BatchHandler:
+    """A handler of one message as a batch handler: the batch's messages one after another, in
+    order, each answered by what its own call raised (None if nothing).
+
+    For messages that each wait on the network, fetch batches of one and keep several in
+    flight (`PullWorker.batches_in_flight`) rather than handling a batch side by side: a message
+    then never waits for the fetch to fill a batch, nor the next fetch for a batch's slowest."""
+
+    async def handle_batch(msgs: list[Msg]) -> list[Exception | None]:
+        answers: list[Exception | None] = []
+        for msg in msgs:
+            try:
+                await handle(msg)
+            except Exception as exc:
+                answers.append(exc)
+            else:
+                answers.append(None)
+        return answers
+
+    return handle_batch
+
+
+def whole_batch(handle: Callable[[list[Msg]], Awaitable[object]]) -> BatchHandler:
+    """A handler that does a batch as one unit (one transaction) as a batch handler: every
+    message is done once it returns. When it raises, the worker splits the batch (PullWorker)."""
+
+    async def handle_batch(msgs: list[Msg]) -> list[Exception | None]:
+        await handle(msgs)
+        return [None] * len(msgs)
+
+    return handle_batch
+
+
 @dataclass
 class PullWorker:
-    """Fetches from a durable pull consumer and acks each message after its handler returned.
+    """Fetches batches from a durable pull consumer and settles each message by its answer.
 
-    The handler commits its own transaction; a raised error naks the message with the
-    consumer's retry delay for that delivery. On the last delivery, or for a
-    PermanentMessageError, the message goes to `dripiq.dlq.<stream>.<consumer>` and is
-    terminated, so a poison message never blocks the ones behind it.
+    `handler` gets each fetched batch (up to `batch_size` messages, in stream order), commits
+    what it does, then answers with one entry per message (`per_message` and `whole_batch` make
+    one from a handler of one message or of a whole batch). None acks the message. An error
+    naks it with the consumer's retry delay for that delivery; on the last delivery, or for a
+    PermanentMessageError, the message goes to `dripiq.dlq.<stream>.<consumer>` with the error
+    in its headers and is terminated.
+
+    When the handler raises, or answers for another number of messages, the batch is halved and
+    each half handed to it again, down to single messages, whose raise is their own answer. So
+    one poison message never holds the others back: they are acked as their halves succeed, and
+    it is retried or dead-lettered alone, at the cost of about two more calls per halving
+    (some twenty for a thousand messages, where retrying each alone would take a thousand). A
+    handler must be safe to call again with part of a batch it raised on, as it is safe to call
+    again on a redelivery.
     """
 
     js: JetStreamContext
     nc: NATS
     spec: ConsumerSpec
-    handler: Handler
+    handler: BatchHandler
     batch_size: int = 100
-    # Messages handled at once. 1 keeps a batch in order; more suits handlers that wait on
-    # the network (provider calls), each message acked on its own as it finishes. With a
-    # batch_handler it is the number of whole batches handled at once.
-    concurrency: int = 1
-    # Handles a whole fetched batch in one go (one transaction). It returns None when every
-    # message is done, or one entry per message: None to ack it, or the error it failed with,
-    # judged as the single handler's would be. When it raises, each message is retried alone
-    # through `handler`, so one bad message cannot hold the others back.
-    batch_handler: Callable[[list[Msg]], Awaitable[Sequence[BaseException | None] | None]] | None = None
+    # Batches handled at once. With 1 they are handled in stream order; more keep the consumer
+    # busy while a batch waits on the network (provider calls) or the database.
+    batches_in_flight: int = 1
     fetch_timeout: float = 1.0
     # Seconds to wait before the next fetch (0: fetch now), asked before each one: a circuit
     # breaker holds the worker while what its handlers call is down. Waits end at stop().
     hold: Callable[[], float] | None = None
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _log: structlog.stdlib.BoundLogger = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._log = log.bind(consumer=self.spec.durable)
 
     async def setup(self) -> JetStreamContext.PullSubscription:
         try:
@@ -80,13 +123,11 @@ class PullWorker:
 
     async def run(self) -> None:
         sub = await self.setup()
-        bound = log.bind(consumer=self.spec.durable)
-        bound.info("worker.started", concurrency=self.concurrency)
+        self._log.info("worker.started", batch_size=self.batch_size, batches_in_flight=self.batches_in_flight)
         inflight: set[asyncio.Task[None]] = set()
         try:
             while not self._stopping.is_set():
-                free = self.concurrency - len(inflight)
-                if free <= 0:
+                if len(inflight) >= self.batches_in_flight:
                     await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 if self.hold is not None and (wait := self.hold()) > 0:
@@ -94,26 +135,18 @@ class PullWorker:
                         await asyncio.wait_for(self._stopping.wait(), timeout=min(wait, 1.0))
                     continue
                 try:
-                    # A whole batch for a batch handler or in order (concurrency 1). Single
-                    # messages side by side are fetched one at a time: a fetch of several
-                    # waits for all of them (up to fetch_timeout) before the first is handled.
-                    whole = self.batch_handler is not None or self.concurrency == 1
-                    msgs = await sub.fetch(self.batch_size if whole else 1, timeout=self.fetch_timeout)
+                    msgs = await sub.fetch(self.batch_size, timeout=self.fetch_timeout)
                 except (nats.errors.TimeoutError, TimeoutError):
                     continue
                 except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
                     break
                 except Exception as exc:
-                    bound.warning("worker.fetch_failed", error=str(exc))
+                    self._log.warning("worker.fetch_failed", error=str(exc))
                     await asyncio.sleep(1)
                     continue
-                if self.batch_handler is not None and self.concurrency > 1:
-                    self._spawn(inflight, self._handle_fetched(msgs, bound))
-                elif self.batch_handler is not None or self.concurrency == 1:
-                    await self._handle_fetched(msgs, bound)
-                else:
-                    for msg in msgs:
-                        self._spawn(inflight, self._handle(msg, bound))
+                task = asyncio.create_task(self.handle(msgs))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
         except asyncio.CancelledError:
             # Shutdown ran out of grace: what was not acked comes back to another worker.
             for task in inflight:
@@ -125,57 +158,47 @@ class PullWorker:
             # An open pull subscription would hold up nc.drain() at shutdown.
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-        bound.info("worker.stopped")
+        self._log.info("worker.stopped")
 
-    @staticmethod
-    def _spawn(inflight: set[asyncio.Task[None]], work: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(work)
-        inflight.add(task)
-        task.add_done_callback(inflight.discard)
-
-    async def _handle_fetched(self, msgs: list[Msg], bound: structlog.stdlib.BoundLogger) -> None:
-        if self.batch_handler is not None and len(msgs) > 1 and await self._handle_batch(msgs, bound):
+    async def handle(self, msgs: list[Msg]) -> None:
+        """Hand the batch to the handler and settle each message by its answer; split it when
+        the handler raises (see the class)."""
+        if not msgs:
             return
-        for msg in msgs:
-            await self._handle(msg, bound)
-
-    async def _handle_batch(self, msgs: list[Msg], bound: structlog.stdlib.BoundLogger) -> bool:
         try:
-            results = await self.batch_handler(msgs)  # type: ignore[misc]
-            if results is not None and len(results) != len(msgs):
-                raise RuntimeError(f"batch handler answered {len(results)} results for {len(msgs)} messages")
+            answers = await self.handler(msgs)
+            if len(answers) != len(msgs):
+                raise RuntimeError(f"batch handler answered {len(answers)} results for {len(msgs)} messages")
         except Exception as exc:
-            bound.warning("worker.batch_failed_retrying_one_by_one", size=len(msgs), error=repr(exc))
-            return False
-        for msg, error in zip(msgs, results or [None] * len(msgs), strict=True):
-            await self._settle(msg, error, bound)
-        return True
+            if len(msgs) == 1:
+                answers = [exc]
+            else:
+                self._log.warning("worker.batch_failed_splitting", size=len(msgs), error=repr(exc))
+                half = len(msgs) // 2
+                await self.handle(msgs[:half])
+                await self.handle(msgs[half:])
+                return
+        for msg, answer in zip(msgs, answers, strict=True):
+            try:
+                await self._settle(msg, answer)
+            except Exception as exc:
+                # Not acked, so it comes back after the consumer's ack wait; the rest go on.
+                self._log.warning("worker.settle_failed", subject=msg.subject, error=repr(exc))
 
-    async def _handle(self, msg: Msg, bound: structlog.stdlib.BoundLogger) -> None:
-        try:
-            await self.handler(msg)
-        except Exception as exc:
-            await self._settle(msg, exc, bound)
-            return
-        await self._ack(msg)
-
-    async def _ack(self, msg: Msg) -> None:
-        await msg.ack()
-        WORKER_MESSAGES.labels(consumer=self.spec.durable, result="acked").inc()
-
-    async def _settle(self, msg: Msg, error: BaseException | None, bound: structlog.stdlib.BoundLogger) -> None:
+    async def _settle(self, msg: Msg, error: Exception | None) -> None:
         """Ack a handled message; dead-letter or nak one that failed."""
         if error is None:
-            await self._ack(msg)
+            await msg.ack()
+            WORKER_MESSAGES.labels(consumer=self.spec.durable, result="acked").inc()
             return
         delivered = msg.metadata.num_delivered
         if isinstance(error, PermanentMessageError):
-            await self._dead_letter(msg, str(error), bound)
+            await self._dead_letter(msg, str(error))
         elif delivered >= self.spec.max_deliver:
-            await self._dead_letter(msg, repr(error), bound)
+            await self._dead_letter(msg, repr(error))
         else:
             delay = self.spec.retry_delay(delivered)
-            bound.warning(
+            self._log.warning(
                 "worker.handler_failed",
                 subject=msg.subject,
                 delivered=delivered,
@@ -186,7 +209,7 @@ class PullWorker:
             await msg.nak(delay=delay)
             WORKER_MESSAGES.labels(consumer=self.spec.durable, result="retried").inc()
 
-    async def _dead_letter(self, msg: Msg, reason: str, bound: structlog.stdlib.BoundLogger) -> None:
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
         meta = msg.metadata
         subject = f"{DEAD_LETTER_PREFIX}.{meta.stream}.{meta.consumer}"
         headers = {
@@ -201,4 +224,4 @@ class PullWorker:
         await self.js.publish(subject, msg.data, headers=headers)
         await msg.term()
         WORKER_MESSAGES.labels(consumer=meta.consumer, result="dead_lettered").inc()
-        bound.error("worker.dead_lettered", subject=msg.subject, dlq=subject, reason=reason)
+        self._log.error("worker.dead_lettered", subject=msg.subject, dlq=subject, reason=reason)
