@@ -41,8 +41,8 @@ WORKER_MESSAGES = Counter(
 
 
 def per_message(handle: Callable[[Msg], Awaitable[object]]) -> BatchHandler:
-    """A handler of one message as a batch handler: the batch's messages one after another, in
-    order, each answered by what its own call raised (None if nothing).
+    """A batch handler from a handler of one message: the batch's messages one after another,
+    in order, each answered by what its own call raised (None if nothing).
 
     For messages that each wait on the network, fetch batches of one and keep several in
     flight (`PullWorker.batches_in_flight`) rather than handling a batch side by side: a message
@@ -63,8 +63,8 @@ def per_message(handle: Callable[[Msg], Awaitable[object]]) -> BatchHandler:
 
 
 def whole_batch(handle: Callable[[list[Msg]], Awaitable[object]]) -> BatchHandler:
-    """A handler that does a batch as one unit (one transaction) as a batch handler: every
-    message is done once it returns. When it raises, the worker splits the batch (PullWorker)."""
+    """A batch handler from one that does a whole batch as one unit (one transaction): every
+    message is done once it returns; when it raises, the worker splits the batch (PullWorker)."""
 
     async def handle_batch(msgs: list[Msg]) -> list[Exception | None]:
         await handle(msgs)
