@@ -32,7 +32,7 @@ from harness import cpu_report, cpu_snapshot, machine, publish_all, running_suit
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from dripiq.dispatcher.v1 import messages_pb2
-from dripiq_common.jetstream import Subjects
+from dripiq_common.bus.contract import Subjects
 
 TENANT = "bench-sends"
 LATENCY_SECONDS = 0.05

@@ -61,7 +61,7 @@ from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import events_service_pb2 as events_api
 from dripiq.events.v1 import events_service_pb2_grpc as events_grpc
 from dripiq.events.v1 import messages_pb2 as events_pb
-from dripiq_common.jetstream import Streams, Subjects
+from dripiq_common.bus.contract import Streams, Subjects
 from dripiq_devtools.fake_sendgrid import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import asyncpg
 
-from dripiq_common.jetstream import Outgoing, publish_many
+from dripiq_common.bus.client import Outgoing, publish_many
 from dripiq_devtools.suite import Suite
 
 

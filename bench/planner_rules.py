@@ -25,7 +25,7 @@ from planner_batch_create import FIVE_STEPS, requests
 from dripiq.events.v1 import messages_pb2 as events_pb
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
-from dripiq_common.jetstream import Subjects
+from dripiq_common.bus.contract import Subjects
 from dripiq_planner import lifecycle
 
 TENANT = "bench-rules"

@@ -36,7 +36,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
-from dripiq_common import jetstream, migrations
+from dripiq_common import migrations
+from dripiq_common.bus.client import ensure_streams
+from dripiq_common.bus.contract import Streams
 from dripiq_devtools.servers import EmbeddedNats, EmbeddedPostgres, free_port
 
 TENANT = "bench-timers"
@@ -146,7 +148,7 @@ async def collect(nats_url: str, expected: int, limit_seconds: float, prefix: st
     """Read what fired off the stream; lateness = stream time - fire_at, seconds. Bounded."""
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
-    await jetstream.ensure_streams(js, jetstream.Streams.all())
+    await ensure_streams(js, Streams.all())
     durable = f"bench-{int(time.time() * 1000)}"
     await js.add_consumer(
         "PLANNER_TIMERS",

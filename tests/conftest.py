@@ -20,7 +20,9 @@ import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dripiq_common import jetstream, migrations
+from dripiq_common import migrations
+from dripiq_common.bus.client import connect, ensure_streams
+from dripiq_common.bus.contract import Streams
 from dripiq_common.db import create_engine
 from dripiq_devtools.server_source import (
     NatsServer,
@@ -98,9 +100,9 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest_asyncio.fixture(scope="session")
 async def nats_conn(nats_url: str):  # type: ignore[no-untyped-def]
-    nc = await jetstream.connect(nats_url, name="tests")
+    nc = await connect(nats_url, name="tests")
     js = nc.jetstream()
-    await jetstream.ensure_streams(js, jetstream.Streams.all())
+    await ensure_streams(js, Streams.all())
     yield nc
     await nc.drain()
 

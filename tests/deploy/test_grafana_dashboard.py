@@ -23,7 +23,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from dripiq.dispatcher.v1 import messages_pb2
-from dripiq_common.jetstream import Streams
+from dripiq_common.bus.contract import Streams
 from dripiq_events.edge.app import Edge
 
 DASHBOARD_PATH = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dripiq-dashboard.json"

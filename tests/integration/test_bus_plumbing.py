@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from waiting import eventually
 
 from dripiq.scheduler.v1 import commands_pb2
+from dripiq_common.bus.client import ensure_streams
+from dripiq_common.bus.contract import ConsumerSpec, StreamSpec
+from dripiq_common.bus.worker import PullWorker, per_message, whole_batch
 from dripiq_common.errors import PermanentMessageError
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, StreamSpec, ensure_streams
 from dripiq_common.outbox import OutboxMessage, OutboxRelay, enqueue
 from dripiq_scheduler.models import outbox as scheduler_outbox
 
@@ -43,16 +47,33 @@ async def test_relay_publishes_committed_rows_once_and_deletes_them(engine, js, 
 
 
 async def all_settled(js, spec: ConsumerSpec) -> bool:  # type: ignore[no-untyped-def]
+    """Nothing left to deliver: every message acked or terminated, none waiting or in flight."""
     info = await js.consumer_info(spec.stream.name, spec.durable)
-    return (
-        info.num_pending == 0
-        and info.num_ack_pending == 0
-        and info.num_redelivered == 0
-        or (info.num_pending == 0 and info.num_ack_pending == 0)
-    )
+    return info.num_pending == 0 and info.num_ack_pending == 0
 
 
-async def test_worker_retries_then_acks_and_dead_letters_poison(nats_conn, js, tenant_id):
+@asynccontextmanager
+async def running(worker: PullWorker) -> AsyncIterator[None]:
+    task = asyncio.create_task(worker.run())
+    try:
+        yield
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 5)
+        await worker.js.delete_consumer(worker.spec.stream.name, worker.spec.durable)
+
+
+def worker_count(spec: ConsumerSpec, result: str) -> float:
+    return REGISTRY.get_sample_value("dripiq_worker_messages_total", {"consumer": spec.durable, "result": result}) or 0
+
+
+async def dead_letters(js, spec: ConsumerSpec) -> int:  # type: ignore[no-untyped-def]
+    dlq = f"dripiq.dlq.{spec.stream.name}.{spec.durable}"
+    info = await js.stream_info("DEAD_LETTERS", subjects_filter=dlq)
+    return (info.state.subjects or {}).get(dlq, 0)
+
+
+async def test_a_message_handler_is_retried_then_acked_or_dead_lettered(nats_conn, js, tenant_id):
     await ensure_streams(js, [TEST_STREAM])
     subject = f"test.plumbing.work.{tenant_id}"
     spec = ConsumerSpec(TEST_STREAM, f"test-{tenant_id}", subject, max_deliver=3, retry_delays_seconds=(0.05,))
@@ -71,159 +92,211 @@ async def test_worker_retries_then_acks_and_dead_letters_poison(nats_conn, js, t
 
     for payload in (b"ok", b"flaky", b"poison", b"always-fails"):
         await js.publish(subject, payload)
-    worker = PullWorker(js, nats_conn, spec, handler, fetch_timeout=0.2)
-    task = asyncio.create_task(worker.run())
-    await eventually(
-        lambda: attempts.get(b"always-fails", 0) >= 3 and b"flaky" in done, "the retries and the dead letters"
-    )
-    # Nothing left to deliver: every message acked or terminated, none waiting or in flight.
-    await eventually(lambda: all_settled(js, spec), "the consumer settled")
-    worker.stop()
-    await asyncio.wait_for(task, 5)
+    async with running(PullWorker(js, nats_conn, spec, per_message(handler), fetch_timeout=0.2)):
+        await eventually(lambda: attempts.get(b"always-fails", 0) >= 3 and b"flaky" in done, "the retries")
+        await eventually(lambda: all_settled(js, spec), "the consumer settled")
 
     assert sorted(done) == [b"flaky", b"ok"]
+    # A PermanentMessageError at once, any other error on the last delivery (max_deliver).
     assert attempts[b"poison"] == 1 and attempts[b"always-fails"] == 3
-    dlq = f"dripiq.dlq.{TEST_STREAM.name}.{spec.durable}"
-    info = await js.stream_info("DEAD_LETTERS", subjects_filter=dlq)
-    assert info.state.subjects[dlq] == 2
-    last = await js.get_last_msg("DEAD_LETTERS", dlq)
-    assert last.headers["Dripiq-Original-Subject"] == subject
-    assert (await js.consumer_info(TEST_STREAM.name, spec.durable)).num_pending == 0
+    assert await dead_letters(js, spec) == 2
+    last = await js.get_last_msg("DEAD_LETTERS", f"dripiq.dlq.{TEST_STREAM.name}.{spec.durable}")
+    assert (last.data, last.headers["Dripiq-Original-Subject"]) == (b"always-fails", subject)
+    assert (last.headers["Dripiq-Delivered"], last.headers["Dripiq-Error"]) == ("3", "RuntimeError('still broken')")
     # What an operator sees: dripiq_worker_messages_total by consumer and result.
-    counts = {
-        result: REGISTRY.get_sample_value("dripiq_worker_messages_total", {"consumer": spec.durable, "result": result})
-        for result in ("acked", "retried", "dead_lettered")
-    }
+    counts = {result: worker_count(spec, result) for result in ("acked", "retried", "dead_lettered")}
     assert counts == {"acked": 2, "retried": 3, "dead_lettered": 2}
-    await js.delete_consumer(TEST_STREAM.name, spec.durable)
 
 
-async def test_worker_with_concurrency_handles_messages_side_by_side(nats_conn, js, tenant_id):
-    await ensure_streams(js, [TEST_STREAM])
-    subject = f"test.plumbing.parallel.{tenant_id}"
-    spec = ConsumerSpec(TEST_STREAM, f"test-par-{tenant_id}", subject)
-    running, peak, done = 0, 0, 0
-    release = asyncio.Event()
-
-    async def handler(msg) -> None:  # type: ignore[no-untyped-def]
-        nonlocal running, peak, done
-        running += 1
-        peak = max(peak, running)
-        if peak >= 4:
-            release.set()
-        await asyncio.wait_for(release.wait(), 5)
-        running -= 1
-        done += 1
-
-    for i in range(8):
-        await js.publish(subject, str(i).encode())
-    worker = PullWorker(js, nats_conn, spec, handler, batch_size=4, concurrency=4, fetch_timeout=0.2)
-    task = asyncio.create_task(worker.run())
-    for _ in range(100):
-        if done == 8:
-            break
-        await asyncio.sleep(0.05)
-    worker.stop()
-    await asyncio.wait_for(task, 5)
-    assert done == 8 and peak == 4
-    assert (await js.consumer_info(TEST_STREAM.name, spec.durable)).num_pending == 0
-    await js.delete_consumer(TEST_STREAM.name, spec.durable)
-
-
-async def test_batch_handler_results_ack_retry_or_dead_letter_each_message(nats_conn, js, tenant_id):
+async def test_each_message_of_a_batch_is_settled_by_its_own_answer(nats_conn, js, tenant_id):
     await ensure_streams(js, [TEST_STREAM])
     subject = f"test.plumbing.batch.{tenant_id}"
     spec = ConsumerSpec(TEST_STREAM, f"test-batch-{tenant_id}", subject, max_deliver=3, retry_delays_seconds=(0.05,))
     batches: list[list[bytes]] = []
     deliveries: dict[bytes, int] = {}
 
-    async def batch_handler(msgs):  # type: ignore[no-untyped-def]
+    async def handler(msgs):  # type: ignore[no-untyped-def]
         batches.append([m.data for m in msgs])
         for msg in msgs:
             deliveries[msg.data] = deliveries.get(msg.data, 0) + 1
-        results = {
+        answers = {
             b"ok": None,
             b"flaky": RuntimeError("transient") if deliveries[b"flaky"] == 1 else None,
             b"poison": PermanentMessageError("cannot decode"),
+            b"also-ok": None,
         }
-        return [results[m.data] for m in msgs]
+        return [answers[m.data] for m in msgs]
 
-    async def handler(msg) -> None:  # type: ignore[no-untyped-def]
-        # A fetch of one message goes to the single handler: the redelivered one.
-        deliveries[msg.data] = deliveries.get(msg.data, 0) + 1
-        if msg.data != b"flaky":
-            raise AssertionError(f"{msg.data!r} came back")
-
-    for payload in (b"ok", b"flaky", b"poison"):
+    for payload in (b"ok", b"flaky", b"poison", b"also-ok"):
         await js.publish(subject, payload)
-    worker = PullWorker(js, nats_conn, spec, handler, batch_handler=batch_handler, fetch_timeout=0.2)
-    task = asyncio.create_task(worker.run())
-    try:
+    async with running(PullWorker(js, nats_conn, spec, handler, fetch_timeout=0.2)):
         await eventually(lambda: deliveries.get(b"flaky", 0) >= 2, "the flaky message delivered again")
-        # Then nothing else can come back: every message acked or terminated.
         await eventually(lambda: all_settled(js, spec), "the consumer settled")
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 5)
 
-    assert batches[0] == [b"ok", b"flaky", b"poison"]
-    assert deliveries == {b"ok": 1, b"flaky": 2, b"poison": 1}
-    dlq = f"dripiq.dlq.{TEST_STREAM.name}.{spec.durable}"
-    info = await js.stream_info("DEAD_LETTERS", subjects_filter=dlq)
-    assert info.state.subjects[dlq] == 1
-    dead = await js.get_last_msg("DEAD_LETTERS", dlq)
+    # One batch, then the failed message alone on its retry; the others were acked at once.
+    assert batches == [[b"ok", b"flaky", b"poison", b"also-ok"], [b"flaky"]]
+    assert await dead_letters(js, spec) == 1
+    dead = await js.get_last_msg("DEAD_LETTERS", f"dripiq.dlq.{TEST_STREAM.name}.{spec.durable}")
     assert dead.data == b"poison"
     assert (dead.headers["Dripiq-Original-Subject"], dead.headers["Dripiq-Error"]) == (subject, "cannot decode")
-    consumer = await js.consumer_info(TEST_STREAM.name, spec.durable)
-    assert (consumer.num_pending, consumer.num_ack_pending) == (0, 0)
+    assert {r: worker_count(spec, r) for r in ("acked", "retried", "dead_lettered")} == {
+        "acked": 3,
+        "retried": 1,
+        "dead_lettered": 1,
+    }
     # Work-queue retention: every message was acked or terminated, so none is left.
     assert subject not in ((await js.stream_info(TEST_STREAM.name, subjects_filter=subject)).state.subjects or {})
-    await js.delete_consumer(TEST_STREAM.name, spec.durable)
 
 
-async def test_batch_handler_with_concurrency_handles_whole_batches_side_by_side(nats_conn, js, tenant_id):
+async def test_a_batch_whose_handler_raises_is_split_until_the_poison_message_is_alone(nats_conn, js, tenant_id):
+    await ensure_streams(js, [TEST_STREAM])
+    subject = f"test.plumbing.split.{tenant_id}"
+    spec = ConsumerSpec(TEST_STREAM, f"test-split-{tenant_id}", subject, max_deliver=3, retry_delays_seconds=(0.05,))
+    calls: list[list[bytes]] = []
+    committed: list[bytes] = []
+
+    async def handle(msgs) -> None:  # type: ignore[no-untyped-def]
+        # One transaction for the batch: all of it or none.
+        calls.append([m.data for m in msgs])
+        if any(m.data == b"5" for m in msgs):
+            raise PermanentMessageError("no such kind")
+        committed.extend(m.data for m in msgs)
+
+    payloads = [str(i).encode() for i in range(8)]
+    for payload in payloads:
+        await js.publish(subject, payload)
+    async with running(PullWorker(js, nats_conn, spec, whole_batch(handle), fetch_timeout=0.2)):
+        await eventually(lambda: dead_letters(js, spec), "the poison message dead-lettered")
+        await eventually(lambda: all_settled(js, spec), "the consumer settled")
+
+    # Halves, down to the message that raised; every other message committed once.
+    assert calls == [
+        payloads,
+        payloads[:4],
+        payloads[4:],
+        payloads[4:6],
+        [b"4"],
+        [b"5"],
+        payloads[6:],
+    ]
+    assert sorted(committed) == sorted(set(payloads) - {b"5"}) and len(committed) == 7
+    dead = await js.get_last_msg("DEAD_LETTERS", f"dripiq.dlq.{TEST_STREAM.name}.{spec.durable}")
+    assert (dead.data, dead.headers["Dripiq-Error"]) == (b"5", "no such kind")
+    assert (worker_count(spec, "acked"), worker_count(spec, "dead_lettered")) == (7, 1)
+
+
+async def test_batches_in_flight_are_handled_side_by_side(nats_conn, js, tenant_id):
     await ensure_streams(js, [TEST_STREAM])
     subject = f"test.plumbing.batches.{tenant_id}"
     spec = ConsumerSpec(TEST_STREAM, f"test-batches-{tenant_id}", subject)
-    running, peak = 0, 0
+    running_now, peak = 0, 0
     batches: list[list[bytes]] = []
-    singles: list[bytes] = []
     both = asyncio.Event()
 
-    async def batch_handler(msgs):  # type: ignore[no-untyped-def]
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        if running >= 2:
+    async def handler(msgs):  # type: ignore[no-untyped-def]
+        nonlocal running_now, peak
+        running_now += 1
+        peak = max(peak, running_now)
+        if running_now >= 2:
             both.set()
         try:
             # Bounded: a worker handling one batch at a time fails the test instead of hanging it.
             await asyncio.wait_for(both.wait(), 5)
         finally:
-            running -= 1
+            running_now -= 1
         batches.append([m.data for m in msgs])
         return [None] * len(msgs)
 
-    async def handler(msg) -> None:  # type: ignore[no-untyped-def]
-        singles.append(msg.data)
-
     for i in range(4):
         await js.publish(subject, str(i).encode())
-    worker = PullWorker(
-        js, nats_conn, spec, handler, batch_size=2, concurrency=2, batch_handler=batch_handler, fetch_timeout=0.2
-    )
+    worker = PullWorker(js, nats_conn, spec, handler, batch_size=2, batches_in_flight=2, fetch_timeout=0.2)
+    async with running(worker):
+        await eventually(lambda: sum(map(len, batches)) == 4, "every message handled")
+        await eventually(lambda: all_settled(js, spec), "the consumer settled")
+
+    assert peak == 2
+    assert sorted(batches) == [[b"0", b"1"], [b"2", b"3"]]
+
+
+async def test_single_messages_in_flight_wait_on_the_network_side_by_side(nats_conn, js, tenant_id):
+    await ensure_streams(js, [TEST_STREAM])
+    subject = f"test.plumbing.parallel.{tenant_id}"
+    spec = ConsumerSpec(TEST_STREAM, f"test-par-{tenant_id}", subject)
+    running_now, peak = 0, 0
+    done: list[bytes] = []
+    release = asyncio.Event()
+
+    async def call(msg) -> None:  # type: ignore[no-untyped-def]
+        nonlocal running_now, peak
+        running_now += 1
+        peak = max(peak, running_now)
+        if peak >= 4:
+            release.set()
+        try:
+            await asyncio.wait_for(release.wait(), 5)
+        finally:
+            running_now -= 1
+        done.append(msg.data)
+
+    for i in range(8):
+        await js.publish(subject, str(i).encode())
+    worker = PullWorker(js, nats_conn, spec, per_message(call), batch_size=1, batches_in_flight=4, fetch_timeout=0.2)
+    async with running(worker):
+        await eventually(lambda: len(done) == 8, "every message handled")
+        await eventually(lambda: all_settled(js, spec), "the consumer settled")
+
+    assert peak == 4 and sorted(done) == [str(i).encode() for i in range(8)]
+
+
+async def test_hold_keeps_the_worker_from_fetching_until_it_lets_go(nats_conn, js, tenant_id):
+    await ensure_streams(js, [TEST_STREAM])
+    subject = f"test.plumbing.hold.{tenant_id}"
+    spec = ConsumerSpec(TEST_STREAM, f"test-hold-{tenant_id}", subject)
+    handled: list[bytes] = []
+    asked = 0
+    holding = True
+
+    def hold() -> float:
+        nonlocal asked
+        asked += 1
+        return 0.05 if holding else 0.0
+
+    async def handle(msg) -> None:  # type: ignore[no-untyped-def]
+        handled.append(msg.data)
+
+    for payload in (b"a", b"b"):
+        await js.publish(subject, payload)
+    worker = PullWorker(js, nats_conn, spec, per_message(handle), fetch_timeout=0.2, hold=hold)
+    async with running(worker):
+        # Asked again after each wait: the worker is holding, not stuck in a fetch.
+        await eventually(lambda: asked >= 3, "the worker asking its hold again")
+        assert handled == []
+        info = await js.consumer_info(TEST_STREAM.name, spec.durable)
+        assert (info.num_pending, info.num_ack_pending) == (2, 0), "the messages wait on the stream"
+
+        holding = False
+        await eventually(lambda: len(handled) == 2, "the messages handled once the hold ends")
+        await eventually(lambda: all_settled(js, spec), "the consumer settled")
+
+
+async def test_stop_ends_the_worker_while_it_holds(nats_conn, js, tenant_id):
+    await ensure_streams(js, [TEST_STREAM])
+    spec = ConsumerSpec(TEST_STREAM, f"test-stop-{tenant_id}", f"test.plumbing.stop.{tenant_id}")
+    asked = asyncio.Event()
+
+    def hold() -> float:
+        asked.set()
+        return 3600.0
+
+    async def handle(msg) -> None:  # type: ignore[no-untyped-def]
+        raise AssertionError("nothing is fetched while held")
+
+    worker = PullWorker(js, nats_conn, spec, per_message(handle), hold=hold)
     task = asyncio.create_task(worker.run())
     try:
-        for _ in range(100):
-            if len(batches) + len(singles) >= 2 and sum(map(len, batches)) + len(singles) == 4:
-                break
-            await asyncio.sleep(0.05)
+        await asyncio.wait_for(asked.wait(), 5)
     finally:
         worker.stop()
+        # Well inside the hour: a wait ends at stop().
         await asyncio.wait_for(task, 5)
-
-    assert peak == 2 and singles == []
-    assert sorted(batches) == [[b"0", b"1"], [b"2", b"3"]]
-    consumer = await js.consumer_info(TEST_STREAM.name, spec.durable)
-    assert (consumer.num_pending, consumer.num_ack_pending) == (0, 0)
-    await js.delete_consumer(TEST_STREAM.name, spec.durable)
+        await js.delete_consumer(TEST_STREAM.name, spec.durable)

@@ -11,8 +11,10 @@ import io
 from waiting import eventually
 
 from dripiq_common import deadletters
+from dripiq_common.bus.client import ensure_streams
+from dripiq_common.bus.contract import ConsumerSpec, StreamSpec
+from dripiq_common.bus.worker import PullWorker, per_message
 from dripiq_common.errors import PermanentMessageError
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, StreamSpec, ensure_streams
 
 TEST_STREAM = StreamSpec("TEST_DEAD_LETTERS", ("test.deadletters.>",), work_queue=True)
 
@@ -39,7 +41,7 @@ async def test_a_dead_letter_is_listed_replayed_with_its_headers_and_handled(nat
 
     await js.publish(subject, b"first", headers={"Dripiq-Timer-Key": "k-1"})
     await js.publish(subject, b"second")
-    worker = PullWorker(js, nats_conn, spec, handler, fetch_timeout=0.2)
+    worker = PullWorker(js, nats_conn, spec, per_message(handler), fetch_timeout=0.2)
     task = asyncio.create_task(worker.run())
     try:
 

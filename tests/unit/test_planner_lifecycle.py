@@ -27,7 +27,7 @@ from planner_campaigns import (
 )
 
 from dripiq.planner.v1 import timers_pb2
-from dripiq_common.jetstream import Subjects
+from dripiq_common.bus.contract import Subjects
 from dripiq_planner import lifecycle
 from dripiq_planner.state import UnitOfWork
 

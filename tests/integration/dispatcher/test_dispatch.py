@@ -26,9 +26,10 @@ from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq.events.v1 import messages_pb2 as events_pb2
 from dripiq.scheduler.v1 import commands_pb2
+from dripiq_common.bus.contract import ConsumerSpec, Streams, Subjects
+from dripiq_common.bus.worker import PullWorker
 from dripiq_common.clock import ManualClock
 from dripiq_common.errors import PermanentMessageError
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams, Subjects
 from dripiq_common.outbox import OutboxRelay
 from dripiq_common.tokens import TokenSigner, token_from_reply_address
 from dripiq_devtools.fake_sendgrid import AcceptedMessage, FakeSendGrid
@@ -602,7 +603,9 @@ async def test_a_group_resubscribe_lifts_only_an_earlier_group_unsubscribe(engin
 async def test_worker_sends_once_despite_a_duplicate_command(engine, js, nats_conn, fake, dispatcher, tenant_id):
     subject = Subjects.dispatcher_send(tenant_id)
     spec = ConsumerSpec(Streams.DISPATCHER_SEND, f"test-{tenant_id}", subject)
-    worker = PullWorker(js, nats_conn, spec, lambda msg: dispatcher.handle_send(msg.data), fetch_timeout=0.2)
+    worker = PullWorker(
+        js, nats_conn, spec, lambda msgs: dispatcher.handle_sends([m.data for m in msgs]), fetch_timeout=0.2
+    )
     cmd = command(tenant_id, await identity(engine, tenant_id))
     # Two publishes the stream does not dedupe: as if the planner's relay sent it twice.
     for n in range(2):

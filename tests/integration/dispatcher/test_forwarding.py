@@ -26,9 +26,10 @@ from waiting import eventually
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from dripiq.dispatcher.v1 import messages_pb2
+from dripiq_common.bus.contract import ConsumerSpec, Streams, Subjects
+from dripiq_common.bus.worker import PullWorker, per_message
 from dripiq_common.clock import ManualClock
 from dripiq_common.errors import PermanentMessageError
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams, Subjects
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import AcceptedMessage, FakeSendGrid
 from dripiq_dispatcher import campaign_mail, domain, failures, forward_mail, repository
@@ -518,8 +519,9 @@ async def test_worker_forwards_once_despite_a_duplicate_command(
         js,
         nats_conn,
         spec,
-        lambda msg: forwarder.handle(msg.data, subject=msg.subject),
-        concurrency=4,
+        per_message(lambda msg: forwarder.handle(msg.data, subject=msg.subject)),
+        batch_size=1,
+        batches_in_flight=4,
         fetch_timeout=0.2,
     )
     # Two publishes the stream does not dedupe: as if the events relay sent it twice.

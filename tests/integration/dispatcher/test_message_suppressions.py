@@ -24,9 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from waiting import eventually
 
 from dripiq.dispatcher.v1 import messages_pb2
+from dripiq_common.bus.contract import ConsumerSpec, Streams, Subjects
+from dripiq_common.bus.worker import PullWorker, per_message
 from dripiq_common.clock import ManualClock
 from dripiq_common.errors import PermanentMessageError
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams, Subjects
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher import convert, repository
@@ -100,7 +101,7 @@ async def suppress_worker(js, nats_conn, handler: MessageSuppressions, tenant_id
         retry_delays_seconds=(0.1,),
     )
     worker = PullWorker(
-        js, nats_conn, spec, lambda msg: handler.handle(msg.data, subject=msg.subject), fetch_timeout=0.2
+        js, nats_conn, spec, per_message(lambda msg: handler.handle(msg.data, subject=msg.subject)), fetch_timeout=0.2
     )
     await js.add_consumer(Streams.DISPATCHER_SUPPRESS.name, spec.config())
     task = asyncio.create_task(worker.run())

@@ -10,7 +10,8 @@ import pytest_asyncio
 from test_dispatch import command, identity, new_dispatcher, received, stored
 from waiting import eventually
 
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams, Subjects
+from dripiq_common.bus.contract import ConsumerSpec, Streams, Subjects
+from dripiq_common.bus.worker import PullWorker
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher.breaker import BreakerState, ProviderBreaker
 from dripiq_dispatcher.provider import AsyncSendGridSender
@@ -35,9 +36,8 @@ async def test_an_outage_stops_the_worker_fetching_and_a_probe_resumes_it(
         js,
         nats_conn,
         spec,
-        lambda msg: dispatcher.handle_send(msg.data),
+        lambda msgs: dispatcher.handle_sends([m.data for m in msgs]),
         batch_size=2,
-        batch_handler=lambda msgs: dispatcher.handle_sends([m.data for m in msgs]),
         fetch_timeout=0.2,
         hold=breaker.hold,
     )

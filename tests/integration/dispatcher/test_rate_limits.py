@@ -20,8 +20,8 @@ from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq.scheduler.v1 import commands_pb2
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import ManualClock
-from dripiq_common.jetstream import Subjects
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher.failures import RetryPolicy
 from dripiq_dispatcher.identities import SenderIdentities

@@ -22,8 +22,8 @@ from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq.events.v1 import messages_pb2 as events_pb2
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import ManualClock
-from dripiq_common.jetstream import Subjects
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher import budgets, campaign_mail, failures
 from dripiq_dispatcher.models import outbox, rate_counters

@@ -9,8 +9,8 @@ from test_dispatch import T0, command, identity, new_dispatcher, new_sender, out
 
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq.events.v1 import messages_pb2 as events_pb2
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import ManualClock
-from dripiq_common.jetstream import Subjects
 from dripiq_dispatcher import convert, repository
 from dripiq_dispatcher.models import messages, outbox, provider_watermark
 from dripiq_dispatcher.suppressions import Suppressions

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import messages_pb2
-from dripiq_common.jetstream import Subjects
+from dripiq_common.bus.contract import Subjects
 from dripiq_devtools.fake_sendgrid import AcceptedMessage
 from dripiq_events.models import message_events, outbox
 

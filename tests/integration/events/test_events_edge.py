@@ -24,8 +24,8 @@ from aiohttp import web
 from events_helpers import SECRET, accepted_message, multipart
 
 from dripiq.events.v1 import messages_pb2
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import ManualClock
-from dripiq_common.jetstream import Subjects
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER, FakeSendGrid, build_event
 from dripiq_events.edge.app import (

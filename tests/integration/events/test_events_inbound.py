@@ -19,8 +19,8 @@ from events_helpers import (
 from sqlalchemy import select
 
 from dripiq.events.v1 import messages_pb2
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.errors import PermanentMessageError
-from dripiq_common.jetstream import Subjects
 from dripiq_common.tokens import reply_address
 from dripiq_events.models import inbound_emails
 from dripiq_events.replies import AwaitingOutcome

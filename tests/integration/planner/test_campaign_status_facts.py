@@ -30,9 +30,9 @@ from helpers import (
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import facts_pb2
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import ManualClock
 from dripiq_common.errors import FailedPrecondition
-from dripiq_common.jetstream import Subjects
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.creating import CampaignCreator
 from dripiq_planner.outcomes import WITHHELD_RETRY_SECONDS

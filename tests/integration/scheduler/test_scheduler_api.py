@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import ManualClock
 from dripiq_common.grpc_server import GrpcServer
-from dripiq_common.jetstream import Subjects
 from dripiq_scheduler import repository
 from dripiq_scheduler.handlers import SchedulerServicer
 from dripiq_scheduler.service import MAX_BATCH, TimerService

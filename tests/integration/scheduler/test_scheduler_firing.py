@@ -8,9 +8,9 @@ import pytest
 
 from dripiq.scheduler.v1 import commands_pb2
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import ManualClock
 from dripiq_common.errors import InvalidArgument, NotFound
-from dripiq_common.jetstream import Subjects
 from dripiq_scheduler.firer import Firer
 from dripiq_scheduler.service import TimerService
 

@@ -26,10 +26,11 @@ from structlog.testing import capture_logs
 from waiting import eventually
 
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
-from dripiq_common import jetstream, migrations
+from dripiq_common import migrations
+from dripiq_common.bus.client import connect, drain, ensure_streams
+from dripiq_common.bus.contract import Streams, Subjects
 from dripiq_common.clock import ManualClock
 from dripiq_common.db import create_engine
-from dripiq_common.jetstream import Streams, Subjects
 from dripiq_common.metrics import start_exporter
 from dripiq_devtools.servers import EmbeddedNats, EmbeddedPostgres, free_port
 from dripiq_scheduler import domain, repository
@@ -274,10 +275,10 @@ async def test_metrics_move_after_a_fire_round(db, js, tenant_id):
 
 async def test_nats_outage_loses_and_duplicates_nothing(db, tmp_path: Path, tenant_id):
     nats = EmbeddedNats(tmp_path / "nats").start()
-    nc = await jetstream.connect(nats.url, name="outage-test")
+    nc = await connect(nats.url, name="outage-test")
     try:
         js = nc.jetstream()
-        await jetstream.ensure_streams(js, [Streams.PLANNER_TIMERS])
+        await ensure_streams(js, [Streams.PLANNER_TIMERS])
         clock = ManualClock(T0)
         timers = TimerService(db, clock)
         keys = [f"k{i}" for i in range(5)]
@@ -317,7 +318,7 @@ async def test_nats_outage_loses_and_duplicates_nothing(db, tmp_path: Path, tena
         published = await stream_messages(js, "PLANNER_TIMERS", subject)
         assert sorted(m.headers["Dripiq-Timer-Key"] for m in published) == keys
     finally:
-        await jetstream.drain(nc, grace_seconds=2)
+        await drain(nc, grace_seconds=2)
         nats.stop()
 
 

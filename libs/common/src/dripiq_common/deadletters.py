@@ -27,8 +27,8 @@ from datetime import datetime
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from dripiq_common import jetstream
-from dripiq_common.jetstream import (
+from dripiq_common.bus.client import connect
+from dripiq_common.bus.contract import (
     DEAD_LETTER_PREFIX,
     DELIVERED_HEADER,
     ERROR_HEADER,
@@ -129,7 +129,7 @@ def _line(letter: DeadLetter) -> str:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    nc = await jetstream.connect(args.nats_url, name="dripiq-deadletters")
+    nc = await connect(args.nats_url, name="dripiq-deadletters")
     js = nc.jetstream()
     try:
         if args.command == "list":

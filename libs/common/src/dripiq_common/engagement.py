@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from dripiq.events.v1.messages_pb2 import EngagementBatch, EngagementEvent
-from dripiq_common.jetstream import Subjects, decode
+from dripiq_common.bus.contract import Subjects, decode
 from dripiq_common.outbox import OutboxMessage
 
 # A completed task's reported outcome (MessageOutcome.task_outcome) that is engagement, and the

@@ -34,7 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dripiq.scheduler.v1 import commands_pb2
 from dripiq_common import bulk
-from dripiq_common.jetstream import Outgoing, Subjects, publish_many
+from dripiq_common.bus.client import Outgoing, publish_many
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.loops import Poller
 
 log = structlog.get_logger(__name__)

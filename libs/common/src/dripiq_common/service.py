@@ -21,11 +21,11 @@ from nats.js import JetStreamContext
 from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dripiq_common import jetstream
+from dripiq_common.bus.client import connect, drain, ensure_streams
+from dripiq_common.bus.contract import Streams, StreamSpec
 from dripiq_common.clock import Clock, SystemClock
 from dripiq_common.db import create_engine
 from dripiq_common.grpc_server import GrpcServer, Registrar
-from dripiq_common.jetstream import Streams, StreamSpec
 from dripiq_common.logging import configure_logging
 from dripiq_common.metrics import start_exporter, stop_exporter
 from dripiq_common.outbox import OutboxRelay
@@ -109,9 +109,9 @@ async def run_service(
 
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, application_name=name)
     await wait_for_database(engine)
-    nc = await jetstream.connect(settings.nats_url, name=name)
+    nc = await connect(settings.nats_url, name=name)
     js = nc.jetstream()
-    await jetstream.ensure_streams(
+    await ensure_streams(
         js,
         streams,
         replicas=settings.jetstream_replicas,
@@ -142,7 +142,7 @@ async def run_service(
         other.stop()
     await finish(tasks, grace_seconds=settings.shutdown_grace_seconds, what="loops")
     stopped.cancel()
-    await jetstream.drain(rt.nc, grace_seconds=settings.shutdown_grace_seconds)
+    await drain(rt.nc, grace_seconds=settings.shutdown_grace_seconds)
     for close in parts.closers:
         try:
             await close()

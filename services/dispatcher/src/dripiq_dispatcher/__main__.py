@@ -8,7 +8,8 @@ import structlog
 from nats.aio.msg import Msg
 
 from dripiq_common import engagement
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
+from dripiq_common.bus.contract import ConsumerSpec, Streams
+from dripiq_common.bus.worker import PullWorker, per_message, whole_batch
 from dripiq_common.logging import configure_logging
 from dripiq_common.loops import Poller
 from dripiq_common.service import Parts, Runtime, run_process, run_service
@@ -79,25 +80,25 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
         rt.js,
         rt.nc,
         SEND,
-        lambda msg: dispatcher.handle_send(msg.data),
+        lambda msgs: dispatcher.handle_sends([m.data for m in msgs]),
         batch_size=settings.send_batch_size,
-        concurrency=settings.send_batches_in_flight,
-        batch_handler=lambda msgs: dispatcher.handle_sends([m.data for m in msgs]),
+        batches_in_flight=settings.send_batches_in_flight,
         hold=breaker.hold,
     )
-    # Replies are few: each command on its own (no batches), several side by side since each
-    # waits on one provider call.
+    # Replies are few: each command a batch of its own, several in flight since each waits on
+    # one provider call.
     forwards = PullWorker(
         rt.js,
         rt.nc,
         FORWARD,
-        lambda msg: forwarder.handle(msg.data, subject=msg.subject),
-        concurrency=settings.forward_concurrency,
+        per_message(lambda msg: forwarder.handle(msg.data, subject=msg.subject)),
+        batch_size=1,
+        batches_in_flight=settings.forward_concurrency,
     )
     # Unsubscribes the events service could not tie to an address: few, one at a time.
     message_suppressions = MessageSuppressions(rt.engine, rt.clock)
     suppress = PullWorker(
-        rt.js, rt.nc, SUPPRESS, lambda msg: message_suppressions.handle(msg.data, subject=msg.subject)
+        rt.js, rt.nc, SUPPRESS, per_message(lambda msg: message_suppressions.handle(msg.data, subject=msg.subject))
     )
     unknown_sweep = Poller(
         lambda: unconfirmed.resolve_unknown(
@@ -116,31 +117,21 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
         name="rate-counters",
     )
 
-    async def on_engagement(msg: Msg) -> None:
-        await on_engagements([msg])
-
     async def on_engagements(msgs: list[Msg]) -> None:
         # Both are idempotent, so a redelivery after either one committed changes nothing.
         events = engagement.read_all(m.data for m in msgs)
         await unconfirmed.settle_unknown_events(events)
         await suppressions.handle_engagements(events)
 
-    engagements = PullWorker(
-        rt.js, rt.nc, ENGAGEMENT, on_engagement, batch_size=engagement.READ_BATCH, batch_handler=on_engagements
-    )
+    engagements = PullWorker(rt.js, rt.nc, ENGAGEMENT, whole_batch(on_engagements), batch_size=engagement.READ_BATCH)
     # Which campaigns have stopped: idempotent (the highest version wins), so batches are safe.
     states = CampaignStates(rt.engine, rt.clock)
-
-    async def on_campaign_states(msgs: list[Msg]) -> None:
-        await states.handle([m.data for m in msgs])
-
     campaigns = PullWorker(
         rt.js,
         rt.nc,
         CAMPAIGNS,
-        lambda msg: on_campaign_states([msg]),
+        whole_batch(lambda msgs: states.handle([m.data for m in msgs])),
         batch_size=CAMPAIGN_STATES_BATCH,
-        batch_handler=on_campaign_states,
     )
     return Parts(
         service_names=SERVICE_NAMES,

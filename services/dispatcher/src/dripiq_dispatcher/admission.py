@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq.scheduler.v1 import commands_pb2 as scheduler_commands_pb2
 from dripiq.scheduler.v1 import scheduler_service_pb2 as scheduler_pb2
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.errors import PermanentMessageError
-from dripiq_common.jetstream import Subjects
 from dripiq_common.outbox import OutboxMessage, coalesce_timer_commands, enqueue
 from dripiq_dispatcher import budgets, campaign_mail, domain, outcomes, repository, tasks
 from dripiq_dispatcher.domain import NewMessage, Status

@@ -24,9 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq.planner.v1 import facts_pb2
 from dripiq_common import validation
+from dripiq_common.bus.contract import decode
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument
-from dripiq_common.jetstream import decode
 from dripiq_dispatcher import repository
 
 log = structlog.get_logger(__name__)

@@ -24,9 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common import validation
+from dripiq_common.bus.contract import Subjects, decode
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument, PermanentMessageError
-from dripiq_common.jetstream import Subjects, decode
 from dripiq_dispatcher import convert, domain, failures, forward_mail, metrics, repository
 from dripiq_dispatcher.failures import FailureKind, RetryLater, SendFailure
 from dripiq_dispatcher.forward_mail import ForwardStatus, Reply

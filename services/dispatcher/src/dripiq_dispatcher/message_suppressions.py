@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common import validation
+from dripiq_common.bus.contract import Subjects, decode
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument, PermanentMessageError
-from dripiq_common.jetstream import Subjects, decode
 from dripiq_dispatcher import domain, repository
 from dripiq_dispatcher.failures import RetryLater
 

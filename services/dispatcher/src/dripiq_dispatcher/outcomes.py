@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dripiq.dispatcher.v1 import messages_pb2
-from dripiq_common.jetstream import Subjects
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.outbox import OutboxMessage, enqueue
 from dripiq_dispatcher import metrics
 from dripiq_dispatcher.campaign_mail import clicks_untracked_reason, opens_untracked_reason

@@ -17,9 +17,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dripiq.dispatcher.v1 import messages_pb2
+from dripiq_common.bus.contract import decode
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument, PermanentMessageError
-from dripiq_common.jetstream import decode
 from dripiq_common.tokens import TokenSigner
 from dripiq_dispatcher import campaign_mail, convert, domain, failures, metrics, outcomes, repository
 from dripiq_dispatcher.admission import Admission, Item, Work

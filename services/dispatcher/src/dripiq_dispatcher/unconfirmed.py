@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq.events.v1 import messages_pb2 as events_pb2
 from dripiq_common import engagement, validation
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import Clock
-from dripiq_common.jetstream import Subjects
 from dripiq_common.outbox import OutboxMessage, enqueue
 from dripiq_dispatcher import domain, metrics, outcomes, repository
 from dripiq_dispatcher.domain import Status

@@ -7,7 +7,8 @@ from datetime import timedelta
 from nats.aio.msg import Msg
 
 from dripiq.events.v1 import events_service_pb2, events_service_pb2_grpc
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
+from dripiq_common.bus.contract import ConsumerSpec, Streams
+from dripiq_common.bus.worker import PullWorker, per_message, whole_batch
 from dripiq_common.loops import Poller
 from dripiq_common.service import Loop, Parts, Runtime, serve
 from dripiq_events import autoreply_dates
@@ -42,12 +43,6 @@ def build(settings: EventsSettings, rt: Runtime) -> Parts:
     # The date parser's language data loads now rather than on the first auto-reply it reads.
     autoreply_dates.warm_up()
     ingest = EventIngest(rt.engine, rt.clock, signer, on_outboxed=relay.kick, classifier=classifier)
-
-    async def on_outcome(msg: Msg) -> None:
-        await ingest.record_outcome(msg.data)
-
-    async def on_outcomes(msgs: list[Msg]) -> None:
-        await ingest.record_outcomes([m.data for m in msgs])
 
     async def on_webhook(msg: Msg) -> None:
         # A reply that came before its message's SENT outcome waits through the retries, and
@@ -107,19 +102,18 @@ def build(settings: EventsSettings, rt: Runtime) -> Parts:
                 rt.js,
                 rt.nc,
                 OUTCOMES,
-                on_outcome,
+                whole_batch(lambda msgs: ingest.record_outcomes([m.data for m in msgs])),
                 batch_size=500,
-                batch_handler=on_outcomes,
             ),
             # A SendGrid batch is up to thousands of events, each stored in its own transaction;
-            # several side by side keep the database busy while one waits on it.
+            # several in flight, one delivery each, keep the database busy while one waits on it.
             PullWorker(
                 rt.js,
                 rt.nc,
                 WEBHOOKS,
-                on_webhook,
-                batch_size=settings.webhook_concurrency,
-                concurrency=settings.webhook_concurrency,
+                per_message(on_webhook),
+                batch_size=1,
+                batches_in_flight=settings.webhook_concurrency,
             ),
         ],
         loops=loops,

@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import messages_pb2
+from dripiq_common.bus.contract import decode
 from dripiq_common.clock import Clock
 from dripiq_common.errors import PermanentMessageError
-from dripiq_common.jetstream import decode
 from dripiq_common.tokens import TokenSigner
 from dripiq_events import convert, correlation, domain, repository, rollups, sendgrid_events
 from dripiq_events.classification import ReplyClassifier, RuleClassifier

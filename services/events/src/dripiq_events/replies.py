@@ -13,7 +13,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq_common import outbox
-from dripiq_common.jetstream import Subjects
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.outbox import OutboxMessage
 from dripiq_common.tokens import TokenSigner
 from dripiq_events import autoreply_dates, convert, correlation, domain, inbound, reply_text, repository

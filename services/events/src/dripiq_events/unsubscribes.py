@@ -9,8 +9,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq_common import outbox
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.errors import InvalidArgument, PermanentMessageError
-from dripiq_common.jetstream import Subjects
 from dripiq_common.outbox import OutboxMessage
 from dripiq_events import convert, domain, repository
 from dripiq_events.models import outbox as outbox_table

@@ -6,7 +6,8 @@ from collections.abc import Awaitable, Callable
 
 from dripiq.planner.v1 import campaign_service_pb2, campaign_service_pb2_grpc
 from dripiq_common import engagement
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
+from dripiq_common.bus.contract import ConsumerSpec, Streams
+from dripiq_common.bus.worker import PullWorker, whole_batch
 from dripiq_common.service import Parts, Runtime, serve
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.creating import CampaignCreator
@@ -31,12 +32,7 @@ def batched(
 ) -> PullWorker:
     """A consumer that hands the reactor whole batches: one transaction for up to 1,000 messages."""
     return PullWorker(
-        rt.js,
-        rt.nc,
-        spec,
-        lambda msg: handle([msg.data]),
-        batch_size=batch_size,
-        batch_handler=lambda msgs: handle([m.data for m in msgs]),
+        rt.js, rt.nc, spec, whole_batch(lambda msgs: handle([m.data for m in msgs])), batch_size=batch_size
     )
 
 

@@ -16,7 +16,7 @@ from google.protobuf.message import Message
 from dripiq.planner.v1 import facts_pb2, timers_pb2
 from dripiq.scheduler.v1 import commands_pb2, scheduler_service_pb2
 from dripiq_common import windows
-from dripiq_common.jetstream import Subjects
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.outbox import OutboxMessage
 from dripiq_planner.state import OPEN_STEP_STATUSES, CampaignState, CampaignStatus, StepState, StepStatus, UnitOfWork
 

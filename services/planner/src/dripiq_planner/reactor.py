@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.planner.v1 import timers_pb2
 from dripiq_common import engagement
+from dripiq_common.bus.contract import decode
 from dripiq_common.clock import Clock
 from dripiq_common.errors import PermanentMessageError
-from dripiq_common.jetstream import decode
 from dripiq_planner import engagements, outcomes, repository, state, timers
 from dripiq_planner.state import CampaignKey, CampaignState, DecisionKey, UnitOfWork
 from dripiq_planner.tenants import TenantDefaults

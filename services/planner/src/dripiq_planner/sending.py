@@ -6,7 +6,7 @@ from __future__ import annotations
 import structlog
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
-from dripiq_common.jetstream import Subjects
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.outbox import OutboxMessage
 from dripiq_planner import lifecycle, templates
 from dripiq_planner.state import CampaignState, StepState, StepStatus, UnitOfWork

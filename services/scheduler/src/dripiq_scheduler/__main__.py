@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dripiq.scheduler.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
-from dripiq_common.jetstream import ConsumerSpec, PullWorker, Streams
+from dripiq_common.bus.contract import ConsumerSpec, Streams
+from dripiq_common.bus.worker import PullWorker, whole_batch
 from dripiq_common.service import Parts, Runtime, serve
 from dripiq_scheduler.domain import Overdue, OverduePolicy
 from dripiq_scheduler.firer import Firer
@@ -47,9 +48,8 @@ def build(settings: SchedulerSettings, rt: Runtime) -> Parts:
         rt.js,
         rt.nc,
         COMMANDS,
-        lambda msg: timers.apply_command(msg.data),
+        whole_batch(lambda msgs: timers.apply_commands([m.data for m in msgs])),
         batch_size=500,
-        batch_handler=lambda msgs: timers.apply_commands([m.data for m in msgs]),
     )
     relay = rt.outbox_relay(outbox)
     servicer = SchedulerServicer(timers)

@@ -7,8 +7,8 @@ from typing import Any
 
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq_common import validation
+from dripiq_common.bus.contract import stream_for_subject
 from dripiq_common.errors import InvalidArgument
-from dripiq_common.jetstream import stream_for_subject
 from dripiq_scheduler.domain import MAX_PAYLOAD_BYTES, TARGET_STREAMS
 from dripiq_scheduler.models import TimerStatus
 from dripiq_scheduler.repository import NewTimer

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
-from dripiq_common.jetstream import Streams
+from dripiq_common.bus.contract import Streams
 from dripiq_common.seeded import seeded_fraction
 
 # Timers may only target work queues that exist for due work.

@@ -23,8 +23,8 @@ from nats.js import JetStreamContext
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dripiq_common.bus.client import Outgoing, publish_many
 from dripiq_common.clock import Clock
-from dripiq_common.jetstream import Outgoing, publish_many
 from dripiq_common.loops import Poller
 from dripiq_scheduler import domain, metrics, repository
 

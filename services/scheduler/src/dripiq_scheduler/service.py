@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dripiq.scheduler.v1 import commands_pb2
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq_common import paging, validation
+from dripiq_common.bus.contract import decode
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument, NotFound, PermanentMessageError
-from dripiq_common.jetstream import decode
 from dripiq_scheduler import convert, domain, repository
 from dripiq_scheduler.repository import NewTimer
 

@@ -12,8 +12,8 @@ import signal
 import structlog
 from aiohttp import web
 
-from dripiq_common import jetstream
-from dripiq_common.jetstream import Streams
+from dripiq_common.bus.client import connect, drain, ensure_streams
+from dripiq_common.bus.contract import Streams
 from dripiq_common.logging import configure_logging
 from dripiq_common.service import run_process
 from dripiq_common.settings import load_settings
@@ -33,9 +33,9 @@ async def serve(settings: EdgeSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    nc = await jetstream.connect(settings.nats_url, name="edge")
+    nc = await connect(settings.nats_url, name="edge")
     js = nc.jetstream()
-    await jetstream.ensure_streams(
+    await ensure_streams(
         js,
         Streams.all(),
         replicas=settings.jetstream_replicas,
@@ -84,7 +84,7 @@ async def serve(settings: EdgeSettings) -> None:
     log.info("edge.stopping")
     edge.stopping = True
     await runner.cleanup()
-    await jetstream.drain(nc, grace_seconds=settings.shutdown_grace_seconds)
+    await drain(nc, grace_seconds=settings.shutdown_grace_seconds)
     log.info("edge.stopped")
 
 

@@ -26,9 +26,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from sendgrid.helpers.eventwebhook import EventWebhook
 
 from dripiq.events.v1 import messages_pb2
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import Clock, SystemClock
 from dripiq_common.errors import InvalidArgument
-from dripiq_common.jetstream import Subjects
 from dripiq_common.tokens import InvalidToken, TokenProblem, TokenSigner
 from dripiq_events.domain import unsubscribe_request
 from dripiq_events.storable import loads_json

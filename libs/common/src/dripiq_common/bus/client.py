@@ -1,0 +1,112 @@
+"""The NATS connection and JetStream plumbing every process shares: connect, publish in bulk,
+create the streams at start-up, drain at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from prometheus_client import Counter
+
+from dripiq_common.bus.contract import StreamSpec
+
+log = structlog.get_logger(__name__)
+
+NATS_CONNECTION_EVENTS = Counter(
+    "dripiq_nats_connection_events",
+    "What happened to the process's NATS connection: disconnected, reconnected, error",
+    ["event"],
+)
+
+
+async def connect(url: str, *, name: str) -> NATS:
+    nc = NATS()
+
+    async def on_error(exc: Exception) -> None:
+        NATS_CONNECTION_EVENTS.labels(event="error").inc()
+        log.warning("nats.error", error=str(exc))
+
+    async def on_disconnect() -> None:
+        if not (nc.is_closed or nc.is_draining):
+            NATS_CONNECTION_EVENTS.labels(event="disconnected").inc()
+            log.warning("nats.disconnected")
+
+    async def on_reconnect() -> None:
+        NATS_CONNECTION_EVENTS.labels(event="reconnected").inc()
+        log.info("nats.reconnected")
+
+    await nc.connect(
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+    )
+    return nc
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    subject: str
+    payload: bytes
+    msg_id: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+async def publish_many(js: JetStreamContext, items: Sequence[Outgoing], *, ack_timeout: float = 10.0) -> list[bool]:
+    """Publish without waiting for each ack in turn, then wait for all; True where acked.
+
+    `Nats-Msg-Id` makes a retry of the same item a no-op within the duplicate window.
+    """
+    futures = []
+    for item in items:
+        headers = {**item.headers, "Nats-Msg-Id": item.msg_id}
+        futures.append(await js.publish_async(item.subject, item.payload, headers=headers))
+    if not futures:
+        return []
+    # One wait for all the acks: a timer and a task per message would cost more than the publish.
+    done, pending = await asyncio.wait(futures, timeout=ack_timeout)
+    for future in pending:
+        future.cancel()
+    return [f in done and not f.cancelled() and f.exception() is None for f in futures]
+
+
+async def drain(nc: NATS, *, grace_seconds: float = 10.0) -> None:
+    """Drain at shutdown, but never hang on a server that is gone: then just close."""
+    try:
+        await asyncio.wait_for(nc.drain(), timeout=grace_seconds)
+    except Exception as exc:
+        log.warning("nats.drain_incomplete", error=repr(exc))
+        with contextlib.suppress(Exception):
+            await nc.close()
+
+
+async def ensure_streams(
+    js: JetStreamContext,
+    specs: Sequence[StreamSpec],
+    *,
+    replicas: int = 1,
+    duplicate_window_seconds: float | None = None,
+) -> None:
+    """Create or update each stream so that start-up is idempotent.
+
+    The duplicate window must outlast the worst stall between a publish and the commit that
+    records it (a relay or firer that dies in between publishes again with the same id).
+    """
+    for spec in specs:
+        config = spec.config(replicas, duplicate_window_seconds)
+        try:
+            await js.stream_info(spec.name)
+        except NotFoundError:
+            await js.add_stream(config)
+            log.info("jetstream.stream_created", stream=spec.name)
+            continue
+        await js.update_stream(config)

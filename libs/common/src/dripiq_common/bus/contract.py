@@ -1,0 +1,211 @@
+"""The bus contract: streams, subjects, consumers, dead letters and payloads.
+
+Streams and subjects are a public contract (docs/streams.md). Work queues use work-queue
+retention and durable pull consumers with max_deliver, a retry delay per delivery and a
+dead-letter subject; facts use limits retention so several services and outside readers can
+consume them. Every payload is a protobuf message.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from google.protobuf.message import DecodeError
+from google.protobuf.message import Message as ProtoMessage
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from dripiq_common.errors import PermanentMessageError
+
+ProtoT = TypeVar("ProtoT", bound=ProtoMessage)
+
+DAY = 24 * 3600
+DEAD_LETTER_PREFIX = "dripiq.dlq"
+# What a dead letter carries besides the original payload and headers.
+ORIGINAL_SUBJECT_HEADER = "Dripiq-Original-Subject"
+ORIGINAL_SEQUENCE_HEADER = "Dripiq-Original-Sequence"
+DELIVERED_HEADER = "Dripiq-Delivered"
+ERROR_HEADER = "Dripiq-Error"
+
+
+def own_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """A message's headers without the server's `Nats-*` ones (dedupe ids and the like)."""
+    return {k: v for k, v in (headers or {}).items() if not k.lower().startswith("nats-")}
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: tuple[str, ...]
+    work_queue: bool
+    max_age_seconds: float = 0
+    duplicate_window_seconds: float = 600
+
+    def config(self, replicas: int, duplicate_window_seconds: float | None = None) -> StreamConfig:
+        return StreamConfig(
+            name=self.name,
+            subjects=list(self.subjects),
+            retention=RetentionPolicy.WORK_QUEUE if self.work_queue else RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=self.max_age_seconds or None,
+            duplicate_window=duplicate_window_seconds or self.duplicate_window_seconds,
+            num_replicas=replicas,
+        )
+
+
+class Streams:
+    """Every stream of the suite. Subjects end in the tenant id (rule 5)."""
+
+    SCHEDULER_COMMANDS = StreamSpec("SCHEDULER_COMMANDS", ("dripiq.scheduler.cmd.>",), True)
+    PLANNER_TIMERS = StreamSpec("PLANNER_TIMERS", ("dripiq.planner.timer.>",), True)
+    DISPATCHER_SEND = StreamSpec("DISPATCHER_SEND", ("dripiq.dispatcher.send.>",), True)
+    # People's replies, to be forwarded to the mailbox behind the identity that was answered.
+    DISPATCHER_FORWARD = StreamSpec("DISPATCHER_FORWARD", ("dripiq.dispatcher.forward.>",), True)
+    # Addresses to suppress that only the dispatcher can resolve, from the message they were sent.
+    DISPATCHER_SUPPRESS = StreamSpec("DISPATCHER_SUPPRESS", ("dripiq.dispatcher.suppress.>",), True)
+    MESSAGE_OUTCOMES = StreamSpec("MESSAGE_OUTCOMES", ("dripiq.dispatcher.outcome.>",), False, max_age_seconds=30 * DAY)
+    # Call and LinkedIn tasks for the applications where people perform them.
+    DISPATCHER_TASKS = StreamSpec("DISPATCHER_TASKS", ("dripiq.dispatcher.task.>",), False, max_age_seconds=30 * DAY)
+    # Each campaign's status as the planner committed it: the dispatcher sends nothing for a
+    # campaign that is not active.
+    CAMPAIGN_STATUS = StreamSpec("CAMPAIGN_STATUS", ("dripiq.planner.campaign.>",), False, max_age_seconds=30 * DAY)
+    EDGE_WEBHOOKS = StreamSpec("EDGE_WEBHOOKS", ("dripiq.edge.>",), True)
+    ENGAGEMENT = StreamSpec("ENGAGEMENT", ("dripiq.events.engagement.>",), False, max_age_seconds=30 * DAY)
+    DEAD_LETTERS = StreamSpec("DEAD_LETTERS", (f"{DEAD_LETTER_PREFIX}.>",), False, max_age_seconds=30 * DAY)
+
+    @classmethod
+    @functools.cache
+    def all(cls) -> tuple[StreamSpec, ...]:
+        # Cached: timer validation asks for every timer of a 10,000-timer batch.
+        return tuple(v for v in vars(cls).values() if isinstance(v, StreamSpec))
+
+
+class Subjects:
+    """Subject builders, so no service spells a subject by hand."""
+
+    @staticmethod
+    def scheduler_command(tenant_id: str) -> str:
+        return f"dripiq.scheduler.cmd.{token(tenant_id)}"
+
+    @staticmethod
+    def planner_timer(tenant_id: str) -> str:
+        return f"dripiq.planner.timer.{token(tenant_id)}"
+
+    @staticmethod
+    def campaign_status(tenant_id: str) -> str:
+        return f"dripiq.planner.campaign.{token(tenant_id)}"
+
+    @staticmethod
+    def dispatcher_send(tenant_id: str) -> str:
+        return f"dripiq.dispatcher.send.{token(tenant_id)}"
+
+    @staticmethod
+    def dispatcher_forward(tenant_id: str) -> str:
+        return f"dripiq.dispatcher.forward.{token(tenant_id)}"
+
+    # A reply whose tenant only the dispatcher can tell, from the message its signed reply
+    # address names (the events service has no record of it): the command names no tenant.
+    # Two tokens, so it never collides with a tenant's own subject.
+    DISPATCHER_FORWARD_BY_MESSAGE = "dripiq.dispatcher.forward.by-message.reply"
+
+    @staticmethod
+    def dispatcher_suppress(tenant_id: str) -> str:
+        return f"dripiq.dispatcher.suppress.{token(tenant_id)}"
+
+    @staticmethod
+    def message_outcome(tenant_id: str) -> str:
+        return f"dripiq.dispatcher.outcome.{token(tenant_id)}"
+
+    @staticmethod
+    def dispatcher_task(tenant_id: str) -> str:
+        return f"dripiq.dispatcher.task.{token(tenant_id)}"
+
+    @staticmethod
+    def engagement(tenant_id: str, event_type: str) -> str:
+        return f"dripiq.events.engagement.{token(tenant_id)}.{token(event_type)}"
+
+    EDGE_SENDGRID_EVENTS = "dripiq.edge.sendgrid.events"
+    EDGE_SENDGRID_INBOUND = "dripiq.edge.sendgrid.inbound"
+    EDGE_UNSUBSCRIBE = "dripiq.edge.unsubscribe"
+
+
+_SUBJECT_FORBIDDEN = set(" \t\r\n.*>")
+
+
+def token(value: str) -> str:
+    """One subject token. Ids are validated at the API; this guards the bus all the same."""
+    if not value or any(ch in _SUBJECT_FORBIDDEN for ch in value):
+        raise ValueError(f"not usable as a subject token: {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    stream: StreamSpec
+    durable: str
+    filter_subject: str
+    max_deliver: int = 8
+    # Delay before each retry of a failed handler, by delivery count (the last one repeats).
+    retry_delays_seconds: tuple[float, ...] = (1, 5, 15, 60, 300)
+    # A crashed worker's messages come back after this long.
+    ack_wait_seconds: float = 30
+    max_ack_pending: int = 2000
+    deliver_all: bool = True
+
+    @classmethod
+    def whole(cls, stream: StreamSpec, durable: str, **options: Any) -> ConsumerSpec:
+        """A consumer of everything on `stream` (its one subject pattern, every tenant)."""
+        [subject] = stream.subjects
+        return cls(stream, durable, subject, **options)
+
+    def retry_delay(self, delivered: int) -> float:
+        return self.retry_delays_seconds[min(delivered, len(self.retry_delays_seconds)) - 1]
+
+    def config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.durable,
+            name=self.durable,
+            filter_subject=self.filter_subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL if self.deliver_all else DeliverPolicy.NEW,
+            max_deliver=self.max_deliver,
+            ack_wait=self.ack_wait_seconds,
+            max_ack_pending=self.max_ack_pending,
+        )
+
+
+def decode(kind: type[ProtoT], data: bytes) -> ProtoT:
+    """A bus payload as its protobuf message; one that cannot be decoded never will be."""
+    message = kind()
+    try:
+        message.ParseFromString(data)
+    except DecodeError as exc:
+        raise PermanentMessageError(f"undecodable {kind.__name__}: {exc}") from exc
+    return message
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard match: `*` is one token, a trailing `>` one or more."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, part in enumerate(p):
+        if part == ">":
+            return len(s) > i
+        if i >= len(s) or (part != "*" and part != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+def stream_for_subject(subject: str) -> StreamSpec | None:
+    return next(
+        (spec for spec in Streams.all() if any(subject_matches(p, subject) for p in spec.subjects)),
+        None,
+    )
