@@ -131,11 +131,11 @@ async def test_shutdown_cancels_what_outlives_its_grace() -> None:
         await asyncio.Event().wait()  # a handler waiting on a server that is gone
 
     tasks = [asyncio.create_task(prompt()), asyncio.create_task(stuck())]
-    started = time.monotonic()
 
-    await finish(tasks, grace_seconds=0.2, what="test")
+    # It returns although one task would wait forever (the timeout only guards against a hang).
+    async with asyncio.timeout(60):
+        await finish(tasks, grace_seconds=0.2, what="test")
 
-    assert time.monotonic() - started < 5
     assert finished.is_set() and tasks[0].exception() is None
     assert tasks[1].cancelled()
 
