@@ -35,6 +35,12 @@ def message_id(step_index: int) -> str:
     return lifecycle.message_id(CAMPAIGN, step_index)
 
 
+# The keys of the campaign's step and resume timers, and of step 0's no_open_48h timeout.
+STEP_TIMER = f"{CAMPAIGN}:step"
+RESUME_TIMER = f"{CAMPAIGN}:resume"
+NO_OPEN = f"{message_id(0)}:no_open_48h"
+
+
 def campaign(
     *step_statuses: str,
     status: str = "active",

@@ -3,27 +3,43 @@
 The planner is driven the way production drives it: the tests call `Reactor.on_timer`,
 `on_outcome` and `on_engagement` with the serialized protobufs the scheduler, dispatcher and
 events service would deliver, and read what the planner caused from its outbox (what the
-relay would publish), decoded into scheduler and dispatcher commands.
+relay would publish), decoded into scheduler and dispatcher commands. The CampaignService tests
+serve the real dispatcher and events servicers in process (`owner_services`, `serve`).
 """
 
 from __future__ import annotations
 
+import socket
 import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import Row, delete, select
+from sqlalchemy import Row, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
+from dripiq.events.v1 import events_service_pb2_grpc as epb_grpc
 from dripiq.events.v1 import messages_pb2 as events_pb
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import timers_pb2
 from dripiq.scheduler.v1 import commands_pb2, scheduler_service_pb2
 from dripiq_common.clock import Clock, ManualClock
+from dripiq_common.grpc_server import GrpcServer, Registrar
 from dripiq_common.windows import MAX_JITTER_SECONDS
+from dripiq_dispatcher.forwarding import ReplyForwardingSettings
+from dripiq_dispatcher.handlers import DispatcherServicer, SuppressionServicer
+from dripiq_dispatcher.messages import Messages
+from dripiq_dispatcher.rate_limits import RateLimits
+from dripiq_dispatcher.suppressions import Suppressions
+from dripiq_dispatcher.tasks import Tasks
+from dripiq_events.handlers import EventsServicer
+from dripiq_events.queries import EventQuery
 from dripiq_planner.creating import CampaignCreator
 from dripiq_planner.models import campaign_steps, contact_campaigns, outbox, rule_decisions
 from dripiq_planner.owners import Owners
@@ -34,9 +50,18 @@ from dripiq_planner.strategist.template_strategist import TemplateStrategist
 # A Monday, 09:00 UTC.
 T0 = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+JITTER = timedelta(seconds=MAX_JITTER_SECONDS)
+THREE_STEPS = ("Day 0", "Day 3", "Day 6")
+NEW_YORK = ZoneInfo("America/New_York")
 
 ALWAYS = pb.SendWindow(weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24)
 BUSINESS_HOURS = pb.SendWindow(weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17)
+
+
+def inside_business_hours(moment: datetime) -> bool:
+    local = moment.astimezone(NEW_YORK)
+    return local.isoweekday() <= 5 and 9 <= local.hour < 17
 
 
 def campaign_creator(engine: AsyncEngine, clock: Clock, owners: Owners | None = None) -> CampaignCreator:
@@ -87,6 +112,14 @@ def request(tenant_id: str, **overrides: Any) -> pb.CreateCampaignRequest:
         else:
             setattr(req, key, value)
     return req
+
+
+def item(contact_id: str, **overrides: Any) -> pb.CreateCampaignRequest:
+    """A batch item (tenant left empty) for its own contact."""
+    overrides.setdefault(
+        "contact", pb.Contact(contact_id=contact_id, email=f"{contact_id}@example.com", first_name=contact_id.title())
+    )
+    return request(overrides.pop("tenant_id", ""), **overrides)
 
 
 # -- the outbox -----------------------------------------------------------------------------
@@ -196,6 +229,15 @@ async def decisions(engine: AsyncEngine, tenant_id: str, campaign_id: str | None
         query = query.where(rule_decisions.c.campaign_id == campaign_id)
     async with engine.connect() as conn:
         return list((await conn.execute(query.order_by(rule_decisions.c.id))).all())
+
+
+async def count_campaigns(engine: AsyncEngine, tenant_id: str) -> int:
+    async with engine.connect() as conn:
+        return (
+            await conn.execute(
+                select(func.count()).select_from(contact_campaigns).where(contact_campaigns.c.tenant_id == tenant_id)
+            )
+        ).scalar_one()
 
 
 # -- what other services deliver ------------------------------------------------------------
@@ -348,3 +390,80 @@ async def sent(
                 outcome=fact,
             )
     raise AssertionError("the campaign never reached the step")
+
+
+async def start(
+    creator: CampaignCreator,
+    tenant_id: str,
+    *rules: pb.AdaptiveRule,
+    timings: tuple[str, ...] = THREE_STEPS,
+    **overrides: object,
+) -> str:
+    """Create a campaign (three steps by default) with these rules; its outbox is drained."""
+    created = await creator.create(request(tenant_id, strategy=strategy(*timings, rules=rules), **overrides))
+    await drain_outbox(creator.engine, tenant_id)
+    return created.campaign_id
+
+
+async def statuses(engine: AsyncEngine, campaign_id: str) -> tuple[str, list[str]]:
+    campaign = await campaign_row(engine, campaign_id)
+    return campaign.status, [s.status for s in await step_rows(engine, campaign_id)]
+
+
+async def snapshot(engine: AsyncEngine, campaign_id: str) -> tuple:
+    """Everything the planner stores about a campaign and its steps."""
+    return tuple(await campaign_row(engine, campaign_id)), [tuple(s) for s in await step_rows(engine, campaign_id)]
+
+
+def step_due_of(timer) -> timers_pb2.StepDue:  # type: ignore[no-untyped-def]
+    payload = timers_pb2.PlannerTimer.FromString(timer.payload)
+    assert payload.WhichOneof("kind") == "step_due"
+    return payload.step_due
+
+
+async def walk(
+    engine: AsyncEngine, creator: CampaignCreator, reactor: Reactor, clock: ManualClock, tenant_id: str, *rules
+) -> Sent:
+    """A three-step campaign with these rules, step 0 sent, an hour later."""
+    campaign_id = await start(creator, tenant_id, *rules)
+    step = await sent(engine, reactor, clock, tenant_id, campaign_id)
+    clock.advance(HOUR)
+    return step
+
+
+# -- the dispatcher and events services, served in process ----------------------------------
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@asynccontextmanager
+async def serve(names: Sequence[str], register: Sequence[Registrar]) -> AsyncIterator[str]:
+    server = GrpcServer(address="127.0.0.1:0", service_names=list(names), register=list(register))
+    await server.start()
+    await server.serving()
+    try:
+        yield f"127.0.0.1:{server.port}"
+    finally:
+        await server.stop(0)
+
+
+def owner_services(engine: AsyncEngine, clock: ManualClock, *, events: bool = True) -> tuple[list, list]:
+    """The real dispatcher (messages, suppressions) and events query servicers."""
+    messages_api = DispatcherServicer(
+        Messages(engine), RateLimits(engine, clock), Tasks(engine, clock), ReplyForwardingSettings(engine, clock)
+    )
+    suppressions_api = SuppressionServicer(Suppressions(engine, clock))
+    names = ["dripiq.dispatcher.v1.DispatcherService", "dripiq.dispatcher.v1.SuppressionService"]
+    register: list[Registrar] = [
+        lambda s: dpb_grpc.add_DispatcherServiceServicer_to_server(messages_api, s),
+        lambda s: dpb_grpc.add_SuppressionServiceServicer_to_server(suppressions_api, s),
+    ]
+    if events:
+        events_api = EventsServicer(EventQuery(engine))
+        names.append("dripiq.events.v1.EventsService")
+        register.append(lambda s: epb_grpc.add_EventsServiceServicer_to_server(events_api, s))
+    return names, register
