@@ -9,10 +9,7 @@ serve the real dispatcher and events servicers in process (`owner_services`, `se
 
 from __future__ import annotations
 
-import socket
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,24 +19,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Row, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
-from dripiq.events.v1 import events_service_pb2_grpc as epb_grpc
 from dripiq.events.v1 import messages_pb2 as events_pb
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import timers_pb2
 from dripiq.scheduler.v1 import commands_pb2, scheduler_service_pb2
 from dripiq_common.clock import Clock, ManualClock
-from dripiq_common.grpc_server import GrpcServer, Registrar
 from dripiq_common.windows import MAX_JITTER_SECONDS
-from dripiq_dispatcher.forwarding import ReplyForwardingSettings
-from dripiq_dispatcher.handlers import DispatcherServicer, SuppressionServicer
-from dripiq_dispatcher.messages import Messages
-from dripiq_dispatcher.rate_limits import RateLimits
-from dripiq_dispatcher.suppressions import Suppressions
-from dripiq_dispatcher.tasks import Tasks
-from dripiq_events.handlers import EventsServicer
-from dripiq_events.queries import EventQuery
 from dripiq_planner.creating import CampaignCreator
 from dripiq_planner.models import campaign_steps, contact_campaigns, outbox, rule_decisions
 from dripiq_planner.owners import Owners
@@ -429,41 +415,3 @@ async def walk(
     step = await sent(engine, reactor, clock, tenant_id, campaign_id)
     clock.advance(HOUR)
     return step
-
-
-# -- the dispatcher and events services, served in process ----------------------------------
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@asynccontextmanager
-async def serve(names: Sequence[str], register: Sequence[Registrar]) -> AsyncIterator[str]:
-    server = GrpcServer(address="127.0.0.1:0", service_names=list(names), register=list(register))
-    await server.start()
-    await server.serving()
-    try:
-        yield f"127.0.0.1:{server.port}"
-    finally:
-        await server.stop(0)
-
-
-def owner_services(engine: AsyncEngine, clock: ManualClock, *, events: bool = True) -> tuple[list, list]:
-    """The real dispatcher (messages, suppressions) and events query servicers."""
-    messages_api = DispatcherServicer(
-        Messages(engine), RateLimits(engine, clock), Tasks(engine, clock), ReplyForwardingSettings(engine, clock)
-    )
-    suppressions_api = SuppressionServicer(Suppressions(engine, clock))
-    names = ["dripiq.dispatcher.v1.DispatcherService", "dripiq.dispatcher.v1.SuppressionService"]
-    register: list[Registrar] = [
-        lambda s: dpb_grpc.add_DispatcherServiceServicer_to_server(messages_api, s),
-        lambda s: dpb_grpc.add_SuppressionServiceServicer_to_server(suppressions_api, s),
-    ]
-    if events:
-        events_api = EventsServicer(EventQuery(engine))
-        names.append("dripiq.events.v1.EventsService")
-        register.append(lambda s: epb_grpc.add_EventsServiceServicer_to_server(events_api, s))
-    return names, register

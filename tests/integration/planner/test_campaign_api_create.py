@@ -18,10 +18,10 @@ from helpers import (
     raw_timer_commands,
     request,
     schedules,
-    serve,
     timer_commands,
     within_jitter,
 )
+from owner_servers import serve
 from sqlalchemy import select
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb

@@ -15,13 +15,11 @@ from helpers import (
     count_campaigns,
     drain_outbox,
     item,
-    owner_services,
     request,
     schedules,
-    serve,
     timer_commands,
-    unused_port,
 )
+from owner_servers import owner_services, serve, unused_port
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dpb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc

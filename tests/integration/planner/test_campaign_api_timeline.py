@@ -18,12 +18,10 @@ from helpers import (
     decisions,
     drain_outbox,
     engagement,
-    owner_services,
     request,
-    serve,
     step_rows,
-    unused_port,
 )
+from owner_servers import owner_services, serve, unused_port
 from sqlalchemy import delete, select
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dpb

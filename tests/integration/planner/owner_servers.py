@@ -1,0 +1,58 @@
+"""The dispatcher's and the events service's real servicers, served in process on 127.0.0.1, for
+the planner's calls to its owners (suppression checks, the timeline)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc
+from dripiq.events.v1 import events_service_pb2_grpc as epb_grpc
+from dripiq_common.clock import ManualClock
+from dripiq_common.grpc_server import GrpcServer, Registrar
+from dripiq_dispatcher.forwarding import ReplyForwardingSettings
+from dripiq_dispatcher.handlers import DispatcherServicer, SuppressionServicer
+from dripiq_dispatcher.messages import Messages
+from dripiq_dispatcher.rate_limits import RateLimits
+from dripiq_dispatcher.suppressions import Suppressions
+from dripiq_dispatcher.tasks import Tasks
+from dripiq_events.handlers import EventsServicer
+from dripiq_events.queries import EventQuery
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@asynccontextmanager
+async def serve(names: Sequence[str], register: Sequence[Registrar]) -> AsyncIterator[str]:
+    server = GrpcServer(address="127.0.0.1:0", service_names=list(names), register=list(register))
+    await server.start()
+    await server.serving()
+    try:
+        yield f"127.0.0.1:{server.port}"
+    finally:
+        await server.stop(0)
+
+
+def owner_services(engine: AsyncEngine, clock: ManualClock, *, events: bool = True) -> tuple[list, list]:
+    """The real dispatcher (messages, suppressions) and events query servicers."""
+    messages_api = DispatcherServicer(
+        Messages(engine), RateLimits(engine, clock), Tasks(engine, clock), ReplyForwardingSettings(engine, clock)
+    )
+    suppressions_api = SuppressionServicer(Suppressions(engine, clock))
+    names = ["dripiq.dispatcher.v1.DispatcherService", "dripiq.dispatcher.v1.SuppressionService"]
+    register: list[Registrar] = [
+        lambda s: dpb_grpc.add_DispatcherServiceServicer_to_server(messages_api, s),
+        lambda s: dpb_grpc.add_SuppressionServiceServicer_to_server(suppressions_api, s),
+    ]
+    if events:
+        events_api = EventsServicer(EventQuery(engine))
+        names.append("dripiq.events.v1.EventsService")
+        register.append(lambda s: epb_grpc.add_EventsServiceServicer_to_server(events_api, s))
+    return names, register
