@@ -12,7 +12,17 @@ from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
 
 import pytest_asyncio
-from test_dispatch import T0, command, identity, new_dispatcher, new_sender, outcomes, rate_limits_of, received, stored
+from dispatch_support import (
+    T0,
+    command,
+    identity,
+    new_dispatcher,
+    new_sender,
+    outcomes,
+    rate_limits_of,
+    received,
+    stored,
+)
 from test_rate_limits import sent_ids, timer_commands
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb

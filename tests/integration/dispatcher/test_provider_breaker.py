@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from test_dispatch import command, identity, new_dispatcher, received, stored
+from dispatch_support import command, identity, new_dispatcher, received, stored
 from waiting import eventually
 
 from dripiq_common.bus.contract import ConsumerSpec, Streams, Subjects

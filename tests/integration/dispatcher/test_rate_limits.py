@@ -10,11 +10,11 @@ from datetime import UTC, timedelta
 import grpc
 import pytest
 import pytest_asyncio
+from dispatch_support import T0, command, identity, new_dispatcher, outcomes, rate_limits_of, received, stored
 from google.protobuf.field_mask_pb2 import FieldMask
 from grpc_support import dispatcher_api, violated_fields
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
-from test_dispatch import T0, command, identity, new_dispatcher, outcomes, rate_limits_of, received, stored
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc

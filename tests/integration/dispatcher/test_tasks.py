@@ -13,10 +13,10 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
+from dispatch_support import SIGNER, T0, command, identity, rate_limits_of, received, stored
 from grpc_support import dispatcher_api, violated_fields
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
-from test_dispatch import SIGNER, T0, command, identity, rate_limits_of, received, stored
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc

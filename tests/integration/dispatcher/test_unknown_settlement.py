@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from dispatch_support import (
+    T0,
+    command,
+    identity,
+    new_dispatcher,
+    new_sender,
+    outcomes,
+    received,
+    stored,
+    unconfirmed_of,
+)
 from sqlalchemy import delete, select, update
-from test_dispatch import T0, command, identity, new_dispatcher, new_sender, outcomes, received, stored, unconfirmed_of
 
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq.events.v1 import messages_pb2 as events_pb2

@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest_asyncio
+from dispatch_support import T0, command, identity, new_dispatcher, outcomes, rate_limits_of, received, stored
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
-from test_dispatch import T0, command, identity, new_dispatcher, outcomes, rate_limits_of, received, stored
 from test_rate_limits import timer_commands
 from waiting import eventually
 
