@@ -2,19 +2,26 @@
 
 The production durable consumers are never created here (the NATS server is shared with other
 services' tests): tests call the handlers with the bytes JetStream would deliver.
+`h` is the edge run in-process for the property and regression tests of the edge
+(test_edge_*.py; see edge_properties_support.py).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aiohttp
 import pytest
+import pytest_asyncio
+from aiohttp import web
+from edge_properties_support import BODY_LIMIT, Harness, RecordingJetStream
 from events_helpers import MAIL_DOMAIN, SECRET, T0, Sent, accepted_message, outcome
 
 from dripiq_common.clock import ManualClock
 from dripiq_common.tokens import TokenSigner, rfc_message_id
-from dripiq_devtools.fake_sendgrid import new_message_id
+from dripiq_devtools.fake_sendgrid import FakeSendGrid, new_message_id
+from dripiq_events.edge.app import Edge, load_verifiers
 from dripiq_events.ingest import EventIngest
 
 
@@ -46,3 +53,34 @@ def send(ingest: EventIngest) -> Callable[..., Awaitable[Sent]]:
         return sent
 
     return _send
+
+
+# Package scope (no __init__.py here, so pytest keeps it for the session): one edge for every
+# property and regression test of the edge, which are split over several modules by topic.
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
+async def h(nats_conn, engine) -> AsyncIterator[Harness]:  # type: ignore[no-untyped-def]
+    fake, signer = FakeSendGrid(), TokenSigner(SECRET)
+    recorder = RecordingJetStream(nats_conn.jetstream())
+    edge = Edge(
+        js=recorder,  # type: ignore[arg-type]
+        nc=nats_conn,
+        verifiers=load_verifiers(fake.public_key_base64),
+        signer=signer,
+        max_body_bytes=BODY_LIMIT,
+        signature_tolerance_seconds=600,
+    )
+    assert edge.body_limit == BODY_LIMIT
+    runner = web.AppRunner(edge.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    async with aiohttp.ClientSession() as http:
+        yield Harness(
+            base=f"http://127.0.0.1:{runner.addresses[0][1]}",
+            http=http,
+            recorder=recorder,
+            fake=fake,
+            signer=signer,
+            ingest=EventIngest(engine, ManualClock(T0), signer),
+            engine=engine,
+        )
+    await runner.cleanup()
