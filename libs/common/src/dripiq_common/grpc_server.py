@@ -1,11 +1,13 @@
 """grpc.aio server bootstrap: the error-mapping interceptor (which also counts and times every
-RPC), health and reflection."""
+RPC), health and reflection, and, when given, TLS with the authentication and authorization
+interceptor (dripiq_common.authz)."""
 
 from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import asyncpg
 import grpc
@@ -18,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
+from dripiq_common.authz import Access, Authenticator, AuthInterceptor
 from dripiq_common.errors import (
     AlreadyExists,
     DomainError,
@@ -25,6 +28,7 @@ from dripiq_common.errors import (
     InvalidArgument,
     NotFound,
 )
+from dripiq_common.tls import ReloadingServerCredentials
 
 log = structlog.get_logger(__name__)
 
@@ -145,20 +149,60 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 Registrar = Callable[[grpc.aio.Server], None]
 
 
-class GrpcServer:
-    """A grpc.aio server with the standard health service (NOT_SERVING until ready) and reflection."""
+@dataclass(frozen=True)
+class ServerSecurity:
+    """TLS, and who may call which method.
 
-    def __init__(self, *, address: str, service_names: Sequence[str], register: Sequence[Registrar]) -> None:
-        self.server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
+    Two listeners share the server: the public one (TLS; callers bring a bearer token) and the
+    internal one (mutual TLS: only a certificate of the suite's CA gets a connection, and a
+    service certificate named in the authenticator acts as that service). gRPC's Python server
+    cannot ask for a client certificate without requiring one, hence two ports.
+    """
+
+    public: ReloadingServerCredentials
+    internal: ReloadingServerCredentials
+    internal_address: str
+    authenticator: Authenticator
+    # Full method name -> its Access; a method not named is tenant-scoped (authz.TENANT).
+    policies: Mapping[str, Access] = field(default_factory=dict)
+
+
+class GrpcServer:
+    """A grpc.aio server with the standard health service (NOT_SERVING until ready) and, when
+    `reflection_enabled`, reflection. With `security` it listens on TLS only (a public and an
+    internal port) and authenticates and authorizes every call but health and reflection;
+    without, it listens in plaintext on one port."""
+
+    def __init__(
+        self,
+        *,
+        address: str,
+        service_names: Sequence[str],
+        register: Sequence[Registrar],
+        security: ServerSecurity | None = None,
+        reflection_enabled: bool = True,
+    ) -> None:
+        interceptors: list[grpc.aio.ServerInterceptor] = [ErrorMappingInterceptor()]
+        if security is not None:
+            interceptors.append(AuthInterceptor(security.authenticator, security.policies))
+        self.server = grpc.aio.server(interceptors=interceptors)
         self.health = health.aio.HealthServicer()
         self.service_names = list(service_names)
         for add in register:
             add(self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
-        )
-        self.port = self.server.add_insecure_port(address)
+        if reflection_enabled:
+            reflection.enable_server_reflection(
+                [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+            )
+        self.internal_port: int | None = None
+        if security is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, security.public.credentials())
+            self.internal_port = self.server.add_secure_port(security.internal_address, security.internal.credentials())
+            if self.internal_port == 0:
+                raise SystemExit(f"cannot listen on {security.internal_address}")
         if self.port == 0:
             raise SystemExit(f"cannot listen on {address}")
 
