@@ -139,5 +139,12 @@ def cpu_report(before: dict[str, float], after: dict[str, float]) -> str:
     return f"CPU (% of one core): {', '.join(parts)}; whole machine {busy:.0f}% of {100 * (os.cpu_count() or 1)}%"
 
 
+def outside_processes(before: dict[str, float], after: dict[str, float]) -> float:
+    """The machine's busy CPU not spent by the suite's processes or the benchmark (the kernel's
+    own work, anything else running here), as a share of one core: a shared machine shows here."""
+    named = sum(after[k] - before.get(k, 0) for k in after if k not in (MACHINE, TAKEN_AT))
+    return 100 * (after[MACHINE] - before[MACHINE] - named) / (after[TAKEN_AT] - before[TAKEN_AT])
+
+
 def machine() -> str:
     return f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d}"
