@@ -98,8 +98,8 @@ def campaign_request(n: int, identity_id: str, plan: pb.Strategy) -> pb.CreateCa
     )
 
 
-async def verified_identity(address: str) -> str:
-    async with grpc.aio.insecure_channel(address) as ch:
+async def verified_identity(suite: Suite) -> str:
+    async with suite.channel("DISPATCHER_GRPC_PORT") as ch:
         stub = dpb_grpc.SenderIdentityServiceStub(ch)
         created = await stub.CreateSenderIdentity(
             dpb.CreateSenderIdentityRequest(tenant_id=TENANT, from_email="sales@acme.test", from_name="Acme"),
@@ -121,10 +121,9 @@ async def create_campaigns(run: Run, identity_id: str, step_seconds: int, create
     for start in range(0, run.n, size):
         release = 0.0 if math.isinf(per_second) else start / per_second
         batches.put_nowait((release, range(start, min(start + size, run.n))))
-    address = f"127.0.0.1:{run.suite.port('PLANNER_GRPC_PORT')}"
 
     async def caller() -> None:
-        async with grpc.aio.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)]) as ch:
+        async with run.suite.channel("PLANNER_GRPC_PORT", **{"grpc.max_receive_message_length": 64 << 20}) as ch:
             stub = pb_grpc.CampaignServiceStub(ch)
             while not batches.empty():
                 release, numbers = batches.get_nowait()
@@ -177,7 +176,7 @@ async def chaos(suite: Suite, args: argparse.Namespace) -> int:
         print("fault schedule:")
         for fault in faults:
             print(f"  at {fault.at:6.1f} s  {fault.describe(hang_seconds)}")
-    identity_id = await verified_identity(f"127.0.0.1:{suite.port('DISPATCHER_GRPC_PORT')}")
+    identity_id = await verified_identity(suite)
     async with aiohttp.ClientSession() as http:
         clock = Clock()
         run = Run(

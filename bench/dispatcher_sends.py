@@ -25,7 +25,6 @@ import uuid
 from pathlib import Path
 
 import aiohttp
-import grpc
 import nats
 from harness import cpu_report, cpu_snapshot, machine, publish_all, running_suite, wait_for_count
 
@@ -33,6 +32,7 @@ from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common.bus.contract import Subjects
+from dripiq_devtools.suite import Suite
 
 TENANT = "bench-sends"
 LATENCY_SECONDS = 0.05
@@ -61,8 +61,8 @@ def rss_mib(pids: list[int]) -> float:
     return largest
 
 
-async def verified_identity(address: str) -> str:
-    async with grpc.aio.insecure_channel(address) as ch:
+async def verified_identity(suite: Suite) -> str:
+    async with suite.channel("DISPATCHER_GRPC_PORT") as ch:
         stub = pb_grpc.SenderIdentityServiceStub(ch)
         created = await stub.CreateSenderIdentity(
             pb.CreateSenderIdentityRequest(tenant_id=TENANT, from_email="sales@acme.test", from_name="Acme"),
@@ -125,7 +125,7 @@ async def run(suite, transport: str, total: int, sample_seconds: float) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{fake_url}/_fake/latency", json={"seconds": LATENCY_SECONDS}) as answer:
             answer.raise_for_status()
-    identity_id = await verified_identity(f"127.0.0.1:{suite.port('DISPATCHER_GRPC_PORT')}")
+    identity_id = await verified_identity(suite)
     pids = [c.pid for name, c in suite.children.items() if name.split("-")[0] == "dispatcher"]
     rss_start = rss_mib(pids)
 
@@ -179,9 +179,12 @@ def main() -> None:
     parser.add_argument("--transport", choices=["async"], default="async")
     parser.add_argument("--sample-seconds", type=float, default=10.0, help="progress and RSS every so often")
     parser.add_argument("--replicas", type=int, default=1, help="dispatcher processes sharing the stream")
+    parser.add_argument(
+        "--insecure", action="store_true", help="plaintext and no tokens (DRIPIQ_DEV_INSECURE): what security costs"
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}; dispatcher replicas: {args.replicas}")
-    with running_suite({"dispatcher": args.replicas}) as suite:
+    with running_suite({"dispatcher": args.replicas}, secure=not args.insecure) as suite:
         asyncio.run(run(suite, args.transport, args.n, args.sample_seconds))
 
 

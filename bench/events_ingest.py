@@ -35,7 +35,6 @@ import time
 from collections import Counter
 
 import asyncpg
-import grpc
 import nats
 from events_posting import BATCH, TENANT, build_batches, latency_line, messages, post_all, sent_outcome
 from harness import cpu_report, cpu_snapshot, machine, outside_processes, publish_all, running_suite, wait_for_count
@@ -260,7 +259,7 @@ async def time_step_funnel(suite, dsn: str, calls: int = 200) -> None:  # type: 
     finally:
         await conn.close()
     request = events_api.GetStepFunnelRequest(tenant_id=TENANT, campaign_id=campaign_id)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{suite.port('EVENTS_GRPC_PORT')}") as channel:
+    async with suite.channel("EVENTS_GRPC_PORT") as channel:
         stub = events_grpc.EventsServiceStub(channel)
         funnel = await stub.GetStepFunnel(request, timeout=10)
         seconds = []

@@ -25,8 +25,14 @@ from dripiq_devtools.suite import Suite
 
 @contextlib.contextmanager
 def running_suite(
-    replicas: dict[str, int] | None = None, *, fake_auto_events_delay: float = 0, **extra_env: str
+    replicas: dict[str, int] | None = None,
+    *,
+    fake_auto_events_delay: float = 0,
+    secure: bool = True,
+    **extra_env: str,
 ) -> Iterator[Suite]:
+    """The whole suite as `make run` starts it (TLS and tokens on; `secure=False` runs it with
+    DRIPIQ_DEV_INSECURE, to measure what security costs)."""
     root = Path(tempfile.mkdtemp(prefix="dripiq-bench-"))
     suite = Suite(
         run_dir=root / "run",
@@ -40,6 +46,7 @@ def running_suite(
         # posts (on in `make run`) would load the events path of a run that does not measure it.
         # A benchmark of the whole path (bench/chaos.py) turns them on.
         fake_auto_events_delay=fake_auto_events_delay,
+        secure=secure,
     )
     try:
         suite.start()

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import time
 
-import grpc
 from harness import machine, running_suite, wait_for_count
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
@@ -52,7 +51,6 @@ def requests(run: str, start: int, count: int, explicit: bool) -> list[pb.Create
 
 
 async def run_case(suite, tenant: str, total: int, batch: int, clients: int, explicit: bool) -> dict:  # type: ignore[no-untyped-def]
-    address = f"127.0.0.1:{suite.port('PLANNER_GRPC_PORT')}"
     batches = [requests(tenant, start, min(batch, total - start), explicit) for start in range(0, total, batch)]
     queue: asyncio.Queue = asyncio.Queue()
     for item in batches:
@@ -62,7 +60,7 @@ async def run_case(suite, tenant: str, total: int, batch: int, clients: int, exp
 
     async def caller() -> None:
         nonlocal failures, steps
-        async with grpc.aio.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)]) as ch:
+        async with suite.channel("PLANNER_GRPC_PORT", **{"grpc.max_receive_message_length": 64 << 20}) as ch:
             stub = pb_grpc.CampaignServiceStub(ch)
             while not queue.empty():
                 items = queue.get_nowait()
@@ -97,8 +95,11 @@ def main() -> None:
     parser.add_argument("--campaigns", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument(
+        "--insecure", action="store_true", help="plaintext and no tokens (DRIPIQ_DEV_INSECURE): what security costs"
+    )
     args = parser.parse_args()
-    with running_suite() as suite:
+    with running_suite(secure=not args.insecure) as suite:
         print(f"machine: {machine()}")
         for label, explicit in (("template strategist", False), ("explicit 5-step strategy", True)):
             tenant = "bench-" + ("explicit" if explicit else "template")

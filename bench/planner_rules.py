@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import time
 
-import grpc
 import nats
 from harness import cpu_report, cpu_snapshot, machine, publish_all, running_suite, wait_for_count
 from planner_batch_create import FIVE_STEPS, requests
@@ -26,14 +25,15 @@ from dripiq.events.v1 import messages_pb2 as events_pb
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_common.bus.contract import Subjects
+from dripiq_devtools.suite import Suite
 from dripiq_planner import lifecycle
 
 TENANT = "bench-rules"
 
 
-async def create(address: str, total: int) -> list[str]:
+async def create(suite: Suite, total: int) -> list[str]:
     ids: list[str] = []
-    async with grpc.aio.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)]) as ch:
+    async with suite.channel("PLANNER_GRPC_PORT", **{"grpc.max_receive_message_length": 64 << 20}) as ch:
         stub = pb_grpc.CampaignServiceStub(ch)
         for start in range(0, total, 1000):
             items = requests(TENANT, start, min(1000, total - start), explicit=True)
@@ -46,7 +46,7 @@ async def create(address: str, total: int) -> list[str]:
 
 async def run(suite, total: int, per_message: int) -> None:  # type: ignore[no-untyped-def]
     assert FIVE_STEPS.outreach_campaign[0].timing == "Day 1"
-    campaign_ids = await create(f"127.0.0.1:{suite.port('PLANNER_GRPC_PORT')}", total)
+    campaign_ids = await create(suite, total)
     nc = await nats.connect(suite.env["NATS_URL"])
     js = nc.jetstream()
     subject = Subjects.engagement(TENANT, "open")

@@ -70,6 +70,8 @@ def scheduler_stack():  # type: ignore[no-untyped-def]
             "SCHEDULER_METRICS_PORT": "0",
             "LOG_LEVEL": "WARNING",
             "SCHEDULER_POLL_SECONDS": "0.05",
+            # The scheduler alone, measured against bare PostgreSQL and BullMQ: plaintext, no tokens.
+            "DRIPIQ_DEV_INSECURE": "true",
             **{k: v for k, v in os.environ.items() if k.startswith("SCHEDULER_")},
         }
         log = open(root / "scheduler.log", "wb")

@@ -62,8 +62,9 @@ def sql(suite: Suite, query: str) -> list[list[str]]:
     return [line.split("\t") for line in out.splitlines() if line]
 
 
-def channel(suite: Suite, port_env: str) -> grpc.Channel:
-    return grpc.insecure_channel(f"127.0.0.1:{suite.port(port_env)}")
+def channel(suite: Suite, port_env: str, *, token: str | None = None) -> grpc.Channel:
+    """TLS to a service's public port; every call carries `token`, the operator's by default."""
+    return suite.blocking_channel(port_env, token=token)
 
 
 def verified_sender(suite: Suite, tenant_id: str, from_email: str, *, forward_to: str = "") -> str:

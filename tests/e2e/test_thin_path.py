@@ -29,24 +29,44 @@ from dripiq_devtools.suite import Suite
 TENANT = "acme-e2e"
 
 
-def test_grpcurl_lists_every_service(suite: Suite) -> None:
+def test_grpcurl_lists_every_service_with_the_ca_and_the_dev_token(suite: Suite) -> None:
+    """The call `make run` prints: TLS with the development CA, the operator token as bearer."""
+    assert suite.security is not None
     grpcurl = Path(sys.executable).parent / "grpcurl"
+    token = (suite.run_dir / "dev-token").read_text().strip()
     expected = {
         "PLANNER_GRPC_PORT": "dripiq.planner.v1.CampaignService",
         "DISPATCHER_GRPC_PORT": "dripiq.dispatcher.v1.SenderIdentityService",
         "EVENTS_GRPC_PORT": "dripiq.events.v1.EventsService",
         "SCHEDULER_GRPC_PORT": "dripiq.scheduler.v1.SchedulerService",
     }
+    secure = [str(grpcurl), "-cacert", str(suite.security.ca.path), "-H", f"authorization: Bearer {token}"]
     for port_env, service in expected.items():
+        address = f"127.0.0.1:{suite.port(port_env)}"
         listed = subprocess.run(
-            [str(grpcurl), "-plaintext", f"127.0.0.1:{suite.port(port_env)}", "list"],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=30,
+            [*secure, address, "list"], check=True, capture_output=True, text=True, timeout=30
         ).stdout.split()
         assert service in listed
         assert "grpc.health.v1.Health" in listed
+        # Plaintext gets nowhere.
+        refused = subprocess.run(
+            [str(grpcurl), "-plaintext", address, "list"], capture_output=True, text=True, timeout=30
+        )
+        assert refused.returncode != 0
+    settings = subprocess.run(
+        [
+            *secure,
+            "-d",
+            '{"tenant_id": "t-grpcurl"}',
+            f"127.0.0.1:{suite.port('PLANNER_GRPC_PORT')}",
+            "dripiq.planner.v1.CampaignService/GetTenantSettings",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "t-grpcurl" in settings.stdout
 
 
 def test_invalid_email_is_invalid_argument_naming_the_field(suite: Suite) -> None:

@@ -76,7 +76,7 @@ async def secured(engine: AsyncEngine, tmp_path_factory: pytest.TempPathFactory)
             internal_address="127.0.0.1:0",
             authenticator=Authenticator(
                 JwtVerifier(issuer=issuer.issuer, audience=issuer.audience, public_keys=[issuer.public_key()]),
-                services={"planner": "planner"},
+                services=["planner"],
             ),
             policies=ACCESS,
         ),

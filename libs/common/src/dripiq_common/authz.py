@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import grpc
-from google.protobuf.descriptor import Descriptor
+from google.protobuf.descriptor import Descriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
 from dripiq_common.auth import JwtVerifier, Principal, Role, Unauthenticated, bearer_token, service_principal
@@ -51,22 +51,34 @@ INTERNAL = Access(roles=frozenset({Role.SERVICE, Role.OPERATOR}))
 _CROSS_TENANT = frozenset({Role.SERVICE, Role.OPERATOR})
 
 
+def access_rules(service: ServiceDescriptor, access: Access, methods: Sequence[str] = ()) -> dict[str, Access]:
+    """`access` for the named methods of `service` (every method when none is named); a name
+    the service lacks is an error at import, not a method left open."""
+    names = methods or [m.name for m in service.methods]
+    return {f"/{service.full_name}/{service.methods_by_name[name].name}": access for name in names}
+
+
 @dataclass
 class Authenticator:
     """Finds the principal of a call: one of our services by its verified client certificate
-    (a name in `services`, from its subject alternative names or common name), else a caller
-    by its bearer token."""
+    (its subject alternative names or common name: a service's name, or that name and a dot,
+    as in planner.dripiq.svc), else a caller by its bearer token."""
 
     verifier: JwtVerifier | None = None
-    # Certificate name -> service name.
-    services: Mapping[str, str] = field(default_factory=dict)
+    services: Sequence[str] = ()
+
+    def service_of(self, certificate_name: str) -> str | None:
+        for service in self.services:
+            if certificate_name == service or certificate_name.startswith(f"{service}."):
+                return service
+        return None
 
     async def principal(self, context: grpc.aio.ServicerContext) -> Principal:
         peer = context.auth_context()
         if peer.get("transport_security_type") == [b"ssl"]:
             names = [*peer.get("x509_subject_alternative_name", []), *peer.get("x509_common_name", [])]
             for name in names:
-                service = self.services.get(name.decode(errors="replace"))
+                service = self.service_of(name.decode(errors="replace"))
                 if service is not None:
                     return service_principal(service)
         token = bearer_token(context.invocation_metadata() or ())

@@ -10,8 +10,8 @@ import asyncio
 import gc
 import os
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -21,10 +21,12 @@ from nats.js import JetStreamContext
 from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dripiq_common.authz import Access
 from dripiq_common.bus.client import connect, drain, ensure_streams
 from dripiq_common.bus.contract import Streams, StreamSpec
 from dripiq_common.clock import Clock, SystemClock
 from dripiq_common.db import create_engine
+from dripiq_common.grpc_security import server_security
 from dripiq_common.grpc_server import GrpcServer, Registrar
 from dripiq_common.logging import configure_logging
 from dripiq_common.metrics import start_exporter, stop_exporter
@@ -74,6 +76,9 @@ class Parts:
     loops: Sequence[Loop] = ()
     # Closed last, after NATS and before the engine: clients the parts opened (HTTP, gRPC).
     closers: Sequence[Callable[[], Awaitable[None]]] = ()
+    # Who may call which method (full method name -> Access); a method not named is
+    # tenant-scoped (dripiq_common.authz.TENANT).
+    access: Mapping[str, Access] = field(default_factory=dict)
 
 
 async def wait_for_database(engine: AsyncEngine, *, attempts: int = 60) -> None:
@@ -119,12 +124,23 @@ async def run_service(
     )
     rt = Runtime(name=name, settings=settings, engine=engine, clock=clock or SystemClock(), nc=nc, js=js)
     parts = build(rt)
-    server = GrpcServer(address=settings.grpc_address, service_names=parts.service_names, register=parts.registrars)
+    server = GrpcServer(
+        address=settings.grpc_address,
+        service_names=parts.service_names,
+        register=parts.registrars,
+        security=server_security(settings, parts.access),
+        reflection_enabled=settings.grpc_reflection,
+    )
     await server.start()
     exporter = start_exporter(host=settings.metrics_host, port=settings.metrics_port)
     tasks = [asyncio.create_task(p.run(), name=type(p).__name__) for p in [*parts.fetchers, *parts.loops]]
     await server.serving()
-    log.info("service.serving", grpc=f"{settings.grpc_host}:{server.port}", services=list(parts.service_names))
+    log.info(
+        "service.serving",
+        grpc=f"{settings.grpc_host}:{server.port}",
+        grpc_internal=f"{settings.grpc_host}:{server.internal_port}" if server.internal_port else None,
+        services=list(parts.service_names),
+    )
 
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)

@@ -54,9 +54,38 @@ class ServiceSettings(ProcessSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=0, ge=0, le=65535)
 
+    # The mutual-TLS port our own services call (0: grpc_port + 100).
+    grpc_internal_port: int = Field(default=0, ge=0, le=65535)
+    grpc_reflection: bool = Field(default=True, validation_alias=AliasChoices("GRPC_REFLECTION", "grpc_reflection"))
+    # TLS and authentication (docs/security.md). Every process needs them unless DRIPIQ_DEV_INSECURE
+    # is true, which only `make run` sets without being asked.
+    dev_insecure: bool = Field(default=False, validation_alias=AliasChoices("DRIPIQ_DEV_INSECURE", "dev_insecure"))
+    tls_cert_file: str = Field(default="", validation_alias=AliasChoices("TLS_CERT_FILE", "tls_cert_file"))
+    tls_key_file: str = Field(default="", validation_alias=AliasChoices("TLS_KEY_FILE", "tls_key_file"))
+    tls_ca_file: str = Field(default="", validation_alias=AliasChoices("TLS_CA_FILE", "tls_ca_file"))
+    auth_jwt_issuer: str = Field(default="", validation_alias=AliasChoices("AUTH_JWT_ISSUER", "auth_jwt_issuer"))
+    auth_jwt_audience: str = Field(
+        default="dripiq", validation_alias=AliasChoices("AUTH_JWT_AUDIENCE", "auth_jwt_audience")
+    )
+    # A PEM public key or a JWKS document, in a file; or the issuer's JWKS URL.
+    auth_jwt_public_keys_file: str = Field(
+        default="", validation_alias=AliasChoices("AUTH_JWT_PUBLIC_KEYS_FILE", "auth_jwt_public_keys_file")
+    )
+    auth_jwks_url: str = Field(default="", validation_alias=AliasChoices("AUTH_JWKS_URL", "auth_jwks_url"))
+    # Certificate names (common name or DNS name) of the suite's services: a name that is one of
+    # these, or starts with one and a dot (planner.dripiq.svc), acts as that service.
+    auth_service_names: str = Field(
+        default="planner,dispatcher,events,scheduler",
+        validation_alias=AliasChoices("AUTH_SERVICE_NAMES", "auth_service_names"),
+    )
+
     @property
     def grpc_address(self) -> str:
         return f"{self.grpc_host}:{self.grpc_port}"
+
+    @property
+    def grpc_internal_address(self) -> str:
+        return f"{self.grpc_host}:{self.grpc_internal_port or self.grpc_port + 100}"
 
 
 class TokenSecrets(BaseSettings):

@@ -18,7 +18,7 @@ from dripiq_dispatcher.breaker import ProviderBreaker
 from dripiq_dispatcher.campaign_mail import MailSettings
 from dripiq_dispatcher.campaigns import CampaignStates
 from dripiq_dispatcher.forwarding import ReplyForwarder, ReplyForwardingSettings
-from dripiq_dispatcher.handlers import SERVICE_NAMES, registrars
+from dripiq_dispatcher.handlers import ACCESS, SERVICE_NAMES, registrars
 from dripiq_dispatcher.identities import SenderIdentities
 from dripiq_dispatcher.message_suppressions import MessageSuppressions
 from dripiq_dispatcher.messages import Messages
@@ -135,6 +135,7 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
     )
     return Parts(
         service_names=SERVICE_NAMES,
+        access=ACCESS,
         registrars=registrars(
             messages=Messages(rt.engine),
             rate_limits=rate_limits,

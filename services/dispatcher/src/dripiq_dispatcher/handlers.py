@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
-from dripiq_common.authz import ADMIN, Access
+from dripiq_common.authz import ADMIN, Access, access_rules
 from dripiq_common.grpc_server import Registrar
 from dripiq_dispatcher.forwarding import ReplyForwardingSettings
 from dripiq_dispatcher.identities import SenderIdentities
@@ -107,21 +107,18 @@ class SuppressionServicer(pb_grpc.SuppressionServiceServicer):
         return await self.suppressions.import_many(request)
 
 
-def _method(service: str, name: str) -> str:
-    return f"/{pb.DESCRIPTOR.services_by_name[service].full_name}/{name}"
-
-
 # Methods that change how a tenant's mail goes out, or take back a contact's unsubscribe: its
 # administrators (or an operator) only. Every other method is for anyone acting for the tenant.
 ACCESS: dict[str, Access] = {
-    **{
-        _method("SenderIdentityService", name): ADMIN
-        for name in ("CreateSenderIdentity", "VerifySenderIdentity", "UpdateSenderIdentity", "DeleteSenderIdentity")
-    },
-    _method("DispatcherService", "SetRateLimit"): ADMIN,
-    _method("DispatcherService", "SetReplyForwarding"): ADMIN,
-    _method("SuppressionService", "RemoveSuppression"): ADMIN,
-    _method("SuppressionService", "ImportSuppressions"): ADMIN,
+    **access_rules(
+        pb.DESCRIPTOR.services_by_name["SenderIdentityService"],
+        ADMIN,
+        ["CreateSenderIdentity", "VerifySenderIdentity", "UpdateSenderIdentity", "DeleteSenderIdentity"],
+    ),
+    **access_rules(pb.DESCRIPTOR.services_by_name["DispatcherService"], ADMIN, ["SetRateLimit", "SetReplyForwarding"]),
+    **access_rules(
+        pb.DESCRIPTOR.services_by_name["SuppressionService"], ADMIN, ["RemoveSuppression", "ImportSuppressions"]
+    ),
 }
 
 SERVICE_NAMES = [

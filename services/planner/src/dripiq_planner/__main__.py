@@ -6,8 +6,10 @@ from collections.abc import Awaitable, Callable
 
 from dripiq.planner.v1 import campaign_service_pb2, campaign_service_pb2_grpc
 from dripiq_common import engagement
+from dripiq_common.authz import ADMIN, access_rules
 from dripiq_common.bus.contract import ConsumerSpec, Streams
 from dripiq_common.bus.worker import PullWorker, whole_batch
+from dripiq_common.grpc_security import service_channel
 from dripiq_common.service import Parts, Runtime, serve
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.creating import CampaignCreator
@@ -24,7 +26,10 @@ from dripiq_planner.tenant_settings import TenantSettingsService
 TIMERS = ConsumerSpec.whole(Streams.PLANNER_TIMERS, "planner-timers")
 OUTCOMES = ConsumerSpec.whole(Streams.MESSAGE_OUTCOMES, "planner-outcomes")
 ENGAGEMENT = ConsumerSpec.whole(Streams.ENGAGEMENT, "planner-engagement")
-SERVICE_NAME = campaign_service_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name
+SERVICE = campaign_service_pb2.DESCRIPTOR.services_by_name["CampaignService"]
+SERVICE_NAME = SERVICE.full_name
+# A tenant's settings (its postal address, tracking, defaults) are its administrators' to change.
+ACCESS = access_rules(SERVICE, ADMIN, ["UpdateTenantSettings"])
 
 
 def batched(
@@ -38,7 +43,12 @@ def batched(
 
 def build(settings: PlannerSettings, rt: Runtime) -> Parts:
     relay = rt.outbox_relay(outbox)
-    owners = Owners(settings.dispatcher_address, settings.events_address, settings.owners_timeout_seconds)
+    owners = Owners(
+        settings.dispatcher_address,
+        settings.events_address,
+        settings.owners_timeout_seconds,
+        channel=lambda address: service_channel(settings, address),
+    )
     strategist = build_strategist(settings)
     planner = Planner(rt.engine, strategist, owners=owners)
     reactor = Reactor(
@@ -56,6 +66,7 @@ def build(settings: PlannerSettings, rt: Runtime) -> Parts:
     )
     return Parts(
         service_names=[SERVICE_NAME],
+        access=ACCESS,
         registrars=[lambda server: campaign_service_pb2_grpc.add_CampaignServiceServicer_to_server(servicer, server)],
         # Two fetchers per consumer: one handles its batch while the other fetches the next.
         # Campaigns are locked in id order, so they cannot deadlock on a shared campaign.

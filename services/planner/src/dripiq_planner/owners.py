@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -22,11 +23,14 @@ class Owners:
     dispatcher_address: str
     events_address: str
     timeout_seconds: float = 5.0
+    # Opens a channel to an address: mutual TLS to the service's internal port in the suite
+    # (dripiq_common.grpc_security.service_channel); plaintext for in-process tests.
+    channel: Callable[[str], grpc.aio.Channel] = grpc.aio.insecure_channel
     _channels: list[grpc.aio.Channel] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        dispatcher = grpc.aio.insecure_channel(self.dispatcher_address)
-        events = grpc.aio.insecure_channel(self.events_address)
+        dispatcher = self.channel(self.dispatcher_address)
+        events = self.channel(self.events_address)
         self._channels = [dispatcher, events]
         self.suppressions = dpb_grpc.SuppressionServiceStub(dispatcher)
         self.messages = dpb_grpc.DispatcherServiceStub(dispatcher)

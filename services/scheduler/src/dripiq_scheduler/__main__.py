@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dripiq.scheduler.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
+from dripiq_common.authz import INTERNAL, access_rules
 from dripiq_common.bus.contract import ConsumerSpec, Streams
 from dripiq_common.bus.worker import PullWorker, whole_batch
 from dripiq_common.service import Parts, Runtime, serve
@@ -16,7 +17,10 @@ from dripiq_scheduler.service import TimerService
 from dripiq_scheduler.settings import SchedulerSettings
 
 COMMANDS = ConsumerSpec.whole(Streams.SCHEDULER_COMMANDS, "scheduler-commands")
-SERVICE_NAME = scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
+SERVICE = scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"]
+SERVICE_NAME = SERVICE.full_name
+# Timers are the suite's own plumbing: our services and operators only.
+ACCESS = access_rules(SERVICE, INTERNAL)
 
 
 def build(settings: SchedulerSettings, rt: Runtime) -> Parts:
@@ -55,6 +59,7 @@ def build(settings: SchedulerSettings, rt: Runtime) -> Parts:
     servicer = SchedulerServicer(timers)
     return Parts(
         service_names=[SERVICE_NAME],
+        access=ACCESS,
         registrars=[lambda server: scheduler_service_pb2_grpc.add_SchedulerServiceServicer_to_server(servicer, server)],
         fetchers=[commands],
         loops=[firer, relay, pruner, pending],

@@ -47,7 +47,7 @@ def main() -> None:
     rev.add_argument("-m", "--message", required=True)
     args = parser.parse_args()
     if args.command == "run":
-        from dripiq_devtools.suite import main as run_suite
+        from dripiq_devtools.running import main as run_suite
 
         run_suite()
     else:

@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from dripiq_common import migrations
 from dripiq_devtools.fake_sendgrid import FakeSendGrid, load_or_create_private_key
 from dripiq_devtools.servers import EmbeddedNats, EmbeddedPostgres, SetupError, free_port
+from dripiq_devtools.suite_security import SuiteSecurity
 
 REPO = Path(__file__).resolve().parents[4]
 
@@ -55,6 +56,11 @@ DEFAULT_PORTS = {
     "DISPATCHER_GRPC_PORT": 50052,
     "EVENTS_GRPC_PORT": 50053,
     "SCHEDULER_GRPC_PORT": 50054,
+    # The mutual-TLS ports the services call each other on.
+    "PLANNER_GRPC_INTERNAL_PORT": 50151,
+    "DISPATCHER_GRPC_INTERNAL_PORT": 50152,
+    "EVENTS_GRPC_INTERNAL_PORT": 50153,
+    "SCHEDULER_GRPC_INTERNAL_PORT": 50154,
     "EDGE_PORT": 8080,
     "FAKE_SENDGRID_PORT": 8025,
     "FAKE_OPENAI_PORT": 8026,
@@ -81,6 +87,10 @@ class Suite:
     fake_auto_events_delay: float = 1.0
     # Extra environment for the five processes (tests shorten poll intervals with it).
     extra_env: dict[str, str] = field(default_factory=dict)
+    # TLS and authentication as in production, with a development CA and token issuer under
+    # run_dir/tls; False runs every service with DRIPIQ_DEV_INSECURE (plaintext, no tokens).
+    secure: bool = True
+    security: SuiteSecurity | None = None
     # More than one process of a service, e.g. {"dispatcher": 2}: the others are named
     # "dispatcher-2", ... and listen on ports of their own; all share the database and streams.
     replicas: dict[str, int] = field(default_factory=dict)
@@ -150,10 +160,21 @@ class Suite:
         )
         edge_url = f"http://127.0.0.1:{self.port('EDGE_PORT')}"
         env.setdefault("DISPATCHER_UNSUBSCRIBE_BASE_URL", f"{edge_url}/u/")
-        env["PLANNER_DISPATCHER_ADDRESS"] = f"127.0.0.1:{self.port('DISPATCHER_GRPC_PORT')}"
-        env["PLANNER_EVENTS_ADDRESS"] = f"127.0.0.1:{self.port('EVENTS_GRPC_PORT')}"
+        # The planner calls the dispatcher and events on their internal (mutual TLS) ports.
+        called = "GRPC_INTERNAL_PORT" if self.secure else "GRPC_PORT"
+        env["PLANNER_DISPATCHER_ADDRESS"] = f"127.0.0.1:{self.port(f'DISPATCHER_{called}')}"
+        env["PLANNER_EVENTS_ADDRESS"] = f"127.0.0.1:{self.port(f'EVENTS_{called}')}"
+        if self.secure:
+            self.security = SuiteSecurity.create(self.run_dir / "tls", [p.name for p in PROCESSES if p.grpc_services])
+            env.update(self.security.env())
+            (self.run_dir / "dev-token").write_text(self.security.operator_token() + "\n")
+        else:
+            env["DRIPIQ_DEV_INSECURE"] = "true"
         for process in PROCESSES:
             env[process.port_env] = str(self.port(process.port_env))
+            if process.grpc_services:
+                internal = f"{process.name.upper()}_GRPC_INTERNAL_PORT"
+                env[internal] = str(self.port(internal))
             if process.grpc_services and self.ephemeral_ports:
                 # Another suite on this machine (make run, a benchmark) holds the default ones.
                 env[f"{process.name.upper()}_METRICS_PORT"] = str(free_port())
@@ -224,14 +245,21 @@ class Suite:
 
     def _start_processes(self) -> None:
         for name, process, port_env in self._instances():
-            env = self.env
-            if name != process.name:
-                env = {
-                    **self.env,
-                    process.port_env: str(self.ports.setdefault(port_env, free_port())),
-                    f"{process.name.upper()}_METRICS_PORT": str(free_port()),
-                }
-            self._spawn(name, [sys.executable, "-m", process.module], env)
+            self._spawn(name, [sys.executable, "-m", process.module], self._process_env(name, process, port_env))
+
+    def _process_env(self, name: str, process: Process, port_env: str) -> dict[str, str]:
+        """A process's environment: the suite's, its own certificate, and for a replica its own ports."""
+        env = self.env
+        if self.security is not None and process.grpc_services:
+            env = {**env, **self.security.process_env(process.name)}
+        if name != process.name:
+            env = {
+                **env,
+                process.port_env: str(self.ports.setdefault(port_env, free_port())),
+                f"{process.name.upper()}_GRPC_INTERNAL_PORT": str(free_port()),
+                f"{process.name.upper()}_METRICS_PORT": str(free_port()),
+            }
+        return env
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -245,15 +273,37 @@ class Suite:
                     raise RuntimeError(f"{name} did not become ready on port {port}")
                 time.sleep(0.1)
 
-    @staticmethod
-    def _ready(process: Process, port: int) -> bool:
+    def channel(self, port_env: str, *, token: str | None = None, **options: int) -> grpc.aio.Channel:
+        """An asyncio channel to a service's public port, as a caller outside the suite opens it:
+        TLS with the development CA, every call carrying `token` (the operator's by default)."""
+        address = f"127.0.0.1:{self.port(port_env)}"
+        if self.security is None:
+            return grpc.aio.insecure_channel(address, options=list(options.items()))
+        creds = self.security.credentials(token or self.security.operator_token())
+        return grpc.aio.secure_channel(address, creds, options=list(options.items()))
+
+    def blocking_channel(self, port_env: str, *, token: str | None = None) -> grpc.Channel:
+        """The same as `channel`, for synchronous callers."""
+        address = f"127.0.0.1:{self.port(port_env)}"
+        if self.security is None:
+            return grpc.insecure_channel(address)
+        return grpc.secure_channel(address, self.security.credentials(token or self.security.operator_token()))
+
+    def _ready(self, process: Process, port: int) -> bool:
         if not process.grpc_services:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
                     return response.status == 200
             except OSError:
                 return False
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        address = f"127.0.0.1:{port}"
+        # Health is open: no token, only the CA.
+        opened = (
+            grpc.secure_channel(address, self.security.credentials())
+            if self.security is not None
+            else grpc.insecure_channel(address)
+        )
+        with opened as channel:
             try:
                 answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
             except grpc.RpcError:
@@ -268,7 +318,8 @@ class Suite:
 
     def restart(self, name: str) -> None:
         process = next(p for p in PROCESSES if p.name == name)
-        self._spawn(process.name, [sys.executable, "-m", process.module], self.env)
+        env = self._process_env(process.name, process, process.port_env)
+        self._spawn(process.name, [sys.executable, "-m", process.module], env)
         deadline = time.monotonic() + 60
         while not self._ready(process, self.port(process.port_env)):
             if time.monotonic() > deadline or self.children[name].poll() is not None:
@@ -320,74 +371,3 @@ class Suite:
             self.nats.stop()
         if self.postgres:
             self.postgres.close()
-
-    def _sendgrid_summary(self) -> list[str]:
-        """Which SendGrid the dispatcher sends to, and whose keys the edge accepts webhooks signed with."""
-        host = self.env.get("SENDGRID_API_HOST") or "https://api.sendgrid.com"
-        if "fake-sendgrid" in self.children:
-            lines = [f"  {'sendgrid':<11} fake  {host}   (GET /_fake/messages; no SENDGRID_API_KEY)"]
-            if self.fake_auto_events_delay > 0:
-                lines.append(f"  {'':<11}       posts processed and delivered to the edge by itself")
-        elif self.env.get("SENDGRID_API_KEY"):
-            lines = [f"  {'sendgrid':<11} real  {host}   (SENDGRID_API_KEY is set: mail really goes out)"]
-        else:
-            lines = [f"  {'sendgrid':<11}       {host}   (SENDGRID_API_HOST)"]
-        keys = []
-        for key in self.env["SENDGRID_WEBHOOK_PUBLIC_KEY"].split(","):
-            whose = "the fake's" if key == self.fake_webhook_key else "SENDGRID_WEBHOOK_PUBLIC_KEY"
-            keys.append(f"{whose} (...{key.strip()[-8:]})")
-        lines.append(f"  {'':<11}       webhooks verified with {' and '.join(keys)}")
-        return lines
-
-    def summary(self) -> str:
-        lines = ["", "dripiq is running. Ctrl-C stops everything.", ""]
-        for process in PROCESSES:
-            port = self.port(process.port_env)
-            if process.grpc_services:
-                lines.append(f"  {process.name:<11} grpc  127.0.0.1:{port}   {', '.join(process.grpc_services)}")
-        edge = f"http://127.0.0.1:{self.port('EDGE_PORT')}"
-        lines += [
-            f"  {'edge':<11} http  {edge}/webhooks/sendgrid/events   (SendGrid Event Webhook)",
-            f"  {'':<11}       {edge}/webhooks/sendgrid/inbound  (Inbound Parse)",
-            f"  {'':<11}       {edge}/u/<token>                  (one-click unsubscribe)",
-        ]
-        lines += self._sendgrid_summary()
-        if "fake-openai" in self.children:
-            lines.append(f"  {'openai':<11} fake  {self.env['OPENAI_BASE_URL']}   (GET /_fake/requests)")
-        lines += [
-            f"  {'postgres':<11}       {self.env['DATABASE_URL']}",
-            f"  {'nats':<11}       {self.env['NATS_URL']}",
-            "",
-            f"  Try: grpcurl -plaintext 127.0.0.1:{self.port('PLANNER_GRPC_PORT')} list",
-            "",
-        ]
-        return "\n".join(lines)
-
-
-def main() -> None:
-    suite = Suite(run_dir=REPO / ".run", fake_openai=os.environ.get("DRIPIQ_FAKE_OPENAI") == "1")
-    stopping = False
-
-    def request_stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    try:
-        suite.start()
-    except SetupError as exc:
-        sys.exit(f"make run: {exc}")
-    print(suite.summary(), flush=True)
-    failed: list[str] = []
-    try:
-        while not stopping and not failed:
-            failed = suite.dead_children()
-            time.sleep(0.5)
-    finally:
-        if failed:
-            print(f"\n{', '.join(failed)} exited; stopping the suite", file=sys.stderr, flush=True)
-        print("\nstopping...", flush=True)
-        suite.stop()
-    if failed:
-        sys.exit(1)

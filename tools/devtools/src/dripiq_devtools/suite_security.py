@@ -1,0 +1,63 @@
+"""The suite's security under `make run` and the tests: a development CA with a certificate per
+service, a token issuer the services trust, and the channels and tokens callers use.
+
+What production gets from cert-manager and its identity provider (docs/security.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from dripiq_common.auth import ALL_TENANTS
+from dripiq_common.tls import TlsFiles
+from dripiq_devtools.dev_pki import DevCA, DevIssuer
+
+# The token `make run` writes for grpcurl: an operator, for every tenant.
+DEV_TOKEN_ROLES = ("operator", "admin")
+
+
+@dataclass
+class SuiteSecurity:
+    folder: Path
+    ca: DevCA
+    issuer: DevIssuer
+    certificates: dict[str, TlsFiles] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, folder: Path, services: Sequence[str]) -> SuiteSecurity:
+        """New CA, certificates and issuer key under `folder` (a new run gets new ones)."""
+        ca = DevCA.create(folder)
+        security = cls(folder, ca, DevIssuer.create(folder))
+        for name in services:
+            security.certificates[name] = ca.issue(folder, name)
+        return security
+
+    def env(self) -> dict[str, str]:
+        """What every process reads: the CA, and who issues callers' tokens."""
+        return {
+            "TLS_CA_FILE": str(self.ca.path),
+            "AUTH_JWT_ISSUER": self.issuer.issuer,
+            "AUTH_JWT_AUDIENCE": self.issuer.audience,
+            "AUTH_JWT_PUBLIC_KEYS_FILE": str(self.issuer.public_key_path),
+        }
+
+    def process_env(self, service: str) -> dict[str, str]:
+        files = self.certificates[service]
+        return {"TLS_CERT_FILE": str(files.cert), "TLS_KEY_FILE": str(files.key)}
+
+    def token(self, subject: str, *, tenants: Sequence[str], roles: Sequence[str] = ()) -> str:
+        return self.issuer.token(subject, tenants=tenants, roles=roles)
+
+    def operator_token(self) -> str:
+        return self.token("dev-operator", tenants=[ALL_TENANTS], roles=DEV_TOKEN_ROLES)
+
+    def credentials(self, token: str | None = None) -> grpc.ChannelCredentials:
+        """TLS trusting the development CA; with `token`, every call carries it as a bearer."""
+        tls = grpc.ssl_channel_credentials(root_certificates=self.ca.path.read_bytes())
+        if token is None:
+            return tls
+        return grpc.composite_channel_credentials(tls, grpc.access_token_call_credentials(token))
