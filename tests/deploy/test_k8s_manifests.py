@@ -29,6 +29,7 @@ CUSTOM = {
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject-keda.sh-v1alpha1.json",
     ("postgresql.cnpg.io/v1", "Cluster"): "cluster-postgresql.cnpg.io-v1.json",
     ("postgresql.cnpg.io/v1", "Pooler"): "pooler-postgresql.cnpg.io-v1.json",
+    ("cert-manager.io/v1", "Certificate"): "certificate-cert-manager.io-v1.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring.coreos.com-v1.json",
 }
 KUSTOMIZATIONS = [
@@ -125,7 +126,9 @@ def test_each_process_runs_hardened_probed_and_bounded(kustomization, name):
     assert {"name": port_name, "containerPort": port} in container["ports"]
     for probe in ("readinessProbe", "livenessProbe"):
         if port_name == "grpc":
-            assert container[probe]["grpc"] == {"port": port}, f"{name} {probe}: native gRPC probe on its port"
+            # The kubelet's gRPC probe speaks plaintext: it asks the health-only port.
+            assert {"name": "health", "containerPort": port + 200} in container["ports"]
+            assert container[probe]["grpc"] == {"port": port + 200}, f"{name} {probe}: gRPC probe on its health port"
         else:
             assert container[probe]["httpGet"]["port"] == "http"
     service = of_kind(kustomization, "Service")[name]
@@ -272,3 +275,35 @@ def test_every_network_policy_selects_pods_and_every_pod_reaches_dns_and_nats():
     for pod, labels in pods.items():
         assert selects(dns_nats, labels), f"{pod} could not resolve names or reach NATS"
         assert selects(postgres, labels) == (pod != "dripiq-edge"), f"{pod}: PostgreSQL for all but the edge"
+
+
+@pytest.mark.parametrize("kustomization", SERVICE_OVERLAYS)
+def test_every_grpc_service_serves_tls_from_its_own_certificate(kustomization):
+    config = of_kind(kustomization, "ConfigMap")["dripiq-config"]["data"]
+    certificates = of_kind(kustomization, "Certificate")
+    for name, (port_name, port) in PROCESSES.items():
+        if port_name != "grpc":
+            continue
+        service = name.removeprefix("dripiq-")
+        pod = of_kind(kustomization, "Deployment")[name]["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        [tls] = [v for v in pod["volumes"] if v["name"] == "tls"]
+        secret = tls["secret"]["secretName"]
+        [certificate] = [c for c in certificates.values() if c["spec"]["secretName"] == secret]
+        # Its certificate names it as the others recognise it (AUTH_SERVICE_NAMES).
+        assert certificate["spec"]["commonName"] == service
+        assert {"server auth", "client auth"} <= set(certificate["spec"]["usages"])
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "tls")
+        assert mount["readOnly"] is True
+        for variable in ("TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE"):
+            assert config[variable].startswith(mount["mountPath"] + "/")
+        assert {"name": "grpc-internal", "containerPort": port + 100} in container["ports"]
+    assert config["AUTH_JWT_ISSUER"] and (config.get("AUTH_JWKS_URL") or config.get("AUTH_JWT_PUBLIC_KEYS_FILE"))
+    # The planner calls the others on their mutual-TLS ports; nothing runs without security.
+    assert config["PLANNER_DISPATCHER_ADDRESS"].endswith(":50152")
+    assert config["PLANNER_EVENTS_ADDRESS"].endswith(":50153")
+    assert "DRIPIQ_DEV_INSECURE" not in config
+
+
+def test_prod_turns_reflection_off():
+    assert of_kind("overlays/prod", "ConfigMap")["dripiq-config"]["data"]["GRPC_REFLECTION"] == "false"

@@ -35,6 +35,7 @@ from dripiq_dispatcher.tasks import Tasks
 class Secured:
     port: int
     internal_port: int
+    health_port: int
     ca: DevCA
     issuer: DevIssuer
     server_files: TlsFiles
@@ -80,11 +81,21 @@ async def secured(engine: AsyncEngine, tmp_path_factory: pytest.TempPathFactory)
             ),
             policies=ACCESS,
         ),
+        health_address="127.0.0.1:0",
     )
     await server.start()
     await server.serving()
     try:
-        yield Secured(server.port, server.internal_port or 0, ca, issuer, server_files, planner_files, folder)
+        yield Secured(
+            server.port,
+            server.internal_port or 0,
+            server.health_port or 0,
+            ca,
+            issuer,
+            server_files,
+            planner_files,
+            folder,
+        )
     finally:
         await server.stop(0)
 
@@ -234,3 +245,12 @@ async def test_a_rotated_server_certificate_is_used_from_the_next_connection(sec
         # Put the original back for the module's other tests.
         restored = secured.ca.issue(secured.folder, "dispatcher")
         assert restored == secured.server_files
+
+
+async def test_the_health_port_answers_probes_in_plaintext_and_serves_nothing_else(
+    secured: Secured, tenant_id: str
+) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{secured.health_port}") as channel:
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        assert await code_of(check(channel, tenant_id)) == grpc.StatusCode.UNIMPLEMENTED

@@ -181,6 +181,7 @@ class GrpcServer:
         register: Sequence[Registrar],
         security: ServerSecurity | None = None,
         reflection_enabled: bool = True,
+        health_address: str = "",
     ) -> None:
         interceptors: list[grpc.aio.ServerInterceptor] = [ErrorMappingInterceptor()]
         if security is not None:
@@ -205,10 +206,21 @@ class GrpcServer:
                 raise SystemExit(f"cannot listen on {security.internal_address}")
         if self.port == 0:
             raise SystemExit(f"cannot listen on {address}")
+        # Kubernetes' gRPC probes speak plaintext only: health alone, on a port of its own.
+        self.health_server: grpc.aio.Server | None = None
+        self.health_port: int | None = None
+        if health_address:
+            self.health_server = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
+            self.health_port = self.health_server.add_insecure_port(health_address)
+            if self.health_port == 0:
+                raise SystemExit(f"cannot listen on {health_address}")
 
     async def start(self) -> None:
         await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
+        if self.health_server is not None:
+            await self.health_server.start()
 
     async def serving(self) -> None:
         await self._set_all(health_pb2.HealthCheckResponse.SERVING)
@@ -216,6 +228,8 @@ class GrpcServer:
     async def stop(self, grace: float) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
 
     async def _set_all(self, status: int) -> None:
         for name in ["", *self.service_names]:

@@ -130,6 +130,7 @@ async def run_service(
         register=parts.registrars,
         security=server_security(settings, parts.access),
         reflection_enabled=settings.grpc_reflection,
+        health_address=f"{settings.grpc_host}:{settings.grpc_health_port}" if settings.grpc_health_port else "",
     )
     await server.start()
     exporter = start_exporter(host=settings.metrics_host, port=settings.metrics_port)

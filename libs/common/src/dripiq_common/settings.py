@@ -56,6 +56,8 @@ class ServiceSettings(ProcessSettings):
 
     # The mutual-TLS port our own services call (0: grpc_port + 100).
     grpc_internal_port: int = Field(default=0, ge=0, le=65535)
+    # A plaintext port serving only the health service, for Kubernetes' gRPC probes; 0: none.
+    grpc_health_port: int = Field(default=0, ge=0, le=65535)
     grpc_reflection: bool = Field(default=True, validation_alias=AliasChoices("GRPC_REFLECTION", "grpc_reflection"))
     # TLS and authentication (docs/security.md). Every process needs them unless DRIPIQ_DEV_INSECURE
     # is true, which only `make run` sets without being asked.
