@@ -10,6 +10,7 @@ import io
 
 from waiting import eventually
 
+from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb2
 from dripiq_common import deadletters
 from dripiq_common.bus.client import ensure_streams
 from dripiq_common.bus.contract import ConsumerSpec, StreamSpec
@@ -74,3 +75,39 @@ async def test_a_dead_letter_is_listed_replayed_with_its_headers_and_handled(nat
         worker.stop()
         await asyncio.wait_for(task, 5)
         await js.delete_consumer(TEST_STREAM.name, durable)
+
+
+async def test_a_payload_naming_another_tenant_than_its_subject_is_dead_lettered_unhandled(nats_conn, js, tenant_id):
+    """A publisher allowed onto one tenant's subject cannot act for another: the consumer
+    refuses the payload before any handler sees it, and says why in the dead letter."""
+    stream = StreamSpec(
+        "TEST_TENANT_GUARD", ("test.guard.send.>",), work_queue=True, payload=dispatcher_pb2.SendMessageCommand
+    )
+    await ensure_streams(js, [stream])
+    durable = f"test-guard-{tenant_id}"
+    subject = f"test.guard.send.{tenant_id}"
+    spec = ConsumerSpec(stream, durable, subject, max_deliver=3, retry_delays_seconds=(0.05,))
+    handled: list[str] = []
+
+    async def handler(msg) -> None:  # type: ignore[no-untyped-def]
+        handled.append(dispatcher_pb2.SendMessageCommand.FromString(msg.data).message_id)
+
+    foreign = dispatcher_pb2.SendMessageCommand(tenant_id="someone-else", message_id="m-foreign")
+    own = dispatcher_pb2.SendMessageCommand(tenant_id=tenant_id, message_id="m-own")
+    await js.publish(subject, foreign.SerializeToString())
+    await js.publish(subject, own.SerializeToString())
+    worker = PullWorker(js, nats_conn, spec, per_message(handler), fetch_timeout=0.2)
+    task = asyncio.create_task(worker.run())
+    try:
+
+        async def refused() -> list[deadletters.DeadLetter]:
+            return await deadletters.dead_letters(js, consumer=durable)
+
+        [dead] = await eventually(refused, "the foreign payload dead-lettered")
+        await eventually(lambda: handled, "the tenant's own payload handled")
+    finally:
+        worker.stop()
+        await task
+    assert handled == ["m-own"]
+    assert dead.data == foreign.SerializeToString()
+    assert dead.error == f"payload names tenant 'someone-else' on a subject of tenant {tenant_id!r}"

@@ -24,6 +24,11 @@ from nats.js.api import (
     StreamConfig,
 )
 
+from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb2
+from dripiq.events.v1 import messages_pb2 as events_pb2
+from dripiq.planner.v1 import facts_pb2 as planner_facts_pb2
+from dripiq.planner.v1 import timers_pb2 as planner_timers_pb2
+from dripiq.scheduler.v1 import commands_pb2 as scheduler_commands_pb2
 from dripiq_common.errors import PermanentMessageError
 
 ProtoT = TypeVar("ProtoT", bound=ProtoMessage)
@@ -49,6 +54,9 @@ class StreamSpec:
     work_queue: bool
     max_age_seconds: float = 0
     duplicate_window_seconds: float = 600
+    # The protobuf message every payload is, when its subjects carry the tenant (token 3,
+    # `dripiq.<service>.<kind>.<tenant>`): a consumer refuses a payload naming another tenant.
+    payload: type[ProtoMessage] | None = None
 
     def config(self, replicas: int, duplicate_window_seconds: float | None = None) -> StreamConfig:
         return StreamConfig(
@@ -65,21 +73,55 @@ class StreamSpec:
 class Streams:
     """Every stream of the suite. Subjects end in the tenant id (rule 5)."""
 
-    SCHEDULER_COMMANDS = StreamSpec("SCHEDULER_COMMANDS", ("dripiq.scheduler.cmd.>",), True)
-    PLANNER_TIMERS = StreamSpec("PLANNER_TIMERS", ("dripiq.planner.timer.>",), True)
-    DISPATCHER_SEND = StreamSpec("DISPATCHER_SEND", ("dripiq.dispatcher.send.>",), True)
+    SCHEDULER_COMMANDS = StreamSpec(
+        "SCHEDULER_COMMANDS", ("dripiq.scheduler.cmd.>",), True, payload=scheduler_commands_pb2.TimerCommand
+    )
+    PLANNER_TIMERS = StreamSpec(
+        "PLANNER_TIMERS", ("dripiq.planner.timer.>",), True, payload=planner_timers_pb2.PlannerTimer
+    )
+    DISPATCHER_SEND = StreamSpec(
+        "DISPATCHER_SEND", ("dripiq.dispatcher.send.>",), True, payload=dispatcher_pb2.SendMessageCommand
+    )
     # People's replies, to be forwarded to the mailbox behind the identity that was answered.
-    DISPATCHER_FORWARD = StreamSpec("DISPATCHER_FORWARD", ("dripiq.dispatcher.forward.>",), True)
+    DISPATCHER_FORWARD = StreamSpec(
+        "DISPATCHER_FORWARD", ("dripiq.dispatcher.forward.>",), True, payload=dispatcher_pb2.ForwardReplyCommand
+    )
     # Addresses to suppress that only the dispatcher can resolve, from the message they were sent.
-    DISPATCHER_SUPPRESS = StreamSpec("DISPATCHER_SUPPRESS", ("dripiq.dispatcher.suppress.>",), True)
-    MESSAGE_OUTCOMES = StreamSpec("MESSAGE_OUTCOMES", ("dripiq.dispatcher.outcome.>",), False, max_age_seconds=30 * DAY)
+    DISPATCHER_SUPPRESS = StreamSpec(
+        "DISPATCHER_SUPPRESS", ("dripiq.dispatcher.suppress.>",), True, payload=dispatcher_pb2.SuppressByMessageCommand
+    )
+    MESSAGE_OUTCOMES = StreamSpec(
+        "MESSAGE_OUTCOMES",
+        ("dripiq.dispatcher.outcome.>",),
+        False,
+        max_age_seconds=30 * DAY,
+        payload=dispatcher_pb2.MessageOutcome,
+    )
     # Call and LinkedIn tasks for the applications where people perform them.
-    DISPATCHER_TASKS = StreamSpec("DISPATCHER_TASKS", ("dripiq.dispatcher.task.>",), False, max_age_seconds=30 * DAY)
+    DISPATCHER_TASKS = StreamSpec(
+        "DISPATCHER_TASKS",
+        ("dripiq.dispatcher.task.>",),
+        False,
+        max_age_seconds=30 * DAY,
+        payload=dispatcher_pb2.TaskCreated,
+    )
     # Each campaign's status as the planner committed it: the dispatcher sends nothing for a
     # campaign that is not active.
-    CAMPAIGN_STATUS = StreamSpec("CAMPAIGN_STATUS", ("dripiq.planner.campaign.>",), False, max_age_seconds=30 * DAY)
+    CAMPAIGN_STATUS = StreamSpec(
+        "CAMPAIGN_STATUS",
+        ("dripiq.planner.campaign.>",),
+        False,
+        max_age_seconds=30 * DAY,
+        payload=planner_facts_pb2.CampaignStatusChanged,
+    )
     EDGE_WEBHOOKS = StreamSpec("EDGE_WEBHOOKS", ("dripiq.edge.>",), True)
-    ENGAGEMENT = StreamSpec("ENGAGEMENT", ("dripiq.events.engagement.>",), False, max_age_seconds=30 * DAY)
+    ENGAGEMENT = StreamSpec(
+        "ENGAGEMENT",
+        ("dripiq.events.engagement.>",),
+        False,
+        max_age_seconds=30 * DAY,
+        payload=events_pb2.EngagementBatch,
+    )
     DEAD_LETTERS = StreamSpec("DEAD_LETTERS", (f"{DEAD_LETTER_PREFIX}.>",), False, max_age_seconds=30 * DAY)
 
     @classmethod
@@ -191,6 +233,42 @@ def decode(kind: type[ProtoT], data: bytes) -> ProtoT:
     except DecodeError as exc:
         raise PermanentMessageError(f"undecodable {kind.__name__}: {exc}") from exc
     return message
+
+
+# Where a tenant's subjects carry its id: dripiq.<service>.<kind>.<tenant>[.<more>].
+TENANT_TOKEN = 3
+
+
+def foreign_tenant(stream: StreamSpec, subject: str, data: bytes) -> str:
+    """Why a payload may not travel on this subject ("" when it may): it names a tenant other
+    than the subject's, so a publisher allowed one tenant's subjects cannot act for another.
+    A payload that cannot be read is left to its handler (it dead-letters it as undecodable)."""
+    if stream.payload is None:
+        return ""
+    tokens = subject.split(".")
+    subject_tenant = tokens[TENANT_TOKEN] if len(tokens) > TENANT_TOKEN else ""
+    message = stream.payload()
+    try:
+        message.ParseFromString(data)
+    except DecodeError:
+        return ""
+    others = sorted(_tenants_in(message) - {subject_tenant})
+    if not others:
+        return ""
+    return f"payload names tenant {', '.join(map(repr, others))} on a subject of tenant {subject_tenant!r}"
+
+
+def _tenants_in(message: ProtoMessage) -> set[str]:
+    """Every non-empty tenant_id anywhere in the message (batches and nested commands too)."""
+    found: set[str] = set()
+    for field, value in message.ListFields():
+        if field.name == "tenant_id" and isinstance(value, str) and value:
+            found.add(value)
+        elif field.message_type is not None:
+            for item in value if field.is_repeated else [value]:
+                if isinstance(item, ProtoMessage):
+                    found |= _tenants_in(item)
+    return found
 
 
 def subject_matches(pattern: str, subject: str) -> bool:

@@ -23,6 +23,7 @@ from dripiq_common.bus.contract import (
     ORIGINAL_SEQUENCE_HEADER,
     ORIGINAL_SUBJECT_HEADER,
     ConsumerSpec,
+    foreign_tenant,
     own_headers,
 )
 from dripiq_common.errors import PermanentMessageError
@@ -144,7 +145,7 @@ class PullWorker:
                     self._log.warning("worker.fetch_failed", error=str(exc))
                     await asyncio.sleep(1)
                     continue
-                task = asyncio.create_task(self.handle(msgs))
+                task = asyncio.create_task(self.receive(msgs))
                 inflight.add(task)
                 task.add_done_callback(inflight.discard)
         except asyncio.CancelledError:
@@ -159,6 +160,16 @@ class PullWorker:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         self._log.info("worker.stopped")
+
+    async def receive(self, msgs: list[Msg]) -> None:
+        """Dead-letter what names another tenant than its subject, hand the rest on."""
+        mine = []
+        for msg in msgs:
+            if reason := foreign_tenant(self.spec.stream, msg.subject, msg.data):
+                await self._settle(msg, PermanentMessageError(reason))
+            else:
+                mine.append(msg)
+        await self.handle(mine)
 
     async def handle(self, msgs: list[Msg]) -> None:
         """Hand the batch to the handler and settle each message by its answer; split it when
