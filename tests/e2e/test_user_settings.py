@@ -9,6 +9,7 @@ import urllib.request
 
 from support import USER_ACCOUNT
 
+from dripiq_devtools import running
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_devtools.suite import Suite
 
@@ -45,6 +46,6 @@ def post_signed(suite: Suite, signer: FakeSendGrid) -> int:
 def test_a_batch_signed_with_the_users_key_is_accepted_beside_the_fakes(suite: Suite) -> None:
     assert post_signed(suite, USER_ACCOUNT) == 200
     assert post_signed(suite, FakeSendGrid()) == 403, "a key nobody configured is still refused"
-    summary = suite.summary()
+    summary = running.summary(suite)
     assert f"SENDGRID_WEBHOOK_PUBLIC_KEY (...{USER_ACCOUNT.public_key_base64[-8:]})" in summary
     assert "the fake's" in summary and "sendgrid    fake" in summary
