@@ -20,10 +20,10 @@ import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dripiq_common import migrations
 from dripiq_common.bus.client import connect, ensure_streams
 from dripiq_common.bus.contract import Streams
 from dripiq_common.db import create_engine
+from dripiq_devtools.local_database import migrate_as_owners
 from dripiq_devtools.server_source import (
     NatsServer,
     PostgresServer,
@@ -80,9 +80,14 @@ def nats_server(server_root: Path, server_source: ServerSource) -> Iterator[Nats
 
 
 @pytest.fixture(scope="session")
-def database_url(postgres: PostgresServer) -> str:
-    for service in migrations.SERVICES:
-        migrations.upgrade(service, postgres.url)
+def service_database_urls(postgres: PostgresServer) -> dict[str, str]:
+    """Each service's app-role URL, its roles made and its migrations run as its owner, as in
+    production (tests that look across schemas use the superuser's `database_url`)."""
+    return migrate_as_owners(postgres.url)
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres: PostgresServer, service_database_urls: dict[str, str]) -> str:
     return postgres.url
 
 

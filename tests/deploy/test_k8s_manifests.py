@@ -168,15 +168,22 @@ def test_secrets_are_referenced_never_written():
     for name in ("planner", "dispatcher", "events", "scheduler"):
         container = of_kind("base", "Deployment")[f"dripiq-{name}"]["spec"]["template"]["spec"]["containers"][0]
         refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e}
-        assert f"dripiq-db-{name}" in refs and not {f"dripiq-db-{o}" for o in PROCESSES if o != name} & refs
+        # The process connects as its app role; the owner's secret is its migration Job's only.
+        assert f"dripiq-db-{name}-app" in refs and f"dripiq-db-{name}" not in refs
+        assert not {f"dripiq-db-{o}-app" for o in ("planner", "dispatcher", "events", "scheduler") if o != name} & refs
 
 
 def test_one_role_per_service_owning_only_its_schema():
     [cluster] = of_kind("deps/postgres", "Cluster").values()
     roles = {r["name"]: r["passwordSecret"]["name"] for r in cluster["spec"]["managed"]["roles"]}
-    assert roles == {s: f"dripiq-db-{s}" for s in ("planner", "dispatcher", "events", "scheduler")}
+    services = ("planner", "dispatcher", "events", "scheduler")
+    # An owner (migrations) and an app role (the processes) per service.
+    assert roles == {
+        **{s: f"dripiq-db-{s}" for s in services},
+        **{f"{s}_app": f"dripiq-db-{s}-app" for s in services},
+    }
     sql = cluster["spec"]["bootstrap"]["initdb"]["postInitApplicationSQL"]
-    for service in roles:
+    for service in services:
         assert f"CREATE SCHEMA {service} AUTHORIZATION {service}" in sql
     [pooler] = of_kind("deps/postgres", "Pooler").values()
     config = of_kind("base", "ConfigMap")["dripiq-config"]["data"]

@@ -19,5 +19,8 @@ def create_engine(url: str, *, pool_size: int = 10, application_name: str = "dri
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
+        # A statement's parameters (addresses, names, message bodies) never reach a log or an
+        # error message.
+        hide_parameters=True,
         connect_args={"server_settings": {"application_name": application_name}},
     )

@@ -20,6 +20,7 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from dripiq_common.db import async_url
+from dripiq_common.db_roles import app_role, grant_app_role
 
 SERVICES = ("planner", "dispatcher", "events", "scheduler")
 
@@ -42,6 +43,8 @@ def run_env(metadata: MetaData) -> None:
     """Body of every service's env.py (online mode only: migrations need a server)."""
     config = context.config
     schema = config.attributes.get("schema") or metadata.schema
+    if not schema:
+        raise RuntimeError("a service's migrations need its schema (MetaData(schema=...))")
     url = config.get_main_option("sqlalchemy.url")
     if url is None:
         raise RuntimeError("alembic config has no sqlalchemy.url")
@@ -68,6 +71,9 @@ def run_env(metadata: MetaData) -> None:
         async with engine.connect() as conn:
             await conn.run_sync(migrate)
             await conn.commit()
+        async with engine.begin() as conn:
+            # The app role its processes connect as (dripiq_common.db_roles), when it exists.
+            await grant_app_role(conn, schema, app_role(schema))
         await engine.dispose()
 
     asyncio.run(run())

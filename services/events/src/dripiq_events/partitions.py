@@ -81,7 +81,11 @@ async def ensure_partitions(conn: AsyncConnection, *, now: datetime, months_ahea
             continue
         try:
             async with conn.begin_nested():
-                await conn.execute(text(month.create_sql()))
+                # Through the schema owner's function: the service's own role has no DDL rights.
+                await conn.execute(
+                    text(f'SELECT "{SCHEMA}".create_month_partition(:name, :start, :end)'),
+                    {"name": month.name, "start": month.start, "end": month.end},
+                )
         except DBAPIError as exc:
             log.error(
                 "partitions.create_failed",
@@ -124,7 +128,7 @@ async def drop_expired_partitions(conn: AsyncConnection, *, now: datetime, reten
         if match is None:
             continue  # the DEFAULT partition
         if _month_start(int(match.group(1)), int(match.group(2)) + 1) <= cutoff:
-            await conn.execute(text(f'DROP TABLE "{SCHEMA}"."{name}"'))
+            await conn.execute(text(f'SELECT "{SCHEMA}".drop_month_partition(:name)'), {"name": name})
             dropped.append(name)
     if dropped:
         log.info("partitions.dropped", partitions=dropped, cutoff=cutoff.isoformat())

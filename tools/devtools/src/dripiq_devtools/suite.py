@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dripiq_common import migrations
 from dripiq_devtools.fake_sendgrid import FakeSendGrid, load_or_create_private_key
+from dripiq_devtools.local_database import migrate_as_owners
 from dripiq_devtools.servers import EmbeddedNats, EmbeddedPostgres, SetupError, free_port
 from dripiq_devtools.suite_security import SuiteSecurity
 
@@ -91,6 +92,8 @@ class Suite:
     # run_dir/tls; False runs every service with DRIPIQ_DEV_INSECURE (plaintext, no tokens).
     secure: bool = True
     security: SuiteSecurity | None = None
+    # The URL each service connects with (its app role), on the suite's own PostgreSQL.
+    service_database_urls: dict[str, str] = field(default_factory=dict)
     # More than one process of a service, e.g. {"dispatcher": 2}: the others are named
     # "dispatcher-2", ... and listen on ports of their own; all share the database and streams.
     replicas: dict[str, int] = field(default_factory=dict)
@@ -137,8 +140,12 @@ class Suite:
             except SetupError as exc:
                 raise SetupError(f"{exc} (or set DATABASE_URL to a server of your own)") from None
             database_url = self.postgres.url
-        for service in migrations.SERVICES:
-            migrations.upgrade(service, database_url)
+        if self.postgres is not None:
+            # Our own server: each service migrates as its schema's owner and runs as its app role.
+            self.service_database_urls = migrate_as_owners(database_url)
+        else:
+            for service in migrations.SERVICES:
+                migrations.upgrade(service, database_url)
         nats_url = env.get("NATS_URL")
         if not nats_url:
             self.nats = EmbeddedNats(
@@ -252,6 +259,8 @@ class Suite:
         env = self.env
         if self.security is not None and process.grpc_services:
             env = {**env, **self.security.process_env(process.name)}
+        if process.name in self.service_database_urls:
+            env = {**env, "DATABASE_URL": self.service_database_urls[process.name]}
         if name != process.name:
             env = {
                 **env,
