@@ -13,9 +13,12 @@ import pytest
 import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
+from waiting import eventually
 
+from dripiq.audit.v1 import audit_pb2
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
+from dripiq_common.audit import AuditTrail
 from dripiq_common.auth import JwtVerifier
 from dripiq_common.authz import Authenticator
 from dripiq_common.clock import SystemClock
@@ -53,7 +56,7 @@ class Secured:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def secured(engine: AsyncEngine, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Secured]:
+async def secured(engine: AsyncEngine, nats_conn, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Secured]:  # type: ignore[no-untyped-def]
     folder = tmp_path_factory.mktemp("pki")
     ca = DevCA.create(folder)
     issuer = DevIssuer.create(folder)
@@ -80,6 +83,7 @@ async def secured(engine: AsyncEngine, tmp_path_factory: pytest.TempPathFactory)
                 services=["planner"],
             ),
             policies=ACCESS,
+            audit=AuditTrail(nats_conn.jetstream(), service="dispatcher"),
         ),
         health_address="127.0.0.1:0",
     )
@@ -254,3 +258,41 @@ async def test_the_health_port_answers_probes_in_plaintext_and_serves_nothing_el
         health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
         assert health.status == health_pb2.HealthCheckResponse.SERVING
         assert await code_of(check(channel, tenant_id)) == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def audit_records(js, tenant_id: str) -> list[audit_pb2.AuditRecord]:  # type: ignore[no-untyped-def]
+    sub = await js.pull_subscribe(f"dripiq.audit.record.{tenant_id}", stream="AUDIT")
+    try:
+        msgs = await sub.fetch(20, timeout=2)
+    except TimeoutError:
+        msgs = []
+    finally:
+        await sub.unsubscribe()
+    return [audit_pb2.AuditRecord.FromString(m.data) for m in msgs]
+
+
+async def test_admin_calls_are_audited_with_who_what_and_how_they_ended(secured: Secured, js, tenant_id: str) -> None:  # type: ignore[no-untyped-def]
+    member = secured.issuer.token("bob", tenants=[tenant_id])
+    admin = secured.issuer.token("carol", tenants=[tenant_id], roles=["admin"])
+    async with secured.channel() as channel:
+        stub = pb_grpc.SuppressionServiceStub(channel)
+        remove = pb.RemoveSuppressionRequest(tenant_id=tenant_id, address="gone@example.com")
+        await code_of(stub.RemoveSuppression(remove, metadata=bearer(member), timeout=10))
+        await stub.RemoveSuppression(remove, metadata=bearer(admin), timeout=10)
+        # A read is not a change: no record.
+        await check(channel, tenant_id, member)
+
+    denied, done = await eventually(lambda: _two(js, tenant_id), "two audit records")
+    assert (denied.actor, denied.result, denied.method) == (
+        "bob",
+        "PERMISSION_DENIED",
+        "/dripiq.dispatcher.v1.SuppressionService/RemoveSuppression",
+    )
+    assert (done.actor, list(done.actor_roles), done.result, done.error) == ("carol", ["admin"], "OK", "")
+    assert dict(done.resource) == {"address": "gone@example.com"}
+    assert done.tenant_id == tenant_id and done.service == "dispatcher"
+
+
+async def _two(js, tenant_id: str) -> list[audit_pb2.AuditRecord] | None:  # type: ignore[no-untyped-def]
+    records = await audit_records(js, tenant_id)
+    return records if len(records) >= 2 else None

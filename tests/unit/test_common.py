@@ -15,9 +15,9 @@ from prometheus_client import REGISTRY
 from dripiq_common import migrations, validation
 from dripiq_common.bus.contract import Streams, Subjects, stream_for_subject, subject_matches, token
 from dripiq_common.errors import AlreadyExists, InvalidArgument, NotFound
-from dripiq_common.grpc_server import status_for
 from dripiq_common.loops import Poller
 from dripiq_common.service import finish
+from dripiq_common.status_codes import status_for
 from dripiq_common.tokens import TokenSigner, reply_address, token_from_reply_address
 
 SIGNER = TokenSigner(b"0123456789abcdef0123456789abcdef")

@@ -22,8 +22,11 @@ from typing import Any
 import grpc
 from google.protobuf.descriptor import Descriptor, ServiceDescriptor
 from google.protobuf.message import Message
+from google.rpc import code_pb2
 
+from dripiq_common.audit import AuditTrail
 from dripiq_common.auth import JwtVerifier, Principal, Role, Unauthenticated, bearer_token, service_principal
+from dripiq_common.status_codes import status_for
 
 # Services every caller may use without credentials.
 OPEN_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"})
@@ -39,14 +42,17 @@ class Access:
 
     roles: frozenset[Role] = frozenset()
     tenant_scoped: bool = True
+    # Every call is recorded on the audit trail (dripiq_common.audit), refused ones included.
+    audited: bool = False
 
 
 # Any principal acting for the request's tenant.
 TENANT = Access()
-# A tenant's administrator (for that tenant), or an operator.
-ADMIN = Access(roles=frozenset({Role.ADMIN, Role.OPERATOR}))
-# Our own services and operators only (the scheduler's API).
+# A tenant's administrator (for that tenant), or an operator: state-changing, so audited.
+ADMIN = Access(roles=frozenset({Role.ADMIN, Role.OPERATOR}), audited=True)
+# Our own services and operators only (the scheduler's API): its reads, and its changes (audited).
 INTERNAL = Access(roles=frozenset({Role.SERVICE, Role.OPERATOR}))
+INTERNAL_CHANGE = Access(roles=frozenset({Role.SERVICE, Role.OPERATOR}), audited=True)
 # Roles that act for every tenant, and so may call a method whose request names none.
 _CROSS_TENANT = frozenset({Role.SERVICE, Role.OPERATOR})
 
@@ -97,9 +103,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     (`/dripiq.dispatcher.v1.SuppressionService/RemoveSuppression`) to its Access, TENANT
     otherwise."""
 
-    def __init__(self, authenticator: Authenticator, policies: Mapping[str, Access]) -> None:
+    def __init__(
+        self, authenticator: Authenticator, policies: Mapping[str, Access], audit: AuditTrail | None = None
+    ) -> None:
         self.authenticator = authenticator
         self.policies = dict(policies)
+        self.audit = audit
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -117,14 +126,34 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 principal = await self.authenticator.principal(context)
             except Unauthenticated as exc:
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            audit = self.audit if access.audited else None
+            tenant = tenant_of(request) or ""
             denied = refusal(principal, access, request)
             if denied:
+                if audit is not None:
+                    await audit.record(principal, method, tenant, request, "PERMISSION_DENIED", denied)
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
             token = CURRENT_PRINCIPAL.set(principal)
             try:
-                return await inner(request, context)
+                response = await inner(request, context)
+            except grpc.aio.AbortError:
+                if audit is not None:
+                    code = context.code()
+                    name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+                    await audit.record(principal, method, tenant, request, name, context.details() or "")
+                raise
+            except Exception as exc:
+                if audit is not None:
+                    status = status_for(exc)
+                    await audit.record(
+                        principal, method, tenant, request, code_pb2.Code.Name(status.code), status.message
+                    )
+                raise
             finally:
                 CURRENT_PRINCIPAL.reset(token)
+            if audit is not None:
+                await audit.record(principal, method, tenant, request, "OK")
+            return response
 
         return grpc.unary_unary_rpc_method_handler(
             checked,

@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import structlog
 
+from dripiq_common.audit import AuditTrail
 from dripiq_common.auth import JwtVerifier
 from dripiq_common.authz import Access, Authenticator
 from dripiq_common.grpc_server import ServerSecurity
@@ -45,7 +46,9 @@ def tls_files(settings: ServiceSettings) -> TlsFiles:
     return files
 
 
-def server_security(settings: ServiceSettings, policies: Mapping[str, Access]) -> ServerSecurity | None:
+def server_security(
+    settings: ServiceSettings, policies: Mapping[str, Access], audit: AuditTrail | None = None
+) -> ServerSecurity | None:
     """The server's security, or None (plaintext, no authentication) under DRIPIQ_DEV_INSECURE."""
     if settings.dev_insecure:
         log.warning("grpc.insecure", reason="DRIPIQ_DEV_INSECURE is true: plaintext, every caller trusted")
@@ -70,6 +73,7 @@ def server_security(settings: ServiceSettings, policies: Mapping[str, Access]) -
         internal_address=settings.grpc_internal_address,
         authenticator=Authenticator(verifier, services),
         policies=policies,
+        audit=audit,
     )
 
 

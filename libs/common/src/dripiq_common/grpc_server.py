@@ -9,25 +9,20 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import asyncpg
 import grpc
-import sqlalchemy.exc
 import structlog
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import code_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
+from dripiq_common.audit import AuditTrail
 from dripiq_common.authz import Access, Authenticator, AuthInterceptor
 from dripiq_common.errors import (
-    AlreadyExists,
     DomainError,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
 )
+from dripiq_common.status_codes import status_for
 from dripiq_common.tls import ReloadingServerCredentials
 
 log = structlog.get_logger(__name__)
@@ -43,61 +38,6 @@ RPC_SECONDS = Histogram(
     ["grpc_service", "grpc_method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
-
-_CODES: list[tuple[type[DomainError], int]] = [
-    (InvalidArgument, code_pb2.INVALID_ARGUMENT),
-    (NotFound, code_pb2.NOT_FOUND),
-    (AlreadyExists, code_pb2.ALREADY_EXISTS),
-    (FailedPrecondition, code_pb2.FAILED_PRECONDITION),
-]
-
-
-def status_for(exc: Exception) -> status_pb2.Status:
-    """The google.rpc.Status a caller sees for an exception; INVALID_ARGUMENT names the field."""
-    for kind, code in _CODES:
-        if isinstance(exc, kind):
-            status = status_pb2.Status(code=code, message=str(exc))
-            if isinstance(exc, InvalidArgument):
-                detail = any_pb2.Any()
-                detail.Pack(
-                    error_details_pb2.BadRequest(
-                        field_violations=[
-                            error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.description)
-                        ]
-                    )
-                )
-                status.details.append(detail)
-            return status
-    if _unreachable(exc):
-        # The caller may try again: nothing it asked for was done or half done.
-        return status_pb2.Status(code=code_pb2.UNAVAILABLE, message="a backing service is unreachable; try again")
-    return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
-
-
-# What a lost or refused database connection raises (asyncpg's own, or the socket's), possibly
-# wrapped by SQLAlchemy.
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-)
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """Whether `exc` is a backing service (PostgreSQL) being unreachable, not a bug."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, _CONNECTION_ERRORS):
-            return True
-        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
-            return True
-        orig = getattr(current, "orig", None)
-        current = orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
-    return False
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
@@ -165,6 +105,8 @@ class ServerSecurity:
     authenticator: Authenticator
     # Full method name -> its Access; a method not named is tenant-scoped (authz.TENANT).
     policies: Mapping[str, Access] = field(default_factory=dict)
+    # Where audited calls are recorded (dripiq_common.audit); None records nothing.
+    audit: AuditTrail | None = None
 
 
 class GrpcServer:
@@ -185,7 +127,7 @@ class GrpcServer:
     ) -> None:
         interceptors: list[grpc.aio.ServerInterceptor] = [ErrorMappingInterceptor()]
         if security is not None:
-            interceptors.append(AuthInterceptor(security.authenticator, security.policies))
+            interceptors.append(AuthInterceptor(security.authenticator, security.policies, security.audit))
         self.server = grpc.aio.server(interceptors=interceptors)
         self.health = health.aio.HealthServicer()
         self.service_names = list(service_names)

@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dripiq_common.audit import AuditTrail
 from dripiq_common.authz import Access
 from dripiq_common.bus.client import connect, drain, ensure_streams
 from dripiq_common.bus.contract import Streams, StreamSpec
@@ -118,7 +119,8 @@ async def run_service(
     js = nc.jetstream()
     await ensure_streams(
         js,
-        streams,
+        # Every gRPC server records its admin calls on the audit stream.
+        [*streams, *([] if Streams.AUDIT in streams else [Streams.AUDIT])],
         replicas=settings.jetstream_replicas,
         duplicate_window_seconds=settings.jetstream_duplicate_window_seconds,
     )
@@ -128,7 +130,7 @@ async def run_service(
         address=settings.grpc_address,
         service_names=parts.service_names,
         register=parts.registrars,
-        security=server_security(settings, parts.access),
+        security=server_security(settings, parts.access, AuditTrail(js, service=name)),
         reflection_enabled=settings.grpc_reflection,
         health_address=f"{settings.grpc_host}:{settings.grpc_health_port}" if settings.grpc_health_port else "",
     )

@@ -13,7 +13,7 @@ from sqlalchemy import Row
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common import validation
 from dripiq_common.errors import DomainError, InvalidArgument
-from dripiq_common.grpc_server import status_for
+from dripiq_common.status_codes import status_for
 from dripiq_common.windows import DEFAULT_WINDOW, SendWindow
 from dripiq_planner.planning import CampaignRequest, Draft
 from dripiq_planner.state import CampaignStatus, StepStatus

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dripiq.scheduler.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
-from dripiq_common.authz import INTERNAL, access_rules
+from dripiq_common.authz import INTERNAL, INTERNAL_CHANGE, access_rules
 from dripiq_common.bus.contract import ConsumerSpec, Streams
 from dripiq_common.bus.worker import PullWorker, whole_batch
 from dripiq_common.service import Parts, Runtime, serve
@@ -19,8 +19,15 @@ from dripiq_scheduler.settings import SchedulerSettings
 COMMANDS = ConsumerSpec.whole(Streams.SCHEDULER_COMMANDS, "scheduler-commands")
 SERVICE = scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"]
 SERVICE_NAME = SERVICE.full_name
-# Timers are the suite's own plumbing: our services and operators only.
-ACCESS = access_rules(SERVICE, INTERNAL)
+# Timers are the suite's own plumbing: our services and operators only; changes are audited.
+ACCESS = {
+    **access_rules(SERVICE, INTERNAL),
+    **access_rules(
+        SERVICE,
+        INTERNAL_CHANGE,
+        ["ScheduleTimer", "CancelTimer", "CancelTimers", "BatchScheduleTimers", "BatchCancelTimers"],
+    ),
+}
 
 
 def build(settings: SchedulerSettings, rt: Runtime) -> Parts:

@@ -24,6 +24,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
+from dripiq.audit.v1 import audit_pb2
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb2
 from dripiq.events.v1 import messages_pb2 as events_pb2
 from dripiq.planner.v1 import facts_pb2 as planner_facts_pb2
@@ -123,6 +124,8 @@ class Streams:
         payload=events_pb2.EngagementBatch,
     )
     DEAD_LETTERS = StreamSpec("DEAD_LETTERS", (f"{DEAD_LETTER_PREFIX}.>",), False, max_age_seconds=30 * DAY)
+    # Who changed what through an admin call (dripiq_common.audit), for operators to read.
+    AUDIT = StreamSpec("AUDIT", ("dripiq.audit.>",), False, max_age_seconds=365 * DAY, payload=audit_pb2.AuditRecord)
 
     @classmethod
     @functools.cache
@@ -174,6 +177,11 @@ class Subjects:
     @staticmethod
     def engagement(tenant_id: str, event_type: str) -> str:
         return f"dripiq.events.engagement.{token(tenant_id)}.{token(event_type)}"
+
+    @staticmethod
+    def audit(tenant_id: str, service: str) -> str:
+        """A tenant's audit records; a call whose request named no tenant, under its service."""
+        return f"dripiq.audit.record.{token(tenant_id)}" if tenant_id else f"dripiq.audit.unscoped.{token(service)}"
 
     EDGE_SENDGRID_EVENTS = "dripiq.edge.sendgrid.events"
     EDGE_SENDGRID_INBOUND = "dripiq.edge.sendgrid.inbound"
