@@ -314,3 +314,28 @@ def test_every_grpc_service_serves_tls_from_its_own_certificate(kustomization):
 
 def test_prod_turns_reflection_off():
     assert of_kind("overlays/prod", "ConfigMap")["dripiq-config"]["data"]["GRPC_REFLECTION"] == "false"
+
+
+def test_grpc_ingress_is_per_callee():
+    policies = of_kind("base", "NetworkPolicy")
+
+    def admitted(pod: str, port: str) -> list[dict]:
+        """The pod selectors allowed to reach `port` of `pod`."""
+        labels = {"app.kubernetes.io/name": pod}
+        found = []
+        for policy in policies.values():
+            if "Ingress" not in policy["spec"]["policyTypes"] or not selects(policy["spec"]["podSelector"], labels):
+                continue
+            for rule in policy["spec"].get("ingress", []):
+                if any(p["port"] == port for p in rule.get("ports", [])):
+                    found += [source["podSelector"] for source in rule.get("from", [])]
+        return found
+
+    api_clients = {"matchLabels": {"dripiq.io/api-client": "true"}}
+    planner = {"matchLabels": {"app.kubernetes.io/name": "dripiq-planner"}}
+    for pod in ("dripiq-planner", "dripiq-dispatcher", "dripiq-events"):
+        assert admitted(pod, "grpc") == [api_clients]
+    # Nobody needs the scheduler's port but operators (port-forward).
+    assert admitted("dripiq-scheduler", "grpc") == []
+    for pod in ("dripiq-dispatcher", "dripiq-events"):
+        assert admitted(pod, "grpc-internal") == [planner]
