@@ -194,6 +194,11 @@ def test_one_role_per_service_owning_only_its_schema():
 @pytest.mark.parametrize("kustomization", ["base/migrations", "overlays/prod/migrations"])
 def test_migrations_run_as_a_job_per_service(kustomization):
     jobs = of_kind(kustomization, "Job")
+    setup = jobs.pop("dripiq-bus-setup")
+    # The bus set-up step runs beside them, as the one NATS user allowed to make streams.
+    [container] = setup["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["/opt/venv/bin/python", "-m", "dripiq_common.bus.setup"]
+    assert {"name": "NATS_URL", "value": "nats://setup:$(NATS_PASSWORD)@$(NATS_HOST):4222"} in container["env"]
     assert set(jobs) == {f"dripiq-migrate-{s}" for s in ("planner", "dispatcher", "events", "scheduler")}
     for name, job in jobs.items():
         service = name.removeprefix("dripiq-migrate-")
@@ -281,7 +286,9 @@ def test_every_network_policy_selects_pods_and_every_pod_reaches_dns_and_nats():
     postgres = policies["dripiq-egress-postgres"]["spec"]["podSelector"]
     for pod, labels in pods.items():
         assert selects(dns_nats, labels), f"{pod} could not resolve names or reach NATS"
-        assert selects(postgres, labels) == (pod != "dripiq-edge"), f"{pod}: PostgreSQL for all but the edge"
+        assert selects(postgres, labels) == (pod not in ("dripiq-edge", "dripiq-bus-setup")), (
+            f"{pod}: PostgreSQL for all but the edge and the bus set-up"
+        )
 
 
 @pytest.mark.parametrize("kustomization", SERVICE_OVERLAYS)
@@ -339,3 +346,23 @@ def test_grpc_ingress_is_per_callee():
     assert admitted("dripiq-scheduler", "grpc") == []
     for pod in ("dripiq-dispatcher", "dripiq-events"):
         assert admitted(pod, "grpc-internal") == [planner]
+
+
+def test_nats_users_in_the_chart_values_are_the_contracts():
+    """The accounts the NATS chart runs with are what dripiq_common.bus.access makes."""
+    import yaml
+
+    from dripiq_common.bus.access import SETUP_USER, USERS, accounts
+
+    values = yaml.safe_load((ROOT / "deploy/k8s/deps/nats/values.yaml").read_text())
+    refs = {name: f"<< $NATS_PASSWORD_{name.upper()} >>" for name in [SETUP_USER, *USERS]}
+    assert values["config"]["merge"]["accounts"] == accounts(refs)
+    for name in refs:
+        env = values["container"]["env"][f"NATS_PASSWORD_{name.upper()}"]
+        assert env["valueFrom"]["secretKeyRef"] == {"name": "dripiq-nats-users", "key": name}
+    # Each process connects as its own user; none manages the streams.
+    config = of_kind("base", "ConfigMap")["dripiq-config"]["data"]
+    assert config["BUS_SETUP"] == "false"
+    for name in USERS:
+        [container] = of_kind("base", "Deployment")[f"dripiq-{name}"]["spec"]["template"]["spec"]["containers"]
+        assert {"name": "NATS_URL", "value": f"nats://{name}:$(NATS_PASSWORD)@$(NATS_HOST):4222"} in container["env"]

@@ -63,9 +63,10 @@ def test_a_killed_process_comes_back_as_a_new_process(suite: Suite) -> None:
 def test_nats_comes_back_on_its_port_with_its_streams(suite: Suite) -> None:
     streams = stream_names(suite)
     assert streams, "the processes declared their streams at start-up"
-    url = suite.env["NATS_URL"]
+    assert suite.nats is not None
+    url = suite.nats.url
     suite.stop_nats()
-    assert suite.nats is not None and suite.nats.process is not None and suite.nats.process.poll() is not None
+    assert suite.nats.process is not None and suite.nats.process.poll() is not None
     suite.start_nats()
     assert suite.nats.url == url
     assert stream_names(suite) == streams

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq_common.audit import AuditTrail
 from dripiq_common.authz import Access
+from dripiq_common.bus.access import streams_used
 from dripiq_common.bus.client import connect, drain, ensure_streams
 from dripiq_common.bus.contract import Streams, StreamSpec
 from dripiq_common.clock import Clock, SystemClock
@@ -120,9 +121,12 @@ async def run_service(
     await ensure_streams(
         js,
         # Every gRPC server records its admin calls on the audit stream.
-        [*streams, *([] if Streams.AUDIT in streams else [Streams.AUDIT])],
+        [*streams, *([] if Streams.AUDIT in streams else [Streams.AUDIT])]
+        if settings.bus_setup
+        else streams_used(name),
         replicas=settings.jetstream_replicas,
         duplicate_window_seconds=settings.jetstream_duplicate_window_seconds,
+        manage=settings.bus_setup,
     )
     rt = Runtime(name=name, settings=settings, engine=engine, clock=clock or SystemClock(), nc=nc, js=js)
     parts = build(rt)

@@ -32,6 +32,9 @@ class ProcessSettings(BaseSettings):
     jetstream_replicas: int = Field(
         default=1, validation_alias=AliasChoices("JETSTREAM_REPLICAS", "jetstream_replicas")
     )
+    # Create and update the streams and consumers at start-up. Off where a set-up step has made
+    # them (dripiq_common.bus.setup) and the process's NATS user may not (docs/security.md).
+    bus_setup: bool = Field(default=True, validation_alias=AliasChoices("BUS_SETUP", "bus_setup"))
     jetstream_duplicate_window_seconds: float = Field(
         default=600,
         validation_alias=AliasChoices("JETSTREAM_DUPLICATE_WINDOW_SECONDS", "jetstream_duplicate_window_seconds"),

@@ -8,7 +8,7 @@ import structlog
 from nats.aio.msg import Msg
 
 from dripiq_common import engagement
-from dripiq_common.bus.contract import ConsumerSpec, Streams
+from dripiq_common.bus.contract import Consumers, Streams
 from dripiq_common.bus.worker import PullWorker, per_message, whole_batch
 from dripiq_common.logging import configure_logging
 from dripiq_common.loops import Poller
@@ -31,11 +31,11 @@ from dripiq_dispatcher.suppressions import Suppressions
 from dripiq_dispatcher.tasks import Tasks
 from dripiq_dispatcher.unconfirmed import UnconfirmedSends
 
-SEND = ConsumerSpec.whole(Streams.DISPATCHER_SEND, "dispatcher-send")
-ENGAGEMENT = ConsumerSpec.whole(Streams.ENGAGEMENT, "dispatcher-engagement")
-FORWARD = ConsumerSpec.whole(Streams.DISPATCHER_FORWARD, "dispatcher-forward")
-SUPPRESS = ConsumerSpec.whole(Streams.DISPATCHER_SUPPRESS, "dispatcher-suppress")
-CAMPAIGNS = ConsumerSpec.whole(Streams.CAMPAIGN_STATUS, "dispatcher-campaigns")
+SEND = Consumers.DISPATCHER_SEND
+ENGAGEMENT = Consumers.DISPATCHER_ENGAGEMENT
+FORWARD = Consumers.DISPATCHER_FORWARD
+SUPPRESS = Consumers.DISPATCHER_SUPPRESS
+CAMPAIGNS = Consumers.DISPATCHER_CAMPAIGNS
 CAMPAIGN_STATES_BATCH = 500
 # Consumers whose handlers count provider attempts against DISPATCHER_MAX_ATTEMPTS (a send
 # comes back through the scheduler instead, until DISPATCHER_RETRY_HORIZON_SECONDS).

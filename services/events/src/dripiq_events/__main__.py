@@ -7,7 +7,7 @@ from datetime import timedelta
 from nats.aio.msg import Msg
 
 from dripiq.events.v1 import events_service_pb2, events_service_pb2_grpc
-from dripiq_common.bus.contract import ConsumerSpec, Streams
+from dripiq_common.bus.contract import Consumers
 from dripiq_common.bus.worker import PullWorker, per_message, whole_batch
 from dripiq_common.loops import Poller
 from dripiq_common.service import Loop, Parts, Runtime, serve
@@ -21,8 +21,8 @@ from dripiq_events.queries import EventQuery
 from dripiq_events.replies import prune_unmatched_inbound
 from dripiq_events.settings import EventsSettings
 
-OUTCOMES = ConsumerSpec.whole(Streams.MESSAGE_OUTCOMES, "events-outcomes")
-WEBHOOKS = ConsumerSpec.whole(Streams.EDGE_WEBHOOKS, "events-webhooks")
+OUTCOMES = Consumers.EVENTS_OUTCOMES
+WEBHOOKS = Consumers.EVENTS_WEBHOOKS
 SERVICE_NAME = events_service_pb2.DESCRIPTOR.services_by_name["EventsService"].full_name
 
 

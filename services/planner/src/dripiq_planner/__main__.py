@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dripiq.planner.v1 import campaign_service_pb2, campaign_service_pb2_grpc
 from dripiq_common import engagement
 from dripiq_common.authz import ADMIN, access_rules
-from dripiq_common.bus.contract import ConsumerSpec, Streams
+from dripiq_common.bus.contract import Consumers, ConsumerSpec
 from dripiq_common.bus.worker import PullWorker, whole_batch
 from dripiq_common.grpc_security import service_channel
 from dripiq_common.service import Parts, Runtime, serve
@@ -23,9 +23,9 @@ from dripiq_planner.settings import PlannerSettings
 from dripiq_planner.strategist.factory import build_strategist
 from dripiq_planner.tenant_settings import TenantSettingsService
 
-TIMERS = ConsumerSpec.whole(Streams.PLANNER_TIMERS, "planner-timers")
-OUTCOMES = ConsumerSpec.whole(Streams.MESSAGE_OUTCOMES, "planner-outcomes")
-ENGAGEMENT = ConsumerSpec.whole(Streams.ENGAGEMENT, "planner-engagement")
+TIMERS = Consumers.PLANNER_TIMERS
+OUTCOMES = Consumers.PLANNER_OUTCOMES
+ENGAGEMENT = Consumers.PLANNER_ENGAGEMENT
 SERVICE = campaign_service_pb2.DESCRIPTOR.services_by_name["CampaignService"]
 SERVICE_NAME = SERVICE.full_name
 # A tenant's settings (its postal address, tracking, defaults) are its administrators' to change.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dripiq.scheduler.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
 from dripiq_common.authz import INTERNAL, INTERNAL_CHANGE, access_rules
-from dripiq_common.bus.contract import ConsumerSpec, Streams
+from dripiq_common.bus.contract import Consumers
 from dripiq_common.bus.worker import PullWorker, whole_batch
 from dripiq_common.service import Parts, Runtime, serve
 from dripiq_scheduler.domain import Overdue, OverduePolicy
@@ -16,7 +16,7 @@ from dripiq_scheduler.pruner import Pruner
 from dripiq_scheduler.service import TimerService
 from dripiq_scheduler.settings import SchedulerSettings
 
-COMMANDS = ConsumerSpec.whole(Streams.SCHEDULER_COMMANDS, "scheduler-commands")
+COMMANDS = Consumers.SCHEDULER_COMMANDS
 SERVICE = scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"]
 SERVICE_NAME = SERVICE.full_name
 # Timers are the suite's own plumbing: our services and operators only; changes are audited.

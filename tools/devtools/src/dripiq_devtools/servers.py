@@ -358,6 +358,8 @@ class EmbeddedNats:
     port: int = 0
     monitor_port: int = 0
     log_file: Path | None = None
+    # More configuration (the accounts and users of a secured suite, dripiq_common.bus.access).
+    extra_config: str = ""
     process: subprocess.Popen | None = None
 
     @property
@@ -369,7 +371,8 @@ class EmbeddedNats:
         self.monitor_port = self.monitor_port or free_port()
         self.store_dir.mkdir(parents=True, exist_ok=True)
         config = self.store_dir / "nats.conf"
-        config.write_text(nats_config())
+        config.write_text(nats_config() + self.extra_config)
+        config.chmod(0o600)
         log = open(self.log_file or self.store_dir / "nats.log", "ab")
         self.process = subprocess.Popen(
             [

@@ -6,6 +6,7 @@ servers are used instead when DATABASE_URL, NATS_URL or SENDGRID_API_KEY are set
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import signal
@@ -20,6 +21,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dripiq_common import migrations
+from dripiq_common.bus.access import SETUP_USER, USERS
+from dripiq_common.bus.setup import set_up
 from dripiq_devtools.fake_sendgrid import FakeSendGrid, load_or_create_private_key
 from dripiq_devtools.local_database import migrate_as_owners
 from dripiq_devtools.servers import EmbeddedNats, EmbeddedPostgres, SetupError, free_port
@@ -146,14 +149,23 @@ class Suite:
         else:
             for service in migrations.SERVICES:
                 migrations.upgrade(service, database_url)
+        if self.secure:
+            self.security = SuiteSecurity.create(self.run_dir / "tls", [p.name for p in PROCESSES if p.grpc_services])
         nats_url = env.get("NATS_URL")
         if not nats_url:
             self.nats = EmbeddedNats(
                 self.run_dir / "nats",
                 port=self.port("DRIPIQ_NATS_PORT"),
                 monitor_port=self.port("DRIPIQ_NATS_MONITOR_PORT"),
+                extra_config=self.security.nats_config() if self.security is not None else "",
             ).start()
             nats_url = self.nats.url
+            if self.security is not None:
+                # A user per process with its allow-lists; streams and consumers made up front by
+                # the set-up user, so no process may create or change them.
+                nats_url = self.security.nats_url(nats_url, SETUP_USER)
+                asyncio.run(set_up(nats_url))
+                env["BUS_SETUP"] = "false"
         secret_file = self.run_dir / "token-secret"
         if not secret_file.exists():
             secret_file.write_text(secrets.token_urlsafe(32))
@@ -171,8 +183,7 @@ class Suite:
         called = "GRPC_INTERNAL_PORT" if self.secure else "GRPC_PORT"
         env["PLANNER_DISPATCHER_ADDRESS"] = f"127.0.0.1:{self.port(f'DISPATCHER_{called}')}"
         env["PLANNER_EVENTS_ADDRESS"] = f"127.0.0.1:{self.port(f'EVENTS_{called}')}"
-        if self.secure:
-            self.security = SuiteSecurity.create(self.run_dir / "tls", [p.name for p in PROCESSES if p.grpc_services])
+        if self.security is not None:
             env.update(self.security.env())
             (self.run_dir / "dev-token").write_text(self.security.operator_token() + "\n")
         else:
@@ -261,6 +272,8 @@ class Suite:
             env = {**env, **self.security.process_env(process.name)}
         if process.name in self.service_database_urls:
             env = {**env, "DATABASE_URL": self.service_database_urls[process.name]}
+        if self.security is not None and self.nats is not None and process.name in USERS:
+            env = {**env, "NATS_URL": self.security.nats_url(self.nats.url, process.name)}
         if name != process.name:
             env = {
                 **env,

@@ -6,6 +6,7 @@ What production gets from cert-manager and its identity provider (docs/security.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import grpc
 
 from dripiq_common.auth import ALL_TENANTS
+from dripiq_common.bus.access import SETUP_USER, USERS, server_config
 from dripiq_common.tls import TlsFiles
 from dripiq_devtools.dev_pki import DevCA, DevIssuer
 
@@ -26,6 +28,8 @@ class SuiteSecurity:
     ca: DevCA
     issuer: DevIssuer
     certificates: dict[str, TlsFiles] = field(default_factory=dict)
+    # A NATS password per process and for the set-up user (dripiq_common.bus.access).
+    nats_passwords: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def create(cls, folder: Path, services: Sequence[str]) -> SuiteSecurity:
@@ -34,7 +38,15 @@ class SuiteSecurity:
         security = cls(folder, ca, DevIssuer.create(folder))
         for name in services:
             security.certificates[name] = ca.issue(folder, name)
+        security.nats_passwords = {name: secrets.token_urlsafe(18) for name in [SETUP_USER, *USERS]}
         return security
+
+    def nats_config(self) -> str:
+        return server_config(self.nats_passwords)
+
+    def nats_url(self, server_url: str, user: str) -> str:
+        """`server_url` with `user`'s credentials (SETUP_USER: the one allowed to set the bus up)."""
+        return server_url.replace("nats://", f"nats://{user}:{self.nats_passwords[user]}@", 1)
 
     def env(self) -> dict[str, str]:
         """What every process reads: the CA, and who issues callers' tokens."""

@@ -95,8 +95,10 @@ async def ensure_streams(
     *,
     replicas: int = 1,
     duplicate_window_seconds: float | None = None,
+    manage: bool = True,
 ) -> None:
-    """Create or update each stream so that start-up is idempotent.
+    """Create or update each stream so that start-up is idempotent; with `manage` off (a
+    process whose NATS user may not, the set-up step having done it) only check each exists.
 
     The duplicate window must outlast the worst stall between a publish and the commit that
     records it (a relay or firer that dies in between publishes again with the same id).
@@ -106,7 +108,13 @@ async def ensure_streams(
         try:
             await js.stream_info(spec.name)
         except NotFoundError:
+            if not manage:
+                raise SystemExit(
+                    f"stream {spec.name} does not exist: run the bus set-up step "
+                    "(python -m dripiq_common.bus.setup) first"
+                ) from None
             await js.add_stream(config)
             log.info("jetstream.stream_created", stream=spec.name)
             continue
-        await js.update_stream(config)
+        if manage:
+            await js.update_stream(config)

@@ -233,6 +233,31 @@ class ConsumerSpec:
         )
 
 
+class Consumers:
+    """Every durable consumer of the suite, by the service that reads it. The bus set-up step
+    (dripiq_common.bus.setup) creates them; a service's workers bind to them."""
+
+    PLANNER_TIMERS = ConsumerSpec.whole(Streams.PLANNER_TIMERS, "planner-timers")
+    PLANNER_OUTCOMES = ConsumerSpec.whole(Streams.MESSAGE_OUTCOMES, "planner-outcomes")
+    PLANNER_ENGAGEMENT = ConsumerSpec.whole(Streams.ENGAGEMENT, "planner-engagement")
+    DISPATCHER_SEND = ConsumerSpec.whole(Streams.DISPATCHER_SEND, "dispatcher-send")
+    DISPATCHER_ENGAGEMENT = ConsumerSpec.whole(Streams.ENGAGEMENT, "dispatcher-engagement")
+    DISPATCHER_FORWARD = ConsumerSpec.whole(Streams.DISPATCHER_FORWARD, "dispatcher-forward")
+    DISPATCHER_SUPPRESS = ConsumerSpec.whole(Streams.DISPATCHER_SUPPRESS, "dispatcher-suppress")
+    DISPATCHER_CAMPAIGNS = ConsumerSpec.whole(Streams.CAMPAIGN_STATUS, "dispatcher-campaigns")
+    EVENTS_OUTCOMES = ConsumerSpec.whole(Streams.MESSAGE_OUTCOMES, "events-outcomes")
+    EVENTS_WEBHOOKS = ConsumerSpec.whole(Streams.EDGE_WEBHOOKS, "events-webhooks")
+    SCHEDULER_COMMANDS = ConsumerSpec.whole(Streams.SCHEDULER_COMMANDS, "scheduler-commands")
+
+    @classmethod
+    def all(cls) -> tuple[ConsumerSpec, ...]:
+        return tuple(v for v in vars(cls).values() if isinstance(v, ConsumerSpec))
+
+    @classmethod
+    def of(cls, service: str) -> tuple[ConsumerSpec, ...]:
+        return tuple(c for c in cls.all() if c.durable.startswith(f"{service}-"))
+
+
 def decode(kind: type[ProtoT], data: bytes) -> ProtoT:
     """A bus payload as its protobuf message; one that cannot be decoded never will be."""
     message = kind()

@@ -13,7 +13,7 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 from prometheus_client import Counter
 
 from dripiq_common.bus.contract import (
@@ -113,10 +113,15 @@ class PullWorker:
         self._log = log.bind(consumer=self.spec.durable)
 
     async def setup(self) -> JetStreamContext.PullSubscription:
+        """Bind to the durable consumer; create it only where it does not exist yet (the bus
+        set-up step creates them, and a process's NATS user may not)."""
         try:
-            await self.js.add_consumer(self.spec.stream.name, self.spec.config())
-        except BadRequestError as exc:
-            log.warning("jetstream.consumer_config_kept", consumer=self.spec.durable, error=str(exc))
+            await self.js.consumer_info(self.spec.stream.name, self.spec.durable)
+        except NotFoundError:
+            try:
+                await self.js.add_consumer(self.spec.stream.name, self.spec.config())
+            except BadRequestError as exc:
+                log.warning("jetstream.consumer_config_kept", consumer=self.spec.durable, error=str(exc))
         return await self.js.pull_subscribe_bind(durable=self.spec.durable, stream=self.spec.stream.name)
 
     def stop(self) -> None:

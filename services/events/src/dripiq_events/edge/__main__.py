@@ -12,6 +12,7 @@ import signal
 import structlog
 from aiohttp import web
 
+from dripiq_common.bus.access import streams_used
 from dripiq_common.bus.client import connect, drain, ensure_streams
 from dripiq_common.bus.contract import Streams
 from dripiq_common.logging import configure_logging
@@ -37,9 +38,10 @@ async def serve(settings: EdgeSettings) -> None:
     js = nc.jetstream()
     await ensure_streams(
         js,
-        Streams.all(),
+        Streams.all() if settings.bus_setup else streams_used("edge"),
         replicas=settings.jetstream_replicas,
         duplicate_window_seconds=settings.jetstream_duplicate_window_seconds,
+        manage=settings.bus_setup,
     )
     edge = Edge(
         js=js,
