@@ -16,6 +16,7 @@ from waiting import eventually
 
 from dripiq.planner.v1 import timers_pb2
 from dripiq_common.bus.access import SETUP_USER, USERS, server_config
+from dripiq_common.bus.client import inbox_prefix
 from dripiq_common.bus.contract import Consumers, Streams, Subjects
 from dripiq_common.bus.setup import set_up
 from dripiq_devtools.servers import EmbeddedNats
@@ -46,7 +47,9 @@ async def connected(server: EmbeddedNats, user: str, errors: list[str]) -> nats.
     async def on_error(exc: Exception) -> None:
         errors.append(str(exc))
 
-    return await nats.connect(url(server, user), error_cb=on_error, allow_reconnect=False)
+    return await nats.connect(
+        url(server, user), error_cb=on_error, allow_reconnect=False, inbox_prefix=inbox_prefix(user)
+    )
 
 
 async def stored(server: EmbeddedNats, stream: str) -> int:
@@ -112,3 +115,14 @@ async def test_a_process_reads_and_acks_its_own_consumer(bus: EmbeddedNats) -> N
     finally:
         await planner.close()
     assert errors == [] or all("permissions violation" in e.lower() for e in errors)
+
+
+async def test_a_process_may_not_listen_on_another_process_inboxes(bus: EmbeddedNats) -> None:
+    errors: list[str] = []
+    edge = await connected(bus, "edge", errors)
+    try:
+        await edge.subscribe(f"{inbox_prefix('planner')}.>")
+        await edge.flush()
+        await eventually(lambda: any("permissions violation" in e.lower() for e in errors), "the refusal")
+    finally:
+        await edge.close()

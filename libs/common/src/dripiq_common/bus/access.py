@@ -11,11 +11,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from dripiq_common.bus.client import inbox_prefix
 from dripiq_common.bus.contract import DEAD_LETTER_PREFIX, Consumers, ConsumerSpec, Streams, StreamSpec
 
-# Every process: request-reply answers (JetStream's publish acks, fetched messages) come back
-# on an inbox of its own.
-INBOX = "_INBOX.>"
 # The account every user of the suite is in; the set-up user is its administrator.
 ACCOUNT = "DRIPIQ"
 SETUP_USER = "setup"
@@ -45,7 +43,9 @@ class BusUser:
                 # Acks, naks and terms go to the reply subject of each delivered message.
                 f"$JS.ACK.{stream}.{durable}.>",
             ]
-        return {"publish": {"allow": publish}, "subscribe": {"allow": [INBOX]}}
+        # Request-reply answers (publish acks, fetched messages) come back on its own inboxes
+        # (dripiq_common.bus.client.connect names them after the process).
+        return {"publish": {"allow": publish}, "subscribe": {"allow": [f"{inbox_prefix(self.name)}.>"]}}
 
 
 _AUDIT = "dripiq.audit.>"

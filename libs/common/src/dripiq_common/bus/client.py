@@ -49,8 +49,16 @@ async def connect(url: str, *, name: str) -> NATS:
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
+        # Replies (publish acks, fetched messages) on inboxes of this process's own, so its NATS
+        # user may subscribe to those and no other process's (dripiq_common.bus.access).
+        inbox_prefix=inbox_prefix(name),
     )
     return nc
+
+
+def inbox_prefix(name: str) -> str:
+    """The inbox subjects of the process named `name` (its NATS user's name)."""
+    return f"_INBOX_{name}"
 
 
 @dataclass(frozen=True)
