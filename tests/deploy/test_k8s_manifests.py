@@ -317,6 +317,14 @@ def test_every_grpc_service_serves_tls_from_its_own_certificate(kustomization):
     assert config["PLANNER_DISPATCHER_ADDRESS"].endswith(":50152")
     assert config["PLANNER_EVENTS_ADDRESS"].endswith(":50153")
     assert "DRIPIQ_DEV_INSECURE" not in config
+    # PostgreSQL over TLS, verified against the database operator's CA, mounted where it is read.
+    assert config["DB_SSLMODE"] == "verify-full"
+    for name in ("planner", "dispatcher", "events", "scheduler"):
+        pod = of_kind(kustomization, "Deployment")[f"dripiq-{name}"]["spec"]["template"]["spec"]
+        [ca] = [v for v in pod["volumes"] if v["name"] == "pg-ca"]
+        assert ca["secret"]["secretName"] == "dripiq-pg-ca"
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "pg-ca")
+        assert config["PGSSLROOTCERT"] == f"{mount['mountPath']}/ca.crt"
 
 
 def test_prod_turns_reflection_off():

@@ -60,3 +60,28 @@ async def test_the_events_role_makes_and_drops_monthly_partitions_only_through_i
         assert await conn.fetchval("SELECT to_regclass('events.message_events_2099_01')") is None
     finally:
         await conn.close()
+
+
+async def test_the_tls_mode_to_postgresql_is_honoured(database_url) -> None:
+    """The test server speaks no TLS: a mode that requires it refuses to connect rather than
+    going on in plaintext, and one that allows plaintext connects."""
+    from sqlalchemy import text
+
+    from dripiq_common.db import create_engine
+
+    # verify-full wants the CA to verify against first (PGSSLROOTCERT), and says so.
+    for mode, why in (("require", "(?i)ssl"), ("verify-full", "(?i)root certificate|ssl")):
+        engine = create_engine(database_url, sslmode=mode)
+        try:
+            with pytest.raises(Exception, match=why):
+                async with engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+        finally:
+            await engine.dispose()
+    for mode in ("disable", "prefer"):
+        engine = create_engine(database_url, sslmode=mode)
+        try:
+            async with engine.connect() as conn:
+                assert await conn.scalar(text("SELECT 1")) == 1
+        finally:
+            await engine.dispose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
@@ -13,7 +15,17 @@ def async_url(url: str) -> str:
     raise ValueError("DATABASE_URL must start with postgresql://")
 
 
-def create_engine(url: str, *, pool_size: int = 10, application_name: str = "dripiq") -> AsyncEngine:
+def connect_args(*, application_name: str, sslmode: str = "") -> dict[str, Any]:
+    """asyncpg's connection arguments: the application name PostgreSQL shows, and the TLS mode
+    (libpq's names: disable, prefer, require, verify-ca, verify-full; the CA file from
+    PGSSLROOTCERT, as libpq reads it). Empty leaves asyncpg's default (prefer)."""
+    args: dict[str, Any] = {"server_settings": {"application_name": application_name}}
+    if sslmode:
+        args["ssl"] = sslmode
+    return args
+
+
+def create_engine(url: str, *, pool_size: int = 10, application_name: str = "dripiq", sslmode: str = "") -> AsyncEngine:
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
@@ -22,5 +34,5 @@ def create_engine(url: str, *, pool_size: int = 10, application_name: str = "dri
         # A statement's parameters (addresses, names, message bodies) never reach a log or an
         # error message.
         hide_parameters=True,
-        connect_args={"server_settings": {"application_name": application_name}},
+        connect_args=connect_args(application_name=application_name, sslmode=sslmode),
     )

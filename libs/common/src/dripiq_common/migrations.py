@@ -19,7 +19,7 @@ from alembic.config import Config
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from dripiq_common.db import async_url
+from dripiq_common.db import async_url, connect_args
 from dripiq_common.db_roles import app_role, grant_app_role
 
 SERVICES = ("planner", "dispatcher", "events", "scheduler")
@@ -65,7 +65,11 @@ def run_env(metadata: MetaData) -> None:
             context.run_migrations()
 
     async def run() -> None:
-        engine = create_async_engine(url)
+        # The Job's own TLS mode to PostgreSQL (DB_SSLMODE, as the services read it).
+        engine = create_async_engine(
+            url,
+            connect_args=connect_args(application_name=f"migrate-{schema}", sslmode=os.environ.get("DB_SSLMODE", "")),
+        )
         async with engine.begin() as conn:
             await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         async with engine.connect() as conn:

@@ -114,7 +114,9 @@ async def run_service(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, application_name=name)
+    engine = create_engine(
+        settings.database_url, pool_size=settings.db_pool_size, application_name=name, sslmode=settings.db_sslmode
+    )
     await wait_for_database(engine)
     nc = await connect(settings.nats_url, name=name)
     js = nc.jetstream()

@@ -48,6 +48,11 @@ class ServiceSettings(ProcessSettings):
         validation_alias=AliasChoices("DATABASE_URL", "database_url"),
         description="PostgreSQL URL, e.g. postgresql://user@127.0.0.1:5432/dripiq",
     )
+    # TLS to PostgreSQL, libpq's modes (verify-full in production, with PGSSLROOTCERT naming the
+    # database operator's CA); empty: asyncpg's default, prefer.
+    db_sslmode: Literal["", "disable", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        default="", validation_alias=AliasChoices("DB_SSLMODE", "db_sslmode")
+    )
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
     db_pool_size: int = 10
