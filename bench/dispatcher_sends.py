@@ -25,7 +25,6 @@ import uuid
 from pathlib import Path
 
 import aiohttp
-import nats
 from harness import cpu_report, cpu_snapshot, machine, publish_all, running_suite, wait_for_count
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
@@ -129,7 +128,7 @@ async def run(suite, transport: str, total: int, sample_seconds: float) -> None:
     pids = [c.pid for name, c in suite.children.items() if name.split("-")[0] == "dispatcher"]
     rss_start = rss_mib(pids)
 
-    nc = await nats.connect(suite.env["NATS_URL"], pending_size=256 * 1024 * 1024)
+    nc = await suite.nats_connect(pending_size=256 * 1024 * 1024)
     js = nc.jetstream()
     sent = SentOutcomes()
     sent.target = total

@@ -35,7 +35,6 @@ import time
 from collections import Counter
 
 import asyncpg
-import nats
 from events_posting import BATCH, TENANT, build_batches, latency_line, messages, post_all, sent_outcome
 from harness import cpu_report, cpu_snapshot, machine, outside_processes, publish_all, running_suite, wait_for_count
 
@@ -139,7 +138,7 @@ async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyp
         raise RuntimeError("the fake's key file does not match the edge's configured public key")
     url = f"http://127.0.0.1:{suite.port('EDGE_PORT')}{EVENTS_PATH}"
 
-    nc = await nats.connect(suite.env["NATS_URL"], pending_size=256 * 1024 * 1024)
+    nc = await suite.nats_connect(pending_size=256 * 1024 * 1024)
     js = nc.jetstream()
 
     # The messages the events arrive for, known to the events service as the dispatcher's outcomes.

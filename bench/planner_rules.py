@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import time
 
-import nats
 from harness import cpu_report, cpu_snapshot, machine, publish_all, running_suite, wait_for_count
 from planner_batch_create import FIVE_STEPS, requests
 
@@ -47,7 +46,7 @@ async def create(suite: Suite, total: int) -> list[str]:
 async def run(suite, total: int, per_message: int) -> None:  # type: ignore[no-untyped-def]
     assert FIVE_STEPS.outreach_campaign[0].timing == "Day 1"
     campaign_ids = await create(suite, total)
-    nc = await nats.connect(suite.env["NATS_URL"])
+    nc = await suite.nats_connect()
     js = nc.jetstream()
     subject = Subjects.engagement(TENANT, "open")
     before = cpu_snapshot(suite)

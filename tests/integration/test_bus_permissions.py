@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import ssl
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import nats
@@ -16,51 +18,75 @@ from waiting import eventually
 
 from dripiq.planner.v1 import timers_pb2
 from dripiq_common.bus.access import SETUP_USER, USERS, server_config
-from dripiq_common.bus.client import inbox_prefix
+from dripiq_common.bus.client import inbox_prefix, tls_context
 from dripiq_common.bus.contract import Consumers, Streams, Subjects
 from dripiq_common.bus.setup import set_up
-from dripiq_devtools.servers import EmbeddedNats
+from dripiq_devtools.dev_pki import DevCA
+from dripiq_devtools.servers import EmbeddedNats, nats_tls_config
 
 PASSWORDS = {name: secrets.token_urlsafe(12) for name in [SETUP_USER, *USERS]}
 
 
 @pytest.fixture(scope="module")
-def secured_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
-    server = EmbeddedNats(Path(tmp_path_factory.mktemp("nats-users")), extra_config=server_config(PASSWORDS)).start()
+def pki(tmp_path_factory: pytest.TempPathFactory) -> DevCA:
+    return DevCA.create(Path(tmp_path_factory.mktemp("nats-pki")))
+
+
+@pytest.fixture(scope="module")
+def secured_nats(tmp_path_factory: pytest.TempPathFactory, pki: DevCA) -> Iterator[EmbeddedNats]:
+    cert = pki.issue(pki.path.parent, "nats")
+    config = server_config(PASSWORDS) + nats_tls_config(cert.cert, cert.key)
+    server = EmbeddedNats(Path(tmp_path_factory.mktemp("nats-users")), extra_config=config).start()
     try:
         yield server
     finally:
         server.stop()
 
 
-def url(server: EmbeddedNats, user: str) -> str:
+def url(server: EmbeddedNats | Bus, user: str) -> str:
     return server.url.replace("nats://", f"nats://{user}:{PASSWORDS[user]}@")
 
 
+@dataclass(frozen=True)
+class Bus:
+    """The server, set up, and the CA its clients verify it against."""
+
+    server: EmbeddedNats
+    ca_file: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
 @pytest_asyncio.fixture(scope="module")
-async def bus(secured_nats: EmbeddedNats) -> AsyncIterator[EmbeddedNats]:
-    await set_up(url(secured_nats, SETUP_USER))
-    yield secured_nats
+async def bus(secured_nats: EmbeddedNats, pki: DevCA) -> AsyncIterator[Bus]:
+    await set_up(url(secured_nats, SETUP_USER), ca_file=str(pki.path))
+    yield Bus(secured_nats, str(pki.path))
 
 
-async def connected(server: EmbeddedNats, user: str, errors: list[str]) -> nats.NATS:
+def tls(bus: Bus) -> ssl.SSLContext | None:
+    return tls_context(bus.ca_file)
+
+
+async def connected(server: Bus, user: str, errors: list[str]) -> nats.NATS:
     async def on_error(exc: Exception) -> None:
         errors.append(str(exc))
 
     return await nats.connect(
-        url(server, user), error_cb=on_error, allow_reconnect=False, inbox_prefix=inbox_prefix(user)
+        url(server, user), error_cb=on_error, allow_reconnect=False, inbox_prefix=inbox_prefix(user), tls=tls(server)
     )
 
 
-async def stored(server: EmbeddedNats, stream: str) -> int:
-    admin = await nats.connect(url(server, SETUP_USER))
+async def stored(server: Bus, stream: str) -> int:
+    admin = await nats.connect(url(server, SETUP_USER), tls=tls(server))
     try:
         return (await admin.jetstream().stream_info(stream)).state.messages
     finally:
         await admin.close()
 
 
-async def test_the_edge_may_publish_webhooks_and_not_send_commands(bus: EmbeddedNats) -> None:
+async def test_the_edge_may_publish_webhooks_and_not_send_commands(bus: Bus) -> None:
     errors: list[str] = []
     edge = await connected(bus, "edge", errors)
     try:
@@ -78,7 +104,7 @@ async def test_the_edge_may_publish_webhooks_and_not_send_commands(bus: Embedded
         await edge.close()
 
 
-async def test_no_process_may_create_or_change_a_stream(bus: EmbeddedNats) -> None:
+async def test_no_process_may_create_or_change_a_stream(bus: Bus) -> None:
     errors: list[str] = []
     planner = await connected(bus, "planner", errors)
     try:
@@ -91,9 +117,9 @@ async def test_no_process_may_create_or_change_a_stream(bus: EmbeddedNats) -> No
         await planner.close()
 
 
-async def test_a_process_reads_and_acks_its_own_consumer(bus: EmbeddedNats) -> None:
+async def test_a_process_reads_and_acks_its_own_consumer(bus: Bus) -> None:
     timer = timers_pb2.PlannerTimer(tenant_id="t1", campaign_id="c1")
-    admin = await nats.connect(url(bus, SETUP_USER))
+    admin = await nats.connect(url(bus, SETUP_USER), tls=tls(bus))
     try:
         await admin.jetstream().publish(Subjects.planner_timer("t1"), timer.SerializeToString(), timeout=5)
     finally:
@@ -117,7 +143,7 @@ async def test_a_process_reads_and_acks_its_own_consumer(bus: EmbeddedNats) -> N
     assert errors == [] or all("permissions violation" in e.lower() for e in errors)
 
 
-async def test_a_process_may_not_listen_on_another_process_inboxes(bus: EmbeddedNats) -> None:
+async def test_a_process_may_not_listen_on_another_process_inboxes(bus: Bus) -> None:
     errors: list[str] = []
     edge = await connected(bus, "edge", errors)
     try:
@@ -126,3 +152,11 @@ async def test_a_process_may_not_listen_on_another_process_inboxes(bus: Embedded
         await eventually(lambda: any("permissions violation" in e.lower() for e in errors), "the refusal")
     finally:
         await edge.close()
+
+
+async def test_a_client_without_tls_gets_no_connection(bus: Bus) -> None:
+    with pytest.raises(Exception):  # noqa: B017 - nats-py reports a refused plaintext client in several ways
+        plain = await nats.connect(
+            url(bus, "planner"), allow_reconnect=False, connect_timeout=2, max_reconnect_attempts=0
+        )
+        await plain.close()

@@ -129,7 +129,7 @@ def _line(letter: DeadLetter) -> str:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    nc = await connect(args.nats_url, name="dripiq-deadletters")
+    nc = await connect(args.nats_url, name="dripiq-deadletters", ca_file=os.environ.get("NATS_CA_FILE", ""))
     js = nc.jetstream()
     try:
         if args.command == "list":

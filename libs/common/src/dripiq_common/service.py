@@ -118,7 +118,7 @@ async def run_service(
         settings.database_url, pool_size=settings.db_pool_size, application_name=name, sslmode=settings.db_sslmode
     )
     await wait_for_database(engine)
-    nc = await connect(settings.nats_url, name=name)
+    nc = await connect(settings.nats_url, name=name, ca_file=settings.nats_ca_file)
     js = nc.jetstream()
     await ensure_streams(
         js,

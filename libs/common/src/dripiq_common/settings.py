@@ -23,6 +23,8 @@ class ProcessSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias=AliasChoices("NATS_URL", "nats_url"))
+    # The CA that signs the NATS servers' certificate: TLS to NATS, verified; empty: plaintext.
+    nats_ca_file: str = Field(default="", validation_alias=AliasChoices("NATS_CA_FILE", "nats_ca_file"))
     log_format: Literal["json", "console"] = Field(
         default="json", validation_alias=AliasChoices("LOG_FORMAT", "log_format")
     )

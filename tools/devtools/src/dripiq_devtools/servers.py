@@ -318,6 +318,11 @@ def nats_config() -> str:
     return f"max_payload: {MAX_PAYLOAD_BYTES}\n"
 
 
+def nats_tls_config(cert_file: Path, key_file: Path) -> str:
+    """TLS required of every client, with this certificate (clients verify it against its CA)."""
+    return f'tls {{\n  cert_file: "{cert_file}"\n  key_file: "{key_file}"\n}}\n'
+
+
 def nats_url(port: int) -> str:
     return f"nats://127.0.0.1:{port}"
 

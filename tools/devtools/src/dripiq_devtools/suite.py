@@ -16,12 +16,16 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
+import nats
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nats.aio.client import Client as NATS
 
 from dripiq_common import migrations
 from dripiq_common.bus.access import SETUP_USER, USERS
+from dripiq_common.bus.client import tls_context
 from dripiq_common.bus.setup import set_up
 from dripiq_devtools.fake_sendgrid import FakeSendGrid, load_or_create_private_key
 from dripiq_devtools.local_database import migrate_as_owners
@@ -164,7 +168,7 @@ class Suite:
                 # A user per process with its allow-lists; streams and consumers made up front by
                 # the set-up user, so no process may create or change them.
                 nats_url = self.security.nats_url(nats_url, SETUP_USER)
-                asyncio.run(set_up(nats_url))
+                asyncio.run(set_up(nats_url, ca_file=str(self.security.ca.path)))
                 env["BUS_SETUP"] = "false"
         secret_file = self.run_dir / "token-secret"
         if not secret_file.exists():
@@ -294,6 +298,11 @@ class Suite:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{name} did not become ready on port {port}")
                 time.sleep(0.1)
+
+    async def nats_connect(self, **options: Any) -> NATS:
+        """A NATS connection as the suite's set-up user (every right), over TLS when it is secured."""
+        ca = str(self.security.ca.path) if self.security is not None and self.nats is not None else ""
+        return await nats.connect(self.env["NATS_URL"], tls=tls_context(ca), **options)
 
     def channel(self, port_env: str, *, token: str | None = None, **options: int) -> grpc.aio.Channel:
         """An asyncio channel to a service's public port, as a caller outside the suite opens it:

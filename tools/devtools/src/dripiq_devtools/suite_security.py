@@ -17,6 +17,7 @@ from dripiq_common.auth import ALL_TENANTS
 from dripiq_common.bus.access import SETUP_USER, USERS, server_config
 from dripiq_common.tls import TlsFiles
 from dripiq_devtools.dev_pki import DevCA, DevIssuer
+from dripiq_devtools.servers import nats_tls_config
 
 # The token `make run` writes for grpcurl: an operator, for every tenant.
 DEV_TOKEN_ROLES = ("operator", "admin")
@@ -39,10 +40,13 @@ class SuiteSecurity:
         for name in services:
             security.certificates[name] = ca.issue(folder, name)
         security.nats_passwords = {name: secrets.token_urlsafe(18) for name in [SETUP_USER, *USERS]}
+        security.certificates["nats"] = ca.issue(folder, "nats")
         return security
 
     def nats_config(self) -> str:
-        return server_config(self.nats_passwords)
+        """Users with their allow-lists, and TLS required of every client."""
+        files = self.certificates["nats"]
+        return server_config(self.nats_passwords) + nats_tls_config(files.cert, files.key)
 
     def nats_url(self, server_url: str, user: str) -> str:
         """`server_url` with `user`'s credentials (SETUP_USER: the one allowed to set the bus up)."""
@@ -52,6 +56,7 @@ class SuiteSecurity:
         """What every process reads: the CA, and who issues callers' tokens."""
         return {
             "TLS_CA_FILE": str(self.ca.path),
+            "NATS_CA_FILE": str(self.ca.path),
             "AUTH_JWT_ISSUER": self.issuer.issuer,
             "AUTH_JWT_AUDIENCE": self.issuer.audience,
             "AUTH_JWT_PUBLIC_KEYS_FILE": str(self.issuer.public_key_path),

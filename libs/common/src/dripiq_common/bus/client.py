@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -25,7 +26,9 @@ NATS_CONNECTION_EVENTS = Counter(
 )
 
 
-async def connect(url: str, *, name: str) -> NATS:
+async def connect(url: str, *, name: str, ca_file: str = "") -> NATS:
+    """A connection named `name` (the process's NATS user); with `ca_file`, over TLS verified
+    against that CA."""
     nc = NATS()
 
     async def on_error(exc: Exception) -> None:
@@ -52,8 +55,14 @@ async def connect(url: str, *, name: str) -> NATS:
         # Replies (publish acks, fetched messages) on inboxes of this process's own, so its NATS
         # user may subscribe to those and no other process's (dripiq_common.bus.access).
         inbox_prefix=inbox_prefix(name),
+        tls=tls_context(ca_file),
     )
     return nc
+
+
+def tls_context(ca_file: str) -> ssl.SSLContext | None:
+    """TLS to NATS verified against `ca_file` (its certificate must name the host dialled)."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else None
 
 
 def inbox_prefix(name: str) -> str:

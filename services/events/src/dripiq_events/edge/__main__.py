@@ -34,7 +34,7 @@ async def serve(settings: EdgeSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    nc = await connect(settings.nats_url, name="edge")
+    nc = await connect(settings.nats_url, name="edge", ca_file=settings.nats_ca_file)
     js = nc.jetstream()
     await ensure_streams(
         js,
