@@ -374,3 +374,24 @@ def test_nats_users_in_the_chart_values_are_the_contracts():
     for name in USERS:
         [container] = of_kind("base", "Deployment")[f"dripiq-{name}"]["spec"]["template"]["spec"]["containers"]
         assert {"name": "NATS_URL", "value": f"nats://{name}:$(NATS_PASSWORD)@$(NATS_HOST):4222"} in container["env"]
+
+
+def test_nats_speaks_tls_with_a_certificate_of_the_suites_ca():
+    import yaml
+
+    certificate = yaml.safe_load((ROOT / "deploy/k8s/deps/nats/certificate.yaml").read_text())
+    schema = custom_schema(CUSTOM[("cert-manager.io/v1", "Certificate")])
+    assert not list(jsonschema.Draft202012Validator(schema).iter_errors(certificate))
+    assert certificate["spec"]["issuerRef"]["name"] == "dripiq-ca"
+    assert "nats.nats.svc.cluster.local" in certificate["spec"]["dnsNames"]
+    values = yaml.safe_load((ROOT / "deploy/k8s/deps/nats/values.yaml").read_text())
+    assert values["config"]["nats"]["tls"] == {"enabled": True, "secretName": certificate["spec"]["secretName"]}
+    # Every process that connects to NATS verifies it against the CA its own TLS secret carries.
+    config = of_kind("base", "ConfigMap")["dripiq-config"]["data"]
+    deployments = of_kind("base", "Deployment")
+    jobs = of_kind("base/migrations", "Job")
+    for pod in [d["spec"]["template"]["spec"] for d in deployments.values()] + [
+        jobs["dripiq-bus-setup"]["spec"]["template"]["spec"]
+    ]:
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "tls")
+        assert config["NATS_CA_FILE"] == f"{mount['mountPath']}/ca.crt"
