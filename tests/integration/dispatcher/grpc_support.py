@@ -1,4 +1,5 @@
-"""The dispatcher's gRPC services served in-process on 127.0.0.1, for the API tests."""
+"""The dispatcher's gRPC services served in-process on 127.0.0.1, secured as in production, for
+the API tests (callers are operators)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from contextlib import asynccontextmanager
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from secured import caller_channel, server_security
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq_common.clock import Clock
 from dripiq_common.grpc_server import GrpcServer
 from dripiq_dispatcher.forwarding import ReplyForwardingSettings
-from dripiq_dispatcher.handlers import SERVICE_NAMES, registrars
+from dripiq_dispatcher.handlers import ACCESS, SERVICE_NAMES, registrars
 from dripiq_dispatcher.identities import SenderIdentities
 from dripiq_dispatcher.messages import Messages
 from dripiq_dispatcher.rate_limits import RateLimits
@@ -36,11 +38,12 @@ async def dispatcher_api(engine: AsyncEngine, dispatcher: Sends, clock: Clock) -
             suppressions=Suppressions(engine, clock),
             forwarding=ReplyForwardingSettings(engine, clock),
         ),
+        security=server_security(ACCESS),
     )
     await server.start()
     await server.serving()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        async with caller_channel(f"127.0.0.1:{server.port}") as channel:
             yield channel
     finally:
         await server.stop(0)

@@ -14,6 +14,7 @@ from events_helpers import raw_webhook
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client import REGISTRY
+from secured import caller_channel, server_security
 from sqlalchemy import insert, select, text
 from waiting import eventually
 
@@ -44,9 +45,10 @@ async def stub(engine):  # type: ignore[no-untyped-def]
         address="127.0.0.1:0",
         service_names=["dripiq.events.v1.EventsService"],
         register=[lambda s: pb_grpc.add_EventsServiceServicer_to_server(servicer, s)],
+        security=server_security(serves_as="events"),
     )
     await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    async with caller_channel(f"127.0.0.1:{server.port}") as channel:
         yield pb_grpc.EventsServiceStub(channel)
     await server.stop(0)
 

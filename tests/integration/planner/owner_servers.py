@@ -4,16 +4,20 @@ the planner's calls to its owners (suppression checks, the timeline)."""
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
+from secured import server_security
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc
 from dripiq.events.v1 import events_service_pb2_grpc as epb_grpc
+from dripiq_common.authz import Access
 from dripiq_common.clock import ManualClock
 from dripiq_common.grpc_server import GrpcServer, Registrar
 from dripiq_dispatcher.forwarding import ReplyForwardingSettings
+from dripiq_dispatcher.handlers import ACCESS as DISPATCHER_ACCESS
 from dripiq_dispatcher.handlers import DispatcherServicer, SuppressionServicer
 from dripiq_dispatcher.messages import Messages
 from dripiq_dispatcher.rate_limits import RateLimits
@@ -29,13 +33,32 @@ def unused_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Served:
+    # Callers outside the suite (a token); the suite's services (their certificate).
+    public: str
+    internal: str
+
+
 @asynccontextmanager
-async def serve(names: Sequence[str], register: Sequence[Registrar]) -> AsyncIterator[str]:
-    server = GrpcServer(address="127.0.0.1:0", service_names=list(names), register=list(register))
+async def serve(
+    names: Sequence[str],
+    register: Sequence[Registrar],
+    *,
+    access: Mapping[str, Access] | None = None,
+    serves_as: str = "dispatcher",
+) -> AsyncIterator[Served]:
+    """The servicers on a secured in-process server (tests/secured.py)."""
+    server = GrpcServer(
+        address="127.0.0.1:0",
+        service_names=list(names),
+        register=list(register),
+        security=server_security({**DISPATCHER_ACCESS, **(access or {})}, serves_as=serves_as),
+    )
     await server.start()
     await server.serving()
     try:
-        yield f"127.0.0.1:{server.port}"
+        yield Served(f"127.0.0.1:{server.port}", f"127.0.0.1:{server.internal_port}")
     finally:
         await server.stop(0)
 

@@ -22,13 +22,14 @@ from helpers import (
     within_jitter,
 )
 from owner_servers import serve
+from secured import caller_channel
 from sqlalchemy import select
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_common.errors import InvalidArgument
 from dripiq_planner.creating import MAX_BATCH
-from dripiq_planner.handlers import CampaignServicer
+from dripiq_planner.handlers import ACCESS, CampaignServicer
 from dripiq_planner.models import ai_generations
 
 
@@ -132,8 +133,10 @@ async def test_api_errors_map_to_grpc_status_codes_naming_the_field(
         serve(
             ["dripiq.planner.v1.CampaignService"],
             [lambda s: pb_grpc.add_CampaignServiceServicer_to_server(servicer, s)],
-        ) as address,
-        grpc.aio.insecure_channel(address) as channel,
+            access=ACCESS,
+            serves_as="planner",
+        ) as served,
+        caller_channel(served.public) as channel,
     ):
         stub = pb_grpc.CampaignServiceStub(channel)
         too_many = pb.BatchCreateCampaignsRequest(tenant_id=tenant_id, requests=[item("c")] * (MAX_BATCH + 1))

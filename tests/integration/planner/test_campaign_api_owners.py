@@ -7,7 +7,6 @@ by a gRPC server on an ephemeral port over the same database.
 
 from __future__ import annotations
 
-import grpc
 import pytest
 from google.rpc import code_pb2
 from helpers import (
@@ -20,6 +19,7 @@ from helpers import (
     timer_commands,
 )
 from owner_servers import owner_services, serve, unused_port
+from secured import caller_channel, service_channel
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dpb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc
@@ -30,11 +30,16 @@ from dripiq_planner.owners import Owners
 
 async def test_suppressed_contacts_are_refused_at_plan_time(engine, clock, tenant_id):
     names, register = owner_services(engine, clock, events=False)
-    async with serve(names, register) as address, grpc.aio.insecure_channel(address) as channel:
+    async with serve(names, register) as served, caller_channel(served.public) as channel:
         await dpb_grpc.SuppressionServiceStub(channel).AddSuppression(
             dpb.AddSuppressionRequest(tenant_id=tenant_id, address="Ada@Example.com", reason="unsubscribe")
         )
-        owners = Owners(dispatcher_address=address, events_address=f"127.0.0.1:{unused_port()}", timeout_seconds=5)
+        owners = Owners(
+            dispatcher_address=served.internal,
+            events_address=f"127.0.0.1:{unused_port()}",
+            timeout_seconds=5,
+            channel=service_channel,
+        )
         creator = campaign_creator(engine, clock, owners)
         try:
             with pytest.raises(FailedPrecondition) as exc:
@@ -65,7 +70,7 @@ async def test_suppressed_contacts_are_refused_at_plan_time(engine, clock, tenan
 
 async def test_create_goes_ahead_when_the_dispatcher_does_not_answer(engine, clock, tenant_id):
     nobody = f"127.0.0.1:{unused_port()}"
-    owners = Owners(dispatcher_address=nobody, events_address=nobody, timeout_seconds=2)
+    owners = Owners(dispatcher_address=nobody, events_address=nobody, timeout_seconds=2, channel=service_channel)
     creator = campaign_creator(engine, clock, owners)
     try:
         campaign = await creator.create(request(tenant_id))

@@ -22,6 +22,7 @@ from helpers import (
     step_rows,
 )
 from owner_servers import owner_services, serve, unused_port
+from secured import service_channel
 from sqlalchemy import delete, select
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dpb
@@ -101,8 +102,13 @@ async def _sent_through_the_dispatcher(engine, clock, tenant_id, reactor) -> pb.
 
 async def test_timeline_merges_steps_messages_and_decisions_in_time_order(engine, clock, tenant_id):
     names, register = owner_services(engine, clock)
-    async with serve(names, register) as address:
-        owners = Owners(dispatcher_address=address, events_address=address, timeout_seconds=5)
+    async with serve(names, register) as served:
+        owners = Owners(
+            dispatcher_address=served.internal,
+            events_address=served.internal,
+            timeout_seconds=5,
+            channel=service_channel,
+        )
         campaigns = CampaignService(engine, clock, owners=owners)
         try:
             campaign = await _sent_through_the_dispatcher(engine, clock, tenant_id, Reactor(engine, clock))
@@ -125,8 +131,13 @@ async def test_timeline_merges_steps_messages_and_decisions_in_time_order(engine
 
 async def _timeline(engine, clock, tenant_id) -> tuple[pb.GetCampaignTimelineResponse, datetime]:  # type: ignore[no-untyped-def]
     names, register = owner_services(engine, clock)
-    async with serve(names, register) as address:
-        owners = Owners(dispatcher_address=address, events_address=address, timeout_seconds=5)
+    async with serve(names, register) as served:
+        owners = Owners(
+            dispatcher_address=served.internal,
+            events_address=served.internal,
+            timeout_seconds=5,
+            channel=service_channel,
+        )
         campaigns = CampaignService(engine, clock, owners=owners)
         try:
             campaign = await _sent_through_the_dispatcher(engine, clock, tenant_id, Reactor(engine, clock))
@@ -167,8 +178,13 @@ async def test_timeline_message_entries_use_the_kinds_the_contract_names(engine,
 
 async def test_timeline_without_the_events_service_says_so(engine, clock, tenant_id):
     names, register = owner_services(engine, clock, events=False)
-    async with serve(names, register) as address:
-        owners = Owners(dispatcher_address=address, events_address=f"127.0.0.1:{unused_port()}", timeout_seconds=2)
+    async with serve(names, register) as served:
+        owners = Owners(
+            dispatcher_address=served.internal,
+            events_address=f"127.0.0.1:{unused_port()}",
+            timeout_seconds=2,
+            channel=service_channel,
+        )
         campaigns = CampaignService(engine, clock, owners=owners)
         try:
             campaign = await _sent_through_the_dispatcher(engine, clock, tenant_id, Reactor(engine, clock))

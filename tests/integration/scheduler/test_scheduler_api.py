@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from secured import caller_channel, server_security
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
@@ -21,7 +22,7 @@ from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import ManualClock
 from dripiq_common.grpc_server import GrpcServer
 from dripiq_scheduler import repository
-from dripiq_scheduler.handlers import SchedulerServicer
+from dripiq_scheduler.handlers import ACCESS, SchedulerServicer
 from dripiq_scheduler.service import MAX_BATCH, TimerService
 
 T0 = datetime(2031, 3, 1, 9, 0, tzinfo=UTC)
@@ -74,11 +75,12 @@ async def stub(timers: TimerService) -> AsyncIterator[pb_grpc.SchedulerServiceSt
         address="127.0.0.1:0",
         service_names=[SERVICE],
         register=[lambda s: pb_grpc.add_SchedulerServiceServicer_to_server(servicer, s)],
+        security=server_security(ACCESS, serves_as="scheduler"),
     )
     await server.start()
     await server.serving()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        async with caller_channel(f"127.0.0.1:{server.port}") as channel:
             yield pb_grpc.SchedulerServiceStub(channel)
     finally:
         await server.stop(0)

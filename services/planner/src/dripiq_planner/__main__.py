@@ -6,14 +6,13 @@ from collections.abc import Awaitable, Callable
 
 from dripiq.planner.v1 import campaign_service_pb2, campaign_service_pb2_grpc
 from dripiq_common import engagement
-from dripiq_common.authz import ADMIN, access_rules
 from dripiq_common.bus.contract import Consumers, ConsumerSpec
 from dripiq_common.bus.worker import PullWorker, whole_batch
 from dripiq_common.grpc_security import service_channel
 from dripiq_common.service import Parts, Runtime, serve
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.creating import CampaignCreator
-from dripiq_planner.handlers import CampaignServicer
+from dripiq_planner.handlers import ACCESS, CampaignServicer
 from dripiq_planner.models import outbox
 from dripiq_planner.owners import Owners
 from dripiq_planner.planning import Planner
@@ -26,10 +25,7 @@ from dripiq_planner.tenant_settings import TenantSettingsService
 TIMERS = Consumers.PLANNER_TIMERS
 OUTCOMES = Consumers.PLANNER_OUTCOMES
 ENGAGEMENT = Consumers.PLANNER_ENGAGEMENT
-SERVICE = campaign_service_pb2.DESCRIPTOR.services_by_name["CampaignService"]
-SERVICE_NAME = SERVICE.full_name
-# A tenant's settings (its postal address, tracking, defaults) are its administrators' to change.
-ACCESS = access_rules(SERVICE, ADMIN, ["UpdateTenantSettings"])
+SERVICE_NAME = campaign_service_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name
 
 
 def batched(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
+from dripiq_common.authz import ADMIN, access_rules
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.creating import CampaignCreator
 from dripiq_planner.preview import StrategyPreview
@@ -67,3 +68,7 @@ class CampaignServicer(pb_grpc.CampaignServiceServicer):
         self, request: pb.UpdateTenantSettingsRequest, context
     ) -> pb.UpdateTenantSettingsResponse:
         return pb.UpdateTenantSettingsResponse(settings=await self.tenant_settings.update(request))
+
+
+# A tenant's settings (its postal address, tracking, defaults) are its administrators' to change.
+ACCESS = access_rules(pb.DESCRIPTOR.services_by_name["CampaignService"], ADMIN, ["UpdateTenantSettings"])

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dripiq.scheduler.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
-from dripiq_common.authz import INTERNAL, INTERNAL_CHANGE, access_rules
 from dripiq_common.bus.contract import Consumers
 from dripiq_common.bus.worker import PullWorker, whole_batch
 from dripiq_common.service import Parts, Runtime, serve
 from dripiq_scheduler.domain import Overdue, OverduePolicy
 from dripiq_scheduler.firer import Firer
-from dripiq_scheduler.handlers import SchedulerServicer
+from dripiq_scheduler.handlers import ACCESS, SchedulerServicer
 from dripiq_scheduler.metrics import PendingGauge
 from dripiq_scheduler.models import outbox
 from dripiq_scheduler.pruner import Pruner
@@ -17,17 +16,7 @@ from dripiq_scheduler.service import TimerService
 from dripiq_scheduler.settings import SchedulerSettings
 
 COMMANDS = Consumers.SCHEDULER_COMMANDS
-SERVICE = scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"]
-SERVICE_NAME = SERVICE.full_name
-# Timers are the suite's own plumbing: our services and operators only; changes are audited.
-ACCESS = {
-    **access_rules(SERVICE, INTERNAL),
-    **access_rules(
-        SERVICE,
-        INTERNAL_CHANGE,
-        ["ScheduleTimer", "CancelTimer", "CancelTimers", "BatchScheduleTimers", "BatchCancelTimers"],
-    ),
-}
+SERVICE_NAME = scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
 
 
 def build(settings: SchedulerSettings, rt: Runtime) -> Parts:

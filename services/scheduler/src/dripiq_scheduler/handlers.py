@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
+from dripiq_common.authz import INTERNAL, INTERNAL_CHANGE, access_rules
 from dripiq_scheduler.service import TimerService
 
 
@@ -36,3 +37,14 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
 
     async def ListTimers(self, request: pb.ListTimersRequest, context) -> pb.ListTimersResponse:
         return await self.timers.list_timers(request)
+
+
+# Timers are the suite's own plumbing: our services and operators only; changes are audited.
+ACCESS = {
+    **access_rules(pb.DESCRIPTOR.services_by_name["SchedulerService"], INTERNAL),
+    **access_rules(
+        pb.DESCRIPTOR.services_by_name["SchedulerService"],
+        INTERNAL_CHANGE,
+        ["ScheduleTimer", "CancelTimer", "CancelTimers", "BatchScheduleTimers", "BatchCancelTimers"],
+    ),
+}
