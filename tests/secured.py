@@ -17,7 +17,7 @@ import grpc
 from dripiq_common.auth import JwtVerifier
 from dripiq_common.authz import Access, Authenticator
 from dripiq_common.grpc_server import ServerSecurity
-from dripiq_common.tls import ReloadingServerCredentials, channel_credentials
+from dripiq_common.tls import ReloadingChannel, ReloadingServerCredentials
 from dripiq_devtools.suite_security import SuiteSecurity
 
 SERVICES = ("planner", "dispatcher", "events", "scheduler")
@@ -53,6 +53,6 @@ def caller_channel(address: str, *, token: str | None = None) -> grpc.aio.Channe
     return grpc.aio.secure_channel(address, pki().credentials(token or pki().operator_token()))
 
 
-def service_channel(address: str, service: str = "planner") -> grpc.aio.Channel:
+def service_channel(address: str, service: str = "planner") -> ReloadingChannel:
     """One of the suite's services on an internal port: mutual TLS with its certificate."""
-    return grpc.aio.secure_channel(address, channel_credentials(pki().certificates[service]))
+    return ReloadingChannel(address, pki().certificates[service])

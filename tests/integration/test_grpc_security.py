@@ -23,7 +23,7 @@ from dripiq_common.auth import JwtVerifier
 from dripiq_common.authz import Authenticator
 from dripiq_common.clock import SystemClock
 from dripiq_common.grpc_server import GrpcServer, ServerSecurity
-from dripiq_common.tls import ReloadingServerCredentials, TlsFiles, channel_credentials
+from dripiq_common.tls import ReloadingChannel, ReloadingServerCredentials, TlsFiles, channel_credentials
 from dripiq_devtools.dev_pki import DevCA, DevIssuer
 from dripiq_dispatcher.forwarding import ReplyForwardingSettings
 from dripiq_dispatcher.handlers import ACCESS, SERVICE_NAMES, registrars
@@ -296,3 +296,22 @@ async def test_admin_calls_are_audited_with_who_what_and_how_they_ended(secured:
 async def _two(js, tenant_id: str) -> list[audit_pb2.AuditRecord] | None:  # type: ignore[no-untyped-def]
     records = await audit_records(js, tenant_id)
     return records if len(records) >= 2 else None
+
+
+async def test_a_services_rotated_client_certificate_is_used_from_the_next_call(
+    secured: Secured, tenant_id: str, tmp_path: Path
+) -> None:
+    own = TlsFiles(cert=tmp_path / "planner.pem", key=tmp_path / "planner-key.pem", ca=secured.ca.path)
+    own.cert.write_bytes(secured.planner_files.cert.read_bytes())
+    own.key.write_bytes(secured.planner_files.key.read_bytes())
+    source = ReloadingChannel(f"127.0.0.1:{secured.internal_port}", own, grace_seconds=0)
+    try:
+        assert (await check(source.get(), tenant_id)).suppressed == []
+        # cert-manager writes a new pair in place; here one the server does not trust, so the
+        # refusal shows the next call took the new files.
+        stranger = DevCA.create(tmp_path / "stranger").issue(tmp_path / "stranger", "planner")
+        own.cert.write_bytes(stranger.cert.read_bytes())
+        own.key.write_bytes(stranger.key.read_bytes())
+        assert await code_of(check(source.get(), tenant_id)) == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await source.close()

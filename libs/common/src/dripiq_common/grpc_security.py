@@ -20,7 +20,7 @@ from dripiq_common.auth import JwtVerifier
 from dripiq_common.authz import Access, Authenticator
 from dripiq_common.grpc_server import ServerSecurity
 from dripiq_common.settings import ServiceSettings
-from dripiq_common.tls import ReloadingServerCredentials, TlsFiles, channel_credentials
+from dripiq_common.tls import FixedChannel, ReloadingChannel, ReloadingServerCredentials, TlsFiles
 
 log = structlog.get_logger(__name__)
 
@@ -77,8 +77,9 @@ def server_security(
     )
 
 
-def service_channel(settings: ServiceSettings, address: str) -> grpc.aio.Channel:
-    """A channel to another service's internal port, presenting this service's certificate."""
+def service_channel(settings: ServiceSettings, address: str) -> FixedChannel | ReloadingChannel:
+    """A channel to another service's internal port, presenting this service's certificate (read
+    again when cert-manager rotates it)."""
     if settings.dev_insecure:
-        return grpc.aio.insecure_channel(address)
-    return grpc.aio.secure_channel(address, channel_credentials(tls_files(settings)))
+        return FixedChannel(grpc.aio.insecure_channel(address))
+    return ReloadingChannel(address, tls_files(settings))

@@ -7,6 +7,7 @@ the server reads them again, for the next handshake, whenever one of them change
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,3 +76,57 @@ def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:
     """A client's credentials: the suite's CA to verify servers, and our certificate for mTLS."""
     cert, key, ca = files.read()
     return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+
+
+class FixedChannel:
+    """A channel that never changes (plaintext, or credentials that do not rotate)."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._channel = channel
+
+    def get(self) -> grpc.aio.Channel:
+        return self._channel
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+class ReloadingChannel:
+    """A mutual-TLS channel whose certificate is read again when its files change: the first
+    call after a rotation opens a new channel, and the old one is closed once the calls it
+    carries have had `grace_seconds` to finish."""
+
+    def __init__(self, address: str, files: TlsFiles, *, grace_seconds: float = 30.0) -> None:
+        self.address = address
+        self.files = files
+        self.grace_seconds = grace_seconds
+        self._stamp = files.stamp()
+        self._channel = grpc.aio.secure_channel(address, channel_credentials(files))
+        self._retired: set[asyncio.Task[None]] = set()
+
+    def get(self) -> grpc.aio.Channel:
+        try:
+            stamp = self.files.stamp()
+        except OSError:
+            return self._channel  # mid-rotation: keep the channel that works
+        if stamp != self._stamp:
+            try:
+                fresh = grpc.aio.secure_channel(self.address, channel_credentials(self.files))
+            except (OSError, ValueError) as exc:
+                log.warning("tls.client_reload_failed", address=self.address, error=repr(exc))
+                return self._channel
+            old, self._channel, self._stamp = self._channel, fresh, stamp
+            task = asyncio.get_running_loop().create_task(self._retire(old))
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
+            log.info("tls.client_reloaded", address=self.address, cert=str(self.files.cert))
+        return self._channel
+
+    async def _retire(self, channel: grpc.aio.Channel) -> None:
+        await asyncio.sleep(self.grace_seconds)
+        await channel.close()
+
+    async def close(self) -> None:
+        for task in list(self._retired):
+            task.cancel()
+        await self._channel.close()

@@ -12,6 +12,9 @@ from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dpb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc
 from dripiq.events.v1 import events_service_pb2 as epb
 from dripiq.events.v1 import events_service_pb2_grpc as epb_grpc
+from dripiq_common.tls import FixedChannel, ReloadingChannel
+
+ChannelSource = FixedChannel | ReloadingChannel
 
 log = structlog.get_logger(__name__)
 
@@ -23,22 +26,32 @@ class Owners:
     dispatcher_address: str
     events_address: str
     timeout_seconds: float = 5.0
-    # Opens a channel to an address: mutual TLS to the service's internal port in the suite
-    # (dripiq_common.grpc_security.service_channel); plaintext for in-process tests.
-    channel: Callable[[str], grpc.aio.Channel] = grpc.aio.insecure_channel
-    _channels: list[grpc.aio.Channel] = field(default_factory=list)
+    # Opens a channel to an address: mutual TLS to the service's internal port, its certificate
+    # read again after a rotation (dripiq_common.grpc_security.service_channel).
+    channel: Callable[[str], ChannelSource] = lambda address: FixedChannel(grpc.aio.insecure_channel(address))
+    _dispatcher: ChannelSource = field(init=False)
+    _events: ChannelSource = field(init=False)
 
     def __post_init__(self) -> None:
-        dispatcher = self.channel(self.dispatcher_address)
-        events = self.channel(self.events_address)
-        self._channels = [dispatcher, events]
-        self.suppressions = dpb_grpc.SuppressionServiceStub(dispatcher)
-        self.messages = dpb_grpc.DispatcherServiceStub(dispatcher)
-        self.events = epb_grpc.EventsServiceStub(events)
+        self._dispatcher = self.channel(self.dispatcher_address)
+        self._events = self.channel(self.events_address)
+
+    # Stubs on the current channel: after a certificate rotation, the new one.
+    @property
+    def suppressions(self) -> dpb_grpc.SuppressionServiceStub:
+        return dpb_grpc.SuppressionServiceStub(self._dispatcher.get())
+
+    @property
+    def messages(self) -> dpb_grpc.DispatcherServiceStub:
+        return dpb_grpc.DispatcherServiceStub(self._dispatcher.get())
+
+    @property
+    def events(self) -> epb_grpc.EventsServiceStub:
+        return epb_grpc.EventsServiceStub(self._events.get())
 
     async def close(self) -> None:
-        for channel in self._channels:
-            await channel.close()
+        await self._dispatcher.close()
+        await self._events.close()
 
     async def suppressed(self, tenant_id: str, addresses: list[str]) -> dict[str, str] | None:
         """Address -> reason for the suppressed ones; None when the dispatcher did not answer.
