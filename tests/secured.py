@@ -15,9 +15,10 @@ from pathlib import Path
 import grpc
 
 from dripiq_common.auth import JwtVerifier
-from dripiq_common.authz import Access, Authenticator
+from dripiq_common.authz import Access
+from dripiq_common.grpc_security import security_for
 from dripiq_common.grpc_server import ServerSecurity
-from dripiq_common.tls import ReloadingChannel, ReloadingServerCredentials
+from dripiq_common.tls import ReloadingChannel
 from dripiq_devtools.suite_security import SuiteSecurity
 
 SERVICES = ("planner", "dispatcher", "events", "scheduler")
@@ -33,16 +34,12 @@ def pki() -> SuiteSecurity:
 def server_security(policies: Mapping[str, Access] | None = None, *, serves_as: str = "dispatcher") -> ServerSecurity:
     """What `GrpcServer(security=...)` takes: the certificate of `serves_as`, the run's issuer,
     the suite's services known by their certificates, and `policies`."""
-    files = pki().certificates[serves_as]
     issuer = pki().issuer
-    return ServerSecurity(
-        public=ReloadingServerCredentials(files),
-        internal=ReloadingServerCredentials(files, require_client_cert=True),
+    return security_for(
+        pki().certificates[serves_as],
+        JwtVerifier(issuer=issuer.issuer, audience=issuer.audience, public_keys=[issuer.public_key()]),
+        SERVICES,
         internal_address="127.0.0.1:0",
-        authenticator=Authenticator(
-            JwtVerifier(issuer=issuer.issuer, audience=issuer.audience, public_keys=[issuer.public_key()]),
-            SERVICES,
-        ),
         policies=policies or {},
     )
 

@@ -20,10 +20,10 @@ from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from dripiq_common.audit import AuditTrail
 from dripiq_common.auth import JwtVerifier
-from dripiq_common.authz import Authenticator
 from dripiq_common.clock import SystemClock
-from dripiq_common.grpc_server import GrpcServer, ServerSecurity
-from dripiq_common.tls import ReloadingChannel, ReloadingServerCredentials, TlsFiles, channel_credentials
+from dripiq_common.grpc_security import security_for
+from dripiq_common.grpc_server import GrpcServer
+from dripiq_common.tls import ReloadingChannel, TlsFiles, channel_credentials
 from dripiq_devtools.dev_pki import DevCA, DevIssuer
 from dripiq_dispatcher.forwarding import ReplyForwardingSettings
 from dripiq_dispatcher.handlers import ACCESS, SERVICE_NAMES, registrars
@@ -74,14 +74,11 @@ async def secured(engine: AsyncEngine, nats_conn, tmp_path_factory: pytest.TempP
             suppressions=Suppressions(engine, clock),
             forwarding=ReplyForwardingSettings(engine, clock),
         ),
-        security=ServerSecurity(
-            public=ReloadingServerCredentials(server_files),
-            internal=ReloadingServerCredentials(server_files, require_client_cert=True),
+        security=security_for(
+            server_files,
+            JwtVerifier(issuer=issuer.issuer, audience=issuer.audience, public_keys=[issuer.public_key()]),
+            ["planner"],
             internal_address="127.0.0.1:0",
-            authenticator=Authenticator(
-                JwtVerifier(issuer=issuer.issuer, audience=issuer.audience, public_keys=[issuer.public_key()]),
-                services=["planner"],
-            ),
             policies=ACCESS,
             audit=AuditTrail(nats_conn.jetstream(), service="dispatcher"),
         ),
@@ -304,7 +301,7 @@ async def test_a_services_rotated_client_certificate_is_used_from_the_next_call(
     own = TlsFiles(cert=tmp_path / "planner.pem", key=tmp_path / "planner-key.pem", ca=secured.ca.path)
     own.cert.write_bytes(secured.planner_files.cert.read_bytes())
     own.key.write_bytes(secured.planner_files.key.read_bytes())
-    source = ReloadingChannel(f"127.0.0.1:{secured.internal_port}", own, grace_seconds=0)
+    source = ReloadingChannel(f"127.0.0.1:{secured.internal_port}", own, grace_seconds=0, check_seconds=0)
     try:
         assert (await check(source.get(), tenant_id)).suppressed == []
         # cert-manager writes a new pair in place; here one the server does not trust, so the

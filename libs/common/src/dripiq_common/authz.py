@@ -13,7 +13,6 @@ field such as `rate_limit`), the field the handler will act on.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -31,17 +30,13 @@ from dripiq_common.status_codes import status_for
 # Services every caller may use without credentials.
 OPEN_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"})
 
-# The principal of the call being handled, for audit records and logs.
-CURRENT_PRINCIPAL: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
-
 
 @dataclass(frozen=True)
 class Access:
     """Who may call a method: a principal with one of `roles` (any principal when empty),
-    acting for the request's tenant when `tenant_scoped`."""
+    acting for the request's tenant."""
 
     roles: frozenset[Role] = frozenset()
-    tenant_scoped: bool = True
     # Every call is recorded on the audit trail (dripiq_common.audit), refused ones included.
     audited: bool = False
 
@@ -133,7 +128,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 if audit is not None:
                     await audit.record(principal, method, tenant, request, "PERMISSION_DENIED", denied)
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
-            token = CURRENT_PRINCIPAL.set(principal)
             try:
                 response = await inner(request, context)
             except grpc.aio.AbortError:
@@ -149,8 +143,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                         principal, method, tenant, request, code_pb2.Code.Name(status.code), status.message
                     )
                 raise
-            finally:
-                CURRENT_PRINCIPAL.reset(token)
             if audit is not None:
                 await audit.record(principal, method, tenant, request, "OK")
             return response
@@ -167,8 +159,6 @@ def refusal(principal: Principal, access: Access, request: Message) -> str:
     if access.roles and not principal.has_any(access.roles):
         needed = " or ".join(sorted(role.value for role in access.roles))
         return f"{principal.subject} lacks the role this method needs ({needed})"
-    if not access.tenant_scoped:
-        return ""
     tenant = tenant_of(request)
     if tenant is None:
         if principal.has_any(_CROSS_TENANT):

@@ -9,7 +9,7 @@ message naming what is missing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import grpc
@@ -67,10 +67,31 @@ def server_security(
         jwks_url=settings.auth_jwks_url,
     )
     services = [name.strip() for name in settings.auth_service_names.split(",") if name.strip()]
+    return security_for(
+        files,
+        verifier,
+        services,
+        internal_address=settings.grpc_internal_address,
+        policies=policies,
+        audit=audit,
+    )
+
+
+def security_for(
+    files: TlsFiles,
+    verifier: JwtVerifier,
+    services: Sequence[str],
+    *,
+    internal_address: str,
+    policies: Mapping[str, Access],
+    audit: AuditTrail | None = None,
+) -> ServerSecurity:
+    """A server's security: `files` on the public port (bearer tokens checked by `verifier`) and
+    on the internal one (client certificates of the CA required; `services` known by name)."""
     return ServerSecurity(
         public=ReloadingServerCredentials(files),
         internal=ReloadingServerCredentials(files, require_client_cert=True),
-        internal_address=settings.grpc_internal_address,
+        internal_address=internal_address,
         authenticator=Authenticator(verifier, services),
         policies=policies,
         audit=audit,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,15 +97,24 @@ class ReloadingChannel:
     call after a rotation opens a new channel, and the old one is closed once the calls it
     carries have had `grace_seconds` to finish."""
 
-    def __init__(self, address: str, files: TlsFiles, *, grace_seconds: float = 30.0) -> None:
+    def __init__(
+        self, address: str, files: TlsFiles, *, grace_seconds: float = 30.0, check_seconds: float = 5.0
+    ) -> None:
         self.address = address
         self.files = files
         self.grace_seconds = grace_seconds
+        # The files are looked at no more often than this: a call costs no file system access.
+        self.check_seconds = check_seconds
+        self._checked = time.monotonic()
         self._stamp = files.stamp()
         self._channel = grpc.aio.secure_channel(address, channel_credentials(files))
         self._retired: set[asyncio.Task[None]] = set()
 
     def get(self) -> grpc.aio.Channel:
+        now = time.monotonic()
+        if now - self._checked < self.check_seconds:
+            return self._channel
+        self._checked = now
         try:
             stamp = self.files.stamp()
         except OSError:
