@@ -42,9 +42,7 @@ class UnconfirmedSends:
         mid-call) becomes `sent`, and the planner hears so. One statement finds the batch's
         such messages (nearly always none). Delivery events also move the watermark that lets
         `resolve_unknown` resend what SendGrid never got."""
-        wanted = {
-            (e.tenant_id, e.message_id): e for e in events if e.message_id and validation.TENANT.match(e.tenant_id)
-        }
+        wanted = {(e.tenant_id, e.message_id): e for e in events if e.message_id and validation.is_tenant(e.tenant_id)}
         reported = [
             e.occurred_at.ToDatetime(tzinfo=UTC)
             for e in events

@@ -27,7 +27,7 @@ def sent_message(outcome: dispatcher_pb.MessageOutcome, *, now: datetime) -> Sen
     for name in ("tenant_id", "message_id"):
         if not getattr(outcome, name):
             raise PermanentMessageError(f"MessageOutcome without {name}")
-    if not validation.TENANT.match(outcome.tenant_id):
+    if not validation.is_tenant(outcome.tenant_id):
         raise PermanentMessageError(f"MessageOutcome with an invalid tenant_id {outcome.tenant_id!r}")
     return SentMessage(
         outbound=Outbound(

@@ -54,7 +54,7 @@ def correlate(
         tenant = event.tenant_id or (known.tenant_id if known else None)
         if known is not None:
             return _stored(event, outbound=known) if known.tenant_id == tenant else _stored(event)
-        if tenant and validation.TENANT.match(tenant):
+        if tenant and validation.is_tenant(tenant):
             return _stored(event, tenant_id=tenant)
     known = by_provider_id.get(event.provider_message_id or "")
     if known is not None and event.tenant_id in (None, known.tenant_id):

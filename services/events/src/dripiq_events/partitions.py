@@ -108,7 +108,7 @@ _PARTITIONS_SQL = (
 LOOP_NAME = "partitions"
 PRUNE_BATCH = 5000
 MAX_PRUNE_ROUNDS = 1000
-_MONTH_NAME = re.compile(rf"^{message_events.name}_(\d{{4}})_(\d{{2}})$")
+_MONTH_NAME = re.compile(rf"{message_events.name}_(\d{{4}})_(\d{{2}})")
 
 
 def retention_cutoff(now: datetime, retention_months: int) -> datetime:
@@ -124,7 +124,7 @@ async def drop_expired_partitions(conn: AsyncConnection, *, now: datetime, reten
     names = (await conn.execute(text(_PARTITIONS_SQL), {"schema": SCHEMA, "parent": message_events.name})).scalars()
     dropped = []
     for name in sorted(names):
-        match = _MONTH_NAME.match(name)
+        match = _MONTH_NAME.fullmatch(name)
         if match is None:
             continue  # the DEFAULT partition
         if _month_start(int(match.group(1)), int(match.group(2)) + 1) <= cutoff:

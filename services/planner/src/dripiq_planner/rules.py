@@ -10,10 +10,10 @@ from dripiq_planner.strategy import CHANNELS, MAX_STEPS, AdaptiveRule, RuleActio
 ENGAGEMENT_TRIGGERS = frozenset(
     {"open", "click", "reply", "auto_reply", "unsubscribe", "bounce", "spamreport", "dropped", "delivered"}
 )
-TIMEOUT_TRIGGER = re.compile(r"^no_(open|click|reply)_(\d{1,4})h$")
+TIMEOUT_TRIGGER = re.compile(r"no_(open|click|reply)_(\d{1,4})h")
 # What a person's reply says (the events service classifies it): "reply:not_interested".
 REPLY_CLASSES = ("interested", "not_interested", "referral", "unsubscribe_request", "question", "other")
-CLASS_TRIGGER = re.compile(rf"^reply:({'|'.join(REPLY_CLASSES)})$")
+CLASS_TRIGGER = re.compile(rf"reply:({'|'.join(REPLY_CLASSES)})")
 ACTIONS = frozenset(
     {"schedule_next_step", "skip_to_step", "reschedule_step", "cancel_campaign", "complete_campaign", "pause_campaign"}
 )
@@ -45,18 +45,18 @@ def trigger_for(event_type: str, reason: str = "") -> str | None:
 
 
 def is_trigger(name: str) -> bool:
-    return name in ENGAGEMENT_TRIGGERS or bool(TIMEOUT_TRIGGER.match(name) or CLASS_TRIGGER.match(name))
+    return name in ENGAGEMENT_TRIGGERS or bool(TIMEOUT_TRIGGER.fullmatch(name) or CLASS_TRIGGER.fullmatch(name))
 
 
 def class_trigger(reply_class: str) -> str | None:
     """ "reply:<class>" for a classified reply, None for an unknown or missing class."""
     trigger = f"reply:{reply_class}"
-    return trigger if CLASS_TRIGGER.match(trigger) else None
+    return trigger if CLASS_TRIGGER.fullmatch(trigger) else None
 
 
 def timeout_hours(trigger: str) -> tuple[str, int] | None:
     """("open", 48) for "no_open_48h"."""
-    match = TIMEOUT_TRIGGER.match(trigger)
+    match = TIMEOUT_TRIGGER.fullmatch(trigger)
     return (match.group(1), int(match.group(2))) if match else None
 
 

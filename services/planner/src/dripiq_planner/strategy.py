@@ -64,9 +64,9 @@ def threaded(steps: list[OutreachStep]) -> list[bool]:
     return out
 
 
-_DAY = re.compile(r"^day\s+(\d{1,3})$", re.IGNORECASE)
-_SPAN = re.compile(r"^(\d{1,4})(?:\s*-\s*(\d{1,4}))?\s*(h|hours?|d|days?|m|minutes?)$", re.IGNORECASE)
-_ISO = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$", re.IGNORECASE)
+_DAY = re.compile(r"day\s+(\d{1,3})", re.IGNORECASE)
+_SPAN = re.compile(r"(\d{1,4})(?:\s*-\s*(\d{1,4}))?\s*(h|hours?|d|days?|m|minutes?)", re.IGNORECASE)
+_ISO = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?", re.IGNORECASE)
 _UNIT_SECONDS = {"h": 3600, "d": 86400, "m": 60}
 
 
@@ -80,16 +80,16 @@ def pick_in_range(low: int, high: int, seed: str) -> int:
 def parse_timing(timing: str, *, seed: str) -> tuple[str, int]:
     """("day", N days since the start) or ("after", seconds after the previous step)."""
     text = timing.strip()
-    if match := _DAY.match(text):
+    if match := _DAY.fullmatch(text):
         return "day", int(match.group(1)) * 86400
-    if match := _SPAN.match(text):
+    if match := _SPAN.fullmatch(text):
         unit = _UNIT_SECONDS[match.group(3)[0].lower()]
         low = int(match.group(1))
         high = int(match.group(2) or low)
         if high < low:
             raise ValueError(f"range {timing!r} ends before it starts")
         return "after", pick_in_range(low * unit, high * unit, seed)
-    if (match := _ISO.match(text)) and any(match.groups()):
+    if (match := _ISO.fullmatch(text)) and any(match.groups()):
         days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
         return "after", days * 86400 + hours * 3600 + minutes * 60 + seconds
     raise ValueError(f"cannot read timing {timing!r}; use 'Day N', '48h', '2-4 days' or ISO-8601 like 'PT2H'")

@@ -17,7 +17,7 @@ WRONG_KEY_MESSAGE = (
     "Incorrect API key provided: {masked}. You can find your API key at https://platform.openai.com/account/api-keys."
 )
 
-_BEARER = re.compile(r"^Bearer\s+(\S+)\s*$", re.IGNORECASE)
+_BEARER = re.compile(r"Bearer\s+(\S+)\s*", re.IGNORECASE)
 
 ErrorBody = dict[str, dict[str, str | None]]
 
@@ -33,7 +33,7 @@ def _mask(key: str) -> str:
 
 def auth_problem(authorization: str, api_key: str | None) -> ErrorBody | None:
     """The 401 body for this Authorization header: none given, or not `api_key` when one is set."""
-    match = _BEARER.match(authorization)
+    match = _BEARER.fullmatch(authorization)
     if match is None:
         return error_body(NO_KEY_MESSAGE, "invalid_request_error")
     if api_key is not None and not secrets.compare_digest(match.group(1), api_key):

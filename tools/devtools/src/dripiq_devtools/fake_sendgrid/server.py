@@ -33,7 +33,7 @@ MAX_REQUEST_BYTES = 30 * 1024 * 1024
 # Names the task that posts automatic events, so a stop can be seen to have ended it.
 OUTBOX_TASK_NAME = "fake-sendgrid-webhook-outbox"
 
-_BEARER = re.compile(r"^Bearer\s+(\S+)\s*$", re.IGNORECASE)
+_BEARER = re.compile(r"Bearer\s+(\S+)\s*", re.IGNORECASE)
 
 Clock = Callable[[], float]
 
@@ -171,7 +171,7 @@ class FakeSendGrid(LocalHttpServer):
                 await task
 
     def _authorized(self, request: web.Request) -> bool:
-        match = _BEARER.match(request.headers.get("Authorization", ""))
+        match = _BEARER.fullmatch(request.headers.get("Authorization", ""))
         if match is None:
             return False
         return self.api_key is None or secrets.compare_digest(match.group(1), self.api_key)

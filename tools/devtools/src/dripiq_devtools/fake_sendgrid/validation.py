@@ -58,13 +58,13 @@ RESERVED_HEADERS = frozenset(
 )
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_EMAIL = re.compile(rf"^[^@\s<>(),;:\"\[\]\\]+@{_LABEL}(?:\.{_LABEL})+$")
+_EMAIL = re.compile(rf"[^@\s<>(),;:\"\[\]\\]+@{_LABEL}(?:\.{_LABEL})+")
 RECIPIENT_KINDS = ("to", "cc", "bcc")
 
 
 def is_valid_email(value: Any) -> bool:
     """SendGrid rejects anything that is not a plain `local@domain.tld` address."""
-    return isinstance(value, str) and len(value) <= 320 and _EMAIL.match(value) is not None
+    return isinstance(value, str) and len(value) <= 320 and _EMAIL.fullmatch(value) is not None
 
 
 def _has_text(value: Any) -> bool:
