@@ -34,15 +34,20 @@ import nats
 from harness import machine
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from dripiq.planner.v1 import timers_pb2
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
 from dripiq_common import migrations
 from dripiq_common.bus.client import ensure_streams
-from dripiq_common.bus.contract import Streams
+from dripiq_common.bus.contract import Streams, Subjects
 from dripiq_devtools.servers import EmbeddedNats, EmbeddedPostgres, free_port
 
 TENANT = "bench-timers"
-SUBJECT = f"dripiq.planner.timer.{TENANT}"
+SUBJECT = Subjects.planner_timer(TENANT)
+# What the planner stores with a step timer: the scheduler checks a payload is one of its target.
+PAYLOAD = timers_pb2.PlannerTimer(
+    tenant_id=TENANT, campaign_id="bench-campaign", step_due=timers_pb2.StepDue(step_index=0, schedule_version=1)
+).SerializeToString()
 BATCH = 10_000
 
 
@@ -98,7 +103,14 @@ def scheduler_stack():  # type: ignore[no-untyped-def]
 
 
 def timer(key: str, fire_at: datetime, group: str = "bench") -> pb.Timer:
-    t = pb.Timer(tenant_id=TENANT, key=key, group_key=group, kind="bench", target_subject=SUBJECT, payload=b"p" * 64)
+    t = pb.Timer(
+        tenant_id=TENANT,
+        key=key,
+        group_key=group,
+        kind="bench",
+        target=pb.TIMER_TARGET_PLANNER_TIMER,
+        payload=PAYLOAD,
+    )
     t.fire_at.FromDatetime(fire_at)
     return t
 
@@ -256,14 +268,15 @@ async def bulk_pending(pg_url: str, count: int) -> float:
     for start in range(0, count, 1_000_000):
         size = min(1_000_000, count - start)
         await conn.execute(
-            """INSERT INTO scheduler.timers (tenant_id, key, group_key, kind, scheduled_for, target_subject, payload)
+            """INSERT INTO scheduler.timers (tenant_id, key, group_key, kind, scheduled_for, target, target_subject, payload)
                SELECT $1, 'pending-' || g, 'campaign:' || (g / 10), 'step_due',
-                      now() + interval '365 days' + (g % 86400) * interval '1 second', $2, '\\x00'::bytea
+                      now() + interval '365 days' + (g % 86400) * interval '1 second', 'planner_timer', $2, $5
                FROM generate_series($3::bigint, $4::bigint) AS g""",
             TENANT,
             SUBJECT,
             start,
             start + size - 1,
+            PAYLOAD,
         )
     await conn.execute("ANALYZE scheduler.timers")
     seconds = time.perf_counter() - started

@@ -148,14 +148,19 @@ async def _main(args: argparse.Namespace) -> int:
                 except NotFoundError:
                     print(f"no dead letter {sequence}", file=sys.stderr)
                     return 1
+        unreplayable = 0
         for letter in letters:
-            if args.command == "replay":
+            if args.command == "replay" and not letter.original_subject:
+                # E.g. a timer the scheduler could never publish: fix its cause, then drop it.
+                print(f"cannot replay {letter.sequence}: it names no original subject", file=sys.stderr)
+                unreplayable += 1
+            elif args.command == "replay":
                 await replay(js, letter)
                 print(f"replayed {letter.sequence} onto {letter.original_subject}")
             else:
                 await drop(js, letter.sequence)
                 print(f"dropped {letter.sequence} ({letter.original_subject})")
-        return 0
+        return 1 if unreplayable else 0
     finally:
         await nc.drain()
 

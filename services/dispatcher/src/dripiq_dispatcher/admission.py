@@ -73,7 +73,7 @@ class Work:
             # with the campaign's other timers.
             group_key=f"campaign:{message.campaign_id}",
             kind="send_deferred",
-            target_subject=Subjects.dispatcher_send(message.tenant_id),
+            target=scheduler_pb2.TIMER_TARGET_DISPATCHER_SEND,
             payload=item.command,
         )
         timer.fire_at.FromDatetime(fire_at)

@@ -88,7 +88,7 @@ def _timer(
         key=key,
         group_key=campaign_group(campaign.id),
         kind=kind,
-        target_subject=Subjects.planner_timer(campaign.tenant_id),
+        target=scheduler_service_pb2.TIMER_TARGET_PLANNER_TIMER,
         payload=payload.SerializeToString(),
     )
     timer.fire_at.FromDatetime(fire_at)

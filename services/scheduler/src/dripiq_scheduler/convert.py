@@ -7,33 +7,46 @@ from typing import Any
 
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq_common import validation
-from dripiq_common.bus.contract import stream_for_subject
 from dripiq_common.errors import InvalidArgument
-from dripiq_scheduler.domain import MAX_PAYLOAD_BYTES, TARGET_STREAMS
+from dripiq_scheduler.domain import Target, check_timer, target_for_subject
 from dripiq_scheduler.models import TimerStatus
 from dripiq_scheduler.repository import NewTimer
 
+_TARGETS = {
+    pb.TIMER_TARGET_PLANNER_TIMER: Target.PLANNER_TIMER,
+    pb.TIMER_TARGET_DISPATCHER_SEND: Target.DISPATCHER_SEND,
+}
+_TARGET_NUMBERS = {v: k for k, v in _TARGETS.items()}
+
 
 def new_timer(timer: pb.Timer, field: str = "timer") -> NewTimer:
-    tenant = validation.tenant_id(timer.tenant_id, f"{field}.tenant_id")
-    key = validation.required(timer.key, f"{field}.key", max_length=200)
-    kind = validation.required(timer.kind, f"{field}.kind", max_length=64)
-    fire_at = validation.timestamp(timer.fire_at, f"{field}.fire_at", present=timer.HasField("fire_at"))
-    subject = validation.required(timer.target_subject, f"{field}.target_subject")
-    stream = stream_for_subject(subject)
-    if stream is None or stream.name not in TARGET_STREAMS:
-        raise InvalidArgument(f"{field}.target_subject", f"no timer target stream takes {subject!r}")
-    if not subject.endswith(f".{tenant}"):
-        raise InvalidArgument(f"{field}.target_subject", "must end with the timer's tenant_id")
-    if len(timer.payload) > MAX_PAYLOAD_BYTES:
-        raise InvalidArgument(f"{field}.payload", f"must be at most {MAX_PAYLOAD_BYTES} bytes")
-    return NewTimer(
-        tenant_id=tenant,
-        key=key,
+    """A timer from the API or a TimerCommand, checked as the firer will check it (domain)."""
+    if timer.target == pb.TIMER_TARGET_UNSPECIFIED:
+        # Commands outboxed by an older planner or dispatcher name only the subject.
+        target = target_for_subject(timer.tenant_id, timer.target_subject)
+    elif timer.target in _TARGETS:
+        target = _TARGETS[timer.target]
+    else:
+        raise InvalidArgument(f"{field}.target", f"unknown TimerTarget {timer.target}")
+    checked = check_timer(
+        tenant_id=timer.tenant_id,
+        key=timer.key,
         group_key=timer.group_key,
-        kind=kind,
+        kind=timer.kind,
+        target=target,
+        subject=timer.target_subject,
+        payload=timer.payload,
+        field=field,
+    )
+    fire_at = validation.timestamp(timer.fire_at, f"{field}.fire_at", present=timer.HasField("fire_at"))
+    return NewTimer(
+        tenant_id=checked.tenant_id,
+        key=checked.key,
+        group_key=checked.group_key,
+        kind=checked.kind,
         fire_at=fire_at,
-        target_subject=subject,
+        target=checked.target,
+        target_subject=checked.subject,
         payload=timer.payload,
     )
 
@@ -63,6 +76,7 @@ def to_proto(row: Any) -> pb.Timer:
         key=row.key,
         group_key=row.group_key,
         kind=row.kind,
+        target=_TARGET_NUMBERS.get(row.target, pb.TIMER_TARGET_UNSPECIFIED),
         target_subject=row.target_subject,
         payload=row.payload,
         status=_STATUS[row.status],

@@ -1,20 +1,143 @@
-"""Timer rules without I/O: which streams a timer may target, how a timer version fires once on
-the bus, and what happens to timers found overdue."""
+"""Timer rules without I/O: what a timer may hold and where it may go, how a timer version
+fires once on the bus, and what happens to timers found overdue."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
-from dripiq_common.bus.contract import Streams
+from google.protobuf.message import DecodeError
+from google.protobuf.message import Message as ProtoMessage
+
+from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb2
+from dripiq.planner.v1 import timers_pb2 as planner_timers_pb2
+from dripiq_common import validation
+from dripiq_common.bus.contract import Streams, StreamSpec, Subjects, tenants_in
+from dripiq_common.errors import InvalidArgument
 from dripiq_common.seeded import seeded_fraction
 
-# Timers may only target work queues that exist for due work.
-TARGET_STREAMS = {Streams.PLANNER_TIMERS.name, Streams.DISPATCHER_SEND.name}
 MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_KEY_LENGTH = 200
+MAX_KIND_LENGTH = 64
+
+
+class Target(StrEnum):
+    """Where a due timer's payload goes (the timers table's `target`, the API's TimerTarget)."""
+
+    PLANNER_TIMER = "planner_timer"
+    DISPATCHER_SEND = "dispatcher_send"
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    stream: StreamSpec
+    subject: Callable[[str], str]
+    payload: type[ProtoMessage]
+
+
+# Only work queues that exist for due work; the subject is always built from the tenant.
+TARGETS: dict[Target, TargetSpec] = {
+    Target.PLANNER_TIMER: TargetSpec(Streams.PLANNER_TIMERS, Subjects.planner_timer, planner_timers_pb2.PlannerTimer),
+    Target.DISPATCHER_SEND: TargetSpec(
+        Streams.DISPATCHER_SEND, Subjects.dispatcher_send, dispatcher_pb2.SendMessageCommand
+    ),
+}
+
+
+def target_for_subject(tenant_id: str, subject: str) -> Target | None:
+    """The target whose subject for this tenant is exactly `subject` (a caller, or a stored row,
+    older than targets)."""
+    if not validation.is_tenant(tenant_id):
+        return None
+    return next((target for target, spec in TARGETS.items() if spec.subject(tenant_id) == subject), None)
+
+
+@dataclass(frozen=True)
+class CheckedTimer:
+    tenant_id: str
+    key: str
+    group_key: str
+    kind: str
+    target: Target
+    subject: str
+
+
+def check_timer(
+    *,
+    tenant_id: str,
+    key: str,
+    group_key: str,
+    kind: str,
+    target: Target | None,
+    subject: str,
+    payload: bytes,
+    field: str = "timer",
+) -> CheckedTimer:
+    """Everything about a timer that the bus depends on, for a timer to store and for a stored
+    row about to fire alike: its tenant (a subject token), key, group and kind (headers), its
+    target, the subject built from both (`subject`, when given, must be that one) and a payload
+    of the target's type for this tenant. Raises InvalidArgument naming the field."""
+    tenant = validation.tenant_id(tenant_id, f"{field}.tenant_id")
+    validation.header_safe(key, f"{field}.key", max_length=MAX_KEY_LENGTH)
+    validation.header_safe(group_key, f"{field}.group_key", max_length=MAX_KEY_LENGTH, required=False)
+    validation.kind(kind, f"{field}.kind", max_length=MAX_KIND_LENGTH)
+    if target is None:
+        raise InvalidArgument(f"{field}.target", "is required: where the timer's payload goes when it is due")
+    spec = TARGETS[target]
+    built = spec.subject(tenant)
+    if subject and subject != built:
+        raise InvalidArgument(
+            f"{field}.target_subject", f"is set by the scheduler from target and tenant_id; leave it empty or {built!r}"
+        )
+    check_payload(spec.payload, tenant, payload, f"{field}.payload")
+    return CheckedTimer(tenant_id=tenant, key=key, group_key=group_key, kind=kind, target=target, subject=built)
+
+
+def check_payload(kind: type[ProtoMessage], tenant_id: str, payload: bytes, field: str) -> None:
+    """A serialized `kind` for this tenant alone: a timer never carries another tenant's work."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise InvalidArgument(field, f"must be at most {MAX_PAYLOAD_BYTES} bytes")
+    message = kind()
+    try:
+        message.ParseFromString(payload)
+    except DecodeError as exc:
+        raise InvalidArgument(field, f"is not a serialized {kind.DESCRIPTOR.full_name}") from exc
+    if getattr(message, "tenant_id", "") != tenant_id:
+        raise InvalidArgument(field, f"must be a {kind.DESCRIPTOR.full_name} whose tenant_id is the timer's tenant_id")
+    if others := tenants_in(message) - {tenant_id}:
+        raise InvalidArgument(field, f"names another tenant ({len(others)}) than the timer's")
+
+
+class StoredTimer(Protocol):
+    tenant_id: str
+    key: str
+    group_key: str
+    kind: str
+    target: str | None
+    target_subject: str
+    payload: bytes
+
+
+def unfireable(row: StoredTimer) -> str:
+    """Why a stored timer can never be published ("" when it can): a row written by an older
+    version, or by hand, is held to today's rules before it reaches the bus."""
+    target = Target(row.target) if row.target in TARGETS else None
+    try:
+        check_timer(
+            tenant_id=row.tenant_id,
+            key=row.key,
+            group_key=row.group_key,
+            kind=row.kind,
+            target=target,
+            subject=row.target_subject,
+            payload=row.payload,
+        )
+    except InvalidArgument as exc:
+        return str(exc)
+    return ""
 
 
 def dedupe_id(tenant_id: str, key: str, version: int) -> str:

@@ -28,6 +28,10 @@ PUBLISH_FAILURES = Counter(
     "dripiq_scheduler_publish_failures",
     "Due timers whose publish got no PubAck in time; they stay active and fire in a later round",
 )
+TIMERS_DEAD_LETTERED = Counter(
+    "dripiq_scheduler_timers_dead_lettered",
+    "Due timers that could never be published: dead letters of scheduler-firer, canceled with the reason",
+)
 TIMERS_DROPPED = Counter("dripiq_scheduler_timers_dropped", "Overdue timers canceled by overdue_policy=drop")
 TIMERS_DELAYED = Counter("dripiq_scheduler_timers_delayed", "Overdue timers moved later by overdue_policy=delay")
 TIMERS_PRUNED = Counter("dripiq_scheduler_timers_pruned", "Fired and canceled timers deleted after retention")

@@ -47,6 +47,9 @@ timers = Table(
     Column("kind", Text, nullable=False),
     Column("status", Text, nullable=False, server_default="active"),
     Column("scheduled_for", DateTime(timezone=True), nullable=False),
+    # Where the payload goes (domain.Target); the subject is built from it and the tenant.
+    # NULL only for a row stored before targets whose subject is no target's: it never fires.
+    Column("target", Text),
     Column("target_subject", Text, nullable=False),
     Column("payload", LargeBinary, nullable=False),
     Column("version", Integer, nullable=False, server_default="1"),
@@ -58,6 +61,7 @@ timers = Table(
     Column("cancel_reason", Text),
     UniqueConstraint("tenant_id", "key", name="timers_tenant_key_key"),
     CheckConstraint("status IN ('active', 'fired', 'canceled')", name="timers_status_check"),
+    CheckConstraint("target IN ('planner_timer', 'dispatcher_send')", name="timers_target_check"),
     Index("timers_due_idx", "scheduled_for", postgresql_where=text("status = 'active'")),
     Index("timers_group_idx", "tenant_id", "group_key", postgresql_where=text("status = 'active'")),
     # ListTimers: a tenant's timers in (scheduled_for, id) order, whatever their status.

@@ -22,6 +22,7 @@ class NewTimer:
     group_key: str
     kind: str
     fire_at: datetime
+    target: str
     target_subject: str
     payload: bytes
 
@@ -38,6 +39,7 @@ def _upsert(now: datetime):
             "group_key": excluded.group_key,
             "kind": excluded.kind,
             "scheduled_for": excluded.scheduled_for,
+            "target": excluded.target,
             "target_subject": excluded.target_subject,
             "payload": excluded.payload,
             "status": TimerStatus.ACTIVE,
@@ -48,8 +50,8 @@ def _upsert(now: datetime):
             "cancel_reason": None,
         },
         where=(
-            func.row(timers.c.scheduled_for, timers.c.target_subject, timers.c.payload).is_distinct_from(
-                func.row(excluded.scheduled_for, excluded.target_subject, excluded.payload)
+            func.row(timers.c.scheduled_for, timers.c.target, timers.c.payload).is_distinct_from(
+                func.row(excluded.scheduled_for, excluded.target, excluded.payload)
             )
         ),
     )
@@ -66,6 +68,7 @@ def _values(timer: NewTimer, now: datetime) -> dict:
         "group_key": timer.group_key,
         "kind": timer.kind,
         "scheduled_for": timer.fire_at,
+        "target": timer.target,
         "target_subject": timer.target_subject,
         "payload": timer.payload,
     }
@@ -153,8 +156,10 @@ async def lock_due(conn: AsyncConnection, *, now: datetime, limit: int):
                 timers.c.id,
                 timers.c.tenant_id,
                 timers.c.key,
+                timers.c.group_key,
                 timers.c.version,
                 timers.c.kind,
+                timers.c.target,
                 timers.c.target_subject,
                 timers.c.payload,
                 timers.c.scheduled_for,
@@ -182,6 +187,20 @@ async def cancel_overdue(conn: AsyncConnection, *, ids: Sequence[int], reason: s
             update(timers)
             .where(timers.c.id.in_(ids))
             .values(status=TimerStatus.CANCELED, canceled_at=now, updated_at=now, cancel_reason=reason)
+        )
+
+
+async def cancel_unfireable(conn: AsyncConnection, *, reasons: Sequence[tuple[int, str]], now: datetime) -> None:
+    """Timers a firing round found it can never publish (each now a dead letter), canceled with
+    why: the rows are locked by the caller's round. One statement, sent as an executemany."""
+    if reasons:
+        await conn.execute(
+            update(timers)
+            .where(timers.c.id == bindparam("doomed_id"))
+            .values(
+                status=TimerStatus.CANCELED, canceled_at=now, updated_at=now, cancel_reason=bindparam("doomed_reason")
+            ),
+            [{"doomed_id": row_id, "doomed_reason": reason} for row_id, reason in reasons],
         )
 
 

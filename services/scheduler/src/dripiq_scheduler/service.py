@@ -71,7 +71,7 @@ class TimerService:
         tenant = validation.tenant_id(tenant_id)
         _check_batch_size(len(keys), "keys")
         for i, key in enumerate(keys):
-            validation.required(key, f"keys[{i}]", max_length=200)
+            _key(key, f"keys[{i}]")
         async with self.engine.begin() as conn:
             return await repository.cancel_many(conn, tenant_id=tenant, keys=keys, now=self.clock.now())
 
@@ -123,7 +123,7 @@ class TimerService:
 
     async def cancel(self, tenant_id: str, key: str) -> pb.Timer:
         tenant = validation.tenant_id(tenant_id)
-        validation.required(key, "key")
+        _key(key, "key")
         async with self.engine.begin() as conn:
             row = await repository.cancel(conn, tenant_id=tenant, key=key, now=self.clock.now())
         if row is None:
@@ -132,13 +132,13 @@ class TimerService:
 
     async def cancel_group(self, tenant_id: str, group_key: str) -> int:
         tenant = validation.tenant_id(tenant_id)
-        validation.required(group_key, "group_key")
+        _key(group_key, "group_key")
         async with self.engine.begin() as conn:
             return await repository.cancel_group(conn, tenant_id=tenant, group_key=group_key, now=self.clock.now())
 
     async def get(self, tenant_id: str, key: str) -> pb.Timer:
         tenant = validation.tenant_id(tenant_id)
-        validation.required(key, "key")
+        _key(key, "key")
         async with self.engine.connect() as conn:
             row = await repository.get(conn, tenant_id=tenant, key=key)
         if row is None:
@@ -162,8 +162,13 @@ class TimerService:
             for kind, op in ops:
                 if kind == "schedule":
                     steps.append((kind, convert.new_timer(op)))  # type: ignore[arg-type]
+                elif kind == "cancel_group":
+                    validation.tenant_id(op.tenant_id)  # type: ignore[attr-defined]
+                    _key(op.group_key, "group_key")  # type: ignore[attr-defined]
+                    steps.append((kind, op))
                 else:
                     validation.tenant_id(op.tenant_id)  # type: ignore[attr-defined]
+                    _key(op.key, "key")  # type: ignore[attr-defined]
                     steps.append((kind, op))
         except InvalidArgument as exc:
             raise PermanentMessageError(f"invalid TimerCommand: {exc}") from exc
@@ -171,6 +176,11 @@ class TimerService:
         async with self.engine.begin() as conn:
             await _apply_in_order(conn, steps, now)
         self._stored([new for kind, new in steps if kind == "schedule"], now)  # type: ignore[misc]
+
+
+def _key(value: str, field: str) -> str:
+    """A key or group key to look up: what a timer may be stored under (domain.check_timer)."""
+    return validation.header_safe(value, field, max_length=domain.MAX_KEY_LENGTH)
 
 
 def _check_batch_size(size: int, field: str) -> None:

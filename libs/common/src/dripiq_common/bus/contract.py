@@ -30,6 +30,7 @@ from dripiq.events.v1 import messages_pb2 as events_pb2
 from dripiq.planner.v1 import facts_pb2 as planner_facts_pb2
 from dripiq.planner.v1 import timers_pb2 as planner_timers_pb2
 from dripiq.scheduler.v1 import commands_pb2 as scheduler_commands_pb2
+from dripiq_common import validation
 from dripiq_common.errors import PermanentMessageError
 
 ProtoT = TypeVar("ProtoT", bound=ProtoMessage)
@@ -41,6 +42,12 @@ ORIGINAL_SUBJECT_HEADER = "Dripiq-Original-Subject"
 ORIGINAL_SEQUENCE_HEADER = "Dripiq-Original-Sequence"
 DELIVERED_HEADER = "Dripiq-Delivered"
 ERROR_HEADER = "Dripiq-Error"
+
+
+def header_text(value: str) -> str:
+    """Any text made fit for a header value: control characters (a CR/LF would end the header
+    and start a forged one) and anything outside ASCII become escapes."""
+    return value if value.isascii() and value.isprintable() else value.encode("unicode_escape").decode("ascii")
 
 
 def own_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
@@ -280,18 +287,21 @@ def foreign_tenant(stream: StreamSpec, subject: str, data: bytes) -> str:
         return ""
     tokens = subject.split(".")
     subject_tenant = tokens[TENANT_TOKEN] if len(tokens) > TENANT_TOKEN else ""
+    if not validation.is_tenant(subject_tenant):
+        # Handlers build subjects and rows from it: refuse it here, once, with the reason.
+        return f"subject token {subject_tenant!r} is not a tenant id"
     message = stream.payload()
     try:
         message.ParseFromString(data)
     except DecodeError:
         return ""
-    others = sorted(_tenants_in(message) - {subject_tenant})
+    others = sorted(tenants_in(message) - {subject_tenant})
     if not others:
         return ""
     return f"payload names tenant {', '.join(map(repr, others))} on a subject of tenant {subject_tenant!r}"
 
 
-def _tenants_in(message: ProtoMessage) -> set[str]:
+def tenants_in(message: ProtoMessage) -> set[str]:
     """Every non-empty tenant_id anywhere in the message (batches and nested commands too)."""
     found: set[str] = set()
     for field, value in message.ListFields():
@@ -300,7 +310,7 @@ def _tenants_in(message: ProtoMessage) -> set[str]:
         elif field.message_type is not None:
             for item in value if field.is_repeated else [value]:
                 if isinstance(item, ProtoMessage):
-                    found |= _tenants_in(item)
+                    found |= tenants_in(item)
     return found
 
 

@@ -24,6 +24,7 @@ from dripiq_common.bus.contract import (
     ORIGINAL_SUBJECT_HEADER,
     ConsumerSpec,
     foreign_tenant,
+    header_text,
     own_headers,
 )
 from dripiq_common.errors import PermanentMessageError
@@ -234,7 +235,7 @@ class PullWorker:
             ORIGINAL_SUBJECT_HEADER: msg.subject,
             ORIGINAL_SEQUENCE_HEADER: str(meta.sequence.stream),
             DELIVERED_HEADER: str(meta.num_delivered),
-            ERROR_HEADER: reason[:1000],
+            ERROR_HEADER: header_text(reason)[:1000],
             "Nats-Msg-Id": f"{meta.stream}:{meta.sequence.stream}",
         }
         await self.js.publish(subject, msg.data, headers=headers)

@@ -16,13 +16,22 @@ class TimerStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TIMER_STATUS_ACTIVE: _ClassVar[TimerStatus]
     TIMER_STATUS_FIRED: _ClassVar[TimerStatus]
     TIMER_STATUS_CANCELED: _ClassVar[TimerStatus]
+
+class TimerTarget(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TIMER_TARGET_UNSPECIFIED: _ClassVar[TimerTarget]
+    TIMER_TARGET_PLANNER_TIMER: _ClassVar[TimerTarget]
+    TIMER_TARGET_DISPATCHER_SEND: _ClassVar[TimerTarget]
 TIMER_STATUS_UNSPECIFIED: TimerStatus
 TIMER_STATUS_ACTIVE: TimerStatus
 TIMER_STATUS_FIRED: TimerStatus
 TIMER_STATUS_CANCELED: TimerStatus
+TIMER_TARGET_UNSPECIFIED: TimerTarget
+TIMER_TARGET_PLANNER_TIMER: TimerTarget
+TIMER_TARGET_DISPATCHER_SEND: TimerTarget
 
 class Timer(_message.Message):
-    __slots__ = ("tenant_id", "key", "group_key", "kind", "fire_at", "target_subject", "payload", "status", "version", "fired_at")
+    __slots__ = ("tenant_id", "key", "group_key", "kind", "fire_at", "target_subject", "payload", "status", "version", "fired_at", "target")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     GROUP_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +42,7 @@ class Timer(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     FIRED_AT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     key: str
     group_key: str
@@ -43,7 +53,8 @@ class Timer(_message.Message):
     status: TimerStatus
     version: int
     fired_at: _timestamp_pb2.Timestamp
-    def __init__(self, tenant_id: _Optional[str] = ..., key: _Optional[str] = ..., group_key: _Optional[str] = ..., kind: _Optional[str] = ..., fire_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., target_subject: _Optional[str] = ..., payload: _Optional[bytes] = ..., status: _Optional[_Union[TimerStatus, str]] = ..., version: _Optional[int] = ..., fired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    target: TimerTarget
+    def __init__(self, tenant_id: _Optional[str] = ..., key: _Optional[str] = ..., group_key: _Optional[str] = ..., kind: _Optional[str] = ..., fire_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., target_subject: _Optional[str] = ..., payload: _Optional[bytes] = ..., status: _Optional[_Union[TimerStatus, str]] = ..., version: _Optional[int] = ..., fired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., target: _Optional[_Union[TimerTarget, str]] = ...) -> None: ...
 
 class ScheduleTimerRequest(_message.Message):
     __slots__ = ("timer",)
