@@ -27,9 +27,11 @@ from planner_campaigns import (
 )
 
 from dripiq.planner.v1 import timers_pb2
+from dripiq.scheduler.v1 import scheduler_service_pb2
 from dripiq_common.bus.contract import Subjects
 from dripiq_planner import lifecycle
 from dripiq_planner.state import UnitOfWork
+from dripiq_scheduler import convert
 
 STEP_TIMER = f"{CAMPAIGN}:step"
 RESUME_TIMER = f"{CAMPAIGN}:resume"
@@ -96,7 +98,9 @@ def test_scheduling_a_step_rearms_the_campaigns_one_step_timer_with_a_new_versio
     assert near(fired, NOW + DAY)
     timer = scheduled(work)[STEP_TIMER]
     assert (timer.tenant_id, timer.kind, timer.group_key) == (TENANT, "step_due", f"campaign:{CAMPAIGN}")
-    assert timer.target_subject == Subjects.planner_timer(TENANT)
+    assert timer.target == scheduler_service_pb2.TIMER_TARGET_PLANNER_TIMER
+    # The scheduler takes it as it is: the payload is a PlannerTimer of the timer's tenant.
+    assert convert.new_timer(timer).target_subject == Subjects.planner_timer(TENANT)
     assert fire_at(timer) == fired
     assert payload(timer) == timers_pb2.PlannerTimer(
         tenant_id=TENANT, campaign_id=CAMPAIGN, step_due=timers_pb2.StepDue(step_index=2, schedule_version=1)

@@ -27,7 +27,7 @@ from test_rate_limits import sent_ids, timer_commands
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import messages_pb2
-from dripiq_common.bus.contract import Subjects
+from dripiq.scheduler.v1 import scheduler_service_pb2
 from dripiq_common.clock import ManualClock
 from dripiq_common.errors import PermanentMessageError
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
@@ -181,7 +181,7 @@ async def test_rate_limit_admits_a_batch_up_to_the_budget(engine, fake, sender, 
             "send_deferred",
             f"campaign:{cmd.campaign_id}",
         )
-        assert timer.target_subject == Subjects.dispatcher_send(tenant_id)
+        assert timer.target == scheduler_service_pb2.TIMER_TARGET_DISPATCHER_SEND
         assert timer.payload == cmd.SerializeToString()
         assert T0 + timedelta(minutes=1) <= timer.fire_at.ToDatetime(tzinfo=UTC) < T0 + timedelta(minutes=2)
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from dripiq.dispatcher.v1 import messages_pb2
-from dripiq.scheduler.v1 import commands_pb2
+from dripiq.scheduler.v1 import commands_pb2, scheduler_service_pb2
 from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import ManualClock
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
@@ -92,7 +92,7 @@ async def test_tenant_budget_defers_the_rest_and_never_delays_another_tenant(eng
         assert cmd.tenant_id == timer.tenant_id == tenant_id
         assert timer.group_key == "campaign:camp-1"  # ending the campaign cancels it
         assert timer.kind == "send_deferred"
-        assert timer.target_subject == Subjects.dispatcher_send(tenant_id)
+        assert timer.target == scheduler_service_pb2.TIMER_TARGET_DISPATCHER_SEND
         assert T0 + timedelta(minutes=1) <= timer.fire_at.ToDatetime(tzinfo=UTC) < T0 + timedelta(minutes=2)
         assert messages_pb2.SendMessageCommand.FromString(timer.payload) == by_id[message_id]
     assert len({t.schedule.fire_at.ToNanoseconds() for t in timers}) > 1  # jittered, not one instant

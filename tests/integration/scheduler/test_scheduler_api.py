@@ -16,9 +16,9 @@ from grpc_status import rpc_status
 from secured import caller_channel, server_security
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dripiq.planner.v1 import timers_pb2
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
-from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import ManualClock
 from dripiq_common.grpc_server import GrpcServer
 from dripiq_scheduler import repository
@@ -29,16 +29,17 @@ T0 = datetime(2031, 3, 1, 9, 0, tzinfo=UTC)
 SERVICE = pb.DESCRIPTOR.services_by_name["SchedulerService"].full_name
 
 
-def timer(key: str, fire_at: datetime, *, tenant_id: str = "", group: str = "g", payload: bytes = b"p") -> pb.Timer:
-    """A timer for `tenant_id`'s planner; tenant_id empty leaves it to the batch."""
-    t = pb.Timer(tenant_id=tenant_id, key=key, group_key=group, kind="step_due", payload=payload)
+def timer(key: str, fire_at: datetime, *, tenant_id: str = "", group: str = "g") -> pb.Timer:
+    """A timer for a planner; tenant_id empty leaves it to the batch."""
+    t = pb.Timer(tenant_id=tenant_id, key=key, group_key=group, kind="step_due", target=pb.TIMER_TARGET_PLANNER_TIMER)
     t.fire_at.FromDatetime(fire_at)
     return t
 
 
 def for_tenant(tenant_id: str, *timers: pb.Timer) -> list[pb.Timer]:
+    """The timers with a payload for `tenant_id`'s planner."""
     for t in timers:
-        t.target_subject = Subjects.planner_timer(tenant_id)
+        t.payload = timers_pb2.PlannerTimer(tenant_id=tenant_id, campaign_id=t.key).SerializeToString()
     return list(timers)
 
 

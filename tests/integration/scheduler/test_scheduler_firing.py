@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from dripiq.planner.v1 import timers_pb2
 from dripiq.scheduler.v1 import commands_pb2
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq_common.bus.contract import Subjects
@@ -23,14 +24,15 @@ async def published_count(js, subject: str) -> int:  # type: ignore[no-untyped-d
     return (info.state.subjects or {}).get(subject, 0)
 
 
-def timer(tenant_id: str, key: str, fire_at: datetime, payload: bytes = b"p", group: str = "g") -> pb.Timer:
+def timer(tenant_id: str, key: str, fire_at: datetime, payload: str = "p", group: str = "g") -> pb.Timer:
+    """A planner timer whose payload names campaign `payload`."""
     t = pb.Timer(
         tenant_id=tenant_id,
         key=key,
         group_key=group,
         kind="step_due",
-        target_subject=Subjects.planner_timer(tenant_id),
-        payload=payload,
+        target=pb.TIMER_TARGET_PLANNER_TIMER,
+        payload=timers_pb2.PlannerTimer(tenant_id=tenant_id, campaign_id=payload).SerializeToString(),
     )
     t.fire_at.FromDatetime(fire_at)
     return t
@@ -64,9 +66,9 @@ async def test_invalid_timers_name_the_field(engine, tenant_id):
 async def test_due_timers_fire_once_and_canceled_ones_never(engine, js, tenant_id):
     clock = ManualClock(T0)
     timers = TimerService(engine, clock)
-    await timers.schedule(timer(tenant_id, "due", T0 + timedelta(minutes=1), payload=b"due"))
-    await timers.schedule(timer(tenant_id, "canceled", T0 + timedelta(minutes=1), payload=b"no"))
-    await timers.schedule(timer(tenant_id, "later", T0 + timedelta(days=1), payload=b"later"))
+    await timers.schedule(timer(tenant_id, "due", T0 + timedelta(minutes=1), payload="due"))
+    await timers.schedule(timer(tenant_id, "canceled", T0 + timedelta(minutes=1), payload="no"))
+    await timers.schedule(timer(tenant_id, "later", T0 + timedelta(days=1), payload="later"))
     await timers.cancel(tenant_id, "canceled")
 
     firer = Firer(engine, js, clock)
@@ -78,7 +80,7 @@ async def test_due_timers_fire_once_and_canceled_ones_never(engine, js, tenant_i
     subject = Subjects.planner_timer(tenant_id)
     assert await published_count(js, subject) == 1
     msg = await js.get_last_msg("PLANNER_TIMERS", subject)
-    assert msg.data == b"due"
+    assert timers_pb2.PlannerTimer.FromString(msg.data).campaign_id == "due"
     assert msg.headers["Dripiq-Timer-Key"] == "due"
     assert (await timers.get(tenant_id, "due")).status == pb.TIMER_STATUS_FIRED
     assert (await timers.get(tenant_id, "canceled")).status == pb.TIMER_STATUS_CANCELED

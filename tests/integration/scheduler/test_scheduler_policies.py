@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 from waiting import eventually
 
+from dripiq.planner.v1 import timers_pb2
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq_common import migrations
 from dripiq_common.bus.client import connect, drain, ensure_streams
@@ -51,8 +52,8 @@ def timer(tenant_id: str, key: str, fire_at: datetime) -> pb.Timer:
         key=key,
         group_key="g",
         kind="step_due",
-        target_subject=Subjects.planner_timer(tenant_id),
-        payload=key.encode(),
+        target=pb.TIMER_TARGET_PLANNER_TIMER,
+        payload=timers_pb2.PlannerTimer(tenant_id=tenant_id, campaign_id=key).SerializeToString(),
     )
     t.fire_at.FromDatetime(fire_at)
     return t
