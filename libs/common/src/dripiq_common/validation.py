@@ -17,7 +17,7 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 def tenant_id(value: str, field: str = "tenant_id") -> str:
     if not value:
         raise InvalidArgument(field, "is required")
-    if not TENANT.match(value):
+    if not TENANT.fullmatch(value):
         raise InvalidArgument(field, "must be 1-64 letters, digits, '_' or '-'")
     return value
 
