@@ -102,7 +102,7 @@ async def test_a_message_handler_is_retried_then_acked_or_dead_lettered(nats_con
     assert await dead_letters(js, spec) == 2
     last = await js.get_last_msg("DEAD_LETTERS", f"dripiq.dlq.{TEST_STREAM.name}.{spec.durable}")
     assert (last.data, last.headers["Dripiq-Original-Subject"]) == (b"always-fails", subject)
-    assert (last.headers["Dripiq-Delivered"], last.headers["Dripiq-Error"]) == ("3", "RuntimeError('still broken')")
+    assert (last.headers["Dripiq-Delivered"], last.headers["Dripiq-Error"]) == ("3", "RuntimeError: still broken")
     # What an operator sees: dripiq_worker_messages_total by consumer and result.
     counts = {result: worker_count(spec, result) for result in ("acked", "retried", "dead_lettered")}
     assert counts == {"acked": 2, "retried": 3, "dead_lettered": 2}

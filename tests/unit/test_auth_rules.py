@@ -78,22 +78,32 @@ def test_a_bus_payload_must_name_only_its_subjects_tenant() -> None:
     from dripiq.dispatcher.v1 import messages_pb2 as dmsg
     from dripiq.events.v1 import messages_pb2 as emsg
     from dripiq.scheduler.v1 import commands_pb2
-    from dripiq_common.bus.contract import Streams, Subjects, foreign_tenant
+    from dripiq_common.bus.contract import Streams, Subjects, refused_payload
 
     send = dmsg.SendMessageCommand(tenant_id="t1", message_id="m").SerializeToString()
-    assert foreign_tenant(Streams.DISPATCHER_SEND, Subjects.dispatcher_send("t1"), send) == ""
-    assert "'t1'" in foreign_tenant(Streams.DISPATCHER_SEND, Subjects.dispatcher_send("t2"), send)
+    assert refused_payload(Streams.DISPATCHER_SEND, Subjects.dispatcher_send("t1"), send) == ""
+    assert "'t1'" in refused_payload(Streams.DISPATCHER_SEND, Subjects.dispatcher_send("t2"), send)
     # One foreign event in a batch is enough.
     batch = emsg.EngagementBatch(events=[emsg.EngagementEvent(tenant_id="t1"), emsg.EngagementEvent(tenant_id="t9")])
-    assert "'t9'" in foreign_tenant(Streams.ENGAGEMENT, Subjects.engagement("t1", "open"), batch.SerializeToString())
+    assert "'t9'" in refused_payload(Streams.ENGAGEMENT, Subjects.engagement("t1", "open"), batch.SerializeToString())
     # Nested timers count too.
     command = commands_pb2.TimerCommand(tenant_id="t1", schedule=spb.Timer(tenant_id="t2", key="k"))
-    assert "'t2'" in foreign_tenant(
+    assert "'t2'" in refused_payload(
         Streams.SCHEDULER_COMMANDS, Subjects.scheduler_command("t1"), command.SerializeToString()
     )
     # A reply whose tenant only the dispatcher can tell names none, on a subject of none.
     anonymous = dmsg.ForwardReplyCommand(message_id="m").SerializeToString()
-    assert foreign_tenant(Streams.DISPATCHER_FORWARD, Subjects.DISPATCHER_FORWARD_BY_MESSAGE, anonymous) == ""
+    assert refused_payload(Streams.DISPATCHER_FORWARD, Subjects.DISPATCHER_FORWARD_BY_MESSAGE, anonymous) == ""
     # Raw webhooks carry no tenant; an unreadable payload is its handler's to refuse.
-    assert foreign_tenant(Streams.EDGE_WEBHOOKS, Subjects.EDGE_SENDGRID_EVENTS, b"anything") == ""
-    assert foreign_tenant(Streams.DISPATCHER_SEND, Subjects.dispatcher_send("t1"), b"\xff\xff") == ""
+    assert refused_payload(Streams.EDGE_WEBHOOKS, Subjects.EDGE_SENDGRID_EVENTS, b"anything") == ""
+    assert refused_payload(Streams.DISPATCHER_SEND, Subjects.dispatcher_send("t1"), b"\xff\xff") == ""
+
+
+def test_a_bus_payload_with_a_nul_in_its_text_is_refused_by_field() -> None:
+    from dripiq.events.v1 import messages_pb2 as emsg
+    from dripiq_common.bus.contract import Streams, Subjects, refused_payload
+
+    batch = emsg.EngagementBatch(events=[emsg.EngagementEvent(tenant_id="t1", message_id="m\x00")])
+    assert refused_payload(Streams.ENGAGEMENT, Subjects.engagement("t1", "open"), batch.SerializeToString()) == (
+        "EngagementBatch.events[0].message_id contains a NUL character"
+    )

@@ -78,7 +78,8 @@ async def test_each_message_is_acked_retried_or_dead_lettered_by_its_own_answer(
     answers = {
         b"ok": None,
         b"flaky": RuntimeError("transient"),
-        b"poison": PermanentMessageError("undecodable"),
+        # A reason quoting hostile input: one line in the header, without the address.
+        b"poison": PermanentMessageError("undecodable for jane@acme.io\r\nDripiq-Forged: 1"),
         b"last": RuntimeError("still broken"),
     }
 
@@ -99,8 +100,9 @@ async def test_each_message_is_acked_retried_or_dead_lettered_by_its_own_answer(
         (f"dripiq.dlq.UNIT.{consumer}", b"poison"),
         (f"dripiq.dlq.UNIT.{consumer}", b"last"),
     ]
+    assert js.published[0][2]["Dripiq-Error"] == "undecodable for ***@acme.io Dripiq-Forged: 1"
     headers = js.published[1][2]
-    assert headers["Dripiq-Error"] == "RuntimeError('still broken')"
+    assert headers["Dripiq-Error"] == "RuntimeError: still broken"
     assert (headers["Dripiq-Delivered"], headers["Dripiq-Original-Subject"]) == ("3", "unit.t-1")
     # The message's own headers travel along; the server's dedupe id is replaced by the dead letter's.
     assert headers["Dripiq-Timer-Key"] == "k" and headers["Nats-Msg-Id"] != "x"

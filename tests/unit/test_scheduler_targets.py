@@ -10,7 +10,7 @@ import pytest
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb2
 from dripiq.planner.v1 import timers_pb2
 from dripiq_common import validation
-from dripiq_common.bus.contract import Streams, Subjects, foreign_tenant, header_text
+from dripiq_common.bus.contract import Streams, Subjects, header_text, refused_payload
 from dripiq_common.errors import InvalidArgument
 from dripiq_planner import rules, strategy
 from dripiq_scheduler import domain
@@ -137,6 +137,6 @@ def test_header_text_escapes_what_would_end_a_header():
 
 def test_a_consumer_refuses_a_subject_whose_tenant_token_is_no_tenant():
     data = timers_pb2.PlannerTimer(tenant_id="ac%me").SerializeToString()
-    reason = foreign_tenant(Streams.PLANNER_TIMERS, "dripiq.planner.timer.ac%me", data)
+    reason = refused_payload(Streams.PLANNER_TIMERS, "dripiq.planner.timer.ac%me", data)
     assert reason == "subject token 'ac%me' is not a tenant id"
-    assert foreign_tenant(Streams.PLANNER_TIMERS, "dripiq.planner.timer.acme", planner()) == ""
+    assert refused_payload(Streams.PLANNER_TIMERS, "dripiq.planner.timer.acme", planner()) == ""

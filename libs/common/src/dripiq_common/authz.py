@@ -173,7 +173,7 @@ def refusal(principal: Principal, access: Access, request: Message) -> str:
 def tenant_of(request: Message) -> str | None:
     """The tenant a request acts for: its `tenant_id`, else that of its first set message field
     that has one (`rate_limit.tenant_id`, `timer.tenant_id`); None when it names none."""
-    path = _tenant_path(request.DESCRIPTOR)
+    path = tenant_path(request.DESCRIPTOR)
     if path is None:
         return None
     holder: Any = request
@@ -185,7 +185,7 @@ def tenant_of(request: Message) -> str | None:
 
 
 @cache
-def _tenant_path(descriptor: Descriptor) -> tuple[str, ...] | None:
+def tenant_path(descriptor: Descriptor) -> tuple[str, ...] | None:
     if "tenant_id" in descriptor.fields_by_name:
         return ("tenant_id",)
     for f in descriptor.fields:

@@ -22,6 +22,7 @@ from dripiq_common.authz import Access, Authenticator, AuthInterceptor
 from dripiq_common.errors import (
     DomainError,
 )
+from dripiq_common.request_checks import check_request, checking_deserializer
 from dripiq_common.status_codes import status_for
 from dripiq_common.tls import ReloadingServerCredentials
 
@@ -42,7 +43,8 @@ RPC_SECONDS = Histogram(
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     """The one place that turns domain errors into gRPC status codes, and counts and times
-    every RPC by the code it ended with."""
+    every RPC by the code it ended with. Before any handler, the request passes the checks every
+    request must (dripiq_common.request_checks: its tenant id, no NUL in its text)."""
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -56,6 +58,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             code = "OK"
             try:
+                check_request(request)
                 return await inner(request, context)
             except grpc.aio.AbortError:
                 aborted = context.code()
@@ -81,12 +84,30 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(
             mapped,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=checking_deserializer(handler.request_deserializer)
+            if handler.request_deserializer
+            else None,
             response_serializer=handler.response_serializer,
         )
 
 
 Registrar = Callable[[grpc.aio.Server], None]
+
+
+@dataclass(frozen=True)
+class GrpcLimits:
+    """What one server takes at most: a request (or answer) of `max_message_bytes`, and
+    `max_concurrent_rpcs` calls at once; beyond either the caller gets RESOURCE_EXHAUSTED
+    before a handler runs, so a flood costs no database work."""
+
+    max_message_bytes: int = 4 * 1024 * 1024
+    max_concurrent_rpcs: int = 256
+
+    def options(self) -> list[tuple[str, int]]:
+        return [
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            ("grpc.max_send_message_length", self.max_message_bytes),
+        ]
 
 
 @dataclass(frozen=True)
@@ -124,11 +145,17 @@ class GrpcServer:
         security: ServerSecurity | None = None,
         reflection_enabled: bool = True,
         health_address: str = "",
+        limits: GrpcLimits | None = None,
     ) -> None:
         interceptors: list[grpc.aio.ServerInterceptor] = [ErrorMappingInterceptor()]
         if security is not None:
             interceptors.append(AuthInterceptor(security.authenticator, security.policies, security.audit))
-        self.server = grpc.aio.server(interceptors=interceptors)
+        limits = limits or GrpcLimits()
+        self.server = grpc.aio.server(
+            interceptors=interceptors,
+            options=limits.options(),
+            maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
+        )
         self.health = health.aio.HealthServicer()
         self.service_names = list(service_names)
         for add in register:

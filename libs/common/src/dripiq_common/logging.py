@@ -8,6 +8,20 @@ from typing import Any
 
 import structlog
 
+from dripiq_common.redaction import redact, redact_event
+
+
+class RedactingFilter(logging.Filter):
+    """What libraries log through the standard logging module, redacted like our own lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
 
 def configure_logging(service: str, *, log_format: str = "json", level: str = "INFO") -> None:
     shared = [
@@ -18,8 +32,11 @@ def configure_logging(service: str, *, log_format: str = "json", level: str = "I
     renderer = (
         structlog.dev.ConsoleRenderer(colors=False) if log_format == "console" else structlog.processors.JSONRenderer()
     )
+    # Redaction runs last before rendering, after tracebacks became text (they quote values too).
     processors: list[Any] = (
-        [*shared, structlog.processors.format_exc_info, renderer] if log_format != "console" else [*shared, renderer]
+        [*shared, structlog.processors.format_exc_info, redact_event, renderer]
+        if log_format != "console"
+        else [*shared, structlog.dev.set_exc_info, structlog.processors.format_exc_info, redact_event, renderer]
     )
     structlog.configure(
         processors=processors,
@@ -32,6 +49,9 @@ def configure_logging(service: str, *, log_format: str = "json", level: str = "I
     logging.basicConfig(
         stream=sys.stderr, level=logging.WARNING, format=f"%(asctime)s {service} %(name)s %(levelname)s %(message)s"
     )
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

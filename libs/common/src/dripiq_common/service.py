@@ -29,7 +29,7 @@ from dripiq_common.bus.contract import Streams, StreamSpec
 from dripiq_common.clock import Clock, SystemClock
 from dripiq_common.db import create_engine
 from dripiq_common.grpc_security import server_security
-from dripiq_common.grpc_server import GrpcServer, Registrar
+from dripiq_common.grpc_server import GrpcLimits, GrpcServer, Registrar
 from dripiq_common.logging import configure_logging
 from dripiq_common.metrics import start_exporter, stop_exporter
 from dripiq_common.outbox import OutboxRelay
@@ -139,6 +139,7 @@ async def run_service(
         security=server_security(settings, parts.access, AuditTrail(js, service=name)),
         reflection_enabled=settings.grpc_reflection,
         health_address=f"{settings.grpc_host}:{settings.grpc_health_port}" if settings.grpc_health_port else "",
+        limits=GrpcLimits(settings.grpc_max_message_bytes, settings.grpc_max_concurrent_rpcs),
     )
     await server.start()
     exporter = start_exporter(host=settings.metrics_host, port=settings.metrics_port)

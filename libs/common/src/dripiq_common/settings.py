@@ -69,6 +69,17 @@ class ServiceSettings(ProcessSettings):
     # A plaintext port serving only the health service, for Kubernetes' gRPC probes; 0: none.
     grpc_health_port: int = Field(default=0, ge=0, le=65535)
     grpc_reflection: bool = Field(default=True, validation_alias=AliasChoices("GRPC_REFLECTION", "grpc_reflection"))
+    # The largest request or answer a server takes or gives (RESOURCE_EXHAUSTED beyond), and the
+    # calls it works on at once (RESOURCE_EXHAUSTED for more, which callers retry with backoff).
+    grpc_max_message_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024,
+        validation_alias=AliasChoices("GRPC_MAX_MESSAGE_BYTES", "grpc_max_message_bytes"),
+    )
+    grpc_max_concurrent_rpcs: int = Field(
+        default=256, ge=1, validation_alias=AliasChoices("GRPC_MAX_CONCURRENT_RPCS", "grpc_max_concurrent_rpcs")
+    )
     # TLS and authentication (docs/security.md). Every process needs them unless DRIPIQ_DEV_INSECURE
     # is true, which only `make run` sets without being asked.
     dev_insecure: bool = Field(default=False, validation_alias=AliasChoices("DRIPIQ_DEV_INSECURE", "dev_insecure"))

@@ -3,6 +3,8 @@ PostgreSQL is unreachable, INTERNAL for the rest (INVALID_ARGUMENT names the fie
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import asyncpg
 import sqlalchemy.exc
 from google.protobuf import any_pb2
@@ -34,6 +36,10 @@ def status_for(exc: Exception) -> status_pb2.Status:
                 )
                 status.details.append(detail)
             return status
+    if refused_by_database(exc):
+        # Input a check let through but PostgreSQL refuses (a value out of range, say): the
+        # caller's to fix, and nothing was stored. The field is not known here.
+        return status_for(InvalidArgument("request", "holds a value that cannot be stored"))
     if _unreachable(exc):
         # The caller may try again: nothing it asked for was done or half done.
         return status_pb2.Status(code=code_pb2.UNAVAILABLE, message="a backing service is unreachable; try again")
@@ -53,14 +59,24 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 
 def _unreachable(exc: BaseException) -> bool:
     """Whether `exc` is a backing service (PostgreSQL) being unreachable, not a bug."""
+    return any(
+        isinstance(e, _CONNECTION_ERRORS) or (isinstance(e, sqlalchemy.exc.DBAPIError) and e.connection_invalidated)
+        for e in _chain(exc)
+    )
+
+
+def refused_by_database(exc: BaseException) -> bool:
+    """Whether PostgreSQL refused the data itself (SQLSTATE class 22, data exception: a NUL in
+    text, a value out of range, an invalid UUID): the same data will be refused every time."""
+    return any(isinstance(e, asyncpg.exceptions.DataError) for e in _chain(exc))
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what it wraps: SQLAlchemy's `orig`, else the cause or context."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, _CONNECTION_ERRORS):
-            return True
-        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
-            return True
+        yield current
         orig = getattr(current, "orig", None)
         current = orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
-    return False

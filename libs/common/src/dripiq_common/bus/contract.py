@@ -32,6 +32,7 @@ from dripiq.planner.v1 import timers_pb2 as planner_timers_pb2
 from dripiq.scheduler.v1 import commands_pb2 as scheduler_commands_pb2
 from dripiq_common import validation
 from dripiq_common.errors import PermanentMessageError
+from dripiq_common.proto_text import nul_fields
 
 ProtoT = TypeVar("ProtoT", bound=ProtoMessage)
 
@@ -279,9 +280,13 @@ def decode(kind: type[ProtoT], data: bytes) -> ProtoT:
 TENANT_TOKEN = 3
 
 
-def foreign_tenant(stream: StreamSpec, subject: str, data: bytes) -> str:
-    """Why a payload may not travel on this subject ("" when it may): it names a tenant other
-    than the subject's, so a publisher allowed one tenant's subjects cannot act for another.
+def refused_payload(stream: StreamSpec, subject: str, data: bytes) -> str:
+    """Why a payload may not be handled at all ("" when it may), decided before any handler:
+
+    - it names a tenant other than the subject's, so a publisher allowed one tenant's subjects
+      cannot act for another;
+    - a text field holds a NUL, which PostgreSQL cannot store: retrying would never help.
+
     A payload that cannot be read is left to its handler (it dead-letters it as undecodable)."""
     if stream.payload is None:
         return ""
@@ -296,9 +301,12 @@ def foreign_tenant(stream: StreamSpec, subject: str, data: bytes) -> str:
     except DecodeError:
         return ""
     others = sorted(tenants_in(message) - {subject_tenant})
-    if not others:
-        return ""
-    return f"payload names tenant {', '.join(map(repr, others))} on a subject of tenant {subject_tenant!r}"
+    if others:
+        return f"payload names tenant {', '.join(map(repr, others))} on a subject of tenant {subject_tenant!r}"
+    if b"\x00" in data:
+        for path in nul_fields(message):
+            return f"{stream.payload.__name__}.{path} contains a NUL character"
+    return ""
 
 
 def tenants_in(message: ProtoMessage) -> set[str]:

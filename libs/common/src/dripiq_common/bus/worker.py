@@ -23,11 +23,13 @@ from dripiq_common.bus.contract import (
     ORIGINAL_SEQUENCE_HEADER,
     ORIGINAL_SUBJECT_HEADER,
     ConsumerSpec,
-    foreign_tenant,
     header_text,
     own_headers,
+    refused_payload,
 )
 from dripiq_common.errors import PermanentMessageError
+from dripiq_common.redaction import error_text, one_line
+from dripiq_common.status_codes import refused_by_database
 
 log = structlog.get_logger(__name__)
 
@@ -168,10 +170,10 @@ class PullWorker:
         self._log.info("worker.stopped")
 
     async def receive(self, msgs: list[Msg]) -> None:
-        """Dead-letter what names another tenant than its subject, hand the rest on."""
+        """Dead-letter what may not be handled at all (contract.refused_payload), hand the rest on."""
         mine = []
         for msg in msgs:
-            if reason := foreign_tenant(self.spec.stream, msg.subject, msg.data):
+            if reason := refused_payload(self.spec.stream, msg.subject, msg.data):
                 await self._settle(msg, PermanentMessageError(reason))
             else:
                 mine.append(msg)
@@ -210,9 +212,12 @@ class PullWorker:
             return
         delivered = msg.metadata.num_delivered
         if isinstance(error, PermanentMessageError):
-            await self._dead_letter(msg, str(error))
+            await self._dead_letter(msg, one_line(str(error)))
+        elif refused_by_database(error):
+            # The data itself is what PostgreSQL refuses: no retry can change that.
+            await self._dead_letter(msg, error_text(error))
         elif delivered >= self.spec.max_deliver:
-            await self._dead_letter(msg, repr(error))
+            await self._dead_letter(msg, error_text(error))
         else:
             delay = self.spec.retry_delay(delivered)
             self._log.warning(
