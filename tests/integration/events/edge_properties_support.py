@@ -33,10 +33,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
 from dripiq.events.v1 import messages_pb2
+from dripiq_common.bus.contract import stream_for_subject
 from dripiq_common.errors import PermanentMessageError
 from dripiq_common.tokens import TokenSigner, rfc_message_id
 from dripiq_devtools.fake_sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER, FakeSendGrid
-from dripiq_common.bus.contract import stream_for_subject
 from dripiq_events.edge.app import INBOUND_PATH
 from dripiq_events.ingest import EventIngest
 from dripiq_events.models import inbound_emails

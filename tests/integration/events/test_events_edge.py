@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from events_helpers import SECRET, accepted_message, multipart
+from events_helpers import SECRET, accepted_message
 
 from dripiq.events.v1 import messages_pb2
 from dripiq_common.bus.contract import Subjects, stream_for_subject
