@@ -24,7 +24,7 @@ from prometheus_client import REGISTRY
 
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common.bus.contract import Streams
-from dripiq_events.edge.app import Edge
+from dripiq_events.edge.app import MIN_SECRET_CHARS, Edge, ParseAuth
 
 DASHBOARD_PATH = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dripiq-dashboard.json"
 ALERTS_PATH = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "monitoring" / "alerts.yaml"
@@ -138,13 +138,14 @@ def edge_routes() -> set[str]:
     edge = Edge(
         js=None,  # type: ignore[arg-type]
         nc=SimpleNamespace(max_payload=1 << 20),  # type: ignore[arg-type]
-        verifiers=(),  # type: ignore[arg-type]
+        verifiers=(SimpleNamespace(),),  # type: ignore[arg-type]
         signer=None,  # type: ignore[arg-type]
-        max_body_bytes=1 << 20,
         signature_tolerance_seconds=600,
+        parse_auth=ParseAuth(url_secret="x" * MIN_SECRET_CHARS),
     )
     # The edge counts a request that matched no route under "unmatched".
-    return {resource.canonical for resource in edge.app().router.resources()} | {"unmatched"}
+    routes = [*edge.app().router.resources(), *edge.metrics_app().router.resources()]
+    return {resource.canonical for resource in routes} | {"unmatched"}
 
 
 def stream_names() -> set[str]:

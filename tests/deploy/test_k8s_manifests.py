@@ -239,6 +239,28 @@ def test_only_the_edge_takes_traffic_from_outside_the_namespace():
                 assert not outside or metrics_only, f"{name}: only metrics may be scraped from outside"
 
 
+@pytest.mark.parametrize("kustomization", SERVICE_OVERLAYS)
+def test_the_edge_serves_metrics_only_on_its_own_port(kustomization):
+    """Prometheus scrapes the edge's metrics port; the internet reaches only its public one."""
+    from dripiq_events.edge.settings import EdgeSettings
+
+    deployment = of_kind(kustomization, "Deployment")["dripiq-edge"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    config = of_kind(kustomization, "ConfigMap")["dripiq-config"]["data"]
+    assert ports == {"http": int(config["EDGE_PORT"]), "metrics": int(config["EDGE_METRICS_PORT"])}
+    assert ports["metrics"] == EdgeSettings.model_fields["metrics_port"].default
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(ports["metrics"])
+    service = of_kind(kustomization, "Service")["dripiq-edge"]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+    policies = of_kind(kustomization, "NetworkPolicy")
+    [public] = policies["dripiq-edge-public"]["spec"]["ingress"]
+    assert public["ports"] == [{"port": ports["http"], "protocol": "TCP"}]
+    [scrape] = policies["dripiq-metrics-scrape"]["spec"]["ingress"]
+    assert [p["port"] for p in scrape["ports"]] == ["metrics"]
+
+
 def test_prod_runs_spread_replicas_with_three_stream_replicas():
     for name, deployment in of_kind("overlays/prod", "Deployment").items():
         assert deployment["spec"]["replicas"] >= 2, name

@@ -157,7 +157,8 @@ def post_reply(
     subject: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> None:
-    """An Inbound Parse post of a reply to the reply-to address that carries the token."""
+    """An Inbound Parse post of a reply to the reply-to address that carries the token, made by
+    the fake SendGrid and signed with its Parse security policy's key, as SendGrid posts it."""
     reply_to = mail["reply_to"]
     subject = subject if subject is not None else f"Re: {mail['subject']}"
     extra_headers = "".join(f"{name}: {value}\n" for name, value in (headers or {}).items())
@@ -170,15 +171,8 @@ def post_reply(
         "headers": f"From: {sender}\nTo: {reply_to}\nSubject: {subject}\n{extra_headers}",
         "charsets": json.dumps({"to": "UTF-8", "text": "UTF-8", "subject": "UTF-8", "from": "UTF-8"}),
     }
-    boundary = "xYzZY"
-    body = (
-        "".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in fields.items())
-        + f"--{boundary}--\r\n"
+    edge = f"http://127.0.0.1:{suite.port('EDGE_PORT')}/webhooks/sendgrid/inbound"
+    posted = http_json(
+        f"http://127.0.0.1:{suite.port('FAKE_SENDGRID_PORT')}/_fake/inbound", {"url": edge, "fields": fields}
     )
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{suite.port('EDGE_PORT')}/webhooks/sendgrid/inbound",
-        data=body.encode(),
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200
+    assert posted == {"status": 200}, posted

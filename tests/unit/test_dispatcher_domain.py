@@ -323,8 +323,15 @@ def test_outcome_carries_what_the_planner_needs() -> None:
     assert fact.occurred_at.ToDatetime(tzinfo=UTC) == at
 
 
+MAIL_URLS = {
+    "reply_domain": "reply.dripiq-mail.com",
+    "message_id_domain": "mail.dripiq-mail.com",
+    "unsubscribe_base_url": "https://hooks.dripiq-mail.com/u/",
+}
+
+
 def settings(**env: str) -> DispatcherSettings:
-    return DispatcherSettings(database_url="postgresql://x@h/db", token_secret="s" * 16, **env)  # type: ignore[arg-type]
+    return DispatcherSettings(database_url="postgresql://x@h/db", token_secret="s" * 16, **{**MAIL_URLS, **env})  # type: ignore[arg-type]
 
 
 def test_without_a_key_only_a_local_host_is_allowed() -> None:
@@ -340,7 +347,9 @@ def test_settings_read_suite_wide_and_prefixed_names(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("DATABASE_URL", "postgresql://x@h/db")
     monkeypatch.setenv("DRIPIQ_TOKEN_SECRET", "0123456789abcdef")
     monkeypatch.setenv("SENDGRID_API_HOST", "http://127.0.0.1:9")
-    monkeypatch.setenv("DISPATCHER_REPLY_DOMAIN", "r.example")
+    monkeypatch.setenv("DISPATCHER_REPLY_DOMAIN", "r.dripiq-mail.com")
+    monkeypatch.setenv("DISPATCHER_MESSAGE_ID_DOMAIN", "m.dripiq-mail.com")
+    monkeypatch.setenv("DISPATCHER_UNSUBSCRIBE_BASE_URL", "https://hooks.dripiq-mail.com/u/")
     monkeypatch.setenv("DISPATCHER_SEND_CONCURRENCY", "4")
 
     loaded = DispatcherSettings()  # type: ignore[call-arg]
@@ -348,7 +357,7 @@ def test_settings_read_suite_wide_and_prefixed_names(monkeypatch: pytest.MonkeyP
     assert loaded.sendgrid_api_host == "http://127.0.0.1:9"
     assert loaded.sendgrid_api_key is None
     assert (loaded.reply_domain, loaded.send_concurrency, loaded.grpc_port) == (
-        "r.example",
+        "r.dripiq-mail.com",
         4,
         50052,
     )

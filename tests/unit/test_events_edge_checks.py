@@ -84,17 +84,23 @@ def test_missing_settings_stop_start_up_naming_them(monkeypatch):
     monkeypatch.setenv("DRIPIQ_TOKEN_SECRET", "short")
     with pytest.raises(SystemExit) as exc:
         load_settings(EdgeSettings)
-    assert "SENDGRID_WEBHOOK_PUBLIC_KEY" in str(exc.value) and "DRIPIQ_TOKEN_SECRET" in str(exc.value)
+    assert "DRIPIQ_TOKEN_SECRET" in str(exc.value)
+    monkeypatch.setenv("DRIPIQ_TOKEN_SECRET", "a-long-enough-secret")
+    with pytest.raises(SystemExit) as exc:
+        load_settings(EdgeSettings)
+    assert "SENDGRID_WEBHOOK_PUBLIC_KEY is required" in str(exc.value)
 
 
 def test_settings_come_from_the_suite_wide_names(monkeypatch):
     monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", FAKE.public_key_base64)
+    monkeypatch.setenv("SENDGRID_PARSE_PUBLIC_KEY", FAKE.parse_public_key_base64)
     monkeypatch.setenv("DRIPIQ_TOKEN_SECRET", "a-long-enough-secret")
     monkeypatch.setenv("NATS_URL", "nats://10.0.0.1:4222")
     monkeypatch.setenv("EDGE_PORT", "9090")
     settings = load_settings(EdgeSettings)
-    assert (settings.nats_url, settings.port, settings.max_body_bytes) == (
+    assert (settings.nats_url, settings.port, settings.max_events_bytes, settings.metrics_port) == (
         "nats://10.0.0.1:4222",
         9090,
         5 * 1024 * 1024,
+        9105,
     )

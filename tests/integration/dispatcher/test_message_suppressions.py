@@ -34,7 +34,7 @@ from dripiq_dispatcher import convert, repository
 from dripiq_dispatcher.failures import RetryLater
 from dripiq_dispatcher.message_suppressions import MessageSuppressions
 from dripiq_dispatcher.models import suppressions
-from dripiq_events.edge.app import Edge, load_verifiers
+from dripiq_events.edge.app import BodyLimits, Edge, ParseAuth, load_verifiers
 from dripiq_events.ingest import EventIngest
 from dripiq_events.models import outbox as events_outbox
 
@@ -134,8 +134,9 @@ async def edge_serving(nats_conn) -> AsyncIterator[str]:  # type: ignore[no-unty
         nc=nats_conn,
         verifiers=load_verifiers(FakeSendGrid().public_key_base64),
         signer=SIGNER,
-        max_body_bytes=64 * 1024,
+        limits=BodyLimits.all(64 * 1024),
         signature_tolerance_seconds=600,
+        parse_auth=ParseAuth(verifiers=load_verifiers(FakeSendGrid().parse_public_key_base64)),
     )
     runner = web.AppRunner(edge.app(), access_log=None)
     await runner.setup()

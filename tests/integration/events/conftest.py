@@ -21,7 +21,7 @@ from events_helpers import MAIL_DOMAIN, SECRET, T0, Sent, accepted_message, outc
 from dripiq_common.clock import ManualClock
 from dripiq_common.tokens import TokenSigner, rfc_message_id
 from dripiq_devtools.fake_sendgrid import FakeSendGrid, new_message_id
-from dripiq_events.edge.app import Edge, load_verifiers
+from dripiq_events.edge.app import BodyLimits, Edge, ParseAuth, load_verifiers
 from dripiq_events.ingest import EventIngest
 
 
@@ -66,10 +66,13 @@ async def h(nats_conn, engine) -> AsyncIterator[Harness]:  # type: ignore[no-unt
         nc=nats_conn,
         verifiers=load_verifiers(fake.public_key_base64),
         signer=signer,
-        max_body_bytes=BODY_LIMIT,
+        limits=BodyLimits.all(BODY_LIMIT),
         signature_tolerance_seconds=600,
+        parse_auth=ParseAuth(verifiers=load_verifiers(fake.parse_public_key_base64)),
+        # The property tests post one request at a time; no example may meet a busy edge.
+        max_in_flight=1000,
     )
-    assert edge.body_limit == BODY_LIMIT
+    assert edge.body_limit(BODY_LIMIT) == BODY_LIMIT
     runner = web.AppRunner(edge.app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()

@@ -3,7 +3,7 @@
 The edge runs in-process on 127.0.0.1 against the shared NATS server, as in
 test_events_edge.py (the `h` fixture in conftest.py, started once for all of these tests). Each
 property posts a generated body, reads back from the EDGE_WEBHOOKS stream exactly what the edge
-published (by the sequence of its PubAck) and hands those bytes to `EventIngest.handle_webhook`,
+published (by the sequence of its PubAck, on EDGE_WEBHOOKS or EDGE_INBOUND) and hands those bytes to `EventIngest.handle_webhook`,
 as the events worker would. For any input: the edge never answers 5xx, a 2xx means one message
 on the stream and a 4xx none, and the worker does not raise on what the edge accepted: malformed
 entries are stored as `rejected` or unmatched, so nothing already accepted is lost.
@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
 from dripiq.events.v1 import messages_pb2
+from dripiq_common.bus.contract import stream_for_subject
 from dripiq_common.errors import PermanentMessageError
 from dripiq_common.tokens import TokenSigner, rfc_message_id
 from dripiq_devtools.fake_sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER, FakeSendGrid
@@ -41,7 +42,6 @@ from dripiq_events.ingest import EventIngest
 from dripiq_events.models import inbound_emails
 from dripiq_events.storing import IngestResult
 
-STREAM = "EDGE_WEBHOOKS"
 # Room for the 100k-character strings below; still under NATS' 1 MiB max_payload.
 BODY_LIMIT = 512 * 1024
 MAIL_DOMAIN = "mail.dripiq.test"
@@ -106,12 +106,23 @@ class Harness:
         assert len(published) == 1, "a 2xx is one message on the stream"
         subject, ack = published[0]
         # What JetStream holds under that sequence is what the events worker will be handed.
-        msg = await self.recorder.js.get_msg(STREAM, seq=ack.seq)
+        stream = stream_for_subject(subject)
+        assert stream is not None
+        msg = await self.recorder.js.get_msg(stream.name, seq=ack.seq)
         assert msg.subject == subject
         return status, msg.data
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes | None]:
         return await self.request("POST", self.base + path, body, headers)
+
+    def parse_signed(self, body: bytes, content_type: str) -> dict[str, str]:
+        """An Inbound Parse post's headers, signed as the Parse security policy signs it."""
+        timestamp = str(int(time.time()))
+        return {
+            "Content-Type": content_type,
+            SIGNATURE_HEADER: self.fake.sign_parse(body, timestamp),
+            TIMESTAMP_HEADER: timestamp,
+        }
 
     def signed(self, body: bytes) -> dict[str, str]:
         timestamp = str(int(time.time()))
@@ -144,7 +155,7 @@ T0_SECONDS = int(T0.timestamp())
 
 async def check_inbound(h: Harness, body: bytes, content_type: str, *, well_formed: bool) -> IngestResult | None:
     """Post an Inbound Parse body; the worker then stores it or (not multipart) dead-letters it."""
-    status, data = await h.post(INBOUND_PATH, body, {"Content-Type": content_type})
+    status, data = await h.post(INBOUND_PATH, body, h.parse_signed(body, content_type))
     multipart_type = content_type.split(";")[0].strip().lower().startswith("multipart/")
     assert status == (413 if len(body) > BODY_LIMIT and multipart_type else 200 if multipart_type else 400)
     if data is None:

@@ -119,7 +119,8 @@ async def test_regression_a_lone_surrogate_in_the_envelope_keeps_the_mail(h):
 
 async def test_regression_inbound_dedupe_counts_the_content_type(h):
     body, content_type = multipart({"text": uuid.uuid4().hex.encode(), "to": b"sales@dripiq.test"})
-    assert (await h.post(INBOUND_PATH, body, {"Content-Type": "multipart/form-data; boundary=wrong"}))[0] == 200
-    status, data = await h.post(INBOUND_PATH, body, {"Content-Type": content_type})
+    wrong = "multipart/form-data; boundary=wrong"
+    assert (await h.post(INBOUND_PATH, body, h.parse_signed(body, wrong)))[0] == 200
+    status, data = await h.post(INBOUND_PATH, body, h.parse_signed(body, content_type))
     assert status == 200 and data is not None
     assert messages_pb2.RawWebhook.FromString(data).content_type == content_type

@@ -21,10 +21,10 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from events_helpers import SECRET, accepted_message, multipart
+from events_helpers import SECRET, accepted_message
 
 from dripiq.events.v1 import messages_pb2
-from dripiq_common.bus.contract import Subjects
+from dripiq_common.bus.contract import Subjects, stream_for_subject
 from dripiq_common.clock import ManualClock
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER, FakeSendGrid, build_event
@@ -32,13 +32,14 @@ from dripiq_events.edge.app import (
     EVENTS_PATH,
     INBOUND_PATH,
     TOKEN_PATH,
+    BodyLimits,
     Edge,
     OAuthClient,
+    ParseAuth,
     load_verifier,
     load_verifiers,
 )
 
-STREAM = "EDGE_WEBHOOKS"
 BODY_LIMIT = 64 * 1024
 
 
@@ -65,9 +66,9 @@ def new_edge(nats_conn, fake, signer, **options) -> Edge:  # type: ignore[no-unt
         nc=nats_conn,
         verifiers=load_verifiers(fake.public_key_base64),
         signer=signer,
-        max_body_bytes=BODY_LIMIT,
+        limits=BodyLimits.all(BODY_LIMIT),
         signature_tolerance_seconds=600,
-        **options,
+        **{"parse_auth": ParseAuth(verifiers=load_verifiers(fake.parse_public_key_base64)), **options},
     )
 
 
@@ -77,13 +78,19 @@ async def edge(nats_conn, fake, signer) -> AsyncIterator[tuple[Edge, str]]:  # t
         yield served
 
 
+def stream_of(subject: str) -> str:
+    stream = stream_for_subject(subject)
+    assert stream is not None
+    return stream.name
+
+
 async def published(js, subject: str) -> int:  # type: ignore[no-untyped-def]
-    info = await js.stream_info(STREAM, subjects_filter=subject)
+    info = await js.stream_info(stream_of(subject), subjects_filter=subject)
     return (info.state.subjects or {}).get(subject, 0)
 
 
 async def last_raw(js, subject: str) -> tuple[messages_pb2.RawWebhook, dict[str, str]]:  # type: ignore[no-untyped-def]
-    msg = await js.get_last_msg(STREAM, subject)
+    msg = await js.get_last_msg(stream_of(subject), subject)
     return messages_pb2.RawWebhook.FromString(msg.data), dict(msg.headers or {})
 
 
@@ -113,7 +120,7 @@ async def test_signed_batch_is_published_after_the_puback(edge, fake, js, ingest
     assert await published(js, Subjects.EDGE_SENDGRID_EVENTS) == before + 1
 
     # What the edge published is exactly what the events worker handles.
-    msg = await js.get_last_msg(STREAM, Subjects.EDGE_SENDGRID_EVENTS)
+    msg = await js.get_last_msg(stream_of(Subjects.EDGE_SENDGRID_EVENTS), Subjects.EDGE_SENDGRID_EVENTS)
     assert (await ingest.handle_webhook(msg.data)).published == 2
 
 
@@ -167,10 +174,11 @@ async def test_bodies_over_the_limit_are_413(edge, fake, js):
             assert response.status == 413
 
 
-async def test_inbound_mail_is_published_with_its_content_type(edge, js):
+async def test_inbound_mail_is_published_with_its_content_type(edge, fake, js):
     _, base = edge
-    body, content_type = multipart({"text": f"reply {uuid.uuid4()}".encode(), "to": b"reply+abc@mail.test"})
-    assert (await post(base + INBOUND_PATH, body, {"Content-Type": content_type}))[0] == 200
+    body, headers = fake.signed_inbound({"text": f"reply {uuid.uuid4()}", "to": "reply+abc@mail.test"})
+    content_type = headers["Content-Type"]
+    assert (await post(base + INBOUND_PATH, body, headers))[0] == 200
     raw, headers = await last_raw(js, Subjects.EDGE_SENDGRID_INBOUND)
     assert (raw.kind, raw.body, raw.content_type) == (messages_pb2.RawWebhook.KIND_SENDGRID_INBOUND, body, content_type)
     assert headers["Nats-Msg-Id"] == "inbound:" + hashlib.sha256(content_type.encode() + b"\n" + body).hexdigest()
@@ -283,7 +291,7 @@ def test_a_key_that_is_not_sendgrids_stops_start_up():
         load_verifier("bm90IGEga2V5")
 
 
-OAUTH = OAuthClient("sendgrid-webhook", "s3cret-client-secret", token_ttl_seconds=60)
+OAUTH = OAuthClient("sendgrid-webhook", "s3cret-client-secret-of-32-or-more-chars", token_ttl_seconds=60)
 
 
 @pytest_asyncio.fixture
@@ -352,13 +360,23 @@ async def test_with_oauth_besides_the_signature_both_are_needed(edge, fake, tena
 
 
 async def test_metrics_count_requests_by_route_and_status(edge, fake, tenant_id):
-    _, base = edge
+    state, base = edge
     body, headers = fake.signed_request(events_batch(tenant_id))
     await post(base + EVENTS_PATH, body, headers)
     await post(base + EVENTS_PATH, body, {"Content-Type": "application/json"})
-    async with aiohttp.ClientSession() as session, session.get(base + "/metrics") as answer:
-        assert answer.status == 200
-        text = await answer.text()
+    async with aiohttp.ClientSession() as session:
+        # Not on the public port: what the edge has seen is nobody's business out there.
+        async with session.get(base + "/metrics") as answer:
+            assert answer.status == 404
+        runner = web.AppRunner(state.metrics_app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        try:
+            async with session.get(f"http://127.0.0.1:{runner.addresses[0][1]}/metrics") as answer:
+                assert answer.status == 200
+                text = await answer.text()
+        finally:
+            await runner.cleanup()
     assert 'dripiq_edge_requests_total{route="/webhooks/sendgrid/events",status="200"}' in text
     assert 'dripiq_edge_requests_total{route="/webhooks/sendgrid/events",status="403"}' in text
     assert "dripiq_edge_events_accepted_total" in text and "dripiq_edge_publish_seconds_bucket" in text

@@ -21,7 +21,10 @@ async def test_control_endpoints_let_another_process_drive_the_fake(fake: FakeSe
 
     async with aiohttp.ClientSession(base_url=fake.url) as session:
         async with session.get("/_fake/public-key") as resp:
-            assert await resp.json() == {"public_key": fake.public_key_base64}
+            assert await resp.json() == {
+                "public_key": fake.public_key_base64,
+                "parse_public_key": fake.parse_public_key_base64,
+            }
         async with session.get("/_fake/messages") as resp:
             [listed] = (await resp.json())["messages"]
         async with session.post("/_fake/events", json={**trigger, "extra": {"tls": 0}}) as resp:

@@ -171,5 +171,19 @@ def load_settings(cls: type[SettingsT]) -> SettingsT:
     try:
         return cls()
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors())
+        problems = "; ".join(
+            f"{_env_name(cls, err['loc'])}: {err['msg']}" if err["loc"] else err["msg"] for err in exc.errors()
+        )
         raise SystemExit(f"{cls.__name__}: invalid settings: {problems}") from None
+
+
+def _env_name(cls: type[BaseSettings], loc: tuple[int | str, ...]) -> str:
+    """The environment variable a field is read from, as the operator spells it."""
+    name = str(loc[0])
+    field = cls.model_fields.get(name)
+    alias = field.validation_alias if field is not None else None
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        env = alias.choices[0]
+    else:
+        env = f"{cls.model_config.get('env_prefix', '')}{name}"
+    return ".".join([env.upper(), *(str(p) for p in loc[1:])])

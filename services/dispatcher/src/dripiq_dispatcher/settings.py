@@ -1,11 +1,42 @@
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+import structlog
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 
 from dripiq_common.settings import ServiceSettings, TokenSecrets, settings_config
 from dripiq_dispatcher.failures import RetryPolicy
+
+log = structlog.get_logger(__name__)
+
+# Names that can never be a production sender's (RFC 2606, RFC 6761): mail with links or
+# reply addresses under them is mail nobody can answer or unsubscribe from.
+_RESERVED_NAMES = ("example.com", "example.org", "example.net")
+_RESERVED_SUFFIXES = ("example", "test", "localhost", "invalid", "local")
+
+
+def reserved_host_problem(host: str) -> str | None:
+    """Why `host` cannot be where production mail points people, or None when it can."""
+    name = host.strip().rstrip(".").lower()
+    if not name:
+        return "is empty"
+    try:
+        address = ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        address = None
+    if address is not None:
+        return f"{host} is a loopback address" if address.is_loopback else None
+    if "." not in name and name != "localhost":
+        return f"{host} is not a fully qualified domain name"
+    if name in _RESERVED_NAMES or any(name == r or name.endswith("." + r) for r in _RESERVED_NAMES):
+        return f"{host} is an example domain (RFC 2606)"
+    last = name.rsplit(".", 1)[-1]
+    if last in _RESERVED_SUFFIXES:
+        return f"{host} is under the reserved name .{last} (RFC 2606/6761)"
+    return None
 
 
 class DispatcherSettings(TokenSecrets, ServiceSettings):
@@ -26,9 +57,15 @@ class DispatcherSettings(TokenSecrets, ServiceSettings):
         validation_alias=AliasChoices("SENDGRID_API_HOST", "sendgrid_api_host"),
     )
 
-    reply_domain: str = "reply.dripiq.localhost"
-    message_id_domain: str = "dripiq.localhost"
-    unsubscribe_base_url: str = "http://127.0.0.1:8080/u/"
+    # Where mail points people: no development default (docs/deploy.md, "Settings production must
+    # set"). The domain of reply addresses (its MX goes to SendGrid's Inbound Parse), the domain
+    # of our Message-IDs, and the public one-click unsubscribe URL (the edge's /u/, https).
+    reply_domain: str
+    message_id_domain: str
+    unsubscribe_base_url: str
+    # Lets those be local (http, loopback, *.localhost, *.test) for a suite on one machine, as
+    # `make run` and the tests do; DRIPIQ_DEV_INSECURE does too. Logged loudly at start-up.
+    allow_local_mail_urls: bool = False
     # Click tracking also rewrites the links of the text part (SendGrid's `enable_text`).
     click_tracking_text: bool = False
     # Fail an email whose tenant has no postal address (CAN-SPAM). Unset: required exactly when
@@ -68,6 +105,34 @@ class DispatcherSettings(TokenSecrets, ServiceSettings):
     forward_concurrency: int = Field(default=8, ge=1)
     # How often rate-limit counters of windows long over are deleted.
     counter_prune_seconds: float = Field(default=300, gt=0)
+
+    @model_validator(mode="after")
+    def _mail_points_somewhere_real(self) -> DispatcherSettings:
+        if self.allow_local_mail_urls or self.dev_insecure:
+            log.warning(
+                "dispatcher.local_mail_urls_allowed",
+                unsubscribe_base_url=self.unsubscribe_base_url,
+                reply_domain=self.reply_domain,
+                message_id_domain=self.message_id_domain,
+                hint="development only: production mail must point at public https links and real domains",
+            )
+            return self
+        url = urlsplit(self.unsubscribe_base_url)
+        if url.scheme != "https":
+            raise ValueError(
+                f"DISPATCHER_UNSUBSCRIBE_BASE_URL must be an https URL (RFC 8058 one-click), not {url.scheme or 'none'}"
+            )
+        problem = reserved_host_problem(url.hostname or "")
+        if problem:
+            raise ValueError(f"DISPATCHER_UNSUBSCRIBE_BASE_URL: {problem}")
+        for name, domain in (
+            ("DISPATCHER_REPLY_DOMAIN", self.reply_domain),
+            ("DISPATCHER_MESSAGE_ID_DOMAIN", self.message_id_domain),
+        ):
+            problem = reserved_host_problem(domain)
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+        return self
 
     @property
     def retry_policy(self) -> RetryPolicy:

@@ -18,11 +18,12 @@ from dripiq_events.ingest import EventIngest
 from dripiq_events.models import outbox
 from dripiq_events.partitions import PartitionMaintainer, compact_raw_events, prune_outbound, retention_cutoff
 from dripiq_events.queries import EventQuery
-from dripiq_events.replies import prune_unmatched_inbound
+from dripiq_events.replies import prune_inbound, prune_unmatched_inbound
 from dripiq_events.settings import EventsSettings
 
 OUTCOMES = Consumers.EVENTS_OUTCOMES
 WEBHOOKS = Consumers.EVENTS_WEBHOOKS
+INBOUND = Consumers.EVENTS_INBOUND
 SERVICE_NAME = events_service_pb2.DESCRIPTOR.services_by_name["EventsService"].full_name
 
 
@@ -31,10 +32,11 @@ HANDLING_MARGIN_SECONDS = 5.0
 
 
 def build(settings: EventsSettings, rt: Runtime) -> Parts:
-    if settings.ai_classify_deadline_seconds > WEBHOOKS.ack_wait_seconds - HANDLING_MARGIN_SECONDS:
+    ack_wait = min(WEBHOOKS.ack_wait_seconds, INBOUND.ack_wait_seconds)
+    if settings.ai_classify_deadline_seconds > ack_wait - HANDLING_MARGIN_SECONDS:
         raise SystemExit(
-            f"EVENTS_AI_CLASSIFY_DEADLINE_SECONDS must be at most {WEBHOOKS.ack_wait_seconds - HANDLING_MARGIN_SECONDS:g} "
-            f"(the webhook consumer's ack wait of {WEBHOOKS.ack_wait_seconds:g} s less a margin), or a reply "
+            f"EVENTS_AI_CLASSIFY_DEADLINE_SECONDS must be at most {ack_wait - HANDLING_MARGIN_SECONDS:g} "
+            f"(the webhook consumers' ack wait of {ack_wait:g} s less a margin), or a reply "
             "still being classified is delivered again"
         )
     relay = rt.outbox_relay(outbox)
@@ -48,6 +50,9 @@ def build(settings: EventsSettings, rt: Runtime) -> Parts:
         # A reply that came before its message's SENT outcome waits through the retries, and
         # is stored as unmatched on the last one rather than dead-lettered.
         await ingest.handle_webhook(msg.data, last_attempt=msg.metadata.num_delivered >= WEBHOOKS.max_deliver - 1)
+
+    async def on_inbound(msg: Msg) -> None:
+        await ingest.handle_webhook(msg.data, last_attempt=msg.metadata.num_delivered >= INBOUND.max_deliver - 1)
 
     partitions = PartitionMaintainer(
         rt.engine,
@@ -93,6 +98,16 @@ def build(settings: EventsSettings, rt: Runtime) -> Parts:
                 name="unmatched-inbound-retention",
             )
         )
+    if settings.inbound_retention_days:
+        kept_all = timedelta(days=settings.inbound_retention_days)
+        loops.append(
+            Poller(
+                lambda: prune_inbound(rt.engine, before=rt.clock.now() - kept_all, limit=settings.compaction_batch),
+                full=settings.compaction_batch,
+                poll_seconds=settings.compaction_poll_seconds,
+                name="inbound-retention",
+            )
+        )
     servicer = EventsServicer(EventQuery(rt.engine))
     return Parts(
         service_names=[SERVICE_NAME],
@@ -114,6 +129,15 @@ def build(settings: EventsSettings, rt: Runtime) -> Parts:
                 per_message(on_webhook),
                 batch_size=1,
                 batches_in_flight=settings.webhook_concurrency,
+            ),
+            # Mail has its own stream and worker: a flood of it never delays the events.
+            PullWorker(
+                rt.js,
+                rt.nc,
+                INBOUND,
+                per_message(on_inbound),
+                batch_size=1,
+                batches_in_flight=settings.inbound_concurrency,
             ),
         ],
         loops=loops,

@@ -135,6 +135,7 @@ inbound_emails = Table(
     Index("inbound_emails_tenant_id_idx", "tenant_id", "id"),
     Index("inbound_emails_tenant_campaign_idx", "tenant_id", "campaign_id", "id"),
     Index("inbound_emails_unmatched_received_idx", "received_at", postgresql_where=text("NOT matched")),
+    Index("inbound_emails_received_idx", "received_at"),
 )
 
 # Every AI call the events service makes (reply classification), as the planner audits strategies.

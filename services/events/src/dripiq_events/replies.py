@@ -190,3 +190,10 @@ async def prune_unmatched_inbound(engine: AsyncEngine, *, before: datetime, limi
     mail nobody could tie to a tenant is kept only for operators to look at, and not forever."""
     async with engine.begin() as conn:
         return await repository.delete_unmatched_inbound(conn, received_before=before, limit=limit)
+
+
+async def prune_inbound(engine: AsyncEngine, *, before: datetime, limit: int) -> int:
+    """Delete up to `limit` of the oldest inbound mails, matched or not, received before
+    `before`: a reply is a person's words, kept for as long as the tenant needs it and no longer."""
+    async with engine.begin() as conn:
+        return await repository.delete_inbound(conn, received_before=before, limit=limit)

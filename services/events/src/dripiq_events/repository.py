@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, select, text
+from sqlalchemy import ColumnElement, delete, select, text, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -277,9 +277,20 @@ async def list_inbound(
 
 async def delete_unmatched_inbound(conn: AsyncConnection, *, received_before: datetime, limit: int) -> int:
     """Delete the oldest unmatched inbound mail received before the cutoff, a batch at a time."""
+    return await _delete_inbound(conn, ~inbound_emails.c.matched, received_before=received_before, limit=limit)
+
+
+async def delete_inbound(conn: AsyncConnection, *, received_before: datetime, limit: int) -> int:
+    """Delete the oldest inbound mail, matched or not, received before the cutoff, a batch at a time."""
+    return await _delete_inbound(conn, true(), received_before=received_before, limit=limit)
+
+
+async def _delete_inbound(
+    conn: AsyncConnection, which: ColumnElement[bool], *, received_before: datetime, limit: int
+) -> int:
     oldest = (
         select(inbound_emails.c.id)
-        .where(~inbound_emails.c.matched, inbound_emails.c.received_at < received_before)
+        .where(which, inbound_emails.c.received_at < received_before)
         .order_by(inbound_emails.c.received_at)
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -30,6 +30,11 @@ class EventsSettings(TokenSecrets, ServiceSettings):
     # Inbound mail tied to none of our messages (no tenant can read it) is deleted after this
     # many days. 0 keeps it forever.
     unmatched_inbound_retention_days: int = Field(default=30, ge=0)
+    # Every inbound mail, replies matched to a tenant included, is deleted after this many days
+    # (by default as long as the message_events of 13 months). 0 keeps it forever.
+    inbound_retention_days: int = Field(default=400, ge=0)
+    # Inbound Parse posts (each parsed, matched and perhaps classified) handled at once.
+    inbound_concurrency: int = Field(default=4, ge=1)
 
     # The names every OpenAI client and tool reads; either one turns the AI reply classifier on
     # (the base URL alone for OpenAI-compatible servers that need no key).

@@ -41,8 +41,10 @@ def summary(suite: Suite) -> str:
     edge = f"http://127.0.0.1:{suite.port('EDGE_PORT')}"
     lines += [
         f"  {'edge':<11} http  {edge}/webhooks/sendgrid/events   (SendGrid Event Webhook)",
-        f"  {'':<11}       {edge}/webhooks/sendgrid/inbound  (Inbound Parse)",
+        f"  {'':<11}       {edge}/webhooks/sendgrid/inbound  (Inbound Parse, signed by the Parse security policy)",
         f"  {'':<11}       {edge}/u/<token>                  (one-click unsubscribe)",
+        f"  {'':<11}       http://127.0.0.1:{suite.env.get('EDGE_METRICS_PORT', '9105')}/metrics"
+        "  (the edge's metrics, not on its public port)",
     ]
     lines += _sendgrid_lines(suite)
     if "fake-openai" in suite.children:

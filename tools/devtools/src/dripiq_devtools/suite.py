@@ -182,7 +182,12 @@ class Suite:
             PYTHONUNBUFFERED="1",
         )
         edge_url = f"http://127.0.0.1:{self.port('EDGE_PORT')}"
+        # Production refuses these without real values; on one machine mail points here, which
+        # the dispatcher takes only when told this is development (it logs so at start-up).
         env.setdefault("DISPATCHER_UNSUBSCRIBE_BASE_URL", f"{edge_url}/u/")
+        env.setdefault("DISPATCHER_REPLY_DOMAIN", "reply.dripiq.localhost")
+        env.setdefault("DISPATCHER_MESSAGE_ID_DOMAIN", "dripiq.localhost")
+        env.setdefault("DISPATCHER_ALLOW_LOCAL_MAIL_URLS", "true")
         # The planner calls the dispatcher and events on their internal (mutual TLS) ports.
         called = "GRPC_INTERNAL_PORT" if self.secure else "GRPC_PORT"
         env["PLANNER_DISPATCHER_ADDRESS"] = f"127.0.0.1:{self.port(f'DISPATCHER_{called}')}"
@@ -197,12 +202,17 @@ class Suite:
             if process.grpc_services:
                 internal = f"{process.name.upper()}_GRPC_INTERNAL_PORT"
                 env[internal] = str(self.port(internal))
-            if process.grpc_services and self.ephemeral_ports:
+            if self.ephemeral_ports:
                 # Another suite on this machine (make run, a benchmark) holds the default ones.
                 env[f"{process.name.upper()}_METRICS_PORT"] = str(free_port())
         if not (env.get("SENDGRID_API_KEY") or env.get("SENDGRID_API_HOST")):
             key_file = self.run_dir / "fake-sendgrid-key.pem"
-            public_key = FakeSendGrid(private_key_pem=load_or_create_private_key(key_file)).public_key_base64
+            parse_key_file = self.run_dir / "fake-sendgrid-parse-key.pem"
+            keys = FakeSendGrid(
+                private_key_pem=load_or_create_private_key(key_file),
+                parse_private_key_pem=load_or_create_private_key(parse_key_file),
+            )
+            public_key = keys.public_key_base64
             fake_port = self.port("FAKE_SENDGRID_PORT")
             self._spawn(
                 "fake-sendgrid",
@@ -214,6 +224,8 @@ class Suite:
                     str(fake_port),
                     "--private-key-file",
                     str(key_file),
+                    "--parse-private-key-file",
+                    str(parse_key_file),
                     *(
                         ["--webhook-url", f"{edge_url}/webhooks/sendgrid/events"]
                         + ["--auto-events-delay", str(self.fake_auto_events_delay)]
@@ -229,10 +241,21 @@ class Suite:
                 key for key in (env.get("SENDGRID_WEBHOOK_PUBLIC_KEY", "").strip(), public_key) if key
             )
             self.fake_webhook_key = public_key
+            # Inbound Parse as a security policy signs it, with the fake's policy key.
+            env["SENDGRID_PARSE_PUBLIC_KEY"] = ",".join(
+                key for key in (env.get("SENDGRID_PARSE_PUBLIC_KEY", "").strip(), keys.parse_public_key_base64) if key
+            )
         elif not env.get("SENDGRID_WEBHOOK_PUBLIC_KEY"):
             raise SetupError(
                 "SENDGRID_API_KEY or SENDGRID_API_HOST is set, so webhooks come from that SendGrid, not the fake: "
                 "set SENDGRID_WEBHOOK_PUBLIC_KEY to its verification key (Mail Settings > Signed Event Webhook)"
+            )
+        elif not (
+            env.get("SENDGRID_PARSE_PUBLIC_KEY") or env.get("EDGE_PARSE_URL_SECRET") or env.get("EDGE_PARSE_OAUTH")
+        ):
+            raise SetupError(
+                "SENDGRID_API_KEY or SENDGRID_API_HOST is set, so Inbound Parse comes from that SendGrid: set "
+                "SENDGRID_PARSE_PUBLIC_KEY (its Parse security policy's key) or EDGE_PARSE_URL_SECRET"
             )
         if self.fake_openai and not (env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL")):
             port = self.port("FAKE_OPENAI_PORT")

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dripiq_common.bus.client import inbox_prefix
-from dripiq_common.bus.contract import DEAD_LETTER_PREFIX, Consumers, ConsumerSpec, Streams, StreamSpec
+from dripiq_common.bus.contract import DEAD_LETTER_PREFIX, Consumers, ConsumerSpec, Streams, StreamSpec, Subjects
 
 # The account every user of the suite is in; the set-up user is its administrator.
 ACCOUNT = "DRIPIQ"
@@ -94,7 +94,12 @@ USERS: Mapping[str, BusUser] = {
             (Streams.PLANNER_TIMERS, Streams.DISPATCHER_SEND, Streams.AUDIT),
         ),
         # The internet-facing edge: the raw webhooks it accepted, nothing more.
-        BusUser("edge", ("dripiq.edge.>",), (), (Streams.EDGE_WEBHOOKS,)),
+        BusUser(
+            "edge",
+            ("dripiq.edge.>", Subjects.EDGE_SENDGRID_INBOUND),
+            (),
+            (Streams.EDGE_WEBHOOKS, Streams.EDGE_INBOUND),
+        ),
     )
 }
 

@@ -19,6 +19,7 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    DiscardPolicy,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -43,6 +44,10 @@ ORIGINAL_SUBJECT_HEADER = "Dripiq-Original-Subject"
 ORIGINAL_SEQUENCE_HEADER = "Dripiq-Original-Sequence"
 DELIVERED_HEADER = "Dripiq-Delivered"
 ERROR_HEADER = "Dripiq-Error"
+# One Inbound Parse post as the edge publishes it (its body cap plus the envelope), and all of
+# them waiting at once: past that the edge answers 503 and SendGrid keeps the mail and retries.
+INBOUND_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+INBOUND_STREAM_MAX_BYTES = 2 * 1024 * 1024 * 1024
 
 
 def header_text(value: str) -> str:
@@ -66,6 +71,11 @@ class StreamSpec:
     # The protobuf message every payload is, when its subjects carry the tenant (token 3,
     # `dripiq.<service>.<kind>.<tenant>`): a consumer refuses a payload naming another tenant.
     payload: type[ProtoMessage] | None = None
+    # Bounds for a stream anyone on the internet can fill: with discard-new a full stream
+    # refuses the publish (the publisher answers 503 and the sender retries) rather than
+    # dropping messages already taken. 0: unbounded, discard-old (NATS' defaults).
+    max_bytes: int = 0
+    max_msg_size: int = 0
 
     def config(self, replicas: int, duplicate_window_seconds: float | None = None) -> StreamConfig:
         return StreamConfig(
@@ -76,6 +86,9 @@ class StreamSpec:
             max_age=self.max_age_seconds or None,
             duplicate_window=duplicate_window_seconds or self.duplicate_window_seconds,
             num_replicas=replicas,
+            max_bytes=self.max_bytes or None,
+            max_msg_size=self.max_msg_size or None,
+            discard=DiscardPolicy.NEW if self.max_bytes else DiscardPolicy.OLD,
         )
 
 
@@ -124,6 +137,15 @@ class Streams:
         payload=planner_facts_pb2.CampaignStatusChanged,
     )
     EDGE_WEBHOOKS = StreamSpec("EDGE_WEBHOOKS", ("dripiq.edge.>",), True)
+    # Inbound Parse posts (mail of up to megabytes each), apart from the signed events and the
+    # unsubscribes so that a flood of mail cannot fill the stream those wait in.
+    EDGE_INBOUND = StreamSpec(
+        "EDGE_INBOUND",
+        ("dripiq.inbound.sendgrid",),
+        True,
+        max_bytes=INBOUND_STREAM_MAX_BYTES,
+        max_msg_size=INBOUND_MAX_MESSAGE_BYTES,
+    )
     ENGAGEMENT = StreamSpec(
         "ENGAGEMENT",
         ("dripiq.events.engagement.>",),
@@ -192,7 +214,9 @@ class Subjects:
         return f"dripiq.audit.record.{token(tenant_id)}" if tenant_id else f"dripiq.audit.unscoped.{token(service)}"
 
     EDGE_SENDGRID_EVENTS = "dripiq.edge.sendgrid.events"
-    EDGE_SENDGRID_INBOUND = "dripiq.edge.sendgrid.inbound"
+    # Outside dripiq.edge.> (EDGE_WEBHOOKS): streams may not share subjects. Mail published on the
+    # old dripiq.edge.sendgrid.inbound still drains through events-webhooks.
+    EDGE_SENDGRID_INBOUND = "dripiq.inbound.sendgrid"
     EDGE_UNSUBSCRIBE = "dripiq.edge.unsubscribe"
 
 
@@ -255,6 +279,7 @@ class Consumers:
     DISPATCHER_CAMPAIGNS = ConsumerSpec.whole(Streams.CAMPAIGN_STATUS, "dispatcher-campaigns")
     EVENTS_OUTCOMES = ConsumerSpec.whole(Streams.MESSAGE_OUTCOMES, "events-outcomes")
     EVENTS_WEBHOOKS = ConsumerSpec.whole(Streams.EDGE_WEBHOOKS, "events-webhooks")
+    EVENTS_INBOUND = ConsumerSpec.whole(Streams.EDGE_INBOUND, "events-inbound")
     SCHEDULER_COMMANDS = ConsumerSpec.whole(Streams.SCHEDULER_COMMANDS, "scheduler-commands")
 
     @classmethod

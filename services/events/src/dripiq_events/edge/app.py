@@ -13,16 +13,19 @@ import hashlib
 import hmac
 import html
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import nats.errors
 import structlog
 from aiohttp import web
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from sendgrid.helpers.eventwebhook import EventWebhook
 
 from dripiq.events.v1 import messages_pb2
@@ -41,16 +44,23 @@ SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 EVENTS_PATH = "/webhooks/sendgrid/events"
 INBOUND_PATH = "/webhooks/sendgrid/inbound"
+# Inbound Parse for an account without a security policy: the secret in the URL is the proof.
+INBOUND_SECRET_PATH = INBOUND_PATH + "/{secret}"
 UNSUBSCRIBE_PATH = "/u/{token}"
 TOKEN_PATH = "/oauth/token"
 # Room for the RawWebhook envelope and headers around a body inside one NATS message.
 ENVELOPE_BYTES = 4096
 _CHUNK = 64 * 1024
+# Shorter secrets (an OAuth client secret, a Parse URL secret) could be guessed online.
+MIN_SECRET_CHARS = 32
+# Probes answer however busy the edge is: a busy edge is not a dead one.
+_UNLIMITED_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 REQUESTS = Counter("dripiq_edge_requests", "HTTP requests answered, by route and status", ["route", "status"])
 EVENTS_ACCEPTED = Counter("dripiq_edge_events_accepted", "SendGrid events in batches queued on JetStream")
 REJECTED = Counter("dripiq_edge_rejected", "Requests refused, by reason", ["reason"])
+IN_FLIGHT = Gauge("dripiq_edge_requests_in_flight", "Requests being answered")
 PUBLISH_SECONDS = Histogram(
     "dripiq_edge_publish_seconds",
     "From publish to PubAck",
@@ -96,13 +106,15 @@ def load_verifiers(public_keys: str) -> tuple[EventWebhook, ...]:
 def signature_problem(
     verifiers: Sequence[EventWebhook],
     *,
-    body: str,
+    body: str | bytes,
     signature: str | None,
     timestamp: str | None,
     now: float,
     tolerance_seconds: float,
 ) -> str | None:
-    """Why a SendGrid Event Webhook request is not to be trusted, or None when it is."""
+    """Why a request SendGrid signs (Event Webhook, Inbound Parse) is not to be trusted, or None
+    when it is: ECDSA P-256/SHA-256 over the timestamp followed by the raw body, as SendGrid's
+    own helper checks it, but over bytes (mail is not always UTF-8)."""
     if not signature or not timestamp:
         return "missing signature headers"
     try:
@@ -111,13 +123,47 @@ def signature_problem(
         return "timestamp is not a number"
     if abs(now - signed_at) > tolerance_seconds:
         return "timestamp outside the accepted window"
+    try:
+        decoded = base64.b64decode(signature)
+    except (ValueError, binascii.Error):
+        return "signature does not match"
+    signed = timestamp.encode() + (body.encode() if isinstance(body, str) else body)
     for verifier in verifiers:
         try:
-            if verifier.verify_signature(body, signature, timestamp):
-                return None
-        except (ValueError, binascii.Error):
+            verifier.public_key.verify(decoded, signed, ec.ECDSA(hashes.SHA256()))
+            return None
+        except (InvalidSignature, ValueError):
             pass
     return "signature does not match"
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    """The largest body each route reads, in bytes; past it the answer is 413."""
+
+    events: int = 5 * 1024 * 1024
+    inbound: int = 5 * 1024 * 1024
+    unsubscribe: int = 4096
+    token: int = 4096
+
+    @classmethod
+    def all(cls, limit: int) -> BodyLimits:
+        return cls(limit, limit, limit, limit)
+
+
+@dataclass(frozen=True)
+class ParseAuth:
+    """How Inbound Parse posts prove they come from SendGrid: every mechanism configured must
+    pass. `verifiers`: the Parse security policy's signature; `oauth`: its OAuth (a bearer token
+    this edge issued); `url_secret`: for an account without a policy, the secret path segment."""
+
+    verifiers: Sequence[EventWebhook] = ()
+    oauth: bool = False
+    url_secret: str = ""
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.verifiers or self.oauth or self.url_secret)
 
 
 @dataclass
@@ -127,8 +173,13 @@ class Edge:
     # Every key SendGrid may sign with: the account's, and during a rotation the next one too.
     verifiers: Sequence[EventWebhook]
     signer: TokenSigner
-    max_body_bytes: int
     signature_tolerance_seconds: float
+    # Inbound Parse is refused unless at least one of its proofs is configured.
+    parse_auth: ParseAuth
+    limits: BodyLimits = field(default_factory=BodyLimits)
+    # Requests answered at once; past it a 503 with Retry-After, which SendGrid retries.
+    max_in_flight: int = 64
+    retry_after_seconds: int = 10
     publish_timeout_seconds: float = 5.0
     clock: Clock = field(default_factory=SystemClock)
     # With OAuth, every Event Webhook batch must carry a bearer token we issued; the signature
@@ -137,26 +188,71 @@ class Edge:
     require_signature: bool = True
     # Set at shutdown so that /readyz sends load balancers elsewhere while requests drain.
     stopping: bool = False
+    in_flight: int = 0
 
-    @property
-    def body_limit(self) -> int:
+    def __post_init__(self) -> None:
+        # Fail closed: an edge that would take unauthenticated webhooks does not start.
+        if self.require_signature and not self.verifiers:
+            raise ValueError("the Event Webhook signature is required, and no public key is given")
+        if not self.require_signature and self.oauth is None:
+            raise ValueError("without the Event Webhook signature, OAuth is required")
+        if self.oauth is not None and len(self.oauth.client_secret) < MIN_SECRET_CHARS:
+            raise ValueError(f"the OAuth client secret must be at least {MIN_SECRET_CHARS} characters")
+        if not self.parse_auth.configured:
+            raise ValueError("Inbound Parse needs a signature key, OAuth or a URL secret")
+        if self.parse_auth.oauth and self.oauth is None:
+            raise ValueError("Inbound Parse OAuth needs the OAuth client configured")
+        if self.parse_auth.url_secret and len(self.parse_auth.url_secret) < MIN_SECRET_CHARS:
+            raise ValueError(f"the Inbound Parse URL secret must be at least {MIN_SECRET_CHARS} characters")
+
+    def body_limit(self, route_limit: int) -> int:
         """A body must also fit one NATS message (the server's max_payload, 1 MiB by default)."""
-        return min(self.max_body_bytes, self.nc.max_payload - ENVELOPE_BYTES)
+        return min(route_limit, self.nc.max_payload - ENVELOPE_BYTES)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.body_limit, middlewares=[_count_requests])
+        """The public routes; /metrics is served apart (metrics_app) on a port of its own."""
+        largest = max(self.limits.events, self.limits.inbound, self.limits.unsubscribe, self.limits.token)
+        app = web.Application(client_max_size=largest, middlewares=[_count_requests, self._limit_in_flight])
         app.router.add_post(EVENTS_PATH, self.sendgrid_events)
         app.router.add_post(TOKEN_PATH, self.oauth_token)
-        app.router.add_get("/metrics", self.metrics)
         app.router.add_post(INBOUND_PATH, self.sendgrid_inbound)
+        app.router.add_post(INBOUND_SECRET_PATH, self.sendgrid_inbound)
         app.router.add_get(UNSUBSCRIBE_PATH, self.unsubscribe_page)
         app.router.add_post(UNSUBSCRIBE_PATH, self.unsubscribe)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         return app
 
+    def metrics_app(self) -> web.Application:
+        app = web.Application(client_max_size=1024)
+        app.router.add_get("/metrics", self.metrics)
+        return app
+
+    @web.middleware
+    async def _limit_in_flight(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Past max_in_flight, refuse at once rather than queue: a queue of 5 MiB bodies is
+        memory the edge does not have, and SendGrid retries a 503."""
+        if request.path in _UNLIMITED_PATHS:
+            return await handler(request)
+        if self.in_flight >= self.max_in_flight:
+            REJECTED.labels("busy").inc()
+            return web.json_response(
+                {"error": f"more than {self.max_in_flight} requests in flight; retry later"},
+                status=503,
+                headers={"Retry-After": str(self.retry_after_seconds)},
+            )
+        self.in_flight += 1
+        IN_FLIGHT.inc()
+        try:
+            return await handler(request)
+        finally:
+            self.in_flight -= 1
+            IN_FLIGHT.dec()
+
     async def sendgrid_events(self, request: web.Request) -> web.Response:
-        body = await self._read_body(request)
+        body = await self._read_body(request, self.limits.events)
         if isinstance(body, web.Response):
             return body
         try:
@@ -195,7 +291,7 @@ class Edge:
         msg_id = hashlib.sha256((signature or "").encode() + body).hexdigest()
         raw = RawWebhook(kind=RawWebhook.KIND_SENDGRID_EVENTS, body=body)
         if not await self._publish(Subjects.EDGE_SENDGRID_EVENTS, raw, msg_id):
-            return _json_error(503, "could not queue the batch; retry later")
+            return self._busy("could not queue the batch; retry later")
         EVENTS_ACCEPTED.inc(len(events))
         return web.json_response({"accepted": len(events)})
 
@@ -204,7 +300,10 @@ class Edge:
         authenticates with HTTP Basic or with form fields, and gets a bearer token."""
         if self.oauth is None:
             return _json_error(404, "OAuth is not configured")
-        form = await request.post()
+        body = await self._read_body(request, self.limits.token)
+        if isinstance(body, web.Response):
+            return body
+        form = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"), max_num_fields=16))
         if form.get("grant_type") != "client_credentials":
             return _oauth_error(400, "unsupported_grant_type")
         client_id, client_secret = _client_credentials(request.headers.get("Authorization", ""), form)
@@ -241,9 +340,16 @@ class Edge:
     async def sendgrid_inbound(self, request: web.Request) -> web.Response:
         if not request.content_type.startswith("multipart/"):
             return _json_error(400, "expected multipart/form-data")
-        body = await self._read_body(request)
+        # What needs no body first: an unauthenticated post is refused before it is read.
+        problem = self._parse_credentials_problem(request)
+        if problem is not None:
+            return _inbound_refused(request, problem)
+        body = await self._read_body(request, self.limits.inbound)
         if isinstance(body, web.Response):
             return body
+        problem = self._parse_signature_problem(request, body)
+        if problem is not None:
+            return _inbound_refused(request, problem)
         raw = RawWebhook(
             kind=RawWebhook.KIND_SENDGRID_INBOUND,
             body=body,
@@ -253,8 +359,34 @@ class Edge:
         # The Content-Type carries the boundary: the same bytes under another one are another post.
         msg_id = "inbound:" + hashlib.sha256(raw.content_type.encode("utf-8", "replace") + b"\n" + body).hexdigest()
         if not await self._publish(Subjects.EDGE_SENDGRID_INBOUND, raw, msg_id):
-            return _json_error(503, "could not queue the mail; retry later")
+            return self._busy("could not queue the mail; retry later")
         return web.json_response({"accepted": 1})
+
+    def _parse_credentials_problem(self, request: web.Request) -> str | None:
+        auth = self.parse_auth
+        given = request.match_info.get("secret")
+        if auth.url_secret:
+            if given is None:
+                return "Inbound Parse is taken only at its secret URL"
+            if not hmac.compare_digest(given.encode(), auth.url_secret.encode()):
+                return "wrong Inbound Parse URL secret"
+        elif given is not None:
+            return "no Inbound Parse URL secret is configured"
+        if auth.oauth:
+            return self._bearer_problem(request.headers.get("Authorization", ""))
+        return None
+
+    def _parse_signature_problem(self, request: web.Request, body: bytes) -> str | None:
+        if not self.parse_auth.verifiers:
+            return None
+        return signature_problem(
+            self.parse_auth.verifiers,
+            body=body,
+            signature=request.headers.get(SIGNATURE_HEADER),
+            timestamp=request.headers.get(TIMESTAMP_HEADER),
+            now=self.clock.now().timestamp(),
+            tolerance_seconds=self.signature_tolerance_seconds,
+        )
 
     async def unsubscribe_page(self, request: web.Request) -> web.Response:
         """GET only asks: mail scanners open links, and must not unsubscribe anyone."""
@@ -275,13 +407,18 @@ class Edge:
         "Unsubscribed" only for a link we signed, naming a tenant and message the events service
         can record, once JetStream holds the request: from there it is honoured, with or without
         the events service's record of the message (the dispatcher resolves the address)."""
+        body = await self._read_body(request, self.limits.unsubscribe)
+        if isinstance(body, web.Response):
+            return body
         target = self._unsubscribe_target(request.match_info["token"])
         if isinstance(target, web.Response):
             return target
         tenant_id, message_id = target
         raw = RawWebhook(kind=RawWebhook.KIND_UNSUBSCRIBE, fields={"tenant_id": tenant_id, "message_id": message_id})
         if not await self._publish(Subjects.EDGE_UNSUBSCRIBE, raw, f"unsub:{message_id}"):
-            return _page(503, "Please try again", "We could not record your request just now. Please try again.")
+            page = _page(503, "Please try again", "We could not record your request just now. Please try again.")
+            page.headers["Retry-After"] = str(self.retry_after_seconds)
+            return page
         return _page(200, "Unsubscribed", "You are unsubscribed and will not receive these emails again.")
 
     def _unsubscribe_target(self, token: str) -> tuple[str, str] | web.Response:
@@ -306,17 +443,23 @@ class Edge:
             return web.json_response({"status": "not ready"}, status=503)
         return web.json_response({"status": "ready"})
 
-    async def _read_body(self, request: web.Request) -> bytes | web.Response:
-        """The raw body, read up to the limit (also for chunked requests without a length)."""
-        limit = self.body_limit
+    async def _read_body(self, request: web.Request, route_limit: int) -> bytes | web.Response:
+        """The raw body, never holding more than the limit and one byte (also for chunked
+        requests without a length, whose size is known only at their end)."""
+        limit = self.body_limit(route_limit)
         if request.content_length is not None and request.content_length > limit:
+            REJECTED.labels("too_large").inc()
             return _json_error(413, f"body larger than {limit} bytes")
         body = bytearray()
-        async for chunk in request.content.iter_chunked(_CHUNK):
+        while chunk := await request.content.read(min(_CHUNK, limit + 1 - len(body))):
             body += chunk
             if len(body) > limit:
+                REJECTED.labels("too_large").inc()
                 return _json_error(413, f"body larger than {limit} bytes")
         return bytes(body)
+
+    def _busy(self, reason: str) -> web.Response:
+        return web.json_response({"error": reason}, status=503, headers={"Retry-After": str(self.retry_after_seconds)})
 
     async def _publish(self, subject: str, raw: RawWebhook, msg_id: str) -> bool:
         """True once JetStream holds the message (a duplicate inside its window counts)."""
@@ -361,6 +504,12 @@ def _client_credentials(authorization: str, form: Mapping[str, object]) -> tuple
         except (ValueError, UnicodeDecodeError):
             return "", ""
     return str(form.get("client_id", "")), str(form.get("client_secret", ""))
+
+
+def _inbound_refused(request: web.Request, problem: str) -> web.Response:
+    REJECTED.labels("inbound_auth").inc()
+    log.warning("edge.inbound_rejected", reason=problem, remote=request.remote)
+    return _json_error(403, problem)
 
 
 def _oauth_error(status: int, error: str) -> web.Response:

@@ -28,6 +28,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         help="PEM ECDSA P-256 key to sign events with; created (mode 0600) when missing",
     )
+    parser.add_argument(
+        "--parse-private-key-file",
+        type=Path,
+        help="PEM ECDSA P-256 key of the Inbound Parse security policy; created (mode 0600) when missing",
+    )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument("--rate-limit", type=int, help="sends per second before answering 429")
     parser.add_argument("--api-key", help="accept only this API key (default: any bearer token)")
@@ -44,8 +49,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 async def _serve(args: argparse.Namespace) -> None:
     pem = load_or_create_private_key(args.private_key_file) if args.private_key_file else None
+    parse_pem = load_or_create_private_key(args.parse_private_key_file) if args.parse_private_key_file else None
     fake = FakeSendGrid(
         private_key_pem=pem,
+        parse_private_key_pem=parse_pem,
         latency_seconds=args.latency,
         rate_limit_per_second=args.rate_limit,
         api_key=args.api_key,
@@ -56,6 +63,7 @@ async def _serve(args: argparse.Namespace) -> None:
     def announce() -> None:
         print(f"fake SendGrid listening on {fake.url}", flush=True)
         print(f"event webhook public key: {fake.public_key_base64}", flush=True)
+        print(f"inbound parse public key: {fake.parse_public_key_base64}", flush=True)
 
     await fake.serve_until_signal(args.host, args.port, announce=announce)
 

@@ -11,7 +11,10 @@ list or forget messages, read counts, post one event, queue failures, slow the a
                               extra.url, one of the message's tracked links; default: the first)
     POST   /_fake/failures    {"status", "count"}: the next sends answer with that status
     POST   /_fake/latency     {"seconds"}: slow every answer from now on
-    GET    /_fake/public-key  {"public_key": <base64 DER SubjectPublicKeyInfo>}
+    POST   /_fake/inbound     {"url", "fields": {name: text}} -> {"status": <receiver's HTTP status>}:
+                              one mail posted as Inbound Parse posts it, signed with the
+                              Parse security policy's key
+    GET    /_fake/public-key  {"public_key", "parse_public_key"}: base64 DER SubjectPublicKeyInfo
 """
 
 from __future__ import annotations
@@ -63,7 +66,22 @@ class ControlEndpoints:
         return web.json_response({"cleared": cleared})
 
     async def public_key(self, _request: web.Request) -> web.Response:
-        return web.json_response({"public_key": self._fake.public_key_base64})
+        return web.json_response(
+            {"public_key": self._fake.public_key_base64, "parse_public_key": self._fake.parse_public_key_base64}
+        )
+
+    async def post_inbound(self, request: web.Request) -> web.Response:
+        spec = await _json_object(request)
+        url, fields = spec.get("url"), spec.get("fields")
+        if not (isinstance(url, str) and url and isinstance(fields, dict) and fields):
+            return _control_error(HTTPStatus.BAD_REQUEST, "url and fields are required")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items()):
+            return _control_error(HTTPStatus.BAD_REQUEST, "fields must map names to text")
+        try:
+            status = await self._fake.post_inbound(url, fields)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return _control_error(HTTPStatus.BAD_GATEWAY, f"receiver unreachable: {exc!r}")
+        return web.json_response({"status": status})
 
     async def inject_failures(self, request: web.Request) -> web.Response:
         spec = await _json_object(request)

@@ -53,6 +53,7 @@ class FakeSendGrid(LocalHttpServer):
         self,
         *,
         private_key_pem: bytes | None = None,
+        parse_private_key_pem: bytes | None = None,
         latency_seconds: float = 0.0,
         rate_limit_per_second: int | None = None,
         api_key: str | None = None,
@@ -73,6 +74,10 @@ class FakeSendGrid(LocalHttpServer):
         self.account_click_tracking = account_click_tracking
         self._clock = clock
         self._private_key = signing.load_private_key(private_key_pem)
+        # The Parse security policy's own key pair (SendGrid makes one per policy).
+        self._parse_key = signing.load_private_key(parse_private_key_pem)
+        # Inbound Parse posts a receiver answered 2xx to.
+        self.inbound_posted = 0
         self._limiter = _FixedWindowLimiter(rate_limit_per_second, clock) if rate_limit_per_second else None
         self._failures: deque[int] = deque()
         self._outbox = (
@@ -90,6 +95,39 @@ class FakeSendGrid(LocalHttpServer):
     @property
     def private_key_pem(self) -> bytes:
         return signing.private_key_pem(self._private_key)
+
+    @property
+    def parse_public_key_base64(self) -> str:
+        """The public key of the Parse security policy, as its API returns it."""
+        return signing.public_key_base64(self._parse_key)
+
+    def sign_parse(self, body: bytes, timestamp: str) -> str:
+        """The Parse security policy's signature of a raw Inbound Parse body."""
+        return signing.sign(self._parse_key, body, timestamp)
+
+    def signed_inbound(self, fields: dict[str, str | bytes], *, signed: bool = True) -> tuple[bytes, dict[str, str]]:
+        """An Inbound Parse post of `fields` (to, from, subject, text, headers, envelope, ...)."""
+        return signing.signed_parse_request(self._parse_key if signed else None, fields, str(int(self._clock())))
+
+    async def post_inbound(
+        self,
+        url: str,
+        fields: dict[str, str | bytes],
+        *,
+        bearer_token: str | None = None,
+        timeout_seconds: float = 10.0,
+    ) -> int:
+        """Post one parsed mail as SendGrid's Inbound Parse does; the receiver's HTTP status."""
+        body, headers = self.signed_inbound(fields)
+        if bearer_token is not None:
+            headers["Authorization"] = f"Bearer {bearer_token}"
+        timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+        if is_2xx(response.status):
+            self.inbound_posted += 1
+        return response.status
 
     @property
     def url(self) -> str:
@@ -154,6 +192,7 @@ class FakeSendGrid(LocalHttpServer):
         app.router.add_get("/_fake/stats", control.stats)
         app.router.add_delete("/_fake/messages", control.clear_messages)
         app.router.add_post("/_fake/events", control.trigger_event)
+        app.router.add_post("/_fake/inbound", control.post_inbound)
         app.router.add_post("/_fake/failures", control.inject_failures)
         app.router.add_post("/_fake/latency", control.set_latency)
         app.router.add_get("/_fake/public-key", control.public_key)

@@ -1,11 +1,18 @@
-"""The Signed Event Webhook: the ECDSA P-256 key the fake signs with, kept across restarts, and
-the bytes and headers of a batch signed as SendGrid signs it."""
+"""The Signed Event Webhook and the Inbound Parse security policy's signature: the ECDSA P-256
+keys the fake signs with, kept across restarts, and the bytes and headers of a batch or a parsed
+mail signed as SendGrid signs them.
+
+SendGrid's Parse documentation says a policy signs with its own ECDSA key pair and that the
+signature travels in HTTP headers, without naming them or the signed bytes; the fake signs
+Parse posts as the Event Webhook is signed (the same headers, over timestamp + raw body), which
+is what the edge verifies (docs/decisions/0041-edge-fails-closed.md)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +78,38 @@ def signed_request(
         TIMESTAMP_HEADER: timestamp,
     }
     return body, headers
+
+
+# SendGrid's own boundary for Inbound Parse posts.
+PARSE_BOUNDARY = "xYzZY"
+
+
+def multipart_form(fields: dict[str, str | bytes], boundary: str = PARSE_BOUNDARY) -> bytes:
+    """multipart/form-data as Inbound Parse posts it: one part per field, in the given order."""
+    parts = []
+    for name, value in fields.items():
+        data = value.encode() if isinstance(value, str) else value
+        if f"--{boundary}".encode() in data:
+            raise ValueError(f"field {name} contains the boundary")
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + data + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode()
+
+
+def signed_parse_request(
+    key: ec.EllipticCurvePrivateKey | None, fields: dict[str, str | bytes], timestamp: str
+) -> tuple[bytes, dict[str, str]]:
+    """The bytes and headers of an Inbound Parse post; signed when the policy has a key."""
+    boundary = (
+        PARSE_BOUNDARY
+        if all(PARSE_BOUNDARY.encode() not in _bytes(v) for v in fields.values())
+        else ("xYzZY" + secrets.token_hex(8))
+    )
+    body = multipart_form(fields, boundary)
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "User-Agent": "Sendlib/1.0"}
+    if key is not None:
+        headers |= {SIGNATURE_HEADER: sign(key, body, timestamp), TIMESTAMP_HEADER: timestamp}
+    return body, headers
+
+
+def _bytes(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else value
