@@ -19,7 +19,7 @@ from dripiq.scheduler.v1 import scheduler_service_pb2 as spb
 from dripiq.scheduler.v1 import scheduler_service_pb2_grpc as spb_grpc
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_devtools.servers import pg_bin
-from dripiq_devtools.suite import Suite
+from dripiq_devtools.suite import FAKE_ACCOUNT_KEY, Suite
 
 T = TypeVar("T")
 
@@ -68,6 +68,10 @@ def channel(suite: Suite, port_env: str, *, token: str | None = None) -> grpc.Ch
 
 
 def verified_sender(suite: Suite, tenant_id: str, from_email: str, *, forward_to: str = "") -> str:
+    """An identity the dispatcher verified at the fake SendGrid, where its domain is first
+    authenticated in the dispatcher's account, as the tenant would have done at SendGrid."""
+    domain = from_email.rpartition("@")[2]
+    http_json(f"{suite.env['SENDGRID_API_HOST']}/_fake/domains", {"api_key": FAKE_ACCOUNT_KEY, "domain": domain})
     with channel(suite, "DISPATCHER_GRPC_PORT") as ch:
         identities = dpb_grpc.SenderIdentityServiceStub(ch)
         identity = identities.CreateSenderIdentity(

@@ -25,11 +25,13 @@ from dripiq_common.grpc_security import security_for
 from dripiq_common.grpc_server import GrpcServer
 from dripiq_common.tls import ReloadingChannel, TlsFiles, channel_credentials
 from dripiq_devtools.dev_pki import DevCA, DevIssuer
+from dripiq_dispatcher.accounts import ProviderAccounts
 from dripiq_dispatcher.forwarding import ReplyForwardingSettings
 from dripiq_dispatcher.handlers import ACCESS, SERVICE_NAMES, registrars
 from dripiq_dispatcher.identities import SenderIdentities
 from dripiq_dispatcher.messages import Messages
 from dripiq_dispatcher.rate_limits import RateLimits
+from dripiq_dispatcher.sender_auth import SendGridSenderChecks
 from dripiq_dispatcher.suppressions import Suppressions
 from dripiq_dispatcher.tasks import Tasks
 
@@ -70,7 +72,10 @@ async def secured(engine: AsyncEngine, nats_conn, tmp_path_factory: pytest.TempP
             messages=Messages(engine),
             rate_limits=RateLimits(engine, clock),
             tasks=Tasks(engine, clock),
-            identities=SenderIdentities(engine, clock),
+            # Never asked here: nothing listens on the discard port.
+            identities=SenderIdentities(
+                engine, clock, SendGridSenderChecks("http://127.0.0.1:9", "SG.test"), ProviderAccounts()
+            ),
             suppressions=Suppressions(engine, clock),
             forwarding=ReplyForwardingSettings(engine, clock),
         ),

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from dispatch_support import new_dispatcher, new_sender
+from dispatch_support import fake_with_test_domains, new_dispatcher, new_sender
 from forwarding_support import MAX_ATTEMPTS, T0
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,7 +20,7 @@ from dripiq_dispatcher.sending import Sends
 
 @pytest_asyncio.fixture(scope="module")
 async def fake() -> AsyncIterator[FakeSendGrid]:
-    async with FakeSendGrid() as server:
+    async with fake_with_test_domains() as server:
         yield server
 
 

@@ -14,14 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common.bus.contract import Subjects
-from dripiq_common.clock import ManualClock
+from dripiq_common.clock import Clock, ManualClock
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import AcceptedMessage, FakeSendGrid
-from dripiq_dispatcher import campaign_mail, failures
+from dripiq_dispatcher import campaign_mail, failures, repository
+from dripiq_dispatcher.accounts import ProviderAccounts
 from dripiq_dispatcher.identities import SenderIdentities
 from dripiq_dispatcher.models import messages, outbox
 from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender
 from dripiq_dispatcher.rate_limits import RateLimits
+from dripiq_dispatcher.sender_auth import SendGridSenderChecks, VerifiedBy
 from dripiq_dispatcher.sending import Sends
 from dripiq_dispatcher.unconfirmed import UnconfirmedSends
 
@@ -30,10 +32,42 @@ SIGNER = TokenSigner(b"integration-test-token-secret")
 MAIL = campaign_mail.MailSettings("reply.test", "mid.test", "https://u.test/u/")
 # Compressed: a real deployment retries for hours (DISPATCHER_RETRY_HORIZON_SECONDS).
 RETRY = failures.RetryPolicy(horizon=timedelta(minutes=10), base=timedelta(seconds=30), cap=timedelta(minutes=2))
+# The default account's key at the fake SendGrid, where the test identities' domains are authenticated.
+TEST_KEY = "SG.test"
+TEST_DOMAINS = ("acme.test", "acme-corp.test")
+TEST_ACCOUNT = {TEST_KEY: list(TEST_DOMAINS)}
+# Nothing listens here: an API whose tests never verify asks no SendGrid.
+NO_SENDGRID = "http://127.0.0.1:9"
 
 
 def new_sender(host: str, *, concurrency: int, timeout_seconds: float) -> MailSender:
-    return AsyncSendGridSender(api_key="SG.test", host=host, concurrency=concurrency, timeout_seconds=timeout_seconds)
+    return AsyncSendGridSender(api_key=TEST_KEY, host=host, concurrency=concurrency, timeout_seconds=timeout_seconds)
+
+
+def fake_with_test_domains() -> FakeSendGrid:
+    """A fake SendGrid whose default account has the test identities' domains authenticated."""
+    return FakeSendGrid(authenticated_domains=TEST_ACCOUNT)
+
+
+def sender_identities(
+    engine: AsyncEngine, clock: Clock, host: str = NO_SENDGRID, accounts: ProviderAccounts | None = None
+) -> SenderIdentities:
+    """The identities API, verifying at the SendGrid on `host` with the test key."""
+    checks = SendGridSenderChecks(host, TEST_KEY, timeout_seconds=5)
+    return SenderIdentities(engine, clock, checks, accounts or ProviderAccounts())
+
+
+async def mark_verified(engine: AsyncEngine, tenant_id: str, identity_id: str) -> None:
+    """Set-up for tests of what comes after verifying: recorded as VerifySenderIdentity would."""
+    async with engine.begin() as conn:
+        await repository.identities.record_verification(
+            conn,
+            tenant_id=tenant_id,
+            identity_id=identity_id,
+            provider_config_id="",
+            verified_by=VerifiedBy.DOMAIN.value,
+            now=T0,
+        )
 
 
 def new_dispatcher(engine: AsyncEngine, sender: Any, kicks: list[int] | None = None) -> Sends:
@@ -55,7 +89,7 @@ def unconfirmed_of(dispatcher: Sends) -> UnconfirmedSends:
 
 
 async def identity(engine: AsyncEngine, tenant_id: str, *, verified: bool = True) -> str:
-    identities = SenderIdentities(engine, ManualClock(T0))
+    identities = sender_identities(engine, ManualClock(T0))
     created = await identities.create(
         pb.CreateSenderIdentityRequest(
             tenant_id=tenant_id,
@@ -64,7 +98,7 @@ async def identity(engine: AsyncEngine, tenant_id: str, *, verified: bool = True
         )
     )
     if verified:
-        await identities.verify(tenant_id, created.sender_identity_id)
+        await mark_verified(engine, tenant_id, created.sender_identity_id)
     return created.sender_identity_id
 
 

@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from dispatch_support import mark_verified, sender_identities
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,7 +19,6 @@ from dripiq_common.clock import ManualClock
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import AcceptedMessage, FakeSendGrid
 from dripiq_dispatcher import campaign_mail, failures, repository
-from dripiq_dispatcher.identities import SenderIdentities
 from dripiq_dispatcher.provider import MailSender
 from dripiq_dispatcher.sending import Sends
 
@@ -30,7 +30,7 @@ MAX_ATTEMPTS = 3
 
 
 async def new_identity(engine: AsyncEngine, tenant_id: str, *, forward_to: str = "", verified: bool = True) -> str:
-    identities = SenderIdentities(engine, ManualClock(T0))
+    identities = sender_identities(engine, ManualClock(T0))
     created = await identities.create(
         pb.CreateSenderIdentityRequest(
             tenant_id=tenant_id,
@@ -40,7 +40,7 @@ async def new_identity(engine: AsyncEngine, tenant_id: str, *, forward_to: str =
         )
     )
     if verified:
-        await identities.verify(tenant_id, created.sender_identity_id)
+        await mark_verified(engine, tenant_id, created.sender_identity_id)
     return created.sender_identity_id
 
 

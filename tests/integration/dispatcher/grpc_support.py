@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import grpc
+from dispatch_support import sender_identities
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from secured import caller_channel, server_security
@@ -25,8 +26,11 @@ from dripiq_dispatcher.tasks import Tasks
 
 
 @asynccontextmanager
-async def dispatcher_api(engine: AsyncEngine, dispatcher: Sends, clock: Clock) -> AsyncIterator[grpc.aio.Channel]:
-    """The API beside `dispatcher`: its tasks wake the same outbox relay."""
+async def dispatcher_api(
+    engine: AsyncEngine, dispatcher: Sends, clock: Clock, *, identities: SenderIdentities | None = None
+) -> AsyncIterator[grpc.aio.Channel]:
+    """The API beside `dispatcher`: its tasks wake the same outbox relay. `identities` verify
+    at a SendGrid of the test's (by default none: verifying answers UNAVAILABLE)."""
     server = GrpcServer(
         address="127.0.0.1:0",
         service_names=SERVICE_NAMES,
@@ -34,7 +38,7 @@ async def dispatcher_api(engine: AsyncEngine, dispatcher: Sends, clock: Clock) -
             messages=Messages(engine),
             rate_limits=RateLimits(engine, clock),
             tasks=Tasks(engine, clock, on_outbox=dispatcher.on_outbox),
-            identities=SenderIdentities(engine, clock),
+            identities=identities or sender_identities(engine, clock),
             suppressions=Suppressions(engine, clock),
             forwarding=ReplyForwardingSettings(engine, clock),
         ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from dispatch_support import TEST_ACCOUNT
 from forwarding_support import MAX_ATTEMPTS, T0, forward_row, forwarded, forwards, new_identity, reply, sent_email
 from waiting import eventually
 
@@ -44,7 +45,7 @@ async def test_found_sending_is_never_forwarded_again_and_becomes_unknown(engine
 async def test_answer_settles_a_forward_a_redelivery_parked_during_the_call(engine, sender, tenant_id):
     identity_id = await new_identity(engine, tenant_id, forward_to="sam@acme-corp.test")
     cmd = reply(tenant_id, await sent_email(engine, sender, tenant_id, identity_id))
-    async with FakeSendGrid(latency_seconds=0.3) as slow:
+    async with FakeSendGrid(latency_seconds=0.3, authenticated_domains=TEST_ACCOUNT) as slow:
         patient = AsyncSendGridSender(api_key="SG.test", host=slow.url, concurrency=2, timeout_seconds=5)
         try:
             forwarder = ReplyForwarder(engine, ManualClock(T0), patient, MAX_ATTEMPTS)
@@ -70,7 +71,7 @@ async def test_answer_settles_a_forward_a_redelivery_parked_during_the_call(engi
 async def test_timeout_after_the_request_left_is_unknown_and_never_repeated(engine, sender, tenant_id):
     identity_id = await new_identity(engine, tenant_id, forward_to="sam@acme-corp.test")
     cmd = reply(tenant_id, await sent_email(engine, sender, tenant_id, identity_id))
-    async with FakeSendGrid(latency_seconds=0.5) as slow:
+    async with FakeSendGrid(latency_seconds=0.5, authenticated_domains=TEST_ACCOUNT) as slow:
         impatient = AsyncSendGridSender(api_key="SG.test", host=slow.url, concurrency=1, timeout_seconds=0.1)
         try:
             forwarder = ReplyForwarder(engine, ManualClock(T0), impatient, MAX_ATTEMPTS)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import grpc
 import pytest
 import pytest_asyncio
+from dispatch_support import fake_with_test_domains, sender_identities
 from grpc_support import dispatcher_api, violated_fields
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
@@ -27,7 +28,7 @@ T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 @pytest_asyncio.fixture(scope="module")
 async def fake() -> AsyncIterator[FakeSendGrid]:
-    async with FakeSendGrid() as server:
+    async with fake_with_test_domains() as server:
         yield server
 
 
@@ -46,8 +47,10 @@ async def dispatcher(engine, fake: FakeSendGrid) -> AsyncIterator[Sends]:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def channel(engine, dispatcher: Sends) -> AsyncIterator[grpc.aio.Channel]:
-    async with dispatcher_api(engine, dispatcher, ManualClock(T0)) as chan:
+async def channel(engine, dispatcher: Sends, fake: FakeSendGrid) -> AsyncIterator[grpc.aio.Channel]:
+    clock = ManualClock(T0)
+    identities = sender_identities(engine, clock, fake.url)
+    async with dispatcher_api(engine, dispatcher, clock, identities=identities) as chan:
         yield chan
 
 
@@ -68,7 +71,6 @@ async def test_identity_is_created_unverified_then_verified(identities, tenant_i
                 tenant_id=tenant_id,
                 from_email="Sales@Acme.test",
                 from_name="Acme Sales",
-                provider_config_id="sg-main",
             )
         )
     ).sender_identity
@@ -90,7 +92,8 @@ async def test_identity_is_created_unverified_then_verified(identities, tenant_i
             pb.VerifySenderIdentityRequest(tenant_id=tenant_id, sender_identity_id=created.sender_identity_id)
         )
         assert verified.sender_identity.verified is True
-        assert verified.sender_identity.provider_config_id == "sg-main"
+        assert verified.sender_identity.verified_by == "domain"
+        assert verified.sender_identity.verified_at.ToDatetime(tzinfo=UTC) == T0
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 import pytest_asyncio
+from dispatch_support import sender_identities
 from google.protobuf.field_mask_pb2 import FieldMask
 from grpc_support import dispatcher_api, violated_fields
 
@@ -19,10 +20,18 @@ from dripiq_common.clock import ManualClock
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher import campaign_mail, failures
+from dripiq_dispatcher.accounts import ProviderAccounts
 from dripiq_dispatcher.provider import AsyncSendGridSender
 from dripiq_dispatcher.sending import Sends
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+# Which tenant each provider config id belongs to; a test binds its own tenant's.
+BOUND: dict[str, str] = {}
+
+
+def bind(tenant_id: str, *config_ids: str) -> None:
+    for config_id in config_ids:
+        BOUND[config_id] = tenant_id
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +50,8 @@ async def channel(engine, fake: FakeSendGrid, clock: ManualClock) -> AsyncIterat
         campaign_mail.MailSettings("reply.test", "mid.test", "https://u.test/u/"),
         retry=failures.RetryPolicy(),
     )
-    async with dispatcher_api(engine, dispatcher, clock) as chan:
+    identities = sender_identities(engine, clock, fake.url, ProviderAccounts(config_tenants=BOUND))
+    async with dispatcher_api(engine, dispatcher, clock, identities=identities) as chan:
         yield chan
     await sender.aclose()
 
@@ -126,8 +136,9 @@ async def test_list_identities_rejects_bad_input(identities, request_, field):
 
 
 async def test_update_identity_follows_the_mask(identities, tenant_id):
+    bind(tenant_id, "subuser:main", "subuser:eu", "subuser:two")
     created = await create_identity(
-        identities, tenant_id, "team@acme.test", from_name="Team", provider_config_id="sendgrid-main"
+        identities, tenant_id, "team@acme.test", from_name="Team", provider_config_id="subuser:main"
     )
 
     def update(mask: list[str], **fields: str) -> pb.UpdateSenderIdentityRequest:
@@ -141,18 +152,20 @@ async def test_update_identity_follows_the_mask(identities, tenant_id):
     named = (await identities.UpdateSenderIdentity(update(["from_name"], from_name="Acme Team"))).sender_identity
     assert (named.from_name, named.provider_config_id, named.from_email) == (
         "Acme Team",
-        "sendgrid-main",
+        "subuser:main",
         "team@acme.test",
     )
 
     moved = (
-        await identities.UpdateSenderIdentity(update(["provider_config_id"], provider_config_id="sendgrid-eu"))
+        await identities.UpdateSenderIdentity(update(["provider_config_id"], provider_config_id="subuser:eu"))
     ).sender_identity
-    assert (moved.from_name, moved.provider_config_id) == ("Acme Team", "sendgrid-eu")
+    assert (moved.from_name, moved.provider_config_id) == ("Acme Team", "subuser:eu")
 
     # An empty mask updates both, blanks included.
-    both = (await identities.UpdateSenderIdentity(update([], from_name="", provider_config_id="sg-2"))).sender_identity
-    assert (both.from_name, both.provider_config_id) == ("", "sg-2")
+    both = (
+        await identities.UpdateSenderIdentity(update([], from_name="", provider_config_id="subuser:two"))
+    ).sender_identity
+    assert (both.from_name, both.provider_config_id) == ("", "subuser:two")
 
     got = await identities.GetSenderIdentity(
         pb.GetSenderIdentityRequest(tenant_id=tenant_id, sender_identity_id=created.sender_identity_id)
@@ -161,7 +174,8 @@ async def test_update_identity_follows_the_mask(identities, tenant_id):
 
 
 async def test_update_identity_rejects_bad_input(identities, tenant_id):
-    created = await create_identity(identities, tenant_id, "ops@acme.test", provider_config_id="sendgrid-main")
+    bind(tenant_id, "subuser:main")
+    created = await create_identity(identities, tenant_id, "ops@acme.test", provider_config_id="subuser:main")
     key = f"SG.{uuid.uuid4().hex}.{uuid.uuid4().hex}"
 
     def update(mask: list[str], **fields: str) -> pb.UpdateSenderIdentityRequest:

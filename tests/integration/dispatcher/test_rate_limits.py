@@ -10,7 +10,18 @@ from datetime import UTC, timedelta
 import grpc
 import pytest
 import pytest_asyncio
-from dispatch_support import T0, command, identity, new_dispatcher, outcomes, rate_limits_of, received, stored
+from dispatch_support import (
+    T0,
+    TEST_ACCOUNT,
+    command,
+    identity,
+    new_dispatcher,
+    outcomes,
+    rate_limits_of,
+    received,
+    sender_identities,
+    stored,
+)
 from google.protobuf.field_mask_pb2 import FieldMask
 from grpc_support import dispatcher_api, violated_fields
 from sqlalchemy import select
@@ -24,7 +35,6 @@ from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import ManualClock
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher.failures import RetryPolicy
-from dripiq_dispatcher.identities import SenderIdentities
 from dripiq_dispatcher.models import outbox
 from dripiq_dispatcher.provider import AsyncSendGridSender
 from dripiq_dispatcher.sending import Sends
@@ -121,7 +131,7 @@ async def test_tenant_budget_defers_the_rest_and_never_delays_another_tenant(eng
 
 async def test_mailbox_cap_applies_across_campaigns(engine, fake, sender, tenant_id):
     dispatcher = new_dispatcher(engine, sender)
-    identities = SenderIdentities(engine, ManualClock(T0))
+    identities = sender_identities(engine, ManualClock(T0))
     mailbox = await identity(engine, tenant_id)
     updated = await identities.update(
         pb.UpdateSenderIdentityRequest(
@@ -148,7 +158,7 @@ async def test_full_tenant_window_gives_back_what_it_took(engine, fake, sender, 
     dispatcher = new_dispatcher(engine, sender)
     await rate_limits_of(dispatcher).set_rate_limit(pb.RateLimit(tenant_id=tenant_id, channel="email", per_day=1))
     mailbox = await identity(engine, tenant_id)
-    await SenderIdentities(engine, ManualClock(T0)).update(
+    await sender_identities(engine, ManualClock(T0)).update(
         pb.UpdateSenderIdentityRequest(
             sender_identity=pb.SenderIdentity(tenant_id=tenant_id, sender_identity_id=mailbox, per_minute=2),
             update_mask=FieldMask(paths=["per_minute"]),
@@ -224,7 +234,7 @@ async def test_get_rate_limit_names_the_bad_field(api, tenant_id):
 async def test_a_provider_429_comes_back_when_its_budget_resets(engine, tenant_id):
     """SendGrid's X-RateLimit-Reset says when: the send goes back through the scheduler for
     then, instead of spending deliveries on the consumer's backoff."""
-    async with FakeSendGrid(clock=lambda: T0.timestamp() + 60) as limited:
+    async with FakeSendGrid(clock=lambda: T0.timestamp() + 60, authenticated_domains=TEST_ACCOUNT) as limited:
         limited.fail_next(429)
         provider = AsyncSendGridSender(api_key="SG.test", host=limited.url, concurrency=2, timeout_seconds=5)
         try:

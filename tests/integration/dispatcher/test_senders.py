@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from dispatch_support import TEST_ACCOUNT
+
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher import failures
 from dripiq_dispatcher.failures import FailureKind
 from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender
 
 MAIL: dict[str, Any] = {
-    "from": {"email": "sender@example.com", "name": "Sender"},
+    "from": {"email": "sender@acme.test", "name": "Sender"},
     "personalizations": [{"to": [{"email": "lead@example.com"}], "custom_args": {"message_id": "m-1"}}],
     "subject": "Hello",
     "content": [{"type": "text/plain", "value": "Hi there"}],
@@ -63,7 +65,7 @@ async def test_refused_connection_is_retried():
 
 
 async def test_timeout_after_the_request_left_is_unknown():
-    async with FakeSendGrid(latency_seconds=0.5) as slow:
+    async with FakeSendGrid(latency_seconds=0.5, authenticated_domains=TEST_ACCOUNT) as slow:
         got = await failure(new_sender(slow.url, timeout_seconds=0.1), MAIL)
         assert slow.requests_received == 1
     assert got.kind == FailureKind.UNKNOWN and "after the request was sent" in got.reason

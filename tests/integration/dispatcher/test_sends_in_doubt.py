@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from dispatch_support import T0, command, identity, new_dispatcher, new_sender, outcomes, received, stored
+from dispatch_support import T0, TEST_ACCOUNT, command, identity, new_dispatcher, new_sender, outcomes, received, stored
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from waiting import eventually
@@ -38,7 +38,7 @@ async def test_found_sending_is_never_sent_again(engine, fake, dispatcher, tenan
 
 
 async def test_timeout_after_the_request_left_is_unknown_and_never_repeated(engine, tenant_id):
-    async with FakeSendGrid(latency_seconds=0.5) as slow:
+    async with FakeSendGrid(latency_seconds=0.5, authenticated_domains=TEST_ACCOUNT) as slow:
         impatient = new_sender(slow.url, concurrency=1, timeout_seconds=0.1)
         try:
             dispatcher = new_dispatcher(engine, impatient)
@@ -60,7 +60,7 @@ async def test_timeout_after_the_request_left_is_unknown_and_never_repeated(engi
 
 
 async def test_answer_settles_a_message_a_redelivery_parked_during_the_call(engine, tenant_id):
-    async with FakeSendGrid(latency_seconds=0.3) as slow:
+    async with FakeSendGrid(latency_seconds=0.3, authenticated_domains=TEST_ACCOUNT) as slow:
         patient = new_sender(slow.url, concurrency=2, timeout_seconds=5)
         try:
             dispatcher = new_dispatcher(engine, patient)

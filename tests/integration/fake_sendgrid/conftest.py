@@ -9,21 +9,21 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from fake_sendgrid_support import Captured, Receiver
+from fake_sendgrid_support import SENDER_ACCOUNT, Captured, Receiver
 
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeSendGrid]:
-    async with FakeSendGrid() as server:
+    async with FakeSendGrid(authenticated_domains=SENDER_ACCOUNT) as server:
         yield server
 
 
 @pytest.fixture
 def fake_key() -> FakeSendGrid:
     """A fake that is never started: signing needs only its key."""
-    return FakeSendGrid()
+    return FakeSendGrid(authenticated_domains=SENDER_ACCOUNT)
 
 
 @pytest.fixture

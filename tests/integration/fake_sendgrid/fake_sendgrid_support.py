@@ -16,6 +16,8 @@ from dripiq_devtools.fake_sendgrid import FakeSendGrid, TrackedLink
 
 API_KEY = "SG.local-test-key"
 SENDER = "campaigns@dripiq.test"
+# The account of API_KEY has SENDER's domain authenticated: SendGrid sends from nothing else.
+SENDER_ACCOUNT = {API_KEY: ["dripiq.test"]}
 RECIPIENT = "ada@example.com"
 
 

@@ -10,7 +10,16 @@ from typing import Any
 
 import aiohttp
 import pytest
-from fake_sendgrid_support import RECIPIENT, Captured, Receiver, personalized, raw_send, recipients, valid_payload
+from fake_sendgrid_support import (
+    RECIPIENT,
+    SENDER_ACCOUNT,
+    Captured,
+    Receiver,
+    personalized,
+    raw_send,
+    recipients,
+    valid_payload,
+)
 from sendgrid.helpers.eventwebhook import EventWebhook
 from waiting import eventually
 
@@ -36,7 +45,7 @@ def batches(receiver: Receiver) -> list[list[dict[str, Any]]]:
 
 
 def posting_by_itself(receiver: Receiver) -> FakeSendGrid:
-    return FakeSendGrid(webhook_url=receiver.url, auto_events_delay_seconds=0.05)
+    return FakeSendGrid(webhook_url=receiver.url, auto_events_delay_seconds=0.05, authenticated_domains=SENDER_ACCOUNT)
 
 
 async def test_processed_then_delivered_arrive_by_themselves(receiver: Receiver) -> None:
@@ -96,7 +105,9 @@ async def test_nothing_is_queued_to_arrive_by_itself_when_off(
     queue stays empty the moment the message is accepted, so nothing can arrive later (the last
     case, on with a long delay, shows the same check seeing the queue filled)."""
     async with FakeSendGrid(
-        webhook_url=receiver.url if webhook else None, auto_events_delay_seconds=delay_seconds
+        authenticated_domains=SENDER_ACCOUNT,
+        webhook_url=receiver.url if webhook else None,
+        auto_events_delay_seconds=delay_seconds,
     ) as fake:
         await raw_send(fake, valid_payload())
         counts = await stats(fake)
@@ -107,9 +118,9 @@ async def test_nothing_is_queued_to_arrive_by_itself_when_off(
 async def test_events_wait_while_the_webhook_is_unreachable_and_stopping_is_clean() -> None:
     """Two failed posts prove the fake tried, kept the events and tried again; a stop then ends
     the posting task instead of leaving it retrying."""
-    async with FakeSendGrid() as gone:
+    async with FakeSendGrid(authenticated_domains=SENDER_ACCOUNT) as gone:
         closed_url = f"{gone.url}/webhooks/sendgrid"
-    fake = FakeSendGrid(webhook_url=closed_url, auto_events_delay_seconds=0.05)
+    fake = FakeSendGrid(webhook_url=closed_url, auto_events_delay_seconds=0.05, authenticated_domains=SENDER_ACCOUNT)
     await fake.start()
     await raw_send(fake, valid_payload())
 

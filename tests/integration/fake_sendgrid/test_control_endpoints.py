@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import aiohttp
-from fake_sendgrid_support import HTML_LINKS, Receiver, multipart, raw_send, valid_payload
+from fake_sendgrid_support import HTML_LINKS, SENDER_ACCOUNT, Receiver, multipart, raw_send, valid_payload
 from sendgrid.helpers.eventwebhook import EventWebhook
 
 from dripiq_devtools.fake_sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER, FakeSendGrid
@@ -71,7 +71,7 @@ async def test_trigger_refuses_an_open_sendgrid_could_not_track(fake: FakeSendGr
 
 
 async def test_trigger_posts_an_open_on_a_tracked_message(receiver: Receiver) -> None:
-    async with FakeSendGrid(account_open_tracking=True) as fake:
+    async with FakeSendGrid(account_open_tracking=True, authenticated_domains=SENDER_ACCOUNT) as fake:
         await raw_send(fake, multipart())
         status, answer = await trigger(fake, receiver, "open")
 

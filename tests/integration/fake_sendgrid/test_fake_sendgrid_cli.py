@@ -63,7 +63,11 @@ async def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
 
 
 async def test_cli_posts_events_by_itself(receiver: Receiver) -> None:
-    async with fake_process("--webhook-url", receiver.url, "--auto-events-delay", "0.05") as (url, public_key):
+    authenticated = ("--authenticate", f"{API_KEY}=dripiq.test")
+    async with fake_process(*authenticated, "--webhook-url", receiver.url, "--auto-events-delay", "0.05") as (
+        url,
+        public_key,
+    ):
         client = SendGridAPIClient(API_KEY, host=url)
         await asyncio.to_thread(client.client.mail.send.post, request_body=valid_payload())
         await eventually(lambda: len(receiver.events) == 2)

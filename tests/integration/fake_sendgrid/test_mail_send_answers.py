@@ -9,7 +9,7 @@ import asyncio
 import json
 
 import pytest
-from fake_sendgrid_support import API_KEY, RECIPIENT, SENDER, raw_send, valid_payload
+from fake_sendgrid_support import API_KEY, RECIPIENT, SENDER, SENDER_ACCOUNT, raw_send, valid_payload
 from python_http_client.exceptions import BadRequestsError, ServiceUnavailableError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Category, CustomArg, Mail
@@ -97,7 +97,9 @@ async def test_missing_bearer_token_is_unauthorized(fake: FakeSendGrid, auth: st
 
 
 async def test_rate_limit_answers_429_with_sendgrid_headers() -> None:
-    async with FakeSendGrid(rate_limit_per_second=2, clock=lambda: FROZEN_NOW) as fake:
+    async with FakeSendGrid(
+        rate_limit_per_second=2, clock=lambda: FROZEN_NOW, authenticated_domains=SENDER_ACCOUNT
+    ) as fake:
         statuses = [(await raw_send(fake, valid_payload()))[0] for _ in range(2)]
         status, answer, headers = await raw_send(fake, valid_payload())
 
@@ -126,7 +128,7 @@ async def test_injected_failures_answer_before_recovering(fake: FakeSendGrid) ->
 async def test_latency_holds_the_answer_and_the_message() -> None:
     """While the fake holds its answer, the message is not yet accepted; it is once the answer
     comes (positive signals, not a measured time)."""
-    async with FakeSendGrid(latency_seconds=2) as fake:
+    async with FakeSendGrid(latency_seconds=2, authenticated_domains=SENDER_ACCOUNT) as fake:
         send = asyncio.create_task(raw_send(fake, valid_payload()))
         await eventually(lambda: fake.requests_received == 1, "the request at the fake")
         assert not send.done() and fake.messages == []

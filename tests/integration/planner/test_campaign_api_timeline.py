@@ -29,9 +29,12 @@ from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dpb
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import timers_pb2
 from dripiq_common.tokens import TokenSigner
+from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher import campaign_mail, failures
+from dripiq_dispatcher.accounts import ProviderAccounts
 from dripiq_dispatcher.identities import SenderIdentities
 from dripiq_dispatcher.models import outbox as dispatcher_outbox
+from dripiq_dispatcher.sender_auth import SendGridSenderChecks
 from dripiq_dispatcher.sending import Sends
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.owners import Owners
@@ -44,7 +47,7 @@ class StubSender:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    async def send(self, mail: dict[str, Any]) -> str | None:
+    async def send(self, mail: dict[str, Any], account: Any = None) -> str | None:
         self.sent.append(mail)
         return f"x-{uuid.uuid4().hex}"
 
@@ -52,11 +55,15 @@ class StubSender:
 async def _sent_through_the_dispatcher(engine, clock, tenant_id, reactor) -> pb.Campaign:  # type: ignore[no-untyped-def]
     """A campaign whose step 0 went out through the real dispatcher (to a stub provider) and
     was opened two hours later."""
-    identities = SenderIdentities(engine, clock)
-    identity = await identities.create(
-        dpb.CreateSenderIdentityRequest(tenant_id=tenant_id, from_email="sales@acme.test", from_name="Acme")
-    )
-    await identities.verify(tenant_id, identity.sender_identity_id)
+    # The identity is verified as the dispatcher does it: by asking a SendGrid (the fake) that
+    # has its domain authenticated.
+    async with FakeSendGrid(authenticated_domains={"SG.test": ["acme.test"]}) as sendgrid:
+        checks = SendGridSenderChecks(sendgrid.url, "SG.test")
+        identities = SenderIdentities(engine, clock, checks, ProviderAccounts())
+        identity = await identities.create(
+            dpb.CreateSenderIdentityRequest(tenant_id=tenant_id, from_email="sales@acme.test", from_name="Acme")
+        )
+        await identities.verify(tenant_id, identity.sender_identity_id)
     campaign = await campaign_creator(engine, clock).create(
         request(tenant_id, sender_identity_id=identity.sender_identity_id)
     )

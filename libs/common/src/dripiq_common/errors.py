@@ -19,6 +19,10 @@ class FailedPrecondition(DomainError):
     """The object is in a state that does not allow the operation."""
 
 
+class Unavailable(DomainError):
+    """A backing provider did not answer; nothing was changed and the caller may try again."""
+
+
 class InvalidArgument(DomainError):
     """One field of the input is wrong. `field` is its path, e.g. `contact.email`."""
 

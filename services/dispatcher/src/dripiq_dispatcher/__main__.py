@@ -25,6 +25,7 @@ from dripiq_dispatcher.messages import Messages
 from dripiq_dispatcher.models import outbox
 from dripiq_dispatcher.provider import AsyncSendGridSender, MailSender, api_key_for
 from dripiq_dispatcher.rate_limits import PRUNE_BATCH, RateLimits
+from dripiq_dispatcher.sender_auth import SendGridSenderChecks
 from dripiq_dispatcher.sending import Sends
 from dripiq_dispatcher.settings import DispatcherSettings
 from dripiq_dispatcher.suppressions import Suppressions
@@ -44,8 +45,9 @@ ATTEMPTING = (FORWARD,)
 log = structlog.get_logger(__name__)
 
 
-def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Parts:
+def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime, api_key: str) -> Parts:
     relay = rt.outbox_relay(outbox)
+    accounts = settings.provider_accounts
     breaker = ProviderBreaker(
         threshold=settings.breaker_threshold,
         cooldown=settings.breaker_cooldown_seconds,
@@ -66,13 +68,19 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime) -> Part
         settings.retry_policy,
         on_outbox=relay.kick,
         breaker=breaker,
+        accounts=accounts,
     )
     unconfirmed = UnconfirmedSends(rt.engine, rt.clock, on_outbox=relay.kick)
     rate_limits = RateLimits(rt.engine, rt.clock)
-    identities = SenderIdentities(rt.engine, rt.clock)
+    identities = SenderIdentities(
+        rt.engine,
+        rt.clock,
+        SendGridSenderChecks(settings.sendgrid_api_host, api_key, settings.verify_timeout_seconds),
+        accounts,
+    )
     suppressions = Suppressions(rt.engine, rt.clock)
     forwarding = ReplyForwardingSettings(rt.engine, rt.clock)
-    forwarder = ReplyForwarder(rt.engine, rt.clock, sender, settings.max_attempts)
+    forwarder = ReplyForwarder(rt.engine, rt.clock, sender, settings.max_attempts, accounts)
     # Commands come in batches, each admitted and settled in one transaction with its
     # provider calls side by side; several batches are in flight so one waiting on the
     # provider never idles the database, and their calls together never exceed the pool.
@@ -186,7 +194,7 @@ async def serve(settings: DispatcherSettings, api_key: str) -> None:
             name="dispatcher",
             settings=settings,
             streams=Streams.all(),
-            build=lambda rt: build(settings, sender, rt),
+            build=lambda rt: build(settings, sender, rt, api_key),
         )
     finally:
         await sender.aclose()

@@ -18,6 +18,8 @@ class Identity:
     from_email: str
     from_name: str
     verified: bool
+    # The SendGrid account it sends through (accounts.py); empty: the default one.
+    provider_config_id: str = ""
     per_minute: int = 0
     per_day: int = 0
     # Where replies to its emails are forwarded; empty: the tenant's catch-all.

@@ -151,8 +151,11 @@ def identity_to_proto(row: Any) -> pb.SenderIdentity:
         per_minute=row.per_minute,
         per_day=row.per_day,
         forward_to=row.forward_to,
+        verified_by=row.verified_by,
     )
     identity.created_at.FromDatetime(row.created_at)
+    if row.verified_at is not None:
+        identity.verified_at.FromDatetime(row.verified_at)
     return identity
 
 

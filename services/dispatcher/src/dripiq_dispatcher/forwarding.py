@@ -15,7 +15,7 @@ outbox; it takes no send budget (one mail per human reply, to our own user).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -28,6 +28,7 @@ from dripiq_common.bus.contract import Subjects, decode
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument, PermanentMessageError
 from dripiq_dispatcher import convert, domain, failures, forward_mail, metrics, repository
+from dripiq_dispatcher.accounts import AccountUnusable, ProviderAccount, ProviderAccounts
 from dripiq_dispatcher.failures import FailureKind, RetryLater, SendFailure
 from dripiq_dispatcher.forward_mail import ForwardStatus, Reply
 from dripiq_dispatcher.provider import MailSender
@@ -65,6 +66,8 @@ class _Call:
 
     attempt: int
     mail: dict[str, Any]
+    # The identity's own SendGrid account: the forward comes from its address.
+    account: ProviderAccount | None = None
 
 
 @dataclass
@@ -75,6 +78,7 @@ class ReplyForwarder:
     # Provider calls per forward (transient failures only) before it is failed; below the
     # consumer's max_deliver, so the row is settled before JetStream dead-letters the command.
     max_attempts: int
+    accounts: ProviderAccounts = field(default_factory=ProviderAccounts)
 
     async def handle(self, data: bytes, *, subject: str | None = None) -> None:
         """One ForwardReplyCommand from the events service. Safe to redeliver at any point.
@@ -95,7 +99,7 @@ class ReplyForwarder:
         provider_message_id: str | None = None
         failure: SendFailure | None = None
         try:
-            provider_message_id = await self.sender.send(call.mail)
+            provider_message_id = await self.sender.send(call.mail, call.account)
         except Exception as exc:
             failure = failures.classify_failure(exc)
         result = "accepted" if failure is None else failure.kind.value
@@ -138,15 +142,23 @@ class ReplyForwarder:
                 route = forward_mail.forward_route(
                     message_id=reply.message_id, message=message, identity=identity, catch_all=catch_all
                 )
+                account = self._account(reply, route) if not isinstance(route, str) else None
                 if isinstance(route, str):
                     await repository.forwards.update_forward(
                         conn, **key, now=now, status=ForwardStatus.UNROUTABLE.value, last_error=route
                     )
                     log.info("forward.unroutable", reason=route, **ids)
                     result = "unroutable"
+                elif isinstance(account, str):
+                    # Ours to fix (the identity's provider account), not the reply's.
+                    await repository.forwards.update_forward(
+                        conn, **key, now=now, status=ForwardStatus.FAILED.value, last_error=account
+                    )
+                    log.warning("forward.account_unusable", reason=account, **ids)
+                    result = "failed"
                 else:
                     assert message is not None
-                    call = _Call(row.attempt_count + 1, forward_mail.build_forward(reply, message, route))
+                    call = _Call(row.attempt_count + 1, forward_mail.build_forward(reply, message, route), account)
                     await repository.forwards.update_forward(
                         conn,
                         **key,
@@ -161,6 +173,13 @@ class ReplyForwarder:
         if result is not None:
             metrics.REPLY_FORWARDS.labels(result=result).inc()
         return call
+
+    def _account(self, reply: Reply, route: forward_mail.ForwardRoute) -> ProviderAccount | str:
+        """The identity's SendGrid account, or why it cannot be used."""
+        try:
+            return self.accounts.account(reply.tenant_id, route.identity.provider_config_id)
+        except AccountUnusable as exc:
+            return failures.truncate(str(exc))
 
     async def _settle(
         self,

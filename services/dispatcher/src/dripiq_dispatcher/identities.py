@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,23 +14,34 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq_common import paging, validation
 from dripiq_common.clock import Clock
-from dripiq_common.errors import AlreadyExists, InvalidArgument, NotFound
+from dripiq_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from dripiq_dispatcher import convert, domain, repository
+from dripiq_dispatcher.accounts import AccountUnusable, ProviderAccount, ProviderAccounts
+from dripiq_dispatcher.sender_auth import ProviderRefused, ProviderUnavailable, SenderCheck
 
 log = structlog.get_logger(__name__)
+
+
+class SenderChecks(Protocol):
+    async def check(self, from_email: str, account: ProviderAccount) -> SenderCheck:
+        """What the provider says about sending as `from_email` through `account`."""
+        ...
 
 
 @dataclass
 class SenderIdentities:
     engine: AsyncEngine
     clock: Clock
+    # Asked by VerifySenderIdentity: the provider is the only judge of who may send as an address.
+    checks: SenderChecks
+    accounts: ProviderAccounts
 
     async def create(self, request: pb.CreateSenderIdentityRequest) -> pb.SenderIdentity:
         tenant = validation.tenant_id(request.tenant_id)
         # Stored lower-cased so "Sales@x" and "sales@x" are one identity per tenant.
         from_email = domain.normalize_address(validation.email(request.from_email.strip(), "from_email"))
         from_name = validation.optional(request.from_name, "from_name")
-        provider_config_id = _provider_config_id(request.provider_config_id, "provider_config_id")
+        provider_config_id = self._provider_config_id(tenant, request.provider_config_id, "provider_config_id")
         caps = {cap: _cap(getattr(request, cap), cap) for cap in MAILBOX_CAPS}
         forward_to = domain.optional_address(request.forward_to, "forward_to")
         async with self.engine.begin() as conn:
@@ -57,13 +68,54 @@ class SenderIdentities:
         return _identity_found(row, identity_id)
 
     async def verify(self, tenant_id: str, identity_id: str) -> pb.SenderIdentity:
+        """Asks SendGrid, in the account the identity sends through, whether it will send as the
+        identity's address, and records the answer: verified by its authenticated domain or as
+        a single sender, or no longer verified (FAILED_PRECONDITION says why). When SendGrid
+        cannot be asked, UNAVAILABLE and nothing changes."""
         tenant = validation.tenant_id(tenant_id)
         validation.required(identity_id, "sender_identity_id")
+        async with self.engine.connect() as conn:
+            row = await repository.identities.get_identity(conn, tenant_id=tenant, identity_id=identity_id)
+        if row is None:
+            raise NotFound(f"sender identity {identity_id!r} not found")
+        try:
+            account = self.accounts.account(tenant, row.provider_config_id)
+        except AccountUnusable as exc:
+            raise FailedPrecondition(f"sender identity {identity_id!r} cannot be verified: {exc}") from None
+        try:
+            check = await self.checks.check(row.from_email, account)
+        except ProviderUnavailable as exc:
+            log.warning("identity.verify_unavailable", tenant_id=tenant, identity_id=identity_id, reason=str(exc))
+            raise Unavailable(f"SendGrid could not be asked, nothing was changed; try again: {exc}") from None
+        except ProviderRefused as exc:
+            raise FailedPrecondition(
+                f"SendGrid refused the credentials of {account.label}: {exc.args[0]} (the key needs read "
+                "access to Sender Authentication and to Verified Senders)"
+            ) from None
         async with self.engine.begin() as conn:
-            row = await repository.identities.verify_identity(
-                conn, tenant_id=tenant, identity_id=identity_id, now=self.clock.now()
+            updated = await repository.identities.record_verification(
+                conn,
+                tenant_id=tenant,
+                identity_id=identity_id,
+                provider_config_id=row.provider_config_id,
+                verified_by=check.verified_by.value if check.verified_by else "",
+                now=self.clock.now(),
             )
-        return _identity_found(row, identity_id)
+        if updated is None:
+            raise FailedPrecondition(
+                f"sender identity {identity_id!r} was deleted or moved to another provider account while "
+                "SendGrid was asked; verify it again"
+            )
+        log.info(
+            "identity.verified" if check.verified_by else "identity.not_verified",
+            tenant_id=tenant,
+            identity_id=identity_id,
+            verified_by=str(check.verified_by or ""),
+            account=account.label,
+        )
+        if check.verified_by is None:
+            raise FailedPrecondition(_not_verified_reason(row.from_email, check, account))
+        return convert.identity_to_proto(updated)
 
     async def list_sender_identities(self, request: pb.ListSenderIdentitiesRequest) -> pb.ListSenderIdentitiesResponse:
         tenant = validation.tenant_id(request.tenant_id)
@@ -91,8 +143,8 @@ class SenderIdentities:
         if "from_name" in paths:
             values["from_name"] = validation.optional(given.from_name, "sender_identity.from_name")
         if "provider_config_id" in paths:
-            values["provider_config_id"] = _provider_config_id(
-                given.provider_config_id, "sender_identity.provider_config_id"
+            values["provider_config_id"] = self._provider_config_id(
+                tenant, given.provider_config_id, "sender_identity.provider_config_id"
             )
         for cap in MAILBOX_CAPS:
             if cap in paths:
@@ -105,6 +157,13 @@ class SenderIdentities:
             )
         return _identity_found(row, identity_id)
 
+    def _provider_config_id(self, tenant_id: str, value: str, field: str) -> str:
+        """A config id this tenant may send through; the value is never echoed (it may be a key)."""
+        config_id = value.strip()
+        if (problem := self.accounts.problem(tenant_id, config_id)) is not None:
+            raise InvalidArgument(field, problem)
+        return config_id
+
     async def delete(self, tenant_id: str, identity_id: str) -> None:
         """Messages sent with the identity keep its id (there is no foreign key)."""
         tenant = validation.tenant_id(tenant_id)
@@ -113,6 +172,16 @@ class SenderIdentities:
             deleted = await repository.identities.delete_identity(conn, tenant_id=tenant, identity_id=identity_id)
         if not deleted:
             raise NotFound(f"sender identity {identity_id!r} not found")
+
+
+def _not_verified_reason(from_email: str, check: SenderCheck, account: ProviderAccount) -> str:
+    domain_name = from_email.rpartition("@")[2]
+    whose = "this tenant's account" + (f" ({account.config_id})" if account.config_id else " (the default account)")
+    state = {
+        "absent": "is not authenticated",
+        "not valid": "is authenticated but its DNS records do not validate",
+    }.get(check.domain_state, "is not authenticated")
+    return f"domain {domain_name} {state} at SendGrid for {whose}, and {from_email} is not a verified sender there"
 
 
 def _identity_found(row: Any, identity_id: str) -> pb.SenderIdentity:
@@ -127,15 +196,6 @@ def _identity_found(row: Any, identity_id: str) -> pb.SenderIdentity:
 DEFAULT_IDENTITY_FIELDS = ("from_name", "provider_config_id")
 MAILBOX_CAPS = ("per_minute", "per_day")
 UPDATABLE_IDENTITY_FIELDS = (*DEFAULT_IDENTITY_FIELDS, *MAILBOX_CAPS, "forward_to")
-# SendGrid API keys start with this; provider_config_id must name a secret, never hold a key.
-_SENDGRID_KEY_PREFIX = "SG."
-
-
-def _provider_config_id(value: str, field: str) -> str:
-    if value.strip().startswith(_SENDGRID_KEY_PREFIX):
-        # The value is not echoed: it may be a live key.
-        raise InvalidArgument(field, "must name the secret holding the provider key, not be the key itself")
-    return validation.optional(value, field)
 
 
 def _cap(value: int, field: str) -> int:

@@ -98,6 +98,10 @@ sender_identities = Table(
     # The mailbox of the person behind the identity, where replies to its emails are forwarded;
     # empty: the tenant's catch-all (reply_forwarding), if any.
     Column("forward_to", Text, nullable=False, server_default=""),
+    # When SendGrid last confirmed the identity may send, and how: "domain" (its domain is
+    # authenticated in the identity's account) or "single_sender"; empty while unverified.
+    Column("verified_at", DateTime(timezone=True), nullable=True),
+    Column("verified_by", Text, nullable=False, server_default=""),
     UniqueConstraint("tenant_id", "from_email", name="sender_identities_tenant_from_key"),
 )
 

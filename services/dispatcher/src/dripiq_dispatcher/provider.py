@@ -21,9 +21,12 @@ import aiohttp
 from python_http_client.exceptions import HTTPError, err_dict
 from sendgrid import __version__ as sendgrid_version
 
+from dripiq_dispatcher.accounts import ProviderAccount
 from dripiq_dispatcher.settings import DispatcherSettings
 
 MESSAGE_ID_HEADER = "X-Message-Id"
+# How a parent account acts for its subuser (SendGrid's "On-Behalf-Of"; the library sends it so).
+ON_BEHALF_OF_HEADER = "On-Behalf-Of"
 # Sent to a local fake that accepts any bearer token; SendGrid itself would answer 401.
 PLACEHOLDER_API_KEY = "SG.dripiq-local-fake"
 MAIL_SEND_PATH = "/v3/mail/send"
@@ -35,8 +38,9 @@ KEEPALIVE_SECONDS = 15.0
 
 
 class MailSender(Protocol):
-    async def send(self, mail: dict[str, Any]) -> str | None:
-        """Hand one Mail Send body to the provider; its message id, when it gave one."""
+    async def send(self, mail: dict[str, Any], account: ProviderAccount | None = None) -> str | None:
+        """Hand one Mail Send body to the provider, through `account` (None: the default one);
+        its message id, when it gave one."""
         ...
 
     async def aclose(self) -> None:
@@ -74,8 +78,8 @@ class AsyncSendGridSender:
     ) -> None:
         self._url = host.rstrip("/") + MAIL_SEND_PATH
         self._concurrency = concurrency
+        self._api_key = api_key
         self._headers = {
-            "Authorization": f"Bearer {api_key}",
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
             "Content-Type": "application/json",
@@ -98,10 +102,19 @@ class AsyncSendGridSender:
             )
         return self._session
 
-    async def send(self, mail: dict[str, Any]) -> str | None:
+    def _account_headers(self, account: ProviderAccount | None) -> dict[str, str]:
+        """Per request, so one pool serves every tenant's account."""
+        key = account.api_key if account is not None and account.api_key is not None else self._api_key
+        headers = {"Authorization": f"Bearer {key}"}
+        if account is not None and account.on_behalf_of:
+            headers[ON_BEHALF_OF_HEADER] = account.on_behalf_of
+        return headers
+
+    async def send(self, mail: dict[str, Any], account: ProviderAccount | None = None) -> str | None:
         body = json.dumps(mail).encode("utf-8")
+        headers = self._account_headers(account)
         try:
-            async with self._client().post(self._url, data=body, allow_redirects=False) as response:
+            async with self._client().post(self._url, data=body, headers=headers, allow_redirects=False) as response:
                 payload = await response.read()
                 status = response.status
                 if not 200 <= status < 300:

@@ -22,6 +22,7 @@ from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument, PermanentMessageError
 from dripiq_common.tokens import TokenSigner
 from dripiq_dispatcher import campaign_mail, convert, domain, failures, metrics, outcomes, repository
+from dripiq_dispatcher.accounts import AccountUnusable, ProviderAccounts
 from dripiq_dispatcher.admission import Admission, Item, Work
 from dripiq_dispatcher.breaker import ProviderBreaker
 from dripiq_dispatcher.domain import Status
@@ -54,6 +55,8 @@ class Sends:
     on_outbox: Callable[[], None] = field(default=lambda: None)
     # Told what every batch's provider calls came to; it holds the send worker while SendGrid is down.
     breaker: ProviderBreaker | None = None
+    # Whose SendGrid account each identity sends through (its provider_config_id).
+    accounts: ProviderAccounts = field(default_factory=ProviderAccounts)
 
     def __post_init__(self) -> None:
         self.admission = Admission(self.mail_settings)
@@ -129,7 +132,12 @@ class Sends:
         mail = campaign_mail.build_mail(item.message, item.identity, signer=self.signer, settings=self.mail_settings)
         started = time.perf_counter()
         try:
-            answer = Answer(provider_message_id=await self.sender.send(mail))
+            account = self.accounts.account(item.message.tenant_id, item.identity.provider_config_id)
+        except AccountUnusable as exc:
+            # Ours to fix, not the message's: it fails without a status, so its campaign waits.
+            return Answer(failure=SendFailure(FailureKind.PERMANENT, failures.truncate(str(exc))))
+        try:
+            answer = Answer(provider_message_id=await self.sender.send(mail, account))
         except Exception as exc:
             answer = Answer(failure=failures.classify_failure(exc))
         result = "accepted" if answer.failure is None else answer.failure.kind.value

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import structlog
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 
 from dripiq_common.settings import ServiceSettings, TokenSecrets, settings_config
+from dripiq_dispatcher.accounts import EVERY_TENANT, ProviderAccounts, config_syntax_problem
 from dripiq_dispatcher.failures import RetryPolicy
 
 log = structlog.get_logger(__name__)
@@ -105,6 +107,43 @@ class DispatcherSettings(TokenSecrets, ServiceSettings):
     forward_concurrency: int = Field(default=8, ge=1)
     # How often rate-limit counters of windows long over are deleted.
     counter_prune_seconds: float = Field(default=300, gt=0)
+
+    # Sender identities' own SendGrid accounts (provider_config_id, see accounts.py). Each config
+    # id (subuser:<name>, key:<name>) belongs to one tenant: {"subuser:acme": "acme", ...}.
+    provider_config_tenants: dict[str, str] = Field(default_factory=dict)
+    # Tenants that may send through the default account (SENDGRID_API_KEY); ["*"]: all. Unset:
+    # all with a local fake, none with the real SendGrid (a shared account cannot tell tenants'
+    # domains apart, so each tenant then needs its own provider_config_id).
+    default_account_tenants: list[str] | None = None
+    # Where key:<name> reads its key: one file per name, as a mounted Kubernetes Secret gives.
+    provider_keys_dir: Path | None = None
+    # A key file is read again after this long, so a rotated Secret is used without a restart.
+    provider_key_cache_seconds: float = Field(default=30.0, ge=0)
+    # VerifySenderIdentity's calls to SendGrid; past it the RPC answers UNAVAILABLE.
+    verify_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @property
+    def provider_accounts(self) -> ProviderAccounts:
+        default_tenants = self.default_account_tenants
+        if default_tenants is None:
+            default_tenants = [] if self.sendgrid_api_key is not None else [EVERY_TENANT]
+        return ProviderAccounts(
+            config_tenants=dict(self.provider_config_tenants),
+            default_tenants=frozenset(default_tenants),
+            keys_dir=self.provider_keys_dir,
+            key_cache_seconds=self.provider_key_cache_seconds,
+        )
+
+    @field_validator("provider_config_tenants")
+    @classmethod
+    def _config_ids_name_secrets(cls, value: dict[str, str]) -> dict[str, str]:
+        for config_id, tenant in value.items():
+            if not config_id or (problem := config_syntax_problem(config_id)) is not None:
+                # Not echoed: a misplaced key must not land in a log.
+                raise ValueError(f"a config id {problem or 'must not be empty'}")
+            if not tenant.strip():
+                raise ValueError(f"config id {config_id!r} names no tenant")
+        return value
 
     @model_validator(mode="after")
     def _mail_points_somewhere_real(self) -> DispatcherSettings:

@@ -33,6 +33,11 @@ from dripiq_devtools.servers import EmbeddedNats, EmbeddedPostgres, SetupError, 
 from dripiq_devtools.suite_security import SuiteSecurity
 
 REPO = Path(__file__).resolve().parents[4]
+# The key a dispatcher without SENDGRID_API_KEY sends to the fake with (dripiq_dispatcher.provider).
+FAKE_ACCOUNT_KEY = "SG.dripiq-local-fake"
+# The README's example tenant sends as sales@acme.example: its domain is authenticated at the
+# fake, as its owner would have done at SendGrid, so VerifySenderIdentity succeeds.
+DEMO_DOMAINS = ("acme.example",)
 
 
 @dataclass(frozen=True)
@@ -226,6 +231,7 @@ class Suite:
                     str(key_file),
                     "--parse-private-key-file",
                     str(parse_key_file),
+                    *[arg for domain in DEMO_DOMAINS for arg in ("--authenticate", f"{FAKE_ACCOUNT_KEY}={domain}")],
                     *(
                         ["--webhook-url", f"{edge_url}/webhooks/sendgrid/events"]
                         + ["--auto-events-delay", str(self.fake_auto_events_delay)]

@@ -106,6 +106,7 @@ async def forward_parts(
                 sender_identities.c.from_email,
                 sender_identities.c.from_name,
                 sender_identities.c.verified,
+                sender_identities.c.provider_config_id,
                 sender_identities.c.forward_to,
             )
             .select_from(
@@ -137,6 +138,7 @@ async def forward_parts(
             from_email=row.from_email,
             from_name=row.from_name,
             verified=row.verified,
+            provider_config_id=row.provider_config_id,
             forward_to=row.forward_to,
         )
     return message, identity, catch_all

@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, select, tuple_, update
+from sqlalchemy import Row, case, delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -17,7 +17,7 @@ from dripiq_dispatcher.models import (
 )
 
 _IDENTITIES = (
-    "SELECT id, tenant_id, from_email, from_name, verified, per_minute, per_day "
+    "SELECT id, tenant_id, from_email, from_name, verified, provider_config_id, per_minute, per_day "
     "FROM dispatcher.sender_identities WHERE id = ANY($1::text[])"
 )
 
@@ -33,6 +33,7 @@ async def identities(conn: AsyncConnection, *, keys: Collection[tuple[str, str]]
             from_email=row["from_email"],
             from_name=row["from_name"],
             verified=row["verified"],
+            provider_config_id=row["provider_config_id"],
             per_minute=row["per_minute"],
             per_day=row["per_day"],
         )
@@ -95,12 +96,32 @@ async def create_identity(
     return existing, False
 
 
-async def verify_identity(conn: AsyncConnection, *, tenant_id: str, identity_id: str, now: datetime) -> Row[Any] | None:
+async def record_verification(
+    conn: AsyncConnection,
+    *,
+    tenant_id: str,
+    identity_id: str,
+    provider_config_id: str,
+    verified_by: str,
+    now: datetime,
+) -> Row[Any] | None:
+    """Marks the identity verified (verified_by non-empty) or not, as SendGrid answered for the
+    account `provider_config_id`; a row whose account changed since it was asked is left alone
+    (None, as for no row): the answer was about another account."""
     return (
         await conn.execute(
             update(sender_identities)
-            .where(sender_identities.c.tenant_id == tenant_id, sender_identities.c.id == identity_id)
-            .values(verified=True, updated_at=now)
+            .where(
+                sender_identities.c.tenant_id == tenant_id,
+                sender_identities.c.id == identity_id,
+                sender_identities.c.provider_config_id == provider_config_id,
+            )
+            .values(
+                verified=bool(verified_by),
+                verified_by=verified_by,
+                verified_at=now if verified_by else None,
+                updated_at=now,
+            )
             .returning(*sender_identities.c)
         )
     ).first()
@@ -120,7 +141,16 @@ async def list_identities(
 async def update_identity(
     conn: AsyncConnection, *, tenant_id: str, identity_id: str, values: dict[str, Any], now: datetime
 ) -> Row[Any] | None:
-    """The updated row, or None when the tenant has no such identity."""
+    """The updated row, or None when the tenant has no such identity. Moving the identity to
+    another provider account unverifies it: it was verified for the old one only."""
+    if "provider_config_id" in values:
+        moved = sender_identities.c.provider_config_id != values["provider_config_id"]
+        values = {
+            **values,
+            "verified": case((moved, False), else_=sender_identities.c.verified),
+            "verified_by": case((moved, ""), else_=sender_identities.c.verified_by),
+            "verified_at": case((moved, None), else_=sender_identities.c.verified_at),
+        }
     return (
         await conn.execute(
             update(sender_identities)

@@ -36,6 +36,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument("--rate-limit", type=int, help="sends per second before answering 429")
     parser.add_argument("--api-key", help="accept only this API key (default: any bearer token)")
+    parser.add_argument(
+        "--authenticate",
+        action="append",
+        default=[],
+        metavar="API_KEY=DOMAIN",
+        help="start with DOMAIN authenticated (valid) in the account of API_KEY; repeatable",
+    )
     parser.add_argument("--webhook-url", help="post processed and delivered events here by themselves")
     parser.add_argument(
         "--auto-events-delay",
@@ -50,7 +57,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def _serve(args: argparse.Namespace) -> None:
     pem = load_or_create_private_key(args.private_key_file) if args.private_key_file else None
     parse_pem = load_or_create_private_key(args.parse_private_key_file) if args.parse_private_key_file else None
+    domains: dict[str, list[str]] = {}
+    for given in args.authenticate:
+        key, _, domain = given.partition("=")
+        if not key or not domain:
+            raise SystemExit(f"--authenticate takes API_KEY=DOMAIN, not {given.split('=')[0][:4]}...")
+        domains.setdefault(key, []).append(domain)
     fake = FakeSendGrid(
+        authenticated_domains=domains,
         private_key_pem=pem,
         parse_private_key_pem=parse_pem,
         latency_seconds=args.latency,

@@ -15,12 +15,16 @@ list or forget messages, read counts, post one event, queue failures, slow the a
                               one mail posted as Inbound Parse posts it, signed with the
                               Parse security policy's key
     GET    /_fake/public-key  {"public_key", "parse_public_key"}: base64 DER SubjectPublicKeyInfo
+    POST   /_fake/domains     {"api_key", "domain", "valid" (true), "dns_ready" (= valid), "subuser"}:
+                              authenticate a domain in the key's account (or its subuser's)
+    POST   /_fake/senders     {"api_key", "from_email", "verified" (true), "subuser"}: a single
+                              sender of that account, as if its owner had clicked the link
 """
 
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import aiohttp
 from aiohttp import web
@@ -102,6 +106,30 @@ class ControlEndpoints:
         self._fake.latency_seconds = float(seconds)
         return web.json_response({"latency_seconds": self._fake.latency_seconds})
 
+    async def add_domain(self, request: web.Request) -> web.Response:
+        spec = await _json_object(request)
+        api_key, domain, subuser = spec.get("api_key"), spec.get("domain"), spec.get("subuser")
+        valid, dns_ready = spec.get("valid", True), spec.get("dns_ready")
+        if not (_text(api_key) and _text(domain) and (subuser is None or _text(subuser))):
+            return _control_error(HTTPStatus.BAD_REQUEST, "api_key and domain are required; subuser is text")
+        if not isinstance(valid, bool) or not (dns_ready is None or isinstance(dns_ready, bool)):
+            return _control_error(HTTPStatus.BAD_REQUEST, "valid and dns_ready are booleans")
+        entry = self._fake.accounts.authenticate_domain(
+            api_key, domain, valid=valid, dns_ready=dns_ready, subuser=subuser
+        )
+        return web.json_response(entry.to_json(), status=HTTPStatus.CREATED)
+
+    async def add_sender(self, request: web.Request) -> web.Response:
+        spec = await _json_object(request)
+        api_key, from_email, subuser = spec.get("api_key"), spec.get("from_email"), spec.get("subuser")
+        verified = spec.get("verified", True)
+        if not (_text(api_key) and _text(from_email) and "@" in from_email and (subuser is None or _text(subuser))):
+            return _control_error(HTTPStatus.BAD_REQUEST, "api_key and from_email are required; subuser is text")
+        if not isinstance(verified, bool):
+            return _control_error(HTTPStatus.BAD_REQUEST, "verified is a boolean")
+        sender = self._fake.accounts.add_sender(api_key, from_email, verified=verified, subuser=subuser)
+        return web.json_response(sender.to_json(), status=HTTPStatus.CREATED)
+
     async def trigger_event(self, request: web.Request) -> web.Response:
         spec = await _json_object(request)
         webhook_url, x_message_id, event = (spec.get(k) for k in _TRIGGER_FIELDS)
@@ -138,6 +166,10 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     except ValueError:
         return {}
     return spec if isinstance(spec, dict) else {}
+
+
+def _text(value: Any) -> TypeGuard[str]:
+    return isinstance(value, str) and bool(value.strip())
 
 
 def _control_error(status: int, message: str) -> web.Response:

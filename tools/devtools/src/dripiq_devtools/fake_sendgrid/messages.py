@@ -30,6 +30,8 @@ class AcceptedMessage:
     received_at: datetime
     account_open_tracking: bool = False
     account_click_tracking: bool = False
+    # The username of the account (or subuser) that sent it.
+    account: str = ""
 
     @property
     def personalizations(self) -> list[dict[str, Any]]:
@@ -152,6 +154,7 @@ class AcceptedMessage:
     def to_json(self) -> dict[str, Any]:
         return {
             "x_message_id": self.x_message_id,
+            "account": self.account,
             "received_at": self.received_at.isoformat(),
             "to_emails": self.to_emails,
             "from_email": self.from_email,

@@ -20,6 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from dripiq_devtools.fake_sendgrid import signing
+from dripiq_devtools.fake_sendgrid.accounts import ACCESS_FORBIDDEN, FROM_NOT_VERIFIED, Account, Accounts
 from dripiq_devtools.fake_sendgrid.control import ControlEndpoints
 from dripiq_devtools.fake_sendgrid.errors import UNAUTHORIZED_MESSAGE, ApiError, api_error
 from dripiq_devtools.fake_sendgrid.messages import AcceptedMessage, new_message_id
@@ -29,6 +30,10 @@ from dripiq_devtools.local_server import LocalHttpServer
 
 MESSAGE_ID_HEADER = "X-Message-Id"
 MAIL_SEND_PATH = "/v3/mail/send"
+ON_BEHALF_OF_HEADER = "On-Behalf-Of"
+# SendGrid's page sizes where a request names none.
+DEFAULT_DOMAIN_PAGE = 50
+DEFAULT_SENDER_PAGE = 100
 MAX_REQUEST_BYTES = 30 * 1024 * 1024
 # Names the task that posts automatic events, so a stop can be seen to have ended it.
 OUTBOX_TASK_NAME = "fake-sendgrid-webhook-outbox"
@@ -62,8 +67,14 @@ class FakeSendGrid(LocalHttpServer):
         auto_events_delay_seconds: float = 0,
         account_open_tracking: bool = False,
         account_click_tracking: bool = False,
+        authenticated_domains: dict[str, list[str]] | None = None,
     ) -> None:
         self.messages: list[AcceptedMessage] = []
+        # Who may send as what, per API key and subuser (see `accounts`).
+        self.accounts = Accounts()
+        for key, domains in (authenticated_domains or {}).items():
+            for domain in domains:
+                self.accounts.authenticate_domain(key, domain)
         self.latency_seconds = latency_seconds
         # Every mail-send request that arrived, answered yet or not.
         self.requests_received = 0
@@ -188,6 +199,11 @@ class FakeSendGrid(LocalHttpServer):
         control = ControlEndpoints(self)
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post(MAIL_SEND_PATH, self._handle_mail_send)
+        app.router.add_get("/v3/whitelabel/domains", self._list_domains)
+        app.router.add_post("/v3/whitelabel/domains/{id}/validate", self._validate_domain)
+        app.router.add_get("/v3/verified_senders", self._list_verified_senders)
+        app.router.add_post("/_fake/domains", control.add_domain)
+        app.router.add_post("/_fake/senders", control.add_sender)
         app.router.add_get("/_fake/messages", control.list_messages)
         app.router.add_get("/_fake/stats", control.stats)
         app.router.add_delete("/_fake/messages", control.clear_messages)
@@ -210,10 +226,76 @@ class FakeSendGrid(LocalHttpServer):
                 await task
 
     def _authorized(self, request: web.Request) -> bool:
+        return self._key(request) is not None
+
+    def _key(self, request: web.Request) -> str | None:
+        """The request's API key when the fake accepts it."""
         match = _BEARER.fullmatch(request.headers.get("Authorization", ""))
         if match is None:
-            return False
-        return self.api_key is None or secrets.compare_digest(match.group(1), self.api_key)
+            return None
+        if self.api_key is not None and not secrets.compare_digest(match.group(1), self.api_key):
+            return None
+        return match.group(1)
+
+    def _acting(self, request: web.Request) -> Account | web.Response:
+        """The account a request acts as, or SendGrid's refusal (401 without a key it accepts)."""
+        key = self._key(request)
+        if key is None:
+            return _errors_response(HTTPStatus.UNAUTHORIZED, [api_error(UNAUTHORIZED_MESSAGE)])
+        account = self.accounts.acting(key, request.headers.get(ON_BEHALF_OF_HEADER))
+        if account is None:
+            return _errors_response(HTTPStatus.FORBIDDEN, [{"field": None, "message": ACCESS_FORBIDDEN}])
+        return account
+
+    async def _api_answer(self, request: web.Request) -> Account | web.Response:
+        """What every call but Mail Send goes through first: latency, queued failures, the key."""
+        if self.latency_seconds > 0:
+            await asyncio.sleep(self.latency_seconds)
+        account = self._acting(request)
+        if isinstance(account, web.Response):
+            return account
+        if self._failures:
+            return self._injected_failure(self._failures.popleft())
+        return account
+
+    async def _list_domains(self, request: web.Request) -> web.Response:
+        account = await self._api_answer(request)
+        if isinstance(account, web.Response):
+            return account
+        query = request.query
+        limit, offset = _int_param(query, "limit", DEFAULT_DOMAIN_PAGE), _int_param(query, "offset", 0)
+        if limit is None or offset is None:
+            return _errors_response(HTTPStatus.BAD_REQUEST, [{"field": None, "message": "invalid limit or offset"}])
+        # A subuser (acting through On-Behalf-Of) never has subusers of its own.
+        include_subusers = query.get("exclude_subusers", "false").lower() != "true"
+        search = query.get("domain", "").lower()
+        found = [d for d in account.listed_domains(include_subusers=include_subusers) if search in d.domain]
+        return web.json_response([d.to_json() for d in found[offset : offset + limit]])
+
+    async def _validate_domain(self, request: web.Request) -> web.Response:
+        account = await self._api_answer(request)
+        if isinstance(account, web.Response):
+            return account
+        entry = next((d for d in account.domains if str(d.id) == request.match_info["id"]), None)
+        if entry is None:
+            return _errors_response(
+                HTTPStatus.NOT_FOUND, [{"field": None, "message": "authenticated domain not found"}]
+            )
+        entry.valid = entry.dns_ready
+        return web.json_response(entry.validation_json())
+
+    async def _list_verified_senders(self, request: web.Request) -> web.Response:
+        account = await self._api_answer(request)
+        if isinstance(account, web.Response):
+            return account
+        limit, last_seen = (
+            _int_param(request.query, "limit", DEFAULT_SENDER_PAGE),
+            _int_param(request.query, "lastSeenID", 0),
+        )
+        if limit is None or last_seen is None:
+            return _errors_response(HTTPStatus.BAD_REQUEST, [{"field": None, "message": "invalid limit or lastSeenID"}])
+        found = sorted((s for s in account.senders if s.id > last_seen), key=lambda s: s.id)[:limit]
+        return web.json_response({"results": [s.to_json() for s in found]})
 
     def _too_many_requests(self) -> web.Response:
         limit = self._limiter.limit if self._limiter else 1
@@ -251,9 +333,12 @@ class FakeSendGrid(LocalHttpServer):
             return self._too_many_requests()
         if self._failures:
             return self._injected_failure(self._failures.popleft())
-        return self._accept(raw)
+        account = self._acting(request)
+        if isinstance(account, web.Response):
+            return account
+        return self._accept(raw, account)
 
-    def _accept(self, raw: bytes) -> web.Response:
+    def _accept(self, raw: bytes, account: Account) -> web.Response:
         try:
             payload = json.loads(raw)
         except ValueError:
@@ -261,12 +346,17 @@ class FakeSendGrid(LocalHttpServer):
         errors = validate_mail(payload, now=self._clock())
         if errors:
             return _errors_response(HTTPStatus.BAD_REQUEST, errors)
+        if not account.may_send_as(str(payload["from"]["email"])):
+            return _errors_response(
+                HTTPStatus.FORBIDDEN, [{"message": FROM_NOT_VERIFIED, "field": "from", "help": None}]
+            )
         message = AcceptedMessage(
             new_message_id(),
             payload,
             datetime.now(UTC),
             account_open_tracking=self.account_open_tracking,
             account_click_tracking=self.account_click_tracking,
+            account=account.username,
         )
         self.messages.append(message)
         if self._outbox is not None:
@@ -300,6 +390,18 @@ class _FixedWindowLimiter:
     @property
     def reset_at(self) -> int:
         return self._window + 1
+
+
+def _int_param(query: Any, name: str, default: int) -> int | None:
+    """A non-negative integer query parameter; None when it is something else."""
+    value = query.get(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        return None
+    return number if number >= 0 else None
 
 
 def _errors_response(status: int, errors: list[ApiError], **headers: str) -> web.Response:

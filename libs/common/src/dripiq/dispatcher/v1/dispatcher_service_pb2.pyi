@@ -220,7 +220,7 @@ class ListMessagesResponse(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class SenderIdentity(_message.Message):
-    __slots__ = ("sender_identity_id", "tenant_id", "from_email", "from_name", "verified", "provider_config_id", "per_minute", "per_day", "created_at", "forward_to")
+    __slots__ = ("sender_identity_id", "tenant_id", "from_email", "from_name", "verified", "provider_config_id", "per_minute", "per_day", "created_at", "forward_to", "verified_at", "verified_by")
     SENDER_IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_EMAIL_FIELD_NUMBER: _ClassVar[int]
@@ -231,6 +231,8 @@ class SenderIdentity(_message.Message):
     PER_DAY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     FORWARD_TO_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_AT_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_BY_FIELD_NUMBER: _ClassVar[int]
     sender_identity_id: str
     tenant_id: str
     from_email: str
@@ -241,7 +243,9 @@ class SenderIdentity(_message.Message):
     per_day: int
     created_at: _timestamp_pb2.Timestamp
     forward_to: str
-    def __init__(self, sender_identity_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., from_email: _Optional[str] = ..., from_name: _Optional[str] = ..., verified: _Optional[bool] = ..., provider_config_id: _Optional[str] = ..., per_minute: _Optional[int] = ..., per_day: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., forward_to: _Optional[str] = ...) -> None: ...
+    verified_at: _timestamp_pb2.Timestamp
+    verified_by: str
+    def __init__(self, sender_identity_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., from_email: _Optional[str] = ..., from_name: _Optional[str] = ..., verified: _Optional[bool] = ..., provider_config_id: _Optional[str] = ..., per_minute: _Optional[int] = ..., per_day: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., forward_to: _Optional[str] = ..., verified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., verified_by: _Optional[str] = ...) -> None: ...
 
 class CreateSenderIdentityRequest(_message.Message):
     __slots__ = ("tenant_id", "from_email", "from_name", "provider_config_id", "per_minute", "per_day", "forward_to")

@@ -428,8 +428,10 @@ class SenderIdentityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def VerifySenderIdentity(self, request, context):
-        """Marks an identity verified once the provider confirmed it; the dispatcher takes the
-        caller's word and does not ask SendGrid. Only verified identities send.
+        """Asks SendGrid, in the identity's own account, whether it sends as the identity's address
+        (its domain authenticated, or the address a verified single sender) and records the answer.
+        FAILED_PRECONDITION, naming the domain, when it does not (the identity is then unverified);
+        UNAVAILABLE, nothing changed, when SendGrid cannot be asked. Only verified identities send.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
