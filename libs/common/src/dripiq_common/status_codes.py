@@ -8,13 +8,21 @@ import sqlalchemy.exc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from dripiq_common.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound
+from dripiq_common.errors import (
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 
 _CODES: list[tuple[type[DomainError], int]] = [
     (InvalidArgument, code_pb2.INVALID_ARGUMENT),
     (NotFound, code_pb2.NOT_FOUND),
     (AlreadyExists, code_pb2.ALREADY_EXISTS),
     (FailedPrecondition, code_pb2.FAILED_PRECONDITION),
+    (ResourceExhausted, code_pb2.RESOURCE_EXHAUSTED),
 ]
 
 
@@ -29,6 +37,16 @@ def status_for(exc: Exception) -> status_pb2.Status:
                     error_details_pb2.BadRequest(
                         field_violations=[
                             error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.description)
+                        ]
+                    )
+                )
+                status.details.append(detail)
+            if isinstance(exc, ResourceExhausted):
+                detail = any_pb2.Any()
+                detail.Pack(
+                    error_details_pb2.QuotaFailure(
+                        violations=[
+                            error_details_pb2.QuotaFailure.Violation(subject=exc.subject, description=exc.description)
                         ]
                     )
                 )

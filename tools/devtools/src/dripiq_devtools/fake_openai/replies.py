@@ -13,6 +13,7 @@ from dripiq_devtools.fake_openai.behaviours import INVALID, MALFORMED, OFF_SCHEM
 MALFORMED_ANSWER = 'Here is the strategy you asked for: {"summary": "An introduction'
 MALFORMED_CLASSIFICATION_ANSWER = 'The reply reads as {"reply_class": "inter'
 REFUSAL_MESSAGE = "I'm sorry, I can't help with that request."
+FACTS_OPEN, FACTS_CLOSE = "<facts>", "</facts>"
 
 REPLY_CLASSIFICATION_SCHEMA = "reply_classification"
 # The classes a reply classification answer may name, when the request's schema lists none.
@@ -61,12 +62,21 @@ def text_of(content: Any) -> str:
     return ""
 
 
+def unwrapped(text: str) -> str:
+    """The JSON inside a `<facts>...</facts>` wrapper, or the text as it is without one."""
+    stripped = text.strip()
+    if stripped.startswith(FACTS_OPEN) and stripped.endswith(FACTS_CLOSE):
+        return stripped[len(FACTS_OPEN) : -len(FACTS_CLOSE)]
+    return text
+
+
 def facts_of(body: dict[str, Any]) -> dict[str, Any]:
-    """The facts object the planner sends as the first user message; empty when there is none."""
+    """The facts object the planner sends as the first user message (bare JSON, or JSON
+    between `<facts>` tags); empty when there is none."""
     for message in body.get("messages") or []:
         if isinstance(message, dict) and message.get("role") == "user":
             try:
-                facts = json.loads(text_of(message.get("content")))
+                facts = json.loads(unwrapped(text_of(message.get("content"))))
             except ValueError:
                 continue
             if isinstance(facts, dict):

@@ -118,7 +118,7 @@ class CampaignServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def BatchCreateCampaigns(self, request, context):
-        """Creates up to 1,000 campaigns of one tenant (at most 4 MiB in all); each item succeeds or
+        """Creates up to 1,000 campaigns of one tenant (at most 2 MiB in all); each item succeeds or
         fails on its own. At most PLANNER_AI_CALLS_PER_BATCH items (default 100) are planned by the
         model; the rest, like any item past the tenant's daily AI budget, get the template
         strategist's strategy, and the reason is recorded with their strategist calls.
