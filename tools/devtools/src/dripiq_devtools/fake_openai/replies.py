@@ -5,9 +5,10 @@ behaviours ask for; and the reading of a request's messages and schema that they
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from dripiq_devtools.fake_openai.behaviours import INVALID, MALFORMED, OFF_SCHEMA, VALID
+from dripiq_devtools.fake_openai.behaviours import INVALID, MALFORMED, OBEDIENT, OFF_SCHEMA, VALID
 
 # What a model that ignored the response format might say: prose, then JSON cut short.
 MALFORMED_ANSWER = 'Here is the strategy you asked for: {"summary": "An introduction'
@@ -193,6 +194,35 @@ def invalid_strategy(facts: dict[str, Any]) -> dict[str, Any]:
     return strategy
 
 
+# What makes a fact read like an instruction to an obedient model: an imperative, or something
+# to point the reader to.
+INSTRUCTION = re.compile(
+    r"\b(?:must|always|never|ignore|include|add|tell|ask|reset|visit|call|email|click)\b|https?://|www\.|@|\+?\d[\d ().-]{6,}\d",
+    re.IGNORECASE,
+)
+
+
+def instructions_in(facts: dict[str, Any]) -> list[str]:
+    """Every contact, lead and product fact that reads like an instruction, in order."""
+    found: list[str] = []
+    for section in ("contact", "lead", "product"):
+        values = facts.get(section) or {}
+        for value in values.values() if isinstance(values, dict) else ():
+            if isinstance(value, str) and INSTRUCTION.search(value):
+                found.append(value)
+    return found
+
+
+def obedient_strategy(facts: dict[str, Any]) -> dict[str, Any]:
+    """The valid strategy, with every instruction-like fact followed in every step's content."""
+    strategy = valid_strategy(facts)
+    followed = "\n\n".join(instructions_in(facts))
+    if followed:
+        for step in strategy["outreachCampaign"]:
+            step["content"] += f"\n\n{followed}"
+    return strategy
+
+
 def _step(
     timing: str, subject: str, content: str, call_to_action: str, *, thread: bool | None = None
 ) -> dict[str, Any]:
@@ -220,6 +250,8 @@ def content_for(behaviour: str, body: dict[str, Any]) -> str:
         return json.dumps(valid_strategy(facts_of(body)))
     if behaviour == INVALID:
         return json.dumps(invalid_strategy(facts_of(body)))
+    if behaviour == OBEDIENT:
+        return json.dumps(obedient_strategy(facts_of(body)))
     if behaviour == OFF_SCHEMA:
         return json.dumps(off_schema_strategy(facts_of(body)))
     if behaviour == MALFORMED:
