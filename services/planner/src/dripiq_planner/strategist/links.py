@@ -51,6 +51,12 @@ def ascii_host(host: str) -> str:
     return ".".join(labels)
 
 
+def _owned(domain: str) -> str:
+    """An allowed entry as compared: "www.acme.example" (a product page's host) allows the
+    whole of acme.example, which its owner holds too."""
+    return ascii_host(domain).removeprefix("www.")
+
+
 def is_domain(name: str) -> bool:
     return bool(_FULL_HOST.fullmatch(name.strip().rstrip(".")))
 
@@ -69,12 +75,12 @@ class AllowList:
     @classmethod
     def of(cls, *, domains: Iterable[str] = (), phones: Iterable[str] = ()) -> AllowList:
         return cls(
-            frozenset(ascii_host(d) for d in domains if d.strip()),
+            frozenset(_owned(d) for d in domains if d.strip()),
             frozenset(phone_digits(p) for p in phones if phone_digits(p)),
         )
 
     def with_domains(self, *domains: str) -> AllowList:
-        return AllowList(self.domains | {ascii_host(d) for d in domains if d.strip()}, self.phones)
+        return AllowList(self.domains | {_owned(d) for d in domains if d.strip()}, self.phones)
 
     def allows_host(self, host: str) -> bool:
         name = ascii_host(host)
