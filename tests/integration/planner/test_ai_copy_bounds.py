@@ -17,9 +17,13 @@ import pytest_asyncio
 from google.rpc import code_pb2, error_details_pb2
 from helpers import T0, item, request, rule, strategy
 from openai import AsyncOpenAI
+from owner_servers import owner_services, serve, unused_port
+from secured import caller_channel, service_channel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dpb
+from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common.clock import ManualClock
 from dripiq_common.db import create_engine
@@ -27,9 +31,12 @@ from dripiq_common.errors import InvalidArgument, ResourceExhausted
 from dripiq_common.status_codes import status_for
 from dripiq_devtools.fake_openai import OBEDIENT, VALID, FakeOpenAI
 from dripiq_devtools.fake_openai.replies import valid_strategy
+from dripiq_dispatcher.handlers import SenderIdentityServicer
+from dripiq_dispatcher.identities import SenderIdentities
 from dripiq_planner.ai_budget import AiBudget, BudgetLimits
 from dripiq_planner.creating import MAX_BATCH, CampaignCreator
 from dripiq_planner.models import ai_budget_usage, ai_generations
+from dripiq_planner.owners import Owners
 from dripiq_planner.planning import Planner
 from dripiq_planner.preview import StrategyPreview
 from dripiq_planner.strategist.openai_strategist import OpenAIStrategist
@@ -403,3 +410,42 @@ async def test_an_oversized_batch_is_invalid_argument(creator, tenant_id):
 
 def contact(n: int) -> pb.Contact:
     return pb.Contact(contact_id=f"c-{n}", email=f"c{n}@example.com", first_name="Ada")
+
+
+# -- the sender identity's domain -----------------------------------------------------------
+
+
+async def test_the_sender_identitys_domain_is_allowed_as_the_dispatcher_reports_it(
+    engine, clock, tenant_id, fake, replica_of
+):
+    identities = SenderIdentityServicer(SenderIdentities(engine, clock))
+    names, register = owner_services(engine, clock, events=False)
+    names.append("dripiq.dispatcher.v1.SenderIdentityService")
+    register.append(lambda s: dpb_grpc.add_SenderIdentityServiceServicer_to_server(identities, s))
+    async with serve(names, register) as served, caller_channel(served.public) as channel:
+        sender = await dpb_grpc.SenderIdentityServiceStub(channel).CreateSenderIdentity(
+            dpb.CreateSenderIdentityRequest(tenant_id=tenant_id, from_email="hello@Globex.example")
+        )
+        owners = Owners(
+            dispatcher_address=served.internal,
+            events_address=f"127.0.0.1:{unused_port()}",
+            timeout_seconds=5,
+            channel=service_channel,
+        )
+        replica = replica_of(engine)
+        replica.creator.planner.owners = owners
+        try:
+            fake.queue(answer_with("Reply to sales@globex.example or see https://www.globex.example"))
+            known = await replica.creator.create(
+                planned(tenant_id, sender_identity_id=sender.sender_identity.sender_identity_id)
+            )
+            # An identity the dispatcher does not know brings no domain with it.
+            fake.queue(*[answer_with("see https://www.globex.example")] * 2)
+            unknown = await replica.creator.create(
+                planned(tenant_id, sender_identity_id="no-such-identity", contact=contact(7))
+            )
+        finally:
+            await owners.close()
+
+    assert (known.strategist, unknown.strategist) == ("openai", "template")
+    assert "sales@globex.example" in copy_of(known)
