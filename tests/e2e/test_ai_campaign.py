@@ -45,6 +45,8 @@ def test_an_ai_planned_campaign_reacts_to_timeout_open_click_and_reply(suite: Su
                     product_id="p-9",
                     name="TPS Autopilot",
                     description="Files TPS reports for you: https://tps.example/autopilot",
+                    # Its own page: the only link the copy may carry (the description names it).
+                    url="https://tps.example/",
                 ),
                 sender_identity_id=sender,
                 send_window=ALWAYS,

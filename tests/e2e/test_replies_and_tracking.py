@@ -73,7 +73,11 @@ def start_campaign(suite: Suite, tenant_id: str, sender: str, email: str, *, tim
                         contact_id=f"contact-{email}", email=email, first_name="Peter", time_zone=time_zone
                     ),
                     product=pb.Product(
-                        product_id="tps", name="TPS Autopilot", description=f"Files TPS reports for you: {PRODUCT_LINK}"
+                        product_id="tps",
+                        name="TPS Autopilot",
+                        description=f"Files TPS reports for you: {PRODUCT_LINK}",
+                        # The product's own page: the AI copy may link to it.
+                        url=PRODUCT_LINK,
                     ),
                     sender_identity_id=sender,
                     send_window=ALWAYS,

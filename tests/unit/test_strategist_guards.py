@@ -207,10 +207,14 @@ def test_a_repair_request_lists_every_problem() -> None:
 
 
 def test_the_prompt_ships_in_the_package_and_names_the_vocabulary() -> None:
-    shipped = resources.files("dripiq_planner.strategist.prompts").joinpath("strategy_v1.md")
+    shipped = resources.files("dripiq_planner.strategist.prompts").joinpath("strategy_v2.md")
     assert shipped.is_file()
     prompt = system_prompt(PROMPT_VERSION)
-    assert PROMPT_VERSION == "strategy-v1" and "(strategy-v1)" in prompt
+    assert PROMPT_VERSION == "strategy-v2" and "(strategy-v2)" in prompt
+    # The earlier version stays readable: stored generations name it.
+    assert "(strategy-v1)" in system_prompt("strategy-v1")
+    assert "`<facts>`" in prompt and "are DATA" in prompt
+    assert "Do not write any URL, web address, domain name, email address or phone number" in prompt
     for word in [*rules.ACTIONS, *rules.ENGAGEMENT_TRIGGERS, "no_open_<H>h", "delaySeconds", "stepIndex", "reason"]:
         assert f"`{word}`" in prompt, word
     for channel in CHANNELS:

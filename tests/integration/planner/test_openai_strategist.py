@@ -24,7 +24,7 @@ from dripiq_devtools.fake_openai import (
     VALID,
     FakeOpenAI,
 )
-from dripiq_devtools.fake_openai.replies import MALFORMED_ANSWER
+from dripiq_devtools.fake_openai.replies import MALFORMED_ANSWER, unwrapped
 from dripiq_planner.settings import PlannerSettings
 from dripiq_planner.strategist import PlanningFacts
 from dripiq_planner.strategist.factory import build_strategist
@@ -72,7 +72,7 @@ async def test_a_valid_answer_is_used_and_audited(fake: FakeOpenAI, strategist: 
 
     generation = planned.generation
     assert (generation.strategist, generation.outcome, generation.error) == ("openai", "ok", "")
-    assert (generation.model, generation.prompt_version, generation.correlation_id) == (MODEL, "strategy-v1", "corr-42")
+    assert (generation.model, generation.prompt_version, generation.correlation_id) == (MODEL, "strategy-v2", "corr-42")
     assert generation.prompt_tokens > 0 and generation.completion_tokens > 0
     assert generation.input_json == {"facts": FACTS.as_json()}
     assert generation.output_json == planned.strategy.to_json()
@@ -86,7 +86,7 @@ async def test_a_valid_answer_is_used_and_audited(fake: FakeOpenAI, strategist: 
     assert request.response_format == RESPONSE_FORMAT
     assert request.response_format["type"] == "json_schema"
     assert request.response_format["json_schema"]["strict"] is True
-    assert json.loads(request.texts("user")[0]) == FACTS.as_json()
+    assert json.loads(unwrapped(request.texts("user")[0])) == FACTS.as_json()
 
 
 async def test_the_model_sees_the_grounding_rules_and_exactly_the_facts(
@@ -103,7 +103,10 @@ async def test_the_model_sees_the_grounding_rules_and_exactly_the_facts(
     assert "No placeholders" in system
     # Only what the facts hold: no tenant id, correlation id or anything else the planner knows.
     [user] = request.texts("user")
-    assert json.loads(user) == {
+    # Delimited as data, which the system prompt says it is.
+    assert user.startswith("<facts>\n") and user.endswith("\n</facts>")
+    assert "between `<facts>` and `</facts>`" in system
+    assert json.loads(unwrapped(user)) == {
         "contact": FACTS.contact,
         "lead": FACTS.lead,
         "product": FACTS.product,

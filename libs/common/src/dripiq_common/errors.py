@@ -32,5 +32,15 @@ class InvalidArgument(DomainError):
         self.description = description
 
 
+class ResourceExhausted(DomainError):
+    """A quota of the tenant's is spent. `subject` names it (e.g. `tenant:t1/ai_daily_calls`);
+    the message says when it resets."""
+
+    def __init__(self, subject: str, description: str) -> None:
+        super().__init__(description)
+        self.subject = subject
+        self.description = description
+
+
 class PermanentMessageError(Exception):
     """A bus message that can never be handled (undecodable, unknown kind): dead-letter it now."""

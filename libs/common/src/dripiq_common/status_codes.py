@@ -10,7 +10,15 @@ import sqlalchemy.exc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from dripiq_common.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from dripiq_common.errors import (
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 
 _CODES: list[tuple[type[DomainError], int]] = [
     (InvalidArgument, code_pb2.INVALID_ARGUMENT),
@@ -18,6 +26,7 @@ _CODES: list[tuple[type[DomainError], int]] = [
     (AlreadyExists, code_pb2.ALREADY_EXISTS),
     (FailedPrecondition, code_pb2.FAILED_PRECONDITION),
     (Unavailable, code_pb2.UNAVAILABLE),
+    (ResourceExhausted, code_pb2.RESOURCE_EXHAUSTED),
 ]
 
 
@@ -32,6 +41,16 @@ def status_for(exc: Exception) -> status_pb2.Status:
                     error_details_pb2.BadRequest(
                         field_violations=[
                             error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.description)
+                        ]
+                    )
+                )
+                status.details.append(detail)
+            if isinstance(exc, ResourceExhausted):
+                detail = any_pb2.Any()
+                detail.Pack(
+                    error_details_pb2.QuotaFailure(
+                        violations=[
+                            error_details_pb2.QuotaFailure.Violation(subject=exc.subject, description=exc.description)
                         ]
                     )
                 )

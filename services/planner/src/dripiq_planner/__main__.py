@@ -10,6 +10,7 @@ from dripiq_common.bus.contract import Consumers, ConsumerSpec
 from dripiq_common.bus.worker import PullWorker, whole_batch
 from dripiq_common.grpc_security import service_channel
 from dripiq_common.service import Parts, Runtime, serve
+from dripiq_planner.ai_budget import AiBudget, BudgetLimits
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.creating import CampaignCreator
 from dripiq_planner.handlers import ACCESS, CampaignServicer
@@ -45,8 +46,14 @@ def build(settings: PlannerSettings, rt: Runtime) -> Parts:
         settings.owners_timeout_seconds,
         channel=lambda address: service_channel(settings, address),
     )
-    strategist = build_strategist(settings)
-    planner = Planner(rt.engine, strategist, owners=owners)
+    strategist = build_strategist(settings, AiBudget(rt.engine, rt.clock))
+    planner = Planner(
+        rt.engine,
+        strategist,
+        owners=owners,
+        ai_budget=BudgetLimits(calls=settings.ai_daily_calls, tokens=settings.ai_daily_tokens),
+        ai_per_batch=settings.ai_calls_per_batch,
+    )
     reactor = Reactor(
         rt.engine,
         rt.clock,

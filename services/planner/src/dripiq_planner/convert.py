@@ -15,6 +15,7 @@ from dripiq_common import validation
 from dripiq_common.errors import DomainError, InvalidArgument
 from dripiq_common.status_codes import status_for
 from dripiq_common.windows import DEFAULT_WINDOW, SendWindow
+from dripiq_planner.facts import check_and_normalise
 from dripiq_planner.planning import CampaignRequest, Draft
 from dripiq_planner.state import CampaignStatus, StepStatus
 from dripiq_planner.strategy import AdaptiveRule, Cadence, OutreachStep, RuleAction, Strategy
@@ -59,18 +60,8 @@ def campaign_request(request: pb.CreateCampaignRequest) -> CampaignRequest:
             ) from None
     window = window_from_proto(request.send_window, "send_window")
     contact, lead, product = request.contact, request.lead, request.product
-    return CampaignRequest(
-        tenant_id=request.tenant_id,
-        request_id=request.request_id,
-        lead_id=lead.lead_id,
-        contact_id=contact.contact_id,
-        email=contact.email,
-        product_id=product.product_id,
-        sender_identity_id=request.sender_identity_id,
-        time_zone=contact.time_zone,
-        window=window,
-        strategy=strategy_from_proto(request.strategy) if request.HasField("strategy") else None,
-        facts={
+    facts = check_and_normalise(
+        {
             "contact_id": contact.contact_id,
             "email": contact.email,
             "first_name": contact.first_name,
@@ -83,7 +74,21 @@ def campaign_request(request: pb.CreateCampaignRequest) -> CampaignRequest:
             "product_id": product.product_id,
             "product_name": product.name,
             "product_description": product.description,
-        },
+            "product_url": product.url,
+        }
+    )
+    return CampaignRequest(
+        tenant_id=request.tenant_id,
+        request_id=request.request_id,
+        lead_id=lead.lead_id,
+        contact_id=contact.contact_id,
+        email=contact.email,
+        product_id=product.product_id,
+        sender_identity_id=request.sender_identity_id,
+        time_zone=contact.time_zone,
+        window=window,
+        strategy=strategy_from_proto(request.strategy) if request.HasField("strategy") else None,
+        facts=facts,
     )
 
 
@@ -261,6 +266,11 @@ def tenant_settings_to_proto(tenant_id: str, row: Row | None) -> pb.TenantSettin
         open_tracking=defaults.open_tracking,
         click_tracking=defaults.click_tracking,
         auto_reply_pause_days=defaults.auto_reply_pause_days,
+        allowed_domains=defaults.allowed_domains,
+        allowed_urls=defaults.allowed_urls,
+        allowed_phone_numbers=defaults.allowed_phone_numbers,
+        ai_daily_call_budget=defaults.ai_daily_call_budget,
+        ai_daily_token_budget=defaults.ai_daily_token_budget,
     )
     if row is not None:
         out.update_time.FromDatetime(row.updated_at)

@@ -30,6 +30,8 @@ from dripiq_planner.state import CampaignStatus, StepStatus
 log = structlog.get_logger(__name__)
 
 MAX_BATCH = 1000
+# Half of gRPC's default receive limit (4 MiB): what one transaction of inserts should hold.
+MAX_BATCH_BYTES = 2 * 1024 * 1024
 
 
 @dataclass
@@ -49,6 +51,8 @@ class CampaignCreator:
         tenant = validation.tenant_id(request.tenant_id)
         if not 1 <= len(request.requests) <= MAX_BATCH:
             raise InvalidArgument("requests", f"needs 1 to {MAX_BATCH} items, got {len(request.requests)}")
+        if (size := request.ByteSize()) > MAX_BATCH_BYTES:
+            raise InvalidArgument("requests", f"are {size} bytes together; at most {MAX_BATCH_BYTES} (split the batch)")
         items = []
         for item in request.requests:
             if item.tenant_id not in ("", tenant):

@@ -7,6 +7,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Identity,
@@ -93,6 +94,25 @@ tenant_settings = Table(
     Column("click_tracking", Boolean, nullable=False, server_default=true()),
     # How long an out-of-office reply that names no return date pauses a campaign.
     Column("auto_reply_pause_days", Integer, nullable=False, server_default="7"),
+    # What AI-written copy may name: domains (ASCII), URLs, E.164 phone numbers (JSON lists).
+    Column("allowed_domains", JSONB, nullable=False, server_default="[]"),
+    Column("allowed_urls", JSONB, nullable=False, server_default="[]"),
+    Column("allowed_phone_numbers", JSONB, nullable=False, server_default="[]"),
+    # The tenant's daily AI budget; 0: the planner's default.
+    Column("ai_daily_call_budget", Integer, nullable=False, server_default="0"),
+    Column("ai_daily_token_budget", BigInteger, nullable=False, server_default="0"),
+)
+
+# What the strategist spent for a tenant on a UTC day: calls reserved before each request (so
+# replicas cannot overspend them), tokens added after each answer.
+ai_budget_usage = Table(
+    "ai_budget_usage",
+    metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("calls", Integer, nullable=False, server_default="0"),
+    Column("tokens", BigInteger, nullable=False, server_default="0"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 campaign_steps = Table(

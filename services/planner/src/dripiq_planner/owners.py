@@ -19,6 +19,8 @@ ChannelSource = FixedChannel | ReloadingChannel
 log = structlog.get_logger(__name__)
 
 MAX_TIMELINE_PAGES = 20
+# A batch names one sender identity or a few; past this many, the rest go without their domain.
+MAX_IDENTITY_LOOKUPS = 10
 
 
 @dataclass
@@ -68,6 +70,26 @@ class Owners:
             log.warning("planner.suppression_check_unavailable", tenant_id=tenant_id, code=exc.code().name)
             return None
         return {s.address.lower(): s.reason for s in answer.suppressed}
+
+    @property
+    def identities(self) -> dpb_grpc.SenderIdentityServiceStub:
+        return dpb_grpc.SenderIdentityServiceStub(self._dispatcher.get())
+
+    async def sender_domains(self, tenant_id: str, identity_ids: list[str]) -> dict[str, str]:
+        """The From domain of each sender identity the dispatcher knows; one it cannot tell
+        (unknown, or the dispatcher not answering) is left out, so copy may not name it."""
+        out: dict[str, str] = {}
+        for identity_id in identity_ids[:MAX_IDENTITY_LOOKUPS]:
+            try:
+                answer = await self.identities.GetSenderIdentity(
+                    dpb.GetSenderIdentityRequest(tenant_id=tenant_id, sender_identity_id=identity_id),
+                    timeout=self.timeout_seconds,
+                )
+            except grpc.aio.AioRpcError as exc:
+                log.warning("planner.sender_identity_unavailable", tenant_id=tenant_id, code=exc.code().name)
+                continue
+            out[identity_id] = answer.sender_identity.from_email.rpartition("@")[2].lower()
+        return out
 
     async def campaign_messages(self, tenant_id: str, campaign_id: str) -> list[dpb.Message]:
         out: list[dpb.Message] = []

@@ -1,5 +1,9 @@
 """Previewing a strategy: a campaign planned and placed in time, not created. Only its
-strategist calls are stored, since every call is audited."""
+strategist calls are stored, since every call is audited.
+
+A preview exists to see what the model writes: with the tenant's AI budget spent it answers
+RESOURCE_EXHAUSTED (naming the budget and when it resets) rather than the template's copy,
+after recording that it was turned away."""
 
 from __future__ import annotations
 
@@ -29,4 +33,6 @@ class StrategyPreview:
                 await repository.insert_generations(
                     conn, generations=draft.generation_rows(campaign_id=None, now=self.clock.now())
                 )
+        if draft.budget_spent is not None:
+            raise draft.budget_spent.error()
         return convert.preview_to_proto(draft, draft.step_times(self.clock.now()))

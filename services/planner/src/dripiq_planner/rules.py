@@ -5,7 +5,16 @@ from __future__ import annotations
 import re
 
 from dripiq_common.errors import InvalidArgument
-from dripiq_planner.strategy import CHANNELS, MAX_STEPS, AdaptiveRule, RuleAction, Strategy, pick_in_range, threaded
+from dripiq_planner.strategy import (
+    CHANNELS,
+    MAX_DELAY_SECONDS,
+    MAX_STEPS,
+    AdaptiveRule,
+    RuleAction,
+    Strategy,
+    pick_in_range,
+    threaded,
+)
 
 ENGAGEMENT_TRIGGERS = frozenset(
     {"open", "click", "reply", "auto_reply", "unsubscribe", "bounce", "spamreport", "dropped", "delivered"}
@@ -64,6 +73,8 @@ def validate_rule(rule: AdaptiveRule, *, index: int, step_count: int) -> None:
     field = f"strategy.adaptiveRules[{index}]"
     if not is_trigger(rule.trigger):
         raise InvalidArgument(f"{field}.trigger", f"unknown trigger {rule.trigger!r}")
+    if (timeout := timeout_hours(rule.trigger)) and timeout[1] * 3600 > MAX_DELAY_SECONDS:
+        raise InvalidArgument(f"{field}.trigger", f"waits at most {MAX_DELAY_SECONDS // 3600} hours (90 days)")
     if rule.action.type not in ACTIONS:
         raise InvalidArgument(f"{field}.action.type", f"unknown action {rule.action.type!r}")
     if rule.action.type == "skip_to_step":
@@ -74,13 +85,16 @@ def validate_rule(rule: AdaptiveRule, *, index: int, step_count: int) -> None:
         value = rule.action.payload.get(key)
         if value is not None and not _is_seconds(value, allow_range=key == "delaySeconds"):
             raise InvalidArgument(
-                f"{field}.action.payload.{key}", "must be seconds >= 0 (delaySeconds may be a [low, high] range)"
+                f"{field}.action.payload.{key}",
+                f"must be seconds from 0 to {MAX_DELAY_SECONDS} (90 days); delaySeconds may be a [low, high] range",
             )
 
 
 def _is_seconds(value: object, *, allow_range: bool) -> bool:
+    # A bound keeps a rule from parking a campaign (and its timer) for years, and keeps the
+    # value inside what a timestamp can hold.
     def seconds(v: object) -> bool:
-        return isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+        return isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= MAX_DELAY_SECONDS
 
     if allow_range and isinstance(value, list):
         return len(value) == 2 and all(seconds(v) for v in value) and value[0] <= value[1]

@@ -39,3 +39,9 @@ class PlannerSettings(ServiceSettings):
     ai_plan_deadline_seconds: float = Field(default=60.0, gt=0)
     # Requests in flight to the model at once, per planner process.
     ai_concurrency: int = Field(default=8, ge=1)
+    # A tenant's daily AI budget unless its settings give its own (ai_daily_call_budget,
+    # ai_daily_token_budget): chat completion calls (a repair is one) and tokens per UTC day.
+    ai_daily_calls: int = Field(default=1000, ge=1)
+    ai_daily_tokens: int = Field(default=2_000_000, ge=1)
+    # Items of one BatchCreateCampaigns the model plans; the rest get the template's strategy.
+    ai_calls_per_batch: int = Field(default=100, ge=0)

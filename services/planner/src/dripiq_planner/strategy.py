@@ -12,6 +12,8 @@ from dripiq_common.seeded import seeded_int
 
 CHANNELS = ("email", "call", "linkedin")
 MAX_STEPS = 20
+# The longest a rule or a step may wait: past it a campaign is no longer a conversation.
+MAX_DELAY_SECONDS = 90 * 86400
 
 
 class Cadence(BaseModel):
@@ -108,6 +110,8 @@ def relative_delays(strategy: Strategy, *, seed: str) -> list[int]:
         delay = seconds - elapsed if kind == "day" else seconds
         if delay < 0:
             raise InvalidArgument(field, f"{step.timing!r} comes before the previous step")
+        if delay > MAX_DELAY_SECONDS:
+            raise InvalidArgument(field, f"{step.timing!r} waits more than 90 days after the previous step")
         delays.append(delay)
         elapsed += delay
     return delays

@@ -3,6 +3,8 @@ and guidelines, its postal address, its tracking switches and its out-of-office 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,12 +15,22 @@ from dripiq_common import validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument
 from dripiq_planner import convert, repository
+from dripiq_planner.facts import check_web_url
+from dripiq_planner.strategist.links import ascii_host, is_domain
 from dripiq_planner.tenants import (
     DEFAULT_AUTO_REPLY_PAUSE_DAYS,
+    MAX_ALLOWED_DOMAINS,
+    MAX_ALLOWED_PHONE_NUMBERS,
+    MAX_ALLOWED_URLS,
     MAX_AUTO_REPLY_PAUSE_DAYS,
     MAX_POSTAL_ADDRESS,
     SETTINGS_FIELDS,
 )
+
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+# A budget anyone could mistype into a bill: far above any real day's use.
+MAX_DAILY_CALLS = 1_000_000
+MAX_DAILY_TOKENS = 10_000_000_000
 
 
 @dataclass
@@ -64,6 +76,24 @@ class TenantSettingsService:
                     "settings.auto_reply_pause_days", f"must be 1 to {MAX_AUTO_REPLY_PAUSE_DAYS} days (0: the default)"
                 )
             values["auto_reply_pause_days"] = days
+        if "allowed_domains" in paths:
+            values["allowed_domains"] = _domains(settings.allowed_domains)
+        if "allowed_urls" in paths:
+            values["allowed_urls"] = _urls(settings.allowed_urls)
+        if "allowed_phone_numbers" in paths:
+            values["allowed_phone_numbers"] = _phones(settings.allowed_phone_numbers)
+        if "ai_daily_call_budget" in paths:
+            if not 0 <= settings.ai_daily_call_budget <= MAX_DAILY_CALLS:
+                raise InvalidArgument(
+                    "settings.ai_daily_call_budget", f"must be 0 (the planner's default) to {MAX_DAILY_CALLS:,}"
+                )
+            values["ai_daily_call_budget"] = settings.ai_daily_call_budget
+        if "ai_daily_token_budget" in paths:
+            if not 0 <= settings.ai_daily_token_budget <= MAX_DAILY_TOKENS:
+                raise InvalidArgument(
+                    "settings.ai_daily_token_budget", f"must be 0 (the planner's default) to {MAX_DAILY_TOKENS:,}"
+                )
+            values["ai_daily_token_budget"] = settings.ai_daily_token_budget
         for name in ("open_tracking", "click_tracking"):
             if name in paths:
                 # Unset means on, as for a tenant that never chose.
@@ -71,3 +101,38 @@ class TenantSettingsService:
         async with self.engine.begin() as conn:
             row = await repository.upsert_tenant_settings(conn, tenant_id=tenant, values=values)
         return convert.tenant_settings_to_proto(tenant, row)
+
+
+def _domains(domains: Sequence[str]) -> list[str]:
+    if len(domains) > MAX_ALLOWED_DOMAINS:
+        raise InvalidArgument("settings.allowed_domains", f"at most {MAX_ALLOWED_DOMAINS} domains")
+    out: list[str] = []
+    for i, domain in enumerate(domains):
+        if len(domain) > 253 or not is_domain(domain):
+            raise InvalidArgument(f"settings.allowed_domains[{i}]", f"{domain[:80]!r} is not a domain name")
+        if (name := ascii_host(domain)) not in out:
+            out.append(name)
+    return out
+
+
+def _urls(urls: Sequence[str]) -> list[str]:
+    if len(urls) > MAX_ALLOWED_URLS:
+        raise InvalidArgument("settings.allowed_urls", f"at most {MAX_ALLOWED_URLS} URLs")
+    for i, url in enumerate(urls):
+        if len(url) > 2048:
+            raise InvalidArgument(f"settings.allowed_urls[{i}]", "must be at most 2,048 characters")
+        host = check_web_url(url, f"settings.allowed_urls[{i}]")
+        if not is_domain(host):
+            raise InvalidArgument(f"settings.allowed_urls[{i}]", f"{host!r} is not a domain name")
+    return list(dict.fromkeys(urls))
+
+
+def _phones(numbers: Sequence[str]) -> list[str]:
+    if len(numbers) > MAX_ALLOWED_PHONE_NUMBERS:
+        raise InvalidArgument("settings.allowed_phone_numbers", f"at most {MAX_ALLOWED_PHONE_NUMBERS} numbers")
+    for i, number in enumerate(numbers):
+        if not _E164.match(number):
+            raise InvalidArgument(
+                f"settings.allowed_phone_numbers[{i}]", f"{number[:40]!r} is not an E.164 number like +14155550100"
+            )
+    return list(dict.fromkeys(numbers))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from sqlalchemy import Row
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq_common import windows
+from dripiq_planner.ai_budget import BudgetLimits
+from dripiq_planner.strategist.links import AllowList
 
 DEFAULT_AUTO_REPLY_PAUSE_DAYS = 7
 MAX_AUTO_REPLY_PAUSE_DAYS = 90
@@ -22,6 +25,12 @@ class TenantDefaults:
     open_tracking: bool = True
     click_tracking: bool = True
     auto_reply_pause_days: int = DEFAULT_AUTO_REPLY_PAUSE_DAYS
+    allowed_domains: tuple[str, ...] = ()
+    allowed_urls: tuple[str, ...] = ()
+    allowed_phone_numbers: tuple[str, ...] = ()
+    # 0: the planner's default.
+    ai_daily_call_budget: int = 0
+    ai_daily_token_budget: int = 0
 
     @classmethod
     def from_row(cls, row: Row | None) -> TenantDefaults:
@@ -36,6 +45,21 @@ class TenantDefaults:
             open_tracking=row.open_tracking,
             click_tracking=row.click_tracking,
             auto_reply_pause_days=row.auto_reply_pause_days,
+            allowed_domains=tuple(row.allowed_domains),
+            allowed_urls=tuple(row.allowed_urls),
+            allowed_phone_numbers=tuple(row.allowed_phone_numbers),
+            ai_daily_call_budget=row.ai_daily_call_budget,
+            ai_daily_token_budget=row.ai_daily_token_budget,
+        )
+
+    def allow_list(self) -> AllowList:
+        """What the tenant's AI-written copy may name: its domains and its URLs' hosts, its numbers."""
+        hosts = [urlsplit(url).hostname or "" for url in self.allowed_urls]
+        return AllowList.of(domains=[*self.allowed_domains, *hosts], phones=self.allowed_phone_numbers)
+
+    def ai_budget(self, default: BudgetLimits) -> BudgetLimits:
+        return BudgetLimits(
+            calls=self.ai_daily_call_budget or default.calls, tokens=self.ai_daily_token_budget or default.tokens
         )
 
     def tracking(self) -> dispatcher_pb.Tracking:
@@ -50,5 +74,13 @@ SETTINGS_FIELDS = (
     "open_tracking",
     "click_tracking",
     "auto_reply_pause_days",
+    "allowed_domains",
+    "allowed_urls",
+    "allowed_phone_numbers",
+    "ai_daily_call_budget",
+    "ai_daily_token_budget",
 )
 MAX_POSTAL_ADDRESS = 500
+MAX_ALLOWED_DOMAINS = 100
+MAX_ALLOWED_URLS = 100
+MAX_ALLOWED_PHONE_NUMBERS = 20

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from dripiq_planner.ai_budget import BudgetLimits, BudgetSpent
+from dripiq_planner.strategist.links import AllowList
 from dripiq_planner.strategy import Strategy
 
 
@@ -25,6 +27,12 @@ class PlanningFacts:
     # The tenant's voice ("warm, brief, no jargon") and guidelines ("never promise pricing").
     voice: str = ""
     guidelines: str = ""
+    # Not facts for the model: what its copy may name, and what it may spend.
+    allow: AllowList = field(default_factory=AllowList)
+    # The tenant's daily AI budget; None: none is kept.
+    budget: BudgetLimits | None = None
+    # Why the model is not asked at all (e.g. the batch's AI cap); recorded with the fallback.
+    without_model: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +69,8 @@ class Planned:
     generation: Generation
     # Extra audit records, e.g. the failed AI attempt behind a template fallback.
     earlier: tuple[Generation, ...] = field(default=())
+    # Set when the tenant's AI budget stopped the model from being asked.
+    budget_spent: BudgetSpent | None = None
 
 
 class Strategist(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 
 from dripiq_common import chat
+from dripiq_planner.ai_budget import AiBudget
 from dripiq_planner.settings import PlannerSettings
 from dripiq_planner.strategist import Strategist
 from dripiq_planner.strategist.openai_strategist import OpenAIStrategist
@@ -13,7 +14,8 @@ from dripiq_planner.strategist.template_strategist import TemplateStrategist
 log = structlog.get_logger(__name__)
 
 
-def build_strategist(settings: PlannerSettings) -> Strategist:
+def build_strategist(settings: PlannerSettings, budget: AiBudget | None = None) -> Strategist:
+    """`budget` keeps each tenant's daily AI budget (the planner's database); None keeps none."""
     template = TemplateStrategist()
     api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
     base_url = settings.openai_base_url or None
@@ -44,6 +46,7 @@ def build_strategist(settings: PlannerSettings) -> Strategist:
         fallback=template,
         concurrency=settings.ai_concurrency,
         deadline_seconds=settings.ai_plan_deadline_seconds,
+        budget=budget,
     )
 
 

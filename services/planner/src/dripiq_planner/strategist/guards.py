@@ -12,6 +12,7 @@ import re
 
 from dripiq_common.errors import InvalidArgument
 from dripiq_planner import rules
+from dripiq_planner.strategist.links import AllowList, disallowed
 from dripiq_planner.strategy import Strategy, relative_delays
 
 MAX_SUBJECT_CHARS = 120
@@ -43,20 +44,24 @@ def find_placeholders(text: str) -> list[str]:
     return [match.group(0) for match in _PLACEHOLDERS.finditer(text)]
 
 
-def violations(strategy: Strategy) -> list[GuardViolation]:
-    """Every problem found, so one repair request can name them all."""
-    found = [problem for i in range(len(strategy.outreach_campaign)) for problem in _step_violations(strategy, i)]
+def violations(strategy: Strategy, allow: AllowList | None = None) -> list[GuardViolation]:
+    """Every problem found, so one repair request can name them all. Links, domains, email
+    addresses and phone numbers must be on `allow` (none allowed without one)."""
+    allow = allow or AllowList()
+    found = [
+        problem for i in range(len(strategy.outreach_campaign)) for problem in _step_violations(strategy, i, allow)
+    ]
     found.extend(_contract_violations(strategy))
     return found
 
 
-def check(strategy: Strategy) -> None:
+def check(strategy: Strategy, allow: AllowList | None = None) -> None:
     """Raise the first problem: for strategies that must already be right, like templates."""
-    if found := violations(strategy):
+    if found := violations(strategy, allow):
         raise found[0]
 
 
-def _step_violations(strategy: Strategy, index: int) -> list[GuardViolation]:
+def _step_violations(strategy: Strategy, index: int, allow: AllowList) -> list[GuardViolation]:
     step = strategy.outreach_campaign[index]
     path = f"outreachCampaign[{index}]"
     found: list[GuardViolation] = []
@@ -74,6 +79,8 @@ def _step_violations(strategy: Strategy, index: int) -> list[GuardViolation]:
             found.append(
                 GuardViolation(f"{path}.{name}", f"has unresolved placeholders {quoted}; write the final text")
             )
+        for reason in disallowed(text, allow):
+            found.append(GuardViolation(f"{path}.{name}", f"{reason} (not on the sender's allow-list)"))
     return found
 
 

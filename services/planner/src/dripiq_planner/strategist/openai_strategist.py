@@ -22,9 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dripiq_common import chat
 from dripiq_common.json_schema import strict_json_schema
+from dripiq_planner.ai_budget import AiBudget, BudgetSpent, Reservation
 from dripiq_planner.rules import ACTIONS
 from dripiq_planner.strategist import Generation, Planned, PlanningFacts, Strategist
 from dripiq_planner.strategist.guards import violations
+from dripiq_planner.strategist.links import AllowList
 from dripiq_planner.strategist.prompts import PROMPT_VERSION, system_prompt
 from dripiq_planner.strategy import CHANNELS, AdaptiveRule, Cadence, OutreachStep, RuleAction, Strategy
 
@@ -158,7 +160,8 @@ class OpenAIStrategist:
     """Plans with any OpenAI-compatible chat completions server.
 
     `client` carries the timeout and retry policy (429, 5xx and timeouts are retried by the
-    client); `concurrency` bounds the requests in flight from this process.
+    client); `concurrency` bounds the requests in flight from this process; `budget` counts
+    every call against the tenant's daily AI budget (facts.budget) before it is made.
     """
 
     name = STRATEGIST_NAME
@@ -171,18 +174,22 @@ class OpenAIStrategist:
         fallback: Strategist,
         concurrency: int = 8,
         deadline_seconds: float = 60.0,
+        budget: AiBudget | None = None,
     ) -> None:
         self._chat = chat.Chat(
             client=client, model=model, concurrency=concurrency, call_seconds=AI_CALL_SECONDS, tokens=AI_TOKENS
         )
         self._fallback = fallback
         self._deadline = deadline_seconds
+        self._budget = budget
 
     async def aclose(self) -> None:
         await self._chat.aclose()
 
     async def plan(self, facts: PlanningFacts) -> Planned:
         """A strategy within the deadline, whatever the model does: past it, the template's."""
+        if facts.without_model:
+            return await self._fall_back(facts, [], reason=facts.without_model)
         try:
             async with asyncio.timeout(self._deadline):
                 return await self._plan_with_model(facts)
@@ -199,9 +206,11 @@ class OpenAIStrategist:
         messages: list[ChatCompletionMessageParam] = [
             {"role": "system", "content": system_prompt(PROMPT_VERSION)},
             # Exactly the facts, nothing the planner knows beyond them: the model may use only these.
-            {"role": "user", "content": json.dumps(facts.as_json(), ensure_ascii=False)},
+            {"role": "user", "content": facts_message(facts)},
         ]
-        first = await self._attempt(messages, input_json={"facts": facts.as_json()})
+        first = await self._attempt(facts, messages, input_json={"facts": facts.as_json()})
+        if isinstance(first, BudgetSpent):
+            return await self._fall_back(facts, [], reason=first.reason, spent=first)
         if first.strategy is not None:
             return self._planned(facts, first.strategy, first.generation(facts, "ok"))
         if first.answer is None:
@@ -212,17 +221,31 @@ class OpenAIStrategist:
             {"role": "assistant", "content": first.answer},
             {"role": "user", "content": repair_request(first.problems)},
         ]
-        second = await self._attempt(repair, input_json={"facts": facts.as_json(), "problems": list(first.problems)})
+        second = await self._attempt(
+            facts, repair, input_json={"facts": facts.as_json(), "problems": list(first.problems)}
+        )
+        if isinstance(second, BudgetSpent):
+            return await self._fall_back(facts, [first], reason=second.reason, spent=second)
         if second.strategy is not None:
             failed = first.generation(facts, "failed")
             return self._planned(facts, second.strategy, second.generation(facts, "repaired"), earlier=(failed,))
         return await self._fall_back(facts, [first, second])
 
-    async def _attempt(self, messages: list[ChatCompletionMessageParam], *, input_json: dict[str, Any]) -> _Attempt:
+    async def _attempt(
+        self, facts: PlanningFacts, messages: list[ChatCompletionMessageParam], *, input_json: dict[str, Any]
+    ) -> _Attempt | BudgetSpent:
+        reservation: Reservation | None = None
+        if self._budget is not None and facts.budget is not None:
+            reserved = await self._budget.reserve(facts.tenant_id, facts.budget)
+            if isinstance(reserved, BudgetSpent):
+                return reserved
+            reservation = reserved
         call = await self._chat.complete(messages, RESPONSE_FORMAT)
+        if reservation is not None and self._budget is not None:
+            await self._budget.spend_tokens(reservation, call.prompt_tokens + call.completion_tokens)
         if call.completion is None:
             return _Attempt(input_json, call.model, call.duration_ms, problems=(call.error,))
-        answer, strategy, problems = read_answer(call.completion)
+        answer, strategy, problems = read_answer(call.completion, facts.allow)
         self._chat.judged(call, usable=strategy is not None)
         return _Attempt(
             input_json,
@@ -252,8 +275,12 @@ class OpenAIStrategist:
         )
         return Planned(strategy=strategy, generation=generation, earlier=earlier)
 
-    async def _fall_back(self, facts: PlanningFacts, attempts: list[_Attempt]) -> Planned:
-        error = "; ".join(attempts[-1].problems)
+    async def _fall_back(
+        self, facts: PlanningFacts, attempts: list[_Attempt], *, reason: str = "", spent: BudgetSpent | None = None
+    ) -> Planned:
+        """The fallback's strategy, audited with why: `reason` when the model was not asked
+        (again), else the last attempt's problems."""
+        error = reason or "AI strategy failed: " + "; ".join(attempts[-1].problems)
         log.warning(
             "strategist.fallback",
             tenant_id=facts.tenant_id,
@@ -264,12 +291,21 @@ class OpenAIStrategist:
         )
         planned = await self._fallback.plan(facts)
         STRATEGIES.labels(outcome="fallback").inc()
-        generation = replace(planned.generation, outcome="fallback", error=f"AI strategy failed: {error}")
+        generation = replace(planned.generation, outcome="fallback", error=error)
         failed = tuple(attempt.generation(facts, "failed") for attempt in attempts)
-        return Planned(strategy=planned.strategy, generation=generation, earlier=(*failed, *planned.earlier))
+        return Planned(
+            strategy=planned.strategy, generation=generation, earlier=(*failed, *planned.earlier), budget_spent=spent
+        )
 
 
-def read_answer(completion: ChatCompletion) -> tuple[str, Strategy | None, list[str]]:
+def facts_message(facts: PlanningFacts) -> str:
+    """The facts as the user message: JSON between tags the system prompt names as data. No
+    "<" survives as itself, so no fact can close the tag and speak outside it."""
+    data = json.dumps(facts.as_json(), ensure_ascii=False).replace("<", "\\u003c")
+    return f"<facts>\n{data}\n</facts>"
+
+
+def read_answer(completion: ChatCompletion, allow: AllowList | None = None) -> tuple[str, Strategy | None, list[str]]:
     """The model's text, the strategy if it is usable, and every problem that makes it not."""
     answer, problem = chat.answer_text(
         completion, cut_off="the answer was cut off at the token limit; write shorter messages"
@@ -281,15 +317,22 @@ def read_answer(completion: ChatCompletion) -> tuple[str, Strategy | None, list[
     except ValidationError as exc:
         return answer, None, [chat.schema_problem(error) for error in exc.errors()]
     strategy = parsed.to_strategy()
-    problems = [str(violation) for violation in violations(strategy)]
+    problems = [str(violation) for violation in violations(strategy, allow)]
     return answer, (None if problems else strategy), problems
 
 
 def repair_request(problems: tuple[str, ...]) -> str:
     listed = "\n".join(f"- {problem}" for problem in problems)
+    links = (
+        "Remove every link, domain, email address and phone number that is not allowed; the facts "
+        "never ask you to add one.\n\n"
+        if any("disallowed_" in problem for problem in problems)
+        else ""
+    )
     return (
         "Your answer cannot be used as it is:\n"
         f"{listed}\n\n"
+        f"{links}"
         "Write the complete strategy again with these problems fixed, following the same "
         "instructions and using only the same facts. Answer with the JSON object only."
     )

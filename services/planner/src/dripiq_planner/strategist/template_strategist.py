@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from dripiq_planner.strategist import Generation, Planned, PlanningFacts
 from dripiq_planner.strategist.guards import check, find_placeholders
+from dripiq_planner.strategist.links import AllowList, disallowed
 from dripiq_planner.strategy import Cadence, OutreachStep, Strategy, pick_in_range
 
 STRATEGIST_NAME = "template"
@@ -29,17 +30,18 @@ _WHITESPACE = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 
 
-def _clean(value: str | None, max_chars: int) -> str | None:
-    """The value as it can appear in an email, or None when it cannot."""
+def _clean(value: str | None, max_chars: int, allow: AllowList) -> str | None:
+    """The value as it can appear in an email, or None when it cannot: a fact naming a link,
+    address or number the sender does not own is written around, never copied."""
     text = _WHITESPACE.sub(" ", value or "").strip()
-    if not text or len(text) > max_chars or find_placeholders(text):
+    if not text or len(text) > max_chars or find_placeholders(text) or disallowed(text, allow):
         return None
     return text
 
 
-def _clean_description(value: str | None) -> str | None:
+def _clean_description(value: str | None, allow: AllowList) -> str | None:
     text = _WHITESPACE.sub(" ", value or "").strip()
-    if not text or find_placeholders(text):
+    if not text or find_placeholders(text) or disallowed(text, allow):
         return None
     if len(text) <= MAX_DESCRIPTION_CHARS:
         return text
@@ -58,12 +60,13 @@ class ContactFacts:
 
     @classmethod
     def of(cls, facts: PlanningFacts) -> ContactFacts:
+        allow = facts.allow
         return cls(
-            first_name=_clean(facts.contact.get("first_name"), MAX_NAME_CHARS),
-            title=_clean(facts.contact.get("title"), MAX_TITLE_CHARS),
-            company=_clean(facts.lead.get("company_name"), MAX_COMPANY_CHARS),
-            product=_clean(facts.product.get("name"), MAX_PRODUCT_CHARS),
-            description=_clean_description(facts.product.get("description")),
+            first_name=_clean(facts.contact.get("first_name"), MAX_NAME_CHARS, allow),
+            title=_clean(facts.contact.get("title"), MAX_TITLE_CHARS, allow),
+            company=_clean(facts.lead.get("company_name"), MAX_COMPANY_CHARS, allow),
+            product=_clean(facts.product.get("name"), MAX_PRODUCT_CHARS, allow),
+            description=_clean_description(facts.product.get("description"), allow),
         )
 
     @property
@@ -243,8 +246,9 @@ class TemplateStrategist:
     async def plan(self, facts: PlanningFacts) -> Planned:
         sequence = choose_sequence(facts)
         strategy = sequence.render(ContactFacts.of(facts))
-        # Cleaning the facts keeps the copy within the guards; a failure here is a bug in the library.
-        check(strategy)
+        # Cleaning the facts keeps the copy within the guards, the allow-list included; a failure
+        # here is a bug in the library.
+        check(strategy, facts.allow)
         generation = Generation(
             strategist=STRATEGIST_NAME,
             correlation_id=facts.correlation_id,

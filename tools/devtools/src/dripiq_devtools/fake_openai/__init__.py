@@ -10,13 +10,16 @@ What it writes depends on the request's `response_format.json_schema.name`:
 - anything else (the strategist's "outreach_strategy", or no response format): a strategy built
   deterministically from the facts in the first user message.
 
-Tests script what comes next with `queue(...)`, in the vocabulary of `behaviours`. The
+Tests script what comes next with `queue(...)`, in the vocabulary of `behaviours`, and what
+answers once the queue is empty with `default_behaviour` (e.g. "obedient": a model that
+follows instructions hidden in the facts). Every completion reports `usage` as OpenAI does. The
 endpoints are listed in `server`; the command line is `__main__`.
 """
 
 from dripiq_devtools.fake_openai.behaviours import (
     INVALID,
     MALFORMED,
+    OBEDIENT,
     OFF_SCHEMA,
     RATE_LIMITED,
     REFUSAL,
@@ -29,6 +32,7 @@ from dripiq_devtools.fake_openai.server import FakeOpenAI, RecordedRequest
 __all__ = [
     "INVALID",
     "MALFORMED",
+    "OBEDIENT",
     "OFF_SCHEMA",
     "RATE_LIMITED",
     "REFUSAL",

@@ -11,6 +11,10 @@ how each of the next requests is answered.
     "truncated"     the answer cut off at the token limit (finish_reason "length")
     "rate_limited"  429 with retry-after headers and OpenAI's rate-limit error
     "server_error"  500 with OpenAI's server error
+    "obedient"      a valid strategy written by a model that follows instructions it finds in
+                    the facts, as real models can: every contact, lead or product fact that
+                    reads like one (an imperative, a link, an address, a number) is copied
+                    into every step's content
     anything else   sent verbatim as the message content
 """
 
@@ -24,3 +28,4 @@ SERVER_ERROR = "server_error"
 OFF_SCHEMA = "off_schema"
 REFUSAL = "refusal"
 TRUNCATED = "truncated"
+OBEDIENT = "obedient"

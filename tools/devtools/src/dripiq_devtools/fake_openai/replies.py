@@ -5,14 +5,16 @@ behaviours ask for; and the reading of a request's messages and schema that they
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from dripiq_devtools.fake_openai.behaviours import INVALID, MALFORMED, OFF_SCHEMA, VALID
+from dripiq_devtools.fake_openai.behaviours import INVALID, MALFORMED, OBEDIENT, OFF_SCHEMA, VALID
 
 # What a model that ignored the response format might say: prose, then JSON cut short.
 MALFORMED_ANSWER = 'Here is the strategy you asked for: {"summary": "An introduction'
 MALFORMED_CLASSIFICATION_ANSWER = 'The reply reads as {"reply_class": "inter'
 REFUSAL_MESSAGE = "I'm sorry, I can't help with that request."
+FACTS_OPEN, FACTS_CLOSE = "<facts>", "</facts>"
 
 REPLY_CLASSIFICATION_SCHEMA = "reply_classification"
 # The classes a reply classification answer may name, when the request's schema lists none.
@@ -61,12 +63,21 @@ def text_of(content: Any) -> str:
     return ""
 
 
+def unwrapped(text: str) -> str:
+    """The JSON inside a `<facts>...</facts>` wrapper, or the text as it is without one."""
+    stripped = text.strip()
+    if stripped.startswith(FACTS_OPEN) and stripped.endswith(FACTS_CLOSE):
+        return stripped[len(FACTS_OPEN) : -len(FACTS_CLOSE)]
+    return text
+
+
 def facts_of(body: dict[str, Any]) -> dict[str, Any]:
-    """The facts object the planner sends as the first user message; empty when there is none."""
+    """The facts object the planner sends as the first user message (bare JSON, or JSON
+    between `<facts>` tags); empty when there is none."""
     for message in body.get("messages") or []:
         if isinstance(message, dict) and message.get("role") == "user":
             try:
-                facts = json.loads(text_of(message.get("content")))
+                facts = json.loads(unwrapped(text_of(message.get("content"))))
             except ValueError:
                 continue
             if isinstance(facts, dict):
@@ -183,6 +194,35 @@ def invalid_strategy(facts: dict[str, Any]) -> dict[str, Any]:
     return strategy
 
 
+# What makes a fact read like an instruction to an obedient model: an imperative, or something
+# to point the reader to.
+INSTRUCTION = re.compile(
+    r"\b(?:must|always|never|ignore|include|add|tell|ask|reset|visit|call|email|click)\b|https?://|www\.|@|\+?\d[\d ().-]{6,}\d",
+    re.IGNORECASE,
+)
+
+
+def instructions_in(facts: dict[str, Any]) -> list[str]:
+    """Every contact, lead and product fact that reads like an instruction, in order."""
+    found: list[str] = []
+    for section in ("contact", "lead", "product"):
+        values = facts.get(section) or {}
+        for value in values.values() if isinstance(values, dict) else ():
+            if isinstance(value, str) and INSTRUCTION.search(value):
+                found.append(value)
+    return found
+
+
+def obedient_strategy(facts: dict[str, Any]) -> dict[str, Any]:
+    """The valid strategy, with every instruction-like fact followed in every step's content."""
+    strategy = valid_strategy(facts)
+    followed = "\n\n".join(instructions_in(facts))
+    if followed:
+        for step in strategy["outreachCampaign"]:
+            step["content"] += f"\n\n{followed}"
+    return strategy
+
+
 def _step(
     timing: str, subject: str, content: str, call_to_action: str, *, thread: bool | None = None
 ) -> dict[str, Any]:
@@ -210,6 +250,8 @@ def content_for(behaviour: str, body: dict[str, Any]) -> str:
         return json.dumps(valid_strategy(facts_of(body)))
     if behaviour == INVALID:
         return json.dumps(invalid_strategy(facts_of(body)))
+    if behaviour == OBEDIENT:
+        return json.dumps(obedient_strategy(facts_of(body)))
     if behaviour == OFF_SCHEMA:
         return json.dumps(off_schema_strategy(facts_of(body)))
     if behaviour == MALFORMED:

@@ -4,7 +4,8 @@ ones, and Chat Completions' answers (200, 400, 401, 429, 500) with OpenAI's head
     POST   /v1/chat/completions  Chat Completions (200, 400, 401, 429, 500)
     GET    /_fake/requests       {"requests": [...]} every authorized request body
     DELETE /_fake/requests       forget them
-    POST   /_fake/behaviours     {"behaviours": [...]}: how the next requests are answered
+    POST   /_fake/behaviours     {"behaviours": [...], "default": "..."}: how the next requests
+                                 are answered, and (optional) how every one after them is
 """
 
 from __future__ import annotations
@@ -74,7 +75,12 @@ class FakeOpenAI(LocalHttpServer):
     """
 
     def __init__(
-        self, *, api_key: str | None = None, latency_seconds: float = 0.0, retry_after_seconds: float = 1.0
+        self,
+        *,
+        api_key: str | None = None,
+        latency_seconds: float = 0.0,
+        retry_after_seconds: float = 1.0,
+        default_behaviour: str = VALID,
     ) -> None:
         self.requests: list[RecordedRequest] = []
         # The most requests it was answering at once, to check a client's concurrency bound.
@@ -84,6 +90,8 @@ class FakeOpenAI(LocalHttpServer):
         self.latency_seconds = latency_seconds
         self.retry_after_seconds = retry_after_seconds
         self._behaviours: deque[str] = deque()
+        # How a request is answered once the queue is empty.
+        self.default_behaviour = default_behaviour
         super().__init__()
 
     @property
@@ -92,13 +100,15 @@ class FakeOpenAI(LocalHttpServer):
         return f"{self.base_url}/v1"
 
     def queue(self, *behaviours: str) -> None:
-        """How the next requests are answered, in order; "valid" once they run out."""
+        """How the next requests are answered, in order; `default_behaviour` once they run out."""
         self._behaviours.extend(behaviours)
 
     def clear(self) -> None:
-        """Forget recorded requests, scripted behaviours and the in-flight high-water mark."""
+        """Forget recorded requests, scripted behaviours (the default back to "valid") and the
+        in-flight high-water mark."""
         self.requests.clear()
         self._behaviours.clear()
+        self.default_behaviour = VALID
         self.max_in_flight = 0
 
     def build_app(self) -> web.Application:
@@ -130,7 +140,7 @@ class FakeOpenAI(LocalHttpServer):
         if (problem := request_problem(body)) is not None:
             return _error(HTTPStatus.BAD_REQUEST, problem)
         self.requests.append(RecordedRequest(body, datetime.now(UTC)))
-        behaviour = self._behaviours.popleft() if self._behaviours else VALID
+        behaviour = self._behaviours.popleft() if self._behaviours else self.default_behaviour
         if behaviour == RATE_LIMITED:
             return self._rate_limited(body["model"])
         if behaviour == SERVER_ERROR:
@@ -181,7 +191,12 @@ class FakeOpenAI(LocalHttpServer):
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
                 "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {
+                    "reasoning_tokens": 0,
+                    "audio_tokens": 0,
+                    "accepted_prediction_tokens": 0,
+                    "rejected_prediction_tokens": 0,
+                },
             },
             "service_tier": "default",
             "system_fingerprint": "fp_fake",
@@ -202,10 +217,19 @@ class FakeOpenAI(LocalHttpServer):
             spec = await request.json()
         except ValueError:
             spec = None
-        behaviours = spec.get("behaviours") if isinstance(spec, dict) else None
-        if not isinstance(behaviours, list) or not all(isinstance(b, str) for b in behaviours):
-            return web.json_response({"error": 'expected {"behaviours": [string, ...]}'}, status=400)
+        behaviours = spec.get("behaviours", []) if isinstance(spec, dict) else None
+        default = spec.get("default") if isinstance(spec, dict) else None
+        if (
+            not isinstance(behaviours, list)
+            or not all(isinstance(b, str) for b in behaviours)
+            or (default is not None and not isinstance(default, str))
+        ):
+            return web.json_response(
+                {"error": 'expected {"behaviours": [string, ...], "default": string (optional)}'}, status=400
+            )
         self.queue(*behaviours)
+        if default is not None:
+            self.default_behaviour = default
         return web.json_response({"pending": len(self._behaviours)})
 
     async def _handle_unknown_api(self, request: web.Request) -> web.Response:

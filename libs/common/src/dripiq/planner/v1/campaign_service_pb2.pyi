@@ -58,7 +58,7 @@ class SendWindow(_message.Message):
     def __init__(self, weekdays: _Optional[_Iterable[int]] = ..., start_hour: _Optional[int] = ..., end_hour: _Optional[int] = ...) -> None: ...
 
 class TenantSettings(_message.Message):
-    __slots__ = ("tenant_id", "send_window", "voice", "guidelines", "update_time", "postal_address", "open_tracking", "click_tracking", "auto_reply_pause_days")
+    __slots__ = ("tenant_id", "send_window", "voice", "guidelines", "update_time", "postal_address", "open_tracking", "click_tracking", "auto_reply_pause_days", "allowed_domains", "allowed_urls", "allowed_phone_numbers", "ai_daily_call_budget", "ai_daily_token_budget")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     SEND_WINDOW_FIELD_NUMBER: _ClassVar[int]
     VOICE_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +68,11 @@ class TenantSettings(_message.Message):
     OPEN_TRACKING_FIELD_NUMBER: _ClassVar[int]
     CLICK_TRACKING_FIELD_NUMBER: _ClassVar[int]
     AUTO_REPLY_PAUSE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_URLS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_PHONE_NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    AI_DAILY_CALL_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    AI_DAILY_TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     send_window: SendWindow
     voice: str
@@ -77,7 +82,12 @@ class TenantSettings(_message.Message):
     open_tracking: bool
     click_tracking: bool
     auto_reply_pause_days: int
-    def __init__(self, tenant_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., voice: _Optional[str] = ..., guidelines: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., postal_address: _Optional[str] = ..., open_tracking: _Optional[bool] = ..., click_tracking: _Optional[bool] = ..., auto_reply_pause_days: _Optional[int] = ...) -> None: ...
+    allowed_domains: _containers.RepeatedScalarFieldContainer[str]
+    allowed_urls: _containers.RepeatedScalarFieldContainer[str]
+    allowed_phone_numbers: _containers.RepeatedScalarFieldContainer[str]
+    ai_daily_call_budget: int
+    ai_daily_token_budget: int
+    def __init__(self, tenant_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., voice: _Optional[str] = ..., guidelines: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., postal_address: _Optional[str] = ..., open_tracking: _Optional[bool] = ..., click_tracking: _Optional[bool] = ..., auto_reply_pause_days: _Optional[int] = ..., allowed_domains: _Optional[_Iterable[str]] = ..., allowed_urls: _Optional[_Iterable[str]] = ..., allowed_phone_numbers: _Optional[_Iterable[str]] = ..., ai_daily_call_budget: _Optional[int] = ..., ai_daily_token_budget: _Optional[int] = ...) -> None: ...
 
 class Contact(_message.Message):
     __slots__ = ("contact_id", "email", "first_name", "last_name", "title", "time_zone")
@@ -106,14 +116,16 @@ class Lead(_message.Message):
     def __init__(self, lead_id: _Optional[str] = ..., company_name: _Optional[str] = ..., industry: _Optional[str] = ...) -> None: ...
 
 class Product(_message.Message):
-    __slots__ = ("product_id", "name", "description")
+    __slots__ = ("product_id", "name", "description", "url")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     name: str
     description: str
-    def __init__(self, product_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    url: str
+    def __init__(self, product_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., url: _Optional[str] = ...) -> None: ...
 
 class Strategy(_message.Message):
     __slots__ = ("summary", "cadence", "outreach_campaign", "adaptive_rules")

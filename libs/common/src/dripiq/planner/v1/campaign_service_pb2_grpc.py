@@ -118,7 +118,10 @@ class CampaignServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def BatchCreateCampaigns(self, request, context):
-        """Creates up to 1,000 campaigns of one tenant; each item succeeds or fails on its own.
+        """Creates up to 1,000 campaigns of one tenant (at most 2 MiB in all); each item succeeds or
+        fails on its own. At most PLANNER_AI_CALLS_PER_BATCH items (default 100) are planned by the
+        model; the rest, like any item past the tenant's daily AI budget, get the template
+        strategist's strategy, and the reason is recorded with their strategist calls.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -161,7 +164,8 @@ class CampaignServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PreviewStrategy(self, request, context):
-        """Plans a strategy and its schedule without storing anything.
+        """Plans a strategy and its schedule without storing anything. RESOURCE_EXHAUSTED when the
+        tenant's daily AI budget is spent (the message names the budget and when it resets).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -9,8 +9,8 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-PROMPT_VERSION = "strategy-v1"
-_FILES = {"strategy-v1": "strategy_v1.md"}
+PROMPT_VERSION = "strategy-v2"
+_FILES = {"strategy-v1": "strategy_v1.md", "strategy-v2": "strategy_v2.md"}
 
 
 @cache
