@@ -24,7 +24,8 @@ from prometheus_client import REGISTRY
 
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common.bus.contract import Streams
-from dripiq_events.edge.app import MIN_SECRET_CHARS, Edge, ParseAuth
+from dripiq_events.edge.app import Edge
+from dripiq_events.edge.proofs import MIN_SECRET_CHARS, ParseAuth
 
 DASHBOARD_PATH = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dripiq-dashboard.json"
 ALERTS_PATH = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "monitoring" / "alerts.yaml"

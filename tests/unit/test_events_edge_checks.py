@@ -8,7 +8,7 @@ import pytest
 
 from dripiq_common.settings import load_settings
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
-from dripiq_events.edge.app import load_verifiers, signature_problem
+from dripiq_events.edge.proofs import load_verifiers, signature_problem
 from dripiq_events.edge.settings import EdgeSettings
 
 FAKE = FakeSendGrid()

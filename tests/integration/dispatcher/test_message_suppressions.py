@@ -34,7 +34,8 @@ from dripiq_dispatcher import convert, repository
 from dripiq_dispatcher.failures import RetryLater
 from dripiq_dispatcher.message_suppressions import MessageSuppressions
 from dripiq_dispatcher.models import suppressions
-from dripiq_events.edge.app import BodyLimits, Edge, ParseAuth, load_verifiers
+from dripiq_events.edge.app import BodyLimits, Edge
+from dripiq_events.edge.proofs import ParseAuth, load_verifiers
 from dripiq_events.ingest import EventIngest
 from dripiq_events.models import outbox as events_outbox
 

@@ -21,7 +21,8 @@ from events_helpers import MAIL_DOMAIN, SECRET, T0, Sent, accepted_message, outc
 from dripiq_common.clock import ManualClock
 from dripiq_common.tokens import TokenSigner, rfc_message_id
 from dripiq_devtools.fake_sendgrid import FakeSendGrid, new_message_id
-from dripiq_events.edge.app import BodyLimits, Edge, ParseAuth, load_verifiers
+from dripiq_events.edge.app import BodyLimits, Edge
+from dripiq_events.edge.proofs import ParseAuth, load_verifiers
 from dripiq_events.ingest import EventIngest
 
 

@@ -34,16 +34,8 @@ from dripiq_common.clock import SystemClock
 from dripiq_common.tokens import TokenSigner, reply_address
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_devtools.servers import EmbeddedNats
-from dripiq_events.edge.app import (
-    EVENTS_PATH,
-    INBOUND_PATH,
-    TOKEN_PATH,
-    BodyLimits,
-    Edge,
-    OAuthClient,
-    ParseAuth,
-    load_verifiers,
-)
+from dripiq_events.edge.app import EVENTS_PATH, INBOUND_PATH, TOKEN_PATH, BodyLimits, Edge
+from dripiq_events.edge.proofs import OAuthClient, ParseAuth, load_verifiers
 from dripiq_events.ingest import EventIngest
 from dripiq_events.models import inbound_emails
 

@@ -28,17 +28,8 @@ from dripiq_common.bus.contract import Subjects, stream_for_subject
 from dripiq_common.clock import ManualClock
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER, FakeSendGrid, build_event
-from dripiq_events.edge.app import (
-    EVENTS_PATH,
-    INBOUND_PATH,
-    TOKEN_PATH,
-    BodyLimits,
-    Edge,
-    OAuthClient,
-    ParseAuth,
-    load_verifier,
-    load_verifiers,
-)
+from dripiq_events.edge.app import EVENTS_PATH, INBOUND_PATH, TOKEN_PATH, BodyLimits, Edge
+from dripiq_events.edge.proofs import OAuthClient, ParseAuth, load_verifier, load_verifiers
 
 BODY_LIMIT = 64 * 1024
 

@@ -21,7 +21,8 @@ from dripiq_common.bus.contract import Streams
 from dripiq_common.logging import configure_logging
 from dripiq_common.service import run_process
 from dripiq_common.settings import load_settings
-from dripiq_events.edge.app import EVENTS_PATH, INBOUND_PATH, Edge, OAuthClient, ParseAuth, load_verifiers
+from dripiq_events.edge.app import EVENTS_PATH, INBOUND_PATH, Edge
+from dripiq_events.edge.proofs import OAuthClient, ParseAuth, load_verifiers
 from dripiq_events.edge.settings import EdgeSettings
 
 log = structlog.get_logger(__name__)

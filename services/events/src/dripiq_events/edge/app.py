@@ -7,22 +7,16 @@ accepted goes to JetStream as received, and the answer is 2xx only after JetStre
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
-import html
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import nats.errors
 import structlog
 from aiohttp import web
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
@@ -32,16 +26,25 @@ from dripiq.events.v1 import messages_pb2
 from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import Clock, SystemClock
 from dripiq_common.errors import InvalidArgument
-from dripiq_common.tokens import InvalidToken, TokenProblem, TokenSigner
+from dripiq_common.tokens import InvalidToken, TokenSigner
 from dripiq_events.domain import unsubscribe_request
+from dripiq_events.edge.pages import OTHER_WAY, page, refused_link
+from dripiq_events.edge.proofs import (
+    MIN_SECRET_CHARS,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    OAuthClient,
+    ParseAuth,
+    bearer_problem,
+    client_credentials,
+    signature_problem,
+)
 from dripiq_events.storable import loads_json
 
 log = structlog.get_logger(__name__)
 
 RawWebhook = messages_pb2.RawWebhook
 
-SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
-TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 EVENTS_PATH = "/webhooks/sendgrid/events"
 INBOUND_PATH = "/webhooks/sendgrid/inbound"
 # Inbound Parse for an account without a security policy: the secret in the URL is the proof.
@@ -51,8 +54,6 @@ TOKEN_PATH = "/oauth/token"
 # Room for the RawWebhook envelope and headers around a body inside one NATS message.
 ENVELOPE_BYTES = 4096
 _CHUNK = 64 * 1024
-# Shorter secrets (an OAuth client secret, a Parse URL secret) could be guessed online.
-MIN_SECRET_CHARS = 32
 # Probes answer however busy the edge is: a busy edge is not a dead one.
 _UNLIMITED_PATHS = frozenset({"/healthz", "/readyz"})
 
@@ -69,75 +70,6 @@ PUBLISH_SECONDS = Histogram(
 
 
 @dataclass(frozen=True)
-class OAuthClient:
-    """SendGrid's Event Webhook OAuth (client credentials): SendGrid asks TOKEN_PATH for a
-    token with these credentials, then sends it as a bearer token with every batch."""
-
-    client_id: str
-    client_secret: str
-    token_ttl_seconds: int = 3600
-
-
-def load_verifier(public_key: str) -> EventWebhook:
-    """SendGrid's verifier with the key converted once; ValueError when it is not a key."""
-    try:
-        verifier = EventWebhook(public_key.strip())
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise ValueError(f"not a base64 ECDSA public key: {exc}") from exc
-    if not isinstance(verifier.public_key, ec.EllipticCurvePublicKey):
-        raise ValueError("not an ECDSA public key")
-    return verifier
-
-
-def load_verifiers(public_keys: str) -> tuple[EventWebhook, ...]:
-    """One verifier per comma-separated key (two during a key rotation); ValueError naming the bad one."""
-    keys = [key.strip() for key in public_keys.split(",") if key.strip()]
-    if not keys:
-        raise ValueError("no key given")
-    verifiers = []
-    for n, key in enumerate(keys, 1):
-        try:
-            verifiers.append(load_verifier(key))
-        except ValueError as exc:
-            raise ValueError(f"key {n} of {len(keys)}: {exc}") from None
-    return tuple(verifiers)
-
-
-def signature_problem(
-    verifiers: Sequence[EventWebhook],
-    *,
-    body: str | bytes,
-    signature: str | None,
-    timestamp: str | None,
-    now: float,
-    tolerance_seconds: float,
-) -> str | None:
-    """Why a request SendGrid signs (Event Webhook, Inbound Parse) is not to be trusted, or None
-    when it is: ECDSA P-256/SHA-256 over the timestamp followed by the raw body, as SendGrid's
-    own helper checks it, but over bytes (mail is not always UTF-8)."""
-    if not signature or not timestamp:
-        return "missing signature headers"
-    try:
-        signed_at = int(timestamp)
-    except ValueError:
-        return "timestamp is not a number"
-    if abs(now - signed_at) > tolerance_seconds:
-        return "timestamp outside the accepted window"
-    try:
-        decoded = base64.b64decode(signature)
-    except (ValueError, binascii.Error):
-        return "signature does not match"
-    signed = timestamp.encode() + (body.encode() if isinstance(body, str) else body)
-    for verifier in verifiers:
-        try:
-            verifier.public_key.verify(decoded, signed, ec.ECDSA(hashes.SHA256()))
-            return None
-        except (InvalidSignature, ValueError):
-            pass
-    return "signature does not match"
-
-
-@dataclass(frozen=True)
 class BodyLimits:
     """The largest body each route reads, in bytes; past it the answer is 413."""
 
@@ -149,21 +81,6 @@ class BodyLimits:
     @classmethod
     def all(cls, limit: int) -> BodyLimits:
         return cls(limit, limit, limit, limit)
-
-
-@dataclass(frozen=True)
-class ParseAuth:
-    """How Inbound Parse posts prove they come from SendGrid: every mechanism configured must
-    pass. `verifiers`: the Parse security policy's signature; `oauth`: its OAuth (a bearer token
-    this edge issued); `url_secret`: for an account without a policy, the secret path segment."""
-
-    verifiers: Sequence[EventWebhook] = ()
-    oauth: bool = False
-    url_secret: str = ""
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.verifiers or self.oauth or self.url_secret)
 
 
 @dataclass
@@ -260,7 +177,12 @@ class Edge:
         except UnicodeDecodeError:
             return _json_error(400, "body is not UTF-8")
         if self.oauth is not None:
-            problem = self._bearer_problem(request.headers.get("Authorization", ""))
+            problem = bearer_problem(
+                self.signer,
+                self.oauth,
+                now=self.clock.now().timestamp(),
+                authorization=request.headers.get("Authorization", ""),
+            )
             if problem is not None:
                 REJECTED.labels("bearer").inc()
                 log.warning("edge.webhook_rejected", reason=problem, remote=request.remote)
@@ -306,7 +228,7 @@ class Edge:
         form = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"), max_num_fields=16))
         if form.get("grant_type") != "client_credentials":
             return _oauth_error(400, "unsupported_grant_type")
-        client_id, client_secret = _client_credentials(request.headers.get("Authorization", ""), form)
+        client_id, client_secret = client_credentials(request.headers.get("Authorization", ""), form)
         if not (
             hmac.compare_digest(client_id.encode(), self.oauth.client_id.encode())
             and hmac.compare_digest(client_secret.encode(), self.oauth.client_secret.encode())
@@ -322,15 +244,6 @@ class Edge:
             },
             headers={"Cache-Control": "no-store"},
         )
-
-    def _bearer_problem(self, authorization: str) -> str | None:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return "missing bearer token"
-        client_id = self.signer.parse_access_token(token.strip(), now=self.clock.now().timestamp())
-        if client_id is None or self.oauth is None or client_id != self.oauth.client_id:
-            return "bearer token not valid or expired"
-        return None
 
     async def metrics(self, _request: web.Request) -> web.Response:
         response = web.Response(body=generate_latest())
@@ -373,7 +286,12 @@ class Edge:
         elif given is not None:
             return "no Inbound Parse URL secret is configured"
         if auth.oauth:
-            return self._bearer_problem(request.headers.get("Authorization", ""))
+            return bearer_problem(
+                self.signer,
+                self.oauth,
+                now=self.clock.now().timestamp(),
+                authorization=request.headers.get("Authorization", ""),
+            )
         return None
 
     def _parse_signature_problem(self, request: web.Request, body: bytes) -> str | None:
@@ -393,7 +311,7 @@ class Edge:
         target = self._unsubscribe_target(request.match_info["token"])
         if isinstance(target, web.Response):
             return target
-        return _page(
+        return page(
             200,
             "Unsubscribe",
             "Do you want to stop receiving these emails?",
@@ -416,10 +334,10 @@ class Edge:
         tenant_id, message_id = target
         raw = RawWebhook(kind=RawWebhook.KIND_UNSUBSCRIBE, fields={"tenant_id": tenant_id, "message_id": message_id})
         if not await self._publish(Subjects.EDGE_UNSUBSCRIBE, raw, f"unsub:{message_id}"):
-            page = _page(503, "Please try again", "We could not record your request just now. Please try again.")
-            page.headers["Retry-After"] = str(self.retry_after_seconds)
-            return page
-        return _page(200, "Unsubscribed", "You are unsubscribed and will not receive these emails again.")
+            retry = page(503, "Please try again", "We could not record your request just now. Please try again.")
+            retry.headers["Retry-After"] = str(self.retry_after_seconds)
+            return retry
+        return page(200, "Unsubscribed", "You are unsubscribed and will not receive these emails again.")
 
     def _unsubscribe_target(self, token: str) -> tuple[str, str] | web.Response:
         """(tenant_id, message_id) of a link that can be honoured, else the page saying why not."""
@@ -428,12 +346,12 @@ class Edge:
         except InvalidToken as exc:
             REJECTED.labels(f"unsubscribe_{exc.problem}").inc()
             log.info("edge.unsubscribe_refused", problem=str(exc.problem), detail=exc.detail)
-            return _refused_link(exc.problem)
+            return refused_link(exc.problem)
         except InvalidArgument as exc:
             # Signed by us, yet naming what could never be recorded.
             REJECTED.labels("unsubscribe_unusable").inc()
             log.warning("edge.unsubscribe_refused", problem="unusable", detail=str(exc))
-            return _page(400, "Link not valid", f"This unsubscribe link cannot be used ({exc}). {_OTHER_WAY}")
+            return page(400, "Link not valid", f"This unsubscribe link cannot be used ({exc}). {OTHER_WAY}")
 
     async def healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -494,18 +412,6 @@ async def _count_requests(
     return response
 
 
-def _client_credentials(authorization: str, form: Mapping[str, object]) -> tuple[str, str]:
-    """(client_id, client_secret) from HTTP Basic, else from the form; empty when absent."""
-    scheme, _, encoded = authorization.partition(" ")
-    if scheme.lower() == "basic":
-        try:
-            client_id, _, client_secret = base64.b64decode(encoded.strip()).decode().partition(":")
-            return client_id, client_secret
-        except (ValueError, UnicodeDecodeError):
-            return "", ""
-    return str(form.get("client_id", "")), str(form.get("client_secret", ""))
-
-
 def _inbound_refused(request: web.Request, problem: str) -> web.Response:
     REJECTED.labels("inbound_auth").inc()
     log.warning("edge.inbound_rejected", reason=problem, remote=request.remote)
@@ -516,49 +422,5 @@ def _oauth_error(status: int, error: str) -> web.Response:
     return web.json_response({"error": error}, status=status, headers={"Cache-Control": "no-store"})
 
 
-_OTHER_WAY = "To stop these emails, reply to one of them and ask to be removed."
-
-
-def _refused_link(problem: TokenProblem) -> web.Response:
-    """The page for an unsubscribe link we refuse, saying why."""
-    if problem == TokenProblem.UNKNOWN_KEY:
-        return _page(
-            403,
-            "Link expired",
-            "This unsubscribe link is no longer accepted: the key it was signed with has been retired "
-            f"(or the link was damaged). Use the link in a more recent email from us. {_OTHER_WAY}",
-        )
-    why = {
-        TokenProblem.MALFORMED: "it is incomplete or altered",
-        TokenProblem.BAD_SIGNATURE: "its signature does not match",
-    }.get(problem, str(problem))
-    return _page(
-        400,
-        "Link not valid",
-        f"This unsubscribe link is not valid or has been damaged: {why}. Copy the whole link from the "
-        f"email, or open it from there again. {_OTHER_WAY}",
-    )
-
-
 def _json_error(status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
-
-
-_SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-}
-
-
-def _page(status: int, title: str, message: str, *, form: str = "") -> web.Response:
-    page = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title>"
-        "<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}"
-        "button{font-size:1rem;padding:.5rem 1.25rem}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>{form}</body></html>"
-    )
-    return web.Response(status=status, text=page, content_type="text/html", headers=_SECURITY_HEADERS)

@@ -3,7 +3,8 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 
 from dripiq_common.settings import ProcessSettings, TokenSecrets, settings_config
-from dripiq_events.edge.app import MIN_SECRET_CHARS, BodyLimits, load_verifiers
+from dripiq_events.edge.app import BodyLimits
+from dripiq_events.edge.proofs import MIN_SECRET_CHARS, load_verifiers
 
 _MIB = 1024 * 1024
 
