@@ -31,8 +31,10 @@ from dripiq_common.errors import InvalidArgument, ResourceExhausted
 from dripiq_common.status_codes import status_for
 from dripiq_devtools.fake_openai import OBEDIENT, VALID, FakeOpenAI
 from dripiq_devtools.fake_openai.replies import valid_strategy
+from dripiq_dispatcher.accounts import ProviderAccounts
 from dripiq_dispatcher.handlers import SenderIdentityServicer
 from dripiq_dispatcher.identities import SenderIdentities
+from dripiq_dispatcher.sender_auth import SendGridSenderChecks
 from dripiq_planner.ai_budget import AiBudget, BudgetLimits
 from dripiq_planner.creating import MAX_BATCH, CampaignCreator
 from dripiq_planner.models import ai_budget_usage, ai_generations
@@ -418,7 +420,9 @@ def contact(n: int) -> pb.Contact:
 async def test_the_sender_identitys_domain_is_allowed_as_the_dispatcher_reports_it(
     engine, clock, tenant_id, fake, replica_of
 ):
-    identities = SenderIdentityServicer(SenderIdentities(engine, clock))
+    # Created, never verified here: the SendGrid it would ask answers nowhere.
+    nowhere = SendGridSenderChecks(f"http://127.0.0.1:{unused_port()}", "SG.unused")
+    identities = SenderIdentityServicer(SenderIdentities(engine, clock, nowhere, ProviderAccounts()))
     names, register = owner_services(engine, clock, events=False)
     names.append("dripiq.dispatcher.v1.SenderIdentityService")
     register.append(lambda s: dpb_grpc.add_SenderIdentityServiceServicer_to_server(identities, s))
