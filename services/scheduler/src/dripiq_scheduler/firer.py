@@ -36,6 +36,7 @@ from dripiq_common.bus.client import Outgoing
 from dripiq_common.bus.contract import DEAD_LETTER_PREFIX, ERROR_HEADER, ORIGINAL_SUBJECT_HEADER, header_text
 from dripiq_common.clock import Clock
 from dripiq_common.loops import Poller
+from dripiq_common.redaction import one_line
 from dripiq_scheduler import domain, metrics, repository
 
 log = structlog.get_logger(__name__)
@@ -220,7 +221,7 @@ def _letter(row: Row[Any], reason: str, subject: str) -> Outgoing:
     headers = {name: header_text(value) for name, value in _headers(row).items()}
     headers |= {
         "Dripiq-Timer-Tenant": header_text(row.tenant_id),
-        ERROR_HEADER: header_text(reason)[:1000],
+        ERROR_HEADER: header_text(one_line(reason))[:1000],
     }
     if subject:
         headers[ORIGINAL_SUBJECT_HEADER] = subject
