@@ -52,10 +52,8 @@ from chaos_faults import (
     schedule_end,
     supervise,
 )
-from harness import machine, running_suite
+from harness import machine, running_suite, verified_identity
 
-from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dpb
-from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_devtools.suite import Suite
@@ -96,20 +94,6 @@ def campaign_request(n: int, identity_id: str, plan: pb.Strategy) -> pb.CreateCa
         send_window=ALWAYS,
         strategy=plan,
     )
-
-
-async def verified_identity(suite: Suite) -> str:
-    async with suite.channel("DISPATCHER_GRPC_PORT") as ch:
-        stub = dpb_grpc.SenderIdentityServiceStub(ch)
-        created = await stub.CreateSenderIdentity(
-            dpb.CreateSenderIdentityRequest(tenant_id=TENANT, from_email="sales@acme.test", from_name="Acme"),
-            timeout=30,
-        )
-        identity_id = created.sender_identity.sender_identity_id
-        await stub.VerifySenderIdentity(
-            dpb.VerifySenderIdentityRequest(tenant_id=TENANT, sender_identity_id=identity_id), timeout=30
-        )
-        return identity_id
 
 
 async def create_campaigns(run: Run, identity_id: str, step_seconds: int, create_seconds: float) -> None:
@@ -176,7 +160,7 @@ async def chaos(suite: Suite, args: argparse.Namespace) -> int:
         print("fault schedule:")
         for fault in faults:
             print(f"  at {fault.at:6.1f} s  {fault.describe(hang_seconds)}")
-    identity_id = await verified_identity(suite)
+    identity_id = await verified_identity(suite, TENANT)
     async with aiohttp.ClientSession() as http:
         clock = Clock()
         run = Run(

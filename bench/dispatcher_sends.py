@@ -25,13 +25,10 @@ import uuid
 from pathlib import Path
 
 import aiohttp
-from harness import cpu_report, cpu_snapshot, machine, publish_all, running_suite, wait_for_count
+from harness import cpu_report, cpu_snapshot, machine, publish_all, running_suite, verified_identity, wait_for_count
 
-from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
-from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common.bus.contract import Subjects
-from dripiq_devtools.suite import Suite
 
 TENANT = "bench-sends"
 LATENCY_SECONDS = 0.05
@@ -58,20 +55,6 @@ def rss_mib(pids: list[int]) -> float:
             if line.startswith("VmRSS:"):
                 largest = max(largest, int(line.split()[1]) / 1024)
     return largest
-
-
-async def verified_identity(suite: Suite) -> str:
-    async with suite.channel("DISPATCHER_GRPC_PORT") as ch:
-        stub = pb_grpc.SenderIdentityServiceStub(ch)
-        created = await stub.CreateSenderIdentity(
-            pb.CreateSenderIdentityRequest(tenant_id=TENANT, from_email="sales@acme.test", from_name="Acme"),
-            timeout=30,
-        )
-        identity_id = created.sender_identity.sender_identity_id
-        await stub.VerifySenderIdentity(
-            pb.VerifySenderIdentityRequest(tenant_id=TENANT, sender_identity_id=identity_id), timeout=30
-        )
-        return identity_id
 
 
 def command(n: int, identity_id: str) -> bytes:
@@ -124,7 +107,7 @@ async def run(suite, transport: str, total: int, sample_seconds: float) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{fake_url}/_fake/latency", json={"seconds": LATENCY_SECONDS}) as answer:
             answer.raise_for_status()
-    identity_id = await verified_identity(suite)
+    identity_id = await verified_identity(suite, TENANT)
     pids = [c.pid for name, c in suite.children.items() if name.split("-")[0] == "dispatcher"]
     rss_start = rss_mib(pids)
 

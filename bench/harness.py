@@ -19,8 +19,10 @@ from pathlib import Path
 
 import asyncpg
 
+from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dpb
+from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc
 from dripiq_common.bus.client import Outgoing, publish_many
-from dripiq_devtools.suite import Suite
+from dripiq_devtools.suite import DEMO_DOMAINS, Suite
 
 
 @contextlib.contextmanager
@@ -155,3 +157,21 @@ def outside_processes(before: dict[str, float], after: dict[str, float]) -> floa
 
 def machine() -> str:
     return f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d}"
+
+
+async def verified_identity(suite: Suite, tenant_id: str) -> str:
+    """A sender identity the dispatcher verified at the suite's fake SendGrid, on the demo domain
+    the fake has authenticated since start-up (as a tenant would have at SendGrid)."""
+    async with suite.channel("DISPATCHER_GRPC_PORT") as ch:
+        stub = dpb_grpc.SenderIdentityServiceStub(ch)
+        created = await stub.CreateSenderIdentity(
+            dpb.CreateSenderIdentityRequest(
+                tenant_id=tenant_id, from_email=f"sales@{DEMO_DOMAINS[0]}", from_name="Acme"
+            ),
+            timeout=30,
+        )
+        identity_id = created.sender_identity.sender_identity_id
+        await stub.VerifySenderIdentity(
+            dpb.VerifySenderIdentityRequest(tenant_id=tenant_id, sender_identity_id=identity_id), timeout=30
+        )
+        return identity_id
