@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from secured import caller_channel, server_security
+from scheduler_support import served
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from waiting import eventually
@@ -28,14 +28,11 @@ from dripiq_common import deadletters
 from dripiq_common.bus.contract import ConsumerSpec, Streams, Subjects, header_text
 from dripiq_common.bus.worker import PullWorker, whole_batch
 from dripiq_common.clock import ManualClock
-from dripiq_common.grpc_server import GrpcServer
 from dripiq_scheduler.firer import DEAD_LETTER_CONSUMER, Firer
-from dripiq_scheduler.handlers import ACCESS, SchedulerServicer
 from dripiq_scheduler.models import timers as timers_table
 from dripiq_scheduler.service import TimerService
 
 T0 = datetime(2033, 2, 1, 10, 0, tzinfo=UTC)
-SERVICE = pb.DESCRIPTOR.services_by_name["SchedulerService"].full_name
 
 
 def payload(tenant_id: str, campaign_id: str = "c-1") -> bytes:
@@ -57,20 +54,8 @@ def timer(tenant_id: str, key: str, fire_at: datetime = T0) -> pb.Timer:
 
 @pytest_asyncio.fixture
 async def stub(engine: AsyncEngine) -> AsyncIterator[pb_grpc.SchedulerServiceStub]:
-    servicer = SchedulerServicer(TimerService(engine, ManualClock(T0)))
-    server = GrpcServer(
-        address="127.0.0.1:0",
-        service_names=[SERVICE],
-        register=[lambda s: pb_grpc.add_SchedulerServiceServicer_to_server(servicer, s)],
-        security=server_security(ACCESS, serves_as="scheduler"),
-    )
-    await server.start()
-    await server.serving()
-    try:
-        async with caller_channel(f"127.0.0.1:{server.port}") as channel:
-            yield pb_grpc.SchedulerServiceStub(channel)
-    finally:
-        await server.stop(0)
+    async with served(TimerService(engine, ManualClock(T0))) as served_stub:
+        yield served_stub
 
 
 async def refused_field(call) -> str:  # type: ignore[no-untyped-def]

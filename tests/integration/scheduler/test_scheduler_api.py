@@ -13,20 +13,17 @@ import pytest
 import pytest_asyncio
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from secured import caller_channel, server_security
+from scheduler_support import served
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq.planner.v1 import timers_pb2
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
 from dripiq_common.clock import ManualClock
-from dripiq_common.grpc_server import GrpcServer
 from dripiq_scheduler import repository
-from dripiq_scheduler.handlers import ACCESS, SchedulerServicer
 from dripiq_scheduler.service import MAX_BATCH, TimerService
 
 T0 = datetime(2031, 3, 1, 9, 0, tzinfo=UTC)
-SERVICE = pb.DESCRIPTOR.services_by_name["SchedulerService"].full_name
 
 
 def timer(key: str, fire_at: datetime, *, tenant_id: str = "", group: str = "g") -> pb.Timer:
@@ -71,20 +68,8 @@ def timers(engine: AsyncEngine, clock: ManualClock) -> TimerService:
 
 @pytest_asyncio.fixture
 async def stub(timers: TimerService) -> AsyncIterator[pb_grpc.SchedulerServiceStub]:
-    servicer = SchedulerServicer(timers)
-    server = GrpcServer(
-        address="127.0.0.1:0",
-        service_names=[SERVICE],
-        register=[lambda s: pb_grpc.add_SchedulerServiceServicer_to_server(servicer, s)],
-        security=server_security(ACCESS, serves_as="scheduler"),
-    )
-    await server.start()
-    await server.serving()
-    try:
-        async with caller_channel(f"127.0.0.1:{server.port}") as channel:
-            yield pb_grpc.SchedulerServiceStub(channel)
-    finally:
-        await server.stop(0)
+    async with served(timers) as served_stub:
+        yield served_stub
 
 
 async def test_batch_schedule_is_one_upsert_per_key_with_schedule_semantics(stub, tenant_id):

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import asyncpg
 import sqlalchemy.exc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from dripiq_common.errors import (
@@ -35,26 +36,10 @@ def status_for(exc: Exception) -> status_pb2.Status:
     for kind, code in _CODES:
         if isinstance(exc, kind):
             status = status_pb2.Status(code=code, message=str(exc))
-            if isinstance(exc, InvalidArgument):
-                detail = any_pb2.Any()
-                detail.Pack(
-                    error_details_pb2.BadRequest(
-                        field_violations=[
-                            error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.description)
-                        ]
-                    )
-                )
-                status.details.append(detail)
-            if isinstance(exc, ResourceExhausted):
-                detail = any_pb2.Any()
-                detail.Pack(
-                    error_details_pb2.QuotaFailure(
-                        violations=[
-                            error_details_pb2.QuotaFailure.Violation(subject=exc.subject, description=exc.description)
-                        ]
-                    )
-                )
-                status.details.append(detail)
+            if (detail := _detail(exc)) is not None:
+                packed = any_pb2.Any()
+                packed.Pack(detail)
+                status.details.append(packed)
             return status
     if refused_by_database(exc):
         # Input a check let through but PostgreSQL refuses (a value out of range, say): the
@@ -83,6 +68,18 @@ def _unreachable(exc: BaseException) -> bool:
         isinstance(e, _CONNECTION_ERRORS) or (isinstance(e, sqlalchemy.exc.DBAPIError) and e.connection_invalidated)
         for e in _chain(exc)
     )
+
+
+def _detail(exc: DomainError) -> Message | None:
+    """The google.rpc error detail a status carries: which field (BadRequest), which quota
+    (QuotaFailure)."""
+    if isinstance(exc, InvalidArgument):
+        violation = error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.description)
+        return error_details_pb2.BadRequest(field_violations=[violation])
+    if isinstance(exc, ResourceExhausted):
+        quota = error_details_pb2.QuotaFailure.Violation(subject=exc.subject, description=exc.description)
+        return error_details_pb2.QuotaFailure(violations=[quota])
+    return None
 
 
 def refused_by_database(exc: BaseException) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import functools
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 
 from nats.aio.msg import Msg
 
@@ -25,6 +27,14 @@ OUTCOMES = Consumers.EVENTS_OUTCOMES
 WEBHOOKS = Consumers.EVENTS_WEBHOOKS
 INBOUND = Consumers.EVENTS_INBOUND
 SERVICE_NAME = events_service_pb2.DESCRIPTOR.services_by_name["EventsService"].full_name
+
+
+# What each retention job calls: delete up to `limit` rows older than `before`, say how many.
+Prune = Callable[..., Awaitable[int]]
+
+
+def days_before(kept: timedelta, now: datetime) -> datetime:
+    return now - kept
 
 
 # What handling a reply takes besides classifying it (parse, match, store), at most.
@@ -62,52 +72,28 @@ def build(settings: EventsSettings, rt: Runtime) -> Parts:
         retention_months=settings.retention_months,
     )
     loops: list[Loop] = [relay, partitions]
+
+    def pruner(name: str, prune: Prune, cutoff: Callable[[datetime], datetime]) -> Poller:
+        """A retention job: deletes what is older than the cutoff, a batch at a time, back to
+        back while whole batches come out, else once per poll."""
+        return Poller(
+            lambda: prune(rt.engine, before=cutoff(rt.clock.now()), limit=settings.compaction_batch),
+            full=settings.compaction_batch,
+            poll_seconds=settings.compaction_poll_seconds,
+            name=name,
+        )
+
     if settings.retention_months:
         # Our copy of a sent message goes when the month it was sent in is dropped.
-        loops.append(
-            Poller(
-                lambda: prune_outbound(
-                    rt.engine,
-                    before=retention_cutoff(rt.clock.now(), settings.retention_months),
-                    limit=settings.compaction_batch,
-                ),
-                full=settings.compaction_batch,
-                poll_seconds=settings.compaction_poll_seconds,
-                name="outbound-retention",
-            )
-        )
-    if settings.raw_event_retention_days:
-        age = timedelta(days=settings.raw_event_retention_days)
-        loops.append(
-            Poller(
-                lambda: compact_raw_events(rt.engine, before=rt.clock.now() - age, limit=settings.compaction_batch),
-                full=settings.compaction_batch,
-                poll_seconds=settings.compaction_poll_seconds,
-                name="raw-event-compaction",
-            )
-        )
-    if settings.unmatched_inbound_retention_days:
-        kept = timedelta(days=settings.unmatched_inbound_retention_days)
-        loops.append(
-            Poller(
-                lambda: prune_unmatched_inbound(
-                    rt.engine, before=rt.clock.now() - kept, limit=settings.compaction_batch
-                ),
-                full=settings.compaction_batch,
-                poll_seconds=settings.compaction_poll_seconds,
-                name="unmatched-inbound-retention",
-            )
-        )
-    if settings.inbound_retention_days:
-        kept_all = timedelta(days=settings.inbound_retention_days)
-        loops.append(
-            Poller(
-                lambda: prune_inbound(rt.engine, before=rt.clock.now() - kept_all, limit=settings.compaction_batch),
-                full=settings.compaction_batch,
-                poll_seconds=settings.compaction_poll_seconds,
-                name="inbound-retention",
-            )
-        )
+        months = settings.retention_months
+        loops.append(pruner("outbound-retention", prune_outbound, lambda now: retention_cutoff(now, months)))
+    for name, days, prune in (
+        ("raw-event-compaction", settings.raw_event_retention_days, compact_raw_events),
+        ("unmatched-inbound-retention", settings.unmatched_inbound_retention_days, prune_unmatched_inbound),
+        ("inbound-retention", settings.inbound_retention_days, prune_inbound),
+    ):
+        if days:
+            loops.append(pruner(name, prune, functools.partial(days_before, timedelta(days=days))))
     servicer = EventsServicer(EventQuery(rt.engine))
     return Parts(
         service_names=[SERVICE_NAME],
