@@ -21,6 +21,7 @@ class CampaignStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CAMPAIGN_STATUS_COMPLETED: _ClassVar[CampaignStatus]
     CAMPAIGN_STATUS_CANCELED: _ClassVar[CampaignStatus]
     CAMPAIGN_STATUS_NEEDS_ATTENTION: _ClassVar[CampaignStatus]
+    CAMPAIGN_STATUS_DRAFT: _ClassVar[CampaignStatus]
 
 class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -38,6 +39,7 @@ CAMPAIGN_STATUS_PAUSED: CampaignStatus
 CAMPAIGN_STATUS_COMPLETED: CampaignStatus
 CAMPAIGN_STATUS_CANCELED: CampaignStatus
 CAMPAIGN_STATUS_NEEDS_ATTENTION: CampaignStatus
+CAMPAIGN_STATUS_DRAFT: CampaignStatus
 STEP_STATUS_UNSPECIFIED: StepStatus
 STEP_STATUS_PENDING: StepStatus
 STEP_STATUS_SCHEDULED: StepStatus
@@ -58,7 +60,7 @@ class SendWindow(_message.Message):
     def __init__(self, weekdays: _Optional[_Iterable[int]] = ..., start_hour: _Optional[int] = ..., end_hour: _Optional[int] = ...) -> None: ...
 
 class TenantSettings(_message.Message):
-    __slots__ = ("tenant_id", "send_window", "voice", "guidelines", "update_time", "postal_address", "open_tracking", "click_tracking", "auto_reply_pause_days", "allowed_domains", "allowed_urls", "allowed_phone_numbers", "ai_daily_call_budget", "ai_daily_token_budget")
+    __slots__ = ("tenant_id", "send_window", "voice", "guidelines", "update_time", "postal_address", "open_tracking", "click_tracking", "auto_reply_pause_days", "allowed_domains", "allowed_urls", "allowed_phone_numbers", "ai_daily_call_budget", "ai_daily_token_budget", "require_approval")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     SEND_WINDOW_FIELD_NUMBER: _ClassVar[int]
     VOICE_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +75,7 @@ class TenantSettings(_message.Message):
     ALLOWED_PHONE_NUMBERS_FIELD_NUMBER: _ClassVar[int]
     AI_DAILY_CALL_BUDGET_FIELD_NUMBER: _ClassVar[int]
     AI_DAILY_TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_APPROVAL_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     send_window: SendWindow
     voice: str
@@ -87,7 +90,8 @@ class TenantSettings(_message.Message):
     allowed_phone_numbers: _containers.RepeatedScalarFieldContainer[str]
     ai_daily_call_budget: int
     ai_daily_token_budget: int
-    def __init__(self, tenant_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., voice: _Optional[str] = ..., guidelines: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., postal_address: _Optional[str] = ..., open_tracking: _Optional[bool] = ..., click_tracking: _Optional[bool] = ..., auto_reply_pause_days: _Optional[int] = ..., allowed_domains: _Optional[_Iterable[str]] = ..., allowed_urls: _Optional[_Iterable[str]] = ..., allowed_phone_numbers: _Optional[_Iterable[str]] = ..., ai_daily_call_budget: _Optional[int] = ..., ai_daily_token_budget: _Optional[int] = ...) -> None: ...
+    require_approval: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., voice: _Optional[str] = ..., guidelines: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., postal_address: _Optional[str] = ..., open_tracking: _Optional[bool] = ..., click_tracking: _Optional[bool] = ..., auto_reply_pause_days: _Optional[int] = ..., allowed_domains: _Optional[_Iterable[str]] = ..., allowed_urls: _Optional[_Iterable[str]] = ..., allowed_phone_numbers: _Optional[_Iterable[str]] = ..., ai_daily_call_budget: _Optional[int] = ..., ai_daily_token_budget: _Optional[int] = ..., require_approval: _Optional[bool] = ...) -> None: ...
 
 class Contact(_message.Message):
     __slots__ = ("contact_id", "email", "first_name", "last_name", "title", "time_zone")
@@ -218,7 +222,7 @@ class Campaign(_message.Message):
     def __init__(self, campaign_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., lead_id: _Optional[str] = ..., contact_id: _Optional[str] = ..., product_id: _Optional[str] = ..., status: _Optional[_Union[CampaignStatus, str]] = ..., sender_identity_id: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[CampaignStep, _Mapping]]] = ..., current_step_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_reason: _Optional[str] = ..., strategist: _Optional[str] = ..., time_zone: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., attention_reason: _Optional[str] = ...) -> None: ...
 
 class CampaignStep(_message.Message):
-    __slots__ = ("step_index", "channel", "status", "relative_delay_seconds", "scheduled_at", "subject", "content", "call_to_action", "message_id", "sent_at", "thread")
+    __slots__ = ("step_index", "channel", "status", "relative_delay_seconds", "scheduled_at", "subject", "content", "call_to_action", "message_id", "sent_at", "thread", "timing")
     STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -230,6 +234,7 @@ class CampaignStep(_message.Message):
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
     THREAD_FIELD_NUMBER: _ClassVar[int]
+    TIMING_FIELD_NUMBER: _ClassVar[int]
     step_index: int
     channel: str
     status: StepStatus
@@ -241,7 +246,8 @@ class CampaignStep(_message.Message):
     message_id: str
     sent_at: _timestamp_pb2.Timestamp
     thread: bool
-    def __init__(self, step_index: _Optional[int] = ..., channel: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., relative_delay_seconds: _Optional[int] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., subject: _Optional[str] = ..., content: _Optional[str] = ..., call_to_action: _Optional[str] = ..., message_id: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., thread: _Optional[bool] = ...) -> None: ...
+    timing: str
+    def __init__(self, step_index: _Optional[int] = ..., channel: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., relative_delay_seconds: _Optional[int] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., subject: _Optional[str] = ..., content: _Optional[str] = ..., call_to_action: _Optional[str] = ..., message_id: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., thread: _Optional[bool] = ..., timing: _Optional[str] = ...) -> None: ...
 
 class CreateCampaignRequest(_message.Message):
     __slots__ = ("tenant_id", "request_id", "lead", "contact", "product", "strategy", "sender_identity_id", "send_window")
@@ -390,20 +396,24 @@ class ResumeCampaignResponse(_message.Message):
     def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...
 
 class PreviewStrategyRequest(_message.Message):
-    __slots__ = ("request",)
+    __slots__ = ("request", "save_as_draft")
     REQUEST_FIELD_NUMBER: _ClassVar[int]
+    SAVE_AS_DRAFT_FIELD_NUMBER: _ClassVar[int]
     request: CreateCampaignRequest
-    def __init__(self, request: _Optional[_Union[CreateCampaignRequest, _Mapping]] = ...) -> None: ...
+    save_as_draft: bool
+    def __init__(self, request: _Optional[_Union[CreateCampaignRequest, _Mapping]] = ..., save_as_draft: _Optional[bool] = ...) -> None: ...
 
 class PreviewStrategyResponse(_message.Message):
-    __slots__ = ("strategy", "steps", "strategist")
+    __slots__ = ("strategy", "steps", "strategist", "campaign")
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     STRATEGIST_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     strategy: Strategy
     steps: _containers.RepeatedCompositeFieldContainer[CampaignStep]
     strategist: str
-    def __init__(self, strategy: _Optional[_Union[Strategy, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[CampaignStep, _Mapping]]] = ..., strategist: _Optional[str] = ...) -> None: ...
+    campaign: Campaign
+    def __init__(self, strategy: _Optional[_Union[Strategy, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[CampaignStep, _Mapping]]] = ..., strategist: _Optional[str] = ..., campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...
 
 class GetCampaignTimelineRequest(_message.Message):
     __slots__ = ("tenant_id", "campaign_id")
@@ -462,3 +472,59 @@ class UpdateTenantSettingsResponse(_message.Message):
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     settings: TenantSettings
     def __init__(self, settings: _Optional[_Union[TenantSettings, _Mapping]] = ...) -> None: ...
+
+class ApproveCampaignRequest(_message.Message):
+    __slots__ = ("tenant_id", "campaign_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    campaign_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., campaign_id: _Optional[str] = ...) -> None: ...
+
+class ApproveCampaignResponse(_message.Message):
+    __slots__ = ("campaign",)
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    campaign: Campaign
+    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...
+
+class BatchApproveCampaignsRequest(_message.Message):
+    __slots__ = ("tenant_id", "product_id", "sender_identity_id", "created_before", "max_campaigns")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    MAX_CAMPAIGNS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    product_id: str
+    sender_identity_id: str
+    created_before: _timestamp_pb2.Timestamp
+    max_campaigns: int
+    def __init__(self, tenant_id: _Optional[str] = ..., product_id: _Optional[str] = ..., sender_identity_id: _Optional[str] = ..., created_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_campaigns: _Optional[int] = ...) -> None: ...
+
+class BatchApproveCampaignsResponse(_message.Message):
+    __slots__ = ("approved_count", "more")
+    APPROVED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    approved_count: int
+    more: bool
+    def __init__(self, approved_count: _Optional[int] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class UpdateCampaignStepRequest(_message.Message):
+    __slots__ = ("tenant_id", "campaign_id", "step_index", "step", "update_mask")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    campaign_id: str
+    step_index: int
+    step: CampaignStep
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, tenant_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., step: _Optional[_Union[CampaignStep, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class UpdateCampaignStepResponse(_message.Message):
+    __slots__ = ("campaign",)
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    campaign: Campaign
+    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...

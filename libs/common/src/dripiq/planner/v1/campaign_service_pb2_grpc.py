@@ -95,6 +95,21 @@ class CampaignServiceStub:
                 request_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateTenantSettingsRequest.SerializeToString,
                 response_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateTenantSettingsResponse.FromString,
                 _registered_method=True)
+        self.ApproveCampaign = channel.unary_unary(
+                '/dripiq.planner.v1.CampaignService/ApproveCampaign',
+                request_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.ApproveCampaignRequest.SerializeToString,
+                response_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.ApproveCampaignResponse.FromString,
+                _registered_method=True)
+        self.BatchApproveCampaigns = channel.unary_unary(
+                '/dripiq.planner.v1.CampaignService/BatchApproveCampaigns',
+                request_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.BatchApproveCampaignsRequest.SerializeToString,
+                response_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.BatchApproveCampaignsResponse.FromString,
+                _registered_method=True)
+        self.UpdateCampaignStep = channel.unary_unary(
+                '/dripiq.planner.v1.CampaignService/UpdateCampaignStep',
+                request_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateCampaignStepRequest.SerializeToString,
+                response_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateCampaignStepResponse.FromString,
+                _registered_method=True)
 
 
 class CampaignServiceServicer:
@@ -192,6 +207,31 @@ class CampaignServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApproveCampaign(self, request, context):
+        """Starts a draft campaign as a create starts one (its first step's timer armed); approving
+        an active campaign changes nothing. FAILED_PRECONDITION for any other status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchApproveCampaigns(self, request, context):
+        """Approves a tenant's drafts that match a filter, oldest first, in bounded pages; answers how
+        many it approved and whether matching drafts remain (call again). Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateCampaignStep(self, request, context):
+        """Changes the fields of a step not sent yet (pending or scheduled) named in update_mask, in a
+        draft, active or paused campaign; re-arms its timer for a changed timing. FAILED_PRECONDITION
+        for a step already sent (or sending) and for a campaign in any other status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CampaignServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -254,6 +294,21 @@ def add_CampaignServiceServicer_to_server(servicer, server):
                     servicer.UpdateTenantSettings,
                     request_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateTenantSettingsRequest.FromString,
                     response_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateTenantSettingsResponse.SerializeToString,
+            ),
+            'ApproveCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveCampaign,
+                    request_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.ApproveCampaignRequest.FromString,
+                    response_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.ApproveCampaignResponse.SerializeToString,
+            ),
+            'BatchApproveCampaigns': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchApproveCampaigns,
+                    request_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.BatchApproveCampaignsRequest.FromString,
+                    response_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.BatchApproveCampaignsResponse.SerializeToString,
+            ),
+            'UpdateCampaignStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCampaignStep,
+                    request_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateCampaignStepRequest.FromString,
+                    response_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateCampaignStepResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -581,6 +636,87 @@ class CampaignService:
             '/dripiq.planner.v1.CampaignService/UpdateTenantSettings',
             dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateTenantSettingsRequest.SerializeToString,
             dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateTenantSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.planner.v1.CampaignService/ApproveCampaign',
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.ApproveCampaignRequest.SerializeToString,
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.ApproveCampaignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchApproveCampaigns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.planner.v1.CampaignService/BatchApproveCampaigns',
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.BatchApproveCampaignsRequest.SerializeToString,
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.BatchApproveCampaignsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCampaignStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.planner.v1.CampaignService/UpdateCampaignStep',
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateCampaignStepRequest.SerializeToString,
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateCampaignStepResponse.FromString,
             options,
             channel_credentials,
             insecure,
