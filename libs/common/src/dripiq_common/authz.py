@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -26,6 +27,16 @@ from google.rpc import code_pb2
 from dripiq_common.audit import AuditTrail
 from dripiq_common.auth import JwtVerifier, Principal, Role, Unauthenticated, bearer_token, service_principal
 from dripiq_common.status_codes import status_for
+
+# The principal of the call the current task handles (each RPC runs in its own task).
+_CALLER: ContextVar[Principal | None] = ContextVar("dripiq_caller", default=None)
+
+
+def caller() -> Principal | None:
+    """Who makes the call being handled, for a handler that records who acted; None on a
+    server that authenticates nobody (no credentials configured)."""
+    return _CALLER.get()
+
 
 # Services every caller may use without credentials.
 OPEN_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"})
@@ -128,6 +139,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 if audit is not None:
                     await audit.record(principal, method, tenant, request, "PERMISSION_DENIED", denied)
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
+            bound = _CALLER.set(principal)
             try:
                 response = await inner(request, context)
             except grpc.aio.AbortError:
@@ -143,6 +155,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                         principal, method, tenant, request, code_pb2.Code.Name(status.code), status.message
                     )
                 raise
+            finally:
+                _CALLER.reset(bound)
             if audit is not None:
                 await audit.record(principal, method, tenant, request, "OK")
             return response

@@ -11,6 +11,7 @@ from dripiq_common.bus.worker import PullWorker, whole_batch
 from dripiq_common.grpc_security import service_channel
 from dripiq_common.service import Parts, Runtime, serve
 from dripiq_planner.ai_budget import AiBudget, BudgetLimits
+from dripiq_planner.approval import CampaignApproval
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.creating import CampaignCreator
 from dripiq_planner.handlers import ACCESS, CampaignServicer
@@ -20,6 +21,7 @@ from dripiq_planner.planning import Planner
 from dripiq_planner.preview import StrategyPreview
 from dripiq_planner.reactor import Reactor
 from dripiq_planner.settings import PlannerSettings
+from dripiq_planner.step_edits import StepEditor
 from dripiq_planner.strategist.factory import build_strategist
 from dripiq_planner.tenant_settings import TenantSettingsService
 
@@ -61,11 +63,15 @@ def build(settings: PlannerSettings, rt: Runtime) -> Parts:
         max_auto_reply_pause_days=settings.max_auto_reply_pause_days,
         on_commit=relay.kick,
     )
+    creator = CampaignCreator(rt.engine, rt.clock, planner, on_commit=relay.kick)
+    campaigns = CampaignService(rt.engine, rt.clock, owners=owners, on_commit=relay.kick)
     servicer = CampaignServicer(
-        creator=CampaignCreator(rt.engine, rt.clock, planner, on_commit=relay.kick),
-        campaigns=CampaignService(rt.engine, rt.clock, owners=owners, on_commit=relay.kick),
-        preview=StrategyPreview(rt.engine, rt.clock, planner),
+        creator=creator,
+        campaigns=campaigns,
+        preview=StrategyPreview(rt.engine, rt.clock, planner, creator=creator),
         tenant_settings=TenantSettingsService(rt.engine, rt.clock),
+        approval=CampaignApproval(rt.engine, rt.clock, campaigns, on_commit=relay.kick),
+        step_editor=StepEditor(rt.engine, rt.clock, campaigns, on_commit=relay.kick),
     )
     return Parts(
         service_names=[SERVICE_NAME],

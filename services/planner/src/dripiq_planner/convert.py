@@ -27,6 +27,7 @@ _CAMPAIGN_STATUS = {
     CampaignStatus.NEEDS_ATTENTION: pb.CAMPAIGN_STATUS_NEEDS_ATTENTION,
     CampaignStatus.COMPLETED: pb.CAMPAIGN_STATUS_COMPLETED,
     CampaignStatus.CANCELED: pb.CAMPAIGN_STATUS_CANCELED,
+    CampaignStatus.DRAFT: pb.CAMPAIGN_STATUS_DRAFT,
 }
 _STATUS_NAMES = {v: k for k, v in _CAMPAIGN_STATUS.items()}
 _STEP_STATUS = {
@@ -127,6 +128,7 @@ def preview_to_proto(draft: Draft, times: Sequence[datetime]) -> pb.PreviewStrat
             subject=step.subject,
             content=step.content,
             call_to_action=step.call_to_action,
+            timing=step.timing,
         )
         item.scheduled_at.FromDatetime(due)
         steps.append(item)
@@ -220,6 +222,7 @@ def step_to_proto(step: Any) -> pb.CampaignStep:
         call_to_action=step.call_to_action,
         message_id=step.message_id or "",
         thread=step.thread,
+        timing=step.timing,
     )
     if step.scheduled_at:
         item.scheduled_at.FromDatetime(step.scheduled_at)
@@ -271,6 +274,7 @@ def tenant_settings_to_proto(tenant_id: str, row: Row | None) -> pb.TenantSettin
         allowed_phone_numbers=defaults.allowed_phone_numbers,
         ai_daily_call_budget=defaults.ai_daily_call_budget,
         ai_daily_token_budget=defaults.ai_daily_token_budget,
+        require_approval=defaults.require_approval,
     )
     if row is not None:
         out.update_time.FromDatetime(row.updated_at)

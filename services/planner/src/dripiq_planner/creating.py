@@ -67,12 +67,18 @@ class CampaignCreator:
         self, tenant_id: str, requests: Sequence[pb.CreateCampaignRequest]
     ) -> list[pb.Campaign | DomainError]:
         validation.tenant_id(tenant_id)
-        planned = await self.planner.drafts(tenant_id, convert.campaign_requests(requests))
+        return await self.store(tenant_id, await self.planner.drafts(tenant_id, convert.campaign_requests(requests)))
+
+    async def store(
+        self, tenant_id: str, planned: Sequence[Draft | DomainError], *, as_draft: bool = False
+    ) -> list[pb.Campaign | DomainError]:
+        """Store planned campaigns with every check a create makes; `as_draft` holds them for
+        approval whatever the tenant's setting."""
         results: list[pb.Campaign | DomainError | Draft] = list(planned)
         for attempt in range(3):
             try:
                 async with self.engine.begin() as conn:
-                    stored = await self._store(conn, tenant_id, results)
+                    stored = await self._store(conn, tenant_id, results, as_draft=as_draft)
                 break
             except IntegrityError:
                 # A concurrent create won a race for a request_id or a contact: look again.
@@ -85,7 +91,7 @@ class CampaignCreator:
         return stored
 
     async def _store(
-        self, conn: AsyncConnection, tenant_id: str, items: list[pb.Campaign | DomainError | Draft]
+        self, conn: AsyncConnection, tenant_id: str, items: list[pb.Campaign | DomainError | Draft], *, as_draft: bool
     ) -> list[pb.Campaign | DomainError]:
         drafts = [d for d in items if isinstance(d, Draft)]
         existing = await repository.find_by_requests(
@@ -123,14 +129,20 @@ class CampaignCreator:
             if request.request_id:
                 first_for_request[request.request_id] = position
             fresh.append((position, item))
-        protos = await self._insert(conn, [draft for _, draft in fresh], self.clock.now())
+        tenant = (await repository.tenant_defaults(conn, tenant_ids=[tenant_id]))[tenant_id]
+        status = lifecycle.status_when_ready(require_approval=as_draft or tenant.require_approval)
+        protos = await self._insert(conn, [draft for _, draft in fresh], self.clock.now(), status)
         for (position, _), proto in zip(fresh, protos, strict=True):
             out[position] = proto
         for position, first in same_request.items():
             out[position] = out[first]
         return out
 
-    async def _insert(self, conn: AsyncConnection, drafts: list[Draft], now: datetime) -> list[pb.Campaign]:
+    async def _insert(
+        self, conn: AsyncConnection, drafts: list[Draft], now: datetime, status: CampaignStatus
+    ) -> list[pb.Campaign]:
+        """Active campaigns get their first step's timer; drafts get none, and every step shows
+        when it would go out if the draft started now."""
         if not drafts:
             return []
         campaigns, steps, generations, timers, protos = [], [], [], [], []
@@ -149,7 +161,7 @@ class CampaignCreator:
                 "rules_json": [rule.model_dump(mode="json") for rule in draft.strategy.adaptive_rules],
                 "settings_json": draft.settings_json,
                 "strategist": draft.strategist,
-                "status": CampaignStatus.ACTIVE.value,
+                "status": status.value,
                 "current_step_index": 0,
                 "cancel_reason": "",
                 "attention_reason": "",
@@ -157,6 +169,12 @@ class CampaignCreator:
                 "updated_at": now,
             }
             first_at = lifecycle.place(draft, lifecycle.after(now, draft.delays[0]), 0, planned_from=now)
+            if status == CampaignStatus.DRAFT:
+                planned: list[datetime | None] = list(draft.step_times(now))
+                step_statuses = [StepStatus.PENDING] * len(planned)
+            else:
+                planned = [first_at] + [None] * (len(draft.delays) - 1)
+                step_statuses = [StepStatus.SCHEDULED] + [StepStatus.PENDING] * (len(planned) - 1)
             threads = strategy.threaded(draft.strategy.outreach_campaign)
             draft_steps = [
                 {
@@ -170,9 +188,9 @@ class CampaignCreator:
                     "content": step.content,
                     "call_to_action": step.call_to_action,
                     "thread": threads[i],
-                    "status": (StepStatus.SCHEDULED if i == 0 else StepStatus.PENDING).value,
-                    "scheduled_at": first_at if i == 0 else None,
-                    "schedule_version": 1 if i == 0 else 0,
+                    "status": step_statuses[i].value,
+                    "scheduled_at": planned[i],
+                    "schedule_version": 1 if step_statuses[i] == StepStatus.SCHEDULED else 0,
                     "updated_at": now,
                 }
                 for i, step in enumerate(draft.strategy.outreach_campaign)
@@ -180,7 +198,8 @@ class CampaignCreator:
             campaigns.append(campaign)
             steps += draft_steps
             generations += draft.generation_rows(campaign_id=draft.id, now=now)
-            timers.append(lifecycle.step_timer(draft, step_index=0, version=1, fire_at=first_at))
+            if status == CampaignStatus.ACTIVE:
+                timers.append(lifecycle.step_timer(draft, step_index=0, version=1, fire_at=first_at))
             protos.append(
                 convert.campaign_to_proto(
                     SimpleNamespace(**campaign),
@@ -188,5 +207,6 @@ class CampaignCreator:
                 )
             )
         await repository.insert_campaigns(conn, campaigns=campaigns, steps=steps, generations=generations)
-        await enqueue(conn, outbox, [lifecycle.timer_commands(drafts[0].tenant_id, timers)])
+        if timers:
+            await enqueue(conn, outbox, [lifecycle.timer_commands(drafts[0].tenant_id, timers)])
         return protos

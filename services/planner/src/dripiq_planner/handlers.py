@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
-from dripiq_common.authz import ADMIN, access_rules
+from dripiq_common.authz import ADMIN, access_rules, caller
+from dripiq_planner.approval import CampaignApproval
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.creating import CampaignCreator
 from dripiq_planner.preview import StrategyPreview
+from dripiq_planner.step_edits import StepEditor
 from dripiq_planner.tenant_settings import TenantSettingsService
+
+# Who acted, on a server that authenticates nobody (local runs without credentials).
+ANONYMOUS = "anonymous"
+
+
+def actor() -> str:
+    """The subject of the principal making the call being handled."""
+    principal = caller()
+    return principal.subject if principal is not None else ANONYMOUS
 
 
 class CampaignServicer(pb_grpc.CampaignServiceServicer):
@@ -19,11 +30,15 @@ class CampaignServicer(pb_grpc.CampaignServiceServicer):
         campaigns: CampaignService,
         preview: StrategyPreview,
         tenant_settings: TenantSettingsService,
+        approval: CampaignApproval,
+        step_editor: StepEditor,
     ) -> None:
         self.creator = creator
         self.campaigns = campaigns
         self.preview = preview
         self.tenant_settings = tenant_settings
+        self.approval = approval
+        self.step_editor = step_editor
 
     async def CreateCampaign(self, request: pb.CreateCampaignRequest, context) -> pb.CreateCampaignResponse:
         return pb.CreateCampaignResponse(campaign=await self.creator.create(request))
@@ -69,6 +84,24 @@ class CampaignServicer(pb_grpc.CampaignServiceServicer):
     ) -> pb.UpdateTenantSettingsResponse:
         return pb.UpdateTenantSettingsResponse(settings=await self.tenant_settings.update(request))
 
+    async def ApproveCampaign(self, request: pb.ApproveCampaignRequest, context) -> pb.ApproveCampaignResponse:
+        campaign = await self.approval.approve(request.tenant_id, request.campaign_id, actor=actor())
+        return pb.ApproveCampaignResponse(campaign=campaign)
 
-# A tenant's settings (its postal address, tracking, defaults) are its administrators' to change.
-ACCESS = access_rules(pb.DESCRIPTOR.services_by_name["CampaignService"], ADMIN, ["UpdateTenantSettings"])
+    async def BatchApproveCampaigns(
+        self, request: pb.BatchApproveCampaignsRequest, context
+    ) -> pb.BatchApproveCampaignsResponse:
+        return await self.approval.batch_approve(request, actor=actor())
+
+    async def UpdateCampaignStep(self, request: pb.UpdateCampaignStepRequest, context) -> pb.UpdateCampaignStepResponse:
+        return pb.UpdateCampaignStepResponse(campaign=await self.step_editor.update(request, actor=actor()))
+
+
+# A tenant's settings (its postal address, tracking, defaults) are its administrators' to change;
+# what goes out under its name once it requires approval, too: approving drafts and changing a
+# step's copy after approval are the same sign-off.
+ACCESS = access_rules(
+    pb.DESCRIPTOR.services_by_name["CampaignService"],
+    ADMIN,
+    ["UpdateTenantSettings", "ApproveCampaign", "BatchApproveCampaigns", "UpdateCampaignStep"],
+)

@@ -119,7 +119,11 @@ def _command(tenant_id: str, **command: Any) -> OutboxMessage:
 
 def schedule_step(work: UnitOfWork, campaign: CampaignState, step: StepState, *, due: datetime) -> datetime:
     """(Re)arm the campaign's step timer for `step`, placed in its send window."""
-    fire_at = place(campaign, due, step.step_index, planned_from=work.now)
+    return arm_step(work, campaign, step, fire_at=place(campaign, due, step.step_index, planned_from=work.now))
+
+
+def arm_step(work: UnitOfWork, campaign: CampaignState, step: StepState, *, fire_at: datetime) -> datetime:
+    """(Re)arm the campaign's step timer for `step` at `fire_at`, already placed."""
     version = step.schedule_version + 1
     step.set(status=StepStatus.SCHEDULED, scheduled_at=fire_at, schedule_version=version)
     timer = step_timer(campaign, step_index=step.step_index, version=version, fire_at=fire_at)
@@ -223,3 +227,57 @@ def resume(work: UnitOfWork, campaign: CampaignState) -> None:
     else:
         due = after(work.now, upcoming.relative_delay_seconds)
     schedule_step(work, campaign, upcoming, due=due)
+
+
+# -- drafts ---------------------------------------------------------------------------------
+
+
+def status_when_ready(*, require_approval: bool) -> CampaignStatus:
+    """What a campaign whose strategy is ready becomes: active, or a draft when its tenant
+    requires approval. Every place a strategy becomes ready asks this one function."""
+    return CampaignStatus.DRAFT if require_approval else CampaignStatus.ACTIVE
+
+
+def strategy_ready(work: UnitOfWork, campaign: CampaignState, *, require_approval: bool) -> None:
+    """A stored campaign's strategy is ready: it starts, or waits as a draft whose steps show
+    when they would go out if it started now."""
+    if status_when_ready(require_approval=require_approval) == CampaignStatus.DRAFT:
+        set_status(work, campaign, CampaignStatus.DRAFT)
+        plan_draft(campaign, start=work.now)
+    else:
+        start(work, campaign)
+
+
+def planned_times(campaign: CampaignLike, delays: list[int], start: datetime) -> list[datetime]:
+    """When each step would go out if the campaign started at `start` and nothing intervened."""
+    times: list[datetime] = []
+    due = start
+    for i, delay in enumerate(delays):
+        due = place(campaign, after(due, delay), i, planned_from=due)
+        times.append(due)
+    return times
+
+
+def plan_draft(campaign: CampaignState, *, start: datetime) -> None:
+    """A draft's steps at the times they would go out from `start`; no timer is armed."""
+    times = planned_times(campaign, [s.relative_delay_seconds for s in campaign.steps], start)
+    for step, when in zip(campaign.steps, times, strict=True):
+        if step.status in OPEN_STEP_STATUSES:
+            step.set(status=StepStatus.PENDING, scheduled_at=when)
+
+
+def start(work: UnitOfWork, campaign: CampaignState) -> None:
+    """Active, as a created campaign starts: the first open step's timer armed for its planned
+    time, or now (in the send window) when that has passed; the later steps wait for
+    schedule-next, so their planned times go."""
+    set_status(work, campaign, CampaignStatus.ACTIVE)
+    first = campaign.first_open_step()
+    for step in campaign.steps:
+        if step is not first and step.status in OPEN_STEP_STATUSES and step.scheduled_at is not None:
+            step.set(status=StepStatus.PENDING, scheduled_at=None)
+    if first is None:
+        return
+    if first.scheduled_at is not None and first.scheduled_at > work.now:
+        arm_step(work, campaign, first, fire_at=first.scheduled_at)  # placed when it was planned
+    else:
+        schedule_step(work, campaign, first, due=work.now)

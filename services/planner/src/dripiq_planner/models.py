@@ -60,7 +60,7 @@ contact_campaigns = Table(
     # Why it waits for a person (needs_attention): a send that failed for a reason outside it.
     Column("attention_reason", Text, nullable=False, server_default=""),
     CheckConstraint(
-        "status IN ('active', 'paused', 'needs_attention', 'completed', 'canceled')",
+        "status IN ('active', 'paused', 'needs_attention', 'completed', 'canceled', 'draft')",
         name="contact_campaigns_status_check",
     ),
     UniqueConstraint("tenant_id", "request_id", name="contact_campaigns_request_key"),
@@ -71,11 +71,19 @@ contact_campaigns = Table(
         "contact_id",
         "product_id",
         unique=True,
-        postgresql_where=text("status IN ('active', 'paused', 'needs_attention')"),
+        postgresql_where=text("status IN ('active', 'paused', 'needs_attention', 'draft')"),
     ),
     Index("contact_campaigns_tenant_contact_idx", "tenant_id", "contact_id"),
     Index("contact_campaigns_tenant_lead_idx", "tenant_id", "lead_id"),
     Index("contact_campaigns_tenant_created_idx", "tenant_id", "created_at", "id"),
+    # What BatchApproveCampaigns pages through: a tenant's drafts, oldest first.
+    Index(
+        "contact_campaigns_drafts_idx",
+        "tenant_id",
+        "created_at",
+        "id",
+        postgresql_where=text("status = 'draft'"),
+    ),
 )
 
 # A tenant's defaults; a tenant without a row gets the planner's built-in defaults.
@@ -101,6 +109,8 @@ tenant_settings = Table(
     # The tenant's daily AI budget; 0: the planner's default.
     Column("ai_daily_call_budget", Integer, nullable=False, server_default="0"),
     Column("ai_daily_token_budget", BigInteger, nullable=False, server_default="0"),
+    # New campaigns wait as drafts until a person approves them.
+    Column("require_approval", Boolean, nullable=False, server_default=false()),
 )
 
 # What the strategist spent for a tenant on a UTC day: calls reserved before each request (so
@@ -176,6 +186,24 @@ rule_decisions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("tenant_id", "message_id", "trigger", name="rule_decisions_message_trigger_key"),
     Index("rule_decisions_campaign_idx", "tenant_id", "campaign_id"),
+)
+
+# Who changed a campaign by hand and what: an approval, an edited step (the timeline shows them).
+campaign_changes = Table(
+    "campaign_changes",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("campaign_id", Text, ForeignKey("contact_campaigns.id", ondelete="CASCADE"), nullable=False),
+    # "approved", "step_edited".
+    Column("kind", Text, nullable=False),
+    Column("step_index", Integer),
+    # The principal's subject (a token's `sub`, or service:<name>).
+    Column("actor", Text, nullable=False),
+    # {field: {"before": ..., "after": ...}} for an edit; {} otherwise.
+    Column("fields_json", JSONB, nullable=False, server_default="{}"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("campaign_changes_campaign_idx", "tenant_id", "campaign_id", "id"),
 )
 
 outbox = outbox_table(metadata)

@@ -6,12 +6,19 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, tuple_
+from sqlalchemy import Row, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dripiq_planner.models import ai_generations, campaign_steps, contact_campaigns, rule_decisions, tenant_settings
-from dripiq_planner.state import RUNNING
+from dripiq_planner.models import (
+    ai_generations,
+    campaign_changes,
+    campaign_steps,
+    contact_campaigns,
+    rule_decisions,
+    tenant_settings,
+)
+from dripiq_planner.state import RUNNING, CampaignStatus
 from dripiq_planner.tenants import TenantDefaults
 
 
@@ -139,3 +146,61 @@ async def get_steps(conn: AsyncConnection, *, campaign_id: str) -> list[Row]:
             )
         ).all()
     )
+
+
+async def insert_changes(conn: AsyncConnection, *, changes: list[dict[str, Any]]) -> None:
+    if changes:
+        await conn.execute(insert(campaign_changes), changes)
+
+
+async def get_changes(conn: AsyncConnection, *, tenant_id: str, campaign_id: str) -> list[Row]:
+    return list(
+        (
+            await conn.execute(
+                select(campaign_changes)
+                .where(campaign_changes.c.tenant_id == tenant_id, campaign_changes.c.campaign_id == campaign_id)
+                .order_by(campaign_changes.c.id)
+            )
+        ).all()
+    )
+
+
+async def get_strategy(conn: AsyncConnection, *, tenant_id: str, campaign_id: str) -> dict[str, Any]:
+    return (
+        await conn.execute(
+            select(contact_campaigns.c.strategy_json).where(
+                contact_campaigns.c.tenant_id == tenant_id, contact_campaigns.c.id == campaign_id
+            )
+        )
+    ).scalar_one()
+
+
+async def set_strategy(conn: AsyncConnection, *, tenant_id: str, campaign_id: str, strategy: dict[str, Any]) -> None:
+    await conn.execute(
+        update(contact_campaigns)
+        .where(contact_campaigns.c.tenant_id == tenant_id, contact_campaigns.c.id == campaign_id)
+        .values(strategy_json=strategy)
+    )
+
+
+async def draft_ids(
+    conn: AsyncConnection,
+    *,
+    tenant_id: str,
+    product_id: str,
+    sender_identity_id: str,
+    created_before: datetime,
+    limit: int,
+) -> list[str]:
+    """A tenant's drafts matching the filters, oldest first (contact_campaigns_drafts_idx)."""
+    query = select(contact_campaigns.c.id).where(
+        contact_campaigns.c.tenant_id == tenant_id,
+        contact_campaigns.c.status == CampaignStatus.DRAFT.value,
+        contact_campaigns.c.created_at <= created_before,
+    )
+    if product_id:
+        query = query.where(contact_campaigns.c.product_id == product_id)
+    if sender_identity_id:
+        query = query.where(contact_campaigns.c.sender_identity_id == sender_identity_id)
+    order = (contact_campaigns.c.created_at, contact_campaigns.c.id)
+    return list((await conn.execute(query.order_by(*order).limit(limit))).scalars())

@@ -31,6 +31,8 @@ class CampaignStatus(StrEnum):
     NEEDS_ATTENTION = "needs_attention"
     COMPLETED = "completed"
     CANCELED = "canceled"
+    # Planned and stored, waiting for a person's approval: no timer, nothing sent.
+    DRAFT = "draft"
 
 
 class StepStatus(StrEnum):
@@ -50,8 +52,9 @@ CampaignKey = tuple[str, str]
 DecisionKey = tuple[str, str, str]
 
 OPEN_STEP_STATUSES = (StepStatus.PENDING, StepStatus.SCHEDULED)
-# Not ended: a campaign waiting for a person (needs_attention) is held like a paused one.
-RUNNING = (CampaignStatus.ACTIVE, CampaignStatus.PAUSED, CampaignStatus.NEEDS_ATTENTION)
+# Not ended: a campaign waiting for a person (needs_attention) is held like a paused one; a
+# draft holds its contact and product too.
+RUNNING = (CampaignStatus.ACTIVE, CampaignStatus.PAUSED, CampaignStatus.NEEDS_ATTENTION, CampaignStatus.DRAFT)
 HELD = (CampaignStatus.PAUSED, CampaignStatus.NEEDS_ATTENTION)
 
 _STEP_COLUMNS = {c.name for c in campaign_steps.c}

@@ -94,6 +94,8 @@ class TenantSettingsService:
                     "settings.ai_daily_token_budget", f"must be 0 (the planner's default) to {MAX_DAILY_TOKENS:,}"
                 )
             values["ai_daily_token_budget"] = settings.ai_daily_token_budget
+        if "require_approval" in paths:
+            values["require_approval"] = settings.require_approval
         for name in ("open_tracking", "click_tracking"):
             if name in paths:
                 # Unset means on, as for a tenant that never chose.

@@ -31,6 +31,8 @@ class TenantDefaults:
     # 0: the planner's default.
     ai_daily_call_budget: int = 0
     ai_daily_token_budget: int = 0
+    # New campaigns wait as drafts until a person approves them.
+    require_approval: bool = False
 
     @classmethod
     def from_row(cls, row: Row | None) -> TenantDefaults:
@@ -50,6 +52,7 @@ class TenantDefaults:
             allowed_phone_numbers=tuple(row.allowed_phone_numbers),
             ai_daily_call_budget=row.ai_daily_call_budget,
             ai_daily_token_budget=row.ai_daily_token_budget,
+            require_approval=row.require_approval,
         )
 
     def allow_list(self) -> AllowList:
@@ -79,6 +82,7 @@ SETTINGS_FIELDS = (
     "allowed_phone_numbers",
     "ai_daily_call_budget",
     "ai_daily_token_budget",
+    "require_approval",
 )
 MAX_POSTAL_ADDRESS = 500
 MAX_ALLOWED_DOMAINS = 100

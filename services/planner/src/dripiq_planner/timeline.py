@@ -21,6 +21,7 @@ async def timeline(engine: AsyncEngine, owners: Owners | None, campaign: pb.Camp
     tenant_id, campaign_id = campaign.tenant_id, campaign.campaign_id
     async with engine.connect() as conn:
         decisions = await repository.get_decisions(conn, tenant_id=tenant_id, campaign_id=campaign_id)
+        changes = await repository.get_changes(conn, tenant_id=tenant_id, campaign_id=campaign_id)
     entries: list[pb.TimelineEntry] = []
 
     def entry(when: Any, kind: str, step_index: int, message_id: str, detail: str) -> None:
@@ -48,6 +49,11 @@ async def timeline(engine: AsyncEngine, owners: Owners | None, campaign: pb.Camp
             decision.message_id,
             f"{decision.trigger} -> {decision.action}: {decision.result}",
         )
+    for change in changes:
+        # "by <who>", and for an edit the fields it changed: "by admin-1: content, timing".
+        names = ", ".join(sorted(change.fields_json))
+        detail = f"by {change.actor}" + (f": {names}" if names else "")
+        entry(change.created_at, change.kind, change.step_index or 0, "", detail)
     unavailable = []
     if owners is not None:
         messages, events = await asyncio.gather(
