@@ -28,6 +28,8 @@ from sqlalchemy import select
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_common.errors import InvalidArgument
+from dripiq_planner.approval import CampaignApproval
+from dripiq_planner.step_edits import StepEditor
 from dripiq_planner.creating import MAX_BATCH
 from dripiq_planner.handlers import ACCESS, CampaignServicer
 from dripiq_planner.models import ai_generations
@@ -127,7 +129,12 @@ async def test_api_errors_map_to_grpc_status_codes_naming_the_field(
     engine, campaigns, creator, strategy_preview, tenant_settings, tenant_id
 ):
     servicer = CampaignServicer(
-        creator=creator, campaigns=campaigns, preview=strategy_preview, tenant_settings=tenant_settings
+        creator=creator,
+        campaigns=campaigns,
+        preview=strategy_preview,
+        tenant_settings=tenant_settings,
+        approval=CampaignApproval(engine, creator.clock, campaigns),
+        step_editor=StepEditor(engine, creator.clock, campaigns),
     )
     async with (
         serve(

@@ -5,6 +5,7 @@ changed what; a preview can be saved as a draft."""
 
 from __future__ import annotations
 
+import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from helpers import (
@@ -24,10 +25,15 @@ from helpers import (
     timer_commands,
 )
 
+from owner_servers import serve
+from secured import caller_channel, pki
+
 from dripiq.planner.v1 import campaign_service_pb2 as pb
+from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from dripiq_planner.approval import CampaignApproval
 from dripiq_planner.creating import CampaignCreator
+from dripiq_planner.handlers import ACCESS, CampaignServicer
 from dripiq_planner.planning import Planner
 from dripiq_planner.preview import StrategyPreview
 from dripiq_planner.step_edits import StepEditor
@@ -300,3 +306,60 @@ async def test_a_preview_saved_as_draft_is_stored_and_checked_like_a_create(
         pb.CAMPAIGN_STATUS_ACTIVE
     )
     assert isinstance(creator, CampaignCreator)
+
+
+async def test_over_grpc_approval_and_edits_need_an_admin_and_record_the_caller(
+    engine, clock, creator, campaigns, strategy_preview, tenant_settings, approval, editor, tenant_id
+):
+    servicer = CampaignServicer(
+        creator=creator,
+        campaigns=campaigns,
+        preview=strategy_preview,
+        tenant_settings=tenant_settings,
+        approval=approval,
+        step_editor=editor,
+    )
+    member = pki().token("user:member-1", tenants=[tenant_id], roles=[])
+    admin = pki().token("user:admin-1", tenants=[tenant_id], roles=["admin"])
+    async with serve(
+        ["dripiq.planner.v1.CampaignService"],
+        [lambda s: pb_grpc.add_CampaignServiceServicer_to_server(servicer, s)],
+        access=ACCESS,
+        serves_as="planner",
+    ) as served:
+        async with caller_channel(served.public, token=admin) as channel:
+            stub = pb_grpc.CampaignServiceStub(channel)
+            await stub.UpdateTenantSettings(
+                pb.UpdateTenantSettingsRequest(
+                    settings=pb.TenantSettings(tenant_id=tenant_id, require_approval=True),
+                    update_mask=FieldMask(paths=["require_approval"]),
+                )
+            )
+        async with caller_channel(served.public, token=member) as channel:
+            stub = pb_grpc.CampaignServiceStub(channel)
+            created = (await stub.CreateCampaign(request(tenant_id))).campaign
+            assert created.status == pb.CAMPAIGN_STATUS_DRAFT
+            for call, message in (
+                (stub.ApproveCampaign, pb.ApproveCampaignRequest(tenant_id=tenant_id, campaign_id=created.campaign_id)),
+                (stub.BatchApproveCampaigns, pb.BatchApproveCampaignsRequest(tenant_id=tenant_id)),
+                (stub.UpdateCampaignStep, edit(tenant_id, created.campaign_id, 0, ["content"], content="Mine")),
+            ):
+                with pytest.raises(grpc.aio.AioRpcError) as exc:
+                    await call(message)
+                assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        async with caller_channel(served.public, token=admin) as channel:
+            stub = pb_grpc.CampaignServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await stub.UpdateCampaignStep(edit(tenant_id, created.campaign_id, 0, ["status"]))
+            assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "update_mask" in (exc.value.details() or "")
+            await stub.UpdateCampaignStep(edit(tenant_id, created.campaign_id, 0, ["content"], content="Reviewed"))
+            approved = await stub.ApproveCampaign(
+                pb.ApproveCampaignRequest(tenant_id=tenant_id, campaign_id=created.campaign_id)
+            )
+            assert approved.campaign.status == pb.CAMPAIGN_STATUS_ACTIVE
+            timeline = await stub.GetCampaignTimeline(
+                pb.GetCampaignTimelineRequest(tenant_id=tenant_id, campaign_id=created.campaign_id)
+            )
+    details = [e.detail for e in timeline.entries if e.kind in ("approved", "step_edited")]
+    assert details == ["by user:admin-1: content", "by user:admin-1"]
