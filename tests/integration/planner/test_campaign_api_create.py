@@ -29,10 +29,10 @@ from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_common.errors import InvalidArgument
 from dripiq_planner.approval import CampaignApproval
-from dripiq_planner.step_edits import StepEditor
 from dripiq_planner.creating import MAX_BATCH
 from dripiq_planner.handlers import ACCESS, CampaignServicer
 from dripiq_planner.models import ai_generations
+from dripiq_planner.step_edits import StepEditor
 
 
 def field_of(status) -> str:  # type: ignore[no-untyped-def]

@@ -24,7 +24,6 @@ from helpers import (
     strategy,
     timer_commands,
 )
-
 from owner_servers import serve
 from secured import caller_channel, pki
 
