@@ -156,7 +156,7 @@ class CampaignCreator:
                 "created_at": now,
                 "updated_at": now,
             }
-            first_at = lifecycle.place(draft, lifecycle.after(now, draft.delays[0]), 0, planned_from=now)
+            first = lifecycle.placement(draft, lifecycle.after(now, draft.delays[0]), 0, planned_from=now)
             threads = strategy.threaded(draft.strategy.outreach_campaign)
             draft_steps = [
                 {
@@ -171,7 +171,8 @@ class CampaignCreator:
                     "call_to_action": step.call_to_action,
                     "thread": threads[i],
                     "status": (StepStatus.SCHEDULED if i == 0 else StepStatus.PENDING).value,
-                    "scheduled_at": first_at if i == 0 else None,
+                    "scheduled_at": first.at if i == 0 else None,
+                    "placement_note": first.note if i == 0 else "",
                     "schedule_version": 1 if i == 0 else 0,
                     "updated_at": now,
                 }
@@ -180,7 +181,7 @@ class CampaignCreator:
             campaigns.append(campaign)
             steps += draft_steps
             generations += draft.generation_rows(campaign_id=draft.id, now=now)
-            timers.append(lifecycle.step_timer(draft, step_index=0, version=1, fire_at=first_at))
+            timers.append(lifecycle.step_timer(draft, step_index=0, version=1, fire_at=first.at))
             protos.append(
                 convert.campaign_to_proto(
                     SimpleNamespace(**campaign),
