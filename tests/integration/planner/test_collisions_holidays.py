@@ -7,6 +7,7 @@ Handlers get the bytes JetStream would deliver; what they cause is read from the
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -275,6 +276,7 @@ async def test_a_step_a_rule_moves_onto_a_holiday_moves_on(engine, tenant_id):
         ({"holiday_calendars": ["US-ZZ"]}, "settings.holiday_calendars[0]"),
         ({"holiday_calendars": ["DE-Augsburg"]}, "settings.holiday_calendars[0]"),
         ({"holiday_calendars": ["US"] * 11}, "settings.holiday_calendars"),
+        ({"holiday_calendars": ["US-" + "\u0000" * 5000]}, "settings.holiday_calendars[0]"),
         ({"enrolment_cooldown": duration_pb2.Duration(seconds=-1)}, "settings.enrolment_cooldown"),
         ({"enrolment_cooldown": duration_pb2.Duration(seconds=1, nanos=5)}, "settings.enrolment_cooldown"),
         ({"reply_stops": 9}, "settings.reply_stops"),
@@ -292,9 +294,31 @@ async def test_bad_collision_and_holiday_settings_name_the_field(engine, clock, 
         (_contact("x", country="XX"), "contact.country"),
         (_contact("x", country="US", subdivision="ZZ"), "contact.subdivision"),
         (_contact("x", subdivision="CA"), "contact.subdivision"),
+        (_contact("x", country="U" * 10_000), "contact.country"),
     ],
 )
 async def test_a_contacts_unknown_calendar_names_the_field(creator, tenant_id, contact, field):
     with pytest.raises(InvalidArgument) as exc:
         await creator.create(request(tenant_id, contact=contact))
     assert exc.value.field == field
+
+
+async def test_concurrent_creates_for_one_contact_under_a_cooldown_enrol_it_once(engine, clock, tenant_id):
+    """No unique index spans products: the contact's lock makes the second create wait for the
+    first's commit and see it."""
+    await _settings(engine, clock, tenant_id, enrolment_cooldown=duration_pb2.Duration(seconds=3600))
+    creators = [campaign_creator(engine, clock) for _ in range(4)]
+    products = [pb.Product(product_id=f"p-{i}", name="Widget") for i in range(4)]
+
+    results = await asyncio.gather(
+        *(
+            c.create(request(tenant_id, contact=_contact("ada"), product=p))
+            for c, p in zip(creators, products, strict=True)
+        ),
+        return_exceptions=True,
+    )
+
+    created = [r for r in results if isinstance(r, pb.Campaign)]
+    refused = [r for r in results if isinstance(r, AlreadyExists)]
+    assert len(created) == 1 and len(refused) == 3, results
+    assert all(created[0].campaign_id in str(r) for r in refused)
