@@ -175,11 +175,18 @@ async def test_timeline_decision_times_come_from_the_planner_clock(engine, clock
 
 async def test_timeline_message_entries_use_the_kinds_the_contract_names(engine, clock, tenant_id):
     """campaign_service.proto, TimelineEntry.kind: "step_scheduled", "message_sent",
-    "message_failed", "event", "decision"."""
+    "message_failed", "event", "decision", "campaign_canceled"."""
     timeline, _ = await _timeline(engine, clock, tenant_id)
 
     kinds = [e.kind for e in timeline.entries]
-    assert set(kinds) <= {"step_scheduled", "message_sent", "message_failed", "event", "decision"}, kinds
+    assert set(kinds) <= {
+        "step_scheduled",
+        "message_sent",
+        "message_failed",
+        "event",
+        "decision",
+        "campaign_canceled",
+    }, kinds
     assert kinds.count("message_sent") == 1
 
 

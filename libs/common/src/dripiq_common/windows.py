@@ -13,6 +13,7 @@ resolves to the first instant after it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -21,6 +22,8 @@ from zoneinfo import ZoneInfo
 from dripiq_common.seeded import seeded_int
 
 MAX_JITTER_SECONDS = 15 * 60
+# How far ahead an opening is looked for: past the longest run of weekend and holidays.
+MAX_DAYS_AHEAD = 60
 
 
 @dataclass(frozen=True)
@@ -66,16 +69,24 @@ def _wall_time(day: date, hour: int, zone: ZoneInfo) -> datetime:
 
 
 def place(
-    due: datetime, window: SendWindow, zone: ZoneInfo, *, seed: str, spread: int = MAX_JITTER_SECONDS
+    due: datetime,
+    window: SendWindow,
+    zone: ZoneInfo,
+    *,
+    seed: str,
+    spread: int = MAX_JITTER_SECONDS,
+    closed: Callable[[date], object] | None = None,
 ) -> datetime:
-    """The first instant at or after `due` (+ jitter within `spread`) the window allows, in UTC."""
+    """The first instant at or after `due` (+ jitter within `spread`) the window allows, in UTC,
+    on a local day that `closed` (a holiday calendar) does not close."""
     candidate = due.astimezone(UTC) + timedelta(seconds=jitter_seconds(seed, spread))
-    if window.allows(candidate.astimezone(zone)):
+    local = candidate.astimezone(zone)
+    if window.allows(local) and not (closed and closed(local.date())):
         return candidate
-    local_day = candidate.astimezone(zone).date()
-    for offset in range(0, 15):
+    local_day = local.date()
+    for offset in range(0, MAX_DAYS_AHEAD):
         day = local_day + timedelta(days=offset)
-        if day.isoweekday() not in window.weekdays:
+        if day.isoweekday() not in window.weekdays or (closed and closed(day)):
             continue
         opening = _wall_time(day, window.start_hour, zone)
         closing = _wall_time(day, window.end_hour, zone)

@@ -15,11 +15,12 @@ from dripiq_common import validation
 from dripiq_common.errors import DomainError, InvalidArgument
 from dripiq_common.status_codes import status_for
 from dripiq_common.windows import DEFAULT_WINDOW, SendWindow
+from dripiq_planner import calendars
 from dripiq_planner.facts import check_and_normalise
 from dripiq_planner.planning import CampaignRequest, Draft
 from dripiq_planner.state import CampaignStatus, StepStatus
 from dripiq_planner.strategy import AdaptiveRule, Cadence, OutreachStep, RuleAction, Strategy
-from dripiq_planner.tenants import TenantDefaults
+from dripiq_planner.tenants import ReplyStops, TenantDefaults
 
 _CAMPAIGN_STATUS = {
     CampaignStatus.ACTIVE: pb.CAMPAIGN_STATUS_ACTIVE,
@@ -30,6 +31,11 @@ _CAMPAIGN_STATUS = {
     CampaignStatus.DRAFT: pb.CAMPAIGN_STATUS_DRAFT,
 }
 _STATUS_NAMES = {v: k for k, v in _CAMPAIGN_STATUS.items()}
+_REPLY_STOPS = {
+    ReplyStops.CAMPAIGN: pb.REPLY_STOPS_CAMPAIGN,
+    ReplyStops.CONTACT: pb.REPLY_STOPS_CONTACT,
+    ReplyStops.COMPANY: pb.REPLY_STOPS_COMPANY,
+}
 _STEP_STATUS = {
     StepStatus.PENDING: pb.STEP_STATUS_PENDING,
     StepStatus.SCHEDULED: pb.STEP_STATUS_SCHEDULED,
@@ -60,6 +66,13 @@ def campaign_request(request: pb.CreateCampaignRequest) -> CampaignRequest:
                 "contact.time_zone", f"unknown IANA time zone {request.contact.time_zone!r}"
             ) from None
     window = window_from_proto(request.send_window, "send_window")
+    if request.contact.subdivision and not request.contact.country:
+        raise InvalidArgument("contact.subdivision", "needs contact.country")
+    holiday_calendar = (
+        calendars.calendar_code(request.contact.country, request.contact.subdivision, "contact.country")
+        if request.contact.country
+        else ""
+    )
     contact, lead, product = request.contact, request.lead, request.product
     facts = check_and_normalise(
         {
@@ -90,6 +103,7 @@ def campaign_request(request: pb.CreateCampaignRequest) -> CampaignRequest:
         window=window,
         strategy=strategy_from_proto(request.strategy) if request.HasField("strategy") else None,
         facts=facts,
+        holiday_calendar=holiday_calendar,
     )
 
 
@@ -135,6 +149,15 @@ def preview_to_proto(draft: Draft, times: Sequence[datetime]) -> pb.PreviewStrat
     return pb.PreviewStrategyResponse(
         strategy=strategy_to_proto(draft.strategy.to_json()), steps=steps, strategist=draft.strategist
     )
+
+
+def reply_stops_from_proto(value: int) -> ReplyStops:
+    if value == pb.REPLY_STOPS_UNSPECIFIED:
+        return ReplyStops.CAMPAIGN
+    for stops, number in _REPLY_STOPS.items():
+        if number == value:
+            return stops
+    raise InvalidArgument("settings.reply_stops", f"unknown value {value}")
 
 
 def status_filter(status: pb.CampaignStatus) -> CampaignStatus | None:
@@ -223,6 +246,7 @@ def step_to_proto(step: Any) -> pb.CampaignStep:
         message_id=step.message_id or "",
         thread=step.thread,
         timing=step.timing,
+        placement_note=step.placement_note,
     )
     if step.scheduled_at:
         item.scheduled_at.FromDatetime(step.scheduled_at)
@@ -249,6 +273,7 @@ def campaign_to_proto(campaign: Any, steps: Sequence[Any], *, with_strategy: boo
         time_zone=settings.get("time_zone", "UTC"),
         send_window=window_to_proto(SendWindow.from_json(settings["send_window"])),
         steps=[step_to_proto(step) for step in steps],
+        holiday_calendars=settings.get("holidays", []),
     )
     if with_strategy:
         out.strategy.CopyFrom(strategy_to_proto(campaign.strategy_json))
@@ -275,7 +300,10 @@ def tenant_settings_to_proto(tenant_id: str, row: Row | None) -> pb.TenantSettin
         ai_daily_call_budget=defaults.ai_daily_call_budget,
         ai_daily_token_budget=defaults.ai_daily_token_budget,
         require_approval=defaults.require_approval,
+        reply_stops=_REPLY_STOPS[defaults.reply_stops],
+        holiday_calendars=defaults.holiday_calendars,
     )
+    out.enrolment_cooldown.seconds = defaults.enrolment_cooldown_seconds
     if row is not None:
         out.update_time.FromDatetime(row.updated_at)
     return out

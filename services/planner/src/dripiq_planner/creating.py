@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,6 +26,7 @@ from dripiq_planner import convert, lifecycle, repository, strategy
 from dripiq_planner.models import outbox
 from dripiq_planner.planning import Draft, Planner
 from dripiq_planner.state import CampaignStatus, StepStatus
+from dripiq_planner.tenants import TenantDefaults
 
 log = structlog.get_logger(__name__)
 
@@ -102,6 +103,8 @@ class CampaignCreator:
             tenant_id=tenant_id,
             pairs=sorted({(d.request.contact_id, d.request.product_id) for d in drafts}),
         )
+        now = self.clock.now()
+        resting = await _resting_contacts(conn, tenant_id, drafts, now)
         out: list[Any] = []
         fresh: list[tuple[int, Draft]] = []
         # A request_id seen earlier in this batch answers with that item's campaign.
@@ -125,13 +128,18 @@ class CampaignCreator:
                     f"campaign {running[pair]} is already running for contact {pair[0]!r} and product {pair[1]!r}"
                 )
                 continue
+            if resting is not None and (why := resting.why(request.contact_id)):
+                out[position] = AlreadyExists(why)
+                continue
             running[pair] = item.id
+            if resting is not None:
+                resting.blocking[request.contact_id] = (item.id, None)
             if request.request_id:
                 first_for_request[request.request_id] = position
             fresh.append((position, item))
         tenant = (await repository.tenant_defaults(conn, tenant_ids=[tenant_id]))[tenant_id]
         status = lifecycle.status_when_ready(require_approval=as_draft or tenant.require_approval)
-        protos = await self._insert(conn, [draft for _, draft in fresh], self.clock.now(), status)
+        protos = await self._insert(conn, [draft for _, draft in fresh], now, status)
         for (position, _), proto in zip(fresh, protos, strict=True):
             out[position] = proto
         for position, first in same_request.items():
@@ -168,12 +176,12 @@ class CampaignCreator:
                 "created_at": now,
                 "updated_at": now,
             }
-            first_at = lifecycle.place(draft, lifecycle.after(now, draft.delays[0]), 0, planned_from=now)
+            first = lifecycle.placement(draft, lifecycle.after(now, draft.delays[0]), 0, planned_from=now)
             if status == CampaignStatus.DRAFT:
                 planned: list[datetime | None] = list(draft.step_times(now))
                 step_statuses = [StepStatus.PENDING] * len(planned)
             else:
-                planned = [first_at] + [None] * (len(draft.delays) - 1)
+                planned = [first.at] + [None] * (len(draft.delays) - 1)
                 step_statuses = [StepStatus.SCHEDULED] + [StepStatus.PENDING] * (len(planned) - 1)
             threads = strategy.threaded(draft.strategy.outreach_campaign)
             draft_steps = [
@@ -190,6 +198,7 @@ class CampaignCreator:
                     "thread": threads[i],
                     "status": step_statuses[i].value,
                     "scheduled_at": planned[i],
+                    "placement_note": first.note if i == 0 and status != CampaignStatus.DRAFT else "",
                     "schedule_version": 1 if step_statuses[i] == StepStatus.SCHEDULED else 0,
                     "updated_at": now,
                 }
@@ -199,7 +208,7 @@ class CampaignCreator:
             steps += draft_steps
             generations += draft.generation_rows(campaign_id=draft.id, now=now)
             if status == CampaignStatus.ACTIVE:
-                timers.append(lifecycle.step_timer(draft, step_index=0, version=1, fire_at=first_at))
+                timers.append(lifecycle.step_timer(draft, step_index=0, version=1, fire_at=first.at))
             protos.append(
                 convert.campaign_to_proto(
                     SimpleNamespace(**campaign),
@@ -210,3 +219,41 @@ class CampaignCreator:
         if timers:
             await enqueue(conn, outbox, [lifecycle.timer_commands(drafts[0].tenant_id, timers)])
         return protos
+
+
+@dataclass
+class _Resting:
+    """Contacts a campaign keeps from another under the tenant's enrolment cool-down."""
+
+    cooldown: timedelta
+    # contact_id -> (campaign id, when it ended; None while it runs)
+    blocking: dict[str, tuple[str, datetime | None]]
+
+    def why(self, contact_id: str) -> str | None:
+        if (found := self.blocking.get(contact_id)) is None:
+            return None
+        campaign_id, ended_at = found
+        if ended_at is None:
+            return f"campaign {campaign_id} is already running for contact {contact_id!r} (enrolment_cooldown)"
+        return (
+            f"campaign {campaign_id} of contact {contact_id!r} ended at {ended_at.isoformat()}; the tenant's "
+            f"enrolment_cooldown keeps the contact from another until {(ended_at + self.cooldown).isoformat()}"
+        )
+
+
+async def _resting_contacts(
+    conn: AsyncConnection, tenant_id: str, drafts: list[Draft], now: datetime
+) -> _Resting | None:
+    """With the tenant's enrolment cool-down on, the contacts of `drafts` that a running
+    campaign, or one ended less than the cool-down ago, keeps from another; None when it is off.
+    The contacts stay locked until commit, so a concurrent create waits and then sees ours."""
+    settings = TenantDefaults.from_row(await repository.get_tenant_settings(conn, tenant_id=tenant_id))
+    if settings.enrolment_cooldown_seconds <= 0 or not drafts:
+        return None
+    cooldown = timedelta(seconds=settings.enrolment_cooldown_seconds)
+    contacts = sorted({d.request.contact_id for d in drafts})
+    await repository.lock_contacts(conn, tenant_id=tenant_id, contact_ids=contacts)
+    return _Resting(
+        cooldown,
+        await repository.find_blocking(conn, tenant_id=tenant_id, contact_ids=contacts, ended_after=now - cooldown),
+    )

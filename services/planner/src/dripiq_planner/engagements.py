@@ -11,7 +11,7 @@ import structlog
 
 from dripiq.events.v1.messages_pb2 import EngagementEvent
 from dripiq_planner import decisions, lifecycle, rules
-from dripiq_planner.state import CampaignKey, CampaignState, DecisionKey, UnitOfWork
+from dripiq_planner.state import RUNNING, CampaignKey, CampaignState, DecisionKey, UnitOfWork
 from dripiq_planner.tenants import TenantDefaults
 
 log = structlog.get_logger(__name__)
@@ -81,6 +81,7 @@ def react(
     event = fact.event
     by_class = rules.class_trigger(event.reply_class) if fact.trigger == "reply" else None
     trigger = by_class if by_class and by_class in decisions.campaign_rules(campaign) else fact.trigger
+    was_running = campaign.status in RUNNING
     first_time = decisions.decide(
         work,
         campaign,
@@ -93,6 +94,8 @@ def react(
         tenant=tenant,
         max_pause_days=max_pause_days,
     )
+    if fact.trigger == "reply" and was_running and campaign.status not in RUNNING:
+        work.ended_by_reply.append(campaign)
     settles = decisions.SETTLES.get(fact.trigger, ())
     if first_time and settles:
         for timeout in decisions.timeout_triggers(campaign):

@@ -7,6 +7,7 @@ planner's outbox, so a campaign never changes without the scheduler hearing of i
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -18,6 +19,7 @@ from dripiq.scheduler.v1 import commands_pb2, scheduler_service_pb2
 from dripiq_common import windows
 from dripiq_common.bus.contract import Subjects
 from dripiq_common.outbox import OutboxMessage
+from dripiq_planner import calendars
 from dripiq_planner.state import OPEN_STEP_STATUSES, CampaignState, CampaignStatus, StepState, StepStatus, UnitOfWork
 
 MESSAGE_NAMESPACE = uuid.UUID("7b0c7f5e-1d7a-4c55-9d0e-6f4a3c2b1a00")
@@ -69,14 +71,33 @@ def resume_after(moment: datetime, seconds: int | None) -> datetime | None:
     return after(moment, int(seconds)) if seconds and int(seconds) > 0 else None
 
 
+@dataclass(frozen=True)
+class Placement:
+    at: datetime
+    # Why a holiday moved it ("moved from 2026-12-25 (Christmas Day, US) to 2026-12-28 09:00").
+    note: str = ""
+
+
 def place(campaign: CampaignLike, due: datetime, step_index: int, *, planned_from: datetime) -> datetime:
-    """When a step due at `due` goes out: inside the campaign's send window, jittered by how
-    far ahead of `planned_from` it is."""
+    return placement(campaign, due, step_index, planned_from=planned_from).at
+
+
+def placement(campaign: CampaignLike, due: datetime, step_index: int, *, planned_from: datetime) -> Placement:
+    """When a step due at `due` goes out: inside the campaign's send window, on a day none of
+    its holiday calendars closes, jittered by how far ahead of `planned_from` it is."""
     settings = campaign.settings_json
     window = windows.SendWindow.from_json(settings["send_window"])
+    zone = ZoneInfo(settings["time_zone"])
     spread = windows.spread_for(int((due - planned_from).total_seconds()))
-    return windows.place(
-        due, window, ZoneInfo(settings["time_zone"]), seed=f"{campaign.id}:{step_index}", spread=spread
+    seed = f"{campaign.id}:{step_index}"
+    at = windows.place(due, window, zone, seed=seed, spread=spread)
+    closed = calendars.closed_days(settings.get("holidays") or ())
+    why = closed(at.astimezone(zone).date()) if closed else None
+    if closed is None or why is None:
+        return Placement(at)
+    moved = windows.place(due, window, zone, seed=seed, spread=spread, closed=closed)
+    return Placement(
+        moved, f"moved from {at.astimezone(zone):%Y-%m-%d} ({why}) to {moved.astimezone(zone):%Y-%m-%d %H:%M}"
     )
 
 
@@ -119,13 +140,17 @@ def _command(tenant_id: str, **command: Any) -> OutboxMessage:
 
 def schedule_step(work: UnitOfWork, campaign: CampaignState, step: StepState, *, due: datetime) -> datetime:
     """(Re)arm the campaign's step timer for `step`, placed in its send window."""
-    return arm_step(work, campaign, step, fire_at=place(campaign, due, step.step_index, planned_from=work.now))
+    placed = placement(campaign, due, step.step_index, planned_from=work.now)
+    return arm_step(work, campaign, step, fire_at=placed.at, note=placed.note)
 
 
-def arm_step(work: UnitOfWork, campaign: CampaignState, step: StepState, *, fire_at: datetime) -> datetime:
-    """(Re)arm the campaign's step timer for `step` at `fire_at`, already placed."""
+def arm_step(
+    work: UnitOfWork, campaign: CampaignState, step: StepState, *, fire_at: datetime, note: str = ""
+) -> datetime:
+    """(Re)arm the campaign's step timer for `step` at `fire_at`, already placed; `note` says
+    why the placement moved it (a holiday), if it did."""
     version = step.schedule_version + 1
-    step.set(status=StepStatus.SCHEDULED, scheduled_at=fire_at, schedule_version=version)
+    step.set(status=StepStatus.SCHEDULED, scheduled_at=fire_at, schedule_version=version, placement_note=note)
     timer = step_timer(campaign, step_index=step.step_index, version=version, fire_at=fire_at)
     work.send(_command(campaign.tenant_id, schedule=timer))
     return fire_at

@@ -111,6 +111,13 @@ tenant_settings = Table(
     Column("ai_daily_token_budget", BigInteger, nullable=False, server_default="0"),
     # New campaigns wait as drafts until a person approves them.
     Column("require_approval", Boolean, nullable=False, server_default=false()),
+    # Collision control and holidays: what a reply stops besides its campaign ("campaign",
+    # "contact", "company"), how long a contact rests between campaigns (0: off), and the
+    # holiday calendars ("US-CA") for contacts that give no country.
+    Column("reply_stops", Text, nullable=False, server_default="campaign"),
+    Column("enrolment_cooldown_seconds", BigInteger, nullable=False, server_default="0"),
+    Column("holiday_calendars", JSONB, nullable=False, server_default="[]"),
+    CheckConstraint("reply_stops IN ('campaign', 'contact', 'company')", name="tenant_settings_reply_stops_check"),
 )
 
 # What the strategist spent for a tenant on a UTC day: calls reserved before each request (so
@@ -147,6 +154,8 @@ campaign_steps = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # An email that continues the previous email's thread (In-Reply-To, "Re: <subject>").
     Column("thread", Boolean, nullable=False, server_default=false()),
+    # Why a holiday moved its placement (shown with the step); empty when none did.
+    Column("placement_note", Text, nullable=False, server_default=""),
     UniqueConstraint("campaign_id", "step_index", name="campaign_steps_campaign_step_key"),
     CheckConstraint(
         "status IN ('pending', 'scheduled', 'sending', 'sent', 'failed', 'skipped', 'canceled')",

@@ -39,6 +39,8 @@ class CampaignRequest:
     strategy: Strategy | None  # None: the strategist writes one
     # What templates may render ({{first_name}}) and strategists may use, by name.
     facts: dict[str, str]
+    # The contact's own holiday calendar ("US-CA"); empty: the tenant's calendars apply.
+    holiday_calendar: str = ""
 
 
 @dataclass
@@ -193,6 +195,12 @@ class Planner:
             strategist=strategist,
             generations=generations,
             delays=relative_delays(chosen, seed=f"{request.tenant_id}:{request.contact_id}"),
-            settings_json={"time_zone": request.time_zone or "UTC", "send_window": window.to_json()},
+            settings_json={
+                "time_zone": request.time_zone or "UTC",
+                "send_window": window.to_json(),
+                "holidays": [request.holiday_calendar]
+                if request.holiday_calendar
+                else list(defaults.holiday_calendars),
+            },
             budget_spent=budget_spent,
         )

@@ -21,7 +21,7 @@ from dripiq_common import engagement
 from dripiq_common.bus.contract import decode
 from dripiq_common.clock import Clock
 from dripiq_common.errors import PermanentMessageError
-from dripiq_planner import engagements, outcomes, repository, state, timers
+from dripiq_planner import collisions, engagements, outcomes, repository, state, timers
 from dripiq_planner.state import CampaignKey, CampaignState, DecisionKey, UnitOfWork
 from dripiq_planner.tenants import TenantDefaults
 
@@ -85,7 +85,8 @@ class Reactor:
             already = await state.decided(conn, list(decision_keys))
             work = UnitOfWork(now=self.clock.now())
             apply(campaigns, work, already)
-            await state.flush(conn, list(campaigns.values()), work)
+            others = await collisions.stop_others(conn, work, campaigns)
+            await state.flush(conn, [*campaigns.values(), *others], work)
         if work.outbox:
             self.on_commit()
 

@@ -6,7 +6,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, tuple_, update
+from sqlalchemy import Row, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -81,6 +81,60 @@ async def find_running_many(
         )
     ).all()
     return {(row.contact_id, row.product_id): row.id for row in rows}
+
+
+async def running_in_scope(
+    conn: AsyncConnection, *, tenant_id: str, contact_id: str | None, lead_id: str | None
+) -> set[tuple[str, str]]:
+    """(tenant_id, id) of the tenant's running campaigns for a contact or for a lead."""
+    query = select(contact_campaigns.c.id).where(
+        contact_campaigns.c.tenant_id == tenant_id, contact_campaigns.c.status.in_(RUNNING)
+    )
+    if contact_id is not None:
+        query = query.where(contact_campaigns.c.contact_id == contact_id)
+    elif lead_id is not None:
+        query = query.where(contact_campaigns.c.lead_id == lead_id)
+    else:
+        return set()
+    return {(tenant_id, row.id) for row in (await conn.execute(query)).all()}
+
+
+async def find_blocking(
+    conn: AsyncConnection, *, tenant_id: str, contact_ids: list[str], ended_after: datetime
+) -> dict[str, tuple[str, datetime | None]]:
+    """contact_id -> (id, ended_at) of a campaign that keeps the contact from a new one: one
+    running (ended_at None), else the one that ended last, after `ended_after`."""
+    if not contact_ids:
+        return {}
+    running = contact_campaigns.c.status.in_(RUNNING)
+    rows = (
+        await conn.execute(
+            select(contact_campaigns.c.id, contact_campaigns.c.contact_id, contact_campaigns.c.ended_at, running)
+            .where(
+                contact_campaigns.c.tenant_id == tenant_id,
+                contact_campaigns.c.contact_id.in_(contact_ids),
+                running | (contact_campaigns.c.ended_at > ended_after),
+            )
+            .order_by(contact_campaigns.c.contact_id, running.desc(), contact_campaigns.c.ended_at.desc())
+        )
+    ).all()
+    out: dict[str, tuple[str, datetime | None]] = {}
+    for row in rows:
+        out.setdefault(row.contact_id, (row.id, None if row[3] else row.ended_at))
+    return out
+
+
+async def lock_contacts(conn: AsyncConnection, *, tenant_id: str, contact_ids: list[str]) -> None:
+    """Hold the tenant's contacts until commit, in one order, so two concurrent creates cannot
+    both find a contact free and enrol it twice (no unique index spans products)."""
+    if contact_ids:
+        await conn.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(:tenant || ':' || c, 0) AS k "
+                "FROM unnest(CAST(:contacts AS text[])) AS c ORDER BY k) AS keys"
+            ),
+            {"tenant": tenant_id, "contacts": sorted(set(contact_ids))},
+        )
 
 
 async def list_campaigns(

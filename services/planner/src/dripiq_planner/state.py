@@ -116,6 +116,9 @@ class UnitOfWork:
     now: datetime
     outbox: list[OutboxMessage] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    # Campaigns a reply ended in this unit of work: their colleagues in the tenant's
+    # reply_stops scope end with them (collisions.stop_others).
+    ended_by_reply: list[CampaignState] = field(default_factory=list)
 
     def send(self, message: OutboxMessage) -> None:
         self.outbox.append(message)

@@ -14,7 +14,7 @@ from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common import validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument
-from dripiq_planner import convert, repository
+from dripiq_planner import calendars, convert, repository
 from dripiq_planner.facts import check_web_url
 from dripiq_planner.strategist.links import ascii_host, is_domain
 from dripiq_planner.tenants import (
@@ -23,6 +23,7 @@ from dripiq_planner.tenants import (
     MAX_ALLOWED_PHONE_NUMBERS,
     MAX_ALLOWED_URLS,
     MAX_AUTO_REPLY_PAUSE_DAYS,
+    MAX_ENROLMENT_COOLDOWN_SECONDS,
     MAX_POSTAL_ADDRESS,
     SETTINGS_FIELDS,
 )
@@ -100,9 +101,27 @@ class TenantSettingsService:
             if name in paths:
                 # Unset means on, as for a tenant that never chose.
                 values[name] = getattr(settings, name) if settings.HasField(name) else True
+        values |= _collisions_and_holidays(settings, paths)
         async with self.engine.begin() as conn:
             row = await repository.upsert_tenant_settings(conn, tenant_id=tenant, values=values)
         return convert.tenant_settings_to_proto(tenant, row)
+
+
+def _collisions_and_holidays(settings: pb.TenantSettings, paths: set[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if "reply_stops" in paths:
+        values["reply_stops"] = convert.reply_stops_from_proto(settings.reply_stops)
+    if "enrolment_cooldown" in paths:
+        cooldown = settings.enrolment_cooldown
+        if cooldown.nanos or not 0 <= cooldown.seconds <= MAX_ENROLMENT_COOLDOWN_SECONDS:
+            raise InvalidArgument(
+                "settings.enrolment_cooldown",
+                f"must be whole seconds from 0 (off) to {MAX_ENROLMENT_COOLDOWN_SECONDS} (365 days)",
+            )
+        values["enrolment_cooldown_seconds"] = cooldown.seconds
+    if "holiday_calendars" in paths:
+        values["holiday_calendars"] = calendars.parse_all(settings.holiday_calendars, "settings.holiday_calendars")
+    return values
 
 
 def _domains(domains: Sequence[str]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from urllib.parse import urlsplit
 
 from sqlalchemy import Row
@@ -14,6 +15,15 @@ from dripiq_planner.strategist.links import AllowList
 
 DEFAULT_AUTO_REPLY_PAUSE_DAYS = 7
 MAX_AUTO_REPLY_PAUSE_DAYS = 90
+MAX_ENROLMENT_COOLDOWN_SECONDS = 365 * 86400
+
+
+class ReplyStops(StrEnum):
+    """Which campaigns a reply ends besides its own (tenant_settings.reply_stops)."""
+
+    CAMPAIGN = "campaign"
+    CONTACT = "contact"
+    COMPANY = "company"
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,10 @@ class TenantDefaults:
     ai_daily_token_budget: int = 0
     # New campaigns wait as drafts until a person approves them.
     require_approval: bool = False
+    # Collision control and holidays.
+    reply_stops: ReplyStops = ReplyStops.CAMPAIGN
+    enrolment_cooldown_seconds: int = 0
+    holiday_calendars: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: Row | None) -> TenantDefaults:
@@ -53,6 +67,9 @@ class TenantDefaults:
             ai_daily_call_budget=row.ai_daily_call_budget,
             ai_daily_token_budget=row.ai_daily_token_budget,
             require_approval=row.require_approval,
+            reply_stops=ReplyStops(row.reply_stops),
+            enrolment_cooldown_seconds=row.enrolment_cooldown_seconds,
+            holiday_calendars=tuple(row.holiday_calendars),
         )
 
     def allow_list(self) -> AllowList:
@@ -83,6 +100,9 @@ SETTINGS_FIELDS = (
     "ai_daily_call_budget",
     "ai_daily_token_budget",
     "require_approval",
+    "reply_stops",
+    "enrolment_cooldown",
+    "holiday_calendars",
 )
 MAX_POSTAL_ADDRESS = 500
 MAX_ALLOWED_DOMAINS = 100

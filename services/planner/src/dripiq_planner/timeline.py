@@ -39,8 +39,11 @@ async def timeline(engine: AsyncEngine, owners: Owners | None, campaign: pb.Camp
                 "step_scheduled",
                 step.step_index,
                 step.message_id,
-                pb.StepStatus.Name(step.status),
+                pb.StepStatus.Name(step.status) + (f": {step.placement_note}" if step.placement_note else ""),
             )
+    if campaign.status == pb.CAMPAIGN_STATUS_CANCELED:
+        # Why it stopped, e.g. a reply to another campaign of the contact (reply_stops).
+        entry(campaign.updated_at, "campaign_canceled", campaign.current_step_index, "", campaign.cancel_reason)
     for decision in decisions:
         entry(
             decision.created_at,

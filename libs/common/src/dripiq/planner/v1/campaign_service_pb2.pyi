@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -12,6 +13,13 @@ from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ReplyStops(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REPLY_STOPS_UNSPECIFIED: _ClassVar[ReplyStops]
+    REPLY_STOPS_CAMPAIGN: _ClassVar[ReplyStops]
+    REPLY_STOPS_CONTACT: _ClassVar[ReplyStops]
+    REPLY_STOPS_COMPANY: _ClassVar[ReplyStops]
 
 class CampaignStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -33,6 +41,10 @@ class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STEP_STATUS_FAILED: _ClassVar[StepStatus]
     STEP_STATUS_SKIPPED: _ClassVar[StepStatus]
     STEP_STATUS_CANCELED: _ClassVar[StepStatus]
+REPLY_STOPS_UNSPECIFIED: ReplyStops
+REPLY_STOPS_CAMPAIGN: ReplyStops
+REPLY_STOPS_CONTACT: ReplyStops
+REPLY_STOPS_COMPANY: ReplyStops
 CAMPAIGN_STATUS_UNSPECIFIED: CampaignStatus
 CAMPAIGN_STATUS_ACTIVE: CampaignStatus
 CAMPAIGN_STATUS_PAUSED: CampaignStatus
@@ -60,7 +72,7 @@ class SendWindow(_message.Message):
     def __init__(self, weekdays: _Optional[_Iterable[int]] = ..., start_hour: _Optional[int] = ..., end_hour: _Optional[int] = ...) -> None: ...
 
 class TenantSettings(_message.Message):
-    __slots__ = ("tenant_id", "send_window", "voice", "guidelines", "update_time", "postal_address", "open_tracking", "click_tracking", "auto_reply_pause_days", "allowed_domains", "allowed_urls", "allowed_phone_numbers", "ai_daily_call_budget", "ai_daily_token_budget", "require_approval")
+    __slots__ = ("tenant_id", "send_window", "voice", "guidelines", "update_time", "postal_address", "open_tracking", "click_tracking", "auto_reply_pause_days", "allowed_domains", "allowed_urls", "allowed_phone_numbers", "ai_daily_call_budget", "ai_daily_token_budget", "require_approval", "reply_stops", "enrolment_cooldown", "holiday_calendars")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     SEND_WINDOW_FIELD_NUMBER: _ClassVar[int]
     VOICE_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +88,9 @@ class TenantSettings(_message.Message):
     AI_DAILY_CALL_BUDGET_FIELD_NUMBER: _ClassVar[int]
     AI_DAILY_TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
     REQUIRE_APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    REPLY_STOPS_FIELD_NUMBER: _ClassVar[int]
+    ENROLMENT_COOLDOWN_FIELD_NUMBER: _ClassVar[int]
+    HOLIDAY_CALENDARS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     send_window: SendWindow
     voice: str
@@ -91,23 +106,30 @@ class TenantSettings(_message.Message):
     ai_daily_call_budget: int
     ai_daily_token_budget: int
     require_approval: bool
-    def __init__(self, tenant_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., voice: _Optional[str] = ..., guidelines: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., postal_address: _Optional[str] = ..., open_tracking: _Optional[bool] = ..., click_tracking: _Optional[bool] = ..., auto_reply_pause_days: _Optional[int] = ..., allowed_domains: _Optional[_Iterable[str]] = ..., allowed_urls: _Optional[_Iterable[str]] = ..., allowed_phone_numbers: _Optional[_Iterable[str]] = ..., ai_daily_call_budget: _Optional[int] = ..., ai_daily_token_budget: _Optional[int] = ..., require_approval: _Optional[bool] = ...) -> None: ...
+    reply_stops: ReplyStops
+    enrolment_cooldown: _duration_pb2.Duration
+    holiday_calendars: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., voice: _Optional[str] = ..., guidelines: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., postal_address: _Optional[str] = ..., open_tracking: _Optional[bool] = ..., click_tracking: _Optional[bool] = ..., auto_reply_pause_days: _Optional[int] = ..., allowed_domains: _Optional[_Iterable[str]] = ..., allowed_urls: _Optional[_Iterable[str]] = ..., allowed_phone_numbers: _Optional[_Iterable[str]] = ..., ai_daily_call_budget: _Optional[int] = ..., ai_daily_token_budget: _Optional[int] = ..., require_approval: _Optional[bool] = ..., reply_stops: _Optional[_Union[ReplyStops, str]] = ..., enrolment_cooldown: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., holiday_calendars: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Contact(_message.Message):
-    __slots__ = ("contact_id", "email", "first_name", "last_name", "title", "time_zone")
+    __slots__ = ("contact_id", "email", "first_name", "last_name", "title", "time_zone", "country", "subdivision")
     CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
     EMAIL_FIELD_NUMBER: _ClassVar[int]
     FIRST_NAME_FIELD_NUMBER: _ClassVar[int]
     LAST_NAME_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    COUNTRY_FIELD_NUMBER: _ClassVar[int]
+    SUBDIVISION_FIELD_NUMBER: _ClassVar[int]
     contact_id: str
     email: str
     first_name: str
     last_name: str
     title: str
     time_zone: str
-    def __init__(self, contact_id: _Optional[str] = ..., email: _Optional[str] = ..., first_name: _Optional[str] = ..., last_name: _Optional[str] = ..., title: _Optional[str] = ..., time_zone: _Optional[str] = ...) -> None: ...
+    country: str
+    subdivision: str
+    def __init__(self, contact_id: _Optional[str] = ..., email: _Optional[str] = ..., first_name: _Optional[str] = ..., last_name: _Optional[str] = ..., title: _Optional[str] = ..., time_zone: _Optional[str] = ..., country: _Optional[str] = ..., subdivision: _Optional[str] = ...) -> None: ...
 
 class Lead(_message.Message):
     __slots__ = ("lead_id", "company_name", "industry")
@@ -184,7 +206,7 @@ class RuleAction(_message.Message):
     def __init__(self, type: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Campaign(_message.Message):
-    __slots__ = ("campaign_id", "tenant_id", "lead_id", "contact_id", "product_id", "status", "sender_identity_id", "strategy", "steps", "current_step_index", "created_at", "updated_at", "cancel_reason", "strategist", "time_zone", "send_window", "attention_reason")
+    __slots__ = ("campaign_id", "tenant_id", "lead_id", "contact_id", "product_id", "status", "sender_identity_id", "strategy", "steps", "current_step_index", "created_at", "updated_at", "cancel_reason", "strategist", "time_zone", "send_window", "attention_reason", "holiday_calendars")
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     LEAD_ID_FIELD_NUMBER: _ClassVar[int]
@@ -202,6 +224,7 @@ class Campaign(_message.Message):
     TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
     SEND_WINDOW_FIELD_NUMBER: _ClassVar[int]
     ATTENTION_REASON_FIELD_NUMBER: _ClassVar[int]
+    HOLIDAY_CALENDARS_FIELD_NUMBER: _ClassVar[int]
     campaign_id: str
     tenant_id: str
     lead_id: str
@@ -219,10 +242,11 @@ class Campaign(_message.Message):
     time_zone: str
     send_window: SendWindow
     attention_reason: str
-    def __init__(self, campaign_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., lead_id: _Optional[str] = ..., contact_id: _Optional[str] = ..., product_id: _Optional[str] = ..., status: _Optional[_Union[CampaignStatus, str]] = ..., sender_identity_id: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[CampaignStep, _Mapping]]] = ..., current_step_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_reason: _Optional[str] = ..., strategist: _Optional[str] = ..., time_zone: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., attention_reason: _Optional[str] = ...) -> None: ...
+    holiday_calendars: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, campaign_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., lead_id: _Optional[str] = ..., contact_id: _Optional[str] = ..., product_id: _Optional[str] = ..., status: _Optional[_Union[CampaignStatus, str]] = ..., sender_identity_id: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[CampaignStep, _Mapping]]] = ..., current_step_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_reason: _Optional[str] = ..., strategist: _Optional[str] = ..., time_zone: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., attention_reason: _Optional[str] = ..., holiday_calendars: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CampaignStep(_message.Message):
-    __slots__ = ("step_index", "channel", "status", "relative_delay_seconds", "scheduled_at", "subject", "content", "call_to_action", "message_id", "sent_at", "thread", "timing")
+    __slots__ = ("step_index", "channel", "status", "relative_delay_seconds", "scheduled_at", "subject", "content", "call_to_action", "message_id", "sent_at", "thread", "timing", "placement_note")
     STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -235,6 +259,7 @@ class CampaignStep(_message.Message):
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
     THREAD_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_NOTE_FIELD_NUMBER: _ClassVar[int]
     step_index: int
     channel: str
     status: StepStatus
@@ -247,7 +272,8 @@ class CampaignStep(_message.Message):
     sent_at: _timestamp_pb2.Timestamp
     thread: bool
     timing: str
-    def __init__(self, step_index: _Optional[int] = ..., channel: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., relative_delay_seconds: _Optional[int] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., subject: _Optional[str] = ..., content: _Optional[str] = ..., call_to_action: _Optional[str] = ..., message_id: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., thread: _Optional[bool] = ..., timing: _Optional[str] = ...) -> None: ...
+    placement_note: str
+    def __init__(self, step_index: _Optional[int] = ..., channel: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., relative_delay_seconds: _Optional[int] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., subject: _Optional[str] = ..., content: _Optional[str] = ..., call_to_action: _Optional[str] = ..., message_id: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., thread: _Optional[bool] = ..., timing: _Optional[str] = ..., placement_note: _Optional[str] = ...) -> None: ...
 
 class CreateCampaignRequest(_message.Message):
     __slots__ = ("tenant_id", "request_id", "lead", "contact", "product", "strategy", "sender_identity_id", "send_window")
