@@ -16,7 +16,7 @@ from dripiq.events.v1 import messages_pb2
 from dripiq_common import validation
 from dripiq_common.errors import InvalidArgument, PermanentMessageError
 from dripiq_events import reply_text
-from dripiq_events.domain import AUTO_REPLY, REPLY, UNSUBSCRIBE, NewEvent, Outbound, SentMessage
+from dripiq_events.domain import AUTO_REPLY, MAX_ID_LENGTH, REPLY, UNSUBSCRIBE, Cohort, NewEvent, Outbound, SentMessage
 from dripiq_events.queries import Page
 from dripiq_events.rollups import SENT_METRIC
 
@@ -29,6 +29,7 @@ def sent_message(outcome: dispatcher_pb.MessageOutcome, *, now: datetime) -> Sen
             raise PermanentMessageError(f"MessageOutcome without {name}")
     if not validation.is_tenant(outcome.tenant_id):
         raise PermanentMessageError(f"MessageOutcome with an invalid tenant_id {outcome.tenant_id!r}")
+    sent_at = outcome.occurred_at.ToDatetime(tzinfo=UTC) if outcome.HasField("occurred_at") else now
     return SentMessage(
         outbound=Outbound(
             message_id=outcome.message_id,
@@ -37,12 +38,29 @@ def sent_message(outcome: dispatcher_pb.MessageOutcome, *, now: datetime) -> Sen
             step_index=outcome.step_index,
             contact_id=outcome.contact_id,
             to_email=outcome.to_email,
+            cohort=cohort(outcome, sent_at),
         ),
         subject=outcome.subject,
         provider_message_id=outcome.provider_message_id or None,
         rfc_message_id=outcome.rfc_message_id or None,
-        sent_at=outcome.occurred_at.ToDatetime(tzinfo=UTC) if outcome.HasField("occurred_at") else now,
+        sent_at=sent_at,
     )
+
+
+def cohort(outcome: dispatcher_pb.MessageOutcome, sent_at: datetime) -> Cohort | None:
+    """Where a sent message counts in its tenant's analytics: its UTC day of sending and what the
+    outcome says it was sent as. None (its campaign's stats only) when a value is longer than
+    an id may be: the message is still kept, and its events still tied to it."""
+    values = {
+        "product_id": outcome.product_id,
+        "sender_identity_id": outcome.sender_identity_id,
+        "strategist": outcome.strategist,
+        "variant": outcome.variant,
+        "channel": outcome.channel,
+    }
+    if any(len(v) > MAX_ID_LENGTH for v in values.values()):
+        return None
+    return Cohort(day=sent_at.astimezone(UTC).date(), **values)
 
 
 def received_at(raw: messages_pb2.RawWebhook, *, now: datetime) -> datetime:
