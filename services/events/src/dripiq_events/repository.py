@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, delete, select, text, true
+from sqlalchemy import ColumnElement, delete, func, literal, select, text, true, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -209,6 +209,38 @@ async def add_to_tenant_stats(conn: AsyncConnection, *, increments: dict[TenantR
         for key in sorted(increments)
     ]
     await bulk.insert_rows(conn, tenant_stats, rows, suffix=_ADD_TO_TENANT_STATS)
+
+
+async def sum_tenant_stats(
+    conn: AsyncConnection,
+    *,
+    tenant_id: str,
+    start_day: date,
+    end_day: date,
+    group_by: Sequence[str],
+    filters: Mapping[str, Sequence[Any]],
+    after: Sequence[Any] | None,
+    limit: int,
+) -> Sequence[Any]:
+    """The tenant's counters over [start_day, end_day] summed per group, in group order, the
+    groups after `after` (the last group of the previous page) only; a group whose messages
+    counted nothing is absent."""
+    keys = [tenant_stats.c[name] for name in group_by]
+    sums = [func.coalesce(func.sum(tenant_stats.c[m]), 0).label(m) for m in TENANT_STATS_METRICS]
+    query = select(*keys, *sums).where(
+        tenant_stats.c.tenant_id == tenant_id, tenant_stats.c.day >= start_day, tenant_stats.c.day <= end_day
+    )
+    for name, values in filters.items():
+        query = query.where(tenant_stats.c[name].in_(list(values)))
+    if after is not None:
+        query = query.where(
+            tuple_(*keys) > tuple_(*(literal(v, type_=k.type) for v, k in zip(after, keys, strict=True)))
+        )
+    # Without groups, the one row of sums over no rows at all is not a group.
+    query = query.having(func.count() > 0)
+    if keys:
+        query = query.group_by(*keys).order_by(*keys)
+    return (await conn.execute(query.limit(limit))).mappings().all()
 
 
 async def rollups(conn: AsyncConnection, *, tenant_id: str, campaign_id: str) -> dict[int, dict[str, int]]:
