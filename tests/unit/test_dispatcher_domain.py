@@ -74,6 +74,9 @@ def test_command_needs_a_tenant_and_a_uuid_message_id() -> None:
         ({"channel": "call", "subject": "", "body_text": ""}, "invalid task command: subject"),
         ({"channel": "call", "to_email": "nobody"}, "invalid task command: to_email"),
         ({"categories": [f"c{i}" for i in range(11)]}, "at most 10 categories"),
+        ({"product_id": "p" * 256}, "product_id must be at most 255 characters"),
+        ({"channel": "call", "strategist": "s" * 256}, "strategist must be at most 255 characters"),
+        ({"product_id": "p" * 255, "strategist": "openai", "variant": "b"}, None),
     ],
 )
 def test_content_problems_name_what_is_wrong(overrides: dict[str, object], expected: str | None) -> None:

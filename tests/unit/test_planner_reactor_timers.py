@@ -111,6 +111,8 @@ def test_a_due_step_goes_out_once_with_its_text_and_the_tenants_settings() -> No
         1,
     )
     assert (send.message_id, send.step_index, send.sender_identity_id) == (message_id(1), 1, "sender-1")
+    # What the tenant's analytics count the message under.
+    assert (send.product_id, send.strategist, send.variant, send.channel) == ("product-1", "request", "", "email")
     assert (send.to_email, send.to_name) == ("ada@example.com", "Ada Lovelace")
     assert (send.subject, send.body_text, list(send.thread_message_ids)) == ("Step 1 for Acme", "Hi Ada", [])
     assert send.postal_address == "1 Main Street, Springfield"

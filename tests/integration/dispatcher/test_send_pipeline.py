@@ -77,7 +77,7 @@ async def test_send_calls_sendgrid_once_with_every_tracking_key(engine, fake, se
 
 
 async def test_outcome_is_published_by_the_relay(engine, js, dispatcher, tenant_id):
-    cmd = command(tenant_id, await identity(engine, tenant_id))
+    cmd = command(tenant_id, await identity(engine, tenant_id), product_id="product-1", strategist="openai")
     await dispatcher.handle_send(cmd.SerializeToString())
 
     relay = OutboxRelay(engine, js, outbox)
@@ -87,6 +87,13 @@ async def test_outcome_is_published_by_the_relay(engine, js, dispatcher, tenant_
     msg = await js.get_last_msg("MESSAGE_OUTCOMES", Subjects.message_outcome(tenant_id))
     fact = messages_pb2.MessageOutcome.FromString(msg.data)
     assert (fact.message_id, fact.kind) == (cmd.message_id, messages_pb2.OUTCOME_KIND_SENT)
+    assert (fact.product_id, fact.sender_identity_id, fact.strategist, fact.variant, fact.channel) == (
+        "product-1",
+        cmd.sender_identity_id,
+        "openai",
+        "",
+        "email",
+    )
     assert await outcomes(engine, tenant_id) == []
 
 

@@ -119,7 +119,7 @@ async def test_an_unknown_channel_fails_with_a_reason_naming_it(engine, dispatch
 
 
 async def test_completing_a_task_records_it_and_publishes_a_reply(engine, dispatcher, api, clock, tenant_id):
-    cmd = task_command(tenant_id, "linkedin")
+    cmd = task_command(tenant_id, "linkedin", product_id="product-7", strategist="template", variant="b")
     await dispatcher.handle_send(cmd.SerializeToString())
     stub = pb_grpc.DispatcherServiceStub(api)
     clock.advance(timedelta(hours=3))
@@ -145,6 +145,13 @@ async def test_completing_a_task_records_it_and_publishes_a_reply(engine, dispat
         "replied",
     )
     assert outcome.occurred_at.ToDatetime() == performed.replace(tzinfo=None)
+    # Built from the stored row hours after the command: what the tenant's analytics count it under.
+    assert (outcome.product_id, outcome.strategist, outcome.variant, outcome.sender_identity_id) == (
+        "product-7",
+        "template",
+        "b",
+        "",
+    )
     [batch] = await published(engine, Subjects.engagement(tenant_id, "reply"), events_pb2.EngagementBatch)
     [reply] = batch.events
     assert (reply.event_id, reply.message_id, reply.campaign_id, reply.step_index, reply.email) == (

@@ -71,6 +71,10 @@ class NewMessage:
     thread_message_ids: tuple[str, ...] = ()
     # When the contact may be mailed, in their zone; None: whenever.
     window: ContactWindow | None = None
+    # What the message is counted under in the tenant's analytics.
+    product_id: str = ""
+    strategist: str = ""
+    variant: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,8 +97,17 @@ def is_task(message: NewMessage) -> bool:
     return message.channel in TASK_CHANNELS
 
 
+# What a message is counted under in the tenant's analytics: part of the rollups' keys, so
+# bounded like an id.
+ANALYTICS_FIELDS = ("product_id", "strategist", "variant")
+MAX_ANALYTICS_VALUE = 255
+
+
 def content_problem(message: NewMessage) -> str | None:
     """Why this message can never be sent (or its task opened) as commanded, or None."""
+    for name in ANALYTICS_FIELDS:
+        if len(getattr(message, name)) > MAX_ANALYTICS_VALUE:
+            return f"invalid send command: {name} must be at most {MAX_ANALYTICS_VALUE} characters"
     if is_task(message):
         return _task_problem(message)
     if message.channel != EMAIL:

@@ -66,6 +66,10 @@ messages = Table(
     # The send command's bytes, kept only while the message is `unknown`: what it is sent again
     # as, should SendGrid's reports show it never got it. Null on every other row.
     Column("unconfirmed_command", LargeBinary),
+    # What the message is counted under in the tenant's analytics, carried into its outcomes.
+    Column("product_id", Text, nullable=False, server_default=""),
+    Column("strategist", Text, nullable=False, server_default=""),
+    Column("variant", Text, nullable=False, server_default=""),
     UniqueConstraint("idempotency_key", name="messages_idempotency_key_key"),
     UniqueConstraint("provider", "provider_message_id", name="messages_provider_message_key"),
     CheckConstraint(

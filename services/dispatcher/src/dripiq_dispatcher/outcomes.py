@@ -75,6 +75,10 @@ def outcome(
         reason=reason,
         to_email=message.to_email,
         subject=message.subject,
+        product_id=message.product_id,
+        sender_identity_id=message.sender_identity_id,
+        strategist=message.strategist,
+        variant=message.variant,
     )
     if kind == messages_pb2.OUTCOME_KIND_SENT:
         fact.opens_untracked_reason = opens_untracked_reason(message)

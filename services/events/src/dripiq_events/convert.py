@@ -16,7 +16,8 @@ from dripiq.events.v1 import messages_pb2
 from dripiq_common import validation
 from dripiq_common.errors import InvalidArgument, PermanentMessageError
 from dripiq_events import reply_text
-from dripiq_events.domain import AUTO_REPLY, REPLY, UNSUBSCRIBE, NewEvent, Outbound, SentMessage
+from dripiq_events.domain import AUTO_REPLY, MAX_ID_LENGTH, REPLY, UNSUBSCRIBE, Cohort, NewEvent, Outbound, SentMessage
+from dripiq_events.models import TENANT_STATS_METRICS
 from dripiq_events.queries import Page
 from dripiq_events.rollups import SENT_METRIC
 
@@ -29,6 +30,7 @@ def sent_message(outcome: dispatcher_pb.MessageOutcome, *, now: datetime) -> Sen
             raise PermanentMessageError(f"MessageOutcome without {name}")
     if not validation.is_tenant(outcome.tenant_id):
         raise PermanentMessageError(f"MessageOutcome with an invalid tenant_id {outcome.tenant_id!r}")
+    sent_at = outcome.occurred_at.ToDatetime(tzinfo=UTC) if outcome.HasField("occurred_at") else now
     return SentMessage(
         outbound=Outbound(
             message_id=outcome.message_id,
@@ -37,12 +39,29 @@ def sent_message(outcome: dispatcher_pb.MessageOutcome, *, now: datetime) -> Sen
             step_index=outcome.step_index,
             contact_id=outcome.contact_id,
             to_email=outcome.to_email,
+            cohort=cohort(outcome, sent_at),
         ),
         subject=outcome.subject,
         provider_message_id=outcome.provider_message_id or None,
         rfc_message_id=outcome.rfc_message_id or None,
-        sent_at=outcome.occurred_at.ToDatetime(tzinfo=UTC) if outcome.HasField("occurred_at") else now,
+        sent_at=sent_at,
     )
+
+
+def cohort(outcome: dispatcher_pb.MessageOutcome, sent_at: datetime) -> Cohort | None:
+    """Where a sent message counts in its tenant's analytics: its UTC day of sending and what the
+    outcome says it was sent as. None (its campaign's stats only) when a value is longer than
+    an id may be: the message is still kept, and its events still tied to it."""
+    values = {
+        "product_id": outcome.product_id,
+        "sender_identity_id": outcome.sender_identity_id,
+        "strategist": outcome.strategist,
+        "variant": outcome.variant,
+        "channel": outcome.channel,
+    }
+    if any(len(v) > MAX_ID_LENGTH for v in values.values()):
+        return None
+    return Cohort(day=sent_at.astimezone(UTC).date(), **values)
 
 
 def received_at(raw: messages_pb2.RawWebhook, *, now: datetime) -> datetime:
@@ -201,6 +220,75 @@ def step_funnel_response(campaign_id: str, steps: Mapping[int, Mapping[str, int]
             api_pb.StepCounts(step_index=index, counts=engagement_counts(values))
             for index, values in sorted(steps.items())
         ],
+    )
+
+
+# Each group_by value, as the name of the rollups' column it groups by.
+STATS_DIMENSIONS = {
+    api_pb.STATS_DIMENSION_DAY: "day",
+    api_pb.STATS_DIMENSION_PRODUCT: "product_id",
+    api_pb.STATS_DIMENSION_SENDER_IDENTITY: "sender_identity_id",
+    api_pb.STATS_DIMENSION_STRATEGIST: "strategist",
+    api_pb.STATS_DIMENSION_STEP_INDEX: "step_index",
+    api_pb.STATS_DIMENSION_VARIANT: "variant",
+    api_pb.STATS_DIMENSION_CHANNEL: "channel",
+}
+
+
+def stats_group_by(request: api_pb.GetTenantStatsRequest) -> list[str]:
+    """The columns a request groups by, in its order; INVALID_ARGUMENT naming group_by for a
+    value that is no dimension (UNSPECIFIED, or one this service does not know)."""
+    names = []
+    for value in request.group_by:
+        if value not in STATS_DIMENSIONS:
+            raise InvalidArgument("group_by", f"{value} is not a dimension (STATS_DIMENSION_UNSPECIFIED or unknown)")
+        names.append(STATS_DIMENSIONS[value])
+    return names
+
+
+def stats_filters(request: api_pb.GetTenantStatsRequest) -> dict[str, list[str | int]]:
+    f = request.filter
+    return {
+        "product_id": list(f.product_ids),
+        "sender_identity_id": list(f.sender_identity_ids),
+        "strategist": list(f.strategists),
+        "step_index": list(f.step_indexes),
+        "variant": list(f.variants),
+        "channel": list(f.channels),
+    }
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+def tenant_stats_row(row: Mapping[str, Any]) -> api_pb.TenantStatsRow:
+    counts = {m: int(row[m]) for m in TENANT_STATS_METRICS}
+    sent = counts["sent"]
+    keys = {
+        name: row[name]
+        for name in ("product_id", "sender_identity_id", "strategist", "variant", "channel", "step_index")
+        if name in row
+    }
+    if "day" in row:
+        keys["day"] = row["day"].isoformat()
+    return api_pb.TenantStatsRow(
+        **keys,
+        counts=engagement_counts(counts),
+        rates=api_pb.EngagementRates(
+            delivery_rate=_share(counts["delivered"], sent),
+            human_open_rate=_share(counts["unique_human_opens"], sent),
+            click_rate=_share(counts["unique_clicks"], sent),
+            reply_rate=_share(counts["replies"], sent),
+            bounce_rate=_share(counts["bounces"], sent),
+            unsubscribe_rate=_share(counts["unsubscribes"], sent),
+        ),
+    )
+
+
+def tenant_stats_response(page: Page) -> api_pb.GetTenantStatsResponse:
+    return api_pb.GetTenantStatsResponse(
+        rows=[tenant_stats_row(row) for row in page.rows], next_page_token=page.next_page_token
     )
 
 

@@ -83,6 +83,7 @@ def _stored(event: ProviderEvent, *, outbound: Outbound | None = None, tenant_id
         row.campaign_id = outbound.campaign_id
         row.step_index = outbound.step_index
         row.contact_id = outbound.contact_id
+        row.cohort = outbound.cohort
     elif tenant_id is not None:
         row.tenant_id = tenant_id
         row.message_id = event.message_id

@@ -29,6 +29,19 @@ MAX_ID_LENGTH = 255
 
 
 @dataclass(frozen=True)
+class Cohort:
+    """Where a sent message and its engagement are counted in the tenant's analytics: the UTC
+    day it was sent and what it was sent as (its step index is the message's own)."""
+
+    day: date
+    product_id: str = ""
+    sender_identity_id: str = ""
+    strategist: str = ""
+    variant: str = ""
+    channel: str = ""
+
+
+@dataclass(frozen=True)
 class Outbound:
     """What we keep of one sent message (a row of outbound_messages)."""
 
@@ -38,6 +51,9 @@ class Outbound:
     step_index: int
     contact_id: str
     to_email: str
+    # None for a message kept before the tenant's analytics began (or one whose outcome
+    # carried values too long to count under): it counts in its campaign's stats only.
+    cohort: Cohort | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,8 @@ class NewEvent:
     provider_message_id: str | None = None
     # Replies only: carried to the engagement fact.
     reply: ReplyFacts | None = None
+    # Where its per-event counts go in the tenant's analytics, when its message is known.
+    cohort: Cohort | None = None
 
     @property
     def key(self) -> tuple[str, str, datetime]:
@@ -122,6 +140,7 @@ def _of_message(outbound: Outbound, **fields: Any) -> NewEvent:
         step_index=outbound.step_index,
         contact_id=outbound.contact_id,
         email=outbound.to_email or None,
+        cohort=outbound.cohort,
         **fields,
     )
 
@@ -140,6 +159,7 @@ def unsubscribe_event(*, tenant_id: str, message_id: str, outbound: Outbound | N
             "step_index": outbound.step_index,
             "contact_id": outbound.contact_id,
             "email": outbound.to_email,
+            "cohort": outbound.cohort,
         }
     return NewEvent(
         provider=PROVIDER_DRIPIQ,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dripiq.events.v1 import events_service_pb2 as pb
 from dripiq.events.v1 import events_service_pb2_grpc as pb_grpc
 from dripiq_events import convert
-from dripiq_events.queries import EventQuery, EventScope
+from dripiq_events.queries import EventQuery, EventScope, TenantStatsQuery
 
 
 class EventsServicer(pb_grpc.EventsServiceServicer):
@@ -47,3 +47,14 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
     async def GetInboundMessage(self, request: pb.GetInboundMessageRequest, context) -> pb.GetInboundMessageResponse:
         row = await self.query.get_inbound(request.tenant_id, request.inbound_id)
         return pb.GetInboundMessageResponse(message=convert.inbound_message(row))
+
+    async def GetTenantStats(self, request: pb.GetTenantStatsRequest, context) -> pb.GetTenantStatsResponse:
+        query = TenantStatsQuery.of(
+            request.tenant_id,
+            start_day=request.start_day,
+            end_day=request.end_day,
+            group_by=convert.stats_group_by(request),
+            filters=convert.stats_filters(request),
+        )
+        page = await self.query.tenant_stats(query, page_size=request.page_size, page_token=request.page_token)
+        return convert.tenant_stats_response(page)

@@ -84,6 +84,14 @@ outbound_messages = Table(
     # The bits the latest change of `seen` added: what that statement's RETURNING reads, since
     # RETURNING sees only new values before PostgreSQL 18.
     Column("seen_added", Integer, nullable=False, server_default="0"),
+    # What the message is counted under in the tenant's analytics (tenant_stats), as its first
+    # SENT outcome said; stats_day is NULL on a message kept before those analytics began.
+    Column("product_id", Text, nullable=False, server_default=""),
+    Column("sender_identity_id", Text, nullable=False, server_default=""),
+    Column("strategist", Text, nullable=False, server_default=""),
+    Column("variant", Text, nullable=False, server_default=""),
+    Column("channel", Text, nullable=False, server_default=""),
+    Column("stats_day", Date),
     Index("outbound_messages_provider_message_idx", "provider_message_id"),
     Index("outbound_messages_rfc_message_idx", "rfc_message_id"),
     # Copies older than the events' retention are deleted by age, a batch at a time.
@@ -102,6 +110,40 @@ step_stats = Table(
     Column("metric", Text, nullable=False),
     Column("value", BigInteger, nullable=False),
     PrimaryKeyConstraint("tenant_id", "campaign_id", "step_index", "metric", name="step_stats_pkey"),
+)
+
+# The tenant's analytics across campaigns: per UTC day of sending and what the messages were
+# sent as, one counter column per metric, kept in the same transactions as step_stats.
+# GetTenantStats reads only these rows (the key leads with tenant and day: a range is one
+# index range).
+TENANT_STATS_DIMENSIONS = ("product_id", "sender_identity_id", "strategist", "step_index", "variant", "channel")
+TENANT_STATS_METRICS = (
+    "sent",
+    "delivered",
+    "unique_human_opens",
+    "machine_opens",
+    "human_open_events",
+    "unique_clicks",
+    "click_events",
+    "replies",
+    "auto_replies",
+    "bounces",
+    "unsubscribes",
+    "spam_reports",
+)
+tenant_stats = Table(
+    "tenant_stats",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("product_id", Text, nullable=False),
+    Column("sender_identity_id", Text, nullable=False),
+    Column("strategist", Text, nullable=False),
+    Column("step_index", Integer, nullable=False),
+    Column("variant", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    *(Column(metric, BigInteger, nullable=False, server_default="0") for metric in TENANT_STATS_METRICS),
+    PrimaryKeyConstraint("tenant_id", "day", *TENANT_STATS_DIMENSIONS, name="tenant_stats_pkey"),
 )
 
 inbound_emails = Table(

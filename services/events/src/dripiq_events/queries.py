@@ -7,9 +7,9 @@ the answers. Nothing here writes.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dripiq_common import paging, validation
 from dripiq_common.errors import InvalidArgument, NotFound
 from dripiq_events import repository
+from dripiq_events.domain import MAX_ID_LENGTH
+from dripiq_events.models import TENANT_STATS_DIMENSIONS
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,72 @@ class EventScope:
         return cls(tenant, message_id=message_id, campaign_id=campaign_id)
 
 
+# One year of days: a wider range is a report, not a question an API answers in milliseconds.
+MAX_STATS_DAYS = 366
+MAX_FILTER_VALUES = 100
+STATS_GROUPS = ("day", *TENANT_STATS_DIMENSIONS)
+
+
+@dataclass(frozen=True)
+class TenantStatsQuery:
+    """A checked GetTenantStats question: whose messages, which UTC days (both included), what
+    each row stands for, and which messages count (dimension -> the values kept)."""
+
+    tenant_id: str
+    start_day: date
+    end_day: date
+    group_by: tuple[str, ...] = ()
+    filters: dict[str, tuple[str | int, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        tenant_id: str,
+        *,
+        start_day: str,
+        end_day: str,
+        group_by: Sequence[str],
+        filters: Mapping[str, Sequence[str | int]],
+    ) -> TenantStatsQuery:
+        tenant = validation.tenant_id(tenant_id)
+        start, end = _day(start_day, "start_day"), _day(end_day, "end_day")
+        if end < start:
+            raise InvalidArgument("end_day", "must not be before start_day")
+        if (end - start) >= timedelta(days=MAX_STATS_DAYS):
+            raise InvalidArgument("end_day", f"must be less than {MAX_STATS_DAYS} days after start_day")
+        for name in group_by:
+            if name not in STATS_GROUPS:
+                raise InvalidArgument("group_by", f"{name!r} is not a dimension ({', '.join(STATS_GROUPS)})")
+        if len(set(group_by)) != len(group_by):
+            raise InvalidArgument("group_by", "names a dimension more than once")
+        kept: dict[str, tuple[str | int, ...]] = {}
+        for name, values in filters.items():
+            if name not in TENANT_STATS_DIMENSIONS:
+                raise InvalidArgument(f"filter.{name}", "is not a dimension")
+            if len(values) > MAX_FILTER_VALUES:
+                raise InvalidArgument(f"filter.{name}", f"at most {MAX_FILTER_VALUES} values")
+            if any(isinstance(v, str) and len(v) > MAX_ID_LENGTH for v in values):
+                raise InvalidArgument(f"filter.{name}", f"values are at most {MAX_ID_LENGTH} characters")
+            if values:
+                kept[name] = tuple(dict.fromkeys(values))
+        return cls(tenant, start, end, tuple(group_by), kept)
+
+
+def _day(value: str, name: str) -> date:
+    if not value:
+        raise InvalidArgument(name, "required, a UTC day as YYYY-MM-DD")
+    try:
+        if len(value) != 10:
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidArgument(name, f"must be a day as YYYY-MM-DD, got {value[:40]!r}") from None
+
+
+def _stats_token_types(group_by: Sequence[str]) -> tuple[type[str] | type[int], ...]:
+    return (str, *(int if name == "step_index" else str for name in group_by))
+
+
 @dataclass
 class EventQuery:
     engine: AsyncEngine
@@ -65,6 +133,42 @@ class EventQuery:
         for values in steps.values():
             totals.update(values)
         return totals
+
+    async def tenant_stats(self, query: TenantStatsQuery, *, page_size: int, page_token: str) -> Page:
+        """A page of the tenant's counters summed per group, in group_by order. A page token
+        is the last group's key, with the grouping it was made for: asked with another, it is
+        INVALID_ARGUMENT, never a wrong page."""
+        size = paging.page_size(page_size)
+        grouping = ",".join(query.group_by)
+        after = paging.decode_token(page_token, *_stats_token_types(query.group_by))
+        if after is not None and after[0] != grouping:
+            raise InvalidArgument("page_token", "was made for another group_by")
+        after_key: tuple[Any, ...] | None = None
+        if after is not None:
+            try:
+                after_key = tuple(
+                    date.fromisoformat(v) if name == "day" else v
+                    for name, v in zip(query.group_by, after[1:], strict=True)
+                )
+            except ValueError:
+                raise InvalidArgument("page_token", "is not a token from a previous response") from None
+        async with self.engine.connect() as conn:
+            rows = await repository.sum_tenant_stats(
+                conn,
+                tenant_id=query.tenant_id,
+                start_day=query.start_day,
+                end_day=query.end_day,
+                group_by=query.group_by,
+                filters=query.filters,
+                after=after_key,
+                limit=size + 1,
+            )
+        page = rows[:size]
+        if len(rows) <= size or not query.group_by:
+            return Page(page, "")
+        last = page[-1]
+        key = [last[name].isoformat() if name == "day" else last[name] for name in query.group_by]
+        return Page(page, paging.encode_token(grouping, *key))
 
     async def list_message_events(
         self,

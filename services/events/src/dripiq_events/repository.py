@@ -4,18 +4,28 @@ caller decides what commits together (a stored event and its outbox row do)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, delete, select, text, true
+from sqlalchemy import ColumnElement, delete, func, literal, select, text, true, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dripiq_common import bulk
-from dripiq_events.domain import NewEvent, Outbound, SentMessage
-from dripiq_events.models import ai_generations, inbound_emails, message_events, outbound_messages, step_stats
+from dripiq_events.domain import Cohort, NewEvent, Outbound, SentMessage
+from dripiq_events.models import (
+    TENANT_STATS_METRICS,
+    ai_generations,
+    inbound_emails,
+    message_events,
+    outbound_messages,
+    step_stats,
+    tenant_stats,
+)
 
 _OUTBOUND_FACTS = (
     "campaign_id",
@@ -46,6 +56,9 @@ async def upsert_outbound(conn: AsyncConnection, *, sent: Sequence[SentMessage])
             "provider_message_id": s.provider_message_id,
             "rfc_message_id": s.rfc_message_id,
             "sent_at": s.sent_at,
+            # Not among the facts a later outcome updates: the message stays where its send
+            # was counted.
+            **_cohort_columns(s.outbound.cohort),
         }
         for s in latest.values()
     ]
@@ -65,6 +78,39 @@ async def upsert_outbound(conn: AsyncConnection, *, sent: Sequence[SentMessage])
     return [s for s in latest.values() if s.outbound.message_id in inserted]
 
 
+def _cohort_columns(cohort: Cohort | None) -> dict[str, Any]:
+    if cohort is None:
+        return {
+            "product_id": "",
+            "sender_identity_id": "",
+            "strategist": "",
+            "variant": "",
+            "channel": "",
+            "stats_day": None,
+        }
+    return {
+        "product_id": cohort.product_id,
+        "sender_identity_id": cohort.sender_identity_id,
+        "strategist": cohort.strategist,
+        "variant": cohort.variant,
+        "channel": cohort.channel,
+        "stats_day": cohort.day,
+    }
+
+
+def _cohort(row: Any) -> Cohort | None:
+    if row["stats_day"] is None:
+        return None
+    return Cohort(
+        day=row["stats_day"],
+        product_id=row["product_id"],
+        sender_identity_id=row["sender_identity_id"],
+        strategist=row["strategist"],
+        variant=row["variant"],
+        channel=row["channel"],
+    )
+
+
 # Sets the wanted bits each known message lacks, and answers the bits it added, in one
 # statement: in SET, `o.seen` is the value before the update, so `seen_added` records what this
 # statement added and RETURNING reads it. Messages that have every wanted bit already are only
@@ -77,11 +123,22 @@ _ADD_SEEN = """
 UPDATE events.outbound_messages o SET seen = o.seen | w.bits, seen_added = w.bits & ~o.seen
 FROM (SELECT * FROM unnest($1::text[], $2::integer[]) AS u(message_id, bits) ORDER BY message_id) w
 WHERE o.message_id = w.message_id AND o.seen | w.bits <> o.seen
-RETURNING o.message_id, o.seen_added
+RETURNING o.message_id, o.seen_added, o.tenant_id, o.step_index, o.stats_day, o.product_id, o.sender_identity_id,
+    o.strategist, o.variant, o.channel
 """
 
 
-async def add_seen(conn: AsyncConnection, *, wanted: dict[str, int]) -> dict[str, int]:
+@dataclass(frozen=True)
+class SeenAdded:
+    """The rollup bits a message newly reached, and where its tenant's analytics count it."""
+
+    bits: int
+    tenant_id: str
+    step_index: int
+    cohort: Cohort | None
+
+
+async def add_seen(conn: AsyncConnection, *, wanted: dict[str, int]) -> dict[str, SeenAdded]:
     """Record the rollup bits each message reached; the bits newly added, for the known
     messages that reached one they lacked (the others, and messages we never heard were sent,
     are absent). Those rows stay locked until commit, so a concurrent batch counts a first
@@ -90,7 +147,10 @@ async def add_seen(conn: AsyncConnection, *, wanted: dict[str, int]) -> dict[str
         return {}
     ids = sorted(wanted)
     rows = await (await bulk.driver(conn)).fetch(_ADD_SEEN, ids, [wanted[m] for m in ids])
-    return {row["message_id"]: row["seen_added"] for row in rows}
+    return {
+        row["message_id"]: SeenAdded(row["seen_added"], row["tenant_id"], row["step_index"], _cohort(row))
+        for row in rows
+    }
 
 
 # (tenant_id, campaign_id, step_index, metric)
@@ -114,6 +174,75 @@ async def add_to_rollups(conn: AsyncConnection, *, increments: dict[RollupKey, i
     )
 
 
+# (tenant_id, day, product_id, sender_identity_id, strategist, step_index, variant, channel)
+TenantRollupKey = tuple[str, date, str, str, str, int, str, str]
+
+
+def tenant_rollup_key(tenant_id: str, step_index: int, cohort: Cohort) -> TenantRollupKey:
+    return (
+        tenant_id,
+        cohort.day,
+        cohort.product_id,
+        cohort.sender_identity_id,
+        cohort.strategist,
+        step_index,
+        cohort.variant,
+        cohort.channel,
+    )
+
+
+_TENANT_KEY = ("tenant_id", "day", "product_id", "sender_identity_id", "strategist", "step_index", "variant", "channel")
+_ADD_TO_TENANT_STATS = "ON CONFLICT ON CONSTRAINT tenant_stats_pkey DO UPDATE SET " + ", ".join(
+    f"{m} = tenant_stats.{m} + excluded.{m}" for m in TENANT_STATS_METRICS
+)
+
+
+async def add_to_tenant_stats(conn: AsyncConnection, *, increments: dict[TenantRollupKey, Counter[str]]) -> None:
+    """Add to the tenant's analytics counters in one statement, in key order (as step_stats)."""
+    if not increments:
+        return
+    rows = [
+        {
+            **dict(zip(_TENANT_KEY, key, strict=True)),
+            **{m: increments[key][m] for m in TENANT_STATS_METRICS},
+        }
+        for key in sorted(increments)
+    ]
+    await bulk.insert_rows(conn, tenant_stats, rows, suffix=_ADD_TO_TENANT_STATS)
+
+
+async def sum_tenant_stats(
+    conn: AsyncConnection,
+    *,
+    tenant_id: str,
+    start_day: date,
+    end_day: date,
+    group_by: Sequence[str],
+    filters: Mapping[str, Sequence[Any]],
+    after: Sequence[Any] | None,
+    limit: int,
+) -> Sequence[Any]:
+    """The tenant's counters over [start_day, end_day] summed per group, in group order, the
+    groups after `after` (the last group of the previous page) only; a group whose messages
+    counted nothing is absent."""
+    keys = [tenant_stats.c[name] for name in group_by]
+    sums = [func.coalesce(func.sum(tenant_stats.c[m]), 0).label(m) for m in TENANT_STATS_METRICS]
+    query = select(*keys, *sums).where(
+        tenant_stats.c.tenant_id == tenant_id, tenant_stats.c.day >= start_day, tenant_stats.c.day <= end_day
+    )
+    for name, values in filters.items():
+        query = query.where(tenant_stats.c[name].in_(list(values)))
+    if after is not None:
+        query = query.where(
+            tuple_(*keys) > tuple_(*(literal(v, type_=k.type) for v, k in zip(after, keys, strict=True)))
+        )
+    # Without groups, the one row of sums over no rows at all is not a group.
+    query = query.having(func.count() > 0)
+    if keys:
+        query = query.group_by(*keys).order_by(*keys)
+    return (await conn.execute(query.limit(limit))).mappings().all()
+
+
 async def rollups(conn: AsyncConnection, *, tenant_id: str, campaign_id: str) -> dict[int, dict[str, int]]:
     """A campaign's counters by step index and metric."""
     rows = await conn.execute(
@@ -129,7 +258,8 @@ async def rollups(conn: AsyncConnection, *, tenant_id: str, campaign_id: str) ->
 
 _OUTBOUND_SELECT = (
     "SELECT message_id, tenant_id, campaign_id, step_index, contact_id, to_email, provider_message_id, "
-    "rfc_message_id FROM events.outbound_messages WHERE {column} = ANY($1::text[])"
+    "rfc_message_id, stats_day, product_id, sender_identity_id, strategist, variant, channel "
+    "FROM events.outbound_messages WHERE {column} = ANY($1::text[])"
 )
 
 
@@ -147,6 +277,7 @@ async def _outbound_by(conn: AsyncConnection, column: str, ids: Iterable[str]) -
             step_index=row["step_index"],
             contact_id=row["contact_id"],
             to_email=row["to_email"],
+            cohort=_cohort(row),
         )
         for row in rows
     }

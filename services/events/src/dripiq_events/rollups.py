@@ -1,4 +1,6 @@
-"""Rollups: each step's engagement counters (events.step_stats), kept as events are stored.
+"""Rollups: each step's engagement counters (events.step_stats) and the tenant's analytics
+across campaigns (events.tenant_stats, by day of sending and what a message was sent as), kept
+as events are stored.
 
 A metric counted once per message (a unique open, the first click) is counted only the first
 time its message reaches it, which outbound_messages.seen records bit by bit; the others count
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dripiq_events import repository
-from dripiq_events.domain import AUTO_REPLY, REPLY, UNSUBSCRIBE, NewEvent, SentMessage
+from dripiq_events.domain import AUTO_REPLY, REPLY, UNSUBSCRIBE, Cohort, NewEvent, SentMessage
 
 # Metrics counted once per message, each with the bit of outbound_messages.seen that records the
 # message already counted in it.
@@ -50,18 +52,37 @@ def rollup_metrics(event_type: str, machine_open: bool) -> tuple[tuple[str, ...]
     return _ROLLUPS.get(event_type, ((), ()))
 
 
+class TenantIncrements:
+    """What one transaction adds to the tenant's analytics, by key and metric."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[repository.TenantRollupKey, Counter[str]] = {}
+
+    def add(self, tenant_id: str, step_index: int, cohort: Cohort | None, metric: str) -> None:
+        # A message kept before those analytics began has no cohort: its send was never
+        # counted there, so neither is its engagement.
+        if cohort is not None:
+            key = repository.tenant_rollup_key(tenant_id, step_index, cohort)
+            self.by_key.setdefault(key, Counter())[metric] += 1
+
+
 async def count_sent(conn: AsyncConnection, first_time: Sequence[SentMessage]) -> None:
-    """Count messages kept for the first time as sent, each in its step."""
+    """Count messages kept for the first time as sent, each in its step and its tenant's analytics."""
     increments: Counter[repository.RollupKey] = Counter(
         (s.outbound.tenant_id, s.outbound.campaign_id, s.outbound.step_index, SENT_METRIC) for s in first_time
     )
+    tenant = TenantIncrements()
+    for s in first_time:
+        tenant.add(s.outbound.tenant_id, s.outbound.step_index, s.outbound.cohort, SENT_METRIC)
     await repository.add_to_rollups(conn, increments=increments)
+    await repository.add_to_tenant_stats(conn, increments=tenant.by_key)
 
 
 async def roll_up(conn: AsyncConnection, rows: Sequence[NewEvent]) -> None:
     """Count newly stored events into their steps' rollups, each once-per-message metric
     only the first time its message reaches it (tracked in outbound_messages.seen)."""
     increments: Counter[repository.RollupKey] = Counter()
+    tenant = TenantIncrements()
     wanted: dict[str, int] = {}
     step_of: dict[str, tuple[str, str, int]] = {}
     for row in rows:
@@ -71,6 +92,7 @@ async def roll_up(conn: AsyncConnection, rows: Sequence[NewEvent]) -> None:
         unique, per_event = rollup_metrics(row.event_type, row.machine_open)
         for metric in per_event:
             increments[(*step, metric)] += 1
+            tenant.add(row.tenant_id, row.step_index, row.cohort, metric)
         if unique:
             bits = wanted.get(row.message_id, 0)
             for metric in unique:
@@ -80,6 +102,9 @@ async def roll_up(conn: AsyncConnection, rows: Sequence[NewEvent]) -> None:
     added = await repository.add_seen(conn, wanted=wanted)
     for message_id, new in added.items():
         for metric, bit in UNIQUE_METRICS.items():
-            if new & bit:
+            if new.bits & bit:
                 increments[(*step_of[message_id], metric)] += 1
+                # Where our copy of the message says, which the event may not have known.
+                tenant.add(new.tenant_id, new.step_index, new.cohort, metric)
     await repository.add_to_rollups(conn, increments=increments)
+    await repository.add_to_tenant_stats(conn, increments=tenant.by_key)

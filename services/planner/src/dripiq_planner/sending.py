@@ -45,6 +45,8 @@ def send_step(work: UnitOfWork, campaign: CampaignState, step: StepState, tenant
         tracking=tenant.tracking(),
         thread_message_ids=thread_ids,
         send_window=contact_window(campaign),
+        product_id=campaign.product_id,
+        strategist=campaign.strategist,
     )
     work.send(OutboxMessage(Subjects.dispatcher_send(campaign.tenant_id), command))
     log.info(

@@ -26,7 +26,7 @@ OUTCOME_KIND_DEFERRED: OutcomeKind
 OUTCOME_KIND_WITHHELD: OutcomeKind
 
 class SendMessageCommand(_message.Message):
-    __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "to_email", "to_name", "sender_identity_id", "subject", "body_text", "body_html", "categories", "postal_address", "tracking", "thread_message_ids", "send_window")
+    __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "to_email", "to_name", "sender_identity_id", "subject", "body_text", "body_html", "categories", "postal_address", "tracking", "thread_message_ids", "send_window", "product_id", "strategist", "variant")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,9 @@ class SendMessageCommand(_message.Message):
     TRACKING_FIELD_NUMBER: _ClassVar[int]
     THREAD_MESSAGE_IDS_FIELD_NUMBER: _ClassVar[int]
     SEND_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    STRATEGIST_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     message_id: str
     campaign_id: str
@@ -61,7 +64,10 @@ class SendMessageCommand(_message.Message):
     tracking: Tracking
     thread_message_ids: _containers.RepeatedScalarFieldContainer[str]
     send_window: ContactWindow
-    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., to_email: _Optional[str] = ..., to_name: _Optional[str] = ..., sender_identity_id: _Optional[str] = ..., subject: _Optional[str] = ..., body_text: _Optional[str] = ..., body_html: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., postal_address: _Optional[str] = ..., tracking: _Optional[_Union[Tracking, _Mapping]] = ..., thread_message_ids: _Optional[_Iterable[str]] = ..., send_window: _Optional[_Union[ContactWindow, _Mapping]] = ...) -> None: ...
+    product_id: str
+    strategist: str
+    variant: str
+    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., to_email: _Optional[str] = ..., to_name: _Optional[str] = ..., sender_identity_id: _Optional[str] = ..., subject: _Optional[str] = ..., body_text: _Optional[str] = ..., body_html: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., postal_address: _Optional[str] = ..., tracking: _Optional[_Union[Tracking, _Mapping]] = ..., thread_message_ids: _Optional[_Iterable[str]] = ..., send_window: _Optional[_Union[ContactWindow, _Mapping]] = ..., product_id: _Optional[str] = ..., strategist: _Optional[str] = ..., variant: _Optional[str] = ...) -> None: ...
 
 class ContactWindow(_message.Message):
     __slots__ = ("weekdays", "start_hour", "end_hour", "time_zone")
@@ -120,7 +126,7 @@ class Tracking(_message.Message):
     def __init__(self, opens: _Optional[bool] = ..., clicks: _Optional[bool] = ...) -> None: ...
 
 class MessageOutcome(_message.Message):
-    __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "kind", "provider", "provider_message_id", "rfc_message_id", "reason", "occurred_at", "to_email", "subject", "task_outcome", "opens_untracked_reason", "clicks_untracked_reason", "permanent")
+    __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "kind", "provider", "provider_message_id", "rfc_message_id", "reason", "occurred_at", "to_email", "subject", "task_outcome", "opens_untracked_reason", "clicks_untracked_reason", "permanent", "product_id", "sender_identity_id", "strategist", "variant")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +145,10 @@ class MessageOutcome(_message.Message):
     OPENS_UNTRACKED_REASON_FIELD_NUMBER: _ClassVar[int]
     CLICKS_UNTRACKED_REASON_FIELD_NUMBER: _ClassVar[int]
     PERMANENT_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    STRATEGIST_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     message_id: str
     campaign_id: str
@@ -157,7 +167,11 @@ class MessageOutcome(_message.Message):
     opens_untracked_reason: str
     clicks_untracked_reason: str
     permanent: bool
-    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., kind: _Optional[_Union[OutcomeKind, str]] = ..., provider: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., rfc_message_id: _Optional[str] = ..., reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., to_email: _Optional[str] = ..., subject: _Optional[str] = ..., task_outcome: _Optional[str] = ..., opens_untracked_reason: _Optional[str] = ..., clicks_untracked_reason: _Optional[str] = ..., permanent: _Optional[bool] = ...) -> None: ...
+    product_id: str
+    sender_identity_id: str
+    strategist: str
+    variant: str
+    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., kind: _Optional[_Union[OutcomeKind, str]] = ..., provider: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., rfc_message_id: _Optional[str] = ..., reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., to_email: _Optional[str] = ..., subject: _Optional[str] = ..., task_outcome: _Optional[str] = ..., opens_untracked_reason: _Optional[str] = ..., clicks_untracked_reason: _Optional[str] = ..., permanent: _Optional[bool] = ..., product_id: _Optional[str] = ..., sender_identity_id: _Optional[str] = ..., strategist: _Optional[str] = ..., variant: _Optional[str] = ...) -> None: ...
 
 class TaskCreated(_message.Message):
     __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "to_email", "to_name", "title", "instructions", "created_at")

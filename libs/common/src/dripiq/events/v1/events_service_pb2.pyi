@@ -2,12 +2,32 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class StatsDimension(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STATS_DIMENSION_UNSPECIFIED: _ClassVar[StatsDimension]
+    STATS_DIMENSION_DAY: _ClassVar[StatsDimension]
+    STATS_DIMENSION_PRODUCT: _ClassVar[StatsDimension]
+    STATS_DIMENSION_SENDER_IDENTITY: _ClassVar[StatsDimension]
+    STATS_DIMENSION_STRATEGIST: _ClassVar[StatsDimension]
+    STATS_DIMENSION_STEP_INDEX: _ClassVar[StatsDimension]
+    STATS_DIMENSION_VARIANT: _ClassVar[StatsDimension]
+    STATS_DIMENSION_CHANNEL: _ClassVar[StatsDimension]
+STATS_DIMENSION_UNSPECIFIED: StatsDimension
+STATS_DIMENSION_DAY: StatsDimension
+STATS_DIMENSION_PRODUCT: StatsDimension
+STATS_DIMENSION_SENDER_IDENTITY: StatsDimension
+STATS_DIMENSION_STRATEGIST: StatsDimension
+STATS_DIMENSION_STEP_INDEX: StatsDimension
+STATS_DIMENSION_VARIANT: StatsDimension
+STATS_DIMENSION_CHANNEL: StatsDimension
 
 class InboundMessage(_message.Message):
     __slots__ = ("inbound_id", "tenant_id", "from_email", "subject", "text", "html", "received_at", "campaign_id", "step_index", "message_id", "kind", "classification", "classified_by", "return_date", "snippet")
@@ -196,3 +216,83 @@ class ListMessageEventsResponse(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[MessageEvent]
     next_page_token: str
     def __init__(self, events: _Optional[_Iterable[_Union[MessageEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class TenantStatsFilter(_message.Message):
+    __slots__ = ("product_ids", "sender_identity_ids", "strategists", "step_indexes", "variants", "channels")
+    PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
+    SENDER_IDENTITY_IDS_FIELD_NUMBER: _ClassVar[int]
+    STRATEGISTS_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDEXES_FIELD_NUMBER: _ClassVar[int]
+    VARIANTS_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    product_ids: _containers.RepeatedScalarFieldContainer[str]
+    sender_identity_ids: _containers.RepeatedScalarFieldContainer[str]
+    strategists: _containers.RepeatedScalarFieldContainer[str]
+    step_indexes: _containers.RepeatedScalarFieldContainer[int]
+    variants: _containers.RepeatedScalarFieldContainer[str]
+    channels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, product_ids: _Optional[_Iterable[str]] = ..., sender_identity_ids: _Optional[_Iterable[str]] = ..., strategists: _Optional[_Iterable[str]] = ..., step_indexes: _Optional[_Iterable[int]] = ..., variants: _Optional[_Iterable[str]] = ..., channels: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetTenantStatsRequest(_message.Message):
+    __slots__ = ("tenant_id", "start_day", "end_day", "group_by", "filter", "page_size", "page_token")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_DAY_FIELD_NUMBER: _ClassVar[int]
+    END_DAY_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    start_day: str
+    end_day: str
+    group_by: _containers.RepeatedScalarFieldContainer[StatsDimension]
+    filter: TenantStatsFilter
+    page_size: int
+    page_token: str
+    def __init__(self, tenant_id: _Optional[str] = ..., start_day: _Optional[str] = ..., end_day: _Optional[str] = ..., group_by: _Optional[_Iterable[_Union[StatsDimension, str]]] = ..., filter: _Optional[_Union[TenantStatsFilter, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class EngagementRates(_message.Message):
+    __slots__ = ("delivery_rate", "human_open_rate", "click_rate", "reply_rate", "bounce_rate", "unsubscribe_rate")
+    DELIVERY_RATE_FIELD_NUMBER: _ClassVar[int]
+    HUMAN_OPEN_RATE_FIELD_NUMBER: _ClassVar[int]
+    CLICK_RATE_FIELD_NUMBER: _ClassVar[int]
+    REPLY_RATE_FIELD_NUMBER: _ClassVar[int]
+    BOUNCE_RATE_FIELD_NUMBER: _ClassVar[int]
+    UNSUBSCRIBE_RATE_FIELD_NUMBER: _ClassVar[int]
+    delivery_rate: float
+    human_open_rate: float
+    click_rate: float
+    reply_rate: float
+    bounce_rate: float
+    unsubscribe_rate: float
+    def __init__(self, delivery_rate: _Optional[float] = ..., human_open_rate: _Optional[float] = ..., click_rate: _Optional[float] = ..., reply_rate: _Optional[float] = ..., bounce_rate: _Optional[float] = ..., unsubscribe_rate: _Optional[float] = ...) -> None: ...
+
+class TenantStatsRow(_message.Message):
+    __slots__ = ("day", "product_id", "sender_identity_id", "strategist", "step_index", "variant", "channel", "counts", "rates")
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    STRATEGIST_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    RATES_FIELD_NUMBER: _ClassVar[int]
+    day: str
+    product_id: str
+    sender_identity_id: str
+    strategist: str
+    step_index: int
+    variant: str
+    channel: str
+    counts: EngagementCounts
+    rates: EngagementRates
+    def __init__(self, day: _Optional[str] = ..., product_id: _Optional[str] = ..., sender_identity_id: _Optional[str] = ..., strategist: _Optional[str] = ..., step_index: _Optional[int] = ..., variant: _Optional[str] = ..., channel: _Optional[str] = ..., counts: _Optional[_Union[EngagementCounts, _Mapping]] = ..., rates: _Optional[_Union[EngagementRates, _Mapping]] = ...) -> None: ...
+
+class GetTenantStatsResponse(_message.Message):
+    __slots__ = ("rows", "next_page_token")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[TenantStatsRow]
+    next_page_token: str
+    def __init__(self, rows: _Optional[_Iterable[_Union[TenantStatsRow, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -60,6 +60,11 @@ class EventsServiceStub:
                 request_serializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetInboundMessageRequest.SerializeToString,
                 response_deserializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetInboundMessageResponse.FromString,
                 _registered_method=True)
+        self.GetTenantStats = channel.unary_unary(
+                '/dripiq.events.v1.EventsService/GetTenantStats',
+                request_serializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetTenantStatsRequest.SerializeToString,
+                response_deserializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetTenantStatsResponse.FromString,
+                _registered_method=True)
 
 
 class EventsServiceServicer:
@@ -101,6 +106,15 @@ class EventsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTenantStats(self, request, context):
+        """A tenant's counts and rates across campaigns, per UTC day of sending, grouped by the
+        dimensions asked for: how step 2 did this week, which sender gets replies, AI against
+        template. Read from rollups kept as events are stored, never from the events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +142,11 @@ def add_EventsServiceServicer_to_server(servicer, server):
                     servicer.GetInboundMessage,
                     request_deserializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetInboundMessageRequest.FromString,
                     response_serializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetInboundMessageResponse.SerializeToString,
+            ),
+            'GetTenantStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTenantStats,
+                    request_deserializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetTenantStatsRequest.FromString,
+                    response_serializer=dripiq_dot_events_dot_v1_dot_events__service__pb2.GetTenantStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +285,33 @@ class EventsService:
             '/dripiq.events.v1.EventsService/GetInboundMessage',
             dripiq_dot_events_dot_v1_dot_events__service__pb2.GetInboundMessageRequest.SerializeToString,
             dripiq_dot_events_dot_v1_dot_events__service__pb2.GetInboundMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTenantStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.events.v1.EventsService/GetTenantStats',
+            dripiq_dot_events_dot_v1_dot_events__service__pb2.GetTenantStatsRequest.SerializeToString,
+            dripiq_dot_events_dot_v1_dot_events__service__pb2.GetTenantStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
