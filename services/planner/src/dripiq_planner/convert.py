@@ -22,6 +22,7 @@ from dripiq_planner.strategy import AdaptiveRule, Cadence, OutreachStep, RuleAct
 from dripiq_planner.tenants import TenantDefaults
 
 _CAMPAIGN_STATUS = {
+    CampaignStatus.PLANNING: pb.CAMPAIGN_STATUS_PLANNING,
     CampaignStatus.ACTIVE: pb.CAMPAIGN_STATUS_ACTIVE,
     CampaignStatus.PAUSED: pb.CAMPAIGN_STATUS_PAUSED,
     CampaignStatus.NEEDS_ATTENTION: pb.CAMPAIGN_STATUS_NEEDS_ATTENTION,
@@ -135,6 +136,10 @@ def preview_to_proto(draft: Draft, times: Sequence[datetime]) -> pb.PreviewStrat
     )
 
 
+def status_to_proto(status: str) -> pb.CampaignStatus:
+    return _CAMPAIGN_STATUS[CampaignStatus(status)]
+
+
 def status_filter(status: pb.CampaignStatus) -> CampaignStatus | None:
     """The status a list asks for; None (unspecified) asks for every status."""
     if status and status not in _STATUS_NAMES:
@@ -243,12 +248,16 @@ def campaign_to_proto(campaign: Any, steps: Sequence[Any], *, with_strategy: boo
         cancel_reason=campaign.cancel_reason,
         attention_reason=campaign.attention_reason,
         strategist=campaign.strategist,
+        strategist_reason=campaign.strategist_reason,
         time_zone=settings.get("time_zone", "UTC"),
         send_window=window_to_proto(SendWindow.from_json(settings["send_window"])),
         steps=[step_to_proto(step) for step in steps],
     )
-    if with_strategy:
+    # A planning campaign has no strategy yet.
+    if with_strategy and campaign.status != CampaignStatus.PLANNING:
         out.strategy.CopyFrom(strategy_to_proto(campaign.strategy_json))
+    if campaign.planned_at is not None:
+        out.planned_at.FromDatetime(campaign.planned_at)
     out.created_at.FromDatetime(campaign.created_at)
     out.updated_at.FromDatetime(campaign.updated_at)
     return out
@@ -271,6 +280,7 @@ def tenant_settings_to_proto(tenant_id: str, row: Row | None) -> pb.TenantSettin
         allowed_phone_numbers=defaults.allowed_phone_numbers,
         ai_daily_call_budget=defaults.ai_daily_call_budget,
         ai_daily_token_budget=defaults.ai_daily_token_budget,
+        planning_concurrency=defaults.planning_concurrency,
     )
     if row is not None:
         out.update_time.FromDatetime(row.updated_at)

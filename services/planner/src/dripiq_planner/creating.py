@@ -1,5 +1,6 @@
 """Creating campaigns, one or a batch: planned drafts stored with their steps, their strategist
-calls and the timer of their first step, in one transaction.
+calls and the timer of their first step, in one transaction; requests without a strategy stored
+as planning campaigns with their "plan campaign" work (planning_worker), in the same one.
 
 A single create is a batch of one, so both share every check: the planning, request_id
 idempotency and the one-running-campaign rule.
@@ -18,13 +19,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
+from dripiq.planner.v1 import planning_pb2
 from dripiq_common import validation
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import Clock
 from dripiq_common.errors import AlreadyExists, DomainError, InvalidArgument
-from dripiq_common.outbox import enqueue
+from dripiq_common.outbox import OutboxMessage, enqueue
 from dripiq_planner import convert, lifecycle, repository, strategy
+from dripiq_planner.metrics import PLANNING_QUEUED
 from dripiq_planner.models import outbox
-from dripiq_planner.planning import Draft, Planner
+from dripiq_planner.planning import Draft, Planner, Queued
 from dripiq_planner.state import CampaignStatus, StepStatus
 
 log = structlog.get_logger(__name__)
@@ -40,6 +44,9 @@ class CampaignCreator:
     clock: Clock
     planner: Planner
     on_commit: Callable[[], None] = field(default=lambda: None)
+    # True: the strategist plans a request without a strategy before the create answers, as a
+    # preview does; False (the service): it is stored as planning and the planning workers plan it.
+    plan_inline: bool = False
 
     async def create(self, request: pb.CreateCampaignRequest) -> pb.Campaign:
         [result] = await self._create_many(request.tenant_id, [request])
@@ -67,8 +74,11 @@ class CampaignCreator:
         self, tenant_id: str, requests: Sequence[pb.CreateCampaignRequest]
     ) -> list[pb.Campaign | DomainError]:
         validation.tenant_id(tenant_id)
-        planned = await self.planner.drafts(tenant_id, convert.campaign_requests(requests))
-        results: list[pb.Campaign | DomainError | Draft] = list(planned)
+        read = convert.campaign_requests(requests)
+        planned = await (
+            self.planner.drafts(tenant_id, read) if self.plan_inline else self.planner.admit(tenant_id, read)
+        )
+        results: list[pb.Campaign | DomainError | Draft | Queued] = list(planned)
         for attempt in range(3):
             try:
                 async with self.engine.begin() as conn:
@@ -85,9 +95,9 @@ class CampaignCreator:
         return stored
 
     async def _store(
-        self, conn: AsyncConnection, tenant_id: str, items: list[pb.Campaign | DomainError | Draft]
+        self, conn: AsyncConnection, tenant_id: str, items: list[pb.Campaign | DomainError | Draft | Queued]
     ) -> list[pb.Campaign | DomainError]:
-        drafts = [d for d in items if isinstance(d, Draft)]
+        drafts = [d for d in items if isinstance(d, Draft | Queued)]
         existing = await repository.find_by_requests(
             conn, tenant_id=tenant_id, request_ids=[d.request.request_id for d in drafts if d.request.request_id]
         )
@@ -97,13 +107,13 @@ class CampaignCreator:
             pairs=sorted({(d.request.contact_id, d.request.product_id) for d in drafts}),
         )
         out: list[Any] = []
-        fresh: list[tuple[int, Draft]] = []
+        fresh: list[tuple[int, Draft | Queued]] = []
         # A request_id seen earlier in this batch answers with that item's campaign.
         same_request: dict[int, int] = {}
         first_for_request: dict[str, int] = {}
         for position, item in enumerate(items):
             out.append(item)
-            if not isinstance(item, Draft):
+            if not isinstance(item, Draft | Queued):
                 continue
             request = item.request
             if request.request_id in existing:
@@ -123,9 +133,12 @@ class CampaignCreator:
             if request.request_id:
                 first_for_request[request.request_id] = position
             fresh.append((position, item))
-        protos = await self._insert(conn, [draft for _, draft in fresh], self.clock.now())
-        for (position, _), proto in zip(fresh, protos, strict=True):
-            out[position] = proto
+        now = self.clock.now()
+        protos = await self._insert(conn, [d for _, d in fresh if isinstance(d, Draft)], now)
+        protos += await self._queue(conn, [q for _, q in fresh if isinstance(q, Queued)], now)
+        by_id = {proto.campaign_id: proto for proto in protos}
+        for position, item in fresh:
+            out[position] = by_id[item.id]
         for position, first in same_request.items():
             out[position] = out[first]
         return out
@@ -149,6 +162,9 @@ class CampaignCreator:
                 "rules_json": [rule.model_dump(mode="json") for rule in draft.strategy.adaptive_rules],
                 "settings_json": draft.settings_json,
                 "strategist": draft.strategist,
+                "strategist_reason": draft.strategist_reason,
+                "planned_at": now,
+                "planning_until": None,
                 "status": CampaignStatus.ACTIVE.value,
                 "current_step_index": 0,
                 "cancel_reason": "",
@@ -156,27 +172,7 @@ class CampaignCreator:
                 "created_at": now,
                 "updated_at": now,
             }
-            first_at = lifecycle.place(draft, lifecycle.after(now, draft.delays[0]), 0, planned_from=now)
-            threads = strategy.threaded(draft.strategy.outreach_campaign)
-            draft_steps = [
-                {
-                    "campaign_id": draft.id,
-                    "tenant_id": draft.tenant_id,
-                    "step_index": i,
-                    "channel": step.type,
-                    "timing": step.timing,
-                    "relative_delay_seconds": draft.delays[i],
-                    "subject": step.subject,
-                    "content": step.content,
-                    "call_to_action": step.call_to_action,
-                    "thread": threads[i],
-                    "status": (StepStatus.SCHEDULED if i == 0 else StepStatus.PENDING).value,
-                    "scheduled_at": first_at if i == 0 else None,
-                    "schedule_version": 1 if i == 0 else 0,
-                    "updated_at": now,
-                }
-                for i, step in enumerate(draft.strategy.outreach_campaign)
-            ]
+            draft_steps, first_at = planned_steps(draft, now)
             campaigns.append(campaign)
             steps += draft_steps
             generations += draft.generation_rows(campaign_id=draft.id, now=now)
@@ -190,3 +186,78 @@ class CampaignCreator:
         await repository.insert_campaigns(conn, campaigns=campaigns, steps=steps, generations=generations)
         await enqueue(conn, outbox, [lifecycle.timer_commands(drafts[0].tenant_id, timers)])
         return protos
+
+    async def _queue(self, conn: AsyncConnection, queued: list[Queued], now: datetime) -> list[pb.Campaign]:
+        """Planning campaigns and their "plan campaign" work, in the caller's transaction: a
+        crash after the commit loses neither."""
+        if not queued:
+            return []
+        campaigns = [planning_row(item, now) for item in queued]
+        await repository.insert_campaigns(conn, campaigns=campaigns, steps=[], generations=[])
+        await enqueue(
+            conn,
+            outbox,
+            [
+                OutboxMessage(
+                    Subjects.planner_plan(item.tenant_id),
+                    planning_pb2.PlanCampaign(tenant_id=item.tenant_id, campaign_id=item.id),
+                )
+                for item in queued
+            ],
+        )
+        PLANNING_QUEUED.inc(len(queued))
+        return [convert.campaign_to_proto(SimpleNamespace(**row), []) for row in campaigns]
+
+
+def planning_row(item: Queued, now: datetime) -> dict[str, Any]:
+    """A campaign waiting for its strategy: no steps, no strategy, no rules yet."""
+    request = item.request
+    return {
+        "id": item.id,
+        "tenant_id": item.tenant_id,
+        "request_id": request.request_id or None,
+        "lead_id": request.lead_id,
+        "contact_id": request.contact_id,
+        "product_id": request.product_id,
+        "sender_identity_id": request.sender_identity_id,
+        "facts_json": request.facts,
+        "strategy_json": {},
+        "rules_json": [],
+        "settings_json": item.settings_json,
+        "strategist": "",
+        "strategist_reason": "",
+        "planned_at": None,
+        "planning_until": None,
+        "status": CampaignStatus.PLANNING.value,
+        "current_step_index": 0,
+        "cancel_reason": "",
+        "attention_reason": "",
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def planned_steps(draft: Draft, now: datetime) -> tuple[list[dict[str, Any]], datetime]:
+    """A planned campaign's step rows, its first step scheduled; and when that step is due."""
+    first_at = lifecycle.place(draft, lifecycle.after(now, draft.delays[0]), 0, planned_from=now)
+    threads = strategy.threaded(draft.strategy.outreach_campaign)
+    draft_steps = [
+        {
+            "campaign_id": draft.id,
+            "tenant_id": draft.tenant_id,
+            "step_index": i,
+            "channel": step.type,
+            "timing": step.timing,
+            "relative_delay_seconds": draft.delays[i],
+            "subject": step.subject,
+            "content": step.content,
+            "call_to_action": step.call_to_action,
+            "thread": threads[i],
+            "status": (StepStatus.SCHEDULED if i == 0 else StepStatus.PENDING).value,
+            "scheduled_at": first_at if i == 0 else None,
+            "schedule_version": 1 if i == 0 else 0,
+            "updated_at": now,
+        }
+        for i, step in enumerate(draft.strategy.outreach_campaign)
+    ]
+    return draft_steps, first_at

@@ -8,6 +8,7 @@ from dripiq_common.authz import ADMIN, access_rules
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.creating import CampaignCreator
 from dripiq_planner.preview import StrategyPreview
+from dripiq_planner.stats import TenantStats
 from dripiq_planner.tenant_settings import TenantSettingsService
 
 
@@ -19,11 +20,13 @@ class CampaignServicer(pb_grpc.CampaignServiceServicer):
         campaigns: CampaignService,
         preview: StrategyPreview,
         tenant_settings: TenantSettingsService,
+        stats: TenantStats,
     ) -> None:
         self.creator = creator
         self.campaigns = campaigns
         self.preview = preview
         self.tenant_settings = tenant_settings
+        self.stats = stats
 
     async def CreateCampaign(self, request: pb.CreateCampaignRequest, context) -> pb.CreateCampaignResponse:
         return pb.CreateCampaignResponse(campaign=await self.creator.create(request))
@@ -68,6 +71,9 @@ class CampaignServicer(pb_grpc.CampaignServiceServicer):
         self, request: pb.UpdateTenantSettingsRequest, context
     ) -> pb.UpdateTenantSettingsResponse:
         return pb.UpdateTenantSettingsResponse(settings=await self.tenant_settings.update(request))
+
+    async def GetTenantStats(self, request: pb.GetTenantStatsRequest, context) -> pb.GetTenantStatsResponse:
+        return await self.stats.get(request.tenant_id)
 
 
 # A tenant's settings (its postal address, tracking, defaults) are its administrators' to change.

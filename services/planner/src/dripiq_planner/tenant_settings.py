@@ -23,6 +23,7 @@ from dripiq_planner.tenants import (
     MAX_ALLOWED_PHONE_NUMBERS,
     MAX_ALLOWED_URLS,
     MAX_AUTO_REPLY_PAUSE_DAYS,
+    MAX_PLANNING_CONCURRENCY,
     MAX_POSTAL_ADDRESS,
     SETTINGS_FIELDS,
 )
@@ -94,6 +95,13 @@ class TenantSettingsService:
                     "settings.ai_daily_token_budget", f"must be 0 (the planner's default) to {MAX_DAILY_TOKENS:,}"
                 )
             values["ai_daily_token_budget"] = settings.ai_daily_token_budget
+        if "planning_concurrency" in paths:
+            if not 0 <= settings.planning_concurrency <= MAX_PLANNING_CONCURRENCY:
+                raise InvalidArgument(
+                    "settings.planning_concurrency",
+                    f"must be 0 (the planner's default) to {MAX_PLANNING_CONCURRENCY:,}",
+                )
+            values["planning_concurrency"] = settings.planning_concurrency
         for name in ("open_tracking", "click_tracking"):
             if name in paths:
                 # Unset means on, as for a tenant that never chose.

@@ -31,6 +31,8 @@ class TenantDefaults:
     # 0: the planner's default.
     ai_daily_call_budget: int = 0
     ai_daily_token_budget: int = 0
+    # Campaigns planned at once for the tenant; 0: the planner's default.
+    planning_concurrency: int = 0
 
     @classmethod
     def from_row(cls, row: Row | None) -> TenantDefaults:
@@ -50,6 +52,7 @@ class TenantDefaults:
             allowed_phone_numbers=tuple(row.allowed_phone_numbers),
             ai_daily_call_budget=row.ai_daily_call_budget,
             ai_daily_token_budget=row.ai_daily_token_budget,
+            planning_concurrency=row.planning_concurrency,
         )
 
     def allow_list(self) -> AllowList:
@@ -79,7 +82,9 @@ SETTINGS_FIELDS = (
     "allowed_phone_numbers",
     "ai_daily_call_budget",
     "ai_daily_token_budget",
+    "planning_concurrency",
 )
+MAX_PLANNING_CONCURRENCY = 1000
 MAX_POSTAL_ADDRESS = 500
 MAX_ALLOWED_DOMAINS = 100
 MAX_ALLOWED_URLS = 100

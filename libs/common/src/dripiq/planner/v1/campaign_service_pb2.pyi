@@ -21,6 +21,7 @@ class CampaignStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CAMPAIGN_STATUS_COMPLETED: _ClassVar[CampaignStatus]
     CAMPAIGN_STATUS_CANCELED: _ClassVar[CampaignStatus]
     CAMPAIGN_STATUS_NEEDS_ATTENTION: _ClassVar[CampaignStatus]
+    CAMPAIGN_STATUS_PLANNING: _ClassVar[CampaignStatus]
 
 class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -38,6 +39,7 @@ CAMPAIGN_STATUS_PAUSED: CampaignStatus
 CAMPAIGN_STATUS_COMPLETED: CampaignStatus
 CAMPAIGN_STATUS_CANCELED: CampaignStatus
 CAMPAIGN_STATUS_NEEDS_ATTENTION: CampaignStatus
+CAMPAIGN_STATUS_PLANNING: CampaignStatus
 STEP_STATUS_UNSPECIFIED: StepStatus
 STEP_STATUS_PENDING: StepStatus
 STEP_STATUS_SCHEDULED: StepStatus
@@ -58,7 +60,7 @@ class SendWindow(_message.Message):
     def __init__(self, weekdays: _Optional[_Iterable[int]] = ..., start_hour: _Optional[int] = ..., end_hour: _Optional[int] = ...) -> None: ...
 
 class TenantSettings(_message.Message):
-    __slots__ = ("tenant_id", "send_window", "voice", "guidelines", "update_time", "postal_address", "open_tracking", "click_tracking", "auto_reply_pause_days", "allowed_domains", "allowed_urls", "allowed_phone_numbers", "ai_daily_call_budget", "ai_daily_token_budget")
+    __slots__ = ("tenant_id", "send_window", "voice", "guidelines", "update_time", "postal_address", "open_tracking", "click_tracking", "auto_reply_pause_days", "allowed_domains", "allowed_urls", "allowed_phone_numbers", "ai_daily_call_budget", "ai_daily_token_budget", "planning_concurrency")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     SEND_WINDOW_FIELD_NUMBER: _ClassVar[int]
     VOICE_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +75,7 @@ class TenantSettings(_message.Message):
     ALLOWED_PHONE_NUMBERS_FIELD_NUMBER: _ClassVar[int]
     AI_DAILY_CALL_BUDGET_FIELD_NUMBER: _ClassVar[int]
     AI_DAILY_TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    PLANNING_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     send_window: SendWindow
     voice: str
@@ -87,7 +90,8 @@ class TenantSettings(_message.Message):
     allowed_phone_numbers: _containers.RepeatedScalarFieldContainer[str]
     ai_daily_call_budget: int
     ai_daily_token_budget: int
-    def __init__(self, tenant_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., voice: _Optional[str] = ..., guidelines: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., postal_address: _Optional[str] = ..., open_tracking: _Optional[bool] = ..., click_tracking: _Optional[bool] = ..., auto_reply_pause_days: _Optional[int] = ..., allowed_domains: _Optional[_Iterable[str]] = ..., allowed_urls: _Optional[_Iterable[str]] = ..., allowed_phone_numbers: _Optional[_Iterable[str]] = ..., ai_daily_call_budget: _Optional[int] = ..., ai_daily_token_budget: _Optional[int] = ...) -> None: ...
+    planning_concurrency: int
+    def __init__(self, tenant_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., voice: _Optional[str] = ..., guidelines: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., postal_address: _Optional[str] = ..., open_tracking: _Optional[bool] = ..., click_tracking: _Optional[bool] = ..., auto_reply_pause_days: _Optional[int] = ..., allowed_domains: _Optional[_Iterable[str]] = ..., allowed_urls: _Optional[_Iterable[str]] = ..., allowed_phone_numbers: _Optional[_Iterable[str]] = ..., ai_daily_call_budget: _Optional[int] = ..., ai_daily_token_budget: _Optional[int] = ..., planning_concurrency: _Optional[int] = ...) -> None: ...
 
 class Contact(_message.Message):
     __slots__ = ("contact_id", "email", "first_name", "last_name", "title", "time_zone")
@@ -180,7 +184,7 @@ class RuleAction(_message.Message):
     def __init__(self, type: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Campaign(_message.Message):
-    __slots__ = ("campaign_id", "tenant_id", "lead_id", "contact_id", "product_id", "status", "sender_identity_id", "strategy", "steps", "current_step_index", "created_at", "updated_at", "cancel_reason", "strategist", "time_zone", "send_window", "attention_reason")
+    __slots__ = ("campaign_id", "tenant_id", "lead_id", "contact_id", "product_id", "status", "sender_identity_id", "strategy", "steps", "current_step_index", "created_at", "updated_at", "cancel_reason", "strategist", "time_zone", "send_window", "attention_reason", "strategist_reason", "planned_at")
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     LEAD_ID_FIELD_NUMBER: _ClassVar[int]
@@ -198,6 +202,8 @@ class Campaign(_message.Message):
     TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
     SEND_WINDOW_FIELD_NUMBER: _ClassVar[int]
     ATTENTION_REASON_FIELD_NUMBER: _ClassVar[int]
+    STRATEGIST_REASON_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_AT_FIELD_NUMBER: _ClassVar[int]
     campaign_id: str
     tenant_id: str
     lead_id: str
@@ -215,7 +221,9 @@ class Campaign(_message.Message):
     time_zone: str
     send_window: SendWindow
     attention_reason: str
-    def __init__(self, campaign_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., lead_id: _Optional[str] = ..., contact_id: _Optional[str] = ..., product_id: _Optional[str] = ..., status: _Optional[_Union[CampaignStatus, str]] = ..., sender_identity_id: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[CampaignStep, _Mapping]]] = ..., current_step_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_reason: _Optional[str] = ..., strategist: _Optional[str] = ..., time_zone: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., attention_reason: _Optional[str] = ...) -> None: ...
+    strategist_reason: str
+    planned_at: _timestamp_pb2.Timestamp
+    def __init__(self, campaign_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., lead_id: _Optional[str] = ..., contact_id: _Optional[str] = ..., product_id: _Optional[str] = ..., status: _Optional[_Union[CampaignStatus, str]] = ..., sender_identity_id: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[CampaignStep, _Mapping]]] = ..., current_step_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_reason: _Optional[str] = ..., strategist: _Optional[str] = ..., time_zone: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., attention_reason: _Optional[str] = ..., strategist_reason: _Optional[str] = ..., planned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CampaignStep(_message.Message):
     __slots__ = ("step_index", "channel", "status", "relative_delay_seconds", "scheduled_at", "subject", "content", "call_to_action", "message_id", "sent_at", "thread")
@@ -462,3 +470,53 @@ class UpdateTenantSettingsResponse(_message.Message):
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     settings: TenantSettings
     def __init__(self, settings: _Optional[_Union[TenantSettings, _Mapping]] = ...) -> None: ...
+
+class GetTenantStatsRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class GetTenantStatsResponse(_message.Message):
+    __slots__ = ("tenant_id", "planning", "campaigns_by_status", "read_at")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PLANNING_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGNS_BY_STATUS_FIELD_NUMBER: _ClassVar[int]
+    READ_AT_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    planning: PlanningStats
+    campaigns_by_status: _containers.RepeatedCompositeFieldContainer[CampaignStatusCount]
+    read_at: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., planning: _Optional[_Union[PlanningStats, _Mapping]] = ..., campaigns_by_status: _Optional[_Iterable[_Union[CampaignStatusCount, _Mapping]]] = ..., read_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PlanningStats(_message.Message):
+    __slots__ = ("waiting", "oldest_waiting_since", "planned_today", "ai_calls_left_today", "ai_tokens_left_today", "concurrency")
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_WAITING_SINCE_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_TODAY_FIELD_NUMBER: _ClassVar[int]
+    AI_CALLS_LEFT_TODAY_FIELD_NUMBER: _ClassVar[int]
+    AI_TOKENS_LEFT_TODAY_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    waiting: int
+    oldest_waiting_since: _timestamp_pb2.Timestamp
+    planned_today: _containers.RepeatedCompositeFieldContainer[StrategistCount]
+    ai_calls_left_today: int
+    ai_tokens_left_today: int
+    concurrency: int
+    def __init__(self, waiting: _Optional[int] = ..., oldest_waiting_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., planned_today: _Optional[_Iterable[_Union[StrategistCount, _Mapping]]] = ..., ai_calls_left_today: _Optional[int] = ..., ai_tokens_left_today: _Optional[int] = ..., concurrency: _Optional[int] = ...) -> None: ...
+
+class StrategistCount(_message.Message):
+    __slots__ = ("strategist", "count")
+    STRATEGIST_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    strategist: str
+    count: int
+    def __init__(self, strategist: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class CampaignStatusCount(_message.Message):
+    __slots__ = ("status", "count")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    status: CampaignStatus
+    count: int
+    def __init__(self, status: _Optional[_Union[CampaignStatus, str]] = ..., count: _Optional[int] = ...) -> None: ...
