@@ -75,7 +75,11 @@ async def replica_of(fake: FakeOpenAI, clock: ManualClock) -> AsyncIterator[Any]
         )
         made.append(strategist)
         planner = Planner(engine, strategist, ai_budget=budget, ai_per_batch=per_batch)
-        return Replica(CampaignCreator(engine, clock, planner, plan_inline=True), StrategyPreview(engine, clock, planner), strategist)
+        return Replica(
+            CampaignCreator(engine, clock, planner, plan_inline=True),
+            StrategyPreview(engine, clock, planner),
+            strategist,
+        )
 
     yield make
     for strategist in made:

@@ -28,9 +28,11 @@ from sqlalchemy import select
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_common.errors import InvalidArgument
+from dripiq_planner.ai_budget import BudgetLimits
 from dripiq_planner.creating import MAX_BATCH
 from dripiq_planner.handlers import ACCESS, CampaignServicer
 from dripiq_planner.models import ai_generations
+from dripiq_planner.stats import TenantStats
 
 
 def field_of(status) -> str:  # type: ignore[no-untyped-def]
@@ -127,7 +129,11 @@ async def test_api_errors_map_to_grpc_status_codes_naming_the_field(
     engine, campaigns, creator, strategy_preview, tenant_settings, tenant_id
 ):
     servicer = CampaignServicer(
-        creator=creator, campaigns=campaigns, preview=strategy_preview, tenant_settings=tenant_settings
+        creator=creator,
+        campaigns=campaigns,
+        preview=strategy_preview,
+        tenant_settings=tenant_settings,
+        stats=TenantStats(engine, campaigns.clock, BudgetLimits(calls=10, tokens=1000), 8),
     )
     async with (
         serve(

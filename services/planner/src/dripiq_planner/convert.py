@@ -253,8 +253,8 @@ def campaign_to_proto(campaign: Any, steps: Sequence[Any], *, with_strategy: boo
         send_window=window_to_proto(SendWindow.from_json(settings["send_window"])),
         steps=[step_to_proto(step) for step in steps],
     )
-    # A planning campaign has no strategy yet.
-    if with_strategy and campaign.status != CampaignStatus.PLANNING:
+    # A planning campaign has no strategy yet (nor one canceled while planning).
+    if with_strategy and campaign.strategy_json:
         out.strategy.CopyFrom(strategy_to_proto(campaign.strategy_json))
     if campaign.planned_at is not None:
         out.planned_at.FromDatetime(campaign.planned_at)
