@@ -94,6 +94,8 @@ def main() -> None:
         PLANNER_PLANNING_TENANT_CONCURRENCY=n,
         PLANNER_AI_CONCURRENCY=n,
         PLANNER_AI_DAILY_CALLS=str(args.campaigns * 3),
+        # About 1,400 tokens a call: the default 2,000,000 a day would plan ~1,400 with the model.
+        PLANNER_AI_DAILY_TOKENS=str(args.campaigns * 5000),
         PLANNER_OUTBOX_POLL_SECONDS="0.2",
     ) as suite:
         print(f"machine: {machine()}")
