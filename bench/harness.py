@@ -31,6 +31,7 @@ def running_suite(
     *,
     fake_auto_events_delay: float = 0,
     secure: bool = True,
+    fake_openai_latency: float | None = None,
     **extra_env: str,
 ) -> Iterator[Suite]:
     """The whole suite as `make run` starts it (TLS and tokens on; `secure=False` runs it with
@@ -49,6 +50,9 @@ def running_suite(
         # A benchmark of the whole path (bench/chaos.py) turns them on.
         fake_auto_events_delay=fake_auto_events_delay,
         secure=secure,
+        # The planner asks the local fake OpenAI, answering after this many seconds; None: no model.
+        fake_openai=fake_openai_latency is not None,
+        fake_openai_latency=fake_openai_latency or 0.0,
     )
     try:
         suite.start()

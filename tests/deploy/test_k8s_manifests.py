@@ -148,7 +148,7 @@ def test_scaling_on_consumer_lag_and_cpu(kustomization):
         assert obj["spec"]["scaleTargetRef"]["name"] == name
         assert {t["type"] for t in obj["spec"]["triggers"]} == {"nats-jetstream"}
     consumers = {t["metadata"]["consumer"] for obj in scaled.values() for t in obj["spec"]["triggers"]}
-    assert {"dispatcher-send", "planner-engagement", "events-webhooks"} <= consumers
+    assert {"dispatcher-send", "planner-engagement", "planner-planning", "events-webhooks"} <= consumers
     [hpa] = of_kind(kustomization, "HorizontalPodAutoscaler").values()
     assert hpa["spec"]["scaleTargetRef"]["name"] == "dripiq-edge"
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"

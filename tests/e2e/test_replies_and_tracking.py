@@ -86,7 +86,13 @@ def start_campaign(suite: Suite, tenant_id: str, sender: str, email: str, *, tim
             )
             .campaign
         )
-    assert created.strategist == "openai"
+    # Answered while planning; a planning worker asks the model and makes it active.
+    assert created.status == pb.CAMPAIGN_STATUS_PLANNING
+    planned = eventually(
+        lambda: (c := campaign(suite, tenant_id, created.campaign_id)).status == pb.CAMPAIGN_STATUS_ACTIVE and c,
+        what="campaign planned",
+    )
+    assert planned.strategist == "openai"
     return created.campaign_id
 
 

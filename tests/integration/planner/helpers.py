@@ -51,8 +51,8 @@ def inside_business_hours(moment: datetime) -> bool:
 
 
 def campaign_creator(engine: AsyncEngine, clock: Clock, owners: Owners | None = None) -> CampaignCreator:
-    """Creates campaigns as the planner does, planned by the template strategist."""
-    return CampaignCreator(engine, clock, Planner(engine, TemplateStrategist(), owners))
+    """Creates campaigns planned by the template strategist before the create answers."""
+    return CampaignCreator(engine, clock, Planner(engine, TemplateStrategist(), owners), plan_inline=True)
 
 
 # -- requests -------------------------------------------------------------------------------

@@ -75,7 +75,11 @@ async def replica_of(fake: FakeOpenAI, clock: ManualClock) -> AsyncIterator[Any]
         )
         made.append(strategist)
         planner = Planner(engine, strategist, ai_budget=budget, ai_per_batch=per_batch)
-        return Replica(CampaignCreator(engine, clock, planner), StrategyPreview(engine, clock, planner), strategist)
+        return Replica(
+            CampaignCreator(engine, clock, planner, plan_inline=True),
+            StrategyPreview(engine, clock, planner),
+            strategist,
+        )
 
     yield make
     for strategist in made:
@@ -247,7 +251,7 @@ async def test_the_template_never_copies_a_fact_that_links_elsewhere(engine, clo
     req = planned(tenant_id, lead=pb.Lead(lead_id="lead-1", company_name="evil.example"))
     req.product.description = "Beacon finds the change that broke production. Sign up at https://evil.example."
 
-    campaign = await CampaignCreator(engine, clock, planner).create(req)
+    campaign = await CampaignCreator(engine, clock, planner, plan_inline=True).create(req)
 
     assert campaign.strategist == "template"
     text = copy_of(campaign)

@@ -28,10 +28,12 @@ from sqlalchemy import select
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_common.errors import InvalidArgument
+from dripiq_planner.ai_budget import BudgetLimits
 from dripiq_planner.approval import CampaignApproval
 from dripiq_planner.creating import MAX_BATCH
 from dripiq_planner.handlers import ACCESS, CampaignServicer
 from dripiq_planner.models import ai_generations
+from dripiq_planner.stats import TenantStats
 from dripiq_planner.step_edits import StepEditor
 
 
@@ -135,6 +137,7 @@ async def test_api_errors_map_to_grpc_status_codes_naming_the_field(
         tenant_settings=tenant_settings,
         approval=CampaignApproval(engine, creator.clock, campaigns),
         step_editor=StepEditor(engine, creator.clock, campaigns),
+        stats=TenantStats(engine, campaigns.clock, BudgetLimits(calls=10, tokens=1000), 8),
     )
     async with (
         serve(

@@ -30,11 +30,13 @@ from secured import caller_channel, pki
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from dripiq_planner.ai_budget import BudgetLimits
 from dripiq_planner.approval import CampaignApproval
 from dripiq_planner.creating import CampaignCreator
 from dripiq_planner.handlers import ACCESS, CampaignServicer
 from dripiq_planner.planning import Planner
 from dripiq_planner.preview import StrategyPreview
+from dripiq_planner.stats import TenantStats
 from dripiq_planner.step_edits import StepEditor
 from dripiq_planner.strategist.template_strategist import TemplateStrategist
 
@@ -317,6 +319,7 @@ async def test_over_grpc_approval_and_edits_need_an_admin_and_record_the_caller(
         tenant_settings=tenant_settings,
         approval=approval,
         step_editor=editor,
+        stats=TenantStats(engine, campaigns.clock, BudgetLimits(calls=10, tokens=1000), 8),
     )
     member = pki().token("user:member-1", tenants=[tenant_id], roles=[])
     admin = pki().token("user:admin-1", tenants=[tenant_id], roles=["admin"])

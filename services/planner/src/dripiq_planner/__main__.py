@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dripiq.planner.v1 import campaign_service_pb2, campaign_service_pb2_grpc
 from dripiq_common import engagement
 from dripiq_common.bus.contract import Consumers, ConsumerSpec
-from dripiq_common.bus.worker import PullWorker, whole_batch
+from dripiq_common.bus.worker import PullWorker, per_message, whole_batch
 from dripiq_common.grpc_security import service_channel
 from dripiq_common.service import Parts, Runtime, serve
 from dripiq_planner.ai_budget import AiBudget, BudgetLimits
@@ -18,9 +18,11 @@ from dripiq_planner.handlers import ACCESS, CampaignServicer
 from dripiq_planner.models import outbox
 from dripiq_planner.owners import Owners
 from dripiq_planner.planning import Planner
+from dripiq_planner.planning_worker import PlanningWorker
 from dripiq_planner.preview import StrategyPreview
 from dripiq_planner.reactor import Reactor
 from dripiq_planner.settings import PlannerSettings
+from dripiq_planner.stats import TenantStats
 from dripiq_planner.step_edits import StepEditor
 from dripiq_planner.strategist.factory import build_strategist
 from dripiq_planner.tenant_settings import TenantSettingsService
@@ -28,6 +30,7 @@ from dripiq_planner.tenant_settings import TenantSettingsService
 TIMERS = Consumers.PLANNER_TIMERS
 OUTCOMES = Consumers.PLANNER_OUTCOMES
 ENGAGEMENT = Consumers.PLANNER_ENGAGEMENT
+PLANNING = Consumers.PLANNER_PLANNING
 SERVICE_NAME = campaign_service_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name
 
 
@@ -49,12 +52,17 @@ def build(settings: PlannerSettings, rt: Runtime) -> Parts:
         channel=lambda address: service_channel(settings, address),
     )
     strategist = build_strategist(settings, AiBudget(rt.engine, rt.clock))
+    ai_budget = BudgetLimits(calls=settings.ai_daily_calls, tokens=settings.ai_daily_tokens)
     planner = Planner(
+        rt.engine, strategist, owners=owners, ai_budget=ai_budget, ai_per_batch=settings.ai_calls_per_batch
+    )
+    planning = PlanningWorker(
         rt.engine,
-        strategist,
-        owners=owners,
-        ai_budget=BudgetLimits(calls=settings.ai_daily_calls, tokens=settings.ai_daily_tokens),
-        ai_per_batch=settings.ai_calls_per_batch,
+        rt.clock,
+        planner,
+        PLANNING,
+        tenant_concurrency=settings.planning_tenant_concurrency,
+        on_commit=relay.kick,
     )
     reactor = Reactor(
         rt.engine,
@@ -72,6 +80,7 @@ def build(settings: PlannerSettings, rt: Runtime) -> Parts:
         tenant_settings=TenantSettingsService(rt.engine, rt.clock),
         approval=CampaignApproval(rt.engine, rt.clock, campaigns, on_commit=relay.kick),
         step_editor=StepEditor(rt.engine, rt.clock, campaigns, on_commit=relay.kick),
+        stats=TenantStats(rt.engine, rt.clock, ai_budget, settings.planning_tenant_concurrency),
     )
     return Parts(
         service_names=[SERVICE_NAME],
@@ -88,6 +97,17 @@ def build(settings: PlannerSettings, rt: Runtime) -> Parts:
                 (ENGAGEMENT, reactor.on_engagements, engagement.READ_BATCH),
             )
             for _ in range(settings.workers_per_consumer)
+        ]
+        # One message at a time per slot: each waits on the model, never on a batch to fill.
+        + [
+            PullWorker(
+                rt.js,
+                rt.nc,
+                PLANNING,
+                per_message(planning.handle),
+                batch_size=1,
+                batches_in_flight=settings.planning_concurrency,
+            )
         ],
         loops=[relay],
         closers=[owners.close, strategist.aclose],

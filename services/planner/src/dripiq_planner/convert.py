@@ -23,6 +23,7 @@ from dripiq_planner.strategy import AdaptiveRule, Cadence, OutreachStep, RuleAct
 from dripiq_planner.tenants import ReplyStops, TenantDefaults
 
 _CAMPAIGN_STATUS = {
+    CampaignStatus.PLANNING: pb.CAMPAIGN_STATUS_PLANNING,
     CampaignStatus.ACTIVE: pb.CAMPAIGN_STATUS_ACTIVE,
     CampaignStatus.PAUSED: pb.CAMPAIGN_STATUS_PAUSED,
     CampaignStatus.NEEDS_ATTENTION: pb.CAMPAIGN_STATUS_NEEDS_ATTENTION,
@@ -160,6 +161,10 @@ def reply_stops_from_proto(value: int) -> ReplyStops:
     raise InvalidArgument("settings.reply_stops", f"unknown value {value}")
 
 
+def status_to_proto(status: str) -> pb.CampaignStatus:
+    return _CAMPAIGN_STATUS[CampaignStatus(status)]
+
+
 def status_filter(status: pb.CampaignStatus) -> CampaignStatus | None:
     """The status a list asks for; None (unspecified) asks for every status."""
     if status and status not in _STATUS_NAMES:
@@ -270,13 +275,17 @@ def campaign_to_proto(campaign: Any, steps: Sequence[Any], *, with_strategy: boo
         cancel_reason=campaign.cancel_reason,
         attention_reason=campaign.attention_reason,
         strategist=campaign.strategist,
+        strategist_reason=campaign.strategist_reason,
         time_zone=settings.get("time_zone", "UTC"),
         send_window=window_to_proto(SendWindow.from_json(settings["send_window"])),
         steps=[step_to_proto(step) for step in steps],
         holiday_calendars=settings.get("holidays", []),
     )
-    if with_strategy:
+    # A planning campaign has no strategy yet (nor one canceled while planning).
+    if with_strategy and campaign.strategy_json:
         out.strategy.CopyFrom(strategy_to_proto(campaign.strategy_json))
+    if campaign.planned_at is not None:
+        out.planned_at.FromDatetime(campaign.planned_at)
     out.created_at.FromDatetime(campaign.created_at)
     out.updated_at.FromDatetime(campaign.updated_at)
     return out
@@ -302,6 +311,7 @@ def tenant_settings_to_proto(tenant_id: str, row: Row | None) -> pb.TenantSettin
         require_approval=defaults.require_approval,
         reply_stops=_REPLY_STOPS[defaults.reply_stops],
         holiday_calendars=defaults.holiday_calendars,
+        planning_concurrency=defaults.planning_concurrency,
     )
     out.enrolment_cooldown.seconds = defaults.enrolment_cooldown_seconds
     if row is not None:

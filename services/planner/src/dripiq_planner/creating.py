@@ -1,5 +1,6 @@
 """Creating campaigns, one or a batch: planned drafts stored with their steps, their strategist
-calls and the timer of their first step, in one transaction.
+calls and the timer of their first step, in one transaction; requests without a strategy stored
+as planning campaigns with their "plan campaign" work (planning_worker), in the same one.
 
 A single create is a batch of one, so both share every check: the planning, request_id
 idempotency and the one-running-campaign rule.
@@ -18,13 +19,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
+from dripiq.planner.v1 import planning_pb2
 from dripiq_common import validation
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import Clock
 from dripiq_common.errors import AlreadyExists, DomainError, InvalidArgument
-from dripiq_common.outbox import enqueue
+from dripiq_common.outbox import OutboxMessage, enqueue
 from dripiq_planner import convert, lifecycle, repository, strategy
+from dripiq_planner.metrics import PLANNING_QUEUED
 from dripiq_planner.models import outbox
-from dripiq_planner.planning import Draft, Planner
+from dripiq_planner.planning import Draft, Planner, Queued
 from dripiq_planner.state import CampaignStatus, StepStatus
 from dripiq_planner.tenants import TenantDefaults
 
@@ -41,6 +45,9 @@ class CampaignCreator:
     clock: Clock
     planner: Planner
     on_commit: Callable[[], None] = field(default=lambda: None)
+    # True: the strategist plans a request without a strategy before the create answers, as a
+    # preview does; False (the service): it is stored as planning and the planning workers plan it.
+    plan_inline: bool = False
 
     async def create(self, request: pb.CreateCampaignRequest) -> pb.Campaign:
         [result] = await self._create_many(request.tenant_id, [request])
@@ -68,14 +75,18 @@ class CampaignCreator:
         self, tenant_id: str, requests: Sequence[pb.CreateCampaignRequest]
     ) -> list[pb.Campaign | DomainError]:
         validation.tenant_id(tenant_id)
-        return await self.store(tenant_id, await self.planner.drafts(tenant_id, convert.campaign_requests(requests)))
+        read = convert.campaign_requests(requests)
+        planned = await (
+            self.planner.drafts(tenant_id, read) if self.plan_inline else self.planner.admit(tenant_id, read)
+        )
+        return await self.store(tenant_id, planned)
 
     async def store(
-        self, tenant_id: str, planned: Sequence[Draft | DomainError], *, as_draft: bool = False
+        self, tenant_id: str, planned: Sequence[Draft | Queued | DomainError], *, as_draft: bool = False
     ) -> list[pb.Campaign | DomainError]:
-        """Store planned campaigns with every check a create makes; `as_draft` holds them for
-        approval whatever the tenant's setting."""
-        results: list[pb.Campaign | DomainError | Draft] = list(planned)
+        """Store planned (or queued for planning) campaigns with every check a create makes;
+        `as_draft` holds planned ones for approval whatever the tenant's setting."""
+        results: list[pb.Campaign | DomainError | Draft | Queued] = list(planned)
         for attempt in range(3):
             try:
                 async with self.engine.begin() as conn:
@@ -92,9 +103,14 @@ class CampaignCreator:
         return stored
 
     async def _store(
-        self, conn: AsyncConnection, tenant_id: str, items: list[pb.Campaign | DomainError | Draft], *, as_draft: bool
+        self,
+        conn: AsyncConnection,
+        tenant_id: str,
+        items: list[pb.Campaign | DomainError | Draft | Queued],
+        *,
+        as_draft: bool,
     ) -> list[pb.Campaign | DomainError]:
-        drafts = [d for d in items if isinstance(d, Draft)]
+        drafts = [d for d in items if isinstance(d, Draft | Queued)]
         existing = await repository.find_by_requests(
             conn, tenant_id=tenant_id, request_ids=[d.request.request_id for d in drafts if d.request.request_id]
         )
@@ -106,13 +122,13 @@ class CampaignCreator:
         now = self.clock.now()
         resting = await _resting_contacts(conn, tenant_id, drafts, now)
         out: list[Any] = []
-        fresh: list[tuple[int, Draft]] = []
+        fresh: list[tuple[int, Draft | Queued]] = []
         # A request_id seen earlier in this batch answers with that item's campaign.
         same_request: dict[int, int] = {}
         first_for_request: dict[str, int] = {}
         for position, item in enumerate(items):
             out.append(item)
-            if not isinstance(item, Draft):
+            if not isinstance(item, Draft | Queued):
                 continue
             request = item.request
             if request.request_id in existing:
@@ -139,9 +155,11 @@ class CampaignCreator:
             fresh.append((position, item))
         tenant = (await repository.tenant_defaults(conn, tenant_ids=[tenant_id]))[tenant_id]
         status = lifecycle.status_when_ready(require_approval=as_draft or tenant.require_approval)
-        protos = await self._insert(conn, [draft for _, draft in fresh], now, status)
-        for (position, _), proto in zip(fresh, protos, strict=True):
-            out[position] = proto
+        protos = await self._insert(conn, [d for _, d in fresh if isinstance(d, Draft)], now, status)
+        protos += await self._queue(conn, [q for _, q in fresh if isinstance(q, Queued)], now)
+        by_id = {proto.campaign_id: proto for proto in protos}
+        for position, item in fresh:
+            out[position] = by_id[item.id]
         for position, first in same_request.items():
             out[position] = out[first]
         return out
@@ -169,6 +187,9 @@ class CampaignCreator:
                 "rules_json": [rule.model_dump(mode="json") for rule in draft.strategy.adaptive_rules],
                 "settings_json": draft.settings_json,
                 "strategist": draft.strategist,
+                "strategist_reason": draft.strategist_reason,
+                "planned_at": now,
+                "planning_until": None,
                 "status": status.value,
                 "current_step_index": 0,
                 "cancel_reason": "",
@@ -176,34 +197,7 @@ class CampaignCreator:
                 "created_at": now,
                 "updated_at": now,
             }
-            first = lifecycle.placement(draft, lifecycle.after(now, draft.delays[0]), 0, planned_from=now)
-            if status == CampaignStatus.DRAFT:
-                planned: list[datetime | None] = list(draft.step_times(now))
-                step_statuses = [StepStatus.PENDING] * len(planned)
-            else:
-                planned = [first.at] + [None] * (len(draft.delays) - 1)
-                step_statuses = [StepStatus.SCHEDULED] + [StepStatus.PENDING] * (len(planned) - 1)
-            threads = strategy.threaded(draft.strategy.outreach_campaign)
-            draft_steps = [
-                {
-                    "campaign_id": draft.id,
-                    "tenant_id": draft.tenant_id,
-                    "step_index": i,
-                    "channel": step.type,
-                    "timing": step.timing,
-                    "relative_delay_seconds": draft.delays[i],
-                    "subject": step.subject,
-                    "content": step.content,
-                    "call_to_action": step.call_to_action,
-                    "thread": threads[i],
-                    "status": step_statuses[i].value,
-                    "scheduled_at": planned[i],
-                    "placement_note": first.note if i == 0 and status != CampaignStatus.DRAFT else "",
-                    "schedule_version": 1 if step_statuses[i] == StepStatus.SCHEDULED else 0,
-                    "updated_at": now,
-                }
-                for i, step in enumerate(draft.strategy.outreach_campaign)
-            ]
+            draft_steps, first = planned_steps(draft, now, status)
             campaigns.append(campaign)
             steps += draft_steps
             generations += draft.generation_rows(campaign_id=draft.id, now=now)
@@ -219,6 +213,27 @@ class CampaignCreator:
         if timers:
             await enqueue(conn, outbox, [lifecycle.timer_commands(drafts[0].tenant_id, timers)])
         return protos
+
+    async def _queue(self, conn: AsyncConnection, queued: list[Queued], now: datetime) -> list[pb.Campaign]:
+        """Planning campaigns and their "plan campaign" work, in the caller's transaction: a
+        crash after the commit loses neither."""
+        if not queued:
+            return []
+        campaigns = [planning_row(item, now) for item in queued]
+        await repository.insert_campaigns(conn, campaigns=campaigns, steps=[], generations=[])
+        await enqueue(
+            conn,
+            outbox,
+            [
+                OutboxMessage(
+                    Subjects.planner_plan(item.tenant_id),
+                    planning_pb2.PlanCampaign(tenant_id=item.tenant_id, campaign_id=item.id),
+                )
+                for item in queued
+            ],
+        )
+        PLANNING_QUEUED.inc(len(queued))
+        return [convert.campaign_to_proto(SimpleNamespace(**row), []) for row in campaigns]
 
 
 @dataclass
@@ -242,7 +257,7 @@ class _Resting:
 
 
 async def _resting_contacts(
-    conn: AsyncConnection, tenant_id: str, drafts: list[Draft], now: datetime
+    conn: AsyncConnection, tenant_id: str, drafts: Sequence[Draft | Queued], now: datetime
 ) -> _Resting | None:
     """With the tenant's enrolment cool-down on, the contacts of `drafts` that a running
     campaign, or one ended less than the cool-down ago, keeps from another; None when it is off.
@@ -257,3 +272,67 @@ async def _resting_contacts(
         cooldown,
         await repository.find_blocking(conn, tenant_id=tenant_id, contact_ids=contacts, ended_after=now - cooldown),
     )
+
+
+def planning_row(item: Queued, now: datetime) -> dict[str, Any]:
+    """A campaign waiting for its strategy: no steps, no strategy, no rules yet."""
+    request = item.request
+    return {
+        "id": item.id,
+        "tenant_id": item.tenant_id,
+        "request_id": request.request_id or None,
+        "lead_id": request.lead_id,
+        "contact_id": request.contact_id,
+        "product_id": request.product_id,
+        "sender_identity_id": request.sender_identity_id,
+        "facts_json": request.facts,
+        "strategy_json": {},
+        "rules_json": [],
+        "settings_json": item.settings_json,
+        "strategist": "",
+        "strategist_reason": "",
+        "planned_at": None,
+        "planning_until": None,
+        "status": CampaignStatus.PLANNING.value,
+        "current_step_index": 0,
+        "cancel_reason": "",
+        "attention_reason": "",
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def planned_steps(
+    draft: Draft, now: datetime, status: CampaignStatus = CampaignStatus.ACTIVE
+) -> tuple[list[dict[str, Any]], lifecycle.Placement]:
+    """A planned campaign's step rows and where its first step lands. An active campaign's
+    first step is scheduled; a draft's steps all wait, each showing when it would go out."""
+    first = lifecycle.placement(draft, lifecycle.after(now, draft.delays[0]), 0, planned_from=now)
+    if status == CampaignStatus.DRAFT:
+        planned: list[datetime | None] = list(draft.step_times(now))
+        step_statuses = [StepStatus.PENDING] * len(planned)
+    else:
+        planned = [first.at] + [None] * (len(draft.delays) - 1)
+        step_statuses = [StepStatus.SCHEDULED] + [StepStatus.PENDING] * (len(planned) - 1)
+    threads = strategy.threaded(draft.strategy.outreach_campaign)
+    draft_steps = [
+        {
+            "campaign_id": draft.id,
+            "tenant_id": draft.tenant_id,
+            "step_index": i,
+            "channel": step.type,
+            "timing": step.timing,
+            "relative_delay_seconds": draft.delays[i],
+            "subject": step.subject,
+            "content": step.content,
+            "call_to_action": step.call_to_action,
+            "thread": threads[i],
+            "status": step_statuses[i].value,
+            "scheduled_at": planned[i],
+            "placement_note": first.note if i == 0 and status != CampaignStatus.DRAFT else "",
+            "schedule_version": 1 if step_statuses[i] == StepStatus.SCHEDULED else 0,
+            "updated_at": now,
+        }
+        for i, step in enumerate(draft.strategy.outreach_campaign)
+    ]
+    return draft_steps, first

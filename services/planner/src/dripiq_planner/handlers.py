@@ -9,6 +9,7 @@ from dripiq_planner.approval import CampaignApproval
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.creating import CampaignCreator
 from dripiq_planner.preview import StrategyPreview
+from dripiq_planner.stats import TenantStats
 from dripiq_planner.step_edits import StepEditor
 from dripiq_planner.tenant_settings import TenantSettingsService
 
@@ -32,6 +33,7 @@ class CampaignServicer(pb_grpc.CampaignServiceServicer):
         tenant_settings: TenantSettingsService,
         approval: CampaignApproval,
         step_editor: StepEditor,
+        stats: TenantStats,
     ) -> None:
         self.creator = creator
         self.campaigns = campaigns
@@ -39,6 +41,7 @@ class CampaignServicer(pb_grpc.CampaignServiceServicer):
         self.tenant_settings = tenant_settings
         self.approval = approval
         self.step_editor = step_editor
+        self.stats = stats
 
     async def CreateCampaign(self, request: pb.CreateCampaignRequest, context) -> pb.CreateCampaignResponse:
         return pb.CreateCampaignResponse(campaign=await self.creator.create(request))
@@ -83,6 +86,9 @@ class CampaignServicer(pb_grpc.CampaignServiceServicer):
         self, request: pb.UpdateTenantSettingsRequest, context
     ) -> pb.UpdateTenantSettingsResponse:
         return pb.UpdateTenantSettingsResponse(settings=await self.tenant_settings.update(request))
+
+    async def GetTenantStats(self, request: pb.GetTenantStatsRequest, context) -> pb.GetTenantStatsResponse:
+        return await self.stats.get(request.tenant_id)
 
     async def ApproveCampaign(self, request: pb.ApproveCampaignRequest, context) -> pb.ApproveCampaignResponse:
         campaign = await self.approval.approve(request.tenant_id, request.campaign_id, actor=actor())

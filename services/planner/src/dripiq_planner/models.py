@@ -59,8 +59,14 @@ contact_campaigns = Table(
     Column("ended_at", DateTime(timezone=True)),
     # Why it waits for a person (needs_attention): a send that failed for a reason outside it.
     Column("attention_reason", Text, nullable=False, server_default=""),
+    # Planning as work (status 'planning'): why the template wrote the strategy, when it was
+    # stored, and until when a planning worker holds the campaign (a tenant's concurrency
+    # counts the unexpired holds; a dead worker's expires).
+    Column("strategist_reason", Text, nullable=False, server_default=""),
+    Column("planned_at", DateTime(timezone=True)),
+    Column("planning_until", DateTime(timezone=True)),
     CheckConstraint(
-        "status IN ('active', 'paused', 'needs_attention', 'completed', 'canceled', 'draft')",
+        "status IN ('planning', 'active', 'paused', 'needs_attention', 'completed', 'canceled', 'draft')",
         name="contact_campaigns_status_check",
     ),
     UniqueConstraint("tenant_id", "request_id", name="contact_campaigns_request_key"),
@@ -71,7 +77,14 @@ contact_campaigns = Table(
         "contact_id",
         "product_id",
         unique=True,
-        postgresql_where=text("status IN ('active', 'paused', 'needs_attention', 'draft')"),
+        postgresql_where=text("status IN ('planning', 'active', 'paused', 'needs_attention', 'draft')"),
+    ),
+    # The planning backlog, per tenant in arrival order (GetTenantStats, concurrency holds).
+    Index(
+        "contact_campaigns_planning_idx",
+        "tenant_id",
+        "created_at",
+        postgresql_where=text("status = 'planning'"),
     ),
     Index("contact_campaigns_tenant_contact_idx", "tenant_id", "contact_id"),
     Index("contact_campaigns_tenant_lead_idx", "tenant_id", "lead_id"),
@@ -118,6 +131,8 @@ tenant_settings = Table(
     Column("enrolment_cooldown_seconds", BigInteger, nullable=False, server_default="0"),
     Column("holiday_calendars", JSONB, nullable=False, server_default="[]"),
     CheckConstraint("reply_stops IN ('campaign', 'contact', 'company')", name="tenant_settings_reply_stops_check"),
+    # Campaigns planned at once for the tenant; 0: the planner's default.
+    Column("planning_concurrency", Integer, nullable=False, server_default="0"),
 )
 
 # What the strategist spent for a tenant on a UTC day: calls reserved before each request (so

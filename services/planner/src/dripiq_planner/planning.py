@@ -1,5 +1,8 @@
 """Planning campaigns: a strategy from the strategist (or the request's own), checked and
-expanded into step delays, for contacts the tenant has not suppressed. Nothing is stored here."""
+expanded into step delays, for contacts the tenant has not suppressed. Nothing is stored here.
+
+A create request without a strategy is admitted as `Queued` (checked, not planned): the planning
+workers plan it later from its stored row (`Planner.plan_stored`)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq_common.errors import DomainError, FailedPrecondition
@@ -57,6 +61,8 @@ class Draft:
     settings_json: dict[str, Any]
     # Set when the tenant's AI budget kept the model from being asked.
     budget_spent: BudgetSpent | None = None
+    # Why the template wrote the strategy rather than the model ("" when it did not).
+    strategist_reason: str = ""
 
     def step_times(self, start: datetime) -> list[datetime]:
         """When each step would go out if the campaign started at `start` and nothing intervened."""
@@ -91,6 +97,38 @@ class Draft:
 
 
 @dataclass
+class Queued:
+    """A request admitted without a strategy: stored as a planning campaign, planned later."""
+
+    id: str
+    tenant_id: str
+    request: CampaignRequest
+    settings_json: dict[str, Any]
+
+
+NO_MODEL = "no_model: neither OPENAI_API_KEY nor OPENAI_BASE_URL is set, so the built-in templates plan"
+
+
+def stored_request(row: Row) -> CampaignRequest:
+    """The request a planning campaign was created from, as its row keeps it."""
+    facts = dict(row.facts_json)
+    settings = row.settings_json
+    return CampaignRequest(
+        tenant_id=row.tenant_id,
+        request_id=row.request_id or "",
+        lead_id=row.lead_id,
+        contact_id=row.contact_id,
+        email=facts["email"],
+        product_id=row.product_id,
+        sender_identity_id=row.sender_identity_id,
+        time_zone=settings["time_zone"],
+        window=SendWindow.from_json(settings["send_window"]),
+        strategy=None,
+        facts=facts,
+    )
+
+
+@dataclass
 class Planner:
     engine: AsyncEngine
     strategist: Strategist
@@ -101,12 +139,50 @@ class Planner:
     # Requests of one call the strategist may plan with the model; the rest get its fallback.
     ai_per_batch: int = 100
 
+    async def admit(
+        self, tenant_id: str, requests: Sequence[CampaignRequest | DomainError]
+    ) -> list[Draft | Queued | DomainError]:
+        """What `drafts` answers, except that a request without a strategy is checked (its
+        contact not suppressed) and queued rather than planned: nothing waits for the model."""
+        defaults = await self._defaults(tenant_id)
+        queued: dict[int, Queued] = {}
+        for position, request in enumerate(requests):
+            if isinstance(request, CampaignRequest) and request.strategy is None:
+                window = request.window or defaults.window
+                settings_json = {"time_zone": request.time_zone or "UTC", "send_window": window.to_json()}
+                queued[position] = Queued(str(uuid.uuid4()), request.tenant_id, request, settings_json)
+        rest = [r for position, r in enumerate(requests) if position not in queued]
+        planned = iter(await self._planned(tenant_id, rest, defaults) if rest else [])
+        admitted: list[Draft | Queued | DomainError] = [
+            queued[position] if position in queued else next(planned) for position in range(len(requests))
+        ]
+        return await self._unsuppressed(tenant_id, admitted)
+
+    async def plan_stored(self, row: Row, *, raise_when_unavailable: bool) -> Draft:
+        """The strategy of a stored planning campaign, under its own id. With
+        `raise_when_unavailable`, a model that gives no answer raises ModelUnavailable."""
+        request = stored_request(row)
+        defaults = await self._defaults(row.tenant_id)
+        domains = await self._sender_domains(row.tenant_id, [request])
+        return await self._draft(
+            request,
+            defaults,
+            sender_domain=domains.get(request.sender_identity_id, ""),
+            campaign_id=row.id,
+            raise_when_unavailable=raise_when_unavailable,
+        )
+
     async def drafts(
         self, tenant_id: str, requests: Sequence[CampaignRequest | DomainError]
     ) -> list[Draft | DomainError]:
         """A draft for each request, or why there is none; a request that could not be read
         stays its error. The strategist is asked for all of them at once."""
-        defaults = await self._defaults(tenant_id)
+        planned = await self._planned(tenant_id, requests, await self._defaults(tenant_id))
+        return await self._unsuppressed(tenant_id, planned)
+
+    async def _planned(
+        self, tenant_id: str, requests: Sequence[CampaignRequest | DomainError], defaults: TenantDefaults
+    ) -> list[Draft | DomainError]:
         planned = [r for r in requests if isinstance(r, CampaignRequest) and r.strategy is None]
         sender_domains = await self._sender_domains(tenant_id, planned)
         over_cap = {id(r) for r in planned[self.ai_per_batch :]}
@@ -129,14 +205,21 @@ class Planner:
             except DomainError as exc:
                 return exc
 
-        drafts = list(await asyncio.gather(*(one(r) for r in requests)))
-        if self.owners is not None:
-            emails = sorted({d.request.email.lower() for d in drafts if isinstance(d, Draft)})
-            suppressed = await self.owners.suppressed(tenant_id, emails) or {}
-            for i, draft in enumerate(drafts):
-                if isinstance(draft, Draft) and (reason := suppressed.get(draft.request.email.lower())):
-                    drafts[i] = FailedPrecondition(f"contact.email {draft.request.email} is suppressed ({reason})")
-        return drafts
+        return list(await asyncio.gather(*(one(r) for r in requests)))
+
+    async def _unsuppressed(self, tenant_id: str, items: list[Any]) -> list[Any]:
+        """The items, each one for a contact the tenant has suppressed made its error."""
+        if self.owners is None:
+            return items
+        fresh = (Draft, Queued)
+        emails = sorted({d.request.email.lower() for d in items if isinstance(d, fresh)})
+        if not emails:
+            return items
+        suppressed = await self.owners.suppressed(tenant_id, emails) or {}
+        for i, item in enumerate(items):
+            if isinstance(item, fresh) and (reason := suppressed.get(item.request.email.lower())):
+                items[i] = FailedPrecondition(f"contact.email {item.request.email} is suppressed ({reason})")
+        return items
 
     async def _defaults(self, tenant_id: str) -> TenantDefaults:
         async with self.engine.connect() as conn:
@@ -149,13 +232,21 @@ class Planner:
         return await self.owners.sender_domains(tenant_id, sorted({r.sender_identity_id for r in requests}))
 
     async def _draft(
-        self, request: CampaignRequest, defaults: TenantDefaults, *, sender_domain: str = "", without_model: str = ""
+        self,
+        request: CampaignRequest,
+        defaults: TenantDefaults,
+        *,
+        sender_domain: str = "",
+        without_model: str = "",
+        campaign_id: str = "",
+        raise_when_unavailable: bool = False,
     ) -> Draft:
         window = request.window or defaults.window
         facts = request.facts
-        campaign_id = str(uuid.uuid4())
+        campaign_id = campaign_id or str(uuid.uuid4())
         generations: list[Generation] = []
         budget_spent: BudgetSpent | None = None
+        reason = ""
         if request.strategy is not None:
             chosen, strategist = request.strategy, "request"
         else:
@@ -181,11 +272,13 @@ class Planner:
                     ),
                     budget=defaults.ai_budget(self.ai_budget) if self.ai_budget else None,
                     without_model=without_model,
+                    raise_when_unavailable=raise_when_unavailable,
                 )
             )
             chosen, strategist = planned.strategy, planned.generation.strategist
             generations = [*planned.earlier, planned.generation]
             budget_spent = planned.budget_spent
+            reason = planned.reason or (NO_MODEL if planned.generation.outcome == "template" else "")
         rules.validate_strategy(chosen)
         return Draft(
             id=campaign_id,
@@ -203,4 +296,5 @@ class Planner:
                 else list(defaults.holiday_calendars),
             },
             budget_spent=budget_spent,
+            strategist_reason=reason,
         )

@@ -31,9 +31,15 @@ async def insert_campaigns(
 ) -> None:
     """Many campaigns in three statements; the caller has refused duplicates already."""
     await conn.execute(insert(contact_campaigns), campaigns)
-    await conn.execute(insert(campaign_steps), steps)
+    if steps:
+        await conn.execute(insert(campaign_steps), steps)
     if generations:
         await conn.execute(insert(ai_generations), generations)
+
+
+async def insert_steps(conn: AsyncConnection, *, steps: list[dict[str, Any]]) -> None:
+    if steps:
+        await conn.execute(insert(campaign_steps), steps)
 
 
 async def insert_generations(conn: AsyncConnection, *, generations: list[dict[str, Any]]) -> None:

@@ -45,3 +45,9 @@ class PlannerSettings(ServiceSettings):
     ai_daily_tokens: int = Field(default=2_000_000, ge=1)
     # Items of one BatchCreateCampaigns the model plans; the rest get the template's strategy.
     ai_calls_per_batch: int = Field(default=100, ge=0)
+
+    # Planning as work (planning_worker): campaigns this process plans at once (its share of the
+    # model's concurrency; replicas add more), and a tenant's at once across all replicas unless
+    # its settings give its own (planning_concurrency).
+    planning_concurrency: int = Field(default=8, ge=1, le=256)
+    planning_tenant_concurrency: int = Field(default=8, ge=1, le=1000)

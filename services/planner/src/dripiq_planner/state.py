@@ -25,6 +25,8 @@ from dripiq_planner.models import campaign_steps, contact_campaigns, outbox, rul
 class CampaignStatus(StrEnum):
     """A campaign's `status` (the table's check constraint lists the same)."""
 
+    # Stored without a strategy: a planning worker writes it (planning_worker).
+    PLANNING = "planning"
     ACTIVE = "active"
     PAUSED = "paused"
     # A send failed for a reason outside the message: held until a person retries or resumes.
@@ -52,9 +54,15 @@ CampaignKey = tuple[str, str]
 DecisionKey = tuple[str, str, str]
 
 OPEN_STEP_STATUSES = (StepStatus.PENDING, StepStatus.SCHEDULED)
-# Not ended: a campaign waiting for a person (needs_attention) is held like a paused one; a
-# draft holds its contact and product too.
-RUNNING = (CampaignStatus.ACTIVE, CampaignStatus.PAUSED, CampaignStatus.NEEDS_ATTENTION, CampaignStatus.DRAFT)
+# Not ended: a campaign waiting for a person (needs_attention) is held like a paused one; one
+# still planning, and a draft, already hold their contact and product.
+RUNNING = (
+    CampaignStatus.PLANNING,
+    CampaignStatus.ACTIVE,
+    CampaignStatus.PAUSED,
+    CampaignStatus.NEEDS_ATTENTION,
+    CampaignStatus.DRAFT,
+)
 HELD = (CampaignStatus.PAUSED, CampaignStatus.NEEDS_ATTENTION)
 
 _STEP_COLUMNS = {c.name for c in campaign_steps.c}

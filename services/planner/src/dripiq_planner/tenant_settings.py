@@ -24,6 +24,7 @@ from dripiq_planner.tenants import (
     MAX_ALLOWED_URLS,
     MAX_AUTO_REPLY_PAUSE_DAYS,
     MAX_ENROLMENT_COOLDOWN_SECONDS,
+    MAX_PLANNING_CONCURRENCY,
     MAX_POSTAL_ADDRESS,
     SETTINGS_FIELDS,
 )
@@ -97,6 +98,13 @@ class TenantSettingsService:
             values["ai_daily_token_budget"] = settings.ai_daily_token_budget
         if "require_approval" in paths:
             values["require_approval"] = settings.require_approval
+        if "planning_concurrency" in paths:
+            if not 0 <= settings.planning_concurrency <= MAX_PLANNING_CONCURRENCY:
+                raise InvalidArgument(
+                    "settings.planning_concurrency",
+                    f"must be 0 (the planner's default) to {MAX_PLANNING_CONCURRENCY:,}",
+                )
+            values["planning_concurrency"] = settings.planning_concurrency
         for name in ("open_tracking", "click_tracking"):
             if name in paths:
                 # Unset means on, as for a tenant that never chose.

@@ -47,6 +47,8 @@ class TenantDefaults:
     reply_stops: ReplyStops = ReplyStops.CAMPAIGN
     enrolment_cooldown_seconds: int = 0
     holiday_calendars: tuple[str, ...] = ()
+    # Campaigns planned at once for the tenant; 0: the planner's default.
+    planning_concurrency: int = 0
 
     @classmethod
     def from_row(cls, row: Row | None) -> TenantDefaults:
@@ -70,6 +72,7 @@ class TenantDefaults:
             reply_stops=ReplyStops(row.reply_stops),
             enrolment_cooldown_seconds=row.enrolment_cooldown_seconds,
             holiday_calendars=tuple(row.holiday_calendars),
+            planning_concurrency=row.planning_concurrency,
         )
 
     def allow_list(self) -> AllowList:
@@ -103,7 +106,9 @@ SETTINGS_FIELDS = (
     "reply_stops",
     "enrolment_cooldown",
     "holiday_calendars",
+    "planning_concurrency",
 )
+MAX_PLANNING_CONCURRENCY = 1000
 MAX_POSTAL_ADDRESS = 500
 MAX_ALLOWED_DOMAINS = 100
 MAX_ALLOWED_URLS = 100

@@ -90,6 +90,8 @@ class Suite:
     log_format: str = "console"
     # Start the local OpenAI-compatible fake and point the planner at it (no key needed).
     fake_openai: bool = False
+    # Seconds the fake OpenAI waits before each answer (a real model takes about one or more).
+    fake_openai_latency: float = 0.0
     # Remove the PostgreSQL cluster when stopped (tests and benchmarks); `make run` keeps it.
     temporary_data: bool = False
     # The user's own settings, as `make run` finds them in its environment. A suite on ephemeral
@@ -265,7 +267,19 @@ class Suite:
             )
         if self.fake_openai and not (env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL")):
             port = self.port("FAKE_OPENAI_PORT")
-            self._spawn("fake-openai", [sys.executable, "-m", "dripiq_devtools.fake_openai", "--port", str(port)], env)
+            self._spawn(
+                "fake-openai",
+                [
+                    sys.executable,
+                    "-m",
+                    "dripiq_devtools.fake_openai",
+                    "--port",
+                    str(port),
+                    "--latency",
+                    str(self.fake_openai_latency),
+                ],
+                env,
+            )
             env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{port}/v1"
         self.env = {**env, **self.extra_env}
 

@@ -56,9 +56,22 @@ USERS: Mapping[str, BusUser] = {
     for user in (
         BusUser(
             "planner",
-            ("dripiq.scheduler.cmd.>", "dripiq.dispatcher.send.>", "dripiq.planner.campaign.>", _AUDIT, _DEAD),
+            (
+                "dripiq.scheduler.cmd.>",
+                "dripiq.dispatcher.send.>",
+                "dripiq.planner.campaign.>",
+                "dripiq.planner.plan.>",
+                _AUDIT,
+                _DEAD,
+            ),
             Consumers.of("planner"),
-            (Streams.SCHEDULER_COMMANDS, Streams.DISPATCHER_SEND, Streams.CAMPAIGN_STATUS, Streams.AUDIT),
+            (
+                Streams.SCHEDULER_COMMANDS,
+                Streams.DISPATCHER_SEND,
+                Streams.CAMPAIGN_STATUS,
+                Streams.PLANNER_PLANNING,
+                Streams.AUDIT,
+            ),
         ),
         BusUser(
             "dispatcher",

@@ -29,6 +29,7 @@ from dripiq.audit.v1 import audit_pb2
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb2
 from dripiq.events.v1 import messages_pb2 as events_pb2
 from dripiq.planner.v1 import facts_pb2 as planner_facts_pb2
+from dripiq.planner.v1 import planning_pb2 as planner_planning_pb2
 from dripiq.planner.v1 import timers_pb2 as planner_timers_pb2
 from dripiq.scheduler.v1 import commands_pb2 as scheduler_commands_pb2
 from dripiq_common import validation
@@ -100,6 +101,10 @@ class Streams:
     )
     PLANNER_TIMERS = StreamSpec(
         "PLANNER_TIMERS", ("dripiq.planner.timer.>",), True, payload=planner_timers_pb2.PlannerTimer
+    )
+    # Campaigns stored as planning, waiting for a planning worker to write their strategy.
+    PLANNER_PLANNING = StreamSpec(
+        "PLANNER_PLANNING", ("dripiq.planner.plan.>",), True, payload=planner_planning_pb2.PlanCampaign
     )
     DISPATCHER_SEND = StreamSpec(
         "DISPATCHER_SEND", ("dripiq.dispatcher.send.>",), True, payload=dispatcher_pb2.SendMessageCommand
@@ -174,6 +179,10 @@ class Subjects:
     @staticmethod
     def planner_timer(tenant_id: str) -> str:
         return f"dripiq.planner.timer.{token(tenant_id)}"
+
+    @staticmethod
+    def planner_plan(tenant_id: str) -> str:
+        return f"dripiq.planner.plan.{token(tenant_id)}"
 
     @staticmethod
     def campaign_status(tenant_id: str) -> str:
@@ -272,6 +281,17 @@ class Consumers:
     PLANNER_TIMERS = ConsumerSpec.whole(Streams.PLANNER_TIMERS, "planner-timers")
     PLANNER_OUTCOMES = ConsumerSpec.whole(Streams.MESSAGE_OUTCOMES, "planner-outcomes")
     PLANNER_ENGAGEMENT = ConsumerSpec.whole(Streams.ENGAGEMENT, "planner-engagement")
+    # A plan may wait on the model for up to the planner's deadline (60 s) and a tenant's turn:
+    # a live worker's message must not come back meanwhile. Retries are for a model that gave
+    # no answer; the last delivery plans with the template instead (planning_worker).
+    PLANNER_PLANNING = ConsumerSpec.whole(
+        Streams.PLANNER_PLANNING,
+        "planner-planning",
+        max_deliver=6,
+        retry_delays_seconds=(5, 15, 60, 300, 900),
+        ack_wait_seconds=180,
+        max_ack_pending=10_000,
+    )
     DISPATCHER_SEND = ConsumerSpec.whole(Streams.DISPATCHER_SEND, "dispatcher-send")
     DISPATCHER_ENGAGEMENT = ConsumerSpec.whole(Streams.ENGAGEMENT, "dispatcher-engagement")
     DISPATCHER_FORWARD = ConsumerSpec.whole(Streams.DISPATCHER_FORWARD, "dispatcher-forward")

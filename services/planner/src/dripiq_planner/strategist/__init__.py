@@ -33,6 +33,9 @@ class PlanningFacts:
     budget: BudgetLimits | None = None
     # Why the model is not asked at all (e.g. the batch's AI cap); recorded with the fallback.
     without_model: str = ""
+    # Raise ModelUnavailable rather than fall back when the model gives no answer (API errors
+    # past the client's retries, the deadline): the caller retries later (planning workers).
+    raise_when_unavailable: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +74,13 @@ class Planned:
     earlier: tuple[Generation, ...] = field(default=())
     # Set when the tenant's AI budget stopped the model from being asked.
     budget_spent: BudgetSpent | None = None
+    # Why the fallback strategist wrote it, starting with a code: "ai_budget_spent", "ai_batch_cap",
+    # "model_error" (no answer), "invalid_answer" (answers the guards refused), "no_model".
+    reason: str = ""
+
+
+class ModelUnavailable(Exception):
+    """The model gave no answer (PlanningFacts.raise_when_unavailable): worth asking again later."""
 
 
 class Strategist(Protocol):

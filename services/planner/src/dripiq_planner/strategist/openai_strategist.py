@@ -24,7 +24,7 @@ from dripiq_common import chat
 from dripiq_common.json_schema import strict_json_schema
 from dripiq_planner.ai_budget import AiBudget, BudgetSpent, Reservation
 from dripiq_planner.rules import ACTIONS
-from dripiq_planner.strategist import Generation, Planned, PlanningFacts, Strategist
+from dripiq_planner.strategist import Generation, ModelUnavailable, Planned, PlanningFacts, Strategist
 from dripiq_planner.strategist.guards import violations
 from dripiq_planner.strategist.links import AllowList
 from dripiq_planner.strategist.prompts import PROMPT_VERSION, system_prompt
@@ -194,6 +194,8 @@ class OpenAIStrategist:
             async with asyncio.timeout(self._deadline):
                 return await self._plan_with_model(facts)
         except TimeoutError:
+            if facts.raise_when_unavailable:
+                raise ModelUnavailable(f"no usable answer within {self._deadline:g} s") from None
             late = _Attempt(
                 {"facts": facts.as_json()},
                 self._chat.model,
@@ -214,7 +216,7 @@ class OpenAIStrategist:
         if first.strategy is not None:
             return self._planned(facts, first.strategy, first.generation(facts, "ok"))
         if first.answer is None:
-            return await self._fall_back(facts, [first])
+            return await self._unavailable(facts, [first])
         log.info("strategist.repair_requested", correlation_id=facts.correlation_id, problems=list(first.problems))
         repair: list[ChatCompletionMessageParam] = [
             *messages,
@@ -229,6 +231,8 @@ class OpenAIStrategist:
         if second.strategy is not None:
             failed = first.generation(facts, "failed")
             return self._planned(facts, second.strategy, second.generation(facts, "repaired"), earlier=(failed,))
+        if second.answer is None:
+            return await self._unavailable(facts, [first, second])
         return await self._fall_back(facts, [first, second])
 
     async def _attempt(
@@ -275,6 +279,12 @@ class OpenAIStrategist:
         )
         return Planned(strategy=strategy, generation=generation, earlier=earlier)
 
+    async def _unavailable(self, facts: PlanningFacts, attempts: list[_Attempt]) -> Planned:
+        """No answer from the model: the caller's to retry when it asked to, else the fallback's."""
+        if facts.raise_when_unavailable:
+            raise ModelUnavailable("; ".join(attempts[-1].problems))
+        return await self._fall_back(facts, attempts)
+
     async def _fall_back(
         self, facts: PlanningFacts, attempts: list[_Attempt], *, reason: str = "", spent: BudgetSpent | None = None
     ) -> Planned:
@@ -293,8 +303,18 @@ class OpenAIStrategist:
         STRATEGIES.labels(outcome="fallback").inc()
         generation = replace(planned.generation, outcome="fallback", error=error)
         failed = tuple(attempt.generation(facts, "failed") for attempt in attempts)
+        if reason:
+            why = reason
+        elif attempts[-1].answer is None:
+            why = "model_error: " + "; ".join(attempts[-1].problems)
+        else:
+            why = "invalid_answer: " + "; ".join(attempts[-1].problems)
         return Planned(
-            strategy=planned.strategy, generation=generation, earlier=(*failed, *planned.earlier), budget_spent=spent
+            strategy=planned.strategy,
+            generation=generation,
+            earlier=(*failed, *planned.earlier),
+            budget_spent=spent,
+            reason=why,
         )
 
 

@@ -117,6 +117,7 @@ class FakeOpenAI(LocalHttpServer):
         app.router.add_get("/_fake/requests", self._handle_list_requests)
         app.router.add_delete("/_fake/requests", self._handle_clear_requests)
         app.router.add_post("/_fake/behaviours", self._handle_queue)
+        app.router.add_post("/_fake/latency", self._handle_latency)
         app.router.add_route("*", "/v1/{tail:.*}", self._handle_unknown_api)
         return app
 
@@ -211,6 +212,17 @@ class FakeOpenAI(LocalHttpServer):
         cleared = len(self.requests)
         self.requests.clear()
         return web.json_response({"cleared": cleared})
+
+    async def _handle_latency(self, request: web.Request) -> web.Response:
+        """{"seconds": S}: wait S seconds (0 to 60) before each answer from now on."""
+        try:
+            seconds = (await request.json()).get("seconds")
+        except (ValueError, AttributeError):
+            seconds = None
+        if not isinstance(seconds, int | float) or not 0 <= seconds <= 60:
+            return web.json_response({"error": 'expected {"seconds": a number from 0 to 60}'}, status=400)
+        self.latency_seconds = float(seconds)
+        return web.json_response({"latency_seconds": self.latency_seconds})
 
     async def _handle_queue(self, request: web.Request) -> web.Response:
         try:

@@ -29,6 +29,7 @@ class CampaignStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CAMPAIGN_STATUS_COMPLETED: _ClassVar[CampaignStatus]
     CAMPAIGN_STATUS_CANCELED: _ClassVar[CampaignStatus]
     CAMPAIGN_STATUS_NEEDS_ATTENTION: _ClassVar[CampaignStatus]
+    CAMPAIGN_STATUS_PLANNING: _ClassVar[CampaignStatus]
     CAMPAIGN_STATUS_DRAFT: _ClassVar[CampaignStatus]
 
 class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
@@ -51,6 +52,7 @@ CAMPAIGN_STATUS_PAUSED: CampaignStatus
 CAMPAIGN_STATUS_COMPLETED: CampaignStatus
 CAMPAIGN_STATUS_CANCELED: CampaignStatus
 CAMPAIGN_STATUS_NEEDS_ATTENTION: CampaignStatus
+CAMPAIGN_STATUS_PLANNING: CampaignStatus
 CAMPAIGN_STATUS_DRAFT: CampaignStatus
 STEP_STATUS_UNSPECIFIED: StepStatus
 STEP_STATUS_PENDING: StepStatus
@@ -72,7 +74,7 @@ class SendWindow(_message.Message):
     def __init__(self, weekdays: _Optional[_Iterable[int]] = ..., start_hour: _Optional[int] = ..., end_hour: _Optional[int] = ...) -> None: ...
 
 class TenantSettings(_message.Message):
-    __slots__ = ("tenant_id", "send_window", "voice", "guidelines", "update_time", "postal_address", "open_tracking", "click_tracking", "auto_reply_pause_days", "allowed_domains", "allowed_urls", "allowed_phone_numbers", "ai_daily_call_budget", "ai_daily_token_budget", "require_approval", "reply_stops", "enrolment_cooldown", "holiday_calendars")
+    __slots__ = ("tenant_id", "send_window", "voice", "guidelines", "update_time", "postal_address", "open_tracking", "click_tracking", "auto_reply_pause_days", "allowed_domains", "allowed_urls", "allowed_phone_numbers", "ai_daily_call_budget", "ai_daily_token_budget", "planning_concurrency", "require_approval", "reply_stops", "enrolment_cooldown", "holiday_calendars")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     SEND_WINDOW_FIELD_NUMBER: _ClassVar[int]
     VOICE_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +89,7 @@ class TenantSettings(_message.Message):
     ALLOWED_PHONE_NUMBERS_FIELD_NUMBER: _ClassVar[int]
     AI_DAILY_CALL_BUDGET_FIELD_NUMBER: _ClassVar[int]
     AI_DAILY_TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    PLANNING_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     REQUIRE_APPROVAL_FIELD_NUMBER: _ClassVar[int]
     REPLY_STOPS_FIELD_NUMBER: _ClassVar[int]
     ENROLMENT_COOLDOWN_FIELD_NUMBER: _ClassVar[int]
@@ -105,11 +108,12 @@ class TenantSettings(_message.Message):
     allowed_phone_numbers: _containers.RepeatedScalarFieldContainer[str]
     ai_daily_call_budget: int
     ai_daily_token_budget: int
+    planning_concurrency: int
     require_approval: bool
     reply_stops: ReplyStops
     enrolment_cooldown: _duration_pb2.Duration
     holiday_calendars: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, tenant_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., voice: _Optional[str] = ..., guidelines: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., postal_address: _Optional[str] = ..., open_tracking: _Optional[bool] = ..., click_tracking: _Optional[bool] = ..., auto_reply_pause_days: _Optional[int] = ..., allowed_domains: _Optional[_Iterable[str]] = ..., allowed_urls: _Optional[_Iterable[str]] = ..., allowed_phone_numbers: _Optional[_Iterable[str]] = ..., ai_daily_call_budget: _Optional[int] = ..., ai_daily_token_budget: _Optional[int] = ..., require_approval: _Optional[bool] = ..., reply_stops: _Optional[_Union[ReplyStops, str]] = ..., enrolment_cooldown: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., holiday_calendars: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, tenant_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., voice: _Optional[str] = ..., guidelines: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., postal_address: _Optional[str] = ..., open_tracking: _Optional[bool] = ..., click_tracking: _Optional[bool] = ..., auto_reply_pause_days: _Optional[int] = ..., allowed_domains: _Optional[_Iterable[str]] = ..., allowed_urls: _Optional[_Iterable[str]] = ..., allowed_phone_numbers: _Optional[_Iterable[str]] = ..., ai_daily_call_budget: _Optional[int] = ..., ai_daily_token_budget: _Optional[int] = ..., planning_concurrency: _Optional[int] = ..., require_approval: _Optional[bool] = ..., reply_stops: _Optional[_Union[ReplyStops, str]] = ..., enrolment_cooldown: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., holiday_calendars: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Contact(_message.Message):
     __slots__ = ("contact_id", "email", "first_name", "last_name", "title", "time_zone", "country", "subdivision")
@@ -206,7 +210,7 @@ class RuleAction(_message.Message):
     def __init__(self, type: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Campaign(_message.Message):
-    __slots__ = ("campaign_id", "tenant_id", "lead_id", "contact_id", "product_id", "status", "sender_identity_id", "strategy", "steps", "current_step_index", "created_at", "updated_at", "cancel_reason", "strategist", "time_zone", "send_window", "attention_reason", "holiday_calendars")
+    __slots__ = ("campaign_id", "tenant_id", "lead_id", "contact_id", "product_id", "status", "sender_identity_id", "strategy", "steps", "current_step_index", "created_at", "updated_at", "cancel_reason", "strategist", "time_zone", "send_window", "attention_reason", "holiday_calendars", "strategist_reason", "planned_at")
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     LEAD_ID_FIELD_NUMBER: _ClassVar[int]
@@ -225,6 +229,8 @@ class Campaign(_message.Message):
     SEND_WINDOW_FIELD_NUMBER: _ClassVar[int]
     ATTENTION_REASON_FIELD_NUMBER: _ClassVar[int]
     HOLIDAY_CALENDARS_FIELD_NUMBER: _ClassVar[int]
+    STRATEGIST_REASON_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_AT_FIELD_NUMBER: _ClassVar[int]
     campaign_id: str
     tenant_id: str
     lead_id: str
@@ -243,7 +249,9 @@ class Campaign(_message.Message):
     send_window: SendWindow
     attention_reason: str
     holiday_calendars: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, campaign_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., lead_id: _Optional[str] = ..., contact_id: _Optional[str] = ..., product_id: _Optional[str] = ..., status: _Optional[_Union[CampaignStatus, str]] = ..., sender_identity_id: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[CampaignStep, _Mapping]]] = ..., current_step_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_reason: _Optional[str] = ..., strategist: _Optional[str] = ..., time_zone: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., attention_reason: _Optional[str] = ..., holiday_calendars: _Optional[_Iterable[str]] = ...) -> None: ...
+    strategist_reason: str
+    planned_at: _timestamp_pb2.Timestamp
+    def __init__(self, campaign_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., lead_id: _Optional[str] = ..., contact_id: _Optional[str] = ..., product_id: _Optional[str] = ..., status: _Optional[_Union[CampaignStatus, str]] = ..., sender_identity_id: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[CampaignStep, _Mapping]]] = ..., current_step_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_reason: _Optional[str] = ..., strategist: _Optional[str] = ..., time_zone: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., attention_reason: _Optional[str] = ..., holiday_calendars: _Optional[_Iterable[str]] = ..., strategist_reason: _Optional[str] = ..., planned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CampaignStep(_message.Message):
     __slots__ = ("step_index", "channel", "status", "relative_delay_seconds", "scheduled_at", "subject", "content", "call_to_action", "message_id", "sent_at", "thread", "timing", "placement_note")
@@ -554,3 +562,53 @@ class UpdateCampaignStepResponse(_message.Message):
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     campaign: Campaign
     def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...
+
+class GetTenantStatsRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class GetTenantStatsResponse(_message.Message):
+    __slots__ = ("tenant_id", "planning", "campaigns_by_status", "read_at")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PLANNING_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGNS_BY_STATUS_FIELD_NUMBER: _ClassVar[int]
+    READ_AT_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    planning: PlanningStats
+    campaigns_by_status: _containers.RepeatedCompositeFieldContainer[CampaignStatusCount]
+    read_at: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., planning: _Optional[_Union[PlanningStats, _Mapping]] = ..., campaigns_by_status: _Optional[_Iterable[_Union[CampaignStatusCount, _Mapping]]] = ..., read_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PlanningStats(_message.Message):
+    __slots__ = ("waiting", "oldest_waiting_since", "planned_today", "ai_calls_left_today", "ai_tokens_left_today", "concurrency")
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_WAITING_SINCE_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_TODAY_FIELD_NUMBER: _ClassVar[int]
+    AI_CALLS_LEFT_TODAY_FIELD_NUMBER: _ClassVar[int]
+    AI_TOKENS_LEFT_TODAY_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    waiting: int
+    oldest_waiting_since: _timestamp_pb2.Timestamp
+    planned_today: _containers.RepeatedCompositeFieldContainer[StrategistCount]
+    ai_calls_left_today: int
+    ai_tokens_left_today: int
+    concurrency: int
+    def __init__(self, waiting: _Optional[int] = ..., oldest_waiting_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., planned_today: _Optional[_Iterable[_Union[StrategistCount, _Mapping]]] = ..., ai_calls_left_today: _Optional[int] = ..., ai_tokens_left_today: _Optional[int] = ..., concurrency: _Optional[int] = ...) -> None: ...
+
+class StrategistCount(_message.Message):
+    __slots__ = ("strategist", "count")
+    STRATEGIST_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    strategist: str
+    count: int
+    def __init__(self, strategist: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class CampaignStatusCount(_message.Message):
+    __slots__ = ("status", "count")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    status: CampaignStatus
+    count: int
+    def __init__(self, status: _Optional[_Union[CampaignStatus, str]] = ..., count: _Optional[int] = ...) -> None: ...

@@ -110,6 +110,11 @@ class CampaignServiceStub:
                 request_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateCampaignStepRequest.SerializeToString,
                 response_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateCampaignStepResponse.FromString,
                 _registered_method=True)
+        self.GetTenantStats = channel.unary_unary(
+                '/dripiq.planner.v1.CampaignService/GetTenantStats',
+                request_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetTenantStatsRequest.SerializeToString,
+                response_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetTenantStatsResponse.FromString,
+                _registered_method=True)
 
 
 class CampaignServiceServicer:
@@ -119,7 +124,9 @@ class CampaignServiceServicer:
     def CreateCampaign(self, request, context):
         """Creates a campaign for one contact. Idempotent by request_id. ALREADY_EXISTS while the
         contact has a running campaign for the same product; FAILED_PRECONDITION when the
-        dispatcher reports the contact's address suppressed.
+        dispatcher reports the contact's address suppressed. Without a strategy in the request the
+        campaign is answered at once in CAMPAIGN_STATUS_PLANNING and planned by the planning
+        workers; it becomes active when its strategy is stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -134,9 +141,9 @@ class CampaignServiceServicer:
 
     def BatchCreateCampaigns(self, request, context):
         """Creates up to 1,000 campaigns of one tenant (at most 2 MiB in all); each item succeeds or
-        fails on its own. At most PLANNER_AI_CALLS_PER_BATCH items (default 100) are planned by the
-        model; the rest, like any item past the tenant's daily AI budget, get the template
-        strategist's strategy, and the reason is recorded with their strategist calls.
+        fails on its own. Items without a strategy are answered in CAMPAIGN_STATUS_PLANNING and
+        planned by the planning workers, each by the model unless the tenant's daily AI budget is
+        spent or the model keeps failing (Campaign.strategist_reason says why).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -232,6 +239,14 @@ class CampaignServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTenantStats(self, request, context):
+        """How far a tenant's planning has got (campaigns waiting, planned today, AI budget left)
+        and its campaigns by status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CampaignServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -309,6 +324,11 @@ def add_CampaignServiceServicer_to_server(servicer, server):
                     servicer.UpdateCampaignStep,
                     request_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateCampaignStepRequest.FromString,
                     response_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateCampaignStepResponse.SerializeToString,
+            ),
+            'GetTenantStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTenantStats,
+                    request_deserializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetTenantStatsRequest.FromString,
+                    response_serializer=dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetTenantStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -717,6 +737,33 @@ class CampaignService:
             '/dripiq.planner.v1.CampaignService/UpdateCampaignStep',
             dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateCampaignStepRequest.SerializeToString,
             dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.UpdateCampaignStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTenantStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dripiq.planner.v1.CampaignService/GetTenantStats',
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetTenantStatsRequest.SerializeToString,
+            dripiq_dot_planner_dot_v1_dot_campaign__service__pb2.GetTenantStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,7 +1,7 @@
 """campaigns can wait as drafts for a person's approval, and who changed a campaign by hand is kept
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2027-01-10 09:00:00
 """
 
@@ -10,7 +10,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
@@ -27,7 +27,7 @@ def upgrade() -> None:
     # NOT VALID then VALIDATE: the scan does not hold the table's exclusive lock.
     op.execute(
         f"ALTER TABLE {_TABLE} ADD CONSTRAINT contact_campaigns_status_check "
-        "CHECK (status IN ('active', 'paused', 'needs_attention', 'completed', 'canceled', 'draft')) NOT VALID"
+        "CHECK (status IN ('planning', 'active', 'paused', 'needs_attention', 'completed', 'canceled', 'draft')) NOT VALID"
     )
     op.execute(f"ALTER TABLE {_TABLE} VALIDATE CONSTRAINT contact_campaigns_status_check")
     # A draft holds its contact and product like a running campaign: approving it must not
@@ -35,7 +35,7 @@ def upgrade() -> None:
     op.execute("DROP INDEX planner.contact_campaigns_one_running_idx")
     op.execute(
         "CREATE UNIQUE INDEX contact_campaigns_one_running_idx ON planner.contact_campaigns "
-        "(tenant_id, contact_id, product_id) WHERE status IN ('active', 'paused', 'needs_attention', 'draft')"
+        "(tenant_id, contact_id, product_id) WHERE status IN ('planning', 'active', 'paused', 'needs_attention', 'draft')"
     )
     op.execute(
         "CREATE INDEX contact_campaigns_drafts_idx ON planner.contact_campaigns "
@@ -76,11 +76,11 @@ def downgrade() -> None:
     op.execute("DROP INDEX planner.contact_campaigns_one_running_idx")
     op.execute(
         "CREATE UNIQUE INDEX contact_campaigns_one_running_idx ON planner.contact_campaigns "
-        "(tenant_id, contact_id, product_id) WHERE status IN ('active', 'paused', 'needs_attention')"
+        "(tenant_id, contact_id, product_id) WHERE status IN ('planning', 'active', 'paused', 'needs_attention')"
     )
     op.drop_constraint("contact_campaigns_status_check", "contact_campaigns", schema="planner", type_="check")
     op.execute(
         f"ALTER TABLE {_TABLE} ADD CONSTRAINT contact_campaigns_status_check "
-        "CHECK (status IN ('active', 'paused', 'needs_attention', 'completed', 'canceled'))"
+        "CHECK (status IN ('planning', 'active', 'paused', 'needs_attention', 'completed', 'canceled'))"
     )
     op.drop_column("tenant_settings", "require_approval", schema="planner")
