@@ -22,7 +22,7 @@ from dripiq_common import validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import AlreadyExists, DomainError, InvalidArgument
 from dripiq_common.outbox import enqueue
-from dripiq_planner import convert, lifecycle, repository, strategy
+from dripiq_planner import convert, lifecycle, repository, strategy, variants
 from dripiq_planner.models import outbox
 from dripiq_planner.planning import Draft, Planner
 from dripiq_planner.state import CampaignStatus, StepStatus
@@ -195,6 +195,8 @@ class CampaignCreator:
                     "subject": step.subject,
                     "content": step.content,
                     "call_to_action": step.call_to_action,
+                    "variants": variants.to_json(step),
+                    "variant": "",
                     "thread": threads[i],
                     "status": step_statuses[i].value,
                     "scheduled_at": planned[i],
