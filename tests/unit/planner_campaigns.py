@@ -78,6 +78,8 @@ def campaign(
                     "sent_at": NOW - DAY if step_status == "sent" else None,
                     "updated_at": NOW - DAY,
                     "thread": False,
+                    "variants": [],
+                    "variant": "",
                 }
             )
         )

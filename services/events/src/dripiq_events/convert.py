@@ -213,11 +213,23 @@ def inbound_messages_response(page: Page) -> api_pb.ListInboundMessagesResponse:
     )
 
 
-def step_funnel_response(campaign_id: str, steps: Mapping[int, Mapping[str, int]]) -> api_pb.GetStepFunnelResponse:
+def step_funnel_response(
+    campaign_id: str,
+    steps: Mapping[int, Mapping[str, int]],
+    variants: Mapping[int, Mapping[str, Mapping[str, int]]],
+) -> api_pb.GetStepFunnelResponse:
+    """Each step's counts, with its variants' in name order."""
     return api_pb.GetStepFunnelResponse(
         campaign_id=campaign_id,
         steps=[
-            api_pb.StepCounts(step_index=index, counts=engagement_counts(values))
+            api_pb.StepCounts(
+                step_index=index,
+                counts=engagement_counts(values),
+                variants=[
+                    api_pb.VariantCounts(variant=name, counts=engagement_counts(counts))
+                    for name, counts in sorted(variants.get(index, {}).items())
+                ],
+            )
             for index, values in sorted(steps.items())
         ],
     )

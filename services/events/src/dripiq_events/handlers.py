@@ -31,7 +31,8 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
 
     async def GetStepFunnel(self, request: pb.GetStepFunnelRequest, context) -> pb.GetStepFunnelResponse:
         steps = await self.query.step_funnel(request.tenant_id, request.campaign_id)
-        return convert.step_funnel_response(request.campaign_id, steps)
+        variants = await self.query.step_variants(request.tenant_id, request.campaign_id)
+        return convert.step_funnel_response(request.campaign_id, steps, variants)
 
     async def ListInboundMessages(
         self, request: pb.ListInboundMessagesRequest, context

@@ -96,6 +96,13 @@ outbound_messages = Table(
     Index("outbound_messages_rfc_message_idx", "rfc_message_id"),
     # Copies older than the events' retention are deleted by age, a batch at a time.
     Index("outbound_messages_sent_at_idx", "sent_at"),
+    # GetStepFunnel's per-variant rows: a campaign's messages sent as an A/B variant.
+    Index(
+        "outbound_messages_variant_campaign_idx",
+        "tenant_id",
+        "campaign_id",
+        postgresql_where=text("variant <> ''"),
+    ),
 )
 
 # Per campaign step and metric, a counter kept up to date in the transaction that stores each

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq_common import paging, validation
 from dripiq_common.errors import InvalidArgument, NotFound
-from dripiq_events import repository
+from dripiq_events import repository, rollups
 from dripiq_events.domain import MAX_ID_LENGTH
 from dripiq_events.models import TENANT_STATS_DIMENSIONS
 
@@ -122,6 +122,13 @@ class EventQuery:
         campaign = validation.required(campaign_id, "campaign_id")
         async with self.engine.connect() as conn:
             return await repository.rollups(conn, tenant_id=tenant, campaign_id=campaign)
+
+    async def step_variants(self, tenant_id: str, campaign_id: str) -> dict[int, dict[str, Counter[str]]]:
+        """A campaign's counters by step index, A/B variant and metric."""
+        tenant = validation.tenant_id(tenant_id)
+        campaign = validation.required(campaign_id, "campaign_id")
+        async with self.engine.connect() as conn:
+            return await rollups.variant_counts(conn, tenant_id=tenant, campaign_id=campaign)
 
     async def campaign_stats(self, tenant_id: str, campaign_id: str) -> Counter[str]:
         """A campaign's counters by metric, its steps added up."""

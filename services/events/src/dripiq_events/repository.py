@@ -256,6 +256,44 @@ async def rollups(conn: AsyncConnection, *, tenant_id: str, campaign_id: str) ->
     return steps
 
 
+async def variant_messages(conn: AsyncConnection, *, tenant_id: str, campaign_id: str) -> list[Any]:
+    """The campaign's sent messages that went out as an A/B variant: step, variant and the
+    once-per-message metrics they reached (outbound_messages.seen)."""
+    rows = await conn.execute(
+        select(
+            outbound_messages.c.message_id,
+            outbound_messages.c.step_index,
+            outbound_messages.c.variant,
+            outbound_messages.c.seen,
+        ).where(
+            outbound_messages.c.tenant_id == tenant_id,
+            outbound_messages.c.campaign_id == campaign_id,
+            outbound_messages.c.variant != "",
+        )
+    )
+    return list(rows)
+
+
+async def event_counts(
+    conn: AsyncConnection, *, tenant_id: str, campaign_id: str, message_ids: Sequence[str], event_types: Sequence[str]
+) -> list[Any]:
+    """How many events of each type (and machine or not) each of the messages has stored."""
+    if not message_ids:
+        return []
+    count = func.count().label("n")
+    rows = await conn.execute(
+        select(message_events.c.message_id, message_events.c.event_type, message_events.c.machine_open, count)
+        .where(
+            message_events.c.tenant_id == tenant_id,
+            message_events.c.campaign_id == campaign_id,
+            message_events.c.message_id.in_(message_ids),
+            message_events.c.event_type.in_(event_types),
+        )
+        .group_by(message_events.c.message_id, message_events.c.event_type, message_events.c.machine_open)
+    )
+    return list(rows)
+
+
 _OUTBOUND_SELECT = (
     "SELECT message_id, tenant_id, campaign_id, step_index, contact_id, to_email, provider_message_id, "
     "rfc_message_id, stats_day, product_id, sender_identity_id, strategist, variant, channel "

@@ -108,3 +108,34 @@ async def roll_up(conn: AsyncConnection, rows: Sequence[NewEvent]) -> None:
                 tenant.add(new.tenant_id, new.step_index, new.cohort, metric)
     await repository.add_to_rollups(conn, increments=increments)
     await repository.add_to_tenant_stats(conn, increments=tenant.by_key)
+
+
+# Event types with metrics counted per event (rollup_metrics): what a variant's rows count
+# from the stored events, since step_stats keeps no variant.
+_PER_EVENT_TYPES = ("open", "click")
+
+
+async def variant_counts(
+    conn: AsyncConnection, *, tenant_id: str, campaign_id: str
+) -> dict[int, dict[str, Counter[str]]]:
+    """A campaign's counters by step index, variant and metric, for the messages sent as an A/B
+    variant: counted from our copies of them (each was counted sent once; `seen` has the
+    once-per-message metrics it reached) and their stored events, so they add up to the step's
+    rollups while the messages and events are kept."""
+    messages = await repository.variant_messages(conn, tenant_id=tenant_id, campaign_id=campaign_id)
+    steps: dict[int, dict[str, Counter[str]]] = {}
+    where: dict[str, Counter[str]] = {}
+    for row in messages:
+        counts = steps.setdefault(row.step_index, {}).setdefault(row.variant, Counter())
+        where[row.message_id] = counts
+        counts[SENT_METRIC] += 1
+        for metric, bit in UNIQUE_METRICS.items():
+            if row.seen & bit:
+                counts[metric] += 1
+    events = await repository.event_counts(
+        conn, tenant_id=tenant_id, campaign_id=campaign_id, message_ids=sorted(where), event_types=_PER_EVENT_TYPES
+    )
+    for row in events:
+        for metric in rollup_metrics(row.event_type, row.machine_open)[1]:
+            where[row.message_id][metric] += row.n
+    return steps

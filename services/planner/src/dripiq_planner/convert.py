@@ -15,11 +15,11 @@ from dripiq_common import validation
 from dripiq_common.errors import DomainError, InvalidArgument
 from dripiq_common.status_codes import status_for
 from dripiq_common.windows import DEFAULT_WINDOW, SendWindow
-from dripiq_planner import calendars
+from dripiq_planner import calendars, variants
 from dripiq_planner.facts import check_and_normalise
 from dripiq_planner.planning import CampaignRequest, Draft
 from dripiq_planner.state import CampaignStatus, StepStatus
-from dripiq_planner.strategy import AdaptiveRule, Cadence, OutreachStep, RuleAction, Strategy
+from dripiq_planner.strategy import AdaptiveRule, Cadence, OutreachStep, RuleAction, StepVariant, Strategy
 from dripiq_planner.tenants import ReplyStops, TenantDefaults
 
 _CAMPAIGN_STATUS = {
@@ -144,6 +144,7 @@ def preview_to_proto(draft: Draft, times: Sequence[datetime]) -> pb.PreviewStrat
             content=step.content,
             call_to_action=step.call_to_action,
             timing=step.timing,
+            variants=[variant_to_proto(v) for v in step.variants],
         )
         item.scheduled_at.FromDatetime(due)
         steps.append(item)
@@ -200,6 +201,7 @@ def strategy_from_proto(strategy: pb.Strategy) -> Strategy:
                 content=s.content,
                 call_to_action=s.call_to_action,
                 thread=s.thread if s.HasField("thread") else None,
+                variants=[variant_from_proto(v) for v in s.variants],
             )
             for s in strategy.outreach_campaign
         ],
@@ -227,6 +229,7 @@ def strategy_to_proto(strategy: dict[str, Any]) -> pb.Strategy:
                 content=s.content,
                 call_to_action=s.call_to_action,
                 thread=s.thread,
+                variants=[variant_to_proto(v) for v in s.variants],
             )
             for s in model.outreach_campaign
         ],
@@ -236,6 +239,26 @@ def strategy_to_proto(strategy: dict[str, Any]) -> pb.Strategy:
         proto_rule.action.type = rule.action.type
         proto_rule.action.payload.update(rule.action.payload)
     return out
+
+
+def variant_from_proto(variant: pb.StepVariant) -> StepVariant:
+    return StepVariant(
+        name=variant.name,
+        weight=variant.weight,
+        subject=variant.subject,
+        content=variant.content,
+        call_to_action=variant.call_to_action,
+    )
+
+
+def variant_to_proto(variant: StepVariant) -> pb.StepVariant:
+    return pb.StepVariant(
+        name=variant.name,
+        weight=variant.weight,
+        subject=variant.subject,
+        content=variant.content,
+        call_to_action=variant.call_to_action,
+    )
 
 
 def step_to_proto(step: Any) -> pb.CampaignStep:
@@ -252,6 +275,8 @@ def step_to_proto(step: Any) -> pb.CampaignStep:
         thread=step.thread,
         timing=step.timing,
         placement_note=step.placement_note,
+        variants=[variant_to_proto(v) for v in variants.stored(step.variants)],
+        variant=step.variant,
     )
     if step.scheduled_at:
         item.scheduled_at.FromDatetime(step.scheduled_at)

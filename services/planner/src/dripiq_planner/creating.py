@@ -25,7 +25,7 @@ from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import Clock
 from dripiq_common.errors import AlreadyExists, DomainError, InvalidArgument
 from dripiq_common.outbox import OutboxMessage, enqueue
-from dripiq_planner import convert, lifecycle, repository, strategy
+from dripiq_planner import convert, lifecycle, repository, strategy, variants
 from dripiq_planner.metrics import PLANNING_QUEUED
 from dripiq_planner.models import outbox
 from dripiq_planner.planning import Draft, Planner, Queued
@@ -326,6 +326,8 @@ def planned_steps(
             "subject": step.subject,
             "content": step.content,
             "call_to_action": step.call_to_action,
+            "variants": variants.to_json(step),
+            "variant": "",
             "thread": threads[i],
             "status": step_statuses[i].value,
             "scheduled_at": planned[i],

@@ -171,6 +171,10 @@ campaign_steps = Table(
     Column("thread", Boolean, nullable=False, server_default=false()),
     # Why a holiday moved its placement (shown with the step); empty when none did.
     Column("placement_note", Text, nullable=False, server_default=""),
+    # A/B variants of the step's copy (none: one version) in the strategy's JSON form,
+    # and the one the contact got, recorded when the step is sent ("" before).
+    Column("variants", JSONB, nullable=False, server_default="[]"),
+    Column("variant", Text, nullable=False, server_default=""),
     UniqueConstraint("campaign_id", "step_index", name="campaign_steps_campaign_step_key"),
     CheckConstraint(
         "status IN ('pending', 'scheduled', 'sending', 'sent', 'failed', 'skipped', 'canceled')",

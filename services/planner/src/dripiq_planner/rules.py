@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from dripiq_common.errors import InvalidArgument
+from dripiq_planner import variants
 from dripiq_planner.strategy import (
     CHANNELS,
     MAX_DELAY_SECONDS,
@@ -139,5 +140,6 @@ def validate_strategy(strategy: Strategy) -> None:
             )
         if step.type == "email" and not step.content.strip():
             raise InvalidArgument(f"strategy.outreachCampaign[{i}].content", "is required for email")
+        variants.validate(step, i)
     for i, rule in enumerate(strategy.adaptive_rules):
         validate_rule(rule, index=i, step_count=len(steps))

@@ -8,7 +8,7 @@ import structlog
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq_common.bus.contract import Subjects
 from dripiq_common.outbox import OutboxMessage
-from dripiq_planner import lifecycle, templates
+from dripiq_planner import lifecycle, templates, variants
 from dripiq_planner.state import CampaignState, StepState, StepStatus, UnitOfWork
 from dripiq_planner.tenants import TenantDefaults
 
@@ -24,9 +24,12 @@ def send_step(work: UnitOfWork, campaign: CampaignState, step: StepState, tenant
     step.set(status=StepStatus.SENDING, message_id=message_id)
     campaign.set(current_step_index=step.step_index)
     facts = campaign.facts_json
-    body = templates.render(step.content, facts)
-    if step.call_to_action:
-        body = f"{body}\n\n{templates.render(step.call_to_action, facts)}"
+    copy = variants.copy_for(step, tenant_id=campaign.tenant_id, contact_id=campaign.contact_id)
+    if copy.variant:
+        step.set(variant=copy.variant)
+    body = templates.render(copy.content, facts)
+    if copy.call_to_action:
+        body = f"{body}\n\n{templates.render(copy.call_to_action, facts)}"
     subject, thread_ids = thread(campaign, step)
     command = dispatcher_pb.SendMessageCommand(
         tenant_id=campaign.tenant_id,
@@ -47,6 +50,7 @@ def send_step(work: UnitOfWork, campaign: CampaignState, step: StepState, tenant
         send_window=contact_window(campaign),
         product_id=campaign.product_id,
         strategist=campaign.strategist,
+        variant=copy.variant,
     )
     work.send(OutboxMessage(Subjects.dispatcher_send(campaign.tenant_id), command))
     log.info(
@@ -55,6 +59,7 @@ def send_step(work: UnitOfWork, campaign: CampaignState, step: StepState, tenant
         campaign_id=campaign.id,
         step_index=step.step_index,
         message_id=message_id,
+        variant=copy.variant,
     )
 
 
@@ -67,7 +72,7 @@ def thread(campaign: CampaignState, step: StepState) -> tuple[str, list[str]]:
     """
     facts = campaign.facts_json
     if not step.thread:
-        return templates.render(step.subject, facts), []
+        return templates.render(_subject(campaign, step), facts), []
     chain: list[str] = []
     root = step
     for earlier in reversed([s for s in campaign.steps if s.step_index < step.step_index and s.channel == "email"]):
@@ -76,8 +81,13 @@ def thread(campaign: CampaignState, step: StepState) -> tuple[str, list[str]]:
         root = earlier
         if not earlier.thread:
             break
-    subject = templates.render(root.subject, facts)
+    subject = templates.render(_subject(campaign, root), facts)
     return (f"Re: {subject}" if chain else subject), list(reversed(chain))
+
+
+def _subject(campaign: CampaignState, step: StepState) -> str:
+    """The subject the contact got (or gets) for the step: its variant's, if it has variants."""
+    return variants.copy_for(step, tenant_id=campaign.tenant_id, contact_id=campaign.contact_id).subject
 
 
 def contact_window(campaign: CampaignState) -> dispatcher_pb.ContactWindow:

@@ -22,6 +22,17 @@ class Cadence(BaseModel):
     total_duration: str = Field("", alias="totalDuration")
 
 
+class StepVariant(BaseModel):
+    """One version of a step's copy in an A/B test; an empty field is the step's (variants.py)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    name: str
+    weight: int = 1
+    subject: str = ""
+    content: str = ""
+    call_to_action: str = Field("", alias="callToAction")
+
+
 class OutreachStep(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
     type: str
@@ -31,6 +42,7 @@ class OutreachStep(BaseModel):
     call_to_action: str = Field("", alias="callToAction")
     # Continue the previous email's thread; None: exactly when the step has no subject.
     thread: bool | None = None
+    variants: list[StepVariant] = Field(default_factory=list)
 
 
 class RuleAction(BaseModel):

@@ -39,7 +39,9 @@ async def timeline(engine: AsyncEngine, owners: Owners | None, campaign: pb.Camp
                 "step_scheduled",
                 step.step_index,
                 step.message_id,
-                pb.StepStatus.Name(step.status) + (f": {step.placement_note}" if step.placement_note else ""),
+                pb.StepStatus.Name(step.status)
+                + (f" (variant {step.variant})" if step.variant else "")
+                + (f": {step.placement_note}" if step.placement_note else ""),
             )
     if campaign.status == pb.CAMPAIGN_STATUS_CANCELED:
         # Why it stopped, e.g. a reply to another campaign of the contact (reply_stops).

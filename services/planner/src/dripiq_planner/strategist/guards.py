@@ -73,7 +73,29 @@ def _step_violations(strategy: Strategy, index: int, allow: AllowList) -> list[G
         found.append(GuardViolation(f"{path}.content", f"is {len(step.content)} characters; at most {MAX_BODY_CHARS}"))
     if not step.call_to_action.strip():
         found.append(GuardViolation(f"{path}.callToAction", "is empty; every step needs a call to action"))
-    for name, text in (("subject", step.subject), ("content", step.content), ("callToAction", step.call_to_action)):
+    copies = [(path, step.subject, step.content, step.call_to_action)] + [
+        (f"{path}.variants[{v}]", variant.subject, variant.content, variant.call_to_action)
+        for v, variant in enumerate(step.variants)
+    ]
+    for where, subject, content, call_to_action in copies[1:]:
+        if step.type == "email" and len(subject) > MAX_SUBJECT_CHARS:
+            found.append(
+                GuardViolation(f"{where}.subject", f"is {len(subject)} characters; at most {MAX_SUBJECT_CHARS}")
+            )
+        for name, text in (("content", content), ("callToAction", call_to_action)):
+            if len(text) > MAX_BODY_CHARS:
+                found.append(GuardViolation(f"{where}.{name}", f"is {len(text)} characters; at most {MAX_BODY_CHARS}"))
+    for where, subject, content, call_to_action in copies:
+        found.extend(_copy_violations(where, subject, content, call_to_action, allow))
+    return found
+
+
+def _copy_violations(
+    path: str, subject: str, content: str, call_to_action: str, allow: AllowList
+) -> list[GuardViolation]:
+    """Placeholders and what the allow-list does not cover, in a step's copy or one variant's."""
+    found: list[GuardViolation] = []
+    for name, text in (("subject", subject), ("content", content), ("callToAction", call_to_action)):
         if tokens := find_placeholders(text):
             quoted = ", ".join(repr(t) for t in tokens)
             found.append(

@@ -126,12 +126,22 @@ class EngagementCounts(_message.Message):
     def __init__(self, sent: _Optional[int] = ..., delivered: _Optional[int] = ..., unique_human_opens: _Optional[int] = ..., machine_opens: _Optional[int] = ..., human_open_events: _Optional[int] = ..., unique_clicks: _Optional[int] = ..., click_events: _Optional[int] = ..., replies: _Optional[int] = ..., auto_replies: _Optional[int] = ..., bounces: _Optional[int] = ..., unsubscribes: _Optional[int] = ..., spam_reports: _Optional[int] = ...) -> None: ...
 
 class StepCounts(_message.Message):
-    __slots__ = ("step_index", "counts")
+    __slots__ = ("step_index", "counts", "variants")
     STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
+    VARIANTS_FIELD_NUMBER: _ClassVar[int]
     step_index: int
     counts: EngagementCounts
-    def __init__(self, step_index: _Optional[int] = ..., counts: _Optional[_Union[EngagementCounts, _Mapping]] = ...) -> None: ...
+    variants: _containers.RepeatedCompositeFieldContainer[VariantCounts]
+    def __init__(self, step_index: _Optional[int] = ..., counts: _Optional[_Union[EngagementCounts, _Mapping]] = ..., variants: _Optional[_Iterable[_Union[VariantCounts, _Mapping]]] = ...) -> None: ...
+
+class VariantCounts(_message.Message):
+    __slots__ = ("variant", "counts")
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    variant: str
+    counts: EngagementCounts
+    def __init__(self, variant: _Optional[str] = ..., counts: _Optional[_Union[EngagementCounts, _Mapping]] = ...) -> None: ...
 
 class GetCampaignStatsRequest(_message.Message):
     __slots__ = ("tenant_id", "campaign_id")
