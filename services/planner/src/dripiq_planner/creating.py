@@ -173,30 +173,16 @@ class CampaignCreator:
             return []
         campaigns, steps, generations, timers, protos = [], [], [], [], []
         for draft in drafts:
-            request = draft.request
-            campaign = {
-                "id": draft.id,
-                "tenant_id": draft.tenant_id,
-                "request_id": request.request_id or None,
-                "lead_id": request.lead_id,
-                "contact_id": request.contact_id,
-                "product_id": request.product_id,
-                "sender_identity_id": request.sender_identity_id,
-                "facts_json": request.facts,
-                "strategy_json": draft.strategy.to_json(),
-                "rules_json": [rule.model_dump(mode="json") for rule in draft.strategy.adaptive_rules],
-                "settings_json": draft.settings_json,
-                "strategist": draft.strategist,
-                "strategist_reason": draft.strategist_reason,
-                "planned_at": now,
-                "planning_until": None,
-                "status": status.value,
-                "current_step_index": 0,
-                "cancel_reason": "",
-                "attention_reason": "",
-                "created_at": now,
-                "updated_at": now,
-            }
+            campaign = campaign_row(
+                draft,
+                now,
+                status=status,
+                strategy_json=draft.strategy.to_json(),
+                rules_json=[rule.model_dump(mode="json") for rule in draft.strategy.adaptive_rules],
+                strategist=draft.strategist,
+                strategist_reason=draft.strategist_reason,
+                planned_at=now,
+            )
             draft_steps, first = planned_steps(draft, now, status)
             campaigns.append(campaign)
             steps += draft_steps
@@ -276,6 +262,21 @@ async def _resting_contacts(
 
 def planning_row(item: Queued, now: datetime) -> dict[str, Any]:
     """A campaign waiting for its strategy: no steps, no strategy, no rules yet."""
+    return campaign_row(item, now, status=CampaignStatus.PLANNING)
+
+
+def campaign_row(
+    item: Draft | Queued,
+    now: datetime,
+    *,
+    status: CampaignStatus,
+    strategy_json: dict[str, Any] | None = None,
+    rules_json: list[Any] | None = None,
+    strategist: str = "",
+    strategist_reason: str = "",
+    planned_at: datetime | None = None,
+) -> dict[str, Any]:
+    """A new campaign's row, planned or waiting for its strategy."""
     request = item.request
     return {
         "id": item.id,
@@ -286,14 +287,14 @@ def planning_row(item: Queued, now: datetime) -> dict[str, Any]:
         "product_id": request.product_id,
         "sender_identity_id": request.sender_identity_id,
         "facts_json": request.facts,
-        "strategy_json": {},
-        "rules_json": [],
+        "strategy_json": strategy_json or {},
+        "rules_json": rules_json or [],
         "settings_json": item.settings_json,
-        "strategist": "",
-        "strategist_reason": "",
-        "planned_at": None,
+        "strategist": strategist,
+        "strategist_reason": strategist_reason,
+        "planned_at": planned_at,
         "planning_until": None,
-        "status": CampaignStatus.PLANNING.value,
+        "status": status.value,
         "current_step_index": 0,
         "cancel_reason": "",
         "attention_reason": "",
