@@ -269,6 +269,18 @@ async def test_a_step_a_rule_moves_onto_a_holiday_moves_on(engine, tenant_id):
     assert "Christmas Day, US" in step.placement_note
 
 
+async def test_a_send_command_carries_the_campaigns_calendars_for_the_dispatcher(engine, tenant_id):
+    clock = ManualClock(datetime(2031, 1, 6, 5, 0, tzinfo=UTC))
+    creator = campaign_creator(engine, clock)
+    reactor = Reactor(engine, clock)
+    await _settings(engine, clock, tenant_id, holiday_calendars=["us"])
+    bavarian = await start(creator, tenant_id, contact=_contact("by", country="de", subdivision="DE-BY"))
+    tenants = await start(creator, tenant_id, contact=_contact("us"))
+
+    assert list((await sent(engine, reactor, clock, tenant_id, bavarian)).send.holiday_calendars) == ["DE-BY"]
+    assert list((await sent(engine, reactor, clock, tenant_id, tenants)).send.holiday_calendars) == ["US"]
+
+
 @pytest.mark.parametrize(
     ("fields", "field"),
     [

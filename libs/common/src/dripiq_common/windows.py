@@ -1,7 +1,8 @@
 """Send windows: when a step may go out, in the contact's own time zone.
 
 The planner places every step with them; the dispatcher places a send it defers (a spent
-budget, a provider retry) with the same window, carried in the send command.
+budget, a provider retry) with the same window and the same holiday calendars
+(dripiq_common.calendars), both carried in the send command.
 
 A step due outside its window moves to the window's next opening. Placed times get a small
 deterministic jitter so that thousands of contacts planned alike do not all fire in the same

@@ -63,6 +63,7 @@ def new_message(command: messages_pb2.SendMessageCommand) -> NewMessage:
         track_clicks=command.tracking.clicks if command.HasField("tracking") else True,
         thread_message_ids=tuple(command.thread_message_ids),
         window=contact_window(command.send_window) if command.HasField("send_window") else None,
+        holiday_calendars=tuple(command.holiday_calendars),
         product_id=command.product_id,
         strategist=command.strategist,
         variant=command.variant,

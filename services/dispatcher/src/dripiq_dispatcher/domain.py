@@ -9,7 +9,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
-from dripiq_common import validation, windows
+from dripiq_common import calendars, validation, windows
 from dripiq_common.errors import InvalidArgument
 
 PROVIDER = "sendgrid"
@@ -71,6 +71,8 @@ class NewMessage:
     thread_message_ids: tuple[str, ...] = ()
     # When the contact may be mailed, in their zone; None: whenever.
     window: ContactWindow | None = None
+    # The campaign's holiday calendars ("US-CA"): local days a deferred send skips.
+    holiday_calendars: tuple[str, ...] = ()
     # What the message is counted under in the tenant's analytics.
     product_id: str = ""
     strategist: str = ""
@@ -84,12 +86,18 @@ class ContactWindow:
 
 
 def in_window(message: NewMessage, due: datetime) -> datetime:
-    """`due`, or the first moment after it the contact's send window allows (with the same
-    spread at an opening the planner gives, fixed by the message id)."""
+    """`due`, or the first moment after it the contact's send window allows on a local day
+    none of the campaign's holiday calendars closes (with the same spread at an opening the
+    planner gives, fixed by the message id)."""
     if message.window is None:
         return due
     return windows.place(
-        due, message.window.window, ZoneInfo(message.window.time_zone), seed=message.message_id, spread=0
+        due,
+        message.window.window,
+        ZoneInfo(message.window.time_zone),
+        seed=message.message_id,
+        spread=0,
+        closed=calendars.closed_days(message.holiday_calendars),
     )
 
 
@@ -108,6 +116,8 @@ def content_problem(message: NewMessage) -> str | None:
     for name in ANALYTICS_FIELDS:
         if len(getattr(message, name)) > MAX_ANALYTICS_VALUE:
             return f"invalid send command: {name} must be at most {MAX_ANALYTICS_VALUE} characters"
+    if len(message.holiday_calendars) > calendars.MAX_CALENDARS:
+        return f"invalid send command: at most {calendars.MAX_CALENDARS} holiday_calendars"
     if is_task(message):
         return _task_problem(message)
     if message.channel != EMAIL:

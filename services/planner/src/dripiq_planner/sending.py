@@ -48,6 +48,7 @@ def send_step(work: UnitOfWork, campaign: CampaignState, step: StepState, tenant
         tracking=tenant.tracking(),
         thread_message_ids=thread_ids,
         send_window=contact_window(campaign),
+        holiday_calendars=campaign.settings_json.get("holidays") or [],
         product_id=campaign.product_id,
         strategist=campaign.strategist,
         variant=copy.variant,

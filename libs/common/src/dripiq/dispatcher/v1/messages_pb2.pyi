@@ -26,7 +26,7 @@ OUTCOME_KIND_DEFERRED: OutcomeKind
 OUTCOME_KIND_WITHHELD: OutcomeKind
 
 class SendMessageCommand(_message.Message):
-    __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "to_email", "to_name", "sender_identity_id", "subject", "body_text", "body_html", "categories", "postal_address", "tracking", "thread_message_ids", "send_window", "product_id", "strategist", "variant")
+    __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "to_email", "to_name", "sender_identity_id", "subject", "body_text", "body_html", "categories", "postal_address", "tracking", "thread_message_ids", "send_window", "product_id", "strategist", "variant", "holiday_calendars")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,7 @@ class SendMessageCommand(_message.Message):
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     STRATEGIST_FIELD_NUMBER: _ClassVar[int]
     VARIANT_FIELD_NUMBER: _ClassVar[int]
+    HOLIDAY_CALENDARS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     message_id: str
     campaign_id: str
@@ -67,7 +68,8 @@ class SendMessageCommand(_message.Message):
     product_id: str
     strategist: str
     variant: str
-    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., to_email: _Optional[str] = ..., to_name: _Optional[str] = ..., sender_identity_id: _Optional[str] = ..., subject: _Optional[str] = ..., body_text: _Optional[str] = ..., body_html: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., postal_address: _Optional[str] = ..., tracking: _Optional[_Union[Tracking, _Mapping]] = ..., thread_message_ids: _Optional[_Iterable[str]] = ..., send_window: _Optional[_Union[ContactWindow, _Mapping]] = ..., product_id: _Optional[str] = ..., strategist: _Optional[str] = ..., variant: _Optional[str] = ...) -> None: ...
+    holiday_calendars: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant_id: _Optional[str] = ..., message_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., step_index: _Optional[int] = ..., contact_id: _Optional[str] = ..., channel: _Optional[str] = ..., to_email: _Optional[str] = ..., to_name: _Optional[str] = ..., sender_identity_id: _Optional[str] = ..., subject: _Optional[str] = ..., body_text: _Optional[str] = ..., body_html: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., postal_address: _Optional[str] = ..., tracking: _Optional[_Union[Tracking, _Mapping]] = ..., thread_message_ids: _Optional[_Iterable[str]] = ..., send_window: _Optional[_Union[ContactWindow, _Mapping]] = ..., product_id: _Optional[str] = ..., strategist: _Optional[str] = ..., variant: _Optional[str] = ..., holiday_calendars: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ContactWindow(_message.Message):
     __slots__ = ("weekdays", "start_hour", "end_hour", "time_zone")
