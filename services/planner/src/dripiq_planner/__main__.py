@@ -80,7 +80,7 @@ def build(settings: PlannerSettings, rt: Runtime) -> Parts:
         tenant_settings=TenantSettingsService(rt.engine, rt.clock),
         approval=CampaignApproval(rt.engine, rt.clock, campaigns, on_commit=relay.kick),
         step_editor=StepEditor(rt.engine, rt.clock, campaigns, on_commit=relay.kick),
-        stats=TenantStats(rt.engine, rt.clock, ai_budget, settings.planning_tenant_concurrency),
+        stats=TenantStats(rt.engine, rt.clock, ai_budget, settings.planning_tenant_concurrency, owners),
     )
     return Parts(
         service_names=[SERVICE_NAME],

@@ -88,7 +88,7 @@ class CampaignServicer(pb_grpc.CampaignServiceServicer):
         return pb.UpdateTenantSettingsResponse(settings=await self.tenant_settings.update(request))
 
     async def GetTenantStats(self, request: pb.GetTenantStatsRequest, context) -> pb.GetTenantStatsResponse:
-        return await self.stats.get(request.tenant_id)
+        return await self.stats.answer(request)
 
     async def ApproveCampaign(self, request: pb.ApproveCampaignRequest, context) -> pb.ApproveCampaignResponse:
         campaign = await self.approval.approve(request.tenant_id, request.campaign_id, actor=actor())

@@ -7,11 +7,14 @@ from dataclasses import dataclass, field
 
 import grpc
 import structlog
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dpb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc
 from dripiq.events.v1 import events_service_pb2 as epb
 from dripiq.events.v1 import events_service_pb2_grpc as epb_grpc
+from dripiq_common.errors import InvalidArgument, Unavailable
 from dripiq_common.tls import FixedChannel, ReloadingChannel
 
 ChannelSource = FixedChannel | ReloadingChannel
@@ -120,3 +123,35 @@ class Owners:
             if not token:
                 break
         return out
+
+    async def tenant_engagement(self, request: epb.GetTenantStatsRequest) -> epb.GetTenantStatsResponse:
+        """The events service's engagement rows for a tenant's GetTenantStats.
+
+        Its INVALID_ARGUMENT is the caller's to fix and keeps the field it names (the planner's
+        request names its engagement fields as the events request does). Any other failure is
+        Unavailable: an answer asked for engagement never goes out without it.
+        """
+        try:
+            return await self.events.GetTenantStats(request, timeout=self.timeout_seconds)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                field, description = _field_violation(exc)
+                raise InvalidArgument(field, description) from exc
+            log.warning("planner.tenant_engagement_unavailable", tenant_id=request.tenant_id, code=exc.code().name)
+            raise Unavailable(
+                f"engagement analytics: the events service did not answer ({exc.code().name}); try again"
+            ) from exc
+
+
+def _field_violation(exc: grpc.aio.AioRpcError) -> tuple[str, str]:
+    """The field and description of an INVALID_ARGUMENT's first BadRequest violation; `request`
+    and the status message when it carries none."""
+    status = rpc_status.from_call(exc)
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            if bad_request.field_violations:
+                violation = bad_request.field_violations[0]
+                return violation.field, violation.description
+    return "request", exc.details() or "is not valid"

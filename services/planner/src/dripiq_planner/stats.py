@@ -1,5 +1,6 @@
 """A tenant's figures (GetTenantStats): its planning backlog, what was planned today and by
-whom, the AI budget left today, and its campaigns by status. Read in one snapshot."""
+whom, the AI budget left today, and its campaigns by status, read in one snapshot; with a range
+of UTC days, its engagement too, asked of the events service (its data, its rollups)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from datetime import UTC, datetime, time
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dripiq.events.v1 import events_service_pb2 as epb
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common import validation
 from dripiq_common.clock import Clock
+from dripiq_common.errors import InvalidArgument, Unavailable
 from dripiq_planner import convert, repository
 from dripiq_planner.ai_budget import BudgetLimits
 from dripiq_planner.models import ai_budget_usage, contact_campaigns
+from dripiq_planner.owners import Owners
 from dripiq_planner.state import CampaignStatus
 from dripiq_planner.tenants import TenantDefaults
 
@@ -26,6 +30,19 @@ class TenantStats:
     # The planner's defaults, for a tenant whose settings give none.
     ai_budget: BudgetLimits
     tenant_concurrency: int
+    # Who answers engagement; None: a planner without an events service refuses a range.
+    owners: Owners | None = None
+
+    async def answer(self, request: pb.GetTenantStatsRequest) -> pb.GetTenantStatsResponse:
+        """GetTenantStats: the planning figures, and engagement when the request asks for it."""
+        tenant = validation.tenant_id(request.tenant_id)
+        asked = engagement_request(request)
+        out = await self.get(tenant)
+        if asked is not None:
+            if self.owners is None:
+                raise Unavailable("engagement analytics: this planner has no events service to ask")
+            out.engagement.CopyFrom(await self.owners.tenant_engagement(asked))
+        return out
 
     async def get(self, tenant_id: str) -> pb.GetTenantStatsResponse:
         tenant = validation.tenant_id(tenant_id)
@@ -82,3 +99,31 @@ class TenantStats:
         )
         out.read_at.FromDatetime(now)
         return out
+
+
+def engagement_request(request: pb.GetTenantStatsRequest) -> epb.GetTenantStatsRequest | None:
+    """The events service's request for the engagement a GetTenantStats asks for (fields 2-7,
+    named and numbered as the events request's); None when it gives no range. Grouping, a
+    filter or paging without a range is a mistake, not a request for planning figures only."""
+    if not (request.start_day or request.end_day):
+        given = [name for name in ("group_by", "filter", "page_size", "page_token") if _given(request, name)]
+        if given:
+            raise InvalidArgument("start_day", f"required with {', '.join(given)}: engagement is counted over UTC days")
+        return None
+    asked = epb.GetTenantStatsRequest(
+        tenant_id=request.tenant_id,
+        start_day=request.start_day,
+        end_day=request.end_day,
+        group_by=list(request.group_by),
+        page_size=request.page_size,
+        page_token=request.page_token,
+    )
+    if request.HasField("filter"):
+        asked.filter.CopyFrom(request.filter)
+    return asked
+
+
+def _given(request: pb.GetTenantStatsRequest, name: str) -> bool:
+    if name == "filter":
+        return request.HasField("filter")
+    return bool(getattr(request, name))

@@ -1,5 +1,6 @@
 import datetime
 
+from dripiq.events.v1 import events_service_pb2 as _events_service_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
@@ -584,22 +585,36 @@ class UpdateCampaignStepResponse(_message.Message):
     def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...
 
 class GetTenantStatsRequest(_message.Message):
-    __slots__ = ("tenant_id",)
+    __slots__ = ("tenant_id", "start_day", "end_day", "group_by", "filter", "page_size", "page_token")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_DAY_FIELD_NUMBER: _ClassVar[int]
+    END_DAY_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
-    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+    start_day: str
+    end_day: str
+    group_by: _containers.RepeatedScalarFieldContainer[_events_service_pb2.StatsDimension]
+    filter: _events_service_pb2.TenantStatsFilter
+    page_size: int
+    page_token: str
+    def __init__(self, tenant_id: _Optional[str] = ..., start_day: _Optional[str] = ..., end_day: _Optional[str] = ..., group_by: _Optional[_Iterable[_Union[_events_service_pb2.StatsDimension, str]]] = ..., filter: _Optional[_Union[_events_service_pb2.TenantStatsFilter, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class GetTenantStatsResponse(_message.Message):
-    __slots__ = ("tenant_id", "planning", "campaigns_by_status", "read_at")
+    __slots__ = ("tenant_id", "planning", "campaigns_by_status", "read_at", "engagement")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     PLANNING_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGNS_BY_STATUS_FIELD_NUMBER: _ClassVar[int]
     READ_AT_FIELD_NUMBER: _ClassVar[int]
+    ENGAGEMENT_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     planning: PlanningStats
     campaigns_by_status: _containers.RepeatedCompositeFieldContainer[CampaignStatusCount]
     read_at: _timestamp_pb2.Timestamp
-    def __init__(self, tenant_id: _Optional[str] = ..., planning: _Optional[_Union[PlanningStats, _Mapping]] = ..., campaigns_by_status: _Optional[_Iterable[_Union[CampaignStatusCount, _Mapping]]] = ..., read_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    engagement: _events_service_pb2.GetTenantStatsResponse
+    def __init__(self, tenant_id: _Optional[str] = ..., planning: _Optional[_Union[PlanningStats, _Mapping]] = ..., campaigns_by_status: _Optional[_Iterable[_Union[CampaignStatusCount, _Mapping]]] = ..., read_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., engagement: _Optional[_Union[_events_service_pb2.GetTenantStatsResponse, _Mapping]] = ...) -> None: ...
 
 class PlanningStats(_message.Message):
     __slots__ = ("waiting", "oldest_waiting_since", "planned_today", "ai_calls_left_today", "ai_tokens_left_today", "concurrency")

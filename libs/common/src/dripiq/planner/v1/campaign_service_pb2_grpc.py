@@ -241,7 +241,9 @@ class CampaignServiceServicer:
 
     def GetTenantStats(self, request, context):
         """How far a tenant's planning has got (campaigns waiting, planned today, AI budget left)
-        and its campaigns by status.
+        and its campaigns by status; with a range of UTC days, also its engagement grouped and
+        filtered as asked, which the planner gets from EventsService.GetTenantStats. UNAVAILABLE
+        when engagement was asked for and the events service does not answer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
