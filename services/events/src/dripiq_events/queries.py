@@ -186,17 +186,17 @@ class EventQuery:
             except ValueError:
                 raise InvalidArgument("page_token", "is not a token from a previous response") from None
         spans = stats_spans(query.start_day, query.end_day, query.group_by, daily_only=daily_only)
+        question = repository.tenant_stats_query(
+            tenant_id=query.tenant_id,
+            days=spans.days,
+            weeks=spans.weeks,
+            group_by=query.group_by,
+            filters=query.filters,
+            after=after_key,
+            limit=size + 1,
+        )
         async with self.engine.connect() as conn:
-            rows = await repository.sum_tenant_stats(
-                conn,
-                tenant_id=query.tenant_id,
-                days=spans.days,
-                weeks=spans.weeks,
-                group_by=query.group_by,
-                filters=query.filters,
-                after=after_key,
-                limit=size + 1,
-            )
+            rows = await repository.sum_tenant_stats(conn, query=question)
         page = rows[:size]
         if len(rows) <= size or not query.group_by:
             return Page(page, "")

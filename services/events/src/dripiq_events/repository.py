@@ -244,8 +244,12 @@ def _stats_rows(
     return query
 
 
-async def sum_tenant_stats(
-    conn: AsyncConnection,
+async def sum_tenant_stats(conn: AsyncConnection, *, query: Select[Any]) -> Sequence[Any]:
+    """The groups a tenant_stats_query asks for."""
+    return (await conn.execute(query)).mappings().all()
+
+
+def tenant_stats_query(
     *,
     tenant_id: str,
     days: Sequence[tuple[date, date]],
@@ -254,7 +258,7 @@ async def sum_tenant_stats(
     filters: Mapping[str, Sequence[Any]],
     after: Sequence[Any] | None,
     limit: int,
-) -> Sequence[Any]:
+) -> Select[Any]:
     """The tenant's counters summed per group over the daily rows of `days` and the weekly rows
     of the weeks whose Mondays are in `weeks` (each span both ends included; the caller makes
     them cover each day once), in group order, the groups after `after` (the last group of the
@@ -278,7 +282,7 @@ async def sum_tenant_stats(
     query = query.having(func.count() > 0)
     if keys:
         query = query.group_by(*keys).order_by(*keys)
-    return (await conn.execute(query.limit(limit))).mappings().all()
+    return query.limit(limit)
 
 
 async def rollups(conn: AsyncConnection, *, tenant_id: str, campaign_id: str) -> dict[int, dict[str, int]]:
