@@ -11,7 +11,22 @@ from datetime import date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Select, Table, delete, func, literal, or_, select, text, true, tuple_, union_all
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    Table,
+    cast,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -272,7 +287,9 @@ def tenant_stats_query(
         parts.append(rows_of(tenant_stats_weekly, "week", [weeks]))
     rows = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("rows")
     keys = [rows.c[name] for name in group_by]
-    sums = [func.coalesce(func.sum(rows.c[m]), 0).label(m) for m in TENANT_STATS_METRICS]
+    # sum(bigint) is numeric, which the driver decodes as a Decimal per value (6,000 for a page of
+    # 500 groups); a counter of messages and events never nears bigint's limit.
+    sums = [cast(func.coalesce(func.sum(rows.c[m]), 0), BigInteger).label(m) for m in TENANT_STATS_METRICS]
     query = select(*keys, *sums)
     if after is not None:
         query = query.where(
