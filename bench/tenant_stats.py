@@ -7,7 +7,8 @@ outside the suite would.
 
 What is loaded, and why not the events themselves: GetTenantStats reads events.tenant_stats
 only, one row per tenant, UTC day of sending and (product, sender, strategist, step, variant,
-channel) that counted anything. So the benchmark writes the rows those campaigns' messages and
+channel) that counted anything, and its weekly tier events.tenant_stats_weekly (the same rows
+summed per ISO week, computed here from the daily rows in SQL). So the benchmark writes the rows those campaigns' messages and
 events produce, with generate_series in PostgreSQL: 1,000 tenants over --days days, 5 steps a
 campaign (step 2 a LinkedIn task, the others emails), one tenant of 200,000 campaigns (5
 products, 20 senders, 3 strategists: nearly every combination every day) and 999 of about 800
@@ -31,9 +32,12 @@ from datetime import date, timedelta
 
 import asyncpg
 from harness import machine, running_suite
+from sqlalchemy.dialects import postgresql
 
 from dripiq.events.v1 import events_service_pb2 as pb
 from dripiq.events.v1 import events_service_pb2_grpc as pb_grpc
+from dripiq_events import repository
+from dripiq_events.queries import stats_spans
 
 BIG = "bench-big"
 SMALL = "bench-t0007"
@@ -74,6 +78,15 @@ FROM (
          generate_series(1, 20) AS s, generate_series(1, 3) AS g, generate_series(0, 4) AS step
 ) k
 """
+# The weekly tier from the daily rows, as the events service keeps it: each day's counters in
+# its ISO week (the Monday; date_trunc('week') is ISO in PostgreSQL).
+_DIMENSIONS = "product_id, sender_identity_id, strategist, step_index, variant, channel"
+_METRICS = _COLUMNS.split(", ")[8:]
+_LOAD_WEEKLY = f"""
+INSERT INTO events.tenant_stats_weekly (tenant_id, week, {_DIMENSIONS}, {", ".join(_METRICS)})
+SELECT tenant_id, date_trunc('week', day)::date, {_DIMENSIONS}, {", ".join(f"sum({m})" for m in _METRICS)}
+FROM events.tenant_stats GROUP BY tenant_id, date_trunc('week', day)::date, {_DIMENSIONS}
+"""
 _LOAD_SMALL = f"""
 INSERT INTO events.tenant_stats ({_COLUMNS})
 SELECT tenant_id, day, product_id, sender, strategist, step, '', CASE WHEN step = 2 THEN 'linkedin' ELSE 'email' END,
@@ -98,30 +111,41 @@ async def load(dsn: str, days: int, *, explain: bool = False) -> None:
         started = time.perf_counter()
         await conn.execute(_LOAD_BIG, first, LAST_DAY)
         await conn.execute(_LOAD_SMALL, first, LAST_DAY)
+        await conn.execute(_LOAD_WEEKLY)
         await conn.execute("VACUUM ANALYZE events.tenant_stats")
+        await conn.execute("VACUUM ANALYZE events.tenant_stats_weekly")
         rows, sent, events, size = await conn.fetchrow(
             "SELECT count(*), sum(sent), sum(sent + delivered + machine_opens + human_open_events + click_events "
             "+ replies + auto_replies + bounces + unsubscribes + spam_reports), "
             "pg_total_relation_size('events.tenant_stats') FROM events.tenant_stats"
         )
         big = await conn.fetchval("SELECT count(*) FROM events.tenant_stats WHERE tenant_id = $1", BIG)
+        weekly = await conn.fetchval("SELECT count(*) FROM events.tenant_stats_weekly WHERE tenant_id = $1", BIG)
         if explain:
-            plan = await conn.fetch(
-                "EXPLAIN (ANALYZE, BUFFERS) SELECT step_index, sum(sent), sum(delivered) FROM events.tenant_stats "
-                "WHERE tenant_id = $1 AND day >= $2 AND day <= $3 GROUP BY step_index ORDER BY step_index",
-                BIG,
-                first,
-                LAST_DAY,
-            )
-            print("\n".join(r[0] for r in plan))
+            for group_by in ((), ("step_index",), ("product_id", "sender_identity_id", "step_index")):
+                for daily_only in (True, False):
+                    tier = "days only" if daily_only else "weeks and edge days"
+                    print(f"plan of the big tenant over {days} days by {group_by or 'nothing'}, {tier}:")
+                    sql = _service_sql(first, group_by, daily_only=daily_only)
+                    plan = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")
+                    print("\n".join(r[0] for r in plan))
     finally:
         await conn.close()
     print(
         f"loaded {rows:,} tenant_stats rows ({size / 2**20:,.0f} MiB with its key; {big:,} of the big tenant) "
-        f"in {time.perf_counter() - started:.0f} s, over {days} days {first}..{LAST_DAY}: {sent:,} sent messages "
+        f"and {weekly:,} weekly rows of the big tenant in {time.perf_counter() - started:.0f} s, over {days} days {first}..{LAST_DAY}: {sent:,} sent messages "
         f"= {sent // 5:,} campaigns of 5 steps; {events:,} counted events, about {sent * 20:,} provider events "
         "with `processed` and repeated opens"
     )
+
+
+def _service_sql(first: date, group_by: tuple[str, ...], *, daily_only: bool) -> str:
+    """The statement the events service runs for the big tenant's question, its values inlined."""
+    spans = stats_spans(first, LAST_DAY, group_by, daily_only=daily_only)
+    query = repository.tenant_stats_query(
+        tenant_id=BIG, days=spans.days, weeks=spans.weeks, group_by=group_by, filters={}, after=None, limit=1001
+    )
+    return str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
 
 
 def cases(days: int) -> list[tuple[str, pb.GetTenantStatsRequest]]:
@@ -188,7 +212,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=20, help="timed calls per case")
     parser.add_argument("--days", type=int, default=90, help="days of rollups loaded (1-366)")
-    parser.add_argument("--explain", action="store_true", help="print the plan of the widest question")
+    parser.add_argument("--explain", action="store_true", help="print the plans of the big tenant's widest questions")
     args = parser.parse_args()
     if not 1 <= args.days <= 366 or not 1 <= args.calls <= 10_000:
         parser.error("--days must be 1-366 and --calls 1-10000")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
@@ -151,6 +152,25 @@ tenant_stats = Table(
     Column("channel", Text, nullable=False),
     *(Column(metric, BigInteger, nullable=False, server_default="0") for metric in TENANT_STATS_METRICS),
     PrimaryKeyConstraint("tenant_id", "day", *TENANT_STATS_DIMENSIONS, name="tenant_stats_pkey"),
+)
+
+# The same counters per ISO week (`week` is its Monday, UTC): a message counts in the week of
+# its day of sending. Kept in the same transactions as tenant_stats, so a wide range is read
+# from its whole weeks (a seventh of the rows) plus its edge days.
+tenant_stats_weekly = Table(
+    "tenant_stats_weekly",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("week", Date, nullable=False),
+    Column("product_id", Text, nullable=False),
+    Column("sender_identity_id", Text, nullable=False),
+    Column("strategist", Text, nullable=False),
+    Column("step_index", Integer, nullable=False),
+    Column("variant", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    *(Column(metric, BigInteger, nullable=False, server_default="0") for metric in TENANT_STATS_METRICS),
+    PrimaryKeyConstraint("tenant_id", "week", *TENANT_STATS_DIMENSIONS, name="tenant_stats_weekly_pkey"),
+    CheckConstraint("extract(isodow FROM week) = 1", name="tenant_stats_weekly_week_is_monday"),
 )
 
 inbound_emails = Table(

@@ -108,6 +108,29 @@ def _day(value: str, name: str) -> date:
         raise InvalidArgument(name, f"must be a day as YYYY-MM-DD, got {value[:40]!r}") from None
 
 
+@dataclass(frozen=True)
+class StatsSpans:
+    """Where a range of days is read from: daily rows over `days`, weekly rows for the weeks
+    whose Mondays are in `weeks` (spans both ends included; together they cover each day once)."""
+
+    days: tuple[tuple[date, date], ...]
+    weeks: tuple[date, date] | None
+
+
+def stats_spans(start: date, end: date, group_by: Sequence[str], *, daily_only: bool = False) -> StatsSpans:
+    """Read the whole ISO weeks of [start, end] from the weekly rows and its edge days from the
+    daily ones, unless the answer is per day (a week has no days) or the caller asks for days."""
+    first_monday = start + timedelta(days=-start.weekday() % 7)
+    last_sunday = end - timedelta(days=(end.weekday() + 1) % 7)
+    if daily_only or "day" in group_by or last_sunday < first_monday:
+        return StatsSpans(((start, end),), None)
+    edges = ((start, first_monday - timedelta(days=1)), (last_sunday + timedelta(days=1), end))
+    return StatsSpans(
+        tuple((first, last) for first, last in edges if first <= last),
+        (first_monday, last_sunday - timedelta(days=6)),
+    )
+
+
 def _stats_token_types(group_by: Sequence[str]) -> tuple[type[str] | type[int], ...]:
     return (str, *(int if name == "step_index" else str for name in group_by))
 
@@ -141,10 +164,13 @@ class EventQuery:
             totals.update(values)
         return totals
 
-    async def tenant_stats(self, query: TenantStatsQuery, *, page_size: int, page_token: str) -> Page:
-        """A page of the tenant's counters summed per group, in group_by order. A page token
-        is the last group's key, with the grouping it was made for: asked with another, it is
-        INVALID_ARGUMENT, never a wrong page."""
+    async def tenant_stats(
+        self, query: TenantStatsQuery, *, page_size: int, page_token: str, daily_only: bool = False
+    ) -> Page:
+        """A page of the tenant's counters summed per group, in group_by order, read from whole
+        weeks where it can (daily_only reads days only, the same answer from more rows). A page
+        token is the last group's key, with the grouping it was made for: asked with another, it
+        is INVALID_ARGUMENT, never a wrong page."""
         size = paging.page_size(page_size)
         grouping = ",".join(query.group_by)
         after = paging.decode_token(page_token, *_stats_token_types(query.group_by))
@@ -159,17 +185,18 @@ class EventQuery:
                 )
             except ValueError:
                 raise InvalidArgument("page_token", "is not a token from a previous response") from None
+        spans = stats_spans(query.start_day, query.end_day, query.group_by, daily_only=daily_only)
+        question = repository.tenant_stats_query(
+            tenant_id=query.tenant_id,
+            days=spans.days,
+            weeks=spans.weeks,
+            group_by=query.group_by,
+            filters=query.filters,
+            after=after_key,
+            limit=size + 1,
+        )
         async with self.engine.connect() as conn:
-            rows = await repository.sum_tenant_stats(
-                conn,
-                tenant_id=query.tenant_id,
-                start_day=query.start_day,
-                end_day=query.end_day,
-                group_by=query.group_by,
-                filters=query.filters,
-                after=after_key,
-                limit=size + 1,
-            )
+            rows = await repository.sum_tenant_stats(conn, query=question)
         page = rows[:size]
         if len(rows) <= size or not query.group_by:
             return Page(page, "")

@@ -11,7 +11,22 @@ from datetime import date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, delete, func, literal, select, text, true, tuple_
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    Table,
+    cast,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,6 +40,7 @@ from dripiq_events.models import (
     outbound_messages,
     step_stats,
     tenant_stats,
+    tenant_stats_weekly,
 )
 
 _OUTBOUND_FACTS = (
@@ -192,46 +208,89 @@ def tenant_rollup_key(tenant_id: str, step_index: int, cohort: Cohort) -> Tenant
 
 
 _TENANT_KEY = ("tenant_id", "day", "product_id", "sender_identity_id", "strategist", "step_index", "variant", "channel")
-_ADD_TO_TENANT_STATS = "ON CONFLICT ON CONSTRAINT tenant_stats_pkey DO UPDATE SET " + ", ".join(
-    f"{m} = tenant_stats.{m} + excluded.{m}" for m in TENANT_STATS_METRICS
-)
+_TENANT_WEEK_KEY = ("tenant_id", "week", *_TENANT_KEY[2:])
 
 
-async def add_to_tenant_stats(conn: AsyncConnection, *, increments: dict[TenantRollupKey, Counter[str]]) -> None:
-    """Add to the tenant's analytics counters in one statement, in key order (as step_stats)."""
+def _add_counters(table: Table) -> str:
+    return f"ON CONFLICT ON CONSTRAINT {table.name}_pkey DO UPDATE SET " + ", ".join(
+        f"{m} = {table.name}.{m} + excluded.{m}" for m in TENANT_STATS_METRICS
+    )
+
+
+async def _add_to(
+    conn: AsyncConnection, table: Table, names: Sequence[str], increments: dict[TenantRollupKey, Counter[str]]
+) -> None:
     if not increments:
         return
     rows = [
-        {
-            **dict(zip(_TENANT_KEY, key, strict=True)),
-            **{m: increments[key][m] for m in TENANT_STATS_METRICS},
-        }
+        {**dict(zip(names, key, strict=True)), **{m: increments[key][m] for m in TENANT_STATS_METRICS}}
         for key in sorted(increments)
     ]
-    await bulk.insert_rows(conn, tenant_stats, rows, suffix=_ADD_TO_TENANT_STATS)
+    await bulk.insert_rows(conn, table, rows, suffix=_add_counters(table))
 
 
-async def sum_tenant_stats(
-    conn: AsyncConnection,
+async def add_to_tenant_stats(conn: AsyncConnection, *, increments: dict[TenantRollupKey, Counter[str]]) -> None:
+    """Add to the tenant's daily analytics counters in one statement, in key order (as step_stats)."""
+    await _add_to(conn, tenant_stats, _TENANT_KEY, increments)
+
+
+async def add_to_tenant_stats_weekly(conn: AsyncConnection, *, increments: dict[TenantRollupKey, Counter[str]]) -> None:
+    """Add to the tenant's weekly counters (keys with the week's Monday in the day's place)."""
+    await _add_to(conn, tenant_stats_weekly, _TENANT_WEEK_KEY, increments)
+
+
+def _stats_rows(
+    table: Table,
+    period: str,
+    spans: Sequence[tuple[date, date]],
     *,
     tenant_id: str,
-    start_day: date,
-    end_day: date,
+    group_by: Sequence[str],
+    filters: Mapping[str, Sequence[Any]],
+) -> Select[Any]:
+    """One tier's rows of the tenant in the spans (both ends included), with the grouped-by keys
+    and the counters."""
+    column = table.c[period]
+    query = select(*(table.c[name] for name in group_by), *(table.c[m] for m in TENANT_STATS_METRICS)).where(
+        table.c.tenant_id == tenant_id, or_(*(column.between(first, last) for first, last in spans))
+    )
+    for name, values in filters.items():
+        query = query.where(table.c[name].in_(list(values)))
+    return query
+
+
+async def sum_tenant_stats(conn: AsyncConnection, *, query: Select[Any]) -> Sequence[Any]:
+    """The groups a tenant_stats_query asks for."""
+    return (await conn.execute(query)).mappings().all()
+
+
+def tenant_stats_query(
+    *,
+    tenant_id: str,
+    days: Sequence[tuple[date, date]],
+    weeks: tuple[date, date] | None,
     group_by: Sequence[str],
     filters: Mapping[str, Sequence[Any]],
     after: Sequence[Any] | None,
     limit: int,
-) -> Sequence[Any]:
-    """The tenant's counters over [start_day, end_day] summed per group, in group order, the
-    groups after `after` (the last group of the previous page) only; a group whose messages
-    counted nothing is absent."""
-    keys = [tenant_stats.c[name] for name in group_by]
-    sums = [func.coalesce(func.sum(tenant_stats.c[m]), 0).label(m) for m in TENANT_STATS_METRICS]
-    query = select(*keys, *sums).where(
-        tenant_stats.c.tenant_id == tenant_id, tenant_stats.c.day >= start_day, tenant_stats.c.day <= end_day
-    )
-    for name, values in filters.items():
-        query = query.where(tenant_stats.c[name].in_(list(values)))
+) -> Select[Any]:
+    """The tenant's counters summed per group over the daily rows of `days` and the weekly rows
+    of the weeks whose Mondays are in `weeks` (each span both ends included; the caller makes
+    them cover each day once), in group order, the groups after `after` (the last group of the
+    previous page) only; a group whose messages counted nothing is absent."""
+
+    def rows_of(table: Table, period: str, spans: Sequence[tuple[date, date]]) -> Select[Any]:
+        return _stats_rows(table, period, spans, tenant_id=tenant_id, group_by=group_by, filters=filters)
+
+    parts = [rows_of(tenant_stats, "day", days)] if days else []
+    if weeks is not None:
+        parts.append(rows_of(tenant_stats_weekly, "week", [weeks]))
+    rows = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("rows")
+    keys = [rows.c[name] for name in group_by]
+    # sum(bigint) is numeric, which the driver decodes as a Decimal per value (6,000 for a page of
+    # 500 groups); a counter of messages and events never nears bigint's limit.
+    sums = [cast(func.coalesce(func.sum(rows.c[m]), 0), BigInteger).label(m) for m in TENANT_STATS_METRICS]
+    query = select(*keys, *sums)
     if after is not None:
         query = query.where(
             tuple_(*keys) > tuple_(*(literal(v, type_=k.type) for v, k in zip(after, keys, strict=True)))
@@ -240,7 +299,7 @@ async def sum_tenant_stats(
     query = query.having(func.count() > 0)
     if keys:
         query = query.group_by(*keys).order_by(*keys)
-    return (await conn.execute(query.limit(limit))).mappings().all()
+    return query.limit(limit)
 
 
 async def rollups(conn: AsyncConnection, *, tenant_id: str, campaign_id: str) -> dict[int, dict[str, int]]:

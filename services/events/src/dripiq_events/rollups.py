@@ -1,6 +1,6 @@
 """Rollups: each step's engagement counters (events.step_stats) and the tenant's analytics
-across campaigns (events.tenant_stats, by day of sending and what a message was sent as), kept
-as events are stored.
+across campaigns (events.tenant_stats, by day of sending and what a message was sent as, and
+events.tenant_stats_weekly, the same by the ISO week of that day), kept as events are stored.
 
 A metric counted once per message (a unique open, the first click) is counted only the first
 time its message reaches it, which outbound_messages.seen records bit by bit; the others count
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from datetime import date, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -52,6 +53,11 @@ def rollup_metrics(event_type: str, machine_open: bool) -> tuple[tuple[str, ...]
     return _ROLLUPS.get(event_type, ((), ()))
 
 
+def week_of(day: date) -> date:
+    """The Monday of the ISO week a day of sending falls in: the week its message counts in."""
+    return day - timedelta(days=day.weekday())
+
+
 class TenantIncrements:
     """What one transaction adds to the tenant's analytics, by key and metric."""
 
@@ -65,6 +71,21 @@ class TenantIncrements:
             key = repository.tenant_rollup_key(tenant_id, step_index, cohort)
             self.by_key.setdefault(key, Counter())[metric] += 1
 
+    def by_week(self) -> dict[repository.TenantRollupKey, Counter[str]]:
+        """The same increments keyed by week (the Monday in the day's place)."""
+        weeks: dict[repository.TenantRollupKey, Counter[str]] = {}
+        for (tenant_id, day, product, sender, strategist, step, variant, channel), counts in self.by_key.items():
+            key = (tenant_id, week_of(day), product, sender, strategist, step, variant, channel)
+            weeks.setdefault(key, Counter()).update(counts)
+        return weeks
+
+
+async def _add_to_tenant_stats(conn: AsyncConnection, tenant: TenantIncrements) -> None:
+    # Both tiers in one transaction, days first then weeks, each in key order: a redelivery
+    # counts in neither, and concurrent writers queue on shared rows in one order.
+    await repository.add_to_tenant_stats(conn, increments=tenant.by_key)
+    await repository.add_to_tenant_stats_weekly(conn, increments=tenant.by_week())
+
 
 async def count_sent(conn: AsyncConnection, first_time: Sequence[SentMessage]) -> None:
     """Count messages kept for the first time as sent, each in its step and its tenant's analytics."""
@@ -75,7 +96,7 @@ async def count_sent(conn: AsyncConnection, first_time: Sequence[SentMessage]) -
     for s in first_time:
         tenant.add(s.outbound.tenant_id, s.outbound.step_index, s.outbound.cohort, SENT_METRIC)
     await repository.add_to_rollups(conn, increments=increments)
-    await repository.add_to_tenant_stats(conn, increments=tenant.by_key)
+    await _add_to_tenant_stats(conn, tenant)
 
 
 async def roll_up(conn: AsyncConnection, rows: Sequence[NewEvent]) -> None:
@@ -107,7 +128,7 @@ async def roll_up(conn: AsyncConnection, rows: Sequence[NewEvent]) -> None:
                 # Where our copy of the message says, which the event may not have known.
                 tenant.add(new.tenant_id, new.step_index, new.cohort, metric)
     await repository.add_to_rollups(conn, increments=increments)
-    await repository.add_to_tenant_stats(conn, increments=tenant.by_key)
+    await _add_to_tenant_stats(conn, tenant)
 
 
 # Event types with metrics counted per event (rollup_metrics): what a variant's rows count
