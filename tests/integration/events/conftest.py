@@ -17,13 +17,34 @@ import pytest_asyncio
 from aiohttp import web
 from edge_properties_support import BODY_LIMIT, Harness, RecordingJetStream
 from events_helpers import MAIL_DOMAIN, SECRET, T0, Sent, accepted_message, outcome
+from secured import caller_channel, server_security
 
+from dripiq.events.v1 import events_service_pb2_grpc as pb_grpc
 from dripiq_common.clock import ManualClock
+from dripiq_common.grpc_server import GrpcServer
 from dripiq_common.tokens import TokenSigner, rfc_message_id
 from dripiq_devtools.fake_sendgrid import FakeSendGrid, new_message_id
 from dripiq_events.edge.app import BodyLimits, Edge
 from dripiq_events.edge.proofs import ParseAuth, load_verifiers
+from dripiq_events.handlers import EventsServicer
 from dripiq_events.ingest import EventIngest
+from dripiq_events.queries import EventQuery
+
+
+@pytest_asyncio.fixture
+async def stub(engine):  # type: ignore[no-untyped-def]
+    """The events API served as the service serves it (TLS, the caller's token), over `engine`."""
+    servicer = EventsServicer(EventQuery(engine))
+    server = GrpcServer(
+        address="127.0.0.1:0",
+        service_names=["dripiq.events.v1.EventsService"],
+        register=[lambda s: pb_grpc.add_EventsServiceServicer_to_server(servicer, s)],
+        security=server_security(serves_as="events"),
+    )
+    await server.start()
+    async with caller_channel(f"127.0.0.1:{server.port}") as channel:
+        yield pb_grpc.EventsServiceStub(channel)
+    await server.stop(0)
 
 
 @pytest.fixture

@@ -9,22 +9,17 @@ from datetime import UTC, datetime
 
 import grpc
 import pytest
-import pytest_asyncio
 from events_helpers import raw_webhook
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client import REGISTRY
-from secured import caller_channel, server_security
 from sqlalchemy import insert, select, text
 from waiting import eventually
 
 from dripiq.events.v1 import events_service_pb2 as pb
-from dripiq.events.v1 import events_service_pb2_grpc as pb_grpc
 from dripiq.events.v1 import messages_pb2
 from dripiq_common.clock import ManualClock
-from dripiq_common.grpc_server import GrpcServer
 from dripiq_devtools.fake_sendgrid import build_event
-from dripiq_events.handlers import EventsServicer
 from dripiq_events.models import message_events, outbound_messages
 from dripiq_events.partitions import (
     PartitionMaintainer,
@@ -35,22 +30,6 @@ from dripiq_events.partitions import (
     prune_outbound,
     retention_cutoff,
 )
-from dripiq_events.queries import EventQuery
-
-
-@pytest_asyncio.fixture
-async def stub(engine):  # type: ignore[no-untyped-def]
-    servicer = EventsServicer(EventQuery(engine))
-    server = GrpcServer(
-        address="127.0.0.1:0",
-        service_names=["dripiq.events.v1.EventsService"],
-        register=[lambda s: pb_grpc.add_EventsServiceServicer_to_server(servicer, s)],
-        security=server_security(serves_as="events"),
-    )
-    await server.start()
-    async with caller_channel(f"127.0.0.1:{server.port}") as channel:
-        yield pb_grpc.EventsServiceStub(channel)
-    await server.stop(0)
 
 
 async def test_list_message_events_pages_and_stays_in_its_tenant(ingest, send, stub, tenant_id):

@@ -13,41 +13,20 @@ from datetime import UTC, date, datetime
 
 import grpc
 import pytest
-import pytest_asyncio
 from events_helpers import CONTACT_EMAIL, accepted_message, raw_webhook
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from secured import caller_channel, server_security
 from sqlalchemy import select
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import events_service_pb2 as pb
-from dripiq.events.v1 import events_service_pb2_grpc as pb_grpc
 from dripiq.events.v1 import messages_pb2
-from dripiq_common.grpc_server import GrpcServer
 from dripiq_devtools.fake_sendgrid import AcceptedMessage, build_event, new_message_id
-from dripiq_events.handlers import EventsServicer
 from dripiq_events.models import tenant_stats
-from dripiq_events.queries import EventQuery
 
 EVENTS = messages_pb2.RawWebhook.KIND_SENDGRID_EVENTS
 MONDAY, TUESDAY, WEDNESDAY = date(2030, 1, 7), date(2030, 1, 8), date(2030, 1, 9)
 D = pb.StatsDimension
-
-
-@pytest_asyncio.fixture
-async def stub(engine):  # type: ignore[no-untyped-def]
-    servicer = EventsServicer(EventQuery(engine))
-    server = GrpcServer(
-        address="127.0.0.1:0",
-        service_names=["dripiq.events.v1.EventsService"],
-        register=[lambda s: pb_grpc.add_EventsServiceServicer_to_server(servicer, s)],
-        security=server_security(serves_as="events"),
-    )
-    await server.start()
-    async with caller_channel(f"127.0.0.1:{server.port}") as channel:
-        yield pb_grpc.EventsServiceStub(channel)
-    await server.stop(0)
 
 
 async def send(  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import grpc
 import pytest
 from events_helpers import CONTACT_EMAIL, accepted_message
-from test_tenant_stats import MONDAY, D, ev, post, request, stub  # noqa: F401  (stub is a fixture)
+from test_tenant_stats import MONDAY, D, ev, post, request
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import events_service_pb2 as pb
