@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 from harness import machine, running_suite
@@ -37,6 +37,7 @@ from sqlalchemy.dialects import postgresql
 from dripiq.events.v1 import events_service_pb2 as pb
 from dripiq.events.v1 import events_service_pb2_grpc as pb_grpc
 from dripiq_events import repository
+from dripiq_events.partitions import MonthPartition
 from dripiq_events.queries import stats_spans
 
 BIG = "bench-big"
@@ -103,6 +104,73 @@ FROM (
 ) k
 """
 
+# The raw tables behind the rollups (--raw-events): GetTenantStats never reads them, but it runs
+# in a database that holds them (shared buffers, OS cache, disk), as in production. Message `i`
+# (0..M-1) is sent at first + i/M of the range, so rows go in roughly in time order as ingest
+# stores them; it is step i % 5 of a campaign whose step 0 went out 3 days per step earlier.
+# Tenants, products, senders and strategists are the ones the rollups above use (the big
+# tenant ~18% of the messages). 20 provider events a message, in the rollups' proportions.
+EVENTS_PER_MESSAGE = 20
+RAW_CHUNK = 2_500_000
+RAW_WORKERS = 2  # this machine's 2 cores: one statement each
+# What a message is, from its number `i` and the number of messages `$3` (`$4`: first day,
+# `$5`: days): the same expressions for outbound_messages and message_events.
+_MESSAGE = f"""
+    SELECT i, step, c,
+           CASE WHEN c % 50 < 9 THEN '{BIG}' ELSE 'bench-t' || lpad((1 + c % 999)::text, 4, '0') END AS tenant_id,
+           CASE WHEN c % 50 < 9 THEN 5 ELSE 2 END AS products,
+           CASE WHEN c % 50 < 9 THEN 20 ELSE 3 END AS senders,
+           CASE WHEN c % 50 < 9 THEN 3 ELSE 2 END AS strategists,
+           'msg-' || lpad(to_hex(i), 16, '0') AS message_id,
+           'cmp-' || lpad(to_hex(c), 12, '0') AS campaign_id,
+           'contact-' || lpad(to_hex(c), 12, '0') AS contact_id,
+           'person' || c || '@customer' || (c % 7919) || '.example.com' AS email,
+           $4::timestamptz + (i::float8 * $5::int * 86400 / $3::bigint) * interval '1 second' AS sent_at
+    FROM (SELECT i, i % 5 AS step,
+                 ((i / 5 - i % 5 * ($3::bigint / 5 * 3 / $5::int)) % ($3::bigint / 5) + $3::bigint / 5)
+                 % ($3::bigint / 5) AS c
+          FROM generate_series($1::bigint, $2::bigint - 1) AS i) n
+"""
+_LOAD_OUTBOUND = f"""
+INSERT INTO events.outbound_messages (message_id, tenant_id, campaign_id, step_index, contact_id, to_email, subject,
+    provider_message_id, rfc_message_id, sent_at, seen, product_id, sender_identity_id, strategist, variant, channel,
+    stats_day)
+SELECT message_id, tenant_id, campaign_id, step, contact_id, email, 'A question about your ' || (c % 97) || ' shops',
+       CASE WHEN step = 2 THEN NULL ELSE 'sg' || lpad(to_hex(i), 20, '0') END,
+       CASE WHEN step = 2 THEN NULL ELSE '<' || message_id || '@dripiq.localhost>' END,
+       sent_at, 7, 'product-' || (1 + c % products), 'sender-' || (1 + c / 7 % senders),
+       (ARRAY['openai', 'template', 'request'])[1 + c / 11 % strategists], '',
+       CASE WHEN step = 2 THEN 'linkedin' ELSE 'email' END, (sent_at AT TIME ZONE 'UTC')::date
+FROM ({_MESSAGE}) m
+"""
+# Event k (0-19) of a message: processed, delivered, 12 opens (the first a machine's for 3 in
+# 10 messages), 5 clicks, then one of reply / auto-reply / bounce / unsubscribe / deferred.
+# The provider keeps its raw payload for raw_event_retention_days (30): older ones are compacted.
+_LOAD_EVENTS = f"""
+INSERT INTO events.message_events (tenant_id, provider, provider_event_id, event_type, message_id, campaign_id,
+    step_index, contact_id, email, occurred_at, received_at, machine_open, url, reason, matched, raw_event)
+SELECT tenant_id, CASE WHEN step = 2 THEN 'dripiq' ELSE 'sendgrid' END, event_id, event_type, message_id,
+       campaign_id, step, contact_id, email, occurred_at, occurred_at + interval '4 seconds',
+       k = 2 AND i % 10 < 3, CASE WHEN event_type = 'click' THEN 'https://shop.example.com/p/' || (i % 50) END,
+       CASE WHEN event_type = 'bounce' THEN '550 5.1.1 The email account that you tried to reach does not exist' END,
+       true,
+       CASE WHEN occurred_at >= $6::timestamptz THEN format(
+           '{{"email":"%s","timestamp":%s,"event":"%s","sg_event_id":"%s","sg_message_id":"sg%s.filter0001",'
+           '"tenant_id":"%s","message_id":"%s","campaign_id":"%s","step_index":"%s"}}',
+           email, extract(epoch FROM occurred_at)::bigint, event_type, event_id, lpad(to_hex(i), 20, '0'),
+           tenant_id, message_id, campaign_id, step)::json END
+FROM (
+    SELECT m.*, e.k, 'ev' || lpad(to_hex(e.j), 20, '0') AS event_id,
+           sent_at + (e.k * 1200 + e.j % 600) * interval '1 second' AS occurred_at,
+           CASE WHEN e.k = 0 THEN 'processed' WHEN e.k = 1 THEN 'delivered' WHEN e.k < 14 THEN 'open'
+                WHEN e.k < 19 THEN 'click' WHEN i % 100 < 6 THEN 'reply' WHEN i % 100 < 9 THEN 'auto_reply'
+                WHEN i % 100 < 12 THEN 'bounce' WHEN i % 100 < 13 THEN 'unsubscribe' ELSE 'deferred' END AS event_type
+    FROM ({_MESSAGE}) m
+    CROSS JOIN LATERAL (SELECT m.i * {EVENTS_PER_MESSAGE} + k AS j, k
+                        FROM generate_series(0, {EVENTS_PER_MESSAGE} - 1) AS k) e
+) ev
+"""
+
 
 async def load(dsn: str, days: int, *, explain: bool = False) -> None:
     first = LAST_DAY - timedelta(days=days - 1)
@@ -136,6 +204,83 @@ async def load(dsn: str, days: int, *, explain: bool = False) -> None:
         f"and {weekly:,} weekly rows of the big tenant in {time.perf_counter() - started:.0f} s, over {days} days {first}..{LAST_DAY}: {sent:,} sent messages "
         f"= {sent // 5:,} campaigns of 5 steps; {events:,} counted events, about {sent * 20:,} provider events "
         "with `processed` and repeated opens"
+    )
+
+
+async def load_raw(dsn: str, days: int, events: int, budget_seconds: float) -> None:
+    """`events` rows of events.message_events and their messages in events.outbound_messages.
+
+    Chunks of RAW_CHUNK events, RAW_WORKERS statements at a time; no chunk starts once
+    `budget_seconds` have gone by, so the load stops by itself and says how far it got.
+    """
+    first = LAST_DAY - timedelta(days=days - 1)
+    start = datetime.combine(first, datetime.min.time(), UTC)
+    messages = -(-events // EVENTS_PER_MESSAGE)
+    raw_from = datetime.combine(LAST_DAY - timedelta(days=29), datetime.min.time(), UTC)
+    conns = [await asyncpg.connect(dsn) for _ in range(RAW_WORKERS)]
+    conn = conns[0]
+    try:
+        # A month's events come in after its last sends: one partition past the last day too.
+        last_month = LAST_DAY + timedelta(days=1)
+        month, stop = (first.year, first.month), (last_month.year, last_month.month)
+        for _ in range(24):  # bounded: at most two years of months
+            begin = datetime(month[0], month[1], 1, tzinfo=UTC)
+            end = datetime(month[0] + month[1] // 12, month[1] % 12 + 1, 1, tzinfo=UTC)
+            await conn.execute(MonthPartition(f"message_events_{begin:%Y_%m}", begin, end).create_sql())
+            if month == stop:
+                break
+            month = (end.year, end.month)
+        # Checkpoints every 1 GB of WAL (the default) would write most pages twice during the load.
+        await conn.execute("ALTER SYSTEM SET max_wal_size = '8GB'")
+        await conn.execute("SELECT pg_reload_conf()")
+        started = time.perf_counter()
+        await conn.execute(_LOAD_OUTBOUND, 0, messages, messages, start, days)
+        seconds = time.perf_counter() - started
+        print(f"outbound_messages: {messages:,} rows in {seconds:.0f} s ({messages / seconds:,.0f} rows/s)", flush=True)
+
+        per_chunk = RAW_CHUNK // EVENTS_PER_MESSAGE
+        chunks = [(lo, min(lo + per_chunk, messages)) for lo in range(0, messages, per_chunk)]
+        loaded = 0
+        started = time.perf_counter()
+
+        async def worker(conn: asyncpg.Connection) -> None:
+            nonlocal loaded
+            while chunks and time.perf_counter() - started < budget_seconds:
+                lo, hi = chunks.pop(0)
+                await conn.execute(_LOAD_EVENTS, lo, hi, messages, start, days, raw_from)
+                loaded += (hi - lo) * EVENTS_PER_MESSAGE
+                seconds = time.perf_counter() - started
+                print(
+                    f"message_events: {loaded:,} rows in {seconds:.0f} s ({loaded / seconds:,.0f} rows/s), "
+                    f"up to message {hi:,}",
+                    flush=True,
+                )
+
+        await asyncio.gather(*(worker(c) for c in conns))
+        load_seconds = time.perf_counter() - started
+        await conn.execute("ALTER SYSTEM RESET max_wal_size")
+        await conn.execute("SELECT pg_reload_conf()")
+        await conn.execute("CHECKPOINT")
+        analyzed = time.perf_counter()
+        await conn.execute("ANALYZE events.message_events")
+        await conn.execute("ANALYZE events.outbound_messages")
+        analyze_seconds = time.perf_counter() - analyzed
+        stored, last = await conn.fetchrow("SELECT count(*), max(occurred_at) FROM events.message_events")
+        events_size = await conn.fetchval(
+            "SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('events.message_events')"
+        )
+        outbound_size = await conn.fetchval("SELECT pg_total_relation_size('events.outbound_messages')")
+        database_size = await conn.fetchval("SELECT pg_database_size(current_database())")
+    finally:
+        for c in conns:
+            await c.close()
+    skipped = "" if not chunks else f"; stopped by the {budget_seconds:.0f} s budget, {len(chunks)} chunks not loaded"
+    print(
+        f"loaded {stored:,} message_events rows in {load_seconds:.0f} s ({stored / load_seconds:,.0f} rows/s), "
+        f"the last at {last:%Y-%m-%d %H:%M}{skipped}; ANALYZE {analyze_seconds:.0f} s\n"
+        f"pg_total_relation_size: message_events {events_size / 2**30:,.1f} GiB, "
+        f"outbound_messages {outbound_size / 2**30:,.1f} GiB; database {database_size / 2**30:,.1f} GiB",
+        flush=True,
     )
 
 
@@ -212,13 +357,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=20, help="timed calls per case")
     parser.add_argument("--days", type=int, default=90, help="days of rollups loaded (1-366)")
+    parser.add_argument(
+        "--raw-events", type=int, default=0, help="also store this many raw events and their messages (0: none)"
+    )
+    parser.add_argument(
+        "--raw-seconds", type=float, default=1200, help="no chunk of raw events starts after this many seconds"
+    )
     parser.add_argument("--explain", action="store_true", help="print the plans of the big tenant's widest questions")
     args = parser.parse_args()
     if not 1 <= args.days <= 366 or not 1 <= args.calls <= 10_000:
         parser.error("--days must be 1-366 and --calls 1-10000")
+    if not 0 <= args.raw_events <= 1_000_000_000 or (args.raw_events and args.days < 30):
+        parser.error("--raw-events must be 0-1000000000, with --days of at least 30")
     print(machine())
     with running_suite() as suite:
         asyncio.run(load(suite.env["DATABASE_URL"], args.days, explain=args.explain))
+        if args.raw_events:
+            asyncio.run(load_raw(suite.env["DATABASE_URL"], args.days, args.raw_events, args.raw_seconds))
         asyncio.run(measure(suite, args.calls, args.days))
 
 
