@@ -209,9 +209,14 @@ def test_thin_path(suite: Suite) -> None:
         ),
         what="processed, delivered, open and reply stored once each",
     )
-    # delivered has no rule by default: its decision says so and changes nothing.
-    assert sorted(
-        r[0] for r in sql(suite, f"SELECT trigger FROM planner.rule_decisions WHERE campaign_id = '{cid}'")
-    ) == ["delivered", "open", "reply"]
+    # delivered has no rule by default: its decision says so and changes nothing. Its fact may
+    # reach the planner after the reply's (each is published once the events service commits it).
+    eventually(
+        lambda: (
+            sorted(r[0] for r in sql(suite, f"SELECT trigger FROM planner.rule_decisions WHERE campaign_id = '{cid}'"))
+            == ["delivered", "open", "reply"]
+        ),
+        what="one rule decision each for delivered, open and reply",
+    )
     ours = [m for m in http_json(f"{fake}/_fake/messages")["messages"] if m["custom_args"].get("campaign_id") == cid]
     assert len(ours) == 1, "step 1 was never sent"
