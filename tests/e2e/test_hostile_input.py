@@ -178,13 +178,13 @@ def call(suite: Suite, rpc: Rpc, request: Message) -> tuple[grpc.StatusCode, str
 
 
 ALL_RPCS = list(rpcs())
+# Every RPC of the suite takes strings; one that took none would have nothing to test here.
+STRING_RPCS = [rpc for rpc in ALL_RPCS if any(string_fields(rpc.method.input_type))]
 
 
-@pytest.mark.parametrize("rpc", ALL_RPCS, ids=str)
+@pytest.mark.parametrize("rpc", STRING_RPCS, ids=str)
 def test_every_rpc_refuses_hostile_strings_by_name(suite: Suite, rpc: Rpc) -> None:
     fields = list(string_fields(rpc.method.input_type))
-    if not fields:
-        pytest.skip(f"{rpc} takes no strings")
 
     @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
     @given(st.lists(st.tuples(st.sampled_from(fields), hostile_text), min_size=1, max_size=3))

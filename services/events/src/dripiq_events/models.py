@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -139,18 +141,22 @@ TENANT_STATS_METRICS = (
     "unsubscribes",
     "spam_reports",
 )
+
+
+def _tenant_stats_columns() -> list[Column[Any]]:
+    """The dimensions and counters both tiers share (new Column objects for each table)."""
+    return [
+        *(Column(name, Integer if name == "step_index" else Text, nullable=False) for name in TENANT_STATS_DIMENSIONS),
+        *(Column(metric, BigInteger, nullable=False, server_default="0") for metric in TENANT_STATS_METRICS),
+    ]
+
+
 tenant_stats = Table(
     "tenant_stats",
     metadata,
     Column("tenant_id", Text, nullable=False),
     Column("day", Date, nullable=False),
-    Column("product_id", Text, nullable=False),
-    Column("sender_identity_id", Text, nullable=False),
-    Column("strategist", Text, nullable=False),
-    Column("step_index", Integer, nullable=False),
-    Column("variant", Text, nullable=False),
-    Column("channel", Text, nullable=False),
-    *(Column(metric, BigInteger, nullable=False, server_default="0") for metric in TENANT_STATS_METRICS),
+    *_tenant_stats_columns(),
     PrimaryKeyConstraint("tenant_id", "day", *TENANT_STATS_DIMENSIONS, name="tenant_stats_pkey"),
 )
 
@@ -162,13 +168,7 @@ tenant_stats_weekly = Table(
     metadata,
     Column("tenant_id", Text, nullable=False),
     Column("week", Date, nullable=False),
-    Column("product_id", Text, nullable=False),
-    Column("sender_identity_id", Text, nullable=False),
-    Column("strategist", Text, nullable=False),
-    Column("step_index", Integer, nullable=False),
-    Column("variant", Text, nullable=False),
-    Column("channel", Text, nullable=False),
-    *(Column(metric, BigInteger, nullable=False, server_default="0") for metric in TENANT_STATS_METRICS),
+    *_tenant_stats_columns(),
     PrimaryKeyConstraint("tenant_id", "week", *TENANT_STATS_DIMENSIONS, name="tenant_stats_weekly_pkey"),
     CheckConstraint("extract(isodow FROM week) = 1", name="tenant_stats_weekly_week_is_monday"),
 )
