@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
+from nats.js.errors import NotFoundError
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from waiting import eventually
@@ -300,3 +302,12 @@ async def test_stop_ends_the_worker_while_it_holds(nats_conn, js, tenant_id):
         # Well inside the hour: a wait ends at stop().
         await asyncio.wait_for(task, 5)
         await js.delete_consumer(TEST_STREAM.name, spec.durable)
+
+
+async def test_a_stream_larger_than_the_servers_file_store_stops_start_up_naming_it(js):
+    # JetStream reserves a stream's byte cap at creation; the test server offers 64 GB.
+    too_big = StreamSpec("TEST_TOO_BIG", ("test.too-big.>",), work_queue=True, max_bytes=100 * 1024**4)
+    with pytest.raises(SystemExit, match="stream TEST_TOO_BIG needs 109951162777600 bytes of JetStream file storage"):
+        await ensure_streams(js, [too_big])
+    with pytest.raises(NotFoundError):
+        await js.stream_info(too_big.name)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -191,3 +194,18 @@ def test_sanitized_html_keeps_formatting_and_drops_what_runs_or_tracks():
 def test_plain_text_of_html_keeps_paragraphs():
     html = "<div>Hi &amp;\n  hello<br>there</div><p>Second</p><style>p {}</style>"
     assert plain_text(html) == "Hi & hello\nthere\nSecond"
+
+
+@pytest.mark.parametrize("tz", ["UTC0", "EST5EDT", "Not/AZone"])
+def test_return_dates_never_depend_on_the_hosts_time_zone(tz):
+    # dateparser asks tzlocal for the host's zone unless told one, and tzlocal refuses a TZ that
+    # is not a zoneinfo name: the events process would not start on such a host.
+    script = (
+        "from datetime import UTC, datetime\n"
+        "from dripiq_events import autoreply_dates\n"
+        "autoreply_dates.warm_up()\n"
+        "print(autoreply_dates.return_date('I am back on 3 December', received_at=datetime(2026, 12, 1, tzinfo=UTC)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "TZ": tz}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "2026-12-03" in done.stdout

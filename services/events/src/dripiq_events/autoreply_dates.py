@@ -245,6 +245,9 @@ def _read(token: re.Match[str], *, language: str, base: datetime) -> date | None
             "RELATIVE_BASE": base,
             "DATE_ORDER": "MDY" if language == "en" else "DMY",
             "PARSERS": ["relative-time", "absolute-time"],
+            # Never the host's zone: dateparser asks tzlocal for it, which fails on a TZ such as
+            # "UTC0" (the dates read here carry no time of day anyway).
+            "TIMEZONE": "UTC",
         },
     )
     if parsed is None:

@@ -308,6 +308,7 @@ class EmbeddedPostgres:
 
 
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
+DEV_FILE_STORE = "64GB"
 # 200 once the server runs with JetStream enabled (on the monitoring port).
 NATS_READY_PATH = "/healthz?js-enabled-only=true"
 
@@ -315,7 +316,11 @@ NATS_READY_PATH = "/healthz?js-enabled-only=true"
 def nats_config() -> str:
     """The configuration file every NATS server of ours runs with (flags give ports and store)."""
     # Inbound mail with attachments is larger than NATS's 1 MiB default message size.
-    return f"max_payload: {MAX_PAYLOAD_BYTES}\n"
+    # A stream with a byte cap (EDGE_INBOUND: 2 GiB) reserves that cap when it is created, and
+    # without max_file_store NATS offers only 3/4 of the disk free when it starts: a development
+    # machine or a CI runner with under 3 GiB free would then refuse the stream. These servers hold
+    # little, so they offer a fixed store (production sizes its volume: deploy/k8s/deps/nats).
+    return f"max_payload: {MAX_PAYLOAD_BYTES}\njetstream {{\n  max_file_store: {DEV_FILE_STORE}\n}}\n"
 
 
 def nats_tls_config(cert_file: Path, key_file: Path) -> str:

@@ -330,6 +330,13 @@ class Suite:
             }
         return env
 
+    def _log_tail(self, name: str, lines: int = 30) -> str:
+        """The last lines a process wrote, to say why it stopped; empty without a log directory."""
+        if self.log_dir is None or not (self.log_dir / f"{name}.log").exists():
+            return ""
+        text = (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()[-lines:]
+        return "; its last output:\n" + "\n".join(text)
+
     def _wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         for name, process, port_env in self._instances():
@@ -337,9 +344,9 @@ class Suite:
             while not self._ready(process, port):
                 child = self.children[name]
                 if child.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {child.returncode} during start-up")
+                    raise RuntimeError(f"{name} exited with {child.returncode} during start-up{self._log_tail(name)}")
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} did not become ready on port {port}")
+                    raise RuntimeError(f"{name} did not become ready on port {port}{self._log_tail(name)}")
                 time.sleep(0.1)
 
     async def nats_connect(self, **options: Any) -> NATS:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 from prometheus_client import Counter
 
 from dripiq_common.bus.contract import StreamSpec
@@ -130,8 +130,27 @@ async def ensure_streams(
                     f"stream {spec.name} does not exist: run the bus set-up step "
                     "(python -m dripiq_common.bus.setup) first"
                 ) from None
-            await js.add_stream(config)
+            await _refused_storage_is_fatal(spec, js.add_stream(config))
             log.info("jetstream.stream_created", stream=spec.name)
             continue
         if manage:
-            await js.update_stream(config)
+            await _refused_storage_is_fatal(spec, js.update_stream(config))
+
+
+# JetStream's answer when a stream's byte cap is more than the server has left to reserve.
+_INSUFFICIENT_STORAGE = 10047
+
+
+async def _refused_storage_is_fatal(spec: StreamSpec, call: Awaitable[object]) -> None:
+    """Await a stream creation or update; a server without room for the stream's byte cap stops
+    the process with what to change, instead of an anonymous server error."""
+    try:
+        await call
+    except APIError as exc:
+        if exc.err_code != _INSUFFICIENT_STORAGE:
+            raise
+        raise SystemExit(
+            f"stream {spec.name} needs {spec.max_bytes} bytes of JetStream file storage and the NATS "
+            "server has less to offer: give it a larger volume or a larger jetstream max_file_store "
+            "(docs/streams.md)"
+        ) from None
