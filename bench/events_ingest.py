@@ -5,6 +5,10 @@ engagement facts are published, and a replay of the same batches that must add n
     .venv/bin/python bench/events_ingest.py --rate 20000 --batches 1000   # paced: does it keep up?
 
 Runs the whole suite (the edge, the events service and everything else on the same cores).
+The anchor comes first, on the suite's own PostgreSQL server: the same rows stored by bare
+PostgreSQL (bench/events_bare.py: a staging COPY and one INSERT … ON CONFLICT DO NOTHING per
+1,000 rows); an unpaced run prints its events stored/s over that anchor (target ≥ 0.75×), and
+every run the edge's p99 per 1,000-event batch (target < 250 ms).
 First the events service learns the messages: one SENT `MessageOutcome` per message is
 published onto `dripiq.dispatcher.outcome.<tenant>` (its `events-outcomes` consumer keeps them
 in `events.outbound_messages`), and the benchmark waits until the table holds them all. Then
@@ -35,8 +39,18 @@ import time
 from collections import Counter
 
 import asyncpg
-from events_posting import BATCH, TENANT, build_batches, latency_line, messages, post_all, sent_outcome
-from harness import cpu_report, cpu_snapshot, machine, outside_processes, publish_all, running_suite, wait_for_count
+from events_bare import bare_postgres, bare_rows
+from events_posting import BATCH, TENANT, build_batches, latency_line, messages, percentile, post_all, sent_outcome
+from harness import (
+    cpu_report,
+    cpu_snapshot,
+    machine,
+    outside_processes,
+    publish_all,
+    ratio_line,
+    running_suite,
+    wait_for_count,
+)
 
 from dripiq.events.v1 import events_service_pb2 as events_api
 from dripiq.events.v1 import events_service_pb2_grpc as events_grpc
@@ -167,6 +181,17 @@ async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyp
         f"body {min(sizes) / 1024:.0f}–{max(sizes) / 1024:.0f} KiB"
     )
 
+    # The anchor, on the same server, before the suite stores anything of the run.
+    contacts = {m.message_id: m.contact_id for m in sent}
+    bare_rate, bare_stored = await bare_postgres(
+        dsn, bare_rows(bodies, contacts), batch=BATCH, connections=args.bare_connections
+    )
+    print(
+        f"bare PostgreSQL (staging COPY + INSERT ... ON CONFLICT DO NOTHING, {BATCH:,} rows a transaction, "
+        f"{args.bare_connections} connection(s)): {bare_stored:,} rows in {bare_stored / bare_rate:.1f} s, "
+        f"{bare_rate:,.0f} rows/s"
+    )
+
     facts = EngagementFacts()
     facts.target = total
     await nc.subscribe(
@@ -212,6 +237,11 @@ async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyp
         f"end to end (first POST -> last engagement fact published): {published:,} facts in {waited:.1f} s, "
         f"{published / waited:,.0f} events/s"
     )
+    if args.rate <= 0:
+        print(ratio_line("events stored/s", published / waited, bare_rate, "bare PostgreSQL", 0.75))
+    if posts.latencies:
+        p99 = 1000 * percentile(posts.latencies, 0.99)
+        print(f"edge p99 per {BATCH:,}-event batch: {p99:.0f} ms (target < 250 ms) {'met' if p99 < 250 else 'MISSED'}")
     if args.rate > 0:
         # Even a system with no backlog finishes one batch's own latency after the offer ends.
         print(
@@ -292,6 +322,9 @@ def main() -> None:
         "--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for the suite's processes"
     )
     parser.add_argument("--replicas", type=int, default=1, help="events processes sharing the webhook consumer")
+    parser.add_argument(
+        "--bare-connections", type=int, default=1, help="connections storing the bare PostgreSQL anchor's rows"
+    )
     args = parser.parse_args()
     if args.timeout is None:
         args.timeout = max(120.0, args.batches * BATCH / 500)
