@@ -35,8 +35,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import asyncpg
 from events_bare import bare_postgres, bare_rows
@@ -144,6 +148,69 @@ async def sample(facts: EngagementFacts, every: float, into: list[tuple[float, i
         into.append((time.perf_counter() - started, len(facts.ids)))
 
 
+PROFILED = ("events", "edge")
+STATEMENTS_QUERY = """
+SELECT calls, rows, total_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 150) AS query
+FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT $1
+"""
+
+
+async def statements_on(suite) -> None:  # type: ignore[no-untyped-def]
+    """Restart the suite's PostgreSQL with per-statement statistics (the processes reconnect)."""
+    conn = await asyncpg.connect(suite.env["DATABASE_URL"])
+    try:
+        await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+    finally:
+        await conn.close()
+    suite.stop_postgres()
+    suite.start_postgres()
+    conn = await asyncpg.connect(suite.env["DATABASE_URL"])
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    finally:
+        await conn.close()
+    await asyncio.sleep(5)
+
+
+async def statements(dsn: str, *, reset: bool = False, top: int = 15) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        if reset:
+            await conn.execute("SELECT pg_stat_statements_reset()")
+            return
+        rows = await conn.fetch(STATEMENTS_QUERY, top)
+    finally:
+        await conn.close()
+    print("PostgreSQL statements by total time (pg_stat_statements):")
+    for r in rows:
+        print(f"  {r['total_exec_time']:9.0f} ms {r['calls']:>8,} calls {r['rows']:>10,} rows  {r['query']}")
+
+
+def start_profilers(suite, into: Path) -> list[subprocess.Popen[bytes]]:  # type: ignore[no-untyped-def]
+    """py-spy on the events and edge processes until stopped (collapsed stacks, one file each)."""
+    into.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).parent / "py-spy")
+    return [
+        subprocess.Popen(
+            [spy, "record", "--nonblocking", "-r", "200", "-f", "raw", "-o", str(into / f"{name}.txt")]
+            + ["--pid", str(suite.children[name].pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name in PROFILED
+    ]
+
+
+def stop_profilers(profilers: list[subprocess.Popen[bytes]]) -> None:
+    for p in profilers:
+        p.send_signal(signal.SIGINT)
+    for p in profilers:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
     dsn = suite.env["DATABASE_URL"]
     total = args.batches * BATCH
@@ -152,6 +219,8 @@ async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyp
         raise RuntimeError("the fake's key file does not match the edge's configured public key")
     url = f"http://127.0.0.1:{suite.port('EDGE_PORT')}{EVENTS_PATH}"
 
+    if args.pg_statements:
+        await statements_on(suite)
     nc = await suite.nats_connect(pending_size=256 * 1024 * 1024)
     js = nc.jetstream()
 
@@ -203,6 +272,9 @@ async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyp
     samples: list[tuple[float, int]] = []
     sampler = asyncio.create_task(sample(facts, args.sample_seconds, samples))
     writes_before = await table_writes(dsn)
+    if args.pg_statements:
+        await statements(dsn, reset=True)
+    profilers = start_profilers(suite, args.profile) if args.profile else []
     before = cpu_snapshot(suite)
     started = time.perf_counter()
     posts = await post_all(url, fake, bodies, args.concurrency, args.rate)
@@ -211,6 +283,7 @@ async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyp
         await asyncio.wait_for(facts.done.wait(), timeout=args.timeout)
     waited = time.perf_counter() - started
     after = cpu_snapshot(suite)
+    stop_profilers(profilers)
     cpu = f"{cpu_report(before, after)}; outside these processes {outside_processes(before, after):.0f}%"
     sampler.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -225,6 +298,8 @@ async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyp
 
     print(cpu)
     print(writes_line(writes_before, writes_after))
+    if args.pg_statements:
+        await statements(dsn)
     for (t0, n0), (t1, n1) in zip([(0.0, 0), *samples], samples, strict=False):
         print(f"  {t1:6.1f} s: {n1:>9,} facts published, {(n1 - n0) / (t1 - t0):8,.0f} events/s")
     print(
@@ -322,6 +397,10 @@ def main() -> None:
         "--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for the suite's processes"
     )
     parser.add_argument("--replicas", type=int, default=1, help="events processes sharing the webhook consumer")
+    parser.add_argument("--profile", type=Path, help="py-spy the events and edge processes into this folder")
+    parser.add_argument(
+        "--pg-statements", action="store_true", help="print PostgreSQL's statements by time (pg_stat_statements)"
+    )
     parser.add_argument(
         "--bare-connections", type=int, default=1, help="connections storing the bare PostgreSQL anchor's rows"
     )
