@@ -1,6 +1,6 @@
-"""A delivery that dies mid-transaction, after its counters were added and before its commit,
-leaves nothing behind (no row, no fact, no count), and its redelivery stores, publishes and
-counts each event exactly once."""
+"""A delivery that dies mid-transaction, after its last counters were added and before its
+commit, leaves nothing behind (no row, no fact, no count), and its redelivery stores, publishes
+and counts each event exactly once."""
 
 from __future__ import annotations
 
@@ -64,16 +64,17 @@ async def test_a_delivery_that_dies_after_its_counters_leaves_nothing_and_its_re
 ):
     sent = [await send(tenant_id) for _ in range(20)]
     body = delivery(sent)
-    add_counters = repository.add_counters
+    # The last statement of a delivery's transaction: the tenant's weekly counters.
+    weekly = repository.add_to_tenant_stats_weekly
 
     async def then_die(conn: AsyncConnection, **increments) -> None:  # type: ignore[no-untyped-def]
-        await add_counters(conn, **increments)
+        await weekly(conn, **increments)
         if dies == "connection":
             # As a killed worker: its session ends with the transaction open.
             await conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
         raise RuntimeError("the worker died before its commit")
 
-    monkeypatch.setattr(repository, "add_counters", then_die)
+    monkeypatch.setattr(repository, "add_to_tenant_stats_weekly", then_die)
     with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises for a dead session
         await ingest.handle_webhook(body)
 
@@ -82,7 +83,7 @@ async def test_a_delivery_that_dies_after_its_counters_leaves_nothing_and_its_re
     assert await counts(engine, tenant_id) == api_pb.EngagementCounts(sent=20)
     assert await tenant_counters(engine, tenant_id) == (0, 0, 0)
 
-    monkeypatch.setattr(repository, "add_counters", add_counters)
+    monkeypatch.setattr(repository, "add_to_tenant_stats_weekly", weekly)
     for _ in range(2):  # the redelivery, and JetStream delivering it once more
         await ingest.handle_webhook(body)
 

@@ -135,7 +135,7 @@ async def test_a_transaction_that_fails_counts_in_neither_tier(engine, tenant_id
     increments.add(tenant_id, 0, cohort, "sent")
     with pytest.raises(RuntimeError):
         async with engine.begin() as conn:
-            await rollups._add_counters(conn, {}, increments)
+            await rollups._add_to_tenant_stats(conn, increments)
             assert (
                 len(
                     (

@@ -31,7 +31,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dripiq_common import bulk
-from dripiq_common.bulk import pg_type, quoted, unnest
 from dripiq_events.domain import Cohort, NewEvent, Outbound, SentMessage
 from dripiq_events.models import (
     TENANT_STATS_METRICS,
@@ -115,19 +114,17 @@ def _cohort_columns(cohort: Cohort | None) -> dict[str, Any]:
     }
 
 
-def _cohort(row: Any, known: dict[tuple[Any, ...], Cohort] | None = None) -> Cohort | None:
-    """The row's cohort; with `known`, one object per distinct cohort of a batch (a delivery's
-    thousand messages share a few cohorts, and building each is most of reading its row)."""
-    day = row["stats_day"]
-    if day is None:
+def _cohort(row: Any) -> Cohort | None:
+    if row["stats_day"] is None:
         return None
-    values = (day, row["product_id"], row["sender_identity_id"], row["strategist"], row["variant"], row["channel"])
-    if known is not None and (found := known.get(values)) is not None:
-        return found
-    cohort = Cohort(*values)
-    if known is not None:
-        known[values] = cohort
-    return cohort
+    return Cohort(
+        day=row["stats_day"],
+        product_id=row["product_id"],
+        sender_identity_id=row["sender_identity_id"],
+        strategist=row["strategist"],
+        variant=row["variant"],
+        channel=row["channel"],
+    )
 
 
 # Sets the wanted bits each known message lacks, and answers the bits it added, in one
@@ -166,15 +163,31 @@ async def add_seen(conn: AsyncConnection, *, wanted: dict[str, int]) -> dict[str
         return {}
     ids = sorted(wanted)
     rows = await (await bulk.driver(conn)).fetch(_ADD_SEEN, ids, [wanted[m] for m in ids])
-    cohorts: dict[tuple[Any, ...], Cohort] = {}
     return {
-        row["message_id"]: SeenAdded(row["seen_added"], row["tenant_id"], row["step_index"], _cohort(row, cohorts))
+        row["message_id"]: SeenAdded(row["seen_added"], row["tenant_id"], row["step_index"], _cohort(row))
         for row in rows
     }
 
 
 # (tenant_id, campaign_id, step_index, metric)
 RollupKey = tuple[str, str, int, str]
+
+
+async def add_to_rollups(conn: AsyncConnection, *, increments: dict[RollupKey, int]) -> None:
+    """Add to the step counters in one statement, in key order (concurrent writers queue up
+    on the same rows instead of deadlocking)."""
+    if not increments:
+        return
+    rows = [
+        {"tenant_id": t, "campaign_id": c, "step_index": i, "metric": m, "value": increments[(t, c, i, m)]}
+        for t, c, i, m in sorted(increments)
+    ]
+    await bulk.insert_rows(
+        conn,
+        step_stats,
+        rows,
+        suffix="ON CONFLICT ON CONSTRAINT step_stats_pkey DO UPDATE SET value = step_stats.value + excluded.value",
+    )
 
 
 # (tenant_id, day, product_id, sender_identity_id, strategist, step_index, variant, channel)
@@ -204,71 +217,26 @@ def _add_counters(table: Table) -> str:
     )
 
 
-_STEP_KEY = ("tenant_id", "campaign_id", "step_index", "metric")
-
-
-def _counters_statement() -> str:
-    """Adds to the step counters and both tiers of the tenant's counters in one statement: once
-    a transaction holds its messages' `seen` rows, one round trip instead of three before its
-    commit releases them. Each part's rows go in key order and the parts run in one order for
-    every writer, so concurrent writers queue on shared rows instead of deadlocking."""
-
-    def upsert(table: Table, names: Sequence[str], first: int, conflict: str) -> str:
-        columns = ", ".join(quoted(n) for n in names)
-        types = [pg_type(table, n) for n in names]
-        return (
-            f"INSERT INTO {table.schema}.{table.name} ({columns}) "
-            f"SELECT {columns} FROM {unnest(types, names, first=first)} {conflict}"
-        )
-
-    step_names = (*_STEP_KEY, "value")
-    day_names = (*_TENANT_KEY, *TENANT_STATS_METRICS)
-    week_names = (*_TENANT_WEEK_KEY, *TENANT_STATS_METRICS)
-    steps = upsert(
-        step_stats,
-        step_names,
-        1,
-        "ON CONFLICT ON CONSTRAINT step_stats_pkey DO UPDATE SET value = step_stats.value + excluded.value",
-    )
-    days = upsert(tenant_stats, day_names, 1 + len(step_names), _add_counters(tenant_stats))
-    weeks = upsert(
-        tenant_stats_weekly, week_names, 1 + len(step_names) + len(day_names), _add_counters(tenant_stats_weekly)
-    )
-    return f"WITH steps AS ({steps}), days AS ({days}) {weeks}"
-
-
-_ADD_COUNTERS = _counters_statement()
-
-
-def _key_columns(keys: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Sorted keys as one list per key part."""
-    return [list(part) for part in zip(*keys, strict=True)] if keys else [[] for _ in range(width)]
-
-
-def _tenant_columns(increments: dict[TenantRollupKey, Counter[str]]) -> list[list[Any]]:
-    keys = sorted(increments)
-    return [*_key_columns(keys, len(_TENANT_KEY)), *([increments[k][m] for k in keys] for m in TENANT_STATS_METRICS)]
-
-
-async def add_counters(
-    conn: AsyncConnection,
-    *,
-    steps: dict[RollupKey, int],
-    days: dict[TenantRollupKey, Counter[str]],
-    weeks: dict[TenantRollupKey, Counter[str]],
+async def _add_to(
+    conn: AsyncConnection, table: Table, names: Sequence[str], increments: dict[TenantRollupKey, Counter[str]]
 ) -> None:
-    """Add to the step counters (by tenant, campaign, step and metric), the tenant's daily
-    counters and its weekly ones (keys with the week's Monday in the day's place), together."""
-    if not (steps or days or weeks):
+    if not increments:
         return
-    step_keys = sorted(steps)
-    await (await bulk.driver(conn)).execute(
-        _ADD_COUNTERS,
-        *_key_columns(step_keys, len(_STEP_KEY)),
-        [steps[k] for k in step_keys],
-        *_tenant_columns(days),
-        *_tenant_columns(weeks),
-    )
+    rows = [
+        {**dict(zip(names, key, strict=True)), **{m: increments[key][m] for m in TENANT_STATS_METRICS}}
+        for key in sorted(increments)
+    ]
+    await bulk.insert_rows(conn, table, rows, suffix=_add_counters(table))
+
+
+async def add_to_tenant_stats(conn: AsyncConnection, *, increments: dict[TenantRollupKey, Counter[str]]) -> None:
+    """Add to the tenant's daily analytics counters in one statement, in key order (as step_stats)."""
+    await _add_to(conn, tenant_stats, _TENANT_KEY, increments)
+
+
+async def add_to_tenant_stats_weekly(conn: AsyncConnection, *, increments: dict[TenantRollupKey, Counter[str]]) -> None:
+    """Add to the tenant's weekly counters (keys with the week's Monday in the day's place)."""
+    await _add_to(conn, tenant_stats_weekly, _TENANT_WEEK_KEY, increments)
 
 
 def _stats_rows(
@@ -398,7 +366,6 @@ async def _outbound_by(conn: AsyncConnection, column: str, ids: Iterable[str]) -
     if not wanted:
         return {}
     rows = await (await bulk.driver(conn)).fetch(_OUTBOUND_SELECT.format(column=column), wanted)
-    cohorts: dict[tuple[Any, ...], Cohort] = {}
     return {
         row[column]: Outbound(
             message_id=row["message_id"],
@@ -407,7 +374,7 @@ async def _outbound_by(conn: AsyncConnection, column: str, ids: Iterable[str]) -
             step_index=row["step_index"],
             contact_id=row["contact_id"],
             to_email=row["to_email"],
-            cohort=_cohort(row, cohorts),
+            cohort=_cohort(row),
         )
         for row in rows
     }

@@ -80,12 +80,11 @@ class TenantIncrements:
         return weeks
 
 
-async def _add_counters(
-    conn: AsyncConnection, steps: dict[repository.RollupKey, int], tenant: TenantIncrements
-) -> None:
-    # The step counters and both tiers of the tenant's in one statement of the transaction that
-    # stores what they count: a redelivery counts in none.
-    await repository.add_counters(conn, steps=steps, days=tenant.by_key, weeks=tenant.by_week())
+async def _add_to_tenant_stats(conn: AsyncConnection, tenant: TenantIncrements) -> None:
+    # Both tiers in one transaction, days first then weeks, each in key order: a redelivery
+    # counts in neither, and concurrent writers queue on shared rows in one order.
+    await repository.add_to_tenant_stats(conn, increments=tenant.by_key)
+    await repository.add_to_tenant_stats_weekly(conn, increments=tenant.by_week())
 
 
 async def count_sent(conn: AsyncConnection, first_time: Sequence[SentMessage]) -> None:
@@ -96,7 +95,8 @@ async def count_sent(conn: AsyncConnection, first_time: Sequence[SentMessage]) -
     tenant = TenantIncrements()
     for s in first_time:
         tenant.add(s.outbound.tenant_id, s.outbound.step_index, s.outbound.cohort, SENT_METRIC)
-    await _add_counters(conn, increments, tenant)
+    await repository.add_to_rollups(conn, increments=increments)
+    await _add_to_tenant_stats(conn, tenant)
 
 
 async def roll_up(conn: AsyncConnection, rows: Sequence[NewEvent]) -> None:
@@ -127,7 +127,8 @@ async def roll_up(conn: AsyncConnection, rows: Sequence[NewEvent]) -> None:
                 increments[(*step_of[message_id], metric)] += 1
                 # Where our copy of the message says, which the event may not have known.
                 tenant.add(new.tenant_id, new.step_index, new.cohort, metric)
-    await _add_counters(conn, increments, tenant)
+    await repository.add_to_rollups(conn, increments=increments)
+    await _add_to_tenant_stats(conn, tenant)
 
 
 # Event types with metrics counted per event (rollup_metrics): what a variant's rows count
