@@ -79,11 +79,60 @@ async def schedule(conn: AsyncConnection, *, timer: NewTimer, now: datetime):
     return row or await get(conn, tenant_id=timer.tenant_id, key=timer.key)
 
 
+# A whole batch in one statement: its columns arrive as arrays and unnest into rows. An
+# executemany of the single-row upsert ran one statement per timer (per-statement overhead
+# in the server and the driver was most of a batch's time, docs/performance.md). Same rules as
+# _upsert: same content is a no-op whatever the status; new content re-arms and bumps the version.
+_UPSERT_MANY = text(
+    f"""
+    INSERT INTO {timers.schema}.timers
+        (created_at, updated_at, tenant_id, key, group_key, kind, scheduled_for, target, target_subject, payload)
+    SELECT :now, :now, t.tenant_id, t.key, t.group_key, t.kind, t.scheduled_for, t.target, t.target_subject, t.payload
+    FROM unnest(
+        CAST(:tenant_ids AS text[]), CAST(:keys AS text[]), CAST(:group_keys AS text[]), CAST(:kinds AS text[]),
+        CAST(:fire_ats AS timestamptz[]), CAST(:targets AS text[]), CAST(:subjects AS text[]),
+        CAST(:payloads AS bytea[])
+    ) AS t(tenant_id, key, group_key, kind, scheduled_for, target, target_subject, payload)
+    ORDER BY t.tenant_id, t.key
+    ON CONFLICT ON CONSTRAINT timers_tenant_key_key DO UPDATE SET
+        group_key = excluded.group_key,
+        kind = excluded.kind,
+        scheduled_for = excluded.scheduled_for,
+        target = excluded.target,
+        target_subject = excluded.target_subject,
+        payload = excluded.payload,
+        status = '{TimerStatus.ACTIVE}',
+        version = timers.version + 1,
+        updated_at = :now,
+        fired_at = NULL,
+        canceled_at = NULL,
+        cancel_reason = NULL
+    WHERE (timers.scheduled_for, timers.target, timers.payload)
+        IS DISTINCT FROM (excluded.scheduled_for, excluded.target, excluded.payload)
+    """
+)
+
+
 async def schedule_many(conn: AsyncConnection, *, batch: list[NewTimer], now: datetime) -> None:
     """One statement for many timers; a key given twice keeps its last content."""
     latest = {(t.tenant_id, t.key): t for t in batch}
-    # Sorted, so two replicas upserting overlapping keys lock rows in the same order.
-    await conn.execute(_upsert(now), [_values(latest[k], now) for k in sorted(latest)])
+    # Sorted (the statement orders too), so two replicas upserting overlapping keys lock rows in
+    # the same order; one row per key, as ON CONFLICT DO UPDATE cannot touch a row twice.
+    rows = [latest[k] for k in sorted(latest)]
+    await conn.execute(
+        _UPSERT_MANY,
+        {
+            "now": now,
+            "tenant_ids": [t.tenant_id for t in rows],
+            "keys": [t.key for t in rows],
+            "group_keys": [t.group_key for t in rows],
+            "kinds": [t.kind for t in rows],
+            "fire_ats": [t.fire_at for t in rows],
+            "targets": [str(t.target) for t in rows],
+            "subjects": [t.target_subject for t in rows],
+            "payloads": [t.payload for t in rows],
+        },
+    )
 
 
 async def get(conn: AsyncConnection, *, tenant_id: str, key: str):
