@@ -1,16 +1,22 @@
-"""A batch of timers stored in one statement (repository.schedule_many): the same rules as one
-timer at a time, whatever the batch holds, and overlapping batches side by side."""
+"""Batches: timers stored in one statement (repository.schedule_many) keep the rules of one
+timer at a time, whatever the batch holds, overlapping batches side by side; firing rounds in
+flight at once (Firer.rounds_in_flight) fire each timer once, a firer dying mid-round included."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from nats.js.errors import NotFoundError
 from sqlalchemy import text
 
 from dripiq.planner.v1 import timers_pb2
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
+from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import ManualClock
+from dripiq_scheduler.firer import Firer
 from dripiq_scheduler.service import TimerService
 
 T0 = datetime(2032, 5, 1, 8, 0, tzinfo=UTC)
@@ -27,6 +33,23 @@ def timer(tenant_id: str, key: str, fire_at: datetime, campaign: str = "c") -> p
     )
     t.fire_at.FromDatetime(fire_at)
     return t
+
+
+async def published_count(js, subject: str) -> int:  # type: ignore[no-untyped-def]
+    info = await js.stream_info("PLANNER_TIMERS", subjects_filter=subject)
+    return (info.state.subjects or {}).get(subject, 0)
+
+
+async def stream_messages(js, stream: str, subject: str) -> list[Any]:  # type: ignore[no-untyped-def]
+    """Every message on a subject, in stream order, read without a consumer."""
+    found, seq = [], 1
+    while True:
+        try:
+            msg = await js.get_msg(stream, seq=seq, subject=subject, next=True)
+        except NotFoundError:
+            return found
+        found.append(msg)
+        seq = msg.seq + 1
 
 
 async def rows(engine, tenant_id: str) -> dict[str, tuple]:  # type: ignore[no-untyped-def]
@@ -100,3 +123,34 @@ async def test_overlapping_batches_side_by_side_store_each_key_once(engine, tena
     assert {row[0] for row in got.values()} == {"active"}
     # Whichever batch came last, each key's version counts the content changes it saw.
     assert {row[1] for row in got.values()} <= {1, 2, 3, 4}
+
+
+async def test_rounds_in_flight_fire_each_timer_once_even_when_the_firer_dies_mid_round(engine, js, tenant_id):
+    """Several rounds at once take disjoint rows (SKIP LOCKED); a firer stopped dead while its
+    rounds are publishing commits none of them, and the next firer's re-publishes of what
+    already went out are dropped by the stream's dedupe: every timer once on the stream."""
+    clock = ManualClock(T0)
+    timers = TimerService(engine, clock)
+    keys = [f"r{i:04d}" for i in range(3000)]
+    await timers.schedule_many([timer(tenant_id, k, T0 + timedelta(minutes=1), campaign=k) for k in keys])
+    clock.advance(timedelta(minutes=2))
+    subject = Subjects.planner_timer(tenant_id)
+
+    dying = Firer(engine, js, clock, batch_size=250, poll_seconds=0.01, rounds_in_flight=3)
+    task = asyncio.create_task(dying.run())
+    for _ in range(2000):  # bounded: until some of ours are out, then the process "dies"
+        if await published_count(js, subject) or task.done():
+            break
+        await asyncio.sleep(0.005)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+    survivor = Firer(engine, js, clock, batch_size=250, rounds_in_flight=3)
+    for _ in range(200):  # bounded: each pass fires rounds until none is full
+        if {row[0] for row in (await rows(engine, tenant_id)).values()} == {"fired"}:
+            break
+        await asyncio.gather(*(survivor.fire_once() for _ in range(3)))
+    assert {row[0] for row in (await rows(engine, tenant_id)).values()} == {"fired"}
+    published = await stream_messages(js, "PLANNER_TIMERS", subject)
+    assert sorted(m.headers["Dripiq-Timer-Key"] for m in published) == keys

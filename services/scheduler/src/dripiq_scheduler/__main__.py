@@ -27,6 +27,7 @@ def build(settings: SchedulerSettings, rt: Runtime) -> Parts:
         batch_size=settings.fire_batch_size,
         poll_seconds=settings.poll_seconds,
         publish_timeout=settings.publish_timeout_seconds,
+        rounds_in_flight=settings.fire_rounds_in_flight,
         overdue=Overdue(
             policy=OverduePolicy(settings.overdue_policy),
             limit_seconds=settings.overdue_limit_seconds,

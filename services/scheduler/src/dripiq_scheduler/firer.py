@@ -62,18 +62,26 @@ class Firer:
     poll_seconds: float = 0.2
     publish_timeout: float = 10.0
     overdue: domain.Overdue = field(default_factory=domain.Overdue)
+    # Rounds in flight at once, each its own transaction taking other rows (SKIP LOCKED), as
+    # replicas do: while one round waits for PostgreSQL or its PubAcks, another uses the CPU.
+    rounds_in_flight: int = 1
 
     def __post_init__(self) -> None:
-        self._poller = Poller(self.fire_once, full=self.batch_size, poll_seconds=self.poll_seconds, name="firer")
+        self._pollers = [
+            Poller(self.fire_once, full=self.batch_size, poll_seconds=self.poll_seconds, name="firer")
+            for _ in range(max(1, self.rounds_in_flight))
+        ]
 
     def wake(self) -> None:
-        self._poller.wake()
+        for poller in self._pollers:
+            poller.wake()
 
     def stop(self) -> None:
-        self._poller.stop()
+        for poller in self._pollers:
+            poller.stop()
 
     async def run(self) -> None:
-        await self._poller.run()
+        await asyncio.gather(*(poller.run() for poller in self._pollers))
 
     async def fire_once(self) -> int:
         """One round; returns how many due timers it settled (fired, dead-lettered, dropped or

@@ -8,7 +8,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, any_, bindparam, delete, func, literal, select, text, tuple_, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Row,
+    Text,
+    any_,
+    bindparam,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -149,10 +163,14 @@ async def cancel(conn: AsyncConnection, *, tenant_id: str, key: str, now: dateti
 
 
 async def cancel_many(conn: AsyncConnection, *, tenant_id: str, keys: Sequence[str], now: datetime) -> int:
+    # One array parameter rather than an IN list of a parameter per key: the statement text and
+    # its plan stay the same whatever the batch size, and nothing is compiled per key.
     result = await conn.execute(
         update(timers)
         .where(
-            timers.c.tenant_id == tenant_id, timers.c.key.in_(sorted(set(keys))), timers.c.status == TimerStatus.ACTIVE
+            timers.c.tenant_id == tenant_id,
+            timers.c.key == any_(bindparam("cancel_keys", sorted(set(keys)), type_=ARRAY(Text))),
+            timers.c.status == TimerStatus.ACTIVE,
         )
         .values(status=TimerStatus.CANCELED, canceled_at=now, updated_at=now)
     )
@@ -225,7 +243,9 @@ async def lock_due(conn: AsyncConnection, *, now: datetime, limit: int):
 async def mark_fired(conn: AsyncConnection, *, ids: list[int], now: datetime) -> None:
     if ids:
         await conn.execute(
-            update(timers).where(timers.c.id.in_(ids)).values(status=TimerStatus.FIRED, fired_at=now, updated_at=now)
+            update(timers)
+            .where(timers.c.id == any_(bindparam("fired_ids", ids, type_=ARRAY(BigInteger))))
+            .values(status=TimerStatus.FIRED, fired_at=now, updated_at=now)
         )
 
 

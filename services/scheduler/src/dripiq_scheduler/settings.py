@@ -19,6 +19,8 @@ class SchedulerSettings(ServiceSettings):
     # Timers locked, published and marked per round: larger rounds amortize the round trips
     # (4,000 reached ~12k timers/s here, docs/performance.md).
     fire_batch_size: int = 4000
+    # Firing rounds one replica runs at once (docs/performance.md, "The scheduler beside BullMQ").
+    fire_rounds_in_flight: int = Field(default=2, ge=1, le=8)
     publish_timeout_seconds: float = 10.0
 
     # Timers due for longer than overdue_limit_seconds when a firing round reaches them (after
