@@ -425,11 +425,13 @@ def report(args: argparse.Namespace, r: dict, rate: int, bullmq: dict | None, ar
         if p is None:
             continue
         print(
-            f"{peer} {p['version']}: enqueue {p['enqueue_per_s']:,.0f}/s, cancel {p['cancel_per_s']:,.0f}/s, drain {p['drain_per_s']:,.0f}/s ({p['drained']:,} drained, {p['drain_duplicates']} twice)"
+            f"{peer} {p['version']}: enqueue {p['enqueue_per_s']:,.0f}/s, cancel {p['cancel_per_s']:,.0f}/s, drain {p['drain_per_s']:,.0f}/s ({p['drained']:,} drained, {p['drain_duplicates']} twice, "
+            f"{p['drain_added_late']:,} added late)"
         )
         for st in p["steady"]:
             print(
-                f"  steady {st['rate']:,}/s: p50 {st['lateness_p50_ms']:,.0f} ms, p99 {st['lateness_p99_ms']:,.0f} ms ({st['fired']:,} fired)"
+                f"  steady {st['rate']:,}/s: p50 {st['lateness_p50_ms']:,.0f} ms, p99 {st['lateness_p99_ms']:,.0f} ms ({st['fired']:,} fired; "
+                f"{st['added_late']:,} added after their due time, worker started {st['worker_ready_late_ms']:,.0f} ms late)"
             )
         if p["steady"]:
             print(f"  highest rate with p99 < 1 s: {p['sustained_rate'] or 'none tried'}")

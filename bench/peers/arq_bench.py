@@ -227,11 +227,9 @@ async def cancel(args: argparse.Namespace, settings: RedisSettings) -> dict[str,
 
 async def due(args: argparse.Namespace, settings: RedisSettings) -> dict[str, Any]:
     """Timer i due at first_due + i / rate (all at first_due when rate is 0), all added before
-    the first falls due while the worker runs; the same as bullmq_bench.mjs's due mode."""
+    the first falls due, the worker started after; the same as bullmq_bench.mjs's due mode."""
     pool = await create_pool(settings)
     fired = Fired(args.n)
-    worker = make_worker(fired, settings, await create_pool(settings), args, abort=False)
-    task = asyncio.create_task(worker.async_run())
     first_due = time.time() + args.lead
     added_late = 0
 
@@ -247,6 +245,9 @@ async def due(args: argparse.Namespace, settings: RedisSettings) -> dict[str, An
     started = time.perf_counter()
     await in_batches(args.n, args.batch, add)
     enqueue_s = time.perf_counter() - started
+    worker = make_worker(fired, settings, await create_pool(settings), args, abort=False)
+    task = asyncio.create_task(worker.async_run())
+    ready_late_ms = max(0.0, time.time() - first_due) * 1000
     all_fired = asyncio.create_task(fired.all_fired.wait())
     limit = max(0.0, due_of(args.n - 1) - time.time()) + args.drain_limit
     await asyncio.wait({all_fired, task}, timeout=limit, return_when="FIRST_COMPLETED")
@@ -260,6 +261,7 @@ async def due(args: argparse.Namespace, settings: RedisSettings) -> dict[str, An
         "rate": args.rate,
         "enqueue_per_s": args.n / enqueue_s,
         "added_late": added_late,
+        "worker_ready_late_ms": ready_late_ms,
         "fired": len(fired.seen),
         "duplicates": fired.duplicates,
         "drain_s": window,

@@ -159,8 +159,8 @@ P99_SUSTAINED_MS = 1000.0
 
 def lead_seconds(n: int, enqueue_per_s: float) -> float:
     """Time from the start of a due run to its first due time: every timer is added before any
-    falls due (half again the time the enqueue run took, plus two seconds)."""
-    return 2.0 + 1.5 * n / max(enqueue_per_s, 1.0)
+    falls due (twice the time the enqueue run took, plus two seconds)."""
+    return 2.0 + 2.0 * n / max(enqueue_per_s, 1.0)
 
 
 def run_pairs(
@@ -217,7 +217,16 @@ def run_pairs(
             f"{lead_seconds(count, enqueue_per_s):.2f}",
         ]
         run = _run_once(peers, cmd(*args), limit + steady_seconds + 30)
-        steady.append({k: run[k] for k in ("rate", "fired", "duplicates", "lateness_p50_ms", "lateness_p99_ms")})
+        keep = (
+            "rate",
+            "fired",
+            "duplicates",
+            "lateness_p50_ms",
+            "lateness_p99_ms",
+            "added_late",
+            "worker_ready_late_ms",
+        )
+        steady.append({k: run[k] for k in keep})
         if run["fired"] < count or run["lateness_p99_ms"] >= P99_SUSTAINED_MS:
             break
         sustained = rate
@@ -231,6 +240,7 @@ def run_pairs(
         "drained": drain["fired"],
         "drain_duplicates": drain["duplicates"],
         "drain_added_late": drain["added_late"],
+        "drain_worker_late_ms": drain["worker_ready_late_ms"],
         "steady": steady,
         "sustained_rate": sustained,
     }
