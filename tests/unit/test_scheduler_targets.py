@@ -108,6 +108,7 @@ def row(**values: object) -> SimpleNamespace:
         "target": "planner_timer",
         "target_subject": Subjects.planner_timer(TENANT),
         "payload": planner(),
+        "rules_checked": None,  # written by hand or by an older version
     }
     return SimpleNamespace(**{**base, **values})
 
@@ -121,6 +122,13 @@ def test_a_stored_row_is_held_to_the_same_rules_before_it_fires():
     assert domain.unfireable(row(target_subject="dripiq.planner.timer.*.acme")).startswith("timer.target_subject: ")
     assert domain.unfireable(row(key="k\r\n")).startswith("timer.key: ")
     assert domain.unfireable(row(payload=planner("other"))).startswith("timer.payload: ")
+
+
+def test_only_a_row_stored_under_todays_rules_skips_the_check_before_it_fires():
+    bad = {"payload": planner("other")}
+    assert domain.unfireable(row(rules_checked=domain.RULES_VERSION, **bad)) == ""
+    assert domain.unfireable(row(rules_checked=domain.RULES_VERSION - 1, **bad)).startswith("timer.payload: ")
+    assert domain.unfireable(row(rules_checked=None, **bad)).startswith("timer.payload: ")
 
 
 def test_an_older_callers_subject_names_its_target_only_when_exact():

@@ -19,6 +19,9 @@ from dripiq_common.bus.contract import Streams, StreamSpec, Subjects, tenants_in
 from dripiq_common.errors import InvalidArgument
 from dripiq_common.seeded import seeded_fraction
 
+# Bump when check_timer gets stricter: rows stored under an older version are checked again
+# before they fire (the timers table's rules_checked; docs/decisions/0051).
+RULES_VERSION = 1
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_KEY_LENGTH = 200
 MAX_KIND_LENGTH = 64
@@ -112,6 +115,7 @@ def check_payload(kind: type[ProtoMessage], tenant_id: str, payload: bytes, fiel
 
 
 class StoredTimer(Protocol):
+    rules_checked: int | None
     tenant_id: str
     key: str
     group_key: str
@@ -123,7 +127,10 @@ class StoredTimer(Protocol):
 
 def unfireable(row: StoredTimer) -> str:
     """Why a stored timer can never be published ("" when it can): a row written by an older
-    version, or by hand, is held to today's rules before it reaches the bus."""
+    version, or by hand, is held to today's rules before it reaches the bus. A row the scheduler
+    stored under today's rules passed them then, and its content has not changed since."""
+    if row.rules_checked == RULES_VERSION:
+        return ""
     target = Target(row.target) if row.target in TARGETS else None
     try:
         check_timer(

@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dripiq_scheduler.domain import RULES_VERSION
 from dripiq_scheduler.models import TimerStatus, timers
 
 
@@ -62,6 +63,7 @@ def _upsert(now: datetime):
             "fired_at": None,
             "canceled_at": None,
             "cancel_reason": None,
+            "rules_checked": excluded.rules_checked,
         },
         where=(
             func.row(timers.c.scheduled_for, timers.c.target, timers.c.payload).is_distinct_from(
@@ -85,6 +87,7 @@ def _values(timer: NewTimer, now: datetime) -> dict:
         "target": timer.target,
         "target_subject": timer.target_subject,
         "payload": timer.payload,
+        "rules_checked": RULES_VERSION,
     }
 
 
@@ -100,8 +103,9 @@ async def schedule(conn: AsyncConnection, *, timer: NewTimer, now: datetime):
 _UPSERT_MANY = text(
     f"""
     INSERT INTO {timers.schema}.timers
-        (created_at, updated_at, tenant_id, key, group_key, kind, scheduled_for, target, target_subject, payload)
-    SELECT :now, :now, t.tenant_id, t.key, t.group_key, t.kind, t.scheduled_for, t.target, t.target_subject, t.payload
+        (created_at, updated_at, rules_checked, tenant_id, key, group_key, kind, scheduled_for, target,
+         target_subject, payload)
+    SELECT :now, :now, :rules, t.tenant_id, t.key, t.group_key, t.kind, t.scheduled_for, t.target, t.target_subject, t.payload
     FROM unnest(
         CAST(:tenant_ids AS text[]), CAST(:keys AS text[]), CAST(:group_keys AS text[]), CAST(:kinds AS text[]),
         CAST(:fire_ats AS timestamptz[]), CAST(:targets AS text[]), CAST(:subjects AS text[]),
@@ -120,7 +124,8 @@ _UPSERT_MANY = text(
         updated_at = :now,
         fired_at = NULL,
         canceled_at = NULL,
-        cancel_reason = NULL
+        cancel_reason = NULL,
+        rules_checked = excluded.rules_checked
     WHERE (timers.scheduled_for, timers.target, timers.payload)
         IS DISTINCT FROM (excluded.scheduled_for, excluded.target, excluded.payload)
     """
@@ -137,6 +142,7 @@ async def schedule_many(conn: AsyncConnection, *, batch: list[NewTimer], now: da
         _UPSERT_MANY,
         {
             "now": now,
+            "rules": RULES_VERSION,
             "tenant_ids": [t.tenant_id for t in rows],
             "keys": [t.key for t in rows],
             "group_keys": [t.group_key for t in rows],
@@ -231,6 +237,7 @@ async def lock_due(conn: AsyncConnection, *, now: datetime, limit: int):
                 timers.c.payload,
                 timers.c.scheduled_for,
                 timers.c.updated_at,
+                timers.c.rules_checked,
             )
             .where(timers.c.status == TimerStatus.ACTIVE, timers.c.scheduled_for <= now)
             .order_by(timers.c.scheduled_for)
