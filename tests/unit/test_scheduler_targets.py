@@ -148,3 +148,11 @@ def test_a_consumer_refuses_a_subject_whose_tenant_token_is_no_tenant():
     reason = refused_payload(Streams.PLANNER_TIMERS, "dripiq.planner.timer.ac%me", data)
     assert reason == "subject token 'ac%me' is not a tenant id"
     assert refused_payload(Streams.PLANNER_TIMERS, "dripiq.planner.timer.acme", planner()) == ""
+
+
+def test_a_payload_type_is_walked_for_nested_tenants_only_when_it_can_hold_them():
+    from dripiq.scheduler.v1 import commands_pb2  # noqa: PLC0415
+
+    assert not domain._nests_tenants(timers_pb2.PlannerTimer.DESCRIPTOR)
+    # Recursive (ops of commands) and nesting Timer, which has a tenant_id: walked.
+    assert domain._nests_tenants(commands_pb2.TimerCommand.DESCRIPTOR)

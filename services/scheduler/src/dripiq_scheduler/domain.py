@@ -7,8 +7,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Generic, Protocol, TypeVar
 
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
@@ -110,8 +112,22 @@ def check_payload(kind: type[ProtoMessage], tenant_id: str, payload: bytes, fiel
         raise InvalidArgument(field, f"is not a serialized {kind.DESCRIPTOR.full_name}") from exc
     if getattr(message, "tenant_id", "") != tenant_id:
         raise InvalidArgument(field, f"must be a {kind.DESCRIPTOR.full_name} whose tenant_id is the timer's tenant_id")
-    if others := tenants_in(message) - {tenant_id}:
+    if _nests_tenants(kind.DESCRIPTOR) and (others := tenants_in(message) - {tenant_id}):
         raise InvalidArgument(field, f"names another tenant ({len(others)}) than the timer's")
+
+
+@cache
+def _nests_tenants(descriptor: Descriptor, _seen: frozenset[str] = frozenset()) -> bool:
+    """Whether a message of this type can hold a tenant_id below its top level: when it cannot
+    (a PlannerTimer), its own tenant_id, checked above, is the only one, and walking every
+    message for others is work for nothing. Decided once per type, from the descriptor."""
+    for member in descriptor.fields:
+        inner = member.message_type
+        if inner is None or inner.full_name in _seen:
+            continue
+        if "tenant_id" in inner.fields_by_name or _nests_tenants(inner, _seen | {descriptor.full_name}):
+            return True
+    return False
 
 
 class StoredTimer(Protocol):

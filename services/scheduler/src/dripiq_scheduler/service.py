@@ -45,7 +45,9 @@ class TimerService:
 
         Returns how many distinct timers the batch holds (a key given twice keeps its last
         content)."""
-        news = [convert.new_timer(timer, f"timers[{i}]") for i, timer in enumerate(batch)]
+        return await self._store_many([convert.new_timer(timer, f"timers[{i}]") for i, timer in enumerate(batch)])
+
+    async def _store_many(self, news: list[NewTimer]) -> int:
         now = self.clock.now()
         async with self.engine.begin() as conn:
             await repository.schedule_many(conn, batch=news, now=now)
@@ -56,15 +58,12 @@ class TimerService:
         """BatchScheduleTimers: one tenant's timers, each tenant_id empty or the batch's."""
         tenant = validation.tenant_id(tenant_id)
         _check_batch_size(len(batch), "timers")
-        timers: list[pb.Timer] = []
+        news: list[NewTimer] = []
         for i, timer in enumerate(batch):
             if timer.tenant_id not in ("", tenant):
                 raise InvalidArgument(f"timers[{i}].tenant_id", "must be empty or the batch's tenant_id")
-            copy = pb.Timer()
-            copy.CopyFrom(timer)
-            copy.tenant_id = tenant
-            timers.append(copy)
-        return await self.schedule_many(timers)
+            news.append(convert.new_timer(timer, f"timers[{i}]", tenant_id=tenant))
+        return await self._store_many(news)
 
     async def batch_cancel(self, tenant_id: str, keys: Sequence[str]) -> int:
         """BatchCancelTimers: how many of the keys were active timers and are canceled now."""
