@@ -9,13 +9,15 @@ import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError
 from sqlalchemy import text
 
 from dripiq.planner.v1 import timers_pb2
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
+from dripiq_common.bus.client import Outgoing
 from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import ManualClock
+from dripiq_scheduler.acks import AckedPublisher
 from dripiq_scheduler.firer import Firer
 from dripiq_scheduler.service import TimerService
 
@@ -142,9 +144,12 @@ async def test_rounds_in_flight_fire_each_timer_once_even_when_the_firer_dies_mi
         if await published_count(js, subject) or task.done():
             break
         await asyncio.sleep(0.005)
+    # Cancelled where it stands, rounds in flight and all; stopped too, so that no loop of it
+    # outlives the test should a cancellation land where asyncio swallows it.
+    dying.stop()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await task
+        await asyncio.wait_for(task, 30)
 
     survivor = Firer(engine, js, clock, batch_size=250, rounds_in_flight=3)
     for _ in range(200):  # bounded: each pass fires rounds until none is full
@@ -154,3 +159,20 @@ async def test_rounds_in_flight_fire_each_timer_once_even_when_the_firer_dies_mi
     assert {row[0] for row in (await rows(engine, tenant_id)).values()} == {"fired"}
     published = await stream_messages(js, "PLANNER_TIMERS", subject)
     assert sorted(m.headers["Dripiq-Timer-Key"] for m in published) == keys
+
+
+async def test_the_publisher_answers_per_message_stored_duplicate_or_why_not(js, tenant_id):
+    publisher = AckedPublisher(js._nc, ack_seconds=5)
+    subject = Subjects.planner_timer(tenant_id)
+    data = timers_pb2.PlannerTimer(tenant_id=tenant_id, campaign_id="c").SerializeToString()
+    answers = await publisher.publish(
+        [
+            Outgoing(subject, data, f"ack-test:{tenant_id}:1", {}),
+            Outgoing(subject, data, f"ack-test:{tenant_id}:1", {}),  # inside the duplicate window
+            Outgoing("dripiq.nowhere." + tenant_id, data, f"ack-test:{tenant_id}:2", {}),
+        ]
+    )
+    assert answers[:2] == [None, None]
+    assert isinstance(answers[2], NoStreamResponseError)
+    assert await published_count(js, subject) == 1
+    assert await publisher.publish([]) == []
