@@ -111,7 +111,7 @@ _UPSERT_MANY = text(
         CAST(:fire_ats AS timestamptz[]), CAST(:targets AS text[]), CAST(:subjects AS text[]),
         CAST(:payloads AS bytea[])
     ) AS t(tenant_id, key, group_key, kind, scheduled_for, target, target_subject, payload)
-    ORDER BY t.tenant_id, t.key
+    ORDER BY t.tenant_id COLLATE "C", t.key COLLATE "C"
     ON CONFLICT ON CONSTRAINT timers_tenant_key_key DO UPDATE SET
         group_key = excluded.group_key,
         kind = excluded.kind,
@@ -135,8 +135,9 @@ _UPSERT_MANY = text(
 async def schedule_many(conn: AsyncConnection, *, batch: list[NewTimer], now: datetime) -> None:
     """One statement for many timers; a key given twice keeps its last content."""
     latest = {(t.tenant_id, t.key): t for t in batch}
-    # Sorted (the statement orders too), so two replicas upserting overlapping keys lock rows in
-    # the same order; one row per key, as ON CONFLICT DO UPDATE cannot touch a row twice.
+    # Sorted (the statement orders too, bytewise as Python does; keys are ASCII), so two replicas
+    # upserting overlapping keys lock rows in the same order, also across a caller's chunks; one
+    # row per key, as ON CONFLICT DO UPDATE cannot touch a row twice.
     rows = [latest[k] for k in sorted(latest)]
     await conn.execute(
         _UPSERT_MANY,

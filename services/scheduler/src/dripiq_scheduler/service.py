@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +23,8 @@ from dripiq_scheduler.repository import NewTimer
 log = structlog.get_logger(__name__)
 
 MAX_BATCH = 10_000
+# Timers checked and written per statement within one BatchScheduleTimers call.
+PIPELINE_CHUNK = 250
 # A timer stored this long after its fire_at is worth a line in the log: it fires at once.
 PAST_DUE_LOG_SECONDS = 60
 
@@ -58,12 +62,38 @@ class TimerService:
         """BatchScheduleTimers: one tenant's timers, each tenant_id empty or the batch's."""
         tenant = validation.tenant_id(tenant_id)
         _check_batch_size(len(batch), "timers")
-        news: list[NewTimer] = []
         for i, timer in enumerate(batch):
             if timer.tenant_id not in ("", tenant):
                 raise InvalidArgument(f"timers[{i}].tenant_id", "must be empty or the batch's tenant_id")
-            news.append(convert.new_timer(timer, f"timers[{i}]", tenant_id=tenant))
-        return await self._store_many(news)
+        # The last of each key, in key order: the order rows are locked in, chunk after chunk.
+        latest = {timer.key: i for i, timer in enumerate(batch)}
+        order = [latest[key] for key in sorted(latest)]
+        now = self.clock.now()
+        stored: list[NewTimer] = []
+        async with self.engine.begin() as conn:
+            # Checking a chunk (CPU here) overlaps with writing the one before (in PostgreSQL).
+            # All or nothing still: a bad timer in any chunk rolls back the chunks written.
+            writing: asyncio.Future[None] | None = None
+            try:
+                for start in range(0, len(order), PIPELINE_CHUNK):
+                    chunk = [
+                        convert.new_timer(batch[i], f"timers[{i}]", tenant_id=tenant)
+                        for i in order[start : start + PIPELINE_CHUNK]
+                    ]
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(repository.schedule_many(conn, batch=chunk, now=now))
+                    stored += chunk
+                if writing is not None:
+                    await writing
+            except BaseException:
+                # The connection is free again before the transaction rolls back on it.
+                if writing is not None and not writing.done():
+                    with contextlib.suppress(BaseException):
+                        await writing
+                raise
+        self._stored(stored, now)
+        return len(stored)
 
     async def batch_cancel(self, tenant_id: str, keys: Sequence[str]) -> int:
         """BatchCancelTimers: how many of the keys were active timers and are canceled now."""
