@@ -156,3 +156,20 @@ def test_a_payload_type_is_walked_for_nested_tenants_only_when_it_can_hold_them(
     assert not domain._nests_tenants(timers_pb2.PlannerTimer.DESCRIPTOR)
     # Recursive (ops of commands) and nesting Timer, which has a tenant_id: walked.
     assert domain._nests_tenants(commands_pb2.TimerCommand.DESCRIPTOR)
+
+
+def test_the_header_block_is_what_nats_reads_and_refuses_a_value_that_would_end_its_line():
+    from nats.errors import BadHeaderError  # noqa: PLC0415
+
+    from dripiq_common.bus.client import Outgoing  # noqa: PLC0415
+    from dripiq_scheduler.acks import header_block  # noqa: PLC0415
+
+    item = Outgoing(
+        "s", b"", "timer:acme:k:1", {"Dripiq-Timer-Key": "k", "Dripiq-Fire-At": "2030-01-01T00:00:00+00:00"}
+    )
+    assert header_block(item) == (
+        b"NATS/1.0\r\nDripiq-Timer-Key: k\r\nDripiq-Fire-At: 2030-01-01T00:00:00+00:00\r\n"
+        b"Nats-Msg-Id: timer:acme:k:1\r\n\r\n"
+    )
+    with pytest.raises(BadHeaderError):
+        header_block(Outgoing("s", b"", "id", {"Dripiq-Timer-Key": "k\r\nNats-Msg-Id: forged"}))
