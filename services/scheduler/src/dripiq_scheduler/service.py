@@ -23,7 +23,7 @@ from dripiq_scheduler.repository import NewTimer
 log = structlog.get_logger(__name__)
 
 MAX_BATCH = 10_000
-# Timers checked and written per statement within one BatchScheduleTimers call.
+# TimerService.chunk_size's default (SCHEDULER_SCHEDULE_CHUNK_SIZE).
 PIPELINE_CHUNK = 250
 # A timer stored this long after its fire_at is worth a line in the log: it fires at once.
 PAST_DUE_LOG_SECONDS = 60
@@ -35,6 +35,8 @@ class TimerService:
     clock: Clock
     # Wakes the firer when a timer is already due, instead of waiting for its next poll.
     on_scheduled_due: Callable[[], None] = field(default=lambda: None)
+    # Timers checked and written per statement within one BatchScheduleTimers call.
+    chunk_size: int = PIPELINE_CHUNK
 
     async def schedule(self, timer: pb.Timer) -> pb.Timer:
         new = convert.new_timer(timer)
@@ -75,10 +77,10 @@ class TimerService:
             # All or nothing still: a bad timer in any chunk rolls back the chunks written.
             writing: asyncio.Future[None] | None = None
             try:
-                for start in range(0, len(order), PIPELINE_CHUNK):
+                for start in range(0, len(order), self.chunk_size):
                     chunk = [
                         convert.new_timer(batch[i], f"timers[{i}]", tenant_id=tenant)
-                        for i in order[start : start + PIPELINE_CHUNK]
+                        for i in order[start : start + self.chunk_size]
                     ]
                     if writing is not None:
                         await writing
