@@ -22,7 +22,7 @@ import asyncpg
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dpb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc
 from dripiq_common.bus.client import Outgoing, publish_many
-from dripiq_devtools.suite import DEMO_DOMAINS, Suite
+from dripiq_devtools.suite import DEMO_DOMAINS, Suite, Topology
 
 
 @contextlib.contextmanager
@@ -35,7 +35,16 @@ def running_suite(
     **extra_env: str,
 ) -> Iterator[Suite]:
     """The whole suite as `make run` starts it (TLS and tokens on; `secure=False` runs it with
-    DRIPIQ_DEV_INSECURE, to measure what security costs)."""
+    DRIPIQ_DEV_INSECURE, to measure what security costs).
+
+    The topology comes from the environment as for `make run` (DRIPIQ_NATS_CLUSTER=3 for a
+    3-node NATS cluster with R3 streams, DRIPIQ_REPLICAS=2 for two processes of each service);
+    for a service named in both, the larger count runs (a benchmark's `--replicas` defaults to 1).
+    It is printed first."""
+    topology = Topology.from_env(os.environ)
+    asked = replicas or {}
+    replicas = {name: max(topology.replicas.get(name, 1), asked.get(name, 1)) for name in {*topology.replicas, *asked}}
+    print(f"topology: {Topology(topology.nats_nodes, replicas).describe()}", flush=True)
     root = Path(tempfile.mkdtemp(prefix="dripiq-bench-"))
     suite = Suite(
         run_dir=root / "run",
@@ -44,7 +53,8 @@ def running_suite(
         log_format="json",
         log_dir=root / "logs",
         extra_env={"LOG_LEVEL": "WARNING", **extra_env},
-        replicas=replicas or {},
+        replicas=replicas,
+        nats_nodes=topology.nats_nodes,
         # Benchmarks drive and measure one path each; SendGrid's own processed and delivered
         # posts (on in `make run`) would load the events path of a run that does not measure it.
         # A benchmark of the whole path (bench/chaos.py) turns them on.
@@ -120,8 +130,9 @@ def postgres_cpu_seconds() -> float:
 def cpu_snapshot(suite: Suite) -> dict[str, float]:
     snapshot = {name: cpu_seconds(child.pid) for name, child in suite.children.items()}
     snapshot["postgres"] = postgres_cpu_seconds()
-    if suite.nats and suite.nats.process:
-        snapshot["nats"] = cpu_seconds(suite.nats.process.pid)
+    if suite.nats is not None:
+        # Every node of a cluster, those running now (a node restarted mid-run starts from zero).
+        snapshot["nats"] = sum(cpu_seconds(pid) for pid in suite.nats.pids())
     snapshot["bench"] = cpu_seconds(os.getpid())
     snapshot[MACHINE] = machine_busy_seconds()
     snapshot[TAKEN_AT] = time.perf_counter()
