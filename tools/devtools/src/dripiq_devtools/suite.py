@@ -385,6 +385,10 @@ class Suite:
                 found.append((f"{process.name}-{n}", process, f"{process.port_env}#{n}"))
         return found
 
+    def process_names(self) -> list[str]:
+        """Every service process the suite runs, replicas included ("dispatcher-2")."""
+        return [name for name, _process, _port_env in self._instances()]
+
     def _start_processes(self) -> None:
         for name, process, port_env in self._instances():
             self._spawn(name, [sys.executable, "-m", process.module], self._process_env(name, process, port_env))
