@@ -218,13 +218,14 @@ class Suite:
             nats_url = self.nats.url
             if self.nats_nodes > 1:
                 env["JETSTREAM_REPLICAS"] = str(self.topology.stream_replicas)
-            if self.security is not None:
+            if self.security is not None or self.nats_nodes > 1:
                 # A user per process with its allow-lists; streams and consumers made up front by
-                # the set-up user, so no process may create or change them.
-                nats_url = self._nats_url_of(SETUP_USER)
-                asyncio.run(
-                    set_up(nats_url, replicas=self.topology.stream_replicas, ca_file=str(self.security.ca.path))
-                )
+                # the set-up user, so no process may create or change them. On a cluster also
+                # without users: every stream change goes through the meta leader, and five
+                # processes changing fourteen streams at once outlast the API's timeout.
+                nats_url = self._nats_url_of(SETUP_USER) if self.security is not None else nats_url
+                ca_file = str(self.security.ca.path) if self.security is not None else ""
+                asyncio.run(set_up(nats_url, replicas=self.topology.stream_replicas, ca_file=ca_file))
                 env["BUS_SETUP"] = "false"
         secret_file = self.run_dir / "token-secret"
         if not secret_file.exists():
