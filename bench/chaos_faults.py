@@ -66,7 +66,7 @@ class Fault:
         if self.kind == FaultKind.KILL:
             return f"SIGKILL {self.target}, then start it again"
         if self.kind == FaultKind.NATS_NODE:
-            return f"SIGKILL NATS node {int(self.target) + 1}, start it again after {self.seconds:.0f} s"
+            return f"SIGKILL the NATS node leading the most streams, start it again after {self.seconds:.0f} s"
         if self.kind in SERVERS:
             return f"stop {SERVERS[self.kind]} for {self.seconds:.0f} s, then start it again"
         if self.kind == FaultKind.PROVIDER_503:
@@ -90,7 +90,7 @@ def plan_faults(
     On a NATS cluster one node is crashed instead of the whole server stopped: the streams keep
     their quorum on the other two, and the node catches up when it comes back."""
     nats = (
-        Fault(FaultKind.NATS_NODE, str(rng.randrange(nats_nodes)), seconds=round(rng.uniform(10, 20)))
+        Fault(FaultKind.NATS_NODE, seconds=round(rng.uniform(10, 20)))
         if nats_nodes > 1
         else Fault(FaultKind.NATS, seconds=round(rng.uniform(3, 8)))
     )
@@ -172,7 +172,7 @@ async def apply_fault(run: Run, fault: Fault, hang_seconds: float) -> None:
             run.clock.say(f"  {fault.target} (pid {pid}) killed")
             await restart_timed(run, fault.target)
     elif fault.kind == FaultKind.NATS_NODE:
-        await crash_nats_node(run, int(fault.target), fault.seconds)
+        await crash_nats_node(run, fault.seconds)
     elif fault.kind in SERVERS:
         nats = fault.kind == FaultKind.NATS
         stop, start = (suite.stop_nats, suite.start_nats) if nats else (suite.stop_postgres, suite.start_postgres)
@@ -197,16 +197,23 @@ async def apply_fault(run: Run, fault: Fault, hang_seconds: float) -> None:
         await asyncio.sleep(hang_seconds)
 
 
-async def crash_nats_node(run: Run, index: int, seconds: float) -> None:
-    """SIGKILL one node of the cluster; after `seconds`, start it on the same ports and store."""
+async def crash_nats_node(run: Run, seconds: float) -> None:
+    """SIGKILL the node of the cluster that leads the most streams (the harshest loss: every one
+    of them elects a new leader while traffic flows); after `seconds`, start it again on the same
+    ports and store."""
     cluster = run.suite.nats_cluster()
-    node = cluster.nodes[index]
     async with run.suite_lock:
-        leader = await asyncio.to_thread(cluster.wait_for_meta_leader)
+        meta = await asyncio.to_thread(cluster.wait_for_meta_leader)
+        leaders = await asyncio.to_thread(cluster.stream_leaders)
+        led = Counter(leaders.values())
+        index = max(range(len(cluster.nodes)), key=lambda i: led[cluster.nodes[i].server_name])
+        node = cluster.nodes[index]
         pid = node.pids()[0] if node.pids() else None
         await asyncio.to_thread(cluster.kill_node, index)
-        was = "the JetStream meta leader" if leader == node.server_name else f"meta leader {leader}"
-        run.clock.say(f"  NATS node {index + 1} (pid {pid}, {was}) killed")
+        also = ", and the JetStream meta leader" if meta == node.server_name else ""
+        run.clock.say(
+            f"  NATS node {index + 1} (pid {pid}) killed: it led {led[node.server_name]} of {len(leaders)} streams{also}"
+        )
         began = time.monotonic()
         leader = await asyncio.to_thread(cluster.wait_for_meta_leader)
         run.clock.say(f"  meta leader {leader} after {time.monotonic() - began:.1f} s")

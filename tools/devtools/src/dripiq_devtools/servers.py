@@ -536,6 +536,24 @@ class EmbeddedNatsCluster:
             time.sleep(0.1)
         raise RuntimeError(f"the NATS cluster elected no JetStream meta leader within {timeout:.0f} s")
 
+    def stream_leaders(self) -> dict[str, str]:
+        """Stream name -> the node leading it, as the first running node reports them (/jsz)."""
+        for node in self.nodes:
+            if node.pids():
+                try:
+                    with urllib.request.urlopen(
+                        f"http://127.0.0.1:{node.monitor_port}/jsz?streams=true", timeout=2
+                    ) as response:
+                        jsz = json.load(response)
+                except (OSError, ValueError):
+                    continue
+                return {
+                    stream["name"]: (stream.get("cluster") or {}).get("leader", "")
+                    for account in jsz.get("account_details", [])
+                    for stream in account.get("stream_detail", [])
+                }
+        return {}
+
     def stop_node(self, index: int) -> None:
         self.nodes[index].stop()
 
