@@ -25,7 +25,7 @@ from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_common.bus.client import servers
 from dripiq_common.bus.contract import Streams
 from dripiq_common.bus.setup import set_up
-from dripiq_devtools.servers import EmbeddedNatsCluster
+from dripiq_devtools.servers import EmbeddedNatsCluster, SetupError
 from dripiq_devtools.suite import DEMO_DOMAINS, Suite, Topology
 
 PROBE = "CLUSTER_PROBE"
@@ -131,6 +131,16 @@ def test_topology_from_the_environment() -> None:
     assert topology.replicas == {"planner": 2, "dispatcher": 2, "events": 2, "scheduler": 2}
     assert Topology.from_env({"DRIPIQ_NATS_CLUSTER": "5"}).stream_replicas == 3
     assert Topology.from_env({}).describe().startswith("NATS single node, streams R1")
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(SetupError, match="DRIPIQ_REPLICAS"):
+            Topology.from_env({"DRIPIQ_REPLICAS": bad})
+
+
+def test_nats_url_lists_servers_comma_separated() -> None:
+    assert servers("nats://a:1") == ["nats://a:1"]
+    assert servers(" nats://u:p@a:1, nats://u:p@b:2 ,") == ["nats://u:p@a:1", "nats://u:p@b:2"]
+    with pytest.raises(ValueError, match="no server"):
+        servers(" , ")
 
 
 ALWAYS = pb.SendWindow(weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24)
