@@ -11,6 +11,7 @@ import contextlib
 import os
 import platform
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -64,15 +65,24 @@ def running_suite(
         fake_openai=fake_openai_latency is not None,
         fake_openai_latency=fake_openai_latency or 0.0,
     )
+    # A benchmark stopped by SIGTERM (`timeout`, a queue's kill) still stops its suite: without
+    # this the default handler ends Python at once and leaves PostgreSQL, every NATS node and the
+    # five processes running.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         suite.start()
         yield suite
     finally:
         suite.stop()
+        signal.signal(signal.SIGTERM, previous)
         if os.environ.get("BENCH_KEEP_LOGS"):
             print(f"logs kept in {root / 'logs'}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 async def wait_for_count(
