@@ -66,7 +66,7 @@ format: $(VENV)/.installed ## Format the code and sort imports (ruff)
 migrate: $(VENV)/.installed ## Apply every service's migrations to DATABASE_URL (make run migrates its own server)
 	$(PY) -m dripiq_common.migrations
 
-run: $(VENV)/.installed ## Run the whole suite: PostgreSQL, NATS, migrations, fake SendGrid, the five processes
+run: $(VENV)/.installed ## Run the whole suite: PostgreSQL, NATS, migrations, fake SendGrid, the five processes (DRIPIQ_NATS_CLUSTER=3, DRIPIQ_REPLICAS=2: README)
 	$(PY) -m dripiq_devtools run
 
 test: $(VENV)/.installed ## Run every test (unit, integration, end-to-end) on real PostgreSQL and NATS

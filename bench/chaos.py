@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/chaos.py [--n 20000] [--step-seconds 5] [--faults on|off]
                                     [--settle-timeout 900] [--seed 1] [--create-seconds S]
+                                    [--only nats-node,kill,...]
 
 Starts the whole suite (as `make run` does, with short poll intervals as the end-to-end tests
 use, and the fake SendGrid posting `processed` and `delivered` by itself one second after each
@@ -13,7 +14,8 @@ fast as the planner answers. A batch that fails is sent again with the same requ
 
 Meanwhile (`--faults on`) it works through a schedule of faults, shuffled by `--seed`, one at a
 time, printing each as it happens: SIGKILL and restart of the planner, the dispatcher, the events
-service, the edge and the scheduler; NATS stopped and started again (same port, same store);
+service, the edge and the scheduler; NATS stopped and started again (same port, same store), or
+on a NATS cluster (DRIPIQ_NATS_CLUSTER=3) one node SIGKILLed and started again 10-20 s later;
 PostgreSQL stopped and started again (same port, same data); the fake SendGrid answering 503 to
 every send for 60-90 s; and the fake holding its answers longer than the dispatcher's send
 timeout for a few seconds' worth of sends. A process that exits by itself is reported and
@@ -46,6 +48,7 @@ from chaos_faults import (
     DEFAULT_SEND_TIMEOUT,
     MAX_FAKE_LATENCY,
     Clock,
+    FaultKind,
     Run,
     plan_faults,
     run_faults,
@@ -150,7 +153,8 @@ async def chaos(suite: Suite, args: argparse.Namespace) -> int:
     hang_seconds = min(
         MAX_FAKE_LATENCY, float(suite.env.get("DISPATCHER_SEND_TIMEOUT_SECONDS", DEFAULT_SEND_TIMEOUT)) + 10
     )
-    faults = plan_faults(rng, hang_seconds)
+    only = frozenset(FaultKind(kind) for kind in args.only.split(",")) if args.only else None
+    faults = plan_faults(rng, hang_seconds, nats_nodes=suite.nats_nodes, only=only)
     create_seconds = schedule_end(faults, hang_seconds) if args.create_seconds is None else args.create_seconds
     print(
         f"{args.n} campaigns of {STEPS} emails {args.step_seconds} s apart, created over {create_seconds:.0f} s; "
@@ -203,6 +207,11 @@ def main() -> None:
         "--settle-timeout", type=float, default=900.0, help="seconds to wait after creation and faults end"
     )
     parser.add_argument("--seed", type=int, default=1, help="order and lengths of the faults")
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"only these fault kinds, comma-separated ({', '.join(FaultKind)}); default: every one",
+    )
     parser.add_argument(
         "--create-seconds",
         type=float,

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from dripiq_devtools.suite import PROCESSES, Suite
+from dripiq_devtools.suite import Suite
 
 SERVICES = ("planner", "dispatcher", "events", "edge", "scheduler")
 FIRST_FAULT_AT = 5.0
@@ -44,6 +44,7 @@ class Clock:
 class FaultKind(StrEnum):
     KILL = "kill"
     NATS = "nats"
+    NATS_NODE = "nats-node"
     POSTGRES = "postgres"
     PROVIDER_503 = "provider-503"
     PROVIDER_HANG = "provider-hang"
@@ -57,13 +58,15 @@ class Fault:
     """One step of the schedule: what, when (seconds after the start) and for how long."""
 
     kind: FaultKind
-    target: str = ""  # the process to kill
+    target: str = ""  # the process to kill, or the NATS node (its index)
     seconds: float = 0.0  # down time, or how long the fake misbehaves
     at: float = 0.0
 
     def describe(self, hang_seconds: float) -> str:
         if self.kind == FaultKind.KILL:
             return f"SIGKILL {self.target}, then start it again"
+        if self.kind == FaultKind.NATS_NODE:
+            return f"SIGKILL the NATS node leading the most streams, start it again after {self.seconds:.0f} s"
         if self.kind in SERVERS:
             return f"stop {SERVERS[self.kind]} for {self.seconds:.0f} s, then start it again"
         if self.kind == FaultKind.PROVIDER_503:
@@ -76,18 +79,30 @@ class Fault:
             return 3.0
         if self.kind == FaultKind.PROVIDER_HANG:
             return self.seconds + hang_seconds
-        return self.seconds + (3.0 if self.kind in SERVERS else 0.0)
+        return self.seconds + (3.0 if self.kind in (*SERVERS, FaultKind.NATS_NODE) else 0.0)
 
 
-def plan_faults(rng: random.Random, hang_seconds: float) -> list[Fault]:
-    """Every fault once, in an order and with durations drawn from the seed."""
+def plan_faults(
+    rng: random.Random, hang_seconds: float, *, nats_nodes: int = 1, only: frozenset[FaultKind] | None = None
+) -> list[Fault]:
+    """Every fault once, in an order and with durations drawn from the seed (`only`: those kinds).
+
+    On a NATS cluster one node is crashed instead of the whole server stopped: the streams keep
+    their quorum on the other two, and the node catches up when it comes back."""
+    nats = (
+        Fault(FaultKind.NATS_NODE, seconds=round(rng.uniform(10, 20)))
+        if nats_nodes > 1
+        else Fault(FaultKind.NATS, seconds=round(rng.uniform(3, 8)))
+    )
     faults = [Fault(FaultKind.KILL, name) for name in SERVICES] + [
-        Fault(FaultKind.NATS, seconds=round(rng.uniform(3, 8))),
+        nats,
         Fault(FaultKind.POSTGRES, seconds=round(rng.uniform(3, 8))),
         Fault(FaultKind.PROVIDER_503, seconds=round(rng.uniform(60, 90))),
         Fault(FaultKind.PROVIDER_HANG, seconds=round(rng.uniform(5, 10))),
     ]
     rng.shuffle(faults)
+    if only is not None:
+        faults = [fault for fault in faults if fault.kind in only]
     planned, at = [], FIRST_FAULT_AT
     for fault in faults:
         planned.append(Fault(fault.kind, fault.target, fault.seconds, round(at, 1)))
@@ -156,6 +171,8 @@ async def apply_fault(run: Run, fault: Fault, hang_seconds: float) -> None:
             await asyncio.to_thread(suite.kill, fault.target)
             run.clock.say(f"  {fault.target} (pid {pid}) killed")
             await restart_timed(run, fault.target)
+    elif fault.kind == FaultKind.NATS_NODE:
+        await crash_nats_node(run, fault.seconds)
     elif fault.kind in SERVERS:
         nats = fault.kind == FaultKind.NATS
         stop, start = (suite.stop_nats, suite.start_nats) if nats else (suite.stop_postgres, suite.start_postgres)
@@ -178,6 +195,36 @@ async def apply_fault(run: Run, fault: Fault, hang_seconds: float) -> None:
             await run.fake("/_fake/latency", {"seconds": 0})
         run.clock.say(f"  fake SendGrid answers at once again (calls already held end within {hang_seconds:.0f} s)")
         await asyncio.sleep(hang_seconds)
+
+
+async def crash_nats_node(run: Run, seconds: float) -> None:
+    """SIGKILL the node of the cluster that leads the most streams (the harshest loss: every one
+    of them elects a new leader while traffic flows); after `seconds`, start it again on the same
+    ports and store."""
+    cluster = run.suite.nats_cluster()
+    async with run.suite_lock:
+        meta = await asyncio.to_thread(cluster.wait_for_meta_leader)
+        leaders = await asyncio.to_thread(cluster.stream_leaders)
+        led = Counter(leaders.values())
+        index = max(range(len(cluster.nodes)), key=lambda i: led[cluster.nodes[i].server_name])
+        node = cluster.nodes[index]
+        pid = node.pids()[0] if node.pids() else None
+        await asyncio.to_thread(cluster.kill_node, index)
+        also = ", and the JetStream meta leader" if meta == node.server_name else ""
+        run.clock.say(
+            f"  NATS node {index + 1} (pid {pid}) killed: it led {led[node.server_name]} of {len(leaders)} streams{also}"
+        )
+        began = time.monotonic()
+        leader = await asyncio.to_thread(cluster.wait_for_meta_leader)
+        run.clock.say(f"  meta leader {leader} after {time.monotonic() - began:.1f} s")
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            began = time.monotonic()
+            await asyncio.to_thread(cluster.start_node, index)
+        run.clock.say(
+            f"  NATS node {index + 1} started again (pid {node.pids()[0]}) in {time.monotonic() - began:.1f} s"
+        )
 
 
 async def restart_timed(run: Run, name: str) -> None:
@@ -226,7 +273,7 @@ async def drain_failures(run: Run) -> int:
 
 async def supervise(run: Run, stop: asyncio.Event) -> None:
     """Start again any process that exited by itself, as an orchestrator would; report every one."""
-    restartable = {p.name for p in PROCESSES}
+    restartable = set(run.suite.process_names())
     reported: set[tuple[str, int]] = set()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):

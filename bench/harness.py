@@ -11,6 +11,7 @@ import contextlib
 import os
 import platform
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -22,7 +23,7 @@ import asyncpg
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dpb
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc
 from dripiq_common.bus.client import Outgoing, publish_many
-from dripiq_devtools.suite import DEMO_DOMAINS, Suite
+from dripiq_devtools.suite import DEMO_DOMAINS, Suite, Topology
 
 
 @contextlib.contextmanager
@@ -35,7 +36,16 @@ def running_suite(
     **extra_env: str,
 ) -> Iterator[Suite]:
     """The whole suite as `make run` starts it (TLS and tokens on; `secure=False` runs it with
-    DRIPIQ_DEV_INSECURE, to measure what security costs)."""
+    DRIPIQ_DEV_INSECURE, to measure what security costs).
+
+    The topology comes from the environment as for `make run` (DRIPIQ_NATS_CLUSTER=3 for a
+    3-node NATS cluster with R3 streams, DRIPIQ_REPLICAS=2 for two processes of each service);
+    for a service named in both, the larger count runs (a benchmark's `--replicas` defaults to 1).
+    It is printed first."""
+    topology = Topology.from_env(os.environ)
+    asked = replicas or {}
+    replicas = {name: max(topology.replicas.get(name, 1), asked.get(name, 1)) for name in {*topology.replicas, *asked}}
+    print(f"topology: {Topology(topology.nats_nodes, replicas).describe()}", flush=True)
     root = Path(tempfile.mkdtemp(prefix="dripiq-bench-"))
     suite = Suite(
         run_dir=root / "run",
@@ -44,7 +54,8 @@ def running_suite(
         log_format="json",
         log_dir=root / "logs",
         extra_env={"LOG_LEVEL": "WARNING", **extra_env},
-        replicas=replicas or {},
+        replicas=replicas,
+        nats_nodes=topology.nats_nodes,
         # Benchmarks drive and measure one path each; SendGrid's own processed and delivered
         # posts (on in `make run`) would load the events path of a run that does not measure it.
         # A benchmark of the whole path (bench/chaos.py) turns them on.
@@ -54,15 +65,24 @@ def running_suite(
         fake_openai=fake_openai_latency is not None,
         fake_openai_latency=fake_openai_latency or 0.0,
     )
+    # A benchmark stopped by SIGTERM (`timeout`, a queue's kill) still stops its suite: without
+    # this the default handler ends Python at once and leaves PostgreSQL, every NATS node and the
+    # five processes running.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         suite.start()
         yield suite
     finally:
         suite.stop()
+        signal.signal(signal.SIGTERM, previous)
         if os.environ.get("BENCH_KEEP_LOGS"):
             print(f"logs kept in {root / 'logs'}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 async def wait_for_count(
@@ -120,8 +140,9 @@ def postgres_cpu_seconds() -> float:
 def cpu_snapshot(suite: Suite) -> dict[str, float]:
     snapshot = {name: cpu_seconds(child.pid) for name, child in suite.children.items()}
     snapshot["postgres"] = postgres_cpu_seconds()
-    if suite.nats and suite.nats.process:
-        snapshot["nats"] = cpu_seconds(suite.nats.process.pid)
+    if suite.nats is not None:
+        # Every node of a cluster, those running now (a node restarted mid-run starts from zero).
+        snapshot["nats"] = sum(cpu_seconds(pid) for pid in suite.nats.pids())
     snapshot["bench"] = cpu_seconds(os.getpid())
     snapshot[MACHINE] = machine_busy_seconds()
     snapshot[TAKEN_AT] = time.perf_counter()

@@ -9,7 +9,7 @@ import sys
 import time
 
 from dripiq_devtools.servers import SetupError
-from dripiq_devtools.suite import PROCESSES, REPO, Suite
+from dripiq_devtools.suite import PROCESSES, REPO, Suite, Topology
 
 
 def _sendgrid_lines(suite: Suite) -> list[str]:
@@ -52,6 +52,7 @@ def summary(suite: Suite) -> str:
     lines += [
         f"  {'postgres':<11}       {suite.env['DATABASE_URL']}",
         f"  {'nats':<11}       {suite.env['NATS_URL']}",
+        f"  {'topology':<11}       {suite.topology.describe()}",
         "",
         *_grpcurl_lines(suite),
         "",
@@ -77,7 +78,16 @@ def _grpcurl_lines(suite: Suite) -> list[str]:
 
 
 def main() -> None:
-    suite = Suite(run_dir=REPO / ".run", fake_openai=os.environ.get("DRIPIQ_FAKE_OPENAI") == "1")
+    try:
+        topology = Topology.from_env(os.environ)
+    except SetupError as exc:
+        sys.exit(f"make run: {exc}")
+    suite = Suite(
+        run_dir=REPO / ".run",
+        fake_openai=os.environ.get("DRIPIQ_FAKE_OPENAI") == "1",
+        nats_nodes=topology.nats_nodes,
+        replicas=dict(topology.replicas),
+    )
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:

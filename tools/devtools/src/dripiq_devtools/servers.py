@@ -23,6 +23,7 @@ import errno
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import os
 import pwd
 import shutil
@@ -371,17 +372,28 @@ class EmbeddedNats:
     # More configuration (the accounts and users of a secured suite, dripiq_common.bus.access).
     extra_config: str = ""
     process: subprocess.Popen | None = None
+    # Set by EmbeddedNatsCluster for its nodes: this node's name and its cluster block.
+    server_name: str = ""
+    cluster_config: str = ""
 
     @property
     def url(self) -> str:
         return nats_url(self.port)
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.url]
+
+    def pids(self) -> list[int]:
+        return [self.process.pid] if self.process is not None and self.process.poll() is None else []
 
     def start(self, timeout: float = 15.0) -> EmbeddedNats:
         self.port = self.port or free_port()
         self.monitor_port = self.monitor_port or free_port()
         self.store_dir.mkdir(parents=True, exist_ok=True)
         config = self.store_dir / "nats.conf"
-        config.write_text(nats_config() + self.extra_config)
+        name = f'server_name: "{self.server_name}"\n' if self.server_name else ""
+        config.write_text(nats_config() + name + self.cluster_config + self.extra_config)
         config.chmod(0o600)
         log = open(self.log_file or self.store_dir / "nats.log", "ab")
         self.process = subprocess.Popen(
@@ -424,3 +436,135 @@ class EmbeddedNats:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: nothing flushed, the store as the kernel left it."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def jetstream_meta_leader(monitor_port: int) -> str:
+    """The JetStream meta leader this server knows of (/jsz), or "" while there is none."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/jsz", timeout=1) as response:
+            jsz = json.load(response)
+    except (OSError, ValueError):
+        return ""
+    return str((jsz.get("meta_cluster") or {}).get("leader") or "")
+
+
+@dataclass
+class EmbeddedNatsCluster:
+    """`size` nats-servers with JetStream, routed to each other on 127.0.0.1 as one cluster.
+
+    Each node has its own store, client, cluster and monitor ports and server name, and the same
+    extra configuration (accounts, users, TLS for clients) as a single server. Routes stay
+    plaintext on the loopback. `url` lists every node, comma-separated, which
+    dripiq_common.bus.client.connect takes as its server pool. A node can be stopped, killed and
+    started again on its own (same ports, same store), and the others keep the streams going.
+    """
+
+    store_dir: Path
+    size: int = 3
+    extra_config: str = ""
+    name: str = "dripiq"
+    # Fixed ports (`make run`), one per node; empty: free ones.
+    client_ports: list[int] = field(default_factory=list)
+    monitor_ports: list[int] = field(default_factory=list)
+    cluster_ports: list[int] = field(default_factory=list)
+    nodes: list[EmbeddedNats] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return ",".join(self.urls)
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def pids(self) -> list[int]:
+        return [pid for node in self.nodes for pid in node.pids()]
+
+    def _cluster_config(self, index: int) -> str:
+        routes = ", ".join(f"nats-route://127.0.0.1:{port}" for i, port in enumerate(self.cluster_ports) if i != index)
+        # no_advertise: clients keep the list they were given (with their credentials) instead of
+        # adding the nodes' bare addresses the servers would gossip.
+        return (
+            f'cluster {{\n  name: "{self.name}"\n  listen: 127.0.0.1:{self.cluster_ports[index]}\n'
+            f"  routes: [{routes}]\n  no_advertise: true\n}}\n"
+        )
+
+    def start(self, timeout: float = 30.0) -> EmbeddedNatsCluster:
+        if self.size < 1:
+            raise ValueError("a cluster needs at least one node")
+        if not self.nodes:
+            self.client_ports = self.client_ports or [free_port() for _ in range(self.size)]
+            self.monitor_ports = self.monitor_ports or [free_port() for _ in range(self.size)]
+            self.cluster_ports = self.cluster_ports or [free_port() for _ in range(self.size)]
+            self.nodes = [
+                EmbeddedNats(
+                    self.store_dir / f"n{i + 1}",
+                    port=self.client_ports[i],
+                    monitor_port=self.monitor_ports[i],
+                    extra_config=self.extra_config,
+                    server_name=f"{self.name}-n{i + 1}",
+                )
+                for i in range(self.size)
+            ]
+            for i, node in enumerate(self.nodes):
+                node.cluster_config = self._cluster_config(i)
+        try:
+            for node in self.nodes:
+                if node.process is None or node.process.poll() is not None:
+                    node.start(timeout)
+            self.wait_for_meta_leader(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_for_meta_leader(self, timeout: float = 30.0) -> str:
+        """Block until every running node names the same running node as the JetStream meta
+        leader (right after a node dies, the others still name it for a while); its name."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            running = [node for node in self.nodes if node.pids()]
+            leaders = {jetstream_meta_leader(node.monitor_port) for node in running}
+            if len(leaders) == 1 and leaders <= {node.server_name for node in running}:
+                return leaders.pop()
+            time.sleep(0.1)
+        raise RuntimeError(f"the NATS cluster elected no JetStream meta leader within {timeout:.0f} s")
+
+    def stream_leaders(self) -> dict[str, str]:
+        """Stream name -> the node leading it, as the first running node reports them (/jsz)."""
+        for node in self.nodes:
+            if node.pids():
+                try:
+                    with urllib.request.urlopen(
+                        f"http://127.0.0.1:{node.monitor_port}/jsz?streams=true", timeout=2
+                    ) as response:
+                        jsz = json.load(response)
+                except (OSError, ValueError):
+                    continue
+                return {
+                    stream["name"]: (stream.get("cluster") or {}).get("leader", "")
+                    for account in jsz.get("account_details", [])
+                    for stream in account.get("stream_detail", [])
+                }
+        return {}
+
+    def stop_node(self, index: int) -> None:
+        self.nodes[index].stop()
+
+    def kill_node(self, index: int) -> None:
+        self.nodes[index].kill()
+
+    def start_node(self, index: int, timeout: float = 30.0) -> None:
+        """Start one node again: same ports, same store; it catches up from the others."""
+        self.nodes[index].start(timeout)
+        self.wait_for_meta_leader(timeout)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

@@ -2,6 +2,10 @@
 
 `make run` calls `main()`; the end-to-end test uses `Suite` with ephemeral ports. Existing
 servers are used instead when DATABASE_URL, NATS_URL or SENDGRID_API_KEY are set.
+
+NATS can be a cluster of several nodes on this machine, its streams replicated on up to three of
+them, and each service can run as several processes (`Topology`; `make run` and the benchmarks
+read it from DRIPIQ_NATS_CLUSTER and DRIPIQ_REPLICAS / DRIPIQ_REPLICAS_<SERVICE>).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +30,11 @@ from nats.aio.client import Client as NATS
 
 from dripiq_common import migrations
 from dripiq_common.bus.access import SETUP_USER, USERS
-from dripiq_common.bus.client import tls_context
+from dripiq_common.bus.client import servers, tls_context
 from dripiq_common.bus.setup import set_up
 from dripiq_devtools.fake_sendgrid import FakeSendGrid, load_or_create_private_key
 from dripiq_devtools.local_database import migrate_as_owners
-from dripiq_devtools.servers import EmbeddedNats, EmbeddedPostgres, SetupError, free_port
+from dripiq_devtools.servers import EmbeddedNats, EmbeddedNatsCluster, EmbeddedPostgres, SetupError, free_port
 from dripiq_devtools.suite_security import SuiteSecurity
 
 REPO = Path(__file__).resolve().parents[4]
@@ -80,7 +85,50 @@ DEFAULT_PORTS = {
     "DRIPIQ_PG_PORT": 55432,
     "DRIPIQ_NATS_PORT": 4222,
     "DRIPIQ_NATS_MONITOR_PORT": 8222,
+    # The first node's route port when NATS runs as a cluster; node i listens on this + i, as
+    # its client and monitor ports are DRIPIQ_NATS_PORT + i and DRIPIQ_NATS_MONITOR_PORT + i.
+    "DRIPIQ_NATS_CLUSTER_PORT": 6222,
 }
+# JetStream keeps at most this many copies of a stream, whatever the cluster's size.
+MAX_STREAM_REPLICAS = 3
+
+
+@dataclass(frozen=True)
+class Topology:
+    """How many NATS nodes, and how many processes of each service."""
+
+    nats_nodes: int = 1
+    replicas: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Topology:
+        """DRIPIQ_NATS_CLUSTER=3 (NATS nodes), DRIPIQ_REPLICAS=2 (processes of every service),
+        DRIPIQ_REPLICAS_<SERVICE>=N (of one service, over DRIPIQ_REPLICAS)."""
+
+        def count(name: str, default: int) -> int:
+            raw = environ.get(name, "").strip()
+            if not raw:
+                return default
+            if not raw.isdigit() or int(raw) < 1:
+                raise SetupError(f"{name}={raw!r}: give a whole number, 1 or more")
+            return int(raw)
+
+        every = count("DRIPIQ_REPLICAS", 1)
+        replicas = {p.name: count(f"DRIPIQ_REPLICAS_{p.name.upper()}", every) for p in PROCESSES}
+        return cls(count("DRIPIQ_NATS_CLUSTER", 1), {name: n for name, n in replicas.items() if n > 1})
+
+    @property
+    def stream_replicas(self) -> int:
+        return min(self.nats_nodes, MAX_STREAM_REPLICAS)
+
+    def describe(self) -> str:
+        nats = (
+            f"NATS cluster of {self.nats_nodes} nodes, streams R{self.stream_replicas}"
+            if self.nats_nodes > 1
+            else "NATS single node, streams R1"
+        )
+        processes = ", ".join(f"{p.name} x{self.replicas.get(p.name, 1)}" for p in PROCESSES)
+        return f"{nats}; {processes}"
 
 
 @dataclass
@@ -111,11 +159,13 @@ class Suite:
     # More than one process of a service, e.g. {"dispatcher": 2}: the others are named
     # "dispatcher-2", ... and listen on ports of their own; all share the database and streams.
     replicas: dict[str, int] = field(default_factory=dict)
+    # NATS as a cluster of this many nodes on this machine, streams with min(nodes, 3) replicas.
+    nats_nodes: int = 1
     env: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     children: dict[str, subprocess.Popen] = field(default_factory=dict)
     postgres: EmbeddedPostgres | None = None
-    nats: EmbeddedNats | None = None
+    nats: EmbeddedNats | EmbeddedNatsCluster | None = None
     log_dir: Path | None = None
     fake_webhook_key: str | None = None
 
@@ -164,18 +214,18 @@ class Suite:
             self.security = SuiteSecurity.create(self.run_dir / "tls", [p.name for p in PROCESSES if p.grpc_services])
         nats_url = env.get("NATS_URL")
         if not nats_url:
-            self.nats = EmbeddedNats(
-                self.run_dir / "nats",
-                port=self.port("DRIPIQ_NATS_PORT"),
-                monitor_port=self.port("DRIPIQ_NATS_MONITOR_PORT"),
-                extra_config=self.security.nats_config() if self.security is not None else "",
-            ).start()
+            self.nats = self._start_nats()
             nats_url = self.nats.url
-            if self.security is not None:
+            if self.nats_nodes > 1:
+                env["JETSTREAM_REPLICAS"] = str(self.topology.stream_replicas)
+            if self.security is not None or self.nats_nodes > 1:
                 # A user per process with its allow-lists; streams and consumers made up front by
-                # the set-up user, so no process may create or change them.
-                nats_url = self.security.nats_url(nats_url, SETUP_USER)
-                asyncio.run(set_up(nats_url, ca_file=str(self.security.ca.path)))
+                # the set-up user, so no process may create or change them. On a cluster also
+                # without users: every stream change goes through the meta leader, and five
+                # processes changing fourteen streams at once outlast the API's timeout.
+                nats_url = self._nats_url_of(SETUP_USER) if self.security is not None else nats_url
+                ca_file = str(self.security.ca.path) if self.security is not None else ""
+                asyncio.run(set_up(nats_url, replicas=self.topology.stream_replicas, ca_file=ca_file))
                 env["BUS_SETUP"] = "false"
         secret_file = self.run_dir / "token-secret"
         if not secret_file.exists():
@@ -283,6 +333,34 @@ class Suite:
             env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{port}/v1"
         self.env = {**env, **self.extra_env}
 
+    @property
+    def topology(self) -> Topology:
+        return Topology(self.nats_nodes, dict(self.replicas))
+
+    def _start_nats(self) -> EmbeddedNats | EmbeddedNatsCluster:
+        extra_config = self.security.nats_config() if self.security is not None else ""
+        if self.nats_nodes <= 1:
+            return EmbeddedNats(
+                self.run_dir / "nats",
+                port=self.port("DRIPIQ_NATS_PORT"),
+                monitor_port=self.port("DRIPIQ_NATS_MONITOR_PORT"),
+                extra_config=extra_config,
+            ).start()
+        cluster = EmbeddedNatsCluster(self.run_dir / "nats-cluster", size=self.nats_nodes, extra_config=extra_config)
+        if not self.ephemeral_ports:
+            for base, ports in (
+                ("DRIPIQ_NATS_PORT", cluster.client_ports),
+                ("DRIPIQ_NATS_MONITOR_PORT", cluster.monitor_ports),
+                ("DRIPIQ_NATS_CLUSTER_PORT", cluster.cluster_ports),
+            ):
+                ports.extend(self.port(base) + i for i in range(self.nats_nodes))
+        return cluster.start()
+
+    def _nats_url_of(self, user: str) -> str:
+        """The suite's own NATS (every node of a cluster) with `user`'s credentials."""
+        assert self.nats is not None and self.security is not None
+        return ",".join(self.security.nats_url(url, user) for url in self.nats.urls)
+
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         output = None
         if self.log_dir is not None:
@@ -308,6 +386,10 @@ class Suite:
                 found.append((f"{process.name}-{n}", process, f"{process.port_env}#{n}"))
         return found
 
+    def process_names(self) -> list[str]:
+        """Every service process the suite runs, replicas included ("dispatcher-2")."""
+        return [name for name, _process, _port_env in self._instances()]
+
     def _start_processes(self) -> None:
         for name, process, port_env in self._instances():
             self._spawn(name, [sys.executable, "-m", process.module], self._process_env(name, process, port_env))
@@ -320,7 +402,7 @@ class Suite:
         if process.name in self.service_database_urls:
             env = {**env, "DATABASE_URL": self.service_database_urls[process.name]}
         if self.security is not None and self.nats is not None and process.name in USERS:
-            env = {**env, "NATS_URL": self.security.nats_url(self.nats.url, process.name)}
+            env = {**env, "NATS_URL": self._nats_url_of(process.name)}
         if name != process.name:
             env = {
                 **env,
@@ -352,7 +434,7 @@ class Suite:
     async def nats_connect(self, **options: Any) -> NATS:
         """A NATS connection as the suite's set-up user (every right), over TLS when it is secured."""
         ca = str(self.security.ca.path) if self.security is not None and self.nats is not None else ""
-        return await nats.connect(self.env["NATS_URL"], tls=tls_context(ca), **options)
+        return await nats.connect(servers(self.env["NATS_URL"]), tls=tls_context(ca), **options)
 
     def channel(self, port_env: str, *, token: str | None = None, **options: int) -> grpc.aio.Channel:
         """An asyncio channel to a service's public port, as a caller outside the suite opens it:
@@ -398,11 +480,12 @@ class Suite:
         child.wait(10)
 
     def restart(self, name: str) -> None:
-        process = next(p for p in PROCESSES if p.name == name)
-        env = self._process_env(process.name, process, process.port_env)
-        self._spawn(process.name, [sys.executable, "-m", process.module], env)
+        """Start a process (or one replica of it, "dispatcher-2") again on its own ports."""
+        name, process, port_env = next(instance for instance in self._instances() if instance[0] == name)
+        env = self._process_env(name, process, port_env)
+        self._spawn(name, [sys.executable, "-m", process.module], env)
         deadline = time.monotonic() + 60
-        while not self._ready(process, self.port(process.port_env)):
+        while not self._ready(process, self.port(port_env)):
             if time.monotonic() > deadline or self.children[name].poll() is not None:
                 raise RuntimeError(f"{name} did not come back")
             time.sleep(0.1)
@@ -411,12 +494,20 @@ class Suite:
         return [name for name, child in self.children.items() if child.poll() is not None]
 
     def stop_nats(self) -> None:
-        """Stop the suite's own NATS server; its JetStream store stays for `start_nats`."""
+        """Stop the suite's own NATS server (every node of a cluster); its JetStream store stays
+        for `start_nats`."""
         self._own_nats().stop()
 
     def start_nats(self) -> None:
         """Start the suite's NATS server again: same ports, same store, so the same streams."""
         self._own_nats().start()
+
+    def nats_cluster(self) -> EmbeddedNatsCluster:
+        """The suite's own NATS cluster, to crash and start one node of it."""
+        own = self._own_nats()
+        if not isinstance(own, EmbeddedNatsCluster):
+            raise RuntimeError("NATS is a single server here (DRIPIQ_NATS_CLUSTER is not set)")
+        return own
 
     def stop_postgres(self) -> None:
         """Stop the suite's own PostgreSQL (a fast shutdown); its data stays for `start_postgres`."""
@@ -426,7 +517,7 @@ class Suite:
         """Start the suite's PostgreSQL again on the same port from the same data folder."""
         self._own_postgres().start()
 
-    def _own_nats(self) -> EmbeddedNats:
+    def _own_nats(self) -> EmbeddedNats | EmbeddedNatsCluster:
         if self.nats is None:
             raise RuntimeError("NATS is not the suite's own (NATS_URL names another server)")
         return self.nats

@@ -45,7 +45,7 @@ async def connect(url: str, *, name: str, ca_file: str = "") -> NATS:
         log.info("nats.reconnected")
 
     await nc.connect(
-        url,
+        servers(url),
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
@@ -58,6 +58,15 @@ async def connect(url: str, *, name: str, ca_file: str = "") -> NATS:
         tls=tls_context(ca_file),
     )
     return nc
+
+
+def servers(url: str) -> list[str]:
+    """The server pool of a NATS_URL: one URL, or several comma-separated (the nodes of a
+    cluster), each with its own credentials; the client moves to another when one goes away."""
+    found = [part.strip() for part in url.split(",") if part.strip()]
+    if not found:
+        raise ValueError("NATS_URL names no server")
+    return found
 
 
 def tls_context(ca_file: str) -> ssl.SSLContext | None:
