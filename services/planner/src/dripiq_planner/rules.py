@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 
 from dripiq_common.errors import InvalidArgument
-from dripiq_planner import variants
+from dripiq_planner import templates, variants
 from dripiq_planner.strategy import (
     CHANNELS,
     MAX_DELAY_SECONDS,
     MAX_STEPS,
     AdaptiveRule,
+    OutreachStep,
     RuleAction,
     Strategy,
     pick_in_range,
@@ -140,6 +141,20 @@ def validate_strategy(strategy: Strategy) -> None:
             )
         if step.type == "email" and not step.content.strip():
             raise InvalidArgument(f"strategy.outreachCampaign[{i}].content", "is required for email")
+        _check_placeholders(step, f"strategy.outreachCampaign[{i}]")
         variants.validate(step, i)
     for i, rule in enumerate(strategy.adaptive_rules):
         validate_rule(rule, index=i, step_count=len(steps))
+
+
+def _check_placeholders(step: OutreachStep, field: str) -> None:
+    """A placeholder that names no fact would go out empty: refused, naming the known ones."""
+    copies = [("", step), *((f".variants[{j}]", variant) for j, variant in enumerate(step.variants))]
+    for prefix, copy in copies:
+        for name, text in (("subject", copy.subject), ("content", copy.content), ("callToAction", copy.call_to_action)):
+            if found := templates.unknown(text):
+                raise InvalidArgument(
+                    f"{field}{prefix}.{name}",
+                    f"unknown placeholder {found[0]}; the known placeholders are "
+                    + ", ".join(f"{{{{{f}}}}}" for f in templates.FIELDS),
+                )
