@@ -19,6 +19,7 @@ from helpers import (
     canceled_keys,
     decisions,
     drain_outbox,
+    request,
     rule,
     schedules,
     sent,
@@ -29,6 +30,7 @@ from helpers import (
     timer_commands,
 )
 
+from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import timers_pb2
 
 TIMEOUTS = [
@@ -165,3 +167,27 @@ async def test_no_open_timer_after_an_open_does_nothing(engine, creator, reactor
     assert await drain_outbox(engine, tenant_id) == []
     assert await snapshot(engine, campaign_id) == before
     assert [d.trigger for d in await decisions(engine, tenant_id, campaign_id)] == ["open"]
+
+
+@pytest.mark.parametrize("channel", ["call", "linkedin"])
+async def test_a_task_step_arms_no_open_or_click_timeout(engine, creator, reactor, clock, tenant_id, channel):
+    # A task is never opened: a no_open timeout after it would always fire and push the next
+    # step back a day. Its reply timeout still holds (a task reported as replied settles it).
+    plan = pb.Strategy(
+        outreach_campaign=[
+            pb.OutreachStep(type=channel, timing="Day 0", content="Ask about their roadmap"),
+            pb.OutreachStep(type="email", timing="Day 2", subject="Following up", content="About {{product_name}}"),
+            pb.OutreachStep(type="email", timing="Day 5", subject="Last note", content="Body"),
+        ],
+        adaptive_rules=[rule("no_click_72h", "cancel_campaign"), rule("no_reply_96h", "reschedule_step")],
+    )
+    created = await creator.create(request(tenant_id, strategy=plan))
+    await drain_outbox(engine, tenant_id)
+
+    task = await sent(engine, reactor, clock, tenant_id, created.campaign_id)
+    assert set(by_kind(task.commands)) == {"step_due", "no_reply_96h"}
+
+    # The email after it arms them all.
+    email = await sent(engine, reactor, clock, tenant_id, created.campaign_id, step_index=1)
+    assert set(by_kind(email.commands)) == {"step_due", "no_open_48h", "no_click_72h", "no_reply_96h"}
+    assert await decisions(engine, tenant_id, created.campaign_id) == []

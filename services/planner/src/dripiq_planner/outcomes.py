@@ -25,6 +25,8 @@ from dripiq_planner.state import (
 
 log = structlog.get_logger(__name__)
 
+# Timeouts on engagement only an email has; a task's step arms only its reply timeouts.
+EMAIL_ONLY = frozenset({"open", "click"})
 # A step the dispatcher withheld while the campaign was resuming goes out again this long after.
 WITHHELD_RETRY_SECONDS = 60
 
@@ -56,7 +58,8 @@ def sent(
 ) -> None:
     """Schedule what follows a sent step. A timeout on engagement SendGrid cannot report
     (opens with open tracking off) is not armed: it would fire for every contact. `untracked`
-    says why, by kind of engagement ("open", "click")."""
+    says why, by kind of engagement ("open", "click"). A task (call, LinkedIn) arms no open or
+    click timeout at all."""
     step.set(status=StepStatus.SENT, sent_at=sent_at)
     log.info(
         "step.sent",
@@ -74,6 +77,9 @@ def sent(
     lifecycle.schedule_step(work, campaign, following, due=lifecycle.after(sent_at, following.relative_delay_seconds))
     for trigger in decisions.timeout_triggers(campaign):
         kind, hours = rules.timeout_hours(trigger)  # type: ignore[misc]
+        if kind in EMAIL_ONLY and step.channel != "email":
+            # A call or LinkedIn task is never opened or clicked: the timeout would always fire.
+            continue
         if untracked.get(kind):
             work.decide(
                 campaign,
