@@ -1,7 +1,7 @@
 """What the dispatcher's send outcomes do to their campaigns, in memory: a sent step schedules
 the next one and arms the campaign's timeouts, a withheld step waits or goes out again, a
-failed one ends the campaign or holds it for a person. An outcome for a step that is no
-longer sending (a redelivery) changes nothing."""
+failed one (also one SendGrid dropped after it was sent) ends the campaign or holds it for a
+person. Any other outcome for a step that is no longer sending (a redelivery) changes nothing."""
 
 from __future__ import annotations
 
@@ -41,7 +41,11 @@ def apply(
     for outcome in outcomes:
         campaign = campaigns.get((outcome.tenant_id, outcome.campaign_id))
         step = campaign.step_for_message(outcome.message_id) if campaign else None
-        if campaign is None or step is None or step.status != StepStatus.SENDING:
+        if campaign is None or step is None:
+            continue
+        # SendGrid may drop a message it accepted: its FAILED comes after the SENT.
+        dropped = outcome.kind == dispatcher_pb.OUTCOME_KIND_FAILED and step.status == StepStatus.SENT
+        if step.status != StepStatus.SENDING and not dropped:
             continue
         if outcome.kind == dispatcher_pb.OUTCOME_KIND_SENT:
             sent_at = outcome.occurred_at.ToDatetime(tzinfo=UTC) if outcome.HasField("occurred_at") else work.now
