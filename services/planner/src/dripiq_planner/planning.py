@@ -69,7 +69,8 @@ class Draft:
         times: list[datetime] = []
         due = start
         for i, delay in enumerate(self.delays):
-            due = lifecycle.place(self, lifecycle.after(due, delay), i, planned_from=due)
+            window = self.strategy.outreach_campaign[i].send_window
+            due = lifecycle.place(self, lifecycle.after(due, delay), i, planned_from=due, window=window)
             times.append(due)
         return times
 
