@@ -185,9 +185,17 @@ def schedule_trigger(
     work.send(_command(campaign.tenant_id, schedule=timer))
 
 
-def cancel_timer(work: UnitOfWork, *, tenant_id: str, key: str) -> None:
-    request = scheduler_service_pb2.CancelTimerRequest(tenant_id=tenant_id, key=key)
+def cancel_timer(work: UnitOfWork, *, tenant_id: str, key: str, reason: str = "", include_fired: bool = False) -> None:
+    """Cancel a timer by key, saying why; `include_fired` also marks one that already fired
+    (it arrived when it no longer applied)."""
+    request = scheduler_service_pb2.CancelTimerRequest(
+        tenant_id=tenant_id, key=key, reason=reason[:MAX_CANCEL_REASON], include_fired=include_fired
+    )
     work.send(_command(tenant_id, cancel=request))
+
+
+# What the scheduler keeps of a cancel's reason (CancelTimerRequest.reason).
+MAX_CANCEL_REASON = 200
 
 
 def set_status(work: UnitOfWork, campaign: CampaignState, status: str, *, reason: str = "", **values: Any) -> int:
