@@ -32,10 +32,6 @@ from dripiq_common.status_codes import status_for
 from dripiq_devtools.fake_openai import OBEDIENT, VALID, FakeOpenAI
 from dripiq_devtools.fake_openai.replies import valid_strategy
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
-from dripiq_dispatcher.accounts import ProviderAccounts
-from dripiq_dispatcher.handlers import SenderIdentityServicer
-from dripiq_dispatcher.identities import SenderIdentities
-from dripiq_dispatcher.sender_auth import SendGridSenderChecks
 from dripiq_planner.ai_budget import AiBudget, BudgetLimits
 from dripiq_planner.creating import MAX_BATCH, CampaignCreator
 from dripiq_planner.models import ai_budget_usage, ai_generations
@@ -428,11 +424,7 @@ async def test_the_sender_identitys_domain_is_allowed_as_the_dispatcher_reports_
     # Verified as the dispatcher does it: by asking a SendGrid (the fake) where the domain is
     # authenticated.
     async with FakeSendGrid(authenticated_domains={"SG.test": ["globex.example"]}) as sendgrid:
-        checks = SendGridSenderChecks(sendgrid.url, "SG.test")
-        identities = SenderIdentityServicer(SenderIdentities(engine, clock, checks, ProviderAccounts()))
-        names, register = owner_services(engine, clock, events=False)
-        names.append("dripiq.dispatcher.v1.SenderIdentityService")
-        register.append(lambda s: dpb_grpc.add_SenderIdentityServiceServicer_to_server(identities, s))
+        names, register = owner_services(engine, clock, events=False, sendgrid_url=sendgrid.url)
         async with serve(names, register) as served, caller_channel(served.public) as channel:
             stub = dpb_grpc.SenderIdentityServiceStub(channel)
             sender = await stub.CreateSenderIdentity(

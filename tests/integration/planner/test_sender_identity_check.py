@@ -21,10 +21,6 @@ from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common.errors import FailedPrecondition, InvalidArgument
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
-from dripiq_dispatcher.accounts import ProviderAccounts
-from dripiq_dispatcher.handlers import SenderIdentityServicer
-from dripiq_dispatcher.identities import SenderIdentities
-from dripiq_dispatcher.sender_auth import SendGridSenderChecks
 from dripiq_planner.creating import CampaignCreator
 from dripiq_planner.owners import Owners
 from dripiq_planner.planning import Planner
@@ -42,11 +38,7 @@ class Dispatcher:
 async def dispatcher(engine, clock, tenant_id) -> AsyncIterator[Dispatcher]:  # type: ignore[no-untyped-def]
     """The dispatcher's identity service, with one verified and one unverified identity."""
     async with FakeSendGrid(authenticated_domains={"SG.test": ["acme.test"]}) as sendgrid:
-        checks = SendGridSenderChecks(sendgrid.url, "SG.test")
-        servicer = SenderIdentityServicer(SenderIdentities(engine, clock, checks, ProviderAccounts()))
-        names, register = owner_services(engine, clock, events=False)
-        names.append("dripiq.dispatcher.v1.SenderIdentityService")
-        register.append(lambda s: dpb_grpc.add_SenderIdentityServiceServicer_to_server(servicer, s))
+        names, register = owner_services(engine, clock, events=False, sendgrid_url=sendgrid.url)
         async with serve(names, register) as served, caller_channel(served.public) as channel:
             stub = dpb_grpc.SenderIdentityServiceStub(channel)
             verified = (
