@@ -5,6 +5,10 @@ engagement facts are published, and a replay of the same batches that must add n
     .venv/bin/python bench/events_ingest.py --rate 20000 --batches 1000   # paced: does it keep up?
 
 Runs the whole suite (the edge, the events service and everything else on the same cores).
+The anchor comes first, on the suite's own PostgreSQL server: the same rows stored by bare
+PostgreSQL (bench/events_bare.py: a staging COPY and one INSERT … ON CONFLICT DO NOTHING per
+1,000 rows); an unpaced run prints its events stored/s over that anchor (target ≥ 0.75×), and
+every run the edge's p99 per 1,000-event batch (target < 250 ms).
 First the events service learns the messages: one SENT `MessageOutcome` per message is
 published onto `dripiq.dispatcher.outcome.<tenant>` (its `events-outcomes` consumer keeps them
 in `events.outbound_messages`), and the benchmark waits until the table holds them all. Then
@@ -31,12 +35,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import asyncpg
-from events_posting import BATCH, TENANT, build_batches, latency_line, messages, post_all, sent_outcome
-from harness import cpu_report, cpu_snapshot, machine, outside_processes, publish_all, running_suite, wait_for_count
+from events_bare import bare_postgres, bare_rows
+from events_posting import BATCH, TENANT, build_batches, latency_line, messages, percentile, post_all, sent_outcome
+from harness import (
+    cpu_report,
+    cpu_snapshot,
+    machine,
+    outside_processes,
+    publish_all,
+    ratio_line,
+    running_suite,
+    wait_for_count,
+)
 
 from dripiq.events.v1 import events_service_pb2 as events_api
 from dripiq.events.v1 import events_service_pb2_grpc as events_grpc
@@ -130,6 +148,69 @@ async def sample(facts: EngagementFacts, every: float, into: list[tuple[float, i
         into.append((time.perf_counter() - started, len(facts.ids)))
 
 
+PROFILED = ("events", "edge")
+STATEMENTS_QUERY = """
+SELECT calls, rows, total_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 150) AS query
+FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT $1
+"""
+
+
+async def statements_on(suite) -> None:  # type: ignore[no-untyped-def]
+    """Restart the suite's PostgreSQL with per-statement statistics (the processes reconnect)."""
+    conn = await asyncpg.connect(suite.env["DATABASE_URL"])
+    try:
+        await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+    finally:
+        await conn.close()
+    suite.stop_postgres()
+    suite.start_postgres()
+    conn = await asyncpg.connect(suite.env["DATABASE_URL"])
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    finally:
+        await conn.close()
+    await asyncio.sleep(5)
+
+
+async def statements(dsn: str, *, reset: bool = False, top: int = 15) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        if reset:
+            await conn.execute("SELECT pg_stat_statements_reset()")
+            return
+        rows = await conn.fetch(STATEMENTS_QUERY, top)
+    finally:
+        await conn.close()
+    print("PostgreSQL statements by total time (pg_stat_statements):")
+    for r in rows:
+        print(f"  {r['total_exec_time']:9.0f} ms {r['calls']:>8,} calls {r['rows']:>10,} rows  {r['query']}")
+
+
+def start_profilers(suite, into: Path) -> list[subprocess.Popen[bytes]]:  # type: ignore[no-untyped-def]
+    """py-spy on the events and edge processes until stopped (collapsed stacks, one file each)."""
+    into.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).parent / "py-spy")
+    return [
+        subprocess.Popen(
+            [spy, "record", "--nonblocking", "-r", "200", "-f", "raw", "-o", str(into / f"{name}.txt")]
+            + ["--pid", str(suite.children[name].pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name in PROFILED
+    ]
+
+
+def stop_profilers(profilers: list[subprocess.Popen[bytes]]) -> None:
+    for p in profilers:
+        p.send_signal(signal.SIGINT)
+    for p in profilers:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
     dsn = suite.env["DATABASE_URL"]
     total = args.batches * BATCH
@@ -138,6 +219,8 @@ async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyp
         raise RuntimeError("the fake's key file does not match the edge's configured public key")
     url = f"http://127.0.0.1:{suite.port('EDGE_PORT')}{EVENTS_PATH}"
 
+    if args.pg_statements:
+        await statements_on(suite)
     nc = await suite.nats_connect(pending_size=256 * 1024 * 1024)
     js = nc.jetstream()
 
@@ -167,6 +250,17 @@ async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyp
         f"body {min(sizes) / 1024:.0f}–{max(sizes) / 1024:.0f} KiB"
     )
 
+    # The anchor, on the same server, before the suite stores anything of the run.
+    contacts = {m.message_id: m.contact_id for m in sent}
+    bare_rate, bare_stored = await bare_postgres(
+        dsn, bare_rows(bodies, contacts), batch=BATCH, connections=args.bare_connections
+    )
+    print(
+        f"bare PostgreSQL (staging COPY + INSERT ... ON CONFLICT DO NOTHING, {BATCH:,} rows a transaction, "
+        f"{args.bare_connections} connection(s)): {bare_stored:,} rows in {bare_stored / bare_rate:.1f} s, "
+        f"{bare_rate:,.0f} rows/s"
+    )
+
     facts = EngagementFacts()
     facts.target = total
     await nc.subscribe(
@@ -178,6 +272,9 @@ async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyp
     samples: list[tuple[float, int]] = []
     sampler = asyncio.create_task(sample(facts, args.sample_seconds, samples))
     writes_before = await table_writes(dsn)
+    if args.pg_statements:
+        await statements(dsn, reset=True)
+    profilers = start_profilers(suite, args.profile) if args.profile else []
     before = cpu_snapshot(suite)
     started = time.perf_counter()
     posts = await post_all(url, fake, bodies, args.concurrency, args.rate)
@@ -186,6 +283,7 @@ async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyp
         await asyncio.wait_for(facts.done.wait(), timeout=args.timeout)
     waited = time.perf_counter() - started
     after = cpu_snapshot(suite)
+    stop_profilers(profilers)
     cpu = f"{cpu_report(before, after)}; outside these processes {outside_processes(before, after):.0f}%"
     sampler.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -200,6 +298,8 @@ async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyp
 
     print(cpu)
     print(writes_line(writes_before, writes_after))
+    if args.pg_statements:
+        await statements(dsn)
     for (t0, n0), (t1, n1) in zip([(0.0, 0), *samples], samples, strict=False):
         print(f"  {t1:6.1f} s: {n1:>9,} facts published, {(n1 - n0) / (t1 - t0):8,.0f} events/s")
     print(
@@ -212,6 +312,11 @@ async def run(suite, args: argparse.Namespace) -> None:  # type: ignore[no-untyp
         f"end to end (first POST -> last engagement fact published): {published:,} facts in {waited:.1f} s, "
         f"{published / waited:,.0f} events/s"
     )
+    if args.rate <= 0:
+        print(ratio_line("events stored/s", published / waited, bare_rate, "bare PostgreSQL", 0.75))
+    if posts.latencies:
+        p99 = 1000 * percentile(posts.latencies, 0.99)
+        print(f"edge p99 per {BATCH:,}-event batch: {p99:.0f} ms (target < 250 ms) {'met' if p99 < 250 else 'MISSED'}")
     if args.rate > 0:
         # Even a system with no backlog finishes one batch's own latency after the offer ends.
         print(
@@ -292,6 +397,13 @@ def main() -> None:
         "--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for the suite's processes"
     )
     parser.add_argument("--replicas", type=int, default=1, help="events processes sharing the webhook consumer")
+    parser.add_argument("--profile", type=Path, help="py-spy the events and edge processes into this folder")
+    parser.add_argument(
+        "--pg-statements", action="store_true", help="print PostgreSQL's statements by time (pg_stat_statements)"
+    )
+    parser.add_argument(
+        "--bare-connections", type=int, default=1, help="connections storing the bare PostgreSQL anchor's rows"
+    )
     args = parser.parse_args()
     if args.timeout is None:
         args.timeout = max(120.0, args.batches * BATCH / 500)

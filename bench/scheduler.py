@@ -1,16 +1,21 @@
-"""Scheduler throughput, lateness and memory, beside the peers a user would otherwise pick.
+"""The scheduler beside BullMQ (and arq, for information), each figure a pair measured in one run.
 
-    .venv/bin/python bench/scheduler.py [--n 200000] [--pending 10000000] [--steady-rate 5000]
-        [--steady-seconds 60] [--peers-n 100000]
+    flock /tmp/dripiq-bench.lock .venv/bin/python bench/scheduler.py [--n 100000]
+        [--steady-rates 2500 5000 10000 20000] [--steady-seconds 10] [--arq-n 10000]
+        [--pg-stats] [--profile DIR] [--pending 0]
 
-Starts PostgreSQL, NATS and one scheduler process (nothing consumes the target stream but the
-benchmark itself), then measures through the scheduler's gRPC API and JetStream:
-  schedule rate   BatchScheduleTimers, 10,000 a call, two callers
-  cancel rate     BatchCancelTimers, 10,000 keys a call, two callers
-  fire rate       N timers falling due in the same second, until all are on the stream
-  lateness        timers due at a steady rate; stream time minus fire_at, p50/p99
-  memory          the scheduler's RSS with `--pending` timers stored (bulk-loaded in SQL)
-and, unless --peers-n 0, runs the same workloads on BullMQ and arq and prints the ratios.
+The peers run first, each against its own fresh redis-server (bench/peers/), then PostgreSQL,
+NATS and one scheduler process start (nothing consumes the target stream but the benchmark),
+and the same workloads run through the scheduler's gRPC API and JetStream:
+  enqueue   N timers an hour out, 1,000 a call, one call in flight (BullMQ: addBulk of 1,000)
+  cancel    the same N by key, 1,000 a call, one call in flight (BullMQ: 1,000 removes at a time)
+  drain     N timers due at one moment, all stored before it: N / (last fired - that moment)
+  steady    timers due at a steady rate for --steady-seconds: p99 of stream time - fire_at.
+            BullMQ is tried at each rate (ascending) until its p99 reaches 1 s; dripiq runs at
+            the highest rate BullMQ sustained.
+Prints the figures, then one ratio line per target (dripiq / BullMQ; arq's as information).
+--pg-stats loads pg_stat_statements and prints the costliest statements per workload;
+--profile DIR records the scheduler process with py-spy per workload (collapsed stacks).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -31,8 +37,9 @@ from pathlib import Path
 import asyncpg
 import grpc
 import nats
-from harness import machine
+from harness import machine, ratio_line
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from peers.run_peers import lead_seconds, run_pairs
 
 from dripiq.planner.v1 import timers_pb2
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
@@ -44,11 +51,18 @@ from dripiq_devtools.servers import EmbeddedNats, EmbeddedPostgres, free_port
 
 TENANT = "bench-timers"
 SUBJECT = Subjects.planner_timer(TENANT)
-# What the planner stores with a step timer: the scheduler checks a payload is one of its target.
-PAYLOAD = timers_pb2.PlannerTimer(
-    tenant_id=TENANT, campaign_id="bench-campaign", step_due=timers_pb2.StepDue(step_index=0, schedule_version=1)
-).SerializeToString()
-BATCH = 10_000
+PEER_BATCH = 1000  # BullMQ's addBulk and remove batches in bench/peers, and ours in the pairs
+BEST_BATCH = 10_000  # the API's largest batch, two callers: the scheduler's own ceiling
+TARGETS = {"enqueue": 1.5, "drain": 2.5, "cancel": 3.0}
+P99_TARGET_MS = 250.0
+
+
+def payload(key: str) -> bytes:
+    """What the planner stores with a step timer, one campaign per timer: the scheduler checks
+    each payload is one of its target's, for the timer's tenant."""
+    return timers_pb2.PlannerTimer(
+        tenant_id=TENANT, campaign_id=f"campaign-{key}", step_due=timers_pb2.StepDue(step_index=0, schedule_version=1)
+    ).SerializeToString()
 
 
 def rss_mib(pid: int) -> float:
@@ -59,12 +73,14 @@ def rss_mib(pid: int) -> float:
 
 
 @contextmanager
-def scheduler_stack():  # type: ignore[no-untyped-def]
+def scheduler_stack(pg_stats: bool = False):  # type: ignore[no-untyped-def]
     root = Path(tempfile.mkdtemp(prefix="dripiq-bench-sched-"))
     pg = EmbeddedPostgres(root / "pg", temporary=True).start()
     nats_server = EmbeddedNats(root / "nats").start()
     process = None
     try:
+        if pg_stats:
+            enable_pg_stats(pg)
         migrations.upgrade("scheduler", pg.url)
         port = free_port()
         env = {
@@ -75,7 +91,7 @@ def scheduler_stack():  # type: ignore[no-untyped-def]
             "SCHEDULER_METRICS_PORT": "0",
             "LOG_LEVEL": "WARNING",
             "SCHEDULER_POLL_SECONDS": "0.05",
-            # The scheduler alone, measured against bare PostgreSQL and BullMQ: plaintext, no tokens.
+            # The scheduler alone, measured against BullMQ: plaintext, no tokens.
             "DRIPIQ_DEV_INSECURE": "true",
             **{k: v for k, v in os.environ.items() if k.startswith("SCHEDULER_")},
         }
@@ -102,6 +118,69 @@ def scheduler_stack():  # type: ignore[no-untyped-def]
         shutil.rmtree(root, ignore_errors=True)
 
 
+def enable_pg_stats(pg: EmbeddedPostgres) -> None:
+    """pg_stat_statements for this benchmark's server only: preload it, restart, create it."""
+
+    async def alter() -> None:
+        conn = await asyncpg.connect(pg.url)
+        await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        await conn.execute("ALTER SYSTEM SET pg_stat_statements.track = 'all'")
+        await conn.close()
+
+    async def create() -> None:
+        conn = await asyncpg.connect(pg.url)
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        await conn.close()
+
+    asyncio.run(alter())
+    pg.stop()
+    pg.start()
+    asyncio.run(create())
+
+
+async def pg_stats_reset(pg_url: str) -> None:
+    conn = await asyncpg.connect(pg_url)
+    await conn.execute("SELECT pg_stat_statements_reset()")
+    await conn.close()
+
+
+async def pg_stats_top(pg_url: str, limit: int = 6) -> str:
+    conn = await asyncpg.connect(pg_url)
+    rows = await conn.fetch(
+        """SELECT calls, rows, total_exec_time, mean_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS q
+           FROM pg_stat_statements WHERE query NOT ILIKE '%pg_stat_statements%'
+           ORDER BY total_exec_time DESC LIMIT $1""",
+        limit,
+    )
+    await conn.close()
+    return "\n".join(
+        f"    {r['total_exec_time']:9.0f} ms  {r['calls']:6} calls  {r['rows']:8} rows  "
+        f"{r['mean_exec_time']:8.2f} ms/call  {r['q']}"
+        for r in rows
+    )
+
+
+@contextmanager
+def observed(stack: dict, args: argparse.Namespace, name: str):  # type: ignore[no-untyped-def]
+    """py-spy on the scheduler process for one workload."""
+    spy = None
+    if args.profile:
+        out = Path(args.profile) / f"{name}.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        spy = subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(stack["pid"]), "--format", "raw"]
+            + ["--rate", "200", "--nonblocking", "-o", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    try:
+        yield
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
+
+
 def timer(key: str, fire_at: datetime, group: str = "bench") -> pb.Timer:
     t = pb.Timer(
         tenant_id=TENANT,
@@ -109,25 +188,23 @@ def timer(key: str, fire_at: datetime, group: str = "bench") -> pb.Timer:
         group_key=group,
         kind="bench",
         target=pb.TIMER_TARGET_PLANNER_TIMER,
-        payload=PAYLOAD,
+        payload=payload(key),
     )
     t.fire_at.FromDatetime(fire_at)
     return t
 
 
-async def schedule_all(port: int, timers: list[pb.Timer], callers: int = 2) -> float:
-    batches = [timers[i : i + BATCH] for i in range(0, len(timers), BATCH)]
+async def schedule_all(port: int, timers: list[pb.Timer], *, batch: int, callers: int) -> float:
     queue: asyncio.Queue = asyncio.Queue()
-    for batch in batches:
-        queue.put_nowait(batch)
+    for i in range(0, len(timers), batch):
+        queue.put_nowait(timers[i : i + batch])
 
     async def caller() -> None:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
             stub = pb_grpc.SchedulerServiceStub(ch)
             while not queue.empty():
-                batch = queue.get_nowait()
                 await stub.BatchScheduleTimers(
-                    pb.BatchScheduleTimersRequest(tenant_id=TENANT, timers=batch), timeout=300
+                    pb.BatchScheduleTimersRequest(tenant_id=TENANT, timers=queue.get_nowait()), timeout=300
                 )
 
     started = time.perf_counter()
@@ -135,10 +212,10 @@ async def schedule_all(port: int, timers: list[pb.Timer], callers: int = 2) -> f
     return len(timers) / (time.perf_counter() - started)
 
 
-async def cancel_all(port: int, keys: list[str], callers: int = 2) -> float:
+async def cancel_all(port: int, keys: list[str], *, batch: int, callers: int) -> float:
     queue: asyncio.Queue = asyncio.Queue()
-    for i in range(0, len(keys), BATCH):
-        queue.put_nowait(keys[i : i + BATCH])
+    for i in range(0, len(keys), batch):
+        queue.put_nowait(keys[i : i + batch])
     canceled = 0
 
     async def caller() -> None:
@@ -146,9 +223,8 @@ async def cancel_all(port: int, keys: list[str], callers: int = 2) -> float:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
             stub = pb_grpc.SchedulerServiceStub(ch)
             while not queue.empty():
-                batch = queue.get_nowait()
                 answer = await stub.BatchCancelTimers(
-                    pb.BatchCancelTimersRequest(tenant_id=TENANT, keys=batch), timeout=300
+                    pb.BatchCancelTimersRequest(tenant_id=TENANT, keys=queue.get_nowait()), timeout=300
                 )
                 canceled += answer.canceled_count
 
@@ -203,52 +279,22 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000)[int(q * 1000) - 1] if len(values) > 1 else values[0]
 
 
-async def fire_burst(stack: dict, n: int) -> dict:
-    due = datetime.now(UTC) + timedelta(seconds=max(5, n / 20000))
-    await schedule_all(stack["port"], [timer(f"burst-{i}", due) for i in range(n)])
-    wait = (due - datetime.now(UTC)).total_seconds()
-    lateness = await collect(stack["nats"].url, n, limit_seconds=wait + 600, prefix="burst-")
-    fired_in = max(lateness)  # the last one's distance from the common fire time
-    return {"fired": len(lateness), "fire_per_s": len(lateness) / max(fired_in, 1e-6)}
-
-
-async def steady(stack: dict, rate: int, seconds: int) -> dict:
-    n = rate * seconds
-    start = datetime.now(UTC) + timedelta(seconds=max(10, n / 15000))
-    timers = [timer(f"steady-{i}", start + timedelta(seconds=i / rate)) for i in range(n)]
-    await schedule_all(stack["port"], timers)
-    wait = (start - datetime.now(UTC)).total_seconds() + seconds
-    lateness = await collect(stack["nats"].url, n, limit_seconds=wait + 300, prefix="steady-")
-    return {"fired": len(lateness), "p50": pct(lateness, 0.5), "p99": pct(lateness, 0.99), "max": max(lateness)}
-
-
-GOLDEN = (5**0.5 - 1) / 2
-
-
-async def spread_run(stack: dict, n: int, spread: float) -> dict:
-    """The peers' workload: N timers, delay i = spread * frac(i * golden ratio) from when each
-    batch is sent, scheduled as fast as the API takes them while earlier ones fall due."""
-    started = time.perf_counter()
-    first_due = datetime.now(UTC)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{stack['port']}") as ch:
-        stub = pb_grpc.SchedulerServiceStub(ch)
-        for start in range(0, n, BATCH):
-            now = datetime.now(UTC)
-            batch = [
-                timer(f"spread-{i}", now + timedelta(seconds=spread * ((i * GOLDEN) % 1)))
-                for i in range(start, min(n, start + BATCH))
-            ]
-            await stub.BatchScheduleTimers(pb.BatchScheduleTimersRequest(tenant_id=TENANT, timers=batch), timeout=300)
-    enqueue_per_s = n / (time.perf_counter() - started)
-    lateness = await collect(stack["nats"].url, n, limit_seconds=spread + 300, prefix="spread-")
-    last = max(datetime.now(UTC) - first_due, timedelta(seconds=spread)).total_seconds()
+async def due_run(stack: dict, prefix: str, n: int, rate: float, lead: float) -> dict:
+    """Timer i due at first + i / rate (all at first when rate is 0), all stored before the
+    first falls due, 1,000 a call as the peers add them; lateness off the stream."""
+    first = datetime.now(UTC) + timedelta(seconds=lead)
+    timers = [timer(f"{prefix}{i}", first + timedelta(seconds=i / rate if rate else 0)) for i in range(n)]
+    await schedule_all(stack["port"], timers, batch=PEER_BATCH, callers=1)
+    if datetime.now(UTC) > first:
+        print(f"  {prefix}: the first timers fell due before all were stored")
+    wait = (first - datetime.now(UTC)).total_seconds() + n / rate if rate else lead
+    lateness = await collect(stack["nats"].url, n, limit_seconds=wait + 300, prefix=prefix)
     return {
-        "enqueue_per_s": enqueue_per_s,
-        "fire_per_s": len(lateness) / last,
-        "lateness_p50_ms": pct(lateness, 0.5) * 1000,
-        "lateness_p99_ms": pct(lateness, 0.99) * 1000,
-        "lateness_max_ms": max(lateness) * 1000,
         "fired": len(lateness),
+        "drain_per_s": len(lateness) / max(max(lateness), 1e-6),
+        "p50_ms": pct(lateness, 0.5) * 1000,
+        "p99_ms": pct(lateness, 0.99) * 1000,
+        "max_ms": max(lateness) * 1000,
     }
 
 
@@ -276,7 +322,7 @@ async def bulk_pending(pg_url: str, count: int) -> float:
             SUBJECT,
             start,
             start + size - 1,
-            PAYLOAD,
+            payload("pending"),
         )
     await conn.execute("ANALYZE scheduler.timers")
     seconds = time.perf_counter() - started
@@ -284,78 +330,133 @@ async def bulk_pending(pg_url: str, count: int) -> float:
     return seconds
 
 
-def run(args: argparse.Namespace) -> dict:
-    with scheduler_stack() as stack:
-        return asyncio.run(measure(stack, args))
+def measure(args: argparse.Namespace, steady_rate: int) -> dict:
+    """dripiq's side of every pair, one workload after the other on one scheduler process."""
+    with scheduler_stack(pg_stats=args.pg_stats) as stack:
+        pid, pg_url = stack["pid"], stack["pg"].url
+        r: dict = {"rss_start_mib": rss_mib(pid), "pg": {}}
 
+        def phase(name: str, work):  # type: ignore[no-untyped-def]
+            if args.pg_stats:
+                asyncio.run(pg_stats_reset(pg_url))
+            with observed(stack, args, name):
+                value = asyncio.run(work)
+            if args.pg_stats:
+                r["pg"][name] = asyncio.run(pg_stats_top(pg_url))
+            return value
 
-async def measure(stack: dict, args: argparse.Namespace) -> dict:
-    pid = stack["pid"]
-    results: dict = {"rss_start_mib": rss_mib(pid)}
-    far = datetime.now(UTC) + timedelta(days=30)
-    keys = [f"sched-{i}" for i in range(args.n)]
-    results["schedule_per_s"] = await schedule_all(stack["port"], [timer(k, far) for k in keys])
-    results["cancel_per_s"] = await cancel_all(stack["port"], keys)
-    results["fire_per_s"] = (await fire_burst(stack, args.n))["fire_per_s"]
-    results["steady"] = await steady(stack, args.steady_rate, args.steady_seconds)
-    if args.peers_n:
-        results["spread"] = await spread_run(stack, args.peers_n, args.spread)
-    results["rss_after_work_mib"] = rss_mib(pid)
-    if args.pending:
-        before = await table_bytes(stack["pg"].url)
-        results["pending_load_seconds"] = await bulk_pending(stack["pg"].url, args.pending)
-        results["bytes_per_pending"] = (await table_bytes(stack["pg"].url) - before) / args.pending
-        results["fire_per_s_with_pending"] = (await fire_burst(stack, min(args.n, 50_000)))["fire_per_s"]
-        results["rss_with_pending_mib"] = rss_mib(pid)
-    return results
+        far = datetime.now(UTC) + timedelta(days=30)
+        keys = [f"sched-{i}" for i in range(args.n)]
+        timers = [timer(k, far) for k in keys]
+        r["enqueue_per_s"] = phase("enqueue", schedule_all(stack["port"], timers, batch=PEER_BATCH, callers=1))
+        r["cancel_per_s"] = phase("cancel", cancel_all(stack["port"], keys, batch=PEER_BATCH, callers=1))
+        if args.best:
+            keys = [f"best-{i}" for i in range(args.n)]
+            timers = [timer(k, far) for k in keys]
+            r["best_enqueue_per_s"] = asyncio.run(schedule_all(stack["port"], timers, batch=BEST_BATCH, callers=2))
+            r["best_cancel_per_s"] = asyncio.run(cancel_all(stack["port"], keys, batch=BEST_BATCH, callers=2))
+        lead = lead_seconds(args.n, r["enqueue_per_s"])
+        r["drain"] = phase("drain", due_run(stack, "drain-", args.n, 0, lead))
+        count = int(steady_rate * args.steady_seconds)
+        r["steady"] = phase(
+            "steady", due_run(stack, "steady-", count, steady_rate, lead_seconds(count, r["enqueue_per_s"]))
+        )
+        r["rss_after_work_mib"] = rss_mib(pid)
+        if args.pending:
+            before = asyncio.run(table_bytes(pg_url))
+            r["pending_load_seconds"] = asyncio.run(bulk_pending(pg_url, args.pending))
+            r["bytes_per_pending"] = (asyncio.run(table_bytes(pg_url)) - before) / args.pending
+            n = min(args.n, 50_000)
+            r["drain_with_pending"] = asyncio.run(
+                due_run(stack, "pending-drain-", n, 0, lead_seconds(n, r["enqueue_per_s"]))
+            )
+            r["rss_with_pending_mib"] = rss_mib(pid)
+        return r
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=200_000)
-    parser.add_argument("--pending", type=int, default=10_000_000)
-    parser.add_argument("--steady-rate", type=int, default=5000)
-    parser.add_argument("--steady-seconds", type=int, default=60)
-    parser.add_argument("--peers-n", type=int, default=100_000)
-    parser.add_argument("--spread", type=float, default=10.0)
+    parser.add_argument("--n", type=int, default=100_000, help="timers to enqueue, cancel and drain")
+    parser.add_argument("--steady-rates", type=int, nargs="+", default=[2500, 5000, 10000, 20000])
+    parser.add_argument("--steady-seconds", type=float, default=10.0)
+    parser.add_argument("--arq-n", type=int, default=10_000, help="arq's N (it drains ~500/s); 0: no arq")
+    parser.add_argument("--no-bullmq", action="store_true", help="dripiq alone, steady at the first rate")
+    parser.add_argument(
+        "--best", action=argparse.BooleanOptionalAction, default=True, help="also 10,000 a call, 2 callers"
+    )
+    parser.add_argument("--pending", type=int, default=0, help="then bulk-load this many pending and drain again")
+    parser.add_argument("--pg-stats", action="store_true", help="pg_stat_statements per workload")
+    parser.add_argument("--profile", help="py-spy raw profiles per workload into this folder")
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    r = run(args)
-    s = r["steady"]
-    print(f"dripiq scheduler, N={args.n}:")
-    print(f"  schedule {r['schedule_per_s']:,.0f} timers/s (BatchScheduleTimers, {BATCH:,} a call, 2 callers)")
-    print(f"  cancel   {r['cancel_per_s']:,.0f} timers/s (BatchCancelTimers, {BATCH:,} keys a call, 2 callers)")
-    print(f"  fire     {r['fire_per_s']:,.0f} timers/s ({args.n:,} due in the same second, onto JetStream)")
+    bullmq = (
+        None
+        if args.no_bullmq
+        else run_pairs("bullmq", args.n, steady_rates=args.steady_rates, steady_seconds=args.steady_seconds)
+    )
+    arq = run_pairs("arq", args.arq_n) if args.arq_n else None
+    rate = (bullmq or {}).get("sustained_rate") or args.steady_rates[0]
+    r = measure(args, rate)
+    report(args, r, rate, bullmq, arq)
+
+
+def report(args: argparse.Namespace, r: dict, rate: int, bullmq: dict | None, arq: dict | None) -> None:
+    d, s = r["drain"], r["steady"]
+    print(f"dripiq scheduler (N={args.n:,}, {PEER_BATCH:,} a call, one call in flight):")
+    print(f"  enqueue {r['enqueue_per_s']:,.0f} timers/s")
+    print(f"  cancel  {r['cancel_per_s']:,.0f} timers/s")
+    if args.best:
+        print(
+            f"  ({BEST_BATCH:,} a call, 2 callers: enqueue {r['best_enqueue_per_s']:,.0f}/s, cancel {r['best_cancel_per_s']:,.0f}/s)"
+        )
     print(
-        f"  steady {args.steady_rate}/s for {args.steady_seconds}s: lateness p50 {s['p50'] * 1000:.0f} ms, "
-        f"p99 {s['p99'] * 1000:.0f} ms, max {s['max'] * 1000:.0f} ms ({s['fired']:,} fired)"
+        f"  drain   {d['drain_per_s']:,.0f} timers/s ({d['fired']:,} due at once, last on the stream after {d['max_ms']:,.0f} ms)"
     )
     print(
-        f"  scheduler RSS: {r['rss_start_mib']:.0f} MiB at start, {r['rss_after_work_mib']:.0f} MiB after the runs",
-        end="",
+        f"  steady {rate:,}/s for {args.steady_seconds:g} s: lateness p50 {s['p50_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms, max {s['max_ms']:.0f} ms ({s['fired']:,} fired)"
     )
+    print(f"  RSS {r['rss_start_mib']:.0f} MiB at start, {r['rss_after_work_mib']:.0f} MiB after")
     if args.pending:
         print(
-            f", {r['rss_with_pending_mib']:.0f} MiB with {args.pending:,} pending "
-            f"(loaded in {r['pending_load_seconds']:.0f} s); fire with them pending: "
-            f"{r['fire_per_s_with_pending']:,.0f} timers/s"
+            f"  with {args.pending:,} pending (loaded in {r['pending_load_seconds']:.0f} s, {r['bytes_per_pending']:.0f} bytes each): "
+            f"drain {r['drain_with_pending']['drain_per_s']:,.0f}/s, RSS {r['rss_with_pending_mib']:.0f} MiB"
         )
-    else:
-        print()
-    if args.peers_n:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from peers.run_peers import format_ratios, format_table, run_peers  # noqa: PLC0415
-
-        spread = r["spread"]
-        ours = {**spread, "cancel_per_s": r["cancel_per_s"], "bytes_per_pending": r.get("bytes_per_pending")}
+    for peer, p in (("BullMQ", bullmq), ("arq", arq)):
+        if p is None:
+            continue
         print(
-            f"same workload as the peers (N={args.peers_n:,}, delays spread over {args.spread:g} s): "
-            f"enqueue {spread['enqueue_per_s']:,.0f}/s, fire {spread['fire_per_s']:,.0f}/s, "
-            f"lateness p50 {spread['lateness_p50_ms']:.0f} ms, p99 {spread['lateness_p99_ms']:.0f} ms"
+            f"{peer} {p['version']}: enqueue {p['enqueue_per_s']:,.0f}/s, cancel {p['cancel_per_s']:,.0f}/s, drain {p['drain_per_s']:,.0f}/s ({p['drained']:,} drained, {p['drain_duplicates']} twice, "
+            f"{p['drain_added_late']:,} added late)"
         )
-        peers = run_peers(args.peers_n, args.spread, args.peers_n)
-        print(format_table(peers))
-        print(format_ratios(ours, peers))
+        for st in p["steady"]:
+            print(
+                f"  steady {st['rate']:,}/s: p50 {st['lateness_p50_ms']:,.0f} ms, p99 {st['lateness_p99_ms']:,.0f} ms ({st['fired']:,} fired; "
+                f"{st['added_late']:,} added after their due time, worker started {st['worker_ready_late_ms']:,.0f} ms late)"
+            )
+        if p["steady"]:
+            print(f"  highest rate with p99 < 1 s: {p['sustained_rate'] or 'none tried'}")
+    for peer, p, targets in (("BullMQ", bullmq, TARGETS), ("arq", arq, {})):
+        if p is None:
+            continue
+        print(ratio_line("enqueue timers/s", r["enqueue_per_s"], p["enqueue_per_s"], peer, targets.get("enqueue")))
+        print(ratio_line("backlog drain timers/s", d["drain_per_s"], p["drain_per_s"], peer, targets.get("drain")))
+        print(ratio_line("cancel timers/s", r["cancel_per_s"], p["cancel_per_s"], peer, targets.get("cancel")))
+    steady_anchor = next((st for st in (bullmq or {}).get("steady", []) if st["rate"] == rate), None)
+    if steady_anchor:
+        print(
+            ratio_line(
+                f"lateness p99 ms at {rate:,}/s",
+                s["p99_ms"],
+                steady_anchor["lateness_p99_ms"],
+                "BullMQ",
+                lower_is_better=True,
+            )
+        )
+    print(
+        ratio_line(f"lateness p99 ms at {rate:,}/s", s["p99_ms"], P99_TARGET_MS, "the bound", 1.0, lower_is_better=True)
+    )
+    for name, text in r["pg"].items():
+        print(f"pg_stat_statements, {name}:\n{text}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Runs inside bench/peers/.venv-arq (arq is not in the project's locked environmen
 
     .venv-arq/bin/python arq_bench.py --port 6379 --mode fire   --n 20000 --spread-max 5
     .venv-arq/bin/python arq_bench.py --port 6379 --mode cancel --n 20000 --cancel-method abort
+    .venv-arq/bin/python arq_bench.py --port 6379 --mode due    --n 20000 --rate 0 --lead 3
 
 Prints one JSON line with the same keys as bullmq_bench.mjs. The worker runs in this process
 (`Worker.async_run()` as a task), next to the enqueuer, as BullMQ's Worker runs next to its Queue
@@ -224,10 +225,59 @@ async def cancel(args: argparse.Namespace, settings: RedisSettings) -> dict[str,
     }
 
 
+async def due(args: argparse.Namespace, settings: RedisSettings) -> dict[str, Any]:
+    """Timer i due at first_due + i / rate (all at first_due when rate is 0), all added before
+    the first falls due, the worker started after; the same as bullmq_bench.mjs's due mode."""
+    pool = await create_pool(settings)
+    fired = Fired(args.n)
+    first_due = time.time() + args.lead
+    added_late = 0
+
+    def due_of(i: int) -> float:
+        return first_due + (i / args.rate if args.rate > 0 else 0.0)
+
+    async def add(i: int) -> None:
+        nonlocal added_late
+        at = due_of(i)
+        added_late += at <= time.time()
+        await pool.enqueue_job("timer", i, at, _job_id=f"d{i}", _defer_until=datetime.fromtimestamp(at, UTC))
+
+    started = time.perf_counter()
+    await in_batches(args.n, args.batch, add)
+    enqueue_s = time.perf_counter() - started
+    worker = make_worker(fired, settings, await create_pool(settings), args, abort=False)
+    task = asyncio.create_task(worker.async_run())
+    ready_late_ms = max(0.0, time.time() - first_due) * 1000
+    all_fired = asyncio.create_task(fired.all_fired.wait())
+    limit = max(0.0, due_of(args.n - 1) - time.time()) + args.drain_limit
+    await asyncio.wait({all_fired, task}, timeout=limit, return_when="FIRST_COMPLETED")
+    all_fired.cancel()
+    await stop_worker(worker, task)
+    await pool.aclose()
+    lateness = sorted(fired.lateness_ms)
+    window = fired.last_s - first_due
+    return {
+        "mode": "due",
+        "rate": args.rate,
+        "enqueue_per_s": args.n / enqueue_s,
+        "added_late": added_late,
+        "worker_ready_late_ms": ready_late_ms,
+        "fired": len(fired.seen),
+        "duplicates": fired.duplicates,
+        "drain_s": window,
+        "drain_per_s": len(fired.seen) / max(1e-3, window),
+        "lateness_p50_ms": percentile(lateness, 50),
+        "lateness_p99_ms": percentile(lateness, 99),
+        "lateness_max_ms": lateness[-1] if lateness else None,
+    }
+
+
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--mode", choices=["fire", "cancel"], default="fire")
+    p.add_argument("--mode", choices=["fire", "cancel", "due"], default="fire")
+    p.add_argument("--rate", type=float, default=0.0, help="due: timers due per second, 0 = all at once")
+    p.add_argument("--lead", type=float, default=3.0, help="due: s from the start to the first due time")
     p.add_argument("--cancel-method", choices=["abort", "delete"], default="abort")
     p.add_argument("--n", type=int, default=20_000)
     p.add_argument("--spread-min", type=float, default=0.0)
@@ -244,7 +294,7 @@ async def main() -> None:
     args = parse()
     # Pool size unbounded (arq's default): each in-flight enqueue_job holds a connection for its WATCH.
     settings = RedisSettings(host="127.0.0.1", port=args.port)
-    run = cancel if args.mode == "cancel" else fire
+    run = {"fire": fire, "cancel": cancel, "due": due}[args.mode]
     result = await asyncio.wait_for(run(args, settings), timeout=args.timeout)
     print(json.dumps({"peer": "arq", "version": importlib.metadata.version("arq"), "n": args.n, **result}))
 

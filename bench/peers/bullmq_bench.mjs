@@ -2,6 +2,7 @@
 //
 //   node bullmq_bench.mjs --port 6379 --mode fire   --n 20000 --spread-min 0 --spread-max 5
 //   node bullmq_bench.mjs --port 6379 --mode cancel --n 20000
+//   node bullmq_bench.mjs --port 6379 --mode due    --n 20000 --rate 0 --lead 3
 //
 // Prints one JSON line on stdout. Same workload and output as arq_bench.py, so run_peers.py
 // can put them side by side. Every wait has a deadline; a watchdog ends the process if the
@@ -25,7 +26,9 @@ const BULLMQ_VERSION = require("bullmq/package.json").version;
 const { values: a } = parseArgs({
   options: {
     port: { type: "string" },
-    mode: { type: "string", default: "fire" }, // fire | cancel
+    mode: { type: "string", default: "fire" }, // fire | cancel | due
+    rate: { type: "string", default: "0" }, // due: timers falling due per second; 0 = all at once
+    lead: { type: "string", default: "3" }, // due: s from the start to the first due time
     n: { type: "string", default: "20000" },
     "spread-min": { type: "string", default: "0" },
     "spread-max": { type: "string", default: "5" },
@@ -171,6 +174,72 @@ async function cancel() {
   };
 }
 
-const result = a.mode === "cancel" ? await cancel() : await fire();
+// Timer i due at firstDue + i / rate (all at firstDue when rate is 0), every one added before
+// the first falls due: `rate` 0 is a backlog drain (time from the due moment until the last job
+// started), a rate is steady lateness (job start - its due time). The worker starts once all are
+// added, before the first is due: a worker running during addBulk slows the adding several-fold
+// (each delayed job added wakes it), which is not what this measures.
+async function due() {
+  const queue = new Queue(QUEUE, { connection });
+  const rate = Number(a.rate);
+  const seen = new Set();
+  const lateness = [];
+  let duplicates = 0, lastProcessed = 0;
+  const firstDue = Date.now() + Number(a.lead) * 1000;
+  const dueOf = (i) => Math.round(firstDue + (rate > 0 ? (i * 1000) / rate : 0));
+  let addedLate = 0;
+  const started = performance.now();
+  for (let i = 0; i < N; i += BATCH) {
+    const jobs = [];
+    const now = Date.now();
+    for (let j = i; j < Math.min(N, i + BATCH); j++) {
+      const at = dueOf(j);
+      if (at <= now) addedLate++;
+      jobs.push({ name: "t", data: { due: at }, opts: { jobId: `d${j}`, delay: Math.max(0, at - now) } });
+    }
+    await queue.addBulk(jobs);
+  }
+  const enqueueS = (performance.now() - started) / 1000;
+  const worker = new Worker(
+    QUEUE,
+    async (job) => {
+      const now = Date.now();
+      if (seen.has(job.id)) duplicates++;
+      seen.add(job.id);
+      lateness.push(now - job.data.due);
+      lastProcessed = now;
+    },
+    { connection, concurrency: CONCURRENCY },
+  );
+  worker.on("error", (e) => console.error("worker error:", e.message));
+  await worker.waitUntilReady();
+  const readyLate = Math.max(0, Date.now() - firstDue);
+  const deadline = dueOf(N - 1) + DRAIN_LIMIT_MS;
+  while (seen.size < N && Date.now() < deadline) await sleep(10);
+  await worker.close();
+  await queue.close();
+  lateness.sort((x, y) => x - y);
+  const window = (lastProcessed - firstDue) / 1000;
+  return {
+    peer: "bullmq",
+    version: BULLMQ_VERSION,
+    mode: "due",
+    n: N,
+    rate,
+    enqueue_per_s: N / enqueueS,
+    added_late: addedLate,
+    worker_ready_late_ms: readyLate,
+    fired: seen.size,
+    duplicates,
+    drain_s: window,
+    drain_per_s: seen.size / Math.max(1e-3, window),
+    lateness_p50_ms: percentile(lateness, 50),
+    lateness_p99_ms: percentile(lateness, 99),
+    lateness_max_ms: lateness.length ? lateness[lateness.length - 1] : null,
+  };
+}
+
+const modes = { fire, cancel, due };
+const result = await modes[a.mode]();
 console.log(JSON.stringify(result));
 process.exit(0);

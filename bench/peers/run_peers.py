@@ -154,6 +154,98 @@ def run_peers(
     return results
 
 
+P99_SUSTAINED_MS = 1000.0
+
+
+def lead_seconds(n: int, enqueue_per_s: float) -> float:
+    """Time from the start of a due run to its first due time: every timer is added before any
+    falls due (twice the time the enqueue run took, plus two seconds)."""
+    return 2.0 + 2.0 * n / max(enqueue_per_s, 1.0)
+
+
+def run_pairs(
+    peer: str,
+    n: int,
+    *,
+    steady_rates: Sequence[int] = (),
+    steady_seconds: float = 10.0,
+    batch: int = 1000,
+    concurrency: int = 50,
+    cancel_method: str = "abort",
+    poll_delay: float = ARQ_DEFAULT_POLL_S,
+) -> dict[str, Any]:
+    """The four figures dripiq is held to, for one peer ("bullmq" or "arq"):
+
+    enqueue_per_s  N timers an hour out, `batch` a call, one call in flight (no worker)
+    cancel_per_s   the same N cancelled by id, `batch` at a time
+    drain_per_s    N timers all due at one moment, worker running: N / (last started - due)
+    steady         per rate tried (ascending), p50/p99 lateness of rate x steady_seconds timers;
+                   the search stops at the first rate whose p99 reaches 1 s or that loses one
+    sustained_rate the highest rate tried with p99 < 1 s (None if none)
+    """
+    peers = install_all()
+    script = {"bullmq": [peers.node, "bullmq_bench.mjs"], "arq": [peers.arq_python, "arq_bench.py"]}[peer]
+    extra = ["--poll-delay", str(poll_delay), "--cancel-method", cancel_method] if peer == "arq" else []
+    # arq's default poll drains ~500 a second: bounds that hold for it hold for BullMQ.
+    drain_limit = 60 + n / 250
+    limit = 120 + 3 * n / 250
+
+    def cmd(*args: str) -> Callable[[int], list[str]]:
+        common = ["--batch", str(batch), "--concurrency", str(concurrency), *extra]
+        common += ["--drain-limit", str(drain_limit), "--timeout", str(limit)]
+        return lambda port: [*script, "--port", str(port), *args, *common]
+
+    _log(f"{peer}: enqueue and cancel {n:,} ...")
+    cancel = _run_once(peers, cmd("--mode", "cancel", "--n", str(n)), limit + 30)
+    enqueue_per_s = float(cancel["enqueue_per_s"])
+    _log(f"{peer}: drain {n:,} due at once ...")
+    lead = lead_seconds(n, enqueue_per_s)
+    drain = _run_once(peers, cmd("--mode", "due", "--n", str(n), "--rate", "0", "--lead", f"{lead:.2f}"), limit + 30)
+    steady: list[dict[str, Any]] = []
+    sustained: int | None = None
+    for rate in steady_rates:
+        count = int(rate * steady_seconds)
+        _log(f"{peer}: steady {rate:,}/s for {steady_seconds:g} s ...")
+        args = [
+            "--mode",
+            "due",
+            "--n",
+            str(count),
+            "--rate",
+            str(rate),
+            "--lead",
+            f"{lead_seconds(count, enqueue_per_s):.2f}",
+        ]
+        run = _run_once(peers, cmd(*args), limit + steady_seconds + 30)
+        keep = (
+            "rate",
+            "fired",
+            "duplicates",
+            "lateness_p50_ms",
+            "lateness_p99_ms",
+            "added_late",
+            "worker_ready_late_ms",
+        )
+        steady.append({k: run[k] for k in keep})
+        if run["fired"] < count or run["lateness_p99_ms"] >= P99_SUSTAINED_MS:
+            break
+        sustained = rate
+    return {
+        "version": cancel["version"],
+        "enqueue_per_s": enqueue_per_s,
+        "cancel_per_s": cancel["cancel_per_s"],
+        "cancelled": cancel["cancelled"],
+        "fired_despite_cancel": cancel.get("fired_despite_cancel", 0),
+        "drain_per_s": drain["drain_per_s"],
+        "drained": drain["fired"],
+        "drain_duplicates": drain["duplicates"],
+        "drain_added_late": drain["added_late"],
+        "drain_worker_late_ms": drain["worker_ready_late_ms"],
+        "steady": steady,
+        "sustained_rate": sustained,
+    }
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"

@@ -108,6 +108,7 @@ def row(**values: object) -> SimpleNamespace:
         "target": "planner_timer",
         "target_subject": Subjects.planner_timer(TENANT),
         "payload": planner(),
+        "rules_checked": None,  # written by hand or by an older version
     }
     return SimpleNamespace(**{**base, **values})
 
@@ -121,6 +122,13 @@ def test_a_stored_row_is_held_to_the_same_rules_before_it_fires():
     assert domain.unfireable(row(target_subject="dripiq.planner.timer.*.acme")).startswith("timer.target_subject: ")
     assert domain.unfireable(row(key="k\r\n")).startswith("timer.key: ")
     assert domain.unfireable(row(payload=planner("other"))).startswith("timer.payload: ")
+
+
+def test_only_a_row_stored_under_todays_rules_skips_the_check_before_it_fires():
+    bad = {"payload": planner("other")}
+    assert domain.unfireable(row(rules_checked=domain.RULES_VERSION, **bad)) == ""
+    assert domain.unfireable(row(rules_checked=domain.RULES_VERSION - 1, **bad)).startswith("timer.payload: ")
+    assert domain.unfireable(row(rules_checked=None, **bad)).startswith("timer.payload: ")
 
 
 def test_an_older_callers_subject_names_its_target_only_when_exact():
@@ -140,3 +148,28 @@ def test_a_consumer_refuses_a_subject_whose_tenant_token_is_no_tenant():
     reason = refused_payload(Streams.PLANNER_TIMERS, "dripiq.planner.timer.ac%me", data)
     assert reason == "subject token 'ac%me' is not a tenant id"
     assert refused_payload(Streams.PLANNER_TIMERS, "dripiq.planner.timer.acme", planner()) == ""
+
+
+def test_a_payload_type_is_walked_for_nested_tenants_only_when_it_can_hold_them():
+    from dripiq.scheduler.v1 import commands_pb2  # noqa: PLC0415
+
+    assert not domain._nests_tenants(timers_pb2.PlannerTimer.DESCRIPTOR)
+    # Recursive (ops of commands) and nesting Timer, which has a tenant_id: walked.
+    assert domain._nests_tenants(commands_pb2.TimerCommand.DESCRIPTOR)
+
+
+def test_the_header_block_is_what_nats_reads_and_refuses_a_value_that_would_end_its_line():
+    from nats.errors import BadHeaderError  # noqa: PLC0415
+
+    from dripiq_common.bus.client import Outgoing  # noqa: PLC0415
+    from dripiq_scheduler.acks import header_block  # noqa: PLC0415
+
+    item = Outgoing(
+        "s", b"", "timer:acme:k:1", {"Dripiq-Timer-Key": "k", "Dripiq-Fire-At": "2030-01-01T00:00:00+00:00"}
+    )
+    assert header_block(item) == (
+        b"NATS/1.0\r\nDripiq-Timer-Key: k\r\nDripiq-Fire-At: 2030-01-01T00:00:00+00:00\r\n"
+        b"Nats-Msg-Id: timer:acme:k:1\r\n\r\n"
+    )
+    with pytest.raises(BadHeaderError):
+        header_block(Outgoing("s", b"", "id", {"Dripiq-Timer-Key": "k\r\nNats-Msg-Id: forged"}))

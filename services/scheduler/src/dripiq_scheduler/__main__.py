@@ -27,6 +27,7 @@ def build(settings: SchedulerSettings, rt: Runtime) -> Parts:
         batch_size=settings.fire_batch_size,
         poll_seconds=settings.poll_seconds,
         publish_timeout=settings.publish_timeout_seconds,
+        rounds_in_flight=settings.fire_rounds_in_flight,
         overdue=Overdue(
             policy=OverduePolicy(settings.overdue_policy),
             limit_seconds=settings.overdue_limit_seconds,
@@ -43,7 +44,7 @@ def build(settings: SchedulerSettings, rt: Runtime) -> Parts:
     pending = PendingGauge(
         rt.engine, refresh_seconds=settings.pending_refresh_seconds, exact_up_to=settings.pending_exact_up_to
     )
-    timers = TimerService(rt.engine, rt.clock, on_scheduled_due=firer.wake)
+    timers = TimerService(rt.engine, rt.clock, on_scheduled_due=firer.wake, chunk_size=settings.schedule_chunk_size)
     commands = PullWorker(
         rt.js,
         rt.nc,

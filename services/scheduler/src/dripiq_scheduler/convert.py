@@ -19,17 +19,20 @@ _TARGETS = {
 _TARGET_NUMBERS = {v: k for k, v in _TARGETS.items()}
 
 
-def new_timer(timer: pb.Timer, field: str = "timer") -> NewTimer:
-    """A timer from the API or a TimerCommand, checked as the firer will check it (domain)."""
+def new_timer(timer: pb.Timer, field: str = "timer", *, tenant_id: str | None = None) -> NewTimer:
+    """A timer from the API or a TimerCommand, checked as the firer will check it (domain).
+    `tenant_id`, when given, stands for the timer's own (a batch's tenant, the caller having
+    checked the timer's is empty or the same)."""
+    tenant = timer.tenant_id if tenant_id is None else tenant_id
     if timer.target == pb.TIMER_TARGET_UNSPECIFIED:
         # Commands outboxed by an older planner or dispatcher name only the subject.
-        target = target_for_subject(timer.tenant_id, timer.target_subject)
+        target = target_for_subject(tenant, timer.target_subject)
     elif timer.target in _TARGETS:
         target = _TARGETS[timer.target]
     else:
         raise InvalidArgument(f"{field}.target", f"unknown TimerTarget {timer.target}")
     checked = check_timer(
-        tenant_id=timer.tenant_id,
+        tenant_id=tenant,
         key=timer.key,
         group_key=timer.group_key,
         kind=timer.kind,

@@ -7,8 +7,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cache, lru_cache
 from typing import Generic, Protocol, TypeVar
 
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
@@ -19,6 +21,9 @@ from dripiq_common.bus.contract import Streams, StreamSpec, Subjects, tenants_in
 from dripiq_common.errors import InvalidArgument
 from dripiq_common.seeded import seeded_fraction
 
+# Bump when check_timer gets stricter: rows stored under an older version are checked again
+# before they fire (the timers table's rules_checked; docs/decisions/0051).
+RULES_VERSION = 1
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_KEY_LENGTH = 200
 MAX_KIND_LENGTH = 64
@@ -55,6 +60,12 @@ def target_for_subject(tenant_id: str, subject: str) -> Target | None:
     return next((target for target, spec in TARGETS.items() if spec.subject(tenant_id) == subject), None)
 
 
+@lru_cache(maxsize=4096)
+def _subject(target: Target, tenant_id: str) -> str:
+    """A checked tenant's subject for a target; a batch's timers share one, built once."""
+    return TARGETS[target].subject(tenant_id)
+
+
 @dataclass(frozen=True)
 class CheckedTimer:
     tenant_id: str
@@ -87,7 +98,7 @@ def check_timer(
     if target is None:
         raise InvalidArgument(f"{field}.target", "is required: where the timer's payload goes when it is due")
     spec = TARGETS[target]
-    built = spec.subject(tenant)
+    built = _subject(target, tenant)
     if subject and subject != built:
         raise InvalidArgument(
             f"{field}.target_subject", f"is set by the scheduler from target and tenant_id; leave it empty or {built!r}"
@@ -107,11 +118,26 @@ def check_payload(kind: type[ProtoMessage], tenant_id: str, payload: bytes, fiel
         raise InvalidArgument(field, f"is not a serialized {kind.DESCRIPTOR.full_name}") from exc
     if getattr(message, "tenant_id", "") != tenant_id:
         raise InvalidArgument(field, f"must be a {kind.DESCRIPTOR.full_name} whose tenant_id is the timer's tenant_id")
-    if others := tenants_in(message) - {tenant_id}:
+    if _nests_tenants(kind.DESCRIPTOR) and (others := tenants_in(message) - {tenant_id}):
         raise InvalidArgument(field, f"names another tenant ({len(others)}) than the timer's")
 
 
+@cache
+def _nests_tenants(descriptor: Descriptor, _seen: frozenset[str] = frozenset()) -> bool:
+    """Whether a message of this type can hold a tenant_id below its top level: when it cannot
+    (a PlannerTimer), its own tenant_id, checked above, is the only one, and walking every
+    message for others is work for nothing. Decided once per type, from the descriptor."""
+    for member in descriptor.fields:
+        inner = member.message_type
+        if inner is None or inner.full_name in _seen:
+            continue
+        if "tenant_id" in inner.fields_by_name or _nests_tenants(inner, _seen | {descriptor.full_name}):
+            return True
+    return False
+
+
 class StoredTimer(Protocol):
+    rules_checked: int | None
     tenant_id: str
     key: str
     group_key: str
@@ -123,7 +149,10 @@ class StoredTimer(Protocol):
 
 def unfireable(row: StoredTimer) -> str:
     """Why a stored timer can never be published ("" when it can): a row written by an older
-    version, or by hand, is held to today's rules before it reaches the bus."""
+    version, or by hand, is held to today's rules before it reaches the bus. A row the scheduler
+    stored under today's rules passed them then, and its content has not changed since."""
+    if row.rules_checked == RULES_VERSION:
+        return ""
     target = Target(row.target) if row.target in TARGETS else None
     try:
         check_timer(

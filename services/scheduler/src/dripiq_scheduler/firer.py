@@ -38,6 +38,7 @@ from dripiq_common.clock import Clock
 from dripiq_common.loops import Poller
 from dripiq_common.redaction import one_line
 from dripiq_scheduler import domain, metrics, repository
+from dripiq_scheduler.acks import AckedPublisher, Answer
 
 log = structlog.get_logger(__name__)
 
@@ -50,8 +51,6 @@ DEAD_LETTER_SUBJECT = f"{DEAD_LETTER_PREFIX}.TIMERS.{DEAD_LETTER_CONSUMER}"
 # starts, and every target's stream is checked to take its subject before publishing.
 PERMANENT_ACK_ERRORS = frozenset({10054})
 
-Answer = BaseException | None
-
 
 @dataclass
 class Firer:
@@ -62,18 +61,28 @@ class Firer:
     poll_seconds: float = 0.2
     publish_timeout: float = 10.0
     overdue: domain.Overdue = field(default_factory=domain.Overdue)
+    # Rounds in flight at once, each its own transaction taking other rows (SKIP LOCKED), as
+    # replicas do: while one round waits for PostgreSQL or its PubAcks, another uses the CPU.
+    rounds_in_flight: int = 1
 
     def __post_init__(self) -> None:
-        self._poller = Poller(self.fire_once, full=self.batch_size, poll_seconds=self.poll_seconds, name="firer")
+        # The JetStream context's own connection: PubAcks come back on it.
+        self._acks = AckedPublisher(self.js._nc, self.publish_timeout)
+        self._pollers = [
+            Poller(self.fire_once, full=self.batch_size, poll_seconds=self.poll_seconds, name="firer")
+            for _ in range(max(1, self.rounds_in_flight))
+        ]
 
     def wake(self) -> None:
-        self._poller.wake()
+        for poller in self._pollers:
+            poller.wake()
 
     def stop(self) -> None:
-        self._poller.stop()
+        for poller in self._pollers:
+            poller.stop()
 
     async def run(self) -> None:
-        await self._poller.run()
+        await asyncio.gather(*(poller.run() for poller in self._pollers))
 
     async def fire_once(self) -> int:
         """One round; returns how many due timers it settled (fired, dead-lettered, dropped or
@@ -119,25 +128,7 @@ class Firer:
     async def _publish(self, items: Sequence[Outgoing]) -> list[Answer]:
         """Publish without waiting for each ack in turn, then wait for all: None where acked,
         else the error (a TimeoutError where no ack came in time)."""
-        sent: list[asyncio.Future[Any] | BaseException] = []
-        for item in items:
-            try:
-                sent.append(
-                    await self.js.publish_async(
-                        item.subject, item.payload, headers={**item.headers, "Nats-Msg-Id": item.msg_id}
-                    )
-                )
-            except (BadSubjectError, MaxPayloadError) as exc:
-                # domain.unfireable keeps these from happening; should one slip through, it is
-                # this message's answer, not the round's.
-                sent.append(exc)
-        futures = [f for f in sent if isinstance(f, asyncio.Future)]
-        if futures:
-            # One wait for all the acks: a timer and a task per message would cost more than the publish.
-            _, pending = await asyncio.wait(futures, timeout=self.publish_timeout)
-            for future in pending:
-                future.cancel()
-        return [_answer(f) for f in sent]
+        return await self._acks.publish(items)
 
     async def _dead_letter(
         self, doomed: Sequence[tuple[Row[Any], str]], refused: Sequence[tuple[Row[Any], str]]
@@ -226,14 +217,6 @@ def _letter(row: Row[Any], reason: str, subject: str) -> Outgoing:
     if subject:
         headers[ORIGINAL_SUBJECT_HEADER] = subject
     return Outgoing(DEAD_LETTER_SUBJECT, row.payload, f"timer-dead:{row.id}:{row.version}", headers)
-
-
-def _answer(sent: asyncio.Future[Any] | BaseException) -> Answer:
-    if isinstance(sent, BaseException):
-        return sent
-    if sent.cancelled():
-        return TimeoutError("no PubAck in time")
-    return sent.exception()
 
 
 def _permanent(answer: Answer) -> bool:

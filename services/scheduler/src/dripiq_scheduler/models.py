@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     Table,
     Text,
     UniqueConstraint,
@@ -59,6 +60,9 @@ timers = Table(
     Column("canceled_at", DateTime(timezone=True)),
     # Why the scheduler canceled a timer itself (the overdue policy); NULL for callers' cancels.
     Column("cancel_reason", Text),
+    # The domain.RULES_VERSION the row's content passed when the scheduler stored it. NULL (a row
+    # of an older version, or written by hand) or another version: the firer checks it first.
+    Column("rules_checked", SmallInteger),
     UniqueConstraint("tenant_id", "key", name="timers_tenant_key_key"),
     CheckConstraint("status IN ('active', 'fired', 'canceled')", name="timers_status_check"),
     CheckConstraint("target IN ('planner_timer', 'dispatcher_send')", name="timers_target_check"),

@@ -8,11 +8,35 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, any_, bindparam, delete, func, literal, select, text, tuple_, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Row,
+    Text,
+    any_,
+    bindparam,
+    delete,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dripiq_scheduler.domain import RULES_VERSION
 from dripiq_scheduler.models import TimerStatus, timers
+
+# The status in the SQL text, not a parameter, wherever a partial index (WHERE status = 'active'
+# or <> 'active') is meant to serve: a prepared statement's generic plan cannot know a
+# parameter's value, so cannot use the partial index. The firer's query then read every row due
+# so far, fired ones included, and sorted them: ~70 ms a round with 100,000 fired, 8-20 ms for
+# an empty poll (docs/performance.md, "The scheduler beside BullMQ").
+_ACTIVE = timers.c.status == literal_column(f"'{TimerStatus.ACTIVE}'")
+_FINISHED = timers.c.status != literal_column(f"'{TimerStatus.ACTIVE}'")
 
 
 @dataclass(frozen=True)
@@ -48,6 +72,7 @@ def _upsert(now: datetime):
             "fired_at": None,
             "canceled_at": None,
             "cancel_reason": None,
+            "rules_checked": excluded.rules_checked,
         },
         where=(
             func.row(timers.c.scheduled_for, timers.c.target, timers.c.payload).is_distinct_from(
@@ -71,6 +96,7 @@ def _values(timer: NewTimer, now: datetime) -> dict:
         "target": timer.target,
         "target_subject": timer.target_subject,
         "payload": timer.payload,
+        "rules_checked": RULES_VERSION,
     }
 
 
@@ -79,11 +105,64 @@ async def schedule(conn: AsyncConnection, *, timer: NewTimer, now: datetime):
     return row or await get(conn, tenant_id=timer.tenant_id, key=timer.key)
 
 
+# A whole batch in one statement: its columns arrive as arrays and unnest into rows. An
+# executemany of the single-row upsert ran one statement per timer (per-statement overhead
+# in the server and the driver was most of a batch's time, docs/performance.md). Same rules as
+# _upsert: same content is a no-op whatever the status; new content re-arms and bumps the version.
+_UPSERT_MANY = text(
+    f"""
+    INSERT INTO {timers.schema}.timers
+        (created_at, updated_at, rules_checked, tenant_id, key, group_key, kind, scheduled_for, target,
+         target_subject, payload)
+    SELECT :now, :now, :rules, t.tenant_id, t.key, t.group_key, t.kind, t.scheduled_for, t.target, t.target_subject, t.payload
+    FROM unnest(
+        CAST(:tenant_ids AS text[]), CAST(:keys AS text[]), CAST(:group_keys AS text[]), CAST(:kinds AS text[]),
+        CAST(:fire_ats AS timestamptz[]), CAST(:targets AS text[]), CAST(:subjects AS text[]),
+        CAST(:payloads AS bytea[])
+    ) AS t(tenant_id, key, group_key, kind, scheduled_for, target, target_subject, payload)
+    ORDER BY t.tenant_id COLLATE "C", t.key COLLATE "C"
+    ON CONFLICT ON CONSTRAINT timers_tenant_key_key DO UPDATE SET
+        group_key = excluded.group_key,
+        kind = excluded.kind,
+        scheduled_for = excluded.scheduled_for,
+        target = excluded.target,
+        target_subject = excluded.target_subject,
+        payload = excluded.payload,
+        status = '{TimerStatus.ACTIVE}',
+        version = timers.version + 1,
+        updated_at = :now,
+        fired_at = NULL,
+        canceled_at = NULL,
+        cancel_reason = NULL,
+        rules_checked = excluded.rules_checked
+    WHERE (timers.scheduled_for, timers.target, timers.payload)
+        IS DISTINCT FROM (excluded.scheduled_for, excluded.target, excluded.payload)
+    """
+)
+
+
 async def schedule_many(conn: AsyncConnection, *, batch: list[NewTimer], now: datetime) -> None:
     """One statement for many timers; a key given twice keeps its last content."""
     latest = {(t.tenant_id, t.key): t for t in batch}
-    # Sorted, so two replicas upserting overlapping keys lock rows in the same order.
-    await conn.execute(_upsert(now), [_values(latest[k], now) for k in sorted(latest)])
+    # Sorted (the statement orders too, bytewise as Python does; keys are ASCII), so two replicas
+    # upserting overlapping keys lock rows in the same order, also across a caller's chunks; one
+    # row per key, as ON CONFLICT DO UPDATE cannot touch a row twice.
+    rows = [latest[k] for k in sorted(latest)]
+    await conn.execute(
+        _UPSERT_MANY,
+        {
+            "now": now,
+            "rules": RULES_VERSION,
+            "tenant_ids": [t.tenant_id for t in rows],
+            "keys": [t.key for t in rows],
+            "group_keys": [t.group_key for t in rows],
+            "kinds": [t.kind for t in rows],
+            "fire_ats": [t.fire_at for t in rows],
+            "targets": [str(t.target) for t in rows],
+            "subjects": [t.target_subject for t in rows],
+            "payloads": [t.payload for t in rows],
+        },
+    )
 
 
 async def get(conn: AsyncConnection, *, tenant_id: str, key: str):
@@ -100,10 +179,14 @@ async def cancel(conn: AsyncConnection, *, tenant_id: str, key: str, now: dateti
 
 
 async def cancel_many(conn: AsyncConnection, *, tenant_id: str, keys: Sequence[str], now: datetime) -> int:
+    # One array parameter rather than an IN list of a parameter per key: the statement text and
+    # its plan stay the same whatever the batch size, and nothing is compiled per key.
     result = await conn.execute(
         update(timers)
         .where(
-            timers.c.tenant_id == tenant_id, timers.c.key.in_(sorted(set(keys))), timers.c.status == TimerStatus.ACTIVE
+            timers.c.tenant_id == tenant_id,
+            timers.c.key == any_(bindparam("cancel_keys", sorted(set(keys)), type_=ARRAY(Text))),
+            timers.c.status == TimerStatus.ACTIVE,
         )
         .values(status=TimerStatus.CANCELED, canceled_at=now, updated_at=now)
     )
@@ -113,7 +196,7 @@ async def cancel_many(conn: AsyncConnection, *, tenant_id: str, keys: Sequence[s
 async def cancel_group(conn: AsyncConnection, *, tenant_id: str, group_key: str, now: datetime) -> int:
     result = await conn.execute(
         update(timers)
-        .where(timers.c.tenant_id == tenant_id, timers.c.group_key == group_key, timers.c.status == TimerStatus.ACTIVE)
+        .where(timers.c.tenant_id == tenant_id, timers.c.group_key == group_key, _ACTIVE)
         .values(status=TimerStatus.CANCELED, canceled_at=now, updated_at=now)
     )
     return result.rowcount or 0
@@ -164,8 +247,9 @@ async def lock_due(conn: AsyncConnection, *, now: datetime, limit: int):
                 timers.c.payload,
                 timers.c.scheduled_for,
                 timers.c.updated_at,
+                timers.c.rules_checked,
             )
-            .where(timers.c.status == TimerStatus.ACTIVE, timers.c.scheduled_for <= now)
+            .where(_ACTIVE, timers.c.scheduled_for <= now)
             .order_by(timers.c.scheduled_for)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -176,7 +260,9 @@ async def lock_due(conn: AsyncConnection, *, now: datetime, limit: int):
 async def mark_fired(conn: AsyncConnection, *, ids: list[int], now: datetime) -> None:
     if ids:
         await conn.execute(
-            update(timers).where(timers.c.id.in_(ids)).values(status=TimerStatus.FIRED, fired_at=now, updated_at=now)
+            update(timers)
+            .where(timers.c.id == any_(bindparam("fired_ids", ids, type_=ARRAY(BigInteger))))
+            .values(status=TimerStatus.FIRED, fired_at=now, updated_at=now)
         )
 
 
@@ -226,7 +312,7 @@ async def prune(conn: AsyncConnection, *, before: datetime, limit: int) -> int:
     """
     doomed = (
         select(timers.c.id)
-        .where(timers.c.status != TimerStatus.ACTIVE, timers.c.updated_at < before)
+        .where(_FINISHED, timers.c.updated_at < before)
         .limit(limit)
         .with_for_update(skip_locked=True)
         .scalar_subquery()
@@ -242,7 +328,7 @@ async def estimate_active(conn: AsyncConnection, *, exact_up_to: int) -> int:
     so the count stops at the cap; beyond it the answer is the planner's row estimate for that
     index (pg_class.reltuples, kept by autovacuum/ANALYZE), never less than the cap.
     """
-    capped = select(literal(1)).where(timers.c.status == TimerStatus.ACTIVE).limit(exact_up_to).subquery()
+    capped = select(literal(1)).where(_ACTIVE).limit(exact_up_to).subquery()
     counted = (await conn.execute(select(func.count()).select_from(capped))).scalar_one()
     if counted < exact_up_to:
         return int(counted)
