@@ -384,3 +384,44 @@ def test_please_take_me_off_your_list_suppresses_the_address(suite: Suite) -> No
     assert ended.cancel_reason == "unsubscribe request by reply"
     [listed] = inbound(suite, tenant, cid)
     assert listed.classification == "unsubscribe_request"
+
+
+@pytest.mark.parametrize(
+    ("reason", "status", "suppressed"),
+    [
+        ("Bounced Address", pb.CAMPAIGN_STATUS_CANCELED, [("bob@drop.example", "bounce")]),
+        ("Spam Content", pb.CAMPAIGN_STATUS_NEEDS_ATTENTION, []),
+    ],
+)
+def test_a_message_sendgrid_drops_fails_and_a_lasting_reason_suppresses_the_address(
+    suite: Suite, reason: str, status: int, suppressed: list[tuple[str, str]]
+) -> None:
+    tenant = f"e2e-drop-{reason.split()[0].lower()}"
+    tenant_settings(suite, tenant, postal_address=POSTAL_ADDRESS)
+    sender = verified_sender(suite, tenant, "hello@drop.example")
+    cid = start_campaign(suite, tenant, sender, "bob@drop.example")
+    mail = sent_mail(suite, cid, 0)
+    step_sent(suite, tenant, cid, 0)
+
+    # SendGrid's own `dropped` entry, signed and posted to the edge as SendGrid posts it.
+    post_event(suite, mail, "dropped", {"reason": reason, "status": "5.0.0"})
+
+    message_id = mail["custom_args"]["message_id"]
+
+    def message() -> dpb.Message:
+        with channel(suite, "DISPATCHER_GRPC_PORT") as ch:
+            return (
+                dpb_grpc.DispatcherServiceStub(ch)
+                .GetMessage(dpb.GetMessageRequest(tenant_id=tenant, message_id=message_id), timeout=10)
+                .message
+            )
+
+    failed = eventually(lambda: (m := message()).status == dpb.MESSAGE_STATUS_FAILED and m, what="message failed")
+    assert failed.last_error == f"dropped by SendGrid: {reason}"
+    ended = eventually(lambda: (c := campaign(suite, tenant, cid)).status == status and c, what="campaign settled")
+    assert ended.steps[0].status == pb.STEP_STATUS_FAILED
+    with channel(suite, "DISPATCHER_GRPC_PORT") as ch:
+        listed = dpb_grpc.SuppressionServiceStub(ch).ListSuppressions(
+            dpb.ListSuppressionsRequest(tenant_id=tenant), timeout=10
+        )
+    assert [(s.address, s.reason) for s in listed.suppressions] == suppressed

@@ -80,6 +80,7 @@ def campaign(
                     "thread": False,
                     "variants": [],
                     "variant": "",
+                    "send_window_json": None,
                 }
             )
         )

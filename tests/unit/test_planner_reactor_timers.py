@@ -21,6 +21,7 @@ from planner_campaigns import (
     rule,
     scheduled,
     send_commands,
+    timer_commands,
     unchanged,
 )
 
@@ -73,11 +74,22 @@ def test_no_open_in_48_hours_puts_the_next_step_back_a_day_from_its_own_time() -
     assert work.decisions[0]["source"] == NO_OPEN
 
 
-@pytest.mark.parametrize("settled_by", ["open", "click", "no_open_48h"])
-def test_a_timeout_whose_engagement_came_or_that_was_decided_changes_nothing(settled_by: str) -> None:
+@pytest.mark.parametrize("settled_by", ["open", "click"])
+def test_a_timeout_whose_engagement_came_is_canceled_as_moot_and_changes_nothing_else(settled_by: str) -> None:
     state = campaign()
 
     work = fire(state, timeout(), already={(TENANT, message_id(0), settled_by)})
+
+    assert not state.changed and not any(s.changed for s in state.steps)
+    assert decided(work) == [("no_open_48h", "none", f"canceled as moot: {settled_by} came first")]
+    [cancel] = [c.cancel for c in timer_commands(work) if c.HasField("cancel")]
+    assert (cancel.key, cancel.reason, cancel.include_fired) == (NO_OPEN, f"moot: {settled_by} came first", True)
+
+
+def test_a_timeout_decided_before_changes_nothing() -> None:
+    state = campaign()
+
+    work = fire(state, timeout(), already={(TENANT, message_id(0), "no_open_48h")})
 
     assert unchanged(state, work)
 

@@ -10,7 +10,7 @@ import pytest
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common.errors import InvalidArgument
-from dripiq_planner import convert, rules, variants
+from dripiq_planner import convert, rules, templates, variants
 from dripiq_planner.strategist.guards import violations
 from dripiq_planner.strategist.links import AllowList
 from dripiq_planner.strategy import StepVariant, Strategy
@@ -176,4 +176,4 @@ def test_the_facts_placeholders_are_the_requests_facts() -> None:
             sender_identity_id="s1",
         )
     )
-    assert set(request.facts) == variants.FACT_NAMES
+    assert set(request.facts) == set(templates.FIELDS)

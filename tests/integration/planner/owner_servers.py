@@ -16,11 +16,14 @@ from dripiq.events.v1 import events_service_pb2_grpc as epb_grpc
 from dripiq_common.authz import Access
 from dripiq_common.clock import ManualClock
 from dripiq_common.grpc_server import GrpcServer, Registrar
+from dripiq_dispatcher.accounts import ProviderAccounts
 from dripiq_dispatcher.forwarding import ReplyForwardingSettings
 from dripiq_dispatcher.handlers import ACCESS as DISPATCHER_ACCESS
-from dripiq_dispatcher.handlers import DispatcherServicer, SuppressionServicer
+from dripiq_dispatcher.handlers import DispatcherServicer, SenderIdentityServicer, SuppressionServicer
+from dripiq_dispatcher.identities import SenderIdentities
 from dripiq_dispatcher.messages import Messages
 from dripiq_dispatcher.rate_limits import RateLimits
+from dripiq_dispatcher.sender_auth import SendGridSenderChecks
 from dripiq_dispatcher.suppressions import Suppressions
 from dripiq_dispatcher.tasks import Tasks
 from dripiq_events.handlers import EventsServicer
@@ -63,8 +66,11 @@ async def serve(
         await server.stop(0)
 
 
-def owner_services(engine: AsyncEngine, clock: ManualClock, *, events: bool = True) -> tuple[list, list]:
-    """The real dispatcher (messages, suppressions) and events query servicers."""
+def owner_services(
+    engine: AsyncEngine, clock: ManualClock, *, events: bool = True, sendgrid_url: str = ""
+) -> tuple[list, list]:
+    """The real dispatcher (messages, suppressions; with `sendgrid_url`, sender identities
+    verified against the SendGrid there, key SG.test) and events query servicers."""
     messages_api = DispatcherServicer(
         Messages(engine), RateLimits(engine, clock), Tasks(engine, clock), ReplyForwardingSettings(engine, clock)
     )
@@ -74,6 +80,11 @@ def owner_services(engine: AsyncEngine, clock: ManualClock, *, events: bool = Tr
         lambda s: dpb_grpc.add_DispatcherServiceServicer_to_server(messages_api, s),
         lambda s: dpb_grpc.add_SuppressionServiceServicer_to_server(suppressions_api, s),
     ]
+    if sendgrid_url:
+        checks = SendGridSenderChecks(sendgrid_url, "SG.test")
+        identities_api = SenderIdentityServicer(SenderIdentities(engine, clock, checks, ProviderAccounts()))
+        names.append("dripiq.dispatcher.v1.SenderIdentityService")
+        register.append(lambda s: dpb_grpc.add_SenderIdentityServiceServicer_to_server(identities_api, s))
     if events:
         events_api = EventsServicer(EventQuery(engine))
         names.append("dripiq.events.v1.EventsService")

@@ -31,10 +31,7 @@ from dripiq_common.errors import InvalidArgument, ResourceExhausted
 from dripiq_common.status_codes import status_for
 from dripiq_devtools.fake_openai import OBEDIENT, VALID, FakeOpenAI
 from dripiq_devtools.fake_openai.replies import valid_strategy
-from dripiq_dispatcher.accounts import ProviderAccounts
-from dripiq_dispatcher.handlers import SenderIdentityServicer
-from dripiq_dispatcher.identities import SenderIdentities
-from dripiq_dispatcher.sender_auth import SendGridSenderChecks
+from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_planner.ai_budget import AiBudget, BudgetLimits
 from dripiq_planner.creating import MAX_BATCH, CampaignCreator
 from dripiq_planner.models import ai_budget_usage, ai_generations
@@ -424,36 +421,51 @@ def contact(n: int) -> pb.Contact:
 async def test_the_sender_identitys_domain_is_allowed_as_the_dispatcher_reports_it(
     engine, clock, tenant_id, fake, replica_of
 ):
-    # Created, never verified here: the SendGrid it would ask answers nowhere.
-    nowhere = SendGridSenderChecks(f"http://127.0.0.1:{unused_port()}", "SG.unused")
-    identities = SenderIdentityServicer(SenderIdentities(engine, clock, nowhere, ProviderAccounts()))
-    names, register = owner_services(engine, clock, events=False)
-    names.append("dripiq.dispatcher.v1.SenderIdentityService")
-    register.append(lambda s: dpb_grpc.add_SenderIdentityServiceServicer_to_server(identities, s))
-    async with serve(names, register) as served, caller_channel(served.public) as channel:
-        sender = await dpb_grpc.SenderIdentityServiceStub(channel).CreateSenderIdentity(
-            dpb.CreateSenderIdentityRequest(tenant_id=tenant_id, from_email="hello@Globex.example")
-        )
-        owners = Owners(
-            dispatcher_address=served.internal,
+    # Verified as the dispatcher does it: by asking a SendGrid (the fake) where the domain is
+    # authenticated.
+    async with FakeSendGrid(authenticated_domains={"SG.test": ["globex.example"]}) as sendgrid:
+        names, register = owner_services(engine, clock, events=False, sendgrid_url=sendgrid.url)
+        async with serve(names, register) as served, caller_channel(served.public) as channel:
+            stub = dpb_grpc.SenderIdentityServiceStub(channel)
+            sender = await stub.CreateSenderIdentity(
+                dpb.CreateSenderIdentityRequest(tenant_id=tenant_id, from_email="hello@Globex.example")
+            )
+            await stub.VerifySenderIdentity(
+                dpb.VerifySenderIdentityRequest(
+                    tenant_id=tenant_id, sender_identity_id=sender.sender_identity.sender_identity_id
+                )
+            )
+            owners = Owners(
+                dispatcher_address=served.internal,
+                events_address=f"127.0.0.1:{unused_port()}",
+                timeout_seconds=5,
+                channel=service_channel,
+            )
+            replica = replica_of(engine)
+            replica.creator.planner.owners = owners
+            try:
+                fake.queue(answer_with("Reply to sales@globex.example or see https://www.globex.example"))
+                known = await replica.creator.create(
+                    planned(tenant_id, sender_identity_id=sender.sender_identity.sender_identity_id)
+                )
+            finally:
+                await owners.close()
+
+        # The dispatcher not answering: the campaign is accepted, and its copy may not name a
+        # domain nobody vouched for.
+        replica.creator.planner.owners = Owners(
+            dispatcher_address=f"127.0.0.1:{unused_port()}",
             events_address=f"127.0.0.1:{unused_port()}",
-            timeout_seconds=5,
+            timeout_seconds=1,
             channel=service_channel,
         )
-        replica = replica_of(engine)
-        replica.creator.planner.owners = owners
         try:
-            fake.queue(answer_with("Reply to sales@globex.example or see https://www.globex.example"))
-            known = await replica.creator.create(
-                planned(tenant_id, sender_identity_id=sender.sender_identity.sender_identity_id)
-            )
-            # An identity the dispatcher does not know brings no domain with it.
             fake.queue(*[answer_with("see https://www.globex.example")] * 2)
-            unknown = await replica.creator.create(
-                planned(tenant_id, sender_identity_id="no-such-identity", contact=contact(7))
+            unvouched = await replica.creator.create(
+                planned(tenant_id, sender_identity_id=sender.sender_identity.sender_identity_id, contact=contact(7))
             )
         finally:
-            await owners.close()
+            await replica.creator.planner.owners.close()
 
-    assert (known.strategist, unknown.strategist) == ("openai", "template")
+    assert (known.strategist, unvouched.strategist) == ("openai", "template")
     assert "sales@globex.example" in copy_of(known)

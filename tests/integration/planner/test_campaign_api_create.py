@@ -18,6 +18,7 @@ from helpers import (
     raw_timer_commands,
     request,
     schedules,
+    strategy,
     timer_commands,
     within_jitter,
 )
@@ -28,6 +29,7 @@ from sqlalchemy import select
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_common.errors import InvalidArgument
+from dripiq_planner import templates
 from dripiq_planner.ai_budget import BudgetLimits
 from dripiq_planner.approval import CampaignApproval
 from dripiq_planner.creating import MAX_BATCH
@@ -197,3 +199,55 @@ async def test_create_without_a_strategy_uses_the_template_strategist(engine, cr
     assert [t.key for t in schedules(timer_commands(await drain_outbox(engine, tenant_id)))] == [
         f"{campaign.campaign_id}:step"
     ]
+
+
+# -- placeholders ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("place", "field"),
+    [
+        ("content", "strategy.outreachCampaign[1].content"),
+        ("subject", "strategy.outreachCampaign[1].subject"),
+        ("call_to_action", "strategy.outreachCampaign[1].callToAction"),
+        ("variant", "strategy.outreachCampaign[1].variants[1].content"),
+    ],
+)
+async def test_an_unknown_placeholder_is_refused_naming_the_field_and_the_known_ones(
+    engine, creator, tenant_id, place, field
+):
+    # {{firstName}} is no fact: it would have gone out as an empty string.
+    plan = strategy("Day 0", "Day 3")
+    step = plan.outreach_campaign[1]
+    if place == "variant":
+        step.variants.extend(
+            [
+                pb.StepVariant(name="a", weight=1, content="Hello {{first_name}}"),
+                pb.StepVariant(name="b", weight=1, content="Hello {{firstName}}"),
+            ]
+        )
+    else:
+        setattr(step, place, "Hello {{firstName}} at {{company_name}}")
+    with pytest.raises(InvalidArgument) as exc:
+        await creator.create(request(tenant_id, strategy=plan))
+    assert exc.value.field == field
+    assert "unknown placeholder {{firstName}}" in str(exc.value)
+    assert "{{first_name}}" in str(exc.value) and "{{product_url}}" in str(exc.value)
+    assert await count_campaigns(engine, tenant_id) == 0
+
+    # In a batch, the item is refused and the others are created.
+    batch = pb.BatchCreateCampaignsRequest(
+        tenant_id=tenant_id, requests=[item("c1", strategy=plan), item("c2", strategy=strategy("Day 0"))]
+    )
+    results = (await creator.batch_create(batch)).results
+    assert results[0].error.code == code_pb2.INVALID_ARGUMENT
+    assert field_of(results[0].error) == field
+    assert results[1].WhichOneof("result") == "campaign"
+
+
+async def test_every_fact_of_a_request_is_a_known_placeholder(engine, creator, tenant_id):
+    every = " ".join(f"{{{{{name}}}}}" for name in templates.FIELDS)
+    plan = strategy("Day 0")
+    plan.outreach_campaign[0].content = every
+    created = await creator.create(request(tenant_id, strategy=plan))
+    assert created.campaign_id

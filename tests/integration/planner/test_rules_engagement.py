@@ -6,6 +6,8 @@ Handlers get the bytes JetStream would deliver; what they cause is read from the
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from helpers import (
     DAY,
@@ -51,6 +53,42 @@ async def test_open_by_default_schedules_the_next_step_in_one_to_two_days(engine
     assert canceled_keys(commands) == [s.key("no_open_48h")]
     step = (await step_rows(engine, s.campaign_id))[1]
     assert (step.status, step.scheduled_at) == ("scheduled", at(timer.fire_at))
+
+
+async def test_a_late_open_never_postpones_the_next_step(engine, creator, reactor, clock, tenant_id):
+    # Step 1 is due three days after step 0; an open 2.5 days after the send would, by the open
+    # rule's one to two days, move it to day 3.5 or later. It stays where it was.
+    campaign_id = await start(creator, tenant_id, timings=("Day 0", "Day 3", "Day 6"))
+    s = await sent(engine, reactor, clock, tenant_id, campaign_id)
+    planned = (await step_rows(engine, campaign_id))[1]
+    clock.advance(timedelta(days=2, hours=12))
+
+    await reactor.on_engagement(s.event("open"))
+
+    commands = timer_commands(await drain_outbox(engine, tenant_id))
+    assert schedules(commands) == []
+    assert canceled_keys(commands) == [s.key("no_open_48h")]
+    step = (await step_rows(engine, campaign_id))[1]
+    assert (step.status, step.scheduled_at, step.schedule_version) == (
+        "scheduled",
+        planned.scheduled_at,
+        planned.schedule_version,
+    )
+    [decision] = await decisions(engine, tenant_id, campaign_id)
+    assert decision.trigger == "open" and decision.action == "schedule_next_step"
+    assert decision.result.startswith("applied: step 1 kept at ")
+
+
+async def test_an_early_open_brings_the_next_step_closer(engine, creator, reactor, clock, tenant_id):
+    campaign_id = await start(creator, tenant_id, timings=("Day 0", "Day 7"))
+    s = await sent(engine, reactor, clock, tenant_id, campaign_id)
+    planned = (await step_rows(engine, campaign_id))[1].scheduled_at
+    clock.advance(HOUR)
+
+    await reactor.on_engagement(s.event("open"))
+
+    [timer] = schedules(timer_commands(await drain_outbox(engine, tenant_id)))
+    assert clock.now() + DAY <= at(timer.fire_at) < clock.now() + 2 * DAY + JITTER < planned
 
 
 async def test_one_message_carries_the_facts_of_many_campaigns(engine, creator, reactor, clock, tenant_id):

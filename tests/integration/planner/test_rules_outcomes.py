@@ -7,6 +7,8 @@ Handlers get the bytes JetStream would deliver; what they cause is read from the
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from helpers import (
     campaign_row,
@@ -51,6 +53,40 @@ async def test_a_failed_send_cancels_the_campaign(engine, creator, reactor, cloc
     assert canceled_groups(commands) == [f"campaign:{campaign_id}"]
     assert await statuses(engine, campaign_id) == ("canceled", ["failed", "canceled", "canceled"])
     assert (await campaign_row(engine, campaign_id)).cancel_reason == reason
+
+
+@pytest.mark.parametrize(
+    ("reason", "permanent", "status", "said"),
+    [
+        # SendGrid will never deliver to the address: the campaign ends.
+        ("Bounced Address", True, "canceled", "send failed: dropped by SendGrid: Bounced Address"),
+        # The message or our account is at fault: a person looks before anything else goes.
+        ("Spam Content", False, "needs_attention", "step 0 failed: dropped by SendGrid: Spam Content"),
+    ],
+)
+async def test_a_message_sendgrid_dropped_after_it_was_sent_fails_its_step(
+    engine, creator, reactor, clock, tenant_id, reason, permanent, status, said
+):
+    campaign_id = await start(creator, tenant_id)
+    s = await sent(engine, reactor, clock, tenant_id, campaign_id)
+    clock.advance(timedelta(seconds=5))
+
+    dropped = outcome(
+        s.send,
+        kind=dispatcher_pb.OUTCOME_KIND_FAILED,
+        occurred_at=clock.now(),
+        reason=f"dropped by SendGrid: {reason}",
+        permanent=permanent,
+    )
+    await reactor.on_outcome(dropped)
+    await reactor.on_outcome(dropped)  # redelivered: the step is failed already
+
+    row = await campaign_row(engine, campaign_id)
+    assert row.status == status
+    assert said in (row.cancel_reason or row.attention_reason or "")
+    assert [step.status for step in await step_rows(engine, campaign_id)][0] == "failed"
+    if permanent:
+        assert canceled_groups(timer_commands(await drain_outbox(engine, tenant_id))) == [f"campaign:{campaign_id}"]
 
 
 async def test_the_last_step_sent_completes_the_campaign(engine, creator, reactor, clock, tenant_id):

@@ -19,6 +19,7 @@ from helpers import (
     canceled_keys,
     decisions,
     drain_outbox,
+    request,
     rule,
     schedules,
     sent,
@@ -29,6 +30,7 @@ from helpers import (
     timer_commands,
 )
 
+from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import timers_pb2
 
 TIMEOUTS = [
@@ -96,7 +98,7 @@ async def test_engagement_cancels_the_timeouts_it_settles_and_a_late_timer_does_
     s = await sent(engine, reactor, clock, tenant_id, campaign_id)
     clock.advance(HOUR)
 
-    await reactor.on_engagement(s.event(settled_by))
+    await reactor.on_engagement(s.event(settled_by, event_id="e-1"))
 
     commands = timer_commands(await drain_outbox(engine, tenant_id))
     expected = {
@@ -106,13 +108,19 @@ async def test_engagement_cancels_the_timeouts_it_settles_and_a_late_timer_does_
     }
     assert sorted(canceled_keys(commands)) == sorted(s.key(t) for t in expected[settled_by])
 
-    # The scheduler had already fired it: the timer re-checks its condition and stands down.
+    assert all(
+        c.cancel.reason == f"moot: {settled_by} came first (event e-1)" for c in commands if c.HasField("cancel")
+    )
+
+    # The scheduler had already fired it: the timer re-checks its condition, stands down, and
+    # is marked canceled as moot (the scheduler and the timeline say so), once.
     clock.advance(timedelta(days=5))
     before = await snapshot(engine, campaign_id)
     await reactor.on_timer(s.timer(waited_for))
-    assert await drain_outbox(engine, tenant_id) == []
+    await reactor.on_timer(s.timer(waited_for))
+    await assert_canceled_as_moot(engine, tenant_id, campaign_id, s.key(waited_for), f"{settled_by} came first")
     assert await snapshot(engine, campaign_id) == before
-    assert [d.trigger for d in await decisions(engine, tenant_id, campaign_id)] == [settled_by]
+    assert [d.trigger for d in await decisions(engine, tenant_id, campaign_id)] == [settled_by, waited_for]
 
 
 async def test_auto_reply_settles_no_reply_timeouts(engine, creator, reactor, clock, tenant_id):
@@ -130,9 +138,9 @@ async def test_auto_reply_settles_no_reply_timeouts(engine, creator, reactor, cl
 
     clock.advance(timedelta(hours=96))
     await reactor.on_timer(s.timer("no_reply_96h"))
-    assert await drain_outbox(engine, tenant_id) == []
+    await assert_canceled_as_moot(engine, tenant_id, campaign_id, s.key("no_reply_96h"), "auto_reply came first")
     assert (await campaign_row(engine, campaign_id)).status == "active"
-    assert [d.trigger for d in await decisions(engine, tenant_id, campaign_id)] == ["auto_reply"]
+    assert [d.trigger for d in await decisions(engine, tenant_id, campaign_id)] == ["auto_reply", "no_reply_96h"]
 
 
 async def test_no_open_48h_by_default_bumps_the_next_step_by_a_day(engine, creator, reactor, clock, tenant_id):
@@ -162,6 +170,55 @@ async def test_no_open_timer_after_an_open_does_nothing(engine, creator, reactor
     clock.advance(timedelta(hours=47))
     await reactor.on_timer(s.timer("no_open_48h"))
 
-    assert await drain_outbox(engine, tenant_id) == []
+    await assert_canceled_as_moot(engine, tenant_id, campaign_id, s.key("no_open_48h"), "open came first")
     assert await snapshot(engine, campaign_id) == before
-    assert [d.trigger for d in await decisions(engine, tenant_id, campaign_id)] == ["open"]
+    assert [d.trigger for d in await decisions(engine, tenant_id, campaign_id)] == ["open", "no_open_48h"]
+
+
+async def test_a_timeout_that_fires_after_its_campaign_ended_is_canceled_as_moot(
+    engine, creator, reactor, clock, tenant_id
+):
+    campaign_id = await start(creator, tenant_id)
+    s = await sent(engine, reactor, clock, tenant_id, campaign_id)
+    await reactor.on_engagement(s.event("reply"))
+    await drain_outbox(engine, tenant_id)
+
+    clock.advance(timedelta(hours=48))
+    await reactor.on_timer(s.timer("no_open_48h"))
+
+    await assert_canceled_as_moot(engine, tenant_id, campaign_id, s.key("no_open_48h"), "the campaign is canceled")
+    assert (await campaign_row(engine, campaign_id)).status == "canceled"
+
+
+async def assert_canceled_as_moot(engine, tenant_id: str, campaign_id: str, key: str, why: str) -> None:  # type: ignore[no-untyped-def]
+    """The planner asked the scheduler to mark the fired timer canceled, saying why, and the
+    campaign's timeline says the same; the outbox holds nothing else."""
+    [command] = timer_commands(await drain_outbox(engine, tenant_id))
+    assert command.HasField("cancel")
+    assert (command.cancel.key, command.cancel.reason, command.cancel.include_fired) == (key, f"moot: {why}", True)
+    moot = [d for d in await decisions(engine, tenant_id, campaign_id) if d.source == key]
+    assert [(d.action, d.result) for d in moot] == [("none", f"canceled as moot: {why}")]
+
+
+@pytest.mark.parametrize("channel", ["call", "linkedin"])
+async def test_a_task_step_arms_no_open_or_click_timeout(engine, creator, reactor, clock, tenant_id, channel):
+    # A task is never opened: a no_open timeout after it would always fire and push the next
+    # step back a day. Its reply timeout still holds (a task reported as replied settles it).
+    plan = pb.Strategy(
+        outreach_campaign=[
+            pb.OutreachStep(type=channel, timing="Day 0", content="Ask about their roadmap"),
+            pb.OutreachStep(type="email", timing="Day 2", subject="Following up", content="About {{product_name}}"),
+            pb.OutreachStep(type="email", timing="Day 5", subject="Last note", content="Body"),
+        ],
+        adaptive_rules=[rule("no_click_72h", "cancel_campaign"), rule("no_reply_96h", "reschedule_step")],
+    )
+    created = await creator.create(request(tenant_id, strategy=plan))
+    await drain_outbox(engine, tenant_id)
+
+    task = await sent(engine, reactor, clock, tenant_id, created.campaign_id)
+    assert set(by_kind(task.commands)) == {"step_due", "no_reply_96h"}
+
+    # The email after it arms them all.
+    email = await sent(engine, reactor, clock, tenant_id, created.campaign_id, step_index=1)
+    assert set(by_kind(email.commands)) == {"step_due", "no_open_48h", "no_click_72h", "no_reply_96h"}
+    assert await decisions(engine, tenant_id, created.campaign_id) == []

@@ -69,7 +69,7 @@ async def test_due_timers_fire_once_and_canceled_ones_never(engine, js, tenant_i
     await timers.schedule(timer(tenant_id, "due", T0 + timedelta(minutes=1), payload="due"))
     await timers.schedule(timer(tenant_id, "canceled", T0 + timedelta(minutes=1), payload="no"))
     await timers.schedule(timer(tenant_id, "later", T0 + timedelta(days=1), payload="later"))
-    await timers.cancel(tenant_id, "canceled")
+    await timers.cancel(pb.CancelTimerRequest(tenant_id=tenant_id, key="canceled"))
 
     firer = Firer(engine, js, clock)
     assert await firer.fire_once() == 0
@@ -117,3 +117,57 @@ async def test_a_batch_command_schedules_many_timers_in_one_go(engine, tenant_id
     first = await timers.get(tenant_id, "b0")
     assert (first.version, first.fire_at.ToDatetime(tzinfo=UTC)) == (1, T0 + timedelta(hours=9))
     assert (await timers.get(tenant_id, "b4")).status == pb.TIMER_STATUS_ACTIVE
+
+
+async def test_a_cancel_says_why_and_a_moot_one_marks_a_fired_timer_canceled(engine, js, tenant_id):
+    clock = ManualClock(T0)
+    timers = TimerService(engine, clock)
+    await timers.schedule(timer(tenant_id, "m:no_open_48h", T0 + timedelta(minutes=1), payload="fired"))
+    await timers.schedule(timer(tenant_id, "m:no_click_72h", T0 + timedelta(days=3), payload="active"))
+    clock.advance(timedelta(minutes=2))
+    firer = Firer(engine, js, clock)
+    while await firer.fire_once():
+        pass
+    assert (await timers.get(tenant_id, "m:no_open_48h")).status == pb.TIMER_STATUS_FIRED
+
+    # A plain cancel leaves a fired timer as it was: it did fire.
+    kept = await timers.cancel(pb.CancelTimerRequest(tenant_id=tenant_id, key="m:no_open_48h", reason="too late"))
+    assert (kept.status, kept.cancel_reason) == (pb.TIMER_STATUS_FIRED, "")
+
+    # Its receiver stood down: it reads canceled, with why, and keeps when it fired.
+    command = commands_pb2.TimerCommand(
+        tenant_id=tenant_id,
+        ops=commands_pb2.TimerOps(
+            commands=[
+                commands_pb2.TimerCommand(
+                    tenant_id=tenant_id,
+                    cancel=pb.CancelTimerRequest(
+                        tenant_id=tenant_id, key="m:no_open_48h", reason="moot: open came first", include_fired=True
+                    ),
+                ),
+                commands_pb2.TimerCommand(
+                    tenant_id=tenant_id,
+                    cancel=pb.CancelTimerRequest(tenant_id=tenant_id, key="m:no_click_72h", reason="moot: click came"),
+                ),
+            ]
+        ),
+    )
+    clock.advance(timedelta(seconds=5))
+    await timers.apply_commands([command.SerializeToString()])
+    await timers.apply_commands([command.SerializeToString()])  # redelivered: the same
+
+    moot = await timers.get(tenant_id, "m:no_open_48h")
+    assert (moot.status, moot.cancel_reason) == (pb.TIMER_STATUS_CANCELED, "moot: open came first")
+    assert moot.fired_at.ToDatetime(tzinfo=UTC) == T0 + timedelta(minutes=2)
+    assert moot.canceled_at.ToDatetime(tzinfo=UTC) == T0 + timedelta(minutes=2, seconds=5)
+    active = await timers.get(tenant_id, "m:no_click_72h")
+    assert (active.status, active.cancel_reason) == (pb.TIMER_STATUS_CANCELED, "moot: click came")
+    listed = await timers.list_timers(pb.ListTimersRequest(tenant_id=tenant_id, status=pb.TIMER_STATUS_CANCELED))
+    assert {(t.key, t.cancel_reason) for t in listed.timers} == {
+        ("m:no_open_48h", "moot: open came first"),
+        ("m:no_click_72h", "moot: click came"),
+    }
+
+    with pytest.raises(InvalidArgument) as exc:
+        await timers.cancel(pb.CancelTimerRequest(tenant_id=tenant_id, key="m:no_click_72h", reason="x" * 201))
+    assert exc.value.field == "reason"

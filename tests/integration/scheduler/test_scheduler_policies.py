@@ -201,7 +201,7 @@ async def test_pruner_deletes_old_finished_timers_in_batches_and_never_an_active
     await timers.schedule(timer(tenant_id, "new", clock.now()))
     await fire_all(Firer(db, js, clock))
     await timers.schedule(timer(tenant_id, "newc", clock.now() + DAY))
-    await timers.cancel(tenant_id, "newc")
+    await timers.cancel(pb.CancelTimerRequest(tenant_id=tenant_id, key="newc"))
     clock.advance(DAY)
 
     pruned_before = metric("dripiq_scheduler_timers_pruned_total")

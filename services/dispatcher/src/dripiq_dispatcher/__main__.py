@@ -17,6 +17,7 @@ from dripiq_common.settings import load_settings
 from dripiq_dispatcher.breaker import ProviderBreaker
 from dripiq_dispatcher.campaign_mail import MailSettings
 from dripiq_dispatcher.campaigns import CampaignStates
+from dripiq_dispatcher.drops import Drops
 from dripiq_dispatcher.forwarding import ReplyForwarder, ReplyForwardingSettings
 from dripiq_dispatcher.handlers import ACCESS, SERVICE_NAMES, registrars
 from dripiq_dispatcher.identities import SenderIdentities
@@ -79,6 +80,7 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime, api_key
         accounts,
     )
     suppressions = Suppressions(rt.engine, rt.clock)
+    drops = Drops(rt.engine, rt.clock, on_outbox=relay.kick)
     forwarding = ReplyForwardingSettings(rt.engine, rt.clock)
     forwarder = ReplyForwarder(rt.engine, rt.clock, sender, settings.max_attempts, accounts)
     # Commands come in batches, each admitted and settled in one transaction with its
@@ -129,6 +131,8 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime, api_key
         # Both are idempotent, so a redelivery after either one committed changes nothing.
         events = engagement.read_all(m.data for m in msgs)
         await unconfirmed.settle_unknown_events(events)
+        # After the settling: a drop of a send in doubt first proves it reached SendGrid.
+        await drops.handle(events)
         await suppressions.handle_engagements(events)
 
     engagements = PullWorker(rt.js, rt.nc, ENGAGEMENT, whole_batch(on_engagements), batch_size=engagement.READ_BATCH)

@@ -121,7 +121,8 @@ class Suppressions:
         await self.handle_engagements(engagement.read(data))
 
     async def handle_engagements(self, events: Sequence[events_pb2.EngagementEvent]) -> None:
-        """EngagementEvent facts: unsubscribes, spam reports, hard bounces and replies asking
+        """EngagementEvent facts: unsubscribes, spam reports, hard bounces, drops for a lasting
+        reason and replies asking
         to be taken off the list suppress the address for the tenant, and a group resubscribe lifts a group unsubscribe that came
         before it, all in one transaction. A suppression is dated by its event. Any other event
         is passed over, and so is a fact that names no valid address: it never will, and the
@@ -186,6 +187,17 @@ class Suppressions:
 SUPPRESSING_EVENTS = frozenset({"unsubscribe", "group_unsubscribe", "spamreport", "bounce"})
 
 
+# SendGrid's `dropped` reasons that say the address itself must not be mailed again, and the
+# suppression each one is; the others (spam content, a bad SMTPAPI header, the account over its
+# quota) are about the message or the account, not the address.
+LASTING_DROPS = {
+    "Bounced Address": "bounce",
+    "Unsubscribed Address": "unsubscribe",
+    "Spam Reporting Address": "spamreport",
+    "Invalid": "invalid",
+}
+
+
 # Engagement that takes back an earlier one: a contact who resubscribes to the SendGrid
 # unsubscribe group lifts the suppression its group unsubscribe made (no other).
 LIFTING_EVENTS = {"group_resubscribe": "group_unsubscribe"}
@@ -200,11 +212,14 @@ def suppression_reason(event_type: str, bounce_type: str, reply_class: str = "")
     """The suppression reason an engagement event calls for, or None.
 
     The events service puts SendGrid's bounce `type` in `reason`: a `blocked` bounce is a
-    receiving server refusing for now (reputation, content), not a dead address. A reply
+    receiving server refusing for now (reputation, content), not a dead address. For a
+    `dropped`, `reason` is SendGrid's reason for the drop (LASTING_DROPS). A reply
     classified as an unsubscribe request suppresses with reason `unsubscribe_request`.
     """
     if event_type == "reply" and reply_class == UNSUBSCRIBE_REPLY_CLASS:
         return UNSUBSCRIBE_REPLY_CLASS
+    if event_type == "dropped":
+        return LASTING_DROPS.get(bounce_type)
     if event_type not in SUPPRESSING_EVENTS:
         return None
     if event_type == "bounce" and bounce_type != "bounce":

@@ -14,8 +14,8 @@ from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common import validation
 from dripiq_common.errors import DomainError, InvalidArgument
 from dripiq_common.status_codes import status_for
-from dripiq_common.windows import DEFAULT_WINDOW, SendWindow
-from dripiq_planner import calendars, variants
+from dripiq_common.windows import SendWindow
+from dripiq_planner import calendars, rules, variants
 from dripiq_planner.facts import check_and_normalise
 from dripiq_planner.planning import CampaignRequest, Draft
 from dripiq_planner.state import CampaignStatus, StepStatus
@@ -145,6 +145,7 @@ def preview_to_proto(draft: Draft, times: Sequence[datetime]) -> pb.PreviewStrat
             call_to_action=step.call_to_action,
             timing=step.timing,
             variants=[variant_to_proto(v) for v in step.variants],
+            send_window=step_window_to_proto(step.send_window),
         )
         item.scheduled_at.FromDatetime(due)
         steps.append(item)
@@ -177,16 +178,16 @@ def window_to_proto(window: SendWindow) -> pb.SendWindow:
     return pb.SendWindow(weekdays=sorted(window.weekdays), start_hour=window.start_hour, end_hour=window.end_hour)
 
 
+def step_window_to_proto(window: dict[str, Any] | None) -> pb.SendWindow | None:
+    """A step's own window as stored (SendWindow.to_json), or None when it has none."""
+    return window_to_proto(SendWindow.from_json(window)) if window else None
+
+
 def window_from_proto(window: pb.SendWindow, field: str) -> SendWindow | None:
     """None for an empty window (the caller falls back to the next default)."""
     if not window.weekdays and not window.start_hour and not window.end_hour:
         return None
-    weekdays = frozenset(window.weekdays) or DEFAULT_WINDOW.weekdays
-    if not weekdays <= set(range(1, 8)):
-        raise InvalidArgument(f"{field}.weekdays", "must be ISO weekdays 1 (Monday) to 7 (Sunday)")
-    if not 0 <= window.start_hour < window.end_hour <= 24:
-        raise InvalidArgument(f"{field}.start_hour", "needs 0 <= start_hour < end_hour <= 24")
-    return SendWindow(weekdays, window.start_hour, window.end_hour)
+    return rules.checked_window(list(window.weekdays), window.start_hour, window.end_hour, field)
 
 
 def strategy_from_proto(strategy: pb.Strategy) -> Strategy:
@@ -202,8 +203,11 @@ def strategy_from_proto(strategy: pb.Strategy) -> Strategy:
                 call_to_action=s.call_to_action,
                 thread=s.thread if s.HasField("thread") else None,
                 variants=[variant_from_proto(v) for v in s.variants],
+                send_window=window.to_json()
+                if (window := window_from_proto(s.send_window, f"strategy.outreachCampaign[{i}].sendWindow"))
+                else None,
             )
-            for s in strategy.outreach_campaign
+            for i, s in enumerate(strategy.outreach_campaign)
         ],
         adaptive_rules=[
             AdaptiveRule(
@@ -230,6 +234,7 @@ def strategy_to_proto(strategy: dict[str, Any]) -> pb.Strategy:
                 call_to_action=s.call_to_action,
                 thread=s.thread,
                 variants=[variant_to_proto(v) for v in s.variants],
+                send_window=step_window_to_proto(s.send_window),
             )
             for s in model.outreach_campaign
         ],
@@ -277,6 +282,7 @@ def step_to_proto(step: Any) -> pb.CampaignStep:
         placement_note=step.placement_note,
         variants=[variant_to_proto(v) for v in variants.stored(step.variants)],
         variant=step.variant,
+        send_window=step_window_to_proto(step.send_window_json),
     )
     if step.scheduled_at:
         item.scheduled_at.FromDatetime(step.scheduled_at)

@@ -308,7 +308,13 @@ def planned_steps(
 ) -> tuple[list[dict[str, Any]], lifecycle.Placement]:
     """A planned campaign's step rows and where its first step lands. An active campaign's
     first step is scheduled; a draft's steps all wait, each showing when it would go out."""
-    first = lifecycle.placement(draft, lifecycle.after(now, draft.delays[0]), 0, planned_from=now)
+    first = lifecycle.placement(
+        draft,
+        lifecycle.after(now, draft.delays[0]),
+        0,
+        planned_from=now,
+        window=draft.strategy.outreach_campaign[0].send_window,
+    )
     if status == CampaignStatus.DRAFT:
         planned: list[datetime | None] = list(draft.step_times(now))
         step_statuses = [StepStatus.PENDING] * len(planned)
@@ -329,6 +335,7 @@ def planned_steps(
             "call_to_action": step.call_to_action,
             "variants": variants.to_json(step),
             "variant": "",
+            "send_window_json": step.send_window,
             "thread": threads[i],
             "status": step_statuses[i].value,
             "scheduled_at": planned[i],

@@ -144,8 +144,14 @@ def _carry_out(
                 step.set(status=StepStatus.SKIPPED)
     elif action.type == "reschedule_step" and target is not None:
         due = lifecycle.after(target.scheduled_at or work.now, delay)
-    if target is not None:
-        lifecycle.schedule_step(work, campaign, target, due=due)
+    if target is None:
+        return ""
+    if action.type != "reschedule_step" and target.status == StepStatus.SCHEDULED and target.scheduled_at:
+        # Engagement brings a step closer, never pushes it back: a late open must not postpone
+        # a step that was already due sooner. Only reschedule_step postpones.
+        if target.scheduled_at <= due:
+            return f"step {target.step_index} kept at {target.scheduled_at.isoformat()}, sooner than the rule's"
+    lifecycle.schedule_step(work, campaign, target, due=due)
     return ""
 
 

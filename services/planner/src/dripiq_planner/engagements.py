@@ -101,5 +101,8 @@ def react(
         for timeout in decisions.timeout_triggers(campaign):
             if rules.timeout_hours(timeout)[0] in settles:  # type: ignore[index]
                 lifecycle.cancel_timer(
-                    work, tenant_id=campaign.tenant_id, key=lifecycle.trigger_timer_key(event.message_id, timeout)
+                    work,
+                    tenant_id=campaign.tenant_id,
+                    key=lifecycle.trigger_timer_key(event.message_id, timeout),
+                    reason=f"moot: {fact.trigger} came first (event {event.event_id})",
                 )

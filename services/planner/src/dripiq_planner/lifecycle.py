@@ -78,24 +78,39 @@ class Placement:
     note: str = ""
 
 
-def place(campaign: CampaignLike, due: datetime, step_index: int, *, planned_from: datetime) -> datetime:
-    return placement(campaign, due, step_index, planned_from=planned_from).at
+def place(
+    campaign: CampaignLike,
+    due: datetime,
+    step_index: int,
+    *,
+    planned_from: datetime,
+    window: dict[str, Any] | None = None,
+) -> datetime:
+    return placement(campaign, due, step_index, planned_from=planned_from, window=window).at
 
 
-def placement(campaign: CampaignLike, due: datetime, step_index: int, *, planned_from: datetime) -> Placement:
-    """When a step due at `due` goes out: inside the campaign's send window, on a day none of
-    its holiday calendars closes, jittered by how far ahead of `planned_from` it is."""
+def placement(
+    campaign: CampaignLike,
+    due: datetime,
+    step_index: int,
+    *,
+    planned_from: datetime,
+    window: dict[str, Any] | None = None,
+) -> Placement:
+    """When a step due at `due` goes out: inside its send window (`window`, the step's own,
+    else the campaign's), on a day none of the campaign's holiday calendars closes, jittered by
+    how far ahead of `planned_from` it is."""
     settings = campaign.settings_json
-    window = windows.SendWindow.from_json(settings["send_window"])
+    opens = windows.SendWindow.from_json(window or settings["send_window"])
     zone = ZoneInfo(settings["time_zone"])
     spread = windows.spread_for(int((due - planned_from).total_seconds()))
     seed = f"{campaign.id}:{step_index}"
-    at = windows.place(due, window, zone, seed=seed, spread=spread)
+    at = windows.place(due, opens, zone, seed=seed, spread=spread)
     closed = calendars.closed_days(settings.get("holidays") or ())
     why = closed(at.astimezone(zone).date()) if closed else None
     if closed is None or why is None:
         return Placement(at)
-    moved = windows.place(due, window, zone, seed=seed, spread=spread, closed=closed)
+    moved = windows.place(due, opens, zone, seed=seed, spread=spread, closed=closed)
     return Placement(
         moved, f"moved from {at.astimezone(zone):%Y-%m-%d} ({why}) to {moved.astimezone(zone):%Y-%m-%d %H:%M}"
     )
@@ -140,7 +155,7 @@ def _command(tenant_id: str, **command: Any) -> OutboxMessage:
 
 def schedule_step(work: UnitOfWork, campaign: CampaignState, step: StepState, *, due: datetime) -> datetime:
     """(Re)arm the campaign's step timer for `step`, placed in its send window."""
-    placed = placement(campaign, due, step.step_index, planned_from=work.now)
+    placed = placement(campaign, due, step.step_index, planned_from=work.now, window=step.send_window_json)
     return arm_step(work, campaign, step, fire_at=placed.at, note=placed.note)
 
 
@@ -170,9 +185,17 @@ def schedule_trigger(
     work.send(_command(campaign.tenant_id, schedule=timer))
 
 
-def cancel_timer(work: UnitOfWork, *, tenant_id: str, key: str) -> None:
-    request = scheduler_service_pb2.CancelTimerRequest(tenant_id=tenant_id, key=key)
+def cancel_timer(work: UnitOfWork, *, tenant_id: str, key: str, reason: str = "", include_fired: bool = False) -> None:
+    """Cancel a timer by key, saying why; `include_fired` also marks one that already fired
+    (it arrived when it no longer applied)."""
+    request = scheduler_service_pb2.CancelTimerRequest(
+        tenant_id=tenant_id, key=key, reason=reason[:MAX_CANCEL_REASON], include_fired=include_fired
+    )
     work.send(_command(tenant_id, cancel=request))
+
+
+# What the scheduler keeps of a cancel's reason (CancelTimerRequest.reason).
+MAX_CANCEL_REASON = 200
 
 
 def set_status(work: UnitOfWork, campaign: CampaignState, status: str, *, reason: str = "", **values: Any) -> int:

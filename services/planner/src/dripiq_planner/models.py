@@ -175,6 +175,8 @@ campaign_steps = Table(
     # and the one the contact got, recorded when the step is sent ("" before).
     Column("variants", JSONB, nullable=False, server_default="[]"),
     Column("variant", Text, nullable=False, server_default=""),
+    # The step's own send window (SendWindow.to_json); NULL: the campaign's.
+    Column("send_window_json", JSONB),
     UniqueConstraint("campaign_id", "step_index", name="campaign_steps_campaign_step_key"),
     CheckConstraint(
         "status IN ('pending', 'scheduled', 'sending', 'sent', 'failed', 'skipped', 'canceled')",

@@ -1,7 +1,7 @@
 """What the dispatcher's send outcomes do to their campaigns, in memory: a sent step schedules
 the next one and arms the campaign's timeouts, a withheld step waits or goes out again, a
-failed one ends the campaign or holds it for a person. An outcome for a step that is no
-longer sending (a redelivery) changes nothing."""
+failed one (also one SendGrid dropped after it was sent) ends the campaign or holds it for a
+person. Any other outcome for a step that is no longer sending (a redelivery) changes nothing."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ from dripiq_planner.state import (
 
 log = structlog.get_logger(__name__)
 
+# Timeouts on engagement only an email has; a task's step arms only its reply timeouts.
+EMAIL_ONLY = frozenset({"open", "click"})
 # A step the dispatcher withheld while the campaign was resuming goes out again this long after.
 WITHHELD_RETRY_SECONDS = 60
 
@@ -39,7 +41,11 @@ def apply(
     for outcome in outcomes:
         campaign = campaigns.get((outcome.tenant_id, outcome.campaign_id))
         step = campaign.step_for_message(outcome.message_id) if campaign else None
-        if campaign is None or step is None or step.status != StepStatus.SENDING:
+        if campaign is None or step is None:
+            continue
+        # SendGrid may drop a message it accepted: its FAILED comes after the SENT.
+        dropped = outcome.kind == dispatcher_pb.OUTCOME_KIND_FAILED and step.status == StepStatus.SENT
+        if step.status != StepStatus.SENDING and not dropped:
             continue
         if outcome.kind == dispatcher_pb.OUTCOME_KIND_SENT:
             sent_at = outcome.occurred_at.ToDatetime(tzinfo=UTC) if outcome.HasField("occurred_at") else work.now
@@ -56,7 +62,8 @@ def sent(
 ) -> None:
     """Schedule what follows a sent step. A timeout on engagement SendGrid cannot report
     (opens with open tracking off) is not armed: it would fire for every contact. `untracked`
-    says why, by kind of engagement ("open", "click")."""
+    says why, by kind of engagement ("open", "click"). A task (call, LinkedIn) arms no open or
+    click timeout at all."""
     step.set(status=StepStatus.SENT, sent_at=sent_at)
     log.info(
         "step.sent",
@@ -74,6 +81,9 @@ def sent(
     lifecycle.schedule_step(work, campaign, following, due=lifecycle.after(sent_at, following.relative_delay_seconds))
     for trigger in decisions.timeout_triggers(campaign):
         kind, hours = rules.timeout_hours(trigger)  # type: ignore[misc]
+        if kind in EMAIL_ONLY and step.channel != "email":
+            # A call or LinkedIn task is never opened or clicked: the timeout would always fire.
+            continue
         if untracked.get(kind):
             work.decide(
                 campaign,

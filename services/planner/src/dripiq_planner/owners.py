@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -78,21 +79,26 @@ class Owners:
     def identities(self) -> dpb_grpc.SenderIdentityServiceStub:
         return dpb_grpc.SenderIdentityServiceStub(self._dispatcher.get())
 
-    async def sender_domains(self, tenant_id: str, identity_ids: list[str]) -> dict[str, str]:
-        """The From domain of each sender identity the dispatcher knows; one it cannot tell
-        (unknown, or the dispatcher not answering) is left out, so copy may not name it."""
-        out: dict[str, str] = {}
-        for identity_id in identity_ids[:MAX_IDENTITY_LOOKUPS]:
+    async def sender_identities(self, tenant_id: str, identity_ids: list[str]) -> dict[str, dpb.SenderIdentity | None]:
+        """Each sender identity the dispatcher answered for: its identity, or None when it has
+        none by that id in the tenant. One it did not answer for (down, slow, past the first
+        MAX_IDENTITY_LOOKUPS of a batch) is left out: the dispatcher checks again at send time."""
+
+        async def one(identity_id: str) -> tuple[str, dpb.SenderIdentity | None] | None:
             try:
                 answer = await self.identities.GetSenderIdentity(
                     dpb.GetSenderIdentityRequest(tenant_id=tenant_id, sender_identity_id=identity_id),
                     timeout=self.timeout_seconds,
                 )
             except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    return identity_id, None
                 log.warning("planner.sender_identity_unavailable", tenant_id=tenant_id, code=exc.code().name)
-                continue
-            out[identity_id] = answer.sender_identity.from_email.rpartition("@")[2].lower()
-        return out
+                return None
+            return identity_id, answer.sender_identity
+
+        found = await asyncio.gather(*(one(i) for i in identity_ids[:MAX_IDENTITY_LOOKUPS]))
+        return dict(pair for pair in found if pair is not None)
 
     async def campaign_messages(self, tenant_id: str, campaign_id: str) -> list[dpb.Message]:
         out: list[dpb.Message] = []

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dripiq_common.errors import DomainError, FailedPrecondition
+from dripiq_common.errors import DomainError, FailedPrecondition, InvalidArgument
 from dripiq_common.windows import SendWindow
 from dripiq_planner import lifecycle, repository, rules
 from dripiq_planner.ai_budget import BudgetLimits, BudgetSpent
@@ -69,7 +69,8 @@ class Draft:
         times: list[datetime] = []
         due = start
         for i, delay in enumerate(self.delays):
-            due = lifecycle.place(self, lifecycle.after(due, delay), i, planned_from=due)
+            window = self.strategy.outreach_campaign[i].send_window
+            due = lifecycle.place(self, lifecycle.after(due, delay), i, planned_from=due, window=window)
             times.append(due)
         return times
 
@@ -145,6 +146,7 @@ class Planner:
         """What `drafts` answers, except that a request without a strategy is checked (its
         contact not suppressed) and queued rather than planned: nothing waits for the model."""
         defaults = await self._defaults(tenant_id)
+        requests, sender_domains = await self._known_senders(tenant_id, requests)
         queued: dict[int, Queued] = {}
         for position, request in enumerate(requests):
             if isinstance(request, CampaignRequest) and request.strategy is None:
@@ -152,7 +154,7 @@ class Planner:
                 settings_json = {"time_zone": request.time_zone or "UTC", "send_window": window.to_json()}
                 queued[position] = Queued(str(uuid.uuid4()), request.tenant_id, request, settings_json)
         rest = [r for position, r in enumerate(requests) if position not in queued]
-        planned = iter(await self._planned(tenant_id, rest, defaults) if rest else [])
+        planned = iter(await self._planned(rest, defaults, sender_domains) if rest else [])
         admitted: list[Draft | Queued | DomainError] = [
             queued[position] if position in queued else next(planned) for position in range(len(requests))
         ]
@@ -163,7 +165,8 @@ class Planner:
         `raise_when_unavailable`, a model that gives no answer raises ModelUnavailable."""
         request = stored_request(row)
         defaults = await self._defaults(row.tenant_id)
-        domains = await self._sender_domains(row.tenant_id, [request])
+        # A stored campaign was checked when it came; its identity's domain is what matters now.
+        _, domains = await self._known_senders(row.tenant_id, [request])
         return await self._draft(
             request,
             defaults,
@@ -177,14 +180,17 @@ class Planner:
     ) -> list[Draft | DomainError]:
         """A draft for each request, or why there is none; a request that could not be read
         stays its error. The strategist is asked for all of them at once."""
-        planned = await self._planned(tenant_id, requests, await self._defaults(tenant_id))
+        requests, sender_domains = await self._known_senders(tenant_id, requests)
+        planned = await self._planned(requests, await self._defaults(tenant_id), sender_domains)
         return await self._unsuppressed(tenant_id, planned)
 
     async def _planned(
-        self, tenant_id: str, requests: Sequence[CampaignRequest | DomainError], defaults: TenantDefaults
+        self,
+        requests: Sequence[CampaignRequest | DomainError],
+        defaults: TenantDefaults,
+        sender_domains: dict[str, str],
     ) -> list[Draft | DomainError]:
         planned = [r for r in requests if isinstance(r, CampaignRequest) and r.strategy is None]
-        sender_domains = await self._sender_domains(tenant_id, planned)
         over_cap = {id(r) for r in planned[self.ai_per_batch :]}
 
         async def one(request: CampaignRequest | DomainError) -> Draft | DomainError:
@@ -225,11 +231,36 @@ class Planner:
         async with self.engine.connect() as conn:
             return TenantDefaults.from_row(await repository.get_tenant_settings(conn, tenant_id=tenant_id))
 
-    async def _sender_domains(self, tenant_id: str, requests: Sequence[CampaignRequest]) -> dict[str, str]:
-        """The domain of each sender identity the strategist writes for: its copy may name it."""
-        if self.owners is None or not requests:
-            return {}
-        return await self.owners.sender_domains(tenant_id, sorted({r.sender_identity_id for r in requests}))
+    async def _known_senders(
+        self, tenant_id: str, requests: Sequence[CampaignRequest | DomainError]
+    ) -> tuple[list[CampaignRequest | DomainError], dict[str, str]]:
+        """The requests, each naming a sender identity the dispatcher does not have made
+        INVALID_ARGUMENT and one it has not verified FAILED_PRECONDITION; and the From domain
+        of each identity it has (the strategist's copy may name it). Without the dispatcher's
+        answer a request goes on: the dispatcher checks the identity again when it sends."""
+        ids = sorted({r.sender_identity_id for r in requests if isinstance(r, CampaignRequest)})
+        if self.owners is None or not ids:
+            return list(requests), {}
+        found = await self.owners.sender_identities(tenant_id, ids)
+        checked: list[CampaignRequest | DomainError] = []
+        for request in requests:
+            if isinstance(request, CampaignRequest) and request.sender_identity_id in found:
+                identity = found[request.sender_identity_id]
+                if identity is None:
+                    request = InvalidArgument(
+                        "sender_identity_id",
+                        f"no sender identity {request.sender_identity_id!r} in this tenant "
+                        "(SenderIdentityService.CreateSenderIdentity makes one)",
+                    )
+                elif not identity.verified:
+                    request = FailedPrecondition(
+                        f"sender_identity_id {identity.sender_identity_id!r} ({identity.from_email}) is not "
+                        "verified: authenticate its domain or verify the sender at SendGrid, then call "
+                        "SenderIdentityService.VerifySenderIdentity"
+                    )
+            checked.append(request)
+        domains = {i: identity.from_email.rpartition("@")[2].lower() for i, identity in found.items() if identity}
+        return checked, domains
 
     async def _draft(
         self,

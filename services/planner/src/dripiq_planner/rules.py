@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 from dripiq_common.errors import InvalidArgument
-from dripiq_planner import variants
+from dripiq_common.windows import DEFAULT_WINDOW, SendWindow
+from dripiq_planner import templates, variants
 from dripiq_planner.strategy import (
     CHANNELS,
     MAX_DELAY_SECONDS,
     MAX_STEPS,
     AdaptiveRule,
+    OutreachStep,
     RuleAction,
+    StepVariant,
     Strategy,
     pick_in_range,
     threaded,
@@ -140,6 +144,43 @@ def validate_strategy(strategy: Strategy) -> None:
             )
         if step.type == "email" and not step.content.strip():
             raise InvalidArgument(f"strategy.outreachCampaign[{i}].content", "is required for email")
+        _check_placeholders(step, f"strategy.outreachCampaign[{i}]")
+        if (window := step.send_window) is not None:
+            field = f"strategy.outreachCampaign[{i}].sendWindow"
+            if not isinstance(window, dict):
+                raise InvalidArgument(field, "must be an object with weekdays, start_hour and end_hour")
+            checked_window(window.get("weekdays"), window.get("start_hour"), window.get("end_hour"), field)
         variants.validate(step, i)
     for i, rule in enumerate(strategy.adaptive_rules):
         validate_rule(rule, index=i, step_count=len(steps))
+
+
+def _check_placeholders(step: OutreachStep, field: str) -> None:
+    """A placeholder that names no fact would go out empty: refused, naming the known ones."""
+    copies: list[tuple[str, OutreachStep | StepVariant]] = [
+        ("", step),
+        *((f".variants[{j}]", variant) for j, variant in enumerate(step.variants)),
+    ]
+    for prefix, copy in copies:
+        for name, text in (("subject", copy.subject), ("content", copy.content), ("callToAction", copy.call_to_action)):
+            if found := templates.unknown(text):
+                raise InvalidArgument(
+                    f"{field}{prefix}.{name}",
+                    f"unknown placeholder {found[0]}; the known placeholders are "
+                    + ", ".join(f"{{{{{f}}}}}" for f in templates.FIELDS),
+                )
+
+
+def checked_window(weekdays: object, start_hour: object, end_hour: object, field: str) -> SendWindow:
+    """A send window as a request or a strategy gives it, or InvalidArgument naming the part of
+    `field` that is wrong. No weekdays means the default's."""
+    days = weekdays or sorted(DEFAULT_WINDOW.weekdays)
+    if not isinstance(days, list | tuple) or not all(_whole(d) and 1 <= d <= 7 for d in days):
+        raise InvalidArgument(f"{field}.weekdays", "must be ISO weekdays 1 (Monday) to 7 (Sunday)")
+    if not (_whole(start_hour) and _whole(end_hour) and 0 <= start_hour < end_hour <= 24):
+        raise InvalidArgument(f"{field}.start_hour", "needs 0 <= start_hour < end_hour <= 24")
+    return SendWindow(frozenset(days), start_hour, end_hour)
+
+
+def _whole(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)

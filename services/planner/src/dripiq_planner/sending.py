@@ -47,7 +47,7 @@ def send_step(work: UnitOfWork, campaign: CampaignState, step: StepState, tenant
         postal_address=tenant.postal_address,
         tracking=tenant.tracking(),
         thread_message_ids=thread_ids,
-        send_window=contact_window(campaign),
+        send_window=contact_window(campaign, step),
         holiday_calendars=campaign.settings_json.get("holidays") or [],
         product_id=campaign.product_id,
         strategist=campaign.strategist,
@@ -91,10 +91,11 @@ def _subject(campaign: CampaignState, step: StepState) -> str:
     return variants.copy_for(step, tenant_id=campaign.tenant_id, contact_id=campaign.contact_id).subject
 
 
-def contact_window(campaign: CampaignState) -> dispatcher_pb.ContactWindow:
-    """The campaign's send window and zone, for the sends the dispatcher has to defer."""
+def contact_window(campaign: CampaignState, step: StepState) -> dispatcher_pb.ContactWindow:
+    """The step's send window (its own, else the campaign's) and the contact's zone, for the
+    sends the dispatcher has to defer."""
     settings = campaign.settings_json
-    window = settings["send_window"]
+    window = step.send_window_json or settings["send_window"]
     return dispatcher_pb.ContactWindow(
         weekdays=window["weekdays"],
         start_hour=window["start_hour"],

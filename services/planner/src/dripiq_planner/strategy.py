@@ -43,6 +43,8 @@ class OutreachStep(BaseModel):
     # Continue the previous email's thread; None: exactly when the step has no subject.
     thread: bool | None = None
     variants: list[StepVariant] = Field(default_factory=list)
+    # The step's own send window, as SendWindow.to_json writes it; None: the campaign's.
+    send_window: dict[str, Any] | None = Field(None, alias="sendWindow")
 
 
 class RuleAction(BaseModel):

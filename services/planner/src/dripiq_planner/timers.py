@@ -49,6 +49,8 @@ def apply(
                 kind=kind,
                 status=campaign.status if campaign else "missing",
             )
+            if campaign is not None and kind == "trigger_due":
+                moot(work, campaign, timer.trigger_due, already, why=f"the campaign is {campaign.status}")
         elif kind == "step_due":
             step_due(work, campaign, timer.step_due, tenants[campaign.tenant_id])
         elif kind == "trigger_due":
@@ -85,8 +87,10 @@ def trigger_due(
     if timeout is None:
         log.error("timer.not_a_timeout_trigger", trigger=due.trigger)
         return
-    if any((campaign.tenant_id, due.message_id, t) in already for t in decisions.settled_by(timeout[0])):
+    settled = [t for t in decisions.settled_by(timeout[0]) if (campaign.tenant_id, due.message_id, t) in already]
+    if settled:
         log.info("trigger.condition_no_longer_holds", campaign_id=campaign.id, trigger=due.trigger)
+        moot(work, campaign, due, already, why=f"{settled[0]} came first")
         return
     decisions.decide(
         work,
@@ -97,4 +101,33 @@ def trigger_due(
         trigger=due.trigger,
         source=lifecycle.trigger_timer_key(due.message_id, due.trigger),
         max_pause_days=max_pause_days,
+    )
+
+
+def moot(
+    work: UnitOfWork, campaign: CampaignState, due: timers_pb2.TriggerDue, already: set[DecisionKey], *, why: str
+) -> None:
+    """A timeout that fired when it no longer applied: canceled as moot in the scheduler (its
+    cancel may have lost the race with its firing) and on the timeline, once; nothing else."""
+    key = (campaign.tenant_id, due.message_id, due.trigger)
+    if key in already:
+        return  # a redelivery: said already
+    already.add(key)
+    reason = f"moot: {why}"
+    work.decide(
+        campaign,
+        message_id=due.message_id,
+        step_index=due.step_index,
+        trigger=due.trigger,
+        source=lifecycle.trigger_timer_key(due.message_id, due.trigger),
+        rule_json={},
+        action="none",
+        result=f"canceled as {reason}",
+    )
+    lifecycle.cancel_timer(
+        work,
+        tenant_id=campaign.tenant_id,
+        key=lifecycle.trigger_timer_key(due.message_id, due.trigger),
+        reason=reason,
+        include_fired=True,
     )

@@ -15,30 +15,13 @@ from typing import Any
 
 from dripiq_common.errors import InvalidArgument
 from dripiq_common.seeded import seeded_int
+from dripiq_planner import templates
 from dripiq_planner.strategy import OutreachStep, StepVariant
 
 MIN_VARIANTS = 2
 MAX_VARIANTS = 5
 MAX_WEIGHT = 1000
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
-# The facts a request strategy's {{placeholder}} may name (convert.campaign_request).
-FACT_NAMES = frozenset(
-    {
-        "contact_id",
-        "email",
-        "first_name",
-        "last_name",
-        "title",
-        "time_zone",
-        "lead_id",
-        "company_name",
-        "industry",
-        "product_id",
-        "product_name",
-        "product_description",
-        "product_url",
-    }
-)
 _FACT = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 
 
@@ -88,7 +71,7 @@ def _check_copy(variant: StepVariant, field: str) -> None:
     ):
         if len(text) > limits[name]:
             raise InvalidArgument(f"{field}.{name}", f"is {len(text)} characters; at most {limits[name]}")
-        facts = {m.group(0) for m in _FACT.finditer(text) if m.group(1) in FACT_NAMES}
+        facts = {m.group(0) for m in _FACT.finditer(text) if m.group(1) in templates.FIELDS}
         if unresolved := [t for t in find_placeholders(text) if t not in facts]:
             raise InvalidArgument(
                 f"{field}.{name}",

@@ -88,4 +88,7 @@ def to_proto(row: Any) -> pb.Timer:
     timer.fire_at.FromDatetime(row.scheduled_for)
     if row.fired_at is not None:
         timer.fired_at.FromDatetime(row.fired_at)
+    if row.canceled_at is not None:
+        timer.canceled_at.FromDatetime(row.canceled_at)
+    timer.cancel_reason = row.cancel_reason or ""
     return timer

@@ -16,7 +16,7 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         return pb.ScheduleTimerResponse(timer=await self.timers.schedule(request.timer))
 
     async def CancelTimer(self, request: pb.CancelTimerRequest, context) -> pb.CancelTimerResponse:
-        return pb.CancelTimerResponse(timer=await self.timers.cancel(request.tenant_id, request.key))
+        return pb.CancelTimerResponse(timer=await self.timers.cancel(request))
 
     async def CancelTimers(self, request: pb.CancelTimersRequest, context) -> pb.CancelTimersResponse:
         count = await self.timers.cancel_group(request.tenant_id, request.group_key)

@@ -12,7 +12,6 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     Row,
-    Text,
     any_,
     bindparam,
     delete,
@@ -169,26 +168,44 @@ async def get(conn: AsyncConnection, *, tenant_id: str, key: str):
     return (await conn.execute(select(timers).where(timers.c.tenant_id == tenant_id, timers.c.key == key))).first()
 
 
-async def cancel(conn: AsyncConnection, *, tenant_id: str, key: str, now: datetime):
-    await conn.execute(
-        update(timers)
-        .where(timers.c.tenant_id == tenant_id, timers.c.key == key, timers.c.status == TimerStatus.ACTIVE)
-        .values(status=TimerStatus.CANCELED, canceled_at=now, updated_at=now)
-    )
+async def cancel(
+    conn: AsyncConnection, *, tenant_id: str, key: str, now: datetime, reason: str = "", include_fired: bool = False
+):
+    await cancel_many(conn, tenant_id=tenant_id, cancels=[(key, reason, include_fired)], now=now)
     return await get(conn, tenant_id=tenant_id, key=key)
 
 
-async def cancel_many(conn: AsyncConnection, *, tenant_id: str, keys: Sequence[str], now: datetime) -> int:
-    # One array parameter rather than an IN list of a parameter per key: the statement text and
-    # its plan stay the same whatever the batch size, and nothing is compiled per key.
+# A cancel stops an active timer. One that fired already is canceled too when the caller says
+# it arrived moot (`include_fired`): it keeps its fired_at, and reads canceled with the reason.
+# The keys, reasons and flags arrive as arrays: one statement, whatever the batch size.
+_CANCEL_MANY = text(
+    f"""
+    UPDATE {timers.schema}.timers AS t
+    SET status = '{TimerStatus.CANCELED}', canceled_at = :now, updated_at = :now,
+        cancel_reason = NULLIF(c.reason, '')
+    FROM unnest(CAST(:keys AS text[]), CAST(:reasons AS text[]), CAST(:fired AS boolean[])) AS c(key, reason, fired)
+    WHERE t.tenant_id = :tenant_id AND t.key = c.key
+      AND (t.status = '{TimerStatus.ACTIVE}' OR (c.fired AND t.status = '{TimerStatus.FIRED}'))
+    """
+)
+
+
+async def cancel_many(
+    conn: AsyncConnection, *, tenant_id: str, cancels: Sequence[tuple[str, str, bool]], now: datetime
+) -> int:
+    """Cancel (key, reason, include_fired) of one tenant; how many timers it canceled. A key
+    given twice keeps its last cancel."""
+    last = {key: (reason, fired) for key, reason, fired in cancels}
+    keys = sorted(last)
     result = await conn.execute(
-        update(timers)
-        .where(
-            timers.c.tenant_id == tenant_id,
-            timers.c.key == any_(bindparam("cancel_keys", sorted(set(keys)), type_=ARRAY(Text))),
-            timers.c.status == TimerStatus.ACTIVE,
-        )
-        .values(status=TimerStatus.CANCELED, canceled_at=now, updated_at=now)
+        _CANCEL_MANY,
+        {
+            "tenant_id": tenant_id,
+            "now": now,
+            "keys": keys,
+            "reasons": [last[k][0] for k in keys],
+            "fired": [last[k][1] for k in keys],
+        },
     )
     return result.rowcount or 0
 

@@ -107,7 +107,9 @@ class TimerService:
         for i, key in enumerate(keys):
             _key(key, f"keys[{i}]")
         async with self.engine.begin() as conn:
-            return await repository.cancel_many(conn, tenant_id=tenant, keys=keys, now=self.clock.now())
+            return await repository.cancel_many(
+                conn, tenant_id=tenant, cancels=[(key, "", False) for key in keys], now=self.clock.now()
+            )
 
     async def list_timers(self, request: pb.ListTimersRequest) -> pb.ListTimersResponse:
         tenant = validation.tenant_id(request.tenant_id)
@@ -155,11 +157,18 @@ class TimerService:
             )
         self.on_scheduled_due()
 
-    async def cancel(self, tenant_id: str, key: str) -> pb.Timer:
-        tenant = validation.tenant_id(tenant_id)
-        _key(key, "key")
+    async def cancel(self, request: pb.CancelTimerRequest) -> pb.Timer:
+        tenant = validation.tenant_id(request.tenant_id)
+        key = _key(request.key, "key")
         async with self.engine.begin() as conn:
-            row = await repository.cancel(conn, tenant_id=tenant, key=key, now=self.clock.now())
+            row = await repository.cancel(
+                conn,
+                tenant_id=tenant,
+                key=key,
+                now=self.clock.now(),
+                reason=_reason(request.reason),
+                include_fired=request.include_fired,
+            )
         if row is None:
             raise NotFound(f"timer {key!r} not found")
         return convert.to_proto(row)
@@ -203,6 +212,7 @@ class TimerService:
                 else:
                     validation.tenant_id(op.tenant_id)  # type: ignore[attr-defined]
                     _key(op.key, "key")  # type: ignore[attr-defined]
+                    _reason(op.reason)  # type: ignore[attr-defined]
                     steps.append((kind, op))
         except InvalidArgument as exc:
             raise PermanentMessageError(f"invalid TimerCommand: {exc}") from exc
@@ -215,6 +225,16 @@ class TimerService:
 def _key(value: str, field: str) -> str:
     """A key or group key to look up: what a timer may be stored under (domain.check_timer)."""
     return validation.header_safe(value, field, max_length=domain.MAX_KEY_LENGTH)
+
+
+# What a cancel may say of itself (CancelTimerRequest.reason).
+MAX_CANCEL_REASON = 200
+
+
+def _reason(value: str) -> str:
+    if len(value) > MAX_CANCEL_REASON:
+        raise InvalidArgument("reason", f"is {len(value)} characters; at most {MAX_CANCEL_REASON}")
+    return value
 
 
 def _check_batch_size(size: int, field: str) -> None:
@@ -242,14 +262,15 @@ async def _apply_in_order(conn: AsyncConnection, steps: list[tuple[str, object]]
     first, keeping the order.
     """
     schedules: dict[tuple[str, str], NewTimer] = {}
-    cancels: dict[tuple[str, str], None] = {}
+    # (tenant, key) -> (reason, include_fired)
+    cancels: dict[tuple[str, str], tuple[str, bool]] = {}
 
     async def write() -> None:
         if schedules:
             await repository.schedule_many(conn, batch=list(schedules.values()), now=now)
         for tenant_id in {tenant for tenant, _ in cancels}:
-            keys = [key for tenant, key in cancels if tenant == tenant_id]
-            await repository.cancel_many(conn, tenant_id=tenant_id, keys=keys, now=now)
+            mine = [(key, *how) for (tenant, key), how in cancels.items() if tenant == tenant_id]
+            await repository.cancel_many(conn, tenant_id=tenant_id, cancels=mine, now=now)
         schedules.clear()
         cancels.clear()
 
@@ -268,5 +289,5 @@ async def _apply_in_order(conn: AsyncConnection, steps: list[tuple[str, object]]
         else:
             if key in schedules:
                 await write()
-            cancels[key] = None
+            cancels[key] = (op.reason, op.include_fired)  # type: ignore[attr-defined]
     await write()

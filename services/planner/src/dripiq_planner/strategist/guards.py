@@ -51,7 +51,9 @@ def violations(strategy: Strategy, allow: AllowList | None = None) -> list[Guard
     found = [
         problem for i in range(len(strategy.outreach_campaign)) for problem in _step_violations(strategy, i, allow)
     ]
-    found.extend(_contract_violations(strategy))
+    # The contract's first refusal, unless a step's own check already named that field.
+    named = {problem.field for problem in found}
+    found.extend(problem for problem in _contract_violations(strategy) if problem.field not in named)
     return found
 
 

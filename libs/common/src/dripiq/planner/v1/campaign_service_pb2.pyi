@@ -179,7 +179,7 @@ class Cadence(_message.Message):
     def __init__(self, interval: _Optional[str] = ..., total_duration: _Optional[str] = ...) -> None: ...
 
 class OutreachStep(_message.Message):
-    __slots__ = ("type", "timing", "subject", "content", "call_to_action", "thread", "variants")
+    __slots__ = ("type", "timing", "subject", "content", "call_to_action", "thread", "variants", "send_window")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +187,7 @@ class OutreachStep(_message.Message):
     CALL_TO_ACTION_FIELD_NUMBER: _ClassVar[int]
     THREAD_FIELD_NUMBER: _ClassVar[int]
     VARIANTS_FIELD_NUMBER: _ClassVar[int]
+    SEND_WINDOW_FIELD_NUMBER: _ClassVar[int]
     type: str
     timing: str
     subject: str
@@ -194,7 +195,8 @@ class OutreachStep(_message.Message):
     call_to_action: str
     thread: bool
     variants: _containers.RepeatedCompositeFieldContainer[StepVariant]
-    def __init__(self, type: _Optional[str] = ..., timing: _Optional[str] = ..., subject: _Optional[str] = ..., content: _Optional[str] = ..., call_to_action: _Optional[str] = ..., thread: _Optional[bool] = ..., variants: _Optional[_Iterable[_Union[StepVariant, _Mapping]]] = ...) -> None: ...
+    send_window: SendWindow
+    def __init__(self, type: _Optional[str] = ..., timing: _Optional[str] = ..., subject: _Optional[str] = ..., content: _Optional[str] = ..., call_to_action: _Optional[str] = ..., thread: _Optional[bool] = ..., variants: _Optional[_Iterable[_Union[StepVariant, _Mapping]]] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ...) -> None: ...
 
 class StepVariant(_message.Message):
     __slots__ = ("name", "weight", "subject", "content", "call_to_action")
@@ -271,7 +273,7 @@ class Campaign(_message.Message):
     def __init__(self, campaign_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., lead_id: _Optional[str] = ..., contact_id: _Optional[str] = ..., product_id: _Optional[str] = ..., status: _Optional[_Union[CampaignStatus, str]] = ..., sender_identity_id: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[CampaignStep, _Mapping]]] = ..., current_step_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_reason: _Optional[str] = ..., strategist: _Optional[str] = ..., time_zone: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., attention_reason: _Optional[str] = ..., holiday_calendars: _Optional[_Iterable[str]] = ..., strategist_reason: _Optional[str] = ..., planned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CampaignStep(_message.Message):
-    __slots__ = ("step_index", "channel", "status", "relative_delay_seconds", "scheduled_at", "subject", "content", "call_to_action", "message_id", "sent_at", "thread", "timing", "placement_note", "variants", "variant")
+    __slots__ = ("step_index", "channel", "status", "relative_delay_seconds", "scheduled_at", "subject", "content", "call_to_action", "message_id", "sent_at", "thread", "timing", "placement_note", "variants", "variant", "send_window")
     STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -287,6 +289,7 @@ class CampaignStep(_message.Message):
     PLACEMENT_NOTE_FIELD_NUMBER: _ClassVar[int]
     VARIANTS_FIELD_NUMBER: _ClassVar[int]
     VARIANT_FIELD_NUMBER: _ClassVar[int]
+    SEND_WINDOW_FIELD_NUMBER: _ClassVar[int]
     step_index: int
     channel: str
     status: StepStatus
@@ -302,7 +305,8 @@ class CampaignStep(_message.Message):
     placement_note: str
     variants: _containers.RepeatedCompositeFieldContainer[StepVariant]
     variant: str
-    def __init__(self, step_index: _Optional[int] = ..., channel: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., relative_delay_seconds: _Optional[int] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., subject: _Optional[str] = ..., content: _Optional[str] = ..., call_to_action: _Optional[str] = ..., message_id: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., thread: _Optional[bool] = ..., timing: _Optional[str] = ..., placement_note: _Optional[str] = ..., variants: _Optional[_Iterable[_Union[StepVariant, _Mapping]]] = ..., variant: _Optional[str] = ...) -> None: ...
+    send_window: SendWindow
+    def __init__(self, step_index: _Optional[int] = ..., channel: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., relative_delay_seconds: _Optional[int] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., subject: _Optional[str] = ..., content: _Optional[str] = ..., call_to_action: _Optional[str] = ..., message_id: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., thread: _Optional[bool] = ..., timing: _Optional[str] = ..., placement_note: _Optional[str] = ..., variants: _Optional[_Iterable[_Union[StepVariant, _Mapping]]] = ..., variant: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ...) -> None: ...
 
 class CreateCampaignRequest(_message.Message):
     __slots__ = ("tenant_id", "request_id", "lead", "contact", "product", "strategy", "sender_identity_id", "send_window")

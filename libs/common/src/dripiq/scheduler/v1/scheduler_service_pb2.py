@@ -25,47 +25,47 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+dripiq/scheduler/v1/scheduler_service.proto\x12\x13\x64ripiq.scheduler.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x02\n\x05Timer\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x11\n\tgroup_key\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12+\n\x07\x66ire_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0etarget_subject\x18\x06 \x01(\t\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\x12\x30\n\x06status\x18\x08 \x01(\x0e\x32 .dripiq.scheduler.v1.TimerStatus\x12\x0f\n\x07version\x18\t \x01(\x05\x12,\n\x08\x66ired_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x06target\x18\x0b \x01(\x0e\x32 .dripiq.scheduler.v1.TimerTarget\"A\n\x14ScheduleTimerRequest\x12)\n\x05timer\x18\x01 \x01(\x0b\x32\x1a.dripiq.scheduler.v1.Timer\"B\n\x15ScheduleTimerResponse\x12)\n\x05timer\x18\x01 \x01(\x0b\x32\x1a.dripiq.scheduler.v1.Timer\"4\n\x12\x43\x61ncelTimerRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"@\n\x13\x43\x61ncelTimerResponse\x12)\n\x05timer\x18\x01 \x01(\x0b\x32\x1a.dripiq.scheduler.v1.Timer\";\n\x13\x43\x61ncelTimersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tgroup_key\x18\x02 \x01(\t\".\n\x14\x43\x61ncelTimersResponse\x12\x16\n\x0e\x63\x61nceled_count\x18\x01 \x01(\x05\"1\n\x0fGetTimerRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"=\n\x10GetTimerResponse\x12)\n\x05timer\x18\x01 \x01(\x0b\x32\x1a.dripiq.scheduler.v1.Timer\"[\n\x1a\x42\x61tchScheduleTimersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12*\n\x06timers\x18\x02 \x03(\x0b\x32\x1a.dripiq.scheduler.v1.Timer\"6\n\x1b\x42\x61tchScheduleTimersResponse\x12\x17\n\x0fscheduled_count\x18\x01 \x01(\x05\";\n\x18\x42\x61tchCancelTimersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\"3\n\x19\x42\x61tchCancelTimersResponse\x12\x16\n\x0e\x63\x61nceled_count\x18\x01 \x01(\x05\"\xf3\x01\n\x11ListTimersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x30\n\x06status\x18\x02 \x01(\x0e\x32 .dripiq.scheduler.v1.TimerStatus\x12\x11\n\tgroup_key\x18\x03 \x01(\t\x12.\n\nfire_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66ire_before\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"Y\n\x12ListTimersResponse\x12*\n\x06timers\x18\x01 \x03(\x0b\x32\x1a.dripiq.scheduler.v1.Timer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*w\n\x0bTimerStatus\x12\x1c\n\x18TIMER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13TIMER_STATUS_ACTIVE\x10\x01\x12\x16\n\x12TIMER_STATUS_FIRED\x10\x02\x12\x19\n\x15TIMER_STATUS_CANCELED\x10\x03*m\n\x0bTimerTarget\x12\x1c\n\x18TIMER_TARGET_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTIMER_TARGET_PLANNER_TIMER\x10\x01\x12 \n\x1cTIMER_TARGET_DISPATCHER_SEND\x10\x02\x32\xe7\x05\n\x10SchedulerService\x12\x66\n\rScheduleTimer\x12).dripiq.scheduler.v1.ScheduleTimerRequest\x1a*.dripiq.scheduler.v1.ScheduleTimerResponse\x12`\n\x0b\x43\x61ncelTimer\x12\'.dripiq.scheduler.v1.CancelTimerRequest\x1a(.dripiq.scheduler.v1.CancelTimerResponse\x12\x63\n\x0c\x43\x61ncelTimers\x12(.dripiq.scheduler.v1.CancelTimersRequest\x1a).dripiq.scheduler.v1.CancelTimersResponse\x12W\n\x08GetTimer\x12$.dripiq.scheduler.v1.GetTimerRequest\x1a%.dripiq.scheduler.v1.GetTimerResponse\x12x\n\x13\x42\x61tchScheduleTimers\x12/.dripiq.scheduler.v1.BatchScheduleTimersRequest\x1a\x30.dripiq.scheduler.v1.BatchScheduleTimersResponse\x12r\n\x11\x42\x61tchCancelTimers\x12-.dripiq.scheduler.v1.BatchCancelTimersRequest\x1a..dripiq.scheduler.v1.BatchCancelTimersResponse\x12]\n\nListTimers\x12&.dripiq.scheduler.v1.ListTimersRequest\x1a\'.dripiq.scheduler.v1.ListTimersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+dripiq/scheduler/v1/scheduler_service.proto\x12\x13\x64ripiq.scheduler.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\x03\n\x05Timer\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x11\n\tgroup_key\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12+\n\x07\x66ire_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0etarget_subject\x18\x06 \x01(\t\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\x12\x30\n\x06status\x18\x08 \x01(\x0e\x32 .dripiq.scheduler.v1.TimerStatus\x12\x0f\n\x07version\x18\t \x01(\x05\x12,\n\x08\x66ired_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x06target\x18\x0b \x01(\x0e\x32 .dripiq.scheduler.v1.TimerTarget\x12/\n\x0b\x63\x61nceled_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rcancel_reason\x18\r \x01(\t\"A\n\x14ScheduleTimerRequest\x12)\n\x05timer\x18\x01 \x01(\x0b\x32\x1a.dripiq.scheduler.v1.Timer\"B\n\x15ScheduleTimerResponse\x12)\n\x05timer\x18\x01 \x01(\x0b\x32\x1a.dripiq.scheduler.v1.Timer\"[\n\x12\x43\x61ncelTimerRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x15\n\rinclude_fired\x18\x04 \x01(\x08\"@\n\x13\x43\x61ncelTimerResponse\x12)\n\x05timer\x18\x01 \x01(\x0b\x32\x1a.dripiq.scheduler.v1.Timer\";\n\x13\x43\x61ncelTimersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tgroup_key\x18\x02 \x01(\t\".\n\x14\x43\x61ncelTimersResponse\x12\x16\n\x0e\x63\x61nceled_count\x18\x01 \x01(\x05\"1\n\x0fGetTimerRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"=\n\x10GetTimerResponse\x12)\n\x05timer\x18\x01 \x01(\x0b\x32\x1a.dripiq.scheduler.v1.Timer\"[\n\x1a\x42\x61tchScheduleTimersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12*\n\x06timers\x18\x02 \x03(\x0b\x32\x1a.dripiq.scheduler.v1.Timer\"6\n\x1b\x42\x61tchScheduleTimersResponse\x12\x17\n\x0fscheduled_count\x18\x01 \x01(\x05\";\n\x18\x42\x61tchCancelTimersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\"3\n\x19\x42\x61tchCancelTimersResponse\x12\x16\n\x0e\x63\x61nceled_count\x18\x01 \x01(\x05\"\xf3\x01\n\x11ListTimersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x30\n\x06status\x18\x02 \x01(\x0e\x32 .dripiq.scheduler.v1.TimerStatus\x12\x11\n\tgroup_key\x18\x03 \x01(\t\x12.\n\nfire_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66ire_before\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"Y\n\x12ListTimersResponse\x12*\n\x06timers\x18\x01 \x03(\x0b\x32\x1a.dripiq.scheduler.v1.Timer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*w\n\x0bTimerStatus\x12\x1c\n\x18TIMER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13TIMER_STATUS_ACTIVE\x10\x01\x12\x16\n\x12TIMER_STATUS_FIRED\x10\x02\x12\x19\n\x15TIMER_STATUS_CANCELED\x10\x03*m\n\x0bTimerTarget\x12\x1c\n\x18TIMER_TARGET_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTIMER_TARGET_PLANNER_TIMER\x10\x01\x12 \n\x1cTIMER_TARGET_DISPATCHER_SEND\x10\x02\x32\xe7\x05\n\x10SchedulerService\x12\x66\n\rScheduleTimer\x12).dripiq.scheduler.v1.ScheduleTimerRequest\x1a*.dripiq.scheduler.v1.ScheduleTimerResponse\x12`\n\x0b\x43\x61ncelTimer\x12\'.dripiq.scheduler.v1.CancelTimerRequest\x1a(.dripiq.scheduler.v1.CancelTimerResponse\x12\x63\n\x0c\x43\x61ncelTimers\x12(.dripiq.scheduler.v1.CancelTimersRequest\x1a).dripiq.scheduler.v1.CancelTimersResponse\x12W\n\x08GetTimer\x12$.dripiq.scheduler.v1.GetTimerRequest\x1a%.dripiq.scheduler.v1.GetTimerResponse\x12x\n\x13\x42\x61tchScheduleTimers\x12/.dripiq.scheduler.v1.BatchScheduleTimersRequest\x1a\x30.dripiq.scheduler.v1.BatchScheduleTimersResponse\x12r\n\x11\x42\x61tchCancelTimers\x12-.dripiq.scheduler.v1.BatchCancelTimersRequest\x1a..dripiq.scheduler.v1.BatchCancelTimersResponse\x12]\n\nListTimers\x12&.dripiq.scheduler.v1.ListTimersRequest\x1a\'.dripiq.scheduler.v1.ListTimersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dripiq.scheduler.v1.scheduler_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TIMERSTATUS']._serialized_start=1503
-  _globals['_TIMERSTATUS']._serialized_end=1622
-  _globals['_TIMERTARGET']._serialized_start=1624
-  _globals['_TIMERTARGET']._serialized_end=1733
+  _globals['_TIMERSTATUS']._serialized_start=1614
+  _globals['_TIMERSTATUS']._serialized_end=1733
+  _globals['_TIMERTARGET']._serialized_start=1735
+  _globals['_TIMERTARGET']._serialized_end=1844
   _globals['_TIMER']._serialized_start=102
-  _globals['_TIMER']._serialized_end=423
-  _globals['_SCHEDULETIMERREQUEST']._serialized_start=425
-  _globals['_SCHEDULETIMERREQUEST']._serialized_end=490
-  _globals['_SCHEDULETIMERRESPONSE']._serialized_start=492
-  _globals['_SCHEDULETIMERRESPONSE']._serialized_end=558
-  _globals['_CANCELTIMERREQUEST']._serialized_start=560
-  _globals['_CANCELTIMERREQUEST']._serialized_end=612
-  _globals['_CANCELTIMERRESPONSE']._serialized_start=614
-  _globals['_CANCELTIMERRESPONSE']._serialized_end=678
-  _globals['_CANCELTIMERSREQUEST']._serialized_start=680
-  _globals['_CANCELTIMERSREQUEST']._serialized_end=739
-  _globals['_CANCELTIMERSRESPONSE']._serialized_start=741
-  _globals['_CANCELTIMERSRESPONSE']._serialized_end=787
-  _globals['_GETTIMERREQUEST']._serialized_start=789
-  _globals['_GETTIMERREQUEST']._serialized_end=838
-  _globals['_GETTIMERRESPONSE']._serialized_start=840
-  _globals['_GETTIMERRESPONSE']._serialized_end=901
-  _globals['_BATCHSCHEDULETIMERSREQUEST']._serialized_start=903
-  _globals['_BATCHSCHEDULETIMERSREQUEST']._serialized_end=994
-  _globals['_BATCHSCHEDULETIMERSRESPONSE']._serialized_start=996
-  _globals['_BATCHSCHEDULETIMERSRESPONSE']._serialized_end=1050
-  _globals['_BATCHCANCELTIMERSREQUEST']._serialized_start=1052
-  _globals['_BATCHCANCELTIMERSREQUEST']._serialized_end=1111
-  _globals['_BATCHCANCELTIMERSRESPONSE']._serialized_start=1113
-  _globals['_BATCHCANCELTIMERSRESPONSE']._serialized_end=1164
-  _globals['_LISTTIMERSREQUEST']._serialized_start=1167
-  _globals['_LISTTIMERSREQUEST']._serialized_end=1410
-  _globals['_LISTTIMERSRESPONSE']._serialized_start=1412
-  _globals['_LISTTIMERSRESPONSE']._serialized_end=1501
-  _globals['_SCHEDULERSERVICE']._serialized_start=1736
-  _globals['_SCHEDULERSERVICE']._serialized_end=2479
+  _globals['_TIMER']._serialized_end=495
+  _globals['_SCHEDULETIMERREQUEST']._serialized_start=497
+  _globals['_SCHEDULETIMERREQUEST']._serialized_end=562
+  _globals['_SCHEDULETIMERRESPONSE']._serialized_start=564
+  _globals['_SCHEDULETIMERRESPONSE']._serialized_end=630
+  _globals['_CANCELTIMERREQUEST']._serialized_start=632
+  _globals['_CANCELTIMERREQUEST']._serialized_end=723
+  _globals['_CANCELTIMERRESPONSE']._serialized_start=725
+  _globals['_CANCELTIMERRESPONSE']._serialized_end=789
+  _globals['_CANCELTIMERSREQUEST']._serialized_start=791
+  _globals['_CANCELTIMERSREQUEST']._serialized_end=850
+  _globals['_CANCELTIMERSRESPONSE']._serialized_start=852
+  _globals['_CANCELTIMERSRESPONSE']._serialized_end=898
+  _globals['_GETTIMERREQUEST']._serialized_start=900
+  _globals['_GETTIMERREQUEST']._serialized_end=949
+  _globals['_GETTIMERRESPONSE']._serialized_start=951
+  _globals['_GETTIMERRESPONSE']._serialized_end=1012
+  _globals['_BATCHSCHEDULETIMERSREQUEST']._serialized_start=1014
+  _globals['_BATCHSCHEDULETIMERSREQUEST']._serialized_end=1105
+  _globals['_BATCHSCHEDULETIMERSRESPONSE']._serialized_start=1107
+  _globals['_BATCHSCHEDULETIMERSRESPONSE']._serialized_end=1161
+  _globals['_BATCHCANCELTIMERSREQUEST']._serialized_start=1163
+  _globals['_BATCHCANCELTIMERSREQUEST']._serialized_end=1222
+  _globals['_BATCHCANCELTIMERSRESPONSE']._serialized_start=1224
+  _globals['_BATCHCANCELTIMERSRESPONSE']._serialized_end=1275
+  _globals['_LISTTIMERSREQUEST']._serialized_start=1278
+  _globals['_LISTTIMERSREQUEST']._serialized_end=1521
+  _globals['_LISTTIMERSRESPONSE']._serialized_start=1523
+  _globals['_LISTTIMERSRESPONSE']._serialized_end=1612
+  _globals['_SCHEDULERSERVICE']._serialized_start=1847
+  _globals['_SCHEDULERSERVICE']._serialized_end=2590
 # @@protoc_insertion_point(module_scope)

@@ -31,7 +31,7 @@ TIMER_TARGET_PLANNER_TIMER: TimerTarget
 TIMER_TARGET_DISPATCHER_SEND: TimerTarget
 
 class Timer(_message.Message):
-    __slots__ = ("tenant_id", "key", "group_key", "kind", "fire_at", "target_subject", "payload", "status", "version", "fired_at", "target")
+    __slots__ = ("tenant_id", "key", "group_key", "kind", "fire_at", "target_subject", "payload", "status", "version", "fired_at", "target", "canceled_at", "cancel_reason")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     GROUP_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,8 @@ class Timer(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     FIRED_AT_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
+    CANCELED_AT_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_REASON_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     key: str
     group_key: str
@@ -54,7 +56,9 @@ class Timer(_message.Message):
     version: int
     fired_at: _timestamp_pb2.Timestamp
     target: TimerTarget
-    def __init__(self, tenant_id: _Optional[str] = ..., key: _Optional[str] = ..., group_key: _Optional[str] = ..., kind: _Optional[str] = ..., fire_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., target_subject: _Optional[str] = ..., payload: _Optional[bytes] = ..., status: _Optional[_Union[TimerStatus, str]] = ..., version: _Optional[int] = ..., fired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., target: _Optional[_Union[TimerTarget, str]] = ...) -> None: ...
+    canceled_at: _timestamp_pb2.Timestamp
+    cancel_reason: str
+    def __init__(self, tenant_id: _Optional[str] = ..., key: _Optional[str] = ..., group_key: _Optional[str] = ..., kind: _Optional[str] = ..., fire_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., target_subject: _Optional[str] = ..., payload: _Optional[bytes] = ..., status: _Optional[_Union[TimerStatus, str]] = ..., version: _Optional[int] = ..., fired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., target: _Optional[_Union[TimerTarget, str]] = ..., canceled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_reason: _Optional[str] = ...) -> None: ...
 
 class ScheduleTimerRequest(_message.Message):
     __slots__ = ("timer",)
@@ -69,12 +73,16 @@ class ScheduleTimerResponse(_message.Message):
     def __init__(self, timer: _Optional[_Union[Timer, _Mapping]] = ...) -> None: ...
 
 class CancelTimerRequest(_message.Message):
-    __slots__ = ("tenant_id", "key")
+    __slots__ = ("tenant_id", "key", "reason", "include_fired")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_FIRED_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     key: str
-    def __init__(self, tenant_id: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+    reason: str
+    include_fired: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., key: _Optional[str] = ..., reason: _Optional[str] = ..., include_fired: _Optional[bool] = ...) -> None: ...
 
 class CancelTimerResponse(_message.Message):
     __slots__ = ("timer",)
