@@ -13,6 +13,13 @@ queried under load. Every --sample-seconds it prints the sends/s of the last int
 dispatcher's RSS, so a long run (--n 1000000) shows whether rate and memory hold. At the end it
 checks the rows and the fake's count of requests (duplicates).
 Duplicates are the fake's Mail Send requests beyond N (every send is accepted, none retried).
+
+Then, in the same run, the anchor: the same fake (same process, same 50 ms latency) accepting
+`--bare-n` POST /v3/mail/send requests from a bare aiohttp client in this process, with at most
+as many requests in flight as the dispatcher keeps (DISPATCHER_SEND_CONCURRENCY, its connection
+pool: 512 by default) and the very bodies and headers the dispatcher sends (built with its own
+`campaign_mail.build_mail` from the same commands, JSON-encoded before the clock starts). It
+prints `ratio: sends/s <dispatcher> / bare client <bare>` against the target of 0.5x.
 """
 
 from __future__ import annotations
@@ -20,15 +27,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from pathlib import Path
 
 import aiohttp
-from harness import cpu_report, cpu_snapshot, machine, publish_all, running_suite, verified_identity, wait_for_count
+from harness import (
+    cpu_report,
+    cpu_snapshot,
+    machine,
+    publish_all,
+    ratio_line,
+    running_suite,
+    verified_identity,
+    wait_for_count,
+)
 
 from dripiq.dispatcher.v1 import messages_pb2
-from dripiq_common.bus.contract import Subjects
+from dripiq_common.bus.contract import Subjects, decode
+from dripiq_common.tokens import TokenSigner
+from dripiq_devtools.suite import DEMO_DOMAINS
+from dripiq_dispatcher import campaign_mail, convert
+from dripiq_dispatcher.provider import MAIL_SEND_PATH, PLACEHOLDER_API_KEY, USER_AGENT
+from dripiq_dispatcher.settings import DispatcherSettings
 
 TENANT = "bench-sends"
 LATENCY_SECONDS = 0.05
@@ -102,7 +124,55 @@ async def sample(sent: SentOutcomes, pids: list[int], every: float, into: list[t
         into.append((time.perf_counter() - started, len(sent.ids), rss_mib(pids)))
 
 
-async def run(suite, transport: str, total: int, sample_seconds: float) -> None:  # type: ignore[no-untyped-def]
+def mail_bodies(suite, identity_id: str, start: int, count: int) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """The Mail Send bodies the dispatcher sends for commands start..start+count, built by its
+    own code with the suite's token secret and mail settings, so their size and shape match."""
+    env = suite.env
+    signer = TokenSigner(env["DRIPIQ_TOKEN_SECRET"].encode())
+    settings = campaign_mail.MailSettings(
+        env["DISPATCHER_REPLY_DOMAIN"], env["DISPATCHER_MESSAGE_ID_DOMAIN"], env["DISPATCHER_UNSUBSCRIBE_BASE_URL"]
+    )
+    identity = campaign_mail.Identity(identity_id, f"sales@{DEMO_DOMAINS[0]}", "Acme", verified=True)
+    return [
+        json.dumps(
+            campaign_mail.build_mail(
+                convert.new_message(decode(messages_pb2.SendMessageCommand, command(n, identity_id))),
+                identity,
+                signer=signer,
+                settings=settings,
+            )
+        ).encode()
+        for n in range(start, start + count)
+    ]
+
+
+async def bare_client(url: str, bodies: list[bytes], in_flight: int) -> tuple[float, int]:
+    """(seconds, requests accepted): every body POSTed with at most `in_flight` at once over a
+    keep-alive pool of that size, as the dispatcher's sender holds its connections."""
+    connector = aiohttp.TCPConnector(limit=in_flight, limit_per_host=in_flight)
+    headers = {
+        "User-Agent": USER_AGENT,
+        "Accept": "application/json",
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {PLACEHOLDER_API_KEY}",
+    }
+    accepted = 0
+    queue = iter(bodies)
+
+    async def lane(http: aiohttp.ClientSession) -> None:
+        nonlocal accepted
+        for body in queue:
+            async with http.post(url, data=body, allow_redirects=False) as response:
+                await response.read()
+                accepted += response.status == 202
+
+    async with aiohttp.ClientSession(connector=connector, headers=headers, auto_decompress=False) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(lane(http) for _ in range(in_flight)))
+        return time.perf_counter() - started, accepted
+
+
+async def run(suite, transport: str, total: int, sample_seconds: float, bare_total: int) -> None:  # type: ignore[no-untyped-def]
     fake_url = suite.env["SENDGRID_API_HOST"]
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{fake_url}/_fake/latency", json={"seconds": LATENCY_SECONDS}) as answer:
@@ -152,6 +222,20 @@ async def run(suite, transport: str, total: int, sample_seconds: float) -> None:
         f"largest dispatcher RSS {rss_start:.0f} MiB -> {rss_end:.0f} MiB"
         + (f" (max {max(r for _, _, r in samples):.0f} MiB)" if samples else "")
     )
+    if bare_total <= 0:
+        return
+    # The dispatcher's ceiling on calls in flight is its connection pool (sends_in_flight), one per replica.
+    in_flight = DispatcherSettings.model_fields["send_concurrency"].default
+    in_flight = int(suite.env.get("DISPATCHER_SEND_CONCURRENCY", in_flight)) * len(pids)
+    bodies = mail_bodies(suite, identity_id, total, bare_total)
+    seconds, accepted = await bare_client(fake_url + MAIL_SEND_PATH, bodies, in_flight)
+    bare_rate = accepted / seconds
+    print(
+        f"[bare] {accepted} of {len(bodies)} requests accepted (202) by the same fake from a bare aiohttp client, "
+        f"{in_flight} in flight, {sum(map(len, bodies)) / len(bodies):.0f}-byte bodies: "
+        f"{seconds:.1f} s, {bare_rate:.0f} sends/s"
+    )
+    print(ratio_line("sends/s", count / waited, bare_rate, "bare client", 0.5))
 
 
 def main() -> None:
@@ -164,10 +248,14 @@ def main() -> None:
     parser.add_argument(
         "--insecure", action="store_true", help="plaintext and no tokens (DRIPIQ_DEV_INSECURE): what security costs"
     )
+    parser.add_argument(
+        "--bare-n", type=int, default=None, help="requests of the bare-client anchor (default: min(N, 50000); 0: none)"
+    )
     args = parser.parse_args()
+    bare_n = min(args.n, 50_000) if args.bare_n is None else args.bare_n
     print(f"machine: {machine()}; dispatcher replicas: {args.replicas}")
     with running_suite({"dispatcher": args.replicas}, secure=not args.insecure) as suite:
-        asyncio.run(run(suite, args.transport, args.n, args.sample_seconds))
+        asyncio.run(run(suite, args.transport, args.n, args.sample_seconds, bare_n))
 
 
 if __name__ == "__main__":
