@@ -27,12 +27,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
+import shutil
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 from harness import (
     cpu_report,
     cpu_snapshot,
@@ -47,9 +50,10 @@ from harness import (
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common.bus.contract import Subjects, decode
 from dripiq_common.tokens import TokenSigner
+from dripiq_devtools import servers
 from dripiq_devtools.suite import DEMO_DOMAINS
 from dripiq_dispatcher import campaign_mail, convert
-from dripiq_dispatcher.provider import MAIL_SEND_PATH, PLACEHOLDER_API_KEY, USER_AGENT
+from dripiq_dispatcher.provider import MAIL_SEND_PATH, PLACEHOLDER_API_KEY, USER_AGENT, encode_mail
 from dripiq_dispatcher.settings import DispatcherSettings
 
 TENANT = "bench-sends"
@@ -134,14 +138,14 @@ def mail_bodies(suite, identity_id: str, start: int, count: int) -> list[bytes]:
     )
     identity = campaign_mail.Identity(identity_id, f"sales@{DEMO_DOMAINS[0]}", "Acme", verified=True)
     return [
-        json.dumps(
+        encode_mail(
             campaign_mail.build_mail(
                 convert.new_message(decode(messages_pb2.SendMessageCommand, command(n, identity_id))),
                 identity,
                 signer=signer,
                 settings=settings,
             )
-        ).encode()
+        )
         for n in range(start, start + count)
     ]
 
@@ -172,7 +176,72 @@ async def bare_client(url: str, bodies: list[bytes], in_flight: int) -> tuple[fl
         return time.perf_counter() - started, accepted
 
 
-async def run(suite, transport: str, total: int, sample_seconds: float, bare_total: int) -> None:  # type: ignore[no-untyped-def]
+STATEMENTS_QUERY = """
+SELECT calls, round(total_exec_time::numeric, 0) AS ms, round((total_exec_time / calls)::numeric, 3) AS ms_per_call,
+       rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query
+FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15"""
+
+
+def start_profile(
+    into: Path, pids: list[int], seconds: int, *, name: str = "dispatcher"
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy sampling each process for `seconds` (a bounded run), written as collapsed stacks."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if spy is None:
+        raise SystemExit("--profile needs py-spy (uv sync installs the devtools dev group)")
+    into.mkdir(parents=True, exist_ok=True)
+    return [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(seconds),
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--output",
+                str(into / f"{name}-{pid}.txt"),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        for pid in pids
+    ]
+
+
+async def print_statements(dsn: str, units: int, *, unit: str = "send") -> None:
+    """PostgreSQL's own account of the run: the statements that took its time, per unit."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(STATEMENTS_QUERY)
+    finally:
+        await conn.close()
+    total = sum(float(r["ms"]) for r in rows)
+    print(
+        f"[pg] top statements by execution time ({total:.0f} ms over {units} {unit}s: "
+        f"{1000 * total / max(1, units):.0f} us a {unit})"
+    )
+    for r in rows:
+        print(
+            f"[pg] {r['calls']:>8} calls {r['ms']:>8} ms {r['ms_per_call']:>8} ms/call {r['rows']:>9} rows  {r['query']}"
+        )
+
+
+async def reset_statements(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()")
+    finally:
+        await conn.close()
+
+
+async def run(
+    suite, transport: str, total: int, sample_seconds: float, bare_total: int, profile: Path | None = None
+) -> None:  # type: ignore[no-untyped-def]
     fake_url = suite.env["SENDGRID_API_HOST"]
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{fake_url}/_fake/latency", json={"seconds": LATENCY_SECONDS}) as answer:
@@ -188,6 +257,11 @@ async def run(suite, transport: str, total: int, sample_seconds: float, bare_tot
     await nc.subscribe(Subjects.message_outcome(TENANT), cb=sent.on_msg, pending_msgs_limit=10_000_000)
     samples: list[tuple[float, int, float]] = []
     sampler = asyncio.create_task(sample(sent, pids, sample_seconds, samples))
+    spies: list[subprocess.Popen[bytes]] = []
+    if profile is not None:
+        await reset_statements(suite.env["DATABASE_URL"])
+        # The middle of the run: past the start, over before the last commands.
+        spies = start_profile(profile, pids, max(5, int(total / 2500)))
     before = cpu_snapshot(suite)
     started = time.perf_counter()
     # Published while the dispatcher works, so a long run measures sending, not a backlog.
@@ -202,6 +276,10 @@ async def run(suite, transport: str, total: int, sample_seconds: float, bare_tot
     with contextlib.suppress(asyncio.CancelledError):
         await sampler
     await nc.close()
+    for spy in spies:
+        spy.wait(timeout=120)
+    if profile is not None:
+        await print_statements(suite.env["DATABASE_URL"], len(sent.ids))
     rss_end = rss_mib(pids)
     rows, _ = await wait_for_count(suite.env["DATABASE_URL"], SENT_QUERY, total, limit_seconds=30)
     async with aiohttp.ClientSession() as http:
@@ -251,11 +329,20 @@ def main() -> None:
     parser.add_argument(
         "--bare-n", type=int, default=None, help="requests of the bare-client anchor (default: min(N, 50000); 0: none)"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="py-spy the dispatcher into this folder and print PostgreSQL's top statements (pg_stat_statements)",
+    )
     args = parser.parse_args()
+    if args.profile is not None:
+        # Only for this run's own server: the statement statistics cost a little on every query.
+        servers.POSTGRES_SETTINGS["shared_preload_libraries"] = "pg_stat_statements"
     bare_n = min(args.n, 50_000) if args.bare_n is None else args.bare_n
     print(f"machine: {machine()}; dispatcher replicas: {args.replicas}")
     with running_suite({"dispatcher": args.replicas}, secure=not args.insecure) as suite:
-        asyncio.run(run(suite, args.transport, args.n, args.sample_seconds, bare_n))
+        asyncio.run(run(suite, args.transport, args.n, args.sample_seconds, bare_n, args.profile))
 
 
 if __name__ == "__main__":

@@ -22,14 +22,17 @@ import asyncio
 import json
 import time
 from collections import defaultdict
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
+from dispatcher_sends import print_statements, reset_statements, start_profile
 from harness import machine, ratio_line, running_suite, wait_for_count
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
+from dripiq_devtools import servers
 from dripiq_planner import lifecycle
 
 SCRATCH = "bench_scratch"
@@ -244,12 +247,32 @@ def main() -> None:
     parser.add_argument(
         "--insecure", action="store_true", help="plaintext and no tokens (DRIPIQ_DEV_INSECURE): what security costs"
     )
+    parser.add_argument("--only", choices=["template", "explicit"], default=None, help="run one case (default: both)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="py-spy the planner during the explicit case into this folder and print PostgreSQL's top statements",
+    )
     args = parser.parse_args()
+    if args.profile is not None:
+        servers.POSTGRES_SETTINGS["shared_preload_libraries"] = "pg_stat_statements"
     with running_suite(secure=not args.insecure) as suite:
         print(f"machine: {machine()}")
         for label, explicit in (("template strategist", False), ("explicit 5-step strategy", True)):
+            if args.only is not None and args.only != ("explicit" if explicit else "template"):
+                continue
             tenant = "bench-" + ("explicit" if explicit else "template")
+            spies = []
+            if args.profile is not None and explicit:
+                asyncio.run(reset_statements(suite.env["DATABASE_URL"]))
+                planners = [c.pid for name, c in suite.children.items() if name.split("-")[0] == "planner"]
+                spies = start_profile(args.profile, planners, max(5, int(args.campaigns / 2500)), name="planner")
             r = asyncio.run(run_case(suite, tenant, args.campaigns, args.batch, args.clients, explicit))
+            for spy in spies:
+                spy.wait(timeout=120)
+            if args.profile is not None and explicit:
+                asyncio.run(print_statements(suite.env["DATABASE_URL"], r["campaigns"], unit="campaign"))
             print(
                 f"{label}: {r['campaigns']} campaigns in batches of {args.batch} from {args.clients} callers, "
                 f"{r['failed']} failed, {r['avg_steps']:.1f} steps each; "
