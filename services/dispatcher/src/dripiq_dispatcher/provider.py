@@ -12,12 +12,12 @@ been accepted.
 
 from __future__ import annotations
 
+import json
 import urllib.error
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import aiohttp
-import orjson
 from python_http_client.exceptions import HTTPError, err_dict
 from sendgrid import __version__ as sendgrid_version
 
@@ -35,12 +35,6 @@ USER_AGENT = f"sendgrid/{sendgrid_version};python"
 # server waits 75 s): a POST written onto a connection the server just closed cannot be told
 # apart from one it received, and would park its message as unknown.
 KEEPALIVE_SECONDS = 15.0
-
-
-def encode_mail(mail: dict[str, Any]) -> bytes:
-    """The Mail Send body as JSON bytes. orjson: the standard library's encoder took a tenth of
-    the send path's CPU for these nested bodies of a few kilobytes (docs/performance.md)."""
-    return orjson.dumps(mail)
 
 
 class MailSender(Protocol):
@@ -117,7 +111,7 @@ class AsyncSendGridSender:
         return headers
 
     async def send(self, mail: dict[str, Any], account: ProviderAccount | None = None) -> str | None:
-        body = encode_mail(mail)
+        body = json.dumps(mail).encode("utf-8")
         headers = self._account_headers(account)
         try:
             async with self._client().post(self._url, data=body, headers=headers, allow_redirects=False) as response:
