@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy import Row, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dripiq_common import bulk
 from dripiq_planner.models import (
     ai_generations,
     campaign_changes,
@@ -32,38 +30,21 @@ async def insert_campaigns(
     generations: list[dict[str, Any]],
 ) -> None:
     """Many campaigns in three statements; the caller has refused duplicates already."""
-    await _insert_many(conn, contact_campaigns, campaigns)
-    await _insert_many(conn, campaign_steps, steps)
-    await _insert_many(conn, ai_generations, generations)
+    await conn.execute(insert(contact_campaigns), campaigns)
+    if steps:
+        await conn.execute(insert(campaign_steps), steps)
+    if generations:
+        await conn.execute(insert(ai_generations), generations)
 
 
 async def insert_steps(conn: AsyncConnection, *, steps: list[dict[str, Any]]) -> None:
-    await _insert_many(conn, campaign_steps, steps)
+    if steps:
+        await conn.execute(insert(campaign_steps), steps)
 
 
 async def insert_generations(conn: AsyncConnection, *, generations: list[dict[str, Any]]) -> None:
-    await _insert_many(conn, ai_generations, generations)
-
-
-async def _insert_many(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Rows with the same keys as one INSERT ... SELECT FROM unnest(...): one execution however
-    many rows, where an executemany ran (and PostgreSQL planned and executed) the statement
-    once per row and SQLAlchemy processed every parameter of every row (docs/performance.md,
-    "Sends and creates against bare clients"). Through SQLAlchemy's connection, so a unique
-    violation is still its IntegrityError, which `CampaignCreator.store` retries on."""
-    if not rows:
-        return
-    names = list(rows[0])
-    # asyncpg has no element codec for jsonb[]: JSON travels as text and is cast per value.
-    as_json = {n for n in names if isinstance(table.c[n].type, JSONB)}
-    types = ["text" if n in as_json else bulk.pg_type(table, n) for n in names]
-    selected = ", ".join(f"{bulk.quoted(n)}::jsonb" if n in as_json else bulk.quoted(n) for n in names)
-    arrays = tuple([json.dumps(row[n]) for row in rows] if n in as_json else [row[n] for row in rows] for n in names)
-    await conn.exec_driver_sql(
-        f"INSERT INTO {table.schema}.{table.name} ({', '.join(bulk.quoted(n) for n in names)}) "
-        f"SELECT {selected} FROM {bulk.unnest(types, names)}",
-        arrays,
-    )
+    if generations:
+        await conn.execute(insert(ai_generations), generations)
 
 
 async def get_campaign(
