@@ -28,7 +28,7 @@ from typing import Any
 
 import asyncpg
 from dispatcher_sends import print_statements, reset_statements, start_profile
-from harness import machine, ratio_line, running_suite, wait_for_count
+from harness import machine, ratio_line, running_suite, verified_identity, wait_for_count
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
@@ -54,7 +54,9 @@ FIVE_STEPS = pb.Strategy(
 )
 
 
-def requests(run: str, start: int, count: int, explicit: bool) -> list[pb.CreateCampaignRequest]:
+def requests(run: str, start: int, count: int, explicit: bool, sender: str) -> list[pb.CreateCampaignRequest]:
+    """Campaigns for `count` contacts from `sender`, a verified identity (the planner asks the
+    dispatcher about it when a campaign is created)."""
     return [
         pb.CreateCampaignRequest(
             request_id=f"{run}-{n}",
@@ -63,7 +65,7 @@ def requests(run: str, start: int, count: int, explicit: bool) -> list[pb.Create
                 contact_id=f"{run}-c{n}", email=f"person{n}@example.com", first_name=f"Ada{n}", time_zone="Europe/Paris"
             ),
             product=pb.Product(product_id="p-1", name="Widget", description="Widgets that save time."),
-            sender_identity_id="sender-1",
+            sender_identity_id=sender,
             send_window=ALWAYS,
             strategy=FIVE_STEPS if explicit else None,
         )
@@ -72,7 +74,8 @@ def requests(run: str, start: int, count: int, explicit: bool) -> list[pb.Create
 
 
 async def run_case(suite, tenant: str, total: int, batch: int, clients: int, explicit: bool) -> dict:  # type: ignore[no-untyped-def]
-    batches = [requests(tenant, start, min(batch, total - start), explicit) for start in range(0, total, batch)]
+    sender = await verified_identity(suite, tenant)
+    batches = [requests(tenant, start, min(batch, total - start), explicit, sender) for start in range(0, total, batch)]
     queue: asyncio.Queue = asyncio.Queue()
     for item in batches:
         queue.put_nowait(item)

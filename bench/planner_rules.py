@@ -17,7 +17,7 @@ import argparse
 import asyncio
 import time
 
-from harness import cpu_report, cpu_snapshot, machine, publish_all, running_suite, wait_for_count
+from harness import cpu_report, cpu_snapshot, machine, publish_all, running_suite, verified_identity, wait_for_count
 from planner_batch_create import FIVE_STEPS, requests
 
 from dripiq.events.v1 import messages_pb2 as events_pb
@@ -32,10 +32,11 @@ TENANT = "bench-rules"
 
 async def create(suite: Suite, total: int) -> list[str]:
     ids: list[str] = []
+    sender = await verified_identity(suite, TENANT)
     async with suite.channel("PLANNER_GRPC_PORT", **{"grpc.max_receive_message_length": 64 << 20}) as ch:
         stub = pb_grpc.CampaignServiceStub(ch)
         for start in range(0, total, 1000):
-            items = requests(TENANT, start, min(1000, total - start), explicit=True)
+            items = requests(TENANT, start, min(1000, total - start), explicit=True, sender=sender)
             answer = await stub.BatchCreateCampaigns(
                 pb.BatchCreateCampaignsRequest(tenant_id=TENANT, requests=items), timeout=120
             )
