@@ -3,7 +3,7 @@ production's rates, and the rules that react to them.
 
     .venv/bin/python bench/funnel.py [--n 2000] [--step-seconds 5] [--seed 1] [--settle-timeout 300]
         [--delivered 0.97] [--deferred 0] [--open 0.45] [--machine-open 0.10] [--click 0.08]
-        [--reply 0.03] [--out-of-office 0.02] [--unsubscribe 0.01] [--anchor-n N]
+        [--reply 0.03] [--out-of-office 0.02] [--unsubscribe 0.01] [--anchor-n N] [--pg-stats 15]
 
 Starts the whole suite (as `make run` does, with the short poll intervals of the end-to-end
 tests), verifies a sender, and gives the fake SendGrid an engagement profile (its
@@ -33,6 +33,9 @@ campaign, timer, rule or engagement beyond `processed` and `delivered`), timed t
 outcome. The ratio is funnel touchpoints/s over bare sends/s: what share of the send path's pace
 the whole funnel keeps once planning, timers, engagement and rules ride along.
 
+`--pg-stats N` loads pg_stat_statements into this run's PostgreSQL (only this benchmark's server)
+and prints the N statements that took the most execution time during the funnel, per touchpoint.
+
 Exits non-zero on a duplicate send (more than one accepted request for a message id) or a
 missing one (a step the planner recorded as sent that the fake never accepted, a completed
 campaign short of a step, a message that failed).
@@ -58,6 +61,7 @@ from harness import cpu_snapshot, machine, publish_all, ratio_line, running_suit
 
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common.bus.contract import Subjects
+from dripiq_devtools import servers
 from dripiq_devtools.suite import Suite
 
 TENANT = "funnel"
@@ -281,6 +285,9 @@ async def funnel(suite: Suite, args: argparse.Namespace) -> int:
                 print(f"the fake refused the profile: {await answer.text()}")
                 return 2
         print(f"{args.n} campaigns of {STEPS} emails {args.step_seconds} s apart; engagement {profile(args, edge)}")
+        if args.pg_stats:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            await conn.execute("SELECT pg_stat_statements_reset()")
         before = cpu_snapshot(suite)
         wall_started, started = time.time(), time.perf_counter()
         created = await create_campaigns(
@@ -304,6 +311,8 @@ async def funnel(suite: Suite, args: argparse.Namespace) -> int:
             stats = await answer.json()
         status = await report(conn, args, seen, stats, before, after, wall_started, settled, settled_seconds)
         touchpoints = len(seen.sends)
+        if args.pg_stats:
+            await statements(conn, args.pg_stats, touchpoints)
         span = max(s["received_at"] for sends in seen.sends.values() for s in sends) - wall_started
         ours = touchpoints / span
         print(f"anchor: {touchpoints} commands straight onto the dispatcher's stream, same suite ...", flush=True)
@@ -315,6 +324,23 @@ async def funnel(suite: Suite, args: argparse.Namespace) -> int:
         print(ratio_line("funnel touchpoints/s", ours, anchor, "bare dispatcher sends/s"))
     await conn.close()
     return status
+
+
+async def statements(conn: asyncpg.Connection, top: int, touchpoints: int) -> None:
+    """Where PostgreSQL's time went during the funnel: the statements that took the most."""
+    rows = await conn.fetch(
+        "SELECT calls, total_exec_time, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 150) AS query "
+        "FROM pg_stat_statements ORDER BY total_exec_time DESC"
+    )
+    total = sum(r["total_exec_time"] for r in rows)
+    print(
+        f"PostgreSQL execution time: {total / 1000:.1f} s, {total / touchpoints:.2f} ms per touchpoint; the top {top}:"
+    )
+    for r in rows[:top]:
+        print(
+            f"  {r['total_exec_time'] / touchpoints:6.3f} ms/tp {100 * r['total_exec_time'] / total:4.1f}% "
+            f"{r['calls']:>8} calls {r['rows']:>8} rows  {r['query']}"
+        )
 
 
 async def report(
@@ -447,8 +473,12 @@ def main() -> None:
     rates.add_argument("--reply", type=float, default=0.03)
     rates.add_argument("--out-of-office", type=float, default=0.02)
     rates.add_argument("--unsubscribe", type=float, default=0.01)
+    parser.add_argument("--pg-stats", type=int, default=0, metavar="N", help="the N costliest statements")
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    if args.pg_stats:
+        # Only the server this benchmark starts, in this process: tests and other runs never load it.
+        servers.POSTGRES_SETTINGS["shared_preload_libraries"] = "pg_stat_statements"
     with running_suite(fake_auto_events_delay=1.0, **SUITE_ENV) as suite:
         status = asyncio.run(funnel(suite, args))
     sys.exit(status)
