@@ -5,9 +5,13 @@ and out-of-office replies reach the edge's Inbound Parse route signed as the sui
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import os
 import random
+import signal
+import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,7 +27,7 @@ from waiting import eventually
 from dripiq.events.v1 import messages_pb2
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
-from dripiq_devtools.fake_sendgrid.engagement import EngagementProfile, draw, rates_of
+from dripiq_devtools.fake_sendgrid.engagement import PROFILE_ENV, EngagementProfile, draw, rates_of
 from dripiq_events.autoreply_dates import return_date
 from dripiq_events.edge.app import BodyLimits, Edge
 from dripiq_events.edge.proofs import ParseAuth, load_verifiers
@@ -359,3 +363,42 @@ async def test_no_profile_keeps_the_automatic_events(receivers: Receivers) -> No
         await send_all(fake, [valid_payload()])
         await eventually(lambda: len(receivers.arrivals) == 2, "processed and delivered")
     assert [a.kind for a in receivers.arrivals] == ["processed", "delivered"]
+
+
+async def run_fake(profile_env: str, *args: str) -> tuple[asyncio.subprocess.Process, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "dripiq_devtools.fake_sendgrid",
+        "--port",
+        "0",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", PROFILE_ENV: profile_env},
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), timeout=10)
+    return process, line.decode().strip()
+
+
+async def test_the_command_line_takes_a_profile_from_its_environment(receivers: Receivers) -> None:
+    spec = json.dumps({"open": 0.25, "seed": 3, "inbound_url": receivers.inbound})
+    process, line = await run_fake(spec, "--webhook-url", receivers.webhook, "--auto-events-delay", "1")
+    try:
+        url = line.split()[-1]
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{url}/_fake/engagement") as resp:
+                profile = (await resp.json())["profile"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=10) == 0
+    assert (profile["open"], profile["seed"], profile["webhook_url"]) == (0.25, 3, receivers.webhook)
+
+
+async def test_the_command_line_refuses_a_bad_profile_naming_the_field() -> None:
+    process, _ = await run_fake(json.dumps({"click": 2}), "--webhook-url", "http://127.0.0.1:9/events")
+    assert process.stderr is not None
+    said = (await asyncio.wait_for(process.stderr.read(), timeout=10)).decode()
+    assert await asyncio.wait_for(process.wait(), timeout=10) != 0
+    assert f"{PROFILE_ENV}: click" in said
