@@ -210,6 +210,24 @@ async def test_the_same_seed_draws_the_same_run() -> None:
     assert [draw(profile, first) for _ in range(200)] == [draw(profile, second) for _ in range(200)]
 
 
+async def test_each_recipient_meets_the_same_fate_whatever_order_the_mail_arrives_in(receivers: Receivers) -> None:
+    fates = []
+    for order in (range(60), reversed(range(60))):
+        async with FakeSendGrid(authenticated_domains=SENDER_ACCOUNT) as fake:
+            await set_profile(fake, {**GENEROUS, "webhook_url": receivers.webhook, "inbound_url": receivers.inbound})
+            mail = [campaign_mail(n, receivers.base) for n in order]
+            for payload in mail:  # one recipient each: p-<n>@..., as r-<n>@... is its reply-to
+                payload["personalizations"][0]["to"] = [{"email": payload["reply_to"]["email"].replace("r-", "p-")}]
+            await send_all(fake, mail)
+            await settled(fake)
+        assert fake.engagement is not None
+        fate: dict[str, list[str]] = defaultdict(list)
+        for link in fake.engagement.posted:
+            fate[link.email].append(link.kind)
+        fates.append(fate)
+    assert fates[0] == fates[1]
+
+
 async def test_no_open_or_click_for_mail_sendgrid_could_not_track_and_no_unsubscribe_it_does_not_offer(
     receivers: Receivers,
 ) -> None:
@@ -378,7 +396,7 @@ async def run_fake(profile_env: str, *args: str) -> tuple[asyncio.subprocess.Pro
         env={**os.environ, "PYTHONUNBUFFERED": "1", PROFILE_ENV: profile_env},
     )
     assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), timeout=10)
+    line = await asyncio.wait_for(process.stdout.readline(), timeout=60)
     return process, line.decode().strip()
 
 
@@ -399,6 +417,6 @@ async def test_the_command_line_takes_a_profile_from_its_environment(receivers: 
 async def test_the_command_line_refuses_a_bad_profile_naming_the_field() -> None:
     process, _ = await run_fake(json.dumps({"click": 2}), "--webhook-url", "http://127.0.0.1:9/events")
     assert process.stderr is not None
-    said = (await asyncio.wait_for(process.stderr.read(), timeout=10)).decode()
+    said = (await asyncio.wait_for(process.stderr.read(), timeout=60)).decode()
     assert await asyncio.wait_for(process.wait(), timeout=10) != 0
     assert f"{PROFILE_ENV}: click" in said

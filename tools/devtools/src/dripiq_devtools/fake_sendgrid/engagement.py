@@ -1,8 +1,10 @@
 """An engagement profile: what a mix of recipients does with the mail the fake accepted.
 
 With a profile set, every recipient of an accepted message gets a chain of what happens to it,
-drawn from a seeded RNG (so a run repeats) and posted in SendGrid's order, each link a delay
-after the previous one was taken by its receiver:
+drawn from an RNG seeded by the profile's seed, the recipient and how many messages the fake
+accepted for them before (so a run repeats: the same contact's second email gets the same fate
+whatever order concurrent senders deliver mail in), and posted in SendGrid's order, each link a
+delay after the previous one was taken by its receiver:
 
     processed -> [deferred ->] delivered | bounce -> [machine open] -> [open] -> [click]
               -> [unsubscribe] -> [reply | out-of-office auto-reply]
@@ -154,8 +156,8 @@ class EngagementProfile:
 def draw(profile: EngagementProfile, rng: random.Random) -> list[str]:
     """What happens to one recipient, in SendGrid's order, before checking what the message allows.
 
-    Every draw is made whatever the earlier ones gave, so one recipient uses the same stretch of
-    the RNG's stream in every run and the rest of a run does not shift when one outcome changes.
+    Every draw is made whatever the earlier ones gave, so changing one rate changes only the
+    outcomes that rate decides: every other outcome keeps its draw.
     """
     delivered, deferred = rng.random() < profile.delivered, rng.random() < profile.deferred
     machine, opened, clicked = (rng.random() < r for r in (profile.machine_open, profile.open, profile.click))
@@ -245,7 +247,8 @@ class Engagement:
 
     def __init__(self, profile: EngagementProfile, *, post_events: Poster, post_inbound: InboundPoster) -> None:
         self.profile = profile
-        self._rng = random.Random(profile.seed)
+        # Messages accepted per recipient so far: the n-th to an address draws its own fate.
+        self._received: Counter[str] = Counter()
         self._post_events = post_events
         self._post_inbound = post_inbound
         self._due: list[tuple[float, int, _Chain]] = []
@@ -267,7 +270,10 @@ class Engagement:
     def accept(self, message: AcceptedMessage) -> None:
         now = asyncio.get_running_loop().time()
         for email in message.recipient_emails:
-            kinds = [kind for kind in draw(self.profile, self._rng) if self._possible(message, kind)]
+            address = email.lower()
+            rng = random.Random(f"{self.profile.seed}|{address}|{self._received[address]}")
+            self._received[address] += 1
+            kinds = [kind for kind in draw(self.profile, rng) if self._possible(message, kind)]
             self.planned.update(kinds)
             chain = _Chain(message, email, kinds)
             self._queue(chain, now + self.profile.delays[PROCESSED])
