@@ -2,14 +2,22 @@
 
     python -m dripiq_devtools.fake_sendgrid --port 8025 --private-key-file .run/sendgrid.pem \
         --webhook-url http://127.0.0.1:8080/webhooks/sendgrid/events --auto-events-delay 1
+
+With FAKE_SENDGRID_ENGAGEMENT set to an engagement profile in JSON (see `engagement`), accepted
+mail gets that engagement from the start, e.g.
+    FAKE_SENDGRID_ENGAGEMENT='{"open": 0.45, "reply": 0.03,
+        "inbound_url": "http://127.0.0.1:8080/webhooks/sendgrid/inbound"}'
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 from pathlib import Path
 
 from dripiq_common.service import run_process
+from dripiq_devtools.fake_sendgrid.engagement import PROFILE_ENV, EngagementProfile
 from dripiq_devtools.fake_sendgrid.server import FakeSendGrid
 from dripiq_devtools.fake_sendgrid.signing import load_or_create_private_key
 
@@ -64,6 +72,7 @@ async def _serve(args: argparse.Namespace) -> None:
             raise SystemExit(f"--authenticate takes API_KEY=DOMAIN, not {given.split('=')[0][:4]}...")
         domains.setdefault(key, []).append(domain)
     fake = FakeSendGrid(
+        engagement=_engagement_from_env(args.webhook_url),
         authenticated_domains=domains,
         private_key_pem=pem,
         parse_private_key_pem=parse_pem,
@@ -80,6 +89,19 @@ async def _serve(args: argparse.Namespace) -> None:
         print(f"inbound parse public key: {fake.parse_public_key_base64}", flush=True)
 
     await fake.serve_until_signal(args.host, args.port, announce=announce)
+
+
+def _engagement_from_env(webhook_url: str | None) -> EngagementProfile | None:
+    given = os.environ.get(PROFILE_ENV, "").strip()
+    if not given:
+        return None
+    try:
+        spec = json.loads(given)
+        if not isinstance(spec, dict):
+            raise ValueError("a JSON object is required")
+        return EngagementProfile.from_json(spec, webhook_url=webhook_url)
+    except ValueError as exc:
+        raise SystemExit(f"{PROFILE_ENV}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,14 @@ list or forget messages, read counts, post one event, queue failures, slow the a
                               authenticate a domain in the key's account (or its subuser's)
     POST   /_fake/senders     {"api_key", "from_email", "verified" (true), "subuser"}: a single
                               sender of that account, as if its owner had clicked the link
+    POST   /_fake/engagement  an engagement profile (see `engagement.EngagementProfile`: rates,
+                              "seed", "delays", "webhook_url" (default: the fake's), "inbound_url")
+                              for mail accepted from now on -> the profile; 400 naming a bad field
+    DELETE /_fake/engagement  no profile for mail accepted from now on
+    GET    /_fake/engagement  {"profile", "planned", "withheld", "posted", "pending", "failed_posts"}
+    GET    /_fake/engagement/log  {"posted": [{"kind", "x_message_id", "email", "custom_args", "at"}],
+                              "sends": [{"x_message_id", "custom_args", "received_at"}]}: every link
+                              taken and every accepted message, with wall-clock times (epoch seconds)
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 import aiohttp
 from aiohttp import web
 
+from dripiq_devtools.fake_sendgrid.engagement import EngagementProfile
 from dripiq_devtools.fake_sendgrid.events import UnreportableEvent, build_reportable_event
 
 if TYPE_CHECKING:
@@ -129,6 +138,38 @@ class ControlEndpoints:
             return _control_error(HTTPStatus.BAD_REQUEST, "verified is a boolean")
         sender = self._fake.accounts.add_sender(api_key, from_email, verified=verified, subuser=subuser)
         return web.json_response(sender.to_json(), status=HTTPStatus.CREATED)
+
+    async def set_engagement(self, request: web.Request) -> web.Response:
+        try:
+            profile = EngagementProfile.from_json(await _json_object(request), webhook_url=self._fake.webhook_url)
+        except ValueError as exc:
+            return _control_error(HTTPStatus.BAD_REQUEST, str(exc))
+        self._fake.engage(profile)
+        return web.json_response(profile.to_json())
+
+    async def stop_engagement(self, _request: web.Request) -> web.Response:
+        self._fake.engage(None)
+        return web.json_response({"profile": None})
+
+    async def engagement_report(self, _request: web.Request) -> web.Response:
+        current = self._fake.engagement
+        return web.json_response(current.report() if current else {"profile": None})
+
+    async def engagement_log(self, _request: web.Request) -> web.Response:
+        fake = self._fake
+        return web.json_response(
+            {
+                "posted": [p.to_json() for e in fake.engagements for p in e.posted],
+                "sends": [
+                    {
+                        "x_message_id": m.x_message_id,
+                        "custom_args": m.custom_args,
+                        "received_at": m.received_at.timestamp(),
+                    }
+                    for m in fake.messages
+                ],
+            }
+        )
 
     async def trigger_event(self, request: web.Request) -> web.Response:
         spec = await _json_object(request)

@@ -22,6 +22,7 @@ from aiohttp import web
 from dripiq_devtools.fake_sendgrid import signing
 from dripiq_devtools.fake_sendgrid.accounts import ACCESS_FORBIDDEN, FROM_NOT_VERIFIED, Account, Accounts
 from dripiq_devtools.fake_sendgrid.control import ControlEndpoints
+from dripiq_devtools.fake_sendgrid.engagement import TICK_SECONDS, Engagement, EngagementProfile
 from dripiq_devtools.fake_sendgrid.errors import UNAUTHORIZED_MESSAGE, ApiError, api_error
 from dripiq_devtools.fake_sendgrid.messages import AcceptedMessage, new_message_id
 from dripiq_devtools.fake_sendgrid.outbox import WebhookOutbox, is_2xx, processed_then_delivered
@@ -37,6 +38,7 @@ DEFAULT_SENDER_PAGE = 100
 MAX_REQUEST_BYTES = 30 * 1024 * 1024
 # Names the task that posts automatic events, so a stop can be seen to have ended it.
 OUTBOX_TASK_NAME = "fake-sendgrid-webhook-outbox"
+ENGAGEMENT_TASK_NAME = "fake-sendgrid-engagement"
 
 _BEARER = re.compile(r"Bearer\s+(\S+)\s*", re.IGNORECASE)
 
@@ -68,6 +70,7 @@ class FakeSendGrid(LocalHttpServer):
         account_open_tracking: bool = False,
         account_click_tracking: bool = False,
         authenticated_domains: dict[str, list[str]] | None = None,
+        engagement: EngagementProfile | None = None,
     ) -> None:
         self.messages: list[AcceptedMessage] = []
         # Who may send as what, per API key and subuser (see `accounts`).
@@ -91,6 +94,14 @@ class FakeSendGrid(LocalHttpServer):
         self.inbound_posted = 0
         self._limiter = _FixedWindowLimiter(rate_limit_per_second, clock) if rate_limit_per_second else None
         self._failures: deque[int] = deque()
+        self.webhook_url = webhook_url
+        # With a profile, each accepted message's own chain of events (see `engagement`)
+        # replaces the automatic processed and delivered.
+        self.engagement: Engagement | None = None
+        # Every profile set so far: chains started under one go on after it is replaced.
+        self.engagements: list[Engagement] = []
+        if engagement is not None:
+            self.engage(engagement)
         self._outbox = (
             WebhookOutbox(partial(self.post_events, webhook_url), interval_seconds=auto_events_delay_seconds)
             if webhook_url and auto_events_delay_seconds > 0
@@ -185,10 +196,19 @@ class FakeSendGrid(LocalHttpServer):
             self.events_posted += len(events)
         return response.status
 
+    def engage(self, profile: EngagementProfile | None) -> None:
+        """From now on, mail accepted gets this profile's engagement (None: only the automatic
+        events). Chains already under way go on under the profile they started with."""
+        if profile is None:
+            self.engagement = None
+            return
+        self.engagement = Engagement(profile, post_events=self.post_events, post_inbound=self.post_inbound)
+        self.engagements.append(self.engagement)
+
     @property
     def events_pending(self) -> int:
-        """Automatic events not yet taken by the webhook."""
-        return self._outbox.pending if self._outbox else 0
+        """Automatic and engagement events (and inbound mail) not yet taken by their receiver."""
+        return (self._outbox.pending if self._outbox else 0) + sum(e.pending for e in self.engagements)
 
     @property
     def failed_posts(self) -> int:
@@ -212,9 +232,27 @@ class FakeSendGrid(LocalHttpServer):
         app.router.add_post("/_fake/failures", control.inject_failures)
         app.router.add_post("/_fake/latency", control.set_latency)
         app.router.add_get("/_fake/public-key", control.public_key)
+        app.router.add_post("/_fake/engagement", control.set_engagement)
+        app.router.add_delete("/_fake/engagement", control.stop_engagement)
+        app.router.add_get("/_fake/engagement", control.engagement_report)
+        app.router.add_get("/_fake/engagement/log", control.engagement_log)
         app.router.add_route("*", "/v3/{tail:.*}", self._handle_unknown_api)
         app.cleanup_ctx.append(self._posting_events_automatically)
+        app.cleanup_ctx.append(self._posting_engagement)
         return app
+
+    async def _posting_engagement(self, _app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(self._engage_forever(), name=ENGAGEMENT_TASK_NAME)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _engage_forever(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            for engagement in self.engagements:
+                await engagement.flush()
 
     async def _posting_events_automatically(self, _app: web.Application) -> AsyncIterator[None]:
         """While the app runs (aiohttp's background-task idiom), flush the outbox on its timer."""
@@ -359,7 +397,9 @@ class FakeSendGrid(LocalHttpServer):
             account=account.username,
         )
         self.messages.append(message)
-        if self._outbox is not None:
+        if self.engagement is not None:
+            self.engagement.accept(message)
+        elif self._outbox is not None:
             self._outbox.add(processed_then_delivered(message))
         headers = {MESSAGE_ID_HEADER: message.x_message_id}
         return web.Response(status=HTTPStatus.ACCEPTED, headers=headers)
