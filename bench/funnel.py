@@ -52,13 +52,12 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
 from campaigns import SUITE_ENV, campaign_request, create_campaigns, email_strategy, rule
-from harness import cpu_seconds, cpu_snapshot, machine, publish_all, ratio_line, running_suite, verified_identity
+from harness import cpu_snapshot, machine, publish_all, ratio_line, running_suite, verified_identity
 
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common.bus.contract import Subjects
@@ -163,32 +162,6 @@ async def wait_until_settled(
             )
         await asyncio.sleep(POLL_SECONDS)
     return False
-
-
-def own_postgres_seconds(suite: Suite) -> float:
-    """CPU of this suite's PostgreSQL alone: its postmaster (with the backends it has reaped) and
-    its live backends. The harness's figure adds up every postgres process on the machine, which
-    on a shared machine counts other runs' servers, and goes negative when one of them stops."""
-    if suite.postgres is None or suite.postgres.cluster_dir is None:
-        return 0.0
-    postmaster = int((suite.postgres.cluster_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
-    total = cpu_seconds(postmaster)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if parent == postmaster:
-                total += cpu_seconds(int(entry.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
-
-
-def snapshot(suite: Suite) -> dict[str, float]:
-    taken = cpu_snapshot(suite)
-    taken["postgres"] = own_postgres_seconds(suite)
-    return taken
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -324,7 +297,7 @@ async def funnel(suite: Suite, args: argparse.Namespace) -> int:
         if args.pg_stats:
             await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             await conn.execute("SELECT pg_stat_statements_reset()")
-        before = snapshot(suite)
+        before = cpu_snapshot(suite)
         wall_started, started = time.time(), time.perf_counter()
         created = await create_campaigns(
             suite,
@@ -340,7 +313,7 @@ async def funnel(suite: Suite, args: argparse.Namespace) -> int:
         )
         settled = await wait_until_settled(conn, http, fake, len(created.campaign_ids), started, args.settle_timeout)
         settled_seconds = time.perf_counter() - started
-        after = snapshot(suite)
+        after = cpu_snapshot(suite)
         async with http.get(f"{fake}/_fake/engagement/log") as answer:
             seen = Observed.of(await answer.json())
         async with http.get(f"{fake}/_fake/stats") as answer:

@@ -124,22 +124,29 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(v) for v in fields[11:15]) / ticks
 
 
-def postgres_cpu_seconds() -> float:
-    """Every postgres process on this machine that runs as the embedded server's user."""
-    total = 0.0
+def postgres_cpu_seconds(suite: Suite) -> float:
+    """CPU of this suite's PostgreSQL alone: its postmaster (with the backends it has reaped) and
+    its live backends. Not every postgres on the machine: on a shared machine that counts other
+    runs' servers, and goes negative when one of them stops."""
+    if suite.postgres is None or suite.postgres.cluster_dir is None:
+        return 0.0
+    postmaster = int((suite.postgres.cluster_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+    total = cpu_seconds(postmaster)
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "postgres":
-                    total += cpu_seconds(int(entry.name))
-            except OSError:
-                continue
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == postmaster:
+                total += cpu_seconds(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
     return total
 
 
 def cpu_snapshot(suite: Suite) -> dict[str, float]:
     snapshot = {name: cpu_seconds(child.pid) for name, child in suite.children.items()}
-    snapshot["postgres"] = postgres_cpu_seconds()
+    snapshot["postgres"] = postgres_cpu_seconds(suite)
     if suite.nats is not None:
         # Every node of a cluster, those running now (a node restarted mid-run starts from zero).
         snapshot["nats"] = sum(cpu_seconds(pid) for pid in suite.nats.pids())
