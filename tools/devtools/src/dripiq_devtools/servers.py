@@ -26,6 +26,7 @@ import importlib.util
 import json
 import os
 import pwd
+import random
 import shutil
 import socket
 import stat
@@ -43,10 +44,47 @@ class SetupError(RuntimeError):
     """A local server cannot work on this machine as things stand; the message says what to do."""
 
 
+# Ports handed out by this process: never the same one twice (two servers of one suite told
+# the same port is one that fails to start).
+_HANDED_OUT: set[int] = set()
+# Where free ports are drawn from when the kernel's ephemeral range leaves room below it: a
+# port the kernel picks for an outgoing connection (thousands of them on a busy machine) can
+# take a port handed out here before its server binds it, but never one outside its range.
+_LOWEST_PORT = 20000
+
+
 def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now, below the kernel's ephemeral range when
+    it can be, and never one this process handed out before."""
+    ephemeral_low = _ephemeral_range_start()
+    for _ in range(200):
+        port = random.randrange(_LOWEST_PORT, ephemeral_low) if ephemeral_low > _LOWEST_PORT + 1000 else _kernel_port()
+        if port not in _HANDED_OUT and _bindable(port):
+            _HANDED_OUT.add(port)
+            return port
+    raise SetupError("no free port on 127.0.0.1")
+
+
+def _ephemeral_range_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _kernel_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def pg_install() -> Path:
