@@ -43,6 +43,7 @@ from typing import Any
 
 import aiohttp
 import grpc
+from campaigns import CREATE_CALLERS, MAX_BATCH, RETRY_SECONDS, SUITE_ENV, campaign_request, email_strategy
 from chaos_checks import STEPS, TENANT, report, wait_until_settled
 from chaos_faults import (
     DEFAULT_SEND_TIMEOUT,
@@ -61,47 +62,10 @@ from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_devtools.suite import Suite
 
-ALWAYS = pb.SendWindow(weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24)
-MAX_BATCH = 1000
-CREATE_CALLERS = 2
-# Seconds between attempts of a batch the planner did not take.
-RETRY_SECONDS = 1.0
-SUITE_ENV = {
-    "SCHEDULER_POLL_SECONDS": "0.1",
-    "PLANNER_OUTBOX_POLL_SECONDS": "0.2",
-    "DISPATCHER_OUTBOX_POLL_SECONDS": "0.2",
-    "EVENTS_OUTBOX_POLL_SECONDS": "0.2",
-}
-
-
-def strategy(step_seconds: int) -> pb.Strategy:
-    """Three emails; the follow-ups have no subject of their own, so they continue the thread."""
-    return pb.Strategy(
-        outreach_campaign=[
-            pb.OutreachStep(
-                type="email", timing="Day 0", subject="Hello {{first_name}}", content="About {{product_name}}"
-            ),
-            pb.OutreachStep(type="email", timing=f"PT{step_seconds}S", content="Any thoughts on {{product_name}}?"),
-            pb.OutreachStep(type="email", timing=f"PT{step_seconds}S", content="Last note about {{product_name}}."),
-        ]
-    )
-
-
-def campaign_request(n: int, identity_id: str, plan: pb.Strategy) -> pb.CreateCampaignRequest:
-    return pb.CreateCampaignRequest(
-        request_id=f"chaos-{n}",
-        lead=pb.Lead(lead_id=f"lead-{n}", company_name=f"Company {n}"),
-        contact=pb.Contact(contact_id=f"c-{n}", email=f"person{n}@example.com", first_name=f"Ada{n}"),
-        product=pb.Product(product_id="p-1", name="Widget"),
-        sender_identity_id=identity_id,
-        send_window=ALWAYS,
-        strategy=plan,
-    )
-
 
 async def create_campaigns(run: Run, identity_id: str, step_seconds: int, create_seconds: float) -> None:
     """Every campaign asked for, at an even pace over create_seconds, each batch until it is taken."""
-    plan = strategy(step_seconds)
+    plan = email_strategy(step_seconds)
     per_second = run.n / create_seconds if create_seconds > 0 else math.inf
     size = MAX_BATCH if math.isinf(per_second) else max(1, min(MAX_BATCH, math.ceil(per_second)))
     batches: asyncio.Queue[tuple[float, range]] = asyncio.Queue()
@@ -116,7 +80,7 @@ async def create_campaigns(run: Run, identity_id: str, step_seconds: int, create
                 release, numbers = batches.get_nowait()
                 await asyncio.sleep(max(0.0, release - run.clock.now()))
                 request = pb.BatchCreateCampaignsRequest(
-                    tenant_id=TENANT, requests=[campaign_request(n, identity_id, plan) for n in numbers]
+                    tenant_id=TENANT, requests=[campaign_request("chaos", n, identity_id, plan) for n in numbers]
                 )
                 await create_batch(run, stub, request, numbers)
 
