@@ -19,11 +19,11 @@ from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common import validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import FailedPrecondition, InvalidArgument, NotFound
-from dripiq_planner import lifecycle, repository, rules, state, templates
+from dripiq_planner import lifecycle, repository, rules, state
 from dripiq_planner.approval import change_row
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.state import OPEN_STEP_STATUSES, CampaignState, CampaignStatus, StepState, StepStatus, UnitOfWork
-from dripiq_planner.strategist.guards import MAX_BODY_CHARS, MAX_SUBJECT_CHARS, find_placeholders
+from dripiq_planner.strategist.guards import MAX_BODY_CHARS, MAX_SUBJECT_CHARS, check_written_copy
 from dripiq_planner.strategy import Strategy, relative_delays, threaded
 
 log = structlog.get_logger(__name__)
@@ -49,17 +49,8 @@ def check_mask(paths: list[str]) -> list[str]:
 
 
 def check_copy(name: str, text: str, facts: dict[str, Any]) -> None:
-    """A person's copy: within the lengths AI copy is held to, and no placeholder left but
-    the {{fact}} ones rendered at send time. The AI allow-list does not apply (docs/decisions/0046)."""
-    if len(text) > _LIMITS[name]:
-        raise InvalidArgument(f"step.{name}", f"is {len(text)} characters; at most {_LIMITS[name]}")
-    rendered = templates.filled(text, facts)
-    if unresolved := [t for t in find_placeholders(text) if t not in rendered]:
-        raise InvalidArgument(
-            f"step.{name}",
-            f"has placeholders nothing fills: {', '.join(repr(t) for t in unresolved)} "
-            f"(known: {', '.join('{{' + k + '}}' for k in sorted(facts))})",
-        )
+    """A person's copy for the step's `name`, checked as guards.check_written_copy says."""
+    check_written_copy(f"step.{name}", text, _LIMITS[name], facts)
 
 
 def edited_strategy(stored: dict[str, Any], index: int, values: dict[str, str], paths: list[str]) -> Strategy:

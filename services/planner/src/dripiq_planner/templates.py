@@ -8,6 +8,7 @@ campaign."""
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any
 
 # The facts a campaign keeps from its request (convert.campaign_request), each a placeholder.
@@ -36,8 +37,8 @@ def render(text: str, facts: dict[str, Any]) -> str:
     return _PLACEHOLDER.sub(lambda m: str(facts.get(m.group(1)) or ""), text)
 
 
-def filled(text: str, facts: dict[str, Any]) -> set[str]:
-    """The placeholders of `text` that name a fact (rendered at send time, even when empty)."""
+def filled(text: str, facts: Collection[str]) -> set[str]:
+    """The placeholders of `text` that name one of `facts` (rendered at send time, even when empty)."""
     return {m.group(0) for m in _PLACEHOLDER.finditer(text) if m.group(1) in facts}
 
 

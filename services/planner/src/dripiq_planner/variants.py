@@ -22,7 +22,6 @@ MIN_VARIANTS = 2
 MAX_VARIANTS = 5
 MAX_WEIGHT = 1000
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
-_FACT = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 
 
 @dataclass(frozen=True)
@@ -61,22 +60,14 @@ def _check_copy(variant: StepVariant, field: str) -> None:
     """The bounds AI copy is held to, and no placeholder left but the {{fact}} ones rendered at
     send time: a variant goes out to real contacts as written."""
     # Imported here: the guards check whole strategies through the rules, which check variants.
-    from dripiq_planner.strategist.guards import MAX_BODY_CHARS, MAX_SUBJECT_CHARS, find_placeholders
+    from dripiq_planner.strategist.guards import MAX_BODY_CHARS, MAX_SUBJECT_CHARS, check_written_copy
 
-    limits = {"subject": MAX_SUBJECT_CHARS, "content": MAX_BODY_CHARS, "callToAction": MAX_BODY_CHARS}
-    for name, text in (
-        ("subject", variant.subject),
-        ("content", variant.content),
-        ("callToAction", variant.call_to_action),
+    for name, text, limit in (
+        ("subject", variant.subject, MAX_SUBJECT_CHARS),
+        ("content", variant.content, MAX_BODY_CHARS),
+        ("callToAction", variant.call_to_action, MAX_BODY_CHARS),
     ):
-        if len(text) > limits[name]:
-            raise InvalidArgument(f"{field}.{name}", f"is {len(text)} characters; at most {limits[name]}")
-        facts = {m.group(0) for m in _FACT.finditer(text) if m.group(1) in templates.FIELDS}
-        if unresolved := [t for t in find_placeholders(text) if t not in facts]:
-            raise InvalidArgument(
-                f"{field}.{name}",
-                f"has placeholders nothing fills: {', '.join(repr(t) for t in unresolved)}",
-            )
+        check_written_copy(f"{field}.{name}", text, limit, templates.FIELDS)
 
 
 def choose(variants: Sequence[StepVariant], *, tenant_id: str, contact_id: str, step_index: int) -> StepVariant:

@@ -9,9 +9,10 @@ the document the model wrote and is asked to repair.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from dripiq_common.errors import InvalidArgument
-from dripiq_planner import rules
+from dripiq_planner import rules, templates
 from dripiq_planner.strategist.links import AllowList, disallowed
 from dripiq_planner.strategy import Strategy, relative_delays
 
@@ -42,6 +43,21 @@ class GuardViolation(ValueError):
 
 def find_placeholders(text: str) -> list[str]:
     return [match.group(0) for match in _PLACEHOLDERS.finditer(text)]
+
+
+def check_written_copy(field: str, text: str, limit: int, known: Collection[str]) -> None:
+    """Copy a person wrote (an edited step, a variant): within the length AI copy is held to,
+    and no placeholder left but the {{fact}} ones in `known`, rendered at send time. The AI
+    allow-list does not apply (docs/decisions/0046). InvalidArgument names `field`."""
+    if len(text) > limit:
+        raise InvalidArgument(field, f"is {len(text)} characters; at most {limit}")
+    rendered = templates.filled(text, known)
+    if unresolved := [t for t in find_placeholders(text) if t not in rendered]:
+        raise InvalidArgument(
+            field,
+            f"has placeholders nothing fills: {', '.join(repr(t) for t in unresolved)} "
+            f"(known: {', '.join('{{' + k + '}}' for k in sorted(known))})",
+        )
 
 
 def violations(strategy: Strategy, allow: AllowList | None = None) -> list[GuardViolation]:
