@@ -182,10 +182,9 @@ async def test_the_publisher_answers_per_message_stored_duplicate_or_why_not(js,
     assert await publisher.publish([]) == []
 
 
-async def test_a_bad_timer_in_a_late_chunk_stores_none_of_the_batch(engine, tenant_id):
-    """BatchScheduleTimers writes a chunk while it checks the next: a bad timer in the last
-    chunk, found after earlier chunks were written, still leaves nothing stored."""
-    timers = TimerService(engine, ManualClock(T0), chunk_size=CHUNK)
+async def test_a_bad_timer_last_in_a_large_batch_stores_none_of_the_batch(engine, tenant_id):
+    """A bad timer after a thousand good ones leaves nothing stored."""
+    timers = TimerService(engine, ManualClock(T0))
     batch = [timer(tenant_id, f"k{i:04d}", T0 + timedelta(hours=1)) for i in range(3 * CHUNK)]
     batch.append(timer(tenant_id, "zzz-last", T0 + timedelta(hours=1), campaign="c"))
     batch[-1].payload = b"\xff not a PlannerTimer"
@@ -196,7 +195,7 @@ async def test_a_bad_timer_in_a_late_chunk_stores_none_of_the_batch(engine, tena
 
 
 async def test_overlapping_batch_calls_side_by_side_store_each_key_once(engine, tenant_id):
-    timers = TimerService(engine, ManualClock(T0), chunk_size=CHUNK)
+    timers = TimerService(engine, ManualClock(T0))
     keys = [f"k{i:04d}" for i in range(4 * CHUNK)]
     forward = [timer(tenant_id, k, T0 + timedelta(hours=1)) for k in keys]
     backward = [timer(tenant_id, k, T0 + timedelta(hours=2)) for k in reversed(keys)]

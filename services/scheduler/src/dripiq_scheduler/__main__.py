@@ -44,7 +44,7 @@ def build(settings: SchedulerSettings, rt: Runtime) -> Parts:
     pending = PendingGauge(
         rt.engine, refresh_seconds=settings.pending_refresh_seconds, exact_up_to=settings.pending_exact_up_to
     )
-    timers = TimerService(rt.engine, rt.clock, on_scheduled_due=firer.wake, chunk_size=settings.schedule_chunk_size)
+    timers = TimerService(rt.engine, rt.clock, on_scheduled_due=firer.wake)
     commands = PullWorker(
         rt.js,
         rt.nc,

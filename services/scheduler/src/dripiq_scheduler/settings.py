@@ -22,8 +22,6 @@ class SchedulerSettings(ServiceSettings):
     # Firing rounds one replica runs at once (docs/performance.md, "The scheduler beside BullMQ").
     fire_rounds_in_flight: int = Field(default=2, ge=1, le=8)
     publish_timeout_seconds: float = 10.0
-    # BatchScheduleTimers checks this many timers while PostgreSQL writes the ones before.
-    schedule_chunk_size: int = Field(default=10_000, ge=1, le=10_000)
 
     # Timers due for longer than overdue_limit_seconds when a firing round reaches them (after
     # an outage, or a backlog): "fire" them anyway in due order, "drop" them (canceled, with
