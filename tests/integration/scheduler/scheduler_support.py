@@ -1,13 +1,16 @@
-"""The scheduler's API served in-process as the service serves it (TLS, the access rules), for
-the tests that call it through a real gRPC channel."""
+"""What the scheduler's tests share: its API served in-process as the service serves it (TLS,
+the access rules) for the tests that call it through a real gRPC channel, the planner timers
+they schedule, and what reached the stream."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 from secured import caller_channel, server_security
 
+from dripiq.planner.v1 import timers_pb2
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
 from dripiq_common.grpc_server import GrpcServer
@@ -34,3 +37,23 @@ async def served(timers: TimerService) -> AsyncIterator[pb_grpc.SchedulerService
             yield pb_grpc.SchedulerServiceStub(channel)
     finally:
         await server.stop(0)
+
+
+def planner_timer(tenant_id: str, key: str, fire_at: datetime, campaign: str = "c", group: str = "g") -> pb.Timer:
+    """A step timer for the planner whose payload names `campaign`."""
+    t = pb.Timer(
+        tenant_id=tenant_id,
+        key=key,
+        group_key=group,
+        kind="step_due",
+        target=pb.TIMER_TARGET_PLANNER_TIMER,
+        payload=timers_pb2.PlannerTimer(tenant_id=tenant_id, campaign_id=campaign).SerializeToString(),
+    )
+    t.fire_at.FromDatetime(fire_at)
+    return t
+
+
+async def published_count(js, subject: str) -> int:  # type: ignore[no-untyped-def]
+    """Messages on a subject, read from the stream itself (no consumer needed)."""
+    info = await js.stream_info("PLANNER_TIMERS", subjects_filter=subject)
+    return (info.state.subjects or {}).get(subject, 0)

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from nats.js.errors import NoStreamResponseError, NotFoundError
+from scheduler_support import planner_timer, published_count
 from sqlalchemy import text
 
 from dripiq.planner.v1 import timers_pb2
-from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq_common.bus.client import Outgoing
 from dripiq_common.bus.contract import Subjects
 from dripiq_common.clock import ManualClock
@@ -25,25 +25,8 @@ from dripiq_scheduler.service import TimerService
 
 CHUNK = 250
 
+timer = planner_timer
 T0 = datetime(2032, 5, 1, 8, 0, tzinfo=UTC)
-
-
-def timer(tenant_id: str, key: str, fire_at: datetime, campaign: str = "c") -> pb.Timer:
-    t = pb.Timer(
-        tenant_id=tenant_id,
-        key=key,
-        group_key="g",
-        kind="step_due",
-        target=pb.TIMER_TARGET_PLANNER_TIMER,
-        payload=timers_pb2.PlannerTimer(tenant_id=tenant_id, campaign_id=campaign).SerializeToString(),
-    )
-    t.fire_at.FromDatetime(fire_at)
-    return t
-
-
-async def published_count(js, subject: str) -> int:  # type: ignore[no-untyped-def]
-    info = await js.stream_info("PLANNER_TIMERS", subjects_filter=subject)
-    return (info.state.subjects or {}).get(subject, 0)
 
 
 async def stream_messages(js, stream: str, subject: str) -> list[Any]:  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from scheduler_support import planner_timer, published_count
 
 from dripiq.planner.v1 import timers_pb2
 from dripiq.scheduler.v1 import commands_pb2
@@ -15,27 +16,12 @@ from dripiq_common.errors import InvalidArgument, NotFound
 from dripiq_scheduler.firer import Firer
 from dripiq_scheduler.service import TimerService
 
-T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
-
-
-async def published_count(js, subject: str) -> int:  # type: ignore[no-untyped-def]
-    """Messages on a subject, read from the stream itself (no consumer needed)."""
-    info = await js.stream_info("PLANNER_TIMERS", subjects_filter=subject)
-    return (info.state.subjects or {}).get(subject, 0)
-
 
 def timer(tenant_id: str, key: str, fire_at: datetime, payload: str = "p", group: str = "g") -> pb.Timer:
-    """A planner timer whose payload names campaign `payload`."""
-    t = pb.Timer(
-        tenant_id=tenant_id,
-        key=key,
-        group_key=group,
-        kind="step_due",
-        target=pb.TIMER_TARGET_PLANNER_TIMER,
-        payload=timers_pb2.PlannerTimer(tenant_id=tenant_id, campaign_id=payload).SerializeToString(),
-    )
-    t.fire_at.FromDatetime(fire_at)
-    return t
+    return planner_timer(tenant_id, key, fire_at, campaign=payload, group=group)
+
+
+T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 
 async def test_schedule_is_idempotent_and_new_content_bumps_version(engine, tenant_id):

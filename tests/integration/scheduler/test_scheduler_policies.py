@@ -19,13 +19,13 @@ import pytest
 import pytest_asyncio
 from nats.js.errors import NotFoundError
 from prometheus_client import REGISTRY
+from scheduler_support import planner_timer
 from sqlalchemy import text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 from waiting import eventually
 
-from dripiq.planner.v1 import timers_pb2
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq_common import migrations
 from dripiq_common.bus.client import connect, drain, ensure_streams
@@ -42,21 +42,13 @@ from dripiq_scheduler.models import timers as timers_table
 from dripiq_scheduler.pruner import Pruner
 from dripiq_scheduler.service import TimerService
 
-T0 = datetime(2032, 6, 1, 8, 0, tzinfo=UTC)
-DAY = timedelta(days=1)
-
 
 def timer(tenant_id: str, key: str, fire_at: datetime) -> pb.Timer:
-    t = pb.Timer(
-        tenant_id=tenant_id,
-        key=key,
-        group_key="g",
-        kind="step_due",
-        target=pb.TIMER_TARGET_PLANNER_TIMER,
-        payload=timers_pb2.PlannerTimer(tenant_id=tenant_id, campaign_id=key).SerializeToString(),
-    )
-    t.fire_at.FromDatetime(fire_at)
-    return t
+    return planner_timer(tenant_id, key, fire_at, campaign=key)
+
+
+T0 = datetime(2032, 6, 1, 8, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
 
 
 def metric(name: str, **labels: str) -> float:
