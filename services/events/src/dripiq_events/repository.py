@@ -135,9 +135,16 @@ def _cohort(row: Any) -> Cohort | None:
 # and were it to lock otherwise, a deadlock would fail one delivery for a redelivery, never
 # count twice. A row changed by a concurrent delivery is re-read at its newest version before
 # it is updated (READ COMMITTED), so a bit that delivery added is not counted twice.
+# The rows are locked in message id order first: an UPDATE … FROM locks rows in whatever order
+# its join reads them, so two batches sharing messages could each hold one the other waits for.
 _ADD_SEEN = """
+WITH w AS (SELECT * FROM unnest($1::text[], $2::integer[]) AS u(message_id, bits)),
+locked AS MATERIALIZED (
+    SELECT o.message_id FROM events.outbound_messages o JOIN w USING (message_id)
+    WHERE o.seen | w.bits <> o.seen ORDER BY o.message_id FOR UPDATE OF o
+)
 UPDATE events.outbound_messages o SET seen = o.seen | w.bits, seen_added = w.bits & ~o.seen
-FROM (SELECT * FROM unnest($1::text[], $2::integer[]) AS u(message_id, bits) ORDER BY message_id) w
+FROM w JOIN locked USING (message_id)
 WHERE o.message_id = w.message_id AND o.seen | w.bits <> o.seen
 RETURNING o.message_id, o.seen_added, o.tenant_id, o.step_index, o.stats_day, o.product_id, o.sender_identity_id,
     o.strategist, o.variant, o.channel
