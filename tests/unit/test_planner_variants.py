@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -177,3 +178,89 @@ def test_the_facts_placeholders_are_the_requests_facts() -> None:
         )
     )
     assert set(request.facts) == set(templates.FIELDS)
+
+
+# -- winners -----------------------------------------------------------------------------------
+
+NOW = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
+BY_REPLY = variants.WinnerSetting(after_sends=100, metric=variants.Metric.REPLY)
+
+
+def test_no_winner_while_any_variant_has_fewer_sends_than_asked() -> None:
+    arms = {"A": variants.Arm(100, 30), "B": variants.Arm(99, 1)}
+    assert variants.decide(["A", "B"], arms, BY_REPLY, NOW) is None
+    # A variant the events service has not counted yet has sent nothing.
+    assert variants.decide(["A", "B", "C"], {**arms, "B": variants.Arm(100, 1)}, BY_REPLY, NOW) is None
+
+
+def test_the_best_rate_wins_against_the_runner_up_and_says_so() -> None:
+    arms = {"A": variants.Arm(120, 6), "B": variants.Arm(100, 12), "C": variants.Arm(150, 3)}
+    winner = variants.decide(["A", "B", "C"], arms, BY_REPLY, NOW)
+    assert winner is not None
+    assert (winner.variant, winner.runner_up, winner.sends_each) == ("B", "A", 100)
+    assert (winner.rate, winner.runner_up_rate) == (0.12, 0.05)
+    assert winner.note() == "variant B: the winner by reply rate (12.0% against 5.0%, after 100 sends each)"
+
+
+def test_a_tie_or_a_lead_below_the_lift_asked_picks_nothing() -> None:
+    tie = {"A": variants.Arm(100, 0), "B": variants.Arm(100, 0)}
+    assert variants.decide(["A", "B"], tie, BY_REPLY, NOW) is None
+    close = {"A": variants.Arm(100, 11), "B": variants.Arm(100, 10)}
+    lift = variants.WinnerSetting(after_sends=100, metric=variants.Metric.CLICK, min_lift_percent=20)
+    assert variants.decide(["A", "B"], close, lift, NOW) is None
+    clear = {"A": variants.Arm(100, 12), "B": variants.Arm(100, 10)}
+    assert variants.decide(["A", "B"], clear, lift, NOW) is not None
+    assert variants.decide(["A", "B"], close, BY_REPLY, NOW) is not None
+
+
+def test_a_winner_goes_to_a_contact_whose_step_has_it_and_never_changes_a_recorded_one() -> None:
+    winner = variants.Winner("B", variants.Metric.REPLY, 0.2, "A", 0.1, 100, NOW)
+    step = SimpleNamespace(
+        variants=[v.model_dump(by_alias=True) for v in a_b()],
+        variant="",
+        step_index=0,
+        subject="Hello",
+        content="Hi",
+        call_to_action="",
+    )
+    copy = variants.copy_for(step, tenant_id="t", contact_id="c", winner=winner)
+    assert (copy.variant, copy.subject, copy.winner) == ("B", "An idea for {{company_name}}", winner)
+    step.variant = "A"  # sent before as A (a resend keeps it)
+    assert variants.copy_for(step, tenant_id="t", contact_id="c", winner=winner).variant == "A"
+    step.variant = ""
+    other = variants.Winner("Z", variants.Metric.REPLY, 0.2, "A", 0.1, 100, NOW)
+    split = variants.copy_for(step, tenant_id="t", contact_id="c", winner=other)
+    assert (
+        split.winner is None
+        and split.variant == variants.choose(a_b(), tenant_id="t", contact_id="c", step_index=0).name
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "field"),
+    [
+        (pb.VariantWinnerSetting(after_sends=0, metric=pb.VARIANT_METRIC_REPLY), "settings.variant_winner.after_sends"),
+        (pb.VariantWinnerSetting(after_sends=10), "settings.variant_winner.metric"),
+        (pb.VariantWinnerSetting(after_sends=10, metric=7), "settings.variant_winner.metric"),
+        (
+            pb.VariantWinnerSetting(after_sends=10, metric=pb.VARIANT_METRIC_CLICK, min_lift_percent=-1),
+            "settings.variant_winner.min_lift_percent",
+        ),
+        (
+            pb.VariantWinnerSetting(after_sends=2_000_000, metric=pb.VARIANT_METRIC_CLICK),
+            "settings.variant_winner.after_sends",
+        ),
+    ],
+)
+def test_a_bad_winner_setting_names_its_field(given: pb.VariantWinnerSetting, field: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        convert.winner_setting_from_proto(given)
+    assert caught.value.field == field
+
+
+def test_the_winner_setting_round_trips() -> None:
+    given = pb.VariantWinnerSetting(after_sends=50, metric=pb.VARIANT_METRIC_CLICK, min_lift_percent=10)
+    setting = convert.winner_setting_from_proto(given)
+    assert variants.WinnerSetting.from_json(setting.to_json()) == setting
+    assert convert.winner_setting_to_proto(setting) == given
+    assert variants.WinnerSetting.from_json(None) is None

@@ -26,6 +26,7 @@ from dripiq_planner.stats import TenantStats
 from dripiq_planner.step_edits import StepEditor
 from dripiq_planner.strategist.factory import build_strategist
 from dripiq_planner.tenant_settings import TenantSettingsService
+from dripiq_planner.winners import VariantWinners
 
 TIMERS = Consumers.PLANNER_TIMERS
 OUTCOMES = Consumers.PLANNER_OUTCOMES
@@ -70,6 +71,7 @@ def build(settings: PlannerSettings, rt: Runtime) -> Parts:
         count_machine_opens=settings.count_machine_opens,
         max_auto_reply_pause_days=settings.max_auto_reply_pause_days,
         on_commit=relay.kick,
+        winners=VariantWinners(rt.engine, rt.clock, owners, cache_seconds=settings.variant_stats_cache_seconds),
     )
     creator = CampaignCreator(rt.engine, rt.clock, planner, on_commit=relay.kick)
     campaigns = CampaignService(rt.engine, rt.clock, owners=owners, on_commit=relay.kick)

@@ -344,7 +344,41 @@ def tenant_settings_to_proto(tenant_id: str, row: Row | None) -> pb.TenantSettin
         holiday_calendars=defaults.holiday_calendars,
         planning_concurrency=defaults.planning_concurrency,
     )
+    if defaults.variant_winner is not None:
+        out.variant_winner.CopyFrom(winner_setting_to_proto(defaults.variant_winner))
     out.enrolment_cooldown.seconds = defaults.enrolment_cooldown_seconds
     if row is not None:
         out.update_time.FromDatetime(row.updated_at)
+    return out
+
+
+_METRIC = {variants.Metric.REPLY: pb.VARIANT_METRIC_REPLY, variants.Metric.CLICK: pb.VARIANT_METRIC_CLICK}
+
+
+def winner_setting_to_proto(setting: variants.WinnerSetting) -> pb.VariantWinnerSetting:
+    return pb.VariantWinnerSetting(
+        after_sends=setting.after_sends, metric=_METRIC[setting.metric], min_lift_percent=setting.min_lift_percent
+    )
+
+
+def winner_setting_from_proto(given: pb.VariantWinnerSetting) -> variants.WinnerSetting:
+    """The setting as asked; InvalidArgument names the field."""
+    metric = next((m for m, number in _METRIC.items() if number == given.metric), None)
+    if metric is None:
+        raise InvalidArgument("settings.variant_winner.metric", "must be VARIANT_METRIC_REPLY or VARIANT_METRIC_CLICK")
+    return variants.WinnerSetting(given.after_sends, metric, given.min_lift_percent)
+
+
+def winner_to_proto(row: Row) -> pb.VariantWinner:
+    out = pb.VariantWinner(
+        product_id=row.product_id,
+        step_index=row.step_index,
+        variant=row.variant,
+        metric=_METRIC[variants.Metric(row.metric)],
+        rate=row.rate,
+        runner_up=row.runner_up,
+        runner_up_rate=row.runner_up_rate,
+        sends_each=row.sends_each,
+    )
+    out.decide_time.FromDatetime(row.decided_at)
     return out

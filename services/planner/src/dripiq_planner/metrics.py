@@ -20,3 +20,10 @@ PLANNING_OUTCOMES = Counter(
     ["outcome"],
 )
 PLANNING_IN_FLIGHT = Gauge("dripiq_planner_planning_in_flight", "Campaigns this process is planning now")
+VARIANT_WINNER_LOOKUPS = Counter(
+    "dripiq_planner_variant_winner_lookups",
+    "What the planner found when a step with A/B variants was due and its tenant picks winners: stored (a "
+    "winner was already picked), decided (picked now), undecided (too few sends, or no variant leads), "
+    "unavailable (the events service did not answer: contacts keep being split)",
+    ["outcome"],
+)

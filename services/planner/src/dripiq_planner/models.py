@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -133,6 +134,29 @@ tenant_settings = Table(
     CheckConstraint("reply_stops IN ('campaign', 'contact', 'company')", name="tenant_settings_reply_stops_check"),
     # Campaigns planned at once for the tenant; 0: the planner's default.
     Column("planning_concurrency", Integer, nullable=False, server_default="0"),
+    # When a step's winning A/B variant is picked (winners.WinnerSetting.to_json); NULL: never.
+    Column("variant_winner_json", JSONB),
+)
+
+# Each A/B experiment's winner (tenant, product, step index), picked once: the first planner to
+# store it wins, and every replica sends what is stored.
+variant_winners = Table(
+    "variant_winners",
+    metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("product_id", Text, primary_key=True),
+    Column("step_index", Integer, primary_key=True),
+    Column("variant", Text, nullable=False),
+    # "reply" or "click": the rate it won by, its own and the runner-up's.
+    Column("metric", Text, nullable=False),
+    Column("rate", Float, nullable=False),
+    Column("runner_up", Text, nullable=False),
+    Column("runner_up_rate", Float, nullable=False),
+    # The fewest sends of any variant when it was picked.
+    Column("sends_each", BigInteger, nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("metric IN ('reply', 'click')", name="variant_winners_metric_check"),
+    Index("variant_winners_tenant_decided_idx", "tenant_id", "decided_at"),
 )
 
 # What the strategist spent for a tenant on a UTC day: calls reserved before each request (so

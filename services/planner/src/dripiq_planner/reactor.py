@@ -24,6 +24,7 @@ from dripiq_common.errors import PermanentMessageError
 from dripiq_planner import collisions, engagements, outcomes, repository, state, timers
 from dripiq_planner.state import CampaignKey, CampaignState, DecisionKey, UnitOfWork
 from dripiq_planner.tenants import TenantDefaults
+from dripiq_planner.winners import VariantWinners
 
 # What a batch does to the campaigns it locked: (campaigns, unit of work, decisions taken).
 Apply = Callable[[dict[CampaignKey, CampaignState], UnitOfWork, set[DecisionKey]], None]
@@ -37,6 +38,8 @@ class Reactor:
     # An out-of-office reply never pauses a campaign longer than this.
     max_auto_reply_pause_days: int = 30
     on_commit: Callable[[], None] = field(default=lambda: None)
+    # Picks A/B winners for tenants that ask for it; None: steps are always split by the hash.
+    winners: VariantWinners | None = None
 
     async def on_timer(self, data: bytes) -> None:
         await self.on_timers([data])
@@ -48,9 +51,13 @@ class Reactor:
                 raise PermanentMessageError("PlannerTimer without a kind")
         # What every send carries of its tenant's settings (postal address, tracking), read once a batch.
         tenants = await self._tenants({t.tenant_id for t in fired if t.HasField("step_due")})
+        # Asked before the campaigns are locked: the events service may take its time.
+        won = await self.winners.for_due(fired, tenants) if self.winners is not None else {}
         await self._run(
             [(t.tenant_id, t.campaign_id) for t in fired],
-            partial(timers.apply, timers=fired, tenants=tenants, max_pause_days=self.max_auto_reply_pause_days),
+            partial(
+                timers.apply, timers=fired, tenants=tenants, winners=won, max_pause_days=self.max_auto_reply_pause_days
+            ),
             timers.decision_keys(fired),
         )
 

@@ -196,6 +196,10 @@ async def upsert_tenant_settings(conn: AsyncConnection, *, tenant_id: str, value
     return (await conn.execute(stmt.returning(*tenant_settings.c))).one()
 
 
+async def set_step_variants(conn: AsyncConnection, *, step_id: int, variants: list[dict[str, Any]]) -> None:
+    await conn.execute(update(campaign_steps).where(campaign_steps.c.id == step_id).values(variants=variants))
+
+
 async def get_steps(conn: AsyncConnection, *, campaign_id: str) -> list[Row]:
     return list(
         (

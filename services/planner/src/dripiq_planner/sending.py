@@ -11,22 +11,38 @@ from dripiq_common.outbox import OutboxMessage
 from dripiq_planner import lifecycle, templates, variants
 from dripiq_planner.state import CampaignState, StepState, StepStatus, UnitOfWork
 from dripiq_planner.tenants import TenantDefaults
+from dripiq_planner.variants import Winner
 
 log = structlog.get_logger(__name__)
 
 
-def send_step(work: UnitOfWork, campaign: CampaignState, step: StepState, tenant: TenantDefaults) -> None:
+def send_step(
+    work: UnitOfWork, campaign: CampaignState, step: StepState, tenant: TenantDefaults, *, winner: Winner | None = None
+) -> None:
     """Mark the step sending and outbox its send command, carrying the tenant's postal address
-    and tracking as they are now."""
+    and tracking as they are now; a step with variants sends the experiment's `winner` when it
+    has one by that name."""
     # A step sent before keeps its id (withheld, then resumed: the dispatcher admits it
     # again); a retried one carries its new id.
     message_id = step.message_id or lifecycle.message_id(campaign.id, step.step_index)
     step.set(status=StepStatus.SENDING, message_id=message_id)
     campaign.set(current_step_index=step.step_index)
     facts = campaign.facts_json
-    copy = variants.copy_for(step, tenant_id=campaign.tenant_id, contact_id=campaign.contact_id)
+    copy = variants.copy_for(step, tenant_id=campaign.tenant_id, contact_id=campaign.contact_id, winner=winner)
     if copy.variant:
         step.set(variant=copy.variant)
+    if copy.winner is not None:
+        # Why this contact got it, on the timeline; once per message, as every decision.
+        work.decide(
+            campaign,
+            message_id=message_id,
+            step_index=step.step_index,
+            trigger="variant_winner",
+            source=f"variant_winners:{campaign.product_id}:{step.step_index}",
+            rule_json={"metric": copy.winner.metric.value, "sends_each": copy.winner.sends_each},
+            action="send_variant",
+            result=copy.winner.note(),
+        )
     body = templates.render(copy.content, facts)
     if copy.call_to_action:
         body = f"{body}\n\n{templates.render(copy.call_to_action, facts)}"

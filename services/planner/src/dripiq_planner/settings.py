@@ -51,3 +51,7 @@ class PlannerSettings(ServiceSettings):
     # its settings give its own (planning_concurrency).
     planning_concurrency: int = Field(default=8, ge=1, le=256)
     planning_tenant_concurrency: int = Field(default=8, ge=1, le=1000)
+
+    # A/B winners (tenants with variant_winner set): how long the events service's per-variant
+    # figures of an experiment are used before asking again (0: every batch asks).
+    variant_stats_cache_seconds: float = Field(default=30.0, ge=0, le=3600)

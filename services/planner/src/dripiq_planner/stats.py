@@ -1,5 +1,5 @@
 """A tenant's figures (GetTenantStats): its planning backlog, what was planned today and by
-whom, the AI budget left today, and its campaigns by status, read in one snapshot; with a range
+whom, the AI budget left today, its campaigns by status and its A/B winners, read in one snapshot; with a range
 of UTC days, its engagement too, asked of the events service (its data, its rollups)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common import validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument, Unavailable
-from dripiq_planner import convert, repository
+from dripiq_planner import convert, repository, winners
 from dripiq_planner.ai_budget import BudgetLimits
 from dripiq_planner.models import ai_budget_usage, contact_campaigns
 from dripiq_planner.owners import Owners
@@ -78,6 +78,7 @@ class TenantStats:
                 )
             ).first()
             defaults = TenantDefaults.from_row(await repository.get_tenant_settings(conn, tenant_id=tenant))
+            picked = await winners.listed(conn, tenant)
         limits = defaults.ai_budget(self.ai_budget)
         calls, tokens = (usage.calls, usage.tokens) if usage else (0, 0)
         planning = pb.PlanningStats(
@@ -96,6 +97,7 @@ class TenantStats:
                 pb.CampaignStatusCount(status=convert.status_to_proto(status), count=count)
                 for status, count in sorted(by_status)
             ],
+            variant_winners=[convert.winner_to_proto(row) for row in picked],
         )
         out.read_at.FromDatetime(now)
         return out

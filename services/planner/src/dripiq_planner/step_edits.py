@@ -1,5 +1,5 @@
-"""A person's edit of a step not sent yet: its copy, timing or channel, checked as a created
-campaign's strategy is, re-armed when its timing changed, and kept with who made it.
+"""A person's edit of a step not sent yet: its copy, its A/B variants, timing or channel, checked
+as a created campaign's strategy is, re-armed when its timing changed, and kept with who made it.
 
 The step is sent as edited because the send command is built from the stored step when its
 timer fires (sending.send_step); the campaign's strategy document is kept in step with it.
@@ -19,7 +19,7 @@ from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common import validation
 from dripiq_common.clock import Clock
 from dripiq_common.errors import FailedPrecondition, InvalidArgument, NotFound
-from dripiq_planner import lifecycle, repository, rules, state
+from dripiq_planner import convert, lifecycle, repository, rules, state
 from dripiq_planner.approval import change_row
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.state import OPEN_STEP_STATUSES, CampaignState, CampaignStatus, StepState, StepStatus, UnitOfWork
@@ -35,6 +35,8 @@ FIELDS = {
     "call_to_action": ("call_to_action", "callToAction"),
     "timing": ("timing", "timing"),
     "channel": ("channel", "type"),
+    # The whole list is replaced (AIP-134: a repeated field in the mask is replaced, not merged).
+    "variants": ("variants", "variants"),
 }
 EDITABLE = (CampaignStatus.DRAFT, CampaignStatus.ACTIVE, CampaignStatus.PAUSED)
 _LIMITS = {"subject": MAX_SUBJECT_CHARS, "content": MAX_BODY_CHARS, "call_to_action": MAX_BODY_CHARS}
@@ -53,7 +55,18 @@ def check_copy(name: str, text: str, facts: dict[str, Any]) -> None:
     check_written_copy(f"step.{name}", text, _LIMITS[name], facts)
 
 
-def edited_strategy(stored: dict[str, Any], index: int, values: dict[str, str], paths: list[str]) -> Strategy:
+def check_variants(given: list[pb.StepVariant], facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """A person's variants for the step, each one's copy checked as the step's own copy is; the
+    contract (count, names, weights) is checked with the strategy. Their JSON form."""
+    out = []
+    for i, variant in enumerate(given):
+        for name in ("subject", "content", "call_to_action"):
+            check_written_copy(f"step.variants[{i}].{name}", getattr(variant, name), _LIMITS[name], facts)
+        out.append(convert.variant_from_proto(variant).model_dump(by_alias=True, mode="json"))
+    return out
+
+
+def edited_strategy(stored: dict[str, Any], index: int, values: dict[str, Any], paths: list[str]) -> Strategy:
     """The stored strategy with one step changed, checked as a create checks a strategy; an
     error names the request's field (`step.timing`), or the step the change breaks."""
     document = Strategy.model_validate(stored).to_json()
@@ -104,10 +117,14 @@ class StepEditor:
                 raise FailedPrecondition(
                     f"step {step.step_index} is {step.status}: only a step not sent yet (pending or scheduled) changes"
                 )
-            values = {path: getattr(request.step, FIELDS[path][0]) for path in paths}
+            values: dict[str, Any] = {
+                path: getattr(request.step, FIELDS[path][0]) for path in paths if path != "variants"
+            }
             for name in ("subject", "content", "call_to_action"):
                 if name in values:
                     check_copy(name, values[name], campaign.facts_json)
+            if "variants" in paths:
+                values["variants"] = check_variants(list(request.step.variants), campaign.facts_json)
             changed = {p: {"before": getattr(step, FIELDS[p][0]), "after": v} for p, v in values.items()}
             changed = {p: c for p, c in changed.items() if c["before"] != c["after"]}
             if changed:
@@ -116,6 +133,9 @@ class StepEditor:
                 work = UnitOfWork(now=self.clock.now())
                 self._apply(work, campaign, step, strategy, values)
                 await state.flush(conn, [campaign], work)
+                if "variants" in changed:
+                    # Apart from the flush: its bulk UPDATE carries no jsonb arrays.
+                    await repository.set_step_variants(conn, step_id=step.id, variants=values["variants"])
                 await repository.set_strategy(
                     conn, tenant_id=tenant, campaign_id=campaign_id, strategy=strategy.to_json()
                 )
@@ -135,11 +155,11 @@ class StepEditor:
         return await self.campaigns.get(tenant, campaign_id)
 
     def _apply(
-        self, work: UnitOfWork, campaign: CampaignState, step: StepState, strategy: Strategy, values: dict[str, str]
+        self, work: UnitOfWork, campaign: CampaignState, step: StepState, strategy: Strategy, values: dict[str, Any]
     ) -> None:
         """Write the values; give every step not sent its delay and thread as the edited
         strategy has them (a "Day N" after a changed step moves too), and move the times."""
-        step.set(**{FIELDS[p][0]: v for p, v in values.items()})
+        step.set(**{FIELDS[p][0]: v for p, v in values.items() if p != "variants"})
         try:
             delays = relative_delays(strategy, seed=f"{campaign.tenant_id}:{campaign.contact_id}")
         except InvalidArgument as exc:

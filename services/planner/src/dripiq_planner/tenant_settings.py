@@ -1,5 +1,6 @@
 """Reading and updating a tenant's settings: its default send window, the strategist's voice
-and guidelines, its postal address, its tracking switches and its out-of-office pause."""
+and guidelines, its postal address, its tracking switches, its out-of-office pause and when a
+step's winning A/B variant goes to later contacts."""
 
 from __future__ import annotations
 
@@ -129,6 +130,12 @@ def _collisions_and_holidays(settings: pb.TenantSettings, paths: set[str]) -> di
         values["enrolment_cooldown_seconds"] = cooldown.seconds
     if "holiday_calendars" in paths:
         values["holiday_calendars"] = calendars.parse_all(settings.holiday_calendars, "settings.holiday_calendars")
+    if "variant_winner" in paths:
+        # Unset turns it off; set, every field is checked, none defaulted.
+        given = settings.variant_winner
+        values["variant_winner_json"] = (
+            convert.winner_setting_from_proto(given).to_json() if settings.HasField("variant_winner") else None
+        )
     return values
 
 

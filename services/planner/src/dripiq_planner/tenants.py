@@ -12,6 +12,7 @@ from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq_common import windows
 from dripiq_planner.ai_budget import BudgetLimits
 from dripiq_planner.strategist.links import AllowList
+from dripiq_planner.variants import WinnerSetting
 
 DEFAULT_AUTO_REPLY_PAUSE_DAYS = 7
 MAX_AUTO_REPLY_PAUSE_DAYS = 90
@@ -49,6 +50,8 @@ class TenantDefaults:
     holiday_calendars: tuple[str, ...] = ()
     # Campaigns planned at once for the tenant; 0: the planner's default.
     planning_concurrency: int = 0
+    # When a step's winning A/B variant goes to later contacts; None: never.
+    variant_winner: WinnerSetting | None = None
 
     @classmethod
     def from_row(cls, row: Row | None) -> TenantDefaults:
@@ -73,6 +76,7 @@ class TenantDefaults:
             enrolment_cooldown_seconds=row.enrolment_cooldown_seconds,
             holiday_calendars=tuple(row.holiday_calendars),
             planning_concurrency=row.planning_concurrency,
+            variant_winner=WinnerSetting.from_json(row.variant_winner_json),
         )
 
     def allow_list(self) -> AllowList:
@@ -107,6 +111,7 @@ SETTINGS_FIELDS = (
     "enrolment_cooldown",
     "holiday_calendars",
     "planning_concurrency",
+    "variant_winner",
 )
 MAX_PLANNING_CONCURRENCY = 1000
 MAX_POSTAL_ADDRESS = 500

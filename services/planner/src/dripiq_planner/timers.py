@@ -13,6 +13,7 @@ from dripiq.planner.v1 import timers_pb2
 from dripiq_planner import decisions, lifecycle, rules, sending
 from dripiq_planner.state import CampaignKey, CampaignState, CampaignStatus, DecisionKey, StepStatus, UnitOfWork
 from dripiq_planner.tenants import TenantDefaults
+from dripiq_planner.variants import Winner
 
 log = structlog.get_logger(__name__)
 
@@ -36,8 +37,10 @@ def apply(
     timers: Sequence[timers_pb2.PlannerTimer],
     tenants: Mapping[str, TenantDefaults],
     max_pause_days: int,
+    winners: Mapping[tuple[str, str, int], Winner] | None = None,
 ) -> None:
-    """Each timer in order; `tenants` has the settings of every tenant with a step due."""
+    """Each timer in order; `tenants` has the settings of every tenant with a step due, and
+    `winners` the A/B winners of their experiments (tenant, product, step index) that have one."""
     for timer in timers:
         campaign = campaigns.get((timer.tenant_id, timer.campaign_id))
         kind = timer.WhichOneof("kind")
@@ -52,19 +55,26 @@ def apply(
             if campaign is not None and kind == "trigger_due":
                 moot(work, campaign, timer.trigger_due, already, why=f"the campaign is {campaign.status}")
         elif kind == "step_due":
-            step_due(work, campaign, timer.step_due, tenants[campaign.tenant_id])
+            winner = (winners or {}).get((campaign.tenant_id, campaign.product_id, timer.step_due.step_index))
+            step_due(work, campaign, timer.step_due, tenants[campaign.tenant_id], winner)
         elif kind == "trigger_due":
             trigger_due(work, campaign, timer.trigger_due, already, max_pause_days=max_pause_days)
         else:
             resume_due(work, campaign, timer.resume_due)
 
 
-def step_due(work: UnitOfWork, campaign: CampaignState, due: timers_pb2.StepDue, tenant: TenantDefaults) -> None:
+def step_due(
+    work: UnitOfWork,
+    campaign: CampaignState,
+    due: timers_pb2.StepDue,
+    tenant: TenantDefaults,
+    winner: Winner | None = None,
+) -> None:
     step = campaign.step(due.step_index)
     if step is None or step.status != StepStatus.SCHEDULED or step.schedule_version != due.schedule_version:
         log.info("timer.stale_step", campaign_id=campaign.id, step_index=due.step_index)
         return
-    sending.send_step(work, campaign, step, tenant)
+    sending.send_step(work, campaign, step, tenant, winner=winner)
 
 
 def resume_due(work: UnitOfWork, campaign: CampaignState, due: timers_pb2.ResumeDue) -> None:

@@ -15,6 +15,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class VariantMetric(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VARIANT_METRIC_UNSPECIFIED: _ClassVar[VariantMetric]
+    VARIANT_METRIC_REPLY: _ClassVar[VariantMetric]
+    VARIANT_METRIC_CLICK: _ClassVar[VariantMetric]
+
 class ReplyStops(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     REPLY_STOPS_UNSPECIFIED: _ClassVar[ReplyStops]
@@ -43,6 +49,9 @@ class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STEP_STATUS_FAILED: _ClassVar[StepStatus]
     STEP_STATUS_SKIPPED: _ClassVar[StepStatus]
     STEP_STATUS_CANCELED: _ClassVar[StepStatus]
+VARIANT_METRIC_UNSPECIFIED: VariantMetric
+VARIANT_METRIC_REPLY: VariantMetric
+VARIANT_METRIC_CLICK: VariantMetric
 REPLY_STOPS_UNSPECIFIED: ReplyStops
 REPLY_STOPS_CAMPAIGN: ReplyStops
 REPLY_STOPS_CONTACT: ReplyStops
@@ -75,7 +84,7 @@ class SendWindow(_message.Message):
     def __init__(self, weekdays: _Optional[_Iterable[int]] = ..., start_hour: _Optional[int] = ..., end_hour: _Optional[int] = ...) -> None: ...
 
 class TenantSettings(_message.Message):
-    __slots__ = ("tenant_id", "send_window", "voice", "guidelines", "update_time", "postal_address", "open_tracking", "click_tracking", "auto_reply_pause_days", "allowed_domains", "allowed_urls", "allowed_phone_numbers", "ai_daily_call_budget", "ai_daily_token_budget", "planning_concurrency", "require_approval", "reply_stops", "enrolment_cooldown", "holiday_calendars")
+    __slots__ = ("tenant_id", "send_window", "voice", "guidelines", "update_time", "postal_address", "open_tracking", "click_tracking", "auto_reply_pause_days", "allowed_domains", "allowed_urls", "allowed_phone_numbers", "ai_daily_call_budget", "ai_daily_token_budget", "planning_concurrency", "require_approval", "reply_stops", "enrolment_cooldown", "holiday_calendars", "variant_winner")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     SEND_WINDOW_FIELD_NUMBER: _ClassVar[int]
     VOICE_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +104,7 @@ class TenantSettings(_message.Message):
     REPLY_STOPS_FIELD_NUMBER: _ClassVar[int]
     ENROLMENT_COOLDOWN_FIELD_NUMBER: _ClassVar[int]
     HOLIDAY_CALENDARS_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_WINNER_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     send_window: SendWindow
     voice: str
@@ -114,7 +124,40 @@ class TenantSettings(_message.Message):
     reply_stops: ReplyStops
     enrolment_cooldown: _duration_pb2.Duration
     holiday_calendars: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, tenant_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., voice: _Optional[str] = ..., guidelines: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., postal_address: _Optional[str] = ..., open_tracking: _Optional[bool] = ..., click_tracking: _Optional[bool] = ..., auto_reply_pause_days: _Optional[int] = ..., allowed_domains: _Optional[_Iterable[str]] = ..., allowed_urls: _Optional[_Iterable[str]] = ..., allowed_phone_numbers: _Optional[_Iterable[str]] = ..., ai_daily_call_budget: _Optional[int] = ..., ai_daily_token_budget: _Optional[int] = ..., planning_concurrency: _Optional[int] = ..., require_approval: _Optional[bool] = ..., reply_stops: _Optional[_Union[ReplyStops, str]] = ..., enrolment_cooldown: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., holiday_calendars: _Optional[_Iterable[str]] = ...) -> None: ...
+    variant_winner: VariantWinnerSetting
+    def __init__(self, tenant_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., voice: _Optional[str] = ..., guidelines: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., postal_address: _Optional[str] = ..., open_tracking: _Optional[bool] = ..., click_tracking: _Optional[bool] = ..., auto_reply_pause_days: _Optional[int] = ..., allowed_domains: _Optional[_Iterable[str]] = ..., allowed_urls: _Optional[_Iterable[str]] = ..., allowed_phone_numbers: _Optional[_Iterable[str]] = ..., ai_daily_call_budget: _Optional[int] = ..., ai_daily_token_budget: _Optional[int] = ..., planning_concurrency: _Optional[int] = ..., require_approval: _Optional[bool] = ..., reply_stops: _Optional[_Union[ReplyStops, str]] = ..., enrolment_cooldown: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., holiday_calendars: _Optional[_Iterable[str]] = ..., variant_winner: _Optional[_Union[VariantWinnerSetting, _Mapping]] = ...) -> None: ...
+
+class VariantWinnerSetting(_message.Message):
+    __slots__ = ("after_sends", "metric", "min_lift_percent")
+    AFTER_SENDS_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    MIN_LIFT_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    after_sends: int
+    metric: VariantMetric
+    min_lift_percent: int
+    def __init__(self, after_sends: _Optional[int] = ..., metric: _Optional[_Union[VariantMetric, str]] = ..., min_lift_percent: _Optional[int] = ...) -> None: ...
+
+class VariantWinner(_message.Message):
+    __slots__ = ("product_id", "step_index", "variant", "metric", "rate", "runner_up", "runner_up_rate", "sends_each", "decide_time")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    RUNNER_UP_FIELD_NUMBER: _ClassVar[int]
+    RUNNER_UP_RATE_FIELD_NUMBER: _ClassVar[int]
+    SENDS_EACH_FIELD_NUMBER: _ClassVar[int]
+    DECIDE_TIME_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    step_index: int
+    variant: str
+    metric: VariantMetric
+    rate: float
+    runner_up: str
+    runner_up_rate: float
+    sends_each: int
+    decide_time: _timestamp_pb2.Timestamp
+    def __init__(self, product_id: _Optional[str] = ..., step_index: _Optional[int] = ..., variant: _Optional[str] = ..., metric: _Optional[_Union[VariantMetric, str]] = ..., rate: _Optional[float] = ..., runner_up: _Optional[str] = ..., runner_up_rate: _Optional[float] = ..., sends_each: _Optional[int] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Contact(_message.Message):
     __slots__ = ("contact_id", "email", "first_name", "last_name", "title", "time_zone", "country", "subdivision")
@@ -607,18 +650,20 @@ class GetTenantStatsRequest(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., start_day: _Optional[str] = ..., end_day: _Optional[str] = ..., group_by: _Optional[_Iterable[_Union[_events_service_pb2.StatsDimension, str]]] = ..., filter: _Optional[_Union[_events_service_pb2.TenantStatsFilter, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class GetTenantStatsResponse(_message.Message):
-    __slots__ = ("tenant_id", "planning", "campaigns_by_status", "read_at", "engagement")
+    __slots__ = ("tenant_id", "planning", "campaigns_by_status", "read_at", "engagement", "variant_winners")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     PLANNING_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGNS_BY_STATUS_FIELD_NUMBER: _ClassVar[int]
     READ_AT_FIELD_NUMBER: _ClassVar[int]
     ENGAGEMENT_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_WINNERS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     planning: PlanningStats
     campaigns_by_status: _containers.RepeatedCompositeFieldContainer[CampaignStatusCount]
     read_at: _timestamp_pb2.Timestamp
     engagement: _events_service_pb2.GetTenantStatsResponse
-    def __init__(self, tenant_id: _Optional[str] = ..., planning: _Optional[_Union[PlanningStats, _Mapping]] = ..., campaigns_by_status: _Optional[_Iterable[_Union[CampaignStatusCount, _Mapping]]] = ..., read_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., engagement: _Optional[_Union[_events_service_pb2.GetTenantStatsResponse, _Mapping]] = ...) -> None: ...
+    variant_winners: _containers.RepeatedCompositeFieldContainer[VariantWinner]
+    def __init__(self, tenant_id: _Optional[str] = ..., planning: _Optional[_Union[PlanningStats, _Mapping]] = ..., campaigns_by_status: _Optional[_Iterable[_Union[CampaignStatusCount, _Mapping]]] = ..., read_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., engagement: _Optional[_Union[_events_service_pb2.GetTenantStatsResponse, _Mapping]] = ..., variant_winners: _Optional[_Iterable[_Union[VariantWinner, _Mapping]]] = ...) -> None: ...
 
 class PlanningStats(_message.Message):
     __slots__ = ("waiting", "oldest_waiting_since", "planned_today", "ai_calls_left_today", "ai_tokens_left_today", "concurrency")
