@@ -1,6 +1,7 @@
 """GetTenantStats latency over the rollups of 1,000,000 campaigns and about 100,000,000 events.
 
     .venv/bin/python bench/tenant_stats.py [--calls 20] [--days 90] [--raw-events 100000000 [--raw-seconds 1200]]
+    .venv/bin/python bench/tenant_stats.py --ingest-batches 150   # also: while ingest writes
 
 Runs the whole suite (TLS and tokens on) and asks the events service over gRPC, as a caller
 outside the suite would.
@@ -27,7 +28,16 @@ OS cache and the disk hold the raw tables and their indexes too. No chunk starts
 --raw-seconds, so the load stops by itself and says how many rows it stored.
 
 Then --calls calls of each case (group-bys and ranges, for the big tenant and a small one),
-p50 / p99 per case and over all calls. Every loop is bounded.
+p50 / p99 per case and over all calls. The first call of each case, right after the load, is
+timed apart ("first call"): the first one of the run also opens the channel's connection and
+the service's pooled connections, and each meets a plan and pages not cached yet.
+
+--ingest-batches N then asks the same cases again while the suite ingests N signed Event
+Webhook batches of 1,000 events (bench/events_posting.py, --ingest-concurrency posters at
+the edge, for messages of another tenant sent on the last day, so every event also adds to
+events.tenant_stats and events.tenant_stats_weekly). One call of each case in turn, for as
+long as the posts last, with the quiet calls just before as the anchor:
+`ratio: GetTenantStats p50 while ingesting / quiet`. Every loop is bounded.
 """
 
 from __future__ import annotations
@@ -38,12 +48,16 @@ import time
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
-from harness import machine, running_suite
+from events_posting import BATCH, TENANT, build_batches, latency_line, messages, post_all, sent_outcome
+from harness import machine, publish_all, ratio_line, running_suite, wait_for_count
 from sqlalchemy.dialects import postgresql
 
 from dripiq.events.v1 import events_service_pb2 as pb
 from dripiq.events.v1 import events_service_pb2_grpc as pb_grpc
+from dripiq_common.bus.contract import Subjects
+from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_events import repository
+from dripiq_events.edge.app import EVENTS_PATH
 from dripiq_events.partitions import MonthPartition
 from dripiq_events.queries import stats_spans
 
@@ -338,12 +352,16 @@ def ms(sorted_seconds: list[float], share: float) -> float:
     return sorted_seconds[min(len(sorted_seconds) - 1, int(len(sorted_seconds) * share))] * 1000
 
 
-async def measure(suite, calls: int, days: int) -> None:  # type: ignore[no-untyped-def]
+async def measure(suite, calls: int, days: int) -> list[float]:  # type: ignore[no-untyped-def]
+    """The quiet figures; the timed calls' seconds, sorted, for an anchor."""
     every: list[float] = []
+    firsts: list[tuple[str, float]] = []
     async with suite.channel("EVENTS_GRPC_PORT") as channel:
         stub = pb_grpc.EventsServiceStub(channel)
         for name, request in cases(days):
-            answer = await stub.GetTenantStats(request, timeout=30)  # warm: plans and caches
+            started = time.perf_counter()
+            answer = await stub.GetTenantStats(request, timeout=30)  # the first call after the load
+            firsts.append((name, time.perf_counter() - started))
             seconds = []
             for _ in range(calls):
                 started = time.perf_counter()
@@ -358,6 +376,100 @@ async def measure(suite, calls: int, days: int) -> None:  # type: ignore[no-unty
             )
     every.sort()
     print(f"GetTenantStats over {len(every)} calls: p50 {ms(every, 0.5):.1f} ms, p99 {ms(every, 0.99):.1f} ms")
+    print("first call of each case after the load (the run's first also connects):")
+    for name, seconds in firsts:
+        print(f"  {name:<42} {seconds * 1000:7.1f} ms")
+    return every
+
+
+async def measure_while_ingesting(  # type: ignore[no-untyped-def]
+    suite, days: int, batches: int, concurrency: int, quiet: list[float]
+) -> None:
+    """The same cases, one call of each in turn, while the edge takes `batches` webhook batches."""
+    dsn = suite.env["DATABASE_URL"]
+    fake = FakeSendGrid(private_key_pem=(suite.run_dir / "fake-sendgrid-key.pem").read_bytes())
+    nc = await suite.nats_connect(pending_size=256 * 1024 * 1024)
+    try:
+        sent = messages(50_000, 1000)
+        await publish_all(
+            nc.jetstream(), Subjects.message_outcome(TENANT), ((f"sent-{m.message_id}", sent_outcome(m)) for m in sent)
+        )
+        known, _ = await wait_for_count(
+            dsn,
+            f"SELECT count(*) FROM events.outbound_messages WHERE tenant_id = '{TENANT}'",
+            len(sent),
+            limit_seconds=300,
+            poll_seconds=0.5,
+        )
+        bodies, _ = build_batches(sent, batches, fake)
+        stored_query = f"SELECT count(*) FROM events.message_events WHERE tenant_id = '{TENANT}'"
+        rows_before = await _count(dsn, stored_query)
+        target = rows_before + batches * BATCH
+        url = f"http://127.0.0.1:{suite.port('EDGE_PORT')}{EVENTS_PATH}"
+        started = time.perf_counter()
+        posting = asyncio.create_task(post_all(url, fake, bodies, concurrency, 0.0))
+        loaded: dict[str, list[float]] = {}
+        stored = rows_before
+        async with suite.channel("EVENTS_GRPC_PORT") as channel:
+            stub = pb_grpc.EventsServiceStub(channel)
+            # Until the events service has stored every posted event (the edge answers once
+            # JetStream holds a batch, before it is stored); bounded by a round count and 600 s.
+            for _ in range(100_000):
+                if posting.done() and stored >= target or time.perf_counter() - started > 600:
+                    break
+                for name, request in cases(days):
+                    begun = time.perf_counter()
+                    await stub.GetTenantStats(request, timeout=30)
+                    loaded.setdefault(name, []).append(time.perf_counter() - begun)
+                stored = await _count(dsn, stored_query)
+        seconds = time.perf_counter() - started
+        posts = await posting
+        stored -= rows_before
+    finally:
+        await nc.close()
+    print(
+        f"while the suite took {batches} batches of {BATCH:,} events ({known:,} messages known): "
+        f"{stored:,} events stored in {seconds:.1f} s, {stored / seconds:,.0f}/s:"
+    )
+    print(f"  {latency_line(posts)}")
+    every: list[float] = []
+    for name, values in loaded.items():
+        values.sort()
+        every += values
+        print(f"  {name:<42} {len(values):>4} calls: p50 {ms(values, 0.5):5.1f} ms, p99 {ms(values, 0.99):5.1f} ms")
+    every.sort()
+    if not every:
+        print("no call finished while the posts lasted")
+        return
+    print(
+        f"GetTenantStats while ingesting, {len(every)} calls: p50 {ms(every, 0.5):.1f} ms, p99 {ms(every, 0.99):.1f} ms"
+    )
+    print(
+        ratio_line(
+            "GetTenantStats p50 us while ingesting",
+            ms(every, 0.5) * 1000,
+            ms(quiet, 0.5) * 1000,
+            "quiet",
+            lower_is_better=True,
+        )
+    )
+    print(
+        ratio_line(
+            "GetTenantStats p99 us while ingesting",
+            ms(every, 0.99) * 1000,
+            ms(quiet, 0.99) * 1000,
+            "quiet",
+            lower_is_better=True,
+        )
+    )
+
+
+async def _count(dsn: str, query: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval(query))
+    finally:
+        await conn.close()
 
 
 def main() -> None:
@@ -371,17 +483,25 @@ def main() -> None:
         "--raw-seconds", type=float, default=1200, help="no chunk of raw events starts after this many seconds"
     )
     parser.add_argument("--explain", action="store_true", help="print the plans of the big tenant's widest questions")
+    parser.add_argument(
+        "--ingest-batches", type=int, default=0, help="then ask again while ingesting this many batches (0: no)"
+    )
+    parser.add_argument("--ingest-concurrency", type=int, default=8, help="webhook POSTs in flight at once")
     args = parser.parse_args()
     if not 1 <= args.days <= 366 or not 1 <= args.calls <= 10_000:
         parser.error("--days must be 1-366 and --calls 1-10000")
     if not 0 <= args.raw_events <= 1_000_000_000 or (args.raw_events and args.days < 30):
         parser.error("--raw-events must be 0-1000000000, with --days of at least 30")
+    if not 0 <= args.ingest_batches <= 2000 or not 1 <= args.ingest_concurrency <= 64:
+        parser.error("--ingest-batches must be 0-2000 and --ingest-concurrency 1-64")
     print(machine())
     with running_suite() as suite:
         asyncio.run(load(suite.env["DATABASE_URL"], args.days, explain=args.explain))
         if args.raw_events:
             asyncio.run(load_raw(suite.env["DATABASE_URL"], args.days, args.raw_events, args.raw_seconds))
-        asyncio.run(measure(suite, args.calls, args.days))
+        quiet = asyncio.run(measure(suite, args.calls, args.days))
+        if args.ingest_batches:
+            asyncio.run(measure_while_ingesting(suite, args.days, args.ingest_batches, args.ingest_concurrency, quiet))
 
 
 if __name__ == "__main__":

@@ -276,7 +276,9 @@ async def test_a_spent_call_budget_falls_back_with_the_reason_and_preview_is_ref
     assert fallback.error.startswith("ai_budget_spent: the tenant's daily AI calls budget (2 calls) is spent")
 
     with pytest.raises(ResourceExhausted) as exc:
-        await replica.preview.preview(pb.PreviewStrategyRequest(request=planned(tenant_id, contact=contact(3))))
+        await replica.preview.preview(
+            pb.PreviewStrategyRequest(request=planned(tenant_id, contact=contact(3))), actor="user:previewer-1"
+        )
     assert "daily AI calls budget (2 calls)" in str(exc.value) and "resets at 2030-03-05T00:00:00+00:00" in str(
         exc.value
     )

@@ -20,7 +20,8 @@ async def test_preview_stores_no_campaign_and_shows_the_schedule(engine, strateg
             request=request(
                 tenant_id, contact=contact, send_window=BUSINESS_HOURS, strategy=strategy("Day 0", "Day 3", "48h")
             )
-        )
+        ),
+        actor="user:previewer-1",
     )
 
     assert preview.strategist == "request"
@@ -34,7 +35,9 @@ async def test_preview_stores_no_campaign_and_shows_the_schedule(engine, strateg
 
     templated = request(tenant_id)
     templated.ClearField("strategy")
-    assert (await strategy_preview.preview(pb.PreviewStrategyRequest(request=templated))).strategist == "template"
+    assert (
+        await strategy_preview.preview(pb.PreviewStrategyRequest(request=templated), actor="user:previewer-1")
+    ).strategist == "template"
 
     assert await count_campaigns(engine, tenant_id) == 0
     async with engine.connect() as conn:
@@ -46,5 +49,7 @@ async def test_preview_stores_no_campaign_and_shows_the_schedule(engine, strateg
 async def test_preview_with_a_bad_timing_names_the_step(strategy_preview, tenant_id):
     bad = strategy("Day 0", "Day 3", "whenever")
     with pytest.raises(InvalidArgument) as exc:
-        await strategy_preview.preview(pb.PreviewStrategyRequest(request=request(tenant_id, strategy=bad)))
+        await strategy_preview.preview(
+            pb.PreviewStrategyRequest(request=request(tenant_id, strategy=bad)), actor="user:previewer-1"
+        )
     assert exc.value.field == "strategy.outreachCampaign[2].timing"

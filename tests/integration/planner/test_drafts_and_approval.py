@@ -284,24 +284,29 @@ async def test_a_preview_saved_as_draft_is_stored_and_checked_like_a_create(
     preview = StrategyPreview(engine, clock, Planner(engine, TemplateStrategist()), creator=creator)
     asked = request(tenant_id, request_id="preview-1")
 
-    saved = await preview.preview(pb.PreviewStrategyRequest(request=asked, save_as_draft=True))
+    saved = await preview.preview(
+        pb.PreviewStrategyRequest(request=asked, save_as_draft=True), actor="user:previewer-1"
+    )
 
     assert saved.campaign.status == pb.CAMPAIGN_STATUS_DRAFT
     assert [s.subject for s in saved.campaign.steps] == [s.subject for s in saved.steps]
     assert [s.scheduled_at for s in saved.campaign.steps] == [s.scheduled_at for s in saved.steps]
     assert await drain_outbox(engine, tenant_id) == []
     # The same request_id answers with the same draft; another one for the contact is refused.
-    again = await preview.preview(pb.PreviewStrategyRequest(request=asked, save_as_draft=True))
+    again = await preview.preview(
+        pb.PreviewStrategyRequest(request=asked, save_as_draft=True), actor="user:previewer-1"
+    )
     assert again.campaign.campaign_id == saved.campaign.campaign_id
     with pytest.raises(AlreadyExists):
         await preview.preview(
-            pb.PreviewStrategyRequest(request=request(tenant_id, request_id="preview-2"), save_as_draft=True)
+            pb.PreviewStrategyRequest(request=request(tenant_id, request_id="preview-2"), save_as_draft=True),
+            actor="user:previewer-1",
         )
     with pytest.raises(InvalidArgument):
         bad = request(tenant_id, request_id="preview-3", strategy=strategy("Day 0", "whenever"))
-        await preview.preview(pb.PreviewStrategyRequest(request=bad, save_as_draft=True))
+        await preview.preview(pb.PreviewStrategyRequest(request=bad, save_as_draft=True), actor="user:previewer-1")
     # Without the flag nothing more is stored.
-    plain = await preview.preview(pb.PreviewStrategyRequest(request=request(tenant_id)))
+    plain = await preview.preview(pb.PreviewStrategyRequest(request=request(tenant_id)), actor="user:previewer-1")
     assert not plain.HasField("campaign")
     assert (await approval.approve(tenant_id, saved.campaign.campaign_id, actor=REVIEWER)).status == (
         pb.CAMPAIGN_STATUS_ACTIVE

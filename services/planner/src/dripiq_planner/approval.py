@@ -30,9 +30,16 @@ PAGE = 200
 
 def change_row(campaign: CampaignState, *, kind: str, actor: str, now: Any, **values: Any) -> dict[str, Any]:
     """One row of planner.campaign_changes: who changed the campaign by hand, and how."""
+    return campaign_change(campaign.tenant_id, campaign.id, kind=kind, actor=actor, now=now, **values)
+
+
+def campaign_change(
+    tenant_id: str, campaign_id: str, *, kind: str, actor: str, now: Any, **values: Any
+) -> dict[str, Any]:
+    """A campaign_changes row for a campaign known by its ids (one being stored, say)."""
     return {
-        "tenant_id": campaign.tenant_id,
-        "campaign_id": campaign.id,
+        "tenant_id": tenant_id,
+        "campaign_id": campaign_id,
         "kind": kind,
         "actor": actor,
         "created_at": now,

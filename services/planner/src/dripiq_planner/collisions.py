@@ -4,11 +4,17 @@ every campaign at the contact's company, when the tenant's `reply_stops` says so
 It runs in the reply's own transaction, after the rules: the campaigns in scope are locked
 and ended there, so a person who answered one campaign gets no further mail from the others
 once the reply is acknowledged. A redelivered reply finds them ended and changes nothing.
+
+Two replies at one company at once would lock their own campaign first and then each
+other's: a deadlock. So the campaigns in scope are found before anything is locked
+(`scope_of_replies`) and locked with the batch's own in one statement, in id order, as every
+batch locks; the scope is looked up again under the locks, and only a campaign that started
+in between is locked after the rest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -33,6 +39,28 @@ def in_scope(replied: CampaignState, other: CampaignState, stops: ReplyStops) ->
     if stops == ReplyStops.COMPANY:
         return bool(other.lead_id == replied.lead_id)
     return False
+
+
+async def scope_of_replies(conn: AsyncConnection, replied: Collection[CampaignKey]) -> set[CampaignKey]:
+    """The running campaigns a reply to any of `replied` may end under its tenant's
+    reply_stops, read without locking anything, for the caller to lock with its own."""
+    if not replied:
+        return set()
+    campaigns = [c for c in (await state.load(conn, sorted(set(replied)), lock=False)).values() if c.status in RUNNING]
+    if not campaigns:
+        return set()
+    tenants = await repository.tenant_defaults(conn, tenant_ids={c.tenant_id for c in campaigns})
+    scopes: set[tuple[str, str | None, str | None]] = set()
+    for campaign in campaigns:
+        stops = tenants[campaign.tenant_id].reply_stops
+        if stops == ReplyStops.CONTACT:
+            scopes.add((campaign.tenant_id, campaign.contact_id, None))
+        elif stops == ReplyStops.COMPANY:
+            scopes.add((campaign.tenant_id, None, campaign.lead_id))
+    keys: set[CampaignKey] = set()
+    for tenant_id, contact_id, lead_id in sorted(scopes, key=str):
+        keys |= await repository.running_in_scope(conn, tenant_id=tenant_id, contact_id=contact_id, lead_id=lead_id)
+    return keys
 
 
 async def stop_others(

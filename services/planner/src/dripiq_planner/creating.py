@@ -26,6 +26,7 @@ from dripiq_common.clock import Clock
 from dripiq_common.errors import AlreadyExists, DomainError, InvalidArgument
 from dripiq_common.outbox import OutboxMessage, enqueue
 from dripiq_planner import convert, lifecycle, repository, strategy, variants
+from dripiq_planner.approval import campaign_change
 from dripiq_planner.metrics import PLANNING_QUEUED
 from dripiq_planner.models import outbox
 from dripiq_planner.planning import Draft, Planner, Queued
@@ -82,15 +83,22 @@ class CampaignCreator:
         return await self.store(tenant_id, planned)
 
     async def store(
-        self, tenant_id: str, planned: Sequence[Draft | Queued | DomainError], *, as_draft: bool = False
+        self,
+        tenant_id: str,
+        planned: Sequence[Draft | Queued | DomainError],
+        *,
+        as_draft: bool = False,
+        saved_by: str | None = None,
     ) -> list[pb.Campaign | DomainError]:
         """Store planned (or queued for planning) campaigns with every check a create makes;
-        `as_draft` holds planned ones for approval whatever the tenant's setting."""
+        `as_draft` holds planned ones for approval whatever the tenant's setting. `saved_by`
+        names the principal on each new campaign's timeline ("saved_as_draft"), written in the
+        same transaction; one answered from an earlier request_id keeps its first record."""
         results: list[pb.Campaign | DomainError | Draft | Queued] = list(planned)
         for attempt in range(3):
             try:
                 async with self.engine.begin() as conn:
-                    stored = await self._store(conn, tenant_id, results, as_draft=as_draft)
+                    stored = await self._store(conn, tenant_id, results, as_draft=as_draft, saved_by=saved_by)
                 break
             except IntegrityError:
                 # A concurrent create won a race for a request_id or a contact: look again.
@@ -109,6 +117,7 @@ class CampaignCreator:
         items: list[pb.Campaign | DomainError | Draft | Queued],
         *,
         as_draft: bool,
+        saved_by: str | None = None,
     ) -> list[pb.Campaign | DomainError]:
         drafts = [d for d in items if isinstance(d, Draft | Queued)]
         existing = await repository.find_by_requests(
@@ -157,6 +166,12 @@ class CampaignCreator:
         status = lifecycle.status_when_ready(require_approval=as_draft or tenant.require_approval)
         protos = await self._insert(conn, [d for _, d in fresh if isinstance(d, Draft)], now, status)
         protos += await self._queue(conn, [q for _, q in fresh if isinstance(q, Queued)], now)
+        if saved_by is not None and protos:
+            changes = [
+                campaign_change(tenant_id, p.campaign_id, kind="saved_as_draft", actor=saved_by, now=now)
+                for p in protos
+            ]
+            await repository.insert_changes(conn, changes=changes)
         by_id = {proto.campaign_id: proto for proto in protos}
         for position, item in fresh:
             out[position] = by_id[item.id]

@@ -72,7 +72,7 @@ class CampaignServicer(pb_grpc.CampaignServiceServicer):
         return pb.CancelCampaignResponse(campaign=campaign)
 
     async def PreviewStrategy(self, request: pb.PreviewStrategyRequest, context) -> pb.PreviewStrategyResponse:
-        return await self.preview.preview(request)
+        return await self.preview.preview(request, actor=actor())
 
     async def GetCampaignTimeline(
         self, request: pb.GetCampaignTimelineRequest, context

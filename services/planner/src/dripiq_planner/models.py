@@ -249,7 +249,7 @@ campaign_changes = Table(
     Column("id", BigInteger, Identity(always=True), primary_key=True),
     Column("tenant_id", Text, nullable=False),
     Column("campaign_id", Text, ForeignKey("contact_campaigns.id", ondelete="CASCADE"), nullable=False),
-    # "approved", "step_edited".
+    # "saved_as_draft", "approved", "step_edited".
     Column("kind", Text, nullable=False),
     Column("step_index", Integer),
     # The principal's subject (a token's `sub`, or service:<name>).

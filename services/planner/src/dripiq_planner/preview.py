@@ -27,9 +27,10 @@ class StrategyPreview:
     # Stores a preview asked to be saved as a draft; None: such a request is refused.
     creator: CampaignCreator | None = None
 
-    async def preview(self, request: pb.PreviewStrategyRequest) -> pb.PreviewStrategyResponse:
+    async def preview(self, request: pb.PreviewStrategyRequest, *, actor: str) -> pb.PreviewStrategyResponse:
         """The planned campaign; with save_as_draft also stored as a draft, checked as a create
-        is (request_id, one running campaign per contact and product)."""
+        is (request_id, one running campaign per contact and product), and the timeline names
+        `actor` as who saved it."""
         if request.save_as_draft and self.creator is None:
             raise FailedPrecondition("this planner does not store previews")
         tenant_id = request.request.tenant_id
@@ -40,7 +41,7 @@ class StrategyPreview:
         saved: pb.Campaign | DomainError | None = None
         if request.save_as_draft and draft.budget_spent is None and self.creator is not None:
             # A stored draft keeps its strategist calls under its own id.
-            [saved] = await self.creator.store(tenant_id, [draft], as_draft=True)
+            [saved] = await self.creator.store(tenant_id, [draft], as_draft=True, saved_by=actor)
         if draft.generations and not isinstance(saved, pb.Campaign):
             async with self.engine.begin() as conn:
                 await repository.insert_generations(conn, generations=draft.generation_rows(campaign_id=None, now=now))

@@ -81,14 +81,25 @@ class Reactor:
             [(f.event.tenant_id, f.event.campaign_id) for f in facts],
             partial(engagements.apply, facts=facts, tenants=tenants, max_pause_days=self.max_auto_reply_pause_days),
             engagements.decision_keys(facts),
+            replied=[(f.event.tenant_id, f.event.campaign_id) for f in facts if f.trigger == "reply"],
         )
 
-    async def _run(self, keys: list[CampaignKey], apply: Apply, decision_keys: Sequence[DecisionKey] = ()) -> None:
-        """Lock and load the campaigns, let `apply` change them, write it all back."""
+    async def _run(
+        self,
+        keys: list[CampaignKey],
+        apply: Apply,
+        decision_keys: Sequence[DecisionKey] = (),
+        *,
+        replied: Sequence[CampaignKey] = (),
+    ) -> None:
+        """Lock and load the campaigns, let `apply` change them, write it all back. The
+        campaigns a reply in `replied` may stop (collisions) are locked with them, in one
+        statement in id order, so two batches never wait on each other in a circle."""
         if not keys:
             return
         async with self.engine.begin() as conn:
-            campaigns = await state.load(conn, keys)
+            in_scope = await collisions.scope_of_replies(conn, replied)
+            campaigns = await state.load(conn, sorted({*keys, *in_scope}))
             already = await state.decided(conn, list(decision_keys))
             work = UnitOfWork(now=self.clock.now())
             apply(campaigns, work, already)
