@@ -268,3 +268,38 @@ def test_alerts_say_how_bad_and_what_to_look_at() -> None:
         # Our own series are scoped to the suite's namespace, as the overlays deploy it.
         for selector in re.findall(r"(dripiq_\w+)\{([^}]*)\}", str(rule["expr"])):
             assert 'namespace="dripiq"' in selector[1], f"{rule['alert']}: {selector[0]} not scoped"
+
+
+async def test_the_webhook_5xx_alert_counts_failures_not_requests_shed_on_purpose() -> None:
+    """Past EDGE_MAX_IN_FLIGHT the edge answers 503 by design (SendGrid retries); the critical
+    alert reads dripiq_edge_requests, so those 503s must land in dripiq_edge_shed instead, which
+    a warning of its own watches."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    rules = {rule["alert"]: rule for rule in alert_rules()}
+    assert used_metrics([str(rules["DripiqWebhookServerErrors"]["expr"])]) == {"dripiq_edge_requests_total"}
+    shedding = rules["DripiqEdgeShedding"]
+    assert "dripiq_edge_shed_total" in used_metrics([str(shedding["expr"])])
+    assert shedding["labels"]["severity"] == "warning"
+
+    edge = Edge(
+        js=None,  # type: ignore[arg-type]
+        nc=SimpleNamespace(max_payload=1 << 20),  # type: ignore[arg-type]
+        verifiers=(SimpleNamespace(),),  # type: ignore[arg-type]
+        signer=None,  # type: ignore[arg-type]
+        signature_tolerance_seconds=600,
+        parse_auth=ParseAuth(url_secret="x" * MIN_SECRET_CHARS),
+        max_in_flight=0,  # every request is shed before any handler runs
+    )
+    route = "/webhooks/sendgrid/events"
+
+    def sample(name: str, labels: dict[str, str]) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    failed = sample("dripiq_edge_requests_total", {"route": route, "status": "503"})
+    shed = sample("dripiq_edge_shed_total", {"route": route})
+    async with TestClient(TestServer(edge.app(), host="127.0.0.1")) as client:
+        answer = await client.post(route, data=b"[]")
+        assert answer.status == 503 and answer.headers["Retry-After"]
+    assert sample("dripiq_edge_requests_total", {"route": route, "status": "503"}) == failed
+    assert sample("dripiq_edge_shed_total", {"route": route}) == shed + 1

@@ -23,6 +23,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from events_helpers import MAIL_DOMAIN, SECRET
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 from waiting import eventually
 
@@ -336,8 +337,13 @@ async def test_past_the_requests_in_flight_the_edge_answers_503_with_retry_after
         held = asyncio.create_task(post_stream(session, base + EVENTS_PATH, slow_body(), headers))
         await first_sent.wait()
         await eventually(lambda: edge.in_flight == 1, "the first request in flight")
+        failures_before = counted(EVENTS_PATH, "503")
+        shed_before = REGISTRY.get_sample_value("dripiq_edge_shed_total", {"route": EVENTS_PATH}) or 0.0
         status, answer_headers, text = await post(base + EVENTS_PATH, batch, headers)
         assert (status, answer_headers.get("Retry-After")) == (503, "7"), text
+        # Shed on purpose, counted apart: the 5xx alert on dripiq_edge_requests means failures.
+        assert counted(EVENTS_PATH, "503") == failures_before
+        assert REGISTRY.get_sample_value("dripiq_edge_shed_total", {"route": EVENTS_PATH}) == shed_before + 1
         # Probes still answer: a busy edge is not a dead one.
         async with session.get(base + "/readyz") as ready:
             assert ready.status == 200
@@ -345,6 +351,10 @@ async def test_past_the_requests_in_flight_the_edge_answers_503_with_retry_after
         assert await held == 200
         assert (await post(base + EVENTS_PATH, batch, headers))[0] == 200
         assert edge.in_flight == 0
+
+
+def counted(route: str, status: str) -> float:
+    return REGISTRY.get_sample_value("dripiq_edge_requests_total", {"route": route, "status": status}) or 0.0
 
 
 async def post_stream(session: aiohttp.ClientSession, url: str, data, headers) -> int:  # type: ignore[no-untyped-def]
@@ -363,9 +373,12 @@ async def test_a_full_inbound_stream_is_503_and_keeps_what_it_took(nc):
         async with serving(new_edge(nc)) as base:
             for n in range(40):
                 body, headers = FAKE.signed_inbound(reply_fields("s@dripiq.test", f"{n} " + "y" * 8000))
+                failures_before = counted(INBOUND_PATH, "503")
                 status, answer_headers, _ = await post(base + INBOUND_PATH, body, headers)
                 if status == 503:
                     assert answer_headers["Retry-After"]
+                    # Not shed: mail that could not be queued is a failure the 5xx alert counts.
+                    assert counted(INBOUND_PATH, "503") == failures_before + 1
                     break
                 assert status == 200
                 taken.append(body)

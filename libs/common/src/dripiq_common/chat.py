@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from openai import APIError, AsyncOpenAI
+from openai import APIError, AsyncOpenAI, omit
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 from prometheus_client import Counter, Histogram
@@ -74,16 +74,24 @@ class Chat:
         await self.client.close()
 
     async def complete(
-        self, messages: Iterable[ChatCompletionMessageParam], response_format: ResponseFormatJSONSchema
+        self,
+        messages: Iterable[ChatCompletionMessageParam],
+        response_format: ResponseFormatJSONSchema,
+        *,
+        max_completion_tokens: int | None = None,
     ) -> Call:
         """One request. An API error (after the client's own retries) is an answerless Call;
-        a cancellation (a deadline, a stop) is timed as an error and goes on up."""
+        a cancellation (a deadline, a stop) is timed as an error and goes on up.
+        `max_completion_tokens` caps the answer (the API cuts it off, finish_reason "length")."""
         started = time.perf_counter()
         async with self._slots:
             called = time.perf_counter()
             try:
                 completion = await self.client.chat.completions.create(
-                    model=self.model, messages=messages, response_format=response_format
+                    model=self.model,
+                    messages=messages,
+                    response_format=response_format,
+                    max_completion_tokens=omit if max_completion_tokens is None else max_completion_tokens,
                 )
             except APIError as exc:
                 self._call_seconds.labels(result="error").observe(time.perf_counter() - called)

@@ -178,7 +178,10 @@ class Admission:
                 found.get((m.tenant_id, m.sender_identity_id)), m.sender_identity_id
             )
             if isinstance(identity, str):
-                self._settle_unsent(item, Status.FAILED, identity, work, permanent=True)
+                # An identity that does not exist is the message's own fault; one not (or no
+                # longer) verified waits for a person to verify it, then RetryStep.
+                missing = (m.tenant_id, m.sender_identity_id) not in found
+                self._settle_unsent(item, Status.FAILED, identity, work, permanent=missing)
                 continue
             item.identity = identity
             sendable.append(item)

@@ -125,7 +125,24 @@ class RetryPolicy:
 _PERMANENT_STATUSES = frozenset({400, 403, 413})
 
 
+# SendGrid's Mail Send 403 when the From is not (or no longer) a verified Sender Identity of
+# the account: "The from address does not match a verified Sender Identity. Mail cannot be sent
+# until this error is resolved. ..." (field "from").
+SENDER_NOT_VERIFIED = "does not match a verified Sender Identity"
+
+
+def sender_not_verified(failure: SendFailure) -> bool:
+    """Whether SendGrid refused the From itself: the identity lapsed (its domain authentication
+    or single sender went), which no message of it gets past until a person fixes it."""
+    return failure.status == 403 and SENDER_NOT_VERIFIED in failure.reason
+
+
 def failure_is_permanent(failure: SendFailure) -> bool:
     """Whether a PERMANENT provider failure is the message's own (its campaign ends) rather than
-    ours (a bad API key: the campaign waits for a person)."""
-    return failure.kind == FailureKind.PERMANENT and failure.status in _PERMANENT_STATUSES
+    ours (a bad API key, a sender identity that lapsed at SendGrid: the campaign waits for a
+    person)."""
+    return (
+        failure.kind == FailureKind.PERMANENT
+        and failure.status in _PERMANENT_STATUSES
+        and not sender_not_verified(failure)
+    )

@@ -106,6 +106,9 @@ sender_identities = Table(
     # authenticated in the identity's account) or "single_sender"; empty while unverified.
     Column("verified_at", DateTime(timezone=True), nullable=True),
     Column("verified_by", Text, nullable=False, server_default=""),
+    # Why a verified identity stopped being one without being asked: SendGrid refused its mail
+    # (403, the From not a verified Sender Identity). Cleared by the next verification.
+    Column("unverified_reason", Text, nullable=False, server_default=""),
     UniqueConstraint("tenant_id", "from_email", name="sender_identities_tenant_from_key"),
 )
 

@@ -187,7 +187,30 @@ class Sends:
                     )
                 )
                 continue
+            if failures.sender_not_verified(answer.failure):
+                await self._unverify(conn, item, answer.failure, work)
             results[item.index] = self._settle_failure(item, answer.failure, status, work)
+
+    async def _unverify(self, conn: AsyncConnection, item: Item, failure: SendFailure, work: Work) -> None:
+        """SendGrid no longer sends as this identity: it stops being verified, so its queued
+        messages wait for a person instead of each being refused in turn, until
+        VerifySenderIdentity passes again."""
+        assert item.identity is not None
+        changed = await repository.identities.mark_refused(
+            conn,
+            tenant_id=item.message.tenant_id,
+            identity_id=item.identity.id,
+            provider_config_id=item.identity.provider_config_id,
+            reason=failure.reason,
+            now=work.now,
+        )
+        if changed:
+            log.error(
+                "identity.refused_by_provider",
+                identity_id=item.identity.id,
+                reason=failure.reason,
+                **item.ids,
+            )
 
     def _settle_failure(self, item: Item, failure: SendFailure, status: Status, work: Work) -> Exception | None:
         """Record a failed call. A passing failure (5xx, 429, a connection that never opened)

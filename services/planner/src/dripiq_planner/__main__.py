@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, timedelta
 
 from dripiq.planner.v1 import campaign_service_pb2, campaign_service_pb2_grpc
 from dripiq_common import engagement
 from dripiq_common.bus.contract import Consumers, ConsumerSpec
 from dripiq_common.bus.worker import PullWorker, per_message, whole_batch
 from dripiq_common.grpc_security import service_channel
+from dripiq_common.loops import Poller
 from dripiq_common.service import Parts, Runtime, serve
-from dripiq_planner.ai_budget import AiBudget, BudgetLimits
+from dripiq_planner.ai_budget import AiBudget, BudgetLimits, prune_usage
 from dripiq_planner.approval import CampaignApproval
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.creating import CampaignCreator
@@ -84,6 +86,15 @@ def build(settings: PlannerSettings, rt: Runtime) -> Parts:
         step_editor=StepEditor(rt.engine, rt.clock, campaigns, on_commit=relay.kick),
         stats=TenantStats(rt.engine, rt.clock, ai_budget, settings.planning_tenant_concurrency, owners),
     )
+    kept = timedelta(days=settings.ai_budget_retention_days)
+    budget_retention = Poller(
+        lambda: prune_usage(
+            rt.engine, before=(rt.clock.now().astimezone(UTC) - kept).date(), limit=settings.ai_budget_prune_batch
+        ),
+        full=settings.ai_budget_prune_batch,
+        poll_seconds=settings.ai_budget_prune_poll_seconds,
+        name="ai-budget-retention",
+    )
     return Parts(
         service_names=[SERVICE_NAME],
         access=ACCESS,
@@ -111,7 +122,7 @@ def build(settings: PlannerSettings, rt: Runtime) -> Parts:
                 batches_in_flight=settings.planning_concurrency,
             )
         ],
-        loops=[relay],
+        loops=[relay, budget_retention],
         closers=[owners.close, strategist.aclose],
     )
 

@@ -43,6 +43,14 @@ class PlannerSettings(ServiceSettings):
     # ai_daily_token_budget): chat completion calls (a repair is one) and tokens per UTC day.
     ai_daily_calls: int = Field(default=1000, ge=1)
     ai_daily_tokens: int = Field(default=2_000_000, ge=1)
+    # The longest answer one call may get (sent as max_completion_tokens); each call holds this
+    # much of the token budget, plus its prompt's bound, until its answer says what it used.
+    ai_max_completion_tokens: int = Field(default=4000, ge=256, le=100_000)
+    # Days of ai_budget_usage kept (only today's is read); older rows are deleted in batches of
+    # ai_budget_prune_batch, checked every ai_budget_prune_poll_seconds.
+    ai_budget_retention_days: int = Field(default=90, ge=1, le=3650)
+    ai_budget_prune_batch: int = Field(default=1000, ge=1, le=100_000)
+    ai_budget_prune_poll_seconds: float = Field(default=3600.0, gt=0)
     # Items of one BatchCreateCampaigns the model plans; the rest get the template's strategy.
     ai_calls_per_batch: int = Field(default=100, ge=0)
 

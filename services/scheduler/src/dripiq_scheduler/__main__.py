@@ -6,7 +6,7 @@ from dripiq.scheduler.v1 import scheduler_service_pb2, scheduler_service_pb2_grp
 from dripiq_common.bus.contract import Consumers
 from dripiq_common.bus.worker import PullWorker, whole_batch
 from dripiq_common.service import Parts, Runtime, serve
-from dripiq_scheduler.domain import Overdue, OverduePolicy
+from dripiq_scheduler.domain import Overdue, OverduePolicy, bus_payload_limit
 from dripiq_scheduler.firer import Firer
 from dripiq_scheduler.handlers import ACCESS, SchedulerServicer
 from dripiq_scheduler.metrics import PendingGauge
@@ -44,7 +44,9 @@ def build(settings: SchedulerSettings, rt: Runtime) -> Parts:
     pending = PendingGauge(
         rt.engine, refresh_seconds=settings.pending_refresh_seconds, exact_up_to=settings.pending_exact_up_to
     )
-    timers = TimerService(rt.engine, rt.clock, on_scheduled_due=firer.wake)
+    timers = TimerService(
+        rt.engine, rt.clock, on_scheduled_due=firer.wake, max_payload=bus_payload_limit(rt.nc.max_payload)
+    )
     commands = PullWorker(
         rt.js,
         rt.nc,

@@ -76,7 +76,12 @@ class _Round:
         if b'"error"' in reply.data:
             body = json.loads(reply.data)
             if "error" in body:
-                return APIError.from_error(body["error"])
+                # from_error raises the error's own class rather than returning it.
+                try:
+                    APIError.from_error(body["error"])
+                except APIError as exc:
+                    return exc
+                return APIError(**body["error"])
         return None
 
 

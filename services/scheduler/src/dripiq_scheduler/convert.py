@@ -8,7 +8,7 @@ from typing import Any
 from dripiq.scheduler.v1 import scheduler_service_pb2 as pb
 from dripiq_common import validation
 from dripiq_common.errors import InvalidArgument
-from dripiq_scheduler.domain import Target, check_timer, target_for_subject
+from dripiq_scheduler.domain import MAX_PAYLOAD_BYTES, Target, check_timer, target_for_subject
 from dripiq_scheduler.models import TimerStatus
 from dripiq_scheduler.repository import NewTimer
 
@@ -19,7 +19,9 @@ _TARGETS = {
 _TARGET_NUMBERS = {v: k for k, v in _TARGETS.items()}
 
 
-def new_timer(timer: pb.Timer, field: str = "timer", *, tenant_id: str | None = None) -> NewTimer:
+def new_timer(
+    timer: pb.Timer, field: str = "timer", *, tenant_id: str | None = None, max_payload: int = MAX_PAYLOAD_BYTES
+) -> NewTimer:
     """A timer from the API or a TimerCommand, checked as the firer will check it (domain).
     `tenant_id`, when given, stands for the timer's own (a batch's tenant, the caller having
     checked the timer's is empty or the same)."""
@@ -40,6 +42,7 @@ def new_timer(timer: pb.Timer, field: str = "timer", *, tenant_id: str | None = 
         subject=timer.target_subject,
         payload=timer.payload,
         field=field,
+        max_payload=max_payload,
     )
     fire_at = validation.timestamp(timer.fire_at, f"{field}.fire_at", present=timer.HasField("fire_at"))
     return NewTimer(

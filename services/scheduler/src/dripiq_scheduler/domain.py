@@ -25,6 +25,9 @@ from dripiq_common.seeded import seeded_fraction
 # before they fire (the timers table's rules_checked; docs/decisions/0051).
 RULES_VERSION = 1
 MAX_PAYLOAD_BYTES = 64 * 1024
+# What a timer's message carries besides its payload: its headers (key, kind, version, fire-at,
+# the dedupe id) and, as a dead letter, the error and tenant headers too.
+HEADER_ALLOWANCE_BYTES = 4096
 MAX_KEY_LENGTH = 200
 MAX_KIND_LENGTH = 64
 
@@ -86,11 +89,13 @@ def check_timer(
     subject: str,
     payload: bytes,
     field: str = "timer",
+    max_payload: int = MAX_PAYLOAD_BYTES,
 ) -> CheckedTimer:
     """Everything about a timer that the bus depends on, for a timer to store and for a stored
     row about to fire alike: its tenant (a subject token), key, group and kind (headers), its
     target, the subject built from both (`subject`, when given, must be that one) and a payload
-    of the target's type for this tenant. Raises InvalidArgument naming the field."""
+    of the target's type for this tenant, no larger than `max_payload` (bus_payload_limit).
+    Raises InvalidArgument naming the field."""
     tenant = validation.tenant_id(tenant_id, f"{field}.tenant_id")
     validation.header_safe(key, f"{field}.key", max_length=MAX_KEY_LENGTH)
     validation.header_safe(group_key, f"{field}.group_key", max_length=MAX_KEY_LENGTH, required=False)
@@ -103,14 +108,25 @@ def check_timer(
         raise InvalidArgument(
             f"{field}.target_subject", f"is set by the scheduler from target and tenant_id; leave it empty or {built!r}"
         )
-    check_payload(spec.payload, tenant, payload, f"{field}.payload")
+    check_payload(spec.payload, tenant, payload, f"{field}.payload", max_payload)
     return CheckedTimer(tenant_id=tenant, key=key, group_key=group_key, kind=kind, target=target, subject=built)
 
 
-def check_payload(kind: type[ProtoMessage], tenant_id: str, payload: bytes, field: str) -> None:
+def bus_payload_limit(server_max_payload: int) -> int:
+    """The largest payload a timer may carry on this bus: the scheduler's own cap, or less when
+    the NATS server's max_payload (as it announced on connect) leaves less beside the headers.
+    A timer stored under it is one the bus can take when it is due."""
+    return max(0, min(MAX_PAYLOAD_BYTES, server_max_payload - HEADER_ALLOWANCE_BYTES))
+
+
+def check_payload(
+    kind: type[ProtoMessage], tenant_id: str, payload: bytes, field: str, max_payload: int = MAX_PAYLOAD_BYTES
+) -> None:
     """A serialized `kind` for this tenant alone: a timer never carries another tenant's work."""
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise InvalidArgument(field, f"must be at most {MAX_PAYLOAD_BYTES} bytes")
+    if len(payload) > max_payload:
+        raise InvalidArgument(
+            field, f"is {len(payload)} bytes; must be at most {max_payload} bytes (what the message bus takes)"
+        )
     message = kind()
     try:
         message.ParseFromString(payload)

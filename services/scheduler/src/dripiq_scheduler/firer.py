@@ -49,7 +49,8 @@ DEAD_LETTER_SUBJECT = f"{DEAD_LETTER_PREFIX}.TIMERS.{DEAD_LETTER_CONSUMER}"
 # PubAck errors that no retry changes: JSStreamMessageExceedsMaximumErr (the stream's
 # max_msg_size). No responders is not among them: it is also what JetStream answers while it
 # starts, and every target's stream is checked to take its subject before publishing.
-PERMANENT_ACK_ERRORS = frozenset({10054})
+MESSAGE_TOO_LARGE = 10054
+PERMANENT_ACK_ERRORS = frozenset({MESSAGE_TOO_LARGE})
 
 
 @dataclass
@@ -143,6 +144,13 @@ class Firer:
         if not letters:
             return []
         answers = await self._publish([_letter(row, reason, subject) for row, reason, subject in letters])
+        # A payload the bus refused as too large is too large for a dead letter too: the letter
+        # goes without it (and so cannot be replayed), rather than the timer retrying for ever.
+        too_large = [i for i, answer in enumerate(answers) if _size_refusal(answer)]
+        if too_large:
+            retried = await self._publish([_letter(*letters[i], keep_payload=False) for i in too_large])
+            for i, answer in zip(too_large, retried, strict=True):
+                answers[i] = answer
         held: list[tuple[Row[Any], str]] = []
         for (row, reason, _), answer in zip(letters, answers, strict=True):
             if answer is None:
@@ -207,16 +215,26 @@ def _outgoing(row: Row[Any]) -> Outgoing:
     )
 
 
-def _letter(row: Row[Any], reason: str, subject: str) -> Outgoing:
-    """A dead letter for a timer row, every value escaped: the row may hold anything."""
+def _letter(row: Row[Any], reason: str, subject: str, *, keep_payload: bool = True) -> Outgoing:
+    """A dead letter for a timer row, every value escaped: the row may hold anything. Without
+    its payload it names no subject to replay onto, and says how large the payload was."""
+    if not keep_payload:
+        reason = f"{reason} (the {len(row.payload)}-byte payload is not kept: the bus refuses it)"
     headers = {name: header_text(value) for name, value in _headers(row).items()}
     headers |= {
         "Dripiq-Timer-Tenant": header_text(row.tenant_id),
         ERROR_HEADER: header_text(one_line(reason))[:1000],
     }
-    if subject:
+    if subject and keep_payload:
         headers[ORIGINAL_SUBJECT_HEADER] = subject
-    return Outgoing(DEAD_LETTER_SUBJECT, row.payload, f"timer-dead:{row.id}:{row.version}", headers)
+    payload = row.payload if keep_payload else b""
+    return Outgoing(DEAD_LETTER_SUBJECT, payload, f"timer-dead:{row.id}:{row.version}", headers)
+
+
+def _size_refusal(answer: Answer) -> bool:
+    return isinstance(answer, MaxPayloadError) or (
+        isinstance(answer, APIError) and answer.err_code == MESSAGE_TOO_LARGE
+    )
 
 
 def _permanent(answer: Answer) -> bool:

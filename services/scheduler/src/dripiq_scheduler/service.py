@@ -31,9 +31,12 @@ class TimerService:
     clock: Clock
     # Wakes the firer when a timer is already due, instead of waiting for its next poll.
     on_scheduled_due: Callable[[], None] = field(default=lambda: None)
+    # The largest payload the bus takes (domain.bus_payload_limit of the server's max_payload):
+    # a larger one is refused now, naming the field, not dead-lettered when it is due.
+    max_payload: int = domain.MAX_PAYLOAD_BYTES
 
     async def schedule(self, timer: pb.Timer) -> pb.Timer:
-        new = convert.new_timer(timer)
+        new = convert.new_timer(timer, max_payload=self.max_payload)
         now = self.clock.now()
         async with self.engine.begin() as conn:
             row = await repository.schedule(conn, timer=new, now=now)
@@ -45,7 +48,9 @@ class TimerService:
 
         Returns how many distinct timers the batch holds (a key given twice keeps its last
         content)."""
-        return await self._store_many([convert.new_timer(timer, f"timers[{i}]") for i, timer in enumerate(batch)])
+        return await self._store_many(
+            [convert.new_timer(timer, f"timers[{i}]", max_payload=self.max_payload) for i, timer in enumerate(batch)]
+        )
 
     async def _store_many(self, news: list[NewTimer]) -> int:
         now = self.clock.now()
@@ -66,7 +71,8 @@ class TimerService:
         # no better, docs/performance.md): a bad timer anywhere stores none of the batch.
         latest = {timer.key: i for i, timer in enumerate(batch)}
         stored = [
-            convert.new_timer(batch[i], f"timers[{i}]", tenant_id=tenant) for i in (latest[k] for k in sorted(latest))
+            convert.new_timer(batch[i], f"timers[{i}]", tenant_id=tenant, max_payload=self.max_payload)
+            for i in (latest[k] for k in sorted(latest))
         ]
         now = self.clock.now()
         async with self.engine.begin() as conn:
@@ -178,7 +184,7 @@ class TimerService:
         try:
             for kind, op in ops:
                 if kind == "schedule":
-                    steps.append((kind, convert.new_timer(op)))  # type: ignore[arg-type]
+                    steps.append((kind, convert.new_timer(op, max_payload=self.max_payload)))  # type: ignore[arg-type]
                 elif kind == "cancel_group":
                     validation.tenant_id(op.tenant_id)  # type: ignore[attr-defined]
                     _key(op.group_key, "group_key")  # type: ignore[attr-defined]

@@ -120,11 +120,31 @@ async def record_verification(
                 verified=bool(verified_by),
                 verified_by=verified_by,
                 verified_at=now if verified_by else None,
+                unverified_reason="",
                 updated_at=now,
             )
             .returning(*sender_identities.c)
         )
     ).first()
+
+
+async def mark_refused(
+    conn: AsyncConnection, *, tenant_id: str, identity_id: str, provider_config_id: str, reason: str, now: datetime
+) -> bool:
+    """Marks a verified identity unverified because SendGrid refused to send as it, through the
+    account `provider_config_id` (a row moved to another account since is left alone). True
+    when this call changed it: the first refusal, not every one of a batch."""
+    changed = await conn.execute(
+        update(sender_identities)
+        .where(
+            sender_identities.c.tenant_id == tenant_id,
+            sender_identities.c.id == identity_id,
+            sender_identities.c.provider_config_id == provider_config_id,
+            sender_identities.c.verified.is_(True),
+        )
+        .values(verified=False, verified_by="", verified_at=None, unverified_reason=reason, updated_at=now)
+    )
+    return bool(changed.rowcount)
 
 
 async def list_identities(

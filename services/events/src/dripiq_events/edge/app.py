@@ -58,7 +58,15 @@ _CHUNK = 64 * 1024
 _UNLIMITED_PATHS = frozenset({"/healthz", "/readyz"})
 
 
-REQUESTS = Counter("dripiq_edge_requests", "HTTP requests answered, by route and status", ["route", "status"])
+REQUESTS = Counter(
+    "dripiq_edge_requests",
+    "HTTP requests answered, by route and status; not those shed past EDGE_MAX_IN_FLIGHT (dripiq_edge_shed)",
+    ["route", "status"],
+)
+# Deliberate 503s, counted apart so that a 5xx in dripiq_edge_requests always means a failure.
+SHED = Counter("dripiq_edge_shed", "Requests refused at once with 503 past EDGE_MAX_IN_FLIGHT, by route", ["route"])
+# Marks a response as shed for the counting middleware, which sits outside the limit.
+_SHED = web.ResponseKey("dripiq_edge_shed", bool)
 EVENTS_ACCEPTED = Counter("dripiq_edge_events_accepted", "SendGrid events in batches queued on JetStream")
 REJECTED = Counter("dripiq_edge_rejected", "Requests refused, by reason", ["reason"])
 IN_FLIGHT = Gauge("dripiq_edge_requests_in_flight", "Requests being answered")
@@ -155,11 +163,13 @@ class Edge:
             return await handler(request)
         if self.in_flight >= self.max_in_flight:
             REJECTED.labels("busy").inc()
-            return web.json_response(
+            shed = web.json_response(
                 {"error": f"more than {self.max_in_flight} requests in flight; retry later"},
                 status=503,
                 headers={"Retry-After": str(self.retry_after_seconds)},
             )
+            shed[_SHED] = True
+            return shed
         self.in_flight += 1
         IN_FLIGHT.inc()
         try:
@@ -408,7 +418,10 @@ async def _count_requests(
     except web.HTTPException as exc:
         REQUESTS.labels(route, str(exc.status)).inc()
         raise
-    REQUESTS.labels(route, str(response.status)).inc()
+    if response.get(_SHED):
+        SHED.labels(route).inc()
+    else:
+        REQUESTS.labels(route, str(response.status)).inc()
     return response
 
 

@@ -47,6 +47,7 @@ def build_strategist(settings: PlannerSettings, budget: AiBudget | None = None) 
         concurrency=settings.ai_concurrency,
         deadline_seconds=settings.ai_plan_deadline_seconds,
         budget=budget,
+        max_completion_tokens=settings.ai_max_completion_tokens,
     )
 
 

@@ -50,6 +50,12 @@ STRATEGIES = Counter(
 )
 
 STRATEGIST_NAME = "openai"
+# A strategy of eight long steps is about 2,500 tokens; past this the answer is cut off
+# (finish_reason "length") and gets the repair turn.
+DEFAULT_MAX_COMPLETION_TOKENS = 4000
+# The tokens a chat request adds around each message and before the answer; OpenAI's counting
+# guide gives 3 per message and 3 for the reply's priming, so 8 is a margin, not a guess.
+MESSAGE_FRAMING_TOKENS = 8
 
 
 class _Answer(BaseModel):
@@ -161,7 +167,9 @@ class OpenAIStrategist:
 
     `client` carries the timeout and retry policy (429, 5xx and timeouts are retried by the
     client); `concurrency` bounds the requests in flight from this process; `budget` counts
-    every call against the tenant's daily AI budget (facts.budget) before it is made.
+    every call against the tenant's daily AI budget (facts.budget) before it is made, holding
+    the most tokens it can use: its prompt's bound and `max_completion_tokens`, which the
+    request also sends, so the model cannot answer longer than was held.
     """
 
     name = STRATEGIST_NAME
@@ -175,6 +183,7 @@ class OpenAIStrategist:
         concurrency: int = 8,
         deadline_seconds: float = 60.0,
         budget: AiBudget | None = None,
+        max_completion_tokens: int = DEFAULT_MAX_COMPLETION_TOKENS,
     ) -> None:
         self._chat = chat.Chat(
             client=client, model=model, concurrency=concurrency, call_seconds=AI_CALL_SECONDS, tokens=AI_TOKENS
@@ -182,6 +191,7 @@ class OpenAIStrategist:
         self._fallback = fallback
         self._deadline = deadline_seconds
         self._budget = budget
+        self._max_completion_tokens = max_completion_tokens
 
     async def aclose(self) -> None:
         await self._chat.aclose()
@@ -240,13 +250,16 @@ class OpenAIStrategist:
     ) -> _Attempt | BudgetSpent:
         reservation: Reservation | None = None
         if self._budget is not None and facts.budget is not None:
-            reserved = await self._budget.reserve(facts.tenant_id, facts.budget)
+            most = prompt_token_bound(messages, RESPONSE_FORMAT) + self._max_completion_tokens
+            reserved = await self._budget.reserve(facts.tenant_id, facts.budget, most)
             if isinstance(reserved, BudgetSpent):
                 return reserved
             reservation = reserved
-        call = await self._chat.complete(messages, RESPONSE_FORMAT)
+        # Cancelled past the deadline, the call settles nothing: what the model used is unknown,
+        # so the reservation stays whole.
+        call = await self._chat.complete(messages, RESPONSE_FORMAT, max_completion_tokens=self._max_completion_tokens)
         if reservation is not None and self._budget is not None:
-            await self._budget.spend_tokens(reservation, call.prompt_tokens + call.completion_tokens)
+            await self._budget.settle(reservation, call.prompt_tokens + call.completion_tokens)
         if call.completion is None:
             return _Attempt(input_json, call.model, call.duration_ms, problems=(call.error,))
         answer, strategy, problems = read_answer(call.completion, facts.allow)
@@ -316,6 +329,16 @@ class OpenAIStrategist:
             budget_spent=spent,
             reason=why,
         )
+
+
+def prompt_token_bound(messages: list[ChatCompletionMessageParam], response_format: ResponseFormatJSONSchema) -> int:
+    """At least as many tokens as the prompt can count, whatever the model's tokenizer: every
+    token stands for one byte of UTF-8 or more, so the bytes of the text (the response schema,
+    which the API adds to the prompt, included) bound them. Over-reserved tokens come back
+    when the call settles."""
+    text = sum(len(str(message.get("content") or "").encode()) for message in messages)
+    schema = len(json.dumps(response_format).encode())
+    return text + schema + MESSAGE_FRAMING_TOKENS * (len(messages) + 1)
 
 
 def facts_message(facts: PlanningFacts) -> str:

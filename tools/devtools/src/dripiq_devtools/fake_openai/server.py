@@ -30,6 +30,8 @@ from dripiq_devtools.local_server import LocalHttpServer
 
 CHAT_COMPLETIONS_PATH = "/v1/chat/completions"
 MAX_REQUEST_BYTES = 20 * 1024 * 1024
+# How the fake counts tokens (OpenAI's rule of thumb).
+CHARS_PER_TOKEN = 4
 
 SERVER_ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
 RATE_LIMIT_MESSAGE = (
@@ -151,7 +153,8 @@ class FakeOpenAI(LocalHttpServer):
         if behaviour == TRUNCATED:
             content = content_for(VALID, body)
             return self._completion(body, content[: len(content) // 2], finish_reason="length")
-        return self._completion(body, content_for(behaviour, body))
+        content, finish_reason = _within_limit(body, content_for(behaviour, body))
+        return self._completion(body, content, finish_reason=finish_reason)
 
     def _rate_limited(self, model: str) -> web.Response:
         wait = self.retry_after_seconds
@@ -257,6 +260,15 @@ def _request_id() -> str:
     return f"req_{secrets.token_hex(16)}"
 
 
+def _within_limit(body: dict[str, Any], content: str) -> tuple[str, str]:
+    """The answer as the API gives it under the request's `max_completion_tokens` (or the older
+    `max_tokens`): cut off at the limit, with finish_reason "length", when it is longer."""
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 and _tokens(content) > limit:
+        return content[: limit * CHARS_PER_TOKEN], "length"
+    return content, "stop"
+
+
 def _tokens(text: str) -> int:
     """Roughly four characters a token, as OpenAI's rule of thumb goes."""
-    return max(1, math.ceil(len(text) / 4))
+    return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
