@@ -9,6 +9,7 @@ from helpers import T0, campaign_creator
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq_common.clock import ManualClock
+from dripiq_planner.approval import CampaignApproval
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.creating import CampaignCreator
 from dripiq_planner.planning import Planner
@@ -46,3 +47,8 @@ def strategy_preview(engine: AsyncEngine, clock: ManualClock) -> StrategyPreview
 @pytest.fixture
 def tenant_settings(engine: AsyncEngine, clock: ManualClock) -> TenantSettingsService:
     return TenantSettingsService(engine, clock)
+
+
+@pytest.fixture
+def approval(engine: AsyncEngine, clock: ManualClock, campaigns: CampaignService) -> CampaignApproval:
+    return CampaignApproval(engine, clock, campaigns)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Row, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,6 +33,7 @@ from dripiq_planner.owners import Owners
 from dripiq_planner.planning import Planner
 from dripiq_planner.reactor import Reactor
 from dripiq_planner.strategist.template_strategist import TemplateStrategist
+from dripiq_planner.tenant_settings import TenantSettingsService
 
 # A Monday, 09:00 UTC.
 T0 = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
@@ -415,3 +417,13 @@ async def walk(
     step = await sent(engine, reactor, clock, tenant_id, campaign_id)
     clock.advance(HOUR)
     return step
+
+
+async def require_approval(tenant_settings: TenantSettingsService, tenant_id: str) -> None:
+    """The tenant's new campaigns wait as drafts for a person's approval."""
+    await tenant_settings.update(
+        pb.UpdateTenantSettingsRequest(
+            settings=pb.TenantSettings(tenant_id=tenant_id, require_approval=True),
+            update_mask=FieldMask(paths=["require_approval"]),
+        )
+    )

@@ -66,6 +66,18 @@ async def serve(
         await server.stop(0)
 
 
+@asynccontextmanager
+async def events_server(engine: AsyncEngine) -> AsyncIterator[str]:
+    """The events service's real servicer; yields its internal (mutual TLS) address."""
+    servicer = EventsServicer(EventQuery(engine))
+    async with serve(
+        ["dripiq.events.v1.EventsService"],
+        [lambda s: epb_grpc.add_EventsServiceServicer_to_server(servicer, s)],
+        serves_as="events",
+    ) as served:
+        yield served.internal
+
+
 def owner_services(
     engine: AsyncEngine, clock: ManualClock, *, events: bool = True, sendgrid_url: str = ""
 ) -> tuple[list, list]:

@@ -16,6 +16,7 @@ from helpers import (
     drain_outbox,
     fire_step,
     request,
+    require_approval,
     schedules,
     send_commands,
     sent,
@@ -31,7 +32,6 @@ from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from dripiq_planner.ai_budget import BudgetLimits
-from dripiq_planner.approval import CampaignApproval
 from dripiq_planner.creating import CampaignCreator
 from dripiq_planner.handlers import ACCESS, CampaignServicer
 from dripiq_planner.planning import Planner
@@ -44,22 +44,8 @@ REVIEWER = "user:reviewer-1"
 
 
 @pytest.fixture
-def approval(engine, clock, campaigns) -> CampaignApproval:
-    return CampaignApproval(engine, clock, campaigns)
-
-
-@pytest.fixture
 def editor(engine, clock, campaigns) -> StepEditor:
     return StepEditor(engine, clock, campaigns)
-
-
-async def require_approval(tenant_settings, tenant_id: str) -> None:
-    await tenant_settings.update(
-        pb.UpdateTenantSettingsRequest(
-            settings=pb.TenantSettings(tenant_id=tenant_id, require_approval=True),
-            update_mask=FieldMask(paths=["require_approval"]),
-        )
-    )
 
 
 async def draft(creator, tenant_id: str, contact_id: str = "contact-1", **overrides) -> pb.Campaign:

@@ -19,6 +19,7 @@ from helpers import (
     canceled_groups,
     drain_outbox,
     request,
+    require_approval,
     schedules,
     send_commands,
     step_timer,
@@ -33,27 +34,12 @@ from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_common.errors import FailedPrecondition
 from dripiq_planner.ai_budget import BudgetLimits
-from dripiq_planner.approval import CampaignApproval
 from dripiq_planner.handlers import ACCESS, CampaignServicer
 from dripiq_planner.planning import Planner
 from dripiq_planner.preview import StrategyPreview
 from dripiq_planner.stats import TenantStats
 from dripiq_planner.step_edits import StepEditor
 from dripiq_planner.strategist.template_strategist import TemplateStrategist
-
-
-@pytest.fixture
-def approval(engine, clock, campaigns) -> CampaignApproval:
-    return CampaignApproval(engine, clock, campaigns)
-
-
-async def _require_approval(tenant_settings, tenant_id: str) -> None:
-    await tenant_settings.update(
-        pb.UpdateTenantSettingsRequest(
-            settings=pb.TenantSettings(tenant_id=tenant_id, require_approval=True),
-            update_mask=FieldMask(paths=["require_approval"]),
-        )
-    )
 
 
 async def _drafts(creator, tenant_id: str, n: int) -> list[str]:
@@ -133,7 +119,7 @@ class Held:
 async def test_two_approvals_and_a_batch_approval_at_once_approve_each_draft_once(
     engine, creator, approval, campaigns, tenant_settings, tenant_id
 ):
-    await _require_approval(tenant_settings, tenant_id)
+    await require_approval(tenant_settings, tenant_id)
     first, second, third = await _drafts(creator, tenant_id, 3)
 
     async with Held(engine, [first, second, third]) as held:
@@ -164,7 +150,7 @@ async def test_two_approvals_and_a_batch_approval_at_once_approve_each_draft_onc
 async def test_an_approval_racing_a_cancel_ends_canceled_with_nothing_armed(
     engine, creator, approval, campaigns, reactor, clock, tenant_settings, tenant_id, first_call
 ):
-    await _require_approval(tenant_settings, tenant_id)
+    await require_approval(tenant_settings, tenant_id)
     [campaign_id] = await _drafts(creator, tenant_id, 1)
     calls = {
         "approve": approval.approve(tenant_id, campaign_id, actor="user:reviewer"),

@@ -20,19 +20,16 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from helpers import request
-from owner_servers import serve, unused_port
+from owner_servers import events_server, serve, unused_port
 from secured import caller_channel, pki, service_channel
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq.events.v1 import events_service_pb2 as epb
-from dripiq.events.v1 import events_service_pb2_grpc as epb_grpc
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_common.clock import ManualClock
 from dripiq_common.tokens import TokenSigner
-from dripiq_events.handlers import EventsServicer
 from dripiq_events.ingest import EventIngest
-from dripiq_events.queries import EventQuery
 from dripiq_planner.ai_budget import BudgetLimits
 from dripiq_planner.approval import CampaignApproval
 from dripiq_planner.campaigns import CampaignService
@@ -85,18 +82,6 @@ async def record_sent(engine, tenant_id: str, *, step: int, day: date) -> None: 
     outcome.occurred_at.FromDatetime(datetime(day.year, day.month, day.day, 12, tzinfo=UTC))
     ingest = EventIngest(engine, ManualClock(datetime(2030, 3, 6, tzinfo=UTC)), TokenSigner(b"stats-test-secret"))
     assert await ingest.record_outcome(outcome.SerializeToString())
-
-
-@asynccontextmanager
-async def events_server(engine) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
-    """The events service's real servicer; yields its internal (mutual TLS) address."""
-    servicer = EventsServicer(EventQuery(engine))
-    async with serve(
-        ["dripiq.events.v1.EventsService"],
-        [lambda s: epb_grpc.add_EventsServiceServicer_to_server(servicer, s)],
-        serves_as="events",
-    ) as served:
-        yield served.internal
 
 
 @asynccontextmanager

@@ -16,21 +16,18 @@ from dataclasses import replace
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from helpers import T0, campaign_creator, drain_outbox, item, send_commands, strategy, timer_commands
-from owner_servers import serve, unused_port
+from owner_servers import events_server, unused_port
 from prometheus_client import REGISTRY
 from secured import service_channel
 from sqlalchemy import select
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
-from dripiq.events.v1 import events_service_pb2_grpc as epb_grpc
 from dripiq.events.v1 import messages_pb2 as events_messages
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common.clock import ManualClock
 from dripiq_common.tokens import TokenSigner
 from dripiq_devtools.fake_sendgrid import AcceptedMessage, build_event, new_message_id
-from dripiq_events.handlers import EventsServicer
 from dripiq_events.ingest import EventIngest
-from dripiq_events.queries import EventQuery
 from dripiq_planner import variants, winners
 from dripiq_planner.ai_budget import BudgetLimits
 from dripiq_planner.campaigns import CampaignService
@@ -77,13 +74,8 @@ async def events_owner(engine, *, up: bool = True) -> AsyncIterator[Owners]:  # 
         yield owners
         await owners.close()
         return
-    servicer = EventsServicer(EventQuery(engine))
-    async with serve(
-        ["dripiq.events.v1.EventsService"],
-        [lambda s: epb_grpc.add_EventsServiceServicer_to_server(servicer, s)],
-        serves_as="events",
-    ) as served:
-        owners = Owners(f"127.0.0.1:{unused_port()}", served.internal, channel=service_channel)
+    async with events_server(engine) as address:
+        owners = Owners(f"127.0.0.1:{unused_port()}", address, channel=service_channel)
         yield owners
         await owners.close()
 

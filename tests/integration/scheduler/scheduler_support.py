@@ -8,6 +8,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime
 
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from secured import caller_channel, server_security
 
 from dripiq.planner.v1 import timers_pb2
@@ -57,3 +61,20 @@ async def published_count(js, subject: str) -> int:  # type: ignore[no-untyped-d
     """Messages on a subject, read from the stream itself (no consumer needed)."""
     info = await js.stream_info("PLANNER_TIMERS", subjects_filter=subject)
     return (info.state.subjects or {}).get(subject, 0)
+
+
+def violation_of(exc: grpc.aio.AioRpcError) -> error_details_pb2.BadRequest.FieldViolation:
+    """The one field an INVALID_ARGUMENT's BadRequest detail names, and why."""
+    assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+    [detail] = rpc_status.from_call(exc).details
+    bad_request = error_details_pb2.BadRequest()
+    assert detail.Unpack(bad_request)
+    [violation] = bad_request.field_violations
+    return violation
+
+
+async def refused(call) -> error_details_pb2.BadRequest.FieldViolation:  # type: ignore[no-untyped-def]
+    """What a call refused as INVALID_ARGUMENT names: its field and why."""
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await call
+    return violation_of(exc.value)

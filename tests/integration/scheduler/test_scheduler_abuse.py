@@ -10,12 +10,9 @@ import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import grpc
 import pytest
 import pytest_asyncio
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
-from scheduler_support import served
+from scheduler_support import refused, served
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from waiting import eventually
@@ -58,25 +55,13 @@ async def stub(engine: AsyncEngine) -> AsyncIterator[pb_grpc.SchedulerServiceStu
         yield served_stub
 
 
-async def refused_field(call) -> str:  # type: ignore[no-untyped-def]
-    """The field an INVALID_ARGUMENT's BadRequest detail names."""
-    with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await call
-    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    [detail] = rpc_status.from_call(exc.value).details
-    bad_request = error_details_pb2.BadRequest()
-    assert detail.Unpack(bad_request)
-    [violation] = bad_request.field_violations
-    return violation.field
-
-
 async def test_a_tenant_id_with_a_trailing_newline_is_refused(stub, tenant_id):
     bad = timer(tenant_id, "k")
     bad.tenant_id = f"{tenant_id}\n"
     bad.payload = payload(bad.tenant_id)
-    assert await refused_field(stub.ScheduleTimer(pb.ScheduleTimerRequest(timer=bad))) == "timer.tenant_id"
+    assert (await refused(stub.ScheduleTimer(pb.ScheduleTimerRequest(timer=bad)))).field == "timer.tenant_id"
     get = stub.GetTimer(pb.GetTimerRequest(tenant_id=f"{tenant_id}\n", key="k"))
-    assert await refused_field(get) == "tenant_id"
+    assert (await refused(get)).field == "tenant_id"
 
 
 @pytest.mark.parametrize(
@@ -92,15 +77,15 @@ async def test_a_tenant_id_with_a_trailing_newline_is_refused(stub, tenant_id):
 async def test_a_subject_other_than_the_targets_own_is_refused(stub, tenant_id, subject):
     bad = timer(tenant_id, "k")
     bad.target_subject = subject.format(tenant=tenant_id)
-    assert await refused_field(stub.ScheduleTimer(pb.ScheduleTimerRequest(timer=bad))) == "timer.target_subject"
+    assert (await refused(stub.ScheduleTimer(pb.ScheduleTimerRequest(timer=bad)))).field == "timer.target_subject"
 
 
 async def test_a_timer_needs_a_target(stub, tenant_id):
     bad = timer(tenant_id, "k")
     bad.target = pb.TIMER_TARGET_UNSPECIFIED
-    assert await refused_field(stub.ScheduleTimer(pb.ScheduleTimerRequest(timer=bad))) == "timer.target"
+    assert (await refused(stub.ScheduleTimer(pb.ScheduleTimerRequest(timer=bad)))).field == "timer.target"
     bad.target = 99
-    assert await refused_field(stub.ScheduleTimer(pb.ScheduleTimerRequest(timer=bad))) == "timer.target"
+    assert (await refused(stub.ScheduleTimer(pb.ScheduleTimerRequest(timer=bad)))).field == "timer.target"
 
 
 async def test_the_subject_is_built_by_the_scheduler_and_an_older_callers_exact_subject_is_taken(stub, tenant_id):
@@ -134,7 +119,7 @@ async def test_a_payload_not_of_the_target_and_tenant_is_refused(stub, tenant_id
         "garbage": b"\xff\xff\xff",
         "no-tenant": timers_pb2.PlannerTimer(campaign_id="c-1").SerializeToString(),
     }[body]
-    assert await refused_field(stub.ScheduleTimer(pb.ScheduleTimerRequest(timer=bad))) == "timer.payload"
+    assert (await refused(stub.ScheduleTimer(pb.ScheduleTimerRequest(timer=bad)))).field == "timer.payload"
 
 
 @pytest.mark.parametrize(
@@ -152,10 +137,10 @@ async def test_a_payload_not_of_the_target_and_tenant_is_refused(stub, tenant_id
 async def test_keys_groups_and_kinds_that_would_break_a_header_are_refused(stub, tenant_id, field, value):
     bad = timer(tenant_id, "k")
     setattr(bad, field, value)
-    assert await refused_field(stub.ScheduleTimer(pb.ScheduleTimerRequest(timer=bad))) == f"timer.{field}"
+    assert (await refused(stub.ScheduleTimer(pb.ScheduleTimerRequest(timer=bad)))).field == f"timer.{field}"
     if field == "key":
         cancel = stub.CancelTimer(pb.CancelTimerRequest(tenant_id=tenant_id, key=value))
-        assert await refused_field(cancel) == "key"
+        assert (await refused(cancel)).field == "key"
 
 
 async def insert_row(engine: AsyncEngine, **values: object) -> int:

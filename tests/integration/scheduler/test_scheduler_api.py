@@ -11,9 +11,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 import pytest_asyncio
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
-from scheduler_support import served
+from scheduler_support import refused, served
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq.planner.v1 import timers_pb2
@@ -38,22 +36,6 @@ def for_tenant(tenant_id: str, *timers: pb.Timer) -> list[pb.Timer]:
     for t in timers:
         t.payload = timers_pb2.PlannerTimer(tenant_id=tenant_id, campaign_id=t.key).SerializeToString()
     return list(timers)
-
-
-def field_of(exc: grpc.aio.AioRpcError) -> str:
-    """The field the INVALID_ARGUMENT's BadRequest detail names."""
-    assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
-    [detail] = rpc_status.from_call(exc).details
-    bad_request = error_details_pb2.BadRequest()
-    assert detail.Unpack(bad_request)
-    [violation] = bad_request.field_violations
-    return violation.field
-
-
-async def invalid_field(call) -> str:  # type: ignore[no-untyped-def]
-    with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await call
-    return field_of(exc.value)
 
 
 @pytest.fixture
@@ -104,24 +86,26 @@ async def test_batch_schedule_names_the_bad_field_and_stores_nothing(stub, tenan
     bad_subject = timer("bad", T0)
     wrong = request(good, timer("x", T0), bad_subject)
     wrong.timers[2].target_subject = "dripiq.nowhere.x"
-    assert await invalid_field(stub.BatchScheduleTimers(wrong)) == "timers[2].target_subject"
+    assert (await refused(stub.BatchScheduleTimers(wrong))).field == "timers[2].target_subject"
 
     other_tenant = request(good, timer("x", T0, tenant_id=f"{tenant_id}-other"))
-    assert await invalid_field(stub.BatchScheduleTimers(other_tenant)) == "timers[1].tenant_id"
+    assert (await refused(stub.BatchScheduleTimers(other_tenant))).field == "timers[1].tenant_id"
 
     no_key = request(good, timer("", T0))
-    assert await invalid_field(stub.BatchScheduleTimers(no_key)) == "timers[1].key"
+    assert (await refused(stub.BatchScheduleTimers(no_key))).field == "timers[1].key"
 
     no_time = request(good)
     no_time.timers[0].ClearField("fire_at")
-    assert await invalid_field(stub.BatchScheduleTimers(no_time)) == "timers[0].fire_at"
+    assert (await refused(stub.BatchScheduleTimers(no_time))).field == "timers[0].fire_at"
 
-    assert await invalid_field(stub.BatchScheduleTimers(pb.BatchScheduleTimersRequest(tenant_id=tenant_id))) == "timers"
+    assert (
+        await refused(stub.BatchScheduleTimers(pb.BatchScheduleTimersRequest(tenant_id=tenant_id)))
+    ).field == "timers"
     too_many = request(*[timer(f"k{i}", T0) for i in range(MAX_BATCH + 1)])
-    assert await invalid_field(stub.BatchScheduleTimers(too_many)) == "timers"
+    assert (await refused(stub.BatchScheduleTimers(too_many))).field == "timers"
     no_tenant = request(good)
     no_tenant.tenant_id = ""
-    assert await invalid_field(stub.BatchScheduleTimers(no_tenant)) == "tenant_id"
+    assert (await refused(stub.BatchScheduleTimers(no_tenant))).field == "tenant_id"
 
     # All or nothing: the valid timers of the rejected batches were not stored.
     with pytest.raises(grpc.aio.AioRpcError) as exc:
@@ -158,10 +142,10 @@ async def test_batch_cancel_counts_only_timers_it_canceled(stub, tenant_id):
     def cancel(**kwargs) -> pb.BatchCancelTimersRequest:  # type: ignore[no-untyped-def]
         return pb.BatchCancelTimersRequest(**{"tenant_id": tenant_id, **kwargs})
 
-    assert await invalid_field(stub.BatchCancelTimers(cancel(keys=["a", ""]))) == "keys[1]"
-    assert await invalid_field(stub.BatchCancelTimers(cancel(keys=[]))) == "keys"
-    assert await invalid_field(stub.BatchCancelTimers(cancel(keys=["k"] * (MAX_BATCH + 1)))) == "keys"
-    assert await invalid_field(stub.BatchCancelTimers(cancel(tenant_id="", keys=["a"]))) == "tenant_id"
+    assert (await refused(stub.BatchCancelTimers(cancel(keys=["a", ""])))).field == "keys[1]"
+    assert (await refused(stub.BatchCancelTimers(cancel(keys=[])))).field == "keys"
+    assert (await refused(stub.BatchCancelTimers(cancel(keys=["k"] * (MAX_BATCH + 1))))).field == "keys"
+    assert (await refused(stub.BatchCancelTimers(cancel(tenant_id="", keys=["a"])))).field == "tenant_id"
 
 
 async def list_all(stub, request: pb.ListTimersRequest) -> list[pb.Timer]:  # type: ignore[no-untyped-def]
@@ -221,11 +205,11 @@ async def test_list_timers_filters_by_status_group_and_fire_time(stub, engine, t
     def bad(**fields) -> pb.ListTimersRequest:  # type: ignore[no-untyped-def]
         return pb.ListTimersRequest(**{"tenant_id": tenant_id, **fields})
 
-    assert await invalid_field(stub.ListTimers(bad(tenant_id=""))) == "tenant_id"
-    assert await invalid_field(stub.ListTimers(bad(fire_after=ts(3), fire_before=ts(3)))) == "fire_before"
-    assert await invalid_field(stub.ListTimers(bad(status=42))) == "status"
-    assert await invalid_field(stub.ListTimers(bad(page_size=-1))) == "page_size"
-    assert await invalid_field(stub.ListTimers(bad(page_token="not-a-token"))) == "page_token"
+    assert (await refused(stub.ListTimers(bad(tenant_id="")))).field == "tenant_id"
+    assert (await refused(stub.ListTimers(bad(fire_after=ts(3), fire_before=ts(3))))).field == "fire_before"
+    assert (await refused(stub.ListTimers(bad(status=42)))).field == "status"
+    assert (await refused(stub.ListTimers(bad(page_size=-1)))).field == "page_size"
+    assert (await refused(stub.ListTimers(bad(page_token="not-a-token")))).field == "page_token"
 
 
 async def test_list_timers_pages_each_timer_once_in_fire_order(stub, tenant_id):

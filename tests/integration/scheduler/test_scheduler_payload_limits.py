@@ -14,9 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 import pytest_asyncio
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
-from scheduler_support import published_count, served
+from scheduler_support import published_count, refused, served
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -68,17 +66,6 @@ async def small_nc(small_nats: EmbeddedNats) -> AsyncIterator:  # type: ignore[t
     await conn.close()
 
 
-async def refused_field(call) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await call
-    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    [detail] = rpc_status.from_call(exc.value).details
-    bad_request = error_details_pb2.BadRequest()
-    assert detail.Unpack(bad_request)
-    [violation] = bad_request.field_violations
-    return violation.field, violation.description
-
-
 async def fire_all(firer: Firer) -> None:
     rounds = 0
     while await firer.fire_once():  # other tests' due timers may come along; bounded by them
@@ -99,15 +86,13 @@ async def test_the_api_refuses_a_payload_over_what_the_bus_takes(engine, small_n
     timers = TimerService(engine, ManualClock(T0), max_payload=limit)
 
     async with served(timers) as stub:
-        field, why = await refused_field(
-            stub.ScheduleTimer(pb.ScheduleTimerRequest(timer=timer(tenant_id, "big", limit)))
-        )
-        assert field == "timer.payload"
-        assert f"at most {limit} bytes" in why
+        violation = await refused(stub.ScheduleTimer(pb.ScheduleTimerRequest(timer=timer(tenant_id, "big", limit))))
+        assert violation.field == "timer.payload"
+        assert f"at most {limit} bytes" in violation.description
         batch = pb.BatchScheduleTimersRequest(
             tenant_id=tenant_id, timers=[timer(tenant_id, "small"), timer(tenant_id, "big", limit)]
         )
-        assert (await refused_field(stub.BatchScheduleTimers(batch)))[0] == "timers[1].payload"
+        assert (await refused(stub.BatchScheduleTimers(batch))).field == "timers[1].payload"
         # Nothing of the refused batch was stored.
         with pytest.raises(grpc.aio.AioRpcError) as missing:
             await stub.GetTimer(pb.GetTimerRequest(tenant_id=tenant_id, key="small"))
