@@ -31,7 +31,8 @@ class PlannerSettings(ServiceSettings):
         default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
     )
     ai_model: str = "gpt-4o-mini"
-    # Per HTTP attempt; the client retries 429, 5xx and timeouts itself up to ai_max_retries.
+    # Per HTTP attempt; the strategist asks again after 429, 5xx and timeouts up to ai_max_retries
+    # times, each request audited in ai_generations.
     ai_timeout_seconds: float = 30.0
     ai_max_retries: int = 3
     # However the retries and the repair turn go, a campaign gets a strategy within this long
@@ -43,8 +44,6 @@ class PlannerSettings(ServiceSettings):
     # ai_daily_token_budget): chat completion calls (a repair is one) and tokens per UTC day.
     ai_daily_calls: int = Field(default=1000, ge=1)
     ai_daily_tokens: int = Field(default=2_000_000, ge=1)
-    # Items of one BatchCreateCampaigns the model plans; the rest get the template's strategy.
-    ai_calls_per_batch: int = Field(default=100, ge=0)
 
     # Planning as work (planning_worker): campaigns this process plans at once (its share of the
     # model's concurrency; replicas add more), and a tenant's at once across all replicas unless
