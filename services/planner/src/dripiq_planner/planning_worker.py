@@ -42,7 +42,7 @@ from nats.aio.msg import Msg
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dripiq.planner.v1 import planning_pb2
+from dripiq.planner.v1 import facts_pb2, planning_pb2
 from dripiq_common.bus.contract import ConsumerSpec, Subjects, decode
 from dripiq_common.clock import Clock
 from dripiq_common.errors import DomainError, PermanentMessageError
@@ -244,6 +244,7 @@ class PlanningWorker:
         steps: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         timers: dict[str, list[Any]] = {}
+        facts: list[OutboxMessage] = []
         for draft in fresh:
             require_approval = tenants[draft.tenant_id].require_approval
             if waiting[draft.id].status == CampaignStatus.PAUSED and not require_approval:
@@ -259,9 +260,20 @@ class PlanningWorker:
                     status=StepStatus.PENDING.value, scheduled_at=None, placement_note="", schedule_version=0
                 )
             steps += draft_steps
+            version = waiting[draft.id].pause_version
+            if version:
+                # Paused (or resumed) while planning, the dispatcher holds a status of it: tell
+                # it the new one, or an active campaign would stay stopped there.
+                version += 1
+                fact = facts_pb2.CampaignStatusChanged(
+                    tenant_id=draft.tenant_id, campaign_id=draft.id, status=status, version=version, reason="planned"
+                )
+                fact.occurred_at.FromDatetime(now)
+                facts.append(OutboxMessage(Subjects.campaign_status(draft.tenant_id), fact))
             updates.append(
                 {
                     "id": draft.id,
+                    "pause_version": version,
                     "status": status.value,
                     "strategy_json": draft.strategy.to_json(),
                     "rules_json": [rule.model_dump(mode="json") for rule in draft.strategy.adaptive_rules],
@@ -274,7 +286,9 @@ class PlanningWorker:
                 timers.setdefault(draft.tenant_id, []).append(timer)
         await repository.insert_steps_bulk(conn, steps=steps)
         await repository.mark_planned(conn, campaigns=updates, now=now)
-        await enqueue(conn, outbox, [lifecycle.timer_commands(tenant, batch) for tenant, batch in timers.items()])
+        await enqueue(
+            conn, outbox, [*facts, *(lifecycle.timer_commands(tenant, batch) for tenant, batch in timers.items())]
+        )
         return [d.id for d in fresh]
 
 

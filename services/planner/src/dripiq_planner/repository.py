@@ -343,14 +343,14 @@ async def mark_planned(conn: AsyncConnection, *, campaigns: list[dict[str, Any]]
     """Campaigns' strategies and statuses once planned, in one statement."""
     if not campaigns:
         return
-    names = ("id", "status", "strategy_json", "rules_json", "strategist", "strategist_reason")
+    names = ("id", "status", "strategy_json", "rules_json", "strategist", "strategist_reason", "pause_version")
     columns = [[json.dumps(c[n]) if n in ("strategy_json", "rules_json") else c[n] for c in campaigns] for n in names]
     db = await bulk.driver(conn)
     await db.execute(
         "UPDATE planner.contact_campaigns AS t SET status = v.status, strategy_json = v.strategy_json::jsonb, "
         "rules_json = v.rules_json::jsonb, strategist = v.strategist, strategist_reason = v.strategist_reason, "
-        "planned_at = $7, planning_until = NULL, updated_at = $7 "
-        f"FROM {bulk.unnest(['text'] * len(names), names)} WHERE t.id = v.id",
+        "pause_version = v.pause_version, planned_at = $8, planning_until = NULL, updated_at = $8 "
+        f"FROM {bulk.unnest(['text'] * (len(names) - 1) + ['int'], names)} WHERE t.id = v.id",
         *columns,
         now,
     )
