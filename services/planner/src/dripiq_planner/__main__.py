@@ -49,11 +49,12 @@ TEMPLATE_BATCH = 500
 
 
 def planning_fetcher(rt: Runtime, planning: PlanningWorker, concurrency: int) -> PullWorker:
-    """The planning consumer. With a model, `concurrency` campaigns in flight in four batches,
-    so a batch's slowest answer holds back only a quarter of them while the others turn over;
-    without one, large batches, one planning while the next is fetched and stored."""
+    """The planning consumer. With a model, `concurrency` campaigns in flight in small batches
+    (up to 16 of them): a batch is acked when its last answer is read and stored, so a small
+    one keeps the model's slots busy (at concurrency 64, batches of 16 kept 80 % of the bound,
+    batches of 4 92 %); without one, large batches, one planning while the next is fetched and stored."""
     if planning.planner.uses_model:
-        size = max(1, concurrency // 4)
+        size = max(1, concurrency // 16)
         in_flight = -(-concurrency // size)
     else:
         size, in_flight = TEMPLATE_BATCH, 2

@@ -143,8 +143,8 @@ class PlanningWorker:
         ]
         await self.store_many(drafts, failed=failed)
         for row, exc in failed:
-            first, *duplicates = wanted[(row.tenant_id, row.id)]
-            answers[first] = self._answer(row, exc)
+            # A duplicate message of the same campaign is done: the first one's retry plans it.
+            answers[wanted[(row.tenant_id, row.id)][0]] = self._answer(row, exc)
         return answers
 
     def _answer(self, row: Row, exc: Exception) -> Exception:
