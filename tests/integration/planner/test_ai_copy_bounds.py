@@ -65,13 +65,13 @@ class Replica:
 async def replica_of(fake: FakeOpenAI, clock: ManualClock) -> AsyncIterator[Any]:
     made: list[OpenAIStrategist] = []
 
-    def make(engine: AsyncEngine, *, budget: BudgetLimits = PLENTY, per_batch: int = 100) -> Replica:
+    def make(engine: AsyncEngine, *, budget: BudgetLimits = PLENTY) -> Replica:
         client = AsyncOpenAI(api_key="sk-test", base_url=fake.url, max_retries=0, timeout=10.0)
         strategist = OpenAIStrategist(
             client=client, model="gpt-4o-mini", fallback=TemplateStrategist(), budget=AiBudget(engine, clock)
         )
         made.append(strategist)
-        planner = Planner(engine, strategist, ai_budget=budget, ai_per_batch=per_batch)
+        planner = Planner(engine, strategist, ai_budget=budget)
         return Replica(
             CampaignCreator(engine, clock, planner, plan_inline=True),
             StrategyPreview(engine, clock, planner),
@@ -329,20 +329,6 @@ async def test_two_replicas_at_once_never_start_more_calls_than_the_budget(
     async with engine.connect() as conn:
         usage = (await conn.execute(select(ai_budget_usage).where(ai_budget_usage.c.tenant_id == tenant_id))).one()
     assert usage.calls == 5
-
-
-async def test_a_batch_plans_at_most_its_cap_with_the_model(engine, clock, tenant_id, fake, replica_of):
-    replica = replica_of(engine, per_batch=2)
-    items = [item(f"c-{n}") for n in range(4)]
-    for one in items:
-        one.ClearField("strategy")
-
-    answer = await replica.creator.batch_create(pb.BatchCreateCampaignsRequest(tenant_id=tenant_id, requests=items))
-
-    assert [r.campaign.strategist for r in answer.results] == ["openai", "openai", "template", "template"]
-    assert len(fake.requests) == 2
-    capped = [r for r in await generations(engine, tenant_id) if r.outcome == "fallback"]
-    assert len(capped) == 2 and all(r.error.startswith("ai_batch_cap") for r in capped)
 
 
 # -- upper bounds at the API --------------------------------------------------------------

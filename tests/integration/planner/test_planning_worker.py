@@ -13,7 +13,6 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-import pytest
 import pytest_asyncio
 from google.protobuf.field_mask_pb2 import FieldMask
 from helpers import drain_outbox, item, schedules, timer_commands
@@ -27,7 +26,6 @@ from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common.bus.contract import Consumers, Streams
 from dripiq_common.bus.worker import PullWorker, per_message
 from dripiq_common.clock import ManualClock
-from dripiq_common.errors import FailedPrecondition
 from dripiq_devtools.fake_openai import SERVER_ERROR, FakeOpenAI
 from dripiq_planner.ai_budget import AiBudget, BudgetLimits
 from dripiq_planner.campaigns import CampaignService
@@ -322,16 +320,3 @@ async def test_a_tenant_that_requires_approval_gets_its_planned_campaigns_as_dra
     assert all(s.status == pb.STEP_STATUS_PENDING and s.HasField("scheduled_at") for c in drafted for s in c.steps)
     await publish_outbox(engine, js, tenant_id)
     assert schedules(timer_commands(TIMERS.pop(tenant_id, []))) == []
-
-
-async def test_a_campaign_still_planning_cannot_be_paused_or_resumed(engine, clock, tenant_id, planner):
-    creator = CampaignCreator(engine, clock, planner)
-    campaigns = CampaignService(engine, clock)
-    answer = await creator.batch_create(pb.BatchCreateCampaignsRequest(tenant_id=tenant_id, requests=unplanned(1)))
-    cid = answer.results[0].campaign.campaign_id
-    # Nothing of it is scheduled yet: pausing would leave a campaign the worker never plans.
-    with pytest.raises(FailedPrecondition, match="planning"):
-        await campaigns.pause(tenant_id, cid, 0)
-    with pytest.raises(FailedPrecondition, match="planning"):
-        await campaigns.resume(tenant_id, cid)
-    assert (await campaigns.get(tenant_id, cid)).status == pb.CAMPAIGN_STATUS_PLANNING

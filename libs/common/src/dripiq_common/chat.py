@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from openai import APIError, AsyncOpenAI, omit
+from openai import APIConnectionError, APIError, APIStatusError, AsyncOpenAI, omit
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 from prometheus_client import Counter, Histogram
@@ -42,6 +42,11 @@ class Call:
     error: str = ""
     # The call alone, without the wait for a slot.
     call_seconds: float = 0.0
+    # For a call without an answer: whether asking again may answer (a timeout, a lost
+    # connection, 408, 409, 429, 5xx, or the server's x-should-retry), and after how many
+    # seconds the server asked for (Retry-After), if it did.
+    retryable: bool = False
+    retry_after: float | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -95,7 +100,13 @@ class Chat:
                 )
             except APIError as exc:
                 self._call_seconds.labels(result="error").observe(time.perf_counter() - called)
-                return Call(self.model, elapsed_ms(started), error=f"{type(exc).__name__}: {exc.message}")
+                return Call(
+                    self.model,
+                    elapsed_ms(started),
+                    error=f"{type(exc).__name__}: {exc.message}",
+                    retryable=retryable(exc),
+                    retry_after=retry_after(exc),
+                )
             except asyncio.CancelledError:
                 self._call_seconds.labels(result="error").observe(time.perf_counter() - called)
                 raise
@@ -108,6 +119,33 @@ class Chat:
     def judged(self, call: Call, *, usable: bool) -> None:
         """Time an answered call by whether the caller could use its answer."""
         self._call_seconds.labels(result="usable" if usable else "unusable").observe(call.call_seconds)
+
+
+def retryable(exc: APIError) -> bool:
+    """What the openai client itself would retry."""
+    if isinstance(exc, APIConnectionError):  # timeouts included
+        return True
+    if not isinstance(exc, APIStatusError):
+        return False
+    should = exc.response.headers.get("x-should-retry")
+    if should in ("true", "false"):
+        return should == "true"
+    return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+
+
+def retry_after(exc: APIError) -> float | None:
+    """The seconds a Retry-After (or retry-after-ms) header asks for; None without one."""
+    if not isinstance(exc, APIStatusError):
+        return None
+    headers = exc.response.headers
+    try:
+        if (ms := headers.get("retry-after-ms")) is not None:
+            return float(ms) / 1000
+        if (seconds := headers.get("retry-after")) is not None:
+            return float(seconds)
+    except ValueError:
+        return None
+    return None
 
 
 def answer_text(

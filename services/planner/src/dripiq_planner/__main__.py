@@ -8,7 +8,7 @@ from datetime import UTC, timedelta
 from dripiq.planner.v1 import campaign_service_pb2, campaign_service_pb2_grpc
 from dripiq_common import engagement
 from dripiq_common.bus.contract import Consumers, ConsumerSpec
-from dripiq_common.bus.worker import PullWorker, per_message, whole_batch
+from dripiq_common.bus.worker import PullWorker, whole_batch
 from dripiq_common.grpc_security import service_channel
 from dripiq_common.loops import Poller
 from dripiq_common.service import Parts, Runtime, serve
@@ -46,6 +46,24 @@ def batched(
     )
 
 
+# Messages of one batch when no plan waits on a model: each costs ~0.2 ms of CPU, so a batch is
+# stored in one transaction of a few statements rather than paying several per campaign.
+TEMPLATE_BATCH = 500
+
+
+def planning_fetcher(rt: Runtime, planning: PlanningWorker, concurrency: int) -> PullWorker:
+    """The planning consumer. With a model, `concurrency` campaigns in flight in small batches
+    (up to 16 of them): a batch is acked when its last answer is read and stored, so a small
+    one keeps the model's slots busy (at concurrency 64, batches of 16 kept 80 % of the bound,
+    batches of 4 92 %); without one, large batches, one planning while the next is fetched and stored."""
+    if planning.planner.uses_model:
+        size = max(1, concurrency // 16)
+        in_flight = -(-concurrency // size)
+    else:
+        size, in_flight = TEMPLATE_BATCH, 2
+    return PullWorker(rt.js, rt.nc, PLANNING, planning.handle_batch, batch_size=size, batches_in_flight=in_flight)
+
+
 def build(settings: PlannerSettings, rt: Runtime) -> Parts:
     relay = rt.outbox_relay(outbox)
     owners = Owners(
@@ -56,9 +74,7 @@ def build(settings: PlannerSettings, rt: Runtime) -> Parts:
     )
     strategist = build_strategist(settings, AiBudget(rt.engine, rt.clock))
     ai_budget = BudgetLimits(calls=settings.ai_daily_calls, tokens=settings.ai_daily_tokens)
-    planner = Planner(
-        rt.engine, strategist, owners=owners, ai_budget=ai_budget, ai_per_batch=settings.ai_calls_per_batch
-    )
+    planner = Planner(rt.engine, strategist, owners=owners, ai_budget=ai_budget)
     planning = PlanningWorker(
         rt.engine,
         rt.clock,
@@ -111,17 +127,7 @@ def build(settings: PlannerSettings, rt: Runtime) -> Parts:
             )
             for _ in range(settings.workers_per_consumer)
         ]
-        # One message at a time per slot: each waits on the model, never on a batch to fill.
-        + [
-            PullWorker(
-                rt.js,
-                rt.nc,
-                PLANNING,
-                per_message(planning.handle),
-                batch_size=1,
-                batches_in_flight=settings.planning_concurrency,
-            )
-        ],
+        + [planning_fetcher(rt, planning, settings.planning_concurrency)],
         loops=[relay, budget_retention],
         closers=[owners.close, strategist.aclose],
     )

@@ -85,7 +85,8 @@ class CampaignService:
             raise InvalidArgument("resume_after_seconds", "must not be negative")
 
         def change(campaign: state.CampaignState, work: state.UnitOfWork) -> None:
-            if campaign.status == CampaignStatus.ACTIVE:
+            # One still planning is planned all the same and then waits, paused (planning_worker).
+            if campaign.status in (CampaignStatus.ACTIVE, CampaignStatus.PLANNING):
                 lifecycle.pause(work, campaign, resume_at=lifecycle.resume_after(work.now, resume_after_seconds))
             elif campaign.status != CampaignStatus.PAUSED:
                 raise FailedPrecondition(f"campaign {campaign_id} is {campaign.status}")

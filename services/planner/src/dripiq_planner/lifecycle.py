@@ -263,7 +263,11 @@ def retry_failed(work: UnitOfWork, campaign: CampaignState) -> None:
 
 
 def resume(work: UnitOfWork, campaign: CampaignState) -> None:
-    """Active again: the next open step goes out no earlier than planned, and not before now."""
+    """Active again: the next open step goes out no earlier than planned, and not before now.
+    One paused before its strategy came is planning again: its planning worker starts it."""
+    if not campaign.steps and campaign.planned_at is None:
+        set_status(work, campaign, CampaignStatus.PLANNING)
+        return
     set_status(work, campaign, CampaignStatus.ACTIVE, attention_reason="")
     if any(s.status == StepStatus.SENDING for s in campaign.steps):
         return  # its outcome schedules the next step, now that the campaign is active

@@ -137,8 +137,11 @@ class Planner:
     owners: Owners | None = None
     # A tenant's daily AI budget unless its settings give one; None: no budget is kept.
     ai_budget: BudgetLimits | None = None
-    # Requests of one call the strategist may plan with the model; the rest get its fallback.
-    ai_per_batch: int = 100
+
+    @property
+    def uses_model(self) -> bool:
+        """Whether a plan may wait on a model (else it is CPU only, and never worth a hold)."""
+        return self.strategist.uses_model
 
     async def admit(
         self, tenant_id: str, requests: Sequence[CampaignRequest | DomainError]
@@ -163,17 +166,38 @@ class Planner:
     async def plan_stored(self, row: Row, *, raise_when_unavailable: bool) -> Draft:
         """The strategy of a stored planning campaign, under its own id. With
         `raise_when_unavailable`, a model that gives no answer raises ModelUnavailable."""
-        request = stored_request(row)
-        defaults = await self._defaults(row.tenant_id)
-        # A stored campaign was checked when it came; its identity's domain is what matters now.
-        _, domains = await self._known_senders(row.tenant_id, [request])
-        return await self._draft(
-            request,
-            defaults,
-            sender_domain=domains.get(request.sender_identity_id, ""),
-            campaign_id=row.id,
-            raise_when_unavailable=raise_when_unavailable,
-        )
+        [planned] = await self.plan_many([row], last_tries=set() if raise_when_unavailable else {row.id})
+        if isinstance(planned, Exception):
+            raise planned
+        return planned
+
+    async def plan_many(self, rows: Sequence[Row], *, last_tries: set[str]) -> list[Draft | Exception]:
+        """The strategies of stored planning campaigns, side by side, in their order: each a
+        draft under its own id, or what kept it from one (ModelUnavailable, unless its id is in
+        `last_tries`: then the fallback plans it; a DomainError for a strategy that breaks a
+        rule). The tenant's settings and sender identities are read once per tenant."""
+        tenants = sorted({row.tenant_id for row in rows})
+        defaults = {tenant: await self._defaults(tenant) for tenant in tenants}
+        domains: dict[str, dict[str, str]] = {}
+        for tenant in tenants:
+            # A stored campaign was checked when it came; its identity's domain is what matters now.
+            requests = [stored_request(row) for row in rows if row.tenant_id == tenant]
+            domains[tenant] = (await self._known_senders(tenant, requests))[1]
+
+        async def one(row: Row) -> Draft | Exception:
+            request = stored_request(row)
+            try:
+                return await self._draft(
+                    request,
+                    defaults[row.tenant_id],
+                    sender_domain=domains[row.tenant_id].get(request.sender_identity_id, ""),
+                    campaign_id=row.id,
+                    raise_when_unavailable=row.id not in last_tries,
+                )
+            except Exception as exc:
+                return exc
+
+        return list(await asyncio.gather(*(one(row) for row in rows)))
 
     async def drafts(
         self, tenant_id: str, requests: Sequence[CampaignRequest | DomainError]
@@ -190,23 +214,12 @@ class Planner:
         defaults: TenantDefaults,
         sender_domains: dict[str, str],
     ) -> list[Draft | DomainError]:
-        planned = [r for r in requests if isinstance(r, CampaignRequest) and r.strategy is None]
-        over_cap = {id(r) for r in planned[self.ai_per_batch :]}
-
         async def one(request: CampaignRequest | DomainError) -> Draft | DomainError:
             if isinstance(request, DomainError):
                 return request
-            without_model = (
-                f"ai_batch_cap: only {self.ai_per_batch} campaigns of one request are planned by the model"
-                if id(request) in over_cap
-                else ""
-            )
             try:
                 return await self._draft(
-                    request,
-                    defaults,
-                    sender_domain=sender_domains.get(request.sender_identity_id, ""),
-                    without_model=without_model,
+                    request, defaults, sender_domain=sender_domains.get(request.sender_identity_id, "")
                 )
             except DomainError as exc:
                 return exc
@@ -268,7 +281,6 @@ class Planner:
         defaults: TenantDefaults,
         *,
         sender_domain: str = "",
-        without_model: str = "",
         campaign_id: str = "",
         raise_when_unavailable: bool = False,
     ) -> Draft:
@@ -302,7 +314,6 @@ class Planner:
                         urlsplit(facts["product_url"]).hostname or "", sender_domain
                     ),
                     budget=defaults.ai_budget(self.ai_budget) if self.ai_budget else None,
-                    without_model=without_model,
                     raise_when_unavailable=raise_when_unavailable,
                 )
             )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, text, tuple_, update
+from sqlalchemy import Row, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dripiq_common import bulk
 from dripiq_planner.models import (
     ai_generations,
     campaign_changes,
@@ -268,3 +270,91 @@ async def draft_ids(
         query = query.where(contact_campaigns.c.sender_identity_id == sender_identity_id)
     order = (contact_campaigns.c.created_at, contact_campaigns.c.id)
     return list((await conn.execute(query.order_by(*order).limit(limit))).scalars())
+
+
+# -- planning (planning_worker): a batch of campaigns read, held and stored together ----------
+
+
+async def get_campaigns(conn: AsyncConnection, *, keys: list[tuple[str, str]], for_update: bool = False) -> list[Row]:
+    """The campaigns named by (tenant, id), in id order (the order every writer locks them in)."""
+    if not keys:
+        return []
+    query = (
+        select(contact_campaigns)
+        .where(tuple_(contact_campaigns.c.tenant_id, contact_campaigns.c.id).in_(sorted(set(keys))))
+        .order_by(contact_campaigns.c.id)
+    )
+    if for_update:
+        query = query.with_for_update()
+    return list((await conn.execute(query)).all())
+
+
+async def lock_planning(conn: AsyncConnection, *, tenant_id: str) -> None:
+    """The tenant's planning lock, until the transaction ends: its holds are counted and taken
+    under it, so replicas never hold more than the tenant's concurrency."""
+    await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext("planning:" + tenant_id))))
+
+
+async def planning_held(conn: AsyncConnection, *, tenant_ids: list[str], now: datetime) -> dict[str, int]:
+    """Per tenant, the campaigns a live worker is planning now."""
+    query = (
+        select(contact_campaigns.c.tenant_id, func.count())
+        .where(
+            contact_campaigns.c.tenant_id.in_(tenant_ids),
+            contact_campaigns.c.status.in_([CampaignStatus.PLANNING, CampaignStatus.PAUSED]),
+            contact_campaigns.c.planning_until > now,
+        )
+        .group_by(contact_campaigns.c.tenant_id)
+    )
+    return {tenant: int(count) for tenant, count in (await conn.execute(query)).all()}
+
+
+async def hold_planning(conn: AsyncConnection, *, campaign_ids: list[str], until: datetime | None) -> None:
+    """Hold (or with None let go of) campaigns still waiting for their strategy."""
+    if not campaign_ids:
+        return
+    db = await bulk.driver(conn)
+    await db.execute(
+        "UPDATE planner.contact_campaigns SET planning_until = $2 WHERE id = ANY($1::text[]) AND planned_at IS NULL",
+        sorted(campaign_ids),
+        until,
+    )
+
+
+def _json_or_null(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+async def insert_steps_bulk(conn: AsyncConnection, *, steps: list[dict[str, Any]]) -> None:
+    """Many campaigns' steps in one statement."""
+    rows = [
+        {**s, "variants": json.dumps(s["variants"]), "send_window_json": _json_or_null(s["send_window_json"])}
+        for s in steps
+    ]
+    await bulk.insert_rows(conn, campaign_steps, rows, casts={"variants": "text", "send_window_json": "text"})
+
+
+async def insert_generations_bulk(conn: AsyncConnection, *, generations: list[dict[str, Any]]) -> None:
+    """Strategist calls of many campaigns in one statement."""
+    rows = [
+        {**g, "input_json": json.dumps(g["input_json"]), "output_json": _json_or_null(g["output_json"])}
+        for g in generations
+    ]
+    await bulk.insert_rows(conn, ai_generations, rows, casts={"input_json": "text", "output_json": "text"})
+
+
+async def mark_planned(conn: AsyncConnection, *, campaigns: list[dict[str, Any]], now: datetime) -> None:
+    """Campaigns' strategies and statuses once planned, in one statement."""
+    if not campaigns:
+        return
+    names = ("id", "status", "strategy_json", "rules_json", "strategist", "strategist_reason", "pause_version")
+    columns = [[json.dumps(c[n]) if n in ("strategy_json", "rules_json") else c[n] for c in campaigns] for n in names]
+    db = await bulk.driver(conn)
+    await db.execute(
+        "UPDATE planner.contact_campaigns AS t SET status = v.status, strategy_json = v.strategy_json::jsonb, "
+        "rules_json = v.rules_json::jsonb, strategist = v.strategist, strategist_reason = v.strategist_reason, "
+        "pause_version = v.pause_version, planned_at = $8, planning_until = NULL, updated_at = $8 "
+        f"FROM {bulk.unnest(['text'] * (len(names) - 1) + ['int'], names)} WHERE t.id = v.id",
+        *columns,
+        now,
+    )

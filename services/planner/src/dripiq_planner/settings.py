@@ -31,7 +31,8 @@ class PlannerSettings(ServiceSettings):
         default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
     )
     ai_model: str = "gpt-4o-mini"
-    # Per HTTP attempt; the client retries 429, 5xx and timeouts itself up to ai_max_retries.
+    # Per HTTP attempt; the strategist asks again after 429, 5xx and timeouts up to ai_max_retries
+    # times, each request audited in ai_generations.
     ai_timeout_seconds: float = 30.0
     ai_max_retries: int = 3
     # However the retries and the repair turn go, a campaign gets a strategy within this long
@@ -51,8 +52,6 @@ class PlannerSettings(ServiceSettings):
     ai_budget_retention_days: int = Field(default=90, ge=1, le=3650)
     ai_budget_prune_batch: int = Field(default=1000, ge=1, le=100_000)
     ai_budget_prune_poll_seconds: float = Field(default=3600.0, gt=0)
-    # Items of one BatchCreateCampaigns the model plans; the rest get the template's strategy.
-    ai_calls_per_batch: int = Field(default=100, ge=0)
 
     # Planning as work (planning_worker): campaigns this process plans at once (its share of the
     # model's concurrency; replicas add more), and a tenant's at once across all replicas unless

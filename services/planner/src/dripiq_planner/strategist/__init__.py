@@ -31,8 +31,6 @@ class PlanningFacts:
     allow: AllowList = field(default_factory=AllowList)
     # The tenant's daily AI budget; None: none is kept.
     budget: BudgetLimits | None = None
-    # Why the model is not asked at all (e.g. the batch's AI cap); recorded with the fallback.
-    without_model: str = ""
     # Raise ModelUnavailable rather than fall back when the model gives no answer (API errors
     # past the client's retries, the deadline): the caller retries later (planning workers).
     raise_when_unavailable: bool = False
@@ -56,7 +54,9 @@ class Generation:
     input_json: dict[str, Any]
     output_json: dict[str, Any] | None
     # "ok", "repaired" (valid after one repair), "fallback" (AI failed, template used), "template",
-    # or "failed": an AI attempt that was not used, kept in Planned.earlier with its error.
+    # "failed": an AI attempt that was not used, kept in Planned.earlier with its error, or
+    # "retried": a request without an answer that was asked again (by the strategist at once,
+    # or by the planning worker later), with its error.
     outcome: str
     model: str = ""
     prompt_version: str = ""
@@ -74,17 +74,24 @@ class Planned:
     earlier: tuple[Generation, ...] = field(default=())
     # Set when the tenant's AI budget stopped the model from being asked.
     budget_spent: BudgetSpent | None = None
-    # Why the fallback strategist wrote it, starting with a code: "ai_budget_spent", "ai_batch_cap",
+    # Why the fallback strategist wrote it, starting with a code: "ai_budget_spent",
     # "model_error" (no answer), "invalid_answer" (answers the guards refused), "no_model".
     reason: str = ""
 
 
 class ModelUnavailable(Exception):
-    """The model gave no answer (PlanningFacts.raise_when_unavailable): worth asking again later."""
+    """The model gave no answer (PlanningFacts.raise_when_unavailable): worth asking again later.
+    `generations` are the attempts made, for the audit trail (outcome "retried")."""
+
+    def __init__(self, message: str, generations: tuple[Generation, ...] = ()) -> None:
+        super().__init__(message)
+        self.generations = generations
 
 
 class Strategist(Protocol):
     name: str
+    # Whether a plan may wait on a model's answer; False: planning is CPU only.
+    uses_model: bool
 
     async def plan(self, facts: PlanningFacts) -> Planned: ...
 

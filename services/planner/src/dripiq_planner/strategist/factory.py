@@ -30,7 +30,8 @@ def build_strategist(settings: PlannerSettings, budget: AiBudget | None = None) 
         api_key=api_key,
         base_url=base_url,
         timeout=settings.ai_timeout_seconds,
-        max_retries=settings.ai_max_retries,
+        # The strategist asks again itself, so every request is audited.
+        max_retries=0,
     )
     log.info(
         "strategist.selected",
@@ -48,6 +49,7 @@ def build_strategist(settings: PlannerSettings, budget: AiBudget | None = None) 
         deadline_seconds=settings.ai_plan_deadline_seconds,
         budget=budget,
         max_completion_tokens=settings.ai_max_completion_tokens,
+        retries=settings.ai_max_retries,
     )
 
 

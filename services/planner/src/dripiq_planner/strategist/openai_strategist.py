@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -173,6 +174,7 @@ class OpenAIStrategist:
     """
 
     name = STRATEGIST_NAME
+    uses_model = True
 
     def __init__(
         self,
@@ -184,6 +186,7 @@ class OpenAIStrategist:
         deadline_seconds: float = 60.0,
         budget: AiBudget | None = None,
         max_completion_tokens: int = DEFAULT_MAX_COMPLETION_TOKENS,
+        retries: int = 0,
     ) -> None:
         self._chat = chat.Chat(
             client=client, model=model, concurrency=concurrency, call_seconds=AI_CALL_SECONDS, tokens=AI_TOKENS
@@ -192,41 +195,46 @@ class OpenAIStrategist:
         self._deadline = deadline_seconds
         self._budget = budget
         self._max_completion_tokens = max_completion_tokens
+        # Requests without an answer asked again here rather than inside the client, so each
+        # one is audited (give the client max_retries=0).
+        self._retries = retries
 
     async def aclose(self) -> None:
         await self._chat.aclose()
 
     async def plan(self, facts: PlanningFacts) -> Planned:
         """A strategy within the deadline, whatever the model does: past it, the template's."""
-        if facts.without_model:
-            return await self._fall_back(facts, [], reason=facts.without_model)
+        # Every request made for this plan that is not its answer, for the audit trail.
+        retried: list[Generation] = []
         try:
             async with asyncio.timeout(self._deadline):
-                return await self._plan_with_model(facts)
+                return await self._plan_with_model(facts, retried)
         except TimeoutError:
-            if facts.raise_when_unavailable:
-                raise ModelUnavailable(f"no usable answer within {self._deadline:g} s") from None
             late = _Attempt(
                 {"facts": facts.as_json()},
                 self._chat.model,
                 int(self._deadline * 1000),
                 problems=(f"no usable answer within {self._deadline:g} s",),
             )
-            return await self._fall_back(facts, [late])
+            if facts.raise_when_unavailable:
+                raise ModelUnavailable(
+                    f"no usable answer within {self._deadline:g} s", (*retried, late.generation(facts, "retried"))
+                ) from None
+            return await self._fall_back(facts, [late], retried=retried)
 
-    async def _plan_with_model(self, facts: PlanningFacts) -> Planned:
+    async def _plan_with_model(self, facts: PlanningFacts, retried: list[Generation]) -> Planned:
         messages: list[ChatCompletionMessageParam] = [
             {"role": "system", "content": system_prompt(PROMPT_VERSION)},
             # Exactly the facts, nothing the planner knows beyond them: the model may use only these.
             {"role": "user", "content": facts_message(facts)},
         ]
-        first = await self._attempt(facts, messages, input_json={"facts": facts.as_json()})
+        first = await self._attempt(facts, messages, input_json={"facts": facts.as_json()}, retried=retried)
         if isinstance(first, BudgetSpent):
-            return await self._fall_back(facts, [], reason=first.reason, spent=first)
+            return await self._fall_back(facts, [], reason=first.reason, spent=first, retried=retried)
         if first.strategy is not None:
-            return self._planned(facts, first.strategy, first.generation(facts, "ok"))
+            return self._planned(facts, first.strategy, first.generation(facts, "ok"), earlier=tuple(retried))
         if first.answer is None:
-            return await self._unavailable(facts, [first])
+            return await self._unavailable(facts, [first], retried)
         log.info("strategist.repair_requested", correlation_id=facts.correlation_id, problems=list(first.problems))
         repair: list[ChatCompletionMessageParam] = [
             *messages,
@@ -234,20 +242,29 @@ class OpenAIStrategist:
             {"role": "user", "content": repair_request(first.problems)},
         ]
         second = await self._attempt(
-            facts, repair, input_json={"facts": facts.as_json(), "problems": list(first.problems)}
+            facts, repair, input_json={"facts": facts.as_json(), "problems": list(first.problems)}, retried=retried
         )
         if isinstance(second, BudgetSpent):
-            return await self._fall_back(facts, [first], reason=second.reason, spent=second)
+            return await self._fall_back(facts, [first], reason=second.reason, spent=second, retried=retried)
         if second.strategy is not None:
             failed = first.generation(facts, "failed")
-            return self._planned(facts, second.strategy, second.generation(facts, "repaired"), earlier=(failed,))
+            return self._planned(
+                facts, second.strategy, second.generation(facts, "repaired"), earlier=(*retried, failed)
+            )
         if second.answer is None:
-            return await self._unavailable(facts, [first, second])
-        return await self._fall_back(facts, [first, second])
+            return await self._unavailable(facts, [first, second], retried)
+        return await self._fall_back(facts, [first, second], retried=retried)
 
     async def _attempt(
-        self, facts: PlanningFacts, messages: list[ChatCompletionMessageParam], *, input_json: dict[str, Any]
+        self,
+        facts: PlanningFacts,
+        messages: list[ChatCompletionMessageParam],
+        *,
+        input_json: dict[str, Any],
+        retried: list[Generation],
     ) -> _Attempt | BudgetSpent:
+        """One request answered, or given up after the retries; each request asked again is
+        added to `retried`. The budget counts it once, as the client's own retries were."""
         reservation: Reservation | None = None
         if self._budget is not None and facts.budget is not None:
             most = prompt_token_bound(messages, RESPONSE_FORMAT) + self._max_completion_tokens
@@ -257,7 +274,16 @@ class OpenAIStrategist:
             reservation = reserved
         # Cancelled past the deadline, the call settles nothing: what the model used is unknown,
         # so the reservation stays whole.
-        call = await self._chat.complete(messages, RESPONSE_FORMAT, max_completion_tokens=self._max_completion_tokens)
+        for asked in range(self._retries + 1):
+            call = await self._chat.complete(
+                messages, RESPONSE_FORMAT, max_completion_tokens=self._max_completion_tokens
+            )
+            if call.completion is not None or not call.retryable or asked == self._retries:
+                break
+            again = _Attempt(input_json, call.model, call.duration_ms, problems=(call.error,))
+            retried.append(again.generation(facts, "retried"))
+            log.info("strategist.retrying", correlation_id=facts.correlation_id, error=call.error, attempt=asked + 1)
+            await asyncio.sleep(backoff(asked, call.retry_after))
         if reservation is not None and self._budget is not None:
             await self._budget.settle(reservation, call.prompt_tokens + call.completion_tokens)
         if call.completion is None:
@@ -292,14 +318,23 @@ class OpenAIStrategist:
         )
         return Planned(strategy=strategy, generation=generation, earlier=earlier)
 
-    async def _unavailable(self, facts: PlanningFacts, attempts: list[_Attempt]) -> Planned:
+    async def _unavailable(self, facts: PlanningFacts, attempts: list[_Attempt], retried: list[Generation]) -> Planned:
         """No answer from the model: the caller's to retry when it asked to, else the fallback's."""
         if facts.raise_when_unavailable:
-            raise ModelUnavailable("; ".join(attempts[-1].problems))
-        return await self._fall_back(facts, attempts)
+            raise ModelUnavailable(
+                "; ".join(attempts[-1].problems),
+                (*retried, *(attempt.generation(facts, "retried") for attempt in attempts)),
+            )
+        return await self._fall_back(facts, attempts, retried=retried)
 
     async def _fall_back(
-        self, facts: PlanningFacts, attempts: list[_Attempt], *, reason: str = "", spent: BudgetSpent | None = None
+        self,
+        facts: PlanningFacts,
+        attempts: list[_Attempt],
+        *,
+        reason: str = "",
+        spent: BudgetSpent | None = None,
+        retried: list[Generation] | None = None,
     ) -> Planned:
         """The fallback's strategy, audited with why: `reason` when the model was not asked
         (again), else the last attempt's problems."""
@@ -325,7 +360,7 @@ class OpenAIStrategist:
         return Planned(
             strategy=planned.strategy,
             generation=generation,
-            earlier=(*failed, *planned.earlier),
+            earlier=(*(retried or ()), *failed, *planned.earlier),
             budget_spent=spent,
             reason=why,
         )
@@ -339,6 +374,14 @@ def prompt_token_bound(messages: list[ChatCompletionMessageParam], response_form
     text = sum(len(str(message.get("content") or "").encode()) for message in messages)
     schema = len(json.dumps(response_format).encode())
     return text + schema + MESSAGE_FRAMING_TOKENS * (len(messages) + 1)
+
+
+def backoff(asked: int, retry_after: float | None) -> float:
+    """Seconds before asking again, as the openai client waits: what the server asked for
+    (up to a minute), else 0.5 s doubling to 8 s, less up to a quarter of jitter."""
+    if retry_after is not None and 0 < retry_after <= 60:
+        return retry_after
+    return min(0.5 * 2**asked, 8.0) * (1 - 0.25 * random.random())
 
 
 def facts_message(facts: PlanningFacts) -> str:

@@ -239,6 +239,7 @@ def choose_sequence(facts: PlanningFacts) -> Sequence:
 
 class TemplateStrategist:
     name = STRATEGIST_NAME
+    uses_model = False
 
     async def aclose(self) -> None:
         """Holds nothing."""
