@@ -21,6 +21,8 @@ from dripiq_dispatcher.drops import Drops
 from dripiq_dispatcher.forwarding import ReplyForwarder, ReplyForwardingSettings
 from dripiq_dispatcher.handlers import ACCESS, SERVICE_NAMES, registrars
 from dripiq_dispatcher.identities import SenderIdentities
+from dripiq_dispatcher.identity_holds import HeldSends
+from dripiq_dispatcher.identity_recheck import IdentityRecheck
 from dripiq_dispatcher.message_suppressions import MessageSuppressions
 from dripiq_dispatcher.messages import Messages
 from dripiq_dispatcher.models import outbox
@@ -73,12 +75,34 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime, api_key
     )
     unconfirmed = UnconfirmedSends(rt.engine, rt.clock, on_outbox=relay.kick)
     rate_limits = RateLimits(rt.engine, rt.clock)
-    identities = SenderIdentities(
-        rt.engine,
-        rt.clock,
-        SendGridSenderChecks(settings.sendgrid_api_host, api_key, settings.verify_timeout_seconds),
-        accounts,
+    checks = SendGridSenderChecks(settings.sendgrid_api_host, api_key, settings.verify_timeout_seconds)
+    held = HeldSends(rt.engine, rt.clock, on_outbox=relay.kick, batch=settings.identity_release_batch)
+    releaser = Poller(
+        held.release,
+        full=settings.identity_release_batch,
+        poll_seconds=settings.identity_release_poll_seconds,
+        name="identity-holds",
     )
+    identities = SenderIdentities(rt.engine, rt.clock, checks, accounts, on_verified=releaser.wake)
+    identity_loops = [releaser]
+    if settings.identity_recheck_hours > 0:
+        recheck = IdentityRecheck(
+            rt.engine,
+            rt.clock,
+            checks,
+            accounts,
+            every=timedelta(hours=settings.identity_recheck_hours),
+            batch=settings.identity_recheck_batch,
+            on_verified=releaser.wake,
+        )
+        identity_loops.append(
+            Poller(
+                recheck.recheck,
+                full=settings.identity_recheck_batch,
+                poll_seconds=settings.identity_recheck_poll_seconds,
+                name="identity-recheck",
+            )
+        )
     suppressions = Suppressions(rt.engine, rt.clock)
     drops = Drops(rt.engine, rt.clock, on_outbox=relay.kick)
     forwarding = ReplyForwardingSettings(rt.engine, rt.clock)
@@ -157,7 +181,7 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime, api_key
             forwarding=forwarding,
         ),
         fetchers=[sends, engagements, forwards, campaigns, suppress],
-        loops=[relay, unknown_sweep, counter_pruner],
+        loops=[relay, unknown_sweep, counter_pruner, *identity_loops],
     )
 
 

@@ -51,6 +51,8 @@ class Work:
     now: datetime
     changes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     outbox: list[OutboxMessage] = field(default_factory=list)
+    # (tenant_id, identity id, message_id): failed for an identity not verified (identity_holds).
+    holds: list[tuple[str, str, str]] = field(default_factory=list)
 
     def change(self, item: Item, **values: Any) -> None:
         self.changes.append((item.message.message_id, {**values, "updated_at": self.now}))
@@ -58,8 +60,15 @@ class Work:
     def outcome(self, fact: messages_pb2.MessageOutcome) -> None:
         self.outbox.append(OutboxMessage(Subjects.message_outcome(fact.tenant_id), fact))
 
+    def hold(self, item: Item) -> None:
+        """The message failed because its identity is not verified: released (its campaign goes
+        on) once the identity is verified again."""
+        m = item.message
+        self.holds.append((m.tenant_id, m.sender_identity_id, m.message_id))
+
     async def flush(self, conn: AsyncConnection) -> None:
         await repository.messages.update_messages(conn, changes=self.changes)
+        await repository.identities.hold_messages(conn, holds=self.holds, now=self.now)
         await enqueue(conn, outbox, coalesce_timer_commands(self.outbox))
 
     def come_back(self, item: Item, *, fire_at: datetime, reason: str) -> None:
@@ -182,6 +191,8 @@ class Admission:
                 # longer) verified waits for a person to verify it, then RetryStep.
                 missing = (m.tenant_id, m.sender_identity_id) not in found
                 self._settle_unsent(item, Status.FAILED, identity, work, permanent=missing)
+                if not missing:
+                    work.hold(item)
                 continue
             item.identity = identity
             sendable.append(item)

@@ -4,7 +4,8 @@ mailbox replies to their emails are forwarded to."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -35,6 +36,8 @@ class SenderIdentities:
     # Asked by VerifySenderIdentity: the provider is the only judge of who may send as an address.
     checks: SenderChecks
     accounts: ProviderAccounts
+    # Told when an identity passed, so the messages held while it was not verified go on at once.
+    on_verified: Callable[[], None] = field(default=lambda: None)
 
     async def create(self, request: pb.CreateSenderIdentityRequest) -> pb.SenderIdentity:
         tenant = validation.tenant_id(request.tenant_id)
@@ -114,7 +117,8 @@ class SenderIdentities:
             account=account.label,
         )
         if check.verified_by is None:
-            raise FailedPrecondition(_not_verified_reason(row.from_email, check, account))
+            raise FailedPrecondition(not_verified_reason(row.from_email, check, account))
+        self.on_verified()
         return convert.identity_to_proto(updated)
 
     async def list_sender_identities(self, request: pb.ListSenderIdentitiesRequest) -> pb.ListSenderIdentitiesResponse:
@@ -174,7 +178,7 @@ class SenderIdentities:
             raise NotFound(f"sender identity {identity_id!r} not found")
 
 
-def _not_verified_reason(from_email: str, check: SenderCheck, account: ProviderAccount) -> str:
+def not_verified_reason(from_email: str, check: SenderCheck, account: ProviderAccount) -> str:
     domain_name = from_email.rpartition("@")[2]
     whose = "this tenant's account" + (f" ({account.config_id})" if account.config_id else " (the default account)")
     state = {

@@ -109,7 +109,29 @@ sender_identities = Table(
     # Why a verified identity stopped being one without being asked: SendGrid refused its mail
     # (403, the From not a verified Sender Identity). Cleared by the next verification.
     Column("unverified_reason", Text, nullable=False, server_default=""),
+    # When SendGrid was last asked about it (a verification or the periodic re-check); the
+    # re-check takes the identities asked longest ago first.
+    Column("last_checked_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("tenant_id", "from_email", name="sender_identities_tenant_from_key"),
+    # What the re-check pages through: verified identities and those that lapsed (a lapsed one
+    # found valid again is verified again); never-verified ones wait for VerifySenderIdentity.
+    Index(
+        "sender_identities_recheck_idx",
+        "last_checked_at",
+        postgresql_where=text("verified OR unverified_reason <> ''"),
+    ),
+)
+
+# Messages that failed because their sender identity was not verified, so their campaigns wait:
+# once the identity is verified again each is released (a RELEASED outcome) and the row goes.
+identity_holds = Table(
+    "identity_holds",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("sender_identity_id", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("identity_holds_identity_idx", "tenant_id", "sender_identity_id", "created_at"),
 )
 
 # Addresses are stored lower-cased so one unique index serves every lookup; the CHECK keeps

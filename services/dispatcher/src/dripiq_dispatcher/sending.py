@@ -187,14 +187,18 @@ class Sends:
                     )
                 )
                 continue
-            if failures.sender_not_verified(answer.failure):
-                await self._unverify(conn, item, answer.failure, work)
+            settled_from = len(work.changes)
             results[item.index] = self._settle_failure(item, answer.failure, status, work)
+            if failures.sender_not_verified(answer.failure):
+                failed = any(values.get("status") == Status.FAILED.value for _, values in work.changes[settled_from:])
+                await self._unverify(conn, item, answer.failure, work, failed=failed)
 
-    async def _unverify(self, conn: AsyncConnection, item: Item, failure: SendFailure, work: Work) -> None:
+    async def _unverify(
+        self, conn: AsyncConnection, item: Item, failure: SendFailure, work: Work, *, failed: bool
+    ) -> None:
         """SendGrid no longer sends as this identity: it stops being verified, so its queued
-        messages wait for a person instead of each being refused in turn, until
-        VerifySenderIdentity passes again."""
+        messages wait instead of each being refused in turn, until it is verified again; the
+        message, if this settled it as failed, is held to be released then."""
         assert item.identity is not None
         changed = await repository.identities.mark_refused(
             conn,
@@ -204,6 +208,8 @@ class Sends:
             reason=failure.reason,
             now=work.now,
         )
+        if failed:
+            work.hold(item)
         if changed:
             log.error(
                 "identity.refused_by_provider",

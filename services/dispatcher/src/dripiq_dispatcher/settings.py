@@ -121,6 +121,15 @@ class DispatcherSettings(TokenSecrets, ServiceSettings):
     provider_key_cache_seconds: float = Field(default=30.0, ge=0)
     # VerifySenderIdentity's calls to SendGrid; past it the RPC answers UNAVAILABLE.
     verify_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Every verified (or lapsed) identity is asked about at SendGrid again after this long, so a
+    # domain whose authentication lapsed is found before its mail is refused; 0: never.
+    identity_recheck_hours: float = Field(default=24.0, ge=0)
+    # Identities asked about per round (each a few SendGrid calls), and how often a round looks.
+    identity_recheck_batch: int = Field(default=20, ge=1, le=1000)
+    identity_recheck_poll_seconds: float = Field(default=300.0, gt=0)
+    # Held messages released per transaction once their identity is verified again.
+    identity_release_batch: int = Field(default=500, ge=1, le=10_000)
+    identity_release_poll_seconds: float = Field(default=60.0, gt=0)
 
     @property
     def provider_accounts(self) -> ProviderAccounts:

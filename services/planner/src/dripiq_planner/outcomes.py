@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import structlog
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
-from dripiq_planner import decisions, lifecycle, rules
+from dripiq_planner import decisions, identity_resume, lifecycle, rules
 from dripiq_planner.state import (
     HELD,
     RUNNING,
@@ -42,6 +42,9 @@ def apply(
         campaign = campaigns.get((outcome.tenant_id, outcome.campaign_id))
         step = campaign.step_for_message(outcome.message_id) if campaign else None
         if campaign is None or step is None:
+            continue
+        if outcome.kind == dispatcher_pb.OUTCOME_KIND_RELEASED:
+            identity_resume.released(work, campaign, step, outcome)
             continue
         # SendGrid may drop a message it accepted: its FAILED comes after the SENT.
         dropped = outcome.kind == dispatcher_pb.OUTCOME_KIND_FAILED and step.status == StepStatus.SENT

@@ -12,9 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dripiq_common import bulk
 from dripiq_dispatcher.campaign_mail import Identity
-from dripiq_dispatcher.models import (
-    sender_identities,
-)
+from dripiq_dispatcher.models import identity_holds, messages, sender_identities
 
 _IDENTITIES = (
     "SELECT id, tenant_id, from_email, from_name, verified, provider_config_id, per_minute, per_day "
@@ -121,6 +119,7 @@ async def record_verification(
                 verified_by=verified_by,
                 verified_at=now if verified_by else None,
                 unverified_reason="",
+                last_checked_at=now,
                 updated_at=now,
             )
             .returning(*sender_identities.c)
@@ -182,10 +181,82 @@ async def update_identity(
 
 
 async def delete_identity(conn: AsyncConnection, *, tenant_id: str, identity_id: str) -> bool:
-    """False when the tenant has no such identity. Messages keep the id they were sent with."""
+    """False when the tenant has no such identity. Messages keep the id they were sent with;
+    those held for it stay failed, their campaigns waiting for a person."""
     result = await conn.execute(
         delete(sender_identities).where(
             sender_identities.c.tenant_id == tenant_id, sender_identities.c.id == identity_id
         )
     )
+    await conn.execute(
+        delete(identity_holds).where(
+            identity_holds.c.tenant_id == tenant_id, identity_holds.c.sender_identity_id == identity_id
+        )
+    )
     return bool(result.rowcount)
+
+
+async def hold_messages(conn: AsyncConnection, *, holds: Sequence[tuple[str, str, str]], now: datetime) -> None:
+    """Keeps (tenant_id, identity id, message_id) of messages that failed because the identity
+    was not verified; a message held twice (a redelivery) is one hold."""
+    if not holds:
+        return
+    rows = [
+        {"message_id": m, "tenant_id": t, "sender_identity_id": i, "created_at": now}
+        for t, i, m in sorted(set(holds), key=lambda h: h[2])
+    ]
+    await conn.execute(insert(identity_holds).values(rows).on_conflict_do_nothing(index_elements=["message_id"]))
+
+
+async def take_released(conn: AsyncConnection, *, limit: int) -> Sequence[Row[Any]]:
+    """Up to `limit` held messages whose identity is verified again, oldest hold first, as
+    their message rows; their holds are deleted in the caller's transaction. Holds another
+    replica is releasing are skipped, so no message is released twice by two replicas."""
+    due = (
+        select(identity_holds.c.message_id)
+        .join(
+            sender_identities,
+            (sender_identities.c.tenant_id == identity_holds.c.tenant_id)
+            & (sender_identities.c.id == identity_holds.c.sender_identity_id),
+        )
+        .where(sender_identities.c.verified.is_(True))
+        .order_by(identity_holds.c.created_at, identity_holds.c.message_id)
+        .limit(limit)
+        .with_for_update(of=identity_holds, skip_locked=True)
+    )
+    taken = list((await conn.execute(due)).scalars())
+    if not taken:
+        return []
+    await conn.execute(delete(identity_holds).where(identity_holds.c.message_id.in_(taken)))
+    return (
+        await conn.execute(select(messages).where(messages.c.message_id.in_(taken)).order_by(messages.c.message_id))
+    ).all()
+
+
+async def claim_for_recheck(conn: AsyncConnection, *, checked_before: datetime, now: datetime, limit: int) -> list[Any]:
+    """Up to `limit` identities to ask SendGrid about again (verified ones, and lapsed ones that
+    may be valid again), asked longest ago first, stamped as checked `now` so another replica
+    passes them by; each with `previous_check`, to put back when SendGrid gives no answer."""
+    db = await bulk.driver(conn)
+    return list(
+        await db.fetch(
+            "WITH due AS ("
+            " SELECT id, last_checked_at AS previous_check FROM dispatcher.sender_identities"
+            " WHERE (verified OR unverified_reason <> '') AND (last_checked_at IS NULL OR last_checked_at < $1)"
+            " ORDER BY last_checked_at NULLS FIRST, id LIMIT $3 FOR UPDATE SKIP LOCKED)"
+            " UPDATE dispatcher.sender_identities AS s SET last_checked_at = $2 FROM due WHERE s.id = due.id"
+            " RETURNING s.id, s.tenant_id, s.from_email, s.provider_config_id, s.verified, due.previous_check",
+            checked_before,
+            now,
+            limit,
+        )
+    )
+
+
+async def unclaim(conn: AsyncConnection, *, identity_id: str, claimed_at: datetime, previous: datetime | None) -> None:
+    """Puts back when an identity was last checked, unless something checked it since."""
+    await conn.execute(
+        update(sender_identities)
+        .where(sender_identities.c.id == identity_id, sender_identities.c.last_checked_at == claimed_at)
+        .values(last_checked_at=previous)
+    )

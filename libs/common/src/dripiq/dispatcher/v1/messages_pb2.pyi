@@ -18,12 +18,14 @@ class OutcomeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTCOME_KIND_SUPPRESSED: _ClassVar[OutcomeKind]
     OUTCOME_KIND_DEFERRED: _ClassVar[OutcomeKind]
     OUTCOME_KIND_WITHHELD: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_RELEASED: _ClassVar[OutcomeKind]
 OUTCOME_KIND_UNSPECIFIED: OutcomeKind
 OUTCOME_KIND_SENT: OutcomeKind
 OUTCOME_KIND_FAILED: OutcomeKind
 OUTCOME_KIND_SUPPRESSED: OutcomeKind
 OUTCOME_KIND_DEFERRED: OutcomeKind
 OUTCOME_KIND_WITHHELD: OutcomeKind
+OUTCOME_KIND_RELEASED: OutcomeKind
 
 class SendMessageCommand(_message.Message):
     __slots__ = ("tenant_id", "message_id", "campaign_id", "step_index", "contact_id", "channel", "to_email", "to_name", "sender_identity_id", "subject", "body_text", "body_html", "categories", "postal_address", "tracking", "thread_message_ids", "send_window", "product_id", "strategist", "variant", "holiday_calendars")
