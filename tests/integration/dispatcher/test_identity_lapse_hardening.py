@@ -6,15 +6,10 @@ going to SendGrid, and once VerifySenderIdentity passes again a resend goes out.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-import pytest_asyncio
 from dispatch_support import (
     T0,
-    TEST_KEY,
     command,
-    fake_with_test_domains,
     new_dispatcher,
     outcomes,
     received,
@@ -22,34 +17,14 @@ from dispatch_support import (
     stored,
 )
 from sqlalchemy import select
+from verified_senders import fake_with_domains, sender_to_fake, set_domain_valid  # noqa: F401 (fixtures)
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common.clock import ManualClock
 from dripiq_common.errors import FailedPrecondition
-from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_devtools.fake_sendgrid.accounts import FROM_NOT_VERIFIED
 from dripiq_dispatcher.models import sender_identities as identities_table
-from dripiq_dispatcher.provider import AsyncSendGridSender
-
-
-@pytest_asyncio.fixture
-async def fake() -> AsyncIterator[FakeSendGrid]:
-    async with fake_with_test_domains() as server:
-        yield server
-
-
-@pytest_asyncio.fixture
-async def sender(fake: FakeSendGrid) -> AsyncIterator[AsyncSendGridSender]:
-    pool = AsyncSendGridSender(api_key=TEST_KEY, host=fake.url, concurrency=2, timeout_seconds=5)
-    yield pool
-    await pool.aclose()
-
-
-def set_domain_valid(fake: FakeSendGrid, domain: str, valid: bool) -> None:
-    [authenticated] = [d for d in fake.accounts.parent(TEST_KEY).domains if d.domain == domain]
-    authenticated.valid = valid
-    authenticated.dns_ready = valid
 
 
 async def identity_row(engine, tenant_id: str, identity_id: str):  # type: ignore[no-untyped-def]

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import pytest_asyncio
 from dispatch_support import (
     MAIL,
     NO_SENDGRID,
@@ -24,12 +22,12 @@ from dispatch_support import (
     SIGNER,
     TEST_KEY,
     command,
-    fake_with_test_domains,
     outcomes,
     received,
     stored,
 )
 from sqlalchemy import select
+from verified_senders import fake_with_domains, sender_to_fake, set_domain_valid  # noqa: F401 (fixtures)
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq.dispatcher.v1 import messages_pb2
@@ -41,7 +39,6 @@ from dripiq_dispatcher.identity_holds import HeldSends
 from dripiq_dispatcher.identity_recheck import IdentityRecheck
 from dripiq_dispatcher.models import identity_holds
 from dripiq_dispatcher.models import sender_identities as identities_table
-from dripiq_dispatcher.provider import AsyncSendGridSender
 from dripiq_dispatcher.sender_auth import SenderCheck, SendGridSenderChecks
 from dripiq_dispatcher.sending import Sends
 
@@ -52,19 +49,6 @@ _YEARS = itertools.count(1990, -1)
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(datetime(next(_YEARS), 6, 1, 12, 0, tzinfo=UTC))
-
-
-@pytest_asyncio.fixture
-async def fake() -> AsyncIterator[FakeSendGrid]:
-    async with fake_with_test_domains() as server:
-        yield server
-
-
-@pytest_asyncio.fixture
-async def sender(fake: FakeSendGrid) -> AsyncIterator[AsyncSendGridSender]:
-    pool = AsyncSendGridSender(api_key=TEST_KEY, host=fake.url, concurrency=2, timeout_seconds=5)
-    yield pool
-    await pool.aclose()
 
 
 @dataclass
@@ -93,12 +77,6 @@ def recheck(engine, clock, host: str, *, batch: int = 50, timeout: float = 5, ki
         batch=batch,
         on_verified=lambda: kicks.append(1) if kicks is not None else None,
     )
-
-
-def set_domain_valid(fake: FakeSendGrid, domain: str, valid: bool) -> None:
-    [authenticated] = [d for d in fake.accounts.parent(TEST_KEY).domains if d.domain == domain]
-    authenticated.valid = valid
-    authenticated.dns_ready = valid
 
 
 async def verified_identity(engine, clock, fake: FakeSendGrid, tenant_id: str, local: str = "sales") -> str:  # type: ignore[no-untyped-def]

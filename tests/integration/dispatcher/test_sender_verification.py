@@ -6,12 +6,11 @@ that may be rotated, and an unreachable SendGrid changes nothing."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
-from dispatch_support import T0, TEST_KEY, command, fake_with_test_domains, new_dispatcher, received, stored
+from dispatch_support import T0, TEST_KEY, command, new_dispatcher, received, stored
+from verified_senders import fake_with_domains, sender_to_fake  # noqa: F401 (fixtures)
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as pb
 from dripiq_common.clock import ManualClock
@@ -19,7 +18,6 @@ from dripiq_common.errors import FailedPrecondition, InvalidArgument, NotFound, 
 from dripiq_devtools.fake_sendgrid import FakeSendGrid
 from dripiq_dispatcher.accounts import ProviderAccounts
 from dripiq_dispatcher.identities import SenderIdentities
-from dripiq_dispatcher.provider import AsyncSendGridSender
 from dripiq_dispatcher.sender_auth import SendGridSenderChecks
 
 
@@ -31,19 +29,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest_asyncio.fixture
-async def fake() -> AsyncIterator[FakeSendGrid]:
-    async with fake_with_test_domains() as server:
-        yield server
-
-
-@pytest_asyncio.fixture
-async def sender(fake: FakeSendGrid) -> AsyncIterator[AsyncSendGridSender]:
-    pool = AsyncSendGridSender(api_key=TEST_KEY, host=fake.url, concurrency=2, timeout_seconds=5)
-    yield pool
-    await pool.aclose()
 
 
 def identities_at(engine, host: str, accounts: ProviderAccounts) -> SenderIdentities:  # type: ignore[no-untyped-def]
