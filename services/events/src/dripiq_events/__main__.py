@@ -47,10 +47,9 @@ HANDLING_MARGIN_SECONDS = 5.0
 
 def build(settings: EventsSettings, rt: Runtime) -> Parts:
     """The parts of this process's role: the API, the ingest side, or both."""
+    # The ingest side first: its settings checks stop start-up before anything is built.
+    ingest = build_ingest(settings, rt) if settings.role.ingests else Parts(service_names=[], registrars=[])
     api = serve_api(rt) if settings.role.serves_api else Parts(service_names=[], registrars=[])
-    if not settings.role.ingests:
-        return api
-    ingest = build_ingest(settings, rt)
     return Parts(
         service_names=api.service_names,
         registrars=api.registrars,
