@@ -33,6 +33,7 @@ def running_suite(
     fake_auto_events_delay: float = 0,
     secure: bool = True,
     fake_openai_latency: float | None = None,
+    events_ingest_role: str | None = None,
     **extra_env: str,
 ) -> Iterator[Suite]:
     """The whole suite as `make run` starts it (TLS and tokens on; `secure=False` runs it with
@@ -41,11 +42,13 @@ def running_suite(
     The topology comes from the environment as for `make run` (DRIPIQ_NATS_CLUSTER=3 for a
     3-node NATS cluster with R3 streams, DRIPIQ_REPLICAS=2 for two processes of each service);
     for a service named in both, the larger count runs (a benchmark's `--replicas` defaults to 1).
-    It is printed first."""
+    DRIPIQ_EVENTS_QUERY=1, or `events_ingest_role` ("ingest" or "all"), runs an events query
+    process apart (Suite.events_query). It is printed first."""
     topology = Topology.from_env(os.environ)
     asked = replicas or {}
     replicas = {name: max(topology.replicas.get(name, 1), asked.get(name, 1)) for name in {*topology.replicas, *asked}}
-    print(f"topology: {Topology(topology.nats_nodes, replicas).describe()}", flush=True)
+    events_query = topology.events_query or events_ingest_role is not None
+    print(f"topology: {Topology(topology.nats_nodes, replicas, events_query).describe()}", flush=True)
     root = Path(tempfile.mkdtemp(prefix="dripiq-bench-"))
     suite = Suite(
         run_dir=root / "run",
@@ -56,6 +59,8 @@ def running_suite(
         extra_env={"LOG_LEVEL": "WARNING", **extra_env},
         replicas=replicas,
         nats_nodes=topology.nats_nodes,
+        events_query=events_query,
+        events_ingest_role=events_ingest_role or "ingest",
         # Benchmarks drive and measure one path each; SendGrid's own processed and delivered
         # posts (on in `make run`) would load the events path of a run that does not measure it.
         # A benchmark of the whole path (bench/chaos.py) turns them on.

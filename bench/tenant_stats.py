@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/tenant_stats.py [--calls 20] [--days 90] [--raw-events 100000000 [--raw-seconds 1200]]
     .venv/bin/python bench/tenant_stats.py --ingest-batches 150   # also: while ingest writes
+    .venv/bin/python bench/tenant_stats.py --ingest-batches 300 --query-process  # and a query process
 
 Runs the whole suite (TLS and tokens on) and asks the events service over gRPC, as a caller
 outside the suite would.
@@ -37,7 +38,13 @@ Webhook batches of 1,000 events (bench/events_posting.py, --ingest-concurrency p
 the edge, for messages of another tenant sent on the last day, so every event also adds to
 events.tenant_stats and events.tenant_stats_weekly). One call of each case in turn, for as
 long as the posts last, with the quiet calls just before as the anchor:
-`ratio: GetTenantStats p50 while ingesting / quiet`. Every loop is bounded.
+`ratio: GetTenantStats p50 while ingesting / quiet`, and the CPU each process used meanwhile.
+
+--query-process also runs an events query process (EVENTS_ROLE=query, as deployed:
+docs/decisions/0057-events-query-role.md) beside the shared one (EVENTS_ROLE=all, which consumes
+and answers), and asks both in turn, quiet and while ingesting, on the same load: the extra
+ratios are the query process while ingesting over itself quiet and over the shared process
+while ingesting. Every loop is bounded.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 from events_posting import BATCH, TENANT, build_batches, latency_line, messages, post_all, sent_outcome
-from harness import machine, publish_all, ratio_line, running_suite, wait_for_count
+from harness import cpu_report, cpu_snapshot, machine, publish_all, ratio_line, running_suite, wait_for_count
 from sqlalchemy.dialects import postgresql
 
 from dripiq.events.v1 import events_service_pb2 as pb
@@ -352,43 +359,77 @@ def ms(sorted_seconds: list[float], share: float) -> float:
     return sorted_seconds[min(len(sorted_seconds) - 1, int(len(sorted_seconds) * share))] * 1000
 
 
-async def measure(suite, calls: int, days: int) -> list[float]:  # type: ignore[no-untyped-def]
-    """The quiet figures; the timed calls' seconds, sorted, for an anchor."""
-    every: list[float] = []
-    firsts: list[tuple[str, float]] = []
-    async with suite.channel("EVENTS_GRPC_PORT") as channel:
-        stub = pb_grpc.EventsServiceStub(channel)
+# Who is asked: the label printed and the port variable of its process.
+Target = tuple[str, str]
+SHARED: Target = ("shared process", "EVENTS_GRPC_PORT")
+
+
+def targets_of(suite, query_process: bool) -> list[Target]:  # type: ignore[no-untyped-def]
+    """The shared events process (the API beside the consumers), and with --query-process the
+    query process (EVENTS_ROLE=query) on the events ports while the shared one keeps its own."""
+    if not query_process:
+        return [SHARED]
+    return [("shared process", suite.port_env_of("events")), ("query process", "EVENTS_GRPC_PORT")]
+
+
+def in_turn(targets: list[Target], round_number: int) -> list[Target]:
+    """Each round the other one first, so neither always follows the other's call."""
+    return targets if round_number % 2 == 0 else targets[::-1]
+
+
+async def measure(suite, calls: int, days: int, targets: list[Target]) -> dict[str, list[float]]:  # type: ignore[no-untyped-def]
+    """The quiet figures of each target, asked in turn; each target's timed calls' seconds,
+    sorted, for an anchor."""
+    every: dict[str, list[float]] = {label: [] for label, _ in targets}
+    firsts: list[tuple[str, str, float]] = []
+    channels = {label: suite.channel(port_env) for label, port_env in targets}
+    try:
+        stubs = {label: pb_grpc.EventsServiceStub(channel) for label, channel in channels.items()}
         for name, request in cases(days):
-            started = time.perf_counter()
-            answer = await stub.GetTenantStats(request, timeout=30)  # the first call after the load
-            firsts.append((name, time.perf_counter() - started))
-            seconds = []
-            for _ in range(calls):
+            seconds: dict[str, list[float]] = {label: [] for label, _ in targets}
+            answer = None
+            for label, _ in targets:
                 started = time.perf_counter()
-                await stub.GetTenantStats(request, timeout=30)
-                seconds.append(time.perf_counter() - started)
-            seconds.sort()
-            every += seconds
+                answer = await stubs[label].GetTenantStats(request, timeout=30)  # the first call after the load
+                firsts.append((label, name, time.perf_counter() - started))
+            for i in range(calls):
+                for label, _ in in_turn(targets, i):
+                    started = time.perf_counter()
+                    await stubs[label].GetTenantStats(request, timeout=30)
+                    seconds[label].append(time.perf_counter() - started)
+            assert answer is not None
             sent = sum(r.counts.sent for r in answer.rows)
-            print(
-                f"  {name:<42} {len(answer.rows):>4} rows, {sent:>9,} sent: "
-                f"p50 {ms(seconds, 0.5):5.1f} ms, p99 {ms(seconds, 0.99):5.1f} ms"
-            )
-    every.sort()
-    print(f"GetTenantStats over {len(every)} calls: p50 {ms(every, 0.5):.1f} ms, p99 {ms(every, 0.99):.1f} ms")
+            for label, values in seconds.items():
+                values.sort()
+                every[label] += values
+                print(
+                    f"  {name:<42} {len(answer.rows):>4} rows, {sent:>9,} sent, {label}: "
+                    f"p50 {ms(values, 0.5):5.1f} ms, p99 {ms(values, 0.99):5.1f} ms"
+                )
+    finally:
+        for channel in channels.values():
+            await channel.close()
+    for label, values in every.items():
+        values.sort()
+        print(
+            f"GetTenantStats over {len(values)} calls, {label}: p50 {ms(values, 0.5):.1f} ms, "
+            f"p99 {ms(values, 0.99):.1f} ms"
+        )
     print("first call of each case after the load (the run's first also connects):")
-    for name, seconds in firsts:
-        print(f"  {name:<42} {seconds * 1000:7.1f} ms")
+    for label, name, seconds_taken in firsts:
+        print(f"  {name:<42} {label}: {seconds_taken * 1000:7.1f} ms")
     return every
 
 
 async def measure_while_ingesting(  # type: ignore[no-untyped-def]
-    suite, days: int, batches: int, concurrency: int, quiet: list[float]
+    suite, days: int, batches: int, concurrency: int, quiet: dict[str, list[float]], targets: list[Target]
 ) -> None:
-    """The same cases, one call of each in turn, while the edge takes `batches` webhook batches."""
+    """The same cases, one call of each to each target in turn, while the edge takes `batches`
+    webhook batches."""
     dsn = suite.env["DATABASE_URL"]
     fake = FakeSendGrid(private_key_pem=(suite.run_dir / "fake-sendgrid-key.pem").read_bytes())
     nc = await suite.nats_connect(pending_size=256 * 1024 * 1024)
+    channels = {label: suite.channel(port_env) for label, port_env in targets}
     try:
         sent = messages(50_000, 1000)
         await publish_all(
@@ -406,62 +447,89 @@ async def measure_while_ingesting(  # type: ignore[no-untyped-def]
         rows_before = await _count(dsn, stored_query)
         target = rows_before + batches * BATCH
         url = f"http://127.0.0.1:{suite.port('EDGE_PORT')}{EVENTS_PATH}"
+        stubs = {label: pb_grpc.EventsServiceStub(channel) for label, channel in channels.items()}
+        cpu_before = cpu_snapshot(suite)
         started = time.perf_counter()
         posting = asyncio.create_task(post_all(url, fake, bodies, concurrency, 0.0))
-        loaded: dict[str, list[float]] = {}
+        loaded: dict[str, dict[str, list[float]]] = {label: {} for label, _ in targets}
         stored = rows_before
-        async with suite.channel("EVENTS_GRPC_PORT") as channel:
-            stub = pb_grpc.EventsServiceStub(channel)
-            # Until the events service has stored every posted event (the edge answers once
-            # JetStream holds a batch, before it is stored); bounded by a round count and 600 s.
-            for _ in range(100_000):
-                if posting.done() and stored >= target or time.perf_counter() - started > 600:
-                    break
-                for name, request in cases(days):
+        # Until the events service has stored every posted event (the edge answers once
+        # JetStream holds a batch, before it is stored); bounded by a round count and 600 s.
+        for round_number in range(100_000):
+            if posting.done() and stored >= target or time.perf_counter() - started > 600:
+                break
+            for name, request in cases(days):
+                for label, _ in in_turn(targets, round_number):
                     begun = time.perf_counter()
-                    await stub.GetTenantStats(request, timeout=30)
-                    loaded.setdefault(name, []).append(time.perf_counter() - begun)
-                stored = await _count(dsn, stored_query)
+                    await stubs[label].GetTenantStats(request, timeout=30)
+                    loaded[label].setdefault(name, []).append(time.perf_counter() - begun)
+            stored = await _count(dsn, stored_query)
         seconds = time.perf_counter() - started
+        cpu_after = cpu_snapshot(suite)
         posts = await posting
         stored -= rows_before
     finally:
+        for channel in channels.values():
+            await channel.close()
         await nc.close()
     print(
         f"while the suite took {batches} batches of {BATCH:,} events ({known:,} messages known): "
         f"{stored:,} events stored in {seconds:.1f} s, {stored / seconds:,.0f}/s:"
     )
     print(f"  {latency_line(posts)}")
-    every: list[float] = []
-    for name, values in loaded.items():
-        values.sort()
-        every += values
-        print(f"  {name:<42} {len(values):>4} calls: p50 {ms(values, 0.5):5.1f} ms, p99 {ms(values, 0.99):5.1f} ms")
-    every.sort()
-    if not every:
+    print(f"  {cpu_report(cpu_before, cpu_after)}")
+    every: dict[str, list[float]] = {}
+    for label, by_case in loaded.items():
+        every[label] = []
+        for name, values in by_case.items():
+            values.sort()
+            every[label] += values
+            print(
+                f"  {name:<42} {len(values):>4} calls, {label}: "
+                f"p50 {ms(values, 0.5):5.1f} ms, p99 {ms(values, 0.99):5.1f} ms"
+            )
+        every[label].sort()
+    if not any(every.values()):
         print("no call finished while the posts lasted")
         return
-    print(
-        f"GetTenantStats while ingesting, {len(every)} calls: p50 {ms(every, 0.5):.1f} ms, p99 {ms(every, 0.99):.1f} ms"
-    )
-    print(
-        ratio_line(
-            "GetTenantStats p50 us while ingesting",
-            ms(every, 0.5) * 1000,
-            ms(quiet, 0.5) * 1000,
-            "quiet",
-            lower_is_better=True,
+    for label, values in every.items():
+        print(
+            f"GetTenantStats while ingesting, {label}, {len(values)} calls: "
+            f"p50 {ms(values, 0.5):.1f} ms, p99 {ms(values, 0.99):.1f} ms"
         )
-    )
-    print(
-        ratio_line(
-            "GetTenantStats p99 us while ingesting",
-            ms(every, 0.99) * 1000,
-            ms(quiet, 0.99) * 1000,
-            "quiet",
-            lower_is_better=True,
+    shared = every[SHARED[0]]
+    for share, name in ((0.5, "p50"), (0.99, "p99")):
+        print(
+            ratio_line(
+                f"GetTenantStats {name} us while ingesting",
+                ms(shared, share) * 1000,
+                ms(quiet[SHARED[0]], share) * 1000,
+                "quiet",
+                lower_is_better=True,
+            )
         )
-    )
+    if "query process" not in every:
+        return
+    query = every["query process"]
+    for share, name in ((0.5, "p50"), (0.99, "p99")):
+        print(
+            ratio_line(
+                f"GetTenantStats {name} us, query process while ingesting",
+                ms(query, share) * 1000,
+                ms(quiet["query process"], share) * 1000,
+                "query process quiet",
+                lower_is_better=True,
+            )
+        )
+        print(
+            ratio_line(
+                f"GetTenantStats {name} us, query process while ingesting",
+                ms(query, share) * 1000,
+                ms(shared, share) * 1000,
+                "shared process while ingesting",
+                lower_is_better=True,
+            )
+        )
 
 
 async def _count(dsn: str, query: str) -> int:
@@ -487,6 +555,11 @@ def main() -> None:
         "--ingest-batches", type=int, default=0, help="then ask again while ingesting this many batches (0: no)"
     )
     parser.add_argument("--ingest-concurrency", type=int, default=8, help="webhook POSTs in flight at once")
+    parser.add_argument(
+        "--query-process",
+        action="store_true",
+        help="also run an events query process (EVENTS_ROLE=query) and ask it and the shared one in turn",
+    )
     args = parser.parse_args()
     if not 1 <= args.days <= 366 or not 1 <= args.calls <= 10_000:
         parser.error("--days must be 1-366 and --calls 1-10000")
@@ -495,13 +568,16 @@ def main() -> None:
     if not 0 <= args.ingest_batches <= 2000 or not 1 <= args.ingest_concurrency <= 64:
         parser.error("--ingest-batches must be 0-2000 and --ingest-concurrency 1-64")
     print(machine())
-    with running_suite() as suite:
+    with running_suite(events_ingest_role="all" if args.query_process else None) as suite:
+        targets = targets_of(suite, args.query_process)
         asyncio.run(load(suite.env["DATABASE_URL"], args.days, explain=args.explain))
         if args.raw_events:
             asyncio.run(load_raw(suite.env["DATABASE_URL"], args.days, args.raw_events, args.raw_seconds))
-        quiet = asyncio.run(measure(suite, args.calls, args.days))
+        quiet = asyncio.run(measure(suite, args.calls, args.days, targets))
         if args.ingest_batches:
-            asyncio.run(measure_while_ingesting(suite, args.days, args.ingest_batches, args.ingest_concurrency, quiet))
+            asyncio.run(
+                measure_while_ingesting(suite, args.days, args.ingest_batches, args.ingest_concurrency, quiet, targets)
+            )
 
 
 if __name__ == "__main__":

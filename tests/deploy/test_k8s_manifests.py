@@ -43,14 +43,20 @@ KUSTOMIZATIONS = [
     "monitoring",
 ]
 SERVICE_OVERLAYS = ["base", "overlays/dev", "overlays/prod"]
-# Process -> (port name, port): the gRPC ones answer the standard health service.
+# Process -> (port name, port): the gRPC ones answer the standard health service. The events
+# ingest pods ("dripiq-events", EVENTS_ROLE=ingest) serve no API: health and metrics alone.
 PROCESSES = {
     "dripiq-planner": ("grpc", 50051),
     "dripiq-dispatcher": ("grpc", 50052),
-    "dripiq-events": ("grpc", 50053),
+    "dripiq-events": ("health", 50253),
+    "dripiq-events-query": ("grpc", 50053),
     "dripiq-scheduler": ("grpc", 50054),
     "dripiq-edge": ("http", 8080),
 }
+# The Service each process is reached by (the events API, dripiq-events, by the query pods) and
+# the service name its certificate carries; the ingest pods are reached by no Service.
+SERVICE_OF = {name: name for name in PROCESSES} | {"dripiq-events-query": "dripiq-events", "dripiq-events": None}
+IDENTITY_OF = {name: name.removeprefix("dripiq-") for name in PROCESSES} | {"dripiq-events-query": "events"}
 SCALED_ON_LAG = {"dripiq-planner", "dripiq-dispatcher", "dripiq-events"}
 # The processes' own shutdown grace (ServiceSettings.shutdown_grace_seconds, EdgeSettings).
 SHUTDOWN_GRACE_SECONDS = 10
@@ -125,15 +131,17 @@ def test_each_process_runs_hardened_probed_and_bounded(kustomization, name):
     assert name in of_kind(kustomization, "ServiceAccount")
     assert {"name": port_name, "containerPort": port} in container["ports"]
     for probe in ("readinessProbe", "livenessProbe"):
-        if port_name == "grpc":
+        if port_name in ("grpc", "health"):
             # The kubelet's gRPC probe speaks plaintext: it asks the health-only port.
-            assert {"name": "health", "containerPort": port + 200} in container["ports"]
-            assert container[probe]["grpc"] == {"port": port + 200}, f"{name} {probe}: gRPC probe on its health port"
+            health = port + 200 if port_name == "grpc" else port
+            assert {"name": "health", "containerPort": health} in container["ports"]
+            assert container[probe]["grpc"] == {"port": health}, f"{name} {probe}: gRPC probe on its health port"
         else:
             assert container[probe]["httpGet"]["port"] == "http"
-    service = of_kind(kustomization, "Service")[name]
-    assert port_name in {p["name"] for p in service["spec"]["ports"]}
-    assert service["spec"]["selector"].items() <= deployment["spec"]["selector"]["matchLabels"].items()
+    if SERVICE_OF[name] is not None:
+        service = of_kind(kustomization, "Service")[SERVICE_OF[name]]
+        assert port_name in {p["name"] for p in service["spec"]["ports"]}
+        assert service["spec"]["selector"].items() <= deployment["spec"]["selector"]["matchLabels"].items()
     pdb = of_kind(kustomization, "PodDisruptionBudget")[name]
     assert (
         pdb["spec"]["selector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
@@ -149,9 +157,12 @@ def test_scaling_on_consumer_lag_and_cpu(kustomization):
         assert {t["type"] for t in obj["spec"]["triggers"]} == {"nats-jetstream"}
     consumers = {t["metadata"]["consumer"] for obj in scaled.values() for t in obj["spec"]["triggers"]}
     assert {"dispatcher-send", "planner-engagement", "planner-planning", "events-webhooks"} <= consumers
-    [hpa] = of_kind(kustomization, "HorizontalPodAutoscaler").values()
-    assert hpa["spec"]["scaleTargetRef"]["name"] == "dripiq-edge"
-    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    # The edge and the events query pods have no backlog to scale on: CPU.
+    hpas = of_kind(kustomization, "HorizontalPodAutoscaler")
+    assert set(hpas) == {"dripiq-edge", "dripiq-events-query"}
+    for name, hpa in hpas.items():
+        assert hpa["spec"]["scaleTargetRef"]["name"] == name
+        assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
 
 
 def test_secrets_are_referenced_never_written():
@@ -298,6 +309,20 @@ def pod_labels() -> dict[str, dict[str, str]]:
     return {name: w["spec"]["template"]["metadata"]["labels"] for name, w in workloads.items()}
 
 
+def reaches_postgres(policies: dict[str, dict[str, Any]], labels: dict[str, str]) -> bool:
+    """Whether some policy lets a pod with these labels reach the PostgreSQL cluster's port."""
+    return any(
+        "Egress" in policy["spec"]["policyTypes"]
+        and selects(policy["spec"]["podSelector"], labels)
+        and any(
+            {"port": 5432, "protocol": "TCP"} in rule.get("ports", [])
+            and any(t.get("podSelector", {}).get("matchLabels", {}).get("cnpg.io/cluster") for t in rule["to"])
+            for rule in policy["spec"].get("egress", [])
+        )
+        for policy in policies.values()
+    )
+
+
 def test_every_network_policy_selects_pods_and_every_pod_reaches_dns_and_nats():
     pods = pod_labels()
     policies = of_kind("overlays/prod", "NetworkPolicy")
@@ -305,10 +330,9 @@ def test_every_network_policy_selects_pods_and_every_pod_reaches_dns_and_nats():
         selected = [pod for pod, labels in pods.items() if selects(policy["spec"]["podSelector"], labels)]
         assert selected, f"{name} selects no pod: its rules would never apply"
     dns_nats = policies["dripiq-egress-dns-nats"]["spec"]["podSelector"]
-    postgres = policies["dripiq-egress-postgres"]["spec"]["podSelector"]
     for pod, labels in pods.items():
         assert selects(dns_nats, labels), f"{pod} could not resolve names or reach NATS"
-        assert selects(postgres, labels) == (pod not in ("dripiq-edge", "dripiq-bus-setup")), (
+        assert reaches_postgres(policies, labels) == (pod not in ("dripiq-edge", "dripiq-bus-setup")), (
             f"{pod}: PostgreSQL for all but the edge and the bus set-up"
         )
 
@@ -320,7 +344,7 @@ def test_every_grpc_service_serves_tls_from_its_own_certificate(kustomization):
     for name, (port_name, port) in PROCESSES.items():
         if port_name != "grpc":
             continue
-        service = name.removeprefix("dripiq-")
+        service = IDENTITY_OF[name]
         pod = of_kind(kustomization, "Deployment")[name]["spec"]["template"]["spec"]
         [container] = pod["containers"]
         [tls] = [v for v in pod["volumes"] if v["name"] == "tls"]
@@ -341,7 +365,7 @@ def test_every_grpc_service_serves_tls_from_its_own_certificate(kustomization):
     assert "DRIPIQ_DEV_INSECURE" not in config
     # PostgreSQL over TLS, verified against the database operator's CA, mounted where it is read.
     assert config["DB_SSLMODE"] == "verify-full"
-    for name in ("planner", "dispatcher", "events", "scheduler"):
+    for name in ("planner", "dispatcher", "events", "events-query", "scheduler"):
         pod = of_kind(kustomization, "Deployment")[f"dripiq-{name}"]["spec"]["template"]["spec"]
         [ca] = [v for v in pod["volumes"] if v["name"] == "pg-ca"]
         assert ca["secret"]["secretName"] == "dripiq-pg-ca"
@@ -370,12 +394,89 @@ def test_grpc_ingress_is_per_callee():
 
     api_clients = {"matchLabels": {"dripiq.io/api-client": "true"}}
     planner = {"matchLabels": {"app.kubernetes.io/name": "dripiq-planner"}}
-    for pod in ("dripiq-planner", "dripiq-dispatcher", "dripiq-events"):
+    for pod in ("dripiq-planner", "dripiq-dispatcher", "dripiq-events-query"):
         assert admitted(pod, "grpc") == [api_clients]
-    # Nobody needs the scheduler's port but operators (port-forward).
+    # Nobody needs the scheduler's port but operators (port-forward); the events ingest pods
+    # serve no API.
     assert admitted("dripiq-scheduler", "grpc") == []
-    for pod in ("dripiq-dispatcher", "dripiq-events"):
+    for pod in ("dripiq-dispatcher", "dripiq-events-query"):
         assert admitted(pod, "grpc-internal") == [planner]
+    assert admitted("dripiq-events", "grpc") == admitted("dripiq-events", "grpc-internal") == []
+
+
+def test_the_events_api_is_served_by_the_query_pods_and_ingest_by_the_others():
+    """EVENTS_ROLE (docs/decisions/0057-events-query-role.md): the Service callers and the planner
+    know as events routes to the query pods only; the ingest pods are what KEDA scales on lag;
+    both are the same image, certificate, NATS user and database role."""
+    from dripiq_events.settings import EventsRole
+
+    for kustomization in SERVICE_OVERLAYS:
+        deployments = of_kind(kustomization, "Deployment")
+        query, ingest = deployments["dripiq-events-query"], deployments["dripiq-events"]
+
+        def role(deployment: dict[str, Any]) -> EventsRole:
+            [container] = deployment["spec"]["template"]["spec"]["containers"]
+            [value] = [e["value"] for e in container["env"] if e["name"] == "EVENTS_ROLE"]
+            return EventsRole(value)
+
+        assert role(query) is EventsRole.QUERY and role(ingest) is EventsRole.INGEST
+        service = of_kind(kustomization, "Service")["dripiq-events"]
+        pods = {name: d["spec"]["template"]["metadata"]["labels"] for name, d in deployments.items()}
+        assert [
+            name for name, labels in pods.items() if selects({"matchLabels": service["spec"]["selector"]}, labels)
+        ] == ["dripiq-events-query"]
+        config = of_kind(kustomization, "ConfigMap")["dripiq-config"]["data"]
+        assert config["PLANNER_EVENTS_ADDRESS"].split(":")[0] in {"dripiq-events", "dripiq-events.dripiq.svc"}
+        assert (
+            of_kind(kustomization, "ScaledObject")["dripiq-events"]["spec"]["scaleTargetRef"]["name"] == "dripiq-events"
+        )
+        containers = [d["spec"]["template"]["spec"]["containers"][0] for d in (query, ingest)]
+        assert len({c["image"] for c in containers}) == 1
+        for container in containers:
+            env = {e["name"]: e for e in container["env"]}
+            assert env["NATS_URL"]["value"].startswith("nats://events:")
+            assert env["DB_USER"]["valueFrom"]["secretKeyRef"]["name"] == "dripiq-db-events-app"
+        volumes = [{v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]} for d in (query, ingest)]
+        assert {v["tls"]["secret"]["secretName"] for v in volumes} == {"dripiq-tls-events"}
+        # No Service port leads to the ingest pods' gRPC: they listen for health alone.
+        assert not {p["name"] for p in containers[1]["ports"]} & {"grpc", "grpc-internal"}
+
+
+def test_the_planner_reaches_events_only_on_the_query_pods():
+    policies = of_kind("base", "NetworkPolicy")
+    planner = {"app.kubernetes.io/name": "dripiq-planner"}
+    targets = [
+        (peer["podSelector"]["matchLabels"].get("app.kubernetes.io/name"), port["port"])
+        for policy in policies.values()
+        if "Egress" in policy["spec"]["policyTypes"] and selects(policy["spec"]["podSelector"], planner)
+        for rule in policy["spec"].get("egress", [])
+        for peer in rule.get("to", [])
+        if "podSelector" in peer
+        for port in rule.get("ports", [])
+    ]
+    assert ("dripiq-events-query", 50153) in targets
+    assert not [t for t in targets if t[0] == "dripiq-events"]
+
+
+def test_the_rollout_first_step_applies_the_query_pods_with_everything_they_need():
+    """docs/deploy.md applies the objects labelled dripiq-events-query first, before the Service
+    switches: among them the pods' own policies (PostgreSQL, their callers, the planner's way in)."""
+    first = [
+        doc
+        for doc in render("overlays/prod")
+        if doc["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "dripiq-events-query"
+    ]
+    assert {(doc["kind"], doc["metadata"]["name"]) for doc in first} == {
+        ("ServiceAccount", "dripiq-events-query"),
+        ("Deployment", "dripiq-events-query"),
+        ("PodDisruptionBudget", "dripiq-events-query"),
+        ("HorizontalPodAutoscaler", "dripiq-events-query"),
+        ("NetworkPolicy", "dripiq-events-query"),
+        ("NetworkPolicy", "dripiq-planner-to-events-query"),
+    }
+    policies = {doc["metadata"]["name"]: doc for doc in first if doc["kind"] == "NetworkPolicy"}
+    query_pod = of_kind("overlays/prod", "Deployment")["dripiq-events-query"]["spec"]["template"]["metadata"]["labels"]
+    assert reaches_postgres(policies, query_pod)
 
 
 def test_nats_users_in_the_chart_values_are_the_contracts():

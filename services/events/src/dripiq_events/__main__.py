@@ -1,4 +1,8 @@
-"""python -m dripiq_events: the events process (gRPC queries, webhook and outcome consumers)."""
+"""python -m dripiq_events: the events process (gRPC queries, webhook and outcome consumers).
+
+EVENTS_ROLE says which of them one process runs: `all` (both), `query` (the EventsService
+API alone) or `ingest` (the consumers and loops, no API); docs/decisions/0057-events-query-role.md.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +46,31 @@ HANDLING_MARGIN_SECONDS = 5.0
 
 
 def build(settings: EventsSettings, rt: Runtime) -> Parts:
+    """The parts of this process's role: the API, the ingest side, or both."""
+    # The ingest side first: its settings checks stop start-up before anything is built.
+    ingest = build_ingest(settings, rt) if settings.role.ingests else Parts(service_names=[], registrars=[])
+    api = serve_api(rt) if settings.role.serves_api else Parts(service_names=[], registrars=[])
+    return Parts(
+        service_names=api.service_names,
+        registrars=api.registrars,
+        fetchers=ingest.fetchers,
+        loops=ingest.loops,
+        closers=ingest.closers,
+    )
+
+
+def serve_api(rt: Runtime) -> Parts:
+    servicer = EventsServicer(EventQuery(rt.engine))
+    return Parts(
+        service_names=[SERVICE_NAME],
+        registrars=[lambda server: events_service_pb2_grpc.add_EventsServiceServicer_to_server(servicer, server)],
+    )
+
+
+def build_ingest(settings: EventsSettings, rt: Runtime) -> Parts:
+    """The consumers, the outbox relay and the retention loops, with no gRPC service of their own:
+    an ingest process still answers health on its gRPC ports, so probes and readiness are the same
+    for every role, and a query sent to it by mistake is UNIMPLEMENTED rather than slow."""
     ack_wait = min(WEBHOOKS.ack_wait_seconds, INBOUND.ack_wait_seconds)
     if settings.ai_classify_deadline_seconds > ack_wait - HANDLING_MARGIN_SECONDS:
         raise SystemExit(
@@ -94,10 +123,9 @@ def build(settings: EventsSettings, rt: Runtime) -> Parts:
     ):
         if days:
             loops.append(pruner(name, prune, functools.partial(days_before, timedelta(days=days))))
-    servicer = EventsServicer(EventQuery(rt.engine))
     return Parts(
-        service_names=[SERVICE_NAME],
-        registrars=[lambda server: events_service_pb2_grpc.add_EventsServiceServicer_to_server(servicer, server)],
+        service_names=[],
+        registrars=[],
         fetchers=[
             PullWorker(
                 rt.js,

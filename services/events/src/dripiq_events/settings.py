@@ -1,8 +1,30 @@
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pydantic import AliasChoices, Field, SecretStr
 
 from dripiq_common.settings import ServiceSettings, TokenSecrets, settings_config
+
+
+class EventsRole(StrEnum):
+    """What one events process does (docs/decisions/0057-events-query-role.md)."""
+
+    # Everything in one process: the API, the consumers and the loops.
+    ALL = "all"
+    # The API alone: its event loop never decodes, stores or rolls up a webhook batch, so a
+    # tenant's query is not queued behind ingest.
+    QUERY = "query"
+    # The consumers, the outbox relay and the retention loops; health and metrics, no API.
+    INGEST = "ingest"
+
+    @property
+    def serves_api(self) -> bool:
+        return self is not EventsRole.INGEST
+
+    @property
+    def ingests(self) -> bool:
+        return self is not EventsRole.QUERY
 
 
 class EventsSettings(TokenSecrets, ServiceSettings):
@@ -12,6 +34,7 @@ class EventsSettings(TokenSecrets, ServiceSettings):
     model_config = settings_config("EVENTS_")
 
     grpc_port: int = 50053
+    role: EventsRole = EventsRole.ALL
     metrics_port: int = 9103
     # Monthly message_events partitions kept ready ahead of time, so no event of a coming
     # month lands in the DEFAULT partition (which would block creating that month later).

@@ -87,6 +87,7 @@ def main() -> None:
         fake_openai=os.environ.get("DRIPIQ_FAKE_OPENAI") == "1",
         nats_nodes=topology.nats_nodes,
         replicas=dict(topology.replicas),
+        events_query=topology.events_query,
     )
     stopping = False
 

@@ -6,6 +6,10 @@ servers are used instead when DATABASE_URL, NATS_URL or SENDGRID_API_KEY are set
 NATS can be a cluster of several nodes on this machine, its streams replicated on up to three of
 them, and each service can run as several processes (`Topology`; `make run` and the benchmarks
 read it from DRIPIQ_NATS_CLUSTER and DRIPIQ_REPLICAS / DRIPIQ_REPLICAS_<SERVICE>).
+
+Events can run as deployed, a query process apart from the ingest ones (DRIPIQ_EVENTS_QUERY=1):
+"events-query" (EVENTS_ROLE=query) takes the events ports every caller and the planner use, and
+"events" with its replicas consumes on ports of their own (docs/decisions/0057-events-query-role.md).
 """
 
 from __future__ import annotations
@@ -99,11 +103,13 @@ class Topology:
 
     nats_nodes: int = 1
     replicas: Mapping[str, int] = field(default_factory=dict)
+    events_query: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Topology:
         """DRIPIQ_NATS_CLUSTER=3 (NATS nodes), DRIPIQ_REPLICAS=2 (processes of every service),
-        DRIPIQ_REPLICAS_<SERVICE>=N (of one service, over DRIPIQ_REPLICAS)."""
+        DRIPIQ_REPLICAS_<SERVICE>=N (of one service, over DRIPIQ_REPLICAS), DRIPIQ_EVENTS_QUERY=1
+        (an events query process apart from the ingest ones)."""
 
         def count(name: str, default: int) -> int:
             raw = environ.get(name, "").strip()
@@ -115,7 +121,10 @@ class Topology:
 
         every = count("DRIPIQ_REPLICAS", 1)
         replicas = {p.name: count(f"DRIPIQ_REPLICAS_{p.name.upper()}", every) for p in PROCESSES}
-        return cls(count("DRIPIQ_NATS_CLUSTER", 1), {name: n for name, n in replicas.items() if n > 1})
+        query = environ.get("DRIPIQ_EVENTS_QUERY", "").strip()
+        if query not in ("", "0", "1"):
+            raise SetupError(f"DRIPIQ_EVENTS_QUERY={query!r}: give 1 (a query process apart) or 0")
+        return cls(count("DRIPIQ_NATS_CLUSTER", 1), {name: n for name, n in replicas.items() if n > 1}, query == "1")
 
     @property
     def stream_replicas(self) -> int:
@@ -127,7 +136,11 @@ class Topology:
             if self.nats_nodes > 1
             else "NATS single node, streams R1"
         )
-        processes = ", ".join(f"{p.name} x{self.replicas.get(p.name, 1)}" for p in PROCESSES)
+        processes = ", ".join(
+            f"{p.name} x{self.replicas.get(p.name, 1)}"
+            + (" (ingest) and events-query x1" if self.events_query and p.name == "events" else "")
+            for p in PROCESSES
+        )
         return f"{nats}; {processes}"
 
 
@@ -161,6 +174,11 @@ class Suite:
     replicas: dict[str, int] = field(default_factory=dict)
     # NATS as a cluster of this many nodes on this machine, streams with min(nodes, 3) replicas.
     nats_nodes: int = 1
+    # Events as deployed: "events-query" (EVENTS_ROLE=query) on the events ports, and "events"
+    # (with its replicas) in `events_ingest_role` on ports of their own. A benchmark keeps that
+    # one "all" to ask both processes in turn under the same ingest.
+    events_query: bool = False
+    events_ingest_role: str = "ingest"
     env: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     children: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -335,7 +353,7 @@ class Suite:
 
     @property
     def topology(self) -> Topology:
-        return Topology(self.nats_nodes, dict(self.replicas))
+        return Topology(self.nats_nodes, dict(self.replicas), self.events_query)
 
     def _start_nats(self) -> EmbeddedNats | EmbeddedNatsCluster:
         extra_config = self.security.nats_config() if self.security is not None else ""
@@ -381,13 +399,17 @@ class Suite:
         """(child name, process, port variable) of every process to run, replicas included."""
         found = []
         for process in PROCESSES:
-            found.append((process.name, process, process.port_env))
+            if self.events_query and process.name == "events":
+                found.append(("events-query", process, process.port_env))
+                found.append((process.name, process, f"{process.port_env}#ingest"))
+            else:
+                found.append((process.name, process, process.port_env))
             for n in range(2, self.replicas.get(process.name, 1) + 1):
                 found.append((f"{process.name}-{n}", process, f"{process.port_env}#{n}"))
         return found
 
     def process_names(self) -> list[str]:
-        """Every service process the suite runs, replicas included ("dispatcher-2")."""
+        """Every service process the suite runs, replicas included ("dispatcher-2", "events-query")."""
         return [name for name, _process, _port_env in self._instances()]
 
     def _start_processes(self) -> None:
@@ -403,7 +425,9 @@ class Suite:
             env = {**env, "DATABASE_URL": self.service_database_urls[process.name]}
         if self.security is not None and self.nats is not None and process.name in USERS:
             env = {**env, "NATS_URL": self._nats_url_of(process.name)}
-        if name != process.name:
+        if self.events_query and process.name == "events":
+            env = {**env, "EVENTS_ROLE": "query" if port_env == process.port_env else self.events_ingest_role}
+        if port_env != process.port_env:
             env = {
                 **env,
                 process.port_env: str(self.ports.setdefault(port_env, free_port())),
@@ -478,6 +502,11 @@ class Suite:
         child = self.children[name]
         child.kill()
         child.wait(10)
+
+    def port_env_of(self, name: str) -> str:
+        """The port variable of one process ("events", "events-query", "dispatcher-2"), for
+        `port` and `channel`: a replica's is the service's with a suffix of its own."""
+        return next(port_env for found, _process, port_env in self._instances() if found == name)
 
     def restart(self, name: str) -> None:
         """Start a process (or one replica of it, "dispatcher-2") again on its own ports."""
