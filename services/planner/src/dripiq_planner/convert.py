@@ -19,6 +19,7 @@ from dripiq_planner import calendars, rules, variants
 from dripiq_planner.facts import check_and_normalise
 from dripiq_planner.planning import CampaignRequest, Draft
 from dripiq_planner.state import CampaignStatus, StepStatus
+from dripiq_planner.strategist.ai_variants import VariantFocus
 from dripiq_planner.strategy import AdaptiveRule, Cadence, OutreachStep, RuleAction, StepVariant, Strategy
 from dripiq_planner.tenants import ReplyStops, TenantDefaults
 
@@ -343,6 +344,8 @@ def tenant_settings_to_proto(tenant_id: str, row: Row | None) -> pb.TenantSettin
         reply_stops=_REPLY_STOPS[defaults.reply_stops],
         holiday_calendars=defaults.holiday_calendars,
         planning_concurrency=defaults.planning_concurrency,
+        ai_variants=defaults.ai_variants,
+        ai_variant_focus=_FOCUS[defaults.ai_variant_focus],
     )
     if defaults.variant_winner is not None:
         out.variant_winner.CopyFrom(winner_setting_to_proto(defaults.variant_winner))
@@ -367,6 +370,26 @@ def winner_setting_from_proto(given: pb.VariantWinnerSetting) -> variants.Winner
     if metric is None:
         raise InvalidArgument("settings.variant_winner.metric", "must be VARIANT_METRIC_REPLY or VARIANT_METRIC_CLICK")
     return variants.WinnerSetting(given.after_sends, metric, given.min_lift_percent)
+
+
+_FOCUS = {
+    VariantFocus.SUBJECT: pb.AI_VARIANT_FOCUS_SUBJECT,
+    VariantFocus.CONTENT: pb.AI_VARIANT_FOCUS_CONTENT,
+    VariantFocus.BOTH: pb.AI_VARIANT_FOCUS_BOTH,
+}
+
+
+def variant_focus_from_proto(value: int) -> VariantFocus:
+    """The focus asked for; unspecified is BOTH. InvalidArgument names the field."""
+    if value == pb.AI_VARIANT_FOCUS_UNSPECIFIED:
+        return VariantFocus.BOTH
+    focus = next((f for f, number in _FOCUS.items() if number == value), None)
+    if focus is None:
+        raise InvalidArgument(
+            "settings.ai_variant_focus",
+            f"unknown value {value}; expected AI_VARIANT_FOCUS_SUBJECT, AI_VARIANT_FOCUS_CONTENT or AI_VARIANT_FOCUS_BOTH",
+        )
+    return focus
 
 
 def winner_to_proto(row: Row) -> pb.VariantWinner:

@@ -136,6 +136,13 @@ tenant_settings = Table(
     Column("planning_concurrency", Integer, nullable=False, server_default="0"),
     # When a step's winning A/B variant is picked (winners.WinnerSetting.to_json); NULL: never.
     Column("variant_winner_json", JSONB),
+    # Versions of each email step the AI strategist writes (0: none) and what they differ in.
+    Column("ai_variants", Integer, nullable=False, server_default="0"),
+    Column("ai_variant_focus", Text, nullable=False, server_default="both"),
+    CheckConstraint(
+        "ai_variants IN (0, 2, 3) AND ai_variant_focus IN ('subject', 'content', 'both')",
+        name="tenant_settings_ai_variants_check",
+    ),
 )
 
 # Each A/B experiment's winner (tenant, product, step index), picked once: the first planner to

@@ -315,6 +315,7 @@ class Planner:
                     ),
                     budget=defaults.ai_budget(self.ai_budget) if self.ai_budget else None,
                     raise_when_unavailable=raise_when_unavailable,
+                    variants=defaults.variant_request(),
                 )
             )
             chosen, strategist = planned.strategy, planned.generation.strategist

@@ -17,6 +17,7 @@ from dripiq_common.clock import Clock
 from dripiq_common.errors import InvalidArgument
 from dripiq_planner import calendars, convert, repository
 from dripiq_planner.facts import check_web_url
+from dripiq_planner.strategist import ai_variants
 from dripiq_planner.strategist.links import ascii_host, is_domain
 from dripiq_planner.tenants import (
     DEFAULT_AUTO_REPLY_PAUSE_DAYS,
@@ -136,6 +137,15 @@ def _collisions_and_holidays(settings: pb.TenantSettings, paths: set[str]) -> di
         values["variant_winner_json"] = (
             convert.winner_setting_from_proto(given).to_json() if settings.HasField("variant_winner") else None
         )
+    if "ai_variants" in paths:
+        count = settings.ai_variants
+        if count and not ai_variants.MIN_COUNT <= count <= ai_variants.MAX_COUNT:
+            raise InvalidArgument(
+                "settings.ai_variants", f"must be 0 (off) or {ai_variants.MIN_COUNT} to {ai_variants.MAX_COUNT}"
+            )
+        values["ai_variants"] = settings.ai_variants
+    if "ai_variant_focus" in paths:
+        values["ai_variant_focus"] = convert.variant_focus_from_proto(settings.ai_variant_focus).value
     return values
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import Row
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq_common import windows
 from dripiq_planner.ai_budget import BudgetLimits
+from dripiq_planner.strategist.ai_variants import VariantFocus, VariantRequest
 from dripiq_planner.strategist.links import AllowList
 from dripiq_planner.variants import WinnerSetting
 
@@ -52,6 +53,9 @@ class TenantDefaults:
     planning_concurrency: int = 0
     # When a step's winning A/B variant goes to later contacts; None: never.
     variant_winner: WinnerSetting | None = None
+    # Versions of each email step the AI strategist writes (0: none), and what they differ in.
+    ai_variants: int = 0
+    ai_variant_focus: VariantFocus = VariantFocus.BOTH
 
     @classmethod
     def from_row(cls, row: Row | None) -> TenantDefaults:
@@ -77,12 +81,18 @@ class TenantDefaults:
             holiday_calendars=tuple(row.holiday_calendars),
             planning_concurrency=row.planning_concurrency,
             variant_winner=WinnerSetting.from_json(row.variant_winner_json),
+            ai_variants=row.ai_variants,
+            ai_variant_focus=VariantFocus(row.ai_variant_focus),
         )
 
     def allow_list(self) -> AllowList:
         """What the tenant's AI-written copy may name: its domains and its URLs' hosts, its numbers."""
         hosts = [urlsplit(url).hostname or "" for url in self.allowed_urls]
         return AllowList.of(domains=[*self.allowed_domains, *hosts], phones=self.allowed_phone_numbers)
+
+    def variant_request(self) -> VariantRequest | None:
+        """The A/B test the AI strategist writes for; None when the tenant runs none."""
+        return VariantRequest(self.ai_variants, self.ai_variant_focus) if self.ai_variants else None
 
     def ai_budget(self, default: BudgetLimits) -> BudgetLimits:
         return BudgetLimits(
@@ -112,6 +122,8 @@ SETTINGS_FIELDS = (
     "holiday_calendars",
     "planning_concurrency",
     "variant_winner",
+    "ai_variants",
+    "ai_variant_focus",
 )
 MAX_PLANNING_CONCURRENCY = 1000
 MAX_POSTAL_ADDRESS = 500

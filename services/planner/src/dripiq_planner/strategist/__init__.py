@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dripiq_planner.ai_budget import BudgetLimits, BudgetSpent
+from dripiq_planner.strategist.ai_variants import VariantRequest
 from dripiq_planner.strategist.links import AllowList
 from dripiq_planner.strategy import Strategy
 
@@ -34,6 +35,9 @@ class PlanningFacts:
     # Raise ModelUnavailable rather than fall back when the model gives no answer (API errors
     # past the client's retries, the deadline): the caller retries later (planning workers).
     raise_when_unavailable: bool = False
+    # The tenant's A/B test on AI copy (tenant setting ai_variants); None: none. Not a fact
+    # either: it changes what the model is asked to write, not what it may write about.
+    variants: VariantRequest | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -12,6 +12,7 @@ import asyncio
 import json
 import random
 from dataclasses import dataclass, replace
+from functools import cache
 from typing import Any
 
 import structlog
@@ -19,16 +20,17 @@ from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 from prometheus_client import Counter, Histogram
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from dripiq_common import chat
 from dripiq_common.json_schema import strict_json_schema
 from dripiq_planner.ai_budget import AiBudget, BudgetSpent, Reservation
 from dripiq_planner.rules import ACTIONS
 from dripiq_planner.strategist import Generation, ModelUnavailable, Planned, PlanningFacts, Strategist
+from dripiq_planner.strategist.ai_variants import VariantRequest, answer_path, variant_model, with_variants
 from dripiq_planner.strategist.guards import violations
 from dripiq_planner.strategist.links import AllowList
-from dripiq_planner.strategist.prompts import PROMPT_VERSION, system_prompt
+from dripiq_planner.strategist.prompts import PROMPT_VERSION, VARIANTS_PROMPT_VERSION, system_prompt
 from dripiq_planner.strategy import CHANNELS, AdaptiveRule, Cadence, OutreachStep, RuleAction, Strategy
 
 log = structlog.get_logger(__name__)
@@ -113,7 +115,9 @@ class AnswerStrategy(_Answer):
         return Strategy(
             summary=self.summary,
             cadence=Cadence(interval=self.cadence.interval, total_duration=self.cadence.total_duration),
-            outreach_campaign=[OutreachStep.model_validate(step.model_dump()) for step in self.outreach_campaign],
+            outreach_campaign=[
+                OutreachStep.model_validate(step.model_dump(exclude={"variants"})) for step in self.outreach_campaign
+            ],
             adaptive_rules=[
                 AdaptiveRule(
                     trigger=rule.trigger,
@@ -131,6 +135,56 @@ RESPONSE_FORMAT: ResponseFormatJSONSchema = {
     "type": "json_schema",
     "json_schema": {"name": "outreach_strategy", "strict": True, "schema": strict_json_schema(AnswerStrategy)},
 }
+
+
+@cache
+def answer_model(request: VariantRequest | None) -> type[AnswerStrategy]:
+    """The answer's shape: AnswerStrategy, whose steps also carry the versions a tenant's A/B
+    test asks for."""
+    if request is None:
+        return AnswerStrategy
+    version = variant_model(request)
+    step = create_model(
+        "AnswerStepWithVariants",
+        __base__=AnswerStep,
+        variants=(
+            list[version],  # type: ignore[valid-type]
+            Field(description="the step's other versions for the A/B test, in the order of their names"),
+        ),
+    )
+    model = create_model(
+        "AnswerStrategyWithVariants",
+        __base__=AnswerStrategy,
+        outreach_campaign=(list[step], Field(alias="outreachCampaign")),
+    )
+    return model
+
+
+@cache
+def response_format(request: VariantRequest | None) -> ResponseFormatJSONSchema:
+    """The response format for a tenant's requests: RESPONSE_FORMAT, byte for byte, for a tenant
+    that runs no A/B test, so its prompt and cost do not change."""
+    if request is None:
+        return RESPONSE_FORMAT
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "outreach_strategy",
+            "strict": True,
+            "schema": strict_json_schema(answer_model(request)),
+        },
+    }
+
+
+def prompt_version(request: VariantRequest | None) -> str:
+    return PROMPT_VERSION if request is None else VARIANTS_PROMPT_VERSION
+
+
+def input_json(facts: PlanningFacts) -> dict[str, Any]:
+    """What a request was made from, for the audit trail: the facts, and the A/B test asked for."""
+    if facts.variants is None:
+        return {"facts": facts.as_json()}
+    return {"facts": facts.as_json(), "variants": facts.variants.to_json()}
 
 
 @dataclass(frozen=True)
@@ -155,7 +209,7 @@ class _Attempt:
             output_json=self.strategy.to_json() if self.strategy else chat.audit_json(self.answer),
             outcome=outcome,
             model=self.model,
-            prompt_version=PROMPT_VERSION,
+            prompt_version=prompt_version(facts.variants),
             error="; ".join(self.problems),
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
@@ -211,7 +265,7 @@ class OpenAIStrategist:
                 return await self._plan_with_model(facts, retried)
         except TimeoutError:
             late = _Attempt(
-                {"facts": facts.as_json()},
+                input_json(facts),
                 self._chat.model,
                 int(self._deadline * 1000),
                 problems=(f"no usable answer within {self._deadline:g} s",),
@@ -224,11 +278,11 @@ class OpenAIStrategist:
 
     async def _plan_with_model(self, facts: PlanningFacts, retried: list[Generation]) -> Planned:
         messages: list[ChatCompletionMessageParam] = [
-            {"role": "system", "content": system_prompt(PROMPT_VERSION)},
+            {"role": "system", "content": system_prompt(prompt_version(facts.variants), facts.variants)},
             # Exactly the facts, nothing the planner knows beyond them: the model may use only these.
             {"role": "user", "content": facts_message(facts)},
         ]
-        first = await self._attempt(facts, messages, input_json={"facts": facts.as_json()}, retried=retried)
+        first = await self._attempt(facts, messages, input_json=input_json(facts), retried=retried)
         if isinstance(first, BudgetSpent):
             return await self._fall_back(facts, [], reason=first.reason, spent=first, retried=retried)
         if first.strategy is not None:
@@ -242,7 +296,7 @@ class OpenAIStrategist:
             {"role": "user", "content": repair_request(first.problems)},
         ]
         second = await self._attempt(
-            facts, repair, input_json={"facts": facts.as_json(), "problems": list(first.problems)}, retried=retried
+            facts, repair, input_json={**input_json(facts), "problems": list(first.problems)}, retried=retried
         )
         if isinstance(second, BudgetSpent):
             return await self._fall_back(facts, [first], reason=second.reason, spent=second, retried=retried)
@@ -266,8 +320,9 @@ class OpenAIStrategist:
         """One request answered, or given up after the retries; each request asked again is
         added to `retried`. The budget counts it once, as the client's own retries were."""
         reservation: Reservation | None = None
+        answer_format = response_format(facts.variants)
         if self._budget is not None and facts.budget is not None:
-            most = prompt_token_bound(messages, RESPONSE_FORMAT) + self._max_completion_tokens
+            most = prompt_token_bound(messages, answer_format) + self._max_completion_tokens
             reserved = await self._budget.reserve(facts.tenant_id, facts.budget, most)
             if isinstance(reserved, BudgetSpent):
                 return reserved
@@ -275,9 +330,7 @@ class OpenAIStrategist:
         # Cancelled past the deadline, the call settles nothing: what the model used is unknown,
         # so the reservation stays whole.
         for asked in range(self._retries + 1):
-            call = await self._chat.complete(
-                messages, RESPONSE_FORMAT, max_completion_tokens=self._max_completion_tokens
-            )
+            call = await self._chat.complete(messages, answer_format, max_completion_tokens=self._max_completion_tokens)
             if call.completion is not None or not call.retryable or asked == self._retries:
                 break
             again = _Attempt(input_json, call.model, call.duration_ms, problems=(call.error,))
@@ -288,7 +341,7 @@ class OpenAIStrategist:
             await self._budget.settle(reservation, call.prompt_tokens + call.completion_tokens)
         if call.completion is None:
             return _Attempt(input_json, call.model, call.duration_ms, problems=(call.error,))
-        answer, strategy, problems = read_answer(call.completion, facts.allow)
+        answer, strategy, problems = read_answer(call.completion, facts.allow, facts.variants)
         self._chat.judged(call, usable=strategy is not None)
         return _Attempt(
             input_json,
@@ -391,19 +444,32 @@ def facts_message(facts: PlanningFacts) -> str:
     return f"<facts>\n{data}\n</facts>"
 
 
-def read_answer(completion: ChatCompletion, allow: AllowList | None = None) -> tuple[str, Strategy | None, list[str]]:
-    """The model's text, the strategy if it is usable, and every problem that makes it not."""
+def read_answer(
+    completion: ChatCompletion, allow: AllowList | None = None, variants: VariantRequest | None = None
+) -> tuple[str, Strategy | None, list[str]]:
+    """The model's text, the strategy if it is usable, and every problem that makes it not.
+    With `variants`, each email step's versions are checked as its own copy is, and named by
+    their place in the answer, not in the stored strategy (where A comes first)."""
     answer, problem = chat.answer_text(
         completion, cut_off="the answer was cut off at the token limit; write shorter messages"
     )
     if problem:
         return answer, None, [problem]
     try:
-        parsed = AnswerStrategy.model_validate_json(answer)
+        parsed = answer_model(variants).model_validate_json(answer)
     except ValidationError as exc:
         return answer, None, [chat.schema_problem(error) for error in exc.errors()]
     strategy = parsed.to_strategy()
-    problems = [str(violation) for violation in violations(strategy, allow)]
+    if variants is None:
+        problems = [str(violation) for violation in violations(strategy, allow)]
+        return answer, (None if problems else strategy), problems
+    written = [step["variants"] for step in parsed.model_dump(by_alias=True)["outreachCampaign"]]
+    strategy, found = with_variants(strategy, written, variants)
+    problems = [str(p) for p in found]
+    for violation in violations(strategy, allow):
+        line = f"{answer_path(violation.field)}: {violation.message}"
+        if line not in problems:
+            problems.append(line)
     return answer, (None if problems else strategy), problems
 
 

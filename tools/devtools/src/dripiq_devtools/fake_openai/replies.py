@@ -148,14 +148,16 @@ def _field(facts: dict[str, Any], section: str, name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def valid_strategy(facts: dict[str, Any]) -> dict[str, Any]:
-    """What a model following the prompt could write from these facts, and nothing more."""
+def valid_strategy(facts: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a model following the prompt could write from these facts, and nothing more; with
+    a `schema` whose steps carry `variants` (an A/B test), each email step's other versions as
+    strict mode would shape them: one per name its enum lists, only the fields it lists."""
     first_name = _field(facts, "contact", "first_name")
     company = _field(facts, "lead", "company_name") or "your team"
     product = _field(facts, "product", "name") or "our product"
     greeting = f"Hi {first_name}," if first_name else "Hi there,"
     description = _field(facts, "product", "description")
-    return {
+    strategy: dict[str, Any] = {
         "summary": f"A three-email introduction of {product} to {company}, grounded in the product description.",
         "cadence": {"interval": "3-4 days", "totalDuration": "7 days"},
         "outreachCampaign": [
@@ -184,11 +186,54 @@ def valid_strategy(facts: dict[str, Any]) -> dict[str, Any]:
             }
         ],
     }
+    if (spec := variant_spec(schema or {})) is not None:
+        names, fields = spec
+        for step in strategy["outreachCampaign"]:
+            step["variants"] = _versions(step, names, fields, product=product, company=company)
+    return strategy
 
 
-def invalid_strategy(facts: dict[str, Any]) -> dict[str, Any]:
+def variant_spec(schema: dict[str, Any]) -> tuple[list[str], list[str]] | None:
+    """The names and fields of a strategy schema's step versions; None when its steps have none."""
+    step = ((schema.get("properties") or {}).get("outreachCampaign") or {}).get("items") or {}
+    version = ((step.get("properties") or {}).get("variants") or {}).get("items")
+    if not isinstance(version, dict):
+        return None
+    properties = version.get("properties") or {}
+    names = (properties.get("name") or {}).get("enum") or []
+    return [n for n in names if isinstance(n, str)], [f for f in properties if f != "name"]
+
+
+def _versions(
+    step: dict[str, Any], names: list[str], fields: list[str], *, product: str, company: str
+) -> list[dict[str, Any]]:
+    """A step's other versions, as the strategy prompt asks: none for a call or a LinkedIn step,
+    nor for a follow-up in the thread when only the subject changes (it keeps the thread's)."""
+    in_thread = step["thread"] is True or not step["subject"]
+    if step["type"] != "email" or (in_thread and "content" not in fields):
+        return []
+    angles = (
+        (f"A question about {product} for {company}", "Here is the short version:", "Worth a short call?"),
+        (f"{company} and {product}", "One line on why I am writing:", "Could we find 15 minutes?"),
+        (f"Is {product} on your list?", "In brief:", "Shall I send a short overview?"),
+    )
+    out: list[dict[str, Any]] = []
+    for i, name in enumerate(names):
+        subject, lead_in, ask = angles[i % len(angles)]
+        greeting, _, body = step["content"].partition("\n\n")
+        version = {
+            "name": name,
+            "subject": "" if in_thread else subject,
+            "content": f"{greeting}\n\n{lead_in} {body}",
+            "callToAction": ask,
+        }
+        out.append({key: value for key, value in version.items() if key == "name" or key in fields})
+    return out
+
+
+def invalid_strategy(facts: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """Well-formed and in the schema's shape, but unsendable: an unknown channel and a placeholder."""
-    strategy = valid_strategy(facts)
+    strategy = valid_strategy(facts, schema)
     strategy["outreachCampaign"][1]["type"] = "fax"
     strategy["outreachCampaign"][2]["subject"] = "{{first_name}}, one more thing"
     return strategy
@@ -213,13 +258,16 @@ def instructions_in(facts: dict[str, Any]) -> list[str]:
     return found
 
 
-def obedient_strategy(facts: dict[str, Any]) -> dict[str, Any]:
+def obedient_strategy(facts: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """The valid strategy, with every instruction-like fact followed in every step's content."""
-    strategy = valid_strategy(facts)
+    strategy = valid_strategy(facts, schema)
     followed = "\n\n".join(instructions_in(facts))
     if followed:
         for step in strategy["outreachCampaign"]:
             step["content"] += f"\n\n{followed}"
+            for version in step.get("variants", ()):
+                if "content" in version:
+                    version["content"] += f"\n\n{followed}"
     return strategy
 
 
@@ -246,12 +294,13 @@ def content_for(behaviour: str, body: dict[str, Any]) -> str:
         if behaviour == MALFORMED:
             return MALFORMED_CLASSIFICATION_ANSWER
         return behaviour
+    schema = requested_schema(body)[1]
     if behaviour == VALID:
-        return json.dumps(valid_strategy(facts_of(body)))
+        return json.dumps(valid_strategy(facts_of(body), schema))
     if behaviour == INVALID:
-        return json.dumps(invalid_strategy(facts_of(body)))
+        return json.dumps(invalid_strategy(facts_of(body), schema))
     if behaviour == OBEDIENT:
-        return json.dumps(obedient_strategy(facts_of(body)))
+        return json.dumps(obedient_strategy(facts_of(body), schema))
     if behaviour == OFF_SCHEMA:
         return json.dumps(off_schema_strategy(facts_of(body)))
     if behaviour == MALFORMED:

@@ -15,6 +15,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AiVariantFocus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AI_VARIANT_FOCUS_UNSPECIFIED: _ClassVar[AiVariantFocus]
+    AI_VARIANT_FOCUS_SUBJECT: _ClassVar[AiVariantFocus]
+    AI_VARIANT_FOCUS_CONTENT: _ClassVar[AiVariantFocus]
+    AI_VARIANT_FOCUS_BOTH: _ClassVar[AiVariantFocus]
+
 class VariantMetric(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     VARIANT_METRIC_UNSPECIFIED: _ClassVar[VariantMetric]
@@ -49,6 +56,10 @@ class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STEP_STATUS_FAILED: _ClassVar[StepStatus]
     STEP_STATUS_SKIPPED: _ClassVar[StepStatus]
     STEP_STATUS_CANCELED: _ClassVar[StepStatus]
+AI_VARIANT_FOCUS_UNSPECIFIED: AiVariantFocus
+AI_VARIANT_FOCUS_SUBJECT: AiVariantFocus
+AI_VARIANT_FOCUS_CONTENT: AiVariantFocus
+AI_VARIANT_FOCUS_BOTH: AiVariantFocus
 VARIANT_METRIC_UNSPECIFIED: VariantMetric
 VARIANT_METRIC_REPLY: VariantMetric
 VARIANT_METRIC_CLICK: VariantMetric
@@ -84,7 +95,7 @@ class SendWindow(_message.Message):
     def __init__(self, weekdays: _Optional[_Iterable[int]] = ..., start_hour: _Optional[int] = ..., end_hour: _Optional[int] = ...) -> None: ...
 
 class TenantSettings(_message.Message):
-    __slots__ = ("tenant_id", "send_window", "voice", "guidelines", "update_time", "postal_address", "open_tracking", "click_tracking", "auto_reply_pause_days", "allowed_domains", "allowed_urls", "allowed_phone_numbers", "ai_daily_call_budget", "ai_daily_token_budget", "planning_concurrency", "require_approval", "reply_stops", "enrolment_cooldown", "holiday_calendars", "variant_winner")
+    __slots__ = ("tenant_id", "send_window", "voice", "guidelines", "update_time", "postal_address", "open_tracking", "click_tracking", "auto_reply_pause_days", "allowed_domains", "allowed_urls", "allowed_phone_numbers", "ai_daily_call_budget", "ai_daily_token_budget", "planning_concurrency", "require_approval", "reply_stops", "enrolment_cooldown", "holiday_calendars", "variant_winner", "ai_variants", "ai_variant_focus")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     SEND_WINDOW_FIELD_NUMBER: _ClassVar[int]
     VOICE_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +116,8 @@ class TenantSettings(_message.Message):
     ENROLMENT_COOLDOWN_FIELD_NUMBER: _ClassVar[int]
     HOLIDAY_CALENDARS_FIELD_NUMBER: _ClassVar[int]
     VARIANT_WINNER_FIELD_NUMBER: _ClassVar[int]
+    AI_VARIANTS_FIELD_NUMBER: _ClassVar[int]
+    AI_VARIANT_FOCUS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     send_window: SendWindow
     voice: str
@@ -125,7 +138,9 @@ class TenantSettings(_message.Message):
     enrolment_cooldown: _duration_pb2.Duration
     holiday_calendars: _containers.RepeatedScalarFieldContainer[str]
     variant_winner: VariantWinnerSetting
-    def __init__(self, tenant_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., voice: _Optional[str] = ..., guidelines: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., postal_address: _Optional[str] = ..., open_tracking: _Optional[bool] = ..., click_tracking: _Optional[bool] = ..., auto_reply_pause_days: _Optional[int] = ..., allowed_domains: _Optional[_Iterable[str]] = ..., allowed_urls: _Optional[_Iterable[str]] = ..., allowed_phone_numbers: _Optional[_Iterable[str]] = ..., ai_daily_call_budget: _Optional[int] = ..., ai_daily_token_budget: _Optional[int] = ..., planning_concurrency: _Optional[int] = ..., require_approval: _Optional[bool] = ..., reply_stops: _Optional[_Union[ReplyStops, str]] = ..., enrolment_cooldown: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., holiday_calendars: _Optional[_Iterable[str]] = ..., variant_winner: _Optional[_Union[VariantWinnerSetting, _Mapping]] = ...) -> None: ...
+    ai_variants: int
+    ai_variant_focus: AiVariantFocus
+    def __init__(self, tenant_id: _Optional[str] = ..., send_window: _Optional[_Union[SendWindow, _Mapping]] = ..., voice: _Optional[str] = ..., guidelines: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., postal_address: _Optional[str] = ..., open_tracking: _Optional[bool] = ..., click_tracking: _Optional[bool] = ..., auto_reply_pause_days: _Optional[int] = ..., allowed_domains: _Optional[_Iterable[str]] = ..., allowed_urls: _Optional[_Iterable[str]] = ..., allowed_phone_numbers: _Optional[_Iterable[str]] = ..., ai_daily_call_budget: _Optional[int] = ..., ai_daily_token_budget: _Optional[int] = ..., planning_concurrency: _Optional[int] = ..., require_approval: _Optional[bool] = ..., reply_stops: _Optional[_Union[ReplyStops, str]] = ..., enrolment_cooldown: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., holiday_calendars: _Optional[_Iterable[str]] = ..., variant_winner: _Optional[_Union[VariantWinnerSetting, _Mapping]] = ..., ai_variants: _Optional[int] = ..., ai_variant_focus: _Optional[_Union[AiVariantFocus, str]] = ...) -> None: ...
 
 class VariantWinnerSetting(_message.Message):
     __slots__ = ("after_sends", "metric", "min_lift_percent")
