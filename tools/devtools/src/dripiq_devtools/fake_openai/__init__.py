@@ -8,7 +8,9 @@ What it writes depends on the request's `response_format.json_schema.name`:
 - "reply_classification": {"reply_class", "confidence", "reason"}, the class read from the
   user messages by its own keyword rules (`replies.reply_class_of`), within the schema's enum;
 - anything else (the strategist's "outreach_strategy", or no response format): a strategy built
-  deterministically from the facts in the first user message.
+  deterministically from the facts in the first user message; when the schema's steps carry
+  `variants` (a tenant's A/B test), each email step gets one version per name the schema's
+  enum lists, with only the fields the schema lists, as strict mode would shape them.
 
 Tests script what comes next with `queue(...)`, in the vocabulary of `behaviours`, and what
 answers once the queue is empty with `default_behaviour` (e.g. "obedient": a model that
