@@ -3,12 +3,11 @@ with the fake SendGrid and the fake OpenAI-compatible server, as `make run` star
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from suites import running_suite
 from support import USER_ACCOUNT
 
 from dripiq_devtools.server_source import ServerSource, start_nats, start_postgres
@@ -43,13 +42,10 @@ def suite_servers(server_source: ServerSource, server_root: Path) -> Iterator[di
 
 @pytest.fixture(scope="session")
 def suite(request: pytest.FixtureRequest, suite_servers: dict[str, str]) -> Iterator[Suite]:
-    root = Path(tempfile.mkdtemp(prefix="dripiq-e2e-"))
-    running = Suite(
-        run_dir=root / "run",
-        ephemeral_ports=True,
-        temporary_data=True,
-        log_format="json",
-        log_dir=root / "logs",
+    # The processes' logs are what tells a flaky end-to-end failure apart: kept when a test failed.
+    with running_suite(
+        "e2e",
+        keep_logs=lambda: request.session.testsfailed > 0,
         fake_openai=True,
         user_env={"SENDGRID_WEBHOOK_PUBLIC_KEY": USER_ACCOUNT.public_key_base64, **suite_servers},
         extra_env={
@@ -66,17 +62,5 @@ def suite(request: pytest.FixtureRequest, suite_servers: dict[str, str]) -> Iter
             "DISPATCHER_UNKNOWN_RESEND_AFTER_SECONDS": "3",
             "DISPATCHER_UNKNOWN_SWEEP_SECONDS": "1",
         },
-    )
-    try:
-        running.start()
-    except BaseException:
-        for log in sorted((root / "logs").glob("*.log")):
-            print(f"--- {log.name}\n{log.read_text()[-4000:]}")
-        raise
-    yield running
-    running.stop()
-    if request.session.testsfailed:
-        # The processes' logs are what tells a flaky end-to-end failure apart.
-        print(f"\ne2e suite logs kept in {root / 'logs'}")
-    else:
-        shutil.rmtree(root, ignore_errors=True)
+    ) as running:
+        yield running

@@ -9,14 +9,12 @@ The suite is this module's own: the planner asks the events service at every due
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
+from suites import running_suite
 from support import ALWAYS, USER_ACCOUNT, channel, post_reply, sent_mail, sql, verified_sender
 from waiting import eventually_blocking as eventually
 
@@ -35,13 +33,8 @@ SPLIT = [StepVariant(name="A", weight=1, subject="x"), StepVariant(name="B", wei
 
 @pytest.fixture(scope="module")
 def suite(suite_servers: dict[str, str]) -> Iterator[Suite]:
-    root = Path(tempfile.mkdtemp(prefix="dripiq-e2e-winners-"))
-    running = Suite(
-        run_dir=root / "run",
-        ephemeral_ports=True,
-        temporary_data=True,
-        log_format="json",
-        log_dir=root / "logs",
+    with running_suite(
+        "e2e-winners",
         user_env={"SENDGRID_WEBHOOK_PUBLIC_KEY": USER_ACCOUNT.public_key_base64, **suite_servers},
         extra_env={
             "SCHEDULER_POLL_SECONDS": "0.1",
@@ -50,11 +43,8 @@ def suite(suite_servers: dict[str, str]) -> Iterator[Suite]:
             "EVENTS_OUTBOX_POLL_SECONDS": "0.2",
             "PLANNER_VARIANT_STATS_CACHE_SECONDS": "0",
         },
-    )
-    running.start()
-    yield running
-    running.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    ) as running:
+        yield running
 
 
 def picking(name: str, count: int, prefix: str) -> list[str]:

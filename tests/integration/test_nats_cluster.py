@@ -16,6 +16,7 @@ from typing import Any
 import nats
 import pytest
 from nats.js.api import StreamConfig
+from suites import running_suite
 from waiting import eventually_blocking as eventually
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2 as dpb
@@ -154,20 +155,13 @@ def fake_messages(suite: Suite, campaign_id: str) -> list[dict[str, Any]]:
 
 
 def test_the_suite_sends_with_one_node_down_and_the_node_catches_up() -> None:
-    root = Path(tempfile.mkdtemp(prefix="dripiq-cluster-suite-"))
-    suite = Suite(
-        run_dir=root / "run",
-        ephemeral_ports=True,
-        temporary_data=True,
-        log_format="json",
-        log_dir=root / "logs",
+    with running_suite(
+        "cluster-suite",
         fake_auto_events_delay=0,
         nats_nodes=3,
         replicas={"dispatcher": 2, "scheduler": 2},
         extra_env={"SCHEDULER_POLL_SECONDS": "0.1", "PLANNER_OUTBOX_POLL_SECONDS": "0.2"},
-    )
-    try:
-        suite.start()
+    ) as suite:
         assert suite.env["JETSTREAM_REPLICAS"] == "3"
         cluster = suite.nats_cluster()
         cluster.kill_node(0)
@@ -217,6 +211,3 @@ def test_the_suite_sends_with_one_node_down_and_the_node_catches_up() -> None:
 
         eventually(caught_up, "the restarted node's copy of the outcomes to catch up")
         assert len(fake_messages(suite, campaign_id)) == 1
-    finally:
-        suite.stop()
-        shutil.rmtree(root, ignore_errors=True)

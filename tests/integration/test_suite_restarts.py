@@ -4,14 +4,12 @@ and PostgreSQL on the same ports from the same data, as the chaos benchmark does
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import tempfile
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from suites import running_suite
 
 from dripiq_devtools.servers import pg_bin
 from dripiq_devtools.suite import Suite
@@ -19,19 +17,11 @@ from dripiq_devtools.suite import Suite
 
 @pytest.fixture(scope="module")
 def suite() -> Iterator[Suite]:
-    root = Path(tempfile.mkdtemp(prefix="dripiq-restarts-"))
-    running = Suite(
-        run_dir=root / "run",
-        ephemeral_ports=True,
-        temporary_data=True,
-        log_format="json",
-        log_dir=root / "logs",
+    with running_suite(
+        "restarts",
         fake_auto_events_delay=0,
-    )
-    running.start()
-    yield running
-    running.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    ) as running:
+        yield running
 
 
 def psql(suite: Suite, query: str) -> str:

@@ -7,20 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.js.api import ConsumerInfo
+from suites import running_suite
 
 from dripiq.events.v1 import events_service_pb2 as pb
 from dripiq.events.v1 import events_service_pb2_grpc as pb_grpc
@@ -41,20 +39,12 @@ QUIET_ROUNDS = 20
 
 @pytest.fixture(scope="module")
 def suite() -> Iterator[Suite]:
-    root = Path(tempfile.mkdtemp(prefix="dripiq-roles-"))
-    running = Suite(
-        run_dir=root / "run",
-        ephemeral_ports=True,
-        temporary_data=True,
-        log_format="json",
-        log_dir=root / "logs",
+    with running_suite(
+        "roles",
         fake_auto_events_delay=0,
         events_query=True,
-    )
-    running.start()
-    yield running
-    running.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    ) as running:
+        yield running
 
 
 def tenant_stats(suite: Suite, port_env: str, tenant: str) -> pb.GetTenantStatsResponse:
