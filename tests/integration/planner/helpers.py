@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
+from openai import AsyncOpenAI
 from sqlalchemy import Row, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -32,6 +33,7 @@ from dripiq_planner.models import campaign_steps, contact_campaigns, outbox, rul
 from dripiq_planner.owners import Owners
 from dripiq_planner.planning import Planner
 from dripiq_planner.reactor import Reactor
+from dripiq_planner.strategist.openai_strategist import OpenAIStrategist
 from dripiq_planner.strategist.template_strategist import TemplateStrategist
 from dripiq_planner.tenant_settings import TenantSettingsService
 
@@ -427,3 +429,10 @@ async def require_approval(tenant_settings: TenantSettingsService, tenant_id: st
             update_mask=FieldMask(paths=["require_approval"]),
         )
     )
+
+
+def openai_strategist(url: str, **options: Any) -> OpenAIStrategist:
+    """The OpenAI strategist against the fake OpenAI at `url`, the template as its fallback. The
+    client never asks again by itself: the strategist does, when `retries` says so."""
+    client = AsyncOpenAI(api_key="sk-test", base_url=url, max_retries=0, timeout=10.0)
+    return OpenAIStrategist(client=client, model="gpt-4o-mini", fallback=TemplateStrategist(), **options)

@@ -14,8 +14,7 @@ from datetime import UTC, timedelta
 
 import pytest
 import pytest_asyncio
-from helpers import T0, request
-from openai import AsyncOpenAI
+from helpers import T0, openai_strategist, request
 from pydantic import ValidationError
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,7 +29,6 @@ from dripiq_planner.models import ai_budget_usage, ai_generations
 from dripiq_planner.planning import Planner
 from dripiq_planner.settings import PlannerSettings
 from dripiq_planner.strategist.openai_strategist import OpenAIStrategist
-from dripiq_planner.strategist.template_strategist import TemplateStrategist
 
 MAX_COMPLETION = 4000
 
@@ -43,14 +41,8 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 
 @pytest_asyncio.fixture
 async def strategist(fake: FakeOpenAI, engine: AsyncEngine, clock: ManualClock) -> AsyncIterator[OpenAIStrategist]:
-    client = AsyncOpenAI(api_key="sk-test", base_url=fake.url, max_retries=0, timeout=10.0)
-    made = OpenAIStrategist(
-        client=client,
-        model="gpt-4o-mini",
-        fallback=TemplateStrategist(),
-        budget=AiBudget(engine, clock),
-        concurrency=16,
-        max_completion_tokens=MAX_COMPLETION,
+    made = openai_strategist(
+        fake.url, budget=AiBudget(engine, clock), concurrency=16, max_completion_tokens=MAX_COMPLETION
     )
     yield made
     await made.aclose()

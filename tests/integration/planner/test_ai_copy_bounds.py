@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from google.rpc import code_pb2, error_details_pb2
-from helpers import T0, item, request, rule, strategy
-from openai import AsyncOpenAI
+from helpers import T0, item, openai_strategist, request, rule, strategy
 from owner_servers import owner_services, serve, unused_port
 from secured import caller_channel, service_channel
 from sqlalchemy import select
@@ -66,10 +65,7 @@ async def replica_of(fake: FakeOpenAI, clock: ManualClock) -> AsyncIterator[Any]
     made: list[OpenAIStrategist] = []
 
     def make(engine: AsyncEngine, *, budget: BudgetLimits = PLENTY) -> Replica:
-        client = AsyncOpenAI(api_key="sk-test", base_url=fake.url, max_retries=0, timeout=10.0)
-        strategist = OpenAIStrategist(
-            client=client, model="gpt-4o-mini", fallback=TemplateStrategist(), budget=AiBudget(engine, clock)
-        )
+        strategist = openai_strategist(fake.url, budget=AiBudget(engine, clock))
         made.append(strategist)
         planner = Planner(engine, strategist, ai_budget=budget)
         return Replica(

@@ -13,8 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 import pytest_asyncio
-from helpers import drain_outbox, item, request, send_commands, timer_commands
-from openai import AsyncOpenAI
+from helpers import drain_outbox, item, openai_strategist, request, send_commands, timer_commands
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,9 +29,8 @@ from dripiq_planner.models import ai_generations
 from dripiq_planner.planning import Planner
 from dripiq_planner.reactor import Reactor
 from dripiq_planner.strategist.ai_variants import VariantFocus, VariantRequest, answer_path
-from dripiq_planner.strategist.openai_strategist import RESPONSE_FORMAT, OpenAIStrategist, response_format
+from dripiq_planner.strategist.openai_strategist import RESPONSE_FORMAT, response_format
 from dripiq_planner.strategist.prompts import PROMPT_VERSION, VARIANTS_PROMPT_VERSION, system_prompt
-from dripiq_planner.strategist.template_strategist import TemplateStrategist
 from dripiq_planner.tenant_settings import TenantSettingsService
 
 FACTS = {"contact": {"first_name": "Ada"}, "lead": {"company_name": "Acme"}, "product": {"name": "Widget"}}
@@ -47,8 +45,7 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 
 @pytest_asyncio.fixture
 async def ai_creator(engine: AsyncEngine, clock: ManualClock, fake: FakeOpenAI) -> AsyncIterator[CampaignCreator]:
-    client = AsyncOpenAI(api_key="sk-test", base_url=fake.url, max_retries=0, timeout=10.0)
-    strategist = OpenAIStrategist(client=client, model="gpt-4o-mini", fallback=TemplateStrategist())
+    strategist = openai_strategist(fake.url)
     yield CampaignCreator(engine, clock, Planner(engine, strategist), plan_inline=True)
     await strategist.aclose()
 

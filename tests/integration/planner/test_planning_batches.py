@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
-from helpers import drain_outbox, schedules, timer_commands
+from helpers import drain_outbox, openai_strategist, schedules, timer_commands
 from nats.js import JetStreamContext
-from openai import AsyncOpenAI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from test_planning_worker import (
@@ -48,7 +47,6 @@ from dripiq_planner.models import ai_generations, campaign_steps
 from dripiq_planner.planning import Planner
 from dripiq_planner.planning_worker import Claim, PlanningWorker
 from dripiq_planner.reactor import Reactor
-from dripiq_planner.strategist.openai_strategist import OpenAIStrategist
 from dripiq_planner.strategist.template_strategist import TemplateStrategist
 from dripiq_planner.tenant_settings import TenantSettingsService
 
@@ -204,14 +202,7 @@ async def test_a_model_batch_plans_side_by_side_within_the_tenants_concurrency(
 @pytest.fixture
 async def retrying(engine, clock, fake) -> AsyncIterator[Planner]:  # type: ignore[no-untyped-def]
     """A planner whose strategist asks the model again twice itself, as the service's does."""
-    client = AsyncOpenAI(api_key="sk-test", base_url=fake.url, max_retries=0, timeout=10.0)
-    strategist = OpenAIStrategist(
-        client=client,
-        model="gpt-4o-mini",
-        fallback=TemplateStrategist(),
-        budget=AiBudget(engine, clock),
-        retries=2,
-    )
+    strategist = openai_strategist(fake.url, budget=AiBudget(engine, clock), retries=2)
     yield Planner(engine, strategist, ai_budget=PLENTY)
     await strategist.aclose()
 

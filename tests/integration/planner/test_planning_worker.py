@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest_asyncio
 from google.protobuf.field_mask_pb2 import FieldMask
-from helpers import drain_outbox, item, schedules, timer_commands
+from helpers import drain_outbox, item, openai_strategist, schedules, timer_commands
 from nats.js import JetStreamContext
-from openai import AsyncOpenAI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from waiting import eventually
@@ -34,8 +33,6 @@ from dripiq_planner.models import campaign_steps
 from dripiq_planner.planning import Planner
 from dripiq_planner.planning_worker import Claim, PlanningWorker
 from dripiq_planner.stats import TenantStats
-from dripiq_planner.strategist.openai_strategist import OpenAIStrategist
-from dripiq_planner.strategist.template_strategist import TemplateStrategist
 from dripiq_planner.tenant_settings import TenantSettingsService
 
 PLENTY = BudgetLimits(calls=10_000, tokens=10**9)
@@ -49,14 +46,7 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 
 @pytest_asyncio.fixture
 async def planner(engine: AsyncEngine, clock: ManualClock, fake: FakeOpenAI) -> AsyncIterator[Planner]:
-    client = AsyncOpenAI(api_key="sk-test", base_url=fake.url, max_retries=0, timeout=10.0)
-    strategist = OpenAIStrategist(
-        client=client,
-        model="gpt-4o-mini",
-        fallback=TemplateStrategist(),
-        budget=AiBudget(engine, clock),
-        concurrency=16,
-    )
+    strategist = openai_strategist(fake.url, budget=AiBudget(engine, clock), concurrency=16)
     yield Planner(engine, strategist, ai_budget=PLENTY)
     await strategist.aclose()
 
