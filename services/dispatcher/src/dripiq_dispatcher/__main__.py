@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import structlog
@@ -16,7 +15,6 @@ from dripiq_common.loops import Poller
 from dripiq_common.service import Parts, Runtime, run_process, run_service
 from dripiq_common.settings import load_settings
 from dripiq_dispatcher.breaker import ProviderBreaker
-from dripiq_dispatcher.call_slots import CallSlots
 from dripiq_dispatcher.campaign_mail import MailSettings
 from dripiq_dispatcher.campaigns import CampaignStates
 from dripiq_dispatcher.drops import Drops
@@ -50,11 +48,6 @@ ATTEMPTING = (FORWARD,)
 log = structlog.get_logger(__name__)
 
 
-async def in_progress(msgs: list[Msg]) -> None:
-    """Resets each delivery's ack wait, so JetStream does not redeliver what is still being handled."""
-    await asyncio.gather(*(m.in_progress() for m in msgs))
-
-
 def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime, api_key: str) -> Parts:
     relay = rt.outbox_relay(outbox)
     accounts = settings.provider_accounts
@@ -79,7 +72,6 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime, api_key
         on_outbox=relay.kick,
         breaker=breaker,
         accounts=accounts,
-        call_slots=CallSlots(settings.sends_in_flight),
     )
     unconfirmed = UnconfirmedSends(rt.engine, rt.clock, on_outbox=relay.kick)
     rate_limits = RateLimits(rt.engine, rt.clock)
@@ -117,15 +109,14 @@ def build(settings: DispatcherSettings, sender: MailSender, rt: Runtime, api_key
     forwarder = ReplyForwarder(rt.engine, rt.clock, sender, settings.max_attempts, accounts)
     # Commands come in batches, each admitted and settled in one transaction with its
     # provider calls side by side; several batches are in flight so one waiting on the
-    # provider never idles the database, and more wait for call slots (their calls together
-    # never exceed the pool) so the pool stays busy while others admit and settle.
+    # provider never idles the database, and their calls together never exceed the pool.
     sends = PullWorker(
         rt.js,
         rt.nc,
         SEND,
-        lambda msgs: dispatcher.handle_sends([m.data for m in msgs], in_progress=lambda: in_progress(msgs)),
+        lambda msgs: dispatcher.handle_sends([m.data for m in msgs]),
         batch_size=settings.send_batch_size,
-        batches_in_flight=settings.send_batches_in_flight + settings.send_batches_waiting,
+        batches_in_flight=settings.send_batches_in_flight,
         hold=breaker.hold,
     )
     # Replies are few: each command a batch of its own, several in flight since each waits on

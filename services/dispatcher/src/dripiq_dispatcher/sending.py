@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -25,17 +25,11 @@ from dripiq_dispatcher import campaign_mail, convert, domain, failures, metrics,
 from dripiq_dispatcher.accounts import AccountUnusable, ProviderAccounts
 from dripiq_dispatcher.admission import Admission, Item, Work
 from dripiq_dispatcher.breaker import ProviderBreaker
-from dripiq_dispatcher.call_slots import CallSlots
 from dripiq_dispatcher.domain import Status
 from dripiq_dispatcher.failures import FailureKind, SendFailure
 from dripiq_dispatcher.provider import MailSender
 
 log = structlog.get_logger(__name__)
-
-# How often a batch waiting for call slots tells JetStream it is still being worked on: well
-# inside the send consumer's ack wait (30 s), so a wait behind slow calls never lets it be
-# redelivered while this delivery may still admit it.
-IN_PROGRESS_EVERY_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -63,9 +57,6 @@ class Sends:
     breaker: ProviderBreaker | None = None
     # Whose SendGrid account each identity sends through (its provider_config_id).
     accounts: ProviderAccounts = field(default_factory=ProviderAccounts)
-    # Provider calls in flight across every batch of this process (the connection pool's size,
-    # call_slots.py); None: each batch's calls go out at once.
-    call_slots: CallSlots | None = None
 
     def __post_init__(self) -> None:
         self.admission = Admission(self.mail_settings)
@@ -76,16 +67,12 @@ class Sends:
         if error is not None:
             raise error
 
-    async def handle_sends(
-        self, batch: Sequence[bytes], *, in_progress: Callable[[], Awaitable[object]] | None = None
-    ) -> list[Exception | None]:
+    async def handle_sends(self, batch: Sequence[bytes]) -> list[Exception | None]:
         """SendMessageCommands, each safe to redeliver at any point: admitted in one
         transaction, sent side by side, settled in one transaction.
 
         One entry per command: None when its delivery is done (ack), else the error it fails
-        with: PermanentMessageError for a command that cannot even be recorded. While the batch
-        waits for call slots, `in_progress` is called every IN_PROGRESS_EVERY_SECONDS (it tells
-        JetStream the deliveries are being worked on).
+        with: PermanentMessageError for a command that cannot even be recorded.
         """
         results: list[Exception | None] = [None] * len(batch)
         items: dict[tuple[str, str], Item] = {}
@@ -103,65 +90,19 @@ class Sends:
             items.setdefault((message.tenant_id, message.message_id), Item(index, message, data))
         if not items:
             return results
-        slots = self.call_slots
-        if slots is None:
-            return await self._admit_call_settle(items, results, lambda: None)
-        await self._take_slots(slots, len(items), in_progress)
-        given = 0
-
-        def give_one() -> None:
-            nonlocal given
-            given += 1
-            slots.give(1)
-
-        try:
-            return await self._admit_call_settle(items, results, give_one)
-        finally:
-            slots.give(len(items) - given)
-
-    @staticmethod
-    async def _take_slots(slots: CallSlots, n: int, in_progress: Callable[[], Awaitable[object]] | None) -> None:
-        # Bounded: every slot taken comes back within one send timeout (20 s by default).
-        taking = asyncio.ensure_future(slots.take(n))
-        try:
-            while True:
-                done, _ = await asyncio.wait({taking}, timeout=IN_PROGRESS_EVERY_SECONDS)
-                if done:
-                    taking.result()
-                    return
-                if in_progress is not None:
-                    try:
-                        await in_progress()
-                    except Exception as exc:
-                        # Only risks a redelivery, which the row guard makes harmless.
-                        log.warning("send.in_progress_failed", error=repr(exc))
-        except BaseException:
-            if not taking.done():
-                taking.cancel()
-            elif not taking.cancelled() and taking.exception() is None:
-                slots.give(n)
-            raise
-
-    async def _admit_call_settle(
-        self, items: dict[tuple[str, str], Item], results: list[Exception | None], give_one: Callable[[], None]
-    ) -> list[Exception | None]:
-        """`give_one` is called once for each command whose slot is free again: those that call
-        nothing right after admission, the others as their call is answered."""
         started = time.perf_counter()
         admission = Work(self.clock.now())
         async with self.engine.begin() as conn:
             calls = await self.admission.admit(conn, list(items.values()), admission, results)
             await admission.flush(conn)
         metrics.count_outcomes(admission.outbox)
-        for _ in range(len(items) - len(calls)):
-            give_one()
         admitted = time.perf_counter()
         outboxed = bool(admission.outbox)
         called = admitted
         if calls:
             if self.breaker is not None:
                 self.breaker.calling()
-            answers = await asyncio.gather(*(self._call_and_give(item, give_one) for item in calls))
+            answers = await asyncio.gather(*(self._call(item) for item in calls))
             called = time.perf_counter()
             if self.breaker is not None:
                 passing = sum(
@@ -178,19 +119,13 @@ class Sends:
             self.on_outbox()
         log.debug(
             "send.batch",
-            sends=len(items),
+            commands=len(batch),
             calls=len(calls),
             admit_ms=round((admitted - started) * 1000, 1),
             calls_ms=round((called - admitted) * 1000, 1),
             settle_ms=round((time.perf_counter() - called) * 1000, 1),
         )
         return results
-
-    async def _call_and_give(self, item: Item, give_one: Callable[[], None]) -> Answer:
-        try:
-            return await self._call(item)
-        finally:
-            give_one()
 
     async def _call(self, item: Item) -> Answer:
         assert item.identity is not None

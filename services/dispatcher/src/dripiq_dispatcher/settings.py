@@ -77,9 +77,6 @@ class DispatcherSettings(TokenSecrets, ServiceSettings):
     send_concurrency: int = Field(default=512, ge=1)
     # Command batches handled at once; each holds up to sends_in_flight / this commands.
     send_batches_in_flight: int = Field(default=4, ge=1)
-    # Batches fetched beyond those: decoded, waiting for call slots as earlier batches' calls
-    # are answered, so the pool keeps working while batches admit and settle (0: none).
-    send_batches_waiting: int = Field(default=4, ge=0)
     # Connecting must finish within this (a failure then is known not to have sent anything).
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     # Provider attempts per reply forward (transient failures only) before it is failed.
