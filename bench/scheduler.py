@@ -16,6 +16,8 @@ and the same workloads run through the scheduler's gRPC API and JetStream:
 Prints the figures, then one ratio line per target (dripiq / BullMQ; arq's as information).
 --pg-stats loads pg_stat_statements and prints the costliest statements per workload;
 --profile DIR records the scheduler process with py-spy per workload (collapsed stacks).
+--cancel-storage measures PostgreSQL alone instead: N cancels of 1,000 keys on a table of
+--cancel-rows timers, under today's schema and under the designs a cheaper cancel could take.
 """
 
 from __future__ import annotations
@@ -374,6 +376,107 @@ def measure(args: argparse.Namespace, steady_rate: int) -> dict:
         return r
 
 
+# PostgreSQL's share of BatchCancelTimers, by storage design: the same N rows, the same 1,000-key
+# statements through asyncpg, nothing else on the server. Not the API's figure (no gRPC, no
+# scheduler process): what a design saves inside PostgreSQL, to choose one before building it.
+CANCEL_DESIGNS = {
+    # Today: every status change is a new row version in every index (status and updated_at
+    # are in partial-index predicates and keys, so no update is HOT).
+    "today": (
+        "",
+        """UPDATE scheduler.timers AS t SET status = 'canceled', canceled_at = now(), updated_at = now(),
+               cancel_reason = NULLIF(c.reason, '')
+           FROM unnest($2::text[], $3::text[], $4::boolean[]) AS c(key, reason, fired)
+           WHERE t.tenant_id = $1 AND t.key = c.key AND (t.status = 'active' OR (c.fired AND t.status = 'fired'))""",
+    ),
+    # Due timers in a narrow table of their own; no index on timers names a column a cancel
+    # changes, and pages keep room for the new version: the update is HOT, the delete from the
+    # due table writes no index entry.
+    "due table + HOT": (
+        """DROP INDEX scheduler.timers_due_idx; DROP INDEX scheduler.timers_group_idx;
+           DROP INDEX scheduler.timers_done_idx;
+           CREATE INDEX timers_group_idx ON scheduler.timers (tenant_id, group_key);
+           ALTER TABLE scheduler.timers SET (fillfactor = 50);
+           CREATE TABLE scheduler.timers_due (timer_id bigint PRIMARY KEY, scheduled_for timestamptz NOT NULL);
+           CREATE INDEX timers_due_at_idx ON scheduler.timers_due (scheduled_for, timer_id);""",
+        """WITH done AS (
+             UPDATE scheduler.timers AS t SET status = 'canceled', canceled_at = now(), updated_at = now(),
+                 cancel_reason = NULLIF(c.reason, '')
+             FROM unnest($2::text[], $3::text[], $4::boolean[]) AS c(key, reason, fired)
+             WHERE t.tenant_id = $1 AND t.key = ANY($2::text[]) AND t.key = c.key
+               AND (t.status = 'active' OR (c.fired AND t.status = 'fired'))
+             RETURNING t.id)
+           DELETE FROM scheduler.timers_due WHERE timer_id = ANY(ARRAY(SELECT id FROM done))""",
+    ),
+    # A narrow tombstone per canceled timer; the timer row is only locked (so a firer holding it
+    # is waited for), and the firer would finish the row when it comes due.
+    "tombstones": (
+        """CREATE TABLE scheduler.timer_cancels (timer_id bigint PRIMARY KEY, version int NOT NULL,
+               canceled_at timestamptz NOT NULL, cancel_reason text)""",
+        """WITH locked AS (
+             SELECT t.id, t.version, c.reason FROM scheduler.timers AS t
+             JOIN unnest($2::text[], $3::text[], $4::boolean[]) AS c(key, reason, fired)
+               ON t.tenant_id = $1 AND t.key = c.key
+             WHERE t.status = 'active' OR (c.fired AND t.status = 'fired')
+             FOR NO KEY UPDATE OF t)
+           INSERT INTO scheduler.timer_cancels SELECT id, version, now(), NULLIF(reason, '') FROM locked
+           ON CONFLICT (timer_id) DO UPDATE SET version = excluded.version, canceled_at = excluded.canceled_at,
+               cancel_reason = excluded.cancel_reason""",
+    ),
+}
+
+
+def cancel_storage(n: int, rows: int) -> dict[str, float]:
+    """ms per 1,000 cancels under each design, each on its own fresh server."""
+    figures = {}
+    for name, (schema, statement) in CANCEL_DESIGNS.items():
+        root = Path(tempfile.mkdtemp(prefix="dripiq-bench-cancel-"))
+        pg = EmbeddedPostgres(root / "pg", temporary=True).start()
+        try:
+            migrations.upgrade("scheduler", pg.url)
+            figures[name] = asyncio.run(_cancel_storage_run(pg.url, schema, statement, n, rows))
+        finally:
+            pg.stop()
+            shutil.rmtree(root, ignore_errors=True)
+        print(f"  {name}: {figures[name]:.2f} ms per 1,000 cancels in PostgreSQL", flush=True)
+    return figures
+
+
+async def _cancel_storage_run(url: str, schema: str, statement: str, n: int, rows: int) -> float:
+    conn = await asyncpg.connect(url)
+    try:
+        if schema:
+            await conn.execute(schema)
+        await conn.execute(
+            """INSERT INTO scheduler.timers (tenant_id, key, group_key, kind, scheduled_for, target, target_subject,
+                   payload, rules_checked)
+               SELECT $1, 'k-' || g, 'campaign:' || (g / 5), 'step_due', now() + interval '30 days', 'planner_timer',
+                   $2, $3, 1
+               FROM generate_series(0, $4 - 1) AS g""",
+            TENANT,
+            SUBJECT,
+            payload("k"),
+            rows,
+        )
+        if "timers_due " in schema:
+            await conn.execute("INSERT INTO scheduler.timers_due SELECT id, scheduled_for FROM scheduler.timers")
+        await conn.execute("VACUUM ANALYZE")
+        await conn.execute("CHECKPOINT")
+        keys = [f"k-{i}" for i in range(n)]
+        canceled = 0
+        started = time.perf_counter()
+        for at in range(0, n, PEER_BATCH):
+            chunk = keys[at : at + PEER_BATCH]
+            async with conn.transaction():
+                status = await conn.execute(statement, TENANT, chunk, [""] * len(chunk), [False] * len(chunk))
+            canceled += int(status.split()[-1])
+        seconds = time.perf_counter() - started
+        assert canceled == n, f"canceled {canceled} of {n}"
+        return seconds * 1000 / (n / PEER_BATCH)
+    finally:
+        await conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000, help="timers to enqueue, cancel and drain")
@@ -387,8 +490,19 @@ def main() -> None:
     parser.add_argument("--pending", type=int, default=0, help="then bulk-load this many pending and drain again")
     parser.add_argument("--pg-stats", action="store_true", help="pg_stat_statements per workload")
     parser.add_argument("--profile", help="py-spy raw profiles per workload into this folder")
+    parser.add_argument("--cancel-storage", action="store_true", help="PostgreSQL's cancel cost by storage design")
+    parser.add_argument("--cancel-rows", type=int, default=100_000, help="timers stored for --cancel-storage")
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    if args.cancel_storage:
+        print(
+            f"PostgreSQL alone, {args.n:,} cancels of {PEER_BATCH:,} keys a statement, {args.cancel_rows:,} timers stored:"
+        )
+        figures = cancel_storage(args.n, args.cancel_rows)
+        for name, ms in figures.items():
+            if name != "today":
+                print(ratio_line(f"PostgreSQL cancels/s, {name}", 1e6 / ms, 1e6 / figures["today"], "today's schema"))
+        return
     bullmq = (
         None
         if args.no_bullmq
