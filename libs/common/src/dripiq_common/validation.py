@@ -18,6 +18,9 @@ _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}")
 # control characters, no whitespace), so none of them can end a header or forge another.
 _HEADER_SAFE = re.compile(r"[!-~]+")
 _KIND = re.compile(r"[A-Za-z0-9_.:-]+")
+# What the scheduler keeps of a cancel's reason (CancelTimerRequest.reason): longer is refused
+# there, so its callers cut theirs to it.
+MAX_CANCEL_REASON = 200
 
 
 def tenant_id(value: str, field: str = "tenant_id") -> str:

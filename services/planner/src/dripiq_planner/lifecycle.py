@@ -16,7 +16,7 @@ from google.protobuf.message import Message
 
 from dripiq.planner.v1 import facts_pb2, timers_pb2
 from dripiq.scheduler.v1 import commands_pb2, scheduler_service_pb2
-from dripiq_common import windows
+from dripiq_common import validation, windows
 from dripiq_common.bus.contract import Subjects
 from dripiq_common.outbox import OutboxMessage
 from dripiq_planner import calendars
@@ -189,13 +189,9 @@ def cancel_timer(work: UnitOfWork, *, tenant_id: str, key: str, reason: str = ""
     """Cancel a timer by key, saying why; `include_fired` also marks one that already fired
     (it arrived when it no longer applied)."""
     request = scheduler_service_pb2.CancelTimerRequest(
-        tenant_id=tenant_id, key=key, reason=reason[:MAX_CANCEL_REASON], include_fired=include_fired
+        tenant_id=tenant_id, key=key, reason=reason[: validation.MAX_CANCEL_REASON], include_fired=include_fired
     )
     work.send(_command(tenant_id, cancel=request))
-
-
-# What the scheduler keeps of a cancel's reason (CancelTimerRequest.reason).
-MAX_CANCEL_REASON = 200
 
 
 def set_status(work: UnitOfWork, campaign: CampaignState, status: str, *, reason: str = "", **values: Any) -> int:

@@ -207,13 +207,9 @@ def _key(value: str, field: str) -> str:
     return validation.header_safe(value, field, max_length=domain.MAX_KEY_LENGTH)
 
 
-# What a cancel may say of itself (CancelTimerRequest.reason).
-MAX_CANCEL_REASON = 200
-
-
 def _reason(value: str) -> str:
-    if len(value) > MAX_CANCEL_REASON:
-        raise InvalidArgument("reason", f"is {len(value)} characters; at most {MAX_CANCEL_REASON}")
+    if len(value) > validation.MAX_CANCEL_REASON:
+        raise InvalidArgument("reason", f"is {len(value)} characters; at most {validation.MAX_CANCEL_REASON}")
     return value
 
 
