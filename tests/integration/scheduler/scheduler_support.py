@@ -12,6 +12,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from nats.js.errors import NotFoundError
 from secured import caller_channel, server_security
 
 from dripiq.planner.v1 import timers_pb2
@@ -61,6 +62,18 @@ async def published_count(js, subject: str) -> int:  # type: ignore[no-untyped-d
     """Messages on a subject, read from the stream itself (no consumer needed)."""
     info = await js.stream_info("PLANNER_TIMERS", subjects_filter=subject)
     return (info.state.subjects or {}).get(subject, 0)
+
+
+async def stream_messages(js, stream: str, subject: str) -> list:  # type: ignore[no-untyped-def,type-arg]
+    """Every message on a subject, in stream order, read without a consumer."""
+    found, seq = [], 1
+    while True:
+        try:
+            msg = await js.get_msg(stream, seq=seq, subject=subject, next=True)
+        except NotFoundError:
+            return found
+        found.append(msg)
+        seq = msg.seq + 1
 
 
 def violation_of(exc: grpc.aio.AioRpcError) -> error_details_pb2.BadRequest.FieldViolation:

@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from nats.js.errors import NoStreamResponseError, NotFoundError
-from scheduler_support import planner_timer, published_count
+from nats.js.errors import NoStreamResponseError
+from scheduler_support import planner_timer, published_count, stream_messages
 from sqlalchemy import text
 
 from dripiq.planner.v1 import timers_pb2
@@ -23,22 +22,11 @@ from dripiq_scheduler.acks import AckedPublisher
 from dripiq_scheduler.firer import Firer
 from dripiq_scheduler.service import TimerService
 
-CHUNK = 250
+# Batches of 750-1,000 timers: large enough that overlapping calls interleave inside PostgreSQL.
+BATCH_UNIT = 250
 
 timer = planner_timer
 T0 = datetime(2032, 5, 1, 8, 0, tzinfo=UTC)
-
-
-async def stream_messages(js, stream: str, subject: str) -> list[Any]:  # type: ignore[no-untyped-def]
-    """Every message on a subject, in stream order, read without a consumer."""
-    found, seq = [], 1
-    while True:
-        try:
-            msg = await js.get_msg(stream, seq=seq, subject=subject, next=True)
-        except NotFoundError:
-            return found
-        found.append(msg)
-        seq = msg.seq + 1
 
 
 async def rows(engine, tenant_id: str) -> dict[str, tuple]:  # type: ignore[no-untyped-def]
@@ -168,7 +156,7 @@ async def test_the_publisher_answers_per_message_stored_duplicate_or_why_not(js,
 async def test_a_bad_timer_last_in_a_large_batch_stores_none_of_the_batch(engine, tenant_id):
     """A bad timer after a thousand good ones leaves nothing stored."""
     timers = TimerService(engine, ManualClock(T0))
-    batch = [timer(tenant_id, f"k{i:04d}", T0 + timedelta(hours=1)) for i in range(3 * CHUNK)]
+    batch = [timer(tenant_id, f"k{i:04d}", T0 + timedelta(hours=1)) for i in range(3 * BATCH_UNIT)]
     batch.append(timer(tenant_id, "zzz-last", T0 + timedelta(hours=1), campaign="c"))
     batch[-1].payload = b"\xff not a PlannerTimer"
     with pytest.raises(InvalidArgument) as exc:
@@ -179,7 +167,7 @@ async def test_a_bad_timer_last_in_a_large_batch_stores_none_of_the_batch(engine
 
 async def test_overlapping_batch_calls_side_by_side_store_each_key_once(engine, tenant_id):
     timers = TimerService(engine, ManualClock(T0))
-    keys = [f"k{i:04d}" for i in range(4 * CHUNK)]
+    keys = [f"k{i:04d}" for i in range(4 * BATCH_UNIT)]
     forward = [timer(tenant_id, k, T0 + timedelta(hours=1)) for k in keys]
     backward = [timer(tenant_id, k, T0 + timedelta(hours=2)) for k in reversed(keys)]
     counts = await asyncio.gather(*(timers.batch_schedule(tenant_id, b) for b in (forward, backward, forward)))

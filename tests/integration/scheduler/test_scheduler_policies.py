@@ -13,13 +13,11 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
-from nats.js.errors import NotFoundError
 from prometheus_client import REGISTRY
-from scheduler_support import planner_timer
+from scheduler_support import planner_timer, stream_messages
 from sqlalchemy import text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -53,18 +51,6 @@ DAY = timedelta(days=1)
 
 def metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-async def stream_messages(js, stream: str, subject: str) -> list[Any]:  # type: ignore[no-untyped-def]
-    """Every message on a subject, in stream order, read without a consumer."""
-    found, seq = [], 1
-    while True:
-        try:
-            msg = await js.get_msg(stream, seq=seq, subject=subject, next=True)
-        except NotFoundError:
-            return found
-        found.append(msg)
-        seq = msg.seq + 1
 
 
 async def fire_all(firer: Firer) -> int:
