@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dripiq.dispatcher.v1 import dispatcher_service_pb2_grpc as dpb_grpc
 from dripiq.events.v1 import events_service_pb2_grpc as epb_grpc
+from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_common.authz import Access
 from dripiq_common.clock import ManualClock
 from dripiq_common.grpc_server import GrpcServer, Registrar
@@ -28,6 +29,8 @@ from dripiq_dispatcher.suppressions import Suppressions
 from dripiq_dispatcher.tasks import Tasks
 from dripiq_events.handlers import EventsServicer
 from dripiq_events.queries import EventQuery
+from dripiq_planner.handlers import ACCESS as PLANNER_ACCESS
+from dripiq_planner.handlers import CampaignServicer
 
 
 def unused_port() -> int:
@@ -76,6 +79,18 @@ async def events_server(engine: AsyncEngine) -> AsyncIterator[str]:
         serves_as="events",
     ) as served:
         yield served.internal
+
+
+@asynccontextmanager
+async def planner_server(servicer: CampaignServicer) -> AsyncIterator[Served]:
+    """The planner's CampaignService on a secured in-process server, with its access rules."""
+    async with serve(
+        ["dripiq.planner.v1.CampaignService"],
+        [lambda s: pb_grpc.add_CampaignServiceServicer_to_server(servicer, s)],
+        access=PLANNER_ACCESS,
+        serves_as="planner",
+    ) as served:
+        yield served
 
 
 def owner_services(

@@ -22,7 +22,7 @@ from helpers import (
     timer_commands,
     within_jitter,
 )
-from owner_servers import serve
+from owner_servers import planner_server
 from secured import caller_channel
 from sqlalchemy import select
 
@@ -33,7 +33,7 @@ from dripiq_planner import templates
 from dripiq_planner.ai_budget import BudgetLimits
 from dripiq_planner.approval import CampaignApproval
 from dripiq_planner.creating import MAX_BATCH
-from dripiq_planner.handlers import ACCESS, CampaignServicer
+from dripiq_planner.handlers import CampaignServicer
 from dripiq_planner.models import ai_generations
 from dripiq_planner.stats import TenantStats
 from dripiq_planner.step_edits import StepEditor
@@ -142,12 +142,7 @@ async def test_api_errors_map_to_grpc_status_codes_naming_the_field(
         stats=TenantStats(engine, campaigns.clock, BudgetLimits(calls=10, tokens=1000), 8),
     )
     async with (
-        serve(
-            ["dripiq.planner.v1.CampaignService"],
-            [lambda s: pb_grpc.add_CampaignServiceServicer_to_server(servicer, s)],
-            access=ACCESS,
-            serves_as="planner",
-        ) as served,
+        planner_server(servicer) as served,
         caller_channel(served.public) as channel,
     ):
         stub = pb_grpc.CampaignServiceStub(channel)

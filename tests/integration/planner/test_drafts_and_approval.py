@@ -25,7 +25,7 @@ from helpers import (
     strategy,
     timer_commands,
 )
-from owner_servers import serve
+from owner_servers import planner_server
 from secured import caller_channel, pki
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
@@ -33,7 +33,7 @@ from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from dripiq_planner.ai_budget import BudgetLimits
 from dripiq_planner.creating import CampaignCreator
-from dripiq_planner.handlers import ACCESS, CampaignServicer
+from dripiq_planner.handlers import CampaignServicer
 from dripiq_planner.planning import Planner
 from dripiq_planner.preview import StrategyPreview
 from dripiq_planner.stats import TenantStats
@@ -314,12 +314,7 @@ async def test_over_grpc_approval_and_edits_need_an_admin_and_record_the_caller(
     )
     member = pki().token("user:member-1", tenants=[tenant_id], roles=[])
     admin = pki().token("user:admin-1", tenants=[tenant_id], roles=["admin"])
-    async with serve(
-        ["dripiq.planner.v1.CampaignService"],
-        [lambda s: pb_grpc.add_CampaignServiceServicer_to_server(servicer, s)],
-        access=ACCESS,
-        serves_as="planner",
-    ) as served:
+    async with planner_server(servicer) as served:
         async with caller_channel(served.public, token=admin) as channel:
             stub = pb_grpc.CampaignServiceStub(channel)
             await stub.UpdateTenantSettings(

@@ -25,7 +25,7 @@ from helpers import (
     step_timer,
     timer_commands,
 )
-from owner_servers import serve
+from owner_servers import planner_server
 from secured import caller_channel, pki
 from sqlalchemy import text
 from waiting import eventually
@@ -34,7 +34,7 @@ from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq.planner.v1 import campaign_service_pb2_grpc as pb_grpc
 from dripiq_common.errors import FailedPrecondition
 from dripiq_planner.ai_budget import BudgetLimits
-from dripiq_planner.handlers import ACCESS, CampaignServicer
+from dripiq_planner.handlers import CampaignServicer
 from dripiq_planner.planning import Planner
 from dripiq_planner.preview import StrategyPreview
 from dripiq_planner.stats import TenantStats
@@ -238,12 +238,7 @@ async def test_a_preview_saved_over_grpc_records_the_callers_subject(
         stats=TenantStats(engine, clock, BudgetLimits(calls=10, tokens=1000), 8),
     )
     member = pki().token("user:member-7", tenants=[tenant_id], roles=[])
-    async with serve(
-        ["dripiq.planner.v1.CampaignService"],
-        [lambda s: pb_grpc.add_CampaignServiceServicer_to_server(servicer, s)],
-        access=ACCESS,
-        serves_as="planner",
-    ) as served:
+    async with planner_server(servicer) as served:
         async with caller_channel(served.public, token=member) as channel:
             stub = pb_grpc.CampaignServiceStub(channel)
             saved = await stub.PreviewStrategy(

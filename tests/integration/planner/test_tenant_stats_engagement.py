@@ -20,7 +20,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from helpers import request
-from owner_servers import events_server, serve, unused_port
+from owner_servers import events_server, planner_server, unused_port
 from secured import caller_channel, pki, service_channel
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
@@ -34,7 +34,7 @@ from dripiq_planner.ai_budget import BudgetLimits
 from dripiq_planner.approval import CampaignApproval
 from dripiq_planner.campaigns import CampaignService
 from dripiq_planner.creating import CampaignCreator
-from dripiq_planner.handlers import ACCESS, CampaignServicer
+from dripiq_planner.handlers import CampaignServicer
 from dripiq_planner.owners import Owners
 from dripiq_planner.planning import Planner
 from dripiq_planner.preview import StrategyPreview
@@ -109,12 +109,7 @@ async def planner(  # type: ignore[no-untyped-def]
     token = pki().token(f"user@{tenant_id}", tenants=[tenant_id])
     try:
         async with (
-            serve(
-                ["dripiq.planner.v1.CampaignService"],
-                [lambda s: pb_grpc.add_CampaignServiceServicer_to_server(servicer, s)],
-                access=ACCESS,
-                serves_as="planner",
-            ) as served,
+            planner_server(servicer) as served,
             caller_channel(served.public, token=token) as channel,
         ):
             yield pb_grpc.CampaignServiceStub(channel)
