@@ -51,7 +51,7 @@ from dripiq_planner import lifecycle, repository
 from dripiq_planner.creating import planned_steps
 from dripiq_planner.metrics import PLANNED, PLANNING_IN_FLIGHT, PLANNING_OUTCOMES
 from dripiq_planner.models import outbox
-from dripiq_planner.planning import Draft, Planner
+from dripiq_planner.planning import Draft, Planner, generation_row
 from dripiq_planner.state import CampaignStatus, StepStatus
 from dripiq_planner.strategist import Generation, ModelUnavailable
 
@@ -214,7 +214,7 @@ class PlanningWorker:
         ]
         for row, exc in failed:
             attempts: tuple[Generation, ...] = exc.generations if isinstance(exc, ModelUnavailable) else ()
-            generations += [generation_row(row, g, now) for g in attempts]
+            generations += [generation_row(g, tenant_id=row.tenant_id, campaign_id=row.id, now=now) for g in attempts]
         async with self.engine.begin() as conn:
             await repository.insert_generations_bulk(conn, generations=generations)
             await repository.hold_planning(conn, campaign_ids=sorted(row.id for row, _ in failed), until=None)
@@ -290,23 +290,3 @@ class PlanningWorker:
             conn, outbox, [*facts, *(lifecycle.timer_commands(tenant, batch) for tenant, batch in timers.items())]
         )
         return [d.id for d in fresh]
-
-
-def generation_row(campaign: Row, generation: Generation, now: Any) -> dict[str, Any]:
-    """The audit row of one strategist call of a plan that did not finish (a retried attempt)."""
-    return {
-        "created_at": now,
-        "tenant_id": campaign.tenant_id,
-        "campaign_id": campaign.id,
-        "correlation_id": generation.correlation_id,
-        "strategist": generation.strategist,
-        "model": generation.model,
-        "prompt_version": generation.prompt_version,
-        "input_json": generation.input_json,
-        "output_json": generation.output_json,
-        "outcome": generation.outcome,
-        "error": generation.error,
-        "prompt_tokens": generation.prompt_tokens,
-        "completion_tokens": generation.completion_tokens,
-        "duration_ms": generation.duration_ms,
-    }
