@@ -189,10 +189,6 @@ class PlanningWorker:
             await repository.hold_planning(conn, campaign_ids=taken, until=now + self.hold)
         return claims
 
-    async def release(self, tenant_id: str, campaign_id: str) -> None:
-        async with self.engine.begin() as conn:
-            await repository.hold_planning(conn, campaign_ids=[campaign_id], until=None)
-
     async def defer(self, commands: list[planning_pb2.PlanCampaign]) -> None:
         """The same work again at the end of the queue; these messages are then done."""
         async with self.engine.begin() as conn:
