@@ -116,13 +116,16 @@ class PlanningWorker:
             if busy:
                 await asyncio.sleep(self.defer_seconds)
                 await self.defer(busy)
+            deferred = len(busy)
             rows = [row for claim, row in claims.values() if claim is Claim.TAKEN and row is not None]
         else:
             # Planning is CPU only: a second worker planning the same campaign costs a little
             # work and stores nothing, so no hold is worth its transaction.
             async with self.engine.connect() as conn:
                 rows = [r for r in await repository.get_campaigns(conn, keys=list(wanted)) if waiting_for_strategy(r)]
-        skipped = len(wanted) - len(rows)
+            deferred = 0
+        # Counted once: a deferred campaign is "deferred", not also "skipped".
+        skipped = len(wanted) - len(rows) - deferred
         if skipped:
             PLANNING_OUTCOMES.labels(outcome="skipped").inc(skipped)
         if not rows:
