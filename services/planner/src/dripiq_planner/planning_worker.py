@@ -113,23 +113,42 @@ class PlanningWorker:
         if self.planner.uses_model:
             claims = await self.claim_many(list(wanted))
             busy = [commands[key] for key, (claim, _) in claims.items() if claim is Claim.BUSY]
-            if busy:
-                await asyncio.sleep(self.defer_seconds)
-                await self.defer(busy)
-            deferred = len(busy)
             rows = [row for claim, row in claims.values() if claim is Claim.TAKEN and row is not None]
+            if busy:
+                # The pause before putting them back keeps a lone tenant's backlog from
+                # spinning; the campaigns this batch holds are planned meanwhile, not after it.
+                deferring = asyncio.create_task(self._defer_after_pause(busy))
+                try:
+                    await self._plan(msgs, wanted, rows, answers, deferred=len(busy))
+                finally:
+                    # Should putting them back fail, the whole batch is redelivered: the
+                    # campaigns stored here are then skipped, the others claimed again.
+                    await deferring
+                return answers
         else:
             # Planning is CPU only: a second worker planning the same campaign costs a little
             # work and stores nothing, so no hold is worth its transaction.
             async with self.engine.connect() as conn:
                 rows = [r for r in await repository.get_campaigns(conn, keys=list(wanted)) if waiting_for_strategy(r)]
-            deferred = 0
+        await self._plan(msgs, wanted, rows, answers)
+        return answers
+
+    async def _plan(
+        self,
+        msgs: Sequence[Msg],
+        wanted: dict[tuple[str, str], list[int]],
+        rows: list[Row],
+        answers: list[Exception | None],
+        *,
+        deferred: int = 0,
+    ) -> None:
+        """Plan and store the campaigns of `rows`, setting the answers of their messages."""
         # Counted once: a deferred campaign is "deferred", not also "skipped".
         skipped = len(wanted) - len(rows) - deferred
         if skipped:
             PLANNING_OUTCOMES.labels(outcome="skipped").inc(skipped)
         if not rows:
-            return answers
+            return
         last_tries = {
             row.id
             for row in rows
@@ -148,7 +167,10 @@ class PlanningWorker:
         for row, exc in failed:
             # A duplicate message of the same campaign is done: the first one's retry plans it.
             answers[wanted[(row.tenant_id, row.id)][0]] = self._answer(row, exc)
-        return answers
+
+    async def _defer_after_pause(self, commands: list[planning_pb2.PlanCampaign]) -> None:
+        await asyncio.sleep(self.defer_seconds)
+        await self.defer(commands)
 
     def _answer(self, row: Row, exc: Exception) -> Exception:
         if isinstance(exc, ModelUnavailable):
