@@ -76,25 +76,27 @@ class Draft:
 
     def generation_rows(self, *, campaign_id: str | None, now: datetime) -> list[dict[str, Any]]:
         """The audit rows of its strategist calls (planner.ai_generations); no campaign for a preview."""
-        return [
-            {
-                "created_at": now,
-                "tenant_id": self.tenant_id,
-                "campaign_id": campaign_id,
-                "correlation_id": g.correlation_id,
-                "strategist": g.strategist,
-                "model": g.model,
-                "prompt_version": g.prompt_version,
-                "input_json": g.input_json,
-                "output_json": g.output_json,
-                "outcome": g.outcome,
-                "error": g.error,
-                "prompt_tokens": g.prompt_tokens,
-                "completion_tokens": g.completion_tokens,
-                "duration_ms": g.duration_ms,
-            }
-            for g in self.generations
-        ]
+        return [generation_row(g, tenant_id=self.tenant_id, campaign_id=campaign_id, now=now) for g in self.generations]
+
+
+def generation_row(g: Generation, *, tenant_id: str, campaign_id: str | None, now: datetime) -> dict[str, Any]:
+    """The planner.ai_generations row of one strategist call."""
+    return {
+        "created_at": now,
+        "tenant_id": tenant_id,
+        "campaign_id": campaign_id,
+        "correlation_id": g.correlation_id,
+        "strategist": g.strategist,
+        "model": g.model,
+        "prompt_version": g.prompt_version,
+        "input_json": g.input_json,
+        "output_json": g.output_json,
+        "outcome": g.outcome,
+        "error": g.error,
+        "prompt_tokens": g.prompt_tokens,
+        "completion_tokens": g.completion_tokens,
+        "duration_ms": g.duration_ms,
+    }
 
 
 @dataclass

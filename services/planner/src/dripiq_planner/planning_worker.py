@@ -51,7 +51,7 @@ from dripiq_planner import lifecycle, repository
 from dripiq_planner.creating import planned_steps
 from dripiq_planner.metrics import PLANNED, PLANNING_IN_FLIGHT, PLANNING_OUTCOMES
 from dripiq_planner.models import outbox
-from dripiq_planner.planning import Draft, Planner
+from dripiq_planner.planning import Draft, Planner, generation_row
 from dripiq_planner.state import CampaignStatus, StepStatus
 from dripiq_planner.strategist import Generation, ModelUnavailable
 
@@ -113,20 +113,42 @@ class PlanningWorker:
         if self.planner.uses_model:
             claims = await self.claim_many(list(wanted))
             busy = [commands[key] for key, (claim, _) in claims.items() if claim is Claim.BUSY]
-            if busy:
-                await asyncio.sleep(self.defer_seconds)
-                await self.defer(busy)
             rows = [row for claim, row in claims.values() if claim is Claim.TAKEN and row is not None]
+            if busy:
+                # The pause before putting them back keeps a lone tenant's backlog from
+                # spinning; the campaigns this batch holds are planned meanwhile, not after it.
+                deferring = asyncio.create_task(self._defer_after_pause(busy))
+                try:
+                    await self._plan(msgs, wanted, rows, answers, deferred=len(busy))
+                finally:
+                    # Should putting them back fail, the whole batch is redelivered: the
+                    # campaigns stored here are then skipped, the others claimed again.
+                    await deferring
+                return answers
         else:
             # Planning is CPU only: a second worker planning the same campaign costs a little
             # work and stores nothing, so no hold is worth its transaction.
             async with self.engine.connect() as conn:
                 rows = [r for r in await repository.get_campaigns(conn, keys=list(wanted)) if waiting_for_strategy(r)]
-        skipped = len(wanted) - len(rows)
+        await self._plan(msgs, wanted, rows, answers)
+        return answers
+
+    async def _plan(
+        self,
+        msgs: Sequence[Msg],
+        wanted: dict[tuple[str, str], list[int]],
+        rows: list[Row],
+        answers: list[Exception | None],
+        *,
+        deferred: int = 0,
+    ) -> None:
+        """Plan and store the campaigns of `rows`, setting the answers of their messages."""
+        # Counted once: a deferred campaign is "deferred", not also "skipped".
+        skipped = len(wanted) - len(rows) - deferred
         if skipped:
             PLANNING_OUTCOMES.labels(outcome="skipped").inc(skipped)
         if not rows:
-            return answers
+            return
         last_tries = {
             row.id
             for row in rows
@@ -145,7 +167,10 @@ class PlanningWorker:
         for row, exc in failed:
             # A duplicate message of the same campaign is done: the first one's retry plans it.
             answers[wanted[(row.tenant_id, row.id)][0]] = self._answer(row, exc)
-        return answers
+
+    async def _defer_after_pause(self, commands: list[planning_pb2.PlanCampaign]) -> None:
+        await asyncio.sleep(self.defer_seconds)
+        await self.defer(commands)
 
     def _answer(self, row: Row, exc: Exception) -> Exception:
         if isinstance(exc, ModelUnavailable):
@@ -189,10 +214,6 @@ class PlanningWorker:
             await repository.hold_planning(conn, campaign_ids=taken, until=now + self.hold)
         return claims
 
-    async def release(self, tenant_id: str, campaign_id: str) -> None:
-        async with self.engine.begin() as conn:
-            await repository.hold_planning(conn, campaign_ids=[campaign_id], until=None)
-
     async def defer(self, commands: list[planning_pb2.PlanCampaign]) -> None:
         """The same work again at the end of the queue; these messages are then done."""
         async with self.engine.begin() as conn:
@@ -214,7 +235,7 @@ class PlanningWorker:
         ]
         for row, exc in failed:
             attempts: tuple[Generation, ...] = exc.generations if isinstance(exc, ModelUnavailable) else ()
-            generations += [generation_row(row, g, now) for g in attempts]
+            generations += [generation_row(g, tenant_id=row.tenant_id, campaign_id=row.id, now=now) for g in attempts]
         async with self.engine.begin() as conn:
             await repository.insert_generations_bulk(conn, generations=generations)
             await repository.hold_planning(conn, campaign_ids=sorted(row.id for row, _ in failed), until=None)
@@ -290,23 +311,3 @@ class PlanningWorker:
             conn, outbox, [*facts, *(lifecycle.timer_commands(tenant, batch) for tenant, batch in timers.items())]
         )
         return [d.id for d in fresh]
-
-
-def generation_row(campaign: Row, generation: Generation, now: Any) -> dict[str, Any]:
-    """The audit row of one strategist call of a plan that did not finish (a retried attempt)."""
-    return {
-        "created_at": now,
-        "tenant_id": campaign.tenant_id,
-        "campaign_id": campaign.id,
-        "correlation_id": generation.correlation_id,
-        "strategist": generation.strategist,
-        "model": generation.model,
-        "prompt_version": generation.prompt_version,
-        "input_json": generation.input_json,
-        "output_json": generation.output_json,
-        "outcome": generation.outcome,
-        "error": generation.error,
-        "prompt_tokens": generation.prompt_tokens,
-        "completion_tokens": generation.completion_tokens,
-        "duration_ms": generation.duration_ms,
-    }
