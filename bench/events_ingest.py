@@ -44,12 +44,13 @@ from pathlib import Path
 
 import asyncpg
 from events_bare import bare_postgres, bare_rows
-from events_posting import BATCH, TENANT, build_batches, latency_line, messages, percentile, post_all, sent_outcome
+from events_posting import BATCH, TENANT, build_batches, latency_line, messages, post_all, sent_outcome
 from harness import (
     cpu_report,
     cpu_snapshot,
     machine,
     outside_processes,
+    percentile,
     publish_all,
     ratio_line,
     running_suite,

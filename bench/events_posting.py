@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
-import math
 import random
 import time
 import uuid
@@ -18,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+from harness import percentile
 
 from dripiq.dispatcher.v1 import messages_pb2 as dispatcher_pb
 from dripiq_devtools.fake_sendgrid import (
@@ -177,12 +177,6 @@ async def post_all(url: str, fake: FakeSendGrid, bodies: list[bytes], concurrenc
         await asyncio.gather(*(poster(http) for _ in range(concurrency)))
         posts.finished = time.perf_counter()
     return posts
-
-
-def percentile(values: list[float], share: float) -> float:
-    """Nearest rank: the smallest value with at least `share` of the values at or below it."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
 def latency_line(posts: Posts) -> str:

@@ -57,7 +57,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 from campaigns import SUITE_ENV, campaign_request, create_campaigns, email_strategy, rule
-from harness import cpu_snapshot, machine, publish_all, ratio_line, running_suite, verified_identity
+from harness import cpu_snapshot, machine, percentile, publish_all, ratio_line, running_suite, verified_identity
 
 from dripiq.dispatcher.v1 import messages_pb2
 from dripiq_common.bus.contract import Subjects
@@ -162,11 +162,6 @@ async def wait_until_settled(
             )
         await asyncio.sleep(POLL_SECONDS)
     return False
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def lateness(decisions: list[asyncpg.Record], seen: Observed, step_seconds: int) -> tuple[list[float], list[float]]:

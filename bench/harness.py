@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import platform
 import shutil
@@ -190,6 +191,12 @@ def outside_processes(before: dict[str, float], after: dict[str, float]) -> floa
     own work, anything else running here), as a share of one core: a shared machine shows here."""
     named = sum(after[k] - before.get(k, 0) for k in after if k not in (MACHINE, TAKEN_AT))
     return 100 * (after[MACHINE] - before[MACHINE] - named) / (after[TAKEN_AT] - before[TAKEN_AT])
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Nearest rank: the smallest value with at least `share` of the values at or below it."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
 def machine() -> str:

@@ -38,6 +38,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 class SetupError(RuntimeError):
@@ -482,13 +483,18 @@ class EmbeddedNats:
             self.process.wait()
 
 
+def _jsz(monitor_port: int, query: str = "", timeout: float = 1.0) -> dict[str, Any] | None:
+    """A server's JetStream report (/jsz), or None while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/jsz{query}", timeout=timeout) as response:
+            return dict(json.load(response))
+    except (OSError, ValueError):
+        return None
+
+
 def jetstream_meta_leader(monitor_port: int) -> str:
     """The JetStream meta leader this server knows of (/jsz), or "" while there is none."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/jsz", timeout=1) as response:
-            jsz = json.load(response)
-    except (OSError, ValueError):
-        return ""
+    jsz = _jsz(monitor_port) or {}
     return str((jsz.get("meta_cluster") or {}).get("leader") or "")
 
 
@@ -577,14 +583,7 @@ class EmbeddedNatsCluster:
     def stream_leaders(self) -> dict[str, str]:
         """Stream name -> the node leading it, as the first running node reports them (/jsz)."""
         for node in self.nodes:
-            if node.pids():
-                try:
-                    with urllib.request.urlopen(
-                        f"http://127.0.0.1:{node.monitor_port}/jsz?streams=true", timeout=2
-                    ) as response:
-                        jsz = json.load(response)
-                except (OSError, ValueError):
-                    continue
+            if node.pids() and (jsz := _jsz(node.monitor_port, "?streams=true", timeout=2)) is not None:
                 return {
                     stream["name"]: (stream.get("cluster") or {}).get("leader", "")
                     for account in jsz.get("account_details", [])
