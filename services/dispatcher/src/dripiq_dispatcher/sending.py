@@ -187,18 +187,14 @@ class Sends:
                     )
                 )
                 continue
-            settled_from = len(work.changes)
             results[item.index] = self._settle_failure(item, answer.failure, status, work)
             if failures.sender_not_verified(answer.failure):
-                failed = any(values.get("status") == Status.FAILED.value for _, values in work.changes[settled_from:])
-                await self._unverify(conn, item, answer.failure, work, failed=failed)
+                await self._unverify(conn, item, answer.failure, work)
 
-    async def _unverify(
-        self, conn: AsyncConnection, item: Item, failure: SendFailure, work: Work, *, failed: bool
-    ) -> None:
+    async def _unverify(self, conn: AsyncConnection, item: Item, failure: SendFailure, work: Work) -> None:
         """SendGrid no longer sends as this identity: it stops being verified, so its queued
-        messages wait instead of each being refused in turn, until it is verified again; the
-        message, if this settled it as failed, is held to be released then."""
+        messages wait instead of each being refused in turn, until it is verified again (the
+        message itself, if _settle_failure failed it, is held to be released then)."""
         assert item.identity is not None
         changed = await repository.identities.mark_refused(
             conn,
@@ -208,8 +204,6 @@ class Sends:
             reason=failure.reason,
             now=work.now,
         )
-        if failed:
-            work.hold(item)
         if changed:
             log.error(
                 "identity.refused_by_provider",
@@ -262,6 +256,8 @@ class Sends:
             )
         permanent = failures.failure_is_permanent(failure)
         work.change(item, status=Status.FAILED.value, last_error=reason)
+        if failures.sender_not_verified(failure):
+            work.hold(item)
         work.outcome(
             outcomes.outcome(
                 item.message, messages_pb2.OUTCOME_KIND_FAILED, occurred_at=work.now, reason=reason, permanent=permanent
