@@ -155,6 +155,8 @@ class Sends:
         """Record what each provider call came to, under the rows' locks again: a row a
         redelivery moved on while the call ran is only settled where the answer still applies."""
         rows = await repository.messages.lock_messages(conn, message_ids=[i.message.message_id for i in calls])
+        # Identities already marked unverified in this batch: their other refusals change nothing more.
+        unverified: set[tuple[str, str]] = set()
         for item, answer in zip(calls, answers, strict=True):
             status = Status(rows[item.message.message_id]["status"])
             if answer.failure is None:
@@ -188,7 +190,9 @@ class Sends:
                 )
                 continue
             results[item.index] = self._settle_failure(item, answer.failure, status, work)
-            if failures.sender_not_verified(answer.failure):
+            identity = (item.message.tenant_id, item.message.sender_identity_id)
+            if failures.sender_not_verified(answer.failure) and identity not in unverified:
+                unverified.add(identity)
                 await self._unverify(conn, item, answer.failure, work)
 
     async def _unverify(self, conn: AsyncConnection, item: Item, failure: SendFailure, work: Work) -> None:
