@@ -155,6 +155,8 @@ class Sends:
         """Record what each provider call came to, under the rows' locks again: a row a
         redelivery moved on while the call ran is only settled where the answer still applies."""
         rows = await repository.messages.lock_messages(conn, message_ids=[i.message.message_id for i in calls])
+        # Identities already marked unverified in this batch: their other refusals change nothing more.
+        unverified: set[tuple[str, str]] = set()
         for item, answer in zip(calls, answers, strict=True):
             status = Status(rows[item.message.message_id]["status"])
             if answer.failure is None:
@@ -187,18 +189,16 @@ class Sends:
                     )
                 )
                 continue
-            settled_from = len(work.changes)
             results[item.index] = self._settle_failure(item, answer.failure, status, work)
-            if failures.sender_not_verified(answer.failure):
-                failed = any(values.get("status") == Status.FAILED.value for _, values in work.changes[settled_from:])
-                await self._unverify(conn, item, answer.failure, work, failed=failed)
+            identity = (item.message.tenant_id, item.message.sender_identity_id)
+            if failures.sender_not_verified(answer.failure) and identity not in unverified:
+                unverified.add(identity)
+                await self._unverify(conn, item, answer.failure, work)
 
-    async def _unverify(
-        self, conn: AsyncConnection, item: Item, failure: SendFailure, work: Work, *, failed: bool
-    ) -> None:
+    async def _unverify(self, conn: AsyncConnection, item: Item, failure: SendFailure, work: Work) -> None:
         """SendGrid no longer sends as this identity: it stops being verified, so its queued
-        messages wait instead of each being refused in turn, until it is verified again; the
-        message, if this settled it as failed, is held to be released then."""
+        messages wait instead of each being refused in turn, until it is verified again (the
+        message itself, if _settle_failure failed it, is held to be released then)."""
         assert item.identity is not None
         changed = await repository.identities.mark_refused(
             conn,
@@ -208,8 +208,6 @@ class Sends:
             reason=failure.reason,
             now=work.now,
         )
-        if failed:
-            work.hold(item)
         if changed:
             log.error(
                 "identity.refused_by_provider",
@@ -262,6 +260,8 @@ class Sends:
             )
         permanent = failures.failure_is_permanent(failure)
         work.change(item, status=Status.FAILED.value, last_error=reason)
+        if failures.sender_not_verified(failure):
+            work.hold(item)
         work.outcome(
             outcomes.outcome(
                 item.message, messages_pb2.OUTCOME_KIND_FAILED, occurred_at=work.now, reason=reason, permanent=permanent

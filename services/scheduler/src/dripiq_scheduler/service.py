@@ -74,11 +74,7 @@ class TimerService:
             convert.new_timer(batch[i], f"timers[{i}]", tenant_id=tenant, max_payload=self.max_payload)
             for i in (latest[k] for k in sorted(latest))
         ]
-        now = self.clock.now()
-        async with self.engine.begin() as conn:
-            await repository.schedule_many(conn, batch=stored, now=now)
-        self._stored(stored, now)
-        return len(stored)
+        return await self._store_many(stored)
 
     async def batch_cancel(self, tenant_id: str, keys: Sequence[str]) -> int:
         """BatchCancelTimers: how many of the keys were active timers and are canceled now."""
