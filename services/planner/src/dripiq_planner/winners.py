@@ -2,7 +2,7 @@
 
 An experiment is (tenant, product, step index). When its tenant's `variant_winner` setting is on
 and one of its steps is due, the planner reads the stored winner, or asks the events service for
-the experiment's per-variant sends, replies and clicks (EngagementRates over its rollups, over
+the experiment's per-variant sends, replies and clicks (GetTenantStats grouped by variant, over
 the planner's mutual-TLS client) and picks one with `variants.decide`. A winner is stored once:
 replicas deciding at once insert the same key, the first insert stands, and every one of them
 sends what is stored. The events service's figures are kept a short while per experiment, so a
@@ -111,6 +111,9 @@ class VariantWinners:
             return cached[1]
         figures = await self._ask(experiment, names, metric)
         if self.cache_seconds > 0:
+            # Expired entries go as new ones come, so the cache holds only the experiments
+            # looked up within the interval, not every one the process has ever seen.
+            self._figures = {e: entry for e, entry in self._figures.items() if entry[0] > now}
             # An unanswered call is kept too: a batch waits for a dead events service once per
             # experiment and interval, not once per batch.
             self._figures[experiment] = (now + self.cache_seconds, figures)
