@@ -72,8 +72,7 @@ class VariantWinners:
         async with self.engine.connect() as conn:
             experiments = await _experiments(conn, due)
             found = await _stored(conn, list(experiments)) if experiments else {}
-        for _ in found:
-            VARIANT_WINNER_LOOKUPS.labels("stored").inc()
+        VARIANT_WINNER_LOOKUPS.labels("stored").inc(len(found))
         open_ = [e for e in experiments if e not in found][:MAX_LOOKUPS_PER_BATCH]
         decided = await asyncio.gather(
             *(self._decide(e, experiments[e], tenants[e[0]].variant_winner) for e in open_)  # type: ignore[arg-type]
