@@ -7,12 +7,14 @@ import time
 import uuid
 
 import asyncpg
+import httpx2
+import openai
 import pytest
 import sqlalchemy.exc
 from google.rpc import code_pb2, error_details_pb2
 from prometheus_client import REGISTRY
 
-from dripiq_common import migrations, validation
+from dripiq_common import chat, migrations, validation
 from dripiq_common.bus.contract import Streams, Subjects, stream_for_subject, subject_matches, token
 from dripiq_common.errors import AlreadyExists, InvalidArgument, NotFound
 from dripiq_common.loops import Poller
@@ -214,3 +216,53 @@ def test_the_migrations_command_applies_every_service_by_default_in_order(monkey
     monkeypatch.setattr(migrations, "upgrade", lambda *args: applied.append(args))
     migrations.main([])
     assert applied == [(service, "postgresql://db.example/dripiq", "head") for service in migrations.SERVICES]
+
+
+def _status_error(status: int, headers: dict[str, str] | None = None) -> openai.APIStatusError:
+    request = httpx2.Request("POST", "https://api.openai.com/v1/chat/completions")
+    response = httpx2.Response(status, headers=headers or {}, request=request)
+    return openai.APIStatusError("failed", response=response, body=None)
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "retryable"),
+    [
+        (429, {}, True),
+        (500, {}, True),
+        (408, {}, True),
+        (400, {}, False),
+        (401, {}, False),
+        (400, {"x-should-retry": "true"}, True),
+        (503, {"x-should-retry": "false"}, False),
+        # A longer wait than the client honours is not asked again sooner: it is not retried.
+        (429, {"retry-after": "90"}, True),
+        (429, {"retry-after": "121"}, False),
+        (503, {"retry-after": "inf"}, False),
+    ],
+)
+def test_a_chat_error_is_retryable_as_the_openai_client_judges(
+    status: int, headers: dict[str, str], retryable: bool
+) -> None:
+    assert chat.retryable(_status_error(status, headers)) is retryable
+
+
+def test_a_lost_connection_is_retryable_and_asks_for_no_wait() -> None:
+    lost = openai.APIConnectionError(request=httpx2.Request("POST", "https://api.openai.com/v1/chat/completions"))
+    assert chat.retryable(lost) is True
+    assert chat.retry_after(lost) is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"retry-after": "7"}, 7.0),
+        ({"retry-after-ms": "250", "retry-after": "7"}, 0.25),
+        # An HTTP date, or anything else unreadable, asks for nothing: the caller's backoff applies.
+        ({"retry-after": "Wed, 21 Oct 2026 07:28:00 GMT"}, None),
+        ({"retry-after-ms": "soon", "retry-after": "3"}, 3.0),
+        ({}, None),
+    ],
+)
+def test_retry_after_reads_the_servers_wait(headers: dict[str, str], seconds: float | None) -> None:
+    assert chat.retry_after(_status_error(429, headers)) == seconds

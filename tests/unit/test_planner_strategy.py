@@ -6,6 +6,7 @@ import pytest
 
 from dripiq_common.errors import InvalidArgument
 from dripiq_planner import rules, templates
+from dripiq_planner.strategist.openai_strategist import backoff
 from dripiq_planner.strategy import AdaptiveRule, OutreachStep, RuleAction, Strategy, parse_timing, relative_delays
 
 
@@ -90,3 +91,9 @@ def test_render_fills_known_placeholders_only() -> None:
         )
         == "Hi Ada at Acme!"
     )
+
+
+def test_the_strategist_waits_what_the_server_asked_for_up_to_the_clients_limit() -> None:
+    assert backoff(0, 90.0) == 90.0
+    assert 0.375 <= backoff(0, None) <= 0.5
+    assert 6.0 <= backoff(10, None) <= 8.0

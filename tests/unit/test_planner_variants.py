@@ -11,7 +11,7 @@ import pytest
 
 from dripiq.planner.v1 import campaign_service_pb2 as pb
 from dripiq_common.errors import InvalidArgument
-from dripiq_planner import convert, rules, templates, variants
+from dripiq_planner import convert, rules, templates, variants, winners
 from dripiq_planner.strategist.guards import violations
 from dripiq_planner.strategist.links import AllowList
 from dripiq_planner.strategy import StepVariant, Strategy
@@ -264,3 +264,21 @@ def test_the_winner_setting_round_trips() -> None:
     assert variants.WinnerSetting.from_json(setting.to_json()) == setting
     assert convert.winner_setting_to_proto(setting) == given
     assert variants.WinnerSetting.from_json(None) is None
+
+
+async def test_the_winners_figure_cache_forgets_expired_experiments() -> None:
+    """A long-lived planner sees endless experiments: the cache keeps only the recent ones."""
+    now = [0.0]
+    picker = winners.VariantWinners(
+        engine=None,  # type: ignore[arg-type]
+        clock=None,  # type: ignore[arg-type]
+        owners=None,
+        cache_seconds=30,
+        monotonic=lambda: now[0],
+    )
+    for step_index in range(5):
+        assert await picker._figures_of(("t", "p", step_index), ["A", "B"], variants.Metric.REPLY) is None
+    assert len(picker._figures) == 5
+    now[0] = 31.0
+    await picker._figures_of(("t", "p", 99), ["A", "B"], variants.Metric.REPLY)
+    assert list(picker._figures) == [("t", "p", 99)]

@@ -121,11 +121,19 @@ class Chat:
         self._call_seconds.labels(result="usable" if usable else "unusable").observe(call.call_seconds)
 
 
+# The longest wait a server may ask for and still be asked again, as the openai client has it.
+MAX_RETRY_AFTER_SECONDS = 120.0
+
+
 def retryable(exc: APIError) -> bool:
-    """What the openai client itself would retry."""
+    """What the openai client itself would retry: not when the server asks for a longer wait
+    than MAX_RETRY_AFTER_SECONDS (asking sooner would only be refused again)."""
     if isinstance(exc, APIConnectionError):  # timeouts included
         return True
     if not isinstance(exc, APIStatusError):
+        return False
+    wait = retry_after(exc)
+    if wait is not None and not wait <= MAX_RETRY_AFTER_SECONDS:  # NaN and infinity included
         return False
     should = exc.response.headers.get("x-should-retry")
     if should in ("true", "false"):
@@ -138,13 +146,14 @@ def retry_after(exc: APIError) -> float | None:
     if not isinstance(exc, APIStatusError):
         return None
     headers = exc.response.headers
-    try:
-        if (ms := headers.get("retry-after-ms")) is not None:
-            return float(ms) / 1000
-        if (seconds := headers.get("retry-after")) is not None:
-            return float(seconds)
-    except ValueError:
-        return None
+    # Milliseconds first, then seconds; an unreadable one (an HTTP date) is passed over.
+    for name, divisor in (("retry-after-ms", 1000), ("retry-after", 1)):
+        if (value := headers.get(name)) is None:
+            continue
+        try:
+            return float(value) / divisor
+        except ValueError:
+            continue
     return None
 
 

@@ -138,11 +138,8 @@ def _collisions_and_holidays(settings: pb.TenantSettings, paths: set[str]) -> di
             convert.winner_setting_from_proto(given).to_json() if settings.HasField("variant_winner") else None
         )
     if "ai_variants" in paths:
-        count = settings.ai_variants
-        if count and not ai_variants.MIN_COUNT <= count <= ai_variants.MAX_COUNT:
-            raise InvalidArgument(
-                "settings.ai_variants", f"must be 0 (off) or {ai_variants.MIN_COUNT} to {ai_variants.MAX_COUNT}"
-            )
+        if settings.ai_variants:
+            ai_variants.VariantRequest(settings.ai_variants)  # checks the count, naming the field
         values["ai_variants"] = settings.ai_variants
     if "ai_variant_focus" in paths:
         values["ai_variant_focus"] = convert.variant_focus_from_proto(settings.ai_variant_focus).value

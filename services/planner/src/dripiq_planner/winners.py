@@ -2,7 +2,7 @@
 
 An experiment is (tenant, product, step index). When its tenant's `variant_winner` setting is on
 and one of its steps is due, the planner reads the stored winner, or asks the events service for
-the experiment's per-variant sends, replies and clicks (EngagementRates over its rollups, over
+the experiment's per-variant sends, replies and clicks (GetTenantStats grouped by variant, over
 the planner's mutual-TLS client) and picks one with `variants.decide`. A winner is stored once:
 replicas deciding at once insert the same key, the first insert stands, and every one of them
 sends what is stored. The events service's figures are kept a short while per experiment, so a
@@ -72,8 +72,7 @@ class VariantWinners:
         async with self.engine.connect() as conn:
             experiments = await _experiments(conn, due)
             found = await _stored(conn, list(experiments)) if experiments else {}
-        for _ in found:
-            VARIANT_WINNER_LOOKUPS.labels("stored").inc()
+        VARIANT_WINNER_LOOKUPS.labels("stored").inc(len(found))
         open_ = [e for e in experiments if e not in found][:MAX_LOOKUPS_PER_BATCH]
         decided = await asyncio.gather(
             *(self._decide(e, experiments[e], tenants[e[0]].variant_winner) for e in open_)  # type: ignore[arg-type]
@@ -111,6 +110,9 @@ class VariantWinners:
             return cached[1]
         figures = await self._ask(experiment, names, metric)
         if self.cache_seconds > 0:
+            # Expired entries go as new ones come, so the cache holds only the experiments
+            # looked up within the interval, not every one the process has ever seen.
+            self._figures = {e: entry for e, entry in self._figures.items() if entry[0] > now}
             # An unanswered call is kept too: a batch waits for a dead events service once per
             # experiment and interval, not once per batch.
             self._figures[experiment] = (now + self.cache_seconds, figures)

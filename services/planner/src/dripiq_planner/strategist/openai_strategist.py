@@ -431,8 +431,9 @@ def prompt_token_bound(messages: list[ChatCompletionMessageParam], response_form
 
 def backoff(asked: int, retry_after: float | None) -> float:
     """Seconds before asking again, as the openai client waits: what the server asked for
-    (up to a minute), else 0.5 s doubling to 8 s, less up to a quarter of jitter."""
-    if retry_after is not None and 0 < retry_after <= 60:
+    (a longer wait is not retried, chat.retryable), else 0.5 s doubling to 8 s, less up to a
+    quarter of jitter."""
+    if retry_after is not None and 0 < retry_after <= chat.MAX_RETRY_AFTER_SECONDS:
         return retry_after
     return min(0.5 * 2**asked, 8.0) * (1 - 0.25 * random.random())
 
